@@ -1,0 +1,118 @@
+"""One exception hierarchy, mapped to exit codes in one place (the CLI).
+
+- ``InputError`` and its family: bad source, CA, inventory or option. Exit code 2; nothing is touched.
+- ``HostError`` and its family: a host could not be reached or a command on it failed.
+- ``ApplyError`` and its family: a change was refused, did not validate, or was rolled back.
+
+Third-party exceptions (paramiko, docker, yaml) are mapped into these at the boundary so that callers
+never catch library exceptions.
+"""
+
+from __future__ import annotations
+
+
+class TrustAgentError(Exception):
+    """Base class of every error trust-agent raises on purpose."""
+
+    exit_code = 1
+
+
+# --- input: exit 2, nothing touched -------------------------------------------------------------
+
+
+class InputError(TrustAgentError):
+    """Bad input. ``where`` names the file, key and line when known; ``str()`` is one line."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        self.message = message
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class SourceError(InputError):
+    """The registry's storage configuration could not be read or understood."""
+
+
+class CertificateError(InputError):
+    """A CA file is empty, malformed, holds a private key, or is expired."""
+
+
+class InvalidNameError(InputError):
+    """A registry address cannot safely become a certs.d directory name."""
+
+
+class InventoryError(InputError):
+    """An inventory could not be read, or a --limit pattern matched nothing."""
+
+
+class UsageError(InputError):
+    """Options that do not make sense together."""
+
+
+# --- hosts ---------------------------------------------------------------------------------------
+
+
+class HostError(TrustAgentError):
+    """Something went wrong talking to one host."""
+
+
+class UnreachableError(HostError):
+    """The host could not be reached (DNS, TCP, SSH handshake, timeout)."""
+
+
+class HostKeyError(HostError):
+    """The host's key is unknown or differs from known_hosts."""
+
+
+class AuthenticationError(HostError):
+    """SSH authentication (or sudo) was refused."""
+
+
+class CommandError(HostError):
+    """A command on the host failed."""
+
+    def __init__(self, message: str, exit_status: int | None = None, stderr: str = "") -> None:
+        self.exit_status = exit_status
+        self.stderr = stderr
+        super().__init__(message)
+
+
+class CommandTimeout(CommandError):
+    """A command on the host did not finish in time."""
+
+
+class HostBusyError(HostError):
+    """Another trust-agent run holds the host's lock."""
+
+
+# --- apply ---------------------------------------------------------------------------------------
+
+
+class ApplyError(TrustAgentError):
+    """A change could not be applied safely."""
+
+
+class ConflictError(ApplyError):
+    """The change conflicts with the host (a dockerd flag, an unreadable daemon.json). Nothing written."""
+
+
+class ValidationError(ApplyError):
+    """The new daemon.json did not pass validation. Nothing written."""
+
+
+class ReloadError(ApplyError):
+    """dockerd did not take the change (reload/restart failed, or the engine did not come back)."""
+
+
+class VerifyError(ApplyError):
+    """The engine's live configuration does not match the plan, or the canary pull failed."""
+
+
+class RolledBack(ApplyError):
+    """The host was restored to its previous files after a failure; ``cause`` says which."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        self.cause = cause
+        super().__init__(message)

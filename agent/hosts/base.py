@@ -1,0 +1,64 @@
+"""A transport runs shell commands on one host. Everything else (facts, writes, reloads) is built on it.
+
+Like pyinfra's connectors, a transport has very few verbs, so the engine is the same over SSH and
+locally (``--local``, ``--root DIR`` for image baking, and the per-host daemon).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from agent.errors import CommandError
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_status: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    def check(self, what: str) -> CommandResult:
+        """Raise :class:`CommandError` naming ``what`` when the command failed; return self otherwise."""
+        if not self.ok:
+            tail = self.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+            raise CommandError(
+                f"{what} failed (exit {self.exit_status}): {' | '.join(tail) or 'no output'}",
+                exit_status=self.exit_status,
+                stderr=self.stderr.decode("utf-8", "replace"),
+            )
+        return self
+
+
+class Transport(ABC):
+    """One host. Commands run as root (through sudo when the transport was set up to become)."""
+
+    name: str
+
+    @abstractmethod
+    def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        """Run ``command`` with ``sh -c`` on the host, feeding ``stdin``; never raises on a non-zero exit."""
+
+    @abstractmethod
+    def docker_api(self, timeout: float = 30.0) -> Any:
+        """A ``docker.APIClient`` talking to this host's engine (over the same connection where remote)."""
+
+    def close(self) -> None:  # noqa: B027 - optional for transports that hold nothing
+        """Release the connection."""
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,36 @@
+"""What the Docker planner needs to know about one host, gathered in one round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+CERTS_DIR = "/etc/docker/certs.d"
+DAEMON_JSON = "/etc/docker/daemon.json"
+STATE_FILE = "/var/lib/trust-agent/docker-state.json"
+
+
+@dataclass(frozen=True)
+class DockerFacts:
+    """Current state of one host's Docker trust configuration.
+
+    ``certs`` maps ``"<registry>/<file>"`` (relative to ``certs_dir``) to contents, for every file in
+    every directory directly under certs.d; ``cert_dirs`` lists those directories (even empty ones).
+    ``daemon_json`` is ``None`` when the file does not exist. ``dockerd_flags`` are the daemon's
+    command-line arguments (from the unit's ExecStart and drop-ins, or /proc/<pid>/cmdline), with
+    ``flags_source`` saying where they were read.
+    """
+
+    certs_dir: str = CERTS_DIR
+    daemon_json_path: str = DAEMON_JSON
+    state_path: str = STATE_FILE
+    certs: Mapping[str, bytes] = field(default_factory=dict)
+    cert_dirs: frozenset[str] = frozenset()
+    daemon_json: bytes | None = None
+    state: bytes | None = None  # the agent's own record of what it added
+    engine_version: str | None = None  # "20.10.24", "26.1.5"; None: no engine found (image baking)
+    dockerd_flags: tuple[str, ...] = ()
+    flags_source: str | None = None
+    has_validate: bool | None = None  # `dockerd --validate` exists (Docker 23+); None: unknown
+    init: str | None = None  # "systemd" | "other" | None (a --root tree: nothing to reload)
+    engine_running: bool = False

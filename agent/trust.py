@@ -1,0 +1,233 @@
+"""From registry settings to a trust policy: what every engine must trust, and why.
+
+The rules live here, each with the fact it rests on (``shared/design/trust-facts.md``):
+
+- The engine is redirected to the storage host on every pull *and* push (fact 1). Which host: the
+  ``redirect``/``cloudfront`` middleware ``baseurl``, else ``redirectendpoint``, else ``regionendpoint``,
+  else AWS (publicly trusted) (fact 2). ``storage.redirect.disable`` means no redirect at all.
+- dockerd follows the redirect with the *registry's* TLS config, so the storage CA goes into
+  ``certs.d/<registry>/``, never ``certs.d/<storage-host>/`` (fact 4), for every spelling (fact 5).
+- ``secure: false``: the redirect is plain HTTP, nothing to trust (fact 3).
+- The registry set to skip TLS verification of its storage: engines must skip too, by listing the
+  registry in ``insecure-registries``, which covers the redirect it follows (fact 9; DTR docs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from agent.certs import CABundle
+from agent.errors import UsageError
+from agent.names import endpoint_from_url, host_of, registry_from_url, validate_registry
+from agent.sources.model import RegistrySettings
+
+CARole = Literal["storage", "registry"]
+
+# File names the agent owns inside certs.d/<registry>/ (the prefix marks ownership).
+OWNED_PREFIX = "trust-agent-"
+CA_FILE_NAMES: dict[CARole, str] = {
+    "storage": f"{OWNED_PREFIX}storage-ca.crt",
+    "registry": f"{OWNED_PREFIX}registry-ca.crt",
+}
+
+
+@dataclass(frozen=True)
+class CAFile:
+    """One CA bundle to install as ``certs.d/<registry>/<name>`` in every registry directory."""
+
+    role: CARole
+    name: str
+    bundle: CABundle
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    """What every engine must hold. Pure data; the runtimes turn it into files."""
+
+    registries: tuple[str, ...]  # certs.d directory names, every spelling users use
+    storage_endpoint: str | None  # host[:port] engines are redirected to; None: no redirect
+    storage_scheme: str | None  # "https" | "http" | None
+    ca_files: tuple[CAFile, ...] = ()
+    insecure: bool = False  # list every registry in insecure-registries
+    reasons: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+    def fingerprint(self) -> str:
+        """Stable digest of what the policy asks for (not of its explanations)."""
+        doc = {
+            "registries": list(self.registries),
+            "insecure": self.insecure,
+            "ca": [[c.role, c.name, hashlib.sha256(c.bundle.pem).hexdigest()] for c in self.ca_files],
+        }
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "registries": list(self.registries),
+            "storage_endpoint": self.storage_endpoint,
+            "storage_scheme": self.storage_scheme,
+            "insecure": self.insecure,
+            "ca_files": [
+                {
+                    "role": c.role,
+                    "name": c.name,
+                    "origin": c.bundle.origin,
+                    "certificates": [
+                        {
+                            "subject": i.subject,
+                            "sha256": i.sha256,
+                            "not_after": i.not_after.isoformat(),
+                        }
+                        for i in c.bundle.certificates
+                    ],
+                }
+                for c in self.ca_files
+            ],
+            "reasons": list(self.reasons),
+            "warnings": list(self.warnings),
+            "fingerprint": self.fingerprint(),
+        }
+
+
+_AWS_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn")
+
+
+def redirect_target(settings: RegistrySettings) -> tuple[str | None, str | None, str]:
+    """Where engines are sent for blobs: ``(scheme, host[:port], why)``; ``(None, None, why)`` if nowhere.
+
+    Order (fact 2): middleware baseurl > redirectendpoint > regionendpoint > AWS public endpoint.
+    """
+    where = settings.origin
+    if settings.redirect_baseurl:
+        scheme, host = endpoint_from_url(settings.redirect_baseurl, where)
+        return scheme, host, f"the {settings.redirect_middleware} middleware's baseurl sends clients to {host}"
+    if settings.driver != "s3" or settings.s3 is None:
+        return None, None, f"storage driver {settings.driver!r} serves blobs through the registry"
+    if settings.redirect_disabled:
+        return None, None, "storage.redirect.disable is true: blobs are served through the registry"
+    s3 = settings.s3
+    for key, value in (("redirectendpoint", s3.redirectendpoint), ("regionendpoint", s3.regionendpoint)):
+        if value:
+            scheme, host = endpoint_from_url(value, where)
+            if not s3.secure:
+                scheme = "http"
+            if s3.forcepathstyle is False and s3.bucket:
+                # Virtual-hosted style: the bucket becomes part of the host name (fact 2).
+                host = f"{s3.bucket}.{host}"
+            return scheme, host, f"storage.s3.{key} sends clients to {host}"
+    region = s3.region or "us-east-1"
+    return "https" if s3.secure else "http", f"s3.{region}.amazonaws.com", "no endpoint set: AWS S3"
+
+
+def registry_names(settings: RegistrySettings, given: tuple[str, ...]) -> tuple[str, ...]:
+    """Every spelling of the registry address (``--registry``; else ``http.host``), validated, in order."""
+    if given:
+        names = [registry_from_url(name, "--registry") for name in given]
+    elif settings.http_host:
+        names = [registry_from_url(settings.http_host, f"{settings.origin}: http.host")]
+        parts = urlsplit(settings.http_host if "://" in settings.http_host else "https://" + settings.http_host)
+        # Users write both "reg" and "reg:443" for the default port; each is its own directory (fact 5).
+        if parts.port in (443, None) and parts.scheme == "https":
+            bare = host_of(names[0])
+            names = [bare, f"{bare}:443"]
+    else:
+        raise UsageError(
+            f"{settings.origin}: the source has no http.host; say which address clients use with "
+            "--registry HOST[:PORT]"
+        )
+    return tuple(dict.fromkeys(validate_registry(n, "--registry") for n in names))
+
+
+def build_policy(
+    settings: RegistrySettings,
+    registries: tuple[str, ...] = (),
+    storage_cas: tuple[CABundle, ...] = (),
+    registry_cas: tuple[CABundle, ...] = (),
+) -> TrustPolicy:
+    """Derive what every engine must trust from the registry's settings plus command-line input.
+
+    ``storage_cas``/``registry_cas`` are bundles given on the command line; they are added to any CA the
+    source itself carries (DTR's storage root CA, Harbor's ca_bundle, DTR's ``/ca``), already parsed
+    by the caller.
+    """
+    names = registry_names(settings, registries)
+    reasons: list[str] = []
+    warnings: list[str] = []
+    scheme, endpoint, why = redirect_target(settings)
+    reasons.append(why)
+
+    insecure = False
+    storage_bundles: tuple[CABundle, ...] = ()
+    if endpoint is None:
+        reasons.append("no redirect: only the registry's own certificate matters")
+        if storage_cas:
+            warnings.append("storage CA given but engines are never sent to storage: not installed")
+    elif settings.s3 is not None and settings.s3.skipverify and scheme == "https":
+        insecure = True
+        reasons.append(
+            "storage.s3.skipverify is set: engines must skip verification too, so the registry is listed "
+            "in insecure-registries, which also covers the redirect it follows (fact 9)"
+        )
+        if storage_cas:
+            warnings.append("storage CA given but skip-TLS is set: insecure-registries is used instead")
+    elif scheme == "http":
+        reasons.append(f"the redirect to {endpoint} is plain HTTP (secure: false): nothing to trust (fact 3)")
+    elif endpoint.endswith(_AWS_SUFFIXES) or host_of(endpoint).endswith(_AWS_SUFFIXES):
+        reasons.append(f"{endpoint} is AWS S3, publicly trusted: nothing to install")
+    else:
+        storage_bundles = storage_cas
+        if storage_bundles:
+            reasons.append(
+                f"engines follow the redirect to {endpoint} with the registry's TLS config, so the storage "
+                f"CA goes into certs.d/<registry>/ for {', '.join(names)}, not certs.d/{endpoint}/ (fact 4)"
+            )
+        else:
+            warnings.append(
+                f"engines are redirected to https://{endpoint}; if its certificate is from a private CA, "
+                "give it with --storage-ca FILE (or in the source), or pulls will fail with x509 errors"
+            )
+
+    ca_files: list[CAFile] = []
+    if storage_bundles:
+        ca_files.append(CAFile("storage", CA_FILE_NAMES["storage"], _merge(storage_bundles)))
+    if registry_cas:
+        ca_files.append(CAFile("registry", CA_FILE_NAMES["registry"], _merge(registry_cas)))
+        reasons.append("the registry's own CA goes into certs.d/<registry>/ for every spelling")
+    for bundle in (*storage_bundles, *registry_cas):
+        warnings.extend(f"{bundle.origin}: {w}" for w in bundle.warnings)
+
+    return TrustPolicy(
+        registries=names,
+        storage_endpoint=endpoint,
+        storage_scheme=scheme,
+        ca_files=tuple(ca_files),
+        insecure=insecure,
+        reasons=tuple(reasons),
+        warnings=tuple(dict.fromkeys(warnings)),
+    )
+
+
+def _merge(bundles: tuple[CABundle, ...]) -> CABundle:
+    if len(bundles) == 1:
+        return bundles[0]
+    seen: dict[str, None] = {}
+    pem = b""
+    certificates = []
+    for bundle in bundles:
+        blocks = bundle.pem.split(b"-----END CERTIFICATE-----")
+        for info, block in zip(bundle.certificates, blocks, strict=False):
+            if info.sha256 in seen:
+                continue
+            seen[info.sha256] = None
+            certificates.append(info)
+            pem += block.strip() + b"\n-----END CERTIFICATE-----\n"
+    return CABundle(
+        origin=", ".join(b.origin for b in bundles),
+        pem=pem,
+        certificates=tuple(certificates),
+        warnings=(),
+    )
