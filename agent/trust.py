@@ -104,7 +104,11 @@ def redirect_target(settings: RegistrySettings) -> tuple[str | None, str | None,
     where = settings.origin
     if settings.redirect_baseurl:
         scheme, host = endpoint_from_url(settings.redirect_baseurl, where)
-        return scheme, host, f"the {settings.redirect_middleware} middleware's baseurl sends clients to {host}"
+        return (
+            scheme,
+            host,
+            f"the {settings.redirect_middleware} middleware's baseurl sends clients to {host}",
+        )
     if settings.driver != "s3" or settings.s3 is None:
         return None, None, f"storage driver {settings.driver!r} serves blobs through the registry"
     if settings.redirect_disabled:
@@ -129,7 +133,9 @@ def registry_names(settings: RegistrySettings, given: tuple[str, ...]) -> tuple[
         names = [registry_from_url(name, "--registry") for name in given]
     elif settings.http_host:
         names = [registry_from_url(settings.http_host, f"{settings.origin}: http.host")]
-        parts = urlsplit(settings.http_host if "://" in settings.http_host else "https://" + settings.http_host)
+        parts = urlsplit(
+            settings.http_host if "://" in settings.http_host else "https://" + settings.http_host
+        )
         # Users write both "reg" and "reg:443" for the default port; each is its own directory (fact 5).
         if parts.port in (443, None) and parts.scheme == "https":
             bare = host_of(names[0])

@@ -38,7 +38,9 @@ class FileChange:
             fromfile="/dev/null" if self.action == "create" else self.path,
             tofile="/dev/null" if self.action == "delete" else self.path,
         )
-        return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+        return "".join(
+            line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+        )
 
 
 @dataclass(frozen=True)
