@@ -73,9 +73,12 @@ class AuthenticationError(HostError):
 class CommandError(HostError):
     """A command on the host failed."""
 
-    def __init__(self, message: str, exit_status: int | None = None, stderr: str = "") -> None:
+    def __init__(
+        self, message: str, exit_status: int | None = None, stderr: str = "", stdout: bytes = b""
+    ) -> None:
         self.exit_status = exit_status
         self.stderr = stderr
+        self.stdout = stdout
         super().__init__(message)
 
 

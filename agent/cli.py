@@ -1,0 +1,434 @@
+"""The ``trust-agent`` command line: a thin layer over the library.
+
+Exit codes, in one place: 0 success (every host converged / nothing to change), 1 some host failed
+or was unreachable, 2 bad input (nothing touched anywhere). ``plan --detailed-exitcode``: 0 nothing to
+change, 2 changes pending, 1 error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from agent import __version__
+from agent.engine.reconcile import RunOptions
+from agent.errors import InputError, TrustAgentError, UsageError
+from agent.fleet import FleetOptions, run_fleet
+from agent.hosts.base import Transport
+from agent.hosts.local import LocalTransport
+from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs, read_settings, resolve_policy
+from agent.outcome import FleetResult
+from agent.progress import Progress
+from agent.reports import render
+
+F = TypeVar("F", bound=Callable[..., Any])
+FORMATS = ("text", "json", "markdown", "html", "junit")
+_SUFFIX_FORMATS = {".json": "json", ".md": "markdown", ".html": "html", ".htm": "html", ".xml": "junit"}
+
+
+def _policy_options(func: F) -> F:
+    """Options shared by every command that derives a policy from a source."""
+    options = [
+        click.option(
+            "--source",
+            "source",
+            required=True,
+            metavar="SRC",
+            help="The registry's storage settings: a distribution config.yml, a harbor.yml, a saved DTR "
+            "settings JSON, or a live DTR/MSR URL (https://dtr.example.com; credentials from "
+            f"{DTR_USER_ENV}/{DTR_TOKEN_ENV}). The kind is detected from the content.",
+        ),
+        click.option(
+            "--registry",
+            "registries",
+            multiple=True,
+            metavar="HOST[:PORT]",
+            help="An address clients use for the registry, exactly as in image names. Repeat for every "
+            "spelling (reg.example.com and reg.example.com:443 are different certs.d directories). "
+            "Default: the source's http.host.",
+        ),
+        click.option(
+            "--storage-ca",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="PEM CA bundle of the storage backend (S3 endpoint). Installed in the registry's "
+            "certs.d directory, where dockerd reads it for the redirect.",
+        ),
+        click.option(
+            "--registry-ca",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="PEM CA bundle of the registry itself, when it is from a private CA.",
+        ),
+        click.option(
+            "--allow-expired", is_flag=True, help="Install expired CA certificates (with a warning)."
+        ),
+        click.option(
+            "--env-overrides",
+            is_flag=True,
+            help="Apply REGISTRY_* environment variables over the config file, as the registry does.",
+        ),
+        click.option(
+            "--source-ca",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="CA bundle to verify a live DTR API with (default: the system store).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _inputs(kwargs: dict[str, Any]) -> PolicyInputs:
+    return PolicyInputs(
+        source=kwargs.pop("source"),
+        registries=tuple(kwargs.pop("registries")),
+        storage_ca=tuple(kwargs.pop("storage_ca")),
+        registry_ca=tuple(kwargs.pop("registry_ca")),
+        allow_expired=kwargs.pop("allow_expired"),
+        env_overrides=kwargs.pop("env_overrides"),
+        source_ca=kwargs.pop("source_ca"),
+    )
+
+
+def _target_options(func: F) -> F:
+    options = [
+        click.option("--local", is_flag=True, help="Act on this machine (as root)."),
+        click.option(
+            "--root",
+            type=click.Path(file_okay=False),
+            metavar="DIR",
+            help="With --local: act on a directory tree instead of / (image baking, tests). No engine is "
+            "touched; changes take effect when dockerd starts.",
+        ),
+        click.option(
+            "-i",
+            "--inventory",
+            metavar="INV",
+            help="Hosts to act on over SSH: trust-agent YAML, or an Ansible INI/YAML inventory as it is.",
+        ),
+        click.option(
+            "-l", "--limit", metavar="PATTERN", help="Ansible-style host pattern (web*:&prod:!web3)."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _ssh_options(func: F) -> F:
+    options = [
+        click.option(
+            "--forks", type=click.IntRange(1, 2000), default=50, show_default=True, help="Hosts at once."
+        ),
+        click.option(
+            "--known-hosts",
+            type=click.Path(dir_okay=False),
+            help="known_hosts file (default: the inventory's, else ~/.ssh/known_hosts).",
+        ),
+        click.option(
+            "--accept-new-host-keys",
+            is_flag=True,
+            help="Accept and record keys of hosts not yet in known_hosts (a changed key is still refused).",
+        ),
+        click.option(
+            "--ssh-config", default="~/.ssh/config", show_default=True, help="OpenSSH client config."
+        ),
+        click.option("--connect-timeout", type=float, default=10.0, show_default=True, help="Seconds."),
+        click.option("--command-timeout", type=float, default=120.0, show_default=True, help="Seconds."),
+        click.option("--become", is_flag=True, help="Use sudo on hosts where the SSH user is not root."),
+        click.option(
+            "--become-password-env",
+            metavar="VAR",
+            help="Read the sudo password from this environment variable (else sudo must not ask).",
+        ),
+        click.option("--ask-become-pass", is_flag=True, help="Prompt once for the sudo password."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _report_options(func: F) -> F:
+    options = [
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(FORMATS),
+            help="Report format (default: from the -o/--report suffix, else text).",
+        ),
+        click.option(
+            "-o",
+            "--report",
+            "report",
+            type=click.Path(dir_okay=False, writable=True),
+            metavar="FILE",
+            help="Write the report to FILE (.json, .md, .html, .xml → that format).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _handle_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except TrustAgentError as exc:
+            click.echo(f"trust-agent: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="trust-agent")
+def cli() -> None:
+    """Make Docker engines trust a private registry whose blobs live on S3-compatible storage.
+
+    A registry with S3 storage redirects every pull and push to the storage host. dockerd follows that
+    redirect with the registry's TLS settings, so the storage CA must be installed in the *registry's*
+    certs.d directory (or the registry listed in insecure-registries when storage skips TLS checks).
+
+    \b
+    Typical use:
+      trust-agent show-source config.yml
+      trust-agent plan    --source config.yml --storage-ca s3-ca.pem -i hosts.ini
+      trust-agent rollout --source config.yml --storage-ca s3-ca.pem -i hosts.ini --report out.html
+      trust-agent verify  --source config.yml --storage-ca s3-ca.pem -i hosts.ini
+    """
+
+
+@cli.command("show-source")
+@click.argument("source")
+@click.option("--env-overrides", is_flag=True, help="Apply REGISTRY_* environment variables.")
+@click.option("--source-ca", type=click.Path(dir_okay=False), help="CA bundle for a live DTR API.")
+@_handle_errors
+def show_source(source: str, env_overrides: bool, source_ca: str | None) -> None:
+    """Print the storage settings as understood from SOURCE (secrets redacted), as JSON."""
+    settings = read_settings(PolicyInputs(source=source, env_overrides=env_overrides, source_ca=source_ca))
+    click.echo(json.dumps(settings.redacted(), indent=2))
+
+
+@cli.command("policy")
+@_policy_options
+@_handle_errors
+def policy_command(**kwargs: Any) -> None:
+    """Print what every engine must trust, and why, as JSON (no host is contacted)."""
+    _, policy = resolve_policy(_inputs(kwargs))
+    click.echo(json.dumps(policy.as_dict(), indent=2))
+
+
+@cli.command()
+@_policy_options
+@_target_options
+@_ssh_options
+@_report_options
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when nothing would change, 2 when changes are pending, 1 on error.",
+)
+@_handle_errors
+def plan(detailed_exitcode: bool, **kwargs: Any) -> None:
+    """Show what would change on each host: unified diffs, the dockerd action, and why. Changes nothing."""
+    result = _run("plan", kwargs, RunOptions(dry_run=True))
+    if detailed_exitcode:
+        sys.exit(1 if result.failed else 2 if result.pending else 0)
+    sys.exit(1 if result.failed else 0)
+
+
+@cli.command()
+@_policy_options
+@_target_options
+@_report_options
+@_handle_errors
+def apply(**kwargs: Any) -> None:
+    """Apply the plan on this machine (--local) or a directory tree (--local --root DIR). Idempotent.
+
+    Files are written atomically (temp file in the same directory, fsync, rename), daemon.json is backed
+    up first, and a second run reports no change. For remote hosts use ``rollout``.
+    """
+    if not kwargs.get("local") or kwargs.get("inventory"):
+        raise UsageError(
+            "apply acts on this machine: give --local [--root DIR] (for remote hosts use rollout)"
+        )
+    result = _run("apply", kwargs, RunOptions())
+    sys.exit(1 if result.failed else 0)
+
+
+def _restart_options(func: F) -> F:
+    options = [
+        click.option(
+            "--restart-policy",
+            type=click.Choice(["auto", "reload", "restart", "never"]),
+            default="auto",
+            show_default=True,
+            help="auto: nothing for certs.d-only changes, reload for reloadable keys, restart only where "
+            "reload cannot apply the change and --allow-restart (or live-restore) permits it.",
+        ),
+        click.option(
+            "--allow-restart", is_flag=True, help="Let auto restart dockerd where a reload is not enough."
+        ),
+        click.option(
+            "--canary-image", metavar="REF", help="After the change, pull REF on each host to prove it."
+        ),
+        click.option(
+            "--no-verify", is_flag=True, help="Skip reading the engine's live config after the change."
+        ),
+        click.option("--dry-run", is_flag=True, help="Plan every host and change nothing (same as plan)."),
+        click.option("--serial", metavar="N|P%", help="Batch size: hosts or a percentage per batch."),
+        click.option(
+            "--max-fail-percentage",
+            type=click.FloatRange(0, 100),
+            help="Start no further batch once more than this percentage of a batch failed.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@_policy_options
+@_target_options
+@_ssh_options
+@_restart_options
+@_report_options
+@_handle_errors
+def rollout(**kwargs: Any) -> None:
+    """Bring every host of an inventory to the trust the registry needs, in parallel, and prove it.
+
+    Per host: one SSH connection; facts in one round trip; the plan; an atomic write under a host lock;
+    the least dockerd action (nothing for certs.d, reload for insecure-registries); the live config read
+    back through the docker API; and a roll-back to the exact previous files if anything fails.
+    """
+    dry_run = kwargs.pop("dry_run")
+    options = RunOptions(
+        dry_run=dry_run,
+        restart_policy=kwargs.pop("restart_policy"),
+        allow_restart=kwargs.pop("allow_restart"),
+        canary_image=kwargs.pop("canary_image"),
+        verify=not kwargs.pop("no_verify"),
+        command_timeout=kwargs["command_timeout"],
+    )
+    fleet = FleetOptions(
+        forks=kwargs["forks"],
+        serial=kwargs.pop("serial"),
+        max_fail_percentage=kwargs.pop("max_fail_percentage"),
+    )
+    result = _run("plan" if dry_run else "rollout", kwargs, options, fleet)
+    sys.exit(1 if result.failed else 0)
+
+
+@cli.command()
+@_policy_options
+@_target_options
+@_ssh_options
+@_report_options
+@_handle_errors
+def verify(**kwargs: Any) -> None:
+    """Read-only drift check of every host against the policy, plus TLS handshakes from here to the
+    registry and the storage endpoint with the CA bundle the hosts get. Exit 1 on any drift."""
+    from agent.handshake import handshake_report
+
+    inputs = _inputs(kwargs)
+    _, policy = resolve_policy(inputs)
+    kwargs_policy = dict(kwargs)
+    result = _run_with_policy(
+        "verify", kwargs_policy, RunOptions(dry_run=True), FleetOptions(forks=kwargs["forks"]), policy
+    )
+    checks = handshake_report(policy)
+    for line in checks.lines:
+        click.echo(line)
+    drift = [o for o in result.outcomes if o.status not in ("unchanged",)]
+    sys.exit(1 if drift or not checks.ok else 0)
+
+
+def _run(
+    mode: str, kwargs: dict[str, Any], options: RunOptions, fleet: FleetOptions | None = None
+) -> FleetResult:
+    inputs = _inputs(kwargs)
+    _, policy = resolve_policy(inputs)
+    return _run_with_policy(
+        mode, kwargs, options, fleet or FleetOptions(forks=kwargs.get("forks", 50)), policy
+    )
+
+
+def _run_with_policy(
+    mode: str, kwargs: dict[str, Any], options: RunOptions, fleet: FleetOptions, policy: Any
+) -> FleetResult:
+    names, opener = _targets(kwargs)
+    root = kwargs.get("root")
+    if root:
+        options = RunOptions(**{**options.__dict__, "root": str(Path(root).resolve())})
+    progress = Progress(len(names), enabled=mode != "plan" or len(names) > 1)
+    result = run_fleet(
+        names,
+        opener,
+        policy,
+        options,
+        fleet,
+        mode=mode,
+        on_start=progress.start,
+        on_done=progress.done,  # type: ignore[arg-type]
+    )
+    progress.close()
+    _emit(result, kwargs.get("fmt"), kwargs.get("report"))
+    return result
+
+
+def _targets(kwargs: dict[str, Any]) -> tuple[Sequence[str], Callable[[str], Transport]]:
+    local, root, inventory = kwargs.get("local"), kwargs.get("root"), kwargs.get("inventory")
+    if root and not local:
+        raise UsageError("--root goes with --local")
+    if local and inventory:
+        raise UsageError("give either --local or --inventory, not both")
+    if local:
+        if root and not Path(root).is_dir():
+            raise UsageError(f"--root {root}: not a directory")
+        name = str(Path(root).resolve()) if root else "localhost"
+        return [name], lambda n: LocalTransport(n)
+    if not inventory:
+        raise UsageError("say where to act: --inventory INV (over SSH) or --local [--root DIR]")
+    from agent.ssh_targets import open_ssh_targets
+
+    return open_ssh_targets(kwargs)
+
+
+def _emit(result: FleetResult, fmt: str | None, report: str | None) -> None:
+    chosen = fmt or (_SUFFIX_FORMATS.get(Path(report).suffix.lower(), "text") if report else "text")
+    if report:
+        Path(report).write_text(render(result, chosen))  # type: ignore[arg-type]
+        click.echo(render(result, "text", color=_color()) if result.mode != "plan" else "", nl=False)
+        click.echo(f"report: {report} ({chosen})", err=True)
+    else:
+        click.echo(render(result, chosen, color=chosen == "text" and _color()), nl=False)  # type: ignore[arg-type]
+
+
+def _color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="trust-agent", standalone_mode=True)
+    except InputError as exc:  # pragma: no cover - commands map their own errors
+        click.echo(f"trust-agent: error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The engine: reconcile one host (gather → plan → apply → reload → verify → roll back)."""

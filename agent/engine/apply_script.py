@@ -1,0 +1,172 @@
+"""The apply script: one POSIX sh program that writes a plan atomically and acts on dockerd.
+
+One round trip per host. In order, under a host-side lock:
+1. check every file still holds what was gathered (another writer → abort, nothing touched);
+2. stage every new file as a temp file in its own directory (fsynced, owner and mode kept);
+3. validate the staged daemon.json (``dockerd --validate`` where the engine has it);
+4. back up daemon.json, then rename every staged file into place, delete, remove emptied dirs;
+5. reload or restart dockerd when the plan says so.
+Any failure before step 4 removes the temp files and leaves the host as it was.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import posixpath
+import shlex
+from collections.abc import Iterable
+
+from agent.runtimes.plan import EngineAction, FileChange, HostPlan
+
+LOCK_DIR = "/var/lib/trust-agent"
+BACKUP_DIR = "/var/lib/trust-agent/backup"
+
+# Exit codes of the script, read by the engine.
+EXIT_BUSY = 75
+EXIT_CHANGED = 76
+EXIT_INVALID = 77
+EXIT_ACTION = 78
+
+_PRELUDE = r"""
+set -u
+R=$1
+staged=""
+cleanup() { for t in $staged; do rm -f "$t"; done; }
+fail() { cleanup; echo "$2" >&2; exit "$1"; }
+now() { date +%s.%N 2>/dev/null || date +%s; }
+mkdir -p "$R/var/lib/trust-agent" || fail 1 "cannot create $R/var/lib/trust-agent"
+exec 9>"$R/var/lib/trust-agent/lock" || fail 1 "cannot open the lock file"
+flock -n 9 || fail 75 "another trust-agent run holds $R/var/lib/trust-agent/lock"
+echo "@@ta t start $(now)"
+same() {
+  if [ "$2" = absent ]; then [ ! -e "$1" ]; else echo "$2  $1" | sha256sum -c --status 2>/dev/null; fi
+}
+stage() {
+  dest=$1; mode=$2; payload=$3
+  tmp=$(mktemp "$(dirname "$dest")/.trust-agent.XXXXXX") || fail 1 "cannot create a temp file beside $dest"
+  staged="$staged $tmp"
+  printf '%s' "$payload" | base64 -d > "$tmp" || fail 1 "cannot write $tmp"
+  if [ -e "$dest" ]; then
+    chmod --reference="$dest" "$tmp" && chown --reference="$dest" "$tmp" || fail 1 "cannot copy owner/mode of $dest"
+  else
+    chmod "$mode" "$tmp" || fail 1 "cannot chmod $tmp"
+  fi
+  sync "$tmp" 2>/dev/null || true
+  eval "$4=\$tmp"
+}
+"""
+
+
+def _sha(data: bytes | None) -> str:
+    return "absent" if data is None else hashlib.sha256(data).hexdigest()
+
+
+def build_apply_script(
+    plan: HostPlan,
+    *,
+    engine_action: EngineAction,
+    init: str | None,
+    validate_with: tuple[str, ...] | None = None,
+    daemon_json_path: str = "/etc/docker/daemon.json",
+    expect_current: bool = True,
+    backup_stamp: str = "",
+) -> str:
+    """The sh program applying ``plan``; run it as ``sh -s -- ROOT`` with the program on stdin.
+
+    ``validate_with`` is the dockerd command line to validate daemon.json with
+    (``dockerd --validate --config-file`` is appended), or None where the engine has no ``--validate``.
+    ``expect_current=False`` skips the gathered-state check (used by roll-back, which restores).
+    """
+    out: list[str] = [_PRELUDE]
+    q = shlex.quote
+    if expect_current:
+        for change in plan.changes:
+            out.append(
+                f'same "$R"{q(change.path)} {_sha(change.before)} || '
+                f"fail {EXIT_CHANGED} {q(change.path + ' changed since facts were gathered; run again')}"
+            )
+    for directory in plan.mkdirs:
+        out.append(f'mkdir -p -m 0755 "$R"{q(directory)} || fail 1 {q("cannot create " + directory)}')
+    writes = [c for c in plan.changes if c.action != "delete"]
+    for number, change in enumerate(writes):
+        payload = base64.b64encode(change.after or b"").decode()
+        out.append(f'stage "$R"{q(change.path)} {change.mode:o} {q(payload)} t{number}')
+    daemon_index = next((i for i, c in enumerate(writes) if c.path == daemon_json_path), None)
+    if daemon_index is not None and validate_with:
+        command = " ".join(q(a) for a in validate_with)
+        out.append(
+            f'vout=$({command} --validate --config-file "$t{daemon_index}" 2>&1) || '
+            f'fail {EXIT_INVALID} "dockerd --validate refused the new daemon.json: $vout"'
+        )
+        out.append('echo "@@ta validated"')
+    if any(c.path == daemon_json_path and c.before is not None for c in plan.changes):
+        backup = f"{BACKUP_DIR}/daemon.json.{backup_stamp or 'last'}"
+        out.append(
+            f'mkdir -p -m 0700 "$R"{q(BACKUP_DIR)} && cp -p "$R"{q(daemon_json_path)} "$R"{q(backup)} || '
+            f"fail 1 {q('cannot back up ' + daemon_json_path)}"
+        )
+        out.append(f'echo "@@ta backup {backup}"')
+    for number, change in enumerate(writes):
+        out.append(
+            f'mv -f "$t{number}" "$R"{q(change.path)} || fail 1 {q("cannot rename into " + change.path)}'
+        )
+    out.append('staged=""')
+    for change in plan.changes:
+        if change.action == "delete":
+            out.append(f'rm -f "$R"{q(change.path)} || fail 1 {q("cannot delete " + change.path)}')
+    for directory in plan.rmdirs:
+        out.append(f'rmdir "$R"{q(directory)} 2>/dev/null || true')
+    for directory in _parents(c.path for c in plan.changes):
+        out.append(f'sync "$R"{q(directory)} 2>/dev/null || true')
+    out.append('echo "@@ta t written $(now)"')
+    out.extend(_engine_action_lines(engine_action, init))
+    out.append('echo "@@ta t done $(now)"')
+    out.append("exit 0")
+    return "\n".join(out) + "\n"
+
+
+def _parents(paths: Iterable[str]) -> list[str]:
+    return sorted({posixpath.dirname(p) for p in paths})
+
+
+def _engine_action_lines(action: EngineAction, init: str | None) -> list[str]:
+    if action == "none" or init is None:
+        return []
+    if action == "reload":
+        if init == "systemd":
+            command = "systemctl reload docker.service"
+        else:
+            command = 'kill -HUP "$(pgrep -x -o dockerd)"'
+    elif init == "systemd":
+        command = "systemctl restart docker.service"
+    else:
+        command = "service docker restart"
+    return [
+        f'aout=$({command} 2>&1) || fail {EXIT_ACTION} "{action} of dockerd failed: $aout"',
+        f'echo "@@ta {action}ed"',
+    ]
+
+
+def inverse(plan: HostPlan) -> HostPlan:
+    """The plan that undoes ``plan`` (used to roll a host back to its exact previous files)."""
+    changes: list[FileChange] = []
+    for change in plan.changes:
+        if change.action == "create":
+            changes.append(
+                FileChange(change.path, "delete", change.after, None, change.mode, change.internal)
+            )
+        elif change.action == "delete":
+            changes.append(
+                FileChange(change.path, "create", None, change.before, change.mode, change.internal)
+            )
+        else:
+            changes.append(
+                FileChange(change.path, "update", change.after, change.before, change.mode, change.internal)
+            )
+    return HostPlan(
+        changes=tuple(changes),
+        mkdirs=tuple(plan.rmdirs),
+        rmdirs=tuple(reversed(plan.mkdirs)),
+        engine_action=plan.engine_action,
+    )

@@ -1,0 +1,200 @@
+"""Facts about one host's Docker trust configuration, gathered in one round trip.
+
+The gather script is plain POSIX sh (no Python needed on the host). It prints records framed as
+``@@ta <kind> [<name>]`` lines, file contents base64-encoded on the following line. Only the agent's
+own certs.d files (``trust-agent-*``) are read; other files are listed by name, so client keys never
+leave the host.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import shlex
+from dataclasses import dataclass, replace
+
+from agent.errors import CommandError
+from agent.hosts.base import Transport
+from agent.runtimes.docker_facts import CERTS_DIR, DAEMON_JSON, STATE_FILE, DockerFacts
+from agent.trust import OWNED_PREFIX
+
+MARK = "@@ta"
+
+GATHER_SCRIPT = r"""
+R="$1"; D="$R$2"; C="$R/etc/docker/certs.d"; S="$R/var/lib/trust-agent/docker-state.json"
+b64() { base64 -w0 < "$1" 2>/dev/null; echo; }
+echo "@@ta begin 1"
+if [ -d "$C" ]; then
+  for d in "$C"/*/; do
+    [ -d "$d" ] || continue
+    n=${d%/}; n=${n##*/}
+    echo "@@ta dir $n"
+    for f in "$d".[!.]* "$d"*; do
+      [ -f "$f" ] || continue
+      b=${f##*/}
+      case "$b" in
+        trust-agent-*) echo "@@ta file $n/$b"; b64 "$f" ;;
+        *) echo "@@ta name $n/$b" ;;
+      esac
+    done
+  done
+fi
+[ -f "$D" ] && { echo "@@ta daemon-json"; b64 "$D"; }
+[ -f "$S" ] && { echo "@@ta state"; b64 "$S"; }
+if [ -z "$R" ]; then
+  if command -v dockerd >/dev/null 2>&1; then
+    echo "@@ta dockerd-version $(dockerd --version 2>&1 | head -n1)"
+    if dockerd --validate --help >/dev/null 2>&1; then echo "@@ta validate yes"; else echo "@@ta validate no"; fi
+  fi
+  p=""
+  if [ -d /run/systemd/system ]; then
+    echo "@@ta init systemd"
+    echo "@@ta unit"; systemctl cat docker.service 2>/dev/null | base64 -w0; echo
+    echo "@@ta active $(systemctl is-active docker.service 2>/dev/null)"
+    p=$(systemctl show -p MainPID --value docker.service 2>/dev/null)
+  else
+    echo "@@ta init other"
+  fi
+  if [ -z "$p" ] || [ "$p" = 0 ]; then p=$(pgrep -x -o dockerd 2>/dev/null || true); fi
+  if [ -n "$p" ] && [ "$p" != 0 ] && [ -r "/proc/$p/cmdline" ]; then
+    echo "@@ta pid $p"; echo "@@ta cmdline"; b64 "/proc/$p/cmdline"
+  fi
+fi
+echo "@@ta end"
+"""
+
+_VERSION = re.compile(r"version (\d+\.\d+\.\d+)")
+
+
+@dataclass(frozen=True)
+class EngineFlags:
+    """dockerd's command-line flags and where they came from."""
+
+    flags: tuple[str, ...]
+    source: str | None
+
+
+def gather(transport: Transport, *, root: str = "", timeout: float = 60.0) -> DockerFacts:
+    """Read the host's facts (one round trip; a second only when dockerd uses ``--config-file``)."""
+    facts = _gather_once(transport, root, DAEMON_JSON, timeout)
+    config_file = config_file_flag(facts.dockerd_flags)
+    if config_file and config_file != DAEMON_JSON:
+        facts = _gather_once(transport, root, config_file, timeout)
+    return facts
+
+
+def _gather_once(transport: Transport, root: str, daemon_json: str, timeout: float) -> DockerFacts:
+    command = f"sh -c {shlex.quote(GATHER_SCRIPT)} gather {shlex.quote(root)} {shlex.quote(daemon_json)}"
+    result = transport.run(command, timeout=timeout)
+    result.check("gathering facts")
+    return parse_gather_output(result.stdout.decode("utf-8", "replace"), daemon_json, root)
+
+
+def parse_gather_output(text: str, daemon_json_path: str = DAEMON_JSON, root: str = "") -> DockerFacts:
+    """Turn the gather script's output into :class:`DockerFacts` (pure; tested without a host)."""
+    lines = text.splitlines()
+    if not lines or lines[0] != f"{MARK} begin 1" or f"{MARK} end" not in lines:
+        raise CommandError("gathering facts: unexpected output from the host (is it a POSIX shell?)")
+    certs: dict[str, bytes] = {}
+    dirs: set[str] = set()
+    values: dict[str, str] = {}
+    blobs: dict[str, bytes] = {}
+    index = 1
+    while index < len(lines):
+        line = lines[index]
+        index += 1
+        if not line.startswith(MARK + " "):
+            continue
+        kind, _, name = line[len(MARK) + 1 :].partition(" ")
+        if kind == "end":
+            break
+        if kind == "dir":
+            dirs.add(name)
+        elif kind == "name":
+            certs[name] = b""  # not ours: listed, never read
+        elif kind in ("file", "daemon-json", "state", "unit", "cmdline"):
+            payload = lines[index] if index < len(lines) else ""
+            index += 1
+            data = _b64(payload, kind)
+            if kind == "file":
+                certs[name] = data
+            else:
+                blobs[kind] = data
+        else:
+            values[kind] = name
+    version_match = _VERSION.search(values.get("dockerd-version", ""))
+    flags = engine_flags(blobs.get("unit"), blobs.get("cmdline"), values.get("pid"))
+    init = values.get("init") if not root else None
+    return DockerFacts(
+        certs_dir=CERTS_DIR,
+        daemon_json_path=daemon_json_path,
+        state_path=STATE_FILE,
+        certs=certs,
+        cert_dirs=frozenset(dirs),
+        daemon_json=blobs.get("daemon-json"),
+        state=blobs.get("state"),
+        engine_version=version_match.group(1) if version_match else None,
+        dockerd_flags=flags.flags,
+        flags_source=flags.source,
+        has_validate={"yes": True, "no": False}.get(values.get("validate", "")),
+        init=init,
+        engine_running=values.get("active") == "active" or ("pid" in values and init != "systemd"),
+    )
+
+
+def _b64(payload: str, kind: str) -> bytes:
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise CommandError(f"gathering facts: corrupt {kind} record from the host") from None
+
+
+def engine_flags(unit: bytes | None, cmdline: bytes | None, pid: str | None) -> EngineFlags:
+    """dockerd's flags: from the unit's effective ExecStart (naming the file that set it), else /proc.
+
+    ``systemctl cat`` prints each file behind a ``# /path`` header; an empty ``ExecStart=`` resets the
+    list, as systemd does for drop-ins.
+    """
+    if unit:
+        current_file: str | None = None
+        exec_lines: list[tuple[str | None, str]] = []
+        for raw in unit.decode("utf-8", "replace").splitlines():
+            line = raw.strip()
+            if line.startswith("# /"):
+                current_file = line[2:]
+            elif line.startswith("ExecStart="):
+                value = line.removeprefix("ExecStart=").strip()
+                if not value:
+                    exec_lines = []
+                else:
+                    exec_lines.append((current_file, value.lstrip("-@:+!")))
+        if exec_lines:
+            source, command = exec_lines[-1]
+            try:
+                argv = shlex.split(command)
+            except ValueError:
+                argv = command.split()
+            return EngineFlags(tuple(argv[1:]), source)
+    if cmdline:
+        argv = [a.decode("utf-8", "replace") for a in cmdline.split(b"\0") if a]
+        return EngineFlags(tuple(argv[1:]), f"/proc/{pid}/cmdline")
+    return EngineFlags((), None)
+
+
+def config_file_flag(flags: tuple[str, ...]) -> str | None:
+    """The ``--config-file`` dockerd was started with, if any."""
+    for i, flag in enumerate(flags):
+        if flag.startswith("--config-file="):
+            return flag.partition("=")[2]
+        if flag == "--config-file" and i + 1 < len(flags):
+            return flags[i + 1]
+    return None
+
+
+def with_root_paths(facts: DockerFacts) -> DockerFacts:
+    """Facts of a ``--root`` tree: no engine to act on."""
+    return replace(facts, init=None, engine_running=False)
+
+
+__all__ = ["GATHER_SCRIPT", "OWNED_PREFIX", "EngineFlags", "gather", "parse_gather_output"]

@@ -1,0 +1,318 @@
+"""Reconcile one host: connect → gather → plan → apply (+ reload) → verify → roll back on failure.
+
+The planner is pure (``agent.runtimes.docker``); this module is the only place that sequences I/O
+for one host, so the rollout, ``apply --local`` and the per-host daemon behave the same.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agent.engine.apply_script import (
+    EXIT_ACTION,
+    EXIT_BUSY,
+    EXIT_CHANGED,
+    EXIT_INVALID,
+    build_apply_script,
+    inverse,
+)
+from agent.engine.gather import gather
+from agent.engine.verify import canary_pull, expected_insecure, wait_for_live_config
+from agent.errors import (
+    ApplyError,
+    CommandError,
+    HostBusyError,
+    HostError,
+    ReloadError,
+    TrustAgentError,
+    UnreachableError,
+    ValidationError,
+)
+from agent.hosts.base import CommandResult, Transport
+from agent.outcome import HostOutcome, Phase, PhaseName, Status
+from agent.runtimes.docker import plan_docker
+from agent.runtimes.docker_facts import DockerFacts
+from agent.runtimes.plan import HostPlan
+from agent.trust import TrustPolicy
+
+RestartPolicy = Literal["auto", "reload", "restart", "never"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to reconcile hosts; shared by every host of a run."""
+
+    dry_run: bool = False
+    root: str = ""  # a directory tree instead of the live system (image baking, tests)
+    restart_policy: RestartPolicy = "auto"
+    allow_restart: bool = False
+    verify: bool = True
+    canary_image: str | None = None
+    command_timeout: float = 120.0
+    verify_timeout: float = 20.0
+    restart_timeout: float = 90.0
+    backup_stamp: str = field(default_factory=lambda: time.strftime("%Y%m%dT%H%M%S"))
+
+
+class _Timeline:
+    """Phase timings relative to the run's start (``clock`` is shared by every host of a run)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.phases: list[Phase] = []
+
+    def run(self, name: PhaseName, step: Callable[[], Any]) -> Any:
+        start = self.clock()
+        try:
+            return step()
+        finally:
+            self.phases.append(Phase(name, start, self.clock()))
+
+    def add(self, name: PhaseName, start: float, end: float) -> None:
+        self.phases.append(Phase(name, start, end))
+
+
+def reconcile(
+    transport: Transport,
+    policy: TrustPolicy,
+    options: RunOptions,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    connect: Callable[[], None] | None = None,
+) -> HostOutcome:
+    """Bring one host to ``policy`` (or, with ``dry_run``, say what would change). Never raises for host
+    problems: every failure becomes the outcome's status and error."""
+    timeline = _Timeline(clock)
+    host = transport.name
+    if connect is not None:
+        try:
+            timeline.run("connect", connect)
+        except HostError as exc:
+            return HostOutcome(host, "unreachable", error=str(exc), phases=tuple(timeline.phases))
+    try:
+        facts: DockerFacts = timeline.run(
+            "gather", lambda: gather(transport, root=options.root, timeout=options.command_timeout)
+        )
+    except UnreachableError as exc:
+        return HostOutcome(host, "unreachable", error=str(exc), phases=tuple(timeline.phases))
+    except TrustAgentError as exc:
+        return HostOutcome(host, "failed", error=str(exc), phases=tuple(timeline.phases))
+    plan: HostPlan = timeline.run(
+        "plan",
+        lambda: plan_docker(
+            policy, facts, restart_policy=options.restart_policy, allow_restart=options.allow_restart
+        ),
+    )
+    base = HostOutcome(
+        host,
+        "unchanged",
+        plan=plan,
+        engine_action=plan.engine_action,
+        engine_version=facts.engine_version,
+        checks=_checks(plan, facts),
+        warnings=plan.warnings,
+    )
+    if plan.blockers:
+        return _done(base, timeline, "failed", error="; ".join(plan.blockers), engine_action="none")
+    if not plan.changed:
+        if options.dry_run or not options.verify or facts.init is None or not facts.engine_running:
+            return _done(base, timeline, "unchanged", engine_action="none")
+        try:
+            proved = timeline.run("verify", lambda: _verify(transport, policy, facts.daemon_json, options))
+        except TrustAgentError as exc:
+            return _done(base, timeline, "failed", error=f"converged on disk but {exc}", engine_action="none")
+        return _done(base, timeline, "unchanged", engine_action="none", verified=proved)
+    if options.dry_run:
+        return _done(base, timeline, "pending")
+
+    action = plan.engine_action if facts.init is not None else "none"
+    try:
+        result = _apply(transport, plan, facts, options, action, timeline)
+    except (HostBusyError, ValidationError) as exc:
+        return _done(base, timeline, "failed", error=str(exc), engine_action="none")
+    except UnreachableError as exc:
+        return _done(base, timeline, "unreachable", error=f"lost during apply: {exc}", engine_action="none")
+    except ApplyError as exc:
+        return _roll_back(transport, plan, facts, options, base, timeline, exc)
+    except HostError as exc:
+        if not isinstance(exc, CommandError) or b"@@ta t written" not in exc.stdout:
+            return _done(base, timeline, "failed", error=str(exc), engine_action="none")
+        return _roll_back(transport, plan, facts, options, base, timeline, exc)
+    del result
+    verified: tuple[str, ...] = ()
+    if options.verify and facts.init is not None and facts.engine_running:
+        after = _after(plan, facts)
+        try:
+            verified = timeline.run("verify", lambda: _verify(transport, policy, after, options))
+        except TrustAgentError as exc:
+            return _roll_back(transport, plan, facts, options, base, timeline, exc)
+    return _done(base, timeline, "changed", engine_action=action, verified=verified)
+
+
+def _checks(plan: HostPlan, facts: DockerFacts) -> tuple[str, ...]:
+    if not any(c.path == facts.daemon_json_path for c in plan.changes):
+        return ()
+    checks = ["agent checks"]
+    if facts.has_validate and facts.init is not None:
+        checks.append("dockerd --validate")
+    return tuple(checks)
+
+
+def _after(plan: HostPlan, facts: DockerFacts) -> bytes | None:
+    for change in plan.changes:
+        if change.path == facts.daemon_json_path:
+            return change.after
+    return facts.daemon_json
+
+
+def _apply(
+    transport: Transport,
+    plan: HostPlan,
+    facts: DockerFacts,
+    options: RunOptions,
+    action: str,
+    timeline: _Timeline,
+) -> CommandResult:
+    validate_with = (
+        ("dockerd", *facts.dockerd_flags) if facts.has_validate and facts.init is not None else None
+    )
+    script = build_apply_script(
+        plan,
+        engine_action=action,  # type: ignore[arg-type]
+        init=facts.init,
+        validate_with=validate_with,
+        daemon_json_path=facts.daemon_json_path,
+        backup_stamp=options.backup_stamp,
+    )
+    start = timeline.clock()
+    result = transport.run(
+        f"sh -s -- {shlex.quote(options.root)}", stdin=script.encode(), timeout=options.command_timeout
+    )
+    end = timeline.clock()
+    _split_apply_phases(timeline, result.stdout, start, end, action != "none")
+    message = result.stderr.decode("utf-8", "replace").strip().splitlines()
+    detail = message[-1] if message else f"exit {result.exit_status}"
+    if result.exit_status == 0:
+        if action == "restart":
+            timeline.run("reload", lambda: _wait_engine(transport, options.restart_timeout))
+        return result
+    if result.exit_status == EXIT_BUSY:
+        raise HostBusyError(detail)
+    if result.exit_status in (EXIT_CHANGED, EXIT_INVALID):
+        raise ValidationError(detail)
+    if result.exit_status == EXIT_ACTION:
+        raise ReloadError(detail)
+    error = CommandError(
+        f"apply failed: {detail}", result.exit_status, result.stderr.decode("utf-8", "replace")
+    )
+    error.stdout = result.stdout  # type: ignore[attr-defined]
+    raise error
+
+
+_STAMP = re.compile(rb"^@@ta t (\w+) ([0-9.]+)$", re.M)
+
+
+def _split_apply_phases(timeline: _Timeline, stdout: bytes, start: float, end: float, acted: bool) -> None:
+    """Split the one round trip into apply and reload phases using the script's own timestamps."""
+    stamps = {m.group(1): float(m.group(2)) for m in _STAMP.finditer(stdout)}
+    if acted and {b"start", b"written", b"done"} <= stamps.keys():
+        total = max(stamps[b"done"] - stamps[b"start"], 1e-9)
+        share = (stamps[b"written"] - stamps[b"start"]) / total
+        middle = start + (end - start) * min(max(share, 0.0), 1.0)
+        timeline.add("apply", start, middle)
+        timeline.add("reload", middle, end)
+    else:
+        timeline.add("apply", start, end)
+
+
+def _wait_engine(transport: Transport, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if transport.run("docker info --format '{{.ID}}' >/dev/null 2>&1", timeout=30).ok:
+            return
+        if time.monotonic() >= deadline:
+            raise ReloadError(f"dockerd did not come back within {timeout:.0f}s of the restart")
+        time.sleep(0.5)
+
+
+def _verify(
+    transport: Transport, policy: TrustPolicy, daemon_json: bytes | None, options: RunOptions
+) -> tuple[str, ...]:
+    api = transport.docker_api(timeout=options.verify_timeout)
+    try:
+        wait_for_live_config(
+            api.info, policy.registries, expected_insecure(daemon_json), timeout=options.verify_timeout
+        )
+        proved = ["live config"]
+        if options.canary_image:
+            canary_pull(api, options.canary_image)
+            proved.append(f"canary pull {options.canary_image}")
+        return tuple(proved)
+    finally:
+        close = getattr(api, "close", None)
+        if close is not None:
+            close()
+
+
+def _roll_back(
+    transport: Transport,
+    plan: HostPlan,
+    facts: DockerFacts,
+    options: RunOptions,
+    base: HostOutcome,
+    timeline: _Timeline,
+    cause: BaseException,
+) -> HostOutcome:
+    undo = inverse(plan)
+    action = plan.engine_action if facts.init is not None and facts.engine_running else "none"
+    script = build_apply_script(
+        undo,
+        engine_action=action,
+        init=facts.init,
+        daemon_json_path=facts.daemon_json_path,
+        expect_current=False,
+        backup_stamp=options.backup_stamp + "-rollback",
+    )
+
+    def run_undo() -> CommandResult:
+        return transport.run(
+            f"sh -s -- {shlex.quote(options.root)}", stdin=script.encode(), timeout=options.command_timeout
+        )
+
+    try:
+        result: CommandResult = timeline.run("rollback", run_undo)
+    except TrustAgentError as exc:
+        return _done(base, timeline, "failed", error=f"{cause}; roll-back failed too: {exc}")
+    if not result.ok and result.exit_status != EXIT_ACTION:
+        stderr = result.stderr.decode("utf-8", "replace").strip()
+        return _done(base, timeline, "failed", error=f"{cause}; roll-back failed too: {stderr}")
+    note = "" if result.ok else " (files restored; dockerd did not take the restore either)"
+    return _done(base, timeline, "rolled_back", error=f"{cause}; rolled back{note}")
+
+
+def _done(
+    base: HostOutcome,
+    timeline: _Timeline,
+    status: Status,
+    *,
+    error: str | None = None,
+    engine_action: Any = None,
+    verified: tuple[str, ...] = (),
+) -> HostOutcome:
+    return HostOutcome(
+        host=base.host,
+        status=status,
+        plan=base.plan,
+        engine_action=base.engine_action if engine_action is None else engine_action,
+        engine_version=base.engine_version,
+        checks=base.checks,
+        verified=verified,
+        error=error,
+        warnings=base.warnings,
+        phases=tuple(timeline.phases),
+    )

@@ -1,0 +1,85 @@
+"""Verified, not assumed: read the engine's live registry config, and pull a canary where asked.
+
+certs.d files do not show in ``/info`` (trust fact 15); the live check covers ``insecure-registries``,
+and the canary pull proves the CA files end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from agent.errors import VerifyError
+
+
+def expected_insecure(daemon_json: bytes | None) -> frozenset[str]:
+    """The ``insecure-registries`` entries a daemon.json asks for (empty when absent or unreadable)."""
+    if not daemon_json:
+        return frozenset()
+    try:
+        doc = json.loads(daemon_json)
+    except ValueError:
+        return frozenset()
+    entries = doc.get("insecure-registries", []) if isinstance(doc, dict) else []
+    return frozenset(e for e in entries if isinstance(e, str))
+
+
+def live_insecure(info: dict[str, Any], registries: Iterable[str]) -> dict[str, bool]:
+    """Whether dockerd currently treats each registry as insecure (``IndexConfigs[r].Secure`` false)."""
+    index = (info.get("RegistryConfig") or {}).get("IndexConfigs") or {}
+    return {r: (index.get(r) or {}).get("Secure") is False for r in registries}
+
+
+def mismatches(info: dict[str, Any], registries: Iterable[str], wanted: frozenset[str]) -> list[str]:
+    """Registries whose live insecure/secure state differs from ``wanted`` (the daemon.json list)."""
+    live = live_insecure(info, registries)
+    return [
+        f"{r}: dockerd has it {'insecure' if is_insecure else 'secure'}, daemon.json says "
+        f"{'insecure' if r in wanted else 'secure'}"
+        for r, is_insecure in live.items()
+        if is_insecure != (r in wanted)
+    ]
+
+
+def wait_for_live_config(
+    read_info: Callable[[], dict[str, Any]],
+    registries: tuple[str, ...],
+    wanted: frozenset[str],
+    *,
+    timeout: float = 15.0,
+    interval: float = 0.2,
+) -> dict[str, Any]:
+    """Poll ``/info`` until the live config matches (SIGHUP applies asynchronously), bounded by ``timeout``."""
+    deadline = time.monotonic() + timeout
+    problems: list[str] = ["no answer from the engine"]
+    last_error: Exception | None = None
+    while True:
+        try:
+            info = read_info()
+            problems = mismatches(info, registries, wanted)
+            if not problems:
+                return info
+        except Exception as exc:  # the engine may be restarting: keep polling until the deadline
+            last_error = exc
+            problems = [f"engine API: {exc}"]
+        if time.monotonic() >= deadline:
+            detail = "; ".join(problems)
+            raise VerifyError(f"live config does not match after {timeout:.0f}s: {detail}") from last_error
+        time.sleep(interval)
+
+
+def canary_pull(api: Any, image: str, timeout: float = 120.0) -> None:
+    """Pull ``image`` through the engine; raise :class:`VerifyError` with the engine's message on failure."""
+    repository, _, tag = image.rpartition(":")
+    if not repository or "/" in tag:
+        repository, tag = image, "latest"
+    try:
+        for raw in api.pull(repository, tag=tag, stream=True, decode=True):
+            if isinstance(raw, dict) and raw.get("error"):
+                raise VerifyError(f"canary pull of {image} failed: {raw['error']}")
+    except VerifyError:
+        raise
+    except Exception as exc:
+        raise VerifyError(f"canary pull of {image} failed: {exc}") from exc

@@ -1,0 +1,138 @@
+"""Run the engine over many hosts: parallel within a batch, batches in order, a failure budget.
+
+Memory grows with ``forks`` (one thread and one connection per host in flight), not with fleet size.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from agent.engine.reconcile import RunOptions, reconcile
+from agent.errors import TrustAgentError, UsageError
+from agent.hosts.base import Transport
+from agent.outcome import FleetResult, HostOutcome
+from agent.trust import TrustPolicy
+
+
+class Connectable(Protocol):
+    name: str
+
+    def connect(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    forks: int = 50
+    serial: str | None = None  # "N" hosts or "P%" of the fleet per batch; None: one batch
+    max_fail_percentage: float | None = None  # stop starting batches once a batch exceeds it
+
+
+def batches(names: Sequence[str], serial: str | None) -> list[list[str]]:
+    """Split hosts into batches like Ansible's ``serial`` (``"2"``, ``"30%"``; at least one host each).
+
+    >>> batches(["a", "b", "c", "d", "e"], "40%")
+    [['a', 'b'], ['c', 'd'], ['e']]
+    """
+    if not names:
+        return []
+    if serial is None or serial == "":
+        return [list(names)]
+    text = serial.strip()
+    try:
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if not 0 < percent <= 100:
+                raise ValueError
+            size = max(1, math.floor(len(names) * percent / 100))
+        else:
+            size = int(text)
+            if size < 1:
+                raise ValueError
+    except ValueError:
+        raise UsageError(
+            f"--serial {serial!r}: expected a whole number of hosts or a percentage like 25%"
+        ) from None
+    return [list(names[i : i + size]) for i in range(0, len(names), size)]
+
+
+def run_fleet(
+    names: Sequence[str],
+    open_transport: Callable[[str], Transport],
+    policy: TrustPolicy,
+    options: RunOptions,
+    fleet: FleetOptions,
+    *,
+    mode: Literal["plan", "apply", "rollout", "verify"] = "rollout",
+    on_start: Callable[[str], None] | None = None,
+    on_done: Callable[[HostOutcome], None] | None = None,
+) -> FleetResult:
+    """Reconcile every host; returns one :class:`FleetResult`, whatever happened on each host."""
+    if fleet.forks < 1:
+        raise UsageError("--forks must be at least 1")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    origin = time.monotonic()
+
+    def clock() -> float:
+        return time.monotonic() - origin
+
+    lock = threading.Lock()
+    outcomes: dict[str, HostOutcome] = {}
+    stopped: str | None = None
+
+    def one(name: str) -> HostOutcome:
+        if on_start is not None:
+            on_start(name)
+        try:
+            transport = open_transport(name)
+        except TrustAgentError as exc:
+            outcome = HostOutcome(name, "unreachable", error=str(exc))
+        else:
+            try:
+                connect = getattr(transport, "connect", None)
+                outcome = reconcile(transport, policy, options, clock=clock, connect=connect)
+            except Exception as exc:  # a bug must cost one host, not the fleet
+                outcome = HostOutcome(name, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
+            finally:
+                transport.close()
+        with lock:
+            outcomes[name] = outcome
+        if on_done is not None:
+            on_done(outcome)
+        return outcome
+
+    plan = batches(names, fleet.serial)
+    with ThreadPoolExecutor(
+        max_workers=min(fleet.forks, max(1, len(names))), thread_name_prefix="host"
+    ) as pool:
+        for number, batch in enumerate(plan, start=1):
+            results = list(pool.map(one, batch))
+            failed = sum(1 for r in results if r.failed)
+            limit = fleet.max_fail_percentage
+            if limit is not None and number < len(plan) and failed * 100 / len(batch) > limit:
+                stopped = (
+                    f"batch {number} of {len(plan)}: {failed} of {len(batch)} hosts failed "
+                    f"({failed * 100 / len(batch):.0f}% > --max-fail-percentage {limit:g}); "
+                    "no further batches started"
+                )
+                break
+    ordered = []
+    for name in names:
+        if name in outcomes:
+            ordered.append(outcomes[name])
+        else:
+            ordered.append(HostOutcome(name, "skipped", error="not started: the failure budget was exceeded"))
+    return FleetResult(
+        mode=mode,
+        policy=policy,
+        outcomes=tuple(ordered),
+        started_at=started_at,
+        seconds=round(clock(), 3),
+        stopped=stopped,
+    )

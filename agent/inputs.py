@@ -1,0 +1,56 @@
+"""From command-line inputs to settings and a policy: the one place that reads source and CA files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from agent.certs import CABundle, load_bundle, parse_bundle
+from agent.sources import load_source
+from agent.sources.model import RegistrySettings
+from agent.trust import TrustPolicy, build_policy
+
+DTR_USER_ENV = "TRUST_AGENT_DTR_USER"
+DTR_TOKEN_ENV = "TRUST_AGENT_DTR_TOKEN"
+
+
+@dataclass(frozen=True)
+class PolicyInputs:
+    source: str
+    registries: tuple[str, ...] = ()
+    storage_ca: tuple[str, ...] = ()
+    registry_ca: tuple[str, ...] = ()
+    allow_expired: bool = False
+    env_overrides: bool = False
+    source_ca: str | None = None  # CA to verify a live DTR API with
+
+
+def read_settings(inputs: PolicyInputs, environ: Mapping[str, str] | None = None) -> RegistrySettings:
+    env = os.environ if environ is None else environ
+    return load_source(
+        inputs.source,
+        env=dict(env) if inputs.env_overrides else None,
+        dtr_user=env.get(DTR_USER_ENV),
+        dtr_token=env.get(DTR_TOKEN_ENV),
+        ca_file=inputs.source_ca,
+    )
+
+
+def resolve_policy(
+    inputs: PolicyInputs, environ: Mapping[str, str] | None = None
+) -> tuple[RegistrySettings, TrustPolicy]:
+    """Read the source and every CA, and derive the policy. Raises an ``InputError`` on bad input."""
+    settings = read_settings(inputs, environ)
+    storage: list[CABundle] = []
+    registry: list[CABundle] = []
+    if settings.storage_ca_pem:
+        origin = settings.storage_ca_origin or f"{settings.origin}: storage CA"
+        storage.append(parse_bundle(settings.storage_ca_pem, origin, allow_expired=inputs.allow_expired))
+    storage.extend(load_bundle(p, allow_expired=inputs.allow_expired) for p in inputs.storage_ca)
+    if settings.registry_ca_pem:
+        origin = settings.registry_ca_origin or f"{settings.origin}: registry CA"
+        registry.append(parse_bundle(settings.registry_ca_pem, origin, allow_expired=inputs.allow_expired))
+    registry.extend(load_bundle(p, allow_expired=inputs.allow_expired) for p in inputs.registry_ca)
+    policy = build_policy(settings, inputs.registries, tuple(storage), tuple(registry))
+    return settings, policy

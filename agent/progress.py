@@ -1,0 +1,59 @@
+"""Progress while hosts run: a rich bar on a terminal, plain lines otherwise (CI logs, pipes)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+from rich.text import Text
+
+from agent.outcome import HostOutcome
+
+
+class Progress:
+    """Reports hosts as they start and finish; writes to stderr so stdout stays the report."""
+
+    def __init__(self, total: int, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.console = Console(stderr=True)
+        self.lock = threading.Lock()
+        self.bar: RichProgress | None = None
+        self.task = None
+        if enabled and sys.stderr.isatty() and total > 1:
+            self.bar = RichProgress(
+                TextColumn("[bold]hosts"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                console=self.console,
+                transient=True,
+            )
+            self.task = self.bar.add_task("", total=total)
+            self.bar.start()
+
+    def start(self, name: str) -> None:
+        del name
+
+    def done(self, outcome: HostOutcome) -> None:
+        if not self.enabled:
+            return
+        seconds = max((p.end for p in outcome.phases), default=0.0)
+        line = f"{outcome.host}: {outcome.status}"
+        if outcome.engine_action != "none" and outcome.status in ("changed", "pending"):
+            line += f" ({outcome.engine_action})"
+        if outcome.error:
+            line += f" - {outcome.error}"
+        with self.lock:
+            if self.bar is not None and self.task is not None:
+                self.bar.console.print(Text(f"{line}  {seconds:.1f}s"), highlight=False)
+                self.bar.advance(self.task)
+            else:
+                print(f"{line}  {seconds:.1f}s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,79 @@
+"""Registry names become certs.d directory names: nothing may escape certs.d."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.errors import InvalidNameError
+from agent.names import endpoint_from_url, host_of, registry_from_url, validate_registry
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "reg.example.com",
+        "reg.example.com:443",
+        "registry.test:5000",
+        "198.51.100.10",
+        "[2001:db8::1]:5000",
+        "localhost",
+    ],
+)
+def test_valid_names_pass_unchanged(name: str) -> None:
+    assert validate_registry(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../etc",
+        "..",
+        "reg/evil",
+        "reg\\evil",
+        "reg\0x",
+        "",
+        " reg",
+        "reg:0",
+        "reg:70000",
+        "reg:08",
+        "a:b:c",
+        "-reg.example.com",
+        "reg..example.com",
+        "[::1",
+        "[zz::1]:5",
+        "reg:port",
+    ],
+)
+def test_unsafe_names_are_refused_with_one_line(name: str) -> None:
+    with pytest.raises(InvalidNameError) as info:
+        validate_registry(name, "--registry")
+    assert "\n" not in str(info.value)
+    assert info.value.exit_code == 2
+    assert str(info.value).startswith("--registry: ")
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_a_valid_name_never_contains_a_path_separator_or_dotdot(name: str) -> None:
+    try:
+        result = validate_registry(name)
+    except InvalidNameError:
+        return
+    assert "/" not in result and ".." not in result and "\0" not in result and result == name
+
+
+def test_urls_become_registry_names_without_adding_the_default_port() -> None:
+    assert registry_from_url("https://reg.example.com/") == "reg.example.com"
+    assert registry_from_url("https://user@reg.example.com:5000/v2/") == "reg.example.com:5000"
+    assert registry_from_url("reg.example.com:443") == "reg.example.com:443"
+    with pytest.raises(InvalidNameError):
+        registry_from_url("ftp://reg.example.com")
+
+
+def test_endpoints_keep_scheme_and_port() -> None:
+    assert endpoint_from_url("https://198.51.100.11:9000") == ("https", "198.51.100.11:9000")
+    assert endpoint_from_url("http://minio.local/bucket") == ("http", "minio.local")
+    assert endpoint_from_url("s3.example.com") == ("https", "s3.example.com")
+    assert host_of("[2001:db8::1]:5000") == "[2001:db8::1]"
+    assert host_of("reg:5000") == "reg"

@@ -1,0 +1,150 @@
+"""The trust rules (trust-facts 1-4, 9): where engines are redirected and what they must trust."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.certs import CABundle, CertificateInfo
+from agent.errors import InvalidNameError, UsageError
+from agent.sources.model import RegistrySettings, S3Storage
+from agent.trust import CA_FILE_NAMES, build_policy, redirect_target, registry_names
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def bundle(name: str = "storage") -> CABundle:
+    info = CertificateInfo(f"CN={name}", f"CN={name}", f"AA:{len(name):02X}", NOW, NOW, True, True)
+    pem = f"-----BEGIN CERTIFICATE-----\n{name}\n-----END CERTIFICATE-----\n".encode()
+    return CABundle(origin=f"{name}.pem", pem=pem, certificates=(info,))
+
+
+def settings(**s3: object) -> RegistrySettings:
+    extra = {
+        k: s3.pop(k)
+        for k in list(s3)
+        if k in ("redirect_disabled", "redirect_baseurl", "redirect_middleware", "driver")
+    }
+    return RegistrySettings(
+        kind="distribution",
+        origin="config.yml",
+        driver=str(extra.pop("driver", "s3")),
+        s3=S3Storage(**s3),  # type: ignore[arg-type]
+        http_host="https://registry.test",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_storage_ca_goes_into_every_registry_directory_not_the_storage_hosts() -> None:
+    policy = build_policy(settings(regionendpoint="https://198.51.100.11:9000"), (), (bundle(),))
+    assert policy.registries == ("registry.test", "registry.test:443")
+    assert policy.storage_endpoint == "198.51.100.11:9000"
+    assert [c.name for c in policy.ca_files] == [CA_FILE_NAMES["storage"]]
+    assert not policy.insecure
+    assert any("fact 4" in r for r in policy.reasons)
+
+
+def test_skipverify_lists_the_registry_as_insecure_and_installs_no_ca() -> None:
+    policy = build_policy(
+        settings(regionendpoint="https://s3.internal:9000", skipverify=True), (), (bundle(),)
+    )
+    assert policy.insecure
+    assert policy.ca_files == ()
+    assert any("skip-TLS" in w for w in policy.warnings)
+
+
+def test_plain_http_storage_needs_nothing() -> None:
+    policy = build_policy(settings(regionendpoint="http://s3.internal:9000", secure=False), (), (bundle(),))
+    assert policy.storage_scheme == "http"
+    assert policy.ca_files == () and not policy.insecure
+
+
+def test_secure_false_makes_the_redirect_plain_http_even_with_an_https_endpoint() -> None:
+    scheme, host, _ = redirect_target(settings(regionendpoint="https://s3.internal", secure=False))
+    assert (scheme, host) == ("http", "s3.internal")
+
+
+def test_no_endpoint_means_aws_which_is_publicly_trusted() -> None:
+    policy = build_policy(settings(region="eu-west-1"), (), (bundle(),))
+    assert policy.storage_endpoint == "s3.eu-west-1.amazonaws.com"
+    assert policy.ca_files == ()
+
+
+def test_redirect_disabled_means_only_the_registry_matters() -> None:
+    policy = build_policy(
+        settings(regionendpoint="https://s3.internal", redirect_disabled=True),
+        (),
+        (bundle(),),
+        (bundle("registry"),),
+    )
+    assert policy.storage_endpoint is None
+    assert [c.role for c in policy.ca_files] == ["registry"]
+
+
+def test_middleware_baseurl_wins_over_every_endpoint() -> None:
+    s = settings(
+        regionendpoint="https://s3.internal",
+        redirectendpoint="https://s3-public.internal",
+        redirect_baseurl="https://cdn.internal:8443/",
+        redirect_middleware="cloudfront",
+    )
+    assert redirect_target(s)[1] == "cdn.internal:8443"
+
+
+def test_redirectendpoint_wins_over_regionendpoint_and_virtual_host_style_prefixes_bucket() -> None:
+    s = settings(regionendpoint="https://s3.internal", redirectendpoint="https://s3-public.internal")
+    assert redirect_target(s)[1] == "s3-public.internal"
+    s = settings(regionendpoint="https://s3.internal:9000", bucket="images", forcepathstyle=False)
+    assert redirect_target(s)[1] == "images.s3.internal:9000"
+
+
+def test_filesystem_driver_has_no_redirect() -> None:
+    policy = build_policy(settings(driver="filesystem"), (), (bundle(),))
+    assert policy.storage_endpoint is None and policy.ca_files == ()
+
+
+def test_registry_addresses_from_the_command_line_win_and_are_validated() -> None:
+    s = settings(regionendpoint="https://s3.internal")
+    assert registry_names(s, ("reg.example.com:5000", "reg.example.com:5000")) == ("reg.example.com:5000",)
+    with pytest.raises(InvalidNameError):
+        registry_names(s, ("../../etc",))
+
+
+def test_no_registry_address_anywhere_is_a_usage_error() -> None:
+    s = RegistrySettings(kind="distribution", origin="c.yml", driver="s3", s3=S3Storage())
+    with pytest.raises(UsageError) as info:
+        build_policy(s)
+    assert info.value.exit_code == 2 and "--registry" in str(info.value)
+
+
+def test_http_host_with_a_port_gives_exactly_that_spelling() -> None:
+    s = RegistrySettings(
+        kind="distribution", origin="c.yml", driver="s3", s3=S3Storage(), http_host="https://r.test:5000"
+    )
+    assert registry_names(s, ()) == ("r.test:5000",)
+
+
+def test_several_storage_cas_merge_into_one_bundle_without_duplicates() -> None:
+    policy = build_policy(
+        settings(regionendpoint="https://s3.internal"), (), (bundle("a"), bundle("bb"), bundle("a"))
+    )
+    (ca,) = policy.ca_files
+    assert ca.bundle.pem.count(b"BEGIN CERTIFICATE") == 2
+    assert [i.subject for i in ca.bundle.certificates] == ["CN=a", "CN=bb"]
+
+
+@given(
+    st.booleans(), st.booleans(), st.booleans(), st.sampled_from(["https://s3.x:9000", "http://s3.x", None])
+)
+def test_policy_is_never_both_insecure_and_installing_a_storage_ca(
+    secure: bool, skip: bool, disabled: bool, endpoint: str | None
+) -> None:
+    s = settings(regionendpoint=endpoint, secure=secure, skipverify=skip, redirect_disabled=disabled)
+    policy = build_policy(s, (), (bundle(),))
+    assert not (policy.insecure and any(c.role == "storage" for c in policy.ca_files))
+    if disabled:
+        assert policy.storage_endpoint is None and not policy.insecure
+    assert policy.fingerprint() == build_policy(s, (), (bundle(),)).fingerprint()
