@@ -1,0 +1,125 @@
+"""The apply script, run by a real POSIX sh against a directory tree (the --root mode)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from agent.engine.apply_script import EXIT_BUSY, EXIT_CHANGED, EXIT_INVALID, build_apply_script, inverse
+from agent.hosts.local import LocalTransport
+from agent.runtimes.plan import FileChange, HostPlan
+
+CERTS = "/etc/docker/certs.d"
+DAEMON = "/etc/docker/daemon.json"
+
+
+def run(root: Path, script: str) -> tuple[int, str]:
+    result = LocalTransport().run(f"sh -s -- {root}", stdin=script.encode())
+    return result.exit_status, result.stderr.decode()
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    files = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "trust-agent/lock" not in str(path):
+            files[str(path.relative_to(root))] = path.read_bytes()
+    return files
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "etc/docker/certs.d/other.test").mkdir(parents=True)
+    (tmp_path / "etc/docker/certs.d/other.test/ca.crt").write_bytes(b"foreign\n")
+    daemon = tmp_path / "etc/docker/daemon.json"
+    daemon.write_bytes(b'{"debug": true}\n')
+    daemon.chmod(0o600)
+    return tmp_path
+
+
+def plan_for(root: Path) -> HostPlan:
+    return HostPlan(
+        changes=(
+            FileChange(f"{CERTS}/registry.test/trust-agent-storage-ca.crt", "create", None, b"CA\n"),
+            FileChange(
+                DAEMON, "update", b'{"debug": true}\n', b'{"debug": true, "insecure-registries": []}\n'
+            ),
+        ),
+        mkdirs=(f"{CERTS}/registry.test",),
+        engine_action="reload",
+    )
+
+
+def test_writes_atomically_keeps_mode_and_backs_up_daemon_json(root: Path) -> None:
+    script = build_apply_script(plan_for(root), engine_action="reload", init=None, backup_stamp="t1")
+    status, err = run(root, script)
+    assert status == 0, err
+    ca = root / "etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt"
+    assert ca.read_bytes() == b"CA\n"
+    assert stat.S_IMODE(ca.stat().st_mode) == 0o644
+    assert stat.S_IMODE((root / "etc/docker/certs.d/registry.test").stat().st_mode) == 0o755
+    daemon = root / "etc/docker/daemon.json"
+    assert daemon.read_bytes() == b'{"debug": true, "insecure-registries": []}\n'
+    assert stat.S_IMODE(daemon.stat().st_mode) == 0o600  # the owner's mode is kept
+    assert (root / "var/lib/trust-agent/backup/daemon.json.t1").read_bytes() == b'{"debug": true}\n'
+    assert (root / "etc/docker/certs.d/other.test/ca.crt").read_bytes() == b"foreign\n"
+    assert not list(root.rglob(".trust-agent.*"))
+
+
+def test_inverse_restores_the_exact_previous_files(root: Path) -> None:
+    before = tree(root)
+    plan = plan_for(root)
+    assert run(root, build_apply_script(plan, engine_action="none", init=None))[0] == 0
+    undo = build_apply_script(inverse(plan), engine_action="none", init=None, expect_current=False)
+    assert run(root, undo)[0] == 0
+    after = {k: v for k, v in tree(root).items() if "/backup/" not in k}
+    assert after == before
+    assert not (root / "etc/docker/certs.d/registry.test").exists()
+
+
+def test_a_file_changed_since_gathering_aborts_with_nothing_written(root: Path) -> None:
+    (root / "etc/docker/daemon.json").write_bytes(b'{"debug": false}\n')
+    before = tree(root)
+    status, err = run(root, build_apply_script(plan_for(root), engine_action="none", init=None))
+    assert status == EXIT_CHANGED
+    assert "changed since facts were gathered" in err
+    assert tree(root) == before
+
+
+def test_a_refused_validation_leaves_no_trace(root: Path) -> None:
+    before = tree(root)
+    script = build_apply_script(
+        plan_for(root),
+        engine_action="none",
+        init="systemd",
+        validate_with=("sh", "-c", "echo bad key >&2; exit 1", "x"),
+    )
+    status, err = run(root, script)
+    assert status == EXIT_INVALID and "bad key" in err
+    assert tree(root) == before
+    assert not list(root.rglob(".trust-agent.*"))
+
+
+def test_a_held_lock_means_busy_and_untouched(root: Path) -> None:
+    lock_dir = root / "var/lib/trust-agent"
+    lock_dir.mkdir(parents=True)
+    before = tree(root)
+    fd = os.open(lock_dir / "lock", os.O_CREAT | os.O_WRONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        status, err = run(root, build_apply_script(plan_for(root), engine_action="none", init=None))
+    finally:
+        os.close(fd)
+    assert status == EXIT_BUSY and "holds" in err
+    assert tree(root) == before
+
+
+def test_paths_with_shell_metacharacters_are_quoted(root: Path) -> None:
+    odd = f"{CERTS}/registry.test/trust-agent-$(touch pwned)'x.crt"
+    plan = HostPlan(changes=(FileChange(odd, "create", None, b"x"),), mkdirs=(f"{CERTS}/registry.test",))
+    assert run(root, build_apply_script(plan, engine_action="none", init=None))[0] == 0
+    assert (root / odd.lstrip("/")).read_bytes() == b"x"
+    assert not (root / "pwned").exists() and not Path("pwned").exists()

@@ -1,0 +1,95 @@
+"""Parsing the gather script's output, and running it against a directory tree."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from agent.engine.gather import config_file_flag, engine_flags, gather, parse_gather_output
+from agent.errors import CommandError
+from agent.hosts.local import LocalTransport
+
+UNIT = b"""# /lib/systemd/system/docker.service
+[Service]
+ExecStart=/usr/sbin/dockerd -H fd:// $DOCKER_OPTS
+ExecReload=/bin/kill -s HUP $MAINPID
+
+# /etc/systemd/system/docker.service.d/override.conf
+[Service]
+ExecStart=
+ExecStart=/usr/sbin/dockerd -H fd:// --insecure-registry=old.test --config-file /etc/docker/other.json
+"""
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_effective_exec_start_and_its_file_are_found_through_drop_in_resets() -> None:
+    flags = engine_flags(UNIT, None, None)
+    assert flags.source == "/etc/systemd/system/docker.service.d/override.conf"
+    assert "--insecure-registry=old.test" in flags.flags
+    assert config_file_flag(flags.flags) == "/etc/docker/other.json"
+
+
+def test_proc_cmdline_is_the_fallback_without_systemd() -> None:
+    flags = engine_flags(None, b"/usr/bin/dockerd\0--debug\0", "42")
+    assert flags == type(flags)(("--debug",), "/proc/42/cmdline")
+
+
+def test_parse_output_of_a_systemd_host() -> None:
+    text = "\n".join(
+        [
+            "@@ta begin 1",
+            "@@ta dir registry.test",
+            "@@ta file registry.test/trust-agent-storage-ca.crt",
+            b64(b"CA\n"),
+            "@@ta name registry.test/client.key",
+            "@@ta dir empty.test",
+            "@@ta daemon-json",
+            b64(b'{"debug": true}'),
+            "@@ta dockerd-version Docker version 20.10.24+dfsg1, build 297e128",
+            "@@ta validate no",
+            "@@ta init systemd",
+            "@@ta unit",
+            b64(UNIT),
+            "@@ta active active",
+            "@@ta end",
+        ]
+    )
+    facts = parse_gather_output(text)
+    assert facts.certs == {
+        "registry.test/trust-agent-storage-ca.crt": b"CA\n",
+        "registry.test/client.key": b"",
+    }
+    assert facts.cert_dirs == frozenset({"registry.test", "empty.test"})
+    assert facts.daemon_json == b'{"debug": true}'
+    assert facts.engine_version == "20.10.24"
+    assert facts.has_validate is False
+    assert facts.init == "systemd" and facts.engine_running
+    assert facts.flags_source.endswith("override.conf")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("text", ["", "garbage", "@@ta begin 1\n@@ta daemon-json\n!!!notbase64\n@@ta end"])
+def test_unexpected_output_is_a_command_error(text: str) -> None:
+    with pytest.raises(CommandError):
+        parse_gather_output(text)
+
+
+def test_gather_reads_only_its_own_cert_files_from_a_tree(tmp_path: Path) -> None:
+    certs = tmp_path / "etc/docker/certs.d/registry.test"
+    certs.mkdir(parents=True)
+    (certs / "client.key").write_bytes(b"SECRET KEY")
+    (certs / "trust-agent-storage-ca.crt").write_bytes(b"CA\n")
+    (certs / "with space.crt").write_bytes(b"x")
+    (tmp_path / "etc/docker/daemon.json").write_bytes(b"{}")
+    facts = gather(LocalTransport(), root=str(tmp_path))
+    assert facts.certs == {
+        "registry.test/client.key": b"",
+        "registry.test/trust-agent-storage-ca.crt": b"CA\n",
+        "registry.test/with space.crt": b"",
+    }
+    assert facts.daemon_json == b"{}"
+    assert facts.init is None and facts.engine_version is None
