@@ -1,0 +1,119 @@
+"""The fleet result for a person at a terminal: per host a header, the diffs, then why.
+
+``color=False`` gives plain text without escape codes (logs, pipes, CI); ``color=True`` colours the
+status and the diff lines for a terminal. Content is never read as rich markup, so a diff line such
+as ``[red]`` prints as written.
+"""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.text import Text
+
+from agent.outcome import FleetResult, HostOutcome
+from agent.reports import view
+
+_STATUS_STYLE: dict[str, str] = {
+    "changed": "bold green",
+    "pending": "bold yellow",
+    "unchanged": "dim",
+    "rolled_back": "bold magenta",
+    "failed": "bold red",
+    "unreachable": "bold red",
+    "skipped": "dim",
+}
+
+
+def _diff_style(line: str) -> str:
+    if line.startswith(("+++", "---")):
+        return "bold"
+    if line.startswith("@@"):
+        return "cyan"
+    if line.startswith("+"):
+        return "green"
+    if line.startswith("-"):
+        return "red"
+    if line.startswith("\\"):
+        return "dim"
+    return ""
+
+
+def _header(outcome: HostOutcome) -> Text:
+    text = Text()
+    text.append(outcome.host, style="bold")
+    text.append("  ")
+    text.append(outcome.status, style=_STATUS_STYLE.get(outcome.status, ""))
+    text.append(f"  {outcome.engine_action}")
+    if outcome.engine_version:
+        text.append(f"  docker {outcome.engine_version}")
+    return text
+
+
+def _labelled(label: str, value: str, style: str, indent: str = "  ") -> Text:
+    text = Text(indent)
+    text.append(f"{label}: ", style=style)
+    text.append(value)
+    return text
+
+
+def _host_lines(outcome: HostOutcome) -> list[Text]:
+    lines = [_header(outcome)]
+    for change in view.visible_changes(outcome):
+        lines.extend(Text(line, style=_diff_style(line)) for line in change.diff().splitlines())
+    lines.extend(_labelled("why", r, "cyan") for r in view.reasons(outcome))
+    lines.extend(_labelled("blocked", b, "bold red") for b in view.blockers(outcome))
+    lines.extend(_labelled("warning", w, "yellow") for w in view.warnings(outcome))
+    if outcome.error:
+        lines.append(_labelled("error", outcome.error, "bold red"))
+    return lines
+
+
+def _policy_lines(result: FleetResult) -> list[Text]:
+    policy = result.policy
+    where = (
+        f"{policy.storage_scheme}://{policy.storage_endpoint}" if policy.storage_endpoint else "no redirect"
+    )
+    head = Text("policy", style="bold")
+    head.append(f"  {', '.join(policy.registries)}  storage {where}")
+    if policy.insecure:
+        head.append("  insecure-registries", style="yellow")
+    lines = [head]
+    lines.extend(
+        _labelled("ca", f"{c.name} ({c.role}, from {c.bundle.origin})", "cyan") for c in policy.ca_files
+    )
+    lines.extend(_labelled("why", r, "cyan") for r in policy.reasons)
+    lines.extend(_labelled("warning", w, "yellow") for w in policy.warnings)
+    return lines
+
+
+def _footer_lines(result: FleetResult) -> list[Text]:
+    lines = [_labelled("warning", w, "yellow", indent="") for w in result.warnings]
+    if result.stopped:
+        lines.append(_labelled("stopped", result.stopped, "bold red", indent=""))
+    style = "bold red" if result.failed else "bold"
+    lines.append(Text(f"{view.summary_line(result)}  ({result.mode}, {result.seconds:.1f}s)", style=style))
+    return lines
+
+
+def render(result: FleetResult, *, color: bool = False) -> str:
+    out = io.StringIO()
+    console = Console(
+        file=out,
+        force_terminal=color,
+        color_system="standard" if color else None,
+        no_color=not color,
+        highlight=False,
+        emoji=False,
+        markup=False,
+        soft_wrap=True,  # diffs must keep their lines; the terminal wraps if it must
+        legacy_windows=False,
+    )
+    for outcome in result.outcomes:
+        for line in _host_lines(outcome):
+            console.print(line)
+        console.print()
+    for line in [*_policy_lines(result), Text(), *_footer_lines(result)]:
+        console.print(line)
+    return out.getvalue()

@@ -1,0 +1,84 @@
+"""What every report shows of a host: one place, so no format renders more than the others.
+
+Reports read only the fields chosen here (plus ``TrustPolicy.as_dict()``); anything else a model
+may grow later stays out of every report until it is added on purpose.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agent.outcome import FleetResult, HostOutcome
+from agent.runtimes.plan import FileChange
+
+# Display order: what needs attention or was done first, quiet hosts last.
+STATUS_ORDER: tuple[str, ...] = (
+    "changed",
+    "pending",
+    "unchanged",
+    "rolled_back",
+    "failed",
+    "unreachable",
+    "skipped",
+)
+
+# A host "changed" (Ansible's sense): it was changed, or a dry run would change it.
+_CHANGED_STATUSES = frozenset({"changed", "pending"})
+
+# Characters XML 1.0 forbids even when escaped (C0 controls but tab/LF/CR, surrogates, U+FFFE/F).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def changed(outcome: HostOutcome) -> bool:
+    return outcome.status in _CHANGED_STATUSES
+
+
+def visible_changes(outcome: HostOutcome) -> tuple[FileChange, ...]:
+    """File changes a person should see; the agent's own state file is bookkeeping, not news."""
+    return outcome.plan.visible_changes if outcome.plan else ()
+
+
+def reasons(outcome: HostOutcome) -> tuple[str, ...]:
+    return outcome.plan.reasons if outcome.plan else ()
+
+
+def blockers(outcome: HostOutcome) -> tuple[str, ...]:
+    return outcome.plan.blockers if outcome.plan else ()
+
+
+def warnings(outcome: HostOutcome) -> tuple[str, ...]:
+    """The host's warnings and its plan's, once each, in order."""
+    plan_warnings = outcome.plan.warnings if outcome.plan else ()
+    return tuple(dict.fromkeys((*outcome.warnings, *plan_warnings)))
+
+
+def host_seconds(outcome: HostOutcome) -> float:
+    """Wall time of the host's run: first phase start to last phase end (0 without phases)."""
+    if not outcome.phases:
+        return 0.0
+    return max(p.end for p in outcome.phases) - min(p.start for p in outcome.phases)
+
+
+def run_seconds(result: FleetResult) -> float:
+    """Length of the shared time axis: the run, or the last phase end if a clock disagreed."""
+    ends = [p.end for o in result.outcomes for p in o.phases]
+    return max([result.seconds, *ends])
+
+
+def summary(result: FleetResult) -> dict[str, int]:
+    """Every status with its count, in display order (zeros kept, so the keys never move)."""
+    counts = result.counts()
+    return {status: counts.get(status, 0) for status in STATUS_ORDER}
+
+
+def summary_line(result: FleetResult) -> str:
+    """``3 hosts: 2 changed, 1 unchanged``."""
+    total = len(result.outcomes)
+    parts = [f"{n} {status}" for status, n in summary(result).items() if n]
+    noun = "host" if total == 1 else "hosts"
+    return f"{total} {noun}: {', '.join(parts)}" if parts else f"{total} {noun}"
+
+
+def xml_safe(text: str) -> str:
+    """Replace what XML 1.0 cannot carry at all, so a stray control byte never breaks the document."""
+    return _NOT_XML.sub("\ufffd", text)
