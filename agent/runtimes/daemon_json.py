@@ -1,0 +1,136 @@
+"""daemon.json as text: parse it keeping key order, merge ``insecure-registries``, write it back.
+
+The agent owns only the entries it added (recorded in its state file); every other key, value and
+entry stays where the person put it. The merge works on the parsed document, so the file is
+rewritten only when the document itself must change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+INSECURE_KEY = "insecure-registries"
+
+Indent = int | str
+
+
+class DaemonJsonError(ValueError):
+    """daemon.json cannot be understood; ``str()`` is one line naming the file and where."""
+
+
+@dataclass(frozen=True)
+class InsecureMerge:
+    """The result of merging the wanted insecure registries into a document.
+
+    ``owned`` is what the agent may remove later: entries it added now or earlier and that stay.
+    """
+
+    doc: dict[str, Any]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    owned: tuple[str, ...]
+    emptied: bool  # the agent's removals left the list empty: it is kept as [] (fact 11)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+def _reject_constant(name: str) -> Any:
+    # Go's encoding/json refuses NaN and Infinity; so must we, or we would write them back.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_daemon_json(raw: bytes, path: str) -> dict[str, Any]:
+    """Parse daemon.json into a dict in file order; raise ``DaemonJsonError`` with one line if it is bad.
+
+    >>> parse_daemon_json(b'{"debug": true, "insecure-registries": ["a"]}', "/etc/docker/daemon.json")
+    {'debug': True, 'insecure-registries': ['a']}
+    >>> parse_daemon_json(b'{"debug": tru}', "/etc/docker/daemon.json")
+    Traceback (most recent call last):
+    ...
+    agent.runtimes.daemon_json.DaemonJsonError: /etc/docker/daemon.json: not valid JSON (line 1, column 11): Expecting value
+    """
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DaemonJsonError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        # dockerd treats an empty file as "no options"; so do we.
+        return {}
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise DaemonJsonError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+        ) from None
+    except ValueError as exc:
+        raise DaemonJsonError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise DaemonJsonError(f"{path}: not a JSON object (found {type(doc).__name__})")
+    entries = doc.get(INSECURE_KEY)
+    if entries is not None and not (isinstance(entries, list) and all(isinstance(e, str) for e in entries)):
+        raise DaemonJsonError(f"{path}: {INSECURE_KEY} must be a list of strings")
+    return doc
+
+
+_INDENTED = re.compile(r"^([ \t]+)\S", re.MULTILINE)
+
+
+def detect_indent(raw: bytes | None) -> Indent:
+    """The indent unit of an existing file: a tab, or the first indentation's width; default 2.
+
+    >>> detect_indent(b'{\\n    "debug": true\\n}\\n')
+    4
+    >>> detect_indent(b'{"debug": true}')
+    2
+    """
+    if not raw:
+        return 2
+    match = _INDENTED.search(raw.decode("utf-8", "replace"))
+    if match is None:
+        return 2
+    lead = match.group(1)
+    if lead.startswith("\t"):
+        return "\t"
+    return len(lead)
+
+
+def serialise(doc: dict[str, Any], indent: Indent = 2) -> bytes:
+    """The document as daemon.json text: key order kept, non-ASCII kept readable, newline-terminated."""
+    return (json.dumps(doc, indent=indent, ensure_ascii=False) + "\n").encode()
+
+
+def merge_insecure(doc: dict[str, Any], want: Sequence[str], owned: Sequence[str]) -> InsecureMerge:
+    """Bring ``insecure-registries`` to hold ``want``, removing only entries the agent ``owned``.
+
+    Existing entries keep their order; new ones are appended. An entry the agent did not add is never
+    removed. If the agent's removals empty the list, ``[]`` stays (fact 11: a missing key does not
+    clear the list on reload). A registry already listed by a person is not claimed.
+
+    >>> m = merge_insecure({"debug": True, "insecure-registries": ["mine", "old"]}, ["new"], ["old"])
+    >>> m.doc, m.added, m.removed, m.owned
+    ({'debug': True, 'insecure-registries': ['mine', 'new']}, ('new',), ('old',), ('new',))
+    """
+    present = doc.get(INSECURE_KEY)
+    existing: list[str] = list(present) if isinstance(present, list) else []
+    wanted = list(dict.fromkeys(want))
+    owned_set = set(owned)
+    wanted_set = set(wanted)
+
+    removed = tuple(dict.fromkeys(e for e in existing if e in owned_set and e not in wanted_set))
+    kept = [e for e in existing if e not in removed]
+    added = tuple(w for w in wanted if w not in existing)
+    entries = kept + list(added)
+
+    new_owned = tuple(dict.fromkeys(e for e in entries if e in wanted_set and (e in owned_set or e in added)))
+    if not (added or removed):
+        return InsecureMerge(dict(doc), (), (), new_owned, emptied=False)
+
+    new_doc = dict(doc)  # a copy: replacing a value keeps the key where it was
+    new_doc[INSECURE_KEY] = entries
+    return InsecureMerge(new_doc, added, removed, new_owned, emptied=not entries)

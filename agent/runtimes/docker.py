@@ -1,0 +1,417 @@
+"""The Docker planner: a trust policy plus one host's facts → the files to change and dockerd's action.
+
+Pure: no I/O. The rules, with the facts they rest on (``shared/design/trust-facts.md``):
+
+- Each CA bundle goes into ``certs.d/<registry>/`` for every spelling of the registry (facts 4, 5), as
+  a ``trust-agent-*.crt`` file: ``.crt`` files are CA roots; ``.cert``/``.key`` are never written (fact 6).
+  The prefix marks the agent's files: only those are ever deleted.
+- certs.d is read on every pull and push: those changes need no reload (fact 7).
+- Skip-TLS storage: the registry goes into daemon.json ``insecure-registries`` (fact 9), which is
+  reloadable (fact 10); entries the agent added and no longer needs are removed, leaving ``[]`` rather
+  than no key (fact 11). Entries a person wrote are never touched.
+- daemon.json is checked before it is written (fact 12) and refused if one of its keys is also a
+  dockerd flag (fact 13).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agent.errors import InvalidNameError
+from agent.names import validate_registry
+from agent.runtimes.daemon_json import (
+    INSECURE_KEY,
+    DaemonJsonError,
+    detect_indent,
+    merge_insecure,
+    parse_daemon_json,
+    serialise,
+)
+from agent.runtimes.daemon_json_checks import (
+    DOCKER_20_10_KEYS,
+    check_daemon_json,
+    conflicting_flags,
+    flag_value,
+)
+from agent.runtimes.docker_facts import DockerFacts
+from agent.runtimes.docker_state import DockerState, parse_state, render_state
+from agent.runtimes.plan import EngineAction, FileChange, HostPlan
+from agent.trust import OWNED_PREFIX, CAFile, TrustPolicy
+
+RestartPolicy = Literal["auto", "reload", "restart", "never"]
+
+_OWNED_FILE = re.compile(rf"^{re.escape(OWNED_PREFIX)}[A-Za-z0-9._-]*\.crt$")
+
+
+def plan_docker(
+    policy: TrustPolicy,
+    facts: DockerFacts,
+    *,
+    restart_policy: RestartPolicy = "auto",
+    allow_restart: bool = False,
+    live_restore: bool | None = None,
+) -> HostPlan:
+    """What must change on one Docker host so that it holds ``policy``, and what dockerd must do.
+
+    ``restart_policy``: ``auto`` picks the least disruptive action (none for certs.d, reload for
+    ``insecure-registries``, restart only where a reload is not safe, and then only with
+    ``allow_restart`` or live-restore); ``reload``/``restart`` force that action whenever daemon.json
+    changes; ``never`` leaves dockerd alone. ``live_restore``, when given, is what the running daemon
+    has (``docker info``) and wins over daemon.json: live-restore protects containers only if the
+    daemon being stopped has it on.
+
+    A plan with ``blockers`` must not be applied at all; its changes are still listed for the report.
+    """
+    loaded = parse_state(facts.state, facts.state_path)
+    registries, blockers = _valid_registries(policy.registries)
+    ca_files, ca_blockers = _valid_ca_files(policy.ca_files)
+    blockers += ca_blockers
+
+    certs = _plan_certs(policy, facts, registries, ca_files, loaded.state)
+    daemon = _plan_daemon_json(policy, facts, registries, loaded.state)
+    blockers += daemon.blockers
+
+    changes = [*certs.changes]
+    mkdirs = [*certs.mkdirs]
+    if daemon.change is not None:
+        changes.append(daemon.change)
+
+    new_state = DockerState(insecure_registries=daemon.owned, cert_dirs=certs.state_dirs)
+    if not loaded.valid or new_state != loaded.state:
+        changes.append(
+            FileChange(
+                path=facts.state_path,
+                action="create" if facts.state is None else "update",
+                before=facts.state,
+                after=render_state(new_state),
+                mode=0o644,
+                internal=True,
+            )
+        )
+        if facts.state is None:
+            # The facts do not say whether the directory exists; the applier creates it with parents.
+            mkdirs.append(posixpath.dirname(facts.state_path))
+
+    action = _engine_action(
+        facts,
+        daemon,
+        certs_changed=bool(certs.changes or certs.mkdirs or certs.rmdirs),
+        restart_policy=restart_policy,
+        allow_restart=allow_restart,
+        live_restore=live_restore,
+    )
+    blockers += action.blockers
+
+    return HostPlan(
+        changes=tuple(changes),
+        mkdirs=tuple(dict.fromkeys(mkdirs)),
+        rmdirs=certs.rmdirs,
+        engine_action=action.action,
+        reasons=(*certs.reasons, *daemon.reasons, *action.reasons),
+        warnings=tuple(dict.fromkeys((*loaded.warnings, *daemon.warnings, *action.warnings))),
+        blockers=tuple(dict.fromkeys(blockers)),
+    )
+
+
+# --- validation: names become paths only after this --------------------------------------------------
+
+
+def _valid_registries(names: Sequence[str]) -> tuple[tuple[str, ...], list[str]]:
+    # The policy may come from a library user, not the CLI: a name must not escape certs.d.
+    valid: list[str] = []
+    blockers: list[str] = []
+    for name in dict.fromkeys(names):
+        try:
+            valid.append(validate_registry(name, "policy"))
+        except InvalidNameError as exc:
+            blockers.append(str(exc))
+    return tuple(valid), blockers
+
+
+def _valid_ca_files(ca_files: Sequence[CAFile]) -> tuple[tuple[CAFile, ...], list[str]]:
+    # Only trust-agent-*.crt: a CA root the agent owns; never a .cert/.key half (fact 6).
+    valid: list[CAFile] = []
+    blockers: list[str] = []
+    for ca in ca_files:
+        if _OWNED_FILE.match(ca.name) and ".." not in ca.name:
+            valid.append(ca)
+        else:
+            blockers.append(
+                f"policy: CA file name {ca.name!r}: must be a plain {OWNED_PREFIX}*.crt file name "
+                "(the agent writes only CA roots it owns)"
+            )
+    return tuple({ca.name: ca for ca in valid}.values()), blockers
+
+
+# --- certs.d ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CertsPlan:
+    changes: tuple[FileChange, ...]
+    mkdirs: tuple[str, ...]
+    rmdirs: tuple[str, ...]
+    state_dirs: tuple[str, ...]  # certs.d directories the agent created, after this plan
+    reasons: tuple[str, ...]
+
+
+def _plan_certs(
+    policy: TrustPolicy,
+    facts: DockerFacts,
+    registries: tuple[str, ...],
+    ca_files: tuple[CAFile, ...],
+    state: DockerState,
+) -> _CertsPlan:
+    root = facts.certs_dir.rstrip("/")
+    wanted_dirs = registries if ca_files else ()
+    desired = {f"{r}/{ca.name}": ca for r in wanted_dirs for ca in ca_files}
+    existing_dirs = set(facts.cert_dirs) | {rel.partition("/")[0] for rel in facts.certs}
+
+    changes: list[FileChange] = []
+    reasons: list[str] = []
+    for rel, ca in desired.items():
+        before = facts.certs.get(rel)
+        if before == ca.bundle.pem:
+            continue
+        why = _ca_purpose(ca, policy)
+        changes.append(
+            FileChange(
+                path=f"{root}/{rel}",
+                action="create" if before is None else "update",
+                before=before,
+                after=ca.bundle.pem,
+                mode=0o644,
+            )
+        )
+        reasons.append(
+            f"certs.d/{rel}: {why}" if before is None else f"certs.d/{rel}: {why} (bundle changed)"
+        )
+
+    deleted: set[str] = set()
+    for rel in sorted(facts.certs):
+        directory, _, name = rel.partition("/")
+        if not directory or "/" in name or rel in desired or not _OWNED_FILE.match(name):
+            continue  # not the agent's file, or still wanted
+        deleted.add(rel)
+        changes.append(FileChange(path=f"{root}/{rel}", action="delete", before=facts.certs[rel], after=None))
+        reasons.append(f"certs.d/{rel}: remove (trust-agent's file, no longer asked for)")
+
+    created = [f"{root}/{r}" for r in wanted_dirs if r not in existing_dirs]
+
+    rmdirs: list[str] = []
+    kept: list[str] = []
+    for path in state.cert_dirs:
+        child = _child_of(root, path)
+        if child is None:
+            kept.append(path)  # recorded under another certs.d: not this plan's to judge
+            continue
+        if child not in existing_dirs:
+            continue  # gone already; if wanted again it is in `created`
+        remaining = [rel for rel in facts.certs if rel.partition("/")[0] == child and rel not in deleted]
+        if child in wanted_dirs or remaining:
+            kept.append(path)
+        else:
+            rmdirs.append(path)
+            reasons.append(f"certs.d/{child}/: remove the directory trust-agent created, now empty")
+
+    return _CertsPlan(
+        changes=tuple(changes),
+        mkdirs=tuple(created),
+        rmdirs=tuple(rmdirs),
+        state_dirs=tuple(dict.fromkeys([*kept, *created])),
+        reasons=tuple(reasons),
+    )
+
+
+def _ca_purpose(ca: CAFile, policy: TrustPolicy) -> str:
+    if ca.role == "storage":
+        return f"storage CA for the redirect to {policy.storage_endpoint} (fact 4)"
+    return "the registry's own CA (fact 4)"
+
+
+def _child_of(root: str, path: str) -> str | None:
+    parent, name = posixpath.split(path.rstrip("/"))
+    return name if parent == root and name else None
+
+
+# --- daemon.json --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _DaemonPlan:
+    change: FileChange | None
+    doc: dict[str, Any]  # daemon.json after the plan (as it is, when unchanged or unreadable)
+    owned: tuple[str, ...]  # insecure-registries entries the agent owns after the plan
+    reasons: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    blockers: tuple[str, ...] = ()
+
+
+def _plan_daemon_json(
+    policy: TrustPolicy, facts: DockerFacts, registries: tuple[str, ...], state: DockerState
+) -> _DaemonPlan:
+    path = facts.daemon_json_path
+    raw = facts.daemon_json
+    try:
+        doc = parse_daemon_json(raw, path) if raw is not None else {}
+    except DaemonJsonError as exc:
+        # Nothing is written to a file the agent cannot read; what it owned stays recorded.
+        return _DaemonPlan(None, {}, state.insecure_registries, blockers=(str(exc),))
+
+    want = registries if policy.insecure else ()
+    merge = merge_insecure(doc, want, state.insecure_registries)
+    entries = merge.doc.get(INSECURE_KEY)
+    listed = entries if isinstance(entries, list) else []
+    warnings = tuple(
+        f"daemon.json: {r} stays in insecure-registries (not added by trust-agent): "
+        "its TLS certificates are not verified"
+        for r in registries
+        if not policy.insecure and r in listed
+    )
+    if not merge.changed:
+        return _DaemonPlan(None, merge.doc, merge.owned, warnings=warnings)
+
+    reasons = [f"daemon.json: add {r} to insecure-registries (skip-TLS, fact 9)" for r in merge.added]
+    reasons += [
+        f"daemon.json: remove {r} from insecure-registries (added by trust-agent, no longer asked for)"
+        for r in merge.removed
+    ]
+    if merge.emptied:
+        reasons.append(
+            "daemon.json: insecure-registries kept as [] (removing the key would not clear the list "
+            "on reload, fact 11)"
+        )
+
+    blockers = [f"{path}: {problem}" for problem in _daemon_json_problems(merge.doc, facts)]
+    blockers += _flag_blockers(merge.doc, facts)
+    change = FileChange(
+        path=path,
+        action="create" if raw is None else "update",
+        before=raw,
+        after=serialise(merge.doc, detect_indent(raw)),
+        mode=0o644,
+    )
+    return _DaemonPlan(change, merge.doc, merge.owned, tuple(reasons), warnings, tuple(blockers))
+
+
+def _daemon_json_problems(doc: dict[str, Any], facts: DockerFacts) -> list[str]:
+    # Where `dockerd --validate` exists it knows its own (newer) keys; elsewhere use 20.10's (fact 12).
+    known = None if facts.has_validate else DOCKER_20_10_KEYS
+    return check_daemon_json(doc, known_keys=known)
+
+
+def _flag_blockers(doc: dict[str, Any], facts: DockerFacts) -> list[str]:
+    where = facts.flags_source or "dockerd's command line"
+    blockers = [
+        f"{where} sets {flag.partition('=')[0]}; the same directive ({key}) in daemon.json would stop "
+        "dockerd (fact 13)"
+        for key, flag in conflicting_flags(doc, facts.dockerd_flags)
+    ]
+    config_file = flag_value(facts.dockerd_flags, "config-file")
+    if config_file is not None and posixpath.normpath(config_file) != posixpath.normpath(
+        facts.daemon_json_path
+    ):
+        blockers.append(
+            f"{where} sets --config-file={config_file}: dockerd does not read {facts.daemon_json_path}"
+        )
+    return blockers
+
+
+# --- dockerd action -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Action:
+    action: EngineAction
+    reasons: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    blockers: tuple[str, ...] = ()
+
+
+def _engine_action(
+    facts: DockerFacts,
+    daemon: _DaemonPlan,
+    *,
+    certs_changed: bool,
+    restart_policy: RestartPolicy,
+    allow_restart: bool,
+    live_restore: bool | None,
+) -> _Action:
+    if daemon.change is None:
+        if certs_changed:
+            return _Action(
+                "none", ("none: certs.d is read on every pull and push, no reload needed (fact 7)",)
+            )
+        return _Action("none")
+    if facts.init is None:
+        return _Action("none", ("no running engine (directory tree): takes effect when dockerd starts",))
+
+    needed, why = required_action(facts.engine_version, daemon.doc)
+    if restart_policy == "never":
+        return _Action(
+            "none",
+            warnings=(
+                "restart policy 'never': the daemon.json change takes effect at the next dockerd restart",
+            ),
+        )
+    if restart_policy == "reload":
+        warnings = (f"forced reload, but {why}",) if needed == "restart" else ()
+        return _Action("reload", ("reload: forced by restart policy 'reload'",), warnings)
+    if restart_policy == "restart":
+        return _Action("restart", ("restart: forced by restart policy 'restart'",))
+    if needed == "reload":
+        return _Action("reload", (f"reload: {why}",))
+
+    live = live_restore if live_restore is not None else daemon.doc.get("live-restore") is True
+    if allow_restart:
+        return _Action("restart", (f"restart: {why}; allowed by --allow-restart",))
+    if live:
+        return _Action("restart", (f"restart: {why}; live-restore keeps containers running (fact 17)",))
+    return _Action(
+        "restart",
+        blockers=(f"needs a dockerd restart ({why}); pass --allow-restart or enable live-restore",),
+    )
+
+
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_engine_version(version: str | None) -> tuple[int, int, int] | None:
+    """``"20.10.24+dfsg1"`` → ``(20, 10, 24)``; ``None`` when absent or unreadable."""
+    match = _VERSION.match(version or "")
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+def required_action(version: str | None, doc: dict[str, Any]) -> tuple[EngineAction, str]:
+    """The least action that applies an ``insecure-registries`` change on this engine, and why (fact 10).
+
+    >>> required_action("24.0.1", {"registry-mirrors": ["https://m.example.com"]})
+    ('reload', 'insecure-registries is reloadable (fact 10)')
+    >>> required_action("20.10.24", {"registry-mirrors": []})[0]
+    'restart'
+    """
+    parsed = parse_engine_version(version)
+    label = f"Docker {version}" if version else "an engine of unknown version"
+    if parsed is not None and parsed < (1, 13, 0):
+        return "restart", f"{label} cannot reload insecure-registries (reloadable since 1.13)"
+    if "registry-mirrors" in doc and (parsed is None or not _reload_keeps_insecure(parsed)):
+        return "restart", (
+            f"{label} with registry-mirrors set: a reload could drop the insecure list "
+            "(fixed in 23.0.7 / 24.0.1, fact 10)"
+        )
+    return "reload", "insecure-registries is reloadable (fact 10)"
+
+
+def _reload_keeps_insecure(version: tuple[int, int, int]) -> bool:
+    major = version[0]
+    if major == 23:
+        return version >= (23, 0, 7)
+    if major == 24:
+        return version >= (24, 0, 1)
+    return major >= 25

@@ -1,0 +1,201 @@
+"""daemon.json parsing, indentation, serialisation and the insecure-registries merge."""
+
+from __future__ import annotations
+
+import doctest
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.runtimes import daemon_json, daemon_json_checks, docker, docker_state
+from agent.runtimes.daemon_json import (
+    DaemonJsonError,
+    detect_indent,
+    merge_insecure,
+    parse_daemon_json,
+    serialise,
+)
+
+PATH = "/etc/docker/daemon.json"
+
+
+@pytest.mark.parametrize("module", [daemon_json, daemon_json_checks, docker_state, docker])
+def test_docstring_examples_hold(module: object) -> None:
+    result = doctest.testmod(module)  # type: ignore[arg-type]
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+# --- parse ----------------------------------------------------------------------------------------
+
+
+def test_parse_keeps_file_order() -> None:
+    doc = parse_daemon_json(b'{"z": 1, "a": {"y": 2, "b": 3}, "m": [3, 1]}', PATH)
+    assert list(doc) == ["z", "a", "m"]
+    assert list(doc["a"]) == ["y", "b"]
+
+
+def test_parse_error_names_file_line_and_column() -> None:
+    raw = b'{\n  "debug": true,\n  "labels": [\n    "a",,\n  ]\n}\n'
+    with pytest.raises(DaemonJsonError) as err:
+        parse_daemon_json(raw, PATH)
+    message = str(err.value)
+    assert message.startswith(f"{PATH}: not valid JSON (line 4, column 9): ")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'["insecure-registries"]', "not a JSON object (found list)"),
+        (b'"text"', "not a JSON object (found str)"),
+        (b'{"insecure-registries": "reg.test"}', "insecure-registries must be a list of strings"),
+        (b'{"insecure-registries": ["reg.test", 5]}', "insecure-registries must be a list of strings"),
+        (b'{"insecure-registries": null}', None),
+        (b'{"mtu": NaN}', "not valid JSON"),
+        (b'{"debug": true}\xff', "not UTF-8"),
+    ],
+)
+def test_parse_refuses_what_dockerd_refuses(raw: bytes, expected: str | None) -> None:
+    if expected is None:
+        assert parse_daemon_json(raw, PATH) == {"insecure-registries": None}
+        return
+    with pytest.raises(DaemonJsonError) as err:
+        parse_daemon_json(raw, PATH)
+    assert str(err.value).startswith(f"{PATH}: ")
+    assert expected in str(err.value)
+
+
+def test_parse_empty_file_and_bom() -> None:
+    assert parse_daemon_json(b"", PATH) == {}
+    assert parse_daemon_json(b"  \n", PATH) == {}
+    assert parse_daemon_json(b'\xef\xbb\xbf{"debug": true}', PATH) == {"debug": True}
+
+
+# --- indentation and serialisation ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "indent"),
+    [
+        (None, 2),
+        (b"", 2),
+        (b'{"debug": true}', 2),
+        (b'{\n  "debug": true\n}\n', 2),
+        (b'{\n    "debug": true\n}\n', 4),
+        (b'{\n\t"debug": true\n}\n', "\t"),
+        (b'{\n        "a": 1\n}', 8),
+    ],
+)
+def test_detect_indent(raw: bytes | None, indent: int | str) -> None:
+    assert detect_indent(raw) == indent
+
+
+def test_serialise_round_trips_a_file_written_the_same_way() -> None:
+    raw = b'{\n    "log-driver": "json-file",\n    "labels": [\n        "zone=\xc3\xa9t\xc3\xa9"\n    ]\n}\n'
+    assert serialise(parse_daemon_json(raw, PATH), detect_indent(raw)) == raw
+
+
+def test_serialise_tab_indent_and_final_newline() -> None:
+    out = serialise({"insecure-registries": ["r"]}, "\t")
+    assert out == b'{\n\t"insecure-registries": [\n\t\t"r"\n\t]\n}\n'
+
+
+# --- merge ------------------------------------------------------------------------------------------
+
+
+def test_merge_appends_keeping_existing_order_and_position() -> None:
+    doc = {"debug": True, "insecure-registries": ["b.test", "a.test"], "log-driver": "local"}
+    merge = merge_insecure(doc, ["c.test", "a.test"], [])
+    assert merge.doc == {
+        "debug": True,
+        "insecure-registries": ["b.test", "a.test", "c.test"],
+        "log-driver": "local",
+    }
+    assert list(merge.doc) == ["debug", "insecure-registries", "log-driver"]
+    assert merge.added == ("c.test",)
+    assert merge.removed == ()
+    assert merge.owned == ("c.test",)  # a.test was there first: not claimed
+    assert doc["insecure-registries"] == ["b.test", "a.test"]  # input untouched
+
+
+def test_merge_adds_key_at_the_end_when_missing() -> None:
+    merge = merge_insecure({"debug": False}, ["r.test"], [])
+    assert list(merge.doc.items()) == [("debug", False), ("insecure-registries", ["r.test"])]
+
+
+def test_merge_without_anything_to_do_adds_no_key() -> None:
+    merge = merge_insecure({"debug": False}, [], ["gone.test"])
+    assert not merge.changed
+    assert merge.doc == {"debug": False}
+    assert merge.owned == ()
+
+
+def test_merge_removes_only_owned_entries_and_keeps_empty_list() -> None:
+    merge = merge_insecure({"insecure-registries": ["mine.test", "agent.test"]}, [], ["agent.test"])
+    assert merge.doc["insecure-registries"] == ["mine.test"]
+    assert merge.removed == ("agent.test",)
+    assert not merge.emptied
+
+    merge = merge_insecure({"insecure-registries": ["agent.test"], "debug": True}, [], ["agent.test"])
+    assert merge.doc == {"insecure-registries": [], "debug": True}  # fact 11: [] rather than no key
+    assert merge.emptied
+
+
+def test_merge_keeps_owned_entries_still_wanted() -> None:
+    merge = merge_insecure({"insecure-registries": ["agent.test"]}, ["agent.test"], ["agent.test"])
+    assert not merge.changed
+    assert merge.owned == ("agent.test",)
+
+
+def test_merge_reclaims_an_owned_entry_a_person_removed() -> None:
+    merge = merge_insecure({"insecure-registries": []}, ["agent.test"], ["agent.test"])
+    assert merge.added == ("agent.test",)
+    assert merge.owned == ("agent.test",)
+
+
+names = st.from_regex(r"[a-z]{1,6}(\.[a-z]{1,4})?(:[1-9][0-9]{0,3})?", fullmatch=True)
+json_scalars = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=8)
+foreign_docs = st.dictionaries(
+    st.text(min_size=1, max_size=12).filter(lambda k: k != "insecure-registries"),
+    st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=5),
+    max_size=6,
+)
+
+
+@given(
+    foreign=foreign_docs,
+    foreign_entries=st.lists(names, max_size=5),
+    owned=st.lists(names, max_size=4),
+    want=st.lists(names, max_size=4),
+    position=st.integers(0, 6),
+)
+def test_merge_never_drops_or_reorders_foreign_keys_or_entries(
+    foreign: dict[str, object],
+    foreign_entries: list[str],
+    owned: list[str],
+    want: list[str],
+    position: int,
+) -> None:
+    owned = [o for o in owned if o not in foreign_entries]  # the state records only what the agent added
+    items = list(foreign.items())
+    items.insert(min(position, len(items)), ("insecure-registries", [*foreign_entries, *owned]))
+    doc = dict(items)
+
+    merge = merge_insecure(doc, want, owned)
+
+    assert list(merge.doc) == list(doc)  # same keys, same order
+    assert {k: v for k, v in merge.doc.items() if k != "insecure-registries"} == foreign
+    entries = merge.doc["insecure-registries"]
+    assert [e for e in entries if e in foreign_entries] == foreign_entries
+    assert all(w in entries for w in want)
+    assert not any(e in entries for e in owned if e not in want and e not in foreign_entries)
+    assert set(merge.owned) <= set(want)
+    assert not set(merge.owned) & set(foreign_entries)
+
+    # Merging again with what is now owned changes nothing, and round-trips through text.
+    again = merge_insecure(merge.doc, want, merge.owned)
+    assert not again.changed
+    assert json.loads(serialise(merge.doc, detect_indent(None))) == merge.doc

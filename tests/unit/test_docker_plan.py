@@ -1,0 +1,612 @@
+"""The Docker planner: certs.d files, the daemon.json merge, the state record and dockerd's action."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent.certs import CABundle
+from agent.runtimes.docker import plan_docker, required_action
+from agent.runtimes.docker_facts import CERTS_DIR, DAEMON_JSON, STATE_FILE, DockerFacts
+from agent.runtimes.plan import HostPlan
+from agent.trust import OWNED_PREFIX, CAFile, TrustPolicy
+
+PEM = b"-----BEGIN CERTIFICATE-----\nMIIBstorage\n-----END CERTIFICATE-----\n"
+PEM2 = b"-----BEGIN CERTIFICATE-----\nMIIBrotated\n-----END CERTIFICATE-----\n"
+REG_PEM = b"-----BEGIN CERTIFICATE-----\nMIIBregistry\n-----END CERTIFICATE-----\n"
+STORAGE_CRT = "trust-agent-storage-ca.crt"
+DROP_IN = "docker.service drop-in /etc/systemd/system/docker.service.d/x.conf"
+
+
+def ca_policy(*registries: str, pem: bytes = PEM, registry_ca: bool = False) -> TrustPolicy:
+    files = [CAFile("storage", STORAGE_CRT, CABundle(origin="t", pem=pem, certificates=()))]
+    if registry_ca:
+        files.append(CAFile("registry", "trust-agent-registry-ca.crt", CABundle("r", REG_PEM, ())))
+    return TrustPolicy(
+        registries=registries,
+        storage_endpoint="198.51.100.11:9000",
+        storage_scheme="https",
+        ca_files=tuple(files),
+        insecure=False,
+    )
+
+
+def insecure_policy(*registries: str) -> TrustPolicy:
+    return TrustPolicy(
+        registries=registries, storage_endpoint="198.51.100.11:9000", storage_scheme="https", insecure=True
+    )
+
+
+def no_trust_policy(*registries: str) -> TrustPolicy:
+    return TrustPolicy(registries=registries, storage_endpoint=None, storage_scheme=None)
+
+
+def host(**kw: Any) -> DockerFacts:
+    base: dict[str, Any] = {"init": "systemd", "engine_version": "24.0.7", "engine_running": True}
+    base.update(kw)
+    return DockerFacts(**base)
+
+
+def apply_plan(plan: HostPlan, facts: DockerFacts) -> DockerFacts:
+    """Apply a plan to the facts in memory, as the engine would on the host."""
+    assert not plan.blockers, plan.blockers
+    root = facts.certs_dir + "/"
+    certs = dict(facts.certs)
+    dirs = set(facts.cert_dirs)
+    daemon_json, state = facts.daemon_json, facts.state
+    for directory in plan.mkdirs:
+        if directory.startswith(root):
+            dirs.add(directory[len(root) :])
+    for change in plan.changes:
+        if change.path.startswith(root):
+            rel = change.path[len(root) :]
+            assert rel.partition("/")[0] in dirs, f"{change.path}: directory missing"
+            if change.action == "delete":
+                del certs[rel]
+            else:
+                assert change.after is not None
+                certs[rel] = change.after
+        elif change.path == facts.daemon_json_path:
+            assert change.action != "delete"
+            daemon_json = change.after
+        elif change.path == facts.state_path:
+            assert change.internal
+            state = change.after
+        else:
+            raise AssertionError(f"unexpected path {change.path}")
+    for directory in plan.rmdirs:
+        name = directory[len(root) :]
+        assert not any(rel.startswith(name + "/") for rel in certs), f"{directory} is not empty"
+        dirs.discard(name)
+    return replace(facts, certs=certs, cert_dirs=frozenset(dirs), daemon_json=daemon_json, state=state)
+
+
+def converge(policy: TrustPolicy, facts: DockerFacts, **kw: Any) -> DockerFacts:
+    after = apply_plan(plan_docker(policy, facts, **kw), facts)
+    again = plan_docker(policy, after, **kw)
+    assert again.changes == () and again.mkdirs == () and again.rmdirs == (), again
+    assert again.engine_action == "none"
+    assert not again.changed
+    return after
+
+
+def by_path(plan: HostPlan) -> dict[str, Any]:
+    return {c.path: c for c in plan.changes}
+
+
+def state_of(facts: DockerFacts) -> dict[str, Any]:
+    assert facts.state is not None
+    doc: dict[str, Any] = json.loads(facts.state)
+    return doc
+
+
+# --- fresh and converged hosts ----------------------------------------------------------------------
+
+
+def test_fresh_host_gets_the_storage_ca_in_every_registry_directory() -> None:
+    plan = plan_docker(ca_policy("registry.test", "registry.test:443"), host())
+    changes = by_path(plan)
+    for registry in ("registry.test", "registry.test:443"):
+        change = changes[f"{CERTS_DIR}/{registry}/{STORAGE_CRT}"]
+        assert (change.action, change.before, change.after, change.mode) == ("create", None, PEM, 0o644)
+    assert plan.mkdirs == (
+        f"{CERTS_DIR}/registry.test",
+        f"{CERTS_DIR}/registry.test:443",
+        "/var/lib/trust-agent",
+    )
+    assert DAEMON_JSON not in changes
+    assert plan.engine_action == "none"  # certs.d is read on every pull (fact 7)
+    assert plan.blockers == ()
+    assert (
+        f"certs.d/registry.test/{STORAGE_CRT}: storage CA for the redirect to 198.51.100.11:9000 (fact 4)"
+        in plan.reasons
+    )
+    state = changes[STATE_FILE]
+    assert state.internal and state.mode == 0o644 and state.action == "create"
+    assert json.loads(state.after) == {
+        "version": 1,
+        "insecure_registries": [],
+        "cert_dirs": [f"{CERTS_DIR}/registry.test", f"{CERTS_DIR}/registry.test:443"],
+    }
+    assert [c.path for c in plan.visible_changes] == [
+        f"{CERTS_DIR}/registry.test/{STORAGE_CRT}",
+        f"{CERTS_DIR}/registry.test:443/{STORAGE_CRT}",
+    ]
+    assert not any(c.path.endswith((".cert", ".key")) for c in plan.changes)  # fact 6
+
+
+def test_fresh_host_insecure_creates_daemon_json_and_reloads() -> None:
+    plan = plan_docker(insecure_policy("registry.test"), host())
+    change = by_path(plan)[DAEMON_JSON]
+    assert (change.action, change.before, change.mode) == ("create", None, 0o644)
+    assert change.after == b'{\n  "insecure-registries": [\n    "registry.test"\n  ]\n}\n'
+    assert plan.engine_action == "reload"
+    assert "daemon.json: add registry.test to insecure-registries (skip-TLS, fact 9)" in plan.reasons
+    assert "reload: insecure-registries is reloadable (fact 10)" in plan.reasons
+    assert not any(c.path.startswith(CERTS_DIR) for c in plan.changes)
+    assert json.loads(by_path(plan)[STATE_FILE].after)["insecure_registries"] == ["registry.test"]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [ca_policy("registry.test", "registry.test:443", registry_ca=True), insecure_policy("registry.test")],
+)
+def test_converged_host_has_nothing_to_do(policy: TrustPolicy) -> None:
+    after = converge(policy, host(daemon_json=b'{\n    "debug": true\n}\n'))
+    plan = plan_docker(policy, after)
+    assert plan == HostPlan()
+
+
+def test_nothing_to_trust_on_a_clean_host_writes_nothing() -> None:
+    assert plan_docker(no_trust_policy("registry.test"), host()) == HostPlan()
+
+
+def test_a_changed_bundle_is_updated_in_place() -> None:
+    after = converge(ca_policy("registry.test"), host())
+    plan = plan_docker(ca_policy("registry.test", pem=PEM2), after)
+    change = by_path(plan)[f"{CERTS_DIR}/registry.test/{STORAGE_CRT}"]
+    assert (change.action, change.before, change.after) == ("update", PEM, PEM2)
+    assert plan.mkdirs == () and plan.engine_action == "none"
+    assert STATE_FILE not in by_path(plan)  # the record did not change
+
+
+# --- daemon.json: foreign content ------------------------------------------------------------------
+
+FOREIGN = (
+    b"{\n"
+    b'    "log-driver": "json-file",\n'
+    b'    "log-opts": {"max-size": "10m", "max-file": "3"},\n'
+    b'    "insecure-registries": ["mirror.local:5000"],\n'
+    b'    "data-root": "/srv/docker"\n'
+    b"}\n"
+)
+
+
+def test_daemon_json_untouched_byte_for_byte_when_nothing_changes() -> None:
+    facts = host(daemon_json=FOREIGN)
+    for policy in (
+        ca_policy("registry.test"),
+        no_trust_policy("registry.test"),
+        insecure_policy("mirror.local:5000"),
+    ):
+        plan = plan_docker(policy, facts)
+        assert DAEMON_JSON not in by_path(plan)
+
+
+def test_merge_keeps_other_keys_values_order_and_indent() -> None:
+    plan = plan_docker(insecure_policy("registry.test"), host(daemon_json=FOREIGN))
+    after = by_path(plan)[DAEMON_JSON].after
+    assert after == (
+        b"{\n"
+        b'    "log-driver": "json-file",\n'
+        b'    "log-opts": {\n        "max-size": "10m",\n        "max-file": "3"\n    },\n'
+        b'    "insecure-registries": [\n        "mirror.local:5000",\n        "registry.test"\n    ],\n'
+        b'    "data-root": "/srv/docker"\n'
+        b"}\n"
+    )
+    assert by_path(plan)[DAEMON_JSON].action == "update"
+
+
+def test_switching_ca_insecure_ca_changes_only_the_agents_own_entries() -> None:
+    facts = host(
+        daemon_json=FOREIGN,
+        certs={"registry.test:443/ca.crt": b"person's"},
+        cert_dirs=frozenset({"registry.test:443"}),
+    )
+    regs = ("registry.test", "registry.test:443")
+
+    # 1. CA: the agent creates registry.test/ (recorded) and adds a file to the person's registry.test:443/.
+    facts = converge(ca_policy(*regs), facts)
+    assert state_of(facts)["cert_dirs"] == [f"{CERTS_DIR}/registry.test"]
+
+    # 2. Skip-TLS: its CA files go, the directory it created goes, the registries become insecure.
+    plan = plan_docker(insecure_policy(*regs), facts)
+    assert {c.path: c.action for c in plan.changes if c.path.startswith(CERTS_DIR)} == {
+        f"{CERTS_DIR}/registry.test/{STORAGE_CRT}": "delete",
+        f"{CERTS_DIR}/registry.test:443/{STORAGE_CRT}": "delete",
+    }
+    assert plan.rmdirs == (f"{CERTS_DIR}/registry.test",)  # registry.test:443/ is the person's
+    assert plan.engine_action == "reload"
+    facts = converge(insecure_policy(*regs), facts)
+    doc = json.loads(facts.daemon_json or b"")
+    assert doc["insecure-registries"] == ["mirror.local:5000", *regs]
+    assert facts.certs == {"registry.test:443/ca.crt": b"person's"}
+    assert state_of(facts) == {"version": 1, "insecure_registries": list(regs), "cert_dirs": []}
+
+    # 3. CA again: only the agent's entries leave insecure-registries; the person's stays.
+    plan = plan_docker(ca_policy(*regs), facts)
+    assert plan.engine_action == "reload"
+    assert any("remove registry.test from insecure-registries" in r for r in plan.reasons)
+    facts = converge(ca_policy(*regs), facts)
+    doc = json.loads(facts.daemon_json or b"")
+    assert list(doc) == ["log-driver", "log-opts", "insecure-registries", "data-root"]
+    assert doc["insecure-registries"] == ["mirror.local:5000"]
+
+    # 4. Nothing to trust any more: the last agent entry leaves [] behind, never a missing key (fact 11).
+    facts = converge(insecure_policy("registry.test"), host(daemon_json=b'{"debug": true}'))
+    plan = plan_docker(no_trust_policy("registry.test"), facts)
+    assert json.loads(by_path(plan)[DAEMON_JSON].after) == {"debug": True, "insecure-registries": []}
+    assert any("kept as [] " in r and "fact 11" in r for r in plan.reasons)
+
+
+def test_entry_listed_before_the_agent_came_is_never_removed() -> None:
+    facts = host(daemon_json=b'{"insecure-registries": ["registry.test"]}')
+    plan = plan_docker(insecure_policy("registry.test"), facts)
+    assert plan == HostPlan()  # already there: not claimed, nothing written
+    plan = plan_docker(ca_policy("registry.test"), facts)
+    assert DAEMON_JSON not in by_path(plan)
+    assert any(
+        "registry.test stays in insecure-registries (not added by trust-agent)" in w for w in plan.warnings
+    )
+
+
+def test_unreadable_state_removes_nothing_and_is_rewritten() -> None:
+    facts = host(daemon_json=b'{"insecure-registries": ["registry.test"]}', state=b"{oops")
+    plan = plan_docker(no_trust_policy("registry.test"), facts)
+    assert DAEMON_JSON not in by_path(plan)
+    assert any("unreadable trust-agent state" in w for w in plan.warnings)
+    state = by_path(plan)[STATE_FILE]
+    assert state.action == "update" and json.loads(state.after)["insecure_registries"] == []
+    assert plan.mkdirs == ()  # the record exists, so its directory does
+    converge(no_trust_policy("registry.test"), facts)
+
+
+# --- certs.d: foreign files -------------------------------------------------------------------------
+
+
+def test_foreign_files_in_certs_d_are_never_touched() -> None:
+    foreign = {
+        "registry.test/ca.crt": b"a",
+        "registry.test/client.cert": b"b",
+        "registry.test/client.key": b"c",
+        "registry.test/trust-agent-notes.txt": b"d",
+        "other.test/ca.crt": b"e",
+        "other.test/trust-agent.crt.bak": b"f",
+    }
+    facts = host(certs=foreign, cert_dirs=frozenset({"registry.test", "other.test", "empty.test"}))
+    for policy in (ca_policy("registry.test"), insecure_policy("registry.test"), no_trust_policy()):
+        after = converge(policy, facts)
+        for rel, content in foreign.items():
+            assert after.certs[rel] == content
+        plan = plan_docker(policy, facts)
+        assert not {c.path for c in plan.changes} & {f"{CERTS_DIR}/{rel}" for rel in foreign}
+        assert plan.rmdirs == ()  # the agent created none of these directories
+
+
+def test_agent_files_the_policy_no_longer_asks_for_are_deleted_in_any_directory() -> None:
+    facts = host(
+        certs={
+            "old.test/trust-agent-storage-ca.crt": PEM,
+            "registry.test/trust-agent-registry-ca.crt": REG_PEM,
+            "old.test/ca.crt": b"person's",
+        },
+        cert_dirs=frozenset({"old.test", "registry.test"}),
+        state=json.dumps(
+            {"version": 1, "insecure_registries": [], "cert_dirs": [f"{CERTS_DIR}/old.test"]}
+        ).encode(),
+    )
+    plan = plan_docker(ca_policy("registry.test"), facts)
+    actions = {c.path: c.action for c in plan.changes if not c.internal}
+    assert actions == {
+        f"{CERTS_DIR}/registry.test/{STORAGE_CRT}": "create",
+        f"{CERTS_DIR}/old.test/{STORAGE_CRT}": "delete",
+        f"{CERTS_DIR}/registry.test/trust-agent-registry-ca.crt": "delete",
+    }
+    assert plan.rmdirs == ()  # old.test/ still holds the person's ca.crt
+    after = converge(ca_policy("registry.test"), facts)
+    assert state_of(after)["cert_dirs"] == [f"{CERTS_DIR}/old.test"]  # kept: it may empty later
+
+
+# --- blockers -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "blocker"),
+    [
+        (b'{\n  "debug": true,\n  "labels": [\n}\n', f"{DAEMON_JSON}: not valid JSON (line 4, column 1): "),
+        (b'["registry.test"]', f"{DAEMON_JSON}: not a JSON object (found list)"),
+        (b'{"insecure-registries": "registry.test"}', f"{DAEMON_JSON}: insecure-registries must be a list of strings"),
+    ],
+)  # fmt: skip
+def test_unreadable_daemon_json_blocks_the_host(raw: bytes, blocker: str) -> None:
+    plan = plan_docker(insecure_policy("registry.test"), host(daemon_json=raw))
+    assert len(plan.blockers) == 1 and plan.blockers[0].startswith(blocker)
+    assert DAEMON_JSON not in by_path(plan)
+    # certs.d changes are still listed, for the report; the blocker keeps the host untouched.
+    plan = plan_docker(ca_policy("registry.test"), host(daemon_json=raw))
+    assert f"{CERTS_DIR}/registry.test/{STORAGE_CRT}" in by_path(plan)
+    assert plan.blockers[0].startswith(blocker)
+
+
+def test_flag_conflict_blocks_the_daemon_json_change() -> None:
+    facts = host(dockerd_flags=("-H", "fd://", "--insecure-registry=10.0.0.0/8"), flags_source=DROP_IN)
+    plan = plan_docker(insecure_policy("registry.test"), facts)
+    assert plan.blockers == (
+        f"{DROP_IN} sets --insecure-registry; the same directive (insecure-registries) in daemon.json "
+        "would stop dockerd (fact 13)",
+    )
+    # certs.d needs no daemon.json: no conflict.
+    assert plan_docker(ca_policy("registry.test"), facts).blockers == ()
+
+
+def test_other_keys_set_as_flags_block_a_daemon_json_change() -> None:
+    facts = host(daemon_json=b'{"hosts": ["unix:///run/docker.sock"]}', dockerd_flags=("-H", "fd://"))
+    plan = plan_docker(insecure_policy("registry.test"), facts)
+    assert len(plan.blockers) == 1
+    assert plan.blockers[0].startswith("dockerd's command line sets -H; the same directive (hosts)")
+
+
+def test_config_file_elsewhere_blocks() -> None:
+    elsewhere = host(dockerd_flags=("--config-file", "/srv/docker/daemon.json"))
+    plan = plan_docker(insecure_policy("registry.test"), elsewhere)
+    assert any("--config-file=/srv/docker/daemon.json: dockerd does not read" in b for b in plan.blockers)
+    same = host(dockerd_flags=(f"--config-file={DAEMON_JSON}",))
+    assert plan_docker(insecure_policy("registry.test"), same).blockers == ()
+
+
+def test_problems_already_in_daemon_json_block_a_change() -> None:
+    raw = b'{"live-restore": "yes", "frobnicate": 1}'
+    plan = plan_docker(insecure_policy("registry.test"), host(daemon_json=raw, has_validate=False))
+    assert set(plan.blockers) == {
+        f"{DAEMON_JSON}: live-restore: must be true or false",
+        f"{DAEMON_JSON}: unknown key 'frobnicate': dockerd refuses directives it does not know",
+    }
+    # An engine with `dockerd --validate` knows its own newer keys; the types are still checked.
+    plan = plan_docker(insecure_policy("registry.test"), host(daemon_json=raw, has_validate=True))
+    assert plan.blockers == (f"{DAEMON_JSON}: live-restore: must be true or false",)
+    # Not the agent's business when it does not write the file.
+    assert plan_docker(ca_policy("registry.test"), host(daemon_json=raw)).blockers == ()
+
+
+@pytest.mark.parametrize("name", ["../../etc", "reg.test/../../etc", "..", "reg test", "a/b"])
+def test_registry_names_that_could_escape_certs_d_block(name: str) -> None:
+    plan = plan_docker(ca_policy(name, "registry.test"), host())
+    assert len(plan.blockers) == 1 and repr(name) in plan.blockers[0]
+    assert not any(".." in c.path or " " in c.path for c in plan.changes)
+    assert not any(".." in d for d in plan.mkdirs)
+    plan = plan_docker(insecure_policy(name), host())
+    assert plan.blockers and DAEMON_JSON not in by_path(plan)
+
+
+@pytest.mark.parametrize(
+    "name", ["ca.crt", "trust-agent-client.cert", "trust-agent-x.key", "trust-agent-../x.crt"]
+)
+def test_ca_file_names_the_agent_does_not_own_block(name: str) -> None:
+    policy = replace(
+        ca_policy("registry.test"),
+        ca_files=(CAFile("storage", name, CABundle(origin="t", pem=PEM, certificates=())),),
+    )
+    plan = plan_docker(policy, host())
+    assert len(plan.blockers) == 1 and OWNED_PREFIX in plan.blockers[0]
+    assert not any(c.path.endswith(name) for c in plan.changes)
+
+
+# --- dockerd action (facts 7, 10, 17) ---------------------------------------------------------------
+
+MIRRORS = b'{"registry-mirrors": ["https://mirror.example.com"]}'
+
+
+@pytest.mark.parametrize(
+    ("version", "daemon_json", "action"),
+    [
+        ("20.10.24+dfsg1", MIRRORS, "restart"),
+        ("20.10.24", b"{}", "reload"),
+        ("20.10.24", None, "reload"),
+        ("23.0.6", MIRRORS, "restart"),
+        ("23.0.7", MIRRORS, "reload"),
+        ("24.0.0", MIRRORS, "restart"),
+        ("24.0.1", MIRRORS, "reload"),
+        ("26.1.5", MIRRORS, "reload"),
+        (None, MIRRORS, "restart"),
+        ("1.12.6", b"{}", "restart"),
+        ("1.13.1", b"{}", "reload"),
+    ],
+)
+def test_version_rules_for_reload_or_restart(
+    version: str | None, daemon_json: bytes | None, action: str
+) -> None:
+    facts = host(engine_version=version, daemon_json=daemon_json)
+    plan = plan_docker(insecure_policy("registry.test"), facts, allow_restart=True)
+    assert plan.engine_action == action
+    assert plan.blockers == ()
+    if action == "restart":
+        assert any(r.startswith("restart: ") and "allowed by --allow-restart" in r for r in plan.reasons)
+
+
+def test_restart_without_permission_is_a_blocker() -> None:
+    facts = host(engine_version="20.10.24", daemon_json=MIRRORS)
+    plan = plan_docker(insecure_policy("registry.test"), facts)
+    assert plan.engine_action == "restart"
+    assert len(plan.blockers) == 1
+    blocker = plan.blockers[0]
+    assert blocker.startswith("needs a dockerd restart (Docker 20.10.24 with registry-mirrors set")
+    assert blocker.endswith("pass --allow-restart or enable live-restore")
+
+
+def test_live_restore_allows_the_restart() -> None:
+    live = b'{"registry-mirrors": ["https://mirror.example.com"], "live-restore": true}'
+    plan = plan_docker(insecure_policy("registry.test"), host(engine_version="20.10.24", daemon_json=live))
+    assert (plan.engine_action, plan.blockers) == ("restart", ())
+    assert any("live-restore keeps containers running" in r for r in plan.reasons)
+    plan = plan_docker(
+        insecure_policy("registry.test"),
+        host(engine_version="20.10.24", daemon_json=MIRRORS),
+        live_restore=True,
+    )
+    assert (plan.engine_action, plan.blockers) == ("restart", ())
+    # What the running daemon has wins: live-restore in the file alone does not protect this restart.
+    plan = plan_docker(
+        insecure_policy("registry.test"),
+        host(engine_version="20.10.24", daemon_json=live),
+        live_restore=False,
+    )
+    assert plan.blockers
+
+
+def test_restart_policies() -> None:
+    facts = host(engine_version="20.10.24", daemon_json=MIRRORS)
+    policy = insecure_policy("registry.test")
+    never = plan_docker(policy, facts, restart_policy="never")
+    assert (never.engine_action, never.blockers) == ("none", ())
+    assert any("takes effect at the next dockerd restart" in w for w in never.warnings)
+    forced = plan_docker(policy, facts, restart_policy="reload")
+    assert (forced.engine_action, forced.blockers) == ("reload", ())
+    assert any("could drop the insecure list" in w for w in forced.warnings)
+    assert plan_docker(policy, facts, restart_policy="restart").engine_action == "restart"
+    # Forcing applies only to daemon.json changes: certs.d alone never needs dockerd.
+    for restart_policy in ("reload", "restart"):
+        assert (
+            plan_docker(ca_policy("registry.test"), facts, restart_policy=restart_policy).engine_action
+            == "none"
+        )
+
+
+def test_directory_tree_without_engine_needs_no_action() -> None:
+    plan = plan_docker(
+        insecure_policy("registry.test"), host(init=None, engine_version=None, daemon_json=MIRRORS)
+    )
+    assert (plan.engine_action, plan.blockers) == ("none", ())
+    assert "no running engine (directory tree): takes effect when dockerd starts" in plan.reasons
+
+
+def test_required_action_reasons_cite_fact_10() -> None:
+    assert required_action("24.0.7", {}) == ("reload", "insecure-registries is reloadable (fact 10)")
+    action, why = required_action("20.10.24", {"registry-mirrors": []})
+    assert action == "restart" and "fact 10" in why
+
+
+# --- properties -----------------------------------------------------------------------------------
+
+registry_names = st.sampled_from(
+    [
+        "registry.test",
+        "registry.test:443",
+        "reg.example.com:5000",
+        "10.0.0.5:5000",
+        "[fd00::5]:5000",
+        "b.test",
+    ]
+)
+foreign_values: dict[str, st.SearchStrategy[Any]] = {
+    "debug": st.booleans(),
+    "log-driver": st.sampled_from(["json-file", "local", "journald"]),
+    "labels": st.lists(st.from_regex(r"[a-z]{1,4}=[a-z]{0,4}", fullmatch=True), max_size=3),
+    "log-opts": st.dictionaries(st.sampled_from(["max-size", "max-file"]), st.sampled_from(["3", "10m"])),
+    "data-root": st.sampled_from(["/srv/docker", "/var/lib/docker"]),
+    "max-concurrent-downloads": st.integers(0, 10),
+    "storage-driver": st.just("overlay2"),
+    "registry-mirrors": st.lists(st.sampled_from(["https://m1.test", "http://10.1.1.1:5000"]), max_size=2),
+}
+
+
+@st.composite
+def daemon_docs(draw: st.DrawFn) -> tuple[bytes | None, list[str], list[tuple[str, Any]]]:
+    keys = draw(st.lists(st.sampled_from(sorted(foreign_values)), unique=True, max_size=5))
+    items: list[tuple[str, Any]] = [(k, draw(foreign_values[k])) for k in keys]
+    entries = draw(st.lists(registry_names | st.just("192.168.0.0/16"), unique=True, max_size=3))
+    with_key = bool(entries) or draw(st.booleans())
+    doc_items = list(items)
+    if with_key:
+        doc_items.insert(draw(st.integers(0, len(items))), ("insecure-registries", entries))
+    if not doc_items and draw(st.booleans()):
+        return None, [], []
+    indent = draw(st.sampled_from(["  ", "    ", "\t"]))
+    return (json.dumps(dict(doc_items), indent=indent) + "\n").encode(), entries, items
+
+
+foreign_files = st.dictionaries(
+    st.tuples(
+        registry_names, st.sampled_from(["ca.crt", "client.cert", "client.key", "x.crt", "trust-agent.txt"])
+    ).map("/".join),
+    st.binary(min_size=1, max_size=8),
+    max_size=5,
+)
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> TrustPolicy:
+    registries = tuple(draw(st.lists(registry_names, unique=True, max_size=3)))
+    kind = draw(st.sampled_from(["ca", "ca+registry", "insecure", "none"]))
+    if kind == "insecure":
+        return insecure_policy(*registries)
+    if kind == "none":
+        return no_trust_policy(*registries)
+    return ca_policy(*registries, pem=draw(st.sampled_from([PEM, PEM2])), registry_ca=kind == "ca+registry")
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    doc=daemon_docs(),
+    files=foreign_files,
+    extra_dirs=st.frozensets(registry_names, max_size=2),
+    steps=st.lists(policies(), min_size=1, max_size=4),
+)
+def test_any_sequence_of_policies_converges_and_keeps_what_is_not_the_agents(
+    doc: tuple[bytes | None, list[str], list[tuple[str, Any]]],
+    files: dict[str, bytes],
+    extra_dirs: frozenset[str],
+    steps: list[TrustPolicy],
+) -> None:
+    raw, foreign_entries, foreign_items = doc
+    facts = host(
+        daemon_json=raw,
+        certs=files,
+        cert_dirs=frozenset({rel.partition("/")[0] for rel in files}) | extra_dirs,
+        engine_version="24.0.7",
+    )
+    foreign_dirs = set(facts.cert_dirs)
+    for policy in steps:
+        plan = plan_docker(policy, facts)
+        assert plan.blockers == ()
+        # Never a foreign file, never a foreign directory, never a .cert/.key.
+        touched = {c.path for c in plan.changes}
+        assert not touched & {f"{CERTS_DIR}/{rel}" for rel in files}
+        assert not set(plan.rmdirs) & {f"{CERTS_DIR}/{d}" for d in foreign_dirs}
+        assert not any(p.endswith((".cert", ".key")) for p in touched)
+        assert plan.engine_action in ("none", "reload")
+        if plan.engine_action == "reload":
+            assert DAEMON_JSON in touched
+
+        facts = converge(policy, facts)
+
+        for rel, content in files.items():
+            assert facts.certs[rel] == content
+        assert foreign_dirs <= set(facts.cert_dirs)
+        want_files = {f"{r}/{c.name}" for r in policy.registries for c in policy.ca_files}
+        assert {
+            rel for rel in facts.certs if rel.startswith(OWNED_PREFIX) or "/trust-agent-" in rel
+        } == want_files
+        if facts.daemon_json is not None:
+            merged = json.loads(facts.daemon_json)
+            assert [(k, v) for k, v in merged.items() if k != "insecure-registries"] == foreign_items
+            entries = merged.get("insecure-registries", [])
+            assert [e for e in entries if e in foreign_entries] == foreign_entries
+            wanted = set(policy.registries) if policy.insecure else set()
+            assert set(entries) == set(foreign_entries) | wanted
+        else:
+            assert not policy.insecure or not policy.registries
