@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -357,8 +357,11 @@ def verify(**kwargs: Any) -> None:
     sys.exit(1 if drift or not checks.ok else 0)
 
 
+Mode = Literal["plan", "apply", "rollout", "verify"]
+
+
 def _run(
-    mode: str, kwargs: dict[str, Any], options: RunOptions, fleet: FleetOptions | None = None
+    mode: Mode, kwargs: dict[str, Any], options: RunOptions, fleet: FleetOptions | None = None
 ) -> FleetResult:
     inputs = _inputs(kwargs)
     _, policy = resolve_policy(inputs)
@@ -368,7 +371,7 @@ def _run(
 
 
 def _run_with_policy(
-    mode: str, kwargs: dict[str, Any], options: RunOptions, fleet: FleetOptions, policy: Any
+    mode: Mode, kwargs: dict[str, Any], options: RunOptions, fleet: FleetOptions, policy: Any
 ) -> FleetResult:
     names, opener = _targets(kwargs)
     root = kwargs.get("root")

@@ -1,9 +1,103 @@
 """Sources of a registry's storage settings: distribution config.yml, DTR/MSR API or JSON, harbor.yml.
 
 ``load_source(spec, env=None)`` auto-detects the kind from content (or a URL) and returns
-:class:`RegistrySettings`.
+:class:`RegistrySettings`. Every problem with the input is a one-line ``SourceError`` (exit code 2).
 """
 
-from agent.sources.model import RegistrySettings, S3Storage
+from __future__ import annotations
 
-__all__ = ["RegistrySettings", "S3Storage"]
+import json
+from collections.abc import Mapping
+
+from agent.errors import SourceError
+from agent.sources.distribution import parse_distribution
+from agent.sources.document import load_yaml
+from agent.sources.dtr import dtr_base_url, fetch_dtr, parse_dtr_json
+from agent.sources.harbor import parse_harbor
+from agent.sources.model import RegistrySettings, S3Storage, SourceKind
+
+__all__ = [
+    "RegistrySettings",
+    "S3Storage",
+    "SourceKind",
+    "detect_kind",
+    "fetch_dtr",
+    "load_source",
+    "parse_distribution",
+    "parse_dtr_json",
+    "parse_harbor",
+]
+
+MAX_SOURCE_BYTES = 4 * 1024 * 1024
+_EXPECTED = (
+    "expected a distribution config.yml (version + storage), a harbor.yml (hostname/storage_service), "
+    'or DTR settings JSON (an object with a "config" string)'
+)
+
+
+def load_source(
+    spec: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    dtr_user: str | None = None,
+    dtr_token: str | None = None,
+    ca_file: str | None = None,
+) -> RegistrySettings:
+    """Read settings from an ``https://`` DTR address or a file of any supported kind.
+
+    ``env`` (``REGISTRY_*`` overrides) applies to a distribution config.yml only: DTR and Harbor run
+    their registry with their own environment. ``ca_file`` verifies a live DTR.
+    """
+    if "://" in spec:
+        base = dtr_base_url(spec)
+        if not dtr_user or not dtr_token:
+            raise SourceError(
+                "reading a DTR needs an admin user and token (TRUST_AGENT_DTR_USER, TRUST_AGENT_DTR_TOKEN)",
+                base,
+            )
+        return fetch_dtr(base, dtr_user, dtr_token, ca_file=ca_file)
+    text = _read_text(spec)
+    kind = detect_kind(text, origin=spec)
+    if kind == "dtr":
+        return parse_dtr_json(text, spec)
+    if kind == "harbor":
+        return parse_harbor(text, spec)
+    return parse_distribution(text, spec, env)
+
+
+def detect_kind(text: str, *, origin: str = "<source>") -> SourceKind:
+    """Tell a DTR settings JSON, a harbor.yml and a distribution config.yml apart by their keys.
+
+    >>> detect_kind('{"config": "version: 0.1", "storage": {}}')
+    'dtr'
+    >>> detect_kind("hostname: reg.example.com\\nstorage_service: {}")
+    'harbor'
+    """
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            data = None  # may still be YAML flow style; the YAML reader below says what is wrong
+        if isinstance(data, dict) and isinstance(data.get("config"), str):
+            return "dtr"
+    data = load_yaml(text, origin).data
+    if isinstance(data, dict):
+        if "storage_service" in data or "hostname" in data:
+            return "harbor"
+        if "storage" in data and "version" in data:
+            return "distribution"
+    raise SourceError(f"cannot tell what kind of document this is: {_EXPECTED}", origin)
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_SOURCE_BYTES + 1)
+    except OSError as exc:
+        raise SourceError(f"cannot read: {exc.strerror or exc}", path) from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise SourceError(f"larger than {MAX_SOURCE_BYTES} bytes: not a registry configuration", path)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"not UTF-8 text (byte {exc.start})", path) from None

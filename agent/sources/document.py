@@ -1,0 +1,97 @@
+"""A parsed YAML document that remembers the line of every key, for one-line errors.
+
+``load_yaml`` parses once (compose, then construct from the same node tree) so that errors about a
+value can name its key path *and* its line: ``config.yml:12: storage.s3.secure: must be true or
+false``. Syntax errors use PyYAML's ``problem_mark`` the same way. Messages never quote the offending
+source line, because that line might hold a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import yaml
+
+from agent.errors import SourceError
+
+Path = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Document:
+    """Data of a YAML (or JSON) document, plus the 1-based line of each key path."""
+
+    origin: str
+    data: object
+    lines: Mapping[Path, int] = field(default_factory=dict)
+
+    def where(self, path: Path) -> str:
+        """``origin:line`` for the deepest part of ``path`` whose line is known, else ``origin``."""
+        for end in range(len(path), 0, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return f"{self.origin}:{line}"
+        return self.origin
+
+    def error(self, path: Path, message: str) -> SourceError:
+        """A ``SourceError`` for the key at ``path``: ``origin:line: a.b.c: message``."""
+        key = ".".join(path)
+        return SourceError(f"{key}: {message}" if key else message, self.where(path))
+
+
+def load_yaml(text: str, origin: str) -> Document:
+    """Parse ``text`` (one YAML document) into a :class:`Document`; any YAML error is a ``SourceError``."""
+    try:
+        loader = yaml.SafeLoader(text)  # checks for unprintable characters already
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        raise _syntax_error(exc, origin) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise SourceError(
+            f"not valid YAML: character #x{exc.character:04x} is not allowed", f"{origin}:{line}"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SourceError(f"not valid YAML: {_one_line(str(exc))}", origin) from None
+    except RecursionError:
+        raise SourceError("not valid YAML: nested too deeply", origin) from None
+    lines: dict[Path, int] = {}
+    if node is not None:
+        _index(node, (), lines, set())
+    return Document(origin=origin, data=data, lines=lines)
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, origin: str) -> SourceError:
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{origin}:{mark.line + 1}" if mark is not None else origin
+    parts = [p for p in (exc.context, exc.problem) if p]
+    return SourceError(f"not valid YAML: {_one_line(', '.join(parts)) or 'syntax error'}", where)
+
+
+def _index(node: yaml.Node, path: Path, lines: dict[Path, int], seen: set[int]) -> None:
+    # An alias shares its anchor's node: index each node once, so that recursive or exponential
+    # alias structures cost no more than the text itself.
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            child = (*path, str(key_node.value))
+            lines.setdefault(child, key_node.start_mark.line + 1)
+            _index(value_node, child, lines, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for position, item in enumerate(node.value):
+            child = (*path, str(position))
+            lines.setdefault(child, item.start_mark.line + 1)
+            _index(item, child, lines, seen)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

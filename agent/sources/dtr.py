@@ -1,0 +1,183 @@
+"""DTR / MSR 2.x: the registry settings API, live or saved as JSON (trust-facts 21).
+
+``GET /api/v0/admin/settings/registry`` returns ``{"config": "<distribution YAML>", "storage": {...}}``.
+The ``config`` YAML is read by the distribution parser. The ``storage`` object may carry the storage
+backend's CA, which the web UI calls "Root CA certificate"; its JSON name is not documented publicly,
+so the names in ``STORAGE_CA_KEYS`` are accepted at the top of ``storage`` or under its driver.
+``GET /ca`` returns DTR's own CA.
+
+The admin token is sent only as the basic-auth password, to the given https URL: redirects are not
+followed (they would carry the Authorization header elsewhere) and no message ever includes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import replace
+from email.message import Message
+from typing import IO, NoReturn
+from urllib.parse import urlsplit
+
+from agent.errors import SourceError
+from agent.sources.distribution import NOT_DRIVERS, parse_distribution
+from agent.sources.model import RegistrySettings
+
+SETTINGS_PATH = "/api/v0/admin/settings/registry"
+CA_PATH = "/ca"
+# Lower-cased key names accepted for the storage backend's root CA (see the module docstring).
+STORAGE_CA_KEYS = ("rootcertificate", "rootca", "rootcacertificate", "cacertificate", "ca", "cabundle")
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+
+
+def parse_dtr_json(text: str, origin: str) -> RegistrySettings:
+    """Read a saved copy of ``GET /api/v0/admin/settings/registry``."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SourceError(f"not valid JSON: {exc.msg}", f"{origin}:{exc.lineno}") from None
+    except RecursionError:
+        raise SourceError("not valid JSON: nested too deeply", origin) from None
+    if not isinstance(document, dict) or not isinstance(document.get("config"), str):
+        raise SourceError(
+            'expected the JSON of GET /api/v0/admin/settings/registry: an object with a "config" string',
+            origin,
+        )
+    settings = parse_distribution(document["config"], f"{origin}[config]", kind="dtr")
+    storage = document.get("storage")
+    if storage is None:
+        storage = {}
+    if not isinstance(storage, dict):
+        raise SourceError("storage: must be an object", origin)
+    found = _storage_ca(storage)
+    if found is None:
+        return replace(settings, origin=origin)
+    key, value = found
+    if not isinstance(value, str):
+        raise SourceError(f"{key}: must be a PEM string", origin)
+    return replace(
+        settings,
+        origin=origin,
+        storage_ca_pem=value.encode() if value.strip() else None,
+        storage_ca_origin=f"{origin}: {key}" if value.strip() else None,
+    )
+
+
+def fetch_dtr(
+    url: str, user: str, token: str, *, ca_file: str | None = None, timeout: float = 15
+) -> RegistrySettings:
+    """Read the settings and CA from a live DTR/MSR at ``https://host[:port]``.
+
+    TLS is verified against the system store, or against ``ca_file`` alone when it is given (the
+    ``SSL_CERT_FILE``-style environment variables then play no part).
+    """
+    base = dtr_base_url(url)
+    context = _tls_context(ca_file)
+    opener = urllib.request.build_opener(_RefuseRedirects(), urllib.request.HTTPSHandler(context=context))
+    auth = "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
+
+    body = _get(opener, base + SETTINGS_PATH, auth, timeout)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SourceError("the answer is not UTF-8 JSON", base + SETTINGS_PATH) from None
+    settings = parse_dtr_json(text, base + SETTINGS_PATH)
+    registry_ca = _get(opener, base + CA_PATH, auth, timeout)
+    if b"-----BEGIN CERTIFICATE-----" not in registry_ca:
+        raise SourceError("the answer is not a PEM certificate", base + CA_PATH)
+    return replace(
+        settings,
+        # DTR serves the registry on its own address; its config.yml rarely says so.
+        http_host=settings.http_host or base,
+        registry_ca_pem=registry_ca,
+        registry_ca_origin=base + CA_PATH,
+    )
+
+
+def _storage_ca(storage: Mapping[str, object]) -> tuple[str, object] | None:
+    places: list[tuple[str, Mapping[str, object]]] = [("storage", storage)]
+    places += [
+        (f"storage.{name}", section)
+        for name, section in storage.items()
+        if name not in NOT_DRIVERS and isinstance(section, Mapping)
+    ]
+    for prefix, section in places:
+        for name, value in section.items():
+            if str(name).lower() in STORAGE_CA_KEYS and value is not None:
+                return f"{prefix}.{name}", value
+    return None
+
+
+def dtr_base_url(url: str) -> str:
+    """``https://dtr.example.com/`` → ``https://dtr.example.com``; anything but a plain https URL is refused."""
+    parts = urlsplit(url.strip())
+    shown = f"{parts.scheme}://{parts.hostname or ''}"
+    if parts.scheme != "https" or not parts.hostname:
+        raise SourceError(
+            "the DTR address must be an https:// URL (credentials never travel in clear)", shown
+        )
+    if parts.username is not None or parts.password is not None:
+        raise SourceError("put the DTR user and token in the environment, not in the URL", shown)
+    return f"https://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise SourceError(
+            f"cannot use as the DTR's CA: {getattr(exc, 'strerror', None) or exc}", ca_file
+        ) from None
+
+
+def _get(opener: urllib.request.OpenerDirector, url: str, auth: str, timeout: float) -> bytes:
+    request = urllib.request.Request(url, headers={"Authorization": auth, "Accept": "application/json"})
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            body: bytes = response.read(MAX_RESPONSE_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code in (401, 403):
+            raise SourceError(f"credentials refused (HTTP {exc.code})", url) from None
+        raise SourceError(f"HTTP {exc.code} {exc.reason}", url) from None
+    except urllib.error.URLError as exc:
+        _connection_error(exc.reason, url)
+    except (OSError, ValueError) as exc:  # timeouts, resets, malformed responses
+        _connection_error(exc, url)
+    if len(body) > MAX_RESPONSE_BYTES:
+        raise SourceError(f"the answer is larger than {MAX_RESPONSE_BYTES} bytes", url)
+    return body
+
+
+def _connection_error(reason: object, url: str) -> NoReturn:
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        raise SourceError(
+            f"TLS certificate not trusted ({reason.verify_message}); give the DTR's CA file", url
+        ) from None
+    if isinstance(reason, TimeoutError):
+        raise SourceError("timed out", url) from None
+    detail = getattr(reason, "strerror", None) or str(reason)
+    raise SourceError(f"cannot connect: {' '.join(detail.split())}", url) from None
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib would resend the Authorization header to wherever a redirect points: refuse instead."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: Message,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        shown = urlsplit(newurl)
+        raise SourceError(
+            f"redirected (HTTP {code}) to {shown.scheme}://{shown.hostname}: refusing to send credentials there",
+            req.full_url,
+        )

@@ -1,0 +1,70 @@
+"""Typed reads of document values, each failing with the key path and line of the bad value.
+
+Values from the environment arrive as strings; values from YAML may be YAML booleans or strings.
+Both spellings are accepted where distribution accepts them (Go's ``strconv.ParseBool``).
+Values quoted in messages are shortened, and callers never pass secret values here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from agent.sources.document import Document, Path
+
+# strconv.ParseBool, which distribution's S3 driver uses for string parameters.
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def mapping(doc: Document, path: Path, value: object) -> Mapping[str, object]:
+    """A mapping with string keys; ``None`` (an empty YAML key) is an empty mapping."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise doc.error(path, f"must be a mapping, got {_kind(value)}")
+    return {str(key): item for key, item in value.items()}
+
+
+def sequence(doc: Document, path: Path, value: object) -> list[object]:
+    """A list; ``None`` is an empty list."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise doc.error(path, f"must be a list, got {_kind(value)}")
+    return value
+
+
+def string(doc: Document, path: Path, value: object) -> str | None:
+    """A string (numbers are accepted as their text, as distribution does); empty means unset."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise doc.error(path, f"must be a string, got {_kind(value)}")
+    text = str(value).strip()
+    return text or None
+
+
+def boolean(doc: Document, path: Path, value: object, default: bool) -> bool:
+    """``true``/``false`` as a YAML boolean or a string; ``None`` or ``""`` gives ``default``."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip() in _TRUE:
+        return True
+    if isinstance(value, str) and value.strip() in _FALSE:
+        return False
+    raise doc.error(path, f"must be true or false, got {_show(value)}")
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return _show(value)
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,57 @@
+"""From CLI options to SSH transports: the inventory, --limit, and one connection per host."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import replace
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agent.errors import InventoryError, UsageError
+from agent.hosts.base import Transport
+from agent.hosts.ssh import SSHOptions, SSHTransport
+from agent.inventory import Inventory, host_list, load_inventory, select_hosts
+
+
+def read_inventory(spec: str) -> Inventory:
+    """A file path, or a comma-separated host list like Ansible's ``-i 'h1,h2,'``."""
+    if not os.path.exists(spec) and "," in spec:
+        return host_list(spec)
+    return load_inventory(spec)
+
+
+def ssh_options(kwargs: dict[str, Any]) -> SSHOptions:
+    password: str | None = None
+    if kwargs.get("become_password_env"):
+        name = kwargs["become_password_env"]
+        if name not in os.environ:
+            raise UsageError(f"--become-password-env {name}: the variable is not set")
+        password = os.environ[name]
+    elif kwargs.get("ask_become_pass"):
+        password = getpass.getpass("sudo password: ")
+    return SSHOptions(
+        connect_timeout=kwargs.get("connect_timeout", 10.0),
+        command_timeout=kwargs.get("command_timeout", 120.0),
+        known_hosts=kwargs.get("known_hosts"),
+        accept_new_host_keys=bool(kwargs.get("accept_new_host_keys")),
+        ssh_config=kwargs.get("ssh_config"),
+        become_password=password,
+    )
+
+
+def open_ssh_targets(kwargs: dict[str, Any]) -> tuple[Sequence[str], Callable[[str], Transport]]:
+    """The selected host names, and a function that opens (not yet connects) a transport for one."""
+    inventory = read_inventory(kwargs["inventory"])
+    hosts = select_hosts(inventory, kwargs["limit"]) if kwargs.get("limit") else inventory.hosts
+    if not hosts:
+        raise InventoryError("no hosts to act on", where=kwargs["inventory"])
+    options = ssh_options(kwargs)
+    by_name = {h.name: h for h in hosts}
+    if kwargs.get("become"):
+        by_name = {n: replace(h, become=True) for n, h in by_name.items()}
+
+    def open_one(name: str) -> Transport:
+        return SSHTransport(by_name[name], options)
+
+    return [h.name for h in hosts], open_one

@@ -1,0 +1,238 @@
+"""plan and apply against a --root tree shaped like a real /etc/docker: byte-for-byte results,
+idempotence, and switching the source between CA and skip-TLS touching only the agent's own entries.
+
+These run the real CLI in-process against a directory tree (the image-baking mode): no engine involved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agent.cli import cli
+from tests.pki import make_ca
+
+DAEMON_JSON = b"""{
+    "storage-driver": "vfs",
+    "log-driver": "json-file",
+    "log-opts": {"max-size": "10m"},
+    "insecure-registries": ["legacy.internal:5000"],
+    "debug": false
+}
+"""
+
+CA_CONFIG = """version: 0.1
+storage:
+  s3:
+    accesskey: AKIA-DISTINCTIVE-ACCESS
+    secretkey: very-secret-distinctive-value
+    region: us-east-1
+    regionendpoint: https://198.51.100.11:9000
+    bucket: registry
+    secure: true
+http:
+  addr: :443
+  host: https://registry.test
+  tls:
+    certificate: /etc/registry/cert.pem
+    key: /etc/registry/key.pem
+"""
+SKIP_CONFIG = CA_CONFIG.replace("secure: true", "secure: true\n    skipverify: true")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> dict[str, Path]:
+    root = tmp_path / "root"
+    docker = root / "etc/docker"
+    (docker / "certs.d/registry.test").mkdir(parents=True)
+    (docker / "certs.d/registry.test/ca.crt").write_bytes(b"a person's registry CA\n")
+    (docker / "certs.d/registry.test/client.cert").write_bytes(b"client cert\n")
+    (docker / "certs.d/registry.test/client.key").write_bytes(b"client key\n")
+    (docker / "certs.d/other.example.com").mkdir()
+    (docker / "certs.d/other.example.com/ca.crt").write_bytes(b"other\n")
+    (docker / "daemon.json").write_bytes(DAEMON_JSON)
+    (docker / "daemon.json").chmod(0o600)
+    storage_ca = tmp_path / "storage-ca.pem"
+    storage_ca.write_bytes(make_ca("Lab Storage CA")[0])
+    ca_source = tmp_path / "config.yml"
+    ca_source.write_text(CA_CONFIG)
+    skip_source = tmp_path / "config-skip.yml"
+    skip_source.write_text(SKIP_CONFIG)
+    return {"root": root, "ca": ca_source, "skip": skip_source, "storage_ca": storage_ca}
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not str(p).endswith("trust-agent/lock") and "/backup/" not in str(p)
+    }
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def apply(world: dict[str, Path], source: str, *extra: str) -> tuple[int, str]:
+    return run(
+        "apply",
+        "--source",
+        str(world[source]),
+        "--storage-ca",
+        str(world["storage_ca"]),
+        "--local",
+        "--root",
+        str(world["root"]),
+        *extra,
+    )
+
+
+def test_plan_changes_nothing_and_apply_is_byte_exact_then_idempotent(world: dict[str, Path]) -> None:
+    before = snapshot(world["root"])
+    code, out = run(
+        "plan",
+        "--source",
+        str(world["ca"]),
+        "--storage-ca",
+        str(world["storage_ca"]),
+        "--local",
+        "--root",
+        str(world["root"]),
+        "--format",
+        "json",
+        "--detailed-exitcode",
+    )
+    assert code == 2, out
+    report = json.loads(out)
+    (host,) = report["hosts"]
+    assert host["status"] == "pending"
+    assert [c["path"] for c in host["changes"]] == [
+        "/etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt",
+        "/etc/docker/certs.d/registry.test:443/trust-agent-storage-ca.crt",
+    ]
+    assert host["engine_action"] == "none"
+    assert snapshot(world["root"]) == before, "plan must not write"
+
+    code, out = apply(world, "ca")
+    assert code == 0, out
+    after = snapshot(world["root"])
+    ca_pem = world["storage_ca"].read_bytes()
+    for name in ("registry.test", "registry.test:443"):
+        assert after[f"etc/docker/certs.d/{name}/trust-agent-storage-ca.crt"] == ca_pem
+    # Everything that was there is still there, byte for byte; daemon.json untouched (no skip-TLS).
+    for path, content in before.items():
+        assert after[path] == content
+    assert os.stat(world["root"] / "etc/docker/daemon.json").st_mode & 0o777 == 0o600
+
+    code, out = run(
+        "plan",
+        "--source",
+        str(world["ca"]),
+        "--storage-ca",
+        str(world["storage_ca"]),
+        "--local",
+        "--root",
+        str(world["root"]),
+        "--detailed-exitcode",
+    )
+    assert code == 0, out
+    code, out = apply(world, "ca")
+    assert code == 0 and "unchanged" in out
+    assert snapshot(world["root"]) == after
+
+
+def test_switching_to_skip_tls_and_back_touches_only_the_agents_entries(world: dict[str, Path]) -> None:
+    assert apply(world, "ca")[0] == 0
+    code, out = apply(world, "skip")
+    assert code == 0, out
+    daemon = json.loads((world["root"] / "etc/docker/daemon.json").read_bytes())
+    assert list(daemon) == ["storage-driver", "log-driver", "log-opts", "insecure-registries", "debug"]
+    assert daemon["insecure-registries"] == ["legacy.internal:5000", "registry.test", "registry.test:443"]
+    assert daemon["log-opts"] == {"max-size": "10m"}
+    certs = world["root"] / "etc/docker/certs.d/registry.test"
+    assert not (certs / "trust-agent-storage-ca.crt").exists()
+    assert (certs / "ca.crt").read_bytes() == b"a person's registry CA\n"
+    assert (world["root"] / "var/lib/trust-agent/backup").is_dir()
+
+    code, out = apply(world, "ca")
+    assert code == 0, out
+    daemon = json.loads((world["root"] / "etc/docker/daemon.json").read_bytes())
+    # The person's entry stays; the agent's go; the key itself is kept (a reload needs it, fact 11).
+    assert daemon["insecure-registries"] == ["legacy.internal:5000"]
+    assert list(daemon) == ["storage-driver", "log-driver", "log-opts", "insecure-registries", "debug"]
+    assert (certs / "trust-agent-storage-ca.crt").read_bytes() == world["storage_ca"].read_bytes()
+    assert (certs / "client.key").read_bytes() == b"client key\n"
+    assert not (world["root"] / "etc/docker/certs.d/registry.test:443/ca.crt").exists()
+
+
+def test_secrets_never_reach_any_output_or_file(world: dict[str, Path], tmp_path: Path) -> None:
+    for fmt in ("text", "json", "markdown", "html", "junit"):
+        report = tmp_path / f"report.{fmt}"
+        code, out = run(
+            "plan",
+            "--source",
+            str(world["skip"]),
+            "--local",
+            "--root",
+            str(world["root"]),
+            "--format",
+            fmt,
+            "-o",
+            str(report),
+        )
+        assert code == 0, out
+        for text in (out, report.read_text()):
+            assert "DISTINCTIVE" not in text and "very-secret" not in text
+    code, out = run("show-source", str(world["ca"]))
+    assert code == 0 and "DISTINCTIVE" not in out and "very-secret" not in out
+    assert apply(world, "skip")[0] == 0
+    for content in snapshot(world["root"]).values():
+        assert b"DISTINCTIVE" not in content and b"very-secret" not in content
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "{missing}"], "nope.yml: cannot read"),
+        (["--source", "{bad_yaml}"], "bad.yml:4: not valid YAML"),
+        (["--source", "{ca}", "--storage-ca", "{key}"], "private key"),
+        (["--source", "{ca}", "--registry", "../../etc"], "../../etc"),
+        (["--source", "{ca}", "--storage-ca", "{empty}"], "empty"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(
+    world: dict[str, Path], tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "bad.yml").write_text("version: 0.1\nstorage:\n  s3: [unclosed\n")
+    (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nMIIEvQ\n-----END PRIVATE KEY-----\n")
+    (tmp_path / "empty.pem").write_text("")
+    values = {
+        "missing": str(tmp_path / "nope.yml"),
+        "bad_yaml": str(tmp_path / "bad.yml"),
+        "ca": str(world["ca"]),
+        "key": str(tmp_path / "key.pem"),
+        "empty": str(tmp_path / "empty.pem"),
+    }
+    before = snapshot(world["root"])
+    argv = ["apply", *[a.format(**values) for a in args], "--local", "--root", str(world["root"])]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("trust-agent: error: ")
+    assert message in lines[0]
+    assert snapshot(world["root"]) == before
+
+
+def test_an_unreadable_daemon_json_is_reported_and_left_untouched(world: dict[str, Path]) -> None:
+    daemon = world["root"] / "etc/docker/daemon.json"
+    daemon.write_bytes(b'{"debug": true,,}\n')
+    code, out = apply(world, "skip")
+    assert code == 1
+    assert "not valid JSON" in out
+    assert daemon.read_bytes() == b'{"debug": true,,}\n'
+    assert not (world["root"] / "etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt").exists()

@@ -1,0 +1,380 @@
+"""Distribution config.yml: every key of trust-facts 20, env overrides, one-line errors, no secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from agent.errors import InputError, SourceError
+from agent.sources.distribution import parse_distribution
+from agent.sources.model import RegistrySettings, S3Storage
+from agent.trust import redirect_target
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sources"
+
+
+def fixture(name: str, env: dict[str, str] | None = None) -> RegistrySettings:
+    return parse_distribution((FIXTURES / name).read_text(), name, env)
+
+
+def error_of(text: str, env: dict[str, str] | None = None, origin: str = "config.yml") -> SourceError:
+    with pytest.raises(SourceError) as caught:
+        parse_distribution(text, origin, env)
+    error = caught.value
+    assert isinstance(error, InputError) and error.exit_code == 2
+    assert "\n" not in str(error)
+    return error
+
+
+# --- the fixtures: realistic documents ----------------------------------------------------------
+
+
+def test_minio_config() -> None:
+    s = fixture("registry-minio.yml")
+    assert s.kind == "distribution" and s.origin == "registry-minio.yml" and s.driver == "s3"
+    assert s.s3 == S3Storage(
+        bucket="registry",
+        region="us-east-1",
+        regionendpoint="https://minio.storage.example.internal:9000",
+        rootdirectory="/v2-blobs",
+        secure=True,
+        skipverify=False,
+        v4auth=True,
+        forcepathstyle=True,
+        has_credentials=True,
+    )
+    assert s.http_host == "https://registry.example.internal:5000"
+    assert s.http_tls
+    assert not s.redirect_disabled and s.redirect_middleware is None
+    assert s.env_overrides == ()
+    assert redirect_target(s)[:2] == ("https", "minio.storage.example.internal:9000")
+
+
+def test_cloudfront_middleware() -> None:
+    s = fixture("registry-cloudfront.yml")
+    assert (s.redirect_middleware, s.redirect_baseurl) == (
+        "cloudfront",
+        "https://d111111abcdef8.cloudfront.net/",
+    )
+    assert s.s3 is not None and s.s3.regionendpoint is None and not s.s3.has_credentials
+    assert not s.http_tls
+
+
+def test_redirect_middleware_after_a_disabled_one() -> None:
+    s = fixture("registry-redirect-middleware.yml")
+    assert (s.redirect_middleware, s.redirect_baseurl) == ("redirect", "https://blobs.example.internal:8443")
+    assert s.s3 is not None and s.s3.secure  # the string "true"
+    assert redirect_target(s)[1] == "blobs.example.internal:8443"
+
+
+def test_redirect_disabled() -> None:
+    s = fixture("registry-redirect-disabled.yml")
+    assert s.redirect_disabled
+    assert redirect_target(s)[1] is None
+
+
+def test_forcepathstyle_false() -> None:
+    s = fixture("registry-virtual-host.yml")
+    assert s.s3 is not None and s.s3.forcepathstyle is False and s.s3.bucket == "images"
+    assert redirect_target(s)[1] == "images.s3.storage.example.internal"
+
+
+def test_secure_false() -> None:
+    s = fixture("registry-insecure-http.yml")
+    assert s.s3 is not None and not s.s3.secure
+    assert redirect_target(s)[0] == "http"
+
+
+def test_skipverify_true_and_string_booleans() -> None:
+    s = fixture("registry-skipverify.yml")
+    assert s.s3 is not None and s.s3.skipverify and not s.s3.v4auth
+    assert s.s3.forcepathstyle is None
+
+
+def test_filesystem_driver() -> None:
+    s = fixture("registry-filesystem.yml")
+    assert s.driver == "filesystem" and s.s3 is None
+    assert s.http_host is None
+
+
+def test_redirectendpoint_and_a_bare_driver_name() -> None:
+    s = parse_distribution(
+        "version: 0.1\nstorage:\n  s3:\n    redirectendpoint: https://cdn.example:443\n    bucket: b\n",
+        "c.yml",
+    )
+    assert s.s3 is not None and s.s3.redirectendpoint == "https://cdn.example:443"
+    bare = parse_distribution("version: 0.1\nstorage: inmemory\n", "c.yml")
+    assert bare.driver == "inmemory" and bare.s3 is None
+
+
+def test_kind_can_be_dtr() -> None:
+    assert parse_distribution("storage: {s3: {}}", "x", kind="dtr").kind == "dtr"
+
+
+# --- environment overrides ---------------------------------------------------------------------
+
+
+def test_environment_overrides_the_file() -> None:
+    env = {
+        "REGISTRY_STORAGE_S3_REGIONENDPOINT": "https://other.example:9443",
+        "REGISTRY_STORAGE_S3_SECURE": "false",
+        "REGISTRY_STORAGE_S3_SKIPVERIFY": "true",
+        "REGISTRY_STORAGE_S3_FORCEPATHSTYLE": "false",
+        "REGISTRY_STORAGE_S3_BUCKET": "env-bucket",
+        "REGISTRY_STORAGE_S3_REGION": "eu-central-1",
+        "REGISTRY_STORAGE_S3_REDIRECTENDPOINT": "https://cdn.example",
+        "REGISTRY_STORAGE_REDIRECT_DISABLE": "true",
+        "REGISTRY_HTTP_HOST": "https://env-registry.example",
+        "HOME": "/root",  # unrelated variables are ignored
+    }
+    s = fixture("registry-minio.yml", env)
+    assert s.s3 == S3Storage(
+        bucket="env-bucket",
+        region="eu-central-1",
+        regionendpoint="https://other.example:9443",
+        redirectendpoint="https://cdn.example",
+        rootdirectory="/v2-blobs",
+        secure=False,
+        skipverify=True,
+        v4auth=True,
+        forcepathstyle=False,
+        has_credentials=True,
+    )
+    assert s.redirect_disabled
+    assert s.http_host == "https://env-registry.example"
+    assert set(s.env_overrides) == set(env) - {"HOME"}
+
+
+def test_env_is_ignored_when_not_given() -> None:
+    assert fixture("registry-minio.yml") == fixture("registry-minio.yml", {})
+
+
+def test_registry_storage_replaces_the_driver() -> None:
+    s = fixture("registry-filesystem.yml", {"REGISTRY_STORAGE": "s3", "REGISTRY_STORAGE_S3_BUCKET": "b"})
+    assert s.driver == "s3" and s.s3 is not None and s.s3.bucket == "b"
+    assert s.s3.rootdirectory is None  # filesystem's rootdirectory does not leak into s3
+    assert s.env_overrides == ("REGISTRY_STORAGE", "REGISTRY_STORAGE_S3_BUCKET")
+    fs = fixture("registry-minio.yml", {"REGISTRY_STORAGE": "filesystem"})
+    assert fs.driver == "filesystem" and fs.s3 is None
+
+
+def test_credentials_from_the_environment_count() -> None:
+    s = fixture("registry-filesystem.yml", {"REGISTRY_STORAGE": "s3", "REGISTRY_STORAGE_S3_ACCESSKEY": "AK"})
+    assert s.s3 is not None and s.s3.has_credentials
+
+
+def test_a_bad_environment_value_names_the_variable() -> None:
+    error = error_of((FIXTURES / "registry-minio.yml").read_text(), {"REGISTRY_STORAGE_S3_SECURE": "maybe"})
+    assert str(error) == "environment: REGISTRY_STORAGE_S3_SECURE: must be true or false, got 'maybe'"
+
+
+# --- errors: one line, key and line --------------------------------------------------------------
+
+
+def test_syntax_error_names_the_line() -> None:
+    text = "version: 0.1\nstorage:\n  s3:\n    bucket: [unclosed\n    region: x\nhttp: {}\n"
+    error = error_of(text)
+    assert str(error).startswith("config.yml:")
+    assert "not valid YAML" in str(error)
+    line = int(str(error).split(":")[1])
+    assert 4 <= line <= 6
+
+
+def test_tabs_are_a_syntax_error_with_a_line() -> None:
+    assert str(error_of("version: 0.1\nstorage:\n\ts3: {}\n")).startswith("config.yml:3: not valid YAML")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    secure: maybe\n",
+            "config.yml:5: storage.s3.secure: must be true or false, got 'maybe'",
+        ),
+        ("version: 0.1\nstorage: [s3]\n", "config.yml:2: storage: must be a mapping, got a list"),
+        ("version: 0.1\nstorage:\n  s3: [1]\n", "config.yml:3: storage.s3: must be a mapping, got a list"),
+        (
+            "version: 0.1\nstorage:\n  s3: {}\n  filesystem: {}\n",
+            "config.yml:2: storage: more than one storage driver: filesystem, s3",
+        ),
+        (
+            "version: 0.1\nlog: {}\n",
+            "config.yml: storage: no storage driver configured (expected e.g. s3 or filesystem)",
+        ),
+        (
+            "version: 0.1\nstorage: {s3: {}}\nhttp:\n  host:\n    - a\n",
+            "config.yml:4: http.host: must be a string, got a list",
+        ),
+        (
+            "version: 0.1\nstorage: {s3: {}}\nmiddleware:\n  storage:\n    - name: cloudfront\n      options: {}\n",
+            "config.yml:6: middleware.storage.0.options.baseurl: the cloudfront middleware needs a baseurl",
+        ),
+        (
+            "version: 0.1\nstorage: {s3: {}}\nmiddleware:\n  storage: {name: redirect}\n",
+            "config.yml:4: middleware.storage: must be a list, got a mapping",
+        ),
+        (
+            "version: 0.1\nstorage:\n  s3: {}\n  redirect:\n    disable: 3\n",
+            "config.yml:5: storage.redirect.disable: must be true or false, got 3",
+        ),
+        ("- just\n- a list\n", "config.yml: must be a mapping, got a list"),
+        ("", "config.yml: empty document: expected a distribution configuration"),
+    ],
+)
+def test_bad_values_name_key_and_line(text: str, expected: str) -> None:
+    assert str(error_of(text)) == expected
+
+
+def test_long_bad_values_are_shortened() -> None:
+    error = error_of("version: 0.1\nstorage:\n  s3:\n    secure: " + "x" * 500 + "\n")
+    assert len(str(error)) < 120
+
+
+def test_several_documents_are_refused() -> None:
+    assert "not valid YAML" in str(error_of("version: 0.1\n---\nversion: 0.1\n"))
+
+
+def test_unsafe_tags_are_refused() -> None:
+    assert "not valid YAML" in str(error_of("version: !!python/object:os.system {}\n"))
+
+
+# --- secrets ------------------------------------------------------------------------------------
+
+SECRET_FIXTURES = {
+    "registry-minio.yml": ["minio-secret-key-fixture-do-not-leak", "minio-access-key-fixture"],
+    "registry-virtual-host.yml": ["virtual-host-secret-do-not-leak", "AKIAVIRTUALHOSTFIXTURE"],
+}
+
+
+@pytest.mark.parametrize(("name", "secrets"), SECRET_FIXTURES.items())
+def test_fixture_secrets_are_not_kept(name: str, secrets: list[str]) -> None:
+    s = fixture(name)
+    for secret in [*secrets, "registry-http-secret-do-not-leak"]:
+        assert secret not in repr(s) and secret not in str(s.redacted())
+
+
+_SECRET = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=12, max_size=40
+)
+
+
+def _views(s: RegistrySettings) -> str:
+    return repr(s) + str(s.redacted())
+
+
+@settings(max_examples=60, deadline=None)
+@given(access=_SECRET, secret=_SECRET)
+def test_secrets_never_appear_in_settings(access: str, secret: str) -> None:
+    def from_file(a: str, b: str) -> RegistrySettings:
+        doc = {"version": 0.1, "storage": {"s3": {"accesskey": a, "secretkey": b, "bucket": "b"}}}
+        return parse_distribution(yaml.safe_dump(doc), "config.yml")
+
+    def from_env(a: str, b: str) -> RegistrySettings:
+        env = {"REGISTRY_STORAGE_S3_ACCESSKEY": a, "REGISTRY_STORAGE_S3_SECRETKEY": b}
+        return parse_distribution("version: 0.1\nstorage: {s3: {}}\n", "config.yml", env)
+
+    for parse in (from_file, from_env):
+        # A secret that happens to spell a field name would be "found" without being leaked.
+        baseline = _views(parse("A", "B"))
+        assume(access not in baseline and secret not in baseline)
+        s = parse(access, secret)
+        assert s.s3 is not None and s.s3.has_credentials
+        assert _views(s) == baseline  # nothing of the values is kept, not even their length
+
+
+@settings(max_examples=60, deadline=None)
+@given(secret=_SECRET)
+def test_secrets_never_appear_in_errors(secret: str) -> None:
+    def error(value: str) -> str:
+        doc = {"version": 0.1, "storage": {"s3": {"secretkey": value, "accesskey": value, "secure": "maybe"}}}
+        return str(error_of(yaml.safe_dump(doc)))
+
+    baseline = error("B")
+    assume(secret not in baseline)
+    assert secret not in error(secret)
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+_KEYS = st.sampled_from(
+    [
+        "version", "storage", "s3", "filesystem", "redirect", "disable", "cache", "delete", "middleware",
+        "name", "options", "baseurl", "cloudfront", "http", "host", "tls", "secure", "skipverify",
+        "forcepathstyle", "regionendpoint", "bucket", "accesskey", "v4auth", "disabled",
+    ]
+)  # fmt: skip
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=12),
+    st.sampled_from(["true", "false", "maybe", "redirect", "cloudfront", "https://x.example:1"]),
+)  # fmt: skip
+_TREES = st.recursive(
+    _SCALARS,
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(_KEYS, children, max_size=5)),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_KEYS, _TREES, max_size=6))
+def test_arbitrary_yaml_gives_settings_or_a_source_error(doc: dict[str, Any]) -> None:
+    try:
+        result = parse_distribution(yaml.safe_dump(doc), "fuzz.yml")
+    except SourceError as error:
+        assert "\n" not in str(error)
+        assert str(error).startswith("fuzz.yml")
+    else:
+        assert isinstance(result, RegistrySettings)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_arbitrary_text_gives_settings_or_a_source_error(text: str) -> None:
+    try:
+        parse_distribution(text, "fuzz.yml")
+    except SourceError as error:
+        assert "\n" not in str(error)
+
+
+_WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=20)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    file_bucket=_WORD,
+    env_bucket=_WORD,
+    file_endpoint=_WORD,
+    env_endpoint=_WORD,
+    file_flags=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    env_flags=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+)
+def test_environment_always_wins(
+    file_bucket: str,
+    env_bucket: str,
+    file_endpoint: str,
+    env_endpoint: str,
+    file_flags: tuple[bool, bool, bool],
+    env_flags: tuple[bool, bool, bool],
+) -> None:
+    keys = ("secure", "skipverify", "forcepathstyle")
+    s3: dict[str, object] = {"bucket": file_bucket, "regionendpoint": f"https://{file_endpoint}"}
+    s3.update(zip(keys, file_flags, strict=True))
+    doc = {"version": 0.1, "storage": {"s3": s3, "redirect": {"disable": file_flags[0]}}}
+    env = {
+        "REGISTRY_STORAGE_S3_BUCKET": env_bucket,
+        "REGISTRY_STORAGE_S3_REGIONENDPOINT": f"https://{env_endpoint}",
+        "REGISTRY_STORAGE_REDIRECT_DISABLE": str(env_flags[0]).lower(),
+    }
+    env.update(
+        {f"REGISTRY_STORAGE_S3_{k.upper()}": str(v).lower() for k, v in zip(keys, env_flags, strict=True)}
+    )
+    s = parse_distribution(yaml.safe_dump(doc), "config.yml", env)
+    assert s.s3 is not None
+    assert (s.s3.bucket, s.s3.regionendpoint) == (env_bucket, f"https://{env_endpoint}")
+    assert (s.s3.secure, s.s3.skipverify, s.s3.forcepathstyle) == env_flags
+    assert s.redirect_disabled == env_flags[0]
+    assert set(s.env_overrides) == set(env)

@@ -1,0 +1,280 @@
+"""DTR/MSR: the saved settings JSON, and the live API over loopback HTTPS with a test CA."""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from agent.certs import parse_bundle
+from agent.errors import InputError, SourceError
+from agent.sources import load_source
+from agent.sources.dtr import fetch_dtr, parse_dtr_json
+from tests.pki import make_ca, make_leaf, write_pair
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sources"
+USER, TOKEN = "admin", "dtr-token-0123456789abcdef-do-not-leak"
+DTR_SECRETS = ("dtr-fixture-secret-do-not-leak", "AKIADTRFIXTUREEXAMPLE", "dtr-http-secret-do-not-leak")
+
+
+def one_line_source_error(excinfo: pytest.ExceptionInfo[SourceError]) -> str:
+    text = str(excinfo.value)
+    assert isinstance(excinfo.value, InputError) and excinfo.value.exit_code == 2
+    assert "\n" not in text and TOKEN not in text
+    return text
+
+
+# --- the saved JSON -----------------------------------------------------------------------------
+
+
+def test_saved_settings_json() -> None:
+    text = (FIXTURES / "dtr-settings.json").read_text()
+    s = parse_dtr_json(text, "dtr-settings.json")
+    assert (s.kind, s.origin, s.driver) == ("dtr", "dtr-settings.json", "s3")
+    assert s.s3 is not None
+    assert s.s3.regionendpoint == "https://rgw.storage.example.internal:7480"
+    assert (s.s3.bucket, s.s3.rootdirectory, s.s3.secure, s.s3.has_credentials) == (
+        "dtr-images",
+        "/dtr",
+        True,
+        True,
+    )
+    assert s.http_tls and s.http_host is None
+    assert s.storage_ca_origin == "dtr-settings.json: storage.s3.rootcertificate"
+    assert s.storage_ca_pem == (FIXTURES / "dtr-storage-ca.pem").read_bytes()
+    bundle = parse_bundle(s.storage_ca_pem, s.storage_ca_origin)
+    assert bundle.certificates[0].subject == "CN=Ceph RGW Root CA"
+    for secret in DTR_SECRETS:
+        assert secret not in repr(s) and secret not in str(s.redacted())
+
+
+@pytest.mark.parametrize(
+    ("storage", "key"),
+    [
+        ({"rootCA": "PEM"}, "storage.rootCA"),
+        ({"ca": "PEM", "s3": {}}, "storage.ca"),
+        ({"s3": {"rootca": "PEM"}}, "storage.s3.rootca"),
+        ({"s3": {"RootCertificate": "PEM"}}, "storage.s3.RootCertificate"),
+    ],
+)
+def test_root_ca_key_spellings(storage: dict[str, object], key: str) -> None:
+    s = parse_dtr_json(json.dumps({"config": "storage: {s3: {}}", "storage": storage}), "s.json")
+    assert s.storage_ca_pem == b"PEM" and s.storage_ca_origin == f"s.json: {key}"
+
+
+def test_no_or_empty_root_ca() -> None:
+    for storage in ({}, {"s3": {"rootcertificate": ""}}, None):
+        s = parse_dtr_json(json.dumps({"config": "storage: {s3: {}}", "storage": storage}), "s.json")
+        assert s.storage_ca_pem is None and s.storage_ca_origin is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"config": "storage: {s3: {}}",\n "storage": {', "s.json:2: not valid JSON: "),
+        ("[]", 's.json: expected the JSON of GET /api/v0/admin/settings/registry: an object with a "config"'),
+        ('{"config": 3}', "s.json: expected the JSON"),
+        ('{"config": "storage: {s3: {}}", "storage": []}', "s.json: storage: must be an object"),
+        ('{"config": "storage: {s3: {}}", "storage": {"ca": 7}}', "s.json: storage.ca: must be a PEM string"),
+        (
+            json.dumps({"config": "version: 0.1\nstorage:\n  s3:\n    secure: maybe\n"}),
+            "s.json[config]:4: storage.s3.secure: must be true or false",
+        ),
+        (json.dumps({"config": "storage:\n  s3: {a: [}\n"}), "s.json[config]:2: not valid YAML"),
+    ],
+)
+def test_bad_json_is_one_line_with_location(text: str, expected: str) -> None:
+    with pytest.raises(SourceError) as caught:
+        parse_dtr_json(text, "s.json")
+    assert one_line_source_error(caught).startswith(expected)
+
+
+# --- the live API ---------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeDTR:
+    url: str
+    ca_file: Path
+    registry_ca: bytes
+    settings: bytes
+    seen_auth: list[str] = field(default_factory=list)
+    routes: dict[str, tuple[int, bytes, dict[str, str]]] = field(default_factory=dict)
+
+
+def _handler(dtr: FakeDTR) -> type[BaseHTTPRequestHandler]:
+    expected = "Basic " + base64.b64encode(f"{USER}:{TOKEN}".encode()).decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            auth = self.headers.get("Authorization", "")
+            dtr.seen_auth.append(auth)
+            if self.path in dtr.routes:
+                self._send(*dtr.routes[self.path])
+            elif auth != expected:
+                self._send(401, b'{"errors":[{"code":"NOT_AUTHENTICATED"}]}', {})
+            elif self.path == "/api/v0/admin/settings/registry":
+                self._send(200, dtr.settings, {"Content-Type": "application/json"})
+            elif self.path == "/ca":
+                self._send(200, dtr.registry_ca, {"Content-Type": "application/x-pem-file"})
+            else:
+                self._send(404, b"not found", {})
+
+        def _send(self, code: int, body: bytes, headers: dict[str, str]) -> None:
+            self.send_response(code)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def dtr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDTR]:
+    # The environment must not matter: point every CA variable at nothing, and drop proxies.
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.setenv(name, str(tmp_path / "no-such-bundle.pem"))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-such-dir"))
+    for name in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+    ca = make_ca("DTR Test CA")
+    cert_file, key_file = write_pair(tmp_path, "dtr", make_leaf(ca, "dtr.test", ["127.0.0.1"]))
+    ca_file = tmp_path / "dtr-ca.pem"
+    ca_file.write_bytes(ca[0])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+
+    fake = FakeDTR(
+        url="",
+        ca_file=ca_file,
+        registry_ca=ca[0],
+        settings=(FIXTURES / "dtr-settings.json").read_bytes(),
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    fake.url = f"https://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_fetch_reads_settings_and_ca_with_basic_auth(dtr: FakeDTR) -> None:
+    s = fetch_dtr(dtr.url + "/", USER, TOKEN, ca_file=str(dtr.ca_file), timeout=5)
+    assert s.kind == "dtr" and s.driver == "s3"
+    assert s.origin == f"{dtr.url}/api/v0/admin/settings/registry"
+    assert s.s3 is not None and s.s3.regionendpoint == "https://rgw.storage.example.internal:7480"
+    assert s.registry_ca_pem == dtr.registry_ca and s.registry_ca_origin == f"{dtr.url}/ca"
+    assert s.storage_ca_pem == (FIXTURES / "dtr-storage-ca.pem").read_bytes()
+    assert s.http_host == dtr.url  # the config has no http.host: DTR's own address
+    expected = "Basic " + base64.b64encode(f"{USER}:{TOKEN}".encode()).decode()
+    assert dtr.seen_auth == [expected, expected]
+    assert TOKEN not in repr(s) and TOKEN not in str(s.redacted())
+
+
+def test_load_source_fetches_a_https_spec(dtr: FakeDTR) -> None:
+    s = load_source(dtr.url, dtr_user=USER, dtr_token=TOKEN, ca_file=str(dtr.ca_file))
+    assert s.registry_ca_pem == dtr.registry_ca
+
+
+def test_refused_credentials(dtr: FakeDTR) -> None:
+    with pytest.raises(SourceError) as caught:
+        fetch_dtr(dtr.url, USER, TOKEN + "-wrong", ca_file=str(dtr.ca_file), timeout=5)
+    text = one_line_source_error(caught)
+    assert text == f"{dtr.url}/api/v0/admin/settings/registry: credentials refused (HTTP 401)"
+    assert "-wrong" not in text
+
+
+def test_forbidden_is_refused_credentials_too(dtr: FakeDTR) -> None:
+    dtr.routes["/api/v0/admin/settings/registry"] = (403, b"{}", {})
+    with pytest.raises(SourceError, match=r"credentials refused \(HTTP 403\)"):
+        fetch_dtr(dtr.url, USER, TOKEN, ca_file=str(dtr.ca_file), timeout=5)
+
+
+def test_untrusted_certificate(dtr: FakeDTR, tmp_path: Path) -> None:
+    other = tmp_path / "other-ca.pem"
+    other.write_bytes(make_ca("Some Other CA")[0])
+    with pytest.raises(SourceError) as caught:
+        fetch_dtr(dtr.url, USER, TOKEN, ca_file=str(other), timeout=5)
+    assert "TLS certificate not trusted" in one_line_source_error(caught)
+    assert dtr.seen_auth == []  # nothing was sent before the server was verified
+
+
+def test_without_ca_file_the_system_store_does_not_trust_a_private_ca(dtr: FakeDTR) -> None:
+    with pytest.raises(SourceError, match="TLS certificate not trusted"):
+        fetch_dtr(dtr.url, USER, TOKEN, timeout=5)
+
+
+def test_non_json_answer(dtr: FakeDTR) -> None:
+    dtr.routes["/api/v0/admin/settings/registry"] = (200, b"<html>login</html>", {})
+    with pytest.raises(SourceError) as caught:
+        fetch_dtr(dtr.url, USER, TOKEN, ca_file=str(dtr.ca_file), timeout=5)
+    assert "not valid JSON" in one_line_source_error(caught)
+
+
+def test_non_pem_ca_answer(dtr: FakeDTR) -> None:
+    dtr.routes["/ca"] = (200, b"<html></html>", {})
+    with pytest.raises(SourceError, match=r"/ca: the answer is not a PEM certificate"):
+        fetch_dtr(dtr.url, USER, TOKEN, ca_file=str(dtr.ca_file), timeout=5)
+
+
+def test_server_error(dtr: FakeDTR) -> None:
+    dtr.routes["/api/v0/admin/settings/registry"] = (500, b"boom", {})
+    with pytest.raises(SourceError, match="HTTP 500"):
+        fetch_dtr(dtr.url, USER, TOKEN, ca_file=str(dtr.ca_file), timeout=5)
+
+
+def test_redirects_are_not_followed_with_credentials(dtr: FakeDTR) -> None:
+    dtr.routes["/api/v0/admin/settings/registry"] = (302, b"", {"Location": "https://evil.example/steal"})
+    with pytest.raises(SourceError) as caught:
+        fetch_dtr(dtr.url, USER, TOKEN, ca_file=str(dtr.ca_file), timeout=5)
+    assert "redirected (HTTP 302) to https://evil.example" in one_line_source_error(caught)
+
+
+def test_connection_refused(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(make_ca("Unused")[0])
+    with pytest.raises(SourceError) as caught:
+        fetch_dtr("https://127.0.0.1:9", USER, TOKEN, ca_file=str(ca), timeout=5)
+    assert "cannot connect" in one_line_source_error(caught)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://dtr.example", "http://dtr.example: the DTR address must be an https:// URL"),
+        ("https://admin:" + TOKEN + "@dtr.example", "https://dtr.example: put the DTR user and token"),
+    ],
+)
+def test_unsafe_urls_are_refused_before_connecting(url: str, expected: str) -> None:
+    with pytest.raises(SourceError) as caught:
+        fetch_dtr(url, USER, TOKEN)
+    assert one_line_source_error(caught).startswith(expected)
+
+
+def test_unusable_ca_file(tmp_path: Path) -> None:
+    with pytest.raises(SourceError) as caught:
+        fetch_dtr("https://dtr.example", USER, TOKEN, ca_file=str(tmp_path / "missing.pem"))
+    assert one_line_source_error(caught).startswith(f"{tmp_path / 'missing.pem'}: cannot use as the DTR's CA")
+
+
+def test_load_source_needs_credentials_for_a_url() -> None:
+    with pytest.raises(SourceError, match="needs an admin user and token"):
+        load_source("https://dtr.example", dtr_user=USER)
