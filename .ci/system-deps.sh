@@ -7,6 +7,7 @@ packages=(
     debootstrap         # builds the hosts' root filesystem
     docker-registry     # distribution 2.8: the lab's registry
     openssh-client      # ssh-keygen, and the OpenSSH floor of the benchmark
+    openssh-server      # sshd for the SSH transport unit tests
     iproute2            # network namespaces, bridge, veth
     busybox-static      # a runnable image for the hosts
     util-linux          # nsenter, mount

@@ -1,0 +1,594 @@
+"""The SSH transport: one paramiko connection per host, reused for every command and the engine API.
+
+Host keys are checked strictly against known_hosts (the host's file, the options' file, the ssh config's
+``UserKnownHostsFile``, else ``~/.ssh/known_hosts``); paramiko and socket exceptions are mapped to the
+:class:`~agent.errors.HostError` family here, so callers never see them.
+
+>>> with SSHTransport(Host("h1", "198.51.100.21", user="root"), SSHOptions()) as t:  # doctest: +SKIP
+...     t.connect()
+...     t.run("uname -r").stdout
+b'6.1.0-18-amd64\\n'
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import itertools
+import os
+import secrets
+import select
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import paramiko
+import urllib3.connection
+from paramiko.ssh_exception import NoValidConnectionsError
+
+from agent.errors import (
+    AuthenticationError,
+    CommandTimeout,
+    HostError,
+    HostKeyError,
+    InputError,
+    UnreachableError,
+)
+from agent.hosts.base import CommandResult, Transport
+from agent.inventory.model import Host
+
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
+DOCKER_API_VERSION = "1.41"  # accepted by Docker 20.10 through 26+; fixed to skip a version round trip
+MAX_JUMPS = 8
+_CHUNK = 65536
+_POLL = 0.05  # stderr does not wake select(); this bounds how stale it can get
+
+
+@dataclass(frozen=True)
+class SSHOptions:
+    """How to reach hosts. ``become_password`` is never shown in ``repr``."""
+
+    connect_timeout: float = 10.0
+    command_timeout: float = 120.0
+    keepalive: int = 15
+    known_hosts: str | None = None
+    accept_new_host_keys: bool = False
+    ssh_config: str | None = "~/.ssh/config"
+    use_agent: bool = True
+    look_for_keys: bool = True
+    become_password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where one hop actually goes, after ``~/.ssh/config`` is applied."""
+
+    label: str
+    hostname: str
+    port: int
+    user: str
+    key_files: tuple[str, ...]
+    known_hosts: str
+    proxy_jump: str | None
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's ``SHA256:…`` fingerprint."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def known_hosts_name(hostname: str, port: int) -> str:
+    return hostname if port == 22 else f"[{hostname}]:{port}"
+
+
+def _base_key_type(key_type: str) -> str:
+    # rsa-sha2-* are signature algorithms over an ssh-rsa key.
+    return "ssh-rsa" if key_type.startswith("rsa-sha2-") else key_type
+
+
+class _SSHConfig:
+    """``~/.ssh/config`` lookups; a missing file is an empty config."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = os.path.expanduser(path) if path else None
+        self._config: paramiko.SSHConfig | None = None
+        if self.path and os.path.isfile(self.path):
+            try:
+                self._config = paramiko.SSHConfig.from_path(self.path)
+            except (OSError, paramiko.SSHException, ValueError) as exc:
+                raise InputError(f"cannot read ssh config: {exc}", where=self.path) from None
+
+    def lookup(self, name: str) -> dict[str, Any]:
+        if self._config is None:
+            return {}
+        try:
+            return dict(self._config.lookup(name))
+        except (paramiko.SSHException, ValueError) as exc:
+            raise InputError(f"ssh config for {name!r}: {exc}", where=self.path) from None
+
+
+def _expand(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+class SSHTransport(Transport):
+    """One host over one SSH connection (optionally through ``ProxyJump`` hosts)."""
+
+    # One lock for the process: every transport may append to the same known_hosts file.
+    _known_hosts_lock = threading.Lock()
+
+    def __init__(self, host: Host, options: SSHOptions | None = None) -> None:
+        self.host = host
+        self.name = host.name
+        self.options = options or SSHOptions()
+        self._label = str(host)
+        self._transport: paramiko.Transport | None = None
+        self._hops: list[paramiko.Transport] = []
+        self._connect_lock = threading.Lock()
+        self._login_user = host.user
+        # Random per connection so no command output can imitate them.
+        token = secrets.token_hex(8)
+        self._sudo_prompt = f"[trust-agent-sudo-{token}]"
+        self._sudo_marker = f"[trust-agent-started-{token}]"
+
+    # --- connection ------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Open and authenticate the connection (idempotent). Raises the HostError family."""
+        with self._connect_lock:
+            if self._transport is not None and self._transport.is_active():
+                return
+            self._close_all()
+            config = _SSHConfig(self.options.ssh_config)
+            target = self._resolve(config)
+            hops: list[paramiko.Transport] = []
+            try:
+                sock = self._jump_sock(target, config, hops)
+                transport = self._handshake(target, sock)
+            except BaseException:
+                for hop in reversed(hops):
+                    hop.close()
+                raise
+            transport.set_keepalive(self.options.keepalive)
+            self._transport, self._hops = transport, hops
+            self._login_user = target.user
+
+    def _resolve(self, config: _SSHConfig) -> _Target:
+        host = self.host
+        cfg = config.lookup(host.address)
+        # The inventory wins; port 22 is the model's default, so a config Port may replace it.
+        try:
+            port = host.port if host.port != 22 or "port" not in cfg else int(cfg["port"])
+        except ValueError:
+            raise InputError(f"{self._label}: ssh config Port {cfg['port']!r} is not a number") from None
+        keys = [host.identity_file] if host.identity_file else []
+        keys += _as_list(cfg.get("identityfile"))
+        known = (
+            host.known_hosts
+            or self.options.known_hosts
+            or next(iter(_as_list(cfg.get("userknownhostsfile"))), None)
+            or DEFAULT_KNOWN_HOSTS
+        )
+        return _Target(
+            label=self._label,
+            hostname=str(cfg.get("hostname") or host.address),
+            port=port,
+            user=host.user or str(cfg.get("user") or getpass.getuser()),
+            key_files=tuple(_expand(k) for k in keys),
+            known_hosts=_expand(known),
+            proxy_jump=cfg.get("proxyjump") if str(cfg.get("proxyjump", "")).lower() != "none" else None,
+        )
+
+    def _jump_target(self, spec: str, config: _SSHConfig, final: _Target) -> _Target:
+        try:
+            return self._parse_jump(spec, config, final)
+        except ValueError:
+            raise InputError(f"{self._label}: ProxyJump {spec!r} is not [user@]host[:port]") from None
+
+    def _parse_jump(self, spec: str, config: _SSHConfig, final: _Target) -> _Target:
+        user: str | None = None
+        if "@" in spec:
+            user, spec = spec.rsplit("@", 1)
+        port: int | None = None
+        if spec.startswith("["):  # [2001:db8::1]:2222
+            addr, _, rest = spec[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") else None
+        elif spec.count(":") == 1:
+            addr, _, p = spec.partition(":")
+            port = int(p)
+        else:
+            addr = spec
+        cfg = config.lookup(addr)
+        keys = _as_list(cfg.get("identityfile")) + list(final.key_files)
+        return _Target(
+            label=f"{self._label} via {spec}",
+            hostname=str(cfg.get("hostname") or addr),
+            port=port or int(cfg.get("port", 22)),
+            user=user or str(cfg.get("user") or final.user),
+            key_files=tuple(dict.fromkeys(_expand(k) for k in keys)),
+            known_hosts=final.known_hosts,
+            proxy_jump=None,
+        )
+
+    def _jump_sock(self, target: _Target, config: _SSHConfig, hops: list[paramiko.Transport]) -> Any:
+        """A socket to ``target``: direct TCP, or a ``direct-tcpip`` channel through each jump host."""
+        specs = [s.strip() for s in (target.proxy_jump or "").split(",") if s.strip()]
+        if len(specs) > MAX_JUMPS:
+            raise InputError(f"{self._label}: ProxyJump lists more than {MAX_JUMPS} hosts")
+        route = [self._jump_target(s, config, target) for s in specs] + [target]
+        sock: Any = self._tcp(route[0])
+        for hop, nxt in itertools.pairwise(route):
+            transport = self._handshake(hop, sock)
+            hops.append(transport)
+            with self._boundary(hop.label, "jump"):
+                sock = transport.open_channel(
+                    "direct-tcpip",
+                    (nxt.hostname, nxt.port),
+                    ("127.0.0.1", 0),
+                    timeout=self.options.connect_timeout,
+                )
+        return sock
+
+    def _tcp(self, target: _Target) -> socket.socket:
+        with self._boundary(target.label, "connect"):
+            return socket.create_connection(
+                (target.hostname, target.port), timeout=self.options.connect_timeout
+            )
+
+    def _handshake(self, target: _Target, sock: Any) -> paramiko.Transport:
+        known = self._load_known_hosts(target)
+        name = known_hosts_name(target.hostname, target.port)
+        entry = known.lookup(name)
+        known_types = set(entry.keys()) if entry is not None else set()
+        transport: paramiko.Transport | None = None
+        try:
+            with self._boundary(target.label, "SSH handshake"):
+                transport = paramiko.Transport(sock)
+                timeout = self.options.connect_timeout
+                transport.banner_timeout = timeout
+                transport.auth_timeout = timeout
+                transport.handshake_timeout = timeout
+                # Offer the host-key types known_hosts holds first, so a host that also has an RSA
+                # key is not reported unknown when its ed25519 key is the one on file.
+                opts = transport.get_security_options()
+                offered = list(opts.key_types)
+                opts.key_types = [k for k in offered if _base_key_type(k) in known_types] + [
+                    k for k in offered if _base_key_type(k) not in known_types
+                ]
+                transport.start_client(timeout=timeout)
+                if not transport.is_active() or not transport.initial_kex_done:
+                    # start_client returns quietly when its timeout passes mid-negotiation.
+                    raise UnreachableError(f"{target.label}: SSH handshake timed out after {timeout:g}s")
+            key = transport.get_remote_server_key()
+            self._check_host_key(target, name, key, known_types, entry)
+            self._authenticate(transport, target)
+            return transport
+        except BaseException:
+            if transport is not None:
+                transport.close()
+            else:
+                sock.close()
+            raise
+
+    def _load_known_hosts(self, target: _Target) -> paramiko.HostKeys:
+        keys = paramiko.HostKeys()
+        if os.path.isfile(target.known_hosts):
+            try:
+                keys.load(target.known_hosts)
+            except (OSError, paramiko.SSHException, ValueError) as exc:
+                raise HostKeyError(f"{target.label}: cannot read {target.known_hosts}: {exc}") from None
+        return keys
+
+    def _check_host_key(
+        self,
+        target: _Target,
+        name: str,
+        key: paramiko.PKey,
+        known_types: set[str],
+        entry: Any,
+    ) -> None:
+        kind = key.get_name()
+        shown = f"{kind} {fingerprint(key)}"
+        if kind in known_types:
+            if entry[kind] != key:
+                raise HostKeyError(
+                    f"{target.label}: host key CHANGED: {shown} is not the {kind} key in "
+                    f"{target.known_hosts}; if the host was reinstalled, remove its line and retry"
+                )
+            return
+        if not self.options.accept_new_host_keys:
+            other = f"; known_hosts has only {', '.join(sorted(known_types))}" if known_types else ""
+            raise HostKeyError(
+                f"{target.label}: host key not in {target.known_hosts} ({shown}{other}); "
+                "add it or pass --accept-new-host-keys"
+            )
+        self._append_known_host(target.known_hosts, name, key)
+
+    def _append_known_host(self, path: str, name: str, key: paramiko.PKey) -> None:
+        line = f"{name} {key.get_name()} {key.get_base64()}\n"
+        with self._known_hosts_lock:
+            current = paramiko.HostKeys()
+            if os.path.isfile(path):
+                current.load(path)
+            entry = current.lookup(name)
+            if entry is not None and entry.get(key.get_name()) == key:
+                return  # another transport to the same host got here first
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a", encoding="ascii") as f:
+                f.write(line)
+
+    def _authenticate(self, transport: paramiko.Transport, target: _Target) -> None:
+        tried: list[str] = []
+        for key, what in self._keys(target, tried):
+            try:
+                with self._boundary(target.label, "authentication"):
+                    transport.auth_publickey(target.user, key)
+            except AuthenticationError:
+                tried.append(what)
+                continue
+            if transport.is_authenticated():
+                return
+        detail = "; ".join(tried) if tried else "no keys to offer"
+        raise AuthenticationError(f"{target.label}: authentication as {target.user} failed ({detail})")
+
+    def _keys(self, target: _Target, notes: list[str]) -> Iterator[tuple[paramiko.PKey, str]]:
+        """Keys in OpenSSH's order: identity files, then the agent, then the default key files."""
+        seen: set[str] = set()
+        for path in target.key_files:
+            key = self._read_key(path, notes, explicit=True)
+            if key is not None:
+                seen.add(path)
+                yield key, path
+        if self.options.use_agent and os.environ.get("SSH_AUTH_SOCK"):
+            agent = paramiko.Agent()
+            try:
+                for agent_key in agent.get_keys():
+                    yield agent_key, f"agent key {agent_key.get_name()}"
+            finally:
+                agent.close()
+        if self.options.look_for_keys:
+            for default in DEFAULT_KEYS:
+                path = _expand(default)
+                if path not in seen and os.path.isfile(path):
+                    key = self._read_key(path, notes, explicit=False)
+                    if key is not None:
+                        yield key, path
+
+    @staticmethod
+    def _read_key(path: str, notes: list[str], *, explicit: bool) -> paramiko.PKey | None:
+        try:
+            return paramiko.PKey.from_path(path)
+        except FileNotFoundError:
+            if explicit:
+                notes.append(f"{path} not found")
+        except paramiko.PasswordRequiredException:
+            notes.append(f"{path} is encrypted (load it into ssh-agent)")
+        except (OSError, paramiko.SSHException, ValueError) as exc:
+            notes.append(f"{path} unreadable: {exc}")
+        return None
+
+    @contextmanager
+    def _boundary(self, label: str, phase: str) -> Iterator[None]:
+        """Map paramiko/socket exceptions raised during ``phase`` to the HostError family."""
+        try:
+            yield
+        except HostError:
+            raise
+        except paramiko.AuthenticationException as exc:
+            raise AuthenticationError(f"{label}: {phase} refused: {exc}") from None
+        except TimeoutError:
+            raise UnreachableError(f"{label}: {phase} timed out") from None
+        except NoValidConnectionsError as exc:
+            raise UnreachableError(f"{label}: {phase} failed: {exc}") from None
+        except paramiko.ChannelException as exc:
+            raise UnreachableError(f"{label}: {phase} failed: {exc.text}") from None
+        except paramiko.SSHException as exc:
+            raise UnreachableError(f"{label}: {phase} failed: {exc or type(exc).__name__}") from None
+        except socket.gaierror as exc:
+            raise UnreachableError(f"{label}: cannot resolve address: {exc.strerror}") from None
+        except (OSError, EOFError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise UnreachableError(f"{label}: {phase} failed: {reason}") from None
+
+    def _require(self) -> paramiko.Transport:
+        if self._transport is None or not self._transport.is_active():
+            self.connect()
+        assert self._transport is not None
+        return self._transport
+
+    # --- commands --------------------------------------------------------------------------------
+
+    def _wrap(self, command: str) -> tuple[str, bool]:
+        """The command as sent, and whether it waits for the sudo handshake."""
+        host = self.host
+        target = host.become_user or "root"
+        if not host.become or (self._login_user == "root" and target == "root"):
+            return command, False
+        if self.options.become_password is None:
+            return f"sudo -n -u {shlex.quote(target)} -- sh -c {shlex.quote(command)}", False
+        # The marker proves sudo is done with stdin before any of the caller's stdin is sent, so
+        # the password never reaches the command, even when sudo did not ask for it.
+        script = f"printf '%s' {shlex.quote(self._sudo_marker)} >&2\n{command}"
+        return (
+            f"sudo -S -p {shlex.quote(self._sudo_prompt)} -u {shlex.quote(target)} "
+            f"-- sh -c {shlex.quote(script)}",
+            True,
+        )
+
+    def _start(self, command: str, deadline: float) -> tuple[paramiko.Channel, bytes]:
+        """Exec ``command`` (through sudo when becoming) on a new channel; returns it and early stderr."""
+        transport = self._require()
+        wrapped, handshake = self._wrap(command)
+        with self._boundary(self._label, "opening a channel"):
+            chan = transport.open_session(
+                timeout=max(0.1, min(self.options.connect_timeout, _left(deadline)))
+            )
+            chan.exec_command(wrapped)
+        if not handshake:
+            return chan, b""
+        try:
+            return chan, self._sudo_handshake(chan, deadline)
+        except BaseException:
+            chan.close()
+            raise
+
+    def _sudo_handshake(self, chan: paramiko.Channel, deadline: float) -> bytes:
+        prompt, marker = self._sudo_prompt.encode(), self._sudo_marker.encode()
+        password = (self.options.become_password or "").encode() + b"\n"
+        buf = b""
+        answered = False
+        while True:
+            if _left(deadline) <= 0:
+                raise CommandTimeout(f"{self._label}: sudo did not answer in time")
+            chan.settimeout(_left(deadline))
+            try:
+                data = chan.recv_stderr(_CHUNK)
+            except TimeoutError:
+                raise CommandTimeout(f"{self._label}: sudo did not answer in time") from None
+            buf += data
+            if marker in buf:
+                return buf.split(marker, 1)[1]
+            if buf.count(prompt) > 1:
+                raise AuthenticationError(f"{self._label}: sudo refused the become password")
+            if prompt in buf and not answered:
+                chan.sendall(password)
+                answered = True
+            if not data:  # sudo exited without running the command
+                return buf.replace(prompt, b"")
+            if len(buf) > _CHUNK:  # marker is never this far in
+                return buf
+
+    def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        limit = self.options.command_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        chan, early_err = self._start(command, deadline)
+        try:
+            out, err = self._exchange(chan, stdin, deadline, limit)
+            if not chan.status_event.wait(_left(deadline)):
+                raise CommandTimeout(f"{self._label}: command timed out after {limit:g}s")
+            status = chan.exit_status
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise UnreachableError(f"{self._label}: connection lost during a command: {exc}") from None
+        finally:
+            chan.close()
+        err = early_err + err
+        # "sudo: a password is required" / "sudo: a terminal is required …"
+        if self.host.become and status == 1 and err.startswith(b"sudo: a "):
+            raise AuthenticationError(f"{self._label}: sudo needs a password (pass a become password)")
+        return CommandResult(status, out, err)
+
+    def _exchange(
+        self, chan: paramiko.Channel, stdin: bytes, deadline: float, limit: float
+    ) -> tuple[bytes, bytes]:
+        """Send stdin and read stdout/stderr together, so neither side can block the other."""
+        out, err = bytearray(), bytearray()
+        pending = memoryview(stdin)
+        if not pending:
+            chan.shutdown_write()
+        while True:
+            if _left(deadline) <= 0:
+                raise CommandTimeout(f"{self._label}: command timed out after {limit:g}s")
+            busy = False
+            if chan.recv_ready():
+                out += chan.recv(_CHUNK)
+                busy = True
+            if chan.recv_stderr_ready():
+                err += chan.recv_stderr(_CHUNK)
+                busy = True
+            if pending and chan.send_ready() and not chan.eof_received:
+                sent = chan.send(bytes(pending[:_CHUNK]))
+                pending = pending[sent:]
+                if not pending:
+                    chan.shutdown_write()
+                busy = True
+            if chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready():
+                return bytes(out), bytes(err)
+            if not busy:
+                select.select([chan], [], [], min(_POLL, max(0.0, _left(deadline))))
+
+    def docker_api(self, timeout: float = 30.0) -> Any:
+        """A ``docker.APIClient`` whose requests run ``docker system dial-stdio`` over this connection."""
+        import docker
+
+        self._require()
+
+        def open_stream() -> paramiko.Channel:
+            chan, _ = self._start("docker system dial-stdio", time.monotonic() + timeout)
+            chan.settimeout(timeout)
+            return chan
+
+        # A TCP URL makes no connection by itself (the version is fixed); the adapter replaces it.
+        client = docker.APIClient(
+            base_url="tcp://127.0.0.1:2375", version=DOCKER_API_VERSION, timeout=int(timeout)
+        )
+        adapter = _dial_stdio_adapter(open_stream, timeout)
+        client.mount("http+docker://ssh", adapter)
+        client._custom_adapter = adapter
+        # The SDK reads attach/stream sockets from ``.channel`` when the URL says ssh.
+        client.base_url = "http+docker://ssh"
+        return client
+
+    def close(self) -> None:
+        with self._connect_lock:
+            self._close_all()
+
+    def _close_all(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        for hop in reversed(self._hops):
+            hop.close()
+        self._hops = []
+
+
+def _left(deadline: float) -> float:
+    return deadline - time.monotonic()
+
+
+# --- docker SDK over dial-stdio ------------------------------------------------------------------
+
+
+def _dial_stdio_adapter(
+    opener: Callable[[], paramiko.Channel], timeout: float, max_pool_size: int = 4
+) -> Any:
+    """A requests adapter whose HTTP connections are ``docker system dial-stdio`` channels."""
+    from docker.transport.basehttpadapter import BaseHTTPAdapter
+    from docker.transport.sshconn import SSHConnectionPool
+
+    class Connection(urllib3.connection.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = opener()  # type: ignore[assignment]
+
+    class Pool(SSHConnectionPool):  # type: ignore[misc]
+        # The SDK's SSH pool: it avoids fileno() churn when connections are reused.
+        def _new_conn(self) -> Connection:
+            return Connection("localhost", timeout=timeout)
+
+    class Adapter(BaseHTTPAdapter):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool = Pool(ssh_client=None, timeout=timeout, maxsize=max_pool_size, host="localhost")
+
+        def get_connection(self, url: str, proxies: Any = None) -> Any:
+            return self.pool
+
+        def close(self) -> None:
+            super().close()
+            self.pool.close()
+
+    return Adapter()

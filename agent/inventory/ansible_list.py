@@ -1,0 +1,60 @@
+"""Render an inventory in the JSON shape of ``ansible-inventory --list``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.inventory.model import Host, Inventory
+
+# Host fields as Ansible variables, for inventories that hold them as fields (trust-agent's format).
+_FIELD_VARS = (
+    ("address", "ansible_host"),
+    ("port", "ansible_port"),
+    ("user", "ansible_user"),
+    ("identity_file", "ansible_ssh_private_key_file"),
+    ("become", "ansible_become"),
+    ("become_user", "ansible_become_user"),
+)
+
+
+def _hostvars(host: Host, from_ansible: bool) -> dict[str, Any]:
+    if from_ansible:
+        return dict(host.vars)
+    out: dict[str, Any] = {}
+    defaults: dict[str, Any] = {"address": host.name, "port": 22, "become": False}
+    for attr, var in _FIELD_VARS:
+        value = getattr(host, attr)
+        if value is not None and defaults.get(attr) != value:
+            out[var] = value
+    out.update(host.vars)
+    return out
+
+
+def to_ansible_list(inv: Inventory) -> dict[str, Any]:
+    """``{"_meta": {"hostvars": …}, "all": {"children": […]}, "<group>": {"hosts": […], "children": […]}}``.
+
+    Empty keys and empty groups are left out, as ansible-inventory does; ``all`` lists no hosts.
+    A trust-agent inventory's host fields are rendered as the ``ansible_*`` variables they stand for.
+    """
+    from_ansible = inv.format == "ansible"
+    known = set(inv.names)
+    out: dict[str, Any] = {}
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        group = inv.groups[name]
+        body: dict[str, Any] = {}
+        if name != "all":
+            body["hosts"] = [h for h in group.hosts if h in known]
+        body["children"] = list(group.children)
+        out[name] = {k: v for k, v in body.items() if v}
+        for child in group.children:
+            if child not in seen and child in inv.groups:
+                seen.add(child)
+                visit(child)
+        if not out[name]:
+            del out[name]
+
+    visit("all")
+    hostvars = {h.name: v for h in inv.hosts if (v := _hostvars(h, from_ansible))}
+    return {"_meta": {"hostvars": hostvars}, **out}

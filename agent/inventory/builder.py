@@ -1,0 +1,173 @@
+"""Ansible's inventory data model while a file is read, and the variable precedence that resolves it.
+
+Parsers call ``add_group``/``add_host``/``add_child``/``set_*_var`` in file order, as Ansible's
+``InventoryData`` is fed; :meth:`InventoryData.build` then reconciles (``all``, ``ungrouped``) and
+merges variables the way ``ansible-inventory --list`` shows them:
+
+all (inventory) < group_vars/all < other groups (inventory) < group_vars/<group> < host (inventory)
+< host_vars/<host>; groups ordered by depth, then ``ansible_group_priority``, then name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from agent.errors import InventoryError
+from agent.inventory.fields import host_from_ansible_vars
+from agent.inventory.model import Group, Host, Inventory
+
+VarsLookup = Callable[[str], Mapping[str, Any]]
+
+
+def _no_vars(_: str) -> Mapping[str, Any]:
+    return {}
+
+
+@dataclass
+class _Group:
+    hosts: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+    parents: list[str] = field(default_factory=list)
+    vars: dict[str, Any] = field(default_factory=dict)
+
+
+class InventoryData:
+    """Mutable while one file is parsed; :meth:`build` returns the frozen :class:`Inventory`."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.groups: dict[str, _Group] = {}
+        self.hosts: dict[str, dict[str, Any]] = {}
+        self.add_group("all")
+        self.add_group("ungrouped")
+        self.add_child("all", "ungrouped")
+
+    def add_group(self, name: str, where: str | None = None) -> str:
+        if not name or any(c.isspace() for c in name):
+            raise InventoryError(f"invalid group name {name!r}", where=where or self.source)
+        self.groups.setdefault(name, _Group())
+        return name
+
+    def add_host(self, name: str, group: str | None = None, port: int | None = None) -> None:
+        self.hosts.setdefault(name, {})
+        # Hosts listed directly under ``all`` are reconciled into ``ungrouped``, like Ansible does.
+        if group and group != "all":
+            members = self.groups[group].hosts
+            if name not in members:
+                members.append(name)
+        if port is not None:
+            self.hosts[name]["ansible_port"] = port
+
+    def add_child(self, parent: str, child: str, where: str | None = None) -> None:
+        if child == "all":
+            raise InventoryError(f"group 'all' cannot be a child of {parent!r}", where=where or self.source)
+        if parent == child or parent in self._descendants(child):
+            raise InventoryError(
+                f"adding group {child!r} to {parent!r} creates a loop", where=where or self.source
+            )
+        if child not in self.groups[parent].children:
+            self.groups[parent].children.append(child)
+            self.groups[child].parents.append(parent)
+
+    def set_group_var(self, group: str, key: str, value: Any) -> None:
+        self.groups[group].vars[key] = value
+
+    def set_host_var(self, host: str, key: str, value: Any) -> None:
+        self.hosts[host][key] = value
+
+    def _descendants(self, group: str) -> set[str]:
+        seen: set[str] = set()
+        stack = list(self.groups[group].children)
+        while stack:
+            g = stack.pop()
+            if g not in seen:
+                seen.add(g)
+                stack.extend(self.groups[g].children)
+        return seen
+
+    def _reconcile(self) -> None:
+        for name, g in self.groups.items():
+            if name != "all" and not g.parents:
+                self.add_child("all", name)
+        grouped = {h for name, g in self.groups.items() if name != "ungrouped" for h in g.hosts}
+        ungrouped = self.groups["ungrouped"]
+        ungrouped.hosts = [h for h in ungrouped.hosts if h not in grouped]
+        ungrouped.hosts += [h for h in self.hosts if h not in grouped and h not in ungrouped.hosts]
+
+    def _depths(self) -> dict[str, int]:
+        depth: dict[str, int] = {"all": 0}
+        frontier = ["all"]
+        # Longest path from ``all``; the graph has no loops (add_child refuses them).
+        for _ in range(len(self.groups) + 1):
+            nxt: list[str] = []
+            for g in frontier:
+                for c in self.groups[g].children:
+                    if depth.get(c, -1) < depth[g] + 1:
+                        depth[c] = depth[g] + 1
+                        nxt.append(c)
+            if not nxt:
+                break
+            frontier = nxt
+        return depth
+
+    def _priority(self, group: str) -> int:
+        value = self.groups[group].vars.get("ansible_group_priority", 1)
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise InventoryError(
+                f"group {group!r}: ansible_group_priority must be a number, got {value!r}", where=self.source
+            ) from None
+
+    def build(self, group_files: VarsLookup = _no_vars, host_files: VarsLookup = _no_vars) -> Inventory:
+        """Reconcile and resolve every host's variables; ``*_files`` return group_vars/host_vars content."""
+        self._reconcile()
+        depth = self._depths()
+        host_groups: dict[str, set[str]] = {h: set() for h in self.hosts}
+        for name, g in self.groups.items():
+            for h in g.hosts:
+                host_groups[h].add(name)
+        parents = {name: g.parents for name, g in self.groups.items()}
+
+        def ancestors(direct: set[str]) -> set[str]:
+            out: set[str] = set()
+            stack = list(direct)
+            while stack:
+                g = stack.pop()
+                if g not in out:
+                    out.add(g)
+                    stack.extend(parents[g])
+            out.discard("all")
+            return out
+
+        all_file = group_files("all")
+        file_vars = {name: group_files(name) for name in self.groups if name != "all"}
+        hosts: list[Host] = []
+        for name, inv_vars in self.hosts.items():
+            groups = sorted(
+                ancestors(host_groups[name]), key=lambda g: (depth.get(g, 1), self._priority(g), g)
+            )
+            merged: dict[str, Any] = {}
+            merged.update(self.groups["all"].vars)
+            merged.update(all_file)
+            for gname in groups:
+                merged.update(self.groups[gname].vars)
+            for gname in groups:
+                merged.update(file_vars[gname])
+            merged.update(inv_vars)
+            merged.update(host_files(name))
+            hosts.append(host_from_ansible_vars(name, merged, tuple(sorted(groups)), self.source))
+
+        out_groups = {
+            name: Group(
+                name,
+                tuple(g.hosts),
+                tuple(g.children),
+                MappingProxyType({**g.vars, **(all_file if name == "all" else file_vars[name])}),
+            )
+            for name, g in self.groups.items()
+        }
+        return Inventory(tuple(hosts), MappingProxyType(out_groups), self.source)

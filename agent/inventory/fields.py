@@ -1,0 +1,75 @@
+"""Ansible connection variables → :class:`Host` fields (``ansible_host``, ``ansible_port``, …)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from agent.errors import InventoryError
+from agent.inventory.model import Host
+
+# In Ansible's order; like Ansible's connection options, the last one defined wins, so a legacy
+# ``ansible_ssh_*`` alias beats the modern name when a host has both.
+ADDRESS_VARS = ("ansible_host", "ansible_ssh_host")
+PORT_VARS = ("ansible_port", "ansible_ssh_port")
+USER_VARS = ("ansible_user", "ansible_ssh_user")
+KEY_VARS = ("ansible_private_key_file", "ansible_ssh_private_key_file")
+BECOME_VARS = ("ansible_become",)
+BECOME_USER_VARS = ("ansible_become_user",)
+
+_TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})
+_FALSE = frozenset({"n", "no", "off", "0", "false", "f", ""})
+
+
+def _pick(values: Mapping[str, Any], names: tuple[str, ...]) -> Any:
+    for n in reversed(names):
+        if values.get(n) is not None:
+            return values[n]
+    return None
+
+
+def parse_bool(value: Any, what: str, where: str) -> bool:
+    """Ansible's ``boolean()``: yes/no, on/off, true/false, 1/0, y/n, t/f, any case."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InventoryError(f"{what} must be a boolean, got {value!r}", where=where)
+
+
+def parse_port(value: Any, what: str, where: str) -> int:
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        raise InventoryError(f"{what} must be a port number, got {value!r}", where=where) from None
+    if not 0 < port < 65536:
+        raise InventoryError(f"{what} must be between 1 and 65535, got {port}", where=where)
+    return port
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def host_from_ansible_vars(name: str, values: Mapping[str, Any], groups: tuple[str, ...], where: str) -> Host:
+    """Build a :class:`Host` from a host's merged Ansible variables."""
+    port = _pick(values, PORT_VARS)
+    key = _text(_pick(values, KEY_VARS))
+    become = _pick(values, BECOME_VARS)
+    return Host(
+        name=name,
+        address=_text(_pick(values, ADDRESS_VARS)) or name,
+        port=22 if port is None else parse_port(port, f"{name}: ansible_port", where),
+        user=_text(_pick(values, USER_VARS)),
+        # Ansible resolves a relative key path against the working directory, so only ~ is expanded.
+        identity_file=os.path.expanduser(key) if key else None,
+        become=False if become is None else parse_bool(become, f"{name}: ansible_become", where),
+        become_user=_text(_pick(values, BECOME_USER_VARS)),
+        vars=MappingProxyType(dict(values)),
+        groups=groups,
+    )

@@ -1,0 +1,233 @@
+"""Inventories read from the fixture corpus: Ansible INI, Ansible YAML, trust-agent YAML."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agent.errors import InventoryError
+from agent.inventory import Host, load_inventory, to_ansible_list
+
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "inventories"
+
+
+def test_ini_hosts_keep_file_order_and_appear_once() -> None:
+    inv = load_inventory(str(CORPUS / "ini_fleet" / "hosts"))
+    assert inv.names == (
+        "bastion",
+        "web01",
+        "web02",
+        "web03",
+        "web04",
+        "db-a.example.net",
+        "db-b.example.net",
+        "db-c.example.net",
+    )
+
+
+def test_ini_inline_vars_ranges_and_port_suffix() -> None:
+    inv = load_inventory(str(CORPUS / "ini_fleet" / "hosts"))
+    web04 = inv.host("web04")
+    assert (web04.address, web04.port) == ("198.51.100.44", 2200)
+    # Host-line values are literal-evaluated like Ansible: numbers and booleans, quoted text stays text.
+    assert web04.vars["n"] == 7
+    assert web04.vars["flag"] is True
+    assert web04.vars["x"] == "quoted value"
+    assert inv.host("db-b.example.net").port == 2222
+    assert inv.host("bastion").address == "203.0.113.5"
+
+
+def test_ini_children_vars_and_group_membership() -> None:
+    inv = load_inventory(str(CORPUS / "ini_fleet" / "hosts"))
+    web01 = inv.host("web01")
+    assert web01.groups == ("db", "debian", "web")
+    assert web01.become is True  # "yes" from [debian:vars], read as Ansible reads booleans
+    assert web01.user == "deploy"  # host line beats [all:vars]
+    assert web01.identity_file == os.path.expanduser("~/.ssh/fleet_ed25519")
+    assert web01.vars["flavour"] == "bookworm"
+    assert inv.host("bastion").groups == ("ungrouped",)
+    assert inv.host("bastion").become is False
+    assert inv.group_hosts("debian") == inv.names[1:]
+
+
+def test_ini_group_vars_directory_and_host_vars_file() -> None:
+    inv = load_inventory(str(CORPUS / "ini_fleet" / "hosts"))
+    web02 = inv.host("web02")
+    # group_vars/web/ is read in sorted order, hidden files skipped; group_vars/all.yml applies to all.
+    assert web02.vars["role"] == "edge"
+    assert web02.vars["level"] == 5
+    assert inv.host("db-a.example.net").vars["level"] == 3
+    assert inv.host("bastion").vars["level"] == 1
+    assert inv.host("bastion").vars["from_group_vars_all"] is True
+    assert web02.address == "198.51.100.102"
+    assert web02.become_user == "docker-admin"
+
+
+def test_yaml_all_children_hosts_null_and_ranges_with_step() -> None:
+    inv = load_inventory(str(CORPUS / "yaml_fleet" / "inventory.yml"))
+    assert inv.names == ("lone", "node1", "node3", "node5", "east-db", "node-x", "node-y", "node-z", "gpu01")
+    assert inv.host("node1").groups == ("east", "west")
+    assert inv.host("gpu01").groups == ("west", "west_gpu")
+    assert inv.group_hosts("west") == ("node1", "node-x", "node-y", "node-z", "gpu01")
+    assert inv.host("lone").groups == ("ungrouped",)
+    assert inv.groups["empty_group"].hosts == ()
+
+
+def test_yaml_legacy_aliases_and_vars_files() -> None:
+    inv = load_inventory(str(CORPUS / "yaml_fleet" / "inventory.yml"))
+    east_db = inv.host("east-db")
+    assert (east_db.address, east_db.port, east_db.user) == ("192.0.2.20", 2022, "legacy")
+    assert inv.host("node3").vars["dc"] == "east-from-file"  # group_vars/east.json beats inventory vars
+    assert inv.host("node3").vars["tier"] == 2
+    gpu = inv.host("gpu01")
+    assert (gpu.port, gpu.become, gpu.user) == (2201, True, "admin")
+
+
+def test_native_format_defaults_paths_and_groups() -> None:
+    path = CORPUS / "native" / "fleet.yml"
+    inv = load_inventory(str(path))
+    base = path.parent
+    assert inv.host("h1") == Host(
+        name="h1",
+        address="198.51.100.21",
+        port=22,
+        user="root",
+        identity_file=str(base / "ssh" / "id_ed25519"),
+        become=False,
+        become_user=None,
+        known_hosts=str(base / "ssh" / "known_hosts"),
+        groups=("bookworm", "everything"),
+    )
+    assert inv.host("h1").vars == {"flavour": "bookworm"}
+    h2 = inv.host("h2")
+    assert (h2.port, h2.user, h2.become) == (2222, "admin", True)
+    h3 = inv.host("h3")
+    assert (h3.identity_file, h3.become_user, h3.groups) == ("/etc/trust-agent/key", "ops", ("everything",))
+    assert inv.group_hosts("everything") == ("h1", "h2", "h3")
+
+
+def test_precedence_follows_ansible() -> None:
+    h1 = load_inventory(str(CORPUS / "precedence" / "hosts.ini")).host("h1")
+    v = h1.vars
+    assert v["v_all"] == "inventory-all"
+    assert v["v_allfile"] == "file-all"  # group_vars/all.yml > [all:vars]
+    assert v["v_parent"] == "inventory-parent"  # a group beats all; same depth: alphabetical, last wins
+    assert v["v_same_depth"] == "parent"
+    assert v["v_child"] == "inventory-child"  # child group beats parent group
+    assert v["v_groupfile"] == "file-child-b"  # group_vars files beat inventory group vars
+    assert v["v_host"] == "inventory-host"
+    assert v["v_hostfile"] == "file-host"  # host_vars file beats inventory host vars
+
+
+def test_to_ansible_list_shape() -> None:
+    out = to_ansible_list(load_inventory(str(CORPUS / "ini_fleet" / "hosts")))
+    assert out["all"] == {"children": ["ungrouped", "debian"]}
+    assert out["ungrouped"] == {"hosts": ["bastion"]}
+    assert out["debian"] == {"children": ["web", "db"]}
+    assert out["db"]["hosts"][-1] == "web01"
+    assert "children" not in out["web"]
+    hv = out["_meta"]["hostvars"]
+    assert hv["web04"]["ansible_port"] == 2200
+    assert hv["web02"]["role"] == "edge"
+    assert set(hv) == {"bastion", "web01", "web02", "web03", "web04"} | {f"db-{c}.example.net" for c in "abc"}
+
+
+def test_to_ansible_list_leaves_out_empty_groups_and_renders_native_fields() -> None:
+    out = to_ansible_list(load_inventory(str(CORPUS / "yaml_fleet" / "inventory.yml")))
+    assert "empty_group" not in out
+    assert "empty_group" in out["all"]["children"]
+    assert out["west"] == {"hosts": ["node1", "node-x", "node-y", "node-z"], "children": ["west_gpu"]}
+    native = to_ansible_list(load_inventory(str(CORPUS / "native" / "fleet.yml")))
+    assert native["_meta"]["hostvars"]["h2"]["ansible_port"] == 2222
+    assert native["_meta"]["hostvars"]["h2"]["ansible_become"] is True
+    assert native["everything"] == {"hosts": ["h3"], "children": ["bookworm"]}
+
+
+def test_comma_separated_host_list() -> None:
+    inv = load_inventory("h1,h2:2222,")
+    assert inv.names == ("h1", "h2")
+    assert inv.host("h2").port == 2222
+    assert inv.host("h1").groups == ("ungrouped",)
+
+
+def test_duplicate_host_vars_merge_and_ungrouped_section(tmp_path: Path) -> None:
+    path = tmp_path / "hosts"
+    path.write_text("[ungrouped]\nsolo\nh1 a=1\n[g1]\nh1 b=2\n[g2]\nh1 a=3\n")
+    inv = load_inventory(str(path))
+    assert inv.names == ("solo", "h1")
+    assert dict(inv.host("h1").vars) == {"a": 3, "b": 2}
+    assert inv.groups["ungrouped"].hosts == ("solo",)  # listed elsewhere too: no longer ungrouped
+    assert inv.host("h1").groups == ("g1", "g2")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("[web]\nh1\n[web:bogus]\nh2\n", 3, "unknown type"),
+        ("[web]\nh1 novalue\n", 2, "expected key=value"),
+        ("[web]\nh1\n[ghost:vars]\nx=1\n", 3, "never declared"),
+        ("[web:children]\nmissing\n", 2, "undefined group 'missing'"),
+        ("[web]\nweb[3:1]x\n", 2, "host range"),
+        ("[web ]\nh1\n", 1, "invalid section"),
+        ("[a:children]\nb\n[b:children]\na\n", 4, "loop"),
+        ("[web]\nh1 ansible_port=http\n", 0, "ansible_port must be a port number"),
+    ],
+)
+def test_ini_errors_name_file_and_line(tmp_path: Path, text: str, line: int, fragment: str) -> None:
+    path = tmp_path / "hosts"
+    path.write_text(text)
+    with pytest.raises(InventoryError) as info:
+        load_inventory(str(path))
+    message = str(info.value)
+    assert "\n" not in message
+    assert fragment in message
+    assert message.startswith(f"{path}:{line}:" if line else f"{path}:")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("all:\n  hosts:\n    h1:\n  childs:\n    g: {}\n", 4, "unexpected key 'childs'"),
+        ("all:\n  hosts: [h1, h2]\n", 2, "hosts must be a mapping"),
+        ("all:\n  hosts:\n    h1: [1]\n", 3, "variables must be a mapping"),
+        ("all:\n  hosts:\n    h1: {a: 1\n", 4, "invalid YAML"),
+        (
+            "defaults: {user: root}\nhosts:\n  h1: {address: 192.0.2.1, colour: red}\n",
+            3,
+            "unknown key 'colour'",
+        ),
+        ("defaults: {}\nhosts:\n  h1: {port: 22}\n", 3, "has no address"),
+        ("hosts:\n  h1: {address: 192.0.2.1}\ngroups:\n  g: [h1, h9]\n", 4, "unknown host 'h9'"),
+        ("hosts:\n  h1: {address: 192.0.2.1, port: 99999}\n", 2, "between 1 and 65535"),
+    ],
+)
+def test_yaml_errors_name_file_and_line(tmp_path: Path, text: str, line: int, fragment: str) -> None:
+    path = tmp_path / "inventory.yml"
+    path.write_text(text)
+    with pytest.raises(InventoryError) as info:
+        load_inventory(str(path))
+    assert str(info.value).startswith(f"{path}:{line}: ")
+    assert fragment in str(info.value)
+
+
+def test_missing_file_and_bad_vars_file(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError, match="cannot read inventory"):
+        load_inventory(str(tmp_path / "nope"))
+    (tmp_path / "hosts").write_text("h1\n")
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / "h1.yml").write_text("- not\n- a mapping\n")
+    with pytest.raises(InventoryError, match=r"host_vars/h1\.yml: variables file must hold a mapping"):
+        load_inventory(str(tmp_path / "hosts"))
+
+
+def test_ini_vars_section_values_and_comments(tmp_path: Path) -> None:
+    path = tmp_path / "hosts"
+    path.write_text(
+        "; a comment\n[web]\nh1 # trailing comment\n[web:vars]\nport_s = 8080\nname = two words\n"
+        "flag = False\n"
+    )
+    v = load_inventory(str(path)).host("h1").vars
+    # Ansible literal-evaluates [group:vars] values too (its docs say "strings"; its code disagrees).
+    assert v == {"port_s": 8080, "name": "two words", "flag": False}

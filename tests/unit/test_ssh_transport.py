@@ -1,0 +1,413 @@
+"""SSHTransport against a real OpenSSH server started on 127.0.0.1 for this module.
+
+sshd runs from a temp directory (its own host keys, authorized_keys, config); a test double for
+``sudo`` and ``docker`` is put first on the sessions' PATH with ``SetEnv``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from agent.errors import AuthenticationError, CommandTimeout, HostKeyError, UnreachableError
+from agent.hosts.ssh import SSHOptions, SSHTransport
+from agent.inventory import Host
+
+SSHD = "/usr/sbin/sshd"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+FAKE_SUDO = r"""#!/bin/sh
+# sudo test double: sudo [-n | -S -p PROMPT] -u USER -- COMMAND...
+mode=n; prompt=""; user=root
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -n) shift ;;
+    -S) mode=S; shift ;;
+    -p) prompt=$2; shift 2 ;;
+    -u) user=$2; shift 2 ;;
+    --) shift; break ;;
+    *) break ;;
+  esac
+done
+export FAKE_SUDO_USER="$user"
+if [ "$mode" = S ]; then
+  for try in 1 2 3; do
+    printf '%s' "$prompt" >&2
+    IFS= read -r pw || exit 1
+    [ "$pw" = "s3cret" ] && exec "$@"
+    echo "Sorry, try again." >&2
+  done
+  echo "sudo: 3 incorrect password attempts" >&2
+  exit 1
+fi
+if [ "$user" = needs-password ]; then
+  echo "sudo: a password is required" >&2
+  exit 1
+fi
+exec "$@"
+"""
+
+FAKE_DOCKER = """#!{python}
+# docker test double: `docker system dial-stdio` answering HTTP/1.1 on stdin/stdout.
+import json, sys
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+for _ in range(100):
+    line = inp.readline()
+    if not line:
+        break
+    method, path, _ = line.decode().split(" ", 2)
+    headers = {{}}
+    for _ in range(100):
+        h = inp.readline()
+        if h in (b"\\r\\n", b"\\n", b""):
+            break
+        k, v = h.decode().split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    n = int(headers.get("content-length", 0))
+    if n:
+        inp.read(n)
+    body = json.dumps({{"Version": "26.1.0", "ApiVersion": "1.45", "Path": path, "Method": method}}).encode()
+    out.write(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body))
+    out.write(body)
+    out.flush()
+"""
+
+
+def _missing_prerequisite(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI: {reason}")
+    pytest.skip(reason)
+
+
+def _keygen(path: Path, kind: str = "ed25519") -> Path:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "", "-f", str(path)], check=True, timeout=30
+    )
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Server:
+    port: int
+    root: Path
+    client_key: Path
+    ed25519_pub: str  # "ssh-ed25519 AAAA…"
+    rsa_pub: str
+
+    def known_hosts(self, path: Path, *lines: str) -> Path:
+        path.write_text("".join(f"[127.0.0.1]:{self.port} {line}\n" for line in lines))
+        return path
+
+    def host(self, **kw: object) -> Host:
+        fields: dict[str, object] = {
+            "name": "h1",
+            "address": "127.0.0.1",
+            "port": self.port,
+            "user": "root",
+            "identity_file": str(self.client_key),
+        }
+        fields.update(kw)
+        return Host(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if os.geteuid() != 0:
+        _missing_prerequisite("needs root to run sshd")
+    if not os.path.exists(SSHD) or shutil.which("ssh-keygen") is None:
+        _missing_prerequisite("openssh-server / openssh-client not installed (.ci/system-deps.sh)")
+    root = tmp_path_factory.mktemp("sshd")
+    ed_key = _keygen(root / "host_ed25519")
+    rsa_key = _keygen(root / "host_rsa", "rsa")
+    client_key = _keygen(root / "client_ed25519")
+    (root / "authorized_keys").write_text((root / "client_ed25519.pub").read_text())
+    bindir = root / "bin"
+    bindir.mkdir()
+    (bindir / "sudo").write_text(FAKE_SUDO)
+    (bindir / "docker").write_text(FAKE_DOCKER.format(python=sys.executable))
+    for tool in ("sudo", "docker"):
+        (bindir / tool).chmod(0o755)
+    port = _free_port()
+    config = root / "sshd_config"
+    config.write_text(
+        textwrap.dedent(f"""\
+        Port {port}
+        ListenAddress 127.0.0.1
+        HostKey {ed_key}
+        HostKey {rsa_key}
+        PidFile {root}/sshd.pid
+        AuthorizedKeysFile {root}/authorized_keys
+        StrictModes no
+        UsePAM no
+        PermitRootLogin prohibit-password
+        PasswordAuthentication no
+        KbdInteractiveAuthentication no
+        AllowTcpForwarding yes
+        MaxSessions 50
+        SetEnv PATH={bindir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
+        LogLevel ERROR
+        """)
+    )
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+    log = (root / "sshd.log").open("wb")
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"sshd exited: {(root / 'sshd.log').read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("sshd did not start listening within 15s")
+                time.sleep(0.05)
+        yield Server(
+            port=port,
+            root=root,
+            client_key=client_key,
+            ed25519_pub=" ".join((root / "host_ed25519.pub").read_text().split()[:2]),
+            rsa_pub=" ".join((root / "host_rsa.pub").read_text().split()[:2]),
+        )
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def opts(sshd: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SSHOptions:
+    # Nothing from the real user's ~/.ssh may take part.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    known = sshd.known_hosts(tmp_path / "known_hosts", sshd.ed25519_pub)
+    return SSHOptions(known_hosts=str(known), ssh_config=None, use_agent=False, look_for_keys=False)
+
+
+def test_runs_commands_over_one_reused_connection(sshd: Server, opts: SSHOptions) -> None:
+    with SSHTransport(sshd.host(), opts) as t:
+        t.connect()
+        first = t.run("echo hello; echo oops >&2; echo $SSH_CONNECTION")
+        second = t.run("echo $SSH_CONNECTION")
+        assert first.ok and first.stdout.splitlines()[0] == b"hello"
+        assert first.stderr == b"oops\n"
+        assert first.stdout.splitlines()[1] == second.stdout.strip()  # same client port: same connection
+        assert t.run("exit 3").exit_status == 3
+        assert t.run("cat; echo done", stdin=b"payload\n").stdout == b"payload\ndone\n"
+
+
+def test_large_stdout_stderr_and_stdin_do_not_deadlock(sshd: Server, opts: SSHOptions) -> None:
+    big = os.urandom(3_000_000)
+    with SSHTransport(sshd.host(), opts) as t:
+        r = t.run("yes out | head -c 4000000 & yes err | head -c 4000000 >&2; wait", timeout=60)
+        assert (len(r.stdout), len(r.stderr)) == (4_000_000, 4_000_000)
+        echoed = t.run("cat; cat /dev/null >&2", stdin=big, timeout=60)
+        assert echoed.stdout == big
+
+
+def test_command_timeout_leaves_connection_usable(sshd: Server, opts: SSHOptions) -> None:
+    with SSHTransport(sshd.host(), opts) as t:
+        start = time.monotonic()
+        with pytest.raises(CommandTimeout, match=r"^h1 \(127\.0\.0\.1\): command timed out"):
+            t.run("sleep 10", timeout=0.5)
+        assert time.monotonic() - start < 5
+        assert t.run("echo still here").stdout == b"still here\n"
+
+
+def test_unknown_host_key(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    with pytest.raises(HostKeyError) as info:
+        SSHTransport(sshd.host(), replace(opts, known_hosts=str(empty))).connect()
+    message = str(info.value)
+    assert message.startswith(f"h1 (127.0.0.1): host key not in {empty} (ssh-ed25519 SHA256:")
+    assert message.endswith("add it or pass --accept-new-host-keys")
+
+
+def test_changed_host_key(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
+    other = _keygen(tmp_path / "other")
+    known = sshd.known_hosts(tmp_path / "kh", " ".join(Path(f"{other}.pub").read_text().split()[:2]))
+    with pytest.raises(HostKeyError, match=r"^h1 \(127\.0\.0\.1\): host key CHANGED"):
+        SSHTransport(sshd.host(), replace(opts, known_hosts=str(known))).connect()
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ed25519"])
+def test_known_hosts_key_type_is_preferred(sshd: Server, opts: SSHOptions, tmp_path: Path, kind: str) -> None:
+    line = sshd.rsa_pub if kind == "rsa" else sshd.ed25519_pub
+    known = sshd.known_hosts(tmp_path / "kh", line)
+    with SSHTransport(sshd.host(), replace(opts, known_hosts=str(known))) as t:
+        assert t.run("true").ok
+
+
+def test_accept_new_host_keys_appends_then_verifies(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
+    known = tmp_path / "sub" / "known_hosts"  # a missing directory is created
+    accepting = replace(opts, known_hosts=str(known), accept_new_host_keys=True)
+    with SSHTransport(sshd.host(), accepting) as t:
+        assert t.run("true").ok
+    lines = known.read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"[127.0.0.1]:{sshd.port} ")
+    with SSHTransport(sshd.host(), replace(accepting, accept_new_host_keys=False)) as t:
+        assert t.run("true").ok
+    assert len(known.read_text().splitlines()) == 1
+
+
+def test_accept_new_never_accepts_a_changed_key(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
+    other = _keygen(tmp_path / "other")
+    known = sshd.known_hosts(tmp_path / "kh", " ".join(Path(f"{other}.pub").read_text().split()[:2]))
+    with pytest.raises(HostKeyError, match="CHANGED"):
+        SSHTransport(sshd.host(), replace(opts, known_hosts=str(known), accept_new_host_keys=True)).connect()
+
+
+def test_wrong_key_is_an_authentication_error(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
+    stranger = _keygen(tmp_path / "stranger")
+    with pytest.raises(AuthenticationError, match=r"^h1 \(127\.0\.0\.1\): authentication as root failed"):
+        SSHTransport(sshd.host(identity_file=str(stranger)), opts).connect()
+    with pytest.raises(AuthenticationError, match="not found"):
+        SSHTransport(sshd.host(identity_file=str(tmp_path / "nope")), opts).connect()
+
+
+def test_closed_port_is_unreachable(sshd: Server, opts: SSHOptions) -> None:
+    with pytest.raises(UnreachableError, match=r"^h1 \(127\.0\.0\.1\): connect failed"):
+        SSHTransport(sshd.host(port=_free_port()), opts).connect()
+
+
+def test_silent_server_times_out(opts: SSHOptions, sshd: Server) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # accepts TCP, never speaks SSH
+        port = listener.getsockname()[1]
+        start = time.monotonic()
+        with pytest.raises(UnreachableError, match=r"^h1 "):
+            SSHTransport(sshd.host(port=port), replace(opts, connect_timeout=1.0)).connect()
+        assert time.monotonic() - start < 10
+
+
+def _ssh_config(path: Path, sshd: Server, extra: str = "") -> Path:
+    path.write_text(
+        textwrap.dedent(f"""\
+        Host jump-alias
+            HostName 127.0.0.1
+            Port {sshd.port}
+            User root
+            IdentityFile {sshd.client_key}
+        Host target-alias
+            HostName 127.0.0.1
+            Port {sshd.port}
+            User root
+            IdentityFile {sshd.client_key}
+        {extra}""")
+    )
+    return path
+
+
+def test_ssh_config_hostname_port_user_identityfile(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
+    config = _ssh_config(tmp_path / "config", sshd)
+    host = Host("target-alias", "target-alias")
+    with SSHTransport(host, replace(opts, ssh_config=str(config))) as t:
+        assert t.run("id -un").stdout == b"root\n"
+
+
+def test_proxy_jump_through_the_same_sshd(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
+    config = _ssh_config(
+        tmp_path / "config",
+        sshd,
+        f"Host via-jump\n    HostName 127.0.0.1\n    Port {sshd.port}\n    ProxyJump jump-alias\n"
+        f"Host dead-end\n    HostName 127.0.0.1\n    Port {_free_port()}\n    ProxyJump jump-alias\n",
+    )
+    options = replace(opts, ssh_config=str(config))
+    with SSHTransport(Host("via", "via-jump", user="root", identity_file=str(sshd.client_key)), options) as t:
+        t.connect()
+        assert len(t._hops) == 1
+        assert t.run("echo through").stdout == b"through\n"
+    with pytest.raises(UnreachableError, match=r"^dead \(dead-end\) via jump-alias: jump failed"):
+        SSHTransport(
+            Host("dead", "dead-end", user="root", identity_file=str(sshd.client_key)), options
+        ).connect()
+
+
+def test_proxy_jump_checks_the_jump_host_key(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
+    config = _ssh_config(
+        tmp_path / "config", sshd, "Host via-jump\n    HostName 127.0.0.1\n    ProxyJump jump-alias\n"
+    )
+    empty = tmp_path / "kh"
+    empty.write_text("")
+    options = replace(opts, ssh_config=str(config), known_hosts=str(empty))
+    with pytest.raises(HostKeyError, match="via jump-alias: host key not in"):
+        SSHTransport(Host("via", "via-jump", user="root"), options).connect()
+
+
+def test_become_through_sudo(sshd: Server, opts: SSHOptions) -> None:
+    host = sshd.host(become=True, become_user="app")  # root logs in; becoming "app" needs sudo
+    with SSHTransport(host, opts) as t:
+        r = t.run("echo $FAKE_SUDO_USER; cat", stdin=b"in\n")
+        assert r.stdout == b"app\nin\n"
+    needs = replace(host, become_user="needs-password")
+    with SSHTransport(needs, opts) as t, pytest.raises(AuthenticationError, match="sudo needs a password"):
+        t.run("true")
+
+
+def test_become_password_is_not_leaked_to_the_command(sshd: Server, opts: SSHOptions) -> None:
+    host = sshd.host(become=True, become_user="app")
+    with SSHTransport(host, replace(opts, become_password="s3cret")) as t:
+        r = t.run("cat; echo $FAKE_SUDO_USER >&2", stdin=b"only this\n")
+        assert r.stdout == b"only this\n"
+        assert r.stderr == b"app\n"
+    with (
+        SSHTransport(host, replace(opts, become_password="wrong")) as t,
+        pytest.raises(AuthenticationError, match="sudo refused the become password"),
+    ):
+        t.run("true")
+
+
+def test_docker_api_over_dial_stdio(sshd: Server, opts: SSHOptions) -> None:
+    with SSHTransport(sshd.host(), opts) as t:
+        client = t.docker_api(timeout=10)
+        first = client.version(api_version=False)
+        second = client.version()
+        assert first["Version"] == "26.1.0"
+        assert second["Path"] == "/v1.41/version"
+        client.close()
+
+
+def test_concurrent_commands_share_the_connection(sshd: Server, opts: SSHOptions) -> None:
+    with SSHTransport(sshd.host(), opts) as t, ThreadPoolExecutor(8) as pool:
+        t.connect()
+        results = list(pool.map(lambda i: t.run(f"echo {i}; echo $SSH_CONNECTION"), range(16)))
+    assert [r.stdout.split(b"\n")[0] for r in results] == [str(i).encode() for i in range(16)]
+    assert len({r.stdout.split(b"\n")[1] for r in results}) == 1
+
+
+def test_concurrent_accept_new_appends_once(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    accepting = replace(opts, known_hosts=str(known), accept_new_host_keys=True)
+
+    def connect_once(_: int) -> None:
+        with SSHTransport(sshd.host(), accepting) as t:
+            t.connect()
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(connect_once, range(6)))
+    assert len(known.read_text().splitlines()) == 1
