@@ -425,6 +425,15 @@ def _color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
+def _register_subcommands() -> None:
+    from agent.daemon.cli import daemon_group
+
+    cli.add_command(daemon_group, "daemon")
+
+
+_register_subcommands()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="trust-agent", standalone_mode=True)

@@ -1,0 +1,339 @@
+"""``trust-agent daemon``: run the per-host daemon, and print its systemd unit.
+
+Registered on the main CLI as ``cli.add_command(daemon_group, "daemon")``. The policy options repeat
+the main CLI's on purpose: importing them from ``agent.cli`` would make the two modules import each
+other.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from agent.daemon.config import load_config
+from agent.daemon.logs import LEVELS, EventLog
+from agent.daemon.loop import Daemon, DaemonConfig, serve
+from agent.daemon.notify import Notifier
+from agent.daemon.status import DaemonStatus
+from agent.daemon.timing import parse_duration
+from agent.daemon.unit import (
+    DEFAULT_CONFIG,
+    DEFAULT_ENV_FILE,
+    DEFAULT_PREFIX,
+    EXAMPLE_CONFIG,
+    UnitOptions,
+    render_unit,
+)
+from agent.engine.reconcile import RunOptions
+from agent.errors import TrustAgentError, UsageError
+from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_STATE_DIR = "/var/lib/trust-agent"
+_SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
+
+def _handle_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except TrustAgentError as exc:
+            click.echo(f"trust-agent: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _apply_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        loaded = load_config(value)
+    except TrustAgentError as exc:
+        raise click.BadParameter(str(exc)) from None
+    ctx.default_map = {**(ctx.default_map or {}), **loaded.defaults}
+    ctx.meta["trust_agent.credentials"] = loaded.credentials
+
+
+def _options(func: F) -> F:
+    options = [
+        click.option(
+            "--config",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            is_eager=True,
+            expose_value=False,
+            callback=_apply_config,
+            help="Read options from a YAML file (keys are the long option names; dtr_user/dtr_token "
+            "allowed in a 0600 file). Command-line options win.",
+        ),
+        click.option(
+            "--source",
+            required=True,
+            metavar="SRC",
+            help="The registry's storage settings: config.yml, harbor.yml, saved DTR JSON, or a live "
+            f"DTR/MSR https:// URL (credentials from {DTR_USER_ENV}/{DTR_TOKEN_ENV} or the config file).",
+        ),
+        click.option(
+            "--registry",
+            "registries",
+            multiple=True,
+            metavar="HOST[:PORT]",
+            help="An address clients use for the registry; repeat for every spelling.",
+        ),
+        click.option(
+            "--storage-ca", multiple=True, metavar="FILE", help="PEM CA bundle of the storage backend."
+        ),
+        click.option("--registry-ca", multiple=True, metavar="FILE", help="PEM CA bundle of the registry."),
+        click.option(
+            "--allow-expired", is_flag=True, help="Install expired CA certificates (with a warning)."
+        ),
+        click.option("--env-overrides", is_flag=True, help="Apply REGISTRY_* environment variables."),
+        click.option("--source-ca", metavar="FILE", help="CA bundle to verify a live DTR API with."),
+        click.option(
+            "--interval",
+            default="60s",
+            show_default=True,
+            metavar="DURATION",
+            help="How often to poll the source and repair drift (30s, 5m, 1h).",
+        ),
+        click.option(
+            "--max-backoff",
+            default="10m",
+            show_default=True,
+            metavar="DURATION",
+            help="Longest wait between polls of a failing source.",
+        ),
+        click.option(
+            "--jitter",
+            type=click.FloatRange(0, 0.9),
+            default=0.1,
+            show_default=True,
+            help="Shorten each poll interval by up to this fraction, so hosts do not poll together.",
+        ),
+        click.option(
+            "--once",
+            is_flag=True,
+            help="Run one cycle and exit (0 when the host is converged "
+            "on a freshly read policy, 1 otherwise).",
+        ),
+        click.option(
+            "--state-dir",
+            metavar="DIR",
+            help=f"Where the last good policy is kept (default: {DEFAULT_STATE_DIR}, under --root).",
+        ),
+        click.option("--status-file", metavar="FILE", help="JSON status (default: STATE_DIR/status.json)."),
+        click.option(
+            "--metrics-file",
+            metavar="FILE",
+            help="Prometheus textfile for node_exporter (e.g. …/textfile_collector/trust_agent.prom).",
+        ),
+        click.option(
+            "--root",
+            metavar="DIR",
+            help="Keep a directory tree converged instead of / (no engine is touched).",
+        ),
+        click.option(
+            "--restart-policy",
+            type=click.Choice(["auto", "reload", "restart", "never"]),
+            default="auto",
+            show_default=True,
+            help="As for rollout.",
+        ),
+        click.option(
+            "--allow-restart", is_flag=True, help="Let auto restart dockerd where a reload is not enough."
+        ),
+        click.option("--canary-image", metavar="REF", help="After a change, pull REF to prove it."),
+        click.option(
+            "--no-verify", is_flag=True, help="Skip reading the engine's live config after a change."
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(list(LEVELS)),
+            default="info",
+            show_default=True,
+            help="debug also logs every quiet cycle.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group("daemon")
+def daemon_group() -> None:
+    """Run trust-agent on each engine host, keeping it converged locally (no SSH).
+
+    \b
+      trust-agent daemon run --source /etc/docker/registry/config.yml --storage-ca ca.pem
+      trust-agent daemon run --config /etc/trust-agent/daemon.yml        # under systemd
+      trust-agent daemon unit > /etc/systemd/system/trust-agent.service
+    """
+
+
+@daemon_group.command("run")
+@_options
+@_handle_errors
+def run_command(**kwargs: Any) -> None:
+    """Poll the source, keep the last good policy, and reconcile this host every interval.
+
+    A source fault (unreachable, HTTP error, a document that does not parse) never removes trust: the
+    last good policy, kept in STATE_DIR, stays in force and the source is retried with back-off.
+    JSON-lines logs on stdout. SIGHUP re-reads the source at once; SIGTERM finishes the current step
+    and exits 0. Under systemd (Type=notify) it reports READY=1 after the first cycle and pings the
+    watchdog.
+    """
+    credentials: dict[str, str] = click.get_current_context().meta.get("trust_agent.credentials", {})
+    config = build_config(kwargs)
+    environ = {**os.environ, **credentials}
+    notifier = Notifier.from_environ(os.environ)
+    # Children (sh, systemctl, dockerd --validate) need neither systemd's variables nor the token.
+    for name in (*_SYSTEMD_VARIABLES, DTR_USER_ENV, DTR_TOKEN_ENV):
+        os.environ.pop(name, None)
+    log = EventLog(sys.stdout, level=kwargs["log_level"])
+    status = run_daemon(config, environ=environ, notifier=notifier, log=log, once=kwargs["once"])
+    if kwargs["once"]:
+        sys.exit(0 if status is not None and status.healthy else 1)
+    sys.exit(0 if status is not None else 1)
+
+
+def build_config(kwargs: dict[str, Any]) -> DaemonConfig:
+    root = kwargs.get("root")
+    if root:
+        if not Path(root).is_dir():
+            raise UsageError(f"--root {root}: not a directory")
+        root = str(Path(root).resolve())
+    state_dir = Path(kwargs.get("state_dir") or (root or "") + DEFAULT_STATE_DIR)
+    inputs = PolicyInputs(
+        source=kwargs["source"],
+        registries=tuple(kwargs.get("registries") or ()),
+        storage_ca=tuple(kwargs.get("storage_ca") or ()),
+        registry_ca=tuple(kwargs.get("registry_ca") or ()),
+        allow_expired=bool(kwargs.get("allow_expired")),
+        env_overrides=bool(kwargs.get("env_overrides")),
+        source_ca=kwargs.get("source_ca"),
+    )
+    options = RunOptions(
+        root=root or "",
+        restart_policy=kwargs.get("restart_policy") or "auto",
+        allow_restart=bool(kwargs.get("allow_restart")),
+        canary_image=kwargs.get("canary_image"),
+        verify=not kwargs.get("no_verify"),
+    )
+    interval = parse_duration(str(kwargs.get("interval") or "60s"), "--interval")
+    return DaemonConfig(
+        inputs=inputs,
+        state_dir=state_dir,
+        options=options,
+        status_file=Path(kwargs.get("status_file") or state_dir / "status.json"),
+        metrics_file=Path(kwargs["metrics_file"]) if kwargs.get("metrics_file") else None,
+        interval=interval,
+        max_backoff=parse_duration(str(kwargs.get("max_backoff") or "10m"), "--max-backoff"),
+        jitter=float(kwargs.get("jitter", 0.1)),
+    )
+
+
+def run_daemon(
+    config: DaemonConfig, *, environ: dict[str, str], notifier: Notifier, log: EventLog, once: bool
+) -> DaemonStatus | None:
+    """Run the loop in a worker thread; this (main) thread only takes signals.
+
+    Signal handlers run in the main thread; keeping it out of ``Event.wait`` means a handler can never
+    block on a lock the interrupted code holds. Returns the last status, ``None`` if the loop crashed.
+    """
+    stop, reread, wake = threading.Event(), threading.Event(), threading.Event()
+
+    def on_stop(signum: int, _frame: object) -> None:
+        log.event("info", "signal", signal=signal.Signals(signum).name, action="stopping after this step")
+        stop.set()
+        wake.set()
+
+    def on_reread(signum: int, _frame: object) -> None:
+        log.event("info", "signal", signal=signal.Signals(signum).name, action="re-reading the source")
+        reread.set()
+        wake.set()
+
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, on_stop),
+        signal.SIGINT: signal.signal(signal.SIGINT, on_stop),
+        signal.SIGHUP: signal.signal(signal.SIGHUP, on_reread),
+    }
+    result: list[DaemonStatus] = []
+
+    def work() -> None:
+        try:
+            daemon = Daemon(config, environ=environ, log=log)
+            log.event(
+                "info",
+                "start",
+                source=daemon.status.source.spec,
+                host=daemon.status.host,
+                interval_seconds=config.interval,
+                state_dir=str(config.state_dir),
+                policy=daemon.status.policy.policy.fingerprint() if daemon.status.policy else None,
+            )
+            result.append(serve(daemon, stop=stop, reread=reread, wake=wake, notifier=notifier, once=once))
+        except Exception as exc:  # report, then exit non-zero so systemd restarts the service
+            log.event("error", "crashed", error=f"{type(exc).__name__}: {exc}")
+            notifier.stopping(f"crashed: {type(exc).__name__}")
+
+    worker = threading.Thread(target=work, name="trust-agent-daemon", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(1.0)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if result:
+        log.event("info", "stop", state=result[0].state, cycles=result[0].cycles)
+    return result[0] if result else None
+
+
+@daemon_group.command("unit")
+@click.option(
+    "--prefix",
+    default=DEFAULT_PREFIX,
+    show_default=True,
+    metavar="DIR",
+    help="The virtualenv holding trust-agent (ExecStart is DIR/bin/trust-agent).",
+)
+@click.option(
+    "--config",
+    "config",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    metavar="FILE",
+    help="The daemon's config file on the host.",
+)
+@click.option(
+    "--env-file",
+    default=DEFAULT_ENV_FILE,
+    show_default=True,
+    metavar="FILE",
+    help="EnvironmentFile for TRUST_AGENT_DTR_USER/TOKEN (optional on the host). '' for none.",
+)
+@click.option("--watchdog", default="10m", show_default=True, metavar="DURATION", help="WatchdogSec.")
+@click.option("--example-config", is_flag=True, help="Print an example config file instead of the unit.")
+@_handle_errors
+def unit_command(prefix: str, config: str, env_file: str, watchdog: str, example_config: bool) -> None:
+    """Print the systemd unit (Type=notify, watchdog, restart on failure) for image builders."""
+    if example_config:
+        click.echo(EXAMPLE_CONFIG, nl=False)
+        return
+    seconds = max(1, round(parse_duration(watchdog, "--watchdog")))
+    click.echo(
+        render_unit(
+            UnitOptions(prefix=prefix, config=config, env_file=env_file or None, watchdog_seconds=seconds)
+        ),
+        nl=False,
+    )

@@ -1,0 +1,345 @@
+"""The daemon's cycle and its schedule.
+
+One cycle: poll the source if it is due (or a re-read was asked for), adopt a valid new policy and
+keep it on disk, then reconcile the host against the policy in force, exactly as a rollout would.
+The host is reconciled every interval even when the source did not change, which is what repairs
+drift (a deleted CA file, an edited entry). A source fault never removes trust: the policy in force
+stays the last good one, and the source is retried with exponential back-off.
+
+``Daemon.cycle`` takes no decisions about time beyond reading its clock, so tests drive it with a
+fake clock; ``serve`` adds the sleeping, signals and systemd notifications.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from agent.daemon.lastgood import LastGood, LastGoodStore, StateError
+from agent.daemon.logs import EventLog
+from agent.daemon.notify import Notifier
+from agent.daemon.report import write_metrics, write_status
+from agent.daemon.status import DaemonStatus, OutcomeSummary, SourceStatus, State
+from agent.daemon.timing import backoff_delay, jittered
+from agent.daemon.watch import Poll, SourceWatcher, display_source, internal_error
+from agent.engine.reconcile import RunOptions, reconcile
+from agent.hosts.base import Transport
+from agent.hosts.local import LocalTransport
+from agent.inputs import PolicyInputs
+from agent.outcome import HostOutcome
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    inputs: PolicyInputs
+    state_dir: Path
+    options: RunOptions = field(default_factory=RunOptions)
+    status_file: Path | None = None
+    metrics_file: Path | None = None
+    interval: float = 60.0
+    max_backoff: float = 600.0
+    jitter: float = 0.1
+
+
+class Daemon:
+    """Keeps one host converged. Not thread-safe: one loop drives it."""
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        transport: Transport | None = None,
+        environ: Mapping[str, str] | None = None,
+        log: EventLog | None = None,
+        clock: Callable[[], float] = time.time,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self._transport = transport or LocalTransport(config.options.root or "localhost")
+        self._watcher = SourceWatcher(config.inputs, os.environ if environ is None else environ)
+        self._store = LastGoodStore(config.state_dir)
+        self._log = log or EventLog()
+        self._clock = clock
+        self._draw = draw
+        now = clock()
+        self._next_poll = now
+        self._next_reconcile = now
+        self.status = DaemonStatus(
+            source=SourceStatus(spec=display_source(config.inputs.source)),
+            host=self._transport.name,
+            pid=os.getpid(),
+            started_at=now,
+        )
+        self._load_last_good(now)
+
+    # --- schedule -------------------------------------------------------------------------------
+
+    def due_in(self) -> float:
+        """Seconds until the next cycle is due (0 when it is due now)."""
+        return max(0.0, min(self._next_poll, self._next_reconcile) - self._clock())
+
+    # --- one cycle ------------------------------------------------------------------------------
+
+    def cycle(self, *, force_poll: bool = False) -> DaemonStatus:
+        now = self._clock()
+        status = self.status
+        source_error: str | None = None
+        if force_poll or now >= self._next_poll:
+            status, source_error = self._poll(status, now)
+        elif status.source.state == "error":
+            source_error = status.source.last_error  # still at fault: backing off
+
+        outcome: HostOutcome | None = None
+        if status.policy is not None:
+            options = replace(
+                self.config.options, backup_stamp=time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+            )
+            try:
+                outcome = reconcile(self._transport, status.policy.policy, options)
+            except Exception as exc:  # reconcile maps host faults itself; this is a bug, kept to one cycle
+                outcome = HostOutcome(self._transport.name, "failed", error=internal_error(exc))
+        self._next_reconcile = now + self.config.interval
+        status = self._settle(status, outcome, source_error, now)
+        self.status = status
+        self._publish(status)
+        return status
+
+    def _poll(self, status: DaemonStatus, now: float) -> tuple[DaemonStatus, str | None]:
+        poll = self._watcher.poll()
+        source = status.source
+        if poll.state == "error" or poll.policy is None:
+            failures = source.consecutive_failures + 1
+            delay = backoff_delay(failures, self.config.interval, self.config.max_backoff)
+            self._next_poll = now + jittered(delay, self.config.jitter, self._draw())
+            source = replace(
+                source,
+                state="error",
+                last_poll=now,
+                last_error=poll.error,
+                consecutive_failures=failures,
+                errors_total=source.errors_total + 1,
+                next_poll=self._next_poll,
+                retry_in=delay,
+            )
+            self._log.event(
+                "warning" if status.policy is not None else "error",
+                "source_error",
+                source=source.spec,
+                error=poll.error,
+                consecutive_failures=failures,
+                retry_in_seconds=round(delay, 3),
+                keeping=status.policy.policy.fingerprint() if status.policy else None,
+            )
+            return replace(status, source=source), poll.error
+        self._next_poll = now + jittered(self.config.interval, self.config.jitter, self._draw())
+        if source.consecutive_failures:
+            self._log.event(
+                "info", "source_recovered", source=source.spec, after_failures=source.consecutive_failures
+            )
+        source = replace(
+            source,
+            state=poll.state,
+            last_poll=now,
+            last_ok=now,
+            consecutive_failures=0,
+            next_poll=self._next_poll,
+            retry_in=None,
+        )
+        return self._adopt(replace(status, source=source), poll, now), None
+
+    def _adopt(self, status: DaemonStatus, poll: Poll, now: float) -> DaemonStatus:
+        """Make a valid policy the one in force, if it differs from the last good one."""
+        assert poll.policy is not None
+        previous = status.policy
+        if previous is not None and previous.policy.fingerprint() == poll.policy.fingerprint():
+            return status
+        last = LastGood(poll.policy, status.source.spec, poll.source_kind, now)
+        warnings: tuple[str, ...] = ()
+        try:
+            self._store.save(last)
+        except OSError as exc:
+            # The policy still applies; only a restart during an outage would lose it.
+            warnings = (f"cannot keep the last good policy in {self._store.path}: {exc.strerror or exc}",)
+            self._log.event(
+                "error", "state_write_failed", path=str(self._store.path), error=str(exc.strerror or exc)
+            )
+        self._log.event(
+            "info",
+            "policy",
+            fingerprint=poll.policy.fingerprint(),
+            previous=previous.policy.fingerprint() if previous else None,
+            source=status.source.spec,
+            source_kind=poll.source_kind,
+            registries=list(poll.policy.registries),
+            insecure=poll.policy.insecure,
+            ca_files=[c.name for c in poll.policy.ca_files],
+            warnings=list(poll.policy.warnings),
+        )
+        return replace(
+            status,
+            policy=last,
+            policy_changes_total=status.policy_changes_total + (previous is not None),
+            warnings=warnings,
+        )
+
+    def _settle(
+        self, status: DaemonStatus, outcome: HostOutcome | None, source_error: str | None, now: float
+    ) -> DaemonStatus:
+        summary = _summary(outcome) if outcome is not None else None
+        converged = summary is not None and summary.status in ("unchanged", "changed")
+        apply_error = summary.error if summary is not None and not converged else None
+        state: State
+        if status.policy is None or not converged:
+            state = "failing"
+        elif source_error is not None:
+            state = "degraded"
+        else:
+            state = "ok"
+        parts = [f"source: {source_error}"] if source_error else []
+        parts += [f"host: {apply_error}"] if apply_error else []
+        error = "; ".join(parts) or ("no policy yet" if status.policy is None else None)
+        changed = summary is not None and summary.status == "changed"
+        settled = replace(
+            status,
+            state=state,
+            cycles=status.cycles + 1,
+            last_run=now,
+            last_success=now if state == "ok" else status.last_success,
+            last_change=now if changed else status.last_change,
+            last_error=error if error else status.last_error,
+            last_error_at=now if error else status.last_error_at,
+            consecutive_failures=0 if state == "ok" else status.consecutive_failures + 1,
+            changes_total=status.changes_total + changed,
+            apply_errors_total=status.apply_errors_total + (summary is not None and not converged),
+            outcome=summary,
+        )
+        quiet = state == status.state and not changed and error is None
+        level = "debug" if quiet else "info" if state != "failing" else "error"
+        self._log.event(
+            level,
+            "cycle",
+            state=state,
+            fingerprint=settled.policy.policy.fingerprint() if settled.policy else None,
+            source_state=settled.source.state,
+            host_status=summary.status if summary else None,
+            engine_action=summary.engine_action if summary else None,
+            files=list(summary.files) if summary else [],
+            error=error,
+            consecutive_failures=settled.consecutive_failures,
+        )
+        return settled
+
+    def _publish(self, status: DaemonStatus) -> None:
+        for path, write in (
+            (self.config.status_file, write_status),
+            (self.config.metrics_file, write_metrics),
+        ):
+            if path is None:
+                continue
+            try:
+                write(path, status)
+            except OSError as exc:
+                self._log.event(
+                    "error", "report_write_failed", path=str(path), error=str(exc.strerror or exc)
+                )
+
+    def _load_last_good(self, now: float) -> None:
+        try:
+            last = self._store.load()
+        except StateError as exc:
+            self._log.event("error", "state_unusable", path=str(self._store.path), error=str(exc))
+            self.status = replace(self.status, last_error=str(exc), last_error_at=now)
+            return
+        if last is None:
+            return
+        self.status = replace(self.status, policy=last)
+        self._log.event(
+            "info",
+            "policy_restored",
+            fingerprint=last.policy.fingerprint(),
+            source=last.source,
+            saved_at=last.saved_at,
+            path=str(self._store.path),
+        )
+
+
+def _summary(outcome: HostOutcome) -> OutcomeSummary:
+    files = tuple(c.path for c in outcome.plan.changes if not c.internal) if outcome.plan else ()
+    return OutcomeSummary(
+        status=outcome.status,
+        engine_action=outcome.engine_action,
+        error=outcome.error,
+        files=files,
+        verified=outcome.verified,
+    )
+
+
+def status_line(status: DaemonStatus) -> str:
+    """One line for systemd's STATUS= (shown by ``systemctl status``)."""
+    policy = status.policy.policy.fingerprint() if status.policy else "none"
+    host = status.outcome.status if status.outcome else "not reconciled"
+    text = f"{status.state}: policy {policy}, host {host}, source {status.source.state}"
+    if status.state != "ok" and status.last_error:
+        text += f" ({status.last_error})"
+    return text[:400]
+
+
+def serve(
+    daemon: Daemon,
+    *,
+    stop: threading.Event,
+    reread: threading.Event,
+    wake: threading.Event,
+    notifier: Notifier | None = None,
+    once: bool = False,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> DaemonStatus:
+    """Run cycles until ``stop`` is set (or once). Returns the last status.
+
+    ``stop`` and ``reread`` are set by signal handlers (SIGTERM, SIGHUP), each followed by ``wake``,
+    which cuts the sleep short; a cycle in progress always finishes first.
+    """
+    notify = notifier or Notifier()
+    first = True
+    status = daemon.status
+    while not stop.is_set():
+        force = reread.is_set()
+        reread.clear()
+        status = daemon.cycle(force_poll=force)
+        if first:
+            notify.ready(status_line(status))
+            first = False
+        else:
+            notify.status(status_line(status))
+        notify.watchdog()
+        if once:
+            break
+        _sleep(daemon.due_in(), stop=stop, reread=reread, wake=wake, notifier=notify, monotonic=monotonic)
+    notify.stopping(f"stopping: {status_line(status)}")
+    return status
+
+
+def _sleep(
+    seconds: float,
+    *,
+    stop: threading.Event,
+    reread: threading.Event,
+    wake: threading.Event,
+    notifier: Notifier,
+    monotonic: Callable[[], float],
+) -> None:
+    deadline = monotonic() + seconds
+    # Ping the watchdog at half its period while idle, as systemd recommends.
+    slice_ = notifier.watchdog_seconds / 2 if notifier.watchdog_seconds else None
+    while True:
+        remaining = deadline - monotonic()
+        if stop.is_set() or reread.is_set() or remaining <= 0:
+            return
+        wake.wait(remaining if slice_ is None else min(remaining, slice_))
+        wake.clear()  # after the wait, before the checks: a signal in between is still seen
+        notifier.watchdog()

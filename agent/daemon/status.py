@@ -1,0 +1,67 @@
+"""What the daemon knows about itself, as frozen values replaced once per cycle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from agent.daemon.lastgood import LastGood
+
+# ok: source read, host converged. degraded: source at fault, host converged on the last good policy.
+# failing: the host is not converged (apply failed) or there is no policy to converge on yet.
+State = Literal["starting", "ok", "degraded", "failing"]
+SourceState = Literal["not-polled", "read", "unchanged", "error"]
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    spec: str  # as shown to people: no credentials
+    state: SourceState = "not-polled"
+    last_poll: float | None = None
+    last_ok: float | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    errors_total: int = 0
+    next_poll: float | None = None
+    retry_in: float | None = None  # the back-off in force, in seconds; None when polling normally
+
+
+@dataclass(frozen=True)
+class OutcomeSummary:
+    """The last reconcile, reduced to what an operator reads."""
+
+    status: str
+    engine_action: str
+    error: str | None = None
+    files: tuple[str, ...] = ()  # paths changed (or that would change) on the host
+    verified: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    source: SourceStatus
+    host: str
+    pid: int
+    started_at: float
+    state: State = "starting"
+    cycles: int = 0
+    last_run: float | None = None
+    last_success: float | None = None
+    last_change: float | None = None  # the host's files last changed
+    last_error: str | None = None
+    last_error_at: float | None = None
+    consecutive_failures: int = 0
+    changes_total: int = 0
+    policy_changes_total: int = 0
+    apply_errors_total: int = 0
+    policy: LastGood | None = None
+    outcome: OutcomeSummary | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "ok"
+
+    @property
+    def converged(self) -> bool:
+        return self.outcome is not None and self.outcome.status in ("unchanged", "changed")

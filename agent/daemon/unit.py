@@ -1,0 +1,95 @@
+"""The systemd unit for the daemon, for image builders and ``daemon install``.
+
+Choices, each for a reason:
+- ``Type=notify``: systemd considers the service started once the first cycle has run (READY=1),
+  so ``systemctl start`` returns with the host already converged (or the error in ``systemctl status``).
+- ``WatchdogSec``: a hung daemon is restarted. The loop pings at half the period while idle and
+  after every cycle; a cycle is bounded by the engine's timeouts (commands, reload, verify), so the
+  default leaves room for the slowest one (a dockerd restart with verification and a roll-back).
+- ``KillMode=mixed``: SIGTERM goes to the daemon alone, so an apply in progress (a child ``sh``)
+  finishes before the daemon exits, instead of being killed half way.
+- Credentials come from the 0600 config file or ``EnvironmentFile=``, never from ``ExecStart``,
+  which any local user can read.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "/opt/trust-agent/venv"
+DEFAULT_CONFIG = "/etc/trust-agent/daemon.yml"
+DEFAULT_ENV_FILE = "/etc/trust-agent/daemon.env"
+UNIT_NAME = "trust-agent.service"
+
+
+@dataclass(frozen=True)
+class UnitOptions:
+    prefix: str = DEFAULT_PREFIX  # the virtualenv holding trust-agent
+    config: str = DEFAULT_CONFIG
+    env_file: str | None = DEFAULT_ENV_FILE
+    watchdog_seconds: int = 600
+    start_timeout_seconds: int = 900  # the first cycle runs before READY=1
+    stop_timeout_seconds: int = 600  # the current step finishes before exit
+
+
+def render_unit(options: UnitOptions = UnitOptions()) -> str:
+    exec_start = " ".join(
+        shlex.quote(p)
+        for p in (
+            f"{options.prefix.rstrip('/')}/bin/trust-agent",
+            "daemon",
+            "run",
+            "--config",
+            options.config,
+        )
+    )
+    env_line = f"EnvironmentFile=-{options.env_file}\n" if options.env_file else ""
+    return f"""\
+# Installed by trust-agent: keeps this Docker engine trusting the private registry and its storage.
+[Unit]
+Description=trust-agent: keep this Docker engine trusting the private registry
+Wants=network-online.target
+After=network-online.target docker.service
+StartLimitIntervalSec=600
+StartLimitBurst=5
+
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart={exec_start}
+ExecReload=/bin/kill -HUP $MAINPID
+{env_line}Restart=on-failure
+RestartSec=10s
+WatchdogSec={options.watchdog_seconds}s
+TimeoutStartSec={options.start_timeout_seconds}s
+TimeoutStopSec={options.stop_timeout_seconds}s
+KillMode=mixed
+StateDirectory=trust-agent
+UMask=0022
+NoNewPrivileges=yes
+PrivateTmp=yes
+ProtectHome=yes
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+EXAMPLE_CONFIG = """\
+# /etc/trust-agent/daemon.yml: options of `trust-agent daemon run` (chmod 600 when it holds a token).
+source: /etc/docker/registry/config.yml     # or https://dtr.example.com (a live DTR/MSR)
+# registry: [registry.example.com, registry.example.com:443]
+# storage_ca: /etc/trust-agent/storage-ca.pem
+# registry_ca: /etc/trust-agent/registry-ca.pem
+# source_ca: /etc/trust-agent/dtr-ca.pem    # verifies a live DTR
+# dtr_user: trust-agent                     # or TRUST_AGENT_DTR_USER in /etc/trust-agent/daemon.env
+# dtr_token: ...                            # or TRUST_AGENT_DTR_TOKEN there
+interval: 60s
+max_backoff: 10m
+state_dir: /var/lib/trust-agent
+status_file: /var/lib/trust-agent/status.json
+# metrics_file: /var/lib/node_exporter/textfile_collector/trust_agent.prom
+restart_policy: auto
+allow_restart: false
+"""

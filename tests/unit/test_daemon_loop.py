@@ -1,0 +1,322 @@
+"""The daemon's cycle on directory trees (``--root``), with a fake clock: no engine, no sleeping."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent.daemon.lastgood import FILE_NAME, LastGoodStore
+from agent.daemon.logs import EventLog
+from agent.daemon.loop import Daemon, DaemonConfig
+from agent.engine.reconcile import RunOptions
+from agent.inputs import PolicyInputs
+from tests.pki import make_ca
+
+REGISTRY = "registry.example.internal:5000"
+SOURCE = """\
+version: 0.1
+storage:
+  s3:
+    accesskey: {access}
+    secretkey: {secret}
+    region: us-east-1
+    regionendpoint: https://minio.storage.example.internal:9000
+    bucket: registry
+    secure: true
+    skipverify: {skipverify}
+http:
+  addr: :5000
+  host: https://registry.example.internal:5000
+  secret: {http_secret}
+"""
+ACCESS = "AKIADISTINCTIVEACCESS7Q"
+SECRET = "s3cr3t-Distinctive-Value-9f8e7d6c5b4a"
+HTTP_SECRET = "http-secret-Distinctive-0b1c2d"
+
+
+def source_text(*, skipverify: bool = False) -> str:
+    return SOURCE.format(
+        access=ACCESS, secret=SECRET, http_secret=HTTP_SECRET, skipverify=str(skipverify).lower()
+    )
+
+
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Host:
+    """A tree standing in for a host, its source and CA files, and a daemon over it."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.root = tmp_path / "root"
+        (self.root / "etc/docker").mkdir(parents=True)
+        (self.root / "etc/docker/daemon.json").write_text('{"debug": true}\n')
+        self.source = tmp_path / "config.yml"
+        self.source.write_text(source_text())
+        self.ca = tmp_path / "storage-ca.pem"
+        self.ca.write_bytes(make_ca("Storage CA")[0])
+        self.state_dir = tmp_path / "state"
+        self.status_file = tmp_path / "status.json"
+        self.metrics_file = tmp_path / "metrics.prom"
+        self.logs = io.StringIO()
+        self.clock = Clock()
+
+    @property
+    def ca_file(self) -> Path:
+        return self.root / "etc/docker/certs.d" / REGISTRY / "trust-agent-storage-ca.crt"
+
+    def config(self, **changes: object) -> DaemonConfig:
+        config = DaemonConfig(
+            inputs=PolicyInputs(source=str(self.source), storage_ca=(str(self.ca),)),
+            state_dir=self.state_dir,
+            options=RunOptions(root=str(self.root)),
+            status_file=self.status_file,
+            metrics_file=self.metrics_file,
+            interval=10.0,
+            max_backoff=40.0,
+            jitter=0.0,
+        )
+        return replace(config, **changes)  # type: ignore[arg-type]
+
+    def daemon(self, **changes: object) -> Daemon:
+        return Daemon(
+            self.config(**changes),
+            environ={},
+            log=EventLog(self.logs, level="debug", clock=self.clock),
+            clock=self.clock,
+            draw=lambda: 0.5,
+        )
+
+    def status(self) -> dict[str, object]:
+        return json.loads(self.status_file.read_text())  # type: ignore[no-any-return]
+
+    def metrics(self) -> dict[str, str]:
+        lines = [line for line in self.metrics_file.read_text().splitlines() if not line.startswith("#")]
+        return dict(line.rsplit(" ", 1) for line in lines)
+
+    def next_cycle(self, daemon: Daemon) -> None:
+        self.clock.now += daemon.due_in()
+        daemon.cycle()
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Host:
+    return Host(tmp_path)
+
+
+def test_first_cycle_converges_the_tree_and_keeps_the_policy(host: Host) -> None:
+    daemon = host.daemon()
+    status = daemon.cycle()
+    assert status.state == "ok" and status.healthy and status.converged
+    assert host.ca_file.read_bytes() == host.ca.read_bytes()  # the bundle, re-encoded: same PEM
+    stored = LastGoodStore(host.state_dir).load()
+    assert stored is not None and stored.policy.fingerprint() == status.policy.policy.fingerprint()  # type: ignore[union-attr]
+    doc = host.status()
+    assert doc["state"] == "ok" and doc["outcome"]["status"] == "changed"  # type: ignore[index]
+    assert doc["policy"]["registries"] == [REGISTRY]  # type: ignore[index]
+    metrics = host.metrics()
+    assert metrics["trust_agent_up"] == "1" and metrics["trust_agent_changes_total"] == "1"
+    fingerprint = status.policy.policy.fingerprint()  # type: ignore[union-attr]
+    assert (
+        metrics[f'trust_agent_policy_info{{fingerprint="{fingerprint}",source_kind="distribution"}}'] == "1"
+    )
+
+    # A converged host: the next cycle changes nothing and the document is not parsed again.
+    host.next_cycle(daemon)
+    assert daemon.status.outcome is not None and daemon.status.outcome.status == "unchanged"
+    assert daemon.status.source.state == "unchanged"
+    assert daemon.status.changes_total == 1 and daemon.status.cycles == 2
+
+
+@pytest.mark.parametrize("fault", ["unparseable", "missing", "bad CA"])
+def test_a_source_fault_keeps_the_trust_and_the_last_good_policy(host: Host, fault: str) -> None:
+    daemon = host.daemon()
+    daemon.cycle()
+    installed = host.ca_file.read_bytes()
+    saved = (host.state_dir / FILE_NAME).read_bytes()
+    if fault == "unparseable":
+        host.source.write_text("storage: [\n")
+    elif fault == "missing":
+        host.source.unlink()
+    else:
+        host.ca.write_text("not a certificate\n")
+
+    cycles = 0
+    while daemon.status.source.consecutive_failures < 3 and cycles < 10:
+        host.next_cycle(daemon)
+        cycles += 1
+        assert host.ca_file.read_bytes() == installed
+    assert (host.state_dir / FILE_NAME).read_bytes() == saved
+    doc = host.status()
+    assert doc["state"] == "degraded" and doc["converged"] is True
+    assert doc["consecutive_failures"] == cycles > 3  # back-off: some cycles only reconcile
+    assert doc["source"]["state"] == "error" and doc["source"]["consecutive_failures"] == 3  # type: ignore[index]
+    assert str(doc["last_error"]).startswith("source: ")
+    metrics = host.metrics()
+    assert metrics["trust_agent_up"] == "0" and metrics["trust_agent_source_up"] == "0"
+    assert metrics["trust_agent_host_converged"] == "1"
+    assert metrics["trust_agent_source_errors_total"] == "3"
+    assert metrics["trust_agent_consecutive_failures"] == str(cycles)
+
+
+def test_backoff_grows_and_caps_while_the_host_is_still_reconciled_every_interval(host: Host) -> None:
+    daemon = host.daemon()
+    daemon.cycle()
+    host.source.unlink()
+    retries = []
+    polls_before = daemon.status.source.errors_total
+    for _ in range(12):
+        before = daemon.status.source.errors_total
+        host.next_cycle(daemon)
+        # Whatever the back-off, a cycle is never more than one interval away.
+        assert daemon.due_in() <= host.config().interval
+        if daemon.status.source.errors_total > before:
+            retries.append(daemon.status.source.retry_in)
+    assert retries[:5] == [10.0, 20.0, 40.0, 40.0, 40.0]
+    assert daemon.status.source.errors_total - polls_before == len(retries) < 12
+    assert daemon.status.cycles == 13
+    assert host.metrics()["trust_agent_source_retry_seconds"] == "40"
+
+
+def test_a_valid_source_again_recovers_and_a_new_document_changes_the_trust(host: Host) -> None:
+    daemon = host.daemon()
+    daemon.cycle()
+    first = daemon.status.policy.policy.fingerprint()  # type: ignore[union-attr]
+    host.source.write_text("{{{ not yaml")
+    host.next_cycle(daemon)
+    assert daemon.status.state == "degraded"
+
+    # The registry now skips TLS verification of its storage: the CA goes, insecure-registries comes.
+    host.source.write_text(source_text(skipverify=True))
+    host.next_cycle(daemon)
+    status = daemon.status
+    assert status.state == "ok" and status.consecutive_failures == 0
+    assert status.source.consecutive_failures == 0 and status.source.retry_in is None
+    assert status.policy is not None and status.policy.policy.fingerprint() != first
+    assert status.policy_changes_total == 1
+    assert not host.ca_file.exists()
+    daemon_json = json.loads((host.root / "etc/docker/daemon.json").read_text())
+    assert daemon_json == {"debug": True, "insecure-registries": [REGISTRY]}
+    assert LastGoodStore(host.state_dir).load().policy.insecure  # type: ignore[union-attr]
+    assert host.status()["last_error"] is not None  # the last error stays visible, with its time
+    assert host.status()["state"] == "ok"
+
+
+def test_drift_is_repaired_on_the_next_cycle_and_other_files_are_left_alone(host: Host) -> None:
+    daemon = host.daemon()
+    daemon.cycle()
+    installed = host.ca_file.read_bytes()
+    theirs = host.ca_file.parent / "ca.crt"
+    theirs.write_text("someone else's file\n")
+
+    host.ca_file.unlink()
+    host.next_cycle(daemon)
+    assert host.ca_file.read_bytes() == installed
+    assert daemon.status.outcome is not None and daemon.status.outcome.status == "changed"
+
+    host.ca_file.write_bytes(installed.replace(b"BEGIN", b"BEGUN"))
+    host.source.unlink()  # drift is repaired from the last good policy even during an outage
+    host.next_cycle(daemon)
+    assert host.ca_file.read_bytes() == installed
+    assert daemon.status.state == "degraded" and daemon.status.changes_total == 3
+    assert theirs.read_text() == "someone else's file\n"
+
+
+def test_a_restarted_daemon_uses_the_persisted_policy_while_the_source_is_missing(host: Host) -> None:
+    host.daemon().cycle()
+    installed = host.ca_file.read_bytes()
+    host.source.unlink()
+    host.ca_file.unlink()  # and the host drifted while the daemon was down
+
+    restarted = host.daemon()
+    assert restarted.status.policy is not None
+    status = restarted.cycle()
+    assert host.ca_file.read_bytes() == installed
+    assert status.state == "degraded" and status.converged
+    assert "policy_restored" in host.logs.getvalue()
+
+
+def test_without_any_good_policy_nothing_on_the_host_is_touched(host: Host) -> None:
+    host.source.write_text("not: [valid\n")
+    ca_dir = host.root / "etc/docker/certs.d" / REGISTRY
+    ca_dir.mkdir(parents=True)
+    (ca_dir / "trust-agent-storage-ca.crt").write_text("left by an earlier run\n")
+    status = host.daemon().cycle()
+    assert status.state == "failing" and status.outcome is None
+    assert (ca_dir / "trust-agent-storage-ca.crt").read_text() == "left by an earlier run\n"
+    assert host.metrics()["trust_agent_up"] == "0"
+    assert "trust_agent_policy_info" not in host.metrics_file.read_text()
+
+
+def test_a_damaged_last_good_file_is_refused_and_revokes_nothing(host: Host) -> None:
+    host.daemon().cycle()
+    path = host.state_dir / FILE_NAME
+    document = json.loads(path.read_text())
+    document["policy"]["registries"] = ["other.example:5000"]  # fingerprint no longer matches
+    path.write_text(json.dumps(document))
+    host.source.unlink()
+    installed = host.ca_file.read_bytes()
+
+    daemon = host.daemon()
+    assert daemon.status.policy is None
+    status = daemon.cycle()
+    assert status.state == "failing" and host.ca_file.read_bytes() == installed
+    assert "state_unusable" in host.logs.getvalue()
+
+
+def test_secrets_from_the_source_are_never_written_or_logged(host: Host) -> None:
+    daemon = host.daemon()
+    daemon.cycle()
+    # A broken document whose bad line holds a secret; then the source disappears.
+    host.source.write_text(source_text().replace(f"secretkey: {SECRET}", f"secretkey: [{SECRET}"))
+    host.next_cycle(daemon)
+    host.source.unlink()
+    host.next_cycle(daemon)
+    host.daemon().cycle()  # a restart reads the state back
+    assert daemon.status.source.errors_total == 2
+
+    written = [host.status_file, host.metrics_file, *host.state_dir.rglob("*"), *host.root.rglob("*")]
+    blobs = [p.read_bytes() for p in written if p.is_file()] + [host.logs.getvalue().encode()]
+    for secret in (ACCESS, SECRET, HTTP_SECRET):
+        assert all(secret.encode() not in blob for blob in blobs), secret
+    assert (host.state_dir / FILE_NAME).stat().st_mode & 0o777 == 0o600
+
+
+def test_logs_are_json_lines_and_quiet_cycles_are_debug(host: Host) -> None:
+    daemon = host.daemon()
+    daemon.cycle()
+    host.next_cycle(daemon)
+    records = [json.loads(line) for line in host.logs.getvalue().splitlines()]
+    assert [r["event"] for r in records] == ["policy", "cycle", "cycle"]
+    assert [r["level"] for r in records[1:]] == ["info", "debug"]
+    assert all(r["ts"].endswith("Z") for r in records)
+
+
+def test_an_unexpected_error_in_reconcile_costs_one_cycle_not_the_daemon(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agent.daemon.loop as loop
+
+    daemon = host.daemon()
+    daemon.cycle()
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise KeyError(SECRET)  # whatever the message, it is not repeated
+
+    monkeypatch.setattr(loop, "reconcile", broken)
+    host.next_cycle(daemon)
+    assert daemon.status.state == "failing" and daemon.status.apply_errors_total == 1
+    assert daemon.status.last_error is not None and "internal error: KeyError at" in daemon.status.last_error
+    assert SECRET not in host.status_file.read_text() + host.logs.getvalue()
+
+    monkeypatch.undo()
+    host.next_cycle(daemon)
+    assert daemon.status.state == "ok"

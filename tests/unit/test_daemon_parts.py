@@ -1,0 +1,242 @@
+"""The daemon's small parts: durations and back-off, sd_notify, metrics, the kept policy, config, unit."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent.certs import parse_bundle
+from agent.daemon.config import load_config
+from agent.daemon.lastgood import LastGood, LastGoodStore, StateError, policy_from_json, policy_to_json
+from agent.daemon.notify import Notifier
+from agent.daemon.report import metrics_text, status_document
+from agent.daemon.status import DaemonStatus, SourceStatus
+from agent.daemon.timing import backoff_delay, jittered, parse_duration
+from agent.daemon.unit import UnitOptions, render_unit
+from agent.daemon.watch import display_source
+from agent.errors import UsageError
+from agent.trust import CA_FILE_NAMES, CAFile, TrustPolicy
+from tests.pki import make_ca
+
+
+def policy() -> TrustPolicy:
+    bundle = parse_bundle(make_ca("Storage CA")[0], "ca.pem")
+    return TrustPolicy(
+        registries=("reg.example", "reg.example:443"),
+        storage_endpoint="s3.example:9000",
+        storage_scheme="https",
+        ca_files=(CAFile("storage", CA_FILE_NAMES["storage"], bundle),),
+        reasons=("because",),
+    )
+
+
+# --- timing ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("60s", 60), ("5m", 300), ("1h", 3600), ("250ms", 0.25), ("7", 7)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0s", "-1s", "5 minutes", "1d"])
+def test_bad_durations_are_usage_errors(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_duration(text, "--interval")
+
+
+def test_backoff_doubles_from_one_interval_and_caps() -> None:
+    assert [backoff_delay(n, 60, 600) for n in range(1, 8)] == [60, 120, 240, 480, 600, 600, 600]
+    assert backoff_delay(10_000, 60, 600) == 600  # no overflow after a long outage
+    assert backoff_delay(3, 60, 10) == 60  # a cap below the interval never polls faster than normal
+
+
+def test_jitter_only_shortens() -> None:
+    assert jittered(100, 0.1, 0.0) == 100
+    assert jittered(100, 0.1, 0.999) == pytest.approx(90.01)
+    assert jittered(100, 5.0, 0.999) >= 10  # a silly jitter still leaves a delay
+
+
+# --- sd_notify ---------------------------------------------------------------------------------------
+
+
+def receive_all(sock: socket.socket) -> list[str]:
+    messages = []
+    sock.settimeout(0.2)
+    for _ in range(20):
+        try:
+            messages.append(sock.recv(4096).decode())
+        except TimeoutError:
+            break
+    return messages
+
+
+def test_notify_messages_arrive_on_the_socket(tmp_path: Path) -> None:
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        notifier = Notifier.from_environ({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"})
+        assert notifier.watchdog_seconds == 2.0
+        assert notifier.ready("ok: policy abc")
+        assert notifier.watchdog()
+        assert notifier.stopping()
+        assert receive_all(sock) == [
+            "READY=1\nSTATUS=ok: policy abc",
+            "WATCHDOG=1",
+            "STOPPING=1\nSTATUS=stopping",
+        ]
+
+
+def test_notify_abstract_socket_and_no_socket() -> None:
+    name = f"trust-agent-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        assert Notifier.from_environ({"NOTIFY_SOCKET": "@" + name}).status("hello")
+        assert receive_all(sock) == ["STATUS=hello"]
+    silent = Notifier.from_environ({})
+    assert not silent.ready("x") and not silent.watchdog()
+
+
+def test_watchdog_is_only_for_the_process_systemd_named() -> None:
+    env = {"NOTIFY_SOCKET": "/nowhere", "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}
+    assert Notifier.from_environ(env, pid=2).watchdog_seconds is None
+    assert Notifier.from_environ(env, pid=1).watchdog_seconds == 1.0
+    assert not Notifier.from_environ({"NOTIFY_SOCKET": "/nowhere/x.sock"}).ready("x")  # never raises
+
+
+# --- status and metrics --------------------------------------------------------------------------
+
+
+def test_metrics_are_valid_text_format_with_escaped_labels() -> None:
+    kept = LastGood(policy(), "/etc/reg.yml", 'odd"kind\\', 1_700_000_000.5)
+    status = DaemonStatus(
+        source=SourceStatus(spec="/etc/reg.yml"), host="h", pid=1, started_at=0.0, policy=kept
+    )
+    text = metrics_text(status)
+    assert text.endswith("\n")
+    assert (
+        f'trust_agent_policy_info{{fingerprint="{kept.policy.fingerprint()}",source_kind="odd\\"kind\\\\"}} 1'
+        in text
+    )
+    assert "trust_agent_policy_saved_timestamp_seconds 1700000000.5" in text
+    names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
+    assert len(names) == len(set(names))
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            float(line.rsplit(" ", 1)[1])
+    assert status_document(status)["policy"]["ca_files"] == [CA_FILE_NAMES["storage"]]
+
+
+# --- the kept policy -------------------------------------------------------------------------------
+
+
+def test_policy_round_trip_keeps_the_fingerprint(tmp_path: Path) -> None:
+    original = policy()
+    store = LastGoodStore(tmp_path / "state")
+    store.save(LastGood(original, "src", "distribution", 12.0))
+    loaded = store.load()
+    assert loaded is not None
+    assert loaded.policy.fingerprint() == original.fingerprint()
+    assert loaded.policy.ca_files[0].bundle.pem == original.ca_files[0].bundle.pem
+    assert loaded.policy.registries == original.registries and loaded.saved_at == 12.0
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: d["policy"].update(registries=["../../etc"]),
+        lambda d: d["policy"]["ca_files"][0].update(name="../evil.crt"),
+        lambda d: d["policy"]["ca_files"][0].update(pem="garbage"),
+        lambda d: d.update(version=99),
+        lambda d: d.update(fingerprint="0" * 16),
+    ],
+)
+def test_a_damaged_kept_policy_is_refused(tmp_path: Path, damage: object) -> None:
+    store = LastGoodStore(tmp_path)
+    store.save(LastGood(policy(), "src", None, 1.0))
+    document = json.loads(store.path.read_text())
+    damage(document)  # type: ignore[operator]
+    store.path.write_text(json.dumps(document))
+    with pytest.raises(StateError):
+        store.load()
+
+
+def test_an_expired_kept_ca_is_still_kept() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    old = make_ca("Old CA", not_before=datetime.now(UTC) - timedelta(days=30), days=1)[0]
+    bundle = parse_bundle(old, "old.pem", allow_expired=True)
+    kept = replace(policy(), ca_files=(CAFile("storage", CA_FILE_NAMES["storage"], bundle),))
+    assert policy_from_json(policy_to_json(kept)).fingerprint() == kept.fingerprint()
+
+
+# --- config file ---------------------------------------------------------------------------------
+
+
+def test_config_file_maps_options_and_resolves_relative_paths(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.yml"
+    path.write_text(
+        "source: config.yml\nregistry: reg.example\nstorage-ca: [ca.pem]\ninterval: 30s\nverify: false\n"
+        "dtr_user: bot\nmetrics_file: /var/lib/m.prom\n"
+    )
+    loaded = load_config(str(path))
+    assert loaded.defaults == {
+        "source": str(tmp_path / "config.yml"),
+        "registries": ["reg.example"],
+        "storage_ca": [str(tmp_path / "ca.pem")],
+        "interval": "30s",
+        "no_verify": True,
+        "metrics_file": "/var/lib/m.prom",
+    }
+    assert loaded.credentials == {"TRUST_AGENT_DTR_USER": "bot"}
+    url = tmp_path / "url.yml"
+    url.write_text("source: https://dtr.example.com\n")
+    assert load_config(str(url)).defaults["source"] == "https://dtr.example.com"
+
+
+def test_config_file_errors_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.yml"
+    path.write_text("source: a.yml\nintervall: 30s\n")
+    with pytest.raises(UsageError, match=r"daemon.yml:2: intervall: unknown option"):
+        load_config(str(path))
+    path.write_text("source: a.yml\nallow_restart: maybe\n")
+    with pytest.raises(UsageError, match="must be true or false"):
+        load_config(str(path))
+
+
+def test_a_token_in_a_readable_config_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.yml"
+    path.write_text("source: https://dtr.example.com\ndtr_token: tok-DISTINCTIVE\n")
+    path.chmod(0o644)
+    with pytest.raises(UsageError, match="chmod 600") as caught:
+        load_config(str(path))
+    assert "tok-DISTINCTIVE" not in str(caught.value)
+    path.chmod(0o600)
+    assert load_config(str(path)).credentials == {"TRUST_AGENT_DTR_TOKEN": "tok-DISTINCTIVE"}
+
+
+# --- unit and display --------------------------------------------------------------------------
+
+
+def test_unit_file() -> None:
+    unit = render_unit(UnitOptions(prefix="/opt/ta venv", watchdog_seconds=300))
+    lines = unit.splitlines()
+    assert "Type=notify" in lines and "WatchdogSec=300s" in lines and "Restart=on-failure" in lines
+    assert "KillMode=mixed" in lines and "ExecReload=/bin/kill -HUP $MAINPID" in lines
+    assert "ExecStart='/opt/ta venv/bin/trust-agent' daemon run --config /etc/trust-agent/daemon.yml" in lines
+    assert "EnvironmentFile=-/etc/trust-agent/daemon.env" in lines
+    assert "EnvironmentFile" not in render_unit(UnitOptions(env_file=None))
+
+
+def test_sources_are_shown_without_credentials() -> None:
+    assert (
+        display_source("https://admin:tok@dtr.example.com:8443/x?token=y#z")
+        == "https://dtr.example.com:8443/x"
+    )
+    assert display_source("/etc/docker/registry/config.yml") == "/etc/docker/registry/config.yml"

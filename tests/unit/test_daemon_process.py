@@ -1,0 +1,193 @@
+"""``trust-agent daemon run`` as a real process: signals, sd_notify, the config file, exit codes.
+
+Each test runs the CLI on a directory tree (``--root``), so no engine is involved; every wait is
+bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.pki import make_ca
+from tests.unit.test_daemon_loop import REGISTRY, source_text
+
+REPO = Path(__file__).resolve().parents[2]
+# The main CLI registers the daemon group; this also works before it does.
+RUNNER = (
+    "from agent.cli import cli\n"
+    "from agent.daemon.cli import daemon_group\n"
+    "if 'daemon' not in cli.commands: cli.add_command(daemon_group, 'daemon')\n"
+    "cli.main(prog_name='trust-agent')\n"
+)
+WAIT = 30.0
+
+
+class Setup:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.root = tmp_path / "root"
+        (self.root / "etc/docker").mkdir(parents=True)
+        self.source = tmp_path / "config.yml"
+        self.source.write_text(source_text())
+        self.ca = tmp_path / "ca.pem"
+        self.ca.write_bytes(make_ca("Storage CA")[0])
+        self.status_file = tmp_path / "status.json"
+        self.notify_path = str(tmp_path / "notify.sock")
+
+    def args(self, *extra: str) -> list[str]:
+        return [
+            sys.executable, "-c", RUNNER, "daemon", "run",
+            "--source", str(self.source), "--storage-ca", str(self.ca), "--root", str(self.root),
+            "--status-file", str(self.status_file), *extra,
+        ]  # fmt: skip
+
+    def start(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self.args(*extra),
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def status(self) -> dict[str, object]:
+        return json.loads(self.status_file.read_text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Setup:
+    return Setup(tmp_path)
+
+
+@pytest.fixture
+def notify_socket(setup: Setup) -> Iterator[socket.socket]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(setup.notify_path)
+        sock.settimeout(WAIT)
+        yield sock
+
+
+def wait_for(sock: socket.socket, field: str) -> list[str]:
+    """Messages received up to and including the first one holding ``field``."""
+    seen: list[str] = []
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        message = sock.recv(4096).decode()
+        seen.append(message)
+        if field in message.splitlines():
+            return seen
+    raise AssertionError(f"no {field} within {WAIT}s: {seen}")
+
+
+def finish(proc: subprocess.Popen[bytes]) -> tuple[int, list[dict[str, object]]]:
+    try:
+        out, err = proc.communicate(timeout=WAIT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    lines = out.decode().splitlines()
+    assert err == b"", err.decode()
+    return proc.returncode, [json.loads(line) for line in lines]
+
+
+def test_ready_after_the_first_cycle_and_sigterm_exits_cleanly(
+    setup: Setup, notify_socket: socket.socket
+) -> None:
+    proc = setup.start("--interval", "1h", env={"NOTIFY_SOCKET": setup.notify_path})
+    try:
+        ready = wait_for(notify_socket, "READY=1")
+        # READY comes after the first cycle: the tree is converged by then.
+        assert (setup.root / "etc/docker/certs.d" / REGISTRY / "trust-agent-storage-ca.crt").exists()
+        assert any(line.startswith("STATUS=ok: policy ") for line in ready[-1].splitlines())
+        proc.send_signal(signal.SIGTERM)
+        stopping = wait_for(notify_socket, "STOPPING=1")
+    finally:
+        code, records = finish(proc)
+    assert code == 0
+    assert stopping
+    events = [r["event"] for r in records]
+    assert events[0] == "start" and events[-1] == "stop" and "signal" in events
+    assert setup.status()["cycles"] == 1
+
+
+def test_sighup_rereads_the_source_at_once(setup: Setup) -> None:
+    proc = setup.start("--interval", "1h")
+    try:
+        deadline = time.monotonic() + WAIT
+        while not setup.status_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first = setup.status()["policy"]["fingerprint"]  # type: ignore[index]
+        setup.source.write_text(source_text(skipverify=True))
+        proc.send_signal(signal.SIGHUP)
+        while setup.status()["policy"]["fingerprint"] == first and time.monotonic() < deadline:  # type: ignore[index]
+            time.sleep(0.05)
+        status = setup.status()
+        assert status["policy"]["fingerprint"] != first  # type: ignore[index]
+        assert status["policy"]["insecure"] is True  # type: ignore[index]
+        assert status["cycles"] == 2  # the one-hour interval did not pass: the signal did it
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        code, _ = finish(proc)
+    assert code == 0
+
+
+def test_watchdog_pings_while_idle(setup: Setup, notify_socket: socket.socket) -> None:
+    env = {"NOTIFY_SOCKET": setup.notify_path, "WATCHDOG_USEC": "300000"}
+    proc = setup.start("--interval", "1h", env=env)
+    try:
+        wait_for(notify_socket, "READY=1")
+        started = time.monotonic()
+        pings = 0
+        while pings < 3:
+            wait_for(notify_socket, "WATCHDOG=1")
+            pings += 1
+        assert time.monotonic() - started < 5  # every ~0.15s, not every interval
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        finish(proc)
+
+
+def test_once_exit_codes_and_the_config_file(setup: Setup) -> None:
+    config = setup.tmp / "daemon.yml"
+    config.write_text(
+        f"source: {setup.source.name}\nstorage_ca: {setup.ca.name}\nroot: {setup.root}\n"
+        f"status_file: {setup.status_file}\nmetrics_file: metrics.prom\n"
+    )
+    base = [sys.executable, "-c", RUNNER, "daemon", "run", "--config", str(config), "--once"]
+    ok = subprocess.run(base, cwd=REPO, capture_output=True, timeout=WAIT, check=False)
+    assert ok.returncode == 0, ok.stderr.decode()
+    assert setup.status()["state"] == "ok"
+    assert "trust_agent_up 1" in (setup.tmp / "metrics.prom").read_text()
+
+    setup.source.write_text("version: [\n")  # a fault: keeps the trust, but the cycle is not ok
+    degraded = subprocess.run(base, cwd=REPO, capture_output=True, timeout=WAIT, check=False)
+    assert degraded.returncode == 1 and setup.status()["state"] == "degraded"
+
+    bad = subprocess.run(
+        [*base, "--root", str(setup.tmp / "nope")], cwd=REPO, capture_output=True, timeout=WAIT, check=False
+    )
+    assert bad.returncode == 2 and b"not a directory" in bad.stderr
+
+
+def test_unit_command_prints_the_unit() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", RUNNER, "daemon", "unit", "--prefix", "/opt/ta", "--watchdog", "5m"],
+        cwd=REPO, capture_output=True, timeout=WAIT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0
+    assert (
+        "ExecStart=/opt/ta/bin/trust-agent daemon run --config /etc/trust-agent/daemon.yml"
+        in result.stdout.decode()
+    )
+    assert "WatchdogSec=300s" in result.stdout.decode()
