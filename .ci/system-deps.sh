@@ -10,7 +10,8 @@ packages=(
     openssh-server      # sshd for the SSH transport unit tests
     iproute2            # network namespaces, bridge, veth
     busybox-static      # a runnable image for the hosts
-    util-linux          # nsenter, mount
+    util-linux          # nsenter
+    mount               # mount, umount: the hosts' overlays
     ca-certificates
 )
 missing=()

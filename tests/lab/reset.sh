@@ -1,0 +1,13 @@
+# Per-test reset of one lab host's trust state (run as root over SSH).
+set -eu
+base=/usr/local/share/trust-agent-lab/daemon.json
+rm -rf /etc/docker/certs.d/* /var/lib/trust-agent
+# Images from the lab registry: a later pull must fetch blobs again, or it would prove nothing.
+docker images --format '{{.Repository}}:{{.Tag}}' | grep '^registry\.test' | xargs -r docker rmi -f >/dev/null
+if ! cmp -s "$base" /etc/docker/daemon.json; then
+    cp "$base" /etc/docker/daemon.json
+    # A reload does not clear insecure-registries; only a restart returns to the base config.
+    systemctl reset-failed docker.service docker.socket 2>/dev/null || true
+    systemctl restart docker
+fi
+systemctl is-active -q docker
