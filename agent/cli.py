@@ -7,6 +7,7 @@ change, 2 changes pending, 1 error.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -338,21 +339,34 @@ def rollout(**kwargs: Any) -> None:
 @_target_options
 @_ssh_options
 @_report_options
+@click.option(
+    "--resolve",
+    "resolve",
+    multiple=True,
+    metavar="HOST:ADDR",
+    help="Connect to HOST at ADDR for the TLS handshakes (like curl --resolve), where this machine's "
+    "DNS does not know the names the engines use.",
+)
 @_handle_errors
-def verify(**kwargs: Any) -> None:
+def verify(resolve: tuple[str, ...], **kwargs: Any) -> None:
     """Read-only drift check of every host against the policy, plus TLS handshakes from here to the
-    registry and the storage endpoint with the CA bundle the hosts get. Exit 1 on any drift."""
-    from agent.handshake import handshake_report
+    registry and the storage endpoint with the CA bundle the hosts get. Exit 1 on any drift.
 
+    Per host: the files the policy asks for (a host that would change is drift, shown as pending), and
+    the engine's live registry config read through the docker API.
+    """
+    from agent.handshake import handshake_report, parse_resolve
+
+    addresses = parse_resolve(resolve)
     inputs = _inputs(kwargs)
     _, policy = resolve_policy(inputs)
-    kwargs_policy = dict(kwargs)
-    result = _run_with_policy(
-        "verify", kwargs_policy, RunOptions(dry_run=True), FleetOptions(forks=kwargs["forks"]), policy
-    )
-    checks = handshake_report(policy)
+    options = RunOptions(dry_run=True, verify=True, command_timeout=kwargs["command_timeout"])
+    checks = handshake_report(policy, resolve=addresses)
     for line in checks.lines:
-        click.echo(line)
+        click.echo(line, err=True)
+    failed_checks = tuple(line for line in checks.lines if not line.endswith(": ok"))
+    fleet = FleetOptions(forks=kwargs["forks"])
+    result = _run_with_policy("verify", kwargs, options, fleet, policy, notes=failed_checks)
     drift = [o for o in result.outcomes if o.status not in ("unchanged",)]
     sys.exit(1 if drift or not checks.ok else 0)
 
@@ -371,7 +385,12 @@ def _run(
 
 
 def _run_with_policy(
-    mode: Mode, kwargs: dict[str, Any], options: RunOptions, fleet: FleetOptions, policy: Any
+    mode: Mode,
+    kwargs: dict[str, Any],
+    options: RunOptions,
+    fleet: FleetOptions,
+    policy: Any,
+    notes: tuple[str, ...] = (),
 ) -> FleetResult:
     names, opener = _targets(kwargs)
     root = kwargs.get("root")
@@ -389,6 +408,8 @@ def _run_with_policy(
         on_done=progress.done,  # type: ignore[arg-type]
     )
     progress.close()
+    if notes:
+        result = dataclasses.replace(result, warnings=result.warnings + notes)
     _emit(result, kwargs.get("fmt"), kwargs.get("report"))
     return result
 

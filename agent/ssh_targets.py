@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import getpass
 import os
-from dataclasses import replace
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from agent.errors import InventoryError, UsageError

@@ -17,6 +17,7 @@ import posixpath
 import shlex
 from collections.abc import Iterable
 
+from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION
 from agent.runtimes.plan import EngineAction, FileChange, HostPlan
 
 LOCK_DIR = "/var/lib/trust-agent"
@@ -71,14 +72,19 @@ def build_apply_script(
     daemon_json_path: str = "/etc/docker/daemon.json",
     expect_current: bool = True,
     backup_stamp: str = "",
+    read_info: bool = False,
 ) -> str:
     """The sh program applying ``plan``; run it as ``sh -s -- ROOT`` with the program on stdin.
 
     ``validate_with`` is the dockerd command line to validate daemon.json with
     (``dockerd --validate --config-file`` is appended), or None where the engine has no ``--validate``.
     ``expect_current=False`` skips the gathered-state check (used by roll-back, which restores).
+    ``read_info`` ends the script by printing the engine's live ``/info`` (``@@ta info <base64>``), so
+    verification needs no further round trip when the engine already runs the new config.
     """
     out: list[str] = [_PRELUDE]
+    if read_info:
+        out.append(INFO_FUNCTION)
     q = shlex.quote
     if expect_current:
         for change in plan.changes:
@@ -122,6 +128,8 @@ def build_apply_script(
     out.append('echo "@@ta t written $(now)"')
     out.extend(_engine_action_lines(engine_action, init))
     out.append('echo "@@ta t done $(now)"')
+    if read_info:
+        out.append(INFO_COMMAND_TAIL)
     out.append("exit 0")
     return "\n".join(out) + "\n"
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import shlex
 from dataclasses import dataclass, replace
+from typing import Any
 
 from agent.errors import CommandError
 from agent.hosts.base import Transport
@@ -21,7 +23,23 @@ from agent.trust import OWNED_PREFIX
 
 MARK = "@@ta"
 
-GATHER_SCRIPT = r"""
+# The engine's ``/info`` as JSON on stdout: straight from the API socket with curl where there is one
+# (a few ms), else through the docker CLI. Shared by the gather and apply scripts and the verify poll.
+INFO_FUNCTION = r"""
+ta_info() {
+  if command -v curl >/dev/null 2>&1 && [ -S /var/run/docker.sock ]; then
+    curl -sf --max-time 10 --unix-socket /var/run/docker.sock http://docker/info && return 0
+  fi
+  command -v docker >/dev/null 2>&1 && docker info --format '{{json .}}'
+}
+"""
+
+# Print the engine's /info as one ``@@ta info <base64>`` line (nothing when the engine does not answer).
+INFO_COMMAND_TAIL = 'i=$(ta_info 2>/dev/null | base64 -w0); [ -n "$i" ] && echo "@@ta info $i"'
+
+GATHER_SCRIPT = (
+    INFO_FUNCTION
+    + r"""
 R="$1"; D="$R$2"; C="$R/etc/docker/certs.d"; S="$R/var/lib/trust-agent/docker-state.json"
 b64() { base64 -w0 < "$1" 2>/dev/null; echo; }
 echo "@@ta begin 1"
@@ -44,15 +62,27 @@ fi
 [ -f "$S" ] && { echo "@@ta state"; b64 "$S"; }
 if [ -z "$R" ]; then
   if command -v dockerd >/dev/null 2>&1; then
-    echo "@@ta dockerd-version $(dockerd --version 2>&1 | head -n1)"
-    if dockerd --validate --help >/dev/null 2>&1; then echo "@@ta validate yes"; else echo "@@ta validate no"; fi
+    # The running engine's /info (version and live registry config) costs one small process; only
+    # without an answer is the dockerd binary itself asked (each dockerd start costs ~50 ms of CPU).
+    i=$(ta_info 2>/dev/null | base64 -w0)
+    if [ -n "$i" ]; then
+      echo "@@ta info"; echo "$i"
+    else
+      echo "@@ta dockerd-version $(dockerd --version 2>&1 | head -n1)"
+      if dockerd --validate --help >/dev/null 2>&1; then echo "@@ta validate yes"; else echo "@@ta validate no"; fi
+    fi
   fi
   p=""
   if [ -d /run/systemd/system ]; then
     echo "@@ta init systemd"
     echo "@@ta unit"; systemctl cat docker.service 2>/dev/null | base64 -w0; echo
-    echo "@@ta active $(systemctl is-active docker.service 2>/dev/null)"
-    p=$(systemctl show -p MainPID --value docker.service 2>/dev/null)
+    a=""
+    while IFS='=' read -r k v; do
+      case "$k" in ActiveState) a=$v ;; MainPID) p=$v ;; esac
+    done <<TA_SHOW
+$(systemctl show -p ActiveState -p MainPID docker.service 2>/dev/null)
+TA_SHOW
+    echo "@@ta active $a"
   else
     echo "@@ta init other"
   fi
@@ -63,8 +93,11 @@ if [ -z "$R" ]; then
 fi
 echo "@@ta end"
 """
+)
 
 _VERSION = re.compile(r"version (\d+\.\d+\.\d+)")
+_SERVER_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
+VALIDATE_SINCE = 23  # `dockerd --validate` came with Docker 23.0
 
 
 @dataclass(frozen=True)
@@ -77,18 +110,47 @@ class EngineFlags:
 
 def gather(transport: Transport, *, root: str = "", timeout: float = 60.0) -> DockerFacts:
     """Read the host's facts (one round trip; a second only when dockerd uses ``--config-file``)."""
-    facts = _gather_once(transport, root, DAEMON_JSON, timeout)
+    return gather_live(transport, root=root, timeout=timeout)[0]
+
+
+def gather_live(
+    transport: Transport, *, root: str = "", timeout: float = 60.0
+) -> tuple[DockerFacts, dict[str, Any] | None]:
+    """The host's facts and, in the same round trip, the running engine's ``/info`` (None: no answer)."""
+    facts, info = _gather_once(transport, root, DAEMON_JSON, timeout)
     config_file = config_file_flag(facts.dockerd_flags)
     if config_file and config_file != DAEMON_JSON:
-        facts = _gather_once(transport, root, config_file, timeout)
-    return facts
+        facts, info = _gather_once(transport, root, config_file, timeout)
+    return facts, info
 
 
-def _gather_once(transport: Transport, root: str, daemon_json: str, timeout: float) -> DockerFacts:
+def _gather_once(
+    transport: Transport, root: str, daemon_json: str, timeout: float
+) -> tuple[DockerFacts, dict[str, Any] | None]:
     command = f"sh -c {shlex.quote(GATHER_SCRIPT)} gather {shlex.quote(root)} {shlex.quote(daemon_json)}"
     result = transport.run(command, timeout=timeout)
     result.check("gathering facts")
-    return parse_gather_output(result.stdout.decode("utf-8", "replace"), daemon_json, root)
+    text = result.stdout.decode("utf-8", "replace")
+    return parse_gather_output(text, daemon_json, root), live_info(text)
+
+
+def live_info(text: str) -> dict[str, Any] | None:
+    """The engine's ``/info`` from a script's ``@@ta info`` record (payload on the same or next line)."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line == f"{MARK} info":
+            return decode_info(lines[index + 1] if index + 1 < len(lines) else "")
+        if line.startswith(f"{MARK} info "):
+            return decode_info(line[len(MARK) + 6 :])
+    return None
+
+
+def decode_info(payload: str) -> dict[str, Any] | None:
+    """base64 of the engine's ``/info`` JSON → dict (None when absent or not understood)."""
+    try:
+        return _info_doc(base64.b64decode(payload.strip(), validate=True))
+    except (binascii.Error, ValueError):
+        return None
 
 
 def parse_gather_output(text: str, daemon_json_path: str = DAEMON_JSON, root: str = "") -> DockerFacts:
@@ -113,7 +175,7 @@ def parse_gather_output(text: str, daemon_json_path: str = DAEMON_JSON, root: st
             dirs.add(name)
         elif kind == "name":
             certs[name] = b""  # not ours: listed, never read
-        elif kind in ("file", "daemon-json", "state", "unit", "cmdline"):
+        elif kind in ("file", "daemon-json", "state", "unit", "cmdline", "info"):
             payload = lines[index] if index < len(lines) else ""
             index += 1
             data = _b64(payload, kind)
@@ -124,6 +186,14 @@ def parse_gather_output(text: str, daemon_json_path: str = DAEMON_JSON, root: st
         else:
             values[kind] = name
     version_match = _VERSION.search(values.get("dockerd-version", ""))
+    info = _info_doc(blobs.get("info"))
+    server_match = _SERVER_VERSION.match(str(info.get("ServerVersion") or "")) if info else None
+    engine_version = version_match.group(1) if version_match else None
+    has_validate = {"yes": True, "no": False}.get(values.get("validate", ""))
+    if server_match and engine_version is None:
+        engine_version = ".".join(server_match.groups())
+        if has_validate is None:
+            has_validate = int(server_match.group(1)) >= VALIDATE_SINCE
     flags = engine_flags(blobs.get("unit"), blobs.get("cmdline"), values.get("pid"))
     init = values.get("init") if not root else None
     return DockerFacts(
@@ -134,13 +204,24 @@ def parse_gather_output(text: str, daemon_json_path: str = DAEMON_JSON, root: st
         cert_dirs=frozenset(dirs),
         daemon_json=blobs.get("daemon-json"),
         state=blobs.get("state"),
-        engine_version=version_match.group(1) if version_match else None,
+        engine_version=engine_version,
         dockerd_flags=flags.flags,
         flags_source=flags.source,
-        has_validate={"yes": True, "no": False}.get(values.get("validate", "")),
+        has_validate=has_validate,
         init=init,
-        engine_running=values.get("active") == "active" or ("pid" in values and init != "systemd"),
+        engine_running=values.get("active") == "active"
+        or (init != "systemd" and ("pid" in values or info is not None)),
     )
+
+
+def _info_doc(raw: bytes | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _b64(payload: str, kind: str) -> bytes:
@@ -197,4 +278,15 @@ def with_root_paths(facts: DockerFacts) -> DockerFacts:
     return replace(facts, init=None, engine_running=False)
 
 
-__all__ = ["GATHER_SCRIPT", "OWNED_PREFIX", "EngineFlags", "gather", "parse_gather_output"]
+__all__ = [
+    "GATHER_SCRIPT",
+    "INFO_COMMAND_TAIL",
+    "INFO_FUNCTION",
+    "OWNED_PREFIX",
+    "EngineFlags",
+    "decode_info",
+    "gather",
+    "gather_live",
+    "live_info",
+    "parse_gather_output",
+]

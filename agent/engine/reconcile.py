@@ -21,8 +21,14 @@ from agent.engine.apply_script import (
     build_apply_script,
     inverse,
 )
-from agent.engine.gather import gather
-from agent.engine.verify import canary_pull, expected_insecure, wait_for_live_config
+from agent.engine.gather import gather_live, live_info
+from agent.engine.verify import (
+    canary_pull,
+    expected_insecure,
+    mismatches,
+    read_live_info,
+    wait_for_live_config,
+)
 from agent.errors import (
     ApplyError,
     CommandError,
@@ -95,13 +101,14 @@ def reconcile(
         except HostError as exc:
             return HostOutcome(host, "unreachable", error=str(exc), phases=tuple(timeline.phases))
     try:
-        facts: DockerFacts = timeline.run(
-            "gather", lambda: gather(transport, root=options.root, timeout=options.command_timeout)
+        gathered: tuple[DockerFacts, dict[str, Any] | None] = timeline.run(
+            "gather", lambda: gather_live(transport, root=options.root, timeout=options.command_timeout)
         )
     except UnreachableError as exc:
         return HostOutcome(host, "unreachable", error=str(exc), phases=tuple(timeline.phases))
     except TrustAgentError as exc:
         return HostOutcome(host, "failed", error=str(exc), phases=tuple(timeline.phases))
+    facts, info = gathered
     plan: HostPlan = timeline.run(
         "plan",
         lambda: plan_docker(
@@ -120,10 +127,12 @@ def reconcile(
     if plan.blockers:
         return _done(base, timeline, "failed", error="; ".join(plan.blockers), engine_action="none")
     if not plan.changed:
-        if options.dry_run or not options.verify or facts.init is None or not facts.engine_running:
+        if not options.verify or facts.init is None or not facts.engine_running:
             return _done(base, timeline, "unchanged", engine_action="none")
         try:
-            proved = timeline.run("verify", lambda: _verify(transport, policy, facts.daemon_json, options))
+            proved = timeline.run(
+                "verify", lambda: _verify(transport, policy, facts.daemon_json, options, info)
+            )
         except TrustAgentError as exc:
             return _done(base, timeline, "failed", error=f"converged on disk but {exc}", engine_action="none")
         return _done(base, timeline, "unchanged", engine_action="none", verified=proved)
@@ -143,15 +152,22 @@ def reconcile(
         if not isinstance(exc, CommandError) or b"@@ta t written" not in exc.stdout:
             return _done(base, timeline, "failed", error=str(exc), engine_action="none")
         return _roll_back(transport, plan, facts, options, base, timeline, exc)
-    del result
+    info_after = (
+        live_info(result.stdout.decode("utf-8", "replace")) if _reads_info(options, facts, action) else None
+    )
     verified: tuple[str, ...] = ()
     if options.verify and facts.init is not None and facts.engine_running:
         after = _after(plan, facts)
         try:
-            verified = timeline.run("verify", lambda: _verify(transport, policy, after, options))
+            verified = timeline.run("verify", lambda: _verify(transport, policy, after, options, info_after))
         except TrustAgentError as exc:
             return _roll_back(transport, plan, facts, options, base, timeline, exc)
     return _done(base, timeline, "changed", engine_action=action, verified=verified)
+
+
+def _reads_info(options: RunOptions, facts: DockerFacts, action: str) -> bool:
+    """Whether the apply script ends by reading the engine's /info (saves verify a round trip)."""
+    return options.verify and facts.init is not None and facts.engine_running and action != "restart"
 
 
 def _checks(plan: HostPlan, facts: DockerFacts) -> tuple[str, ...]:
@@ -188,6 +204,7 @@ def _apply(
         validate_with=validate_with,
         daemon_json_path=facts.daemon_json_path,
         backup_stamp=options.backup_stamp,
+        read_info=_reads_info(options, facts, action),
     )
     start = timeline.clock()
     result = transport.run(
@@ -195,8 +212,8 @@ def _apply(
     )
     end = timeline.clock()
     _split_apply_phases(timeline, result.stdout, start, end, action != "none")
-    message = result.stderr.decode("utf-8", "replace").strip().splitlines()
-    detail = message[-1] if message else f"exit {result.exit_status}"
+    message = [line.strip() for line in result.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    detail = " ".join(message)[:500] if message else f"exit {result.exit_status}"
     if result.exit_status == 0:
         if action == "restart":
             timeline.run("reload", lambda: _wait_engine(transport, options.restart_timeout))
@@ -241,22 +258,34 @@ def _wait_engine(transport: Transport, timeout: float) -> None:
 
 
 def _verify(
-    transport: Transport, policy: TrustPolicy, daemon_json: bytes | None, options: RunOptions
+    transport: Transport,
+    policy: TrustPolicy,
+    daemon_json: bytes | None,
+    options: RunOptions,
+    info: dict[str, Any] | None = None,
 ) -> tuple[str, ...]:
-    api = transport.docker_api(timeout=options.verify_timeout)
-    try:
+    """Prove the engine runs ``daemon_json``'s registry config: from ``info`` (the engine's live /info,
+    read on the host in the gather or apply round trip) when it already matches, else by polling /info
+    until it does (a SIGHUP applies asynchronously); then the canary pull, where asked."""
+    wanted = expected_insecure(daemon_json)
+    if info is None or mismatches(info, policy.registries, wanted):
         wait_for_live_config(
-            api.info, policy.registries, expected_insecure(daemon_json), timeout=options.verify_timeout
+            lambda: read_live_info(transport, options.verify_timeout),
+            policy.registries,
+            wanted,
+            timeout=options.verify_timeout,
         )
-        proved = ["live config"]
-        if options.canary_image:
+    proved = ["live config"]
+    if options.canary_image:
+        api = transport.docker_api(timeout=options.verify_timeout)
+        try:
             canary_pull(api, options.canary_image)
-            proved.append(f"canary pull {options.canary_image}")
-        return tuple(proved)
-    finally:
-        close = getattr(api, "close", None)
-        if close is not None:
-            close()
+        finally:
+            close = getattr(api, "close", None)
+            if close is not None:
+                close()
+        proved.append(f"canary pull {options.canary_image}")
+    return tuple(proved)
 
 
 def _roll_back(

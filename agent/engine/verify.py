@@ -11,7 +11,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION, live_info
 from agent.errors import VerifyError
+from agent.hosts.base import Transport
 
 
 def expected_insecure(daemon_json: bytes | None) -> frozenset[str]:
@@ -24,6 +26,16 @@ def expected_insecure(daemon_json: bytes | None) -> frozenset[str]:
         return frozenset()
     entries = doc.get("insecure-registries", []) if isinstance(doc, dict) else []
     return frozenset(e for e in entries if isinstance(e, str))
+
+
+def read_live_info(transport: Transport, timeout: float = 20.0) -> dict[str, Any]:
+    """The engine's ``/info``, read on the host (curl on the API socket, else the docker CLI)."""
+    result = transport.run(INFO_FUNCTION + INFO_COMMAND_TAIL, timeout=timeout)
+    info = live_info(result.stdout.decode("utf-8", "replace"))
+    if info is None:
+        tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
+        raise VerifyError(f"the engine did not answer /info{': ' + tail[0] if tail else ''}")
+    return info
 
 
 def live_insecure(info: dict[str, Any], registries: Iterable[str]) -> dict[str, bool]:

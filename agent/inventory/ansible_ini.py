@@ -17,8 +17,10 @@ from agent.errors import InventoryError
 from agent.inventory.builder import InventoryData
 from agent.inventory.ranges import expand_host_pattern
 
-_SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:[#;].*)?$")
-_GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:[#;].*)?$")
+# As Ansible's ini plugin: after a section header or a child group name only a ``#`` comment may
+# follow (``;`` comments only whole lines).
+_SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
+_GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
 _COMMENTS = ("#", ";")
 
 

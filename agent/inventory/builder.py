@@ -4,8 +4,11 @@ Parsers call ``add_group``/``add_host``/``add_child``/``set_*_var`` in file orde
 ``InventoryData`` is fed; :meth:`InventoryData.build` then reconciles (``all``, ``ungrouped``) and
 merges variables the way ``ansible-inventory --list`` shows them:
 
-all (inventory) < group_vars/all < other groups (inventory) < group_vars/<group> < host (inventory)
-< host_vars/<host>; groups ordered by depth, then ``ansible_group_priority``, then name.
+all (inventory) < other groups (inventory) < group_vars/all < group_vars/<group> < host (inventory)
+< host_vars/<host> (Ansible's default ``VARIABLE_PRECEDENCE``: every group's inventory variables come
+before any ``group_vars`` file); groups ordered by depth, then ``ansible_group_priority``, then name.
+``ansible_group_priority`` itself is the group's sort key, not a variable: Ansible does not show it
+in hostvars.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ from agent.inventory.fields import host_from_ansible_vars
 from agent.inventory.model import Group, Host, Inventory
 
 VarsLookup = Callable[[str], Mapping[str, Any]]
+
+# Set in an inventory file, Ansible takes it as the group's sort key and not as a variable.
+GROUP_PRIORITY = "ansible_group_priority"
+
+
+def _inventory_group_vars(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k != GROUP_PRIORITY}
 
 
 def _no_vars(_: str) -> Mapping[str, Any]:
@@ -114,7 +124,7 @@ class InventoryData:
         return depth
 
     def _priority(self, group: str) -> int:
-        value = self.groups[group].vars.get("ansible_group_priority", 1)
+        value = self.groups[group].vars.get(GROUP_PRIORITY, 1)
         try:
             return int(value)
         except (TypeError, ValueError):
@@ -151,10 +161,9 @@ class InventoryData:
                 ancestors(host_groups[name]), key=lambda g: (depth.get(g, 1), self._priority(g), g)
             )
             merged: dict[str, Any] = {}
-            merged.update(self.groups["all"].vars)
+            for gname in ("all", *groups):
+                merged.update(_inventory_group_vars(self.groups[gname].vars))
             merged.update(all_file)
-            for gname in groups:
-                merged.update(self.groups[gname].vars)
             for gname in groups:
                 merged.update(file_vars[gname])
             merged.update(inv_vars)

@@ -1,8 +1,10 @@
 """Ansible-style ``--limit`` patterns.
 
 ``web`` (group or host), ``web*`` (fnmatch), ``~web\\d+`` (regex, matched from the start), ``a:b`` or
-``a,b`` (union), ``a:&b`` (intersection), ``a:!b`` (exclusion), ``all`` / ``*``. Like Ansible, unions are
-applied first, then intersections, then exclusions; with only ``&``/``!`` terms the base is ``all``.
+``a,b`` (union), ``a:&b`` (intersection), ``a:!b`` (exclusion), ``all`` / ``*``, and subscripts
+``web[0]``, ``web[-1]``, ``web[0:2]`` (inclusive), ``web[2:]`` that pick from a term's hosts by position.
+Like Ansible, unions are applied first, then intersections, then exclusions; with only ``&``/``!``
+terms the base is ``all``.
 """
 
 from __future__ import annotations
@@ -22,23 +24,81 @@ def split_pattern(pattern: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+# Ansible's PATTERN_WITH_SUBSCRIPT: a term ending in [n] or [x:y] / [x:] (never a regex term).
+_SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)[:-]([0-9]*))\]$")
+
+Subscript = tuple[int, int | None]
+
+
+def split_subscript(term: str) -> tuple[str, Subscript | None]:
+    """``web[0:2]`` → (``web``, (0, 2)); ``web[-1]`` → (``web``, (-1, None)); ``web[1:]`` → (``web``, (1, -1))."""
+    m = None if term.startswith("~") else _SUBSCRIPT.match(term)
+    if m is None:
+        return term, None
+    expr, index, start, end = m.groups()
+    if index is not None:
+        return expr, (int(index), None)
+    return expr, (int(start), int(end) if end else -1)
+
+
+def _apply_subscript(term: str, hosts: list[str], subscript: Subscript | None) -> list[str]:
+    if subscript is None:
+        return hosts
+    start, end = subscript
+    # As Ansible: an end of 0 counts as "no end", so [x:0] picks the single host x.
+    if end:
+        return hosts[start : (len(hosts) - 1 if end == -1 else end) + 1]
+    if not -len(hosts) <= start < len(hosts):
+        raise InventoryError(f"no host matches the subscripted pattern {term!r}")
+    return [hosts[start]]
+
+
+def _group_order(inv: Inventory, group: str) -> list[str]:
+    """A group's hosts in Ansible's order: its own, then its children's, level by level."""
+    if group == "all":
+        return list(inv.names)
+    order: list[str] = []
+    seen: set[str] = set()
+    level = [group]
+    visited: set[str] = set()
+    while level:  # bounded: each group is visited once
+        nxt: list[str] = []
+        for name in level:
+            if name in visited or name not in inv.groups:
+                continue
+            visited.add(name)
+            for h in inv.groups[name].hosts:
+                if h not in seen:
+                    seen.add(h)
+                    order.append(h)
+            nxt.extend(inv.groups[name].children)
+        level = nxt
+    known = set(inv.names)
+    return [h for h in order if h in known]
+
+
 def _match_term(inv: Inventory, term: str) -> set[str]:
+    expr, subscript = split_subscript(term)
+    return set(_apply_subscript(term, _enumerate(inv, expr), subscript))
+
+
+def _enumerate(inv: Inventory, term: str) -> list[str]:
     if term in ("all", "*"):
-        return set(inv.names)
+        return list(inv.names)
     if term in inv.names:
-        return {term}
+        return [term]
     try:
         regex = re.compile(term[1:]) if term.startswith("~") else re.compile(fnmatch.translate(term))
     except re.error as exc:
         raise InventoryError(f"invalid host pattern {term!r}: {exc}") from None
-    out: set[str] = set()
+    out: list[str] = []
     groups = [g for g in inv.groups if regex.match(g)]
     for g in groups:
-        out.update(inv.group_hosts(g))
+        out.extend(_group_order(inv, g))
     # Hosts are also tried when no group matched, or when the term is a glob or regex.
     if not groups or term.startswith("~") or any(c in term for c in ".?*["):
-        out.update(h for h in inv.names if regex.match(h))
-    return out
+        out.extend(h for h in inv.names if regex.match(h))
+    return out  # duplicates kept, as Ansible does before a subscript picks by position
 
 
 def evaluate(inv: Inventory, pattern: str) -> frozenset[str]:
@@ -54,7 +114,7 @@ def evaluate(inv: Inventory, pattern: str) -> frozenset[str]:
         if not term:
             raise InventoryError(f"empty term in host pattern {pattern!r}")
         hosts = _match_term(inv, term)
-        if not hosts and term not in inv.groups:
+        if not hosts and split_subscript(term)[0] not in inv.groups:
             raise InventoryError(f"host pattern {term!r} matches no host or group")
         matched[term] = hosts
     result = set(inv.names) if not plain else set().union(*(matched[t] for t in plain))

@@ -1,0 +1,294 @@
+"""The rollout on real hosts: real sshd, systemd and dockerd, a registry on S3 with private CAs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.lab import Host, Lab
+
+pytestmark = pytest.mark.lab
+
+DROP_IN_DIR = "/etc/systemd/system/docker.service.d"
+
+
+def ca_args(lab: Lab) -> list[str]:
+    return [
+        "--source",
+        str(lab.registry_yml),
+        "--storage-ca",
+        str(lab.storage_ca),
+        "--registry-ca",
+        str(lab.registry_ca),
+    ]
+
+
+def skip_source(lab: Lab, tmp_path: Path) -> Path:
+    doc = yaml.safe_load(lab.registry_yml.read_text())
+    doc["storage"]["s3"]["skipverify"] = True
+    path = tmp_path / "registry-skipverify.yml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def skip_args(lab: Lab, tmp_path: Path) -> list[str]:
+    return ["--source", str(skip_source(lab, tmp_path)), "--registry-ca", str(lab.registry_ca)]
+
+
+def rollout(lab: Lab, *args: str, inventory: Path | None = None) -> tuple[int, dict[str, Any], str]:
+    """Run ``trust-agent rollout`` in the lab namespace; returns (exit code, JSON report, stderr)."""
+    proc = lab.run_agent("rollout", "-i", str(inventory or lab.inventory_yml), *args, "--format", "json")
+    report = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+    return proc.returncode, report, proc.stderr
+
+
+def by_host(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {h["host"]: h for h in report["hosts"]}
+
+
+def engine_state(lab: Lab, host: Host) -> tuple[str, int]:
+    """(dockerd's start timestamp, number of reloads it logged) — both change only on restart/reload."""
+    out = lab.ssh(
+        host,
+        "systemctl show docker -p ExecMainStartTimestamp --value; "
+        "journalctl -u docker -o cat --no-pager | grep -c 'Got signal to reload configuration' || true",
+    ).stdout.splitlines()
+    return out[0], int(out[1])
+
+
+def files(lab: Lab, host: Host) -> dict[str, str]:
+    """Every file under /etc/docker (path → sha256), to compare hosts' states exactly."""
+    out = lab.ssh(host, "find /etc/docker -type f -print0 | sort -z | xargs -0 -r sha256sum").stdout
+    return {line.split("  ", 1)[1]: line.split("  ", 1)[0] for line in out.splitlines()}
+
+
+def pull_and_push(lab: Lab, host: Host) -> None:
+    ref = f"{lab.registry}/test/pushed-{host.name}:1"
+    lab.ssh(host, f"docker rmi -f {lab.image} >/dev/null 2>&1; docker pull {lab.image}")
+    lab.ssh(host, f"docker tag {lab.runnable_image} {ref} && docker push {ref} && docker rmi {ref}")
+
+
+def test_plan_then_rollout_converges_every_host_and_a_second_run_is_quiet(lab: Lab) -> None:
+    proc = lab.run_agent(
+        "plan", "-i", str(lab.inventory_yml), *ca_args(lab), "--format", "json", "--detailed-exitcode"
+    )
+    assert proc.returncode == 2, proc.stderr
+    planned = by_host(json.loads(proc.stdout))
+    for host in lab.hosts:
+        paths = {c["path"] for c in planned[host.name]["changes"]}
+        assert "/etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt" in paths
+        assert planned[host.name]["engine_action"] == "none"
+        assert not lab.ssh(host, "ls /etc/docker/certs.d", check=False).stdout.strip(), "plan must not write"
+
+    code, report, err = rollout(lab, *ca_args(lab), "--canary-image", lab.image)
+    assert code == 0, err
+    for host in lab.hosts:
+        outcome = by_host(report)[host.name]
+        assert outcome["status"] == "changed"
+        assert outcome["engine_action"] == "none"
+        assert "canary pull " + lab.image in outcome["verified"]
+        pull_and_push(lab, host)
+
+    before = {h.name: engine_state(lab, h) for h in lab.hosts}
+    code, report, err = rollout(lab, *ca_args(lab))
+    assert code == 0, err
+    assert {h["status"] for h in report["hosts"]} == {"unchanged"}
+    assert {h.name: engine_state(lab, h) for h in lab.hosts} == before
+
+
+def test_skip_tls_merges_reloads_and_keeps_containers_running(lab: Lab, tmp_path: Path) -> None:
+    host = lab.hosts[0]
+    lab.ssh(
+        host,
+        "cat > /etc/docker/daemon.json",
+        input='{\n  "iptables": false,\n  "bridge": "none",\n'
+        '  "storage-driver": "vfs",\n  "log-level": "info"\n}\n',
+    )
+    lab.ssh(host, "systemctl restart docker")
+    container = lab.ssh(host, f"docker run -d --network none {lab.runnable_image} sleep 600").stdout.strip()
+    started = lab.ssh(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {container}").stdout.strip()
+    start_stamp, reloads = engine_state(lab, host)
+
+    code, report, err = rollout(lab, *skip_args(lab, tmp_path))
+    assert code == 0, err
+    outcome = by_host(report)[host.name]
+    assert outcome["status"] == "changed" and outcome["engine_action"] == "reload"
+    daemon = json.loads(lab.ssh(host, "cat /etc/docker/daemon.json").stdout)
+    assert list(daemon) == ["iptables", "bridge", "storage-driver", "log-level", "insecure-registries"]
+    assert daemon["insecure-registries"] == ["registry.test", "registry.test:443"]
+    assert daemon["log-level"] == "info"
+    new_stamp, new_reloads = engine_state(lab, host)
+    assert new_stamp == start_stamp, "a reload, not a restart"
+    assert new_reloads == reloads + 1
+    assert lab.ssh(
+        host, f"docker inspect -f '{{{{.State.Running}}}} {{{{.State.StartedAt}}}}' {container}"
+    ).stdout.split() == [
+        "true",
+        started,
+    ]
+    lab.ssh(host, f"docker rmi -f {lab.image} >/dev/null 2>&1; docker pull {lab.image}")
+    lab.ssh(host, f"docker rm -f {container}")
+
+    # Back to the CA source: the agent's insecure entries go (as [] — fact 11), the CA comes in.
+    code, report, err = rollout(lab, *ca_args(lab))
+    assert code == 0, err
+    daemon = json.loads(lab.ssh(host, "cat /etc/docker/daemon.json").stdout)
+    assert daemon["insecure-registries"] == []
+    assert daemon["log-level"] == "info"
+    assert by_host(report)[host.name]["engine_action"] == "reload"
+    info = json.loads(lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout)
+    assert "registry.test" not in info
+    assert "trust-agent-storage-ca.crt" in lab.ssh(host, "ls /etc/docker/certs.d/registry.test").stdout
+    pull_and_push(lab, host)
+
+
+@pytest.fixture
+def troubled(lab: Lab) -> Iterator[tuple[Host, Host]]:
+    """h2 gets --insecure-registry as a dockerd flag in a drop-in; h3's reload always fails."""
+    flagged, failing = lab.hosts[1], lab.hosts[2]
+    lab.ssh(
+        flagged,
+        f"mkdir -p {DROP_IN_DIR} && cat > {DROP_IN_DIR}/flags.conf",
+        input=(
+            "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock "
+            "--insecure-registry=legacy.internal:5000\n"
+        ),
+    )
+    lab.ssh(
+        failing,
+        f"mkdir -p {DROP_IN_DIR} && cat > {DROP_IN_DIR}/reload.conf",
+        input="[Service]\nExecReload=\nExecReload=/bin/false\n",
+    )
+    for host in (flagged, failing):
+        lab.ssh(host, "systemctl daemon-reload && systemctl restart docker")
+    yield flagged, failing
+    for host in (flagged, failing):
+        lab.ssh(host, f"rm -rf {DROP_IN_DIR} && systemctl daemon-reload && systemctl restart docker")
+
+
+def test_unreachable_conflicting_and_failing_hosts_are_reported_and_the_rest_converge(
+    lab: Lab, tmp_path: Path, troubled: tuple[Host, Host]
+) -> None:
+    flagged, failing = troubled
+    healthy = lab.hosts[0]
+    inventory = yaml.safe_load(lab.inventory_yml.read_text())
+    inventory["hosts"]["ghost"] = {"address": "198.51.100.250"}  # nothing answers there
+    inv = tmp_path / "inventory.yml"
+    inv.write_text(yaml.safe_dump(inventory))
+    before_flagged, before_failing = files(lab, flagged), files(lab, failing)
+
+    code, report, err = rollout(lab, *skip_args(lab, tmp_path), "--connect-timeout", "3", inventory=inv)
+    assert code == 1, err
+    outcomes = by_host(report)
+    assert outcomes[healthy.name]["status"] == "changed"
+    assert outcomes["ghost"]["status"] == "unreachable"
+    assert outcomes[flagged.name]["status"] == "failed"
+    assert "--insecure-registry" in outcomes[flagged.name]["error"]
+    assert f"{DROP_IN_DIR}/flags.conf" in outcomes[flagged.name]["error"]
+    assert files(lab, flagged) == before_flagged, "the bad-flag host must be untouched"
+    assert outcomes[failing.name]["status"] == "rolled_back"
+    assert "reload" in outcomes[failing.name]["error"]
+    assert files(lab, failing) == before_failing, "the failing host must be back to its exact files"
+    assert "rollback" in [p["name"] for p in outcomes[failing.name]["phases"]]
+    lab.ssh(healthy, f"docker rmi -f {lab.image} >/dev/null 2>&1; docker pull {lab.image}")
+
+
+def test_serial_batches_and_the_failure_budget(lab: Lab, tmp_path: Path) -> None:
+    inventory = yaml.safe_load(lab.inventory_yml.read_text())
+    hosts = {"ghost1": {"address": "198.51.100.251"}, "ghost2": {"address": "198.51.100.252"}}
+    hosts.update(inventory["hosts"])
+    inventory["hosts"] = hosts
+    inv = tmp_path / "inventory.yml"
+    inv.write_text(yaml.safe_dump(inventory, sort_keys=False))
+
+    args = [*ca_args(lab), "--connect-timeout", "2", "--serial", "2"]
+    code, report, _ = rollout(lab, *args, "--max-fail-percentage", "40", inventory=inv)
+    assert code == 1
+    assert [h["status"] for h in report["hosts"]] == [
+        "unreachable",
+        "unreachable",
+        "skipped",
+        "skipped",
+        "skipped",
+    ]
+    assert "max-fail-percentage" in (report["stopped"] or "")
+    for host in lab.hosts:
+        assert not lab.ssh(host, "ls /etc/docker/certs.d", check=False).stdout.strip()
+
+    code, report, _ = rollout(lab, *args, inventory=inv)
+    assert code == 1
+    statuses = {h["host"]: h["status"] for h in report["hosts"]}
+    assert [statuses[h.name] for h in lab.hosts] == ["changed"] * len(lab.hosts)
+    # Batches run in order: the third batch starts only after the second has finished.
+    phases = {h["host"]: h["phases"] for h in report["hosts"]}
+    second_end = max(p["end"] for name in ("h1", "h2") for p in phases[name])
+    assert min(p["start"] for p in phases["h3"]) >= second_end
+
+
+def test_an_ansible_ini_inventory_works_unchanged(lab: Lab) -> None:
+    code, report, err = rollout(
+        lab,
+        *ca_args(lab),
+        "--known-hosts",
+        str(lab.known_hosts),
+        "--limit",
+        "bookworm:!h3",
+        inventory=lab.inventory_ini,
+    )
+    assert code == 0, err
+    assert sorted(h["host"] for h in report["hosts"]) == ["h1", "h2"]
+    assert all(h["status"] == "changed" for h in report["hosts"])
+    assert not lab.ssh(lab.hosts[2], "ls /etc/docker/certs.d", check=False).stdout.strip()
+
+
+def test_strict_host_key_checking_refuses_an_unknown_host(lab: Lab, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    code, report, _ = rollout(lab, *ca_args(lab), "--known-hosts", str(empty), inventory=lab.inventory_ini)
+    assert code == 1
+    for outcome in report["hosts"]:
+        assert outcome["status"] == "unreachable"
+        assert "host key" in outcome["error"] and "--accept-new-host-keys" in outcome["error"]
+
+
+def test_verify_reports_drift_and_tls_handshakes(lab: Lab) -> None:
+    assert rollout(lab, *ca_args(lab))[0] == 0
+    resolve = ["--resolve", f"{lab.registry}:{lab.state['registry']['address']}"]
+    proc = lab.run_agent("verify", "-i", str(lab.inventory_yml), *ca_args(lab), *resolve)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "tls registry.test: ok" in proc.stderr
+    assert "tls 198.51.100.11:9000: ok" in proc.stderr
+    lab.ssh(lab.hosts[1], "rm /etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt")
+    proc = lab.run_agent("verify", "-i", str(lab.inventory_yml), *ca_args(lab), *resolve, "--format", "json")
+    assert proc.returncode == 1
+    drift = by_host(json.loads(proc.stdout))
+    assert drift[lab.hosts[1].name]["status"] == "pending"
+    assert drift[lab.hosts[0].name]["status"] == "unchanged"
+
+
+def test_a_restart_is_refused_unless_allowed(lab: Lab, tmp_path: Path) -> None:
+    host = lab.hosts[0]
+    lab.ssh(
+        host,
+        "cat > /etc/docker/daemon.json",
+        input='{"iptables": false, "bridge": "none", "storage-driver": "vfs",'
+        ' "registry-mirrors": ["https://mirror.test"]}\n',
+    )
+    lab.ssh(host, "systemctl restart docker")
+    args = [*skip_args(lab, tmp_path), "--limit", host.name]
+    code, report, _ = rollout(lab, *args)
+    assert code == 1
+    assert "restart" in by_host(report)[host.name]["error"]
+    before, _ = engine_state(lab, host)
+    code, report, err = rollout(lab, *args, "--allow-restart")
+    assert code == 0, err
+    assert by_host(report)[host.name]["engine_action"] == "restart"
+    after, _ = engine_state(lab, host)
+    assert after != before
+    info = json.loads(lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout)
+    assert info["registry.test"]["Secure"] is False
