@@ -22,8 +22,8 @@ system-deps:
 deps: system-deps $(BIN)/trust-agent
 
 lint: $(BIN)/trust-agent
-	$(BIN)/ruff check agent tests
-	$(BIN)/ruff format --check agent tests
+	$(BIN)/ruff check agent tests ansible-compat
+	$(BIN)/ruff format --check agent tests ansible-compat
 	$(BIN)/mypy
 
 unit: $(BIN)/trust-agent

@@ -12,7 +12,7 @@ start=$(date +%s)
 step "bring up a 3-host lab (systemd + sshd + dockerd each; a TLS registry on S3, two private CAs)"
 lab up --dir "$DIR" --hosts 3 --storage ca
 trap 'step "take the lab down"; lab down --dir "$DIR"' EXIT
-IMAGE=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["image"])' "$DIR/lab.json")
+IMAGE=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["images"]["registry"])' "$DIR/lab.json")
 
 COMMON=(--source "$DIR/registry.yml" --storage-ca "$DIR/storage-ca.pem" --registry-ca "$DIR/registry-ca.pem"
         --inventory "$DIR/inventory.yml")

@@ -448,8 +448,10 @@ def _color() -> bool:
 
 def _register_subcommands() -> None:
     from agent.daemon.cli import daemon_group
+    from agent.inventory_cli import inventory_command
 
     cli.add_command(daemon_group, "daemon")
+    cli.add_command(inventory_command)
 
 
 _register_subcommands()

@@ -1,0 +1,170 @@
+# Apache-2.0 (see the trust-agent source)
+"""Action plugin for ``trustagent.docker.registry_trust``: trust-agent's engine, over Ansible's connection.
+
+Runs on the controller, where trust-agent is installed in the same Python as ansible-core. Per host:
+the policy from the source (``agent.inputs.resolve_policy``, as the CLI), the facts from trust-agent's
+gather script (POSIX sh, one round trip), the plan from ``agent.runtimes.docker.plan_docker``, and in
+normal mode trust-agent's apply script (atomic writes under the host lock, daemon.json validated and
+backed up). The files are therefore the ones ``trust-agent rollout`` writes, byte for byte. dockerd's
+reload or restart is left to the role's handlers: the result's ``engine_action`` says which.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from typing import Any
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.text.converters import to_bytes, to_text
+from ansible.plugins.action import ActionBase
+
+try:
+    from agent.engine.apply_script import (
+        EXIT_BUSY,
+        EXIT_CHANGED,
+        EXIT_INVALID,
+        build_apply_script,
+    )
+    from agent.engine.gather import gather
+    from agent.errors import InputError, TrustAgentError
+    from agent.hosts.base import CommandResult, Transport
+    from agent.inputs import PolicyInputs, resolve_policy
+    from agent.runtimes.docker import plan_docker
+    from agent.runtimes.plan import HostPlan
+
+    IMPORT_ERROR: str | None = None
+except ImportError as exc:  # reported per task, with what to install
+    IMPORT_ERROR = str(exc)
+    Transport = object  # type: ignore[assignment,misc]
+
+ARGUMENT_SPEC: dict[str, Any] = {
+    "source": {"type": "str", "required": True},
+    "registries": {"type": "list", "elements": "str", "default": []},
+    "storage_ca": {"type": "list", "elements": "path", "default": []},
+    "registry_ca": {"type": "list", "elements": "path", "default": []},
+    "allow_expired": {"type": "bool", "default": False},
+    "env_overrides": {"type": "bool", "default": False},
+    "source_ca": {"type": "path"},
+    "restart_policy": {
+        "type": "str",
+        "default": "auto",
+        "choices": ["auto", "reload", "restart", "never"],
+    },
+    "allow_restart": {"type": "bool", "default": False},
+}
+
+
+class AnsibleConnectionTransport(Transport):  # type: ignore[misc,valid-type]
+    """trust-agent's ``Transport`` over the task's Ansible connection (ssh, local, …), with become."""
+
+    def __init__(self, action: ActionBase, name: str) -> None:
+        self._action = action
+        self.name = name
+
+    def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        result = self._action._low_level_execute_command(
+            command, sudoable=True, in_data=stdin or None, encoding_errors="surrogate_or_strict"
+        )
+        return CommandResult(
+            exit_status=int(result.get("rc", 1)),
+            stdout=to_bytes(result.get("stdout", ""), errors="surrogate_or_strict"),
+            stderr=to_bytes(result.get("stderr", ""), errors="surrogate_or_strict"),
+        )
+
+    def docker_api(self, timeout: float = 30.0) -> Any:
+        raise NotImplementedError("the Ansible transport does not tunnel the docker API")
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = True
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = super().run(tmp, task_vars)
+        del tmp
+        if IMPORT_ERROR is not None:
+            raise AnsibleActionFail(
+                "trustagent.docker.registry_trust needs trust-agent installed in the controller's Python "
+                f"(the one running ansible-core): {IMPORT_ERROR}"
+            )
+        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        try:
+            _, policy = resolve_policy(
+                PolicyInputs(
+                    source=self._local_path(args["source"]),
+                    registries=tuple(str(r) for r in args["registries"]),
+                    storage_ca=tuple(self._local_path(p) for p in args["storage_ca"]),
+                    registry_ca=tuple(self._local_path(p) for p in args["registry_ca"]),
+                    allow_expired=bool(args["allow_expired"]),
+                    env_overrides=bool(args["env_overrides"]),
+                    source_ca=self._local_path(args["source_ca"]) if args["source_ca"] else None,
+                )
+            )
+        except InputError as exc:
+            raise AnsibleActionFail(f"bad input, nothing touched: {exc}") from None
+
+        transport = AnsibleConnectionTransport(self, str((task_vars or {}).get("inventory_hostname", "")))
+        try:
+            facts = gather(transport)
+        except TrustAgentError as exc:
+            raise AnsibleActionFail(str(exc)) from None
+        plan: HostPlan = plan_docker(
+            policy,
+            facts,
+            restart_policy=args["restart_policy"],
+            allow_restart=bool(args["allow_restart"]),
+        )
+        engine_action = plan.engine_action if facts.init is not None else "none"
+        result.update(
+            changed=plan.changed,
+            engine_action=engine_action if plan.changed else "none",
+            engine_version=facts.engine_version,
+            files=[{"path": c.path, "action": c.action} for c in plan.visible_changes],
+            reasons=list(plan.reasons),
+            registries=list(policy.registries),
+        )
+        if plan.warnings:
+            result["warnings"] = list(plan.warnings)
+        if self._task.diff and plan.visible_changes:
+            # The unified diffs `trust-agent plan` prints, verbatim.
+            result["diff"] = [{"prepared": c.diff()} for c in plan.visible_changes]
+        if plan.blockers:
+            result.update(failed=True, changed=False, engine_action="none", msg="; ".join(plan.blockers))
+            return result
+        if not plan.changed:
+            result["msg"] = "converged: nothing to change"
+            return result
+        if self._task.check_mode:
+            result["msg"] = f"would change {len(plan.visible_changes)} file(s); dockerd: {engine_action}"
+            return result
+
+        validate_with = (
+            ("dockerd", *facts.dockerd_flags) if facts.has_validate and facts.init is not None else None
+        )
+        script = build_apply_script(
+            plan,
+            engine_action="none",  # the role's handler reloads or restarts, once, after every change
+            init=facts.init,
+            validate_with=validate_with,
+            daemon_json_path=facts.daemon_json_path,
+            backup_stamp=time.strftime("%Y%m%dT%H%M%S"),
+        )
+        applied = transport.run(f"sh -s -- {shlex.quote('')}", stdin=script.encode())
+        if not applied.ok:
+            lines = to_text(applied.stderr, errors="surrogate_or_replace").strip().splitlines()
+            detail = lines[-1] if lines else f"exit {applied.exit_status}"
+            untouched = applied.exit_status in (EXIT_BUSY, EXIT_CHANGED, EXIT_INVALID)
+            note = "nothing was written" if untouched else "the host may be partly changed"
+            result.update(failed=True, msg=f"apply failed ({note}): {detail}")
+            return result
+        result["msg"] = f"changed {len(plan.visible_changes)} file(s); dockerd: {engine_action}"
+        return result
+
+    def _local_path(self, value: str) -> str:
+        """A controller path as the CLI would take it; relative paths are relative to the playbook."""
+        text = str(value)
+        if "://" in text:
+            return text  # a live DTR/MSR API
+        return str(self._loader.path_dwim(os.path.expanduser(text)))

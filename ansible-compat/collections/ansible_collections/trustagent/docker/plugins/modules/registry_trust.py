@@ -1,0 +1,122 @@
+#!/usr/bin/python
+# Apache-2.0 (see the trust-agent source)
+"""Documentation and argument spec of trustagent.docker.registry_trust; the work is done by the action
+plugin of the same name, on the controller. Nothing of this file runs on a managed host."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: registry_trust
+short_description: Make a Docker engine trust a private registry whose blobs live on S3-compatible storage
+version_added: "0.1.0"
+description:
+  - Brings one host to the trust the registry needs, with trust-agent's own planner - the storage (and
+    registry) CA as C(trust-agent-*.crt) in C(/etc/docker/certs.d/<registry>/) for every spelling of the
+    registry, or the registry in C(insecure-registries) of C(daemon.json) when the storage skips TLS
+    verification. Only files trust-agent owns are written or removed; daemon.json keeps every other key
+    and its order.
+  - Runs as an action plugin on the controller; trust-agent must be installed in the controller's Python.
+    The managed host needs a POSIX shell, C(base64), C(sha256sum), C(flock) and C(mktemp) (coreutils and
+    util-linux); the module transfers no Python to it.
+  - Files are written atomically by the same script as C(trust-agent rollout); dockerd is not touched.
+    C(engine_action) in the result says whether dockerd needs a reload or a restart; the role
+    C(trustagent.docker.registry_trust) notifies the matching handler.
+options:
+  source:
+    description:
+      - The registry's storage settings, as C(trust-agent --source) takes them - a distribution
+        C(config.yml), a C(harbor.yml), a saved DTR settings JSON, or a live DTR/MSR URL (credentials from
+        C(TRUST_AGENT_DTR_USER)/C(TRUST_AGENT_DTR_TOKEN) in the controller's environment).
+      - A relative path is relative to the playbook's directory, on the controller.
+    type: str
+    required: true
+  registries:
+    description: Every address clients use for the registry, exactly as in image names. Default, the source's C(http.host).
+    type: list
+    elements: str
+    default: []
+  storage_ca:
+    description: PEM CA bundles of the storage backend, on the controller.
+    type: list
+    elements: path
+    default: []
+  registry_ca:
+    description: PEM CA bundles of the registry itself, on the controller.
+    type: list
+    elements: path
+    default: []
+  allow_expired:
+    description: Install expired CA certificates (with a warning).
+    type: bool
+    default: false
+  env_overrides:
+    description: Apply C(REGISTRY_*) variables of the controller's environment over the config file.
+    type: bool
+    default: false
+  source_ca:
+    description: CA bundle to verify a live DTR API with.
+    type: path
+  restart_policy:
+    description: As C(trust-agent rollout --restart-policy).
+    type: str
+    default: auto
+    choices: [auto, reload, restart, never]
+  allow_restart:
+    description: Let C(auto) ask for a restart where a reload cannot apply the change.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: The unified diffs C(trust-agent plan) prints.
+author: trust-agent maintainers
+"""
+
+EXAMPLES = r"""
+- name: Trust the registry's storage CA
+  trustagent.docker.registry_trust:
+    source: files/registry/config.yml
+    registries: [registry.example.com, "registry.example.com:443"]
+    storage_ca: [files/s3-ca.pem]
+  register: trust
+  notify: trustagent docker engine action
+"""
+
+RETURN = r"""
+changed:
+  description: Whether any file was (or, in check mode, would be) written or removed.
+  type: bool
+  returned: always
+engine_action:
+  description: What dockerd needs for the change - none (certs.d is read on every pull), reload or restart.
+  type: str
+  returned: always
+  sample: none
+files:
+  description: The files changed, with their action (create, update, delete).
+  type: list
+  elements: dict
+  returned: always
+reasons:
+  description: Why each change and the engine action, citing the behaviour they rest on.
+  type: list
+  elements: str
+  returned: always
+engine_version:
+  description: dockerd's version on the host.
+  type: str
+  returned: when dockerd is installed
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec={}, bypass_checks=True)
+    module.fail_json(msg="trustagent.docker.registry_trust runs as an action plugin on the controller")
+
+
+if __name__ == "__main__":
+    main()

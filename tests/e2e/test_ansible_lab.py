@@ -1,0 +1,237 @@
+"""The Ansible collection on the lab: real ansible-core runs the example playbook over real SSH.
+
+ansible-playbook runs inside the lab's network namespace with the lab's ``inventory.ini`` (host-key
+checking on, against the lab's known_hosts). The files the playbook leaves are compared, byte for
+byte, with what ``trust-agent rollout`` leaves for the same source on another host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.lab import Host, Lab
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPAT = ROOT / "ansible-compat"
+PLAYBOOK = COMPAT / "playbooks" / "trust.yml"
+CONTROLLER_ENV = COMPAT / "scripts" / "controller-env.sh"
+ANSIBLE_VENV = Path(os.environ.get("TRUST_AGENT_ANSIBLE_VENV", "/var/cache/trust-agent-test/ansible-venv"))
+RESET = ROOT / "tests" / "lab" / "reset.sh"
+RECAP = re.compile(
+    r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
+    r"\s+failed=(?P<failed>\d+)",
+    re.M,
+)
+# Everything trust-agent may write on a host. Not content: the host lock, and dockerd's own identity
+# (key.json, different on every host).
+FILES = (
+    "find /etc/docker /var/lib/trust-agent -type f ! -name lock ! -path /etc/docker/key.json 2>/dev/null"
+    " | sort"
+)
+
+
+@pytest.fixture(scope="session")
+def ansible_playbook(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """ansible-playbook from a controller venv (ansible-core + trust-agent), with a clean config."""
+    try:
+        subprocess.run(
+            ["sh", str(CONTROLLER_ENV), str(ANSIBLE_VENV), "--editable"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        message = f"no ansible controller environment ({ANSIBLE_VENV}): {detail.strip()[-500:]}"
+        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return [str(ANSIBLE_VENV / "bin" / "ansible-playbook")]
+
+
+@pytest.fixture
+def ansible_home() -> Iterator[Path]:
+    """The controller's HOME and config; short, since ssh's ControlPath socket lives under it."""
+    home = Path(tempfile.mkdtemp(prefix="ta-ans-"))
+    (home / "ansible.cfg").write_text(f"[defaults]\n\n[ssh_connection]\ncontrol_path_dir = {home}/cp\n")
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def run_playbook(
+    lab: Lab, argv: list[str], home: Path, source: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(
+        HOME=str(home),
+        ANSIBLE_CONFIG=str(home / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(COMPAT / "collections"),
+        ANSIBLE_HOST_KEY_CHECKING="True",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+    )
+    variables = {
+        "trustagent_source": str(source),
+        "trustagent_storage_ca": [str(lab.storage_ca)],
+        "trustagent_registry_ca": [str(lab.registry_ca)],
+    }
+    return lab.run_in_ns(
+        [*argv, "-i", str(lab.inventory_ini), str(PLAYBOOK), "-e", json.dumps(variables), *extra],
+        env=env,
+        cwd=str(home),
+        timeout=600,
+    )
+
+
+def recap(proc: subprocess.CompletedProcess[str]) -> dict[str, dict[str, int]]:
+    return {
+        m["host"]: {k: int(m[k]) for k in ("ok", "changed", "unreachable", "failed")}
+        for m in RECAP.finditer(proc.stdout)
+    }
+
+
+def host_files(lab: Lab, host: Host) -> dict[str, tuple[str, str]]:
+    """Path → (sha256, mode owner group) of every file under /etc/docker and /var/lib/trust-agent."""
+    out = lab.ssh(
+        host,
+        f"{FILES} | while read -r f; do printf '%s %s\\n' \"$(stat -c '%a %U %G' \"$f\")\" "
+        '"$(sha256sum "$f")"; done',
+    ).stdout
+    files: dict[str, tuple[str, str]] = {}
+    for line in out.splitlines():
+        mode, user, group, digest, path = line.split(maxsplit=4)
+        files[path.strip()] = (digest, f"{mode} {user} {group}")
+    return files
+
+
+def reset(lab: Lab, host: Host) -> None:
+    lab.ssh(host, RESET.read_text(), timeout=120)
+
+
+def reloads(lab: Lab, host: Host) -> tuple[str, int]:
+    out = lab.ssh(
+        host,
+        "systemctl show docker -p ExecMainStartTimestamp --value; "
+        "journalctl -u docker -o cat --no-pager | grep -c 'Got signal to reload configuration' || true",
+    ).stdout.splitlines()
+    return out[0], int(out[1])
+
+
+def test_playbook_converges_the_fleet_quietly_and_leaves_the_rollouts_files(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path
+) -> None:
+    names = [h.name for h in lab.hosts]
+    assert len(names) == 3
+    fresh = lab.hosts[0]
+    before = host_files(lab, fresh)
+
+    # --check --diff on a fresh host: trust-agent plan's diffs, and nothing changes.
+    check = run_playbook(
+        lab, ansible_playbook, ansible_home, lab.registry_yml, "--check", "--diff", "--limit", fresh.name
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert recap(check)[fresh.name]["changed"] == 1
+    plan = lab.run_agent(
+        "plan",
+        "-i",
+        str(lab.inventory_yml),
+        "--limit",
+        fresh.name,
+        "--source",
+        str(lab.registry_yml),
+        "--storage-ca",
+        str(lab.storage_ca),
+        "--registry-ca",
+        str(lab.registry_ca),
+        "--format",
+        "json",
+    )
+    assert plan.returncode == 0, plan.stderr
+    diffs = [c["diff"] for c in json.loads(plan.stdout)["hosts"][0]["changes"]]
+    assert len(diffs) == 4  # two CAs, for registry.test and registry.test:443
+    for diff in diffs:
+        assert diff in check.stdout
+    assert host_files(lab, fresh) == before
+
+    # First run: every host changes; certs.d needs no reload, so neither handler runs.
+    engines = {h.name: reloads(lab, h) for h in lab.hosts}
+    first = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert {h: r["changed"] for h, r in recap(first).items()} == dict.fromkeys(names, 1)
+    assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap(first).values())
+    assert {h.name: reloads(lab, h) for h in lab.hosts} == engines
+
+    # A real pull works on every host (blobs through the redirect to S3, with its private CA).
+    for host in lab.hosts:
+        lab.ssh(host, f"docker pull {lab.image}", timeout=180)
+
+    # Second run: nothing to do.
+    second = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert {h: r["changed"] for h, r in recap(second).items()} == dict.fromkeys(names, 0)
+
+    # The same source through `trust-agent rollout` on a reset host leaves the very same files.
+    other = lab.hosts[2]
+    reset(lab, other)
+    assert host_files(lab, other) != host_files(lab, lab.hosts[1])
+    rollout = lab.run_agent(
+        "rollout",
+        "-i",
+        str(lab.inventory_yml),
+        "--limit",
+        other.name,
+        "--source",
+        str(lab.registry_yml),
+        "--storage-ca",
+        str(lab.storage_ca),
+        "--registry-ca",
+        str(lab.registry_ca),
+    )
+    assert rollout.returncode == 0, rollout.stdout + rollout.stderr
+    by_playbook = host_files(lab, lab.hosts[1])
+    assert any(path.startswith("/etc/docker/certs.d/") for path in by_playbook)
+    assert "/var/lib/trust-agent/docker-state.json" in by_playbook
+    assert host_files(lab, other) == by_playbook
+    # …and the playbook agrees that host is converged.
+    again = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", other.name)
+    assert recap(again)[other.name]["changed"] == 0, again.stdout
+
+
+def test_skip_tls_storage_reloads_docker_once_through_the_handler(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
+) -> None:
+    doc = yaml.safe_load(lab.registry_yml.read_text())
+    doc["storage"]["s3"]["skipverify"] = True
+    source = tmp_path / "registry-skipverify.yml"
+    source.write_text(yaml.safe_dump(doc))
+    host = lab.hosts[0]
+    started, reloaded = reloads(lab, host)
+
+    first = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "RUNNING HANDLER [trustagent.docker.registry_trust : Reload docker]" in first.stdout
+    # task + reload handler changed; the restart handler was skipped.
+    assert recap(first)[host.name]["changed"] == 2, first.stdout
+    assert reloads(lab, host) == (started, reloaded + 1)  # reloaded, not restarted
+    daemon = json.loads(lab.ssh(host, "cat /etc/docker/daemon.json").stdout)
+    assert lab.registry in daemon["insecure-registries"]
+    info = lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout
+    assert json.loads(info)[lab.registry]["Secure"] is False
+    lab.ssh(host, f"docker pull {lab.image}", timeout=180)
+
+    second = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name)
+    assert recap(second)[host.name]["changed"] == 0, second.stdout
+    assert reloads(lab, host) == (started, reloaded + 1)
