@@ -28,6 +28,7 @@ from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs, read_setting
 from agent.outcome import FleetResult
 from agent.progress import Progress
 from agent.reports import render
+from agent.reports.summary import render as render_summary
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("text", "json", "markdown", "html", "junit")
@@ -290,6 +291,7 @@ def _restart_options(func: F) -> F:
             "--no-verify", is_flag=True, help="Skip reading the engine's live config after the change."
         ),
         click.option("--dry-run", is_flag=True, help="Plan every host and change nothing (same as plan)."),
+        click.option("--diff", is_flag=True, help="Print every host's diffs, not just the closing table."),
         click.option("--serial", metavar="N|P%", help="Batch size: hosts or a percentage per batch."),
         click.option(
             "--max-fail-percentage",
@@ -410,7 +412,12 @@ def _run_with_policy(
     progress.close()
     if notes:
         result = dataclasses.replace(result, warnings=result.warnings + notes)
-    _emit(result, kwargs.get("fmt"), kwargs.get("report"))
+    _emit(
+        result,
+        kwargs.get("fmt"),
+        kwargs.get("report"),
+        diff=mode in ("plan", "verify") or kwargs.get("diff", True),
+    )
     return result
 
 
@@ -432,12 +439,16 @@ def _targets(kwargs: dict[str, Any]) -> tuple[Sequence[str], Callable[[str], Tra
     return open_ssh_targets(kwargs)
 
 
-def _emit(result: FleetResult, fmt: str | None, report: str | None) -> None:
+def _emit(result: FleetResult, fmt: str | None, report: str | None, diff: bool = True) -> None:
+    """The report to ``-o FILE`` (format from --format or the suffix) or stdout; a rollout at a terminal
+    without ``--diff`` closes with a table instead of every diff."""
     chosen = fmt or (_SUFFIX_FORMATS.get(Path(report).suffix.lower(), "text") if report else "text")
     if report:
         Path(report).write_text(render(result, chosen))  # type: ignore[arg-type]
-        click.echo(render(result, "text", color=_color()) if result.mode != "plan" else "", nl=False)
+        click.echo(render_summary(result, color=_color()), nl=False)
         click.echo(f"report: {report} ({chosen})", err=True)
+    elif chosen == "text" and not diff:
+        click.echo(render_summary(result, color=_color()), nl=False)
     else:
         click.echo(render(result, chosen, color=chosen == "text" and _color()), nl=False)  # type: ignore[arg-type]
 

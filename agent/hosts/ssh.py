@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paramiko
-import urllib3.connection
 from paramiko.ssh_exception import NoValidConnectionsError
 
 from agent.errors import (
@@ -285,13 +284,24 @@ class SSHTransport(Transport):
             raise
 
     def _load_known_hosts(self, target: _Target) -> paramiko.HostKeys:
-        keys = paramiko.HostKeys()
-        if os.path.isfile(target.known_hosts):
-            try:
-                keys.load(target.known_hosts)
-            except (OSError, paramiko.SSHException, ValueError) as exc:
-                raise HostKeyError(f"{target.label}: cannot read {target.known_hosts}: {exc}") from None
-        return keys
+        """known_hosts, parsed once per process while the file stays the same (read-only use).
+
+        Parsing is per key line, so one parse per host would make a fleet run quadratic in its size.
+        """
+        path = target.known_hosts
+        with _cache_lock:
+            stamp = _file_stamp(path)
+            cached = _known_hosts_cache.get(path)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            keys = paramiko.HostKeys()
+            if stamp is not None:
+                try:
+                    keys.load(path)
+                except (OSError, paramiko.SSHException, ValueError) as exc:
+                    raise HostKeyError(f"{target.label}: cannot read {path}: {exc}") from None
+            _known_hosts_cache[path] = (stamp, keys)
+            return keys
 
     def _check_host_key(
         self,
@@ -372,7 +382,14 @@ class SSHTransport(Transport):
     @staticmethod
     def _read_key(path: str, notes: list[str], *, explicit: bool) -> paramiko.PKey | None:
         try:
-            return paramiko.PKey.from_path(path)
+            stamp = _file_stamp(path)
+            cached = _key_cache.get(path)
+            if cached is not None and stamp is not None and cached[0] == stamp:
+                return cached[1]
+            key = paramiko.PKey.from_path(path)
+            if stamp is not None:
+                _key_cache[path] = (stamp, key)
+            return key
         except FileNotFoundError:
             if explicit:
                 notes.append(f"{path} not found")
@@ -560,6 +577,23 @@ def _left(deadline: float) -> float:
     return deadline - time.monotonic()
 
 
+# Parsed known_hosts files and private keys, shared by every transport of the process and keyed by
+# the file's identity, so a changed file is read again.
+_cache_lock = threading.Lock()
+_known_hosts_cache: dict[str, tuple[tuple[int, int, int] | None, paramiko.HostKeys]] = {}
+_key_cache: dict[str, tuple[tuple[int, int, int], paramiko.PKey]] = {}
+
+
+def _file_stamp(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not os.path.isfile(path):
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 # --- docker SDK over dial-stdio ------------------------------------------------------------------
 
 
@@ -567,6 +601,7 @@ def _dial_stdio_adapter(
     opener: Callable[[], paramiko.Channel], timeout: float, max_pool_size: int = 4
 ) -> Any:
     """A requests adapter whose HTTP connections are ``docker system dial-stdio`` channels."""
+    import urllib3.connection
     from docker.transport.basehttpadapter import BaseHTTPAdapter
     from docker.transport.sshconn import SSHConnectionPool
 

@@ -1,0 +1,50 @@
+"""The rollout's closing table: one row per host with what was done and proved."""
+
+from __future__ import annotations
+
+from agent.outcome import FleetResult, HostOutcome, Phase
+from agent.reports.summary import render
+from agent.runtimes.plan import FileChange, HostPlan
+from agent.trust import TrustPolicy
+
+POLICY = TrustPolicy(registries=("registry.test",), storage_endpoint=None, storage_scheme=None)
+
+
+def test_rows_carry_status_action_version_files_and_errors_without_colour_codes() -> None:
+    plan = HostPlan(
+        changes=(
+            FileChange("/etc/docker/daemon.json", "update", b"{}", b"{}\n"),
+            FileChange("/var/lib/trust-agent/docker-state.json", "create", None, b"{}", internal=True),
+        ),
+        engine_action="reload",
+    )
+    result = FleetResult(
+        mode="rollout",
+        policy=POLICY,
+        outcomes=(
+            HostOutcome(
+                "h1",
+                "changed",
+                plan,
+                "reload",
+                "20.10.24",
+                verified=("live config",),
+                phases=(Phase("connect", 0.0, 0.4), Phase("verify", 0.4, 1.25)),
+            ),
+            HostOutcome("h2", "unreachable", error="h2 (198.51.100.22): connection refused"),
+            HostOutcome("h3", "skipped"),
+        ),
+        started_at="2026-01-01T00:00:00+00:00",
+        seconds=1.5,
+        stopped="batch 1 of 2: budget exceeded",
+    )
+    out = render(result)
+    lines = out.splitlines()
+    assert lines[0].split() == ["host", "status", "action", "engine", "files", "verified", "time", "error"]
+    assert lines[1].split()[:7] == ["h1", "changed", "reload", "20.10.24", "1", "live", "config"]
+    assert "1.2s" in lines[1] or "1.3s" in lines[1]
+    assert "connection refused" in lines[2] and "unreachable" in lines[2]
+    assert lines[3].split()[:2] == ["h3", "skipped"]
+    assert "stopped: batch 1 of 2" in out
+    assert "\x1b[" not in out
+    assert "\x1b[" in render(result, color=True)
