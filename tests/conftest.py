@@ -23,15 +23,18 @@ from tests.lab import (  # noqa: E402
 
 LAB_HOSTS = 3
 LAB_STORAGE = "ca"
+# A mixed fleet: Debian 12's docker.io 20.10 (no `dockerd --validate`) beside Debian 13's 26.1.
+MIXED_LAB_HOSTS = 4
+MIXED_LAB_FLAVOURS = ("bookworm", "trixie")
 
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
-def require_lab() -> None:
+def require_lab(flavours: tuple[str, ...] = ("bookworm",)) -> None:
     """In CI a missing prerequisite is a failure; elsewhere the lab tests are skipped."""
-    missing = prereqs.missing()
+    missing = prereqs.missing(flavours)
     if not missing:
         return
     reason = "lab prerequisites missing: " + "; ".join(missing)
@@ -74,3 +77,34 @@ def lab(lab_session: Lab) -> Lab:
     """The session's fleet with every host's trust state back to the base image's."""
     lab_session.reset()
     return lab_session
+
+
+@pytest.fixture(scope="session")
+def mixed_lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A second fleet of 4 hosts, bookworm and trixie in turn (h1, h3: 20.10; h2, h4: 26.1).
+
+    Made only when a test asks for it. TRUST_AGENT_MIXED_LAB_DIR reuses (or creates) a lab in that
+    directory and leaves it up afterwards.
+    """
+    require_lab(MIXED_LAB_FLAVOURS)
+    given = os.environ.get("TRUST_AGENT_MIXED_LAB_DIR")
+    lab_dir = Path(given) if given else tmp_path_factory.mktemp("mixed-lab")
+    try:
+        lab = up(lab_dir, MIXED_LAB_HOSTS, LAB_STORAGE, flavours=MIXED_LAB_FLAVOURS)
+    except BaseException:
+        if not given:
+            down(lab_dir)
+        raise
+    print(f"\nmixed lab: {lab.dir} up, timings {lab.timings}")
+    yield lab
+    if given:
+        lab.reset()
+    else:
+        down(lab_dir)
+
+
+@pytest.fixture
+def mixed_lab(mixed_lab_session: Lab) -> Lab:
+    """The mixed fleet with every host's trust state back to its base image's."""
+    mixed_lab_session.reset()
+    return mixed_lab_session

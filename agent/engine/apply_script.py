@@ -33,19 +33,34 @@ _PRELUDE = r"""
 set -u
 R=$1
 staged=""
-cleanup() { for t in $staged; do rm -f "$t"; done; }
+made=""
+cleanup() {
+  for t in $staged; do rm -f "$t"; done
+  # Directories this run created, deepest first: a refused apply leaves no empty directory behind.
+  printf '%s' "$made" | while IFS= read -r d; do rmdir "$d" 2>/dev/null; done
+}
 fail() { cleanup; echo "$2" >&2; exit "$1"; }
-now() { date +%s.%N 2>/dev/null || date +%s; }
-mkdir -p "$R/var/lib/trust-agent" || fail 1 "cannot create $R/var/lib/trust-agent"
+# Timestamps from /proc/uptime with the shell's own `read`: no process per stamp.
+stamp() {
+  if read -r u _ </proc/uptime 2>/dev/null; then echo "@@ta t $1 $u"; else echo "@@ta t $1 $(date +%s.%N)"; fi
+}
+[ -d "$R/var/lib/trust-agent" ] || mkdir -p "$R/var/lib/trust-agent" || fail 1 "cannot create $R/var/lib/trust-agent"
 exec 9>"$R/var/lib/trust-agent/lock" || fail 1 "cannot open the lock file"
 flock -n 9 || fail 75 "another trust-agent run holds $R/var/lib/trust-agent/lock"
-echo "@@ta t start $(now)"
+stamp start
+mkd() {
+  d=$1; new=""
+  while [ ! -d "$d" ]; do new="$new$d
+"; d=$(dirname "$d"); done
+  made="$new$made"
+  [ -z "$new" ] || mkdir -p -m 0755 "$1"
+}
 same() {
   if [ "$2" = absent ]; then [ ! -e "$1" ]; else echo "$2  $1" | sha256sum -c --status 2>/dev/null; fi
 }
 stage() {
   dest=$1; mode=$2; payload=$3
-  tmp=$(mktemp "$(dirname "$dest")/.trust-agent.XXXXXX") || fail 1 "cannot create a temp file beside $dest"
+  tmp=$(mktemp "${dest%/*}/.trust-agent.XXXXXX") || fail 1 "cannot create a temp file beside $dest"
   staged="$staged $tmp"
   printf '%s' "$payload" | base64 -d > "$tmp" || fail 1 "cannot write $tmp"
   if [ -e "$dest" ]; then
@@ -53,7 +68,6 @@ stage() {
   else
     chmod "$mode" "$tmp" || fail 1 "cannot chmod $tmp"
   fi
-  sync "$tmp" 2>/dev/null || true
   eval "$4=\$tmp"
 }
 """
@@ -93,7 +107,7 @@ def build_apply_script(
                 f"fail {EXIT_CHANGED} {q(change.path + ' changed since facts were gathered; run again')}"
             )
     for directory in plan.mkdirs:
-        out.append(f'mkdir -p -m 0755 "$R"{q(directory)} || fail 1 {q("cannot create " + directory)}')
+        out.append(f'mkd "$R"{q(directory)} || fail 1 {q("cannot create " + directory)}')
     writes = [c for c in plan.changes if c.action != "delete"]
     for number, change in enumerate(writes):
         payload = base64.b64encode(change.after or b"").decode()
@@ -106,6 +120,9 @@ def build_apply_script(
             f'fail {EXIT_INVALID} "dockerd --validate refused the new daemon.json: $vout"'
         )
         out.append('echo "@@ta validated"')
+    if writes:
+        # One fsync pass over every staged file (one process), before any rename.
+        out.append("sync $staged 2>/dev/null || true")
     if any(c.path == daemon_json_path and c.before is not None for c in plan.changes):
         backup = f"{BACKUP_DIR}/daemon.json.{backup_stamp or 'last'}"
         out.append(
@@ -117,17 +134,18 @@ def build_apply_script(
         out.append(
             f'mv -f "$t{number}" "$R"{q(change.path)} || fail 1 {q("cannot rename into " + change.path)}'
         )
-    out.append('staged=""')
+    out.append('staged=""; made=""')
     for change in plan.changes:
         if change.action == "delete":
             out.append(f'rm -f "$R"{q(change.path)} || fail 1 {q("cannot delete " + change.path)}')
     for directory in plan.rmdirs:
         out.append(f'rmdir "$R"{q(directory)} 2>/dev/null || true')
-    for directory in _parents(c.path for c in plan.changes):
-        out.append(f'sync "$R"{q(directory)} 2>/dev/null || true')
-    out.append('echo "@@ta t written $(now)"')
+    parents = _parents(c.path for c in plan.changes)
+    if parents:
+        out.append("sync " + " ".join(f'"$R"{q(d)}' for d in parents) + " 2>/dev/null || true")
+    out.append("stamp written")
     out.extend(_engine_action_lines(engine_action, init))
-    out.append('echo "@@ta t done $(now)"')
+    out.append("stamp done")
     if read_info:
         out.append(INFO_COMMAND_TAIL)
     out.append("exit 0")

@@ -61,6 +61,7 @@ fi
 [ -f "$D" ] && { echo "@@ta daemon-json"; b64 "$D"; }
 [ -f "$S" ] && { echo "@@ta state"; b64 "$S"; }
 if [ -z "$R" ]; then
+  i=""; p=""; k=""
   if command -v dockerd >/dev/null 2>&1; then
     # The running engine's /info (version and live registry config) costs one small process; only
     # without an answer is the dockerd binary itself asked (each dockerd start costs ~50 ms of CPU).
@@ -72,22 +73,29 @@ if [ -z "$R" ]; then
       if dockerd --validate --help >/dev/null 2>&1; then echo "@@ta validate yes"; else echo "@@ta validate no"; fi
     fi
   fi
-  p=""
   if [ -d /run/systemd/system ]; then
     echo "@@ta init systemd"
-    echo "@@ta unit"; systemctl cat docker.service 2>/dev/null | base64 -w0; echo
-    a=""
-    while IFS='=' read -r k v; do
-      case "$k" in ActiveState) a=$v ;; MainPID) p=$v ;; esac
-    done <<TA_SHOW
+    u=$(systemctl cat docker.service 2>/dev/null)
+    echo "@@ta unit"; [ -n "$u" ] && printf '%s\n' "$u" | base64 -w0; echo
+    case "$u" in *ExecStart=*) k=unit ;; esac
+    if [ -n "$i" ] && [ -n "$k" ]; then
+      # The engine answered /info, so it runs, and the unit's ExecStart gives its flags: no PID needed.
+      echo "@@ta active active"
+    else
+      k=""
+      a=""
+      while IFS='=' read -r k v; do
+        case "$k" in ActiveState) a=$v ;; MainPID) p=$v ;; esac
+      done <<TA_SHOW
 $(systemctl show -p ActiveState -p MainPID docker.service 2>/dev/null)
 TA_SHOW
-    echo "@@ta active $a"
+      echo "@@ta active $a"
+    fi
   else
     echo "@@ta init other"
   fi
-  if [ -z "$p" ] || [ "$p" = 0 ]; then p=$(pgrep -x -o dockerd 2>/dev/null || true); fi
-  if [ -n "$p" ] && [ "$p" != 0 ] && [ -r "/proc/$p/cmdline" ]; then
+  if [ -z "$k" ] && { [ -z "$p" ] || [ "$p" = 0 ]; }; then p=$(pgrep -x -o dockerd 2>/dev/null || true); fi
+  if [ -z "$k" ] && [ -n "$p" ] && [ "$p" != 0 ] && [ -r "/proc/$p/cmdline" ]; then
     echo "@@ta pid $p"; echo "@@ta cmdline"; b64 "/proc/$p/cmdline"
   fi
 fi
@@ -231,11 +239,17 @@ def _b64(payload: str, kind: str) -> bytes:
         raise CommandError(f"gathering facts: corrupt {kind} record from the host") from None
 
 
+_VARIABLE_WORD = re.compile(r"\$(?:\w+|\{\w+\})")
+
+
 def engine_flags(unit: bytes | None, cmdline: bytes | None, pid: str | None) -> EngineFlags:
     """dockerd's flags: from the unit's effective ExecStart (naming the file that set it), else /proc.
 
     ``systemctl cat`` prints each file behind a ``# /path`` header; an empty ``ExecStart=`` resets the
-    list, as systemd does for drop-ins.
+    list, as systemd does for drop-ins. systemd expands ``$VAR`` in ExecStart from ``Environment=`` and
+    ``EnvironmentFile=`` (Debian's unit: ``$DOCKER_OPTS`` from /etc/default/docker): the running
+    daemon's command line holds the expanded flags; without one, a word that is only a variable is
+    dropped (systemd drops it when the variable is unset), never passed on as a literal argument.
     """
     if unit:
         current_file: str | None = None
@@ -256,6 +270,11 @@ def engine_flags(unit: bytes | None, cmdline: bytes | None, pid: str | None) -> 
                 argv = shlex.split(command)
             except ValueError:
                 argv = command.split()
+            if any("$" in arg for arg in argv[1:]):
+                if cmdline:
+                    running = [a.decode("utf-8", "replace") for a in cmdline.split(b"\0") if a]
+                    return EngineFlags(tuple(running[1:]), f"{source} (expanded: /proc/{pid}/cmdline)")
+                argv = [arg for arg in argv if not _VARIABLE_WORD.fullmatch(arg)]
             return EngineFlags(tuple(argv[1:]), source)
     if cmdline:
         argv = [a.decode("utf-8", "replace") for a in cmdline.split(b"\0") if a]

@@ -10,7 +10,7 @@ import re
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from agent.engine.apply_script import (
@@ -47,6 +47,10 @@ from agent.runtimes.plan import HostPlan
 from agent.trust import TrustPolicy
 
 RestartPolicy = Literal["auto", "reload", "restart", "never"]
+
+# The names ``HostOutcome.checks`` gives the validations of a new daemon.json.
+AGENT_CHECKS = "agent checks"
+DOCKERD_VALIDATE = "dockerd --validate"
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,8 @@ def reconcile(
     try:
         result = _apply(transport, plan, facts, options, action, timeline)
     except (HostBusyError, ValidationError) as exc:
+        if getattr(exc, "validated", False):
+            base = replace(base, checks=(*base.checks, DOCKERD_VALIDATE))
         return _done(base, timeline, "failed", error=str(exc), engine_action="none")
     except UnreachableError as exc:
         return _done(base, timeline, "unreachable", error=f"lost during apply: {exc}", engine_action="none")
@@ -152,6 +158,8 @@ def reconcile(
         if not isinstance(exc, CommandError) or b"@@ta t written" not in exc.stdout:
             return _done(base, timeline, "failed", error=str(exc), engine_action="none")
         return _roll_back(transport, plan, facts, options, base, timeline, exc)
+    if b"@@ta validated" in result.stdout:
+        base = replace(base, checks=(*base.checks, DOCKERD_VALIDATE))
     info_after = (
         live_info(result.stdout.decode("utf-8", "replace")) if _reads_info(options, facts, action) else None
     )
@@ -171,12 +179,12 @@ def _reads_info(options: RunOptions, facts: DockerFacts, action: str) -> bool:
 
 
 def _checks(plan: HostPlan, facts: DockerFacts) -> tuple[str, ...]:
+    """The checks a new daemon.json went through while planning: the agent's own (always; the key
+    list only where the engine has no ``--validate``). ``dockerd --validate`` is added once the apply
+    script has run it on the host."""
     if not any(c.path == facts.daemon_json_path for c in plan.changes):
         return ()
-    checks = ["agent checks"]
-    if facts.has_validate and facts.init is not None:
-        checks.append("dockerd --validate")
-    return tuple(checks)
+    return (AGENT_CHECKS,)
 
 
 def _after(plan: HostPlan, facts: DockerFacts) -> bytes | None:
@@ -220,7 +228,11 @@ def _apply(
         return result
     if result.exit_status == EXIT_BUSY:
         raise HostBusyError(detail)
-    if result.exit_status in (EXIT_CHANGED, EXIT_INVALID):
+    if result.exit_status == EXIT_INVALID:
+        refused = ValidationError(detail)
+        refused.validated = True  # type: ignore[attr-defined]
+        raise refused
+    if result.exit_status == EXIT_CHANGED:
         raise ValidationError(detail)
     if result.exit_status == EXIT_ACTION:
         raise ReloadError(detail)

@@ -9,8 +9,9 @@ import sys
 
 from tests.lab import network, ssh
 from tests.lab.lab import Lab, LabError
-from tests.lab.layout import STORAGE_MODES
+from tests.lab.layout import FLAVOUR, STORAGE_MODES
 from tests.lab.lifecycle import down, leftovers, up
+from tests.lab.rootfs import FLAVOURS
 
 
 def _split(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -28,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--hosts", type=int, default=3)
     p_up.add_argument("--storage", choices=STORAGE_MODES, default="ca")
     p_up.add_argument("--registry-port", type=int, default=443)
+    p_up.add_argument(
+        "--flavours",
+        default=FLAVOUR,
+        help=f"comma-separated host flavours, given to hosts in turn ({', '.join(FLAVOURS)}; default {FLAVOUR})",
+    )
     sub.add_parser("down", help="remove everything the lab made (safe to repeat)")
     sub.add_parser("status", help="show what runs")
     sub.add_parser("run", help="run `-- CMD...` inside the lab network namespace")
@@ -42,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.action == "up":
-            lab = up(args.dir, args.hosts, args.storage, args.registry_port, log=log)
+            flavours = [f.strip() for f in args.flavours.split(",") if f.strip()]
+            lab = up(args.dir, args.hosts, args.storage, args.registry_port, log=log, flavours=flavours)
             print(json.dumps(lab.timings))
         elif args.action == "down":
             down(args.dir, log=log)

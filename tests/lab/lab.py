@@ -138,6 +138,14 @@ class Lab:
     def timings(self) -> dict[str, float]:
         return dict(self.state.get("timings", {}))
 
+    @property
+    def flavours(self) -> list[str]:
+        """The hosts' flavours (Debian releases), each once, in host order."""
+        return list(dict.fromkeys(h.flavour for h in self.hosts))
+
+    def hosts_of(self, flavour: str) -> list[Host]:
+        return [h for h in self.hosts if h.flavour == flavour]
+
     def host(self, name: str) -> Host:
         for h in self.hosts:
             if h.name == name or h.address == name:

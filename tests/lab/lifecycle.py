@@ -54,12 +54,18 @@ def _procs(state: dict[str, Any]) -> list[Proc]:
     return found
 
 
+def _rootfs_paths(state: dict[str, Any]) -> list[str]:
+    """Every rootfs the lab's hosts boot from (labs from before flavours recorded only `rootfs`)."""
+    by_flavour = state.get("rootfs_by_flavour") or {}
+    return [state.get("rootfs", "/nonexistent"), *by_flavour.values()]
+
+
 def _healthy(layout: Layout, state: dict[str, Any]) -> bool:
     names = [layout.lab_ns, *(h["namespace"] for h in state.get("hosts", []))]
     return (
         state.get("status") == "up"
         # Hosts whose shared lower layer went away fail in odd ways: rebuild rather than reuse.
-        and (Path(state.get("rootfs", "/nonexistent")) / ".complete").exists()
+        and all((Path(p) / ".complete").exists() for p in _rootfs_paths(state))
         and all(network.exists(n) for n in names)
         and all(procs.alive(p) for p in _procs(state))
     )
@@ -85,14 +91,25 @@ def up(
     storage_mode: str = "ca",
     registry_port: int = 443,
     log: Log = lambda _msg: None,
+    flavours: Sequence[str] = (FLAVOUR,),
 ) -> Lab:
-    """Bring the lab in DIR up as asked; an identical healthy lab is left as it is."""
+    """Bring the lab in DIR up as asked; an identical healthy lab is left as it is.
+
+    FLAVOURS: the hosts' Debian releases, given to hosts in turn (h1 the first, h2 the second, ...).
+    """
     if storage_mode not in STORAGE_MODES:
         raise LabError(f"storage must be one of {', '.join(STORAGE_MODES)}")
     if not 1 <= n_hosts <= MAX_HOSTS:
         raise LabError(f"hosts must be between 1 and {MAX_HOSTS}")
+    flavours = tuple(flavours)
+    unknown = [f for f in flavours if f not in rootfs.FLAVOURS]
+    if not flavours or unknown:
+        raise LabError(f"flavours must be some of {', '.join(rootfs.FLAVOURS)} (got {', '.join(flavours)})")
     layout = layout_of(dir)
-    wanted = {"hosts": n_hosts, "storage": storage_mode, "registry_port": registry_port}
+    wanted: dict[str, object] = {"hosts": n_hosts, "storage": storage_mode, "registry_port": registry_port}
+    if flavours != (FLAVOUR,):
+        # Recorded only when not the default, so labs made before flavours existed still match.
+        wanted["flavours"] = list(flavours)
     state = load_state(layout)
     if state and state.get("params") == wanted and _healthy(layout, state):
         log(f"lab in {layout.dir} is already up")
@@ -100,7 +117,7 @@ def up(
     if state or any(network.exists(n) for n in _lab_namespaces(layout)):
         log("tearing down the previous lab in this directory")
         down(layout.dir)
-    missing = prereqs.missing()
+    missing = prereqs.missing(flavours)
     if missing:
         raise LabError("lab prerequisites missing: " + "; ".join(missing))
 
@@ -108,8 +125,8 @@ def up(
     timings: dict[str, float] = {}
     for d in (layout.dir, layout.log_dir, layout.hosts_dir, layout.ssh_dir):
         d.mkdir(parents=True, exist_ok=True)
-    log("rootfs: checking the cache (first build takes about a minute)")
-    base = rootfs.ensure(FLAVOUR, log=layout.log_dir / "rootfs.log")
+    log("rootfs: checking the cache (first build takes about a minute per flavour)")
+    bases = {f: rootfs.ensure(f, log=layout.log_dir / f"rootfs-{f}.log") for f in dict.fromkeys(flavours)}
     timings["rootfs"] = time.monotonic() - t0
     _raise_limits(n_hosts)
 
@@ -124,7 +141,8 @@ def up(
     secure = storage_mode != "plain"
 
     records = [
-        HostRecord(host_name(i), host_address(i), FLAVOUR, layout.ns(host_name(i))) for i in range(n_hosts)
+        HostRecord(host_name(i), host_address(i), flavours[i % len(flavours)], layout.ns(host_name(i)))
+        for i in range(n_hosts)
     ]
     state = {
         "version": STATE_VERSION,
@@ -134,7 +152,8 @@ def up(
         "dir": str(layout.dir),
         "namespace": layout.lab_ns,
         "bridge": {"name": network.BRIDGE, "address": BRIDGE_ADDRESS},
-        "rootfs": str(base),
+        "rootfs": str(bases[flavours[0]]),
+        "rootfs_by_flavour": {f: str(b) for f, b in bases.items()},
         "registry": {
             "name": REGISTRY_NAME,
             "authority": registry_authority(registry_port),
@@ -169,7 +188,7 @@ def up(
     log(f"booting {n_hosts} host(s)")
     t_boot = time.monotonic()
     for h in records:
-        hosts.start(layout, h, base, pubkey)
+        hosts.start(layout, h, bases[h.flavour], pubkey)
         save()
 
     access = ("LABACCESSKEY" + layout.id.upper(), pki_secret(layout))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.lab import rootfs, storage
@@ -18,14 +19,16 @@ COMMANDS = {
 }
 
 
-def missing() -> list[str]:
+def missing(flavours: Sequence[str] = ("bookworm",)) -> list[str]:
+    """What the machine lacks for a lab whose hosts are FLAVOURS (empty: it can run one)."""
     problems = []
     if os.geteuid() != 0:
         problems.append("not root")
     for cmd, package in COMMANDS.items():
         if shutil.which(cmd) is None:
             problems.append(f"{cmd} (Debian package {package})")
-    if not (rootfs.rootfs_dir("bookworm") / ".complete").exists() and shutil.which("debootstrap") is None:
+    built = all((rootfs.rootfs_dir(f) / ".complete").exists() for f in flavours)
+    if not built and shutil.which("debootstrap") is None:
         problems.append("debootstrap (Debian package debootstrap), to build the hosts' rootfs")
     if not rootfs.BUSYBOX.exists():
         problems.append(f"{rootfs.BUSYBOX} (Debian package busybox-static)")

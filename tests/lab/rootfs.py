@@ -38,7 +38,23 @@ PACKAGES = {
         "python3-venv",
         "curl",
     ],
+    # Debian 13: systemd 257 and docker.io 26.1 (with `dockerd --validate`); the CLI is its own package.
+    "trixie": [
+        "systemd",
+        "systemd-sysv",
+        "dbus",
+        "openssh-server",
+        "docker.io",
+        "docker-cli",
+        "iproute2",
+        "ca-certificates",
+        "procps",
+        "python3",
+        "python3-venv",
+        "curl",
+    ],
 }
+FLAVOURS = tuple(PACKAGES)
 # Bump when _prepare changes so a stale cache is never used.
 PREPARE_VERSION = "2"
 BASE_DAEMON_JSON = {"iptables": False, "bridge": "none", "storage-driver": "vfs"}

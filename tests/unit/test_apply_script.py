@@ -89,8 +89,12 @@ def test_a_file_changed_since_gathering_aborts_with_nothing_written(root: Path) 
     assert tree(root) == before
 
 
+def dirs(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_dir()}
+
+
 def test_a_refused_validation_leaves_no_trace(root: Path) -> None:
-    before = tree(root)
+    before, before_dirs = tree(root), dirs(root) | {"var", "var/lib", "var/lib/trust-agent"}
     script = build_apply_script(
         plan_for(root),
         engine_action="none",
@@ -100,6 +104,8 @@ def test_a_refused_validation_leaves_no_trace(root: Path) -> None:
     status, err = run(root, script)
     assert status == EXIT_INVALID and "bad key" in err
     assert tree(root) == before
+    # Not even the registry's certs.d directory, made to stage its CA file beside it.
+    assert dirs(root) == before_dirs
     assert not list(root.rglob(".trust-agent.*"))
 
 

@@ -34,6 +34,26 @@ def test_effective_exec_start_and_its_file_are_found_through_drop_in_resets() ->
     assert config_file_flag(flags.flags) == "/etc/docker/other.json"
 
 
+DEBIAN_UNIT = b"""# /lib/systemd/system/docker.service
+[Service]
+EnvironmentFile=-/etc/default/docker
+ExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock $DOCKER_OPTS
+"""
+
+
+def test_a_variable_in_exec_start_is_never_passed_on_as_a_literal_flag() -> None:
+    # Without the running daemon's command line, an unknown $VAR is dropped as if unset...
+    flags = engine_flags(DEBIAN_UNIT, None, None)
+    assert flags == type(flags)(
+        ("-H", "fd://", "--containerd=/run/containerd/containerd.sock"), "/lib/systemd/system/docker.service"
+    )
+    # ...with it, the flags are those systemd expanded ($DOCKER_OPTS from /etc/default/docker).
+    cmdline = b"/usr/sbin/dockerd\0-H\0fd://\0--insecure-registry=legacy:5000\0"
+    flags = engine_flags(DEBIAN_UNIT, cmdline, "99")
+    assert flags.flags == ("-H", "fd://", "--insecure-registry=legacy:5000")
+    assert flags.source == "/lib/systemd/system/docker.service (expanded: /proc/99/cmdline)"
+
+
 def test_proc_cmdline_is_the_fallback_without_systemd() -> None:
     flags = engine_flags(None, b"/usr/bin/dockerd\0--debug\0", "42")
     assert flags == type(flags)(("--debug",), "/proc/42/cmdline")
