@@ -65,6 +65,10 @@ def _host_lines(outcome: HostOutcome) -> list[Text]:
     lines.extend(_labelled("why", r, "cyan") for r in view.reasons(outcome))
     lines.extend(_labelled("blocked", b, "bold red") for b in view.blockers(outcome))
     lines.extend(_labelled("warning", w, "yellow") for w in view.warnings(outcome))
+    if outcome.checks:
+        lines.append(_labelled("checked", ", ".join(outcome.checks), "cyan"))
+    if outcome.verified:
+        lines.append(_labelled("verified", ", ".join(outcome.verified), "green"))
     if outcome.error:
         lines.append(_labelled("error", outcome.error, "bold red"))
     return lines
