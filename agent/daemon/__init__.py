@@ -10,5 +10,6 @@ Modules, one job each: ``watch`` (read the source), ``lastgood`` (the policy kep
 ``loop`` (cycles and scheduling), ``status`` (what the daemon knows, as values), ``report`` (status
 file and Prometheus metrics), ``timing`` (durations, back-off, jitter), ``notify`` (systemd
 sd_notify), ``logs`` (JSON lines), ``files`` (atomic writes), ``config`` (``--config FILE``), ``unit``
-(the systemd unit), ``cli`` (the ``trust-agent daemon`` commands).
+(the systemd unit), ``install`` and ``wheelhouse`` (``daemon install``/``uninstall`` over SSH), ``cli``
+(the ``trust-agent daemon`` commands).
 """

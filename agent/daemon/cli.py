@@ -1,13 +1,14 @@
-"""``trust-agent daemon``: run the per-host daemon, and print its systemd unit.
+"""``trust-agent daemon``: run the per-host daemon, print its systemd unit, install it on hosts over SSH.
 
-Registered on the main CLI as ``cli.add_command(daemon_group, "daemon")``. The policy options repeat
-the main CLI's on purpose: importing them from ``agent.cli`` would make the two modules import each
-other.
+Registered on the main CLI as ``cli.add_command(daemon_group, "daemon")``. The policy and SSH options
+repeat the main CLI's on purpose: importing them from ``agent.cli`` would make the two modules import
+each other.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 import sys
@@ -177,6 +178,8 @@ def daemon_group() -> None:
       trust-agent daemon run --source /etc/docker/registry/config.yml --storage-ca ca.pem
       trust-agent daemon run --config /etc/trust-agent/daemon.yml        # under systemd
       trust-agent daemon unit > /etc/systemd/system/trust-agent.service
+      trust-agent daemon install -i hosts.ini --source config.yml --storage-ca ca.pem   # over SSH
+      trust-agent daemon uninstall -i hosts.ini [--purge]
     """
 
 
@@ -337,3 +340,285 @@ def unit_command(prefix: str, config: str, env_file: str, watchdog: str, example
         ),
         nl=False,
     )
+
+
+# --- install / uninstall over SSH ----------------------------------------------------------------
+
+
+def _ssh_options(func: F) -> F:
+    """The main CLI's inventory and SSH options (repeated: see the module docstring)."""
+    options = [
+        click.option(
+            "-i",
+            "--inventory",
+            required=True,
+            metavar="INV",
+            help="Hosts to act on over SSH: trust-agent YAML, or an Ansible INI/YAML inventory as it is.",
+        ),
+        click.option(
+            "-l", "--limit", metavar="PATTERN", help="Ansible-style host pattern (web*:&prod:!web3)."
+        ),
+        click.option(
+            "--forks", type=click.IntRange(1, 2000), default=50, show_default=True, help="Hosts at once."
+        ),
+        click.option(
+            "--known-hosts",
+            type=click.Path(dir_okay=False),
+            help="known_hosts file (default: the inventory's, else ~/.ssh/known_hosts).",
+        ),
+        click.option(
+            "--accept-new-host-keys",
+            is_flag=True,
+            help="Accept and record keys of hosts not yet in known_hosts (a changed key is still refused).",
+        ),
+        click.option(
+            "--ssh-config", default="~/.ssh/config", show_default=True, help="OpenSSH client config."
+        ),
+        click.option("--connect-timeout", type=float, default=10.0, show_default=True, help="Seconds."),
+        click.option(
+            "--command-timeout",
+            type=float,
+            default=300.0,
+            show_default=True,
+            help="Seconds for one command on a host (making the virtualenv is the longest).",
+        ),
+        click.option("--become", is_flag=True, help="Use sudo on hosts where the SSH user is not root."),
+        click.option(
+            "--become-password-env",
+            metavar="VAR",
+            help="Read the sudo password from this environment variable (else sudo must not ask).",
+        ),
+        click.option("--ask-become-pass", is_flag=True, help="Prompt once for the sudo password."),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="One line per host, or a JSON report on stdout.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _install_options(func: F) -> F:
+    options = [
+        click.option(
+            "--source",
+            required=True,
+            metavar="SRC",
+            help="The registry's storage settings, read here: config.yml, harbor.yml, saved DTR JSON "
+            "(hosts get a copy without secrets), or a live DTR/MSR https:// URL that every host reads "
+            f"itself (credentials from {DTR_USER_ENV}/{DTR_TOKEN_ENV} here, kept on hosts in a 0600 file).",
+        ),
+        click.option(
+            "--registry",
+            "registries",
+            multiple=True,
+            metavar="HOST[:PORT]",
+            help="An address clients use for the registry; repeat for every spelling.",
+        ),
+        click.option(
+            "--storage-ca",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="PEM CA bundle of the storage backend (copied to each host).",
+        ),
+        click.option(
+            "--registry-ca",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="PEM CA bundle of the registry (copied to each host).",
+        ),
+        click.option(
+            "--allow-expired", is_flag=True, help="Install expired CA certificates (with a warning)."
+        ),
+        click.option("--env-overrides", is_flag=True, help="Apply REGISTRY_* environment variables (here)."),
+        click.option(
+            "--source-ca",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="CA bundle to verify a live DTR API with (copied to each host).",
+        ),
+        click.option(
+            "--interval", default="60s", show_default=True, metavar="DURATION", help="Poll interval."
+        ),
+        click.option(
+            "--max-backoff", default="10m", show_default=True, metavar="DURATION", help="As for daemon run."
+        ),
+        click.option(
+            "--jitter",
+            type=click.FloatRange(0, 0.9),
+            default=0.1,
+            show_default=True,
+            help="As for daemon run.",
+        ),
+        click.option(
+            "--metrics-file",
+            metavar="FILE",
+            help="Prometheus textfile on each host (e.g. …/textfile_collector/trust_agent.prom).",
+        ),
+        click.option(
+            "--restart-policy",
+            type=click.Choice(["auto", "reload", "restart", "never"]),
+            default="auto",
+            show_default=True,
+            help="As for rollout.",
+        ),
+        click.option(
+            "--allow-restart", is_flag=True, help="Let auto restart dockerd where a reload is not enough."
+        ),
+        click.option("--canary-image", metavar="REF", help="After a change, pull REF to prove it."),
+        click.option(
+            "--no-verify", is_flag=True, help="Skip reading the engine's live config after a change."
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(list(LEVELS)),
+            default="info",
+            show_default=True,
+            help="As for run.",
+        ),
+        click.option("--watchdog", default="10m", show_default=True, metavar="DURATION", help="WatchdogSec."),
+        click.option(
+            "--wheelhouse",
+            type=click.Path(file_okay=False, exists=True),
+            metavar="DIR",
+            help="Wheels of trust-agent's dependencies for the hosts, prepared elsewhere (default: fetched "
+            "once per host Python with pip download and cached in ~/.cache/trust-agent).",
+        ),
+        click.option(
+            "--python", default="python3", show_default=True, help="The hosts' Python (needs venv)."
+        ),
+        click.option(
+            "--wait",
+            default="60s",
+            show_default=True,
+            metavar="DURATION",
+            help="How long each host may take to report healthy after the service starts.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _emit_reports(reports: list[Any], fmt: str, command: str) -> None:
+    from agent.daemon.install import report_line
+
+    if fmt == "json":
+        document = {"command": command, "hosts": [r.as_dict() for r in reports]}
+        click.echo(json.dumps(document, indent=2))
+    else:
+        for report in reports:
+            click.echo(report_line(report))
+    failed = sum(1 for r in reports if r.failed)
+    click.echo(f"{len(reports) - failed} of {len(reports)} hosts ok", err=True)
+
+
+@daemon_group.command("install")
+@_install_options
+@_ssh_options
+@_handle_errors
+def install_command(**kwargs: Any) -> None:
+    """Install the daemon on every host of an inventory over SSH, start it, and wait until it is healthy.
+
+    Per host: python3 with venv is required (Debian: python3-venv); trust-agent and its dependencies
+    come from a wheelhouse made here, so hosts need no package index. The virtualenv goes to
+    /opt/trust-agent/venv, the configuration to /etc/trust-agent (0600: daemon.yml, the source copy
+    without secrets, the CA files, daemon.env for a live DTR's credentials), the unit to
+    /etc/systemd/system/trust-agent.service. Re-running it updates what changed: a new source is
+    reloaded, new options or a new build restart the daemon. Exit 1 when any host is not healthy.
+    """
+    from agent.daemon.install import DaemonSettings, build_bundle, install_host, run_hosts
+    from agent.daemon.wheelhouse import WheelhouseCache
+    from agent.inputs import resolve_policy
+    from agent.ssh_targets import open_ssh_targets
+
+    for name in ("interval", "max_backoff"):
+        parse_duration(kwargs[name], "--" + name.replace("_", "-"))
+    wait = parse_duration(kwargs["wait"], "--wait")
+    watchdog = max(1, round(parse_duration(kwargs["watchdog"], "--watchdog")))
+    inputs = PolicyInputs(
+        source=kwargs["source"],
+        registries=tuple(kwargs["registries"]),
+        storage_ca=tuple(kwargs["storage_ca"]),
+        registry_ca=tuple(kwargs["registry_ca"]),
+        allow_expired=kwargs["allow_expired"],
+        env_overrides=kwargs["env_overrides"],
+        source_ca=kwargs["source_ca"],
+    )
+    settings, policy = resolve_policy(inputs)  # bad input: exit 2 before any host is touched
+    live = "://" in inputs.source
+    if live and not (os.environ.get(DTR_USER_ENV) and os.environ.get(DTR_TOKEN_ENV)):
+        raise UsageError(f"a live DTR source needs {DTR_USER_ENV} and {DTR_TOKEN_ENV} for the hosts")
+    daemon = DaemonSettings(
+        interval=kwargs["interval"],
+        max_backoff=kwargs["max_backoff"],
+        jitter=kwargs["jitter"],
+        metrics_file=kwargs["metrics_file"],
+        restart_policy=kwargs["restart_policy"],
+        allow_restart=kwargs["allow_restart"],
+        canary_image=kwargs["canary_image"],
+        verify=not kwargs["no_verify"],
+        log_level=kwargs["log_level"],
+        watchdog_seconds=watchdog,
+    )
+    if daemon.metrics_file and not daemon.metrics_file.startswith("/"):
+        raise UsageError(f"--metrics-file {daemon.metrics_file}: give an absolute path on the hosts")
+    try:
+        bundle = build_bundle(inputs, settings, policy, daemon, environ=os.environ)
+    except OSError as exc:
+        raise UsageError(f"cannot read: {exc.strerror or exc}", getattr(exc, "filename", None)) from None
+    wheelhouses = WheelhouseCache(kwargs["wheelhouse"])
+    names, opener = open_ssh_targets(kwargs)
+    click.echo(
+        f"installing on {len(names)} host(s): policy {policy.fingerprint()}, source {bundle.source_spec}",
+        err=True,
+    )
+    reports = run_hosts(
+        names,
+        opener,
+        lambda t: install_host(
+            t,
+            bundle,
+            wheelhouses,
+            python=kwargs["python"],
+            wait=wait,
+            command_timeout=kwargs["command_timeout"],
+        ),
+        forks=kwargs["forks"],
+    )
+    _emit_reports(reports, kwargs["fmt"], "install")
+    sys.exit(1 if any(r.failed for r in reports) else 0)
+
+
+@daemon_group.command("uninstall")
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also remove the trust trust-agent installed (its trust-agent-*.crt files and the "
+    "insecure-registries entries it added; dockerd reloaded only if daemon.json changes).",
+)
+@_ssh_options
+@_handle_errors
+def uninstall_command(purge: bool, **kwargs: Any) -> None:
+    """Stop and remove the daemon from every host: the service, the virtualenv, the configuration and
+    the daemon's state. The trust it installed stays in place unless --purge."""
+    from agent.daemon.install import run_hosts, uninstall_host
+    from agent.ssh_targets import open_ssh_targets
+
+    names, opener = open_ssh_targets(kwargs)
+    options = RunOptions(command_timeout=kwargs["command_timeout"])
+    reports = run_hosts(
+        names,
+        opener,
+        lambda t: uninstall_host(t, purge=purge, options=options, command_timeout=kwargs["command_timeout"]),
+        forks=kwargs["forks"],
+    )
+    _emit_reports(reports, kwargs["fmt"], "uninstall")
+    sys.exit(1 if any(r.failed for r in reports) else 0)

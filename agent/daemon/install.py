@@ -1,0 +1,709 @@
+"""``daemon install`` / ``daemon uninstall``: put the daemon on engine hosts over SSH, or take it off.
+
+Install, per host, over one SSH connection:
+
+1. probe (one round trip): python3's version, machine and C library, whether ``python3 -m venv``
+   works (Debian's ``python3-venv``), systemd, and the wheelhouse already installed;
+2. when the host does not already run this exact build: send the wheelhouse as a tar, make a new
+   virtualenv ``/opt/trust-agent/venv-<id>`` from it (``pip install --no-index``: hosts need no
+   package index), then point the ``/opt/trust-agent/venv`` symlink at it in one rename, so a failed
+   install leaves the running daemon as it was;
+3. write the configuration (atomic renames, 0600) and the unit, enable the service, and restart it
+   when its program or options changed, reload it (re-read the source now) when only the source did;
+4. poll ``status.json`` until the daemon (the service's current process) says ``healthy`` on a
+   policy with the controller's fingerprint, or the wait runs out.
+
+The source on the host. Hosts cannot read the controller's files, so a file source is copied, but
+not as it is: a registry's config.yml holds S3 keys, http secrets and passwords, none of which an
+engine needs. The host gets the storage settings as trust-agent read them (after any ``REGISTRY_*``
+overrides), written as a minimal distribution ``config.yml`` with no secret in it, plus the CA
+bundles as PEM files. A live DTR/MSR URL is used as it is, with its credentials in a 0600
+``EnvironmentFile`` (never on a command line). Re-running ``daemon install`` with a new source
+updates those files and reloads the daemon; so can any configuration management that writes
+``/etc/trust-agent/source/``.
+
+Uninstall stops and disables the service and removes the unit, the virtualenvs, the configuration
+and the daemon's own state (last good policy, status, metrics). The trust it installed stays unless
+``--purge``, which reconciles the host to an empty policy first: every ``trust-agent-*.crt`` and
+every ``insecure-registries`` entry trust-agent recorded as its own goes, with a reload only when
+daemon.json changed; nothing a person wrote is touched.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import yaml
+
+from agent.daemon.lastgood import FILE_NAME as LAST_GOOD_FILE
+from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE, DEFAULT_PREFIX, UnitOptions, render_unit
+from agent.daemon.wheelhouse import PROBE_PYTHON, Target, WheelhouseCache, parse_probe
+from agent.engine.reconcile import RunOptions, reconcile
+from agent.errors import TrustAgentError
+from agent.hosts.base import Transport
+from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
+from agent.sources.model import RegistrySettings
+from agent.trust import TrustPolicy
+
+SERVICE = "trust-agent"
+UNIT_PATH = "/etc/systemd/system/trust-agent.service"
+OPT_DIR = "/opt/trust-agent"
+CONFIG_DIR = "/etc/trust-agent"
+SOURCE_DIR = f"{CONFIG_DIR}/source"
+MANIFEST = f"{CONFIG_DIR}/install.json"
+STATE_DIR = "/var/lib/trust-agent"
+STATUS_FILE = f"{STATE_DIR}/status.json"
+HOST_SOURCE = f"{SOURCE_DIR}/registry.yml"
+WHEELHOUSE_MARK = ".trust-agent-wheelhouse"
+
+
+# --- what goes on the host (pure) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """The ``daemon run`` options written to the host's daemon.yml."""
+
+    interval: str = "60s"
+    max_backoff: str = "10m"
+    jitter: float = 0.1
+    metrics_file: str | None = None
+    restart_policy: str = "auto"
+    allow_restart: bool = False
+    canary_image: str | None = None
+    verify: bool = True
+    log_level: str = "info"
+    watchdog_seconds: int = 600
+
+
+@dataclass(frozen=True)
+class HostFile:
+    path: str  # absolute, on the host
+    data: bytes
+    mode: int
+
+
+@dataclass(frozen=True)
+class InstallBundle:
+    """Every file ``daemon install`` writes on each host (the same for every host)."""
+
+    files: tuple[HostFile, ...]
+    source_spec: str  # what the daemon reads, as shown to people
+    fingerprint: str  # the policy the controller derived; the hosts must arrive at the same
+    live_source: bool  # a URL: the host reads it itself
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(f.path for f in self.files)
+
+
+def host_source_document(settings: RegistrySettings) -> bytes:
+    """The storage settings engines depend on, as a distribution config.yml without any secret."""
+    storage: dict[str, Any] = {}
+    if settings.s3 is not None:
+        s3 = settings.s3
+        params: dict[str, Any] = {
+            key: getattr(s3, key)
+            for key in ("bucket", "region", "regionendpoint", "redirectendpoint", "rootdirectory")
+            if getattr(s3, key) is not None
+        }
+        params.update(secure=s3.secure, skipverify=s3.skipverify, v4auth=s3.v4auth)
+        if s3.forcepathstyle is not None:
+            params["forcepathstyle"] = s3.forcepathstyle
+        storage["s3"] = params
+    else:
+        storage[settings.driver] = {}
+    storage["redirect"] = {"disable": settings.redirect_disabled}
+    doc: dict[str, Any] = {"version": "0.1"}
+    if settings.http_host:
+        doc["http"] = {"host": settings.http_host}
+    doc["storage"] = storage
+    if settings.redirect_middleware and settings.redirect_baseurl:
+        doc["middleware"] = {
+            "storage": [
+                {"name": settings.redirect_middleware, "options": {"baseurl": settings.redirect_baseurl}}
+            ]
+        }
+    header = (
+        f"# Written by trust-agent daemon install from {settings.origin} ({settings.kind}).\n"
+        "# The storage settings Docker engines depend on, without the registry's secrets. The daemon\n"
+        "# re-reads this file every interval: a change here changes what this host trusts.\n"
+    )
+    return (header + yaml.safe_dump(doc, sort_keys=False)).encode()
+
+
+def build_bundle(
+    inputs: PolicyInputs,
+    settings: RegistrySettings,
+    policy: TrustPolicy,
+    daemon: DaemonSettings,
+    *,
+    environ: Mapping[str, str],
+    read: Callable[[str], bytes] | None = None,
+) -> InstallBundle:
+    """The host's source copy, CA files, daemon.yml, daemon.env, unit and manifest."""
+    read_file = read or _read_bytes
+    files: list[HostFile] = []
+    config: dict[str, Any] = {}
+    live = "://" in inputs.source
+    storage_ca: list[str] = []
+    registry_ca: list[str] = []
+
+    def add_source_file(name: str, data: bytes) -> str:
+        path = f"{SOURCE_DIR}/{name}"
+        files.append(HostFile(path, data, 0o600))
+        return path
+
+    if live:
+        config["source"] = inputs.source
+        if inputs.source_ca:
+            config["source_ca"] = add_source_file("source-ca.pem", read_file(inputs.source_ca))
+    else:
+        config["source"] = add_source_file("registry.yml", host_source_document(settings))
+        # CAs the document itself carries (DTR, Harbor) become files, in the order the policy merges.
+        if settings.storage_ca_pem:
+            storage_ca.append(add_source_file("storage-ca-source.pem", settings.storage_ca_pem))
+        if settings.registry_ca_pem:
+            registry_ca.append(add_source_file("registry-ca-source.pem", settings.registry_ca_pem))
+    for number, path in enumerate(inputs.storage_ca, start=1):
+        storage_ca.append(add_source_file(f"storage-ca-{number}.pem", read_file(path)))
+    for number, path in enumerate(inputs.registry_ca, start=1):
+        registry_ca.append(add_source_file(f"registry-ca-{number}.pem", read_file(path)))
+    if inputs.registries:
+        config["registry"] = list(inputs.registries)
+    if storage_ca:
+        config["storage_ca"] = storage_ca
+    if registry_ca:
+        config["registry_ca"] = registry_ca
+    config.update(
+        allow_expired=inputs.allow_expired,
+        interval=daemon.interval,
+        max_backoff=daemon.max_backoff,
+        jitter=daemon.jitter,
+        state_dir=STATE_DIR,
+        status_file=STATUS_FILE,
+    )
+    if daemon.metrics_file:
+        config["metrics_file"] = daemon.metrics_file
+    config.update(
+        restart_policy=daemon.restart_policy,
+        allow_restart=daemon.allow_restart,
+        verify=daemon.verify,
+        log_level=daemon.log_level,
+    )
+    if daemon.canary_image:
+        config["canary_image"] = daemon.canary_image
+    # Nothing here names the controller's files: a new source alone must not restart the daemon.
+    header = (
+        "# Written by trust-agent daemon install: options of `trust-agent daemon run`.\n"
+        "# Changes need `systemctl restart trust-agent`; files under source/ are re-read every interval.\n"
+    )
+    files.append(HostFile(DEFAULT_CONFIG, (header + yaml.safe_dump(config, sort_keys=False)).encode(), 0o600))
+    if live:
+        user, token = environ.get(DTR_USER_ENV), environ.get(DTR_TOKEN_ENV)
+        lines = [
+            f"{name}={_env_quote(value)}"
+            for name, value in ((DTR_USER_ENV, user), (DTR_TOKEN_ENV, token))
+            if value
+        ]
+        if lines:
+            files.append(HostFile(DEFAULT_ENV_FILE, ("\n".join(lines) + "\n").encode(), 0o600))
+    unit = render_unit(UnitOptions(watchdog_seconds=daemon.watchdog_seconds))
+    files.append(HostFile(UNIT_PATH, unit.encode(), 0o644))
+    manifest = {
+        "version": 1,
+        "prefix": DEFAULT_PREFIX,
+        "config": DEFAULT_CONFIG,
+        "unit": UNIT_PATH,
+        "state_files": [f"{STATE_DIR}/{LAST_GOOD_FILE}", STATUS_FILE]
+        + ([daemon.metrics_file] if daemon.metrics_file else []),
+    }
+    files.append(HostFile(MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), 0o644))
+    return InstallBundle(tuple(files), _display(config["source"]), policy.fingerprint(), live)
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _display(spec: str) -> str:
+    from agent.daemon.watch import display_source
+
+    return display_source(spec)
+
+
+def _env_quote(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def files_tar(files: Sequence[HostFile], prefix: str = "") -> bytes:
+    """The files as a tar of paths relative to ``/`` (modes kept, owned by root)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for item in files:
+            entry = tarfile.TarInfo(prefix + item.path.lstrip("/"))
+            entry.size = len(item.data)
+            entry.mode = item.mode
+            entry.mtime = int(time.time())
+            archive.addfile(entry, io.BytesIO(item.data))
+    return buffer.getvalue()
+
+
+# --- host scripts --------------------------------------------------------------------------------
+
+
+def probe_script(python: str) -> str:
+    return (
+        f"command -v {shlex.quote(python)} >/dev/null 2>&1 || {{ echo python=missing; exit 0; }}\n"
+        f"{shlex.quote(python)} - <<'TRUST_AGENT_PROBE'\n{PROBE_PYTHON.strip()}\nTRUST_AGENT_PROBE\n"
+        "if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi\n"
+        f"echo installed=$(cat {OPT_DIR}/venv/{WHEELHOUSE_MARK} 2>/dev/null)\n"
+        f"echo main_pid=$(systemctl show -p MainPID --value {SERVICE} 2>/dev/null)\n"
+    )
+
+
+PRUNE_SCRIPT = f"""\
+current=$(readlink {OPT_DIR}/venv 2>/dev/null || true)
+for old in {OPT_DIR}/venv-*; do
+    if [ -d "$old" ] && [ -n "$current" ] && [ "$(basename "$old")" != "$current" ]; then rm -rf "$old"; fi
+done
+"""
+
+
+def venv_script(ident: str, python: str, version: str) -> str:
+    """Unpack the wheelhouse (stdin) and make ``venv-<ident>``; swap the ``venv`` symlink to it."""
+    q = shlex.quote
+    new = f"{OPT_DIR}/venv-{ident}"
+    return f"""\
+set -eu
+umask 022
+mkdir -p {OPT_DIR}
+# Keep the virtualenv the running daemon uses; older ones are not in use any more.
+{PRUNE_SCRIPT}rm -rf {OPT_DIR}/wheelhouse {q(new)}
+mkdir {OPT_DIR}/wheelhouse
+tar -x --no-same-owner -C {OPT_DIR}/wheelhouse
+{q(python)} -m venv {q(new)} </dev/null
+{q(new)}/bin/pip install --quiet --disable-pip-version-check --no-index \\
+    --find-links {OPT_DIR}/wheelhouse {q("trust-agent==" + version)} </dev/null
+{q(new)}/bin/trust-agent --version >/dev/null </dev/null
+echo {q(ident)} > {q(new)}/{WHEELHOUSE_MARK}
+rm -rf {OPT_DIR}/wheelhouse
+if [ -d {OPT_DIR}/venv ] && [ ! -L {OPT_DIR}/venv ]; then rm -rf {OPT_DIR}/venv; fi
+ln -sfn venv-{q(ident)} {OPT_DIR}/venv.tmp
+mv -T {OPT_DIR}/venv.tmp {OPT_DIR}/venv
+"""
+
+
+def config_script(bundle: InstallBundle, venv_changed: bool) -> str:
+    """Put the files (tar on stdin) in place by rename, drop stale source files, enable and (re)start."""
+    q = shlex.quote
+    stage = f"{CONFIG_DIR}/.stage"
+    moves = "\n".join(f"place {q(f.path.lstrip('/'))} {q(f.path)}" for f in _config_order(bundle.files))
+    keep = " ".join(q(f.path) for f in bundle.files if f.path.startswith(SOURCE_DIR + "/"))
+    env_kept = any(f.path == DEFAULT_ENV_FILE for f in bundle.files)
+    return f"""\
+set -eu
+umask 077
+mkdir -p -m 0700 {CONFIG_DIR} {SOURCE_DIR}
+chmod 0700 {CONFIG_DIR} {SOURCE_DIR}
+rm -rf {stage}
+mkdir -m 0700 {stage}
+tar -x --no-same-owner -C {stage}
+restart={"yes" if venv_changed else "no"}
+reload=no
+place() {{
+    if ! cmp -s "{stage}/$1" "$2"; then
+        mkdir -p "$(dirname "$2")"
+        mv -f "{stage}/$1" "$2"
+        case "$2" in {SOURCE_DIR}/*) reload=yes ;; *) restart=yes ;; esac
+    fi
+}}
+{moves}
+for f in {SOURCE_DIR}/* {SOURCE_DIR}/.[!.]*; do
+    [ -e "$f" ] || continue
+    case " {keep} " in *" $f "*) ;; *) rm -rf "$f"; reload=yes ;; esac
+done
+{"" if env_kept else f"if [ -e {DEFAULT_ENV_FILE} ]; then rm -f {DEFAULT_ENV_FILE}; restart=yes; fi"}
+rm -rf {stage}
+systemctl daemon-reload
+systemctl enable -q {SERVICE}
+systemctl is-active -q {SERVICE} || restart=yes
+since=$(date +%s.%N)
+if [ "$restart" = yes ]; then
+    systemctl reset-failed {SERVICE} 2>/dev/null || true
+    systemctl restart --no-block {SERVICE}
+    echo action=restart
+elif [ "$reload" = yes ]; then
+    systemctl reload {SERVICE}
+    echo action=reload
+else
+    echo action=none
+fi
+echo since=$since
+"""
+
+
+def _config_order(files: Sequence[HostFile]) -> list[HostFile]:
+    # Source files first, daemon.yml (which names them) after, the unit last.
+    def rank(item: HostFile) -> int:
+        if item.path.startswith(SOURCE_DIR + "/"):
+            return 0
+        return 2 if item.path == UNIT_PATH else 1
+
+    return sorted(files, key=rank)
+
+
+STATUS_SCRIPT = (
+    f"echo main_pid=$(systemctl show -p MainPID --value {SERVICE}); "
+    f"echo active=$(systemctl is-active {SERVICE}); "
+    f"echo status=$(tr -d '\\n' < {STATUS_FILE} 2>/dev/null)"
+)
+
+
+def uninstall_script(state_files: Sequence[str]) -> str:
+    q = shlex.quote
+    extra = " ".join(q(p) for p in state_files)
+    return f"""\
+set -eu
+had=no
+[ -e {UNIT_PATH} ] || [ -e {OPT_DIR} ] || [ -e {CONFIG_DIR} ] && had=yes
+rm -f {UNIT_PATH}
+rm -rf {OPT_DIR} {CONFIG_DIR}
+rm -f {STATE_DIR}/{LAST_GOOD_FILE} {STATUS_FILE} {extra}
+systemctl daemon-reload
+systemctl reset-failed {SERVICE} 2>/dev/null || true
+echo had=$had
+"""
+
+
+STOP_SCRIPT = (
+    f"if systemctl cat {SERVICE} >/dev/null 2>&1; then systemctl disable --now -q {SERVICE}; echo stopped=yes; "
+    f"else echo stopped=no; fi; cat {MANIFEST} 2>/dev/null || true"
+)
+
+
+# --- per host ------------------------------------------------------------------------------------
+
+Status = Literal["installed", "unchanged", "uninstalled", "absent", "failed", "unreachable"]
+
+
+@dataclass(frozen=True)
+class HostReport:
+    host: str
+    status: Status
+    detail: str = ""
+    error: str | None = None
+    seconds: float = 0.0
+    daemon: dict[str, Any] | None = field(default=None, repr=False)  # the status.json seen last
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("failed", "unreachable")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "status": self.status,
+            "detail": self.detail,
+            "error": self.error,
+            "seconds": round(self.seconds, 3),
+            "daemon": self.daemon,
+        }
+
+
+class HostFailure(TrustAgentError):
+    """One host cannot be installed; the message says why, in one line."""
+
+
+def _values(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def _check(result: Any, what: str) -> None:
+    if not result.ok:
+        lines = (result.stderr or result.stdout).decode("utf-8", "replace").strip().splitlines()
+        tail = " | ".join(lines[-3:]) or "no output"
+        raise HostFailure(f"{what} failed (exit {result.exit_status}): {tail}")
+
+
+def install_host(
+    transport: Transport,
+    bundle: InstallBundle,
+    wheelhouses: WheelhouseCache,
+    *,
+    python: str = "python3",
+    wait: float = 60.0,
+    command_timeout: float = 300.0,
+    poll_every: float = 0.5,
+) -> HostReport:
+    """Install (or update) the daemon on one host and wait until it is healthy. Never raises."""
+    start = time.monotonic()
+    try:
+        connect = getattr(transport, "connect", None)
+        if connect is not None:
+            connect()
+        probe = transport.run(probe_script(python), timeout=command_timeout)
+        _check(probe, "probing the host")
+        facts = _values(probe.stdout.decode("utf-8", "replace"))
+        if facts.get("python") == "missing":
+            raise HostFailure(f"{python} not found (install python3 and python3-venv)")
+        try:
+            target, has_venv = parse_probe(probe.stdout.decode("utf-8", "replace"))
+        except ValueError as exc:
+            raise HostFailure(f"{python}: {exc}") from None
+        if not has_venv:
+            raise HostFailure(f"{python} -m venv is not available (install python3-venv)")
+        if facts.get("systemd") != "yes":
+            raise HostFailure("systemd is not running on this host: the daemon runs as a systemd service")
+        wheelhouse = wheelhouses.for_target(target)
+        ident = wheelhouse.ident
+        venv_changed = facts.get("installed", "").strip() != ident
+        if venv_changed:
+            version = wheelhouse.project.version if wheelhouse.project else _version_in(wheelhouse)
+            made = transport.run(
+                venv_script(ident, python, version), stdin=wheelhouse.tar(), timeout=command_timeout
+            )
+            _check(made, f"installing trust-agent into {OPT_DIR}/venv-{ident} ({target.describe()})")
+        placed = transport.run(
+            config_script(bundle, venv_changed), stdin=files_tar(bundle.files), timeout=command_timeout
+        )
+        _check(placed, "writing the configuration and starting the service")
+        result = _values(placed.stdout.decode("utf-8", "replace"))
+        action = result.get("action", "none")
+        since = float(result.get("since", "0") or 0)
+        old_pid = facts.get("main_pid", "0").strip() or "0"
+        daemon = _wait_healthy(
+            transport,
+            bundle,
+            action=action,
+            since=since,
+            old_pid=old_pid,
+            wait=wait,
+            poll_every=poll_every,
+            command_timeout=command_timeout,
+        )
+        if venv_changed:  # the daemon runs from the new one now: the previous build is not in use
+            transport.run(PRUNE_SCRIPT, timeout=command_timeout)
+    except HostFailure as exc:
+        return HostReport(transport.name, "failed", error=str(exc), seconds=time.monotonic() - start)
+    except TrustAgentError as exc:
+        status: Status = "unreachable" if type(exc).__name__ in _UNREACHABLE else "failed"
+        return HostReport(transport.name, status, error=str(exc), seconds=time.monotonic() - start)
+    except Exception as exc:  # a bug must cost one host, not the fleet
+        return HostReport(
+            transport.name,
+            "failed",
+            error=f"internal error: {type(exc).__name__}: {exc}",
+            seconds=time.monotonic() - start,
+        )
+    steps = []
+    if venv_changed:
+        steps.append(f"venv {ident} installed")
+    steps.append({"restart": "service (re)started", "reload": "source reloaded", "none": "unchanged"}[action])
+    policy = (daemon.get("policy") or {}).get("fingerprint")
+    detail = f"{', '.join(steps)}; healthy on policy {policy}"
+    status = "unchanged" if action == "none" and not venv_changed else "installed"
+    return HostReport(transport.name, status, detail, seconds=time.monotonic() - start, daemon=daemon)
+
+
+_UNREACHABLE = {"UnreachableError", "HostKeyError", "AuthenticationError"}
+
+
+def _version_in(wheelhouse: Any) -> str:
+    for path in wheelhouse.wheels:
+        if path.name.startswith("trust_agent-"):
+            return str(path.name.split("-")[1])
+    raise HostFailure(f"{wheelhouse.directory}: no trust_agent wheel in the wheelhouse")
+
+
+def _parse_iso(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def status_fresh(
+    daemon: Mapping[str, Any], *, main_pid: str, action: str, since: float, old_pid: str
+) -> bool:
+    """Whether ``status.json`` was written by the service's current process, after what we did."""
+    if str(daemon.get("pid")) != main_pid or main_pid in ("", "0"):
+        return False
+    if action == "restart" and main_pid == old_pid:
+        return False
+    if action == "reload":
+        last_run = _parse_iso(daemon.get("last_run"))
+        return last_run is not None and last_run >= since - 0.001
+    return True
+
+
+def _wait_healthy(
+    transport: Transport,
+    bundle: InstallBundle,
+    *,
+    action: str,
+    since: float,
+    old_pid: str,
+    wait: float,
+    poll_every: float,
+    command_timeout: float,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + wait
+    seen: dict[str, Any] = {}
+    facts: dict[str, str] = {}
+    while True:
+        result = transport.run(STATUS_SCRIPT, timeout=min(command_timeout, 30.0))
+        facts = _values(result.stdout.decode("utf-8", "replace"))
+        try:
+            loaded = json.loads(facts.get("status", "") or "null")
+        except ValueError:
+            loaded = None  # caught between writes is impossible (atomic), but a damaged file is not
+        if isinstance(loaded, dict) and status_fresh(
+            loaded, main_pid=facts.get("main_pid", "").strip(), action=action, since=since, old_pid=old_pid
+        ):
+            seen = loaded
+            if loaded.get("healthy"):
+                fingerprint = (loaded.get("policy") or {}).get("fingerprint")
+                if fingerprint != bundle.fingerprint and not bundle.live_source:
+                    raise HostFailure(
+                        f"the daemon is healthy on policy {fingerprint}, not the controller's "
+                        f"{bundle.fingerprint}"
+                    )
+                return loaded
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(poll_every)
+    state = f"service {facts.get('active', 'unknown')}"
+    if seen:
+        state += f", daemon {seen.get('state')}"
+        if seen.get("last_error"):
+            state += f": {seen['last_error']}"
+    journal = transport.run(
+        f"journalctl -u {SERVICE} -n 3 -o cat --no-pager 2>/dev/null | tail -n 3", timeout=30
+    )
+    tail = " | ".join(journal.stdout.decode("utf-8", "replace").strip().splitlines()[-3:])
+    raise HostFailure(f"not healthy after {wait:g}s ({state})" + (f"; journal: {tail}" if tail else ""))
+
+
+def uninstall_host(
+    transport: Transport, *, purge: bool, options: RunOptions | None = None, command_timeout: float = 300.0
+) -> HostReport:
+    """Stop, disable and remove the daemon; with ``purge`` also the trust trust-agent installed."""
+    start = time.monotonic()
+    try:
+        connect = getattr(transport, "connect", None)
+        if connect is not None:
+            connect()
+        stopped = transport.run(STOP_SCRIPT, timeout=command_timeout)
+        _check(stopped, f"stopping {SERVICE}")
+        text = stopped.stdout.decode("utf-8", "replace")
+        first, _, manifest_text = text.partition("\n")
+        state_files: list[str] = []
+        try:
+            manifest = json.loads(manifest_text) if manifest_text.strip() else {}
+            state_files = [str(p) for p in manifest.get("state_files", []) if str(p).startswith("/")]
+        except (ValueError, AttributeError):
+            pass
+        purged = ""
+        if purge:
+            empty = TrustPolicy(registries=(), storage_endpoint=None, storage_scheme=None)
+            outcome = reconcile(transport, empty, options or RunOptions(command_timeout=command_timeout))
+            if outcome.failed:
+                raise HostFailure(f"removing the trust it installed failed: {outcome.error}")
+            removed = [c.path for c in outcome.plan.changes if not c.internal] if outcome.plan else []
+            purged = (
+                f"; trust removed ({len(removed)} files changed, dockerd: {outcome.engine_action})"
+                if removed
+                else "; no trust to remove"
+            )
+        removed_files = transport.run(uninstall_script(state_files), timeout=command_timeout)
+        _check(removed_files, "removing the service and its files")
+        had = _values(removed_files.stdout.decode("utf-8", "replace")).get("had") == "yes"
+        was_running = first.strip() == "stopped=yes"
+    except HostFailure as exc:
+        return HostReport(transport.name, "failed", error=str(exc), seconds=time.monotonic() - start)
+    except TrustAgentError as exc:
+        status: Status = "unreachable" if type(exc).__name__ in _UNREACHABLE else "failed"
+        return HostReport(transport.name, status, error=str(exc), seconds=time.monotonic() - start)
+    except Exception as exc:
+        return HostReport(
+            transport.name,
+            "failed",
+            error=f"internal error: {type(exc).__name__}: {exc}",
+            seconds=time.monotonic() - start,
+        )
+    if not had and not was_running:
+        return HostReport(
+            transport.name, "absent", "not installed" + purged, seconds=time.monotonic() - start
+        )
+    kept = "" if purge else "; trust left in place"
+    return HostReport(
+        transport.name,
+        "uninstalled",
+        "service, venv and configuration removed" + kept + purged,
+        seconds=time.monotonic() - start,
+    )
+
+
+# --- many hosts ----------------------------------------------------------------------------------
+
+
+def run_hosts(
+    names: Sequence[str],
+    open_transport: Callable[[str], Transport],
+    work: Callable[[Transport], HostReport],
+    *,
+    forks: int = 50,
+    on_done: Callable[[HostReport], None] | None = None,
+) -> list[HostReport]:
+    """``work`` on every host, ``forks`` at a time; reports in the order of ``names``."""
+    lock = threading.Lock()
+    reports: dict[str, HostReport] = {}
+
+    def one(name: str) -> None:
+        try:
+            transport = open_transport(name)
+        except TrustAgentError as exc:
+            report = HostReport(name, "unreachable", error=str(exc))
+        else:
+            try:
+                report = work(transport)
+            finally:
+                transport.close()
+        with lock:
+            reports[name] = report
+        if on_done is not None:
+            on_done(report)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(forks, len(names))), thread_name_prefix="host") as pool:
+        list(pool.map(one, names))
+    return [reports[name] for name in names]
+
+
+def report_line(report: HostReport) -> str:
+    text = f"{report.host}: {report.status}"
+    if report.detail:
+        text += f": {report.detail}"
+    if report.error:
+        text += f": {report.error}"
+    return f"{text} ({report.seconds:.1f}s)"
+
+
+def target_of(transport: Transport, python: str = "python3") -> Target:
+    """The host's wheel target (for tests and image builders that prepare a wheelhouse ahead)."""
+    probe = transport.run(probe_script(python), timeout=60)
+    return parse_probe(probe.stdout.decode("utf-8", "replace"))[0]

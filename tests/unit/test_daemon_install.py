@@ -1,0 +1,287 @@
+"""``daemon install``'s pure parts: what goes on a host, the wheel it ships, and when a host is ready."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from agent.daemon.cli import daemon_group
+from agent.daemon.config import load_config
+from agent.daemon.install import (
+    HOST_SOURCE,
+    SOURCE_DIR,
+    UNIT_PATH,
+    DaemonSettings,
+    HostFile,
+    InstallBundle,
+    build_bundle,
+    files_tar,
+    host_source_document,
+    status_fresh,
+)
+from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE
+from agent.daemon.wheelhouse import Target, Wheelhouse, parse_probe, project_wheel
+from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs, resolve_policy
+from agent.sources import load_source
+from agent.sources.distribution import parse_distribution
+from agent.sources.model import RegistrySettings
+from tests.pki import make_ca
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sources"
+SOURCES = sorted(p.name for p in FIXTURES.iterdir() if p.suffix in (".yml", ".json"))
+SECRETS = (
+    "dtr-fixture-secret-do-not-leak",
+    "AKIADTRFIXTUREEXAMPLE",
+    "dtr-http-secret-do-not-leak",
+    "harbor-secret-key-fixture-do-not-leak",
+    "harbor-access-key-fixture",
+    "Harbor12345-do-not-leak",
+    "root123-do-not-leak",
+)
+
+
+def _secret_values(path: Path) -> list[str]:
+    """Every S3 key value and http secret in a distribution fixture (what must not reach a host)."""
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict) or "version" not in data:
+        return []
+    found = [str(data.get("http", {}).get("secret", ""))]
+    for driver in (data.get("storage") or {}).values():
+        if isinstance(driver, dict):
+            found += [str(driver.get(k, "")) for k in ("accesskey", "secretkey")]
+    return [f for f in found if f]
+
+
+def _materialise(bundle: InstallBundle, root: Path) -> PolicyInputs:
+    """Write the bundle under ``root`` and read daemon.yml back as the daemon would (paths re-rooted)."""
+    for item in bundle.files:
+        path = root / item.path.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(item.data)
+        path.chmod(item.mode)
+    config = load_config(str(root / DEFAULT_CONFIG.lstrip("/")))
+    d = config.defaults
+
+    def rooted(p: str) -> str:
+        return str(root / p.lstrip("/")) if p.startswith("/etc/trust-agent/") else p
+
+    return PolicyInputs(
+        source=rooted(d["source"]),
+        registries=tuple(d.get("registries", ())),
+        storage_ca=tuple(rooted(p) for p in d.get("storage_ca", ())),
+        registry_ca=tuple(rooted(p) for p in d.get("registry_ca", ())),
+        allow_expired=d.get("allow_expired", False),
+    )
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_host_copy_yields_the_same_policy_without_any_secret(name: str, tmp_path: Path) -> None:
+    ca = tmp_path / "storage-ca.pem"
+    ca.write_bytes(make_ca("Extra Storage CA")[0])
+    inputs = PolicyInputs(source=str(FIXTURES / name), registries=("reg.example",), storage_ca=(str(ca),))
+    settings, policy = resolve_policy(inputs)
+    bundle = build_bundle(inputs, settings, policy, DaemonSettings(interval="2s"), environ={})
+    assert bundle.fingerprint == policy.fingerprint()
+
+    on_host = _materialise(bundle, tmp_path / "host")
+    host_settings, host_policy = resolve_policy(on_host)
+    assert host_policy.fingerprint() == policy.fingerprint()
+    assert (host_policy.registries, host_policy.insecure, host_policy.storage_endpoint) == (
+        policy.registries,
+        policy.insecure,
+        policy.storage_endpoint,
+    )
+    assert host_settings.kind == "distribution"
+    assert host_settings.redirect_disabled == settings.redirect_disabled
+    assert host_settings.s3 is not None or settings.s3 is None
+    everything = b"".join(f.data for f in bundle.files).decode()
+    for secret in (*SECRETS, *_secret_values(FIXTURES / name)):
+        assert secret not in everything, f"{secret!r} copied to the host"
+    assert "accesskey" not in everything and "secretkey" not in everything
+
+
+def test_host_source_keeps_what_engines_depend_on() -> None:
+    settings = load_source(str(FIXTURES / "registry-redirect-middleware.yml"))
+    copied = load_source_text(host_source_document(settings))
+    assert copied.redirect_middleware == settings.redirect_middleware
+    assert copied.redirect_baseurl == settings.redirect_baseurl
+    assert copied.s3 is not None and settings.s3 is not None
+    assert copied.s3 == settings.s3.__class__(**{**settings.s3.__dict__, "has_credentials": False})
+
+
+def load_source_text(data: bytes) -> RegistrySettings:
+    return parse_distribution(data.decode(), "copy.yml")
+
+
+def test_bundle_files_modes_and_daemon_options(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(make_ca("Storage CA")[0])
+    inputs = PolicyInputs(
+        source=str(FIXTURES / "registry-minio.yml"), storage_ca=(str(ca),), registry_ca=(str(ca),)
+    )
+    settings, policy = resolve_policy(inputs)
+    daemon = DaemonSettings(
+        interval="5s", metrics_file="/var/lib/node_exporter/ta.prom", canary_image="r/x:1", verify=False
+    )
+    bundle = build_bundle(inputs, settings, policy, daemon, environ={DTR_TOKEN_ENV: "not-for-files"})
+    modes = {f.path: f.mode for f in bundle.files}
+    assert modes[HOST_SOURCE] == 0o600 and modes[DEFAULT_CONFIG] == 0o600 and modes[UNIT_PATH] == 0o644
+    assert modes[f"{SOURCE_DIR}/storage-ca-1.pem"] == 0o600 and f"{SOURCE_DIR}/registry-ca-1.pem" in modes
+    assert DEFAULT_ENV_FILE not in modes, "a file source needs no credentials"
+    assert not bundle.live_source
+
+    config = _materialise(bundle, tmp_path / "host")
+    assert config.storage_ca and config.registry_ca
+    defaults = load_config(str(tmp_path / "host" / DEFAULT_CONFIG.lstrip("/"))).defaults
+    assert defaults["interval"] == "5s"
+    assert defaults["metrics_file"] == "/var/lib/node_exporter/ta.prom"
+    assert defaults["canary_image"] == "r/x:1" and defaults["no_verify"] is True
+    assert defaults["status_file"] == "/var/lib/trust-agent/status.json"
+    unit = next(f.data.decode() for f in bundle.files if f.path == UNIT_PATH)
+    assert (
+        "ExecStart=/opt/trust-agent/venv/bin/trust-agent daemon run --config /etc/trust-agent/daemon.yml"
+        in unit
+    )
+    manifest = json.loads(next(f.data for f in bundle.files if f.path.endswith("install.json")))
+    assert "/var/lib/node_exporter/ta.prom" in manifest["state_files"]
+
+
+def test_live_source_keeps_the_url_and_puts_credentials_in_an_env_file(tmp_path: Path) -> None:
+    ca = tmp_path / "dtr-ca.pem"
+    ca.write_bytes(make_ca("DTR CA")[0])
+    inputs = PolicyInputs(source="https://admin@dtr.example.com/", source_ca=str(ca))
+    settings = load_source(str(FIXTURES / "dtr-settings.json"))  # what the controller read live
+    _, policy = resolve_policy(
+        PolicyInputs(source=str(FIXTURES / "dtr-settings.json"), registries=("d.example",))
+    )
+    environ = {DTR_USER_ENV: "admin", DTR_TOKEN_ENV: 'tok"en\\1'}
+    bundle = build_bundle(inputs, settings, policy, DaemonSettings(), environ=environ)
+    files = {f.path: f for f in bundle.files}
+    assert bundle.live_source
+    assert HOST_SOURCE not in files, "a URL is read by the host itself"
+    env = files[DEFAULT_ENV_FILE]
+    assert env.mode == 0o600
+    assert env.data.decode() == 'TRUST_AGENT_DTR_USER="admin"\nTRUST_AGENT_DTR_TOKEN="tok\\"en\\\\1"\n'
+    config = yaml.safe_load(files[DEFAULT_CONFIG].data)
+    assert config["source"] == "https://admin@dtr.example.com/"
+    assert config["source_ca"] == f"{SOURCE_DIR}/source-ca.pem"
+    assert "tok" not in files[DEFAULT_CONFIG].data.decode()
+    assert bundle.source_spec == "https://dtr.example.com/"
+
+
+def test_files_tar_keeps_modes_and_paths() -> None:
+    data = files_tar([HostFile("/etc/trust-agent/daemon.yml", b"x: 1\n", 0o600)])
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        (member,) = archive.getmembers()
+        assert (member.name, member.mode, member.size) == ("etc/trust-agent/daemon.yml", 0o600, 5)
+
+
+# --- the probe and the wheels ----------------------------------------------------------------------
+
+
+def test_probe_output_gives_the_wheel_target() -> None:
+    text = "python=3.11\nimplementation=cpython\nmachine=x86_64\nlibc=glibc 2.36\nvenv=no\nsystemd=yes\n"
+    target, has_venv = parse_probe(text)
+    assert target == Target((3, 11), "x86_64", "glibc", (2, 36))
+    assert not has_venv
+    platforms = target.platforms()
+    assert platforms[0] == "manylinux_2_36_x86_64" and platforms[-1] == "manylinux2014_x86_64"
+    assert "manylinux_2_17_x86_64" in platforms and "manylinux_2_37_x86_64" not in platforms
+    arm, _ = parse_probe("python=3.12\nmachine=aarch64\nlibc=glibc 2.31\nvenv=yes\n")
+    assert arm.platforms()[0] == "manylinux_2_31_aarch64" and arm.key() != target.key()
+    unknown, _ = parse_probe("python=3.11\nmachine=x86_64\nlibc= \nvenv=yes\n")
+    assert unknown.platforms() == ["linux_x86_64"]
+    with pytest.raises(ValueError):
+        parse_probe("python=missing\n")
+
+
+def test_probe_runs_on_this_python() -> None:
+    from agent.daemon.wheelhouse import PROBE_PYTHON
+
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE_PYTHON], capture_output=True, text=True, check=True
+    ).stdout
+    target, has_venv = parse_probe(out)
+    assert target.python == sys.version_info[:2] and has_venv in (True, False)
+
+
+def test_project_wheel_is_deterministic_and_installable_metadata(tmp_path: Path) -> None:
+    first, second = project_wheel(), project_wheel()
+    assert first.data == second.data, "same code, same wheel, same digest"
+    assert first.filename == f"trust_agent-{first.version}-py3-none-any.whl"
+    assert not any("extra" in r for r in first.requirements)
+    with zipfile.ZipFile(io.BytesIO(first.data)) as archive:
+        names = archive.namelist()
+        assert "agent/cli.py" in names and "agent/py.typed" in names
+        assert "agent/reports/templates/report.html.j2" in names
+        assert not any("__pycache__" in n for n in names)
+        info = f"trust_agent-{first.version}.dist-info"
+        assert "trust-agent = agent.cli:main" in archive.read(f"{info}/entry_points.txt").decode()
+        record = archive.read(f"{info}/RECORD").decode()
+        assert "agent/cli.py,sha256=" in record
+    # The wheelhouse names what it installs; a different project wheel is a different install.
+    (tmp_path / "dep-1.0-py3-none-any.whl").write_bytes(b"dep")
+    house = Wheelhouse(tmp_path, first)
+    assert house.ident == Wheelhouse(tmp_path, second).ident
+    with tarfile.open(fileobj=io.BytesIO(house.tar())) as archive:
+        assert sorted(archive.getnames()) == sorted(["dep-1.0-py3-none-any.whl", first.filename])
+
+
+# --- readiness -------------------------------------------------------------------------------------
+
+
+def test_status_is_fresh_only_from_the_current_process_after_the_action() -> None:
+    doc = {"pid": 42, "last_run": "2024-05-01T12:00:10.000Z"}
+    since = 1714564805.0  # 12:00:05
+    assert status_fresh(doc, main_pid="42", action="none", since=since, old_pid="42")
+    assert not status_fresh(doc, main_pid="43", action="none", since=since, old_pid="42"), "an old process"
+    assert not status_fresh(doc, main_pid="0", action="none", since=since, old_pid="0"), "not running"
+    assert not status_fresh(doc, main_pid="42", action="restart", since=since, old_pid="42"), (
+        "not restarted yet"
+    )
+    assert status_fresh(doc, main_pid="42", action="restart", since=since, old_pid="7")
+    assert status_fresh(doc, main_pid="42", action="reload", since=since, old_pid="42")
+    assert not status_fresh(doc, main_pid="42", action="reload", since=since + 10, old_pid="42"), (
+        "before reload"
+    )
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def test_bad_input_exits_2_before_any_host(tmp_path: Path) -> None:
+    bad = tmp_path / "config.yml"
+    bad.write_text("version: 0.1\nstorage:\n  s3: {secure: maybe}\n")
+    result = CliRunner().invoke(
+        daemon_group,
+        ["install", "-i", "192.0.2.1,", "--source", str(bad), "--registry", "r.example"],
+    )
+    assert result.exit_code == 2
+    assert "storage.s3.secure" in result.output
+    result = CliRunner().invoke(
+        daemon_group,
+        [
+            "install",
+            "-i",
+            "192.0.2.1,",
+            "--source",
+            str(FIXTURES / "registry-minio.yml"),
+            "--interval",
+            "soon",
+        ],
+    )
+    assert result.exit_code == 2 and "--interval" in result.output
+
+
+def test_unit_is_printable_for_image_builders() -> None:
+    result = CliRunner().invoke(daemon_group, ["unit"])
+    assert result.exit_code == 0 and "Type=notify" in result.output
