@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.e2e.probes import engine_state
 from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
@@ -121,15 +122,6 @@ def reset(lab: Lab, host: Host) -> None:
     lab.ssh(host, RESET.read_text(), timeout=120)
 
 
-def reloads(lab: Lab, host: Host) -> tuple[str, int]:
-    out = lab.ssh(
-        host,
-        "systemctl show docker -p ExecMainStartTimestamp --value; "
-        "journalctl -u docker -o cat --no-pager | grep -c 'Got signal to reload configuration' || true",
-    ).stdout.splitlines()
-    return out[0], int(out[1])
-
-
 def test_playbook_converges_the_fleet_quietly_and_leaves_the_rollouts_files(
     lab: Lab, ansible_playbook: list[str], ansible_home: Path
 ) -> None:
@@ -167,12 +159,12 @@ def test_playbook_converges_the_fleet_quietly_and_leaves_the_rollouts_files(
     assert host_files(lab, fresh) == before
 
     # First run: every host changes; certs.d needs no reload, so neither handler runs.
-    engines = {h.name: reloads(lab, h) for h in lab.hosts}
+    engines = {h.name: engine_state(lab, h) for h in lab.hosts}
     first = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml)
     assert first.returncode == 0, first.stdout + first.stderr
     assert {h: r["changed"] for h, r in recap(first).items()} == dict.fromkeys(names, 1)
     assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap(first).values())
-    assert {h.name: reloads(lab, h) for h in lab.hosts} == engines
+    assert {h.name: engine_state(lab, h) for h in lab.hosts} == engines
 
     # A real pull works on every host (blobs through the redirect to S3, with its private CA).
     for host in lab.hosts:
@@ -218,14 +210,14 @@ def test_skip_tls_storage_reloads_docker_once_through_the_handler(
     source = tmp_path / "registry-skipverify.yml"
     source.write_text(yaml.safe_dump(doc))
     host = lab.hosts[0]
-    started, reloaded = reloads(lab, host)
+    started, reloaded = engine_state(lab, host)
 
     first = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "RUNNING HANDLER [trustagent.docker.registry_trust : Reload docker]" in first.stdout
     # task + reload handler changed; the restart handler was skipped.
     assert recap(first)[host.name]["changed"] == 2, first.stdout
-    assert reloads(lab, host) == (started, reloaded + 1)  # reloaded, not restarted
+    assert engine_state(lab, host) == (started, reloaded + 1)  # reloaded, not restarted
     daemon = json.loads(lab.ssh(host, "cat /etc/docker/daemon.json").stdout)
     assert lab.registry in daemon["insecure-registries"]
     info = lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout
@@ -234,4 +226,4 @@ def test_skip_tls_storage_reloads_docker_once_through_the_handler(
 
     second = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name)
     assert recap(second)[host.name]["changed"] == 0, second.stdout
-    assert reloads(lab, host) == (started, reloaded + 1)
+    assert engine_state(lab, host) == (started, reloaded + 1)

@@ -22,6 +22,7 @@ import yaml
 
 from agent.daemon.install import probe_script
 from agent.daemon.wheelhouse import parse_probe, prepare
+from tests.e2e.probes import daemon_json, engine_state, pull
 from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
@@ -120,27 +121,8 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float, every: float 
     return time.monotonic() - start
 
 
-def engine_state(lab: Lab, host: Host) -> tuple[str, int]:
-    """(dockerd's start timestamp, number of reloads it logged)."""
-    out = lab.ssh(
-        host,
-        "systemctl show docker -p ExecMainStartTimestamp --value; "
-        "journalctl -u docker -o cat --no-pager | grep -c 'Got signal to reload configuration' || true",
-    ).stdout.splitlines()
-    return out[0], int(out[1])
-
-
 def agent_pid(lab: Lab, host: Host) -> str:
     return lab.ssh(host, "systemctl show -p MainPID --value trust-agent").stdout.strip()
-
-
-def pull(lab: Lab, host: Host) -> None:
-    lab.ssh(host, f"docker rmi -f {lab.image} >/dev/null 2>&1; docker pull {lab.image}")
-
-
-def daemon_json(lab: Lab, host: Host) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(lab.ssh(host, "cat /etc/docker/daemon.json").stdout)
-    return data
 
 
 def test_install_converges_hosts_without_a_rollout_and_pulls_work(dlab: Lab, hosts: list[Host]) -> None:

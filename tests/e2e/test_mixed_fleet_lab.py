@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.lab import Host, Lab
+from tests.e2e.probes import by_host, ca_args, docker_tree, engine_state, pull_and_push, skip_args
+from tests.lab import Lab
 
 pytestmark = pytest.mark.lab
 
@@ -29,25 +30,6 @@ DOCKERD_VALIDATE = "dockerd --validate"
 BAD_KEY = "no-such-option"
 
 
-def ca_args(lab: Lab) -> list[str]:
-    return [
-        "--source",
-        str(lab.registry_yml),
-        "--storage-ca",
-        str(lab.storage_ca),
-        "--registry-ca",
-        str(lab.registry_ca),
-    ]
-
-
-def skip_args(lab: Lab, tmp_path: Path) -> list[str]:
-    doc = yaml.safe_load(lab.registry_yml.read_text())
-    doc["storage"]["s3"]["skipverify"] = True
-    source = tmp_path / "registry-skipverify.yml"
-    source.write_text(yaml.safe_dump(doc))
-    return ["--source", str(source), "--registry-ca", str(lab.registry_ca)]
-
-
 def rollout(lab: Lab, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
     """``trust-agent rollout`` with a JSON report file; returns (exit code, report, stdout summary)."""
     report = tmp_path / "rollout.json"
@@ -55,43 +37,6 @@ def rollout(lab: Lab, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], 
     proc = lab.run_agent("rollout", "-i", str(lab.inventory_yml), *args, "-o", str(report))
     assert report.exists(), proc.stdout + proc.stderr
     return proc.returncode, json.loads(report.read_text()), proc.stdout + proc.stderr
-
-
-def by_host(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {h["host"]: h for h in report["hosts"]}
-
-
-def engine_state(lab: Lab, host: Host) -> tuple[str, int]:
-    """(dockerd's start timestamp, reloads it logged): they change only on a restart or a reload."""
-    out = lab.ssh(
-        host,
-        "systemctl show docker -p ExecMainStartTimestamp --value; "
-        "journalctl -u docker -o cat --no-pager | grep -c 'Got signal to reload configuration' || true",
-    ).stdout.splitlines()
-    return out[0], int(out[1])
-
-
-def docker_tree(lab: Lab, host: Host) -> dict[str, str]:
-    """Every file (with its sha256) and directory under /etc/docker: a refused apply must change none."""
-    out = lab.ssh(
-        host,
-        "find /etc/docker -type d -printf 'dir %p\\n'; "
-        "find /etc/docker -type f -print0 | sort -z | xargs -0 -r sha256sum",
-    ).stdout
-    tree = {}
-    for line in out.splitlines():
-        if line.startswith("dir "):
-            tree[line[4:]] = "dir"
-        else:
-            digest, _, path = line.partition("  ")
-            tree[path] = digest
-    return tree
-
-
-def pull_and_push(lab: Lab, host: Host) -> None:
-    ref = f"{lab.registry}/test/mixed-{host.name}:1"
-    lab.ssh(host, f"docker rmi -f {lab.image} >/dev/null 2>&1; docker pull {lab.image}")
-    lab.ssh(host, f"docker tag {lab.runnable_image} {ref} && docker push {ref} && docker rmi {ref}")
 
 
 def assert_engine_versions(lab: Lab, report: dict[str, Any]) -> None:
@@ -142,7 +87,7 @@ def test_a_ca_rollout_converges_both_engines_and_pull_and_push_work_everywhere(
         # The status table's row for the host names its engine's version.
         row = re.search(rf'<a href="#host-\d+">{host.name}</a>.*?</tr>', page, re.S)
         assert row and re.search(rf"<td>{re.escape(ENGINE[host.flavour])}\d+</td>", row.group(0)), host
-        pull_and_push(lab, host)
+        pull_and_push(lab, host, "mixed")
 
     # Converged: a second run changes nothing, says so per host, and shows each engine's version.
     code, report, _ = rollout(lab, tmp_path, *ca_args(lab))
@@ -177,7 +122,7 @@ def test_a_skip_tls_rollout_reloads_every_engine_validating_with_what_each_has(
             lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout
         )
         assert info[lab.registry]["Secure"] is False
-        pull_and_push(lab, host)
+        pull_and_push(lab, host, "mixed")
 
 
 def test_a_daemon_json_dockerd_refuses_is_caught_before_reload_on_both_engines(

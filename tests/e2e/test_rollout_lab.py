@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e.probes import by_host, ca_args, docker_tree, engine_state, pull_and_push, skip_args
 from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
@@ -17,60 +18,11 @@ pytestmark = pytest.mark.lab
 DROP_IN_DIR = "/etc/systemd/system/docker.service.d"
 
 
-def ca_args(lab: Lab) -> list[str]:
-    return [
-        "--source",
-        str(lab.registry_yml),
-        "--storage-ca",
-        str(lab.storage_ca),
-        "--registry-ca",
-        str(lab.registry_ca),
-    ]
-
-
-def skip_source(lab: Lab, tmp_path: Path) -> Path:
-    doc = yaml.safe_load(lab.registry_yml.read_text())
-    doc["storage"]["s3"]["skipverify"] = True
-    path = tmp_path / "registry-skipverify.yml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-def skip_args(lab: Lab, tmp_path: Path) -> list[str]:
-    return ["--source", str(skip_source(lab, tmp_path)), "--registry-ca", str(lab.registry_ca)]
-
-
 def rollout(lab: Lab, *args: str, inventory: Path | None = None) -> tuple[int, dict[str, Any], str]:
     """Run ``trust-agent rollout`` in the lab namespace; returns (exit code, JSON report, stderr)."""
     proc = lab.run_agent("rollout", "-i", str(inventory or lab.inventory_yml), *args, "--format", "json")
     report = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
     return proc.returncode, report, proc.stderr
-
-
-def by_host(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {h["host"]: h for h in report["hosts"]}
-
-
-def engine_state(lab: Lab, host: Host) -> tuple[str, int]:
-    """(dockerd's start timestamp, number of reloads it logged) — both change only on restart/reload."""
-    out = lab.ssh(
-        host,
-        "systemctl show docker -p ExecMainStartTimestamp --value; "
-        "journalctl -u docker -o cat --no-pager | grep -c 'Got signal to reload configuration' || true",
-    ).stdout.splitlines()
-    return out[0], int(out[1])
-
-
-def files(lab: Lab, host: Host) -> dict[str, str]:
-    """Every file under /etc/docker (path → sha256), to compare hosts' states exactly."""
-    out = lab.ssh(host, "find /etc/docker -type f -print0 | sort -z | xargs -0 -r sha256sum").stdout
-    return {line.split("  ", 1)[1]: line.split("  ", 1)[0] for line in out.splitlines()}
-
-
-def pull_and_push(lab: Lab, host: Host) -> None:
-    ref = f"{lab.registry}/test/pushed-{host.name}:1"
-    lab.ssh(host, f"docker rmi -f {lab.image} >/dev/null 2>&1; docker pull {lab.image}")
-    lab.ssh(host, f"docker tag {lab.runnable_image} {ref} && docker push {ref} && docker rmi {ref}")
 
 
 def test_plan_then_rollout_converges_every_host_and_a_second_run_is_quiet(lab: Lab) -> None:
@@ -180,7 +132,7 @@ def test_unreachable_conflicting_and_failing_hosts_are_reported_and_the_rest_con
     inventory["hosts"]["ghost"] = {"address": "198.51.100.250"}  # nothing answers there
     inv = tmp_path / "inventory.yml"
     inv.write_text(yaml.safe_dump(inventory))
-    before_flagged, before_failing = files(lab, flagged), files(lab, failing)
+    before_flagged, before_failing = docker_tree(lab, flagged), docker_tree(lab, failing)
 
     code, report, err = rollout(lab, *skip_args(lab, tmp_path), "--connect-timeout", "3", inventory=inv)
     assert code == 1, err
@@ -190,10 +142,10 @@ def test_unreachable_conflicting_and_failing_hosts_are_reported_and_the_rest_con
     assert outcomes[flagged.name]["status"] == "failed"
     assert "--insecure-registry" in outcomes[flagged.name]["error"]
     assert f"{DROP_IN_DIR}/flags.conf" in outcomes[flagged.name]["error"]
-    assert files(lab, flagged) == before_flagged, "the bad-flag host must be untouched"
+    assert docker_tree(lab, flagged) == before_flagged, "the bad-flag host must be untouched"
     assert outcomes[failing.name]["status"] == "rolled_back"
     assert "reload" in outcomes[failing.name]["error"]
-    assert files(lab, failing) == before_failing, "the failing host must be back to its exact files"
+    assert docker_tree(lab, failing) == before_failing, "the failing host must be back to its exact files"
     assert "rollback" in [p["name"] for p in outcomes[failing.name]["phases"]]
     lab.ssh(healthy, f"docker rmi -f {lab.image} >/dev/null 2>&1; docker pull {lab.image}")
 

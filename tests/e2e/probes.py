@@ -1,0 +1,83 @@
+"""What the end-to-end tests ask of lab hosts and of the agent: one copy, shared by every e2e file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.lab import Host, Lab
+
+
+def ca_args(lab: Lab) -> list[str]:
+    """The lab's real registry config, with both of its private CAs."""
+    return [
+        "--source",
+        str(lab.registry_yml),
+        "--storage-ca",
+        str(lab.storage_ca),
+        "--registry-ca",
+        str(lab.registry_ca),
+    ]
+
+
+def skip_source(lab: Lab, tmp_path: Path) -> Path:
+    """The lab's registry config switched to skip TLS verification of its storage."""
+    doc = yaml.safe_load(lab.registry_yml.read_text())
+    doc["storage"]["s3"]["skipverify"] = True
+    path = tmp_path / "registry-skipverify.yml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def skip_args(lab: Lab, tmp_path: Path) -> list[str]:
+    return ["--source", str(skip_source(lab, tmp_path)), "--registry-ca", str(lab.registry_ca)]
+
+
+def by_host(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {h["host"]: h for h in report["hosts"]}
+
+
+def engine_state(lab: Lab, host: Host) -> tuple[str, int]:
+    """(dockerd's start timestamp, reloads it logged): they change only on a restart or a reload."""
+    out = lab.ssh(
+        host,
+        "systemctl show docker -p ExecMainStartTimestamp --value; "
+        "journalctl -u docker -o cat --no-pager | grep -c 'Got signal to reload configuration' || true",
+    ).stdout.splitlines()
+    return out[0], int(out[1])
+
+
+def docker_tree(lab: Lab, host: Host) -> dict[str, str]:
+    """Every file (with its sha256) and directory under /etc/docker: a refused apply must change none."""
+    out = lab.ssh(
+        host,
+        "find /etc/docker -type d -printf 'dir %p\\n'; "
+        "find /etc/docker -type f -print0 | sort -z | xargs -0 -r sha256sum",
+    ).stdout
+    tree = {}
+    for line in out.splitlines():
+        if line.startswith("dir "):
+            tree[line[4:]] = "dir"
+        else:
+            digest, _, path = line.partition("  ")
+            tree[path] = digest
+    return tree
+
+
+def daemon_json(lab: Lab, host: Host) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(lab.ssh(host, "cat /etc/docker/daemon.json").stdout)
+    return data
+
+
+def pull(lab: Lab, host: Host) -> None:
+    """A real pull that fetches every blob again (the image is removed first)."""
+    lab.ssh(host, f"docker rmi -f {lab.image} >/dev/null 2>&1; docker pull {lab.image}")
+
+
+def pull_and_push(lab: Lab, host: Host, tag: str = "pushed") -> None:
+    pull(lab, host)
+    ref = f"{lab.registry}/test/{tag}-{host.name}:1"
+    lab.ssh(host, f"docker tag {lab.runnable_image} {ref} && docker push {ref} && docker rmi {ref}")
