@@ -8,7 +8,6 @@ change, 2 changes pending, 1 error.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import sys
@@ -19,12 +18,21 @@ from typing import Any, Literal, TypeVar
 import click
 
 from agent import __version__
+from agent.cli_options import (
+    engine_options,
+    handle_errors,
+    inventory_options,
+    policy_inputs,
+    policy_options,
+    ssh_options,
+    stack,
+)
 from agent.engine.reconcile import RunOptions
-from agent.errors import InputError, TrustAgentError, UsageError
+from agent.errors import InputError, UsageError
 from agent.fleet import FleetOptions, run_fleet
 from agent.hosts.base import Transport
 from agent.hosts.local import LocalTransport
-from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs, read_settings, resolve_policy
+from agent.inputs import PolicyInputs, read_settings, resolve_policy
 from agent.outcome import FleetResult
 from agent.progress import Progress
 from agent.reports import render
@@ -35,130 +43,21 @@ FORMATS = ("text", "json", "markdown", "html", "junit")
 _SUFFIX_FORMATS = {".json": "json", ".md": "markdown", ".html": "html", ".htm": "html", ".xml": "junit"}
 
 
-def _policy_options(func: F) -> F:
-    """Options shared by every command that derives a policy from a source."""
-    options = [
-        click.option(
-            "--source",
-            "source",
-            required=True,
-            metavar="SRC",
-            help="The registry's storage settings: a distribution config.yml, a harbor.yml, a saved DTR "
-            "settings JSON, or a live DTR/MSR URL (https://dtr.example.com; credentials from "
-            f"{DTR_USER_ENV}/{DTR_TOKEN_ENV}). The kind is detected from the content.",
-        ),
-        click.option(
-            "--registry",
-            "registries",
-            multiple=True,
-            metavar="HOST[:PORT]",
-            help="An address clients use for the registry, exactly as in image names. Repeat for every "
-            "spelling (reg.example.com and reg.example.com:443 are different certs.d directories). "
-            "Default: the source's http.host.",
-        ),
-        click.option(
-            "--storage-ca",
-            multiple=True,
-            type=click.Path(dir_okay=False),
-            metavar="FILE",
-            help="PEM CA bundle of the storage backend (S3 endpoint). Installed in the registry's "
-            "certs.d directory, where dockerd reads it for the redirect.",
-        ),
-        click.option(
-            "--registry-ca",
-            multiple=True,
-            type=click.Path(dir_okay=False),
-            metavar="FILE",
-            help="PEM CA bundle of the registry itself, when it is from a private CA.",
-        ),
-        click.option(
-            "--allow-expired", is_flag=True, help="Install expired CA certificates (with a warning)."
-        ),
-        click.option(
-            "--env-overrides",
-            is_flag=True,
-            help="Apply REGISTRY_* environment variables over the config file, as the registry does.",
-        ),
-        click.option(
-            "--source-ca",
-            type=click.Path(dir_okay=False),
-            metavar="FILE",
-            help="CA bundle to verify a live DTR API with (default: the system store).",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _inputs(kwargs: dict[str, Any]) -> PolicyInputs:
-    return PolicyInputs(
-        source=kwargs.pop("source"),
-        registries=tuple(kwargs.pop("registries")),
-        storage_ca=tuple(kwargs.pop("storage_ca")),
-        registry_ca=tuple(kwargs.pop("registry_ca")),
-        allow_expired=kwargs.pop("allow_expired"),
-        env_overrides=kwargs.pop("env_overrides"),
-        source_ca=kwargs.pop("source_ca"),
-    )
-
-
 def _target_options(func: F) -> F:
-    options = [
-        click.option("--local", is_flag=True, help="Act on this machine (as root)."),
-        click.option(
-            "--root",
-            type=click.Path(file_okay=False),
-            metavar="DIR",
-            help="With --local: act on a directory tree instead of / (image baking, tests). No engine is "
-            "touched; changes take effect when dockerd starts.",
-        ),
-        click.option(
-            "-i",
-            "--inventory",
-            metavar="INV",
-            help="Hosts to act on over SSH: trust-agent YAML, or an Ansible INI/YAML inventory as it is.",
-        ),
-        click.option(
-            "-l", "--limit", metavar="PATTERN", help="Ansible-style host pattern (web*:&prod:!web3)."
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _ssh_options(func: F) -> F:
-    options = [
-        click.option(
-            "--forks", type=click.IntRange(1, 2000), default=50, show_default=True, help="Hosts at once."
-        ),
-        click.option(
-            "--known-hosts",
-            type=click.Path(dir_okay=False),
-            help="known_hosts file (default: the inventory's, else ~/.ssh/known_hosts).",
-        ),
-        click.option(
-            "--accept-new-host-keys",
-            is_flag=True,
-            help="Accept and record keys of hosts not yet in known_hosts (a changed key is still refused).",
-        ),
-        click.option(
-            "--ssh-config", default="~/.ssh/config", show_default=True, help="OpenSSH client config."
-        ),
-        click.option("--connect-timeout", type=float, default=10.0, show_default=True, help="Seconds."),
-        click.option("--command-timeout", type=float, default=120.0, show_default=True, help="Seconds."),
-        click.option("--become", is_flag=True, help="Use sudo on hosts where the SSH user is not root."),
-        click.option(
-            "--become-password-env",
-            metavar="VAR",
-            help="Read the sudo password from this environment variable (else sudo must not ask).",
-        ),
-        click.option("--ask-become-pass", is_flag=True, help="Prompt once for the sudo password."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    """Where to act: this machine (or a tree), or the hosts of an inventory."""
+    return stack(
+        [
+            click.option("--local", is_flag=True, help="Act on this machine (as root)."),
+            click.option(
+                "--root",
+                type=click.Path(file_okay=False),
+                metavar="DIR",
+                help="With --local: act on a directory tree instead of / (image baking, tests). No engine "
+                "is touched; changes take effect when dockerd starts.",
+            ),
+            inventory_options(),
+        ]
+    )(func)
 
 
 def _report_options(func: F) -> F:
@@ -183,18 +82,6 @@ def _report_options(func: F) -> F:
     return func
 
 
-def _handle_errors(func: F) -> F:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except TrustAgentError as exc:
-            click.echo(f"trust-agent: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper  # type: ignore[return-value]
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="trust-agent")
 def cli() -> None:
@@ -217,7 +104,7 @@ def cli() -> None:
 @click.argument("source")
 @click.option("--env-overrides", is_flag=True, help="Apply REGISTRY_* environment variables.")
 @click.option("--source-ca", type=click.Path(dir_okay=False), help="CA bundle for a live DTR API.")
-@_handle_errors
+@handle_errors
 def show_source(source: str, env_overrides: bool, source_ca: str | None) -> None:
     """Print the storage settings as understood from SOURCE (secrets redacted), as JSON."""
     settings = read_settings(PolicyInputs(source=source, env_overrides=env_overrides, source_ca=source_ca))
@@ -225,38 +112,38 @@ def show_source(source: str, env_overrides: bool, source_ca: str | None) -> None
 
 
 @cli.command("policy")
-@_policy_options
-@_handle_errors
+@policy_options()
+@handle_errors
 def policy_command(**kwargs: Any) -> None:
     """Print what every engine must trust, and why, as JSON (no host is contacted)."""
-    _, policy = resolve_policy(_inputs(kwargs))
+    _, policy = resolve_policy(policy_inputs(kwargs))
     click.echo(json.dumps(policy.as_dict(), indent=2))
 
 
 @cli.command()
-@_policy_options
+@policy_options()
 @_target_options
-@_ssh_options
+@ssh_options()
 @_report_options
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
     help="Exit 0 when nothing would change, 2 when changes are pending, 1 on error.",
 )
-@_handle_errors
+@handle_errors
 def plan(detailed_exitcode: bool, **kwargs: Any) -> None:
     """Show what would change on each host: unified diffs, the dockerd action, and why. Changes nothing."""
-    result = _run("plan", kwargs, RunOptions(dry_run=True))
+    result = _run("plan", kwargs, RunOptions(dry_run=True, verify=False))
     if detailed_exitcode:
         sys.exit(1 if result.failed else 2 if result.pending else 0)
     sys.exit(1 if result.failed else 0)
 
 
 @cli.command()
-@_policy_options
+@policy_options()
 @_target_options
 @_report_options
-@_handle_errors
+@handle_errors
 def apply(**kwargs: Any) -> None:
     """Apply the plan on this machine (--local) or a directory tree (--local --root DIR). Idempotent.
 
@@ -271,46 +158,33 @@ def apply(**kwargs: Any) -> None:
     sys.exit(1 if result.failed else 0)
 
 
-def _restart_options(func: F) -> F:
-    options = [
-        click.option(
-            "--restart-policy",
-            type=click.Choice(["auto", "reload", "restart", "never"]),
-            default="auto",
-            show_default=True,
-            help="auto: nothing for certs.d-only changes, reload for reloadable keys, restart only where "
-            "reload cannot apply the change and --allow-restart (or live-restore) permits it.",
-        ),
-        click.option(
-            "--allow-restart", is_flag=True, help="Let auto restart dockerd where a reload is not enough."
-        ),
-        click.option(
-            "--canary-image", metavar="REF", help="After the change, pull REF on each host to prove it."
-        ),
-        click.option(
-            "--no-verify", is_flag=True, help="Skip reading the engine's live config after the change."
-        ),
-        click.option("--dry-run", is_flag=True, help="Plan every host and change nothing (same as plan)."),
-        click.option("--diff", is_flag=True, help="Print every host's diffs, not just the closing table."),
-        click.option("--serial", metavar="N|P%", help="Batch size: hosts or a percentage per batch."),
-        click.option(
-            "--max-fail-percentage",
-            type=click.FloatRange(0, 100),
-            help="Start no further batch once more than this percentage of a batch failed.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+def _rollout_options(func: F) -> F:
+    return stack(
+        [
+            engine_options,
+            click.option(
+                "--dry-run", is_flag=True, help="Plan every host and change nothing (same as plan)."
+            ),
+            click.option(
+                "--diff", is_flag=True, help="Print every host's diffs, not just the closing table."
+            ),
+            click.option("--serial", metavar="N|P%", help="Batch size: hosts or a percentage per batch."),
+            click.option(
+                "--max-fail-percentage",
+                type=click.FloatRange(0, 100),
+                help="Start no further batch once more than this percentage of a batch failed.",
+            ),
+        ]
+    )(func)
 
 
 @cli.command()
-@_policy_options
+@policy_options()
 @_target_options
-@_ssh_options
-@_restart_options
+@ssh_options()
+@_rollout_options
 @_report_options
-@_handle_errors
+@handle_errors
 def rollout(**kwargs: Any) -> None:
     """Bring every host of an inventory to the trust the registry needs, in parallel, and prove it.
 
@@ -337,9 +211,9 @@ def rollout(**kwargs: Any) -> None:
 
 
 @cli.command()
-@_policy_options
+@policy_options()
 @_target_options
-@_ssh_options
+@ssh_options()
 @_report_options
 @click.option(
     "--resolve",
@@ -349,7 +223,7 @@ def rollout(**kwargs: Any) -> None:
     help="Connect to HOST at ADDR for the TLS handshakes (like curl --resolve), where this machine's "
     "DNS does not know the names the engines use.",
 )
-@_handle_errors
+@handle_errors
 def verify(resolve: tuple[str, ...], **kwargs: Any) -> None:
     """Read-only drift check of every host against the policy, plus TLS handshakes from here to the
     registry and the storage endpoint with the CA bundle the hosts get. Exit 1 on any drift.
@@ -360,7 +234,7 @@ def verify(resolve: tuple[str, ...], **kwargs: Any) -> None:
     from agent.handshake import handshake_report, parse_resolve
 
     addresses = parse_resolve(resolve)
-    inputs = _inputs(kwargs)
+    inputs = policy_inputs(kwargs)
     _, policy = resolve_policy(inputs)
     options = RunOptions(dry_run=True, verify=True, command_timeout=kwargs["command_timeout"])
     checks = handshake_report(policy, resolve=addresses)
@@ -379,7 +253,7 @@ Mode = Literal["plan", "apply", "rollout", "verify"]
 def _run(
     mode: Mode, kwargs: dict[str, Any], options: RunOptions, fleet: FleetOptions | None = None
 ) -> FleetResult:
-    inputs = _inputs(kwargs)
+    inputs = policy_inputs(kwargs)
     _, policy = resolve_policy(inputs)
     return _run_with_policy(
         mode, kwargs, options, fleet or FleetOptions(forks=kwargs.get("forks", 50)), policy

@@ -1,13 +1,11 @@
 """``trust-agent daemon``: run the per-host daemon, print its systemd unit, install it on hosts over SSH.
 
-Registered on the main CLI as ``cli.add_command(daemon_group, "daemon")``. The policy and SSH options
-repeat the main CLI's on purpose: importing them from ``agent.cli`` would make the two modules import
-each other.
+Registered on the main CLI as ``cli.add_command(daemon_group, "daemon")``. The policy, SSH and engine
+options are the main CLI's (``agent.cli_options``).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
@@ -19,6 +17,15 @@ from typing import Any, TypeVar
 
 import click
 
+from agent.cli_options import (
+    engine_options,
+    handle_errors,
+    inventory_options,
+    policy_inputs,
+    policy_options,
+    ssh_options,
+    stack,
+)
 from agent.daemon.config import load_config
 from agent.daemon.logs import LEVELS, EventLog
 from agent.daemon.loop import Daemon, DaemonConfig, serve
@@ -40,18 +47,6 @@ from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_STATE_DIR = "/var/lib/trust-agent"
 _SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
-
-
-def _handle_errors(func: F) -> F:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except TrustAgentError as exc:
-            click.echo(f"trust-agent: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _apply_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
@@ -77,29 +72,10 @@ def _options(func: F) -> F:
             help="Read options from a YAML file (keys are the long option names; dtr_user/dtr_token "
             "allowed in a 0600 file). Command-line options win.",
         ),
-        click.option(
-            "--source",
-            required=True,
-            metavar="SRC",
-            help="The registry's storage settings: config.yml, harbor.yml, saved DTR JSON, or a live "
-            f"DTR/MSR https:// URL (credentials from {DTR_USER_ENV}/{DTR_TOKEN_ENV} or the config file).",
+        policy_options(
+            "The registry's storage settings: config.yml, harbor.yml, saved DTR JSON, or a live "
+            f"DTR/MSR https:// URL (credentials from {DTR_USER_ENV}/{DTR_TOKEN_ENV} or the config file)."
         ),
-        click.option(
-            "--registry",
-            "registries",
-            multiple=True,
-            metavar="HOST[:PORT]",
-            help="An address clients use for the registry; repeat for every spelling.",
-        ),
-        click.option(
-            "--storage-ca", multiple=True, metavar="FILE", help="PEM CA bundle of the storage backend."
-        ),
-        click.option("--registry-ca", multiple=True, metavar="FILE", help="PEM CA bundle of the registry."),
-        click.option(
-            "--allow-expired", is_flag=True, help="Install expired CA certificates (with a warning)."
-        ),
-        click.option("--env-overrides", is_flag=True, help="Apply REGISTRY_* environment variables."),
-        click.option("--source-ca", metavar="FILE", help="CA bundle to verify a live DTR API with."),
         click.option(
             "--interval",
             default="60s",
@@ -143,20 +119,7 @@ def _options(func: F) -> F:
             metavar="DIR",
             help="Keep a directory tree converged instead of / (no engine is touched).",
         ),
-        click.option(
-            "--restart-policy",
-            type=click.Choice(["auto", "reload", "restart", "never"]),
-            default="auto",
-            show_default=True,
-            help="As for rollout.",
-        ),
-        click.option(
-            "--allow-restart", is_flag=True, help="Let auto restart dockerd where a reload is not enough."
-        ),
-        click.option("--canary-image", metavar="REF", help="After a change, pull REF to prove it."),
-        click.option(
-            "--no-verify", is_flag=True, help="Skip reading the engine's live config after a change."
-        ),
+        engine_options,
         click.option(
             "--log-level",
             type=click.Choice(list(LEVELS)),
@@ -185,7 +148,7 @@ def daemon_group() -> None:
 
 @daemon_group.command("run")
 @_options
-@_handle_errors
+@handle_errors
 def run_command(**kwargs: Any) -> None:
     """Poll the source, keep the last good policy, and reconcile this host every interval.
 
@@ -327,7 +290,7 @@ def run_daemon(
 )
 @click.option("--watchdog", default="10m", show_default=True, metavar="DURATION", help="WatchdogSec.")
 @click.option("--example-config", is_flag=True, help="Print an example config file instead of the unit.")
-@_handle_errors
+@handle_errors
 def unit_command(prefix: str, config: str, env_file: str, watchdog: str, example_config: bool) -> None:
     """Print the systemd unit (Type=notify, watchdog, restart on failure) for image builders."""
     if example_config:
@@ -346,103 +309,32 @@ def unit_command(prefix: str, config: str, env_file: str, watchdog: str, example
 
 
 def _ssh_options(func: F) -> F:
-    """The main CLI's inventory and SSH options (repeated: see the module docstring)."""
-    options = [
-        click.option(
-            "-i",
-            "--inventory",
-            required=True,
-            metavar="INV",
-            help="Hosts to act on over SSH: trust-agent YAML, or an Ansible INI/YAML inventory as it is.",
-        ),
-        click.option(
-            "-l", "--limit", metavar="PATTERN", help="Ansible-style host pattern (web*:&prod:!web3)."
-        ),
-        click.option(
-            "--forks", type=click.IntRange(1, 2000), default=50, show_default=True, help="Hosts at once."
-        ),
-        click.option(
-            "--known-hosts",
-            type=click.Path(dir_okay=False),
-            help="known_hosts file (default: the inventory's, else ~/.ssh/known_hosts).",
-        ),
-        click.option(
-            "--accept-new-host-keys",
-            is_flag=True,
-            help="Accept and record keys of hosts not yet in known_hosts (a changed key is still refused).",
-        ),
-        click.option(
-            "--ssh-config", default="~/.ssh/config", show_default=True, help="OpenSSH client config."
-        ),
-        click.option("--connect-timeout", type=float, default=10.0, show_default=True, help="Seconds."),
-        click.option(
-            "--command-timeout",
-            type=float,
-            default=300.0,
-            show_default=True,
-            help="Seconds for one command on a host (making the virtualenv is the longest).",
-        ),
-        click.option("--become", is_flag=True, help="Use sudo on hosts where the SSH user is not root."),
-        click.option(
-            "--become-password-env",
-            metavar="VAR",
-            help="Read the sudo password from this environment variable (else sudo must not ask).",
-        ),
-        click.option("--ask-become-pass", is_flag=True, help="Prompt once for the sudo password."),
-        click.option(
-            "--format",
-            "fmt",
-            type=click.Choice(["text", "json"]),
-            default="text",
-            show_default=True,
-            help="One line per host, or a JSON report on stdout.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    """The main CLI's inventory and SSH options, and a per-host report format."""
+    return stack(
+        [
+            inventory_options(required=True),
+            ssh_options(
+                command_timeout=300.0,
+                command_timeout_help="Seconds for one command on a host (making the virtualenv is the longest).",
+            ),
+            click.option(
+                "--format",
+                "fmt",
+                type=click.Choice(["text", "json"]),
+                default="text",
+                show_default=True,
+                help="One line per host, or a JSON report on stdout.",
+            ),
+        ]
+    )(func)
 
 
 def _install_options(func: F) -> F:
     options = [
-        click.option(
-            "--source",
-            required=True,
-            metavar="SRC",
-            help="The registry's storage settings, read here: config.yml, harbor.yml, saved DTR JSON "
+        policy_options(
+            "The registry's storage settings, read here: config.yml, harbor.yml, saved DTR JSON "
             "(hosts get a copy without secrets), or a live DTR/MSR https:// URL that every host reads "
-            f"itself (credentials from {DTR_USER_ENV}/{DTR_TOKEN_ENV} here, kept on hosts in a 0600 file).",
-        ),
-        click.option(
-            "--registry",
-            "registries",
-            multiple=True,
-            metavar="HOST[:PORT]",
-            help="An address clients use for the registry; repeat for every spelling.",
-        ),
-        click.option(
-            "--storage-ca",
-            multiple=True,
-            type=click.Path(dir_okay=False),
-            metavar="FILE",
-            help="PEM CA bundle of the storage backend (copied to each host).",
-        ),
-        click.option(
-            "--registry-ca",
-            multiple=True,
-            type=click.Path(dir_okay=False),
-            metavar="FILE",
-            help="PEM CA bundle of the registry (copied to each host).",
-        ),
-        click.option(
-            "--allow-expired", is_flag=True, help="Install expired CA certificates (with a warning)."
-        ),
-        click.option("--env-overrides", is_flag=True, help="Apply REGISTRY_* environment variables (here)."),
-        click.option(
-            "--source-ca",
-            type=click.Path(dir_okay=False),
-            metavar="FILE",
-            help="CA bundle to verify a live DTR API with (copied to each host).",
+            f"itself (credentials from {DTR_USER_ENV}/{DTR_TOKEN_ENV} here, kept on hosts in a 0600 file)."
         ),
         click.option(
             "--interval", default="60s", show_default=True, metavar="DURATION", help="Poll interval."
@@ -462,20 +354,7 @@ def _install_options(func: F) -> F:
             metavar="FILE",
             help="Prometheus textfile on each host (e.g. …/textfile_collector/trust_agent.prom).",
         ),
-        click.option(
-            "--restart-policy",
-            type=click.Choice(["auto", "reload", "restart", "never"]),
-            default="auto",
-            show_default=True,
-            help="As for rollout.",
-        ),
-        click.option(
-            "--allow-restart", is_flag=True, help="Let auto restart dockerd where a reload is not enough."
-        ),
-        click.option("--canary-image", metavar="REF", help="After a change, pull REF to prove it."),
-        click.option(
-            "--no-verify", is_flag=True, help="Skip reading the engine's live config after a change."
-        ),
+        engine_options,
         click.option(
             "--log-level",
             type=click.Choice(list(LEVELS)),
@@ -523,7 +402,7 @@ def _emit_reports(reports: list[Any], fmt: str, command: str) -> None:
 @daemon_group.command("install")
 @_install_options
 @_ssh_options
-@_handle_errors
+@handle_errors
 def install_command(**kwargs: Any) -> None:
     """Install the daemon on every host of an inventory over SSH, start it, and wait until it is healthy.
 
@@ -543,15 +422,7 @@ def install_command(**kwargs: Any) -> None:
         parse_duration(kwargs[name], "--" + name.replace("_", "-"))
     wait = parse_duration(kwargs["wait"], "--wait")
     watchdog = max(1, round(parse_duration(kwargs["watchdog"], "--watchdog")))
-    inputs = PolicyInputs(
-        source=kwargs["source"],
-        registries=tuple(kwargs["registries"]),
-        storage_ca=tuple(kwargs["storage_ca"]),
-        registry_ca=tuple(kwargs["registry_ca"]),
-        allow_expired=kwargs["allow_expired"],
-        env_overrides=kwargs["env_overrides"],
-        source_ca=kwargs["source_ca"],
-    )
+    inputs = policy_inputs(dict(kwargs))
     settings, policy = resolve_policy(inputs)  # bad input: exit 2 before any host is touched
     live = "://" in inputs.source
     if live and not (os.environ.get(DTR_USER_ENV) and os.environ.get(DTR_TOKEN_ENV)):
@@ -605,7 +476,7 @@ def install_command(**kwargs: Any) -> None:
     "insecure-registries entries it added; dockerd reloaded only if daemon.json changes).",
 )
 @_ssh_options
-@_handle_errors
+@handle_errors
 def uninstall_command(purge: bool, **kwargs: Any) -> None:
     """Stop and remove the daemon from every host: the service, the virtualenv, the configuration and
     the daemon's state. The trust it installed stays in place unless --purge."""

@@ -1,0 +1,194 @@
+"""Command-line options shared by ``trust-agent`` and ``trust-agent daemon``: one definition each.
+
+Each ``*_options`` returns a decorator that adds a family of click options; ``policy_inputs`` turns the
+policy family's values back into :class:`PolicyInputs`.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from agent.errors import TrustAgentError
+from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
+
+F = TypeVar("F", bound=Callable[..., Any])
+Decorator = Callable[[F], F]
+
+RESTART_POLICIES = ("auto", "reload", "restart", "never")
+
+
+def stack(options: Sequence[Callable[[Any], Any]]) -> Callable[[F], F]:
+    """One decorator applying ``options`` so they show in ``--help`` in the order given."""
+
+    def apply(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
+def handle_errors(func: F) -> F:
+    """Map trust-agent's errors to one line on stderr and the family's exit code (2 for bad input)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except TrustAgentError as exc:
+            click.echo(f"trust-agent: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def policy_options(
+    source_help: str = "The registry's storage settings: a distribution config.yml, a harbor.yml, a saved "
+    "DTR settings JSON, or a live DTR/MSR URL (https://dtr.example.com; credentials from "
+    f"{DTR_USER_ENV}/{DTR_TOKEN_ENV}). The kind is detected from the content.",
+) -> Callable[[F], F]:
+    """What a policy is derived from: the source, the registry's addresses, and CA files."""
+    return stack(
+        [
+            click.option("--source", "source", required=True, metavar="SRC", help=source_help),
+            click.option(
+                "--registry",
+                "registries",
+                multiple=True,
+                metavar="HOST[:PORT]",
+                help="An address clients use for the registry, exactly as in image names. Repeat for "
+                "every spelling (reg.example.com and reg.example.com:443 are different certs.d "
+                "directories). Default: the source's http.host.",
+            ),
+            click.option(
+                "--storage-ca",
+                multiple=True,
+                type=click.Path(dir_okay=False),
+                metavar="FILE",
+                help="PEM CA bundle of the storage backend (S3 endpoint). Installed in the registry's "
+                "certs.d directory, where dockerd reads it for the redirect.",
+            ),
+            click.option(
+                "--registry-ca",
+                multiple=True,
+                type=click.Path(dir_okay=False),
+                metavar="FILE",
+                help="PEM CA bundle of the registry itself, when it is from a private CA.",
+            ),
+            click.option(
+                "--allow-expired", is_flag=True, help="Install expired CA certificates (with a warning)."
+            ),
+            click.option(
+                "--env-overrides",
+                is_flag=True,
+                help="Apply REGISTRY_* environment variables over the config file, as the registry does.",
+            ),
+            click.option(
+                "--source-ca",
+                type=click.Path(dir_okay=False),
+                metavar="FILE",
+                help="CA bundle to verify a live DTR API with (default: the system store).",
+            ),
+        ]
+    )
+
+
+def policy_inputs(kwargs: dict[str, Any]) -> PolicyInputs:
+    """Take the policy family's values out of ``kwargs``."""
+    return PolicyInputs(
+        source=kwargs.pop("source"),
+        registries=tuple(kwargs.pop("registries")),
+        storage_ca=tuple(kwargs.pop("storage_ca")),
+        registry_ca=tuple(kwargs.pop("registry_ca")),
+        allow_expired=kwargs.pop("allow_expired"),
+        env_overrides=kwargs.pop("env_overrides"),
+        source_ca=kwargs.pop("source_ca"),
+    )
+
+
+def inventory_options(*, required: bool = False) -> Callable[[F], F]:
+    return stack(
+        [
+            click.option(
+                "-i",
+                "--inventory",
+                required=required,
+                metavar="INV",
+                help="Hosts to act on over SSH: trust-agent YAML, or an Ansible INI/YAML inventory as it is.",
+            ),
+            click.option(
+                "-l", "--limit", metavar="PATTERN", help="Ansible-style host pattern (web*:&prod:!web3)."
+            ),
+        ]
+    )
+
+
+def ssh_options(
+    *, command_timeout: float = 120.0, command_timeout_help: str = "Seconds for one command on a host."
+) -> Callable[[F], F]:
+    """How hosts are reached: parallelism, host keys, ssh config, timeouts, sudo."""
+    return stack(
+        [
+            click.option(
+                "--forks", type=click.IntRange(1, 2000), default=50, show_default=True, help="Hosts at once."
+            ),
+            click.option(
+                "--known-hosts",
+                type=click.Path(dir_okay=False),
+                help="known_hosts file (default: the inventory's, else ~/.ssh/known_hosts).",
+            ),
+            click.option(
+                "--accept-new-host-keys",
+                is_flag=True,
+                help="Accept and record keys of hosts not yet in known_hosts (a changed key is still refused).",
+            ),
+            click.option(
+                "--ssh-config", default="~/.ssh/config", show_default=True, help="OpenSSH client config."
+            ),
+            click.option("--connect-timeout", type=float, default=10.0, show_default=True, help="Seconds."),
+            click.option(
+                "--command-timeout",
+                type=float,
+                default=command_timeout,
+                show_default=True,
+                help=command_timeout_help,
+            ),
+            click.option("--become", is_flag=True, help="Use sudo on hosts where the SSH user is not root."),
+            click.option(
+                "--become-password-env",
+                metavar="VAR",
+                help="Read the sudo password from this environment variable (else sudo must not ask).",
+            ),
+            click.option("--ask-become-pass", is_flag=True, help="Prompt once for the sudo password."),
+        ]
+    )
+
+
+def engine_options(func: F) -> F:
+    """How dockerd picks up a change, and how the change is proved."""
+    return stack(
+        [
+            click.option(
+                "--restart-policy",
+                type=click.Choice(RESTART_POLICIES),
+                default="auto",
+                show_default=True,
+                help="auto: nothing for certs.d-only changes, reload for reloadable keys, restart only "
+                "where reload cannot apply the change and --allow-restart (or live-restore) permits it.",
+            ),
+            click.option(
+                "--allow-restart", is_flag=True, help="Let auto restart dockerd where a reload is not enough."
+            ),
+            click.option(
+                "--canary-image", metavar="REF", help="After the change, pull REF on each host to prove it."
+            ),
+            click.option(
+                "--no-verify", is_flag=True, help="Skip reading the engine's live config after the change."
+            ),
+        ]
+    )(func)
