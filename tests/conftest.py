@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +109,28 @@ def mixed_lab(mixed_lab_session: Lab) -> Lab:
     """The mixed fleet with every host's trust state back to its base image's."""
     mixed_lab_session.reset()
     return mixed_lab_session
+
+
+ANSIBLE_VENV = Path(os.environ.get("TRUST_AGENT_ANSIBLE_VENV", "/var/cache/trust-agent-test/ansible-venv"))
+CONTROLLER_ENV = _ROOT / "ansible-compat" / "scripts" / "controller-env.sh"
+
+
+@pytest.fixture(scope="session")
+def ansible_bin() -> Path:
+    """bin/ of a controller venv with ansible-core and trust-agent, made once by the controller-env
+    script and cached (``TRUST_AGENT_ANSIBLE_VENV``). Missing: a skip here, a failure in CI."""
+    try:
+        subprocess.run(
+            ["sh", str(CONTROLLER_ENV), str(ANSIBLE_VENV), "--editable"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        message = f"no ansible controller environment ({ANSIBLE_VENV}): {detail.strip()[-500:]}"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return ANSIBLE_VENV / "bin"

@@ -66,26 +66,6 @@ def test_corpus_is_broad() -> None:
 
 
 @pytest.fixture(scope="session")
-def ansible_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The venv's bin directory, created (once, then cached) by the controller-env script."""
-    try:
-        subprocess.run(
-            ["sh", str(CONTROLLER_ENV), str(ANSIBLE_VENV), "--editable"],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        detail = getattr(exc, "stderr", "") or str(exc)
-        message = f"no ansible-core for the parity tests ({ANSIBLE_VENV}): {detail.strip()[-500:]}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return ANSIBLE_VENV / "bin"
-
-
-@pytest.fixture(scope="session")
 def ansible_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """An environment where no user or system ansible.cfg applies."""
     home = tmp_path_factory.mktemp("ansible-home")
