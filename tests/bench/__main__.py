@@ -1,0 +1,156 @@
+"""python -m tests.bench: bring up the lab fleet, run every tool cold and no-op, check, report.
+
+Environment: BENCH_HOSTS (50), BENCH_RUNS (3), BENCH_TOOLS (comma list; default every tool and floor),
+BENCH_LAB_DIR (/tmp/ta-bench), BENCH_KEEP_LAB=1 to leave the lab up afterwards.
+Writes .bench/results.json and prints a table of medians and ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.bench import checks, envs, report, tools
+from tests.bench.job import BASE_DAEMON_JSON, job_for
+from tests.bench.measure import run_timed
+from tests.bench.reset import reset, settle
+from tests.lab import Lab, down, up
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / ".bench"
+ALL = ("floor-paramiko", "floor-openssh", "trust-agent", "ansible", "pyinfra")
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def _int_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def build_tools(lab: Lab, job: Any, chosen: list[str]) -> list[tools.Tool]:
+    work = OUT / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    found: list[tools.Tool] = []
+    for name in chosen:
+        if name == "floor-paramiko":
+            found.append(tools.floor_paramiko(lab))
+        elif name == "floor-openssh":
+            found.append(tools.floor_openssh(lab))
+        elif name == "trust-agent":
+            found.append(tools.trust_agent(lab, job, work))
+        elif name in ("ansible", "pyinfra"):
+            log(f"{name}: its own venv under .bench/venvs/")
+            bin_dir = envs.ensure(OUT, name, OUT / f"{name}-install.log")
+            make = tools.ansible if name == "ansible" else tools.pyinfra
+            found.append(make(lab, job, work, bin_dir))
+        else:
+            raise SystemExit(f"bench: unknown tool {name!r} (known: {', '.join(ALL)})")
+    return found
+
+
+def timed(tool: tools.Tool, mode: str, run: int) -> Any:
+    command = tool.command(mode)
+    try:
+        return run_timed(
+            command.argv,
+            env=command.env,
+            cwd=command.cwd,
+            log=OUT / "logs" / f"run{run}-{tool.name}-{mode}.log",
+        )
+    finally:
+        if command.cleanup is not None:
+            command.cleanup()
+
+
+def main() -> int:
+    hosts = _int_env("BENCH_HOSTS", 50)
+    runs = _int_env("BENCH_RUNS", 3)
+    lab_dir = os.environ.get("BENCH_LAB_DIR") or "/tmp/ta-bench"
+    chosen = [t.strip() for t in (os.environ.get("BENCH_TOOLS") or ",".join(ALL)).split(",") if t.strip()]
+    keep = os.environ.get("BENCH_KEEP_LAB", "") not in ("", "0")
+    OUT.mkdir(exist_ok=True)
+    log(f"{hosts} hosts, {runs} run(s), tools: {', '.join(chosen)}; lab in {lab_dir}")
+    lab = up(lab_dir, hosts, "skipverify", log=lambda m: log(f"lab: {m}"))
+    try:
+        base = lab.ssh(lab.hosts[0], f"cat {BASE_DAEMON_JSON}").stdout.encode()
+        job = job_for(lab, base)
+        chosen_tools = build_tools(lab, job, chosen)
+        results: dict[str, Any] = {"hosts": len(lab.hosts), "runs": runs, "tools": {}}
+        for tool in chosen_tools:
+            entry: dict[str, Any] = {"cold_s": []}
+            if tool.kind == "tool":
+                entry.update({"noop_s": [], "correct": True, "byte_exact": True, "problems": []})
+            entry.update({"peak_rss_mb": 0.0, "max_process_rss_mb": 0.0})
+            results["tools"][tool.name] = entry
+        for name in ("ansible", "pyinfra"):
+            if name in results["tools"]:
+                results["tools"][name]["version"] = envs.version(OUT / "venvs" / name / "bin", name)
+        started = time.monotonic()
+        for run in range(1, runs + 1):
+            for tool in chosen_tools:
+                entry = results["tools"][tool.name]
+                if tool.kind == "floor":
+                    settle()
+                    m = timed(tool, "cold", run)
+                    entry["cold_s"].append(m.seconds)
+                    _memory(entry, m)
+                    if tool.name == "floor-paramiko":
+                        _inprocess(entry, OUT / "logs" / f"run{run}-{tool.name}-cold.log")
+                    log(f"run {run} {tool.name}: {m.seconds:.2f}s (exit {m.exit_status})")
+                    continue
+                before = reset(lab, job.registry)
+                settle()
+                for mode, expect_reload in (("cold", True), ("noop", False)):
+                    if mode == "noop":
+                        settle()
+                    m = timed(tool, mode, run)
+                    after = checks.read_states(lab, job.registry)
+                    verdict = checks.check(job, before, after, expect_reload=expect_reload)
+                    entry[f"{mode}_s"].append(m.seconds)
+                    _memory(entry, m)
+                    if m.exit_status != 0:
+                        verdict.problems.insert(0, f"exit status {m.exit_status}")
+                    if not verdict.ok:
+                        entry["correct"] = False
+                        entry["problems"] += [f"run {run} {mode}: {p}" for p in verdict.problems[:20]]
+                    entry["byte_exact"] = entry["byte_exact"] and verdict.byte_exact
+                    log(
+                        f"run {run} {tool.name} {mode}: {m.seconds:.2f}s, peak {m.peak_rss_mb:.0f} MB, "
+                        f"{'ok' if verdict.ok else 'WRONG: ' + '; '.join(verdict.problems[:3])}"
+                    )
+                    before = after
+        reset(lab, job.registry)
+        results["seconds"] = round(time.monotonic() - started, 1)
+        report.write(results, OUT / "results.json")
+        print(report.table(results))
+        log(f"results: {OUT / 'results.json'}; logs: {OUT / 'logs'}")
+        bad = [n for n, d in results["tools"].items() if d.get("correct") is False]
+        return 1 if bad else 0
+    finally:
+        if not keep:
+            log("taking the lab down")
+            down(lab_dir, log=lambda m: log(f"lab: {m}"))
+
+
+def _memory(entry: dict[str, Any], m: Any) -> None:
+    entry["peak_rss_mb"] = max(entry["peak_rss_mb"], m.peak_rss_mb)
+    entry["max_process_rss_mb"] = max(entry["max_process_rss_mb"], m.max_process_mb)
+
+
+def _inprocess(entry: dict[str, Any], path: Path) -> None:
+    try:
+        line = path.read_text().strip().splitlines()[-1]
+        entry.setdefault("inprocess_s", []).append(round(float(json.loads(line)["seconds"]), 3))
+    except (OSError, IndexError, ValueError, KeyError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""results.json and the table of medians and ratios (trust-agent ÷ each other tool)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+OURS = "trust-agent"
+
+
+def median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
+
+
+def write(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _fmt(value: float | None, unit: str = "s") -> str:
+    return "-" if value is None else f"{value:.2f}{unit}" if unit == "s" else f"{value:.0f}{unit}"
+
+
+def _ratio(ours: float | None, theirs: float | None) -> str:
+    if ours is None or theirs is None or theirs <= 0:
+        return "-"
+    return f"{ours / theirs:.3f}"
+
+
+def table(results: dict[str, Any]) -> str:
+    tools = results["tools"]
+    ours = tools.get(OURS, {})
+    ours_cold, ours_noop = median(ours.get("cold_s", [])), median(ours.get("noop_s", []))
+    header = (
+        f"{'tool':<16}{'cold (median)':>14}{'no-op (median)':>16}{'peak RSS':>10}"
+        f"{'ta÷tool cold':>14}{'ta÷tool no-op':>15}  correct"
+    )
+    lines = [f"{results['hosts']} hosts, {results['runs']} run(s), every tool timed exec to exit", header]
+    for name, data in tools.items():
+        cold, noop = median(data.get("cold_s", [])), median(data.get("noop_s", []))
+        correct = data.get("correct")
+        lines.append(
+            f"{name:<16}{_fmt(cold):>14}{_fmt(noop):>16}{_fmt(data.get('peak_rss_mb'), ' MB'):>10}"
+            f"{_ratio(ours_cold, cold) if name != OURS else '':>14}"
+            f"{_ratio(ours_noop, noop) if name != OURS else '':>15}"
+            f"  {'-' if correct is None else 'yes' if correct else 'NO'}"
+        )
+    floor = tools.get("floor-paramiko", {})
+    if floor.get("inprocess_s"):
+        lines.append(f"(floor-paramiko in-process: median {median(floor['inprocess_s']):.2f}s)")
+    return "\n".join(lines)
