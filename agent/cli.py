@@ -8,6 +8,7 @@ change, 2 changes pending, 1 error.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import sys
@@ -34,9 +35,6 @@ from agent.hosts.base import Transport
 from agent.hosts.local import LocalTransport
 from agent.inputs import PolicyInputs, read_settings, resolve_policy
 from agent.outcome import FleetResult
-from agent.progress import Progress
-from agent.reports import render
-from agent.reports.summary import render as render_summary
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("text", "json", "markdown", "html", "junit")
@@ -82,7 +80,21 @@ def _report_options(func: F) -> F:
     return func
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY_COMMANDS:
+            module, attribute = _LAZY_COMMANDS[cmd_name]
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+)
 @click.version_option(__version__, prog_name="trust-agent")
 def cli() -> None:
     """Make Docker engines trust a private registry whose blobs live on S3-compatible storage.
@@ -272,6 +284,8 @@ def _run_with_policy(
     root = kwargs.get("root")
     if root:
         options = RunOptions(**{**options.__dict__, "root": str(Path(root).resolve())})
+    from agent.progress import Progress
+
     progress = Progress(len(names), enabled=mode != "plan" or len(names) > 1)
     result = run_fleet(
         names,
@@ -316,6 +330,9 @@ def _targets(kwargs: dict[str, Any]) -> tuple[Sequence[str], Callable[[str], Tra
 def _emit(result: FleetResult, fmt: str | None, report: str | None, diff: bool = True) -> None:
     """The report to ``-o FILE`` (format from --format or the suffix) or stdout; a rollout at a terminal
     without ``--diff`` closes with a table instead of every diff."""
+    from agent.reports import render
+    from agent.reports.summary import render as render_summary
+
     chosen = fmt or (_SUFFIX_FORMATS.get(Path(report).suffix.lower(), "text") if report else "text")
     if report:
         Path(report).write_text(render(result, chosen))  # type: ignore[arg-type]
@@ -331,15 +348,11 @@ def _color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
-def _register_subcommands() -> None:
-    from agent.daemon.cli import daemon_group
-    from agent.inventory_cli import inventory_command
-
-    cli.add_command(daemon_group, "daemon")
-    cli.add_command(inventory_command)
-
-
-_register_subcommands()
+# Commands defined elsewhere, imported only when used (the daemon's modules cost start-up time).
+_LAZY_COMMANDS = {
+    "daemon": ("agent.daemon.cli", "daemon_group"),
+    "inventory": ("agent.inventory_cli", "inventory_command"),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -11,28 +11,37 @@ report can show something another does not, and none shows a secret: the models 
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+import importlib
+from typing import Any, Literal, get_args
 
 from agent.outcome import FleetResult
-from agent.reports import html, json_report, junit, markdown, text
-from agent.reports.json_report import to_dict
 
 Format = Literal["text", "json", "markdown", "html", "junit"]
 FORMATS: tuple[Format, ...] = get_args(Format)
+
+# Each format is imported when first asked for: a rollout that writes JSON never loads jinja2.
+_MODULES: dict[str, str] = {
+    "text": "agent.reports.text",
+    "json": "agent.reports.json_report",
+    "markdown": "agent.reports.markdown",
+    "html": "agent.reports.html",
+    "junit": "agent.reports.junit",
+}
 
 __all__ = ["FORMATS", "Format", "render", "to_dict"]
 
 
 def render(result: FleetResult, fmt: Format, *, color: bool = False) -> str:
     """The report in ``fmt``; ``color`` only affects ``text`` (ANSI colours for a terminal)."""
-    if fmt == "text":
-        return text.render(result, color=color)
-    if fmt == "json":
-        return json_report.render(result)
-    if fmt == "markdown":
-        return markdown.render(result)
-    if fmt == "html":
-        return html.render(result)
-    if fmt == "junit":
-        return junit.render(result)
-    raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt not in _MODULES:
+        raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    module = importlib.import_module(_MODULES[fmt])
+    rendered: str = module.render(result, color=color) if fmt == "text" else module.render(result)
+    return rendered
+
+
+def to_dict(result: FleetResult) -> dict[str, Any]:
+    """The JSON report as plain data."""
+    from agent.reports.json_report import to_dict as json_dict
+
+    return dict(json_dict(result))

@@ -22,13 +22,7 @@ from tests.pki import make_ca
 from tests.unit.test_daemon_loop import REGISTRY, source_text
 
 REPO = Path(__file__).resolve().parents[2]
-# The main CLI registers the daemon group; this also works before it does.
-RUNNER = (
-    "from agent.cli import cli\n"
-    "from agent.daemon.cli import daemon_group\n"
-    "if 'daemon' not in cli.commands: cli.add_command(daemon_group, 'daemon')\n"
-    "cli.main(prog_name='trust-agent')\n"
-)
+RUNNER = "from agent.cli import cli\ncli.main(prog_name='trust-agent')\n"
 WAIT = 30.0
 
 
