@@ -135,8 +135,7 @@ def gather_live(
 def _gather_once(
     transport: Transport, root: str, daemon_json: str, timeout: float
 ) -> tuple[DockerFacts, dict[str, Any] | None]:
-    command = f"sh -c {shlex.quote(GATHER_SCRIPT)} gather {shlex.quote(root)} {shlex.quote(daemon_json)}"
-    result = transport.run(command, timeout=timeout)
+    result = transport.run_script(GATHER_SCRIPT, root, daemon_json, timeout=timeout)
     result.check("gathering facts")
     text = result.stdout.decode("utf-8", "replace")
     return parse_gather_output(text, daemon_json, root), live_info(text)

@@ -7,7 +7,6 @@ for one host, so the rollout, ``apply --local`` and the per-host daemon behave t
 from __future__ import annotations
 
 import re
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -215,9 +214,7 @@ def _apply(
         read_info=_reads_info(options, facts, action),
     )
     start = timeline.clock()
-    result = transport.run(
-        f"sh -s -- {shlex.quote(options.root)}", stdin=script.encode(), timeout=options.command_timeout
-    )
+    result = transport.run_script(script, options.root, timeout=options.command_timeout)
     end = timeline.clock()
     _split_apply_phases(timeline, result.stdout, start, end, action != "none")
     message = [line.strip() for line in result.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
@@ -321,9 +318,7 @@ def _roll_back(
     )
 
     def run_undo() -> CommandResult:
-        return transport.run(
-            f"sh -s -- {shlex.quote(options.root)}", stdin=script.encode(), timeout=options.command_timeout
-        )
+        return transport.run_script(script, options.root, timeout=options.command_timeout)
 
     try:
         result: CommandResult = timeline.run("rollback", run_undo)

@@ -6,6 +6,7 @@ locally (``--local``, ``--root DIR`` for image baking, and the per-host daemon).
 
 from __future__ import annotations
 
+import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
@@ -44,6 +45,15 @@ class Transport(ABC):
     @abstractmethod
     def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
         """Run ``command`` with ``sh -c`` on the host, feeding ``stdin``; never raises on a non-zero exit."""
+
+    def run_script(self, script: str, *args: str, timeout: float | None = None) -> CommandResult:
+        """Run a POSIX sh program with positional ``args`` (as ``sh -s -- ARGS``, script on stdin).
+
+        Transports that can keep one shell open per host (SSH) override this to run every script of
+        a host in the same session, sparing the host a new login session for each step.
+        """
+        quoted = " ".join(shlex.quote(a) for a in args)
+        return self.run(f"sh -s -- {quoted}", stdin=script.encode(), timeout=timeout)
 
     @abstractmethod
     def docker_api(self, timeout: float = 30.0) -> Any:

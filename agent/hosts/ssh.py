@@ -39,6 +39,7 @@ from agent.errors import (
     InputError,
     UnreachableError,
 )
+from agent.hosts import script_session
 from agent.hosts.base import CommandResult, Transport
 from agent.inventory.model import Host
 
@@ -143,6 +144,10 @@ class SSHTransport(Transport):
         token = secrets.token_hex(8)
         self._sudo_prompt = f"[trust-agent-sudo-{token}]"
         self._sudo_marker = f"[trust-agent-started-{token}]"
+        self._session: paramiko.Channel | None = None
+        self._session_token = ""
+        self._session_lock = threading.Lock()
+        self._no_session = False
 
     # --- connection ------------------------------------------------------------------------------
 
@@ -538,6 +543,80 @@ class SSHTransport(Transport):
             if not busy:
                 select.select([chan], [], [], min(_POLL, max(0.0, _left(deadline))))
 
+    def run_script(self, script: str, *args: str, timeout: float | None = None) -> CommandResult:
+        """Run ``script`` in this host's one script session (see ``agent.hosts.script_session``)."""
+        if self._no_session:
+            return super().run_script(script, *args, timeout=timeout)
+        limit = self.options.command_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        with self._session_lock:
+            fresh = self._session is None or self._session.closed or self._session.eof_received
+            if fresh:
+                self._open_session(deadline)
+            assert self._session is not None
+            try:
+                return self._session_exchange(
+                    self._session, script_session.request(script, args), deadline, limit
+                )
+            except _SessionEnded as ended:
+                self._drop_session()
+                if not fresh:
+                    raise UnreachableError(f"{self._label}: the script session ended: {ended}") from None
+                # The loop could not start here (no mktemp/head?): one exec per script instead.
+                self._no_session = True
+            except CommandTimeout:
+                self._drop_session()  # its state is unknown after a timeout
+                raise
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                self._drop_session()
+                raise UnreachableError(f"{self._label}: connection lost during a command: {exc}") from None
+        return super().run_script(script, *args, timeout=timeout)
+
+    def _open_session(self, deadline: float) -> None:
+        self._drop_session()
+        self._session_token = script_session.new_token()
+        self._session, _ = self._start(script_session.loop_command(self._session_token), deadline)
+
+    def _drop_session(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def _session_exchange(
+        self, chan: paramiko.Channel, payload: bytes, deadline: float, limit: float
+    ) -> CommandResult:
+        """Send one script and read its output up to the loop's end markers on stdout and stderr."""
+        done = script_session.done_pattern(self._session_token)
+        err_done = script_session.stderr_done(self._session_token)
+        out, err = bytearray(), bytearray()
+        pending = memoryview(payload)
+        status: int | None = None
+        while True:
+            if _left(deadline) <= 0:
+                raise CommandTimeout(f"{self._label}: command timed out after {limit:g}s")
+            busy = False
+            if pending and chan.send_ready():
+                sent = chan.send(bytes(pending[:_CHUNK]))
+                pending = pending[sent:]
+                busy = True
+            if chan.recv_ready():
+                out += chan.recv(_CHUNK)
+                busy = True
+            if chan.recv_stderr_ready():
+                err += chan.recv_stderr(_CHUNK)
+                busy = True
+            if status is None:
+                match = done.search(out)
+                if match:
+                    status = int(match.group(1))
+                    out = out[: match.start()]
+            if status is not None and err.endswith(err_done):
+                return CommandResult(status, bytes(out), bytes(err[: -len(err_done)]))
+            if chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready():
+                raise _SessionEnded(bytes(err).decode("utf-8", "replace").strip()[-300:] or "no output")
+            if not busy:
+                select.select([chan], [], [], min(_POLL, max(0.0, _left(deadline))))
+
     def docker_api(self, timeout: float = 30.0) -> Any:
         """A ``docker.APIClient`` whose requests run ``docker system dial-stdio`` over this connection."""
         import docker
@@ -565,12 +644,17 @@ class SSHTransport(Transport):
             self._close_all()
 
     def _close_all(self) -> None:
+        self._drop_session()
         if self._transport is not None:
             self._transport.close()
             self._transport = None
         for hop in reversed(self._hops):
             hop.close()
         self._hops = []
+
+
+class _SessionEnded(Exception):
+    """The script session's shell exited before a script finished."""
 
 
 def _left(deadline: float) -> float:

@@ -411,3 +411,30 @@ def test_concurrent_accept_new_appends_once(sshd: Server, opts: SSHOptions, tmp_
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(connect_once, range(6)))
     assert len(known.read_text().splitlines()) == 1
+
+
+def test_scripts_share_one_session_with_exact_output_and_status(sshd: Server, opts: SSHOptions) -> None:
+    with SSHTransport(sshd.host(), opts) as t:
+        first = t.run_script('echo "$1|$2"; echo err >&2; echo $PPID', "a b", "it's")
+        second = t.run_script("printf 'no newline'; exit 7")
+        third = t.run_script("echo $PPID; cat")  # stdin is /dev/null, never the next script
+        assert first.exit_status == 0 and first.stdout.splitlines()[0] == b"a b|it's"
+        assert first.stderr == b"err\n"
+        assert second.exit_status == 7 and second.stdout == b"no newline" and second.stderr == b""
+        # One loop ran both: each script's shell has the same parent.
+        assert first.stdout.splitlines()[1] == third.stdout.strip()
+        big = "".join(f"echo line{i} >/dev/null\n" for i in range(20000)) + "echo big done\n"
+        assert t.run_script(big).stdout == b"big done\n"
+        assert t.run_script("head -c 300000 /dev/zero | tr '\\0' x").stdout == b"x" * 300000
+
+
+def test_a_script_timeout_drops_the_session_and_the_next_script_gets_a_new_one(
+    sshd: Server, opts: SSHOptions
+) -> None:
+    with SSHTransport(sshd.host(), opts) as t:
+        before = t.run_script("echo $PPID").stdout
+        with pytest.raises(CommandTimeout):
+            t.run_script("sleep 5", timeout=0.5)
+        after = t.run_script("echo $PPID; echo ok")
+        assert after.ok and after.stdout.splitlines()[1] == b"ok"
+        assert after.stdout.splitlines()[0] != before.strip()
