@@ -244,3 +244,33 @@ def test_a_restart_is_refused_unless_allowed(lab: Lab, tmp_path: Path) -> None:
     assert after != before
     info = json.loads(lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout)
     assert info["registry.test"]["Secure"] is False
+
+
+def test_a_non_root_login_converges_through_sudo_and_fails_cleanly_without_it(
+    lab: Lab, tmp_path: Path
+) -> None:
+    inventory = yaml.safe_load(lab.inventory_yml.read_text())
+    inventory["defaults"]["user"] = "deploy"
+    plain = tmp_path / "deploy.yml"
+    plain.write_text(yaml.safe_dump(inventory))
+    host = lab.hosts[0]
+
+    code, report, _ = rollout(lab, *ca_args(lab), "--limit", host.name, inventory=plain)
+    assert code == 1
+    outcome = by_host(report)[host.name]
+    assert outcome["status"] == "failed" and "trust-agent" in outcome["error"]
+    assert not lab.ssh(host, "ls /etc/docker/certs.d", check=False).stdout.strip()
+
+    code, report, err = rollout(
+        lab, *ca_args(lab), "--limit", host.name, "--become", "--canary-image", lab.image, inventory=plain
+    )
+    assert code == 0, err
+    outcome = by_host(report)[host.name]
+    assert outcome["status"] == "changed"
+    assert "canary pull " + lab.image in outcome["verified"]
+    owners = lab.ssh(
+        host, "stat -c '%U %a' /etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt"
+    ).stdout
+    assert owners.split() == ["root", "644"]
+    code, report, err = rollout(lab, *ca_args(lab), "--limit", host.name, "--become", inventory=plain)
+    assert code == 0 and by_host(report)[host.name]["status"] == "unchanged", err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import subprocess
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 from tests.lab import cgroups, network, ssh
 from tests.lab.layout import REGISTRY_ADDRESS, REGISTRY_NAME, RUNNABLE_IMAGE, Layout
 from tests.lab.procs import Proc, clean_env, run, spawn
-from tests.lab.rootfs import LAB_SHARE
+from tests.lab.rootfs import DEPLOY_UID, DEPLOY_USER, LAB_SHARE
 
 KEY_TYPES = ("ed25519", "ecdsa", "rsa")
 
@@ -81,6 +82,9 @@ def start(layout: Layout, host: HostRecord, rootfs: Path, authorized_key: str) -
         f"{host.address}\t{host.name}\n{REGISTRY_ADDRESS}\t{REGISTRY_NAME}\n",
     )
     _write(root / "root/.ssh/authorized_keys", authorized_key + "\n", 0o600)
+    deploy_keys = root / "home" / DEPLOY_USER / ".ssh/authorized_keys"
+    _write(deploy_keys, authorized_key + "\n", 0o600)
+    os.chown(deploy_keys, DEPLOY_UID, DEPLOY_UID)
     network.attach(layout.lab_ns, host.namespace, f"v{host.name}", host.address)
     # nspawn leaves /proc/sys read-only in a namespace it did not create; dockerd would fail writing
     # ip_forward, and skips the write when it is already on.

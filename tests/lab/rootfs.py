@@ -37,6 +37,7 @@ PACKAGES = {
         "python3",
         "python3-venv",
         "curl",
+        "sudo",
     ],
     # Debian 13: systemd 257 and docker.io 26.1 (with `dockerd --validate`); the CLI is its own package.
     "trixie": [
@@ -52,11 +53,14 @@ PACKAGES = {
         "python3",
         "python3-venv",
         "curl",
+        "sudo",
     ],
 }
 FLAVOURS = tuple(PACKAGES)
 # Bump when _prepare changes so a stale cache is never used.
 PREPARE_VERSION = "2"
+DEPLOY_USER = "deploy"
+DEPLOY_UID = 1000
 BASE_DAEMON_JSON = {"iptables": False, "bridge": "none", "storage-driver": "vfs"}
 LAB_SHARE = "usr/local/share/trust-agent-lab"
 BUSYBOX = Path("/bin/busybox")
@@ -201,6 +205,7 @@ def _prepare(root: Path) -> None:
             f"etc/systemd/system/{unit}.service.d/lab-cgroup.conf",
             "[Unit]\nWants=lab-cgroup-rw.service\nAfter=lab-cgroup-rw.service\n",
         )
+    _add_deploy_user(root)
     for unit in (
         "systemd-modules-load.service",
         "apt-daily.timer",
@@ -213,6 +218,22 @@ def _prepare(root: Path) -> None:
     share = root / LAB_SHARE
     (share / "busybox.tar").write_bytes(busybox_tar())
     (share / "pushed.tar").write_bytes(busybox_tar(marker="pushed to the lab registry\n"))
+
+
+def _add_deploy_user(root: Path) -> None:
+    """A non-root login with passwordless sudo, as fleets that forbid root SSH have (``--become``)."""
+    uid = DEPLOY_UID
+    with (root / "etc/passwd").open("a") as f:
+        f.write(f"{DEPLOY_USER}:x:{uid}:{uid}:lab deploy user:/home/{DEPLOY_USER}:/bin/sh\n")
+    with (root / "etc/shadow").open("a") as f:
+        f.write(f"{DEPLOY_USER}:*:19000:0:99999:7:::\n")
+    with (root / "etc/group").open("a") as f:
+        f.write(f"{DEPLOY_USER}:x:{uid}:\n")
+    ssh_dir = root / "home" / DEPLOY_USER / ".ssh"
+    ssh_dir.mkdir(parents=True, mode=0o700)
+    for path in (ssh_dir.parent, ssh_dir):
+        os.chown(path, uid, uid)
+    _write(root, f"etc/sudoers.d/{DEPLOY_USER}", f"{DEPLOY_USER} ALL=(ALL) NOPASSWD:ALL\n", 0o440)
 
 
 def busybox_tar(marker: str | None = None) -> bytes:
