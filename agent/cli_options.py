@@ -17,7 +17,6 @@ from agent.errors import TrustAgentError
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
 
 F = TypeVar("F", bound=Callable[..., Any])
-Decorator = Callable[[F], F]
 
 RESTART_POLICIES = ("auto", "reload", "restart", "never")
 

@@ -2,7 +2,7 @@
 
 - ``InputError`` and its family: bad source, CA, inventory or option. Exit code 2; nothing is touched.
 - ``HostError`` and its family: a host could not be reached or a command on it failed.
-- ``ApplyError`` and its family: a change was refused, did not validate, or was rolled back.
+- ``ApplyError`` and its family: a change did not validate, was not taken by dockerd, or did not verify.
 
 Third-party exceptions (paramiko, docker, yaml) are mapped into these at the boundary so that callers
 never catch library exceptions.
@@ -97,10 +97,6 @@ class ApplyError(TrustAgentError):
     """A change could not be applied safely."""
 
 
-class ConflictError(ApplyError):
-    """The change conflicts with the host (a dockerd flag, an unreadable daemon.json). Nothing written."""
-
-
 class ValidationError(ApplyError):
     """The new daemon.json did not pass validation. Nothing written."""
 
@@ -111,11 +107,3 @@ class ReloadError(ApplyError):
 
 class VerifyError(ApplyError):
     """The engine's live configuration does not match the plan, or the canary pull failed."""
-
-
-class RolledBack(ApplyError):
-    """The host was restored to its previous files after a failure; ``cause`` says which."""
-
-    def __init__(self, message: str, cause: BaseException | None = None) -> None:
-        self.cause = cause
-        super().__init__(message)

@@ -12,19 +12,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Literal
 
 from agent.engine.reconcile import RunOptions, reconcile
 from agent.errors import TrustAgentError, UsageError
 from agent.hosts.base import Transport
 from agent.outcome import FleetResult, HostOutcome
 from agent.trust import TrustPolicy
-
-
-class Connectable(Protocol):
-    name: str
-
-    def connect(self) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ import yaml
 
 from agent.daemon.lastgood import FILE_NAME as LAST_GOOD_FILE
 from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE, DEFAULT_PREFIX, UnitOptions, render_unit
-from agent.daemon.wheelhouse import PROBE_PYTHON, Target, WheelhouseCache, parse_probe
+from agent.daemon.wheelhouse import PROBE_PYTHON, WheelhouseCache, parse_probe
 from agent.engine.reconcile import RunOptions, reconcile
 from agent.errors import TrustAgentError
 from agent.hosts.base import Transport
@@ -701,9 +701,3 @@ def report_line(report: HostReport) -> str:
     if report.error:
         text += f": {report.error}"
     return f"{text} ({report.seconds:.1f}s)"
-
-
-def target_of(transport: Transport, python: str = "python3") -> Target:
-    """The host's wheel target (for tests and image builders that prepare a wheelhouse ahead)."""
-    probe = transport.run(probe_script(python), timeout=60)
-    return parse_probe(probe.stdout.decode("utf-8", "replace"))[0]

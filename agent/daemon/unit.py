@@ -20,7 +20,6 @@ from dataclasses import dataclass
 DEFAULT_PREFIX = "/opt/trust-agent/venv"
 DEFAULT_CONFIG = "/etc/trust-agent/daemon.yml"
 DEFAULT_ENV_FILE = "/etc/trust-agent/daemon.env"
-UNIT_NAME = "trust-agent.service"
 
 
 @dataclass(frozen=True)

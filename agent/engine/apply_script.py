@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION
 from agent.runtimes.plan import EngineAction, FileChange, HostPlan
 
-LOCK_DIR = "/var/lib/trust-agent"
 BACKUP_DIR = "/var/lib/trust-agent/backup"
 
 # Exit codes of the script, read by the engine.

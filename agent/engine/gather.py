@@ -13,7 +13,7 @@ import binascii
 import json
 import re
 import shlex
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import CommandError
@@ -289,11 +289,6 @@ def config_file_flag(flags: tuple[str, ...]) -> str | None:
         if flag == "--config-file" and i + 1 < len(flags):
             return flags[i + 1]
     return None
-
-
-def with_root_paths(facts: DockerFacts) -> DockerFacts:
-    """Facts of a ``--root`` tree: no engine to act on."""
-    return replace(facts, init=None, engine_running=False)
 
 
 __all__ = [
