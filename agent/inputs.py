@@ -42,6 +42,11 @@ def resolve_policy(
 ) -> tuple[RegistrySettings, TrustPolicy]:
     """Read the source and every CA, and derive the policy. Raises an ``InputError`` on bad input."""
     settings = read_settings(inputs, environ)
+    return settings, policy_for(settings, inputs)
+
+
+def policy_for(settings: RegistrySettings, inputs: PolicyInputs) -> TrustPolicy:
+    """The policy from settings already read, plus the CA files and addresses given in ``inputs``."""
     storage: list[CABundle] = []
     registry: list[CABundle] = []
     if settings.storage_ca_pem:
@@ -52,5 +57,4 @@ def resolve_policy(
         origin = settings.registry_ca_origin or f"{settings.origin}: registry CA"
         registry.append(parse_bundle(settings.registry_ca_pem, origin, allow_expired=inputs.allow_expired))
     registry.extend(load_bundle(p, allow_expired=inputs.allow_expired) for p in inputs.registry_ca)
-    policy = build_policy(settings, inputs.registries, tuple(storage), tuple(registry))
-    return settings, policy
+    return build_policy(settings, inputs.registries, tuple(storage), tuple(registry))

@@ -1,9 +1,9 @@
 """Read the source when it is due, and tell a fresh policy from an unchanged document or a fault.
 
 File sources are compared by content hash (the source and every CA file given): an unchanged
-document is not parsed again. A live DTR is fetched in full on every poll (``fetch_dtr`` has no
-conditional requests) and compared by the policy it yields; at one request pair per interval per
-host, with back-off on errors, that is cheap enough.
+document is not parsed again. A live DTR is asked with conditional requests (``If-None-Match`` /
+``If-Modified-Since`` from its last ``ETag`` / ``Last-Modified``): ``304 Not Modified`` on both the
+settings and the CA means unchanged, with nothing transferred or parsed.
 
 The hash is kept in memory only: it is a digest of a document that holds secrets.
 """
@@ -18,7 +18,8 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from agent.errors import TrustAgentError
-from agent.inputs import PolicyInputs, resolve_policy
+from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs, policy_for, resolve_policy
+from agent.sources.dtr import Validators, fetch_dtr_if_changed
 from agent.trust import TrustPolicy
 
 PollState = Literal["read", "unchanged", "error"]
@@ -39,9 +40,12 @@ class SourceWatcher:
         self.inputs = inputs
         self._environ = dict(environ)
         self._digest: str | None = None
+        self._validators = Validators()
         self._last: Poll | None = None
 
     def poll(self) -> Poll:
+        if "://" in self.inputs.source:
+            return self._poll_dtr()
         digest = self._content_digest()
         if digest is not None and digest == self._digest and self._last is not None:
             return Poll("unchanged", self._last.policy, self._last.source_kind)
@@ -52,6 +56,29 @@ class SourceWatcher:
         except Exception as exc:  # a bug must not bring down the host's trust: report where, not what
             return Poll("error", error=internal_error(exc))
         self._digest = digest
+        self._last = Poll("read", policy, settings.kind)
+        return self._last
+
+    def _poll_dtr(self) -> Poll:
+        if not (self._environ.get(DTR_USER_ENV) and self._environ.get(DTR_TOKEN_ENV)):
+            return Poll("error", error=f"a live DTR source needs {DTR_USER_ENV} and {DTR_TOKEN_ENV}")
+        try:
+            settings, seen = fetch_dtr_if_changed(
+                self.inputs.source,
+                self._environ.get(DTR_USER_ENV, ""),
+                self._environ.get(DTR_TOKEN_ENV, ""),
+                ca_file=self.inputs.source_ca,
+                validators=self._validators if self._last is not None else None,
+            )
+            if settings is None and self._last is not None:
+                return Poll("unchanged", self._last.policy, self._last.source_kind)
+            assert settings is not None
+            policy = policy_for(settings, self.inputs)
+        except TrustAgentError as exc:
+            return Poll("error", error=str(exc))
+        except Exception as exc:  # as for files: a bug is reported, trust is kept
+            return Poll("error", error=internal_error(exc))
+        self._validators = seen
         self._last = Poll("read", policy, settings.kind)
         return self._last
 

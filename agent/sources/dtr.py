@@ -18,7 +18,7 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from email.message import Message
 from typing import IO, NoReturn
 from urllib.parse import urlsplit
@@ -67,6 +67,14 @@ def parse_dtr_json(text: str, origin: str) -> RegistrySettings:
     )
 
 
+@dataclass(frozen=True)
+class Validators:
+    """What the DTR said identifies its last answers (``ETag``, ``Last-Modified``), per endpoint."""
+
+    settings: tuple[str | None, str | None] = (None, None)
+    ca: tuple[str | None, str | None] = (None, None)
+
+
 def fetch_dtr(
     url: str, user: str, token: str, *, ca_file: str | None = None, timeout: float = 15
 ) -> RegistrySettings:
@@ -75,27 +83,61 @@ def fetch_dtr(
     TLS is verified against the system store, or against ``ca_file`` alone when it is given (the
     ``SSL_CERT_FILE``-style environment variables then play no part).
     """
+    settings, _ = fetch_dtr_if_changed(url, user, token, ca_file=ca_file, timeout=timeout)
+    assert settings is not None  # without validators nothing can be "not modified"
+    return settings
+
+
+def fetch_dtr_if_changed(
+    url: str,
+    user: str,
+    token: str,
+    *,
+    ca_file: str | None = None,
+    timeout: float = 15,
+    validators: Validators | None = None,
+) -> tuple[RegistrySettings | None, Validators]:
+    """Like :func:`fetch_dtr`, with conditional requests: ``(None, validators)`` when the DTR answers
+    ``304 Not Modified`` to both the settings and the CA (the per-host daemon polls this way).
+
+    >>> settings, seen = fetch_dtr_if_changed(url, user, token)                   # doctest: +SKIP
+    >>> fetch_dtr_if_changed(url, user, token, validators=seen)[0] is None        # doctest: +SKIP
+    True
+    """
     base = dtr_base_url(url)
     context = _tls_context(ca_file)
     opener = urllib.request.build_opener(_RefuseRedirects(), urllib.request.HTTPSHandler(context=context))
     auth = "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
+    known = validators or Validators()
 
-    body = _get(opener, base + SETTINGS_PATH, auth, timeout)
+    body, settings_seen = _get_if_changed(opener, base + SETTINGS_PATH, auth, timeout, known.settings)
+    registry_ca, ca_seen = _get_if_changed(opener, base + CA_PATH, auth, timeout, known.ca)
+    seen = Validators(settings_seen, ca_seen)
+    if body is None and registry_ca is None:
+        return None, seen
+    # One side changed: the other's last body is not kept (it may hold secrets), so ask again.
+    if body is None:
+        body, seen_again = _get_if_changed(opener, base + SETTINGS_PATH, auth, timeout, (None, None))
+        seen = replace(seen, settings=seen_again)
+    if registry_ca is None:
+        registry_ca, seen_again = _get_if_changed(opener, base + CA_PATH, auth, timeout, (None, None))
+        seen = replace(seen, ca=seen_again)
+    assert body is not None and registry_ca is not None
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise SourceError("the answer is not UTF-8 JSON", base + SETTINGS_PATH) from None
     settings = parse_dtr_json(text, base + SETTINGS_PATH)
-    registry_ca = _get(opener, base + CA_PATH, auth, timeout)
     if b"-----BEGIN CERTIFICATE-----" not in registry_ca:
         raise SourceError("the answer is not a PEM certificate", base + CA_PATH)
-    return replace(
+    fetched = replace(
         settings,
         # DTR serves the registry on its own address; its config.yml rarely says so.
         http_host=settings.http_host or base,
         registry_ca_pem=registry_ca,
         registry_ca_origin=base + CA_PATH,
     )
+    return fetched, seen
 
 
 def _storage_ca(storage: Mapping[str, object]) -> tuple[str, object] | None:
@@ -134,13 +176,29 @@ def _tls_context(ca_file: str | None) -> ssl.SSLContext:
         ) from None
 
 
-def _get(opener: urllib.request.OpenerDirector, url: str, auth: str, timeout: float) -> bytes:
-    request = urllib.request.Request(url, headers={"Authorization": auth, "Accept": "application/json"})
+def _get_if_changed(
+    opener: urllib.request.OpenerDirector,
+    url: str,
+    auth: str,
+    timeout: float,
+    known: tuple[str | None, str | None],
+) -> tuple[bytes | None, tuple[str | None, str | None]]:
+    """GET ``url``; ``(None, known)`` on 304 Not Modified, else the body and its new validators."""
+    headers = {"Authorization": auth, "Accept": "application/json"}
+    etag, modified = known
+    if etag:
+        headers["If-None-Match"] = etag
+    if modified:
+        headers["If-Modified-Since"] = modified
+    request = urllib.request.Request(url, headers=headers)
     try:
         with opener.open(request, timeout=timeout) as response:
             body: bytes = response.read(MAX_RESPONSE_BYTES + 1)
+            seen = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
     except urllib.error.HTTPError as exc:
         exc.close()
+        if exc.code == 304 and (etag or modified):
+            return None, known
         if exc.code in (401, 403):
             raise SourceError(f"credentials refused (HTTP {exc.code})", url) from None
         raise SourceError(f"HTTP {exc.code} {exc.reason}", url) from None
@@ -150,7 +208,7 @@ def _get(opener: urllib.request.OpenerDirector, url: str, auth: str, timeout: fl
         _connection_error(exc, url)
     if len(body) > MAX_RESPONSE_BYTES:
         raise SourceError(f"the answer is larger than {MAX_RESPONSE_BYTES} bytes", url)
-    return body
+    return body, seen
 
 
 def _connection_error(reason: object, url: str) -> NoReturn:

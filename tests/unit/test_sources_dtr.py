@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from agent.certs import parse_bundle
+from agent.daemon.watch import SourceWatcher
 from agent.errors import InputError, SourceError
+from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
 from agent.sources import load_source
-from agent.sources.dtr import fetch_dtr, parse_dtr_json
+from agent.sources.dtr import Validators, fetch_dtr, fetch_dtr_if_changed, parse_dtr_json
 from tests.pki import make_ca, make_leaf, write_pair
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sources"
@@ -107,6 +109,8 @@ class FakeDTR:
     settings: bytes
     seen_auth: list[str] = field(default_factory=list)
     routes: dict[str, tuple[int, bytes, dict[str, str]]] = field(default_factory=dict)
+    etags: dict[str, str] = field(default_factory=dict)  # path → ETag it serves and honours
+    statuses: list[tuple[str, int]] = field(default_factory=list)
 
 
 def _handler(dtr: FakeDTR) -> type[BaseHTTPRequestHandler]:
@@ -120,14 +124,20 @@ def _handler(dtr: FakeDTR) -> type[BaseHTTPRequestHandler]:
                 self._send(*dtr.routes[self.path])
             elif auth != expected:
                 self._send(401, b'{"errors":[{"code":"NOT_AUTHENTICATED"}]}', {})
+            elif self.path in dtr.etags and self.headers.get("If-None-Match") == dtr.etags[self.path]:
+                self._send(304, b"", {"ETag": dtr.etags[self.path]})
             elif self.path == "/api/v0/admin/settings/registry":
-                self._send(200, dtr.settings, {"Content-Type": "application/json"})
+                self._send(200, dtr.settings, {"Content-Type": "application/json", **self._etag()})
             elif self.path == "/ca":
-                self._send(200, dtr.registry_ca, {"Content-Type": "application/x-pem-file"})
+                self._send(200, dtr.registry_ca, {"Content-Type": "application/x-pem-file", **self._etag()})
             else:
                 self._send(404, b"not found", {})
 
+        def _etag(self) -> dict[str, str]:
+            return {"ETag": dtr.etags[self.path]} if self.path in dtr.etags else {}
+
         def _send(self, code: int, body: bytes, headers: dict[str, str]) -> None:
+            dtr.statuses.append((self.path, code))
             self.send_response(code)
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -278,3 +288,45 @@ def test_unusable_ca_file(tmp_path: Path) -> None:
 def test_load_source_needs_credentials_for_a_url() -> None:
     with pytest.raises(SourceError, match="needs an admin user and token"):
         load_source("https://dtr.example", dtr_user=USER)
+
+
+def test_conditional_requests_say_not_modified_and_see_a_change(dtr: FakeDTR) -> None:
+    dtr.etags = {"/api/v0/admin/settings/registry": '"s1"', "/ca": '"c1"'}
+    first, seen = fetch_dtr_if_changed(dtr.url, USER, TOKEN, ca_file=str(dtr.ca_file), timeout=5)
+    assert first is not None and seen == Validators(('"s1"', None), ('"c1"', None))
+    dtr.statuses.clear()
+    again, same = fetch_dtr_if_changed(
+        dtr.url, USER, TOKEN, ca_file=str(dtr.ca_file), timeout=5, validators=seen
+    )
+    assert again is None and same == seen
+    assert [code for _, code in dtr.statuses] == [304, 304]
+    # The settings change: a fresh read, and the unchanged CA is asked for again in full.
+    dtr.settings = dtr.settings.replace(b"rgw.storage.example.internal", b"rgw2.storage.example.internal")
+    dtr.etags["/api/v0/admin/settings/registry"] = '"s2"'
+    dtr.statuses.clear()
+    changed, newer = fetch_dtr_if_changed(
+        dtr.url, USER, TOKEN, ca_file=str(dtr.ca_file), timeout=5, validators=seen
+    )
+    assert changed is not None and changed.s3 is not None
+    assert changed.s3.regionendpoint == "https://rgw2.storage.example.internal:7480"
+    assert changed.registry_ca_pem == dtr.registry_ca
+    assert newer.settings == ('"s2"', None)
+    assert [code for _, code in dtr.statuses] == [200, 304, 200]
+
+
+def test_the_daemon_polls_a_live_dtr_with_conditional_requests(dtr: FakeDTR) -> None:
+    dtr.etags = {"/api/v0/admin/settings/registry": '"s1"', "/ca": '"c1"'}
+    inputs = PolicyInputs(source=dtr.url, source_ca=str(dtr.ca_file), registries=("dtr.test",))
+    watcher = SourceWatcher(inputs, {DTR_USER_ENV: USER, DTR_TOKEN_ENV: TOKEN})
+    first = watcher.poll()
+    assert first.state == "read" and first.policy is not None
+    dtr.statuses.clear()
+    second = watcher.poll()
+    assert second.state == "unchanged" and second.policy == first.policy
+    assert [code for _, code in dtr.statuses] == [304, 304]
+    dtr.routes["/ca"] = (503, b"down", {})
+    assert watcher.poll().state == "error"
+    assert (
+        SourceWatcher(inputs, {}).poll().error
+        == f"a live DTR source needs {DTR_USER_ENV} and {DTR_TOKEN_ENV}"
+    )
