@@ -40,9 +40,11 @@ def _diff_style(line: str) -> str:
     return ""
 
 
-def _header(outcome: HostOutcome) -> Text:
+def _header(outcome: HostOutcome, names: list[str] | None = None) -> Text:
     text = Text()
-    text.append(outcome.host, style="bold")
+    shown = names or [outcome.host]
+    label = ", ".join(shown) if len(shown) <= 8 else f"{', '.join(shown[:8])} and {len(shown) - 8} more"
+    text.append(label if len(shown) == 1 else f"{label} ({len(shown)} hosts)", style="bold")
     text.append("  ")
     text.append(outcome.status, style=_STATUS_STYLE.get(outcome.status, ""))
     text.append(f"  {outcome.engine_action}")
@@ -58,8 +60,32 @@ def _labelled(label: str, value: str, style: str, indent: str = "  ") -> Text:
     return text
 
 
-def _host_lines(outcome: HostOutcome) -> list[Text]:
-    lines = [_header(outcome)]
+def _same_story(outcome: HostOutcome) -> tuple[object, ...]:
+    """Everything the text report says about a host, but its name and timings: hosts that share it
+    are shown once (a fleet of identical hosts would otherwise repeat every diff per host)."""
+    return (
+        outcome.status,
+        outcome.engine_action,
+        outcome.engine_version,
+        tuple((c.path, c.action, c.diff()) for c in view.visible_changes(outcome)),
+        view.reasons(outcome),
+        view.blockers(outcome),
+        view.warnings(outcome),
+        outcome.checks,
+        outcome.verified,
+        outcome.error,
+    )
+
+
+def _groups(outcomes: tuple[HostOutcome, ...]) -> list[list[HostOutcome]]:
+    groups: dict[tuple[object, ...], list[HostOutcome]] = {}
+    for outcome in outcomes:
+        groups.setdefault(_same_story(outcome), []).append(outcome)
+    return list(groups.values())
+
+
+def _host_lines(outcome: HostOutcome, names: list[str] | None = None) -> list[Text]:
+    lines = [_header(outcome, names)]
     for change in view.visible_changes(outcome):
         lines.extend(Text(line, style=_diff_style(line)) for line in change.diff().splitlines())
     lines.extend(_labelled("why", r, "cyan") for r in view.reasons(outcome))
@@ -114,8 +140,8 @@ def render(result: FleetResult, *, color: bool = False) -> str:
         soft_wrap=True,  # diffs must keep their lines; the terminal wraps if it must
         legacy_windows=False,
     )
-    for outcome in result.outcomes:
-        for line in _host_lines(outcome):
+    for group in _groups(result.outcomes):
+        for line in _host_lines(group[0], [o.host for o in group]):
             console.print(line)
         console.print()
     for line in [*_policy_lines(result), Text(), *_footer_lines(result)]:
