@@ -203,6 +203,12 @@ def test_skip_tls_storage_reloads_docker_once_through_the_handler(
     # task + reload handler changed; the restart handler was skipped.
     assert recap(first)[host.name]["changed"] == 2, first.stdout
     assert engine_state(lab, host) == (started, reloaded + 1)  # reloaded, not restarted
+    # The role read dockerd's live config back after the handler and found the registry insecure.
+    verify = re.search(
+        r"TASK \[trustagent\.docker\.registry_trust : Check dockerd's live registry config\] \*+\n(\w+):",
+        first.stdout,
+    )
+    assert verify is not None and verify.group(1) == "ok", first.stdout
     daemon = json.loads(lab.ssh(host, "cat /etc/docker/daemon.json").stdout)
     assert lab.registry in daemon["insecure-registries"]
     info = lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout

@@ -28,10 +28,12 @@ try:
         build_apply_script,
     )
     from agent.engine.gather import gather
+    from agent.engine.verify import expected_insecure
     from agent.errors import InputError, TrustAgentError
     from agent.hosts.base import CommandResult, Transport
     from agent.inputs import PolicyInputs, resolve_policy
     from agent.runtimes.docker import plan_docker
+    from agent.runtimes.docker_facts import DockerFacts
     from agent.runtimes.plan import HostPlan
 
     IMPORT_ERROR: str | None = None
@@ -124,6 +126,8 @@ class ActionModule(ActionBase):
             files=[{"path": c.path, "action": c.action} for c in plan.visible_changes],
             reasons=list(plan.reasons),
             registries=list(policy.registries),
+            # What dockerd must show once it took the change (the role's verify task checks it).
+            insecure_registries=sorted(expected_insecure(_daemon_json_after(plan, facts))),
         )
         if plan.warnings:
             result["warnings"] = list(plan.warnings)
@@ -168,3 +172,10 @@ class ActionModule(ActionBase):
         if "://" in text:
             return text  # a live DTR/MSR API
         return str(self._loader.path_dwim(os.path.expanduser(text)))
+
+
+def _daemon_json_after(plan: HostPlan, facts: DockerFacts) -> bytes | None:
+    for change in plan.changes:
+        if change.path == facts.daemon_json_path:
+            return change.after
+    return facts.daemon_json
