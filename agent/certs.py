@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 
 from agent.errors import CertificateError
+from agent.inputfile import read_bounded
 
 EXPIRY_WARNING = timedelta(days=30)
 MAX_BUNDLE_BYTES = 1024 * 1024  # far above any real CA bundle; stops a wrong path like /dev/zero
@@ -103,13 +104,9 @@ def parse_bundle(
 
 def load_bundle(path: str, *, allow_expired: bool = False, now: datetime | None = None) -> CABundle:
     """Read ``path`` and :func:`parse_bundle` it; an unreadable file is a ``CertificateError``."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_BUNDLE_BYTES + 1)
-    except OSError as exc:
-        raise CertificateError(f"cannot read: {exc.strerror or exc}", path) from None
-    if len(data) > MAX_BUNDLE_BYTES:
-        raise CertificateError(f"larger than {MAX_BUNDLE_BYTES} bytes: not a CA bundle", path)
+    data = read_bounded(
+        path, MAX_BUNDLE_BYTES, "a CA bundle", lambda message: CertificateError(message, path)
+    )
     return parse_bundle(data, path, allow_expired=allow_expired, now=now)
 
 

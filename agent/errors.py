@@ -98,7 +98,14 @@ class ApplyError(TrustAgentError):
 
 
 class ValidationError(ApplyError):
-    """The new daemon.json did not pass validation. Nothing written."""
+    """The new daemon.json did not pass validation. Nothing written.
+
+    ``by_engine``: the refusal came from ``dockerd --validate`` on the host (so that check ran).
+    """
+
+    def __init__(self, message: str, *, by_engine: bool = False) -> None:
+        self.by_engine = by_engine
+        super().__init__(message)
 
 
 class ReloadError(ApplyError):

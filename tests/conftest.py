@@ -15,6 +15,7 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
+from tests.ci import missing_prerequisite  # noqa: E402
 from tests.lab import (  # noqa: E402
     Lab,
     down,
@@ -29,19 +30,12 @@ MIXED_LAB_HOSTS = 4
 MIXED_LAB_FLAVOURS = ("bookworm", "trixie")
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
 def require_lab(flavours: tuple[str, ...] = ("bookworm",)) -> None:
     """In CI a missing prerequisite is a failure; elsewhere the lab tests are skipped."""
     missing = prereqs.missing(flavours)
     if not missing:
         return
-    reason = "lab prerequisites missing: " + "; ".join(missing)
-    if in_ci():
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
+    missing_prerequisite("lab prerequisites missing: " + "; ".join(missing))
 
 
 @pytest.fixture(scope="session")
@@ -129,8 +123,5 @@ def ansible_bin() -> Path:
         )
     except (OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
-        message = f"no ansible controller environment ({ANSIBLE_VENV}): {detail.strip()[-500:]}"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_prerequisite(f"no ansible controller environment ({ANSIBLE_VENV}): {detail.strip()[-500:]}")
     return ANSIBLE_VENV / "bin"

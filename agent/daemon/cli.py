@@ -49,6 +49,41 @@ DEFAULT_STATE_DIR = "/var/lib/trust-agent"
 _SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
+# How the daemon polls and logs: the same options for `daemon run` and the daemons `install` sets up.
+polling_options = stack(
+    [
+        click.option(
+            "--interval",
+            default="60s",
+            show_default=True,
+            metavar="DURATION",
+            help="How often to poll the source and repair drift (30s, 5m, 1h).",
+        ),
+        click.option(
+            "--max-backoff",
+            default="10m",
+            show_default=True,
+            metavar="DURATION",
+            help="Longest wait between polls of a failing source.",
+        ),
+        click.option(
+            "--jitter",
+            type=click.FloatRange(0, 0.9),
+            default=0.1,
+            show_default=True,
+            help="Shorten each poll interval by up to this fraction, so hosts do not poll together.",
+        ),
+    ]
+)
+log_level_option = click.option(
+    "--log-level",
+    type=click.Choice(list(LEVELS)),
+    default="info",
+    show_default=True,
+    help="debug also logs every quiet cycle.",
+)
+
+
 def _apply_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is None:
         return
@@ -76,27 +111,7 @@ def _options(func: F) -> F:
             "The registry's storage settings: config.yml, harbor.yml, saved DTR JSON, or a live "
             f"DTR/MSR https:// URL (credentials from {DTR_USER_ENV}/{DTR_TOKEN_ENV} or the config file)."
         ),
-        click.option(
-            "--interval",
-            default="60s",
-            show_default=True,
-            metavar="DURATION",
-            help="How often to poll the source and repair drift (30s, 5m, 1h).",
-        ),
-        click.option(
-            "--max-backoff",
-            default="10m",
-            show_default=True,
-            metavar="DURATION",
-            help="Longest wait between polls of a failing source.",
-        ),
-        click.option(
-            "--jitter",
-            type=click.FloatRange(0, 0.9),
-            default=0.1,
-            show_default=True,
-            help="Shorten each poll interval by up to this fraction, so hosts do not poll together.",
-        ),
+        polling_options,
         click.option(
             "--once",
             is_flag=True,
@@ -120,13 +135,7 @@ def _options(func: F) -> F:
             help="Keep a directory tree converged instead of / (no engine is touched).",
         ),
         engine_options,
-        click.option(
-            "--log-level",
-            type=click.Choice(list(LEVELS)),
-            default="info",
-            show_default=True,
-            help="debug also logs every quiet cycle.",
-        ),
+        log_level_option,
     ]
     for option in reversed(options):
         func = option(func)
@@ -336,32 +345,14 @@ def _install_options(func: F) -> F:
             "(hosts get a copy without secrets), or a live DTR/MSR https:// URL that every host reads "
             f"itself (credentials from {DTR_USER_ENV}/{DTR_TOKEN_ENV} here, kept on hosts in a 0600 file)."
         ),
-        click.option(
-            "--interval", default="60s", show_default=True, metavar="DURATION", help="Poll interval."
-        ),
-        click.option(
-            "--max-backoff", default="10m", show_default=True, metavar="DURATION", help="As for daemon run."
-        ),
-        click.option(
-            "--jitter",
-            type=click.FloatRange(0, 0.9),
-            default=0.1,
-            show_default=True,
-            help="As for daemon run.",
-        ),
+        polling_options,
         click.option(
             "--metrics-file",
             metavar="FILE",
             help="Prometheus textfile on each host (e.g. …/textfile_collector/trust_agent.prom).",
         ),
         engine_options,
-        click.option(
-            "--log-level",
-            type=click.Choice(list(LEVELS)),
-            default="info",
-            show_default=True,
-            help="As for run.",
-        ),
+        log_level_option,
         click.option("--watchdog", default="10m", show_default=True, metavar="DURATION", help="WatchdogSec."),
         click.option(
             "--wheelhouse",

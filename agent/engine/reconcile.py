@@ -146,7 +146,7 @@ def reconcile(
     try:
         result = _apply(transport, plan, facts, options, action, timeline)
     except (HostBusyError, ValidationError) as exc:
-        if getattr(exc, "validated", False):
+        if isinstance(exc, ValidationError) and exc.by_engine:
             base = replace(base, checks=(*base.checks, DOCKERD_VALIDATE))
         return _done(base, timeline, "failed", error=str(exc), engine_action="none")
     except UnreachableError as exc:
@@ -226,9 +226,7 @@ def _apply(
     if result.exit_status == EXIT_BUSY:
         raise HostBusyError(detail)
     if result.exit_status == EXIT_INVALID:
-        refused = ValidationError(detail)
-        refused.validated = True  # type: ignore[attr-defined]
-        raise refused
+        raise ValidationError(detail, by_engine=True)
     if result.exit_status == EXIT_CHANGED:
         raise ValidationError(detail)
     if result.exit_status == EXIT_ACTION:
@@ -259,7 +257,7 @@ def _split_apply_phases(timeline: _Timeline, stdout: bytes, start: float, end: f
 def _wait_engine(transport: Transport, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        if transport.run("docker info --format '{{.ID}}' >/dev/null 2>&1", timeout=30).ok:
+        if transport.run_script("docker info --format '{{.ID}}' >/dev/null 2>&1", timeout=30).ok:
             return
         if time.monotonic() >= deadline:
             raise ReloadError(f"dockerd did not come back within {timeout:.0f}s of the restart")

@@ -30,7 +30,7 @@ def expected_insecure(daemon_json: bytes | None) -> frozenset[str]:
 
 def read_live_info(transport: Transport, timeout: float = 20.0) -> dict[str, Any]:
     """The engine's ``/info``, read on the host (curl on the API socket, else the docker CLI)."""
-    result = transport.run(INFO_FUNCTION + INFO_COMMAND_TAIL, timeout=timeout)
+    result = transport.run_script(INFO_FUNCTION + INFO_COMMAND_TAIL, timeout=timeout)
     info = live_info(result.stdout.decode("utf-8", "replace"))
     if info is None:
         tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]

@@ -57,23 +57,9 @@ class HostView:
     bars: tuple[Bar, ...]
 
 
-def _kind(line: str) -> str:
-    if line.startswith(("+++", "---")):
-        return "file"
-    if line.startswith("@@"):
-        return "hunk"
-    if line.startswith("+"):
-        return "add"
-    if line.startswith("-"):
-        return "del"
-    if line.startswith("\\"):
-        return "note"
-    return "ctx"
-
-
 def _diff_lines(diff: str) -> tuple[DiffLine, ...]:
     # Split on "\n" only: a diff line may itself hold other line-break characters.
-    return tuple(DiffLine(_kind(line), view.xml_safe(line)) for line in diff.split("\n")[:-1])
+    return tuple(DiffLine(view.diff_line_kind(line), view.xml_safe(line)) for line in diff.split("\n")[:-1])
 
 
 def _percent(value: float) -> str:

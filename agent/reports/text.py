@@ -26,18 +26,7 @@ _STATUS_STYLE: dict[str, str] = {
 }
 
 
-def _diff_style(line: str) -> str:
-    if line.startswith(("+++", "---")):
-        return "bold"
-    if line.startswith("@@"):
-        return "cyan"
-    if line.startswith("+"):
-        return "green"
-    if line.startswith("-"):
-        return "red"
-    if line.startswith("\\"):
-        return "dim"
-    return ""
+_DIFF_STYLE = {"file": "bold", "hunk": "cyan", "add": "green", "del": "red", "note": "dim", "ctx": ""}
 
 
 def _header(outcome: HostOutcome, names: list[str] | None = None) -> Text:
@@ -87,7 +76,9 @@ def _groups(outcomes: tuple[HostOutcome, ...]) -> list[list[HostOutcome]]:
 def _host_lines(outcome: HostOutcome, names: list[str] | None = None) -> list[Text]:
     lines = [_header(outcome, names)]
     for change in view.visible_changes(outcome):
-        lines.extend(Text(line, style=_diff_style(line)) for line in change.diff().splitlines())
+        lines.extend(
+            Text(line, style=_DIFF_STYLE[view.diff_line_kind(line)]) for line in change.diff().splitlines()
+        )
     lines.extend(_labelled("why", r, "cyan") for r in view.reasons(outcome))
     lines.extend(_labelled("blocked", b, "bold red") for b in view.blockers(outcome))
     lines.extend(_labelled("warning", w, "yellow") for w in view.warnings(outcome))

@@ -52,6 +52,21 @@ def warnings(outcome: HostOutcome) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*outcome.warnings, *plan_warnings)))
 
 
+def diff_line_kind(line: str) -> str:
+    """What a unified-diff line is: ``file``, ``hunk``, ``add``, ``del``, ``note`` or ``ctx``."""
+    if line.startswith(("+++", "---")):
+        return "file"
+    if line.startswith("@@"):
+        return "hunk"
+    if line.startswith("+"):
+        return "add"
+    if line.startswith("-"):
+        return "del"
+    if line.startswith("\\"):
+        return "note"
+    return "ctx"
+
+
 def host_seconds(outcome: HostOutcome) -> float:
     """Wall time of the host's run: first phase start to last phase end (0 without phases)."""
     if not outcome.phases:

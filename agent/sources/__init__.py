@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping
 
 from agent.errors import SourceError
+from agent.inputfile import read_bounded
 from agent.sources.distribution import parse_distribution
 from agent.sources.document import load_yaml
 from agent.sources.dtr import dtr_base_url, fetch_dtr, parse_dtr_json
@@ -90,13 +91,9 @@ def detect_kind(text: str, *, origin: str = "<source>") -> SourceKind:
 
 
 def _read_text(path: str) -> str:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_SOURCE_BYTES + 1)
-    except OSError as exc:
-        raise SourceError(f"cannot read: {exc.strerror or exc}", path) from None
-    if len(data) > MAX_SOURCE_BYTES:
-        raise SourceError(f"larger than {MAX_SOURCE_BYTES} bytes: not a registry configuration", path)
+    data = read_bounded(
+        path, MAX_SOURCE_BYTES, "a registry configuration", lambda message: SourceError(message, path)
+    )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-_DAY = dt.timedelta(days=1)
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "trust-agent lab"),
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-        ]
-    )
+from tests.pki import Issued, key_pem, make_ca, make_leaf
 
 
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -33,90 +20,23 @@ def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _load(cert: Path, key: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:
-    if not (cert.exists() and key.exists()):
-        return None
-    loaded = serialization.load_pem_private_key(key.read_bytes(), None)
-    if not isinstance(loaded, ec.EllipticCurvePrivateKey):
-        return None
-    return x509.load_pem_x509_certificate(cert.read_bytes()), loaded
-
-
-def ensure_ca(cert: Path, key: Path, cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def ensure_ca(cert: Path, key: Path, cn: str) -> Issued:
     """Reuse an existing CA so hosts that were given it keep trusting the lab across `up`."""
-    existing = _load(cert, key)
-    if existing:
-        return existing
-    priv = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(priv.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _DAY)
-        .not_valid_after(now + 3650 * _DAY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(priv.public_key()), critical=False)
-        .sign(priv, hashes.SHA256())
-    )
-    _write(key, _key_pem(priv), 0o600)
-    _write(cert, ca.public_bytes(serialization.Encoding.PEM))
-    return ca, priv
+    if cert.exists() and key.exists():
+        loaded = serialization.load_pem_private_key(key.read_bytes(), None)
+        if isinstance(loaded, ec.EllipticCurvePrivateKey):
+            return cert.read_bytes(), loaded
+    ca = make_ca(cn, days=3650)
+    _write(key, key_pem(ca[1]), 0o600)
+    _write(cert, ca[0])
+    return ca
 
 
-def issue_server(
-    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
-    cert: Path,
-    key: Path,
-    dns: list[str],
-    ips: list[str],
-) -> None:
+def issue_server(ca: Issued, cert: Path, key: Path, dns: list[str], ips: list[str]) -> None:
     """A server certificate for DNS names and IP addresses, signed by CA (always fresh: it is cheap)."""
-    ca_cert, ca_key = ca
-    priv = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(_name(dns[0] if dns else ips[0]))
-        .issuer_name(ca_cert.subject)
-        .public_key(priv.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _DAY)
-        .not_valid_after(now + 825 * _DAY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    _write(key, _key_pem(priv), 0o600)
-    _write(cert, leaf.public_bytes(serialization.Encoding.PEM))
+    leaf = make_leaf(ca, dns[0] if dns else ips[0], [*dns, *ips], days=825)
+    _write(key, key_pem(leaf[1]), 0o600)
+    _write(cert, leaf[0])
 
 
 def ensure_ssh_key(path: Path) -> str:

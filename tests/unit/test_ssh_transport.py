@@ -24,9 +24,9 @@ import pytest
 from agent.errors import AuthenticationError, CommandTimeout, HostKeyError, UnreachableError
 from agent.hosts.ssh import SSHOptions, SSHTransport
 from agent.inventory import Host
+from tests.ci import missing_prerequisite
 
 SSHD = "/usr/sbin/sshd"
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 FAKE_SUDO = r"""#!/bin/sh
 # sudo test double: sudo [-n | -S -p PROMPT] -u USER -- COMMAND...
@@ -85,12 +85,6 @@ for _ in range(100):
 """
 
 
-def _missing_prerequisite(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI: {reason}")
-    pytest.skip(reason)
-
-
 def _keygen(path: Path, kind: str = "ed25519") -> Path:
     subprocess.run(
         ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "", "-f", str(path)], check=True, timeout=30
@@ -131,9 +125,9 @@ class Server:
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if os.geteuid() != 0:
-        _missing_prerequisite("needs root to run sshd")
+        missing_prerequisite("needs root to run sshd")
     if not os.path.exists(SSHD) or shutil.which("ssh-keygen") is None:
-        _missing_prerequisite("openssh-server / openssh-client not installed (.ci/system-deps.sh)")
+        missing_prerequisite("openssh-server / openssh-client not installed (.ci/system-deps.sh)")
     root = tmp_path_factory.mktemp("sshd")
     ed_key = _keygen(root / "host_ed25519")
     rsa_key = _keygen(root / "host_rsa", "rsa")

@@ -12,7 +12,6 @@ reload or restart is left to the role's handlers: the result's ``engine_action``
 from __future__ import annotations
 
 import os
-import shlex
 import time
 from typing import Any
 
@@ -79,19 +78,33 @@ class AnsibleConnectionTransport(Transport):  # type: ignore[misc,valid-type]
         raise NotImplementedError("the Ansible transport does not tunnel the docker API")
 
 
-class ActionModule(ActionBase):
+class TrustAgentAction(ActionBase):
+    """What every action of this collection does first: check that trust-agent is importable in the
+    controller's Python, validate the task's arguments, and reach the host through the task's
+    connection."""
+
     TRANSFERS_FILES = False
     _requires_connection = True
+    NAME = "trustagent.docker.registry_trust"
+    SPEC: dict[str, Any] = ARGUMENT_SPEC
 
-    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _begin(self, tmp: Any, task_vars: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
         result: dict[str, Any] = super().run(tmp, task_vars)
-        del tmp
         if IMPORT_ERROR is not None:
             raise AnsibleActionFail(
-                "trustagent.docker.registry_trust needs trust-agent installed in the controller's Python "
+                f"{self.NAME} needs trust-agent installed in the controller's Python "
                 f"(the one running ansible-core): {IMPORT_ERROR}"
             )
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _, args = self.validate_argument_spec(argument_spec=self.SPEC)
+        return result, args
+
+    def _host(self, task_vars: dict[str, Any] | None) -> AnsibleConnectionTransport:
+        return AnsibleConnectionTransport(self, str((task_vars or {}).get("inventory_hostname", "")))
+
+
+class ActionModule(TrustAgentAction):
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result, args = self._begin(tmp, task_vars)
         try:
             _, policy = resolve_policy(
                 PolicyInputs(
@@ -107,7 +120,7 @@ class ActionModule(ActionBase):
         except InputError as exc:
             raise AnsibleActionFail(f"bad input, nothing touched: {exc}") from None
 
-        transport = AnsibleConnectionTransport(self, str((task_vars or {}).get("inventory_hostname", "")))
+        transport = self._host(task_vars)
         try:
             facts = gather(transport)
         except TrustAgentError as exc:
@@ -155,7 +168,7 @@ class ActionModule(ActionBase):
             daemon_json_path=facts.daemon_json_path,
             backup_stamp=time.strftime("%Y%m%dT%H%M%S"),
         )
-        applied = transport.run(f"sh -s -- {shlex.quote('')}", stdin=script.encode())
+        applied = transport.run_script(script, "")
         if not applied.ok:
             lines = to_text(applied.stderr, errors="surrogate_or_replace").strip().splitlines()
             detail = lines[-1] if lines else f"exit {applied.exit_status}"

@@ -12,19 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
-from ansible.plugins.action import ActionBase
+from ansible_collections.trustagent.docker.plugins.action.registry_trust import TrustAgentAction
 
 try:
-    from ansible_collections.trustagent.docker.plugins.action.registry_trust import (
-        AnsibleConnectionTransport,
-    )
-
     from agent.engine.verify import read_live_info, wait_for_live_config
     from agent.errors import TrustAgentError
-
-    IMPORT_ERROR: str | None = None
-except ImportError as exc:
-    IMPORT_ERROR = str(exc)
+except ImportError:  # reported by TrustAgentAction._begin, with what to install
+    pass
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "registries": {"type": "list", "elements": "str", "required": True},
@@ -33,23 +27,16 @@ ARGUMENT_SPEC: dict[str, Any] = {
 }
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = True
+class ActionModule(TrustAgentAction):
+    NAME = "trustagent.docker.registry_trust_verify"
+    SPEC = ARGUMENT_SPEC
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = super().run(tmp, task_vars)
-        del tmp
-        if IMPORT_ERROR is not None:
-            raise AnsibleActionFail(
-                "trustagent.docker.registry_trust_verify needs trust-agent installed in the controller's "
-                f"Python: {IMPORT_ERROR}"
-            )
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        result, args = self._begin(tmp, task_vars)
         if self._task.check_mode:
             result.update(skipped=True, msg="check mode: dockerd was not asked to change, nothing to check")
             return result
-        transport = AnsibleConnectionTransport(self, str((task_vars or {}).get("inventory_hostname", "")))
+        transport = self._host(task_vars)
         registries = tuple(str(r) for r in args["registries"])
         wanted = frozenset(str(r) for r in args["insecure_registries"])
         try:
