@@ -50,23 +50,32 @@ stamp start
 mkd() {
   d=$1; new=""
   while [ ! -d "$d" ]; do new="$new$d
-"; d=$(dirname "$d"); done
+"; d=${d%/*}; [ -n "$d" ] || d=/; done
   made="$new$made"
   [ -z "$new" ] || mkdir -p -m 0755 "$1"
 }
 same() {
-  if [ "$2" = absent ]; then [ ! -e "$1" ]; else echo "$2  $1" | sha256sum -c --status 2>/dev/null; fi
+  if [ "$2" = absent ]; then [ ! -e "$1" ] && [ ! -L "$1" ]; else printf '%s  %s\n' "$2" "$1" | sha256sum -c --status 2>/dev/null; fi
 }
+# stage DEST UMASK CHMOD VAR ENCODING CONTENT: CONTENT into a temp file beside DEST, whose name goes
+# into VAR. An existing DEST lends the temp file its owner and mode (cp -p, then overwritten); a new
+# one is created under UMASK (chmod only for modes a umask cannot give). Text travels as it is, other
+# bytes as base64. Names are fixed (.trust-agent.<pid>.<var>): the directories are root's, the host
+# lock is held, and a leftover from a killed run is removed first.
 stage() {
-  dest=$1; mode=$2; payload=$3
-  tmp=$(mktemp "${dest%/*}/.trust-agent.XXXXXX") || fail 1 "cannot create a temp file beside $dest"
+  dest=$1; tmp="${dest%/*}/.trust-agent.$$.$4"
+  if [ -e "$tmp" ] || [ -L "$tmp" ]; then rm -f "$tmp" || fail 1 "cannot remove the leftover $tmp"; fi
   staged="$staged $tmp"
-  printf '%s' "$payload" | base64 -d > "$tmp" || fail 1 "cannot write $tmp"
   if [ -e "$dest" ]; then
-    chmod --reference="$dest" "$tmp" && chown --reference="$dest" "$tmp" || fail 1 "cannot copy owner/mode of $dest"
-  else
-    chmod "$mode" "$tmp" || fail 1 "cannot chmod $tmp"
+    cp -p "$dest" "$tmp" || fail 1 "cannot copy owner/mode of $dest"
   fi
+  umask "$2"
+  if [ "$5" = text ]; then
+    printf '%s' "$6" >|"$tmp" || fail 1 "cannot write $tmp"
+  else
+    printf '%s' "$6" | base64 -d >|"$tmp" || fail 1 "cannot write $tmp"
+  fi
+  if [ -n "$3" ] && [ ! -e "$dest" ]; then chmod "$3" "$tmp" || fail 1 "cannot chmod $tmp"; fi
   eval "$4=\$tmp"
 }
 """
@@ -92,7 +101,7 @@ def build_apply_script(
     ``validate_with`` is the dockerd command line to validate daemon.json with
     (``dockerd --validate --config-file`` is appended), or None where the engine has no ``--validate``.
     ``expect_current=False`` skips the gathered-state check (used by roll-back, which restores).
-    ``read_info`` ends the script by printing the engine's live ``/info`` (``@@ta info <base64>``), so
+    ``read_info`` ends the script by printing the engine's live ``/info`` (``@@ta info-json``), so
     verification needs no further round trip when the engine already runs the new config.
     """
     out: list[str] = [_PRELUDE]
@@ -100,17 +109,12 @@ def build_apply_script(
         out.append(INFO_FUNCTION)
     q = shlex.quote
     if expect_current:
-        for change in plan.changes:
-            out.append(
-                f'same "$R"{q(change.path)} {_sha(change.before)} || '
-                f"fail {EXIT_CHANGED} {q(change.path + ' changed since facts were gathered; run again')}"
-            )
+        out.extend(_expect_current_lines(plan.changes))
     for directory in plan.mkdirs:
         out.append(f'mkd "$R"{q(directory)} || fail 1 {q("cannot create " + directory)}')
     writes = [c for c in plan.changes if c.action != "delete"]
     for number, change in enumerate(writes):
-        payload = base64.b64encode(change.after or b"").decode()
-        out.append(f'stage "$R"{q(change.path)} {change.mode:o} {q(payload)} t{number}')
+        out.append(_stage_line(change, f"t{number}"))
     daemon_index = next((i for i, c in enumerate(writes) if c.path == daemon_json_path), None)
     if daemon_index is not None and validate_with:
         command = " ".join(q(a) for a in validate_with)
@@ -125,7 +129,8 @@ def build_apply_script(
     if any(c.path == daemon_json_path and c.before is not None for c in plan.changes):
         backup = f"{BACKUP_DIR}/daemon.json.{backup_stamp or 'last'}"
         out.append(
-            f'mkdir -p -m 0700 "$R"{q(BACKUP_DIR)} && cp -p "$R"{q(daemon_json_path)} "$R"{q(backup)} || '
+            f'{{ [ -d "$R"{q(BACKUP_DIR)} ] || mkdir -p -m 0700 "$R"{q(BACKUP_DIR)}; }} && '
+            f'cp -p "$R"{q(daemon_json_path)} "$R"{q(backup)} || '
             f"fail 1 {q('cannot back up ' + daemon_json_path)}"
         )
         out.append(f'echo "@@ta backup {backup}"')
@@ -149,6 +154,55 @@ def build_apply_script(
         out.append(INFO_COMMAND_TAIL)
     out.append("exit 0")
     return "\n".join(out) + "\n"
+
+
+def _expect_current_lines(changes: Iterable[FileChange]) -> list[str]:
+    """Check every file still holds what was gathered: absent ones by a test, the rest by one
+    ``sha256sum -c`` over all of them (each file checked on its own only to name the one that moved)."""
+    q = shlex.quote
+    lines: list[str] = []
+    hashed: list[FileChange] = []
+    for change in changes:
+        moved = f"fail {EXIT_CHANGED} {q(change.path + ' changed since facts were gathered; run again')}"
+        if change.before is None:
+            lines.append(f'same "$R"{q(change.path)} absent || {moved}')
+        else:
+            hashed.append(change)
+    if hashed:
+        listing = "; ".join(
+            f"printf '%s  %s\\n' {_sha(c.before)} \"$R\"{q(c.path)}" for c in hashed if _plain(c.path)
+        )
+        each = "; ".join(
+            f'same "$R"{q(c.path)} {_sha(c.before)} || '
+            f"fail {EXIT_CHANGED} {q(c.path + ' changed since facts were gathered; run again')}"
+            for c in hashed
+        )
+        if all(_plain(c.path) for c in hashed):
+            lines.append(f"{{ {listing}; }} | sha256sum -c --status 2>/dev/null || {{ {each}; }}")
+        else:
+            lines.append(each)
+    return lines
+
+
+def _plain(path: str) -> bool:
+    """A path ``sha256sum -c`` reads back as written (it escapes names with newlines or backslashes)."""
+    return "\n" not in path and "\\" not in path
+
+
+def _stage_line(change: FileChange, var: str) -> str:
+    q = shlex.quote
+    mode = change.mode & 0o7777
+    umask = 0o777 & ~mode if not mode & ~0o666 else 0o077
+    chmod = f"{mode:o}" if mode & ~0o666 else "''"
+    data = change.after or b""
+    try:
+        text = data.decode("utf-8")
+        encoding, content = ("text", text) if "\0" not in text else ("base64", "")
+    except UnicodeDecodeError:
+        encoding, content = "base64", ""
+    if encoding == "base64":
+        content = base64.b64encode(data).decode()
+    return f'stage "$R"{q(change.path)} {umask:03o} {chmod} {var} {encoding} {q(content)}'
 
 
 def _parents(paths: Iterable[str]) -> list[str]:

@@ -34,8 +34,10 @@ ta_info() {
 }
 """
 
-# Print the engine's /info as one ``@@ta info <base64>`` line (nothing when the engine does not answer).
-INFO_COMMAND_TAIL = 'i=$(ta_info 2>/dev/null | base64 -w0); [ -n "$i" ] && echo "@@ta info $i"'
+# Print the engine's /info after an ``@@ta info-json`` line: the API (and the CLI's ``{{json .}}``)
+# writes it as one line of JSON, which holds no raw newline, so it needs no further framing (the next
+# line is empty when the engine does not answer).
+INFO_COMMAND_TAIL = 'echo "@@ta info-json"; ta_info 2>/dev/null; echo'
 
 GATHER_SCRIPT = (
     INFO_FUNCTION
@@ -65,10 +67,11 @@ if [ -z "$R" ]; then
   if command -v dockerd >/dev/null 2>&1; then
     # The running engine's /info (version and live registry config) costs one small process; only
     # without an answer is the dockerd binary itself asked (each dockerd start costs ~50 ms of CPU).
-    i=$(ta_info 2>/dev/null | base64 -w0)
-    if [ -n "$i" ]; then
-      echo "@@ta info"; echo "$i"
+    echo "@@ta info-json"
+    if ta_info 2>/dev/null; then
+      i=1; echo
     else
+      echo
       echo "@@ta dockerd-version $(dockerd --version 2>&1 | head -n1)"
       if dockerd --validate --help >/dev/null 2>&1; then echo "@@ta validate yes"; else echo "@@ta validate no"; fi
     fi
@@ -142,22 +145,12 @@ def _gather_once(
 
 
 def live_info(text: str) -> dict[str, Any] | None:
-    """The engine's ``/info`` from a script's ``@@ta info`` record (payload on the same or next line)."""
+    """The engine's ``/info`` from a script's ``@@ta info-json`` record (the JSON on the next line)."""
     lines = text.splitlines()
     for index, line in enumerate(lines):
-        if line == f"{MARK} info":
-            return decode_info(lines[index + 1] if index + 1 < len(lines) else "")
-        if line.startswith(f"{MARK} info "):
-            return decode_info(line[len(MARK) + 6 :])
+        if line == f"{MARK} info-json":
+            return _info_doc(lines[index + 1].encode() if index + 1 < len(lines) else None)
     return None
-
-
-def decode_info(payload: str) -> dict[str, Any] | None:
-    """base64 of the engine's ``/info`` JSON → dict (None when absent or not understood)."""
-    try:
-        return _info_doc(base64.b64decode(payload.strip(), validate=True))
-    except (binascii.Error, ValueError):
-        return None
 
 
 def parse_gather_output(text: str, daemon_json_path: str = DAEMON_JSON, root: str = "") -> DockerFacts:
@@ -182,7 +175,10 @@ def parse_gather_output(text: str, daemon_json_path: str = DAEMON_JSON, root: st
             dirs.add(name)
         elif kind == "name":
             certs[name] = b""  # not ours: listed, never read
-        elif kind in ("file", "daemon-json", "state", "unit", "cmdline", "info"):
+        elif kind == "info-json":
+            blobs["info"] = lines[index].encode() if index < len(lines) else b""
+            index += 1
+        elif kind in ("file", "daemon-json", "state", "unit", "cmdline"):
             payload = lines[index] if index < len(lines) else ""
             index += 1
             data = _b64(payload, kind)
@@ -297,7 +293,6 @@ __all__ = [
     "INFO_FUNCTION",
     "OWNED_PREFIX",
     "EngineFlags",
-    "decode_info",
     "gather",
     "gather_live",
     "live_info",

@@ -4,12 +4,13 @@ Every exec on an SSH connection makes the host set up a new session (sshd forks,
 a rollout runs two or three scripts per host, so it keeps one small loop running instead. Framing:
 
 - the controller sends ``<length>\\n<script bytes><args line>\\n``;
-- the loop stores the script in a temp file, runs ``sh FILE ARGS`` with stdin from /dev/null, and
-  ends stdout and stderr with ``\\n@@ta-done <token> <exit status>``, the token random per session so
-  no script output can imitate it.
+- the loop reads the script into a variable (``head -c N``: one process, which reads no further than
+  N bytes), then runs it in a subshell (a fork, no exec) with the args as positional parameters and
+  stdin from /dev/null, and ends stdout and stderr with ``\\n@@ta-done <token> <exit status>``, the
+  token random per session so no script output can imitate it.
 
-``head -c N`` reads no further than N bytes, and ``read`` takes a pipe one byte at a time, so each
-script takes exactly its own bytes from the stream.
+The script travels wrapped in ``{ ... }``: the shell parses a brace group whole before running any of
+it, so a script cut short by a broken connection is a syntax error and runs not at all.
 """
 
 from __future__ import annotations
@@ -21,13 +22,10 @@ import shlex
 LOOP = r"""
 t=$1
 while IFS= read -r n; do
-  f=$(mktemp "${TMPDIR:-/tmp}/trust-agent.XXXXXX") || exit 70
-  head -c "$n" > "$f"
+  s=$(head -c "$n") || exit 70
   IFS= read -r a
-  eval "set -- $a"
-  sh "$f" "$@" </dev/null
+  (eval "set -- $a" && eval "$s") </dev/null
   rc=$?
-  rm -f "$f"
   printf '\n@@ta-done %s %s\n' "$t" "$rc"
   printf '\n@@ta-done %s\n' "$t" >&2
 done
@@ -43,7 +41,7 @@ def loop_command(token: str) -> str:
 
 
 def request(script: str, args: tuple[str, ...]) -> bytes:
-    body = script.encode()
+    body = b"{\n" + script.encode() + b"\n}\n"
     return f"{len(body)}\n".encode() + body + (" ".join(shlex.quote(a) for a in args) + "\n").encode()
 
 

@@ -562,7 +562,7 @@ class SSHTransport(Transport):
                 self._drop_session()
                 if not fresh:
                     raise UnreachableError(f"{self._label}: the script session ended: {ended}") from None
-                # The loop could not start here (no mktemp/head?): one exec per script instead.
+                # The loop could not start here (no head?): one exec per script instead.
                 self._no_session = True
             except CommandTimeout:
                 self._drop_session()  # its state is unknown after a timeout

@@ -129,3 +129,43 @@ def test_paths_with_shell_metacharacters_are_quoted(root: Path) -> None:
     assert run(root, build_apply_script(plan, engine_action="none", init=None))[0] == 0
     assert (root / odd.lstrip("/")).read_bytes() == b"x"
     assert not (root / "pwned").exists() and not Path("pwned").exists()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"plain text\n",
+        b"no final newline",
+        "ünïcode 'quotes' \"and\" $(x) `y` \\n\n".encode(),
+        b"\x00\xffbin\x00",
+    ],
+)
+@pytest.mark.parametrize("mode", [0o644, 0o600, 0o640, 0o755])
+def test_new_files_get_exact_bytes_and_mode(root: Path, data: bytes, mode: int) -> None:
+    path = f"{CERTS}/registry.test/trust-agent-x.crt"
+    plan = HostPlan(
+        changes=(FileChange(path, "create", None, data, mode),), mkdirs=(f"{CERTS}/registry.test",)
+    )
+    assert run(root, build_apply_script(plan, engine_action="none", init=None))[0] == 0
+    written = root / path.lstrip("/")
+    assert written.read_bytes() == data
+    assert stat.S_IMODE(written.stat().st_mode) == mode
+
+
+def test_a_leftover_temp_file_from_a_killed_run_is_replaced_not_written_through(root: Path) -> None:
+    script = build_apply_script(plan_for(root), engine_action="none", init=None)
+    # Temp names are fixed per shell and file (.trust-agent.<pid>.<var>): pin the pid part, then plant
+    # what a killed run could have left there, a symlink included.
+    pinned = script.replace(".trust-agent.$$.$4", ".trust-agent.pinned.$4")
+    assert pinned != script
+    victim = root / "victim"
+    victim.write_bytes(b"untouched\n")
+    (root / "etc/docker/.trust-agent.pinned.t1").symlink_to(victim)
+    (root / "etc/docker/certs.d/registry.test").mkdir()
+    (root / "etc/docker/certs.d/registry.test/.trust-agent.pinned.t0").write_bytes(b"half-written")
+    status, err = run(root, pinned)
+    assert status == 0, err
+    assert victim.read_bytes() == b"untouched\n"
+    assert (root / "etc/docker/daemon.json").read_bytes() == b'{"debug": true, "insecure-registries": []}\n'
+    assert (root / "etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt").read_bytes() == b"CA\n"
+    assert not list(root.rglob(".trust-agent.*"))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import pytest
 
-from agent.engine.gather import config_file_flag, engine_flags, gather, parse_gather_output
+from agent.engine.gather import config_file_flag, engine_flags, gather, live_info, parse_gather_output
 from agent.errors import CommandError
 from agent.hosts.local import LocalTransport
 
@@ -90,6 +91,31 @@ def test_parse_output_of_a_systemd_host() -> None:
     assert facts.has_validate is False
     assert facts.init == "systemd" and facts.engine_running
     assert facts.flags_source.endswith("override.conf")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("version", "validate"), [("20.10.24", False), ("26.1.5", True)])
+def test_the_engine_info_line_gives_version_validate_and_live_config(version: str, validate: bool) -> None:
+    info = {"ServerVersion": version, "RegistryConfig": {"IndexConfigs": {"r.test": {"Secure": False}}}}
+    text = "\n".join(
+        [
+            "@@ta begin 1",
+            "@@ta info-json",
+            json.dumps(info),
+            "@@ta init systemd",
+            "@@ta active active",
+            "@@ta end",
+        ]
+    )
+    facts = parse_gather_output(text)
+    assert facts.engine_version == version and facts.has_validate is validate
+    assert live_info(text) == info
+
+
+@pytest.mark.parametrize("answer", ["", "{not json", '["a list"]', '{"ServerVersion": "20.10.2'])
+def test_no_or_a_broken_engine_answer_is_no_info(answer: str) -> None:
+    text = "\n".join(["@@ta begin 1", "@@ta info-json", answer, "@@ta dockerd-version x", "@@ta end"])
+    assert live_info(text) is None
+    assert parse_gather_output(text).engine_version is None
 
 
 @pytest.mark.parametrize("text", ["", "garbage", "@@ta begin 1\n@@ta daemon-json\n!!!notbase64\n@@ta end"])

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import AuthenticationError, CommandTimeout, HostKeyError, UnreachableError
+from agent.hosts import script_session
 from agent.hosts.ssh import SSHOptions, SSHTransport
 from agent.inventory import Host
 from tests.ci import missing_prerequisite
@@ -409,13 +410,13 @@ def test_concurrent_accept_new_appends_once(sshd: Server, opts: SSHOptions, tmp_
 
 def test_scripts_share_one_session_with_exact_output_and_status(sshd: Server, opts: SSHOptions) -> None:
     with SSHTransport(sshd.host(), opts) as t:
-        first = t.run_script('echo "$1|$2"; echo err >&2; echo $PPID', "a b", "it's")
+        first = t.run_script('echo "$1|$2"; echo err >&2; echo $$', "a b", "it's")
         second = t.run_script("printf 'no newline'; exit 7")
-        third = t.run_script("echo $PPID; cat")  # stdin is /dev/null, never the next script
+        third = t.run_script("echo $$; cat")  # stdin is /dev/null, never the next script
         assert first.exit_status == 0 and first.stdout.splitlines()[0] == b"a b|it's"
         assert first.stderr == b"err\n"
         assert second.exit_status == 7 and second.stdout == b"no newline" and second.stderr == b""
-        # One loop ran both: each script's shell has the same parent.
+        # One loop ran both: each script runs in a subshell of the same loop shell ($$ is the loop's).
         assert first.stdout.splitlines()[1] == third.stdout.strip()
         big = "".join(f"echo line{i} >/dev/null\n" for i in range(20000)) + "echo big done\n"
         assert t.run_script(big).stdout == b"big done\n"
@@ -426,9 +427,26 @@ def test_a_script_timeout_drops_the_session_and_the_next_script_gets_a_new_one(
     sshd: Server, opts: SSHOptions
 ) -> None:
     with SSHTransport(sshd.host(), opts) as t:
-        before = t.run_script("echo $PPID").stdout
+        before = t.run_script("echo $$").stdout
         with pytest.raises(CommandTimeout):
             t.run_script("sleep 5", timeout=0.5)
-        after = t.run_script("echo $PPID; echo ok")
+        after = t.run_script("echo $$; echo ok")
         assert after.ok and after.stdout.splitlines()[1] == b"ok"
         assert after.stdout.splitlines()[0] != before.strip()
+
+
+def test_a_script_cut_short_runs_not_at_all(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
+    """The loop reads a script whole before running any of it: a stream that ends early runs nothing."""
+    marker = tmp_path / "ran"
+    with SSHTransport(sshd.host(), opts) as t:
+        assert t.run_script("echo ready").stdout == b"ready\n"
+        chan = t._session
+        assert chan is not None
+        full = script_session.request(f"touch {marker}\necho second-half\n", ())
+        chan.sendall(full[: len(full) - 12])  # the length promises more than arrives
+        chan.shutdown_write()
+        deadline = time.monotonic() + 10
+        while not chan.exit_status_ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert chan.exit_status_ready()
+    assert not marker.exists()
