@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import click
 
@@ -355,12 +355,30 @@ _LAZY_COMMANDS = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> NoReturn:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="trust-agent", standalone_mode=True)
+    except SystemExit as exc:
+        _exit_now(exc.code)
     except InputError as exc:  # pragma: no cover - commands map their own errors
         click.echo(f"trust-agent: error: {exc}", err=True)
-        sys.exit(2)
+        _exit_now(2)
+    _exit_now(0)
+
+
+def _exit_now(code: object) -> NoReturn:
+    """End the process without the interpreter's teardown, which frees every module one by one (about
+    0.1 s after a fleet run, all of it serial). Safe here: every file a command writes is closed when it
+    returns, connections are closed, and the worker threads are joined; stdout and stderr are flushed."""
+    status = code if isinstance(code, int) else 0 if code is None else 1
+    if not isinstance(code, int) and code is not None:
+        print(code, file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: report it as Python would
+            status = status or 120
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -28,9 +28,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import paramiko
-from paramiko.ssh_exception import NoValidConnectionsError
-
 from agent.errors import (
     AuthenticationError,
     CommandTimeout,
@@ -41,6 +38,7 @@ from agent.errors import (
 )
 from agent.hosts import script_session
 from agent.hosts.base import CommandResult, Transport
+from agent.hosts.sshlib import NoValidConnectionsError, enable_match_exec, paramiko
 from agent.inventory.model import Host
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -110,7 +108,11 @@ class _SSHConfig:
         if self._config is None:
             return {}
         try:
-            return dict(self._config.lookup(name))
+            try:
+                return dict(self._config.lookup(name))
+            except ImportError:  # a `Match exec` line: paramiko needs invoke after all
+                enable_match_exec()
+                return dict(self._config.lookup(name))
         except (paramiko.SSHException, ValueError) as exc:
             raise InputError(f"ssh config for {name!r}: {exc}", where=self.path) from None
 

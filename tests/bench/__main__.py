@@ -44,7 +44,9 @@ def build_tools(lab: Lab, job: Any, chosen: list[str]) -> list[tools.Tool]:
         elif name == "floor-openssh":
             found.append(tools.floor_openssh(lab))
         elif name == "trust-agent":
-            found.append(tools.trust_agent(lab, job, work))
+            log("trust-agent: this tree, pip-installed in .bench/venvs/trust-agent")
+            bin_dir = envs.ensure_trust_agent(OUT, REPO, OUT / "trust-agent-install.log")
+            found.append(tools.trust_agent(lab, job, work, bin_dir))
         elif name in ("ansible", "pyinfra"):
             log(f"{name}: its own venv under .bench/venvs/")
             bin_dir = envs.ensure(OUT, name, OUT / f"{name}-install.log")

@@ -47,8 +47,8 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def trust_agent(lab: Lab, job: Job, work: Path) -> Tool:
-    exe = str(Path(sys.executable).with_name("trust-agent"))
+def trust_agent(lab: Lab, job: Job, work: Path, bin_dir: Path) -> Tool:
+    exe = str(bin_dir / "trust-agent")
 
     def command(mode: str) -> Command:
         argv = [

@@ -450,3 +450,36 @@ def test_a_script_cut_short_runs_not_at_all(sshd: Server, opts: SSHOptions, tmp_
             time.sleep(0.05)
         assert chan.exit_status_ready()
     assert not marker.exists()
+
+
+def test_paramiko_comes_without_invoke_until_a_match_exec_line_needs_it(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    config.write_text(
+        textwrap.dedent(f"""\
+        Match host exec-alias exec "test -d /"
+            HostName 127.0.0.1
+            Port {sshd.port}
+            User root
+            IdentityFile {sshd.client_key}
+        """)
+    )
+    # A fresh interpreter: invoke runs the `exec` command and mirrors stdin, which pytest forbids.
+    probe = textwrap.dedent(f"""\
+        import sys
+        from dataclasses import replace
+        from agent.hosts.ssh import SSHOptions, SSHTransport
+        from agent.inventory import Host
+        print("invoke" in sys.modules)
+        opts = SSHOptions(known_hosts={opts.known_hosts!r}, ssh_config={str(config)!r}, use_agent=False,
+                          look_for_keys=False)
+        with SSHTransport(Host("exec-alias", "exec-alias"), opts) as t:
+            print(t.run("id -un").stdout.decode().strip())
+        print("invoke" in sys.modules)
+        """)
+    run = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["False", "root", "True"]
