@@ -111,6 +111,18 @@ def test_the_engine_info_line_gives_version_validate_and_live_config(version: st
     assert live_info(text) == info
 
 
+@pytest.mark.parametrize(
+    ("line", "version", "validate"), [("20.10.24+dfsg1", "20.10.24", False), ("26.1.5", "26.1.5", True)]
+)
+def test_the_version_alone_comes_from_ping(line: str, version: str, validate: bool) -> None:
+    text = "\n".join(
+        ["@@ta begin 1", f"@@ta engine-version {line}", "@@ta init systemd", "@@ta active active", "@@ta end"]
+    )
+    facts = parse_gather_output(text)
+    assert facts.engine_version == version and facts.has_validate is validate and facts.engine_running
+    assert live_info(text) is None
+
+
 @pytest.mark.parametrize("answer", ["", "{not json", '["a list"]', '{"ServerVersion": "20.10.2'])
 def test_no_or_a_broken_engine_answer_is_no_info(answer: str) -> None:
     text = "\n".join(["@@ta begin 1", "@@ta info-json", answer, "@@ta dockerd-version x", "@@ta end"])
