@@ -103,6 +103,7 @@ def main() -> int:
                     m = timed(tool, "cold", run)
                     entry["cold_s"].append(m.seconds)
                     _memory(entry, m)
+                    _cpu(entry, "cold", m)
                     if tool.name == "floor-paramiko":
                         _inprocess(entry, OUT / "logs" / f"run{run}-{tool.name}-cold.log")
                     log(f"run {run} {tool.name}: {m.seconds:.2f}s (exit {m.exit_status})")
@@ -117,6 +118,7 @@ def main() -> int:
                     verdict = checks.check(job, before, after, expect_reload=expect_reload)
                     entry[f"{mode}_s"].append(m.seconds)
                     _memory(entry, m)
+                    _cpu(entry, mode, m)
                     if m.exit_status != 0:
                         verdict.problems.insert(0, f"exit status {m.exit_status}")
                     if not verdict.ok:
@@ -144,6 +146,12 @@ def main() -> int:
 def _memory(entry: dict[str, Any], m: Any) -> None:
     entry["peak_rss_mb"] = max(entry["peak_rss_mb"], m.peak_rss_mb)
     entry["max_process_rss_mb"] = max(entry["max_process_rss_mb"], m.max_process_mb)
+
+
+def _cpu(entry: dict[str, Any], mode: str, m: Any) -> None:
+    """CPU-seconds of the run: the tool's own, and the whole machine's (tool + hosts + the rest)."""
+    entry.setdefault(f"{mode}_tool_cpu_s", []).append(m.tool_cpu_s)
+    entry.setdefault(f"{mode}_machine_cpu_s", []).append(m.machine_cpu_s)
 
 
 def _inprocess(entry: dict[str, Any], path: Path) -> None:

@@ -5,6 +5,9 @@
   ``POLL`` seconds from /proc (shared pages count once per process, so for forking tools like Ansible
   it is an upper bound).
 - ``max_process_mb``: ``ru_maxrss`` from ``wait4``: the largest single process of the tree (exact).
+- ``tool_cpu_s``: user + system CPU of the process and the children it waited for (``wait4``).
+- ``machine_cpu_s``: CPU the whole machine spent while it ran (``/proc/stat``, every core): the tool,
+  the lab hosts' sshd, shells, systemd and dockerd, and anything else running at the time.
 For a single-process tool (trust-agent, the paramiko floor) both are that process's peak RSS.
 """
 
@@ -28,6 +31,8 @@ class Measured:
     exit_status: int
     tree_peak_mb: float
     max_process_mb: float
+    tool_cpu_s: float = 0.0
+    machine_cpu_s: float = 0.0
 
     @property
     def peak_rss_mb(self) -> float:
@@ -54,6 +59,12 @@ def _rss(pid: int) -> int:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
     except (OSError, IndexError, ValueError):
         return 0
+
+
+def machine_busy() -> float:
+    """CPU-seconds the machine has spent busy since boot, summed over every core (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
 
 
 def tree_rss(root: int) -> int:
@@ -83,6 +94,7 @@ def run_timed(
     done = threading.Event()
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
+        busy_before = machine_busy()
         start = time.monotonic()
         proc = subprocess.Popen(
             list(argv),
@@ -115,6 +127,7 @@ def run_timed(
                 break
             time.sleep(0.002)
         seconds = time.monotonic() - start
+        busy = machine_busy() - busy_before
         proc.returncode = status  # already reaped
         done.set()
         poller.join()
@@ -124,4 +137,6 @@ def run_timed(
         exit_status=status,
         tree_peak_mb=round(peak / 2**20, 1),
         max_process_mb=round(max_process / 2**20, 1),
+        tool_cpu_s=round(usage.ru_utime + usage.ru_stime, 2) if usage is not None else 0.0,
+        machine_cpu_s=round(busy, 2),
     )

@@ -47,6 +47,18 @@ def table(results: dict[str, Any]) -> str:
             f"{_ratio(ours_noop, noop) if name != OURS else '':>15}"
             f"  {'-' if correct is None else 'yes' if correct else 'NO'}"
         )
+    lines.append("CPU-seconds, medians (the tool's own / the whole machine's, lab hosts included):")
+    for name, data in tools.items():
+        cells = []
+        for mode in ("cold", "noop"):
+            own, whole = (
+                median(data.get(f"{mode}_tool_cpu_s", [])),
+                median(data.get(f"{mode}_machine_cpu_s", [])),
+            )
+            if own is not None and whole is not None:
+                cells.append(f"{'no-op' if mode == 'noop' else mode} {own:.2f} / {whole:.2f}")
+        if cells:
+            lines.append(f"  {name:<16}" + "; ".join(cells))
     floor = tools.get("floor-paramiko", {})
     if floor.get("inprocess_s"):
         lines.append(f"(floor-paramiko in-process: median {median(floor['inprocess_s']):.2f}s)")
