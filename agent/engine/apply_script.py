@@ -55,7 +55,7 @@ mkd() {
   [ -z "$new" ] || mkdir -p -m 0755 "$1"
 }
 same() {
-  if [ "$2" = absent ]; then [ ! -e "$1" ] && [ ! -L "$1" ]; else printf '%s  %s\n' "$2" "$1" | sha256sum -c --status 2>/dev/null; fi
+  if [ "$2" = absent ]; then [ ! -e "$1" ]; else printf '%s  %s\n' "$2" "$1" | sha256sum -c --status 2>/dev/null; fi
 }
 # stage DEST UMASK CHMOD VAR ENCODING CONTENT: CONTENT into a temp file beside DEST, whose name goes
 # into VAR. An existing DEST lends the temp file its owner and mode (cp -p, then overwritten); a new

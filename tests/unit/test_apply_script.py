@@ -169,3 +169,16 @@ def test_a_leftover_temp_file_from_a_killed_run_is_replaced_not_written_through(
     assert (root / "etc/docker/daemon.json").read_bytes() == b'{"debug": true, "insecure-registries": []}\n'
     assert (root / "etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt").read_bytes() == b"CA\n"
     assert not list(root.rglob(".trust-agent.*"))
+
+
+def test_a_dangling_symlink_where_a_new_file_goes_counts_as_absent(root: Path) -> None:
+    """The gather lists only regular files, so a dangling link was seen as absent; it gets replaced."""
+    path = f"{CERTS}/registry.test/trust-agent-x.crt"
+    target = root / path.lstrip("/")
+    target.parent.mkdir(parents=True)
+    target.symlink_to(root / "nowhere")
+    plan = HostPlan(changes=(FileChange(path, "create", None, b"CA\n"),))
+    status, err = run(root, build_apply_script(plan, engine_action="none", init=None))
+    assert status == 0, err
+    assert not target.is_symlink() and target.read_bytes() == b"CA\n"
+    assert not (root / "nowhere").exists()
