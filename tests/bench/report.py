@@ -29,6 +29,21 @@ def _ratio(ours: float | None, theirs: float | None) -> str:
     return f"{ours / theirs:.3f}"
 
 
+def per_run_ratios(ours: list[float], theirs: list[float]) -> list[float]:
+    """trust-agent ÷ tool for each run where both have a figure (run i against run i)."""
+    return [round(a / b, 3) for a, b in zip(ours, theirs, strict=False) if b > 0]
+
+
+def _per_run(name: str, ours: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    cells = []
+    for mode in ("cold", "noop"):
+        ratios = per_run_ratios(ours.get(f"{mode}_s", []), data.get(f"{mode}_s", []))
+        if ratios:
+            label = "no-op" if mode == "noop" else mode
+            cells.append(f"{label} " + " ".join(f"{r:.3f}" if r < 0.1 else f"{r:.2f}" for r in ratios))
+    return [f"  {name:<16}" + "; ".join(cells)] if cells else []
+
+
 def table(results: dict[str, Any]) -> str:
     tools = results["tools"]
     ours = tools.get(OURS, {})
@@ -59,6 +74,12 @@ def table(results: dict[str, Any]) -> str:
                 cells.append(f"{'no-op' if mode == 'noop' else mode} {own:.2f} / {whole:.2f}")
         if cells:
             lines.append(f"  {name:<16}" + "; ".join(cells))
+    spreads = [line for name, data in tools.items() if name != OURS for line in _per_run(name, ours, data)]
+    if spreads:
+        lines.append(
+            "trust-agent ÷ tool, run by run (the machine's speed drifts; runs compare within a run):"
+        )
+        lines += spreads
     floor = tools.get("floor-paramiko", {})
     if floor.get("inprocess_s"):
         lines.append(f"(floor-paramiko in-process: median {median(floor['inprocess_s']):.2f}s)")
