@@ -15,7 +15,7 @@ import base64
 import hashlib
 import posixpath
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION
 from agent.runtimes.plan import EngineAction, FileChange, HostPlan
@@ -156,28 +156,20 @@ def build_apply_script(
     return "\n".join(out) + "\n"
 
 
-def _expect_current_lines(changes: Iterable[FileChange]) -> list[str]:
+def _expect_current_lines(changes: Sequence[FileChange]) -> list[str]:
     """Check every file still holds what was gathered: absent ones by a test, the rest by one
     ``sha256sum -c`` over all of them (each file checked on its own only to name the one that moved)."""
     q = shlex.quote
-    lines: list[str] = []
-    hashed: list[FileChange] = []
-    for change in changes:
-        moved = f"fail {EXIT_CHANGED} {q(change.path + ' changed since facts were gathered; run again')}"
-        if change.before is None:
-            lines.append(f'same "$R"{q(change.path)} absent || {moved}')
-        else:
-            hashed.append(change)
+
+    def moved(change: FileChange) -> str:
+        return f"fail {EXIT_CHANGED} {q(change.path + ' changed since facts were gathered; run again')}"
+
+    lines = [f'same "$R"{q(c.path)} absent || {moved(c)}' for c in changes if c.before is None]
+    hashed = [c for c in changes if c.before is not None]
     if hashed:
-        listing = "; ".join(
-            f"printf '%s  %s\\n' {_sha(c.before)} \"$R\"{q(c.path)}" for c in hashed if _plain(c.path)
-        )
-        each = "; ".join(
-            f'same "$R"{q(c.path)} {_sha(c.before)} || '
-            f"fail {EXIT_CHANGED} {q(c.path + ' changed since facts were gathered; run again')}"
-            for c in hashed
-        )
+        each = "; ".join(f'same "$R"{q(c.path)} {_sha(c.before)} || {moved(c)}' for c in hashed)
         if all(_plain(c.path) for c in hashed):
+            listing = "; ".join(f"printf '%s  %s\\n' {_sha(c.before)} \"$R\"{q(c.path)}" for c in hashed)
             lines.append(f"{{ {listing}; }} | sha256sum -c --status 2>/dev/null || {{ {each}; }}")
         else:
             lines.append(each)
@@ -192,17 +184,22 @@ def _plain(path: str) -> bool:
 def _stage_line(change: FileChange, var: str) -> str:
     q = shlex.quote
     mode = change.mode & 0o7777
-    umask = 0o777 & ~mode if not mode & ~0o666 else 0o077
-    chmod = f"{mode:o}" if mode & ~0o666 else "''"
+    special = mode & ~0o666  # bits a umask cannot give: set by chmod after the write
+    umask = 0o077 if special else 0o777 & ~mode
+    chmod = f"{mode:o}" if special else "''"
     data = change.after or b""
+    text = _as_text(data)
+    encoding, content = ("text", text) if text is not None else ("base64", base64.b64encode(data).decode())
+    return f'stage "$R"{q(change.path)} {umask:03o} {chmod} {var} {encoding} {q(content)}'
+
+
+def _as_text(data: bytes) -> str | None:
+    """DATA as a str a shell word can carry (UTF-8 without NUL), or None."""
     try:
         text = data.decode("utf-8")
-        encoding, content = ("text", text) if "\0" not in text else ("base64", "")
     except UnicodeDecodeError:
-        encoding, content = "base64", ""
-    if encoding == "base64":
-        content = base64.b64encode(data).decode()
-    return f'stage "$R"{q(change.path)} {umask:03o} {chmod} {var} {encoding} {q(content)}'
+        return None
+    return None if "\0" in text else text
 
 
 def _parents(paths: Iterable[str]) -> list[str]:

@@ -47,6 +47,7 @@ DOCKER_API_VERSION = "1.41"  # accepted by Docker 20.10 through 26+; fixed to sk
 MAX_JUMPS = 8
 _CHUNK = 65536
 _POLL = 0.05  # stderr does not wake select(); this bounds how stale it can get
+_MARKER_SPAN = 64  # longer than the loop's end marker, so one split across two reads is still found
 
 
 @dataclass(frozen=True)
@@ -520,30 +521,15 @@ class SSHTransport(Transport):
         self, chan: paramiko.Channel, stdin: bytes, deadline: float, limit: float
     ) -> tuple[bytes, bytes]:
         """Send stdin and read stdout/stderr together, so neither side can block the other."""
-        out, err = bytearray(), bytearray()
-        pending = memoryview(stdin)
-        if not pending:
-            chan.shutdown_write()
+        pump = _Pump(chan, stdin, end_stdin=True)
         while True:
             if _left(deadline) <= 0:
                 raise CommandTimeout(f"{self._label}: command timed out after {limit:g}s")
-            busy = False
-            if chan.recv_ready():
-                out += chan.recv(_CHUNK)
-                busy = True
-            if chan.recv_stderr_ready():
-                err += chan.recv_stderr(_CHUNK)
-                busy = True
-            if pending and chan.send_ready() and not chan.eof_received:
-                sent = chan.send(bytes(pending[:_CHUNK]))
-                pending = pending[sent:]
-                if not pending:
-                    chan.shutdown_write()
-                busy = True
-            if chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready():
-                return bytes(out), bytes(err)
+            busy = pump.step()
+            if pump.drained():
+                return bytes(pump.out), bytes(pump.err)
             if not busy:
-                select.select([chan], [], [], min(_POLL, max(0.0, _left(deadline))))
+                pump.idle(deadline)
 
     def run_script(self, script: str, *args: str, timeout: float | None = None) -> CommandResult:
         """Run ``script`` in this host's one script session (see ``agent.hosts.script_session``)."""
@@ -590,34 +576,25 @@ class SSHTransport(Transport):
         """Send one script and read its output up to the loop's end markers on stdout and stderr."""
         done = script_session.done_pattern(self._session_token)
         err_done = script_session.stderr_done(self._session_token)
-        out, err = bytearray(), bytearray()
-        pending = memoryview(payload)
+        pump = _Pump(chan, payload, end_stdin=False)  # the loop reads the next script from the same stdin
         status: int | None = None
+        scanned = 0  # stdout before this offset holds no end marker: only new bytes are searched
         while True:
             if _left(deadline) <= 0:
                 raise CommandTimeout(f"{self._label}: command timed out after {limit:g}s")
-            busy = False
-            if pending and chan.send_ready():
-                sent = chan.send(bytes(pending[:_CHUNK]))
-                pending = pending[sent:]
-                busy = True
-            if chan.recv_ready():
-                out += chan.recv(_CHUNK)
-                busy = True
-            if chan.recv_stderr_ready():
-                err += chan.recv_stderr(_CHUNK)
-                busy = True
-            if status is None:
-                match = done.search(out)
+            busy = pump.step()
+            if status is None and len(pump.out) > scanned:
+                match = done.search(pump.out, max(0, scanned - _MARKER_SPAN))
+                scanned = len(pump.out)
                 if match:
                     status = int(match.group(1))
-                    out = out[: match.start()]
-            if status is not None and err.endswith(err_done):
-                return CommandResult(status, bytes(out), bytes(err[: -len(err_done)]))
-            if chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready():
-                raise _SessionEnded(bytes(err).decode("utf-8", "replace").strip()[-300:] or "no output")
+                    del pump.out[match.start() :]
+            if status is not None and pump.err.endswith(err_done):
+                return CommandResult(status, bytes(pump.out), bytes(pump.err[: -len(err_done)]))
+            if pump.drained():
+                raise _SessionEnded(bytes(pump.err).decode("utf-8", "replace").strip()[-300:] or "no output")
             if not busy:
-                select.select([chan], [], [], min(_POLL, max(0.0, _left(deadline))))
+                pump.idle(deadline)
 
     def docker_api(self, timeout: float = 30.0) -> Any:
         """A ``docker.APIClient`` whose requests run ``docker system dial-stdio`` over this connection."""
@@ -657,6 +634,44 @@ class SSHTransport(Transport):
 
 class _SessionEnded(Exception):
     """The script session's shell exited before a script finished."""
+
+
+class _Pump:
+    """Moves bytes both ways on one channel without blocking: stdin out, stdout and stderr in."""
+
+    def __init__(self, chan: paramiko.Channel, stdin: bytes, *, end_stdin: bool) -> None:
+        self.chan = chan
+        self.pending = memoryview(stdin)
+        self.end_stdin = end_stdin  # send EOF once stdin is out (a command), or keep it open (the loop)
+        self.out = bytearray()
+        self.err = bytearray()
+        if end_stdin and not self.pending:
+            chan.shutdown_write()
+
+    def step(self) -> bool:
+        """One non-blocking pass; whether anything moved."""
+        chan, busy = self.chan, False
+        if self.pending and chan.send_ready() and not chan.eof_received:
+            sent = chan.send(bytes(self.pending[:_CHUNK]))
+            self.pending = self.pending[sent:]
+            if self.end_stdin and not self.pending:
+                chan.shutdown_write()
+            busy = True
+        if chan.recv_ready():
+            self.out += chan.recv(_CHUNK)
+            busy = True
+        if chan.recv_stderr_ready():
+            self.err += chan.recv_stderr(_CHUNK)
+            busy = True
+        return busy
+
+    def drained(self) -> bool:
+        """The host closed its side and everything it sent has been read."""
+        chan = self.chan
+        return bool(chan.eof_received) and not chan.recv_ready() and not chan.recv_stderr_ready()
+
+    def idle(self, deadline: float) -> None:
+        select.select([self.chan], [], [], min(_POLL, max(0.0, _left(deadline))))
 
 
 def _left(deadline: float) -> float:

@@ -8,6 +8,7 @@ import hashlib
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 ANCHORS = {"ansible": "ansible-core", "pyinfra": "pyinfra>=3,<4"}
 
@@ -19,9 +20,7 @@ def ensure(root: Path, name: str, log: Path) -> Path:
     if not stamp.exists():
         venv.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
-            subprocess.run(
-                [sys.executable, "-m", "venv", "--clear", str(venv)], check=True, stdout=out, stderr=out
-            )
+            _new_venv(venv, out)
             subprocess.run(
                 [str(venv / "bin" / "pip"), "install", "--quiet", ANCHORS[name]],
                 check=True,
@@ -43,9 +42,7 @@ def ensure_trust_agent(root: Path, repo: Path, log: Path) -> Path:
     venv.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         if not (venv / "bin" / "pip").exists():
-            subprocess.run(
-                [sys.executable, "-m", "venv", "--clear", str(venv)], check=True, stdout=out, stderr=out
-            )
+            _new_venv(venv, out)
         subprocess.run(
             [str(venv / "bin" / "pip"), "install", "--quiet", "--force-reinstall", "--no-deps", str(repo)]
             if stamp.exists()
@@ -57,6 +54,10 @@ def ensure_trust_agent(root: Path, repo: Path, log: Path) -> Path:
         )
     stamp.write_text(digest + "\n")
     return venv / "bin"
+
+
+def _new_venv(venv: Path, out: IO[bytes]) -> None:
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, stdout=out, stderr=out)
 
 
 def tree_digest(repo: Path) -> str:

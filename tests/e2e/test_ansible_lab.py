@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.probes import engine_state
+from tests.e2e.probes import ca_args, engine_state
 from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
@@ -127,12 +127,7 @@ def test_playbook_converges_the_fleet_quietly_and_leaves_the_rollouts_files(
         str(lab.inventory_yml),
         "--limit",
         fresh.name,
-        "--source",
-        str(lab.registry_yml),
-        "--storage-ca",
-        str(lab.storage_ca),
-        "--registry-ca",
-        str(lab.registry_ca),
+        *ca_args(lab),
         "--format",
         "json",
     )
@@ -170,12 +165,7 @@ def test_playbook_converges_the_fleet_quietly_and_leaves_the_rollouts_files(
         str(lab.inventory_yml),
         "--limit",
         other.name,
-        "--source",
-        str(lab.registry_yml),
-        "--storage-ca",
-        str(lab.storage_ca),
-        "--registry-ca",
-        str(lab.registry_ca),
+        *ca_args(lab),
     )
     assert rollout.returncode == 0, rollout.stdout + rollout.stderr
     by_playbook = host_files(lab, lab.hosts[1])

@@ -22,7 +22,7 @@ import yaml
 
 from agent.daemon.install import probe_script
 from agent.daemon.wheelhouse import parse_probe, prepare
-from tests.e2e.probes import daemon_json, engine_state, pull
+from tests.e2e.probes import ca_args, daemon_json, engine_state, pull
 from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
@@ -79,12 +79,7 @@ def install(lab: Lab, *extra: str, limit: str = LIMIT) -> dict[str, dict[str, An
         str(lab.inventory_yml),
         "--limit",
         limit,
-        "--source",
-        str(lab.registry_yml),
-        "--storage-ca",
-        str(lab.storage_ca),
-        "--registry-ca",
-        str(lab.registry_ca),
+        *ca_args(lab),
         "--interval",
         f"{INTERVAL:g}s",
         "--metrics-file",

@@ -79,8 +79,13 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def apply(world: dict[str, Path], source: str, *extra: str) -> tuple[int, str]:
+    return local("apply", world, source, *extra)
+
+
+def local(command: str, world: dict[str, Path], source: str, *extra: str) -> tuple[int, str]:
+    """COMMAND against the tree with SOURCE and the storage CA."""
     return run(
-        "apply",
+        command,
         "--source",
         str(world[source]),
         "--storage-ca",
@@ -94,19 +99,7 @@ def apply(world: dict[str, Path], source: str, *extra: str) -> tuple[int, str]:
 
 def test_plan_changes_nothing_and_apply_is_byte_exact_then_idempotent(world: dict[str, Path]) -> None:
     before = snapshot(world["root"])
-    code, out = run(
-        "plan",
-        "--source",
-        str(world["ca"]),
-        "--storage-ca",
-        str(world["storage_ca"]),
-        "--local",
-        "--root",
-        str(world["root"]),
-        "--format",
-        "json",
-        "--detailed-exitcode",
-    )
+    code, out = local("plan", world, "ca", "--format", "json", "--detailed-exitcode")
     assert code == 2, out
     report = json.loads(out)
     (host,) = report["hosts"]
@@ -129,17 +122,7 @@ def test_plan_changes_nothing_and_apply_is_byte_exact_then_idempotent(world: dic
         assert after[path] == content
     assert os.stat(world["root"] / "etc/docker/daemon.json").st_mode & 0o777 == 0o600
 
-    code, out = run(
-        "plan",
-        "--source",
-        str(world["ca"]),
-        "--storage-ca",
-        str(world["storage_ca"]),
-        "--local",
-        "--root",
-        str(world["root"]),
-        "--detailed-exitcode",
-    )
+    code, out = local("plan", world, "ca", "--detailed-exitcode")
     assert code == 0, out
     code, out = apply(world, "ca")
     assert code == 0 and "unchanged" in out
