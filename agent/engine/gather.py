@@ -18,6 +18,7 @@ from typing import Any
 
 from agent.errors import CommandError
 from agent.hosts.base import Transport
+from agent.hosts.engine_http import PendingReply
 from agent.runtimes.docker_facts import CERTS_DIR, DAEMON_JSON, STATE_FILE, DockerFacts
 from agent.trust import OWNED_PREFIX
 
@@ -85,7 +86,11 @@ if [ -z "$R" ]; then
     # likely needs nothing, and proving that takes the live /info (version and registry config), read
     # here in the same round trip. Only when the engine does not answer is the dockerd binary itself
     # asked (each dockerd start costs ~50 ms of CPU).
-    if [ ! -f "$S" ] && ta_version; then
+    if [ "$3" = api ]; then
+      # The controller reads the engine's API itself, over its connection: no curl here. Should the
+      # engine not answer it that way, the controller gathers again without this argument.
+      i=1; echo "@@ta api"
+    elif [ ! -f "$S" ] && ta_version; then
       i=1
     else
       echo "@@ta info-json"
@@ -165,10 +170,40 @@ def gather_live(
 def _gather_once(
     transport: Transport, root: str, daemon_json: str, timeout: float
 ) -> tuple[DockerFacts, dict[str, Any] | None]:
+    ping = None if root else transport.engine_request("/_ping", timeout)
+    if ping is not None:
+        gathered = _gather_by_api(transport, ping, daemon_json, timeout)
+        if gathered is not None:
+            return gathered
     result = transport.run_script(GATHER_SCRIPT, root, daemon_json, timeout=timeout)
     result.check("gathering facts")
     text = result.stdout.decode("utf-8", "replace")
     return parse_gather_output(text, daemon_json, root), live_info(text)
+
+
+def _gather_by_api(
+    transport: Transport, ping: PendingReply, daemon_json: str, timeout: float
+) -> tuple[DockerFacts, dict[str, Any] | None] | None:
+    """The gather where the transport reaches the engine's API itself: the script reads the files while
+    ``/_ping`` (already sent) travels; a host with the agent's state file, most likely converged, is then
+    asked for ``/info`` (version and live registry config) the same way. None when the engine did not
+    answer so: the caller gathers again the classic way, which also covers an engine that is down."""
+    result = transport.run_script(GATHER_SCRIPT, "", daemon_json, "api", timeout=timeout)
+    result.check("gathering facts")
+    text = result.stdout.decode("utf-8", "replace")
+    answer = ping.wait()
+    if answer is None or not answer.ok or answer.version is None:
+        return None
+    records = text.splitlines()
+    if f"{MARK} api" not in records:  # no dockerd on the host: nothing of the engine is used
+        return parse_gather_output(text, daemon_json), None
+    if f"{MARK} state" not in records:
+        return parse_gather_output(text, daemon_json, engine_version=answer.version), None
+    pending = transport.engine_request("/info", timeout)
+    reply = pending.wait() if pending is not None else None
+    if reply is None or not reply.ok or (info := _info_doc(reply.body)) is None:
+        return None
+    return parse_gather_output(text, daemon_json, info_json=reply.body), info
 
 
 def live_info(text: str) -> dict[str, Any] | None:
@@ -180,8 +215,18 @@ def live_info(text: str) -> dict[str, Any] | None:
     return None
 
 
-def parse_gather_output(text: str, daemon_json_path: str = DAEMON_JSON, root: str = "") -> DockerFacts:
-    """Turn the gather script's output into :class:`DockerFacts` (pure; tested without a host)."""
+def parse_gather_output(
+    text: str,
+    daemon_json_path: str = DAEMON_JSON,
+    root: str = "",
+    *,
+    engine_version: str | None = None,
+    info_json: bytes | None = None,
+) -> DockerFacts:
+    """Turn the gather script's output into :class:`DockerFacts` (pure; tested without a host).
+
+    ``engine_version`` (``/_ping``'s) and ``info_json`` (``/info``'s body) are the engine's answers where the
+    controller read its API itself; they stand for the script's own records of them."""
     lines = text.splitlines()
     if not lines or lines[0] != f"{MARK} begin 1" or f"{MARK} end" not in lines:
         raise CommandError("gathering facts: unexpected output from the host (is it a POSIX shell?)")
@@ -215,6 +260,10 @@ def parse_gather_output(text: str, daemon_json_path: str = DAEMON_JSON, root: st
                 blobs[kind] = data
         else:
             values[kind] = name
+    if engine_version is not None:
+        values["engine-version"] = engine_version
+    if info_json is not None:
+        blobs["info"] = info_json
     version_match = _VERSION.search(values.get("dockerd-version", ""))
     info = _info_doc(blobs.get("info"))
     server_version = str(info.get("ServerVersion") or "") if info else values.get("engine-version", "")
@@ -242,6 +291,7 @@ def parse_gather_output(text: str, daemon_json_path: str = DAEMON_JSON, root: st
         init=init,
         engine_running=values.get("active") == "active"
         or (init != "systemd" and ("pid" in values or info is not None or "engine-version" in values)),
+        engine_api=engine_version is not None or info_json is not None,
     )
 
 

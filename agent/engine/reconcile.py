@@ -159,6 +159,7 @@ def reconcile(
         return _roll_back(transport, plan, facts, options, base, timeline, exc)
     if b"@@ta validated" in result.stdout:
         base = replace(base, checks=(*base.checks, DOCKERD_VALIDATE))
+    # Without /info from the apply script, verify reads it (over the transport's route to the engine).
     info_after = (
         live_info(result.stdout.decode("utf-8", "replace")) if _reads_info(options, facts, action) else None
     )
@@ -173,8 +174,15 @@ def reconcile(
 
 
 def _reads_info(options: RunOptions, facts: DockerFacts, action: str) -> bool:
-    """Whether the apply script ends by reading the engine's /info (saves verify a round trip)."""
-    return options.verify and facts.init is not None and facts.engine_running and action != "restart"
+    """Whether the apply script ends by reading the engine's /info (saves verify a round trip); not where
+    the controller reads the API itself, which costs the host no curl."""
+    return (
+        options.verify
+        and facts.init is not None
+        and facts.engine_running
+        and action != "restart"
+        and not facts.engine_api
+    )
 
 
 def _checks(plan: HostPlan, facts: DockerFacts) -> tuple[str, ...]:

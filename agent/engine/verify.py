@@ -29,7 +29,17 @@ def expected_insecure(daemon_json: bytes | None) -> frozenset[str]:
 
 
 def read_live_info(transport: Transport, timeout: float = 20.0) -> dict[str, Any]:
-    """The engine's ``/info``, read on the host (curl on the API socket, else the docker CLI)."""
+    """The engine's ``/info``: over the transport's own route to the API socket where it has one, else
+    read on the host (curl on the API socket, else the docker CLI)."""
+    pending = transport.engine_request("/info", timeout)
+    reply = pending.wait() if pending is not None else None
+    if reply is not None and reply.ok:
+        try:
+            doc = json.loads(reply.body)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
+            return doc
     result = transport.run_script(INFO_FUNCTION + INFO_COMMAND_TAIL, timeout=timeout)
     info = live_info(result.stdout.decode("utf-8", "replace"))
     if info is None:

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from agent.errors import CommandError
+from agent.hosts.engine_http import PendingReply
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,12 @@ class Transport(ABC):
         """
         quoted = " ".join(shlex.quote(a) for a in args)
         return self.run(f"sh -s -- {quoted}", stdin=script.encode(), timeout=timeout)
+
+    def engine_request(self, path: str, timeout: float) -> PendingReply | None:
+        """Send ``GET path`` to the engine's API socket over the transport's own route, without starting
+        a process on the host; the answer is read later, so a script can run meanwhile. None where the
+        transport has no such route (or the host refused it): the caller reads the API on the host."""
+        return None
 
     @abstractmethod
     def docker_api(self, timeout: float = 30.0) -> Any:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import socket
 import subprocess
 from typing import Any
 
 from agent.errors import CommandTimeout
 from agent.hosts.base import CommandResult, Transport
+from agent.hosts.engine_http import ENGINE_SOCKET, EngineReply, PendingReply, read_reply, request_bytes
 
 
 class LocalTransport(Transport):
@@ -22,7 +26,34 @@ class LocalTransport(Transport):
             raise CommandTimeout(f"command timed out after {timeout}s on {self.name}") from exc
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)
 
+    def engine_request(self, path: str, timeout: float) -> PendingReply | None:
+        """Send ``GET path`` on the engine's socket itself (one connection per request)."""
+        request = request_bytes(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(ENGINE_SOCKET)
+            sock.sendall(request)
+        except OSError:
+            sock.close()
+            return None
+        return _SocketReply(sock)
+
     def docker_api(self, timeout: float = 30.0) -> Any:
         import docker
 
-        return docker.APIClient(base_url="unix:///var/run/docker.sock", timeout=int(timeout))
+        return docker.APIClient(base_url=f"unix://{ENGINE_SOCKET}", timeout=int(timeout))
+
+
+class _SocketReply:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def wait(self) -> EngineReply | None:
+        try:
+            return read_reply(self.sock)[0]
+        except (OSError, http.client.HTTPException):
+            return None
+        finally:
+            with contextlib.suppress(OSError):
+                self.sock.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import getpass
 import hashlib
+import http.client
 import itertools
 import os
 import secrets
@@ -38,7 +39,9 @@ from agent.errors import (
 )
 from agent.hosts import script_session
 from agent.hosts.base import CommandResult, Transport
+from agent.hosts.engine_http import ENGINE_SOCKET, EngineReply, PendingReply, read_reply, request_bytes
 from agent.hosts.sshlib import NoValidConnectionsError, enable_match_exec, paramiko
+from agent.hosts.streamlocal import StreamLocalUnavailable, open_streamlocal
 from agent.inventory.model import Host
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -151,6 +154,8 @@ class SSHTransport(Transport):
         self._session_token = ""
         self._session_lock = threading.Lock()
         self._no_session = False
+        self._engine_chan: paramiko.Channel | None = None
+        self._engine_refused = False  # the host (or this paramiko) will not open the engine's socket
 
     # --- connection ------------------------------------------------------------------------------
 
@@ -252,9 +257,13 @@ class SSHTransport(Transport):
 
     def _tcp(self, target: _Target) -> socket.socket:
         with self._boundary(target.label, "connect"):
-            return socket.create_connection(
+            sock = socket.create_connection(
                 (target.hostname, target.port), timeout=self.options.connect_timeout
             )
+            # Requests and answers are small and often back to back (a channel closed, the next opened):
+            # without this, Nagle's algorithm holds the second until the first is acknowledged (~40 ms).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
 
     def _handshake(self, target: _Target, sock: Any) -> paramiko.Transport:
         known = self._load_known_hosts(target)
@@ -596,6 +605,45 @@ class SSHTransport(Transport):
             if not busy:
                 pump.idle(deadline)
 
+    # --- the engine's API socket, over this connection ----------------------------------------------
+
+    def engine_request(self, path: str, timeout: float) -> PendingReply | None:
+        """Send ``GET path`` to the host's ``/var/run/docker.sock`` through a streamlocal channel kept
+        open for this connection (sshd connects to the socket: no process starts on the host)."""
+        request = request_bytes(path)
+        chan = self._engine_channel(timeout)
+        if chan is None:
+            return None
+        try:
+            chan.settimeout(timeout)
+            chan.sendall(request)
+        except (OSError, EOFError, paramiko.SSHException):
+            self._drop_engine_channel()
+            return None
+        return _ChannelReply(self, chan)
+
+    def _engine_channel(self, timeout: float) -> paramiko.Channel | None:
+        chan = self._engine_chan
+        if chan is not None and not (chan.closed or chan.eof_received):
+            return chan  # kept alive from the last request
+        self._drop_engine_channel()
+        if self._engine_refused:
+            return None
+        try:
+            transport = self._require()
+            self._engine_chan = open_streamlocal(
+                transport, ENGINE_SOCKET, min(timeout, self.options.connect_timeout)
+            )
+        except StreamLocalUnavailable as exc:
+            self._engine_refused = exc.lasting
+            return None
+        return self._engine_chan
+
+    def _drop_engine_channel(self) -> None:
+        if self._engine_chan is not None:
+            self._engine_chan.close()
+            self._engine_chan = None
+
     def docker_api(self, timeout: float = 30.0) -> Any:
         """A ``docker.APIClient`` whose requests run ``docker system dial-stdio`` over this connection."""
         import docker
@@ -624,12 +672,31 @@ class SSHTransport(Transport):
 
     def _close_all(self) -> None:
         self._drop_session()
+        self._drop_engine_channel()
         if self._transport is not None:
             self._transport.close()
             self._transport = None
         for hop in reversed(self._hops):
             hop.close()
         self._hops = []
+
+
+class _ChannelReply:
+    """The answer to a GET sent on the transport's engine channel, read when asked for."""
+
+    def __init__(self, owner: SSHTransport, chan: paramiko.Channel) -> None:
+        self.owner = owner
+        self.chan = chan
+
+    def wait(self) -> EngineReply | None:
+        try:
+            reply, closing = read_reply(self.chan)
+        except (OSError, EOFError, http.client.HTTPException, paramiko.SSHException):
+            self.owner._drop_engine_channel()  # its state is unknown: the next request opens another
+            return None
+        if closing:
+            self.owner._drop_engine_channel()
+        return reply
 
 
 class _SessionEnded(Exception):

@@ -34,3 +34,4 @@ class DockerFacts:
     has_validate: bool | None = None  # `dockerd --validate` exists (Docker 23+); None: unknown
     init: str | None = None  # "systemd" | "other" | None (a --root tree: nothing to reload)
     engine_running: bool = False
+    engine_api: bool = False  # the engine's API answered the controller over the connection (no curl)

@@ -1,0 +1,61 @@
+"""One HTTP GET to the engine's API socket, over any stream the transport gives (an SSH channel to the
+host's socket, or the socket itself): how the controller reads ``/_ping`` and ``/info`` without starting
+curl on the host.
+
+One request at a time on a connection (HTTP/1.1 keep-alive): each answer is read to its end before the
+next request is sent, so no answer can be taken for another.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+ENGINE_SOCKET = "/var/run/docker.sock"
+_SERVER_VERSION = re.compile(r"^Docker/([0-9][0-9A-Za-z.+~-]*)")
+
+
+@dataclass(frozen=True)
+class EngineReply:
+    """The engine's answer to one GET."""
+
+    status: int
+    server: str
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    @property
+    def version(self) -> str | None:
+        """The engine's version from the ``Server: Docker/<version> (<os>)`` header (every endpoint sends it)."""
+        match = _SERVER_VERSION.match(self.server)
+        return match.group(1) if match else None
+
+
+class PendingReply(Protocol):
+    """A GET already sent; :meth:`wait` reads its answer (None when the route failed meanwhile)."""
+
+    def wait(self) -> EngineReply | None: ...
+
+
+def request_bytes(path: str) -> bytes:
+    """``GET path`` as sent: HTTP/1.1, kept alive, no body. ``path`` is one of the agent's own constants."""
+    if not path.startswith("/") or any(c in path for c in " \r\n"):
+        raise ValueError(f"not an API path: {path!r}")
+    return f"GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: trust-agent\r\n\r\n".encode("ascii")
+
+
+def read_reply(stream: Any) -> tuple[EngineReply, bool]:
+    """Read one answer from ``stream`` (anything with ``makefile("rb")``); returns it and whether the
+    engine will close the connection after it. Raises ``http.client.HTTPException`` or ``OSError``."""
+    response = http.client.HTTPResponse(stream)
+    try:
+        response.begin()
+        body = response.read()
+    finally:
+        response.close()
+    return EngineReply(response.status, response.getheader("Server") or "", body), bool(response.will_close)

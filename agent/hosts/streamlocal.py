@@ -1,0 +1,78 @@
+"""An SSH channel to a Unix socket on the host (OpenSSH's ``direct-streamlocal@openssh.com``, as in
+``ssh -L local:/var/run/docker.sock``): sshd connects to the socket itself, so reading the engine's API
+starts no process on the host.
+
+paramiko has no call for this channel type (paramiko issue #544): :func:`open_streamlocal` is
+``Transport.open_channel`` with the type's own fields (socket path, two reserved fields; OpenSSH's
+PROTOCOL, section 2.4). Where this paramiko's internals differ, it raises :class:`StreamLocalUnavailable`
+and the caller reads the API on the host as before.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from agent.hosts.sshlib import paramiko
+
+KIND = "direct-streamlocal@openssh.com"
+_OPEN_CONNECT_FAILED = 2  # SSH_OPEN_CONNECT_FAILED (RFC 4254, 5.1)
+
+
+class StreamLocalUnavailable(Exception):
+    """The host refused the channel, or this paramiko cannot open one. ``lasting`` when asking again on
+    this connection would get the same answer (forbidden by sshd, or no support here), as opposed to a
+    socket that could not be reached just now (the engine restarting)."""
+
+    def __init__(self, message: str, *, lasting: bool) -> None:
+        super().__init__(message)
+        self.lasting = lasting
+
+
+def open_streamlocal(client: paramiko.Transport, path: str, timeout: float) -> paramiko.Channel:
+    """Open a channel to the host's Unix socket ``path``; raises :class:`StreamLocalUnavailable`."""
+    from paramiko.common import cMSG_CHANNEL_OPEN
+    from paramiko.message import Message
+
+    transport: Any = client  # its private parts, as open_channel uses them
+    if not transport.is_active():
+        raise StreamLocalUnavailable("SSH session not active", lasting=False)
+    try:
+        with transport.lock:
+            window = transport._sanitize_window_size(None)
+            packet = transport._sanitize_packet_size(None)
+            chanid = transport._next_channel()
+            message = Message()
+            message.add_byte(cMSG_CHANNEL_OPEN)
+            message.add_string(KIND)
+            message.add_int(chanid)
+            message.add_int(window)
+            message.add_int(packet)
+            message.add_string(path)
+            message.add_string("")  # reserved
+            message.add_int(0)  # reserved
+            chan: Any = paramiko.Channel(chanid)
+            transport._channels.put(chanid, chan)
+            transport.channel_events[chanid] = event = threading.Event()
+            transport.channels_seen[chanid] = True
+            chan._set_transport(transport)
+            chan._set_window(window, packet)
+    except AttributeError as exc:  # a paramiko whose internals moved: no direct route
+        raise StreamLocalUnavailable(f"paramiko cannot open {KIND} channels: {exc}", lasting=True) from None
+    transport._send_user_message(message)
+    deadline = time.monotonic() + timeout
+    while not event.wait(0.1):
+        if not transport.is_active() or time.monotonic() >= deadline:
+            transport._channels.delete(chanid)
+            raise StreamLocalUnavailable("no answer to the channel request", lasting=False)
+    opened: paramiko.Channel | None = transport._channels.get(chanid)
+    if opened is None:
+        # sshd forbids it (AllowStreamLocalForwarding, DisableForwarding: "administratively prohibited")
+        # or could not connect to the socket (no engine listening, or no access for the login user).
+        refusal = transport.get_exception()
+        code = getattr(refusal, "code", None)
+        raise StreamLocalUnavailable(
+            str(refusal or "the host refused the channel"), lasting=code != _OPEN_CONNECT_FAILED
+        )
+    return opened
