@@ -198,7 +198,7 @@ def _gather_by_api(
     if f"{MARK} api" not in records:  # no dockerd on the host: nothing of the engine is used
         return parse_gather_output(text, daemon_json), None
     if f"{MARK} state" not in records:
-        return parse_gather_output(text, daemon_json, engine_version=answer.version), None
+        return parse_gather_output(text, daemon_json, ping_version=answer.version), None
     pending = transport.engine_request("/info", timeout)
     reply = pending.wait() if pending is not None else None
     if reply is None or not reply.ok or (info := _info_doc(reply.body)) is None:
@@ -220,12 +220,12 @@ def parse_gather_output(
     daemon_json_path: str = DAEMON_JSON,
     root: str = "",
     *,
-    engine_version: str | None = None,
+    ping_version: str | None = None,
     info_json: bytes | None = None,
 ) -> DockerFacts:
     """Turn the gather script's output into :class:`DockerFacts` (pure; tested without a host).
 
-    ``engine_version`` (``/_ping``'s) and ``info_json`` (``/info``'s body) are the engine's answers where the
+    ``ping_version`` (``/_ping``'s) and ``info_json`` (``/info``'s body) are the engine's answers where the
     controller read its API itself; they stand for the script's own records of them."""
     lines = text.splitlines()
     if not lines or lines[0] != f"{MARK} begin 1" or f"{MARK} end" not in lines:
@@ -260,8 +260,8 @@ def parse_gather_output(
                 blobs[kind] = data
         else:
             values[kind] = name
-    if engine_version is not None:
-        values["engine-version"] = engine_version
+    if ping_version is not None:
+        values["engine-version"] = ping_version
     if info_json is not None:
         blobs["info"] = info_json
     version_match = _VERSION.search(values.get("dockerd-version", ""))
@@ -291,7 +291,7 @@ def parse_gather_output(
         init=init,
         engine_running=values.get("active") == "active"
         or (init != "systemd" and ("pid" in values or info is not None or "engine-version" in values)),
-        engine_api=engine_version is not None or info_json is not None,
+        engine_api=ping_version is not None or info_json is not None,
     )
 
 

@@ -274,3 +274,50 @@ def test_a_non_root_login_converges_through_sudo_and_fails_cleanly_without_it(
     assert owners.split() == ["root", "644"]
     code, report, err = rollout(lab, *ca_args(lab), "--limit", host.name, "--become", inventory=plain)
     assert code == 0 and by_host(report)[host.name]["status"] == "unchanged", err
+
+
+CURL_LOG = "/run/trust-agent-test-curl.log"
+
+
+@pytest.fixture
+def curl_watched(lab: Lab) -> Iterator[tuple[Host, Host]]:
+    """Every host logs its curl calls; on the second host sshd forbids channels to Unix sockets."""
+    wrapper = f'#!/bin/sh\necho "$*" >> {CURL_LOG}\nexec /usr/bin/curl "$@"\n'
+    for host in lab.hosts:
+        lab.ssh(
+            host,
+            f"rm -f {CURL_LOG}; cat > /usr/local/bin/curl && chmod 755 /usr/local/bin/curl",
+            input=wrapper,
+        )
+    allowed, forbidden = lab.hosts[0], lab.hosts[1]
+    lab.ssh(
+        forbidden,
+        "cat > /etc/ssh/sshd_config.d/no-streamlocal.conf && systemctl reload ssh",
+        input="AllowStreamLocalForwarding no\n",
+    )
+    yield allowed, forbidden
+    lab.ssh(forbidden, "rm -f /etc/ssh/sshd_config.d/no-streamlocal.conf && systemctl reload ssh")
+    for host in lab.hosts:
+        lab.ssh(host, f"rm -f /usr/local/bin/curl {CURL_LOG}")
+
+
+def test_the_engine_api_is_read_over_the_connection_and_on_the_host_where_sshd_forbids_that(
+    lab: Lab, tmp_path: Path, curl_watched: tuple[Host, Host]
+) -> None:
+    allowed, forbidden = curl_watched
+    for run, action in (("cold", "reload"), ("no-op", "none")):
+        code, report, err = rollout(lab, *skip_args(lab, tmp_path))
+        assert code == 0, err
+        for host in lab.hosts:
+            outcome = by_host(report)[host.name]
+            assert outcome["engine_action"] == action, (run, outcome)
+            assert outcome["engine_version"], (run, outcome)
+            assert "live config" in outcome["verified"], (run, outcome)
+        # Where sshd allows it, the controller reads /_ping and /info through the connection itself.
+        assert lab.ssh(allowed, f"cat {CURL_LOG} 2>/dev/null || true").stdout == "", run
+        calls = lab.ssh(forbidden, f"cat {CURL_LOG}").stdout
+        assert "--unix-socket /var/run/docker.sock" in calls, run
+    info = json.loads(
+        lab.ssh(forbidden, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout
+    )
+    assert info["registry.test"]["Secure"] is False
