@@ -18,7 +18,7 @@ from typing import Any
 
 from agent.errors import CommandError
 from agent.hosts.base import Transport
-from agent.hosts.engine_http import PendingReply
+from agent.hosts.engine_http import ANSWER_TIMEOUT, PendingReply
 from agent.runtimes.docker_facts import CERTS_DIR, DAEMON_JSON, STATE_FILE, DockerFacts
 from agent.trust import OWNED_PREFIX
 
@@ -170,7 +170,7 @@ def gather_live(
 def _gather_once(
     transport: Transport, root: str, daemon_json: str, timeout: float
 ) -> tuple[DockerFacts, dict[str, Any] | None]:
-    ping = None if root else transport.engine_request("/_ping", timeout)
+    ping = None if root else transport.engine_request("/_ping", min(timeout, ANSWER_TIMEOUT))
     if ping is not None:
         gathered = _gather_by_api(transport, ping, daemon_json, timeout)
         if gathered is not None:
@@ -199,7 +199,7 @@ def _gather_by_api(
         return parse_gather_output(text, daemon_json), None
     if f"{MARK} state" not in records:
         return parse_gather_output(text, daemon_json, ping_version=answer.version), None
-    pending = transport.engine_request("/info", timeout)
+    pending = transport.engine_request("/info", min(timeout, ANSWER_TIMEOUT))
     reply = pending.wait() if pending is not None else None
     if reply is None or not reply.ok or (info := _info_doc(reply.body)) is None:
         return None

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 ENGINE_SOCKET = "/var/run/docker.sock"
+# How long an answer may take, as the scripts' ``curl --max-time 10``: an engine that hangs is then
+# asked the classic way (the dockerd binary) instead of holding the host's run.
+ANSWER_TIMEOUT = 10.0
 _SERVER_VERSION = re.compile(r"^Docker/([0-9][0-9A-Za-z.+~-]*)")
 
 

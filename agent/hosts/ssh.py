@@ -134,6 +134,8 @@ def _as_list(value: Any) -> list[str]:
 class SSHTransport(Transport):
     """One host over one SSH connection (optionally through ``ProxyJump`` hosts)."""
 
+    engine_socket = ENGINE_SOCKET  # the engine's API socket on the host
+
     # One lock for the process: every transport may append to the same known_hosts file.
     _known_hosts_lock = threading.Lock()
 
@@ -155,7 +157,7 @@ class SSHTransport(Transport):
         self._session_lock = threading.Lock()
         self._no_session = False
         self._engine_chan: paramiko.Channel | None = None
-        self._engine_refused = False  # the host (or this paramiko) will not open the engine's socket
+        self._engine_refused = False  # the host (or this paramiko) did not open the engine's socket
 
     # --- connection ------------------------------------------------------------------------------
 
@@ -608,8 +610,8 @@ class SSHTransport(Transport):
     # --- the engine's API socket, over this connection ----------------------------------------------
 
     def engine_request(self, path: str, timeout: float) -> PendingReply | None:
-        """Send ``GET path`` to the host's ``/var/run/docker.sock`` through a streamlocal channel kept
-        open for this connection (sshd connects to the socket: no process starts on the host)."""
+        """Send ``GET path`` to the host's engine socket through a streamlocal channel kept open for
+        this connection (sshd connects to the socket: no process starts on the host)."""
         request = request_bytes(path)
         chan = self._engine_channel(timeout)
         if chan is None:
@@ -627,17 +629,22 @@ class SSHTransport(Transport):
         if chan is not None and not (chan.closed or chan.eof_received):
             return chan  # kept alive from the last request
         self._drop_engine_channel()
+        self._engine_chan = self._open_engine_socket(timeout)
+        return self._engine_chan
+
+    def _open_engine_socket(self, timeout: float) -> paramiko.Channel | None:
+        """A new channel to the engine's socket; None once the host refused one on this connection."""
         if self._engine_refused:
             return None
         try:
-            transport = self._require()
-            self._engine_chan = open_streamlocal(
-                transport, ENGINE_SOCKET, min(timeout, self.options.connect_timeout)
+            return open_streamlocal(
+                self._require(), self.engine_socket, min(timeout, self.options.connect_timeout)
             )
-        except StreamLocalUnavailable as exc:
-            self._engine_refused = exc.lasting
+        except StreamLocalUnavailable:
+            # Not asked again on this connection: the scripts read the API on the host instead (an
+            # engine that was down at the time is found there as well).
+            self._engine_refused = True
             return None
-        return self._engine_chan
 
     def _drop_engine_channel(self) -> None:
         if self._engine_chan is not None:
@@ -645,13 +652,16 @@ class SSHTransport(Transport):
             self._engine_chan = None
 
     def docker_api(self, timeout: float = 30.0) -> Any:
-        """A ``docker.APIClient`` whose requests run ``docker system dial-stdio`` over this connection."""
+        """A ``docker.APIClient`` over this connection: each of its connections a channel to the engine's
+        socket, or, where the host refuses those, ``docker system dial-stdio`` run on the host."""
         import docker
 
         self._require()
 
         def open_stream() -> paramiko.Channel:
-            chan, _ = self._start("docker system dial-stdio", time.monotonic() + timeout)
+            chan = self._open_engine_socket(timeout)
+            if chan is None:
+                chan, _ = self._start("docker system dial-stdio", time.monotonic() + timeout)
             chan.settimeout(timeout)
             return chan
 
@@ -659,7 +669,7 @@ class SSHTransport(Transport):
         client = docker.APIClient(
             base_url="tcp://127.0.0.1:2375", version=DOCKER_API_VERSION, timeout=int(timeout)
         )
-        adapter = _dial_stdio_adapter(open_stream, timeout)
+        adapter = _channel_adapter(open_stream, timeout)
         client.mount("http+docker://ssh", adapter)
         client._custom_adapter = adapter
         # The SDK reads attach/stream sockets from ``.channel`` when the URL says ssh.
@@ -762,13 +772,12 @@ def _file_stamp(path: str) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-# --- docker SDK over dial-stdio ------------------------------------------------------------------
+# --- docker SDK over channels ----------------------------------------------------------------------
 
 
-def _dial_stdio_adapter(
-    opener: Callable[[], paramiko.Channel], timeout: float, max_pool_size: int = 4
-) -> Any:
-    """A requests adapter whose HTTP connections are ``docker system dial-stdio`` channels."""
+def _channel_adapter(opener: Callable[[], paramiko.Channel], timeout: float, max_pool_size: int = 4) -> Any:
+    """A requests adapter whose HTTP connections are SSH channels (to the engine's socket, or running
+    ``docker system dial-stdio``)."""
     import urllib3.connection
     from docker.transport.basehttpadapter import BaseHTTPAdapter
     from docker.transport.sshconn import SSHConnectionPool

@@ -17,17 +17,10 @@ from typing import Any
 from agent.hosts.sshlib import paramiko
 
 KIND = "direct-streamlocal@openssh.com"
-_OPEN_CONNECT_FAILED = 2  # SSH_OPEN_CONNECT_FAILED (RFC 4254, 5.1)
 
 
 class StreamLocalUnavailable(Exception):
-    """The host refused the channel, or this paramiko cannot open one. ``lasting`` when asking again on
-    this connection would get the same answer (forbidden by sshd, or no support here), as opposed to a
-    socket that could not be reached just now (the engine restarting)."""
-
-    def __init__(self, message: str, *, lasting: bool) -> None:
-        super().__init__(message)
-        self.lasting = lasting
+    """The host refused the channel, did not answer, or this paramiko cannot open one."""
 
 
 def open_streamlocal(client: paramiko.Transport, path: str, timeout: float) -> paramiko.Channel:
@@ -37,7 +30,7 @@ def open_streamlocal(client: paramiko.Transport, path: str, timeout: float) -> p
 
     transport: Any = client  # its private parts, as open_channel uses them
     if not transport.is_active():
-        raise StreamLocalUnavailable("SSH session not active", lasting=False)
+        raise StreamLocalUnavailable("SSH session not active")
     try:
         with transport.lock:
             window = transport._sanitize_window_size(None)
@@ -59,20 +52,16 @@ def open_streamlocal(client: paramiko.Transport, path: str, timeout: float) -> p
             chan._set_transport(transport)
             chan._set_window(window, packet)
     except AttributeError as exc:  # a paramiko whose internals moved: no direct route
-        raise StreamLocalUnavailable(f"paramiko cannot open {KIND} channels: {exc}", lasting=True) from None
+        raise StreamLocalUnavailable(f"paramiko cannot open {KIND} channels: {exc}") from None
     transport._send_user_message(message)
     deadline = time.monotonic() + timeout
     while not event.wait(0.1):
         if not transport.is_active() or time.monotonic() >= deadline:
             transport._channels.delete(chanid)
-            raise StreamLocalUnavailable("no answer to the channel request", lasting=False)
+            raise StreamLocalUnavailable("no answer to the channel request")
     opened: paramiko.Channel | None = transport._channels.get(chanid)
     if opened is None:
         # sshd forbids it (AllowStreamLocalForwarding, DisableForwarding: "administratively prohibited")
         # or could not connect to the socket (no engine listening, or no access for the login user).
-        refusal = transport.get_exception()
-        code = getattr(refusal, "code", None)
-        raise StreamLocalUnavailable(
-            str(refusal or "the host refused the channel"), lasting=code != _OPEN_CONNECT_FAILED
-        )
+        raise StreamLocalUnavailable(str(transport.get_exception() or "the host refused the channel"))
     return opened

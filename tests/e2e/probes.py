@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +83,28 @@ def pull_and_push(lab: Lab, host: Host, tag: str = "pushed") -> None:
     pull(lab, host)
     ref = f"{lab.registry}/test/{tag}-{host.name}:1"
     lab.ssh(host, f"docker tag {lab.runnable_image} {ref} && docker push {ref} && docker rmi {ref}")
+
+
+CURL_LOG = "/run/trust-agent-test-curl.log"
+
+
+@contextmanager
+def curl_watched(lab: Lab, hosts: Sequence[Host]) -> Iterator[None]:
+    """Every curl started on ``hosts`` is logged (a wrapper first in PATH), until the block ends."""
+    wrapper = f'#!/bin/sh\necho "$*" >> {CURL_LOG}\nexec /usr/bin/curl "$@"\n'
+    try:
+        for host in hosts:
+            lab.ssh(
+                host,
+                f"rm -f {CURL_LOG}; cat > /usr/local/bin/curl && chmod 755 /usr/local/bin/curl",
+                input=wrapper,
+            )
+        yield
+    finally:
+        for host in hosts:
+            lab.ssh(host, f"rm -f /usr/local/bin/curl {CURL_LOG}", check=False)
+
+
+def curl_calls(lab: Lab, host: Host) -> str:
+    """The arguments of every curl ``host`` started while watched, one line each."""
+    return lab.ssh(host, f"cat {CURL_LOG} 2>/dev/null || true").stdout

@@ -22,7 +22,7 @@ import yaml
 
 from agent.daemon.install import probe_script
 from agent.daemon.wheelhouse import parse_probe, prepare
-from tests.e2e.probes import ca_args, daemon_json, engine_state, pull
+from tests.e2e.probes import ca_args, curl_calls, curl_watched, daemon_json, engine_state, pull
 from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
@@ -192,11 +192,6 @@ def test_source_change_to_skip_tls_is_picked_up_with_a_reload_within_two_interva
     doc = yaml.safe_load(dlab.ssh(hosts[0], f"cat {SOURCE}").stdout)
     doc["storage"]["s3"]["skipverify"] = True
     changed = yaml.safe_dump(doc)
-    for host in hosts:  # the source changed: a new file, renamed into place as a tool would
-        dlab.ssh(
-            host, f"cat > {SOURCE}.new && chmod 600 {SOURCE}.new && mv {SOURCE}.new {SOURCE}", input=changed
-        )
-    changed_at = time.monotonic()
 
     def insecure_everywhere() -> bool:
         return all(
@@ -205,8 +200,19 @@ def test_source_change_to_skip_tls_is_picked_up_with_a_reload_within_two_interva
             for h in hosts
         )
 
-    wait_for("insecure-registries on both hosts", insecure_everywhere, timeout=2 * INTERVAL + 10)
-    took = time.monotonic() - changed_at
+    with curl_watched(dlab, hosts):
+        for host in hosts:  # the source changed: a new file, renamed into place as a tool would
+            dlab.ssh(
+                host,
+                f"cat > {SOURCE}.new && chmod 600 {SOURCE}.new && mv {SOURCE}.new {SOURCE}",
+                input=changed,
+            )
+        changed_at = time.monotonic()
+        wait_for("insecure-registries on both hosts", insecure_everywhere, timeout=2 * INTERVAL + 10)
+        took = time.monotonic() - changed_at
+        # The daemon read the engine's /info (the reload verified) on the socket itself: no curl.
+        assert all("live config" in status(dlab, h)["outcome"]["verified"] for h in hosts)
+        assert [curl_calls(dlab, h) for h in hosts] == ["", ""]
     # Two intervals, plus the cycle itself (write, reload, read the live config back) and the polling.
     assert took <= 2 * INTERVAL + 3, f"took {took:.1f}s"
     for host in hosts:

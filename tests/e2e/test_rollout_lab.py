@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.probes import by_host, ca_args, docker_tree, engine_state, pull_and_push, skip_args
+from tests.e2e.probes import (
+    by_host,
+    ca_args,
+    curl_calls,
+    curl_watched,
+    docker_tree,
+    engine_state,
+    pull_and_push,
+    skip_args,
+)
 from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
@@ -276,35 +285,26 @@ def test_a_non_root_login_converges_through_sudo_and_fails_cleanly_without_it(
     assert code == 0 and by_host(report)[host.name]["status"] == "unchanged", err
 
 
-CURL_LOG = "/run/trust-agent-test-curl.log"
-
-
 @pytest.fixture
-def curl_watched(lab: Lab) -> Iterator[tuple[Host, Host]]:
-    """Every host logs its curl calls; on the second host sshd forbids channels to Unix sockets."""
-    wrapper = f'#!/bin/sh\necho "$*" >> {CURL_LOG}\nexec /usr/bin/curl "$@"\n'
-    for host in lab.hosts:
-        lab.ssh(
-            host,
-            f"rm -f {CURL_LOG}; cat > /usr/local/bin/curl && chmod 755 /usr/local/bin/curl",
-            input=wrapper,
-        )
+def streamlocal_forbidden(lab: Lab) -> Iterator[tuple[Host, Host]]:
+    """Every host's curl calls logged; on the second host sshd forbids channels to Unix sockets."""
     allowed, forbidden = lab.hosts[0], lab.hosts[1]
-    lab.ssh(
-        forbidden,
-        "cat > /etc/ssh/sshd_config.d/no-streamlocal.conf && systemctl reload ssh",
-        input="AllowStreamLocalForwarding no\n",
-    )
-    yield allowed, forbidden
-    lab.ssh(forbidden, "rm -f /etc/ssh/sshd_config.d/no-streamlocal.conf && systemctl reload ssh")
-    for host in lab.hosts:
-        lab.ssh(host, f"rm -f /usr/local/bin/curl {CURL_LOG}")
+    with curl_watched(lab, lab.hosts):
+        lab.ssh(
+            forbidden,
+            "cat > /etc/ssh/sshd_config.d/no-streamlocal.conf && systemctl reload ssh",
+            input="AllowStreamLocalForwarding no\n",
+        )
+        try:
+            yield allowed, forbidden
+        finally:
+            lab.ssh(forbidden, "rm -f /etc/ssh/sshd_config.d/no-streamlocal.conf && systemctl reload ssh")
 
 
 def test_the_engine_api_is_read_over_the_connection_and_on_the_host_where_sshd_forbids_that(
-    lab: Lab, tmp_path: Path, curl_watched: tuple[Host, Host]
+    lab: Lab, tmp_path: Path, streamlocal_forbidden: tuple[Host, Host]
 ) -> None:
-    allowed, forbidden = curl_watched
+    allowed, forbidden = streamlocal_forbidden
     for run, action in (("cold", "reload"), ("no-op", "none")):
         code, report, err = rollout(lab, *skip_args(lab, tmp_path))
         assert code == 0, err
@@ -314,8 +314,8 @@ def test_the_engine_api_is_read_over_the_connection_and_on_the_host_where_sshd_f
             assert outcome["engine_version"], (run, outcome)
             assert "live config" in outcome["verified"], (run, outcome)
         # Where sshd allows it, the controller reads /_ping and /info through the connection itself.
-        assert lab.ssh(allowed, f"cat {CURL_LOG} 2>/dev/null || true").stdout == "", run
-        calls = lab.ssh(forbidden, f"cat {CURL_LOG}").stdout
+        assert curl_calls(lab, allowed) == "", run
+        calls = curl_calls(lab, forbidden)
         assert "--unix-socket /var/run/docker.sock" in calls, run
     info = json.loads(
         lab.ssh(forbidden, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout

@@ -6,13 +6,17 @@ sshd runs from a temp directory (its own host keys, authorized_keys, config); a 
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -377,8 +381,71 @@ def test_become_password_is_not_leaked_to_the_command(sshd: Server, opts: SSHOpt
         t.run("true")
 
 
-def test_docker_api_over_dial_stdio(sshd: Server, opts: SSHOptions) -> None:
+class _Engine(http.server.BaseHTTPRequestHandler):
+    """An engine API double on a Unix socket: HTTP/1.1 kept alive, every request logged."""
+
+    protocol_version = "HTTP/1.1"
+    server: _EngineServer
+
+    def do_GET(self) -> None:
+        self.server.requests.append((id(self.connection), self.path))
+        body = json.dumps({"ServerVersion": "26.1.5", "Path": self.path, "Version": "26.1.5"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def version_string(self) -> str:  # the Server header
+        return "Docker/26.1.5 (linux)"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _EngineServer(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str) -> None:
+        self.requests: list[tuple[int, str]] = []
+        super().__init__(path, _Engine)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[_EngineServer]:
+    server = _EngineServer(str(tmp_path / "docker.sock"))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_engine_api_is_read_through_a_channel_to_its_socket(
+    sshd: Server, opts: SSHOptions, engine: _EngineServer
+) -> None:
     with SSHTransport(sshd.host(), opts) as t:
+        t.engine_socket = engine.server_address  # type: ignore[assignment]
+        pending = t.engine_request("/_ping", 5)
+        assert pending is not None
+        ping = pending.wait()
+        assert ping is not None and ping.ok and ping.version == "26.1.5"
+        info = t.engine_request("/info", 5)
+        reply = info.wait() if info else None
+        assert reply is not None and json.loads(reply.body)["Path"] == "/info"
+        # The SDK's connections go the same way, not through the docker CLI on the host.
+        client = t.docker_api(timeout=10)
+        assert client.version(api_version=False)["Path"] == "/version"
+        client.close()
+    paths = [path for _, path in engine.requests]
+    assert paths == ["/_ping", "/info", "/version"]
+    assert engine.requests[0][0] == engine.requests[1][0], "one kept-alive channel for the engine's requests"
+
+
+def test_docker_api_over_dial_stdio(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
+    with SSHTransport(sshd.host(), opts) as t:
+        t.engine_socket = str(tmp_path / "no-engine.sock")  # sshd cannot connect: the channel is refused
+        assert t.engine_request("/_ping", 5) is None
         client = t.docker_api(timeout=10)
         first = client.version(api_version=False)
         second = client.version()
