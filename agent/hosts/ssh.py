@@ -702,7 +702,10 @@ class _ChannelReply:
         try:
             reply, closing = read_reply(self.chan)
         except (OSError, EOFError, http.client.HTTPException, paramiko.SSHException):
-            self.owner._drop_engine_channel()  # its state is unknown: the next request opens another
+            # No answer in time, or a broken one: the rest of this connection asks on the host, where
+            # curl's own time limit and the classic fallbacks apply (a hung engine is not waited on twice).
+            self.owner._drop_engine_channel()
+            self.owner._engine_refused = True
             return None
         if closing:
             self.owner._drop_engine_channel()

@@ -442,6 +442,26 @@ def test_the_engine_api_is_read_through_a_channel_to_its_socket(
     assert engine.requests[0][0] == engine.requests[1][0], "one kept-alive channel for the engine's requests"
 
 
+def test_an_engine_that_does_not_answer_is_not_waited_on_again(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hung.bind(str(tmp_path / "hung.sock"))
+    hung.listen(4)  # accepts (the kernel does), never reads, never answers
+    try:
+        with SSHTransport(sshd.host(), opts) as t:
+            t.engine_socket = str(tmp_path / "hung.sock")
+            pending = t.engine_request("/_ping", 0.5)
+            assert pending is not None
+            started = time.monotonic()
+            assert pending.wait() is None
+            assert time.monotonic() - started < 5
+            assert t.engine_request("/info", 0.5) is None, "the rest of the connection asks on the host"
+            assert t.run("echo still here").stdout == b"still here\n"
+    finally:
+        hung.close()
+
+
 def test_docker_api_over_dial_stdio(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
     with SSHTransport(sshd.host(), opts) as t:
         t.engine_socket = str(tmp_path / "no-engine.sock")  # sshd cannot connect: the channel is refused
