@@ -646,6 +646,12 @@ class SSHTransport(Transport):
             self._engine_refused = True
             return None
 
+    def _engine_unanswered(self) -> None:
+        """No answer in time, or a broken one: the rest of this connection asks on the host, where
+        curl's own time limit and the classic fallbacks apply (a hung engine is not waited on twice)."""
+        self._drop_engine_channel()
+        self._engine_refused = True
+
     def _drop_engine_channel(self) -> None:
         if self._engine_chan is not None:
             self._engine_chan.close()
@@ -702,10 +708,7 @@ class _ChannelReply:
         try:
             reply, closing = read_reply(self.chan)
         except (OSError, EOFError, http.client.HTTPException, paramiko.SSHException):
-            # No answer in time, or a broken one: the rest of this connection asks on the host, where
-            # curl's own time limit and the classic fallbacks apply (a hung engine is not waited on twice).
-            self.owner._drop_engine_channel()
-            self.owner._engine_refused = True
+            self.owner._engine_unanswered()
             return None
         if closing:
             self.owner._drop_engine_channel()
