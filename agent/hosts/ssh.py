@@ -41,7 +41,7 @@ from agent.hosts import script_session
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.engine_http import ENGINE_SOCKET, EngineReply, PendingReply, read_reply, request_bytes
 from agent.hosts.sshlib import NoValidConnectionsError, enable_match_exec, paramiko
-from agent.hosts.streamlocal import StreamLocalUnavailable, open_streamlocal
+from agent.hosts.streamlocal import StreamLocalUnavailable, request_streamlocal
 from agent.inventory.model import Host
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -156,6 +156,7 @@ class SSHTransport(Transport):
         self._session_token = ""
         self._session_lock = threading.Lock()
         self._no_session = False
+        self._session_proven = False  # a script has run to its end in the current session
         self._engine_chan: paramiko.Channel | None = None
         self._engine_refused = False  # the host (or this paramiko) did not open the engine's socket
 
@@ -549,14 +550,16 @@ class SSHTransport(Transport):
         limit = self.options.command_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         with self._session_lock:
-            fresh = self._session is None or self._session.closed or self._session.eof_received
-            if fresh:
+            if self._session is None or self._session.closed or self._session.eof_received:
                 self._open_session(deadline)
             assert self._session is not None
+            fresh = not self._session_proven  # no script has run in it yet: it may not start at all
             try:
-                return self._session_exchange(
+                result = self._session_exchange(
                     self._session, script_session.request(script, args), deadline, limit
                 )
+                self._session_proven = True
+                return result
             except _SessionEnded as ended:
                 self._drop_session()
                 if not fresh:
@@ -571,8 +574,21 @@ class SSHTransport(Transport):
                 raise UnreachableError(f"{self._label}: connection lost during a command: {exc}") from None
         return super().run_script(script, *args, timeout=timeout)
 
+    def _warm_session(self, timeout: float) -> None:
+        """Open the script session now if it is not (errors are left to the first script to meet)."""
+        if self._no_session or not self._session_lock.acquire(blocking=False):
+            return
+        try:
+            if self._session is None or self._session.closed or self._session.eof_received:
+                self._open_session(time.monotonic() + timeout)
+        except HostError:
+            self._drop_session()
+        finally:
+            self._session_lock.release()
+
     def _open_session(self, deadline: float) -> None:
         self._drop_session()
+        self._session_proven = False
         self._session_token = script_session.new_token()
         self._session, _ = self._start(script_session.loop_command(self._session_token), deadline)
 
@@ -633,13 +649,16 @@ class SSHTransport(Transport):
         return self._engine_chan
 
     def _open_engine_socket(self, timeout: float) -> paramiko.Channel | None:
-        """A new channel to the engine's socket; None once the host refused one on this connection."""
+        """A new channel to the engine's socket; None once the host refused one on this connection.
+
+        The first one is asked for while the script session opens (its own two round trips), so the
+        answer costs no round trip of its own."""
         if self._engine_refused:
             return None
         try:
-            return open_streamlocal(
-                self._require(), self.engine_socket, min(timeout, self.options.connect_timeout)
-            )
+            pending = request_streamlocal(self._require(), self.engine_socket)
+            self._warm_session(timeout)
+            return pending.result(min(timeout, self.options.connect_timeout))
         except StreamLocalUnavailable:
             # Not asked again on this connection: the scripts read the API on the host instead (an
             # engine that was down at the time is found there as well).
