@@ -575,8 +575,9 @@ class SSHTransport(Transport):
         return super().run_script(script, *args, timeout=timeout)
 
     def _warm_session(self, timeout: float) -> None:
-        """Open the script session now if it is not (errors are left to the first script to meet)."""
-        if self._no_session or not self._session_lock.acquire(blocking=False):
+        """Open the script session now if it is not (errors are left to the first script to meet).
+        Not where sudo asks for a password: a refused one must be tried once, by the script itself."""
+        if self._no_session or self._wrap("")[1] or not self._session_lock.acquire(blocking=False):
             return
         try:
             if self._session is None or self._session.closed or self._session.eof_received:

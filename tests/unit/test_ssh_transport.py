@@ -34,7 +34,8 @@ from tests.ci import missing_prerequisite
 SSHD = "/usr/sbin/sshd"
 
 FAKE_SUDO = r"""#!/bin/sh
-# sudo test double: sudo [-n | -S -p PROMPT] -u USER -- COMMAND...
+# sudo test double: sudo [-n | -S -p PROMPT] -u USER -- COMMAND... (each call logged beside it)
+echo call >> "${0%/*}/sudo.log"
 mode=n; prompt=""; user=root
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -379,6 +380,22 @@ def test_become_password_is_not_leaked_to_the_command(sshd: Server, opts: SSHOpt
         pytest.raises(AuthenticationError, match="sudo refused the become password"),
     ):
         t.run("true")
+
+
+def test_a_refused_become_password_is_tried_once_though_the_engine_is_asked_first(
+    sshd: Server, opts: SSHOptions, engine: _EngineServer
+) -> None:
+    log = sshd.root / "bin" / "sudo.log"
+    host = sshd.host(become=True, become_user="app")
+    with SSHTransport(host, replace(opts, become_password="wrong")) as t:
+        t.engine_socket = engine.server_address  # type: ignore[assignment]
+        before = log.read_text().count("call") if log.exists() else 0
+        pending = t.engine_request("/_ping", 5)  # over the connection: no sudo involved
+        reply = pending.wait() if pending else None
+        assert reply is not None and reply.ok
+        with pytest.raises(AuthenticationError, match="sudo refused the become password"):
+            t.run_script("true")
+        assert log.read_text().count("call") - before == 1, "one sudo, one password attempt"
 
 
 class _Engine(http.server.BaseHTTPRequestHandler):
