@@ -177,8 +177,7 @@ def _gather_once(
             return gathered
     result = transport.run_script(GATHER_SCRIPT, root, daemon_json, timeout=timeout)
     result.check("gathering facts")
-    text = result.stdout.decode("utf-8", "replace")
-    return parse_gather_output(text, daemon_json, root), live_info(text)
+    return _parse(result.stdout.decode("utf-8", "replace"), daemon_json, root)
 
 
 def _gather_by_api(
@@ -196,14 +195,15 @@ def _gather_by_api(
         return None
     records = text.splitlines()
     if f"{MARK} api" not in records:  # no dockerd on the host: nothing of the engine is used
-        return parse_gather_output(text, daemon_json), None
+        return _parse(text, daemon_json)
     if f"{MARK} state" not in records:
-        return parse_gather_output(text, daemon_json, ping_version=answer.version), None
+        return _parse(text, daemon_json, ping_version=answer.version)
     pending = transport.engine_request("/info", min(timeout, ANSWER_TIMEOUT))
     reply = pending.wait() if pending is not None else None
-    if reply is None or not reply.ok or (info := _info_doc(reply.body)) is None:
+    if reply is None or not reply.ok:
         return None
-    return parse_gather_output(text, daemon_json, info_json=reply.body), info
+    facts, info = _parse(text, daemon_json, info_json=reply.body)
+    return (facts, info) if info is not None else None
 
 
 def live_info(text: str) -> dict[str, Any] | None:
@@ -211,7 +211,7 @@ def live_info(text: str) -> dict[str, Any] | None:
     lines = text.splitlines()
     for index, line in enumerate(lines):
         if line == f"{MARK} info-json":
-            return _info_doc(lines[index + 1].encode() if index + 1 < len(lines) else None)
+            return info_doc(lines[index + 1].encode() if index + 1 < len(lines) else None)
     return None
 
 
@@ -227,6 +227,18 @@ def parse_gather_output(
 
     ``ping_version`` (``/_ping``'s) and ``info_json`` (``/info``'s body) are the engine's answers where the
     controller read its API itself; they stand for the script's own records of them."""
+    return _parse(text, daemon_json_path, root, ping_version=ping_version, info_json=info_json)[0]
+
+
+def _parse(
+    text: str,
+    daemon_json_path: str,
+    root: str = "",
+    *,
+    ping_version: str | None = None,
+    info_json: bytes | None = None,
+) -> tuple[DockerFacts, dict[str, Any] | None]:
+    """:func:`parse_gather_output`, with the engine's ``/info`` as decoded for the facts."""
     lines = text.splitlines()
     if not lines or lines[0] != f"{MARK} begin 1" or f"{MARK} end" not in lines:
         raise CommandError("gathering facts: unexpected output from the host (is it a POSIX shell?)")
@@ -265,7 +277,7 @@ def parse_gather_output(
     if info_json is not None:
         blobs["info"] = info_json
     version_match = _VERSION.search(values.get("dockerd-version", ""))
-    info = _info_doc(blobs.get("info"))
+    info = info_doc(blobs.get("info"))
     server_version = str(info.get("ServerVersion") or "") if info else values.get("engine-version", "")
     server_match = _SERVER_VERSION.match(server_version)
     engine_version = version_match.group(1) if version_match else None
@@ -276,7 +288,7 @@ def parse_gather_output(
             has_validate = int(server_match.group(1)) >= VALIDATE_SINCE
     flags = engine_flags(blobs.get("unit"), blobs.get("cmdline"), values.get("pid"))
     init = values.get("init") if not root else None
-    return DockerFacts(
+    facts = DockerFacts(
         certs_dir=CERTS_DIR,
         daemon_json_path=daemon_json_path,
         state_path=STATE_FILE,
@@ -293,9 +305,11 @@ def parse_gather_output(
         or (init != "systemd" and ("pid" in values or info is not None or "engine-version" in values)),
         engine_api=ping_version is not None or info_json is not None,
     )
+    return facts, info
 
 
-def _info_doc(raw: bytes | None) -> dict[str, Any] | None:
+def info_doc(raw: bytes | None) -> dict[str, Any] | None:
+    """The engine's ``/info`` JSON → dict (None when absent or not understood)."""
     if not raw:
         return None
     try:
@@ -373,6 +387,7 @@ __all__ = [
     "EngineFlags",
     "gather",
     "gather_live",
+    "info_doc",
     "live_info",
     "parse_gather_output",
 ]

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION, live_info
+from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION, info_doc, live_info
 from agent.errors import VerifyError
 from agent.hosts.base import Transport
 from agent.hosts.engine_http import ANSWER_TIMEOUT
@@ -34,13 +34,9 @@ def read_live_info(transport: Transport, timeout: float = 20.0) -> dict[str, Any
     read on the host (curl on the API socket, else the docker CLI)."""
     pending = transport.engine_request("/info", min(timeout, ANSWER_TIMEOUT))
     reply = pending.wait() if pending is not None else None
-    if reply is not None and reply.ok:
-        try:
-            doc = json.loads(reply.body)
-        except ValueError:
-            doc = None
-        if isinstance(doc, dict):
-            return doc
+    info = info_doc(reply.body) if reply is not None and reply.ok else None
+    if info is not None:
+        return info
     result = transport.run_script(INFO_FUNCTION + INFO_COMMAND_TAIL, timeout=timeout)
     info = live_info(result.stdout.decode("utf-8", "replace"))
     if info is None:

@@ -450,11 +450,15 @@ class SSHTransport(Transport):
 
     # --- commands --------------------------------------------------------------------------------
 
+    def _via_sudo(self) -> bool:
+        """Whether commands start through sudo (becoming another user than the login's root)."""
+        host = self.host
+        return host.become and not (self._login_user == "root" and (host.become_user or "root") == "root")
+
     def _wrap(self, command: str) -> tuple[str, bool]:
         """The command as sent, and whether it waits for the sudo handshake."""
-        host = self.host
-        target = host.become_user or "root"
-        if not host.become or (self._login_user == "root" and target == "root"):
+        target = self.host.become_user or "root"
+        if not self._via_sudo():
             return command, False
         if self.options.become_password is None:
             return f"sudo -n -u {shlex.quote(target)} -- sh -c {shlex.quote(command)}", False
@@ -550,7 +554,7 @@ class SSHTransport(Transport):
         limit = self.options.command_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         with self._session_lock:
-            if self._session is None or self._session.closed or self._session.eof_received:
+            if not _alive(self._session):
                 self._open_session(deadline)
             assert self._session is not None
             fresh = not self._session_proven  # no script has run in it yet: it may not start at all
@@ -577,10 +581,11 @@ class SSHTransport(Transport):
     def _warm_session(self, timeout: float) -> None:
         """Open the script session now if it is not (errors are left to the first script to meet).
         Not where sudo asks for a password: a refused one must be tried once, by the script itself."""
-        if self._no_session or self._wrap("")[1] or not self._session_lock.acquire(blocking=False):
+        asks_password = self._via_sudo() and self.options.become_password is not None
+        if self._no_session or asks_password or not self._session_lock.acquire(blocking=False):
             return
         try:
-            if self._session is None or self._session.closed or self._session.eof_received:
+            if not _alive(self._session):
                 self._open_session(time.monotonic() + timeout)
         except HostError:
             self._drop_session()
@@ -642,9 +647,8 @@ class SSHTransport(Transport):
         return _ChannelReply(self, chan)
 
     def _engine_channel(self, timeout: float) -> paramiko.Channel | None:
-        chan = self._engine_chan
-        if chan is not None and not (chan.closed or chan.eof_received):
-            return chan  # kept alive from the last request
+        if _alive(self._engine_chan):
+            return self._engine_chan  # kept alive from the last request
         self._drop_engine_channel()
         self._engine_chan = self._open_engine_socket(timeout)
         return self._engine_chan
@@ -775,6 +779,11 @@ class _Pump:
 
     def idle(self, deadline: float) -> None:
         select.select([self.chan], [], [], min(_POLL, max(0.0, _left(deadline))))
+
+
+def _alive(chan: paramiko.Channel | None) -> bool:
+    """A channel open in both directions as far as the host has said."""
+    return chan is not None and not chan.closed and not chan.eof_received
 
 
 def _left(deadline: float) -> float:
