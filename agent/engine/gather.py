@@ -1,7 +1,8 @@
 """Facts about one host's Docker trust configuration, gathered in one round trip.
 
 The gather script is plain POSIX sh (no Python needed on the host). It prints records framed as
-``@@ta <kind> [<name>]`` lines, file contents base64-encoded on the following line. Only the agent's
+``@@ta <kind> [<name>]`` lines, file contents base64-encoded on the following line; the docker unit,
+which is only parsed, as text up to an ``@@ta unit-end <nonce>`` line. Only the agent's
 own certs.d files (``trust-agent-*``) are read; other files are listed by name, so client keys never
 leave the host.
 """
@@ -12,6 +13,7 @@ import base64
 import binascii
 import json
 import re
+import secrets
 import shlex
 from dataclasses import dataclass
 from typing import Any
@@ -106,7 +108,9 @@ if [ -z "$R" ]; then
   if [ -d /run/systemd/system ]; then
     echo "@@ta init systemd"
     u=$(systemctl cat docker.service 2>/dev/null)
-    echo "@@ta unit"; [ -n "$u" ] && printf '%s\n' "$u" | base64 -w0; echo
+    # The unit is text, only parsed: it travels as it is (no base64 process), framed by an end line
+    # holding the controller's random nonce ($4), which no unit file holds.
+    echo "@@ta unit-text $4"; [ -n "$u" ] && printf '%s\n' "$u"; echo "@@ta unit-end $4"
     case "$u" in *ExecStart=*) k=unit ;; esac
     if [ -n "$i" ] && [ -n "$k" ]; then
       # The engine answered /info, so it runs, and the unit's ExecStart gives its flags: no PID needed.
@@ -175,9 +179,9 @@ def _gather_once(
         gathered = _gather_by_api(transport, ping, daemon_json, timeout)
         if gathered is not None:
             return gathered
-    result = transport.run_script(GATHER_SCRIPT, root, daemon_json, timeout=timeout)
+    result = transport.run_script(GATHER_SCRIPT, root, daemon_json, "", secrets.token_hex(8), timeout=timeout)
     result.check("gathering facts")
-    return _parse(result.stdout.decode("utf-8", "replace"), daemon_json, root)
+    return _parse(_records(result.stdout.decode("utf-8", "replace")), daemon_json, root)
 
 
 def _gather_by_api(
@@ -187,22 +191,24 @@ def _gather_by_api(
     ``/_ping`` (already sent) travels; a host with the agent's state file, most likely converged, is then
     asked for ``/info`` (version and live registry config) the same way. None when the engine did not
     answer so: the caller gathers again the classic way, which also covers an engine that is down."""
-    result = transport.run_script(GATHER_SCRIPT, "", daemon_json, "api", timeout=timeout)
+    result = transport.run_script(
+        GATHER_SCRIPT, "", daemon_json, "api", secrets.token_hex(8), timeout=timeout
+    )
     result.check("gathering facts")
-    text = result.stdout.decode("utf-8", "replace")
+    records = _records(result.stdout.decode("utf-8", "replace"))
     answer = ping.wait()
     if answer is None or not answer.ok or answer.version is None:
         return None
-    records = text.splitlines()
-    if f"{MARK} api" not in records:  # no dockerd on the host: nothing of the engine is used
-        return _parse(text, daemon_json)
-    if f"{MARK} state" not in records:
-        return _parse(text, daemon_json, ping_version=answer.version)
+    kinds = {record.kind for record in records}
+    if "api" not in kinds:  # no dockerd on the host: nothing of the engine is used
+        return _parse(records, daemon_json)
+    if "state" not in kinds:
+        return _parse(records, daemon_json, ping_version=answer.version)
     pending = transport.engine_request("/info", min(timeout, ANSWER_TIMEOUT))
     reply = pending.wait() if pending is not None else None
     if reply is None or not reply.ok:
         return None
-    facts, info = _parse(text, daemon_json, info_json=reply.body)
+    facts, info = _parse(records, daemon_json, info_json=reply.body)
     return (facts, info) if info is not None else None
 
 
@@ -227,25 +233,28 @@ def parse_gather_output(
 
     ``ping_version`` (``/_ping``'s) and ``info_json`` (``/info``'s body) are the engine's answers where the
     controller read its API itself; they stand for the script's own records of them."""
-    return _parse(text, daemon_json_path, root, ping_version=ping_version, info_json=info_json)[0]
+    return _parse(_records(text), daemon_json_path, root, ping_version=ping_version, info_json=info_json)[0]
 
 
-def _parse(
-    text: str,
-    daemon_json_path: str,
-    root: str = "",
-    *,
-    ping_version: str | None = None,
-    info_json: bytes | None = None,
-) -> tuple[DockerFacts, dict[str, Any] | None]:
-    """:func:`parse_gather_output`, with the engine's ``/info`` as decoded for the facts."""
+@dataclass(frozen=True)
+class _Record:
+    """One ``@@ta <kind> [<name>]`` record of the gather's output, with what follows it where it has any."""
+
+    kind: str
+    name: str
+    payload: str | None = None
+
+
+# Records followed by one line: base64 for files, JSON for /info.
+_LINE_PAYLOADS = frozenset({"file", "daemon-json", "state", "cmdline", "info-json"})
+
+
+def _records(text: str) -> list[_Record]:
+    """The records of the gather's output, up to its ``@@ta end``."""
     lines = text.splitlines()
-    if not lines or lines[0] != f"{MARK} begin 1" or f"{MARK} end" not in lines:
+    if not lines or lines[0] != f"{MARK} begin 1":
         raise CommandError("gathering facts: unexpected output from the host (is it a POSIX shell?)")
-    certs: dict[str, bytes] = {}
-    dirs: set[str] = set()
-    values: dict[str, str] = {}
-    blobs: dict[str, bytes] = {}
+    records: list[_Record] = []
     index = 1
     while index < len(lines):
         line = lines[index]
@@ -254,22 +263,51 @@ def _parse(
             continue
         kind, _, name = line[len(MARK) + 1 :].partition(" ")
         if kind == "end":
-            break
+            return records
+        if kind == "unit-text":
+            try:
+                stop = lines.index(f"{MARK} unit-end {name}", index)
+            except ValueError:
+                raise CommandError(
+                    "gathering facts: the unit's text has no end in the host's output"
+                ) from None
+            records.append(_Record(kind, name, "\n".join(lines[index:stop])))
+            index = stop + 1
+        elif kind in _LINE_PAYLOADS:
+            records.append(_Record(kind, name, lines[index] if index < len(lines) else ""))
+            index += 1
+        else:
+            records.append(_Record(kind, name))
+    raise CommandError("gathering facts: unexpected output from the host (is it a POSIX shell?)")
+
+
+def _parse(
+    records: list[_Record],
+    daemon_json_path: str,
+    root: str = "",
+    *,
+    ping_version: str | None = None,
+    info_json: bytes | None = None,
+) -> tuple[DockerFacts, dict[str, Any] | None]:
+    """:func:`parse_gather_output` over the records, with the engine's ``/info`` as decoded for the facts."""
+    certs: dict[str, bytes] = {}
+    dirs: set[str] = set()
+    values: dict[str, str] = {}
+    blobs: dict[str, bytes] = {}
+    for record in records:
+        kind, name, payload = record.kind, record.name, record.payload or ""
         if kind == "dir":
             dirs.add(name)
         elif kind == "name":
             certs[name] = b""  # not ours: listed, never read
         elif kind == "info-json":
-            blobs["info"] = lines[index].encode() if index < len(lines) else b""
-            index += 1
-        elif kind in ("file", "daemon-json", "state", "unit", "cmdline"):
-            payload = lines[index] if index < len(lines) else ""
-            index += 1
-            data = _b64(payload, kind)
-            if kind == "file":
-                certs[name] = data
-            else:
-                blobs[kind] = data
+            blobs["info"] = payload.encode()
+        elif kind == "unit-text":
+            blobs["unit"] = payload.encode()
+        elif kind == "file":
+            certs[name] = _b64(payload, kind)
+        elif kind in _LINE_PAYLOADS:
+            blobs[kind] = _b64(payload, kind)
         else:
             values[kind] = name
     if ping_version is not None:

@@ -115,17 +115,39 @@ class ScriptedHost(Transport):
     api: dict[str, EngineReply | None] | None = None
     name: str = "h1"
     scripts: list[tuple[str, ...]] = field(default_factory=list)
+    nonces: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
 
     def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
         raise AssertionError("every step here is a script")
 
     def run_script(self, script: str, *args: str, timeout: float | None = None) -> CommandResult:
-        self.scripts.append(args)
+        self.scripts.append(args[:3])
+        nonce = args[3] if len(args) > 3 else ""  # the gather's; verify's poll has none
+        self.nonces.extend([nonce] if nonce else [])
+        unit = [
+            f"@@ta unit-text {nonce}",
+            "# /lib/systemd/system/docker.service",
+            "ExecStart=/usr/bin/dockerd",
+        ]
+        unit.append(f"@@ta unit-end {nonce}")
         if "api" in args:
-            lines = ["@@ta begin 1", *self.records, "@@ta api", "@@ta init systemd", "@@ta active active"]
+            lines = [
+                "@@ta begin 1",
+                *self.records,
+                "@@ta api",
+                "@@ta init systemd",
+                *unit,
+                "@@ta active active",
+            ]
         else:  # the classic gather: the host reads the API with curl
-            lines = ["@@ta begin 1", *self.records, "@@ta engine-version 20.10.24", "@@ta init systemd"]
+            lines = [
+                "@@ta begin 1",
+                *self.records,
+                "@@ta engine-version 20.10.24",
+                "@@ta init systemd",
+                *unit,
+            ]
             lines.append("@@ta active active")
         return CommandResult(0, ("\n".join([*lines, "@@ta end"]) + "\n").encode(), b"")
 
@@ -174,14 +196,18 @@ def test_an_engine_that_does_not_answer_over_the_route_is_gathered_the_classic_w
 ) -> None:
     host = ScriptedHost(records=STATE, api=api)
     facts, _ = gather_live(host)
-    assert host.scripts[-1] == ("", "/etc/docker/daemon.json")  # again, without "api"
+    assert host.scripts[-1] == ("", "/etc/docker/daemon.json", "")  # again, without "api"
     assert facts.engine_version == "20.10.24" and not facts.engine_api
+    assert facts.flags_source == "/lib/systemd/system/docker.service"  # the unit's text, framed by the nonce
+    assert all(len(n) == 16 and int(n, 16) >= 0 for n in host.nonces) and len(set(host.nonces)) == len(
+        host.nonces
+    )
 
 
 def test_without_a_route_the_classic_gather_runs_once() -> None:
     host = ScriptedHost(records=STATE, api=None)
     facts, _ = gather_live(host)
-    assert host.scripts == [("", "/etc/docker/daemon.json")] and not facts.engine_api
+    assert host.scripts == [("", "/etc/docker/daemon.json", "")] and not facts.engine_api
 
 
 def test_a_tree_is_never_asked_for_an_engine() -> None:

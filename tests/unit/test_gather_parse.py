@@ -74,8 +74,9 @@ def test_parse_output_of_a_systemd_host() -> None:
             "@@ta dockerd-version Docker version 20.10.24+dfsg1, build 297e128",
             "@@ta validate no",
             "@@ta init systemd",
-            "@@ta unit",
-            b64(UNIT),
+            "@@ta unit-text 5eed",
+            *UNIT.decode().splitlines(),
+            "@@ta unit-end 5eed",
             "@@ta active active",
             "@@ta end",
         ]
@@ -91,6 +92,25 @@ def test_parse_output_of_a_systemd_host() -> None:
     assert facts.has_validate is False
     assert facts.init == "systemd" and facts.engine_running
     assert facts.flags_source.endswith("override.conf")  # type: ignore[union-attr]
+
+
+def test_the_unit_text_is_read_up_to_its_own_end_line_only() -> None:
+    # Lines of a unit that look like records are the unit's: only the end line with the nonce ends it.
+    unit = "# /etc/systemd/system/docker.service\n[Service]\n@@ta end\n@@ta state\n@@ta unit-end other\n"
+    unit += "ExecStart=/usr/sbin/dockerd --debug\n"
+    lines = [
+        "@@ta begin 1",
+        "@@ta init systemd",
+        "@@ta unit-text 9a1f",
+        *unit.splitlines(),
+        "@@ta unit-end 9a1f",
+    ]
+    facts = parse_gather_output("\n".join([*lines, "@@ta active active", "@@ta end"]))
+    assert facts.dockerd_flags == ("--debug",)
+    assert facts.flags_source == "/etc/systemd/system/docker.service"
+    assert facts.state is None and facts.engine_running
+    with pytest.raises(CommandError, match="no end"):
+        parse_gather_output("\n".join([*lines[:-1], "@@ta active active", "@@ta end"]))
 
 
 @pytest.mark.parametrize(("version", "validate"), [("20.10.24", False), ("26.1.5", True)])

@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agent.errors import InventoryError
-from agent.inventory import Host, load_inventory, to_ansible_list
+from agent.inventory import Host, load_inventory, to_ansible_list, yamlfile
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "inventories"
 
@@ -231,3 +232,30 @@ def test_ini_vars_section_values_and_comments(tmp_path: Path) -> None:
     v = load_inventory(str(path)).host("h1").vars
     # Ansible literal-evaluates [group:vars] values too (its docs say "strings"; its code disagrees).
     assert v == {"port_s": 8080, "name": "two words", "flag": False}
+
+
+LINES_SAMPLE = "defaults: {user: root}\nhosts:\n  h1:\n    address: 198.51.100.1\n  h2: {address: h2.test}\n"
+BAD_SAMPLE = "all:\n  hosts:\n    h1: {a: 1\n"
+
+
+def test_libyaml_and_pyyaml_parsers_give_the_same_mappings_lines_and_error_places() -> None:
+    # Inventories are read with libyaml's parser where PyYAML has it (the pip wheels do): it must keep
+    # every key's line and every error's place as PyYAML's own parser does.
+    assert yaml.__with_libyaml__
+    assert issubclass(yamlfile._Loader, yaml.CSafeLoader)
+    results = []
+    for base in (yaml.SafeLoader, yaml.CSafeLoader):
+        loader = yamlfile.line_loader(base)
+        doc = yamlfile.parse_yaml(LINES_SAMPLE, "inv.yml", loader)
+        hosts = doc["hosts"]
+        lines = (
+            doc.line_of("hosts"),
+            hosts.line_of("h1"),
+            hosts.line_of("h2"),
+            hosts["h1"].line_of("address"),
+        )
+        with pytest.raises(InventoryError) as info:
+            yamlfile.parse_yaml(BAD_SAMPLE, "inv.yml", loader)
+        results.append((doc, lines, str(info.value).split(": ")[0]))
+    assert results[0] == results[1]
+    assert results[0][1] == (2, 3, 5, 4) and results[0][2] == "inv.yml:4"
