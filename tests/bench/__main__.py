@@ -22,7 +22,7 @@ from tests.lab import Lab, down, up
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / ".bench"
-ALL = ("floor-paramiko", "floor-openssh", "trust-agent", "ansible", "pyinfra")
+ALL = ("floor-paramiko", "floor-openssh", "floor-job", "trust-agent", "ansible", "pyinfra")
 
 
 def log(msg: str) -> None:
@@ -43,6 +43,8 @@ def build_tools(lab: Lab, job: Any, chosen: list[str]) -> list[tools.Tool]:
             found.append(tools.floor_paramiko(lab))
         elif name == "floor-openssh":
             found.append(tools.floor_openssh(lab))
+        elif name == "floor-job":
+            found.append(tools.floor_job(lab, job, work))
         elif name == "trust-agent":
             log("trust-agent: this tree, pip-installed in .bench/venvs/trust-agent")
             bin_dir = envs.ensure_trust_agent(OUT, REPO, OUT / "trust-agent-install.log")
@@ -87,8 +89,10 @@ def main() -> int:
         results: dict[str, Any] = {"hosts": len(lab.hosts), "runs": runs, "tools": {}}
         for tool in chosen_tools:
             entry: dict[str, Any] = {"cold_s": []}
+            if tool.kind in ("tool", "job-floor"):
+                entry.update({"correct": True, "byte_exact": True, "problems": []})
             if tool.kind == "tool":
-                entry.update({"noop_s": [], "correct": True, "byte_exact": True, "problems": []})
+                entry["noop_s"] = []
             entry.update({"peak_rss_mb": 0.0, "max_process_rss_mb": 0.0})
             results["tools"][tool.name] = entry
         for name in ("ansible", "pyinfra"):
@@ -110,7 +114,8 @@ def main() -> int:
                     continue
                 before = reset(lab, job.registry)
                 settle()
-                for mode, expect_reload in (("cold", True), ("noop", False)):
+                modes = (("cold", True), ("noop", False)) if tool.kind == "tool" else (("cold", True),)
+                for mode, expect_reload in modes:
                     if mode == "noop":
                         settle()
                     m = timed(tool, mode, run)
@@ -125,6 +130,8 @@ def main() -> int:
                         entry["correct"] = False
                         entry["problems"] += [f"run {run} {mode}: {p}" for p in verdict.problems[:20]]
                     entry["byte_exact"] = entry["byte_exact"] and verdict.byte_exact
+                    if tool.kind == "job-floor":
+                        _inprocess(entry, OUT / "logs" / f"run{run}-{tool.name}-cold.log")
                     log(
                         f"run {run} {tool.name} {mode}: {m.seconds:.2f}s, peak {m.peak_rss_mb:.0f} MB, "
                         f"{'ok' if verdict.ok else 'WRONG: ' + '; '.join(verdict.problems[:3])}"

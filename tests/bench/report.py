@@ -80,6 +80,15 @@ def table(results: dict[str, Any]) -> str:
             "trust-agent ÷ tool, run by run (the machine's speed drifts; runs compare within a run):"
         )
         lines += spreads
+    job_floor, pyinfra = (
+        median(tools.get("floor-job", {}).get("cold_s", [])),
+        median(tools.get("pyinfra", {}).get("cold_s", [])),
+    )
+    if job_floor and pyinfra:
+        lines.append(
+            f"the job floor (the job's writes and reload alone: no facts, checks or verification) takes "
+            f"{job_floor / pyinfra:.3f} of pyinfra's cold run"
+        )
     floor = tools.get("floor-paramiko", {})
     if floor.get("inprocess_s"):
         lines.append(f"(floor-paramiko in-process: median {median(floor['inprocess_s']):.2f}s)")

@@ -33,7 +33,8 @@ class Command:
 @dataclass(frozen=True)
 class Tool:
     name: str
-    kind: str  # "tool" (cold + no-op, checked) or "floor" (one timing per run)
+    # "tool" (cold + no-op, checked), "floor" (one timing per run) or "job-floor" (cold only, checked)
+    kind: str
     command: Callable[[str], Command]  # mode "cold" | "noop" -> how to run it
 
 
@@ -142,6 +143,18 @@ def floor_paramiko(lab: Lab) -> Tool:
         return Command(_ns(lab, argv), _env())
 
     return Tool("floor-paramiko", "floor", command)
+
+
+def floor_job(lab: Lab, job: Job, work: Path) -> Tool:
+    expected = work / "floor-job-daemon.json"
+    expected.write_bytes(job.expected_daemon_json)
+
+    def command(mode: str) -> Command:
+        argv = [sys.executable, str(HERE / "floor_job.py"), str(lab.dir), str(FORKS)]
+        argv += [str(job.ca_file), str(expected), job.registry]
+        return Command(_ns(lab, argv), _env())
+
+    return Tool("floor-job", "job-floor", command)
 
 
 def floor_openssh(lab: Lab) -> Tool:
