@@ -16,7 +16,7 @@ from typing import Literal
 
 from agent.engine.reconcile import RunOptions, reconcile
 from agent.errors import TrustAgentError, UsageError
-from agent.hosts.base import Transport
+from agent.hosts.base import Connecting, Transport
 from agent.outcome import FleetResult, HostOutcome
 from agent.trust import TrustPolicy
 
@@ -89,7 +89,7 @@ def run_fleet(
             outcome = HostOutcome(name, "unreachable", error=str(exc))
         else:
             try:
-                connect = getattr(transport, "connect", None)
+                connect = transport.connect if isinstance(transport, Connecting) else None
                 outcome = reconcile(transport, policy, options, clock=clock, connect=connect)
             except Exception as exc:  # a bug must cost one host, not the fleet
                 outcome = HostOutcome(name, "failed", error=f"internal error: {type(exc).__name__}: {exc}")

@@ -50,7 +50,7 @@ from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE, DEFAULT_PREFIX, 
 from agent.daemon.wheelhouse import PROBE_PYTHON, WheelhouseCache, parse_probe
 from agent.engine.reconcile import RunOptions, reconcile
 from agent.errors import TrustAgentError
-from agent.hosts.base import Transport
+from agent.hosts.base import Connecting, Transport
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
 from agent.sources.model import RegistrySettings
 from agent.trust import TrustPolicy
@@ -451,9 +451,8 @@ def install_host(
     """Install (or update) the daemon on one host and wait until it is healthy. Never raises."""
     start = time.monotonic()
     try:
-        connect = getattr(transport, "connect", None)
-        if connect is not None:
-            connect()
+        if isinstance(transport, Connecting):
+            transport.connect()
         probe = transport.run(probe_script(python), timeout=command_timeout)
         _check(probe, "probing the host")
         facts = _values(probe.stdout.decode("utf-8", "replace"))
@@ -605,9 +604,8 @@ def uninstall_host(
     """Stop, disable and remove the daemon; with ``purge`` also the trust trust-agent installed."""
     start = time.monotonic()
     try:
-        connect = getattr(transport, "connect", None)
-        if connect is not None:
-            connect()
+        if isinstance(transport, Connecting):
+            transport.connect()
         stopped = transport.run(STOP_SCRIPT, timeout=command_timeout)
         _check(stopped, f"stopping {SERVICE}")
         text = stopped.stdout.decode("utf-8", "replace")

@@ -20,22 +20,28 @@ from typing import Any
 
 from agent.errors import CommandError
 from agent.hosts.base import Transport
-from agent.hosts.engine_http import ANSWER_TIMEOUT, PendingReply
+from agent.hosts.engine_http import ANSWER_TIMEOUT, ENGINE_SOCKET, PendingReply
 from agent.runtimes.docker_facts import CERTS_DIR, DAEMON_JSON, STATE_FILE, DockerFacts
 from agent.trust import OWNED_PREFIX
 
 MARK = "@@ta"
 
+
+def _engine_shell(text: str) -> str:
+    """Shell text with the engine's socket and answer time limit those of the controller's own route."""
+    return text.replace("@SOCKET@", ENGINE_SOCKET).replace("@TIMEOUT@", f"{ANSWER_TIMEOUT:g}")
+
+
 # The engine's ``/info`` as JSON on stdout: straight from the API socket with curl where there is one
 # (a few ms), else through the docker CLI. Shared by the gather and apply scripts and the verify poll.
-INFO_FUNCTION = r"""
+INFO_FUNCTION = _engine_shell(r"""
 ta_info() {
-  if command -v curl >/dev/null 2>&1 && [ -S /var/run/docker.sock ]; then
-    curl -sf --max-time 10 --unix-socket /var/run/docker.sock http://docker/info && return 0
+  if command -v curl >/dev/null 2>&1 && [ -S @SOCKET@ ]; then
+    curl -sf --max-time @TIMEOUT@ --unix-socket @SOCKET@ http://docker/info && return 0
   fi
   command -v docker >/dev/null 2>&1 && docker info --format '{{json .}}'
 }
-"""
+""")
 
 # Print the engine's /info after an ``@@ta info-json`` line: the API (and the CLI's ``{{json .}}``)
 # writes it as one line of JSON, which holds no raw newline, so it needs no further framing (the next
@@ -45,16 +51,16 @@ INFO_COMMAND_TAIL = 'echo "@@ta info-json"; ta_info 2>/dev/null; echo'
 # The engine's version alone, from the ``Server: Docker/<version>`` header of ``/_ping`` (dockerd's
 # cheapest endpoint: /info costs it about 7 ms of CPU, /_ping well under 1); prints nothing and fails
 # where there is no curl or no answer.
-PING_FUNCTION = r"""
+PING_FUNCTION = _engine_shell(r"""
 ta_version() {
-  command -v curl >/dev/null 2>&1 && [ -S /var/run/docker.sock ] || return 1
-  h=$(curl -sf -i --max-time 10 --unix-socket /var/run/docker.sock http://docker/_ping) || return 1
+  command -v curl >/dev/null 2>&1 && [ -S @SOCKET@ ] || return 1
+  h=$(curl -sf -i --max-time @TIMEOUT@ --unix-socket @SOCKET@ http://docker/_ping) || return 1
   v=${h#*Server: Docker/}
   [ "$v" != "$h" ] || return 1
   v=${v%%[!0-9A-Za-z.+~-]*}
   [ -n "$v" ] && echo "@@ta engine-version $v"
 }
-"""
+""")
 
 GATHER_SCRIPT = (
     INFO_FUNCTION

@@ -10,7 +10,7 @@ import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from agent.errors import CommandError
 from agent.hosts.engine_http import PendingReply
@@ -36,6 +36,14 @@ class CommandResult:
                 stderr=self.stderr.decode("utf-8", "replace"),
             )
         return self
+
+
+@runtime_checkable
+class Connecting(Protocol):
+    """A transport that opens its connection when asked (SSH): callers time that step on its own and
+    report a host they cannot reach before any command. Local transports have nothing to open."""
+
+    def connect(self) -> None: ...
 
 
 class Transport(ABC):
