@@ -13,15 +13,14 @@ run only. It is what any tool doing this job pays on these hosts at the least (c
 two processes, the reload), so a target below it cannot be met here by any tool.
 """
 
-import json
 import os
 import shlex
 import socket
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import paramiko
+from floor_pool import lab_addresses, run_pool
 
 CA_NAME = "trust-agent-registry-ca.crt"
 
@@ -38,8 +37,7 @@ def job_command(registry: str, ca: bytes, daemon_json: bytes) -> str:
 def main() -> int:
     lab, workers, ca_file, daemon_json_file, registry = sys.argv[1:6]
     start = time.monotonic()
-    with open(os.path.join(lab, "lab.json")) as f:
-        addresses = [h["address"] for h in json.load(f)["hosts"]]
+    addresses = lab_addresses(lab)
     with open(ca_file, "rb") as f:
         ca = f.read()
     with open(daemon_json_file, "rb") as f:
@@ -65,11 +63,7 @@ def main() -> int:
         finally:
             transport.close()
 
-    with ThreadPoolExecutor(max_workers=min(int(workers), len(addresses))) as pool:
-        statuses = list(pool.map(one, addresses))
-    elapsed = time.monotonic() - start
-    print(json.dumps({"hosts": len(addresses), "failed": sum(1 for s in statuses if s), "seconds": elapsed}))
-    return 1 if any(statuses) else 0
+    return run_pool(addresses, int(workers), one, start)
 
 
 if __name__ == "__main__":

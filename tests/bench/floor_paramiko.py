@@ -4,21 +4,19 @@
 the in-process seconds. Strict host-key checking, the lab's key, paramiko's default algorithms.
 """
 
-import json
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import paramiko
+from floor_pool import lab_addresses, run_pool
 
 
 def main() -> int:
     lab = sys.argv[1]
     workers = int(sys.argv[2]) if len(sys.argv) > 2 else 50
     start = time.monotonic()
-    with open(os.path.join(lab, "lab.json")) as f:
-        addresses = [h["address"] for h in json.load(f)["hosts"]]
+    addresses = lab_addresses(lab)
     key = paramiko.Ed25519Key.from_private_key_file(os.path.join(lab, "ssh", "id_ed25519"))
     known = os.path.join(lab, "ssh", "known_hosts")
 
@@ -34,11 +32,7 @@ def main() -> int:
         finally:
             client.close()
 
-    with ThreadPoolExecutor(max_workers=min(workers, len(addresses))) as pool:
-        statuses = list(pool.map(one, addresses))
-    elapsed = time.monotonic() - start
-    print(json.dumps({"hosts": len(addresses), "failed": sum(1 for s in statuses if s), "seconds": elapsed}))
-    return 1 if any(statuses) else 0
+    return run_pool(addresses, workers, one, start)
 
 
 if __name__ == "__main__":
