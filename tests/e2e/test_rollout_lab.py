@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -283,6 +284,71 @@ def test_a_non_root_login_converges_through_sudo_and_fails_cleanly_without_it(
     assert owners.split() == ["root", "644"]
     code, report, err = rollout(lab, *ca_args(lab), "--limit", host.name, "--become", inventory=plain)
     assert code == 0 and by_host(report)[host.name]["status"] == "unchanged", err
+
+
+BECOME_PASSWORD = "lab-sudo-pass 1"
+
+
+@pytest.fixture
+def sudo_asks_a_password(lab: Lab) -> Iterator[Host]:
+    """On the first host, the deploy user's sudo asks for its password (the lab's default: NOPASSWD)."""
+    host = lab.hosts[0]
+    lab.ssh(
+        host,
+        "chpasswd && echo 'deploy ALL=(ALL) ALL' > /etc/sudoers.d/deploy",
+        input=f"deploy:{BECOME_PASSWORD}\n",
+    )
+    try:
+        yield host
+    finally:
+        lab.ssh(host, "usermod -p '*' deploy && echo 'deploy ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/deploy")
+
+
+def refused_sudo_passwords(lab: Lab, host: Host) -> int:
+    """How many wrong passwords the host's sudo has logged (it logs each attempt it refused)."""
+    out = lab.ssh(
+        host, "journalctl _COMM=sudo -o cat --no-pager | grep -c 'incorrect password attempt' || true"
+    )
+    return int(out.stdout.strip() or 0)
+
+
+def test_real_sudo_with_a_password_converges_and_a_wrong_one_is_tried_once_and_touches_nothing(
+    lab: Lab, tmp_path: Path, sudo_asks_a_password: Host
+) -> None:
+    host = sudo_asks_a_password
+    inventory = yaml.safe_load(lab.inventory_yml.read_text())
+    inventory["defaults"]["user"] = "deploy"
+    plain = tmp_path / "deploy.yml"
+    plain.write_text(yaml.safe_dump(inventory))
+    become = ("--limit", host.name, "--become", "--become-password-env", "TA_LAB_SUDO")
+
+    def run(password: str | None) -> tuple[int, dict[str, Any], str]:
+        args = become if password is not None else become[:3]
+        env = {**os.environ, "TA_LAB_SUDO": password or ""}
+        proc = lab.run_agent("rollout", "-i", str(plain), *ca_args(lab), *args, "--format", "json", env=env)
+        report = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+        return proc.returncode, report, proc.stderr
+
+    code, report, err = run(None)  # sudo -n: refused without asking
+    assert code == 1, err
+    assert "sudo needs a password" in by_host(report)[host.name]["error"]
+
+    refused_before = refused_sudo_passwords(lab, host)
+    code, report, err = run("not the password")
+    assert code == 1, err
+    assert "sudo refused the become password" in by_host(report)[host.name]["error"]
+    assert refused_sudo_passwords(lab, host) - refused_before == 1, "a wrong password is tried once"
+    assert not lab.ssh(host, "ls /etc/docker/certs.d", check=False).stdout.strip()
+
+    code, report, err = run(BECOME_PASSWORD)
+    assert code == 0, err
+    outcome = by_host(report)[host.name]
+    assert outcome["status"] == "changed" and "live config" in outcome["verified"], outcome
+    owners = lab.ssh(host, "stat -c '%U %a' /etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt")
+    assert owners.stdout.split() == ["root", "644"]
+    code, report, err = run(BECOME_PASSWORD)
+    assert code == 0 and by_host(report)[host.name]["status"] == "unchanged", err
+    assert refused_sudo_passwords(lab, host) - refused_before == 1
 
 
 @pytest.fixture
