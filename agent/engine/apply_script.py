@@ -127,7 +127,7 @@ def build_apply_script(
         # One fsync pass over every staged file (one process), before any rename.
         out.append("sync $staged 2>/dev/null || true")
     if any(c.path == daemon_json_path and c.before is not None for c in plan.changes):
-        backup = f"{BACKUP_DIR}/daemon.json.{backup_stamp or 'last'}"
+        backup = daemon_json_backup(backup_stamp)
         out.append(
             f'{{ [ -d "$R"{q(BACKUP_DIR)} ] || mkdir -p -m 0700 "$R"{q(BACKUP_DIR)}; }} && '
             f'cp -p "$R"{q(daemon_json_path)} "$R"{q(backup)} || '
@@ -154,6 +154,11 @@ def build_apply_script(
         out.append(INFO_COMMAND_TAIL)
     out.append("exit 0")
     return "\n".join(out) + "\n"
+
+
+def daemon_json_backup(backup_stamp: str) -> str:
+    """Where an apply run with ``backup_stamp`` copies the daemon.json it replaces."""
+    return f"{BACKUP_DIR}/daemon.json.{backup_stamp or 'last'}"
 
 
 def _expect_current_lines(changes: Sequence[FileChange]) -> list[str]:

@@ -208,3 +208,40 @@ def test_skip_tls_storage_reloads_docker_once_through_the_handler(
     second = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name)
     assert recap(second)[host.name]["changed"] == 0, second.stdout
     assert engine_state(lab, host) == (started, reloaded + 1)
+
+
+def test_a_change_dockerd_does_not_take_is_rolled_back_by_the_role(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
+) -> None:
+    doc = yaml.safe_load(lab.registry_yml.read_text())
+    doc["storage"]["s3"]["skipverify"] = True
+    source = tmp_path / "registry-skipverify.yml"
+    source.write_text(yaml.safe_dump(doc))
+    host = lab.hosts[0]
+    # daemon.json edited by hand after dockerd started, with a value dockerd cannot decode (log-opts is a
+    # map) and trust-agent's own checks do not cover: no reload can apply it (Docker 20.10 has no
+    # --validate to catch it first), so the change is written but never taken.
+    base = json.loads(lab.ssh(host, "cat /etc/docker/daemon.json").stdout)
+    edited = json.dumps({**base, "log-opts": "max-size=10m"}, indent=2) + "\n"
+    lab.ssh(host, "cat > /etc/docker/daemon.json", input=edited)
+    try:
+        before = host_files(lab, host)
+        listed = lab.ssh(host, "ls -R /etc/docker").stdout
+        started, reloaded = engine_state(lab, host)
+
+        run = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name)
+        assert run.returncode != 0 and recap(run)[host.name]["failed"] == 1, run.stdout
+        assert "dockerd did not take the change" in run.stdout, run.stdout
+        assert "rolled back: the previous files are in place; dockerd reloaded" in run.stdout, run.stdout
+        # Every file under /etc/docker as it was, no directory left behind, no state recorded.
+        after = host_files(lab, host)
+        assert {p: v for p, v in after.items() if p.startswith("/etc/docker/")} == {
+            p: v for p, v in before.items() if p.startswith("/etc/docker/")
+        }
+        assert lab.ssh(host, "cat /etc/docker/daemon.json").stdout == edited
+        assert lab.ssh(host, "ls -R /etc/docker").stdout == listed
+        assert "/var/lib/trust-agent/docker-state.json" not in after
+        # dockerd was reloaded twice (the change, then the files put back) and never restarted.
+        assert engine_state(lab, host) == (started, reloaded + 2)
+    finally:
+        reset(lab, host)

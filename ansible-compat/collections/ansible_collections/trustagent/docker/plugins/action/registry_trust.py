@@ -6,7 +6,9 @@ the policy from the source (``agent.inputs.resolve_policy``, as the CLI), the fa
 gather script (POSIX sh, one round trip), the plan from ``agent.runtimes.docker.plan_docker``, and in
 normal mode trust-agent's apply script (atomic writes under the host lock, daemon.json validated and
 backed up). The files are therefore the ones ``trust-agent rollout`` writes, byte for byte. dockerd's
-reload or restart is left to the role's handlers: the result's ``engine_action`` says which.
+reload or restart is left to the role's handlers: the result's ``engine_action`` says which. The
+result's ``undo`` lets ``registry_trust_verify`` put the previous files back when dockerd does not take
+the change (``agent.engine.undo``).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ try:
         EXIT_CHANGED,
         EXIT_INVALID,
         build_apply_script,
+        daemon_json_backup,
     )
     from agent.engine.gather import gather
+    from agent.engine.undo import undo_record
     from agent.engine.verify import expected_insecure
     from agent.errors import InputError, TrustAgentError
     from agent.hosts.base import CommandResult, Transport
@@ -160,13 +164,14 @@ class ActionModule(TrustAgentAction):
         validate_with = (
             ("dockerd", *facts.dockerd_flags) if facts.has_validate and facts.init is not None else None
         )
+        stamp = time.strftime("%Y%m%dT%H%M%S")
         script = build_apply_script(
             plan,
             engine_action="none",  # the role's handler reloads or restarts, once, after every change
             init=facts.init,
             validate_with=validate_with,
             daemon_json_path=facts.daemon_json_path,
-            backup_stamp=time.strftime("%Y%m%dT%H%M%S"),
+            backup_stamp=stamp,
         )
         applied = transport.run_script(script, "")
         if not applied.ok:
@@ -177,6 +182,15 @@ class ActionModule(TrustAgentAction):
             result.update(failed=True, msg=f"apply failed ({note}): {detail}")
             return result
         result["msg"] = f"changed {len(plan.visible_changes)} file(s); dockerd: {engine_action}"
+        # What registry_trust_verify needs to put the previous files back should dockerd not take these
+        # (daemon.json's previous content stays on the host, in the backup the apply just made).
+        result["undo"] = undo_record(
+            plan,
+            engine_action=engine_action,
+            init=facts.init,
+            daemon_json_path=facts.daemon_json_path,
+            daemon_json_backup=daemon_json_backup(stamp),
+        )
         return result
 
     def _local_path(self, value: str) -> str:

@@ -4,19 +4,26 @@
 After the role's handlers reloaded or restarted dockerd, the engine's ``/info`` is read on the host
 (curl on its API socket, else the docker CLI) and polled, for a bounded time, until every registry is
 as secure or insecure as daemon.json says: the same check ``trust-agent rollout`` makes
-(``agent.engine.verify``). Read-only: never ``changed``.
+(``agent.engine.verify``). Read-only, unless it is given ``registry_trust``'s ``undo`` and dockerd did
+not take the change: then it puts the previous files back (only where the host still holds what
+``registry_trust`` wrote), has dockerd pick them up again, and fails the host, as ``trust-agent
+rollout`` rolls a host back.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
 from ansible_collections.trustagent.docker.plugins.action.registry_trust import TrustAgentAction
 
 try:
+    from agent.engine.apply_script import EXIT_ACTION, build_apply_script
+    from agent.engine.undo import parse_read, read_script, undo_plan
     from agent.engine.verify import read_live_info, wait_for_live_config
     from agent.errors import TrustAgentError
+    from agent.hosts.base import Transport
 except ImportError:  # reported by TrustAgentAction._begin, with what to install
     pass
 
@@ -24,6 +31,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "registries": {"type": "list", "elements": "str", "required": True},
     "insecure_registries": {"type": "list", "elements": "str", "default": []},
     "timeout": {"type": "float", "default": 20.0},
+    "undo": {"type": "dict"},
 }
 
 
@@ -44,10 +52,41 @@ class ActionModule(TrustAgentAction):
                 lambda: read_live_info(transport), registries, wanted, timeout=float(args["timeout"])
             )
         except TrustAgentError as exc:
-            raise AnsibleActionFail(f"dockerd did not take the change: {exc}") from None
+            if not args["undo"]:
+                raise AnsibleActionFail(f"dockerd did not take the change: {exc}") from None
+            restored, note = roll_back(transport, args["undo"])
+            result.update(failed=True, changed=restored, rolled_back=restored)
+            result["msg"] = f"dockerd did not take the change: {exc}; {note}"
+            return result
         result.update(
             changed=False,
             insecure_registries=sorted(wanted),
             msg="dockerd's live registry config matches daemon.json",
         )
         return result
+
+
+_DONE = {"reload": "; dockerd reloaded", "restart": "; dockerd restarted", "none": ""}
+
+
+def roll_back(transport: Transport, record: dict[str, Any]) -> tuple[bool, str]:
+    """Put back the files ``record`` (``registry_trust``'s ``undo``) names; (restored, what happened)."""
+    try:
+        read = transport.run_script(read_script(record), "").check("reading back what the change wrote")
+        plan = undo_plan(record, parse_read(read.stdout.decode("utf-8", "replace")))
+        script = build_apply_script(
+            plan,
+            engine_action=record["engine_action"],
+            init=record["init"],
+            daemon_json_path=record["daemon_json_path"],
+            backup_stamp=time.strftime("%Y%m%dT%H%M%S") + "-rollback",
+        )
+        done = transport.run_script(script, "")
+    except TrustAgentError as exc:
+        return False, f"not rolled back: {exc}"
+    if done.ok:
+        return True, f"rolled back: the previous files are in place{_DONE.get(record['engine_action'], '')}"
+    if done.exit_status == EXIT_ACTION:
+        return True, "rolled back: the previous files are in place, but dockerd did not take them either"
+    lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    return False, f"roll-back failed: {lines[-1] if lines else f'exit {done.exit_status}'}"

@@ -108,6 +108,13 @@ engine_version:
   description: dockerd's version on the host.
   type: str
   returned: when dockerd is installed
+undo:
+  description:
+    - What C(registry_trust_verify) needs to put the previous files back, should dockerd not take the
+      change (pass it as its I(undo)). Plain data; daemon.json's previous content is not in it, only the
+      path of the backup made on the host.
+  type: dict
+  returned: when files were written
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402

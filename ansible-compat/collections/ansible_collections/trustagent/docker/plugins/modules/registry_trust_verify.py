@@ -12,7 +12,7 @@ version_added: "0.1.0"
 description:
   - Reads the engine's C(/info) on the host (curl on its API socket, else the docker CLI) and polls it,
     for at most I(timeout) seconds, until every registry is secure or insecure as daemon.json says.
-    Fails with the difference when it never does. Read-only; skipped in check mode.
+    Fails with the difference when it never does. Read-only unless given I(undo); skipped in check mode.
   - Runs as an action plugin on the controller, with trust-agent installed in the controller's Python.
 options:
   registries:
@@ -29,14 +29,23 @@ options:
     description: Seconds to wait for a reload to take effect.
     type: float
     default: 20
+  undo:
+    description:
+      - C(undo) from C(registry_trust)'s result. When given and dockerd did not take the change, the
+        previous files are put back (each only where the host still holds what C(registry_trust) wrote;
+        otherwise nothing is restored), dockerd is reloaded or restarted as for the change, and the host
+        fails with what happened. daemon.json's previous content is read from the backup
+        C(registry_trust) made on the host.
+    type: dict
 author: trust-agent
 """
 
 EXAMPLES = r"""
-- name: Check dockerd took the change
+- name: Check dockerd took the change, and put the previous files back if it did not
   trustagent.docker.registry_trust_verify:
     registries: "{{ trustagent_docker.registries }}"
     insecure_registries: "{{ trustagent_docker.insecure_registries }}"
+    undo: "{{ trustagent_docker.undo | default(omit) }}"
 """
 
 RETURN = r"""
@@ -45,4 +54,8 @@ insecure_registries:
   returned: success
   type: list
   elements: str
+rolled_back:
+  description: Whether the previous files were put back, after dockerd did not take the change.
+  returned: when dockerd did not take the change and I(undo) was given
+  type: bool
 """
