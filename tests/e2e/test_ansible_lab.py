@@ -17,9 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.e2e.probes import ca_args, engine_state
+from tests.e2e.probes import ca_args, engine_state, skip_source
 from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
@@ -180,10 +179,7 @@ def test_playbook_converges_the_fleet_quietly_and_leaves_the_rollouts_files(
 def test_skip_tls_storage_reloads_docker_once_through_the_handler(
     lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
 ) -> None:
-    doc = yaml.safe_load(lab.registry_yml.read_text())
-    doc["storage"]["s3"]["skipverify"] = True
-    source = tmp_path / "registry-skipverify.yml"
-    source.write_text(yaml.safe_dump(doc))
+    source = skip_source(lab, tmp_path)
     host = lab.hosts[0]
     started, reloaded = engine_state(lab, host)
 
@@ -213,10 +209,7 @@ def test_skip_tls_storage_reloads_docker_once_through_the_handler(
 def test_a_change_dockerd_does_not_take_is_rolled_back_by_the_role(
     lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
 ) -> None:
-    doc = yaml.safe_load(lab.registry_yml.read_text())
-    doc["storage"]["s3"]["skipverify"] = True
-    source = tmp_path / "registry-skipverify.yml"
-    source.write_text(yaml.safe_dump(doc))
+    source = skip_source(lab, tmp_path)
     host = lab.hosts[0]
     # daemon.json edited by hand after dockerd started, with a value dockerd cannot decode (log-opts is a
     # map) and trust-agent's own checks do not cover: no reload can apply it (Docker 20.10 has no
