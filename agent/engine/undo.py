@@ -79,6 +79,7 @@ def read_script(record: Mapping[str, Any]) -> str:
     """A POSIX sh program printing every file the record names as it is now (``MARK path`` then its
     base64, or ``-`` for no such file): the applied files and the backups to restore from. Its one
     argument is the root the paths are under (empty: the host's own)."""
+    _check(record)
     lines = [
         "R=${1:-}",
         'p() { if [ -f "$R$1" ]; then base64 -w0 < "$R$1" || exit 1; else printf -- -; fi; echo; }',
@@ -108,15 +109,10 @@ def undo_plan(record: Mapping[str, Any], current: Mapping[str, bytes | None]) ->
     """The plan that puts the previous files back, given what the host holds now (``current``, as
     :func:`parse_read` returns it). Raises :class:`UndoRefused` where a file is not what the apply
     wrote any more, or a backup is missing."""
-    if record.get("version") != RECORD_VERSION:
-        raise UndoRefused(f"unknown undo record version {record.get('version')!r}")
-    if record.get("engine_action") not in _ENGINE_ACTIONS:
-        raise UndoRefused(f"unknown engine action {record.get('engine_action')!r} in the undo record")
+    _check(record)
     applied: list[FileChange] = []
     for entry in record["changes"]:
         path = str(entry["path"])
-        if entry.get("action") not in _CHANGE_ACTIONS:
-            raise UndoRefused(f"unknown action {entry.get('action')!r} for {path} in the undo record")
         if path not in current:
             raise UndoRefused(f"{path} was not read back from the host")
         now = current[path]
@@ -142,6 +138,27 @@ def undo_plan(record: Mapping[str, Any], current: Mapping[str, bytes | None]) ->
         engine_action=record["engine_action"],
     )
     return inverse(forward)
+
+
+def _check(record: Mapping[str, Any]) -> None:
+    """Refuse anything but a record :func:`undo_record` made (it arrives through a playbook variable)."""
+    if not isinstance(record, Mapping) or record.get("version") != RECORD_VERSION:
+        raise UndoRefused("not an undo record of this version: registry_trust's `undo` result is needed")
+    if record.get("engine_action") not in _ENGINE_ACTIONS:
+        raise UndoRefused(f"unknown engine action {record.get('engine_action')!r} in the undo record")
+    for key in ("mkdirs", "rmdirs", "changes"):
+        if not isinstance(record.get(key), list):
+            raise UndoRefused(f"the undo record has no {key} list")
+    for entry in record["changes"]:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("path"), str):
+            raise UndoRefused("an undo record entry without a path")
+        if entry.get("action") not in _CHANGE_ACTIONS:
+            raise UndoRefused(
+                f"unknown action {entry.get('action')!r} for {entry['path']} in the undo record"
+            )
+        for key in ("mode", "after_sha256"):
+            if key not in entry:
+                raise UndoRefused(f"the undo record entry for {entry['path']} has no {key}")
 
 
 def _before(entry: Mapping[str, Any], current: Mapping[str, bytes | None]) -> bytes | None:

@@ -122,6 +122,13 @@ def test_records_of_another_version_or_with_unknown_actions_are_refused() -> Non
     assert undo_plan(record, current).changes  # the record as made is usable
     with pytest.raises(UndoRefused, match="version"):
         undo_plan({**record, "version": 99}, current)
+    for garbage in (
+        {},
+        {"version": 1, "engine_action": "reload"},
+        {**record, "changes": [{"action": "create"}]},
+    ):
+        with pytest.raises(UndoRefused):
+            read_script(garbage)
     with pytest.raises(UndoRefused, match="engine action"):
         undo_plan({**record, "engine_action": "reboot"}, current)
     broken = {**record, "changes": [{**record["changes"][0], "action": "chmod"}]}
