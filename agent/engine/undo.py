@@ -127,8 +127,8 @@ def undo_plan(record: Mapping[str, Any], current: Mapping[str, bytes | None]) ->
                 entry["action"],
                 _before(entry, current),
                 now,
-                int(entry["mode"]),
-                bool(entry["internal"]),
+                entry["mode"],
+                bool(entry.get("internal", False)),
             )
         )
     forward = HostPlan(
@@ -156,16 +156,18 @@ def _check(record: Mapping[str, Any]) -> None:
             raise UndoRefused(
                 f"unknown action {entry.get('action')!r} for {entry['path']} in the undo record"
             )
-        for key in ("mode", "after_sha256"):
-            if key not in entry:
-                raise UndoRefused(f"the undo record entry for {entry['path']} has no {key}")
+        if not isinstance(entry.get("mode"), int) or "after_sha256" not in entry:
+            raise UndoRefused(f"the undo record entry for {entry['path']} has no mode or after_sha256")
 
 
 def _before(entry: Mapping[str, Any], current: Mapping[str, bytes | None]) -> bytes | None:
     backup = entry.get("before_from")
     if backup is None:
         encoded = entry.get("before")
-        return None if encoded is None else base64.b64decode(encoded)
+        try:
+            return None if encoded is None else base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise UndoRefused(f"the undo record's content for {entry['path']} is not base64") from None
     content = current.get(str(backup))
     if content is None:
         raise UndoRefused(f"the backup {backup} of {entry['path']} is gone: nothing to restore from")
