@@ -70,6 +70,7 @@ R="$1"; D="$R$2"; C="$R/etc/docker/certs.d"; S="$R/var/lib/trust-agent/docker-st
 b64() { base64 -w0 < "$1" 2>/dev/null; echo; }
 echo "@@ta begin 1"
 if [ -d "$C" ]; then
+  echo "@@ta certs-dir"
   for d in "$C"/*/; do
     [ -d "$d" ] || continue
     n=${d%/}; n=${n##*/}
@@ -338,6 +339,7 @@ def _parse(
         state_path=STATE_FILE,
         certs=certs,
         cert_dirs=frozenset(dirs),
+        certs_dir_present="certs-dir" in values or bool(dirs or certs),
         daemon_json=blobs.get("daemon-json"),
         state=blobs.get("state"),
         engine_version=engine_version,

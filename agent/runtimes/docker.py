@@ -76,7 +76,9 @@ def plan_docker(
     blockers += daemon.blockers
 
     changes = [*certs.changes]
-    mkdirs = [*certs.mkdirs]
+    # certs.d itself is in the plan where it is missing, so undoing the plan removes it again.
+    mkdirs = [facts.certs_dir.rstrip("/")] if certs.mkdirs and not facts.certs_dir_present else []
+    mkdirs += certs.mkdirs
     if daemon.change is not None:
         changes.append(daemon.change)
 

@@ -26,6 +26,7 @@ class DockerFacts:
     state_path: str = STATE_FILE
     certs: Mapping[str, bytes] = field(default_factory=dict)
     cert_dirs: frozenset[str] = frozenset()
+    certs_dir_present: bool = True  # certs.d itself exists (False: a plan that needs it creates it)
     daemon_json: bytes | None = None
     state: bytes | None = None  # the agent's own record of what it added
     engine_version: str | None = None  # "20.10.24", "26.1.5"; None: no engine found (image baking)

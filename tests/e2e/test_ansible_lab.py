@@ -238,3 +238,37 @@ def test_a_change_dockerd_does_not_take_is_rolled_back_by_the_role(
         assert engine_state(lab, host) == (started, reloaded + 2)
     finally:
         reset(lab, host)
+
+
+def test_a_canary_pull_proves_a_host_and_a_failing_one_rolls_it_back(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path
+) -> None:
+    host = lab.hosts[1]
+    reset(lab, host)
+    lab.ssh(host, f"docker rmi -f {lab.image} >/dev/null 2>&1 || true")
+    before = host_files(lab, host)
+    listed = lab.ssh(host, "ls -R /etc/docker").stdout
+
+    def play(image: str) -> subprocess.CompletedProcess[str]:
+        canary = json.dumps({"trustagent_canary_image": image})
+        return run_playbook(
+            lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name, "-e", canary
+        )
+
+    # An image the registry does not hold: the pull fails, so the host is rolled back and fails.
+    missing = f"{lab.registry}/test/absent:1"
+    failed = play(missing)
+    assert failed.returncode != 0 and recap(failed)[host.name]["failed"] == 1, failed.stdout
+    assert f"canary pull of {missing} failed" in failed.stdout, failed.stdout
+    assert "rolled back: the previous files are in place" in failed.stdout, failed.stdout
+    after = host_files(lab, host)
+    assert {p: v for p, v in after.items() if p.startswith("/etc/docker/")} == {
+        p: v for p, v in before.items() if p.startswith("/etc/docker/")
+    }
+    assert lab.ssh(host, "ls -R /etc/docker").stdout == listed
+
+    # The real image: the pull through the registry and its S3 storage, with their private CAs, proves it.
+    proved = play(lab.image)
+    assert proved.returncode == 0 and recap(proved)[host.name]["failed"] == 0, proved.stdout
+    assert lab.ssh(host, f"docker image inspect {lab.image} >/dev/null 2>&1", check=False).returncode == 0
+    assert any(p.startswith("/etc/docker/certs.d/") for p in host_files(lab, host))

@@ -108,6 +108,17 @@ def state_of(facts: DockerFacts) -> dict[str, Any]:
 # --- fresh and converged hosts ----------------------------------------------------------------------
 
 
+def test_a_missing_certs_d_is_in_the_plan_so_undoing_it_removes_it_again() -> None:
+    policy = ca_policy("registry.test")
+    missing = plan_docker(policy, host(certs_dir_present=False))
+    assert missing.mkdirs[:2] == (CERTS_DIR, f"{CERTS_DIR}/registry.test")
+    assert plan_docker(policy, host()).mkdirs[0] == f"{CERTS_DIR}/registry.test"  # there already
+    # Nothing to create under certs.d: certs.d is not made either.
+    assert (
+        CERTS_DIR not in plan_docker(insecure_policy("registry.test"), host(certs_dir_present=False)).mkdirs
+    )
+
+
 def test_fresh_host_gets_the_storage_ca_in_every_registry_directory() -> None:
     plan = plan_docker(ca_policy("registry.test", "registry.test:443"), host())
     changes = by_path(plan)

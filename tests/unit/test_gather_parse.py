@@ -94,6 +94,15 @@ def test_parse_output_of_a_systemd_host() -> None:
     assert facts.flags_source.endswith("override.conf")  # type: ignore[union-attr]
 
 
+def test_certs_d_is_present_when_the_gather_says_so_or_lists_anything_under_it() -> None:
+    def present(*records: str) -> bool:
+        return parse_gather_output("\n".join(["@@ta begin 1", *records, "@@ta end"])).certs_dir_present
+
+    assert not present()
+    assert present("@@ta certs-dir")
+    assert present("@@ta dir registry.test")
+
+
 def test_the_unit_text_is_read_up_to_its_own_end_line_only() -> None:
     # Lines of a unit that look like records are the unit's: only the end line with the nonce ends it.
     unit = "# /etc/systemd/system/docker.service\n[Service]\n@@ta end\n@@ta state\n@@ta unit-end other\n"

@@ -4,14 +4,16 @@
 After the role's handlers reloaded or restarted dockerd, the engine's ``/info`` is read on the host
 (curl on its API socket, else the docker CLI) and polled, for a bounded time, until every registry is
 as secure or insecure as daemon.json says: the same check ``trust-agent rollout`` makes
-(``agent.engine.verify``). Read-only, unless it is given ``registry_trust``'s ``undo`` and dockerd did
-not take the change: then it puts the previous files back (only where the host still holds what
-``registry_trust`` wrote), has dockerd pick them up again, and fails the host, as ``trust-agent
-rollout`` rolls a host back.
+(``agent.engine.verify``). Then, where asked, a canary image is pulled on the host.
+
+Read-only, unless it is given ``registry_trust``'s ``undo`` and the check fails: then it puts the
+previous files back (only where the host still holds what ``registry_trust`` wrote), has dockerd pick
+them up again, and fails the host, as ``trust-agent rollout`` rolls a host back.
 """
 
 from __future__ import annotations
 
+import shlex
 import time
 from typing import Any
 
@@ -22,7 +24,7 @@ try:
     from agent.engine.apply_script import EXIT_ACTION, build_apply_script
     from agent.engine.undo import parse_read, read_script, undo_plan
     from agent.engine.verify import read_live_info, wait_for_live_config
-    from agent.errors import TrustAgentError
+    from agent.errors import TrustAgentError, VerifyError
     from agent.hosts.base import Transport
 except ImportError:  # reported by TrustAgentAction._begin, with what to install
     pass
@@ -32,6 +34,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "insecure_registries": {"type": "list", "elements": "str", "default": []},
     "timeout": {"type": "float", "default": 20.0},
     "undo": {"type": "dict"},
+    "canary_image": {"type": "str"},
 }
 
 
@@ -52,18 +55,42 @@ class ActionModule(TrustAgentAction):
                 lambda: read_live_info(transport), registries, wanted, timeout=float(args["timeout"])
             )
         except TrustAgentError as exc:
-            if not args["undo"]:
-                raise AnsibleActionFail(f"dockerd did not take the change: {exc}") from None
-            restored, note = roll_back(transport, args["undo"])
-            result.update(failed=True, changed=restored, rolled_back=restored)
-            result["msg"] = f"dockerd did not take the change: {exc}; {note}"
-            return result
+            return _failed(result, transport, args["undo"], f"dockerd did not take the change: {exc}")
+        verified = ["live config"]
+        if args["canary_image"]:
+            try:
+                canary_pull_on_host(transport, str(args["canary_image"]))
+            except TrustAgentError as exc:
+                return _failed(result, transport, args["undo"], str(exc))
+            verified.append(f"canary pull {args['canary_image']}")
         result.update(
             changed=False,
             insecure_registries=sorted(wanted),
-            msg="dockerd's live registry config matches daemon.json",
+            verified=verified,
+            msg=f"verified: {', '.join(verified)}",
         )
         return result
+
+
+def _failed(
+    result: dict[str, Any], transport: Transport, undo: dict[str, Any] | None, why: str
+) -> dict[str, Any]:
+    """Fail the host with ``why``; first roll it back where ``registry_trust``'s ``undo`` was given."""
+    if not undo:
+        raise AnsibleActionFail(why)
+    restored, note = roll_back(transport, undo)
+    result.update(failed=True, changed=restored, rolled_back=restored, msg=f"{why}; {note}")
+    return result
+
+
+def canary_pull_on_host(transport: Transport, image: str) -> None:
+    """``docker pull IMAGE`` on the host: the CA files proved end to end (registry, then its storage)."""
+    pulled = transport.run(f"docker pull {shlex.quote(image)}")
+    if not pulled.ok:
+        lines = pulled.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise VerifyError(
+            f"canary pull of {image} failed: {lines[-1] if lines else f'exit {pulled.exit_status}'}"
+        )
 
 
 _DONE = {"reload": "; dockerd reloaded", "restart": "; dockerd restarted", "none": ""}

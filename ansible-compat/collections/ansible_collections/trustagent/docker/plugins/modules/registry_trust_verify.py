@@ -29,6 +29,12 @@ options:
     description: Seconds to wait for a reload to take effect.
     type: float
     default: 20
+  canary_image:
+    description:
+      - An image to pull on the host once the live config matches (C(docker pull)), proving the CA
+        files end to end (the registry, then its storage). A failed pull fails the check, and with
+        I(undo) rolls the host back, as C(trust-agent rollout --canary-image) does.
+    type: str
   undo:
     description:
       - C(undo) from C(registry_trust)'s result. When given and dockerd did not take the change, the
@@ -51,6 +57,11 @@ EXAMPLES = r"""
 RETURN = r"""
 insecure_registries:
   description: The registries dockerd treats as insecure, as checked.
+  returned: success
+  type: list
+  elements: str
+verified:
+  description: What was proved (C(live config), C(canary pull IMAGE)).
   returned: success
   type: list
   elements: str
