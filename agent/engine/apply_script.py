@@ -110,7 +110,7 @@ def build_apply_script(
     q = shlex.quote
     if expect_current:
         out.extend(_expect_current_lines(plan.changes))
-    for directory in plan.mkdirs:
+    for directory in _deepest(plan.mkdirs):
         out.append(f'mkd "$R"{q(directory)} || fail 1 {q("cannot create " + directory)}')
     writes = [c for c in plan.changes if c.action != "delete"]
     for number, change in enumerate(writes):
@@ -154,6 +154,13 @@ def build_apply_script(
         out.append(INFO_COMMAND_TAIL)
     out.append("exit 0")
     return "\n".join(out) + "\n"
+
+
+def _deepest(directories: Iterable[str]) -> list[str]:
+    """The directories no other one is under: ``mkd`` makes (and records) the parents with them, one
+    process for a whole missing chain."""
+    listed = list(directories)
+    return [d for d in listed if not any(o.startswith(d.rstrip("/") + "/") for o in listed)]
 
 
 def daemon_json_backup(backup_stamp: str) -> str:

@@ -182,3 +182,19 @@ def test_a_dangling_symlink_where_a_new_file_goes_counts_as_absent(root: Path) -
     assert status == 0, err
     assert not target.is_symlink() and target.read_bytes() == b"CA\n"
     assert not (root / "nowhere").exists()
+
+
+def test_a_missing_chain_of_directories_is_made_by_one_mkdir(tmp_path: Path) -> None:
+    plan = HostPlan(
+        changes=(FileChange(f"{CERTS}/registry.test/ca.crt", "create", None, b"CA\n"),),
+        mkdirs=(CERTS, f"{CERTS}/registry.test"),
+    )
+    script = build_apply_script(plan, engine_action="none", init=None)
+    assert script.count('\nmkd "$R"') == 1  # the deepest: mkd makes its parents too
+    status, err = run(tmp_path, script)
+    assert status == 0, err
+    assert (tmp_path / "etc/docker/certs.d/registry.test/ca.crt").read_bytes() == b"CA\n"
+    # Undone, the whole chain goes again.
+    status, err = run(tmp_path, build_apply_script(inverse(plan), engine_action="none", init=None))
+    assert status == 0, err
+    assert not (tmp_path / "etc/docker/certs.d").exists()
