@@ -126,7 +126,7 @@ def build_apply_script(
     if writes:
         # One fsync pass over every staged file (one process), before any rename.
         out.append("sync $staged 2>/dev/null || true")
-    if any(c.path == daemon_json_path and c.before is not None for c in plan.changes):
+    if any(backed_up(c, daemon_json_path) for c in plan.changes):
         backup = daemon_json_backup(backup_stamp)
         out.append(
             f'{{ [ -d "$R"{q(BACKUP_DIR)} ] || mkdir -p -m 0700 "$R"{q(BACKUP_DIR)}; }} && '
@@ -161,6 +161,11 @@ def _deepest(directories: Iterable[str]) -> list[str]:
     process for a whole missing chain."""
     listed = list(directories)
     return [d for d in listed if not any(o.startswith(d.rstrip("/") + "/") for o in listed)]
+
+
+def backed_up(change: FileChange, daemon_json_path: str) -> bool:
+    """Whether the apply copies the file ``change`` replaces or removes to :func:`daemon_json_backup`."""
+    return change.path == daemon_json_path and change.before is not None
 
 
 def daemon_json_backup(backup_stamp: str) -> str:

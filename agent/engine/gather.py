@@ -211,9 +211,8 @@ def _gather_by_api(
         return _parse(records, daemon_json)
     if "state" not in kinds:
         return _parse(records, daemon_json, ping_version=answer.version)
-    pending = transport.engine_request("/info", min(timeout, ANSWER_TIMEOUT))
-    reply = pending.wait() if pending is not None else None
-    if reply is None or not reply.ok:
+    reply = transport.engine_get("/info", timeout)
+    if reply is None:
         return None
     facts, info = _parse(records, daemon_json, info_json=reply.body)
     return (facts, info) if info is not None else None

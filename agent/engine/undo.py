@@ -20,7 +20,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from agent.engine.apply_script import inverse
+from agent.engine.apply_script import backed_up, inverse
 from agent.errors import ApplyError
 from agent.runtimes.plan import FileChange, HostPlan
 
@@ -57,7 +57,7 @@ def undo_record(
             "internal": change.internal,
             "after_sha256": None if change.after is None else _sha(change.after),
         }
-        if change.path == daemon_json_path and change.before is not None:
+        if backed_up(change, daemon_json_path):
             if daemon_json_backup is None:
                 raise ValueError("daemon.json was replaced: its backup's path is needed")
             entry["before_from"] = daemon_json_backup

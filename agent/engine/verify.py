@@ -14,7 +14,6 @@ from typing import Any
 from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION, info_doc, live_info
 from agent.errors import VerifyError
 from agent.hosts.base import Transport
-from agent.hosts.engine_http import ANSWER_TIMEOUT
 
 
 def expected_insecure(daemon_json: bytes | None) -> frozenset[str]:
@@ -32,9 +31,8 @@ def expected_insecure(daemon_json: bytes | None) -> frozenset[str]:
 def read_live_info(transport: Transport, timeout: float = 20.0) -> dict[str, Any]:
     """The engine's ``/info``: over the transport's own route to the API socket where it has one, else
     read on the host (curl on the API socket, else the docker CLI)."""
-    pending = transport.engine_request("/info", min(timeout, ANSWER_TIMEOUT))
-    reply = pending.wait() if pending is not None else None
-    info = info_doc(reply.body) if reply is not None and reply.ok else None
+    reply = transport.engine_get("/info", timeout)
+    info = info_doc(reply.body) if reply is not None else None
     if info is not None:
         return info
     result = transport.run_script(INFO_FUNCTION + INFO_COMMAND_TAIL, timeout=timeout)

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 from agent.errors import CommandError
-from agent.hosts.engine_http import PendingReply
+from agent.hosts.engine_http import ANSWER_TIMEOUT, EngineReply, PendingReply
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,12 @@ class Transport(ABC):
         a process on the host; the answer is read later, so a script can run meanwhile. None where the
         transport has no such route (or the host refused it): the caller reads the API on the host."""
         return None
+
+    def engine_get(self, path: str, timeout: float) -> EngineReply | None:
+        """:meth:`engine_request` and its answer, when the engine gave one with status 200; else None."""
+        pending = self.engine_request(path, min(timeout, ANSWER_TIMEOUT))
+        reply = pending.wait() if pending is not None else None
+        return reply if reply is not None and reply.ok else None
 
     @abstractmethod
     def docker_api(self, timeout: float = 30.0) -> Any:
