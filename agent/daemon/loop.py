@@ -27,6 +27,7 @@ from agent.daemon.report import write_metrics, write_status
 from agent.daemon.status import DaemonStatus, OutcomeSummary, SourceStatus, State
 from agent.daemon.timing import backoff_delay, jittered
 from agent.daemon.watch import Poll, SourceWatcher, display_source, internal_error
+from agent.engine.apply_script import new_backup_stamp
 from agent.engine.reconcile import RunOptions, reconcile
 from agent.hosts.base import Transport
 from agent.hosts.local import LocalTransport
@@ -96,9 +97,7 @@ class Daemon:
 
         outcome: HostOutcome | None = None
         if status.policy is not None:
-            options = replace(
-                self.config.options, backup_stamp=time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
-            )
+            options = replace(self.config.options, backup_stamp=new_backup_stamp(now))
             try:
                 outcome = reconcile(self._transport, status.policy.policy, options)
             except Exception as exc:  # reconcile maps host faults itself; this is a bug, kept to one cycle

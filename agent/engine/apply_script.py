@@ -14,7 +14,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import posixpath
+import secrets
 import shlex
+import time
 from collections.abc import Iterable, Sequence
 
 from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION
@@ -93,8 +95,9 @@ def build_apply_script(
     validate_with: tuple[str, ...] | None = None,
     daemon_json_path: str = "/etc/docker/daemon.json",
     expect_current: bool = True,
-    backup_stamp: str = "",
+    backup_stamp: str | None = None,
     read_info: bool = False,
+    recovering: bool = False,
 ) -> str:
     """The sh program applying ``plan``; run it as ``sh -s -- ROOT`` with the program on stdin.
 
@@ -103,6 +106,10 @@ def build_apply_script(
     ``expect_current=False`` skips the gathered-state check (used by roll-back, which restores).
     ``read_info`` ends the script by printing the engine's live ``/info`` (``@@ta info-json``), so
     verification needs no further round trip when the engine already runs the new config.
+    ``backup_stamp`` names the daemon.json backup (a new :func:`new_backup_stamp` when None); an existing
+    backup is never overwritten: the apply stops first, the host untouched.
+    ``recovering`` marks a roll-back: its restart first clears systemd's start limit, which the failed
+    start it recovers from (and systemd's own retries of it) may have used up.
     """
     out: list[str] = [_PRELUDE]
     if read_info:
@@ -127,7 +134,8 @@ def build_apply_script(
         # One fsync pass over every staged file (one process), before any rename.
         out.append("sync $staged 2>/dev/null || true")
     if any(backed_up(c, daemon_json_path) for c in plan.changes):
-        backup = daemon_json_backup(backup_stamp)
+        backup = daemon_json_backup(new_backup_stamp() if backup_stamp is None else backup_stamp)
+        out.append(f'[ ! -e "$R"{q(backup)} ] || fail 1 {q(backup + " exists: not overwriting a backup")}')
         out.append(
             f'{{ [ -d "$R"{q(BACKUP_DIR)} ] || mkdir -p -m 0700 "$R"{q(BACKUP_DIR)}; }} && '
             f'cp -p "$R"{q(daemon_json_path)} "$R"{q(backup)} || '
@@ -148,7 +156,7 @@ def build_apply_script(
     if parents:
         out.append("sync " + " ".join(f'"$R"{q(d)}' for d in parents) + " 2>/dev/null || true")
     out.append("stamp written")
-    out.extend(_engine_action_lines(engine_action, init))
+    out.extend(_engine_action_lines(engine_action, init, recovering))
     out.append("stamp done")
     if read_info:
         out.append(INFO_COMMAND_TAIL)
@@ -170,7 +178,13 @@ def backed_up(change: FileChange, daemon_json_path: str) -> bool:
 
 def daemon_json_backup(backup_stamp: str) -> str:
     """Where an apply run with ``backup_stamp`` copies the daemon.json it replaces."""
-    return f"{BACKUP_DIR}/daemon.json.{backup_stamp or 'last'}"
+    return f"{BACKUP_DIR}/daemon.json.{backup_stamp}"
+
+
+def new_backup_stamp(now: float | None = None) -> str:
+    """A backup name no other run shares: UTC to the second (names sort by time), then random hex, so
+    two runs in the same second never meet at one backup path."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + secrets.token_hex(3)
 
 
 def _expect_current_lines(changes: Sequence[FileChange]) -> list[str]:
@@ -223,7 +237,7 @@ def _parents(paths: Iterable[str]) -> list[str]:
     return sorted({posixpath.dirname(p) for p in paths})
 
 
-def _engine_action_lines(action: EngineAction, init: str | None) -> list[str]:
+def _engine_action_lines(action: EngineAction, init: str | None, recovering: bool) -> list[str]:
     if action == "none" or init is None:
         return []
     if action == "reload":
@@ -233,6 +247,9 @@ def _engine_action_lines(action: EngineAction, init: str | None) -> list[str]:
             command = 'kill -HUP "$(pgrep -x -o dockerd)"'
     elif init == "systemd":
         command = "systemctl restart docker.service"
+        if recovering:
+            # Without it, "Start request repeated too quickly" would leave dockerd down, files restored.
+            command = f"{{ systemctl reset-failed docker.service 2>/dev/null; {command}; }}"
     else:
         command = "service docker restart"
     return [

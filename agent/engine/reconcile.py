@@ -19,6 +19,7 @@ from agent.engine.apply_script import (
     EXIT_INVALID,
     build_apply_script,
     inverse,
+    new_backup_stamp,
 )
 from agent.engine.gather import gather_live, live_info
 from agent.engine.verify import (
@@ -65,7 +66,7 @@ class RunOptions:
     command_timeout: float = 120.0
     verify_timeout: float = 20.0
     restart_timeout: float = 90.0
-    backup_stamp: str = field(default_factory=lambda: time.strftime("%Y%m%dT%H%M%S"))
+    backup_stamp: str = field(default_factory=new_backup_stamp)
 
 
 class _Timeline:
@@ -321,6 +322,7 @@ def _roll_back(
         daemon_json_path=facts.daemon_json_path,
         expect_current=False,
         backup_stamp=options.backup_stamp + "-rollback",
+        recovering=True,
     )
 
     def run_undo() -> CommandResult:

@@ -108,3 +108,38 @@ def curl_watched(lab: Lab, hosts: Sequence[Host]) -> Iterator[None]:
 def curl_calls(lab: Lab, host: Host) -> str:
     """The arguments of every curl ``host`` started while watched, one line each."""
     return lab.ssh(host, f"cat {CURL_LOG} 2>/dev/null || true").stdout
+
+
+PENDING_FLAG = "10.9.9.9"
+
+
+@contextmanager
+def a_restart_dockerd_will_not_survive(lab: Lab, host: Host) -> Iterator[None]:
+    """``host`` as a restart finds it: dockerd will not start once daemon.json lists insecure registries.
+
+    daemon.json has ``registry-mirrors``, so Docker 20.10 takes ``insecure-registries`` only by a restart
+    (trust fact 10). ``--insecure-registry`` is added to /etc/default/docker's DOCKER_OPTS after dockerd
+    started: the running daemon's command line does not have it, so no check sees it, and a restart
+    with the key in daemon.json too is fatal (fact 13). Without the key, dockerd starts with the flag.
+    """
+    mirrored = {**daemon_json(lab, host), "registry-mirrors": ["https://mirror.test"]}
+    lab.ssh(host, "cat > /etc/docker/daemon.json && systemctl restart docker", input=json.dumps(mirrored))
+    lab.ssh(
+        host,
+        "cp -p /etc/default/docker /etc/default/docker.lab && "
+        f"echo 'DOCKER_OPTS=\"--insecure-registry={PENDING_FLAG}\"' >> /etc/default/docker",
+    )
+    try:
+        yield
+    finally:
+        lab.ssh(
+            host,
+            "mv /etc/default/docker.lab /etc/default/docker && "
+            "systemctl reset-failed docker.service && systemctl restart docker",
+        )
+
+
+def runs_with_the_pending_flag(lab: Lab, host: Host) -> bool:
+    """Whether dockerd runs, started since the flag was added (it has the flag's registry insecure)."""
+    out = lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'", check=False).stdout
+    return out.strip().startswith("{") and json.loads(out).get(PENDING_FLAG, {}).get("Secure") is False

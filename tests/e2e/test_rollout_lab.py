@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.e2e.probes import (
+    a_restart_dockerd_will_not_survive,
     by_host,
     ca_args,
     curl_calls,
@@ -19,6 +20,7 @@ from tests.e2e.probes import (
     docker_tree,
     engine_state,
     pull_and_push,
+    runs_with_the_pending_flag,
     skip_args,
 )
 from tests.lab import Host, Lab
@@ -254,6 +256,27 @@ def test_a_restart_is_refused_unless_allowed(lab: Lab, tmp_path: Path) -> None:
     assert after != before
     info = json.loads(lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout)
     assert info["registry.test"]["Secure"] is False
+
+
+def test_a_restart_dockerd_does_not_survive_is_rolled_back_and_dockerd_runs_again(
+    lab: Lab, tmp_path: Path
+) -> None:
+    host = lab.hosts[0]
+    with a_restart_dockerd_will_not_survive(lab, host):
+        tree = docker_tree(lab, host)
+        started, _ = engine_state(lab, host)
+        code, report, err = rollout(lab, *skip_args(lab, tmp_path), "--allow-restart", "--limit", host.name)
+        assert code == 1, err
+        outcome = by_host(report)[host.name]
+        assert outcome["status"] == "rolled_back", outcome
+        assert outcome["error"].startswith("restart of dockerd failed: "), outcome["error"]
+        assert outcome["error"].endswith("; rolled back"), outcome["error"]  # dockerd took the restore
+        # Every file and directory under /etc/docker as before, and dockerd running again: restarted on
+        # the previous files (with the flag), although the failed start used up systemd's start limit.
+        assert docker_tree(lab, host) == tree
+        assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "active"
+        assert engine_state(lab, host)[0] != started
+        assert runs_with_the_pending_flag(lab, host)
 
 
 def test_a_non_root_login_converges_through_sudo_and_fails_cleanly_without_it(

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.engine.apply_script import EXIT_BUSY, EXIT_CHANGED, EXIT_INVALID, build_apply_script, inverse
+from agent.engine.apply_script import (
+    EXIT_BUSY,
+    EXIT_CHANGED,
+    EXIT_INVALID,
+    build_apply_script,
+    inverse,
+    new_backup_stamp,
+)
 from agent.hosts.local import LocalTransport
 from agent.runtimes.plan import FileChange, HostPlan
 
@@ -67,6 +74,48 @@ def test_writes_atomically_keeps_mode_and_backs_up_daemon_json(root: Path) -> No
     assert (root / "var/lib/trust-agent/backup/daemon.json.t1").read_bytes() == b'{"debug": true}\n'
     assert (root / "etc/docker/certs.d/other.test/ca.crt").read_bytes() == b"foreign\n"
     assert not list(root.rglob(".trust-agent.*"))
+
+
+def test_an_existing_backup_is_never_overwritten_and_stops_the_apply_first(root: Path) -> None:
+    backup = root / "var/lib/trust-agent/backup/daemon.json.t1"
+    backup.parent.mkdir(parents=True)
+    backup.write_bytes(b'{"the": "first backup"}\n')
+    before, before_dirs = tree(root), dirs(root)
+    status, err = run(
+        root, build_apply_script(plan_for(root), engine_action="none", init=None, backup_stamp="t1")
+    )
+    assert status == 1
+    assert "daemon.json.t1 exists: not overwriting a backup" in err
+    assert tree(root) == before and dirs(root) == before_dirs  # nothing staged, renamed or made is left
+
+
+def test_runs_in_the_same_second_back_up_to_different_files(root: Path) -> None:
+    stamps = [new_backup_stamp(1_700_000_000.0) for _ in range(50)]
+    assert len(set(stamps)) == 50
+    assert all(s.startswith("20231114T221320Z-") for s in stamps)
+    # Without a stamp, every apply names a backup of its own: the first run's backup survives the second.
+    plan = plan_for(root)
+    assert run(root, build_apply_script(plan, engine_action="none", init=None))[0] == 0
+    again = build_apply_script(inverse(plan), engine_action="none", init=None, expect_current=False)
+    assert run(root, again)[0] == 0
+    backups = sorted(p.read_bytes() for p in (root / "var/lib/trust-agent/backup").iterdir())
+    assert backups == [b'{"debug": true, "insecure-registries": []}\n', b'{"debug": true}\n']
+
+
+def test_only_a_roll_back_clears_systemds_start_limit_before_its_restart(root: Path) -> None:
+    def restart(recovering: bool) -> list[str]:
+        script = build_apply_script(
+            plan_for(root), engine_action="restart", init="systemd", recovering=recovering
+        )
+        return [line for line in script.splitlines() if "systemctl" in line]
+
+    assert restart(recovering=False) == [
+        'aout=$(systemctl restart docker.service 2>&1) || fail 78 "restart of dockerd failed: $aout"'
+    ]
+    (line,) = restart(recovering=True)
+    assert line.index("systemctl reset-failed docker.service") < line.index(
+        "systemctl restart docker.service"
+    )
 
 
 def test_inverse_restores_the_exact_previous_files(root: Path) -> None:
