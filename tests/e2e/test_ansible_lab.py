@@ -18,7 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.probes import ca_args, engine_state, skip_source
+from tests.e2e.probes import (
+    a_restart_dockerd_will_not_survive,
+    ca_args,
+    engine_state,
+    runs_with_the_pending_flag,
+    skip_source,
+)
 from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
@@ -238,6 +244,36 @@ def test_a_change_dockerd_does_not_take_is_rolled_back_by_the_role(
         assert engine_state(lab, host) == (started, reloaded + 2)
     finally:
         reset(lab, host)
+
+
+def test_a_restart_dockerd_does_not_survive_is_rolled_back_by_the_role(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
+) -> None:
+    source = skip_source(lab, tmp_path)
+    host = lab.hosts[0]
+    with a_restart_dockerd_will_not_survive(lab, host):
+        before = host_files(lab, host)
+        listed = lab.ssh(host, "ls -R /etc/docker").stdout
+        started, _ = engine_state(lab, host)
+
+        allowed = json.dumps({"trustagent_allow_restart": True})
+        run = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name, "-e", allowed)
+        assert run.returncode != 0 and recap(run)[host.name]["failed"] == 1, run.stdout
+        # The handler's restart fails; the check, not the handler, fails the host, after the roll-back.
+        assert "RUNNING HANDLER [trustagent.docker.registry_trust : Restart docker]" in run.stdout
+        assert "...ignoring" in run.stdout, run.stdout
+        assert "dockerd did not take the change: Unable to restart service docker" in run.stdout, run.stdout
+        assert "rolled back: the previous files are in place; dockerd restarted" in run.stdout, run.stdout
+        after = host_files(lab, host)
+        assert {p: v for p, v in after.items() if p.startswith("/etc/docker/")} == {
+            p: v for p, v in before.items() if p.startswith("/etc/docker/")
+        }
+        assert lab.ssh(host, "ls -R /etc/docker").stdout == listed
+        assert "/var/lib/trust-agent/docker-state.json" not in after
+        # dockerd runs again, restarted on the previous files (it has the pending flag).
+        assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "active"
+        assert engine_state(lab, host)[0] != started
+        assert runs_with_the_pending_flag(lab, host)
 
 
 def test_a_canary_pull_proves_a_host_and_a_failing_one_rolls_it_back(

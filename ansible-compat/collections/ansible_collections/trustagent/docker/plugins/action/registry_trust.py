@@ -14,7 +14,6 @@ the change (``agent.engine.undo``).
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
@@ -28,6 +27,7 @@ try:
         EXIT_INVALID,
         build_apply_script,
         daemon_json_backup,
+        new_backup_stamp,
     )
     from agent.engine.gather import gather
     from agent.engine.undo import undo_record
@@ -164,7 +164,7 @@ class ActionModule(TrustAgentAction):
         validate_with = (
             ("dockerd", *facts.dockerd_flags) if facts.has_validate and facts.init is not None else None
         )
-        stamp = time.strftime("%Y%m%dT%H%M%S")
+        stamp = new_backup_stamp()
         script = build_apply_script(
             plan,
             engine_action="none",  # the role's handler reloads or restarts, once, after every change

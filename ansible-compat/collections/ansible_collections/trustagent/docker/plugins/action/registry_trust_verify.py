@@ -8,20 +8,20 @@ as secure or insecure as daemon.json says: the same check ``trust-agent rollout`
 
 Read-only, unless it is given ``registry_trust``'s ``undo`` and the check fails: then it puts the
 previous files back (only where the host still holds what ``registry_trust`` wrote), has dockerd pick
-them up again, and fails the host, as ``trust-agent rollout`` rolls a host back.
+them up again, and fails the host, as ``trust-agent rollout`` rolls a host back. The role's handler
+reports a failed reload or restart in ``engine_action_error``: the check fails at once, and rolls back.
 """
 
 from __future__ import annotations
 
 import shlex
-import time
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
 from ansible_collections.trustagent.docker.plugins.action.registry_trust import TrustAgentAction
 
 try:
-    from agent.engine.apply_script import EXIT_ACTION, build_apply_script
+    from agent.engine.apply_script import EXIT_ACTION, build_apply_script, new_backup_stamp
     from agent.engine.undo import parse_read, read_script, undo_plan
     from agent.engine.verify import read_live_info, wait_for_live_config
     from agent.errors import TrustAgentError, VerifyError
@@ -35,6 +35,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "timeout": {"type": "float", "default": 20.0},
     "undo": {"type": "dict"},
     "canary_image": {"type": "str"},
+    "engine_action_error": {"type": "str"},
 }
 
 
@@ -50,6 +51,10 @@ class ActionModule(TrustAgentAction):
         transport = self._host(task_vars)
         registries = tuple(str(r) for r in args["registries"])
         wanted = frozenset(str(r) for r in args["insecure_registries"])
+        if args["engine_action_error"]:
+            # The handler's reload or restart failed: nothing to wait for, dockerd may well be down.
+            why = f"dockerd did not take the change: {' '.join(str(args['engine_action_error']).split())}"
+            return _failed(result, transport, args["undo"], why)
         try:
             wait_for_live_config(
                 lambda: read_live_info(transport), registries, wanted, timeout=float(args["timeout"])
@@ -106,7 +111,8 @@ def roll_back(transport: Transport, record: dict[str, Any]) -> tuple[bool, str]:
             engine_action=record["engine_action"],
             init=record["init"],
             daemon_json_path=record["daemon_json_path"],
-            backup_stamp=time.strftime("%Y%m%dT%H%M%S") + "-rollback",
+            backup_stamp=new_backup_stamp() + "-rollback",
+            recovering=True,
         )
         done = transport.run_script(script, "")
     except TrustAgentError as exc:

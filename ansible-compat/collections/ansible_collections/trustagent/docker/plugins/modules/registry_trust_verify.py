@@ -35,6 +35,12 @@ options:
         files end to end (the registry, then its storage). A failed pull fails the check, and with
         I(undo) rolls the host back, as C(trust-agent rollout --canary-image) does.
     type: str
+  engine_action_error:
+    description:
+      - What the role's reload or restart handler failed with, when it did (its C(msg)). The check then
+        fails without waiting for dockerd and, with I(undo), rolls the host back: its restart first clears
+        systemd's start limit, so dockerd starts again on the previous files.
+    type: str
   undo:
     description:
       - C(undo) from C(registry_trust)'s result. When given and dockerd did not take the change, the
