@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import posixpath
 import re
 import secrets
 import shlex
@@ -86,6 +87,11 @@ if [ -d "$C" ]; then
   done
 fi
 [ -f "$D" ] && { echo "@@ta daemon-json"; b64 "$D"; }
+if [ -L "$D" ]; then
+  # A symlink: its target is what to write (the link is kept). Not resolved in a --root tree, where an
+  # absolute link means a path inside the tree.
+  echo "@@ta daemon-json-link"; [ -n "$R" ] || readlink -f "$D" | base64 -w0; echo
+fi
 [ -f "$S" ] && { echo "@@ta state"; b64 "$S"; }
 if [ -z "$R" ]; then
   i=""; p=""; k=""
@@ -252,7 +258,7 @@ class _Record:
 
 
 # Records followed by one line: base64 for files, JSON for /info.
-_LINE_PAYLOADS = frozenset({"file", "daemon-json", "state", "cmdline", "info-json"})
+_LINE_PAYLOADS = frozenset({"file", "daemon-json", "daemon-json-link", "state", "cmdline", "info-json"})
 
 
 def _records(text: str) -> list[_Record]:
@@ -340,6 +346,7 @@ def _parse(
         cert_dirs=frozenset(dirs),
         certs_dir_present="certs-dir" in values or bool(dirs or certs),
         daemon_json=blobs.get("daemon-json"),
+        daemon_json_link=_link_target(blobs.get("daemon-json-link")),
         state=blobs.get("state"),
         engine_version=engine_version,
         dockerd_flags=flags.flags,
@@ -351,6 +358,15 @@ def _parse(
         engine_api=ping_version is not None or info_json is not None,
     )
     return facts, info
+
+
+def _link_target(raw: bytes | None) -> str | None:
+    """``readlink -f``'s answer: an absolute path, or "" where it gave none (or none to trust)."""
+    if raw is None:
+        return None
+    target = raw.decode("utf-8", "replace").removesuffix("\n")
+    sane = target.startswith("/") and posixpath.normpath(target) == target and target.isprintable()
+    return target if sane else ""
 
 
 def info_doc(raw: bytes | None) -> dict[str, Any] | None:

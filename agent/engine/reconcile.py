@@ -190,14 +190,14 @@ def _checks(plan: HostPlan, facts: DockerFacts) -> tuple[str, ...]:
     """The checks a new daemon.json went through while planning: the agent's own (always; the key
     list only where the engine has no ``--validate``). ``dockerd --validate`` is added once the apply
     script has run it on the host."""
-    if not any(c.path == facts.daemon_json_path for c in plan.changes):
+    if not any(c.path == facts.daemon_json_file for c in plan.changes):
         return ()
     return (AGENT_CHECKS,)
 
 
 def _after(plan: HostPlan, facts: DockerFacts) -> bytes | None:
     for change in plan.changes:
-        if change.path == facts.daemon_json_path:
+        if change.path == facts.daemon_json_file:
             return change.after
     return facts.daemon_json
 
@@ -218,7 +218,7 @@ def _apply(
         engine_action=action,  # type: ignore[arg-type]
         init=facts.init,
         validate_with=validate_with,
-        daemon_json_path=facts.daemon_json_path,
+        daemon_json_path=facts.daemon_json_file,
         backup_stamp=options.backup_stamp,
         read_info=_reads_info(options, facts, action),
     )
@@ -319,7 +319,7 @@ def _roll_back(
         undo,
         engine_action=action,
         init=facts.init,
-        daemon_json_path=facts.daemon_json_path,
+        daemon_json_path=facts.daemon_json_file,
         expect_current=False,
         backup_stamp=options.backup_stamp + "-rollback",
         recovering=True,

@@ -288,6 +288,11 @@ def _plan_daemon_json(
             "on reload, fact 11)"
         )
 
+    link = _link_plan(facts)
+    if link.blocker:
+        return _DaemonPlan(None, doc, state.insecure_registries, blockers=(link.blocker,))
+    reasons += link.reasons
+    path = facts.daemon_json_file
     blockers = [f"{path}: {problem}" for problem in _daemon_json_problems(merge.doc, facts)]
     blockers += _flag_blockers(merge.doc, facts)
     change = FileChange(
@@ -298,6 +303,29 @@ def _plan_daemon_json(
         mode=0o644,
     )
     return _DaemonPlan(change, merge.doc, merge.owned, tuple(reasons), warnings, tuple(blockers))
+
+
+@dataclass(frozen=True)
+class _LinkPlan:
+    reasons: tuple[str, ...] = ()
+    blocker: str | None = None
+
+
+def _link_plan(facts: DockerFacts) -> _LinkPlan:
+    """A symlinked daemon.json is written at its target, the link kept; where the target is unknown or
+    missing, nothing is written (replacing the link would undo what made it)."""
+    path, target = facts.daemon_json_path, facts.daemon_json_link
+    if target is None:
+        return _LinkPlan()
+    if not target:
+        return _LinkPlan(
+            blocker=f"{path} is a symlink, not followed in a directory tree (--root): write its target"
+        )
+    if facts.daemon_json is None:
+        return _LinkPlan(
+            blocker=f"{path} is a symlink to {target}, which is not a file: not replacing the link"
+        )
+    return _LinkPlan(reasons=(f"{path} is a symlink to {target}: the target is written, the link kept",))
 
 
 def _daemon_json_problems(doc: dict[str, Any], facts: DockerFacts) -> list[str]:

@@ -28,6 +28,9 @@ class DockerFacts:
     cert_dirs: frozenset[str] = frozenset()
     certs_dir_present: bool = True  # certs.d itself exists (False: a plan that needs it creates it)
     daemon_json: bytes | None = None
+    # Where daemon_json_path is a symlink: its target, resolved on the host ("" where not resolved: a
+    # --root tree). The target is written and the link kept, as a person or tool made it.
+    daemon_json_link: str | None = None
     state: bytes | None = None  # the agent's own record of what it added
     engine_version: str | None = None  # "20.10.24", "26.1.5"; None: no engine found (image baking)
     dockerd_flags: tuple[str, ...] = ()
@@ -36,3 +39,9 @@ class DockerFacts:
     init: str | None = None  # "systemd" | "other" | None (a --root tree: nothing to reload)
     engine_running: bool = False
     engine_api: bool = False  # the engine's API answered the controller over the connection (no curl)
+
+    @property
+    def daemon_json_file(self) -> str:
+        """The file that holds daemon.json's content, and so the one written: the symlink's target where
+        ``daemon_json_path`` is a symlink, else ``daemon_json_path`` itself."""
+        return self.daemon_json_link or self.daemon_json_path

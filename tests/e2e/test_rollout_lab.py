@@ -279,6 +279,53 @@ def test_a_restart_dockerd_does_not_survive_is_rolled_back_and_dockerd_runs_agai
         assert runs_with_the_pending_flag(lab, host)
 
 
+@pytest.fixture
+def symlinked_daemon_json(lab: Lab) -> Iterator[Host]:
+    """On the last host, daemon.json is a symlink to a file kept elsewhere (as config tools do)."""
+    host = lab.hosts[-1]
+    lab.ssh(
+        host,
+        "mkdir -p /srv/docker && mv /etc/docker/daemon.json /srv/docker/daemon.json && "
+        "ln -s /srv/docker/daemon.json /etc/docker/daemon.json",
+    )
+    yield host
+    lab.ssh(
+        host, "rm -f /etc/docker/daemon.json && mv /srv/docker/daemon.json /etc/docker/ && rm -rf /srv/docker"
+    )
+
+
+def test_a_symlinked_daemon_json_is_merged_at_its_target_and_the_link_kept(
+    lab: Lab, tmp_path: Path, symlinked_daemon_json: Host
+) -> None:
+    host = symlinked_daemon_json
+    before = lab.ssh(host, "cat /srv/docker/daemon.json").stdout
+    args = [*skip_args(lab, tmp_path), "--limit", host.name]
+    code, report, err = rollout(lab, *args)
+    assert code == 0, err
+    outcome = by_host(report)[host.name]
+    assert outcome["status"] == "changed" and "live config" in outcome["verified"], outcome
+    assert lab.ssh(host, "readlink /etc/docker/daemon.json").stdout.strip() == "/srv/docker/daemon.json"
+    merged = json.loads(lab.ssh(host, "cat /srv/docker/daemon.json").stdout)
+    assert merged == {**json.loads(before), "insecure-registries": ["registry.test", "registry.test:443"]}
+    backups = lab.ssh(host, "cat /var/lib/trust-agent/backup/daemon.json.*").stdout
+    assert backups == before
+    index = json.loads(lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout)
+    assert index["registry.test"]["Secure"] is False
+    code, report, err = rollout(lab, *args)
+    assert code == 0 and by_host(report)[host.name]["status"] == "unchanged", err
+
+    # A link to nothing is left as it is: the host fails, and nothing on it changes.
+    lab.ssh(host, "mv /srv/docker/daemon.json /srv/docker/daemon.json.kept")
+    tree = docker_tree(lab, host)
+    code, report, _ = rollout(lab, *args)
+    outcome = by_host(report)[host.name]
+    assert code == 1 and outcome["status"] == "failed", outcome
+    assert "is a symlink to /srv/docker/daemon.json, which is not a file" in outcome["error"]
+    assert docker_tree(lab, host) == tree
+    assert lab.ssh(host, "readlink /etc/docker/daemon.json").stdout.strip() == "/srv/docker/daemon.json"
+    lab.ssh(host, "mv /srv/docker/daemon.json.kept /srv/docker/daemon.json")
+
+
 def test_a_non_root_login_converges_through_sudo_and_fails_cleanly_without_it(
     lab: Lab, tmp_path: Path
 ) -> None:

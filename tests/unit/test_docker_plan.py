@@ -354,6 +354,37 @@ def test_unreadable_daemon_json_blocks_the_host(raw: bytes, blocker: str) -> Non
     assert plan.blockers[0].startswith(blocker)
 
 
+def test_a_symlinked_daemon_json_is_written_at_its_target_and_the_link_kept() -> None:
+    target = "/srv/docker/daemon.json"
+    facts = host(daemon_json=b'{"debug": true}\n', daemon_json_link=target)
+    plan = plan_docker(insecure_policy("registry.test"), facts)
+    assert plan.blockers == ()
+    change = by_path(plan)[target]
+    assert (change.action, change.before) == ("update", b'{"debug": true}\n')
+    assert json.loads(change.after) == {"debug": True, "insecure-registries": ["registry.test"]}
+    assert DAEMON_JSON not in by_path(plan)  # the link itself is never replaced
+    assert f"{DAEMON_JSON} is a symlink to {target}: the target is written, the link kept" in plan.reasons
+    assert facts.daemon_json_file == target and host().daemon_json_file == DAEMON_JSON
+
+
+@pytest.mark.parametrize(
+    ("link", "blocker"),
+    [
+        ("/srv/docker/daemon.json", f"{DAEMON_JSON} is a symlink to /srv/docker/daemon.json, which is not a file"),
+        ("", f"{DAEMON_JSON} is a symlink, not followed in a directory tree (--root)"),
+    ],
+)  # fmt: skip
+def test_a_symlinked_daemon_json_without_a_known_file_behind_it_blocks_only_a_change(
+    link: str, blocker: str
+) -> None:
+    facts = host(daemon_json=None if link else b"{}", daemon_json_link=link)
+    plan = plan_docker(insecure_policy("registry.test"), facts)
+    assert len(plan.blockers) == 1 and plan.blockers[0].startswith(blocker), plan.blockers
+    assert not any("daemon.json" in c.path for c in plan.changes)
+    # A policy that needs no daemon.json change is not held up by the link.
+    assert plan_docker(ca_policy("registry.test"), facts).blockers == ()
+
+
 def test_flag_conflict_blocks_the_daemon_json_change() -> None:
     facts = host(dockerd_flags=("-H", "fd://", "--insecure-registry=10.0.0.0/8"), flags_source=DROP_IN)
     plan = plan_docker(insecure_policy("registry.test"), facts)

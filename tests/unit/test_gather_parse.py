@@ -103,6 +103,19 @@ def test_certs_d_is_present_when_the_gather_says_so_or_lists_anything_under_it()
     assert present("@@ta dir registry.test")
 
 
+def test_a_symlinked_daemon_json_is_known_by_its_resolved_target_and_odd_answers_by_none() -> None:
+    def link(answer: str | None) -> str | None:
+        records = [] if answer is None else ["@@ta daemon-json-link", b64(answer.encode()) if answer else ""]
+        facts = parse_gather_output("\n".join(["@@ta begin 1", *records, "@@ta end"]))
+        assert facts.daemon_json_path == "/etc/docker/daemon.json"
+        return facts.daemon_json_link
+
+    assert link(None) is None
+    assert link("/srv/docker/daemon.json\n") == "/srv/docker/daemon.json"
+    for unusable in ("", "srv/daemon.json\n", "/srv/../etc/daemon.json\n", "/srv/a\nb\n", "/srv/a\x1b\n"):
+        assert link(unusable) == "", unusable
+
+
 def test_the_unit_text_is_read_up_to_its_own_end_line_only() -> None:
     # Lines of a unit that look like records are the unit's: only the end line with the nonce ends it.
     unit = "# /etc/systemd/system/docker.service\n[Service]\n@@ta end\n@@ta state\n@@ta unit-end other\n"
@@ -180,3 +193,17 @@ def test_gather_reads_only_its_own_cert_files_from_a_tree(tmp_path: Path) -> Non
     }
     assert facts.daemon_json == b"{}"
     assert facts.init is None and facts.engine_version is None
+
+
+def test_a_symlinked_daemon_json_in_a_tree_is_read_but_not_resolved(tmp_path: Path) -> None:
+    # In a --root tree an absolute link means a path inside the tree: readlink -f would leave it.
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv/daemon.json").write_bytes(b'{"debug": true}')
+    (tmp_path / "etc/docker").mkdir(parents=True)
+    (tmp_path / "etc/docker/daemon.json").symlink_to("../../srv/daemon.json")
+    facts = gather(LocalTransport(), root=str(tmp_path))
+    assert facts.daemon_json == b'{"debug": true}'
+    assert facts.daemon_json_link == ""
+    (tmp_path / "etc/docker/daemon.json").unlink()
+    (tmp_path / "etc/docker/daemon.json").write_bytes(b"{}")
+    assert gather(LocalTransport(), root=str(tmp_path)).daemon_json_link is None

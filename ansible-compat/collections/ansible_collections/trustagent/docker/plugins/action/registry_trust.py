@@ -170,7 +170,7 @@ class ActionModule(TrustAgentAction):
             engine_action="none",  # the role's handler reloads or restarts, once, after every change
             init=facts.init,
             validate_with=validate_with,
-            daemon_json_path=facts.daemon_json_path,
+            daemon_json_path=facts.daemon_json_file,
             backup_stamp=stamp,
         )
         applied = transport.run_script(script, "")
@@ -188,7 +188,7 @@ class ActionModule(TrustAgentAction):
             plan,
             engine_action=engine_action,
             init=facts.init,
-            daemon_json_path=facts.daemon_json_path,
+            daemon_json_path=facts.daemon_json_file,
             daemon_json_backup=daemon_json_backup(stamp),
         )
         return result
@@ -203,6 +203,6 @@ class ActionModule(TrustAgentAction):
 
 def _daemon_json_after(plan: HostPlan, facts: DockerFacts) -> bytes | None:
     for change in plan.changes:
-        if change.path == facts.daemon_json_path:
+        if change.path == facts.daemon_json_file:
             return change.after
     return facts.daemon_json
