@@ -142,6 +142,8 @@ def build_apply_script(
             f"fail 1 {q('cannot back up ' + daemon_json_path)}"
         )
         out.append(f'echo "@@ta backup {backup}"')
+    # In the plan's order: the planner puts the agent's own record where a rename failing part way
+    # (or the host stopping) leaves no entry written but unclaimed, which no later run would remove.
     for number, change in enumerate(writes):
         out.append(
             f'mv -f "$t{number}" "$R"{q(change.path)} || fail 1 {q("cannot rename into " + change.path)}'
@@ -259,9 +261,10 @@ def _engine_action_lines(action: EngineAction, init: str | None, recovering: boo
 
 
 def inverse(plan: HostPlan) -> HostPlan:
-    """The plan that undoes ``plan`` (used to roll a host back to its exact previous files)."""
+    """The plan that undoes ``plan`` (used to roll a host back to its exact previous files), its changes
+    in reverse order: the agent's record, written first where it claims more, is put back last."""
     changes: list[FileChange] = []
-    for change in plan.changes:
+    for change in reversed(plan.changes):
         if change.action == "create":
             changes.append(
                 FileChange(change.path, "delete", change.after, None, change.mode, change.internal)

@@ -84,16 +84,21 @@ def plan_docker(
 
     new_state = DockerState(insecure_registries=daemon.owned, cert_dirs=certs.state_dirs)
     if not loaded.valid or new_state != loaded.state:
-        changes.append(
-            FileChange(
-                path=facts.state_path,
-                action="create" if facts.state is None else "update",
-                before=facts.state,
-                after=render_state(new_state),
-                mode=0o644,
-                internal=True,
-            )
+        record = FileChange(
+            path=facts.state_path,
+            action="create" if facts.state is None else "update",
+            before=facts.state,
+            after=render_state(new_state),
+            mode=0o644,
+            internal=True,
         )
+        # Files are renamed in the plan's order. A record that claims more goes first, one that claims
+        # less last: stopped part way, a host may hold a claim on nothing yet (the next run writes it),
+        # not an entry of the agent's that it no longer claims, which no later run would remove.
+        if _claims_grow(loaded.state, new_state):
+            changes.insert(0, record)
+        else:
+            changes.append(record)
         if facts.state is None:
             # The facts do not say whether the directory exists; the applier creates it with parents.
             mkdirs.append(posixpath.dirname(facts.state_path))
@@ -303,6 +308,13 @@ def _plan_daemon_json(
         mode=0o644,
     )
     return _DaemonPlan(change, merge.doc, merge.owned, tuple(reasons), warnings, tuple(blockers))
+
+
+def _claims_grow(old: DockerState, new: DockerState) -> bool:
+    """Whether ``new`` claims every insecure-registries entry ``old`` did. Those claims decide the order:
+    an entry left unclaimed would skip TLS checks for good; a certs.d directory left unclaimed is an
+    empty directory (the agent's files in it are known by their names)."""
+    return set(new.insecure_registries) >= set(old.insecure_registries)
 
 
 @dataclass(frozen=True)

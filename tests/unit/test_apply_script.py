@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import stat
 from pathlib import Path
@@ -18,7 +19,11 @@ from agent.engine.apply_script import (
     new_backup_stamp,
 )
 from agent.hosts.local import LocalTransport
+from agent.runtimes.docker import plan_docker
+from agent.runtimes.docker_facts import STATE_FILE as STATE
+from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.plan import FileChange, HostPlan
+from tests.unit.test_docker_plan import ca_policy, insecure_policy
 
 CERTS = "/etc/docker/certs.d"
 DAEMON = "/etc/docker/daemon.json"
@@ -116,6 +121,39 @@ def test_only_a_roll_back_clears_systemds_start_limit_before_its_restart(root: P
     assert line.index("systemctl reset-failed docker.service") < line.index(
         "systemctl restart docker.service"
     )
+
+
+def failing_mv(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PATH whose mv fails on daemon.json, as on a file system gone read-only part way."""
+    bin_dir = tmp_path_factory.mktemp("bin")
+    (bin_dir / "mv").write_text('#!/bin/sh\ncase "$*" in *daemon.json*) exit 1 ;; esac\nexec /bin/mv "$@"\n')
+    (bin_dir / "mv").chmod(0o755)
+    return f"{bin_dir}:/usr/bin:/bin"
+
+
+@pytest.mark.parametrize("storage", ["skip-TLS", "CA"])
+def test_a_rename_failing_part_way_never_leaves_an_insecure_entry_unclaimed(
+    storage: str, root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Adding the entry, the record claims it first; removing it, the record lets go of it last."""
+    daemon = root / DAEMON.lstrip("/")
+    record = root / STATE.lstrip("/")
+    facts = DockerFacts(daemon_json=daemon.read_bytes())
+    if storage == "CA":  # a host the agent made skip TLS for registry.test, now asked for a CA instead
+        earlier = {c.path: c.after for c in plan_docker(insecure_policy("registry.test"), facts).changes}
+        daemon.write_bytes(earlier[DAEMON] or b"")
+        record.parent.mkdir(parents=True)
+        record.write_bytes(earlier[STATE] or b"")
+        facts = DockerFacts(daemon_json=earlier[DAEMON], state=earlier[STATE])
+    policy = insecure_policy("registry.test") if storage == "skip-TLS" else ca_policy("registry.test")
+    before = daemon.read_bytes()
+    script = build_apply_script(plan_docker(policy, facts), engine_action="none", init=None).encode()
+    result = LocalTransport().run(f"PATH={failing_mv(tmp_path_factory)} sh -s -- {root}", stdin=script)
+    assert result.exit_status == 1 and b"cannot rename into /etc/docker/daemon.json" in result.stderr
+    assert daemon.read_bytes() == before
+    # The record claims registry.test: added next time (skip-TLS), or still there to remove (CA).
+    assert json.loads(record.read_bytes())["insecure_registries"] == ["registry.test"]
+    assert not list(root.rglob(".trust-agent.*"))
 
 
 def test_inverse_restores_the_exact_previous_files(root: Path) -> None:
