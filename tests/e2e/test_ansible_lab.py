@@ -108,6 +108,17 @@ def host_files(lab: Lab, host: Host) -> dict[str, tuple[str, str]]:
     return files
 
 
+def etc_docker(lab: Lab, host: Host) -> tuple[dict[str, tuple[str, str]], str]:
+    """Every file under /etc/docker (content, mode, owner) and every name (``ls -R``): a roll-back
+    must leave both as they were."""
+    files = {p: v for p, v in host_files(lab, host).items() if p.startswith("/etc/docker/")}
+    return files, lab.ssh(host, "ls -R /etc/docker").stdout
+
+
+def has_state(lab: Lab, host: Host) -> bool:
+    return "/var/lib/trust-agent/docker-state.json" in host_files(lab, host)
+
+
 def reset(lab: Lab, host: Host) -> None:
     lab.ssh(host, RESET.read_text(), timeout=120)
 
@@ -224,8 +235,7 @@ def test_a_change_dockerd_does_not_take_is_rolled_back_by_the_role(
     edited = json.dumps({**base, "log-opts": "max-size=10m"}, indent=2) + "\n"
     lab.ssh(host, "cat > /etc/docker/daemon.json", input=edited)
     try:
-        before = host_files(lab, host)
-        listed = lab.ssh(host, "ls -R /etc/docker").stdout
+        before = etc_docker(lab, host)
         started, reloaded = engine_state(lab, host)
 
         run = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name)
@@ -233,13 +243,9 @@ def test_a_change_dockerd_does_not_take_is_rolled_back_by_the_role(
         assert "dockerd did not take the change" in run.stdout, run.stdout
         assert "rolled back: the previous files are in place; dockerd reloaded" in run.stdout, run.stdout
         # Every file under /etc/docker as it was, no directory left behind, no state recorded.
-        after = host_files(lab, host)
-        assert {p: v for p, v in after.items() if p.startswith("/etc/docker/")} == {
-            p: v for p, v in before.items() if p.startswith("/etc/docker/")
-        }
+        assert etc_docker(lab, host) == before
         assert lab.ssh(host, "cat /etc/docker/daemon.json").stdout == edited
-        assert lab.ssh(host, "ls -R /etc/docker").stdout == listed
-        assert "/var/lib/trust-agent/docker-state.json" not in after
+        assert not has_state(lab, host)
         # dockerd was reloaded twice (the change, then the files put back) and never restarted.
         assert engine_state(lab, host) == (started, reloaded + 2)
     finally:
@@ -252,8 +258,7 @@ def test_a_restart_dockerd_does_not_survive_is_rolled_back_by_the_role(
     source = skip_source(lab, tmp_path)
     host = lab.hosts[0]
     with a_restart_dockerd_will_not_survive(lab, host):
-        before = host_files(lab, host)
-        listed = lab.ssh(host, "ls -R /etc/docker").stdout
+        before = etc_docker(lab, host)
         started, _ = engine_state(lab, host)
 
         allowed = json.dumps({"trustagent_allow_restart": True})
@@ -264,12 +269,7 @@ def test_a_restart_dockerd_does_not_survive_is_rolled_back_by_the_role(
         assert "...ignoring" in run.stdout, run.stdout
         assert "dockerd did not take the change: Unable to restart service docker" in run.stdout, run.stdout
         assert "rolled back: the previous files are in place; dockerd restarted" in run.stdout, run.stdout
-        after = host_files(lab, host)
-        assert {p: v for p, v in after.items() if p.startswith("/etc/docker/")} == {
-            p: v for p, v in before.items() if p.startswith("/etc/docker/")
-        }
-        assert lab.ssh(host, "ls -R /etc/docker").stdout == listed
-        assert "/var/lib/trust-agent/docker-state.json" not in after
+        assert etc_docker(lab, host) == before and not has_state(lab, host)
         # dockerd runs again, restarted on the previous files (it has the pending flag).
         assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "active"
         assert engine_state(lab, host)[0] != started
@@ -282,8 +282,7 @@ def test_a_canary_pull_proves_a_host_and_a_failing_one_rolls_it_back(
     host = lab.hosts[1]
     reset(lab, host)
     lab.ssh(host, f"docker rmi -f {lab.image} >/dev/null 2>&1 || true")
-    before = host_files(lab, host)
-    listed = lab.ssh(host, "ls -R /etc/docker").stdout
+    before = etc_docker(lab, host)
 
     def play(image: str) -> subprocess.CompletedProcess[str]:
         canary = json.dumps({"trustagent_canary_image": image})
@@ -297,11 +296,7 @@ def test_a_canary_pull_proves_a_host_and_a_failing_one_rolls_it_back(
     assert failed.returncode != 0 and recap(failed)[host.name]["failed"] == 1, failed.stdout
     assert f"canary pull of {missing} failed" in failed.stdout, failed.stdout
     assert "rolled back: the previous files are in place" in failed.stdout, failed.stdout
-    after = host_files(lab, host)
-    assert {p: v for p, v in after.items() if p.startswith("/etc/docker/")} == {
-        p: v for p, v in before.items() if p.startswith("/etc/docker/")
-    }
-    assert lab.ssh(host, "ls -R /etc/docker").stdout == listed
+    assert etc_docker(lab, host) == before and not has_state(lab, host)
 
     # The real image: the pull through the registry and its S3 storage, with their private CAs, proves it.
     proved = play(lab.image)
