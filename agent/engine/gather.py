@@ -16,6 +16,7 @@ import posixpath
 import re
 import secrets
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from agent.errors import CommandError
 from agent.hosts.base import Transport
 from agent.hosts.engine_http import ANSWER_TIMEOUT, ENGINE_SOCKET, PendingReply
 from agent.runtimes.docker_facts import CERTS_DIR, DAEMON_JSON, STATE_FILE, DockerFacts
+from agent.runtimes.systemd_env import environment, expand_command, unit_environment
 from agent.trust import OWNED_PREFIX
 
 MARK = "@@ta"
@@ -124,6 +126,19 @@ if [ -z "$R" ]; then
     # The unit is text, only parsed: it travels as it is (no base64 process), framed by an end line
     # holding the controller's random nonce ($4), which no unit file holds.
     echo "@@ta unit-text $4"; [ -n "$u" ] && printf '%s\n' "$u"; echo "@@ta unit-end $4"
+    # The unit's EnvironmentFile= files, whose variables ExecStart may use ($DOCKER_OPTS on Debian):
+    # their text, read by the shell itself (no process), framed as the unit is.
+    n='
+'
+    r=$u
+    while :; do
+      case "$r" in *"$n"EnvironmentFile=*) r=${r#*"$n"EnvironmentFile=} ;; *) break ;; esac
+      f=${r%%"$n"*}; f=${f#-}
+      [ -n "$f" ] && [ -f "$f" ] && [ -r "$f" ] || continue
+      echo "@@ta env-file $f"; echo "@@ta env-text $4"
+      while IFS= read -r e || [ -n "$e" ]; do printf '%s\n' "$e"; done < "$f"
+      echo "@@ta env-end $4"
+    done
     case "$u" in *ExecStart=*) k=unit ;; esac
     if [ -n "$i" ] && [ -n "$k" ]; then
       # The engine answered /info, so it runs, and the unit's ExecStart gives its flags: no PID needed.
@@ -257,6 +272,9 @@ class _Record:
     payload: str | None = None
 
 
+# Records followed by text up to an end line holding the gather's nonce: the unit, environment files.
+_TEXTS = {"unit-text": "unit-end", "env-text": "env-end"}
+
 # Records followed by one line: base64 for files, JSON for /info.
 _LINE_PAYLOADS = frozenset({"file", "daemon-json", "daemon-json-link", "state", "cmdline", "info-json"})
 
@@ -276,12 +294,12 @@ def _records(text: str) -> list[_Record]:
         kind, _, name = line[len(MARK) + 1 :].partition(" ")
         if kind == "end":
             return records
-        if kind == "unit-text":
+        if kind in _TEXTS:
             try:
-                stop = lines.index(f"{MARK} unit-end {name}", index)
+                stop = lines.index(f"{MARK} {_TEXTS[kind]} {name}", index)
             except ValueError:
                 raise CommandError(
-                    "gathering facts: the unit's text has no end in the host's output"
+                    f"gathering facts: the {kind.partition('-')[0]} text has no end in the host's output"
                 ) from None
             records.append(_Record(kind, name, "\n".join(lines[index:stop])))
             index = stop + 1
@@ -306,6 +324,8 @@ def _parse(
     dirs: set[str] = set()
     values: dict[str, str] = {}
     blobs: dict[str, bytes] = {}
+    env_files: dict[str, str] = {}
+    env_path = ""
     for record in records:
         kind, name, payload = record.kind, record.name, record.payload or ""
         if kind == "dir":
@@ -316,6 +336,10 @@ def _parse(
             blobs["info"] = payload.encode()
         elif kind == "unit-text":
             blobs["unit"] = payload.encode()
+        elif kind == "env-file":
+            env_path = name
+        elif kind == "env-text":
+            env_files[env_path] = payload
         elif kind == "file":
             certs[name] = _b64(payload, kind)
         elif kind in _LINE_PAYLOADS:
@@ -336,7 +360,7 @@ def _parse(
         engine_version = ".".join(server_match.groups())
         if has_validate is None:
             has_validate = int(server_match.group(1)) >= VALIDATE_SINCE
-    flags = engine_flags(blobs.get("unit"), blobs.get("cmdline"), values.get("pid"))
+    flags = engine_flags(blobs.get("unit"), blobs.get("cmdline"), values.get("pid"), env_files)
     init = values.get("init") if not root else None
     facts = DockerFacts(
         certs_dir=CERTS_DIR,
@@ -387,21 +411,26 @@ def _b64(payload: str, kind: str) -> bytes:
         raise CommandError(f"gathering facts: corrupt {kind} record from the host") from None
 
 
-_VARIABLE_WORD = re.compile(r"\$(?:\w+|\{\w+\})")
-
-
-def engine_flags(unit: bytes | None, cmdline: bytes | None, pid: str | None) -> EngineFlags:
+def engine_flags(
+    unit: bytes | None,
+    cmdline: bytes | None,
+    pid: str | None,
+    env_files: Mapping[str, str] | None = None,
+) -> EngineFlags:
     """dockerd's flags: from the unit's effective ExecStart (naming the file that set it), else /proc.
 
     ``systemctl cat`` prints each file behind a ``# /path`` header; an empty ``ExecStart=`` resets the
-    list, as systemd does for drop-ins. systemd expands ``$VAR`` in ExecStart from ``Environment=`` and
-    ``EnvironmentFile=`` (Debian's unit: ``$DOCKER_OPTS`` from /etc/default/docker): the running
-    daemon's command line holds the expanded flags; without one, a word that is only a variable is
-    dropped (systemd drops it when the variable is unset), never passed on as a literal argument.
+    list, as systemd does for drop-ins. Variables in ExecStart (Debian's unit: ``$DOCKER_OPTS`` from
+    ``EnvironmentFile=-/etc/default/docker``) are expanded as systemd will on the next start, from the
+    unit's ``Environment=`` and the files' text in ``env_files`` (path → text, as the gather read them).
+    The running daemon's command line (where gathered) adds any flag it has that the unit no longer
+    gives: a change must agree with both, the running daemon and the next start.
     """
+    running = [a.decode("utf-8", "replace") for a in cmdline.split(b"\0") if a] if cmdline else []
     if unit:
         current_file: str | None = None
         exec_lines: list[tuple[str | None, str]] = []
+        settings_lines: list[tuple[str | None, str]] = []
         for raw in unit.decode("utf-8", "replace").splitlines():
             line = raw.strip()
             if line.startswith("# /"):
@@ -412,6 +441,8 @@ def engine_flags(unit: bytes | None, cmdline: bytes | None, pid: str | None) -> 
                     exec_lines = []
                 else:
                     exec_lines.append((current_file, value.lstrip("-@:+!")))
+            elif line.startswith(("Environment=", "EnvironmentFile=")):
+                settings_lines.append((current_file, line))
         if exec_lines:
             source, command = exec_lines[-1]
             try:
@@ -419,14 +450,18 @@ def engine_flags(unit: bytes | None, cmdline: bytes | None, pid: str | None) -> 
             except ValueError:
                 argv = command.split()
             if any("$" in arg for arg in argv[1:]):
-                if cmdline:
-                    running = [a.decode("utf-8", "replace") for a in cmdline.split(b"\0") if a]
-                    return EngineFlags(tuple(running[1:]), f"{source} (expanded: /proc/{pid}/cmdline)")
-                argv = [arg for arg in argv if not _VARIABLE_WORD.fullmatch(arg)]
-            return EngineFlags(tuple(argv[1:]), source)
-    if cmdline:
-        argv = [a.decode("utf-8", "replace") for a in cmdline.split(b"\0") if a]
-        return EngineFlags(tuple(argv[1:]), f"/proc/{pid}/cmdline")
+                settings = environment(unit_environment(settings_lines), env_files or {})
+                argv, used = expand_command(argv, settings)
+                if used:
+                    source = f"{source} ({', '.join(used)})"
+            flags = argv[1:]
+            extra = [flag for flag in running[1:] if flag not in flags]
+            if extra:
+                flags += extra
+                source = f"{source} and /proc/{pid}/cmdline"
+            return EngineFlags(tuple(flags), source)
+    if running:
+        return EngineFlags(tuple(running[1:]), f"/proc/{pid}/cmdline")
     return EngineFlags((), None)
 
 

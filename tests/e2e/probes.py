@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,7 +111,7 @@ def curl_calls(lab: Lab, host: Host) -> str:
     return lab.ssh(host, f"cat {CURL_LOG} 2>/dev/null || true").stdout
 
 
-PENDING_FLAG = "10.9.9.9"
+SITE_CHECK = "/etc/systemd/system/docker.service.d/site-check.conf"
 
 
 @contextmanager
@@ -118,28 +119,29 @@ def a_restart_dockerd_will_not_survive(lab: Lab, host: Host) -> Iterator[None]:
     """``host`` as a restart finds it: dockerd will not start once daemon.json lists insecure registries.
 
     daemon.json has ``registry-mirrors``, so Docker 20.10 takes ``insecure-registries`` only by a restart
-    (trust fact 10). ``--insecure-registry`` is added to /etc/default/docker's DOCKER_OPTS after dockerd
-    started: the running daemon's command line does not have it, so no check sees it, and a restart
-    with the key in daemon.json too is fatal (fact 13). Without the key, dockerd starts with the flag.
+    (trust fact 10). A site's start-up check (an ``ExecStartPre=`` drop-in) refuses daemon.json files
+    that list insecure registries: a reason for a failed start that no check of the agent's can see.
+    Without the key, dockerd starts.
     """
     mirrored = {**daemon_json(lab, host), "registry-mirrors": ["https://mirror.test"]}
-    lab.ssh(host, "cat > /etc/docker/daemon.json && systemctl restart docker", input=json.dumps(mirrored))
+    check = "[Service]\nExecStartPre=/bin/sh -c '! grep -q insecure-registries /etc/docker/daemon.json'\n"
     lab.ssh(
         host,
-        "cp -p /etc/default/docker /etc/default/docker.lab && "
-        f"echo 'DOCKER_OPTS=\"--insecure-registry={PENDING_FLAG}\"' >> /etc/default/docker",
+        f"mkdir -p {SITE_CHECK.rsplit('/', 1)[0]} && printf %s {shlex.quote(check)} > {SITE_CHECK} && "
+        "systemctl daemon-reload && cat > /etc/docker/daemon.json && systemctl restart docker",
+        input=json.dumps(mirrored),
     )
     try:
         yield
     finally:
         lab.ssh(
             host,
-            "mv /etc/default/docker.lab /etc/default/docker && "
+            f"rm -f {SITE_CHECK} && systemctl daemon-reload && "
             "systemctl reset-failed docker.service && systemctl restart docker",
         )
 
 
-def runs_with_the_pending_flag(lab: Lab, host: Host) -> bool:
-    """Whether dockerd runs, started since the flag was added (it has the flag's registry insecure)."""
+def runs_secure_for_the_registry(lab: Lab, host: Host) -> bool:
+    """Whether dockerd runs and verifies the registry's TLS (it lists no insecure registry of the lab's)."""
     out = lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'", check=False).stdout
-    return out.strip().startswith("{") and json.loads(out).get(PENDING_FLAG, {}).get("Secure") is False
+    return out.strip().startswith("{") and json.loads(out).get(lab.registry, {}).get("Secure", True) is True

@@ -22,7 +22,7 @@ from tests.e2e.probes import (
     a_restart_dockerd_will_not_survive,
     ca_args,
     engine_state,
-    runs_with_the_pending_flag,
+    runs_secure_for_the_registry,
     skip_source,
 )
 from tests.lab import Host, Lab
@@ -270,10 +270,10 @@ def test_a_restart_dockerd_does_not_survive_is_rolled_back_by_the_role(
         assert "dockerd did not take the change: Unable to restart service docker" in run.stdout, run.stdout
         assert "rolled back: the previous files are in place; dockerd restarted" in run.stdout, run.stdout
         assert etc_docker(lab, host) == before and not has_state(lab, host)
-        # dockerd runs again, restarted on the previous files (it has the pending flag).
+        # dockerd runs again, restarted on the previous files.
         assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "active"
         assert engine_state(lab, host)[0] != started
-        assert runs_with_the_pending_flag(lab, host)
+        assert runs_secure_for_the_registry(lab, host)
 
 
 def test_a_canary_pull_proves_a_host_and_a_failing_one_rolls_it_back(

@@ -20,7 +20,7 @@ from tests.e2e.probes import (
     docker_tree,
     engine_state,
     pull_and_push,
-    runs_with_the_pending_flag,
+    runs_secure_for_the_registry,
     skip_args,
 )
 from tests.lab import Host, Lab
@@ -272,11 +272,43 @@ def test_a_restart_dockerd_does_not_survive_is_rolled_back_and_dockerd_runs_agai
         assert outcome["error"].startswith("restart of dockerd failed: "), outcome["error"]
         assert outcome["error"].endswith("; rolled back"), outcome["error"]  # dockerd took the restore
         # Every file and directory under /etc/docker as before, and dockerd running again: restarted on
-        # the previous files (with the flag), although the failed start used up systemd's start limit.
+        # the previous files, although the failed start used up systemd's start limit.
         assert docker_tree(lab, host) == tree
         assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "active"
         assert engine_state(lab, host)[0] != started
-        assert runs_with_the_pending_flag(lab, host)
+        assert runs_secure_for_the_registry(lab, host)
+
+
+@pytest.mark.parametrize("restarted", [True, False], ids=["dockerd-runs-with-it", "set-since-it-started"])
+def test_a_flag_in_etc_default_docker_blocks_the_change_before_anything_is_written(
+    lab: Lab, tmp_path: Path, restarted: bool
+) -> None:
+    """Debian's unit runs dockerd with $DOCKER_OPTS from /etc/default/docker: a flag there is a flag."""
+    host = lab.hosts[1]
+    flag = "echo 'DOCKER_OPTS=\"--insecure-registry=10.9.9.9\"' >> /etc/default/docker"
+    lab.ssh(host, f"cp -p /etc/default/docker /etc/default/docker.lab && {flag}")
+    if restarted:
+        lab.ssh(host, "systemctl reset-failed docker.service && systemctl restart docker")
+    try:
+        tree, engine = docker_tree(lab, host), engine_state(lab, host)
+        code, report, _ = rollout(lab, *skip_args(lab, tmp_path), "--limit", host.name)
+        outcome = by_host(report)[host.name]
+        assert code == 1 and outcome["status"] == "failed", outcome
+        assert outcome["error"].endswith(
+            "docker.service ($DOCKER_OPTS from /etc/default/docker) sets --insecure-registry; the same "
+            "directive (insecure-registries) in daemon.json would stop dockerd (fact 13)"
+        ), outcome["error"]
+        # Found before writing: nothing changed, dockerd neither reloaded nor restarted.
+        assert docker_tree(lab, host) == tree and engine_state(lab, host) == engine
+        # The CA files need no daemon.json: the flag does not hold them up.
+        code, report, err = rollout(lab, *ca_args(lab), "--limit", host.name)
+        assert code == 0 and by_host(report)[host.name]["status"] == "changed", err
+    finally:
+        lab.ssh(
+            host,
+            "mv /etc/default/docker.lab /etc/default/docker && "
+            "systemctl reset-failed docker.service && systemctl restart docker",
+        )
 
 
 @pytest.fixture

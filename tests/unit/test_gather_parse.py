@@ -48,11 +48,48 @@ def test_a_variable_in_exec_start_is_never_passed_on_as_a_literal_flag() -> None
     assert flags == type(flags)(
         ("-H", "fd://", "--containerd=/run/containerd/containerd.sock"), "/lib/systemd/system/docker.service"
     )
-    # ...with it, the flags are those systemd expanded ($DOCKER_OPTS from /etc/default/docker).
+    # ...the running daemon's command line adds what it runs with that the unit no longer gives...
     cmdline = b"/usr/sbin/dockerd\0-H\0fd://\0--insecure-registry=legacy:5000\0"
     flags = engine_flags(DEBIAN_UNIT, cmdline, "99")
-    assert flags.flags == ("-H", "fd://", "--insecure-registry=legacy:5000")
-    assert flags.source == "/lib/systemd/system/docker.service (expanded: /proc/99/cmdline)"
+    assert flags.flags == (
+        "-H",
+        "fd://",
+        "--containerd=/run/containerd/containerd.sock",
+        "--insecure-registry=legacy:5000",
+    )
+    assert flags.source == "/lib/systemd/system/docker.service and /proc/99/cmdline"
+    # ...and the environment file gives what the next start will run with.
+    env = {
+        "/etc/default/docker": '# DOCKER_OPTS="--dns 8.8.8.8"\nDOCKER_OPTS="--insecure-registry=10.9.9.9 --debug"\n'
+    }
+    flags = engine_flags(DEBIAN_UNIT, None, None, env)
+    assert flags.flags[-2:] == ("--insecure-registry=10.9.9.9", "--debug")
+    assert flags.source == "/lib/systemd/system/docker.service ($DOCKER_OPTS from /etc/default/docker)"
+
+
+def test_the_environment_follows_systemds_order_and_resets() -> None:
+    unit = b"""# /lib/systemd/system/docker.service
+[Service]
+Environment="OPTS=--debug" CFG=/etc/docker/a.json
+EnvironmentFile=-/etc/default/docker
+ExecStart=/usr/sbin/dockerd $OPTS --config-file=${CFG} $UNSET ${UNSET}x
+
+# /etc/systemd/system/docker.service.d/env.conf
+[Service]
+EnvironmentFile=
+EnvironmentFile=-/etc/docker/env
+"""
+    env = {
+        "/etc/default/docker": "OPTS=--ignored\n",
+        "/etc/docker/env": "export OPTS='--tls  --iptables=false'\n",
+    }
+    flags = engine_flags(unit, None, None, env)
+    # /etc/default/docker was reset by the drop-in; the file after it overrides Environment=.
+    assert flags.flags == ("--tls", "--iptables=false", "--config-file=/etc/docker/a.json", "x")
+    assert flags.source == (
+        "/lib/systemd/system/docker.service ($OPTS from /etc/docker/env, "
+        "$CFG from /lib/systemd/system/docker.service)"
+    )
 
 
 def test_proc_cmdline_is_the_fallback_without_systemd() -> None:
