@@ -197,6 +197,12 @@ def _expect_current_lines(changes: Sequence[FileChange]) -> list[str]:
     def moved(change: FileChange) -> str:
         return f"fail {EXIT_CHANGED} {q(change.path + ' changed since facts were gathered; run again')}"
 
+    # A path written twice (the agent's record, where it is written in two steps) is checked against
+    # its first change: what the host held when the facts were gathered.
+    firsts: dict[str, FileChange] = {}
+    for change in changes:
+        firsts.setdefault(change.path, change)
+    changes = list(firsts.values())
     lines = [f'same "$R"{q(c.path)} absent || {moved(c)}' for c in changes if c.before is None]
     hashed = [c for c in changes if c.before is not None]
     if hashed:

@@ -110,27 +110,25 @@ def undo_plan(record: Mapping[str, Any], current: Mapping[str, bytes | None]) ->
     :func:`parse_read` returns it). Raises :class:`UndoRefused` where a file is not what the apply
     wrote any more, or a backup is missing."""
     _check(record)
+    entries = list(record["changes"])
     applied: list[FileChange] = []
-    for entry in record["changes"]:
+    for index, entry in enumerate(entries):
         path = str(entry["path"])
         if path not in current:
             raise UndoRefused(f"{path} was not read back from the host")
+        later = next((e for e in entries[index + 1 :] if e["path"] == path), None)
+        if later is not None:
+            # A path the apply wrote twice (the agent's record): this write was followed by the later
+            # one, whose previous content is this one's result; only the last is checked on the host.
+            applied.append(_applied(entry, _before(entry, current), _before(later, current)))
+            continue
         now = current[path]
         if entry["after_sha256"] is None:
             if now is not None:
                 raise UndoRefused(f"{path} was deleted by the apply and has come back since: left alone")
         elif now is None or _sha(now) != entry["after_sha256"]:
             raise UndoRefused(f"{path} changed since it was written: left alone")
-        applied.append(
-            FileChange(
-                path,
-                entry["action"],
-                _before(entry, current),
-                now,
-                entry["mode"],
-                bool(entry.get("internal", False)),
-            )
-        )
+        applied.append(_applied(entry, _before(entry, current), now))
     forward = HostPlan(
         changes=tuple(applied),
         mkdirs=tuple(record["mkdirs"]),
@@ -138,6 +136,11 @@ def undo_plan(record: Mapping[str, Any], current: Mapping[str, bytes | None]) ->
         engine_action=record["engine_action"],
     )
     return inverse(forward)
+
+
+def _applied(entry: Mapping[str, Any], before: bytes | None, after: bytes | None) -> FileChange:
+    internal = bool(entry.get("internal", False))
+    return FileChange(str(entry["path"]), entry["action"], before, after, entry["mode"], internal)
 
 
 def _check(record: Mapping[str, Any]) -> None:

@@ -84,21 +84,7 @@ def plan_docker(
 
     new_state = DockerState(insecure_registries=daemon.owned, cert_dirs=certs.state_dirs)
     if not loaded.valid or new_state != loaded.state:
-        record = FileChange(
-            path=facts.state_path,
-            action="create" if facts.state is None else "update",
-            before=facts.state,
-            after=render_state(new_state),
-            mode=0o644,
-            internal=True,
-        )
-        # Files are renamed in the plan's order. A record that claims more goes first, one that claims
-        # less last: stopped part way, a host may hold a claim on nothing yet (the next run writes it),
-        # not an entry of the agent's that it no longer claims, which no later run would remove.
-        if _claims_grow(loaded.state, new_state):
-            changes.insert(0, record)
-        else:
-            changes.append(record)
+        changes = _with_record(changes, facts, loaded.state, new_state)
         if facts.state is None:
             # The facts do not say whether the directory exists; the applier creates it with parents.
             mkdirs.append(posixpath.dirname(facts.state_path))
@@ -310,11 +296,39 @@ def _plan_daemon_json(
     return _DaemonPlan(change, merge.doc, merge.owned, tuple(reasons), warnings, tuple(blockers))
 
 
-def _claims_grow(old: DockerState, new: DockerState) -> bool:
-    """Whether ``new`` claims every insecure-registries entry ``old`` did. Those claims decide the order:
-    an entry left unclaimed would skip TLS checks for good; a certs.d directory left unclaimed is an
-    empty directory (the agent's files in it are known by their names)."""
-    return set(new.insecure_registries) >= set(old.insecure_registries)
+def _with_record(
+    changes: list[FileChange], facts: DockerFacts, old: DockerState, new: DockerState
+) -> list[FileChange]:
+    """``changes`` with the agent's record written where a host stopped part way (a failed rename, a
+    crash) never holds an insecure-registries entry of the agent's that the record does not claim: such
+    an entry would skip TLS checks for good, as no later run would remove it. Files are renamed in the
+    plan's order: a record that only adds claims goes first, one that only drops claims last, and one
+    that does both is written twice, first claiming both sets, last as it ends. A claim on an entry not
+    (yet, or any more) there is harmless: the next run settles it. Certs.d directories the record claims
+    do not decide the order: one left unclaimed is an empty directory (the agent's files in it are known
+    by their names)."""
+
+    def record(before: bytes | None, state: DockerState) -> FileChange:
+        return FileChange(
+            facts.state_path,
+            "create" if before is None else "update",
+            before,
+            render_state(state),
+            mode=0o644,
+            internal=True,
+        )
+
+    old_claims, new_claims = set(old.insecure_registries), set(new.insecure_registries)
+    if new_claims >= old_claims:
+        return [record(facts.state, new), *changes]
+    if new_claims <= old_claims:
+        return [*changes, record(facts.state, new)]
+    both = DockerState(
+        insecure_registries=tuple(dict.fromkeys((*old.insecure_registries, *new.insecure_registries))),
+        cert_dirs=tuple(dict.fromkeys((*old.cert_dirs, *new.cert_dirs))),
+    )
+    first = record(facts.state, both)
+    return [first, *changes, record(first.after, new)]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from tests.e2e.probes import (
     ca_args,
     curl_calls,
     curl_watched,
+    daemon_json,
     docker_tree,
     engine_state,
     pull_and_push,
@@ -109,6 +110,28 @@ def test_skip_tls_merges_reloads_and_keeps_containers_running(lab: Lab, tmp_path
     assert "registry.test" not in info
     assert "trust-agent-storage-ca.crt" in lab.ssh(host, "ls /etc/docker/certs.d/registry.test").stdout
     pull_and_push(lab, host)
+
+
+def test_a_renamed_registry_moves_the_agents_insecure_entries_and_its_record_follows(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The record both adds and drops claims: written twice in the one apply (both sets, then the new)."""
+    host = lab.hosts[2]
+    args = [*skip_args(lab, tmp_path), "--limit", host.name]
+    assert rollout(lab, *args)[0] == 0
+    _, reloads = engine_state(lab, host)
+    code, report, err = rollout(lab, *args, "--registry", "other.test")
+    assert code == 0, err
+    outcome = by_host(report)[host.name]
+    assert outcome["status"] == "changed" and "live config" in outcome["verified"], outcome
+    assert daemon_json(lab, host)["insecure-registries"] == ["other.test"]
+    record = json.loads(lab.ssh(host, "cat /var/lib/trust-agent/docker-state.json").stdout)
+    assert record["insecure_registries"] == ["other.test"]
+    assert engine_state(lab, host)[1] == reloads + 1
+    info = json.loads(lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout)
+    assert info["other.test"]["Secure"] is False and "registry.test" not in info
+    assert not lab.ssh(host, "find /etc/docker /var/lib/trust-agent -name '.trust-agent.*'").stdout
+    assert rollout(lab, *args, "--registry", "other.test")[1]["hosts"][0]["status"] == "unchanged"
 
 
 @pytest.fixture

@@ -123,37 +123,85 @@ def test_only_a_roll_back_clears_systemds_start_limit_before_its_restart(root: P
     )
 
 
-def failing_mv(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A PATH whose mv fails on daemon.json, as on a file system gone read-only part way."""
+def failing_mv(tmp_path_factory: pytest.TempPathFactory, target: str, nth: int = 1) -> str:
+    """A PATH whose mv fails the ``nth`` time it renames into ``target`` (a file system gone read-only
+    part way, say)."""
     bin_dir = tmp_path_factory.mktemp("bin")
-    (bin_dir / "mv").write_text('#!/bin/sh\ncase "$*" in *daemon.json*) exit 1 ;; esac\nexec /bin/mv "$@"\n')
+    count = bin_dir / "count"
+    (bin_dir / "mv").write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *{target}) echo >> {count}; [ "$(wc -l < {count})" -ge {nth} ] && exit 1 ;; esac\n'
+        'exec /bin/mv "$@"\n'
+    )
     (bin_dir / "mv").chmod(0o755)
     return f"{bin_dir}:/usr/bin:/bin"
 
 
-@pytest.mark.parametrize("storage", ["skip-TLS", "CA"])
+SKIP_OTHER = insecure_policy("other.test")  # the registry renamed, its storage still skipping TLS
+
+
+@pytest.mark.parametrize(
+    ("change", "fails_at"),
+    [
+        ("skip-TLS", ("daemon.json", 1)),
+        ("skip-TLS to a CA", ("daemon.json", 1)),
+        ("skip-TLS to another registry", ("daemon.json", 1)),
+        ("skip-TLS to another registry", ("docker-state.json", 2)),
+    ],
+)
 def test_a_rename_failing_part_way_never_leaves_an_insecure_entry_unclaimed(
-    storage: str, root: Path, tmp_path_factory: pytest.TempPathFactory
+    change: str, fails_at: tuple[str, int], root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """Adding the entry, the record claims it first; removing it, the record lets go of it last."""
+    """Whatever rename fails, every insecure-registries entry of the agent's is claimed by its record:
+    the record claims first what it adds, and lets go last of what it drops."""
     daemon = root / DAEMON.lstrip("/")
     record = root / STATE.lstrip("/")
     facts = DockerFacts(daemon_json=daemon.read_bytes())
-    if storage == "CA":  # a host the agent made skip TLS for registry.test, now asked for a CA instead
+    if change != "skip-TLS":  # a host the agent made skip TLS for registry.test
         earlier = {c.path: c.after for c in plan_docker(insecure_policy("registry.test"), facts).changes}
         daemon.write_bytes(earlier[DAEMON] or b"")
         record.parent.mkdir(parents=True)
         record.write_bytes(earlier[STATE] or b"")
         facts = DockerFacts(daemon_json=earlier[DAEMON], state=earlier[STATE])
-    policy = insecure_policy("registry.test") if storage == "skip-TLS" else ca_policy("registry.test")
-    before = daemon.read_bytes()
+    policy = {
+        "skip-TLS": insecure_policy("registry.test"),
+        "skip-TLS to a CA": ca_policy("registry.test"),
+        "skip-TLS to another registry": SKIP_OTHER,
+    }[change]
     script = build_apply_script(plan_docker(policy, facts), engine_action="none", init=None).encode()
-    result = LocalTransport().run(f"PATH={failing_mv(tmp_path_factory)} sh -s -- {root}", stdin=script)
-    assert result.exit_status == 1 and b"cannot rename into /etc/docker/daemon.json" in result.stderr
-    assert daemon.read_bytes() == before
-    # The record claims registry.test: added next time (skip-TLS), or still there to remove (CA).
-    assert json.loads(record.read_bytes())["insecure_registries"] == ["registry.test"]
+    path = failing_mv(tmp_path_factory, *fails_at)
+    result = LocalTransport().run(f"PATH={path} sh -s -- {root}", stdin=script)
+    err = result.stderr.decode()
+    assert result.exit_status == 1 and "cannot rename into " in err and fails_at[0] in err, err
+    listed = json.loads(daemon.read_bytes()).get("insecure-registries", [])
+    claimed = json.loads(record.read_bytes())["insecure_registries"]
+    assert set(listed) <= set(claimed), (listed, claimed)
+    assert claimed  # the entries the run adds or drops are claimed either way: the next run settles them
     assert not list(root.rglob(".trust-agent.*"))
+
+
+def test_a_record_that_adds_and_drops_claims_is_written_twice_and_undone_exactly(root: Path) -> None:
+    facts = DockerFacts(daemon_json=(root / DAEMON.lstrip("/")).read_bytes())
+    first = plan_docker(insecure_policy("registry.test"), facts)
+    assert first.changes[0].path == STATE  # only adds claims: first
+    assert run(root, build_apply_script(first, engine_action="none", init=None))[0] == 0
+    facts = DockerFacts(
+        daemon_json=(root / DAEMON.lstrip("/")).read_bytes(), state=(root / STATE.lstrip("/")).read_bytes()
+    )
+    before = tree(root)
+    plan = plan_docker(SKIP_OTHER, facts)
+    records = [c for c in plan.changes if c.path == STATE]
+    assert [plan.changes[0], plan.changes[-1]] == records
+    assert json.loads(records[0].after or b"")["insecure_registries"] == ["registry.test", "other.test"]
+    assert json.loads(records[1].after or b"")["insecure_registries"] == ["other.test"]
+    assert records[1].before == records[0].after
+    assert run(root, build_apply_script(plan, engine_action="none", init=None))[0] == 0
+    assert json.loads((root / STATE.lstrip("/")).read_bytes())["insecure_registries"] == ["other.test"]
+    undo = build_apply_script(inverse(plan), engine_action="none", init=None, expect_current=False)
+    assert run(root, undo)[0] == 0
+    assert {k: v for k, v in tree(root).items() if "/backup/" not in k} == {
+        k: v for k, v in before.items() if "/backup/" not in k
+    }
 
 
 def test_inverse_restores_the_exact_previous_files(root: Path) -> None:

@@ -163,3 +163,37 @@ def test_the_undo_of_a_record_is_the_inverse_of_the_plan(plan: HostPlan) -> None
     # daemon.json's previous content is named by its backup, never carried
     assert ("before" in record["changes"][0]) == (daemon.before is None)
     assert undo_plan(record, current) == inverse(plan)
+
+
+def test_a_record_written_twice_is_put_back_through_both_steps(root: Path) -> None:
+    """The agent's record, written first claiming old and new entries, last as it ends: the undo writes
+    the union back first and the previous record last, and checks only the last write on the host."""
+    old_state = b'{"insecure_registries": ["a.test"]}\n'
+    both = b'{"insecure_registries": ["a.test", "b.test"]}\n'
+    new_state = b'{"insecure_registries": ["b.test"]}\n'
+    (root / STATE.lstrip("/")).parent.mkdir(parents=True)
+    (root / STATE.lstrip("/")).write_bytes(old_state)
+    plan = HostPlan(
+        changes=(
+            FileChange(STATE, "update", old_state, both, internal=True),
+            FileChange(DAEMON, "update", OLD_DAEMON, NEW_DAEMON),
+            FileChange(STATE, "update", both, new_state, internal=True),
+        ),
+        engine_action="reload",
+    )
+    before = files(root)
+    record = apply(root, plan)
+    assert (root / STATE.lstrip("/")).read_bytes() == new_state
+    status, out, err = sh(root, read_script(record))
+    assert status == 0, err
+    steps = [c for c in undo_plan(record, parse_read(out)).changes if c.path == STATE]
+    assert [(c.before, c.after) for c in steps] == [(new_state, both), (both, old_state)]
+    status, err = undo(root, record)
+    assert status == 0, err
+    assert files(root) == before
+    # A record changed since it was written is left alone: its last write is what is checked.
+    apply(root, plan, stamp="t2")
+    (root / STATE.lstrip("/")).write_bytes(b'{"insecure_registries": ["c.test"]}\n')
+    status, out, _ = sh(root, read_script(record))
+    with pytest.raises(UndoRefused, match=r"docker-state\.json changed since it was written"):
+        undo_plan(record, parse_read(out))
