@@ -140,8 +140,10 @@ if [ -z "$R" ]; then
       echo "@@ta env-end $4"
     done
     case "$u" in *ExecStart=*) k=unit ;; esac
-    if [ -n "$i" ] && [ -n "$k" ]; then
-      # The engine answered /info, so it runs, and the unit's ExecStart gives its flags: no PID needed.
+    if [ -n "$i" ] && [ -n "$k" ] && [ -e /run/systemd/units/invocation:docker.service ]; then
+      # The engine answered and docker.service runs (systemd keeps an invocation link for each running
+      # unit), so the unit's ExecStart gives its flags: no PID needed. Without the link (docker.service
+      # stopped, dockerd run some other way, or a systemd without such links) systemctl says.
       echo "@@ta active active"
     else
       k=""
@@ -272,6 +274,9 @@ class _Record:
     payload: str | None = None
 
 
+# docker.service states in which dockerd runs (a reload in progress included).
+_RUNNING = frozenset({"active", "reloading"})
+
 # Records followed by text up to an end line holding the gather's nonce: the unit, environment files.
 _TEXTS = {"unit-text": "unit-end", "env-text": "env-end"}
 
@@ -362,6 +367,7 @@ def _parse(
             has_validate = int(server_match.group(1)) >= VALIDATE_SINCE
     flags = engine_flags(blobs.get("unit"), blobs.get("cmdline"), values.get("pid"), env_files)
     init = values.get("init") if not root else None
+    engine_answered = ping_version is not None or info_json is not None
     facts = DockerFacts(
         certs_dir=CERTS_DIR,
         daemon_json_path=daemon_json_path,
@@ -377,9 +383,12 @@ def _parse(
         flags_source=flags.source,
         has_validate=has_validate,
         init=init,
-        engine_running=values.get("active") == "active"
+        engine_running=values.get("active") in _RUNNING
         or (init != "systemd" and ("pid" in values or info is not None or "engine-version" in values)),
-        engine_api=ping_version is not None or info_json is not None,
+        engine_api=engine_answered,
+        engine_elsewhere=init == "systemd"
+        and values.get("active") not in _RUNNING
+        and ("pid" in values or info is not None or "engine-version" in values or engine_answered),
     )
     return facts, info
 
@@ -394,14 +403,17 @@ def _link_target(raw: bytes | None) -> str | None:
 
 
 def info_doc(raw: bytes | None) -> dict[str, Any] | None:
-    """The engine's ``/info`` JSON → dict (None when absent or not understood)."""
+    """The engine's ``/info`` JSON → dict (None when absent, not understood, or not the engine's: the
+    docker CLI prints ``{"ServerErrors": [...], "ClientInfo": ...}`` when no engine answers)."""
     if not raw:
         return None
     try:
         doc = json.loads(raw)
     except ValueError:
         return None
-    return doc if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("ServerErrors") or "ServerVersion" not in doc:
+        return None
+    return doc
 
 
 def _b64(payload: str, kind: str) -> bytes:

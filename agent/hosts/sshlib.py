@@ -7,6 +7,7 @@ kept out, and :func:`enable_match_exec` hands invoke over the first time such a 
 
 from __future__ import annotations
 
+import logging
 import sys
 
 _blocked = "invoke" not in sys.modules
@@ -19,6 +20,12 @@ try:
 finally:
     if _blocked and "invoke" in sys.modules and sys.modules["invoke"] is None:
         del sys.modules["invoke"]
+
+
+# paramiko logs a refused channel (sshd forbidding the engine API's route, no engine socket) at ERROR;
+# with no handler configured Python would print it on stderr. The refusal is handled (the API is read
+# on the host instead) and reported where it matters, so paramiko's own records go nowhere.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def enable_match_exec() -> None:

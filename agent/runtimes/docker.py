@@ -405,6 +405,16 @@ def _engine_action(
         return _Action("none")
     if facts.init is None:
         return _Action("none", ("no running engine (directory tree): takes effect when dockerd starts",))
+    if facts.engine_elsewhere:
+        return _Action(
+            "none",
+            blockers=(
+                "dockerd runs, but not as docker.service (started by hand or by another unit): "
+                "trust-agent cannot reload it; run it as docker.service, or change this host yourself",
+            ),
+        )
+    if not facts.engine_running:
+        return _Action("none", ("dockerd is not running: the change takes effect when it starts",))
 
     needed, why = required_action(facts.engine_version, daemon.doc)
     if restart_policy == "never":

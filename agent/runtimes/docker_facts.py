@@ -39,6 +39,9 @@ class DockerFacts:
     init: str | None = None  # "systemd" | "other" | None (a --root tree: nothing to reload)
     engine_running: bool = False
     engine_api: bool = False  # the engine's API answered the controller over the connection (no curl)
+    # dockerd runs (it answered, or has a PID) while docker.service is not active: started by hand or
+    # by another unit, so `systemctl reload docker` cannot reach it.
+    engine_elsewhere: bool = False
 
     @property
     def daemon_json_file(self) -> str:

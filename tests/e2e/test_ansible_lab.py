@@ -276,6 +276,24 @@ def test_a_restart_dockerd_does_not_survive_is_rolled_back_by_the_role(
         assert runs_secure_for_the_registry(lab, host)
 
 
+def test_a_stopped_engine_gets_its_files_and_nothing_to_check(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
+) -> None:
+    source = skip_source(lab, tmp_path)
+    host = lab.hosts[2]
+    lab.ssh(host, "systemctl stop docker.socket docker.service")
+    try:
+        run = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name)
+        assert run.returncode == 0 and recap(run)[host.name]["changed"] == 1, run.stdout
+        assert re.search(r"TASK \[trustagent\.docker\.registry_trust : Check dockerd's live registry config\] \*+\n"
+                         rf"skipping: \[{host.name}\]", run.stdout), run.stdout  # fmt: skip
+        assert "insecure-registries" in lab.ssh(host, "cat /etc/docker/daemon.json").stdout
+        assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "inactive"
+    finally:
+        lab.ssh(host, "systemctl reset-failed docker.service; systemctl start docker.socket docker.service")
+        reset(lab, host)
+
+
 def test_a_canary_pull_proves_a_host_and_a_failing_one_rolls_it_back(
     lab: Lab, ansible_playbook: list[str], ansible_home: Path
 ) -> None:

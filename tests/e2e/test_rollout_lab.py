@@ -334,6 +334,55 @@ def test_a_flag_in_etc_default_docker_blocks_the_change_before_anything_is_writt
         )
 
 
+def test_a_stopped_engine_gets_its_files_and_takes_them_when_it_starts(lab: Lab, tmp_path: Path) -> None:
+    host = lab.hosts[1]
+    args = [*skip_args(lab, tmp_path), "--limit", host.name]
+    lab.ssh(host, "systemctl stop docker.socket docker.service")
+    try:
+        code, report, err = rollout(lab, *args)
+        assert code == 0, err
+        outcome = by_host(report)[host.name]
+        assert (outcome["status"], outcome["engine_action"], outcome["verified"]) == ("changed", "none", [])
+        assert "dockerd is not running: the change takes effect when it starts" in outcome["reasons"]
+        assert daemon_json(lab, host)["insecure-registries"] == ["registry.test", "registry.test:443"]
+        assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "inactive"
+    finally:
+        lab.ssh(host, "systemctl reset-failed docker.service; systemctl start docker.socket docker.service")
+    # Started, dockerd runs the files: the next run proves it and changes nothing.
+    code, report, err = rollout(lab, *args)
+    outcome = by_host(report)[host.name]
+    assert code == 0 and outcome["status"] == "unchanged" and outcome["verified"] == ["live config"], err
+
+
+def test_a_dockerd_run_outside_docker_service_is_refused_a_change_it_would_need_reloading(
+    lab: Lab, tmp_path: Path
+) -> None:
+    host = lab.hosts[1]
+    lab.ssh(
+        host,
+        "systemctl stop docker.socket docker.service && systemd-run --unit=lab-other-dockerd "
+        "/usr/sbin/dockerd -H unix:///var/run/docker.sock --containerd=/run/containerd/containerd.sock && "
+        "for i in $(seq 50); do docker info >/dev/null 2>&1 && break; sleep 0.2; done",
+    )
+    try:
+        tree = docker_tree(lab, host)
+        code, report, _ = rollout(lab, *skip_args(lab, tmp_path), "--limit", host.name)
+        outcome = by_host(report)[host.name]
+        assert code == 1 and outcome["status"] == "failed", outcome
+        assert outcome["error"].startswith("dockerd runs, but not as docker.service"), outcome["error"]
+        assert docker_tree(lab, host) == tree
+        # CA files need no reload: those it gets, and a pull through them works.
+        code, report, err = rollout(lab, *ca_args(lab), "--limit", host.name, "--canary-image", lab.image)
+        outcome = by_host(report)[host.name]
+        assert code == 0 and outcome["status"] == "changed" and outcome["engine_action"] == "none", err
+    finally:
+        lab.ssh(
+            host,
+            "systemctl stop lab-other-dockerd; systemctl reset-failed lab-other-dockerd docker.service 2>/dev/null; "
+            "systemctl start docker.socket docker.service",
+        )
+
+
 @pytest.fixture
 def symlinked_daemon_json(lab: Lab) -> Iterator[Host]:
     """On the last host, daemon.json is a symlink to a file kept elsewhere (as config tools do)."""
@@ -499,6 +548,7 @@ def test_the_engine_api_is_read_over_the_connection_and_on_the_host_where_sshd_f
     for run, action in (("cold", "reload"), ("no-op", "none")):
         code, report, err = rollout(lab, *skip_args(lab, tmp_path))
         assert code == 0, err
+        assert "Secsh channel" not in err, err  # the refused channel is handled, not paramiko's log line
         for host in lab.hosts:
             outcome = by_host(report)[host.name]
             assert outcome["engine_action"] == action, (run, outcome)

@@ -385,6 +385,21 @@ def test_a_symlinked_daemon_json_without_a_known_file_behind_it_blocks_only_a_ch
     assert plan_docker(ca_policy("registry.test"), facts).blockers == ()
 
 
+def test_a_stopped_engine_gets_the_files_and_no_action_one_run_elsewhere_is_refused() -> None:
+    stopped = host(engine_running=False)
+    plan = plan_docker(insecure_policy("registry.test"), stopped)
+    assert plan.blockers == () and plan.engine_action == "none"
+    assert DAEMON_JSON in by_path(plan)
+    assert "dockerd is not running: the change takes effect when it starts" in plan.reasons
+
+    elsewhere = host(engine_running=False, engine_elsewhere=True)
+    plan = plan_docker(insecure_policy("registry.test"), elsewhere)
+    assert len(plan.blockers) == 1 and plan.blockers[0].startswith("dockerd runs, but not as docker.service")
+    # CA files need no reload: a dockerd run any way reads them on the next pull.
+    plan = plan_docker(ca_policy("registry.test"), elsewhere)
+    assert plan.blockers == () and plan.engine_action == "none" and plan.changed
+
+
 def test_flag_conflict_blocks_the_daemon_json_change() -> None:
     facts = host(dockerd_flags=("-H", "fd://", "--insecure-registry=10.0.0.0/8"), flags_source=DROP_IN)
     plan = plan_docker(insecure_policy("registry.test"), facts)

@@ -202,7 +202,12 @@ def test_the_version_alone_comes_from_ping(line: str, version: str, validate: bo
     assert live_info(text) is None
 
 
-@pytest.mark.parametrize("answer", ["", "{not json", '["a list"]', '{"ServerVersion": "20.10.2'])
+CLI_WITHOUT_ENGINE = '{"ServerErrors":["Cannot connect to the Docker daemon"],"ClientInfo":{"Debug":false}}'
+
+
+@pytest.mark.parametrize(
+    "answer", ["", "{not json", '["a list"]', '{"ServerVersion": "20.10.2', CLI_WITHOUT_ENGINE]
+)
 def test_no_or_a_broken_engine_answer_is_no_info(answer: str) -> None:
     text = "\n".join(["@@ta begin 1", "@@ta info-json", answer, "@@ta dockerd-version x", "@@ta end"])
     assert live_info(text) is None
@@ -244,3 +249,21 @@ def test_a_symlinked_daemon_json_in_a_tree_is_read_but_not_resolved(tmp_path: Pa
     (tmp_path / "etc/docker/daemon.json").unlink()
     (tmp_path / "etc/docker/daemon.json").write_bytes(b"{}")
     assert gather(LocalTransport(), root=str(tmp_path)).daemon_json_link is None
+
+
+@pytest.mark.parametrize(
+    ("records", "running", "elsewhere"),
+    [
+        (["@@ta active active"], True, False),
+        (["@@ta active reloading"], True, False),
+        (["@@ta active inactive"], False, False),  # docker.service stopped, no dockerd
+        (["@@ta active inactive", "@@ta pid 4242", "@@ta cmdline", b64(b"dockerd\0-H\0unix://\0")], False, True),
+        (["@@ta engine-version 20.10.24", "@@ta active inactive"], False, True),  # it answered
+        (["@@ta active failed", "@@ta info-json", '{"ServerVersion": "26.1.5"}'], False, True),
+    ],
+)  # fmt: skip
+def test_a_dockerd_running_outside_docker_service_is_told_from_a_stopped_one(
+    records: list[str], running: bool, elsewhere: bool
+) -> None:
+    facts = parse_gather_output("\n".join(["@@ta begin 1", "@@ta init systemd", *records, "@@ta end"]))
+    assert (facts.engine_running, facts.engine_elsewhere) == (running, elsewhere)

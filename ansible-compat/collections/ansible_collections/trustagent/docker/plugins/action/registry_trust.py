@@ -140,6 +140,8 @@ class ActionModule(TrustAgentAction):
             changed=plan.changed,
             engine_action=engine_action if plan.changed else "none",
             engine_version=facts.engine_version,
+            # False: dockerd is stopped, and takes the change when it starts (nothing to check now).
+            engine_running=facts.engine_running,
             files=[{"path": c.path, "action": c.action} for c in plan.visible_changes],
             reasons=list(plan.reasons),
             registries=list(policy.registries),

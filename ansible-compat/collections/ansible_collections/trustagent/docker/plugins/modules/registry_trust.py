@@ -108,6 +108,12 @@ engine_version:
   description: dockerd's version on the host.
   type: str
   returned: when dockerd is installed
+engine_running:
+  description:
+    - Whether dockerd runs. When it is stopped the files are written all the same and take effect when it
+      starts; the role then has no live config to check and skips C(registry_trust_verify).
+  type: bool
+  returned: always
 undo:
   description:
     - What C(registry_trust_verify) needs to put the previous files back, should dockerd not take the
