@@ -274,8 +274,10 @@ class _Record:
     payload: str | None = None
 
 
-# docker.service states in which dockerd runs (a reload in progress included).
+# docker.service states in which dockerd runs (a reload in progress included), and those in which it
+# does not (a dockerd that answers then is not docker.service's; a state in transition is neither).
 _RUNNING = frozenset({"active", "reloading"})
+_STOPPED = frozenset({"inactive", "failed", ""})
 
 # Records followed by text up to an end line holding the gather's nonce: the unit, environment files.
 _TEXTS = {"unit-text": "unit-end", "env-text": "env-end"}
@@ -387,7 +389,7 @@ def _parse(
         or (init != "systemd" and ("pid" in values or info is not None or "engine-version" in values)),
         engine_api=engine_answered,
         engine_elsewhere=init == "systemd"
-        and values.get("active") not in _RUNNING
+        and values.get("active") in _STOPPED
         and ("pid" in values or info is not None or "engine-version" in values or engine_answered),
     )
     return facts, info

@@ -260,6 +260,7 @@ def test_a_symlinked_daemon_json_in_a_tree_is_read_but_not_resolved(tmp_path: Pa
         (["@@ta active inactive", "@@ta pid 4242", "@@ta cmdline", b64(b"dockerd\0-H\0unix://\0")], False, True),
         (["@@ta engine-version 20.10.24", "@@ta active inactive"], False, True),  # it answered
         (["@@ta active failed", "@@ta info-json", '{"ServerVersion": "26.1.5"}'], False, True),
+        (["@@ta active activating", "@@ta pid 4242", "@@ta cmdline", b64(b"dockerd\0")], False, False),
     ],
 )  # fmt: skip
 def test_a_dockerd_running_outside_docker_service_is_told_from_a_stopped_one(
