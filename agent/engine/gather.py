@@ -140,10 +140,11 @@ if [ -z "$R" ]; then
       echo "@@ta env-end $4"
     done
     case "$u" in *ExecStart=*) k=unit ;; esac
-    if [ -n "$i" ] && [ -n "$k" ] && [ -e /run/systemd/units/invocation:docker.service ]; then
+    if [ -n "$i" ] && [ -n "$k" ] && [ -L /run/systemd/units/invocation:docker.service ]; then
       # The engine answered and docker.service runs (systemd keeps an invocation link for each running
-      # unit), so the unit's ExecStart gives its flags: no PID needed. Without the link (docker.service
-      # stopped, dockerd run some other way, or a systemd without such links) systemctl says.
+      # unit; -L, as it points at the invocation ID, not at a file), so the unit's ExecStart gives its
+      # flags: no PID needed. Without the link (docker.service stopped, dockerd run some other way, or a
+      # systemd without such links) systemctl says.
       echo "@@ta active active"
     else
       k=""

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.engine.gather import GATHER_SCRIPT
 from tests.e2e.probes import (
     a_restart_dockerd_will_not_survive,
     by_host,
@@ -332,6 +333,24 @@ def test_a_flag_in_etc_default_docker_blocks_the_change_before_anything_is_writt
             "mv /etc/default/docker.lab /etc/default/docker && "
             "systemctl reset-failed docker.service && systemctl restart docker",
         )
+
+
+def test_the_gather_asks_systemd_nothing_more_where_docker_service_runs(lab: Lab) -> None:
+    """A running docker.service is known by systemd's invocation link (a shell test): no systemctl
+    show, no pgrep, no command line read; stopped, systemctl says so."""
+    host = lab.hosts[1]
+
+    def records() -> list[str]:
+        out = lab.ssh(host, "sh -s -- '' /etc/docker/daemon.json api n0nce", input=GATHER_SCRIPT).stdout
+        return [line for line in out.splitlines() if line.startswith("@@ta ")]
+
+    running = records()
+    assert "@@ta active active" in running and not any(r.startswith("@@ta pid") for r in running)
+    lab.ssh(host, "systemctl stop docker.socket docker.service")
+    try:
+        assert "@@ta active inactive" in records()
+    finally:
+        lab.ssh(host, "systemctl reset-failed docker.service; systemctl start docker.socket docker.service")
 
 
 def test_a_stopped_engine_gets_its_files_and_takes_them_when_it_starts(lab: Lab, tmp_path: Path) -> None:
