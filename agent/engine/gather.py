@@ -371,6 +371,8 @@ def _parse(
     flags = engine_flags(blobs.get("unit"), blobs.get("cmdline"), values.get("pid"), env_files)
     init = values.get("init") if not root else None
     engine_answered = ping_version is not None or info_json is not None
+    # A dockerd process is there: it has a PID, or it answered (in the gather, or to the controller).
+    dockerd_seen = "pid" in values or info is not None or "engine-version" in values or engine_answered
     facts = DockerFacts(
         certs_dir=CERTS_DIR,
         daemon_json_path=daemon_json_path,
@@ -386,12 +388,9 @@ def _parse(
         flags_source=flags.source,
         has_validate=has_validate,
         init=init,
-        engine_running=values.get("active") in _RUNNING
-        or (init != "systemd" and ("pid" in values or info is not None or "engine-version" in values)),
+        engine_running=values.get("active") in _RUNNING or (init != "systemd" and dockerd_seen),
         engine_api=engine_answered,
-        engine_elsewhere=init == "systemd"
-        and values.get("active") in _STOPPED
-        and ("pid" in values or info is not None or "engine-version" in values or engine_answered),
+        engine_elsewhere=init == "systemd" and values.get("active") in _STOPPED and dockerd_seen,
     )
     return facts, info
 

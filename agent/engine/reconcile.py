@@ -41,7 +41,7 @@ from agent.errors import (
 )
 from agent.hosts.base import CommandResult, Transport
 from agent.outcome import HostOutcome, Phase, PhaseName, Status
-from agent.runtimes.docker import plan_docker
+from agent.runtimes.docker import daemon_json_after, plan_docker
 from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.plan import HostPlan
 from agent.trust import TrustPolicy
@@ -166,7 +166,7 @@ def reconcile(
     )
     verified: tuple[str, ...] = ()
     if options.verify and facts.init is not None and facts.engine_running:
-        after = _after(plan, facts)
+        after = daemon_json_after(plan, facts)
         try:
             verified = timeline.run("verify", lambda: _verify(transport, policy, after, options, info_after))
         except TrustAgentError as exc:
@@ -193,13 +193,6 @@ def _checks(plan: HostPlan, facts: DockerFacts) -> tuple[str, ...]:
     if not any(c.path == facts.daemon_json_file for c in plan.changes):
         return ()
     return (AGENT_CHECKS,)
-
-
-def _after(plan: HostPlan, facts: DockerFacts) -> bytes | None:
-    for change in plan.changes:
-        if change.path == facts.daemon_json_file:
-            return change.after
-    return facts.daemon_json
 
 
 def _apply(

@@ -296,6 +296,14 @@ def _plan_daemon_json(
     return _DaemonPlan(change, merge.doc, merge.owned, tuple(reasons), warnings, tuple(blockers))
 
 
+def daemon_json_after(plan: HostPlan, facts: DockerFacts) -> bytes | None:
+    """daemon.json as the host holds it once ``plan`` is applied (its target, where it is a symlink)."""
+    for change in plan.changes:
+        if change.path == facts.daemon_json_file:
+            return change.after
+    return facts.daemon_json
+
+
 def _with_record(
     changes: list[FileChange], facts: DockerFacts, old: DockerState, new: DockerState
 ) -> list[FileChange]:

@@ -35,8 +35,7 @@ try:
     from agent.errors import InputError, TrustAgentError
     from agent.hosts.base import CommandResult, Transport
     from agent.inputs import PolicyInputs, resolve_policy
-    from agent.runtimes.docker import plan_docker
-    from agent.runtimes.docker_facts import DockerFacts
+    from agent.runtimes.docker import daemon_json_after, plan_docker
     from agent.runtimes.plan import HostPlan
 
     IMPORT_ERROR: str | None = None
@@ -146,7 +145,7 @@ class ActionModule(TrustAgentAction):
             reasons=list(plan.reasons),
             registries=list(policy.registries),
             # What dockerd must show once it took the change (the role's verify task checks it).
-            insecure_registries=sorted(expected_insecure(_daemon_json_after(plan, facts))),
+            insecure_registries=sorted(expected_insecure(daemon_json_after(plan, facts))),
         )
         if plan.warnings:
             result["warnings"] = list(plan.warnings)
@@ -201,10 +200,3 @@ class ActionModule(TrustAgentAction):
         if "://" in text:
             return text  # a live DTR/MSR API
         return str(self._loader.path_dwim(os.path.expanduser(text)))
-
-
-def _daemon_json_after(plan: HostPlan, facts: DockerFacts) -> bytes | None:
-    for change in plan.changes:
-        if change.path == facts.daemon_json_file:
-            return change.after
-    return facts.daemon_json
