@@ -23,6 +23,7 @@ from typing import Any
 from agent.errors import CommandError
 from agent.hosts.base import Transport
 from agent.hosts.engine_http import ANSWER_TIMEOUT, ENGINE_SOCKET, PendingReply
+from agent.hosts.engine_wake import ASLEEP_FUNCTION
 from agent.runtimes.docker_facts import CERTS_DIR, DAEMON_JSON, STATE_FILE, DockerFacts
 from agent.runtimes.systemd_env import environment, expand_command, unit_environment
 from agent.trust import OWNED_PREFIX
@@ -36,9 +37,11 @@ def _engine_shell(text: str) -> str:
 
 
 # The engine's ``/info`` as JSON on stdout: straight from the API socket with curl where there is one
-# (a few ms), else through the docker CLI. Shared by the gather and apply scripts and the verify poll.
-INFO_FUNCTION = _engine_shell(r"""
+# (a few ms), else through the docker CLI; nothing where dockerd is stopped and asking would start it
+# (``ta_engine_asleep``). Shared by the gather and apply scripts and the verify poll.
+INFO_FUNCTION = ASLEEP_FUNCTION + _engine_shell(r"""
 ta_info() {
+  ta_engine_asleep && return 1
   if command -v curl >/dev/null 2>&1 && [ -S @SOCKET@ ]; then
     curl -sf --max-time @TIMEOUT@ --unix-socket @SOCKET@ http://docker/info && return 0
   fi
@@ -56,6 +59,7 @@ INFO_COMMAND_TAIL = 'echo "@@ta info-json"; ta_info 2>/dev/null; echo'
 # where there is no curl or no answer.
 PING_FUNCTION = _engine_shell(r"""
 ta_version() {
+  ta_engine_asleep && return 1
   command -v curl >/dev/null 2>&1 && [ -S @SOCKET@ ] || return 1
   h=$(curl -sf -i --max-time @TIMEOUT@ --unix-socket @SOCKET@ http://docker/_ping) || return 1
   v=${h#*Server: Docker/}

@@ -11,6 +11,7 @@ from typing import Any
 from agent.errors import CommandTimeout
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.engine_http import ENGINE_SOCKET, EngineReply, PendingReply, read_reply, request_bytes
+from agent.hosts.engine_wake import engine_asleep_here
 
 
 class LocalTransport(Transport):
@@ -27,8 +28,11 @@ class LocalTransport(Transport):
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)
 
     def engine_request(self, path: str, timeout: float) -> PendingReply | None:
-        """Send ``GET path`` on the engine's socket itself (one connection per request)."""
+        """Send ``GET path`` on the engine's socket itself (one connection per request); None where
+        dockerd is stopped and the connection would start it."""
         request = request_bytes(path)
+        if engine_asleep_here():
+            return None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(timeout)

@@ -11,6 +11,10 @@ a rollout runs two or three scripts per host, so it keeps one small loop running
 
 The script travels wrapped in ``{ ... }``: the shell parses a brace group whole before running any of
 it, so a script cut short by a broken connection is a syntax error and runs not at all.
+
+Before its first read, the loop greets with one line, ``@@ta-hello <token> <word>``: the word is what
+the caller's ``hello`` shell text put in ``ta_hello`` (the SSH transport asks whether the engine's socket
+may be reached; see ``agent.hosts.engine_wake``), read by the controller as the session opens.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import secrets
 import shlex
 
 LOOP = r"""
+printf '\n@@ta-hello %s %s\n' "$1" "${ta_hello:-none}"
 t=$1
 while IFS= read -r n; do
   s=$(head -c "$n") || exit 70
@@ -36,8 +41,14 @@ def new_token() -> str:
     return secrets.token_hex(8)
 
 
-def loop_command(token: str) -> str:
-    return f"sh -c {shlex.quote(LOOP)} loop {token}"
+def loop_command(token: str, hello: str = "") -> str:
+    """The loop as one command; ``hello`` (shell text setting ``ta_hello``) runs first, in the loop's shell."""
+    return f"sh -c {shlex.quote(hello + LOOP)} loop {token}"
+
+
+def hello_pattern(token: str) -> re.Pattern[bytes]:
+    """Matches the loop's greeting; group 1 is the hello's word."""
+    return re.compile(rb"\n@@ta-hello " + token.encode() + rb" ([a-z]+)\n")
 
 
 def request(script: str, args: tuple[str, ...]) -> bytes:

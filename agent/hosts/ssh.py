@@ -40,8 +40,10 @@ from agent.errors import (
 from agent.hosts import script_session
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.engine_http import ENGINE_SOCKET, EngineReply, PendingReply, read_reply, request_bytes
+from agent.hosts.engine_wake import HELLO
+from agent.hosts.prompt_ack import acknowledge_global_requests
 from agent.hosts.sshlib import NoValidConnectionsError, enable_match_exec, paramiko
-from agent.hosts.streamlocal import StreamLocalUnavailable, request_streamlocal
+from agent.hosts.streamlocal import PendingChannel, StreamLocalUnavailable, request_streamlocal
 from agent.inventory.model import Host
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -50,6 +52,7 @@ DOCKER_API_VERSION = "1.41"  # accepted by Docker 20.10 through 26+; fixed to sk
 MAX_JUMPS = 8
 _CHUNK = 65536
 _POLL = 0.05  # stderr does not wake select(); this bounds how stale it can get
+_OUTBOX_POLL = 0.002  # how late a request waiting for the engine channel may go out once it opens
 _MARKER_SPAN = 64  # longer than the loop's end marker, so one split across two reads is still found
 
 
@@ -135,6 +138,7 @@ class SSHTransport(Transport):
     """One host over one SSH connection (optionally through ``ProxyJump`` hosts)."""
 
     engine_socket = ENGINE_SOCKET  # the engine's API socket on the host
+    engine_hello = HELLO  # the script session's greeting: may the engine's socket be reached?
 
     # One lock for the process: every transport may append to the same known_hosts file.
     _known_hosts_lock = threading.Lock()
@@ -157,8 +161,13 @@ class SSHTransport(Transport):
         self._session_lock = threading.Lock()
         self._no_session = False
         self._session_proven = False  # a script has run to its end in the current session
+        self._session_refused: AuthenticationError | None = None  # sudo refused while warming it
         self._engine_chan: paramiko.Channel | None = None
+        self._engine_outbox: _ChannelReply | None = None  # a request waiting for its channel to open
         self._engine_refused = False  # the host (or this paramiko) did not open the engine's socket
+        # From the script session's greeting: True where dockerd is stopped and reaching its socket
+        # would start it (agent.hosts.engine_wake); None until a session has opened.
+        self._engine_asleep: bool | None = None
 
     # --- connection ------------------------------------------------------------------------------
 
@@ -277,6 +286,7 @@ class SSHTransport(Transport):
         try:
             with self._boundary(target.label, "SSH handshake"):
                 transport = paramiko.Transport(sock)
+                acknowledge_global_requests(transport)  # the first channel opens ~40 ms sooner
                 timeout = self.options.connect_timeout
                 transport.banner_timeout = timeout
                 transport.auth_timeout = timeout
@@ -554,11 +564,12 @@ class SSHTransport(Transport):
         limit = self.options.command_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         with self._session_lock:
-            if not _alive(self._session):
-                self._open_session(deadline)
-            assert self._session is not None
-            fresh = not self._session_proven  # no script has run in it yet: it may not start at all
+            if self._session_refused is not None:
+                raise self._session_refused
             try:
+                if not _alive(self._session):
+                    self._open_session(deadline)
+                assert self._session is not None
                 result = self._session_exchange(
                     self._session, script_session.request(script, args), deadline, limit
                 )
@@ -566,9 +577,10 @@ class SSHTransport(Transport):
                 return result
             except _SessionEnded as ended:
                 self._drop_session()
-                if not fresh:
+                if self._session_proven:
                     raise UnreachableError(f"{self._label}: the script session ended: {ended}") from None
-                # The loop could not start here (no head?): one exec per script instead.
+                # The loop could not start here, or its first script not (no head?): one exec per
+                # script instead.
                 self._no_session = True
             except CommandTimeout:
                 self._drop_session()  # its state is unknown after a timeout
@@ -579,24 +591,43 @@ class SSHTransport(Transport):
         return super().run_script(script, *args, timeout=timeout)
 
     def _warm_session(self, timeout: float) -> None:
-        """Open the script session now if it is not (errors are left to the first script to meet).
-        Not where sudo asks for a password: a refused one must be tried once, by the script itself."""
-        asks_password = self._via_sudo() and self.options.become_password is not None
-        if self._no_session or asks_password or not self._session_lock.acquire(blocking=False):
+        """Open the script session now if it is not (errors are left to the first script to meet; a
+        refused sudo password is kept for it, as sudo must be given a wrong password once only)."""
+        if self._no_session or self._session_refused or not self._session_lock.acquire(blocking=False):
             return
         try:
             if not _alive(self._session):
                 self._open_session(time.monotonic() + timeout)
-        except HostError:
+        except AuthenticationError as refused:
             self._drop_session()
+            self._session_refused = refused
+        except (HostError, _SessionEnded):
+            self._drop_session()  # the first script meets it again, and falls back as it must
         finally:
             self._session_lock.release()
 
     def _open_session(self, deadline: float) -> None:
+        """Start the script loop and read its greeting, which says whether the engine may be reached."""
         self._drop_session()
         self._session_proven = False
-        self._session_token = script_session.new_token()
-        self._session, _ = self._start(script_session.loop_command(self._session_token), deadline)
+        self._session_token = token = script_session.new_token()
+        self._session, _ = self._start(script_session.loop_command(token, self.engine_hello), deadline)
+        hello = script_session.hello_pattern(token)
+        pump = _Pump(self._session, b"", end_stdin=False)
+        while True:
+            if _left(deadline) <= 0:
+                self._drop_session()
+                raise CommandTimeout(f"{self._label}: the script session did not start in time")
+            busy = pump.step()
+            match = hello.search(pump.out)
+            if match:
+                self._engine_asleep = match.group(1) != b"awake"
+                return
+            if pump.drained():
+                self._drop_session()
+                raise _SessionEnded(bytes(pump.err).decode("utf-8", "replace").strip()[-300:] or "no output")
+            if not busy:
+                pump.idle(deadline)
 
     def _drop_session(self) -> None:
         if self._session is not None:
@@ -616,6 +647,9 @@ class SSHTransport(Transport):
             if _left(deadline) <= 0:
                 raise CommandTimeout(f"{self._label}: command timed out after {limit:g}s")
             busy = pump.step()
+            outbox = self._engine_outbox
+            if outbox is not None and outbox.send_when_open():
+                busy = True  # the engine's request is out while the script runs
             if status is None and len(pump.out) > scanned:
                 match = done.search(pump.out, max(0, scanned - _MARKER_SPAN))
                 scanned = len(pump.out)
@@ -627,42 +661,60 @@ class SSHTransport(Transport):
             if pump.drained():
                 raise _SessionEnded(bytes(pump.err).decode("utf-8", "replace").strip()[-300:] or "no output")
             if not busy:
-                pump.idle(deadline)
+                # The engine channel's opening does not wake select(): look again soon while it is due.
+                pump.idle(deadline, _OUTBOX_POLL if self._engine_outbox is not None else _POLL)
 
     # --- the engine's API socket, over this connection ----------------------------------------------
 
     def engine_request(self, path: str, timeout: float) -> PendingReply | None:
         """Send ``GET path`` to the host's engine socket through a streamlocal channel kept open for
-        this connection (sshd connects to the socket: no process starts on the host)."""
+        this connection (sshd connects to the socket: no process starts on the host).
+
+        Where the channel is not open yet, it is asked for and the request goes out the moment it opens
+        (the script session's pump sends it while a script runs, or :meth:`_ChannelReply.wait`), so the
+        answer costs no round trip of its own. None where the host refused the channel, or where dockerd
+        is stopped and connecting would start it (``agent.hosts.engine_wake``)."""
         request = request_bytes(path)
-        chan = self._engine_channel(timeout)
-        if chan is None:
-            return None
-        try:
-            chan.settimeout(timeout)
-            chan.sendall(request)
-        except (OSError, EOFError, paramiko.SSHException):
-            self._drop_engine_channel()
-            return None
-        return _ChannelReply(self, chan)
-
-    def _engine_channel(self, timeout: float) -> paramiko.Channel | None:
-        if _alive(self._engine_chan):
-            return self._engine_chan  # kept alive from the last request
+        if self._engine_outbox is not None:  # one request at a time: the one before goes out first
+            self._engine_outbox.open()
+        chan = self._engine_chan
+        if chan is not None and _alive(chan):
+            reply = _ChannelReply(self, request, timeout)
+            return reply if reply.send(chan) else None
         self._drop_engine_channel()
-        self._engine_chan = self._open_engine_socket(timeout)
-        return self._engine_chan
+        pending = self._request_engine_socket(timeout)
+        if pending is None:
+            return None
+        reply = _ChannelReply(self, request, timeout, pending)
+        self._engine_outbox = reply
+        return reply
 
-    def _open_engine_socket(self, timeout: float) -> paramiko.Channel | None:
-        """A new channel to the engine's socket; None once the host refused one on this connection.
-
-        The first one is asked for while the script session opens (its own two round trips), so the
-        answer costs no round trip of its own."""
+    def _request_engine_socket(self, timeout: float) -> PendingChannel | None:
+        """Ask for a channel to the engine's socket without waiting for the answer; None where the host
+        refused one on this connection, or where dockerd is stopped behind its socket (or that is not
+        known: no script session here), as connecting would start it."""
         if self._engine_refused:
             return None
+        if self._engine_asleep is None:
+            self._warm_session(timeout)  # its greeting says whether the engine may be reached
+        if self._engine_asleep is not False:
+            return None
         try:
-            pending = request_streamlocal(self._require(), self.engine_socket)
-            self._warm_session(timeout)
+            return request_streamlocal(self._require(), self.engine_socket)
+        except StreamLocalUnavailable:
+            self._engine_refused = True
+            return None
+
+    def _open_engine_socket(
+        self, timeout: float, pending: PendingChannel | None = None
+    ) -> paramiko.Channel | None:
+        """A new channel to the engine's socket (``pending``'s, where one was asked for); None as for
+        :meth:`_request_engine_socket`, or where the host refused it."""
+        if pending is None:
+            pending = self._request_engine_socket(timeout)
+        if pending is None:
+            return None
+        try:
             return pending.result(min(timeout, self.options.connect_timeout))
         except StreamLocalUnavailable:
             # Not asked again on this connection: the scripts read the API on the host instead (an
@@ -677,6 +729,7 @@ class SSHTransport(Transport):
         self._engine_refused = True
 
     def _drop_engine_channel(self) -> None:
+        self._engine_outbox = None
         if self._engine_chan is not None:
             self._engine_chan.close()
             self._engine_chan = None
@@ -690,6 +743,10 @@ class SSHTransport(Transport):
 
         def open_stream() -> paramiko.Channel:
             chan = self._open_engine_socket(timeout)
+            if chan is None and self._engine_asleep:
+                raise UnreachableError(
+                    f"{self._label}: dockerd is stopped and its socket would start it: not reached"
+                )
             if chan is None:
                 chan, _ = self._start("docker system dial-stdio", time.monotonic() + timeout)
             chan.settimeout(timeout)
@@ -722,13 +779,53 @@ class SSHTransport(Transport):
 
 
 class _ChannelReply:
-    """The answer to a GET sent on the transport's engine channel, read when asked for."""
+    """The answer to a GET on the transport's engine channel, read when asked for. Made while the
+    channel is still opening, it holds the request until the channel is there."""
 
-    def __init__(self, owner: SSHTransport, chan: paramiko.Channel) -> None:
+    def __init__(
+        self, owner: SSHTransport, request: bytes, timeout: float, pending: PendingChannel | None = None
+    ) -> None:
         self.owner = owner
+        self.request = request
+        self.timeout = timeout
+        self.pending = pending
+        self.chan: paramiko.Channel | None = None
+
+    def send_when_open(self) -> bool:
+        """Send the request if its channel has opened (never waits); whether it is settled."""
+        if self.pending is None or not self.pending.answered():
+            return False
+        self.open()
+        return True
+
+    def open(self) -> None:
+        """Wait for the channel, keep it for the connection, send the request on it."""
+        pending, self.pending = self.pending, None
+        owner = self.owner
+        if owner._engine_outbox is self:
+            owner._engine_outbox = None
+        if pending is None:
+            return
+        chan = owner._open_engine_socket(self.timeout, pending)
+        if chan is not None:
+            owner._engine_chan = chan
+            self.send(chan)
+
+    def send(self, chan: paramiko.Channel) -> bool:
+        try:
+            chan.settimeout(self.timeout)
+            chan.sendall(self.request)
+        except (OSError, EOFError, paramiko.SSHException):
+            self.owner._drop_engine_channel()
+            return False
         self.chan = chan
+        return True
 
     def wait(self) -> EngineReply | None:
+        if self.pending is not None:
+            self.open()
+        if self.chan is None:
+            return None
         try:
             reply, closing = read_reply(self.chan)
         except (OSError, EOFError, http.client.HTTPException, paramiko.SSHException):
@@ -777,8 +874,8 @@ class _Pump:
         chan = self.chan
         return bool(chan.eof_received) and not chan.recv_ready() and not chan.recv_stderr_ready()
 
-    def idle(self, deadline: float) -> None:
-        select.select([self.chan], [], [], min(_POLL, max(0.0, _left(deadline))))
+    def idle(self, deadline: float, poll: float = _POLL) -> None:
+        select.select([self.chan], [], [], min(poll, max(0.0, _left(deadline))))
 
 
 def _alive(chan: paramiko.Channel | None) -> bool:

@@ -32,6 +32,10 @@ class PendingChannel:
         self._chanid = chan.get_id()
         self._event = event
 
+    def answered(self) -> bool:
+        """The host has answered (or the connection is gone): :meth:`result` will not wait."""
+        return self._event.is_set() or not self._transport.is_active()
+
     def result(self, timeout: float) -> paramiko.Channel:
         """The open channel; raises :class:`StreamLocalUnavailable` when refused or unanswered."""
         transport, chanid = self._transport, self._chanid

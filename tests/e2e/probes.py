@@ -43,14 +43,35 @@ def by_host(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {h["host"]: h for h in report["hosts"]}
 
 
+NO_STREAMLOCAL = "/etc/ssh/sshd_config.d/no-streamlocal.conf"
+
+
 def engine_state(lab: Lab, host: Host) -> tuple[str, int]:
-    """(dockerd's start timestamp, reloads it logged): they change only on a restart or a reload."""
+    """(dockerd's start time, reloads it logged): they change only on a restart or a reload. The start
+    time is systemd's monotonic one in microseconds: a restart within the same second changes it."""
     out = lab.ssh(
         host,
-        "systemctl show docker -p ExecMainStartTimestamp --value; "
+        "systemctl show docker -p ExecMainStartTimestampMonotonic --value; "
         "journalctl -u docker -o cat --no-pager | grep -c 'Got signal to reload configuration' || true",
     ).stdout.splitlines()
     return out[0], int(out[1])
+
+
+# sshd re-executes itself on SIGHUP (`systemctl reload ssh`), and for a moment no one listens on port 22:
+# the command gives it time to start over, then waits (bounded) until a connection is accepted again, so
+# the next login does not fail.
+RELOAD_SSHD = (
+    "systemctl reload ssh && sleep 0.2 && for i in $(seq 100); do "
+    "(exec 3<>/dev/tcp/127.0.0.1/22) 2>/dev/null && break; sleep 0.05; done"
+)
+
+
+def forbid_streamlocal_on(lab: Lab, host: Host, forbid: bool = True) -> None:
+    """sshd on ``host`` refuses (or, with ``forbid=False``, allows again) channels to Unix sockets."""
+    change = (
+        f"echo 'AllowStreamLocalForwarding no' > {NO_STREAMLOCAL}" if forbid else f"rm -f {NO_STREAMLOCAL}"
+    )
+    lab.ssh(host, f"bash -c {shlex.quote(change + ' && ' + RELOAD_SSHD)}")
 
 
 def docker_tree(lab: Lab, host: Host) -> dict[str, str]:

@@ -302,6 +302,38 @@ def test_a_ca_file_deleted_by_hand_is_restored_within_one_interval(dlab: Lab, ho
     print(f"\ndeleted CA restored in {took:.1f}s (interval {INTERVAL:g}s)")
 
 
+def test_a_docker_stopped_by_hand_stays_stopped_though_its_socket_listens(
+    dlab: Lab, hosts: list[Host]
+) -> None:
+    """`systemctl stop docker` leaves docker.socket listening: any connection to the engine's socket
+    would start dockerd again. The daemon, reconciling every interval, must not be that connection."""
+    install(dlab)
+    host = hosts[0]
+    dlab.ssh(host, "systemctl stop docker")
+    try:
+        with curl_watched(dlab, [host]):
+            cycles = status(dlab, host)["cycles"]
+            dlab.ssh(host, f"rm {STORAGE_CA}")  # the host's files are still kept
+            wait_for(
+                "three more cycles", lambda: status(dlab, host)["cycles"] >= cycles + 3, INTERVAL * 3 + 10
+            )
+            assert dlab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "inactive"
+            assert dlab.ssh(host, "systemctl is-active docker.socket", check=False).stdout.strip() == "active"
+            assert dlab.ssh(host, f"test -f {STORAGE_CA}", check=False).returncode == 0
+            state = status(dlab, host)
+            assert state["healthy"] and state["outcome"]["engine_action"] == "none", state
+            assert "unix-socket" not in curl_calls(dlab, host)
+    finally:
+        dlab.ssh(host, "systemctl reset-failed docker.service; systemctl start docker.socket docker.service")
+    cycles = status(dlab, host)["cycles"]
+    wait_for(
+        "a cycle with dockerd back", lambda: status(dlab, host)["cycles"] >= cycles + 2, INTERVAL * 2 + 10
+    )
+    state = status(dlab, host)
+    assert state["healthy"] and state["outcome"]["status"] == "unchanged", state
+    pull(dlab, host)
+
+
 def test_restart_with_the_source_down_keeps_the_last_good_policy(dlab: Lab, hosts: list[Host]) -> None:
     report = install(dlab)
     host = hosts[0]

@@ -21,6 +21,7 @@ from tests.e2e.probes import (
     daemon_json,
     docker_tree,
     engine_state,
+    forbid_streamlocal_on,
     pull_and_push,
     runs_secure_for_the_registry,
     skip_args,
@@ -353,19 +354,48 @@ def test_the_gather_asks_systemd_nothing_more_where_docker_service_runs(lab: Lab
         lab.ssh(host, "systemctl reset-failed docker.service; systemctl start docker.socket docker.service")
 
 
-def test_a_stopped_engine_gets_its_files_and_takes_them_when_it_starts(lab: Lab, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("stop", "forbid_streamlocal"),
+    [
+        ("systemctl stop docker.socket docker.service", False),
+        # What operators type: docker.socket keeps listening, and the first connection to it would
+        # start dockerd again. Nothing may connect: not the controller over the connection, not curl or
+        # the docker CLI on the host (where sshd forbids the connection's route).
+        ("systemctl stop docker", False),
+        ("systemctl stop docker", True),
+    ],
+    ids=["socket-stopped", "socket-listening", "socket-listening-no-route"],
+)
+def test_a_stopped_engine_gets_its_files_and_takes_them_when_it_starts(
+    lab: Lab, tmp_path: Path, stop: str, forbid_streamlocal: bool
+) -> None:
     host = lab.hosts[1]
     args = [*skip_args(lab, tmp_path), "--limit", host.name]
-    lab.ssh(host, "systemctl stop docker.socket docker.service")
+    if forbid_streamlocal:
+        forbid_streamlocal_on(lab, host)
+    lab.ssh(host, stop)
     try:
-        code, report, err = rollout(lab, *args)
-        assert code == 0, err
-        outcome = by_host(report)[host.name]
-        assert (outcome["status"], outcome["engine_action"], outcome["verified"]) == ("changed", "none", [])
-        assert "dockerd is not running: the change takes effect when it starts" in outcome["reasons"]
-        assert daemon_json(lab, host)["insecure-registries"] == ["registry.test", "registry.test:443"]
-        assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "inactive"
+        with curl_watched(lab, [host]):
+            plan = lab.run_agent("plan", "-i", str(lab.inventory_yml), *args, "--format", "json")
+            assert plan.returncode == 0, plan.stderr
+            assert by_host(json.loads(plan.stdout))[host.name]["status"] == "pending"
+            assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "inactive"
+            code, report, err = rollout(lab, *args)
+            assert code == 0, err
+            outcome = by_host(report)[host.name]
+            assert (outcome["status"], outcome["engine_action"], outcome["verified"]) == (
+                "changed",
+                "none",
+                [],
+            )
+            assert "dockerd is not running: the change takes effect when it starts" in outcome["reasons"]
+            assert daemon_json(lab, host)["insecure-registries"] == ["registry.test", "registry.test:443"]
+            assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "inactive"
+            if "docker.socket" not in stop:  # (with the socket stopped too, asking is harmless)
+                assert "unix-socket" not in curl_calls(lab, host)
     finally:
+        if forbid_streamlocal:
+            forbid_streamlocal_on(lab, host, False)
         lab.ssh(host, "systemctl reset-failed docker.service; systemctl start docker.socket docker.service")
     # Started, dockerd runs the files: the next run proves it and changes nothing.
     code, report, err = rollout(lab, *args)
@@ -549,15 +579,11 @@ def streamlocal_forbidden(lab: Lab) -> Iterator[tuple[Host, Host]]:
     """Every host's curl calls logged; on the second host sshd forbids channels to Unix sockets."""
     allowed, forbidden = lab.hosts[0], lab.hosts[1]
     with curl_watched(lab, lab.hosts):
-        lab.ssh(
-            forbidden,
-            "cat > /etc/ssh/sshd_config.d/no-streamlocal.conf && systemctl reload ssh",
-            input="AllowStreamLocalForwarding no\n",
-        )
+        forbid_streamlocal_on(lab, forbidden)
         try:
             yield allowed, forbidden
         finally:
-            lab.ssh(forbidden, "rm -f /etc/ssh/sshd_config.d/no-streamlocal.conf && systemctl reload ssh")
+            forbid_streamlocal_on(lab, forbidden, False)
 
 
 def test_the_engine_api_is_read_over_the_connection_and_on_the_host_where_sshd_forbids_that(

@@ -390,12 +390,22 @@ def test_a_refused_become_password_is_tried_once_though_the_engine_is_asked_firs
     with SSHTransport(host, replace(opts, become_password="wrong")) as t:
         t.engine_socket = engine.server_address  # type: ignore[assignment]
         before = log.read_text().count("call") if log.exists() else 0
-        pending = t.engine_request("/_ping", 5)  # over the connection: no sudo involved
+        # The script session (through sudo) says first whether the engine may be reached: refused
+        # here, so nothing is known and the engine is left alone.
+        assert t.engine_request("/_ping", 5) is None
+        for _ in range(2):
+            with pytest.raises(AuthenticationError, match="sudo refused the become password"):
+                t.run_script("true")
+        assert log.read_text().count("call") - before == 1, "one sudo, one password attempt"
+    assert engine.requests == []
+    with SSHTransport(host, replace(opts, become_password="s3cret")) as t:
+        t.engine_socket = engine.server_address  # type: ignore[assignment]
+        before = log.read_text().count("call")
+        pending = t.engine_request("/_ping", 5)
         reply = pending.wait() if pending else None
         assert reply is not None and reply.ok
-        with pytest.raises(AuthenticationError, match="sudo refused the become password"):
-            t.run_script("true")
-        assert log.read_text().count("call") - before == 1, "one sudo, one password attempt"
+        assert t.run_script('echo "$FAKE_SUDO_USER"').stdout == b"app\n"
+        assert log.read_text().count("call") - before == 1, "the greeting and the script: one session"
 
 
 class _Engine(http.server.BaseHTTPRequestHandler):
@@ -405,7 +415,7 @@ class _Engine(http.server.BaseHTTPRequestHandler):
     server: _EngineServer
 
     def do_GET(self) -> None:
-        self.server.requests.append((id(self.connection), self.path))
+        self.server.requests.append((id(self.connection), self.path, time.monotonic()))
         body = json.dumps({"ServerVersion": "26.1.5", "Path": self.path, "Version": "26.1.5"}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -424,7 +434,7 @@ class _EngineServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
 
     def __init__(self, path: str) -> None:
-        self.requests: list[tuple[int, str]] = []
+        self.requests: list[tuple[int, str, float]] = []
         super().__init__(path, _Engine)
 
 
@@ -454,9 +464,44 @@ def test_the_engine_api_is_read_through_a_channel_to_its_socket(
         client = t.docker_api(timeout=10)
         assert client.version(api_version=False)["Path"] == "/version"
         client.close()
-    paths = [path for _, path in engine.requests]
+    paths = [path for _, path, _ in engine.requests]
     assert paths == ["/_ping", "/info", "/version"]
     assert engine.requests[0][0] == engine.requests[1][0], "one kept-alive channel for the engine's requests"
+
+
+def test_an_engine_whose_socket_would_start_it_is_not_reached(
+    sshd: Server, opts: SSHOptions, engine: _EngineServer
+) -> None:
+    with SSHTransport(sshd.host(), opts) as t:
+        t.engine_socket = engine.server_address  # type: ignore[assignment]
+        t.engine_hello = "ta_hello=asleep\n"  # as agent.hosts.engine_wake says of a stopped docker.service
+        assert t.engine_request("/_ping", 5) is None
+        with pytest.raises(UnreachableError, match="dockerd is stopped and its socket would start it"):
+            t.docker_api(timeout=5).version(api_version=False)
+        assert t.run_script("echo scripts run").stdout == b"scripts run\n"
+    assert engine.requests == [], "nothing connected to the engine's socket"
+    with SSHTransport(sshd.host(), opts) as t:
+        t.engine_socket = engine.server_address  # type: ignore[assignment]
+        pending = t.engine_request("/_ping", 5)  # this machine's own greeting: no engine asleep here
+        assert pending is not None and (reply := pending.wait()) is not None and reply.ok
+
+
+def test_the_first_engine_request_goes_out_while_a_script_runs(
+    sshd: Server, opts: SSHOptions, engine: _EngineServer
+) -> None:
+    with SSHTransport(sshd.host(), opts) as t:
+        t.engine_socket = engine.server_address  # type: ignore[assignment]
+        pending = t.engine_request("/_ping", 5)  # the channel is still opening: the request waits
+        assert pending is not None
+        assert t.run_script("sleep 0.5; echo done").stdout == b"done\n"
+        ended = time.monotonic()
+        reply = pending.wait()
+        assert reply is not None and reply.ok
+        info = t.engine_request("/info", 5)  # the channel is open now: sent at once, on the same channel
+        assert info is not None and (second := info.wait()) is not None and second.ok
+    assert [path for _, path, _ in engine.requests] == ["/_ping", "/info"]
+    assert engine.requests[0][2] < ended - 0.3, "the first request reached the engine while the script ran"
+    assert engine.requests[0][0] == engine.requests[1][0]
 
 
 def test_an_engine_that_does_not_answer_is_not_waited_on_again(
@@ -482,7 +527,9 @@ def test_an_engine_that_does_not_answer_is_not_waited_on_again(
 def test_docker_api_over_dial_stdio(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
     with SSHTransport(sshd.host(), opts) as t:
         t.engine_socket = str(tmp_path / "no-engine.sock")  # sshd cannot connect: the channel is refused
-        assert t.engine_request("/_ping", 5) is None
+        pending = t.engine_request("/_ping", 5)  # asked for, not waited on: the refusal comes with the answer
+        assert pending is not None and pending.wait() is None
+        assert t.engine_request("/_ping", 5) is None, "not asked again on this connection"
         client = t.docker_api(timeout=10)
         first = client.version(api_version=False)
         second = client.version()
