@@ -101,6 +101,8 @@ fi
 [ -f "$S" ] && { echo "@@ta state"; b64 "$S"; }
 if [ -z "$R" ]; then
   i=""; p=""; k=""
+  # Docker from the snap store reads its daemon.json and certs.d under /var/snap/docker/current/.
+  [ -d /snap/docker/current ] && echo "@@ta snap-docker"
   if command -v dockerd >/dev/null 2>&1; then
     # A host without the agent's state file is about to be written to, and the apply script reads the
     # live /info after the reload: the version is all that is needed now. A host converged before most
@@ -395,6 +397,7 @@ def _parse(
         engine_running=values.get("active") in _RUNNING or (init != "systemd" and dockerd_seen),
         engine_api=engine_answered,
         engine_elsewhere=init == "systemd" and values.get("active") in _STOPPED and dockerd_seen,
+        snap_docker="snap-docker" in values,
     )
     return facts, info
 

@@ -98,6 +98,11 @@ def plan_docker(
         live_restore=live_restore,
     )
     blockers += action.blockers
+    warnings = (*loaded.warnings, *daemon.warnings, *action.warnings)
+    if facts.snap_docker:
+        snap = _snap_docker(facts)
+        blockers += [snap] if not facts.engine_running else []
+        warnings += (snap,) if facts.engine_running else ()
 
     return HostPlan(
         changes=tuple(changes),
@@ -105,8 +110,21 @@ def plan_docker(
         rmdirs=certs.rmdirs,
         engine_action=action.action,
         reasons=(*certs.reasons, *daemon.reasons, *action.reasons),
-        warnings=tuple(dict.fromkeys((*loaded.warnings, *daemon.warnings, *action.warnings))),
+        warnings=tuple(dict.fromkeys(warnings)),
         blockers=tuple(dict.fromkeys(blockers)),
+    )
+
+
+def _snap_docker(facts: DockerFacts) -> str:
+    """What a host with Docker from the snap store is told: that dockerd reads its own copies of
+    daemon.json and certs.d (under /var/snap/docker/current/), which trust-agent does not manage. Where
+    docker.service runs, the change is for its dockerd (a warning); else nothing is written (a blocker)."""
+    where = "daemon.json and certs.d under /var/snap/docker/current/, not /etc/docker"
+    if facts.engine_running:
+        return f"Docker from the snap is installed too: its dockerd reads {where}, left alone here"
+    return (
+        "Docker from the snap is installed and docker.service is not running: the snap's dockerd "
+        f"(snap.docker.dockerd) reads {where}, which trust-agent does not manage; nothing is written"
     )
 
 

@@ -42,6 +42,9 @@ class DockerFacts:
     # dockerd runs (it answered, or has a PID) while docker.service is not active: started by hand or
     # by another unit, so `systemctl reload docker` cannot reach it.
     engine_elsewhere: bool = False
+    # Docker from the snap store is installed: its dockerd reads daemon.json and certs.d under
+    # /var/snap/docker/current/, not /etc/docker.
+    snap_docker: bool = False
 
     @property
     def daemon_json_file(self) -> str:

@@ -432,6 +432,33 @@ def test_a_dockerd_run_outside_docker_service_is_refused_a_change_it_would_need_
         )
 
 
+def test_docker_from_the_snap_is_left_alone_unless_docker_service_runs(lab: Lab, tmp_path: Path) -> None:
+    """Docker from the snap store reads its own daemon.json and certs.d (under /var/snap/docker/current/):
+    files in /etc/docker would do nothing there. The snap's presence is its directory under /snap."""
+    host = lab.hosts[2]
+    args = [*skip_args(lab, tmp_path), "--limit", host.name]
+    lab.ssh(host, "mkdir -p /snap/docker/current && systemctl stop docker.socket docker.service")
+    try:
+        tree = docker_tree(lab, host)
+        code, report, _ = rollout(lab, *args)
+        outcome = by_host(report)[host.name]
+        assert code == 1 and outcome["status"] == "failed", outcome
+        assert "Docker from the snap is installed and docker.service is not running" in outcome["error"]
+        assert docker_tree(lab, host) == tree
+        lab.ssh(host, "systemctl start docker.socket docker.service")
+        # docker.service runs: the change is its dockerd's, and the snap is named.
+        code, report, err = rollout(lab, *args)
+        outcome = by_host(report)[host.name]
+        assert code == 0 and outcome["status"] in ("changed", "unchanged"), err
+        assert "live config" in outcome["verified"], outcome
+        assert any(w.startswith("Docker from the snap is installed too") for w in outcome["warnings"])
+    finally:
+        lab.ssh(
+            host,
+            "rm -rf /snap; systemctl reset-failed docker.service; systemctl start docker.socket docker.service",
+        )
+
+
 @pytest.fixture
 def symlinked_daemon_json(lab: Lab) -> Iterator[Host]:
     """On the last host, daemon.json is a symlink to a file kept elsewhere (as config tools do)."""

@@ -400,6 +400,22 @@ def test_a_stopped_engine_gets_the_files_and_no_action_one_run_elsewhere_is_refu
     assert plan.blockers == () and plan.engine_action == "none" and plan.changed
 
 
+@pytest.mark.parametrize("policy", [insecure_policy("registry.test"), ca_policy("registry.test")])
+def test_docker_from_the_snap_blocks_everything_unless_docker_service_runs(policy: TrustPolicy) -> None:
+    # The snap's dockerd reads its own daemon.json and certs.d: files in /etc/docker would do nothing.
+    plan = plan_docker(policy, host(engine_running=False, engine_elsewhere=True, snap_docker=True))
+    assert len(plan.blockers) >= 1
+    assert any(
+        b.startswith("Docker from the snap is installed and docker.service is not running")
+        for b in plan.blockers
+    )
+    assert all("/var/snap/docker/current/" in b for b in plan.blockers if "snap" in b)
+    # docker.service runs as well: the change is for its dockerd, and the snap is named in a warning.
+    plan = plan_docker(policy, host(snap_docker=True))
+    assert plan.blockers == () and plan.changed
+    assert any(w.startswith("Docker from the snap is installed too") for w in plan.warnings)
+
+
 def test_flag_conflict_blocks_the_daemon_json_change() -> None:
     facts = host(dockerd_flags=("-H", "fd://", "--insecure-registry=10.0.0.0/8"), flags_source=DROP_IN)
     plan = plan_docker(insecure_policy("registry.test"), facts)

@@ -268,3 +268,9 @@ def test_a_dockerd_running_outside_docker_service_is_told_from_a_stopped_one(
 ) -> None:
     facts = parse_gather_output("\n".join(["@@ta begin 1", "@@ta init systemd", *records, "@@ta end"]))
     assert (facts.engine_running, facts.engine_elsewhere) == (running, elsewhere)
+
+
+@pytest.mark.parametrize(("records", "snap"), [(["@@ta snap-docker"], True), ([], False)])
+def test_docker_from_the_snap_is_reported(records: list[str], snap: bool) -> None:
+    facts = parse_gather_output("\n".join(["@@ta begin 1", "@@ta init systemd", *records, "@@ta end"]))
+    assert facts.snap_docker is snap
