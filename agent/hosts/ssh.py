@@ -625,7 +625,7 @@ class SSHTransport(Transport):
                 return
             if pump.drained():
                 self._drop_session()
-                raise _SessionEnded(bytes(pump.err).decode("utf-8", "replace").strip()[-300:] or "no output")
+                raise _SessionEnded.of(pump)
             if not busy:
                 pump.idle(deadline)
 
@@ -659,7 +659,7 @@ class SSHTransport(Transport):
             if status is not None and pump.err.endswith(err_done):
                 return CommandResult(status, bytes(pump.out), bytes(pump.err[: -len(err_done)]))
             if pump.drained():
-                raise _SessionEnded(bytes(pump.err).decode("utf-8", "replace").strip()[-300:] or "no output")
+                raise _SessionEnded.of(pump)
             if not busy:
                 # The engine channel's opening does not wake select(): look again soon while it is due.
                 pump.idle(deadline, _OUTBOX_POLL if self._engine_outbox is not None else _POLL)
@@ -838,6 +838,11 @@ class _ChannelReply:
 
 class _SessionEnded(Exception):
     """The script session's shell exited before a script finished."""
+
+    @classmethod
+    def of(cls, pump: _Pump) -> _SessionEnded:
+        """The shell's last words (its stderr's tail) as the reason."""
+        return cls(bytes(pump.err).decode("utf-8", "replace").strip()[-300:] or "no output")
 
 
 class _Pump:
