@@ -260,10 +260,24 @@ def _engine_action_lines(action: EngineAction, init: str | None, recovering: boo
             command = f"{{ systemctl reset-failed docker.service 2>/dev/null; {command}; }}"
     else:
         command = "service docker restart"
-    return [
-        f'aout=$({command} 2>&1) || fail {EXIT_ACTION} "{action} of dockerd failed: $aout"',
-        f'echo "@@ta {action}ed"',
-    ]
+    failed = f'fail {EXIT_ACTION} "{action} of dockerd failed: $aout"'
+    if action == "restart" and init == "systemd":
+        # systemctl names no reason for a failed start: the unit's journal since just before it does
+        # (agent.engine.unit_log picks the start's own lines).
+        return [
+            "ucur=$(journalctl -n 0 --show-cursor -o cat 2>/dev/null); ucur=${ucur#-- cursor: }",
+            f"aout=$({command} 2>&1) || {{ {_UNIT_LOG}; {failed}; }}",
+            f'echo "@@ta {action}ed"',
+        ]
+    return [f"aout=$({command} 2>&1) || {failed}", f'echo "@@ta {action}ed"']
+
+
+# The unit's journal entries since the cursor, as JSON lines (bounded), framed for agent.engine.unit_log.
+_UNIT_LOG = (
+    '[ -z "$ucur" ] || { echo "@@ta unit-log"; journalctl -u docker.service --after-cursor="$ucur" '
+    "-o json --output-fields=MESSAGE,MESSAGE_ID,_PID --no-pager 2>/dev/null | tail -n 40; "
+    'echo "@@ta unit-log-end"; }'
+)
 
 
 def inverse(plan: HostPlan) -> HostPlan:

@@ -22,6 +22,7 @@ from agent.engine.apply_script import (
     new_backup_stamp,
 )
 from agent.engine.gather import gather_live, live_info
+from agent.engine.unit_log import start_failure_lines
 from agent.engine.verify import (
     canary_pull,
     expected_insecure,
@@ -232,7 +233,7 @@ def _apply(
     if result.exit_status == EXIT_CHANGED:
         raise ValidationError(detail)
     if result.exit_status == EXIT_ACTION:
-        raise ReloadError(detail)
+        raise ReloadError(detail + _said(result))
     error = CommandError(
         f"apply failed: {detail}", result.exit_status, result.stderr.decode("utf-8", "replace")
     )
@@ -254,6 +255,13 @@ def _split_apply_phases(timeline: _Timeline, stdout: bytes, start: float, end: f
         timeline.add("reload", middle, end)
     else:
         timeline.add("apply", start, end)
+
+
+def _said(result: CommandResult) -> str:
+    """``; docker.service said: ...`` from a failed restart's journal lines (see agent.engine.unit_log),
+    or nothing where there are none."""
+    said = start_failure_lines(result.stdout)
+    return f"; docker.service said: {' | '.join(said)}" if said else ""
 
 
 def _wait_engine(transport: Transport, timeout: float) -> None:
@@ -328,7 +336,7 @@ def _roll_back(
     if not result.ok and result.exit_status != EXIT_ACTION:
         stderr = result.stderr.decode("utf-8", "replace").strip()
         return _done(base, timeline, "failed", error=f"{cause}; roll-back failed too: {stderr}")
-    note = "" if result.ok else " (files restored; dockerd did not take the restore either)"
+    note = "" if result.ok else f" (files restored; dockerd did not take the restore either{_said(result)})"
     return _done(base, timeline, "rolled_back", error=f"{cause}; rolled back{note}")
 
 

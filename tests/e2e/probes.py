@@ -133,6 +133,7 @@ def curl_calls(lab: Lab, host: Host) -> str:
 
 
 SITE_CHECK = "/etc/systemd/system/docker.service.d/site-check.conf"
+SITE_CHECK_SAYS = "site check: insecure registries are not allowed here"
 
 
 @contextmanager
@@ -145,7 +146,10 @@ def a_restart_dockerd_will_not_survive(lab: Lab, host: Host) -> Iterator[None]:
     Without the key, dockerd starts.
     """
     mirrored = {**daemon_json(lab, host), "registry-mirrors": ["https://mirror.test"]}
-    check = "[Service]\nExecStartPre=/bin/sh -c '! grep -q insecure-registries /etc/docker/daemon.json'\n"
+    check = (
+        "[Service]\nExecStartPre=/bin/sh -c 'if grep -q insecure-registries /etc/docker/daemon.json; "
+        f'then echo "{SITE_CHECK_SAYS}" >&2; exit 1; fi\'\n'
+    )
     lab.ssh(
         host,
         f"mkdir -p {SITE_CHECK.rsplit('/', 1)[0]} && printf %s {shlex.quote(check)} > {SITE_CHECK} && "

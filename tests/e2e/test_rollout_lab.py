@@ -13,6 +13,7 @@ import yaml
 
 from agent.engine.gather import GATHER_SCRIPT
 from tests.e2e.probes import (
+    SITE_CHECK_SAYS,
     a_restart_dockerd_will_not_survive,
     by_host,
     ca_args,
@@ -295,6 +296,8 @@ def test_a_restart_dockerd_does_not_survive_is_rolled_back_and_dockerd_runs_agai
         outcome = by_host(report)[host.name]
         assert outcome["status"] == "rolled_back", outcome
         assert outcome["error"].startswith("restart of dockerd failed: "), outcome["error"]
+        # systemctl names no reason; the start's own journal lines do.
+        assert f"; docker.service said: {SITE_CHECK_SAYS}; rolled back" in outcome["error"], outcome["error"]
         assert outcome["error"].endswith("; rolled back"), outcome["error"]  # dockerd took the restore
         # Every file and directory under /etc/docker as before, and dockerd running again: restarted on
         # the previous files, although the failed start used up systemd's start limit.
