@@ -41,6 +41,16 @@ def rollout(lab: Lab, *args: str, inventory: Path | None = None) -> tuple[int, d
     return proc.returncode, report, proc.stderr
 
 
+def refused(lab: Lab, host: Host, args: list[str], why: str) -> None:
+    """A rollout fails ``host`` with ``why`` in its error, and nothing under /etc/docker changes."""
+    tree = docker_tree(lab, host)
+    code, report, _ = rollout(lab, *args)
+    outcome = by_host(report)[host.name]
+    assert code == 1 and outcome["status"] == "failed", outcome
+    assert why in outcome["error"], outcome["error"]
+    assert docker_tree(lab, host) == tree
+
+
 def test_plan_then_rollout_converges_every_host_and_a_second_run_is_quiet(lab: Lab) -> None:
     proc = lab.run_agent(
         "plan", "-i", str(lab.inventory_yml), *ca_args(lab), "--format", "json", "--detailed-exitcode"
@@ -417,12 +427,12 @@ def test_a_dockerd_run_outside_docker_service_is_refused_a_change_it_would_need_
         "for i in $(seq 50); do docker info >/dev/null 2>&1 && break; sleep 0.2; done",
     )
     try:
-        tree = docker_tree(lab, host)
-        code, report, _ = rollout(lab, *skip_args(lab, tmp_path), "--limit", host.name)
-        outcome = by_host(report)[host.name]
-        assert code == 1 and outcome["status"] == "failed", outcome
-        assert outcome["error"].startswith("dockerd runs, but not as docker.service"), outcome["error"]
-        assert docker_tree(lab, host) == tree
+        refused(
+            lab,
+            host,
+            [*skip_args(lab, tmp_path), "--limit", host.name],
+            "dockerd runs, but not as docker.service",
+        )
         # CA files need no reload: those it gets, and a pull through them works.
         code, report, err = rollout(lab, *ca_args(lab), "--limit", host.name, "--canary-image", lab.image)
         outcome = by_host(report)[host.name]
@@ -442,12 +452,7 @@ def test_docker_from_the_snap_is_left_alone_unless_docker_service_runs(lab: Lab,
     args = [*skip_args(lab, tmp_path), "--limit", host.name]
     lab.ssh(host, "mkdir -p /snap/docker/current && systemctl stop docker.socket docker.service")
     try:
-        tree = docker_tree(lab, host)
-        code, report, _ = rollout(lab, *args)
-        outcome = by_host(report)[host.name]
-        assert code == 1 and outcome["status"] == "failed", outcome
-        assert "Docker from the snap is installed and docker.service is not running" in outcome["error"]
-        assert docker_tree(lab, host) == tree
+        refused(lab, host, args, "Docker from the snap is installed and docker.service is not running")
         lab.ssh(host, "systemctl start docker.socket docker.service")
         # docker.service runs: the change is its dockerd's, and the snap is named.
         code, report, err = rollout(lab, *args)
@@ -499,12 +504,7 @@ def test_a_symlinked_daemon_json_is_merged_at_its_target_and_the_link_kept(
 
     # A link to nothing is left as it is: the host fails, and nothing on it changes.
     lab.ssh(host, "mv /srv/docker/daemon.json /srv/docker/daemon.json.kept")
-    tree = docker_tree(lab, host)
-    code, report, _ = rollout(lab, *args)
-    outcome = by_host(report)[host.name]
-    assert code == 1 and outcome["status"] == "failed", outcome
-    assert "is a symlink to /srv/docker/daemon.json, which is not a file" in outcome["error"]
-    assert docker_tree(lab, host) == tree
+    refused(lab, host, args, "is a symlink to /srv/docker/daemon.json, which is not a file")
     assert lab.ssh(host, "readlink /etc/docker/daemon.json").stdout.strip() == "/srv/docker/daemon.json"
     lab.ssh(host, "mv /srv/docker/daemon.json.kept /srv/docker/daemon.json")
 
