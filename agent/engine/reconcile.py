@@ -22,7 +22,7 @@ from agent.engine.apply_script import (
     new_backup_stamp,
 )
 from agent.engine.gather import gather_live, live_info
-from agent.engine.unit_log import start_failure_lines
+from agent.engine.unit_log import UNIT_JOURNAL_COMMAND, reload_refusal, start_failure_lines
 from agent.engine.verify import (
     canary_pull,
     expected_insecure,
@@ -168,8 +168,14 @@ def reconcile(
     verified: tuple[str, ...] = ()
     if options.verify and facts.init is not None and facts.engine_running:
         after = daemon_json_after(plan, facts)
+        # A reload dockerd refuses shows only in its journal: read from the apply's own timestamp on.
+        reloaded_at = (
+            _stamp(result.stdout, b"written") if action == "reload" and facts.init == "systemd" else None
+        )
         try:
-            verified = timeline.run("verify", lambda: _verify(transport, policy, after, options, info_after))
+            verified = timeline.run(
+                "verify", lambda: _verify(transport, policy, after, options, info_after, reloaded_at)
+            )
         except TrustAgentError as exc:
             return _roll_back(transport, plan, facts, options, base, timeline, exc)
     return _done(base, timeline, "changed", engine_action=action, verified=verified)
@@ -244,9 +250,18 @@ def _apply(
 _STAMP = re.compile(rb"^@@ta t (\w+) ([0-9.]+)$", re.M)
 
 
+def _stamps(stdout: bytes) -> dict[bytes, float]:
+    """The apply script's own timestamps (the host's uptime, in seconds) by name."""
+    return {m.group(1): float(m.group(2)) for m in _STAMP.finditer(stdout)}
+
+
+def _stamp(stdout: bytes, name: bytes) -> float | None:
+    return _stamps(stdout).get(name)
+
+
 def _split_apply_phases(timeline: _Timeline, stdout: bytes, start: float, end: float, acted: bool) -> None:
     """Split the one round trip into apply and reload phases using the script's own timestamps."""
-    stamps = {m.group(1): float(m.group(2)) for m in _STAMP.finditer(stdout)}
+    stamps = _stamps(stdout)
     if acted and {b"start", b"written", b"done"} <= stamps.keys():
         total = max(stamps[b"done"] - stamps[b"start"], 1e-9)
         share = (stamps[b"written"] - stamps[b"start"]) / total
@@ -255,6 +270,15 @@ def _split_apply_phases(timeline: _Timeline, stdout: bytes, start: float, end: f
         timeline.add("reload", middle, end)
     else:
         timeline.add("apply", start, end)
+
+
+def _reload_refusal(transport: Transport, since: float) -> str | None:
+    """dockerd's reason for refusing the reload done after ``since``, from docker.service's journal."""
+    try:
+        result = transport.run_script(UNIT_JOURNAL_COMMAND, timeout=30)
+    except TrustAgentError:
+        return None  # the wait for the live config goes on, and says what it finds
+    return reload_refusal(result.stdout.decode("utf-8", "replace"), since)
 
 
 def _said(result: CommandResult) -> str:
@@ -280,10 +304,12 @@ def _verify(
     daemon_json: bytes | None,
     options: RunOptions,
     info: dict[str, Any] | None = None,
+    reloaded_at: float | None = None,
 ) -> tuple[str, ...]:
     """Prove the engine runs ``daemon_json``'s registry config: from ``info`` (the engine's live /info,
     read on the host in the gather or apply round trip) when it already matches, else by polling /info
-    until it does (a SIGHUP applies asynchronously); then the canary pull, where asked."""
+    until it does (a SIGHUP applies asynchronously), or until dockerd's journal says it refused the
+    reload done after ``reloaded_at`` (the host's uptime); then the canary pull, where asked."""
     wanted = expected_insecure(daemon_json)
     if info is None or mismatches(info, policy.registries, wanted):
         wait_for_live_config(
@@ -291,6 +317,7 @@ def _verify(
             policy.registries,
             wanted,
             timeout=options.verify_timeout,
+            refused=None if reloaded_at is None else lambda: _reload_refusal(transport, reloaded_at),
         )
     proved = ["live config"]
     if options.canary_image:

@@ -1,10 +1,15 @@
-"""What docker.service's own processes said when a start failed, from the journal the apply script sends.
+"""What docker.service's own processes said when a start failed or a reload was refused, from its journal.
 
 systemctl's message for a failed start ("Job for docker.service failed because the control process
 exited with error code. See ...") names no reason; dockerd (or a site's ``ExecStartPre=`` check) logged
 it. The apply script sends the unit's journal entries since just before the restart as JSON lines,
 framed by ``@@ta unit-log`` and ``@@ta unit-log-end``; the entries that count are those after systemd's
 "Starting ..." (the start job's own message, by its catalog ID) from processes other than systemd.
+
+A reload dockerd refuses fails nothing systemd sees (``kill -HUP`` succeeds): dockerd logs the refusal
+at level ``error`` right after "Got signal to reload configuration", and keeps its old config. Read from
+the unit's last journal entries, such a line after the apply's own timestamp (``/proc/uptime``, the
+clock of the journal's ``__MONOTONIC_TIMESTAMP``) ends the wait for the live config at once.
 """
 
 from __future__ import annotations
@@ -17,6 +22,12 @@ START_JOB_BEGUN = "7d4958e842da4a758f6c1cdc7b36dcc5"  # systemd's "Starting <uni
 _BEGIN, _END = "@@ta unit-log", "@@ta unit-log-end"
 # dockerd logs logfmt: time="..." level=error msg="..." ; the msg is what a person reads.
 _MSG = re.compile(r'(?:^|\s)msg="((?:[^"\\]|\\.)*)"')
+_LEVEL = re.compile(r"(?:^|\s)level=(\w+)")
+RELOAD_SIGNAL = "Got signal to reload configuration"
+# The unit's last journal entries as JSON lines, for reload_refusal.
+UNIT_JOURNAL_COMMAND = (
+    "journalctl -u docker.service -n 40 -o json --output-fields=MESSAGE,_PID --no-pager 2>/dev/null"
+)
 
 
 def start_failure_lines(stdout: bytes, limit: int = 3) -> list[str]:
@@ -27,6 +38,29 @@ def start_failure_lines(stdout: bytes, limit: int = 3) -> list[str]:
     after = valid[starts[-1] + 1 :] if starts else []
     said = [_readable(e.get("MESSAGE")) for e in after if str(e.get("_PID", "")) != "1"]
     return [line for line in said if line][-limit:]
+
+
+def reload_refusal(journal: str, since: float) -> str | None:
+    """dockerd's reason for refusing the reload it got after ``since`` (seconds of uptime), from
+    :data:`UNIT_JOURNAL_COMMAND`'s output; None where it took it, or has not got it yet."""
+    entries = [e for e in map(_entry, journal.splitlines()) if e is not None]
+    after = [e for e in entries if _monotonic(e) >= since * 1_000_000 and str(e.get("_PID", "")) != "1"]
+    signals = [i for i, e in enumerate(after) if RELOAD_SIGNAL in str(e.get("MESSAGE", ""))]
+    if not signals:
+        return None
+    for entry in after[signals[-1] + 1 :]:
+        raw = entry.get("MESSAGE")
+        level = _LEVEL.search(raw) if isinstance(raw, str) else None
+        if level and level.group(1) in ("error", "fatal"):
+            return _readable(raw) or None
+    return None
+
+
+def _monotonic(entry: dict[str, Any]) -> float:
+    try:
+        return float(entry.get("__MONOTONIC_TIMESTAMP", -1))
+    except (TypeError, ValueError):
+        return -1.0
 
 
 def _framed(text: str) -> list[str]:

@@ -67,17 +67,31 @@ def wait_for_live_config(
     *,
     timeout: float = 15.0,
     interval: float = 0.2,
+    refused: Callable[[], str | None] | None = None,
+    refused_every: float = 1.0,
 ) -> dict[str, Any]:
-    """Poll ``/info`` until the live config matches (SIGHUP applies asynchronously), bounded by ``timeout``."""
+    """Poll ``/info`` until the live config matches (SIGHUP applies asynchronously), bounded by ``timeout``.
+
+    ``refused``, asked while the config still does not match ``refused_every`` seconds on (and as often
+    after), gives dockerd's own reason where it refused the reload: the wait ends there, as nothing will
+    change. A SIGHUP still on its way is not worth asking about: a converging host never asks."""
     deadline = time.monotonic() + timeout
     problems: list[str] = ["no answer from the engine"]
     last_error: Exception | None = None
+    asked = time.monotonic()
     while True:
         try:
             info = read_info()
             problems = mismatches(info, registries, wanted)
             if not problems:
                 return info
+            if refused is not None and time.monotonic() - asked >= refused_every:
+                asked = time.monotonic()
+                reason = refused()
+                if reason:
+                    raise VerifyError(f"dockerd refused the reload: {reason}")
+        except VerifyError:
+            raise
         except Exception as exc:  # the engine may be restarting: keep polling until the deadline
             last_error = exc
             problems = [f"engine API: {exc}"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -315,6 +316,33 @@ def test_a_restart_dockerd_does_not_survive_is_rolled_back_and_dockerd_runs_agai
         assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "active"
         assert engine_state(lab, host)[0] != started
         assert runs_secure_for_the_registry(lab, host)
+
+
+def test_a_reload_dockerd_refuses_is_rolled_back_at_once_with_dockerds_reason(
+    lab: Lab, tmp_path: Path
+) -> None:
+    host = lab.hosts[0]
+    # daemon.json edited by hand after dockerd started, with a value dockerd cannot decode (log-opts is a
+    # map) and no check of the agent's covers (Docker 20.10 has no --validate): the reload is refused.
+    saved = lab.ssh(host, "cat /etc/docker/daemon.json").stdout
+    edited = json.dumps({**json.loads(saved), "log-opts": "max-size=10m"}, indent=2) + "\n"
+    lab.ssh(host, "cat > /etc/docker/daemon.json", input=edited)
+    try:
+        tree = docker_tree(lab, host)
+        started = time.monotonic()
+        code, report, _ = rollout(lab, *skip_args(lab, tmp_path), "--limit", host.name)
+        took = time.monotonic() - started
+        outcome = by_host(report)[host.name]
+        assert code == 1 and outcome["status"] == "rolled_back", outcome
+        assert outcome["error"].startswith(
+            "dockerd refused the reload: unable to configure the Docker daemon with file /etc/docker/daemon.json: "
+            "json: cannot unmarshal string"
+        ), outcome["error"]
+        assert docker_tree(lab, host) == tree
+        # Not the 20 s wait for a live config that would never come.
+        assert took < 10, f"took {took:.1f}s"
+    finally:
+        lab.ssh(host, "cat > /etc/docker/daemon.json && systemctl reload docker", input=saved)
 
 
 @pytest.mark.parametrize("restarted", [True, False], ids=["dockerd-runs-with-it", "set-since-it-started"])

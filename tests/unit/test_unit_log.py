@@ -1,15 +1,21 @@
-"""A failed start's reason, from the unit's journal lines the apply script sends: only what docker.service's
+"""A failed start's reason, and a refused reload's, from the unit's journal lines the apply script sends: only what docker.service's
 own processes logged after systemd's "Starting ..." (the stop before it and systemd's own lines left out)."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.engine.unit_log import START_JOB_BEGUN, start_failure_lines
+from agent.engine.unit_log import START_JOB_BEGUN, reload_refusal, start_failure_lines
+from agent.engine.verify import wait_for_live_config
+from agent.errors import VerifyError
 
 
 def journal(*entries: dict[str, Any], framed: bool = True) -> bytes:
@@ -66,3 +72,75 @@ def test_any_output_gives_a_list_of_short_single_lines(lines: list[str]) -> None
     out = ("@@ta unit-log\n" + "\n".join(lines) + "\n@@ta unit-log-end\n").encode()
     said = start_failure_lines(out)
     assert len(said) <= 3 and all("\n" not in s and len(s) <= 300 for s in said)
+
+
+# --- a refused reload ---------------------------------------------------------------------------
+
+SIGNAL = (
+    'time="t" level=info msg="Got signal to reload configuration, reloading from: /etc/docker/daemon.json"'
+)
+REFUSED = (
+    'time="t" level=error msg="unable to configure the Docker daemon with file /etc/docker/daemon.json: '
+    'json: cannot unmarshal string into Go struct field Config.log-opts of type map[string]string"'
+)
+
+
+def unit_journal(*entries: tuple[float, str, str]) -> str:
+    """Journal lines as journalctl -o json prints them: (seconds of uptime, pid, message)."""
+    return "\n".join(
+        json.dumps({"__MONOTONIC_TIMESTAMP": str(int(t * 1_000_000)), "_PID": pid, "MESSAGE": m})
+        for t, pid, m in entries
+    )
+
+
+def test_a_reload_refused_after_the_apply_gives_dockerds_reason() -> None:
+    text = unit_journal(
+        (99.0, "1", "Reloading docker.service..."),
+        (100.2, "1", "Reloading docker.service..."),
+        (100.21, "817", SIGNAL),
+        (100.22, "817", REFUSED),
+        (100.23, "1", "Reloaded docker.service."),
+    )
+    assert reload_refusal(text, since=100.1) == (
+        "unable to configure the Docker daemon with file /etc/docker/daemon.json: json: cannot unmarshal "
+        "string into Go struct field Config.log-opts of type map[string]string"
+    )
+
+
+def test_an_earlier_refusal_a_taken_reload_or_one_not_yet_got_says_nothing() -> None:
+    earlier = unit_journal((50.0, "817", SIGNAL), (50.01, "817", REFUSED))
+    assert reload_refusal(earlier, since=100.0) is None  # before this apply: not this reload's
+    taken = unit_journal((100.2, "817", SIGNAL), (100.3, "817", 'time="t" level=info msg="Reloaded"'))
+    assert reload_refusal(taken, since=100.0) is None
+    assert reload_refusal(unit_journal((100.2, "1", "Reloading docker.service...")), since=100.0) is None
+    # An error before the signal belongs to something else.
+    assert reload_refusal(unit_journal((100.1, "817", REFUSED), (100.2, "817", SIGNAL)), since=100.0) is None
+    assert reload_refusal("not json\n{}\n[1]", since=0.0) is None
+
+
+def test_the_wait_for_the_live_config_ends_at_a_refusal_and_asks_the_journal_sparingly() -> None:
+    infos: Iterator[dict[str, Any]] = iter([{"RegistryConfig": {}}] * 1000)
+    asked: list[float] = []
+
+    def refused() -> str | None:
+        asked.append(time.monotonic())
+        return "bad config" if len(asked) >= 3 else None
+
+    started = time.monotonic()
+    with pytest.raises(VerifyError, match="dockerd refused the reload: bad config"):
+        wait_for_live_config(
+            lambda: next(infos), ("r.test",), frozenset({"r.test"}), timeout=10, interval=0.01,
+            refused=refused, refused_every=0.05,
+        )  # fmt: skip
+    assert len(asked) == 3 and time.monotonic() - started < 2
+    assert all(b - a >= 0.05 for a, b in itertools.pairwise(asked))
+    # Where the engine takes the change, the journal is never read.
+    live = {"RegistryConfig": {"IndexConfigs": {"r.test": {"Secure": False}}}}
+    never: list[int] = []
+
+    def counted() -> str | None:
+        never.append(1)
+        return None
+
+    assert wait_for_live_config(lambda: live, ("r.test",), frozenset({"r.test"}), refused=counted) == live
+    assert never == []
