@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import posixpath
+import re
 import secrets
 import shlex
 import time
@@ -243,6 +244,15 @@ def _as_text(data: bytes) -> str | None:
 
 def _parents(paths: Iterable[str]) -> list[str]:
     return sorted({posixpath.dirname(p) for p in paths})
+
+
+_STAMP = re.compile(rb"^@@ta t (\w+) ([0-9.]+)$", re.M)
+
+
+def script_stamps(stdout: bytes) -> dict[bytes, float]:
+    """The apply script's own timestamps by name (``start``, ``written``, ``done``): the host's uptime in
+    seconds (the clock of the journal's monotonic timestamps), or the epoch where /proc/uptime is absent."""
+    return {m.group(1): float(m.group(2)) for m in _STAMP.finditer(stdout)}
 
 
 def _engine_action_lines(action: EngineAction, init: str | None, recovering: bool) -> list[str]:

@@ -6,7 +6,6 @@ for one host, so the rollout, ``apply --local`` and the per-host daemon behave t
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -20,14 +19,16 @@ from agent.engine.apply_script import (
     build_apply_script,
     inverse,
     new_backup_stamp,
+    script_stamps,
 )
 from agent.engine.gather import gather_live, live_info
-from agent.engine.unit_log import UNIT_JOURNAL_COMMAND, reload_refusal, start_failure_lines
+from agent.engine.unit_log import start_failure_lines
 from agent.engine.verify import (
     canary_pull,
     expected_insecure,
     mismatches,
     read_live_info,
+    refusal_since,
     wait_for_live_config,
 )
 from agent.errors import (
@@ -170,7 +171,9 @@ def reconcile(
         after = daemon_json_after(plan, facts)
         # A reload dockerd refuses shows only in its journal: read from the apply's own timestamp on.
         reloaded_at = (
-            _stamp(result.stdout, b"written") if action == "reload" and facts.init == "systemd" else None
+            script_stamps(result.stdout).get(b"written")
+            if action == "reload" and facts.init == "systemd"
+            else None
         )
         try:
             verified = timeline.run(
@@ -247,21 +250,9 @@ def _apply(
     raise error
 
 
-_STAMP = re.compile(rb"^@@ta t (\w+) ([0-9.]+)$", re.M)
-
-
-def _stamps(stdout: bytes) -> dict[bytes, float]:
-    """The apply script's own timestamps (the host's uptime, in seconds) by name."""
-    return {m.group(1): float(m.group(2)) for m in _STAMP.finditer(stdout)}
-
-
-def _stamp(stdout: bytes, name: bytes) -> float | None:
-    return _stamps(stdout).get(name)
-
-
 def _split_apply_phases(timeline: _Timeline, stdout: bytes, start: float, end: float, acted: bool) -> None:
     """Split the one round trip into apply and reload phases using the script's own timestamps."""
-    stamps = _stamps(stdout)
+    stamps = script_stamps(stdout)
     if acted and {b"start", b"written", b"done"} <= stamps.keys():
         total = max(stamps[b"done"] - stamps[b"start"], 1e-9)
         share = (stamps[b"written"] - stamps[b"start"]) / total
@@ -270,15 +261,6 @@ def _split_apply_phases(timeline: _Timeline, stdout: bytes, start: float, end: f
         timeline.add("reload", middle, end)
     else:
         timeline.add("apply", start, end)
-
-
-def _reload_refusal(transport: Transport, since: float) -> str | None:
-    """dockerd's reason for refusing the reload done after ``since``, from docker.service's journal."""
-    try:
-        result = transport.run_script(UNIT_JOURNAL_COMMAND, timeout=30)
-    except TrustAgentError:
-        return None  # the wait for the live config goes on, and says what it finds
-    return reload_refusal(result.stdout.decode("utf-8", "replace"), since)
 
 
 def _said(result: CommandResult) -> str:
@@ -317,7 +299,7 @@ def _verify(
             policy.registries,
             wanted,
             timeout=options.verify_timeout,
-            refused=None if reloaded_at is None else lambda: _reload_refusal(transport, reloaded_at),
+            refused=None if reloaded_at is None else refusal_since(transport, reloaded_at),
         )
     proved = ["live config"]
     if options.canary_image:

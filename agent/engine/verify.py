@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION, info_doc, live_info
-from agent.errors import VerifyError
+from agent.engine.unit_log import UNIT_JOURNAL_COMMAND, reload_refusal
+from agent.errors import TrustAgentError, VerifyError
 from agent.hosts.base import Transport
 
 
@@ -41,6 +42,20 @@ def read_live_info(transport: Transport, timeout: float = 20.0) -> dict[str, Any
         tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
         raise VerifyError(f"the engine did not answer /info{': ' + tail[0] if tail else ''}")
     return info
+
+
+def refusal_since(transport: Transport, since: float) -> Callable[[], str | None]:
+    """For :func:`wait_for_live_config`: dockerd's reason for refusing the reload done after ``since``
+    (the apply script's ``written`` stamp), read from docker.service's journal on the host."""
+
+    def refused() -> str | None:
+        try:
+            result = transport.run_script(UNIT_JOURNAL_COMMAND, timeout=30)
+        except TrustAgentError:
+            return None  # the wait for the live config goes on, and says what it finds
+        return reload_refusal(result.stdout.decode("utf-8", "replace"), since)
+
+    return refused
 
 
 def live_insecure(info: dict[str, Any], registries: Iterable[str]) -> dict[str, bool]:

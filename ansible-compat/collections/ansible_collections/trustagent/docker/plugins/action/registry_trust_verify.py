@@ -24,7 +24,7 @@ try:
     from agent.engine.apply_script import EXIT_ACTION, build_apply_script, new_backup_stamp
     from agent.engine.undo import parse_read, read_script, undo_plan
     from agent.engine.unit_log import start_failure_lines
-    from agent.engine.verify import read_live_info, wait_for_live_config
+    from agent.engine.verify import read_live_info, refusal_since, wait_for_live_config
     from agent.errors import TrustAgentError, VerifyError
     from agent.hosts.base import Transport
 except ImportError:  # reported by TrustAgentAction._begin, with what to install
@@ -37,6 +37,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "undo": {"type": "dict"},
     "canary_image": {"type": "str"},
     "engine_action_error": {"type": "str"},
+    "applied_at": {"type": "float"},
 }
 
 
@@ -57,8 +58,14 @@ class ActionModule(TrustAgentAction):
             why = f"dockerd did not take the change: {' '.join(str(args['engine_action_error']).split())}"
             return _failed(result, transport, args["undo"], why)
         try:
+            # A reload dockerd refuses: its journal says why, after registry_trust's stamp (no 20 s wait).
+            since = args["applied_at"]
             wait_for_live_config(
-                lambda: read_live_info(transport), registries, wanted, timeout=float(args["timeout"])
+                lambda: read_live_info(transport),
+                registries,
+                wanted,
+                timeout=float(args["timeout"]),
+                refused=None if since is None else refusal_since(transport, float(since)),
             )
         except TrustAgentError as exc:
             return _failed(result, transport, args["undo"], f"dockerd did not take the change: {exc}")

@@ -121,6 +121,13 @@ undo:
       path of the backup made on the host.
   type: dict
   returned: when files were written
+applied_at:
+  description:
+    - The host's uptime (seconds) when daemon.json was written, where the change needs a reload; pass it
+      to C(registry_trust_verify) as I(applied_at), so a reload dockerd refuses fails at once, with
+      dockerd's reason.
+  type: float
+  returned: when files were written and dockerd must reload them (under systemd)
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402

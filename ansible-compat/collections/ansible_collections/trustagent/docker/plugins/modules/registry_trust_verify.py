@@ -41,6 +41,13 @@ options:
         fails without waiting for dockerd and, with I(undo), rolls the host back: its restart first clears
         systemd's start limit, so dockerd starts again on the previous files.
     type: str
+  applied_at:
+    description:
+      - C(applied_at) from C(registry_trust)'s result (the host's uptime when it wrote daemon.json, where
+        the change needs a reload). While the live config still does not match, dockerd's journal is read
+        once a second; an error it logged on the reload ends the wait at once, with its reason, instead
+        of after I(timeout).
+    type: float
   undo:
     description:
       - C(undo) from C(registry_trust)'s result. When given and dockerd did not take the change, the
