@@ -278,6 +278,27 @@ def flag_value(flags: Sequence[str], name: str) -> str | None:
     return value
 
 
+def api_hosts(flags: Sequence[str], doc: Mapping[str, object]) -> list[str]:
+    """Where dockerd serves its API: every ``-H``/``--host`` on its command line (``-H X``, ``-HX``,
+    ``-H=X``, ``--host X``, ``--host=X``) and daemon.json's ``hosts``; empty where neither sets one.
+
+    >>> api_hosts(("-H", "fd://", "--host=tcp://0.0.0.0:2376"), {"hosts": ["unix:///run/d.sock"]})
+    ['fd://', 'tcp://0.0.0.0:2376', 'unix:///run/d.sock']
+    """
+    found: list[str] = []
+    for i, arg in enumerate(flags):
+        following = flags[i + 1] if i + 1 < len(flags) else None
+        if arg in ("-H", "--host"):
+            found += [following] if following is not None else []
+        elif arg.startswith("--host="):
+            found.append(arg.partition("=")[2])
+        elif arg.startswith("-H") and not arg.startswith("--"):
+            found.append(arg[2:].removeprefix("="))
+    hosts = doc.get("hosts")
+    found += [h for h in hosts if isinstance(h, str)] if isinstance(hosts, list) else []
+    return found
+
+
 def conflicting_flags(doc: Mapping[str, object], flags: Sequence[str]) -> list[tuple[str, str]]:
     """``(key, flag as written)`` for every daemon.json key also set as a dockerd flag (fact 13).
 

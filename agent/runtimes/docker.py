@@ -33,6 +33,7 @@ from agent.runtimes.daemon_json import (
 )
 from agent.runtimes.daemon_json_checks import (
     DOCKER_20_10_KEYS,
+    api_hosts,
     check_daemon_json,
     conflicting_flags,
     flag_value,
@@ -99,6 +100,8 @@ def plan_docker(
     )
     blockers += action.blockers
     warnings = (*loaded.warnings, *daemon.warnings, *action.warnings)
+    elsewhere = api_elsewhere(facts, daemon.doc)
+    blockers += [elsewhere] if elsewhere else []
     if facts.snap_docker:
         snap = _snap_docker(facts)
         blockers += [snap] if not facts.engine_running else []
@@ -113,6 +116,32 @@ def plan_docker(
         warnings=tuple(dict.fromkeys(warnings)),
         blockers=tuple(dict.fromkeys(blockers)),
     )
+
+
+def api_elsewhere(facts: DockerFacts, doc: dict[str, Any]) -> str | None:
+    """A blocker where dockerd serves its API only somewhere the agent does not read it (``-H
+    unix:///run/other.sock``, tcp only): the live config could not be verified, and a change that took
+    would be rolled back."""
+    if facts.init is None:
+        return None
+    hosts = api_hosts(facts.dockerd_flags, doc)
+    if not hosts or any(_default_socket(h) for h in hosts):
+        return None
+    return (
+        f"dockerd serves its API at {', '.join(hosts)}, not at /var/run/docker.sock: trust-agent reads and "
+        "verifies the engine only there; add -H fd:// (docker.socket) or unix:///var/run/docker.sock"
+    )
+
+
+def _default_socket(host: str) -> bool:
+    """Whether ``host`` (a ``-H`` value) is the socket the agent reads: dockerd's default, or
+    docker.socket's (``fd://``), which listens there (Debian: /run/docker.sock; /var/run links to /run)."""
+    if host.startswith("fd://"):
+        return True
+    path = host.removeprefix("unix://")
+    if path == host:
+        return False
+    return not path or posixpath.normpath(path) in ("/var/run/docker.sock", "/run/docker.sock")
 
 
 def _snap_docker(facts: DockerFacts) -> str:

@@ -495,6 +495,36 @@ def test_docker_from_the_snap_is_left_alone_unless_docker_service_runs(lab: Lab,
         )
 
 
+def test_an_engine_serving_its_api_elsewhere_is_refused_at_once(lab: Lab, tmp_path: Path) -> None:
+    """dockerd on a socket of its own while docker.socket still listens on the default one, serving no
+    one: a client there (curl, the docker CLI, the controller) would wait for ever."""
+    host = lab.hosts[1]
+    drop_in = f"{DROP_IN_DIR}/api-elsewhere.conf"
+    unit = (
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H unix:///run/docker-alt.sock "
+        "--containerd=/run/containerd/containerd.sock\n"
+    )
+    lab.ssh(
+        host,
+        f"mkdir -p {DROP_IN_DIR} && cat > {drop_in} && systemctl daemon-reload && systemctl restart docker",
+        input=unit,
+    )
+    try:
+        started = time.monotonic()
+        refused(
+            lab,
+            host,
+            [*skip_args(lab, tmp_path), "--limit", host.name],
+            "dockerd serves its API at unix:///run/docker-alt.sock, not at /var/run/docker.sock",
+        )
+        assert time.monotonic() - started < 10, "no wait on the socket no one serves"
+    finally:
+        lab.ssh(
+            host,
+            f"rm -f {drop_in} && systemctl daemon-reload && systemctl restart docker.socket docker.service",
+        )
+
+
 @pytest.fixture
 def symlinked_daemon_json(lab: Lab) -> Iterator[Host]:
     """On the last host, daemon.json is a symlink to a file kept elsewhere (as config tools do)."""

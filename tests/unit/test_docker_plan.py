@@ -683,3 +683,33 @@ def test_any_sequence_of_policies_converges_and_keeps_what_is_not_the_agents(
             assert set(entries) == set(foreign_entries) | wanted
         else:
             assert not policy.insecure or not policy.registries
+
+
+@pytest.mark.parametrize(
+    ("flags", "doc", "blocked"),
+    [
+        ((), {}, False),  # dockerd's default socket
+        (("-H", "fd://"), {}, False),  # docker.socket, which listens there
+        (("-Hfd://", "--containerd", "/run/c.sock"), {}, False),
+        (("--host=unix:///var/run/docker.sock", "--host=tcp://0.0.0.0:2376"), {}, False),
+        (("-H=unix:///run/docker.sock",), {}, False),
+        ((), {"hosts": ["unix://"]}, False),  # empty path: the default
+        (("-H", "unix:///run/docker-alt.sock"), {}, True),
+        (("--host", "tcp://127.0.0.1:2375"), {}, True),
+        ((), {"hosts": ["unix:///srv/docker.sock", "tcp://0.0.0.0:2376"]}, True),
+    ],
+)
+def test_an_engine_serving_its_api_only_elsewhere_blocks_the_host(
+    flags: tuple[str, ...], doc: dict[str, Any], blocked: bool
+) -> None:
+    facts = host(dockerd_flags=flags, daemon_json=json.dumps(doc).encode())
+    blockers = [b for b in plan_docker(ca_policy("registry.test"), facts).blockers if "serves its API" in b]
+    assert bool(blockers) is blocked, blockers
+    if blocked:
+        assert (
+            blockers[0].startswith("dockerd serves its API at ")
+            and "not at /var/run/docker.sock" in blockers[0]
+        )
+    # A directory tree (--root) has no engine to read: nothing to block.
+    tree = replace(facts, init=None)
+    assert not [b for b in plan_docker(ca_policy("registry.test"), tree).blockers if "serves its API" in b]
