@@ -95,6 +95,7 @@ def wait_for_live_config(
     last_error: Exception | None = None
     asked = time.monotonic()
     while True:
+        reason: str | None = None
         try:
             info = read_info()
             problems = mismatches(info, registries, wanted)
@@ -103,13 +104,11 @@ def wait_for_live_config(
             if refused is not None and time.monotonic() - asked >= refused_every:
                 asked = time.monotonic()
                 reason = refused()
-                if reason:
-                    raise VerifyError(f"dockerd refused the reload: {reason}")
-        except VerifyError:
-            raise
         except Exception as exc:  # the engine may be restarting: keep polling until the deadline
             last_error = exc
             problems = [f"engine API: {exc}"]
+        if reason:
+            raise VerifyError(f"dockerd refused the reload: {reason}")
         if time.monotonic() >= deadline:
             detail = "; ".join(problems)
             raise VerifyError(f"live config does not match after {timeout:.0f}s: {detail}") from last_error

@@ -144,3 +144,20 @@ def test_the_wait_for_the_live_config_ends_at_a_refusal_and_asks_the_journal_spa
 
     assert wait_for_live_config(lambda: live, ("r.test",), frozenset({"r.test"}), refused=counted) == live
     assert never == []
+
+
+def test_an_engine_that_does_not_answer_for_a_while_is_still_waited_for() -> None:
+    answers: list[dict[str, Any] | None] = [
+        None,
+        None,
+        {"RegistryConfig": {"IndexConfigs": {"r.test": {"Secure": False}}}},
+    ]
+
+    def read() -> dict[str, Any]:
+        info = answers.pop(0)
+        if info is None:
+            raise VerifyError("the engine did not answer /info")  # as read_live_info says it
+        return info
+
+    live = wait_for_live_config(read, ("r.test",), frozenset({"r.test"}), interval=0.01, refused=lambda: None)
+    assert live["RegistryConfig"]["IndexConfigs"]["r.test"]["Secure"] is False
