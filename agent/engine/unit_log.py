@@ -24,6 +24,7 @@ _BEGIN, _END = "@@ta unit-log", "@@ta unit-log-end"
 _MSG = re.compile(r'(?:^|\s)msg="((?:[^"\\]|\\.)*)"')
 _LEVEL = re.compile(r"(?:^|\s)level=(\w+)")
 RELOAD_SIGNAL = "Got signal to reload configuration"
+RELOADED = "Reloaded configuration"  # dockerd's own line once a reload is taken
 # The unit's last journal entries as JSON lines, for reload_refusal.
 UNIT_JOURNAL_COMMAND = (
     "journalctl -u docker.service -n 40 -o json --output-fields=MESSAGE,_PID --no-pager 2>/dev/null"
@@ -50,7 +51,9 @@ def reload_refusal(journal: str, since: float) -> str | None:
         return None
     for entry in after[signals[-1] + 1 :]:
         raw = entry.get("MESSAGE")
-        level = _LEVEL.search(raw) if isinstance(raw, str) else None
+        if not isinstance(raw, str) or RELOADED in raw:  # dockerd took it: what follows is not about it
+            return None
+        level = _LEVEL.search(raw)
         if level and level.group(1) in ("error", "fatal"):
             return _readable(raw) or None
     return None

@@ -112,6 +112,13 @@ def test_an_earlier_refusal_a_taken_reload_or_one_not_yet_got_says_nothing() -> 
     assert reload_refusal(earlier, since=100.0) is None  # before this apply: not this reload's
     taken = unit_journal((100.2, "817", SIGNAL), (100.3, "817", 'time="t" level=info msg="Reloaded"'))
     assert reload_refusal(taken, since=100.0) is None
+    # Taken, then some error of something else: not the reload's.
+    later = unit_journal(
+        (100.2, "817", SIGNAL),
+        (100.3, "817", 'time="t" level=info msg="Reloaded configuration: {}"'),
+        (100.4, "817", 'time="t" level=error msg="a plugin went away"'),
+    )
+    assert reload_refusal(later, since=100.0) is None
     assert reload_refusal(unit_journal((100.2, "1", "Reloading docker.service...")), since=100.0) is None
     # An error before the signal belongs to something else.
     assert reload_refusal(unit_journal((100.1, "817", REFUSED), (100.2, "817", SIGNAL)), since=100.0) is None
