@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION
+from agent.engine.unit_log import START_CURSOR, START_LOG
 from agent.runtimes.plan import EngineAction, FileChange, HostPlan
 
 BACKUP_DIR = "/var/lib/trust-agent/backup"
@@ -255,6 +256,12 @@ def script_stamps(stdout: bytes) -> dict[bytes, float]:
     return {m.group(1): float(m.group(2)) for m in _STAMP.finditer(stdout)}
 
 
+def reload_stamp(stdout: bytes, action: str, init: str | None) -> float | None:
+    """Where the files were written for ``systemctl reload``: the apply's ``written`` stamp, after which
+    a reload dockerd refuses shows in its journal (``agent.engine.verify.refusal_since``); else None."""
+    return script_stamps(stdout).get(b"written") if action == "reload" and init == "systemd" else None
+
+
 def _engine_action_lines(action: EngineAction, init: str | None, recovering: bool) -> list[str]:
     if action == "none" or init is None:
         return []
@@ -275,19 +282,11 @@ def _engine_action_lines(action: EngineAction, init: str | None, recovering: boo
         # systemctl names no reason for a failed start: the unit's journal since just before it does
         # (agent.engine.unit_log picks the start's own lines).
         return [
-            "ucur=$(journalctl -n 0 --show-cursor -o cat 2>/dev/null); ucur=${ucur#-- cursor: }",
-            f"aout=$({command} 2>&1) || {{ {_UNIT_LOG}; {failed}; }}",
+            START_CURSOR,
+            f"aout=$({command} 2>&1) || {{ {START_LOG}; {failed}; }}",
             f'echo "@@ta {action}ed"',
         ]
     return [f"aout=$({command} 2>&1) || {failed}", f'echo "@@ta {action}ed"']
-
-
-# The unit's journal entries since the cursor, as JSON lines (bounded), framed for agent.engine.unit_log.
-_UNIT_LOG = (
-    '[ -z "$ucur" ] || { echo "@@ta unit-log"; journalctl -u docker.service --after-cursor="$ucur" '
-    "-o json --output-fields=MESSAGE,MESSAGE_ID,_PID --no-pager 2>/dev/null | tail -n 40; "
-    'echo "@@ta unit-log-end"; }'
-)
 
 
 def inverse(plan: HostPlan) -> HostPlan:

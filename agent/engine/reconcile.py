@@ -19,10 +19,11 @@ from agent.engine.apply_script import (
     build_apply_script,
     inverse,
     new_backup_stamp,
+    reload_stamp,
     script_stamps,
 )
 from agent.engine.gather import gather_live, live_info
-from agent.engine.unit_log import start_failure_lines
+from agent.engine.unit_log import start_failure_note
 from agent.engine.verify import (
     canary_pull,
     expected_insecure,
@@ -170,11 +171,7 @@ def reconcile(
     if options.verify and facts.init is not None and facts.engine_running:
         after = daemon_json_after(plan, facts)
         # A reload dockerd refuses shows only in its journal: read from the apply's own timestamp on.
-        reloaded_at = (
-            script_stamps(result.stdout).get(b"written")
-            if action == "reload" and facts.init == "systemd"
-            else None
-        )
+        reloaded_at = reload_stamp(result.stdout, action, facts.init)
         try:
             verified = timeline.run(
                 "verify", lambda: _verify(transport, policy, after, options, info_after, reloaded_at)
@@ -264,10 +261,9 @@ def _split_apply_phases(timeline: _Timeline, stdout: bytes, start: float, end: f
 
 
 def _said(result: CommandResult) -> str:
-    """``; docker.service said: ...`` from a failed restart's journal lines (see agent.engine.unit_log),
-    or nothing where there are none."""
-    said = start_failure_lines(result.stdout)
-    return f"; docker.service said: {' | '.join(said)}" if said else ""
+    """``; docker.service said: ...`` from a failed restart's journal lines, or nothing."""
+    note = start_failure_note(result.stdout)
+    return f"; {note}" if note else ""
 
 
 def _wait_engine(transport: Transport, timeout: float) -> None:

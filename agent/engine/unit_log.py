@@ -29,6 +29,21 @@ RELOADED = "Reloaded configuration"  # dockerd's own line once a reload is taken
 UNIT_JOURNAL_COMMAND = (
     "journalctl -u docker.service -n 40 -o json --output-fields=MESSAGE,_PID --no-pager 2>/dev/null"
 )
+# Shell for the apply script: the journal's cursor just before a restart (in $ucur) ...
+START_CURSOR = "ucur=$(journalctl -n 0 --show-cursor -o cat 2>/dev/null); ucur=${ucur#-- cursor: }"
+# ... and, where it fails, the unit's entries since then as JSON lines (bounded), framed for
+# start_failure_lines.
+START_LOG = (
+    f'[ -z "$ucur" ] || {{ echo "{_BEGIN}"; journalctl -u docker.service --after-cursor="$ucur" '
+    "-o json --output-fields=MESSAGE,MESSAGE_ID,_PID --no-pager 2>/dev/null | tail -n 40; "
+    f'echo "{_END}"; }}'
+)
+
+
+def start_failure_note(stdout: bytes) -> str:
+    """``docker.service said: a | b`` from a failed start's journal lines, or "" where there are none."""
+    said = start_failure_lines(stdout)
+    return f"docker.service said: {' | '.join(said)}" if said else ""
 
 
 def start_failure_lines(stdout: bytes, limit: int = 3) -> list[str]:

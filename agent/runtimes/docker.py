@@ -102,10 +102,10 @@ def plan_docker(
     warnings = (*loaded.warnings, *daemon.warnings, *action.warnings)
     elsewhere = api_elsewhere(facts, daemon.doc)
     blockers += [elsewhere] if elsewhere else []
-    if facts.snap_docker:
-        snap = _snap_docker(facts)
-        blockers += [snap] if not facts.engine_running else []
-        warnings += (snap,) if facts.engine_running else ()
+    if facts.snap_docker and facts.engine_running:
+        warnings += (_SNAP_BESIDE,)
+    elif facts.snap_docker:
+        blockers.append(_SNAP_ONLY)
 
     return HostPlan(
         changes=tuple(changes),
@@ -144,17 +144,15 @@ def _default_socket(host: str) -> bool:
     return not path or posixpath.normpath(path) in ("/var/run/docker.sock", "/run/docker.sock")
 
 
-def _snap_docker(facts: DockerFacts) -> str:
-    """What a host with Docker from the snap store is told: that dockerd reads its own copies of
-    daemon.json and certs.d (under /var/snap/docker/current/), which trust-agent does not manage. Where
-    docker.service runs, the change is for its dockerd (a warning); else nothing is written (a blocker)."""
-    where = "daemon.json and certs.d under /var/snap/docker/current/, not /etc/docker"
-    if facts.engine_running:
-        return f"Docker from the snap is installed too: its dockerd reads {where}, left alone here"
-    return (
-        "Docker from the snap is installed and docker.service is not running: the snap's dockerd "
-        f"(snap.docker.dockerd) reads {where}, which trust-agent does not manage; nothing is written"
-    )
+# Docker from the snap store: its dockerd reads its own daemon.json and certs.d, which trust-agent does
+# not manage. Where docker.service runs, the change is for its dockerd (a warning); else nothing is
+# written (a blocker).
+_SNAP_READS = "daemon.json and certs.d under /var/snap/docker/current/, not /etc/docker"
+_SNAP_BESIDE = f"Docker from the snap is installed too: its dockerd reads {_SNAP_READS}, left alone here"
+_SNAP_ONLY = (
+    "Docker from the snap is installed and docker.service is not running: the snap's dockerd "
+    f"(snap.docker.dockerd) reads {_SNAP_READS}, which trust-agent does not manage; nothing is written"
+)
 
 
 # --- validation: names become paths only after this --------------------------------------------------

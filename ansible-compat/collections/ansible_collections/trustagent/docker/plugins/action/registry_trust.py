@@ -28,7 +28,7 @@ try:
         build_apply_script,
         daemon_json_backup,
         new_backup_stamp,
-        script_stamps,
+        reload_stamp,
     )
     from agent.engine.gather import gather
     from agent.engine.undo import undo_record
@@ -186,9 +186,10 @@ class ActionModule(TrustAgentAction):
         result["msg"] = f"changed {len(plan.visible_changes)} file(s); dockerd: {engine_action}"
         # What registry_trust_verify needs to put the previous files back should dockerd not take these
         # (daemon.json's previous content stays on the host, in the backup the apply just made).
-        if engine_action == "reload" and facts.init == "systemd":
-            # Where the handler's reload is refused, dockerd says why in its journal, after this stamp.
-            result["applied_at"] = script_stamps(applied.stdout).get(b"written")
+        # Where the handler's reload is refused, dockerd says why in its journal, after this stamp.
+        applied_at = reload_stamp(applied.stdout, engine_action, facts.init)
+        if applied_at is not None:
+            result["applied_at"] = applied_at
         result["undo"] = undo_record(
             plan,
             engine_action=engine_action,

@@ -23,7 +23,7 @@ from ansible_collections.trustagent.docker.plugins.action.registry_trust import 
 try:
     from agent.engine.apply_script import EXIT_ACTION, build_apply_script, new_backup_stamp
     from agent.engine.undo import parse_read, read_script, undo_plan
-    from agent.engine.unit_log import start_failure_lines
+    from agent.engine.unit_log import start_failure_note
     from agent.engine.verify import read_live_info, refusal_since, wait_for_live_config
     from agent.errors import TrustAgentError, VerifyError
     from agent.hosts.base import Transport
@@ -128,9 +128,9 @@ def roll_back(transport: Transport, record: dict[str, Any]) -> tuple[bool, str]:
     if done.ok:
         return True, f"rolled back: the previous files are in place{_DONE.get(record['engine_action'], '')}"
     if done.exit_status == EXIT_ACTION:
-        said = start_failure_lines(done.stdout)
+        note = start_failure_note(done.stdout)
         return True, "rolled back: the previous files are in place, but dockerd did not take them either" + (
-            f" (docker.service said: {' | '.join(said)})" if said else ""
+            f" ({note})" if note else ""
         )
     lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
     return False, f"roll-back failed: {lines[-1] if lines else f'exit {done.exit_status}'}"
