@@ -219,9 +219,17 @@ def gather_live(
 def _gather_once(
     transport: Transport, root: str, daemon_json: str, timeout: float
 ) -> tuple[DockerFacts, dict[str, Any] | None]:
-    ping = None if root else transport.engine_request("/_ping", min(timeout, ANSWER_TIMEOUT))
-    if ping is not None:
-        gathered = _gather_by_api(transport, ping, daemon_json, timeout)
+    # A host with the agent's state file, most likely converged, is asked for /info at once where the
+    # transport can tell so without a round trip (over SSH, the script session's greeting says).
+    first = (
+        None
+        if root
+        else transport.engine_request(
+            "/_ping", min(timeout, ANSWER_TIMEOUT), where_file=(STATE_FILE, "/info")
+        )
+    )
+    if first is not None:
+        gathered = _gather_by_api(transport, first, daemon_json, timeout)
         if gathered is not None:
             return gathered
     result = transport.run_script(GATHER_SCRIPT, root, daemon_json, "", secrets.token_hex(8), timeout=timeout)
@@ -230,12 +238,13 @@ def _gather_once(
 
 
 def _gather_by_api(
-    transport: Transport, ping: PendingReply, daemon_json: str, timeout: float
+    transport: Transport, first: PendingReply, daemon_json: str, timeout: float
 ) -> tuple[DockerFacts, dict[str, Any] | None] | None:
     """The gather where the transport reaches the engine's API itself: the script reads the files while
-    ``/_ping`` (already sent) travels; a host with the agent's state file, most likely converged, is then
-    asked for ``/info`` (version and live registry config) the same way. None when the engine did not
-    answer so: the caller gathers again the classic way, which also covers an engine that is down."""
+    the first request (already sent: ``/_ping``, or ``/info`` where the host had the state file) travels;
+    a host with the agent's state file, most likely converged, needs ``/info`` (version and live registry
+    config), asked next where ``/_ping`` went first. None when the engine did not answer so: the caller
+    gathers again the classic way, which also covers an engine that is down."""
     result = transport.run_script(
         GATHER_SCRIPT, "", daemon_json, "api", secrets.token_hex(8), timeout=timeout
     )
@@ -243,7 +252,7 @@ def _gather_by_api(
     records = _records(result.stdout.decode("utf-8", "replace"))
     if _serves_elsewhere(records, daemon_json):  # ~60 µs
         return _parse(records, daemon_json)  # not waiting on a socket dockerd does not serve
-    answer = ping.wait()
+    answer = first.wait()
     if answer is None or not answer.ok or answer.version is None:
         return None
     kinds = {record.kind for record in records}
@@ -251,7 +260,7 @@ def _gather_by_api(
         return _parse(records, daemon_json)
     if "state" not in kinds:
         return _parse(records, daemon_json, ping_version=answer.version)
-    reply = transport.engine_get("/info", timeout)
+    reply = answer if first.path == "/info" else transport.engine_get("/info", timeout)
     if reply is None:
         return None
     facts, info = _parse(records, daemon_json, info_json=reply.body)

@@ -64,10 +64,16 @@ class Transport(ABC):
         quoted = " ".join(shlex.quote(a) for a in args)
         return self.run(f"sh -s -- {quoted}", stdin=script.encode(), timeout=timeout)
 
-    def engine_request(self, path: str, timeout: float) -> PendingReply | None:
+    def engine_request(
+        self, path: str, timeout: float, *, where_file: tuple[str, str] | None = None
+    ) -> PendingReply | None:
         """Send ``GET path`` to the engine's API socket over the transport's own route, without starting
         a process on the host; the answer is read later, so a script can run meanwhile. None where the
-        transport has no such route (or the host refused it): the caller reads the API on the host."""
+        transport has no such route (or the host refused it): the caller reads the API on the host.
+
+        ``where_file`` is ``(file, other_path)``: ``other_path`` is asked instead where the host has
+        ``file``, as far as the transport can tell without a round trip of its own (the reply's ``path``
+        says which went out)."""
         return None
 
     def engine_get(self, path: str, timeout: float) -> EngineReply | None:

@@ -40,7 +40,11 @@ class EngineReply:
 
 
 class PendingReply(Protocol):
-    """A GET already sent; :meth:`wait` reads its answer (None when the route failed meanwhile)."""
+    """A GET already sent (to ``path``); :meth:`wait` reads its answer (None when the route failed
+    meanwhile)."""
+
+    @property
+    def path(self) -> str: ...
 
     def wait(self) -> EngineReply | None: ...
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import socket
 import subprocess
 from typing import Any
@@ -27,9 +28,13 @@ class LocalTransport(Transport):
             raise CommandTimeout(f"command timed out after {timeout}s on {self.name}") from exc
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)
 
-    def engine_request(self, path: str, timeout: float) -> PendingReply | None:
+    def engine_request(
+        self, path: str, timeout: float, *, where_file: tuple[str, str] | None = None
+    ) -> PendingReply | None:
         """Send ``GET path`` on the engine's socket itself (one connection per request); None where
         dockerd is stopped and the connection would start it."""
+        if where_file is not None and os.path.exists(where_file[0]):
+            path = where_file[1]
         request = request_bytes(path)
         if engine_asleep_here():
             return None
@@ -41,7 +46,7 @@ class LocalTransport(Transport):
         except OSError:
             sock.close()
             return None
-        return _SocketReply(sock)
+        return _SocketReply(sock, path)
 
     def docker_api(self, timeout: float = 30.0) -> Any:
         import docker
@@ -50,8 +55,9 @@ class LocalTransport(Transport):
 
 
 class _SocketReply:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, path: str) -> None:
         self.sock = sock
+        self.path = path
 
     def wait(self) -> EngineReply | None:
         try:

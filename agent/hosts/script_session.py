@@ -14,7 +14,9 @@ it, so a script cut short by a broken connection is a syntax error and runs not 
 
 Before its first read, the loop greets with one line, ``@@ta-hello <token> <word>``: the word is what
 the caller's ``hello`` shell text put in ``ta_hello`` (the SSH transport asks whether the engine's socket
-may be reached; see ``agent.hosts.engine_wake``), read by the controller as the session opens.
+may be reached; see ``agent.hosts.engine_wake``), read by the controller as the session opens. The
+caller may also ask whether one file exists (:func:`file_probe`): the greeting then ends with `` file``
+where it does, which spares a round trip for a request that depends on it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import secrets
 import shlex
 
 LOOP = r"""
-printf '\n@@ta-hello %s %s\n' "$1" "${ta_hello:-none}"
+printf '\n@@ta-hello %s %s%s\n' "$1" "${ta_hello:-none}" "${ta_found:+ file}"
 t=$1
 while IFS= read -r n; do
   s=$(head -c "$n") || exit 70
@@ -46,9 +48,15 @@ def loop_command(token: str, hello: str = "") -> str:
     return f"sh -c {shlex.quote(hello + LOOP)} loop {token}"
 
 
+def file_probe(path: str) -> str:
+    """Shell text for ``hello``: the greeting ends with `` file`` where ``path`` exists (a shell test, no
+    process)."""
+    return f"[ -e {shlex.quote(path)} ] && ta_found=1\n"
+
+
 def hello_pattern(token: str) -> re.Pattern[bytes]:
-    """Matches the loop's greeting; group 1 is the hello's word."""
-    return re.compile(rb"\n@@ta-hello " + token.encode() + rb" ([a-z]+)\n")
+    """Matches the loop's greeting; group 1 is the hello's word, group 2 set where the probed file exists."""
+    return re.compile(rb"\n@@ta-hello " + token.encode() + rb" ([a-z]+)( file)?\n")
 
 
 def request(script: str, args: tuple[str, ...]) -> bytes:

@@ -168,6 +168,9 @@ class SSHTransport(Transport):
         # From the script session's greeting: True where dockerd is stopped and reaching its socket
         # would start it (agent.hosts.engine_wake); None until a session has opened.
         self._engine_asleep: bool | None = None
+        # The file the greeting was asked about and whether it exists, until the request that asked
+        # takes it (script_session.file_probe).
+        self._probed: tuple[str, bool] | None = None
 
     # --- connection ------------------------------------------------------------------------------
 
@@ -590,14 +593,15 @@ class SSHTransport(Transport):
                 raise UnreachableError(f"{self._label}: connection lost during a command: {exc}") from None
         return super().run_script(script, *args, timeout=timeout)
 
-    def _warm_session(self, timeout: float) -> None:
+    def _warm_session(self, timeout: float, probe: str | None = None) -> None:
         """Open the script session now if it is not (errors are left to the first script to meet; a
-        refused sudo password is kept for it, as sudo must be given a wrong password once only)."""
+        refused sudo password is kept for it, as sudo must be given a wrong password once only); its
+        greeting also says whether the file ``probe`` exists."""
         if self._no_session or self._session_refused or not self._session_lock.acquire(blocking=False):
             return
         try:
             if not _alive(self._session):
-                self._open_session(time.monotonic() + timeout)
+                self._open_session(time.monotonic() + timeout, probe)
         except AuthenticationError as refused:
             self._drop_session()
             self._session_refused = refused
@@ -606,12 +610,15 @@ class SSHTransport(Transport):
         finally:
             self._session_lock.release()
 
-    def _open_session(self, deadline: float) -> None:
-        """Start the script loop and read its greeting, which says whether the engine may be reached."""
+    def _open_session(self, deadline: float, probe: str | None = None) -> None:
+        """Start the script loop and read its greeting, which says whether the engine may be reached
+        (and whether the file ``probe`` exists)."""
         self._drop_session()
         self._session_proven = False
+        self._probed = None
         self._session_token = token = script_session.new_token()
-        self._session, _ = self._start(script_session.loop_command(token, self.engine_hello), deadline)
+        hello_text = self.engine_hello + (script_session.file_probe(probe) if probe else "")
+        self._session, _ = self._start(script_session.loop_command(token, hello_text), deadline)
         hello = script_session.hello_pattern(token)
         pump = _Pump(self._session, b"", end_stdin=False)
         while True:
@@ -622,6 +629,7 @@ class SSHTransport(Transport):
             match = hello.search(pump.out)
             if match:
                 self._engine_asleep = match.group(1) != b"awake"
+                self._probed = (probe, match.group(2) is not None) if probe else None
                 return
             if pump.drained():
                 self._drop_session()
@@ -666,37 +674,46 @@ class SSHTransport(Transport):
 
     # --- the engine's API socket, over this connection ----------------------------------------------
 
-    def engine_request(self, path: str, timeout: float) -> PendingReply | None:
+    def engine_request(
+        self, path: str, timeout: float, *, where_file: tuple[str, str] | None = None
+    ) -> PendingReply | None:
         """Send ``GET path`` to the host's engine socket through a streamlocal channel kept open for
         this connection (sshd connects to the socket: no process starts on the host).
 
         Where the channel is not open yet, it is asked for and the request goes out the moment it opens
         (the script session's pump sends it while a script runs, or :meth:`_ChannelReply.wait`), so the
         answer costs no round trip of its own. None where the host refused the channel, or where dockerd
-        is stopped and connecting would start it (``agent.hosts.engine_wake``)."""
-        request = request_bytes(path)
+        is stopped and connecting would start it (``agent.hosts.engine_wake``).
+
+        ``where_file`` is known only where this request opens the script session: its greeting says
+        whether the file exists (a shell test in the same round trip). Otherwise ``path`` is sent."""
+        request_bytes(path)  # a bad path fails here, whichever goes out
         if self._engine_outbox is not None:  # one request at a time: the one before goes out first
             self._engine_outbox.open()
         chan = self._engine_chan
         if chan is not None and _alive(chan):
-            reply = _ChannelReply(self, request, timeout)
+            reply = _ChannelReply(self, path, timeout)
             return reply if reply.send(chan) else None
         self._drop_engine_channel()
-        pending = self._request_engine_socket(timeout)
+        pending = self._request_engine_socket(timeout, where_file[0] if where_file else None)
+        probed, self._probed = self._probed, None
         if pending is None:
             return None
-        reply = _ChannelReply(self, request, timeout, pending)
+        if where_file is not None and probed == (where_file[0], True):
+            path = where_file[1]
+        reply = _ChannelReply(self, path, timeout, pending)
         self._engine_outbox = reply
         return reply
 
-    def _request_engine_socket(self, timeout: float) -> PendingChannel | None:
+    def _request_engine_socket(self, timeout: float, probe: str | None = None) -> PendingChannel | None:
         """Ask for a channel to the engine's socket without waiting for the answer; None where the host
         refused one on this connection, or where dockerd is stopped behind its socket (or that is not
-        known: no script session here), as connecting would start it."""
+        known: no script session here), as connecting would start it. Where this opens the script
+        session, its greeting is also asked whether the file ``probe`` exists."""
         if self._engine_refused:
             return None
         if self._engine_asleep is None:
-            self._warm_session(timeout)  # its greeting says whether the engine may be reached
+            self._warm_session(timeout, probe)  # its greeting says whether the engine may be reached
         if self._engine_asleep is not False:
             return None
         try:
@@ -783,10 +800,11 @@ class _ChannelReply:
     channel is still opening, it holds the request until the channel is there."""
 
     def __init__(
-        self, owner: SSHTransport, request: bytes, timeout: float, pending: PendingChannel | None = None
+        self, owner: SSHTransport, path: str, timeout: float, pending: PendingChannel | None = None
     ) -> None:
         self.owner = owner
-        self.request = request
+        self.path = path
+        self.request = request_bytes(path)
         self.timeout = timeout
         self.pending = pending
         self.chan: paramiko.Channel | None = None

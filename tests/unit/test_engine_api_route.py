@@ -8,6 +8,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ from agent.engine.verify import read_live_info
 from agent.errors import VerifyError
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.engine_http import EngineReply, read_reply, request_bytes
+from agent.hosts.local import LocalTransport
+from agent.runtimes.docker_facts import STATE_FILE
 
 SERVER = "Docker/26.1.5 (linux)"
 INFO = {"ServerVersion": "26.1.5", "RegistryConfig": {"IndexConfigs": {"r.test": {"Secure": False}}}}
@@ -102,6 +105,7 @@ def test_the_version_comes_from_the_server_header(server: str, version: str | No
 @dataclass
 class Pending:
     reply: EngineReply | None
+    path: str
 
     def wait(self) -> EngineReply | None:
         return self.reply
@@ -109,10 +113,12 @@ class Pending:
 
 @dataclass
 class ScriptedHost(Transport):
-    """The gather script's output as a host would print it; the API's answers per path (None: no route)."""
+    """The gather script's output as a host would print it; the API's answers per path (None: no route).
+    ``knows_files`` is what the transport can tell of the host's files without a round trip."""
 
     records: list[str]
     api: dict[str, EngineReply | None] | None = None
+    knows_files: frozenset[str] = frozenset()
     name: str = "h1"
     scripts: list[tuple[str, ...]] = field(default_factory=list)
     nonces: list[str] = field(default_factory=list)
@@ -151,11 +157,15 @@ class ScriptedHost(Transport):
             lines.append("@@ta active active")
         return CommandResult(0, ("\n".join([*lines, "@@ta end"]) + "\n").encode(), b"")
 
-    def engine_request(self, path: str, timeout: float) -> Pending | None:
+    def engine_request(
+        self, path: str, timeout: float, *, where_file: tuple[str, str] | None = None
+    ) -> Pending | None:
         if self.api is None:
             return None
+        if where_file is not None and where_file[0] in self.knows_files:
+            path = where_file[1]
         self.requests.append(path)
-        return Pending(self.api.get(path))
+        return Pending(self.api.get(path), path)
 
     def docker_api(self, timeout: float = 30.0) -> Any:
         raise AssertionError("no SDK here")
@@ -181,6 +191,20 @@ def test_a_host_with_state_is_asked_for_info_which_gives_version_and_live_config
     assert info == INFO and facts.engine_version == "26.1.5" and facts.engine_api
 
 
+def test_a_host_known_to_have_state_is_asked_for_info_first_and_alone() -> None:
+    host = ScriptedHost(records=STATE, api={"/info": INFO_REPLY}, knows_files=frozenset({STATE_FILE}))
+    facts, info = gather_live(host)
+    assert host.requests == ["/info"], "no /_ping, no second round trip"
+    assert info == INFO and facts.engine_version == "26.1.5" and facts.engine_api
+
+
+def test_info_asked_first_where_the_state_file_went_since_still_gives_the_version() -> None:
+    host = ScriptedHost(records=[], api={"/info": INFO_REPLY}, knows_files=frozenset({STATE_FILE}))
+    facts, info = gather_live(host)
+    assert host.requests == ["/info"] and info is None  # a host to be written to: the apply reads it anew
+    assert facts.engine_version == "26.1.5" and facts.engine_api
+
+
 @pytest.mark.parametrize(
     "api",
     [
@@ -204,6 +228,16 @@ def test_an_engine_that_does_not_answer_over_the_route_is_gathered_the_classic_w
     )
 
 
+@pytest.mark.parametrize(
+    "reply", [None, EngineReply(500, SERVER, b""), EngineReply(200, SERVER, b"{not json")]
+)
+def test_info_asked_first_and_not_answered_is_gathered_the_classic_way(reply: EngineReply | None) -> None:
+    host = ScriptedHost(records=STATE, api={"/info": reply}, knows_files=frozenset({STATE_FILE}))
+    facts, _ = gather_live(host)
+    assert host.requests == ["/info"] and host.scripts[-1] == ("", "/etc/docker/daemon.json", "")
+    assert facts.engine_version == "20.10.24" and not facts.engine_api
+
+
 def test_without_a_route_the_classic_gather_runs_once() -> None:
     host = ScriptedHost(records=STATE, api=None)
     facts, _ = gather_live(host)
@@ -223,3 +257,20 @@ def test_verify_reads_info_over_the_route_and_on_the_host_when_it_fails() -> Non
     with pytest.raises(VerifyError):  # the host's own answer has no info-json record either
         read_live_info(failing)
     assert len(failing.scripts) == 1
+
+
+def test_the_local_transport_asks_the_other_path_where_the_file_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[bytes] = []
+    monkeypatch.setattr("agent.hosts.local.engine_asleep_here", lambda: False)
+    monkeypatch.setattr("socket.socket.connect", lambda self, address: None)
+    monkeypatch.setattr("socket.socket.sendall", lambda self, data: sent.append(data))
+    present = tmp_path / "docker-state.json"
+    present.write_text("{}")
+    local = LocalTransport()
+    there = local.engine_request("/_ping", 1, where_file=(str(present), "/info"))
+    missing = local.engine_request("/_ping", 1, where_file=(str(tmp_path / "absent.json"), "/info"))
+    assert there is not None and there.path == "/info"
+    assert missing is not None and missing.path == "/_ping"
+    assert [request.split(b" ")[1] for request in sent] == [b"/info", b"/_ping"]

@@ -504,6 +504,32 @@ def test_the_first_engine_request_goes_out_while_a_script_runs(
     assert engine.requests[0][0] == engine.requests[1][0]
 
 
+def test_the_greeting_says_whether_a_file_exists_so_the_first_request_goes_by_it(
+    sshd: Server, opts: SSHOptions, engine: _EngineServer, tmp_path: Path
+) -> None:
+    present = tmp_path / "state 'of' $HOME.json"  # quoted as a word: no expansion, no word split
+    present.write_text("{}")
+    absent = str(tmp_path / "absent.json")
+    with SSHTransport(sshd.host(), opts) as t:
+        t.engine_socket = engine.server_address  # type: ignore[assignment]
+        first = t.engine_request("/_ping", 5, where_file=(str(present), "/info"))
+        assert first is not None and first.path == "/info"
+        assert (reply := first.wait()) is not None and json.loads(reply.body)["Path"] == "/info"
+        # The session is open: no greeting answers for a later request, which goes as asked.
+        later = t.engine_request("/_ping", 5, where_file=(str(present), "/info"))
+        assert later is not None and later.path == "/_ping" and later.wait() is not None
+    with SSHTransport(sshd.host(), opts) as t:
+        t.engine_socket = engine.server_address  # type: ignore[assignment]
+        first = t.engine_request("/_ping", 5, where_file=(absent, "/info"))
+        assert first is not None and first.path == "/_ping" and first.wait() is not None
+    with SSHTransport(sshd.host(), opts) as t:
+        t.engine_socket = engine.server_address  # type: ignore[assignment]
+        assert t.run_script("echo opened").stdout == b"opened\n"  # the session greeted without the probe
+        first = t.engine_request("/_ping", 5, where_file=(str(present), "/info"))
+        assert first is not None and first.path == "/_ping" and first.wait() is not None
+    assert [path for _, path, _ in engine.requests] == ["/info", "/_ping", "/_ping", "/_ping"]
+
+
 def test_an_engine_that_does_not_answer_is_not_waited_on_again(
     sshd: Server, opts: SSHOptions, tmp_path: Path
 ) -> None:
