@@ -331,17 +331,18 @@ def _emit(result: FleetResult, fmt: str | None, report: str | None, diff: bool =
     """The report to ``-o FILE`` (format from --format or the suffix) or stdout; a rollout at a terminal
     without ``--diff`` closes with a table instead of every diff."""
     from agent.reports import render
-    from agent.reports.summary import render as render_summary
 
     chosen = fmt or (_SUFFIX_FORMATS.get(Path(report).suffix.lower(), "text") if report else "text")
     if report:
         Path(report).write_text(render(result, chosen))  # type: ignore[arg-type]
-        click.echo(render_summary(result, color=_color()), nl=False)
-        click.echo(f"report: {report} ({chosen})", err=True)
-    elif chosen == "text" and not diff:
-        click.echo(render_summary(result, color=_color()), nl=False)
-    else:
+    elif chosen != "text" or diff:
         click.echo(render(result, chosen, color=chosen == "text" and _color()), nl=False)  # type: ignore[arg-type]
+        return
+    from agent.reports.summary import render as render_summary  # rich: imported for the table alone
+
+    click.echo(render_summary(result, color=_color()), nl=False)
+    if report:
+        click.echo(f"report: {report} ({chosen})", err=True)
 
 
 def _color() -> bool:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -219,3 +221,30 @@ def test_an_unreadable_daemon_json_is_reported_and_left_untouched(world: dict[st
     assert "not valid JSON" in out
     assert daemon.read_bytes() == b'{"debug": true,,}\n'
     assert not (world["root"] / "etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt").exists()
+
+
+# The CLI in a fresh interpreter, saying at its end whether rich (~25 ms of imports) was loaded.
+IMPORT_PROBE = """\
+import os, sys
+exit_now = os._exit
+def end(code):
+    print("rich loaded:", "rich" in sys.modules, file=sys.stderr)
+    exit_now(code)
+os._exit = end
+from agent.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize(("fmt", "loads_rich"), [("json", False), ("markdown", False), ("text", True)])
+def test_only_the_text_report_and_the_terminal_bar_load_rich(
+    world: dict[str, Path], fmt: str, loads_rich: bool
+) -> None:
+    args = ["apply", "--local", "--root", str(world["root"]), "--source", str(world["ca"])]
+    args += ["--storage-ca", str(world["storage_ca"]), "--format", fmt]
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE, *args], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == f"rich loaded: {loads_rich}"
+    assert "registry.test" in done.stdout  # the report itself, on stdout
