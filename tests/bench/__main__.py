@@ -1,7 +1,8 @@
 """python -m tests.bench: bring up the lab fleet, run every tool cold and no-op, check, report.
 
 Environment: BENCH_HOSTS (50), BENCH_RUNS (3), BENCH_TOOLS (comma list; default every tool and floor),
-BENCH_LAB_DIR (/tmp/ta-bench), BENCH_KEEP_LAB=1 to leave the lab up afterwards.
+BENCH_LAB_DIR (/tmp/ta-bench), BENCH_KEEP_LAB=1 to leave the lab up afterwards, BENCH_ONE_HOST=0 to
+leave out the one-host runs (``tests/bench/one_host.py``).
 Writes .bench/results.json and prints a table of medians and ratios.
 """
 
@@ -14,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.bench import checks, envs, report, tools
+from tests.bench import envs, one_host, report, tools
 from tests.bench.job import BASE_DAEMON_JSON, job_for
-from tests.bench.measure import run_timed
 from tests.bench.reset import reset, settle
+from tests.bench.runner import cold_then_noop, record, said, timed
 from tests.lab import Lab, down, up
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,11 +35,14 @@ def _int_env(name: str, default: int) -> int:
     return int(value) if value else default
 
 
-def build_tools(lab: Lab, job: Any, chosen: list[str]) -> list[tools.Tool]:
+def build_tools(lab: Lab, job: Any, chosen: list[str], route: tools.Route | None = None) -> list[tools.Tool]:
+    """The chosen tools on the whole lab; with ``route``, the tools (not the floors) on that one host."""
     work = OUT / "work"
     work.mkdir(parents=True, exist_ok=True)
     found: list[tools.Tool] = []
     for name in chosen:
+        if route is not None and name not in ("trust-agent", "ansible", "pyinfra"):
+            continue
         if name == "floor-paramiko":
             found.append(tools.floor_paramiko(lab))
         elif name == "floor-openssh":
@@ -46,31 +50,19 @@ def build_tools(lab: Lab, job: Any, chosen: list[str]) -> list[tools.Tool]:
         elif name == "floor-job":
             found.append(tools.floor_job(lab, job, work))
         elif name == "trust-agent":
-            log("trust-agent: this tree, pip-installed in .bench/venvs/trust-agent")
+            if route is None:
+                log("trust-agent: this tree, pip-installed in .bench/venvs/trust-agent")
             bin_dir = envs.ensure_trust_agent(OUT, REPO, OUT / "trust-agent-install.log")
-            found.append(tools.trust_agent(lab, job, work, bin_dir))
+            found.append(tools.trust_agent(lab, job, work, bin_dir, route))
         elif name in ("ansible", "pyinfra"):
-            log(f"{name}: its own venv under .bench/venvs/")
+            if route is None:
+                log(f"{name}: its own venv under .bench/venvs/")
             bin_dir = envs.ensure(OUT, name, OUT / f"{name}-install.log")
             make = tools.ansible if name == "ansible" else tools.pyinfra
-            found.append(make(lab, job, work, bin_dir))
+            found.append(make(lab, job, work, bin_dir, route))
         else:
             raise SystemExit(f"bench: unknown tool {name!r} (known: {', '.join(ALL)})")
     return found
-
-
-def timed(tool: tools.Tool, mode: str, run: int) -> Any:
-    command = tool.command(mode)
-    try:
-        return run_timed(
-            command.argv,
-            env=command.env,
-            cwd=command.cwd,
-            log=OUT / "logs" / f"run{run}-{tool.name}-{mode}.log",
-        )
-    finally:
-        if command.cleanup is not None:
-            command.cleanup()
 
 
 def main() -> int:
@@ -104,7 +96,7 @@ def main() -> int:
                 entry = results["tools"][tool.name]
                 if tool.kind == "floor":
                     settle()
-                    m = timed(tool, "cold", run)
+                    m = timed(tool, "cold", OUT / "logs" / f"run{run}-{tool.name}-cold.log")
                     entry["cold_s"].append(m.seconds)
                     _memory(entry, m)
                     _cpu(entry, "cold", m)
@@ -112,37 +104,32 @@ def main() -> int:
                         _inprocess(entry, OUT / "logs" / f"run{run}-{tool.name}-cold.log")
                     log(f"run {run} {tool.name}: {m.seconds:.2f}s (exit {m.exit_status})")
                     continue
-                before = reset(lab, job.registry)
-                settle()
-                modes = (("cold", True), ("noop", False)) if tool.kind == "tool" else (("cold", True),)
-                for mode, expect_reload in modes:
-                    if mode == "noop":
-                        settle()
-                    m = timed(tool, mode, run)
-                    after = checks.read_states(lab, job.registry)
-                    verdict = checks.check(job, before, after, expect_reload=expect_reload)
-                    entry[f"{mode}_s"].append(m.seconds)
+                for checked in cold_then_noop(lab, job, tool, OUT / "logs" / f"run{run}-{tool.name}"):
+                    mode, m = checked.mode, checked.measured
+                    record(entry, checked, f"run {run}")
                     _memory(entry, m)
                     _cpu(entry, mode, m)
-                    if m.exit_status != 0:
-                        verdict.problems.insert(0, f"exit status {m.exit_status}")
-                    if not verdict.ok:
-                        entry["correct"] = False
-                        entry["problems"] += [f"run {run} {mode}: {p}" for p in verdict.problems[:20]]
-                    entry["byte_exact"] = entry["byte_exact"] and verdict.byte_exact
                     if tool.kind == "job-floor":
                         _inprocess(entry, OUT / "logs" / f"run{run}-{tool.name}-cold.log")
-                    log(
-                        f"run {run} {tool.name} {mode}: {m.seconds:.2f}s, peak {m.peak_rss_mb:.0f} MB, "
-                        f"{'ok' if verdict.ok else 'WRONG: ' + '; '.join(verdict.problems[:3])}"
-                    )
-                    before = after
+                    log(f"run {run} {tool.name} {mode}: {said(checked)}")
+        if os.environ.get("BENCH_ONE_HOST", "1") != "0":
+            results["one_host"] = one_host.run(
+                lab, job, lambda route: build_tools(lab, job, chosen, route), runs, OUT / "logs", log
+            )
         reset(lab, job.registry)
         results["seconds"] = round(time.monotonic() - started, 1)
         report.write(results, OUT / "results.json")
         print(report.table(results))
+        if "one_host" in results:
+            print(report.one_host_table(results["one_host"]))
         log(f"results: {OUT / 'results.json'}; logs: {OUT / 'logs'}")
         bad = [n for n, d in results["tools"].items() if d.get("correct") is False]
+        bad += [
+            f"{route}/{n}"
+            for route, by_tool in results.get("one_host", {}).get("routes", {}).items()
+            for n, d in by_tool.items()
+            if d.get("correct") is False
+        ]
         return 1 if bad else 0
     finally:
         if not keep:

@@ -13,13 +13,14 @@ import base64
 import binascii
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tests.bench.job import DAEMON_JSON, Job, ca_path
 from tests.bench.sshloop import run_all
 from tests.lab import Lab
+from tests.lab.lab import Host
 
 MARK = "@@bench"
 
@@ -78,8 +79,8 @@ def parse_state(stdout: str) -> HostState:
     )
 
 
-def read_states(lab: Lab, registry: str) -> dict[str, HostState]:
-    results = run_all(lab, state_probe(registry))
+def read_states(lab: Lab, registry: str, hosts: Sequence[Host] | None = None) -> dict[str, HostState]:
+    results = run_all(lab, state_probe(registry), hosts)
     return {name: parse_state(r.stdout) if r.returncode == 0 else HostState() for name, r in results.items()}
 
 

@@ -93,3 +93,25 @@ def table(results: dict[str, Any]) -> str:
     if floor.get("inprocess_s"):
         lines.append(f"(floor-paramiko in-process: median {median(floor['inprocess_s']):.2f}s)")
     return "\n".join(lines)
+
+
+def one_host_table(one_host: dict[str, Any]) -> str:
+    """The one-host runs: medians per route and tool, and trust-agent ÷ each other tool."""
+    lines = [
+        f"one host ({one_host['host']}; the other hosts idle), {one_host['runs']} run(s): straight, and "
+        f"through a link adding {one_host['link_rtt_ms']} ms of round-trip time",
+        f"{'route':<8}{'tool':<14}{'cold':>8}{'no-op':>8}{'ta÷tool cold':>14}{'ta÷tool no-op':>15}  correct",
+    ]
+    for route, by_tool in one_host["routes"].items():
+        ours = by_tool.get(OURS, {})
+        ours_cold, ours_noop = median(ours.get("cold_s", [])), median(ours.get("noop_s", []))
+        for name, data in by_tool.items():
+            cold, noop = median(data.get("cold_s", [])), median(data.get("noop_s", []))
+            correct = data.get("correct")
+            lines.append(
+                f"{route:<8}{name:<14}{_fmt(cold):>8}{_fmt(noop):>8}"
+                f"{_ratio(ours_cold, cold) if name != OURS else '':>14}"
+                f"{_ratio(ours_noop, noop) if name != OURS else '':>15}"
+                f"  {'-' if correct is None else 'yes' if correct else 'NO'}"
+            )
+    return "\n".join(lines)

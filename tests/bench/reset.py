@@ -7,11 +7,13 @@ restart (after ``reset-failed``: docker.service allows only three starts a minut
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from tests.bench.checks import HostState, parse_state, state_probe
 from tests.bench.job import BASE_DAEMON_JSON, DAEMON_JSON
 from tests.bench.sshloop import run_all
 from tests.lab import Lab
+from tests.lab.lab import Host
 
 RESET_SCRIPT = f"""
 set -eu
@@ -29,9 +31,9 @@ class ResetError(RuntimeError):
     pass
 
 
-def reset(lab: Lab, registry: str) -> dict[str, HostState]:
-    """Reset every host; returns each host's state afterwards (reload count, dockerd PID)."""
-    results = run_all(lab, RESET_SCRIPT + state_probe(registry))
+def reset(lab: Lab, registry: str, hosts: Sequence[Host] | None = None) -> dict[str, HostState]:
+    """Reset every host (or ``hosts``); returns each one's state afterwards (reload count, dockerd PID)."""
+    results = run_all(lab, RESET_SCRIPT + state_probe(registry), hosts)
     failed = {n: r.stderr.strip()[-300:] for n, r in results.items() if r.returncode != 0}
     if failed:
         raise ResetError(f"reset failed on {len(failed)} host(s): {failed}")

@@ -31,6 +31,17 @@ class Command:
 
 
 @dataclass(frozen=True)
+class Route:
+    """One host as the tools reach it (the one-host runs): straight, or through a slow link."""
+
+    name: str  # "direct" | "link"
+    host: str  # the lab host's name
+    address: str
+    port: int
+    known_hosts: Path
+
+
+@dataclass(frozen=True)
 class Tool:
     name: str
     # "tool" (cold + no-op, checked), "floor" (one timing per run) or "job-floor" (cold only, checked)
@@ -48,8 +59,15 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def trust_agent(lab: Lab, job: Job, work: Path, bin_dir: Path) -> Tool:
+def trust_agent(lab: Lab, job: Job, work: Path, bin_dir: Path, route: Route | None = None) -> Tool:
     exe = str(bin_dir / "trust-agent")
+    inventory = lab.inventory_yml
+    if route is not None:
+        inventory = work / f"trust-agent-{route.name}.yml"
+        inventory.write_text(
+            f"defaults: {{user: root, identity_file: {lab.key}, known_hosts: {route.known_hosts}}}\n"
+            f"hosts:\n  {route.host}: {{address: {route.address}, port: {route.port}}}\n"
+        )
 
     def command(mode: str) -> Command:
         argv = [
@@ -62,7 +80,7 @@ def trust_agent(lab: Lab, job: Job, work: Path, bin_dir: Path) -> Tool:
             "--registry-ca",
             str(job.ca_file),
             "-i",
-            str(lab.inventory_yml),
+            str(inventory),
             "--forks",
             str(FORKS),
         ]
@@ -71,10 +89,15 @@ def trust_agent(lab: Lab, job: Job, work: Path, bin_dir: Path) -> Tool:
     return Tool("trust-agent", "tool", command)
 
 
-def _ansible_inventory(lab: Lab, path: Path) -> None:
+def _ansible_inventory(lab: Lab, path: Path, route: Route | None = None) -> None:
     template = string.Template((HERE / "ansible" / "inventory.ini.tmpl").read_text())
-    lines = "\n".join(f"{h.name} ansible_host={h.address}" for h in lab.hosts)
-    path.write_text(template.substitute(hosts=lines, key=lab.key, known_hosts=lab.known_hosts))
+    if route is None:
+        lines = "\n".join(f"{h.name} ansible_host={h.address}" for h in lab.hosts)
+        known_hosts = lab.known_hosts
+    else:
+        lines = f"{route.host} ansible_host={route.address} ansible_port={route.port}"
+        known_hosts = route.known_hosts
+    path.write_text(template.substitute(hosts=lines, key=lab.key, known_hosts=known_hosts))
 
 
 def _stop_control_masters(control_dir: str) -> None:
@@ -92,9 +115,9 @@ def _stop_control_masters(control_dir: str) -> None:
     shutil.rmtree(control_dir, ignore_errors=True)
 
 
-def ansible(lab: Lab, job: Job, work: Path, bin_dir: Path) -> Tool:
-    inventory = work / "ansible-inventory.ini"
-    _ansible_inventory(lab, inventory)
+def ansible(lab: Lab, job: Job, work: Path, bin_dir: Path, route: Route | None = None) -> Tool:
+    inventory = work / (f"ansible-{route.name}.ini" if route else "ansible-inventory.ini")
+    _ansible_inventory(lab, inventory, route)
 
     def command(mode: str) -> Command:
         # A fresh control path per run: no run reuses another's SSH connections.
@@ -121,7 +144,7 @@ def ansible(lab: Lab, job: Job, work: Path, bin_dir: Path) -> Tool:
     return Tool("ansible", "tool", command)
 
 
-def pyinfra(lab: Lab, job: Job, work: Path, bin_dir: Path) -> Tool:
+def pyinfra(lab: Lab, job: Job, work: Path, bin_dir: Path, route: Route | None = None) -> Tool:
     def command(mode: str) -> Command:
         argv = [
             str(bin_dir / "pyinfra"),
@@ -132,6 +155,8 @@ def pyinfra(lab: Lab, job: Job, work: Path, bin_dir: Path) -> Tool:
             str(HERE / "pyinfra" / "deploy.py"),
         ]
         env = _env(BENCH_LAB_DIR=str(lab.dir), BENCH_CA_FILE=str(job.ca_file), BENCH_REGISTRY=job.registry)
+        if route is not None:  # inventory.py: this one host, as the route reaches it
+            env.update(BENCH_TARGET=f"{route.address}:{route.port}", BENCH_KNOWN_HOSTS=str(route.known_hosts))
         return Command(_ns(lab, argv), env, cwd=str(work))
 
     return Tool("pyinfra", "tool", command)

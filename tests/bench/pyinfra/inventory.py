@@ -1,4 +1,7 @@
-"""pyinfra inventory of a lab fleet: the hosts of BENCH_LAB_DIR/lab.json, strict host-key checking."""
+"""pyinfra inventory of a lab fleet: the hosts of BENCH_LAB_DIR/lab.json, strict host-key checking.
+
+With BENCH_TARGET=ADDRESS:PORT (and BENCH_KNOWN_HOSTS), that one host instead (the one-host runs).
+"""
 
 import json
 import os
@@ -16,4 +19,10 @@ _DATA = {
     "ssh_look_for_keys": False,
 }
 
-hosts = [(h["address"], dict(_DATA)) for h in _STATE["hosts"]]
+_TARGET = os.environ.get("BENCH_TARGET")
+if _TARGET:
+    _ADDRESS, _, _PORT = _TARGET.rpartition(":")
+    _DATA.update(ssh_port=int(_PORT), ssh_known_hosts_file=os.environ["BENCH_KNOWN_HOSTS"])
+    hosts = [(_ADDRESS, dict(_DATA))]
+else:
+    hosts = [(h["address"], dict(_DATA)) for h in _STATE["hosts"]]
