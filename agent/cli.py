@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import click
 
@@ -28,13 +28,17 @@ from agent.cli_options import (
     ssh_options,
     stack,
 )
-from agent.engine.reconcile import RunOptions
+from agent.early_connect import EarlyConnections
+from agent.engine.options import RunOptions
 from agent.errors import InputError, UsageError
-from agent.fleet import FleetOptions, run_fleet
+from agent.fleet import FleetOptions, batches, run_fleet
 from agent.hosts.base import Transport
+from agent.hosts.engine_http import load_parser
 from agent.hosts.local import LocalTransport
 from agent.inputs import PolicyInputs, read_settings, resolve_policy
-from agent.outcome import FleetResult
+
+if TYPE_CHECKING:
+    from agent.outcome import FleetResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("text", "json", "markdown", "html", "junit")
@@ -246,15 +250,16 @@ def verify(resolve: tuple[str, ...], **kwargs: Any) -> None:
     from agent.handshake import handshake_report, parse_resolve
 
     addresses = parse_resolve(resolve)
-    inputs = policy_inputs(kwargs)
-    _, policy = resolve_policy(inputs)
     options = RunOptions(dry_run=True, verify=True, command_timeout=kwargs["command_timeout"])
-    checks = handshake_report(policy, resolve=addresses)
-    for line in checks.lines:
-        click.echo(line, err=True)
-    failed_checks = tuple(line for line in checks.lines if not line.endswith(": ok"))
     fleet = FleetOptions(forks=kwargs["forks"])
-    result = _run_with_policy("verify", kwargs, options, fleet, policy, notes=failed_checks)
+    targets = _targets(kwargs)
+    with _connect_early(targets, fleet) as early:
+        _, policy = resolve_policy(policy_inputs(kwargs))
+        checks = handshake_report(policy, resolve=addresses)
+        for line in checks.lines:
+            click.echo(line, err=True)
+        failed_checks = tuple(line for line in checks.lines if not line.endswith(": ok"))
+        result = _run_with_policy("verify", kwargs, options, fleet, policy, targets, early, failed_checks)
     drift = [o for o in result.outcomes if o.status not in ("unchanged",)]
     sys.exit(1 if drift or not checks.ok else 0)
 
@@ -262,14 +267,26 @@ def verify(resolve: tuple[str, ...], **kwargs: Any) -> None:
 Mode = Literal["plan", "apply", "rollout", "verify"]
 
 
+Targets = tuple[Sequence[str], Callable[[str], Transport]]
+
+
 def _run(
     mode: Mode, kwargs: dict[str, Any], options: RunOptions, fleet: FleetOptions | None = None
 ) -> FleetResult:
-    inputs = policy_inputs(kwargs)
-    _, policy = resolve_policy(inputs)
-    return _run_with_policy(
-        mode, kwargs, options, fleet or FleetOptions(forks=kwargs.get("forks", 50)), policy
-    )
+    fleet = fleet or FleetOptions(forks=kwargs.get("forks", 50))
+    targets = _targets(kwargs)
+    with _connect_early(targets, fleet) as early:
+        _, policy = resolve_policy(policy_inputs(kwargs))
+        return _run_with_policy(mode, kwargs, options, fleet, policy, targets, early)
+
+
+def _connect_early(targets: Targets, fleet: FleetOptions) -> EarlyConnections:
+    """Start connecting the first hosts while the policy is read (``agent.early_connect``): the inventory
+    is read and good by now; a bad source or CA file closes the connections unused."""
+    names, opener = targets
+    early = EarlyConnections.start(batches(names, fleet.serial)[0][: fleet.forks], opener)
+    load_parser()  # the engine's answers' parser, while those connections open
+    return early
 
 
 def _run_with_policy(
@@ -278,9 +295,11 @@ def _run_with_policy(
     options: RunOptions,
     fleet: FleetOptions,
     policy: Any,
+    targets: Targets,
+    early: EarlyConnections,
     notes: tuple[str, ...] = (),
 ) -> FleetResult:
-    names, opener = _targets(kwargs)
+    names, opener = targets
     root = kwargs.get("root")
     if root:
         options = RunOptions(**{**options.__dict__, "root": str(Path(root).resolve())})
@@ -296,6 +315,7 @@ def _run_with_policy(
         mode=mode,
         on_start=progress.start,
         on_done=progress.done,  # type: ignore[arg-type]
+        early=early,
     )
     progress.close()
     if notes:
@@ -309,7 +329,7 @@ def _run_with_policy(
     return result
 
 
-def _targets(kwargs: dict[str, Any]) -> tuple[Sequence[str], Callable[[str], Transport]]:
+def _targets(kwargs: dict[str, Any]) -> Targets:
     local, root, inventory = kwargs.get("local"), kwargs.get("root"), kwargs.get("inventory")
     if root and not local:
         raise UsageError("--root goes with --local")

@@ -1,6 +1,8 @@
 """Run the engine over many hosts: parallel within a batch, batches in order, a failure budget.
 
 Memory grows with ``forks`` (one thread and one connection per host in flight), not with fleet size.
+The engine (~40 ms of imports) is imported when a fleet runs: the command line reads its options from
+here before it starts connecting (``agent.early_connect``).
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from agent.engine.reconcile import RunOptions, reconcile
 from agent.errors import TrustAgentError, UsageError
 from agent.hosts.base import Connecting, Transport
-from agent.outcome import FleetResult, HostOutcome
-from agent.trust import TrustPolicy
+
+if TYPE_CHECKING:
+    from agent.early_connect import EarlyConnections
+    from agent.engine.options import RunOptions
+    from agent.outcome import FleetResult, HostOutcome
+    from agent.trust import TrustPolicy
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,15 @@ def run_fleet(
     mode: Literal["plan", "apply", "rollout", "verify"] = "rollout",
     on_start: Callable[[str], None] | None = None,
     on_done: Callable[[HostOutcome], None] | None = None,
+    early: EarlyConnections | None = None,
 ) -> FleetResult:
-    """Reconcile every host; returns one :class:`FleetResult`, whatever happened on each host."""
+    """Reconcile every host; returns one :class:`FleetResult`, whatever happened on each host.
+
+    ``early`` holds connections already opening for some hosts (``agent.early_connect``): those hosts
+    take theirs instead of opening one."""
+    from agent.engine.reconcile import reconcile
+    from agent.outcome import FleetResult, HostOutcome
+
     if fleet.forks < 1:
         raise UsageError("--forks must be at least 1")
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -83,13 +95,17 @@ def run_fleet(
     def one(name: str) -> HostOutcome:
         if on_start is not None:
             on_start(name)
+        taken = early.take(name) if early is not None else None
         try:
-            transport = open_transport(name)
+            transport = taken[0] if taken is not None else open_transport(name)
         except TrustAgentError as exc:
             outcome = HostOutcome(name, "unreachable", error=str(exc))
         else:
             try:
-                connect = transport.connect if isinstance(transport, Connecting) else None
+                if taken is not None:
+                    connect: Callable[[], None] | None = taken[1]
+                else:
+                    connect = transport.connect if isinstance(transport, Connecting) else None
                 outcome = reconcile(transport, policy, options, clock=clock, connect=connect)
             except Exception as exc:  # a bug must cost one host, not the fleet
                 outcome = HostOutcome(name, "failed", error=f"internal error: {type(exc).__name__}: {exc}")

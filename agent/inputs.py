@@ -1,15 +1,20 @@
-"""From command-line inputs to settings and a policy: the one place that reads source and CA files."""
+"""From command-line inputs to settings and a policy: the one place that reads source and CA files.
+
+The readers (sources, certificates: ~40 ms of imports) are imported when first used: the command line
+imports this module for its options, and starts connecting before it reads the policy
+(``agent.early_connect``).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from agent.certs import CABundle, load_bundle, parse_bundle
-from agent.sources import load_source
-from agent.sources.model import RegistrySettings
-from agent.trust import TrustPolicy, build_policy
+if TYPE_CHECKING:
+    from agent.sources.model import RegistrySettings
+    from agent.trust import TrustPolicy
 
 DTR_USER_ENV = "TRUST_AGENT_DTR_USER"
 DTR_TOKEN_ENV = "TRUST_AGENT_DTR_TOKEN"
@@ -27,6 +32,8 @@ class PolicyInputs:
 
 
 def read_settings(inputs: PolicyInputs, environ: Mapping[str, str] | None = None) -> RegistrySettings:
+    from agent.sources import load_source
+
     env = os.environ if environ is None else environ
     return load_source(
         inputs.source,
@@ -47,6 +54,9 @@ def resolve_policy(
 
 def policy_for(settings: RegistrySettings, inputs: PolicyInputs) -> TrustPolicy:
     """The policy from settings already read, plus the CA files and addresses given in ``inputs``."""
+    from agent.certs import CABundle, load_bundle, parse_bundle
+    from agent.trust import build_policy
+
     storage: list[CABundle] = []
     registry: list[CABundle] = []
     if settings.storage_ca_pem:

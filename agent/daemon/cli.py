@@ -40,7 +40,7 @@ from agent.daemon.unit import (
     UnitOptions,
     render_unit,
 )
-from agent.engine.reconcile import RunOptions
+from agent.engine.options import RunOptions
 from agent.errors import TrustAgentError, UsageError
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
 

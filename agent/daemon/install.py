@@ -48,7 +48,8 @@ import yaml
 from agent.daemon.lastgood import FILE_NAME as LAST_GOOD_FILE
 from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE, DEFAULT_PREFIX, UnitOptions, render_unit
 from agent.daemon.wheelhouse import PROBE_PYTHON, WheelhouseCache, parse_probe
-from agent.engine.reconcile import RunOptions, reconcile
+from agent.engine.options import RunOptions
+from agent.engine.reconcile import reconcile
 from agent.errors import TrustAgentError
 from agent.hosts.base import Connecting, Transport
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs

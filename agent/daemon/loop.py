@@ -27,8 +27,8 @@ from agent.daemon.report import write_metrics, write_status
 from agent.daemon.status import DaemonStatus, OutcomeSummary, SourceStatus, State
 from agent.daemon.timing import backoff_delay, jittered
 from agent.daemon.watch import Poll, SourceWatcher, display_source, internal_error
-from agent.engine.apply_script import new_backup_stamp
-from agent.engine.reconcile import RunOptions, reconcile
+from agent.engine.options import RunOptions, new_backup_stamp
+from agent.engine.reconcile import reconcile
 from agent.hosts.base import Transport
 from agent.hosts.local import LocalTransport
 from agent.inputs import PolicyInputs

@@ -15,12 +15,11 @@ import base64
 import hashlib
 import posixpath
 import re
-import secrets
 import shlex
-import time
 from collections.abc import Iterable, Sequence
 
 from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION
+from agent.engine.options import new_backup_stamp
 from agent.engine.unit_log import START_CURSOR, START_LOG
 from agent.runtimes.plan import EngineAction, FileChange, HostPlan
 
@@ -183,12 +182,6 @@ def backed_up(change: FileChange, daemon_json_path: str) -> bool:
 def daemon_json_backup(backup_stamp: str) -> str:
     """Where an apply run with ``backup_stamp`` copies the daemon.json it replaces."""
     return f"{BACKUP_DIR}/daemon.json.{backup_stamp}"
-
-
-def new_backup_stamp(now: float | None = None) -> str:
-    """A backup name no other run shares: UTC to the second (names sort by time), then random hex, so
-    two runs in the same second never meet at one backup path."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + secrets.token_hex(3)
 
 
 def _expect_current_lines(changes: Sequence[FileChange]) -> list[str]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 from agent.engine.apply_script import (
     EXIT_ACTION,
@@ -18,11 +18,11 @@ from agent.engine.apply_script import (
     EXIT_INVALID,
     build_apply_script,
     inverse,
-    new_backup_stamp,
     reload_stamp,
     script_stamps,
 )
 from agent.engine.gather import gather_live, live_info
+from agent.engine.options import RunOptions
 from agent.engine.unit_log import start_failure_note
 from agent.engine.verify import (
     canary_pull,
@@ -49,27 +49,9 @@ from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.plan import HostPlan
 from agent.trust import TrustPolicy
 
-RestartPolicy = Literal["auto", "reload", "restart", "never"]
-
 # The names ``HostOutcome.checks`` gives the validations of a new daemon.json.
 AGENT_CHECKS = "agent checks"
 DOCKERD_VALIDATE = "dockerd --validate"
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to reconcile hosts; shared by every host of a run."""
-
-    dry_run: bool = False
-    root: str = ""  # a directory tree instead of the live system (image baking, tests)
-    restart_policy: RestartPolicy = "auto"
-    allow_restart: bool = False
-    verify: bool = True
-    canary_image: str | None = None
-    command_timeout: float = 120.0
-    verify_timeout: float = 20.0
-    restart_timeout: float = 90.0
-    backup_stamp: str = field(default_factory=new_backup_stamp)
 
 
 class _Timeline:

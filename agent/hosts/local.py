@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import socket
 import subprocess
@@ -62,7 +61,7 @@ class _SocketReply:
     def wait(self) -> EngineReply | None:
         try:
             return read_reply(self.sock)[0]
-        except (OSError, http.client.HTTPException):
+        except OSError:  # BrokenReply included
             return None
         finally:
             with contextlib.suppress(OSError):

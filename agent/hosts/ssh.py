@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import getpass
 import hashlib
-import http.client
 import itertools
 import os
 import secrets
@@ -846,7 +845,7 @@ class _ChannelReply:
             return None
         try:
             reply, closing = read_reply(self.chan)
-        except (OSError, EOFError, http.client.HTTPException, paramiko.SSHException):
+        except (OSError, EOFError, paramiko.SSHException):  # BrokenReply is an OSError
             self.owner._engine_unanswered()
             return None
         if closing:

@@ -44,10 +44,19 @@ def _per_run(name: str, ours: dict[str, Any], data: dict[str, Any]) -> list[str]
     return [f"  {name:<16}" + "; ".join(cells)] if cells else []
 
 
+def _against(name: str, data: dict[str, Any], ours: dict[str, Any]) -> str:
+    """A row's closing cells: trust-agent ÷ the tool, cold and no-op (medians), and whether it was right."""
+    cells = ""
+    for mode in ("cold", "noop"):
+        theirs, mine = median(data.get(f"{mode}_s", [])), median(ours.get(f"{mode}_s", []))
+        cells += f"{_ratio(mine, theirs) if name != OURS else '':>{14 if mode == 'cold' else 15}}"
+    correct = data.get("correct")
+    return cells + f"  {'-' if correct is None else 'yes' if correct else 'NO'}"
+
+
 def table(results: dict[str, Any]) -> str:
     tools = results["tools"]
     ours = tools.get(OURS, {})
-    ours_cold, ours_noop = median(ours.get("cold_s", [])), median(ours.get("noop_s", []))
     header = (
         f"{'tool':<16}{'cold (median)':>14}{'no-op (median)':>16}{'peak RSS':>10}"
         f"{'ta÷tool cold':>14}{'ta÷tool no-op':>15}  correct"
@@ -55,12 +64,9 @@ def table(results: dict[str, Any]) -> str:
     lines = [f"{results['hosts']} hosts, {results['runs']} run(s), every tool timed exec to exit", header]
     for name, data in tools.items():
         cold, noop = median(data.get("cold_s", [])), median(data.get("noop_s", []))
-        correct = data.get("correct")
         lines.append(
             f"{name:<16}{_fmt(cold):>14}{_fmt(noop):>16}{_fmt(data.get('peak_rss_mb'), ' MB'):>10}"
-            f"{_ratio(ours_cold, cold) if name != OURS else '':>14}"
-            f"{_ratio(ours_noop, noop) if name != OURS else '':>15}"
-            f"  {'-' if correct is None else 'yes' if correct else 'NO'}"
+            + _against(name, data, ours)
         )
     lines.append("CPU-seconds, medians (the tool's own / the whole machine's, lab hosts included):")
     for name, data in tools.items():
@@ -104,14 +110,7 @@ def one_host_table(one_host: dict[str, Any]) -> str:
     ]
     for route, by_tool in one_host["routes"].items():
         ours = by_tool.get(OURS, {})
-        ours_cold, ours_noop = median(ours.get("cold_s", [])), median(ours.get("noop_s", []))
         for name, data in by_tool.items():
             cold, noop = median(data.get("cold_s", [])), median(data.get("noop_s", []))
-            correct = data.get("correct")
-            lines.append(
-                f"{route:<8}{name:<14}{_fmt(cold):>8}{_fmt(noop):>8}"
-                f"{_ratio(ours_cold, cold) if name != OURS else '':>14}"
-                f"{_ratio(ours_noop, noop) if name != OURS else '':>15}"
-                f"  {'-' if correct is None else 'yes' if correct else 'NO'}"
-            )
+            lines.append(f"{route:<8}{name:<14}{_fmt(cold):>8}{_fmt(noop):>8}" + _against(name, data, ours))
     return "\n".join(lines)

@@ -251,6 +251,37 @@ def test_an_ansible_ini_inventory_works_unchanged(lab: Lab) -> None:
     assert not lab.ssh(lab.hosts[2], "ls /etc/docker/certs.d", check=False).stdout.strip()
 
 
+# An address in the lab's network where nothing answers: a live DTR source there fails after a few
+# seconds (no route), long after the first hosts' early connections have logged in.
+SILENT_DTR = "https://198.51.100.250"
+TRUST_STATE = "find /etc/docker /var/lib/trust-agent -printf '%p %s %T@\\n' 2>/dev/null | sort"
+
+
+def test_a_bad_source_found_while_the_first_hosts_connect_touches_no_host(lab: Lab) -> None:
+    """The first hosts connect while the source is read (``agent.early_connect``): the source fails,
+    the run exits 2 with one line, and the hosts it logged in to are left as they were, logged out."""
+    before = {h.name: lab.ssh(h, TRUST_STATE).stdout for h in lab.hosts}
+    cursors = {
+        h.name: lab.ssh(h, "journalctl -u ssh.service -n 0 --show-cursor -o cat")
+        .stdout.split("cursor: ")[-1]
+        .strip()
+        for h in lab.hosts
+    }
+    env = {**os.environ, "TRUST_AGENT_DTR_USER": "admin", "TRUST_AGENT_DTR_TOKEN": "token"}
+    proc = lab.run_agent(
+        "rollout", "-i", str(lab.inventory_yml), "--source", SILENT_DTR, *ca_args(lab)[2:], env=env
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and SILENT_DTR in proc.stderr, proc.stderr
+    for host in lab.hosts:
+        log = lab.ssh(host, f"journalctl -u ssh.service --after-cursor={cursors[host.name]!r} -o cat").stdout
+        # Logins since the cursor: the agent's, opened and closed, and this probe's own, still open (the
+        # cursor's probe only closed after it).
+        assert log.count("Accepted publickey") == 2, f"{host.name}: no early login: {log}"
+        assert log.count("session closed for user root") == 2, f"{host.name}: a login left open: {log}"
+        assert lab.ssh(host, TRUST_STATE).stdout == before[host.name], host.name
+
+
 def test_strict_host_key_checking_refuses_an_unknown_host(lab: Lab, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")

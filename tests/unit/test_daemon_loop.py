@@ -12,7 +12,7 @@ import pytest
 from agent.daemon.lastgood import FILE_NAME, LastGoodStore
 from agent.daemon.logs import EventLog
 from agent.daemon.loop import Daemon, DaemonConfig
-from agent.engine.reconcile import RunOptions
+from agent.engine.options import RunOptions
 from agent.inputs import PolicyInputs
 from tests.pki import make_ca
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.engine.reconcile import RunOptions
+from agent.engine.options import RunOptions
 from agent.errors import UnreachableError, UsageError
 from agent.fleet import FleetOptions, batches, run_fleet
 from agent.hosts.base import Transport
