@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
@@ -305,6 +306,10 @@ def _run_with_policy(
         options = RunOptions(**{**options.__dict__, "root": str(Path(root).resolve())})
     from agent.progress import Progress
 
+    report = _Report.of(
+        kwargs.get("fmt"), kwargs.get("report"), diff=mode in ("plan", "verify") or kwargs.get("diff", True)
+    )
+    threading.Thread(target=report.load, name="report-imports", daemon=True).start()
     progress = Progress(len(names), enabled=mode != "plan" or len(names) > 1)
     result = run_fleet(
         names,
@@ -320,12 +325,7 @@ def _run_with_policy(
     progress.close()
     if notes:
         result = dataclasses.replace(result, warnings=result.warnings + notes)
-    _emit(
-        result,
-        kwargs.get("fmt"),
-        kwargs.get("report"),
-        diff=mode in ("plan", "verify") or kwargs.get("diff", True),
-    )
+    report.emit(result)
     return result
 
 
@@ -347,22 +347,43 @@ def _targets(kwargs: dict[str, Any]) -> Targets:
     return open_ssh_targets(kwargs)
 
 
-def _emit(result: FleetResult, fmt: str | None, report: str | None, diff: bool = True) -> None:
-    """The report to ``-o FILE`` (format from --format or the suffix) or stdout; a rollout at a terminal
-    without ``--diff`` closes with a table instead of every diff."""
-    from agent.reports import render
+@dataclasses.dataclass(frozen=True)
+class _Report:
+    """Where the report goes: ``-o FILE`` (format from --format or the suffix) or stdout. A report file,
+    and a text report without ``--diff``, close with the summary table on stdout."""
 
-    chosen = fmt or (_SUFFIX_FORMATS.get(Path(report).suffix.lower(), "text") if report else "text")
-    if report:
-        Path(report).write_text(render(result, chosen))  # type: ignore[arg-type]
-    elif chosen != "text" or diff:
-        click.echo(render(result, chosen, color=chosen == "text" and _color()), nl=False)  # type: ignore[arg-type]
-        return
-    from agent.reports.summary import render as render_summary  # rich: imported for the table alone
+    fmt: str
+    path: str | None
+    table: bool
 
-    click.echo(render_summary(result, color=_color()), nl=False)
-    if report:
-        click.echo(f"report: {report} ({chosen})", err=True)
+    @classmethod
+    def of(cls, fmt: str | None, path: str | None, *, diff: bool) -> _Report:
+        chosen = fmt or (_SUFFIX_FORMATS.get(Path(path).suffix.lower(), "text") if path else "text")
+        return cls(chosen, path, table=bool(path) or (chosen == "text" and not diff))
+
+    def load(self) -> None:
+        """Import what :meth:`emit` will (rich, jinja2): run in a thread while the hosts run, where the
+        controller mostly waits, so the end of the run does not."""
+        from agent.reports import preload
+
+        if self.path or not self.table:
+            preload(self.fmt)
+        if self.table:
+            import agent.reports.summary  # noqa: F401 - imported for its import time
+
+    def emit(self, result: FleetResult) -> None:
+        from agent.reports import render
+
+        if self.path:
+            Path(self.path).write_text(render(result, self.fmt))  # type: ignore[arg-type]
+        elif not self.table:
+            click.echo(render(result, self.fmt, color=self.fmt == "text" and _color()), nl=False)  # type: ignore[arg-type]
+            return
+        from agent.reports.summary import render as render_summary  # rich: imported for the table alone
+
+        click.echo(render_summary(result, color=_color()), nl=False)
+        if self.path:
+            click.echo(f"report: {self.path} ({self.fmt})", err=True)
 
 
 def _color() -> bool:
