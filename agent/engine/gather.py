@@ -250,14 +250,15 @@ def _gather_by_api(
     )
     result.check("gathering facts")
     records = _records(result.stdout.decode("utf-8", "replace"))
-    if _serves_elsewhere(records, daemon_json):  # ~60 µs
-        return _parse(records, daemon_json)  # not waiting on a socket dockerd does not serve
+    hostside = _parse(records, daemon_json)  # the host's files and unit, without the engine's answers
+    if _serves_elsewhere(hostside[0]):
+        return hostside  # not waiting on a socket dockerd does not serve
     answer = first.wait()
     if answer is None or not answer.ok or answer.version is None:
         return None
     kinds = {record.kind for record in records}
     if "api" not in kinds:  # no dockerd on the host: nothing of the engine is used
-        return _parse(records, daemon_json)
+        return hostside
     if "state" not in kinds:
         return _parse(records, daemon_json, ping_version=answer.version)
     reply = answer if first.path == "/info" else transport.engine_get("/info", timeout)
@@ -267,9 +268,8 @@ def _gather_by_api(
     return (facts, info) if info is not None else None
 
 
-def _serves_elsewhere(records: list[_Record], daemon_json: str) -> bool:
+def _serves_elsewhere(facts: DockerFacts) -> bool:
     """dockerd's flags or daemon.json put its API only where the agent does not read it."""
-    facts = _parse(records, daemon_json)[0]
     try:
         doc = json.loads(facts.daemon_json or b"{}")
     except ValueError:

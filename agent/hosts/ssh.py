@@ -167,9 +167,6 @@ class SSHTransport(Transport):
         # From the script session's greeting: True where dockerd is stopped and reaching its socket
         # would start it (agent.hosts.engine_wake); None until a session has opened.
         self._engine_asleep: bool | None = None
-        # The file the greeting was asked about and whether it exists, until the request that asked
-        # takes it (script_session.file_probe).
-        self._probed: tuple[str, bool] | None = None
 
     # --- connection ------------------------------------------------------------------------------
 
@@ -592,15 +589,15 @@ class SSHTransport(Transport):
                 raise UnreachableError(f"{self._label}: connection lost during a command: {exc}") from None
         return super().run_script(script, *args, timeout=timeout)
 
-    def _warm_session(self, timeout: float, probe: str | None = None) -> None:
+    def _warm_session(self, timeout: float, probe: str | None = None) -> bool:
         """Open the script session now if it is not (errors are left to the first script to meet; a
-        refused sudo password is kept for it, as sudo must be given a wrong password once only); its
-        greeting also says whether the file ``probe`` exists."""
+        refused sudo password is kept for it, as sudo must be given a wrong password once only).
+        Whether its greeting said the file ``probe`` exists (False where no session opened here)."""
         if self._no_session or self._session_refused or not self._session_lock.acquire(blocking=False):
-            return
+            return False
         try:
             if not _alive(self._session):
-                self._open_session(time.monotonic() + timeout, probe)
+                return self._open_session(time.monotonic() + timeout, probe)
         except AuthenticationError as refused:
             self._drop_session()
             self._session_refused = refused
@@ -608,13 +605,13 @@ class SSHTransport(Transport):
             self._drop_session()  # the first script meets it again, and falls back as it must
         finally:
             self._session_lock.release()
+        return False
 
-    def _open_session(self, deadline: float, probe: str | None = None) -> None:
-        """Start the script loop and read its greeting, which says whether the engine may be reached
-        (and whether the file ``probe`` exists)."""
+    def _open_session(self, deadline: float, probe: str | None = None) -> bool:
+        """Start the script loop and read its greeting, which says whether the engine may be reached;
+        returns whether it said the file ``probe`` exists."""
         self._drop_session()
         self._session_proven = False
-        self._probed = None
         self._session_token = token = script_session.new_token()
         hello_text = self.engine_hello + (script_session.file_probe(probe) if probe else "")
         self._session, _ = self._start(script_session.loop_command(token, hello_text), deadline)
@@ -628,8 +625,7 @@ class SSHTransport(Transport):
             match = hello.search(pump.out)
             if match:
                 self._engine_asleep = match.group(1) != b"awake"
-                self._probed = (probe, match.group(2) is not None) if probe else None
-                return
+                return probe is not None and match.group(2) is not None
             if pump.drained():
                 self._drop_session()
                 raise _SessionEnded.of(pump)
@@ -694,25 +690,26 @@ class SSHTransport(Transport):
             reply = _ChannelReply(self, path, timeout)
             return reply if reply.send(chan) else None
         self._drop_engine_channel()
-        pending = self._request_engine_socket(timeout, where_file[0] if where_file else None)
-        probed, self._probed = self._probed, None
+        found = False
+        if where_file is not None and self._engine_asleep is None:
+            found = self._warm_session(timeout, where_file[0])  # the greeting also answers this
+        pending = self._request_engine_socket(timeout)
         if pending is None:
             return None
-        if where_file is not None and probed == (where_file[0], True):
+        if where_file is not None and found:
             path = where_file[1]
         reply = _ChannelReply(self, path, timeout, pending)
         self._engine_outbox = reply
         return reply
 
-    def _request_engine_socket(self, timeout: float, probe: str | None = None) -> PendingChannel | None:
+    def _request_engine_socket(self, timeout: float) -> PendingChannel | None:
         """Ask for a channel to the engine's socket without waiting for the answer; None where the host
         refused one on this connection, or where dockerd is stopped behind its socket (or that is not
-        known: no script session here), as connecting would start it. Where this opens the script
-        session, its greeting is also asked whether the file ``probe`` exists."""
+        known: no script session here), as connecting would start it."""
         if self._engine_refused:
             return None
         if self._engine_asleep is None:
-            self._warm_session(timeout, probe)  # its greeting says whether the engine may be reached
+            self._warm_session(timeout)  # its greeting says whether the engine may be reached
         if self._engine_asleep is not False:
             return None
         try:

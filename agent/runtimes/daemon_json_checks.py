@@ -267,36 +267,43 @@ def flag_names(flags: Sequence[str]) -> dict[str, str]:
     return found
 
 
+def flag_values(flags: Sequence[str], name: str) -> list[str]:
+    """Every value of ``--name`` on the command line, in order: ``--name V``, ``--name=V`` and, where
+    dockerd has a one-letter form for it (``-H`` for ``--host``), ``-H V``, ``-HV`` and ``-H=V``.
+
+    >>> flag_values(("-H", "fd://", "--host=tcp://0.0.0.0:2376", "-Hunix:///run/d.sock"), "host")
+    ['fd://', 'tcp://0.0.0.0:2376', 'unix:///run/d.sock']
+    """
+    short = next((f"-{letter}" for letter, long in _SHORT_FLAGS.items() if long == name), None)
+    found: list[str] = []
+    for i, arg in enumerate(flags):
+        following = [flags[i + 1]] if i + 1 < len(flags) else []
+        if arg == f"--{name}" or arg == short:
+            found += following
+        elif arg.startswith(f"--{name}="):
+            found.append(arg.partition("=")[2])
+        elif short is not None and arg.startswith(short):
+            found.append(arg[len(short) :].removeprefix("="))
+    return found
+
+
 def flag_value(flags: Sequence[str], name: str) -> str | None:
     """The value of ``--name=V`` or ``--name V`` on the command line (the last one wins)."""
-    value: str | None = None
-    for i, arg in enumerate(flags):
-        if arg.startswith(f"--{name}="):
-            value = arg.partition("=")[2]
-        elif arg == f"--{name}" and i + 1 < len(flags):
-            value = flags[i + 1]
-    return value
+    values = flag_values(flags, name)
+    return values[-1] if values else None
 
 
 def api_hosts(flags: Sequence[str], doc: Mapping[str, object]) -> list[str]:
-    """Where dockerd serves its API: every ``-H``/``--host`` on its command line (``-H X``, ``-HX``,
-    ``-H=X``, ``--host X``, ``--host=X``) and daemon.json's ``hosts``; empty where neither sets one.
+    """Where dockerd serves its API: every ``-H``/``--host`` on its command line and daemon.json's
+    ``hosts``; empty where neither sets one.
 
     >>> api_hosts(("-H", "fd://", "--host=tcp://0.0.0.0:2376"), {"hosts": ["unix:///run/d.sock"]})
     ['fd://', 'tcp://0.0.0.0:2376', 'unix:///run/d.sock']
     """
-    found: list[str] = []
-    for i, arg in enumerate(flags):
-        following = flags[i + 1] if i + 1 < len(flags) else None
-        if arg in ("-H", "--host"):
-            found += [following] if following is not None else []
-        elif arg.startswith("--host="):
-            found.append(arg.partition("=")[2])
-        elif arg.startswith("-H") and not arg.startswith("--"):
-            found.append(arg[2:].removeprefix("="))
     hosts = doc.get("hosts")
-    found += [h for h in hosts if isinstance(h, str)] if isinstance(hosts, list) else []
-    return found
+    return flag_values(flags, "host") + (
+        [h for h in hosts if isinstance(h, str)] if isinstance(hosts, list) else []
+    )
 
 
 def conflicting_flags(doc: Mapping[str, object], flags: Sequence[str]) -> list[tuple[str, str]]:
