@@ -35,6 +35,22 @@ def test_effective_exec_start_and_its_file_are_found_through_drop_in_resets() ->
     assert config_file_flag(flags.flags) == "/etc/docker/other.json"
 
 
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (("--config-file", "/etc/a.json", "--config-file=/etc/b.json"), "/etc/b.json"),
+        (("--config-file=/etc/a.json", "--debug", "--config-file", "/etc/b.json"), "/etc/b.json"),
+        (("--config-file=/etc/a.json",), "/etc/a.json"),
+        (("--debug", "--config-file"), None),
+        (("--config-files=/etc/a.json",), None),
+    ],
+)
+def test_the_config_file_is_the_last_one_given_as_dockerd_takes_it(
+    flags: tuple[str, ...], expected: str | None
+) -> None:
+    assert config_file_flag(flags) == expected
+
+
 DEBIAN_UNIT = b"""# /lib/systemd/system/docker.service
 [Service]
 EnvironmentFile=-/etc/default/docker
