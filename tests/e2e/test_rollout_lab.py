@@ -593,6 +593,54 @@ def test_a_symlinked_daemon_json_is_merged_at_its_target_and_the_link_kept(
     lab.ssh(host, "mv /srv/docker/daemon.json.kept /srv/docker/daemon.json")
 
 
+@pytest.fixture
+def config_file_given_twice(lab: Lab) -> Iterator[Host]:
+    """dockerd on the second host started with ``--config-file`` twice: it reads the last one only."""
+    host = lab.hosts[1]
+    drop_in = f"{DROP_IN_DIR}/config-file.conf"
+    unit = (
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// "
+        "--containerd=/run/containerd/containerd.sock "
+        "--config-file /srv/docker/decoy.json --config-file=/srv/docker/daemon.json\n"
+    )
+    lab.ssh(
+        host,
+        "mkdir -p /srv/docker && cp /etc/docker/daemon.json /srv/docker/daemon.json && "
+        "echo '{\"debug\": true}' > /srv/docker/decoy.json && "
+        f"mkdir -p {DROP_IN_DIR} && cat > {drop_in} && systemctl daemon-reload && systemctl restart docker",
+        input=unit,
+    )
+    yield host
+    lab.ssh(host, f"rm -rf {drop_in} /srv/docker && systemctl daemon-reload && systemctl restart docker")
+
+
+def test_the_last_config_file_given_to_dockerd_is_the_one_merged(
+    lab: Lab, tmp_path: Path, config_file_given_twice: Host
+) -> None:
+    host = config_file_given_twice
+    before = {
+        path: lab.ssh(host, f"cat {path}").stdout
+        for path in ("/etc/docker/daemon.json", "/srv/docker/decoy.json")
+    }
+    args = [*skip_args(lab, tmp_path), "--limit", host.name]
+    code, report, err = rollout(lab, *args)
+    assert code == 0, err
+    outcome = by_host(report)[host.name]
+    assert outcome["status"] == "changed" and outcome["engine_action"] == "reload", outcome
+    assert "live config" in outcome["verified"], outcome
+    merged = json.loads(lab.ssh(host, "cat /srv/docker/daemon.json").stdout)
+    assert merged == {
+        **json.loads(before["/etc/docker/daemon.json"]),
+        "insecure-registries": ["registry.test", "registry.test:443"],
+    }
+    # What dockerd does not read is left alone: the first --config-file, and the default path.
+    assert {path: lab.ssh(host, f"cat {path}").stdout for path in before} == before
+    index = json.loads(lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout)
+    assert index["registry.test"]["Secure"] is False
+    code, report, err = rollout(lab, *args)
+    assert code == 0 and by_host(report)[host.name]["status"] == "unchanged", err
+
+
 def test_a_non_root_login_converges_through_sudo_and_fails_cleanly_without_it(
     lab: Lab, tmp_path: Path
 ) -> None:
