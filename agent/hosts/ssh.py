@@ -36,13 +36,14 @@ from agent.errors import (
     InputError,
     UnreachableError,
 )
-from agent.hosts import script_session
+from agent.hosts import pipelined_login, script_session
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.engine_http import ENGINE_SOCKET, EngineReply, PendingReply, read_reply, request_bytes
 from agent.hosts.engine_wake import HELLO
+from agent.hosts.pending_channel import ChannelUnavailable, PendingChannel
 from agent.hosts.prompt_ack import acknowledge_global_requests
 from agent.hosts.sshlib import NoValidConnectionsError, enable_match_exec, paramiko
-from agent.hosts.streamlocal import PendingChannel, StreamLocalUnavailable, request_streamlocal
+from agent.hosts.streamlocal import StreamLocalUnavailable, request_streamlocal
 from agent.inventory.model import Host
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -149,6 +150,9 @@ class SSHTransport(Transport):
         self._label = str(host)
         self._transport: paramiko.Transport | None = None
         self._hops: list[paramiko.Transport] = []
+        # The first session channel, asked for with the login (agent.hosts.pipelined_login).
+        self._first_session: PendingChannel | None = None
+        self._first_session_lock = threading.Lock()
         self._connect_lock = threading.Lock()
         self._login_user = host.user
         # Random per connection so no command output can imitate them.
@@ -181,13 +185,14 @@ class SSHTransport(Transport):
             hops: list[paramiko.Transport] = []
             try:
                 sock = self._jump_sock(target, config, hops)
-                transport = self._handshake(target, sock)
+                transport, first_session = self._handshake(target, sock, first_session=True)
             except BaseException:
                 for hop in reversed(hops):
                     hop.close()
                 raise
             transport.set_keepalive(self.options.keepalive)
             self._transport, self._hops = transport, hops
+            self._first_session = first_session
             self._login_user = target.user
 
     def _resolve(self, config: _SSHConfig) -> _Target:
@@ -255,7 +260,7 @@ class SSHTransport(Transport):
         route = [self._jump_target(s, config, target) for s in specs] + [target]
         sock: Any = self._tcp(route[0])
         for hop, nxt in itertools.pairwise(route):
-            transport = self._handshake(hop, sock)
+            transport, _ = self._handshake(hop, sock, first_session=False)
             hops.append(transport)
             with self._boundary(hop.label, "jump"):
                 sock = transport.open_channel(
@@ -276,7 +281,11 @@ class SSHTransport(Transport):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
 
-    def _handshake(self, target: _Target, sock: Any) -> paramiko.Transport:
+    def _handshake(
+        self, target: _Target, sock: Any, *, first_session: bool
+    ) -> tuple[paramiko.Transport, PendingChannel | None]:
+        """The authenticated transport, and (with ``first_session``, where the login allowed) a session
+        channel asked for with the login."""
         known = self._load_known_hosts(target)
         name = known_hosts_name(target.hostname, target.port)
         entry = known.lookup(name)
@@ -303,8 +312,7 @@ class SSHTransport(Transport):
                     raise UnreachableError(f"{target.label}: SSH handshake timed out after {timeout:g}s")
             key = transport.get_remote_server_key()
             self._check_host_key(target, name, key, known_types, entry)
-            self._authenticate(transport, target)
-            return transport
+            return transport, self._authenticate(transport, target, first_session)
         except BaseException:
             if transport is not None:
                 transport.close()
@@ -371,17 +379,19 @@ class SSHTransport(Transport):
             with os.fdopen(fd, "a", encoding="ascii") as f:
                 f.write(line)
 
-    def _authenticate(self, transport: paramiko.Transport, target: _Target) -> None:
+    def _authenticate(
+        self, transport: paramiko.Transport, target: _Target, first_session: bool
+    ) -> PendingChannel | None:
         tried: list[str] = []
         for key, what in self._keys(target, tried):
             try:
                 with self._boundary(target.label, "authentication"):
-                    transport.auth_publickey(target.user, key)
+                    session = pipelined_login.login(transport, target.user, key, with_session=first_session)
             except AuthenticationError:
                 tried.append(what)
                 continue
             if transport.is_authenticated():
-                return
+                return session
         detail = "; ".join(tried) if tried else "no keys to offer"
         raise AuthenticationError(f"{target.label}: authentication as {target.user} failed ({detail})")
 
@@ -485,9 +495,8 @@ class SSHTransport(Transport):
         transport = self._require()
         wrapped, handshake = self._wrap(command)
         with self._boundary(self._label, "opening a channel"):
-            chan = transport.open_session(
-                timeout=max(0.1, min(self.options.connect_timeout, _left(deadline)))
-            )
+            wait = max(0.1, min(self.options.connect_timeout, _left(deadline)))
+            chan = self._take_first_session(wait) or transport.open_session(timeout=wait)
             chan.exec_command(wrapped)
         if not handshake:
             return chan, b""
@@ -496,6 +505,18 @@ class SSHTransport(Transport):
         except BaseException:
             chan.close()
             raise
+
+    def _take_first_session(self, timeout: float) -> paramiko.Channel | None:
+        """The session channel asked for with the login, once (None where there is none, or the host
+        did not open it: the caller asks for one itself)."""
+        with self._first_session_lock:
+            pending, self._first_session = self._first_session, None
+        if pending is None:
+            return None
+        try:
+            return pending.result(timeout)
+        except ChannelUnavailable:
+            return None
 
     def _sudo_handshake(self, chan: paramiko.Channel, deadline: float) -> bytes:
         prompt, marker = self._sudo_prompt.encode(), self._sudo_marker.encode()
@@ -782,6 +803,7 @@ class SSHTransport(Transport):
 
     def _close_all(self) -> None:
         self._drop_session()
+        self._take_first_session(0)  # closed with the transport below, if the host opened it
         self._drop_engine_channel()
         if self._transport is not None:
             self._transport.close()

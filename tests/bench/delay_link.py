@@ -1,10 +1,10 @@
 """A slow link to one lab host: a TCP proxy that holds every chunk for DELAY seconds each way.
 
-``python tests/bench/delay_link.py LISTEN_PORT TARGET_ADDRESS DELAY LIFETIME`` (inside the lab's network
-namespace): listens on 127.0.0.1:LISTEN_PORT, forwards each connection to TARGET_ADDRESS:22, prints
-``ready`` once it listens, and exits by itself after LIFETIME seconds. Only data is delayed (the
-kernel's acknowledgements are not), in order, without Nagle's algorithm on its own sockets, so what it
-adds to a tool is DELAY per crossing: one round trip costs 2 × DELAY more.
+``python tests/bench/delay_link.py LISTEN_PORT TARGET_ADDRESS[:PORT] DELAY LIFETIME`` (inside the lab's
+network namespace): listens on 127.0.0.1:LISTEN_PORT, forwards each connection to the target (port 22
+unless given), prints ``ready`` once it listens, and exits by itself after LIFETIME seconds. Only data
+is delayed (the kernel's acknowledgements are not), in order, without Nagle's algorithm on its own
+sockets, so what it adds to a tool is DELAY per crossing: one round trip costs 2 × DELAY more.
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ async def _carry(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
 
 
 async def _serve(port: int, target: str, delay: float, lifetime: float) -> None:
+    address, _, target_port = target.partition(":")
+
     async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        host_reader, host_writer = await asyncio.open_connection(target, 22)
+        host_reader, host_writer = await asyncio.open_connection(address, int(target_port or 22))
         for writer in (client_writer, host_writer):
             writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         await asyncio.gather(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
 import os
 import shutil
 import signal
@@ -22,16 +23,36 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from paramiko.common import (
+    MSG_CHANNEL_OPEN,
+    MSG_CHANNEL_OPEN_SUCCESS,
+    MSG_SERVICE_ACCEPT,
+    MSG_SERVICE_REQUEST,
+    MSG_UNIMPLEMENTED,
+    MSG_USERAUTH_FAILURE,
+    MSG_USERAUTH_REQUEST,
+    MSG_USERAUTH_SUCCESS,
+)
 
 from agent.errors import AuthenticationError, CommandTimeout, HostKeyError, UnreachableError
 from agent.hosts import script_session
+from agent.hosts.pipelined_login import pipelines
 from agent.hosts.ssh import SSHOptions, SSHTransport
 from agent.inventory import Host
 from tests.ci import missing_prerequisite
 
 SSHD = "/usr/sbin/sshd"
+# The host's answers to the service, login and channel requests.
+ANSWERS = {
+    MSG_SERVICE_ACCEPT,
+    MSG_USERAUTH_SUCCESS,
+    MSG_USERAUTH_FAILURE,
+    MSG_CHANNEL_OPEN_SUCCESS,
+    MSG_UNIMPLEMENTED,
+}
 
 FAKE_SUDO = r"""#!/bin/sh
 # sudo test double: sudo [-n | -S -p PROMPT] -u USER -- COMMAND... (each call logged beside it)
@@ -660,3 +681,136 @@ def test_paramiko_comes_without_invoke_until_a_match_exec_line_needs_it(
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["False", "root", "True"]
+
+
+# --- the login and the first session channel in one flight (agent.hosts.pipelined_login) ----------
+
+
+@pytest.fixture
+def wire(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str, int]]:
+    """Every SSH message sent and received, as (packetizer, "sent"/"got", message type)."""
+    from paramiko.packet import Packetizer
+
+    seen: list[tuple[int, str, int]] = []
+    send, read = Packetizer.send_message, Packetizer.read_message
+
+    def send_message(self: Packetizer, data: Any) -> None:
+        seen.append((id(self), "sent", data.asbytes()[0]))
+        send(self, data)
+
+    def read_message(self: Packetizer) -> Any:
+        ptype, message = read(self)
+        seen.append((id(self), "got", ptype))
+        return ptype, message
+
+    monkeypatch.setattr(Packetizer, "send_message", send_message)
+    monkeypatch.setattr(Packetizer, "read_message", read_message)
+    return seen
+
+
+def _conversation(wire: list[tuple[int, str, int]], t: SSHTransport) -> list[tuple[str, int]]:
+    assert t._transport is not None
+    mine = id(t._transport.packetizer)
+    return [(way, kind) for packetizer, way, kind in wire if packetizer == mine]
+
+
+@pytest.fixture
+def slow_link(sshd: Server, tmp_path: Path) -> Iterator[int]:
+    """A port on 127.0.0.1 whose connections reach sshd 50 ms later each way (tests/bench/delay_link.py)."""
+    port = _free_port()
+    link = Path(__file__).parents[1] / "bench" / "delay_link.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(link), str(port), f"127.0.0.1:{sshd.port}", "0.05", "120"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_the_login_and_the_first_session_channel_go_in_one_flight(
+    sshd: Server, opts: SSHOptions, tmp_path: Path, wire: list[tuple[int, str, int]], slow_link: int
+) -> None:
+    known = tmp_path / "kh"
+    known.write_text(f"[127.0.0.1]:{slow_link} {sshd.ed25519_pub}\n")
+    with SSHTransport(sshd.host(port=slow_link), replace(opts, known_hosts=str(known))) as t:
+        assert t.run("echo hi").stdout == b"hi\n"
+        talk = _conversation(wire, t)
+    asked = {MSG_SERVICE_REQUEST, MSG_USERAUTH_REQUEST, MSG_CHANNEL_OPEN}
+    login = [(way, kind) for way, kind in talk if kind in (asked if way == "sent" else ANSWERS)]
+    # Service, login and channel asked for before the host answered any of them (50 ms away).
+    assert login[:4] == [
+        ("sent", MSG_SERVICE_REQUEST),
+        ("sent", MSG_USERAUTH_REQUEST),
+        ("sent", MSG_CHANNEL_OPEN),
+        ("got", MSG_SERVICE_ACCEPT),
+    ], login
+    # ... and that channel ran the first command: no other was asked for.
+    assert [kind for way, kind in talk if way == "sent"].count(MSG_CHANNEL_OPEN) == 1
+    assert ("got", MSG_CHANNEL_OPEN_SUCCESS) in talk
+
+
+def test_a_key_refused_first_loses_its_early_channel_quietly_and_the_next_key_gets_one(
+    sshd: Server,
+    opts: SSHOptions,
+    tmp_path: Path,
+    wire: list[tuple[int, str, int]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stranger = _keygen(tmp_path / "stranger")
+    config = _ssh_config(
+        tmp_path / "config",
+        sshd,
+        f"Host two-keys\n    HostName 127.0.0.1\n    Port {sshd.port}\n    User root\n"
+        f"    IdentityFile {stranger}\n    IdentityFile {sshd.client_key}\n",
+    )
+    caplog.set_level(logging.DEBUG, logger="paramiko")
+    with SSHTransport(Host("two", "two-keys"), replace(opts, ssh_config=str(config))) as t:
+        assert t.run("echo hi").stdout == b"hi\n"
+        talk = _conversation(wire, t)
+    sent = [kind for way, kind in talk if way == "sent"]
+    got = [kind for way, kind in talk if way == "got"]
+    assert sent.count(MSG_USERAUTH_REQUEST) == 2 and sent.count(MSG_CHANNEL_OPEN) == 2
+    # sshd dropped the channel asked for with the refused key ("unimplemented"), opened the second.
+    assert got.count(MSG_USERAUTH_FAILURE) == 1 and got.count(MSG_UNIMPLEMENTED) == 1
+    assert got.count(MSG_CHANNEL_OPEN_SUCCESS) == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_an_rsa_key_logs_in_step_by_step(
+    sshd: Server, opts: SSHOptions, tmp_path: Path, wire: list[tuple[int, str, int]]
+) -> None:
+    """RSA's signature algorithm comes from the server's server-sig-algs, which may still be on its way."""
+    rsa = _keygen(tmp_path / "client_rsa", "rsa")
+    authorized = sshd.root / "authorized_keys"
+    original = authorized.read_text()
+    authorized.write_text(original + Path(f"{rsa}.pub").read_text())
+    try:
+        with SSHTransport(sshd.host(identity_file=str(rsa)), opts) as t:
+            assert t.run("echo hi").stdout == b"hi\n"
+            talk = _conversation(wire, t)
+    finally:
+        authorized.write_text(original)
+    assert talk.index(("sent", MSG_USERAUTH_REQUEST)) > talk.index(("got", MSG_SERVICE_ACCEPT))
+    assert talk.index(("sent", MSG_CHANNEL_OPEN)) > talk.index(("got", MSG_USERAUTH_SUCCESS))
+
+
+@pytest.mark.parametrize(
+    ("banner", "key_type", "expected"),
+    [
+        ("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3", "ssh-ed25519", True),
+        ("SSH-2.0-OpenSSH_8.4", "ecdsa-sha2-nistp256", True),
+        ("SSH-2.0-OpenSSH_9.2p1", "rsa-sha2-512", False),
+        ("SSH-2.0-OpenSSH_9.2p1", "ssh-rsa-cert-v01@openssh.com", False),
+        ("SSH-2.0-dropbear_2022.83", "ssh-ed25519", False),
+        ("SSH-2.0-Go", "ssh-ed25519", False),
+    ],
+)
+def test_only_openssh_servers_and_keys_signed_without_server_sig_algs_log_in_in_one_flight(
+    banner: str, key_type: str, expected: bool
+) -> None:
+    assert pipelines(banner, key_type) is expected
