@@ -15,9 +15,9 @@ host-keys notice and the channel's confirmation then leave sshd together. Measur
 25 ms of round-trip time (lab host, OpenSSH 9.2): login, first channel and its first command 156 ms
 step by step, 87 ms this way.
 
-Used only where it is known to hold: a server whose banner names OpenSSH, and a key whose signature
-algorithm does not depend on the server's ``server-sig-algs`` (RSA's does, and that extension may still
-be in flight). Where the key is refused, sshd drops the channel request it met before any login (it
+Used only where it is known to hold: a server whose banner names OpenSSH (not its Windows port), and a
+key whose signature algorithm does not depend on the server's ``server-sig-algs`` (RSA's does, and that
+extension may still be in flight). Where the key is refused, sshd drops the channel request it met before any login (it
 answers "unimplemented", which is taken quietly), and the session channel is asked for again after the
 login, as paramiko would. Like the other modules here, this leans on paramiko's ``AuthHandler``
 internals; where they differ, paramiko's own way runs.
@@ -40,7 +40,9 @@ def pipelines(remote_version: str, key_type: str) -> bool:
     >>> pipelines("SSH-2.0-OpenSSH_9.2p1", "rsa-sha2-512"), pipelines("SSH-2.0-dropbear_2022.83", "ssh-ed25519")
     (False, False)
     """
-    return remote_version.startswith("SSH-2.0-OpenSSH_") and "rsa" not in key_type
+    # Windows' port of OpenSSH hands the connection over after the login its own way: not assumed.
+    openssh = remote_version.startswith("SSH-2.0-OpenSSH_") and "for_Windows" not in remote_version
+    return openssh and "rsa" not in key_type
 
 
 def login(

@@ -806,6 +806,7 @@ def test_an_rsa_key_logs_in_step_by_step(
         ("SSH-2.0-OpenSSH_8.4", "ecdsa-sha2-nistp256", True),
         ("SSH-2.0-OpenSSH_9.2p1", "rsa-sha2-512", False),
         ("SSH-2.0-OpenSSH_9.2p1", "ssh-rsa-cert-v01@openssh.com", False),
+        ("SSH-2.0-OpenSSH_for_Windows_9.5", "ssh-ed25519", False),
         ("SSH-2.0-dropbear_2022.83", "ssh-ed25519", False),
         ("SSH-2.0-Go", "ssh-ed25519", False),
     ],
