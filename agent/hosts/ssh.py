@@ -803,7 +803,10 @@ class SSHTransport(Transport):
 
     def _close_all(self) -> None:
         self._drop_session()
-        self._take_first_session(0)  # closed with the transport below, if the host opened it
+        with self._first_session_lock:
+            unused, self._first_session = self._first_session, None
+        if unused is not None:
+            unused.discard()  # closed with the transport below, if the host opened it
         self._drop_engine_channel()
         if self._transport is not None:
             self._transport.close()
