@@ -33,4 +33,4 @@ def request_streamlocal(client: paramiko.Transport, path: str) -> PendingChannel
     return request_channel(client, KIND, add_fields, StreamLocalUnavailable)
 
 
-__all__ = ["KIND", "PendingChannel", "StreamLocalUnavailable", "request_streamlocal"]
+__all__ = ["KIND", "StreamLocalUnavailable", "request_streamlocal"]
