@@ -799,6 +799,52 @@ def test_an_rsa_key_logs_in_step_by_step(
     assert talk.index(("sent", MSG_CHANNEL_OPEN)) > talk.index(("got", MSG_USERAUTH_SUCCESS))
 
 
+@pytest.fixture
+def agent_with_key(sshd: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A real ssh-agent holding the client key, for this test's SSH_AUTH_SOCK."""
+    if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
+        missing_prerequisite("openssh-client's ssh-agent / ssh-add not installed (.ci/system-deps.sh)")
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert agent.poll() is None and time.monotonic() < deadline, "ssh-agent did not start"
+            time.sleep(0.02)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", str(sshd.client_key)], env=env, check=True, timeout=30)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        yield
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+
+
+def test_an_agent_key_logs_in_in_one_flight_too(
+    sshd: Server,
+    opts: SSHOptions,
+    tmp_path: Path,
+    wire: list[tuple[int, str, int]],
+    slow_link: int,
+    agent_with_key: None,
+) -> None:
+    known = tmp_path / "kh"
+    known.write_text(f"[127.0.0.1]:{slow_link} {sshd.ed25519_pub}\n")
+    with_agent = replace(opts, known_hosts=str(known), use_agent=True)
+    with SSHTransport(sshd.host(port=slow_link, identity_file=None), with_agent) as t:
+        assert t.run("echo hi").stdout == b"hi\n"
+        talk = _conversation(wire, t)
+    asked = {MSG_SERVICE_REQUEST, MSG_USERAUTH_REQUEST, MSG_CHANNEL_OPEN}
+    login = [(way, kind) for way, kind in talk if kind in (asked if way == "sent" else ANSWERS)]
+    assert login[:5] == [
+        ("sent", MSG_SERVICE_REQUEST),
+        ("sent", MSG_USERAUTH_REQUEST),
+        ("sent", MSG_CHANNEL_OPEN),
+        ("got", MSG_SERVICE_ACCEPT),
+        ("got", MSG_USERAUTH_SUCCESS),
+    ], login
+
+
 @pytest.mark.parametrize(
     ("banner", "key_type", "expected"),
     [
