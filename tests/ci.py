@@ -16,4 +16,5 @@ def missing_prerequisite(reason: str) -> NoReturn:
     """Stop the test: CI must run every test, so there a missing prerequisite fails the run."""
     if in_ci():
         pytest.fail(f"CI: {reason}", pytrace=False)
-    pytest.skip(reason)
+    else:
+        pytest.skip(reason)

@@ -25,6 +25,7 @@ internals; where they differ, paramiko's own way runs.
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
@@ -79,20 +80,9 @@ def login(
     return session
 
 
-_handler_class_built: Any = None
-_handler_class_lock = threading.Lock()
-
-
+@functools.cache
 def _handler_class() -> Any:
     """paramiko's AuthHandler sending the user-auth request at once; None where its internals differ."""
-    global _handler_class_built
-    with _handler_class_lock:
-        if _handler_class_built is None:
-            _handler_class_built = _build_handler_class() or False
-        return _handler_class_built or None
-
-
-def _build_handler_class() -> Any:
     from paramiko.auth_handler import AuthHandler
     from paramiko.common import cMSG_IGNORE
     from paramiko.message import Message

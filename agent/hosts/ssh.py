@@ -509,14 +509,18 @@ class SSHTransport(Transport):
     def _take_first_session(self, timeout: float) -> paramiko.Channel | None:
         """The session channel asked for with the login, once (None where there is none, or the host
         did not open it: the caller asks for one itself)."""
-        with self._first_session_lock:
-            pending, self._first_session = self._first_session, None
+        pending = self._pop_first_session()
         if pending is None:
             return None
         try:
             return pending.result(timeout)
         except ChannelUnavailable:
             return None
+
+    def _pop_first_session(self) -> PendingChannel | None:
+        with self._first_session_lock:
+            pending, self._first_session = self._first_session, None
+        return pending
 
     def _sudo_handshake(self, chan: paramiko.Channel, deadline: float) -> bytes:
         prompt, marker = self._sudo_prompt.encode(), self._sudo_marker.encode()
@@ -803,8 +807,7 @@ class SSHTransport(Transport):
 
     def _close_all(self) -> None:
         self._drop_session()
-        with self._first_session_lock:
-            unused, self._first_session = self._first_session, None
+        unused = self._pop_first_session()
         if unused is not None:
             unused.discard()  # closed with the transport below, if the host opened it
         self._drop_engine_channel()

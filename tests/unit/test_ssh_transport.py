@@ -732,23 +732,38 @@ def slow_link(sshd: Server, tmp_path: Path) -> Iterator[int]:
         proc.wait(timeout=10)
 
 
+# What a login in one flight sends before the host's first answer, and that answer.
+ONE_FLIGHT = [
+    ("sent", MSG_SERVICE_REQUEST),
+    ("sent", MSG_USERAUTH_REQUEST),
+    ("sent", MSG_CHANNEL_OPEN),
+    ("got", MSG_SERVICE_ACCEPT),
+]
+
+
+def _login_messages(talk: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The service, login and channel requests sent, and the host's answers to them, in order."""
+    asked = {MSG_SERVICE_REQUEST, MSG_USERAUTH_REQUEST, MSG_CHANNEL_OPEN}
+    return [(way, kind) for way, kind in talk if kind in (asked if way == "sent" else ANSWERS)]
+
+
+def _known_through(link: int, sshd: Server, tmp_path: Path) -> str:
+    """A known_hosts file with sshd's key under the link's port."""
+    known = tmp_path / "kh"
+    known.write_text(f"[127.0.0.1]:{link} {sshd.ed25519_pub}\n")
+    return str(known)
+
+
 def test_the_login_and_the_first_session_channel_go_in_one_flight(
     sshd: Server, opts: SSHOptions, tmp_path: Path, wire: list[tuple[int, str, int]], slow_link: int
 ) -> None:
-    known = tmp_path / "kh"
-    known.write_text(f"[127.0.0.1]:{slow_link} {sshd.ed25519_pub}\n")
-    with SSHTransport(sshd.host(port=slow_link), replace(opts, known_hosts=str(known))) as t:
+    known = _known_through(slow_link, sshd, tmp_path)
+    with SSHTransport(sshd.host(port=slow_link), replace(opts, known_hosts=known)) as t:
         assert t.run("echo hi").stdout == b"hi\n"
         talk = _conversation(wire, t)
-    asked = {MSG_SERVICE_REQUEST, MSG_USERAUTH_REQUEST, MSG_CHANNEL_OPEN}
-    login = [(way, kind) for way, kind in talk if kind in (asked if way == "sent" else ANSWERS)]
+    login = _login_messages(talk)
     # Service, login and channel asked for before the host answered any of them (50 ms away).
-    assert login[:4] == [
-        ("sent", MSG_SERVICE_REQUEST),
-        ("sent", MSG_USERAUTH_REQUEST),
-        ("sent", MSG_CHANNEL_OPEN),
-        ("got", MSG_SERVICE_ACCEPT),
-    ], login
+    assert login[:4] == ONE_FLIGHT, login
     # ... and that channel ran the first command: no other was asked for.
     assert [kind for way, kind in talk if way == "sent"].count(MSG_CHANNEL_OPEN) == 1
     assert ("got", MSG_CHANNEL_OPEN_SUCCESS) in talk
@@ -828,21 +843,12 @@ def test_an_agent_key_logs_in_in_one_flight_too(
     slow_link: int,
     agent_with_key: None,
 ) -> None:
-    known = tmp_path / "kh"
-    known.write_text(f"[127.0.0.1]:{slow_link} {sshd.ed25519_pub}\n")
-    with_agent = replace(opts, known_hosts=str(known), use_agent=True)
+    with_agent = replace(opts, known_hosts=_known_through(slow_link, sshd, tmp_path), use_agent=True)
     with SSHTransport(sshd.host(port=slow_link, identity_file=None), with_agent) as t:
         assert t.run("echo hi").stdout == b"hi\n"
         talk = _conversation(wire, t)
-    asked = {MSG_SERVICE_REQUEST, MSG_USERAUTH_REQUEST, MSG_CHANNEL_OPEN}
-    login = [(way, kind) for way, kind in talk if kind in (asked if way == "sent" else ANSWERS)]
-    assert login[:5] == [
-        ("sent", MSG_SERVICE_REQUEST),
-        ("sent", MSG_USERAUTH_REQUEST),
-        ("sent", MSG_CHANNEL_OPEN),
-        ("got", MSG_SERVICE_ACCEPT),
-        ("got", MSG_USERAUTH_SUCCESS),
-    ], login
+    login = _login_messages(talk)
+    assert login[:5] == [*ONE_FLIGHT, ("got", MSG_USERAUTH_SUCCESS)], login
 
 
 @pytest.mark.parametrize(
