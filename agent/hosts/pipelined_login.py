@@ -30,6 +30,7 @@ import threading
 from typing import Any
 
 from agent.hosts.pending_channel import ChannelUnavailable, PendingChannel, request_channel
+from agent.hosts.prompt_ack import acknowledge_now
 from agent.hosts.sshlib import paramiko
 
 
@@ -84,7 +85,6 @@ def login(
 def _handler_class() -> Any:
     """paramiko's AuthHandler sending the user-auth request at once; None where its internals differ."""
     from paramiko.auth_handler import AuthHandler
-    from paramiko.common import cMSG_IGNORE
     from paramiko.message import Message
 
     base: Any = AuthHandler  # its private methods are not in the type stubs
@@ -106,10 +106,7 @@ def _handler_class() -> Any:
         def _parse_service_accept(self, m: Any) -> None:
             """The request went with the service request; the accept is acknowledged at once, so
             sshd's next answers need not wait for it (Nagle's algorithm, above)."""
-            ignore = Message()
-            ignore.add_byte(cMSG_IGNORE)
-            ignore.add_string(b"")
-            self.transport._send_message(ignore)
+            acknowledge_now(self.transport)
 
     return PipelinedAuthHandler
 

@@ -23,7 +23,7 @@ from agent.hosts.sshlib import paramiko
 
 def acknowledge_global_requests(transport: paramiko.Transport) -> bool:
     """Wrap ``transport``'s global-request handler (before it starts); whether it could be."""
-    from paramiko.common import MSG_GLOBAL_REQUEST, cMSG_IGNORE
+    from paramiko.common import MSG_GLOBAL_REQUEST
     from paramiko.message import Message
 
     inner: Any = transport
@@ -38,10 +38,18 @@ def acknowledge_global_requests(transport: paramiko.Transport) -> bool:
         wants_reply = peek.get_boolean()
         handle(m)
         if not wants_reply:  # a reply, where one is wanted, carries the acknowledgement itself
-            ignore = Message()
-            ignore.add_byte(cMSG_IGNORE)
-            ignore.add_string(b"")
-            inner._send_message(ignore)
+            acknowledge_now(inner)
 
     table[MSG_GLOBAL_REQUEST] = handle_and_acknowledge
     return True
+
+
+def acknowledge_now(transport: Any) -> None:
+    """Send an ``SSH_MSG_IGNORE``: its TCP segment acknowledges what the server sent last, at once."""
+    from paramiko.common import cMSG_IGNORE
+    from paramiko.message import Message
+
+    ignore = Message()
+    ignore.add_byte(cMSG_IGNORE)
+    ignore.add_string(b"")
+    transport._send_message(ignore)
