@@ -178,7 +178,11 @@ def engine_options(func: F) -> F:
                 default="auto",
                 show_default=True,
                 help="auto: nothing for certs.d-only changes, reload for reloadable keys, restart only "
-                "where reload cannot apply the change and --allow-restart (or live-restore) permits it.",
+                "where reload cannot apply the change and --allow-restart (or live-restore) permits it. "
+                "reload/restart: that action for every daemon.json change. never: write the files and "
+                "leave dockerd alone (its live config is not checked; it loads them at its next reload "
+                "or restart). Under the others, a daemon.json dockerd has not loaded gets the action "
+                "that loads it.",
             ),
             click.option(
                 "--allow-restart", is_flag=True, help="Let auto restart dockerd where a reload is not enough."

@@ -7,7 +7,7 @@ for one host, so the rollout, ``apply --local`` and the per-host daemon behave t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -46,6 +46,7 @@ from agent.hosts.base import CommandResult, Transport
 from agent.outcome import HostOutcome, Phase, PhaseName, Status
 from agent.runtimes.docker import daemon_json_after, plan_docker
 from agent.runtimes.docker_facts import DockerFacts
+from agent.runtimes.live_registry import live_insecure
 from agent.runtimes.plan import HostPlan
 from agent.trust import TrustPolicy
 
@@ -101,7 +102,11 @@ def reconcile(
     plan: HostPlan = timeline.run(
         "plan",
         lambda: plan_docker(
-            policy, facts, restart_policy=options.restart_policy, allow_restart=options.allow_restart
+            policy,
+            facts,
+            restart_policy=options.restart_policy,
+            allow_restart=options.allow_restart,
+            live_insecure=live_insecure(info, policy.registries) if info is not None else None,
         ),
     )
     base = HostOutcome(
@@ -115,12 +120,13 @@ def reconcile(
     )
     if plan.blockers:
         return _done(base, timeline, "failed", error="; ".join(plan.blockers), engine_action="none")
-    if not plan.changed:
-        if not options.verify or facts.init is None or not facts.engine_running:
+    if not plan.changed and plan.engine_action == "none":
+        if not options.verify or facts.init is None or not facts.engine_running or plan.live_pending:
             return _done(base, timeline, "unchanged", engine_action="none")
         try:
             proved = timeline.run(
-                "verify", lambda: _verify(transport, policy, facts.daemon_json, options, info)
+                "verify",
+                lambda: _verify(transport, policy, facts.daemon_json, facts.dockerd_flags, options, info),
             )
         except TrustAgentError as exc:
             return _done(base, timeline, "failed", error=f"converged on disk but {exc}", engine_action="none")
@@ -150,13 +156,16 @@ def reconcile(
         live_info(result.stdout.decode("utf-8", "replace")) if _reads_info(options, facts, action) else None
     )
     verified: tuple[str, ...] = ()
-    if options.verify and facts.init is not None and facts.engine_running:
+    if options.verify and facts.init is not None and facts.engine_running and not plan.live_pending:
         after = daemon_json_after(plan, facts)
         # A reload dockerd refuses shows only in its journal: read from the apply's own timestamp on.
         reloaded_at = reload_stamp(result.stdout, action, facts.init)
         try:
             verified = timeline.run(
-                "verify", lambda: _verify(transport, policy, after, options, info_after, reloaded_at)
+                "verify",
+                lambda: _verify(
+                    transport, policy, after, facts.dockerd_flags, options, info_after, reloaded_at
+                ),
             )
         except TrustAgentError as exc:
             return _roll_back(transport, plan, facts, options, base, timeline, exc)
@@ -262,15 +271,17 @@ def _verify(
     transport: Transport,
     policy: TrustPolicy,
     daemon_json: bytes | None,
+    flags: Sequence[str],
     options: RunOptions,
     info: dict[str, Any] | None = None,
     reloaded_at: float | None = None,
 ) -> tuple[str, ...]:
-    """Prove the engine runs ``daemon_json``'s registry config: from ``info`` (the engine's live /info,
-    read on the host in the gather or apply round trip) when it already matches, else by polling /info
+    """Prove the engine runs the registry config of ``daemon_json`` and its command line ``flags``: from
+    ``info`` (the engine's live /info, read on the host in the gather or apply round trip) when it already
+    matches, else by polling /info
     until it does (a SIGHUP applies asynchronously), or until dockerd's journal says it refused the
     reload done after ``reloaded_at`` (the host's uptime); then the canary pull, where asked."""
-    wanted = expected_insecure(daemon_json)
+    wanted = expected_insecure(daemon_json, flags)
     if info is None or mismatches(info, policy.registries, wanted):
         wait_for_live_config(
             lambda: read_live_info(transport, options.verify_timeout),
@@ -301,6 +312,8 @@ def _roll_back(
     timeline: _Timeline,
     cause: BaseException,
 ) -> HostOutcome:
+    if not plan.changed:  # dockerd was only asked to load the file it has: no file to put back
+        return _done(base, timeline, "failed", error=str(cause))
     undo = inverse(plan)
     action = plan.engine_action if facts.init is not None and facts.engine_running else "none"
     script = build_apply_script(

@@ -8,25 +8,25 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION, info_doc, live_info
 from agent.engine.unit_log import UNIT_JOURNAL_COMMAND, reload_refusal
 from agent.errors import TrustAgentError, VerifyError
 from agent.hosts.base import Transport
+from agent.runtimes.live_registry import insecure_in_force, live_insecure
+from agent.runtimes.live_registry import mismatches as live_mismatches
 
 
-def expected_insecure(daemon_json: bytes | None) -> frozenset[str]:
-    """The ``insecure-registries`` entries a daemon.json asks for (empty when absent or unreadable)."""
-    if not daemon_json:
-        return frozenset()
+def expected_insecure(daemon_json: bytes | None, flags: Sequence[str] = ()) -> frozenset[str]:
+    """The entries dockerd lists as insecure when it runs ``daemon_json`` with command line ``flags``
+    (the file's part empty when absent or unreadable)."""
     try:
-        doc = json.loads(daemon_json)
+        doc = json.loads(daemon_json) if daemon_json else {}
     except ValueError:
-        return frozenset()
-    entries = doc.get("insecure-registries", []) if isinstance(doc, dict) else []
-    return frozenset(e for e in entries if isinstance(e, str))
+        doc = {}
+    return insecure_in_force(doc if isinstance(doc, dict) else {}, flags)
 
 
 def read_live_info(transport: Transport, timeout: float = 20.0) -> dict[str, Any]:
@@ -58,21 +58,9 @@ def refusal_since(transport: Transport, since: float) -> Callable[[], str | None
     return refused
 
 
-def live_insecure(info: dict[str, Any], registries: Iterable[str]) -> dict[str, bool]:
-    """Whether dockerd currently treats each registry as insecure (``IndexConfigs[r].Secure`` false)."""
-    index = (info.get("RegistryConfig") or {}).get("IndexConfigs") or {}
-    return {r: (index.get(r) or {}).get("Secure") is False for r in registries}
-
-
 def mismatches(info: dict[str, Any], registries: Iterable[str], wanted: frozenset[str]) -> list[str]:
-    """Registries whose live insecure/secure state differs from ``wanted`` (the daemon.json list)."""
-    live = live_insecure(info, registries)
-    return [
-        f"{r}: dockerd has it {'insecure' if is_insecure else 'secure'}, daemon.json says "
-        f"{'insecure' if r in wanted else 'secure'}"
-        for r, is_insecure in live.items()
-        if is_insecure != (r in wanted)
-    ]
+    """Registries whose live insecure/secure state differs from ``wanted`` (what the files ask for)."""
+    return live_mismatches(live_insecure(info, registries), wanted)
 
 
 def wait_for_live_config(

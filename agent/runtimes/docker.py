@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,6 +40,7 @@ from agent.runtimes.daemon_json_checks import (
 )
 from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.docker_state import DockerState, parse_state, render_state
+from agent.runtimes.live_registry import insecure_in_force, mismatches
 from agent.runtimes.plan import EngineAction, FileChange, HostPlan
 from agent.trust import OWNED_PREFIX, CAFile, TrustPolicy
 
@@ -55,6 +56,7 @@ def plan_docker(
     restart_policy: RestartPolicy = "auto",
     allow_restart: bool = False,
     live_restore: bool | None = None,
+    live_insecure: Mapping[str, bool] | None = None,
 ) -> HostPlan:
     """What must change on one Docker host so that it holds ``policy``, and what dockerd must do.
 
@@ -90,9 +92,11 @@ def plan_docker(
             # The facts do not say whether the directory exists; the applier creates it with parents.
             mkdirs.append(posixpath.dirname(facts.state_path))
 
+    behind = _engine_behind(facts, daemon, live_insecure) if daemon.change is None else ()
     action = _engine_action(
         facts,
         daemon,
+        behind=behind,
         certs_changed=bool(certs.changes or certs.mkdirs or certs.rmdirs),
         restart_policy=restart_policy,
         allow_restart=allow_restart,
@@ -112,6 +116,7 @@ def plan_docker(
         mkdirs=tuple(dict.fromkeys(mkdirs)),
         rmdirs=certs.rmdirs,
         engine_action=action.action,
+        live_pending=action.live_pending,
         reasons=(*certs.reasons, *daemon.reasons, *action.reasons),
         warnings=tuple(dict.fromkeys(warnings)),
         blockers=tuple(dict.fromkeys(blockers)),
@@ -439,18 +444,31 @@ class _Action:
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     blockers: tuple[str, ...] = ()
+    live_pending: bool = False  # dockerd left running registry settings other than daemon.json's
+
+
+def _engine_behind(
+    facts: DockerFacts, daemon: _DaemonPlan, live: Mapping[str, bool] | None
+) -> tuple[str, ...]:
+    """Where daemon.json stays as it is: the policy's registries whose live insecure/secure state is not
+    what the file (with dockerd's flags) asks for, as :func:`mismatches` words them; empty where dockerd's
+    live config is not known."""
+    if live is None or facts.init is None or not facts.engine_running or facts.engine_elsewhere:
+        return ()
+    return tuple(mismatches(live, insecure_in_force(daemon.doc, facts.dockerd_flags)))
 
 
 def _engine_action(
     facts: DockerFacts,
     daemon: _DaemonPlan,
     *,
+    behind: tuple[str, ...] = (),
     certs_changed: bool,
     restart_policy: RestartPolicy,
     allow_restart: bool,
     live_restore: bool | None,
 ) -> _Action:
-    if daemon.change is None:
+    if daemon.change is None and not behind:
         if certs_changed:
             return _Action(
                 "none", ("none: certs.d is read on every pull and push, no reload needed (fact 7)",)
@@ -470,28 +488,30 @@ def _engine_action(
         return _Action("none", ("dockerd is not running: the change takes effect when it starts",))
 
     needed, why = required_action(facts.engine_version, daemon.doc)
+    # Where daemon.json stays as it is, the action is for the file dockerd has not loaded yet.
+    stale = () if daemon.change is not None else (f"dockerd runs an older daemon.json: {'; '.join(behind)}",)
     if restart_policy == "never":
-        return _Action(
-            "none",
-            warnings=(
-                "restart policy 'never': the daemon.json change takes effect at the next dockerd restart",
-            ),
-        )
+        what = "the daemon.json change takes effect" if not stale else f"{stale[0]}; the file is loaded"
+        when = "its next reload or restart" if needed == "reload" else "its next restart"
+        return _Action("none", warnings=(f"restart policy 'never': {what} at {when}",), live_pending=True)
     if restart_policy == "reload":
         warnings = (f"forced reload, but {why}",) if needed == "restart" else ()
-        return _Action("reload", ("reload: forced by restart policy 'reload'",), warnings)
+        return _Action("reload", (*stale, "reload: forced by restart policy 'reload'"), warnings)
     if restart_policy == "restart":
-        return _Action("restart", ("restart: forced by restart policy 'restart'",))
+        return _Action("restart", (*stale, "restart: forced by restart policy 'restart'"))
     if needed == "reload":
-        return _Action("reload", (f"reload: {why}",))
+        return _Action("reload", (*stale, f"reload: {why}"))
 
     live = live_restore if live_restore is not None else daemon.doc.get("live-restore") is True
     if allow_restart:
-        return _Action("restart", (f"restart: {why}; allowed by --allow-restart",))
+        return _Action("restart", (*stale, f"restart: {why}; allowed by --allow-restart"))
     if live:
-        return _Action("restart", (f"restart: {why}; live-restore keeps containers running (fact 17)",))
+        return _Action(
+            "restart", (*stale, f"restart: {why}; live-restore keeps containers running (fact 17)")
+        )
     return _Action(
         "restart",
+        stale,
         blockers=(f"needs a dockerd restart ({why}); pass --allow-restart or enable live-restore",),
     )
 

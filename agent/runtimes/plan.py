@@ -55,6 +55,9 @@ class HostPlan:
     mkdirs: tuple[str, ...] = ()  # directories to create first (mode 0755), parents before children
     rmdirs: tuple[str, ...] = ()  # directories the agent created and now leaves empty, after deletes
     engine_action: EngineAction = "none"
+    # dockerd is left running registry settings other than daemon.json's (restart policy 'never'):
+    # its live config is not checked against the file
+    live_pending: bool = False
     reasons: tuple[str, ...] = ()  # why each change / the action
     warnings: tuple[str, ...] = ()
     blockers: tuple[str, ...] = ()

@@ -224,6 +224,59 @@ def test_skip_tls_storage_reloads_docker_once_through_the_handler(
     assert engine_state(lab, host) == (started, reloaded + 1)
 
 
+VERIFY_TASK = re.compile(
+    r"TASK \[trustagent\.docker\.registry_trust : Check dockerd's live registry config\] \*+\n(\w+):"
+)
+
+
+def test_restart_policy_never_is_left_unchecked_and_the_next_run_reloads_what_dockerd_missed(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
+) -> None:
+    source = skip_source(lab, tmp_path)
+    host = lab.hosts[0]
+    engine = engine_state(lab, host)
+
+    # 'never': the files are written, dockerd is left alone, and its live config is not checked (nor the
+    # change rolled back for not being live).
+    never = run_playbook(
+        lab,
+        ansible_playbook,
+        ansible_home,
+        source,
+        "--limit",
+        host.name,
+        "-e",
+        "trustagent_restart_policy=never",
+    )
+    assert never.returncode == 0, never.stdout + never.stderr
+    assert recap(never)[host.name]["changed"] == 1, never.stdout  # the task; no handler ran
+    assert "restart policy 'never'" in never.stdout + never.stderr
+    check = VERIFY_TASK.search(never.stdout)
+    assert check is not None and check.group(1) == "skipping", never.stdout
+    assert (
+        lab.registry in json.loads(lab.ssh(host, "cat /etc/docker/daemon.json").stdout)["insecure-registries"]
+    )
+    assert engine_state(lab, host) == engine
+    files = etc_docker(lab, host)
+
+    # The next run finds a daemon.json dockerd has not loaded: no file to change, the handler reloads it,
+    # and the check finds it live.
+    auto = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name)
+    assert auto.returncode == 0, auto.stdout + auto.stderr
+    assert "RUNNING HANDLER [trustagent.docker.registry_trust : Reload docker]" in auto.stdout
+    assert recap(auto)[host.name]["changed"] == 2, auto.stdout
+    check = VERIFY_TASK.search(auto.stdout)
+    assert check is not None and check.group(1) == "ok", auto.stdout
+    assert etc_docker(lab, host) == files
+    assert engine_state(lab, host) == (engine[0], engine[1] + 1)
+    info = lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout
+    assert json.loads(info)[lab.registry]["Secure"] is False
+
+    again = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name)
+    assert recap(again)[host.name]["changed"] == 0, again.stdout
+    assert engine_state(lab, host) == (engine[0], engine[1] + 1)
+
+
 def test_a_change_dockerd_does_not_take_is_rolled_back_by_the_role(
     lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
 ) -> None:

@@ -130,6 +130,68 @@ def test_skip_tls_merges_reloads_and_keeps_containers_running(lab: Lab, tmp_path
     pull_and_push(lab, host)
 
 
+def live_insecure_registries(lab: Lab, host: Host) -> list[str]:
+    """The registries the host's running dockerd treats as insecure."""
+    out = lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout
+    return sorted(name for name, entry in json.loads(out).items() if entry["Secure"] is False)
+
+
+def test_a_daemon_json_dockerd_has_not_loaded_is_left_so_under_never_and_reloaded_by_the_next_run(
+    lab: Lab, tmp_path: Path
+) -> None:
+    host = lab.hosts[0]
+    args = [*skip_args(lab, tmp_path), "--limit", host.name]
+    engine = engine_state(lab, host)
+
+    # Restart policy 'never': the files are written and dockerd is left alone; its live config is not
+    # waited for, nor the change rolled back for not being live.
+    started = time.monotonic()
+    code, report, err = rollout(lab, *args, "--restart-policy", "never")
+    took = time.monotonic() - started
+    outcome = by_host(report)[host.name]
+    assert code == 0, err
+    assert (outcome["status"], outcome["engine_action"], outcome["verified"]) == ("changed", "none", [])
+    assert any("restart policy 'never'" in w for w in outcome["warnings"]), outcome["warnings"]
+    assert took < 10, f"took {took:.1f}s: a wait for a live config that was not to come"
+    daemon = json.loads(lab.ssh(host, "cat /etc/docker/daemon.json").stdout)
+    assert daemon["insecure-registries"] == ["registry.test", "registry.test:443"]
+    assert engine_state(lab, host) == engine
+    assert live_insecure_registries(lab, host) == []
+
+    # The host now holds a file its dockerd has not loaded (as after a run stopped between its rename
+    # and its reload). Under 'never' a run says so and changes nothing.
+    code, report, err = rollout(lab, *args, "--restart-policy", "never")
+    outcome = by_host(report)[host.name]
+    assert (code, outcome["status"], outcome["engine_action"]) == (0, "unchanged", "none"), err
+    assert any("dockerd runs an older daemon.json" in w for w in outcome["warnings"]), outcome["warnings"]
+    # The plan and the drift check name the reload it needs, and why, at once.
+    for command, exit_code in (("plan", 0), ("verify", 1)):
+        started = time.monotonic()
+        proc = lab.run_agent(command, "-i", str(lab.inventory_yml), *args, "--format", "json")
+        assert proc.returncode == exit_code, proc.stderr
+        assert time.monotonic() - started < 10
+        outcome = by_host(json.loads(proc.stdout))[host.name]
+        assert (outcome["status"], outcome["engine_action"], outcome["changes"]) == ("pending", "reload", [])
+        assert (
+            "dockerd runs an older daemon.json: registry.test: dockerd has it secure, daemon.json says insecure"
+            in outcome["reasons"][0]
+        ), outcome["reasons"]
+
+    # The default policy reloads it: no file written, the live config proven.
+    tree = docker_tree(lab, host)
+    code, report, err = rollout(lab, *args)
+    outcome = by_host(report)[host.name]
+    assert (code, outcome["status"], outcome["engine_action"]) == (0, "changed", "reload"), err
+    assert (outcome["changes"], outcome["verified"]) == ([], ["live config"])
+    assert docker_tree(lab, host) == tree
+    assert engine_state(lab, host) == (engine[0], engine[1] + 1), "one reload, no restart"
+    assert live_insecure_registries(lab, host) == ["registry.test", "registry.test:443"]
+
+    code, report, err = rollout(lab, *args)
+    assert (code, by_host(report)[host.name]["status"]) == (0, "unchanged"), err
+    assert engine_state(lab, host) == (engine[0], engine[1] + 1)
+
+
 def test_a_renamed_registry_moves_the_agents_insecure_entries_and_its_record_follows(
     lab: Lab, tmp_path: Path
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.runtimes import daemon_json, daemon_json_checks, docker, docker_state
+from agent.runtimes import daemon_json, daemon_json_checks, docker, docker_state, live_registry
 from agent.runtimes.daemon_json import (
     DaemonJsonError,
     detect_indent,
@@ -21,7 +21,7 @@ from agent.runtimes.daemon_json import (
 PATH = "/etc/docker/daemon.json"
 
 
-@pytest.mark.parametrize("module", [daemon_json, daemon_json_checks, docker_state, docker])
+@pytest.mark.parametrize("module", [daemon_json, daemon_json_checks, docker_state, docker, live_registry])
 def test_docstring_examples_hold(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0

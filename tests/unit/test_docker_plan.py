@@ -546,7 +546,8 @@ def test_restart_policies() -> None:
     policy = insecure_policy("registry.test")
     never = plan_docker(policy, facts, restart_policy="never")
     assert (never.engine_action, never.blockers) == ("none", ())
-    assert any("takes effect at the next dockerd restart" in w for w in never.warnings)
+    assert never.live_pending
+    assert "the daemon.json change takes effect at its next restart" in never.warnings[0]
     forced = plan_docker(policy, facts, restart_policy="reload")
     assert (forced.engine_action, forced.blockers) == ("reload", ())
     assert any("could drop the insecure list" in w for w in forced.warnings)
@@ -557,6 +558,66 @@ def test_restart_policies() -> None:
             plan_docker(ca_policy("registry.test"), facts, restart_policy=restart_policy).engine_action
             == "none"
         )
+
+
+BEHIND = "dockerd runs an older daemon.json: registry.test: dockerd has it secure, daemon.json says insecure"
+
+
+def test_a_daemon_json_dockerd_has_not_loaded_gets_the_action_that_loads_it() -> None:
+    policy = insecure_policy("registry.test")
+    facts = converge(policy, host())  # the files as the policy wants them, dockerd not told
+    stale = {"registry.test": False}
+    plan = plan_docker(policy, facts, live_insecure=stale)
+    assert (plan.changed, plan.engine_action, plan.blockers, plan.live_pending) == (
+        False,
+        "reload",
+        (),
+        False,
+    )
+    assert plan.reasons == (BEHIND, "reload: insecure-registries is reloadable (fact 10)")
+    # Loaded: nothing to do.
+    assert plan_docker(policy, facts, live_insecure={"registry.test": True}).engine_action == "none"
+    # Not known (no /info): nothing is assumed.
+    assert plan_docker(policy, facts, live_insecure=None).engine_action == "none"
+    # Restart policy 'never' leaves it, and says so.
+    never = plan_docker(policy, facts, live_insecure=stale, restart_policy="never")
+    assert (never.engine_action, never.live_pending) == ("none", True)
+    assert never.warnings == (
+        f"restart policy 'never': {BEHIND}; the file is loaded at its next reload or restart",
+    )
+    # An engine that cannot reload the list needs the restart it would need for a change.
+    mirrors = converge(policy, host(engine_version="20.10.24", daemon_json=MIRRORS), allow_restart=True)
+    blocked = plan_docker(policy, mirrors, live_insecure=stale)
+    assert (blocked.engine_action, blocked.reasons[0]) == ("restart", BEHIND)
+    assert blocked.blockers[0].startswith("needs a dockerd restart")
+    allowed = plan_docker(policy, mirrors, live_insecure=stale, allow_restart=True)
+    assert (allowed.engine_action, allowed.blockers) == ("restart", ())
+
+
+def test_an_entry_dockerd_still_lists_after_its_removal_is_loaded_too() -> None:
+    # Back from skip-TLS to a CA: the file lists no entry (``[]``), dockerd still has it insecure.
+    facts = converge(ca_policy("registry.test"), converge(insecure_policy("registry.test"), host()))
+    plan = plan_docker(ca_policy("registry.test"), facts, live_insecure={"registry.test": True})
+    assert (plan.changed, plan.engine_action) == (False, "reload")
+    assert plan.reasons[0] == (
+        "dockerd runs an older daemon.json: registry.test: dockerd has it insecure, daemon.json says secure"
+    )
+
+
+def test_an_insecure_registry_flag_counts_as_loaded() -> None:
+    # dockerd's own --insecure-registry makes the registry insecure: not a file waiting to be loaded.
+    facts = host(dockerd_flags=("--insecure-registry", "registry.test"), flags_source=DROP_IN)
+    facts = converge(ca_policy("registry.test"), facts)
+    plan = plan_docker(ca_policy("registry.test"), facts, live_insecure={"registry.test": True})
+    assert (plan.engine_action, plan.reasons) == ("none", ())
+
+
+def test_the_live_config_of_an_engine_that_does_not_run_is_not_weighed() -> None:
+    converged = converge(insecure_policy("registry.test"), host())
+    for unlike in ({"engine_running": False}, {"init": None}, {"engine_elsewhere": True}):
+        facts = replace(converged, **unlike)
+        plan = plan_docker(insecure_policy("registry.test"), facts, live_insecure={"registry.test": False})
+        assert (plan.engine_action, plan.reasons, plan.blockers) == ("none", (), ()), unlike
 
 
 def test_directory_tree_without_engine_needs_no_action() -> None:

@@ -30,13 +30,14 @@ try:
         new_backup_stamp,
         reload_stamp,
     )
-    from agent.engine.gather import gather
+    from agent.engine.gather import gather_live
     from agent.engine.undo import undo_record
     from agent.engine.verify import expected_insecure
     from agent.errors import InputError, TrustAgentError
     from agent.hosts.base import CommandResult, Transport
     from agent.inputs import PolicyInputs, resolve_policy
     from agent.runtimes.docker import daemon_json_after, plan_docker
+    from agent.runtimes.live_registry import live_insecure
     from agent.runtimes.plan import HostPlan
 
     IMPORT_ERROR: str | None = None
@@ -126,7 +127,7 @@ class ActionModule(TrustAgentAction):
 
         transport = self._host(task_vars)
         try:
-            facts = gather(transport)
+            facts, info = gather_live(transport)
         except TrustAgentError as exc:
             raise AnsibleActionFail(str(exc)) from None
         plan: HostPlan = plan_docker(
@@ -134,11 +135,17 @@ class ActionModule(TrustAgentAction):
             facts,
             restart_policy=args["restart_policy"],
             allow_restart=bool(args["allow_restart"]),
+            live_insecure=live_insecure(info, policy.registries) if info is not None else None,
         )
         engine_action = plan.engine_action if facts.init is not None else "none"
+        # A plan without file changes may still have dockerd load the daemon.json it has not loaded yet.
+        acts = plan.changed or engine_action != "none"
         result.update(
-            changed=plan.changed,
-            engine_action=engine_action if plan.changed else "none",
+            changed=acts,
+            engine_action=engine_action if acts else "none",
+            # True: restart policy 'never' leaves dockerd on other registry settings than daemon.json's,
+            # so its live config is not checked (the role skips registry_trust_verify).
+            live_pending=plan.live_pending,
             engine_version=facts.engine_version,
             # False: dockerd is stopped, and takes the change when it starts (nothing to check now).
             engine_running=facts.engine_running,
@@ -156,11 +163,16 @@ class ActionModule(TrustAgentAction):
         if plan.blockers:
             result.update(failed=True, changed=False, engine_action="none", msg="; ".join(plan.blockers))
             return result
-        if not plan.changed:
+        if not acts:
             result["msg"] = "converged: nothing to change"
             return result
+        files = (
+            f"{len(plan.visible_changes)} file(s)"
+            if plan.changed
+            else "no file (dockerd runs an older daemon.json)"
+        )
         if self._task.check_mode:
-            result["msg"] = f"would change {len(plan.visible_changes)} file(s); dockerd: {engine_action}"
+            result["msg"] = f"would change {files}; dockerd: {engine_action}"
             return result
 
         validate_with = (
@@ -183,20 +195,21 @@ class ActionModule(TrustAgentAction):
             note = "nothing was written" if untouched else "the host may be partly changed"
             result.update(failed=True, msg=f"apply failed ({note}): {detail}")
             return result
-        result["msg"] = f"changed {len(plan.visible_changes)} file(s); dockerd: {engine_action}"
+        result["msg"] = f"changed {files}; dockerd: {engine_action}"
         # What registry_trust_verify needs to put the previous files back should dockerd not take these
         # (daemon.json's previous content stays on the host, in the backup the apply just made).
         # Where the handler's reload is refused, dockerd says why in its journal, after this stamp.
         applied_at = reload_stamp(applied.stdout, engine_action, facts.init)
         if applied_at is not None:
             result["applied_at"] = applied_at
-        result["undo"] = undo_record(
-            plan,
-            engine_action=engine_action,
-            init=facts.init,
-            daemon_json_path=facts.daemon_json_file,
-            daemon_json_backup=daemon_json_backup(stamp),
-        )
+        if plan.changed:  # with no file written, there is nothing to put back
+            result["undo"] = undo_record(
+                plan,
+                engine_action=engine_action,
+                init=facts.init,
+                daemon_json_path=facts.daemon_json_file,
+                daemon_json_backup=daemon_json_backup(stamp),
+            )
         return result
 
     def _local_path(self, value: str) -> str:

@@ -86,7 +86,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed:
-  description: Whether any file was (or, in check mode, would be) written or removed.
+  description:
+    - Whether any file was (or, in check mode, would be) written or removed, or dockerd needs a reload or
+      restart to load the daemon.json the host already holds (a run stopped before its reload, restart
+      policy C(never) earlier, a hand edit not reloaded).
   type: bool
   returned: always
 engine_action:
@@ -94,6 +97,12 @@ engine_action:
   type: str
   returned: always
   sample: none
+live_pending:
+  description:
+    - True where restart policy C(never) leaves dockerd on other registry settings than daemon.json's:
+      its live config is not checked, and the role skips C(registry_trust_verify).
+  type: bool
+  returned: always
 files:
   description: The files changed, with their action (create, update, delete).
   type: list
