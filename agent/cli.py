@@ -152,8 +152,8 @@ def plan(detailed_exitcode: bool, **kwargs: Any) -> None:
     """Show what would change on each host: unified diffs, the dockerd action, and why. Changes nothing."""
     result = _run("plan", kwargs, RunOptions(dry_run=True, verify=False))
     if detailed_exitcode:
-        sys.exit(1 if result.failed else 2 if result.pending else 0)
-    sys.exit(1 if result.failed else 0)
+        _exit(result, 1 if result.failed else 2 if result.pending else 0)
+    _exit(result, 1 if result.failed else 0)
 
 
 @cli.command()
@@ -172,7 +172,7 @@ def apply(**kwargs: Any) -> None:
             "apply acts on this machine: give --local [--root DIR] (for remote hosts use rollout)"
         )
     result = _run("apply", kwargs, RunOptions())
-    sys.exit(1 if result.failed else 0)
+    _exit(result, 1 if result.failed else 0)
 
 
 def _rollout_options(func: F) -> F:
@@ -224,7 +224,7 @@ def rollout(**kwargs: Any) -> None:
         max_fail_percentage=kwargs.pop("max_fail_percentage"),
     )
     result = _run("plan" if dry_run else "rollout", kwargs, options, fleet)
-    sys.exit(1 if result.failed else 0)
+    _exit(result, 1 if result.failed else 0)
 
 
 @cli.command()
@@ -262,10 +262,15 @@ def verify(resolve: tuple[str, ...], **kwargs: Any) -> None:
         failed_checks = tuple(line for line in checks.lines if not line.endswith(": ok"))
         result = _run_with_policy("verify", kwargs, options, fleet, policy, targets, early, failed_checks)
     drift = [o for o in result.outcomes if o.status not in ("unchanged",)]
-    sys.exit(1 if drift or not checks.ok else 0)
+    _exit(result, 1 if drift or not checks.ok else 0)
 
 
 Mode = Literal["plan", "apply", "rollout", "verify"]
+
+
+def _exit(result: FleetResult, code: int) -> NoReturn:
+    """Exit with ``code``; 130, as shells report Ctrl-C, where the run was interrupted."""
+    sys.exit(130 if result.interrupted else code)
 
 
 Targets = tuple[Sequence[str], Callable[[str], Transport]]
@@ -320,6 +325,7 @@ def _run_with_policy(
         mode=mode,
         on_start=progress.start,
         on_done=progress.done,  # type: ignore[arg-type]
+        on_interrupt=progress.interrupted,
         early=early,
     )
     progress.close()

@@ -8,10 +8,12 @@ here before it starts connecting (``agent.early_connect``).
 from __future__ import annotations
 
 import math
+import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
     from agent.engine.options import RunOptions
     from agent.outcome import FleetResult, HostOutcome
     from agent.trust import TrustPolicy
+
+
+INTERRUPTED = "interrupted: the hosts in flight finished, no other host was started"
 
 
 @dataclass(frozen=True)
@@ -71,12 +76,18 @@ def run_fleet(
     mode: Literal["plan", "apply", "rollout", "verify"] = "rollout",
     on_start: Callable[[str], None] | None = None,
     on_done: Callable[[HostOutcome], None] | None = None,
+    on_interrupt: Callable[[int], None] | None = None,
     early: EarlyConnections | None = None,
 ) -> FleetResult:
     """Reconcile every host; returns one :class:`FleetResult`, whatever happened on each host.
 
     ``early`` holds connections already opening for some hosts (``agent.early_connect``): those hosts
-    take theirs instead of opening one."""
+    take theirs instead of opening one.
+
+    An interrupt (SIGINT, or SIGTERM as a CI job's cancel sends) starts no further host and lets the hosts
+    in flight finish their apply, verify or roll-back, so none is left part way; ``on_interrupt`` hears
+    how many are in flight, and the result says the run was interrupted. A second interrupt is not
+    caught: it ends the run at once."""
     from agent.engine.reconcile import reconcile
     from agent.outcome import FleetResult, HostOutcome
 
@@ -91,8 +102,18 @@ def run_fleet(
     lock = threading.Lock()
     outcomes: dict[str, HostOutcome] = {}
     stopped: str | None = None
+    running: set[str] = set()
 
     def one(name: str) -> HostOutcome:
+        with lock:
+            running.add(name)
+        try:
+            return _reconcile_one(name)
+        finally:
+            with lock:
+                running.discard(name)
+
+    def _reconcile_one(name: str) -> HostOutcome:
         if on_start is not None:
             on_start(name)
         taken = early.take(name) if early is not None else None
@@ -118,11 +139,26 @@ def run_fleet(
         return outcome
 
     plan = batches(names, fleet.serial)
-    with ThreadPoolExecutor(
-        max_workers=min(fleet.forks, max(1, len(names))), thread_name_prefix="host"
-    ) as pool:
+    interrupted = False
+    with (
+        _termination_as_interrupt(),
+        ThreadPoolExecutor(
+            max_workers=min(fleet.forks, max(1, len(names))), thread_name_prefix="host"
+        ) as pool,
+    ):
         for number, batch in enumerate(plan, start=1):
-            results = list(pool.map(one, batch))
+            try:
+                # On an interrupt, map's iterator cancels the hosts not started; leaving the pool then
+                # waits for those in flight.
+                results = list(pool.map(one, batch))
+            except KeyboardInterrupt:
+                interrupted = True
+                stopped = INTERRUPTED
+                if on_interrupt is not None:
+                    with lock:
+                        in_flight = len(running)
+                    on_interrupt(in_flight)
+                break
             failed = sum(1 for r in results if r.failed)
             limit = fleet.max_fail_percentage
             if limit is not None and number < len(plan) and failed * 100 / len(batch) > limit:
@@ -137,7 +173,8 @@ def run_fleet(
         if name in outcomes:
             ordered.append(outcomes[name])
         else:
-            ordered.append(HostOutcome(name, "skipped", error="not started: the failure budget was exceeded"))
+            why = "the run was interrupted" if interrupted else "the failure budget was exceeded"
+            ordered.append(HostOutcome(name, "skipped", error=f"not started: {why}"))
     return FleetResult(
         mode=mode,
         policy=policy,
@@ -145,4 +182,23 @@ def run_fleet(
         started_at=started_at,
         seconds=round(clock(), 3),
         stopped=stopped,
+        interrupted=interrupted,
     )
+
+
+@contextmanager
+def _termination_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the run as Ctrl-C does (in the main thread, where signal handlers are set), not at
+    once with hosts part way; the handler before is put back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)

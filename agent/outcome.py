@@ -62,8 +62,9 @@ class FleetResult:
     outcomes: tuple[HostOutcome, ...]
     started_at: str  # ISO 8601, UTC
     seconds: float
-    stopped: str | None = None  # why the run stopped early (failure budget), if it did
+    stopped: str | None = None  # why the run stopped early (failure budget, an interrupt), if it did
     warnings: tuple[str, ...] = field(default=())
+    interrupted: bool = False  # by SIGINT or SIGTERM: the hosts in flight finished, no other started
 
     @property
     def failed(self) -> tuple[HostOutcome, ...]:

@@ -61,6 +61,17 @@ class Progress:
             else:
                 print(f"{line}  {seconds:.1f}s", file=sys.stderr, flush=True)
 
+    def interrupted(self, in_flight: int) -> None:
+        """Say what an interrupt does now (always: a person waiting needs to know why nothing ends)."""
+        hosts = "host" if in_flight == 1 else "hosts"
+        with self.lock:
+            print(
+                f"interrupted: finishing the {in_flight} {hosts} in flight, starting no other; "
+                "interrupt again to stop at once (hosts then left part way)",
+                file=sys.stderr,
+                flush=True,
+            )
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,6 +191,73 @@ def test_a_daemon_json_dockerd_has_not_loaded_is_left_so_under_never_and_reloade
     code, report, err = rollout(lab, *args)
     assert (code, by_host(report)[host.name]["status"]) == (0, "unchanged"), err
     assert engine_state(lab, host) == (engine[0], engine[1] + 1)
+
+
+@pytest.fixture
+def slow_reload(lab: Lab) -> Iterator[Host]:
+    """lab.hosts[1]'s docker.service takes 3 s to reload: a host certainly in flight for that long."""
+    host = lab.hosts[1]
+    drop_in = f"{DROP_IN_DIR}/slow-reload.conf"
+    lab.ssh(
+        host,
+        f"mkdir -p {DROP_IN_DIR} && printf '%s\\n' '[Service]' 'ExecReload=' "
+        f"'ExecReload=/bin/sh -c \"sleep 3; kill -s HUP $MAINPID\"' > {drop_in} && systemctl daemon-reload",
+    )
+    yield host
+    lab.ssh(host, f"rm -f {drop_in} && systemctl daemon-reload")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_rollout_finishes_the_host_in_flight_starts_no_other_and_reports(
+    lab: Lab, tmp_path: Path, slow_reload: Host, signum: int
+) -> None:
+    first, in_flight, last = lab.hosts
+    untouched = docker_tree(lab, last)
+    args = [
+        "rollout",
+        "-i",
+        str(lab.inventory_yml),
+        *skip_args(lab, tmp_path),
+        "--forks",
+        "1",
+        "--format",
+        "json",
+    ]
+    # Ctrl-C's default action, as a terminal gives it (a shell's background job would ignore SIGINT).
+    agent = lab.popen_agent(*args, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert agent.stderr is not None
+        lines = []
+        for line in agent.stderr:  # a line per host as it finishes: h1 first (--forks 1, in order)
+            lines.append(line)
+            if line.startswith(f"{first.name}: "):
+                break
+        sent = time.monotonic()
+        agent.send_signal(signum)
+        out, err = agent.communicate(timeout=60)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    took = time.monotonic() - sent
+    assert agent.returncode == 130, "".join(lines) + err
+    assert "interrupted: finishing the 1 host in flight" in err, err
+    report = json.loads(out)
+    assert report["stopped"] == "interrupted: the hosts in flight finished, no other host was started"
+    outcomes = by_host(report)
+    # The host in flight finished its reload and was verified; the last one was never started.
+    assert outcomes[first.name]["status"] == "changed"
+    assert (outcomes[in_flight.name]["status"], outcomes[in_flight.name]["verified"]) == (
+        "changed",
+        ["live config"],
+    )
+    assert outcomes[last.name] == {
+        **outcomes[last.name],
+        "status": "skipped",
+        "error": "not started: the run was interrupted",
+    }
+    assert docker_tree(lab, last) == untouched
+    assert live_insecure_registries(lab, in_flight) == ["registry.test", "registry.test:443"]
+    assert took < 30, f"took {took:.1f}s"
 
 
 def test_a_renamed_registry_moves_the_agents_insecure_entries_and_its_record_follows(

@@ -182,6 +182,13 @@ class Lab:
         """Run the trust-agent CLI with ARGS inside the lab namespace."""
         return self.run_in_ns([*AGENT_ARGV, *args], check=check, timeout=timeout, **kwargs)
 
+    def popen_agent(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+        """Start the trust-agent CLI with ARGS inside the lab namespace, not waiting for it: its stdout
+        and stderr are pipes of text."""
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        return subprocess.Popen([*network.nsenter(self.namespace), *AGENT_ARGV, *args], text=True, **kwargs)
+
     def reset(self) -> None:
         """Return every host's trust state to the base image's (see tests/lab/reset.sh)."""
         script = (Path(__file__).with_name("reset.sh")).read_text()

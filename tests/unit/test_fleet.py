@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ from hypothesis import strategies as st
 
 from agent.engine.options import RunOptions
 from agent.errors import UnreachableError, UsageError
-from agent.fleet import FleetOptions, batches, run_fleet
+from agent.fleet import INTERRUPTED, FleetOptions, batches, run_fleet
 from agent.hosts.base import Transport
 from agent.hosts.local import LocalTransport
 from agent.trust import TrustPolicy
@@ -84,3 +87,37 @@ def test_without_a_budget_every_batch_runs(tmp_path: Path) -> None:
     assert result.outcomes[0].status == "unreachable"
     assert all(o.status in ("changed", "unchanged") for o in result.outcomes[1:])
     assert result.stopped is None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_lets_the_host_in_flight_finish_and_starts_no_other(signum: int) -> None:
+    heard: list[int] = []
+
+    def opener(name: str) -> Transport:
+        if name == "b":
+            os.kill(os.getpid(), signum)  # as a terminal or a CI runner sends it; handled while "b" runs
+            time.sleep(0.3)
+        return Unreachable(name)
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a shell gives it, not ignored
+    try:
+        result = run_fleet(
+            ["a", "b", "c", "d"],
+            opener,
+            POLICY,
+            RunOptions(),
+            FleetOptions(forks=1),
+            on_interrupt=heard.append,
+        )
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert [(o.host, o.status) for o in result.outcomes] == [
+        ("a", "unreachable"),
+        ("b", "unreachable"),  # finished after the interrupt
+        ("c", "skipped"),
+        ("d", "skipped"),
+    ]
+    assert {o.error for o in result.outcomes[2:]} == {"not started: the run was interrupted"}
+    assert result.interrupted and result.stopped == INTERRUPTED
+    assert heard == [1]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back after the run
