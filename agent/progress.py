@@ -64,13 +64,17 @@ class Progress:
     def interrupted(self, in_flight: int) -> None:
         """Say what an interrupt does now (always: a person waiting needs to know why nothing ends)."""
         hosts = "host" if in_flight == 1 else "hosts"
+        line = (
+            f"interrupted: finishing the {in_flight} {hosts} in flight, starting no other; "
+            "interrupt again to stop at once (hosts then left part way)"
+        )
         with self.lock:
-            print(
-                f"interrupted: finishing the {in_flight} {hosts} in flight, starting no other; "
-                "interrupt again to stop at once (hosts then left part way)",
-                file=sys.stderr,
-                flush=True,
-            )
+            if self.bar is not None:  # above the bar, which goes on counting the hosts that finish
+                from rich.text import Text
+
+                self.bar.console.print(Text(line), highlight=False)
+            else:
+                print(line, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
