@@ -12,9 +12,7 @@ b'6.1.0-18-amd64\\n'
 
 from __future__ import annotations
 
-import base64
 import getpass
-import hashlib
 import itertools
 import os
 import secrets
@@ -36,7 +34,7 @@ from agent.errors import (
     InputError,
     UnreachableError,
 )
-from agent.hosts import pipelined_login, script_session
+from agent.hosts import host_certs, pipelined_login, script_session
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.engine_http import ENGINE_SOCKET, EngineReply, PendingReply, read_reply, request_bytes
 from agent.hosts.engine_wake import HELLO
@@ -86,8 +84,7 @@ class _Target:
 
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH's ``SHA256:…`` fingerprint."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+    return host_certs.fingerprint(key.asbytes())
 
 
 def known_hosts_name(hostname: str, port: int) -> str:
@@ -97,6 +94,22 @@ def known_hosts_name(hostname: str, port: int) -> str:
 def _base_key_type(key_type: str) -> str:
     # rsa-sha2-* are signature algorithms over an ssh-rsa key.
     return "ssh-rsa" if key_type.startswith("rsa-sha2-") else key_type
+
+
+def _offer_host_key_types(
+    transport: paramiko.Transport, known_types: set[str], *, certificates: bool
+) -> None:
+    """Offer first the host-key types known_hosts holds, so a host that also has an RSA key is not
+    reported unknown when its ed25519 key is the one on file; where known_hosts trusts a CA for the host,
+    certificates before all (paramiko offers them last, and a host would then show its plain key)."""
+    opts = transport.get_security_options()
+    plain = [k for k in opts.key_types if not k.endswith(host_certs.CERT_SUFFIX)]
+    ordered = [k for k in plain if _base_key_type(k) in known_types]
+    ordered += [k for k in plain if _base_key_type(k) not in known_types]
+    if certificates:
+        # Only the certificate types: paramiko adds them again after the plain ones, which is harmless.
+        ordered = [k + host_certs.CERT_SUFFIX for k in ordered] + ordered
+    opts.key_types = ordered
 
 
 class _SSHConfig:
@@ -286,7 +299,7 @@ class SSHTransport(Transport):
     ) -> tuple[paramiko.Transport, PendingChannel | None]:
         """The authenticated transport, and (with ``first_session``, where the login allowed) a session
         channel asked for with the login."""
-        known = self._load_known_hosts(target)
+        known, markers = self._load_known_hosts(target)
         name = known_hosts_name(target.hostname, target.port)
         entry = known.lookup(name)
         known_types = set(entry.keys()) if entry is not None else set()
@@ -299,19 +312,15 @@ class SSHTransport(Transport):
                 transport.banner_timeout = timeout
                 transport.auth_timeout = timeout
                 transport.handshake_timeout = timeout
-                # Offer the host-key types known_hosts holds first, so a host that also has an RSA
-                # key is not reported unknown when its ed25519 key is the one on file.
-                opts = transport.get_security_options()
-                offered = list(opts.key_types)
-                opts.key_types = [k for k in offered if _base_key_type(k) in known_types] + [
-                    k for k in offered if _base_key_type(k) not in known_types
-                ]
+                _offer_host_key_types(
+                    transport, known_types, certificates=bool(markers.authorities_for(name))
+                )
                 transport.start_client(timeout=timeout)
                 if not transport.is_active() or not transport.initial_kex_done:
                     # start_client returns quietly when its timeout passes mid-negotiation.
                     raise UnreachableError(f"{target.label}: SSH handshake timed out after {timeout:g}s")
             key = transport.get_remote_server_key()
-            self._check_host_key(target, name, key, known_types, entry)
+            self._check_host_key(target, name, key, known_types, entry, markers)
             return transport, self._authenticate(transport, target, first_session)
         except BaseException:
             if transport is not None:
@@ -320,8 +329,9 @@ class SSHTransport(Transport):
                 sock.close()
             raise
 
-    def _load_known_hosts(self, target: _Target) -> paramiko.HostKeys:
-        """known_hosts, parsed once per process while the file stays the same (read-only use).
+    def _load_known_hosts(self, target: _Target) -> tuple[paramiko.HostKeys, host_certs.Markers]:
+        """known_hosts (its keys, and its ``@cert-authority`` and ``@revoked`` lines), parsed once per
+        process while the file stays the same (read-only use).
 
         Parsing is per key line, so one parse per host would make a fleet run quadratic in its size.
         """
@@ -330,15 +340,16 @@ class SSHTransport(Transport):
             stamp = _file_stamp(path)
             cached = _known_hosts_cache.get(path)
             if cached is not None and cached[0] == stamp:
-                return cached[1]
-            keys = paramiko.HostKeys()
+                return cached[1], cached[2]
+            keys, markers = paramiko.HostKeys(), host_certs.Markers()
             if stamp is not None:
                 try:
-                    keys.load(path)
-                except (OSError, paramiko.SSHException, ValueError) as exc:
+                    with open(path, encoding="utf-8", errors="replace") as text:
+                        keys, markers = host_certs.read_known_hosts(text.read())
+                except OSError as exc:
                     raise HostKeyError(f"{target.label}: cannot read {path}: {exc}") from None
-            _known_hosts_cache[path] = (stamp, keys)
-            return keys
+            _known_hosts_cache[path] = (stamp, keys, markers)
+            return keys, markers
 
     def _check_host_key(
         self,
@@ -347,9 +358,19 @@ class SSHTransport(Transport):
         key: paramiko.PKey,
         known_types: set[str],
         entry: Any,
+        markers: host_certs.Markers,
     ) -> None:
         kind = key.get_name()
         shown = f"{kind} {fingerprint(key)}"
+        if key.asbytes() in markers.revoked_for(name):
+            raise HostKeyError(f"{target.label}: host key {shown} is @revoked in {target.known_hosts}")
+        refused: host_certs.CertificateError | None = None
+        if host_certs.is_certificate(key):
+            try:
+                host_certs.check(key, name, target.hostname, markers, time.time())
+                return
+            except host_certs.CertificateError as exc:
+                refused = exc  # as ssh(1): the key itself may still be in known_hosts
         if kind in known_types:
             if entry[kind] != key:
                 raise HostKeyError(
@@ -357,6 +378,9 @@ class SSHTransport(Transport):
                     f"{target.known_hosts}; if the host was reinstalled, remove its line and retry"
                 )
             return
+        if refused is not None:
+            # Not taken on first use either: a host meant to prove itself by its CA did not.
+            raise HostKeyError(f"{target.label}: host certificate refused: {refused}")
         if not self.options.accept_new_host_keys:
             other = f"; known_hosts has only {', '.join(sorted(known_types))}" if known_types else ""
             raise HostKeyError(
@@ -937,7 +961,7 @@ def _left(deadline: float) -> float:
 # Parsed known_hosts files and private keys, shared by every transport of the process and keyed by
 # the file's identity, so a changed file is read again.
 _cache_lock = threading.Lock()
-_known_hosts_cache: dict[str, tuple[tuple[int, int, int] | None, paramiko.HostKeys]] = {}
+_known_hosts_cache: dict[str, tuple[tuple[int, int, int] | None, paramiko.HostKeys, host_certs.Markers]] = {}
 _key_cache: dict[str, tuple[tuple[int, int, int], paramiko.PKey]] = {}
 
 
