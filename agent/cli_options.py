@@ -139,7 +139,9 @@ def ssh_options(
             click.option(
                 "--known-hosts",
                 type=click.Path(dir_okay=False),
-                help="known_hosts file (default: the inventory's, else ~/.ssh/known_hosts).",
+                help="known_hosts file for every host, over the inventory's (default: the inventory's, "
+                "else ssh_config's UserKnownHostsFile, else ~/.ssh/known_hosts). Its @cert-authority lines "
+                "vouch for hosts with certificates, its @revoked lines refuse keys.",
             ),
             click.option(
                 "--accept-new-host-keys",

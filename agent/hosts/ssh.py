@@ -219,8 +219,8 @@ class SSHTransport(Transport):
         keys = [host.identity_file] if host.identity_file else []
         keys += _as_list(cfg.get("identityfile"))
         known = (
-            host.known_hosts
-            or self.options.known_hosts
+            self.options.known_hosts  # the command line's, for every host
+            or host.known_hosts
             or next(iter(_as_list(cfg.get("userknownhostsfile"))), None)
             or DEFAULT_KNOWN_HOSTS
         )
@@ -394,7 +394,8 @@ class SSHTransport(Transport):
         with self._known_hosts_lock:
             current = paramiko.HostKeys()
             if os.path.isfile(path):
-                current.load(path)
+                with open(path, encoding="utf-8", errors="replace") as text:
+                    current, _ = host_certs.read_known_hosts(text.read())
             entry = current.lookup(name)
             if entry is not None and entry.get(key.get_name()) == key:
                 return  # another transport to the same host got here first

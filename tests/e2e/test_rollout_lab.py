@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import yaml
 
 from agent.engine.gather import GATHER_SCRIPT
 from tests.e2e.probes import (
+    RELOAD_SSHD,
     SITE_CHECK_SAYS,
     a_restart_dockerd_will_not_survive,
     by_host,
@@ -258,6 +261,71 @@ def test_an_interrupted_rollout_finishes_the_host_in_flight_starts_no_other_and_
     assert docker_tree(lab, last) == untouched
     assert live_insecure_registries(lab, in_flight) == ["registry.test", "registry.test:443"]
     assert took < 30, f"took {took:.1f}s"
+
+
+HOST_CERT_CONF = "/etc/ssh/sshd_config.d/host-certificate.conf"
+
+
+@pytest.fixture
+def host_ca(lab: Lab, tmp_path: Path) -> Iterator[tuple[Host, str]]:
+    """lab.hosts[0]'s sshd presents its ed25519 key certified by a fresh host CA, for its address, valid
+    for an hour; yields the host and the CA's public key line."""
+    host = lab.hosts[0]
+    ca = tmp_path / "host_ca"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(ca)], check=True, timeout=30
+    )
+    (tmp_path / "host.pub").write_text(lab.ssh(host, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout)
+    sign = [
+        "-s",
+        str(ca),
+        "-I",
+        host.name,
+        "-h",
+        "-n",
+        host.address,
+        "-V",
+        "-5m:+1h",
+        str(tmp_path / "host.pub"),
+    ]
+    subprocess.run(["ssh-keygen", "-q", *sign], check=True, timeout=30)
+    install = (
+        "cat > /etc/ssh/ssh_host_ed25519_key-cert.pub && "
+        f"echo 'HostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub' > {HOST_CERT_CONF} && {RELOAD_SSHD}"
+    )
+    lab.ssh(host, f"bash -c {shlex.quote(install)}", input=(tmp_path / "host-cert.pub").read_text())
+    try:
+        yield host, " ".join(Path(f"{ca}.pub").read_text().split()[:2])
+    finally:
+        remove = f"rm -f {HOST_CERT_CONF} /etc/ssh/ssh_host_ed25519_key-cert.pub && {RELOAD_SSHD}"
+        lab.ssh(host, f"bash -c {shlex.quote(remove)}")
+
+
+def test_a_host_vouched_for_by_a_host_ca_converges_with_only_the_ca_in_known_hosts(
+    lab: Lab, tmp_path: Path, host_ca: tuple[Host, str]
+) -> None:
+    certified, ca = host_ca
+    plain = lab.hosts[1]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"@cert-authority 198.51.100.* {ca}\n")
+    # --known-hosts, for every host: over the one the lab's inventory names.
+    limit = ["--limit", f"{certified.name}:{plain.name}", "--known-hosts", str(known)]
+    code, report, err = rollout(lab, *ca_args(lab), *limit)
+    outcomes = by_host(report)
+    assert code == 1, err
+    # The certified host proves itself by its CA: converged.
+    assert outcomes[certified.name]["status"] == "changed", outcomes[certified.name]
+    assert "trust-agent-storage-ca.crt" in lab.ssh(certified, "ls /etc/docker/certs.d/registry.test").stdout
+    # The other host's key is not certified: the CA's line does not make it known.
+    assert outcomes[plain.name]["status"] == "unreachable", outcomes[plain.name]["error"]
+    assert "host key not in" in outcomes[plain.name]["error"]
+    assert known.read_text() == f"@cert-authority 198.51.100.* {ca}\n"
+
+    # Taken on first use where asked, beside the CA's line; the certified host needs no line of its own.
+    code, report, err = rollout(lab, *ca_args(lab), *limit, "--accept-new-host-keys")
+    assert code == 0, err
+    added = known.read_text().splitlines()[1:]
+    assert [line.split()[0] for line in added] == [plain.address], added
 
 
 def test_a_renamed_registry_moves_the_agents_insecure_entries_and_its_record_follows(
