@@ -140,8 +140,9 @@ def ssh_options(
                 "--known-hosts",
                 type=click.Path(dir_okay=False),
                 help="known_hosts file for every host, over the inventory's (default: the inventory's, "
-                "else ssh_config's UserKnownHostsFile, else ~/.ssh/known_hosts). Its @cert-authority lines "
-                "vouch for hosts with certificates, its @revoked lines refuse keys.",
+                "else ssh_config's UserKnownHostsFile, else ~/.ssh/known_hosts); /etc/ssh/ssh_known_hosts "
+                "(ssh_config's GlobalKnownHostsFile) is read after it. @cert-authority lines vouch for "
+                "hosts with certificates, @revoked lines refuse keys.",
             ),
             click.option(
                 "--accept-new-host-keys",

@@ -86,6 +86,36 @@ def read_known_hosts(text: str) -> tuple[paramiko.HostKeys, Markers]:
     return keys, Markers(tuple(authorities), tuple(revoked))
 
 
+@dataclass(frozen=True)
+class KnownHosts:
+    """The known_hosts files ssh(1) would read for a host (the user's, then the global ones), together."""
+
+    files: tuple[paramiko.HostKeys, ...] = ()
+    markers: Markers = Markers()
+
+    @classmethod
+    def of(cls, parts: tuple[tuple[paramiko.HostKeys, Markers], ...]) -> KnownHosts:
+        return cls(
+            tuple(keys for keys, _ in parts),
+            Markers(
+                tuple(a for _, m in parts for a in m.authorities),
+                tuple(r for _, m in parts for r in m.revoked),
+            ),
+        )
+
+    def key_types(self, name: str) -> set[str]:
+        """The key types some file lists for ``name``."""
+        return {kind for keys in self.files for kind in (keys.lookup(name) or {})}
+
+    def holds(self, name: str, key: paramiko.PKey) -> bool:
+        """Whether some file lists ``key`` for ``name``."""
+        for keys in self.files:
+            entry = keys.lookup(name)
+            if entry is not None and entry.get(key.get_name()) == key:
+                return True
+        return False
+
+
 def host_matches(patterns: str, name: str) -> bool:
     """Whether ``name`` (``host``, or ``[host]:port`` off port 22) matches a known_hosts pattern list as
     OpenSSH's ``match_hostname``: comma-separated, ``*`` and ``?`` wildcards, case-insensitive, hashed

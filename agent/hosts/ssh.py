@@ -45,6 +45,8 @@ from agent.hosts.streamlocal import StreamLocalUnavailable, request_streamlocal
 from agent.inventory.model import Host
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+# Where a site's config management puts host keys and CA lines for every user, as ssh(1) reads them.
+GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
 DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 DOCKER_API_VERSION = "1.41"  # accepted by Docker 20.10 through 26+; fixed to skip a version round trip
 MAX_JUMPS = 8
@@ -78,7 +80,9 @@ class _Target:
     port: int
     user: str
     key_files: tuple[str, ...]
-    known_hosts: str
+    known_hosts: str  # the user's file: read first, and where accepted keys are added
+    other_known_hosts: tuple[str, ...]  # read after it: UserKnownHostsFile's others, then the global ones
+    host_key_alias: str | None  # the name known_hosts and certificates know the host by, where not its own
     proxy_jump: str | None
 
 
@@ -135,6 +139,39 @@ class _SSHConfig:
                 return dict(self._config.lookup(name))
         except (paramiko.SSHException, ValueError) as exc:
             raise InputError(f"ssh config for {name!r}: {exc}", where=self.path) from None
+
+
+def _global_known_hosts(cfg: dict[str, Any]) -> tuple[str, ...]:
+    """ssh_config's ``GlobalKnownHostsFile`` (``none``: no file), else ssh(1)'s own default files."""
+    if "globalknownhostsfile" not in cfg:
+        return GLOBAL_KNOWN_HOSTS
+    return tuple(_paths(cfg["globalknownhostsfile"]))
+
+
+def _paths(value: Any) -> list[str]:
+    """An ssh_config file list (``UserKnownHostsFile``, ``GlobalKnownHostsFile``): space-separated in one
+    value, ``none`` for none."""
+    return [p for v in _as_list(value) for p in v.split() if p.lower() != "none"]
+
+
+def _read_known_hosts(path: str, label: str) -> tuple[paramiko.HostKeys, host_certs.Markers]:
+    """One known_hosts file (empty where there is none), parsed once per process while it stays the
+    same (read-only use): parsing is per key line, so one parse per host would make a fleet run
+    quadratic in its size."""
+    with _cache_lock:
+        stamp = _file_stamp(path)
+        cached = _known_hosts_cache.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1], cached[2]
+        keys, markers = paramiko.HostKeys(), host_certs.Markers()
+        if stamp is not None:
+            try:
+                with open(path, encoding="utf-8", errors="replace") as text:
+                    keys, markers = host_certs.read_known_hosts(text.read())
+            except OSError as exc:
+                raise HostKeyError(f"{label}: cannot read {path}: {exc}") from None
+        _known_hosts_cache[path] = (stamp, keys, markers)
+        return keys, markers
 
 
 def _expand(path: str) -> str:
@@ -218,12 +255,15 @@ class SSHTransport(Transport):
             raise InputError(f"{self._label}: ssh config Port {cfg['port']!r} is not a number") from None
         keys = [host.identity_file] if host.identity_file else []
         keys += _as_list(cfg.get("identityfile"))
+        # ssh_config may list several files, each read; the first is the one accepted keys go to.
+        listed = _paths(cfg.get("userknownhostsfile"))
         known = (
             self.options.known_hosts  # the command line's, for every host
             or host.known_hosts
-            or next(iter(_as_list(cfg.get("userknownhostsfile"))), None)
+            or next(iter(listed), None)
             or DEFAULT_KNOWN_HOSTS
         )
+        others = [p for p in listed if p != known] + list(_global_known_hosts(cfg))
         return _Target(
             label=self._label,
             hostname=str(cfg.get("hostname") or host.address),
@@ -231,6 +271,8 @@ class SSHTransport(Transport):
             user=host.user or str(cfg.get("user") or getpass.getuser()),
             key_files=tuple(_expand(k) for k in keys),
             known_hosts=_expand(known),
+            other_known_hosts=tuple(_expand(p) for p in others),
+            host_key_alias=cfg.get("hostkeyalias"),
             proxy_jump=cfg.get("proxyjump") if str(cfg.get("proxyjump", "")).lower() != "none" else None,
         )
 
@@ -262,6 +304,8 @@ class SSHTransport(Transport):
             user=user or str(cfg.get("user") or final.user),
             key_files=tuple(dict.fromkeys(_expand(k) for k in keys)),
             known_hosts=final.known_hosts,
+            other_known_hosts=final.other_known_hosts,
+            host_key_alias=cfg.get("hostkeyalias"),
             proxy_jump=None,
         )
 
@@ -299,10 +343,9 @@ class SSHTransport(Transport):
     ) -> tuple[paramiko.Transport, PendingChannel | None]:
         """The authenticated transport, and (with ``first_session``, where the login allowed) a session
         channel asked for with the login."""
-        known, markers = self._load_known_hosts(target)
-        name = known_hosts_name(target.hostname, target.port)
-        entry = known.lookup(name)
-        known_types = set(entry.keys()) if entry is not None else set()
+        known = self._load_known_hosts(target)
+        name = target.host_key_alias or known_hosts_name(target.hostname, target.port)
+        known_types = known.key_types(name)
         transport: paramiko.Transport | None = None
         try:
             with self._boundary(target.label, "SSH handshake"):
@@ -313,14 +356,14 @@ class SSHTransport(Transport):
                 transport.auth_timeout = timeout
                 transport.handshake_timeout = timeout
                 _offer_host_key_types(
-                    transport, known_types, certificates=bool(markers.authorities_for(name))
+                    transport, known_types, certificates=bool(known.markers.authorities_for(name))
                 )
                 transport.start_client(timeout=timeout)
                 if not transport.is_active() or not transport.initial_kex_done:
                     # start_client returns quietly when its timeout passes mid-negotiation.
                     raise UnreachableError(f"{target.label}: SSH handshake timed out after {timeout:g}s")
             key = transport.get_remote_server_key()
-            self._check_host_key(target, name, key, known_types, entry, markers)
+            self._check_host_key(target, name, key, known)
             return transport, self._authenticate(transport, target, first_session)
         except BaseException:
             if transport is not None:
@@ -329,53 +372,34 @@ class SSHTransport(Transport):
                 sock.close()
             raise
 
-    def _load_known_hosts(self, target: _Target) -> tuple[paramiko.HostKeys, host_certs.Markers]:
-        """known_hosts (its keys, and its ``@cert-authority`` and ``@revoked`` lines), parsed once per
-        process while the file stays the same (read-only use).
-
-        Parsing is per key line, so one parse per host would make a fleet run quadratic in its size.
-        """
-        path = target.known_hosts
-        with _cache_lock:
-            stamp = _file_stamp(path)
-            cached = _known_hosts_cache.get(path)
-            if cached is not None and cached[0] == stamp:
-                return cached[1], cached[2]
-            keys, markers = paramiko.HostKeys(), host_certs.Markers()
-            if stamp is not None:
-                try:
-                    with open(path, encoding="utf-8", errors="replace") as text:
-                        keys, markers = host_certs.read_known_hosts(text.read())
-                except OSError as exc:
-                    raise HostKeyError(f"{target.label}: cannot read {path}: {exc}") from None
-            _known_hosts_cache[path] = (stamp, keys, markers)
-            return keys, markers
+    def _load_known_hosts(self, target: _Target) -> host_certs.KnownHosts:
+        """The user's known_hosts, then the global ones, as ssh(1) reads them."""
+        paths = (target.known_hosts, *target.other_known_hosts)
+        return host_certs.KnownHosts.of(tuple(_read_known_hosts(path, target.label) for path in paths))
 
     def _check_host_key(
-        self,
-        target: _Target,
-        name: str,
-        key: paramiko.PKey,
-        known_types: set[str],
-        entry: Any,
-        markers: host_certs.Markers,
+        self, target: _Target, name: str, key: paramiko.PKey, known: host_certs.KnownHosts
     ) -> None:
         kind = key.get_name()
         shown = f"{kind} {fingerprint(key)}"
-        if key.asbytes() in markers.revoked_for(name):
-            raise HostKeyError(f"{target.label}: host key {shown} is @revoked in {target.known_hosts}")
+        where = " or ".join([target.known_hosts, *(p for p in target.other_known_hosts if os.path.exists(p))])
+        if key.asbytes() in known.markers.revoked_for(name):
+            raise HostKeyError(f"{target.label}: host key {shown} is @revoked in {where}")
         refused: host_certs.CertificateError | None = None
         if host_certs.is_certificate(key):
             try:
-                host_certs.check(key, name, target.hostname, markers, time.time())
+                host_certs.check(
+                    key, name, target.host_key_alias or target.hostname, known.markers, time.time()
+                )
                 return
             except host_certs.CertificateError as exc:
                 refused = exc  # as ssh(1): the key itself may still be in known_hosts
+        known_types = known.key_types(name)
         if kind in known_types:
-            if entry[kind] != key:
+            if not known.holds(name, key):
                 raise HostKeyError(
                     f"{target.label}: host key CHANGED: {shown} is not the {kind} key in "
-                    f"{target.known_hosts}; if the host was reinstalled, remove its line and retry"
+                    f"{where}; if the host was reinstalled, remove its line and retry"
                 )
             return
         if refused is not None:
@@ -384,8 +408,7 @@ class SSHTransport(Transport):
         if not self.options.accept_new_host_keys:
             other = f"; known_hosts has only {', '.join(sorted(known_types))}" if known_types else ""
             raise HostKeyError(
-                f"{target.label}: host key not in {target.known_hosts} ({shown}{other}); "
-                "add it or pass --accept-new-host-keys"
+                f"{target.label}: host key not in {where} ({shown}{other}); add it or pass --accept-new-host-keys"
             )
         self._append_known_host(target.known_hosts, name, key)
 

@@ -998,3 +998,60 @@ def test_marker_lines_and_bad_lines_leave_a_listed_host_alone(
     )
     with SSHTransport(sshd.host(), replace(opts, known_hosts=str(known))) as t:
         assert t.run("echo ok").stdout == b"ok\n"
+
+
+def test_the_global_known_hosts_file_is_read_after_the_users(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    empty = tmp_path / "user_known_hosts"
+    empty.write_text("")
+    site = sshd.known_hosts(tmp_path / "ssh_known_hosts", sshd.ed25519_pub)
+    config = tmp_path / "config"
+    config.write_text(f"Host *\n    GlobalKnownHostsFile {tmp_path / 'missing'} {site}\n")
+    with SSHTransport(sshd.host(), replace(opts, known_hosts=str(empty), ssh_config=str(config))) as t:
+        assert t.run("true").exit_status == 0
+    assert empty.read_text() == ""  # nothing added: the site's file knew the host
+    # A key the user's file has for the host, and a different one in the site's, is not a change.
+    other = _keygen(tmp_path / "other")
+    sshd.known_hosts(empty, _public(other))
+    with SSHTransport(sshd.host(), replace(opts, known_hosts=str(empty), ssh_config=str(config))) as t:
+        assert t.run("true").exit_status == 0
+    config.write_text("Host *\n    GlobalKnownHostsFile none\n")
+    with pytest.raises(HostKeyError, match="host key CHANGED"):
+        SSHTransport(sshd.host(), replace(opts, known_hosts=str(empty), ssh_config=str(config))).connect()
+
+
+def test_a_host_key_alias_names_the_host_in_known_hosts_and_for_its_certificate(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    with _certified_sshd(sshd, tmp_path, "-h", "-n", "web1.lab") as host:
+        config = tmp_path / "config"
+        config.write_text("Host *\n    HostKeyAlias web1.lab\n    GlobalKnownHostsFile none\n")
+        by_alias = replace(opts, ssh_config=str(config))
+        ca = host.ca_line.split(maxsplit=2)[2]
+        # The certificate names web1.lab, not 127.0.0.1: it holds for the alias.
+        with _connect_with(sshd, by_alias, host.port, tmp_path, f"@cert-authority web1.lab {ca}") as t:
+            assert t.run("true").exit_status == 0
+        # The plain key, listed under the alias (no port: ssh(1) adds none to an alias).
+        with _connect_with(sshd, by_alias, host.port, tmp_path, f"web1.lab {host.plain_key}") as t:
+            assert t.run("true").exit_status == 0
+        with pytest.raises(HostKeyError, match="host key not in"):
+            _connect_with(
+                sshd, by_alias, host.port, tmp_path, f"[127.0.0.1]:{host.port} {host.plain_key}"
+            ).connect()
+
+
+def test_every_user_known_hosts_file_ssh_config_lists_is_read_and_the_first_written(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    config = tmp_path / "config"
+    config.write_text(f"Host *\n    UserKnownHostsFile {first} {second}\n    GlobalKnownHostsFile none\n")
+    listed = replace(opts, known_hosts=None, ssh_config=str(config))
+    sshd.known_hosts(second, sshd.ed25519_pub)
+    with SSHTransport(sshd.host(), listed) as t:
+        assert t.run("true").exit_status == 0
+    second.write_text("")
+    with SSHTransport(sshd.host(), replace(listed, accept_new_host_keys=True)) as t:
+        assert t.run("true").exit_status == 0
+    assert first.read_text().split()[1:] == sshd.ed25519_pub.split() and second.read_text() == ""
