@@ -8,17 +8,15 @@ here before it starts connecting (``agent.early_connect``).
 from __future__ import annotations
 
 import math
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from agent.errors import TrustAgentError, UsageError
+from agent.host_pool import NOT_STARTED, HostPool
 from agent.hosts.base import Connecting, Transport
 
 if TYPE_CHECKING:
@@ -102,18 +100,8 @@ def run_fleet(
     lock = threading.Lock()
     outcomes: dict[str, HostOutcome] = {}
     stopped: str | None = None
-    running: set[str] = set()
 
     def one(name: str) -> HostOutcome:
-        with lock:
-            running.add(name)
-        try:
-            return _reconcile_one(name)
-        finally:
-            with lock:
-                running.discard(name)
-
-    def _reconcile_one(name: str) -> HostOutcome:
         if on_start is not None:
             on_start(name)
         taken = early.take(name) if early is not None else None
@@ -139,25 +127,11 @@ def run_fleet(
         return outcome
 
     plan = batches(names, fleet.serial)
-    interrupted = False
-    with (
-        _termination_as_interrupt(),
-        ThreadPoolExecutor(
-            max_workers=min(fleet.forks, max(1, len(names))), thread_name_prefix="host"
-        ) as pool,
-    ):
+    with HostPool(min(fleet.forks, len(names)), on_interrupt) as pool:
         for number, batch in enumerate(plan, start=1):
-            try:
-                # On an interrupt, map's iterator cancels the hosts not started; leaving the pool then
-                # waits for those in flight.
-                results = list(pool.map(one, batch))
-            except KeyboardInterrupt:
-                interrupted = True
+            results = pool.map(one, batch)
+            if results is None:
                 stopped = INTERRUPTED
-                if on_interrupt is not None:
-                    with lock:
-                        in_flight = len(running)
-                    on_interrupt(in_flight)
                 break
             failed = sum(1 for r in results if r.failed)
             limit = fleet.max_fail_percentage
@@ -173,8 +147,8 @@ def run_fleet(
         if name in outcomes:
             ordered.append(outcomes[name])
         else:
-            why = "the run was interrupted" if interrupted else "the failure budget was exceeded"
-            ordered.append(HostOutcome(name, "skipped", error=f"not started: {why}"))
+            why = NOT_STARTED if pool.interrupted else "not started: the failure budget was exceeded"
+            ordered.append(HostOutcome(name, "skipped", error=why))
     return FleetResult(
         mode=mode,
         policy=policy,
@@ -182,23 +156,5 @@ def run_fleet(
         started_at=started_at,
         seconds=round(clock(), 3),
         stopped=stopped,
-        interrupted=interrupted,
+        interrupted=pool.interrupted,
     )
-
-
-@contextmanager
-def _termination_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends the run as Ctrl-C does (in the main thread, where signal handlers are set), not at
-    once with hosts part way; the handler before is put back after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    before = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, before)

@@ -63,11 +63,7 @@ class Progress:
 
     def interrupted(self, in_flight: int) -> None:
         """Say what an interrupt does now (always: a person waiting needs to know why nothing ends)."""
-        hosts = "host" if in_flight == 1 else "hosts"
-        line = (
-            f"interrupted: finishing the {in_flight} {hosts} in flight, starting no other; "
-            "interrupt again to stop at once (hosts then left part way)"
-        )
+        line = interrupted_line(in_flight)
         with self.lock:
             if self.bar is not None:  # above the bar, which goes on counting the hosts that finish
                 from rich.text import Text
@@ -79,3 +75,12 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def interrupted_line(in_flight: int) -> str:
+    """What an interrupt does, said while the hosts in flight finish (``agent.host_pool``)."""
+    hosts = "host" if in_flight == 1 else "hosts"
+    return (
+        f"interrupted: finishing the {in_flight} {hosts} in flight, starting no other; "
+        "interrupt again to stop at once (hosts then left part way)"
+    )

@@ -377,6 +377,12 @@ def _install_options(func: F) -> F:
     return func
 
 
+def _say_interrupted(in_flight: int) -> None:
+    from agent.progress import interrupted_line
+
+    click.echo(interrupted_line(in_flight), err=True)
+
+
 def _emit_reports(reports: list[Any], fmt: str, command: str) -> None:
     from agent.daemon.install import report_line
 
@@ -442,7 +448,7 @@ def install_command(**kwargs: Any) -> None:
         f"installing on {len(names)} host(s): policy {policy.fingerprint()}, source {bundle.source_spec}",
         err=True,
     )
-    reports = run_hosts(
+    reports, interrupted = run_hosts(
         names,
         opener,
         lambda t: install_host(
@@ -454,9 +460,10 @@ def install_command(**kwargs: Any) -> None:
             command_timeout=kwargs["command_timeout"],
         ),
         forks=kwargs["forks"],
+        on_interrupt=_say_interrupted,
     )
     _emit_reports(reports, kwargs["fmt"], "install")
-    sys.exit(1 if any(r.failed for r in reports) else 0)
+    sys.exit(130 if interrupted else 1 if any(r.failed for r in reports) else 0)
 
 
 @daemon_group.command("uninstall")
@@ -476,11 +483,12 @@ def uninstall_command(purge: bool, **kwargs: Any) -> None:
 
     names, opener = open_ssh_targets(kwargs)
     options = RunOptions(command_timeout=kwargs["command_timeout"])
-    reports = run_hosts(
+    reports, interrupted = run_hosts(
         names,
         opener,
         lambda t: uninstall_host(t, purge=purge, options=options, command_timeout=kwargs["command_timeout"]),
         forks=kwargs["forks"],
+        on_interrupt=_say_interrupted,
     )
     _emit_reports(reports, kwargs["fmt"], "uninstall")
-    sys.exit(1 if any(r.failed for r in reports) else 0)
+    sys.exit(130 if interrupted else 1 if any(r.failed for r in reports) else 0)

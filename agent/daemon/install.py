@@ -38,7 +38,6 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -51,6 +50,7 @@ from agent.daemon.wheelhouse import PROBE_PYTHON, WheelhouseCache, parse_probe
 from agent.engine.options import RunOptions
 from agent.engine.reconcile import reconcile
 from agent.errors import TrustAgentError
+from agent.host_pool import NOT_STARTED, HostPool
 from agent.hosts.base import Connecting, Transport
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
 from agent.sources.model import RegistrySettings
@@ -397,7 +397,7 @@ STOP_SCRIPT = (
 
 # --- per host ------------------------------------------------------------------------------------
 
-Status = Literal["installed", "unchanged", "uninstalled", "absent", "failed", "unreachable"]
+Status = Literal["installed", "unchanged", "uninstalled", "absent", "failed", "unreachable", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -668,8 +668,10 @@ def run_hosts(
     *,
     forks: int = 50,
     on_done: Callable[[HostReport], None] | None = None,
-) -> list[HostReport]:
-    """``work`` on every host, ``forks`` at a time; reports in the order of ``names``."""
+    on_interrupt: Callable[[int], None] | None = None,
+) -> tuple[list[HostReport], bool]:
+    """``work`` on every host, ``forks`` at a time; reports in the order of ``names``, and whether an
+    interrupt stopped the run (the hosts in flight finished, the rest are ``skipped``)."""
     lock = threading.Lock()
     reports: dict[str, HostReport] = {}
 
@@ -688,9 +690,11 @@ def run_hosts(
         if on_done is not None:
             on_done(report)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(forks, len(names))), thread_name_prefix="host") as pool:
-        list(pool.map(one, names))
-    return [reports[name] for name in names]
+    with HostPool(min(forks, len(names)), on_interrupt) as pool:
+        pool.map(one, names)
+    return [
+        reports.get(name) or HostReport(name, "skipped", error=NOT_STARTED) for name in names
+    ], pool.interrupted
 
 
 def report_line(report: HostReport) -> str:

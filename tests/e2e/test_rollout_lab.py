@@ -235,6 +235,11 @@ def test_an_interrupted_rollout_finishes_the_host_in_flight_starts_no_other_and_
             lines.append(line)
             if line.startswith(f"{first.name}: "):
                 break
+        # The interrupt comes while the second host is in its slow reload: in flight for certain.
+        deadline = time.monotonic() + 30
+        while lab.ssh(in_flight, "pgrep -f '^/bin/sh -c sleep 3; kill'", check=False).returncode != 0:
+            assert time.monotonic() < deadline, "the second host's reload never started"
+            time.sleep(0.05)
         sent = time.monotonic()
         agent.send_signal(signum)
         out, err = agent.communicate(timeout=60)

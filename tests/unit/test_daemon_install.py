@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -22,14 +25,18 @@ from agent.daemon.install import (
     UNIT_PATH,
     DaemonSettings,
     HostFile,
+    HostReport,
     InstallBundle,
     build_bundle,
     files_tar,
     host_source_document,
+    run_hosts,
     status_fresh,
 )
 from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE
 from agent.daemon.wheelhouse import Target, Wheelhouse, parse_probe, project_wheel
+from agent.hosts.base import Transport
+from agent.hosts.local import LocalTransport
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs, resolve_policy
 from agent.sources import load_source
 from agent.sources.distribution import parse_distribution
@@ -285,3 +292,25 @@ def test_bad_input_exits_2_before_any_host(tmp_path: Path) -> None:
 def test_unit_is_printable_for_image_builders() -> None:
     result = CliRunner().invoke(daemon_group, ["unit"])
     assert result.exit_code == 0 and "Type=notify" in result.output
+
+
+def test_an_interrupted_install_finishes_the_host_in_flight_and_reports_the_rest_skipped() -> None:
+    heard: list[int] = []
+
+    def work(transport: Transport) -> HostReport:
+        if transport.name == "b":
+            os.kill(os.getpid(), signal.SIGTERM)  # as a CI job's cancel sends it, while "b" installs
+            time.sleep(0.3)
+        return HostReport(transport.name, "installed")
+
+    reports, interrupted = run_hosts(
+        ["a", "b", "c"], LocalTransport, work, forks=1, on_interrupt=heard.append
+    )
+    assert interrupted and heard == [1]
+    assert [(r.host, r.status, r.error) for r in reports] == [
+        ("a", "installed", None),
+        ("b", "installed", None),
+        ("c", "skipped", "not started: the run was interrupted"),
+    ]
+    assert not reports[2].failed
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
