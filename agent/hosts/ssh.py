@@ -34,7 +34,7 @@ from agent.errors import (
     InputError,
     UnreachableError,
 )
-from agent.hosts import host_certs, pipelined_login, script_session
+from agent.hosts import host_certs, pipelined_login, proxy_command, script_session
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.engine_http import ENGINE_SOCKET, EngineReply, PendingReply, read_reply, request_bytes
 from agent.hosts.engine_wake import HELLO
@@ -84,6 +84,7 @@ class _Target:
     other_known_hosts: tuple[str, ...]  # read after it: UserKnownHostsFile's others, then the global ones
     host_key_alias: str | None  # the name known_hosts and certificates know the host by, where not its own
     proxy_jump: str | None
+    proxy_command: str | None = None  # where no ProxyJump is given: the host through this command
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -274,6 +275,7 @@ class SSHTransport(Transport):
             other_known_hosts=tuple(_expand(p) for p in others),
             host_key_alias=cfg.get("hostkeyalias"),
             proxy_jump=cfg.get("proxyjump") if str(cfg.get("proxyjump", "")).lower() != "none" else None,
+            proxy_command=proxy_command.command_for(cfg.get("proxycommand"), host.address),
         )
 
     def _jump_target(self, spec: str, config: _SSHConfig, final: _Target) -> _Target:
@@ -307,6 +309,7 @@ class SSHTransport(Transport):
             other_known_hosts=final.other_known_hosts,
             host_key_alias=cfg.get("hostkeyalias"),
             proxy_jump=None,
+            proxy_command=proxy_command.command_for(cfg.get("proxycommand"), addr),
         )
 
     def _jump_sock(self, target: _Target, config: _SSHConfig, hops: list[paramiko.Transport]) -> Any:
@@ -315,7 +318,7 @@ class SSHTransport(Transport):
         if len(specs) > MAX_JUMPS:
             raise InputError(f"{self._label}: ProxyJump lists more than {MAX_JUMPS} hosts")
         route = [self._jump_target(s, config, target) for s in specs] + [target]
-        sock: Any = self._tcp(route[0])
+        sock: Any = self._proxied(route[0]) if route[0].proxy_command else self._tcp(route[0])
         for hop, nxt in itertools.pairwise(route):
             transport, _ = self._handshake(hop, sock, first_session=False)
             hops.append(transport)
@@ -327,6 +330,13 @@ class SSHTransport(Transport):
                     timeout=self.options.connect_timeout,
                 )
         return sock
+
+    def _proxied(self, target: _Target) -> Any:
+        """The first hop through its ProxyCommand (ProxyJump, where also given, goes first: see
+        ``_jump_sock``)."""
+        assert target.proxy_command is not None
+        with self._boundary(target.label, "ProxyCommand"):
+            return proxy_command.start(target.proxy_command)
 
     def _tcp(self, target: _Target) -> socket.socket:
         with self._boundary(target.label, "connect"):
@@ -365,11 +375,15 @@ class SSHTransport(Transport):
             key = transport.get_remote_server_key()
             self._check_host_key(target, name, key, known)
             return transport, self._authenticate(transport, target, first_session)
-        except BaseException:
+        except BaseException as exc:
+            # Before closing, which ends a proxy command: how it ended by itself, where it did.
+            ended = proxy_command.ended(sock) if isinstance(exc, UnreachableError) else None
             if transport is not None:
                 transport.close()
             else:
                 sock.close()
+            if ended:
+                raise UnreachableError(f"{target.label}: {ended}") from None
             raise
 
     def _load_known_hosts(self, target: _Target) -> host_certs.KnownHosts:

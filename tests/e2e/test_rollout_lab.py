@@ -7,6 +7,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -331,6 +332,21 @@ def test_a_host_vouched_for_by_a_host_ca_converges_with_only_the_ca_in_known_hos
     assert code == 0, err
     added = known.read_text().splitlines()[1:]
     assert [line.split()[0] for line in added] == [plain.address], added
+
+
+def test_a_host_behind_a_proxy_command_converges_through_it(lab: Lab, tmp_path: Path) -> None:
+    host = lab.hosts[0]
+    relay = Path(__file__).parents[1] / "fixtures" / "tcp_relay.py"
+    config = tmp_path / "ssh_config"
+    # As a bastion's `ssh -W %h:%p` or AWS SSM's session would carry it: here a relay that logs its use.
+    config.write_text(
+        f"Host {host.address}\n    ProxyCommand {sys.executable} {relay} %h %p {tmp_path}/relayed\n"
+    )
+    code, report, err = rollout(lab, *ca_args(lab), "--limit", host.name, "--ssh-config", str(config))
+    assert code == 0, err
+    assert by_host(report)[host.name]["status"] == "changed"
+    assert (tmp_path / "relayed").read_text() == f"{host.address}:22\n"
+    assert "trust-agent-storage-ca.crt" in lab.ssh(host, "ls /etc/docker/certs.d/registry.test").stdout
 
 
 def test_a_renamed_registry_moves_the_agents_insecure_entries_and_its_record_follows(

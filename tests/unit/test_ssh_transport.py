@@ -6,6 +6,7 @@ sshd runs from a temp directory (its own host keys, authorized_keys, config); a 
 
 from __future__ import annotations
 
+import doctest
 import http.server
 import json
 import logging
@@ -39,7 +40,7 @@ from paramiko.common import (
 )
 
 from agent.errors import AuthenticationError, CommandTimeout, HostKeyError, UnreachableError
-from agent.hosts import script_session
+from agent.hosts import proxy_command, script_session
 from agent.hosts.pipelined_login import pipelines
 from agent.hosts.ssh import SSHOptions, SSHTransport
 from agent.inventory import Host
@@ -1055,3 +1056,38 @@ def test_every_user_known_hosts_file_ssh_config_lists_is_read_and_the_first_writ
     with SSHTransport(sshd.host(), replace(listed, accept_new_host_keys=True)) as t:
         assert t.run("true").exit_status == 0
     assert first.read_text().split()[1:] == sshd.ed25519_pub.split() and second.read_text() == ""
+
+
+RELAY = Path(__file__).parents[1] / "fixtures" / "tcp_relay.py"
+
+
+def test_a_proxy_command_carries_the_connection(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
+    relay = RELAY
+    # %h and %p as ssh_config gives them (after HostName and Port); %n as the inventory names the host.
+    config = _ssh_config(
+        tmp_path / "config",
+        sshd,
+        f"Host via-proxy\n    HostName 127.0.0.1\n    Port {sshd.port}\n    User root\n"
+        f"    IdentityFile {sshd.client_key}\n    ProxyCommand {sys.executable} {relay} %h %p {tmp_path}/log.%n\n",
+    )
+    with SSHTransport(Host("h1", "via-proxy"), replace(opts, ssh_config=str(config))) as t:
+        assert t.run("echo ok").stdout == b"ok\n"
+    assert (tmp_path / "log.via-proxy").read_text() == f"127.0.0.1:{sshd.port}\n"
+
+
+def test_proxy_command_docstring_examples_hold() -> None:
+    result = doctest.testmod(proxy_command)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_proxy_command_that_ends_says_how(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
+    config = _ssh_config(
+        tmp_path / "config",
+        sshd,
+        "Host via-proxy\n    HostName 127.0.0.1\n    ProxyCommand echo 'bastion: access denied' >&2; exit 3\n",
+    )
+    with pytest.raises(
+        UnreachableError,
+        match=r"^h1 \(via-proxy\): ProxyCommand exited with status 3: bastion: access denied$",
+    ):
+        SSHTransport(Host("h1", "via-proxy"), replace(opts, ssh_config=str(config))).connect()
