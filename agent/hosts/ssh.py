@@ -483,12 +483,14 @@ class SSHTransport(Transport):
     @staticmethod
     def _read_key(path: str, notes: list[str], *, explicit: bool) -> paramiko.PKey | None:
         try:
-            stamp = _file_stamp(path)
+            # The key with its certificate (KEY-cert.pub, loaded with it as ssh does), which a site's CA
+            # may renew every few hours: either changing means reading again.
+            stamp = (_file_stamp(path), _file_stamp(f"{path}-cert.pub"))
             cached = _key_cache.get(path)
-            if cached is not None and stamp is not None and cached[0] == stamp:
+            if cached is not None and stamp[0] is not None and cached[0] == stamp:
                 return cached[1]
             key = paramiko.PKey.from_path(path)
-            if stamp is not None:
+            if stamp[0] is not None:
                 _key_cache[path] = (stamp, key)
             return key
         except FileNotFoundError:
@@ -1000,7 +1002,8 @@ def _left(deadline: float) -> float:
 # the file's identity, so a changed file is read again.
 _cache_lock = threading.Lock()
 _known_hosts_cache: dict[str, tuple[tuple[int, int, int] | None, paramiko.HostKeys, host_certs.Markers]] = {}
-_key_cache: dict[str, tuple[tuple[int, int, int], paramiko.PKey]] = {}
+_Stamp = tuple[int, int, int] | None
+_key_cache: dict[str, tuple[tuple[_Stamp, _Stamp], paramiko.PKey]] = {}  # the key's and its certificate's
 
 
 def _file_stamp(path: str) -> tuple[int, int, int] | None:

@@ -1091,3 +1091,27 @@ def test_a_proxy_command_that_ends_says_how(sshd: Server, opts: SSHOptions, tmp_
         match=r"^h1 \(via-proxy\): ProxyCommand exited with status 3: bastion: access denied$",
     ):
         SSHTransport(Host("h1", "via-proxy"), replace(opts, ssh_config=str(config))).connect()
+
+
+def test_a_user_certificate_beside_the_key_logs_in_where_sshd_trusts_its_ca(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    # As a site signing user keys (Vault's SSH engine, step-ca) sets it up: the key itself is in no
+    # authorized_keys; sshd trusts the CA. ssh(1) offers KEY-cert.pub with KEY, and so does this.
+    user_ca, key = _keygen(tmp_path / "user_ca"), _keygen(tmp_path / "id_signed")
+    host_key = _keygen(tmp_path / "host")
+    port = _free_port()
+    trusted = f"HostKey {host_key}\nTrustedUserCAKeys {user_ca}.pub\n"
+    with _running_sshd(sshd.root, port, trusted):
+        known = tmp_path / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{port} {_public(host_key)}\n")
+        host = sshd.host(port=port, identity_file=str(key))
+        with pytest.raises(AuthenticationError):
+            SSHTransport(host, replace(opts, known_hosts=str(known))).connect()
+        subprocess.run(
+            ["ssh-keygen", "-q", "-s", str(user_ca), "-I", "ops", "-n", "root", f"{key}.pub"],
+            check=True,
+            timeout=30,
+        )
+        with SSHTransport(host, replace(opts, known_hosts=str(known))) as t:
+            assert t.run("id -un").stdout == b"root\n"
