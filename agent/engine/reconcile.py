@@ -277,10 +277,10 @@ def _verify(
     reloaded_at: float | None = None,
 ) -> tuple[str, ...]:
     """Prove the engine runs the registry config of ``daemon_json`` and its command line ``flags``: from
-    ``info`` (the engine's live /info, read on the host in the gather or apply round trip) when it already
-    matches, else by polling /info
-    until it does (a SIGHUP applies asynchronously), or until dockerd's journal says it refused the
-    reload done after ``reloaded_at`` (the host's uptime); then the canary pull, where asked."""
+    ``info`` (the engine's live /info, read on the host in the gather or apply round trip) when it
+    already matches, else by polling /info until it does (a SIGHUP applies asynchronously), or until
+    dockerd's journal says it refused the reload done after ``reloaded_at`` (the host's uptime); then
+    the canary pull, where asked."""
     wanted = expected_insecure(daemon_json, flags)
     if info is None or mismatches(info, policy.registries, wanted):
         wait_for_live_config(

@@ -266,8 +266,14 @@ def check(key: paramiko.PKey, name: str, principal: str, markers: Markers, now: 
     algorithm = paramiko.Message(cert.signature).get_text()
     if algorithm == "ssh-rsa":
         raise CertificateError(f"certificate {cert.key_id!r} is signed with SHA-1 RSA, which OpenSSH refuses")
-    ca = paramiko.PKey.from_type_string(authority.key_type, authority.key_blob)
-    if not ca.verify_ssh_sig(cert.signed, paramiko.Message(cert.signature)):
+    try:
+        ca = paramiko.PKey.from_type_string(authority.key_type, authority.key_blob)
+        signed_by_ca = ca.verify_ssh_sig(cert.signed, paramiko.Message(cert.signature))
+    except Exception as exc:  # a CA key of a type paramiko cannot use, a signature that does not parse
+        raise CertificateError(
+            f"certificate {cert.key_id!r}: its CA's signature cannot be checked: {exc}"
+        ) from None
+    if not signed_by_ca:
         raise CertificateError(f"certificate {cert.key_id!r} does not carry its CA's signature")
     if cert.signature_key in markers.revoked_for(name):
         raise CertificateError(f"the CA {fingerprint(cert.signature_key)} is @revoked in known_hosts")

@@ -149,6 +149,11 @@ def _global_known_hosts(cfg: dict[str, Any]) -> tuple[str, ...]:
     return tuple(_paths(cfg["globalknownhostsfile"]))
 
 
+def _files(target: _Target) -> str:
+    """The known_hosts files read for ``target`` that exist (the user's always), for an error."""
+    return " or ".join([target.known_hosts, *(p for p in target.other_known_hosts if os.path.exists(p))])
+
+
 def _paths(value: Any) -> list[str]:
     """An ssh_config file list (``UserKnownHostsFile``, ``GlobalKnownHostsFile``): space-separated in one
     value, ``none`` for none."""
@@ -332,8 +337,8 @@ class SSHTransport(Transport):
         return sock
 
     def _proxied(self, target: _Target) -> Any:
-        """The first hop through its ProxyCommand (ProxyJump, where also given, goes first: see
-        ``_jump_sock``)."""
+        """The first hop through its ProxyCommand (where ProxyJump is given too, ProxyJump wins: the first
+        hop is then the jump host, with its own ProxyCommand, if any)."""
         assert target.proxy_command is not None
         with self._boundary(target.label, "ProxyCommand"):
             return proxy_command.start(target.proxy_command)
@@ -396,9 +401,8 @@ class SSHTransport(Transport):
     ) -> None:
         kind = key.get_name()
         shown = f"{kind} {fingerprint(key)}"
-        where = " or ".join([target.known_hosts, *(p for p in target.other_known_hosts if os.path.exists(p))])
         if key.asbytes() in known.markers.revoked_for(name):
-            raise HostKeyError(f"{target.label}: host key {shown} is @revoked in {where}")
+            raise HostKeyError(f"{target.label}: host key {shown} is @revoked in {_files(target)}")
         refused: host_certs.CertificateError | None = None
         if host_certs.is_certificate(key):
             try:
@@ -413,7 +417,7 @@ class SSHTransport(Transport):
             if not known.holds(name, key):
                 raise HostKeyError(
                     f"{target.label}: host key CHANGED: {shown} is not the {kind} key in "
-                    f"{where}; if the host was reinstalled, remove its line and retry"
+                    f"{_files(target)}; if the host was reinstalled, remove its line and retry"
                 )
             return
         if refused is not None:
@@ -422,7 +426,8 @@ class SSHTransport(Transport):
         if not self.options.accept_new_host_keys:
             other = f"; known_hosts has only {', '.join(sorted(known_types))}" if known_types else ""
             raise HostKeyError(
-                f"{target.label}: host key not in {where} ({shown}{other}); add it or pass --accept-new-host-keys"
+                f"{target.label}: host key not in {_files(target)} ({shown}{other}); "
+                "add it or pass --accept-new-host-keys"
             )
         self._append_known_host(target.known_hosts, name, key)
 

@@ -150,3 +150,12 @@ def test_bad_lines_are_skipped_and_keys_beside_marker_lines_are_read(tmp_path: P
     entry = keys.lookup("web2.lab")
     assert entry is not None and entry["ssh-ed25519"].get_base64() == public(host).split()[1]
     assert keys.lookup("web1.lab") is None
+
+
+def test_a_ca_line_paramiko_cannot_use_refuses_the_certificate_with_why(tmp_path: Path) -> None:
+    ca = keygen(tmp_path / "ca")
+    key = certified(tmp_path, ca, "-h")
+    blob = public(ca).split()[1]
+    markers = read_known_hosts(f"@cert-authority * ssh-bogus {blob}\n")[1]
+    with pytest.raises(CertificateError, match="its CA's signature cannot be checked"):
+        check(key, NAME, "h", markers, time.time())
