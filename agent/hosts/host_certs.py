@@ -233,6 +233,19 @@ def _strings(packed: bytes) -> tuple[str, ...]:
     return tuple(found)
 
 
+_CERTIFIED_CLASSES = (("ssh-ed25519", "Ed25519Key"), ("ecdsa-sha2-", "ECDSAKey"), ("ssh-rsa", "RSAKey"))
+
+
+def certified_key(cert_type: str, blob: bytes) -> paramiko.PKey:
+    """The public key an OpenSSH certificate (``KEY-cert.pub``'s type and blob) certifies, the certificate
+    kept beside it as paramiko keeps it; ValueError for a type paramiko has no key class for."""
+    for prefix, name in _CERTIFIED_CLASSES:
+        if cert_type.startswith(prefix) and cert_type.endswith(CERT_SUFFIX):
+            key: paramiko.PKey = getattr(paramiko, name)(msg=paramiko.Message(blob))
+            return key
+    raise ValueError(f"{cert_type} certificates are not supported")
+
+
 def is_certificate(key: paramiko.PKey) -> bool:
     """Whether the host presented ``key`` as a certificate (paramiko keeps the certificate beside it)."""
     blob = key.public_blob

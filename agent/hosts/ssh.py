@@ -12,6 +12,8 @@ b'6.1.0-18-amd64\\n'
 
 from __future__ import annotations
 
+import base64
+import copy
 import getpass
 import itertools
 import os
@@ -85,6 +87,9 @@ class _Target:
     host_key_alias: str | None  # the name known_hosts and certificates know the host by, where not its own
     proxy_jump: str | None
     proxy_command: str | None = None  # where no ProxyJump is given: the host through this command
+    certificate_files: tuple[
+        str, ...
+    ] = ()  # ssh_config's CertificateFile: offered with the key each certifies
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -147,6 +152,24 @@ def _global_known_hosts(cfg: dict[str, Any]) -> tuple[str, ...]:
     if "globalknownhostsfile" not in cfg:
         return GLOBAL_KNOWN_HOSTS
     return tuple(_paths(cfg["globalknownhostsfile"]))
+
+
+def _with_certificate(key: paramiko.PKey, files: tuple[str, ...], notes: list[str]) -> paramiko.PKey:
+    """``key`` carrying the first of ``files`` (ssh_config's CertificateFile) that certifies it: a copy,
+    as keys are shared between connections; ``key`` itself where none does."""
+    for path in files:
+        try:
+            with open(path, encoding="ascii") as text:
+                fields = text.read().split()
+            certified = host_certs.certified_key(fields[0], base64.b64decode(fields[1]))
+        except (OSError, IndexError, ValueError, paramiko.SSHException) as exc:
+            notes.append(f"CertificateFile {path} unreadable: {exc}")
+            continue
+        if certified.asbytes() == key.asbytes():  # the certificate's key is this one
+            with_cert = copy.copy(key)
+            with_cert.public_blob = certified.public_blob
+            return with_cert
+    return key
 
 
 def _files(target: _Target) -> str:
@@ -281,6 +304,7 @@ class SSHTransport(Transport):
             host_key_alias=cfg.get("hostkeyalias"),
             proxy_jump=cfg.get("proxyjump") if str(cfg.get("proxyjump", "")).lower() != "none" else None,
             proxy_command=proxy_command.command_for(cfg.get("proxycommand"), host.address),
+            certificate_files=tuple(_expand(p) for p in _as_list(cfg.get("certificatefile"))),
         )
 
     def _jump_target(self, spec: str, config: _SSHConfig, final: _Target) -> _Target:
@@ -315,6 +339,7 @@ class SSHTransport(Transport):
             host_key_alias=cfg.get("hostkeyalias"),
             proxy_jump=None,
             proxy_command=proxy_command.command_for(cfg.get("proxycommand"), addr),
+            certificate_files=tuple(_expand(p) for p in _as_list(cfg.get("certificatefile"))),
         )
 
     def _jump_sock(self, target: _Target, config: _SSHConfig, hops: list[paramiko.Transport]) -> Any:
@@ -463,7 +488,12 @@ class SSHTransport(Transport):
         raise AuthenticationError(f"{target.label}: authentication as {target.user} failed ({detail})")
 
     def _keys(self, target: _Target, notes: list[str]) -> Iterator[tuple[paramiko.PKey, str]]:
-        """Keys in OpenSSH's order: identity files, then the agent, then the default key files."""
+        """Keys in OpenSSH's order: identity files, then the agent, then the default key files; each
+        with the CertificateFile certificate that certifies it, where one does."""
+        for key, what in self._plain_keys(target, notes):
+            yield _with_certificate(key, target.certificate_files, notes), what
+
+    def _plain_keys(self, target: _Target, notes: list[str]) -> Iterator[tuple[paramiko.PKey, str]]:
         seen: set[str] = set()
         for path in target.key_files:
             key = self._read_key(path, notes, explicit=True)

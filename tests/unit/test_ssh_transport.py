@@ -1115,3 +1115,36 @@ def test_a_user_certificate_beside_the_key_logs_in_where_sshd_trusts_its_ca(
         )
         with SSHTransport(host, replace(opts, known_hosts=str(known))) as t:
             assert t.run("id -un").stdout == b"root\n"
+
+
+def test_a_certificate_file_ssh_config_names_is_offered_with_the_key_it_certifies(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    user_ca, key, other = (
+        _keygen(tmp_path / "user_ca"),
+        _keygen(tmp_path / "id_ops"),
+        _keygen(tmp_path / "other"),
+    )
+    host_key = _keygen(tmp_path / "host")
+    signed = tmp_path / "vault-signed.pub"  # where a CA's client wrote it, not beside the key
+    for certified in (key, other):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-s", str(user_ca), "-I", "ops", "-n", "root", f"{certified}.pub"],
+            check=True,
+            timeout=30,
+        )
+    Path(f"{key}-cert.pub").rename(signed)
+    port = _free_port()
+    with _running_sshd(sshd.root, port, f"HostKey {host_key}\nTrustedUserCAKeys {user_ca}.pub\n"):
+        known = tmp_path / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{port} {_public(host_key)}\n")
+        config = tmp_path / "config"
+        connect = replace(opts, known_hosts=str(known), ssh_config=str(config))
+        host = Host("h1", "127.0.0.1", port=port, user="root", identity_file=str(key))
+        # Another key's certificate is not offered with this key: refused as without any.
+        config.write_text(f"Host *\n    CertificateFile {other}-cert.pub\n")
+        with pytest.raises(AuthenticationError):
+            SSHTransport(host, connect).connect()
+        config.write_text(f"Host *\n    CertificateFile {signed}\n")
+        with SSHTransport(host, connect) as t:
+            assert t.run("id -un").stdout == b"root\n"
