@@ -117,8 +117,11 @@ def _offer_host_key_types(
     ordered = [k for k in plain if _base_key_type(k) in known_types]
     ordered += [k for k in plain if _base_key_type(k) not in known_types]
     if certificates:
-        # Only the certificate types: paramiko adds them again after the plain ones, which is harmless.
-        ordered = [k + host_certs.CERT_SUFFIX for k in ordered] + ordered
+        # The certificate types paramiko can read (it offers them again after the plain ones: harmless).
+        readable = getattr(paramiko.Transport, "_key_info", {})
+        ordered = [
+            k + host_certs.CERT_SUFFIX for k in ordered if k + host_certs.CERT_SUFFIX in readable
+        ] + ordered
     opts.key_types = ordered
 
 
