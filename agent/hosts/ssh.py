@@ -280,6 +280,13 @@ class SSHTransport(Transport):
     def _resolve(self, config: _SSHConfig) -> _Target:
         host = self.host
         cfg = config.lookup(host.address)
+        for name, value in host.ssh_options:  # the inventory's, as ssh takes -o over its config
+            if name == "identityfile":
+                cfg["identityfile"] = [value, *_as_list(cfg.get("identityfile"))]
+            elif name == "proxycommand":
+                cfg[name] = proxy_command.expand(value, cfg, host)
+            else:
+                cfg[name] = value
         # The inventory wins; port 22 is the model's default, so a config Port may replace it.
         try:
             port = host.port if host.port != 22 or "port" not in cfg else int(cfg["port"])
@@ -287,15 +294,13 @@ class SSHTransport(Transport):
             raise InputError(f"{self._label}: ssh config Port {cfg['port']!r} is not a number") from None
         keys = [host.identity_file] if host.identity_file else []
         keys += _as_list(cfg.get("identityfile"))
-        # ssh_config may list several files, each read; the first is the one accepted keys go to.
-        listed = _paths(cfg.get("userknownhostsfile"))
-        known = (
-            self.options.known_hosts  # the command line's, for every host
-            or host.known_hosts
-            or next(iter(listed), None)
-            or DEFAULT_KNOWN_HOSTS
-        )
-        others = [p for p in listed if p != known] + list(_global_known_hosts(cfg))
+        # The user's files: the command line's (for every host), else the inventory's, else ssh_config's
+        # (which may list several, each read); the first is where accepted keys go.
+        if self.options.known_hosts or host.known_hosts:
+            user_files = [self.options.known_hosts or host.known_hosts or ""]
+        else:
+            user_files = _paths(cfg.get("userknownhostsfile")) or [DEFAULT_KNOWN_HOSTS]
+        known, others = user_files[0], [*user_files[1:], *_global_known_hosts(cfg)]
         return _Target(
             label=self._label,
             hostname=str(cfg.get("hostname") or host.address),

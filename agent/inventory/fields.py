@@ -9,6 +9,7 @@ from typing import Any
 
 from agent.errors import InventoryError
 from agent.inventory.model import Host
+from agent.inventory.ssh_args import parse_ssh_args
 
 # In Ansible's order; like Ansible's connection options, the last one defined wins, so a legacy
 # ``ansible_ssh_*`` alias beats the modern name when a host has both.
@@ -18,6 +19,7 @@ USER_VARS = ("ansible_user", "ansible_ssh_user")
 KEY_VARS = ("ansible_private_key_file", "ansible_ssh_private_key_file")
 BECOME_VARS = ("ansible_become",)
 BECOME_USER_VARS = ("ansible_become_user",)
+SSH_ARGS_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")  # both apply, in this order
 
 _TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})
 _FALSE = frozenset({"n", "no", "off", "0", "false", "f", ""})
@@ -70,6 +72,12 @@ def host_from_ansible_vars(name: str, values: Mapping[str, Any], groups: tuple[s
         identity_file=os.path.expanduser(key) if key else None,
         become=False if become is None else parse_bool(become, f"{name}: ansible_become", where),
         become_user=_text(_pick(values, BECOME_USER_VARS)),
+        ssh_options=tuple(
+            option
+            for var in SSH_ARGS_VARS
+            if values.get(var)
+            for option in parse_ssh_args(str(values[var]), f"{name}: {var}", where)
+        ),
         vars=MappingProxyType(dict(values)),
         groups=groups,
     )

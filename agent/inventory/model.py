@@ -30,6 +30,9 @@ class Host:
     become: bool = False
     become_user: str | None = None
     known_hosts: str | None = None
+    # ssh_config options the inventory sets on ssh's command line (Ansible's ansible_ssh_common_args):
+    # lower-case names, in order, over ssh_config's (agent.inventory.ssh_args)
+    ssh_options: tuple[tuple[str, str], ...] = ()
     vars: Mapping[str, Any] = field(default_factory=_empty, compare=False)
     groups: tuple[str, ...] = ()
 

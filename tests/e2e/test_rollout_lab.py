@@ -349,6 +349,23 @@ def test_a_host_behind_a_proxy_command_converges_through_it(lab: Lab, tmp_path: 
     assert "trust-agent-storage-ca.crt" in lab.ssh(host, "ls /etc/docker/certs.d/registry.test").stdout
 
 
+def test_an_ansible_inventorys_ssh_args_carry_the_connection_through_its_proxy_command(
+    lab: Lab, tmp_path: Path
+) -> None:
+    host = lab.hosts[0]
+    relay = Path(__file__).parents[1] / "fixtures" / "tcp_relay.py"
+    # As Ansible's documentation has it for a bastion; the StrictHostKeyChecking there is not taken.
+    args = f'-o ProxyCommand="{sys.executable} {relay} %h %p {tmp_path}/relayed" -o StrictHostKeyChecking=no'
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"{lab.inventory_ini.read_text()}\n[all:vars]\nansible_ssh_common_args='{args}'\n")
+    code, report, err = rollout(
+        lab, *ca_args(lab), "--limit", host.name, "--known-hosts", str(lab.known_hosts), inventory=inventory
+    )
+    assert code == 0, err
+    assert by_host(report)[host.name]["status"] == "changed"
+    assert (tmp_path / "relayed").read_text() == f"{host.address}:22\n"
+
+
 def test_a_renamed_registry_moves_the_agents_insecure_entries_and_its_record_follows(
     lab: Lab, tmp_path: Path
 ) -> None:

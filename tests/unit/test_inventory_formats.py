@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import os
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import yaml
 
 from agent.errors import InventoryError
-from agent.inventory import Host, load_inventory, to_ansible_list, yamlfile
+from agent.inventory import Host, load_inventory, ssh_args, to_ansible_list, yamlfile
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "inventories"
 
@@ -259,3 +260,27 @@ def test_libyaml_and_pyyaml_parsers_give_the_same_mappings_lines_and_error_place
         results.append((doc, lines, str(info.value).split(": ")[0]))
     assert results[0] == results[1]
     assert results[0][1] == (2, 3, 5, 4) and results[0][2] == "inv.yml:4"
+
+
+def test_ansible_ssh_args_become_the_hosts_ssh_options(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        "[web]\n"
+        "web1 ansible_host=10.0.0.5\n"
+        "web2 ansible_ssh_extra_args='-J ops@gw2'\n"
+        "[web:vars]\n"
+        "ansible_ssh_common_args='-o ProxyCommand=\"ssh -W %h:%p -q gw\" -o StrictHostKeyChecking=no -i ~/.ssh/fleet'\n"
+    )
+    hosts = {h.name: h for h in load_inventory(str(inventory)).hosts}
+    common = (("proxycommand", "ssh -W %h:%p -q gw"), ("identityfile", "~/.ssh/fleet"))
+    assert hosts["web1"].ssh_options == common
+    assert hosts["web2"].ssh_options == (*common, ("proxyjump", "ops@gw2"))  # common, then extra
+    inventory.write_text("web1 ansible_ssh_common_args='-o'\n")
+    with pytest.raises(InventoryError, match=r"web1: ansible_ssh_common_args: -o needs a value") as info:
+        load_inventory(str(inventory))
+    assert info.value.where is not None and str(inventory) in str(info.value.where)
+
+
+def test_ssh_args_docstring_examples_hold() -> None:
+    result = doctest.testmod(ssh_args)
+    assert result.attempted > 0 and result.failed == 0

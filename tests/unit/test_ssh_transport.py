@@ -1148,3 +1148,15 @@ def test_a_certificate_file_ssh_config_names_is_offered_with_the_key_it_certifie
         config.write_text(f"Host *\n    CertificateFile {signed}\n")
         with SSHTransport(host, connect) as t:
             assert t.run("id -un").stdout == b"root\n"
+
+
+def test_a_proxy_command_from_the_inventory_wins_over_ssh_config(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    # As Ansible's ansible_ssh_common_args='-o ProxyCommand=...' gives it; ssh_config's would fail.
+    config = _ssh_config(tmp_path / "config", sshd, "Host 127.0.0.1\n    ProxyCommand false\n")
+    command = f"{sys.executable} {RELAY} %h %p {tmp_path}/log"
+    host = sshd.host(ssh_options=(("proxycommand", command),))
+    with SSHTransport(host, replace(opts, ssh_config=str(config))) as t:
+        assert t.run("true").exit_status == 0
+    assert (tmp_path / "log").read_text() == f"127.0.0.1:{sshd.port}\n"
