@@ -175,6 +175,25 @@ def _with_certificate(key: paramiko.PKey, files: tuple[str, ...], notes: list[st
     return key
 
 
+def _take_inventory_options(cfg: dict[str, Any], host: Host) -> None:
+    """The inventory's ssh options over ssh_config's ``cfg``, as ssh takes its command line's ``-o``
+    over its config: its identity files first, in order; of ProxyCommand and ProxyJump, the one it
+    gives first, and neither of ssh_config's (ssh uses the first of the two it meets)."""
+    given = [value for name, value in host.ssh_options if name == "identityfile"]
+    if given:
+        cfg["identityfile"] = [*given, *_as_list(cfg.get("identityfile"))]
+    proxy = next(((n, v) for n, v in host.ssh_options if n in ("proxycommand", "proxyjump")), None)
+    if proxy is not None:
+        cfg.pop("proxycommand", None)
+        cfg.pop("proxyjump", None)
+    for name, value in host.ssh_options:
+        if name not in ("identityfile", "proxycommand", "proxyjump"):
+            cfg[name] = value
+    if proxy is not None:  # after HostName and the rest, which its %h %p %r name
+        name, value = proxy
+        cfg[name] = proxy_command.expand(value, cfg, host) if name == "proxycommand" else value
+
+
 def _files(target: _Target) -> str:
     """The known_hosts files read for ``target`` that exist (the user's always), for an error."""
     return " or ".join([target.known_hosts, *(p for p in target.other_known_hosts if os.path.exists(p))])
@@ -280,13 +299,7 @@ class SSHTransport(Transport):
     def _resolve(self, config: _SSHConfig) -> _Target:
         host = self.host
         cfg = config.lookup(host.address)
-        for name, value in host.ssh_options:  # the inventory's, as ssh takes -o over its config
-            if name == "identityfile":
-                cfg["identityfile"] = [value, *_as_list(cfg.get("identityfile"))]
-            elif name == "proxycommand":
-                cfg[name] = proxy_command.expand(value, cfg, host)
-            else:
-                cfg[name] = value
+        _take_inventory_options(cfg, host)
         # The inventory wins; port 22 is the model's default, so a config Port may replace it.
         try:
             port = host.port if host.port != 22 or "port" not in cfg else int(cfg["port"])

@@ -1160,3 +1160,22 @@ def test_a_proxy_command_from_the_inventory_wins_over_ssh_config(
     with SSHTransport(host, replace(opts, ssh_config=str(config))) as t:
         assert t.run("true").exit_status == 0
     assert (tmp_path / "log").read_text() == f"127.0.0.1:{sshd.port}\n"
+
+
+def test_the_inventorys_ssh_options_go_over_ssh_configs_as_ssh_takes_its_command_line() -> None:
+    from agent.hosts.ssh import _take_inventory_options
+
+    cfg: dict[str, Any] = {"hostname": "10.0.0.5", "proxyjump": "gw-from-config", "identityfile": ["/c"]}
+    options = (
+        ("identityfile", "/a"),
+        ("proxycommand", "nc %h %p"),
+        ("identityfile", "/b"),
+        ("proxyjump", "late"),
+    )
+    _take_inventory_options(cfg, Host("web1", "web1", ssh_options=options))
+    # The inventory's ProxyCommand came first: ssh_config's ProxyJump and its own later -J are not used.
+    assert cfg == {
+        "hostname": "10.0.0.5",
+        "identityfile": ["/a", "/b", "/c"],
+        "proxycommand": "nc 10.0.0.5 22",
+    }
