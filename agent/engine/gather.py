@@ -24,7 +24,7 @@ from agent.errors import CommandError
 from agent.hosts.base import Transport
 from agent.hosts.engine_http import ANSWER_TIMEOUT, ENGINE_SOCKET, PendingReply
 from agent.hosts.engine_wake import ASLEEP_FUNCTION
-from agent.runtimes.daemon_json_checks import flag_value
+from agent.runtimes.daemon_json_checks import config_file_flag
 from agent.runtimes.docker import api_elsewhere
 from agent.runtimes.docker_facts import CERTS_DIR, DAEMON_JSON, STATE_FILE, DockerFacts
 from agent.runtimes.systemd_env import environment, expand_command, unit_environment
@@ -514,16 +514,6 @@ def engine_flags(
     if running:
         return EngineFlags(tuple(running[1:]), f"/proc/{pid}/cmdline")
     return EngineFlags((), None)
-
-
-def config_file_flag(flags: tuple[str, ...]) -> str | None:
-    """The ``--config-file`` dockerd was started with, if any: the last one given, as dockerd's own
-    flag parsing takes it.
-
-    >>> config_file_flag(("--config-file", "/etc/a.json", "--config-file=/etc/b.json"))
-    '/etc/b.json'
-    """
-    return flag_value(flags, "config-file")
 
 
 __all__ = [

@@ -8,7 +8,6 @@ reported with its exit status and the last line it wrote on stderr, not as an un
 
 from __future__ import annotations
 
-import getpass
 import os
 import re
 import select
@@ -48,21 +47,14 @@ class _Proxy(paramiko.ProxyCommand):  # type: ignore[misc]
                 return os.read(output.fileno(), size)  # b"" at the end: EOF to paramiko
 
 
-def expand(command: str, cfg: dict[str, Any], host: Any) -> str:
+def expand(command: str, hostname: str, port: int, user: str) -> str:
     """``%h %p %r %%`` in a ProxyCommand given outside ssh_config (paramiko expands its own): the host's
-    name after ``HostName``, its port and user as the inventory and ssh_config set them; ``%n`` is
-    left to :func:`command_for`.
+    name, port and user where the connection goes; ``%n`` is left to :func:`command_for`.
 
-    >>> from agent.inventory.model import Host
-    >>> expand("ssh -W %h:%p %r@gw # 100%%", {"hostname": "10.0.0.5"}, Host("web1", "web1", 2222, "ops"))
+    >>> expand("ssh -W %h:%p %r@gw # 100%%", "10.0.0.5", 2222, "ops")
     'ssh -W 10.0.0.5:2222 ops@gw # 100%'
     """
-    tokens = {
-        "h": str(cfg.get("hostname") or host.address),
-        "p": str(host.port if host.port != 22 or "port" not in cfg else cfg["port"]),
-        "r": str(host.user or cfg.get("user") or getpass.getuser()),
-        "%": "%",
-    }
+    tokens = {"h": hostname, "p": str(port), "r": user, "%": "%"}
     return re.sub(r"%([hpr%])", lambda m: tokens[m.group(1)], command)
 
 

@@ -191,7 +191,21 @@ def _take_inventory_options(cfg: dict[str, Any], host: Host) -> None:
             cfg[name] = value
     if proxy is not None:  # after HostName and the rest, which its %h %p %r name
         name, value = proxy
-        cfg[name] = proxy_command.expand(value, cfg, host) if name == "proxycommand" else value
+        cfg[name] = proxy_command.expand(value, *_endpoint(cfg, host)) if name == "proxycommand" else value
+
+
+def _endpoint(cfg: dict[str, Any], host: Host) -> tuple[str, int, str]:
+    """Where ``host`` goes once ssh_config's ``cfg`` applies: its name (``HostName``), port and user. The
+    inventory's port and user win; port 22 is the model's default, so a config ``Port`` may replace it."""
+    try:
+        port = host.port if host.port != 22 or "port" not in cfg else int(cfg["port"])
+    except ValueError:
+        raise InputError(f"{host}: ssh config Port {cfg['port']!r} is not a number") from None
+    return (
+        str(cfg.get("hostname") or host.address),
+        port,
+        host.user or str(cfg.get("user") or getpass.getuser()),
+    )
 
 
 def _files(target: _Target) -> str:
@@ -300,11 +314,7 @@ class SSHTransport(Transport):
         host = self.host
         cfg = config.lookup(host.address)
         _take_inventory_options(cfg, host)
-        # The inventory wins; port 22 is the model's default, so a config Port may replace it.
-        try:
-            port = host.port if host.port != 22 or "port" not in cfg else int(cfg["port"])
-        except ValueError:
-            raise InputError(f"{self._label}: ssh config Port {cfg['port']!r} is not a number") from None
+        hostname, port, user = _endpoint(cfg, host)
         keys = [host.identity_file] if host.identity_file else []
         keys += _as_list(cfg.get("identityfile"))
         # The user's files: the command line's (for every host), else the inventory's, else ssh_config's
@@ -316,9 +326,9 @@ class SSHTransport(Transport):
         known, others = user_files[0], [*user_files[1:], *_global_known_hosts(cfg)]
         return _Target(
             label=self._label,
-            hostname=str(cfg.get("hostname") or host.address),
+            hostname=hostname,
             port=port,
-            user=host.user or str(cfg.get("user") or getpass.getuser()),
+            user=user,
             key_files=tuple(_expand(k) for k in keys),
             known_hosts=_expand(known),
             other_known_hosts=tuple(_expand(p) for p in others),
@@ -424,7 +434,7 @@ class SSHTransport(Transport):
                     # start_client returns quietly when its timeout passes mid-negotiation.
                     raise UnreachableError(f"{target.label}: SSH handshake timed out after {timeout:g}s")
             key = transport.get_remote_server_key()
-            self._check_host_key(target, name, key, known)
+            self._check_host_key(target, name, key, known, known_types)
             return transport, self._authenticate(transport, target, first_session)
         except BaseException as exc:
             # Before closing, which ends a proxy command: how it ended by itself, where it did.
@@ -443,7 +453,12 @@ class SSHTransport(Transport):
         return host_certs.KnownHosts.of(tuple(_read_known_hosts(path, target.label) for path in paths))
 
     def _check_host_key(
-        self, target: _Target, name: str, key: paramiko.PKey, known: host_certs.KnownHosts
+        self,
+        target: _Target,
+        name: str,
+        key: paramiko.PKey,
+        known: host_certs.KnownHosts,
+        known_types: set[str],
     ) -> None:
         kind = key.get_name()
         shown = f"{kind} {fingerprint(key)}"
@@ -458,7 +473,6 @@ class SSHTransport(Transport):
                 return
             except host_certs.CertificateError as exc:
                 refused = exc  # as ssh(1): the key itself may still be in known_hosts
-        known_types = known.key_types(name)
         if kind in known_types:
             if not known.holds(name, key):
                 raise HostKeyError(
@@ -480,10 +494,7 @@ class SSHTransport(Transport):
     def _append_known_host(self, path: str, name: str, key: paramiko.PKey) -> None:
         line = f"{name} {key.get_name()} {key.get_base64()}\n"
         with self._known_hosts_lock:
-            current = paramiko.HostKeys()
-            if os.path.isfile(path):
-                with open(path, encoding="utf-8", errors="replace") as text:
-                    current, _ = host_certs.read_known_hosts(text.read())
+            current, _ = _read_known_hosts(path, name)
             entry = current.lookup(name)
             if entry is not None and entry.get(key.get_name()) == key:
                 return  # another transport to the same host got here first

@@ -293,6 +293,16 @@ def flag_value(flags: Sequence[str], name: str) -> str | None:
     return values[-1] if values else None
 
 
+def config_file_flag(flags: Sequence[str]) -> str | None:
+    """The ``--config-file`` dockerd was started with, if any: the last one given, as dockerd's own
+    flag parsing takes it.
+
+    >>> config_file_flag(("--config-file", "/etc/a.json", "--config-file=/etc/b.json"))
+    '/etc/b.json'
+    """
+    return flag_value(flags, "config-file")
+
+
 def api_hosts(flags: Sequence[str], doc: Mapping[str, object]) -> list[str]:
     """Where dockerd serves its API: every ``-H``/``--host`` on its command line and daemon.json's
     ``hosts``; empty where neither sets one.

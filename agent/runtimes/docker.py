@@ -35,8 +35,8 @@ from agent.runtimes.daemon_json_checks import (
     DOCKER_20_10_KEYS,
     api_hosts,
     check_daemon_json,
+    config_file_flag,
     conflicting_flags,
-    flag_value,
 )
 from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.docker_state import DockerState, parse_state, render_state
@@ -425,7 +425,7 @@ def _flag_blockers(doc: dict[str, Any], facts: DockerFacts) -> list[str]:
         "dockerd (fact 13)"
         for key, flag in conflicting_flags(doc, facts.dockerd_flags)
     ]
-    config_file = flag_value(facts.dockerd_flags, "config-file")
+    config_file = config_file_flag(facts.dockerd_flags)
     if config_file is not None and posixpath.normpath(config_file) != posixpath.normpath(
         facts.daemon_json_path
     ):

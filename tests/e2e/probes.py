@@ -66,12 +66,18 @@ RELOAD_SSHD = (
 )
 
 
+def change_sshd(lab: Lab, host: Host, change: str, input: str | None = None) -> None:
+    """Run shell text ``change`` on ``host`` (``input`` on its stdin), then reload sshd and wait until it
+    accepts connections again."""
+    lab.ssh(host, f"bash -c {shlex.quote(change + ' && ' + RELOAD_SSHD)}", input=input)
+
+
 def forbid_streamlocal_on(lab: Lab, host: Host, forbid: bool = True) -> None:
     """sshd on ``host`` refuses (or, with ``forbid=False``, allows again) channels to Unix sockets."""
     change = (
         f"echo 'AllowStreamLocalForwarding no' > {NO_STREAMLOCAL}" if forbid else f"rm -f {NO_STREAMLOCAL}"
     )
-    lab.ssh(host, f"bash -c {shlex.quote(change + ' && ' + RELOAD_SSHD)}")
+    change_sshd(lab, host, change)
 
 
 def docker_tree(lab: Lab, host: Host) -> dict[str, str]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,11 +16,11 @@ import yaml
 
 from agent.engine.gather import GATHER_SCRIPT
 from tests.e2e.probes import (
-    RELOAD_SSHD,
     SITE_CHECK_SAYS,
     a_restart_dockerd_will_not_survive,
     by_host,
     ca_args,
+    change_sshd,
     curl_calls,
     curl_watched,
     daemon_json,
@@ -34,6 +32,7 @@ from tests.e2e.probes import (
     skip_args,
 )
 from tests.lab import Host, Lab
+from tests.sshkeys import certify, keygen, public
 
 pytestmark = pytest.mark.lab
 
@@ -277,34 +276,18 @@ def host_ca(lab: Lab, tmp_path: Path) -> Iterator[tuple[Host, str]]:
     """lab.hosts[0]'s sshd presents its ed25519 key certified by a fresh host CA, for its address, valid
     for an hour; yields the host and the CA's public key line."""
     host = lab.hosts[0]
-    ca = tmp_path / "host_ca"
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(ca)], check=True, timeout=30
-    )
+    ca = keygen(tmp_path / "host_ca")
     (tmp_path / "host.pub").write_text(lab.ssh(host, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout)
-    sign = [
-        "-s",
-        str(ca),
-        "-I",
-        host.name,
-        "-h",
-        "-n",
-        host.address,
-        "-V",
-        "-5m:+1h",
-        str(tmp_path / "host.pub"),
-    ]
-    subprocess.run(["ssh-keygen", "-q", *sign], check=True, timeout=30)
+    certify(ca, tmp_path / "host", "-h", "-n", host.address, "-V", "-5m:+1h", key_id=host.name)
     install = (
         "cat > /etc/ssh/ssh_host_ed25519_key-cert.pub && "
-        f"echo 'HostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub' > {HOST_CERT_CONF} && {RELOAD_SSHD}"
+        f"echo 'HostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub' > {HOST_CERT_CONF}"
     )
-    lab.ssh(host, f"bash -c {shlex.quote(install)}", input=(tmp_path / "host-cert.pub").read_text())
+    change_sshd(lab, host, install, input=(tmp_path / "host-cert.pub").read_text())
     try:
-        yield host, " ".join(Path(f"{ca}.pub").read_text().split()[:2])
+        yield host, public(ca)
     finally:
-        remove = f"rm -f {HOST_CERT_CONF} /etc/ssh/ssh_host_ed25519_key-cert.pub && {RELOAD_SSHD}"
-        lab.ssh(host, f"bash -c {shlex.quote(remove)}")
+        change_sshd(lab, host, f"rm -f {HOST_CERT_CONF} /etc/ssh/ssh_host_ed25519_key-cert.pub")
 
 
 def test_a_host_vouched_for_by_a_host_ca_converges_with_only_the_ca_in_known_hosts(

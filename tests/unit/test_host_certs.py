@@ -17,6 +17,7 @@ from agent.hosts import host_certs
 from agent.hosts.host_certs import CertificateError, check, host_matches, read_known_hosts
 from agent.hosts.sshlib import paramiko
 from tests.ci import missing_prerequisite
+from tests.sshkeys import certify, keygen, public
 
 NAME = "198.51.100.21"  # known_hosts names a host on port 22 by its name alone
 
@@ -32,25 +33,11 @@ def test_docstring_examples_hold() -> None:
     assert result.attempted > 0 and result.failed == 0
 
 
-def keygen(path: Path, kind: str = "ed25519") -> Path:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "", "-f", str(path)], check=True, timeout=30
-    )
-    return path
-
-
-def public(path: Path) -> str:
-    return " ".join(Path(f"{path}.pub").read_text().split()[:2])
-
-
 def certified(tmp_path: Path, ca: Path, *sign: str) -> paramiko.PKey:
     """A host key certified by ``ca`` (``ssh-keygen -s CA -I web1 SIGN...``), as paramiko holds it."""
     key = keygen(tmp_path / f"host{len(list(tmp_path.glob('host*.pub')))}")
-    subprocess.run(
-        ["ssh-keygen", "-q", "-s", str(ca), "-I", "web1", *sign, f"{key}.pub"], check=True, timeout=30
-    )
-    blob = base64.b64decode(Path(f"{key}-cert.pub").read_text().split()[1])
-    return paramiko.Ed25519Key(msg=paramiko.Message(blob))
+    fields = certify(ca, key, *sign, key_id="web1").read_text().split()
+    return host_certs.certified_key(fields[0], base64.b64decode(fields[1]))
 
 
 def trusting(ca: Path, patterns: str = "198.51.100.*", extra: str = "") -> host_certs.Markers:

@@ -45,6 +45,7 @@ from agent.hosts.pipelined_login import pipelines
 from agent.hosts.ssh import SSHOptions, SSHTransport
 from agent.inventory import Host
 from tests.ci import missing_prerequisite
+from tests.sshkeys import certify, keygen, public
 
 SSHD = "/usr/sbin/sshd"
 # The host's answers to the service, login and channel requests.
@@ -114,13 +115,6 @@ for _ in range(100):
 """
 
 
-def _keygen(path: Path, kind: str = "ed25519") -> Path:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "", "-f", str(path)], check=True, timeout=30
-    )
-    return path
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -158,9 +152,9 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if not os.path.exists(SSHD) or shutil.which("ssh-keygen") is None:
         missing_prerequisite("openssh-server / openssh-client not installed (.ci/system-deps.sh)")
     root = tmp_path_factory.mktemp("sshd")
-    ed_key = _keygen(root / "host_ed25519")
-    rsa_key = _keygen(root / "host_rsa", "rsa")
-    client_key = _keygen(root / "client_ed25519")
+    ed_key = keygen(root / "host_ed25519")
+    rsa_key = keygen(root / "host_rsa", "rsa")
+    client_key = keygen(root / "client_ed25519")
     (root / "authorized_keys").write_text((root / "client_ed25519.pub").read_text())
     bindir = root / "bin"
     bindir.mkdir()
@@ -281,7 +275,7 @@ def test_unknown_host_key(sshd: Server, opts: SSHOptions, tmp_path: Path) -> Non
 
 
 def test_changed_host_key(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
-    other = _keygen(tmp_path / "other")
+    other = keygen(tmp_path / "other")
     known = sshd.known_hosts(tmp_path / "kh", " ".join(Path(f"{other}.pub").read_text().split()[:2]))
     with pytest.raises(HostKeyError, match=r"^h1 \(127\.0\.0\.1\): host key CHANGED"):
         SSHTransport(sshd.host(), replace(opts, known_hosts=str(known))).connect()
@@ -308,14 +302,14 @@ def test_accept_new_host_keys_appends_then_verifies(sshd: Server, opts: SSHOptio
 
 
 def test_accept_new_never_accepts_a_changed_key(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
-    other = _keygen(tmp_path / "other")
+    other = keygen(tmp_path / "other")
     known = sshd.known_hosts(tmp_path / "kh", " ".join(Path(f"{other}.pub").read_text().split()[:2]))
     with pytest.raises(HostKeyError, match="CHANGED"):
         SSHTransport(sshd.host(), replace(opts, known_hosts=str(known), accept_new_host_keys=True)).connect()
 
 
 def test_wrong_key_is_an_authentication_error(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
-    stranger = _keygen(tmp_path / "stranger")
+    stranger = keygen(tmp_path / "stranger")
     with pytest.raises(AuthenticationError, match=r"^h1 \(127\.0\.0\.1\): authentication as root failed"):
         SSHTransport(sshd.host(identity_file=str(stranger)), opts).connect()
     with pytest.raises(AuthenticationError, match="not found"):
@@ -788,7 +782,7 @@ def test_a_key_refused_first_loses_its_early_channel_quietly_and_the_next_key_ge
     wire: list[tuple[int, str, int]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    stranger = _keygen(tmp_path / "stranger")
+    stranger = keygen(tmp_path / "stranger")
     config = _ssh_config(
         tmp_path / "config",
         sshd,
@@ -812,7 +806,7 @@ def test_an_rsa_key_logs_in_step_by_step(
     sshd: Server, opts: SSHOptions, tmp_path: Path, wire: list[tuple[int, str, int]]
 ) -> None:
     """RSA's signature algorithm comes from the server's server-sig-algs, which may still be on its way."""
-    rsa = _keygen(tmp_path / "client_rsa", "rsa")
+    rsa = keygen(tmp_path / "client_rsa", "rsa")
     authorized = sshd.root / "authorized_keys"
     original = authorized.read_text()
     authorized.write_text(original + Path(f"{rsa}.pub").read_text())
@@ -891,26 +885,17 @@ class CertHost:
     plain_key: str  # the host key itself, "ssh-ed25519 AAAA…"
 
 
-def _public(path: Path) -> str:
-    return " ".join(Path(f"{path}.pub").read_text().split()[:2])
-
-
 @contextmanager
 def _certified_sshd(sshd: Server, tmp_path: Path, *sign: str, ca: str = "ca") -> Iterator[CertHost]:
     """An sshd whose ed25519 host key is certified by ``ssh-keygen -s CA -I lab-host SIGN...``; the CA named
     ``ca`` is the one known_hosts trusts (another name signs with a CA it does not)."""
-    trusted = tmp_path / "ca" if (tmp_path / "ca").exists() else _keygen(tmp_path / "ca")
-    signer = trusted if ca == "ca" else _keygen(tmp_path / ca)
-    key = _keygen(tmp_path / f"host_{len(list(tmp_path.glob('host_*')))}")
-    subprocess.run(
-        ["ssh-keygen", "-q", "-s", str(signer), "-I", "lab-host", *sign, f"{key}.pub"],
-        check=True,
-        timeout=30,
-        capture_output=True,
-    )
+    trusted = tmp_path / "ca" if (tmp_path / "ca").exists() else keygen(tmp_path / "ca")
+    signer = trusted if ca == "ca" else keygen(tmp_path / ca)
+    key = keygen(tmp_path / f"host_{len(list(tmp_path.glob('host_*')))}")
+    certify(signer, key, *sign, key_id="lab-host")
     port = _free_port()
     with _running_sshd(sshd.root, port, f"HostKey {key}\nHostCertificate {key}-cert.pub\n"):
-        yield CertHost(port, f"@cert-authority [127.0.0.1]:{port} {_public(trusted)}", _public(key))
+        yield CertHost(port, f"@cert-authority [127.0.0.1]:{port} {public(trusted)}", public(key))
 
 
 def _connect_with(sshd: Server, opts: SSHOptions, port: int, tmp_path: Path, *lines: str) -> SSHTransport:
@@ -1013,8 +998,8 @@ def test_the_global_known_hosts_file_is_read_after_the_users(
         assert t.run("true").exit_status == 0
     assert empty.read_text() == ""  # nothing added: the site's file knew the host
     # A key the user's file has for the host, and a different one in the site's, is not a change.
-    other = _keygen(tmp_path / "other")
-    sshd.known_hosts(empty, _public(other))
+    other = keygen(tmp_path / "other")
+    sshd.known_hosts(empty, public(other))
     with SSHTransport(sshd.host(), replace(opts, known_hosts=str(empty), ssh_config=str(config))) as t:
         assert t.run("true").exit_status == 0
     config.write_text("Host *\n    GlobalKnownHostsFile none\n")
@@ -1098,21 +1083,17 @@ def test_a_user_certificate_beside_the_key_logs_in_where_sshd_trusts_its_ca(
 ) -> None:
     # As a site signing user keys (Vault's SSH engine, step-ca) sets it up: the key itself is in no
     # authorized_keys; sshd trusts the CA. ssh(1) offers KEY-cert.pub with KEY, and so does this.
-    user_ca, key = _keygen(tmp_path / "user_ca"), _keygen(tmp_path / "id_signed")
-    host_key = _keygen(tmp_path / "host")
+    user_ca, key = keygen(tmp_path / "user_ca"), keygen(tmp_path / "id_signed")
+    host_key = keygen(tmp_path / "host")
     port = _free_port()
     trusted = f"HostKey {host_key}\nTrustedUserCAKeys {user_ca}.pub\n"
     with _running_sshd(sshd.root, port, trusted):
         known = tmp_path / "known_hosts"
-        known.write_text(f"[127.0.0.1]:{port} {_public(host_key)}\n")
+        known.write_text(f"[127.0.0.1]:{port} {public(host_key)}\n")
         host = sshd.host(port=port, identity_file=str(key))
         with pytest.raises(AuthenticationError):
             SSHTransport(host, replace(opts, known_hosts=str(known))).connect()
-        subprocess.run(
-            ["ssh-keygen", "-q", "-s", str(user_ca), "-I", "ops", "-n", "root", f"{key}.pub"],
-            check=True,
-            timeout=30,
-        )
+        certify(user_ca, key, "-n", "root", key_id="ops")
         with SSHTransport(host, replace(opts, known_hosts=str(known))) as t:
             assert t.run("id -un").stdout == b"root\n"
 
@@ -1121,23 +1102,19 @@ def test_a_certificate_file_ssh_config_names_is_offered_with_the_key_it_certifie
     sshd: Server, opts: SSHOptions, tmp_path: Path
 ) -> None:
     user_ca, key, other = (
-        _keygen(tmp_path / "user_ca"),
-        _keygen(tmp_path / "id_ops"),
-        _keygen(tmp_path / "other"),
+        keygen(tmp_path / "user_ca"),
+        keygen(tmp_path / "id_ops"),
+        keygen(tmp_path / "other"),
     )
-    host_key = _keygen(tmp_path / "host")
+    host_key = keygen(tmp_path / "host")
     signed = tmp_path / "vault-signed.pub"  # where a CA's client wrote it, not beside the key
     for certified in (key, other):
-        subprocess.run(
-            ["ssh-keygen", "-q", "-s", str(user_ca), "-I", "ops", "-n", "root", f"{certified}.pub"],
-            check=True,
-            timeout=30,
-        )
+        certify(user_ca, certified, "-n", "root", key_id="ops")
     Path(f"{key}-cert.pub").rename(signed)
     port = _free_port()
     with _running_sshd(sshd.root, port, f"HostKey {host_key}\nTrustedUserCAKeys {user_ca}.pub\n"):
         known = tmp_path / "known_hosts"
-        known.write_text(f"[127.0.0.1]:{port} {_public(host_key)}\n")
+        known.write_text(f"[127.0.0.1]:{port} {public(host_key)}\n")
         config = tmp_path / "config"
         connect = replace(opts, known_hosts=str(known), ssh_config=str(config))
         host = Host("h1", "127.0.0.1", port=port, user="root", identity_file=str(key))
