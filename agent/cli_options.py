@@ -152,7 +152,11 @@ def ssh_options(
             click.option(
                 "--ssh-config", default="~/.ssh/config", show_default=True, help="OpenSSH client config."
             ),
-            click.option("--connect-timeout", type=float, default=10.0, show_default=True, help="Seconds."),
+            click.option(
+                "--connect-timeout",
+                type=click.FloatRange(min=0, min_open=True),
+                help="Seconds to connect and log in to a host [default: ssh_config's ConnectTimeout, else 10].",
+            ),
             click.option(
                 "--command-timeout",
                 type=float,

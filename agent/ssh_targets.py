@@ -31,7 +31,7 @@ def ssh_options(kwargs: dict[str, Any]) -> SSHOptions:
     elif kwargs.get("ask_become_pass"):
         password = getpass.getpass("sudo password: ")
     return SSHOptions(
-        connect_timeout=kwargs.get("connect_timeout", 10.0),
+        connect_timeout=kwargs.get("connect_timeout"),
         command_timeout=kwargs.get("command_timeout", 120.0),
         known_hosts=kwargs.get("known_hosts"),
         accept_new_host_keys=bool(kwargs.get("accept_new_host_keys")),

@@ -12,8 +12,6 @@ b'6.1.0-18-amd64\\n'
 
 from __future__ import annotations
 
-import base64
-import copy
 import getpass
 import itertools
 import os
@@ -36,7 +34,7 @@ from agent.errors import (
     InputError,
     UnreachableError,
 )
-from agent.hosts import host_certs, pipelined_login, proxy_command, script_session
+from agent.hosts import host_certs, identities, pipelined_login, proxy_command, script_session
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.engine_http import ENGINE_SOCKET, EngineReply, PendingReply, read_reply, request_bytes
 from agent.hosts.engine_wake import HELLO
@@ -49,9 +47,9 @@ from agent.inventory.model import Host
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 # Where a site's config management puts host keys and CA lines for every user, as ssh(1) reads them.
 GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
-DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 DOCKER_API_VERSION = "1.41"  # accepted by Docker 20.10 through 26+; fixed to skip a version round trip
 MAX_JUMPS = 8
+DEFAULT_CONNECT_TIMEOUT = 10.0
 _CHUNK = 65536
 _POLL = 0.05  # stderr does not wake select(); this bounds how stale it can get
 _OUTBOX_POLL = 0.002  # how late a request waiting for the engine channel may go out once it opens
@@ -62,7 +60,7 @@ _MARKER_SPAN = 64  # longer than the loop's end marker, so one split across two 
 class SSHOptions:
     """How to reach hosts. ``become_password`` is never shown in ``repr``."""
 
-    connect_timeout: float = 10.0
+    connect_timeout: float | None = None  # None: ssh_config's ConnectTimeout, else DEFAULT_CONNECT_TIMEOUT
     command_timeout: float = 120.0
     keepalive: int = 15
     known_hosts: str | None = None
@@ -90,6 +88,9 @@ class _Target:
     certificate_files: tuple[
         str, ...
     ] = ()  # ssh_config's CertificateFile: offered with the key each certifies
+    identities_only: bool = False  # ssh_config's IdentitiesOnly: none of the agent's other keys
+    agent: str | None = None  # the agent's socket (IdentityAgent, else $SSH_AUTH_SOCK); None: none
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -157,24 +158,6 @@ def _global_known_hosts(cfg: dict[str, Any]) -> tuple[str, ...]:
     return tuple(_paths(cfg["globalknownhostsfile"]))
 
 
-def _with_certificate(key: paramiko.PKey, files: tuple[str, ...], notes: list[str]) -> paramiko.PKey:
-    """``key`` carrying the first of ``files`` (ssh_config's CertificateFile) that certifies it: a copy,
-    as keys are shared between connections; ``key`` itself where none does."""
-    for path in files:
-        try:
-            with open(path, encoding="ascii") as text:
-                fields = text.read().split()
-            certified = host_certs.certified_key(fields[0], base64.b64decode(fields[1]))
-        except (OSError, IndexError, ValueError, paramiko.SSHException) as exc:
-            notes.append(f"CertificateFile {path} unreadable: {exc}")
-            continue
-        if certified.asbytes() == key.asbytes():  # the certificate's key is this one
-            with_cert = copy.copy(key)
-            with_cert.public_blob = certified.public_blob
-            return with_cert
-    return key
-
-
 def _take_inventory_options(cfg: dict[str, Any], host: Host) -> None:
     """The inventory's ssh options over ssh_config's ``cfg``, as ssh takes its command line's ``-o``
     over its config: its identity files first, in order; of ProxyCommand and ProxyJump, the one it
@@ -224,7 +207,7 @@ def _read_known_hosts(path: str, label: str) -> tuple[paramiko.HostKeys, host_ce
     same (read-only use): parsing is per key line, so one parse per host would make a fleet run
     quadratic in its size."""
     with _cache_lock:
-        stamp = _file_stamp(path)
+        stamp = identities.file_stamp(path)
         cached = _known_hosts_cache.get(path)
         if cached is not None and cached[0] == stamp:
             return cached[1], cached[2]
@@ -270,6 +253,7 @@ class SSHTransport(Transport):
         self._first_session_lock = threading.Lock()
         self._connect_lock = threading.Lock()
         self._login_user = host.user
+        self._timeout = self.options.connect_timeout or DEFAULT_CONNECT_TIMEOUT  # the target's, once known
         # Random per connection so no command output can imitate them.
         token = secrets.token_hex(8)
         self._sudo_prompt = f"[trust-agent-sudo-{token}]"
@@ -309,6 +293,7 @@ class SSHTransport(Transport):
             self._transport, self._hops = transport, hops
             self._first_session = first_session
             self._login_user = target.user
+            self._timeout = target.connect_timeout
 
     def _resolve(self, config: _SSHConfig) -> _Target:
         host = self.host
@@ -336,7 +321,37 @@ class SSHTransport(Transport):
             proxy_jump=cfg.get("proxyjump") if str(cfg.get("proxyjump", "")).lower() != "none" else None,
             proxy_command=proxy_command.command_for(cfg.get("proxycommand"), host.address),
             certificate_files=tuple(_expand(p) for p in _as_list(cfg.get("certificatefile"))),
+            identities_only=identities.identities_only(cfg.get("identitiesonly")),
+            agent=self._agent(cfg, hostname, user),
+            connect_timeout=self._connect_timeout(cfg),
         )
+
+    def _agent(self, cfg: dict[str, Any], hostname: str, user: str) -> str | None:
+        if not self.options.use_agent:
+            return None
+        return identities.agent_socket(
+            cfg.get("identityagent"),
+            home=os.path.expanduser("~"),
+            user=getpass.getuser(),
+            hostname=hostname,
+            remote_user=user,
+        )
+
+    def _connect_timeout(self, cfg: dict[str, Any]) -> float:
+        """The command line's, else ssh_config's ``ConnectTimeout``, else the default."""
+        if self.options.connect_timeout is not None:
+            return self.options.connect_timeout
+        if "connecttimeout" not in cfg:
+            return DEFAULT_CONNECT_TIMEOUT
+        try:
+            seconds = float(cfg["connecttimeout"])
+        except ValueError:
+            seconds = -1.0
+        if seconds <= 0:
+            raise InputError(
+                f"{self._label}: ssh config ConnectTimeout {cfg['connecttimeout']!r} is not seconds"
+            )
+        return seconds
 
     def _jump_target(self, spec: str, config: _SSHConfig, final: _Target) -> _Target:
         try:
@@ -359,11 +374,13 @@ class SSHTransport(Transport):
             addr = spec
         cfg = config.lookup(addr)
         keys = _as_list(cfg.get("identityfile")) + list(final.key_files)
+        hostname = str(cfg.get("hostname") or addr)
+        user = user or str(cfg.get("user") or final.user)
         return _Target(
             label=f"{self._label} via {spec}",
-            hostname=str(cfg.get("hostname") or addr),
+            hostname=hostname,
             port=port or int(cfg.get("port", 22)),
-            user=user or str(cfg.get("user") or final.user),
+            user=user,
             key_files=tuple(dict.fromkeys(_expand(k) for k in keys)),
             known_hosts=final.known_hosts,
             other_known_hosts=final.other_known_hosts,
@@ -371,6 +388,9 @@ class SSHTransport(Transport):
             proxy_jump=None,
             proxy_command=proxy_command.command_for(cfg.get("proxycommand"), addr),
             certificate_files=tuple(_expand(p) for p in _as_list(cfg.get("certificatefile"))),
+            identities_only=identities.identities_only(cfg.get("identitiesonly", final.identities_only)),
+            agent=self._agent(cfg, hostname, user) if "identityagent" in cfg else final.agent,
+            connect_timeout=final.connect_timeout,
         )
 
     def _jump_sock(self, target: _Target, config: _SSHConfig, hops: list[paramiko.Transport]) -> Any:
@@ -388,7 +408,7 @@ class SSHTransport(Transport):
                     "direct-tcpip",
                     (nxt.hostname, nxt.port),
                     ("127.0.0.1", 0),
-                    timeout=self.options.connect_timeout,
+                    timeout=hop.connect_timeout,
                 )
         return sock
 
@@ -401,9 +421,7 @@ class SSHTransport(Transport):
 
     def _tcp(self, target: _Target) -> socket.socket:
         with self._boundary(target.label, "connect"):
-            sock = socket.create_connection(
-                (target.hostname, target.port), timeout=self.options.connect_timeout
-            )
+            sock = socket.create_connection((target.hostname, target.port), timeout=target.connect_timeout)
             # Requests and answers are small and often back to back (a channel closed, the next opened):
             # without this, Nagle's algorithm holds the second until the first is acknowledged (~40 ms).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -422,7 +440,7 @@ class SSHTransport(Transport):
             with self._boundary(target.label, "SSH handshake"):
                 transport = paramiko.Transport(sock)
                 acknowledge_global_requests(transport)  # the first channel opens ~40 ms sooner
-                timeout = self.options.connect_timeout
+                timeout = target.connect_timeout
                 transport.banner_timeout = timeout
                 transport.auth_timeout = timeout
                 transport.handshake_timeout = timeout
@@ -506,8 +524,17 @@ class SSHTransport(Transport):
     def _authenticate(
         self, transport: paramiko.Transport, target: _Target, first_session: bool
     ) -> PendingChannel | None:
-        tried: list[str] = []
+        tried: list[str] = []  # the keys refused, and why a named file gave none
+        offered = 0
         for key, what in self._keys(target, tried):
+            if offered and not transport.is_active():
+                # sshd ends the connection once MaxAuthTries keys (6 by default) were refused.
+                raise AuthenticationError(
+                    f"{target.label}: authentication as {target.user} failed: the host closed the "
+                    f"connection after {offered} keys ({'; '.join(tried)}); sshd takes MaxAuthTries keys "
+                    "(6 by default): name the key (IdentityFile) and set IdentitiesOnly yes"
+                )
+            offered += 1
             try:
                 with self._boundary(target.label, "authentication"):
                     session = pipelined_login.login(transport, target.user, key, with_session=first_session)
@@ -520,54 +547,14 @@ class SSHTransport(Transport):
         raise AuthenticationError(f"{target.label}: authentication as {target.user} failed ({detail})")
 
     def _keys(self, target: _Target, notes: list[str]) -> Iterator[tuple[paramiko.PKey, str]]:
-        """Keys in OpenSSH's order: identity files, then the agent, then the default key files; each
-        with the CertificateFile certificate that certifies it, where one does."""
-        for key, what in self._plain_keys(target, notes):
-            yield _with_certificate(key, target.certificate_files, notes), what
-
-    def _plain_keys(self, target: _Target, notes: list[str]) -> Iterator[tuple[paramiko.PKey, str]]:
-        seen: set[str] = set()
-        for path in target.key_files:
-            key = self._read_key(path, notes, explicit=True)
-            if key is not None:
-                seen.add(path)
-                yield key, path
-        if self.options.use_agent and os.environ.get("SSH_AUTH_SOCK"):
-            agent = paramiko.Agent()
-            try:
-                for agent_key in agent.get_keys():
-                    yield agent_key, f"agent key {agent_key.get_name()}"
-            finally:
-                agent.close()
-        if self.options.look_for_keys:
-            for default in DEFAULT_KEYS:
-                path = _expand(default)
-                if path not in seen and os.path.isfile(path):
-                    key = self._read_key(path, notes, explicit=False)
-                    if key is not None:
-                        yield key, path
-
-    @staticmethod
-    def _read_key(path: str, notes: list[str], *, explicit: bool) -> paramiko.PKey | None:
-        try:
-            # The key with its certificate (KEY-cert.pub, loaded with it as ssh does), which a site's CA
-            # may renew every few hours: either changing means reading again.
-            stamp = (_file_stamp(path), _file_stamp(f"{path}-cert.pub"))
-            cached = _key_cache.get(path)
-            if cached is not None and stamp[0] is not None and cached[0] == stamp:
-                return cached[1]
-            key = paramiko.PKey.from_path(path)
-            if stamp[0] is not None:
-                _key_cache[path] = (stamp, key)
-            return key
-        except FileNotFoundError:
-            if explicit:
-                notes.append(f"{path} not found")
-        except paramiko.PasswordRequiredException:
-            notes.append(f"{path} is encrypted (load it into ssh-agent)")
-        except (OSError, paramiko.SSHException, ValueError) as exc:
-            notes.append(f"{path} unreadable: {exc}")
-        return None
+        """The keys to offer, in order (``agent.hosts.identities``)."""
+        wanted = identities.Identities(
+            files=target.key_files,
+            certificate_files=target.certificate_files,
+            identities_only=target.identities_only,
+            agent=target.agent,
+        )
+        return identities.offered(wanted, notes, look_for_keys=self.options.look_for_keys)
 
     @contextmanager
     def _boundary(self, label: str, phase: str) -> Iterator[None]:
@@ -626,7 +613,7 @@ class SSHTransport(Transport):
         transport = self._require()
         wrapped, handshake = self._wrap(command)
         with self._boundary(self._label, "opening a channel"):
-            wait = max(0.1, min(self.options.connect_timeout, _left(deadline)))
+            wait = max(0.1, min(self._timeout, _left(deadline)))
             chan = self._take_first_session(wait) or transport.open_session(timeout=wait)
             chan.exec_command(wrapped)
         if not handshake:
@@ -884,7 +871,7 @@ class SSHTransport(Transport):
         if pending is None:
             return None
         try:
-            return pending.result(min(timeout, self.options.connect_timeout))
+            return pending.result(min(timeout, self._timeout))
         except StreamLocalUnavailable:
             # Not asked again on this connection: the scripts read the API on the host instead (an
             # engine that was down at the time is found there as well).
@@ -1065,22 +1052,10 @@ def _left(deadline: float) -> float:
     return deadline - time.monotonic()
 
 
-# Parsed known_hosts files and private keys, shared by every transport of the process and keyed by
+# Parsed known_hosts files, shared by every transport of the process and keyed by
 # the file's identity, so a changed file is read again.
 _cache_lock = threading.Lock()
 _known_hosts_cache: dict[str, tuple[tuple[int, int, int] | None, paramiko.HostKeys, host_certs.Markers]] = {}
-_Stamp = tuple[int, int, int] | None
-_key_cache: dict[str, tuple[tuple[_Stamp, _Stamp], paramiko.PKey]] = {}  # the key's and its certificate's
-
-
-def _file_stamp(path: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    if not os.path.isfile(path):
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 # --- docker SDK over channels ----------------------------------------------------------------------

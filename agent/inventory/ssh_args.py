@@ -4,9 +4,10 @@ passes on ssh's command line, read as ssh_config options.
 Ansible fleets behind a bastion say so there (``-o ProxyCommand="ssh -W %h:%p -q bastion"``, or
 ``-J bastion``), as Ansible's documentation shows. The options trust-agent acts on are taken, over
 ssh_config's, as ssh takes ``-o`` over its config: ``ProxyCommand``, ``ProxyJump`` (``-J``),
-``IdentityFile`` (``-i``), ``UserKnownHostsFile``, ``GlobalKnownHostsFile``, ``HostKeyAlias``,
-``CertificateFile``. The rest (``StrictHostKeyChecking``, ciphers, ``-q``…) are ignored: host keys are
-always checked, and the connection's own settings stand.
+``IdentityFile`` (``-i``), ``IdentitiesOnly``, ``IdentityAgent``, ``CertificateFile``,
+``UserKnownHostsFile``, ``GlobalKnownHostsFile``, ``HostKeyAlias``, ``ConnectTimeout``. The rest
+(``StrictHostKeyChecking``, ciphers, ``-q``…) are ignored: host keys are always checked, and the
+connection's own settings stand.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ TAKEN = frozenset(
         "globalknownhostsfile",
         "hostkeyalias",
         "certificatefile",
+        "identitiesonly",
+        "identityagent",
+        "connecttimeout",
     }
 )
 # ssh(1)'s flags that take an argument: the argument is skipped with the flag where not read here.

@@ -269,10 +269,15 @@ def test_ansible_ssh_args_become_the_hosts_ssh_options(tmp_path: Path) -> None:
         "web1 ansible_host=10.0.0.5\n"
         "web2 ansible_ssh_extra_args='-J ops@gw2'\n"
         "[web:vars]\n"
-        "ansible_ssh_common_args='-o ProxyCommand=\"ssh -W %h:%p -q gw\" -o StrictHostKeyChecking=no -i ~/.ssh/fleet'\n"
+        'ansible_ssh_common_args=\'-o ProxyCommand="ssh -W %h:%p -q gw" -o StrictHostKeyChecking=no -i ~/.ssh/fleet'
+        " -o IdentitiesOnly=yes'\n"
     )
     hosts = {h.name: h for h in load_inventory(str(inventory)).hosts}
-    common = (("proxycommand", "ssh -W %h:%p -q gw"), ("identityfile", "~/.ssh/fleet"))
+    common = (
+        ("proxycommand", "ssh -W %h:%p -q gw"),
+        ("identityfile", "~/.ssh/fleet"),
+        ("identitiesonly", "yes"),
+    )
     assert hosts["web1"].ssh_options == common
     assert hosts["web2"].ssh_options == (*common, ("proxyjump", "ops@gw2"))  # common, then extra
     inventory.write_text("web1 ansible_ssh_common_args='-o'\n")

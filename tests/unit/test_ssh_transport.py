@@ -39,7 +39,7 @@ from paramiko.common import (
     MSG_USERAUTH_SUCCESS,
 )
 
-from agent.errors import AuthenticationError, CommandTimeout, HostKeyError, UnreachableError
+from agent.errors import AuthenticationError, CommandTimeout, HostKeyError, InputError, UnreachableError
 from agent.hosts import proxy_command, script_session
 from agent.hosts.pipelined_login import pipelines
 from agent.hosts.ssh import SSHOptions, SSHTransport
@@ -820,12 +820,11 @@ def test_an_rsa_key_logs_in_step_by_step(
     assert talk.index(("sent", MSG_CHANNEL_OPEN)) > talk.index(("got", MSG_USERAUTH_SUCCESS))
 
 
-@pytest.fixture
-def agent_with_key(sshd: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A real ssh-agent holding the client key, for this test's SSH_AUTH_SOCK."""
+@contextmanager
+def _ssh_agent(sock: Path, *keys: Path) -> Iterator[Path]:
+    """A real ssh-agent on ``sock`` holding ``keys`` (offered in this order); stopped after."""
     if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
         missing_prerequisite("openssh-client's ssh-agent / ssh-add not installed (.ci/system-deps.sh)")
-    sock = tmp_path / "agent.sock"
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
@@ -833,12 +832,20 @@ def agent_with_key(sshd: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             assert agent.poll() is None and time.monotonic() < deadline, "ssh-agent did not start"
             time.sleep(0.02)
         env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
-        subprocess.run(["ssh-add", "-q", str(sshd.client_key)], env=env, check=True, timeout=30)
-        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
-        yield
+        for key in keys:
+            subprocess.run(["ssh-add", "-q", str(key)], env=env, check=True, timeout=30)
+        yield sock
     finally:
         agent.terminate()
         agent.wait(timeout=10)
+
+
+@pytest.fixture
+def agent_with_key(sshd: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A real ssh-agent holding the client key, for this test's SSH_AUTH_SOCK."""
+    with _ssh_agent(tmp_path / "agent.sock", sshd.client_key) as sock:
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        yield
 
 
 def test_an_agent_key_logs_in_in_one_flight_too(
@@ -1156,3 +1163,159 @@ def test_the_inventorys_ssh_options_go_over_ssh_configs_as_ssh_takes_its_command
         "identityfile": ["/a", "/b", "/c"],
         "proxycommand": "nc 10.0.0.5 22",
     }
+
+
+# --- which keys a login offers (agent.hosts.identities) ---------------------------------------------
+
+STRANGERS = 7  # more than sshd's MaxAuthTries (6): offered first, they alone end the connection
+
+
+@pytest.fixture
+def crowded_agent(sshd: Server, tmp_path: Path) -> Iterator[Path]:
+    """An ssh-agent holding 7 keys sshd does not know, then the client key (not yet in SSH_AUTH_SOCK):
+    an engineer's agent with a key per customer, where order alone can lock a host out."""
+    strangers = [keygen(tmp_path / f"stranger{n}") for n in range(STRANGERS)]
+    with _ssh_agent(tmp_path / "crowded.sock", *strangers, sshd.client_key) as sock:
+        yield sock
+
+
+def _encrypted_copy(key: Path, path: Path) -> Path:
+    """``key`` under a passphrase at ``path`` (the form most engineers keep keys in), no ``.pub`` beside."""
+    shutil.copyfile(key, path)
+    path.chmod(0o600)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-p", "-P", "", "-N", "s3cret", "-f", str(path)], check=True, timeout=30
+    )
+    Path(f"{path}.pub").unlink(missing_ok=True)
+    return path
+
+
+def test_an_encrypted_identity_file_logs_in_through_its_agent_copy_before_the_agents_other_keys(
+    sshd: Server, opts: SSHOptions, tmp_path: Path, crowded_agent: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its public half is read from the key file's unencrypted header: no .pub needed.
+    encrypted = _encrypted_copy(sshd.client_key, tmp_path / "id_work")
+    host = sshd.host(identity_file=str(encrypted))
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(crowded_agent))
+    with SSHTransport(host, replace(opts, use_agent=True)) as t:
+        assert t.run("id -un").stdout == b"root\n"
+    # Without the agent: one line saying why (it was a TypeError from deep in the key loader).
+    with pytest.raises(
+        AuthenticationError, match=r"id_work is encrypted and not in the agent \(ssh-add it\)"
+    ):
+        SSHTransport(host, opts).connect()
+
+
+def test_a_public_key_named_as_identity_file_picks_its_key_in_the_agent(
+    sshd: Server, opts: SSHOptions, tmp_path: Path, crowded_agent: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As with keys kept in a password manager's or a token's agent: only the public half is on disk.
+    only_public = tmp_path / "work.pub"
+    shutil.copyfile(f"{sshd.client_key}.pub", only_public)
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(crowded_agent))
+    with SSHTransport(sshd.host(identity_file=str(only_public)), replace(opts, use_agent=True)) as t:
+        assert t.run("true").ok
+    with pytest.raises(AuthenticationError, match=r"work\.pub is a public key not in the agent"):
+        SSHTransport(sshd.host(identity_file=str(only_public)), opts).connect()
+
+
+def test_identities_only_offers_none_of_the_agents_other_keys(
+    sshd: Server, opts: SSHOptions, tmp_path: Path, agent_with_key: None
+) -> None:
+    stranger = keygen(tmp_path / "stranger")
+    config = tmp_path / "config"
+    host = sshd.host(identity_file=str(stranger))
+    with_agent = replace(opts, use_agent=True, ssh_config=str(config))
+    config.write_text("Host *\n    IdentitiesOnly no\n")
+    with SSHTransport(host, with_agent) as t:  # the stranger refused, then the agent's key
+        assert t.run("true").ok
+    config.write_text("Host *\n    IdentitiesOnly yes\n")
+    with pytest.raises(AuthenticationError) as refused:
+        SSHTransport(host, with_agent).connect()
+    assert str(refused.value).endswith(f"failed ({stranger})")
+
+
+def test_identities_only_without_identity_files_offers_the_agent_copies_of_the_default_keys(
+    sshd: Server, opts: SSHOptions, tmp_path: Path, crowded_agent: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ssh_dir = tmp_path / ".ssh"  # HOME is tmp_path (the opts fixture)
+    ssh_dir.mkdir()
+    shutil.copyfile(f"{sshd.client_key}.pub", ssh_dir / "id_ed25519.pub")  # the key itself is in the agent
+    config = tmp_path / "config"
+    config.write_text("Host *\n    IdentitiesOnly yes\n")
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(crowded_agent))
+    defaults = replace(opts, use_agent=True, look_for_keys=True, ssh_config=str(config))
+    with SSHTransport(sshd.host(identity_file=None), defaults) as t:
+        assert t.run("true").ok
+    # Without IdentitiesOnly the agent's keys go in its order, as ssh offers them: sshd gives up first.
+    config.write_text("")
+    with pytest.raises(AuthenticationError, match=r"the host closed the connection after 6 keys \(agent key"):
+        SSHTransport(sshd.host(identity_file=None), defaults).connect()
+
+
+def test_identity_agent_names_the_agent_and_none_turns_it_off(
+    sshd: Server, opts: SSHOptions, tmp_path: Path, agent_with_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config"
+    with_agent = replace(opts, use_agent=True, ssh_config=str(config))
+    host = sshd.host(identity_file=None)
+    config.write_text("Host *\n    IdentityAgent none\n")
+    with pytest.raises(AuthenticationError, match=r"\(no keys to offer\)$"):
+        SSHTransport(host, with_agent).connect()
+    # Another agent, named through a variable as password managers' set-ups do; SSH_AUTH_SOCK is gone.
+    with _ssh_agent(tmp_path / "other.sock", sshd.client_key) as other:
+        monkeypatch.delenv("SSH_AUTH_SOCK")
+        monkeypatch.setenv("WORK_AGENT", str(other))
+        for value in (str(other), "$WORK_AGENT", "${WORK_AGENT}", f"%d/{other.name}"):
+            config.write_text(f"Host *\n    IdentityAgent {value}\n")
+            with SSHTransport(host, with_agent) as t:
+                assert t.run("true").ok, value
+    config.write_text(f"Host *\n    IdentityAgent {tmp_path / 'gone.sock'}\n")
+    with pytest.raises(AuthenticationError, match=r"agent .*gone\.sock: No such file or directory"):
+        SSHTransport(host, with_agent).connect()
+
+
+def test_an_agent_key_used_for_an_identity_file_carries_the_certificate_beside_it(
+    sshd: Server, opts: SSHOptions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_ca, key, host_key = (
+        keygen(tmp_path / "user_ca"),
+        keygen(tmp_path / "id_signed"),
+        keygen(tmp_path / "host"),
+    )
+    certify(user_ca, key, "-n", "root", key_id="ops")
+    encrypted = _encrypted_copy(key, tmp_path / "id_vault")
+    Path(f"{key}-cert.pub").rename(f"{encrypted}-cert.pub")
+    port = _free_port()
+    with (
+        _running_sshd(sshd.root, port, f"HostKey {host_key}\nTrustedUserCAKeys {user_ca}.pub\n"),
+        _ssh_agent(tmp_path / "agent.sock", key) as sock,
+    ):
+        known = tmp_path / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{port} {public(host_key)}\n")
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        host = sshd.host(port=port, identity_file=str(encrypted))
+        with SSHTransport(host, replace(opts, known_hosts=str(known), use_agent=True)) as t:
+            assert t.run("id -un").stdout == b"root\n"
+
+
+def test_ssh_configs_connect_timeout_stands_where_the_command_line_gives_none(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    config.write_text("Host *\n    ConnectTimeout 1\n")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)  # accepts TCP, never speaks SSH
+        host = sshd.host(port=listener.getsockname()[1])
+        start = time.monotonic()
+        with pytest.raises(UnreachableError):
+            SSHTransport(host, replace(opts, ssh_config=str(config))).connect()
+        assert time.monotonic() - start < 4  # not the default 10 s
+        start = time.monotonic()
+        with pytest.raises(UnreachableError):
+            SSHTransport(host, replace(opts, ssh_config=str(config), connect_timeout=3.0)).connect()
+        assert 2.5 < time.monotonic() - start < 7  # the command line's
+    config.write_text("Host *\n    ConnectTimeout soon\n")
+    with pytest.raises(InputError, match="ConnectTimeout 'soon' is not seconds"):
+        SSHTransport(host, replace(opts, ssh_config=str(config))).connect()

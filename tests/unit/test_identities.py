@@ -1,0 +1,149 @@
+"""Which keys a login offers, and in which order (agent.hosts.identities): pure, with ssh-keygen's keys."""
+
+from __future__ import annotations
+
+import doctest
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.errors import InputError
+from agent.hosts import identities
+from agent.hosts.identities import Identities, agent_socket, public_blob, read_private_key
+from agent.hosts.sshlib import paramiko
+from tests.sshkeys import keygen
+
+
+def _blob(path: Path) -> bytes:
+    return paramiko.PublicBlob.from_file(f"{path}.pub").key_blob  # type: ignore[attr-defined, no-any-return]
+
+
+def _encrypt(path: Path, *, pem: bool = False) -> None:
+    extra = ["-m", "PEM"] if pem else []
+    subprocess.run(
+        ["ssh-keygen", "-q", "-p", "-P", "", "-N", "s3cret", *extra, "-f", str(path)], check=True, timeout=30
+    )
+
+
+def test_docstring_examples_hold() -> None:
+    result = doctest.testmod(identities)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_public_half_is_found_without_the_passphrase(tmp_path: Path) -> None:
+    key = keygen(tmp_path / "id_ed25519")
+    blob = _blob(key)
+    _encrypt(key)
+    assert read_private_key(str(key)) == (None, "encrypted")
+    assert public_blob(str(key)) == blob  # from .pub
+    Path(f"{key}.pub").rename(tmp_path / "elsewhere.pub")
+    assert public_blob(str(key)) == blob  # from the OpenSSH key's unencrypted header
+    assert public_blob(str(tmp_path / "elsewhere.pub")) == blob  # a public key named as the identity
+    assert read_private_key(str(tmp_path / "elsewhere.pub"))[1] == "public"
+    assert public_blob(str(tmp_path / "missing")) is None
+    assert read_private_key(str(tmp_path / "missing")) == (None, "not found")
+
+
+def test_an_encrypted_pem_key_needs_its_pub(tmp_path: Path) -> None:
+    key = keygen(tmp_path / "id_rsa", "rsa")
+    blob = _blob(key)
+    _encrypt(key, pem=True)
+    assert read_private_key(str(key)) == (None, "encrypted")
+    assert public_blob(str(key)) == blob
+    Path(f"{key}.pub").unlink()
+    assert public_blob(str(key)) is None  # PEM keeps no public half outside the encryption
+
+
+def _keys(tmp_path: Path, *names: str) -> dict[str, Path]:
+    return {name: keygen(tmp_path / name) for name in names}
+
+
+def _order(
+    wanted: Identities, agent: list[Path], *, look_for_keys: bool = False
+) -> tuple[list[str], list[str]]:
+    """What ``_plain`` offers, by the key files' names, given an agent holding ``agent``; and the notes."""
+    names = {paramiko.PKey.from_path(str(p)).asbytes(): p.name for p in agent}
+    agent_keys: list[Any] = [paramiko.PKey.from_path(str(p)) for p in agent]  # stand-ins for AgentKeys
+    for path in wanted.files:
+        blob = public_blob(path)
+        if blob is not None:
+            names.setdefault(blob, Path(path).name)
+    notes: list[str] = []
+    got = [
+        names.get(key.asbytes(), what)
+        for key, what in identities._plain(wanted, agent_keys, notes, look_for_keys=look_for_keys)
+    ]
+    return got, notes
+
+
+def test_named_files_first_then_the_agents_other_keys_each_key_once(tmp_path: Path) -> None:
+    k = _keys(tmp_path, "a", "b", "c", "named")
+    wanted = Identities(files=(str(k["named"]), str(k["b"])))
+    assert _order(wanted, [k["a"], k["b"], k["c"]]) == (["named", "b", "a", "c"], [])
+
+
+def test_identities_only_keeps_to_the_named_files_and_their_agent_copies(tmp_path: Path) -> None:
+    k = _keys(tmp_path, "a", "b", "c")
+    in_agent = tmp_path / "agent" / "b"  # the agent's copy of b, as ssh-add read it before b was encrypted
+    in_agent.parent.mkdir()
+    shutil.copyfile(k["b"], in_agent)
+    _encrypt(k["b"])
+    wanted = Identities(files=(str(k["b"]), str(tmp_path / "gone")), identities_only=True)
+    assert _order(wanted, [k["a"], in_agent, k["c"]]) == (["b"], [f"{tmp_path / 'gone'} not found"])
+    assert _order(wanted, [k["a"], k["c"]]) == (
+        [],
+        [f"{k['b']} is encrypted and not in the agent (ssh-add it)", f"{tmp_path / 'gone'} not found"],
+    )
+
+
+def test_without_named_files_the_agent_comes_first_then_the_default_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    default = keygen(tmp_path / ".ssh" / "id_ed25519")
+    other = keygen(tmp_path / ".ssh" / "id_ecdsa", "ecdsa")
+    k = _keys(tmp_path, "a")
+    got, _ = _order(Identities(files=()), [k["a"], default], look_for_keys=True)
+    assert got == ["a", "id_ed25519", str(other)]  # the default in the agent once, in the agent's place
+    got, _ = _order(Identities(files=(), identities_only=True), [k["a"], default], look_for_keys=True)
+    assert got == ["id_ed25519", str(other)]
+    assert _order(Identities(files=()), [k["a"]], look_for_keys=False)[0] == ["a"]
+
+
+def test_identity_agent_tokens_and_variables_that_cannot_be_resolved_are_input_errors() -> None:
+    kw: dict[str, Any] = {"home": "/h", "user": "u", "hostname": "h1", "remote_user": "r", "environ": {}}
+    assert agent_socket("$MISSING", **kw) is None  # as ssh: no agent
+    assert agent_socket(None, **kw) is None
+    with pytest.raises(InputError, match=r"\$\{MISSING\} is not set"):
+        agent_socket("${MISSING}/a.sock", **kw)
+    with pytest.raises(InputError, match="%k is not known here"):
+        agent_socket("/run/%k.sock", **kw)
+    assert [identities.identities_only(v) for v in ("yes", "Yes", "no", None, "true")] == [
+        True,
+        True,
+        False,
+        False,
+        True,
+    ]
+
+
+def test_an_ecdsa_key_paramikos_parser_refuses_is_read_as_ssh_reads_it(tmp_path: Path) -> None:
+    # With an empty comment about half of ECDSA keys end exactly on a cipher block, and paramiko's
+    # parser then takes the comment length's last 0 byte for padding (paramiko #2445).
+    for n in range(40):
+        key = keygen(tmp_path / f"id_ecdsa{n}", "ecdsa")
+        try:
+            paramiko.ECDSAKey.from_private_key_file(str(key))
+        except paramiko.SSHException:
+            break
+    else:
+        pytest.fail("40 ECDSA keys with an empty comment, none refused by paramiko's parser")
+    loaded, why = read_private_key(str(key))
+    assert why == "" and loaded is not None
+    assert loaded.asbytes() == _blob(key)
+    signature = loaded.sign_ssh_data(b"data", "ecdsa-sha2-nistp256")
+    assert paramiko.ECDSAKey(data=_blob(key)).verify_ssh_sig(b"data", paramiko.Message(signature.asbytes()))
