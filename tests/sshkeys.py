@@ -6,8 +6,15 @@ cert = certify(ca, key, "-h", "-n", "web1.lab")   # key-cert.pub, a host certifi
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from tests.ci import missing_prerequisite
 
 
 def keygen(path: Path, kind: str = "ed25519") -> Path:
@@ -32,3 +39,34 @@ def certify(ca: Path, key: Path, *options: str, key_id: str = "lab") -> Path:
         capture_output=True,
     )
     return Path(f"{key}-cert.pub")
+
+
+def encrypted_copy(key: Path, path: Path) -> Path:
+    """``key`` under a passphrase at ``path`` (the form most engineers keep keys in), no ``.pub`` beside."""
+    shutil.copyfile(key, path)
+    path.chmod(0o600)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-p", "-P", "", "-N", "s3cret", "-f", str(path)], check=True, timeout=30
+    )
+    Path(f"{path}.pub").unlink(missing_ok=True)
+    return path
+
+
+@contextmanager
+def ssh_agent(sock: Path, *keys: Path) -> Iterator[Path]:
+    """A real ssh-agent on ``sock`` holding ``keys`` (offered in this order); stopped after."""
+    if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
+        missing_prerequisite("openssh-client's ssh-agent / ssh-add not installed (.ci/system-deps.sh)")
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert agent.poll() is None and time.monotonic() < deadline, "ssh-agent did not start"
+            time.sleep(0.02)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        for key in keys:
+            subprocess.run(["ssh-add", "-q", str(key)], env=env, check=True, timeout=30)
+        yield sock
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)

@@ -32,7 +32,7 @@ from tests.e2e.probes import (
     skip_args,
 )
 from tests.lab import Host, Lab
-from tests.sshkeys import certify, keygen, public
+from tests.sshkeys import certify, encrypted_copy, keygen, public, ssh_agent
 
 pytestmark = pytest.mark.lab
 
@@ -330,6 +330,40 @@ def test_a_host_behind_a_proxy_command_converges_through_it(lab: Lab, tmp_path: 
     assert by_host(report)[host.name]["status"] == "changed"
     assert (tmp_path / "relayed").read_text() == f"{host.address}:22\n"
     assert "trust-agent-storage-ca.crt" in lab.ssh(host, "ls /etc/docker/certs.d/registry.test").stdout
+
+
+def test_a_passphrase_protected_key_in_a_crowded_agent_converges_the_fleet(lab: Lab, tmp_path: Path) -> None:
+    """An engineer's usual set-up: the inventory names a passphrase-protected key, loaded in an agent
+    that holds a key per customer before it. The file alone cannot be read; offered in the agent's
+    order, the others would use up sshd's MaxAuthTries (6) first."""
+    key = encrypted_copy(lab.key, tmp_path / "id_fleet")
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(lab.inventory_yml.read_text().replace(str(lab.key), str(key)))
+    assert str(key) in inventory.read_text()
+    customers = [keygen(tmp_path / f"customer{n}") for n in range(7)]
+    hosts = lab.hosts[:2]
+    limit = ["--limit", ":".join(h.name for h in hosts)]
+
+    def run(sock: Path) -> tuple[int, dict[str, Any], str]:
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        proc = lab.run_agent(
+            "rollout", "-i", str(inventory), *ca_args(lab), *limit, "--format", "json", env=env
+        )
+        return proc.returncode, json.loads(proc.stdout) if proc.stdout.startswith("{") else {}, proc.stderr
+
+    with ssh_agent(tmp_path / "customers.sock", *customers) as sock:
+        code, report, err = run(sock)  # the key is not in this agent: each host says why
+    assert code == 1, err
+    for host in hosts:
+        outcome = by_host(report)[host.name]
+        assert outcome["status"] == "unreachable", outcome
+        assert "id_fleet is encrypted and not in the agent (ssh-add it)" in outcome["error"], outcome["error"]
+    with ssh_agent(tmp_path / "agent.sock", *customers, lab.key) as sock:
+        code, report, err = run(sock)
+    assert code == 0, err
+    for host in hosts:
+        assert by_host(report)[host.name]["status"] in ("changed", "unchanged")
+        assert "trust-agent-storage-ca.crt" in lab.ssh(host, "ls /etc/docker/certs.d/registry.test").stdout
 
 
 def test_an_ansible_inventorys_ssh_args_carry_the_connection_through_its_proxy_command(

@@ -45,7 +45,7 @@ from agent.hosts.pipelined_login import pipelines
 from agent.hosts.ssh import SSHOptions, SSHTransport
 from agent.inventory import Host
 from tests.ci import missing_prerequisite
-from tests.sshkeys import certify, keygen, public
+from tests.sshkeys import certify, encrypted_copy, keygen, public, ssh_agent
 
 SSHD = "/usr/sbin/sshd"
 # The host's answers to the service, login and channel requests.
@@ -820,30 +820,10 @@ def test_an_rsa_key_logs_in_step_by_step(
     assert talk.index(("sent", MSG_CHANNEL_OPEN)) > talk.index(("got", MSG_USERAUTH_SUCCESS))
 
 
-@contextmanager
-def _ssh_agent(sock: Path, *keys: Path) -> Iterator[Path]:
-    """A real ssh-agent on ``sock`` holding ``keys`` (offered in this order); stopped after."""
-    if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
-        missing_prerequisite("openssh-client's ssh-agent / ssh-add not installed (.ci/system-deps.sh)")
-    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            assert agent.poll() is None and time.monotonic() < deadline, "ssh-agent did not start"
-            time.sleep(0.02)
-        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
-        for key in keys:
-            subprocess.run(["ssh-add", "-q", str(key)], env=env, check=True, timeout=30)
-        yield sock
-    finally:
-        agent.terminate()
-        agent.wait(timeout=10)
-
-
 @pytest.fixture
 def agent_with_key(sshd: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A real ssh-agent holding the client key, for this test's SSH_AUTH_SOCK."""
-    with _ssh_agent(tmp_path / "agent.sock", sshd.client_key) as sock:
+    with ssh_agent(tmp_path / "agent.sock", sshd.client_key) as sock:
         monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
         yield
 
@@ -1175,26 +1155,15 @@ def crowded_agent(sshd: Server, tmp_path: Path) -> Iterator[Path]:
     """An ssh-agent holding 7 keys sshd does not know, then the client key (not yet in SSH_AUTH_SOCK):
     an engineer's agent with a key per customer, where order alone can lock a host out."""
     strangers = [keygen(tmp_path / f"stranger{n}") for n in range(STRANGERS)]
-    with _ssh_agent(tmp_path / "crowded.sock", *strangers, sshd.client_key) as sock:
+    with ssh_agent(tmp_path / "crowded.sock", *strangers, sshd.client_key) as sock:
         yield sock
-
-
-def _encrypted_copy(key: Path, path: Path) -> Path:
-    """``key`` under a passphrase at ``path`` (the form most engineers keep keys in), no ``.pub`` beside."""
-    shutil.copyfile(key, path)
-    path.chmod(0o600)
-    subprocess.run(
-        ["ssh-keygen", "-q", "-p", "-P", "", "-N", "s3cret", "-f", str(path)], check=True, timeout=30
-    )
-    Path(f"{path}.pub").unlink(missing_ok=True)
-    return path
 
 
 def test_an_encrypted_identity_file_logs_in_through_its_agent_copy_before_the_agents_other_keys(
     sshd: Server, opts: SSHOptions, tmp_path: Path, crowded_agent: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Its public half is read from the key file's unencrypted header: no .pub needed.
-    encrypted = _encrypted_copy(sshd.client_key, tmp_path / "id_work")
+    encrypted = encrypted_copy(sshd.client_key, tmp_path / "id_work")
     host = sshd.host(identity_file=str(encrypted))
     monkeypatch.setenv("SSH_AUTH_SOCK", str(crowded_agent))
     with SSHTransport(host, replace(opts, use_agent=True)) as t:
@@ -1263,7 +1232,7 @@ def test_identity_agent_names_the_agent_and_none_turns_it_off(
     with pytest.raises(AuthenticationError, match=r"\(no keys to offer\)$"):
         SSHTransport(host, with_agent).connect()
     # Another agent, named through a variable as password managers' set-ups do; SSH_AUTH_SOCK is gone.
-    with _ssh_agent(tmp_path / "other.sock", sshd.client_key) as other:
+    with ssh_agent(tmp_path / "other.sock", sshd.client_key) as other:
         monkeypatch.delenv("SSH_AUTH_SOCK")
         monkeypatch.setenv("WORK_AGENT", str(other))
         for value in (str(other), "$WORK_AGENT", "${WORK_AGENT}", f"%d/{other.name}"):
@@ -1284,12 +1253,12 @@ def test_an_agent_key_used_for_an_identity_file_carries_the_certificate_beside_i
         keygen(tmp_path / "host"),
     )
     certify(user_ca, key, "-n", "root", key_id="ops")
-    encrypted = _encrypted_copy(key, tmp_path / "id_vault")
+    encrypted = encrypted_copy(key, tmp_path / "id_vault")
     Path(f"{key}-cert.pub").rename(f"{encrypted}-cert.pub")
     port = _free_port()
     with (
         _running_sshd(sshd.root, port, f"HostKey {host_key}\nTrustedUserCAKeys {user_ca}.pub\n"),
-        _ssh_agent(tmp_path / "agent.sock", key) as sock,
+        ssh_agent(tmp_path / "agent.sock", key) as sock,
     ):
         known = tmp_path / "known_hosts"
         known.write_text(f"[127.0.0.1]:{port} {public(host_key)}\n")
