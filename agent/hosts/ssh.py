@@ -34,7 +34,14 @@ from agent.errors import (
     InputError,
     UnreachableError,
 )
-from agent.hosts import host_certs, identities, pipelined_login, proxy_command, script_session
+from agent.hosts import (
+    host_certs,
+    identities,
+    pipelined_login,
+    proxy_command,
+    script_session,
+    ssh_config_text,
+)
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.engine_http import ENGINE_SOCKET, EngineReply, PendingReply, read_reply, request_bytes
 from agent.hosts.engine_wake import HELLO
@@ -134,8 +141,9 @@ class _SSHConfig:
         self._config: paramiko.SSHConfig | None = None
         if self.path and os.path.isfile(self.path):
             try:
-                self._config = paramiko.SSHConfig.from_path(self.path)
-            except (OSError, paramiko.SSHException, ValueError) as exc:
+                text = ssh_config_text.expanded(self.path, os.path.expanduser("~/.ssh"))
+                self._config = paramiko.SSHConfig.from_text(text)
+            except (paramiko.SSHException, ValueError) as exc:
                 raise InputError(f"cannot read ssh config: {exc}", where=self.path) from None
 
     def lookup(self, name: str) -> dict[str, Any]:

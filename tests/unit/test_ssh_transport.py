@@ -333,6 +333,7 @@ def test_silent_server_times_out(opts: SSHOptions, sshd: Server) -> None:
 
 
 def _ssh_config(path: Path, sshd: Server, extra: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         textwrap.dedent(f"""\
         Host jump-alias
@@ -354,6 +355,17 @@ def test_ssh_config_hostname_port_user_identityfile(sshd: Server, opts: SSHOptio
     config = _ssh_config(tmp_path / "config", sshd)
     host = Host("target-alias", "target-alias")
     with SSHTransport(host, replace(opts, ssh_config=str(config))) as t:
+        assert t.run("id -un").stdout == b"root\n"
+
+
+def test_a_host_defined_in_an_included_file_is_reached(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    # paramiko's parser has no Include: the alias would be taken for a host name of its own.
+    _ssh_config(tmp_path / "config.d" / "fleet.conf", sshd)
+    config = tmp_path / "config"
+    config.write_text(f"Include {tmp_path}/config.d/*.conf\n")
+    with SSHTransport(Host("target-alias", "target-alias"), replace(opts, ssh_config=str(config))) as t:
         assert t.run("id -un").stdout == b"root\n"
 
 

@@ -1,0 +1,102 @@
+"""An ssh_config file with its ``Include`` lines in place, for paramiko's parser, which has no Include.
+
+Sites and tools keep hosts in included files (``Include ~/.ssh/config.d/*``, a VM manager's own file):
+without this, their ``HostName``, ``User``, ``IdentityFile`` and ``ProxyJump`` would be silently
+dropped. Read as ssh(1) reads them:
+
+- each argument is a path or a glob (``~`` expanded; a relative path is under ``~/.ssh``), its matches
+  read in sorted order; none matching is not an error;
+- an Include at the top level (before any ``Host`` or ``Match``) applies its file to every host; one
+  inside a ``Host`` or ``Match`` block applies only where that block does. paramiko has no nesting, so
+  each of the file's blocks is given the enclosing block's condition as well: ``Host a`` around
+  ``Host b`` becomes ``Match originalhost a originalhost b`` (``Host`` compares the name given, as
+  ``originalhost`` does, and every criterion of a ``Match`` must hold);
+- after the included text the enclosing block goes on, so its header is repeated;
+- at most 16 levels deep, as ssh.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shlex
+
+from agent.errors import InputError
+
+MAX_DEPTH = 16  # ssh's own limit (READCONF_MAX_DEPTH)
+_LINE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*)(?:\s*=\s*|\s+)(.*?)\s*$")
+
+
+def expanded(path: str, ssh_dir: str) -> str:
+    """The text of the ssh_config at ``path`` with every ``Include`` replaced by what it names;
+    ``ssh_dir`` is where relative Include paths are (``~/.ssh`` for a user's config)."""
+    return "\n".join(_expand(path, ssh_dir, None, 0)) + "\n"
+
+
+def _expand(path: str, ssh_dir: str, enclosing: str | None, depth: int) -> list[str]:
+    if depth > MAX_DEPTH:
+        raise InputError(f"ssh config Include nested more than {MAX_DEPTH} levels deep", where=path)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read ssh config: {exc.strerror}", where=path) from None
+    out: list[str] = []
+    current = enclosing  # the block's header as written out (None: no condition, every host)
+    for number, line in enumerate(lines, 1):
+        match = _LINE.match(line)
+        keyword = match.group(1).lower() if match else ""
+        if keyword in ("host", "match") and match:
+            current = line if enclosing is None else _within(enclosing, keyword, match.group(2), path, number)
+            out.append(current)
+        elif keyword == "include" and match:
+            for included in _files(match.group(2), ssh_dir, path, number):
+                out.extend(_expand(included, ssh_dir, current, depth + 1))
+                out.append(current if current is not None else "Host *")  # the block goes on
+        else:
+            out.append(line)
+    return out
+
+
+def _files(value: str, ssh_dir: str, path: str, number: int) -> list[str]:
+    """The files one Include line names, in ssh's order: each argument's matches, sorted."""
+    try:
+        arguments = shlex.split(value)
+    except ValueError as exc:
+        raise InputError(f"ssh config Include {value!r}: {exc}", where=f"{path}:{number}") from None
+    found: list[str] = []
+    for argument in arguments:
+        pattern = os.path.expanduser(argument)
+        if not os.path.isabs(pattern):
+            pattern = os.path.join(ssh_dir, pattern)
+        found += [p for p in sorted(glob.glob(pattern)) if os.path.isfile(p)]
+    return found
+
+
+def _within(enclosing: str, keyword: str, value: str, path: str, number: int) -> str:
+    """A block header that holds where both ``enclosing`` and this block's header do.
+
+    >>> _within("Host web-*", "host", "*.lab !db.lab", "f", 1)
+    'Match originalhost web-* originalhost *.lab,!db.lab'
+    >>> _within("Match user ops", "match", "all", "f", 1)
+    'Match user ops'
+    >>> _within("Host *", "match", "exec 'test -f /x'", "f", 1)
+    "Match originalhost * exec 'test -f /x'"
+    """
+    criteria = [*_criteria(enclosing, path, number), *_criteria(f"{keyword} {value}", path, number)]
+    return "Match " + " ".join(criteria) if criteria else "Match all"
+
+
+def _criteria(header: str, path: str, number: int) -> list[str]:
+    """A ``Host``/``Match`` header as Match criteria (``Match all`` holds always: no criterion)."""
+    match = _LINE.match(header)
+    if match is None:
+        return []
+    try:
+        words = shlex.split(match.group(2))
+    except ValueError as exc:
+        raise InputError(f"ssh config {header!r}: {exc}", where=f"{path}:{number}") from None
+    if match.group(1).lower() == "host":
+        return ["originalhost", ",".join(words)]
+    return [shlex.quote(w) for w in words if w.lower() != "all"]

@@ -1,0 +1,103 @@
+"""ssh_config Include, read as ssh(1) reads it: checked against ``ssh -G`` itself."""
+
+from __future__ import annotations
+
+import doctest
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agent.errors import InputError
+from agent.hosts import ssh_config_text
+from agent.hosts.ssh import _SSHConfig
+from tests.ci import missing_prerequisite
+
+COMPARED = ("hostname", "user", "port", "identityfile", "connecttimeout", "proxyjump")
+
+
+def _ssh_g(config: Path, alias: str) -> dict[str, str]:
+    """What ssh itself makes of ``alias`` under ``config`` (the first value of each option compared)."""
+    if shutil.which("ssh") is None:
+        missing_prerequisite("openssh-client's ssh not installed (.ci/system-deps.sh)")
+    out = subprocess.run(
+        ["ssh", "-G", "-F", str(config), alias], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        found.setdefault(key, value)
+    if found.get("identityfile", "").startswith("~/.ssh/id_"):
+        del found["identityfile"]  # ssh's default files, listed where none is configured
+    return {k: found[k] for k in COMPARED if k in found}
+
+
+def _ours(config: Path, alias: str) -> dict[str, str]:
+    cfg = _SSHConfig(str(config)).lookup(alias)
+    ours = {k: (v[0] if isinstance(v, list) else str(v)) for k, v in cfg.items() if k in COMPARED}
+    ours.setdefault("hostname", alias)
+    return ours
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_docstring_examples_hold() -> None:
+    result = doctest.testmod(ssh_config_text)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("alias", ["db1", "web-1", "web-2", "build.lab", "other", "web-3.lab"])
+def test_includes_give_what_ssh_itself_gives(tmp_path: Path, alias: str) -> None:
+    d = tmp_path / "ssh"
+    _write(
+        d / "conf.d" / "20-lab.conf",
+        """\
+        ConnectTimeout 7
+        Host *.lab
+            IdentityFile /keys/lab
+            ProxyJump gw.lab
+        """,
+    )
+    _write(d / "conf.d" / "10-db.conf", "Host db1\n    HostName 10.0.0.5\n    User dbadmin\n")
+    _write(d / "conf.d" / "ignored.txt", "Host *\n    User never\n")
+    _write(
+        d / "web.d" / "extra",
+        """\
+        HostName web.internal
+        Host web-2
+            Port 2200
+        Match originalhost web-3*
+            User web3
+        """,
+    )
+    config = _write(
+        d / "config",
+        f"""\
+        Include {d}/conf.d/*.conf {d}/missing/*.conf
+        Host web-*
+            User ops
+            Include {d}/web.d/extra
+            IdentityFile /keys/web
+        Host *
+            Port 2222
+            User fallback
+        """,
+    )
+    assert _ours(config, alias) == _ssh_g(config, alias)
+
+
+def test_relative_paths_are_under_the_ssh_directory_and_depth_is_bounded(tmp_path: Path) -> None:
+    _write(tmp_path / "hosts" / "b", "Host b\n    HostName 10.0.0.2\n")
+    _write(tmp_path / "hosts" / "a", "Host a\n    HostName 10.0.0.1\n")
+    config = _write(tmp_path / "config", "Include hosts/*\n")
+    text = ssh_config_text.expanded(str(config), str(tmp_path))
+    assert text.index("Host a") < text.index("Host b")  # sorted, as glob(3) gives them to ssh
+    loop = _write(tmp_path / "loop", f"Include {tmp_path / 'loop'}\n")
+    with pytest.raises(InputError, match="nested more than 16 levels"):
+        ssh_config_text.expanded(str(loop), str(tmp_path))
