@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 from agent.errors import InventoryError
+from agent.inventory import templating
 from agent.inventory.model import Host
 from agent.inventory.ssh_args import parse_ssh_args
 
@@ -23,13 +24,6 @@ SSH_ARGS_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")  # both ap
 
 _TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})
 _FALSE = frozenset({"n", "no", "off", "0", "false", "f", ""})
-
-
-def _pick(values: Mapping[str, Any], names: tuple[str, ...]) -> Any:
-    for n in reversed(names):
-        if values.get(n) is not None:
-            return values[n]
-    return None
 
 
 def parse_bool(value: Any, what: str, where: str) -> bool:
@@ -59,25 +53,40 @@ def _text(value: Any) -> str | None:
 
 
 def host_from_ansible_vars(name: str, values: Mapping[str, Any], groups: tuple[str, ...], where: str) -> Host:
-    """Build a :class:`Host` from a host's merged Ansible variables."""
-    port = _pick(values, PORT_VARS)
-    key = _text(_pick(values, KEY_VARS))
-    become = _pick(values, BECOME_VARS)
+    """Build a :class:`Host` from a host's merged Ansible variables, their templates evaluated."""
+    context = templating.host_variables(name, values, groups)
+
+    def pick(names: tuple[str, ...]) -> Any:
+        # The variable Ansible would use (the last defined of its aliases), evaluated as it would be.
+        chosen = next((n for n in reversed(names) if values.get(n) is not None), None)
+        return None if chosen is None else _evaluated(name, chosen, context, where)
+
+    port = pick(PORT_VARS)
+    key = _text(pick(KEY_VARS))
+    become = pick(BECOME_VARS)
+    ssh_args = [(var, pick((var,))) for var in SSH_ARGS_VARS]
     return Host(
         name=name,
-        address=_text(_pick(values, ADDRESS_VARS)) or name,
+        address=_text(pick(ADDRESS_VARS)) or name,
         port=22 if port is None else parse_port(port, f"{name}: ansible_port", where),
-        user=_text(_pick(values, USER_VARS)),
+        user=_text(pick(USER_VARS)),
         # Ansible resolves a relative key path against the working directory, so only ~ is expanded.
         identity_file=os.path.expanduser(key) if key else None,
         become=False if become is None else parse_bool(become, f"{name}: ansible_become", where),
-        become_user=_text(_pick(values, BECOME_USER_VARS)),
+        become_user=_text(pick(BECOME_USER_VARS)),
         ssh_options=tuple(
             option
-            for var in SSH_ARGS_VARS
-            if values.get(var)
-            for option in parse_ssh_args(str(values[var]), f"{name}: {var}", where)
+            for var, text in ssh_args
+            if text
+            for option in parse_ssh_args(str(text), f"{name}: {var}", where)
         ),
         vars=MappingProxyType(dict(values)),
         groups=groups,
     )
+
+
+def _evaluated(host: str, var: str, context: Mapping[str, Any], where: str) -> Any:
+    try:
+        return templating.evaluate(context[var], context)
+    except templating.TemplateProblem as exc:
+        raise InventoryError(f"{host}: {var}: cannot evaluate {context[var]!r}: {exc}", where=where) from None

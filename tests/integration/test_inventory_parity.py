@@ -3,7 +3,8 @@
 Every inventory under ``tests/fixtures/ansible_parity/`` is read by both, with and without each
 ``--limit`` pattern in its ``limits`` file, and compared: hosts, group membership (hosts and children,
 in order), every host variable, and the connection settings Ansible's own ssh connection and sudo
-plugins resolve (address, port, user, key, become, become user). Inventories under ``_rejected/`` must
+plugins resolve (address, port, user, key, become, become user), with their templates evaluated as
+before a task connects. Inventories under ``_rejected/`` must
 be refused by both.
 
 ansible-core comes from PyPI into a cached venv made by ``ansible-compat/scripts/controller-env.sh``
@@ -106,6 +107,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.parsing.dataloader import DataLoader
 from ansible.playbook.play_context import PlayContext
 from ansible.plugins.loader import become_loader, connection_loader
+from ansible.template import Templar
 from ansible.vars.manager import VariableManager
 
 loader = DataLoader()
@@ -115,6 +117,9 @@ out = {}
 for host in inventory.get_hosts():
     hv = dict(variables.get_vars(host=host, include_hostvars=False, stage="all"))
     hv["inventory_hostname"] = host.name
+    # As the task executor does before connecting: the connection variables are templated.
+    templar = Templar(loader=loader, variables=hv)
+    hv = {k: (templar.template(v) if k.startswith("ansible_") else v) for k, v in hv.items()}
     ssh = connection_loader.get("ssh", PlayContext(), None)
     ssh.set_options(var_options=hv)
     sudo = become_loader.get("sudo")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from agent.errors import InventoryError
-from agent.inventory import Host, load_inventory, ssh_args, to_ansible_list, yamlfile
+from agent.inventory import Host, load_inventory, ssh_args, templating, to_ansible_list, yamlfile
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "inventories"
 
@@ -289,3 +289,44 @@ def test_ansible_ssh_args_become_the_hosts_ssh_options(tmp_path: Path) -> None:
 def test_ssh_args_docstring_examples_hold() -> None:
     result = doctest.testmod(ssh_args)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_templating_docstring_examples_hold() -> None:
+    result = doctest.testmod(templating)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        (
+            "web1 ansible_host='{{ missing }}.example'",
+            r"web1: ansible_host: cannot evaluate .*'missing' is undefined",
+        ),
+        (
+            "web1 ansible_user=\"{{ lookup('file', '/etc/user') }}\"",
+            r"web1: ansible_user: .*lookup\('file'\) is not run here: only lookup\('env', NAME\) is",
+        ),
+        (
+            "web1 ansible_host='{{ a }}' a='{{ b }}' b='{{ a }}'",
+            r"web1: ansible_host: .*refer to each other: a -> b -> a",
+        ),
+        ("web1 ansible_port='{{ 22 +'", r"web1: ansible_port: cannot evaluate"),
+    ],
+)
+def test_a_connection_variable_that_cannot_be_evaluated_is_an_inventory_error(
+    tmp_path: Path, line: str, why: str
+) -> None:
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"[web]\n{line}\n")
+    with pytest.raises(InventoryError, match=why) as info:
+        load_inventory(str(inventory))
+    assert info.value.where is not None and str(inventory) in str(info.value.where)
+
+
+def test_templates_outside_the_connection_variables_are_left_as_written(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("web1 note='{{ never_defined }}' ansible_host='{{ inventory_hostname }}.lab'\n")
+    (host,) = load_inventory(str(inventory)).hosts
+    assert host.address == "web1.lab"
+    assert host.vars["note"] == "{{ never_defined }}"  # as ansible-inventory lists it
