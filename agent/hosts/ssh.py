@@ -283,6 +283,8 @@ class SSHTransport(Transport):
 
     def connect(self) -> None:
         """Open and authenticate the connection (idempotent). Raises the HostError family."""
+        if self.host.refused:
+            raise UnreachableError(f"{self._label}: {self.host.refused}")
         with self._connect_lock:
             if self._transport is not None and self._transport.is_active():
                 return

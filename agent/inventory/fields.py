@@ -21,6 +21,13 @@ KEY_VARS = ("ansible_private_key_file", "ansible_ssh_private_key_file")
 BECOME_VARS = ("ansible_become",)
 BECOME_USER_VARS = ("ansible_become_user",)
 SSH_ARGS_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")  # both apply, in this order
+CONNECTION_VARS = ("ansible_connection",)
+BECOME_METHOD_VARS = ("ansible_become_method",)
+# Ansible's connection plugins that are OpenSSH (ssh, smart: its default) or paramiko.
+SSH_CONNECTIONS = frozenset(
+    {"ssh", "smart", "paramiko", "paramiko_ssh", "ansible.builtin.ssh", "ansible.builtin.paramiko_ssh"}
+)
+SUDO = frozenset({"sudo", "ansible.builtin.sudo"})
 
 _TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})
 _FALSE = frozenset({"n", "no", "off", "0", "false", "f", ""})
@@ -63,16 +70,18 @@ def host_from_ansible_vars(name: str, values: Mapping[str, Any], groups: tuple[s
 
     port = pick(PORT_VARS)
     key = _text(pick(KEY_VARS))
-    become = pick(BECOME_VARS)
+    raw_become = pick(BECOME_VARS)
+    become = False if raw_become is None else parse_bool(raw_become, f"{name}: ansible_become", where)
     ssh_args = [(var, pick((var,))) for var in SSH_ARGS_VARS]
     return Host(
+        refused=_refused(pick(CONNECTION_VARS), pick(BECOME_METHOD_VARS) if become else None),
         name=name,
         address=_text(pick(ADDRESS_VARS)) or name,
         port=22 if port is None else parse_port(port, f"{name}: ansible_port", where),
         user=_text(pick(USER_VARS)),
         # Ansible resolves a relative key path against the working directory, so only ~ is expanded.
         identity_file=os.path.expanduser(key) if key else None,
-        become=False if become is None else parse_bool(become, f"{name}: ansible_become", where),
+        become=become,
         become_user=_text(pick(BECOME_USER_VARS)),
         ssh_options=tuple(
             option
@@ -83,6 +92,18 @@ def host_from_ansible_vars(name: str, values: Mapping[str, Any], groups: tuple[s
         vars=MappingProxyType(dict(values)),
         groups=groups,
     )
+
+
+def _refused(connection: Any, become_method: Any) -> str | None:
+    """Why the host cannot be reached as the inventory says, where it cannot."""
+    if connection is not None and str(connection) not in SSH_CONNECTIONS:
+        return (
+            f"ansible_connection={connection} is not SSH: trust-agent reaches hosts over SSH only "
+            "(on the host itself, run `trust-agent apply --local` or the per-host daemon)"
+        )
+    if become_method is not None and str(become_method) not in SUDO:
+        return f"ansible_become_method={become_method}: trust-agent becomes root with sudo only"
+    return None
 
 
 def _evaluated(host: str, var: str, context: Mapping[str, Any], where: str) -> Any:

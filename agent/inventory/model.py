@@ -33,6 +33,9 @@ class Host:
     # ssh_config options the inventory sets on ssh's command line (Ansible's ansible_ssh_common_args):
     # lower-case names, in order, over ssh_config's (agent.inventory.ssh_args)
     ssh_options: tuple[tuple[str, str], ...] = ()
+    # Why this host cannot be acted on over SSH as the inventory asks (Ansible's ansible_connection=local,
+    # a become method other than sudo); None where it can. The host then fails alone, saying so.
+    refused: str | None = None
     vars: Mapping[str, Any] = field(default_factory=_empty, compare=False)
     groups: tuple[str, ...] = ()
 

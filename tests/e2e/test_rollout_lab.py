@@ -383,6 +383,33 @@ def test_an_ansible_inventorys_ssh_args_carry_the_connection_through_its_proxy_c
     assert (tmp_path / "relayed").read_text() == f"{host.address}:22\n"
 
 
+def test_a_host_ansible_reaches_otherwise_fails_alone_saying_why_and_the_rest_converge(
+    lab: Lab, tmp_path: Path
+) -> None:
+    local, su, plain = lab.hosts[:3]
+    inventory = tmp_path / "hosts.ini"
+    text = lab.inventory_ini.read_text()
+    text = text.replace(
+        f"{local.name} ansible_host=", f"{local.name} ansible_connection=local ansible_host=", 1
+    )
+    text = text.replace(
+        f"{su.name} ansible_host=", f"{su.name} ansible_become=yes ansible_become_method=su ansible_host=", 1
+    )
+    inventory.write_text(text)
+    before = {h.name: docker_tree(lab, h) for h in (local, su)}
+    code, report, err = rollout(
+        lab, *ca_args(lab), "--known-hosts", str(lab.known_hosts), inventory=inventory
+    )
+    outcomes = by_host(report)
+    assert code == 1, err
+    assert outcomes[local.name]["status"] == "unreachable"
+    assert "ansible_connection=local is not SSH" in outcomes[local.name]["error"]
+    assert outcomes[su.name]["status"] == "unreachable"
+    assert "ansible_become_method=su: trust-agent becomes root with sudo only" in outcomes[su.name]["error"]
+    assert outcomes[plain.name]["status"] in ("changed", "unchanged"), outcomes[plain.name]
+    assert {h.name: docker_tree(lab, h) for h in (local, su)} == before
+
+
 def test_a_renamed_registry_moves_the_agents_insecure_entries_and_its_record_follows(
     lab: Lab, tmp_path: Path
 ) -> None:

@@ -330,3 +330,21 @@ def test_templates_outside_the_connection_variables_are_left_as_written(tmp_path
     (host,) = load_inventory(str(inventory)).hosts
     assert host.address == "web1.lab"
     assert host.vars["note"] == "{{ never_defined }}"  # as ansible-inventory lists it
+
+
+def test_hosts_ansible_reaches_otherwise_than_ssh_and_sudo_are_marked_with_why(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        "a ansible_connection=ssh\n"
+        "b ansible_connection=paramiko\n"
+        "c ansible_connection=local\n"
+        "d ansible_connection=community.aws.aws_ssm\n"
+        "e ansible_become_method=su\n"  # not becoming: no matter
+        "f ansible_become=yes ansible_become_method=su\n"
+        "g ansible_become=yes ansible_become_method=sudo ansible_connection='{{ how }}' how=smart\n"
+    )
+    refused = {h.name: h.refused for h in load_inventory(str(inventory)).hosts}
+    assert [n for n, why in refused.items() if why is None] == ["a", "b", "e", "g"]
+    assert str(refused["c"]).startswith("ansible_connection=local is not SSH")
+    assert str(refused["d"]).startswith("ansible_connection=community.aws.aws_ssm is not SSH")
+    assert refused["f"] == "ansible_become_method=su: trust-agent becomes root with sudo only"
