@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.inventory.model import Host, Inventory
+from agent.inventory.yamlfile import UnsafeText, VaultText
 
 # Host fields as Ansible variables, for inventories that hold them as fields (trust-agent's format).
 _FIELD_VARS = (
@@ -17,9 +18,22 @@ _FIELD_VARS = (
 )
 
 
+def _tagged(value: Any) -> Any:
+    """``!vault`` and ``!unsafe`` values as ansible-inventory's JSON writes them."""
+    if isinstance(value, VaultText):
+        return {"__ansible_vault": str(value)}
+    if isinstance(value, UnsafeText):
+        return {"__ansible_unsafe": str(value)}
+    if isinstance(value, dict):
+        return {k: _tagged(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tagged(v) for v in value]
+    return value
+
+
 def _hostvars(host: Host, from_ansible: bool) -> dict[str, Any]:
     if from_ansible:
-        return dict(host.vars)
+        return {k: _tagged(v) for k, v in host.vars.items()}
     out: dict[str, Any] = {}
     defaults: dict[str, Any] = {"address": host.name, "port": 22, "become": False}
     for attr, var in _FIELD_VARS:

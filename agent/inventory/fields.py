@@ -11,6 +11,7 @@ from agent.errors import InventoryError
 from agent.inventory import templating
 from agent.inventory.model import Host
 from agent.inventory.ssh_args import parse_ssh_args
+from agent.inventory.yamlfile import VaultText
 
 # In Ansible's order; like Ansible's connection options, the last one defined wins, so a legacy
 # ``ansible_ssh_*`` alias beats the modern name when a host has both.
@@ -110,4 +111,5 @@ def _evaluated(host: str, var: str, context: Mapping[str, Any], where: str) -> A
     try:
         return templating.evaluate(context[var], context)
     except templating.TemplateProblem as exc:
-        raise InventoryError(f"{host}: {var}: cannot evaluate {context[var]!r}: {exc}", where=where) from None
+        shown = "its !vault value" if isinstance(context[var], VaultText) else repr(context[var])
+        raise InventoryError(f"{host}: {var}: cannot evaluate {shown}: {exc}", where=where) from None

@@ -10,7 +10,8 @@ are evaluated (the inventory listing shows them as written, as ``ansible-invento
   being an error), ``inventory_hostname``, ``inventory_hostname_short`` and ``group_names``;
 - Jinja2's filters and tests, and Ansible's ``bool``, ``regex_replace`` and ``mandatory``;
 - ``lookup('env', NAME)`` (``default=`` too); any other lookup is an error naming it, as are undefined
-  names: one line with the host, the variable and the file.
+  names and ``!vault`` values (not decrypted here): one line with the host, the variable and the file;
+- ``!unsafe`` text is taken as written, as Ansible takes it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from agent.inventory.yamlfile import UnsafeText, VaultText
+
 _MARKS = ("{{", "{%")
 
 
@@ -31,7 +34,8 @@ class TemplateProblem(Exception):
 
 
 def is_template(value: object) -> bool:
-    return isinstance(value, str) and any(mark in value for mark in _MARKS)
+    """Text with Jinja2 in it, which Ansible would evaluate (never ``!unsafe`` text)."""
+    return isinstance(value, str) and not isinstance(value, UnsafeText) and any(m in value for m in _MARKS)
 
 
 def evaluate(value: Any, variables: Mapping[str, Any]) -> Any:
@@ -66,6 +70,9 @@ class _Resolver:
         self.done: dict[str, Any] = {}
 
     def value(self, raw: Any, stack: tuple[str, ...]) -> Any:
+        if isinstance(raw, VaultText):
+            where = f" ({' -> '.join(stack)})" if stack else ""
+            raise TemplateProblem(f"encrypted with ansible-vault{where}, which trust-agent does not decrypt")
         if is_template(raw):
             return self.text(raw, stack)
         if isinstance(raw, list):

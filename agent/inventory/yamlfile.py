@@ -30,10 +30,29 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Itera
         data.lines[loader.construct_object(key_node)] = key_node.start_mark.line + 1
 
 
+class VaultText(str):
+    """An ``!vault`` value: ansible-vault ciphertext, kept as written (never decrypted here)."""
+
+
+class UnsafeText(str):
+    """An ``!unsafe`` value: text Ansible never templates."""
+
+
+def _construct_vault(loader: yaml.SafeLoader, node: yaml.Node) -> VaultText:
+    return VaultText(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+def _construct_unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> UnsafeText:
+    return UnsafeText(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
 def line_loader(base: type[Any]) -> Any:
-    """A safe loader on ``base`` (PyYAML's parser or libyaml's) whose mappings are :class:`LineDict`."""
+    """A safe loader on ``base`` (PyYAML's parser or libyaml's) whose mappings are :class:`LineDict`,
+    and which reads Ansible's ``!vault`` and ``!unsafe`` tags (group_vars hold secrets that way)."""
     loader: Any = type("LineLoader", (base,), {})
     loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    loader.add_constructor("!vault", _construct_vault)
+    loader.add_constructor("!unsafe", _construct_unsafe)
     return loader
 
 

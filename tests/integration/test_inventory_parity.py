@@ -110,6 +110,11 @@ from ansible.plugins.loader import become_loader, connection_loader
 from ansible.template import Templar
 from ansible.vars.manager import VariableManager
 
+CONNECTION_VARS = {
+    "ansible_host", "ansible_ssh_host", "ansible_port", "ansible_ssh_port", "ansible_user",
+    "ansible_ssh_user", "ansible_private_key_file", "ansible_ssh_private_key_file", "ansible_become",
+    "ansible_become_user",
+}
 loader = DataLoader()
 inventory = InventoryManager(loader=loader, sources=[sys.argv[1]])
 variables = VariableManager(loader=loader, inventory=inventory)
@@ -119,7 +124,7 @@ for host in inventory.get_hosts():
     hv["inventory_hostname"] = host.name
     # As the task executor does before connecting: the connection variables are templated.
     templar = Templar(loader=loader, variables=hv)
-    hv = {k: (templar.template(v) if k.startswith("ansible_") else v) for k, v in hv.items()}
+    hv = {k: (templar.template(v) if k in CONNECTION_VARS else v) for k, v in hv.items()}
     ssh = connection_loader.get("ssh", PlayContext(), None)
     ssh.set_options(var_options=hv)
     sudo = become_loader.get("sudo")

@@ -348,3 +348,21 @@ def test_hosts_ansible_reaches_otherwise_than_ssh_and_sudo_are_marked_with_why(t
     assert str(refused["c"]).startswith("ansible_connection=local is not SSH")
     assert str(refused["d"]).startswith("ansible_connection=community.aws.aws_ssm is not SSH")
     assert refused["f"] == "ansible_become_method=su: trust-agent becomes root with sudo only"
+
+
+def test_vault_and_unsafe_values_are_read_and_a_vaulted_connection_variable_says_why(tmp_path: Path) -> None:
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "all.yml").write_text(
+        "ansible_become_password: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  3131\n"
+        "literal: !unsafe '{{ kept }}'\n"
+    )
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("web1 ansible_user='{{ literal }}'\n")
+    (host,) = load_inventory(str(inventory)).hosts
+    assert host.user == "{{ kept }}"  # !unsafe: never evaluated
+    listed = to_ansible_list(load_inventory(str(inventory)))["_meta"]["hostvars"]["web1"]
+    assert listed["ansible_become_password"] == {"__ansible_vault": "$ANSIBLE_VAULT;1.1;AES256\n3131\n"}
+    assert listed["literal"] == {"__ansible_unsafe": "{{ kept }}"}
+    inventory.write_text("web1 ansible_user='{{ ansible_become_password }}'\n")
+    with pytest.raises(InventoryError, match=r"web1: ansible_user: .*encrypted with ansible-vault"):
+        load_inventory(str(inventory))
