@@ -118,7 +118,8 @@ def inventory_options(*, required: bool = False) -> Callable[[F], F]:
                 "--inventory",
                 required=required,
                 metavar="INV",
-                help="Hosts to act on over SSH: trust-agent YAML, or an Ansible INI/YAML inventory as it is.",
+                help="Hosts to act on over SSH: trust-agent YAML, or an Ansible inventory as it is (INI, YAML, an "
+                "executable inventory script, or a directory of them, with group_vars/ and host_vars/).",
             ),
             click.option(
                 "-l", "--limit", metavar="PATTERN", help="Ansible-style host pattern (web*:&prod:!web3)."

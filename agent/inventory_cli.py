@@ -38,8 +38,8 @@ def inventory_listing(path: str, limit: str | None = None) -> dict[str, Any]:
     "--inventory",
     required=True,
     metavar="INV",
-    help="trust-agent YAML, an Ansible INI/YAML inventory (with group_vars/ and host_vars/ beside it), "
-    "or a comma-separated host list.",
+    help="trust-agent YAML, an Ansible inventory (INI, YAML, an executable inventory script, or a directory "
+    "of them; with group_vars/ and host_vars/ beside it), or a comma-separated host list.",
 )
 @click.option("-l", "--limit", metavar="PATTERN", help="Ansible-style host pattern (web*:&prod:!web3).")
 def inventory_command(list_: bool, inventory: str, limit: str | None) -> None:

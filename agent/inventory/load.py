@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
 from agent.errors import InventoryError
 from agent.inventory.ansible_ini import parse_ini
 from agent.inventory.ansible_yaml import parse_ansible_yaml
 from agent.inventory.builder import InventoryData
+from agent.inventory.inventory_script import is_script, parse_script
 from agent.inventory.model import Inventory
 from agent.inventory.native import looks_native, parse_native
 from agent.inventory.ranges import expand_host_pattern
@@ -16,16 +18,82 @@ from agent.inventory.varsdirs import VarsDirs
 from agent.inventory.yamlfile import parse_yaml
 
 YAML_EXTENSIONS = (".yml", ".yaml", ".json")
+# What Ansible skips in an inventory directory (IGNORED_ALWAYS, and INVENTORY_IGNORE_EXTS' default).
+_IGNORED_EXTENSIONS = (
+    ".pyc",
+    ".pyo",
+    ".swp",
+    ".bak",
+    "~",
+    ".rpm",
+    ".md",
+    ".txt",
+    ".rst",
+    ".orig",
+    ".cfg",
+    ".retry",
+)
+_IGNORED = re.compile(
+    "|".join(
+        [
+            r"^\.",
+            "^host_vars$",
+            "^group_vars$",
+            "^vars_plugins$",
+            *(re.escape(e) + "$" for e in _IGNORED_EXTENSIONS),
+        ]
+    )
+)
 
 
 def load_inventory(path: str) -> Inventory:
-    """Read ``path``: trust-agent YAML, Ansible YAML, or Ansible INI, with ``group_vars``/``host_vars``.
+    """Read ``path``: trust-agent YAML, Ansible YAML or INI (with ``group_vars``/``host_vars``), an
+    executable inventory script, or a directory of these, as Ansible reads one.
 
     Like ``ansible -i 'h1,h2,'``, a string with a comma that is not an existing file is a host list.
     Every problem is an :class:`InventoryError` naming the file and, where known, the line.
     """
     if "," in path and not os.path.exists(path):
         return host_list(path)
+    data = InventoryData(path)
+    if os.path.isdir(path):
+        sources = directory_sources(path)
+        if not sources:
+            raise InventoryError("no inventory files in this directory", where=path)
+        for source in sources:
+            data.source = source
+            if _read_source(source, data) is not None:
+                raise InventoryError("a trust-agent inventory cannot be one of a directory's", where=source)
+        data.source = path
+        dirs = VarsDirs(os.path.abspath(path))
+    else:
+        native = _read_source(path, data)
+        if native is not None:
+            return native
+        dirs = VarsDirs(os.path.dirname(os.path.abspath(path)))
+    inv = data.build(dirs.group, dirs.host)
+    if not inv.hosts:
+        raise InventoryError("inventory holds no hosts", where=path)
+    return inv
+
+
+def directory_sources(directory: str) -> list[str]:
+    """The files of an inventory directory, as Ansible takes them: sorted, subdirectories recursively,
+    without hidden files, ``group_vars``/``host_vars`` and Ansible's ignored extensions."""
+    found: list[str] = []
+    for entry in sorted(os.listdir(directory)):
+        if _IGNORED.search(entry):
+            continue
+        full = os.path.join(directory, entry)
+        found += directory_sources(full) if os.path.isdir(full) else [full]
+    return found
+
+
+def _read_source(path: str, data: InventoryData) -> Inventory | None:
+    """Feed ``data`` from the file ``path``; a trust-agent inventory is returned whole instead."""
+    if is_script(path):
+        parse_script(path, data)
+        return None
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -44,18 +112,20 @@ def load_inventory(path: str) -> Inventory:
             doc = None  # not YAML: INI (the common case for a file named "hosts")
     if isinstance(doc, Mapping) and doc and looks_native(doc):
         return parse_native(doc, path)
-    data = InventoryData(path)
+    if isinstance(doc, Mapping) and "plugin" in doc and not isinstance(doc["plugin"], Mapping):
+        raise InventoryError(
+            f"this is the configuration of the inventory plugin {doc['plugin']}, whose hosts only Ansible "
+            "can list: pass an executable script instead that runs `ansible-inventory -i "
+            f"{os.path.basename(path)} --list`",
+            where=path,
+        )
     if isinstance(doc, Mapping) and doc:
         parse_ansible_yaml(doc, data)
     elif is_yaml_file:
         raise InventoryError("YAML inventory must be a mapping of groups", where=path)
     else:
         parse_ini(text, data)
-    dirs = VarsDirs(os.path.dirname(os.path.abspath(path)))
-    inv = data.build(dirs.group, dirs.host)
-    if not inv.hosts:
-        raise InventoryError("inventory holds no hosts", where=path)
-    return inv
+    return None
 
 
 def host_list(spec: str) -> Inventory:

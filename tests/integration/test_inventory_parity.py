@@ -38,6 +38,10 @@ REJECTED = sorted(p for p in (CORPUS / "_rejected").iterdir() if p.is_dir())
 
 
 def inventory_file(case: Path) -> Path:
+    """The case's inventory: its one file (an INI, YAML or JSON file, or an executable script), or its
+    ``inventory.d`` directory."""
+    if (case / "inventory.d").is_dir():
+        return case / "inventory.d"
     files = [p for p in case.iterdir() if p.is_file() and p.name != "limits"]
     assert len(files) == 1, f"{case}: expected one inventory file beside group_vars/host_vars, got {files}"
     return files[0]

@@ -366,3 +366,51 @@ def test_vault_and_unsafe_values_are_read_and_a_vaulted_connection_variable_says
     inventory.write_text("web1 ansible_user='{{ ansible_become_password }}'\n")
     with pytest.raises(InventoryError, match=r"web1: ansible_user: .*encrypted with ansible-vault"):
         load_inventory(str(inventory))
+
+
+def _script(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ("echo 'cloud API: 403' >&2; exit 3\n", r"inventory script --list exited 3: cloud API: 403"),
+        ("echo not json\n", r"inventory script --list printed no JSON"),
+        ("echo '[1]'\n", r"inventory script --list printed no JSON object"),
+        ("""echo '{"g": {"hosts": "h1"}}'\n""", r"group 'g': hosts must be a list"),
+    ],
+)
+def test_an_inventory_script_that_fails_says_how(tmp_path: Path, body: str, why: str) -> None:
+    script = _script(tmp_path / "fleet.sh", body)
+    with pytest.raises(InventoryError, match=why) as info:
+        load_inventory(str(script))
+    assert info.value.where == str(script)
+
+
+def test_an_ini_file_with_its_exec_bit_set_is_read_as_ini(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts"
+    inventory.write_text("[web]\nweb1\n")
+    inventory.chmod(0o755)  # as files copied from some file systems arrive
+    assert load_inventory(str(inventory)).names == ("web1",)
+
+
+def test_an_inventory_plugins_configuration_says_how_to_read_its_hosts(tmp_path: Path) -> None:
+    config = tmp_path / "aws_ec2.yml"
+    config.write_text("plugin: amazon.aws.aws_ec2\nregions: [eu-west-1]\n")
+    with pytest.raises(
+        InventoryError,
+        match=r"inventory plugin amazon\.aws\.aws_ec2.*ansible-inventory -i aws_ec2\.yml --list",
+    ):
+        load_inventory(str(config))
+    _script(tmp_path / "fleet.sh", """echo '{"web": ["web1"], "_meta": {"hostvars": {}}}'\n""")
+    assert load_inventory(str(tmp_path / "fleet.sh")).names == ("web1",)
+
+
+def test_an_inventory_directory_without_inventory_files_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "README.md").write_text("[web]\nweb1\n")
+    with pytest.raises(InventoryError, match="no inventory files in this directory"):
+        load_inventory(str(tmp_path))
