@@ -49,6 +49,7 @@ from agent.hosts.pending_channel import ChannelUnavailable, PendingChannel
 from agent.hosts.prompt_ack import acknowledge_global_requests
 from agent.hosts.sshlib import NoValidConnectionsError, enable_match_exec, paramiko
 from agent.hosts.streamlocal import StreamLocalUnavailable, request_streamlocal
+from agent.inventory import fields
 from agent.inventory.model import Host
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -185,6 +186,11 @@ def _take_inventory_options(cfg: dict[str, Any], host: Host) -> None:
         cfg[name] = proxy_command.expand(value, *_endpoint(cfg, host)) if name == "proxycommand" else value
 
 
+def _password_var(host: Host) -> str | None:
+    """The SSH password variable an Ansible inventory sets for ``host``, if any."""
+    return next((n for n in reversed(fields.SSH_PASSWORD_VARS) if host.vars.get(n) is not None), None)
+
+
 def _endpoint(cfg: dict[str, Any], host: Host) -> tuple[str, int, str]:
     """Where ``host`` goes once ssh_config's ``cfg`` applies: its name (``HostName``), port and user. The
     inventory's port and user win; port 22 is the model's default, so a config ``Port`` may replace it."""
@@ -262,6 +268,8 @@ class SSHTransport(Transport):
         self._connect_lock = threading.Lock()
         self._login_user = host.user
         self._timeout = self.options.connect_timeout or DEFAULT_CONNECT_TIMEOUT  # the target's, once known
+        # The inventory's for this host wins, as Ansible's ansible_become_password wins over -K.
+        self._become_password = host.become_password or self.options.become_password
         # Random per connection so no command output can imitate them.
         token = secrets.token_hex(8)
         self._sudo_prompt = f"[trust-agent-sudo-{token}]"
@@ -554,6 +562,8 @@ class SSHTransport(Transport):
             if transport.is_authenticated():
                 return session
         detail = "; ".join(tried) if tried else "no keys to offer"
+        if target.label == self._label and (name := _password_var(self.host)):
+            detail += f"; the inventory's {name} is not used: trust-agent logs in with keys only"
         raise AuthenticationError(f"{target.label}: authentication as {target.user} failed ({detail})")
 
     def _keys(self, target: _Target, notes: list[str]) -> Iterator[tuple[paramiko.PKey, str]]:
@@ -607,7 +617,7 @@ class SSHTransport(Transport):
         target = self.host.become_user or "root"
         if not self._via_sudo():
             return command, False
-        if self.options.become_password is None:
+        if self._become_password is None:
             return f"sudo -n -u {shlex.quote(target)} -- sh -c {shlex.quote(command)}", False
         # The marker proves sudo is done with stdin before any of the caller's stdin is sent, so
         # the password never reaches the command, even when sudo did not ask for it.
@@ -652,7 +662,7 @@ class SSHTransport(Transport):
 
     def _sudo_handshake(self, chan: paramiko.Channel, deadline: float) -> bytes:
         prompt, marker = self._sudo_prompt.encode(), self._sudo_marker.encode()
-        password = (self.options.become_password or "").encode() + b"\n"
+        password = (self._become_password or "").encode() + b"\n"
         buf = b""
         answered = False
         while True:
@@ -692,7 +702,10 @@ class SSHTransport(Transport):
         err = early_err + err
         # "sudo: a password is required" / "sudo: a terminal is required …"
         if self.host.become and status == 1 and err.startswith(b"sudo: a "):
-            raise AuthenticationError(f"{self._label}: sudo needs a password (pass a become password)")
+            how = "pass a become password"
+            if self.host.become_password_note:
+                how = f"{self.host.become_password_note}; pass it with --become-password-env or --ask-become-pass"
+            raise AuthenticationError(f"{self._label}: sudo needs a password ({how})")
         return CommandResult(status, out, err)
 
     def _exchange(

@@ -24,6 +24,8 @@ BECOME_USER_VARS = ("ansible_become_user",)
 SSH_ARGS_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")  # both apply, in this order
 CONNECTION_VARS = ("ansible_connection",)
 BECOME_METHOD_VARS = ("ansible_become_method",)
+BECOME_PASSWORD_VARS = ("ansible_become_password", "ansible_become_pass")
+SSH_PASSWORD_VARS = ("ansible_password", "ansible_ssh_pass", "ansible_ssh_password")
 # Ansible's connection plugins that are OpenSSH (ssh, smart: its default) or paramiko.
 SSH_CONNECTIONS = frozenset(
     {"ssh", "smart", "paramiko", "paramiko_ssh", "ansible.builtin.ssh", "ansible.builtin.paramiko_ssh"}
@@ -74,7 +76,10 @@ def host_from_ansible_vars(name: str, values: Mapping[str, Any], groups: tuple[s
     raw_become = pick(BECOME_VARS)
     become = False if raw_become is None else parse_bool(raw_become, f"{name}: ansible_become", where)
     ssh_args = [(var, pick((var,))) for var in SSH_ARGS_VARS]
+    password, password_note = _become_password(values, context)
     return Host(
+        become_password=password,
+        become_password_note=password_note,
         refused=_refused(pick(CONNECTION_VARS), pick(BECOME_METHOD_VARS) if become else None),
         name=name,
         address=_text(pick(ADDRESS_VARS)) or name,
@@ -93,6 +98,18 @@ def host_from_ansible_vars(name: str, values: Mapping[str, Any], groups: tuple[s
         vars=MappingProxyType(dict(values)),
         groups=groups,
     )
+
+
+def _become_password(values: Mapping[str, Any], context: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The inventory's sudo password, evaluated; or why it cannot be used (a vault-encrypted one is not
+    an inventory error: the hosts may not need it)."""
+    chosen = next((n for n in reversed(BECOME_PASSWORD_VARS) if values.get(n) is not None), None)
+    if chosen is None:
+        return None, None
+    try:
+        return _text(templating.evaluate(context[chosen], context)), None
+    except templating.TemplateProblem as exc:
+        return None, f"the inventory's {chosen} cannot be used: {exc}"
 
 
 def _refused(connection: Any, become_method: Any) -> str | None:

@@ -36,7 +36,11 @@ class Host:
     # Why this host cannot be acted on over SSH as the inventory asks (Ansible's ansible_connection=local,
     # a become method other than sudo); None where it can. The host then fails alone, saying so.
     refused: str | None = None
-    vars: Mapping[str, Any] = field(default_factory=_empty, compare=False)
+    # The inventory's sudo password (Ansible's ansible_become_password), where it gives one in clear;
+    # where it gives one that cannot be used here (vault-encrypted), why.
+    become_password: str | None = field(default=None, repr=False, compare=False)
+    become_password_note: str | None = None
+    vars: Mapping[str, Any] = field(default_factory=_empty, compare=False, repr=False)  # may hold secrets
     groups: tuple[str, ...] = ()
 
     def __str__(self) -> str:

@@ -43,7 +43,7 @@ from agent.errors import AuthenticationError, CommandTimeout, HostKeyError, Inpu
 from agent.hosts import proxy_command, script_session
 from agent.hosts.pipelined_login import pipelines
 from agent.hosts.ssh import SSHOptions, SSHTransport
-from agent.inventory import Host
+from agent.inventory import Host, load_inventory
 from tests.ci import missing_prerequisite
 from tests.sshkeys import certify, encrypted_copy, keygen, public, ssh_agent
 
@@ -421,6 +421,50 @@ def test_become_password_is_not_leaked_to_the_command(sshd: Server, opts: SSHOpt
         t.run("true")
 
 
+def test_an_inventorys_become_password_is_used_and_a_vaulted_one_is_named(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    inventory = tmp_path / "hosts.ini"
+    line = f"h1 ansible_host=127.0.0.1 ansible_port={sshd.port} ansible_user=root ansible_become=yes"
+    inventory.write_text(f"{line} ansible_become_user=needs-password ansible_become_password=s3cret\n")
+    (host,) = load_inventory(str(inventory)).hosts
+    host = replace(host, identity_file=str(sshd.client_key))
+    assert "s3cret" not in repr(host)
+    with SSHTransport(host, opts) as t:  # no password on the command line: the inventory's is used
+        assert t.run("echo $FAKE_SUDO_USER").stdout == b"needs-password\n"
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "all.yml").write_text(
+        "vault_sudo: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  3131\n"
+    )
+    inventory.write_text(
+        f"{line} ansible_become_user=needs-password ansible_become_pass='{{{{ vault_sudo }}}}'\n"
+    )
+    (host,) = load_inventory(
+        str(inventory)
+    ).hosts  # the inventory is still read: the password may not be needed
+    host = replace(host, identity_file=str(sshd.client_key))
+    with SSHTransport(host, opts) as t, pytest.raises(AuthenticationError) as refused:
+        t.run("true")
+    assert (
+        "sudo needs a password (the inventory's ansible_become_pass cannot be used: encrypted with ansible-vault"
+        in str(refused.value)
+    )
+    assert "--become-password-env" in str(refused.value)
+
+
+def test_an_inventorys_ssh_password_is_named_where_no_key_logs_in(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    stranger = keygen(tmp_path / "stranger")
+    host = sshd.host(identity_file=str(stranger), vars={"ansible_ssh_pass": "hunter2"})
+    with pytest.raises(AuthenticationError) as refused:
+        SSHTransport(host, opts).connect()
+    assert str(refused.value).endswith(
+        "the inventory's ansible_ssh_pass is not used: trust-agent logs in with keys only)"
+    )
+    assert "hunter2" not in str(refused.value)
+
+
 def test_a_refused_become_password_is_tried_once_though_the_engine_is_asked_first(
     sshd: Server, opts: SSHOptions, engine: _EngineServer
 ) -> None:
@@ -686,7 +730,7 @@ def test_paramiko_comes_without_invoke_until_a_match_exec_line_needs_it(
         import sys
         from dataclasses import replace
         from agent.hosts.ssh import SSHOptions, SSHTransport
-        from agent.inventory import Host
+        from agent.inventory import Host, load_inventory
         print("invoke" in sys.modules)
         opts = SSHOptions(known_hosts={opts.known_hosts!r}, ssh_config={str(config)!r}, use_agent=False,
                           look_for_keys=False)
