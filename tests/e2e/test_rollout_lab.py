@@ -410,6 +410,40 @@ def test_a_host_ansible_reaches_otherwise_fails_alone_saying_why_and_the_rest_co
     assert {h.name: docker_tree(lab, h) for h in (local, su)} == before
 
 
+def test_an_inventory_directory_with_a_script_and_templated_group_vars_converges_its_hosts(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Ansible's inventories/<env>/ layout: an INI file, an executable inventory script beside it (as a
+    cloud fleet's), and group_vars building the address from the host's name."""
+    first, second = lab.hosts[:2]
+    directory = tmp_path / "inventories" / "lab"
+    (directory / "group_vars").mkdir(parents=True)
+    (directory / "01-static").write_text(f"[static]\n{first.name} lab_ip={first.address}\n")
+    listing = {
+        "cloud": {"hosts": [second.name]},
+        "_meta": {"hostvars": {second.name: {"lab_ip": second.address}}},
+    }
+    script = directory / "02-cloud.sh"
+    script.write_text(f"#!/bin/sh\ncat <<'EOF'\n{json.dumps(listing)}\nEOF\n")
+    script.chmod(0o755)
+    (directory / "group_vars" / "all.yml").write_text(
+        yaml.safe_dump(
+            {
+                "ansible_host": "{{ lab_ip }}",
+                "ansible_user": "root",
+                "ansible_ssh_private_key_file": str(lab.key),
+            }
+        )
+    )
+    code, report, err = rollout(
+        lab, *ca_args(lab), "--known-hosts", str(lab.known_hosts), inventory=directory
+    )
+    assert code == 0, err
+    assert sorted(by_host(report)) == sorted([first.name, second.name])
+    for host in (first, second):
+        assert "trust-agent-storage-ca.crt" in lab.ssh(host, "ls /etc/docker/certs.d/registry.test").stdout
+
+
 def test_a_renamed_registry_moves_the_agents_insecure_entries_and_its_record_follows(
     lab: Lab, tmp_path: Path
 ) -> None:
