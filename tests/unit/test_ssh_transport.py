@@ -1121,18 +1121,25 @@ def test_a_proxy_command_that_ends_says_how(sshd: Server, opts: SSHOptions, tmp_
         SSHTransport(Host("h1", "via-proxy"), replace(opts, ssh_config=str(config))).connect()
 
 
+@contextmanager
+def _sshd_trusting(sshd: Server, tmp_path: Path, user_ca: Path) -> Iterator[tuple[int, Path]]:
+    """An sshd taking root's login with any key ``user_ca`` certifies (as a site signing user keys with
+    Vault's SSH engine or step-ca sets it up); yields its port and a known_hosts naming it."""
+    host_key = keygen(tmp_path / "host")
+    port = _free_port()
+    with _running_sshd(sshd.root, port, f"HostKey {host_key}\nTrustedUserCAKeys {user_ca}.pub\n"):
+        known = tmp_path / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{port} {public(host_key)}\n")
+        yield port, known
+
+
 def test_a_user_certificate_beside_the_key_logs_in_where_sshd_trusts_its_ca(
     sshd: Server, opts: SSHOptions, tmp_path: Path
 ) -> None:
     # As a site signing user keys (Vault's SSH engine, step-ca) sets it up: the key itself is in no
     # authorized_keys; sshd trusts the CA. ssh(1) offers KEY-cert.pub with KEY, and so does this.
     user_ca, key = keygen(tmp_path / "user_ca"), keygen(tmp_path / "id_signed")
-    host_key = keygen(tmp_path / "host")
-    port = _free_port()
-    trusted = f"HostKey {host_key}\nTrustedUserCAKeys {user_ca}.pub\n"
-    with _running_sshd(sshd.root, port, trusted):
-        known = tmp_path / "known_hosts"
-        known.write_text(f"[127.0.0.1]:{port} {public(host_key)}\n")
+    with _sshd_trusting(sshd, tmp_path, user_ca) as (port, known):
         host = sshd.host(port=port, identity_file=str(key))
         with pytest.raises(AuthenticationError):
             SSHTransport(host, replace(opts, known_hosts=str(known))).connect()
@@ -1149,15 +1156,11 @@ def test_a_certificate_file_ssh_config_names_is_offered_with_the_key_it_certifie
         keygen(tmp_path / "id_ops"),
         keygen(tmp_path / "other"),
     )
-    host_key = keygen(tmp_path / "host")
     signed = tmp_path / "vault-signed.pub"  # where a CA's client wrote it, not beside the key
     for certified in (key, other):
         certify(user_ca, certified, "-n", "root", key_id="ops")
     Path(f"{key}-cert.pub").rename(signed)
-    port = _free_port()
-    with _running_sshd(sshd.root, port, f"HostKey {host_key}\nTrustedUserCAKeys {user_ca}.pub\n"):
-        known = tmp_path / "known_hosts"
-        known.write_text(f"[127.0.0.1]:{port} {public(host_key)}\n")
+    with _sshd_trusting(sshd, tmp_path, user_ca) as (port, known):
         config = tmp_path / "config"
         connect = replace(opts, known_hosts=str(known), ssh_config=str(config))
         host = Host("h1", "127.0.0.1", port=port, user="root", identity_file=str(key))
@@ -1303,21 +1306,14 @@ def test_identity_agent_names_the_agent_and_none_turns_it_off(
 def test_an_agent_key_used_for_an_identity_file_carries_the_certificate_beside_it(
     sshd: Server, opts: SSHOptions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    user_ca, key, host_key = (
-        keygen(tmp_path / "user_ca"),
-        keygen(tmp_path / "id_signed"),
-        keygen(tmp_path / "host"),
-    )
+    user_ca, key = keygen(tmp_path / "user_ca"), keygen(tmp_path / "id_signed")
     certify(user_ca, key, "-n", "root", key_id="ops")
     encrypted = encrypted_copy(key, tmp_path / "id_vault")
     Path(f"{key}-cert.pub").rename(f"{encrypted}-cert.pub")
-    port = _free_port()
     with (
-        _running_sshd(sshd.root, port, f"HostKey {host_key}\nTrustedUserCAKeys {user_ca}.pub\n"),
+        _sshd_trusting(sshd, tmp_path, user_ca) as (port, known),
         ssh_agent(tmp_path / "agent.sock", key) as sock,
     ):
-        known = tmp_path / "known_hosts"
-        known.write_text(f"[127.0.0.1]:{port} {public(host_key)}\n")
         monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
         host = sshd.host(port=port, identity_file=str(encrypted))
         with SSHTransport(host, replace(opts, known_hosts=str(known), use_agent=True)) as t:
