@@ -188,7 +188,7 @@ def _take_inventory_options(cfg: dict[str, Any], host: Host) -> None:
 
 def _password_var(host: Host) -> str | None:
     """The SSH password variable an Ansible inventory sets for ``host``, if any."""
-    return next((n for n in reversed(fields.SSH_PASSWORD_VARS) if host.vars.get(n) is not None), None)
+    return fields.chosen(host.vars, fields.SSH_PASSWORD_VARS)
 
 
 def _endpoint(cfg: dict[str, Any], host: Host) -> tuple[str, int, str]:

@@ -67,9 +67,8 @@ def host_from_ansible_vars(name: str, values: Mapping[str, Any], groups: tuple[s
     context = templating.host_variables(name, values, groups)
 
     def pick(names: tuple[str, ...]) -> Any:
-        # The variable Ansible would use (the last defined of its aliases), evaluated as it would be.
-        chosen = next((n for n in reversed(names) if values.get(n) is not None), None)
-        return None if chosen is None else _evaluated(name, chosen, context, where)
+        var = chosen(values, names)
+        return None if var is None else _evaluated(name, var, context, where)
 
     port = pick(PORT_VARS)
     key = _text(pick(KEY_VARS))
@@ -78,9 +77,6 @@ def host_from_ansible_vars(name: str, values: Mapping[str, Any], groups: tuple[s
     ssh_args = [(var, pick((var,))) for var in SSH_ARGS_VARS]
     password, password_note = _become_password(values, context)
     return Host(
-        become_password=password,
-        become_password_note=password_note,
-        refused=_refused(pick(CONNECTION_VARS), pick(BECOME_METHOD_VARS) if become else None),
         name=name,
         address=_text(pick(ADDRESS_VARS)) or name,
         port=22 if port is None else parse_port(port, f"{name}: ansible_port", where),
@@ -95,21 +91,29 @@ def host_from_ansible_vars(name: str, values: Mapping[str, Any], groups: tuple[s
             if text
             for option in parse_ssh_args(str(text), f"{name}: {var}", where)
         ),
+        refused=_refused(pick(CONNECTION_VARS), pick(BECOME_METHOD_VARS) if become else None),
+        become_password=password,
+        become_password_note=password_note,
         vars=MappingProxyType(dict(values)),
         groups=groups,
     )
 
 
+def chosen(values: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
+    """The variable Ansible uses of ``names``, aliases of one setting: the last one defined."""
+    return next((n for n in reversed(names) if values.get(n) is not None), None)
+
+
 def _become_password(values: Mapping[str, Any], context: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The inventory's sudo password, evaluated; or why it cannot be used (a vault-encrypted one is not
     an inventory error: the hosts may not need it)."""
-    chosen = next((n for n in reversed(BECOME_PASSWORD_VARS) if values.get(n) is not None), None)
-    if chosen is None:
+    var = chosen(values, BECOME_PASSWORD_VARS)
+    if var is None:
         return None, None
     try:
-        return _text(templating.evaluate(context[chosen], context)), None
+        return _text(templating.evaluate(context[var], context)), None
     except templating.TemplateProblem as exc:
-        return None, f"the inventory's {chosen} cannot be used: {exc}"
+        return None, f"the inventory's {var} cannot be used: {exc}"
 
 
 def _refused(connection: Any, become_method: Any) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import doctest
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -414,3 +416,21 @@ def test_an_inventory_directory_without_inventory_files_is_an_error(tmp_path: Pa
     (tmp_path / "README.md").write_text("[web]\nweb1\n")
     with pytest.raises(InventoryError, match="no inventory files in this directory"):
         load_inventory(str(tmp_path))
+
+
+def test_jinja2_is_loaded_only_for_an_inventory_with_templates(tmp_path: Path) -> None:
+    # Its import costs every run ~20 ms of start-up, before the first host is contacted.
+    plain, templated = tmp_path / "plain.ini", tmp_path / "templated.ini"
+    plain.write_text("web1 ansible_host=198.51.100.21 note='{ not jinja }'\n")
+    templated.write_text("web1 ansible_host='{{ inventory_hostname }}.lab'\n")
+    probe = (
+        "import sys\nfrom agent.inventory import load_inventory\n"
+        "load_inventory(sys.argv[1])\nprint('jinja2' in sys.modules)\n"
+    )
+    seen = [
+        subprocess.run(
+            [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True, timeout=60
+        ).stdout.strip()
+        for path in (plain, templated)
+    ]
+    assert seen == ["False", "True"]
