@@ -151,7 +151,10 @@ def ssh_options(
                 help="Accept and record keys of hosts not yet in known_hosts (a changed key is still refused).",
             ),
             click.option(
-                "--ssh-config", default="~/.ssh/config", show_default=True, help="OpenSSH client config."
+                "--ssh-config",
+                metavar="FILE",
+                help="OpenSSH client config, read alone (as ssh -F) [default: ~/.ssh/config, then "
+                "/etc/ssh/ssh_config].",
             ),
             click.option(
                 "--connect-timeout",

@@ -10,7 +10,7 @@ from typing import Any
 
 from agent.errors import InventoryError, UsageError
 from agent.hosts.base import Transport
-from agent.hosts.ssh import SSHOptions, SSHTransport
+from agent.hosts.ssh import SYSTEM_SSH_CONFIG, SSHOptions, SSHTransport
 from agent.inventory import Inventory, host_list, load_inventory, select_hosts
 
 
@@ -35,7 +35,9 @@ def ssh_options(kwargs: dict[str, Any]) -> SSHOptions:
         command_timeout=kwargs.get("command_timeout", 120.0),
         known_hosts=kwargs.get("known_hosts"),
         accept_new_host_keys=bool(kwargs.get("accept_new_host_keys")),
-        ssh_config=kwargs.get("ssh_config"),
+        # As ssh: the user's file and the system-wide one, or only the file named (ssh -F).
+        ssh_config=kwargs.get("ssh_config") or "~/.ssh/config",
+        system_ssh_config=None if kwargs.get("ssh_config") else SYSTEM_SSH_CONFIG,
         become_password=password,
     )
 

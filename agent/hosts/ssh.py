@@ -53,6 +53,8 @@ from agent.inventory import fields
 from agent.inventory.model import Host
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+SYSTEM_SSH_CONFIG = "/etc/ssh/ssh_config"  # read after the user's, unless another file was named (ssh -F)
+SYSTEM_SSH_DIR = "/etc/ssh"  # where the system-wide file's relative Include paths are
 # Where a site's config management puts host keys and CA lines for every user, as ssh(1) reads them.
 GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
 DOCKER_API_VERSION = "1.41"  # accepted by Docker 20.10 through 26+; fixed to skip a version round trip
@@ -74,6 +76,7 @@ class SSHOptions:
     known_hosts: str | None = None
     accept_new_host_keys: bool = False
     ssh_config: str | None = "~/.ssh/config"
+    system_ssh_config: str | None = None  # the system-wide file, read after ssh_config (SYSTEM_SSH_CONFIG)
     use_agent: bool = True
     look_for_keys: bool = True
     become_password: str | None = field(default=None, repr=False)
@@ -99,6 +102,7 @@ class _Target:
     identities_only: bool = False  # ssh_config's IdentitiesOnly: none of the agent's other keys
     agent: str | None = None  # the agent's socket (IdentityAgent, else $SSH_AUTH_SOCK); None: none
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    hash_known_hosts: bool = False  # ssh_config's HashKnownHosts: names written to known_hosts hashed
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -135,17 +139,22 @@ def _offer_host_key_types(
 
 
 class _SSHConfig:
-    """``~/.ssh/config`` lookups; a missing file is an empty config."""
+    """ssh_config lookups: the user's file, then the system-wide one (where given), as ssh(1) reads them
+    (the first value found wins); a missing file is an empty config."""
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, system: str | None = None) -> None:
         self.path = os.path.expanduser(path) if path else None
         self._config: paramiko.SSHConfig | None = None
-        if self.path and os.path.isfile(self.path):
+        parts = []
+        for config, includes in ((self.path, os.path.expanduser("~/.ssh")), (system, SYSTEM_SSH_DIR)):
+            if config and os.path.isfile(config):
+                # "Host *" first: a file's lines before its first Host apply to every host.
+                parts.append("Host *\n" + ssh_config_text.expanded(config, includes))
+        if parts:
             try:
-                text = ssh_config_text.expanded(self.path, os.path.expanduser("~/.ssh"))
-                self._config = paramiko.SSHConfig.from_text(text)
+                self._config = paramiko.SSHConfig.from_text("".join(parts))
             except (paramiko.SSHException, ValueError) as exc:
-                raise InputError(f"cannot read ssh config: {exc}", where=self.path) from None
+                raise InputError(f"cannot read ssh config: {exc}", where=self.path or system) from None
 
     def lookup(self, name: str) -> dict[str, Any]:
         if self._config is None:
@@ -297,7 +306,7 @@ class SSHTransport(Transport):
             if self._transport is not None and self._transport.is_active():
                 return
             self._close_all()
-            config = _SSHConfig(self.options.ssh_config)
+            config = _SSHConfig(self.options.ssh_config, self.options.system_ssh_config)
             target = self._resolve(config)
             hops: list[paramiko.Transport] = []
             try:
@@ -342,6 +351,7 @@ class SSHTransport(Transport):
             identities_only=identities.identities_only(cfg.get("identitiesonly")),
             agent=self._agent(cfg, hostname, user),
             connect_timeout=self._connect_timeout(cfg),
+            hash_known_hosts=str(cfg.get("hashknownhosts", "no")).lower() == "yes",
         )
 
     def _agent(self, cfg: dict[str, Any], hostname: str, user: str) -> str | None:
@@ -525,10 +535,11 @@ class SSHTransport(Transport):
                 f"{target.label}: host key not in {_files(target)} ({shown}{other}); "
                 "add it or pass --accept-new-host-keys"
             )
-        self._append_known_host(target.known_hosts, name, key)
+        self._append_known_host(target.known_hosts, name, key, hashed=target.hash_known_hosts)
 
-    def _append_known_host(self, path: str, name: str, key: paramiko.PKey) -> None:
-        line = f"{name} {key.get_name()} {key.get_base64()}\n"
+    def _append_known_host(self, path: str, name: str, key: paramiko.PKey, *, hashed: bool) -> None:
+        written = paramiko.HostKeys.hash_host(name) if hashed else name
+        line = f"{written} {key.get_name()} {key.get_base64()}\n"
         with self._known_hosts_lock:
             current, _ = _read_known_hosts(path, name)
             entry = current.lookup(name)

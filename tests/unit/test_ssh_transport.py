@@ -369,6 +369,38 @@ def test_a_host_defined_in_an_included_file_is_reached(
         assert t.run("id -un").stdout == b"root\n"
 
 
+def test_the_system_wide_ssh_config_is_read_after_the_users(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    user = tmp_path / "config"
+    user.write_text("Host target-alias\n    User nobody-here\n")
+    system = _ssh_config(tmp_path / "etc" / "ssh_config", sshd)  # HostName, Port, User root, key
+    options = replace(opts, ssh_config=str(user), system_ssh_config=str(system))
+    with pytest.raises(AuthenticationError, match="authentication as nobody-here failed"):
+        SSHTransport(Host("target-alias", "target-alias"), options).connect()  # the user's User wins
+    user.write_text("")
+    with SSHTransport(Host("target-alias", "target-alias"), options) as t:
+        assert t.run("id -un").stdout == b"root\n"
+
+
+def test_hash_known_hosts_writes_an_accepted_hosts_name_hashed(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    # Debian's /etc/ssh/ssh_config sets it: known_hosts then names no host in clear.
+    config = tmp_path / "ssh_config"
+    config.write_text("Host *\n    HashKnownHosts yes\n")
+    known = tmp_path / "hashed_known_hosts"  # not the one the opts fixture wrote
+    accepting = replace(
+        opts, known_hosts=str(known), accept_new_host_keys=True, system_ssh_config=str(config)
+    )
+    with SSHTransport(sshd.host(), accepting) as t:
+        assert t.run("true").ok
+    (line,) = known.read_text().splitlines()
+    assert line.startswith("|1|") and "127.0.0.1" not in line
+    with SSHTransport(sshd.host(), replace(accepting, accept_new_host_keys=False)) as t:
+        assert t.run("true").ok
+
+
 def test_proxy_jump_through_the_same_sshd(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
     config = _ssh_config(
         tmp_path / "config",
