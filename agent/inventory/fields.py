@@ -22,6 +22,7 @@ KEY_VARS = ("ansible_private_key_file", "ansible_ssh_private_key_file")
 BECOME_VARS = ("ansible_become",)
 BECOME_USER_VARS = ("ansible_become_user",)
 SSH_ARGS_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")  # both apply, in this order
+TIMEOUT_VARS = ("ansible_ssh_timeout",)  # the ssh connection's `timeout`: ssh's ConnectTimeout
 CONNECTION_VARS = ("ansible_connection",)
 BECOME_METHOD_VARS = ("ansible_become_method",)
 BECOME_PASSWORD_VARS = ("ansible_become_password", "ansible_become_pass")
@@ -75,6 +76,7 @@ def host_from_ansible_vars(name: str, values: Mapping[str, Any], groups: tuple[s
     raw_become = pick(BECOME_VARS)
     become = False if raw_become is None else parse_bool(raw_become, f"{name}: ansible_become", where)
     ssh_args = [(var, pick((var,))) for var in SSH_ARGS_VARS]
+    timeout = pick(TIMEOUT_VARS)
     password, password_note = _become_password(values, context)
     return Host(
         name=name,
@@ -85,11 +87,14 @@ def host_from_ansible_vars(name: str, values: Mapping[str, Any], groups: tuple[s
         identity_file=os.path.expanduser(key) if key else None,
         become=become,
         become_user=_text(pick(BECOME_USER_VARS)),
-        ssh_options=tuple(
-            option
-            for var, text in ssh_args
-            if text
-            for option in parse_ssh_args(str(text), f"{name}: {var}", where)
+        ssh_options=(
+            *((("connecttimeout", str(timeout)),) if timeout is not None else ()),
+            *(
+                option
+                for var, text in ssh_args
+                if text
+                for option in parse_ssh_args(str(text), f"{name}: {var}", where)
+            ),
         ),
         refused=_refused(pick(CONNECTION_VARS), pick(BECOME_METHOD_VARS) if become else None),
         become_password=password,

@@ -282,6 +282,9 @@ def test_ansible_ssh_args_become_the_hosts_ssh_options(tmp_path: Path) -> None:
     )
     assert hosts["web1"].ssh_options == common
     assert hosts["web2"].ssh_options == (*common, ("proxyjump", "ops@gw2"))  # common, then extra
+    inventory.write_text("web1 ansible_ssh_timeout=3 ansible_ssh_extra_args='-J gw'\n")
+    (host,) = load_inventory(str(inventory)).hosts
+    assert host.ssh_options == (("connecttimeout", "3"), ("proxyjump", "gw"))
     inventory.write_text("web1 ansible_ssh_common_args='-o'\n")
     with pytest.raises(InventoryError, match=r"web1: ansible_ssh_common_args: -o needs a value") as info:
         load_inventory(str(inventory))

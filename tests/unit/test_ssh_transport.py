@@ -1369,6 +1369,11 @@ def test_ssh_configs_connect_timeout_stands_where_the_command_line_gives_none(
         with pytest.raises(UnreachableError):
             SSHTransport(host, replace(opts, ssh_config=str(config), connect_timeout=3.0)).connect()
         assert 2.5 < time.monotonic() - start < 7  # the command line's
+        start = time.monotonic()
+        from_inventory = replace(host, ssh_options=(("connecttimeout", "2"),))  # ansible_ssh_timeout=2
+        with pytest.raises(UnreachableError):
+            SSHTransport(from_inventory, replace(opts, ssh_config=str(config))).connect()
+        assert 1.5 < time.monotonic() - start < 5  # the inventory's, over ssh_config's
     config.write_text("Host *\n    ConnectTimeout soon\n")
     with pytest.raises(InputError, match="ConnectTimeout 'soon' is not seconds"):
         SSHTransport(host, replace(opts, ssh_config=str(config))).connect()
