@@ -134,7 +134,7 @@ def _plain(
         for agent_key in agent_keys:
             if not wanted.identities_only or agent_key.asbytes() in defaults:
                 offered_blobs.add(agent_key.asbytes())
-                yield agent_key, f"agent key {agent_key.get_name()}"
+                yield agent_key, _agent_label(agent_key)
     for path in files:
         key, why = read_private_key(path)
         if key is not None:
@@ -162,7 +162,13 @@ def _plain(
         for agent_key in agent_keys:
             if agent_key.asbytes() not in offered_blobs:
                 offered_blobs.add(agent_key.asbytes())
-                yield agent_key, f"agent key {agent_key.get_name()}"
+                yield agent_key, _agent_label(agent_key)
+
+
+def _agent_label(key: paramiko.AgentKey) -> str:
+    """An agent key as ``ssh-add -l`` shows it: its fingerprint, and its comment where it has one."""
+    comment = f" ({key.comment})" if getattr(key, "comment", "") else ""
+    return f"agent key {host_certs.fingerprint(key.asbytes())}{comment}"
 
 
 def _open_agent(path: str | None, notes: list[str]) -> tuple[paramiko.Agent | None, list[paramiko.AgentKey]]:
