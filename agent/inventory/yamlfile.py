@@ -42,8 +42,32 @@ def _construct_vault(loader: yaml.SafeLoader, node: yaml.Node) -> VaultText:
     return VaultText(loader.construct_scalar(node))  # type: ignore[arg-type]
 
 
-def _construct_unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> UnsafeText:
-    return UnsafeText(loader.construct_scalar(node))  # type: ignore[arg-type]
+def _construct_unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    """``!unsafe`` text; on a list or mapping, every string in it, as Ansible marks them."""
+    if isinstance(node, yaml.ScalarNode):
+        return UnsafeText(loader.construct_scalar(node))
+    return _unsafe_strings(loader.construct_object(_untagged(node), deep=True))
+
+
+def _untagged(node: yaml.Node) -> yaml.Node:
+    """``node`` under its plain sequence or mapping tag (the constructor for ``!unsafe`` is this one)."""
+    if isinstance(node, yaml.MappingNode):
+        return yaml.MappingNode(
+            yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, node.value, node.start_mark, node.end_mark
+        )
+    return yaml.SequenceNode(
+        yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, node.value, node.start_mark, node.end_mark
+    )
+
+
+def _unsafe_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return UnsafeText(value)
+    if isinstance(value, dict):
+        return {k: _unsafe_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unsafe_strings(v) for v in value]
+    return value
 
 
 def line_loader(base: type[Any]) -> Any:
