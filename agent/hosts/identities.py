@@ -26,7 +26,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,20 +110,41 @@ def offered(
     wanted: Identities, notes: list[str], *, look_for_keys: bool
 ) -> Iterator[tuple[paramiko.PKey, str]]:
     """The keys to offer in order, each named for an error message (``notes`` collects why a file gave
-    none). The agent connection stays open until the caller stops iterating."""
-    agent, agent_keys = _open_agent(wanted.agent, notes)
+    none). The agent is asked only once a key of its own is needed, and stays open until the caller
+    stops iterating."""
+    agent = _Agent(wanted.agent, notes)
     try:
-        for key, what in _plain(wanted, agent_keys, notes, look_for_keys=look_for_keys):
+        for key, what in _plain(wanted, agent.keys, notes, look_for_keys=look_for_keys):
             yield with_certificate(key, wanted.certificate_files, notes), what
     finally:
-        if agent is not None:
-            agent.close()
+        agent.close()
+
+
+class _Agent:
+    """The agent's connection, opened on first use (a named key read from its file never needs it)."""
+
+    def __init__(self, path: str | None, notes: list[str]) -> None:
+        self.path, self.notes = path, notes
+        self._agent: paramiko.Agent | None = None
+        self._keys: list[paramiko.AgentKey] | None = None
+
+    def keys(self) -> list[paramiko.AgentKey]:
+        if self._keys is None:
+            self._agent, self._keys = _open_agent(self.path, self.notes)
+        return self._keys
+
+    def close(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
 
 
 def _plain(
-    wanted: Identities, agent_keys: list[paramiko.AgentKey], notes: list[str], *, look_for_keys: bool
+    wanted: Identities,
+    agent_keys: Callable[[], list[paramiko.AgentKey]],
+    notes: list[str],
+    *,
+    look_for_keys: bool,
 ) -> Iterator[tuple[paramiko.PKey, str]]:
-    by_blob = {key.asbytes(): key for key in agent_keys}
     offered_blobs: set[bytes] = set()
     named = bool(wanted.files)
     files = wanted.files or (tuple(_expand(p) for p in DEFAULT_KEYS) if look_for_keys else ())
@@ -131,7 +152,7 @@ def _plain(
         # ssh's order where nothing is named: the agent first (only the default files' keys, under
         # IdentitiesOnly), then the default files not in it.
         defaults = {blob for path in files if (blob := public_blob(path)) is not None}
-        for agent_key in agent_keys:
+        for agent_key in agent_keys():
             if not wanted.identities_only or agent_key.asbytes() in defaults:
                 offered_blobs.add(agent_key.asbytes())
                 yield agent_key, _agent_label(agent_key)
@@ -143,23 +164,22 @@ def _plain(
                 yield key, path
             continue
         blob = public_blob(path)
-        in_agent = by_blob.get(blob) if blob is not None else None
+        in_agent = next((k for k in agent_keys() if k.asbytes() == blob), None) if blob is not None else None
         if in_agent is not None:
             if blob not in offered_blobs:
                 offered_blobs.add(in_agent.asbytes())
                 yield _with_own_certificate(in_agent, path), f"{path} (agent)"
-            continue
-        if why == "not found" and blob is None:
+        elif why == "not found":
             if named:
-                notes.append(f"{path} not found")
+                notes.append(f"{path} not found" + ("; its .pub's key is not in the agent" if blob else ""))
         elif why == "encrypted":
             notes.append(f"{path} is encrypted and not in the agent (ssh-add it)")
         elif why == "public":
             notes.append(f"{path} is a public key not in the agent")
-        elif why:
+        else:
             notes.append(f"{path} unreadable: {why}")
     if named and not wanted.identities_only:
-        for agent_key in agent_keys:
+        for agent_key in agent_keys():
             if agent_key.asbytes() not in offered_blobs:
                 offered_blobs.add(agent_key.asbytes())
                 yield agent_key, _agent_label(agent_key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def _order(
     notes: list[str] = []
     got = [
         names.get(key.asbytes(), what)
-        for key, what in identities._plain(wanted, agent_keys, notes, look_for_keys=look_for_keys)
+        for key, what in identities._plain(wanted, lambda: agent_keys, notes, look_for_keys=look_for_keys)
     ]
     return got, notes
 
@@ -147,3 +148,17 @@ def test_an_ecdsa_key_paramikos_parser_refuses_is_read_as_ssh_reads_it(tmp_path:
     assert loaded.asbytes() == _blob(key)
     signature = loaded.sign_ssh_data(b"data", "ecdsa-sha2-nistp256")
     assert paramiko.ECDSAKey(data=_blob(key)).verify_ssh_sig(b"data", paramiko.Message(signature.asbytes()))
+
+
+def test_a_named_key_read_from_its_file_never_asks_the_agent(tmp_path: Path) -> None:
+    key = keygen(tmp_path / "id_fleet")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:  # an agent that never answers
+        listener.bind(str(tmp_path / "agent.sock"))
+        listener.listen(1)
+        listener.setblocking(False)
+        wanted = Identities(files=(str(key),), agent=str(tmp_path / "agent.sock"))
+        keys = identities.offered(wanted, [], look_for_keys=False)
+        assert next(keys)[1] == str(key)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
+        keys.close()
