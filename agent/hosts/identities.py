@@ -30,11 +30,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from paramiko.pkey import PublicBlob
-
 from agent.errors import InputError
 from agent.hosts import host_certs
-from agent.hosts.sshlib import paramiko
+from agent.hosts.sshlib import paramiko  # first: it keeps paramiko from importing invoke
+
+PublicBlob = paramiko.pkey.PublicBlob
 
 DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 _AGENT_TIMEOUT = 10.0  # an agent that stops answering (a locked token) fails the login, not the run
@@ -241,6 +241,13 @@ def read_private_key(path: str) -> tuple[paramiko.PKey | None, str]:
         key = _ecdsa_by_cryptography(path)
         if key is None:
             return None, "public" if _public_key_line(path) is not None else str(exc) or type(exc).__name__
+    except Exception as exc:  # paramiko's UnknownKeyType, cryptography's UnsupportedAlgorithm
+        # A key type paramiko has no class for (DSA, FIDO keys): one line in the error, as for others.
+        kind = getattr(exc, "key_type", None)
+        return (
+            None,
+            f"a key type trust-agent cannot use ({getattr(kind, '__name__', kind) or type(exc).__name__})",
+        )
     with _cache_lock:
         _key_cache[path] = (stamp, key)
     return key, ""

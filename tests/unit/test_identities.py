@@ -162,3 +162,11 @@ def test_a_named_key_read_from_its_file_never_asks_the_agent(tmp_path: Path) -> 
         with pytest.raises(BlockingIOError):
             listener.accept()  # nobody connected
         keys.close()
+
+
+def test_a_key_type_paramiko_has_no_class_for_is_a_reason_not_a_crash(tmp_path: Path) -> None:
+    key = tmp_path / "id_dsa"  # still found on old workstations
+    subprocess.run(["ssh-keygen", "-q", "-t", "dsa", "-N", "", "-f", str(key)], check=True, timeout=30)
+    assert read_private_key(str(key)) == (None, "a key type trust-agent cannot use (DSAPrivateKey)")
+    got, notes = _order(Identities(files=(str(key),)), [])
+    assert got == [] and notes == [f"{key} unreadable: a key type trust-agent cannot use (DSAPrivateKey)"]
