@@ -172,7 +172,8 @@ def ssh_options(
             click.option(
                 "--become-password-env",
                 metavar="VAR",
-                help="Read the sudo password from this environment variable (else sudo must not ask).",
+                help="Read the sudo password from this environment variable (else sudo must not ask); "
+                "a host's ansible_become_password in the inventory wins, as in Ansible.",
             ),
             click.option("--ask-become-pass", is_flag=True, help="Prompt once for the sudo password."),
         ]
