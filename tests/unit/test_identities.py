@@ -164,6 +164,7 @@ def test_a_named_key_read_from_its_file_never_asks_the_agent(tmp_path: Path) -> 
         keys.close()
 
 
+@pytest.mark.filterwarnings("ignore:SSH DSA keys are deprecated")  # cryptography's, on loading it
 def test_a_key_type_paramiko_has_no_class_for_is_a_reason_not_a_crash(tmp_path: Path) -> None:
     key = tmp_path / "id_dsa"  # still found on old workstations
     subprocess.run(["ssh-keygen", "-q", "-t", "dsa", "-N", "", "-f", str(key)], check=True, timeout=30)
