@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Mapping
 from typing import Any
@@ -102,21 +103,30 @@ def _decoded(value: Any) -> Any:
 
 
 def _run(path: str, *args: str) -> Any:
+    what = " ".join(args)
     try:
-        done = subprocess.run(
-            [os.path.abspath(path), *args], capture_output=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL
+        # In a session of its own: on a timeout the script and anything it started are stopped (killing
+        # the script alone would leave its children running).
+        proc = subprocess.Popen(
+            [os.path.abspath(path), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired:
-        raise InventoryError(f"inventory script {' '.join(args)} ran over {TIMEOUT:g}s", where=path) from None
     except OSError as exc:
         raise InventoryError(f"cannot run inventory script: {exc.strerror}", where=path) from None
-    if done.returncode != 0:
-        said = done.stderr.decode(errors="replace").strip().splitlines()
-        why = f": {said[-1]}" if said else ""
-        raise InventoryError(f"inventory script {' '.join(args)} exited {done.returncode}{why}", where=path)
     try:
-        return json.loads(done.stdout) if done.stdout.strip() else None
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise InventoryError(f"inventory script {what} ran over {TIMEOUT:g}s", where=path) from None
+    if proc.returncode != 0:
+        said = err.decode(errors="replace").strip().splitlines()
+        why = f": {said[-1]}" if said else ""
+        raise InventoryError(f"inventory script {what} exited {proc.returncode}{why}", where=path)
+    try:
+        return json.loads(out) if out.strip() else None
     except ValueError as exc:
-        raise InventoryError(
-            f"inventory script {' '.join(args)} printed no JSON: {exc}", where=path
-        ) from None
+        raise InventoryError(f"inventory script {what} printed no JSON: {exc}", where=path) from None

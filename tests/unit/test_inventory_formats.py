@@ -6,13 +6,22 @@ import doctest
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from agent.errors import InventoryError
-from agent.inventory import Host, load_inventory, ssh_args, templating, to_ansible_list, yamlfile
+from agent.inventory import (
+    Host,
+    inventory_script,
+    load_inventory,
+    ssh_args,
+    templating,
+    to_ansible_list,
+    yamlfile,
+)
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "inventories"
 
@@ -437,3 +446,18 @@ def test_jinja2_is_loaded_only_for_an_inventory_with_templates(tmp_path: Path) -
         for path in (plain, templated)
     ]
     assert seen == ["False", "True"]
+
+
+def test_an_inventory_script_that_hangs_is_stopped_with_what_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inventory_script, "TIMEOUT", 1.0)
+    marker = tmp_path / "still-running"
+    # A child of the script's: stopping the script alone would leave it running, orphaned.
+    script = _script(tmp_path / "slow.sh", f"sleep 31.7 && touch {marker}; echo '{{}}'\n")
+    started = time.monotonic()
+    with pytest.raises(InventoryError, match=r"inventory script --list ran over 1s"):
+        load_inventory(str(script))
+    assert time.monotonic() - started < 10
+    time.sleep(0.5)
+    assert subprocess.run(["pgrep", "-f", "^sleep 31.7$"], capture_output=True).returncode == 1
