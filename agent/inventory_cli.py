@@ -26,12 +26,59 @@ def inventory_listing(path: str, limit: str | None = None) -> dict[str, Any]:
     return to_ansible_list(inv)
 
 
+def host_variables(path: str, name: str) -> dict[str, Any]:
+    """What ``ansible-inventory -i PATH --host NAME`` would print: the host's variables (``!unsafe``
+    text as plain text there, unlike ``--list``)."""
+    inv = load_inventory(path)
+    inv.host(name)  # an InventoryError where there is none
+    return dict(_unsafe_as_text(to_ansible_list(inv)["_meta"]["hostvars"].get(name, {})))
+
+
+def _unsafe_as_text(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1 and "__ansible_unsafe" in value:
+            return value["__ansible_unsafe"]
+        return {k: _unsafe_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unsafe_as_text(v) for v in value]
+    return value
+
+
+def connection_settings(path: str, limit: str | None = None) -> dict[str, dict[str, Any]]:
+    """Where trust-agent connects for each host, and how: the inventory's connection variables once
+    evaluated (templates, ssh arguments, aliases), before ssh_config applies."""
+    inv: Inventory = load_inventory(path)
+    if limit:
+        inv = inv.limit(limit)
+    return {
+        host.name: {
+            "address": host.address,
+            "port": host.port,
+            "user": host.user,
+            "identity_file": host.identity_file,
+            "become": host.become,
+            "become_user": host.become_user,
+            "become_password": "(from the inventory)" if host.become_password else host.become_password_note,
+            "ssh_options": [f"{name}={value}" for name, value in host.ssh_options],
+            "refused": host.refused,
+        }
+        for host in inv
+    }
+
+
 @click.command("inventory")
 @click.option(
     "--list",
     "list_",
     is_flag=True,
     help="Print every host and group as JSON, in the shape of `ansible-inventory --list`.",
+)
+@click.option("--host", metavar="NAME", help="Print one host's variables, as `ansible-inventory --host`.")
+@click.option(
+    "--connections",
+    is_flag=True,
+    help="Print where trust-agent connects for each host and how (address, port, user, key, become, ssh "
+    "options), its connection variables evaluated; a host it will not reach says why.",
 )
 @click.option(
     "-i",
@@ -42,17 +89,26 @@ def inventory_listing(path: str, limit: str | None = None) -> dict[str, Any]:
     "of them; with group_vars/ and host_vars/ beside it), or a comma-separated host list.",
 )
 @click.option("-l", "--limit", metavar="PATTERN", help="Ansible-style host pattern (web*:&prod:!web3).")
-def inventory_command(list_: bool, inventory: str, limit: str | None) -> None:
+def inventory_command(
+    list_: bool, host: str | None, connections: bool, inventory: str, limit: str | None
+) -> None:
     """Show the hosts, groups and variables trust-agent reads from an inventory.
 
-    The output has the shape of `ansible-inventory -i INV --list` (`_meta.hostvars`, and per group its
-    `hosts` and `children`), so the two can be compared before a rollout touches anything.
+    --list and --host print what `ansible-inventory` prints for them (`_meta.hostvars`, and per group
+    its `hosts` and `children`), so the two can be compared before a rollout touches anything.
+    --connections shows what trust-agent makes of them.
     """
     try:
-        if not list_:
-            raise UsageError("say what to show: --list")
-        listing = inventory_listing(inventory, limit)
+        if sum((list_, host is not None, connections)) != 1:
+            raise UsageError("say what to show: one of --list, --host NAME, --connections")
+        shown: Any
+        if list_:
+            shown = inventory_listing(inventory, limit)
+        elif host is not None:
+            shown = host_variables(inventory, host)
+        else:
+            shown = connection_settings(inventory, limit)
     except TrustAgentError as exc:
         click.echo(f"trust-agent: error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    click.echo(json.dumps(listing, indent=4, sort_keys=True, default=str))
+    click.echo(json.dumps(shown, indent=4, sort_keys=True, default=str))

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 
 from agent.errors import InventoryError
 from agent.inventory import load_inventory, select
-from agent.inventory_cli import inventory_command, inventory_listing
+from agent.inventory_cli import host_variables, inventory_command, inventory_listing
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "fixtures" / "ansible_parity"
@@ -215,6 +215,24 @@ def test_cli_prints_what_ansible_inventory_prints(ansible_bin: Path, ansible_env
     theirs = ansible_listing(ansible_bin, ansible_env, path, "europe:!par2")
     theirs["_meta"].pop("profile", None)  # ansible-core 2.19+ names its output profile
     assert ours == theirs
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_a_hosts_variables_are_what_ansible_inventory_host_prints(
+    ansible_bin: Path, ansible_env: dict[str, str], case: Path
+) -> None:
+    path = inventory_file(case)
+    name = load_inventory(str(path)).names[-1]
+    result = subprocess.run(
+        [str(ansible_bin / "ansible-inventory"), "-i", str(path), "--host", name],
+        capture_output=True,
+        text=True,
+        env=ansible_env,
+        cwd=ansible_env["HOME"],
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert host_variables(str(path), name) == json.loads(result.stdout)
 
 
 # --- what the comparison established, pinned without ansible ----------------------------------------

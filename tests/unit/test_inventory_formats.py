@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from agent.errors import InventoryError
 from agent.inventory import (
@@ -22,6 +24,7 @@ from agent.inventory import (
     to_ansible_list,
     yamlfile,
 )
+from agent.inventory_cli import inventory_command
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "inventories"
 
@@ -461,3 +464,22 @@ def test_an_inventory_script_that_hangs_is_stopped_with_what_it_started(
     assert time.monotonic() - started < 10
     time.sleep(0.5)
     assert subprocess.run(["pgrep", "-f", "^sleep 31.7$"], capture_output=True).returncode == 1
+
+
+def test_the_inventory_command_shows_where_each_host_is_reached_and_how(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        "[web]\nweb1 ansible_host='{{ inventory_hostname }}.lab' ansible_ssh_common_args='-J gw'\n"
+        "local1 ansible_connection=local\n"
+    )
+    shown = CliRunner().invoke(inventory_command, ["-i", str(inventory), "--connections"])
+    assert shown.exit_code == 0, shown.output
+    settings = json.loads(shown.output)
+    assert settings["web1"]["address"] == "web1.lab" and settings["web1"]["ssh_options"] == ["proxyjump=gw"]
+    assert settings["web1"]["refused"] is None
+    assert settings["local1"]["refused"].startswith("ansible_connection=local is not SSH")
+    for args in ([], ["--list", "--connections"]):
+        refused = CliRunner().invoke(inventory_command, ["-i", str(inventory), *args])
+        assert refused.exit_code == 2 and "one of --list, --host NAME, --connections" in refused.output
+    missing = CliRunner().invoke(inventory_command, ["-i", str(inventory), "--host", "web9"])
+    assert missing.exit_code == 2 and "no host named 'web9'" in missing.output
