@@ -152,7 +152,7 @@ class _SSHConfig:
                 parts.append("Host *\n" + ssh_config_text.expanded(config, includes))
         if parts:
             try:
-                self._config = paramiko.SSHConfig.from_text("".join(parts))
+                self._config = paramiko.SSHConfig.from_text(ssh_config_text.with_proxy_order("".join(parts)))
             except (paramiko.SSHException, ValueError) as exc:
                 raise InputError(f"cannot read ssh config: {exc}", where=self.path or system) from None
 
@@ -187,6 +187,7 @@ def _take_inventory_options(cfg: dict[str, Any], host: Host) -> None:
     if proxy is not None:
         cfg.pop("proxycommand", None)
         cfg.pop("proxyjump", None)
+        cfg[ssh_config_text.PROXY_ORDER] = proxy[0][len("proxy") :]
     for name, value in host.ssh_options:
         if name not in ("identityfile", "proxycommand", "proxyjump"):
             cfg[name] = value
@@ -198,6 +199,19 @@ def _take_inventory_options(cfg: dict[str, Any], host: Host) -> None:
 def _password_var(host: Host) -> str | None:
     """The SSH password variable an Ansible inventory sets for ``host``, if any."""
     return fields.chosen(host.vars, fields.SSH_PASSWORD_VARS)
+
+
+def _proxy_jump(cfg: dict[str, Any]) -> str | None:
+    """ssh_config's ProxyJump, unless ``none`` or a ProxyCommand came first (ssh uses the first)."""
+    if cfg.get(ssh_config_text.PROXY_ORDER) == "command":
+        return None
+    jump = cfg.get("proxyjump")
+    return None if jump is None or str(jump).lower() == "none" else str(jump)
+
+
+def _proxy_command(cfg: dict[str, Any]) -> str | None:
+    """ssh_config's ProxyCommand, unless a ProxyJump came first."""
+    return None if cfg.get(ssh_config_text.PROXY_ORDER) == "jump" else cfg.get("proxycommand")
 
 
 def _endpoint(cfg: dict[str, Any], host: Host) -> tuple[str, int, str]:
@@ -345,8 +359,8 @@ class SSHTransport(Transport):
             known_hosts=_expand(known),
             other_known_hosts=tuple(_expand(p) for p in others),
             host_key_alias=cfg.get("hostkeyalias"),
-            proxy_jump=cfg.get("proxyjump") if str(cfg.get("proxyjump", "")).lower() != "none" else None,
-            proxy_command=proxy_command.command_for(cfg.get("proxycommand"), host.address),
+            proxy_jump=_proxy_jump(cfg),
+            proxy_command=proxy_command.command_for(_proxy_command(cfg), host.address),
             certificate_files=tuple(_expand(p) for p in _as_list(cfg.get("certificatefile"))),
             identities_only=identities.identities_only(cfg.get("identitiesonly")),
             agent=self._agent(cfg, hostname, user),
@@ -414,7 +428,7 @@ class SSHTransport(Transport):
             other_known_hosts=final.other_known_hosts,
             host_key_alias=cfg.get("hostkeyalias"),
             proxy_jump=None,
-            proxy_command=proxy_command.command_for(cfg.get("proxycommand"), addr),
+            proxy_command=proxy_command.command_for(_proxy_command(cfg), addr),
             certificate_files=tuple(_expand(p) for p in _as_list(cfg.get("certificatefile"))),
             identities_only=identities.identities_only(cfg.get("identitiesonly", final.identities_only)),
             agent=self._agent(cfg, hostname, user) if "identityagent" in cfg else final.agent,

@@ -59,6 +59,34 @@ def _expand(path: str, ssh_dir: str, enclosing: str | None, depth: int) -> list[
     return out
 
 
+PROXY_ORDER = "trustagentproxyfirst"  # a keyword ssh has not: which proxy option came first
+
+
+def with_proxy_order(text: str) -> str:
+    """``text`` with a line before each ``ProxyJump`` and ``ProxyCommand`` saying which it is, so that the
+    first value a lookup finds (paramiko's rule, and ssh's) tells which of the two a host met first.
+    ssh uses that one and ignores the other ("whichever is specified first will prevent later
+    instances of the other from taking effect"), so ``ProxyCommand none`` exempts a bastion from a
+    ``Host *`` ProxyJump; paramiko returns both, without their order.
+
+    >>> print(with_proxy_order("Host gw\\nProxyCommand none\\nHost *\\nProxyJump gw"), end="")
+    Host gw
+    trustagentproxyfirst command
+    ProxyCommand none
+    Host *
+    trustagentproxyfirst jump
+    ProxyJump gw
+    """
+    out: list[str] = []
+    for line in text.splitlines():
+        match = _LINE.match(line)
+        keyword = match.group(1).lower() if match else ""
+        if keyword in ("proxyjump", "proxycommand"):
+            out.append(f"{PROXY_ORDER} {keyword[len('proxy') :]}")
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def _files(value: str, ssh_dir: str, path: str, number: int) -> list[str]:
     """The files one Include line names, in ssh's order: each argument's matches, sorted."""
     try:

@@ -1217,6 +1217,30 @@ def test_a_proxy_command_from_the_inventory_wins_over_ssh_config(
     assert (tmp_path / "log").read_text() == f"127.0.0.1:{sshd.port}\n"
 
 
+def test_of_proxy_jump_and_proxy_command_the_first_ssh_config_gives_is_used(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    # A bastion exempted from a fleet-wide ProxyJump by `ProxyCommand none`, the older idiom; and a host
+    # whose own ProxyCommand comes before that ProxyJump. ssh uses the first of the two it meets.
+    relay = f"{sys.executable} {RELAY} %h %p {tmp_path}/log"
+    config = _ssh_config(
+        tmp_path / "config",
+        sshd,
+        f"Host bastion\n    HostName 127.0.0.1\n    Port {sshd.port}\n    ProxyCommand none\n"
+        f"Host relayed\n    HostName 127.0.0.1\n    Port {sshd.port}\n    ProxyCommand {relay}\n"
+        f"Host *\n    ProxyJump dead-end\n"
+        f"Host dead-end\n    HostName 127.0.0.1\n    Port {_free_port()}\n",
+    )
+    options = replace(opts, ssh_config=str(config))
+    for name in ("bastion", "relayed"):
+        with SSHTransport(sshd.host(name=name, address=name), options) as t:
+            t.connect()
+            assert t._hops == [] and t.run("true").ok, name
+    assert (tmp_path / "log").read_text() == f"127.0.0.1:{sshd.port}\n"  # the relay, not the jump
+    with pytest.raises(UnreachableError, match="via dead-end"):  # the others: the fleet-wide jump
+        SSHTransport(sshd.host(name="other", address="127.0.0.1"), options).connect()
+
+
 def test_the_inventorys_ssh_options_go_over_ssh_configs_as_ssh_takes_its_command_line() -> None:
     from agent.hosts.ssh import _take_inventory_options
 
@@ -1233,6 +1257,7 @@ def test_the_inventorys_ssh_options_go_over_ssh_configs_as_ssh_takes_its_command
         "hostname": "10.0.0.5",
         "identityfile": ["/a", "/b", "/c"],
         "proxycommand": "nc 10.0.0.5 22",
+        "trustagentproxyfirst": "command",
     }
 
 
