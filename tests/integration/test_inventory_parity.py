@@ -87,9 +87,10 @@ def ansible_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def run_ansible_inventory(
-    bin_dir: Path, env: dict[str, str], path: Path, limit: str | None = None
+    bin_dir: Path, env: dict[str, str], path: Path, limit: str | None = None, host: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    argv = [str(bin_dir / "ansible-inventory"), "-i", str(path), "--list"]
+    """``ansible-inventory -i PATH --list [--limit LIMIT]``, or ``--host HOST``."""
+    argv = [str(bin_dir / "ansible-inventory"), "-i", str(path), *(["--host", host] if host else ["--list"])]
     if limit:
         argv += ["--limit", limit]
     return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=env["HOME"], timeout=120)
@@ -223,14 +224,7 @@ def test_a_hosts_variables_are_what_ansible_inventory_host_prints(
 ) -> None:
     path = inventory_file(case)
     name = load_inventory(str(path)).names[-1]
-    result = subprocess.run(
-        [str(ansible_bin / "ansible-inventory"), "-i", str(path), "--host", name],
-        capture_output=True,
-        text=True,
-        env=ansible_env,
-        cwd=ansible_env["HOME"],
-        timeout=120,
-    )
+    result = run_ansible_inventory(ansible_bin, ansible_env, path, host=name)
     assert result.returncode == 0, result.stderr
     assert host_variables(str(path), name) == json.loads(result.stdout)
 
