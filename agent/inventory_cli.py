@@ -78,7 +78,8 @@ def connection_settings(path: str, limit: str | None = None) -> dict[str, dict[s
     "--connections",
     is_flag=True,
     help="Print where trust-agent connects for each host and how (address, port, user, key, become, ssh "
-    "options), its connection variables evaluated; a host it will not reach says why.",
+    "options) as the inventory says, its connection variables evaluated (ssh_config applies after); a "
+    "host it will not reach says why.",
 )
 @click.option(
     "-i",
