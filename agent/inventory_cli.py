@@ -16,6 +16,7 @@ import click
 
 from agent.errors import TrustAgentError, UsageError
 from agent.inventory import Inventory, load_inventory, to_ansible_list
+from agent.inventory.ansible_list import hostvars
 
 
 def inventory_listing(path: str, limit: str | None = None) -> dict[str, Any]:
@@ -30,18 +31,7 @@ def host_variables(path: str, name: str) -> dict[str, Any]:
     """What ``ansible-inventory -i PATH --host NAME`` would print: the host's variables (``!unsafe``
     text as plain text there, unlike ``--list``)."""
     inv = load_inventory(path)
-    inv.host(name)  # an InventoryError where there is none
-    return dict(_unsafe_as_text(to_ansible_list(inv)["_meta"]["hostvars"].get(name, {})))
-
-
-def _unsafe_as_text(value: Any) -> Any:
-    if isinstance(value, dict):
-        if len(value) == 1 and "__ansible_unsafe" in value:
-            return value["__ansible_unsafe"]
-        return {k: _unsafe_as_text(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unsafe_as_text(v) for v in value]
-    return value
+    return hostvars(inv.host(name), inv.format == "ansible", unsafe_marked=False)
 
 
 def connection_settings(path: str, limit: str | None = None) -> dict[str, dict[str, Any]]:

@@ -34,7 +34,7 @@ from agent.errors import InputError
 from agent.hosts import host_certs
 from agent.hosts.sshlib import paramiko  # first: it keeps paramiko from importing invoke
 
-PublicBlob = paramiko.pkey.PublicBlob
+PublicBlob = paramiko.pkey.PublicBlob  # what a key presents as its certificate
 
 DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 _AGENT_TIMEOUT = 10.0  # an agent that stops answering (a locked token) fails the login, not the run
@@ -327,9 +327,7 @@ def with_certificate(key: paramiko.PKey, files: tuple[str, ...], notes: list[str
     as keys are shared between connections; ``key`` itself where none does."""
     for path in files:
         try:
-            with open(path, encoding="ascii") as text:
-                fields = text.read().split()
-            certified = host_certs.certified_key(fields[0], base64.b64decode(fields[1]))
+            certified = _certified_key(path)
         except (OSError, IndexError, ValueError, paramiko.SSHException) as exc:
             notes.append(f"CertificateFile {path} unreadable: {exc}")
             continue
@@ -345,11 +343,17 @@ def _with_own_certificate(key: paramiko.AgentKey, path: str) -> paramiko.PKey:
     if file_stamp(certificate) is None:
         return key
     try:
-        blob = PublicBlob.from_file(certificate)
-        certified = host_certs.certified_key(blob.key_type, blob.key_blob)
-    except (OSError, ValueError, paramiko.SSHException):
+        certified = _certified_key(certificate)
+    except (OSError, IndexError, ValueError, paramiko.SSHException):
         return key
     return _carrying(key, certified.public_blob) if certified.asbytes() == key.asbytes() else key
+
+
+def _certified_key(path: str) -> paramiko.PKey:
+    """The key an OpenSSH certificate file (``TYPE-cert-v01@openssh.com BASE64``) certifies, carrying it."""
+    with open(path, encoding="ascii") as text:
+        fields = text.read().split()
+    return host_certs.certified_key(fields[0], base64.b64decode(fields[1]))
 
 
 def _carrying(key: paramiko.PKey, certificate: PublicBlob | None) -> paramiko.PKey:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.inventory.model import Host, Inventory
-from agent.inventory.yamlfile import UnsafeText, VaultText
+from agent.inventory.yamlfile import tags_to_json
 
 # Host fields as Ansible variables, for inventories that hold them as fields (trust-agent's format).
 _FIELD_VARS = (
@@ -18,22 +18,11 @@ _FIELD_VARS = (
 )
 
 
-def _tagged(value: Any) -> Any:
-    """``!vault`` and ``!unsafe`` values as ansible-inventory's JSON writes them."""
-    if isinstance(value, VaultText):
-        return {"__ansible_vault": str(value)}
-    if isinstance(value, UnsafeText):
-        return {"__ansible_unsafe": str(value)}
-    if isinstance(value, dict):
-        return {k: _tagged(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_tagged(v) for v in value]
-    return value
-
-
-def _hostvars(host: Host, from_ansible: bool) -> dict[str, Any]:
+def hostvars(host: Host, from_ansible: bool, *, unsafe_marked: bool = True) -> dict[str, Any]:
+    """``host``'s variables as ansible-inventory prints them (``--list``, or ``--host`` without
+    ``unsafe_marked``)."""
     if from_ansible:
-        return {k: _tagged(v) for k, v in host.vars.items()}
+        return tags_to_json(dict(host.vars), unsafe_marked=unsafe_marked)  # type: ignore[no-any-return]
     out: dict[str, Any] = {}
     defaults: dict[str, Any] = {"address": host.name, "port": 22, "become": False}
     for attr, var in _FIELD_VARS:
@@ -70,5 +59,5 @@ def to_ansible_list(inv: Inventory) -> dict[str, Any]:
             del out[name]
 
     visit("all")
-    hostvars = {h.name: v for h in inv.hosts if (v := _hostvars(h, from_ansible))}
-    return {"_meta": {"hostvars": hostvars}, **out}
+    listed = {h.name: v for h in inv.hosts if (v := hostvars(h, from_ansible))}
+    return {"_meta": {"hostvars": listed}, **out}

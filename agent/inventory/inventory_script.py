@@ -20,7 +20,7 @@ from typing import Any
 
 from agent.errors import InventoryError
 from agent.inventory.builder import InventoryData
-from agent.inventory.yamlfile import UnsafeText, VaultText
+from agent.inventory.yamlfile import tags_from_json
 
 TIMEOUT = 120.0  # a cloud API behind the script may be slow; a hung one must not hang the run
 MAX_HOST_CALLS = 10_000  # `--host` per host, for scripts without _meta: bounded like everything else
@@ -62,7 +62,7 @@ def parse_script(path: str, data: InventoryData) -> None:
         if not isinstance(values, Mapping):
             raise InventoryError(f"inventory script: the variables of {host!r} are not an object", where=path)
         for key, value in values.items():
-            data.set_host_var(host, str(key), _decoded(value))
+            data.set_host_var(host, str(key), tags_from_json(value))
 
 
 def _group(name: str, body: Any, data: InventoryData, path: str) -> list[str]:
@@ -83,23 +83,10 @@ def _group(name: str, body: Any, data: InventoryData, path: str) -> list[str]:
     for host in hosts:
         data.add_host(str(host), name)
     for key, value in variables.items():
-        data.set_group_var(name, str(key), _decoded(value))
+        data.set_group_var(name, str(key), tags_from_json(value))
     for child in body.get("children") or []:
         data.add_child(name, data.add_group(str(child), path), path)
     return [str(h) for h in hosts]
-
-
-def _decoded(value: Any) -> Any:
-    """JSON's ``{"__ansible_vault": …}``/``{"__ansible_unsafe": …}`` as the values they stand for."""
-    if isinstance(value, dict):
-        if len(value) == 1 and "__ansible_vault" in value:
-            return VaultText(value["__ansible_vault"])
-        if len(value) == 1 and "__ansible_unsafe" in value:
-            return UnsafeText(value["__ansible_unsafe"])
-        return {k: _decoded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decoded(v) for v in value]
-    return value
 
 
 def _run(path: str, *args: str) -> Any:

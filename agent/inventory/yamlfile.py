@@ -38,6 +38,36 @@ class UnsafeText(str):
     """An ``!unsafe`` value: text Ansible never templates."""
 
 
+_JSON_KEYS = {VaultText: "__ansible_vault", UnsafeText: "__ansible_unsafe"}
+
+
+def tags_to_json(value: Any, *, unsafe_marked: bool = True) -> Any:
+    """``!vault`` and ``!unsafe`` values (also inside lists and mappings) as ansible-inventory's JSON
+    writes them: ``{"__ansible_vault": …}``; ``{"__ansible_unsafe": …}`` where ``unsafe_marked`` (its
+    ``--list``), plain text otherwise (its ``--host``)."""
+    if isinstance(value, VaultText) or (unsafe_marked and isinstance(value, UnsafeText)):
+        return {_JSON_KEYS[type(value)]: str(value)}
+    if isinstance(value, dict):
+        return {k: tags_to_json(v, unsafe_marked=unsafe_marked) for k, v in value.items()}
+    if isinstance(value, list):
+        return [tags_to_json(v, unsafe_marked=unsafe_marked) for v in value]
+    return str(value) if isinstance(value, UnsafeText) else value
+
+
+def tags_from_json(value: Any) -> Any:
+    """The values :func:`tags_to_json` wrote (an inventory script's output, say) as tagged values again."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (key, text), *_ = value.items()
+            for kind, json_key in _JSON_KEYS.items():
+                if key == json_key:
+                    return kind(text)
+        return {k: tags_from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [tags_from_json(v) for v in value]
+    return value
+
+
 def _construct_vault(loader: yaml.SafeLoader, node: yaml.Node) -> VaultText:
     return VaultText(loader.construct_scalar(node))  # type: ignore[arg-type]
 
