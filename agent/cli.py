@@ -31,7 +31,7 @@ from agent.cli_options import (
 )
 from agent.early_connect import EarlyConnections
 from agent.engine.options import RunOptions
-from agent.errors import InputError, UsageError
+from agent.errors import InputError, ReportError, UsageError
 from agent.fleet import FleetOptions, batches, run_fleet
 from agent.hosts.base import Transport
 from agent.hosts.engine_http import load_parser
@@ -76,6 +76,7 @@ def _report_options(func: F) -> F:
             "--report",
             "report",
             type=click.Path(dir_okay=False, writable=True),
+            callback=_writable_report,
             metavar="FILE",
             help="Write the report to FILE (.json, .md, .html, .xml → that format).",
         ),
@@ -83,6 +84,18 @@ def _report_options(func: F) -> F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _writable_report(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a report file that cannot be written before any host is touched, not after the run."""
+    if value is None:
+        return None
+    parent = Path(value).parent
+    if not parent.is_dir():
+        raise click.BadParameter(f"{value}: the directory {parent} does not exist", ctx, param)
+    if not os.path.exists(value) and not os.access(parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"{value}: the directory {parent} is not writable", ctx, param)
+    return value
 
 
 class _LazyGroup(click.Group):
@@ -145,12 +158,20 @@ def policy_command(**kwargs: Any) -> None:
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
-    help="Exit 0 when nothing would change, 2 when changes are pending, 1 on error.",
+    help="Exit 0 when nothing would change, 2 when changes are pending, 1 on any error (bad input "
+    "included, which otherwise exits 2).",
 )
 @handle_errors
 def plan(detailed_exitcode: bool, **kwargs: Any) -> None:
     """Show what would change on each host: unified diffs, the dockerd action, and why. Changes nothing."""
-    result = _run("plan", kwargs, RunOptions(dry_run=True, verify=False))
+    try:
+        result = _run("plan", kwargs, RunOptions(dry_run=True, verify=False))
+    except InputError as exc:
+        if not detailed_exitcode:
+            raise
+        # 2 means "changes pending" here, so bad input exits 1, as any error does.
+        click.echo(f"trust-agent: error: {exc}", err=True)
+        sys.exit(1)
     if detailed_exitcode:
         _exit(result, 1 if result.failed else 2 if result.pending else 0)
     _exit(result, 1 if result.failed else 0)
@@ -380,15 +401,18 @@ class _Report:
     def emit(self, result: FleetResult) -> None:
         from agent.reports import render
 
-        if self.path:
-            Path(self.path).write_text(render(result, self.fmt))  # type: ignore[arg-type]
-        elif not self.table:
+        if not self.table:
             click.echo(render(result, self.fmt, color=self.fmt == "text" and _color()), nl=False)  # type: ignore[arg-type]
             return
         from agent.reports.summary import render as render_summary  # rich: imported for the table alone
 
+        # The table first: the hosts have changed, and that is shown even if the file cannot be written.
         click.echo(render_summary(result, color=_color()), nl=False)
         if self.path:
+            try:
+                Path(self.path).write_text(render(result, self.fmt))  # type: ignore[arg-type]
+            except OSError as exc:
+                raise ReportError(f"cannot write the report {self.path}: {exc.strerror or exc}") from None
             click.echo(f"report: {self.path} ({self.fmt})", err=True)
 
 
@@ -404,14 +428,29 @@ _LAZY_COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="trust-agent", standalone_mode=True)
+        code = cli.main(args=args, prog_name="trust-agent", standalone_mode=False)
     except SystemExit as exc:
         _exit_now(exc.code)
+    except click.ClickException as exc:
+        _exit_now(_usage_error(exc, args))
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        _exit_now(1)
     except InputError as exc:  # pragma: no cover - commands map their own errors
         click.echo(f"trust-agent: error: {exc}", err=True)
         _exit_now(2)
-    _exit_now(0)
+    _exit_now(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: click.ClickException, args: list[str]) -> int:
+    """A command-line mistake as one line, like every other bad input, with where to read more."""
+    context = getattr(exc, "ctx", None)
+    hint = f" (see {context.command_path} --help)" if context is not None else ""
+    click.echo(f"trust-agent: error: {exc.format_message()}{hint}", err=True)
+    # plan --detailed-exitcode keeps 2 for "changes pending": an error there is 1.
+    return 1 if "--detailed-exitcode" in args else exc.exit_code
 
 
 def _exit_now(code: object) -> NoReturn:

@@ -114,3 +114,10 @@ class ReloadError(ApplyError):
 
 class VerifyError(ApplyError):
     """The engine's live configuration does not match the plan, or the canary pull failed."""
+
+
+# --- output -------------------------------------------------------------------------------------
+
+
+class ReportError(TrustAgentError):
+    """A report could not be written (the run itself is over; its summary was printed)."""

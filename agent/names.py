@@ -7,6 +7,7 @@ is refused before it reaches a path.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from urllib.parse import urlsplit
@@ -26,35 +27,51 @@ def validate_registry(name: str, where: str | None = None) -> str:
     ...
     agent.errors.InvalidNameError: registry '../../etc': not a host[:port] ...
     """
-    host, port = _split_host_port(name, where)
-    if port is not None and not (port.isdigit() and 0 < int(port) < 65536 and not port.startswith("0")):
-        raise InvalidNameError(f"registry {name!r}: port must be 1-65535", where)
-    if host.startswith("["):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            raise InvalidNameError(f"registry {name!r}: not a valid IPv6 address", where) from None
-        return name
-    if len(host) > 253 or not all(_LABEL.match(label) for label in host.split(".")):
-        raise InvalidNameError(
-            f"registry {name!r}: not a host[:port] (letters, digits, '-', '.', optional :port)", where
-        )
+    _check_host_port(name, "registry", where, strict=True)
     return name
 
 
-def _split_host_port(name: str, where: str | None) -> tuple[str, str | None]:
+def _check_host_port(name: str, what: str, where: str | None, *, strict: bool) -> None:
+    """Refuse what is not ``host[:port]``; ``strict`` (a directory name) also refuses a trailing dot and
+    non-ASCII names, which a storage endpoint, never a file name, may have."""
+    host, port = _split_host_port(name, what, where)
+    # ASCII digits only: str.isdigit() also takes other scripts' digits, which no port is written in.
+    if port is not None and not (
+        port.isascii() and port.isdigit() and 0 < int(port) < 65536 and not port.startswith("0")
+    ):
+        raise InvalidNameError(f"{what} {name!r}: port must be 1-65535", where)
+    if host.startswith("["):
+        if "%" in host:
+            raise InvalidNameError(f"{what} {name!r}: an IPv6 zone (%...) is not part of an address", where)
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise InvalidNameError(f"{what} {name!r}: not a valid IPv6 address", where) from None
+        return
+    if not strict:
+        host = host.removesuffix(".")
+        if not host.isascii():
+            with contextlib.suppress(UnicodeError):  # the label check below refuses it
+                host = host.encode("idna").decode("ascii")
+    if len(host) > 253 or not all(_LABEL.match(label) for label in host.split(".")):
+        raise InvalidNameError(
+            f"{what} {name!r}: not a host[:port] (letters, digits, '-', '.', optional :port)", where
+        )
+
+
+def _split_host_port(name: str, what: str, where: str | None) -> tuple[str, str | None]:
     if not name or any(c in name for c in "/\\\0 \t\r\n") or ".." in name:
-        raise InvalidNameError(f"registry {name!r}: not a host[:port] (no '/', '..', spaces or NUL)", where)
+        raise InvalidNameError(f"{what} {name!r}: not a host[:port] (no '/', '..', spaces or NUL)", where)
     if name.startswith("["):
         end = name.find("]")
         if end < 0:
-            raise InvalidNameError(f"registry {name!r}: unclosed '['", where)
+            raise InvalidNameError(f"{what} {name!r}: unclosed '['", where)
         rest = name[end + 1 :]
         if rest and not rest.startswith(":"):
-            raise InvalidNameError(f"registry {name!r}: junk after ']'", where)
+            raise InvalidNameError(f"{what} {name!r}: junk after ']'", where)
         return name[: end + 1], (rest[1:] if rest else None)
     if name.count(":") > 1:
-        raise InvalidNameError(f"registry {name!r}: write IPv6 addresses as [addr]:port", where)
+        raise InvalidNameError(f"{what} {name!r}: write IPv6 addresses as [addr]:port", where)
     host, _, port = name.partition(":")
     return host, (port if _ else None)
 
@@ -66,26 +83,54 @@ def host_of(name: str) -> str:
     return name.partition(":")[0]
 
 
+def without_userinfo(url: str) -> str:
+    """``https://user:pw@host/x`` → ``https://host/x``: credentials in a URL are never kept or shown.
+
+    >>> without_userinfo("https://admin:s3cret@reg.example.com:5000/v2/")
+    'https://reg.example.com:5000/v2/'
+    >>> without_userinfo("reg.example.com")
+    'reg.example.com'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
+
+
+def _url_parts(url: str, what: str, where: str | None) -> tuple[str, str]:
+    """``(scheme, host[:port])`` of an http(s) URL or a bare ``host[:port]`` (scheme ``""``)."""
+    shown = without_userinfo(url.strip())
+    # urlsplit drops tabs and newlines silently: a value holding them is not the address it looks like.
+    control = next((i for i, c in enumerate(shown) if ord(c) < 32 or ord(c) == 127), None)
+    if control is not None:
+        raise InvalidNameError(
+            f"{what} {shown[:control] + '...'!r}: holds a control character (a newline?)", where
+        )
+    if "://" not in shown:
+        return "", shown.rstrip("/")
+    try:
+        parts = urlsplit(shown)  # the host and port are checked by the caller
+    except ValueError:  # an unclosed '[': urlsplit's only complaint
+        raise InvalidNameError(f"{what} {shown!r}: not a valid URL", where) from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidNameError(f"{what} {shown!r}: not an http(s) URL", where)
+    return parts.scheme, parts.netloc
+
+
 def registry_from_url(url: str, where: str | None = None) -> str:
     """``https://reg.example.com:5000/`` → ``reg.example.com:5000``; a bare ``host[:port]`` passes through.
 
     The default port is not added: users write ``reg.example.com``, and that is the directory dockerd reads.
     """
-    if "://" not in url:
-        return validate_registry(url.strip().rstrip("/"), where)
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidNameError(f"{url!r}: not an http(s) URL", where)
-    netloc = parts.netloc.rpartition("@")[2]
+    _, netloc = _url_parts(url, "registry", where)
     return validate_registry(netloc, where)
 
 
 def endpoint_from_url(url: str, where: str | None = None) -> tuple[str, str]:
-    """``https://s3.example.com:9000/path`` → ``("https", "s3.example.com:9000")``."""
-    candidate = url.strip()
-    if "://" not in candidate:
-        candidate = "https://" + candidate
-    parts = urlsplit(candidate)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidNameError(f"{url!r}: not an http(s) endpoint", where)
-    return parts.scheme, validate_registry(parts.netloc.rpartition("@")[2], where)
+    """``https://s3.example.com:9000/path`` → ``("https", "s3.example.com:9000")``; no scheme: https."""
+    scheme, netloc = _url_parts(url, "storage endpoint", where)
+    _check_host_port(netloc, "storage endpoint", where, strict=False)
+    return scheme or "https", netloc

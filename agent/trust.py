@@ -7,7 +7,12 @@ The rules live here, each with the fact it rests on (``shared/design/trust-facts
   else AWS (publicly trusted) (fact 2). ``storage.redirect.disable`` means no redirect at all.
 - dockerd follows the redirect with the *registry's* TLS config, so the storage CA goes into
   ``certs.d/<registry>/``, never ``certs.d/<storage-host>/`` (fact 4), for every spelling (fact 5).
-- ``secure: false``: the redirect is plain HTTP, nothing to trust (fact 3).
+- ``secure: false``: an endpoint written without a scheme is reached over plain HTTP, nothing to
+  trust (fact 3); an endpoint's own ``https://`` wins over it (the AWS SDK adds a scheme only where
+  there is none, as distribution 2.8's registry shows on the lab).
+- Drivers other than S3 (azure, gcs, oss, swift) can redirect to their own store, whose address is
+  not read here: a storage CA given for them is installed the same way; filesystem and inmemory
+  serve every blob through the registry.
 - The registry set to skip TLS verification of its storage: engines must skip too, by listing the
   registry in ``insecure-registries``, which covers the redirect it follows (fact 9; DTR docs).
 """
@@ -49,8 +54,9 @@ class TrustPolicy:
     """What every engine must hold. Pure data; the runtimes turn it into files."""
 
     registries: tuple[str, ...]  # certs.d directory names, every spelling users use
-    storage_endpoint: str | None  # host[:port] engines are redirected to; None: no redirect
-    storage_scheme: str | None  # "https" | "http" | None
+    storage_endpoint: str | None  # host[:port] engines are redirected to; None: no redirect, or unknown
+    storage_scheme: str | None  # "https" | "http" | None (no redirect); https without an endpoint: a
+    # driver's own store, whose address the source does not give
     ca_files: tuple[CAFile, ...] = ()
     insecure: bool = False  # list every registry in insecure-registries
     reasons: tuple[str, ...] = ()
@@ -64,6 +70,14 @@ class TrustPolicy:
             "ca": [[c.role, c.name, hashlib.sha256(c.bundle.pem).hexdigest()] for c in self.ca_files],
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+    def storage_summary(self) -> str:
+        """Where engines are sent for blobs, for reports: ``https://host:port``, or why no address."""
+        if self.storage_endpoint:
+            return f"{self.storage_scheme}://{self.storage_endpoint}"
+        if self.storage_scheme:
+            return "the storage driver's own store (its address is not in the source)"
+        return "no redirect"
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -94,10 +108,15 @@ class TrustPolicy:
 
 
 _AWS_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn")
+# distribution's drivers that serve every blob themselves: no redirect, whatever the settings.
+_SERVING_DRIVERS = frozenset({"filesystem", "inmemory"})
+# Public clouds' stores, publicly trusted unless the source points them elsewhere (Azure Stack...).
+_PUBLIC_CLOUD_DRIVERS = frozenset({"azure", "gcs"})
 
 
 def redirect_target(settings: RegistrySettings) -> tuple[str | None, str | None, str]:
-    """Where engines are sent for blobs: ``(scheme, host[:port], why)``; ``(None, None, why)`` if nowhere.
+    """Where engines are sent for blobs: ``(scheme, host[:port], why)``; ``(None, None, why)`` if nowhere,
+    ``("https", None, why)`` for a driver's own store whose address the settings do not give.
 
     Order (fact 2): middleware baseurl > redirectendpoint > regionendpoint > AWS public endpoint.
     """
@@ -109,20 +128,30 @@ def redirect_target(settings: RegistrySettings) -> tuple[str | None, str | None,
             host,
             f"the {settings.redirect_middleware} middleware's baseurl sends clients to {host}",
         )
-    if settings.driver != "s3" or settings.s3 is None:
+    if settings.driver in _SERVING_DRIVERS:
         return None, None, f"storage driver {settings.driver!r} serves blobs through the registry"
     if settings.redirect_disabled:
         return None, None, "storage.redirect.disable is true: blobs are served through the registry"
     s3 = settings.s3
+    if s3 is None:
+        return (
+            "https",
+            None,
+            f"storage driver {settings.driver!r} can redirect clients to its own store, whose address "
+            "trust-agent does not read (it reads S3's)",
+        )
+    section = f"{'storage_service' if settings.kind == 'harbor' else 'storage'}.{settings.driver}"
     for key, value in (("redirectendpoint", s3.redirectendpoint), ("regionendpoint", s3.regionendpoint)):
         if value:
             scheme, host = endpoint_from_url(value, where)
-            if not s3.secure:
+            if not s3.secure and "://" not in value:
                 scheme = "http"
             if s3.forcepathstyle is False and s3.bucket:
                 # Virtual-hosted style: the bucket becomes part of the host name (fact 2).
                 host = f"{s3.bucket}.{host}"
-            return scheme, host, f"storage.s3.{key} sends clients to {host}"
+            variable = f"REGISTRY_STORAGE_{settings.driver.upper()}_{key.upper()}"
+            named = f"{variable} (environment)" if variable in settings.env_overrides else f"{section}.{key}"
+            return scheme, host, f"{named} sends clients to {scheme}://{host}"
     region = s3.region or "us-east-1"
     return "https" if s3.secure else "http", f"s3.{region}.amazonaws.com", "no endpoint set: AWS S3"
 
@@ -168,10 +197,26 @@ def build_policy(
 
     insecure = False
     storage_bundles: tuple[CABundle, ...] = ()
-    if endpoint is None:
+    if endpoint is None and scheme is None:
         reasons.append("no redirect: only the registry's own certificate matters")
         if storage_cas:
             warnings.append("storage CA given but engines are never sent to storage: not installed")
+    elif endpoint is None:
+        storage_bundles = storage_cas
+        if storage_bundles:
+            reasons.append(
+                "engines follow a redirect with the registry's TLS config, so the storage CA goes into "
+                f"certs.d/<registry>/ for {', '.join(names)} (fact 4)"
+            )
+        elif settings.driver in _PUBLIC_CLOUD_DRIVERS:
+            reasons.append(
+                f"the {settings.driver} store is publicly trusted unless it is your own: nothing to install"
+            )
+        else:
+            warnings.append(
+                f"engines may be redirected to the {settings.driver} store; if its certificate is from a "
+                "private CA, give it with --storage-ca FILE, or pulls will fail with x509 errors"
+            )
     elif settings.s3 is not None and settings.s3.skipverify and scheme == "https":
         insecure = True
         reasons.append(
@@ -181,7 +226,9 @@ def build_policy(
         if storage_cas:
             warnings.append("storage CA given but skip-TLS is set: insecure-registries is used instead")
     elif scheme == "http":
-        reasons.append(f"the redirect to {endpoint} is plain HTTP (secure: false): nothing to trust (fact 3)")
+        reasons.append(f"the redirect to {endpoint} is plain HTTP: nothing to trust (fact 3)")
+        if storage_cas:
+            warnings.append("storage CA given but the redirect is plain HTTP: not installed")
     elif endpoint.endswith(_AWS_SUFFIXES) or host_of(endpoint).endswith(_AWS_SUFFIXES):
         reasons.append(f"{endpoint} is AWS S3, publicly trusted: nothing to install")
     else:

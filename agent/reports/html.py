@@ -135,4 +135,5 @@ def render(result: FleetResult) -> str:
         ticks=_ticks(total),
         legend=[p for p in PHASE_ORDER if p in used_phases],
         policy=result.policy.as_dict(),
+        storage=view.xml_safe(result.policy.storage_summary()),
     )

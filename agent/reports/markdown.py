@@ -74,9 +74,7 @@ def _host(o: HostOutcome) -> list[str]:
 
 def _policy(result: FleetResult) -> list[str]:
     policy = result.policy
-    where = (
-        f"{policy.storage_scheme}://{policy.storage_endpoint}" if policy.storage_endpoint else "no redirect"
-    )
+    where = policy.storage_summary()
     lines = [
         "## Policy",
         "",

@@ -93,9 +93,7 @@ def _host_lines(outcome: HostOutcome, names: list[str] | None = None) -> list[Te
 
 def _policy_lines(result: FleetResult) -> list[Text]:
     policy = result.policy
-    where = (
-        f"{policy.storage_scheme}://{policy.storage_endpoint}" if policy.storage_endpoint else "no redirect"
-    )
+    where = policy.storage_summary()
     head = Text("policy", style="bold")
     head.append(f"  {', '.join(policy.registries)}  storage {where}")
     if policy.insecure:

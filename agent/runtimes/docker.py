@@ -272,7 +272,9 @@ def _plan_certs(
 
 def _ca_purpose(ca: CAFile, policy: TrustPolicy) -> str:
     if ca.role == "storage":
-        return f"storage CA for the redirect to {policy.storage_endpoint} (fact 4)"
+        return (
+            f"storage CA for the redirect to {policy.storage_endpoint or policy.storage_summary()} (fact 4)"
+        )
     return "the registry's own CA (fact 4)"
 
 

@@ -74,6 +74,8 @@ def detect_kind(text: str, *, origin: str = "<source>") -> SourceKind:
     >>> detect_kind("hostname: reg.example.com\\nstorage_service: {}")
     'harbor'
     """
+    if not text.strip():
+        raise SourceError(f"empty: {_EXPECTED}", origin)
     if text.lstrip().startswith("{"):
         try:
             data = json.loads(text)

@@ -20,7 +20,8 @@ from agent.sources.model import RegistrySettings, S3Storage, SourceKind
 NOT_DRIVERS = frozenset({"cache", "maintenance", "delete", "redirect", "tag"})
 REDIRECT_MIDDLEWARES = frozenset({"cloudfront", "redirect"})
 S3_SECRETS = ("accesskey", "secretkey")
-ENV_PREFIX = "REGISTRY_STORAGE_S3_"
+# distribution registers its S3 driver under both names (registry/storage/driver/s3-aws).
+S3_DRIVERS = frozenset({"s3", "s3aws"})
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,11 @@ def parse_distribution(
 def parse_s3(doc: Document, path: Path, params: Mapping[str, object], overlay: Overlay) -> S3Storage:
     """The S3 driver's parameters at ``path`` (also used for Harbor's ``storage_service.s3``)."""
 
+    # REGISTRY_STORAGE_<DRIVER>_<KEY>, as distribution names them (s3aws: REGISTRY_STORAGE_S3AWS_...).
+    env_prefix = f"REGISTRY_STORAGE_{path[-1].upper()}_"
+
     def value(key: str) -> tuple[Document, Path, object]:
-        return overlay.pick(doc, (*path, key), params.get(key), ENV_PREFIX + key.upper())
+        return overlay.pick(doc, (*path, key), params.get(key), env_prefix + key.upper())
 
     def text(key: str) -> str | None:
         return fields.string(*value(key))
@@ -92,14 +96,17 @@ def parse_s3(doc: Document, path: Path, params: Mapping[str, object], overlay: O
     def flag(key: str, default: bool) -> bool:
         return fields.boolean(*value(key), default)
 
+    def endpoint(key: str) -> str | None:
+        return fields.url(*value(key))
+
     forcepathstyle_doc, forcepathstyle_path, forcepathstyle = value("forcepathstyle")
     # Only presence is read for secrets: their values never reach a message or a field.
     has_credentials = any(bool(value(key)[2]) for key in S3_SECRETS)
     return S3Storage(
         bucket=text("bucket"),
         region=text("region"),
-        regionendpoint=text("regionendpoint"),
-        redirectendpoint=text("redirectendpoint"),
+        regionendpoint=endpoint("regionendpoint"),
+        redirectendpoint=endpoint("redirectendpoint"),
         rootdirectory=text("rootdirectory"),
         secure=flag("secure", True),
         skipverify=flag("skipverify", False),
@@ -144,9 +151,9 @@ def _storage(doc: Document, root: Mapping[str, object], overlay: Overlay) -> tup
     if driver == file_driver:
         params = fields.mapping(doc, ("storage", driver), storage.get(driver))
     # else: the environment replaced the driver, so the file's parameters for another driver do not apply.
-    if driver != "s3":
+    if driver not in S3_DRIVERS:
         return driver, None
-    return driver, parse_s3(doc, ("storage", "s3"), params, overlay)
+    return driver, parse_s3(doc, ("storage", driver), params, overlay)
 
 
 def _redirect_middleware(doc: Document, root: Mapping[str, object]) -> tuple[str | None, str | None]:
@@ -162,7 +169,7 @@ def _redirect_middleware(doc: Document, root: Mapping[str, object]) -> tuple[str
         ):
             continue
         options = fields.mapping(doc, (*path, "options"), item.get("options"))
-        baseurl = fields.string(doc, (*path, "options", "baseurl"), options.get("baseurl"))
+        baseurl = fields.url(doc, (*path, "options", "baseurl"), options.get("baseurl"))
         if baseurl is None:
             raise doc.error((*path, "options", "baseurl"), f"the {name} middleware needs a baseurl")
         # Each middleware wraps the driver configured before it, so the last one decides the URL.
@@ -172,7 +179,9 @@ def _redirect_middleware(doc: Document, root: Mapping[str, object]) -> tuple[str
 
 def _http(doc: Document, root: Mapping[str, object], overlay: Overlay) -> tuple[str | None, bool]:
     http = fields.mapping(doc, ("http",), root.get("http"))
-    host = fields.string(*overlay.pick(doc, ("http", "host"), http.get("host"), "REGISTRY_HTTP_HOST"))
+    host = fields.url(
+        *overlay.pick(doc, ("http", "host"), http.get("host"), "REGISTRY_HTTP_HOST"), registry=True
+    )
     tls = bool(fields.mapping(doc, ("http", "tls"), http.get("tls")))
     if overlay.env.get("REGISTRY_HTTP_TLS_CERTIFICATE"):
         overlay.applied.append("REGISTRY_HTTP_TLS_CERTIFICATE")

@@ -8,6 +8,7 @@ source line, because that line might hold a secret.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -16,6 +17,9 @@ import yaml
 from agent.errors import SourceError
 
 Path = tuple[str, ...]
+
+# Key names whose values are secrets in the documents read here (accesskey, secretkey, password, ...).
+_SECRET_KEY = re.compile(r"(?i)secret|pass|token|key|credential|auth")
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ def load_yaml(text: str, origin: str) -> Document:
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
-        raise _syntax_error(exc, origin) from None
+        raise _syntax_error(exc, origin, text) from None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         raise SourceError(
@@ -66,11 +70,16 @@ def load_yaml(text: str, origin: str) -> Document:
     return Document(origin=origin, data=data, lines=lines)
 
 
-def _syntax_error(exc: yaml.MarkedYAMLError, origin: str) -> SourceError:
+def _syntax_error(exc: yaml.MarkedYAMLError, origin: str, text: str) -> SourceError:
     mark = exc.problem_mark or exc.context_mark
     where = f"{origin}:{mark.line + 1}" if mark is not None else origin
-    parts = [p for p in (exc.context, exc.problem) if p]
-    return SourceError(f"not valid YAML: {_one_line(', '.join(parts)) or 'syntax error'}", where)
+    message = _one_line(", ".join(p for p in (exc.context, exc.problem) if p)) or "syntax error"
+    # PyYAML quotes the token it tripped on ("undefined alias 'x'"): on a secret's line (a password
+    # starting with '*' or '!') that token is the secret.
+    lines = text.splitlines()
+    if mark is not None and mark.line < len(lines) and _SECRET_KEY.search(lines[mark.line].partition(":")[0]):
+        message = re.sub(r"'[^']*'", "'...'", message)
+    return SourceError(f"not valid YAML: {message}", where)
 
 
 def _index(node: yaml.Node, path: Path, lines: dict[Path, int], seen: set[int]) -> None:
@@ -84,7 +93,9 @@ def _index(node: yaml.Node, path: Path, lines: dict[Path, int], seen: set[int]) 
             if not isinstance(key_node, yaml.ScalarNode):
                 continue
             child = (*path, str(key_node.value))
-            lines.setdefault(child, key_node.start_mark.line + 1)
+            # The last one wins, as in the parsed data: a key given twice (distribution takes the last
+            # too) and a key set over a merged (<<) mapping's, which PyYAML lists before it.
+            lines[child] = key_node.start_mark.line + 1
             _index(value_node, child, lines, seen)
     elif isinstance(node, yaml.SequenceNode):
         for position, item in enumerate(node.value):

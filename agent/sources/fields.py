@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from agent.errors import InvalidNameError
+from agent.names import endpoint_from_url, registry_from_url, without_userinfo
 from agent.sources.document import Document, Path
 
 # strconv.ParseBool, which distribution's S3 driver uses for string parameters.
@@ -42,6 +44,24 @@ def string(doc: Document, path: Path, value: object) -> str | None:
         raise doc.error(path, f"must be a string, got {_kind(value)}")
     text = str(value).strip()
     return text or None
+
+
+def url(doc: Document, path: Path, value: object, *, registry: bool = False) -> str | None:
+    """An http(s) URL or bare ``host[:port]``: a storage endpoint, or the registry's address where
+    ``registry``. Its address is checked here, so a bad one is named by its key and line, and any
+    ``user:password@`` in it is dropped: never kept, shown or copied to a host.
+    """
+    text = string(doc, path, value)
+    if text is None:
+        return None
+    try:
+        if registry:
+            registry_from_url(text)
+        else:
+            endpoint_from_url(text)
+    except InvalidNameError as exc:
+        raise doc.error(path, exc.message) from None
+    return without_userinfo(text)
 
 
 def boolean(doc: Document, path: Path, value: object, default: bool) -> bool:

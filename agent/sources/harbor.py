@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 
 from agent.sources import fields
-from agent.sources.distribution import Overlay, driver_of, parse_s3
+from agent.sources.distribution import S3_DRIVERS, Overlay, driver_of, parse_s3
 from agent.sources.document import Document, load_yaml
 from agent.sources.model import RegistrySettings
 
@@ -29,7 +29,7 @@ def parse_harbor(text: str, origin: str, *, base_dir: str | None = None) -> Regi
     # Harbor's default is the filesystem driver when storage_service names none.
     driver = driver_of(doc, ("storage_service",), service, NOT_DRIVERS) or "filesystem"
     params = fields.mapping(doc, ("storage_service", driver), service.get(driver))
-    s3 = parse_s3(doc, ("storage_service", "s3"), params, Overlay({}, [])) if driver == "s3" else None
+    s3 = parse_s3(doc, ("storage_service", driver), params, Overlay({}, [])) if driver in S3_DRIVERS else None
 
     redirect = fields.mapping(doc, ("storage_service", "redirect"), service.get("redirect"))
     # Older harbor.yml templates spell it `disabled`.
@@ -55,9 +55,9 @@ def parse_harbor(text: str, origin: str, *, base_dir: str | None = None) -> Regi
 
 def _address(doc: Document, root: Mapping[str, object]) -> tuple[str | None, bool]:
     """The URL clients use: ``external_url`` when Harbor sits behind a proxy, else hostname and port."""
-    hostname = fields.string(doc, ("hostname",), root.get("hostname"))
+    hostname = fields.url(doc, ("hostname",), root.get("hostname"), registry=True)
     https = fields.mapping(doc, ("https",), root.get("https"))
-    external = fields.string(doc, ("external_url",), root.get("external_url"))
+    external = fields.url(doc, ("external_url",), root.get("external_url"), registry=True)
     if external:
         return external.rstrip("/"), external.startswith("https://")
     if hostname is None:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.lab import Host, Lab
+from tests.lab.network import nsenter
+from tests.lab.procs import clean_env
 
 pytestmark = pytest.mark.lab
 
@@ -155,3 +161,76 @@ def test_insecure_registry_by_reload_keeps_containers(lab: Lab, host: Host, slee
     assert dockerd_pid(lab, host) == pid
     after = container_identity(lab, host, sleeper)
     assert after == before and after[2]
+
+
+# Asks a registry on 127.0.0.1 (in the registry's namespace) for the image's config blob, without
+# following the redirect, and prints the answer's status and Location.
+_REDIRECT_PROBE = r"""
+import http.client, json, sys, time
+port, repo, tag = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+deadline = time.monotonic() + 20
+while True:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", f"/v2/{repo}/manifests/{tag}",
+                     headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+        answer = conn.getresponse()
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.2)
+manifest = json.loads(answer.read())
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+conn.request("GET", f"/v2/{repo}/blobs/{manifest['config']['digest']}")
+blob = conn.getresponse()
+print(blob.status, blob.getheader("Location") or "")
+"""
+
+
+@pytest.mark.parametrize(
+    ("driver", "endpoint", "secure"),
+    [("s3", "https://{s3}", False), ("s3aws", "https://{s3}", True)],
+    ids=["secure-false-with-https-endpoint", "s3aws-driver-name"],
+)
+def test_the_registry_redirects_where_the_policy_says(
+    lab: Lab, tmp_path: Path, driver: str, endpoint: str, secure: bool
+) -> None:
+    """distribution's S3 driver answers to `s3aws` too, and `secure: false` does not turn an endpoint's
+    own https:// into http:// (the AWS SDK adds a scheme only where there is none): engines are sent to
+    https://<storage>, so the storage CA is needed, and the policy says so."""
+    config = yaml.safe_load(lab.registry_yml.read_text())
+    s3 = config["storage"].pop("s3")
+    s3.update(regionendpoint=endpoint.format(s3=lab.s3_authority), secure=secure)
+    config["storage"][driver] = s3
+    config["http"] = {"addr": "127.0.0.1:5999", "secret": config["http"]["secret"]}
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    repo, _, tag = lab.image.partition("/")[2].rpartition(":")
+    registry = subprocess.Popen(
+        [*nsenter(lab.state["registry"]["namespace"]), "docker-registry", "serve", str(path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=clean_env(SSL_CERT_FILE=str(lab.storage_ca)),
+    )
+    try:
+        probe = subprocess.run(
+            [*nsenter(lab.state["registry"]["namespace"]), sys.executable, "-c", _REDIRECT_PROBE,
+             "5999", repo, tag],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+    finally:
+        registry.terminate()
+        registry.wait(timeout=15)
+    status, location = probe.stdout.split()
+    policy = json.loads(
+        lab.run_agent(
+            "policy", "--source", str(path), "--registry", lab.registry, "--storage-ca", str(lab.storage_ca),
+            check=True,
+        ).stdout
+    )  # fmt: skip
+
+    assert status == "307" and location.startswith(f"https://{lab.s3_authority}/"), probe.stdout
+    assert (policy["storage_scheme"], policy["storage_endpoint"]) == ("https", lab.s3_authority)
+    assert [ca["role"] for ca in policy["ca_files"]] == ["storage"]

@@ -248,3 +248,68 @@ def test_only_the_text_report_and_the_terminal_bar_load_rich(
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines()[-1] == f"rich loaded: {loads_rich}"
     assert "registry.test" in done.stdout  # the report itself, on stdout
+
+
+def trust_agent(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as a shell runs it (its own process, through main()), for exit codes and stderr."""
+    argv = [sys.executable, "-c", "from agent.cli import main; main()", *args]
+    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+
+
+def test_a_report_file_that_cannot_be_written_is_refused_before_anything_is_touched(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    before = snapshot(world["root"])
+    report = tmp_path / "no-such-dir" / "r.json"
+    done = trust_agent(
+        "apply", "--source", str(world["ca"]), "--storage-ca", str(world["storage_ca"]),
+        "--local", "--root", str(world["root"]), "-o", str(report),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"trust-agent: error: Invalid value for '-o' / '--report': {report}: the directory "
+        f"{report.parent} does not exist (see trust-agent apply --help)"
+    ]
+    assert snapshot(world["root"]) == before
+
+
+def test_a_report_that_fails_to_write_after_the_run_still_shows_the_summary(world: dict[str, Path]) -> None:
+    # /proc/version passes every check a path can (it exists and root may open it) and refuses writes.
+    done = trust_agent(
+        "apply", "--source", str(world["ca"]), "--storage-ca", str(world["storage_ca"]),
+        "--local", "--root", str(world["root"]), "-o", "/proc/version",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "1 host: 1 changed" in done.stdout
+    assert done.stderr.splitlines()[-1].startswith(
+        "trust-agent: error: cannot write the report /proc/version: "
+    )
+    assert "Traceback" not in done.stderr
+    assert (world["root"] / "etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt").exists()
+
+
+def test_a_command_line_mistake_is_one_line_with_where_to_read_more(world: dict[str, Path]) -> None:
+    done = trust_agent("plan", "--local", "--root", str(world["root"]))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "trust-agent: error: Missing option '--source'. (see trust-agent plan --help)"
+    ]
+    assert trust_agent("no-such-command").stderr.splitlines() == [
+        "trust-agent: error: No such command 'no-such-command'. (see trust-agent --help)"
+    ]
+
+
+def test_plan_detailed_exitcode_keeps_2_for_pending_changes_and_exits_1_on_bad_input(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    tree = ["--local", "--root", str(world["root"]), "--detailed-exitcode"]
+    pending = trust_agent(
+        "plan", "--source", str(world["ca"]), "--storage-ca", str(world["storage_ca"]), *tree
+    )
+    assert pending.returncode == 2, pending.stderr
+    (tmp_path / "empty.yml").write_text("")
+    bad_source = trust_agent("plan", "--source", str(tmp_path / "empty.yml"), *tree)
+    assert bad_source.returncode == 1 and bad_source.stderr.startswith("trust-agent: error: ")
+    bad_option = trust_agent("plan", *tree)
+    assert bad_option.returncode == 1 and "Missing option '--source'" in bad_option.stderr
+    assert trust_agent("plan", "--source", str(tmp_path / "empty.yml"), *tree[:-1]).returncode == 2

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.errors import InvalidNameError
-from agent.names import endpoint_from_url, host_of, registry_from_url, validate_registry
+from agent.names import endpoint_from_url, host_of, registry_from_url, validate_registry, without_userinfo
 
 
 @pytest.mark.parametrize(
@@ -44,6 +44,10 @@ def test_valid_names_pass_unchanged(name: str) -> None:
         "[::1",
         "[zz::1]:5",
         "reg:port",
+        "reg:\u0665\u0660\u0660\u0660",  # Arabic-Indic digits: str.isdigit() takes them
+        "[fe80::1%eth0]:5000",
+        "reg.example.com.",
+        "b\u00fccher.example",
     ],
 )
 def test_unsafe_names_are_refused_with_one_line(name: str) -> None:
@@ -77,3 +81,42 @@ def test_endpoints_keep_scheme_and_port() -> None:
     assert endpoint_from_url("s3.example.com") == ("https", "s3.example.com")
     assert host_of("[2001:db8::1]:5000") == "[2001:db8::1]"
     assert host_of("reg:5000") == "reg"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://[::1", "registry 'https://[::1': not a valid URL"),
+        ("https://[zz]:5000", "registry 'https://[zz]:5000': not a valid URL"),
+        (
+            "https://reg.example.com\nSECRET",
+            "registry 'https://reg.example.com...': holds a control character",
+        ),
+        ("ftp://admin:SECRET@reg.example.com", "registry 'ftp://reg.example.com': not an http(s) URL"),
+        ("https://reg.example.com:99999", "registry 'reg.example.com:99999': port must be 1-65535"),
+    ],
+)
+def test_bad_urls_are_one_line_input_errors_that_never_show_a_password(url: str, message: str) -> None:
+    for parse in (registry_from_url, endpoint_from_url):
+        with pytest.raises(InvalidNameError) as info:
+            parse(url, "config.yml")
+        expected = (
+            message if parse is registry_from_url else message.replace("registry", "storage endpoint", 1)
+        )
+        assert str(info.value).startswith(f"config.yml: {expected}")
+        assert "SECRET" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_storage_endpoint_may_end_in_a_dot_or_be_an_idn_a_registry_may_not() -> None:
+    # A storage endpoint never becomes a file name; a registry name is a certs.d directory.
+    assert endpoint_from_url("https://s3.example.com.:9000") == ("https", "s3.example.com.:9000")
+    assert endpoint_from_url("https://b\u00fccher.example") == ("https", "b\u00fccher.example")
+    for name in ("s3.example.com.", "b\u00fccher.example"):
+        with pytest.raises(InvalidNameError):
+            registry_from_url(f"https://{name}")
+
+
+def test_without_userinfo_drops_only_the_credentials() -> None:
+    assert without_userinfo("https://u:p@s3.example.com:9000/b?x=@") == "https://s3.example.com:9000/b?x=@"
+    assert without_userinfo("u:p@reg.example.com") == "reg.example.com"
+    assert without_userinfo("https://reg.example.com/a@b") == "https://reg.example.com/a@b"

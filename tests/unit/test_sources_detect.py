@@ -64,7 +64,8 @@ def test_unknown_documents_are_refused_with_what_was_expected(text: str) -> None
     with pytest.raises(SourceError) as caught:
         detect_kind(text, origin="thing.yml")
     message = str(caught.value)
-    assert message.startswith("thing.yml: cannot tell what kind of document this is: expected a distribution")
+    what = "empty" if not text else "cannot tell what kind of document this is"
+    assert message.startswith(f"thing.yml: {what}: expected a distribution")
     assert "harbor.yml" in message and "DTR" in message and "\n" not in message
 
 

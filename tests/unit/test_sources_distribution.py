@@ -341,14 +341,16 @@ def test_arbitrary_text_gives_settings_or_a_source_error(text: str) -> None:
 
 
 _WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=20)
+# A host name's label: no leading or trailing '-'.
+_LABEL = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?\Z")
 
 
 @settings(max_examples=100, deadline=None)
 @given(
     file_bucket=_WORD,
     env_bucket=_WORD,
-    file_endpoint=_WORD,
-    env_endpoint=_WORD,
+    file_endpoint=_LABEL,
+    env_endpoint=_LABEL,
     file_flags=st.tuples(st.booleans(), st.booleans(), st.booleans()),
     env_flags=st.tuples(st.booleans(), st.booleans(), st.booleans()),
 )
@@ -378,3 +380,89 @@ def test_environment_always_wins(
     assert (s.s3.secure, s.s3.skipverify, s.s3.forcepathstyle) == env_flags
     assert s.redirect_disabled == env_flags[0]
     assert set(s.env_overrides) == set(env)
+
+
+# --- URLs: checked where they are written, credentials in them dropped ----------------------------
+
+_CREDENTIALED = """version: 0.1
+http:
+  host: https://admin:PASSWORD1@reg.example.com
+storage:
+  s3:
+    regionendpoint: https://key:PASSWORD2@s3.example.com:9000
+    redirectendpoint: https://key:PASSWORD3@cdn.example.com
+middleware:
+  storage:
+    - name: cloudfront
+      options: {baseurl: "https://u:PASSWORD4@d111.cloudfront.net/"}
+"""
+
+
+def test_credentials_in_urls_are_dropped_when_read() -> None:
+    parsed = parse_distribution(_CREDENTIALED, "config.yml")
+    assert "PASSWORD" not in repr(parsed.redacted()) and "PASSWORD" not in repr(parsed)
+    assert parsed.http_host == "https://reg.example.com"
+    assert parsed.s3 is not None and parsed.s3.regionendpoint == "https://s3.example.com:9000"
+    assert parsed.redirect_baseurl == "https://d111.cloudfront.net/"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "    regionendpoint: https://s3.example.com:99999",
+            "config.yml:5: storage.s3.regionendpoint: storage endpoint 's3.example.com:99999': port must be",
+        ),
+        (
+            "    regionendpoint: ftp://k:PASSWORD@s3.example.com",
+            "config.yml:5: storage.s3.regionendpoint: storage endpoint 'ftp://s3.example.com': not an http(s)",
+        ),
+        (
+            "    redirectendpoint: 'https://[::1'",
+            "config.yml:5: storage.s3.redirectendpoint: storage endpoint 'https://[::1': not a valid URL",
+        ),
+    ],
+)
+def test_a_bad_endpoint_is_named_by_its_key_and_line(line: str, expected: str) -> None:
+    text = f"version: 0.1\nhttp: {{host: https://reg.example.com}}\nstorage:\n  s3:\n{line}\n"
+    message = str(error_of(text))
+    assert message.startswith(expected) and "PASSWORD" not in message
+
+
+def test_a_bad_http_host_is_named_by_its_key_and_line() -> None:
+    message = str(error_of("version: 0.1\nstorage: {s3: {}}\nhttp:\n  host: 'https://[::1'\n"))
+    assert message == "config.yml:4: http.host: registry 'https://[::1': not a valid URL"
+
+
+def test_a_bad_endpoint_from_the_environment_names_the_variable() -> None:
+    text = "version: 0.1\nstorage: {s3: {regionendpoint: https://s3.example.com}}\n"
+    message = str(error_of(text, {"REGISTRY_STORAGE_S3_REGIONENDPOINT": "https://x:0"}))
+    assert message == (
+        "environment: REGISTRY_STORAGE_S3_REGIONENDPOINT: storage endpoint 'x:0': port must be 1-65535"
+    )
+
+
+def test_a_key_given_twice_is_the_last_one_and_errors_name_its_line() -> None:
+    # distribution (Go's yaml.v2, not strict) and PyYAML both take the last: so does the error's line.
+    text = "version: 0.1\nstorage:\n  s3:\n    secure: true\n    bucket: b\n    secure: maybe\n"
+    assert str(error_of(text)).startswith("config.yml:6: storage.s3.secure: must be true or false")
+
+
+def test_a_key_set_over_a_merged_mapping_is_named_at_its_own_line() -> None:
+    text = (
+        "defaults: &d {secure: true, bucket: b}\nversion: 0.1\nstorage:\n  s3:\n    <<: *d\n"
+        "    secure: maybe\n"
+    )
+    assert str(error_of(text)).startswith("config.yml:6: storage.s3.secure: must be true or false")
+
+
+@pytest.mark.parametrize("secret", ["*s3cr3tpass", "!s3cr3tpass"])
+def test_a_syntax_error_on_a_secrets_line_does_not_quote_it(secret: str) -> None:
+    text = f"version: 0.1\nstorage:\n  s3:\n    accesskey: AKIA\n    secretkey: {secret}\n"
+    message = str(error_of(text))
+    assert message.startswith("config.yml:5: not valid YAML: ") and "s3cr3tpass" not in message
+
+
+def test_a_syntax_error_elsewhere_still_names_the_token() -> None:
+    text = "version: 0.1\nstorage:\n  s3:\n    regionendpoint: !vault abc\n"
+    assert "'!vault'" in str(error_of(text))

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from agent.certs import CABundle, CertificateInfo
 from agent.errors import InvalidNameError, UsageError
+from agent.sources import parse_distribution
 from agent.sources.model import RegistrySettings, S3Storage
 from agent.trust import CA_FILE_NAMES, build_policy, redirect_target, registry_names
 
@@ -28,11 +29,12 @@ def settings(**s3: object) -> RegistrySettings:
         for k in list(s3)
         if k in ("redirect_disabled", "redirect_baseurl", "redirect_middleware", "driver")
     }
+    driver = str(extra.pop("driver", "s3"))
     return RegistrySettings(
         kind="distribution",
         origin="config.yml",
-        driver=str(extra.pop("driver", "s3")),
-        s3=S3Storage(**s3),  # type: ignore[arg-type]
+        driver=driver,
+        s3=S3Storage(**s3) if driver in ("s3", "s3aws") else None,  # type: ignore[arg-type]
         http_host="https://registry.test",
         **extra,  # type: ignore[arg-type]
     )
@@ -62,9 +64,66 @@ def test_plain_http_storage_needs_nothing() -> None:
     assert policy.ca_files == () and not policy.insecure
 
 
-def test_secure_false_makes_the_redirect_plain_http_even_with_an_https_endpoint() -> None:
-    scheme, host, _ = redirect_target(settings(regionendpoint="https://s3.internal", secure=False))
-    assert (scheme, host) == ("http", "s3.internal")
+def test_secure_false_makes_an_endpoint_without_a_scheme_plain_http() -> None:
+    policy = build_policy(settings(regionendpoint="s3.internal:9000", secure=False), (), (bundle(),))
+    assert (policy.storage_scheme, policy.storage_endpoint) == ("http", "s3.internal:9000")
+    assert policy.ca_files == ()
+    assert "storage CA given but the redirect is plain HTTP: not installed" in policy.warnings
+
+
+def test_an_endpoints_own_https_wins_over_secure_false() -> None:
+    # The AWS SDK adds a scheme only where there is none (the lab's registry shows it: test_lab_facts).
+    policy = build_policy(settings(regionendpoint="https://s3.internal", secure=False), (), (bundle(),))
+    assert (policy.storage_scheme, policy.storage_endpoint) == ("https", "s3.internal")
+    assert [c.role for c in policy.ca_files] == ["storage"]
+
+
+def test_the_s3aws_driver_name_is_s3() -> None:
+    parsed = parse_distribution(
+        "version: 0.1\nhttp: {host: https://reg.test}\nstorage:\n  s3aws:\n    regionendpoint: https://s3.test:9000\n",
+        "config.yml",
+        {"REGISTRY_STORAGE_S3AWS_SECURE": "false"},
+    )
+    policy = build_policy(parsed, (), (bundle(),))
+    assert (policy.storage_scheme, policy.storage_endpoint) == ("https", "s3.test:9000")
+    assert parsed.env_overrides == ("REGISTRY_STORAGE_S3AWS_SECURE",)
+    assert policy.reasons[0] == "storage.s3aws.regionendpoint sends clients to https://s3.test:9000"
+
+
+@pytest.mark.parametrize("driver", ["swift", "oss", "someplugin"])
+def test_a_driver_that_redirects_to_its_own_store_gets_the_storage_ca_given(driver: str) -> None:
+    given = build_policy(settings(driver=driver), (), (bundle(),))
+    assert [c.role for c in given.ca_files] == ["storage"] and given.warnings == ()
+    assert (given.storage_scheme, given.storage_endpoint) == ("https", None)
+    assert given.storage_summary() == "the storage driver's own store (its address is not in the source)"
+    none_given = build_policy(settings(driver=driver), (), ())
+    assert none_given.ca_files == ()
+    assert any("--storage-ca" in w and driver in w for w in none_given.warnings)
+
+
+@pytest.mark.parametrize("driver", ["azure", "gcs"])
+def test_public_cloud_stores_need_nothing_unless_a_ca_is_given(driver: str) -> None:
+    assert build_policy(settings(driver=driver), (), ()).warnings == ()
+    assert [c.role for c in build_policy(settings(driver=driver), (), (bundle(),)).ca_files] == ["storage"]
+
+
+@pytest.mark.parametrize("driver", ["filesystem", "inmemory"])
+def test_drivers_that_serve_blobs_themselves_never_redirect(driver: str) -> None:
+    policy = build_policy(settings(driver=driver), (), (bundle(),))
+    assert (policy.storage_scheme, policy.storage_endpoint, policy.ca_files) == (None, None, ())
+    assert policy.storage_summary() == "no redirect"
+    assert "storage CA given but engines are never sent to storage: not installed" in policy.warnings
+
+
+def test_an_endpoint_from_the_environment_is_named_as_such() -> None:
+    parsed = parse_distribution(
+        "version: 0.1\nhttp: {host: https://reg.test}\nstorage: {s3: {regionendpoint: https://a.test}}\n",
+        "config.yml",
+        {"REGISTRY_STORAGE_S3_REGIONENDPOINT": "https://b.test:9000"},
+    )
+    assert redirect_target(parsed)[2] == (
+        "REGISTRY_STORAGE_S3_REGIONENDPOINT (environment) sends clients to https://b.test:9000"
+    )
 
 
 def test_no_endpoint_means_aws_which_is_publicly_trusted() -> None:
