@@ -135,7 +135,7 @@ def certificate_info(cert: x509.Certificate) -> CertificateInfo:
 def _refuse_private_keys(data: bytes, origin: str) -> None:
     # Checked before anything else is parsed, and the message names only the block's label.
     for label in _BEGIN.findall(data):
-        if label.endswith(b"PRIVATE KEY"):
+        if b"PRIVATE KEY" in label:  # PKCS#8, RSA, EC, OPENSSH, ENCRYPTED, PGP ... BLOCK
             raise CertificateError(
                 f"holds a private key ({label.decode()} block): a CA bundle must hold certificates only; "
                 "remove the key (and consider it exposed)",
@@ -184,9 +184,16 @@ def _self_signed(cert: x509.Certificate) -> bool:
 
 def _der_hint(data: bytes) -> str:
     # A DER certificate starts with an ASN.1 SEQUENCE; say so rather than "no certificate".
-    if data[:1] == b"\x30" and b"-----" not in data:
-        return " (this looks like DER: convert it with `openssl x509 -inform der -in FILE`)"
-    return ""
+    if data[:1] != b"\x30" or b"-----" in data:
+        return ""
+    try:
+        x509.load_der_x509_certificate(data)
+    except ValueError:
+        # ASN.1 but no certificate: most often PKCS#12 (.p12/.pfx), which holds a private key too.
+        return (
+            " (binary ASN.1, not a DER certificate: a .p12/.pfx file? export the CA certificate alone as PEM)"
+        )
+    return " (this looks like DER: convert it with `openssl x509 -inform der -in FILE`)"
 
 
 def _aware(moment: datetime) -> datetime:

@@ -7,6 +7,7 @@ Values quoted in messages are shortened, and callers never pass secret values he
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 
 from agent.errors import InvalidNameError
@@ -86,5 +87,11 @@ def _kind(value: object) -> str:
 
 
 def _show(value: object) -> str:
-    text = repr(value)
+    # As the document wrote it (a YAML date or !!binary is not a Python repr to the reader).
+    if isinstance(value, datetime.date):
+        text = f"the date {value.isoformat()}"
+    elif isinstance(value, bytes):
+        text = f"{len(value)} bytes of !!binary"
+    else:
+        text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."

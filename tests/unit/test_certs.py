@@ -117,6 +117,23 @@ def test_der_input_gets_a_hint() -> None:
     assert "DER" in refused(der).message
 
 
+def test_pkcs12_input_is_not_called_der() -> None:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    pem, key = make_ca("P12 CA")
+    bundle = pkcs12.serialize_key_and_certificates(
+        b"ca", key, x509.load_pem_x509_certificate(pem), None, serialization.NoEncryption()
+    )
+    message = refused(bundle).message
+    assert ".p12/.pfx" in message and "openssl x509 -inform der" not in message
+
+
+def test_a_pgp_private_key_block_is_refused_not_left_out() -> None:
+    cert, _ = make_ca("CA shipped with a PGP key")
+    pgp = b"-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBGV\n-----END PGP PRIVATE KEY BLOCK-----\n"
+    assert "(PGP PRIVATE KEY BLOCK block)" in refused(cert + pgp).message
+
+
 def test_a_corrupt_certificate_block_is_refused() -> None:
     good, _ = make_ca("Good CA")
     junk = b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"

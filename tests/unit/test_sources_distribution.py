@@ -222,6 +222,14 @@ def test_tabs_are_a_syntax_error_with_a_line() -> None:
             "version: 0.1\nstorage:\n  s3: {}\n  redirect:\n    disable: 3\n",
             "config.yml:5: storage.redirect.disable: must be true or false, got 3",
         ),
+        (
+            "version: 0.1\nstorage:\n  s3:\n    secure: 2020-01-01\n",
+            "config.yml:4: storage.s3.secure: must be true or false, got the date 2020-01-01",
+        ),
+        (
+            "version: 0.1\nstorage:\n  s3:\n    bucket: !!binary aGVsbG8=\n",
+            "config.yml:4: storage.s3.bucket: must be a string, got 5 bytes of !!binary",
+        ),
         ("- just\n- a list\n", "config.yml: must be a mapping, got a list"),
         ("", "config.yml: empty document: expected a distribution configuration"),
     ],
