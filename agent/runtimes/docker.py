@@ -38,6 +38,7 @@ from agent.runtimes.daemon_json_checks import (
     config_file_flag,
     conflicting_flags,
 )
+from agent.runtimes.daemon_json_text import splice_insecure
 from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.docker_state import DockerState, parse_state, render_state
 from agent.runtimes.live_registry import insecure_in_force, mismatches
@@ -342,7 +343,8 @@ def _plan_daemon_json(
         path=path,
         action="create" if raw is None else "update",
         before=raw,
-        after=serialise(merge.doc, detect_indent(raw)),
+        after=(raw is not None and splice_insecure(raw, merge.doc))
+        or serialise(merge.doc, detect_indent(raw)),
         mode=0o644,
     )
     return _DaemonPlan(change, merge.doc, merge.owned, tuple(reasons), warnings, tuple(blockers))

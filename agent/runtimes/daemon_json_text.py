@@ -1,0 +1,155 @@
+"""daemon.json edited as text: only ``insecure-registries`` changes, every other byte stays.
+
+A person's daemon.json has their layout (tabs, inline lists, aligned values, a trailing space): a
+change of one list must not show as a rewrite of the whole file, in the diff or on the host. The top
+level object is scanned for its members' positions (the values themselves are read by Python's own
+JSON decoder), and the one value is replaced, or the key added after the last member in the file's
+own style. Where the text cannot be spliced (the key given twice, an empty object), or the result
+would not parse back to the merged document, the caller serialises the document instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from agent.runtimes.daemon_json import INSECURE_KEY, Indent, detect_indent
+
+_WHITESPACE = " \t\n\r"  # JSON's, exactly
+_DECODER = json.JSONDecoder()
+
+
+@dataclass(frozen=True)
+class _Member:
+    key: str
+    key_start: int  # the opening quote of the key
+    value_start: int
+    value_end: int
+
+
+def splice_insecure(raw: bytes, doc: dict[str, Any]) -> bytes | None:
+    """``raw`` with its ``insecure-registries`` made ``doc``'s, or ``None`` where only a rewrite can.
+
+    >>> splice_insecure(b'{\\n\\t"debug":  true, "insecure-registries": ["a"]\\n}\\n',
+    ...                 {"debug": True, "insecure-registries": ["a", "b"]})
+    b'{\\n\\t"debug":  true, "insecure-registries": ["a", "b"]\\n}\\n'
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    bom = "\ufeff" if text.startswith("\ufeff") else ""
+    body = text[len(bom) :]
+    members = _top_level(body)
+    if members is None or INSECURE_KEY not in doc:
+        return None
+    entries = doc[INSECURE_KEY]
+    mine = [m for m in members if m.key == INSECURE_KEY]
+    if len(mine) > 1:
+        return None
+    indent = detect_indent(raw)
+    if mine:
+        member = mine[0]
+        old_value = body[member.value_start : member.value_end]
+        multiline = "\n" in old_value or (old_value.strip() == "[]" and _pretty(body))
+        value = _list(entries, multiline, _line_indent(body, member.key_start), indent, old_value)
+        spliced = body[: member.value_start] + value + body[member.value_end :]
+    else:
+        if not members:
+            return None
+        last = members[-1]
+        key_indent = _line_indent(body, last.key_start)
+        own_line = body.rfind("\n", 0, last.key_start) > body.rfind("{", 0, last.key_start)
+        value = _list(entries, own_line, key_indent, indent, "")
+        name = json.dumps(INSECURE_KEY)
+        member_text = f",\n{key_indent}{name}: {value}" if own_line else f", {name}: {value}"
+        spliced = body[: last.value_end] + member_text + body[last.value_end :]
+    try:
+        if json.loads(spliced) != doc or list(json.loads(spliced)) != list(doc):
+            return None
+    except ValueError:
+        return None
+    return (bom + spliced).encode()
+
+
+def _top_level(text: str) -> list[_Member] | None:
+    """The members of the top-level object, in file order; ``None`` if the text is not one object
+    (the caller has parsed it already, so this is a safety net)."""
+    members: list[_Member] = []
+    at = _skip(text, 0)
+    if text[at : at + 1] != "{":
+        return None
+    at = _skip(text, at + 1)
+    if text[at : at + 1] == "}":
+        return members
+    try:
+        while True:
+            if text[at : at + 1] != '"':
+                return None
+            key, after_key = json.decoder.scanstring(text, at + 1)  # type: ignore[attr-defined]
+            colon = _skip(text, after_key)
+            if text[colon : colon + 1] != ":":
+                return None
+            value_start = _skip(text, colon + 1)
+            _, value_end = _DECODER.raw_decode(text, value_start)
+            members.append(_Member(key, at, value_start, value_end))
+            at = _skip(text, value_end)
+            if text[at : at + 1] == "}":
+                return members
+            if text[at : at + 1] != ",":
+                return None
+            at = _skip(text, at + 1)
+    except ValueError:
+        return None
+
+
+def _skip(text: str, at: int) -> int:
+    while at < len(text) and text[at] in _WHITESPACE:
+        at += 1
+    return at
+
+
+def _line_indent(text: str, at: int) -> str:
+    """The whitespace that starts the line ``at`` is on, up to the first other character."""
+    start = text.rfind("\n", 0, at) + 1
+    end = start
+    while end < at and text[end] in " \t":
+        end += 1
+    return text[start:end]
+
+
+def _pretty(text: str) -> bool:
+    """The object is laid out one member per line (its first member starts a line of its own)."""
+    opening = text.find("{")
+    return "\n" in text[opening : _skip(text, opening + 1)]
+
+
+def _list(entries: list[str], multiline: bool, key_indent: str, indent: Indent, old_value: str) -> str:
+    """The list as this file writes lists: inline ``["a", "b"]``, or one entry a line, indented as the
+    old value's first entry was, else one level deeper than its key."""
+    items = [json.dumps(entry, ensure_ascii=False) for entry in entries]
+    if not items:
+        return "[]"
+    if not multiline:
+        return "[" + ", ".join(items) + "]"
+    item_indent = _first_item_indent(old_value) or key_indent + (
+        indent if isinstance(indent, str) else " " * indent
+    )
+    closing = _closing_indent(old_value, key_indent)
+    return "[\n" + ",\n".join(item_indent + item for item in items) + "\n" + closing + "]"
+
+
+def _first_item_indent(old_value: str) -> str | None:
+    lines = old_value.split("\n")
+    if len(lines) < 3 or not lines[1].strip():
+        return None
+    stripped = lines[1].lstrip(" \t")
+    return lines[1][: len(lines[1]) - len(stripped)]
+
+
+def _closing_indent(old_value: str, key_indent: str) -> str:
+    last = old_value.rsplit("\n", 1)
+    if len(last) == 2 and last[1].strip() == "]":
+        return last[1][: len(last[1]) - 1]
+    return key_indent

@@ -1,0 +1,156 @@
+"""daemon.json edited as text: only insecure-registries changes; a person's layout stays byte for byte."""
+
+from __future__ import annotations
+
+import doctest
+import json
+from typing import Any
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from agent.runtimes import daemon_json_text
+from agent.runtimes.daemon_json import (
+    INSECURE_KEY,
+    detect_indent,
+    merge_insecure,
+    parse_daemon_json,
+    serialise,
+)
+from agent.runtimes.daemon_json_text import splice_insecure
+
+# As a person wrote it: tabs and spaces mixed, inline lists and objects, aligned values, unicode.
+PERSONS = (
+    "{\n"
+    '\t"iptables": false,\n'
+    '    "bridge": "none",\n'
+    '\t"storage-driver":   "vfs",\n'
+    '  "labels": ["owner=Zoë Müller", "site=東京"],\n'
+    '    "registry-mirrors": ["https://mirror.example.com"],\n'
+    '\t"insecure-registries": ["other.example.com:5000", "10.0.0.0/8"],\n'
+    '    "log-opts": {"max-size": "10m", "max-file": "3"}\n'
+    "}\n"
+).encode()
+
+
+def test_docstring_examples_hold() -> None:
+    result = doctest.testmod(daemon_json_text)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def merged(raw: bytes, want: list[str], owned: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+    return merge_insecure(parse_daemon_json(raw, "daemon.json"), want, owned).doc
+
+
+def test_an_added_entry_changes_only_the_lists_line() -> None:
+    after = splice_insecure(PERSONS, merged(PERSONS, ["registry.test"]))
+    assert after == PERSONS.replace(b'"10.0.0.0/8"]', b'"10.0.0.0/8", "registry.test"]')
+
+
+def test_removing_the_agents_entries_leaves_the_persons_in_their_place() -> None:
+    mine = PERSONS.replace(
+        b'["other.example.com:5000", "10.0.0.0/8"]', b'["a", "other.example.com:5000", "b"]'
+    )
+    after = splice_insecure(mine, merged(mine, [], owned=["a", "b"]))
+    assert after == PERSONS.replace(b'"10.0.0.0/8"', b"").replace(
+        b'"other.example.com:5000", ]', b'"other.example.com:5000"]'
+    )
+
+
+def test_an_emptied_list_is_written_as_an_empty_list() -> None:
+    raw = b'{\n  "debug": true,\n  "insecure-registries": [\n    "registry.test"\n  ]\n}\n'
+    after = splice_insecure(raw, merged(raw, [], owned=["registry.test"]))
+    assert after == b'{\n  "debug": true,\n  "insecure-registries": []\n}\n'
+
+
+def test_a_multi_line_list_keeps_its_own_indentation() -> None:
+    raw = b'{\n\t"insecure-registries": [\n\t\t\t"mine"\n\t\t],\n\t"debug": true\n}'
+    after = splice_insecure(raw, merged(raw, ["registry.test"]))
+    assert (
+        after
+        == b'{\n\t"insecure-registries": [\n\t\t\t"mine",\n\t\t\t"registry.test"\n\t\t],\n\t"debug": true\n}'
+    )
+
+
+def test_a_new_key_follows_the_last_member_in_the_files_style() -> None:
+    pretty = b'{\n\t"debug": true,\n\t"log-opts": {"max-size": "10m"}\n}\n'
+    assert splice_insecure(pretty, merged(pretty, ["registry.test"])) == (
+        b'{\n\t"debug": true,\n\t"log-opts": {"max-size": "10m"},\n'
+        b'\t"insecure-registries": [\n\t\t"registry.test"\n\t]\n}\n'
+    )
+    inline = b'{"debug": true}'
+    assert splice_insecure(inline, merged(inline, ["r"])) == b'{"debug": true, "insecure-registries": ["r"]}'
+
+
+def test_a_byte_order_mark_and_a_missing_final_newline_stay() -> None:
+    raw = '\ufeff{"insecure-registries": []}'.encode()
+    assert splice_insecure(raw, merged(raw, ["r"])) == '\ufeff{"insecure-registries": ["r"]}'.encode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{}",  # no member to follow
+        b'{"insecure-registries": ["a"], "insecure-registries": ["b"]}',  # given twice
+    ],
+)
+def test_what_cannot_be_spliced_is_left_to_a_rewrite(raw: bytes) -> None:
+    assert splice_insecure(raw, merged(raw, ["r"])) is None
+
+
+_SCALAR = st.one_of(st.booleans(), st.integers(-5, 5), st.text(max_size=8), st.none())
+_VALUE = st.recursive(
+    _SCALAR,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+_KEYS = st.text(alphabet="abcdefghij-", min_size=1, max_size=8).filter(lambda k: k != INSECURE_KEY)
+_NAMES = st.lists(st.from_regex(r"\A[a-z]{1,6}(:[1-9][0-9]{0,3})?\Z"), max_size=4, unique=True)
+
+
+@given(
+    doc=st.dictionaries(_KEYS, _VALUE, min_size=1, max_size=5),
+    present=st.none() | _NAMES,
+    want=_NAMES,
+    indent=st.sampled_from([2, 4, "\t"]),
+)
+def test_a_file_the_agent_wrote_is_spliced_to_what_a_rewrite_would_write(
+    doc: dict[str, Any], present: list[str] | None, want: list[str], indent: int | str
+) -> None:
+    if present is not None:
+        doc = {**doc, INSECURE_KEY: present}
+    raw = serialise(doc, indent)
+    assume(merge_insecure(doc, want, present or []).changed)  # unchanged: nothing is written
+    after_doc = merged(raw, want, owned=present or [])
+    assert splice_insecure(raw, after_doc) == serialise(after_doc, detect_indent(raw))
+
+
+_SPACE = st.text(alphabet=" \t\n", max_size=3)
+
+
+@given(
+    doc=st.dictionaries(_KEYS, _VALUE, min_size=1, max_size=5),
+    present=st.none() | _NAMES,
+    want=_NAMES,
+    gaps=st.lists(_SPACE, min_size=24, max_size=24),
+)
+def test_any_layout_keeps_every_other_member_as_written(
+    doc: dict[str, Any], present: list[str] | None, want: list[str], gaps: list[str]
+) -> None:
+    if present is not None:
+        doc = {**doc, INSECURE_KEY: present}
+    members = [
+        f"{json.dumps(k)}{gaps[2 * i % 24]}:{gaps[(2 * i + 1) % 24]}{json.dumps(v)}"
+        for i, (k, v) in enumerate(doc.items())
+    ]
+    raw = ("{" + gaps[-1] + f",{gaps[-2]}".join(members) + gaps[-3] + "}" + gaps[-4]).encode()
+    assume(merge_insecure(doc, want, present or []).changed)
+    after_doc = merged(raw, want, owned=present or [])
+    after = splice_insecure(raw, after_doc)
+    assert after is not None
+    text = after.decode()
+    assert json.loads(text) == after_doc and list(json.loads(text)) == list(after_doc)
+    for member, key in zip(members, doc, strict=True):
+        if key != INSECURE_KEY:
+            assert member in text
