@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,18 @@ def ansible_home() -> Iterator[Path]:
 def run_playbook(
     lab: Lab, argv: list[str], home: Path, source: Path, *extra: str
 ) -> subprocess.CompletedProcess[str]:
+    variables = {
+        "trustagent_source": str(source),
+        "trustagent_storage_ca": [str(lab.storage_ca)],
+        "trustagent_registry_ca": [str(lab.registry_ca)],
+    }
+    return run_play(lab, argv, home, PLAYBOOK, "-e", json.dumps(variables), *extra)
+
+
+def run_play(
+    lab: Lab, argv: list[str], home: Path, playbook: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook PLAYBOOK on the lab's inventory, from inside the lab's namespace."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env.update(
         HOME=str(home),
@@ -75,13 +88,8 @@ def run_playbook(
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_FORCE_COLOR="0",
     )
-    variables = {
-        "trustagent_source": str(source),
-        "trustagent_storage_ca": [str(lab.storage_ca)],
-        "trustagent_registry_ca": [str(lab.registry_ca)],
-    }
     return lab.run_in_ns(
-        [*argv, "-i", str(lab.inventory_ini), str(PLAYBOOK), "-e", json.dumps(variables), *extra],
+        [*argv, "-i", str(lab.inventory_ini), str(playbook), *extra],
         env=env,
         cwd=str(home),
         timeout=600,
@@ -379,7 +387,11 @@ def test_a_canary_pull_proves_a_host_and_a_failing_one_rolls_it_back(
     missing = f"{lab.registry}/test/absent:1"
     failed = play(missing)
     assert failed.returncode != 0 and recap(failed)[host.name]["failed"] == 1, failed.stdout
-    assert f"canary pull of {missing} failed" in failed.stdout, failed.stdout
+    # Docker's own reason, not the ssh session's "Shared connection to … closed.".
+    reason = re.search(rf"canary pull of {re.escape(missing)} failed: ([^;]*);", failed.stdout)
+    assert reason is not None, failed.stdout
+    assert "manifest unknown" in reason.group(1) or "not found" in reason.group(1), reason.group(1)
+    assert "Shared connection" not in failed.stdout, failed.stdout
     assert "rolled back: the previous files are in place" in failed.stdout, failed.stdout
     assert etc_docker(lab, host) == before and not has_state(lab, host)
 
@@ -388,3 +400,74 @@ def test_a_canary_pull_proves_a_host_and_a_failing_one_rolls_it_back(
     assert proved.returncode == 0 and recap(proved)[host.name]["failed"] == 0, proved.stdout
     assert lab.ssh(host, f"docker image inspect {lab.image} >/dev/null 2>&1", check=False).returncode == 0
     assert any(p.startswith("/etc/docker/certs.d/") for p in host_files(lab, host))
+
+
+def test_the_role_passes_the_sources_warnings_on_and_names_its_own_variables(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path
+) -> None:
+    host = lab.hosts[0]
+    before = host_files(lab, host)
+
+    # No storage CA for a storage on https: the CLI's warning, as Ansible's, naming the role variable.
+    no_ca = json.dumps({"trustagent_storage_ca": []})
+    check = run_playbook(
+        lab, ansible_playbook, ansible_home, lab.registry_yml, "--check", "--limit", host.name, "-e", no_ca
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    said = check.stdout + check.stderr
+    assert (
+        f"[WARNING]: engines are redirected to https://{lab.s3_authority}; if its certificate is from a "
+        "private CA, give it with trustagent_storage_ca (or in the source)" in said
+    ), said
+    assert "--storage-ca" not in said, said
+
+    # Bad input fails the host in the same terms, and touches nothing.
+    bad = json.dumps({"trustagent_registries": ["../../etc"]})
+    refused = run_playbook(
+        lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name, "-e", bad
+    )
+    assert refused.returncode != 0 and recap(refused)[host.name]["failed"] == 1, refused.stdout
+    assert "bad input, nothing touched: trustagent_registries: registry '../../etc': not a host[:port]" in (
+        refused.stdout
+    ), refused.stdout
+    assert host_files(lab, host) == before
+
+
+def readme_play() -> str:
+    """The README's "module alone, in your own play" example, as printed."""
+    readme = (COMPAT / "README.md").read_text()
+    found = re.search(r"The module alone, in your own play.*?```yaml\n(.*?)\n *```", readme, re.S)
+    assert found is not None, "the README lost its module-alone example"
+    return textwrap.dedent(found.group(1)) + "\n"
+
+
+def test_the_readmes_module_alone_play_works_as_written(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
+) -> None:
+    host = lab.hosts[2]
+    # Its files, where the play says (relative to it): a storage that skips TLS, so dockerd must reload.
+    project = tmp_path / "project"
+    (project / "files" / "registry").mkdir(parents=True)
+    shutil.copy(skip_source(lab, tmp_path), project / "files" / "registry" / "config.yml")
+    shutil.copy(lab.storage_ca, project / "files" / "s3-ca.pem")
+    play = project / "play.yml"
+    play.write_text(readme_play())
+    started, reloaded = engine_state(lab, host)
+    try:
+        first = run_play(lab, ansible_playbook, ansible_home, play, "--limit", host.name)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "RUNNING HANDLER [Reload docker]" in first.stdout, first.stdout
+        assert recap(first)[host.name]["changed"] == 2, first.stdout  # the module and the reload
+        checked = re.search(r"TASK \[Check dockerd's live registry config[^\]]*\] \*+\n(\w+):", first.stdout)
+        assert checked is not None and checked.group(1) == "ok", first.stdout
+        # The storage CA it gives is not needed where TLS is skipped: said, as the CLI says it.
+        assert "[WARNING]: storage CA given but skip-TLS is set" in first.stdout + first.stderr
+        assert engine_state(lab, host) == (started, reloaded + 1)
+        info = lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout
+        assert json.loads(info)[lab.registry]["Secure"] is False
+
+        again = run_play(lab, ansible_playbook, ansible_home, play, "--limit", host.name)
+        assert again.returncode == 0 and recap(again)[host.name]["changed"] == 0, again.stdout
+        assert engine_state(lab, host) == (started, reloaded + 1)
+    finally:
+        reset(lab, host)

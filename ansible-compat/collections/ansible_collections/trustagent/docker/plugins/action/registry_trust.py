@@ -17,8 +17,13 @@ import os
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.text.converters import to_bytes, to_text
+from ansible.module_utils.common.text.converters import to_bytes
 from ansible.plugins.action import ActionBase
+from ansible_collections.trustagent.docker.plugins.plugin_utils.wording import (
+    ansible_warnings,
+    ansible_wording,
+    error_line,
+)
 
 try:
     from agent.engine.apply_script import (
@@ -83,6 +88,9 @@ class AnsibleConnectionTransport(Transport):  # type: ignore[misc,valid-type]
         raise NotImplementedError("the Ansible transport does not tunnel the docker API")
 
 
+ROLE = "trustagent.docker.registry_trust"
+
+
 class TrustAgentAction(ActionBase):
     """What every action of this collection does first: check that trust-agent is importable in the
     controller's Python, validate the task's arguments, and reach the host through the task's
@@ -106,6 +114,15 @@ class TrustAgentAction(ActionBase):
     def _host(self, task_vars: dict[str, Any] | None) -> AnsibleConnectionTransport:
         return AnsibleConnectionTransport(self, str((task_vars or {}).get("inventory_hostname", "")))
 
+    def _in_role(self) -> bool:
+        """Whether the task is the role's: its users set ``trustagent_*`` variables, not the options."""
+        role = getattr(self._task, "_role", None)
+        return role is not None and role.get_name() == ROLE
+
+    def _say(self, text: str) -> str:
+        """trust-agent's message in the task's terms (option or role variable, not CLI flag)."""
+        return ansible_wording(text, role=self._in_role())
+
 
 class ActionModule(TrustAgentAction):
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -123,13 +140,13 @@ class ActionModule(TrustAgentAction):
                 )
             )
         except InputError as exc:
-            raise AnsibleActionFail(f"bad input, nothing touched: {exc}") from None
+            raise AnsibleActionFail(self._say(f"bad input, nothing touched: {exc}")) from None
 
         transport = self._host(task_vars)
         try:
             facts, info = gather_live(transport)
         except TrustAgentError as exc:
-            raise AnsibleActionFail(str(exc)) from None
+            raise AnsibleActionFail(self._say(str(exc))) from None
         plan: HostPlan = plan_docker(
             policy,
             facts,
@@ -150,18 +167,23 @@ class ActionModule(TrustAgentAction):
             # False: dockerd is stopped, and takes the change when it starts (nothing to check now).
             engine_running=facts.engine_running,
             files=[{"path": c.path, "action": c.action} for c in plan.visible_changes],
-            reasons=list(plan.reasons),
+            reasons=[self._say(r) for r in plan.reasons],
             registries=list(policy.registries),
             # What dockerd must show once it took the change (the role's verify task checks it).
             insecure_registries=sorted(expected_insecure(daemon_json_after(plan, facts))),
         )
-        if plan.warnings:
-            result["warnings"] = list(plan.warnings)
+        # The policy's warnings (the source and CA files as read: no CA for a private storage, an expired
+        # CA allowed, …) are the CLI's too; Ansible prints each as a [WARNING].
+        warnings = ansible_warnings(policy.warnings, plan.warnings, role=self._in_role())
+        if warnings:
+            result["warnings"] = warnings
         if self._task.diff and plan.visible_changes:
             # The unified diffs `trust-agent plan` prints, verbatim.
             result["diff"] = [{"prepared": c.diff()} for c in plan.visible_changes]
         if plan.blockers:
-            result.update(failed=True, changed=False, engine_action="none", msg="; ".join(plan.blockers))
+            result.update(
+                failed=True, changed=False, engine_action="none", msg=self._say("; ".join(plan.blockers))
+            )
             return result
         if not acts:
             result["msg"] = "converged: nothing to change"
@@ -189,8 +211,8 @@ class ActionModule(TrustAgentAction):
         )
         applied = transport.run_script(script, "")
         if not applied.ok:
-            lines = to_text(applied.stderr, errors="surrogate_or_replace").strip().splitlines()
-            detail = lines[-1] if lines else f"exit {applied.exit_status}"
+            # stderr only: the script's stdout is its report to us (stdin is given: no -tt session).
+            detail = error_line(b"", applied.stderr) or f"exit {applied.exit_status}"
             untouched = applied.exit_status in (EXIT_BUSY, EXIT_CHANGED, EXIT_INVALID)
             note = "nothing was written" if untouched else "the host may be partly changed"
             result.update(failed=True, msg=f"apply failed ({note}): {detail}")

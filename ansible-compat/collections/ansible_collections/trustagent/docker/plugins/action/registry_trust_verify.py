@@ -19,6 +19,7 @@ from typing import Any
 
 from ansible.errors import AnsibleActionFail
 from ansible_collections.trustagent.docker.plugins.action.registry_trust import TrustAgentAction
+from ansible_collections.trustagent.docker.plugins.plugin_utils.wording import error_line
 
 try:
     from agent.engine.apply_script import EXIT_ACTION, build_apply_script, new_backup_stamp
@@ -100,10 +101,9 @@ def canary_pull_on_host(transport: Transport, image: str) -> None:
     """``docker pull IMAGE`` on the host: the CA files proved end to end (registry, then its storage)."""
     pulled = transport.run(f"docker pull {shlex.quote(image)}")
     if not pulled.ok:
-        lines = pulled.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise VerifyError(
-            f"canary pull of {image} failed: {lines[-1] if lines else f'exit {pulled.exit_status}'}"
-        )
+        # Docker's own error: on stdout where the ssh connection ran the pull in a tty (no stdin).
+        why = error_line(pulled.stdout, pulled.stderr) or f"exit {pulled.exit_status}"
+        raise VerifyError(f"canary pull of {image} failed: {why}")
 
 
 _DONE = {"reload": "; dockerd reloaded", "restart": "; dockerd restarted", "none": ""}

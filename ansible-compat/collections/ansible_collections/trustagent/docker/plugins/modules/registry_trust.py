@@ -75,13 +75,31 @@ author: trust-agent maintainers
 """
 
 EXAMPLES = r"""
+# In a play of your own (the role trustagent.docker.registry_trust does all this, and rolls back): the
+# play's handlers must do what engine_action says, and the result must be registered under the name
+# they read.
 - name: Trust the registry's storage CA
   trustagent.docker.registry_trust:
     source: files/registry/config.yml
     registries: [registry.example.com, "registry.example.com:443"]
     storage_ca: [files/s3-ca.pem]
-  register: trust
-  notify: trustagent docker engine action
+  register: trustagent_docker
+  notify: docker engine action
+
+# In the play's handlers:
+- name: Reload docker
+  ansible.builtin.service:
+    name: docker
+    state: reloaded
+  listen: docker engine action
+  when: trustagent_docker.engine_action == 'reload'
+
+- name: Restart docker
+  ansible.builtin.service:
+    name: docker
+    state: restarted
+  listen: docker engine action
+  when: trustagent_docker.engine_action == 'restart'
 """
 
 RETURN = r"""
@@ -99,7 +117,7 @@ engine_action:
   sample: none
 live_pending:
   description:
-    - True where restart policy C(never) leaves dockerd on other registry settings than daemon.json's:
+    - True where restart policy C(never) leaves dockerd on other registry settings than daemon.json's;
       its live config is not checked, and the role skips C(registry_trust_verify).
   type: bool
   returned: always

@@ -38,8 +38,8 @@ options:
   engine_action_error:
     description:
       - What the role's reload or restart handler failed with, when it did (its C(msg)). The check then
-        fails without waiting for dockerd and, with I(undo), rolls the host back: its restart first clears
-        systemd's start limit, so dockerd starts again on the previous files.
+        fails without waiting for dockerd and, with I(undo), rolls the host back (its restart first clears
+        systemd's start limit, so dockerd starts again on the previous files).
     type: str
   applied_at:
     description:

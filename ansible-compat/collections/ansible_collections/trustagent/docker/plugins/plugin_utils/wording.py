@@ -1,0 +1,68 @@
+# Apache-2.0 (see the trust-agent source)
+"""What the collection's action plugins say, in Ansible's terms. Pure Python (no Ansible import), so the
+unit tests run it without ansible-core.
+
+trust-agent's messages name its CLI flags (``pass --allow-restart``, ``--registry: …``); a playbook sets
+module options or, through the role, its ``trustagent_*`` variables instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+# CLI flag → the registry_trust option that does the same; a boolean flag becomes "=true", which is what
+# "pass --allow-restart" asks for. The role's variable is "trustagent_" + the option.
+FLAG_OPTIONS: dict[str, str] = {
+    "--source": "source",
+    "--registry": "registries",
+    "--storage-ca": "storage_ca",
+    "--registry-ca": "registry_ca",
+    "--allow-expired": "allow_expired=true",
+    "--env-overrides": "env_overrides=true",
+    "--source-ca": "source_ca",
+    "--restart-policy": "restart_policy",
+    "--allow-restart": "allow_restart=true",
+}
+ROLE_PREFIX = "trustagent_"
+
+# Whole flags only (not --registry inside --registry-ca, nor dockerd's --insecure-registry), with the
+# CLI's metavar, if any: an option takes a list or a path, not "FILE".
+_FLAG = re.compile(
+    r"(?<![\w-])(" + "|".join(map(re.escape, FLAG_OPTIONS)) + r")(?![\w-])(?: (?:FILE|HOST\[:PORT\]))?"
+)
+# What ssh itself prints when a -tt session ends: noise, not the command's output.
+_SSH_NOISE = re.compile(r"^(Shared connection|Connection) to \S+ closed\.?$")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def ansible_wording(text: str, *, role: bool) -> str:
+    """``text`` with every trust-agent CLI flag replaced by the option (``role``: variable) that sets it.
+
+    >>> ansible_wording("needs a dockerd restart (x); pass --allow-restart or enable live-restore", role=True)
+    'needs a dockerd restart (x); pass trustagent_allow_restart=true or enable live-restore'
+    >>> ansible_wording("give it with --storage-ca FILE (or in the source)", role=False)
+    'give it with storage_ca (or in the source)'
+    """
+    prefix = ROLE_PREFIX if role else ""
+    return _FLAG.sub(lambda m: prefix + FLAG_OPTIONS[m.group(1)], text)
+
+
+def ansible_warnings(*groups: Iterable[str], role: bool) -> list[str]:
+    """Every warning of ``groups`` (the policy's, then the plan's), in Ansible's wording, each once."""
+    return list(dict.fromkeys(ansible_wording(w, role=role) for group in groups for w in group))
+
+
+def error_line(stdout: bytes, stderr: bytes) -> str | None:
+    """The last line a failed command printed about its failure: stderr's, else stdout's.
+
+    Without stdin, Ansible's ssh connection runs the command with ``-tt``: the command's stderr then
+    arrives on stdout, and stderr holds only ssh's "Shared connection to … closed.".
+    """
+    for stream in (stderr, stdout):
+        text = _ANSI.sub("", stream.decode("utf-8", "replace"))
+        lines = [line.strip() for line in text.replace("\r", "\n").splitlines()]
+        lines = [line for line in lines if line and not _SSH_NOISE.match(line)]
+        if lines:
+            return lines[-1]
+    return None
