@@ -98,7 +98,6 @@ def build_apply_script(
     expect_current: bool = True,
     backup_stamp: str | None = None,
     read_info: bool = False,
-    recovering: bool = False,
 ) -> str:
     """The sh program applying ``plan``; run it as ``sh -s -- ROOT`` with the program on stdin.
 
@@ -109,8 +108,6 @@ def build_apply_script(
     verification needs no further round trip when the engine already runs the new config.
     ``backup_stamp`` names the daemon.json backup (a new :func:`new_backup_stamp` when None); an existing
     backup is never overwritten: the apply stops first, the host untouched.
-    ``recovering`` marks a roll-back: its restart first clears systemd's start limit, which the failed
-    start it recovers from (and systemd's own retries of it) may have used up.
     """
     out: list[str] = [_PRELUDE]
     if read_info:
@@ -159,7 +156,7 @@ def build_apply_script(
     if parents:
         out.append("sync " + " ".join(f'"$R"{q(d)}' for d in parents) + " 2>/dev/null || true")
     out.append("stamp written")
-    out.extend(_engine_action_lines(engine_action, init, recovering))
+    out.extend(_engine_action_lines(engine_action, init))
     out.append("stamp done")
     if read_info:
         out.append(INFO_COMMAND_TAIL)
@@ -255,19 +252,23 @@ def reload_stamp(stdout: bytes, action: str, init: str | None) -> float | None:
     return script_stamps(stdout).get(b"written") if action == "reload" and init == "systemd" else None
 
 
-def _engine_action_lines(action: EngineAction, init: str | None, recovering: bool) -> list[str]:
+def _engine_action_lines(action: EngineAction, init: str | None) -> list[str]:
     if action == "none" or init is None:
         return []
     if action == "reload":
         if init == "systemd":
-            command = "systemctl reload docker.service"
+            # Not ordered behind other units' jobs: where the caller's own unit is After=docker.service
+            # (the per-host daemon) and being stopped, systemd would hold the reload until that stop
+            # ended, and the stop waits for this reload: both hang until TimeoutStopSec.
+            command = "systemctl reload --job-mode=ignore-dependencies docker.service"
         else:
             command = 'kill -HUP "$(pgrep -x -o dockerd)"'
     elif init == "systemd":
-        command = "systemctl restart docker.service"
-        if recovering:
-            # Without it, "Start request repeated too quickly" would leave dockerd down, files restored.
-            command = f"{{ systemctl reset-failed docker.service 2>/dev/null; {command}; }}"
+        # systemd's start limit (Debian: 3 starts a minute) counts every start, a person's and earlier
+        # runs' too: met, "Start request repeated too quickly" leaves dockerd stopped and the change
+        # failed. This restart is one deliberate start, not a crash loop; a roll-back's, after a failed
+        # start and systemd's own retries of it, needs the counter cleared all the more.
+        command = "{ systemctl reset-failed docker.service 2>/dev/null; systemctl restart docker.service; }"
     else:
         command = "service docker restart"
     failed = f'fail {EXIT_ACTION} "{action} of dockerd failed: $aout"'

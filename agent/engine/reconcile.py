@@ -323,7 +323,6 @@ def _roll_back(
         daemon_json_path=facts.daemon_json_file,
         expect_current=False,
         backup_stamp=options.backup_stamp + "-rollback",
-        recovering=True,
     )
 
     def run_undo() -> CommandResult:

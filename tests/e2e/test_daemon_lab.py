@@ -231,6 +231,40 @@ def test_source_change_to_skip_tls_is_picked_up_with_a_reload_within_two_interva
     print(f"\nskip-TLS picked up by both hosts in {took:.1f}s (interval {INTERVAL:g}s)")
 
 
+def test_a_restart_of_the_daemon_while_it_reloads_dockerd_neither_hangs_nor_loses_the_change(
+    dlab: Lab,
+) -> None:
+    """The unit is After=docker.service: a stop of the daemon orders docker's jobs behind it, so a
+    reload the daemon was waiting for would wait for the daemon's own exit (both hung until
+    TimeoutStopSec, 600 s). The daemon is told to re-read a changed source (SIGHUP: a cycle that
+    reloads dockerd) and restarted at once."""
+    host = dlab.host("h1")
+    install(dlab, limit="h1")
+    before = engine_state(dlab, host)
+    doc = yaml.safe_load(dlab.ssh(host, f"cat {SOURCE}").stdout)
+    doc["storage"]["s3"]["skipverify"] = True
+    dlab.ssh(host, f"cat > {SOURCE}", input=yaml.safe_dump(doc))
+    started = time.monotonic()
+    dlab.ssh(host, "systemctl reload trust-agent && systemctl restart --no-block trust-agent")
+
+    def settled() -> bool:
+        jobs = dlab.ssh(host, "systemctl list-jobs --no-legend --no-pager").stdout
+        active = dlab.ssh(host, "systemctl is-active trust-agent", check=False).stdout.strip()
+        return not jobs.strip() and active == "active"
+
+    took = wait_for("the daemon back and no job waiting", settled, timeout=60)
+    assert took < 30, f"took {took:.0f}s"
+    wait_for("the registry insecure", lambda: insecure_live(dlab, host), timeout=2 * INTERVAL + 10)
+    assert "registry.test" in daemon_json(dlab, host)["insecure-registries"]
+    assert engine_state(dlab, host)[1] > before[1], "dockerd was reloaded"
+    assert time.monotonic() - started < 60
+
+
+def insecure_live(lab: Lab, host: Host) -> bool:
+    info = json.loads(lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout)
+    return "registry.test" in info and info["registry.test"]["Secure"] is False
+
+
 def test_source_outage_keeps_trust_reports_the_error_and_recovers(dlab: Lab, hosts: list[Host]) -> None:
     install(dlab, "--max-backoff", "3s")
     saved = {h.name: dlab.ssh(h, f"cat {SOURCE}").stdout for h in hosts}

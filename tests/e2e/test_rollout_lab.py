@@ -647,6 +647,29 @@ def test_a_restart_is_refused_unless_allowed(lab: Lab, tmp_path: Path) -> None:
     assert info["registry.test"]["Secure"] is False
 
 
+def test_an_allowed_restart_is_not_stopped_by_systemds_start_limit_a_person_used_up(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Debian's docker.service allows 3 starts a minute. After a person's three restarts, the rollout's
+    own restart must still happen (before, systemd refused it: dockerd stopped, the host rolled back)."""
+    host = lab.hosts[0]
+    lab.ssh(
+        host,
+        "cat > /etc/docker/daemon.json",
+        input='{"iptables": false, "bridge": "none", "storage-driver": "vfs",'
+        ' "registry-mirrors": ["https://mirror.test"]}\n',
+    )
+    assert lab.ssh(host, "systemctl show docker -p StartLimitBurst --value").stdout.strip() == "3"
+    lab.ssh(host, "systemctl reset-failed docker; for i in 1 2 3; do systemctl restart docker; done")
+    code, report, err = rollout(lab, *skip_args(lab, tmp_path), "--allow-restart", "--limit", host.name)
+    assert code == 0, err
+    outcome = by_host(report)[host.name]
+    assert (outcome["status"], outcome["engine_action"]) == ("changed", "restart"), outcome
+    assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "active"
+    info = json.loads(lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout)
+    assert info["registry.test"]["Secure"] is False
+
+
 def test_a_restart_dockerd_does_not_survive_is_rolled_back_and_dockerd_runs_again(
     lab: Lab, tmp_path: Path
 ) -> None:

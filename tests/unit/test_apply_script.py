@@ -107,21 +107,19 @@ def test_runs_in_the_same_second_back_up_to_different_files(root: Path) -> None:
     assert backups == [b'{"debug": true, "insecure-registries": []}\n', b'{"debug": true}\n']
 
 
-def test_only_a_roll_back_clears_systemds_start_limit_before_its_restart(root: Path) -> None:
-    def restart(recovering: bool) -> list[str]:
-        script = build_apply_script(
-            plan_for(root), engine_action="restart", init="systemd", recovering=recovering
-        )
+def test_a_restart_clears_systemds_start_limit_first_and_a_reload_waits_on_no_other_unit(root: Path) -> None:
+    def engine_lines(action: str) -> list[str]:
+        script = build_apply_script(plan_for(root), engine_action=action, init="systemd")  # type: ignore[arg-type]
         return [line for line in script.splitlines() if "systemctl" in line]
 
-    (line,) = restart(recovering=False)
-    assert line.startswith("aout=$(systemctl restart docker.service 2>&1) || {")
-    assert line.endswith('fail 78 "restart of dockerd failed: $aout"; }')
-    assert "reset-failed" not in line
-    (line,) = restart(recovering=True)
+    (line,) = engine_lines("restart")
+    assert line.startswith("aout=$({ systemctl reset-failed docker.service 2>/dev/null; ")
     assert line.index("systemctl reset-failed docker.service") < line.index(
         "systemctl restart docker.service"
     )
+    assert line.endswith('fail 78 "restart of dockerd failed: $aout"; }')
+    (line,) = engine_lines("reload")
+    assert line.startswith("aout=$(systemctl reload --job-mode=ignore-dependencies docker.service 2>&1) || ")
 
 
 def failing_mv(tmp_path_factory: pytest.TempPathFactory, target: str, nth: int = 1) -> str:

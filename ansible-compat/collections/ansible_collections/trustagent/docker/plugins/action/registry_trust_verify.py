@@ -120,7 +120,6 @@ def roll_back(transport: Transport, record: dict[str, Any]) -> tuple[bool, str]:
             init=record["init"],
             daemon_json_path=record["daemon_json_path"],
             backup_stamp=new_backup_stamp() + "-rollback",
-            recovering=True,
         )
         done = transport.run_script(script, "")
     except TrustAgentError as exc:
