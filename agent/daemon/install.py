@@ -102,6 +102,7 @@ class InstallBundle:
     source_spec: str  # what the daemon reads, as shown to people
     fingerprint: str  # the policy the controller derived; the hosts must arrive at the same
     live_source: bool  # a URL: the host reads it itself
+    metrics_file: str | None = None  # --metrics-file: never written over a file that is not the daemon's
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -230,7 +231,9 @@ def build_bundle(
         + ([daemon.metrics_file] if daemon.metrics_file else []),
     }
     files.append(HostFile(MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), 0o644))
-    return InstallBundle(tuple(files), _display(config["source"]), policy.fingerprint(), live)
+    return InstallBundle(
+        tuple(files), _display(config["source"]), policy.fingerprint(), live, daemon.metrics_file
+    )
 
 
 def _read_bytes(path: str) -> bytes:
@@ -312,11 +315,16 @@ def config_script(bundle: InstallBundle, venv_changed: bool) -> str:
     q = shlex.quote
     stage = f"{CONFIG_DIR}/.stage"
     moves = "\n".join(f"place {q(f.path.lstrip('/'))} {q(f.path)}" for f in _config_order(bundle.files))
+    options = " ".join(
+        f"{q(f.path.lstrip('/'))}:{q(f.path)}"
+        for f in bundle.files
+        if not f.path.startswith(SOURCE_DIR + "/")
+    )
     keep = " ".join(q(f.path) for f in bundle.files if f.path.startswith(SOURCE_DIR + "/"))
     env_kept = any(f.path == DEFAULT_ENV_FILE for f in bundle.files)
     return f"""\
 set -eu
-umask 077
+{_metrics_guard(bundle.metrics_file)}umask 077
 mkdir -p -m 0700 {CONFIG_DIR} {SOURCE_DIR}
 chmod 0700 {CONFIG_DIR} {SOURCE_DIR}
 rm -rf {stage}
@@ -331,6 +339,14 @@ place() {{
         case "$2" in {SOURCE_DIR}/*) reload=yes ;; *) restart=yes ;; esac
     fi
 }}
+# Options change: stop the daemon before any file moves, so that it never runs a cycle on the new
+# source with its old options (a policy the controller did not work out, kept as its last good one).
+for pair in {options}; do
+    cmp -s "{stage}/${{pair%%:*}}" "${{pair#*:}}" || restart=yes
+done
+if [ "$restart" = yes ] && systemctl is-active -q {SERVICE}; then
+    systemctl stop {SERVICE}
+fi
 {moves}
 for f in {SOURCE_DIR}/* {SOURCE_DIR}/.[!.]*; do
     [ -e "$f" ] || continue
@@ -356,6 +372,15 @@ echo since=$since
 """
 
 
+def _metrics_guard(path: str | None) -> str:
+    """Shell that stops the install, the host untouched, where --metrics-file names a file of another's."""
+    if path is None:
+        return ""
+    q = shlex.quote
+    why = f"--metrics-file {path}: the file exists and is not trust-agent's metrics: choose another path"
+    return f"f={q(path)}\n{METRICS_OURS} || {{ echo {q(why)} >&2; exit 3; }}\n"
+
+
 def _config_order(files: Sequence[HostFile]) -> list[HostFile]:
     # Source files first, daemon.yml (which names them) after, the unit last.
     def rank(item: HostFile) -> int:
@@ -373,6 +398,10 @@ STATUS_SCRIPT = (
 )
 
 
+# Shell: "$f" is absent, or a file whose first line is one the daemon writes first (agent.daemon.report).
+METRICS_OURS = '{ [ ! -s "$f" ] || head -n 1 "$f" | grep -q "^# HELP trust_agent_"; }'
+
+
 def uninstall_script(state_files: Sequence[str]) -> str:
     q = shlex.quote
     extra = " ".join(q(p) for p in state_files)
@@ -382,7 +411,11 @@ had=no
 [ -e {UNIT_PATH} ] || [ -e {OPT_DIR} ] || [ -e {CONFIG_DIR} ] && had=yes
 rm -f {UNIT_PATH}
 rm -rf {OPT_DIR} {CONFIG_DIR}
-rm -f {STATE_DIR}/{LAST_GOOD_FILE} {STATUS_FILE} {extra}
+rm -f {STATE_DIR}/{LAST_GOOD_FILE} {STATUS_FILE}
+# A metrics file elsewhere goes only if it still holds trust-agent's metrics (it may be a person's now).
+for f in {extra}; do
+    {METRICS_OURS} && rm -f "$f" || true
+done
 systemctl daemon-reload
 systemctl reset-failed {SERVICE} 2>/dev/null || true
 echo had=$had

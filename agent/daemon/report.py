@@ -166,7 +166,19 @@ def metrics_text(status: DaemonStatus) -> str:
     return "\n".join(out) + "\n"
 
 
+METRICS_FIRST_LINE = b"# HELP trust_agent_"  # every metrics file the daemon writes starts so
+
+
 def write_metrics(path: Path, status: DaemonStatus) -> None:
+    """Write the metrics file, never over a file that holds something else (a mistyped path must not
+    cost a person their file): that is an ``OSError`` the loop logs."""
+    try:
+        with open(path, "rb") as existing:
+            head = existing.read(len(METRICS_FIRST_LINE))
+    except FileNotFoundError:
+        head = METRICS_FIRST_LINE
+    if head and head != METRICS_FIRST_LINE:
+        raise OSError(f"{path} holds something other than trust-agent's metrics: left alone")
     write_atomic(path, metrics_text(status).encode(), mode=0o644)
 
 

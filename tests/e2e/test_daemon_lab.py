@@ -429,3 +429,34 @@ def test_uninstall_leaves_trust_unless_purge(dlab: Lab, hosts: list[Host]) -> No
     )
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["hosts"][0]["status"] == "absent"
+
+
+def test_a_metrics_file_that_is_a_persons_is_never_written_over_nor_removed(dlab: Lab) -> None:
+    """--metrics-file naming a file of someone else's (a slip of the hand: /etc/docker/daemon.json) is
+    refused at install; a metrics file a person has since put their own content in outlives uninstall."""
+    host = dlab.host("h1")
+    persons = dlab.ssh(host, "cat /etc/docker/daemon.json").stdout
+    proc = dlab.run_agent(
+        "daemon", "install", "-i", str(dlab.inventory_yml), "--limit", "h1", *ca_args(dlab),
+        "--interval", f"{INTERVAL:g}s", "--metrics-file", "/etc/docker/daemon.json", "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (report,) = json.loads(proc.stdout)["hosts"]
+    assert report["status"] == "failed"
+    assert (
+        "--metrics-file /etc/docker/daemon.json: the file exists and is not trust-agent's metrics"
+        in (report["error"])
+    )
+    assert dlab.ssh(host, "cat /etc/docker/daemon.json").stdout == persons
+    assert dlab.ssh(host, "test -e /etc/trust-agent/daemon.yml", check=False).returncode == 1
+
+    install(dlab, limit="h1")
+    wait_for("metrics written", lambda: "trust_agent_up 1" in dlab.ssh(host, f"cat {METRICS}").stdout, 10)
+    dlab.ssh(host, "systemctl stop trust-agent")
+    dlab.ssh(host, f"echo 'a person keeps notes here now' > {METRICS}")
+    proc = dlab.run_agent(
+        "daemon", "uninstall", "-i", str(dlab.inventory_yml), "--limit", "h1", "--format", "json"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert dlab.ssh(host, f"cat {METRICS}").stdout == "a person keeps notes here now\n"
+    dlab.ssh(host, f"rm -f {METRICS}")

@@ -28,6 +28,7 @@ from agent.daemon.install import (
     HostReport,
     InstallBundle,
     build_bundle,
+    config_script,
     files_tar,
     host_source_document,
     run_hosts,
@@ -314,3 +315,18 @@ def test_an_interrupted_install_finishes_the_host_in_flight_and_reports_the_rest
     ]
     assert not reports[2].failed
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_a_change_of_options_stops_the_daemon_before_any_file_moves(tmp_path: Path) -> None:
+    """Else a cycle could read the new source with the old options: a policy the controller did not
+    work out, which the daemon would keep as its last good one."""
+    inputs = PolicyInputs(source=str(FIXTURES / "registry-minio.yml"))
+    settings, policy = resolve_policy(inputs)
+    bundle = build_bundle(inputs, settings, policy, DaemonSettings(metrics_file="/srv/m.prom"), environ={})
+    script = config_script(bundle, venv_changed=False)
+    stop = script.index("systemctl stop trust-agent")
+    assert stop < script.index("\nplace ")
+    assert script.index('cmp -s "/etc/trust-agent/.stage/${pair%%:*}" "${pair#*:}" || restart=yes') < stop
+    # The metrics file is checked before anything else, and the install stops where it is another's.
+    assert script.index("f=/srv/m.prom") < script.index("umask 077")
+    assert "--metrics-file /srv/m.prom: the file exists and is not trust-agent" in script

@@ -14,7 +14,7 @@ from agent.certs import parse_bundle
 from agent.daemon.config import load_config
 from agent.daemon.lastgood import LastGood, LastGoodStore, StateError, policy_from_json, policy_to_json
 from agent.daemon.notify import Notifier
-from agent.daemon.report import metrics_text, status_document
+from agent.daemon.report import metrics_text, status_document, write_metrics
 from agent.daemon.status import DaemonStatus, SourceStatus
 from agent.daemon.timing import backoff_delay, jittered, parse_duration
 from agent.daemon.unit import UnitOptions, render_unit
@@ -131,6 +131,19 @@ def test_metrics_are_valid_text_format_with_escaped_labels() -> None:
         if not line.startswith("#"):
             float(line.rsplit(" ", 1)[1])
     assert status_document(status)["policy"]["ca_files"] == [CA_FILE_NAMES["storage"]]
+
+
+def test_metrics_are_never_written_over_a_file_that_is_not_the_daemons(tmp_path: Path) -> None:
+    status = DaemonStatus(source=SourceStatus(spec="/etc/reg.yml"), host="h", pid=1, started_at=0.0)
+    path = tmp_path / "trust_agent.prom"
+    write_metrics(path, status)  # none there yet
+    write_metrics(path, status)  # its own
+    assert path.read_text() == metrics_text(status)
+    persons = tmp_path / "daemon.json"
+    persons.write_text('{"debug": true}\n')
+    with pytest.raises(OSError, match="holds something other than trust-agent's metrics: left alone"):
+        write_metrics(persons, status)
+    assert persons.read_text() == '{"debug": true}\n'
 
 
 # --- the kept policy -------------------------------------------------------------------------------
