@@ -200,7 +200,12 @@ def engine_options(func: F) -> F:
                 "--allow-restart", is_flag=True, help="Let auto restart dockerd where a reload is not enough."
             ),
             click.option(
-                "--canary-image", metavar="REF", help="After the change, pull REF on each host to prove it."
+                "--canary-image",
+                metavar="REF",
+                help="After the change, pull REF on each host to prove it end to end. REF is removed "
+                "first where only its own tag holds it (no container uses it), so that its blobs come "
+                "through the storage redirect (a pull of an image a host holds fetches none); a "
+                "successful pull puts it back.",
             ),
             click.option(
                 "--no-verify", is_flag=True, help="Skip reading the engine's live config after the change."

@@ -294,12 +294,11 @@ def _verify(
     if options.canary_image:
         api = transport.docker_api(timeout=options.verify_timeout)
         try:
-            canary_pull(api, options.canary_image)
+            proved.append(canary_pull(api, options.canary_image))
         finally:
             close = getattr(api, "close", None)
             if close is not None:
                 close()
-        proved.append(f"canary pull {options.canary_image}")
     return tuple(proved)
 
 

@@ -103,16 +103,47 @@ def wait_for_live_config(
         time.sleep(interval)
 
 
-def canary_pull(api: Any, image: str, timeout: float = 120.0) -> None:
-    """Pull ``image`` through the engine; raise :class:`VerifyError` with the engine's message on failure."""
+def canary_pull(api: Any, image: str, timeout: float = 120.0) -> str:
+    """Pull ``image`` through the engine so that its blobs are fetched, through the storage redirect;
+    raise :class:`VerifyError` with the engine's message on failure. Returns what the pull proved.
+
+    A pull of an image the engine holds fetches no blob (the manifest alone is read, from the registry
+    itself): it would pass with a wrong storage CA. So the canary is removed first where nothing else
+    holds it (no other tag, no container: the engine refuses those removals, and then the pull says
+    it proved nothing); the pull puts it back, so the host ends as it was.
+    """
     repository, _, tag = image.rpartition(":")
     if not repository or "/" in tag:
         repository, tag = image, "latest"
+    held = _remove_if_only_the_canary(api, f"{repository}:{tag}")
+    last = ""
     try:
         for raw in api.pull(repository, tag=tag, stream=True, decode=True):
             if isinstance(raw, dict) and raw.get("error"):
                 raise VerifyError(f"canary pull of {image} failed: {raw['error']}")
+            if isinstance(raw, dict) and isinstance(raw.get("status"), str):
+                last = raw["status"]
     except VerifyError:
         raise
     except Exception as exc:
         raise VerifyError(f"canary pull of {image} failed: {exc}") from exc
+    if last.startswith("Status: Image is up to date"):
+        # Only where the image could not be removed: another tag or a container holds it.
+        return f"canary pull {image} (on the host already, {held}: no blob fetched, the storage redirect unproved)"
+    return f"canary pull {image}"
+
+
+def _remove_if_only_the_canary(api: Any, reference: str) -> str:
+    """Remove the canary image where only its tag holds it; else say what holds it."""
+    try:
+        found = api.inspect_image(reference)
+    except Exception:  # not there (or not readable): the pull fetches it
+        return "absent"
+    tags = [t for t in found.get("RepoTags") or [] if t != reference]
+    if tags:
+        return f"also tagged {tags[0]}"
+    try:
+        api.remove_image(reference, noprune=False)
+    except Exception as exc:  # in use by a container (409), or the engine refused otherwise
+        return f"not removable: {getattr(exc, 'explanation', None) or exc}"
+    return "removed"

@@ -28,6 +28,7 @@ from tests.e2e.probes import (
     skip_source,
 )
 from tests.lab import Host, Lab
+from tests.pki import make_ca
 
 pytestmark = pytest.mark.lab
 
@@ -370,7 +371,7 @@ def test_a_stopped_engine_gets_its_files_and_nothing_to_check(
 
 
 def test_a_canary_pull_proves_a_host_and_a_failing_one_rolls_it_back(
-    lab: Lab, ansible_playbook: list[str], ansible_home: Path
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
 ) -> None:
     host = lab.hosts[1]
     reset(lab, host)
@@ -400,6 +401,19 @@ def test_a_canary_pull_proves_a_host_and_a_failing_one_rolls_it_back(
     assert proved.returncode == 0 and recap(proved)[host.name]["failed"] == 0, proved.stdout
     assert lab.ssh(host, f"docker image inspect {lab.image} >/dev/null 2>&1", check=False).returncode == 0
     assert any(p.startswith("/etc/docker/certs.d/") for p in host_files(lab, host))
+
+    # The canary is on the host now, which a pull alone would take for proof of any storage CA: it is
+    # fetched again, so a wrong one fails and is rolled back.
+    converged = etc_docker(lab, host)
+    wrong = tmp_path / "wrong-storage-ca.pem"
+    wrong.write_bytes(make_ca("Not the storage CA")[0])
+    wrong_ca = json.dumps({"trustagent_canary_image": lab.image, "trustagent_storage_ca": [str(wrong)]})
+    refused = run_playbook(
+        lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name, "-e", wrong_ca
+    )
+    assert refused.returncode != 0 and recap(refused)[host.name]["failed"] == 1, refused.stdout
+    assert "x509" in refused.stdout and "rolled back: the previous files are in place" in refused.stdout
+    assert etc_docker(lab, host) == converged
 
 
 def test_the_role_passes_the_sources_warnings_on_and_names_its_own_variables(

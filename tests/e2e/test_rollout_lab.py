@@ -33,6 +33,7 @@ from tests.e2e.probes import (
     skip_args,
 )
 from tests.lab import Host, Lab
+from tests.pki import make_ca
 from tests.sshkeys import certify, encrypted_copy, keygen, public, ssh_agent
 
 pytestmark = pytest.mark.lab
@@ -87,6 +88,42 @@ def test_plan_then_rollout_converges_every_host_and_a_second_run_is_quiet(lab: L
     assert code == 0, err
     assert {h["status"] for h in report["hosts"]} == {"unchanged"}
     assert {h.name: engine_state(lab, h) for h in lab.hosts} == before
+
+
+def test_a_canary_the_host_holds_already_is_fetched_again_so_a_wrong_storage_ca_fails(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """A pull of an image the engine holds reads the manifest from the registry and fetches no blob:
+    it passed with a wrong storage CA. The canary is removed first (only its own tag holds it), so
+    its blobs come through the storage redirect; where a container holds it, the pull says so."""
+    host = lab.hosts[0]
+    code, report, err = rollout(lab, *ca_args(lab), "--limit", host.name, "--canary-image", lab.image)
+    assert code == 0, err
+    assert f"canary pull {lab.image}" in by_host(report)[host.name]["verified"]
+    assert lab.ssh(host, f"docker image inspect {lab.image}", check=False).returncode == 0, "the canary stays"
+    wrong = tmp_path / "wrong-storage-ca.pem"
+    wrong.write_bytes(make_ca("Not the storage CA")[0])
+    wrong_args = [
+        "--source", str(lab.registry_yml), "--storage-ca", str(wrong), "--registry-ca", str(lab.registry_ca),
+        "--limit", host.name, "--canary-image", lab.image,
+    ]  # fmt: skip
+
+    code, report, _ = rollout(lab, *wrong_args)
+    outcome = by_host(report)[host.name]
+    assert code == 1 and outcome["status"] == "rolled_back", outcome
+    assert f"canary pull of {lab.image} failed" in outcome["error"] and "x509" in outcome["error"]
+
+    lab.ssh(host, f"docker pull {lab.image}")  # the right CA is back: the roll-back restored it
+    container = lab.ssh(host, f"docker create {lab.image} true").stdout.strip()
+    try:
+        code, report, err = rollout(lab, *wrong_args)
+        outcome = by_host(report)[host.name]
+        assert code == 0 and outcome["status"] == "changed", err
+        (proof,) = [v for v in outcome["verified"] if v.startswith("canary pull")]
+        assert proof.endswith("no blob fetched, the storage redirect unproved)"), proof
+    finally:
+        lab.ssh(host, f"docker rm {container}")
+        rollout(lab, *ca_args(lab), "--limit", host.name)
 
 
 def test_skip_tls_merges_reloads_and_keeps_containers_running(lab: Lab, tmp_path: Path) -> None:
