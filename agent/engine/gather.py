@@ -425,6 +425,7 @@ def _parse(
         has_validate=has_validate,
         init=init,
         engine_running=values.get("active") in _RUNNING or (init != "systemd" and dockerd_seen),
+        engine_unit_state=values.get("active", "") if init == "systemd" else "",
         engine_api=engine_answered,
         engine_elsewhere=init == "systemd" and values.get("active") in _STOPPED and dockerd_seen,
         snap_docker="snap-docker" in values,

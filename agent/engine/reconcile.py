@@ -120,6 +120,11 @@ def reconcile(
     )
     if plan.blockers:
         return _done(base, timeline, "failed", error="; ".join(plan.blockers), engine_action="none")
+    down = _engine_down(facts) if options.verify else None
+    if down is not None:
+        if options.dry_run:  # `verify`: a live config that cannot be read is not verified
+            return _done(base, timeline, "failed", error=down, engine_action="none")
+        base = replace(base, warnings=(*base.warnings, f"{down}; the files take effect when it starts"))
     if not plan.changed and plan.engine_action == "none":
         if not options.verify or facts.init is None or not facts.engine_running or plan.live_pending:
             return _done(base, timeline, "unchanged", engine_action="none")
@@ -336,6 +341,14 @@ def _roll_back(
         return _done(base, timeline, "failed", error=f"{cause}; roll-back failed too: {stderr}")
     note = "" if result.ok else f" (files restored; dockerd did not take the restore either{_said(result)})"
     return _done(base, timeline, "rolled_back", error=f"{cause}; rolled back{note}")
+
+
+def _engine_down(facts: DockerFacts) -> str | None:
+    """Why the engine's live config cannot be read, where dockerd is not running on an init host."""
+    if facts.init is None or facts.engine_running or facts.engine_elsewhere:
+        return None
+    state = f"docker.service {facts.engine_unit_state}" if facts.engine_unit_state else "no dockerd found"
+    return f"dockerd is not running ({state}): its live config was not read"
 
 
 def _done(

@@ -319,7 +319,10 @@ def _plan_daemon_json(
         if not policy.insecure and r in listed
     )
     if not merge.changed:
-        return _DaemonPlan(None, merge.doc, merge.owned, warnings=warnings)
+        # Nothing to write, but a flag set since dockerd started (or an emptied list of the agent's
+        # left as []) would keep dockerd from starting again: say so on every run, not only a change.
+        conflicts = tuple(f"daemon.json as it is: {c}" for c in _flag_blockers(merge.doc, facts))
+        return _DaemonPlan(None, merge.doc, merge.owned, warnings=warnings + conflicts)
 
     reasons = [f"daemon.json: add {r} to insecure-registries (skip-TLS, fact 9)" for r in merge.added]
     reasons += [

@@ -38,6 +38,7 @@ class DockerFacts:
     has_validate: bool | None = None  # `dockerd --validate` exists (Docker 23+); None: unknown
     init: str | None = None  # "systemd" | "other" | None (a --root tree: nothing to reload)
     engine_running: bool = False
+    engine_unit_state: str = ""  # docker.service's ActiveState as systemctl said it (systemd hosts)
     engine_api: bool = False  # the engine's API answered the controller over the connection (no curl)
     # dockerd runs (it answered, or has a PID) while docker.service is not active: started by hand or
     # by another unit, so `systemctl reload docker` cannot reach it.

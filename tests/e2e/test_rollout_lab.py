@@ -785,6 +785,43 @@ def test_a_flag_in_etc_default_docker_blocks_the_change_before_anything_is_writt
         )
 
 
+def test_verify_fails_a_host_whose_dockerd_is_down_and_says_why_it_will_not_start(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The agent's emptied list ([]) and a flag a person added later: dockerd refuses to start. Before,
+    plan, rollout and verify all said "unchanged" and exited 0."""
+    host = lab.hosts[1]
+    for args in (skip_args(lab, tmp_path), ca_args(lab)):  # leaves "insecure-registries": []
+        code, _, err = rollout(lab, *args, "--limit", host.name)
+        assert code == 0, err
+    assert daemon_json(lab, host)["insecure-registries"] == []
+    flag = "echo 'DOCKER_OPTS=\"--insecure-registry=10.9.9.9\"' >> /etc/default/docker"
+    lab.ssh(host, f"cp -p /etc/default/docker /etc/default/docker.lab && {flag}")
+    try:
+        lab.ssh(host, "systemctl reset-failed docker.service; systemctl restart docker", check=False)
+        assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() != "active"
+        proc = lab.run_agent(
+            "verify", "-i", str(lab.inventory_yml), *ca_args(lab), "--limit", host.name, "--format", "json",
+            "--resolve", f"{lab.registry}:{lab.state['registry']['address']}",
+        )  # fmt: skip
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        outcome = by_host(json.loads(proc.stdout))[host.name]
+        assert outcome["status"] == "failed"
+        assert outcome["error"].startswith("dockerd is not running (docker.service "), outcome["error"]
+        assert any(
+            w.startswith("daemon.json as it is: ")
+            and "--insecure-registry" in w
+            and "would stop dockerd" in w
+            for w in outcome["warnings"]
+        ), outcome["warnings"]
+    finally:
+        lab.ssh(
+            host,
+            "mv /etc/default/docker.lab /etc/default/docker && "
+            "systemctl reset-failed docker.service && systemctl restart docker",
+        )
+
+
 def test_the_gather_asks_systemd_nothing_more_where_docker_service_runs(lab: Lab) -> None:
     """A running docker.service is known by systemd's invocation link (a shell test): no systemctl
     show, no pgrep, no command line read; stopped, systemctl says so."""

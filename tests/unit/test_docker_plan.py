@@ -767,3 +767,23 @@ def test_an_engine_serving_its_api_only_elsewhere_blocks_the_host(
     # A directory tree (--root) has no engine to read: nothing to block.
     tree = replace(facts, init=None)
     assert not [b for b in plan_docker(ca_policy("registry.test"), tree).blockers if "serves its API" in b]
+
+
+def test_a_flag_set_since_dockerd_started_is_named_even_when_nothing_changes() -> None:
+    """An emptied list left as [] and an --insecure-registry flag added later: dockerd will not start
+    again ("specified both as a flag and in the configuration file"), which no run would otherwise say."""
+    facts = host(
+        daemon_json=b'{\n  "insecure-registries": []\n}\n',
+        dockerd_flags=("--insecure-registry=legacy.example.com:5000",),
+        flags_source="/etc/default/docker",
+    )
+    plan = plan_docker(
+        ca_policy("registry.test"), apply_plan(plan_docker(ca_policy("registry.test"), facts), facts)
+    )
+    assert DAEMON_JSON not in by_path(plan) and plan.blockers == ()
+    assert (
+        "daemon.json as it is: /etc/default/docker sets --insecure-registry; the same directive "
+        "(insecure-registries) in daemon.json would stop dockerd (fact 13)"
+    ) in plan.warnings
+    quiet = plan_docker(ca_policy("registry.test"), host(daemon_json=b'{"insecure-registries": []}'))
+    assert not [w for w in quiet.warnings if "would stop dockerd" in w]
