@@ -105,7 +105,8 @@ fi
 if [ -L "$D" ]; then
   # A symlink: its target is what to write (the link is kept). Not resolved in a --root tree, where an
   # absolute link means a path inside the tree.
-  echo "@@ta daemon-json-link"; [ -n "$R" ] || readlink -f "$D" | base64 -w0; echo
+  # -m where -f gives nothing: a link into a directory that does not exist still names its target.
+  echo "@@ta daemon-json-link"; [ -n "$R" ] || { readlink -f "$D" || readlink -m "$D"; } | base64 -w0; echo
 fi
 [ -f "$S" ] && { echo "@@ta state"; b64 "$S"; }
 if [ -z "$R" ]; then

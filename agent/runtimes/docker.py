@@ -117,7 +117,8 @@ def plan_docker(
         mkdirs=tuple(dict.fromkeys(mkdirs)),
         rmdirs=certs.rmdirs,
         engine_action=action.action,
-        live_pending=action.live_pending,
+        # A daemon.json link to nothing: no file says what dockerd runs, so its live config proves nothing.
+        live_pending=action.live_pending or bool(facts.daemon_json_link and facts.daemon_json is None),
         reasons=(*certs.reasons, *daemon.reasons, *action.reasons),
         warnings=tuple(dict.fromkeys(warnings)),
         blockers=tuple(dict.fromkeys(blockers)),
@@ -309,6 +310,12 @@ def _plan_daemon_json(
         return _DaemonPlan(None, {}, state.insecure_registries, blockers=(str(exc),))
 
     want = registries if policy.insecure else ()
+    if facts.daemon_json_link and raw is None:
+        # A link to nothing: dockerd reads no file there, and replacing the link would undo what made it.
+        note = f"{path} is a symlink to {facts.daemon_json_link}, which is not a file: left alone"
+        if want:
+            return _DaemonPlan(None, doc, state.insecure_registries, blockers=(note,))
+        return _DaemonPlan(None, doc, state.insecure_registries, warnings=(note,))
     merge = merge_insecure(doc, want, state.insecure_registries)
     entries = merge.doc.get(INSECURE_KEY)
     listed = entries if isinstance(entries, list) else []
@@ -412,10 +419,7 @@ def _link_plan(facts: DockerFacts) -> _LinkPlan:
         return _LinkPlan(
             blocker=f"{path} is a symlink, not followed in a directory tree (--root): write its target"
         )
-    if facts.daemon_json is None:
-        return _LinkPlan(
-            blocker=f"{path} is a symlink to {target}, which is not a file: not replacing the link"
-        )
+    # A link to nothing never gets here: _plan_daemon_json leaves it alone first.
     return _LinkPlan(reasons=(f"{path} is a symlink to {target}: the target is written, the link kept",))
 
 
@@ -462,6 +466,8 @@ def _engine_behind(
     live config is not known."""
     if live is None or facts.init is None or not facts.engine_running or facts.engine_elsewhere:
         return ()
+    if facts.daemon_json_link and facts.daemon_json is None:
+        return ()  # a link to nothing: no file says what dockerd should run (see _plan_daemon_json)
     return tuple(mismatches(live, insecure_in_force(daemon.doc, facts.dockerd_flags)))
 
 

@@ -1006,6 +1006,25 @@ def test_a_symlinked_daemon_json_is_merged_at_its_target_and_the_link_kept(
     assert lab.ssh(host, "readlink /etc/docker/daemon.json").stdout.strip() == "/srv/docker/daemon.json"
     lab.ssh(host, "mv /srv/docker/daemon.json.kept /srv/docker/daemon.json")
 
+    # A link into a directory that does not exist (readlink -f names nothing there), and a source that
+    # needs no daemon.json change while dockerd still runs the skip-TLS list: no reload (which would
+    # read no file at all), no 20 s wait for a live config that would never come.
+    lab.ssh(host, "ln -sfn /etc/nowhere/daemon.json /etc/docker/daemon.json")
+    try:
+        engine = engine_state(lab, host)
+        started = time.monotonic()
+        code, report, err = rollout(lab, *ca_args(lab), "--limit", host.name)
+        outcome = by_host(report)[host.name]
+        assert code == 0 and outcome["engine_action"] == "none", err
+        assert (
+            "/etc/docker/daemon.json is a symlink to /etc/nowhere/daemon.json, which is not a file: left alone"
+            in outcome["warnings"]
+        )
+        assert time.monotonic() - started < 10 and engine_state(lab, host) == engine
+        refused(lab, host, args, "is a symlink to /etc/nowhere/daemon.json, which is not a file: left alone")
+    finally:
+        lab.ssh(host, "ln -sfn /srv/docker/daemon.json /etc/docker/daemon.json")
+
 
 @pytest.fixture
 def config_file_given_twice(lab: Lab) -> Iterator[Host]:

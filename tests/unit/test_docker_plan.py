@@ -787,3 +787,17 @@ def test_a_flag_set_since_dockerd_started_is_named_even_when_nothing_changes() -
     ) in plan.warnings
     quiet = plan_docker(ca_policy("registry.test"), host(daemon_json=b'{"insecure-registries": []}'))
     assert not [w for w in quiet.warnings if "would stop dockerd" in w]
+
+
+def test_a_daemon_json_link_to_nothing_is_left_alone_with_no_reload() -> None:
+    dangling = host(daemon_json=None, daemon_json_link="/etc/nowhere/daemon.json")
+    live_insecure = {"registry.test": True}  # dockerd still runs the skip-TLS list it had
+    ca = plan_docker(ca_policy("registry.test"), dangling, live_insecure=live_insecure)
+    assert ca.engine_action == "none" and ca.blockers == () and DAEMON_JSON not in by_path(ca)
+    assert ca.live_pending  # nothing to verify the live config against
+    note = (
+        "/etc/docker/daemon.json is a symlink to /etc/nowhere/daemon.json, which is not a file: left alone"
+    )
+    assert note in ca.warnings
+    skip = plan_docker(insecure_policy("registry.test"), dangling, live_insecure=live_insecure)
+    assert skip.blockers == (note,)
