@@ -122,7 +122,11 @@ def inventory_options(*, required: bool = False) -> Callable[[F], F]:
                 "executable inventory script, or a directory of them, with group_vars/ and host_vars/).",
             ),
             click.option(
-                "-l", "--limit", metavar="PATTERN", help="Ansible-style host pattern (web*:&prod:!web3)."
+                "-l",
+                "--limit",
+                metavar="PATTERN",
+                help="Ansible-style host pattern (web*:&prod:!web3); @FILE reads host names or patterns "
+                "from FILE, one a line (a retry file).",
             ),
         ]
     )

@@ -2,7 +2,8 @@
 
 ``web`` (group or host), ``web*`` (fnmatch), ``~web\\d+`` (regex, matched from the start), ``a:b`` or
 ``a,b`` (union), ``a:&b`` (intersection), ``a:!b`` (exclusion), ``all`` / ``*``, and subscripts
-``web[0]``, ``web[-1]``, ``web[0:2]`` (inclusive), ``web[2:]`` that pick from a term's hosts by position.
+``web[0]``, ``web[-1]``, ``web[0:2]`` (inclusive), ``web[2:]`` that pick from a term's hosts by position,
+and ``@FILE`` (a file of host names or patterns, one a line: Ansible's retry files).
 Like Ansible, unions are applied first, then intersections, then exclusions; with only ``&``/``!``
 terms the base is ``all``.
 """
@@ -101,9 +102,31 @@ def _enumerate(inv: Inventory, term: str) -> list[str]:
     return out  # duplicates kept, as Ansible does before a subscript picks by position
 
 
+MAX_LIMIT_FILE_BYTES = 4 * 1024 * 1024
+
+
+def _with_files(terms: list[str]) -> list[str]:
+    """Each ``@FILE`` term replaced by the file's lines (blank ones skipped), as Ansible reads them."""
+    out: list[str] = []
+    for term in terms:
+        if not term.startswith("@"):
+            out.append(term)
+            continue
+        path = term[1:]
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_LIMIT_FILE_BYTES + 1)
+        except OSError as exc:
+            raise InventoryError(f"limit file {path}: cannot read: {exc.strerror or exc}") from None
+        if len(data) > MAX_LIMIT_FILE_BYTES:
+            raise InventoryError(f"limit file {path}: larger than {MAX_LIMIT_FILE_BYTES} bytes")
+        out.extend(line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip())
+    return out
+
+
 def evaluate(inv: Inventory, pattern: str) -> frozenset[str]:
     """The host names ``pattern`` selects. A term naming no group and no host is an error."""
-    terms = split_pattern(pattern)
+    terms = _with_files(split_pattern(pattern))
     if not terms:
         raise InventoryError(f"empty host pattern {pattern!r}")
     plain = [t for t in terms if t[0] not in "&!"]

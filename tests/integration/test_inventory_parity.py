@@ -218,6 +218,24 @@ def test_cli_prints_what_ansible_inventory_prints(ansible_bin: Path, ansible_env
     assert ours == theirs
 
 
+def test_a_limit_file_is_read_as_ansible_reads_it(
+    ansible_bin: Path, ansible_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``--limit @FILE``: Ansible's retry files, one host name or pattern a line, with other terms."""
+    path = inventory_file(CORPUS / "yaml_nested")
+    retry = tmp_path / "site.retry"
+    retry.write_text("par1\n\n  par3  \n")
+    limit = f"@{retry},ber1"
+    result = CliRunner().invoke(inventory_command, ["--list", "-i", str(path), "--limit", limit])
+    assert result.exit_code == 0, result.output
+    ours = json.loads(result.output)
+    theirs = ansible_listing(ansible_bin, ansible_env, path, limit)
+    theirs["_meta"].pop("profile", None)
+    assert ours == theirs and sorted(ours["_meta"]["hostvars"]) == ["ber1", "par1", "par3"]
+    missing = CliRunner().invoke(inventory_command, ["--list", "-i", str(path), "--limit", "@/nonexistent"])
+    assert missing.exit_code == 2 and "limit file /nonexistent: cannot read" in missing.output
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_a_hosts_variables_are_what_ansible_inventory_host_prints(
     ansible_bin: Path, ansible_env: dict[str, str], case: Path
