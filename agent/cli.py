@@ -435,9 +435,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         _exit_now(exc.code)
     except click.ClickException as exc:
         _exit_now(_usage_error(exc, args))
-    except click.Abort:
+    except (click.Abort, KeyboardInterrupt) as exc:
+        # Ctrl-C (or a second interrupt, which stops at once) exits as shells report it.
+        interrupted = isinstance(exc, KeyboardInterrupt) or isinstance(exc.__context__, KeyboardInterrupt)
         click.echo("Aborted!", err=True)
-        _exit_now(1)
+        _exit_now(130 if interrupted else 1)
     except InputError as exc:  # pragma: no cover - commands map their own errors
         click.echo(f"trust-agent: error: {exc}", err=True)
         _exit_now(2)

@@ -143,7 +143,7 @@ def project_wheel() -> ProjectWheel:
     requires_python = (dist.metadata.get_all("Requires-Python") or [None])[0]
     if requires_python:
         meta_lines.append(f"Requires-Python: {requires_python}")
-    entry_points = dist.read_text("entry_points.txt") or "[console_scripts]\ntrust-agent = agent.cli:main\n"
+    entry_points = dist.read_text("entry_points.txt") or "[console_scripts]\ntrust-agent = agent.entry:main\n"
     requirements = tuple(
         r for r in (dist.requires or []) if "extra ==" not in r.replace("extra==", "extra ==")
     )

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -313,3 +315,37 @@ def test_plan_detailed_exitcode_keeps_2_for_pending_changes_and_exits_1_on_bad_i
     bad_option = trust_agent("plan", *tree)
     assert bad_option.returncode == 1 and "Missing option '--source'" in bad_option.stderr
     assert trust_agent("plan", "--source", str(tmp_path / "empty.yml"), *tree[:-1]).returncode == 2
+
+
+_INTERRUPTED_IMPORT = """
+import builtins, sys
+real_import = builtins.__import__
+def interrupted(name, *args, **kwargs):
+    if name == "agent.cli":
+        raise KeyboardInterrupt  # Ctrl-C while the command line is still being imported
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = interrupted
+from agent.entry import main
+main()
+"""
+
+
+def test_an_interrupt_during_start_up_exits_130_without_a_traceback() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_IMPORT], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_an_interrupt_while_a_command_runs_exits_130(world: dict[str, Path]) -> None:
+    # The source is read from a pipe nobody writes to: the command waits there until interrupted.
+    argv = [sys.executable, "-c", "from agent.entry import main; main()"]
+    argv += ["plan", "--source", "/dev/stdin", "--local", "--root", str(world["root"])]
+    with subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        time.sleep(2)  # past start-up: in the command, blocked on the read
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Aborted!" in err and "Traceback" not in err

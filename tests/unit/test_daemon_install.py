@@ -233,7 +233,7 @@ def test_project_wheel_is_deterministic_and_installable_metadata(tmp_path: Path)
         assert "agent/reports/templates/report.html.j2" in names
         assert not any("__pycache__" in n for n in names)
         info = f"trust_agent-{first.version}.dist-info"
-        assert "trust-agent = agent.cli:main" in archive.read(f"{info}/entry_points.txt").decode()
+        assert "trust-agent = agent.entry:main" in archive.read(f"{info}/entry_points.txt").decode()
         record = archive.read(f"{info}/RECORD").decode()
         assert "agent/cli.py,sha256=" in record
     # The wheelhouse names what it installs; a different project wheel is a different install.
