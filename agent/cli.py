@@ -188,7 +188,11 @@ def apply(**kwargs: Any) -> None:
     Files are written atomically (temp file in the same directory, fsync, rename), daemon.json is backed
     up first, and a second run reports no change. For remote hosts use ``rollout``.
     """
-    if not kwargs.get("local") or kwargs.get("inventory"):
+    if kwargs.get("inventory"):
+        raise UsageError(
+            "apply acts on this machine (--local [--root DIR]); for an inventory's hosts use rollout"
+        )
+    if not kwargs.get("local"):
         raise UsageError(
             "apply acts on this machine: give --local [--root DIR] (for remote hosts use rollout)"
         )
@@ -368,6 +372,8 @@ def _targets(kwargs: dict[str, Any]) -> Targets:
         raise UsageError("--root goes with --local")
     if local and inventory:
         raise UsageError("give either --local or --inventory, not both")
+    if local and kwargs.get("limit"):
+        raise UsageError("--limit picks an inventory's hosts: it has nothing to pick with --local")
     if local:
         if root and not Path(root).is_dir():
             raise UsageError(f"--root {root}: not a directory")

@@ -306,6 +306,10 @@ def unit_command(prefix: str, config: str, env_file: str, watchdog: str, example
         click.echo(EXAMPLE_CONFIG, nl=False)
         return
     seconds = max(1, round(parse_duration(watchdog, "--watchdog")))
+    # systemd takes absolute paths only (it refuses the unit otherwise).
+    for option, path in (("--prefix", prefix), ("--config", config), ("--env-file", env_file)):
+        if path and not path.startswith("/"):
+            raise UsageError(f"{option} {path}: give an absolute path on the host (systemd needs one)")
     click.echo(
         render_unit(
             UnitOptions(prefix=prefix, config=config, env_file=env_file or None, watchdog_seconds=seconds)

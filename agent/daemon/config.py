@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.daemon.timing import parse_duration
 from agent.errors import UsageError
 from agent.sources.document import load_yaml
 
@@ -35,8 +36,8 @@ _KEYS: dict[str, tuple[str, str]] = {
     "allow_expired": ("allow_expired", "bool"),
     "env_overrides": ("env_overrides", "bool"),
     "source_ca": ("source_ca", "path"),
-    "interval": ("interval", "text"),
-    "max_backoff": ("max_backoff", "text"),
+    "interval": ("interval", "duration"),
+    "max_backoff": ("max_backoff", "duration"),
     "jitter": ("jitter", "number"),
     "state_dir": ("state_dir", "path"),
     "status_file": ("status_file", "path"),
@@ -111,6 +112,8 @@ def _value(value: object, kind: str, base: Path, where: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
         raise UsageError("must be a non-empty string", where)
     text = str(value)
+    if kind == "duration":
+        parse_duration(text, where)  # checked here, where the file and line are known
     if kind == "path" or (kind == "source" and "://" not in text):
         return _path(text, base)
     return text

@@ -24,6 +24,7 @@ from typing import IO, NoReturn
 from urllib.parse import urlsplit
 
 from agent.errors import SourceError
+from agent.names import without_userinfo
 from agent.sources.distribution import NOT_DRIVERS, parse_distribution
 from agent.sources.model import RegistrySettings
 
@@ -156,8 +157,13 @@ def _storage_ca(storage: Mapping[str, object]) -> tuple[str, object] | None:
 
 def dtr_base_url(url: str) -> str:
     """``https://dtr.example.com/`` → ``https://dtr.example.com``; anything but a plain https URL is refused."""
-    parts = urlsplit(url.strip())
-    shown = f"{parts.scheme}://{parts.hostname or ''}"
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - checked only when asked
+    except ValueError:
+        raise SourceError("not a valid URL", without_userinfo(url.strip())) from None
+    # As written, port included, without any user:password@.
+    shown = without_userinfo(f"{parts.scheme}://{parts.netloc}")
     if parts.scheme != "https" or not parts.hostname:
         raise SourceError(
             "the DTR address must be an https:// URL (credentials never travel in clear)", shown

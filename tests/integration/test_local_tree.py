@@ -190,6 +190,11 @@ def test_secrets_never_reach_any_output_or_file(world: dict[str, Path], tmp_path
         (["--source", "{ca}", "--storage-ca", "{key}"], "private key"),
         (["--source", "{ca}", "--registry", "../../etc"], "../../etc"),
         (["--source", "{ca}", "--storage-ca", "{empty}"], "empty"),
+        (["--source", "{ca}", "--limit", "h1"], "--limit picks an inventory's hosts: it has nothing to pick"),
+        (
+            ["--source", "{ca}", "-i", "{missing}"],
+            "apply acts on this machine (--local [--root DIR]); for an",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(

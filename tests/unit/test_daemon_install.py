@@ -293,6 +293,9 @@ def test_bad_input_exits_2_before_any_host(tmp_path: Path) -> None:
 def test_unit_is_printable_for_image_builders() -> None:
     result = CliRunner().invoke(daemon_group, ["unit"])
     assert result.exit_code == 0 and "Type=notify" in result.output
+    relative = CliRunner().invoke(daemon_group, ["unit", "--prefix", "relative dir"])
+    assert relative.exit_code == 2
+    assert "--prefix relative dir: give an absolute path on the host" in relative.output
 
 
 def test_an_interrupted_install_finishes_the_host_in_flight_and_reports_the_rest_skipped() -> None:

@@ -221,6 +221,9 @@ def test_config_file_errors_name_the_line(tmp_path: Path) -> None:
     path.write_text("source: a.yml\nallow_restart: maybe\n")
     with pytest.raises(UsageError, match="must be true or false"):
         load_config(str(path))
+    path.write_text("source: a.yml\n\ninterval: banana\n")
+    with pytest.raises(UsageError, match=r"daemon.yml:3: interval: 'banana' is not a duration"):
+        load_config(str(path))
 
 
 def test_a_token_in_a_readable_config_file_is_refused(tmp_path: Path) -> None:

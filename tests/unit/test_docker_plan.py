@@ -795,9 +795,7 @@ def test_a_daemon_json_link_to_nothing_is_left_alone_with_no_reload() -> None:
     ca = plan_docker(ca_policy("registry.test"), dangling, live_insecure=live_insecure)
     assert ca.engine_action == "none" and ca.blockers == () and DAEMON_JSON not in by_path(ca)
     assert ca.live_pending  # nothing to verify the live config against
-    note = (
-        "/etc/docker/daemon.json is a symlink to /etc/nowhere/daemon.json, which is not a file: left alone"
-    )
+    note = "/etc/docker/daemon.json is a symlink to /etc/nowhere/daemon.json, which is not a file: left alone"
     assert note in ca.warnings
     skip = plan_docker(insecure_policy("registry.test"), dangling, live_insecure=live_insecure)
     assert skip.blockers == (note,)

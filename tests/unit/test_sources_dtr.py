@@ -271,6 +271,9 @@ def test_connection_refused(tmp_path: Path) -> None:
     [
         ("http://dtr.example", "http://dtr.example: the DTR address must be an https:// URL"),
         ("https://admin:" + TOKEN + "@dtr.example", "https://dtr.example: put the DTR user and token"),
+        ("https://admin:" + TOKEN + "@dtr.example:8443", "https://dtr.example:8443: put the DTR user"),
+        ("https://[::1", "https://[::1: not a valid URL"),
+        ("https://dtr.example:99999", "https://dtr.example:99999: not a valid URL"),
     ],
 )
 def test_unsafe_urls_are_refused_before_connecting(url: str, expected: str) -> None:
