@@ -544,9 +544,10 @@ def install_host(
     steps = []
     if venv_changed:
         steps.append(f"venv {ident} installed")
-    steps.append({"restart": "service (re)started", "reload": "source reloaded", "none": "unchanged"}[action])
+    if action != "none":  # an unchanged host's status says it already
+        steps.append({"restart": "service (re)started", "reload": "source reloaded"}[action])
     policy = (daemon.get("policy") or {}).get("fingerprint")
-    detail = f"{', '.join(steps)}; healthy on policy {policy}"
+    detail = "; ".join([*([", ".join(steps)] if steps else []), f"healthy on policy {policy}"])
     status = "unchanged" if action == "none" and not venv_changed else "installed"
     return HostReport(transport.name, status, detail, seconds=time.monotonic() - start, daemon=daemon)
 

@@ -268,7 +268,9 @@ class Daemon:
 
 
 def _summary(outcome: HostOutcome) -> OutcomeSummary:
-    files = tuple(c.path for c in outcome.plan.changes if not c.internal) if outcome.plan else ()
+    # Only where the files changed (or would): a failed or rolled back cycle leaves them as they were.
+    changed = outcome.plan is not None and outcome.status in ("changed", "pending")
+    files = tuple(c.path for c in outcome.plan.changes if not c.internal) if changed and outcome.plan else ()
     return OutcomeSummary(
         status=outcome.status,
         engine_action=outcome.engine_action,

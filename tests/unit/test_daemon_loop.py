@@ -11,9 +11,11 @@ import pytest
 
 from agent.daemon.lastgood import FILE_NAME, LastGoodStore
 from agent.daemon.logs import EventLog
-from agent.daemon.loop import Daemon, DaemonConfig
+from agent.daemon.loop import Daemon, DaemonConfig, _summary
 from agent.engine.options import RunOptions
 from agent.inputs import PolicyInputs
+from agent.outcome import HostOutcome
+from agent.runtimes.plan import FileChange, HostPlan
 from tests.pki import make_ca
 
 REGISTRY = "registry.example.internal:5000"
@@ -320,3 +322,13 @@ def test_an_unexpected_error_in_reconcile_costs_one_cycle_not_the_daemon(
     monkeypatch.undo()
     host.next_cycle(daemon)
     assert daemon.status.state == "ok"
+
+
+@pytest.mark.parametrize(("status", "listed"), [("changed", True), ("failed", False), ("rolled_back", False)])
+def test_a_cycle_lists_the_files_it_changed_and_none_where_it_changed_nothing(
+    status: str, listed: bool
+) -> None:
+    path = "/etc/docker/daemon.json"
+    plan = HostPlan(changes=(FileChange(path, "update", b"{}", b'{"debug": true}'),))
+    summary = _summary(HostOutcome("h", status, plan=plan))  # type: ignore[arg-type]
+    assert summary.files == ((path,) if listed else ())
