@@ -347,6 +347,12 @@ done
 if [ "$restart" = yes ] && systemctl is-active -q {SERVICE}; then
     systemctl stop {SERVICE}
 fi
+# A metrics file the last install named and this one does not would report "up" for ever: it goes,
+# while it still holds trust-agent's metrics.
+if [ -f {MANIFEST} ] && [ -f "{stage}{MANIFEST}" ]; then
+    {OPT_DIR}/venv/bin/python -c {q(_STALE_STATE_FILES)} {MANIFEST} "{stage}{MANIFEST}" 2>/dev/null |
+    while IFS= read -r f; do {METRICS_OURS} && rm -f "$f" || true; done
+fi
 {moves}
 for f in {SOURCE_DIR}/* {SOURCE_DIR}/.[!.]*; do
     [ -e "$f" ] || continue
@@ -397,6 +403,12 @@ STATUS_SCRIPT = (
     f"echo status=$(tr -d '\\n' < {STATUS_FILE} 2>/dev/null)"
 )
 
+
+# The state files the installed manifest (argv[1]) lists and the new one (argv[2]) does not, a line each.
+_STALE_STATE_FILES = (
+    "import json, sys; old, new = (json.load(open(p)).get('state_files', []) for p in sys.argv[1:3]); "
+    "print(''.join(f + '\\n' for f in old if f not in new and f.startswith('/')), end='')"
+)
 
 # Shell: "$f" is absent, or a file whose first line is one the daemon writes first (agent.daemon.report).
 METRICS_OURS = '{ [ ! -s "$f" ] || head -n 1 "$f" | grep -q "^# HELP trust_agent_"; }'

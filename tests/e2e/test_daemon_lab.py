@@ -450,8 +450,15 @@ def test_a_metrics_file_that_is_a_persons_is_never_written_over_nor_removed(dlab
     assert dlab.ssh(host, "cat /etc/docker/daemon.json").stdout == persons
     assert dlab.ssh(host, "test -e /etc/trust-agent/daemon.yml", check=False).returncode == 1
 
+    # A re-install naming another metrics file removes the one it no longer writes (else it would
+    # report "up" for ever).
+    other = "/var/lib/node_exporter/trust_agent.prom"
+    install(dlab, "--metrics-file", other, limit="h1")
+    wait_for("metrics written", lambda: "trust_agent_up 1" in dlab.ssh(host, f"cat {other}").stdout, 10)
     install(dlab, limit="h1")
     wait_for("metrics written", lambda: "trust_agent_up 1" in dlab.ssh(host, f"cat {METRICS}").stdout, 10)
+    assert dlab.ssh(host, f"test -e {other}", check=False).returncode == 1, "the old metrics file is gone"
+    dlab.ssh(host, "rm -rf /var/lib/node_exporter")
     dlab.ssh(host, "systemctl stop trust-agent")
     dlab.ssh(host, f"echo 'a person keeps notes here now' > {METRICS}")
     proc = dlab.run_agent(
