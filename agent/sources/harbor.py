@@ -85,4 +85,5 @@ def _ca_bundle(
         raise doc.error(path, f"cannot read {full}: {exc.strerror or exc}") from None
     if len(data) > MAX_CA_BYTES:
         raise doc.error(path, f"{full} is larger than {MAX_CA_BYTES} bytes: not a CA bundle")
-    return data, full
+    # Named with its key and line too: a problem with the bundle is then found where it is set.
+    return data, f"{doc.where(path)}: storage_service.ca_bundle {full}"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.certs import parse_bundle
-from agent.errors import InputError, SourceError
+from agent.errors import CertificateError, InputError, SourceError
 from agent.sources.harbor import parse_harbor
 from agent.trust import redirect_target
 from tests.pki import make_ca
@@ -42,7 +42,8 @@ def test_fixture_reads_ca_bundle_relative_to_the_file() -> None:
     )
     assert s.s3.has_credentials and not s.redirect_disabled
     assert s.storage_ca_pem == (FIXTURES / "harbor-storage-ca.pem").read_bytes()
-    assert s.storage_ca_origin == str(FIXTURES / "harbor-storage-ca.pem")
+    assert s.storage_ca_origin is not None
+    assert s.storage_ca_origin.endswith(f": storage_service.ca_bundle {FIXTURES / 'harbor-storage-ca.pem'}")
     assert (
         parse_bundle(s.storage_ca_pem, s.storage_ca_origin).certificates[0].subject
         == "CN=Harbor Storage Root CA"
@@ -58,7 +59,21 @@ def test_absolute_ca_bundle_and_explicit_base_dir(tmp_path: Path) -> None:
     text = f"hostname: h\nstorage_service:\n  ca_bundle: {ca}\n  s3: {{bucket: b}}\n"
     assert parse_harbor(text, "elsewhere/harbor.yml").storage_ca_pem == ca.read_bytes()
     relative = "hostname: h\nstorage_service:\n  ca_bundle: ca.pem\n  s3: {bucket: b}\n"
-    assert parse_harbor(relative, "harbor.yml", base_dir=str(tmp_path)).storage_ca_origin == str(ca)
+    origin = parse_harbor(relative, "harbor.yml", base_dir=str(tmp_path)).storage_ca_origin
+    assert origin == f"harbor.yml:3: storage_service.ca_bundle {ca}"
+
+
+def test_a_ca_bundle_holding_a_key_is_named_by_its_key_and_line(tmp_path: Path) -> None:
+    key = tmp_path / "ca.key"
+    key.write_bytes(
+        make_ca("Keyed CA")[0] + b"-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
+    )
+    s = parse_harbor(
+        "hostname: h\nstorage_service:\n  ca_bundle: ca.key\n  s3: {}\n", "harbor.yml", base_dir=str(tmp_path)
+    )
+    with pytest.raises(CertificateError) as caught:
+        parse_bundle(s.storage_ca_pem or b"", s.storage_ca_origin or "")
+    assert str(caught.value).startswith(f"harbor.yml:3: storage_service.ca_bundle {key}: holds a private key")
 
 
 def test_missing_ca_bundle_names_key_line_and_path(tmp_path: Path) -> None:
