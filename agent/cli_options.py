@@ -80,6 +80,13 @@ def policy_options(
                 help="PEM CA bundle of the registry itself, when it is from a private CA.",
             ),
             click.option(
+                "--no-storage-ca",
+                is_flag=True,
+                help="The storage's certificate is publicly trusted: install no storage CA, and remove "
+                "trust-agent's where a host has one. Without it (and without --storage-ca), a host "
+                "holding trust-agent's storage CA for a private-looking endpoint is left as it is.",
+            ),
+            click.option(
                 "--allow-expired", is_flag=True, help="Install expired CA certificates (with a warning)."
             ),
             click.option(
@@ -107,6 +114,7 @@ def policy_inputs(kwargs: dict[str, Any]) -> PolicyInputs:
         allow_expired=kwargs.pop("allow_expired"),
         env_overrides=kwargs.pop("env_overrides"),
         source_ca=kwargs.pop("source_ca"),
+        no_storage_ca=kwargs.pop("no_storage_ca"),
     )
 
 

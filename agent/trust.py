@@ -59,6 +59,9 @@ class TrustPolicy:
     # driver's own store, whose address the source does not give
     ca_files: tuple[CAFile, ...] = ()
     insecure: bool = False  # list every registry in insecure-registries
+    # Engines are sent to a store on https whose CA may be private, and no storage CA was given (nor
+    # --no-storage-ca): a host holding trust-agent's storage CA is not to lose it on a forgotten flag.
+    storage_ca_missing: bool = False
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
 
@@ -85,6 +88,7 @@ class TrustPolicy:
             "storage_endpoint": self.storage_endpoint,
             "storage_scheme": self.storage_scheme,
             "insecure": self.insecure,
+            "storage_ca_missing": self.storage_ca_missing,
             "ca_files": [
                 {
                     "role": c.role,
@@ -182,6 +186,8 @@ def build_policy(
     registries: tuple[str, ...] = (),
     storage_cas: tuple[CABundle, ...] = (),
     registry_cas: tuple[CABundle, ...] = (),
+    *,
+    no_storage_ca: bool = False,
 ) -> TrustPolicy:
     """Derive what every engine must trust from the registry's settings plus command-line input.
 
@@ -189,8 +195,14 @@ def build_policy(
     source itself carries (DTR's storage root CA, Harbor's ca_bundle, DTR's ``/ca``), already parsed
     by the caller.
     """
+    if no_storage_ca and storage_cas:
+        raise UsageError(
+            "--no-storage-ca says the storage needs no CA, but one is given (--storage-ca, or in the "
+            "source): choose one"
+        )
     names = registry_names(settings, registries)
     reasons: list[str] = []
+    missing = False
     warnings: list[str] = []
     scheme, endpoint, why = redirect_target(settings)
     reasons.append(why)
@@ -212,7 +224,10 @@ def build_policy(
             reasons.append(
                 f"the {settings.driver} store is publicly trusted unless it is your own: nothing to install"
             )
+        elif no_storage_ca:
+            reasons.append("--no-storage-ca: the store's certificate is publicly trusted: no storage CA")
         else:
+            missing = True
             warnings.append(
                 f"engines may be redirected to the {settings.driver} store; if its certificate is from a "
                 "private CA, give it with --storage-ca FILE, or pulls will fail with x509 errors"
@@ -238,7 +253,10 @@ def build_policy(
                 f"engines follow the redirect to {endpoint} with the registry's TLS config, so the storage "
                 f"CA goes into certs.d/<registry>/ for {', '.join(names)}, not certs.d/{endpoint}/ (fact 4)"
             )
+        elif no_storage_ca:
+            reasons.append(f"--no-storage-ca: {endpoint}'s certificate is publicly trusted: no storage CA")
         else:
+            missing = True
             warnings.append(
                 f"engines are redirected to https://{endpoint}; if its certificate is from a private CA, "
                 "give it with --storage-ca FILE (or in the source), or pulls will fail with x509 errors"
@@ -259,6 +277,7 @@ def build_policy(
         storage_scheme=scheme,
         ca_files=tuple(ca_files),
         insecure=insecure,
+        storage_ca_missing=missing,
         reasons=tuple(reasons),
         warnings=tuple(dict.fromkeys(warnings)),
     )

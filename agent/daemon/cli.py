@@ -196,6 +196,7 @@ def build_config(kwargs: dict[str, Any]) -> DaemonConfig:
         allow_expired=bool(kwargs.get("allow_expired")),
         env_overrides=bool(kwargs.get("env_overrides")),
         source_ca=kwargs.get("source_ca"),
+        no_storage_ca=bool(kwargs.get("no_storage_ca")),
     )
     options = RunOptions(
         root=root or "",

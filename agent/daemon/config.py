@@ -34,6 +34,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "storage_ca": ("storage_ca", "paths"),
     "registry_ca": ("registry_ca", "paths"),
     "allow_expired": ("allow_expired", "bool"),
+    "no_storage_ca": ("no_storage_ca", "bool"),
     "env_overrides": ("env_overrides", "bool"),
     "source_ca": ("source_ca", "path"),
     "interval": ("interval", "duration"),

@@ -187,6 +187,8 @@ def build_bundle(
         config["storage_ca"] = storage_ca
     if registry_ca:
         config["registry_ca"] = registry_ca
+    if inputs.no_storage_ca:
+        config["no_storage_ca"] = True
     config.update(
         allow_expired=inputs.allow_expired,
         interval=daemon.interval,

@@ -42,7 +42,15 @@ def render(result: FleetResult, *, color: bool = False) -> str:
     console.print(table)
     if result.stopped:
         console.print(Text(f"stopped: {result.stopped}", style="bold red" if color else ""))
-    for warning in result.warnings:
+    for warning in (*result.policy.warnings, *result.warnings):
         console.print(Text(f"warning: {warning}", style="yellow" if color else ""))
+    # The hosts' own warnings (dockerd not running, a flag that would stop it...), each once with its hosts.
+    by_warning: dict[str, list[str]] = {}
+    for o in result.outcomes:
+        for warning in o.warnings:
+            by_warning.setdefault(warning, []).append(o.host)
+    for warning, hosts in by_warning.items():
+        shown = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")
+        console.print(Text(f"warning ({shown}): {warning}", style="yellow" if color else ""))
     console.print(Text(f"{view.summary_line(result)}  ({result.mode}, {result.seconds:.1f}s)"))
     return buffer.getvalue()

@@ -43,7 +43,7 @@ from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.docker_state import DockerState, parse_state, render_state
 from agent.runtimes.live_registry import insecure_in_force, mismatches
 from agent.runtimes.plan import EngineAction, FileChange, HostPlan
-from agent.trust import OWNED_PREFIX, CAFile, TrustPolicy
+from agent.trust import CA_FILE_NAMES, OWNED_PREFIX, CAFile, TrustPolicy
 
 RestartPolicy = Literal["auto", "reload", "restart", "never"]
 
@@ -76,6 +76,7 @@ def plan_docker(
     blockers += ca_blockers
 
     certs = _plan_certs(policy, facts, registries, ca_files, loaded.state)
+    blockers += _storage_ca_kept(policy, certs)
     daemon = _plan_daemon_json(policy, facts, registries, loaded.state)
     blockers += daemon.blockers
 
@@ -270,6 +271,21 @@ def _plan_certs(
         state_dirs=tuple(dict.fromkeys([*kept, *created])),
         reasons=tuple(reasons),
     )
+
+
+def _storage_ca_kept(policy: TrustPolicy, certs: _CertsPlan) -> list[str]:
+    """A host's storage CA is removed only on purpose: where the source still sends engines to a store
+    that may need it and no storage CA was given, a forgotten --storage-ca must not break every pull."""
+    storage = CA_FILE_NAMES["storage"]
+    losing = [c.path for c in certs.changes if c.action == "delete" and c.path.endswith("/" + storage)]
+    if not (policy.storage_ca_missing and losing):
+        return []
+    return [
+        f"this host holds trust-agent's storage CA ({losing[0]}) for the redirect to "
+        f"{policy.storage_endpoint or policy.storage_summary()}, and no storage CA is given: removing it "
+        "would fail every pull if that certificate is from a private CA. Give the CA with --storage-ca "
+        "FILE, or --no-storage-ca if the storage's certificate is publicly trusted now"
+    ]
 
 
 def _ca_purpose(ca: CAFile, policy: TrustPolicy) -> str:

@@ -28,6 +28,7 @@ from tests.e2e.probes import (
     docker_tree,
     engine_state,
     forbid_streamlocal_on,
+    pull,
     pull_and_push,
     runs_secure_for_the_registry,
     skip_args,
@@ -124,6 +125,25 @@ def test_a_canary_the_host_holds_already_is_fetched_again_so_a_wrong_storage_ca_
     finally:
         lab.ssh(host, f"docker rm {container}")
         rollout(lab, *ca_args(lab), "--limit", host.name)
+
+
+def test_a_forgotten_storage_ca_leaves_the_hosts_as_they_are_and_says_so(lab: Lab) -> None:
+    """The second run without --storage-ca removed the storage CA from every host and exited 0: every
+    pull then failed. Now each host fails, untouched; --no-storage-ca removes it on purpose."""
+    host = lab.hosts[0]
+    code, _, err = rollout(lab, *ca_args(lab), "--limit", host.name)
+    assert code == 0, err
+    tree = docker_tree(lab, host)
+    forgot = ["--source", str(lab.registry_yml), "--registry-ca", str(lab.registry_ca), "--limit", host.name]
+    proc = lab.run_agent("rollout", "-i", str(lab.inventory_yml), *forgot)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "this host holds trust-agent's storage CA" in proc.stdout, proc.stdout
+    assert f"warning: engines are redirected to https://{lab.s3_authority}" in proc.stdout  # the table's
+    assert docker_tree(lab, host) == tree
+    pull(lab, host)  # still pulls
+    code, report, err = rollout(lab, *forgot, "--no-storage-ca")
+    assert code == 0 and by_host(report)[host.name]["status"] == "changed", err
+    assert "trust-agent-storage-ca.crt" not in lab.ssh(host, "ls -R /etc/docker/certs.d").stdout
 
 
 def test_skip_tls_merges_reloads_and_keeps_containers_running(lab: Lab, tmp_path: Path) -> None:

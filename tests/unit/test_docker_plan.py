@@ -799,3 +799,24 @@ def test_a_daemon_json_link_to_nothing_is_left_alone_with_no_reload() -> None:
     assert note in ca.warnings
     skip = plan_docker(insecure_policy("registry.test"), dangling, live_insecure=live_insecure)
     assert skip.blockers == (note,)
+
+
+def test_a_forgotten_storage_ca_does_not_take_the_hosts_away() -> None:
+    installed = apply_plan(plan_docker(ca_policy("registry.test"), host()), host())
+    forgotten = replace(
+        no_trust_policy("registry.test"), storage_endpoint="s3.test:9000", storage_ca_missing=True
+    )
+    plan = plan_docker(forgotten, installed)
+    assert len(plan.blockers) == 1
+    assert plan.blockers[0].startswith(
+        f"this host holds trust-agent's storage CA ({CERTS_DIR}/registry.test/{STORAGE_CRT}) for the redirect "
+        "to s3.test:9000, and no storage CA is given"
+    )
+    assert plan.blockers[0].endswith(
+        "or --no-storage-ca if the storage's certificate is publicly trusted now"
+    )
+    # Said on purpose (--no-storage-ca): removed, as before.
+    told = plan_docker(replace(forgotten, storage_ca_missing=False), installed)
+    assert (
+        told.blockers == () and by_path(told)[f"{CERTS_DIR}/registry.test/{STORAGE_CRT}"].action == "delete"
+    )

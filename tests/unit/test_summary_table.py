@@ -48,3 +48,23 @@ def test_rows_carry_status_action_version_files_and_errors_without_colour_codes(
     assert "stopped: batch 1 of 2" in out
     assert "\x1b[" not in out
     assert "\x1b[" in render(result, color=True)
+
+
+def test_the_policys_warnings_and_each_hosts_own_are_shown_after_the_table() -> None:
+    policy = TrustPolicy(
+        registries=("registry.test",),
+        storage_endpoint="s3.test:9000",
+        storage_scheme="https",
+        warnings=("engines are redirected to https://s3.test:9000; give it with --storage-ca FILE",),
+    )
+    down = "dockerd is not running (docker.service inactive): its live config was not read"
+    outcomes = tuple(
+        HostOutcome(f"h{n}", "unchanged", warnings=(down,) if n != 2 else ()) for n in range(1, 7)
+    )
+    result = FleetResult(
+        mode="rollout", policy=policy, outcomes=outcomes, started_at="2026-01-01T00:00:00+00:00", seconds=1.0
+    )
+    lines = render(result).splitlines()
+    assert "warning: engines are redirected to https://s3.test:9000; give it with --storage-ca FILE" in lines
+    assert f"warning (h1, h3, h4 and 2 more): {down}" in lines
+    assert lines[-1].startswith("6 hosts: 6 unchanged")

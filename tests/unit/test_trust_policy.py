@@ -207,3 +207,25 @@ def test_policy_is_never_both_insecure_and_installing_a_storage_ca(
     if disabled:
         assert policy.storage_endpoint is None and not policy.insecure
     assert policy.fingerprint() == build_policy(s, (), (bundle(),)).fingerprint()
+
+
+def test_a_private_looking_store_without_a_storage_ca_is_marked_so_a_host_keeps_its_own() -> None:
+    private = settings(regionendpoint="https://s3.internal:9000")
+    assert build_policy(private).storage_ca_missing
+    assert not build_policy(private, (), (bundle(),)).storage_ca_missing
+    told = build_policy(private, no_storage_ca=True)
+    assert not told.storage_ca_missing and told.warnings == ()
+    assert (
+        "--no-storage-ca: s3.internal:9000's certificate is publicly trusted: no storage CA" in told.reasons
+    )
+    for needs_none in (
+        settings(region="eu-west-1"),  # AWS
+        settings(regionendpoint="http://s3.internal:9000"),
+        settings(regionendpoint="https://s3.internal:9000", skipverify=True),
+        settings(driver="filesystem"),
+        settings(driver="gcs"),
+    ):
+        assert not build_policy(needs_none).storage_ca_missing
+    assert build_policy(settings(driver="swift")).storage_ca_missing
+    with pytest.raises(UsageError, match="--no-storage-ca says the storage needs no CA, but one is given"):
+        build_policy(private, (), (bundle(),), no_storage_ca=True)

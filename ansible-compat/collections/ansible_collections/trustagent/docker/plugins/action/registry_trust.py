@@ -56,6 +56,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "storage_ca": {"type": "list", "elements": "path", "default": []},
     "registry_ca": {"type": "list", "elements": "path", "default": []},
     "allow_expired": {"type": "bool", "default": False},
+    "no_storage_ca": {"type": "bool", "default": False},
     "env_overrides": {"type": "bool", "default": False},
     "source_ca": {"type": "path"},
     "restart_policy": {
@@ -137,6 +138,7 @@ class ActionModule(TrustAgentAction):
                     allow_expired=bool(args["allow_expired"]),
                     env_overrides=bool(args["env_overrides"]),
                     source_ca=self._local_path(args["source_ca"]) if args["source_ca"] else None,
+                    no_storage_ca=bool(args["no_storage_ca"]),
                 )
             )
         except InputError as exc:

@@ -101,9 +101,9 @@ def _failed(
 # where a container uses it); the pull puts it back.
 _CANARY = (
     "img={image}; "
-    "if tags=$(docker image inspect --format '{{{{join .RepoTags \" \"}}}}' \"$img\" 2>/dev/null) "
-    "&& [ \"$tags\" = \"$img\" ]; then docker image rm \"$img\" >/dev/null 2>&1 || true; fi; "
-    "docker pull \"$img\""
+    'if tags=$(docker image inspect --format \'{{{{join .RepoTags " "}}}}\' "$img" 2>/dev/null) '
+    '&& [ "$tags" = "$img" ]; then docker image rm "$img" >/dev/null 2>&1 || true; fi; '
+    'docker pull "$img"'
 )
 
 

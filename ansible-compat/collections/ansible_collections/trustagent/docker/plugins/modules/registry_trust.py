@@ -45,6 +45,13 @@ options:
     type: list
     elements: path
     default: []
+  no_storage_ca:
+    description:
+      - The storage's certificate is publicly trusted - install no storage CA, and remove trust-agent's
+        where a host has one (as --no-storage-ca). Without it, and without I(storage_ca), a host
+        holding trust-agent's storage CA for a private-looking endpoint fails instead of losing it.
+    type: bool
+    default: false
   allow_expired:
     description: Install expired CA certificates (with a warning).
     type: bool

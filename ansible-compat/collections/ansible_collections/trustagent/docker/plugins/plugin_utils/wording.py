@@ -19,6 +19,7 @@ FLAG_OPTIONS: dict[str, str] = {
     "--storage-ca": "storage_ca",
     "--registry-ca": "registry_ca",
     "--allow-expired": "allow_expired=true",
+    "--no-storage-ca": "no_storage_ca=true",
     "--env-overrides": "env_overrides=true",
     "--source-ca": "source_ca",
     "--restart-policy": "restart_policy",
