@@ -25,6 +25,7 @@ from agent.engine.gather import gather_live, live_info
 from agent.engine.options import RunOptions
 from agent.engine.unit_log import start_failure_note
 from agent.engine.verify import (
+    CanaryError,
     canary_pull,
     expected_insecure,
     mismatches,
@@ -340,7 +341,25 @@ def _roll_back(
         stderr = result.stderr.decode("utf-8", "replace").strip()
         return _done(base, timeline, "failed", error=f"{cause}; roll-back failed too: {stderr}")
     note = "" if result.ok else f" (files restored; dockerd did not take the restore either{_said(result)})"
+    if result.ok and isinstance(cause, CanaryError) and cause.removed and options.canary_image:
+        note += _canary_back(transport, options)
     return _done(base, timeline, "rolled_back", error=f"{cause}; rolled back{note}")
+
+
+def _canary_back(transport: Transport, options: RunOptions) -> str:
+    """The canary was removed for a pull that failed: with the previous trust back, pull it again, so
+    the host holds what it held (the pull that now works also says the previous trust still does)."""
+    image = options.canary_image or ""
+    api = transport.docker_api(timeout=options.verify_timeout)
+    try:
+        canary_pull(api, image)
+    except TrustAgentError as exc:
+        return f"; the canary image could not be pulled back ({exc})"
+    finally:
+        close = getattr(api, "close", None)
+        if close is not None:
+            close()
+    return "; the canary image pulled back"
 
 
 def _engine_down(facts: DockerFacts) -> str | None:

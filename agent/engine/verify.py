@@ -103,47 +103,63 @@ def wait_for_live_config(
         time.sleep(interval)
 
 
+class CanaryError(VerifyError):
+    """The canary pull failed; ``removed``: the canary was removed for it, so it is gone from the host."""
+
+    def __init__(self, message: str, *, removed: bool) -> None:
+        super().__init__(message)
+        self.removed = removed
+
+
 def canary_pull(api: Any, image: str, timeout: float = 120.0) -> str:
     """Pull ``image`` through the engine so that its blobs are fetched, through the storage redirect;
-    raise :class:`VerifyError` with the engine's message on failure. Returns what the pull proved.
+    raise :class:`CanaryError` with the engine's message on failure. Returns what the pull proved.
 
     A pull of an image the engine holds fetches no blob (the manifest alone is read, from the registry
     itself): it would pass with a wrong storage CA. So the canary is removed first where nothing else
-    holds it (no other tag, no container: the engine refuses those removals, and then the pull says
-    it proved nothing); the pull puts it back, so the host ends as it was.
+    holds it (no other tag, no container, no image built on it); the pull puts it back, so the host
+    ends as it was. Where something holds it, the pull fetches nothing and says it proved nothing.
     """
-    repository, _, tag = image.rpartition(":")
-    if not repository or "/" in tag:
-        repository, tag = image, "latest"
-    held = _remove_if_only_the_canary(api, f"{repository}:{tag}")
-    last = ""
+    held = _remove_if_only_the_canary(api, image)
     try:
-        for raw in api.pull(repository, tag=tag, stream=True, decode=True):
+        _pull(api, image)
+    except VerifyError as exc:
+        raise CanaryError(str(exc), removed=held == "removed") from exc
+    if held in ("absent", "removed"):
+        return f"canary pull {image}"
+    return (
+        f"canary pull {image} (on the host already, {held}: no blob fetched, the storage redirect unproved)"
+    )
+
+
+def _pull(api: Any, image: str) -> None:
+    # The whole reference: the SDK splits repo:tag and repo@sha256:... itself (a digest is no tag).
+    try:
+        for raw in api.pull(image, stream=True, decode=True):
             if isinstance(raw, dict) and raw.get("error"):
                 raise VerifyError(f"canary pull of {image} failed: {raw['error']}")
-            if isinstance(raw, dict) and isinstance(raw.get("status"), str):
-                last = raw["status"]
     except VerifyError:
         raise
     except Exception as exc:
         raise VerifyError(f"canary pull of {image} failed: {exc}") from exc
-    if last.startswith("Status: Image is up to date"):
-        # Only where the image could not be removed: another tag or a container holds it.
-        return f"canary pull {image} (on the host already, {held}: no blob fetched, the storage redirect unproved)"
-    return f"canary pull {image}"
 
 
 def _remove_if_only_the_canary(api: Any, reference: str) -> str:
-    """Remove the canary image where only its tag holds it; else say what holds it."""
+    """Remove the canary image where only its own reference holds it: ``"absent"`` (not there),
+    ``"removed"``, or what holds it (then it is on the host as before, or at most untagged for the
+    pull to tag again)."""
     try:
         found = api.inspect_image(reference)
     except Exception:  # not there (or not readable): the pull fetches it
         return "absent"
-    tags = [t for t in found.get("RepoTags") or [] if t != reference]
+    image_id = found.get("Id")
+    tags = [t for t in found.get("RepoTags") or [] if t not in (reference, f"{reference}:latest")]
     if tags:
         return f"also tagged {tags[0]}"
     try:
-        api.remove_image(reference, noprune=False)
+        answer = api.remove_image(reference, noprune=False)
     except Exception as exc:  # in use by a container (409), or the engine refused otherwise
         return f"not removable: {getattr(exc, 'explanation', None) or exc}"
+    if not any(isinstance(item, dict) and item.get("Deleted") == image_id for item in answer or []):
+        return "held by an image built on it"  # untagged only: the image stays, the pull tags it again
     return "removed"

@@ -113,18 +113,40 @@ def test_a_canary_the_host_holds_already_is_fetched_again_so_a_wrong_storage_ca_
     outcome = by_host(report)[host.name]
     assert code == 1 and outcome["status"] == "rolled_back", outcome
     assert f"canary pull of {lab.image} failed" in outcome["error"] and "x509" in outcome["error"]
+    # The roll-back restored the right CA, and the canary the run removed is pulled back with it.
+    assert outcome["error"].endswith("rolled back; the canary image pulled back"), outcome["error"]
+    assert lab.ssh(host, f"docker image inspect {lab.image}", check=False).returncode == 0
 
-    lab.ssh(host, f"docker pull {lab.image}")  # the right CA is back: the roll-back restored it
-    container = lab.ssh(host, f"docker create {lab.image} true").stdout.strip()
-    try:
+    def unproved_with(held_by: str) -> None:
         code, report, err = rollout(lab, *wrong_args)
         outcome = by_host(report)[host.name]
         assert code == 0 and outcome["status"] == "changed", err
         (proof,) = [v for v in outcome["verified"] if v.startswith("canary pull")]
-        assert proof.endswith("no blob fetched, the storage redirect unproved)"), proof
+        assert held_by in proof and proof.endswith("no blob fetched, the storage redirect unproved)"), proof
+        rollout(lab, *ca_args(lab), "--limit", host.name)
+
+    container = lab.ssh(host, f"docker create {lab.image} true").stdout.strip()
+    try:
+        unproved_with("not removable")
     finally:
         lab.ssh(host, f"docker rm {container}")
-        rollout(lab, *ca_args(lab), "--limit", host.name)
+    # An image built on the canary: removing the canary's tag only untags it (no blob would be fetched).
+    build = f"mkdir -p /tmp/child && printf 'FROM {lab.image}\\nLABEL x=y\\n' > /tmp/child/Dockerfile"
+    lab.ssh(host, f"{build} && DOCKER_BUILDKIT=0 docker build -q -t child:1 /tmp/child")
+    try:
+        unproved_with("held by an image built on it")
+        assert lab.ssh(host, f"docker image inspect {lab.image}", check=False).returncode == 0
+    finally:
+        lab.ssh(host, "docker rmi child:1; rm -rf /tmp/child")
+
+    # By digest: pulled by digest (not as a tag named after it), and there again afterwards.
+    digest = lab.ssh(
+        host, f"docker image inspect --format '{{{{index .RepoDigests 0}}}}' {lab.image}"
+    ).stdout.strip()
+    lab.ssh(host, f"docker rmi {lab.image} && docker pull -q {digest}")  # held by its digest alone
+    code, report, err = rollout(lab, *ca_args(lab), "--limit", host.name, "--canary-image", digest)
+    assert code == 0 and f"canary pull {digest}" in by_host(report)[host.name]["verified"], err
+    assert lab.ssh(host, f"docker image inspect {digest}", check=False).returncode == 0
 
 
 def test_a_forgotten_storage_ca_leaves_the_hosts_as_they_are_and_says_so(lab: Lab) -> None:

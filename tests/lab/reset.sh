@@ -3,7 +3,9 @@ set -eu
 base=/usr/local/share/trust-agent-lab/daemon.json
 rm -rf /etc/docker/certs.d/* /var/lib/trust-agent
 # Images from the lab registry: a later pull must fetch blobs again, or it would prove nothing.
-docker images --format '{{.Repository}}:{{.Tag}}' | grep '^registry\.test' | xargs -r docker rmi -f >/dev/null
+# By ID: an image held by its digest alone has no tag to name it.
+docker images --format '{{.Repository}} {{.ID}}' | awk '$1 ~ /^registry\.test/ {print $2}' | sort -u |
+    xargs -r docker rmi -f >/dev/null
 if ! cmp -s "$base" /etc/docker/daemon.json; then
     cp "$base" /etc/docker/daemon.json
     # A reload does not clear insecure-registries; only a restart returns to the base config.

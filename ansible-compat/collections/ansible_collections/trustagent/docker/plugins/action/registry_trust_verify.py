@@ -102,7 +102,12 @@ def _failed(
 _CANARY = (
     "img={image}; "
     'if tags=$(docker image inspect --format \'{{{{join .RepoTags " "}}}}\' "$img" 2>/dev/null) '
-    '&& [ "$tags" = "$img" ]; then docker image rm "$img" >/dev/null 2>&1 || true; fi; '
+    '&& [ "$tags" = "$img" ]; then '
+    "id=$(docker image inspect --format '{{{{.Id}}}}' \"$img\"); "
+    'docker image rm "$img" >/dev/null 2>&1 || true; '
+    # Untagged, not deleted: an image built on it holds it, and the pull would only tag it again.
+    'docker image inspect "$id" >/dev/null 2>&1 && echo "@@ta canary held"; '
+    "fi; "
     'docker pull "$img"'
 )
 
@@ -115,7 +120,7 @@ def canary_pull_on_host(transport: Transport, image: str) -> str:
         # Docker's own error: on stdout where the ssh connection ran the pull in a tty (no stdin).
         why = error_line(pulled.stdout, pulled.stderr) or f"exit {pulled.exit_status}"
         raise VerifyError(f"canary pull of {image} failed: {why}")
-    if b"Image is up to date" in pulled.stdout:
+    if b"Image is up to date" in pulled.stdout or b"@@ta canary held" in pulled.stdout:
         return f"canary pull {image} (on the host already, held by another tag or a container: no blob fetched, the storage redirect unproved)"
     return f"canary pull {image}"
 
