@@ -111,6 +111,9 @@ fi
 [ -f "$S" ] && { echo "@@ta state"; b64 "$S"; }
 if [ -z "$R" ]; then
   i=""; p=""; k=""
+  # Who the script runs as, with no process: a login that is not root changes nothing in /etc/docker.
+  while read -r k v _; do [ "$k" = Uid: ] && { echo "@@ta uid $v"; break; }; done < /proc/self/status
+  k=""
   # Docker from the snap store reads its daemon.json and certs.d under /var/snap/docker/current/.
   [ -d /snap/docker/current ] && echo "@@ta snap-docker"
   if command -v dockerd >/dev/null 2>&1; then
@@ -427,6 +430,7 @@ def _parse(
         init=init,
         engine_running=values.get("active") in _RUNNING or (init != "systemd" and dockerd_seen),
         engine_unit_state=values.get("active", "") if init == "systemd" else "",
+        login_uid=int(values["uid"]) if values.get("uid", "").isdigit() else None,
         engine_api=engine_answered,
         engine_elsewhere=init == "systemd" and values.get("active") in _STOPPED and dockerd_seen,
         snap_docker="snap-docker" in values,

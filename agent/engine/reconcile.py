@@ -100,6 +100,16 @@ def reconcile(
     except TrustAgentError as exc:
         return HostOutcome(host, "failed", error=str(exc), phases=tuple(timeline.phases))
     facts, info = gathered
+    if facts.login_uid not in (None, 0):
+        not_root = (
+            f"runs as uid {facts.login_uid}, not root: /etc/docker and the engine's socket are root's "
+            "(log in as root, or pass --become for sudo)"
+        )
+        if not options.dry_run or options.verify:
+            return HostOutcome(host, "failed", error=not_root, phases=tuple(timeline.phases))
+        notes: tuple[str, ...] = (f"this host {not_root}: what it showed may be partial",)
+    else:
+        notes = ()
     plan: HostPlan = timeline.run(
         "plan",
         lambda: plan_docker(
@@ -117,7 +127,7 @@ def reconcile(
         engine_action=plan.engine_action,
         engine_version=facts.engine_version,
         checks=_checks(plan, facts),
-        warnings=plan.warnings,
+        warnings=(*notes, *plan.warnings),
     )
     if plan.blockers:
         return _done(base, timeline, "failed", error="; ".join(plan.blockers), engine_action="none")

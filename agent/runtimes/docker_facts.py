@@ -39,6 +39,7 @@ class DockerFacts:
     init: str | None = None  # "systemd" | "other" | None (a --root tree: nothing to reload)
     engine_running: bool = False
     engine_unit_state: str = ""  # docker.service's ActiveState as systemctl said it (systemd hosts)
+    login_uid: int | None = None  # the user the scripts run as (None: not known, or a --root tree)
     engine_api: bool = False  # the engine's API answered the controller over the connection (no curl)
     # dockerd runs (it answered, or has a PID) while docker.service is not active: started by hand or
     # by another unit, so `systemctl reload docker` cannot reach it.

@@ -1128,8 +1128,14 @@ def test_a_non_root_login_converges_through_sudo_and_fails_cleanly_without_it(
     code, report, _ = rollout(lab, *ca_args(lab), "--limit", host.name, inventory=plain)
     assert code == 1
     outcome = by_host(report)[host.name]
-    assert outcome["status"] == "failed" and "trust-agent" in outcome["error"]
+    uid = lab.ssh(host, "id -u deploy").stdout.strip()
+    not_root = f"runs as uid {uid}, not root: /etc/docker and the engine's socket are root's"
+    assert outcome["status"] == "failed" and outcome["error"].startswith(not_root), outcome["error"]
+    assert "--become" in outcome["error"]
     assert not lab.ssh(host, "ls /etc/docker/certs.d", check=False).stdout.strip()
+    proc = lab.run_agent("plan", "-i", str(plain), *ca_args(lab), "--limit", host.name, "--format", "json")
+    planned = by_host(json.loads(proc.stdout))[host.name]
+    assert planned["status"] == "pending" and any(not_root in w for w in planned["warnings"]), planned
 
     code, report, err = rollout(
         lab, *ca_args(lab), "--limit", host.name, "--become", "--canary-image", lab.image, inventory=plain
@@ -1144,6 +1150,11 @@ def test_a_non_root_login_converges_through_sudo_and_fails_cleanly_without_it(
     assert owners.split() == ["root", "644"]
     code, report, err = rollout(lab, *ca_args(lab), "--limit", host.name, "--become", inventory=plain)
     assert code == 0 and by_host(report)[host.name]["status"] == "unchanged", err
+    # Converged: without --become it said so only after 20 s, as an engine that did not answer.
+    started = time.monotonic()
+    code, report, _ = rollout(lab, *ca_args(lab), "--limit", host.name, inventory=plain)
+    assert code == 1 and by_host(report)[host.name]["error"].startswith(not_root)
+    assert time.monotonic() - started < 10
 
 
 BECOME_PASSWORD = "lab-sudo-pass 1"

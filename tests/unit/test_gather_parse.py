@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from agent.engine.gather import config_file_flag, engine_flags, gather, live_info, parse_gather_output
+from agent.engine.gather import (
+    GATHER_SCRIPT,
+    config_file_flag,
+    engine_flags,
+    gather,
+    live_info,
+    parse_gather_output,
+)
 from agent.errors import CommandError
 from agent.hosts.local import LocalTransport
 
@@ -290,3 +298,14 @@ def test_a_dockerd_running_outside_docker_service_is_told_from_a_stopped_one(
 def test_docker_from_the_snap_is_reported(records: list[str], snap: bool) -> None:
     facts = parse_gather_output("\n".join(["@@ta begin 1", "@@ta init systemd", *records, "@@ta end"]))
     assert facts.snap_docker is snap
+
+
+def test_the_login_is_known_from_the_gather_and_read_with_no_process(tmp_path: Path) -> None:
+    facts = parse_gather_output("@@ta begin 1\n@@ta uid 1001\n@@ta init systemd\n@@ta end\n")
+    assert facts.login_uid == 1001
+    assert parse_gather_output("@@ta begin 1\n@@ta end\n").login_uid is None
+    # The script's own line, run here (as whoever runs the tests): /proc/self/status's real uid.
+    start = GATHER_SCRIPT.index("  while read -r k v _;")
+    line = GATHER_SCRIPT[start : GATHER_SCRIPT.index("\n", start)]
+    out = LocalTransport("here").run(line).stdout.decode()
+    assert out == f"@@ta uid {os.getuid()}\n"
