@@ -94,10 +94,27 @@ def without_userinfo(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "", url
-    authority, slash, path = rest.partition("/")
+    authority = _AUTHORITY_END.split(rest, maxsplit=1)[0]
+    tail = rest[len(authority) :]
     if "@" in authority:
         authority = authority.rpartition("@")[2]
-    return f"{scheme}{sep}{authority}{slash}{path}"
+    elif "@" in tail and not _host_port_ok(authority):
+        # user:password@ whose password holds '/', '?' or '#': the URL's authority ends inside it, and
+        # all of it up to the last '@' may be the password.
+        return f"{scheme}{sep}...@{tail.rpartition('@')[2]}"
+    return f"{scheme}{sep}{authority}{tail}"
+
+
+# Where a URL's authority ends (RFC 3986, and Go's url.Parse, which the registry uses).
+_AUTHORITY_END = re.compile(r"[/?#]")
+
+
+def _host_port_ok(text: str) -> bool:
+    try:
+        _check_host_port(text, "", None, strict=False)
+    except InvalidNameError:
+        return False
+    return True
 
 
 def _url_parts(url: str, what: str, where: str | None) -> tuple[str, str]:
@@ -111,6 +128,12 @@ def _url_parts(url: str, what: str, where: str | None) -> tuple[str, str]:
         )
     if "://" not in shown:
         return "", shown.rstrip("/")
+    if "://...@" in shown:
+        raise InvalidNameError(
+            f"{what} {shown!r}: a user:password@ with '/', '?' or '#' in it (percent-encode them, or "
+            "better, keep credentials out of the URL): not a valid URL",
+            where,
+        )
     try:
         parts = urlsplit(shown)  # the host and port are checked by the caller
     except ValueError:  # an unclosed '[': urlsplit's only complaint

@@ -94,6 +94,16 @@ def test_endpoints_keep_scheme_and_port() -> None:
         ),
         ("ftp://admin:SECRET@reg.example.com", "registry 'ftp://reg.example.com': not an http(s) URL"),
         ("https://reg.example.com:99999", "registry 'reg.example.com:99999': port must be 1-65535"),
+        # A password with '/', '?' or '#': the authority ends inside it (as Go's url.Parse reads it).
+        ("https://AK:SEC/RETpw@s3.example.com:9000", "registry 'https://...@s3.example.com:9000': a user:"),
+        (
+            "https://admin:SECRET#2@reg.example.com",
+            "registry 'https://...@reg.example.com': a user:password@",
+        ),
+        (
+            "https://admin:SECRET?2@reg.example.com",
+            "registry 'https://...@reg.example.com': a user:password@",
+        ),
     ],
 )
 def test_bad_urls_are_one_line_input_errors_that_never_show_a_password(url: str, message: str) -> None:
@@ -104,7 +114,9 @@ def test_bad_urls_are_one_line_input_errors_that_never_show_a_password(url: str,
             message if parse is registry_from_url else message.replace("registry", "storage endpoint", 1)
         )
         assert str(info.value).startswith(f"config.yml: {expected}")
-        assert "SECRET" not in str(info.value) and "\n" not in str(info.value)
+        assert (
+            "SECRET" not in str(info.value) and "SEC" not in str(info.value) and "\n" not in str(info.value)
+        )
 
 
 def test_a_storage_endpoint_may_end_in_a_dot_or_be_an_idn_a_registry_may_not() -> None:
@@ -120,3 +132,5 @@ def test_without_userinfo_drops_only_the_credentials() -> None:
     assert without_userinfo("https://u:p@s3.example.com:9000/b?x=@") == "https://s3.example.com:9000/b?x=@"
     assert without_userinfo("u:p@reg.example.com") == "reg.example.com"
     assert without_userinfo("https://reg.example.com/a@b") == "https://reg.example.com/a@b"
+    assert without_userinfo("https://u:p@reg.example.com:9/x@y") == "https://reg.example.com:9/x@y"
+    assert without_userinfo("https://u:pa/ss@reg.example.com") == "https://...@reg.example.com"
