@@ -275,6 +275,15 @@ def run_daemon(
     return result[0] if result else None
 
 
+def _hidden_from_the_service(path: str) -> str | None:
+    """Why the service could not write ``path`` where others see it (its unit's sandboxing), if so."""
+    if path.startswith(("/tmp/", "/var/tmp/")):
+        return "the service has a private /tmp (PrivateTmp=yes): no one else would see the file"
+    if path.startswith(("/root/", "/home/", "/run/user/")):
+        return "the service cannot write home directories (ProtectHome=yes)"
+    return None
+
+
 @daemon_group.command("unit")
 @click.option(
     "--prefix",
@@ -443,6 +452,9 @@ def install_command(**kwargs: Any) -> None:
     )
     if daemon.metrics_file and not daemon.metrics_file.startswith("/"):
         raise UsageError(f"--metrics-file {daemon.metrics_file}: give an absolute path on the hosts")
+    hidden = _hidden_from_the_service(daemon.metrics_file or "")
+    if hidden:
+        raise UsageError(f"--metrics-file {daemon.metrics_file}: {hidden}")
     try:
         bundle = build_bundle(inputs, settings, policy, daemon, environ=os.environ)
     except OSError as exc:

@@ -273,6 +273,18 @@ def _plan_certs(
     )
 
 
+def _bom_problem(raw: bytes | None, facts: DockerFacts) -> tuple[str, ...]:
+    """A UTF-8 byte order mark at daemon.json's start: Docker 20.10 cannot read the file (dockerd
+    26 can, and an engine with --validate checks it before a write), so say so where it matters."""
+    if raw is None or not raw.startswith(b"\xef\xbb\xbf") or facts.has_validate:
+        return ()
+    engine = f"dockerd {facts.engine_version}" if facts.engine_version else "an older dockerd (before 23.0)"
+    return (
+        f"{facts.daemon_json_path} starts with a UTF-8 byte order mark, which {engine} cannot read "
+        "(it would not start or reload): remove those three bytes",
+    )
+
+
 def _storage_ca_kept(policy: TrustPolicy, certs: _CertsPlan) -> list[str]:
     """A host's storage CA is removed only on purpose: where the source still sends engines to a store
     that may need it and no storage CA was given, a forgotten --storage-ca must not break every pull."""
@@ -326,6 +338,7 @@ def _plan_daemon_json(
         return _DaemonPlan(None, {}, state.insecure_registries, blockers=(str(exc),))
 
     want = registries if policy.insecure else ()
+    bom = _bom_problem(raw, facts)
     if facts.daemon_json_link and raw is None:
         # A link to nothing: dockerd reads no file there, and replacing the link would undo what made it.
         note = f"{path} is a symlink to {facts.daemon_json_link}, which is not a file: left alone"
@@ -345,7 +358,7 @@ def _plan_daemon_json(
         # Nothing to write, but a flag set since dockerd started (or an emptied list of the agent's
         # left as []) would keep dockerd from starting again: say so on every run, not only a change.
         conflicts = tuple(f"daemon.json as it is: {c}" for c in _flag_blockers(merge.doc, facts))
-        return _DaemonPlan(None, merge.doc, merge.owned, warnings=warnings + conflicts)
+        return _DaemonPlan(None, merge.doc, merge.owned, warnings=warnings + conflicts + bom)
 
     reasons = [f"daemon.json: add {r} to insecure-registries (skip-TLS, fact 9)" for r in merge.added]
     reasons += [
@@ -365,6 +378,10 @@ def _plan_daemon_json(
     path = facts.daemon_json_file
     blockers = [f"{path}: {problem}" for problem in _daemon_json_problems(merge.doc, facts)]
     blockers += _flag_blockers(merge.doc, facts)
+    if facts.has_validate is False:
+        blockers += bom  # an engine that cannot read it: writing would leave dockerd one start from failing
+    else:
+        warnings += bom
     change = FileChange(
         path=path,
         action="create" if raw is None else "update",

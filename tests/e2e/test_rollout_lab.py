@@ -864,6 +864,32 @@ def test_verify_fails_a_host_whose_dockerd_is_down_and_says_why_it_will_not_star
         )
 
 
+def test_a_daemon_json_with_a_byte_order_mark_is_named_before_docker_20_10_chokes_on_it(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """dockerd 20.10 cannot read a daemon.json that starts with a UTF-8 BOM (its reload is refused,
+    its start fails): a change is refused before anything is written, saying so."""
+    host = lab.hosts[1]
+    saved = lab.ssh(host, "cat /etc/docker/daemon.json").stdout
+    lab.ssh(host, "{ printf '\\357\\273\\277'; cat; } > /etc/docker/daemon.json", input=saved)
+    try:
+        refused(
+            lab,
+            host,
+            [*skip_args(lab, tmp_path), "--limit", host.name],
+            "/etc/docker/daemon.json starts with a UTF-8 byte order mark, which dockerd 20.10.24 cannot read",
+        )
+        # And it is true: dockerd 20.10 refuses to reload it.
+        lab.ssh(host, "systemctl reload docker")
+        journal = "journalctl -u docker -o cat --no-pager -n 20"
+        deadline = time.monotonic() + 10
+        while "invalid character" not in lab.ssh(host, journal).stdout:
+            assert time.monotonic() < deadline, lab.ssh(host, journal).stdout
+            time.sleep(0.2)
+    finally:
+        lab.ssh(host, "cat > /etc/docker/daemon.json && systemctl reload docker", input=saved)
+
+
 def test_the_gather_asks_systemd_nothing_more_where_docker_service_runs(lab: Lab) -> None:
     """A running docker.service is known by systemd's invocation link (a shell test): no systemctl
     show, no pgrep, no command line read; stopped, systemctl says so."""

@@ -271,7 +271,7 @@ def test_bad_input_exits_2_before_any_host(tmp_path: Path) -> None:
     bad.write_text("version: 0.1\nstorage:\n  s3: {secure: maybe}\n")
     result = CliRunner().invoke(
         daemon_group,
-        ["install", "-i", "192.0.2.1,", "--source", str(bad), "--registry", "r.example"],
+        ["install", "-i", "127.0.0.1,", "--source", str(bad), "--registry", "r.example"],
     )
     assert result.exit_code == 2
     assert "storage.s3.secure" in result.output
@@ -280,7 +280,7 @@ def test_bad_input_exits_2_before_any_host(tmp_path: Path) -> None:
         [
             "install",
             "-i",
-            "192.0.2.1,",
+            "127.0.0.1,",
             "--source",
             str(FIXTURES / "registry-minio.yml"),
             "--interval",
@@ -288,6 +288,14 @@ def test_bad_input_exits_2_before_any_host(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 2 and "--interval" in result.output
+    for path, why in (
+        ("/tmp/m.prom", "private /tmp (PrivateTmp=yes)"),
+        ("/root/m.prom", "cannot write home directories (ProtectHome=yes)"),
+    ):
+        argv = ["install", "-i", "127.0.0.1,", "--source", str(FIXTURES / "registry-minio.yml")]
+        result = CliRunner().invoke(daemon_group, [*argv, "--metrics-file", path])
+        assert result.exit_code == 2 and f"--metrics-file {path}: the service" in result.output
+        assert why in result.output
 
 
 def test_unit_is_printable_for_image_builders() -> None:

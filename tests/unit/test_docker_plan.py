@@ -820,3 +820,18 @@ def test_a_forgotten_storage_ca_does_not_take_the_hosts_away() -> None:
     assert (
         told.blockers == () and by_path(told)[f"{CERTS_DIR}/registry.test/{STORAGE_CRT}"].action == "delete"
     )
+
+
+def test_a_byte_order_mark_is_refused_where_the_engine_cannot_read_one() -> None:
+    raw = b'\xef\xbb\xbf{\n  "debug": true\n}\n'
+    old = host(daemon_json=raw, engine_version="20.10.24", has_validate=False)
+    bom = (
+        "/etc/docker/daemon.json starts with a UTF-8 byte order mark, which dockerd 20.10.24 cannot read "
+        "(it would not start or reload): remove those three bytes"
+    )
+    assert plan_docker(insecure_policy("registry.test"), old).blockers == (bom,)
+    assert bom in plan_docker(ca_policy("registry.test"), old).warnings  # nothing to write: said anyway
+    new = host(daemon_json=raw, engine_version="26.1.5", has_validate=True)  # reads it (and validates)
+    skip = plan_docker(insecure_policy("registry.test"), new)
+    assert skip.blockers == () and not any("byte order mark" in w for w in skip.warnings)
+    assert by_path(skip)[DAEMON_JSON].after.startswith(b"\xef\xbb\xbf")  # type: ignore[union-attr]
