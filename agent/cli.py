@@ -90,7 +90,9 @@ def _writable_report(ctx: click.Context, param: click.Parameter, value: str | No
     """Refuse a report file that cannot be written before any host is touched, not after the run."""
     if value is None:
         return None
-    parent = Path(value).parent
+    parent = Path(os.path.realpath(value)).parent  # a link's target's directory is where it is written
+    if parent.exists() and not parent.is_dir():
+        raise click.BadParameter(f"{value}: {parent} is not a directory", ctx, param)
     if not parent.is_dir():
         raise click.BadParameter(f"{value}: the directory {parent} does not exist", ctx, param)
     if not os.path.exists(value) and not os.access(parent, os.W_OK | os.X_OK):
@@ -460,6 +462,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 def _usage_error(exc: click.ClickException, args: list[str]) -> int:
     """A command-line mistake as one line, like every other bad input, with where to read more."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):  # `trust-agent` alone: the help, asked for
+        click.echo(exc.format_message())
+        return 0
     context = getattr(exc, "ctx", None)
     hint = f" (see {context.command_path} --help)" if context is not None else ""
     click.echo(f"trust-agent: error: {exc.format_message()}{hint}", err=True)

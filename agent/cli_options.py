@@ -175,7 +175,7 @@ def ssh_options(
             ),
             click.option(
                 "--command-timeout",
-                type=float,
+                type=click.FloatRange(min=0, min_open=True),
                 default=command_timeout,
                 show_default=True,
                 help=command_timeout_help,

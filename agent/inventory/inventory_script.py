@@ -11,6 +11,7 @@ An inventory plugin's configuration (``plugin: amazon.aws.aws_ec2``) is read thr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -109,6 +110,11 @@ def _run(path: str, *args: str) -> Any:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         raise InventoryError(f"inventory script {what} ran over {TIMEOUT:g}s", where=path) from None
+    except BaseException:  # Ctrl-C, SIGTERM: the script's session would outlive us otherwise
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
     if proc.returncode != 0:
         said = err.decode(errors="replace").strip().splitlines()
         why = f": {said[-1]}" if said else ""

@@ -53,6 +53,19 @@ def load_inventory(path: str) -> Inventory:
     Like ``ansible -i 'h1,h2,'``, a string with a comma that is not an existing file is a host list.
     Every problem is an :class:`InventoryError` naming the file and, where known, the line.
     """
+    return _printable_names(_load(path), path)
+
+
+def _printable_names(inv: Inventory, path: str) -> Inventory:
+    # A host name is printed in every table and log line: one with a control character (an escape
+    # sequence, a carriage return) would rewrite the engineer's terminal, not name a host.
+    for host in inv.hosts:
+        if not host.name.isprintable():
+            raise InventoryError(f"host name {host.name!r} holds a control character", where=path)
+    return inv
+
+
+def _load(path: str) -> Inventory:
     if "," in path and not os.path.exists(path):
         return host_list(path)
     data = InventoryData(path)

@@ -49,11 +49,12 @@ def splice_insecure(raw: bytes, doc: dict[str, Any]) -> bytes | None:
     if len(mine) > 1:
         return None
     indent = detect_indent(raw)
+    newline = "\r\n" if "\r\n" in body else "\n"  # the file's own line ending, CRLF included
     if mine:
         member = mine[0]
         old_value = body[member.value_start : member.value_end]
         multiline = "\n" in old_value or (old_value.strip() == "[]" and _pretty(body))
-        value = _list(entries, multiline, _line_indent(body, member.key_start), indent, old_value)
+        value = _list(entries, multiline, _line_indent(body, member.key_start), indent, old_value, newline)
         spliced = body[: member.value_start] + value + body[member.value_end :]
     else:
         if not members:
@@ -61,9 +62,9 @@ def splice_insecure(raw: bytes, doc: dict[str, Any]) -> bytes | None:
         last = members[-1]
         key_indent = _line_indent(body, last.key_start)
         own_line = body.rfind("\n", 0, last.key_start) > body.rfind("{", 0, last.key_start)
-        value = _list(entries, own_line, key_indent, indent, "")
+        value = _list(entries, own_line, key_indent, indent, "", newline)
         name = json.dumps(INSECURE_KEY)
-        member_text = f",\n{key_indent}{name}: {value}" if own_line else f", {name}: {value}"
+        member_text = f",{newline}{key_indent}{name}: {value}" if own_line else f", {name}: {value}"
         spliced = body[: last.value_end] + member_text + body[last.value_end :]
     try:
         if json.loads(spliced) != doc or list(json.loads(spliced)) != list(doc):
@@ -125,7 +126,9 @@ def _pretty(text: str) -> bool:
     return "\n" in text[opening : _skip(text, opening + 1)]
 
 
-def _list(entries: list[str], multiline: bool, key_indent: str, indent: Indent, old_value: str) -> str:
+def _list(
+    entries: list[str], multiline: bool, key_indent: str, indent: Indent, old_value: str, newline: str = "\n"
+) -> str:
     """The list as this file writes lists: inline ``["a", "b"]``, or one entry a line, indented as the
     old value's first entry was, else one level deeper than its key."""
     items = [json.dumps(entry, ensure_ascii=False) for entry in entries]
@@ -137,7 +140,9 @@ def _list(entries: list[str], multiline: bool, key_indent: str, indent: Indent, 
         indent if isinstance(indent, str) else " " * indent
     )
     closing = _closing_indent(old_value, key_indent)
-    return "[\n" + ",\n".join(item_indent + item for item in items) + "\n" + closing + "]"
+    return (
+        "[" + newline + ("," + newline).join(item_indent + item for item in items) + newline + closing + "]"
+    )
 
 
 def _first_item_indent(old_value: str) -> str | None:

@@ -354,3 +354,49 @@ def test_an_interrupt_while_a_command_runs_exits_130(world: dict[str, Path]) -> 
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "Aborted!" in err and "Traceback" not in err
+
+
+def test_trust_agent_alone_prints_its_help_not_an_error() -> None:
+    done = trust_agent()
+    assert done.returncode == 0 and done.stdout.startswith("Usage: trust-agent [OPTIONS] COMMAND")
+    assert "error" not in done.stderr
+
+
+def test_a_report_path_that_is_a_dangling_link_or_under_a_file_is_refused_first(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    before = snapshot(world["root"])
+    link = tmp_path / "report.json"
+    link.symlink_to(tmp_path / "gone" / "r.json")
+    (tmp_path / "a-file").write_text("")
+    tree = ["--source", str(world["ca"]), "--storage-ca", str(world["storage_ca"]), "--local", "--root"]
+    for report, why in (
+        (str(link), f"the directory {tmp_path / 'gone'} does not exist"),
+        (str(tmp_path / "a-file" / "r.json"), f"{tmp_path / 'a-file'} is not a directory"),
+    ):
+        done = trust_agent("apply", *tree, str(world["root"]), "-o", report)
+        assert done.returncode == 2 and why in done.stderr, done.stderr
+    zero = trust_agent("plan", *tree, str(world["root"]), "--command-timeout", "0")
+    assert zero.returncode == 2 and "'--command-timeout': 0.0 is not in the range x>0" in zero.stderr
+    assert snapshot(world["root"]) == before
+
+
+def test_an_interrupt_while_an_inventory_script_runs_stops_the_script_too(tmp_path: Path) -> None:
+    pid_file = tmp_path / "script.pid"
+    script = tmp_path / "slow-inventory"
+    script.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 100\n")
+    script.chmod(0o755)
+    argv = [sys.executable, "-c", "from agent.entry import main; main()", "inventory", "-i", str(script)]
+    with subprocess.Popen(
+        [*argv, "--list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        deadline = time.monotonic() + 20
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            assert time.monotonic() < deadline, "the inventory script did not start"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    script_pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(script_pid, 0)

@@ -154,3 +154,16 @@ def test_any_layout_keeps_every_other_member_as_written(
     for member, key in zip(members, doc, strict=True):
         if key != INSECURE_KEY:
             assert member in text
+
+
+def test_a_crlf_file_stays_crlf() -> None:
+    raw = b'{\r\n  "debug": true,\r\n  "log-level": "info"\r\n}\r\n'
+    added = splice_insecure(raw, merged(raw, ["a", "b"]))
+    assert added == (
+        b'{\r\n  "debug": true,\r\n  "log-level": "info",\r\n  "insecure-registries": [\r\n'
+        b'    "a",\r\n    "b"\r\n  ]\r\n}\r\n'
+    )
+    assert added is not None
+    assert splice_insecure(added, merged(added, ["a"], owned=["a", "b"])) == added.replace(
+        b',\r\n    "b"', b""
+    )

@@ -483,3 +483,11 @@ def test_the_inventory_command_shows_where_each_host_is_reached_and_how(tmp_path
         assert refused.exit_code == 2 and "one of --list, --host NAME, --connections" in refused.output
     missing = CliRunner().invoke(inventory_command, ["-i", str(inventory), "--host", "web9"])
     assert missing.exit_code == 2 and "no host named 'web9'" in missing.output
+
+
+@pytest.mark.parametrize("name", ["esc\x1b]0;pwned\x07", "two\nlines", "back\rwards"])
+def test_a_host_name_with_a_control_character_is_refused(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text(yaml.safe_dump({"all": {"hosts": {name: {"ansible_host": "h.example"}}}}))
+    with pytest.raises(InventoryError, match="holds a control character"):
+        load_inventory(str(path))
