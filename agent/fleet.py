@@ -59,7 +59,8 @@ def batches(names: Sequence[str], serial: str | None) -> list[list[str]]:
                 raise ValueError
     except ValueError:
         raise UsageError(
-            f"--serial {serial!r}: expected a whole number of hosts or a percentage like 25%"
+            f"--serial {serial!r}: expected a whole number of hosts (1 or more) or a percentage from 1% "
+            "to 100%, like 25%"
         ) from None
     return [list(names[i : i + size]) for i in range(0, len(names), size)]
 

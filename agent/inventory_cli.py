@@ -90,8 +90,11 @@ def inventory_command(
     --connections shows what trust-agent makes of them.
     """
     try:
-        if sum((list_, host is not None, connections)) != 1:
-            raise UsageError("say what to show: one of --list, --host NAME, --connections")
+        chosen = sum((list_, host is not None, connections))
+        if chosen != 1:
+            raise UsageError(
+                f"say what to show: {'only ' if chosen else ''}one of --list, --host NAME, --connections"
+            )
         shown: Any
         if list_:
             shown = inventory_listing(inventory, limit)

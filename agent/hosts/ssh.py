@@ -462,7 +462,8 @@ class SSHTransport(Transport):
             return proxy_command.start(target.proxy_command)
 
     def _tcp(self, target: _Target) -> socket.socket:
-        with self._boundary(target.label, "connect"):
+        # The port in the message, as ssh's "connect to host H port P": a refusal names where it was.
+        with self._boundary(target.label, f"connect to port {target.port}"):
             sock = socket.create_connection((target.hostname, target.port), timeout=target.connect_timeout)
             # Requests and answers are small and often back to back (a channel closed, the next opened):
             # without this, Nagle's algorithm holds the second until the first is acknowledged (~40 ms).

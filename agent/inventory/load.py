@@ -137,7 +137,17 @@ def _read_source(path: str, data: InventoryData) -> Inventory | None:
     elif is_yaml_file:
         raise InventoryError("YAML inventory must be a mapping of groups", where=path)
     else:
-        parse_ini(text, data)
+        try:
+            parse_ini(text, data)
+        except InventoryError as exc:
+            if not text.startswith("#!"):
+                raise
+            # A script without its exec bit is read as INI, as Ansible reads it: say what was meant.
+            raise InventoryError(
+                f"{exc.message} (the file starts with #! but is not executable: chmod +x it to run it as "
+                "an inventory script)",
+                where=exc.where,
+            ) from None
     return None
 
 

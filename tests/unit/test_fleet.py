@@ -96,7 +96,9 @@ def test_an_interrupt_lets_the_host_in_flight_finish_and_starts_no_other(signum:
     def opener(name: str) -> Transport:
         if name == "b":
             os.kill(os.getpid(), signum)  # as a terminal or a CI runner sends it; handled while "b" runs
-            time.sleep(0.3)
+            deadline = time.monotonic() + 10  # "b" lasts until the run has heard it, however busy the machine
+            while not heard and time.monotonic() < deadline:
+                time.sleep(0.01)
         return Unreachable(name)
 
     before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a shell gives it, not ignored

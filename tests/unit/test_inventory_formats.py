@@ -491,3 +491,14 @@ def test_a_host_name_with_a_control_character_is_refused(tmp_path: Path, name: s
     path.write_text(yaml.safe_dump({"all": {"hosts": {name: {"ansible_host": "h.example"}}}}))
     with pytest.raises(InventoryError, match="holds a control character"):
         load_inventory(str(path))
+
+
+def test_a_script_without_its_exec_bit_says_so_where_it_fails_as_ini(tmp_path: Path) -> None:
+    path = tmp_path / "inv.py"
+    path.write_text("#!/usr/bin/env python3\nimport json\nprint(json.dumps({}))\n")
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(str(path))
+    assert str(caught.value).startswith(f"{path}:2: expected key=value after host 'import'")
+    assert str(caught.value).endswith(
+        "(the file starts with #! but is not executable: chmod +x it to run it as an inventory script)"
+    )

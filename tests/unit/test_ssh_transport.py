@@ -316,9 +316,10 @@ def test_wrong_key_is_an_authentication_error(sshd: Server, opts: SSHOptions, tm
         SSHTransport(sshd.host(identity_file=str(tmp_path / "nope")), opts).connect()
 
 
-def test_closed_port_is_unreachable(sshd: Server, opts: SSHOptions) -> None:
-    with pytest.raises(UnreachableError, match=r"^h1 \(127\.0\.0\.1\): connect failed"):
-        SSHTransport(sshd.host(port=_free_port()), opts).connect()
+def test_closed_port_is_unreachable_and_named(sshd: Server, opts: SSHOptions) -> None:
+    port = _free_port()
+    with pytest.raises(UnreachableError, match=rf"^h1 \(127\.0\.0\.1\): connect to port {port} failed: "):
+        SSHTransport(sshd.host(port=port), opts).connect()
 
 
 def test_silent_server_times_out(opts: SSHOptions, sshd: Server) -> None:
