@@ -270,8 +270,14 @@ def files_tar(files: Sequence[HostFile], prefix: str = "") -> bytes:
 # --- host scripts --------------------------------------------------------------------------------
 
 
-def probe_script(python: str) -> str:
-    return (
+def probe_script(python: str, metrics_file: str | None = None) -> str:
+    # The metrics file first: a host where it names another's file is refused before anything is put on it.
+    guard = (
+        f"f={shlex.quote(metrics_file)}; {METRICS_OURS} || {{ echo metrics=foreign; exit 0; }}\n"
+        if metrics_file
+        else ""
+    )
+    return guard + (
         f"command -v {shlex.quote(python)} >/dev/null 2>&1 || {{ echo python=missing; exit 0; }}\n"
         f"{shlex.quote(python)} - <<'TRUST_AGENT_PROBE'\n{PROBE_PYTHON.strip()}\nTRUST_AGENT_PROBE\n"
         "if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi\n"
@@ -501,9 +507,14 @@ def install_host(
     try:
         if isinstance(transport, Connecting):
             transport.connect()
-        probe = transport.run(probe_script(python), timeout=command_timeout)
+        probe = transport.run(probe_script(python, bundle.metrics_file), timeout=command_timeout)
         _check(probe, "probing the host")
         facts = _values(probe.stdout.decode("utf-8", "replace"))
+        if facts.get("metrics") == "foreign":
+            raise HostFailure(
+                f"--metrics-file {bundle.metrics_file}: the file exists and is not trust-agent's metrics: "
+                "choose another path"
+            )
         if facts.get("python") == "missing":
             raise HostFailure(f"{python} not found (install python3 and python3-venv)")
         try:

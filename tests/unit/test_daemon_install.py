@@ -31,6 +31,7 @@ from agent.daemon.install import (
     config_script,
     files_tar,
     host_source_document,
+    probe_script,
     run_hosts,
     status_fresh,
 )
@@ -341,3 +342,14 @@ def test_a_change_of_options_stops_the_daemon_before_any_file_moves(tmp_path: Pa
     # The metrics file is checked before anything else, and the install stops where it is another's.
     assert script.index("f=/srv/m.prom") < script.index("umask 077")
     assert "--metrics-file /srv/m.prom: the file exists and is not trust-agent" in script
+
+
+def test_the_probe_refuses_a_foreign_metrics_file_before_anything_is_installed(tmp_path: Path) -> None:
+    theirs = tmp_path / "daemon.json"
+    theirs.write_text('{"debug": true}\n')
+    ours = tmp_path / "m.prom"
+    ours.write_text("# HELP trust_agent_up 1 when the daemon runs\n")
+    run = LocalTransport("here").run
+    assert run(probe_script("python3", str(theirs))).stdout.decode() == "metrics=foreign\n"
+    for fine in (ours, tmp_path / "absent.prom"):
+        assert "metrics=foreign" not in run(probe_script("python3", str(fine))).stdout.decode()
