@@ -36,9 +36,11 @@ def _check_host_port(name: str, what: str, where: str | None, *, strict: bool) -
     non-ASCII names, which a storage endpoint, never a file name, may have."""
     host, port = _split_host_port(name, what, where)
     # ASCII digits only: str.isdigit() also takes other scripts' digits, which no port is written in.
-    if port is not None and not (
-        port.isascii() and port.isdigit() and 0 < int(port) < 65536 and not port.startswith("0")
-    ):
+    if port is not None and port.isascii() and port.isdigit() and len(port) > 1 and port.startswith("0"):
+        raise InvalidNameError(
+            f"{what} {name!r}: write the port without leading zeros, as image references do", where
+        )
+    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         raise InvalidNameError(f"{what} {name!r}: port must be 1-65535", where)
     if host.startswith("["):
         if "%" in host:

@@ -134,3 +134,10 @@ def test_without_userinfo_drops_only_the_credentials() -> None:
     assert without_userinfo("https://reg.example.com/a@b") == "https://reg.example.com/a@b"
     assert without_userinfo("https://u:p@reg.example.com:9/x@y") == "https://reg.example.com:9/x@y"
     assert without_userinfo("https://u:pa/ss@reg.example.com") == "https://...@reg.example.com"
+
+
+def test_a_port_with_leading_zeros_is_named_as_such() -> None:
+    with pytest.raises(InvalidNameError, match="write the port without leading zeros"):
+        validate_registry("registry.test:0443")
+    with pytest.raises(InvalidNameError, match="port must be 1-65535"):
+        validate_registry("registry.test:0")
