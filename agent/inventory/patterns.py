@@ -14,6 +14,7 @@ import fnmatch
 import re
 
 from agent.errors import InventoryError
+from agent.inputfile import read_bounded
 from agent.inventory.model import Host, Inventory
 
 _TERMS = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
@@ -109,19 +110,16 @@ def _with_files(terms: list[str]) -> list[str]:
     """Each ``@FILE`` term replaced by the file's lines (blank ones skipped), as Ansible reads them."""
     out: list[str] = []
     for term in terms:
-        if not term.startswith("@"):
-            out.append(term)
-            continue
-        path = term[1:]
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_LIMIT_FILE_BYTES + 1)
-        except OSError as exc:
-            raise InventoryError(f"limit file {path}: cannot read: {exc.strerror or exc}") from None
-        if len(data) > MAX_LIMIT_FILE_BYTES:
-            raise InventoryError(f"limit file {path}: larger than {MAX_LIMIT_FILE_BYTES} bytes")
-        out.extend(line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip())
+        out.extend(_limit_file(term[1:]) if term.startswith("@") else [term])
     return out
+
+
+def _limit_file(path: str) -> list[str]:
+    def refused(message: str) -> InventoryError:
+        return InventoryError(f"limit file {path}: {message}")
+
+    data = read_bounded(path, MAX_LIMIT_FILE_BYTES, "a limit file", refused)
+    return [line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
 
 
 def evaluate(inv: Inventory, pattern: str) -> frozenset[str]:

@@ -703,14 +703,20 @@ def test_verify_reports_drift_and_tls_handshakes(lab: Lab) -> None:
     assert drift[lab.hosts[0].name]["status"] == "unchanged"
 
 
-def test_a_restart_is_refused_unless_allowed(lab: Lab, tmp_path: Path) -> None:
-    host = lab.hosts[0]
+def with_registry_mirrors(lab: Lab, host: Host) -> None:
+    """daemon.json with registry-mirrors: on Docker 20.10 a reload with it could drop the insecure list
+    (fact 10), so a change of insecure-registries needs a restart."""
     lab.ssh(
         host,
         "cat > /etc/docker/daemon.json",
         input='{"iptables": false, "bridge": "none", "storage-driver": "vfs",'
         ' "registry-mirrors": ["https://mirror.test"]}\n',
     )
+
+
+def test_a_restart_is_refused_unless_allowed(lab: Lab, tmp_path: Path) -> None:
+    host = lab.hosts[0]
+    with_registry_mirrors(lab, host)
     lab.ssh(host, "systemctl restart docker")
     args = [*skip_args(lab, tmp_path), "--limit", host.name]
     code, report, _ = rollout(lab, *args)
@@ -732,12 +738,7 @@ def test_an_allowed_restart_is_not_stopped_by_systemds_start_limit_a_person_used
     """Debian's docker.service allows 3 starts a minute. After a person's three restarts, the rollout's
     own restart must still happen (before, systemd refused it: dockerd stopped, the host rolled back)."""
     host = lab.hosts[0]
-    lab.ssh(
-        host,
-        "cat > /etc/docker/daemon.json",
-        input='{"iptables": false, "bridge": "none", "storage-driver": "vfs",'
-        ' "registry-mirrors": ["https://mirror.test"]}\n',
-    )
+    with_registry_mirrors(lab, host)
     assert lab.ssh(host, "systemctl show docker -p StartLimitBurst --value").stdout.strip() == "3"
     lab.ssh(host, "systemctl reset-failed docker; for i in 1 2 3; do systemctl restart docker; done")
     code, report, err = rollout(lab, *skip_args(lab, tmp_path), "--allow-restart", "--limit", host.name)
