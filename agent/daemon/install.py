@@ -231,6 +231,8 @@ def build_bundle(
         "unit": UNIT_PATH,
         "state_files": [f"{STATE_DIR}/{LAST_GOOD_FILE}", STATUS_FILE]
         + ([daemon.metrics_file] if daemon.metrics_file else []),
+        # What install put under /etc/trust-agent: uninstall removes these and leaves others' files.
+        "config_files": sorted(f.path for f in files if f.path.startswith(CONFIG_DIR + "/")),
     }
     files.append(HostFile(MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), 0o644))
     return InstallBundle(
@@ -422,15 +424,28 @@ _STALE_STATE_FILES = (
 METRICS_OURS = '{ [ ! -s "$f" ] || head -n 1 "$f" | grep -q "^# HELP trust_agent_"; }'
 
 
-def uninstall_script(state_files: Sequence[str]) -> str:
+def uninstall_script(state_files: Sequence[str], config_files: Sequence[str] | None = None) -> str:
+    """Remove the service and what install wrote. ``config_files``: the files install put under
+    /etc/trust-agent (its manifest lists them); only those go, and the directories where they are
+    then empty, so a file someone else put there stays. An older manifest does not list them: then
+    the directory goes whole, as before."""
     q = shlex.quote
     extra = " ".join(q(p) for p in state_files)
+    if config_files is None:
+        config = f"rm -rf {CONFIG_DIR}"
+    else:
+        owned = " ".join(q(p) for p in config_files if p.startswith(CONFIG_DIR + "/"))
+        config = (
+            f"rm -f {owned} {MANIFEST}\nrm -rf {CONFIG_DIR}/.stage\n"
+            f"rmdir {SOURCE_DIR} {CONFIG_DIR} 2>/dev/null || true"
+        )
     return f"""\
 set -eu
 had=no
 [ -e {UNIT_PATH} ] || [ -e {OPT_DIR} ] || [ -e {CONFIG_DIR} ] && had=yes
 rm -f {UNIT_PATH}
-rm -rf {OPT_DIR} {CONFIG_DIR}
+rm -rf {OPT_DIR}
+{config}
 rm -f {STATE_DIR}/{LAST_GOOD_FILE} {STATUS_FILE}
 # A metrics file elsewhere goes only if it still holds trust-agent's metrics (it may be a person's now).
 for f in {extra}; do
@@ -671,9 +686,12 @@ def uninstall_host(
         text = stopped.stdout.decode("utf-8", "replace")
         first, _, manifest_text = text.partition("\n")
         state_files: list[str] = []
+        config_files: list[str] | None = None
         try:
             manifest = json.loads(manifest_text) if manifest_text.strip() else {}
             state_files = [str(p) for p in manifest.get("state_files", []) if str(p).startswith("/")]
+            if isinstance(manifest.get("config_files"), list):
+                config_files = [str(p) for p in manifest["config_files"]]
         except (ValueError, AttributeError):
             pass
         purged = ""
@@ -688,7 +706,7 @@ def uninstall_host(
                 if removed
                 else "; no trust to remove"
             )
-        removed_files = transport.run(uninstall_script(state_files), timeout=command_timeout)
+        removed_files = transport.run(uninstall_script(state_files, config_files), timeout=command_timeout)
         _check(removed_files, "removing the service and its files")
         had = _values(removed_files.stdout.decode("utf-8", "replace")).get("had") == "yes"
         was_running = first.strip() == "stopped=yes"

@@ -402,12 +402,21 @@ def test_uninstall_leaves_trust_unless_purge(dlab: Lab, hosts: list[Host]) -> No
     install(dlab)
     h1, h2 = hosts
     certs = dlab.ssh(h1, "find /etc/docker/certs.d -type f | sort").stdout
+    # A file someone else keeps beside the daemon's: uninstall removes only what install wrote.
+    dlab.ssh(h1, "mkdir -p /etc/trust-agent/extra && echo mine > /etc/trust-agent/extra/person.txt")
 
     proc = dlab.run_agent(
         "daemon", "uninstall", "-i", str(dlab.inventory_yml), "--limit", "h1", "--format", "json"
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)["hosts"][0]["status"] == "uninstalled"
+    assert dlab.ssh(h1, "find /etc/trust-agent | sort").stdout.split() == [
+        "/etc/trust-agent",
+        "/etc/trust-agent/extra",
+        "/etc/trust-agent/extra/person.txt",
+    ]
+    assert dlab.ssh(h1, "cat /etc/trust-agent/extra/person.txt").stdout == "mine\n"
+    dlab.ssh(h1, "rm -r /etc/trust-agent")
     gone = "test -e /opt/trust-agent || test -e /etc/trust-agent || test -e /etc/systemd/system/trust-agent.service"
     assert dlab.ssh(h1, gone, check=False).returncode == 1
     assert dlab.ssh(h1, "systemctl is-active trust-agent", check=False).stdout.strip() == "inactive"
