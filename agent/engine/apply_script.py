@@ -74,14 +74,29 @@ stage() {
   fi
   umask "$2"
   if [ "$5" = text ]; then
-    printf '%s' "$6" >|"$tmp" || fail 1 "cannot write $tmp"
+    printf '%s' "$6" >|"$tmp" || fail 1 "cannot write into ${dest%/*} (is it full, or read-only?)"
   else
-    printf '%s' "$6" | base64 -d >|"$tmp" || fail 1 "cannot write $tmp"
+    printf '%s' "$6" | base64 -d >|"$tmp" || fail 1 "cannot write into ${dest%/*} (is it full, or read-only?)"
   fi
   if [ -n "$3" ] && [ ! -e "$dest" ]; then chmod "$3" "$tmp" || fail 1 "cannot chmod $tmp"; fi
   eval "$4=\$tmp"
 }
 """
+
+
+# The running dockerd's own command line, where its unit has changed since it started (a flag removed from
+# /etc/default/docker, not yet restarted away): the planner saw the unit's, and dockerd refuses a
+# directive given both as a flag and in daemon.json on its next reload or start (fact 13). Its pidfile
+# names it (read with no process); only a host about to get a new daemon.json pays the two processes.
+RUNNING_FLAG_CHECK = f"""\
+ta_pid=""
+# The pidfile has no final newline: read sets the variable and still reports end of file.
+[ -n "$R" ] || [ ! -r /var/run/docker.pid ] || read -r ta_pid < /var/run/docker.pid || true
+if [ -n "$ta_pid" ] && [ -r "/proc/$ta_pid/cmdline" ]; then
+  ta_flag=$(tr '\\0' '\\n' < "/proc/$ta_pid/cmdline" | grep -m1 -e '^--insecure-registry' || true)
+  [ -z "$ta_flag" ] || fail {EXIT_CHANGED} "the running dockerd was started with ${{ta_flag%%=*}}; the same directive \
+(insecure-registries) in daemon.json would stop it on its next reload or start (fact 13): restart dockerd without it first"
+fi"""
 
 
 def _sha(data: bytes | None) -> str:
@@ -115,6 +130,8 @@ def build_apply_script(
     q = shlex.quote
     if expect_current:
         out.extend(_expect_current_lines(plan.changes))
+        if any(c.path == daemon_json_path and c.action != "delete" for c in plan.changes):
+            out.append(RUNNING_FLAG_CHECK)
     for directory in _deepest(plan.mkdirs):
         out.append(f'mkd "$R"{q(directory)} || fail 1 {q("cannot create " + directory)}')
     writes = [c for c in plan.changes if c.action != "delete"]

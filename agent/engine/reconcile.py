@@ -6,6 +6,7 @@ for one host, so the rollout, ``apply --local`` and the per-host daemon behave t
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -233,8 +234,7 @@ def _apply(
     result = transport.run_script(script, options.root, timeout=options.command_timeout)
     end = timeline.clock()
     _split_apply_phases(timeline, result.stdout, start, end, action != "none")
-    message = [line.strip() for line in result.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-    detail = " ".join(message)[:500] if message else f"exit {result.exit_status}"
+    detail = script_error(result.stderr) or f"exit {result.exit_status}"
     if result.exit_status == 0:
         if action == "restart":
             timeline.run("reload", lambda: _wait_engine(transport, options.restart_timeout))
@@ -252,6 +252,17 @@ def _apply(
     )
     error.stdout = result.stdout  # type: ignore[attr-defined]
     raise error
+
+
+# What sh puts before its own messages ("loop: 45: printf: "): the script's name and line, not news.
+_SHELL_PREFIX = re.compile(r"^[\w.-]+: \d+: (?:[\w.-]+: )*")
+
+
+def script_error(stderr: bytes) -> str:
+    """The apply script's stderr as one line: each message once, without the shell's own prefixes,
+    separated (``mkdir: …: Read-only file system; cannot create …``)."""
+    lines = [_SHELL_PREFIX.sub("", line.strip()) for line in stderr.decode("utf-8", "replace").splitlines()]
+    return "; ".join(dict.fromkeys(line for line in lines if line))[:500]
 
 
 def _split_apply_phases(timeline: _Timeline, stdout: bytes, start: float, end: float, acted: bool) -> None:

@@ -891,6 +891,46 @@ def test_a_daemon_json_with_a_byte_order_mark_is_named_before_docker_20_10_choke
         lab.ssh(host, "cat > /etc/docker/daemon.json && systemctl reload docker", input=saved)
 
 
+def test_a_flag_only_the_running_dockerd_has_is_refused_before_anything_is_written(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The flag was removed from /etc/default/docker but dockerd not restarted: the unit no longer has
+    it, the running daemon does, and its next reload would refuse the merged daemon.json (fact 13)."""
+    host = lab.hosts[1]
+    flag = "echo 'DOCKER_OPTS=\"--insecure-registry=10.9.9.9\"' >> /etc/default/docker"
+    lab.ssh(host, f"cp -p /etc/default/docker /etc/default/docker.lab && {flag}")
+    try:
+        lab.ssh(host, "systemctl reset-failed docker.service; systemctl restart docker")
+        lab.ssh(host, "cp -p /etc/default/docker.lab /etc/default/docker")  # fixed in the file only
+        engine = engine_state(lab, host)
+        refused(
+            lab,
+            host,
+            [*skip_args(lab, tmp_path), "--limit", host.name],
+            "the running dockerd was started with --insecure-registry; the same directive "
+            "(insecure-registries) in daemon.json would stop it",
+        )
+        assert engine_state(lab, host) == engine, "no reload"
+    finally:
+        lab.ssh(
+            host,
+            "mv /etc/default/docker.lab /etc/default/docker && "
+            "systemctl reset-failed docker.service && systemctl restart docker",
+        )
+
+
+def test_a_read_only_etc_docker_fails_in_one_readable_line(lab: Lab, tmp_path: Path) -> None:
+    host = lab.hosts[1]
+    lab.ssh(host, "mount -o bind,ro /etc/docker /etc/docker")
+    try:
+        code, report, _ = rollout(lab, *skip_args(lab, tmp_path), "--limit", host.name)
+        error = by_host(report)[host.name]["error"]
+        assert code == 1 and "Read-only file system; cannot create /etc/docker/certs.d" in error, error
+        assert "loop: " not in error
+    finally:
+        lab.ssh(host, "umount /etc/docker")
+
+
 def test_the_gather_asks_systemd_nothing_more_where_docker_service_runs(lab: Lab) -> None:
     """A running docker.service is known by systemd's invocation link (a shell test): no systemctl
     show, no pgrep, no command line read; stopped, systemctl says so."""

@@ -14,6 +14,7 @@ from agent.engine.apply_script import (
     EXIT_BUSY,
     EXIT_CHANGED,
     EXIT_INVALID,
+    RUNNING_FLAG_CHECK,
     build_apply_script,
     inverse,
     new_backup_stamp,
@@ -332,3 +333,12 @@ def test_a_missing_chain_of_directories_is_made_by_one_mkdir(tmp_path: Path) -> 
     status, err = run(tmp_path, build_apply_script(inverse(plan), engine_action="none", init=None))
     assert status == 0, err
     assert not (tmp_path / "etc/docker/certs.d").exists()
+
+
+def test_the_running_dockerds_flags_are_checked_only_before_a_new_daemon_json(root: Path) -> None:
+    assert RUNNING_FLAG_CHECK in build_apply_script(plan_for(root), engine_action="reload", init="systemd")
+    certs_only = HostPlan(changes=plan_for(root).changes[:1], mkdirs=plan_for(root).mkdirs)
+    assert RUNNING_FLAG_CHECK not in build_apply_script(certs_only, engine_action="none", init="systemd")
+    # In a --root tree the host's own dockerd is not the tree's: the check runs but reads nothing.
+    status, err = run(root, build_apply_script(plan_for(root), engine_action="none", init=None))
+    assert status == 0, err
