@@ -111,16 +111,27 @@ def reconcile(
         notes: tuple[str, ...] = (f"this host {not_root}: what it showed may be partial",)
     else:
         notes = ()
-    plan: HostPlan = timeline.run(
-        "plan",
-        lambda: plan_docker(
+
+    def planned(info: dict[str, Any] | None) -> HostPlan:
+        return plan_docker(
             policy,
             facts,
             restart_policy=options.restart_policy,
             allow_restart=options.allow_restart,
+            # Whether the running dockerd has live-restore is /info's to say: daemon.json may hold a
+            # value it has not loaded, and a restart it does not protect stops every container.
+            live_restore=_live_restore(info),
             live_insecure=live_insecure(info, policy.registries) if info is not None else None,
-        ),
-    )
+        )
+
+    plan: HostPlan = timeline.run("plan", lambda: planned(info))
+    if _restart_waits_on_live_restore(plan, facts, options, info):
+        try:
+            info = read_live_info(transport, options.verify_timeout)
+        except TrustAgentError:
+            pass  # unknown: the restart stays refused without --allow-restart
+        else:
+            plan = timeline.run("plan", lambda: planned(info))
     base = HostOutcome(
         host,
         "unchanged",
@@ -381,6 +392,27 @@ def _canary_back(transport: Transport, options: RunOptions) -> str:
         if close is not None:
             close()
     return "; the canary image pulled back"
+
+
+def _live_restore(info: dict[str, Any] | None) -> bool | None:
+    value = info.get("LiveRestoreEnabled") if info is not None else None
+    return value if isinstance(value, bool) else None
+
+
+def _restart_waits_on_live_restore(
+    plan: HostPlan, facts: DockerFacts, options: RunOptions, info: dict[str, Any] | None
+) -> bool:
+    """A restart refused for want of --allow-restart, where only the running dockerd's live-restore
+    (not read yet: a host about to be written to is asked only its version) could allow it."""
+    return (
+        info is None
+        and plan.engine_action == "restart"
+        and bool(plan.blockers)
+        and options.restart_policy == "auto"
+        and not options.allow_restart
+        and facts.engine_running
+        and facts.init is not None
+    )
 
 
 def _engine_down(facts: DockerFacts) -> str | None:

@@ -548,7 +548,8 @@ def _engine_action(
     if needed == "reload":
         return _Action("reload", (*stale, f"reload: {why}"))
 
-    live = live_restore if live_restore is not None else daemon.doc.get("live-restore") is True
+    # The running daemon's, never daemon.json's: a value written but not loaded protects nothing.
+    live = live_restore is True
     if allow_restart:
         return _Action("restart", (*stale, f"restart: {why}; allowed by --allow-restart"))
     if live:

@@ -732,6 +732,28 @@ def test_a_restart_is_refused_unless_allowed(lab: Lab, tmp_path: Path) -> None:
     assert info["registry.test"]["Secure"] is False
 
 
+def test_live_restore_written_but_not_loaded_does_not_allow_a_restart(lab: Lab, tmp_path: Path) -> None:
+    """live-restore protects containers only where the running dockerd has it: one written into
+    daemon.json since dockerd started is not (before, it was taken as protection, and the restart
+    killed a running container without --allow-restart)."""
+    host = lab.hosts[0]
+    with_registry_mirrors(lab, host)
+    lab.ssh(host, "systemctl restart docker")
+    edit = "import json; p='/etc/docker/daemon.json'; d=json.load(open(p)); d['live-restore']=True; json.dump(d, open(p, 'w'))"
+    lab.ssh(host, f'python3 -c "{edit}"')
+    container = lab.ssh(host, f"docker run -d --network none {lab.runnable_image} sleep 600").stdout.strip()
+    try:
+        assert lab.ssh(host, "docker info --format '{{.LiveRestoreEnabled}}'").stdout.strip() == "false"
+        code, report, _ = rollout(lab, *skip_args(lab, tmp_path), "--limit", host.name)
+        outcome = by_host(report)[host.name]
+        assert code == 1 and outcome["status"] == "failed", outcome
+        assert "pass --allow-restart or enable live-restore" in outcome["error"]
+        running = lab.ssh(host, f"docker inspect -f '{{{{.State.Running}}}}' {container}").stdout.strip()
+        assert running == "true"
+    finally:
+        lab.ssh(host, f"docker rm -f {container}")
+
+
 def test_an_allowed_restart_is_not_stopped_by_systemds_start_limit_a_person_used_up(
     lab: Lab, tmp_path: Path
 ) -> None:
