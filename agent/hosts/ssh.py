@@ -544,11 +544,18 @@ class SSHTransport(Transport):
         if refused is not None:
             # Not taken on first use either: a host meant to prove itself by its CA did not.
             raise HostKeyError(f"{target.label}: host certificate refused: {refused}")
-        if not self.options.accept_new_host_keys:
-            other = f"; known_hosts has only {', '.join(sorted(known_types))}" if known_types else ""
+        if known_types:
+            # Known by a key of another type, which it no longer shows: not a new host but a changed
+            # one, as ssh(1) says ("REMOTE HOST IDENTIFICATION HAS CHANGED"), with or without
+            # --accept-new-host-keys.
             raise HostKeyError(
-                f"{target.label}: host key not in {_files(target)} ({shown}{other}); "
-                "add it or pass --accept-new-host-keys"
+                f"{target.label}: host key CHANGED: it shows {shown}, and {_files(target)} has only "
+                f"{', '.join(sorted(known_types))} for it; if the host was reinstalled, remove its line "
+                "and retry"
+            )
+        if not self.options.accept_new_host_keys:
+            raise HostKeyError(
+                f"{target.label}: host key not in {_files(target)} ({shown}); add it or pass --accept-new-host-keys"
             )
         self._append_known_host(target.known_hosts, name, key, hashed=target.hash_known_hosts)
 

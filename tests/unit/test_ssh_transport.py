@@ -308,6 +308,22 @@ def test_accept_new_never_accepts_a_changed_key(sshd: Server, opts: SSHOptions, 
         SSHTransport(sshd.host(), replace(opts, known_hosts=str(known), accept_new_host_keys=True)).connect()
 
 
+def test_a_host_known_by_another_key_type_is_changed_not_new(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    """The host was known by an ECDSA key and now shows only its Ed25519 one: ssh(1) calls that a changed
+    identity, and so does trust-agent, with --accept-new-host-keys too (before, it recorded it)."""
+    other = keygen(tmp_path / "other", "ecdsa")
+    known = sshd.known_hosts(tmp_path / "kh", " ".join(Path(f"{other}.pub").read_text().split()[:2]))
+    before = known.read_text()
+    for accept in (False, True):
+        with pytest.raises(HostKeyError, match=r"host key CHANGED: it shows ssh-ed25519 .* has only ecdsa"):
+            SSHTransport(
+                sshd.host(), replace(opts, known_hosts=str(known), accept_new_host_keys=accept)
+            ).connect()
+    assert known.read_text() == before
+
+
 def test_wrong_key_is_an_authentication_error(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
     stranger = keygen(tmp_path / "stranger")
     with pytest.raises(AuthenticationError, match=r"^h1 \(127\.0\.0\.1\): authentication as root failed"):
