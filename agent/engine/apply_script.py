@@ -33,9 +33,13 @@ EXIT_ACTION = 78
 
 _PRELUDE = r"""
 set -u
+# Directories it creates are 0755 whatever the login's umask (pam_umask may give 000); files set theirs.
+umask 022
 R=$1
 staged=""
 made=""
+ta_nl='
+'
 cleanup() {
   for t in $staged; do rm -f "$t"; done
   # Directories this run created, deepest first: a refused apply leaves no empty directory behind.
@@ -47,7 +51,11 @@ stamp() {
   if read -r u _ </proc/uptime 2>/dev/null; then echo "@@ta t $1 $u"; else echo "@@ta t $1 $(date +%s.%N)"; fi
 }
 [ -d "$R/var/lib/trust-agent" ] || mkdir -p "$R/var/lib/trust-agent" || fail 1 "cannot create $R/var/lib/trust-agent"
-exec 9>"$R/var/lib/trust-agent/lock" || fail 1 "cannot open the lock file"
+# The lock: never through a link (opening it would truncate the link's target), and 0600, so a user
+# who could open it could not hold it and keep every run out.
+[ ! -L "$R/var/lib/trust-agent/lock" ] || fail 1 "$R/var/lib/trust-agent/lock is a symbolic link: not opening it"
+{ umask 077; exec 9>>"$R/var/lib/trust-agent/lock"; } || fail 1 "cannot open the lock file"
+umask 022
 flock -n 9 || fail 75 "another trust-agent run holds $R/var/lib/trust-agent/lock"
 stamp start
 mkd() {
@@ -135,6 +143,8 @@ def build_apply_script(
     for directory in _deepest(plan.mkdirs):
         out.append(f'mkd "$R"{q(directory)} || fail 1 {q("cannot create " + directory)}')
     writes = [c for c in plan.changes if c.action != "delete"]
+    if writes:
+        out.extend(_safe_directories_lines(sorted({posixpath.dirname(c.path) for c in writes})))
     for number, change in enumerate(writes):
         out.append(_stage_line(change, f"t{number}"))
     daemon_index = next((i for i, c in enumerate(writes) if c.path == daemon_json_path), None)
@@ -212,7 +222,13 @@ def _expect_current_lines(changes: Sequence[FileChange]) -> list[str]:
     for change in changes:
         firsts.setdefault(change.path, change)
     changes = list(firsts.values())
-    lines = [f'same "$R"{q(c.path)} absent || {moved(c)}' for c in changes if c.before is None]
+    # Never written, read or removed through a link: it could point anywhere (a planted link to
+    # /etc/shadow would be read into the plan, or overwritten as root).
+    lines = [
+        f'[ ! -L "$R"{q(c.path)} ] || fail {EXIT_CHANGED} {q(c.path + " is a symbolic link: trust-agent does not follow it")}'
+        for c in changes
+    ]
+    lines += [f'same "$R"{q(c.path)} absent || {moved(c)}' for c in changes if c.before is None]
     hashed = [c for c in changes if c.before is not None]
     if hashed:
         each = "; ".join(f'same "$R"{q(c.path)} {_sha(c.before)} || {moved(c)}' for c in hashed)
@@ -227,6 +243,37 @@ def _expect_current_lines(changes: Sequence[FileChange]) -> list[str]:
 def _plain(path: str) -> bool:
     """A path ``sha256sum -c`` reads back as written (it escapes names with newlines or backslashes)."""
     return "\n" not in path and "\\" not in path
+
+
+def _safe_directories_lines(directories: Sequence[str]) -> list[str]:
+    """Refuse to write into a directory (or one above it) another user can write in: the temp files'
+    names are predictable, and one planted there as a link would be written through as root. In a
+    --root tree, refuse links instead (an absolute one leads out of the tree, onto the build machine).
+    Then remove temp files a killed run left there (the lock is held: none is a live run's)."""
+    q = shlex.quote
+    paths = sorted({p for d in directories for p in _with_parents(d)})
+    listed = " ".join(f'"$R"{q(p)}' for p in paths)
+    lines = [
+        f'if [ -z "$R" ]; then ta_bad=$(find -L {listed} -maxdepth 0 ! -user 0 -print -o -perm /022 -print 2>/dev/null)',
+        f"else ta_bad=$(find {listed} -maxdepth 0 -type l -print 2>/dev/null); fi",
+        f'[ -z "$ta_bad" ] || fail {EXIT_CHANGED} "${{ta_bad%%"$ta_nl"*}} is writable by a user other than root, or (in '
+        "a --root tree) a link: trust-agent does not write there (make it root's alone: chown root, chmod go-w)\"",
+    ]
+    for directory in directories:
+        lines.append(
+            f'for ta_old in "$R"{q(directory)}/.trust-agent.*; do '
+            '{ [ -e "$ta_old" ] || [ -L "$ta_old" ]; } && rm -f "$ta_old"; done'
+        )
+    return lines
+
+
+def _with_parents(directory: str) -> list[str]:
+    """``/etc/docker/certs.d/r`` → it and every directory above it, but ``/`` (root's anyway)."""
+    out = []
+    while directory not in ("", "/"):
+        out.append(directory)
+        directory = posixpath.dirname(directory)
+    return out
 
 
 def _stage_line(change: FileChange, var: str) -> str:

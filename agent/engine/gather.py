@@ -94,8 +94,9 @@ if [ -d "$C" ]; then
     for f in "$d".[!.]* "$d"*; do
       [ -f "$f" ] || continue
       b=${f##*/}
+      # A link is never read, even under the agent's own name: it could point at any file (/etc/shadow).
       case "$b" in
-        trust-agent-*) echo "@@ta file $n/$b"; b64 "$f" ;;
+        trust-agent-*) if [ -L "$f" ]; then echo "@@ta name $n/$b"; else echo "@@ta file $n/$b"; b64 "$f"; fi ;;
         *) echo "@@ta name $n/$b" ;;
       esac
     done
@@ -108,7 +109,7 @@ if [ -L "$D" ]; then
   # -m where -f gives nothing: a link into a directory that does not exist still names its target.
   echo "@@ta daemon-json-link"; [ -n "$R" ] || { readlink -f "$D" || readlink -m "$D"; } | base64 -w0; echo
 fi
-[ -f "$S" ] && { echo "@@ta state"; b64 "$S"; }
+[ -f "$S" ] && [ ! -L "$S" ] && { echo "@@ta state"; b64 "$S"; }
 if [ -z "$R" ]; then
   i=""; p=""; k=""
   # Who the script runs as, with no process: a login that is not root changes nothing in /etc/docker.

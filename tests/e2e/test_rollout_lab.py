@@ -953,6 +953,41 @@ def test_a_read_only_etc_docker_fails_in_one_readable_line(lab: Lab, tmp_path: P
         lab.ssh(host, "umount /etc/docker")
 
 
+def test_a_directory_another_user_can_write_in_or_a_planted_link_is_never_written_through(
+    lab: Lab,
+) -> None:
+    """A user who owns certs.d/<registry>/ could plant a link at a temp file's predictable name and
+    have root write (and chown) any file; a trust-agent-*.crt linked to /etc/shadow was read into the
+    plan's diff. Both hosts fail untouched, saying why; the secret is never shown."""
+    host = lab.hosts[2]
+    registry_dir = "/etc/docker/certs.d/registry.test"
+    lab.ssh(host, f"mkdir -p {registry_dir} && chown deploy {registry_dir}")
+    try:
+        refused(
+            lab,
+            host,
+            [*ca_args(lab), "--limit", host.name],
+            f"{registry_dir} is writable by a user other than root",
+        )
+        lab.ssh(
+            host, f"chown root {registry_dir} && ln -s /etc/shadow {registry_dir}/trust-agent-storage-ca.crt"
+        )
+        proc = lab.run_agent(
+            "plan", "-i", str(lab.inventory_yml), *ca_args(lab), "--limit", host.name, "--diff"
+        )
+        assert "root:" not in proc.stdout, proc.stdout
+        refused(
+            lab, host, [*ca_args(lab), "--limit", host.name], "trust-agent-storage-ca.crt is a symbolic link"
+        )
+        assert (
+            lab.ssh(host, f"readlink {registry_dir}/trust-agent-storage-ca.crt").stdout.strip()
+            == "/etc/shadow"
+        )
+        assert lab.ssh(host, "stat -c '%U %a' /var/lib/trust-agent/lock").stdout.split() == ["root", "600"]
+    finally:
+        lab.ssh(host, f"rm -rf {registry_dir}")
+
+
 def test_the_gather_asks_systemd_nothing_more_where_docker_service_runs(lab: Lab) -> None:
     """A running docker.service is known by systemd's invocation link (a shell test): no systemctl
     show, no pgrep, no command line read; stopped, systemctl says so."""

@@ -306,17 +306,42 @@ def test_a_leftover_temp_file_from_a_killed_run_is_replaced_not_written_through(
     assert not list(root.rglob(".trust-agent.*"))
 
 
-def test_a_dangling_symlink_where_a_new_file_goes_counts_as_absent(root: Path) -> None:
-    """The gather lists only regular files, so a dangling link was seen as absent; it gets replaced."""
+@pytest.mark.parametrize("points_at", ["nowhere", "victim"])
+def test_a_link_where_a_file_goes_is_never_followed_nor_replaced(root: Path, points_at: str) -> None:
+    """A link at one of the agent's paths was put there by someone: writing through it would write as
+    root wherever it points (and replacing it would delete what they put). The host fails, untouched."""
+    (root / "victim").write_text("precious\n")
     path = f"{CERTS}/registry.test/trust-agent-x.crt"
     target = root / path.lstrip("/")
     target.parent.mkdir(parents=True)
-    target.symlink_to(root / "nowhere")
+    target.symlink_to(root / points_at)
     plan = HostPlan(changes=(FileChange(path, "create", None, b"CA\n"),))
     status, err = run(root, build_apply_script(plan, engine_action="none", init=None))
-    assert status == 0, err
-    assert not target.is_symlink() and target.read_bytes() == b"CA\n"
+    assert (
+        status == EXIT_CHANGED and err.strip() == f"{path} is a symbolic link: trust-agent does not follow it"
+    )
+    assert target.is_symlink() and (root / "victim").read_text() == "precious\n"
     assert not (root / "nowhere").exists()
+
+
+def test_a_link_in_a_root_tree_is_refused_and_a_killed_runs_temp_files_go(root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / CERTS.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    (root / CERTS.lstrip("/") / "registry.test").symlink_to(outside)
+    plan = HostPlan(
+        changes=(FileChange(f"{CERTS}/registry.test/trust-agent-x.crt", "create", None, b"CA\n"),)
+    )
+    status, err = run(root, build_apply_script(plan, engine_action="none", init=None))
+    assert status == EXIT_CHANGED and "a link: trust-agent does not write there" in err
+    assert not list(outside.iterdir())
+    (root / CERTS.lstrip("/") / "registry.test").unlink()
+    (root / CERTS.lstrip("/") / "registry.test").mkdir()
+    leftover = root / CERTS.lstrip("/") / "registry.test" / ".trust-agent.4242.t0"
+    leftover.write_text("from a run killed mid-apply\n")
+    status, err = run(root, build_apply_script(plan, engine_action="none", init=None))
+    assert status == 0, err
+    assert not leftover.exists()
 
 
 def test_a_missing_chain_of_directories_is_made_by_one_mkdir(tmp_path: Path) -> None:

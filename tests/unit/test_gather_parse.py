@@ -309,3 +309,17 @@ def test_the_login_is_known_from_the_gather_and_read_with_no_process(tmp_path: P
     line = GATHER_SCRIPT[start : GATHER_SCRIPT.index("\n", start)]
     out = LocalTransport("here").run(line).stdout.decode()
     assert out == f"@@ta uid {os.getuid()}\n"
+
+
+def test_a_link_under_the_agents_own_name_is_listed_never_read(tmp_path: Path) -> None:
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret-hash:20000:0:99999:7:::\n")
+    certs = tmp_path / "etc/docker/certs.d/registry.test"
+    certs.mkdir(parents=True)
+    (certs / "trust-agent-storage-ca.crt").symlink_to(secret)
+    state = tmp_path / "var/lib/trust-agent"
+    state.mkdir(parents=True)
+    (state / "docker-state.json").symlink_to(secret)
+    facts = gather(LocalTransport(), root=str(tmp_path))
+    assert facts.certs == {"registry.test/trust-agent-storage-ca.crt": b""}  # by name, as others' files
+    assert facts.state is None
