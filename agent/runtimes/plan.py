@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,8 +40,23 @@ class FileChange:
             tofile="/dev/null" if self.action == "delete" else self.path,
         )
         return "".join(
-            line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+            _redacted(line) if line.endswith("\n") else _redacted(line) + "\n\\ No newline at end of file\n"
+            for line in lines
         )
+
+
+# daemon.json holds other tools' settings, some of them secrets (a log driver's token, a proxy's
+# password): a diff shows only that a value is there. Keys named like a secret, and user:pass@ in URLs.
+_SECRET_VALUE = re.compile(
+    r'("[^"\n]*(?:token|passw|secret|private|credential|apikey|api-key|api_key)[^"\n]*"\s*:\s*)'
+    r'"(?:[^"\\\n]|\\.)*"',
+    re.IGNORECASE,
+)
+_URL_CREDENTIALS = re.compile(r"(://)[^/@\s\"]+@")
+
+
+def _redacted(line: str) -> str:
+    return _URL_CREDENTIALS.sub(r"\1***@", _SECRET_VALUE.sub(r'\1"***"', line))
 
 
 @dataclass(frozen=True)

@@ -836,3 +836,15 @@ def test_a_byte_order_mark_is_refused_where_the_engine_cannot_read_one() -> None
     skip = plan_docker(insecure_policy("registry.test"), new)
     assert skip.blockers == () and not any("byte order mark" in w for w in skip.warnings)
     assert by_path(skip)[DAEMON_JSON].after.startswith(b"\xef\xbb\xbf")  # type: ignore[union-attr]
+
+
+def test_secrets_of_other_tools_in_daemon_json_never_show_in_a_diff() -> None:
+    raw = (
+        b'{\n  "log-driver": "splunk",\n'
+        b'  "log-opts": {"splunk-url": "https://splunk.example:8088", "splunk-token": "SPLUNK-TOKEN-123"},\n'
+        b'  "proxies": {"http-proxy": "http://user:PROXYPASS@proxy:3128"}\n}\n'
+    )
+    diff = by_path(plan_docker(insecure_policy("registry.test"), host(daemon_json=raw)))[DAEMON_JSON].diff()
+    assert '"splunk-token": "***"' in diff and "SPLUNK-TOKEN-123" not in diff
+    assert "http://***@proxy:3128" in diff and "PROXYPASS" not in diff
+    assert '+  "insecure-registries": [' in diff
