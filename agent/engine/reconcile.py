@@ -372,6 +372,16 @@ def _roll_back(
     if not result.ok and result.exit_status != EXIT_ACTION:
         stderr = result.stderr.decode("utf-8", "replace").strip()
         return _done(base, timeline, "failed", error=f"{cause}; roll-back failed too: {stderr}")
+    if not result.ok and action == "restart":
+        # The previous files are back, but dockerd did not start on them either: the host is down, not
+        # rolled back (a daemon.json someone changed since dockerd last started, never loaded before).
+        return _done(
+            base,
+            timeline,
+            "failed",
+            error=f"{cause}; files restored, but dockerd did not start on them either{_said(result)}: "
+            "dockerd is down (see systemctl status docker)",
+        )
     note = "" if result.ok else f" (files restored; dockerd did not take the restore either{_said(result)})"
     if result.ok and isinstance(cause, CanaryError) and cause.removed and options.canary_image:
         note += _canary_back(transport, options)

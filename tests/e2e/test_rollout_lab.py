@@ -754,6 +754,34 @@ def test_live_restore_written_but_not_loaded_does_not_allow_a_restart(lab: Lab, 
         lab.ssh(host, f"docker rm -f {container}")
 
 
+def test_a_restart_onto_a_file_dockerd_never_loaded_that_fails_is_reported_down_not_rolled_back(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """A person's change to daemon.json that dockerd never loaded (it would refuse it): the restart
+    fails, the previous files come back, and dockerd fails on them too. The host is down: it is
+    reported failed, saying so (it was reported rolled_back)."""
+    host = lab.hosts[0]
+    with_registry_mirrors(lab, host)
+    lab.ssh(host, "systemctl restart docker")
+    edit = (
+        "import json; p='/etc/docker/daemon.json'; d=json.load(open(p)); "
+        "d['allow-nondistributable-artifacts']=['http://x']; json.dump(d, open(p, 'w'))"
+    )
+    lab.ssh(host, f'python3 -c "{edit}"')
+    try:
+        code, report, _ = rollout(lab, *skip_args(lab, tmp_path), "--limit", host.name, "--allow-restart")
+        outcome = by_host(report)[host.name]
+        assert code == 1 and outcome["status"] == "failed", outcome
+        assert outcome["error"].endswith("dockerd is down (see systemctl status docker)"), outcome["error"]
+        assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() != "active"
+    finally:
+        lab.ssh(
+            host,
+            "cp /usr/local/share/trust-agent-lab/daemon.json /etc/docker/daemon.json && "
+            "systemctl reset-failed docker.service; systemctl restart docker",
+        )
+
+
 def test_an_allowed_restart_is_not_stopped_by_systemds_start_limit_a_person_used_up(
     lab: Lab, tmp_path: Path
 ) -> None:
