@@ -253,7 +253,8 @@ def _apply(
     if result.exit_status == EXIT_BUSY:
         raise HostBusyError(detail)
     if result.exit_status == EXIT_INVALID:
-        raise ValidationError(detail, by_engine=True)
+        # dockerd --validate read the staged copy: name the file it stands for.
+        raise ValidationError(_TEMP_FILE.sub(facts.daemon_json_file, detail), by_engine=True)
     if result.exit_status == EXIT_CHANGED:
         raise ValidationError(detail)
     if result.exit_status == EXIT_ACTION:
@@ -264,6 +265,9 @@ def _apply(
     error.stdout = result.stdout  # type: ignore[attr-defined]
     raise error
 
+
+# A staged file's name (apply_script.stage): what dockerd --validate quotes.
+_TEMP_FILE = re.compile(r"/[^\s:]*/\.trust-agent\.\d+\.t\d+")
 
 # What sh puts before its own messages ("loop: 45: printf: "): the script's name and line, not news.
 _SHELL_PREFIX = re.compile(r"^[\w.-]+: \d+: (?:[\w.-]+: )*")

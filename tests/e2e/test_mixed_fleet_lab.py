@@ -150,6 +150,8 @@ def test_a_daemon_json_dockerd_refuses_is_caught_before_reload_on_both_engines(
             # Refused on the host by dockerd itself, on the staged file, before anything was renamed.
             assert outcome["checks"] == [AGENT_CHECKS, DOCKERD_VALIDATE], outcome
             assert outcome["error"].startswith("dockerd --validate refused the new daemon.json"), outcome
+            # It quotes the file it stands for, not the staged copy it read.
+            assert ".trust-agent." not in outcome["error"] and "/etc/docker/daemon.json" in outcome["error"]
             assert (
                 f"the following directives don't match any configuration option: {BAD_KEY}"
                 in outcome["error"]
