@@ -147,7 +147,10 @@ def reconcile(
     if down is not None:
         if options.dry_run:  # `verify`: a live config that cannot be read is not verified
             return _done(base, timeline, "failed", error=down, engine_action="none")
-        base = replace(base, warnings=(*base.warnings, f"{down}; the files take effect when it starts"))
+        canary = f"; no canary pull of {options.canary_image}" if options.canary_image else ""
+        base = replace(
+            base, warnings=(*base.warnings, f"{down}; the files take effect when it starts{canary}")
+        )
     if not plan.changed and plan.engine_action == "none":
         if not options.verify or facts.init is None or not facts.engine_running or plan.live_pending:
             return _done(base, timeline, "unchanged", engine_action="none")
