@@ -70,6 +70,10 @@ class Daemon:
         now = clock()
         self._next_poll = now
         self._next_reconcile = now
+        # A host that failed on a policy is retried at the backoff's pace, not every interval: a reload
+        # dockerd refuses would otherwise be tried (and rolled back, with a new backup) every cycle.
+        self._host_failures = 0
+        self._failed_fingerprint: str | None = None
         self.status = DaemonStatus(
             source=SourceStatus(spec=display_source(config.inputs.source)),
             host=self._transport.name,
@@ -96,14 +100,25 @@ class Daemon:
             source_error = status.source.last_error  # still at fault: backing off
 
         outcome: HostOutcome | None = None
-        if status.policy is not None:
+        fingerprint = status.policy.policy.fingerprint() if status.policy is not None else None
+        waiting = not force_poll and fingerprint == self._failed_fingerprint and now < self._next_reconcile
+        if status.policy is not None and not waiting:
             options = replace(self.config.options, backup_stamp=new_backup_stamp(now))
             try:
                 outcome = reconcile(self._transport, status.policy.policy, options)
             except Exception as exc:  # reconcile maps host faults itself; this is a bug, kept to one cycle
                 outcome = HostOutcome(self._transport.name, "failed", error=internal_error(exc))
-        self._next_reconcile = now + self.config.interval
-        status = self._settle(status, outcome, source_error, now)
+        if outcome is not None and outcome.status not in ("unchanged", "changed"):
+            self._host_failures += 1
+            self._failed_fingerprint = fingerprint
+            delay = backoff_delay(self._host_failures, self.config.interval, self.config.max_backoff)
+        elif not waiting:
+            self._host_failures, self._failed_fingerprint = 0, None
+            delay = self.config.interval
+        else:
+            delay = self._next_reconcile - now  # still waiting: the time set at the last failure stands
+        self._next_reconcile = now + delay
+        status = self._settle(status, outcome, source_error, now, waited=waiting)
         self.status = status
         self._publish(status)
         return status
@@ -187,9 +202,16 @@ class Daemon:
         )
 
     def _settle(
-        self, status: DaemonStatus, outcome: HostOutcome | None, source_error: str | None, now: float
+        self,
+        status: DaemonStatus,
+        outcome: HostOutcome | None,
+        source_error: str | None,
+        now: float,
+        *,
+        waited: bool = False,
     ) -> DaemonStatus:
-        summary = _summary(outcome) if outcome is not None else None
+        # ``waited``: the host was not reconciled (backing off after a failure): its last outcome stands.
+        summary = _summary(outcome) if outcome is not None else status.outcome if waited else None
         converged = summary is not None and summary.status in ("unchanged", "changed")
         apply_error = summary.error if summary is not None and not converged else None
         state: State
@@ -202,7 +224,7 @@ class Daemon:
         parts = [f"source: {source_error}"] if source_error else []
         parts += [f"host: {apply_error}"] if apply_error else []
         error = "; ".join(parts) or ("no policy yet" if status.policy is None else None)
-        changed = summary is not None and summary.status == "changed"
+        changed = not waited and summary is not None and summary.status == "changed"
         settled = replace(
             status,
             state=state,
@@ -214,10 +236,11 @@ class Daemon:
             last_error_at=now if error else status.last_error_at,
             consecutive_failures=0 if state == "ok" else status.consecutive_failures + 1,
             changes_total=status.changes_total + changed,
-            apply_errors_total=status.apply_errors_total + (summary is not None and not converged),
+            apply_errors_total=status.apply_errors_total
+            + (not waited and summary is not None and not converged),
             outcome=summary,
         )
-        quiet = state == status.state and not changed and error is None
+        quiet = waited or (state == status.state and not changed and error is None)
         level = "debug" if quiet else "info" if state != "failing" else "error"
         self._log.event(
             level,
@@ -230,6 +253,7 @@ class Daemon:
             files=list(summary.files) if summary else [],
             error=error,
             consecutive_failures=settled.consecutive_failures,
+            host_retry_in=round(self._next_reconcile - now, 3) if self._failed_fingerprint else None,
         )
         return settled
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -332,3 +333,36 @@ def test_a_cycle_lists_the_files_it_changed_and_none_where_it_changed_nothing(
     plan = HostPlan(changes=(FileChange(path, "update", b"{}", b'{"debug": true}'),))
     summary = _summary(HostOutcome("h", status, plan=plan))  # type: ignore[arg-type]
     assert summary.files == ((path,) if listed else ())
+
+
+def test_a_host_that_keeps_failing_is_retried_at_the_backoffs_pace_and_at_once_on_sighup(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload dockerd refuses was tried (written, refused, rolled back, a new backup kept) every
+    interval, for ever: now 1, 2, 4... intervals apart, while the source is still read every interval."""
+    import agent.daemon.loop as loop
+
+    daemon = host.daemon()
+    tried: list[float] = []
+
+    def refused(*_args: object, **_kwargs: object) -> HostOutcome:
+        tried.append(host.clock.now)
+        return HostOutcome("h", "rolled_back", error="dockerd refused the reload: bad value")
+
+    monkeypatch.setattr(loop, "reconcile", refused)
+    start = host.clock.now
+    cycles = 0
+    interval = daemon.config.interval
+    while host.clock.now - start < 15 * interval:  # bounded: every cycle moves the clock on
+        host.next_cycle(daemon)
+        cycles += 1
+    gaps = [round((b - a) / interval) for a, b in itertools.pairwise(tried)]
+    assert gaps[:3] == [1, 2, 4], gaps
+    assert cycles > len(tried)  # polls went on between the tries
+    assert daemon.status.state == "failing" and daemon.status.outcome is not None
+    assert daemon.status.outcome.status == "rolled_back"
+    assert daemon.status.apply_errors_total == len(tried)
+
+    before = len(tried)
+    daemon.cycle(force_poll=True)  # SIGHUP: the person says the host is fixed
+    assert len(tried) == before + 1
