@@ -169,11 +169,9 @@ def plan(detailed_exitcode: bool, **kwargs: Any) -> None:
     try:
         result = _run("plan", kwargs, RunOptions(dry_run=True, verify=False))
     except InputError as exc:
-        if not detailed_exitcode:
-            raise
-        # 2 means "changes pending" here, so bad input exits 1, as any error does.
-        click.echo(f"trust-agent: error: {exc}", err=True)
-        sys.exit(1)
+        if detailed_exitcode:
+            exc.exit_code = 1  # 2 means "changes pending" here: bad input exits 1, as any error does
+        raise
     if detailed_exitcode:
         _exit(result, 1 if result.failed else 2 if result.pending else 0)
     _exit(result, 1 if result.failed else 0)

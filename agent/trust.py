@@ -213,25 +213,6 @@ def build_policy(
         reasons.append("no redirect: only the registry's own certificate matters")
         if storage_cas:
             warnings.append("storage CA given but engines are never sent to storage: not installed")
-    elif endpoint is None:
-        storage_bundles = storage_cas
-        if storage_bundles:
-            reasons.append(
-                "engines follow a redirect with the registry's TLS config, so the storage CA goes into "
-                f"certs.d/<registry>/ for {', '.join(names)} (fact 4)"
-            )
-        elif settings.driver in _PUBLIC_CLOUD_DRIVERS:
-            reasons.append(
-                f"the {settings.driver} store is publicly trusted unless it is your own: nothing to install"
-            )
-        elif no_storage_ca:
-            reasons.append("--no-storage-ca: the store's certificate is publicly trusted: no storage CA")
-        else:
-            missing = True
-            warnings.append(
-                f"engines may be redirected to the {settings.driver} store; if its certificate is from a "
-                "private CA, give it with --storage-ca FILE, or pulls will fail with x509 errors"
-            )
     elif settings.s3 is not None and settings.s3.skipverify and scheme == "https":
         insecure = True
         reasons.append(
@@ -244,24 +225,39 @@ def build_policy(
         reasons.append(f"the redirect to {endpoint} is plain HTTP: nothing to trust (fact 3)")
         if storage_cas:
             warnings.append("storage CA given but the redirect is plain HTTP: not installed")
-    elif endpoint.endswith(_AWS_SUFFIXES) or host_of(endpoint).endswith(_AWS_SUFFIXES):
+    elif endpoint is not None and (
+        endpoint.endswith(_AWS_SUFFIXES) or host_of(endpoint).endswith(_AWS_SUFFIXES)
+    ):
         reasons.append(f"{endpoint} is AWS S3, publicly trusted: nothing to install")
+    elif endpoint is None and settings.driver in _PUBLIC_CLOUD_DRIVERS and not storage_cas:
+        reasons.append(
+            f"the {settings.driver} store is publicly trusted unless it is your own: nothing to install"
+        )
     else:
+        # A store on https that may have a private CA: an endpoint the source names, or a driver's own.
         storage_bundles = storage_cas
-        if storage_bundles:
+        if storage_bundles and endpoint is not None:
             reasons.append(
                 f"engines follow the redirect to {endpoint} with the registry's TLS config, so the storage "
                 f"CA goes into certs.d/<registry>/ for {', '.join(names)}, not certs.d/{endpoint}/ (fact 4)"
             )
+        elif storage_bundles:
+            reasons.append(
+                "engines follow a redirect with the registry's TLS config, so the storage CA goes into "
+                f"certs.d/<registry>/ for {', '.join(names)} (fact 4)"
+            )
         elif no_storage_ca:
-            reasons.append(f"--no-storage-ca: {endpoint}'s certificate is publicly trusted: no storage CA")
+            store = f"{endpoint}'s" if endpoint is not None else "the store's"
+            reasons.append(f"--no-storage-ca: {store} certificate is publicly trusted: no storage CA")
         else:
             missing = True
             warnings.append(
                 f"engines are redirected to https://{endpoint}; if its certificate is from a private CA, "
                 "give it with --storage-ca FILE (or in the source), or pulls will fail with x509 errors"
+                if endpoint is not None
+                else f"engines may be redirected to the {settings.driver} store; if its certificate is "
+                "from a private CA, give it with --storage-ca FILE, or pulls will fail with x509 errors"
             )
-
     ca_files: list[CAFile] = []
     if storage_bundles:
         ca_files.append(CAFile("storage", CA_FILE_NAMES["storage"], _merge(storage_bundles)))

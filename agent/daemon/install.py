@@ -45,6 +45,7 @@ from typing import Any, Literal
 import yaml
 
 from agent.daemon.lastgood import FILE_NAME as LAST_GOOD_FILE
+from agent.daemon.report import METRICS_FIRST_LINE
 from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE, DEFAULT_PREFIX, UnitOptions, render_unit
 from agent.daemon.wheelhouse import PROBE_PYTHON, WheelhouseCache, parse_probe
 from agent.engine.options import RunOptions
@@ -421,7 +422,7 @@ _STALE_STATE_FILES = (
 )
 
 # Shell: "$f" is absent, or a file whose first line is one the daemon writes first (agent.daemon.report).
-METRICS_OURS = '{ [ ! -s "$f" ] || head -n 1 "$f" | grep -q "^# HELP trust_agent_"; }'
+METRICS_OURS = f'{{ [ ! -s "$f" ] || head -n 1 "$f" | grep -q "^{METRICS_FIRST_LINE.decode()}"; }}'
 
 
 def uninstall_script(state_files: Sequence[str], config_files: Sequence[str] | None = None) -> str:

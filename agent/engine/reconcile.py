@@ -337,14 +337,19 @@ def _verify(
         )
     proved = ["live config"]
     if options.canary_image:
-        api = transport.docker_api(timeout=options.verify_timeout)
-        try:
-            proved.append(canary_pull(api, options.canary_image))
-        finally:
-            close = getattr(api, "close", None)
-            if close is not None:
-                close()
+        proved.append(_canary(transport, options, options.canary_image))
     return tuple(proved)
+
+
+def _canary(transport: Transport, options: RunOptions, image: str) -> str:
+    """The canary pull through the engine's API, its client closed after."""
+    api = transport.docker_api(timeout=options.verify_timeout)
+    try:
+        return canary_pull(api, image)
+    finally:
+        close = getattr(api, "close", None)
+        if close is not None:
+            close()
 
 
 def _roll_back(
@@ -398,16 +403,10 @@ def _roll_back(
 def _canary_back(transport: Transport, options: RunOptions) -> str:
     """The canary was removed for a pull that failed: with the previous trust back, pull it again, so
     the host holds what it held (the pull that now works also says the previous trust still does)."""
-    image = options.canary_image or ""
-    api = transport.docker_api(timeout=options.verify_timeout)
     try:
-        canary_pull(api, image)
+        _canary(transport, options, options.canary_image or "")
     except TrustAgentError as exc:
         return f"; the canary image could not be pulled back ({exc})"
-    finally:
-        close = getattr(api, "close", None)
-        if close is not None:
-            close()
     return "; the canary image pulled back"
 
 

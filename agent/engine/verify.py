@@ -111,7 +111,7 @@ class CanaryError(VerifyError):
         self.removed = removed
 
 
-def canary_pull(api: Any, image: str, timeout: float = 120.0) -> str:
+def canary_pull(api: Any, image: str) -> str:
     """Pull ``image`` through the engine so that its blobs are fetched, through the storage redirect;
     raise :class:`CanaryError` with the engine's message on failure. Returns what the pull proved.
 

@@ -47,7 +47,7 @@ def render(result: FleetResult, *, color: bool = False) -> str:
     # The hosts' own warnings (dockerd not running, a flag that would stop it...), each once with its hosts.
     by_warning: dict[str, list[str]] = {}
     for o in result.outcomes:
-        for warning in o.warnings:
+        for warning in view.warnings(o):
             by_warning.setdefault(warning, []).append(o.host)
     for warning, hosts in by_warning.items():
         shown = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")

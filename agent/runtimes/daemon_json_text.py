@@ -67,9 +67,10 @@ def splice_insecure(raw: bytes, doc: dict[str, Any]) -> bytes | None:
         member_text = f",{newline}{key_indent}{name}: {value}" if own_line else f", {name}: {value}"
         spliced = body[: last.value_end] + member_text + body[last.value_end :]
     try:
-        if json.loads(spliced) != doc or list(json.loads(spliced)) != list(doc):
-            return None
+        parsed = json.loads(spliced)
     except ValueError:
+        return None
+    if parsed != doc or list(parsed) != list(doc):
         return None
     return (bom + spliced).encode()
 
