@@ -577,27 +577,30 @@ def parse_engine_version(version: str | None) -> tuple[int, int, int] | None:
 def required_action(version: str | None, doc: dict[str, Any]) -> tuple[EngineAction, str]:
     """The least action that applies an ``insecure-registries`` change on this engine, and why (fact 10).
 
+    The one known exception: 23.0.0 to 23.0.6 and 24.0.0 lose ``insecure-registries`` on a reload where
+    ``registry-mirrors`` is set too (moby#45552: the registry rewrite of 23.0 rebuilt the index map when
+    loading mirrors, after the insecure list had been loaded into it). Earlier engines only update the
+    Docker Hub entry of that map: 20.10.24 with both keys reloads the list (reproduced on the lab).
+
     >>> required_action("24.0.1", {"registry-mirrors": ["https://m.example.com"]})
     ('reload', 'insecure-registries is reloadable (fact 10)')
     >>> required_action("20.10.24", {"registry-mirrors": []})[0]
+    'reload'
+    >>> required_action("23.0.6", {"registry-mirrors": []})[0]
     'restart'
     """
     parsed = parse_engine_version(version)
     label = f"Docker {version}" if version else "an engine of unknown version"
     if parsed is not None and parsed < (1, 13, 0):
         return "restart", f"{label} cannot reload insecure-registries (reloadable since 1.13)"
-    if "registry-mirrors" in doc and (parsed is None or not _reload_keeps_insecure(parsed)):
+    if "registry-mirrors" in doc and (parsed is None or _reload_drops_insecure(parsed)):
         return "restart", (
             f"{label} with registry-mirrors set: a reload could drop the insecure list "
-            "(fixed in 23.0.7 / 24.0.1, fact 10)"
+            "(23.0.0 to 23.0.6 and 24.0.0 do, fact 10)"
         )
     return "reload", "insecure-registries is reloadable (fact 10)"
 
 
-def _reload_keeps_insecure(version: tuple[int, int, int]) -> bool:
-    major = version[0]
-    if major == 23:
-        return version >= (23, 0, 7)
-    if major == 24:
-        return version >= (24, 0, 1)
-    return major >= 25
+def _reload_drops_insecure(version: tuple[int, int, int]) -> bool:
+    """Where a reload with ``registry-mirrors`` set loses the insecure list (moby#45552)."""
+    return (23, 0, 0) <= version < (23, 0, 7) or (24, 0, 0) <= version < (24, 0, 1)

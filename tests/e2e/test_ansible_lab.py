@@ -331,8 +331,8 @@ def test_a_restart_dockerd_does_not_survive_is_rolled_back_by_the_role(
         before = etc_docker(lab, host)
         started, _ = engine_state(lab, host)
 
-        allowed = json.dumps({"trustagent_allow_restart": True})
-        run = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name, "-e", allowed)
+        forced = json.dumps({"trustagent_restart_policy": "restart"})
+        run = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name, "-e", forced)
         assert run.returncode != 0 and recap(run)[host.name]["failed"] == 1, run.stdout
         # The handler's restart fails; the check, not the handler, fails the host, after the roll-back.
         assert "RUNNING HANDLER [trustagent.docker.registry_trust : Restart docker]" in run.stdout

@@ -480,8 +480,13 @@ MIRRORS = b'{"registry-mirrors": ["https://mirror.example.com"]}'
 @pytest.mark.parametrize(
     ("version", "daemon_json", "action"),
     [
-        ("20.10.24+dfsg1", MIRRORS, "restart"),
+        # 20.10 reloads the list with mirrors set too (reproduced on the lab); 23.0.0-23.0.6 and 24.0.0
+        # lose it (moby#45552).
+        ("20.10.24+dfsg1", MIRRORS, "reload"),
+        ("19.03.15", MIRRORS, "reload"),
         ("20.10.24", b"{}", "reload"),
+        ("23.0.0", MIRRORS, "restart"),
+        ("23.0.6", b"{}", "reload"),
         ("20.10.24", None, "reload"),
         ("23.0.6", MIRRORS, "restart"),
         ("23.0.7", MIRRORS, "reload"),
@@ -505,23 +510,23 @@ def test_version_rules_for_reload_or_restart(
 
 
 def test_restart_without_permission_is_a_blocker() -> None:
-    facts = host(engine_version="20.10.24", daemon_json=MIRRORS)
+    facts = host(engine_version="23.0.6", daemon_json=MIRRORS)
     plan = plan_docker(insecure_policy("registry.test"), facts)
     assert plan.engine_action == "restart"
     assert len(plan.blockers) == 1
     blocker = plan.blockers[0]
-    assert blocker.startswith("needs a dockerd restart (Docker 20.10.24 with registry-mirrors set")
+    assert blocker.startswith("needs a dockerd restart (Docker 23.0.6 with registry-mirrors set")
     assert blocker.endswith("pass --allow-restart or enable live-restore")
 
 
 def test_live_restore_allows_the_restart_only_where_the_running_dockerd_has_it() -> None:
     live = b'{"registry-mirrors": ["https://mirror.example.com"], "live-restore": true}'
     # In the file alone (not known to be loaded: a value written since dockerd started protects nothing).
-    plan = plan_docker(insecure_policy("registry.test"), host(engine_version="20.10.24", daemon_json=live))
+    plan = plan_docker(insecure_policy("registry.test"), host(engine_version="24.0.0", daemon_json=live))
     assert plan.engine_action == "restart" and plan.blockers
     plan = plan_docker(
         insecure_policy("registry.test"),
-        host(engine_version="20.10.24", daemon_json=MIRRORS),
+        host(engine_version="24.0.0", daemon_json=MIRRORS),
         live_restore=True,
     )
     assert (plan.engine_action, plan.blockers) == ("restart", ())
@@ -529,14 +534,14 @@ def test_live_restore_allows_the_restart_only_where_the_running_dockerd_has_it()
     # What the running daemon has wins: live-restore in the file alone does not protect this restart.
     plan = plan_docker(
         insecure_policy("registry.test"),
-        host(engine_version="20.10.24", daemon_json=live),
+        host(engine_version="24.0.0", daemon_json=live),
         live_restore=False,
     )
     assert plan.blockers
 
 
 def test_restart_policies() -> None:
-    facts = host(engine_version="20.10.24", daemon_json=MIRRORS)
+    facts = host(engine_version="23.0.6", daemon_json=MIRRORS)
     policy = insecure_policy("registry.test")
     never = plan_docker(policy, facts, restart_policy="never")
     assert (never.engine_action, never.blockers) == ("none", ())
@@ -580,7 +585,7 @@ def test_a_daemon_json_dockerd_has_not_loaded_gets_the_action_that_loads_it() ->
         f"restart policy 'never': {BEHIND}; the file is loaded at its next reload or restart",
     )
     # An engine that cannot reload the list needs the restart it would need for a change.
-    mirrors = converge(policy, host(engine_version="20.10.24", daemon_json=MIRRORS), allow_restart=True)
+    mirrors = converge(policy, host(engine_version="23.0.6", daemon_json=MIRRORS), allow_restart=True)
     blocked = plan_docker(policy, mirrors, live_insecure=stale)
     assert (blocked.engine_action, blocked.reasons[0]) == ("restart", BEHIND)
     assert blocked.blockers[0].startswith("needs a dockerd restart")
@@ -624,8 +629,22 @@ def test_directory_tree_without_engine_needs_no_action() -> None:
 
 def test_required_action_reasons_cite_fact_10() -> None:
     assert required_action("24.0.7", {}) == ("reload", "insecure-registries is reloadable (fact 10)")
-    action, why = required_action("20.10.24", {"registry-mirrors": []})
+    action, why = required_action("23.0.6", {"registry-mirrors": []})
     assert action == "restart" and "fact 10" in why
+    assert why.startswith("Docker 23.0.6 with registry-mirrors set: a reload could drop the insecure list")
+
+
+@given(
+    version=st.tuples(st.integers(1, 30), st.integers(0, 12), st.integers(0, 30)),
+    mirrors=st.booleans(),
+)
+def test_only_the_engines_of_moby_45552_with_mirrors_need_a_restart(
+    version: tuple[int, int, int], mirrors: bool
+) -> None:
+    doc: dict[str, Any] = {"registry-mirrors": ["https://m.test"]} if mirrors else {}
+    action, _ = required_action(".".join(map(str, version)), doc)
+    affected = (23, 0, 0) <= version <= (23, 0, 6) or version == (24, 0, 0)
+    assert action == ("restart" if version < (1, 13, 0) or (mirrors and affected) else "reload")
 
 
 # --- properties -----------------------------------------------------------------------------------
