@@ -34,10 +34,11 @@ class InsecureMerge:
     removed: tuple[str, ...]
     owned: tuple[str, ...]
     emptied: bool  # the agent's removals left the list empty: it is kept as [] (fact 11)
+    cleared: bool = False  # [] written where the key was missing, for dockerd to drop a stale list
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.removed)
+        return bool(self.added or self.removed or self.cleared)
 
 
 def _reject_constant(name: str) -> Any:

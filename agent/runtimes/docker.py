@@ -18,7 +18,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from agent.errors import InvalidNameError
@@ -26,6 +26,7 @@ from agent.names import validate_registry
 from agent.runtimes.daemon_json import (
     INSECURE_KEY,
     DaemonJsonError,
+    InsecureMerge,
     detect_indent,
     merge_insecure,
     parse_daemon_json,
@@ -37,6 +38,7 @@ from agent.runtimes.daemon_json_checks import (
     check_daemon_json,
     config_file_flag,
     conflicting_flags,
+    flag_values,
 )
 from agent.runtimes.daemon_json_text import splice_insecure
 from agent.runtimes.docker_facts import DockerFacts
@@ -77,7 +79,7 @@ def plan_docker(
 
     certs = _plan_certs(policy, facts, registries, ca_files, loaded.state)
     blockers += _storage_ca_kept(policy, certs)
-    daemon = _plan_daemon_json(policy, facts, registries, loaded.state)
+    daemon = _plan_daemon_json(policy, facts, registries, loaded.state, live_insecure)
     blockers += daemon.blockers
 
     changes = [*certs.changes]
@@ -327,7 +329,11 @@ class _DaemonPlan:
 
 
 def _plan_daemon_json(
-    policy: TrustPolicy, facts: DockerFacts, registries: tuple[str, ...], state: DockerState
+    policy: TrustPolicy,
+    facts: DockerFacts,
+    registries: tuple[str, ...],
+    state: DockerState,
+    live: Mapping[str, bool] | None,
 ) -> _DaemonPlan:
     path = facts.daemon_json_path
     raw = facts.daemon_json
@@ -345,7 +351,7 @@ def _plan_daemon_json(
         if want:
             return _DaemonPlan(None, doc, state.insecure_registries, blockers=(note,))
         return _DaemonPlan(None, doc, state.insecure_registries, warnings=(note,))
-    merge = merge_insecure(doc, want, state.insecure_registries)
+    merge = _clear_stale_list(merge_insecure(doc, want, state.insecure_registries), facts, live)
     entries = merge.doc.get(INSECURE_KEY)
     listed = entries if isinstance(entries, list) else []
     warnings = tuple(
@@ -365,6 +371,12 @@ def _plan_daemon_json(
         f"daemon.json: remove {r} from insecure-registries (added by trust-agent, no longer asked for)"
         for r in merge.removed
     ]
+    if merge.cleared:
+        stale = ", ".join(r for r, insecure in (live or {}).items() if insecure)
+        reasons.append(
+            f"daemon.json: insecure-registries written as [] (dockerd still lists {stale} as insecure, "
+            "and a reload keeps the list where the key is missing, fact 11)"
+        )
     if merge.emptied:
         reasons.append(
             "daemon.json: insecure-registries kept as [] (removing the key would not clear the list "
@@ -391,6 +403,24 @@ def _plan_daemon_json(
         mode=0o644,
     )
     return _DaemonPlan(change, merge.doc, merge.owned, tuple(reasons), warnings, tuple(blockers))
+
+
+def _clear_stale_list(
+    merge: InsecureMerge, facts: DockerFacts, live: Mapping[str, bool] | None
+) -> InsecureMerge:
+    """``merge`` with ``"insecure-registries": []`` written where daemon.json has no such key but the
+    running dockerd still lists one of the policy's registries as insecure (the key removed by hand or
+    by another tool, then reloaded): a reload keeps the live list where the key is missing, so without
+    ``[]`` no reload ever clears it (fact 11). Not where a ``--insecure-registry`` flag sets the list:
+    the key beside it would keep dockerd from starting (fact 13)."""
+    if INSECURE_KEY in merge.doc or not live or facts.init is None or not facts.engine_running:
+        return merge
+    if facts.engine_elsewhere or flag_values(facts.dockerd_flags, "insecure-registry"):
+        return merge
+    wanted = insecure_in_force(merge.doc, facts.dockerd_flags)
+    if not any(insecure and r not in wanted for r, insecure in live.items()):
+        return merge
+    return replace(merge, doc={**merge.doc, INSECURE_KEY: []}, cleared=True)
 
 
 def daemon_json_after(plan: HostPlan, facts: DockerFacts) -> bytes | None:

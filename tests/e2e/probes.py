@@ -138,6 +138,7 @@ def curl_calls(lab: Lab, host: Host) -> str:
     return lab.ssh(host, f"cat {CURL_LOG} 2>/dev/null || true").stdout
 
 
+LAB_DAEMON_JSON = "/usr/local/share/trust-agent-lab/daemon.json"  # every lab host's base daemon.json
 SITE_CHECK = "/etc/systemd/system/docker.service.d/site-check.conf"
 SITE_CHECK_SAYS = "site check: insecure registries are not allowed here"
 

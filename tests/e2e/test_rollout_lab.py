@@ -17,6 +17,7 @@ import yaml
 
 from agent.engine.gather import GATHER_SCRIPT
 from tests.e2e.probes import (
+    LAB_DAEMON_JSON,
     SITE_CHECK_SAYS,
     a_restart_dockerd_will_not_survive,
     by_host,
@@ -548,6 +549,26 @@ def test_a_renamed_registry_moves_the_agents_insecure_entries_and_its_record_fol
     assert rollout(lab, *args, "--registry", "other.test")[1]["hosts"][0]["status"] == "unchanged"
 
 
+def test_an_insecure_list_dockerd_kept_after_its_key_went_is_cleared_on_the_way_back_to_a_ca(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The key removed from daemon.json by hand and dockerd reloaded: dockerd keeps the list (fact 11).
+    Back to a CA, ``[]`` is written so the reload clears it (before, every run reloaded, found the
+    registry still insecure after 20 s and rolled back, the storage CA with it)."""
+    host = lab.hosts[2]
+    limit = ("--limit", host.name)
+    assert rollout(lab, *skip_args(lab, tmp_path), *limit)[0] == 0
+    lab.ssh(host, f"cp {LAB_DAEMON_JSON} /etc/docker/daemon.json && systemctl reload docker")
+    assert not runs_secure_for_the_registry(lab, host)
+    code, report, err = rollout(lab, *ca_args(lab), *limit)
+    assert code == 0, err
+    outcome = by_host(report)[host.name]
+    assert (outcome["status"], outcome["engine_action"]) == ("changed", "reload"), outcome
+    assert daemon_json(lab, host)["insecure-registries"] == []
+    assert runs_secure_for_the_registry(lab, host)
+    assert rollout(lab, *ca_args(lab), *limit)[1]["hosts"][0]["status"] == "unchanged"
+
+
 @pytest.fixture
 def troubled(lab: Lab) -> Iterator[tuple[Host, Host]]:
     """h2 gets --insecure-registry as a dockerd flag in a drop-in; h3's reload always fails."""
@@ -750,7 +771,7 @@ def test_a_restart_onto_a_file_dockerd_never_loaded_that_fails_is_reported_down_
     finally:
         lab.ssh(
             host,
-            "cp /usr/local/share/trust-agent-lab/daemon.json /etc/docker/daemon.json && "
+            f"cp {LAB_DAEMON_JSON} /etc/docker/daemon.json && "
             "systemctl reset-failed docker.service; systemctl restart docker",
         )
 

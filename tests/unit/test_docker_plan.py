@@ -603,6 +603,34 @@ def test_an_entry_dockerd_still_lists_after_its_removal_is_loaded_too() -> None:
     )
 
 
+def test_a_list_dockerd_kept_after_the_key_went_is_cleared_by_writing_an_empty_one() -> None:
+    """The key removed from daemon.json and dockerd reloaded: dockerd keeps the list (fact 11), so a
+    reload alone never clears it (before, every run reloaded, found the registry still insecure and
+    rolled back). ``[]`` is written, then reloaded."""
+    policy = ca_policy("registry.test")
+    base = b'{\n  "debug": true\n}\n'
+    facts = converge(policy, host(daemon_json=base))
+    plan = plan_docker(policy, facts, live_insecure={"registry.test": True})
+    assert not plan.blockers
+    assert plan.engine_action == "reload"
+    (change,) = [c for c in plan.changes if c.path == DAEMON_JSON]
+    assert change.after is not None and json.loads(change.after) == {"debug": True, "insecure-registries": []}
+    assert (
+        "daemon.json: insecure-registries written as [] (dockerd still lists registry.test as insecure, "
+        "and a reload keeps the list where the key is missing, fact 11)"
+    ) in plan.reasons
+    # Once written and loaded, nothing more.
+    done = plan_docker(policy, apply_plan(plan, facts), live_insecure={"registry.test": False})
+    assert (done.changes, done.engine_action) == ((), "none")
+    # Secure in dockerd too, or not known: the file is left as it is.
+    for live in ({"registry.test": False}, None):
+        assert not plan_docker(policy, facts, live_insecure=live).changes, live
+    # A --insecure-registry flag sets dockerd's list: the key beside it would stop dockerd (fact 13).
+    flagged = replace(facts, dockerd_flags=("--insecure-registry", "other.test"), flags_source=DROP_IN)
+    plan = plan_docker(policy, flagged, live_insecure={"registry.test": True})
+    assert not [c for c in plan.changes if c.path == DAEMON_JSON]
+
+
 def test_an_insecure_registry_flag_counts_as_loaded() -> None:
     # dockerd's own --insecure-registry makes the registry insecure: not a file waiting to be loaded.
     facts = host(dockerd_flags=("--insecure-registry", "registry.test"), flags_source=DROP_IN)
