@@ -9,7 +9,7 @@ source line, because that line might hold a secret.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import yaml
@@ -50,7 +50,11 @@ def load_yaml(text: str, origin: str) -> Document:
         loader = yaml.SafeLoader(text)  # checks for unprintable characters already
         try:
             node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
+            try:
+                data = loader.construct_document(node) if node is not None else None
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+                # PyYAML's constructors for !!int, !!float, !!timestamp... raise these, quoting the value.
+                raise _tag_error(node, origin) from None
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
@@ -80,6 +84,36 @@ def _syntax_error(exc: yaml.MarkedYAMLError, origin: str, text: str) -> SourceEr
     if mark is not None and mark.line < len(lines) and _SECRET_KEY.search(lines[mark.line].partition(":")[0]):
         message = re.sub(r"'[^']*'", "'...'", message)
     return SourceError(f"not valid YAML: {message}", where)
+
+
+def _tag_error(node: yaml.Node | None, origin: str) -> SourceError:
+    """The first scalar whose explicit tag its text does not fit (``!!int SECRET``), by line and tag,
+    never by value: the value may be a secret."""
+    for scalar in _scalars(node, set()):
+        try:
+            yaml.SafeLoader("").construct_object(scalar, deep=True)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            tag = scalar.tag.replace("tag:yaml.org,2002:", "!!")
+            return SourceError(
+                f"not valid YAML: the value here is tagged {tag} but is not one",
+                f"{origin}:{scalar.start_mark.line + 1}",
+            )
+    return SourceError("not valid YAML: a tagged value does not fit its tag", origin)
+
+
+def _scalars(node: yaml.Node | None, seen: set[int]) -> Iterator[yaml.ScalarNode]:
+    if node is None or id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.ScalarNode):
+        yield node
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield from _scalars(key, seen)
+            yield from _scalars(value, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            yield from _scalars(item, seen)
 
 
 def _index(node: yaml.Node, path: Path, lines: dict[Path, int], seen: set[int]) -> None:

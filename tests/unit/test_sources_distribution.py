@@ -251,6 +251,14 @@ def test_unsafe_tags_are_refused() -> None:
     assert "not valid YAML" in str(error_of("version: !!python/object:os.system {}\n"))
 
 
+@pytest.mark.parametrize("tag", ["!!int", "!!float", "!!bool", "!!timestamp"])
+def test_a_value_that_does_not_fit_its_tag_is_named_by_line_and_tag_never_quoted(tag: str) -> None:
+    """PyYAML's own error quotes the value (a secret, here): it crashed the CLI with a traceback."""
+    text = f"version: 0.1\nstorage:\n  s3:\n    secretkey: {tag} S3CR3T_pw-x\n    bucket: b\n"
+    error = error_of(text)
+    assert str(error) == f"config.yml:4: not valid YAML: the value here is tagged {tag} but is not one"
+
+
 # --- secrets ------------------------------------------------------------------------------------
 
 SECRET_FIXTURES = {
