@@ -6,24 +6,55 @@ the registry *and* for the storage endpoint it redirects to.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass
 
-from agent.errors import UsageError
-from agent.names import host_of
+from agent.errors import InvalidNameError, UsageError
+from agent.names import host_of, validate_registry
 from agent.trust import TrustPolicy
+
+# Said by every refusal: which form is taken. The port is the one each checked address has.
+_RESOLVE_FORM = "expected HOST:ADDR, ADDR an IPv4 or IPv6 address, no port (each check uses its own)"
 
 
 def parse_resolve(values: tuple[str, ...]) -> dict[str, str]:
-    """``("registry.test:198.51.100.10",)`` → ``{"registry.test": "198.51.100.10"}``."""
+    """``("registry.test:198.51.100.10",)`` → ``{"registry.test": "198.51.100.10"}``.
+
+    IPv6 may be bracketed (``registry.test:[2001:db8::10]``); the table holds it bare, as sockets take it.
+    """
     table: dict[str, str] = {}
     for value in values:
-        name, sep, address = value.partition(":")
-        if not sep or not name or not address:
-            raise UsageError(f"--resolve {value!r}: expected HOST:ADDRESS")
+        name, address = _resolve_entry(value)
         table[name] = address
     return table
+
+
+def _resolve_entry(value: str) -> tuple[str, str]:
+    name, sep, address = value.partition(":")
+    if not sep or not name or not address:
+        raise UsageError(f"--resolve {value!r}: {_RESOLVE_FORM}")
+    try:
+        validate_registry(name.removesuffix("."))  # a host name: what precedes the first ':' has no port
+    except InvalidNameError:
+        raise UsageError(f"--resolve {value!r}: {name!r} is not a host name; {_RESOLVE_FORM}") from None
+    ip = _ip_address(address)
+    if ip is not None:
+        return name, ip
+    port, _, rest = address.partition(":")
+    if port.isascii() and port.isdigit() and _ip_address(rest) is not None:
+        raise UsageError(f"--resolve {value!r}: curl's HOST:PORT:ADDR form; {_RESOLVE_FORM}")
+    raise UsageError(f"--resolve {value!r}: {address!r} is not an IP address; {_RESOLVE_FORM}")
+
+
+def _ip_address(text: str) -> str | None:
+    """``text`` as a socket address (IPv6 without brackets), or ``None`` when it is no IP address."""
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -34,6 +65,9 @@ class HandshakeReport:
 
 def _context(policy: TrustPolicy) -> ssl.SSLContext:
     context = ssl.create_default_context()
+    # dockerd (Go) takes any certificate in its root pool as a trust anchor, a non-CA one too (a server's
+    # own leaf given as its CA): OpenSSL does so only with a partial chain allowed.
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     for ca in policy.ca_files:
         context.load_verify_locations(cadata=ca.bundle.pem.decode("ascii"))
     return context

@@ -9,6 +9,7 @@ report format renders the same object.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -50,9 +51,41 @@ class HostOutcome:
     warnings: tuple[str, ...] = ()
     phases: tuple[Phase, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Errors and warnings quote what hosts said (journal lines, command output): every report and
+        # the terminal print them, and an escape sequence there would rewrite the engineer's terminal.
+        if self.error is not None:
+            object.__setattr__(self, "error", printable(self.error))
+        object.__setattr__(self, "warnings", tuple(printable(w) for w in self.warnings))
+
     @property
     def failed(self) -> bool:
         return self.status in FAILED_STATUSES
+
+
+def printable(text: str) -> str:
+    """``text`` with control and format characters (escape sequences, bidirectional overrides) written
+    as escapes (``\\x1b``); line breaks become spaces and tabs stay.
+
+    >>> printable("said: \\x1b[2J\\x1b]0;title\\x07red\\nnext")
+    'said: \\\\x1b[2J\\\\x1b]0;title\\\\x07red next'
+    """
+    if text.isprintable():
+        return text
+    return "".join(_printable_char(c) for c in text)
+
+
+# Controls (C0, DEL, C1: escape sequences), format characters (bidirectional overrides), and line and
+# paragraph separators; letters of any script, unassigned or private ones included, stay as they are.
+_ESCAPED = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _printable_char(char: str) -> str:
+    if char in "\n\r":
+        return " "
+    if char == "\t" or unicodedata.category(char) not in _ESCAPED:
+        return char
+    return ascii(char)[1:-1]
 
 
 @dataclass(frozen=True)

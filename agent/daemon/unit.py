@@ -32,10 +32,17 @@ class UnitOptions:
     stop_timeout_seconds: int = 600  # the current step finishes before exit
 
 
+def _literal(value: str) -> str:
+    """``value`` written so that systemd reads it back unchanged: ``%`` starts a specifier (``%h``,
+    ``%n``) in every unit setting, quoted or not, so a path's own ``%`` is written ``%%``."""
+    return value.replace("%", "%%")
+
+
 def render_unit(options: UnitOptions = UnitOptions()) -> str:
+    # systemd splits ExecStart= at spaces and honours quotes: each word quoted, its specifiers escaped.
     exec_start = " ".join(
-        shlex.quote(p)
-        for p in (
+        shlex.quote(_literal(word))
+        for word in (
             f"{options.prefix.rstrip('/')}/bin/trust-agent",
             "daemon",
             "run",
@@ -43,7 +50,8 @@ def render_unit(options: UnitOptions = UnitOptions()) -> str:
             options.config,
         )
     )
-    env_line = f"EnvironmentFile=-{options.env_file}\n" if options.env_file else ""
+    # One path, never split: nothing to quote, only the specifiers to escape.
+    env_line = f"EnvironmentFile=-{_literal(options.env_file)}\n" if options.env_file else ""
     return f"""\
 # Installed by trust-agent: keeps this Docker engine trusting the private registry and its storage.
 [Unit]

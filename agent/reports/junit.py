@@ -1,8 +1,10 @@
 """The fleet result as JUnit XML: one test case per host, so CI dashboards show the fleet.
 
-failed, rolled_back and unreachable hosts fail; skipped hosts are skipped; everything else passes.
-A host with changes (pending in a dry run, or changed) carries its diffs in ``<system-out>``, which
-dashboards show next to the test.
+failed, rolled_back and unreachable hosts fail; skipped hosts are skipped; everything else passes,
+except in ``verify``, where a pending host is drift (verify exits 1 on it) and fails. A host with
+changes (pending in a dry run, or changed) carries its diffs in ``<system-out>``, which dashboards
+show next to the test. In ``verify``, each TLS check that failed from the controller is a failing
+test case of its own, as it too makes verify exit 1.
 """
 
 from __future__ import annotations
@@ -11,6 +13,11 @@ import xml.etree.ElementTree as ET
 
 from agent.outcome import FleetResult, HostOutcome
 from agent.reports import view
+
+# How the verify command carries a TLS check that failed from the controller: a fleet warning
+# "tls <target>: <problem>" with this suffix (agent/cli.py, verify).
+_TLS_PREFIX = "tls "
+_TLS_FAILED_SUFFIX = " (a failed check from this machine: exit 1)"
 
 
 def _detail(o: HostOutcome) -> str:
@@ -27,6 +34,21 @@ def _diffs(o: HostOutcome) -> str:
     return "".join(c.diff() for c in view.visible_changes(o))
 
 
+def _drift(mode: str, o: HostOutcome) -> bool:
+    """A host verify found would change: verify exits 1 on it, so no dashboard may show it green."""
+    return mode == "verify" and o.status == "pending"
+
+
+def _fails(mode: str, o: HostOutcome) -> bool:
+    return o.failed or _drift(mode, o)
+
+
+def _drift_message(o: HostOutcome) -> str:
+    """``pending: <error>; <reason>; ...``: the status and why, as the report has them."""
+    why = [*([o.error] if o.error else []), *view.reasons(o)]
+    return f"{o.status}: {'; '.join(why)}" if why else o.status
+
+
 def _testcase(suite: ET.Element, mode: str, o: HostOutcome) -> None:
     safe = view.xml_safe
     case = ET.SubElement(
@@ -34,8 +56,9 @@ def _testcase(suite: ET.Element, mode: str, o: HostOutcome) -> None:
         "testcase",
         {"classname": f"trust-agent.{mode}", "name": safe(o.host), "time": f"{view.host_seconds(o):.3f}"},
     )
-    if o.failed:
-        failure = ET.SubElement(case, "failure", {"message": safe(o.error or o.status), "type": o.status})
+    if _fails(mode, o):
+        message = _drift_message(o) if _drift(mode, o) else o.error or o.status
+        failure = ET.SubElement(case, "failure", {"message": safe(message), "type": o.status})
         failure.text = safe(_detail(o) + _diffs(o))
     elif o.status == "skipped":
         ET.SubElement(case, "skipped", {"message": safe(o.error or "not started")})
@@ -44,14 +67,32 @@ def _testcase(suite: ET.Element, mode: str, o: HostOutcome) -> None:
         out.text = safe(_detail(o) + _diffs(o))
 
 
+def _failed_tls_check(mode: str, note: str) -> tuple[str, str] | None:
+    """``(target, problem)`` when ``note`` is a TLS check verify failed on, else ``None``."""
+    if mode != "verify" or not (note.startswith(_TLS_PREFIX) and note.endswith(_TLS_FAILED_SUFFIX)):
+        return None
+    target, sep, problem = note[len(_TLS_PREFIX) : -len(_TLS_FAILED_SUFFIX)].partition(": ")
+    return (target, problem) if sep and target else None
+
+
+def _tls_testcase(suite: ET.Element, mode: str, target: str, problem: str) -> None:
+    safe = view.xml_safe
+    case = ET.SubElement(suite, "testcase", {"classname": f"trust-agent.{mode}.tls", "name": safe(target)})
+    failure = ET.SubElement(case, "failure", {"message": safe(problem), "type": "tls"})
+    failure.text = safe(f"tls {target}: {problem}\n")
+
+
 def render(result: FleetResult) -> str:
     counts = result.counts()
-    failures = sum(1 for o in result.outcomes if o.failed)
+    tls_failures = {
+        note: check for note in result.warnings if (check := _failed_tls_check(result.mode, note))
+    }
+    failures = sum(1 for o in result.outcomes if _fails(result.mode, o)) + len(tls_failures)
     suite = ET.Element(
         "testsuite",
         {
             "name": f"trust-agent {result.mode}",
-            "tests": str(len(result.outcomes)),
+            "tests": str(len(result.outcomes) + len(tls_failures)),
             "failures": str(failures),
             "errors": "0",
             "skipped": str(counts.get("skipped", 0)),
@@ -69,7 +110,11 @@ def render(result: FleetResult) -> str:
         ET.SubElement(props, "property", {"name": name, "value": view.xml_safe(value)})
     for o in result.outcomes:
         _testcase(suite, result.mode, o)
-    notes = [*result.policy.reasons, *result.policy.warnings, *result.warnings]
+    for target, problem in tls_failures.values():
+        _tls_testcase(suite, result.mode, target, problem)
+    # A failed TLS check is its test case now; the suite's output keeps the other notes.
+    fleet_notes = [w for w in result.warnings if w not in tls_failures]
+    notes = [*result.policy.reasons, *result.policy.warnings, *fleet_notes]
     if notes:
         ET.SubElement(suite, "system-out").text = view.xml_safe("\n".join(notes) + "\n")
     ET.indent(suite)

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from agent.names import without_userinfo
+
 ChangeAction = Literal["create", "update", "delete"]
 EngineAction = Literal["none", "reload", "restart"]
 
@@ -52,11 +54,22 @@ _SECRET_VALUE = re.compile(
     r'"(?:[^"\\\n]|\\.)*"',
     re.IGNORECASE,
 )
-_URL_CREDENTIALS = re.compile(r"(://)[^/@\s\"]+@")
+# A URL's text after its scheme, to the end of the JSON string (or word) that holds it.
+_URL_CREDENTIALS = re.compile(r'://[^\s"]+')
+
+
+def _url_without_credentials(match: re.Match[str]) -> str:
+    """``://user:pass@host`` → ``://***@host``. The userinfo runs to the *last* '@' of the authority, as
+    Go splits it, and a password with '/' in it is found as names.without_userinfo finds it."""
+    url = match.group(0)
+    shown = without_userinfo(url)
+    if shown == url:  # no userinfo
+        return url
+    return "://***@" + shown.removeprefix("://").removeprefix("...@")
 
 
 def _redacted(line: str) -> str:
-    return _URL_CREDENTIALS.sub(r"\1***@", _SECRET_VALUE.sub(r'\1"***"', line))
+    return _URL_CREDENTIALS.sub(_url_without_credentials, _SECRET_VALUE.sub(r'\1"***"', line))
 
 
 @dataclass(frozen=True)

@@ -250,6 +250,16 @@ def test_unit_file() -> None:
     assert "EnvironmentFile" not in render_unit(UnitOptions(env_file=None))
 
 
+def test_unit_file_escapes_systemd_specifiers_in_paths() -> None:
+    # systemd would read "%h" as the home directory and "%n" as the unit's name: "%%" is a literal "%".
+    unit = render_unit(
+        UnitOptions(prefix="/opt/ta%h venv", config="/etc/ta/100%n.yml", env_file="/etc/ta/daemon%i.env")
+    )
+    lines = unit.splitlines()
+    assert "ExecStart='/opt/ta%%h venv/bin/trust-agent' daemon run --config /etc/ta/100%%n.yml" in lines
+    assert "EnvironmentFile=-/etc/ta/daemon%%i.env" in lines
+
+
 def test_sources_are_shown_without_credentials() -> None:
     assert (
         display_source("https://admin:tok@dtr.example.com:8443/x?token=y#z")

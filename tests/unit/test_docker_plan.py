@@ -895,3 +895,20 @@ def test_secrets_of_other_tools_in_daemon_json_never_show_in_a_diff() -> None:
     assert '"splunk-token": "***"' in diff and "SPLUNK-TOKEN-123" not in diff
     assert "http://***@proxy:3128" in diff and "PROXYPASS" not in diff
     assert '+  "insecure-registries": [' in diff
+
+
+def test_a_url_password_holding_at_or_slash_is_redacted_whole() -> None:
+    # The userinfo runs to the last '@' of the authority (Go's split); a '/' in it ends no URL here.
+    raw = (
+        b'{\n  "proxies": {"http-proxy": "http://proxyuser:PROXYP@SS@proxy.example:3128", '
+        b'"https-proxy": "http://u:PW/X@proxy:3128", "no-proxy": "a@b.test"},\n'
+        b'  "registry-mirrors": ["https://mirror.example/users/@me", "http://mirror.example:5000"]\n}\n'
+    )
+    diff = by_path(plan_docker(insecure_policy("registry.test"), host(daemon_json=raw)))[DAEMON_JSON].diff()
+    proxies = (
+        '"http-proxy": "http://***@proxy.example:3128", "https-proxy": "http://***@proxy:3128", '
+        '"no-proxy": "a@b.test"'
+    )
+    assert proxies in diff  # the JSON after each URL is left as it is
+    assert not any(part in diff for part in ("PROXYP", "SS@", "PW", "X@", "proxyuser", "u:"))
+    assert '["https://mirror.example/users/@me", "http://mirror.example:5000"]' in diff  # no userinfo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -14,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.certs import CABundle, CertificateInfo
-from agent.outcome import FleetResult, HostOutcome, Phase
+from agent.outcome import FleetResult, HostOutcome, Phase, printable
 from agent.reports import FORMATS, render, to_dict
+from agent.reports.summary import render as render_table
 from agent.reports.view import summary_line
 from agent.runtimes.plan import FileChange, HostPlan
 from agent.trust import CAFile, TrustPolicy
@@ -539,6 +541,69 @@ def test_junit_pending_host_passes_with_its_diff() -> None:
     assert list(h2) == []
 
 
+_TLS_FAILED = " (a failed check from this machine: exit 1)"  # how verify adds a failed check
+
+
+def _verify_fleet(*warnings: str) -> FleetResult:
+    return FleetResult(
+        mode="verify",
+        policy=_policy(),
+        started_at="2024-05-01T12:00:00+00:00",
+        seconds=1.0,
+        warnings=warnings,
+        outcomes=(HostOutcome("h1", "unchanged", plan=HostPlan()), _host(fleet(), "h7")),
+    )
+
+
+def test_junit_verify_fails_a_pending_host_as_drift() -> None:
+    suite = ET.fromstring(render(_verify_fleet(), "junit"))
+    assert (suite.get("tests"), suite.get("failures")) == ("2", "1")
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert list(cases["h1"]) == []
+    failure = cases["h7"].find("failure")
+    assert failure is not None
+    assert failure.get("message") == "pending: install the storage CA"
+    assert failure.get("type") == "pending"
+    assert _changes()[0].diff() in (failure.text or "")
+
+
+def test_junit_verify_makes_each_failed_tls_check_a_failing_case() -> None:
+    untrusted = "tls minio.internal:9000: certificate not trusted: unable to get local issuer certificate"
+    timeout = "tls [2001:db8::1]:5000: cannot connect: timed out"
+    result = _verify_fleet(untrusted + _TLS_FAILED, "fleet warning", timeout + _TLS_FAILED)
+    suite = ET.fromstring(render(result, "junit"))
+    assert (suite.get("tests"), suite.get("failures")) == ("4", "3")
+    tls = [c for c in suite.iter("testcase") if c.get("classname") == "trust-agent.verify.tls"]
+    assert [c.get("name") for c in tls] == ["minio.internal:9000", "[2001:db8::1]:5000"]
+    messages = [f.get("message") for c in tls for f in c.iter("failure")]
+    assert messages == [
+        "certificate not trusted: unable to get local issuer certificate",
+        "cannot connect: timed out",
+    ]
+    notes = suite.find("system-out")
+    assert notes is not None and "fleet warning" in (notes.text or "")
+    assert "not trusted" not in (notes.text or "")  # shown once: as its test case
+
+
+def test_junit_fails_no_pending_host_outside_verify() -> None:
+    suite = ET.fromstring(render(dataclasses.replace(_verify_fleet(), mode="plan"), "junit"))
+    assert suite.get("failures") == "0"
+
+
+def test_what_a_host_said_reaches_no_terminal_as_an_escape_sequence() -> None:
+    """A start-up check's journal line quoted in the error: it set the window title, cleared the screen
+    and swallowed the closing summary into an unterminated OSC sequence."""
+    said = "docker.service said: \x1b[2J\x1b]0;PWNED\x07\x1b[31mRED\u202e"
+    result = _one_host("h1", "+x\n", said)
+    outputs = [render(result, fmt) for fmt in FORMATS]
+    outputs.append(render_table(result))
+    for output in outputs:
+        assert not any(c in output for c in "\x1b\x07\u202e"), output
+    assert result.outcomes[1].error == "docker.service said: \\x1b[2J\\x1b]0;PWNED\\x07\\x1b[31mRED\\u202e"
+    warned = HostOutcome(host="h", status="changed", warnings=("line\none\x9b",))
+    assert warned.warnings == ("line one\\x9b",)
+
+
 # --- properties --------------------------------------------------------------------------------
 
 _SPECIAL = st.sampled_from([*"<>&\"'\n\r\t", "]]>", "<script>", "&amp;", "é", "名", "🐳", "\u2028"])
@@ -549,8 +614,9 @@ def _texts(chars: st.SearchStrategy[str], min_size: int = 0) -> st.SearchStrateg
 
 
 _ANY_TEXT = _texts(st.characters())
-# What survives every format unchanged: no control characters (XML cannot carry them), one line.
-_PRINTABLE = _texts(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1).filter(
+# What survives every format unchanged: no control or format characters (XML cannot carry the first,
+# outcomes escape both), one line.
+_PRINTABLE = _texts(st.characters(blacklist_categories=("Cc", "Cs", "Cf", "Zl", "Zp")), min_size=1).filter(
     lambda s: s.strip() == s and s and not any(c in s for c in "\n\r\u2028")
 )
 
@@ -562,7 +628,7 @@ def test_json_round_trips_exactly(host: str, diff_text: str, error: str) -> None
     doc = json.loads(render(result, "json"))
     assert doc == to_dict(result)
     assert doc["hosts"][0]["host"] == host
-    assert doc["hosts"][1]["error"] == (error or "x")
+    assert doc["hosts"][1]["error"] == printable(error or "x")
     assert doc["hosts"][0]["changes"][0]["diff"] == result.outcomes[0].plan.changes[0].diff()  # type: ignore[union-attr]
 
 

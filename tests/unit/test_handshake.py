@@ -1,0 +1,128 @@
+"""TLS handshakes from the controller: --resolve parsing, and trust judged the way dockerd judges it."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from agent.certs import parse_bundle
+from agent.errors import UsageError
+from agent.handshake import handshake_report, parse_resolve
+from agent.trust import CAFile, TrustPolicy
+from tests.pki import Issued, make_ca, make_leaf, make_self_signed_leaf, write_pair
+
+# --- --resolve ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "name", "address"),
+    [
+        ("registry.test:198.51.100.10", "registry.test", "198.51.100.10"),
+        ("registry.test:2001:db8::10", "registry.test", "2001:db8::10"),
+        ("registry.test:[2001:db8::10]", "registry.test", "2001:db8::10"),  # bare, as sockets take it
+        ("s3.example.com.:127.0.0.1", "s3.example.com.", "127.0.0.1"),
+    ],
+)
+def test_resolve_takes_host_and_ip_address(value: str, name: str, address: str) -> None:
+    assert parse_resolve((value,)) == {name: address}
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("registry.test:443:198.51.100.10", "curl's HOST:PORT:ADDR form"),
+        ("registry.test:443:[2001:db8::10]", "curl's HOST:PORT:ADDR form"),
+        ("registry.test:registry.example", "'registry.example' is not an IP address"),
+        ("registry.test:198.51.100.300", "is not an IP address"),
+        ("registry.test:198.51.100.10,198.51.100.11", "is not an IP address"),
+        ("reg/../x:198.51.100.10", "'reg/../x' is not a host name"),
+        ("[2001:db8::1]:198.51.100.10", "is not a host name"),
+        ("registry.test", "expected HOST:ADDR"),
+        ("registry.test:", "expected HOST:ADDR"),
+        (":198.51.100.10", "expected HOST:ADDR"),
+    ],
+)
+def test_resolve_refuses_what_is_not_host_and_ip_address(value: str, says: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_resolve((value,))
+    message = str(caught.value)
+    assert message.startswith(f"--resolve {value!r}: ")
+    assert says in message
+    assert "expected HOST:ADDR, ADDR an IPv4 or IPv6 address" in message  # which form is taken
+    assert "\n" not in message
+
+
+# --- handshakes --------------------------------------------------------------------------------
+
+
+@contextmanager
+def _tls_server(tmp_path: Path, issued: Issued) -> Iterator[int]:
+    """A TLS server on 127.0.0.1 presenting ``issued`` for one handshake; yields its port."""
+    cert, key = write_pair(tmp_path, "server", issued)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(5.0)
+
+        def serve() -> None:
+            try:
+                conn, _ = listener.accept()
+                conn.settimeout(5.0)
+                with context.wrap_socket(conn, server_side=True):
+                    pass
+            except OSError:  # the client refused the certificate, or never came: the client says
+                pass
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        yield listener.getsockname()[1]
+        server.join(timeout=5.0)
+
+
+def _anchored_on(leaf_pem: bytes, target: str) -> TrustPolicy:
+    """A policy whose storage CA file is ``leaf_pem``, checked for ``target`` (as a registry)."""
+    bundle = parse_bundle(leaf_pem, "leaf.pem")
+    return TrustPolicy(
+        registries=(target,),
+        storage_endpoint=None,
+        storage_scheme=None,
+        ca_files=(CAFile("storage", "trust-agent-storage-ca.crt", bundle),),
+    )
+
+
+def _servers_leaf(kind: str) -> Issued:
+    if kind == "self-signed":
+        return make_self_signed_leaf("storage.test")
+    return make_leaf(make_ca("Unseen CA"), "storage.test")  # its CA is not given: only the leaf is
+
+
+@pytest.mark.parametrize("kind", ["issued-by-a-ca-not-given", "self-signed"])
+def test_a_servers_own_leaf_given_as_its_ca_is_a_trust_anchor(tmp_path: Path, kind: str) -> None:
+    # dockerd (Go) trusts a non-CA certificate in its root pool as an anchor: the check does too.
+    issued = _servers_leaf(kind)
+    assert not parse_bundle(issued[0], "leaf.pem").certificates[0].is_ca
+    with _tls_server(tmp_path, issued) as port:
+        target = f"storage.test:{port}"
+        report = handshake_report(
+            _anchored_on(issued[0], target), timeout=5.0, resolve={"storage.test": "127.0.0.1"}
+        )
+    assert report.lines == (f"tls {target}: ok",)
+    assert report.ok
+
+
+def test_a_certificate_from_another_ca_is_still_refused(tmp_path: Path) -> None:
+    issued = make_leaf(make_ca("Storage CA"), "storage.test")
+    stranger = make_self_signed_leaf("storage.test")
+    with _tls_server(tmp_path, issued) as port:
+        target = f"storage.test:{port}"
+        report = handshake_report(
+            _anchored_on(stranger[0], target), timeout=5.0, resolve={"storage.test": "127.0.0.1"}
+        )
+    assert not report.ok
+    assert report.lines[0].startswith(f"tls {target}: certificate not trusted")
