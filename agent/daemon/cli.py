@@ -203,6 +203,7 @@ def build_config(kwargs: dict[str, Any]) -> DaemonConfig:
         restart_policy=kwargs.get("restart_policy") or "auto",
         allow_restart=bool(kwargs.get("allow_restart")),
         canary_image=kwargs.get("canary_image"),
+        canary_unchanged=False,
         verify=not kwargs.get("no_verify"),
     )
     interval = parse_duration(str(kwargs.get("interval") or "60s"), "--interval")

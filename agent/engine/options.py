@@ -30,6 +30,9 @@ class RunOptions:
     allow_restart: bool = False
     verify: bool = True
     canary_image: str | None = None
+    # A one-shot run proves every host it reaches; the daemon only those it changed: a canary removed
+    # and pulled again every interval churns the engine, and a registry outage would leave it gone.
+    canary_unchanged: bool = True
     command_timeout: float = 120.0
     verify_timeout: float = 20.0
     restart_timeout: float = 90.0

@@ -154,10 +154,11 @@ def reconcile(
     if not plan.changed and plan.engine_action == "none":
         if not options.verify or facts.init is None or not facts.engine_running or plan.live_pending:
             return _done(base, timeline, "unchanged", engine_action="none")
+        checks = options if options.canary_unchanged else replace(options, canary_image=None)
         try:
             proved = timeline.run(
                 "verify",
-                lambda: _verify(transport, policy, facts.daemon_json, facts.dockerd_flags, options, info),
+                lambda: _verify(transport, policy, facts.daemon_json, facts.dockerd_flags, checks, info),
             )
         except TrustAgentError as exc:
             return _done(base, timeline, "failed", error=f"converged on disk but {exc}", engine_action="none")

@@ -476,3 +476,25 @@ def test_a_metrics_file_that_is_a_persons_is_never_written_over_nor_removed(dlab
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert dlab.ssh(host, f"cat {METRICS}").stdout == "a person keeps notes here now\n"
     dlab.ssh(host, f"rm -f {METRICS}")
+
+
+def test_the_canary_is_pulled_after_a_repair_and_left_alone_on_a_converged_host(
+    dlab: Lab, hosts: list[Host]
+) -> None:
+    """The daemon removed and pulled its canary every interval, nothing changed: the engine churned, and
+    a registry outage at that moment left the host without the image."""
+    host = hosts[0]
+    install(dlab, "--canary-image", dlab.image, limit=host.name)
+    assert dlab.ssh(host, f"docker image inspect {dlab.image}", check=False).returncode == 0
+    since = dlab.ssh(host, "date +%s").stdout.strip()
+    cycles = status(dlab, host)["cycles"]
+    wait_for("three more cycles", lambda: status(dlab, host)["cycles"] >= cycles + 3, timeout=30)
+    events = (
+        f"docker events --since {since} --until $(date +%s) --filter type=image --format '{{{{.Action}}}}'"
+    )
+    assert dlab.ssh(host, events).stdout.split() == [], "the converged host's canary was left alone"
+    # A repair is a change: its canary pull proves it.
+    dlab.ssh(host, f"rm {STORAGE_CA}")
+    wait_for("the repair", lambda: dlab.ssh(host, f"test -f {STORAGE_CA}", check=False).returncode == 0, 15)
+    wait_for("its canary pull", lambda: "pull" in dlab.ssh(host, events).stdout.split(), timeout=15)
+    assert dlab.ssh(host, f"docker image inspect {dlab.image}", check=False).returncode == 0
