@@ -64,6 +64,8 @@ _CHUNK = 65536
 _POLL = 0.05  # stderr does not wake select(); this bounds how stale it can get
 _OUTBOX_POLL = 0.002  # how late a request waiting for the engine channel may go out once it opens
 _MARKER_SPAN = 64  # longer than the loop's end marker, so one split across two reads is still found
+# Where the connection goes while a command runs, what it did on the host is not known.
+_LOST = "connection lost while the command ran (the host may have been changed part way)"
 
 
 @dataclass(frozen=True)
@@ -727,9 +729,12 @@ class SSHTransport(Transport):
             out, err = self._exchange(chan, stdin, deadline, limit)
             if not chan.status_event.wait(_left(deadline)):
                 raise CommandTimeout(f"{self._label}: command timed out after {limit:g}s")
+            # The EOF came, then the connection went (a command killed by a signal has no status either).
+            if chan.exit_status == -1 and not chan.get_transport().is_active():
+                raise UnreachableError(f"{self._label}: {_LOST}")
             status = chan.exit_status
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise UnreachableError(f"{self._label}: connection lost during a command: {exc}") from None
+            raise UnreachableError(f"{self._label}: {_LOST}: {exc}") from None
         finally:
             chan.close()
         err = early_err + err
@@ -745,7 +750,7 @@ class SSHTransport(Transport):
         self, chan: paramiko.Channel, stdin: bytes, deadline: float, limit: float
     ) -> tuple[bytes, bytes]:
         """Send stdin and read stdout/stderr together, so neither side can block the other."""
-        pump = _Pump(chan, stdin, end_stdin=True)
+        pump = _Pump(chan, stdin, end_stdin=True, label=self._label)
         while True:
             if _left(deadline) <= 0:
                 raise CommandTimeout(f"{self._label}: command timed out after {limit:g}s")
@@ -780,12 +785,12 @@ class SSHTransport(Transport):
                 # The loop could not start here, or its first script not (no head?): one exec per
                 # script instead.
                 self._no_session = True
-            except CommandTimeout:
-                self._drop_session()  # its state is unknown after a timeout
+            except (CommandTimeout, UnreachableError):
+                self._drop_session()  # its state is unknown after a timeout or a lost connection
                 raise
             except (OSError, EOFError, paramiko.SSHException) as exc:
                 self._drop_session()
-                raise UnreachableError(f"{self._label}: connection lost during a command: {exc}") from None
+                raise UnreachableError(f"{self._label}: {_LOST}: {exc}") from None
         return super().run_script(script, *args, timeout=timeout)
 
     def _warm_session(self, timeout: float, probe: str | None = None) -> bool:
@@ -815,7 +820,7 @@ class SSHTransport(Transport):
         hello_text = self.engine_hello + (script_session.file_probe(probe) if probe else "")
         self._session, _ = self._start(script_session.loop_command(token, hello_text), deadline)
         hello = script_session.hello_pattern(token)
-        pump = _Pump(self._session, b"", end_stdin=False)
+        pump = _Pump(self._session, b"", end_stdin=False, label=self._label)
         while True:
             if _left(deadline) <= 0:
                 self._drop_session()
@@ -842,7 +847,8 @@ class SSHTransport(Transport):
         """Send one script and read its output up to the loop's end markers on stdout and stderr."""
         done = script_session.done_pattern(self._session_token)
         err_done = script_session.stderr_done(self._session_token)
-        pump = _Pump(chan, payload, end_stdin=False)  # the loop reads the next script from the same stdin
+        # The loop reads the next script from the same stdin: it stays open.
+        pump = _Pump(chan, payload, end_stdin=False, label=self._label)
         status: int | None = None
         scanned = 0  # stdout before this offset holds no end marker: only new bytes are searched
         while True:
@@ -1064,8 +1070,9 @@ class _SessionEnded(Exception):
 class _Pump:
     """Moves bytes both ways on one channel without blocking: stdin out, stdout and stderr in."""
 
-    def __init__(self, chan: paramiko.Channel, stdin: bytes, *, end_stdin: bool) -> None:
+    def __init__(self, chan: paramiko.Channel, stdin: bytes, *, end_stdin: bool, label: str) -> None:
         self.chan = chan
+        self.label = label  # the host, as a lost connection's error names it
         self.pending = memoryview(stdin)
         self.end_stdin = end_stdin  # send EOF once stdin is out (a command), or keep it open (the loop)
         self.out = bytearray()
@@ -1091,9 +1098,19 @@ class _Pump:
         return busy
 
     def drained(self) -> bool:
-        """The host closed its side and everything it sent has been read."""
+        """The host closed its side and everything it sent has been read. Raises
+        :class:`UnreachableError` where the connection went instead: paramiko then closes the channel
+        without the host's EOF, which would otherwise be waited for until the command's time is up."""
         chan = self.chan
-        return bool(chan.eof_received) and not chan.recv_ready() and not chan.recv_stderr_ready()
+        if chan.recv_ready() or chan.recv_stderr_ready():
+            return False
+        if chan.eof_received:
+            return True
+        # Closed with no exit status (-1): by the connection going, or by a host that would not say how
+        # the command ended; either way what it did is not known.
+        if not chan.get_transport().is_active() or (chan.closed and chan.exit_status == -1):
+            raise UnreachableError(f"{self.label}: {_LOST}")
+        return chan.closed  # the host closed it after its exit status, without an EOF
 
     def idle(self, deadline: float, poll: float = _POLL) -> None:
         select.select([self.chan], [], [], min(poll, max(0.0, _left(deadline))))

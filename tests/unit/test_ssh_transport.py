@@ -747,6 +747,37 @@ def test_a_script_timeout_drops_the_session_and_the_next_script_gets_a_new_one(
         assert after.stdout.splitlines()[0] != before.strip()
 
 
+# Shell text that kills, a moment after it starts, the sshd process serving its own connection (its
+# nearest sshd ancestor: never the listening one, which is further up), as a host that reboots or an
+# sshd session that is killed would; then waits far longer than the test allows.
+KILL_OWN_SSHD = r"""p=$$
+while p=$(awk '/^PPid:/ {print $2}' /proc/$p/status) && [ "$p" -gt 1 ]; do
+  case $(cat /proc/$p/comm) in sshd*) break ;; esac
+done
+(sleep 0.3; kill -9 "$p") >/dev/null 2>&1 &
+sleep 20
+"""
+
+
+@pytest.mark.parametrize("how", ["run", "run_script"])
+def test_a_connection_lost_while_a_command_runs_is_reported_at_once(
+    sshd: Server, opts: SSHOptions, how: str
+) -> None:
+    """paramiko closes its channels without an EOF when the connection dies: that is noticed at once,
+    not after the command timeout, and the next command connects again."""
+    with SSHTransport(sshd.host(), replace(opts, command_timeout=30.0)) as t:
+        assert t.run_script("echo ready").stdout == b"ready\n"  # the script session is open
+        start = time.monotonic()
+        with pytest.raises(UnreachableError, match=r"^h1 \(127\.0\.0\.1\): connection lost while the"):
+            if how == "run":
+                t.run(KILL_OWN_SSHD)
+            else:
+                t.run_script(KILL_OWN_SSHD)
+        assert time.monotonic() - start < 5
+        assert t.run_script("echo back").stdout == b"back\n"
+        assert t.run("echo back").stdout == b"back\n"
+
+
 def test_a_script_cut_short_runs_not_at_all(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
     """The loop reads a script whole before running any of it: a stream that ends early runs nothing."""
     marker = tmp_path / "ran"
