@@ -87,6 +87,13 @@ def policy_options(
                 "holding trust-agent's storage CA for a private-looking endpoint is left as it is.",
             ),
             click.option(
+                "--no-registry-ca",
+                is_flag=True,
+                help="The registry's certificate is publicly trusted: remove trust-agent's registry CA "
+                "where a host has one. Without it (and without --registry-ca), such a host is left as "
+                "it is.",
+            ),
+            click.option(
                 "--allow-expired", is_flag=True, help="Install expired CA certificates (with a warning)."
             ),
             click.option(
@@ -115,6 +122,7 @@ def policy_inputs(kwargs: dict[str, Any]) -> PolicyInputs:
         env_overrides=kwargs.pop("env_overrides"),
         source_ca=kwargs.pop("source_ca"),
         no_storage_ca=kwargs.pop("no_storage_ca"),
+        no_registry_ca=kwargs.pop("no_registry_ca"),
     )
 
 

@@ -30,6 +30,7 @@ class PolicyInputs:
     env_overrides: bool = False
     source_ca: str | None = None  # CA to verify a live DTR API with
     no_storage_ca: bool = False  # the storage's certificate is publicly trusted: no storage CA
+    no_registry_ca: bool = False  # the registry's certificate is publicly trusted: no registry CA
 
 
 def read_settings(inputs: PolicyInputs, environ: Mapping[str, str] | None = None) -> RegistrySettings:
@@ -69,5 +70,10 @@ def policy_for(settings: RegistrySettings, inputs: PolicyInputs) -> TrustPolicy:
         registry.append(parse_bundle(settings.registry_ca_pem, origin, allow_expired=inputs.allow_expired))
     registry.extend(load_bundle(p, allow_expired=inputs.allow_expired) for p in inputs.registry_ca)
     return build_policy(
-        settings, inputs.registries, tuple(storage), tuple(registry), no_storage_ca=inputs.no_storage_ca
+        settings,
+        inputs.registries,
+        tuple(storage),
+        tuple(registry),
+        no_storage_ca=inputs.no_storage_ca,
+        no_registry_ca=inputs.no_registry_ca,
     )

@@ -62,6 +62,8 @@ class TrustPolicy:
     # Engines are sent to a store on https whose CA may be private, and no storage CA was given (nor
     # --no-storage-ca): a host holding trust-agent's storage CA is not to lose it on a forgotten flag.
     storage_ca_missing: bool = False
+    # No registry CA given (nor --no-registry-ca): a host holding trust-agent's registry CA keeps it.
+    registry_ca_missing: bool = False
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
 
@@ -89,6 +91,7 @@ class TrustPolicy:
             "storage_scheme": self.storage_scheme,
             "insecure": self.insecure,
             "storage_ca_missing": self.storage_ca_missing,
+            "registry_ca_missing": self.registry_ca_missing,
             "ca_files": [
                 {
                     "role": c.role,
@@ -188,6 +191,7 @@ def build_policy(
     registry_cas: tuple[CABundle, ...] = (),
     *,
     no_storage_ca: bool = False,
+    no_registry_ca: bool = False,
 ) -> TrustPolicy:
     """Derive what every engine must trust from the registry's settings plus command-line input.
 
@@ -198,6 +202,11 @@ def build_policy(
     if no_storage_ca and storage_cas:
         raise UsageError(
             "--no-storage-ca says the storage needs no CA, but one is given (--storage-ca, or in the "
+            "source): choose one"
+        )
+    if no_registry_ca and registry_cas:
+        raise UsageError(
+            "--no-registry-ca says the registry needs no CA, but one is given (--registry-ca, or in the "
             "source): choose one"
         )
     names = registry_names(settings, registries)
@@ -274,6 +283,7 @@ def build_policy(
         ca_files=tuple(ca_files),
         insecure=insecure,
         storage_ca_missing=missing,
+        registry_ca_missing=not registry_cas and not no_registry_ca,
         reasons=tuple(reasons),
         warnings=tuple(dict.fromkeys(warnings)),
     )

@@ -45,7 +45,7 @@ from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.docker_state import DockerState, parse_state, render_state
 from agent.runtimes.live_registry import insecure_in_force, mismatches
 from agent.runtimes.plan import EngineAction, FileChange, HostPlan
-from agent.trust import CA_FILE_NAMES, OWNED_PREFIX, CAFile, TrustPolicy
+from agent.trust import CA_FILE_NAMES, OWNED_PREFIX, CAFile, CARole, TrustPolicy
 
 RestartPolicy = Literal["auto", "reload", "restart", "never"]
 
@@ -78,7 +78,7 @@ def plan_docker(
     blockers += ca_blockers
 
     certs = _plan_certs(policy, facts, registries, ca_files, loaded.state)
-    blockers += _storage_ca_kept(policy, certs)
+    blockers += _cas_kept(policy, certs)
     daemon = _plan_daemon_json(policy, facts, registries, loaded.state, live_insecure)
     blockers += daemon.blockers
 
@@ -287,19 +287,32 @@ def _bom_problem(raw: bytes | None, facts: DockerFacts) -> tuple[str, ...]:
     )
 
 
-def _storage_ca_kept(policy: TrustPolicy, certs: _CertsPlan) -> list[str]:
-    """A host's storage CA is removed only on purpose: where the source still sends engines to a store
-    that may need it and no storage CA was given, a forgotten --storage-ca must not break every pull."""
-    storage = CA_FILE_NAMES["storage"]
-    losing = [c.path for c in certs.changes if c.action == "delete" and c.path.endswith("/" + storage)]
-    if not (policy.storage_ca_missing and losing):
-        return []
-    return [
-        f"this host holds trust-agent's storage CA ({losing[0]}) for the redirect to "
-        f"{policy.storage_endpoint or policy.storage_summary()}, and no storage CA is given: removing it "
-        "would fail every pull if that certificate is from a private CA. Give the CA with --storage-ca "
-        "FILE, or --no-storage-ca if the storage's certificate is publicly trusted now"
-    ]
+def _cas_kept(policy: TrustPolicy, certs: _CertsPlan) -> list[str]:
+    """A host's CA files are removed only on purpose: where no CA of that role was given (nor its
+    --no-...-ca), a forgotten --storage-ca or --registry-ca must not break every pull."""
+
+    def losing(role: CARole) -> str | None:
+        name = "/" + CA_FILE_NAMES[role]
+        return next((c.path for c in certs.changes if c.action == "delete" and c.path.endswith(name)), None)
+
+    blockers = []
+    storage = losing("storage") if policy.storage_ca_missing else None
+    if storage is not None:
+        blockers.append(
+            f"this host holds trust-agent's storage CA ({storage}) for the redirect to "
+            f"{policy.storage_endpoint or policy.storage_summary()}, and no storage CA is given: removing "
+            "it would fail every pull if that certificate is from a private CA. Give the CA with "
+            "--storage-ca FILE, or --no-storage-ca if the storage's certificate is publicly trusted now"
+        )
+    registry = losing("registry") if policy.registry_ca_missing else None
+    if registry is not None:
+        blockers.append(
+            f"this host holds trust-agent's registry CA ({registry}), and no registry CA is given: "
+            "removing it would fail every pull if the registry's certificate is from a private CA. Give "
+            "the CA with --registry-ca FILE, or --no-registry-ca if the registry's certificate is "
+            "publicly trusted now"
+        )
+    return blockers
 
 
 def _ca_purpose(ca: CAFile, policy: TrustPolicy) -> str:

@@ -169,6 +169,24 @@ def test_a_forgotten_storage_ca_leaves_the_hosts_as_they_are_and_says_so(lab: La
     assert "trust-agent-storage-ca.crt" not in lab.ssh(host, "ls -R /etc/docker/certs.d").stdout
 
 
+def test_a_forgotten_registry_ca_leaves_the_hosts_as_they_are_and_says_so(lab: Lab) -> None:
+    """The second run without --registry-ca removed the registry's CA and exited 0: every pull then
+    failed with x509. Now the host fails, untouched; --no-registry-ca removes it on purpose."""
+    host = lab.hosts[0]
+    assert rollout(lab, *ca_args(lab), "--limit", host.name)[0] == 0
+    tree = docker_tree(lab, host)
+    forgot = ["--source", str(lab.registry_yml), "--storage-ca", str(lab.storage_ca), "--limit", host.name]
+    code, report, _ = rollout(lab, *forgot)
+    outcome = by_host(report)[host.name]
+    assert code == 1 and outcome["status"] == "failed", outcome
+    assert "this host holds trust-agent's registry CA" in outcome["error"], outcome["error"]
+    assert docker_tree(lab, host) == tree
+    pull(lab, host)  # still pulls
+    code, report, err = rollout(lab, *forgot, "--no-registry-ca")
+    assert code == 0 and by_host(report)[host.name]["status"] == "changed", err
+    assert "trust-agent-registry-ca.crt" not in lab.ssh(host, "ls -R /etc/docker/certs.d").stdout
+
+
 def test_skip_tls_merges_reloads_and_keeps_containers_running(lab: Lab, tmp_path: Path) -> None:
     host = lab.hosts[0]
     lab.ssh(

@@ -870,6 +870,24 @@ def test_a_forgotten_storage_ca_does_not_take_the_hosts_away() -> None:
     )
 
 
+def test_a_forgotten_registry_ca_does_not_take_the_hosts_away() -> None:
+    """A later run without --registry-ca deleted the registry's CA and every pull failed with x509."""
+    installed = apply_plan(plan_docker(ca_policy("registry.test", registry_ca=True), host()), host())
+    forgotten = replace(ca_policy("registry.test"), registry_ca_missing=True)
+    plan = plan_docker(forgotten, installed)
+    registry_ca = f"{CERTS_DIR}/registry.test/trust-agent-registry-ca.crt"
+    assert plan.blockers == (
+        f"this host holds trust-agent's registry CA ({registry_ca}), and no registry CA is given: removing "
+        "it would fail every pull if the registry's certificate is from a private CA. Give the CA with "
+        "--registry-ca FILE, or --no-registry-ca if the registry's certificate is publicly trusted now",
+    )
+    # Said on purpose (--no-registry-ca): removed.
+    told = plan_docker(ca_policy("registry.test"), installed)
+    assert told.blockers == () and by_path(told)[registry_ca].action == "delete"
+    # A host that never had one: nothing to keep.
+    assert plan_docker(forgotten, host()).blockers == ()
+
+
 def test_a_byte_order_mark_is_refused_where_the_engine_cannot_read_one() -> None:
     raw = b'\xef\xbb\xbf{\n  "debug": true\n}\n'
     old = host(daemon_json=raw, engine_version="20.10.24", has_validate=False)

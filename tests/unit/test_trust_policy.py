@@ -229,3 +229,12 @@ def test_a_private_looking_store_without_a_storage_ca_is_marked_so_a_host_keeps_
     assert build_policy(settings(driver="swift")).storage_ca_missing
     with pytest.raises(UsageError, match="--no-storage-ca says the storage needs no CA, but one is given"):
         build_policy(private, (), (bundle(),), no_storage_ca=True)
+
+
+def test_no_registry_ca_given_is_marked_so_a_host_keeps_its_own() -> None:
+    private = settings(regionendpoint="https://s3.internal:9000")
+    assert build_policy(private).registry_ca_missing
+    assert not build_policy(private, (), (), (bundle(),)).registry_ca_missing
+    assert not build_policy(private, no_registry_ca=True).registry_ca_missing
+    with pytest.raises(UsageError, match="--no-registry-ca says the registry needs no CA, but one is given"):
+        build_policy(private, (), (), (bundle(),), no_registry_ca=True)

@@ -57,6 +57,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "registry_ca": {"type": "list", "elements": "path", "default": []},
     "allow_expired": {"type": "bool", "default": False},
     "no_storage_ca": {"type": "bool", "default": False},
+    "no_registry_ca": {"type": "bool", "default": False},
     "env_overrides": {"type": "bool", "default": False},
     "source_ca": {"type": "path"},
     "restart_policy": {
@@ -139,6 +140,7 @@ class ActionModule(TrustAgentAction):
                     env_overrides=bool(args["env_overrides"]),
                     source_ca=self._local_path(args["source_ca"]) if args["source_ca"] else None,
                     no_storage_ca=bool(args["no_storage_ca"]),
+                    no_registry_ca=bool(args["no_registry_ca"]),
                 )
             )
         except InputError as exc:

@@ -52,6 +52,13 @@ options:
         holding trust-agent's storage CA for a private-looking endpoint fails instead of losing it.
     type: bool
     default: false
+  no_registry_ca:
+    description:
+      - The registry's certificate is publicly trusted - remove trust-agent's registry CA where a host
+        has one (as --no-registry-ca). Without it, and without I(registry_ca), a host holding
+        trust-agent's registry CA fails instead of losing it.
+    type: bool
+    default: false
   allow_expired:
     description: Install expired CA certificates (with a warning).
     type: bool

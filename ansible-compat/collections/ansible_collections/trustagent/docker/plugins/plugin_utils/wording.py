@@ -20,6 +20,7 @@ FLAG_OPTIONS: dict[str, str] = {
     "--registry-ca": "registry_ca",
     "--allow-expired": "allow_expired=true",
     "--no-storage-ca": "no_storage_ca=true",
+    "--no-registry-ca": "no_registry_ca=true",
     "--env-overrides": "env_overrides=true",
     "--source-ca": "source_ca",
     "--restart-policy": "restart_policy",
