@@ -388,8 +388,9 @@ def _targets(kwargs: dict[str, Any]) -> Targets:
 
 @dataclasses.dataclass(frozen=True)
 class _Report:
-    """Where the report goes: ``-o FILE`` (format from --format or the suffix) or stdout. A report file,
-    and a text report without ``--diff``, close with the summary table on stdout."""
+    """Where the report goes: ``-o FILE`` (format from --format or the suffix) or stdout. Without
+    ``--diff``, a report file and a text report close with the summary table on stdout; with it, the
+    text report (every host's diffs) is what stdout shows."""
 
     fmt: str
     path: str | None
@@ -398,7 +399,7 @@ class _Report:
     @classmethod
     def of(cls, fmt: str | None, path: str | None, *, diff: bool) -> _Report:
         chosen = fmt or (_SUFFIX_FORMATS.get(Path(path).suffix.lower(), "text") if path else "text")
-        return cls(chosen, path, table=bool(path) or (chosen == "text" and not diff))
+        return cls(chosen, path, table=not diff and (bool(path) or chosen == "text"))
 
     def load(self) -> None:
         """Import what :meth:`emit` will (rich, jinja2): run in a thread while the hosts run, where the
@@ -413,16 +414,19 @@ class _Report:
     def emit(self, result: FleetResult) -> None:
         from agent.reports import render
 
-        if not self.table:
-            click.echo(render(result, self.fmt, color=self.fmt == "text" and _color()), nl=False)  # type: ignore[arg-type]
-            return
-        from agent.reports.summary import render as render_summary  # rich: imported for the table alone
+        # What stdout shows first: the hosts have changed, and that is shown even if the file cannot be
+        # written.
+        if self.table:
+            from agent.reports.summary import render as render_summary  # rich: for the table alone
 
-        # The table first: the hosts have changed, and that is shown even if the file cannot be written.
-        click.echo(render_summary(result, color=_color()), nl=False)
+            click.echo(render_summary(result, color=_color()), nl=False)
+        else:
+            shown = "text" if self.path else self.fmt
+            click.echo(render(result, shown, color=shown == "text" and _color()), nl=False)  # type: ignore[arg-type]
         if self.path:
             try:
-                Path(self.path).write_text(render(result, self.fmt))  # type: ignore[arg-type]
+                # UTF-8 whatever the locale: the HTML says so, and JSON is UTF-8 by definition.
+                Path(self.path).write_text(render(result, self.fmt), encoding="utf-8")  # type: ignore[arg-type]
             except OSError as exc:
                 raise ReportError(f"cannot write the report {self.path}: {exc.strerror or exc}") from None
             click.echo(f"report: {self.path} ({self.fmt})", err=True)

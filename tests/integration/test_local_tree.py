@@ -400,3 +400,16 @@ def test_an_interrupt_while_an_inventory_script_runs_stops_the_script_too(tmp_pa
     script_pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(script_pid, 0)
+
+
+def test_a_report_file_is_utf_8_whatever_the_locale(world: dict[str, Path], tmp_path: Path) -> None:
+    """Written in the locale's encoding, the HTML (which says utf-8) failed under LC_ALL=C after the
+    hosts were changed, with a traceback."""
+    out = tmp_path / "plan.html"
+    args = ["plan", "--source", str(world["ca"]), "--storage-ca", str(world["storage_ca"])]
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    argv = [sys.executable, "-c", "from agent.cli import main; main()", *args]
+    argv += ["--local", "--root", str(world["root"]), "-o", str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "—" in out.read_bytes().decode("utf-8")

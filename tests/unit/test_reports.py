@@ -9,12 +9,14 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.certs import CABundle, CertificateInfo
+from agent.cli import _Report
 from agent.outcome import FleetResult, HostOutcome, Phase, printable
 from agent.reports import FORMATS, render, to_dict
 from agent.reports.summary import render as render_table
@@ -602,6 +604,19 @@ def test_what_a_host_said_reaches_no_terminal_as_an_escape_sequence() -> None:
     assert result.outcomes[1].error == "docker.service said: \\x1b[2J\\x1b]0;PWNED\\x07\\x1b[31mRED\\u202e"
     warned = HostOutcome(host="h", status="changed", warnings=("line\none\x9b",))
     assert warned.warnings == ("line one\\x9b",)
+
+
+def test_rollout_diff_with_a_report_file_prints_the_diffs_and_writes_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``rollout --diff -o FILE`` printed the closing table alone: the diffs asked for were nowhere."""
+    out = tmp_path / "run.json"
+    result = _one_host("h1", "+the added line\n", "")
+    _Report.of(None, str(out), diff=True).emit(result)
+    assert "+the added line" in capsys.readouterr().out
+    assert json.loads(out.read_text(encoding="utf-8"))["hosts"][0]["host"] == "h1"
+    _Report.of(None, str(out), diff=False).emit(result)
+    assert "+the added line" not in capsys.readouterr().out  # the table alone
 
 
 # --- properties --------------------------------------------------------------------------------
