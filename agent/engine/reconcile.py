@@ -37,6 +37,7 @@ from agent.engine.verify import (
 from agent.errors import (
     ApplyError,
     CommandError,
+    CommandTimeout,
     HostBusyError,
     HostError,
     ReloadError,
@@ -178,6 +179,10 @@ def reconcile(
     except ApplyError as exc:
         return _roll_back(transport, plan, facts, options, base, timeline, exc)
     except HostError as exc:
+        if isinstance(exc, CommandTimeout):
+            # The script may have written, or still be writing and reloading: nothing here says it did not.
+            error = f"{exc} during the apply: the host may have been changed part way; see trust-agent verify"
+            return _done(base, timeline, "failed", error=error, engine_action="none")
         if not isinstance(exc, CommandError) or b"@@ta t written" not in exc.stdout:
             return _done(base, timeline, "failed", error=str(exc), engine_action="none")
         return _roll_back(transport, plan, facts, options, base, timeline, exc)

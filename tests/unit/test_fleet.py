@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.engine.options import RunOptions
-from agent.errors import UnreachableError, UsageError
+from agent.errors import CommandTimeout, UnreachableError, UsageError
 from agent.fleet import INTERRUPTED, FleetOptions, batches, run_fleet
-from agent.hosts.base import Transport
+from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
 from agent.trust import TrustPolicy
 
@@ -87,6 +87,30 @@ def test_without_a_budget_every_batch_runs(tmp_path: Path) -> None:
     assert result.outcomes[0].status == "unreachable"
     assert all(o.status in ("changed", "unchanged") for o in result.outcomes[1:])
     assert result.stopped is None
+
+
+class TimesOutApplying(LocalTransport):
+    """The apply script runs (and writes), then the command times out before it ends."""
+
+    def run_script(self, script: str, *args: str, timeout: float | None = None) -> CommandResult:
+        result = super().run_script(script, *args, timeout=timeout)
+        if "stamp written" in script:  # the apply script, not the gather
+            raise CommandTimeout(f"{self.name}: command timed out after 5s", stdout=b"")
+        return result
+
+
+def test_a_timeout_during_the_apply_does_not_say_the_host_is_untouched(tmp_path: Path) -> None:
+    """It reported "failed" with the timeout alone, which reads as nothing changed; the script had
+    written daemon.json and reloaded."""
+    root = trees(tmp_path, ["h1"])["h1"]
+    result = run_fleet(["h1"], TimesOutApplying, POLICY, RunOptions(root=str(root)), FleetOptions(forks=1))
+    (outcome,) = result.outcomes
+    assert outcome.status == "failed"
+    assert outcome.error == (
+        "h1: command timed out after 5s during the apply: the host may have been changed part way; "
+        "see trust-agent verify"
+    )
+    assert "registry.test" in (root / "etc/docker/daemon.json").read_text()  # it was
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
