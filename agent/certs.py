@@ -149,7 +149,9 @@ def _check(info: CertificateInfo, number: int, now: datetime, allow_expired: boo
     if info.not_after < now:
         if not allow_expired:
             raise CertificateError(
-                f"{label} expired on {info.not_after:%Y-%m-%d}; engines would refuse it", origin
+                f"{label} expired on {info.not_after:%Y-%m-%d}: it can anchor no chain any more; remove "
+                "it from the bundle (or pass --allow-expired to install it anyway)",
+                origin,
             )
         warnings.append(f"{label} expired on {info.not_after:%Y-%m-%d}")
     elif info.not_after - now < EXPIRY_WARNING:
