@@ -9,7 +9,7 @@ the host trusts.
 Modules, one job each: ``watch`` (read the source), ``lastgood`` (the policy kept on disk),
 ``loop`` (cycles and scheduling), ``status`` (what the daemon knows, as values), ``report`` (status
 file and Prometheus metrics), ``timing`` (durations, back-off, jitter), ``notify`` (systemd
-sd_notify), ``logs`` (JSON lines), ``files`` (atomic writes), ``config`` (``--config FILE``), ``unit``
-(the systemd unit), ``install`` and ``wheelhouse`` (``daemon install``/``uninstall`` over SSH), ``cli``
-(the ``trust-agent daemon`` commands).
+sd_notify), ``logs`` (JSON lines), ``lock`` (one daemon per state directory), ``files`` (atomic
+writes), ``config`` (``--config FILE``), ``unit`` (the systemd unit), ``install`` and ``wheelhouse``
+(``daemon install``/``uninstall`` over SSH), ``cli`` (the ``trust-agent daemon`` commands).
 """

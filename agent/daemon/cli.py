@@ -27,7 +27,8 @@ from agent.cli_options import (
     stack,
 )
 from agent.daemon.config import load_config
-from agent.daemon.logs import LEVELS, EventLog
+from agent.daemon.lock import hold_daemon_lock
+from agent.daemon.logs import LEVELS, EventLog, writes_to_journal
 from agent.daemon.loop import Daemon, DaemonConfig, serve
 from agent.daemon.notify import Notifier
 from agent.daemon.status import DaemonStatus
@@ -40,6 +41,7 @@ from agent.daemon.unit import (
     UnitOptions,
     render_unit,
 )
+from agent.daemon.watch import internal_error
 from agent.engine.options import RunOptions
 from agent.errors import TrustAgentError, UsageError
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
@@ -174,8 +176,10 @@ def run_command(**kwargs: Any) -> None:
     # Children (sh, systemctl, dockerd --validate) need neither systemd's variables nor the token.
     for name in (*_SYSTEMD_VARIABLES, DTR_USER_ENV, DTR_TOKEN_ENV):
         os.environ.pop(name, None)
-    log = EventLog(sys.stdout, level=kwargs["log_level"])
-    status = run_daemon(config, environ=environ, notifier=notifier, log=log, once=kwargs["once"])
+    log = EventLog(sys.stdout, level=kwargs["log_level"], journal=writes_to_journal(sys.stdout, os.environ))
+    # Before anything is read or written: a second daemon must not touch the first one's state.
+    with hold_daemon_lock(config.state_dir):
+        status = run_daemon(config, environ=environ, notifier=notifier, log=log, once=kwargs["once"])
     if kwargs["once"]:
         sys.exit(0 if status is not None and status.healthy else 1)
     sys.exit(0 if status is not None else 1)
@@ -197,6 +201,7 @@ def build_config(kwargs: dict[str, Any]) -> DaemonConfig:
         env_overrides=bool(kwargs.get("env_overrides")),
         source_ca=kwargs.get("source_ca"),
         no_storage_ca=bool(kwargs.get("no_storage_ca")),
+        no_registry_ca=bool(kwargs.get("no_registry_ca")),
     )
     options = RunOptions(
         root=root or "",
@@ -247,6 +252,7 @@ def run_daemon(
     result: list[DaemonStatus] = []
 
     def work() -> None:
+        daemon: Daemon | None = None
         try:
             daemon = Daemon(config, environ=environ, log=log)
             log.event(
@@ -262,6 +268,8 @@ def run_daemon(
         except Exception as exc:  # report, then exit non-zero so systemd restarts the service
             log.event("error", "crashed", error=f"{type(exc).__name__}: {exc}")
             notifier.stopping(f"crashed: {type(exc).__name__}")
+            if daemon is not None:  # the status file is world-readable: where, not the message
+                daemon.stopped(error=f"crashed: {internal_error(exc)}")
 
     worker = threading.Thread(target=work, name="trust-agent-daemon", daemon=True)
     worker.start()

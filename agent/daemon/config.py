@@ -35,6 +35,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "registry_ca": ("registry_ca", "paths"),
     "allow_expired": ("allow_expired", "bool"),
     "no_storage_ca": ("no_storage_ca", "bool"),
+    "no_registry_ca": ("no_registry_ca", "bool"),
     "env_overrides": ("env_overrides", "bool"),
     "source_ca": ("source_ca", "path"),
     "interval": ("interval", "duration"),

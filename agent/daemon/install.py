@@ -45,6 +45,7 @@ from typing import Any, Literal
 import yaml
 
 from agent.daemon.lastgood import FILE_NAME as LAST_GOOD_FILE
+from agent.daemon.lock import FILE_NAME as DAEMON_LOCK_FILE
 from agent.daemon.report import METRICS_FIRST_LINE
 from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE, DEFAULT_PREFIX, UnitOptions, render_unit
 from agent.daemon.wheelhouse import PROBE_PYTHON, WheelhouseCache, parse_probe
@@ -190,6 +191,8 @@ def build_bundle(
         config["registry_ca"] = registry_ca
     if inputs.no_storage_ca:
         config["no_storage_ca"] = True
+    if inputs.no_registry_ca:
+        config["no_registry_ca"] = True
     config.update(
         allow_expired=inputs.allow_expired,
         interval=daemon.interval,
@@ -364,11 +367,19 @@ if [ -f {MANIFEST} ] && [ -f "{stage}{MANIFEST}" ]; then
     {OPT_DIR}/venv/bin/python -c {q(_STALE_STATE_FILES)} {MANIFEST} "{stage}{MANIFEST}" 2>/dev/null |
     while IFS= read -r f; do {METRICS_OURS} && rm -f "$f" || true; done
 fi
+# The source files the last install put there (read before its manifest is replaced): only those may
+# go; a file configuration management keeps in {SOURCE_DIR} is not ours to remove.
+installed=""
+if [ -f {MANIFEST} ]; then
+    installed=$({OPT_DIR}/venv/bin/python -c {q(_INSTALLED_SOURCE_FILES)} {MANIFEST} {SOURCE_DIR}/ 2>/dev/null || true)
+fi
 {moves}
-for f in {SOURCE_DIR}/* {SOURCE_DIR}/.[!.]*; do
-    [ -e "$f" ] || continue
-    case " {keep} " in *" $f "*) ;; *) rm -rf "$f"; reload=yes ;; esac
-done
+while IFS= read -r f; do
+    [ -n "$f" ] && [ -f "$f" ] || continue
+    case " {keep} " in *" $f "*) ;; *) rm -f "$f"; reload=yes ;; esac
+done <<EOF
+$installed
+EOF
 {"" if env_kept else f"if [ -e {DEFAULT_ENV_FILE} ]; then rm -f {DEFAULT_ENV_FILE}; restart=yes; fi"}
 rm -rf {stage}
 systemctl daemon-reload
@@ -421,6 +432,12 @@ _STALE_STATE_FILES = (
     "print(''.join(f + '\\n' for f in old if f not in new and f.startswith('/')), end='')"
 )
 
+# The files under the source directory that the installed manifest (argv[1]) lists, a line each.
+_INSTALLED_SOURCE_FILES = (
+    "import json, sys; files = json.load(open(sys.argv[1])).get('config_files', []); "
+    "print(''.join(f + '\\n' for f in files if isinstance(f, str) and f.startswith(sys.argv[2]) and '/../' not in f), end='')"
+)
+
 # Shell: "$f" is absent, or a file whose first line is one the daemon writes first (agent.daemon.report).
 METRICS_OURS = f'{{ [ ! -s "$f" ] || head -n 1 "$f" | grep -q "^{METRICS_FIRST_LINE.decode()}"; }}'
 
@@ -447,7 +464,7 @@ had=no
 rm -f {UNIT_PATH}
 rm -rf {OPT_DIR}
 {config}
-rm -f {STATE_DIR}/{LAST_GOOD_FILE} {STATUS_FILE}
+rm -f {STATE_DIR}/{LAST_GOOD_FILE} {STATE_DIR}/{DAEMON_LOCK_FILE} {STATUS_FILE}
 # A metrics file elsewhere goes only if it still holds trust-agent's metrics (it may be a person's now).
 for f in {extra}; do
     {METRICS_OURS} && rm -f "$f" || true

@@ -6,8 +6,9 @@ The host is reconciled every interval even when the source did not change, which
 drift (a deleted CA file, an edited entry). A source fault never removes trust: the policy in force
 stays the last good one, and the source is retried with exponential back-off.
 
-``Daemon.cycle`` takes no decisions about time beyond reading its clock, so tests drive it with a
-fake clock; ``serve`` adds the sleeping, signals and systemd notifications.
+``Daemon.cycle`` takes no decisions about time beyond reading its clocks (the monotonic one for the
+schedule, the wall clock for timestamps), so tests drive it with fake clocks; ``serve`` adds the
+sleeping, signals and systemd notifications.
 """
 
 from __future__ import annotations
@@ -58,18 +59,21 @@ class Daemon:
         environ: Mapping[str, str] | None = None,
         log: EventLog | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         draw: Callable[[], float] = random.random,
     ) -> None:
+        """``clock`` (the wall clock) dates what people read: status, logs, backups. ``monotonic``
+        schedules: a wall clock stepped back an hour must not stop polling for an hour."""
         self.config = config
         self._transport = transport or LocalTransport(config.options.root or "localhost")
         self._watcher = SourceWatcher(config.inputs, os.environ if environ is None else environ)
         self._store = LastGoodStore(config.state_dir)
         self._log = log or EventLog()
         self._clock = clock
+        self._monotonic = monotonic
         self._draw = draw
         now = clock()
-        self._next_poll = now
-        self._next_reconcile = now
+        self._next_poll = self._next_reconcile = monotonic()  # both on the monotonic clock
         # A host that failed on a policy is retried at the backoff's pace, not every interval: a reload
         # dockerd refuses would otherwise be tried (and rolled back, with a new backup) every cycle.
         self._host_failures = 0
@@ -86,29 +90,42 @@ class Daemon:
 
     def due_in(self) -> float:
         """Seconds until the next cycle is due (0 when it is due now)."""
-        return max(0.0, min(self._next_poll, self._next_reconcile) - self._clock())
+        return max(0.0, min(self._next_poll, self._next_reconcile) - self._monotonic())
 
     # --- one cycle ------------------------------------------------------------------------------
 
     def cycle(self, *, force_poll: bool = False) -> DaemonStatus:
-        now = self._clock()
+        now, tick = self._clock(), self._monotonic()
         status = self.status
         source_error: str | None = None
-        if force_poll or now >= self._next_poll:
-            status, source_error = self._poll(status, now)
+        if force_poll or tick >= self._next_poll:
+            status, source_error = self._poll(status, now, tick)
         elif status.source.state == "error":
             source_error = status.source.last_error  # still at fault: backing off
 
         outcome: HostOutcome | None = None
         fingerprint = status.policy.policy.fingerprint() if status.policy is not None else None
-        waiting = not force_poll and fingerprint == self._failed_fingerprint and now < self._next_reconcile
+        waiting = not force_poll and fingerprint == self._failed_fingerprint and tick < self._next_reconcile
         if status.policy is not None and not waiting:
             options = replace(self.config.options, backup_stamp=new_backup_stamp(now))
             try:
                 outcome = reconcile(self._transport, status.policy.policy, options)
             except Exception as exc:  # reconcile maps host faults itself; this is a bug, kept to one cycle
                 outcome = HostOutcome(self._transport.name, "failed", error=internal_error(exc))
-        if outcome is not None and outcome.status not in ("unchanged", "changed"):
+        busy = False
+        if outcome is not None and host_busy(outcome):
+            # Another run (a rollout, say) holds the host's lock: nothing is wrong with the host, and it
+            # is tried again at the normal pace; the last outcome stands meanwhile.
+            self._log.event(
+                "info",
+                "host_busy",
+                message="another trust-agent run holds the lock; retrying at the next interval",
+                detail=outcome.error,
+                retry_in_seconds=self.config.interval,
+            )
+            outcome, busy = None, True
+            delay = self.config.interval
+        elif outcome is not None and outcome.status not in ("unchanged", "changed"):
             self._host_failures += 1
             self._failed_fingerprint = fingerprint
             delay = backoff_delay(self._host_failures, self.config.interval, self.config.max_backoff)
@@ -116,20 +133,21 @@ class Daemon:
             self._host_failures, self._failed_fingerprint = 0, None
             delay = self.config.interval
         else:
-            delay = self._next_reconcile - now  # still waiting: the time set at the last failure stands
-        self._next_reconcile = now + delay
-        status = self._settle(status, outcome, source_error, now, waited=waiting)
+            delay = self._next_reconcile - tick  # still waiting: the time set at the last failure stands
+        self._next_reconcile = tick + delay
+        status = self._settle(status, outcome, source_error, now, tick, waited=waiting or busy)
         self.status = status
         self._publish(status)
         return status
 
-    def _poll(self, status: DaemonStatus, now: float) -> tuple[DaemonStatus, str | None]:
+    def _poll(self, status: DaemonStatus, now: float, tick: float) -> tuple[DaemonStatus, str | None]:
         poll = self._watcher.poll()
         source = status.source
         if poll.state == "error" or poll.policy is None:
             failures = source.consecutive_failures + 1
             delay = backoff_delay(failures, self.config.interval, self.config.max_backoff)
-            self._next_poll = now + jittered(delay, self.config.jitter, self._draw())
+            wait = jittered(delay, self.config.jitter, self._draw())
+            self._next_poll = tick + wait
             source = replace(
                 source,
                 state="error",
@@ -137,7 +155,7 @@ class Daemon:
                 last_error=poll.error,
                 consecutive_failures=failures,
                 errors_total=source.errors_total + 1,
-                next_poll=self._next_poll,
+                next_poll=now + wait,
                 retry_in=delay,
             )
             self._log.event(
@@ -150,7 +168,8 @@ class Daemon:
                 keeping=status.policy.policy.fingerprint() if status.policy else None,
             )
             return replace(status, source=source), poll.error
-        self._next_poll = now + jittered(self.config.interval, self.config.jitter, self._draw())
+        wait = jittered(self.config.interval, self.config.jitter, self._draw())
+        self._next_poll = tick + wait
         if source.consecutive_failures:
             self._log.event(
                 "info", "source_recovered", source=source.spec, after_failures=source.consecutive_failures
@@ -161,7 +180,7 @@ class Daemon:
             last_poll=now,
             last_ok=now,
             consecutive_failures=0,
-            next_poll=self._next_poll,
+            next_poll=now + wait,
             retry_in=None,
         )
         return self._adopt(replace(status, source=source), poll, now), None
@@ -207,15 +226,19 @@ class Daemon:
         outcome: HostOutcome | None,
         source_error: str | None,
         now: float,
+        tick: float,
         *,
         waited: bool = False,
     ) -> DaemonStatus:
-        # ``waited``: the host was not reconciled (backing off after a failure): its last outcome stands.
+        # ``waited``: the host was not reconciled (backing off after a failure, or another run held its
+        # lock): its last outcome stands.
         summary = _summary(outcome) if outcome is not None else status.outcome if waited else None
         converged = summary is not None and summary.status in ("unchanged", "changed")
         apply_error = summary.error if summary is not None and not converged else None
         state: State
-        if status.policy is None or not converged:
+        if status.policy is not None and summary is None:
+            state = status.state  # never reconciled yet (its lock was held): nothing is known to be wrong
+        elif status.policy is None or not converged:
             state = "failing"
         elif source_error is not None:
             state = "degraded"
@@ -230,11 +253,11 @@ class Daemon:
             state=state,
             cycles=status.cycles + 1,
             last_run=now,
-            last_success=now if state == "ok" else status.last_success,
+            last_success=now if state == "ok" and not waited else status.last_success,
             last_change=now if changed else status.last_change,
             last_error=error if error else status.last_error,
             last_error_at=now if error else status.last_error_at,
-            consecutive_failures=0 if state == "ok" else status.consecutive_failures + 1,
+            consecutive_failures=0 if state in ("ok", "starting") else status.consecutive_failures + 1,
             changes_total=status.changes_total + changed,
             apply_errors_total=status.apply_errors_total
             + (not waited and summary is not None and not converged),
@@ -253,9 +276,31 @@ class Daemon:
             files=list(summary.files) if summary else [],
             error=error,
             consecutive_failures=settled.consecutive_failures,
-            host_retry_in=round(self._next_reconcile - now, 3) if self._failed_fingerprint else None,
+            host_retry_in=round(self._next_reconcile - tick, 3) if self._failed_fingerprint else None,
         )
+        self._log_warnings(status.outcome, settled.outcome)
         return settled
+
+    def _log_warnings(self, before: OutcomeSummary | None, after: OutcomeSummary | None) -> None:
+        # Once when they change, not every cycle: the same warning every interval would drown the journal.
+        old = before.warnings if before is not None else ()
+        new = after.warnings if after is not None else ()
+        if new == old:
+            return
+        if new:
+            self._log.event("warning", "host_warnings", warnings=list(new), count=len(new))
+        else:
+            self._log.event("info", "host_warnings_cleared", previous=list(old))
+
+    def stopped(self, error: str | None = None) -> DaemonStatus:
+        """Publish, on the way out, that nothing keeps the host converged any more: the status file and
+        the metrics must not go on saying ok/up after the daemon is gone. ``error``: why it crashed."""
+        status = replace(self.status, state="stopped")
+        if error is not None:
+            status = replace(status, last_error=error, last_error_at=self._clock())
+        self.status = status
+        self._publish(status)
+        return status
 
     def _publish(self, status: DaemonStatus) -> None:
         for path, write in (
@@ -280,6 +325,19 @@ class Daemon:
             return
         if last is None:
             return
+        if last.source != self.status.source.spec:
+            # Kept by a daemon on another source (one run by hand, say): that policy was never this
+            # source's, and restoring it could bring back trust (a skip-TLS entry) no one asked for.
+            self._log.event(
+                "warning",
+                "policy_not_restored",
+                reason="kept for another source",
+                kept_source=last.source,
+                source=self.status.source.spec,
+                fingerprint=last.policy.fingerprint(),
+                path=str(self._store.path),
+            )
+            return
         self.status = replace(self.status, policy=last)
         self._log.event(
             "info",
@@ -289,6 +347,16 @@ class Daemon:
             saved_at=last.saved_at,
             path=str(self._store.path),
         )
+
+
+# What the apply script says when it exits 75 (``EXIT_BUSY``: ``flock -n`` on the host's lock failed);
+# reconcile reports that HostBusyError as a "failed" outcome with this message.
+_HOST_BUSY = "another trust-agent run holds "
+
+
+def host_busy(outcome: HostOutcome) -> bool:
+    """Whether the host was not reconciled because another run held its lock: no fault of the host."""
+    return outcome.status == "failed" and outcome.error is not None and outcome.error.startswith(_HOST_BUSY)
 
 
 def _summary(outcome: HostOutcome) -> OutcomeSummary:
@@ -301,6 +369,7 @@ def _summary(outcome: HostOutcome) -> OutcomeSummary:
         error=outcome.error,
         files=files,
         verified=outcome.verified,
+        warnings=outcome.warnings,
     )
 
 
@@ -309,6 +378,9 @@ def status_line(status: DaemonStatus) -> str:
     policy = status.policy.policy.fingerprint() if status.policy else "none"
     host = status.outcome.status if status.outcome else "not reconciled"
     text = f"{status.state}: policy {policy}, host {host}, source {status.source.state}"
+    if status.all_warnings:
+        count = len(status.all_warnings)
+        text += f", {count} warning{'s' if count > 1 else ''} (see status.json)"
     if status.state != "ok" and status.last_error:
         text += f" ({status.last_error})"
     return text[:400]
@@ -346,6 +418,8 @@ def serve(
             break
         _sleep(daemon.due_in(), stop=stop, reread=reread, wake=wake, notifier=notify, monotonic=monotonic)
     notify.stopping(f"stopping: {status_line(status)}")
+    if not once:  # --once reports its one cycle, for a timer or a script to read afterwards
+        daemon.stopped()
     return status
 
 

@@ -58,6 +58,7 @@ def status_document(status: DaemonStatus) -> dict[str, Any]:
             "error": outcome.error,
             "files": list(outcome.files),
             "verified": list(outcome.verified),
+            "warnings": list(outcome.warnings),
         },
         "source": {
             "spec": source.spec,
@@ -70,7 +71,7 @@ def status_document(status: DaemonStatus) -> dict[str, Any]:
             "next_poll": _iso(source.next_poll),
             "retry_in_seconds": source.retry_in,
         },
-        "warnings": list(status.warnings),
+        "warnings": list(status.all_warnings),
     }
 
 
@@ -120,6 +121,12 @@ def metrics_text(status: DaemonStatus) -> str:
         "gauge",
         "When the agent last changed the host's files (0: not since start).",
         status.last_change or 0,
+    )
+    metric(
+        "trust_agent_warnings",
+        "gauge",
+        "Warnings in force: the last reconcile's and the daemon's own (status.json lists them).",
+        len(status.all_warnings),
     )
     metric("trust_agent_cycles_total", "counter", "Cycles run since start.", status.cycles)
     metric(

@@ -9,7 +9,8 @@ from agent.daemon.lastgood import LastGood
 
 # ok: source read, host converged. degraded: source at fault, host converged on the last good policy.
 # failing: the host is not converged (apply failed) or there is no policy to converge on yet.
-State = Literal["starting", "ok", "degraded", "failing"]
+# stopped: the daemon exited (or crashed): nothing keeps the host converged until it runs again.
+State = Literal["starting", "ok", "degraded", "failing", "stopped"]
 SourceState = Literal["not-polled", "read", "unchanged", "error"]
 
 
@@ -35,6 +36,7 @@ class OutcomeSummary:
     error: str | None = None
     files: tuple[str, ...] = ()  # paths changed (or that would change) on the host
     verified: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # the engine's: a change not loaded yet, an entry left alone
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class DaemonStatus:
     apply_errors_total: int = 0
     policy: LastGood | None = None
     outcome: OutcomeSummary | None = None
-    warnings: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())  # the daemon's own (its state could not be kept)
 
     @property
     def healthy(self) -> bool:
@@ -65,3 +67,9 @@ class DaemonStatus:
     @property
     def converged(self) -> bool:
         return self.outcome is not None and self.outcome.status in ("unchanged", "changed")
+
+    @property
+    def all_warnings(self) -> tuple[str, ...]:
+        """The daemon's own warnings and the last reconcile's, each once."""
+        engine = self.outcome.warnings if self.outcome is not None else ()
+        return tuple(dict.fromkeys((*self.warnings, *engine)))

@@ -8,6 +8,8 @@ Choices, each for a reason:
   default leaves room for the slowest one (a dockerd restart with verification and a roll-back).
 - ``KillMode=mixed``: SIGTERM goes to the daemon alone, so an apply in progress (a child ``sh``)
   finishes before the daemon exits, instead of being killed half way.
+- ``SyslogLevelPrefix=yes`` (systemd's default, written out because the logs depend on it): each
+  log line's ``<N>`` prefix sets its priority in the journal, so errors and warnings show as such.
 - Credentials come from the 0600 config file or ``EnvironmentFile=``, never from ``ExecStart``,
   which any local user can read.
 """
@@ -72,6 +74,7 @@ WatchdogSec={options.watchdog_seconds}s
 TimeoutStartSec={options.start_timeout_seconds}s
 TimeoutStopSec={options.stop_timeout_seconds}s
 KillMode=mixed
+SyslogLevelPrefix=yes
 StateDirectory=trust-agent
 UMask=0022
 NoNewPrivileges=yes

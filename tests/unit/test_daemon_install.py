@@ -17,7 +17,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from agent.daemon.cli import daemon_group
+from agent.daemon.cli import build_config, daemon_group
 from agent.daemon.config import load_config
 from agent.daemon.install import (
     HOST_SOURCE,
@@ -129,6 +129,21 @@ def test_host_source_keeps_what_engines_depend_on() -> None:
 
 def load_source_text(data: bytes) -> RegistrySettings:
     return parse_distribution(data.decode(), "copy.yml")
+
+
+def test_no_registry_ca_and_no_storage_ca_reach_the_hosts_daemon(tmp_path: Path) -> None:
+    """Without them in daemon.yml, the daemon would keep (and fail on) the CA the person removed."""
+    inputs = PolicyInputs(
+        source=str(FIXTURES / "registry-minio.yml"), no_storage_ca=True, no_registry_ca=True
+    )
+    settings, policy = resolve_policy(inputs)
+    bundle = build_bundle(inputs, settings, policy, DaemonSettings(interval="5s"), environ={})
+    _materialise(bundle, tmp_path / "host")
+    defaults = load_config(str(tmp_path / "host" / DEFAULT_CONFIG.lstrip("/"))).defaults
+    assert defaults["no_storage_ca"] is True and defaults["no_registry_ca"] is True
+    (tmp_path / "tree").mkdir()
+    daemon_inputs = build_config({**defaults, "root": str(tmp_path / "tree")}).inputs
+    assert daemon_inputs.no_storage_ca and daemon_inputs.no_registry_ca
 
 
 def test_bundle_files_modes_and_daemon_options(tmp_path: Path) -> None:
@@ -353,3 +368,59 @@ def test_the_probe_refuses_a_foreign_metrics_file_before_anything_is_installed(t
     assert run(probe_script("python3", str(theirs))).stdout.decode() == "metrics=foreign\n"
     for fine in (ours, tmp_path / "absent.prom"):
         assert "metrics=foreign" not in run(probe_script("python3", str(fine))).stdout.decode()
+
+
+def test_a_new_install_removes_only_the_source_files_the_last_one_put_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rm -rf` took every file in /etc/trust-agent/source/ it was not installing now, a file that
+    configuration management keeps there too."""
+    import agent.daemon.install as install
+
+    etc = tmp_path / "etc/trust-agent"
+    paths = {
+        "CONFIG_DIR": str(etc),
+        "SOURCE_DIR": str(etc / "source"),
+        "MANIFEST": str(etc / "install.json"),
+        "DEFAULT_CONFIG": str(etc / "daemon.yml"),
+        "DEFAULT_ENV_FILE": str(etc / "daemon.env"),
+        "UNIT_PATH": str(tmp_path / "trust-agent.service"),
+        "OPT_DIR": str(tmp_path / "opt"),
+    }
+    for name, value in paths.items():
+        monkeypatch.setattr(install, name, value)
+    (tmp_path / "opt/venv/bin").mkdir(parents=True)
+    (tmp_path / "opt/venv/bin/python").symlink_to(sys.executable)
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "systemctl").write_text('#!/bin/sh\n[ "$1" != is-active ]\n')  # "not active", else fine
+    (fake_bin / "systemctl").chmod(0o755)
+    cas = []
+    for number in (1, 2):
+        cas.append(tmp_path / f"ca{number}.pem")
+        cas[-1].write_bytes(make_ca(f"Storage CA {number}")[0])
+
+    def install_with(*storage_ca: Path) -> None:
+        inputs = PolicyInputs(
+            source=str(FIXTURES / "registry-minio.yml"), storage_ca=tuple(map(str, storage_ca))
+        )
+        settings, policy = resolve_policy(inputs)
+        bundle = build_bundle(inputs, settings, policy, DaemonSettings(), environ={})
+        placed = subprocess.run(
+            ["sh", "-c", config_script(bundle, venv_changed=False)],
+            input=files_tar(bundle.files),
+            env={**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert placed.returncode == 0, placed.stderr.decode()
+
+    install_with(*cas)
+    source = etc / "source"
+    assert (source / "storage-ca-2.pem").exists()
+    (source / "kept-by-cm.pem").write_text("configuration management's\n")
+    install_with(cas[0])
+    assert not (source / "storage-ca-2.pem").exists()  # the last install's, no longer wanted
+    assert (source / "storage-ca-1.pem").read_bytes() == cas[0].read_bytes()
+    assert (source / "kept-by-cm.pem").read_text() == "configuration management's\n"

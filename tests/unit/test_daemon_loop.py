@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import itertools
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from agent.daemon.lastgood import FILE_NAME, LastGoodStore
-from agent.daemon.logs import EventLog
-from agent.daemon.loop import Daemon, DaemonConfig, _summary
+from agent.daemon.logs import EventLog, iso
+from agent.daemon.loop import Daemon, DaemonConfig, _summary, serve
+from agent.daemon.notify import Notifier
 from agent.engine.options import RunOptions
 from agent.inputs import PolicyInputs
 from agent.outcome import HostOutcome
@@ -70,7 +73,8 @@ class Host:
         self.status_file = tmp_path / "status.json"
         self.metrics_file = tmp_path / "metrics.prom"
         self.logs = io.StringIO()
-        self.clock = Clock()
+        self.clock = Clock()  # the wall clock: timestamps
+        self.monotonic = Clock(5_000.0)  # the schedule's clock: seconds since boot, say
 
     @property
     def ca_file(self) -> Path:
@@ -95,6 +99,7 @@ class Host:
             environ={},
             log=EventLog(self.logs, level="debug", clock=self.clock),
             clock=self.clock,
+            monotonic=self.monotonic,
             draw=lambda: 0.5,
         )
 
@@ -106,7 +111,9 @@ class Host:
         return dict(line.rsplit(" ", 1) for line in lines)
 
     def next_cycle(self, daemon: Daemon) -> None:
-        self.clock.now += daemon.due_in()
+        wait = daemon.due_in()
+        self.clock.now += wait
+        self.monotonic.now += wait
         daemon.cycle()
 
 
@@ -247,6 +254,45 @@ def test_a_restarted_daemon_uses_the_persisted_policy_while_the_source_is_missin
     assert "policy_restored" in host.logs.getvalue()
 
 
+def test_a_policy_kept_for_another_source_is_not_restored(host: Host) -> None:
+    """A daemon run by hand on another (skip-TLS) source left its policy in the service's state dir."""
+    other = host.source.with_name("other.yml")
+    other.write_text(source_text(skipverify=True))
+    host.daemon(inputs=PolicyInputs(source=str(other))).cycle()
+    assert LastGoodStore(host.state_dir).load().policy.insecure  # type: ignore[union-attr]
+    host.source.unlink()  # the service's own source is down: only a kept policy could apply
+
+    daemon = host.daemon()
+    assert daemon.status.policy is None
+    records = [json.loads(line) for line in host.logs.getvalue().splitlines()]
+    refused = [r for r in records if r["event"] == "policy_not_restored"]
+    assert refused and refused[0]["level"] == "warning" and refused[0]["kept_source"] == str(other)
+    status = daemon.cycle()
+    assert status.state == "failing" and status.outcome is None
+
+
+def test_the_engines_warnings_reach_status_metrics_and_the_log_once(host: Host) -> None:
+    """The daemon said ok, healthy, "warnings": [] while the host kept a skip-TLS entry of a person's."""
+    daemon_json = host.root / "etc/docker/daemon.json"
+    daemon_json.write_text(json.dumps({"insecure-registries": [REGISTRY]}) + "\n")
+    daemon = host.daemon()
+    daemon.cycle()
+    host.next_cycle(daemon)
+    doc = host.status()
+    assert len(doc["warnings"]) == 1 and "stays in insecure-registries" in doc["warnings"][0]  # type: ignore[index,arg-type]
+    assert doc["outcome"]["warnings"] == doc["warnings"]  # type: ignore[index]
+    assert host.metrics()["trust_agent_warnings"] == "1"
+    records = [json.loads(line) for line in host.logs.getvalue().splitlines()]
+    warned = [r for r in records if r["event"] == "host_warnings"]
+    assert [r["level"] for r in warned] == ["warning"]  # once, not every cycle
+    assert warned[0]["warnings"] == doc["warnings"]
+
+    daemon_json.write_text('{"debug": true}\n')  # the person takes it out
+    host.next_cycle(daemon)
+    assert host.status()["warnings"] == [] and host.metrics()["trust_agent_warnings"] == "0"
+    assert '"event": "host_warnings_cleared"' in host.logs.getvalue()
+
+
 def test_without_any_good_policy_nothing_on_the_host_is_touched(host: Host) -> None:
     host.source.write_text("not: [valid\n")
     ca_dir = host.root / "etc/docker/certs.d" / REGISTRY
@@ -366,3 +412,123 @@ def test_a_host_that_keeps_failing_is_retried_at_the_backoffs_pace_and_at_once_o
     before = len(tried)
     daemon.cycle(force_poll=True)  # SIGHUP: the person says the host is fixed
     assert len(tried) == before + 1
+
+
+def test_a_wall_clock_stepped_back_does_not_stop_the_schedule(host: Host) -> None:
+    """Scheduled on the wall clock, a step back of an hour (NTP, a person) meant no poll for an hour."""
+    daemon = host.daemon()
+    daemon.cycle()
+    host.clock.now -= 3600
+    assert daemon.due_in() == host.config().interval
+    host.source.write_text(source_text(skipverify=True))
+    host.next_cycle(daemon)
+    assert daemon.status.cycles == 2 and daemon.status.policy is not None
+    assert daemon.status.policy.policy.insecure  # the source was read one interval on
+    # What people read stays on the wall clock.
+    assert host.status()["source"]["next_poll"] == iso(host.clock.now + host.config().interval)  # type: ignore[index]
+    assert host.status()["last_run"] == iso(host.clock.now)
+
+
+def test_a_host_lock_held_by_another_run_is_retried_every_interval_and_is_no_failure(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The apply script's exit 75 (another run holds the host's lock) made the daemon "failing" and
+    back off 1, 2, 4... intervals, as if the host were broken."""
+    import agent.daemon.loop as loop
+
+    tried: list[float] = []
+
+    def counted(*args: object, **kwargs: object) -> HostOutcome:
+        tried.append(host.monotonic.now)
+        return reconcile(*args, **kwargs)  # type: ignore[arg-type]
+
+    reconcile = loop.reconcile
+    monkeypatch.setattr(loop, "reconcile", counted)
+    daemon = host.daemon()
+    daemon.cycle()
+    assert daemon.status.state == "ok"
+    installed = host.ca_file.read_bytes()
+    host.ca_file.unlink()  # drift, to be repaired while a rollout holds the lock
+
+    lock_file = host.root / "var/lib/trust-agent/lock"
+    with open(lock_file, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for _ in range(4):
+            host.next_cycle(daemon)
+            assert daemon.status.state == "ok" and daemon.status.consecutive_failures == 0
+        assert not host.ca_file.exists()
+    interval = host.config().interval
+    assert [b - a for a, b in itertools.pairwise(tried)] == [interval] * 4  # no back-off
+    assert daemon.status.apply_errors_total == 0
+    records = [json.loads(line) for line in host.logs.getvalue().splitlines()]
+    busy = [r for r in records if r["event"] == "host_busy"]
+    assert len(busy) == 4 and {r["level"] for r in busy} == {"info"}
+    assert busy[0]["message"] == "another trust-agent run holds the lock; retrying at the next interval"
+    assert not [r for r in records if r["level"] == "error"]
+
+    host.next_cycle(daemon)  # the other run is done
+    assert host.ca_file.read_bytes() == installed and daemon.status.changes_total == 2
+
+
+def test_a_first_cycle_on_a_locked_host_is_not_failing(host: Host) -> None:
+    (host.root / "var/lib/trust-agent").mkdir(parents=True)
+    with open(host.root / "var/lib/trust-agent/lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        daemon = host.daemon()
+        status = daemon.cycle()
+    assert status.state == "starting" and status.outcome is None and status.last_error is None
+    assert daemon.due_in() == host.config().interval
+    host.next_cycle(daemon)
+    assert daemon.status.state == "ok" and host.ca_file.exists()
+
+
+class StopWhenReady(Notifier):
+    """Stands in for SIGTERM right after the first cycle."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        object.__setattr__(self, "stop_event", stop)
+
+    def ready(self, status: str) -> bool:
+        self.stop_event.set()  # type: ignore[attr-defined]
+        return False
+
+
+def test_a_stopped_daemon_no_longer_reports_up(host: Host) -> None:
+    """After SIGTERM the status file said "ok" and the metrics "trust_agent_up 1" for ever."""
+    stop = threading.Event()
+    daemon = host.daemon()
+    last = serve(
+        daemon, stop=stop, reread=threading.Event(), wake=threading.Event(), notifier=StopWhenReady(stop)
+    )
+    assert last.state == "ok"  # the last cycle's, for the exit code
+    assert host.status()["state"] == "stopped" and host.status()["healthy"] is False
+    assert host.metrics()["trust_agent_up"] == "0"
+    assert host.status()["cycles"] == 1
+
+
+def test_a_once_run_keeps_its_cycles_result(host: Host) -> None:
+    events = [threading.Event() for _ in range(3)]
+    serve(host.daemon(), stop=events[0], reread=events[1], wake=events[2], once=True)
+    assert host.status()["state"] == "ok" and host.metrics()["trust_agent_up"] == "1"
+
+
+def test_a_crashed_daemon_no_longer_reports_up(host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.daemon.cli import run_daemon
+
+    real = Daemon.cycle
+
+    def crashes_the_second_time(self: Daemon, **kwargs: bool) -> object:
+        if self.status.cycles:
+            raise RuntimeError(SECRET)
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(Daemon, "cycle", crashes_the_second_time)
+    config = host.config(interval=0.01)
+    log = EventLog(host.logs)
+    assert run_daemon(config, environ={}, notifier=Notifier(), log=log, once=False) is None
+    doc = host.status()
+    assert doc["state"] == "stopped" and doc["cycles"] == 1
+    assert str(doc["last_error"]).startswith("crashed: internal error: RuntimeError at ")
+    assert SECRET not in host.status_file.read_text()
+    assert host.metrics()["trust_agent_up"] == "0"

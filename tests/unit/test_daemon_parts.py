@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -13,6 +14,8 @@ import pytest
 from agent.certs import parse_bundle
 from agent.daemon.config import load_config
 from agent.daemon.lastgood import LastGood, LastGoodStore, StateError, policy_from_json, policy_to_json
+from agent.daemon.lock import DaemonLockError, hold_daemon_lock
+from agent.daemon.logs import EventLog, writes_to_journal
 from agent.daemon.notify import Notifier
 from agent.daemon.report import metrics_text, status_document, write_metrics
 from agent.daemon.status import DaemonStatus, SourceStatus
@@ -189,6 +192,39 @@ def test_an_expired_kept_ca_is_still_kept() -> None:
     assert policy_from_json(policy_to_json(kept)).fingerprint() == kept.fingerprint()
 
 
+def test_one_daemon_lock_per_state_dir_names_its_holder(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with hold_daemon_lock(state) as path:
+        assert path == state / "daemon.lock" and path.stat().st_mode & 0o777 == 0o600
+        # flock conflicts between two opens even in one process: the second daemon's view.
+        with pytest.raises(DaemonLockError) as refused, hold_daemon_lock(state):
+            pass
+        assert str(refused.value) == (
+            f"{path}: held by another trust-agent daemon (pid {os.getpid()}): one daemon per state directory"
+        )
+        assert refused.value.exit_code == 2
+    with hold_daemon_lock(state):  # released with the first
+        pass
+
+
+def test_log_lines_carry_their_journal_priority_only_where_stdout_is_the_journal(tmp_path: Path) -> None:
+    """journald filed every line at info: `journalctl -p warning` never showed the daemon's errors."""
+    with open(tmp_path / "journal", "w+") as stream:
+        info = os.fstat(stream.fileno())
+        assert writes_to_journal(stream, {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"})
+        assert not writes_to_journal(stream, {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino + 1}"})
+        assert not writes_to_journal(stream, {})
+        log = EventLog(stream, level="debug", journal=True)
+        for level in ("error", "warning", "info", "debug"):
+            log.event(level, "e")
+        stream.seek(0)
+        assert [line[:3] for line in stream.read().splitlines()] == ["<3>", "<4>", "<6>", "<7>"]
+    plain = io.StringIO()
+    assert not writes_to_journal(plain, {"JOURNAL_STREAM": "1:2"})
+    EventLog(plain).event("error", "e")
+    assert plain.getvalue().startswith("{")
+
+
 # --- config file ---------------------------------------------------------------------------------
 
 
@@ -248,6 +284,7 @@ def test_unit_file() -> None:
     assert "ExecStart='/opt/ta venv/bin/trust-agent' daemon run --config /etc/trust-agent/daemon.yml" in lines
     assert "EnvironmentFile=-/etc/trust-agent/daemon.env" in lines
     assert "EnvironmentFile" not in render_unit(UnitOptions(env_file=None))
+    assert "SyslogLevelPrefix=yes" in lines  # the logs' <N> prefixes set the journal's priority
 
 
 def test_unit_file_escapes_systemd_specifiers_in_paths() -> None:

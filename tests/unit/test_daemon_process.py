@@ -112,7 +112,7 @@ def test_ready_after_the_first_cycle_and_sigterm_exits_cleanly(
     assert stopping
     events = [r["event"] for r in records]
     assert events[0] == "start" and events[-1] == "stop" and "signal" in events
-    assert setup.status()["cycles"] == 1
+    assert setup.status()["cycles"] == 1 and setup.status()["state"] == "stopped"
 
 
 def test_sighup_rereads_the_source_at_once(setup: Setup) -> None:
@@ -130,6 +130,31 @@ def test_sighup_rereads_the_source_at_once(setup: Setup) -> None:
         assert status["policy"]["fingerprint"] != first  # type: ignore[index]
         assert status["policy"]["insecure"] is True  # type: ignore[index]
         assert status["cycles"] == 2  # the one-hour interval did not pass: the signal did it
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        code, _ = finish(proc)
+    assert code == 0
+
+
+def test_a_second_daemon_on_the_same_state_dir_is_refused(setup: Setup) -> None:
+    """A daemon run by hand beside the service wrote its own policy as the service's last good one."""
+    proc = setup.start("--interval", "1h")
+    try:
+        deadline = time.monotonic() + WAIT
+        while not setup.status_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        kept = setup.root / "var/lib/trust-agent/daemon-last-good.json"
+        before = kept.read_bytes()
+        setup.source.write_text(source_text(skipverify=True))
+        second = subprocess.run(
+            setup.args("--once"), cwd=REPO, capture_output=True, timeout=WAIT, check=False
+        )
+        assert second.returncode == 2
+        assert second.stderr.decode().splitlines() == [
+            f"trust-agent: error: {setup.root}/var/lib/trust-agent/daemon.lock: held by another "
+            f"trust-agent daemon (pid {proc.pid}): one daemon per state directory"
+        ]
+        assert kept.read_bytes() == before
         proc.send_signal(signal.SIGTERM)
     finally:
         code, _ = finish(proc)
@@ -172,6 +197,23 @@ def test_once_exit_codes_and_the_config_file(setup: Setup) -> None:
         [*base, "--root", str(setup.tmp / "nope")], cwd=REPO, capture_output=True, timeout=WAIT, check=False
     )
     assert bad.returncode == 2 and b"not a directory" in bad.stderr
+
+
+def test_under_systemd_each_log_line_carries_its_priority(setup: Setup) -> None:
+    setup.source.write_text("version: [\n")  # an error, logged at "error"
+    with open(setup.tmp / "journal", "w+b") as journal:
+        info = os.fstat(journal.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
+        subprocess.run(setup.args("--once"), cwd=REPO, env=env, stdout=journal, timeout=WAIT, check=False)
+        journal.seek(0)
+        lines = journal.read().decode().splitlines()
+    levels = {json.loads(line[3:])["level"]: line[:3] for line in lines}
+    assert levels["error"] == "<3>" and levels["info"] == "<6>"
+    # Elsewhere (a terminal, a pipe) plain JSON lines, whatever the environment says.
+    piped = subprocess.run(
+        setup.args("--once"), cwd=REPO, env=env, capture_output=True, timeout=WAIT, check=False
+    )
+    assert all(line.startswith("{") for line in piped.stdout.decode().splitlines())
 
 
 def test_unit_command_prints_the_unit() -> None:
