@@ -212,7 +212,12 @@ def build_policy(
     names = registry_names(settings, registries)
     reasons: list[str] = []
     missing = False
-    warnings: list[str] = []
+    warnings: list[str] = [
+        f"{name}: dockerd looks up certs.d/ and insecure-registries as image names spell the registry, "
+        f"capitals included; if clients write {name.lower()}, give that spelling with --registry too"
+        for name in names
+        if name != name.lower() and name.lower() not in names
+    ]
     scheme, endpoint, why = redirect_target(settings)
     reasons.append(why)
 

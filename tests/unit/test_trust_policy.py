@@ -238,3 +238,19 @@ def test_no_registry_ca_given_is_marked_so_a_host_keeps_its_own() -> None:
     assert not build_policy(private, no_registry_ca=True).registry_ca_missing
     with pytest.raises(UsageError, match="--no-registry-ca says the registry needs no CA, but one is given"):
         build_policy(private, (), (), (bundle(),), no_registry_ca=True)
+
+
+def test_a_registry_spelt_with_capitals_is_warned_of_the_lowercase_spelling_clients_write() -> None:
+    """dockerd matches certs.d/ case-sensitively (a pull of REGISTRY.test/x did not read
+    certs.d/registry.test/, on the lab): http.host Registry.Test alone misses the usual spelling."""
+    policy = build_policy(settings(regionendpoint="https://s3.internal:9000"), ("Registry.Test",))
+    assert policy.registries == ("Registry.Test",)
+    assert (
+        "Registry.Test: dockerd looks up certs.d/ and insecure-registries as image names spell the "
+        "registry, capitals included; if clients write registry.test, give that spelling with --registry "
+        "too"
+    ) in policy.warnings
+    both = build_policy(
+        settings(regionendpoint="https://s3.internal:9000"), ("Registry.Test", "registry.test")
+    )
+    assert not [w for w in both.warnings if "capitals" in w]
