@@ -329,6 +329,9 @@ def unit_command(prefix: str, config: str, env_file: str, watchdog: str, example
     for option, path in (("--prefix", prefix), ("--config", config), ("--env-file", env_file)):
         if path and not path.startswith("/"):
             raise UsageError(f"{option} {path}: give an absolute path on the host (systemd needs one)")
+        if path and (not path.isprintable() or "\\" in path):
+            # A newline would start a line of its own in the unit; systemd reads a backslash as an escape.
+            raise UsageError(f"{option} {path!r}: a control character or backslash has no place in it")
     click.echo(
         render_unit(
             UnitOptions(prefix=prefix, config=config, env_file=env_file or None, watchdog_seconds=seconds)

@@ -41,9 +41,10 @@ def _literal(value: str) -> str:
 
 
 def render_unit(options: UnitOptions = UnitOptions()) -> str:
-    # systemd splits ExecStart= at spaces and honours quotes: each word quoted, its specifiers escaped.
+    # systemd splits ExecStart= at spaces and honours quotes: each word quoted, its specifiers escaped,
+    # and its '$' too (ExecStart= expands $VAR and ${VAR}).
     exec_start = " ".join(
-        shlex.quote(_literal(word))
+        shlex.quote(_literal(word).replace("$", "$$"))
         for word in (
             f"{options.prefix.rstrip('/')}/bin/trust-agent",
             "daemon",

@@ -10,8 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from agent.certs import parse_bundle
+from agent.cli import cli
 from agent.daemon.config import load_config
 from agent.daemon.lastgood import LastGood, LastGoodStore, StateError, policy_from_json, policy_to_json
 from agent.daemon.lock import DaemonLockError, hold_daemon_lock
@@ -295,6 +297,19 @@ def test_unit_file_escapes_systemd_specifiers_in_paths() -> None:
     lines = unit.splitlines()
     assert "ExecStart='/opt/ta%%h venv/bin/trust-agent' daemon run --config /etc/ta/100%%n.yml" in lines
     assert "EnvironmentFile=-/etc/ta/daemon%%i.env" in lines
+    # ExecStart= expands $VAR: "$$" is a literal "$".
+    unit = render_unit(UnitOptions(config="/etc/ta/$HOME.yml"))
+    assert "ExecStart=/opt/trust-agent/venv/bin/trust-agent daemon run --config '/etc/ta/$$HOME.yml'" in (
+        unit.splitlines()
+    )
+
+
+@pytest.mark.parametrize("path", ["/etc/ta/x.yml\nExecStartPre=/bin/sh -c id", "/etc/ta\\x.yml"])
+def test_a_unit_path_holding_a_newline_or_backslash_is_refused(path: str) -> None:
+    """A newline in --config wrote a line of its own into the unit (an ExecStartPre= of anyone's)."""
+    result = CliRunner().invoke(cli, ["daemon", "unit", "--config", path])
+    assert result.exit_code == 2
+    assert "a control character or backslash has no place in it" in result.output
 
 
 def test_sources_are_shown_without_credentials() -> None:
