@@ -17,6 +17,7 @@ from agent.engine.apply_script import (
     EXIT_BUSY,
     EXIT_CHANGED,
     EXIT_INVALID,
+    STOPPED_MARK,
     build_apply_script,
     inverse,
     reload_stamp,
@@ -188,6 +189,11 @@ def reconcile(
         return _roll_back(transport, plan, facts, options, base, timeline, exc)
     if b"@@ta validated" in result.stdout:
         base = replace(base, checks=(*base.checks, DOCKERD_VALIDATE))
+    if f"@@ta {STOPPED_MARK}".encode() in result.stdout:
+        stopped = "docker.service was stopped during the run: the files take effect when dockerd starts"
+        return _done(
+            replace(base, warnings=(*base.warnings, stopped)), timeline, "changed", engine_action="none"
+        )
     # Without /info from the apply script, verify reads it (over the transport's route to the engine).
     info_after = (
         live_info(result.stdout.decode("utf-8", "replace")) if _reads_info(options, facts, action) else None

@@ -1096,6 +1096,35 @@ def test_a_stopped_engine_gets_its_files_and_takes_them_when_it_starts(
     assert code == 0 and outcome["status"] == "unchanged" and outcome["verified"] == ["live config"], err
 
 
+def test_a_dockerd_stopped_between_the_gather_and_its_reload_keeps_the_files_and_stays_stopped(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """A person stopped docker.service while the run wrote: the refused reload rolled the host back,
+    saying dockerd "did not take the restore either". A stopped engine gets the files, as at the start."""
+    host = lab.hosts[1]
+    args = [*skip_args(lab, tmp_path), "--limit", host.name]
+    # The moment, made certain: systemctl stops docker.service itself just before the run's reload.
+    wrapper = (
+        '#!/bin/sh\ncase "$*" in *reload*docker.service*) /bin/systemctl stop docker.socket '
+        'docker.service;; esac\nexec /bin/systemctl "$@"\n'
+    )
+    lab.ssh(host, "cat > /usr/local/sbin/systemctl && chmod 755 /usr/local/sbin/systemctl", input=wrapper)
+    try:
+        code, report, err = rollout(lab, *args)
+        assert code == 0, err
+        outcome = by_host(report)[host.name]
+        assert (outcome["status"], outcome["engine_action"]) == ("changed", "none"), outcome
+        stopped = "docker.service was stopped during the run: the files take effect when dockerd starts"
+        assert stopped in outcome["warnings"], outcome
+        assert daemon_json(lab, host)["insecure-registries"] == ["registry.test", "registry.test:443"]
+        assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "inactive"
+    finally:
+        lab.ssh(host, "rm -f /usr/local/sbin/systemctl; systemctl start docker.socket docker.service")
+    code, report, err = rollout(lab, *args)
+    outcome = by_host(report)[host.name]
+    assert code == 0 and outcome["status"] == "unchanged" and outcome["verified"] == ["live config"], err
+
+
 def test_a_dockerd_run_outside_docker_service_is_refused_a_change_it_would_need_reloading(
     lab: Lab, tmp_path: Path
 ) -> None:
