@@ -119,8 +119,10 @@ def test_a_restart_clears_systemds_start_limit_first_and_a_reload_waits_on_no_ot
         "systemctl restart docker.service"
     )
     assert line.endswith('fail 78 "restart of dockerd failed: $aout"; }')
-    (line,) = engine_lines("reload")
-    assert line.startswith("aout=$(systemctl reload --job-mode=ignore-dependencies docker.service 2>&1) || ")
+    reload, stopped = engine_lines("reload")
+    assert reload.startswith("if aout=$(systemctl reload --job-mode=ignore-dependencies docker.service 2>&1)")
+    # Only a failed reload asks whether docker.service was stopped meanwhile.
+    assert stopped.startswith('elif [ "$(systemctl is-active docker.service)" = inactive ]; then ')
 
 
 def failing_mv(tmp_path_factory: pytest.TempPathFactory, target: str, nth: int = 1) -> str:
