@@ -24,6 +24,9 @@ from agent.engine.unit_log import START_CURSOR, START_LOG
 from agent.runtimes.plan import EngineAction, FileChange, HostPlan
 
 BACKUP_DIR = "/var/lib/trust-agent/backup"
+# daemon.json backups kept: every change (a daemon repairing a file another tool keeps rewriting, say)
+# adds one, and the oldest go past this many.
+BACKUPS_KEPT = 50
 
 # Exit codes of the script, read by the engine.
 EXIT_BUSY = 75
@@ -168,6 +171,11 @@ def build_apply_script(
             f"fail 1 {q('cannot back up ' + daemon_json_path)}"
         )
         out.append(f'echo "@@ta backup {backup}"')
+        # The names sort by time (a UTC stamp first): the oldest are the first the glob lists.
+        out.append(
+            f'ta_prune() {{ while [ $# -gt {BACKUPS_KEPT} ]; do rm -f -- "$1"; shift; done; }}; '
+            f'ta_prune "$R"{q(BACKUP_DIR)}/daemon.json.*'
+        )
     # In the plan's order: the planner puts the agent's own record where a rename failing part way
     # (or the host stopping) leaves no entry written but unclaimed, which no later run would remove.
     for number, change in enumerate(writes):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.engine.apply_script import (
+    BACKUPS_KEPT,
     EXIT_BUSY,
     EXIT_CHANGED,
     EXIT_INVALID,
@@ -106,6 +107,26 @@ def test_runs_in_the_same_second_back_up_to_different_files(root: Path) -> None:
     assert run(root, again)[0] == 0
     backups = sorted(p.read_bytes() for p in (root / "var/lib/trust-agent/backup").iterdir())
     assert backups == [b'{"debug": true, "insecure-registries": []}\n', b'{"debug": true}\n']
+
+
+def test_the_newest_backups_are_kept_and_the_oldest_go(root: Path) -> None:
+    """Every change added a backup and none went: a daemon repairing a file another tool keeps rewriting
+    filled the disk, one backup an interval."""
+    backups = root / "var/lib/trust-agent/backup"
+    backups.mkdir(parents=True)
+    old = [new_backup_stamp(1_700_000_000.0 + day * 86_400) for day in range(BACKUPS_KEPT + 5)]
+    for stamp in old:
+        (backups / f"daemon.json.{stamp}").write_bytes(b"{}\n")
+    (backups / "a-persons-note").write_bytes(b"kept\n")
+    stamp = new_backup_stamp(1_800_000_000.0)
+    assert (
+        run(root, build_apply_script(plan_for(root), engine_action="none", init=None, backup_stamp=stamp))[0]
+        == 0
+    )
+    kept = sorted(p.name for p in backups.iterdir())
+    assert kept == sorted(
+        ["a-persons-note", *(f"daemon.json.{s}" for s in old[-(BACKUPS_KEPT - 1) :]), f"daemon.json.{stamp}"]
+    )
 
 
 def test_a_restart_clears_systemds_start_limit_first_and_a_reload_waits_on_no_other_unit(root: Path) -> None:
