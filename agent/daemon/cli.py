@@ -32,7 +32,7 @@ from agent.daemon.logs import LEVELS, EventLog, writes_to_journal
 from agent.daemon.loop import Daemon, DaemonConfig, serve
 from agent.daemon.notify import Notifier
 from agent.daemon.status import DaemonStatus
-from agent.daemon.timing import parse_duration
+from agent.daemon.timing import parse_duration, parse_interval
 from agent.daemon.unit import (
     DEFAULT_CONFIG,
     DEFAULT_ENV_FILE,
@@ -211,7 +211,7 @@ def build_config(kwargs: dict[str, Any]) -> DaemonConfig:
         canary_unchanged=False,
         verify=not kwargs.get("no_verify"),
     )
-    interval = parse_duration(str(kwargs.get("interval") or "60s"), "--interval")
+    interval = parse_interval(str(kwargs.get("interval") or "60s"))
     return DaemonConfig(
         inputs=inputs,
         state_dir=state_dir,
@@ -441,8 +441,8 @@ def install_command(**kwargs: Any) -> None:
     from agent.inputs import resolve_policy
     from agent.ssh_targets import open_ssh_targets
 
-    for name in ("interval", "max_backoff"):
-        parse_duration(kwargs[name], "--" + name.replace("_", "-"))
+    parse_interval(kwargs["interval"])
+    parse_duration(kwargs["max_backoff"], "--max-backoff")
     wait = parse_duration(kwargs["wait"], "--wait")
     watchdog = max(1, round(parse_duration(kwargs["watchdog"], "--watchdog")))
     inputs = policy_inputs(dict(kwargs))

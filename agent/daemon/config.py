@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.daemon.timing import parse_duration
+from agent.daemon.timing import parse_duration, parse_interval
 from agent.errors import UsageError
 from agent.sources.document import load_yaml
 
@@ -38,7 +38,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "no_registry_ca": ("no_registry_ca", "bool"),
     "env_overrides": ("env_overrides", "bool"),
     "source_ca": ("source_ca", "path"),
-    "interval": ("interval", "duration"),
+    "interval": ("interval", "interval"),
     "max_backoff": ("max_backoff", "duration"),
     "jitter": ("jitter", "number"),
     "state_dir": ("state_dir", "path"),
@@ -114,8 +114,10 @@ def _value(value: object, kind: str, base: Path, where: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
         raise UsageError("must be a non-empty string", where)
     text = str(value)
-    if kind == "duration":
-        parse_duration(text, where)  # checked here, where the file and line are known
+    if kind == "duration":  # checked here, where the file and line are known
+        parse_duration(text, where)
+    if kind == "interval":
+        parse_interval(text, where)
     if kind == "path" or (kind == "source" and "://" not in text):
         return _path(text, base)
     return text

@@ -25,6 +25,22 @@ def parse_duration(text: str, where: str = "duration") -> float:
     return seconds
 
 
+MIN_INTERVAL = 1.0
+
+
+def parse_interval(text: str, where: str = "--interval") -> float:
+    """A poll interval: a duration of at least a second (every cycle reads the source and the host;
+    ``1ms`` would keep both busy for nothing).
+
+    >>> parse_interval("30s")
+    30.0
+    """
+    seconds = parse_duration(text, where)
+    if seconds < MIN_INTERVAL:
+        raise UsageError(f"{text!r}: at least 1s (every cycle reads the source and the host)", where)
+    return seconds
+
+
 def backoff_delay(failures: int, interval: float, cap: float) -> float:
     """Seconds to wait before polling again after ``failures`` consecutive source faults.
 

@@ -21,7 +21,7 @@ from agent.daemon.logs import EventLog, writes_to_journal
 from agent.daemon.notify import Notifier
 from agent.daemon.report import metrics_text, status_document, write_metrics
 from agent.daemon.status import DaemonStatus, SourceStatus
-from agent.daemon.timing import backoff_delay, jittered, parse_duration
+from agent.daemon.timing import backoff_delay, jittered, parse_duration, parse_interval
 from agent.daemon.unit import UnitOptions, render_unit
 from agent.daemon.watch import display_source
 from agent.errors import UsageError
@@ -54,6 +54,20 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations_are_usage_errors(text: str) -> None:
     with pytest.raises(UsageError):
         parse_duration(text, "--interval")
+
+
+def test_an_interval_under_a_second_is_refused_on_the_command_line_and_in_the_file(tmp_path: Path) -> None:
+    """``--interval 1ms`` was taken: a cycle (the source read, the host gathered) every millisecond."""
+    with pytest.raises(UsageError, match="at least 1s"):
+        parse_interval("1ms")
+    assert parse_interval("1s") == 1.0
+    config = tmp_path / "daemon.yml"
+    config.write_text("source: /etc/trust-agent/source/registry.yml\ninterval: 250ms\n")
+    config.chmod(0o600)
+    with pytest.raises(UsageError, match="at least 1s"):
+        load_config(str(config))
+    result = CliRunner().invoke(cli, ["daemon", "run", "--source", "x.yml", "--interval", "10ms", "--once"])
+    assert result.exit_code == 2 and "at least 1s" in result.output
 
 
 def test_backoff_doubles_from_one_interval_and_caps() -> None:
