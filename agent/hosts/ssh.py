@@ -28,6 +28,7 @@ from typing import Any
 
 from agent.errors import (
     AuthenticationError,
+    CommandError,
     CommandTimeout,
     HostError,
     HostKeyError,
@@ -61,6 +62,9 @@ DOCKER_API_VERSION = "1.41"  # accepted by Docker 20.10 through 26+; fixed to sk
 MAX_JUMPS = 8
 DEFAULT_CONNECT_TIMEOUT = 10.0
 _CHUNK = 65536
+# What a login shell may print before a stream command takes over (a banner-like .bashrc): read past,
+# but not without end.
+_PREAMBLE_LIMIT = 1 << 20
 _POLL = 0.05  # stderr does not wake select(); this bounds how stale it can get
 _OUTBOX_POLL = 0.002  # how late a request waiting for the engine channel may go out once it opens
 _MARKER_SPAN = 64  # longer than the loop's end marker, so one split across two reads is still found
@@ -966,7 +970,7 @@ class SSHTransport(Transport):
                     f"{self._label}: dockerd is stopped and its socket would start it: not reached"
                 )
             if chan is None:
-                chan, _ = self._start("docker system dial-stdio", time.monotonic() + timeout)
+                chan = self._dial_stdio(time.monotonic() + timeout)
             chan.settimeout(timeout)
             return chan
 
@@ -980,6 +984,31 @@ class SSHTransport(Transport):
         # The SDK reads attach/stream sockets from ``.channel`` when the URL says ssh.
         client.base_url = "http+docker://ssh"
         return client
+
+    def _dial_stdio(self, deadline: float) -> paramiko.Channel:
+        """A channel running ``docker system dial-stdio``, past whatever the login shell printed first
+        (a .bashrc's echo came before the engine's HTTP reply, and the canary read it as one): the
+        shell prints a line of its own just before the command takes the stream over."""
+        marker = f"@@ta-stream-{secrets.token_hex(8)}".encode()
+        chan, _ = self._start(f"printf '%s\\n' {marker.decode()}; exec docker system dial-stdio", deadline)
+        seen = b""
+        while marker + b"\n" not in seen:
+            if _left(deadline) <= 0 or len(seen) > _PREAMBLE_LIMIT:
+                chan.close()
+                raise CommandTimeout(f"{self._label}: docker system dial-stdio did not start in time")
+            chan.settimeout(_left(deadline))
+            try:
+                data = chan.recv(_CHUNK)
+            except TimeoutError:
+                data = b""
+            if not data and (chan.exit_status_ready() or chan.eof_received):
+                chan.close()
+                raise CommandError(f"{self._label}: docker system dial-stdio did not start")
+            seen += data
+        if seen.split(marker + b"\n", 1)[1]:
+            chan.close()  # nothing comes before a request: bytes here are not the engine's
+            raise CommandError(f"{self._label}: docker system dial-stdio printed before any request")
+        return chan
 
     def close(self) -> None:
         with self._connect_lock:

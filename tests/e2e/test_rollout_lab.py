@@ -1096,6 +1096,24 @@ def test_a_stopped_engine_gets_its_files_and_takes_them_when_it_starts(
     assert code == 0 and outcome["status"] == "unchanged" and outcome["verified"] == ["live config"], err
 
 
+def test_a_canary_through_dial_stdio_reads_past_what_the_login_shell_prints(lab: Lab) -> None:
+    """Where sshd forbids channels to the engine's socket, the canary runs `docker system dial-stdio`
+    through the login shell: a .bashrc's echo came first, was read as the engine's HTTP reply, and a
+    correct change was rolled back."""
+    host = lab.hosts[1]
+    forbid_streamlocal_on(lab, host)
+    lab.ssh(host, "cp /root/.bashrc /root/.bashrc.lab && sed -i '1i echo Welcome to this host' /root/.bashrc")
+    try:
+        args = [*ca_args(lab), "--limit", host.name, "--canary-image", lab.image]
+        code, report, err = rollout(lab, *args)
+        assert code == 0, err
+        outcome = by_host(report)[host.name]
+        assert outcome["status"] == "changed" and f"canary pull {lab.image}" in outcome["verified"], outcome
+    finally:
+        lab.ssh(host, "mv /root/.bashrc.lab /root/.bashrc")
+        forbid_streamlocal_on(lab, host, False)
+
+
 def test_a_dockerd_stopped_between_the_gather_and_its_reload_keeps_the_files_and_stays_stopped(
     lab: Lab, tmp_path: Path
 ) -> None:
