@@ -377,6 +377,9 @@ def _targets(kwargs: dict[str, Any]) -> Targets:
     if local:
         if root and not Path(root).is_dir():
             raise UsageError(f"--root {root}: not a directory")
+        if root and Path(root).resolve() == Path("/"):
+            # As a tree, the live system would get its files with dockerd left unreloaded.
+            raise UsageError("--root /: that is this machine itself: use --local alone (it reloads dockerd)")
         name = str(Path(root).resolve()) if root else "localhost"
         return [name], lambda n: LocalTransport(n)
     if not inventory:

@@ -54,6 +54,13 @@ fail() { cleanup; echo "$2" >&2; exit "$1"; }
 stamp() {
   if read -r u _ </proc/uptime 2>/dev/null; then echo "@@ta t $1 $u"; else echo "@@ta t $1 $(date +%s.%N)"; fi
 }
+# In a --root tree, not through a link (an absolute one leads onto the build machine): checked before
+# the directories are made and the lock opened.
+if [ -n "$R" ]; then
+  for ta_p in "$R/var" "$R/var/lib" "$R/var/lib/trust-agent"; do
+    [ ! -L "$ta_p" ] || fail 1 "$ta_p is a symbolic link: in a --root tree, trust-agent does not follow it"
+  done
+fi
 [ -d "$R/var/lib/trust-agent" ] || mkdir -p "$R/var/lib/trust-agent" || fail 1 "cannot create $R/var/lib/trust-agent"
 # The lock: never through a link (opening it would truncate the link's target), and 0600, so a user
 # who could open it could not hold it and keep every run out.
@@ -144,11 +151,18 @@ def build_apply_script(
         out.extend(_expect_current_lines(plan.changes))
         if any(c.path == daemon_json_path and c.action != "delete" for c in plan.changes):
             out.append(RUNNING_FLAG_CHECK)
+    writes = [c for c in plan.changes if c.action != "delete"]
+    backs_up = any(backed_up(c, daemon_json_path) for c in plan.changes)
+    # Checked before any directory is made: mkd through a link would make them outside a --root tree.
+    touched = {posixpath.dirname(c.path) for c in plan.changes} | set(plan.mkdirs) | set(plan.rmdirs)
+    out.extend(
+        _safe_directories_lines(
+            sorted({posixpath.dirname(c.path) for c in writes}),
+            links_only=sorted(touched | ({BACKUP_DIR} if backs_up else set())),
+        )
+    )
     for directory in _deepest(plan.mkdirs):
         out.append(f'mkd "$R"{q(directory)} || fail 1 {q("cannot create " + directory)}')
-    writes = [c for c in plan.changes if c.action != "delete"]
-    if writes:
-        out.extend(_safe_directories_lines(sorted({posixpath.dirname(c.path) for c in writes})))
     for number, change in enumerate(writes):
         out.append(_stage_line(change, f"t{number}"))
     daemon_index = next((i for i, c in enumerate(writes) if c.path == daemon_json_path), None)
@@ -162,7 +176,7 @@ def build_apply_script(
     if writes:
         # One fsync pass over every staged file (one process), before any rename.
         out.append("sync $staged 2>/dev/null || true")
-    if any(backed_up(c, daemon_json_path) for c in plan.changes):
+    if backs_up:
         backup = daemon_json_backup(new_backup_stamp() if backup_stamp is None else backup_stamp)
         out.append(f'[ ! -e "$R"{q(backup)} ] || fail 1 {q(backup + " exists: not overwriting a backup")}')
         out.append(
@@ -254,23 +268,37 @@ def _plain(path: str) -> bool:
     return "\n" not in path and "\\" not in path
 
 
-def _safe_directories_lines(directories: Sequence[str]) -> list[str]:
+def _safe_directories_lines(directories: Sequence[str], links_only: Sequence[str] = ()) -> list[str]:
     """Refuse to write into a directory (or one above it) another user can write in: the temp files'
     names are predictable, and one planted there as a link would be written through as root. In a
-    --root tree, refuse links instead (an absolute one leads out of the tree, onto the build machine).
-    Then remove temp files a killed run left there (the lock is held: none is a live run's)."""
+    --root tree, refuse links instead (an absolute one leads out of the tree, onto the build machine),
+    in ``directories`` and in ``links_only`` (where files are deleted, directories made or removed, the
+    backup copied). Then remove temp files a killed run left in ``directories`` (the lock is held: none
+    is a live run's)."""
     q = shlex.quote
-    paths = sorted({p for d in directories for p in _with_parents(d)})
-    listed = " ".join(f'"$R"{q(p)}' for p in paths)
-    lines = [
-        f'if [ -z "$R" ]; then ta_bad=$(find -L {listed} -maxdepth 0 ! -user 0 -print -o -perm /022 -print 2>/dev/null)',
-        f"else ta_bad=$(find {listed} -maxdepth 0 -type l -print 2>/dev/null); fi",
-        f'[ -z "$ta_bad" ] || fail {EXIT_CHANGED} "${{ta_bad%%"$ta_nl"*}} is writable by a user other than root, or (in '
-        "a --root tree) a link: trust-agent does not write there (make it root's alone: chown root, chmod go-w)\"",
-    ]
-    for directory in directories:
+
+    def listed(dirs: Iterable[str]) -> str:
+        return " ".join(f'"$R"{q(p)}' for p in sorted({p for d in dirs for p in _with_parents(d)}))
+
+    lines = []
+    if directories:
         lines.append(
-            f'for ta_old in "$R"{q(directory)}/.trust-agent.*; do '
+            f'if [ -z "$R" ]; then ta_bad=$(find -L {listed(directories)} -maxdepth 0 ! -user 0 -print '
+            "-o -perm /022 -print 2>/dev/null)"
+            f'; [ -z "$ta_bad" ] || fail {EXIT_CHANGED} "${{ta_bad%%"$ta_nl"*}} is writable by a user other '
+            "than root: trust-agent does not write there (make it root's alone: chown root, chmod go-w)\"; fi"
+        )
+    every = [*directories, *links_only]
+    if every:
+        lines.append(
+            f'if [ -n "$R" ]; then ta_bad=$(find {listed(every)} -maxdepth 0 -type l -print 2>/dev/null)'
+            f'; [ -z "$ta_bad" ] || fail {EXIT_CHANGED} "${{ta_bad%%"$ta_nl"*}} is a symbolic link: in a --root '
+            'tree, trust-agent does not follow it"; fi'
+        )
+    for directory in directories:
+        # Only the names stage() gives (.trust-agent.<pid>.t<n>): a person's .trust-agent.notes stays.
+        lines.append(
+            f'for ta_old in "$R"{q(directory)}/.trust-agent.[0-9]*.t[0-9]*; do '
             '{ [ -e "$ta_old" ] || [ -L "$ta_old" ]; } && rm -f "$ta_old"; done'
         )
     return lines

@@ -47,6 +47,7 @@ from agent.errors import (
     ValidationError,
 )
 from agent.hosts.base import CommandResult, Transport
+from agent.hosts.local import LocalTransport
 from agent.outcome import HostOutcome, Phase, PhaseName, Status
 from agent.runtimes.docker import daemon_json_after, plan_docker
 from agent.runtimes.docker_facts import DockerFacts
@@ -104,9 +105,14 @@ def reconcile(
         return HostOutcome(host, "failed", error=str(exc), phases=tuple(timeline.phases))
     facts, info = gathered
     if facts.login_uid not in (None, 0):
+        # apply --local has no --become: there, the way is sudo itself.
+        how = (
+            "run it as root: sudo trust-agent ..."
+            if isinstance(transport, LocalTransport)
+            else "log in as root, or pass --become for sudo"
+        )
         not_root = (
-            f"runs as uid {facts.login_uid}, not root: /etc/docker and the engine's socket are root's "
-            "(log in as root, or pass --become for sudo)"
+            f"runs as uid {facts.login_uid}, not root: /etc/docker and the engine's socket are root's ({how})"
         )
         if not options.dry_run or options.verify:
             return HostOutcome(host, "failed", error=not_root, phases=tuple(timeline.phases))

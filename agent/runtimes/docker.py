@@ -88,6 +88,10 @@ def plan_docker(
     mkdirs += certs.mkdirs
     if daemon.change is not None:
         changes.append(daemon.change)
+        if daemon.change.action == "create" and not facts.certs_dir_present:
+            # No daemon.json and no certs.d: /etc/docker itself may be missing (a fresh rootfs, an
+            # engine that never made it); made where it is, and removed again by an undo if left empty.
+            mkdirs.insert(0, posixpath.dirname(daemon.change.path))
 
     new_state = DockerState(insecure_registries=daemon.owned, cert_dirs=certs.state_dirs)
     if not loaded.valid or new_state != loaded.state:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -413,3 +414,37 @@ def test_a_report_file_is_utf_8_whatever_the_locale(world: dict[str, Path], tmp_
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     assert "—" in out.read_bytes().decode("utf-8")
+
+
+def test_a_fresh_tree_without_etc_docker_gets_daemon_json(world: dict[str, Path], tmp_path: Path) -> None:
+    """Skip-TLS alone writes only daemon.json: plan said pending, and apply failed, as /etc/docker (which
+    only the certs.d directories used to make) was missing."""
+    tree = tmp_path / "fresh"
+    tree.mkdir()
+    code, output = run("apply", "--source", str(world["skip"]), "--local", "--root", str(tree))
+    assert code == 0, output
+    doc = json.loads((tree / "etc/docker/daemon.json").read_text())
+    assert doc["insecure-registries"] == ["registry.test", "registry.test:443"]
+    code, output = run("apply", "--source", str(world["skip"]), "--local", "--root", str(tree))
+    assert code == 0 and "1 unchanged" in output, output
+
+
+def test_root_slash_is_refused_for_local_alone(world: dict[str, Path]) -> None:
+    """As a tree, the live system got its files and dockerd was never reloaded."""
+    code, output = run("apply", "--source", str(world["skip"]), "--local", "--root", "/")
+    assert code == 2 and "--root /: that is this machine itself: use --local alone" in output
+
+
+def test_apply_local_as_another_user_says_to_run_it_as_root(world: dict[str, Path]) -> None:
+    """It said to pass --become, which apply does not have."""
+    with tempfile.TemporaryDirectory() as shared:  # readable by that user (pytest's are 0700)
+        os.chmod(shared, 0o755)
+        source = Path(shared) / "config.yml"
+        source.write_bytes(world["skip"].read_bytes())
+        source.chmod(0o644)
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c"]
+        argv += ["from agent.cli import main; main()", "apply", "--source", str(source), "--local"]
+        env = {**os.environ, "HOME": "/tmp"}
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60, env=env, cwd="/")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "not root: /etc/docker and the engine's socket are root's (run it as root: sudo" in done.stdout

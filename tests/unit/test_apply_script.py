@@ -356,15 +356,54 @@ def test_a_link_in_a_root_tree_is_refused_and_a_killed_runs_temp_files_go(root: 
         changes=(FileChange(f"{CERTS}/registry.test/trust-agent-x.crt", "create", None, b"CA\n"),)
     )
     status, err = run(root, build_apply_script(plan, engine_action="none", init=None))
-    assert status == EXIT_CHANGED and "a link: trust-agent does not write there" in err
+    assert (
+        status == EXIT_CHANGED
+        and "is a symbolic link: in a --root tree, trust-agent does not follow it" in err
+    )
     assert not list(outside.iterdir())
     (root / CERTS.lstrip("/") / "registry.test").unlink()
     (root / CERTS.lstrip("/") / "registry.test").mkdir()
     leftover = root / CERTS.lstrip("/") / "registry.test" / ".trust-agent.4242.t0"
     leftover.write_text("from a run killed mid-apply\n")
+    notes = root / CERTS.lstrip("/") / "registry.test" / ".trust-agent.notes"
+    notes.write_text("a person's\n")
     status, err = run(root, build_apply_script(plan, engine_action="none", init=None))
     assert status == 0, err
     assert not leftover.exists()
+    assert notes.read_text() == "a person's\n"  # not a name a run gives its temp files
+
+
+def test_a_root_tree_deletes_backs_up_and_locks_through_no_link(root: Path, tmp_path: Path) -> None:
+    """Links were refused only where files are written: a delete through a linked certs.d/<registry>,
+    the backup through a linked backup directory, and the lock through a linked var/ reached the build
+    machine."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "trust-agent-storage-ca.crt").write_bytes(b"CA\n")
+    certs = root / CERTS.lstrip("/")
+    (certs / "registry.test").symlink_to(outside)
+    delete = HostPlan(
+        changes=(FileChange(f"{CERTS}/registry.test/trust-agent-storage-ca.crt", "delete", b"CA\n", None),)
+    )
+    status, err = run(root, build_apply_script(delete, engine_action="none", init=None))
+    assert status == EXIT_CHANGED and "registry.test is a symbolic link: in a --root tree" in err
+    assert (outside / "trust-agent-storage-ca.crt").read_bytes() == b"CA\n"
+    (certs / "registry.test").unlink()
+
+    (root / "var/lib/trust-agent").mkdir(parents=True, exist_ok=True)
+    (root / "var/lib/trust-agent/backup").symlink_to(outside)
+    status, err = run(root, build_apply_script(plan_for(root), engine_action="none", init=None))
+    assert status == EXIT_CHANGED and "backup is a symbolic link: in a --root tree" in err
+    assert sorted(p.name for p in outside.iterdir()) == ["trust-agent-storage-ca.crt"]
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    tree = tmp_path / "tree"
+    (tree / "etc/docker").mkdir(parents=True)
+    (tree / "var").symlink_to(elsewhere)
+    status, err = run(tree, build_apply_script(plan_for(tree), engine_action="none", init=None))
+    assert status == 1 and "var is a symbolic link: in a --root tree, trust-agent does not follow it" in err
+    assert not list(elsewhere.iterdir())  # no lock, no directory made there
 
 
 def test_a_missing_chain_of_directories_is_made_by_one_mkdir(tmp_path: Path) -> None:
