@@ -4,7 +4,8 @@ The rules live here, each with the fact it rests on (``shared/design/trust-facts
 
 - The engine is redirected to the storage host on every pull *and* push (fact 1). Which host: the
   ``redirect``/``cloudfront`` middleware ``baseurl``, else ``redirectendpoint``, else ``regionendpoint``,
-  else AWS (publicly trusted) (fact 2). ``storage.redirect.disable`` means no redirect at all.
+  else AWS (publicly trusted) (fact 2). ``storage.redirect.disable`` means no redirect at all, a
+  middleware's included.
 - dockerd follows the redirect with the *registry's* TLS config, so the storage CA goes into
   ``certs.d/<registry>/``, never ``certs.d/<storage-host>/`` (fact 4), for every spelling (fact 5).
 - ``secure: false``: an endpoint written without a scheme is reached over plain HTTP, nothing to
@@ -20,7 +21,9 @@ The rules live here, each with the fact it rests on (``shared/design/trust-facts
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
@@ -121,6 +124,24 @@ _SERVING_DRIVERS = frozenset({"filesystem", "inmemory"})
 _PUBLIC_CLOUD_DRIVERS = frozenset({"azure", "gcs"})
 
 
+_BUCKET_AS_LABELS = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _virtual_host_ok(bucket: str, host: str, scheme: str | None) -> bool:
+    """Whether the S3 client puts ``bucket`` in front of ``host`` (virtual-hosted style), as the AWS SDK
+    decides: not before an IP address, not for a bucket that is no DNS name, and not for a dotted one
+    on https (the endpoint's certificate would not cover it): path style there, host unchanged."""
+    name = host_of(host).strip("[]")
+    try:
+        ipaddress.ip_address(name)
+        return False
+    except ValueError:
+        pass
+    if not _BUCKET_AS_LABELS.match(bucket) or ".." in bucket:
+        return False
+    return not (scheme == "https" and "." in bucket)
+
+
 def redirect_target(settings: RegistrySettings) -> tuple[str | None, str | None, str]:
     """Where engines are sent for blobs: ``(scheme, host[:port], why)``; ``(None, None, why)`` if nowhere,
     ``("https", None, why)`` for a driver's own store whose address the settings do not give.
@@ -128,6 +149,10 @@ def redirect_target(settings: RegistrySettings) -> tuple[str | None, str | None,
     Order (fact 2): middleware baseurl > redirectendpoint > regionendpoint > AWS public endpoint.
     """
     where = settings.origin
+    # Before any middleware: distribution redirects at all only where redirect is not disabled
+    # (blobServer.ServeBlob), and a middleware only rewrites the URL of a redirect it makes.
+    if settings.redirect_disabled:
+        return None, None, "storage.redirect.disable is true: blobs are served through the registry"
     if settings.redirect_baseurl:
         scheme, host = endpoint_from_url(settings.redirect_baseurl, where)
         return (
@@ -137,8 +162,6 @@ def redirect_target(settings: RegistrySettings) -> tuple[str | None, str | None,
         )
     if settings.driver in _SERVING_DRIVERS:
         return None, None, f"storage driver {settings.driver!r} serves blobs through the registry"
-    if settings.redirect_disabled:
-        return None, None, "storage.redirect.disable is true: blobs are served through the registry"
     s3 = settings.s3
     if s3 is None:
         return (
@@ -153,7 +176,7 @@ def redirect_target(settings: RegistrySettings) -> tuple[str | None, str | None,
             scheme, host = endpoint_from_url(value, where)
             if not s3.secure and "://" not in value:
                 scheme = "http"
-            if s3.forcepathstyle is False and s3.bucket:
+            if s3.forcepathstyle is False and s3.bucket and _virtual_host_ok(s3.bucket, host, scheme):
                 # Virtual-hosted style: the bucket becomes part of the host name (fact 2).
                 host = f"{s3.bucket}.{host}"
             variable = f"REGISTRY_STORAGE_{settings.driver.upper()}_{key.upper()}"

@@ -160,6 +160,35 @@ def test_redirectendpoint_wins_over_regionendpoint_and_virtual_host_style_prefix
     assert redirect_target(s)[1] == "images.s3.internal:9000"
 
 
+def test_redirect_disable_wins_over_a_middleware() -> None:
+    """distribution redirects at all only where redirect is not disabled; a middleware rewrites the
+    redirects it makes (the policy asked for a storage CA of a host engines never reach, or made the
+    registry insecure for it)."""
+    s = settings(
+        regionendpoint="https://s3.internal",
+        redirect_baseurl="https://blobs.internal:8443",
+        redirect_middleware="redirect",
+        redirect_disabled=True,
+    )
+    assert redirect_target(s)[:2] == (None, None)
+    assert not build_policy(s).storage_ca_missing
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "bucket", "host"),
+    [
+        ("https://[fd00::11]:9000", "registry", "[fd00::11]:9000"),  # never before an IP address
+        ("https://198.51.100.11:9000", "registry", "198.51.100.11:9000"),
+        ("https://s3.internal:9000", "my.bucket", "s3.internal:9000"),  # dotted, on https: path style
+        ("http://s3.internal:9000", "my.bucket", "my.bucket.s3.internal:9000"),
+        ("https://s3.internal:9000", "Not_DNS", "s3.internal:9000"),
+    ],
+)
+def test_virtual_host_style_only_where_the_s3_client_uses_it(endpoint: str, bucket: str, host: str) -> None:
+    s = settings(regionendpoint=endpoint, bucket=bucket, forcepathstyle=False)
+    assert redirect_target(s)[1] == host
+
+
 def test_filesystem_driver_has_no_redirect() -> None:
     policy = build_policy(settings(driver="filesystem"), (), (bundle(),))
     assert policy.storage_endpoint is None and policy.ca_files == ()
