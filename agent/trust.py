@@ -124,6 +124,12 @@ _SERVING_DRIVERS = frozenset({"filesystem", "inmemory"})
 _PUBLIC_CLOUD_DRIVERS = frozenset({"azure", "gcs"})
 
 
+def _plain_http(settings: RegistrySettings) -> bool:
+    """Whether clients reach the registry over plain HTTP: its address says ``http://`` and it serves
+    no TLS itself (distribution's http.tls, Harbor's https section)."""
+    return bool(settings.http_host and settings.http_host.startswith("http://") and not settings.http_tls)
+
+
 _BUCKET_AS_LABELS = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -246,7 +252,17 @@ def build_policy(
 
     insecure = False
     storage_bundles: tuple[CABundle, ...] = ()
-    if endpoint is None and scheme is None:
+    if _plain_http(settings):
+        # Before anything about storage: dockerd speaks plain HTTP to a registry (localhost aside) only
+        # where it is listed as insecure, and that listing covers the redirect it follows too.
+        insecure = True
+        reasons.append(
+            f"the registry is served over plain HTTP ({settings.http_host}): dockerd pulls from it only "
+            "where it is listed in insecure-registries, which also covers the redirect it follows (fact 9)"
+        )
+        if storage_cas:
+            warnings.append("storage CA given but the registry is plain HTTP: insecure-registries is used")
+    elif endpoint is None and scheme is None:
         reasons.append("no redirect: only the registry's own certificate matters")
         if storage_cas:
             warnings.append("storage CA given but engines are never sent to storage: not installed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -283,3 +284,21 @@ def test_a_registry_spelt_with_capitals_is_warned_of_the_lowercase_spelling_clie
         settings(regionendpoint="https://s3.internal:9000"), ("Registry.Test", "registry.test")
     )
     assert not [w for w in both.warnings if "capitals" in w]
+
+
+def test_a_registry_served_over_plain_http_is_listed_insecure() -> None:
+    """http.host http://... (no TLS of its own): the policy installed CAs and no insecure entry, the
+    rollout said changed, and every pull failed with "server gave HTTP response to HTTPS client"."""
+    plain = dataclasses.replace(
+        settings(regionendpoint="https://s3.internal:9000"), http_host="http://reg.lan:5000"
+    )
+    policy = build_policy(plain, (), (bundle(),))
+    assert policy.insecure and policy.registries == ("reg.lan:5000",)
+    assert policy.ca_files == () and not policy.storage_ca_missing
+    assert any(
+        r.startswith("the registry is served over plain HTTP (http://reg.lan:5000)") for r in policy.reasons
+    )
+    assert "storage CA given but the registry is plain HTTP: insecure-registries is used" in policy.warnings
+    # An http:// address on a registry that serves TLS itself is not plain HTTP.
+    served = dataclasses.replace(plain, http_tls=True)
+    assert not build_policy(served, (), (bundle(),)).insecure
