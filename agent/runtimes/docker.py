@@ -111,7 +111,7 @@ def plan_docker(
         live_restore=live_restore,
     )
     blockers += action.blockers
-    warnings = (*loaded.warnings, *daemon.warnings, *action.warnings)
+    warnings = (*loaded.warnings, *daemon.warnings, *action.warnings, *_half_client_pairs(facts, registries))
     elsewhere = api_elsewhere(facts, daemon.doc)
     blockers += [elsewhere] if elsewhere else []
     if facts.snap_docker and facts.engine_running:
@@ -130,6 +130,23 @@ def plan_docker(
         warnings=tuple(dict.fromkeys(warnings)),
         blockers=tuple(dict.fromkeys(blockers)),
     )
+
+
+def _half_client_pairs(facts: DockerFacts, registries: Sequence[str]) -> tuple[str, ...]:
+    """A ``.cert`` without its ``.key`` (or the reverse) in a registry's certs.d directory: dockerd then
+    fails every pull from that registry (fact 6), whatever CA is installed. Not the agent's to fix."""
+    found = []
+    for registry in registries:
+        names = {path.split("/", 1)[1] for path in facts.certs if path.startswith(registry + "/")}
+        for name in sorted(names):
+            base, dot, suffix = name.rpartition(".")
+            other = {"cert": "key", "key": "cert"}.get(suffix) if dot else None
+            if other is not None and f"{base}.{other}" not in names:
+                found.append(
+                    f"certs.d/{registry}/{name} has no {base}.{other} beside it: dockerd fails every pull "
+                    f"from {registry} (fact 6); add the other half or remove it"
+                )
+    return tuple(found)
 
 
 def api_elsewhere(facts: DockerFacts, doc: dict[str, Any]) -> str | None:

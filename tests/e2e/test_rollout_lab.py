@@ -742,6 +742,19 @@ def test_verify_reports_drift_and_tls_handshakes(lab: Lab) -> None:
     assert drift[lab.hosts[0].name]["status"] == "unchanged"
 
 
+def test_verify_warns_of_half_a_client_pair_that_breaks_every_pull(lab: Lab) -> None:
+    host = lab.hosts[0]
+    assert rollout(lab, *ca_args(lab), "--limit", host.name)[0] == 0
+    lab.ssh(host, "touch /etc/docker/certs.d/registry.test/client.cert")
+    try:
+        broken = lab.ssh(host, f"docker pull {lab.image}", check=False)
+        assert broken.returncode != 0 and "client.key" in broken.stderr  # fact 6, as dockerd says it
+        proc = lab.run_agent("verify", "-i", str(lab.inventory_yml), *ca_args(lab), "--limit", host.name)
+        assert "certs.d/registry.test/client.cert has no client.key beside it" in proc.stdout, proc.stdout
+    finally:
+        lab.ssh(host, "rm -f /etc/docker/certs.d/registry.test/client.cert")
+
+
 def test_docker_20_10_with_registry_mirrors_takes_the_insecure_list_by_a_reload(
     lab: Lab, tmp_path: Path
 ) -> None:

@@ -930,3 +930,19 @@ def test_a_url_password_holding_at_or_slash_is_redacted_whole() -> None:
     assert proxies in diff  # the JSON after each URL is left as it is
     assert not any(part in diff for part in ("PROXYP", "SS@", "PW", "X@", "proxyuser", "u:"))
     assert '["https://mirror.example/users/@me", "http://mirror.example:5000"]' in diff  # no userinfo
+
+
+def test_half_a_client_pair_in_a_registry_directory_is_warned_of() -> None:
+    """A client.cert without client.key makes dockerd fail every pull from that registry (fact 6):
+    verify said unchanged, exit 0, while no pull worked."""
+    certs = {"registry.test/client.cert": b"", "registry.test/ca.crt": b"", "other.test/lone.key": b""}
+    plan = plan_docker(ca_policy("registry.test"), host(certs=certs))
+    assert (
+        "certs.d/registry.test/client.cert has no client.key beside it: dockerd fails every pull from "
+        "registry.test (fact 6); add the other half or remove it"
+    ) in plan.warnings
+    assert not [w for w in plan.warnings if "other.test" in w]  # not a registry of the policy's
+    paired = {**certs, "registry.test/client.key": b""}
+    assert not [
+        w for w in plan_docker(ca_policy("registry.test"), host(certs=paired)).warnings if "fact 6" in w
+    ]
