@@ -7,6 +7,7 @@ the registry *and* for the storage endpoint it redirects to.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import ssl
 from dataclasses import dataclass
@@ -64,13 +65,27 @@ class HandshakeReport:
 
 
 def _context(policy: TrustPolicy) -> ssl.SSLContext:
-    context = ssl.create_default_context()
+    """What a host's dockerd trusts for the registry: the system's public roots and the policy's CAs.
+    Not the controller's SSL_CERT_FILE/SSL_CERT_DIR: an organisation's CA there made the check pass
+    while hosts, without it, failed every pull."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # certificates and host names verified
+    cafile, capath = _system_roots()
+    if cafile or capath:
+        context.load_verify_locations(cafile=cafile, capath=capath)
     # dockerd (Go) takes any certificate in its root pool as a trust anchor, a non-CA one too (a server's
     # own leaf given as its CA): OpenSSL does so only with a partial chain allowed.
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     for ca in policy.ca_files:
         context.load_verify_locations(cadata=ca.bundle.pem.decode("ascii"))
     return context
+
+
+def _system_roots() -> tuple[str | None, str | None]:
+    """The system's CA file and directory as OpenSSL was built with them, whatever the environment says."""
+    paths = ssl.get_default_verify_paths()
+    cafile = paths.openssl_cafile if os.path.isfile(paths.openssl_cafile) else None
+    capath = paths.openssl_capath if os.path.isdir(paths.openssl_capath) else None
+    return cafile, capath
 
 
 def handshake(

@@ -126,3 +126,22 @@ def test_a_certificate_from_another_ca_is_still_refused(tmp_path: Path) -> None:
         )
     assert not report.ok
     assert report.lines[0].startswith(f"tls {target}: certificate not trusted")
+
+
+def test_the_controllers_ssl_cert_file_is_not_what_hosts_trust(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CA in the controller's SSL_CERT_FILE (an organisation's, on an admin's workstation) made the
+    check pass while hosts, which do not have it, failed every pull."""
+    ca = make_ca("Organisation CA")
+    issued = make_leaf(ca, "storage.test")
+    bundle = tmp_path / "org-bundle.pem"
+    bundle.write_bytes(ca[0])
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    with _tls_server(tmp_path, issued) as port:
+        target = f"storage.test:{port}"
+        nothing_given = TrustPolicy(registries=(target,), storage_endpoint=None, storage_scheme=None)
+        report = handshake_report(nothing_given, timeout=5.0, resolve={"storage.test": "127.0.0.1"})
+    assert not report.ok
+    assert report.lines[0].startswith(f"tls {target}: certificate not trusted")
