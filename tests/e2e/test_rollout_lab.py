@@ -577,14 +577,19 @@ def test_an_insecure_list_dockerd_kept_after_its_key_went_is_cleared_on_the_way_
     limit = ("--limit", host.name)
     assert rollout(lab, *skip_args(lab, tmp_path), *limit)[0] == 0
     lab.ssh(host, f"cp {LAB_DAEMON_JSON} /etc/docker/daemon.json && systemctl reload docker")
-    assert not runs_secure_for_the_registry(lab, host)
-    code, report, err = rollout(lab, *ca_args(lab), *limit)
-    assert code == 0, err
-    outcome = by_host(report)[host.name]
-    assert (outcome["status"], outcome["engine_action"]) == ("changed", "reload"), outcome
-    assert daemon_json(lab, host)["insecure-registries"] == []
-    assert runs_secure_for_the_registry(lab, host)
-    assert rollout(lab, *ca_args(lab), *limit)[1]["hosts"][0]["status"] == "unchanged"
+    try:
+        assert not runs_secure_for_the_registry(lab, host)
+        code, report, err = rollout(lab, *ca_args(lab), *limit)
+        assert code == 0, err
+        outcome = by_host(report)[host.name]
+        assert (outcome["status"], outcome["engine_action"]) == ("changed", "reload"), outcome
+        assert daemon_json(lab, host)["insecure-registries"] == []
+        assert runs_secure_for_the_registry(lab, host)
+        assert rollout(lab, *ca_args(lab), *limit)[1]["hosts"][0]["status"] == "unchanged"
+    finally:
+        # The lab's reset restarts dockerd only where daemon.json differs from its base: failing before
+        # the write, this test would leave the next ones a dockerd with the list it kept.
+        lab.ssh(host, "systemctl restart docker")
 
 
 @pytest.fixture
