@@ -194,9 +194,12 @@ def _take_inventory_options(cfg: dict[str, Any], host: Host) -> None:
         cfg.pop("proxycommand", None)
         cfg.pop("proxyjump", None)
         cfg[ssh_config_text.PROXY_ORDER] = proxy[0][len("proxy") :]
+    taken: set[str] = set()
     for name, value in host.ssh_options:
-        if name not in ("identityfile", "proxycommand", "proxyjump"):
+        # ssh keeps an option's first value: common args before extra args, as Ansible passes them.
+        if name not in ("identityfile", "proxycommand", "proxyjump") and name not in taken:
             cfg[name] = value
+            taken.add(name)
     if proxy is not None:  # after HostName and the rest, which its %h %p %r name
         name, value = proxy
         cfg[name] = proxy_command.expand(value, *_endpoint(cfg, host)) if name == "proxycommand" else value

@@ -5,9 +5,11 @@ Ansible fleets behind a bastion say so there (``-o ProxyCommand="ssh -W %h:%p -q
 ``-J bastion``), as Ansible's documentation shows. The options trust-agent acts on are taken, over
 ssh_config's, as ssh takes ``-o`` over its config: ``ProxyCommand``, ``ProxyJump`` (``-J``),
 ``IdentityFile`` (``-i``), ``IdentitiesOnly``, ``IdentityAgent``, ``CertificateFile``,
-``UserKnownHostsFile``, ``GlobalKnownHostsFile``, ``HostKeyAlias``, ``ConnectTimeout``. The rest
-(``StrictHostKeyChecking``, ciphers, ``-q``…) are ignored: host keys are always checked, and the
-connection's own settings stand.
+``UserKnownHostsFile``, ``GlobalKnownHostsFile``, ``HostKeyAlias``, ``ConnectTimeout``, ``Port``
+(``-p``) and ``User`` (``-l``), where the inventory sets no ``ansible_port``/``ansible_user`` (Ansible
+passes those first, and ssh keeps an option's first value). The rest (``StrictHostKeyChecking``,
+ciphers, ``-q``…) are ignored: host keys are always checked, and the connection's own settings stand.
+Flags bundle as getopt reads them (``-qJ gw`` is ``-q -J gw``).
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ TAKEN = frozenset(
         "identitiesonly",
         "identityagent",
         "connecttimeout",
+        "port",
+        "user",
     }
 )
+_FLAG_OPTIONS = {"J": "proxyjump", "i": "identityfile", "p": "port", "l": "user"}
 # ssh(1)'s flags that take an argument: the argument is skipped with the flag where not read here.
 _WITH_ARGUMENT = frozenset("BbcDEeFIiJLlmOopQRSWw")
 
@@ -39,8 +44,8 @@ def parse_ssh_args(text: str, what: str, where: str) -> tuple[tuple[str, str], .
 
     >>> parse_ssh_args('-o ProxyCommand="ssh -W %h:%p -q gw" -o StrictHostKeyChecking=no -C', "v", "f")
     (('proxycommand', 'ssh -W %h:%p -q gw'),)
-    >>> parse_ssh_args("-J ops@gw:2222 -oUserKnownHostsFile=/k -i ~/.ssh/fleet -p 2200", "v", "f")
-    (('proxyjump', 'ops@gw:2222'), ('userknownhostsfile', '/k'), ('identityfile', '~/.ssh/fleet'))
+    >>> parse_ssh_args("-qJ ops@gw:2222 -oUserKnownHostsFile=/k -i ~/.ssh/fleet -p 2200", "v", "f")
+    (('proxyjump', 'ops@gw:2222'), ('userknownhostsfile', '/k'), ('identityfile', '~/.ssh/fleet'), ('port', '2200'))
     """
     try:
         words = shlex.split(text)
@@ -53,9 +58,11 @@ def parse_ssh_args(text: str, what: str, where: str) -> tuple[tuple[str, str], .
         index += 1
         if not word.startswith("-") or len(word) < 2:
             continue
-        flag, attached = word[1], word[2:]
-        if flag not in _WITH_ARGUMENT:
+        # getopt's way: flags without an argument may come first in one word (-qJ gw, -Cp2200).
+        at = next((i for i, c in enumerate(word[1:], 1) if c in _WITH_ARGUMENT), None)
+        if at is None:
             continue  # -q, -C, -A, -T…: nothing to take
+        flag, attached = word[at], word[at + 1 :]
         if attached:
             value = attached
         elif index < len(words):
@@ -68,10 +75,8 @@ def parse_ssh_args(text: str, what: str, where: str) -> tuple[tuple[str, str], .
                 raise InventoryError(f"{what}: -o {value!r} is not Key=Value", where=where)
             if option[0] in TAKEN:
                 found.append(option)
-        elif flag == "J":
-            found.append(("proxyjump", value))
-        elif flag == "i":
-            found.append(("identityfile", value))
+        elif flag in _FLAG_OPTIONS:
+            found.append((_FLAG_OPTIONS[flag], value))
     return tuple(found)
 
 

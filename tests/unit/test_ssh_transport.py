@@ -44,6 +44,7 @@ from agent.hosts import proxy_command, script_session
 from agent.hosts.pipelined_login import pipelines
 from agent.hosts.ssh import SSHOptions, SSHTransport
 from agent.inventory import Host, load_inventory
+from agent.inventory.ssh_args import parse_ssh_args
 from tests.ci import missing_prerequisite
 from tests.sshkeys import certify, encrypted_copy, keygen, public, ssh_agent
 
@@ -1310,6 +1311,28 @@ def test_the_inventorys_ssh_options_go_over_ssh_configs_as_ssh_takes_its_command
         "proxycommand": "nc 10.0.0.5 22",
         "trustagentproxyfirst": "command",
     }
+
+
+def test_port_and_user_from_ssh_args_apply_where_the_inventory_sets_neither_and_the_first_value_wins() -> (
+    None
+):
+    """-p/-o Port and -l/-o User in ansible_ssh_common_args were dropped (trust-agent went to port 22
+    as the local user), and a later -o beat an earlier one, unlike ssh."""
+    from agent.hosts.ssh import _endpoint, _take_inventory_options
+
+    options = parse_ssh_args(
+        "-o UserKnownHostsFile=/first -p 2299 -l carol -o UserKnownHostsFile=/second", "v", "f"
+    )
+    cfg: dict[str, Any] = {"hostname": "10.0.0.5", "port": "2200", "user": "from-config"}
+    _take_inventory_options(cfg, Host("web1", "web1", ssh_options=options))
+    assert cfg["userknownhostsfile"] == "/first"
+    assert _endpoint(cfg, Host("web1", "web1", ssh_options=options)) == ("10.0.0.5", 2299, "carol")
+    # ansible_port / ansible_user, where given, win (Ansible passes them before the args).
+    assert _endpoint(cfg, Host("web1", "web1", port=2022, user="alice")) == ("10.0.0.5", 2022, "alice")
+
+
+def test_bundled_ssh_flags_are_read_as_getopt_does() -> None:
+    assert parse_ssh_args("-qJ jump@gw -Cp2200", "v", "f") == (("proxyjump", "jump@gw"), ("port", "2200"))
 
 
 # --- which keys a login offers (agent.hosts.identities) ---------------------------------------------
