@@ -67,7 +67,7 @@ fi
 [ ! -L "$R/var/lib/trust-agent/lock" ] || fail 1 "$R/var/lib/trust-agent/lock is a symbolic link: not opening it"
 { umask 077; exec 9>>"$R/var/lib/trust-agent/lock"; } || fail 1 "cannot open the lock file"
 umask 022
-flock -n 9 || fail 75 "another trust-agent run holds $R/var/lib/trust-agent/lock"
+flock -n 9 || fail 75 "another trust-agent run holds $R/var/lib/trust-agent/lock (or this one: two inventory names for one machine?)"
 stamp start
 mkd() {
   d=$1; new=""
