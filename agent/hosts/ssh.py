@@ -15,13 +15,14 @@ from __future__ import annotations
 import getpass
 import itertools
 import os
+import re
 import secrets
 import select
 import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -268,6 +269,30 @@ def _read_known_hosts(path: str, label: str) -> tuple[paramiko.HostKeys, host_ce
         return keys, markers
 
 
+def _known_hosts_tokens(
+    original: str, hostname: str, port: int, user: str, alias: str | None
+) -> dict[str, str]:
+    """ssh(1)'s tokens for UserKnownHostsFile and GlobalKnownHostsFile (ssh_config(5), TOKENS)."""
+    return {
+        "%": "%",
+        "d": os.path.expanduser("~"),
+        "u": getpass.getuser(),
+        "i": str(os.getuid()),
+        "l": socket.gethostname().split(".")[0],
+        "L": socket.gethostname(),
+        "h": hostname,
+        "n": original,
+        "p": str(port),
+        "r": user,
+        "k": alias or original,
+    }
+
+
+def _with_tokens(path: str, tokens: Mapping[str, str]) -> str:
+    """``path`` with its ``%x`` tokens replaced (an unknown one stays as written, as ssh refuses it)."""
+    return re.sub(r"%(.)", lambda m: tokens.get(m.group(1), m.group(0)), path)
+
+
 def _expand(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
@@ -358,7 +383,11 @@ class SSHTransport(Transport):
             user_files = [self.options.known_hosts or host.known_hosts or ""]
         else:
             user_files = _paths(cfg.get("userknownhostsfile")) or [DEFAULT_KNOWN_HOSTS]
-        known, others = user_files[0], [*user_files[1:], *_global_known_hosts(cfg)]
+        # ssh expands its tokens in these (UserKnownHostsFile ~/.ssh/known_hosts.d/%k, say).
+        tokens = _known_hosts_tokens(host.address, hostname, port, user, cfg.get("hostkeyalias"))
+        user_files = [_with_tokens(p, tokens) for p in user_files]
+        others = [_with_tokens(p, tokens) for p in (*user_files[1:], *_global_known_hosts(cfg))]
+        known = user_files[0]
         return _Target(
             label=self._label,
             hostname=hostname,

@@ -448,6 +448,19 @@ def test_proxy_jump_checks_the_jump_host_key(sshd: Server, opts: SSHOptions, tmp
         SSHTransport(Host("via", "via-jump", user="root"), options).connect()
 
 
+def test_known_hosts_file_tokens_are_expanded_as_ssh_does(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    """UserKnownHostsFile .../by_%h was read literally: "host key not in .../by_%h" (and
+    --accept-new-host-keys would have made a file of that name)."""
+    sshd.known_hosts(tmp_path / f"by_127.0.0.1_{sshd.port}_root%", sshd.ed25519_pub)
+    config = tmp_path / "config"
+    config.write_text(f"Host 127.0.0.1\n    UserKnownHostsFile {tmp_path}/by_%h_%p_%r%%\n")
+    options = replace(opts, known_hosts=None, ssh_config=str(config))
+    with SSHTransport(sshd.host(), options) as t:
+        assert t.run("echo in").stdout == b"in\n"
+
+
 def test_become_through_sudo(sshd: Server, opts: SSHOptions) -> None:
     host = sshd.host(become=True, become_user="app")  # root logs in; becoming "app" needs sudo
     with SSHTransport(host, opts) as t:
