@@ -441,6 +441,7 @@ class SSHTransport(Transport):
 
     def _parse_jump(self, spec: str, config: _SSHConfig, final: _Target) -> _Target:
         user: str | None = None
+        spec = spec.removeprefix("ssh://").rstrip("/")  # ssh also takes ssh://[user@]host[:port]
         if "@" in spec:
             user, spec = spec.rsplit("@", 1)
         port: int | None = None
@@ -456,14 +457,24 @@ class SSHTransport(Transport):
         keys = _as_list(cfg.get("identityfile")) + list(final.key_files)
         hostname = str(cfg.get("hostname") or addr)
         user = user or str(cfg.get("user") or final.user)
+        port = port or int(cfg.get("port", 22))
+        # The jump host's own known_hosts files where its ssh_config names them (as ssh reads them for
+        # that hop); else the target's.
+        known, others = final.known_hosts, final.other_known_hosts
+        if not self.options.known_hosts and ("userknownhostsfile" in cfg or "globalknownhostsfile" in cfg):
+            tokens = _known_hosts_tokens(addr, hostname, port, user, cfg.get("hostkeyalias"))
+            files = [_with_tokens(p, tokens) for p in _paths(cfg.get("userknownhostsfile"))]
+            files = files or [DEFAULT_KNOWN_HOSTS]
+            known = _expand(files[0])
+            others = tuple(_expand(_with_tokens(p, tokens)) for p in (*files[1:], *_global_known_hosts(cfg)))
         return _Target(
             label=f"{self._label} via {spec}",
             hostname=hostname,
-            port=port or int(cfg.get("port", 22)),
+            port=port,
             user=user,
             key_files=tuple(dict.fromkeys(_expand(k) for k in keys)),
-            known_hosts=final.known_hosts,
-            other_known_hosts=final.other_known_hosts,
+            known_hosts=known,
+            other_known_hosts=others,
             host_key_alias=cfg.get("hostkeyalias"),
             proxy_jump=None,
             proxy_command=proxy_command.command_for(_proxy_command(cfg), addr),

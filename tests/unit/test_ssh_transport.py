@@ -461,6 +461,29 @@ def test_known_hosts_file_tokens_are_expanded_as_ssh_does(
         assert t.run("echo in").stdout == b"in\n"
 
 
+def test_a_jump_host_is_checked_against_its_own_known_hosts_where_ssh_config_names_them(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    """The hop was checked against the target's known_hosts file (and --accept-new-host-keys would have
+    written the bastion's key there); ssh reads the jump host's own. ssh://user@host:port is taken too."""
+    target_file = sshd.known_hosts(tmp_path / "target_kh", sshd.ed25519_pub)
+    jump_file = tmp_path / "jump_kh"
+    jump_file.write_text("")
+    config = tmp_path / "config"
+    config.write_text(
+        f"Host bastion\n    HostName 127.0.0.1\n    Port {sshd.port}\n    User root\n"
+        f"    IdentityFile {sshd.client_key}\n    UserKnownHostsFile {jump_file}\n"
+        f"Host 127.0.0.1\n    UserKnownHostsFile {target_file}\n"
+    )
+    options = replace(opts, known_hosts=None, ssh_config=str(config))
+    host = sshd.host(ssh_options=(("proxyjump", "ssh://root@bastion"),))
+    with pytest.raises(HostKeyError, match=f"via bastion: host key not in {jump_file}"):
+        SSHTransport(host, options).connect()
+    sshd.known_hosts(jump_file, sshd.ed25519_pub)
+    with SSHTransport(host, options) as t:
+        assert t.run("echo through").stdout == b"through\n"
+
+
 def test_become_through_sudo(sshd: Server, opts: SSHOptions) -> None:
     host = sshd.host(become=True, become_user="app")  # root logs in; becoming "app" needs sudo
     with SSHTransport(host, opts) as t:
