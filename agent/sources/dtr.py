@@ -15,12 +15,13 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from email.message import Message
-from typing import IO, NoReturn
+from typing import IO, Any, NoReturn
 from urllib.parse import urlsplit
 
 from agent.errors import SourceError
@@ -199,7 +200,7 @@ def _get_if_changed(
     request = urllib.request.Request(url, headers=headers)
     try:
         with opener.open(request, timeout=timeout) as response:
-            body: bytes = response.read(MAX_RESPONSE_BYTES + 1)
+            body = _read_whole(response, url, time.monotonic() + timeout * _WHOLE_ANSWER_TIMEOUTS)
             seen = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
     except urllib.error.HTTPError as exc:
         exc.close()
@@ -215,6 +216,34 @@ def _get_if_changed(
     if len(body) > MAX_RESPONSE_BYTES:
         raise SourceError(f"the answer is larger than {MAX_RESPONSE_BYTES} bytes", url)
     return body, seen
+
+
+# The whole answer's time, in units of the per-read timeout: a server trickling a byte a second never
+# trips that one, and held the CLI (or a daemon's poll) for as long as it liked.
+_WHOLE_ANSWER_TIMEOUTS = 4
+
+
+def _read_whole(response: Any, url: str, deadline: float) -> bytes:
+    """The body, up to one byte over MAX_RESPONSE_BYTES, by ``deadline``; one shorter than its
+    Content-Length is refused (a cut connection, not a document)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_RESPONSE_BYTES:
+        if time.monotonic() > deadline:
+            raise SourceError("the answer did not arrive in time (it came too slowly)", url)
+        chunk = response.read1(min(_READ_CHUNK, MAX_RESPONSE_BYTES + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    body = b"".join(chunks)
+    length = response.headers.get("Content-Length")
+    if length is not None and length.isdigit() and len(body) < int(length) <= MAX_RESPONSE_BYTES:
+        raise SourceError(f"the answer ended early ({len(body)} of {length} bytes)", url)
+    return body
+
+
+_READ_CHUNK = 65536
 
 
 def _connection_error(reason: object, url: str) -> NoReturn:

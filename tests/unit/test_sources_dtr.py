@@ -6,7 +6,8 @@ import base64
 import json
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -111,6 +112,7 @@ class FakeDTR:
     routes: dict[str, tuple[int, bytes, dict[str, str]]] = field(default_factory=dict)
     etags: dict[str, str] = field(default_factory=dict)  # path → ETag it serves and honours
     statuses: list[tuple[str, int]] = field(default_factory=list)
+    raw: dict[str, Callable[[BaseHTTPRequestHandler], None]] = field(default_factory=dict)  # path → writer
 
 
 def _handler(dtr: FakeDTR) -> type[BaseHTTPRequestHandler]:
@@ -120,7 +122,9 @@ def _handler(dtr: FakeDTR) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             auth = self.headers.get("Authorization", "")
             dtr.seen_auth.append(auth)
-            if self.path in dtr.routes:
+            if self.path in dtr.raw:
+                dtr.raw[self.path](self)
+            elif self.path in dtr.routes:
                 self._send(*dtr.routes[self.path])
             elif auth != expected:
                 self._send(401, b'{"errors":[{"code":"NOT_AUTHENTICATED"}]}', {})
@@ -249,6 +253,40 @@ def test_server_error(dtr: FakeDTR) -> None:
     dtr.routes["/api/v0/admin/settings/registry"] = (500, b"boom", {})
     with pytest.raises(SourceError, match="HTTP 500"):
         fetch_dtr(dtr.url, USER, TOKEN, ca_file=str(dtr.ca_file), timeout=5)
+
+
+def _declares(length: int, sends: bytes, *, every: float = 0.0) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A 200 that declares ``length`` bytes and sends ``sends``, a byte per ``every`` seconds, then ends."""
+
+    def write(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(length))
+        handler.end_headers()
+        for byte in sends:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(every)
+        handler.close_connection = True
+
+    return write
+
+
+def test_an_answer_cut_short_is_refused_as_such(dtr: FakeDTR) -> None:
+    """A body shorter than its Content-Length was taken, and said "not valid JSON"."""
+    dtr.raw["/api/v0/admin/settings/registry"] = _declares(1000, b'{"config": "')
+    with pytest.raises(SourceError) as caught:
+        fetch_dtr(dtr.url, USER, TOKEN, ca_file=str(dtr.ca_file), timeout=5)
+    assert "the answer ended early (12 of 1000 bytes)" in one_line_source_error(caught)
+
+
+def test_an_answer_trickling_in_is_given_up_on_as_a_whole(dtr: FakeDTR) -> None:
+    """A byte a second never trips the per-read timeout: it held the CLI (and a daemon's poll) for 80 s."""
+    dtr.raw["/api/v0/admin/settings/registry"] = _declares(100, b" " * 40, every=0.1)
+    started = time.monotonic()
+    with pytest.raises(SourceError) as caught:
+        fetch_dtr(dtr.url, USER, TOKEN, ca_file=str(dtr.ca_file), timeout=0.5)
+    assert "the answer did not arrive in time" in one_line_source_error(caught)
+    assert time.monotonic() - started < 3.5
 
 
 def test_redirects_are_not_followed_with_credentials(dtr: FakeDTR) -> None:
