@@ -274,7 +274,7 @@ def verify(resolve: tuple[str, ...], **kwargs: Any) -> None:
     Per host: the files the policy asks for (a host that would change is drift, shown as pending), and
     the engine's live registry config read through the docker API.
     """
-    from agent.handshake import handshake_report, parse_resolve
+    from agent.handshake import FAILED_CHECK_SUFFIX, handshake_report, parse_resolve
 
     addresses = parse_resolve(resolve)
     options = RunOptions(dry_run=True, verify=True, command_timeout=kwargs["command_timeout"])
@@ -287,7 +287,7 @@ def verify(resolve: tuple[str, ...], **kwargs: Any) -> None:
             click.echo(line, err=True)
         # Shown with the warnings, and said to decide the exit code: a check from here is not drift.
         failed_checks = tuple(
-            f"{line} (a failed check from this machine: exit 1)"
+            line + FAILED_CHECK_SUFFIX
             for line in checks.lines
             if not line.endswith(": ok") and not line.startswith("tls: skipped")
         )

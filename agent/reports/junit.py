@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from agent.handshake import FAILED_CHECK_SUFFIX
 from agent.outcome import FleetResult, HostOutcome
 from agent.reports import view
 
 # How the verify command carries a TLS check that failed from the controller: a fleet warning
-# "tls <target>: <problem>" with this suffix (agent/cli.py, verify).
+# "tls <target>: <problem>" with FAILED_CHECK_SUFFIX (agent/cli.py, verify).
 _TLS_PREFIX = "tls "
-_TLS_FAILED_SUFFIX = " (a failed check from this machine: exit 1)"
 
 
 def _detail(o: HostOutcome) -> str:
@@ -69,9 +69,9 @@ def _testcase(suite: ET.Element, mode: str, o: HostOutcome) -> None:
 
 def _failed_tls_check(mode: str, note: str) -> tuple[str, str] | None:
     """``(target, problem)`` when ``note`` is a TLS check verify failed on, else ``None``."""
-    if mode != "verify" or not (note.startswith(_TLS_PREFIX) and note.endswith(_TLS_FAILED_SUFFIX)):
+    if mode != "verify" or not (note.startswith(_TLS_PREFIX) and note.endswith(FAILED_CHECK_SUFFIX)):
         return None
-    target, sep, problem = note[len(_TLS_PREFIX) : -len(_TLS_FAILED_SUFFIX)].partition(": ")
+    target, sep, problem = note[len(_TLS_PREFIX) : -len(FAILED_CHECK_SUFFIX)].partition(": ")
     return (target, problem) if sep and target else None
 
 
