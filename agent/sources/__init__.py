@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 
 from agent.errors import SourceError
@@ -66,6 +67,10 @@ def load_source(
     return parse_distribution(text, spec, env)
 
 
+# The first line that says something, an INI section header: "[all]", "[web:vars]".
+_INI_SECTION = re.compile(r"^(?:\s*(?:[#;].*)?\n)*\s*\[[^\]\n]+\]\s*$", re.M)
+
+
 def detect_kind(text: str, *, origin: str = "<source>") -> SourceKind:
     """Tell a DTR settings JSON, a harbor.yml and a distribution config.yml apart by their keys.
 
@@ -83,6 +88,9 @@ def detect_kind(text: str, *, origin: str = "<source>") -> SourceKind:
             data = None  # may still be YAML flow style; the YAML reader below says what is wrong
         if isinstance(data, dict) and isinstance(data.get("config"), str):
             return "dtr"
+    if _INI_SECTION.match(text):
+        # An INI file (an Ansible inventory, most likely) is no YAML: saying so beats a parser's error.
+        raise SourceError(f"an INI file (an inventory? that is -i's): {_EXPECTED}", origin)
     data = load_yaml(text, origin).data
     if isinstance(data, dict):
         if "storage_service" in data or "hostname" in data:

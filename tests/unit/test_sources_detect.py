@@ -69,7 +69,15 @@ def test_unknown_documents_are_refused_with_what_was_expected(text: str) -> None
     assert "harbor.yml" in message and "DTR" in message and "\n" not in message
 
 
-def test_a_syntax_error_is_reported_with_its_line() -> None:
+@pytest.mark.parametrize("text", ["[all]\nh1 ansible_host=10.0.0.5\n", "# hosts\n\n[web:vars]\nx=1\n"])
+def test_an_ini_inventory_given_as_the_source_is_named_so(text: str) -> None:
+    """It said "not valid YAML: expected '...', but found '...'" (the quoting redacted as a secret's)."""
+    with pytest.raises(SourceError) as caught:
+        detect_kind(text, origin="hosts.ini")
+    assert str(caught.value).startswith("hosts.ini: an INI file (an inventory? that is -i's): expected a")
+
+
+def test_a_syntax_error_is_reported_with_its_line() -> None:def test_a_syntax_error_is_reported_with_its_line() -> None:
     with pytest.raises(SourceError, match=r"^config.yml:3: not valid YAML"):
         detect_kind("version: 0.1\nstorage:\n  s3: {bucket: [}\n", origin="config.yml")
 
