@@ -77,7 +77,7 @@ def test_an_ini_inventory_given_as_the_source_is_named_so(text: str) -> None:
     assert str(caught.value).startswith("hosts.ini: an INI file (an inventory? that is -i's): expected a")
 
 
-def test_a_syntax_error_is_reported_with_its_line() -> None:def test_a_syntax_error_is_reported_with_its_line() -> None:
+def test_a_syntax_error_is_reported_with_its_line() -> None:
     with pytest.raises(SourceError, match=r"^config.yml:3: not valid YAML"):
         detect_kind("version: 0.1\nstorage:\n  s3: {bucket: [}\n", origin="config.yml")
 
