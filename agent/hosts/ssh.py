@@ -625,15 +625,19 @@ class SSHTransport(Transport):
         self, transport: paramiko.Transport, target: _Target, first_session: bool
     ) -> PendingChannel | None:
         tried: list[str] = []  # the keys refused, and why a named file gave none
+
+        def closed_after(offered: int) -> AuthenticationError:
+            # sshd ends the connection once MaxAuthTries keys (6 by default) were refused.
+            return AuthenticationError(
+                f"{target.label}: authentication as {target.user} failed: the host closed the "
+                f"connection after {offered} keys ({'; '.join(tried)}); sshd takes MaxAuthTries keys "
+                "(6 by default): name the key (IdentityFile) and set IdentitiesOnly yes"
+            )
+
         offered = 0
         for key, what in self._keys(target, tried):
             if offered and not transport.is_active():
-                # sshd ends the connection once MaxAuthTries keys (6 by default) were refused.
-                raise AuthenticationError(
-                    f"{target.label}: authentication as {target.user} failed: the host closed the "
-                    f"connection after {offered} keys ({'; '.join(tried)}); sshd takes MaxAuthTries keys "
-                    "(6 by default): name the key (IdentityFile) and set IdentitiesOnly yes"
-                )
+                raise closed_after(offered)
             offered += 1
             try:
                 with self._boundary(target.label, "authentication"):
@@ -641,6 +645,12 @@ class SSHTransport(Transport):
             except AuthenticationError:
                 tried.append(what)
                 continue
+            except UnreachableError:
+                # The host's close can overtake the next key on its way (EOFError): the same end.
+                if offered > 1 and not transport.is_active():
+                    tried.append(what)
+                    raise closed_after(offered) from None
+                raise
             if transport.is_authenticated():
                 return session
         detail = "; ".join(tried) if tried else "no keys to offer"

@@ -486,7 +486,9 @@ def test_the_canary_is_pulled_after_a_repair_and_left_alone_on_a_converged_host(
     host = hosts[0]
     install(dlab, "--canary-image", dlab.image, limit=host.name)
     assert dlab.ssh(host, f"docker image inspect {dlab.image}", check=False).returncode == 0
-    since = dlab.ssh(host, "date +%s").stdout.strip()
+    # From the next whole second: the install's own cycle pulled the canary, its events dated up to now.
+    since = int(dlab.ssh(host, "date +%s").stdout) + 1
+    time.sleep(1.2)
     cycles = status(dlab, host)["cycles"]
     wait_for("three more cycles", lambda: status(dlab, host)["cycles"] >= cycles + 3, timeout=30)
     events = (

@@ -1448,6 +1448,37 @@ def test_identities_only_without_identity_files_offers_the_agent_copies_of_the_d
         SSHTransport(sshd.host(identity_file=None), defaults).connect()
 
 
+def test_a_close_that_overtakes_the_next_key_is_told_as_the_host_closing_after_too_many(
+    sshd: Server, opts: SSHOptions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sshd's close after MaxAuthTries can arrive while the next key is on its way: that attempt ended
+    in EOFError, reported as "authentication failed: EOFError" without the keys tried or why a named
+    file gave none (seen in CI)."""
+    import agent.hosts.pipelined_login as pipelined_login
+
+    real_login = pipelined_login.login
+    attempts = 0
+
+    def close_on_the_third(transport: Any, *args: Any, **kw: Any) -> Any:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 3:  # as if sshd's close came first: the connection gone, the read ends
+            transport.close()
+            raise EOFError
+        return real_login(transport, *args, **kw)
+
+    monkeypatch.setattr(pipelined_login, "login", close_on_the_third)
+    encrypted = encrypted_copy(sshd.client_key, tmp_path / "id_fleet")
+    strangers = [keygen(tmp_path / f"stranger{n}") for n in range(STRANGERS)]
+    with ssh_agent(tmp_path / "strangers.sock", *strangers) as sock:  # the fleet's key is not in it
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        with pytest.raises(AuthenticationError) as refused:
+            SSHTransport(sshd.host(identity_file=str(encrypted)), replace(opts, use_agent=True)).connect()
+    message = str(refused.value)
+    assert "the host closed the connection after 3 keys" in message
+    assert "id_fleet is encrypted and not in the agent (ssh-add it)" in message
+
+
 def test_identity_agent_names_the_agent_and_none_turns_it_off(
     sshd: Server, opts: SSHOptions, tmp_path: Path, agent_with_key: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
