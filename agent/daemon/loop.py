@@ -28,6 +28,7 @@ from agent.daemon.report import write_metrics, write_status
 from agent.daemon.status import DaemonStatus, OutcomeSummary, SourceStatus, State
 from agent.daemon.timing import backoff_delay, jittered
 from agent.daemon.watch import Poll, SourceWatcher, display_source, internal_error
+from agent.engine.apply_script import BUSY_SAYS
 from agent.engine.options import RunOptions, new_backup_stamp
 from agent.engine.reconcile import reconcile
 from agent.hosts.base import Transport
@@ -349,14 +350,10 @@ class Daemon:
         )
 
 
-# What the apply script says when it exits 75 (``EXIT_BUSY``: ``flock -n`` on the host's lock failed);
-# reconcile reports that HostBusyError as a "failed" outcome with this message.
-_HOST_BUSY = "another trust-agent run holds "
-
-
 def host_busy(outcome: HostOutcome) -> bool:
-    """Whether the host was not reconciled because another run held its lock: no fault of the host."""
-    return outcome.status == "failed" and outcome.error is not None and outcome.error.startswith(_HOST_BUSY)
+    """Whether the host was not reconciled because another run held its lock (the apply script's exit
+    75, a "failed" outcome saying BUSY_SAYS): no fault of the host."""
+    return outcome.status == "failed" and outcome.error is not None and outcome.error.startswith(BUSY_SAYS)
 
 
 def _summary(outcome: HostOutcome) -> OutcomeSummary:

@@ -35,6 +35,9 @@ EXIT_INVALID = 77
 EXIT_ACTION = 78
 STOPPED_MARK = "engine-stopped"  # docker.service was stopped before its reload: the files stay
 
+# How a run that finds the host's lock held begins its error (the per-host daemon tells it by this).
+BUSY_SAYS = "another trust-agent run holds "
+
 _PRELUDE = r"""
 set -u
 # Directories it creates are 0755 whatever the login's umask (pam_umask may give 000); files set theirs.
@@ -67,7 +70,7 @@ fi
 [ ! -L "$R/var/lib/trust-agent/lock" ] || fail 1 "$R/var/lib/trust-agent/lock is a symbolic link: not opening it"
 { umask 077; exec 9>>"$R/var/lib/trust-agent/lock"; } || fail 1 "cannot open the lock file"
 umask 022
-flock -n 9 || fail 75 "another trust-agent run holds $R/var/lib/trust-agent/lock (or this one: two inventory names for one machine?)"
+flock -n 9 || fail 75 "@BUSY@$R/var/lib/trust-agent/lock (or this one: two inventory names for one machine?)"
 stamp start
 mkd() {
   d=$1; new=""
@@ -100,7 +103,7 @@ stage() {
   if [ -n "$3" ] && [ ! -e "$dest" ]; then chmod "$3" "$tmp" || fail 1 "cannot chmod $tmp"; fi
   eval "$4=\$tmp"
 }
-"""
+""".replace("@BUSY@", BUSY_SAYS)
 
 
 # The running dockerd's own command line, where its unit has changed since it started (a flag removed from

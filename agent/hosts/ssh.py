@@ -288,6 +288,15 @@ def _known_hosts_tokens(
     }
 
 
+def _known_hosts_files(
+    user_files: list[str], cfg: dict[str, Any], tokens: Mapping[str, str]
+) -> tuple[str, tuple[str, ...]]:
+    """The known_hosts file accepted keys go to (the first user file) and the others read after it (the
+    rest, then the global ones), each with ssh's tokens expanded once (~/.ssh/known_hosts.d/%k, say)."""
+    files = [_expand(_with_tokens(p, tokens)) for p in (*user_files, *_global_known_hosts(cfg))]
+    return files[0], tuple(files[1:])
+
+
 def _with_tokens(path: str, tokens: Mapping[str, str]) -> str:
     """``path`` with its ``%x`` tokens replaced (an unknown one stays as written, as ssh refuses it)."""
     return re.sub(r"%(.)", lambda m: tokens.get(m.group(1), m.group(0)), path)
@@ -383,19 +392,16 @@ class SSHTransport(Transport):
             user_files = [self.options.known_hosts or host.known_hosts or ""]
         else:
             user_files = _paths(cfg.get("userknownhostsfile")) or [DEFAULT_KNOWN_HOSTS]
-        # ssh expands its tokens in these (UserKnownHostsFile ~/.ssh/known_hosts.d/%k, say).
         tokens = _known_hosts_tokens(host.address, hostname, port, user, cfg.get("hostkeyalias"))
-        user_files = [_with_tokens(p, tokens) for p in user_files]
-        others = [_with_tokens(p, tokens) for p in (*user_files[1:], *_global_known_hosts(cfg))]
-        known = user_files[0]
+        known, others = _known_hosts_files(user_files, cfg, tokens)
         return _Target(
             label=self._label,
             hostname=hostname,
             port=port,
             user=user,
             key_files=tuple(_expand(k) for k in keys),
-            known_hosts=_expand(known),
-            other_known_hosts=tuple(_expand(p) for p in others),
+            known_hosts=known,
+            other_known_hosts=others,
             host_key_alias=cfg.get("hostkeyalias"),
             proxy_jump=_proxy_jump(cfg),
             proxy_command=proxy_command.command_for(_proxy_command(cfg), host.address),
@@ -463,10 +469,8 @@ class SSHTransport(Transport):
         known, others = final.known_hosts, final.other_known_hosts
         if not self.options.known_hosts and ("userknownhostsfile" in cfg or "globalknownhostsfile" in cfg):
             tokens = _known_hosts_tokens(addr, hostname, port, user, cfg.get("hostkeyalias"))
-            files = [_with_tokens(p, tokens) for p in _paths(cfg.get("userknownhostsfile"))]
-            files = files or [DEFAULT_KNOWN_HOSTS]
-            known = _expand(files[0])
-            others = tuple(_expand(_with_tokens(p, tokens)) for p in (*files[1:], *_global_known_hosts(cfg)))
+            files = _paths(cfg.get("userknownhostsfile")) or [DEFAULT_KNOWN_HOSTS]
+            known, others = _known_hosts_files(files, cfg, tokens)
         return _Target(
             label=f"{self._label} via {spec}",
             hostname=hostname,

@@ -447,9 +447,8 @@ def _clear_stale_list(
     by another tool, then reloaded): a reload keeps the live list where the key is missing, so without
     ``[]`` no reload ever clears it (fact 11). Not where a ``--insecure-registry`` flag sets the list:
     the key beside it would keep dockerd from starting (fact 13)."""
-    if INSECURE_KEY in merge.doc or not live or facts.init is None or not facts.engine_running:
-        return merge
-    if facts.engine_elsewhere or flag_values(facts.dockerd_flags, "insecure-registry"):
+    live = _live_that_counts(facts, live)
+    if INSECURE_KEY in merge.doc or not live or flag_values(facts.dockerd_flags, "insecure-registry"):
         return merge
     wanted = insecure_in_force(merge.doc, facts.dockerd_flags)
     if not any(insecure and r not in wanted for r, insecure in live.items()):
@@ -555,13 +554,21 @@ class _Action:
     live_pending: bool = False  # dockerd left running registry settings other than daemon.json's
 
 
+def _live_that_counts(facts: DockerFacts, live: Mapping[str, bool] | None) -> Mapping[str, bool] | None:
+    """dockerd's live registry state where it is weighed: known, and of a docker.service that runs."""
+    if live is None or facts.init is None or not facts.engine_running or facts.engine_elsewhere:
+        return None
+    return live
+
+
 def _engine_behind(
     facts: DockerFacts, daemon: _DaemonPlan, live: Mapping[str, bool] | None
 ) -> tuple[str, ...]:
     """Where daemon.json stays as it is: the policy's registries whose live insecure/secure state is not
     what the file (with dockerd's flags) asks for, as :func:`mismatches` words them; empty where dockerd's
     live config is not known."""
-    if live is None or facts.init is None or not facts.engine_running or facts.engine_elsewhere:
+    live = _live_that_counts(facts, live)
+    if live is None:
         return ()
     if facts.daemon_json_link and facts.daemon_json is None:
         return ()  # a link to nothing: no file says what dockerd should run (see _plan_daemon_json)

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -877,17 +878,31 @@ def test_a_reload_dockerd_refuses_is_rolled_back_at_once_with_dockerds_reason(
         lab.ssh(host, "cat > /etc/docker/daemon.json && systemctl reload docker", input=saved)
 
 
+@contextmanager
+def an_insecure_registry_flag_in_etc_default_docker(lab: Lab, host: Host) -> Iterator[None]:
+    """``--insecure-registry`` in Debian's $DOCKER_OPTS; afterwards the file is put back and dockerd
+    restarted without it."""
+    flag = "echo 'DOCKER_OPTS=\"--insecure-registry=10.9.9.9\"' >> /etc/default/docker"
+    lab.ssh(host, f"cp -p /etc/default/docker /etc/default/docker.lab && {flag}")
+    try:
+        yield
+    finally:
+        lab.ssh(
+            host,
+            "mv /etc/default/docker.lab /etc/default/docker && "
+            "systemctl reset-failed docker.service && systemctl restart docker",
+        )
+
+
 @pytest.mark.parametrize("restarted", [True, False], ids=["dockerd-runs-with-it", "set-since-it-started"])
 def test_a_flag_in_etc_default_docker_blocks_the_change_before_anything_is_written(
     lab: Lab, tmp_path: Path, restarted: bool
 ) -> None:
     """Debian's unit runs dockerd with $DOCKER_OPTS from /etc/default/docker: a flag there is a flag."""
     host = lab.hosts[1]
-    flag = "echo 'DOCKER_OPTS=\"--insecure-registry=10.9.9.9\"' >> /etc/default/docker"
-    lab.ssh(host, f"cp -p /etc/default/docker /etc/default/docker.lab && {flag}")
-    if restarted:
-        lab.ssh(host, "systemctl reset-failed docker.service && systemctl restart docker")
-    try:
+    with an_insecure_registry_flag_in_etc_default_docker(lab, host):
+        if restarted:
+            lab.ssh(host, "systemctl reset-failed docker.service && systemctl restart docker")
         engine = engine_state(lab, host)
         refused(
             lab,
@@ -901,12 +916,6 @@ def test_a_flag_in_etc_default_docker_blocks_the_change_before_anything_is_writt
         # The CA files need no daemon.json: the flag does not hold them up.
         code, report, err = rollout(lab, *ca_args(lab), "--limit", host.name)
         assert code == 0 and by_host(report)[host.name]["status"] == "changed", err
-    finally:
-        lab.ssh(
-            host,
-            "mv /etc/default/docker.lab /etc/default/docker && "
-            "systemctl reset-failed docker.service && systemctl restart docker",
-        )
 
 
 def test_verify_fails_a_host_whose_dockerd_is_down_and_says_why_it_will_not_start(
@@ -919,9 +928,7 @@ def test_verify_fails_a_host_whose_dockerd_is_down_and_says_why_it_will_not_star
         code, _, err = rollout(lab, *args, "--limit", host.name)
         assert code == 0, err
     assert daemon_json(lab, host)["insecure-registries"] == []
-    flag = "echo 'DOCKER_OPTS=\"--insecure-registry=10.9.9.9\"' >> /etc/default/docker"
-    lab.ssh(host, f"cp -p /etc/default/docker /etc/default/docker.lab && {flag}")
-    try:
+    with an_insecure_registry_flag_in_etc_default_docker(lab, host):
         lab.ssh(host, "systemctl reset-failed docker.service; systemctl restart docker", check=False)
         assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() != "active"
         proc = lab.run_agent(
@@ -938,12 +945,6 @@ def test_verify_fails_a_host_whose_dockerd_is_down_and_says_why_it_will_not_star
             and "would stop dockerd" in w
             for w in outcome["warnings"]
         ), outcome["warnings"]
-    finally:
-        lab.ssh(
-            host,
-            "mv /etc/default/docker.lab /etc/default/docker && "
-            "systemctl reset-failed docker.service && systemctl restart docker",
-        )
 
 
 def test_a_daemon_json_with_a_byte_order_mark_is_named_before_docker_20_10_chokes_on_it(
@@ -978,9 +979,7 @@ def test_a_flag_only_the_running_dockerd_has_is_refused_before_anything_is_writt
     """The flag was removed from /etc/default/docker but dockerd not restarted: the unit no longer has
     it, the running daemon does, and its next reload would refuse the merged daemon.json (fact 13)."""
     host = lab.hosts[1]
-    flag = "echo 'DOCKER_OPTS=\"--insecure-registry=10.9.9.9\"' >> /etc/default/docker"
-    lab.ssh(host, f"cp -p /etc/default/docker /etc/default/docker.lab && {flag}")
-    try:
+    with an_insecure_registry_flag_in_etc_default_docker(lab, host):
         lab.ssh(host, "systemctl reset-failed docker.service; systemctl restart docker")
         lab.ssh(host, "cp -p /etc/default/docker.lab /etc/default/docker")  # fixed in the file only
         engine = engine_state(lab, host)
@@ -992,12 +991,6 @@ def test_a_flag_only_the_running_dockerd_has_is_refused_before_anything_is_writt
             "(insecure-registries) in daemon.json would stop it",
         )
         assert engine_state(lab, host) == engine, "no reload"
-    finally:
-        lab.ssh(
-            host,
-            "mv /etc/default/docker.lab /etc/default/docker && "
-            "systemctl reset-failed docker.service && systemctl restart docker",
-        )
 
 
 def test_a_read_only_etc_docker_fails_in_one_readable_line(lab: Lab, tmp_path: Path) -> None:
