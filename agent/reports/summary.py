@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import shutil
+import sys
 
 from rich.console import Console
 from rich.table import Table
@@ -22,15 +24,30 @@ _STYLE = {
 }
 
 
+# Without a terminal (logs, CI) the table is this wide; the error column wraps inside it.
+LOG_WIDTH = 160
+# A host's name is what a person acts on: never cut, folded only past this many characters.
+_HOST_NAME_KEPT = 64
+
+# Statuses whose engine action took place (or would): a rolled-back host's reload happened, then was undone.
+_ACTION_SHOWN = frozenset({"changed", "pending", "rolled_back"})
+
+
 def render(result: FleetResult, *, color: bool = False) -> str:
     table = Table(box=None, pad_edge=False, header_style="bold" if color else "")
+    longest = max((len(o.host) for o in result.outcomes), default=4)
     for column in ("host", "status", "action", "engine", "files", "verified", "time", "error"):
-        table.add_column(column, justify="right" if column in ("files", "time") else "left")
+        if column == "host":
+            table.add_column(column, no_wrap=longest <= _HOST_NAME_KEPT, overflow="fold")
+        else:
+            table.add_column(
+                column, justify="right" if column in ("files", "time") else "left", overflow="fold"
+            )
     for o in result.outcomes:
         table.add_row(
             Text(o.host),
             Text(o.status, style=_STYLE.get(o.status, "") if color else ""),
-            o.engine_action if view.changed(o) else "-",
+            o.engine_action if o.status in _ACTION_SHOWN else "-",
             o.engine_version or "-",
             str(len(view.visible_changes(o))),
             Text(", ".join(o.verified) or "-"),
@@ -38,7 +55,7 @@ def render(result: FleetResult, *, color: bool = False) -> str:
             Text(o.error or "", style="red" if color else ""),
         )
     buffer = io.StringIO()
-    console = Console(file=buffer, width=160, force_terminal=color, no_color=not color, highlight=False)
+    console = Console(file=buffer, width=_width(), force_terminal=color, no_color=not color, highlight=False)
     console.print(table)
     if result.stopped:
         console.print(Text(f"stopped: {result.stopped}", style="bold red" if color else ""))
@@ -54,3 +71,10 @@ def render(result: FleetResult, *, color: bool = False) -> str:
         console.print(Text(f"warning ({shown}): {warning}", style="yellow" if color else ""))
     console.print(Text(f"{view.summary_line(result)}  ({result.mode}, {result.seconds:.1f}s)"))
     return buffer.getvalue()
+
+
+def _width() -> int:
+    """The terminal's width where stdout is one (the table then fits the screen), else LOG_WIDTH."""
+    if not sys.stdout.isatty():
+        return LOG_WIDTH
+    return max(shutil.get_terminal_size((LOG_WIDTH, 24)).columns, 80)

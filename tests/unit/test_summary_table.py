@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agent.outcome import FleetResult, HostOutcome, Phase
 from agent.reports.summary import render
 from agent.runtimes.plan import FileChange, HostPlan
@@ -68,3 +70,57 @@ def test_the_policys_warnings_and_each_hosts_own_are_shown_after_the_table() -> 
     assert "warning: engines are redirected to https://s3.test:9000; give it with --storage-ca FILE" in lines
     assert f"warning (h1, h3, h4 and 2 more): {down}" in lines
     assert lines[-1].startswith("6 hosts: 6 unchanged")
+
+
+def _result_of(*outcomes: HostOutcome) -> FleetResult:
+    return FleetResult(
+        mode="rollout", policy=POLICY, outcomes=outcomes, started_at="2026-01-01T00:00:00+00:00", seconds=1.0
+    )
+
+
+def test_a_long_host_name_is_shown_whole_and_the_error_wraps_beside_it() -> None:
+    name = "engine-host-0042.eu-west-1.compute.internal.example.corp"
+    error = (
+        "live config does not match after 20s: registry.test missing from insecure-registries; restored "
+        "the files and reloaded dockerd again, which took them"
+    )
+    out = render(
+        _result_of(
+            HostOutcome(name, "rolled_back", None, "reload", "26.1.5", error=error),
+            HostOutcome("h2", "unreachable", error="h2 (198.51.100.22): connection refused"),
+        )
+    )
+    assert out.splitlines()[1].startswith(name + " ")
+    assert " ".join(out.split()).count("which took them") == 1  # the error is wrapped, not cut
+    assert all(len(line) <= 160 for line in out.splitlines())
+
+
+def test_a_name_past_the_kept_length_is_folded_onto_the_next_line_not_cut() -> None:
+    name = "h" * 100
+    out = render(_result_of(HostOutcome(name, "failed", error="an error that needs room " * 4)))
+    assert "".join(line.split()[0] for line in out.splitlines()[1:3] if line.startswith("h")) == name
+    assert "…" not in out
+
+
+def test_a_rolled_back_host_shows_the_action_that_was_taken_and_undone() -> None:
+    out = render(_result_of(HostOutcome("h1", "rolled_back", engine_action="reload", error="no match")))
+    assert out.splitlines()[1].split()[:3] == ["h1", "rolled_back", "reload"]
+    out = render(_result_of(HostOutcome("h1", "failed", engine_action="reload", error="refused")))
+    assert out.splitlines()[1].split()[:3] == ["h1", "failed", "-"]
+
+
+def test_at_a_terminal_the_table_takes_the_terminals_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from agent.reports import summary
+
+    monkeypatch.setattr(summary.sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(summary.shutil, "get_terminal_size", lambda fallback: os.terminal_size((100, 40)))
+    error = " ".join(f"word{i}" for i in range(40))
+    out = render(_result_of(HostOutcome("h1", "failed", error=error)))
+    assert max(len(line) for line in out.splitlines()) == 100
+    monkeypatch.setattr(summary.sys.stdout, "isatty", lambda: False)
+    assert (
+        max(len(line) for line in render(_result_of(HostOutcome("h1", "failed", error=error))).splitlines())
+        > 100
+    )
