@@ -46,6 +46,7 @@ def connection_settings(path: str, limit: str | None = None) -> dict[str, dict[s
             "port": host.port,
             "user": host.user,
             "identity_file": host.identity_file,
+            "known_hosts": host.known_hosts,
             "become": host.become,
             "become_user": host.become_user,
             "become_password": "(from the inventory)" if host.become_password else host.become_password_note,
@@ -67,8 +68,8 @@ def connection_settings(path: str, limit: str | None = None) -> dict[str, dict[s
 @click.option(
     "--connections",
     is_flag=True,
-    help="Print where trust-agent connects for each host and how (address, port, user, key, become, ssh "
-    "options) as the inventory says, its connection variables evaluated (ssh_config applies after); a "
+    help="Print where trust-agent connects for each host and how (address, port, user, key, known_hosts "
+    "file, become, ssh options) as the inventory says, its connection variables evaluated (ssh_config applies after); a "
     "host it will not reach says why.",
 )
 @click.option(
