@@ -33,6 +33,7 @@ from agent.early_connect import EarlyConnections
 from agent.engine.options import RunOptions
 from agent.errors import InputError, ReportError, UsageError
 from agent.fleet import FleetOptions, batches, run_fleet
+from agent.host_pool import EarlyInterrupt, EarlyInterrupts, StoppedAtOnce, end_as_interrupted
 from agent.hosts.base import Transport
 from agent.hosts.engine_http import load_parser
 from agent.hosts.local import LocalTransport
@@ -448,6 +449,8 @@ _LAZY_COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = list(argv) if argv is not None else sys.argv[1:]
+    # Until the host pool takes over, an interrupt says that no host was touched (not a silent 143).
+    EarlyInterrupts(_command_of(args)).install()
     try:
         code = cli.main(args=args, prog_name="trust-agent", standalone_mode=False)
     except SystemExit as exc:
@@ -455,14 +458,26 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except click.ClickException as exc:
         _exit_now(_usage_error(exc, args))
     except (click.Abort, KeyboardInterrupt) as exc:
-        # Ctrl-C (or a second interrupt, which stops at once) exits as shells report it.
-        interrupted = isinstance(exc, KeyboardInterrupt) or isinstance(exc.__context__, KeyboardInterrupt)
+        interrupt = exc if isinstance(exc, KeyboardInterrupt) else exc.__context__
+        if isinstance(interrupt, EarlyInterrupt):  # said when it came
+            _flush()
+            end_as_interrupted(interrupt.signum)
+        if isinstance(interrupt, StoppedAtOnce):
+            click.echo("\n".join(interrupt.lines()), err=True)
+            _exit_now(130)
+        # Ctrl-C exits as shells report it.
         click.echo("Aborted!", err=True)
-        _exit_now(130 if interrupted else 1)
+        _exit_now(130 if isinstance(interrupt, KeyboardInterrupt) else 1)
     except InputError as exc:  # pragma: no cover - commands map their own errors
         click.echo(f"trust-agent: error: {exc}", err=True)
         _exit_now(2)
     _exit_now(code if isinstance(code, int) else 0)
+
+
+def _command_of(args: Sequence[str]) -> str:
+    """The command's words as typed (``rollout``, ``daemon install``), for messages."""
+    words = [a for a in args if not a.startswith("-")][:2]
+    return " ".join(words if words[:1] == ["daemon"] else words[:1]) or "(no command)"
 
 
 def _usage_error(exc: click.ClickException, args: list[str]) -> int:
@@ -484,12 +499,20 @@ def _exit_now(code: object) -> NoReturn:
     status = code if isinstance(code, int) else 0 if code is None else 1
     if not isinstance(code, int) and code is not None:
         print(code, file=sys.stderr)
+    if not _flush():
+        status = status or 120  # a closed pipe: report it as Python would
+    os._exit(status)
+
+
+def _flush() -> bool:
+    """Flush stdout and stderr; False where one could not be (a closed pipe)."""
+    flushed = True
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe: report it as Python would
-            status = status or 120
-    os._exit(status)
+        except (OSError, ValueError):
+            flushed = False
+    return flushed
 
 
 if __name__ == "__main__":

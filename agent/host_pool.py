@@ -1,23 +1,102 @@
-"""A thread pool for hosts that an interrupt stops cleanly.
+"""A thread pool for hosts that an interrupt stops cleanly, and what an interrupt does before it runs.
 
 On an interrupt (Ctrl-C's SIGINT, or the SIGTERM a CI job's cancel sends) no further host starts, and
 the hosts in flight finish what they are doing (an apply, its verify or roll-back; an install), so
 none is left part way; the caller then reports every host, those not started included. A second
-interrupt is not caught: it ends the process at once.
+interrupt stops at once, with what is known of each host (:class:`StoppedAtOnce`).
+
+Before the pool runs (the source being read, SSH connections being set up) no host has been touched:
+an interrupt then says so and ends the run (:class:`EarlyInterrupts`).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from types import TracebackType
-from typing import Any, TypeVar
+from types import FrameType, TracebackType
+from typing import Any, NoReturn, TypeVar
 
 T = TypeVar("T")
 
 NOT_STARTED = "not started: the run was interrupted"
+CUT_OFF = "cut off in flight: it may be left part way; run the same command again to finish it"
+
+
+class EarlyInterrupt(KeyboardInterrupt):
+    """An interrupt before any host was started: nothing was changed on any host (already said)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class StoppedAtOnce(KeyboardInterrupt):
+    """A second interrupt while hosts were in flight; ``hosts`` holds what is known of each host the
+    pool was given, in order: its status, :data:`CUT_OFF` or :data:`NOT_STARTED`."""
+
+    def __init__(self, hosts: tuple[tuple[str, str], ...]) -> None:
+        super().__init__()
+        self.hosts = hosts
+
+    def lines(self) -> list[str]:
+        return [
+            "stopped at once by a second interrupt; what is known of each host:",
+            *(f"  {name}: {known}" for name, known in self.hosts),
+        ]
+
+
+def end_as_interrupted(signum: int) -> NoReturn:
+    """End the process as an interrupt ends it: exit 130 for SIGINT, as shells report Ctrl-C; killed by
+    SIGTERM itself, which a shell reports as 143 and systemd as a clean stop."""
+    if signum == signal.SIGTERM:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+    os._exit(128 + signum)
+
+
+class EarlyInterrupts:
+    """Handles SIGINT and SIGTERM from the start of a command until a :class:`HostPool` takes over.
+
+    The first says at once, on stderr, that the run was interrupted before any host was started, then
+    raises :class:`EarlyInterrupt` so that what is open (connections, an inventory script) is closed on
+    the way out; a second ends the process at once. Signals ignored or handled by someone else are left
+    alone. The pool gives the handlers it replaces back as they were before these, so an interrupt
+    after the hosts ran is not said to have come before them.
+    """
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.replaced: dict[int, Any] = {}
+        self._signalled = False
+
+    def install(self) -> EarlyInterrupts:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signal handlers are set, and run, in the main thread only
+        for signum, default in (
+            (signal.SIGINT, signal.default_int_handler),
+            (signal.SIGTERM, signal.SIG_DFL),
+        ):
+            before = signal.getsignal(signum)
+            if before is default:
+                self.replaced[signum] = signal.signal(signum, self)
+        return self
+
+    def message(self, signum: int) -> str:
+        return (
+            f"trust-agent {self.command}: interrupted ({signal.Signals(signum).name}) before any host was "
+            "started: nothing was changed on any host\n"
+        )
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        # os.write: the main thread may be inside a write to sys.stderr, which a second writer would break.
+        os.write(2, self.message(signum).encode())
+        if self._signalled:
+            end_as_interrupted(signum)
+        self._signalled = True
+        raise EarlyInterrupt(signum)
 
 
 class HostPool:
@@ -30,6 +109,9 @@ class HostPool:
         self._on_interrupt = on_interrupt
         self._lock = threading.Lock()
         self._running = 0
+        self._given: dict[str, None] = {}  # every name given to map, in order
+        self._in_flight: set[str] = set()
+        self._known: dict[str, str] = {}  # finished hosts: their status
         self._signalled = False
         self._handlers_before: dict[int, Any] = {}
         self._handles_signals = threading.current_thread() is threading.main_thread()
@@ -41,39 +123,59 @@ class HostPool:
             # module lock's clean-up), and the report's imports would then wait for ever.
             for signum in (signal.SIGINT, signal.SIGTERM):
                 before = signal.getsignal(signum)
-                if signum == signal.SIGINT and before is not signal.default_int_handler:
+                if isinstance(before, EarlyInterrupts):
+                    # Hosts run from now on: what comes after them must not say it came before them.
+                    before = before.replaced[signum]
+                elif signum == signal.SIGINT and before is not signal.default_int_handler:
                     continue  # ignored (a job started without job control) or someone else's: kept
-                self._handlers_before[signum] = signal.signal(signum, self._on_signal)
+                signal.signal(signum, self._on_signal)
+                self._handlers_before[signum] = before
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         try:
-            self._executor.shutdown(wait=True)  # the hosts in flight finish; a second interrupt ends it
+            # The hosts in flight finish, unless a second interrupt stopped the run at once.
+            at_once = isinstance(error, StoppedAtOnce)
+            self._executor.shutdown(wait=not at_once, cancel_futures=at_once)
         finally:
             for signum, before in self._handlers_before.items():
                 signal.signal(signum, before)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if self._signalled:
-            raise KeyboardInterrupt  # the second: at once
+            raise StoppedAtOnce(self._what_is_known())  # the second: at once
         self._signalled = True
+
+    def _what_is_known(self) -> tuple[tuple[str, str], ...]:
+        with self._lock:
+            return tuple(
+                (name, self._known.get(name) or (CUT_OFF if name in self._in_flight else NOT_STARTED))
+                for name in self._given
+            )
 
     def map(self, fn: Callable[[str], T], names: Sequence[str]) -> list[T] | None:
         """``fn`` over ``names``, in order; None where an interrupt came (the hosts not started then never
         start)."""
         if self.interrupted:
             return None
+        with self._lock:
+            self._given.update(dict.fromkeys(names))
 
         def counted(name: str) -> T:
             with self._lock:
                 self._running += 1
+                self._in_flight.add(name)
             try:
-                return fn(name)
+                result = fn(name)
+                with self._lock:
+                    self._known[name] = _status_of(result)
+                return result
             finally:
                 with self._lock:
                     self._running -= 1
+                    self._in_flight.discard(name)
 
         futures = [self._executor.submit(counted, name) for name in names]
         try:
@@ -81,6 +183,8 @@ class HostPool:
                 _, pending = wait(futures, timeout=_POLL_SECONDS)
                 if not pending:
                     return [future.result() for future in futures]
+        except StoppedAtOnce:
+            raise
         except KeyboardInterrupt:  # not through this pool's handler (a caller's own, or none set)
             self._signalled = True
         for future in futures:
@@ -91,6 +195,12 @@ class HostPool:
                 in_flight = self._running
             self._on_interrupt(in_flight)
         return None
+
+
+def _status_of(result: object) -> str:
+    # A fleet's HostOutcome and an install's HostReport both say how a host ended in ``status``.
+    status = getattr(result, "status", None)
+    return status if isinstance(status, str) else "finished"
 
 
 # How soon the first interrupt is acted on: the main thread only waits for the hosts meanwhile.

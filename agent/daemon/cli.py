@@ -27,6 +27,7 @@ from agent.cli_options import (
     stack,
 )
 from agent.daemon.config import load_config
+from agent.daemon.files import STATE_DIR_MODE, prepare_state_dir
 from agent.daemon.lock import hold_daemon_lock
 from agent.daemon.logs import LEVELS, EventLog, writes_to_journal
 from agent.daemon.loop import Daemon, DaemonConfig, serve
@@ -39,6 +40,7 @@ from agent.daemon.unit import (
     DEFAULT_PREFIX,
     EXAMPLE_CONFIG,
     UnitOptions,
+    hidden_from_the_service,
     render_unit,
 )
 from agent.daemon.watch import internal_error
@@ -177,12 +179,33 @@ def run_command(**kwargs: Any) -> None:
     for name in (*_SYSTEMD_VARIABLES, DTR_USER_ENV, DTR_TOKEN_ENV):
         os.environ.pop(name, None)
     log = EventLog(sys.stdout, level=kwargs["log_level"], journal=writes_to_journal(sys.stdout, os.environ))
+    _prepare_state_dir(config, log)
     # Before anything is read or written: a second daemon must not touch the first one's state.
     with hold_daemon_lock(config.state_dir):
         status = run_daemon(config, environ=environ, notifier=notifier, log=log, once=kwargs["once"])
     if kwargs["once"]:
         sys.exit(0 if status is not None and status.healthy else 1)
     sys.exit(0 if status is not None else 1)
+
+
+def _prepare_state_dir(config: DaemonConfig, log: EventLog) -> None:
+    """The state directory at ``STATE_DIR_MODE``: trust-agent's own one tightened where systemd or a
+    rollout made it 0755; one named elsewhere only made if missing."""
+    own = os.path.normpath(config.state_dir) == os.path.normpath(config.options.root + DEFAULT_STATE_DIR)
+    try:
+        tightened = prepare_state_dir(config.state_dir, tighten=own)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot make the state directory private: {exc.strerror or exc}", str(config.state_dir)
+        ) from None
+    if tightened:
+        log.event(
+            "info",
+            "state_dir_mode",
+            path=str(config.state_dir),
+            mode=f"{STATE_DIR_MODE:04o}",
+            why="only root lists the kept policy and locks; status.json stays readable by name",
+        )
 
 
 def build_config(kwargs: dict[str, Any]) -> DaemonConfig:
@@ -282,15 +305,6 @@ def run_daemon(
     if result:
         log.event("info", "stop", state=result[0].state, cycles=result[0].cycles)
     return result[0] if result else None
-
-
-def _hidden_from_the_service(path: str) -> str | None:
-    """Why the service could not write ``path`` where others see it (its unit's sandboxing), if so."""
-    if path.startswith(("/tmp/", "/var/tmp/")):
-        return "the service has a private /tmp (PrivateTmp=yes): no one else would see the file"
-    if path.startswith(("/root/", "/home/", "/run/user/")):
-        return "the service cannot write home directories (ProtectHome=yes)"
-    return None
 
 
 @daemon_group.command("unit")
@@ -464,7 +478,7 @@ def install_command(**kwargs: Any) -> None:
     )
     if daemon.metrics_file and not daemon.metrics_file.startswith("/"):
         raise UsageError(f"--metrics-file {daemon.metrics_file}: give an absolute path on the hosts")
-    hidden = _hidden_from_the_service(daemon.metrics_file or "")
+    hidden = hidden_from_the_service(daemon.metrics_file or "")
     if hidden:
         raise UsageError(f"--metrics-file {daemon.metrics_file}: {hidden}")
     try:

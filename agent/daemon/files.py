@@ -1,4 +1,4 @@
-"""Atomic file writes for the daemon's own files (state, status, metrics)."""
+"""The daemon's state directory and atomic writes for its files (state, status, metrics)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,29 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+# Root's alone to list; others may still open a file there by name. status.json (0644) is meant for
+# monitoring that does not run as root, while the kept policy and the locks are 0600 and the engine's
+# daemon.json backups sit in a 0700 directory.
+STATE_DIR_MODE = 0o711
+
+
+def prepare_state_dir(path: Path, *, tighten: bool) -> bool:
+    """Make the state directory (``STATE_DIR_MODE``) if it is missing; with ``tighten``, take from an
+    existing one what ``STATE_DIR_MODE`` does not grant. Whether the mode was changed.
+
+    ``tighten`` is for trust-agent's own directory: systemd's ``StateDirectory=`` and a rollout's apply
+    make it 0755. A directory someone named is theirs: it may be shared, and is left as it is.
+    """
+    path.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
+    if not tighten:
+        return False
+    mode = path.stat().st_mode & 0o7777
+    wanted = mode & (STATE_DIR_MODE | 0o7000)  # the special bits are not about who reads
+    if wanted == mode:
+        return False
+    os.chmod(path, wanted)
+    return True
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -47,7 +47,14 @@ import yaml
 from agent.daemon.lastgood import FILE_NAME as LAST_GOOD_FILE
 from agent.daemon.lock import FILE_NAME as DAEMON_LOCK_FILE
 from agent.daemon.report import METRICS_FIRST_LINE
-from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE, DEFAULT_PREFIX, UnitOptions, render_unit
+from agent.daemon.unit import (
+    DEFAULT_CONFIG,
+    DEFAULT_ENV_FILE,
+    DEFAULT_PREFIX,
+    UnitOptions,
+    hidden_from_the_service,
+    render_unit,
+)
 from agent.daemon.wheelhouse import PROBE_PYTHON, WheelhouseCache, parse_probe
 from agent.engine.options import RunOptions
 from agent.engine.reconcile import reconcile
@@ -278,8 +285,10 @@ def files_tar(files: Sequence[HostFile], prefix: str = "") -> bytes:
 
 def probe_script(python: str, metrics_file: str | None = None) -> str:
     # The metrics file first: a host where it names another's file is refused before anything is put on it.
+    # Then where it really is: a link on the way (into /home, say) can hide it from the service.
     guard = (
         f"f={shlex.quote(metrics_file)}; {METRICS_OURS} || {{ echo metrics=foreign; exit 0; }}\n"
+        'printf \'metrics_real=%s\\n\' "$(realpath -m -- "$f" 2>/dev/null)"\n'
         if metrics_file
         else ""
     )
@@ -548,6 +557,7 @@ def install_host(
                 f"--metrics-file {bundle.metrics_file}: the file exists and is not trust-agent's metrics: "
                 "choose another path"
             )
+        _refuse_a_hidden_metrics_file(bundle.metrics_file, facts.get("metrics_real", "").strip())
         if facts.get("python") == "missing":
             raise HostFailure(f"{python} not found (install python3 and python3-venv)")
         try:
@@ -611,6 +621,17 @@ def install_host(
 
 
 _UNREACHABLE = {"UnreachableError", "HostKeyError", "AuthenticationError"}
+
+
+def _refuse_a_hidden_metrics_file(given: str | None, real: str) -> None:
+    """Refuse a --metrics-file that resolves on the host to where the service cannot write for others
+    to read: the daemon would report healthy while node_exporter never sees a metric."""
+    hidden = hidden_from_the_service(real) if given and real else None
+    if hidden:
+        raise HostFailure(
+            f"--metrics-file {given} resolves to {real} on this host: {hidden}; "
+            "choose a path outside /root, /home, /run/user and /tmp"
+        )
 
 
 def _version_in(wheelhouse: Any) -> str:

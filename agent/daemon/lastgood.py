@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from agent.certs import parse_bundle
-from agent.daemon.files import write_atomic
+from agent.daemon.files import STATE_DIR_MODE, write_atomic
 from agent.errors import InputError, TrustAgentError
 from agent.names import validate_registry
 from agent.trust import CA_FILE_NAMES, CAFile, CARole, TrustPolicy
@@ -58,8 +58,8 @@ class LastGoodStore:
             "policy": policy_to_json(last.policy),
         }
         data = json.dumps(document, indent=2).encode() + b"\n"
-        # 0700 directory: the engine's own state lives beside it and nobody else needs either.
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Not listable by others: the engine's own state lives beside it (files.STATE_DIR_MODE).
+        self.path.parent.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
         write_atomic(self.path, data, mode=0o600)
 
     def load(self) -> LastGood | None:

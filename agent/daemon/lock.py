@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from agent.daemon.files import STATE_DIR_MODE
 from agent.errors import InputError
 
 FILE_NAME = "daemon.lock"
@@ -48,10 +49,10 @@ def hold_daemon_lock(state_dir: Path) -> Iterator[Path]:
 
 
 def _open(path: Path) -> int:
-    # 0700 directory like the rest of the state; never through a link; 0600 so that a user who could
-    # open the file could not hold it and keep the daemon from starting.
+    # The state directory's mode (files.STATE_DIR_MODE); never through a link; 0600 so that a user who
+    # could open the file could not hold it and keep the daemon from starting.
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise DaemonLockError(f"cannot open the daemon lock: {exc.strerror or exc}", str(path)) from None

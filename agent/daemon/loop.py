@@ -252,6 +252,7 @@ class Daemon:
         settled = replace(
             status,
             state=state,
+            last_cycle_state=state,
             cycles=status.cycles + 1,
             last_run=now,
             last_success=now if state == "ok" and not waited else status.last_success,
@@ -393,7 +394,8 @@ def serve(
     once: bool = False,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> DaemonStatus:
-    """Run cycles until ``stop`` is set (or once). Returns the last status.
+    """Run cycles until ``stop`` is set (or once). Returns the last cycle's status (the exit code's);
+    the status file and metrics then say ``stopped``.
 
     ``stop`` and ``reread`` are set by signal handlers (SIGTERM, SIGHUP), each followed by ``wake``,
     which cuts the sleep short; a cycle in progress always finishes first.
@@ -415,8 +417,9 @@ def serve(
             break
         _sleep(daemon.due_in(), stop=stop, reread=reread, wake=wake, notifier=notify, monotonic=monotonic)
     notify.stopping(f"stopping: {status_line(status)}")
-    if not once:  # --once reports its one cycle, for a timer or a script to read afterwards
-        daemon.stopped()
+    # --once too: its cycle's outcome stays (last_cycle_state, outcome, last_success) for a timer or a
+    # script to read, but nothing keeps the host converged once it has exited.
+    daemon.stopped()
     return status
 
 

@@ -25,6 +25,7 @@ def status_document(status: DaemonStatus) -> dict[str, Any]:
         "version": STATUS_VERSION,
         "state": status.state,
         "healthy": status.healthy,
+        "last_cycle_state": status.last_cycle_state,
         "converged": status.converged,
         "host": status.host,
         "pid": status.pid,
@@ -92,7 +93,7 @@ def metrics_text(status: DaemonStatus) -> str:
     metric(
         "trust_agent_up",
         "gauge",
-        "1 when the last cycle read the source and left the host converged.",
+        "1 while the daemon runs and its last cycle read the source and left the host converged.",
         1 if status.healthy else 0,
     )
     metric(

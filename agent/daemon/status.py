@@ -46,6 +46,9 @@ class DaemonStatus:
     pid: int
     started_at: float
     state: State = "starting"
+    # What the last cycle left (ok, degraded, failing): still known once ``state`` says stopped, so a
+    # --once run (or a daemon that stopped) tells how it ended without claiming to run.
+    last_cycle_state: State | None = None
     cycles: int = 0
     last_run: float | None = None
     last_success: float | None = None

@@ -10,12 +10,15 @@ Choices, each for a reason:
   finishes before the daemon exits, instead of being killed half way.
 - ``SyslogLevelPrefix=yes`` (systemd's default, written out because the logs depend on it): each
   log line's ``<N>`` prefix sets its priority in the journal, so errors and warnings show as such.
+- ``StateDirectoryMode=0711`` (systemd's default is 0755): others may read status.json by its name,
+  not list the kept policy, the locks or the engine's backups (``agent.daemon.files``).
 - Credentials come from the 0600 config file or ``EnvironmentFile=``, never from ``ExecStart``,
   which any local user can read.
 """
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 from dataclasses import dataclass
 
@@ -32,6 +35,17 @@ class UnitOptions:
     watchdog_seconds: int = 600
     start_timeout_seconds: int = 900  # the first cycle runs before READY=1
     stop_timeout_seconds: int = 600  # the current step finishes before exit
+
+
+def hidden_from_the_service(path: str) -> str | None:
+    """Why the service, sandboxed as the unit below says, could not use ``path`` where others see it (a
+    path as the host resolves it, symbolic links followed), if so."""
+    normal = "/" + posixpath.normpath(path).lstrip("/")  # "/var/../home/x" is /home/x
+    if normal.startswith(("/tmp/", "/var/tmp/")):
+        return "the service has a private /tmp (PrivateTmp=yes): no one else would see the file"
+    if normal.startswith(("/root/", "/home/", "/run/user/")):
+        return "the service cannot write home directories (ProtectHome=yes)"
+    return None
 
 
 def _literal(value: str) -> str:
@@ -77,6 +91,7 @@ TimeoutStopSec={options.stop_timeout_seconds}s
 KillMode=mixed
 SyslogLevelPrefix=yes
 StateDirectory=trust-agent
+StateDirectoryMode=0711
 UMask=0022
 NoNewPrivileges=yes
 PrivateTmp=yes

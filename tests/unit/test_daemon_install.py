@@ -24,9 +24,11 @@ from agent.daemon.install import (
     SOURCE_DIR,
     UNIT_PATH,
     DaemonSettings,
+    HostFailure,
     HostFile,
     HostReport,
     InstallBundle,
+    _refuse_a_hidden_metrics_file,
     build_bundle,
     config_script,
     files_tar,
@@ -35,7 +37,7 @@ from agent.daemon.install import (
     run_hosts,
     status_fresh,
 )
-from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE
+from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE, hidden_from_the_service
 from agent.daemon.wheelhouse import Target, Wheelhouse, parse_probe, project_wheel
 from agent.hosts.base import Transport
 from agent.hosts.local import LocalTransport
@@ -357,6 +359,37 @@ def test_a_change_of_options_stops_the_daemon_before_any_file_moves(tmp_path: Pa
     # The metrics file is checked before anything else, and the install stops where it is another's.
     assert script.index("f=/srv/m.prom") < script.index("umask 077")
     assert "--metrics-file /srv/m.prom: the file exists and is not trust-agent" in script
+
+
+@pytest.mark.parametrize(
+    ("path", "hidden"),
+    [
+        ("/var/lib/node_exporter/ta.prom", False),
+        ("/var/../home/ops/ta.prom", True),  # the kernel resolves it to /home
+        ("//root/ta.prom", True),
+        ("/run/user/0/../1000/ta.prom", True),
+        ("/var/lib/../tmp/ta.prom", True),  # /var/tmp: private too
+        ("/homework/ta.prom", False),
+    ],
+)
+def test_paths_the_sandboxed_service_cannot_share_are_known_however_written(path: str, hidden: bool) -> None:
+    assert (hidden_from_the_service(path) is not None) is hidden
+
+
+def test_the_probe_says_where_the_metrics_file_really_is(tmp_path: Path) -> None:
+    """A link on the way into /home hid the file from the service (ProtectHome=yes): installed healthy,
+    and node_exporter never saw a metric."""
+    (tmp_path / "collector").symlink_to("/home/ops/prom")  # the target need not exist
+    given = str(tmp_path / "collector" / "ta.prom")
+    out = LocalTransport("here").run(probe_script("python3", given)).stdout.decode()
+    assert "metrics_real=/home/ops/prom/ta.prom\n" in out
+    with pytest.raises(HostFailure) as refused:
+        _refuse_a_hidden_metrics_file(given, "/home/ops/prom/ta.prom")
+    assert str(refused.value) == (
+        f"--metrics-file {given} resolves to /home/ops/prom/ta.prom on this host: the service cannot "
+        "write home directories (ProtectHome=yes); choose a path outside /root, /home, /run/user and /tmp"
+    )
+    _refuse_a_hidden_metrics_file(given, "/var/lib/node_exporter/ta.prom")  # nothing to say
 
 
 def test_the_probe_refuses_a_foreign_metrics_file_before_anything_is_installed(tmp_path: Path) -> None:

@@ -507,10 +507,28 @@ def test_a_stopped_daemon_no_longer_reports_up(host: Host) -> None:
     assert host.status()["cycles"] == 1
 
 
-def test_a_once_run_keeps_its_cycles_result(host: Host) -> None:
+def test_a_once_run_leaves_its_outcome_without_claiming_to_run(host: Host) -> None:
+    """--once left "state": "ok" and "trust_agent_up 1" behind, as if a daemon still kept the host."""
     events = [threading.Event() for _ in range(3)]
-    serve(host.daemon(), stop=events[0], reread=events[1], wake=events[2], once=True)
-    assert host.status()["state"] == "ok" and host.metrics()["trust_agent_up"] == "1"
+    last = serve(host.daemon(), stop=events[0], reread=events[1], wake=events[2], once=True)
+    assert last.state == "ok"  # the cycle's, for the exit code
+    doc = host.status()
+    assert doc["state"] == "stopped" and doc["healthy"] is False
+    assert doc["last_cycle_state"] == "ok" and doc["converged"] is True
+    assert doc["outcome"]["status"] == "changed" and doc["last_success"] == iso(host.clock.now)  # type: ignore[index]
+    metrics = host.metrics()
+    assert metrics["trust_agent_up"] == "0" and metrics["trust_agent_host_converged"] == "1"
+    assert metrics["trust_agent_last_success_timestamp_seconds"] == str(int(host.clock.now))
+
+
+def test_a_failing_once_run_says_how_it_ended(host: Host) -> None:
+    host.source.write_text("version: [\n")  # no policy could be read: nothing to converge on
+    events = [threading.Event() for _ in range(3)]
+    last = serve(host.daemon(), stop=events[0], reread=events[1], wake=events[2], once=True)
+    assert last.state == "failing"
+    doc = host.status()
+    assert doc["state"] == "stopped" and doc["last_cycle_state"] == "failing"
+    assert doc["converged"] is False and doc["last_error"]
 
 
 def test_a_crashed_daemon_no_longer_reports_up(host: Host, monkeypatch: pytest.MonkeyPatch) -> None:

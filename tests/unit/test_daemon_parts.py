@@ -301,6 +301,7 @@ def test_unit_file() -> None:
     assert "EnvironmentFile=-/etc/trust-agent/daemon.env" in lines
     assert "EnvironmentFile" not in render_unit(UnitOptions(env_file=None))
     assert "SyslogLevelPrefix=yes" in lines  # the logs' <N> prefixes set the journal's priority
+    assert "StateDirectory=trust-agent" in lines and "StateDirectoryMode=0711" in lines  # not 0755
 
 
 def test_unit_file_escapes_systemd_specifiers_in_paths() -> None:

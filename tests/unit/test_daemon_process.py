@@ -161,6 +161,45 @@ def test_a_second_daemon_on_the_same_state_dir_is_refused(setup: Setup) -> None:
     assert code == 0
 
 
+def test_the_state_directory_is_not_listable_by_others_but_the_status_stays_readable(setup: Setup) -> None:
+    """systemd's StateDirectory= and a rollout's apply made /var/lib/trust-agent 0755."""
+    state = setup.root / "var/lib/trust-agent"
+    state.mkdir(parents=True)
+    state.chmod(0o755)
+    status = state / "status.json"
+    ran = subprocess.run(
+        setup.args("--once", "--status-file", str(status)),
+        cwd=REPO,
+        capture_output=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr.decode()
+    assert state.stat().st_mode & 0o777 == 0o711
+    assert status.stat().st_mode & 0o777 == 0o644  # monitoring that is not root opens it by name
+    assert (state / "daemon-last-good.json").stat().st_mode & 0o777 == 0o600
+    assert "state_dir_mode" in ran.stdout.decode()
+
+
+def test_a_state_directory_named_elsewhere_is_made_private_but_an_existing_one_left_alone(
+    setup: Setup,
+) -> None:
+    fresh, shared = setup.tmp / "fresh" / "state", setup.tmp / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)  # someone's: it may hold others' files
+    for state_dir in (fresh, shared):
+        ran = subprocess.run(
+            setup.args("--once", "--state-dir", str(state_dir)),
+            cwd=REPO,
+            capture_output=True,
+            timeout=WAIT,
+            check=False,
+        )
+        assert ran.returncode == 0, ran.stderr.decode()
+    assert fresh.stat().st_mode & 0o777 == 0o711
+    assert shared.stat().st_mode & 0o777 == 0o755
+
+
 def test_watchdog_pings_while_idle(setup: Setup, notify_socket: socket.socket) -> None:
     env = {"NOTIFY_SOCKET": setup.notify_path, "WATCHDOG_USEC": "300000"}
     proc = setup.start("--interval", "1h", env=env)
@@ -186,12 +225,15 @@ def test_once_exit_codes_and_the_config_file(setup: Setup) -> None:
     base = [sys.executable, "-c", RUNNER, "daemon", "run", "--config", str(config), "--once"]
     ok = subprocess.run(base, cwd=REPO, capture_output=True, timeout=WAIT, check=False)
     assert ok.returncode == 0, ok.stderr.decode()
-    assert setup.status()["state"] == "ok"
-    assert "trust_agent_up 1" in (setup.tmp / "metrics.prom").read_text()
+    # How the run ended, without claiming that anything still keeps the host converged.
+    assert setup.status()["state"] == "stopped" and setup.status()["last_cycle_state"] == "ok"
+    metrics = (setup.tmp / "metrics.prom").read_text()
+    assert "trust_agent_up 0" in metrics and "trust_agent_host_converged 1" in metrics
 
     setup.source.write_text("version: [\n")  # a fault: keeps the trust, but the cycle is not ok
     degraded = subprocess.run(base, cwd=REPO, capture_output=True, timeout=WAIT, check=False)
-    assert degraded.returncode == 1 and setup.status()["state"] == "degraded"
+    assert degraded.returncode == 1 and setup.status()["state"] == "stopped"
+    assert setup.status()["last_cycle_state"] == "degraded"
 
     bad = subprocess.run(
         [*base, "--root", str(setup.tmp / "nope")], cwd=REPO, capture_output=True, timeout=WAIT, check=False

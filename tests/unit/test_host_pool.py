@@ -1,16 +1,25 @@
 """The host pool's interrupts: the first is a flag the pool acts on, never an exception raised wherever
-the main thread is (inside importlib, that left the import lock held and the run hung for ever)."""
+the main thread is (inside importlib, that left the import lock held and the run hung for ever); the
+second stops at once, saying what is known. Before the pool, an interrupt says no host was touched."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from agent.host_pool import HostPool
+from agent.host_pool import CUT_OFF, NOT_STARTED, EarlyInterrupt, EarlyInterrupts, HostPool, StoppedAtOnce
+
+TRUST_AGENT = str(Path(sys.executable).with_name("trust-agent"))
+WAIT = 30.0
 
 
 @pytest.fixture
@@ -51,3 +60,141 @@ def test_an_ignored_sigint_stays_ignored() -> None:
             assert pool.map(str.upper, ["a"]) == ["A"] and not pool.interrupted
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+@dataclass(frozen=True)
+class Done:
+    host: str
+    status: str
+
+
+def test_a_second_interrupt_stops_at_once_and_says_what_is_known_of_each_host(
+    sigint_as_a_shell_gives_it: None,
+) -> None:
+    """The second interrupt ended the run with "Aborted!" alone: which host had finished, which was cut
+    off part way and which never started went unsaid."""
+    in_flight, release = threading.Event(), threading.Event()
+
+    def work(name: str) -> Done:
+        if name == "b":
+            in_flight.set()
+            release.wait(WAIT)  # held in flight until the test lets go
+        return Done(name, "changed" if name == "a" else "unchanged")
+
+    def interrupt_twice(pool: HostPool) -> None:
+        assert in_flight.wait(WAIT)
+        os.kill(os.getpid(), signal.SIGTERM)  # the first: "b" is to finish, "c" never starts
+        deadline = time.monotonic() + WAIT
+        while not pool.interrupted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)  # the second: at once, "b" still in flight
+
+    try:
+        with pytest.raises(StoppedAtOnce) as stopped, HostPool(1) as pool:
+            threading.Thread(target=interrupt_twice, args=(pool,), daemon=True).start()
+            assert pool.map(work, ["a", "b", "c"]) is None
+        assert stopped.value.hosts == (("a", "changed"), ("b", CUT_OFF), ("c", NOT_STARTED))
+        assert stopped.value.lines() == [
+            "stopped at once by a second interrupt; what is known of each host:",
+            "  a: changed",
+            "  b: cut off in flight: it may be left part way; run the same command again to finish it",
+            "  c: not started: the run was interrupted",
+        ]
+        assert not release.is_set(), "stopped without waiting for the host in flight"
+    finally:
+        release.set()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_the_pool_takes_over_from_the_early_handlers_and_leaves_the_originals(
+    sigint_as_a_shell_gives_it: None,
+) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    early = EarlyInterrupts("rollout").install()
+    try:
+        assert signal.getsignal(signal.SIGTERM) is early and signal.getsignal(signal.SIGINT) is early
+        with pytest.raises(EarlyInterrupt) as caught:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                time.sleep(0.001)
+        assert caught.value.signum == signal.SIGTERM
+        with HostPool(1) as pool:
+            assert signal.getsignal(signal.SIGTERM) is not early  # the pool's: the first only a flag
+            assert signal.getsignal(signal.SIGINT) is not early
+            assert pool.map(str.upper, ["a"]) == ["A"]
+        # After the hosts ran, an interrupt must not say it came before them.
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+# --- the command: an interrupt before any host -------------------------------------------------------
+
+
+@pytest.fixture
+def held_at_the_source(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A source that is a FIFO: reading it blocks until a writer comes, holding the command before its
+    first host, as a slow source or SSH set-up would. Its tree and the FIFO."""
+    root = tmp_path / "root"
+    (root / "etc/docker").mkdir(parents=True)
+    fifo = tmp_path / "config.yml"
+    os.mkfifo(fifo)
+    yield root, fifo
+
+
+def start_rollout(root: Path, fifo: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``trust-agent rollout`` on a tree, once it is blocked reading the source; and the FIFO's writer
+    end, kept open (without writing) so that the read goes on waiting."""
+    proc = subprocess.Popen(
+        [
+            TRUST_AGENT,
+            "rollout",
+            "--local",
+            "--root",
+            str(root),
+            "--source",
+            str(fifo),
+            "--registry",
+            "r.test",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:  # succeeds only once the command has the FIFO open for reading
+            return proc, os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail(f"the command never read the source: {proc.communicate()}")
+            time.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    ("signum", "returncode"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, -signal.SIGTERM)],  # a shell reports both as 128 + signal
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_an_interrupt_before_any_host_says_nothing_was_changed(
+    held_at_the_source: tuple[Path, Path], signum: int, returncode: int
+) -> None:
+    """An early SIGTERM ended the rollout with 143 and not a word; an early Ctrl-C with "Aborted!"."""
+    root, fifo = held_at_the_source
+    proc, writer = start_rollout(root, fifo)
+    try:
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=WAIT)
+    finally:
+        os.close(writer)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    name = signal.Signals(signum).name
+    assert proc.returncode == returncode
+    assert err.decode().strip().splitlines() == [
+        f"trust-agent rollout: interrupted ({name}) before any host was started: nothing was changed on any host"
+    ]
+    assert out == b""
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == ["etc", "etc/docker"]
