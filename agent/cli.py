@@ -286,13 +286,16 @@ def verify(resolve: tuple[str, ...], **kwargs: Any) -> None:
         checks = handshake_report(policy, resolve=addresses)
         for line in checks.lines:
             click.echo(line, err=True)
+        for warning in checks.warnings:
+            click.echo(f"warning: {warning}", err=True)
         # Shown with the warnings, and said to decide the exit code: a check from here is not drift.
         failed_checks = tuple(
             line + FAILED_CHECK_SUFFIX
             for line in checks.lines
             if not line.endswith(": ok") and not line.startswith("tls: skipped")
         )
-        result = _run_with_policy("verify", kwargs, options, fleet, policy, targets, early, failed_checks)
+        notes = (*failed_checks, *checks.warnings)  # an unused --resolve entry is reported, not failed
+        result = _run_with_policy("verify", kwargs, options, fleet, policy, targets, early, notes)
     drift = [o for o in result.outcomes if o.status not in ("unchanged",)]
     _exit(result, 1 if drift or not checks.ok else 0)
 

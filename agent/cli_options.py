@@ -60,7 +60,8 @@ def policy_options(
                 "registries",
                 multiple=True,
                 metavar="HOST[:PORT]",
-                help="An address clients use for the registry, exactly as in image names. Repeat for "
+                help="An address clients use for the registry, exactly as in image names (no scheme, "
+                "path or user@). Repeat for "
                 "every spelling (reg.example.com and reg.example.com:443 are different certs.d "
                 "directories). Default: the source's http.host.",
             ),
@@ -99,13 +100,15 @@ def policy_options(
             click.option(
                 "--env-overrides",
                 is_flag=True,
-                help="Apply REGISTRY_* environment variables over the config file, as the registry does.",
+                help="Apply REGISTRY_* environment variables over a distribution config.yml, as the "
+                "registry does (Harbor and DTR run theirs with an environment of their own: a warning).",
             ),
             click.option(
                 "--source-ca",
                 type=click.Path(dir_okay=False),
                 metavar="FILE",
-                help="CA bundle to verify a live DTR API with (default: the system store).",
+                help="CA bundle to verify a live DTR API with (default: the system store); a file "
+                "source has no use for it (a warning).",
             ),
         ]
     )

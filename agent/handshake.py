@@ -67,6 +67,32 @@ FAILED_CHECK_SUFFIX = " (a failed check from this machine: exit 1)"
 class HandshakeReport:
     ok: bool
     lines: tuple[str, ...]
+    # --resolve entries no check used: a misspelt name, whose check then went to DNS. Not failed checks.
+    warnings: tuple[str, ...] = ()
+
+
+def _dns_name(name: str) -> str:
+    """A host name as DNS compares it: capitals and a trailing dot (the root) change nothing."""
+    return name.strip("[]").removesuffix(".").lower()
+
+
+def resolved_address(resolve: dict[str, str], host: str) -> str:
+    """Where to connect for ``host``: its ``--resolve`` address (matched as DNS matches names; the last
+    entry given wins, as in the table), else ``host`` itself for the system's resolver."""
+    wanted = _dns_name(host)
+    found = [address for name, address in resolve.items() if _dns_name(name) == wanted]
+    return found[-1] if found else host
+
+
+def unused_resolve(resolve: dict[str, str], targets: list[str]) -> tuple[str, ...]:
+    """A warning for each ``--resolve`` name that none of ``targets`` (``host[:port]``) connects to."""
+    checked = {_dns_name(host_of(target)) for target in targets}
+    return tuple(
+        f"--resolve {name}:{address}: no TLS check connects to {name} (checked: "
+        f"{', '.join(dict.fromkeys(targets))}); the entry was not used"
+        for name, address in resolve.items()
+        if _dns_name(name) not in checked
+    )
 
 
 def _context(policy: TrustPolicy) -> ssl.SSLContext:
@@ -104,7 +130,7 @@ def handshake(
     port = int(address.rsplit(":", 1)[1]) if address.count(":") == 1 or "]:" in address else 443
     server_name = host.strip("[]")
     try:
-        connect_to = (resolve or {}).get(server_name, server_name)
+        connect_to = resolved_address(resolve or {}, server_name)
         with (
             socket.create_connection((connect_to, port), timeout=timeout) as raw,
             context.wrap_socket(raw, server_hostname=server_name),
@@ -131,4 +157,4 @@ def handshake_report(
         problem = handshake(target, context, timeout, resolve)
         ok = ok and problem is None
         lines.append(f"tls {target}: {'ok' if problem is None else problem}")
-    return HandshakeReport(ok, tuple(lines))
+    return HandshakeReport(ok, tuple(lines), unused_resolve(resolve or {}, targets))

@@ -31,6 +31,41 @@ def validate_registry(name: str, where: str | None = None) -> str:
     return name
 
 
+def registry_from_option(text: str, where: str | None = None) -> str:
+    """A registry given on the command line (``--registry``), exactly as image names spell it: ``host``,
+    ``host:port`` or ``[v6]:port``. A scheme, a path or a ``user@`` is refused, and the error names
+    the registry to give: ``https://reg.example.com:5000/v2/`` says "the scheme https:// and a path
+    are no part of a registry name: give reg.example.com:5000, ...".
+    """
+    shown = without_userinfo(text)  # never shown with its credentials
+    scheme, sep, rest = shown.partition("://")
+    if not sep:
+        scheme, rest = "", shown
+    authority = _AUTHORITY_END.split(rest, maxsplit=1)[0]
+    userinfo = shown != text
+    if userinfo and not rest.startswith("...@"):
+        shown = f"{scheme}{sep}...@{rest}"
+    extras = [
+        *(["a user@"] if userinfo else []),
+        *([f"the scheme {scheme}{sep}"] if sep else []),
+        *(["a path"] if authority != rest else []),
+    ]
+    if not extras:
+        return validate_registry(text, where)
+    name = authority.rpartition("@")[2]
+    if not _host_port_ok(name, strict=True):
+        # Nothing sensible to suggest: say what is wrong with the address itself.
+        if sep:
+            registry_from_url(shown, where)
+        validate_registry(shown, where)
+    verb = "is" if len(extras) == 1 else "are"
+    raise InvalidNameError(
+        f"registry {shown!r}: {', '.join(extras[:-1])}{' and ' if len(extras) > 1 else ''}{extras[-1]} "
+        f"{verb} no part of a registry name: give {name}, as image names spell it (certs.d/{name}/)",
+        where,
+    )
+
+
 def _check_host_port(name: str, what: str, where: str | None, *, strict: bool) -> None:
     """Refuse what is not ``host[:port]``; ``strict`` (a directory name) also refuses a trailing dot and
     non-ASCII names, which a storage endpoint, never a file name, may have."""
@@ -98,22 +133,30 @@ def without_userinfo(url: str) -> str:
         scheme, rest = "", url
     authority = _AUTHORITY_END.split(rest, maxsplit=1)[0]
     tail = rest[len(authority) :]
-    if "@" in authority:
-        authority = authority.rpartition("@")[2]
-    elif "@" in tail and not _host_port_ok(authority):
+    if "@" in tail and _may_be_userinfo(authority):
         # user:password@ whose password holds '/', '?' or '#': the URL's authority ends inside it, and
         # all of it up to the last '@' may be the password.
         return f"{scheme}{sep}...@{tail.rpartition('@')[2]}"
-    return f"{scheme}{sep}{authority}{tail}"
+    return f"{scheme}{sep}{authority.rpartition('@')[2]}{tail}"
 
 
 # Where a URL's authority ends (RFC 3986, and Go's url.Parse, which the registry uses).
 _AUTHORITY_END = re.compile(r"[/?#]")
 
 
-def _host_port_ok(text: str) -> bool:
+def _may_be_userinfo(authority: str) -> bool:
+    """Whether a URL's authority, with an '@' after it, may be only the start of a ``user:password@``:
+    where it is no ``host[:port]`` once its own ``user@`` is dropped (``u:@#@proxy``), and where it is
+    a ``host:port`` with no ``user@``, as ``user:12`` of ``user:12/34@proxy`` reads."""
+    _, at, host = authority.rpartition("@")
+    if not _host_port_ok(host):
+        return True
+    return not at and ":" in host and not host.startswith("[")
+
+
+def _host_port_ok(text: str, *, strict: bool = False) -> bool:
     try:
-        _check_host_port(text, "", None, strict=False)
+        _check_host_port(text, "", None, strict=strict)
     except InvalidNameError:
         return False
     return True

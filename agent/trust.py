@@ -30,7 +30,13 @@ from urllib.parse import urlsplit
 
 from agent.certs import CABundle
 from agent.errors import UsageError
-from agent.names import endpoint_from_url, host_of, registry_from_url, validate_registry
+from agent.names import (
+    endpoint_from_url,
+    host_of,
+    registry_from_option,
+    registry_from_url,
+    validate_registry,
+)
 from agent.sources.model import RegistrySettings
 
 CARole = Literal["storage", "registry"]
@@ -118,6 +124,18 @@ class TrustPolicy:
 
 
 _AWS_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn")
+
+
+def _is_aws_endpoint(endpoint: str) -> bool:
+    """Whether ``host[:port]`` is an AWS endpoint (publicly trusted), compared as DNS compares names:
+    capitals and a trailing dot (the root) change nothing.
+
+    >>> _is_aws_endpoint("S3.US-EAST-1.AMAZONAWS.COM.:443")
+    True
+    """
+    return host_of(endpoint).removesuffix(".").lower().endswith(_AWS_SUFFIXES)
+
+
 # distribution's drivers that serve every blob themselves: no redirect, whatever the settings.
 _SERVING_DRIVERS = frozenset({"filesystem", "inmemory"})
 # Public clouds' stores, publicly trusted unless the source points them elsewhere (Azure Stack...).
@@ -195,7 +213,7 @@ def redirect_target(settings: RegistrySettings) -> tuple[str | None, str | None,
 def registry_names(settings: RegistrySettings, given: tuple[str, ...]) -> tuple[str, ...]:
     """Every spelling of the registry address (``--registry``; else ``http.host``), validated, in order."""
     if given:
-        names = [registry_from_url(name, "--registry") for name in given]
+        names = [registry_from_option(name, "--registry") for name in given]
     elif settings.http_host:
         names = [registry_from_url(settings.http_host, f"{settings.origin}: http.host")]
         parts = urlsplit(
@@ -241,7 +259,8 @@ def build_policy(
     names = registry_names(settings, registries)
     reasons: list[str] = []
     missing = False
-    warnings: list[str] = [
+    warnings: list[str] = [*settings.warnings]
+    warnings += [
         f"{name}: dockerd looks up certs.d/ and insecure-registries as image names spell the registry, "
         f"capitals included; if clients write {name.lower()}, give that spelling with --registry too"
         for name in names
@@ -278,9 +297,7 @@ def build_policy(
         reasons.append(f"the redirect to {endpoint} is plain HTTP: nothing to trust (fact 3)")
         if storage_cas:
             warnings.append("storage CA given but the redirect is plain HTTP: not installed")
-    elif endpoint is not None and (
-        endpoint.endswith(_AWS_SUFFIXES) or host_of(endpoint).endswith(_AWS_SUFFIXES)
-    ):
+    elif endpoint is not None and _is_aws_endpoint(endpoint):
         reasons.append(f"{endpoint} is AWS S3, publicly trusted: nothing to install")
     elif endpoint is None and settings.driver in _PUBLIC_CLOUD_DRIVERS and not storage_cas:
         reasons.append(

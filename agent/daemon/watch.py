@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 from urllib.parse import urlsplit
 
 from agent.errors import TrustAgentError
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs, policy_for, resolve_policy
+from agent.sources import unused_inputs
 from agent.sources.dtr import Validators, fetch_dtr_if_changed
 from agent.trust import TrustPolicy
 
@@ -73,7 +74,10 @@ class SourceWatcher:
             if settings is None and self._last is not None:
                 return Poll("unchanged", self._last.policy, self._last.source_kind)
             assert settings is not None
-            policy = policy_for(settings, self.inputs)
+            unused = unused_inputs(
+                "dtr", live=True, env_given=self.inputs.env_overrides, ca_file=self.inputs.source_ca
+            )
+            policy = policy_for(replace(settings, warnings=(*settings.warnings, *unused)), self.inputs)
         except TrustAgentError as exc:
             return Poll("error", error=str(exc))
         except Exception as exc:  # as for files: a bug is reported, trust is kept

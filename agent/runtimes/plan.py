@@ -60,8 +60,13 @@ _URL_CREDENTIALS = re.compile(r'://[^\s"]+')
 
 def _url_without_credentials(match: re.Match[str]) -> str:
     """``://user:pass@host`` → ``://***@host``. The userinfo runs to the *last* '@' of the authority, as
-    Go splits it, and a password with '/' in it is found as names.without_userinfo finds it."""
+    Go splits it, and a password with '/' in it is found as names.without_userinfo finds it. A diff is
+    only shown: all of a ``user:password`` shape before the last '@' is hidden, wherever a '/', '?' or
+    '#' in the password ended the URL's authority (``user:12/34@proxy``)."""
     url = match.group(0)
+    before, at, after = url.rpartition("@")
+    if at and ":" in before.removeprefix("://"):
+        return f"://***@{after}"
     shown = without_userinfo(url)
     if shown == url:  # no userinfo
         return url

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 
 from agent.errors import SourceError
 from agent.inputfile import read_bounded
@@ -28,6 +29,7 @@ __all__ = [
     "parse_distribution",
     "parse_dtr_json",
     "parse_harbor",
+    "unused_inputs",
 ]
 
 MAX_SOURCE_BYTES = 4 * 1024 * 1024
@@ -48,8 +50,22 @@ def load_source(
     """Read settings from an ``https://`` DTR address or a file of any supported kind.
 
     ``env`` (``REGISTRY_*`` overrides) applies to a distribution config.yml only: DTR and Harbor run
-    their registry with their own environment. ``ca_file`` verifies a live DTR.
+    their registry with their own environment. ``ca_file`` verifies a live DTR. Either given where it
+    does not apply is said in the settings' ``warnings``, not dropped in silence.
     """
+    live = "://" in spec
+    settings = _read_settings(spec, env, dtr_user, dtr_token, ca_file)
+    unused = unused_inputs(settings.kind, live=live, env_given=env is not None, ca_file=ca_file)
+    return replace(settings, warnings=(*settings.warnings, *unused)) if unused else settings
+
+
+def _read_settings(
+    spec: str,
+    env: Mapping[str, str] | None,
+    dtr_user: str | None,
+    dtr_token: str | None,
+    ca_file: str | None,
+) -> RegistrySettings:
     if "://" in spec:
         base = dtr_base_url(spec)
         if not dtr_user or not dtr_token:
@@ -65,6 +81,28 @@ def load_source(
     if kind == "harbor":
         return parse_harbor(text, spec)
     return parse_distribution(text, spec, env)
+
+
+# Who runs the registry of a source that is no distribution config.yml, with an environment of its own.
+_RUNS_ITS_REGISTRY = {"harbor": "a harbor.yml: Harbor", "dtr": "DTR's settings: DTR"}
+
+
+def unused_inputs(kind: SourceKind, *, live: bool, env_given: bool, ca_file: str | None) -> tuple[str, ...]:
+    """What the user asked for that a source of ``kind`` leaves undone, each as a warning: ``REGISTRY_*``
+    overrides (``env_given``) for a harbor.yml or DTR's settings, a ``ca_file`` for a source that is
+    no live DTR."""
+    unused = []
+    if env_given and kind != "distribution":
+        unused.append(
+            "--env-overrides is ignored: REGISTRY_* variables apply over a distribution config.yml, and "
+            f"the source is {_RUNS_ITS_REGISTRY[kind]} runs its registry with an environment of its own"
+        )
+    if ca_file is not None and not live:
+        unused.append(
+            f"--source-ca {ca_file} is ignored: it verifies a live DTR (--source https://...), and the "
+            "source is a file"
+        )
+    return tuple(unused)
 
 
 # The first line that says something, an INI section header: "[all]", "[web:vars]".

@@ -163,6 +163,11 @@ def dtr_base_url(url: str) -> str:
         parts.port  # noqa: B018 - checked only when asked
     except ValueError:
         raise SourceError("not a valid URL", without_userinfo(url.strip())) from None
+    if "://...@" in without_userinfo(url.strip()):
+        # A token holding '/', '?' or '#': urlsplit ends the address inside it (admin:12/34@dtr).
+        raise SourceError(
+            "put the DTR user and token in the environment, not in the URL", without_userinfo(url.strip())
+        )
     # As written, port included, without any user:password@.
     shown = without_userinfo(f"{parts.scheme}://{parts.netloc}")
     if parts.scheme != "https" or not parts.hostname:

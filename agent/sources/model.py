@@ -45,6 +45,7 @@ class RegistrySettings:
     registry_ca_pem: bytes | None = None  # DTR GET /ca
     registry_ca_origin: str | None = None
     env_overrides: tuple[str, ...] = field(default=())  # names of REGISTRY_* variables applied
+    warnings: tuple[str, ...] = field(default=())  # inputs given that this source leaves unused
 
     def redacted(self) -> dict[str, Any]:
         """A JSON-ready view for show-source and reports: no secrets, CA contents summarised."""
@@ -53,4 +54,5 @@ class RegistrySettings:
             value = data.pop(key)
             data[key.removesuffix("_pem")] = f"<{len(value)} bytes PEM>" if value else None
         data["env_overrides"] = list(self.env_overrides)
+        data["warnings"] = list(self.warnings)
         return data

@@ -10,10 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.certs import parse_bundle
 from agent.errors import UsageError
-from agent.handshake import handshake_report, parse_resolve
+from agent.handshake import handshake_report, parse_resolve, resolved_address, unused_resolve
 from agent.trust import CAFile, TrustPolicy
 from tests.pki import Issued, make_ca, make_leaf, make_self_signed_leaf, write_pair
 
@@ -145,3 +147,54 @@ def test_the_controllers_ssl_cert_file_is_not_what_hosts_trust(
         report = handshake_report(nothing_given, timeout=5.0, resolve={"storage.test": "127.0.0.1"})
     assert not report.ok
     assert report.lines[0].startswith(f"tls {target}: certificate not trusted")
+
+
+# --- --resolve entries matched as DNS matches names ---------------------------------------------
+
+
+@given(
+    host=st.sampled_from(["registry.test", "s3.storage.test", "minio"]),
+    capitals=st.lists(st.booleans(), min_size=20, max_size=20),
+    entry_dot=st.booleans(),
+    host_dot=st.booleans(),
+)
+def test_a_resolve_entry_matches_its_name_whatever_the_capitals_or_trailing_dot(
+    host: str, capitals: list[bool], entry_dot: bool, host_dot: bool
+) -> None:
+    spelt = "".join(c.upper() if up else c for c, up in zip(host, capitals, strict=False))
+    table = parse_resolve((f"{spelt}{'.' if entry_dot else ''}:198.51.100.10",))
+    checked = f"{host}{'.' if host_dot else ''}"
+    assert resolved_address(table, checked) == "198.51.100.10"
+    assert unused_resolve(table, [f"{checked}:443"]) == ()
+    assert resolved_address(table, "other.test") == "other.test"  # not given: the system resolver
+
+
+def test_the_last_entry_for_a_name_wins_as_in_the_table() -> None:
+    table = parse_resolve(("registry.test:198.51.100.10", "REGISTRY.test:198.51.100.11"))
+    assert resolved_address(table, "registry.test") == "198.51.100.11"
+
+
+def test_a_resolve_entry_spelt_with_capitals_is_where_the_check_connects(tmp_path: Path) -> None:
+    """--resolve Storage.Test:127.0.0.1 for a check of storage.test went to DNS instead (an exact,
+    case-sensitive match), and the check failed for a name DNS does not know."""
+    issued = make_leaf(make_ca("Storage CA"), "storage.test")
+    with _tls_server(tmp_path, issued) as port:
+        target = f"storage.test:{port}"
+        report = handshake_report(
+            _anchored_on(issued[0], target), timeout=5.0, resolve=parse_resolve(("Storage.Test.:127.0.0.1",))
+        )
+    assert report.lines == (f"tls {target}: ok",)
+    assert report.ok and report.warnings == ()
+
+
+def test_a_resolve_entry_no_check_uses_is_warned_of_not_failed(tmp_path: Path) -> None:
+    issued = make_leaf(make_ca("Storage CA"), "storage.test")
+    with _tls_server(tmp_path, issued) as port:
+        target = f"storage.test:{port}"
+        resolve = parse_resolve(("storage.test:127.0.0.1", "registry.tset:127.0.0.1"))
+        report = handshake_report(_anchored_on(issued[0], target), timeout=5.0, resolve=resolve)
+    assert report.ok and report.lines == (f"tls {target}: ok",)
+    assert report.warnings == (
+        f"--resolve registry.tset:127.0.0.1: no TLS check connects to registry.tset (checked: {target}); "
+        "the entry was not used",
+    )

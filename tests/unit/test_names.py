@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.errors import InvalidNameError
-from agent.names import endpoint_from_url, host_of, registry_from_url, validate_registry, without_userinfo
+from agent.names import (
+    endpoint_from_url,
+    host_of,
+    registry_from_option,
+    registry_from_url,
+    validate_registry,
+    without_userinfo,
+)
 
 
 @pytest.mark.parametrize(
@@ -141,3 +148,71 @@ def test_a_port_with_leading_zeros_is_named_as_such() -> None:
         validate_registry("registry.test:0443")
     with pytest.raises(InvalidNameError, match="port must be 1-65535"):
         validate_registry("registry.test:0")
+
+
+# --- --registry: a registry's name as image names spell it ---------------------------------------
+
+_LABELS = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=8)
+_HOSTS = st.one_of(
+    st.lists(_LABELS, min_size=1, max_size=3).map(".".join).filter(lambda h: not h.isdigit()),
+    st.ip_addresses(v=4).map(str),
+)
+_PORTS = st.integers(1, 65535).map(lambda p: f":{p}")
+registry_spellings = st.one_of(
+    st.builds(lambda host, port: host + port, _HOSTS, st.just("") | _PORTS),
+    st.builds(lambda ip, port: f"[{ip}]{port}", st.ip_addresses(v=6).map(str), _PORTS),
+)
+
+
+@given(registry_spellings)
+def test_a_registry_option_takes_exactly_what_image_names_spell(name: str) -> None:
+    assert registry_from_option(name, "--registry") == name
+
+
+@given(
+    name=registry_spellings,
+    scheme=st.sampled_from(["", "https://", "http://"]),
+    user=st.sampled_from(["", "admin@", "admin:PW@", "admin:12/PW@", "admin:PW#1@"]),
+    path=st.sampled_from(["", "/", "/v2/", "/v2?x=1", "#frag"]),
+)
+def test_a_scheme_path_or_user_is_refused_naming_the_registry_to_give(
+    name: str, scheme: str, user: str, path: str
+) -> None:
+    given_value = f"{scheme}{user}{name}{path}"
+    if given_value == name:
+        return
+    with pytest.raises(InvalidNameError) as info:
+        registry_from_option(given_value, "--registry")
+    message = str(info.value)
+    assert message.startswith("--registry: registry ")
+    assert f"give {name}, as image names spell it (certs.d/{name}/)" in message
+    assert "PW" not in message and "admin" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("https://reg.test/v2", "registry 'https://reg.test/v2': the scheme https:// and a path are no part"),
+        ("http://reg.test:5000", "registry 'http://reg.test:5000': the scheme http:// is no part of"),
+        ("user@reg.test", "registry '...@reg.test': a user@ is no part of a registry name: give reg.test,"),
+        ("reg.test/library", "registry 'reg.test/library': a path is no part of a registry name"),
+        ("/etc/docker/certs.d/reg.test", "registry '/etc/docker/certs.d/reg.test': not a host[:port]"),
+        ("https://reg.test:99999/", "registry 'reg.test:99999': port must be 1-65535"),
+        ("../../etc", "registry '../../etc': not a host[:port]"),
+    ],
+)
+def test_registry_option_refusals_say_what_to_give(value: str, says: str) -> None:
+    with pytest.raises(InvalidNameError) as info:
+        registry_from_option(value, "--registry")
+    assert str(info.value).startswith(f"--registry: {says}")
+    assert info.value.exit_code == 2
+
+
+def test_a_password_of_digits_up_to_a_slash_is_no_host_and_port() -> None:
+    # user:12 of user:12/34@proxy reads as host:port; the '@' after it says it was a password.
+    assert without_userinfo("http://user:12/34@proxy:3128") == "http://...@proxy:3128"
+    assert without_userinfo("http://user:12?34@proxy:3128/x") == "http://...@proxy:3128/x"
+    assert without_userinfo("https://mirror.example/users/@me") == "https://mirror.example/users/@me"
+    assert without_userinfo("http://[2001:db8::1]:3128/x@y") == "http://[2001:db8::1]:3128/x@y"
+    with pytest.raises(InvalidNameError, match=r"'https://\.\.\.@s3\.example\.com:9000': a user:password@"):
+        endpoint_from_url("https://AK:12/34@s3.example.com:9000")

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.errors import InputError, SourceError
+from agent.inputs import PolicyInputs, resolve_policy
 from agent.sources import detect_kind, load_source
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sources"
@@ -93,6 +94,43 @@ def test_env_applies_to_a_distribution_config_only(tmp_path: Path) -> None:
     assert harbor.s3 is not None and harbor.s3.secure and harbor.env_overrides == ()
     dtr = load_source(str(FIXTURES / "dtr-settings.json"), env=env)
     assert dtr.s3 is not None and dtr.s3.secure and dtr.env_overrides == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "runs_it"),
+    [("harbor.yml", "a harbor.yml: Harbor"), ("dtr-settings.json", "DTR's settings: DTR")],
+)
+def test_env_overrides_a_source_does_not_take_are_said_to_be_ignored(
+    tmp_path: Path, name: str, runs_it: str
+) -> None:
+    """--env-overrides with a harbor.yml or DTR's settings changed nothing, and nothing said so."""
+    shutil.copy(FIXTURES / "harbor-storage-ca.pem", tmp_path / "harbor-storage-ca.pem")
+    shutil.copy(FIXTURES / name, tmp_path / name)
+    env = {"REGISTRY_STORAGE_S3_REGIONENDPOINT": "https://elsewhere.test:9000"}
+    ignored = (
+        "--env-overrides is ignored: REGISTRY_* variables apply over a distribution config.yml, and the "
+        f"source is {runs_it} runs its registry with an environment of its own"
+    )
+    settings, policy = resolve_policy(
+        PolicyInputs(source=str(tmp_path / name), env_overrides=True, registries=("reg.test",)), env
+    )
+    assert ignored in policy.warnings and ignored in settings.redacted()["warnings"]
+    assert "elsewhere.test" not in (policy.storage_endpoint or "")
+    assert load_source(str(tmp_path / name), env=env).warnings == (ignored,)
+    assert load_source(str(tmp_path / name)).warnings == ()  # not asked for: nothing to say
+    assert load_source(str(FIXTURES / "registry-minio.yml"), env=env).warnings == ()  # applied
+
+
+@pytest.mark.parametrize("name", ["registry-minio.yml", "dtr-settings.json"])
+def test_a_source_ca_for_a_file_source_is_said_to_be_ignored(tmp_path: Path, name: str) -> None:
+    """--source-ca verifies a live DTR's API; with a file it changed nothing, and nothing said so."""
+    ca = str(tmp_path / "dtr-api-ca.pem")
+    ignored = f"--source-ca {ca} is ignored: it verifies a live DTR (--source https://...), and the source is a file"
+    _, policy = resolve_policy(
+        PolicyInputs(source=str(FIXTURES / name), source_ca=ca, registries=("reg.test",)), {}
+    )
+    assert ignored in policy.warnings
+    assert load_source(str(FIXTURES / name), ca_file=ca).warnings == (ignored,)
 
 
 def test_file_errors(tmp_path: Path) -> None:

@@ -206,6 +206,22 @@ def test_fetch_reads_settings_and_ca_with_basic_auth(dtr: FakeDTR) -> None:
 def test_load_source_fetches_a_https_spec(dtr: FakeDTR) -> None:
     s = load_source(dtr.url, dtr_user=USER, dtr_token=TOKEN, ca_file=str(dtr.ca_file))
     assert s.registry_ca_pem == dtr.registry_ca
+    assert s.warnings == ()  # --source-ca is what verified it
+
+
+def test_env_overrides_for_a_live_dtr_are_said_to_be_ignored(dtr: FakeDTR) -> None:
+    s = load_source(
+        dtr.url,
+        env={"REGISTRY_STORAGE_S3_SECURE": "false"},
+        dtr_user=USER,
+        dtr_token=TOKEN,
+        ca_file=str(dtr.ca_file),
+    )
+    assert s.s3 is not None and s.s3.secure and s.env_overrides == ()
+    assert s.warnings == (
+        "--env-overrides is ignored: REGISTRY_* variables apply over a distribution config.yml, and the "
+        "source is DTR's settings: DTR runs its registry with an environment of its own",
+    )
 
 
 def test_refused_credentials(dtr: FakeDTR) -> None:
@@ -310,6 +326,8 @@ def test_connection_refused(tmp_path: Path) -> None:
         ("http://dtr.example", "http://dtr.example: the DTR address must be an https:// URL"),
         ("https://admin:" + TOKEN + "@dtr.example", "https://dtr.example: put the DTR user and token"),
         ("https://admin:" + TOKEN + "@dtr.example:8443", "https://dtr.example:8443: put the DTR user"),
+        ("https://admin:12/" + TOKEN + "@dtr.example", "https://...@dtr.example: put the DTR user and"),
+        ("https://admin:12?" + TOKEN + "@dtr.example", "https://...@dtr.example: put the DTR user and"),
         ("https://[::1", "https://[::1: not a valid URL"),
         ("https://dtr.example:99999", "https://dtr.example:99999: not a valid URL"),
     ],
@@ -371,3 +389,14 @@ def test_the_daemon_polls_a_live_dtr_with_conditional_requests(dtr: FakeDTR) -> 
         SourceWatcher(inputs, {}).poll().error
         == f"a live DTR source needs {DTR_USER_ENV} and {DTR_TOKEN_ENV}"
     )
+
+
+def test_a_daemon_watching_a_live_dtr_says_its_env_overrides_are_ignored(dtr: FakeDTR) -> None:
+    from agent.daemon.watch import SourceWatcher
+    from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
+
+    inputs = PolicyInputs(source=dtr.url, env_overrides=True, source_ca=str(dtr.ca_file))
+    poll = SourceWatcher(inputs, {DTR_USER_ENV: USER, DTR_TOKEN_ENV: TOKEN}).poll()
+    assert poll.state == "read" and poll.policy is not None, poll.error
+    assert [w for w in poll.policy.warnings if w.startswith("--env-overrides is ignored")]
+    assert not [w for w in poll.policy.warnings if w.startswith("--source-ca")]  # it verified the DTR

@@ -302,3 +302,64 @@ def test_a_registry_served_over_plain_http_is_listed_insecure() -> None:
     # An http:// address on a registry that serves TLS itself is not plain HTTP.
     served = dataclasses.replace(plain, http_tls=True)
     assert not build_policy(served, (), (bundle(),)).insecure
+
+
+_AWS_HOSTS = (
+    "s3.us-east-1.amazonaws.com",
+    "s3.amazonaws.com",
+    "my-bucket.s3.eu-west-1.amazonaws.com",
+    "s3.cn-north-1.amazonaws.com.cn",
+)
+
+
+@given(
+    host=st.sampled_from(_AWS_HOSTS),
+    capitals=st.lists(st.booleans(), min_size=40, max_size=40),
+    trailing_dot=st.booleans(),
+    port=st.sampled_from(["", ":443"]),
+)
+def test_an_aws_endpoint_is_publicly_trusted_whatever_its_capitals_or_trailing_dot(
+    host: str, capitals: list[bool], trailing_dot: bool, port: str
+) -> None:
+    """DNS names compare without regard to case, and ``name.`` is ``name``: an AWS endpoint written
+    S3.US-EAST-1.AMAZONAWS.COM or s3.amazonaws.com. is AWS, not a private-looking store."""
+    spelt = "".join(c.upper() if up else c for c, up in zip(host, capitals, strict=False))
+    endpoint = f"https://{spelt}{'.' if trailing_dot else ''}{port}"
+    policy = build_policy(settings(regionendpoint=endpoint))
+    assert f"{policy.storage_endpoint} is AWS S3, publicly trusted: nothing to install" in policy.reasons
+    assert not policy.storage_ca_missing and policy.warnings == ()
+    assert build_policy(settings(regionendpoint=endpoint), (), (bundle(),)).ca_files == ()
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://S3.AMAZONAWS.COM.EVIL.TEST",
+        "https://s3.notamazonaws.com.",
+        "https://AMAZONAWS.COM.cn.example:9000",
+        "https://s3.amazonaws.co",
+    ],
+)
+def test_a_name_that_only_looks_like_aws_is_a_private_looking_store(endpoint: str) -> None:
+    policy = build_policy(settings(regionendpoint=endpoint))
+    assert policy.storage_ca_missing
+    assert not any("is AWS S3" in r for r in policy.reasons)
+
+
+@pytest.mark.parametrize(
+    ("given_value", "says"),
+    [
+        ("https://registry.test/v2", "the scheme https:// and a path are no part of a registry name"),
+        ("user@registry.test", "a user@ is no part of a registry name"),
+        ("registry.test/library", "a path is no part of a registry name"),
+    ],
+)
+def test_a_registry_given_as_a_url_path_or_with_a_user_is_refused_not_rewritten(
+    given_value: str, says: str
+) -> None:
+    """--registry https://registry.test/v2 quietly became certs.d/registry.test/: what the user gave is
+    no name an image reference spells, and the error says which is."""
+    with pytest.raises(InvalidNameError) as info:
+        build_policy(settings(regionendpoint="https://s3.internal:9000"), (given_value,))
+    assert says in str(info.value)
+    assert "give registry.test, as image names spell it (certs.d/registry.test/)" in str(info.value)
