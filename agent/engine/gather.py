@@ -84,6 +84,12 @@ GATHER_SCRIPT = (
     + r"""
 R="$1"; D="$R$2"; C="$R/etc/docker/certs.d"; S="$R/var/lib/trust-agent/docker-state.json"
 b64() { base64 -w0 < "$1" 2>/dev/null; echo; }
+# A path the agent writes that holds something other than a file (a directory, a fifo): named, so the
+# run stops before writing, instead of failing on it at every apply. A link is the apply's to refuse.
+ta_not_file() {
+  [ -e "$1" ] && [ ! -f "$1" ] && [ ! -L "$1" ] || return 0
+  if [ -d "$1" ]; then echo "@@ta not-file directory $1"; else echo "@@ta not-file special $1"; fi
+}
 echo "@@ta begin 1"
 if [ -d "$C" ]; then
   echo "@@ta certs-dir"
@@ -92,8 +98,11 @@ if [ -d "$C" ]; then
     n=${d%/}; n=${n##*/}
     echo "@@ta dir $n"
     for f in "$d".[!.]* "$d"*; do
-      [ -f "$f" ] || continue
       b=${f##*/}
+      if [ ! -f "$f" ]; then
+        case "$b" in trust-agent-*.crt) ta_not_file "$f" ;; esac
+        continue
+      fi
       # A link is never read, even under the agent's own name: it could point at any file (/etc/shadow).
       case "$b" in
         trust-agent-*) if [ -L "$f" ]; then echo "@@ta name $n/$b"; else echo "@@ta file $n/$b"; b64 "$f"; fi ;;
@@ -103,6 +112,7 @@ if [ -d "$C" ]; then
   done
 fi
 [ -f "$D" ] && { echo "@@ta daemon-json"; b64 "$D"; }
+ta_not_file "$D"
 if [ -L "$D" ]; then
   # A symlink: its target is what to write (the link is kept). Not resolved in a --root tree, where an
   # absolute link means a path inside the tree.
@@ -110,6 +120,7 @@ if [ -L "$D" ]; then
   echo "@@ta daemon-json-link"; [ -n "$R" ] || { readlink -f "$D" || readlink -m "$D"; } | base64 -w0; echo
 fi
 [ -f "$S" ] && [ ! -L "$S" ] && { echo "@@ta state"; b64 "$S"; }
+ta_not_file "$S"
 if [ -z "$R" ]; then
   i=""; p=""; k=""
   # Who the script runs as, with no process: a login that is not root changes nothing in /etc/docker.
@@ -375,6 +386,7 @@ def _parse(
     blobs: dict[str, bytes] = {}
     env_files: dict[str, str] = {}
     env_path = ""
+    _refuse_non_files(records)
     for record in records:
         kind, name, payload = record.kind, record.name, record.payload or ""
         if kind == "dir":
@@ -437,6 +449,27 @@ def _parse(
         snap_docker="snap-docker" in values,
     )
     return facts, info
+
+
+def _refuse_non_files(records: list[_Record]) -> None:
+    """Stop at a path the agent writes (daemon.json, its state file, a ``trust-agent-*.crt`` CA file) that
+    holds a directory or another non-file: nothing the agent writes there could take its place, and
+    every apply would find it "changed since facts were gathered"."""
+    found = [record.name.partition(" ") for record in records if record.kind == "not-file"]
+    if found:
+        raise CommandError("; ".join(_not_a_file(path, what == "directory") for what, _, path in found))
+
+
+def _not_a_file(path: str, directory: bool) -> str:
+    """Why ``path`` stops the run, and what to do about it."""
+    what = "a directory, not a file" if directory else "not a regular file"
+    if posixpath.basename(path).startswith(OWNED_PREFIX):
+        harm = "dockerd reads each .crt file there on every pull from that registry, and fails on this one"
+    elif path.endswith(STATE_FILE):
+        harm = "trust-agent keeps its record of what it added there"
+    else:
+        harm = "dockerd cannot read its configuration from it (it refuses every reload and will not start)"
+    return f"{path} is {what}: {harm}; remove it or move it away, then run again (nothing written)"
 
 
 def _link_target(raw: bytes | None) -> str | None:

@@ -49,7 +49,7 @@ from agent.errors import (
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
 from agent.outcome import HostOutcome, Phase, PhaseName, Status
-from agent.runtimes.docker import daemon_json_after, plan_docker
+from agent.runtimes.docker import daemon_json_after, facts_after, followed_by, plan_docker
 from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.live_registry import live_insecure
 from agent.runtimes.plan import HostPlan
@@ -121,16 +121,7 @@ def reconcile(
         notes = ()
 
     def planned(info: dict[str, Any] | None) -> HostPlan:
-        return plan_docker(
-            policy,
-            facts,
-            restart_policy=options.restart_policy,
-            allow_restart=options.allow_restart,
-            # Whether the running dockerd has live-restore is /info's to say: daemon.json may hold a
-            # value it has not loaded, and a restart it does not protect stops every container.
-            live_restore=_live_restore(info),
-            live_insecure=live_insecure(info, policy.registries) if info is not None else None,
-        )
+        return _plan(policy, facts, options, info)
 
     plan: HostPlan = timeline.run("plan", lambda: planned(info))
     if _restart_waits_on_live_restore(plan, facts, options, info):
@@ -193,6 +184,29 @@ def reconcile(
         if not isinstance(exc, CommandError) or b"@@ta t written" not in exc.stdout:
             return _done(base, timeline, "failed", error=str(exc), engine_action="none")
         return _roll_back(transport, plan, facts, options, base, timeline, exc)
+    info_after = _info_read(result, options, facts, action)
+    if info is None and action == "none" and _verifies(options, facts, plan):
+        # Planned without the engine's live config: a host without the agent's state file is asked only
+        # its version (one /_ping keeps the cold rollout cheap). The verify's first read of /info, done
+        # here, shows whether dockerd runs something else (a list it kept after its key went from
+        # daemon.json, fact 11): then only that host is planned again with it, and applied once more.
+        if info_after is None:
+            info_after = timeline.run("verify", lambda: _live_info_or_none(transport, options))
+        again = _second_plan(policy, plan, facts, options, info_after)
+        if again is not None:
+            written, plan, action = facts_after(plan, facts), followed_by(plan, again), again.engine_action
+            base = replace(
+                base,
+                plan=plan,
+                engine_action=action,
+                checks=_checks(plan, facts),
+                warnings=(*notes, *plan.warnings),
+            )
+            applied = _apply_again(transport, again, written, plan, facts, options, base, timeline)
+            if isinstance(applied, HostOutcome):
+                return applied
+            result = applied
+            info_after = _info_read(result, options, facts, action)
     if b"@@ta validated" in result.stdout:
         base = replace(base, checks=(*base.checks, DOCKERD_VALIDATE))
     if f"@@ta {STOPPED_MARK}".encode() in result.stdout:
@@ -200,12 +214,8 @@ def reconcile(
         return _done(
             replace(base, warnings=(*base.warnings, stopped)), timeline, "changed", engine_action="none"
         )
-    # Without /info from the apply script, verify reads it (over the transport's route to the engine).
-    info_after = (
-        live_info(result.stdout.decode("utf-8", "replace")) if _reads_info(options, facts, action) else None
-    )
     verified: tuple[str, ...] = ()
-    if options.verify and facts.init is not None and facts.engine_running and not plan.live_pending:
+    if _verifies(options, facts, plan):
         after = daemon_json_after(plan, facts)
         # A reload dockerd refuses shows only in its journal: read from the apply's own timestamp on.
         reloaded_at = reload_stamp(result.stdout, action, facts.init)
@@ -219,6 +229,86 @@ def reconcile(
         except TrustAgentError as exc:
             return _roll_back(transport, plan, facts, options, base, timeline, exc)
     return _done(base, timeline, "changed", engine_action=action, verified=verified)
+
+
+def _plan(
+    policy: TrustPolicy, facts: DockerFacts, options: RunOptions, info: dict[str, Any] | None
+) -> HostPlan:
+    return plan_docker(
+        policy,
+        facts,
+        restart_policy=options.restart_policy,
+        allow_restart=options.allow_restart,
+        # Whether the running dockerd has live-restore is /info's to say: daemon.json may hold a
+        # value it has not loaded, and a restart it does not protect stops every container.
+        live_restore=_live_restore(info),
+        live_insecure=live_insecure(info, policy.registries) if info is not None else None,
+    )
+
+
+def _verifies(options: RunOptions, facts: DockerFacts, plan: HostPlan) -> bool:
+    """Whether the engine's live config is checked after the apply: there is one to read, and it is
+    meant to be daemon.json's."""
+    return options.verify and facts.init is not None and facts.engine_running and not plan.live_pending
+
+
+def _second_plan(
+    policy: TrustPolicy,
+    plan: HostPlan,
+    facts: DockerFacts,
+    options: RunOptions,
+    info: dict[str, Any] | None,
+) -> HostPlan | None:
+    """Where ``plan`` was made without the engine's live config and left dockerd alone, but the live
+    config ``info`` read after it is not what the files ask for: the plan for the host as ``plan``
+    left it, now with that live config (a list dockerd kept after its key went from daemon.json is
+    cleared by writing ``[]``, fact 11). None where there is nothing such a plan could do."""
+    if info is None:
+        return None
+    wanted = expected_insecure(daemon_json_after(plan, facts), facts.dockerd_flags)
+    if not mismatches(info, policy.registries, wanted):
+        return None
+    again = _plan(policy, facts_after(plan, facts), options, info)
+    if again.blockers or (not again.changed and again.engine_action == "none"):
+        return None  # the verify says what does not match
+    return again
+
+
+def _apply_again(
+    transport: Transport,
+    again: HostPlan,
+    written: DockerFacts,
+    both: HostPlan,
+    facts: DockerFacts,
+    options: RunOptions,
+    base: HostOutcome,
+    timeline: _Timeline,
+) -> CommandResult | HostOutcome:
+    """Apply ``again`` (planned on ``written``, the host as the first apply left it); where it fails,
+    roll ``both`` back, so the host is as it was before either."""
+    try:
+        return _apply(transport, again, written, options, again.engine_action, timeline)
+    except UnreachableError as exc:
+        return _done(base, timeline, "unreachable", error=f"lost during apply: {exc}", engine_action="none")
+    except TrustAgentError as exc:
+        return _roll_back(transport, both, facts, options, base, timeline, exc)
+
+
+def _info_read(
+    result: CommandResult, options: RunOptions, facts: DockerFacts, action: str
+) -> dict[str, Any] | None:
+    """The engine's /info the apply script read after its action, where it did; else None, and the
+    verify reads it (over the transport's route to the engine)."""
+    return (
+        live_info(result.stdout.decode("utf-8", "replace")) if _reads_info(options, facts, action) else None
+    )
+
+
+def _live_info_or_none(transport: Transport, options: RunOptions) -> dict[str, Any] | None:
+    try:
+        return read_live_info(transport, options.verify_timeout)
+    except TrustAgentError:
+        return None  # the verify reads it again, and says what it finds
 
 
 def _reads_info(options: RunOptions, facts: DockerFacts, action: str) -> bool:

@@ -44,7 +44,7 @@ from agent.runtimes.daemon_json_text import splice_insecure
 from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.docker_state import DockerState, parse_state, render_state
 from agent.runtimes.live_registry import insecure_in_force, mismatches
-from agent.runtimes.plan import EngineAction, FileChange, HostPlan
+from agent.runtimes.plan import EngineAction, FileChange, HostPlan, stronger
 from agent.trust import CA_FILE_NAMES, OWNED_PREFIX, CAFile, CARole, TrustPolicy
 
 RestartPolicy = Literal["auto", "reload", "restart", "never"]
@@ -458,10 +458,60 @@ def _clear_stale_list(
 
 def daemon_json_after(plan: HostPlan, facts: DockerFacts) -> bytes | None:
     """daemon.json as the host holds it once ``plan`` is applied (its target, where it is a symlink)."""
-    for change in plan.changes:
+    for change in reversed(plan.changes):
         if change.path == facts.daemon_json_file:
             return change.after
     return facts.daemon_json
+
+
+def facts_after(plan: HostPlan, facts: DockerFacts) -> DockerFacts:
+    """``facts`` as the host holds them once ``plan`` is applied: its files written or deleted, its
+    certs.d directories made or removed; the engine's facts as they were."""
+    root = facts.certs_dir.rstrip("/")
+    certs = dict(facts.certs)
+    files = {facts.daemon_json_file: facts.daemon_json, facts.state_path: facts.state}
+    for change in plan.changes:
+        if change.path in files:
+            files[change.path] = change.after
+        elif change.path.startswith(root + "/"):
+            rel = change.path[len(root) + 1 :]
+            if change.after is None:
+                certs.pop(rel, None)
+            else:
+                certs[rel] = change.after
+    made = {child for child in (_child_of(root, d) for d in plan.mkdirs) if child}
+    removed = {child for child in (_child_of(root, d) for d in plan.rmdirs) if child}
+    return replace(
+        facts,
+        certs=certs,
+        cert_dirs=frozenset((facts.cert_dirs | made) - removed),
+        certs_dir_present=root not in plan.rmdirs
+        and (facts.certs_dir_present or root in plan.mkdirs or bool(made)),
+        daemon_json=files[facts.daemon_json_file],
+        state=files[facts.state_path],
+    )
+
+
+def followed_by(first: HostPlan, then: HostPlan) -> HostPlan:
+    """One plan for ``first`` applied, then ``then`` (planned on :func:`facts_after` ``first``): what a
+    report shows, and what a roll-back undoes (its changes in order, so undoing puts the host back as
+    it was before ``first``). A directory one of them makes and the other removes is in neither."""
+    made = (*_besides(first.mkdirs, then.rmdirs), *_besides(then.mkdirs, first.rmdirs))
+    removed = (*_besides(first.rmdirs, then.mkdirs), *_besides(then.rmdirs, first.mkdirs))
+    return HostPlan(
+        changes=(*first.changes, *then.changes),
+        mkdirs=tuple(dict.fromkeys(made)),
+        rmdirs=tuple(dict.fromkeys(removed)),
+        engine_action=stronger(first.engine_action, then.engine_action),
+        live_pending=then.live_pending,
+        reasons=tuple(dict.fromkeys((*first.reasons, *then.reasons))),
+        warnings=tuple(dict.fromkeys((*first.warnings, *then.warnings))),
+        blockers=tuple(dict.fromkeys((*first.blockers, *then.blockers))),
+    )
+
+
+def _besides(directories: tuple[str, ...], undone: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(d for d in directories if d not in undone)
 
 
 def _with_record(

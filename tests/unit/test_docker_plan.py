@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.certs import CABundle
-from agent.runtimes.docker import plan_docker, required_action
+from agent.engine.apply_script import inverse
+from agent.runtimes.docker import facts_after, followed_by, plan_docker, required_action
 from agent.runtimes.docker_facts import CERTS_DIR, DAEMON_JSON, STATE_FILE, DockerFacts
 from agent.runtimes.plan import HostPlan
 from agent.trust import OWNED_PREFIX, CAFile, TrustPolicy
@@ -631,6 +632,31 @@ def test_a_list_dockerd_kept_after_the_key_went_is_cleared_by_writing_an_empty_o
     assert not [c for c in plan.changes if c.path == DAEMON_JSON]
 
 
+def test_a_host_planned_without_its_live_config_is_planned_again_with_it_and_undone_as_one() -> None:
+    """No state file: the gather asks dockerd only its version, so the plan cannot see a list dockerd
+    kept after its key went from daemon.json (fact 11). The live config read after the apply shows
+    it: the host as the first apply left it is planned again, ``[]`` written and reloaded; the report
+    shows both, and a roll-back puts back what was there before either."""
+    policy = ca_policy("registry.test")
+    before = host(daemon_json=b'{\n  "debug": true\n}\n', certs_dir_present=False)
+    first = plan_docker(policy, before)
+    assert (DAEMON_JSON in by_path(first), first.engine_action) == (False, "none")
+    written = facts_after(first, before)
+    assert written.certs_dir_present and written.cert_dirs == {"registry.test"}
+    again = plan_docker(policy, written, live_insecure={"registry.test": True})
+    assert (list(by_path(again)), again.engine_action) == ([DAEMON_JSON], "reload")
+    both = followed_by(first, again)
+    assert [c.path for c in both.changes] == [*by_path(first), DAEMON_JSON]
+    assert (both.mkdirs, both.engine_action) == (first.mkdirs, "reload")
+    assert any("insecure-registries written as []" in r for r in both.reasons)
+    assert set(first.reasons) < set(both.reasons)
+    done = facts_after(both, before)
+    assert done == facts_after(again, written)
+    assert plan_docker(policy, done, live_insecure={"registry.test": False}).changed is False
+    undone = facts_after(inverse(both), done)
+    assert (held(undone), undone.certs_dir_present) == (held(before), False)
+
+
 def test_an_insecure_registry_flag_counts_as_loaded() -> None:
     # dockerd's own --insecure-registry makes the registry insecure: not a file waiting to be loaded.
     facts = host(dockerd_flags=("--insecure-registry", "registry.test"), flags_source=DROP_IN)
@@ -785,6 +811,34 @@ def test_any_sequence_of_policies_converges_and_keeps_what_is_not_the_agents(
             assert set(entries) == set(foreign_entries) | wanted
         else:
             assert not policy.insecure or not policy.registries
+
+
+def held(facts: DockerFacts) -> tuple[Any, ...]:
+    """What the host's files are, as the facts say."""
+    return dict(facts.certs), facts.cert_dirs, facts.daemon_json, facts.state
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    doc=daemon_docs(),
+    files=foreign_files,
+    steps=st.lists(st.tuples(policies(), st.booleans()), min_size=2, max_size=4),
+)
+def test_facts_after_a_plan_are_the_hosts_files_once_applied_and_an_undo_brings_back_the_first(
+    doc: tuple[bytes | None, list[str], list[tuple[str, Any]]],
+    files: dict[str, bytes],
+    steps: list[tuple[TrustPolicy, bool]],
+) -> None:
+    facts = host(daemon_json=doc[0], certs=files, cert_dirs=frozenset(rel.partition("/")[0] for rel in files))
+    start, done = facts, HostPlan()
+    for policy, insecure_live in steps:
+        live = dict.fromkeys(policy.registries, insecure_live)
+        plan = plan_docker(policy, facts, live_insecure=live)
+        after = facts_after(plan, facts)
+        assert held(after) == held(apply_plan(plan, facts))
+        done, facts = followed_by(done, plan), after
+    assert held(facts_after(done, start)) == held(facts)
+    assert held(facts_after(inverse(done), facts)) == held(start)
 
 
 @pytest.mark.parametrize(

@@ -323,3 +323,51 @@ def test_a_link_under_the_agents_own_name_is_listed_never_read(tmp_path: Path) -
     facts = gather(LocalTransport(), root=str(tmp_path))
     assert facts.certs == {"registry.test/trust-agent-storage-ca.crt": b""}  # by name, as others' files
     assert facts.state is None
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "etc/docker/daemon.json",
+        "etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt",
+        "var/lib/trust-agent/docker-state.json",
+    ],
+)
+def test_a_directory_where_the_agent_keeps_a_file_stops_the_gather_naming_it(
+    tmp_path: Path, path: str
+) -> None:
+    (tmp_path / "etc/docker/certs.d/registry.test").mkdir(parents=True)
+    (tmp_path / path).mkdir(parents=True)
+    with pytest.raises(CommandError) as caught:
+        gather(LocalTransport(), root=str(tmp_path))
+    assert str(caught.value).startswith(f"{tmp_path}/{path} is a directory, not a file: ")
+    assert str(caught.value).endswith("remove it or move it away, then run again (nothing written)")
+
+
+def test_directories_the_agent_does_not_write_are_left_to_others(tmp_path: Path) -> None:
+    certs = tmp_path / "etc/docker/certs.d/registry.test"
+    (certs / "notes.crt").mkdir(parents=True)
+    (certs / "trust-agent-notes").mkdir()  # not a CA file's name: the agent writes nothing there
+    (certs / "trust-agent-storage-ca.crt").write_bytes(b"CA\n")
+    (tmp_path / "srv/config").mkdir(parents=True)
+    (tmp_path / "etc/docker/daemon.json").symlink_to(tmp_path / "srv/config")  # a link: the planner's case
+    facts = gather(LocalTransport(), root=str(tmp_path))
+    assert facts.certs == {"registry.test/trust-agent-storage-ca.crt": b"CA\n"}
+
+
+def test_each_non_file_is_named_with_what_it_breaks() -> None:
+    text = "\n".join(
+        [
+            "@@ta begin 1",
+            "@@ta not-file directory /etc/docker/certs.d/r/trust-agent-storage-ca.crt",
+            "@@ta not-file special /etc/docker/daemon.json",
+            "@@ta end",
+        ]
+    )
+    with pytest.raises(CommandError) as caught:
+        parse_gather_output(text)
+    ca, config = str(caught.value).split("; remove it or move it away, then run again (nothing written); ")
+    assert ca.startswith("/etc/docker/certs.d/r/trust-agent-storage-ca.crt is a directory, not a file: ")
+    assert "fails on this one" in ca
+    assert config.startswith("/etc/docker/daemon.json is not a regular file: ")
+    assert "refuses every reload and will not start" in config
