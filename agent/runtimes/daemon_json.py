@@ -15,6 +15,10 @@ from typing import Any
 
 INSECURE_KEY = "insecure-registries"
 
+# dockerd strips these from an insecure-registries entry, with a warning, and loads the rest (moby
+# registry loadInsecureRegistries, 20.10 and 26.1 alike); the scheme is matched in any case.
+_STRIPPED_SCHEMES = ("http://", "https://")
+
 Indent = int | str
 
 
@@ -106,12 +110,26 @@ def serialise(doc: dict[str, Any], indent: Indent = 2) -> bytes:
     return (json.dumps(doc, indent=indent, ensure_ascii=False) + "\n").encode()
 
 
+def index_name(entry: str) -> str:
+    """The registry (or CIDR) an ``insecure-registries`` entry names, as dockerd reads it: a leading
+    ``http://`` or ``https://`` stripped, the rest as written.
+
+    >>> index_name("HTTP://registry.test:5000"), index_name("10.0.0.0/8"), index_name("ftp://r")
+    ('registry.test:5000', '10.0.0.0/8', 'ftp://r')
+    """
+    for scheme in _STRIPPED_SCHEMES:
+        if entry[: len(scheme)].lower() == scheme:
+            return entry[len(scheme) :]
+    return entry
+
+
 def merge_insecure(doc: dict[str, Any], want: Sequence[str], owned: Sequence[str]) -> InsecureMerge:
     """Bring ``insecure-registries`` to hold ``want``, removing only entries the agent ``owned``.
 
     Existing entries keep their order; new ones are appended. An entry the agent did not add is never
     removed. If the agent's removals empty the list, ``[]`` stays (fact 11: a missing key does not
-    clear the list on reload). A registry already listed by a person is not claimed.
+    clear the list on reload). A registry already listed by a person is not claimed, nor added again
+    where the person wrote it with a scheme (``http://reg``): dockerd reads that entry as ``reg``.
 
     >>> m = merge_insecure({"debug": True, "insecure-registries": ["mine", "old"]}, ["new"], ["old"])
     >>> m.doc, m.added, m.removed, m.owned
@@ -125,7 +143,8 @@ def merge_insecure(doc: dict[str, Any], want: Sequence[str], owned: Sequence[str
 
     removed = tuple(dict.fromkeys(e for e in existing if e in owned_set and e not in wanted_set))
     kept = [e for e in existing if e not in removed]
-    added = tuple(w for w in wanted if w not in existing)
+    listed = {index_name(e) for e in kept}
+    added = tuple(w for w in wanted if w not in listed)
     entries = kept + list(added)
 
     new_owned = tuple(dict.fromkeys(e for e in entries if e in wanted_set and (e in owned_set or e in added)))

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from agent.errors import InvalidNameError
 from agent.names import validate_registry
+from agent.runtimes.daemon_json import index_name
 
 # Every key dockerd 20.10 accepts on Linux: the names of its flags, with list and map options under
 # their plural json names (moby cmd/dockerd/config.go, config_unix.go, daemon/config). Unknown keys
@@ -147,7 +148,7 @@ def check_daemon_json(
     ``known_keys=None`` skips the unknown-key check (for engines whose ``dockerd --validate`` knows
     their own, newer keys).
 
-    >>> check_daemon_json({"insecure-registries": ["reg.example.com", "10.0.0.0/8"], "debug": True})
+    >>> check_daemon_json({"insecure-registries": ["reg.example.com", "http://10.0.0.0/8"], "debug": True})
     []
     >>> check_daemon_json({"insecure-registries": "reg.example.com", "debugg": True})
     ['insecure-registries: must be a list of strings', "unknown key 'debugg': dockerd refuses directives it does not know"]
@@ -159,11 +160,7 @@ def check_daemon_json(
             problems.append(f"{key}: must be a list of strings")
     insecure = doc.get("insecure-registries")
     if isinstance(insecure, list):
-        problems.extend(
-            f"insecure-registries: {entry!r} is not a host[:port] or a CIDR"
-            for entry in insecure
-            if isinstance(entry, str) and not _is_index_name_or_cidr(entry)
-        )
+        problems.extend(_insecure_entry_problem(e) for e in insecure if isinstance(e, str) and not _loads(e))
     mirrors = doc.get("registry-mirrors")
     if isinstance(mirrors, list):
         problems.extend(
@@ -189,6 +186,17 @@ def check_daemon_json(
             if key not in known_keys
         )
     return problems
+
+
+def _loads(entry: str) -> bool:
+    # dockerd strips http:// or https:// (warning only), then reads the rest.
+    return _is_index_name_or_cidr(index_name(entry))
+
+
+def _insecure_entry_problem(entry: str) -> str:
+    if "://" in index_name(entry):
+        return f"insecure-registries: {entry!r}: only http:// or https:// may come before a registry"
+    return f"insecure-registries: {entry!r} is not a host[:port] or a CIDR"
 
 
 def _is_index_name_or_cidr(entry: str) -> bool:

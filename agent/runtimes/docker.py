@@ -4,11 +4,13 @@ Pure: no I/O. The rules, with the facts they rest on (``shared/design/trust-fact
 
 - Each CA bundle goes into ``certs.d/<registry>/`` for every spelling of the registry (facts 4, 5), as
   a ``trust-agent-*.crt`` file: ``.crt`` files are CA roots; ``.cert``/``.key`` are never written (fact 6).
-  The prefix marks the agent's files: only those are ever deleted.
+  Only files with the names the agent gives its CAs (``CA_FILE_NAMES``) are ever deleted: another
+  ``trust-agent-*.crt`` is a person's (a copy kept for a mirror), and pulls through it depend on it.
 - certs.d is read on every pull and push: those changes need no reload (fact 7).
 - Skip-TLS storage: the registry goes into daemon.json ``insecure-registries`` (fact 9), which is
   reloadable (fact 10); entries the agent added and no longer needs are removed, leaving ``[]`` rather
-  than no key (fact 11). Entries a person wrote are never touched.
+  than no key (fact 11). Entries a person wrote are never touched, and are read as dockerd reads them
+  (``http://reg`` is ``reg``).
 - daemon.json is checked before it is written (fact 12) and refused if one of its keys is also a
   dockerd flag (fact 13).
 """
@@ -28,6 +30,7 @@ from agent.runtimes.daemon_json import (
     DaemonJsonError,
     InsecureMerge,
     detect_indent,
+    index_name,
     merge_insecure,
     parse_daemon_json,
     serialise,
@@ -50,6 +53,8 @@ from agent.trust import CA_FILE_NAMES, OWNED_PREFIX, CAFile, CARole, TrustPolicy
 RestartPolicy = Literal["auto", "reload", "restart", "never"]
 
 _OWNED_FILE = re.compile(rf"^{re.escape(OWNED_PREFIX)}[A-Za-z0-9._-]*\.crt$")
+# The names the agent writes its CA files under: the only files in certs.d it ever deletes.
+_DELETABLE_NAMES = frozenset(CA_FILE_NAMES.values())
 
 
 def plan_docker(
@@ -263,8 +268,8 @@ def _plan_certs(
     deleted: set[str] = set()
     for rel in sorted(facts.certs):
         directory, _, name = rel.partition("/")
-        if not directory or "/" in name or rel in desired or not _OWNED_FILE.match(name):
-            continue  # not the agent's file, or still wanted
+        if not directory or "/" in name or rel in desired or name not in _DELETABLE_NAMES:
+            continue  # not a name the agent writes, or still wanted
         deleted.add(rel)
         changes.append(FileChange(path=f"{root}/{rel}", action="delete", before=facts.certs[rel], after=None))
         reasons.append(f"certs.d/{rel}: remove (trust-agent's file, no longer asked for)")
@@ -360,6 +365,7 @@ class _DaemonPlan:
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     blockers: tuple[str, ...] = ()
+    unreadable: bool = False  # the file could not be read: ``doc`` does not say what it holds
 
 
 def _plan_daemon_json(
@@ -374,8 +380,7 @@ def _plan_daemon_json(
     try:
         doc = parse_daemon_json(raw, path) if raw is not None else {}
     except DaemonJsonError as exc:
-        # Nothing is written to a file the agent cannot read; what it owned stays recorded.
-        return _DaemonPlan(None, {}, state.insecure_registries, blockers=(str(exc),))
+        return _unreadable_daemon_json(str(exc), registries if policy.insecure else (), state)
 
     want = registries if policy.insecure else ()
     bom = _bom_problem(raw, facts)
@@ -387,7 +392,7 @@ def _plan_daemon_json(
         return _DaemonPlan(None, doc, state.insecure_registries, warnings=(note,))
     merge = _clear_stale_list(merge_insecure(doc, want, state.insecure_registries), facts, live)
     entries = merge.doc.get(INSECURE_KEY)
-    listed = entries if isinstance(entries, list) else []
+    listed = {index_name(e) for e in entries} if isinstance(entries, list) else set()
     warnings = tuple(
         f"daemon.json: {r} stays in insecure-registries (not added by trust-agent): "
         "its TLS certificates are not verified"
@@ -437,6 +442,19 @@ def _plan_daemon_json(
         mode=0o644,
     )
     return _DaemonPlan(change, merge.doc, merge.owned, tuple(reasons), warnings, tuple(blockers))
+
+
+def _unreadable_daemon_json(problem: str, want: tuple[str, ...], state: DockerState) -> _DaemonPlan:
+    """A daemon.json the agent cannot read is never written. It blocks the host only where the file
+    must change: the policy adds insecure registries, or the agent's own entries are recorded there.
+    Elsewhere certs.d is installed (read on every pull, no reload, fact 7) and the file reported."""
+    if want or state.insecure_registries:
+        return _DaemonPlan(None, {}, state.insecure_registries, blockers=(problem,), unreadable=True)
+    warning = (
+        f"{problem}: dockerd will not start or reload with it as it is; trust-agent needs no change "
+        "there and leaves it alone: fix it before dockerd's next restart"
+    )
+    return _DaemonPlan(None, {}, (), warnings=(warning,), unreadable=True)
 
 
 def _clear_stale_list(
@@ -622,6 +640,8 @@ def _engine_behind(
         return ()
     if facts.daemon_json_link and facts.daemon_json is None:
         return ()  # a link to nothing: no file says what dockerd should run (see _plan_daemon_json)
+    if daemon.unreadable:
+        return ()  # what the file asks for is unknown, and dockerd would refuse to reload it anyway
     return tuple(mismatches(live, insecure_in_force(daemon.doc, facts.dockerd_flags)))
 
 

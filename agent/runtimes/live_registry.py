@@ -10,19 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from agent.runtimes.daemon_json import index_name
 from agent.runtimes.daemon_json_checks import flag_values
 
 
 def insecure_in_force(doc: Mapping[str, object], flags: Sequence[str]) -> frozenset[str]:
     """The entries dockerd lists as insecure once it runs daemon.json ``doc`` with command line
-    ``flags``: the file's ``insecure-registries`` and every ``--insecure-registry`` flag.
+    ``flags``: the file's ``insecure-registries`` and every ``--insecure-registry`` flag, named as
+    dockerd names them (``http://a`` is ``a``).
 
-    >>> sorted(insecure_in_force({"insecure-registries": ["a:5000", 7]}, ("--insecure-registry=b",)))
+    >>> sorted(insecure_in_force({"insecure-registries": ["http://a:5000", 7]}, ("--insecure-registry=b",)))
     ['a:5000', 'b']
     """
     entries = doc.get("insecure-registries")
     listed = [e for e in entries if isinstance(e, str)] if isinstance(entries, list) else []
-    return frozenset([*listed, *flag_values(flags, "insecure-registry")])
+    return frozenset(index_name(e) for e in [*listed, *flag_values(flags, "insecure-registry")])
 
 
 def live_insecure(info: Mapping[str, object], registries: Iterable[str]) -> dict[str, bool]:

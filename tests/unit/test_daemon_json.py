@@ -13,6 +13,7 @@ from agent.runtimes import daemon_json, daemon_json_checks, docker, docker_state
 from agent.runtimes.daemon_json import (
     DaemonJsonError,
     detect_indent,
+    index_name,
     merge_insecure,
     parse_daemon_json,
     serialise,
@@ -154,6 +155,25 @@ def test_merge_reclaims_an_owned_entry_a_person_removed() -> None:
     merge = merge_insecure({"insecure-registries": []}, ["agent.test"], ["agent.test"])
     assert merge.added == ("agent.test",)
     assert merge.owned == ("agent.test",)
+
+
+@pytest.mark.parametrize("written", ["http://agent.test", "HTTPS://agent.test"])
+def test_merge_reads_a_persons_entry_with_a_scheme_as_dockerd_does(written: str) -> None:
+    # dockerd strips http:// and https://: the person's entry already makes agent.test insecure.
+    merge = merge_insecure({"insecure-registries": [written]}, ["agent.test"], [])
+    assert not merge.changed
+    assert merge.doc["insecure-registries"] == [written]  # kept as written
+    assert merge.owned == ()  # the person's, never the agent's to remove
+
+
+def test_index_name_strips_only_what_dockerd_strips() -> None:
+    assert [index_name(e) for e in ["http://a:5000", "Https://b", "ftp://c", "10.0.0.0/8", "d"]] == [
+        "a:5000",
+        "b",
+        "ftp://c",
+        "10.0.0.0/8",
+        "d",
+    ]
 
 
 names = st.from_regex(r"[a-z]{1,6}(\.[a-z]{1,4})?(:[1-9][0-9]{0,3})?", fullmatch=True)

@@ -38,7 +38,8 @@ def test_a_typical_file_passes() -> None:
         ({"insecure-registries": "reg.test"}, "insecure-registries: must be a list of strings"),
         ({"registry-mirrors": [1]}, "registry-mirrors: must be a list of strings"),
         ({"allow-nondistributable-artifacts": {}}, "allow-nondistributable-artifacts: must be a list"),
-        ({"insecure-registries": ["http://reg.test"]}, "'http://reg.test' is not a host[:port] or a CIDR"),
+        ({"insecure-registries": ["ftp://reg.test"]}, "'ftp://reg.test': only http:// or https:// may come"),
+        ({"insecure-registries": ["http://reg.test/v2"]}, "'http://reg.test/v2' is not a host[:port]"),
         ({"insecure-registries": ["10.0.0.0/33"]}, "'10.0.0.0/33' is not a host[:port] or a CIDR"),
         ({"insecure-registries": ["../../etc"]}, "'../../etc' is not a host[:port]"),
         ({"insecure-registries": ["reg.test:0"]}, "'reg.test:0' is not a host[:port]"),
@@ -60,6 +61,14 @@ def test_problems_dockerd_would_refuse(doc: dict[str, object], problem: str) -> 
     problems = check_daemon_json(doc)
     assert len(problems) == 1
     assert problem in problems[0]
+
+
+@pytest.mark.parametrize(
+    "entry", ["http://other.example:5000", "https://third.example", "HTTP://reg.test", "https://10.0.0.0/8"]
+)
+def test_an_entry_with_http_or_https_is_loaded_as_dockerd_loads_it(entry: str) -> None:
+    # dockerd (20.10, 26.1) strips the scheme with a warning and loads the rest; `--validate` says OK.
+    assert check_daemon_json({"insecure-registries": [entry]}) == []
 
 
 def test_unknown_keys_are_skipped_when_the_engine_validates_itself() -> None:

@@ -327,6 +327,29 @@ def test_agent_files_the_policy_no_longer_asks_for_are_deleted_in_any_directory(
     assert state_of(after)["cert_dirs"] == [f"{CERTS_DIR}/old.test"]  # kept: it may empty later
 
 
+def test_a_persons_trust_agent_named_file_for_another_registry_is_never_deleted() -> None:
+    """A person's ``certs.d/mirror.corp:5000/trust-agent-corp-root.crt`` was deleted with no backup,
+    and pulls through that mirror failed: only the names the agent writes are ever deleted."""
+    persons = {
+        "mirror.corp:5000/trust-agent-corp-root.crt": b"corp",
+        "registry.test/trust-agent-old.crt": b"o",
+    }
+    leftover = {"registry.test/trust-agent-registry-ca.crt": REG_PEM, "old.test/" + STORAGE_CRT: PEM}
+    for state in (None, json.dumps({"version": 1, "insecure_registries": [], "cert_dirs": []}).encode()):
+        facts = host(
+            certs={**persons, **leftover},
+            cert_dirs=frozenset({"mirror.corp:5000", "registry.test", "old.test"}),
+            state=state,
+        )
+        for policy in (ca_policy("registry.test"), insecure_policy("registry.test"), no_trust_policy()):
+            deleted = {c.path for c in plan_docker(policy, facts).changes if c.action == "delete"}
+            assert not deleted & {f"{CERTS_DIR}/{rel}" for rel in persons}
+            # The agent's own files, from a run with or without a record, still go.
+            assert {f"{CERTS_DIR}/{rel}" for rel in leftover} <= deleted
+            after = converge(policy, facts)
+            assert {rel: after.certs[rel] for rel in persons} == persons
+
+
 # --- blockers -------------------------------------------------------------------------------------
 
 
@@ -338,14 +361,40 @@ def test_agent_files_the_policy_no_longer_asks_for_are_deleted_in_any_directory(
         (b'{"insecure-registries": "registry.test"}', f"{DAEMON_JSON}: insecure-registries must be a list of strings"),
     ],
 )  # fmt: skip
-def test_unreadable_daemon_json_blocks_the_host(raw: bytes, blocker: str) -> None:
+def test_unreadable_daemon_json_blocks_the_host_where_it_must_change(raw: bytes, blocker: str) -> None:
     plan = plan_docker(insecure_policy("registry.test"), host(daemon_json=raw))
     assert len(plan.blockers) == 1 and plan.blockers[0].startswith(blocker)
     assert DAEMON_JSON not in by_path(plan)
-    # certs.d changes are still listed, for the report; the blocker keeps the host untouched.
-    plan = plan_docker(ca_policy("registry.test"), host(daemon_json=raw))
+    # The agent's own entry is recorded in it: a CA policy must remove it. certs.d changes are still
+    # listed, for the report; the blocker keeps the host untouched.
+    recorded = json.dumps({"version": 1, "insecure_registries": ["registry.test"], "cert_dirs": []})
+    plan = plan_docker(ca_policy("registry.test"), host(daemon_json=raw, state=recorded.encode()))
     assert f"{CERTS_DIR}/registry.test/{STORAGE_CRT}" in by_path(plan)
     assert plan.blockers[0].startswith(blocker)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{\n  // the site\'s mirror\n  "debug": true\n}\n',
+        b'{\n  "debug": true,\n}\n',
+        b'{"insecure-registries": "registry.test"}',
+    ],
+)
+def test_unreadable_daemon_json_left_alone_where_only_certs_d_changes(raw: bytes) -> None:
+    """A CA policy needs no daemon.json change: the CA files are installed (no reload, fact 7) and the
+    file reported, instead of the host never getting its CAs."""
+    live = {"registry.test": True}  # what dockerd runs says nothing of a file it could not reload
+    for policy in (ca_policy("registry.test"), insecure_policy()):
+        plan = plan_docker(policy, host(daemon_json=raw), live_insecure=live)
+        assert plan.blockers == ()
+        assert DAEMON_JSON not in by_path(plan)
+        assert plan.engine_action == "none"
+        assert any(w.startswith(f"{DAEMON_JSON}: ") and "leaves it alone" in w for w in plan.warnings)
+    plan = plan_docker(ca_policy("registry.test"), host(daemon_json=raw))
+    assert by_path(plan)[f"{CERTS_DIR}/registry.test/{STORAGE_CRT}"].action == "create"
+    after = converge(ca_policy("registry.test"), host(daemon_json=raw))
+    assert after.daemon_json == raw and state_of(after)["insecure_registries"] == []
 
 
 def test_a_symlinked_daemon_json_is_written_at_its_target_and_the_link_kept() -> None:
@@ -602,6 +651,22 @@ def test_an_entry_dockerd_still_lists_after_its_removal_is_loaded_too() -> None:
     assert plan.reasons[0] == (
         "dockerd runs an older daemon.json: registry.test: dockerd has it insecure, daemon.json says secure"
     )
+
+
+@pytest.mark.parametrize("written", ["http://registry.test", "https://registry.test"])
+def test_a_persons_entry_with_a_scheme_is_read_as_dockerd_reads_it(written: str) -> None:
+    """dockerd strips the scheme and runs registry.test insecure: that is no older daemon.json to
+    reload (every run reloaded, waited and failed), and the person's entry is named as staying."""
+    person = json.dumps({"insecure-registries": [written]}).encode()
+    live = {"registry.test": True}
+    plan = plan_docker(ca_policy("registry.test"), host(daemon_json=person), live_insecure=live)
+    assert (plan.blockers, plan.engine_action) == ((), "none")
+    assert not any("older daemon.json" in r for r in plan.reasons)
+    stays = "daemon.json: registry.test stays in insecure-registries (not added by trust-agent)"
+    assert plan.warnings[0].startswith(stays)
+    # Skip-TLS: the person's entry already makes it insecure; nothing is added, nothing claimed.
+    skip = plan_docker(insecure_policy("registry.test"), host(daemon_json=person), live_insecure=live)
+    assert (skip.changes, skip.blockers, skip.engine_action) == ((), (), "none")
 
 
 def test_a_list_dockerd_kept_after_the_key_went_is_cleared_by_writing_an_empty_one() -> None:
