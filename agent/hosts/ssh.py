@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,29 +151,71 @@ class _SSHConfig:
 
     def __init__(self, path: str | None, system: str | None = None) -> None:
         self.path = os.path.expanduser(path) if path else None
+        self._where = self.path or system
+        self._text: str | None = None
         self._config: paramiko.SSHConfig | None = None
+        self._with_given: dict[tuple[tuple[str, str], ...], paramiko.SSHConfig] = {}
         parts = []
         for config, includes in ((self.path, os.path.expanduser("~/.ssh")), (system, SYSTEM_SSH_DIR)):
             if config and os.path.isfile(config):
                 # "Host *" first: a file's lines before its first Host apply to every host.
                 parts.append("Host *\n" + ssh_config_text.expanded(config, includes))
         if parts:
-            try:
-                self._config = paramiko.SSHConfig.from_text(ssh_config_text.with_proxy_order("".join(parts)))
-            except (paramiko.SSHException, ValueError) as exc:
-                raise InputError(f"cannot read ssh config: {exc}", where=self.path or system) from None
+            self._text = ssh_config_text.with_proxy_order("".join(parts))
+            self._config = self._parse(self._text)
 
-    def lookup(self, name: str) -> dict[str, Any]:
-        if self._config is None:
-            return {}
+    def _parse(self, text: str) -> paramiko.SSHConfig:
+        try:
+            return paramiko.SSHConfig.from_text(text)
+        except (paramiko.SSHException, ValueError) as exc:
+            raise InputError(f"cannot read ssh config: {exc}", where=self._where) from None
+
+    def lookup(self, name: str, given: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+        """ssh_config's options for ``name``. ``given`` are options set on the command line (``User``
+        and ``Port``, as ``-l``/``-p``/``-o``): ssh sets them before it reads the files, so they win
+        and ``Match user``, ``%r`` and ``%p`` see them."""
+        config = self._config_given(given)
+        if config is None:
+            return dict(given)
         try:
             try:
-                return dict(self._config.lookup(name))
+                return dict(config.lookup(name))
             except ImportError:  # a `Match exec` line: paramiko needs invoke after all
                 enable_match_exec()
-                return dict(self._config.lookup(name))
+                return dict(config.lookup(name))
         except (paramiko.SSHException, ValueError) as exc:
             raise InputError(f"ssh config for {name!r}: {exc}", where=self.path) from None
+
+    def _config_given(self, given: tuple[tuple[str, str], ...]) -> paramiko.SSHConfig | None:
+        """The config with ``given`` read first, as a block for every host (the first value wins)."""
+        if self._text is None or not given:
+            return self._config
+        if given not in self._with_given:
+            lines = "".join(f'{name} "{_config_value(name, value)}"\n' for name, value in given)
+            self._with_given[given] = self._parse(f"Host *\n{lines}{self._text}")
+        return self._with_given[given]
+
+
+def _config_value(name: str, value: str) -> str:
+    """``value`` as one ssh_config value; one that could not be one is refused."""
+    if not value or any(c in value for c in '"\\') or not value.isprintable():
+        raise InputError(f"ssh {name} {value!r} is not a value ssh takes")
+    return value
+
+
+def _given_on_command_line(host: Host) -> tuple[tuple[str, str], ...]:
+    """The user and port the inventory gives ``host`` on ssh's command line, in Ansible's order: its
+    ``ansible_user``/``ansible_port`` (``-o User=``/``-o Port=``), then ``-l``/``-p`` of its ssh args;
+    ssh keeps the first of each."""
+    given: dict[str, str] = {}
+    if host.user:
+        given["user"] = host.user
+    if host.given_port is not None:
+        given["port"] = str(host.given_port)
+    for name, value in host.ssh_options:
+        if name in ("user", "port"):
+            given.setdefault(name, value)
+    return tuple(given.items())
 
 
 def _global_known_hosts(cfg: dict[str, Any]) -> tuple[str, ...]:
@@ -226,15 +268,26 @@ def _proxy_command(cfg: dict[str, Any]) -> str | None:
 
 def _endpoint(cfg: dict[str, Any], host: Host) -> tuple[str, int, str]:
     """Where ``host`` goes once ssh_config's ``cfg`` applies: its name (``HostName``), port and user. The
-    inventory's port and user win; port 22 is the model's default, so a config ``Port`` may replace it."""
+    inventory's port and user win (22 too, where it gives it: Ansible passes ``-o Port=22``), then
+    ssh_config's (or the inventory's ``-p``/``-l``, which ``cfg`` holds over them)."""
     try:
-        port = host.port if host.port != 22 or "port" not in cfg else int(cfg["port"])
+        given = host.given_port
+        port = given if given is not None else int(cfg["port"]) if "port" in cfg else host.port
     except ValueError:
         raise InputError(f"{host}: ssh config Port {cfg['port']!r} is not a number") from None
     return (
         str(cfg.get("hostname") or host.address),
         port,
         host.user or str(cfg.get("user") or getpass.getuser()),
+    )
+
+
+def _no_answer_through_proxy(target: _Target) -> str:
+    """Why a host behind a ProxyCommand was not reached: nothing answered in time (as for a direct
+    connection that times out, the host may be down or its network may drop the packets)."""
+    return (
+        f"{target.label}: could not connect: no SSH answer through the ProxyCommand within "
+        f"{target.connect_timeout:g}s (the host may be down, or the network drops its packets)"
     )
 
 
@@ -381,7 +434,7 @@ class SSHTransport(Transport):
 
     def _resolve(self, config: _SSHConfig) -> _Target:
         host = self.host
-        cfg = config.lookup(host.address)
+        cfg = config.lookup(host.address, _given_on_command_line(host))
         _take_inventory_options(cfg, host)
         hostname, port, user = _endpoint(cfg, host)
         keys = [host.identity_file] if host.identity_file else []
@@ -459,7 +512,8 @@ class SSHTransport(Transport):
             port = int(p)
         else:
             addr = spec
-        cfg = config.lookup(addr)
+        # The jump's own ssh gets the spec's user and port on its command line (ssh -l USER -p PORT).
+        cfg = config.lookup(addr, tuple((n, str(v)) for n, v in (("user", user), ("port", port)) if v))
         keys = _as_list(cfg.get("identityfile")) + list(final.key_files)
         hostname = str(cfg.get("hostname") or addr)
         user = user or str(cfg.get("user") or final.user)
@@ -498,7 +552,9 @@ class SSHTransport(Transport):
         for hop, nxt in itertools.pairwise(route):
             transport, _ = self._handshake(hop, sock, first_session=False)
             hops.append(transport)
-            with self._boundary(hop.label, "jump"):
+            with self._boundary(
+                hop.label, f"connect to {nxt.hostname} port {nxt.port} through the jump host"
+            ):
                 sock = transport.open_channel(
                     "direct-tcpip",
                     (nxt.hostname, nxt.port),
@@ -512,7 +568,10 @@ class SSHTransport(Transport):
         hop is then the jump host, with its own ProxyCommand, if any)."""
         assert target.proxy_command is not None
         with self._boundary(target.label, "ProxyCommand"):
-            return proxy_command.start(target.proxy_command)
+            # As ssh(1) runs it: `exec` makes the command the shell's own process, so closing the
+            # connection ends it, not a shell that would leave it running (ssh -W still waiting on a
+            # host that does not answer) and holding its stderr open.
+            return proxy_command.start(f"exec {target.proxy_command}")
 
     def _tcp(self, target: _Target) -> socket.socket:
         # The port in the message, as ssh's "connect to host H port P": a refusal names where it was.
@@ -532,6 +591,7 @@ class SSHTransport(Transport):
         name = target.host_key_alias or known_hosts_name(target.hostname, target.port)
         known_types = known.key_types(name)
         transport: paramiko.Transport | None = None
+        started = time.monotonic()
         try:
             with self._boundary(target.label, "SSH handshake"):
                 transport = paramiko.Transport(sock)
@@ -551,14 +611,19 @@ class SSHTransport(Transport):
             self._check_host_key(target, name, key, known, known_types)
             return transport, self._authenticate(transport, target, first_session)
         except BaseException as exc:
-            # Before closing, which ends a proxy command: how it ended by itself, where it did.
-            ended = proxy_command.ended(sock) if isinstance(exc, UnreachableError) else None
+            unreachable = isinstance(exc, UnreachableError)
+            timed_out = unreachable and time.monotonic() - started >= target.connect_timeout
+            # Before closing, which ends a proxy command: how it ended by itself, where it did (one
+            # that timed out was ended by paramiko giving up on it: its status says nothing).
+            ended = proxy_command.ended(sock) if unreachable and not timed_out else None
             if transport is not None:
                 transport.close()
             else:
                 sock.close()
             if ended:
                 raise UnreachableError(f"{target.label}: {ended}") from None
+            if timed_out and isinstance(sock, paramiko.ProxyCommand):
+                raise UnreachableError(_no_answer_through_proxy(target)) from None
             raise
 
     def _load_known_hosts(self, target: _Target) -> host_certs.KnownHosts:
@@ -775,12 +840,35 @@ class SSHTransport(Transport):
             if buf.count(prompt) > 1:
                 raise AuthenticationError(f"{self._label}: sudo refused the become password")
             if prompt in buf and not answered:
-                chan.sendall(password)
                 answered = True
+                with suppress(OSError):  # sudo ended as it asked: what it said is read below
+                    chan.sendall(password)
             if not data:  # sudo exited without running the command
+                if answered:
+                    raise self._sudo_refused(buf.replace(prompt, b""))
                 return buf.replace(prompt, b"")
             if len(buf) > _CHUNK:  # marker is never this far in
                 return buf
+
+    def _sudo_refused(self, said: bytes) -> AuthenticationError:
+        """sudo was given the become password and ran nothing: a wrong password, once sudo's
+        ``passwd_tries`` are used up (1 where a site sets it so, against lockouts), or a sudoers that
+        lets the login run nothing as the target. Asking again would only cost another attempt."""
+        lines = said.decode("utf-8", "replace").strip().splitlines()
+        words = lines[-1] if lines else "no message"
+        if "incorrect password" in words:
+            return AuthenticationError(f"{self._label}: sudo refused the become password ({words})")
+        return AuthenticationError(f"{self._label}: sudo ran nothing after the become password: {words}")
+
+    def _sudo_needs_password(self) -> AuthenticationError:
+        """``sudo -n`` refused for want of a password: the ways out, for a platform engineer."""
+        how = "give it with --become-password-env VAR or --ask-become-pass"
+        if self.host.become_password_note:
+            how = f"{self.host.become_password_note}; pass it with --become-password-env or --ask-become-pass"
+        return AuthenticationError(
+            f"{self._label}: sudo needs a password ({how}); or let {self._login_user} use sudo without one "
+            "(NOPASSWD in sudoers), or log in as root"
+        )
 
     def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
         limit = self.options.command_timeout if timeout is None else timeout
@@ -799,12 +887,8 @@ class SSHTransport(Transport):
         finally:
             chan.close()
         err = early_err + err
-        # "sudo: a password is required" / "sudo: a terminal is required …"
-        if self.host.become and status == 1 and err.startswith(b"sudo: a "):
-            how = "pass a become password"
-            if self.host.become_password_note:
-                how = f"{self.host.become_password_note}; pass it with --become-password-env or --ask-become-pass"
-            raise AuthenticationError(f"{self._label}: sudo needs a password ({how})")
+        if self.host.become and status == 1 and _sudo_wants_password(err):
+            raise self._sudo_needs_password()
         return CommandResult(status, out, err)
 
     def _exchange(
@@ -1200,6 +1284,13 @@ class _Pump:
 
     def idle(self, deadline: float, poll: float = _POLL) -> None:
         select.select([self.chan], [], [], min(poll, max(0.0, _left(deadline))))
+
+
+def _sudo_wants_password(err: bytes) -> bool:
+    """Whether ``err`` ends as ``sudo -n`` refusing ("sudo: a password is required", or "sudo: a terminal
+    is required …"): its last line, after whatever the login's shell startup files wrote."""
+    lines = err.strip().splitlines()
+    return bool(lines) and lines[-1].startswith(b"sudo: a ")
 
 
 def _alive(chan: paramiko.Channel | None) -> bool:

@@ -82,6 +82,7 @@ def host_from_ansible_vars(name: str, values: Mapping[str, Any], groups: tuple[s
         name=name,
         address=_text(pick(ADDRESS_VARS)) or name,
         port=22 if port is None else parse_port(port, f"{name}: ansible_port", where),
+        port_given=port is not None,
         user=_text(pick(USER_VARS)),
         # Ansible resolves a relative key path against the working directory, so only ~ is expanded.
         identity_file=os.path.expanduser(key) if key else None,

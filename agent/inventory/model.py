@@ -25,6 +25,9 @@ class Host:
     name: str
     address: str
     port: int = 22
+    # Whether the inventory gives the port (ansible_port, `host:port`, trust-agent's `port`): Ansible then
+    # passes `-o Port=` ahead of ssh_config, so even 22 wins over a config's Port.
+    port_given: bool = False
     user: str | None = None
     identity_file: str | None = None
     become: bool = False
@@ -45,6 +48,11 @@ class Host:
 
     def __str__(self) -> str:
         return self.name if self.name == self.address else f"{self.name} ({self.address})"
+
+    @property
+    def given_port(self) -> int | None:
+        """The port the inventory gives, where it gives one (any port but ssh's default is given)."""
+        return self.port if self.port_given or self.port != 22 else None
 
 
 @dataclass(frozen=True)

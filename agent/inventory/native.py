@@ -157,6 +157,7 @@ def _host(
         name=name,
         address=str(address),
         port=parse_port(merged.get("port", 22), f"host {name!r}: port", at),
+        port_given="port" in merged,
         user=None if user is None else str(user),
         identity_file=_path(merged.get("identity_file"), base),
         become=parse_bool(merged.get("become", False), f"host {name!r}: become", at),

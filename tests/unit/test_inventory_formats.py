@@ -109,6 +109,7 @@ def test_native_format_defaults_paths_and_groups() -> None:
         name="h1",
         address="198.51.100.21",
         port=22,
+        port_given=True,  # the file's defaults give it
         user="root",
         identity_file=str(base / "ssh" / "id_ed25519"),
         become=False,

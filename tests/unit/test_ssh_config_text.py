@@ -1,4 +1,5 @@
-"""ssh_config Include, read as ssh(1) reads it: checked against ``ssh -G`` itself."""
+"""ssh_config read as ssh(1) reads it (its Include lines; the command line's User and Port before the
+files): checked against ``ssh -G`` itself."""
 
 from __future__ import annotations
 
@@ -12,18 +13,20 @@ import pytest
 
 from agent.errors import InputError
 from agent.hosts import ssh_config_text
-from agent.hosts.ssh import _SSHConfig
+from agent.hosts.ssh import SSHOptions, SSHTransport, _SSHConfig
+from agent.inventory import load_inventory
 from tests.ci import missing_prerequisite
 
 COMPARED = ("hostname", "user", "port", "identityfile", "connecttimeout", "proxyjump")
 
 
-def _ssh_g(config: Path, alias: str) -> dict[str, str]:
-    """What ssh itself makes of ``alias`` under ``config`` (the first value of each option compared)."""
+def _ssh_g(config: Path, alias: str, *args: str) -> dict[str, str]:
+    """What ssh itself makes of ``alias`` under ``config`` with command-line ``args`` (the first value of
+    each option compared)."""
     if shutil.which("ssh") is None:
         missing_prerequisite("openssh-client's ssh not installed (.ci/system-deps.sh)")
     out = subprocess.run(
-        ["ssh", "-G", "-F", str(config), alias], capture_output=True, text=True, check=True, timeout=30
+        ["ssh", "-G", "-F", str(config), *args, alias], capture_output=True, text=True, check=True, timeout=30
     ).stdout
     found: dict[str, str] = {}
     for line in out.splitlines():
@@ -101,3 +104,67 @@ def test_relative_paths_are_under_the_ssh_directory_and_depth_is_bounded(tmp_pat
     loop = _write(tmp_path / "loop", f"Include {tmp_path / 'loop'}\n")
     with pytest.raises(InputError, match="nested more than 16 levels"):
         ssh_config_text.expanded(str(loop), str(tmp_path))
+
+
+def _where_it_connects(config: Path, inventory_line: str, tmp_path: Path) -> dict[str, str]:
+    """Where trust-agent goes for the one host of an Ansible INI line, ``config`` as its ssh_config:
+    the options :func:`_ssh_g` compares."""
+    ini = _write(tmp_path / "hosts.ini", inventory_line + "\n")
+    host = load_inventory(str(ini)).hosts[0]
+    transport = SSHTransport(host, SSHOptions(ssh_config=str(config), use_agent=False))
+    target = transport._resolve(_SSHConfig(str(config)))
+    return {
+        "hostname": target.hostname,
+        "user": target.user,
+        "port": str(target.port),
+        "identityfile": target.key_files[0] if target.key_files else "",
+    }
+
+
+MATCH_USER = """\
+    Host *
+        User deploy
+    Match user ops
+        IdentityFile /keys/ops
+        Port 2201
+    Match user deploy
+        IdentityFile /keys/deploy
+        Port 2202
+"""
+
+
+@pytest.mark.parametrize(
+    ("line", "ssh_args"),
+    [
+        ("web1 ansible_user=ops", ["-o", "User=ops"]),  # ansible_user: Ansible's -o User=ops
+        ("web1 ansible_ssh_common_args='-l ops'", ["-l", "ops"]),
+        ("web1", []),  # no user given: ssh_config's User is the one Match sees
+    ],
+)
+def test_match_user_sees_the_user_the_inventory_gives_as_ssh_sees_its_command_lines(
+    tmp_path: Path, line: str, ssh_args: list[str]
+) -> None:
+    config = _write(tmp_path / "config", MATCH_USER)
+    ours = _where_it_connects(config, line, tmp_path)
+    theirs = _ssh_g(config, "web1", *ssh_args)
+    assert ours == {k: theirs[k] for k in ours}
+    if ssh_args:  # a block for another user would have sent it elsewhere, with another key
+        assert (ours["user"], ours["port"], ours["identityfile"]) == ("ops", "2201", "/keys/ops")
+
+
+@pytest.mark.parametrize(
+    ("line", "ssh_args", "port"),
+    [
+        ("web1 ansible_port=22", ["-o", "Port=22"], "22"),
+        ("web1:22", ["-o", "Port=22"], "22"),  # the host pattern's port is ansible_port
+        ("web1 ansible_port=22 ansible_ssh_common_args='-p 2200'", ["-o", "Port=22", "-p", "2200"], "22"),
+        ("web1 ansible_ssh_common_args='-p 22'", ["-p", "22"], "22"),
+        ("web1", [], "2222"),  # no port given: ssh_config's
+    ],
+)
+def test_a_port_the_inventory_gives_wins_over_ssh_config_even_22(
+    tmp_path: Path, line: str, ssh_args: list[str], port: str
+) -> None:
+    config = _write(tmp_path / "config", "Host web1\n    Port 2222\n")
+    ours = _where_it_connects(config, line, tmp_path)
+    assert ours["port"] == _ssh_g(config, "web1", *ssh_args)["port"] == port

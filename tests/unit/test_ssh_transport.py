@@ -431,7 +431,10 @@ def test_proxy_jump_through_the_same_sshd(sshd: Server, opts: SSHOptions, tmp_pa
         t.connect()
         assert len(t._hops) == 1
         assert t.run("echo through").stdout == b"through\n"
-    with pytest.raises(UnreachableError, match=r"^dead \(dead-end\) via jump-alias: jump failed"):
+    with pytest.raises(
+        UnreachableError,
+        match=r"^dead \(dead-end\) via jump-alias: connect to 127\.0\.0\.1 port \d+ through the jump host failed",
+    ):
         SSHTransport(
             Host("dead", "dead-end", user="root", identity_file=str(sshd.client_key)), options
         ).connect()
@@ -1232,7 +1235,9 @@ def test_a_proxy_command_that_ends_says_how(sshd: Server, opts: SSHOptions, tmp_
     config = _ssh_config(
         tmp_path / "config",
         sshd,
-        "Host via-proxy\n    HostName 127.0.0.1\n    ProxyCommand echo 'bastion: access denied' >&2; exit 3\n",
+        # As ssh(1), the command is exec'd: a shell of its own runs the two steps.
+        "Host via-proxy\n    HostName 127.0.0.1\n"
+        "    ProxyCommand sh -c \"echo 'bastion: access denied' >&2; exit 3\"\n",
     )
     with pytest.raises(
         UnreachableError,
@@ -1543,3 +1548,36 @@ def test_ssh_configs_connect_timeout_stands_where_the_command_line_gives_none(
     config.write_text("Host *\n    ConnectTimeout soon\n")
     with pytest.raises(InputError, match="ConnectTimeout 'soon' is not seconds"):
         SSHTransport(host, replace(opts, ssh_config=str(config))).connect()
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_proxy_command_that_never_answers_fails_within_the_connect_timeout_and_is_ended(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    """As a bastion's ``ssh -W`` to a host whose packets are dropped: it waits on its own TCP connect
+    (minutes) and says nothing. The shell around it was ended, the command kept running with its
+    stderr open, and reading that stderr held the host until the command gave up by itself."""
+    pid_file = tmp_path / "proxy.pid"
+    proxy = f"sh -c 'echo $$ > {pid_file}; exec sleep 60'"
+    host = replace(sshd.host(), ssh_options=(("proxycommand", proxy),))
+    start = time.monotonic()
+    with pytest.raises(
+        UnreachableError,
+        match=r": could not connect: no SSH answer through the ProxyCommand within 1s \(the host may be down",
+    ):
+        SSHTransport(host, replace(opts, connect_timeout=1.0)).connect()
+    assert time.monotonic() - start < 4  # the connect timeout, not the proxy's own
+    pid = int(pid_file.read_text())
+    for _ in range(50):  # bounded: ended at once, reaped by paramiko's close
+        if not _running(pid):
+            break
+        time.sleep(0.1)
+    assert not _running(pid), "the ProxyCommand was left running"

@@ -1,0 +1,216 @@
+"""Reaching hosts at the edges, on real hosts: ssh_config's ``Match user`` for the inventory's user, sudo
+that asks for a password, and hosts whose network drops every packet."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.probes import by_host, ca_args
+from tests.lab import Host, Lab
+from tests.sshkeys import keygen
+
+pytestmark = pytest.mark.lab
+
+BLACK_HOLE = "198.51.100.249"  # a lab address no one holds: its packets go to a MAC no one has
+NOWHERE_MAC = "02:00:00:00:00:f9"
+WRONG_PASSWORD = "not the password"
+
+
+def _ini(lab: Lab, path: Path, *lines: str) -> Path:
+    """An Ansible INI inventory: ``lines``, with the lab's known_hosts for every host."""
+    common = f"-o UserKnownHostsFile={lab.known_hosts}"
+    path.write_text("\n".join(lines) + f"\n\n[all:vars]\nansible_ssh_common_args='{common}'\n")
+    return path
+
+
+def _rollout(
+    lab: Lab, inventory: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], float]:
+    """``trust-agent rollout`` in the lab namespace: exit code, JSON report, and how long it took."""
+    started = time.monotonic()
+    proc = lab.run_agent("rollout", "-i", str(inventory), *ca_args(lab), *args, "--format", "json", env=env)
+    took = time.monotonic() - started
+    report = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+    assert report, proc.stderr
+    return proc.returncode, report, took
+
+
+def _fingerprint(key: Path) -> str:
+    out = subprocess.run(
+        ["ssh-keygen", "-lf", f"{key}.pub"], capture_output=True, text=True, check=True, timeout=30
+    )
+    return out.stdout.split()[1]
+
+
+@pytest.fixture
+def deploy_only_key(lab: Lab, tmp_path: Path) -> Iterator[Path]:
+    """A key the first host takes for its deploy user alone (root's authorized_keys do not list it)."""
+    key = keygen(tmp_path / "deploy_key")
+    host = lab.hosts[0]
+    keys = "/home/deploy/.ssh/authorized_keys"
+    lab.ssh(host, f"cp -p {keys} {keys}.orig && cat >> {keys}", input=Path(f"{key}.pub").read_text())
+    try:
+        yield key
+    finally:
+        lab.ssh(host, f"mv {keys}.orig {keys}")
+
+
+def test_a_match_user_block_applies_to_the_user_the_inventory_logs_in_as(
+    lab: Lab, tmp_path: Path, deploy_only_key: Path
+) -> None:
+    """ssh -l deploy (Ansible's -o User=deploy) reads `Match user deploy` as true: its IdentityFile is the
+    key that logs in. Evaluated against the local user (root) instead, the block was skipped and no
+    key the host takes was offered."""
+    host = lab.hosts[0]
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Match user deploy\n    IdentityFile {deploy_only_key}\n    IdentitiesOnly yes\n")
+    inventory = _ini(
+        lab,
+        tmp_path / "hosts.ini",
+        f"{host.name} ansible_host={host.address} ansible_user=deploy ansible_become=yes",
+    )
+    # Nothing of this machine's own keys or agent takes part.
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"} | {"HOME": str(tmp_path)}
+    since = lab.ssh(host, "date +%s").stdout.strip()
+    code, report, _ = _rollout(lab, inventory, "--ssh-config", str(config), env=env)
+    outcome = by_host(report)[host.name]
+    assert code == 0 and outcome["status"] == "changed", outcome
+    accepted = lab.ssh(
+        host, f"journalctl --since @{since} -o cat --no-pager | grep 'Accepted publickey for deploy' || true"
+    ).stdout
+    assert _fingerprint(deploy_only_key) in accepted, accepted
+
+
+def _refused_sudo_passwords(lab: Lab, host: Host) -> int:
+    """How many wrong passwords the host's sudo has logged (it logs each attempt it refused)."""
+    out = lab.ssh(
+        host, "journalctl _COMM=sudo -o cat --no-pager | grep -c 'incorrect password attempt' || true"
+    )
+    return int(out.stdout.strip() or 0)
+
+
+@pytest.fixture
+def sudo_allows_one_try(lab: Lab) -> Iterator[Host]:
+    """On the first host, deploy's sudo asks for a password and takes one try only (`passwd_tries=1`, as
+    sites set it where pam_faillock locks an account after a few failures)."""
+    host = lab.hosts[0]
+    rules = "deploy ALL=(ALL) ALL\nDefaults:deploy passwd_tries=1\n"
+    lab.ssh(
+        host,
+        f"printf %s {shlex.quote(rules)} > /etc/sudoers.d/deploy && chpasswd",
+        input="deploy:the password\n",
+    )
+    try:
+        yield host
+    finally:
+        lab.ssh(host, "usermod -p '*' deploy && echo 'deploy ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/deploy")
+
+
+def test_a_wrong_become_password_is_tried_once_where_sudo_takes_one_try(
+    lab: Lab, tmp_path: Path, sudo_allows_one_try: Host
+) -> None:
+    """sudo gives up after the one try without asking again: that was read as the command failing, and
+    the script session, its fallback and the next step each tried the wrong password once more."""
+    host = sudo_allows_one_try
+    line = (
+        f"{host.name} ansible_host={host.address} ansible_user=deploy ansible_become=yes "
+        f"ansible_ssh_private_key_file={lab.key}"
+    )
+    inventory = _ini(lab, tmp_path / "hosts.ini", line)
+    before = _refused_sudo_passwords(lab, host)
+    env = {**os.environ, "TA_LAB_SUDO": WRONG_PASSWORD}
+    code, report, _ = _rollout(lab, inventory, "--become-password-env", "TA_LAB_SUDO", env=env)
+    outcome = by_host(report)[host.name]
+    assert code == 1 and outcome["status"] == "failed", outcome
+    assert outcome["error"] == (
+        f"{host.name} ({host.address}): sudo refused the become password (sudo: 1 incorrect password attempt)"
+    )
+    assert _refused_sudo_passwords(lab, host) - before == 1, "a wrong password is tried once"
+    assert not lab.ssh(host, "ls /etc/docker/certs.d", check=False).stdout.strip()
+
+
+@pytest.fixture
+def sudo_asks_behind_a_talking_shell(lab: Lab) -> Iterator[Host]:
+    """On the first host, deploy's sudo asks for a password, and deploy's login shell writes a line on
+    stderr before any command (a site's .bashrc)."""
+    host = lab.hosts[0]
+    lab.ssh(
+        host,
+        "echo 'deploy ALL=(ALL) ALL' > /etc/sudoers.d/deploy && chsh -s /bin/bash deploy && "
+        "echo 'echo \"welcome to the fleet\" >&2' > /home/deploy/.bashrc",
+    )
+    try:
+        yield host
+    finally:
+        lab.ssh(
+            host,
+            "rm -f /home/deploy/.bashrc && chsh -s /bin/sh deploy && "
+            "echo 'deploy ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/deploy",
+        )
+
+
+def test_sudo_that_needs_a_password_says_so_whatever_the_login_shell_wrote_first(
+    lab: Lab, tmp_path: Path, sudo_asks_behind_a_talking_shell: Host
+) -> None:
+    host = sudo_asks_behind_a_talking_shell
+    line = (
+        f"{host.name} ansible_host={host.address} ansible_user=deploy ansible_become=yes "
+        f"ansible_ssh_private_key_file={lab.key}"
+    )
+    code, report, _ = _rollout(lab, _ini(lab, tmp_path / "hosts.ini", line))
+    outcome = by_host(report)[host.name]
+    assert code == 1 and outcome["status"] == "failed", outcome
+    assert outcome["error"].startswith(f"{host.name} ({host.address}): sudo needs a password ("), outcome
+    assert "--become-password-env" in outcome["error"] and "NOPASSWD" in outcome["error"]
+
+
+@pytest.fixture
+def black_hole(lab: Lab) -> Iterator[str]:
+    """BLACK_HOLE drops every packet, seen from this machine and from the first host: its address
+    resolves to a MAC no one has, so a connection gets no answer at all (not even a refusal)."""
+    host = lab.hosts[0]
+    neighbour = f"ip neigh replace {BLACK_HOLE} lladdr {NOWHERE_MAC} nud permanent dev"
+    lab.run_in_ns([*shlex.split(neighbour), lab.state["bridge"]["name"]], check=True)
+    lab.ssh(host, f"{neighbour} eth0")
+    try:
+        yield BLACK_HOLE
+    finally:
+        lab.run_in_ns(["ip", "neigh", "del", BLACK_HOLE, "dev", lab.state["bridge"]["name"]])
+        lab.ssh(host, f"ip neigh del {BLACK_HOLE} dev eth0", check=False)
+
+
+def test_a_host_that_drops_every_packet_fails_within_the_connect_timeout_saying_so(
+    lab: Lab, tmp_path: Path, black_hole: str
+) -> None:
+    """Reached directly, and through a bastion's `ssh -W` (which waits minutes on its own TCP connect):
+    both fail after --connect-timeout, not --command-timeout nor the bastion's wait, and say that no
+    connection was made; no proxy command is left running."""
+    jump = lab.hosts[0]
+    login = f"ansible_host={black_hole} ansible_user=root ansible_ssh_private_key_file={lab.key}"
+    bastion = f"ssh -i {lab.key} -o UserKnownHostsFile={lab.known_hosts} -o BatchMode=yes -W %h:%p root@{jump.address}"
+    inventory = _ini(
+        lab,
+        tmp_path / "hosts.ini",
+        f"direct {login}",
+        f"proxied {login} ansible_ssh_extra_args='-o ProxyCommand=\"{bastion}\"'",
+    )
+    code, report, took = _rollout(lab, inventory, "--connect-timeout", "2", "--command-timeout", "60")
+    outcomes = by_host(report)
+    assert code == 1 and {o["status"] for o in outcomes.values()} == {"unreachable"}, outcomes
+    assert outcomes["direct"]["error"] == f"direct ({black_hole}): connect to port 22 timed out"
+    assert outcomes["proxied"]["error"] == (
+        f"proxied ({black_hole}): could not connect: no SSH answer through the ProxyCommand within 2s "
+        "(the host may be down, or the network drops its packets)"
+    )
+    assert took < 20, f"{took:.0f}s"
+    left = lab.run_in_ns(["pgrep", "-f", f"-W {black_hole}:22"]).stdout
+    assert not left.strip(), f"ProxyCommand left running: {left}"
