@@ -453,11 +453,11 @@ _LAZY_COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = list(argv) if argv is not None else sys.argv[1:]
     # Until the host pool takes over, an interrupt says that no host was touched (not a silent 143).
-    EarlyInterrupts(_command_of(args)).install()
+    early = EarlyInterrupts(_command_of(args)).install()
     try:
         code = cli.main(args=args, prog_name="trust-agent", standalone_mode=False)
     except SystemExit as exc:
-        _exit_now(exc.code)
+        code = exc.code
     except click.ClickException as exc:
         _exit_now(_usage_error(exc, args))
     except (click.Abort, KeyboardInterrupt) as exc:
@@ -474,6 +474,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except InputError as exc:  # pragma: no cover - commands map their own errors
         click.echo(f"trust-agent: error: {exc}", err=True)
         _exit_now(2)
+    if early.signum is not None:  # one that came inside an import, where it was not raised: the run
+        _flush()  # stopped before any host started, and ends as the interrupt ends it
+        end_as_interrupted(early.signum)
     _exit_now(code if isinstance(code, int) else 0)
 
 

@@ -11,6 +11,7 @@ an interrupt then says so and ends the run (:class:`EarlyInterrupts`).
 
 from __future__ import annotations
 
+import _imp
 import os
 import signal
 import threading
@@ -70,6 +71,7 @@ class EarlyInterrupts:
     def __init__(self, command: str) -> None:
         self.command = command
         self.replaced: dict[int, Any] = {}
+        self.signum: int | None = None
         self._signalled = False
 
     def install(self) -> EarlyInterrupts:
@@ -90,13 +92,35 @@ class EarlyInterrupts:
             "started: nothing was changed on any host\n"
         )
 
+    @property
+    def signalled(self) -> bool:
+        return self._signalled
+
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         # os.write: the main thread may be inside a write to sys.stderr, which a second writer would break.
         os.write(2, self.message(signum).encode())
         if self._signalled:
             end_as_interrupted(signum)
         self._signalled = True
+        self.signum = signum
+        if _inside_import(frame):
+            # Raised inside importlib, the exception can leave a module lock held (or be dropped, in a
+            # lock's clean-up callback): the hosts' threads would then wait for that module for ever.
+            # The flag stops the run instead: the host pool starts no host once it is set.
+            return
         raise EarlyInterrupt(signum)
+
+
+def _inside_import(frame: FrameType | None) -> bool:
+    """Whether the main thread is inside importlib (or holds the import lock) where a signal came."""
+    if _imp.lock_held():
+        return True
+    depth = 0
+    while frame is not None and depth < 200:  # bounded: a stack is finite, but never walk it all
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame, depth = frame.f_back, depth + 1
+    return False
 
 
 class HostPool:
@@ -113,6 +137,7 @@ class HostPool:
         self._in_flight: set[str] = set()
         self._known: dict[str, str] = {}  # finished hosts: their status
         self._signalled = False
+        self._early = False  # an early interrupt came (agent.host_pool.EarlyInterrupts)
         self._handlers_before: dict[int, Any] = {}
         self._handles_signals = threading.current_thread() is threading.main_thread()
 
@@ -124,6 +149,9 @@ class HostPool:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 before = signal.getsignal(signum)
                 if isinstance(before, EarlyInterrupts):
+                    # An early interrupt that could not stop the run where it came (inside an import)
+                    # stops it here: no host starts.
+                    self._early = self._early or before.signalled
                     # Hosts run from now on: what comes after them must not say it came before them.
                     before = before.replaced[signum]
                 elif signum == signal.SIGINT and before is not signal.default_int_handler:
@@ -144,7 +172,7 @@ class HostPool:
                 signal.signal(signum, before)
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        if self._signalled:
+        if self._signalled or self._early:
             raise StoppedAtOnce(self._what_is_known())  # the second: at once
         self._signalled = True
 
@@ -159,6 +187,9 @@ class HostPool:
         """``fn`` over ``names``, in order; None where an interrupt came (the hosts not started then never
         start)."""
         if self.interrupted:
+            return None
+        if self._early:  # said when it came, before any host: none starts
+            self.interrupted = True
             return None
         with self._lock:
             self._given.update(dict.fromkeys(names))

@@ -4,6 +4,7 @@ second stops at once, saying what is known. Before the pool, an interrupt says n
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -121,12 +122,37 @@ def test_the_pool_takes_over_from_the_early_handlers_and_leaves_the_originals(
         with HostPool(1) as pool:
             assert signal.getsignal(signal.SIGTERM) is not early  # the pool's: the first only a flag
             assert signal.getsignal(signal.SIGINT) is not early
-            assert pool.map(str.upper, ["a"]) == ["A"]
+            # The run was said to be over: even where the exception was swallowed, no host starts.
+            assert pool.map(str.upper, ["a"]) is None and pool.interrupted
         # After the hosts ran, an interrupt must not say it came before them.
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_an_early_interrupt_inside_an_import_is_not_raised_there_and_no_host_starts(
+    sigint_as_a_shell_gives_it: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Raised inside importlib, the exception could leave a module lock held and the hosts' threads
+    # waiting on it for ever; it is a flag there, which the pool obeys.
+    (tmp_path / "interrupted_while_imported.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\nfor _ in range(1000):\n"
+        "    pass\nLOADED = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = signal.getsignal(signal.SIGTERM)
+    early = EarlyInterrupts("rollout").install()
+    try:
+        module = importlib.import_module("interrupted_while_imported")
+        assert module.LOADED and early.signum == signal.SIGINT
+        started: list[str] = []
+        with HostPool(2) as pool:
+            assert pool.map(started.append, ["h1", "h2"]) is None
+        assert pool.interrupted and started == []
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        sys.modules.pop("interrupted_while_imported", None)
 
 
 # --- the command: an interrupt before any host -------------------------------------------------------
