@@ -51,6 +51,8 @@ from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_STATE_DIR = "/var/lib/trust-agent"
 _SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+# `daemon run --once` on a host whose lock another run held: try again later (sysexits' EX_TEMPFAIL).
+ONCE_BUSY_EXIT = 75
 
 
 # How the daemon polls and logs: the same options for `daemon run` and the daemons `install` sets up.
@@ -120,7 +122,8 @@ def _options(func: F) -> F:
             "--once",
             is_flag=True,
             help="Run one cycle and exit (0 when the host is converged "
-            "on a freshly read policy, 1 otherwise).",
+            f"on a freshly read policy, {ONCE_BUSY_EXIT} when another trust-agent run held the host's "
+            "lock and the host was left to it, 1 otherwise).",
         ),
         click.option(
             "--state-dir",
@@ -184,6 +187,9 @@ def run_command(**kwargs: Any) -> None:
     with hold_daemon_lock(config.state_dir):
         status = run_daemon(config, environ=environ, notifier=notifier, log=log, once=kwargs["once"])
     if kwargs["once"]:
+        if status is not None and status.host_busy:
+            # Nothing is wrong with the host; a timer or script should try again later (EX_TEMPFAIL).
+            sys.exit(ONCE_BUSY_EXIT)
         sys.exit(0 if status is not None and status.healthy else 1)
     sys.exit(0 if status is not None else 1)
 

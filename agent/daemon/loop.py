@@ -120,7 +120,7 @@ class Daemon:
             self._log.event(
                 "info",
                 "host_busy",
-                message="another trust-agent run holds the lock; retrying at the next interval",
+                message="another trust-agent run holds the lock: the host is left to it this cycle",
                 detail=outcome.error,
                 retry_in_seconds=self.config.interval,
             )
@@ -136,7 +136,7 @@ class Daemon:
         else:
             delay = self._next_reconcile - tick  # still waiting: the time set at the last failure stands
         self._next_reconcile = tick + delay
-        status = self._settle(status, outcome, source_error, now, tick, waited=waiting or busy)
+        status = self._settle(status, outcome, source_error, now, tick, waited=waiting or busy, busy=busy)
         self.status = status
         self._publish(status)
         return status
@@ -230,6 +230,7 @@ class Daemon:
         tick: float,
         *,
         waited: bool = False,
+        busy: bool = False,
     ) -> DaemonStatus:
         # ``waited``: the host was not reconciled (backing off after a failure, or another run held its
         # lock): its last outcome stands.
@@ -252,7 +253,9 @@ class Daemon:
         settled = replace(
             status,
             state=state,
-            last_cycle_state=state,
+            # "starting" is no way for a cycle to end: the host was never reconciled (its lock was held).
+            last_cycle_state=state if state != "starting" else status.last_cycle_state,
+            host_busy=busy,
             cycles=status.cycles + 1,
             last_run=now,
             last_success=now if state == "ok" and not waited else status.last_success,

@@ -26,6 +26,7 @@ def status_document(status: DaemonStatus) -> dict[str, Any]:
         "state": status.state,
         "healthy": status.healthy,
         "last_cycle_state": status.last_cycle_state,
+        "host_busy": status.host_busy,
         "converged": status.converged,
         "host": status.host,
         "pid": status.pid,

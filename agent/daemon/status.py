@@ -49,6 +49,8 @@ class DaemonStatus:
     # What the last cycle left (ok, degraded, failing): still known once ``state`` says stopped, so a
     # --once run (or a daemon that stopped) tells how it ended without claiming to run.
     last_cycle_state: State | None = None
+    # The last cycle found another trust-agent run holding the host's lock, and left the host to it.
+    host_busy: bool = False
     cycles: int = 0
     last_run: float | None = None
     last_success: float | None = None

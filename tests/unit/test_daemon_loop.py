@@ -463,11 +463,13 @@ def test_a_host_lock_held_by_another_run_is_retried_every_interval_and_is_no_fai
     records = [json.loads(line) for line in host.logs.getvalue().splitlines()]
     busy = [r for r in records if r["event"] == "host_busy"]
     assert len(busy) == 4 and {r["level"] for r in busy} == {"info"}
-    assert busy[0]["message"] == "another trust-agent run holds the lock; retrying at the next interval"
+    assert busy[0]["message"] == "another trust-agent run holds the lock: the host is left to it this cycle"
+    assert daemon.status.host_busy and daemon.status.last_cycle_state == "ok"  # the last reconciled cycle's
     assert not [r for r in records if r["level"] == "error"]
 
     host.next_cycle(daemon)  # the other run is done
     assert host.ca_file.read_bytes() == installed and daemon.status.changes_total == 2
+    assert not daemon.status.host_busy
 
 
 def test_a_first_cycle_on_a_locked_host_is_not_failing(host: Host) -> None:
@@ -477,6 +479,7 @@ def test_a_first_cycle_on_a_locked_host_is_not_failing(host: Host) -> None:
         daemon = host.daemon()
         status = daemon.cycle()
     assert status.state == "starting" and status.outcome is None and status.last_error is None
+    assert status.last_cycle_state is None and status.host_busy
     assert daemon.due_in() == host.config().interval
     host.next_cycle(daemon)
     assert daemon.status.state == "ok" and host.ca_file.exists()

@@ -6,6 +6,7 @@ bounded.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -239,6 +240,21 @@ def test_once_exit_codes_and_the_config_file(setup: Setup) -> None:
         [*base, "--root", str(setup.tmp / "nope")], cwd=REPO, capture_output=True, timeout=WAIT, check=False
     )
     assert bad.returncode == 2 and b"not a directory" in bad.stderr
+
+
+def test_once_on_a_host_another_run_holds_exits_75_and_claims_no_cycle(setup: Setup) -> None:
+    lock_dir = setup.root / "var/lib/trust-agent"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / "lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a rollout at work on the host
+        busy = subprocess.run(setup.args("--once"), cwd=REPO, capture_output=True, timeout=WAIT, check=False)
+    assert busy.returncode == 75, busy.stderr.decode()
+    status = setup.status()
+    assert status["state"] == "stopped" and status["host_busy"] is True
+    assert status["last_cycle_state"] is None and status["last_error"] is None
+    done = subprocess.run(setup.args("--once"), cwd=REPO, capture_output=True, timeout=WAIT, check=False)
+    assert done.returncode == 0 and setup.status()["host_busy"] is False
+    assert setup.status()["last_cycle_state"] == "ok"
 
 
 def test_under_systemd_each_log_line_carries_its_priority(setup: Setup) -> None:
