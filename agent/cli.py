@@ -45,23 +45,30 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("text", "json", "markdown", "html", "junit")
 _SUFFIX_FORMATS = {".json": "json", ".md": "markdown", ".html": "html", ".htm": "html", ".xml": "junit"}
+_TEXT_SUFFIXES = ("", ".txt", ".text", ".log", ".out")
 
 
 def _target_options(func: F) -> F:
     """Where to act: this machine (or a tree), or the hosts of an inventory."""
-    return stack(
-        [
-            click.option("--local", is_flag=True, help="Act on this machine (as root)."),
-            click.option(
-                "--root",
-                type=click.Path(file_okay=False),
-                metavar="DIR",
-                help="With --local: act on a directory tree instead of / (image baking, tests). No engine "
-                "is touched; changes take effect when dockerd starts.",
-            ),
-            inventory_options(),
-        ]
-    )(func)
+    return stack([*_local_options(), inventory_options()])(func)
+
+
+def _local_target_options(func: F) -> F:
+    """Where ``apply`` acts: this machine or a tree. -i/-l are taken (unlisted) only to say: use rollout."""
+    return stack([*_local_options(), inventory_options(hidden=True)])(func)
+
+
+def _local_options() -> list[Callable[[F], F]]:
+    return [
+        click.option("--local", is_flag=True, help="Act on this machine (as root)."),
+        click.option(
+            "--root",
+            type=click.Path(file_okay=False),
+            metavar="DIR",
+            help="With --local: act on a directory tree instead of / (image baking, tests). No engine "
+            "is touched; changes take effect when dockerd starts.",
+        ),
+    ]
 
 
 def _report_options(func: F) -> F:
@@ -79,7 +86,8 @@ def _report_options(func: F) -> F:
             type=click.Path(dir_okay=False, writable=True),
             callback=_writable_report,
             metavar="FILE",
-            help="Write the report to FILE (.json, .md, .html, .xml → that format).",
+            help="Write the report to FILE (.json, .md, .html, .xml → that format; .txt, .log or no "
+            "suffix → text; any other suffix needs --format).",
         ),
     ]
     for option in reversed(options):
@@ -134,13 +142,25 @@ def cli() -> None:
 
 
 @cli.command("show-source")
-@click.argument("source")
+@click.argument("source", required=False)
+@click.option(
+    "--source",
+    "source_option",
+    metavar="SOURCE",
+    help="The same as the SOURCE argument, as every other command takes it.",
+)
 @click.option("--env-overrides", is_flag=True, help="Apply REGISTRY_* environment variables.")
 @click.option("--source-ca", type=click.Path(dir_okay=False), help="CA bundle for a live DTR API.")
 @handle_errors
-def show_source(source: str, env_overrides: bool, source_ca: str | None) -> None:
+def show_source(
+    source: str | None, source_option: str | None, env_overrides: bool, source_ca: str | None
+) -> None:
     """Print the storage settings as understood from SOURCE (secrets redacted), as JSON."""
-    settings = read_settings(PolicyInputs(source=source, env_overrides=env_overrides, source_ca=source_ca))
+    if (source is None) == (source_option is None):
+        raise UsageError("give the source once: trust-agent show-source SOURCE (or --source SOURCE)")
+    chosen = source or source_option
+    assert chosen is not None
+    settings = read_settings(PolicyInputs(source=chosen, env_overrides=env_overrides, source_ca=source_ca))
     click.echo(json.dumps(settings.redacted(), indent=2))
 
 
@@ -180,7 +200,7 @@ def plan(detailed_exitcode: bool, **kwargs: Any) -> None:
 
 @cli.command()
 @policy_options()
-@_target_options
+@_local_target_options
 @_report_options
 @handle_errors
 def apply(**kwargs: Any) -> None:
@@ -405,7 +425,14 @@ class _Report:
 
     @classmethod
     def of(cls, fmt: str | None, path: str | None, *, diff: bool) -> _Report:
-        chosen = fmt or (_SUFFIX_FORMATS.get(Path(path).suffix.lower(), "text") if path else "text")
+        suffix = Path(path).suffix.lower() if path else ""
+        if path and not fmt and suffix not in (*_SUFFIX_FORMATS, *_TEXT_SUFFIXES):
+            # A name like report.yaml asks for a format there is none of: say so, not write text into it.
+            raise UsageError(
+                f"-o {path}: no report format is written as {suffix}: name the file .json, .md, .html, "
+                f".xml or .txt, or give --format ({', '.join(FORMATS)})"
+            )
+        chosen = fmt or (_SUFFIX_FORMATS.get(suffix, "text") if path else "text")
         return cls(chosen, path, table=not diff and (bool(path) or chosen == "text"))
 
     def load(self) -> None:
@@ -494,8 +521,10 @@ def _usage_error(exc: click.ClickException, args: list[str]) -> int:
     context = getattr(exc, "ctx", None)
     hint = f" (see {context.command_path} --help)" if context is not None else ""
     click.echo(f"trust-agent: error: {exc.format_message()}{hint}", err=True)
-    # plan --detailed-exitcode keeps 2 for "changes pending": an error there is 1.
-    return 1 if "--detailed-exitcode" in args else exc.exit_code
+    # plan --detailed-exitcode keeps 2 for "changes pending": an error there is 1. Only plan's: another
+    # command given it has a usage error like any other.
+    detailed = _command_of(args) == "plan" and "--detailed-exitcode" in args
+    return 1 if detailed else exc.exit_code
 
 
 def _exit_now(code: object) -> NoReturn:

@@ -129,20 +129,24 @@ def policy_inputs(kwargs: dict[str, Any]) -> PolicyInputs:
     )
 
 
-def inventory_options(*, required: bool = False) -> Callable[[F], F]:
+def inventory_options(*, required: bool = False, hidden: bool = False) -> Callable[[F], F]:
+    """``-i``/``-l``; ``hidden`` for a command that takes them only to say what to use instead."""
     return stack(
         [
             click.option(
                 "-i",
                 "--inventory",
                 required=required,
+                hidden=hidden,
                 metavar="INV",
                 help="Hosts to act on over SSH: trust-agent YAML, or an Ansible inventory as it is (INI, YAML, an "
-                "executable inventory script, or a directory of them, with group_vars/ and host_vars/).",
+                "executable inventory script, or a directory of them, with group_vars/ and host_vars/), or "
+                "a comma-separated host list as Ansible takes it (h1,h2; one host: h1,).",
             ),
             click.option(
                 "-l",
                 "--limit",
+                hidden=hidden,
                 metavar="PATTERN",
                 help="Ansible-style host pattern (web*:&prod:!web3); @FILE reads host names or patterns "
                 "from FILE, one a line (a retry file).",

@@ -321,6 +321,37 @@ def test_plan_detailed_exitcode_keeps_2_for_pending_changes_and_exits_1_on_bad_i
     bad_option = trust_agent("plan", *tree)
     assert bad_option.returncode == 1 and "Missing option '--source'" in bad_option.stderr
     assert trust_agent("plan", "--source", str(tmp_path / "empty.yml"), *tree[:-1]).returncode == 2
+    # Only plan has it: another command given it has a usage error (2), not "a host failed" (1).
+    elsewhere = trust_agent("apply", "--source", str(world["ca"]), *tree)
+    assert elsewhere.returncode == 2 and "No such option '--detailed-exitcode'" in elsewhere.stderr
+
+
+def test_apply_takes_no_inventory_and_its_help_does_not_offer_one(world: dict[str, Path]) -> None:
+    code, out = run("apply", "--help")
+    assert code == 0 and "--local" in out
+    assert "--inventory" not in out and "--limit" not in out
+    code, out = run("apply", "--source", str(world["ca"]), "-i", "h1,")
+    assert code == 2 and "for an inventory's hosts use rollout" in out
+
+
+def test_show_source_takes_the_source_as_every_command_does_too(world: dict[str, Path]) -> None:
+    code, out = run("show-source", "--source", str(world["ca"]))
+    assert code == 0 and json.loads(out)["kind"] == "distribution"
+    assert run("show-source", str(world["ca"]))[1] == out
+    code, out = run("show-source", str(world["ca"]), "--source", str(world["ca"]))
+    assert code == 2 and "give the source once" in out
+
+
+@pytest.mark.parametrize("name", ["report.yaml", "report.csv"])
+def test_a_report_name_no_format_is_written_as_is_refused_before_anything_is_touched(
+    world: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    before = snapshot(world["root"])
+    code, out = apply(world, "ca", "-o", str(tmp_path / name))
+    assert code == 2 and f"no report format is written as {Path(name).suffix}" in out
+    assert snapshot(world["root"]) == before and not (tmp_path / name).exists()
+    code, _ = apply(world, "ca", "-o", str(tmp_path / "report.log"))
+    assert code == 0 and "policy" in (tmp_path / "report.log").read_text()
 
 
 _INTERRUPTED_IMPORT = """
