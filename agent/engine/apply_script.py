@@ -34,6 +34,14 @@ EXIT_CHANGED = 76
 EXIT_INVALID = 77
 EXIT_ACTION = 78
 STOPPED_MARK = "engine-stopped"  # docker.service was stopped before its reload: the files stay
+AFTER_RESTART_MARK = "after-restart"  # docker.service's state after a restart that failed
+
+
+def active_after_failed_restart(stdout: bytes) -> bool:
+    """Whether docker.service was still active after the script's restart failed (systemd refused the
+    job: nothing was stopped)."""
+    return f"@@ta {AFTER_RESTART_MARK} active\n".encode() in stdout
+
 
 # How a run that finds the host's lock held begins its error (the per-host daemon tells it by this).
 BUSY_SAYS = "another trust-agent run holds "
@@ -64,7 +72,9 @@ if [ -n "$R" ]; then
     [ ! -L "$ta_p" ] || fail 1 "$ta_p is a symbolic link: in a --root tree, trust-agent does not follow it"
   done
 fi
-[ -d "$R/var/lib/trust-agent" ] || mkdir -p "$R/var/lib/trust-agent" || fail 1 "cannot create $R/var/lib/trust-agent"
+# 0711, as the per-host daemon keeps it (agent.daemon.files.STATE_DIR_MODE): others may read a file
+# there by its name (status.json), not list the directory. An existing one keeps its mode.
+[ -d "$R/var/lib/trust-agent" ] || mkdir -p -m 0711 "$R/var/lib/trust-agent" || fail 1 "cannot create $R/var/lib/trust-agent"
 # The lock: never through a link (opening it would truncate the link's target), and 0600, so a user
 # who could open it could not hold it and keep every run out.
 [ ! -L "$R/var/lib/trust-agent/lock" ] || fail 1 "$R/var/lib/trust-agent/lock is a symbolic link: not opening it"
@@ -179,15 +189,22 @@ def build_apply_script(
     if writes:
         # One fsync pass over every staged file (one process), before any rename.
         out.append("sync $staged 2>/dev/null || true")
-    if backs_up:
-        backup = daemon_json_backup(new_backup_stamp() if backup_stamp is None else backup_stamp)
-        out.append(f'[ ! -e "$R"{q(backup)} ] || fail 1 {q(backup + " exists: not overwriting a backup")}')
-        out.append(
-            f'{{ [ -d "$R"{q(BACKUP_DIR)} ] || mkdir -p -m 0700 "$R"{q(BACKUP_DIR)}; }} && '
-            f'cp -p "$R"{q(daemon_json_path)} "$R"{q(backup)} || '
-            f"fail 1 {q('cannot back up ' + daemon_json_path)}"
-        )
-        out.append(f'echo "@@ta backup {backup}"')
+    deletes = [c for c in plan.changes if c.action == "delete"]
+    for directory in sorted(
+        {posixpath.dirname(c.path) for c in deletes} - {posixpath.dirname(c.path) for c in writes}
+    ):
+        out.append(_leftover_cleanup_line(directory))
+    backup = (
+        daemon_json_backup(new_backup_stamp() if backup_stamp is None else backup_stamp) if backs_up else None
+    )
+    if backup is not None:
+        out.extend(_backup_lines(daemon_json_path, backup))
+    # All or nothing: what is deleted is first moved aside, beside itself, before any file is replaced
+    # (a deletion that cannot happen, certs.d read-only say, stops the batch with nothing changed), and
+    # moved back where a rename fails; removed once every rename is done.
+    if deletes:
+        out.extend(_put_aside_lines(deletes, first=len(writes), backup=backup))
+    if backup is not None:
         # The names sort by time (a UTC stamp first): the oldest are the first the glob lists.
         out.append(
             f'ta_prune() {{ while [ $# -gt {BACKUPS_KEPT} ]; do rm -f -- "$1"; shift; done; }}; '
@@ -196,13 +213,11 @@ def build_apply_script(
     # In the plan's order: the planner puts the agent's own record where a rename failing part way
     # (or the host stopping) leaves no entry written but unclaimed, which no later run would remove.
     for number, change in enumerate(writes):
-        out.append(
-            f'mv -f "$t{number}" "$R"{q(change.path)} || fail 1 {q("cannot rename into " + change.path)}'
-        )
+        out.append(_rename_line(number, change, [c.path for c in writes[:number]], bool(deletes)))
     out.append('staged=""; made=""')
-    for change in plan.changes:
-        if change.action == "delete":
-            out.append(f'rm -f "$R"{q(change.path)} || fail 1 {q("cannot delete " + change.path)}')
+    if deletes:
+        aside = " ".join(f'"$a{len(writes) + n}"' for n in range(len(deletes)))
+        out.append(f"rm -f {aside} 2>/dev/null || true")
     for directory in plan.rmdirs:
         out.append(f'rmdir "$R"{q(directory)} 2>/dev/null || true')
     parents = _parents(c.path for c in plan.changes)
@@ -215,6 +230,72 @@ def build_apply_script(
         out.append(INFO_COMMAND_TAIL)
     out.append("exit 0")
     return "\n".join(out) + "\n"
+
+
+def _backup_lines(daemon_json_path: str, backup: str) -> list[str]:
+    """Copy daemon.json to ``backup`` (never over an existing one); a copy that fails part way (a full
+    disk) is removed, or it would pass for a backup, and restoring it would empty daemon.json."""
+    q = shlex.quote
+    return [
+        f'[ ! -e "$R"{q(backup)} ] || fail 1 {q(backup + " exists: not overwriting a backup")}',
+        f'[ -d "$R"{q(BACKUP_DIR)} ] || mkdir -p -m 0700 "$R"{q(BACKUP_DIR)} || fail 1 {q("cannot create " + BACKUP_DIR)}',
+        f'ta_e=$(cp -p "$R"{q(daemon_json_path)} "$R"{q(backup)} 2>&1) || {{ rm -f "$R"{q(backup)}; '
+        f'fail 1 {q("cannot back up " + daemon_json_path + " to " + backup + " (")}"${{ta_e##*: }}"'
+        f"{q('): nothing was changed')}; }}",
+        f'echo "@@ta backup {backup}"',
+    ]
+
+
+def _put_aside_lines(deletes: Sequence[FileChange], *, first: int, backup: str | None) -> list[str]:
+    """Move each file to delete to ``.trust-agent.<pid>.t<n>`` beside it (``n`` from ``first``: the names
+    a killed run's leftovers are cleaned by), and define ``ta_put_back``, which moves them back. A move
+    that fails puts back the ones before it and removes the backup just taken: nothing changed."""
+    q = shlex.quote
+    names = [f"a{first + n}" for n in range(len(deletes))]
+    lines = [
+        f'{name}="$R"{q(posixpath.dirname(c.path))}/.trust-agent.$$.t{first + n}'
+        for n, (name, c) in enumerate(zip(names, deletes, strict=True))
+    ]
+    back = "; ".join(
+        f'{{ [ ! -e "${name}" ] && [ ! -L "${name}" ]; }} || mv -f "${name}" "$R"{q(c.path)}'
+        for name, c in zip(names, deletes, strict=True)
+    )
+    lines.append(f"ta_put_back() {{ {back}; }}")
+    drop_backup = f'rm -f "$R"{q(backup)}; ' if backup is not None else ""
+    for name, change in zip(names, deletes, strict=True):
+        path = f'"$R"{q(change.path)}'
+        refused = (
+            f'{{ ta_put_back; {drop_backup}fail 1 {q("cannot delete " + change.path + " (")}"${{ta_e##*: }}"'
+            f"{q('): nothing was changed')}; }}"
+        )
+        # Absent already (a roll-back restoring a host someone changed): nothing to move.
+        lines.append(
+            f'if [ -e {path} ] || [ -L {path} ]; then ta_e=$(mv -f {path} "${name}" 2>&1) || {refused}; fi'
+        )
+    return lines
+
+
+def _rename_line(number: int, change: FileChange, before: Sequence[str], puts_back: bool) -> str:
+    """Rename staged file ``t<number>`` into place; where that fails, the deleted files are put back and
+    the error names the files already replaced (``before``)."""
+    q = shlex.quote
+    if before:
+        said = (
+            f"cannot rename into {change.path}; already replaced: {', '.join(before)}; nothing else changed"
+        )
+    else:
+        said = f"cannot rename into {change.path}: nothing was changed"
+    back = "ta_put_back; " if puts_back else ""
+    return f'mv -f "$t{number}" "$R"{q(change.path)} || {{ {back}fail 1 {q(said)}; }}'
+
+
+def _leftover_cleanup_line(directory: str) -> str:
+    """Remove the temp files a killed run left in ``directory``: only the names stage() and the
+    put-aside give (.trust-agent.<pid>.t<n>), so a person's .trust-agent.notes stays."""
+    return (
+        f'for ta_old in "$R"{shlex.quote(directory)}/.trust-agent.[0-9]*.t[0-9]*; do '
+        '{ [ -e "$ta_old" ] || [ -L "$ta_old" ]; } && rm -f "$ta_old"; done'
+    )
 
 
 def _deepest(directories: Iterable[str]) -> list[str]:
@@ -298,12 +379,7 @@ def _safe_directories_lines(directories: Sequence[str], links_only: Sequence[str
             f'; [ -z "$ta_bad" ] || fail {EXIT_CHANGED} "${{ta_bad%%"$ta_nl"*}} is a symbolic link: in a --root '
             'tree, trust-agent does not follow it"; fi'
         )
-    for directory in directories:
-        # Only the names stage() gives (.trust-agent.<pid>.t<n>): a person's .trust-agent.notes stays.
-        lines.append(
-            f'for ta_old in "$R"{q(directory)}/.trust-agent.[0-9]*.t[0-9]*; do '
-            '{ [ -e "$ta_old" ] || [ -L "$ta_old" ]; } && rm -f "$ta_old"; done'
-        )
+    lines.extend(_leftover_cleanup_line(directory) for directory in directories)
     return lines
 
 
@@ -379,9 +455,12 @@ def _engine_action_lines(action: EngineAction, init: str | None) -> list[str]:
     if action == "restart" and init == "systemd":
         # systemctl names no reason for a failed start: the unit's journal since just before it does
         # (agent.engine.unit_log picks the start's own lines).
+        # Whether dockerd still runs after the failure: a restart systemd refused (a masked unit,
+        # RefuseManualStop=) stopped nothing, and the roll-back must not call the host down.
         return [
             START_CURSOR,
-            f"aout=$({command} 2>&1) || {{ {START_LOG}; {failed}; }}",
+            f'aout=$({command} 2>&1) || {{ {START_LOG}; echo "@@ta {AFTER_RESTART_MARK} '
+            f'$(systemctl is-active docker.service 2>/dev/null)"; {failed}; }}',
             f'echo "@@ta {action}ed"',
         ]
     if action == "reload" and init == "systemd":

@@ -17,7 +17,7 @@ import re
 import secrets
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import CommandError
@@ -81,7 +81,7 @@ ta_version() {
 GATHER_SCRIPT = (
     INFO_FUNCTION
     + PING_FUNCTION
-    + r"""
+    + _engine_shell(r"""
 R="$1"; D="$R$2"; C="$R/etc/docker/certs.d"; S="$R/var/lib/trust-agent/docker-state.json"
 b64() { base64 -w0 < "$1" 2>/dev/null; echo; }
 # A path the agent writes that holds something other than a file (a directory, a fifo): named, so the
@@ -128,7 +128,9 @@ if [ -z "$R" ]; then
   k=""
   # Docker from the snap store reads its daemon.json and certs.d under /var/snap/docker/current/.
   [ -d /snap/docker/current ] && echo "@@ta snap-docker"
+  d=""
   if command -v dockerd >/dev/null 2>&1; then
+    d=1
     # A host without the agent's state file is about to be written to, and the apply script reads the
     # live /info after the reload: the version is all that is needed now. A host converged before most
     # likely needs nothing, and proving that takes the live /info (version and registry config), read
@@ -177,6 +179,11 @@ if [ -z "$R" ]; then
       # flags: no PID needed. Without the link (docker.service stopped, dockerd run some other way, or a
       # systemd without such links) systemctl says.
       echo "@@ta active active"
+      # Its own command line all the same: the unit may have changed since it started (a drop-in removed,
+      # daemon-reload, no restart), and dockerd reloads with the flags it started with. The pidfile
+      # names it with no process; one base64 reads the line.
+      [ ! -r /var/run/docker.pid ] || read -r p < /var/run/docker.pid || true
+      if [ -n "$p" ] && [ -r "/proc/$p/cmdline" ]; then echo "@@ta pid $p"; echo "@@ta cmdline"; b64 "/proc/$p/cmdline"; fi
     else
       k=""
       a=""
@@ -190,13 +197,15 @@ TA_SHOW
   else
     echo "@@ta init other"
   fi
+  # The engine's socket is gone (unlinked while dockerd runs): no answer will come, whatever is asked.
+  [ -z "$d" ] || [ -S @SOCKET@ ] || echo "@@ta socket-absent"
   if [ -z "$k" ] && { [ -z "$p" ] || [ "$p" = 0 ]; }; then p=$(pgrep -x -o dockerd 2>/dev/null || true); fi
   if [ -z "$k" ] && [ -n "$p" ] && [ "$p" != 0 ] && [ -r "/proc/$p/cmdline" ]; then
     echo "@@ta pid $p"; echo "@@ta cmdline"; b64 "/proc/$p/cmdline"
   fi
 fi
 echo "@@ta end"
-"""
+""")
 )
 
 _VERSION = re.compile(r"version (\d+\.\d+\.\d+)")
@@ -205,11 +214,30 @@ VALIDATE_SINCE = 23  # `dockerd --validate` came with Docker 23.0
 
 
 @dataclass(frozen=True)
+class HostFacts(DockerFacts):
+    """:class:`DockerFacts` with what the gather saw of docker.service that the planner does not use."""
+
+    # docker.service is masked: systemctl refuses to reload or restart it (stopping it still works).
+    unit_masked: bool = False
+    unit_flags: tuple[str, ...] | None = None  # docker.service's ExecStart flags (None: not read)
+    running_flags: tuple[str, ...] = ()  # the running dockerd's own (empty: not read)
+
+    @property
+    def next_start_flags(self) -> tuple[str, ...]:
+        """dockerd's flags as its next start gives them: the unit's, where it has them."""
+        return self.dockerd_flags if self.unit_flags is None else self.unit_flags
+
+
+@dataclass(frozen=True)
 class EngineFlags:
     """dockerd's command-line flags and where they came from."""
 
     flags: tuple[str, ...]
     source: str | None
+    # Where they came from, each as it is (not part of the flags' value): the unit's own, its next
+    # start's (None: no ExecStart read), and the running dockerd's command line (empty: not read).
+    unit: tuple[str, ...] | None = field(default=None, compare=False)
+    running: tuple[str, ...] = field(default=(), compare=False)
 
 
 def gather(transport: Transport, *, root: str = "", timeout: float = 60.0) -> DockerFacts:
@@ -227,7 +255,11 @@ def gather_live(
     the apply script reads /info after the reload.
     """
     facts, info = _gather_once(transport, root, DAEMON_JSON, timeout)
-    config_file = config_file_flag(facts.dockerd_flags)
+    # Only the unit's own --config-file names the file to write: one the running dockerd has and its
+    # unit no longer gives is a file its next start would not read (reconcile refuses that host).
+    config_file = config_file_flag(
+        facts.next_start_flags if isinstance(facts, HostFacts) else facts.dockerd_flags
+    )
     if config_file and config_file != DAEMON_JSON:
         facts, info = _gather_once(transport, root, config_file, timeout)
     return facts, info
@@ -426,7 +458,7 @@ def _parse(
     engine_answered = ping_version is not None or info_json is not None
     # A dockerd process is there: it has a PID, or it answered (in the gather, or to the controller).
     dockerd_seen = "pid" in values or info is not None or "engine-version" in values or engine_answered
-    facts = DockerFacts(
+    facts = HostFacts(
         certs_dir=CERTS_DIR,
         daemon_json_path=daemon_json_path,
         state_path=STATE_FILE,
@@ -447,8 +479,40 @@ def _parse(
         engine_api=engine_answered,
         engine_elsewhere=init == "systemd" and values.get("active") in _STOPPED and dockerd_seen,
         snap_docker="snap-docker" in values,
+        unit_masked=blobs.get("unit", b"").startswith(MASKED_UNIT),
+        unit_flags=flags.unit,
+        running_flags=flags.running,
     )
+    if values.get("active") in _RUNNING and info is None and "engine-version" not in values:
+        _refuse_silent_engine(facts, "socket-absent" in values, bool(blobs.get("info")))
     return facts, info
+
+
+# What ``systemctl cat`` prints for a masked unit, in place of its files.
+MASKED_UNIT = b"# Unit docker.service is masked."
+
+
+def _refuse_silent_engine(facts: HostFacts, socket_absent: bool, other_answer: bool) -> None:
+    """Stop at a docker.service that runs while its API socket does not answer root (the socket file
+    unlinked, say; ``other_answer``: the docker CLI's error document came instead of /info): the live
+    config cannot be read, so no reload could be verified, and every run would reload, wait and roll
+    back. Not where dockerd serves its API elsewhere (the planner says so), nor for a login that is not
+    root (the socket is root's), nor where the engine's version was read."""
+    if facts.login_uid not in (None, 0) or facts.engine_api or not (socket_absent or other_answer):
+        return
+    try:
+        doc = json.loads(facts.daemon_json or b"{}")
+    except ValueError:
+        doc = {}
+    if isinstance(doc, dict) and api_elsewhere(facts, doc) is not None:
+        return
+    why = "the socket file is gone" if socket_absent else "the docker CLI got no engine's answer there"
+    raise CommandError(
+        f"docker.service is active but {ENGINE_SOCKET} does not answer ({why}): trust-agent cannot read "
+        "the engine's live config, so no change could be verified; restart dockerd and its socket "
+        "(systemctl stop docker.service docker.socket; systemctl start docker.socket docker.service), "
+        "then run again (nothing written)"
+    )
 
 
 def _refuse_non_files(records: list[_Record]) -> None:
@@ -550,9 +614,9 @@ def engine_flags(
             if extra:
                 flags += extra
                 source = f"{source} and /proc/{pid}/cmdline"
-            return EngineFlags(tuple(flags), source)
+            return EngineFlags(tuple(flags), source, tuple(argv[1:]), tuple(running[1:]))
     if running:
-        return EngineFlags(tuple(running[1:]), f"/proc/{pid}/cmdline")
+        return EngineFlags(tuple(running[1:]), f"/proc/{pid}/cmdline", None, tuple(running[1:]))
     return EngineFlags((), None)
 
 
@@ -562,6 +626,7 @@ __all__ = [
     "INFO_FUNCTION",
     "OWNED_PREFIX",
     "EngineFlags",
+    "HostFacts",
     "gather",
     "gather_live",
     "info_doc",

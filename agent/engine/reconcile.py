@@ -6,6 +6,7 @@ for one host, so the rollout, ``apply --local`` and the per-host daemon behave t
 
 from __future__ import annotations
 
+import posixpath
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -18,12 +19,13 @@ from agent.engine.apply_script import (
     EXIT_CHANGED,
     EXIT_INVALID,
     STOPPED_MARK,
+    active_after_failed_restart,
     build_apply_script,
     inverse,
     reload_stamp,
     script_stamps,
 )
-from agent.engine.gather import gather_live, live_info
+from agent.engine.gather import HostFacts, gather_live, live_info
 from agent.engine.options import RunOptions
 from agent.engine.unit_log import start_failure_note
 from agent.engine.verify import (
@@ -49,8 +51,9 @@ from agent.errors import (
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
 from agent.outcome import HostOutcome, Phase, PhaseName, Status
+from agent.runtimes.daemon_json_checks import config_file_flag
 from agent.runtimes.docker import daemon_json_after, facts_after, followed_by, plan_docker
-from agent.runtimes.docker_facts import DockerFacts
+from agent.runtimes.docker_facts import DAEMON_JSON, DockerFacts
 from agent.runtimes.live_registry import live_insecure
 from agent.runtimes.plan import HostPlan
 from agent.trust import TrustPolicy
@@ -140,8 +143,14 @@ def reconcile(
         checks=_checks(plan, facts),
         warnings=(*notes, *plan.warnings),
     )
-    if plan.blockers:
-        return _done(base, timeline, "failed", error="; ".join(plan.blockers), engine_action="none")
+    unit_blockers = _unit_blockers(facts, plan)
+    if plan.blockers or unit_blockers:
+        error = "; ".join((*unit_blockers, *plan.blockers))
+        return _done(base, timeline, "failed", error=error, engine_action="none")
+    if isinstance(facts, HostFacts) and facts.unit_masked and facts.init == "systemd":
+        base = replace(
+            base, warnings=(*base.warnings, f"{MASKED}; the files take effect when dockerd starts")
+        )
     down = _engine_down(facts) if options.verify else None
     if down is not None:
         if options.dry_run:  # `verify`: a live config that cannot be read is not verified
@@ -492,6 +501,18 @@ def _roll_back(
     if not result.ok and result.exit_status != EXIT_ACTION:
         stderr = result.stderr.decode("utf-8", "replace").strip()
         return _done(base, timeline, "failed", error=f"{cause}; roll-back failed too: {stderr}")
+    if not result.ok and action == "restart" and active_after_failed_restart(result.stdout):
+        # systemd refused the restart job (a masked unit, RefuseManualStop=): nothing was stopped, and
+        # dockerd runs what it ran before the apply.
+        refused = script_error(result.stderr)
+        said = "" if refused.removesuffix(".") in str(cause) else f": {refused}"
+        return _done(
+            base,
+            timeline,
+            "rolled_back",
+            error=f"{cause}; rolled back (files restored; the restart was refused again{said}; "
+            "dockerd kept running, on the configuration it had before)",
+        )
     if not result.ok and action == "restart":
         # The previous files are back, but dockerd did not start on them either: the host is down, not
         # rolled back (a daemon.json someone changed since dockerd last started, never loaded before).
@@ -536,6 +557,42 @@ def _restart_waits_on_live_restore(
         and not options.allow_restart
         and facts.engine_running
         and facts.init is not None
+    )
+
+
+MASKED = "docker.service is masked: systemctl cannot reload or restart it"
+
+
+def _unit_blockers(facts: DockerFacts, plan: HostPlan) -> list[str]:
+    """Why docker.service, as it is, keeps ``plan`` from taking effect: found before anything is written."""
+    if not isinstance(facts, HostFacts) or facts.init != "systemd":
+        return []
+    blockers = []
+    if facts.unit_masked and plan.engine_action != "none":
+        blockers.append(
+            f"{MASKED} (the plan needs a {plan.engine_action}): systemctl unmask docker.service, "
+            "then run again (nothing written)"
+        )
+    moved = _config_file_moved(facts)
+    if moved is not None:
+        blockers.append(moved)
+    return blockers
+
+
+def _config_file_moved(facts: HostFacts) -> str | None:
+    """Where the running dockerd reads another daemon.json than its unit's next start would (a
+    --config-file drop-in removed, daemon-reload, no restart): a reload and a restart would load
+    different files, and the live config checked after a reload is not the written file's."""
+    if facts.unit_flags is None or not facts.running_flags:
+        return None
+    running = config_file_flag(facts.running_flags) or DAEMON_JSON
+    unit = config_file_flag(facts.unit_flags) or DAEMON_JSON
+    if posixpath.normpath(running) == posixpath.normpath(unit):
+        return None
+    return (
+        f"the running dockerd was started with --config-file={running}, but docker.service now starts it "
+        f"with {unit}: a reload would load {running}, its next start {unit}; restart dockerd "
+        "(systemctl restart docker.service) so that both read one file, then run again (nothing written)"
     )
 
 

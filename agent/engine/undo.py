@@ -61,6 +61,9 @@ def undo_record(
             if daemon_json_backup is None:
                 raise ValueError("daemon.json was replaced: its backup's path is needed")
             entry["before_from"] = daemon_json_backup
+            # What the backup must hold to be restored: not a copy cut short (a full disk), nor one
+            # changed since.
+            entry["before_sha256"] = _sha(change.before or b"")
         else:
             entry["before"] = None if change.before is None else base64.b64encode(change.before).decode()
         changes.append(entry)
@@ -174,6 +177,12 @@ def _before(entry: Mapping[str, Any], current: Mapping[str, bytes | None]) -> by
     content = current.get(str(backup))
     if content is None:
         raise UndoRefused(f"the backup {backup} of {entry['path']} is gone: nothing to restore from")
+    wanted = entry.get("before_sha256")  # records from before it was kept have none
+    if wanted is not None and _sha(content) != wanted:
+        raise UndoRefused(
+            f"the backup {backup} ({len(content)} bytes) does not hold the {entry['path']} the apply "
+            "replaced (a copy cut short, or changed since): nothing restored"
+        )
     return content
 
 

@@ -987,8 +987,8 @@ def test_a_flag_only_the_running_dockerd_has_is_refused_before_anything_is_writt
             lab,
             host,
             [*skip_args(lab, tmp_path), "--limit", host.name],
-            "the running dockerd was started with --insecure-registry; the same directive "
-            "(insecure-registries) in daemon.json would stop it",
+            "/cmdline sets --insecure-registry; the same directive (insecure-registries) in daemon.json "
+            "would stop dockerd",
         )
         assert engine_state(lab, host) == engine, "no reload"
 

@@ -431,3 +431,123 @@ def test_the_running_dockerds_flags_are_checked_only_before_a_new_daemon_json(ro
     # In a --root tree the host's own dockerd is not the tree's: the check runs but reads nothing.
     status, err = run(root, build_apply_script(plan_for(root), engine_action="none", init=None))
     assert status == 0, err
+
+
+def refusing(tmp_path_factory: pytest.TempPathFactory, path: str, says: str) -> str:
+    """A PATH whose rm and mv fail with ``says`` when asked to remove or move ``path`` (its directory
+    mounted read-only), as the real ones would, and work as usual otherwise."""
+    bin_dir = tmp_path_factory.mktemp("bin")
+    for command in ("rm", "mv"):
+        (bin_dir / command).write_text(
+            "#!/bin/sh\n"
+            f'for a in "$@"; do case "$a" in *{path}) echo "{command}: cannot touch \'$a\': {says}" >&2; '
+            "exit 1 ;; esac; done\n"
+            f'exec /bin/{command} "$@"\n'
+        )
+        (bin_dir / command).chmod(0o755)
+    return f"{bin_dir}:/usr/bin:/bin"
+
+
+def a_ca_host(root: Path) -> DockerFacts:
+    """``root`` as a CA rollout for registry.test leaves it: its storage CA file, daemon.json, the record."""
+    facts = DockerFacts(daemon_json=(root / DAEMON.lstrip("/")).read_bytes())
+    status, err = run(
+        root,
+        build_apply_script(plan_docker(ca_policy("registry.test"), facts), engine_action="none", init=None),
+    )
+    assert status == 0, err
+    ca = f"{CERTS}/registry.test/trust-agent-storage-ca.crt"
+    return DockerFacts(
+        daemon_json=(root / DAEMON.lstrip("/")).read_bytes(),
+        state=(root / STATE.lstrip("/")).read_bytes(),
+        certs={"registry.test/trust-agent-storage-ca.crt": (root / ca.lstrip("/")).read_bytes()},
+        cert_dirs=frozenset({"registry.test"}),
+    )
+
+
+def test_a_deletion_that_cannot_happen_stops_the_batch_before_any_file_is_replaced(
+    root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """From a CA to skip-TLS, with certs.d read-only: the renames came first (daemon.json listed the
+    registry as insecure, the backup taken), then the delete failed, and no roll-back followed."""
+    facts = a_ca_host(root)
+    plan = plan_docker(insecure_policy("registry.test"), facts)
+    assert {c.action for c in plan.changes} >= {"delete", "update"}
+    before, before_dirs = tree(root), dirs(root)
+    path = refusing(tmp_path_factory, "trust-agent-storage-ca.crt", "Read-only file system")
+    script = build_apply_script(plan, engine_action="none", init=None, backup_stamp="t9").encode()
+    result = LocalTransport().run(f"PATH={path} sh -s -- {root}", stdin=script)
+    err = result.stderr.decode()
+    assert result.exit_status == 1, err
+    assert err.strip().endswith(
+        f"cannot delete {CERTS}/registry.test/trust-agent-storage-ca.crt (Read-only file system): "
+        "nothing was changed"
+    ), err
+    assert b"@@ta t written" not in result.stdout
+    assert tree(root) == before  # no backup either: nothing was changed
+    assert dirs(root) - before_dirs <= {"var/lib/trust-agent/backup"}
+
+
+def test_a_rename_failing_after_a_deletion_was_set_aside_puts_the_file_back(
+    root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    facts = a_ca_host(root)
+    before = tree(root)
+    plan = plan_docker(insecure_policy("registry.test"), facts)
+    path = failing_mv(tmp_path_factory, "daemon.json")
+    script = build_apply_script(plan, engine_action="none", init=None).encode()
+    result = LocalTransport().run(f"PATH={path} sh -s -- {root}", stdin=script)
+    err = result.stderr.decode()
+    assert result.exit_status == 1 and "cannot rename into /etc/docker/daemon.json" in err, err
+    assert f"already replaced: {STATE}; nothing else changed" in err, err
+    after = tree(root)
+    ca = f"{CERTS}/registry.test/trust-agent-storage-ca.crt".lstrip("/")
+    assert after[ca] == before[ca]  # set aside before the renames, put back
+    assert after[DAEMON.lstrip("/")] == before[DAEMON.lstrip("/")]
+    assert not list(root.rglob(".trust-agent.*"))
+
+
+def test_a_backup_that_fails_part_way_is_removed_and_nothing_is_changed(
+    root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A full disk under the backup directory left a 0-byte daemon.json.<stamp>, named like a real
+    backup and counted among those kept: restoring "the newest backup" emptied daemon.json."""
+    bin_dir = tmp_path_factory.mktemp("bin")
+    # cp as a full disk leaves it: the file created, nothing in it, an error.
+    (bin_dir / "cp").write_text(
+        "#!/bin/sh\n"
+        "for a; do last=$a; done\n"
+        'case "$last" in */backup/*) : > "$last"; '
+        "echo \"cp: error writing '$last': No space left on device\" >&2; exit 1 ;; esac\n"
+        'exec /bin/cp "$@"\n'
+    )
+    (bin_dir / "cp").chmod(0o755)
+    before = tree(root)
+    script = build_apply_script(plan_for(root), engine_action="none", init=None, backup_stamp="t1").encode()
+    result = LocalTransport().run(f"PATH={bin_dir}:/usr/bin:/bin sh -s -- {root}", stdin=script)
+    err = result.stderr.decode()
+    assert result.exit_status == 1
+    assert err.strip().endswith(
+        "cannot back up /etc/docker/daemon.json to /var/lib/trust-agent/backup/daemon.json.t1 "
+        "(No space left on device): nothing was changed"
+    ), err
+    assert tree(root) == before
+    assert not any((root / "var/lib/trust-agent/backup").iterdir())
+
+
+def test_the_state_directory_is_made_0711_and_an_existing_one_keeps_its_mode(tmp_path: Path) -> None:
+    """Like the per-host daemon's (agent.daemon.files.STATE_DIR_MODE): a file there may be read by its
+    name (status.json), the directory not listed by others."""
+    plan = HostPlan(
+        changes=(FileChange(f"{CERTS}/r/ca.crt", "create", None, b"CA\n"),), mkdirs=(f"{CERTS}/r",)
+    )
+    fresh, kept = tmp_path / "fresh", tmp_path / "kept"
+    fresh.mkdir()
+    (kept / "var/lib/trust-agent").mkdir(parents=True)
+    (kept / "var/lib/trust-agent").chmod(0o750)
+    for root in (fresh, kept):
+        status, err = run(root, build_apply_script(plan, engine_action="none", init=None))
+        assert status == 0, err
+    assert stat.S_IMODE((fresh / "var/lib/trust-agent").stat().st_mode) == 0o711
+    assert stat.S_IMODE((fresh / "var/lib").stat().st_mode) == 0o755
+    assert stat.S_IMODE((kept / "var/lib/trust-agent").stat().st_mode) == 0o750

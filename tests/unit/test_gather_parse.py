@@ -11,14 +11,17 @@ import pytest
 
 from agent.engine.gather import (
     GATHER_SCRIPT,
+    HostFacts,
     config_file_flag,
     engine_flags,
     gather,
     live_info,
     parse_gather_output,
 )
+from agent.engine.reconcile import _unit_blockers
 from agent.errors import CommandError
 from agent.hosts.local import LocalTransport
+from agent.runtimes.plan import HostPlan
 
 UNIT = b"""# /lib/systemd/system/docker.service
 [Service]
@@ -371,3 +374,110 @@ def test_each_non_file_is_named_with_what_it_breaks() -> None:
     assert "fails on this one" in ca
     assert config.startswith("/etc/docker/daemon.json is not a regular file: ")
     assert "refuses every reload and will not start" in config
+
+
+ACTIVE_UNIT = """# /usr/lib/systemd/system/docker.service
+[Service]
+EnvironmentFile=-/etc/default/docker
+ExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock $DOCKER_OPTS
+"""
+
+
+def a_gather(*records: str, unit: str = ACTIVE_UNIT, cmdline: bytes | None = None) -> str:
+    """The gather's output for an active docker.service (its engine answering where no record says
+    otherwise), with ``records`` and the running dockerd's ``cmdline``."""
+    lines = ["@@ta begin 1", "@@ta uid 0", "@@ta dockerd-version Docker version 26.1.5, build a72d7cd"]
+    lines += ["@@ta init systemd", "@@ta unit-text n", *unit.splitlines(), "@@ta unit-end n"]
+    lines += ["@@ta active active", *records]
+    if cmdline is not None:
+        lines += ["@@ta pid 42", "@@ta cmdline", b64(cmdline)]
+    return "\n".join([*lines, "@@ta end"]) + "\n"
+
+
+RUNNING_WITH_OTHER_FILE = b"\0".join(
+    [
+        b"/usr/sbin/dockerd",
+        b"-H",
+        b"fd://",
+        b"--containerd=/run/containerd/containerd.sock",
+        b"--config-file",
+        b"/etc/docker/other.json",
+        b"",
+    ]
+)
+
+
+def test_the_running_dockerds_own_config_file_is_seen_beside_its_units() -> None:
+    """A --config-file drop-in removed, daemon-reload, no restart: only the unit was read, and the plan
+    reloaded a dockerd that reads another file, waited 20 s and rolled back."""
+    facts = parse_gather_output(a_gather(cmdline=RUNNING_WITH_OTHER_FILE))
+    assert isinstance(facts, HostFacts)
+    assert config_file_flag(facts.running_flags) == "/etc/docker/other.json"
+    assert facts.unit_flags is not None and config_file_flag(facts.unit_flags) is None
+    assert config_file_flag(facts.next_start_flags) is None  # the file to write is the unit's
+    blockers = _unit_blockers(facts, HostPlan(engine_action="reload"))
+    assert blockers == [
+        "the running dockerd was started with --config-file=/etc/docker/other.json, but docker.service now "
+        "starts it with /etc/docker/daemon.json: a reload would load /etc/docker/other.json, its next start "
+        "/etc/docker/daemon.json; restart dockerd (systemctl restart docker.service) so that both read one "
+        "file, then run again (nothing written)"
+    ]
+    same = b"\0".join(
+        [b"/usr/sbin/dockerd", b"-H", b"fd://", b"--containerd=/run/containerd/containerd.sock", b""]
+    )
+    assert _unit_blockers(parse_gather_output(a_gather(cmdline=same)), HostPlan(engine_action="reload")) == []
+
+
+def test_the_running_dockerds_command_line_is_read_while_docker_service_runs() -> None:
+    """The gather's branch for a running docker.service (its invocation link there) read no PID."""
+    start = GATHER_SCRIPT.index('      echo "@@ta active active"')
+    branch = GATHER_SCRIPT[start : GATHER_SCRIPT.index("    else", start)]
+    assert "read -r p < /var/run/docker.pid" in branch
+    assert 'b64 "/proc/$p/cmdline"' in branch
+
+
+def test_a_masked_unit_is_reported_and_refuses_a_reload_before_anything_is_written() -> None:
+    masked = parse_gather_output(
+        a_gather(unit="# Unit docker.service is masked.", cmdline=RUNNING_WITH_OTHER_FILE)
+    )
+    assert isinstance(masked, HostFacts) and masked.unit_masked and masked.engine_running
+    (blocker,) = _unit_blockers(masked, HostPlan(engine_action="reload"))
+    assert blocker.startswith(
+        "docker.service is masked: systemctl cannot reload or restart it (the plan needs"
+    )
+    assert _unit_blockers(masked, HostPlan(engine_action="none")) == []  # certs.d alone: no job asked
+    assert not parse_gather_output(a_gather()).unit_masked  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("records", "why"),
+    [
+        (["@@ta socket-absent", "@@ta info-json", ""], "the socket file is gone"),
+        (["@@ta info-json", '{"ServerErrors":["Cannot connect"],"ClientInfo":{}}'], "the docker CLI got no"),
+    ],
+)
+def test_an_active_unit_whose_socket_does_not_answer_stops_the_gather(records: list[str], why: str) -> None:
+    """The plan said "pending reload" with no engine version; the rollout reloaded, waited 20 s for a
+    live config it could not read, and rolled back, at every run."""
+    with pytest.raises(CommandError) as caught:
+        parse_gather_output(a_gather(*records))
+    said = str(caught.value)
+    assert said.startswith(f"docker.service is active but /var/run/docker.sock does not answer ({why}")
+    assert said.endswith("then run again (nothing written)")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A login that is not root: the socket is root's.
+        a_gather("@@ta socket-absent").replace("@@ta uid 0", "@@ta uid 1000"),
+        # dockerd serves its API only over tcp: the planner names that.
+        a_gather("@@ta socket-absent", unit=ACTIVE_UNIT.replace("-H fd://", "-H tcp://127.0.0.1:2375")),
+        # The engine answered.
+        a_gather("@@ta info-json", json.dumps({"ServerVersion": "26.1.5"})),
+        # docker.service stopped: nothing to ask.
+        a_gather("@@ta socket-absent").replace("@@ta active active", "@@ta active inactive"),
+    ],
+)
+def test_a_socket_that_cannot_answer_for_a_known_reason_is_no_failure(text: str) -> None:
+    parse_gather_output(text)

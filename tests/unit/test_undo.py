@@ -114,6 +114,19 @@ def test_a_missing_backup_refuses_the_undo(root: Path) -> None:
         undo(root, record)
 
 
+def test_a_backup_cut_short_is_never_restored_over_daemon_json(root: Path) -> None:
+    """A backup left empty by a full disk passed for daemon.json's previous content: restoring it
+    emptied daemon.json, and dockerd refused every reload and start after."""
+    record = apply(root, the_plan())
+    (root / daemon_json_backup("t1").lstrip("/")).write_bytes(b"")
+    after = files(root)
+    with pytest.raises(
+        UndoRefused, match=r"backup .*daemon\.json\.t1 \(0 bytes\) does not hold the .*daemon\.json"
+    ):
+        undo(root, record)
+    assert files(root) == after
+
+
 def test_records_of_another_version_or_with_unknown_actions_are_refused() -> None:
     record = undo_record(
         the_plan(), engine_action="reload", init=None, daemon_json_path=DAEMON, daemon_json_backup="/b"
