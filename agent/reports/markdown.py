@@ -56,7 +56,7 @@ def _host(o: HostOutcome) -> list[str]:
         facts.append(f"{view.host_seconds(o):.2f}s")
     lines += [" · ".join(facts), ""]
     notes = [
-        *([f"- **error**: {_esc(o.error)}"] if o.error else []),
+        *([f"- **error**: {_esc(error)}"] if (error := view.error_beyond_blockers(o)) else []),
         *_bullets("blocked", view.blockers(o)),
         *_bullets("why", view.reasons(o)),
         *_bullets("warning", view.warnings(o)),

@@ -86,8 +86,9 @@ def _host_lines(outcome: HostOutcome, names: list[str] | None = None) -> list[Te
         lines.append(_labelled("checked", ", ".join(outcome.checks), "cyan"))
     if outcome.verified:
         lines.append(_labelled("verified", ", ".join(outcome.verified), "green"))
-    if outcome.error:
-        lines.append(_labelled("error", outcome.error, "bold red"))
+    error = view.error_beyond_blockers(outcome)
+    if error:
+        lines.append(_labelled("error", error, "bold red"))
     return lines
 
 

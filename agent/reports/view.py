@@ -34,8 +34,18 @@ def changed(outcome: HostOutcome) -> bool:
 
 
 def visible_changes(outcome: HostOutcome) -> tuple[FileChange, ...]:
-    """File changes a person should see; the agent's own state file is bookkeeping, not news."""
-    return outcome.plan.visible_changes if outcome.plan else ()
+    """File changes a person should see; the agent's own state file is bookkeeping, not news. None for a
+    blocked host: it is left untouched, so its plan's diffs are changes that will not happen."""
+    if outcome.plan is None or outcome.plan.blockers:
+        return ()
+    return outcome.plan.visible_changes
+
+
+def error_beyond_blockers(outcome: HostOutcome) -> str | None:
+    """The host's error, unless it only repeats its plan's blockers (shown on their own lines)."""
+    if outcome.error and outcome.error == "; ".join(blockers(outcome)):
+        return None
+    return outcome.error
 
 
 def reasons(outcome: HostOutcome) -> tuple[str, ...]:

@@ -672,3 +672,26 @@ def test_text_from_hosts_comes_back_as_written(host: str, line: str, error: str)
     assert error in page.texts
     if not line.startswith(("++", "--")):  # otherwise it reads as a file header; still shown
         assert "+" + line in page.texts
+
+
+def test_a_blocked_host_shows_why_once_and_no_diff_of_changes_that_will_not_happen() -> None:
+    blocker = "daemon.json is not valid JSON (line 2, column 3): fix it first"
+    plan = HostPlan(changes=_changes(), engine_action="reload", blockers=(blocker,))
+    blocked = HostOutcome("h1", "failed", plan, "none", error=blocker)
+    result = FleetResult(
+        mode="plan",
+        policy=_policy(),
+        outcomes=(blocked,),
+        started_at="2026-01-01T00:00:00+00:00",
+        seconds=1.0,
+    )
+    for fmt in ("text", "markdown"):
+        out = render(result, fmt)
+        section = out.split("## Hosts")[-1]  # Markdown's table has the error in a cell of its own
+        assert section.count(blocker) == 1, (fmt, out)
+        assert "MIIB" not in out and CA_PATH not in out, fmt
+    assert json.loads(render(result, "json"))["hosts"][0]["changes"] == []
+    # An error that says more than the blockers is still shown.
+    other = dataclasses.replace(blocked, error=f"{blocker}; and something else")
+    shown = render(dataclasses.replace(result, outcomes=(other,)), "text")
+    assert "error: " in shown and "and something else" in shown
