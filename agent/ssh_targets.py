@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -29,7 +30,7 @@ def ssh_options(kwargs: dict[str, Any]) -> SSHOptions:
             raise UsageError(f"--become-password-env {name}: the variable is not set")
         password = os.environ[name]
     elif kwargs.get("ask_become_pass"):
-        password = getpass.getpass("sudo password: ")
+        password = _ask_become_pass()
     return SSHOptions(
         connect_timeout=kwargs.get("connect_timeout"),
         command_timeout=kwargs.get("command_timeout", 120.0),
@@ -40,6 +41,14 @@ def ssh_options(kwargs: dict[str, Any]) -> SSHOptions:
         system_ssh_config=None if kwargs.get("ssh_config") else SYSTEM_SSH_CONFIG,
         become_password=password,
     )
+
+
+def _ask_become_pass() -> str:
+    """The sudo password from the terminal; without one (a pipe, CI), the first line of stdin, as
+    ansible -K reads it, without Python's warning that the input may be echoed (there is no echo)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", getpass.GetPassWarning)
+        return getpass.getpass("sudo password: ")
 
 
 def open_ssh_targets(kwargs: dict[str, Any]) -> tuple[Sequence[str], Callable[[str], Transport]]:

@@ -493,3 +493,24 @@ def test_verify_warns_of_a_resolve_entry_no_check_uses(world: dict[str, Path]) -
     assert done.exit_code == 1, done.output
     assert "warning: --resolve regsitry.test:127.0.0.1: no TLS check connects to regsitry.test" in done.output
     assert "--resolve registry.test" not in done.output and "--resolve s3.test" not in done.output
+
+
+def test_ask_become_pass_without_a_terminal_reads_stdin_without_pythons_echo_warning(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("h1 ansible_host=127.0.0.1 ansible_port=1\n")  # refused at once: nothing listens
+    argv = [
+        sys.executable,
+        "-c",
+        "from agent.entry import main; main()",
+        "plan",
+        "--source",
+        str(world["ca"]),
+    ]
+    argv += ["--storage-ca", str(world["storage_ca"]), "-i", str(inventory), "--become", "--ask-become-pass"]
+    done = subprocess.run(
+        argv, input="pw\n", capture_output=True, text=True, timeout=60, check=False, start_new_session=True
+    )
+    assert "sudo password:" in done.stderr and "GetPassWarning" not in done.stderr, done.stderr
+    assert done.returncode == 1 and "h1" in done.stdout, done.stdout + done.stderr
