@@ -96,6 +96,14 @@ def _check_host_port(name: str, what: str, where: str | None, *, strict: bool) -
         )
 
 
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _split_host_port(name: str, what: str, where: str | None) -> tuple[str, str | None]:
     if not name or any(c in name for c in "/\\\0 \t\r\n") or ".." in name:
         raise InvalidNameError(f"{what} {name!r}: not a host[:port] (no '/', '..', spaces or NUL)", where)
@@ -108,7 +116,9 @@ def _split_host_port(name: str, what: str, where: str | None) -> tuple[str, str 
             raise InvalidNameError(f"{what} {name!r}: junk after ']'", where)
         return name[: end + 1], (rest[1:] if rest else None)
     if name.count(":") > 1:
-        raise InvalidNameError(f"{what} {name!r}: write IPv6 addresses as [addr]:port", where)
+        if _is_ipv6(name):
+            raise InvalidNameError(f"{what} {name!r}: write IPv6 addresses as [addr]:port", where)
+        raise InvalidNameError(f"{what} {name!r}: more than one ':' (a name takes one :port at most)", where)
     host, _, port = name.partition(":")
     return host, (port if _ else None)
 

@@ -216,3 +216,17 @@ def test_a_password_of_digits_up_to_a_slash_is_no_host_and_port() -> None:
     assert without_userinfo("http://[2001:db8::1]:3128/x@y") == "http://[2001:db8::1]:3128/x@y"
     with pytest.raises(InvalidNameError, match=r"'https://\.\.\.@s3\.example\.com:9000': a user:password@"):
         endpoint_from_url("https://AK:12/34@s3.example.com:9000")
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("2001:db8::1", "write IPv6 addresses as [addr]:port"),
+        ("registry.test:443:1", "more than one ':'"),
+        ("a:b:c", "more than one ':'"),
+    ],
+)
+def test_a_name_with_colons_is_told_ipv6_only_when_it_is_an_address(name: str, said: str) -> None:
+    with pytest.raises(InvalidNameError) as caught:
+        validate_registry(name)
+    assert said in str(caught.value)
