@@ -135,9 +135,10 @@ def cli() -> None:
     \b
     Typical use:
       trust-agent show-source config.yml
-      trust-agent plan    --source config.yml --storage-ca s3-ca.pem -i hosts.ini
-      trust-agent rollout --source config.yml --storage-ca s3-ca.pem -i hosts.ini --report out.html
-      trust-agent verify  --source config.yml --storage-ca s3-ca.pem -i hosts.ini
+      trust-agent plan    --source config.yml --storage-ca s3-ca.pem --registry-ca reg-ca.pem -i hosts.ini
+      trust-agent rollout --source config.yml --storage-ca s3-ca.pem --registry-ca reg-ca.pem -i hosts.ini \\
+                          --report out.html
+      trust-agent verify  --source config.yml --storage-ca s3-ca.pem --registry-ca reg-ca.pem -i hosts.ini
     """
 
 

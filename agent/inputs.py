@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ def policy_for(settings: RegistrySettings, inputs: PolicyInputs) -> TrustPolicy:
     from agent.certs import CABundle, load_bundle, parse_bundle
     from agent.trust import build_policy
 
+    settings = _storage_ca_given_for_unread(settings, inputs)
     storage: list[CABundle] = []
     registry: list[CABundle] = []
     if settings.storage_ca_pem:
@@ -77,3 +78,26 @@ def policy_for(settings: RegistrySettings, inputs: PolicyInputs) -> TrustPolicy:
         no_storage_ca=inputs.no_storage_ca,
         no_registry_ca=inputs.no_registry_ca,
     )
+
+
+def _storage_ca_given_for_unread(settings: RegistrySettings, inputs: PolicyInputs) -> RegistrySettings:
+    """A CA the source names but that cannot be read here (Harbor's ca_bundle is a path on the Harbor
+    host): ``--storage-ca`` stands in for it, with a warning; without one, it is an error."""
+    from agent.errors import SourceError
+
+    unread = settings.storage_ca_unread
+    if unread is None:
+        return settings
+    if not inputs.storage_ca:
+        instead = (
+            " (not --no-storage-ca: the source gives the storage a CA of its own)"
+            if inputs.no_storage_ca
+            else ""
+        )
+        raise SourceError(
+            f"{unread}; it names a file on the Harbor host: copy that file to this machine and give it "
+            f"with --storage-ca FILE{instead}"
+        )
+    given = ", ".join(inputs.storage_ca)
+    note = f"{unread}; --storage-ca {given} stands in for it"
+    return replace(settings, warnings=(*settings.warnings, note))

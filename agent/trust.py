@@ -328,6 +328,8 @@ def build_policy(
                 else f"engines may be redirected to the {settings.driver} store; if its certificate is "
                 "from a private CA, give it with --storage-ca FILE, or pulls will fail with x509 errors"
             )
+    if not insecure and not registry_cas and not no_registry_ca:
+        warnings.extend(_registry_ca_warning(names))
     ca_files: list[CAFile] = []
     if storage_bundles:
         ca_files.append(CAFile("storage", CA_FILE_NAMES["storage"], _merge(storage_bundles)))
@@ -347,6 +349,19 @@ def build_policy(
         registry_ca_missing=not registry_cas and not no_registry_ca,
         reasons=tuple(reasons),
         warnings=tuple(dict.fromkeys(warnings)),
+    )
+
+
+def _registry_ca_warning(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Engines verify the registry's certificate against the system store and certs.d/<registry>/:
+    without a registry CA, a privately signed one fails every pull. Which names may be private is
+    judged as for the storage: every one but AWS's (an ECR registry is publicly trusted)."""
+    if all(_is_aws_endpoint(name) for name in names):
+        return ()
+    return (
+        f"engines reach the registry at https://{names[0]} and trust its certificate only if a public CA "
+        "signed it; if a private CA did, give that CA with --registry-ca FILE, or pulls will fail with "
+        "x509 errors (--no-registry-ca if its certificate is publicly trusted)",
     )
 
 

@@ -2,7 +2,9 @@
 
 ``storage_service`` holds one driver (``s3: {...}`` with distribution's keys), ``redirect.disable``,
 and ``ca_bundle``: a path to the storage backend's CA, read here (relative to harbor.yml's directory)
-so that the CA travels with the settings.
+so that the CA travels with the settings. The path is one on the Harbor host: a harbor.yml copied
+elsewhere often names a file that is not there, which is recorded (``storage_ca_unread``) rather than
+refused, so that a ``--storage-ca`` given with the same CA can stand in for it (``agent.inputs``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def parse_harbor(text: str, origin: str, *, base_dir: str | None = None) -> Regi
     disabled = fields.boolean(doc, ("storage_service", "redirect", key), redirect.get(key), False)
 
     host, tls = _address(doc, root)
-    ca_pem, ca_origin = _ca_bundle(
+    ca_pem, ca_origin, ca_unread = _ca_bundle(
         doc, service, base_dir if base_dir is not None else os.path.dirname(origin)
     )
     return RegistrySettings(
@@ -50,6 +52,7 @@ def parse_harbor(text: str, origin: str, *, base_dir: str | None = None) -> Regi
         http_tls=tls,
         storage_ca_pem=ca_pem,
         storage_ca_origin=ca_origin,
+        storage_ca_unread=ca_unread,
     )
 
 
@@ -72,18 +75,20 @@ def _address(doc: Document, root: Mapping[str, object]) -> tuple[str | None, boo
 
 def _ca_bundle(
     doc: Document, service: Mapping[str, object], base_dir: str
-) -> tuple[bytes | None, str | None]:
+) -> tuple[bytes | None, str | None, str | None]:
+    """``(contents, origin, None)``; ``(None, None, why)`` where the file cannot be read here."""
     path = ("storage_service", "ca_bundle")
     name = fields.string(doc, path, service.get("ca_bundle"))
     if name is None:
-        return None, None
+        return None, None, None
     full = os.path.join(base_dir, name) if base_dir else name
     try:
         with open(full, "rb") as handle:
             data = handle.read(MAX_CA_BYTES + 1)
     except OSError as exc:
-        raise doc.error(path, f"cannot read {full}: {exc.strerror or exc}") from None
+        # Most often a path on the Harbor host; whether that is an error depends on --storage-ca.
+        return None, None, str(doc.error(path, f"cannot read {full}: {exc.strerror or exc}"))
     if len(data) > MAX_CA_BYTES:
         raise doc.error(path, f"{full} is larger than {MAX_CA_BYTES} bytes: not a CA bundle")
     # Named with its key and line too: a problem with the bundle is then found where it is set.
-    return data, f"{doc.where(path)}: storage_service.ca_bundle {full}"
+    return data, f"{doc.where(path)}: storage_service.ca_bundle {full}", None

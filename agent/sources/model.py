@@ -42,6 +42,8 @@ class RegistrySettings:
     http_tls: bool = False  # http.tls present: the registry itself serves TLS
     storage_ca_pem: bytes | None = None  # DTR "Root CA certificate" / Harbor ca_bundle contents
     storage_ca_origin: str | None = None
+    # Harbor's ca_bundle could not be read here (a path on the Harbor host): where and why, one line.
+    storage_ca_unread: str | None = None
     registry_ca_pem: bytes | None = None  # DTR GET /ca
     registry_ca_origin: str | None = None
     env_overrides: tuple[str, ...] = field(default=())  # names of REGISTRY_* variables applied

@@ -8,6 +8,7 @@ import pytest
 
 from agent.certs import parse_bundle
 from agent.errors import CertificateError, InputError, SourceError
+from agent.inputs import PolicyInputs, policy_for, resolve_policy
 from agent.sources.harbor import parse_harbor
 from agent.trust import redirect_target
 from tests.pki import make_ca
@@ -76,11 +77,61 @@ def test_a_ca_bundle_holding_a_key_is_named_by_its_key_and_line(tmp_path: Path) 
     assert str(caught.value).startswith(f"harbor.yml:3: storage_service.ca_bundle {key}: holds a private key")
 
 
-def test_missing_ca_bundle_names_key_line_and_path(tmp_path: Path) -> None:
-    text = "hostname: h\nstorage_service:\n  s3: {bucket: b}\n  ca_bundle: /nonexistent/storage-ca.pem\n"
-    assert error_of(text) == (
-        "harbor.yml:4: storage_service.ca_bundle: cannot read /nonexistent/storage-ca.pem: No such file or directory"
-    )
+UNREAD_BUNDLE = (
+    "hostname: harbor.corp.test\nhttps: {port: 443}\nstorage_service:\n  ca_bundle: /nonexistent/s3-ca.pem\n"
+    "  s3: {regionendpoint: 'https://minio.corp.test:9000', bucket: harbor}\n"
+)
+UNREAD = (
+    "harbor.yml:4: storage_service.ca_bundle: cannot read /nonexistent/s3-ca.pem: No such file or directory"
+)
+
+
+def test_a_ca_bundle_that_cannot_be_read_here_is_recorded_with_key_line_and_path() -> None:
+    """ca_bundle is a path on the Harbor host: reading the settings (show-source) does not fail on it."""
+    s = parse_harbor(UNREAD_BUNDLE, "harbor.yml")
+    assert (s.storage_ca_pem, s.storage_ca_origin, s.storage_ca_unread) == (None, None, UNREAD)
+    assert s.redacted()["storage_ca_unread"] == UNREAD
+
+
+def test_without_storage_ca_an_unreadable_ca_bundle_says_to_copy_it_and_give_storage_ca() -> None:
+    """Every command that needs a policy failed with exit 2 and no word of --storage-ca."""
+    s = parse_harbor(UNREAD_BUNDLE, "harbor.yml")
+    for declined, instead in (
+        (False, ""),
+        (True, " (not --no-storage-ca: the source gives the storage a CA of its own)"),
+    ):
+        with pytest.raises(SourceError) as caught:
+            policy_for(s, PolicyInputs(source="harbor.yml", no_storage_ca=declined))
+        assert caught.value.exit_code == 2
+        assert str(caught.value) == (
+            f"{UNREAD}; it names a file on the Harbor host: copy that file to this machine and give it with "
+            f"--storage-ca FILE{instead}"
+        )
+
+
+def test_storage_ca_stands_in_for_a_ca_bundle_that_cannot_be_read_here(tmp_path: Path) -> None:
+    """harbor.yml copied from the Harbor host, its CA given with --storage-ca: failed with exit 2."""
+    source = tmp_path / "harbor.yml"
+    source.write_text(UNREAD_BUNDLE)
+    ca = tmp_path / "s3-ca.pem"
+    ca.write_bytes(make_ca("Copied Storage CA")[0])
+    _, policy = resolve_policy(PolicyInputs(source=str(source), storage_ca=(str(ca),)))
+    (storage,) = policy.ca_files
+    assert storage.role == "storage" and storage.bundle.pem == ca.read_bytes()
+    unread = UNREAD.replace("harbor.yml", str(source), 1)
+    assert f"{unread}; --storage-ca {ca} stands in for it" in policy.warnings
+
+
+def test_a_readable_ca_bundle_and_storage_ca_are_both_installed_as_dtr_s_are(tmp_path: Path) -> None:
+    """A CA the source carries is added to, not replaced by, --storage-ca: the same for DTR's."""
+    (tmp_path / "bundle.pem").write_bytes(make_ca("Bundle CA")[0])
+    (tmp_path / "given.pem").write_bytes(make_ca("Given CA")[0])
+    text = UNREAD_BUNDLE.replace("/nonexistent/s3-ca.pem", "bundle.pem")
+    s = parse_harbor(text, "harbor.yml", base_dir=str(tmp_path))
+    policy = policy_for(s, PolicyInputs(source="harbor.yml", storage_ca=(str(tmp_path / "given.pem"),)))
+    (storage,) = policy.ca_files
+    assert [c.subject for c in storage.bundle.certificates] == ["CN=Bundle CA", "CN=Given CA"]
+    assert not [w for w in policy.warnings if "ca_bundle" in w]
 
 
 def test_empty_ca_bundle_means_none() -> None:

@@ -6,14 +6,14 @@ import dataclasses
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from agent.certs import CABundle, CertificateInfo
 from agent.errors import InvalidNameError, UsageError
 from agent.sources import parse_distribution
 from agent.sources.model import RegistrySettings, S3Storage
-from agent.trust import CA_FILE_NAMES, build_policy, redirect_target, registry_names
+from agent.trust import CA_FILE_NAMES, TrustPolicy, build_policy, redirect_target, registry_names
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -93,7 +93,7 @@ def test_the_s3aws_driver_name_is_s3() -> None:
 
 @pytest.mark.parametrize("driver", ["swift", "oss", "someplugin"])
 def test_a_driver_that_redirects_to_its_own_store_gets_the_storage_ca_given(driver: str) -> None:
-    given = build_policy(settings(driver=driver), (), (bundle(),))
+    given = build_policy(settings(driver=driver), (), (bundle(),), no_registry_ca=True)
     assert [c.role for c in given.ca_files] == ["storage"] and given.warnings == ()
     assert (given.storage_scheme, given.storage_endpoint) == ("https", None)
     assert given.storage_summary() == "the storage driver's own store (its address is not in the source)"
@@ -104,7 +104,7 @@ def test_a_driver_that_redirects_to_its_own_store_gets_the_storage_ca_given(driv
 
 @pytest.mark.parametrize("driver", ["azure", "gcs"])
 def test_public_cloud_stores_need_nothing_unless_a_ca_is_given(driver: str) -> None:
-    assert build_policy(settings(driver=driver), (), ()).warnings == ()
+    assert build_policy(settings(driver=driver), (), (), no_registry_ca=True).warnings == ()
     assert [c.role for c in build_policy(settings(driver=driver), (), (bundle(),)).ca_files] == ["storage"]
 
 
@@ -243,7 +243,7 @@ def test_a_private_looking_store_without_a_storage_ca_is_marked_so_a_host_keeps_
     private = settings(regionendpoint="https://s3.internal:9000")
     assert build_policy(private).storage_ca_missing
     assert not build_policy(private, (), (bundle(),)).storage_ca_missing
-    told = build_policy(private, no_storage_ca=True)
+    told = build_policy(private, no_storage_ca=True, no_registry_ca=True)
     assert not told.storage_ca_missing and told.warnings == ()
     assert (
         "--no-storage-ca: s3.internal:9000's certificate is publicly trusted: no storage CA" in told.reasons
@@ -325,7 +325,7 @@ def test_an_aws_endpoint_is_publicly_trusted_whatever_its_capitals_or_trailing_d
     S3.US-EAST-1.AMAZONAWS.COM or s3.amazonaws.com. is AWS, not a private-looking store."""
     spelt = "".join(c.upper() if up else c for c, up in zip(host, capitals, strict=False))
     endpoint = f"https://{spelt}{'.' if trailing_dot else ''}{port}"
-    policy = build_policy(settings(regionendpoint=endpoint))
+    policy = build_policy(settings(regionendpoint=endpoint), no_registry_ca=True)
     assert f"{policy.storage_endpoint} is AWS S3, publicly trusted: nothing to install" in policy.reasons
     assert not policy.storage_ca_missing and policy.warnings == ()
     assert build_policy(settings(regionendpoint=endpoint), (), (bundle(),)).ca_files == ()
@@ -363,3 +363,74 @@ def test_a_registry_given_as_a_url_path_or_with_a_user_is_refused_not_rewritten(
         build_policy(settings(regionendpoint="https://s3.internal:9000"), (given_value,))
     assert says in str(info.value)
     assert "give registry.test, as image names spell it (certs.d/registry.test/)" in str(info.value)
+
+
+def _registry_warnings(policy: TrustPolicy) -> list[str]:
+    return [w for w in policy.warnings if "--registry-ca FILE" in w]
+
+
+@pytest.mark.parametrize(
+    ("address", "registry"),
+    [
+        ("https://registry.test", "registry.test"),
+        ("https://10.20.30.40:5000", "10.20.30.40:5000"),
+        ("https://[fd00::10]:5000", "[fd00::10]:5000"),
+        ("https://harbor.corp.internal", "harbor.corp.internal"),
+    ],
+)
+def test_a_registry_that_may_have_a_private_ca_and_no_registry_ca_is_warned_of(
+    address: str, registry: str
+) -> None:
+    """Without --registry-ca, a rollout said changed/verified with no warning while every pull of a
+    registry signed by a private CA failed x509: policy showed only registry_ca_missing: true."""
+    s = dataclasses.replace(settings(regionendpoint="https://s3.internal:9000"), http_host=address)
+    assert _registry_warnings(build_policy(s, (), (bundle(),))) == [
+        f"engines reach the registry at https://{registry} and trust its certificate only if a public CA "
+        "signed it; if a private CA did, give that CA with --registry-ca FILE, or pulls will fail with "
+        "x509 errors (--no-registry-ca if its certificate is publicly trusted)"
+    ]
+
+
+def test_a_registry_named_on_the_command_line_is_judged_by_that_name() -> None:
+    s = settings(regionendpoint="https://s3.internal:9000")
+    assert _registry_warnings(build_policy(s, ("reg.internal:5000",), (bundle(),)))
+    ecr = ("123456789012.dkr.ecr.eu-west-1.amazonaws.com",)
+    assert not _registry_warnings(build_policy(s, ecr, (bundle(),)))
+
+
+def test_no_registry_ca_warning_where_it_is_given_declined_public_or_insecure() -> None:
+    s = settings(regionendpoint="https://s3.internal:9000")
+    assert not _registry_warnings(build_policy(s, (), (bundle(),), (bundle("registry"),)))
+    assert not _registry_warnings(build_policy(s, (), (bundle(),), no_registry_ca=True))
+    ecr = dataclasses.replace(s, http_host="https://123456789012.dkr.ecr.eu-west-1.amazonaws.com")
+    assert not _registry_warnings(build_policy(ecr, (), (bundle(),)))
+    plain = dataclasses.replace(s, http_host="http://reg.lan:5000")
+    assert not _registry_warnings(build_policy(plain))
+    skipping = settings(regionendpoint="https://s3.internal:9000", skipverify=True)
+    assert build_policy(skipping).insecure and not _registry_warnings(build_policy(skipping))
+
+
+@given(
+    registry_ca=st.booleans(),
+    declined=st.booleans(),
+    plain_http=st.booleans(),
+    skipverify=st.booleans(),
+    disabled=st.booleans(),
+    aws=st.booleans(),
+)
+def test_the_registry_ca_warning_comes_exactly_when_a_private_ca_could_fail_every_pull(
+    registry_ca: bool, declined: bool, plain_http: bool, skipverify: bool, disabled: bool, aws: bool
+) -> None:
+    """Whatever the storage: warned where engines verify the registry's certificate (not insecure),
+    nothing says which CA signed it, and the name is not one that is publicly trusted."""
+    assume(not (registry_ca and declined))  # a usage error, tested above
+    host = "123456789012.dkr.ecr.us-east-1.amazonaws.com" if aws else "registry.test"
+    s = dataclasses.replace(
+        settings(
+            regionendpoint="https://s3.internal:9000", skipverify=skipverify, redirect_disabled=disabled
+        ),
+        http_host=f"{'http' if plain_http else 'https'}://{host}",
+    )
+    policy = build_policy(s, (), (), (bundle("registry"),) if registry_ca else (), no_registry_ca=declined)
+    expected = not policy.insecure and not registry_ca and not declined and not aws
+    assert bool(_registry_warnings(policy)) == expected
