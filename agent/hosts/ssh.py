@@ -248,6 +248,31 @@ def _take_inventory_options(cfg: dict[str, Any], host: Host) -> None:
         cfg[name] = proxy_command.expand(value, *_endpoint(cfg, host)) if name == "proxycommand" else value
 
 
+# ssh(1)'s checks on a host and a user given on its command line (OpenSSH 9.6, CVE-2023-51385): both
+# reach a ProxyCommand's shell through %h, %n and %r, so a name from a dynamic inventory (a cloud tag
+# anyone may set) could run commands here.
+_NOT_IN_HOST_NAMES = frozenset("'`\"$\\;&<>|(){}")
+_NOT_IN_USER_NAMES = frozenset("'`\";&<>|(){}")
+
+
+def _refuse_unsafe_names(host: Host, label: str) -> None:
+    """Refuse, as ssh(1) does, an address with shell metacharacters, and a user the inventory gives
+    with them (ssh_config's own values are the config writer's, as in ssh(1))."""
+    address = host.address
+    if address.startswith("-") or any(_unsafe_in_host(c) for c in address):
+        raise UnreachableError(f"{label}: hostname contains invalid characters (ssh(1) refuses it too)")
+    users = [host.user or "", *(value for name, value in host.ssh_options if name == "user")]
+    for user in users:
+        if user.startswith("-") or any(c in _NOT_IN_USER_NAMES or not c.isprintable() for c in user):
+            raise UnreachableError(
+                f"{label}: remote user name contains invalid characters (ssh(1) refuses it too)"
+            )
+
+
+def _unsafe_in_host(char: str) -> bool:
+    return char in _NOT_IN_HOST_NAMES or char.isspace() or not char.isprintable()
+
+
 def _password_var(host: Host) -> str | None:
     """The SSH password variable an Ansible inventory sets for ``host``, if any."""
     return fields.chosen(host.vars, fields.SSH_PASSWORD_VARS)
@@ -434,6 +459,7 @@ class SSHTransport(Transport):
 
     def _resolve(self, config: _SSHConfig) -> _Target:
         host = self.host
+        _refuse_unsafe_names(host, self._label)
         cfg = config.lookup(host.address, _given_on_command_line(host))
         _take_inventory_options(cfg, host)
         hostname, port, user = _endpoint(cfg, host)

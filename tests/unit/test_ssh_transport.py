@@ -1581,3 +1581,22 @@ def test_a_proxy_command_that_never_answers_fails_within_the_connect_timeout_and
             break
         time.sleep(0.1)
     assert not _running(pid), "the ProxyCommand was left running"
+
+
+@pytest.mark.parametrize(
+    ("address", "user", "said"),
+    [
+        ("127.0.0.1$(touch {marker})", None, "hostname contains invalid characters"),
+        ("127.0.0.1;touch {marker}", None, "hostname contains invalid characters"),
+        ("127.0.0.1", "root`touch {marker}`", "remote user name contains invalid characters"),
+    ],
+)
+def test_a_name_that_would_reach_a_proxy_commands_shell_is_refused_as_ssh_refuses_it(
+    sshd: Server, opts: SSHOptions, tmp_path: Path, address: str, user: str | None, said: str
+) -> None:
+    marker = tmp_path / "ran"
+    config = _ssh_config(tmp_path / "config", sshd, "Host *\n    ProxyCommand nc %h %p # %r\n")
+    host = Host("h1", address.format(marker=marker), user=user.format(marker=marker) if user else None)
+    with pytest.raises(UnreachableError, match=said):
+        SSHTransport(host, replace(opts, ssh_config=str(config))).connect()
+    assert not marker.exists()
