@@ -251,11 +251,17 @@ def _read_whole(response: Any, url: str, deadline: float) -> bytes:
 _READ_CHUNK = 65536
 
 
+# OpenSSL's verify codes for a certificate that does not name the host (or IP) connected to.
+_NAME_MISMATCH = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
 def _connection_error(reason: object, url: str) -> NoReturn:
     if isinstance(reason, ssl.SSLCertVerificationError):
-        raise SourceError(
-            f"TLS certificate not trusted ({reason.verify_message}); give the DTR's CA file", url
-        ) from None
+        if reason.verify_code in _NAME_MISMATCH:  # the CA may be right: the name is not
+            hint = f"the certificate is not for {urlsplit(url).hostname}: use a name it was issued for"
+        else:
+            hint = "give the CA that signed it with --source-ca FILE"
+        raise SourceError(f"TLS certificate not trusted ({reason.verify_message}); {hint}", url) from None
     if isinstance(reason, TimeoutError):
         raise SourceError("timed out", url) from None
     detail = getattr(reason, "strerror", None) or str(reason)

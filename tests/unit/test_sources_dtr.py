@@ -247,6 +247,17 @@ def test_untrusted_certificate(dtr: FakeDTR, tmp_path: Path) -> None:
     assert dtr.seen_auth == []  # nothing was sent before the server was verified
 
 
+def test_a_certificate_for_another_name_says_so_not_to_give_the_ca_again(dtr: FakeDTR) -> None:
+    elsewhere = dtr.url.replace("127.0.0.1", "localhost")  # the same server; its certificate does not name it
+    with pytest.raises(SourceError) as caught:
+        fetch_dtr(elsewhere, USER, TOKEN, ca_file=str(dtr.ca_file), timeout=5)
+    text = one_line_source_error(caught)
+    assert "the certificate is not for localhost: use a name it was issued for" in text, text
+    assert "--source-ca" not in text and dtr.seen_auth == []
+    with pytest.raises(SourceError, match="give the CA that signed it with --source-ca FILE"):
+        fetch_dtr(dtr.url, USER, TOKEN, timeout=5)
+
+
 def test_without_ca_file_the_system_store_does_not_trust_a_private_ca(dtr: FakeDTR) -> None:
     with pytest.raises(SourceError, match="TLS certificate not trusted"):
         fetch_dtr(dtr.url, USER, TOKEN, timeout=5)
