@@ -143,6 +143,7 @@ def build_apply_script(
     validate_with: tuple[str, ...] | None = None,
     daemon_json_path: str = "/etc/docker/daemon.json",
     expect_current: bool = True,
+    rolling_back: bool = False,
     backup_stamp: str | None = None,
     read_info: bool = False,
 ) -> str:
@@ -150,7 +151,10 @@ def build_apply_script(
 
     ``validate_with`` is the dockerd command line to validate daemon.json with
     (``dockerd --validate --config-file`` is appended), or None where the engine has no ``--validate``.
-    ``expect_current=False`` skips the gathered-state check (used by roll-back, which restores).
+    ``expect_current=False`` skips the gathered-state check. ``rolling_back``: ``plan`` is the
+    :func:`inverse` of an apply this run made, and every file is checked to hold what that apply wrote
+    (another run may have changed the host since: the lock lasts one script); one that does not stops
+    the script (:data:`EXIT_CHANGED`), nothing touched.
     ``read_info`` ends the script by printing the engine's live ``/info`` (``@@ta info-json``), so
     verification needs no further round trip when the engine already runs the new config.
     ``backup_stamp`` names the daemon.json backup (a new :func:`new_backup_stamp` when None); an existing
@@ -160,7 +164,10 @@ def build_apply_script(
     if read_info:
         out.append(INFO_FUNCTION)
     q = shlex.quote
-    if expect_current:
+    if rolling_back:
+        # No running-flag check: what is put back is what dockerd ran before the apply.
+        out.extend(_expect_current_lines(plan.changes, moved_since=_MOVED_SINCE_APPLY))
+    elif expect_current:
         out.extend(_expect_current_lines(plan.changes))
         if any(c.path == daemon_json_path and c.action != "delete" for c in plan.changes):
             out.append(RUNNING_FLAG_CHECK)
@@ -315,16 +322,25 @@ def daemon_json_backup(backup_stamp: str) -> str:
     return f"{BACKUP_DIR}/daemon.json.{backup_stamp}"
 
 
-def _expect_current_lines(changes: Sequence[FileChange]) -> list[str]:
-    """Check every file still holds what was gathered: absent ones by a test, the rest by one
-    ``sha256sum -c`` over all of them (each file checked on its own only to name the one that moved)."""
+# What a file that moved is said to have done (after its path), before an apply and before a roll-back.
+_MOVED_SINCE_GATHER = " changed since facts were gathered; run again"
+_MOVED_SINCE_APPLY = (
+    " no longer holds what this run's apply wrote: another run (or a person) changed the host since"
+)
+
+
+def _expect_current_lines(changes: Sequence[FileChange], moved_since: str = _MOVED_SINCE_GATHER) -> list[str]:
+    """Check every file still holds what was gathered (each change's ``before``): absent ones by a test,
+    the rest by one ``sha256sum -c`` over all of them (each file checked on its own only to name the one
+    that moved, followed by ``moved_since``)."""
     q = shlex.quote
 
     def moved(change: FileChange) -> str:
-        return f"fail {EXIT_CHANGED} {q(change.path + ' changed since facts were gathered; run again')}"
+        return f"fail {EXIT_CHANGED} {q(change.path + moved_since)}"
 
     # A path written twice (the agent's record, where it is written in two steps) is checked against
-    # its first change: what the host held when the facts were gathered.
+    # its first change: what the host held when the facts were gathered (in an inverse, the last
+    # content the apply wrote).
     firsts: dict[str, FileChange] = {}
     for change in changes:
         firsts.setdefault(change.path, change)
@@ -477,9 +493,23 @@ def _engine_action_lines(action: EngineAction, init: str | None) -> list[str]:
 
 def inverse(plan: HostPlan) -> HostPlan:
     """The plan that undoes ``plan`` (used to roll a host back to its exact previous files), its changes
-    in reverse order: the agent's record, written first where it claims more, is put back last."""
+    in reverse order: the agent's record, written first where it claims more, is put back last.
+
+    A file ``plan`` created and then rewrote (the record, made by a first apply and rewritten by a
+    second) is one deletion of what it became: the script sets deletions aside before any rename, so
+    undoing each step would bring the first version back."""
+    firsts: dict[str, FileChange] = {}
+    for change in plan.changes:
+        firsts.setdefault(change.path, change)
+    made = {path for path, change in firsts.items() if change.action == "create"}
+    last_after = {change.path: change.after for change in plan.changes}
     changes: list[FileChange] = []
     for change in reversed(plan.changes):
+        if change.path in made:
+            became = last_after[change.path]
+            if change is firsts[change.path] and became is not None:
+                changes.append(FileChange(change.path, "delete", became, None, change.mode, change.internal))
+            continue
         if change.action == "create":
             changes.append(
                 FileChange(change.path, "delete", change.after, None, change.mode, change.internal)

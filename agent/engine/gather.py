@@ -214,21 +214,6 @@ VALIDATE_SINCE = 23  # `dockerd --validate` came with Docker 23.0
 
 
 @dataclass(frozen=True)
-class HostFacts(DockerFacts):
-    """:class:`DockerFacts` with what the gather saw of docker.service that the planner does not use."""
-
-    # docker.service is masked: systemctl refuses to reload or restart it (stopping it still works).
-    unit_masked: bool = False
-    unit_flags: tuple[str, ...] | None = None  # docker.service's ExecStart flags (None: not read)
-    running_flags: tuple[str, ...] = ()  # the running dockerd's own (empty: not read)
-
-    @property
-    def next_start_flags(self) -> tuple[str, ...]:
-        """dockerd's flags as its next start gives them: the unit's, where it has them."""
-        return self.dockerd_flags if self.unit_flags is None else self.unit_flags
-
-
-@dataclass(frozen=True)
 class EngineFlags:
     """dockerd's command-line flags and where they came from."""
 
@@ -257,9 +242,7 @@ def gather_live(
     facts, info = _gather_once(transport, root, DAEMON_JSON, timeout)
     # Only the unit's own --config-file names the file to write: one the running dockerd has and its
     # unit no longer gives is a file its next start would not read (reconcile refuses that host).
-    config_file = config_file_flag(
-        facts.next_start_flags if isinstance(facts, HostFacts) else facts.dockerd_flags
-    )
+    config_file = config_file_flag(facts.next_start_flags)
     if config_file and config_file != DAEMON_JSON:
         facts, info = _gather_once(transport, root, config_file, timeout)
     return facts, info
@@ -458,7 +441,7 @@ def _parse(
     engine_answered = ping_version is not None or info_json is not None
     # A dockerd process is there: it has a PID, or it answered (in the gather, or to the controller).
     dockerd_seen = "pid" in values or info is not None or "engine-version" in values or engine_answered
-    facts = HostFacts(
+    facts = DockerFacts(
         certs_dir=CERTS_DIR,
         daemon_json_path=daemon_json_path,
         state_path=STATE_FILE,
@@ -492,7 +475,7 @@ def _parse(
 MASKED_UNIT = b"# Unit docker.service is masked."
 
 
-def _refuse_silent_engine(facts: HostFacts, socket_absent: bool, other_answer: bool) -> None:
+def _refuse_silent_engine(facts: DockerFacts, socket_absent: bool, other_answer: bool) -> None:
     """Stop at a docker.service that runs while its API socket does not answer root (the socket file
     unlinked, say; ``other_answer``: the docker CLI's error document came instead of /info): the live
     config cannot be read, so no reload could be verified, and every run would reload, wait and roll
@@ -626,7 +609,6 @@ __all__ = [
     "INFO_FUNCTION",
     "OWNED_PREFIX",
     "EngineFlags",
-    "HostFacts",
     "gather",
     "gather_live",
     "info_doc",

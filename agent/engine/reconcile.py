@@ -25,13 +25,14 @@ from agent.engine.apply_script import (
     reload_stamp,
     script_stamps,
 )
-from agent.engine.gather import HostFacts, gather_live, live_info
+from agent.engine.gather import gather_live, live_info
 from agent.engine.options import RunOptions
 from agent.engine.unit_log import start_failure_note
 from agent.engine.verify import (
     CanaryError,
     canary_pull,
     expected_insecure,
+    live_config_unjudged,
     mismatches,
     read_live_info,
     refusal_since,
@@ -147,7 +148,7 @@ def reconcile(
     if plan.blockers or unit_blockers:
         error = "; ".join((*unit_blockers, *plan.blockers))
         return _done(base, timeline, "failed", error=error, engine_action="none")
-    if isinstance(facts, HostFacts) and facts.unit_masked and facts.init == "systemd":
+    if facts.unit_masked and facts.init == "systemd":
         base = replace(
             base, warnings=(*base.warnings, f"{MASKED}; the files take effect when dockerd starts")
         )
@@ -163,10 +164,19 @@ def reconcile(
         if not options.verify or facts.init is None or not facts.engine_running or plan.live_pending:
             return _done(base, timeline, "unchanged", engine_action="none")
         checks = options if options.canary_unchanged else replace(options, canary_image=None)
+        base = _warned(base, live_config_unjudged(facts.daemon_json, facts.daemon_json_file))
         try:
             proved = timeline.run(
                 "verify",
-                lambda: _verify(transport, policy, facts.daemon_json, facts.dockerd_flags, checks, info),
+                lambda: _verify(
+                    transport,
+                    policy,
+                    facts.daemon_json,
+                    facts.dockerd_flags,
+                    checks,
+                    info,
+                    daemon_json_path=facts.daemon_json_file,
+                ),
             )
         except TrustAgentError as exc:
             return _done(base, timeline, "failed", error=f"converged on disk but {exc}", engine_action="none")
@@ -226,13 +236,21 @@ def reconcile(
     verified: tuple[str, ...] = ()
     if _verifies(options, facts, plan):
         after = daemon_json_after(plan, facts)
+        base = _warned(base, live_config_unjudged(after, facts.daemon_json_file))
         # A reload dockerd refuses shows only in its journal: read from the apply's own timestamp on.
         reloaded_at = reload_stamp(result.stdout, action, facts.init)
         try:
             verified = timeline.run(
                 "verify",
                 lambda: _verify(
-                    transport, policy, after, facts.dockerd_flags, options, info_after, reloaded_at
+                    transport,
+                    policy,
+                    after,
+                    facts.dockerd_flags,
+                    options,
+                    info_after,
+                    reloaded_at,
+                    daemon_json_path=facts.daemon_json_file,
                 ),
             )
         except TrustAgentError as exc:
@@ -272,9 +290,10 @@ def _second_plan(
     config ``info`` read after it is not what the files ask for: the plan for the host as ``plan``
     left it, now with that live config (a list dockerd kept after its key went from daemon.json is
     cleared by writing ``[]``, fact 11). None where there is nothing such a plan could do."""
-    if info is None:
+    after = daemon_json_after(plan, facts)
+    if info is None or live_config_unjudged(after, facts.daemon_json_file) is not None:
         return None
-    wanted = expected_insecure(daemon_json_after(plan, facts), facts.dockerd_flags)
+    wanted = expected_insecure(after, facts.dockerd_flags)
     if not mismatches(info, policy.registries, wanted):
         return None
     again = _plan(policy, facts_after(plan, facts), options, info)
@@ -437,12 +456,34 @@ def _verify(
     options: RunOptions,
     info: dict[str, Any] | None = None,
     reloaded_at: float | None = None,
+    *,
+    daemon_json_path: str,
 ) -> tuple[str, ...]:
     """Prove the engine runs the registry config of ``daemon_json`` and its command line ``flags``: from
     ``info`` (the engine's live /info, read on the host in the gather or apply round trip) when it
     already matches, else by polling /info until it does (a SIGHUP applies asynchronously), or until
     dockerd's journal says it refused the reload done after ``reloaded_at`` (the host's uptime); then
-    the canary pull, where asked."""
+    the canary pull, where asked. A ``daemon_json`` that cannot be parsed says nothing of what dockerd
+    runs: no live comparison then (the caller warns, :func:`live_config_unjudged`)."""
+    proved: list[str] = []
+    if live_config_unjudged(daemon_json, daemon_json_path) is None:
+        _wait_for_files_config(transport, policy, daemon_json, flags, options, info, reloaded_at)
+        proved.append("live config")
+    if options.canary_image:
+        proved.append(_canary(transport, options, options.canary_image))
+    return tuple(proved)
+
+
+def _wait_for_files_config(
+    transport: Transport,
+    policy: TrustPolicy,
+    daemon_json: bytes | None,
+    flags: Sequence[str],
+    options: RunOptions,
+    info: dict[str, Any] | None,
+    reloaded_at: float | None,
+) -> None:
+    """Return once the engine's live registry config is what ``daemon_json`` and ``flags`` ask for."""
     wanted = expected_insecure(daemon_json, flags)
     if info is None or mismatches(info, policy.registries, wanted):
         wait_for_live_config(
@@ -452,10 +493,10 @@ def _verify(
             timeout=options.verify_timeout,
             refused=None if reloaded_at is None else refusal_since(transport, reloaded_at),
         )
-    proved = ["live config"]
-    if options.canary_image:
-        proved.append(_canary(transport, options, options.canary_image))
-    return tuple(proved)
+
+
+def _warned(base: HostOutcome, warning: str | None) -> HostOutcome:
+    return base if warning is None else replace(base, warnings=(*base.warnings, warning))
 
 
 def _canary(transport: Transport, options: RunOptions, image: str) -> str:
@@ -482,12 +523,14 @@ def _roll_back(
         return _done(base, timeline, "failed", error=str(cause))
     undo = inverse(plan)
     action = plan.engine_action if facts.init is not None and facts.engine_running else "none"
+    # The host's lock lasted the apply's script alone: the roll-back's, under the lock again, puts
+    # back only files that still hold what this run wrote, or nothing (another run's change stands).
     script = build_apply_script(
         undo,
         engine_action=action,
         init=facts.init,
         daemon_json_path=facts.daemon_json_file,
-        expect_current=False,
+        rolling_back=True,
         backup_stamp=options.backup_stamp + "-rollback",
     )
 
@@ -498,6 +541,9 @@ def _roll_back(
         result: CommandResult = timeline.run("rollback", run_undo)
     except TrustAgentError as exc:
         return _done(base, timeline, "failed", error=f"{cause}; roll-back failed too: {exc}")
+    if result.exit_status in (EXIT_BUSY, EXIT_CHANGED):
+        left = f"{script_error(result.stderr)}; not rolled back: the host is left as it is"
+        return _done(base, timeline, "failed", error=f"{cause}; {left}")
     if not result.ok and result.exit_status != EXIT_ACTION:
         stderr = result.stderr.decode("utf-8", "replace").strip()
         return _done(base, timeline, "failed", error=f"{cause}; roll-back failed too: {stderr}")
@@ -565,7 +611,7 @@ MASKED = "docker.service is masked: systemctl cannot reload or restart it"
 
 def _unit_blockers(facts: DockerFacts, plan: HostPlan) -> list[str]:
     """Why docker.service, as it is, keeps ``plan`` from taking effect: found before anything is written."""
-    if not isinstance(facts, HostFacts) or facts.init != "systemd":
+    if facts.init != "systemd":
         return []
     blockers = []
     if facts.unit_masked and plan.engine_action != "none":
@@ -579,7 +625,7 @@ def _unit_blockers(facts: DockerFacts, plan: HostPlan) -> list[str]:
     return blockers
 
 
-def _config_file_moved(facts: HostFacts) -> str | None:
+def _config_file_moved(facts: DockerFacts) -> str | None:
     """Where the running dockerd reads another daemon.json than its unit's next start would (a
     --config-file drop-in removed, daemon-reload, no restart): a reload and a restart would load
     different files, and the live config checked after a reload is not the written file's."""

@@ -15,6 +15,7 @@ from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION, info_doc, live
 from agent.engine.unit_log import UNIT_JOURNAL_COMMAND, reload_refusal
 from agent.errors import TrustAgentError, VerifyError
 from agent.hosts.base import Transport
+from agent.runtimes.daemon_json import DaemonJsonError, parse_daemon_json
 from agent.runtimes.live_registry import insecure_in_force, live_insecure
 from agent.runtimes.live_registry import mismatches as live_mismatches
 
@@ -27,6 +28,22 @@ def expected_insecure(daemon_json: bytes | None, flags: Sequence[str] = ()) -> f
     except ValueError:
         doc = {}
     return insecure_in_force(doc if isinstance(doc, dict) else {}, flags)
+
+
+def live_config_unjudged(daemon_json: bytes | None, path: str) -> str | None:
+    """Why the engine's live registry config cannot be judged against ``daemon_json`` at ``path``: the
+    file cannot be parsed (comments, a trailing comma), so dockerd runs what it loaded from an earlier
+    file, which may list registries as insecure that this one does not show; None where it can be."""
+    if daemon_json is None:
+        return None
+    try:
+        parse_daemon_json(daemon_json, path)
+    except DaemonJsonError as exc:
+        return (
+            f"live config not compared with daemon.json ({exc}): dockerd runs what it loaded from an "
+            "earlier file, which this one does not show; check it with docker info once the file is fixed"
+        )
+    return None
 
 
 def read_live_info(transport: Transport, timeout: float = 20.0) -> dict[str, Any]:

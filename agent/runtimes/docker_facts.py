@@ -47,6 +47,16 @@ class DockerFacts:
     # Docker from the snap store is installed: its dockerd reads daemon.json and certs.d under
     # /var/snap/docker/current/, not /etc/docker.
     snap_docker: bool = False
+    # What the gather saw of docker.service (the planner does not use it; reconcile refuses on it):
+    # masked, systemctl refuses to reload or restart it (stopping it still works).
+    unit_masked: bool = False
+    unit_flags: tuple[str, ...] | None = None  # docker.service's ExecStart flags (None: not read)
+    running_flags: tuple[str, ...] = ()  # the running dockerd's own (empty: not read)
+
+    @property
+    def next_start_flags(self) -> tuple[str, ...]:
+        """dockerd's flags as its next start gives them: the unit's, where it has them."""
+        return self.dockerd_flags if self.unit_flags is None else self.unit_flags
 
     @property
     def daemon_json_file(self) -> str:

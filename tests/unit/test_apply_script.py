@@ -551,3 +551,111 @@ def test_the_state_directory_is_made_0711_and_an_existing_one_keeps_its_mode(tmp
     assert stat.S_IMODE((fresh / "var/lib/trust-agent").stat().st_mode) == 0o711
     assert stat.S_IMODE((fresh / "var/lib").stat().st_mode) == 0o755
     assert stat.S_IMODE((kept / "var/lib/trust-agent").stat().st_mode) == 0o750
+
+
+OTHER_CA = f"{CERTS}/other.test/ca.crt"
+RECORD = b'{"claims": ["a"]}\n'
+
+
+def a_plan_with_every_kind_of_change() -> HostPlan:
+    """Files made, replaced and deleted, and the agent's record written twice (as a plan that adds and
+    drops claims writes it)."""
+    return HostPlan(
+        changes=(
+            FileChange(STATE, "update", RECORD, b'{"claims": ["a", "b"]}\n', 0o644, True),
+            FileChange(f"{CERTS}/registry.test/trust-agent-storage-ca.crt", "create", None, b"CA\n"),
+            FileChange(
+                DAEMON, "update", b'{"debug": true}\n', b'{"debug": true, "insecure-registries": []}\n'
+            ),
+            FileChange(OTHER_CA, "delete", b"foreign\n", None),
+            FileChange(STATE, "update", b'{"claims": ["a", "b"]}\n', b'{"claims": ["b"]}\n', 0o644, True),
+        ),
+        mkdirs=(f"{CERTS}/registry.test",),
+    )
+
+
+@pytest.fixture
+def recorded(root: Path) -> Path:
+    """``root`` with the agent's record of an earlier run."""
+    (root / STATE.lstrip("/")).parent.mkdir(parents=True)
+    (root / STATE.lstrip("/")).write_bytes(RECORD)
+    return root
+
+
+def roll_back_script(plan: HostPlan) -> str:
+    return build_apply_script(inverse(plan), engine_action="none", init=None, rolling_back=True)
+
+
+def test_a_roll_back_puts_back_a_host_nothing_changed_since_the_apply(recorded: Path) -> None:
+    root = recorded
+    before = tree(root)
+    plan = a_plan_with_every_kind_of_change()
+    assert run(root, build_apply_script(plan, engine_action="none", init=None))[0] == 0
+    assert json.loads((root / STATE.lstrip("/")).read_bytes()) == {"claims": ["b"]}
+    status, err = run(root, roll_back_script(plan))
+    assert status == 0, err
+    assert {k: v for k, v in tree(root).items() if "/backup/" not in k} == before
+    # What is put back is what dockerd ran before the apply: no check of its command line refuses it.
+    assert RUNNING_FLAG_CHECK not in roll_back_script(plan)
+
+
+@pytest.mark.parametrize(
+    ("path", "content"),
+    [
+        (f"{CERTS}/registry.test/trust-agent-storage-ca.crt", b"another run's CA\n"),
+        (DAEMON, b'{"insecure-registries": ["registry.test"]}\n'),
+        (STATE, b'{"claims": ["registry.test"]}\n'),  # its last content, not the first the apply wrote
+        (STATE, None),
+        (OTHER_CA, b"foreign again\n"),  # deleted by the apply, made again since
+    ],
+    ids=[
+        "ca-file-rewritten",
+        "daemon-json-rewritten",
+        "record-rewritten",
+        "record-removed",
+        "deleted-file-back",
+    ],
+)
+def test_a_roll_back_leaves_a_host_another_run_changed_since_the_apply_as_it_is(
+    recorded: Path, path: str, content: bytes | None
+) -> None:
+    """The host's lock lasts one script: another run that wrote between an apply and its roll-back kept
+    its change (its CA files, its record of the insecure-registries entries it added)."""
+    root = recorded
+    plan = a_plan_with_every_kind_of_change()
+    assert run(root, build_apply_script(plan, engine_action="none", init=None))[0] == 0
+    target = root / path.lstrip("/")
+    if content is None:
+        target.unlink()
+    else:
+        target.write_bytes(content)
+    changed = tree(root)
+    status, err = run(root, roll_back_script(plan))
+    assert status == EXIT_CHANGED
+    assert err.strip() == (
+        f"{path} no longer holds what this run's apply wrote: another run (or a person) changed the host since"
+    )
+    assert tree(root) == changed
+    assert not list(root.rglob(".trust-agent.*"))
+
+
+def test_two_applies_that_made_the_record_and_then_rewrote_it_are_undone_to_no_record(root: Path) -> None:
+    """A host without the agent's record applied twice in one run (planned again with dockerd's live
+    config): the record made, then rewritten. Undone, the host has no record again; the deletion set
+    aside before the renames must not let the first version come back."""
+    from agent.runtimes.docker import facts_after, followed_by
+
+    before = tree(root)
+    facts = DockerFacts(daemon_json=(root / DAEMON.lstrip("/")).read_bytes())
+    first = plan_docker(insecure_policy("registry.test"), facts)
+    assert run(root, build_apply_script(first, engine_action="none", init=None))[0] == 0
+    then = plan_docker(SKIP_OTHER, facts_after(first, facts))
+    assert run(root, build_apply_script(then, engine_action="none", init=None))[0] == 0
+    both = followed_by(first, then)
+    assert next(c.action for c in both.changes if c.path == STATE) == "create"
+    undo = inverse(both)
+    assert [c.action for c in undo.changes if c.path == STATE] == ["delete"]
+    assert run(root, roll_back_script(both))[0] == 0
+    assert {k: v for k, v in tree(root).items() if "/backup/" not in k} == {
+        k: v for k, v in before.items() if "/backup/" not in k
+    }

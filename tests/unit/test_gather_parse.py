@@ -11,17 +11,22 @@ import pytest
 
 from agent.engine.gather import (
     GATHER_SCRIPT,
-    HostFacts,
     config_file_flag,
     engine_flags,
     gather,
     live_info,
     parse_gather_output,
 )
-from agent.engine.reconcile import _unit_blockers
+from agent.engine.options import RunOptions
+from agent.engine.reconcile import _unit_blockers, reconcile
+from agent.engine.verify import live_config_unjudged
 from agent.errors import CommandError
+from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
+from agent.runtimes.docker import plan_docker
+from agent.runtimes.docker_facts import CERTS_DIR, DockerFacts
 from agent.runtimes.plan import HostPlan
+from tests.unit.test_docker_plan import ca_policy
 
 UNIT = b"""# /lib/systemd/system/docker.service
 [Service]
@@ -411,7 +416,6 @@ def test_the_running_dockerds_own_config_file_is_seen_beside_its_units() -> None
     """A --config-file drop-in removed, daemon-reload, no restart: only the unit was read, and the plan
     reloaded a dockerd that reads another file, waited 20 s and rolled back."""
     facts = parse_gather_output(a_gather(cmdline=RUNNING_WITH_OTHER_FILE))
-    assert isinstance(facts, HostFacts)
     assert config_file_flag(facts.running_flags) == "/etc/docker/other.json"
     assert facts.unit_flags is not None and config_file_flag(facts.unit_flags) is None
     assert config_file_flag(facts.next_start_flags) is None  # the file to write is the unit's
@@ -440,13 +444,13 @@ def test_a_masked_unit_is_reported_and_refuses_a_reload_before_anything_is_writt
     masked = parse_gather_output(
         a_gather(unit="# Unit docker.service is masked.", cmdline=RUNNING_WITH_OTHER_FILE)
     )
-    assert isinstance(masked, HostFacts) and masked.unit_masked and masked.engine_running
+    assert masked.unit_masked and masked.engine_running
     (blocker,) = _unit_blockers(masked, HostPlan(engine_action="reload"))
     assert blocker.startswith(
         "docker.service is masked: systemctl cannot reload or restart it (the plan needs"
     )
     assert _unit_blockers(masked, HostPlan(engine_action="none")) == []  # certs.d alone: no job asked
-    assert not parse_gather_output(a_gather()).unit_masked  # type: ignore[attr-defined]
+    assert not parse_gather_output(a_gather()).unit_masked
 
 
 @pytest.mark.parametrize(
@@ -481,3 +485,75 @@ def test_an_active_unit_whose_socket_does_not_answer_stops_the_gather(records: l
 )
 def test_a_socket_that_cannot_answer_for_a_known_reason_is_no_failure(text: str) -> None:
     parse_gather_output(text)
+
+
+# daemon.json as a person edited it: a comment and a trailing comma (dockerd refuses both).
+COMMENTED = b'{\n  // the proxy\n  "debug": true,\n}\n'
+
+
+@pytest.mark.parametrize("daemon_json", [COMMENTED, b'{"debug": true,}\n', b'{"debug": tru}'])
+def test_a_daemon_json_that_cannot_be_parsed_leaves_the_live_config_unjudged(daemon_json: bytes) -> None:
+    said = live_config_unjudged(daemon_json, "/etc/docker/daemon.json")
+    assert said is not None and said.startswith(
+        "live config not compared with daemon.json (/etc/docker/daemon.json: not valid JSON"
+    )
+
+
+@pytest.mark.parametrize("daemon_json", [None, b"", b'{"insecure-registries": ["registry.test"]}'])
+def test_a_daemon_json_absent_empty_or_valid_is_compared_with_the_live_config(
+    daemon_json: bytes | None,
+) -> None:
+    assert live_config_unjudged(daemon_json, "/etc/docker/daemon.json") is None
+
+
+class GatheredHost(Transport):
+    """A host that answers the gather with ``gathered`` and refuses every other script (recorded)."""
+
+    name = "h1"
+
+    def __init__(self, gathered: str) -> None:
+        self.gathered = gathered
+        self.others: list[str] = []
+
+    def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        if stdin.decode() == GATHER_SCRIPT:
+            return CommandResult(0, self.gathered.encode(), b"")
+        self.others.append(stdin.decode())
+        return CommandResult(1, b"", b"not this host's")
+
+    def docker_api(self, timeout: float = 30.0) -> None:
+        raise AssertionError("no canary was asked for")
+
+
+def test_a_converged_host_whose_daemon_json_cannot_be_parsed_is_not_judged_by_its_live_config() -> None:
+    """dockerd still runs an older valid daemon.json listing the registry as insecure; the file as it is
+    (a comment) is left alone by the planner in CA mode. Read as {}, it made the verify wait for a live
+    config that could never come and fail the host: now it compares nothing, and says so."""
+    policy = ca_policy("registry.test")
+    applied = plan_docker(policy, DockerFacts(daemon_json=COMMENTED, init="systemd", engine_running=True))
+    written = {c.path: c.after or b"" for c in applied.changes}
+    prefix = CERTS_DIR + "/"
+    files = [
+        f"@@ta file {p.removeprefix(prefix)}\n{b64(data)}"
+        for p, data in written.items()
+        if p.startswith(prefix)
+    ]
+    info = {
+        "ServerVersion": "26.1.5",
+        "RegistryConfig": {"IndexConfigs": {"registry.test": {"Secure": False}}},
+    }
+    gathered = a_gather(
+        "@@ta certs-dir",
+        "@@ta dir registry.test",
+        *files,
+        f"@@ta daemon-json\n{b64(COMMENTED)}",
+        f"@@ta state\n{b64(written['/var/lib/trust-agent/docker-state.json'])}",
+        f"@@ta info-json\n{json.dumps(info)}",
+    )
+    host = GatheredHost(gathered)
+    outcome = reconcile(host, policy, RunOptions(verify_timeout=0.5))
+    assert (outcome.status, outcome.error, outcome.verified) == ("unchanged", None, ())
+    assert outcome.warnings[-1].startswith(
+        "live config not compared with daemon.json (/etc/docker/daemon.json: not valid JSON (line 2"
+    ), outcome.warnings
+    assert host.others == []  # no /info read again, no wait for a config that cannot come
