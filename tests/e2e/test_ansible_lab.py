@@ -66,20 +66,21 @@ def ansible_home() -> Iterator[Path]:
 
 
 def run_playbook(
-    lab: Lab, argv: list[str], home: Path, source: Path, *extra: str
+    lab: Lab, argv: list[str], home: Path, source: Path, *extra: str, inventory: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     variables = {
         "trustagent_source": str(source),
         "trustagent_storage_ca": [str(lab.storage_ca)],
         "trustagent_registry_ca": [str(lab.registry_ca)],
     }
-    return run_play(lab, argv, home, PLAYBOOK, "-e", json.dumps(variables), *extra)
+    return run_play(lab, argv, home, PLAYBOOK, "-e", json.dumps(variables), *extra, inventory=inventory)
 
 
 def run_play(
-    lab: Lab, argv: list[str], home: Path, playbook: Path, *extra: str
+    lab: Lab, argv: list[str], home: Path, playbook: Path, *extra: str, inventory: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """ansible-playbook PLAYBOOK on the lab's inventory, from inside the lab's namespace."""
+    """ansible-playbook PLAYBOOK on the lab's inventory (or ``inventory``), from inside the lab's
+    namespace."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env.update(
         HOME=str(home),
@@ -90,7 +91,7 @@ def run_play(
         ANSIBLE_FORCE_COLOR="0",
     )
     return lab.run_in_ns(
-        [*argv, "-i", str(lab.inventory_ini), str(playbook), *extra],
+        [*argv, "-i", str(inventory or lab.inventory_ini), str(playbook), *extra],
         env=env,
         cwd=str(home),
         timeout=600,
@@ -485,3 +486,152 @@ def test_the_readmes_module_alone_play_works_as_written(
         assert engine_state(lab, host) == (started, reloaded + 1)
     finally:
         reset(lab, host)
+
+
+def test_a_failed_canary_pull_gets_the_image_it_removed_pulled_back_after_the_roll_back(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
+) -> None:
+    host = lab.hosts[1]
+    reset(lab, host)
+    try:
+        converged = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name)
+        assert converged.returncode == 0, converged.stdout
+        # The host holds the canary under its own tag alone: the check removes it for its pull.
+        lab.ssh(host, f"docker pull {lab.image}", timeout=180)
+        image_id = lab.ssh(host, f"docker image inspect --format '{{{{.Id}}}}' {lab.image}").stdout.strip()
+        files = etc_docker(lab, host)
+
+        wrong = tmp_path / "wrong-storage-ca.pem"
+        wrong.write_bytes(make_ca("Not the storage CA")[0])
+        wrong_ca = json.dumps({"trustagent_canary_image": lab.image, "trustagent_storage_ca": [str(wrong)]})
+        refused = run_playbook(
+            lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name, "-e", wrong_ca
+        )
+        assert refused.returncode != 0 and recap(refused)[host.name]["failed"] == 1, refused.stdout
+        assert "x509" in refused.stdout, refused.stdout
+        assert (
+            "rolled back: the previous files are in place; the canary image pulled back" in refused.stdout
+        ), refused.stdout
+        assert etc_docker(lab, host) == files
+        # The host holds the image it held before, fetched again through the previous (working) trust.
+        again = lab.ssh(host, f"docker image inspect --format '{{{{.Id}}}}' {lab.image}", check=False)
+        assert again.returncode == 0 and again.stdout.strip() == image_id, again.stdout + again.stderr
+    finally:
+        reset(lab, host)
+
+
+def _login_as_deploy(lab: Lab, host: Host, path: Path) -> Path:
+    """An inventory that logs in to ``host`` as the lab's ``deploy`` user (sudo without a password)."""
+    path.write_text(
+        f"{host.name} ansible_host={host.address} ansible_user=deploy ansible_ssh_private_key_file={lab.key}\n"
+        f"\n[all:vars]\nansible_ssh_common_args='-o UserKnownHostsFile={lab.known_hosts}'\n"
+    )
+    return path
+
+
+def test_a_login_that_is_not_root_is_refused_before_anything_is_written(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
+) -> None:
+    host = lab.hosts[0]
+    reset(lab, host)
+    inventory = _login_as_deploy(lab, host, tmp_path / "deploy.ini")
+    uid = lab.ssh(host, "id -u deploy").stdout.strip()
+    not_root = (
+        f"runs as uid {uid}, not root: /etc/docker and the engine's socket are root's "
+        "(log in as root, or set become: true for sudo)"
+    )
+    no_become = ("-e", json.dumps({"ansible_become": False}))
+    before = host_files(lab, host)
+    try:
+        # --check: the plan, said to be partial (deploy cannot read dockerd's socket).
+        check = run_playbook(
+            lab, ansible_playbook, ansible_home, lab.registry_yml, "--check", *no_become, inventory=inventory
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert (
+            f"[WARNING]: this host {not_root}: what it showed may be partial" in check.stdout + check.stderr
+        )
+
+        # A real run: refused before any write, and not reported as a change.
+        run = run_playbook(
+            lab, ansible_playbook, ansible_home, lab.registry_yml, *no_become, inventory=inventory
+        )
+        assert run.returncode != 0, run.stdout
+        assert recap(run)[host.name] | {"ok": 0} == {"ok": 0, "changed": 0, "unreachable": 0, "failed": 1}, (
+            run.stdout
+        )
+        assert f"{not_root}; nothing touched" in run.stdout, run.stdout
+        assert "Permission denied" not in run.stdout, run.stdout
+        assert host_files(lab, host) == before
+
+        # The same login with become (the example playbook's own choice for a non-root user) works.
+        become = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, inventory=inventory)
+        assert become.returncode == 0 and recap(become)[host.name]["changed"] == 1, become.stdout
+    finally:
+        reset(lab, host)
+
+
+def test_null_for_an_optional_string_variable_means_not_given(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path
+) -> None:
+    host = lab.hosts[2]
+    reset(lab, host)
+    try:
+        nulls = json.dumps({"trustagent_canary_image": None, "trustagent_source_ca": None})
+        run = run_playbook(
+            lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name, "-e", nulls
+        )
+        assert run.returncode == 0 and recap(run)[host.name]["changed"] == 1, run.stdout + run.stderr
+        # The check ran (no canary: none was given).
+        check = VERIFY_TASK.search(run.stdout)
+        assert check is not None and check.group(1) == "ok", run.stdout
+        assert "canary" not in run.stdout, run.stdout
+
+        # A required one given as null is the role's own refusal, not a template error.
+        missing = run_playbook(
+            lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name,
+            "-e", json.dumps({"trustagent_source": None}),
+        )  # fmt: skip
+        assert missing.returncode != 0, missing.stdout
+        assert "trustagent_source is required" in missing.stdout, missing.stdout
+    finally:
+        reset(lab, host)
+
+
+def test_an_empty_or_missing_ca_path_is_refused_in_the_playbooks_terms(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
+) -> None:
+    host = lab.hosts[2]
+    before = host_files(lab, host)
+
+    # `-e trustagent_storage_ca=` is the list [''], which named the playbook's directory.
+    empty = run_playbook(
+        lab,
+        ansible_playbook,
+        ansible_home,
+        lab.registry_yml,
+        "--limit",
+        host.name,
+        "-e",
+        "trustagent_storage_ca=",
+    )
+    assert empty.returncode != 0 and recap(empty)[host.name]["failed"] == 1, empty.stdout
+    assert (
+        "bad input, nothing touched: trustagent_storage_ca: an empty path names no file (to give none, leave it "
+        "out)" in empty.stdout
+    ), empty.stdout
+    assert "Is a directory" not in empty.stdout, empty.stdout
+
+    # A relative path is looked for beside the playbook: the error says where.
+    relative = json.dumps({"trustagent_registry_ca": ["files/registry-ca.pem"]})
+    missing = run_playbook(
+        lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name, "-e", relative
+    )
+    assert missing.returncode != 0 and recap(missing)[host.name]["failed"] == 1, missing.stdout
+    playbooks = PLAYBOOK.parent
+    assert (
+        f"bad input, nothing touched: trustagent_registry_ca files/registry-ca.pem: no such file: looked for "
+        f"{playbooks}/files/registry-ca.pem (relative paths are relative to the playbook's directory, {playbooks})"
+        in missing.stdout
+    ), missing.stdout
+    assert host_files(lab, host) == before

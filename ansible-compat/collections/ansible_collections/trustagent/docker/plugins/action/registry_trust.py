@@ -26,10 +26,9 @@ from ansible_collections.trustagent.docker.plugins.plugin_utils.wording import (
 )
 
 try:
+    from ansible_collections.trustagent.docker.plugins.plugin_utils.planning import not_root, plan_host
+
     from agent.engine.apply_script import (
-        EXIT_BUSY,
-        EXIT_CHANGED,
-        EXIT_INVALID,
         build_apply_script,
         daemon_json_backup,
         new_backup_stamp,
@@ -37,12 +36,11 @@ try:
     )
     from agent.engine.gather import gather_live
     from agent.engine.undo import undo_record
-    from agent.engine.verify import expected_insecure
+    from agent.engine.verify import expected_insecure, read_live_info
     from agent.errors import InputError, TrustAgentError
     from agent.hosts.base import CommandResult, Transport
     from agent.inputs import PolicyInputs, resolve_policy
-    from agent.runtimes.docker import daemon_json_after, plan_docker
-    from agent.runtimes.live_registry import live_insecure
+    from agent.runtimes.docker import daemon_json_after
     from agent.runtimes.plan import HostPlan
 
     IMPORT_ERROR: str | None = None
@@ -129,16 +127,20 @@ class TrustAgentAction(ActionBase):
 class ActionModule(TrustAgentAction):
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         result, args = self._begin(tmp, task_vars)
+        source_ca = args["source_ca"]
         try:
             _, policy = resolve_policy(
                 PolicyInputs(
-                    source=self._local_path(args["source"]),
-                    registries=tuple(str(r) for r in args["registries"]),
-                    storage_ca=tuple(self._local_path(p) for p in args["storage_ca"]),
-                    registry_ca=tuple(self._local_path(p) for p in args["registry_ca"]),
+                    source=self._local_path("--source", args["source"]),
+                    # null in a playbook means "not given", as an option left out does.
+                    registries=tuple(str(r) for r in args["registries"] or ()),
+                    storage_ca=tuple(self._local_path("--storage-ca", p) for p in args["storage_ca"] or ()),
+                    registry_ca=tuple(
+                        self._local_path("--registry-ca", p) for p in args["registry_ca"] or ()
+                    ),
                     allow_expired=bool(args["allow_expired"]),
                     env_overrides=bool(args["env_overrides"]),
-                    source_ca=self._local_path(args["source_ca"]) if args["source_ca"] else None,
+                    source_ca=self._local_path("--source-ca", source_ca) if source_ca else None,
                     no_storage_ca=bool(args["no_storage_ca"]),
                     no_registry_ca=bool(args["no_registry_ca"]),
                 )
@@ -151,12 +153,17 @@ class ActionModule(TrustAgentAction):
             facts, info = gather_live(transport)
         except TrustAgentError as exc:
             raise AnsibleActionFail(self._say(str(exc))) from None
-        plan: HostPlan = plan_docker(
+        login = not_root(facts.login_uid)
+        if login is not None and not self._task.check_mode:
+            # Checked before the plan, as the CLI does: the writes would fail part way, as the user.
+            raise AnsibleActionFail(f"{login}; nothing touched")
+        plan: HostPlan = plan_host(
             policy,
             facts,
-            restart_policy=args["restart_policy"],
+            info,
+            restart_policy=args["restart_policy"] or "auto",
             allow_restart=bool(args["allow_restart"]),
-            live_insecure=live_insecure(info, policy.registries) if info is not None else None,
+            read_info=lambda: _info_or_none(transport),
         )
         engine_action = plan.engine_action if facts.init is not None else "none"
         # A plan without file changes may still have dockerd load the daemon.json it has not loaded yet.
@@ -179,6 +186,8 @@ class ActionModule(TrustAgentAction):
         # The policy's warnings (the source and CA files as read: no CA for a private storage, an expired
         # CA allowed, …) are the CLI's too; Ansible prints each as a [WARNING].
         warnings = ansible_warnings(policy.warnings, plan.warnings, role=self._in_role())
+        if login is not None:  # check mode: what a non-root login could read is not the whole host
+            warnings.insert(0, f"this host {login}: what it showed may be partial")
         if warnings:
             result["warnings"] = warnings
         if self._task.diff and plan.visible_changes:
@@ -217,9 +226,11 @@ class ActionModule(TrustAgentAction):
         if not applied.ok:
             # stderr only: the script's stdout is its report to us (stdin is given: no -tt session).
             detail = error_line(b"", applied.stderr) or f"exit {applied.exit_status}"
-            untouched = applied.exit_status in (EXIT_BUSY, EXIT_CHANGED, EXIT_INVALID)
-            note = "nothing was written" if untouched else "the host may be partly changed"
-            result.update(failed=True, msg=f"apply failed ({note}): {detail}")
+            changed = _apply_replaced_files(applied)
+            note = "the host may be partly changed" if changed else "nothing was written"
+            result.update(
+                failed=True, changed=changed, engine_action="none", msg=f"apply failed ({note}): {detail}"
+            )
             return result
         result["msg"] = f"changed {files}; dockerd: {engine_action}"
         # What registry_trust_verify needs to put the previous files back should dockerd not take these
@@ -238,9 +249,41 @@ class ActionModule(TrustAgentAction):
             )
         return result
 
-    def _local_path(self, value: str) -> str:
-        """A controller path as the CLI would take it; relative paths are relative to the playbook."""
-        text = str(value)
+    def _local_path(self, flag: str, value: str | None) -> str:
+        """A controller path as the CLI would take it (``flag``'s value); relative paths are relative to
+        the playbook."""
+        text = "" if value is None else str(value)
         if "://" in text:
             return text  # a live DTR/MSR API
-        return str(self._loader.path_dwim(os.path.expanduser(text)))
+        if not text.strip():
+            # It would name the playbook's own directory: "cannot read: Is a directory".
+            raise AnsibleActionFail(
+                self._say(
+                    f"bad input, nothing touched: {flag}: an empty path names no file (to give none, leave it out)"
+                )
+            )
+        given = os.path.expanduser(text)
+        path = str(self._loader.path_dwim(given))
+        if not os.path.isabs(given) and not os.path.exists(path):
+            raise AnsibleActionFail(
+                self._say(
+                    f"bad input, nothing touched: {flag} {text}: no such file: looked for {path} "
+                    f"(relative paths are relative to the playbook's directory, {self._loader.get_basedir()})"
+                )
+            )
+        return path
+
+
+def _apply_replaced_files(applied: CommandResult) -> bool:
+    """Whether a failed apply script replaced any file: it renames files into place only after every
+    check passed, and says so once all are (``written``), or names those it replaced before a rename
+    failed. Refused before that (the lock, a check, dockerd --validate, a permission), nothing changed."""
+    return b"@@ta t written" in applied.stdout or b"already replaced:" in applied.stderr
+
+
+def _info_or_none(transport: Transport) -> dict[str, Any] | None:
+    """dockerd's live ``/info``, or None where it does not answer (then the restart stays refused)."""
+    try:
+        return read_live_info(transport)
+    except TrustAgentError:
+        return None

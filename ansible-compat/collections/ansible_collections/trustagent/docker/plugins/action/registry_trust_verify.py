@@ -15,7 +15,7 @@ reports a failed reload or restart in ``engine_action_error``: the check fails a
 from __future__ import annotations
 
 import shlex
-from typing import Any
+from typing import Any, NamedTuple
 
 from ansible.errors import AnsibleActionFail
 from ansible_collections.trustagent.docker.plugins.action.registry_trust import TrustAgentAction
@@ -25,8 +25,8 @@ try:
     from agent.engine.apply_script import EXIT_ACTION, build_apply_script, new_backup_stamp
     from agent.engine.undo import parse_read, read_script, undo_plan
     from agent.engine.unit_log import start_failure_note
-    from agent.engine.verify import read_live_info, refusal_since, wait_for_live_config
-    from agent.errors import TrustAgentError, VerifyError
+    from agent.engine.verify import CanaryError, read_live_info, refusal_since, wait_for_live_config
+    from agent.errors import TrustAgentError
     from agent.hosts.base import Transport
 except ImportError:  # reported by TrustAgentAction._begin, with what to install
     pass
@@ -74,6 +74,10 @@ class ActionModule(TrustAgentAction):
         if args["canary_image"]:
             try:
                 verified.append(canary_pull_on_host(transport, str(args["canary_image"])))
+            except CanaryError as exc:
+                # Removed for the pull that failed: pulled back once the previous files are in place.
+                back = str(args["canary_image"]) if exc.removed else None
+                return _failed(result, transport, args["undo"], str(exc), canary_back=back)
             except TrustAgentError as exc:
                 return _failed(result, transport, args["undo"], str(exc))
         result.update(
@@ -86,13 +90,22 @@ class ActionModule(TrustAgentAction):
 
 
 def _failed(
-    result: dict[str, Any], transport: Transport, undo: dict[str, Any] | None, why: str
+    result: dict[str, Any],
+    transport: Transport,
+    undo: dict[str, Any] | None,
+    why: str,
+    *,
+    canary_back: str | None = None,
 ) -> dict[str, Any]:
-    """Fail the host with ``why``; first roll it back where ``registry_trust``'s ``undo`` was given."""
+    """Fail the host with ``why``; first roll it back where ``registry_trust``'s ``undo`` was given.
+    ``canary_back``: the canary image the failed pull removed, pulled again once the host is back."""
     if not undo:
         raise AnsibleActionFail(why)
-    restored, note = roll_back(transport, undo)
-    result.update(failed=True, changed=restored, rolled_back=restored, msg=f"{why}; {note}")
+    back = roll_back(transport, undo)
+    note = back.note
+    if back.engine_took and canary_back:
+        note += pull_canary_back(transport, canary_back)
+    result.update(failed=True, changed=back.restored, rolled_back=back.restored, msg=f"{why}; {note}")
     return result
 
 
@@ -106,7 +119,8 @@ _CANARY = (
     "id=$(docker image inspect --format '{{{{.Id}}}}' \"$img\"); "
     'docker image rm "$img" >/dev/null 2>&1 || true; '
     # Untagged, not deleted: an image built on it holds it, and the pull would only tag it again.
-    'docker image inspect "$id" >/dev/null 2>&1 && echo "@@ta canary held"; '
+    'if docker image inspect "$id" >/dev/null 2>&1; then echo "@@ta canary held"; '
+    'else echo "@@ta canary removed"; fi; '
     "fi; "
     'docker pull "$img"'
 )
@@ -114,22 +128,47 @@ _CANARY = (
 
 def canary_pull_on_host(transport: Transport, image: str) -> str:
     """``docker pull IMAGE`` on the host: the CA files proved end to end (registry, then its storage)."""
-    reference = image if ":" in image.rsplit("/", 1)[-1] else f"{image}:latest"
-    pulled = transport.run(_CANARY.format(image=shlex.quote(reference)))
+    pulled = transport.run(_CANARY.format(image=shlex.quote(_reference(image))))
     if not pulled.ok:
         # Docker's own error: on stdout where the ssh connection ran the pull in a tty (no stdin).
         why = error_line(pulled.stdout, pulled.stderr) or f"exit {pulled.exit_status}"
-        raise VerifyError(f"canary pull of {image} failed: {why}")
+        removed = b"@@ta canary removed" in pulled.stdout
+        raise CanaryError(f"canary pull of {image} failed: {why}", removed=removed)
     if b"Image is up to date" in pulled.stdout or b"@@ta canary held" in pulled.stdout:
         return f"canary pull {image} (on the host already, held by another tag or a container: no blob fetched, the storage redirect unproved)"
     return f"canary pull {image}"
 
 
+def pull_canary_back(transport: Transport, image: str) -> str:
+    """As trust-agent's own roll-back (``reconcile._canary_back``): the canary was removed for a pull
+    that failed; with the previous files back, a plain pull puts it back, so the host holds what it held
+    (and the pull that now works says the previous trust still does)."""
+    pulled = transport.run(f"docker pull {shlex.quote(_reference(image))}")
+    if pulled.ok:
+        return "; the canary image pulled back"
+    why = error_line(pulled.stdout, pulled.stderr) or f"exit {pulled.exit_status}"
+    return f"; the canary image could not be pulled back (canary pull of {image} failed: {why})"
+
+
+def _reference(image: str) -> str:
+    """``image`` with its tag: ``:latest`` where it names none (a digest or a tag is kept)."""
+    return image if ":" in image.rsplit("/", 1)[-1] else f"{image}:latest"
+
+
 _DONE = {"reload": "; dockerd reloaded", "restart": "; dockerd restarted", "none": ""}
 
 
-def roll_back(transport: Transport, record: dict[str, Any]) -> tuple[bool, str]:
-    """Put back the files ``record`` (``registry_trust``'s ``undo``) names; (restored, what happened)."""
+class RolledBack(NamedTuple):
+    """What a roll-back did: ``restored``, the previous files are in place; ``engine_took``, and dockerd
+    took them (reloaded or restarted on them, or needed neither); ``note``, what happened, in words."""
+
+    restored: bool
+    engine_took: bool
+    note: str
+
+
+def roll_back(transport: Transport, record: dict[str, Any]) -> RolledBack:
+    """Put back the files ``record`` (``registry_trust``'s ``undo``) names."""
     try:
         read = transport.run_script(read_script(record), "").check("reading back what the change wrote")
         plan = undo_plan(record, parse_read(read.stdout.decode("utf-8", "replace")))
@@ -142,13 +181,15 @@ def roll_back(transport: Transport, record: dict[str, Any]) -> tuple[bool, str]:
         )
         done = transport.run_script(script, "")
     except TrustAgentError as exc:
-        return False, f"not rolled back: {exc}"
+        return RolledBack(False, False, f"not rolled back: {exc}")
     if done.ok:
-        return True, f"rolled back: the previous files are in place{_DONE.get(record['engine_action'], '')}"
+        done_note = _DONE.get(record["engine_action"], "")
+        return RolledBack(True, True, f"rolled back: the previous files are in place{done_note}")
     if done.exit_status == EXIT_ACTION:
         note = start_failure_note(done.stdout)
-        return True, "rolled back: the previous files are in place, but dockerd did not take them either" + (
+        said = "rolled back: the previous files are in place, but dockerd did not take them either" + (
             f" ({note})" if note else ""
         )
+        return RolledBack(True, False, said)
     lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-    return False, f"roll-back failed: {lines[-1] if lines else f'exit {done.exit_status}'}"
+    return RolledBack(False, False, f"roll-back failed: {lines[-1] if lines else f'exit {done.exit_status}'}")

@@ -76,7 +76,10 @@ options:
     default: auto
     choices: [auto, reload, restart, never]
   allow_restart:
-    description: Let C(auto) ask for a restart where a reload cannot apply the change.
+    description:
+      - Let C(auto) ask for a restart where a reload cannot apply the change. Without it, as with
+        C(trust-agent rollout), C(auto) restarts only a dockerd whose live C(/info) shows live-restore
+        (its containers keep running).
     type: bool
     default: false
 attributes:

@@ -33,7 +33,8 @@ options:
     description:
       - An image to pull on the host once the live config matches (C(docker pull)), proving the CA
         files end to end (the registry, then its storage). A failed pull fails the check, and with
-        I(undo) rolls the host back, as C(trust-agent rollout --canary-image) does.
+        I(undo) rolls the host back, as C(trust-agent rollout --canary-image) does; an image the check
+        removed for its pull is then pulled again, through the previous files.
     type: str
   engine_action_error:
     description:
