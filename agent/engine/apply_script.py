@@ -18,7 +18,7 @@ import re
 import shlex
 from collections.abc import Iterable, Sequence
 
-from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION
+from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION, LINK_CHAIN_FUNCTION, unsafe_hop_says
 from agent.engine.options import new_backup_stamp
 from agent.engine.unit_log import START_CURSOR, START_LOG
 from agent.runtimes.plan import EngineAction, FileChange, HostPlan
@@ -142,6 +142,7 @@ def build_apply_script(
     init: str | None,
     validate_with: tuple[str, ...] | None = None,
     daemon_json_path: str = "/etc/docker/daemon.json",
+    daemon_json_link: str | None = None,
     expect_current: bool = True,
     rolling_back: bool = False,
     backup_stamp: str | None = None,
@@ -149,6 +150,9 @@ def build_apply_script(
 ) -> str:
     """The sh program applying ``plan``; run it as ``sh -s -- ROOT`` with the program on stdin.
 
+    ``daemon_json_link`` is the symlink dockerd reads daemon.json through, where there is one
+    (``daemon_json_path`` is then its resolved target): on a live host every hop of its chain is checked
+    again, and must still lead to ``daemon_json_path``, before daemon.json is written.
     ``validate_with`` is the dockerd command line to validate daemon.json with
     (``dockerd --validate --config-file`` is appended), or None where the engine has no ``--validate``.
     ``expect_current=False`` skips the gathered-state check. ``rolling_back``: ``plan`` is the
@@ -171,6 +175,8 @@ def build_apply_script(
         out.extend(_expect_current_lines(plan.changes))
         if any(c.path == daemon_json_path and c.action != "delete" for c in plan.changes):
             out.append(RUNNING_FLAG_CHECK)
+    if daemon_json_link is not None and any(c.path == daemon_json_path for c in plan.changes):
+        out.extend(_link_chain_lines(daemon_json_link, daemon_json_path))
     writes = [c for c in plan.changes if c.action != "delete"]
     backs_up = any(backed_up(c, daemon_json_path) for c in plan.changes)
     # Checked before any directory is made: mkd through a link would make them outside a --root tree.
@@ -361,6 +367,37 @@ def _expect_current_lines(changes: Sequence[FileChange], moved_since: str = _MOV
         else:
             lines.append(each)
     return lines
+
+
+def _link_chain_lines(link: str, target: str) -> list[str]:
+    """On a live host, refuse to write ``target`` where the chain of links from ``link`` now goes through
+    a directory another user can write in, or no longer leads there (changed since the gather, which
+    checked it the same way). A --root tree resolves no link: the planner wrote none there."""
+    q = shlex.quote
+    unsafe = _shell_words(unsafe_hop_says("\0dir", link, "\0hop", "\0to"))
+    moved = q(f"{link} no longer leads to {target}:{_MOVED_SINCE_GATHER}")
+    return [
+        LINK_CHAIN_FUNCTION,
+        f'if [ -z "$R" ]; then ta_link_chain {q(link)} || fail {EXIT_CHANGED} {unsafe}',
+        f'  [ "$(readlink -f -- {q(link)})" = {q(target)} ] || fail {EXIT_CHANGED} {moved}',
+        "fi",
+    ]
+
+
+def _shell_words(text: str) -> str:
+    """``text`` as one shell word: each marker (a NUL, which no path holds, then ``dir``, ``hop`` or
+    ``to``) the value of the shell variable :data:`LINK_CHAIN_FUNCTION` sets for it, the rest quoted."""
+    names = {"dir": "ta_bad", "hop": "ta_hop", "to": "ta_to"}
+    words = []
+    for number, part in enumerate(text.split("\0")):
+        literal = part
+        if number:
+            marker = next(m for m in names if part.startswith(m))
+            words.append(f'"${names[marker]}"')
+            literal = part[len(marker) :]
+        if literal:
+            words.append(shlex.quote(literal))
+    return "".join(words)
 
 
 def _plain(path: str) -> bool:

@@ -78,9 +78,57 @@ ta_version() {
 }
 """)
 
+# The longest chain of links followed, as the kernel's own limit (ELOOP past 40).
+MAX_LINK_HOPS = 40
+
+# ``ta_link_chain LINK`` walks LINK's chain of symbolic links hop by hop. Each link's directory and each
+# hop's target directory (as written and where it leads, with every directory above them) must be root's
+# and not group/world-writable, the rule the apply script applies to the directory it writes in:
+# otherwise another user could point a hop at any file and have root read or write it. At the first hop
+# that breaks the rule it returns 1, with ta_bad (the directory), ta_hop (the link) and ta_to (where it
+# points) set. Shared by the gather (before daemon.json is read) and the apply script (before it is
+# written). GNU find's -quit: only the first directory is named.
+LINK_CHAIN_FUNCTION = r"""
+ta_link_chain() {
+  ta_hop=$1; ta_n=0
+  while [ -L "$ta_hop" ] && [ "$ta_n" -lt @HOPS@ ]; do
+    ta_n=$((ta_n + 1))
+    ta_to=$(readlink -- "$ta_hop") || return 0
+    ta_in=$(readlink -m -- "${ta_hop%/*}/")
+    case "$ta_to" in /*) ta_abs=$ta_to ;; *) ta_abs="${ta_in%/}/$ta_to" ;; esac
+    set --
+    for ta_d in "${ta_hop%/*}" "$ta_in" "${ta_abs%/*}" "$(readlink -m -- "${ta_abs%/*}/")"; do
+      ta_k=0
+      while [ -n "$ta_d" ] && [ "$ta_d" != / ] && [ "$ta_k" -lt 4096 ]; do
+        set -- "$@" "$ta_d"; ta_d=${ta_d%/*}; ta_k=$((ta_k + 1))
+      done
+    done
+    if [ $# -gt 0 ]; then
+      ta_bad=$(find -L "$@" -maxdepth 0 \( ! -user 0 -o -perm /022 \) -print -quit 2>/dev/null)
+      [ -z "$ta_bad" ] || return 1
+    fi
+    ta_hop=$ta_abs
+  done
+  return 0
+}
+""".replace("@HOPS@", str(MAX_LINK_HOPS))
+
+
+def unsafe_hop_says(directory: str, daemon_json: str, link: str, target: str) -> str:
+    """Why a daemon.json reached through a link in ``directory`` (``link`` → ``target``, a hop of
+    ``daemon_json``'s chain) is neither read nor written, and what to do about it."""
+    return (
+        f"{directory} is writable by a user other than root, and {daemon_json} is reached through it "
+        f"(the link {link} -> {target}): that user could point it at any file, so trust-agent neither "
+        f"reads nor writes daemon.json that way (make {directory} root's alone: chown root, chmod go-w; "
+        "or link to a file in a directory only root can write); nothing written"
+    )
+
+
 GATHER_SCRIPT = (
     INFO_FUNCTION
     + PING_FUNCTION
+    + LINK_CHAIN_FUNCTION
     + _engine_shell(r"""
 R="$1"; D="$R$2"; C="$R/etc/docker/certs.d"; S="$R/var/lib/trust-agent/docker-state.json"
 b64() { base64 -w0 < "$1" 2>/dev/null; echo; }
@@ -111,13 +159,19 @@ if [ -d "$C" ]; then
     done
   done
 fi
-[ -f "$D" ] && { echo "@@ta daemon-json"; b64 "$D"; }
-ta_not_file "$D"
-if [ -L "$D" ]; then
-  # A symlink: its target is what to write (the link is kept). Not resolved in a --root tree, where an
-  # absolute link means a path inside the tree.
-  # -m where -f gives nothing: a link into a directory that does not exist still names its target.
-  echo "@@ta daemon-json-link"; [ -n "$R" ] || { readlink -f "$D" || readlink -m "$D"; } | base64 -w0; echo
+# A symlink on a live host: every hop of its chain is checked before its content is read (nothing is
+# shown of a file another user could have pointed it at). Links only: a plain file costs no process.
+if [ -z "$R" ] && [ -L "$D" ] && ! ta_link_chain "$D"; then
+  echo "@@ta daemon-json-unsafe-hop"; printf '%s\n%s\n%s' "$ta_bad" "$ta_hop" "$ta_to" | base64 -w0; echo
+else
+  [ -f "$D" ] && { echo "@@ta daemon-json"; b64 "$D"; }
+  ta_not_file "$D"
+  if [ -L "$D" ]; then
+    # A symlink: its target is what to write (the link is kept). Not resolved in a --root tree, where
+    # an absolute link means a path inside the tree.
+    # -m where -f gives nothing: a link into a directory that does not exist still names its target.
+    echo "@@ta daemon-json-link"; [ -n "$R" ] || { readlink -f "$D" || readlink -m "$D"; } | base64 -w0; echo
+  fi
 fi
 [ -f "$S" ] && [ ! -L "$S" ] && { echo "@@ta state"; b64 "$S"; }
 ta_not_file "$S"
@@ -351,7 +405,9 @@ _STOPPED = frozenset({"inactive", "failed", ""})
 _TEXTS = {"unit-text": "unit-end", "env-text": "env-end"}
 
 # Records followed by one line: base64 for files, JSON for /info.
-_LINE_PAYLOADS = frozenset({"file", "daemon-json", "daemon-json-link", "state", "cmdline", "info-json"})
+_LINE_PAYLOADS = frozenset(
+    {"file", "daemon-json", "daemon-json-link", "daemon-json-unsafe-hop", "state", "cmdline", "info-json"}
+)
 
 
 def _records(text: str) -> list[_Record]:
@@ -402,6 +458,7 @@ def _parse(
     env_files: dict[str, str] = {}
     env_path = ""
     _refuse_non_files(records)
+    _refuse_unsafe_hop(records, daemon_json_path)
     for record in records:
         kind, name, payload = record.kind, record.name, record.payload or ""
         if kind == "dir":
@@ -507,6 +564,16 @@ def _refuse_non_files(records: list[_Record]) -> None:
         raise CommandError("; ".join(_not_a_file(path, what == "directory") for what, _, path in found))
 
 
+def _refuse_unsafe_hop(records: list[_Record], daemon_json_path: str) -> None:
+    """Stop at a daemon.json whose chain of links goes through a directory another user can write in
+    (the gather read nothing through it)."""
+    for record in records:
+        if record.kind == "daemon-json-unsafe-hop":
+            parts = _b64(record.payload or "", record.kind).decode("utf-8", "replace").split("\n")
+            directory, link, target = [*parts, "?", "?", "?"][:3]
+            raise CommandError(unsafe_hop_says(directory, daemon_json_path, link, target))
+
+
 def _not_a_file(path: str, directory: bool) -> str:
     """Why ``path`` stops the run, and what to do about it."""
     what = "a directory, not a file" if directory else "not a regular file"
@@ -607,6 +674,8 @@ __all__ = [
     "GATHER_SCRIPT",
     "INFO_COMMAND_TAIL",
     "INFO_FUNCTION",
+    "LINK_CHAIN_FUNCTION",
+    "MAX_LINK_HOPS",
     "OWNED_PREFIX",
     "EngineFlags",
     "gather",
@@ -614,4 +683,5 @@ __all__ = [
     "info_doc",
     "live_info",
     "parse_gather_output",
+    "unsafe_hop_says",
 ]

@@ -339,6 +339,11 @@ def _live_info_or_none(transport: Transport, options: RunOptions) -> dict[str, A
         return None  # the verify reads it again, and says what it finds
 
 
+def _link_of(facts: DockerFacts) -> str | None:
+    """daemon.json's path where it is a link: the apply walks the chain again before writing its end."""
+    return facts.daemon_json_path if facts.daemon_json_link else None
+
+
 def _reads_info(options: RunOptions, facts: DockerFacts, action: str) -> bool:
     """Whether the apply script ends by reading the engine's /info (saves verify a round trip); not where
     the controller reads the API itself, which costs the host no curl."""
@@ -377,6 +382,7 @@ def _apply(
         init=facts.init,
         validate_with=validate_with,
         daemon_json_path=facts.daemon_json_file,
+        daemon_json_link=_link_of(facts),
         backup_stamp=options.backup_stamp,
         read_info=_reads_info(options, facts, action),
     )
@@ -530,6 +536,7 @@ def _roll_back(
         engine_action=action,
         init=facts.init,
         daemon_json_path=facts.daemon_json_file,
+        daemon_json_link=_link_of(facts),
         rolling_back=True,
         backup_stamp=options.backup_stamp + "-rollback",
     )

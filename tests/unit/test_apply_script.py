@@ -16,10 +16,12 @@ from agent.engine.apply_script import (
     EXIT_CHANGED,
     EXIT_INVALID,
     RUNNING_FLAG_CHECK,
+    _link_chain_lines,
     build_apply_script,
     inverse,
     new_backup_stamp,
 )
+from agent.engine.gather import unsafe_hop_says
 from agent.hosts.local import LocalTransport
 from agent.runtimes.docker import plan_docker
 from agent.runtimes.docker_facts import STATE_FILE as STATE
@@ -347,6 +349,52 @@ def test_a_link_where_a_file_goes_is_never_followed_nor_replaced(root: Path, poi
     )
     assert target.is_symlink() and (root / "victim").read_text() == "precious\n"
     assert not (root / "nowhere").exists()
+
+
+@pytest.mark.parametrize("name", ["daemon.json", 'it\'s $HOME `id` "x".json'])
+def test_a_link_in_a_directory_others_can_write_in_stops_a_live_apply_naming_it(
+    tmp_path: Path, name: str
+) -> None:
+    """On a live host, daemon.json's chain of links is walked again before it is written: a link in a
+    directory another user can write in stops the apply, the directory and the hop named as they are."""
+    docker = tmp_path / "etc/docker"
+    docker.mkdir(parents=True)
+    (tmp_path / "conf").mkdir()
+    target = tmp_path / "conf/daemon.json"
+    target.write_bytes(b"{}\n")
+    link = docker / name
+    link.symlink_to(target)
+    docker.chmod(0o777)
+    check = "\n".join(_link_chain_lines(str(link), str(target)))
+    script = f'R=\'\'\nfail() {{ echo "$2" >&2; exit "$1"; }}\n{check}\necho walked\n'
+    status, err = run(tmp_path, script)
+    assert status == EXIT_CHANGED
+    assert err.strip() == unsafe_hop_says(str(docker), str(link), str(link), str(target))
+
+
+def test_the_link_chain_is_walked_only_where_daemon_json_is_written_and_not_in_a_root_tree(
+    root: Path,
+) -> None:
+    target = "/srv/docker/daemon.json"
+    (root / "srv/docker").mkdir(parents=True)
+    (root / "srv/docker/daemon.json").write_bytes(b'{"debug": true}\n')
+    change = FileChange(target, "update", b'{"debug": true}\n', b'{"debug": false}\n')
+    cert = FileChange(f"{CERTS}/other.test/trust-agent-x.crt", "create", None, b"CA\n")
+
+    def script(*changes: FileChange, link: str | None = DAEMON) -> str:
+        plan = HostPlan(changes=changes)
+        return build_apply_script(
+            plan, engine_action="none", init=None, daemon_json_path=target, daemon_json_link=link
+        )
+
+    assert "ta_link_chain" not in script(cert)
+    assert "ta_link_chain" not in script(change, cert, link=None)
+    walked = script(change, cert)
+    assert f"ta_link_chain {DAEMON} ||" in walked
+    # A --root tree resolves no link (the planner writes none there): the tree is written as before.
+    status, err = run(root, walked)
+    assert status == 0, err
+    assert (root / "srv/docker/daemon.json").read_bytes() == b'{"debug": false}\n'
 
 
 def test_a_link_in_a_root_tree_is_refused_and_a_killed_runs_temp_files_go(root: Path, tmp_path: Path) -> None:

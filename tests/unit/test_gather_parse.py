@@ -11,6 +11,7 @@ import pytest
 
 from agent.engine.gather import (
     GATHER_SCRIPT,
+    LINK_CHAIN_FUNCTION,
     config_file_flag,
     engine_flags,
     gather,
@@ -183,6 +184,39 @@ def test_a_symlinked_daemon_json_is_known_by_its_resolved_target_and_odd_answers
     assert link("/srv/docker/daemon.json\n") == "/srv/docker/daemon.json"
     for unusable in ("", "srv/daemon.json\n", "/srv/../etc/daemon.json\n", "/srv/a\nb\n", "/srv/a\x1b\n"):
         assert link(unusable) == "", unusable
+
+
+@pytest.mark.parametrize("daemon_json", ["/etc/docker/daemon.json", "/etc/docker/other.json"])
+def test_a_daemon_json_reached_through_a_directory_another_user_can_write_fails_naming_the_hop(
+    daemon_json: str,
+) -> None:
+    """The gather found a hop of daemon.json's chain of links in a directory another user can write in
+    (and read nothing through it): the host fails, naming the directory and the hop."""
+    hop = b"/home/eve/docker\n/etc/docker/daemon.json\n/home/eve/docker/daemon.json"
+    text = "\n".join(["@@ta begin 1", "@@ta daemon-json-unsafe-hop", b64(hop), "@@ta end"])
+    with pytest.raises(CommandError) as raised:
+        parse_gather_output(text, daemon_json)
+    said = str(raised.value)
+    assert said.startswith(
+        f"/home/eve/docker is writable by a user other than root, and {daemon_json} is reached through it "
+        "(the link /etc/docker/daemon.json -> /home/eve/docker/daemon.json): "
+    ), said
+    assert said.endswith("; nothing written")
+
+
+def test_the_link_walk_names_the_directory_of_a_link_others_can_write_in(tmp_path: Path) -> None:
+    """Whoever can write in the directory a link is in can replace the link: that directory is named,
+    with the hop, and nothing after it is walked."""
+    docker = tmp_path / "etc/docker"
+    docker.mkdir(parents=True)
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf/daemon.json").write_bytes(b"{}")
+    link = docker / "daemon.json"
+    link.symlink_to("../../conf/daemon.json")
+    docker.chmod(0o777)
+    walk = LINK_CHAIN_FUNCTION + 'ta_link_chain "$1"; echo "$?|$ta_n|${ta_bad:-}|$ta_hop|$ta_to"'
+    result = LocalTransport().run(f"sh -s -- {link}", stdin=walk.encode())
+    assert result.stdout.decode() == f"1|1|{docker}|{link}|../../conf/daemon.json\n", result.stderr
 
 
 def test_the_unit_text_is_read_up_to_its_own_end_line_only() -> None:
