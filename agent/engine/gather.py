@@ -174,6 +174,9 @@ else
   fi
 fi
 [ -f "$S" ] && [ ! -L "$S" ] && { echo "@@ta state"; b64 "$S"; }
+# trust-agent's daemon keeps its own policy here: what it keeps, for a run of another to say so.
+T="$R/var/lib/trust-agent/status.json"
+[ -f "$R/etc/trust-agent/install.json" ] && [ -f "$T" ] && [ ! -L "$T" ] && { echo "@@ta daemon-status"; b64 "$T"; }
 ta_not_file "$S"
 if [ -z "$R" ]; then
   i=""; p=""; k=""
@@ -406,7 +409,16 @@ _TEXTS = {"unit-text": "unit-end", "env-text": "env-end"}
 
 # Records followed by one line: base64 for files, JSON for /info.
 _LINE_PAYLOADS = frozenset(
-    {"file", "daemon-json", "daemon-json-link", "daemon-json-unsafe-hop", "state", "cmdline", "info-json"}
+    {
+        "file",
+        "daemon-json",
+        "daemon-json-link",
+        "daemon-json-unsafe-hop",
+        "state",
+        "daemon-status",
+        "cmdline",
+        "info-json",
+    }
 )
 
 
@@ -508,6 +520,7 @@ def _parse(
         daemon_json=blobs.get("daemon-json"),
         daemon_json_link=_link_target(blobs.get("daemon-json-link")),
         state=blobs.get("state"),
+        daemon_status=blobs.get("daemon-status"),
         engine_version=engine_version,
         dockerd_flags=flags.flags,
         flags_source=flags.source,

@@ -17,6 +17,7 @@ Pure: no I/O. The rules, with the facts they rest on (``shared/design/trust-fact
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
@@ -119,6 +120,8 @@ def plan_docker(
     warnings = (*loaded.warnings, *daemon.warnings, *action.warnings, *_half_client_pairs(facts, registries))
     elsewhere = api_elsewhere(facts, daemon.doc)
     blockers += [elsewhere] if elsewhere else []
+    kept = _daemon_keeps_another(policy, facts)
+    warnings += (kept,) if kept else ()
     if facts.snap_docker and facts.engine_running:
         warnings += (_SNAP_BESIDE,)
     elif facts.snap_docker:
@@ -134,6 +137,23 @@ def plan_docker(
         reasons=(*certs.reasons, *daemon.reasons, *action.reasons),
         warnings=tuple(dict.fromkeys(warnings)),
         blockers=tuple(dict.fromkeys(blockers)),
+    )
+
+
+def _daemon_keeps_another(policy: TrustPolicy, facts: DockerFacts) -> str | None:
+    """Where trust-agent's daemon runs on the host keeping another policy: it puts that one back within
+    an interval, so a change made now would not last (the daemon's own runs keep its policy: silent)."""
+    try:
+        status = json.loads(facts.daemon_status or b"")
+        kept = status["policy"]["fingerprint"] if isinstance(status, dict) and status.get("policy") else None
+        state = status.get("state") if isinstance(status, dict) else None
+    except (ValueError, TypeError, KeyError):
+        return None  # no status the daemon wrote: nothing to say
+    if not isinstance(kept, str) or state == "stopped" or kept == policy.fingerprint():
+        return None
+    return (
+        f"trust-agent's daemon runs on this host and keeps another policy ({kept}): it puts that one back "
+        "within one interval; change the policy with `trust-agent daemon install`, or uninstall the daemon"
     )
 
 

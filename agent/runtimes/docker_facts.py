@@ -49,6 +49,8 @@ class DockerFacts:
     snap_docker: bool = False
     # What the gather saw of docker.service (the planner does not use it; reconcile refuses on it):
     # masked, systemctl refuses to reload or restart it (stopping it still works).
+    # trust-agent's per-host daemon is installed: its status.json (the policy it keeps, its state).
+    daemon_status: bytes | None = None
     unit_masked: bool = False
     unit_flags: tuple[str, ...] | None = None  # docker.service's ExecStart flags (None: not read)
     running_flags: tuple[str, ...] = ()  # the running dockerd's own (empty: not read)

@@ -1065,3 +1065,24 @@ def test_half_a_client_pair_in_a_registry_directory_is_warned_of() -> None:
     assert not [
         w for w in plan_docker(ca_policy("registry.test"), host(certs=paired)).warnings if "fact 6" in w
     ]
+
+
+def _daemon_status(fingerprint: str | None, state: str = "ok") -> bytes:
+    policy = None if fingerprint is None else {"fingerprint": fingerprint, "registries": ["registry.test"]}
+    return json.dumps({"version": 1, "state": state, "policy": policy}).encode()
+
+
+def test_a_host_whose_daemon_keeps_another_policy_is_warned_of_and_its_own_is_not() -> None:
+    policy = ca_policy("registry.test")
+    facts = DockerFacts(daemon_json=b"{}\n", daemon_status=_daemon_status("0123456789abcdef"))
+    warned = [w for w in plan_docker(policy, facts).warnings if w.startswith("trust-agent's daemon runs")]
+    assert len(warned) == 1 and "(0123456789abcdef)" in warned[0] and "daemon install" in warned[0]
+    for status in (
+        _daemon_status(policy.fingerprint()),  # the daemon's own run, or a rollout of the same policy
+        _daemon_status("0123456789abcdef", state="stopped"),  # nothing will put it back
+        _daemon_status(None),  # no policy kept yet
+        b"not json",
+        None,
+    ):
+        plan = plan_docker(policy, replace(facts, daemon_status=status))
+        assert not [w for w in plan.warnings if w.startswith("trust-agent's daemon runs")], status

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -591,3 +592,24 @@ def test_a_converged_host_whose_daemon_json_cannot_be_parsed_is_not_judged_by_it
         "live config not compared with daemon.json (/etc/docker/daemon.json: not valid JSON (line 2"
     ), outcome.warnings
     assert host.others == []  # no /info read again, no wait for a config that cannot come
+
+
+def test_the_daemons_status_is_gathered_only_where_its_install_is(tmp_path: Path) -> None:
+    from agent.engine.gather import GATHER_SCRIPT as script
+
+    status = tmp_path / "var/lib/trust-agent/status.json"
+    status.parent.mkdir(parents=True)
+    status.write_text('{"state": "ok"}\n')
+    (tmp_path / "etc/docker").mkdir(parents=True)
+
+    def records() -> list[str]:
+        done = subprocess.run(
+            ["sh", "-s", "--", str(tmp_path), "/etc/docker/daemon.json", "api", "n0nce"],
+            input=script, capture_output=True, text=True, check=True, timeout=30,
+        )  # fmt: skip
+        return [line for line in done.stdout.splitlines() if line.startswith("@@ta ")]
+
+    assert "@@ta daemon-status" not in records()  # a status.json without the install: not the daemon's
+    (tmp_path / "etc/trust-agent").mkdir(parents=True)
+    (tmp_path / "etc/trust-agent/install.json").write_text("{}\n")
+    assert "@@ta daemon-status" in records()
