@@ -6,7 +6,6 @@ for one host, so the rollout, ``apply --local`` and the per-host daemon behave t
 
 from __future__ import annotations
 
-import posixpath
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +25,13 @@ from agent.engine.apply_script import (
     script_stamps,
 )
 from agent.engine.gather import gather_live, live_info
+from agent.engine.host_plan import (
+    PlannedHost,
+    masked_note,
+    not_root_error,
+    plan_for_host,
+    unit_blockers,
+)
 from agent.engine.options import RunOptions
 from agent.engine.unit_log import start_failure_note
 from agent.engine.verify import (
@@ -52,10 +58,8 @@ from agent.errors import (
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
 from agent.outcome import HostOutcome, Phase, PhaseName, Status
-from agent.runtimes.daemon_json_checks import config_file_flag
-from agent.runtimes.docker import daemon_json_after, facts_after, followed_by, plan_docker
-from agent.runtimes.docker_facts import DAEMON_JSON, DockerFacts
-from agent.runtimes.live_registry import live_insecure
+from agent.runtimes.docker import daemon_json_after, facts_after, followed_by
+from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.plan import HostPlan
 from agent.trust import TrustPolicy
 
@@ -108,33 +112,32 @@ def reconcile(
     except TrustAgentError as exc:
         return HostOutcome(host, "failed", error=str(exc), phases=tuple(timeline.phases))
     facts, info = gathered
-    if facts.login_uid not in (None, 0):
-        # apply --local has no --become: there, the way is sudo itself.
-        how = (
-            "run it as root: sudo trust-agent ..."
-            if isinstance(transport, LocalTransport)
-            else "log in as root, or pass --become for sudo"
-        )
-        not_root = (
-            f"runs as uid {facts.login_uid}, not root: /etc/docker and the engine's socket are root's ({how})"
-        )
+    # apply --local has no --become: there, the way is sudo itself.
+    how = (
+        "run it as root: sudo trust-agent ..."
+        if isinstance(transport, LocalTransport)
+        else "log in as root, or pass --become for sudo"
+    )
+    not_root = not_root_error(facts.login_uid, how)
+    if not_root is not None:
         if not options.dry_run or options.verify:
             return HostOutcome(host, "failed", error=not_root, phases=tuple(timeline.phases))
         notes: tuple[str, ...] = (f"this host {not_root}: what it showed may be partial",)
     else:
         notes = ()
 
-    def planned(info: dict[str, Any] | None) -> HostPlan:
-        return _plan(policy, facts, options, info)
-
-    plan: HostPlan = timeline.run("plan", lambda: planned(info))
-    if _restart_waits_on_live_restore(plan, facts, options, info):
-        try:
-            info = read_live_info(transport, options.verify_timeout)
-        except TrustAgentError:
-            pass  # unknown: the restart stays refused without --allow-restart
-        else:
-            plan = timeline.run("plan", lambda: planned(info))
+    planned: PlannedHost = timeline.run(
+        "plan",
+        lambda: plan_for_host(
+            policy,
+            facts,
+            info,
+            restart_policy=options.restart_policy,
+            allow_restart=options.allow_restart,
+            read_info=lambda: _live_info_or_none(transport, options),
+        ),
+    )
+    plan, info = planned
     base = HostOutcome(
         host,
         "unchanged",
@@ -144,14 +147,11 @@ def reconcile(
         checks=_checks(plan, facts),
         warnings=(*notes, *plan.warnings),
     )
-    unit_blockers = _unit_blockers(facts, plan)
-    if plan.blockers or unit_blockers:
-        error = "; ".join((*unit_blockers, *plan.blockers))
+    refused = unit_blockers(facts, plan)
+    if plan.blockers or refused:
+        error = "; ".join((*refused, *plan.blockers))
         return _done(base, timeline, "failed", error=error, engine_action="none")
-    if facts.unit_masked and facts.init == "systemd":
-        base = replace(
-            base, warnings=(*base.warnings, f"{MASKED}; the files take effect when dockerd starts")
-        )
+    base = _warned(base, masked_note(facts))
     down = _engine_down(facts) if options.verify else None
     if down is not None:
         if options.dry_run:  # `verify`: a live config that cannot be read is not verified
@@ -261,16 +261,15 @@ def reconcile(
 def _plan(
     policy: TrustPolicy, facts: DockerFacts, options: RunOptions, info: dict[str, Any] | None
 ) -> HostPlan:
-    return plan_docker(
+    """The plan for ``facts`` with the live config ``info`` as it is: nothing more is read."""
+    return plan_for_host(
         policy,
         facts,
+        info,
         restart_policy=options.restart_policy,
         allow_restart=options.allow_restart,
-        # Whether the running dockerd has live-restore is /info's to say: daemon.json may hold a
-        # value it has not loaded, and a restart it does not protect stops every container.
-        live_restore=_live_restore(info),
-        live_insecure=live_insecure(info, policy.registries) if info is not None else None,
-    )
+        read_info=lambda: None,
+    ).plan
 
 
 def _verifies(options: RunOptions, facts: DockerFacts, plan: HostPlan) -> bool:
@@ -590,63 +589,6 @@ def _canary_back(transport: Transport, options: RunOptions) -> str:
     except TrustAgentError as exc:
         return f"; the canary image could not be pulled back ({exc})"
     return "; the canary image pulled back"
-
-
-def _live_restore(info: dict[str, Any] | None) -> bool | None:
-    value = info.get("LiveRestoreEnabled") if info is not None else None
-    return value if isinstance(value, bool) else None
-
-
-def _restart_waits_on_live_restore(
-    plan: HostPlan, facts: DockerFacts, options: RunOptions, info: dict[str, Any] | None
-) -> bool:
-    """A restart refused for want of --allow-restart, where only the running dockerd's live-restore
-    (not read yet: a host about to be written to is asked only its version) could allow it."""
-    return (
-        info is None
-        and plan.engine_action == "restart"
-        and bool(plan.blockers)
-        and options.restart_policy == "auto"
-        and not options.allow_restart
-        and facts.engine_running
-        and facts.init is not None
-    )
-
-
-MASKED = "docker.service is masked: systemctl cannot reload or restart it"
-
-
-def _unit_blockers(facts: DockerFacts, plan: HostPlan) -> list[str]:
-    """Why docker.service, as it is, keeps ``plan`` from taking effect: found before anything is written."""
-    if facts.init != "systemd":
-        return []
-    blockers = []
-    if facts.unit_masked and plan.engine_action != "none":
-        blockers.append(
-            f"{MASKED} (the plan needs a {plan.engine_action}): systemctl unmask docker.service, "
-            "then run again (nothing written)"
-        )
-    moved = _config_file_moved(facts)
-    if moved is not None:
-        blockers.append(moved)
-    return blockers
-
-
-def _config_file_moved(facts: DockerFacts) -> str | None:
-    """Where the running dockerd reads another daemon.json than its unit's next start would (a
-    --config-file drop-in removed, daemon-reload, no restart): a reload and a restart would load
-    different files, and the live config checked after a reload is not the written file's."""
-    if facts.unit_flags is None or not facts.running_flags:
-        return None
-    running = config_file_flag(facts.running_flags) or DAEMON_JSON
-    unit = config_file_flag(facts.unit_flags) or DAEMON_JSON
-    if posixpath.normpath(running) == posixpath.normpath(unit):
-        return None
-    return (
-        f"the running dockerd was started with --config-file={running}, but docker.service now starts it "
-        f"with {unit}: a reload would load {running}, its next start {unit}; restart dockerd "
-        "(systemctl restart docker.service) so that both read one file, then run again (nothing written)"
-    )
 
 
 def _engine_down(facts: DockerFacts) -> str | None:

@@ -635,3 +635,86 @@ def test_an_empty_or_missing_ca_path_is_refused_in_the_playbooks_terms(
         in missing.stdout
     ), missing.stdout
     assert host_files(lab, host) == before
+
+
+def test_a_masked_docker_service_refuses_a_change_that_needs_a_reload_before_anything_is_written(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
+) -> None:
+    source = skip_source(lab, tmp_path)  # the registry goes into insecure-registries: a reload is needed
+    host = lab.hosts[0]
+    reset(lab, host)
+    masked = (
+        "docker.service is masked: systemctl cannot reload or restart it (the plan needs a reload): "
+        "systemctl unmask docker.service, then run again (nothing written)"
+    )
+    lab.ssh(host, "systemctl mask docker.service")
+    try:
+        before = host_files(lab, host)
+        engine = engine_state(lab, host)
+
+        # --check shows the refusal, as `trust-agent plan` does.
+        check = run_playbook(lab, ansible_playbook, ansible_home, source, "--check", "--limit", host.name)
+        assert check.returncode != 0 and recap(check)[host.name]["failed"] == 1, check.stdout
+        assert masked in check.stdout, check.stdout
+
+        # A real run: refused before any write (no write, no roll-back of one), dockerd untouched.
+        run = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name)
+        assert run.returncode != 0, run.stdout
+        assert recap(run)[host.name] | {"ok": 0} == {"ok": 0, "changed": 0, "unreachable": 0, "failed": 1}, (
+            run.stdout
+        )
+        assert masked in run.stdout, run.stdout
+        assert "rolled back" not in run.stdout and "RUNNING HANDLER" not in run.stdout, run.stdout
+        assert host_files(lab, host) == before
+        assert engine_state(lab, host) == engine
+    finally:
+        lab.ssh(host, "systemctl unmask docker.service")
+        reset(lab, host)
+
+
+# The registry made insecure by daemon.json, dockerd started on it, then the key removed by hand and
+# dockerd reloaded: it keeps the list (fact 11), and the host has no agent record.
+KEPT_INSECURE_LIST = """
+rm -rf /etc/docker/certs.d/* /var/lib/trust-agent
+printf '{\\n "iptables": false,\\n "bridge": "none",\\n "storage-driver": "vfs",\\n "insecure-registries": ["%s"]\\n}\\n' \
+    > /etc/docker/daemon.json
+systemctl restart docker; sleep 1
+cp /usr/local/share/trust-agent-lab/daemon.json /etc/docker/daemon.json; systemctl reload docker; sleep 2
+"""
+
+
+def test_a_list_dockerd_kept_after_its_key_went_is_cleared_in_one_run(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path
+) -> None:
+    host = lab.hosts[1]
+    reset(lab, host)
+    lab.ssh(host, KEPT_INSECURE_LIST % lab.registry, timeout=120)
+    try:
+        assert not runs_secure_for_the_registry(lab, host)
+        assert not has_state(lab, host)
+        started, reloaded = engine_state(lab, host)
+
+        began = time.monotonic()
+        first = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name)
+        took = time.monotonic() - began
+        assert first.returncode == 0 and recap(first)[host.name]["failed"] == 0, first.stdout + first.stderr
+        # The CA files and "insecure-registries": [] in one task, the reload, and a check that found it
+        # live at once (not a 20 s wait and a roll-back).
+        assert "RUNNING HANDLER [trustagent.docker.registry_trust : Reload docker]" in first.stdout
+        assert recap(first)[host.name]["changed"] == 2, first.stdout
+        check = VERIFY_TASK.search(first.stdout)
+        assert check is not None and check.group(1) == "ok", first.stdout
+        assert "rolled back" not in first.stdout, first.stdout
+        assert took < 60, f"took {took:.1f}s"
+        daemon = json.loads(lab.ssh(host, "cat /etc/docker/daemon.json").stdout)
+        assert daemon["insecure-registries"] == []
+        assert any(path.startswith("/etc/docker/certs.d/") for path in host_files(lab, host))
+        assert runs_secure_for_the_registry(lab, host)
+        assert engine_state(lab, host) == (started, reloaded + 1)
+
+        again = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name)
+        assert again.returncode == 0 and recap(again)[host.name]["changed"] == 0, again.stdout
+        assert engine_state(lab, host) == (started, reloaded + 1)
+    finally:
+        lab.ssh(host, "systemctl restart docker", timeout=120)
+        reset(lab, host)

@@ -1,10 +1,14 @@
 """The collection's ``registry_trust`` plans a host as ``trust-agent rollout`` does: with the running
-dockerd's live-restore from ``/info``, read when only it could allow a restart; and it refuses a login
-that is not root. Pure logic (the plugin's planning helpers), no ansible-core needed."""
+dockerd's live-restore from ``/info``, read when only it could allow a restart; with its live insecure
+list, read where a host without the agent's record is to be left alone (a list dockerd kept, fact 11);
+and it refuses what the CLI refuses before writing (a login that is not root, a masked docker.service,
+a --config-file its unit no longer gives). Pure logic (the plugin's planning helpers, trust-agent's
+``agent.engine.host_plan``), no ansible-core needed."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -12,10 +16,12 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.runtimes.docker import plan_docker
-from agent.runtimes.docker_facts import DockerFacts
+from agent.certs import CABundle
+from agent.engine import host_plan
+from agent.runtimes.docker import facts_after, plan_docker
+from agent.runtimes.docker_facts import DAEMON_JSON, DockerFacts
 from agent.runtimes.live_registry import live_insecure
-from agent.trust import TrustPolicy
+from agent.trust import CAFile, TrustPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANNING = (
@@ -138,3 +144,128 @@ def test_a_login_that_is_not_root_is_refused_with_how_to_become_root() -> None:
     assert said.startswith("runs as uid 1000, not root: /etc/docker and the engine's socket are root's")
     assert "become: true" in said and "--become" not in said
     assert planning.not_root(0) is None and planning.not_root(None) is None
+
+
+def test_the_login_check_is_the_clis_in_playbook_terms() -> None:
+    cli = host_plan.not_root_error(1000, "log in as root, or pass --become for sudo")
+    assert cli is not None and planning.not_root(1000) == cli.replace(
+        "pass --become for sudo", "set become: true for sudo"
+    )
+
+
+def ca_policy() -> TrustPolicy:
+    pem = b"-----BEGIN CERTIFICATE-----\nMIIBstorage\n-----END CERTIFICATE-----\n"
+    return TrustPolicy(
+        registries=("registry.test",),
+        storage_endpoint="198.51.100.11:9000",
+        storage_scheme="https",
+        ca_files=(CAFile("storage", "trust-agent-storage-ca.crt", CABundle("t", pem, ())),),
+    )
+
+
+def no_record_host(**kw: Any) -> DockerFacts:
+    """A host the agent never wrote to (no state file: gathered without ``/info``), its daemon.json
+    without insecure-registries."""
+    base: dict[str, Any] = {
+        "init": "systemd",
+        "engine_version": "26.1.5",
+        "engine_running": True,
+        "daemon_json": b'{\n  "debug": true\n}\n',
+        "login_uid": 0,
+    }
+    return DockerFacts(**{**base, **kw})
+
+
+def info_with(secure: bool) -> dict[str, Any]:
+    return {"RegistryConfig": {"IndexConfigs": {"registry.test": {"Secure": secure}}}}
+
+
+def ca_plan(facts: DockerFacts, reads: InfoReads, **kw: Any) -> Any:
+    options: dict[str, Any] = {"restart_policy": "auto", "allow_restart": False, **kw}
+    return planning.plan_host(ca_policy(), facts, None, read_info=reads, **options)
+
+
+def test_a_list_dockerd_kept_after_its_key_went_is_cleared_in_the_modules_one_plan() -> None:
+    """Without ``/info`` the plan wrote the CA files only and left dockerd alone; the verify then found
+    the registry insecure, waited and rolled back, every run. Read, the live list gets ``[]`` written
+    and a reload, as the CLI's second plan does after its apply."""
+    facts = no_record_host()
+    reads = InfoReads(info_with(secure=False))
+    done = ca_plan(facts, reads)
+    assert reads.calls == 1
+    assert (done.engine_action, done.blockers) == ("reload", ())
+    (daemon,) = [c for c in done.changes if c.path == DAEMON_JSON]
+    assert daemon.after is not None and json.loads(daemon.after) == {"debug": True, "insecure-registries": []}
+    # The CLI's two plans (certs.d first, then the list it found live) write the very same files.
+    first = plan_docker(ca_policy(), facts)
+    again = plan_docker(ca_policy(), facts_after(first, facts), live_insecure={"registry.test": True})
+    assert facts_after(done, facts) == facts_after(again, facts_after(first, facts))
+
+
+def test_a_live_config_that_matches_leaves_the_plan_as_it_was() -> None:
+    facts = no_record_host()
+    reads = InfoReads(info_with(secure=True))
+    done = ca_plan(facts, reads)
+    assert reads.calls == 1
+    assert (done.changes, done.engine_action) == (plan_docker(ca_policy(), facts).changes, "none")
+    # dockerd does not answer: the plan made without it stands.
+    assert ca_plan(facts, InfoReads(None)).changes == done.changes
+
+
+def test_info_is_not_read_where_the_live_list_is_not_the_plans_business() -> None:
+    kept = info_with(secure=False)
+    for facts, options in (
+        (no_record_host(engine_running=False), {}),  # takes the files when it starts
+        (no_record_host(init=None), {}),  # a --root tree: no engine
+    ):
+        reads = InfoReads(kept)
+        done = ca_plan(facts, reads, **options)
+        assert reads.calls == 0, (facts, options)
+        assert done.engine_action == "none"
+    # Restart policy 'never' (as the CLI): the list is cleared in daemon.json, and dockerd left alone.
+    reads = InfoReads(kept)
+    never = ca_plan(no_record_host(), reads, restart_policy="never")
+    assert (reads.calls, never.engine_action, never.live_pending) == (1, "none", True)
+    assert DAEMON_JSON in [c.path for c in never.changes]
+    # Gathered with /info (the host has the agent's record): planned with it, nothing more read.
+    reads = InfoReads(None)
+    with_info = planning.plan_host(
+        ca_policy(), no_record_host(), kept, read_info=reads, restart_policy="auto", allow_restart=False
+    )
+    assert (reads.calls, with_info.engine_action) == (0, "reload")
+
+
+def test_a_masked_unit_refuses_a_plan_that_needs_a_reload_before_anything_is_written() -> None:
+    masked = restart_host(engine_version="26.1.5", daemon_json=b"{}\n", unit_masked=True)
+    reload = planning.plan_host(
+        insecure_policy(), masked, None, read_info=InfoReads(None), restart_policy="auto", allow_restart=False
+    )
+    assert reload.engine_action == "reload" and not reload.blockers
+    (refused,) = planning.refusals(masked, reload)
+    assert refused == (
+        "docker.service is masked: systemctl cannot reload or restart it (the plan needs a reload): "
+        "systemctl unmask docker.service, then run again (nothing written)"
+    )
+    assert planning.unit_warning(masked, reload) is None
+    # The CA files alone ask nothing of systemd: written, with the CLI's warning.
+    certs = ca_plan(no_record_host(unit_masked=True), InfoReads(None))
+    assert certs.engine_action == "none"
+    assert planning.refusals(no_record_host(unit_masked=True), certs) == []
+    assert planning.unit_warning(no_record_host(unit_masked=True), certs) == (
+        "docker.service is masked: systemctl cannot reload or restart it; the files take effect when dockerd "
+        "starts"
+    )
+    assert planning.unit_warning(no_record_host(), certs) is None
+
+
+@given(other=st.sampled_from(["/etc/docker/other.json", "/etc/docker/daemon.json", None]))
+def test_a_config_file_the_unit_no_longer_gives_is_refused_as_the_cli_refuses_it(other: str | None) -> None:
+    running = ("-H", "fd://", *(("--config-file", other) if other else ()))
+    facts = no_record_host(unit_flags=("-H", "fd://"), running_flags=running)
+    done = ca_plan(facts, InfoReads(None))
+    refused = planning.refusals(facts, done)
+    assert refused == host_plan.unit_blockers(facts, done)
+    moved = other not in (None, "/etc/docker/daemon.json")
+    assert bool(refused) == moved
+    if moved:
+        assert refused[0].startswith(f"the running dockerd was started with --config-file={other}")

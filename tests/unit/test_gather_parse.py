@@ -19,8 +19,9 @@ from agent.engine.gather import (
     live_info,
     parse_gather_output,
 )
+from agent.engine.host_plan import unit_blockers
 from agent.engine.options import RunOptions
-from agent.engine.reconcile import _unit_blockers, reconcile
+from agent.engine.reconcile import reconcile
 from agent.engine.verify import live_config_unjudged
 from agent.errors import CommandError
 from agent.hosts.base import CommandResult, Transport
@@ -454,7 +455,7 @@ def test_the_running_dockerds_own_config_file_is_seen_beside_its_units() -> None
     assert config_file_flag(facts.running_flags) == "/etc/docker/other.json"
     assert facts.unit_flags is not None and config_file_flag(facts.unit_flags) is None
     assert config_file_flag(facts.next_start_flags) is None  # the file to write is the unit's
-    blockers = _unit_blockers(facts, HostPlan(engine_action="reload"))
+    blockers = unit_blockers(facts, HostPlan(engine_action="reload"))
     assert blockers == [
         "the running dockerd was started with --config-file=/etc/docker/other.json, but docker.service now "
         "starts it with /etc/docker/daemon.json: a reload would load /etc/docker/other.json, its next start "
@@ -464,7 +465,7 @@ def test_the_running_dockerds_own_config_file_is_seen_beside_its_units() -> None
     same = b"\0".join(
         [b"/usr/sbin/dockerd", b"-H", b"fd://", b"--containerd=/run/containerd/containerd.sock", b""]
     )
-    assert _unit_blockers(parse_gather_output(a_gather(cmdline=same)), HostPlan(engine_action="reload")) == []
+    assert unit_blockers(parse_gather_output(a_gather(cmdline=same)), HostPlan(engine_action="reload")) == []
 
 
 def test_the_running_dockerds_command_line_is_read_while_docker_service_runs() -> None:
@@ -480,11 +481,11 @@ def test_a_masked_unit_is_reported_and_refuses_a_reload_before_anything_is_writt
         a_gather(unit="# Unit docker.service is masked.", cmdline=RUNNING_WITH_OTHER_FILE)
     )
     assert masked.unit_masked and masked.engine_running
-    (blocker,) = _unit_blockers(masked, HostPlan(engine_action="reload"))
+    (blocker,) = unit_blockers(masked, HostPlan(engine_action="reload"))
     assert blocker.startswith(
         "docker.service is masked: systemctl cannot reload or restart it (the plan needs"
     )
-    assert _unit_blockers(masked, HostPlan(engine_action="none")) == []  # certs.d alone: no job asked
+    assert unit_blockers(masked, HostPlan(engine_action="none")) == []  # certs.d alone: no job asked
     assert not parse_gather_output(a_gather()).unit_masked
 
 

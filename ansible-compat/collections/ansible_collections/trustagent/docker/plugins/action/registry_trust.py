@@ -26,7 +26,12 @@ from ansible_collections.trustagent.docker.plugins.plugin_utils.wording import (
 )
 
 try:
-    from ansible_collections.trustagent.docker.plugins.plugin_utils.planning import not_root, plan_host
+    from ansible_collections.trustagent.docker.plugins.plugin_utils.planning import (
+        not_root,
+        plan_host,
+        refusals,
+        unit_warning,
+    )
 
     from agent.engine.apply_script import (
         build_apply_script,
@@ -185,7 +190,10 @@ class ActionModule(TrustAgentAction):
         )
         # The policy's warnings (the source and CA files as read: no CA for a private storage, an expired
         # CA allowed, …) are the CLI's too; Ansible prints each as a [WARNING].
-        warnings = ansible_warnings(policy.warnings, plan.warnings, role=self._in_role())
+        masked = unit_warning(facts, plan)
+        warnings = ansible_warnings(
+            policy.warnings, plan.warnings, [masked] if masked else [], role=self._in_role()
+        )
         if login is not None:  # check mode: what a non-root login could read is not the whole host
             warnings.insert(0, f"this host {login}: what it showed may be partial")
         if warnings:
@@ -193,10 +201,9 @@ class ActionModule(TrustAgentAction):
         if self._task.diff and plan.visible_changes:
             # The unified diffs `trust-agent plan` prints, verbatim.
             result["diff"] = [{"prepared": c.diff()} for c in plan.visible_changes]
-        if plan.blockers:
-            result.update(
-                failed=True, changed=False, engine_action="none", msg=self._say("; ".join(plan.blockers))
-            )
+        refused = refusals(facts, plan)
+        if refused:  # before anything is written, in check mode too: the CLI refuses the host alike
+            result.update(failed=True, changed=False, engine_action="none", msg=self._say("; ".join(refused)))
             return result
         if not acts:
             result["msg"] = "converged: nothing to change"

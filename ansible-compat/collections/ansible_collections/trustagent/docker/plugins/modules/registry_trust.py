@@ -21,6 +21,9 @@ description:
   - Files are written atomically by the same script as C(trust-agent rollout); dockerd is not touched.
     C(engine_action) in the result says whether dockerd needs a reload or a restart; the role
     C(trustagent.docker.registry_trust) notifies the matching handler.
+  - Refuses a host before writing anything, in check mode too, where the CLI does - a plan blocker, a
+    login that is not root, a masked C(docker.service) when the change needs a reload or restart, a
+    running dockerd on a C(--config-file) its unit no longer gives.
 options:
   source:
     description:

@@ -1,0 +1,160 @@
+"""How one host is planned and what refuses it, before anything is written: shared by the reconcile
+(``rollout``, ``apply``, the daemon) and the Ansible collection's ``registry_trust`` module, so both
+plan, refuse and word a host alike.
+
+Pure: the one read of the engine's ``/info`` a plan may need is the caller's ``read_info``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from agent.runtimes.daemon_json_checks import config_file_flag
+from agent.runtimes.docker import RestartPolicy, plan_docker
+from agent.runtimes.docker_facts import DAEMON_JSON, DockerFacts
+from agent.runtimes.live_registry import live_insecure
+from agent.runtimes.plan import HostPlan
+from agent.trust import TrustPolicy
+
+MASKED = "docker.service is masked: systemctl cannot reload or restart it"
+
+
+class PlannedHost(NamedTuple):
+    """A host's plan, and the engine's ``/info`` it was made with (None: made without one)."""
+
+    plan: HostPlan
+    info: dict[str, Any] | None
+
+
+def live_restore(info: dict[str, Any] | None) -> bool | None:
+    """Whether the running dockerd has live-restore, as its ``/info`` says (None: not known).
+
+    daemon.json may hold a value dockerd has not loaded: only the live one says whether a restart
+    keeps the containers running."""
+    value = info.get("LiveRestoreEnabled") if info is not None else None
+    return value if isinstance(value, bool) else None
+
+
+def plan_for_host(
+    policy: TrustPolicy,
+    facts: DockerFacts,
+    info: dict[str, Any] | None,
+    *,
+    restart_policy: RestartPolicy,
+    allow_restart: bool,
+    read_info: Callable[[], dict[str, Any] | None],
+    live_config_where_untouched: bool = False,
+) -> PlannedHost:
+    """``plan_docker`` with the live-restore and insecure registries of dockerd's ``/info``.
+
+    A host gathered without ``/info`` (the gather asks a host without the agent's state file only its
+    version) gets ``read_info()`` read and is planned again where only the live config could change
+    the plan: a restart refused for want of ``allow_restart``, which live-restore may allow; and, with
+    ``live_config_where_untouched``, a plan that leaves dockerd alone, while dockerd may still run an
+    insecure list its daemon.json no longer gives (fact 11). ``read_info`` returns None where dockerd
+    does not answer: the first plan stands."""
+    plan = _planned(policy, facts, info, restart_policy, allow_restart)
+    if info is None and (
+        restart_waits_on_live_restore(plan, facts, restart_policy, allow_restart)
+        or (live_config_where_untouched and leaves_a_running_engine_alone(plan, facts))
+    ):
+        live = read_info()
+        if live is not None:
+            return PlannedHost(_planned(policy, facts, live, restart_policy, allow_restart), live)
+    return PlannedHost(plan, info)
+
+
+def _planned(
+    policy: TrustPolicy,
+    facts: DockerFacts,
+    info: dict[str, Any] | None,
+    restart_policy: RestartPolicy,
+    allow_restart: bool,
+) -> HostPlan:
+    return plan_docker(
+        policy,
+        facts,
+        restart_policy=restart_policy,
+        allow_restart=allow_restart,
+        # Whether the running dockerd has live-restore is /info's to say: daemon.json may hold a
+        # value it has not loaded, and a restart it does not protect stops every container.
+        live_restore=live_restore(info),
+        live_insecure=live_insecure(info, policy.registries) if info is not None else None,
+    )
+
+
+def restart_waits_on_live_restore(
+    plan: HostPlan, facts: DockerFacts, restart_policy: RestartPolicy, allow_restart: bool
+) -> bool:
+    """A restart refused for want of ``allow_restart``, which only the running dockerd's live-restore
+    could allow."""
+    return (
+        plan.engine_action == "restart"
+        and bool(plan.blockers)
+        and restart_policy == "auto"
+        and not allow_restart
+        and facts.engine_running
+        and facts.init is not None
+    )
+
+
+def leaves_a_running_engine_alone(plan: HostPlan, facts: DockerFacts) -> bool:
+    """Whether ``plan`` asks nothing of a running dockerd whose live config is meant to be daemon.json's
+    (not blocked, not left behind on purpose by restart policy 'never')."""
+    return (
+        plan.engine_action == "none"
+        and not plan.blockers
+        and not plan.live_pending
+        and facts.engine_running
+        and facts.init is not None
+    )
+
+
+def not_root_error(login_uid: int | None, how: str) -> str | None:
+    """Why the host's login cannot make the change, ending with ``how`` to become root (None: it can,
+    or its uid is unknown)."""
+    if login_uid in (None, 0):
+        return None
+    return f"runs as uid {login_uid}, not root: /etc/docker and the engine's socket are root's ({how})"
+
+
+def unit_blockers(facts: DockerFacts, plan: HostPlan) -> list[str]:
+    """Why docker.service, as it is, keeps ``plan`` from taking effect: found before anything is written."""
+    if facts.init != "systemd":
+        return []
+    blockers = []
+    if facts.unit_masked and plan.engine_action != "none":
+        blockers.append(
+            f"{MASKED} (the plan needs a {plan.engine_action}): systemctl unmask docker.service, "
+            "then run again (nothing written)"
+        )
+    moved = _config_file_moved(facts)
+    if moved is not None:
+        blockers.append(moved)
+    return blockers
+
+
+def masked_note(facts: DockerFacts) -> str | None:
+    """The warning for a masked docker.service where the plan needs no reload or restart."""
+    if facts.unit_masked and facts.init == "systemd":
+        return f"{MASKED}; the files take effect when dockerd starts"
+    return None
+
+
+def _config_file_moved(facts: DockerFacts) -> str | None:
+    """Where the running dockerd reads another daemon.json than its unit's next start would (a
+    --config-file drop-in removed, daemon-reload, no restart): a reload and a restart would load
+    different files, and the live config checked after a reload is not the written file's."""
+    if facts.unit_flags is None or not facts.running_flags:
+        return None
+    running = config_file_flag(facts.running_flags) or DAEMON_JSON
+    unit = config_file_flag(facts.unit_flags) or DAEMON_JSON
+    if posixpath.normpath(running) == posixpath.normpath(unit):
+        return None
+    return (
+        f"the running dockerd was started with --config-file={running}, but docker.service now starts it "
+        f"with {unit}: a reload would load {running}, its next start {unit}; restart dockerd "
+        "(systemctl restart docker.service) so that both read one file, then run again (nothing written)"
+    )
