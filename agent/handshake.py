@@ -138,6 +138,11 @@ def handshake(
             return None
     except ssl.SSLCertVerificationError as exc:
         return f"certificate not trusted: {exc.verify_message}"
+    except socket.gaierror as exc:  # this machine's DNS: the engines' may know the name
+        return (
+            f"cannot connect: {exc.strerror or exc}: this machine cannot resolve {server_name}; give its "
+            f"address with --resolve {server_name}:ADDR"
+        )
     except (OSError, ssl.SSLError) as exc:
         return f"cannot connect: {exc}"
 

@@ -2,8 +2,8 @@
 
 failed, rolled_back and unreachable hosts fail; skipped hosts are skipped; everything else passes,
 except in ``verify``, where a pending host is drift (verify exits 1 on it) and fails. A host with
-changes (pending in a dry run, or changed) carries its diffs in ``<system-out>``, which dashboards
-show next to the test. In ``verify``, each TLS check that failed from the controller is a failing
+changes (pending in a dry run, or changed) or warnings carries them in ``<system-out>``, which
+dashboards show next to the test. In ``verify``, each TLS check that failed from the controller is a failing
 test case of its own, as it too makes verify exit 1.
 """
 
@@ -62,7 +62,7 @@ def _testcase(suite: ET.Element, mode: str, o: HostOutcome) -> None:
         failure.text = safe(_detail(o) + _diffs(o))
     elif o.status == "skipped":
         ET.SubElement(case, "skipped", {"message": safe(o.error or "not started")})
-    elif view.visible_changes(o):
+    elif view.visible_changes(o) or view.warnings(o):  # a passing host's warnings are news too
         out = ET.SubElement(case, "system-out")
         out.text = safe(_detail(o) + _diffs(o))
 

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import agent.handshake as handshake_module
 from agent.certs import parse_bundle
 from agent.errors import UsageError
-from agent.handshake import handshake_report, parse_resolve, resolved_address, unused_resolve
+from agent.handshake import handshake, handshake_report, parse_resolve, resolved_address, unused_resolve
 from agent.trust import CAFile, TrustPolicy
 from tests.pki import Issued, make_ca, make_leaf, make_self_signed_leaf, write_pair
 
@@ -197,4 +198,15 @@ def test_a_resolve_entry_no_check_uses_is_warned_of_not_failed(tmp_path: Path) -
     assert report.warnings == (
         f"--resolve registry.tset:127.0.0.1: no TLS check connects to registry.tset (checked: {target}); "
         "the entry was not used",
+    )
+
+
+def test_a_name_this_machine_cannot_resolve_says_to_give_its_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unresolved(*args: object, **kwargs: object) -> socket.socket:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(handshake_module.socket, "create_connection", unresolved)
+    said = handshake("registry.test", ssl.create_default_context())
+    assert said is not None and said.endswith(
+        "this machine cannot resolve registry.test; give its address with --resolve registry.test:ADDR"
     )

@@ -695,3 +695,20 @@ def test_a_blocked_host_shows_why_once_and_no_diff_of_changes_that_will_not_happ
     other = dataclasses.replace(blocked, error=f"{blocker}; and something else")
     shown = render(dataclasses.replace(result, outcomes=(other,)), "text")
     assert "error: " in shown and "and something else" in shown
+
+
+def test_junit_shows_a_passing_hosts_warnings_as_the_text_report_does() -> None:
+    warning = "daemon.json is not valid JSON: dockerd will not start or reload with it as it is"
+    quiet = HostOutcome("h1", "unchanged", HostPlan(engine_action="none"), "none", warnings=(warning,))
+    result = FleetResult(
+        mode="verify",
+        policy=_policy(),
+        outcomes=(quiet,),
+        started_at="2026-01-01T00:00:00+00:00",
+        seconds=1.0,
+    )
+    assert warning in render(result, "text")
+    case = ET.fromstring(render(result, "junit")).find("testcase")
+    assert case is not None and case.find("failure") is None
+    out = case.find("system-out")
+    assert out is not None and f"warning: {warning}" in (out.text or "")
