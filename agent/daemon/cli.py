@@ -11,7 +11,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,18 +28,25 @@ from agent.cli_options import (
     stack,
 )
 from agent.daemon.config import load_config
-from agent.daemon.files import STATE_DIR_MODE, prepare_state_dir
-from agent.daemon.lock import hold_daemon_lock
+from agent.daemon.files import STATE_DIR_MODE, prepare_state_dir, write_atomic
+from agent.daemon.lock import hold_daemon_lock, unless_a_daemon_holds
 from agent.daemon.logs import LEVELS, EventLog, writes_to_journal
 from agent.daemon.loop import Daemon, DaemonConfig, serve
 from agent.daemon.notify import Notifier
+from agent.daemon.report import (
+    METRICS_FIRST_LINE,
+    metrics_marked_down,
+    read_status_file,
+    stopped_document,
+)
 from agent.daemon.status import DaemonStatus
-from agent.daemon.timing import parse_duration, parse_interval
+from agent.daemon.timing import parse_duration, parse_interval, watchdog_seconds
 from agent.daemon.unit import (
     DEFAULT_CONFIG,
     DEFAULT_ENV_FILE,
     DEFAULT_PREFIX,
     EXAMPLE_CONFIG,
+    MARK_STOPPED,
     UnitOptions,
     hidden_from_the_service,
     render_unit,
@@ -123,7 +131,7 @@ def _options(func: F) -> F:
             is_flag=True,
             help="Run one cycle and exit (0 when the host is converged "
             f"on a freshly read policy, {ONCE_BUSY_EXIT} when another trust-agent run held the host's "
-            "lock and the host was left to it, 1 otherwise).",
+            "lock and the host was left to it, 1 otherwise: a source that could not be read is 1).",
         ),
         click.option(
             "--state-dir",
@@ -143,6 +151,13 @@ def _options(func: F) -> F:
         ),
         engine_options,
         log_level_option,
+        click.option(
+            MARK_STOPPED,
+            "mark_stopped",
+            is_flag=True,
+            hidden=True,
+            help="(The unit's ExecStopPost=) mark the status and metrics stopped when no daemon runs.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -176,6 +191,9 @@ def run_command(**kwargs: Any) -> None:
     """
     credentials: dict[str, str] = click.get_current_context().meta.get("trust_agent.credentials", {})
     config = build_config(kwargs)
+    if kwargs["mark_stopped"]:
+        mark_stopped(config, os.environ)
+        return
     environ = {**os.environ, **credentials}
     notifier = Notifier.from_environ(os.environ)
     # Children (sh, systemctl, dockerd --validate) need neither systemd's variables nor the token.
@@ -187,11 +205,69 @@ def run_command(**kwargs: Any) -> None:
     with hold_daemon_lock(config.state_dir):
         status = run_daemon(config, environ=environ, notifier=notifier, log=log, once=kwargs["once"])
     if kwargs["once"]:
-        if status is not None and status.host_busy:
-            # Nothing is wrong with the host; a timer or script should try again later (EX_TEMPFAIL).
-            sys.exit(ONCE_BUSY_EXIT)
-        sys.exit(0 if status is not None and status.healthy else 1)
+        sys.exit(once_exit_code(status))
     sys.exit(0 if status is not None else 1)
+
+
+def once_exit_code(status: DaemonStatus | None) -> int:
+    """``--once``: 0 converged on a freshly read policy; 75 (EX_TEMPFAIL) when only another run holding
+    the host's lock kept it from a cycle, for a timer to try again later; 1 otherwise. A source that
+    could not be read is 1 even on a busy host: trying again later does not mend it."""
+    if status is None or status.source.state == "error":
+        return 1
+    if status.host_busy:
+        return ONCE_BUSY_EXIT
+    return 0 if status.healthy else 1
+
+
+def mark_stopped(
+    config: DaemonConfig, environ: Mapping[str, str], *, clock: Callable[[], float] = time.time
+) -> bool:
+    """Say "stopped" in the status file and the metrics for a daemon that ended without saying it (a
+    SIGKILL, the OOM killer, the watchdog). Left alone while a daemon holds the state directory or the
+    PID the file names still runs: a live daemon's files are its own. Whether anything was written."""
+    if config.status_file is None:
+        return False
+    with unless_a_daemon_holds(config.state_dir) as free:
+        previous = read_status_file(config.status_file)
+        if not free or previous is None or previous.get("state") == "stopped":
+            return False
+        if _running(previous.get("pid")):
+            return False
+        document = stopped_document(previous, error=ended_unannounced(environ), at=clock())
+        write_atomic(config.status_file, json.dumps(document, indent=2).encode() + b"\n", mode=0o644)
+        if config.metrics_file is not None:
+            _mark_metrics_down(config.metrics_file)
+    return True
+
+
+def ended_unannounced(environ: Mapping[str, str]) -> str:
+    """Why the status says stopped, from what systemd tells ExecStopPost= (systemd.exec(5))."""
+    result = environ.get("SERVICE_RESULT", "")
+    how = " ".join(v for v in (environ.get("EXIT_CODE", ""), environ.get("EXIT_STATUS", "")) if v)
+    said = ", ".join(v for v in (result and f"result {result}", how) if v)
+    return "the daemon ended without writing its status" + (f" (systemd: {said})" if said else "")
+
+
+def _running(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
+
+
+def _mark_metrics_down(path: Path) -> None:
+    try:
+        text = path.read_bytes()
+    except OSError:
+        return
+    if text.startswith(METRICS_FIRST_LINE):  # never a file that is not the daemon's
+        write_atomic(path, metrics_marked_down(text.decode()).encode(), mode=0o644)
 
 
 def _prepare_state_dir(config: DaemonConfig, log: EventLog) -> None:
@@ -344,7 +420,7 @@ def unit_command(prefix: str, config: str, env_file: str, watchdog: str, example
     if example_config:
         click.echo(EXAMPLE_CONFIG, nl=False)
         return
-    seconds = max(1, round(parse_duration(watchdog, "--watchdog")))
+    seconds = watchdog_seconds(watchdog, RunOptions())  # the daemon's cycle: the engine's own timeouts
     # systemd takes absolute paths only (it refuses the unit otherwise).
     for option, path in (("--prefix", prefix), ("--config", config), ("--env-file", env_file)):
         if path and not path.startswith("/"):
@@ -429,11 +505,17 @@ def _say_interrupted(in_flight: int) -> None:
     click.echo(interrupted_line(in_flight), err=True)
 
 
-def _emit_reports(reports: list[Any], fmt: str, command: str) -> None:
+def _emit_reports(
+    reports: list[Any], fmt: str, command: str, warnings: tuple[str, ...] | None = None
+) -> None:
+    """``warnings``: the policy's (install), in the JSON document; the text report had them on stderr."""
     from agent.daemon.install import report_line
 
     if fmt == "json":
-        document = {"command": command, "hosts": [r.as_dict() for r in reports]}
+        document: dict[str, Any] = {"command": command}
+        if warnings is not None:
+            document["warnings"] = list(warnings)
+        document["hosts"] = [r.as_dict() for r in reports]
         click.echo(json.dumps(document, indent=2))
     else:
         for report in reports:
@@ -464,7 +546,7 @@ def install_command(**kwargs: Any) -> None:
     parse_interval(kwargs["interval"])
     parse_duration(kwargs["max_backoff"], "--max-backoff")
     wait = parse_duration(kwargs["wait"], "--wait")
-    watchdog = max(1, round(parse_duration(kwargs["watchdog"], "--watchdog")))
+    watchdog = watchdog_seconds(kwargs["watchdog"], RunOptions())  # the hosts' daemons run with these
     inputs = policy_inputs(dict(kwargs))
     settings, policy = resolve_policy(inputs)  # bad input: exit 2 before any host is touched
     live = "://" in inputs.source
@@ -497,6 +579,8 @@ def install_command(**kwargs: Any) -> None:
         f"installing on {len(names)} host(s): policy {policy.fingerprint()}, source {bundle.source_spec}",
         err=True,
     )
+    for warning in policy.warnings:  # once for the fleet, as a rollout says them: every host's daemon
+        click.echo(f"warning: {warning}", err=True)  # works out the same policy
     reports, interrupted = run_hosts(
         names,
         opener,
@@ -511,7 +595,7 @@ def install_command(**kwargs: Any) -> None:
         forks=kwargs["forks"],
         on_interrupt=_say_interrupted,
     )
-    _emit_reports(reports, kwargs["fmt"], "install")
+    _emit_reports(reports, kwargs["fmt"], "install", policy.warnings)
     sys.exit(130 if interrupted else 1 if any(r.failed for r in reports) else 0)
 
 

@@ -451,25 +451,29 @@ _INSTALLED_SOURCE_FILES = (
 METRICS_OURS = f'{{ [ ! -s "$f" ] || head -n 1 "$f" | grep -q "^{METRICS_FIRST_LINE.decode()}"; }}'
 
 
-def uninstall_script(state_files: Sequence[str], config_files: Sequence[str] | None = None) -> str:
+def uninstall_script(state_files: Sequence[str], config_files: Sequence[str] | None = ()) -> str:
     """Remove the service and what install wrote. ``config_files``: the files install put under
     /etc/trust-agent (its manifest lists them); only those go, and the directories where they are
-    then empty, so a file someone else put there stays. An older manifest does not list them: then
-    the directory goes whole, as before."""
+    then empty, so a file someone else put there stays. With no manifest (none was ever written, or an
+    earlier uninstall removed it) nothing there is known to be trust-agent's: nothing goes but the
+    manifest's own staging. ``None``: an older manifest that does not list them; then the directory
+    goes whole, as it did."""
     q = shlex.quote
     extra = " ".join(q(p) for p in state_files)
     if config_files is None:
         config = f"rm -rf {CONFIG_DIR}"
     else:
-        owned = " ".join(q(p) for p in config_files if p.startswith(CONFIG_DIR + "/"))
+        owned = " ".join(q(p) for p in config_files if p.startswith(CONFIG_DIR + "/") and "/../" not in p)
         config = (
             f"rm -f {owned} {MANIFEST}\nrm -rf {CONFIG_DIR}/.stage\n"
             f"rmdir {SOURCE_DIR} {CONFIG_DIR} 2>/dev/null || true"
         )
+    # Installed: its unit, its virtualenv or its manifest is there. A directory someone else's file kept
+    # after an uninstall is not an installation.
     return f"""\
 set -eu
 had=no
-[ -e {UNIT_PATH} ] || [ -e {OPT_DIR} ] || [ -e {CONFIG_DIR} ] && had=yes
+[ -e {UNIT_PATH} ] || [ -e {OPT_DIR} ] || [ -e {MANIFEST} ] && had=yes
 rm -f {UNIT_PATH}
 rm -rf {OPT_DIR}
 {config}
@@ -724,15 +728,7 @@ def uninstall_host(
         _check(stopped, f"stopping {SERVICE}")
         text = stopped.stdout.decode("utf-8", "replace")
         first, _, manifest_text = text.partition("\n")
-        state_files: list[str] = []
-        config_files: list[str] | None = None
-        try:
-            manifest = json.loads(manifest_text) if manifest_text.strip() else {}
-            state_files = [str(p) for p in manifest.get("state_files", []) if str(p).startswith("/")]
-            if isinstance(manifest.get("config_files"), list):
-                config_files = [str(p) for p in manifest["config_files"]]
-        except (ValueError, AttributeError):
-            pass
+        state_files, config_files = manifest_lists(manifest_text)
         purged = ""
         if purge:
             empty = TrustPolicy(registries=(), storage_endpoint=None, storage_scheme=None)
@@ -772,6 +768,24 @@ def uninstall_host(
         "service, venv and configuration removed" + kept + purged,
         seconds=time.monotonic() - start,
     )
+
+
+def manifest_lists(text: str) -> tuple[list[str], list[str] | None]:
+    """The state files and the files under /etc/trust-agent that the host's install.json (``text``)
+    lists. No manifest, or one that does not parse: none of either, so that nothing not known to be
+    trust-agent's is removed. An older manifest that lists no config files: ``None`` for them."""
+    try:
+        manifest = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return [], []
+    if not isinstance(manifest, dict):
+        return [], []
+    listed = manifest.get("state_files", [])
+    state_files = [str(p) for p in listed if str(p).startswith("/")] if isinstance(listed, list) else []
+    if not manifest:
+        return state_files, []
+    config_files = manifest.get("config_files")
+    return state_files, [str(p) for p in config_files] if isinstance(config_files, list) else None
 
 
 # --- many hosts ----------------------------------------------------------------------------------

@@ -48,6 +48,29 @@ def hold_daemon_lock(state_dir: Path) -> Iterator[Path]:
         os.close(fd)  # releases the lock
 
 
+@contextlib.contextmanager
+def unless_a_daemon_holds(state_dir: Path) -> Iterator[bool]:
+    """Whether no daemon holds the state directory's lock (then held here while the block runs, so that
+    none starts meanwhile). Never creates the lock file or its directory, never writes to it."""
+    try:
+        fd = os.open(state_dir / FILE_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield True  # no daemon ever ran here, or uninstall removed it
+        return
+    except OSError:
+        yield False  # cannot tell: as if held
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)
+
+
 def _open(path: Path) -> int:
     # The state directory's mode (files.STATE_DIR_MODE); never through a link; 0600 so that a user who
     # could open the file could not hold it and keep the daemon from starting.

@@ -24,7 +24,7 @@ from pathlib import Path
 from agent.daemon.lastgood import LastGood, LastGoodStore, StateError
 from agent.daemon.logs import EventLog
 from agent.daemon.notify import Notifier
-from agent.daemon.report import write_metrics, write_status
+from agent.daemon.report import carry_over, read_status_file, write_metrics, write_status
 from agent.daemon.status import DaemonStatus, OutcomeSummary, SourceStatus, State
 from agent.daemon.timing import backoff_delay, jittered
 from agent.daemon.watch import Poll, SourceWatcher, display_source, internal_error
@@ -79,13 +79,17 @@ class Daemon:
         # dockerd refuses would otherwise be tried (and rolled back, with a new backup) every cycle.
         self._host_failures = 0
         self._failed_fingerprint: str | None = None
+        # The policy's warnings as last logged: logged again only when they change.
+        self._logged_policy_warnings: tuple[str, ...] = ()
         self.status = DaemonStatus(
             source=SourceStatus(spec=display_source(config.inputs.source)),
             host=self._transport.name,
             pid=os.getpid(),
             started_at=now,
+            state_dir=str(config.state_dir),
         )
         self._load_last_good(now)
+        self._carry_over_last_cycle()
 
     # --- schedule -------------------------------------------------------------------------------
 
@@ -268,7 +272,10 @@ class Daemon:
             + (not waited and summary is not None and not converged),
             outcome=summary,
         )
-        quiet = waited or (state == status.state and not changed and error is None)
+        # An outage that goes on (the same error, the same state) was logged when it began: at debug
+        # after that, as a host waiting out its back-off is.
+        same_error = error is None or (apply_error is None and error == status.last_error)
+        quiet = waited or (state == status.state and not changed and same_error)
         level = "debug" if quiet else "info" if state != "failing" else "error"
         self._log.event(
             level,
@@ -284,6 +291,7 @@ class Daemon:
             host_retry_in=round(self._next_reconcile - tick, 3) if self._failed_fingerprint else None,
         )
         self._log_warnings(status.outcome, settled.outcome)
+        self._log_policy_warnings(settled.policy_warnings)
         return settled
 
     def _log_warnings(self, before: OutcomeSummary | None, after: OutcomeSummary | None) -> None:
@@ -296,6 +304,16 @@ class Daemon:
             self._log.event("warning", "host_warnings", warnings=list(new), count=len(new))
         else:
             self._log.event("info", "host_warnings_cleared", previous=list(old))
+
+    def _log_policy_warnings(self, warnings: tuple[str, ...]) -> None:
+        # What the source's settings warn about reaches `journalctl -p warning`, once per change.
+        previous, self._logged_policy_warnings = self._logged_policy_warnings, warnings
+        if warnings == previous:
+            return
+        if warnings:
+            self._log.event("warning", "policy_warnings", warnings=list(warnings), count=len(warnings))
+        else:
+            self._log.event("info", "policy_warnings_cleared", previous=list(previous))
 
     def stopped(self, error: str | None = None) -> DaemonStatus:
         """Publish, on the way out, that nothing keeps the host converged any more: the status file and
@@ -320,6 +338,16 @@ class Daemon:
                 self._log.event(
                     "error", "report_write_failed", path=str(path), error=str(exc.strerror or exc)
                 )
+
+    def _carry_over_last_cycle(self) -> None:
+        """Start from what this daemon's previous process left in its status file (how its last
+        reconciled cycle ended), so that a first cycle that finds the host busy does not say the host
+        never converged."""
+        if self.config.status_file is None:
+            return
+        previous = read_status_file(self.config.status_file)
+        if previous is not None:
+            self.status = carry_over(self.status, previous)
 
     def _load_last_good(self, now: float) -> None:
         try:

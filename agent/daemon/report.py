@@ -7,12 +7,15 @@ half a file. Neither holds anything from the source document beyond the derived 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from agent.daemon.files import write_atomic
 from agent.daemon.logs import iso
-from agent.daemon.status import DaemonStatus
+from agent.daemon.status import DaemonStatus, OutcomeSummary
 
 STATUS_VERSION = 1
 
@@ -30,6 +33,7 @@ def status_document(status: DaemonStatus) -> dict[str, Any]:
         "converged": status.converged,
         "host": status.host,
         "pid": status.pid,
+        "state_dir": status.state_dir,
         "started_at": _iso(status.started_at),
         "cycles": status.cycles,
         "last_run": _iso(status.last_run),
@@ -206,3 +210,113 @@ def _number(value: float) -> str:
 
 def _iso(seconds: float | None) -> str | None:
     return None if seconds is None else iso(seconds)
+
+
+# --- what a previous process of the daemon left ------------------------------------------------------
+
+_CYCLE_ENDS = ("ok", "degraded", "failing")  # the states a reconciled cycle can end in
+
+
+def read_status_file(path: Path) -> dict[str, Any] | None:
+    """The status document at ``path``; None where it is missing, unreadable or not one."""
+    try:
+        document = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) and document.get("version") == STATUS_VERSION else None
+
+
+def carry_over(status: DaemonStatus, previous: Mapping[str, Any]) -> DaemonStatus:
+    """``status`` (a daemon process that has not run a cycle yet) with what the last reconciled cycle of
+    the process before it left: how it ended, its outcome, when it last succeeded.
+
+    Only from a document of the same daemon (its state directory, its host) on the policy now in force:
+    a ``--once`` that finds the host busy would otherwise say "never converged" for a converged host.
+    The process's own facts (PID, start, state, counters since start) stay its own. A document that does
+    not hold together leaves ``status`` as it is."""
+    policy = previous.get("policy")
+    if (
+        status.policy is None
+        or status.state_dir is None
+        or previous.get("state_dir") != status.state_dir
+        or previous.get("host") != status.host
+        or not isinstance(policy, dict)
+        or policy.get("fingerprint") != status.policy.policy.fingerprint()
+        or previous.get("last_cycle_state") not in _CYCLE_ENDS
+    ):
+        return status
+    try:
+        return replace(
+            status,
+            last_cycle_state=previous["last_cycle_state"],
+            outcome=_outcome(previous.get("outcome")),
+            last_run=_seconds(previous.get("last_run")),
+            last_success=_seconds(previous.get("last_success")),
+            last_change=_seconds(previous.get("last_change")),
+            last_error=_text(previous.get("last_error")),
+            last_error_at=_seconds(previous.get("last_error_at")),
+        )
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return status
+
+
+def _outcome(value: object) -> OutcomeSummary | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError("outcome: not a mapping")
+    return OutcomeSummary(
+        status=_required_text(value["status"]),
+        engine_action=_required_text(value["engine_action"]),
+        error=_text(value.get("error")),
+        files=_texts(value.get("files", [])),
+        verified=_texts(value.get("verified", [])),
+        warnings=_texts(value.get("warnings", [])),
+    )
+
+
+def _seconds(value: object) -> float | None:
+    """An ISO time as ``_iso`` writes it, back to epoch seconds."""
+    if value is None:
+        return None
+    parsed = datetime.strptime(_required_text(value), "%Y-%m-%dT%H:%M:%S.%fZ")
+    return parsed.replace(tzinfo=UTC).timestamp()
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else _required_text(value)
+
+
+def _required_text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r}: not a string")
+    return value
+
+
+def _texts(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise TypeError(f"{value!r}: not a list")
+    return tuple(_required_text(item) for item in value)
+
+
+# --- a daemon that ended without saying so ---------------------------------------------------------
+
+
+def stopped_document(previous: Mapping[str, Any], *, error: str, at: float) -> dict[str, Any]:
+    """The status document of a daemon that ended without writing it (SIGKILL, the OOM killer, the
+    watchdog's SIGABRT): stopped, not healthy, why; how its last cycle ended stays."""
+    return {
+        **previous,
+        "state": "stopped",
+        "healthy": False,
+        "last_error": error,
+        "last_error_at": iso(at),
+    }
+
+
+def metrics_marked_down(text: str) -> str:
+    """The daemon's metrics with ``trust_agent_up`` at 0; everything else as the daemon left it."""
+    return "".join(
+        "trust_agent_up 0\n" if line.startswith("trust_agent_up ") else line
+        for line in text.splitlines(keepends=True)
+    )

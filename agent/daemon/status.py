@@ -64,6 +64,9 @@ class DaemonStatus:
     policy: LastGood | None = None
     outcome: OutcomeSummary | None = None
     warnings: tuple[str, ...] = field(default=())  # the daemon's own (its state could not be kept)
+    # Where its last good policy and locks are: a status file names it, so that the next process of the
+    # same daemon knows the file for its own (``agent.daemon.report.carry_over``).
+    state_dir: str | None = None
 
     @property
     def healthy(self) -> bool:
@@ -74,7 +77,12 @@ class DaemonStatus:
         return self.outcome is not None and self.outcome.status in ("unchanged", "changed")
 
     @property
+    def policy_warnings(self) -> tuple[str, ...]:
+        """What the source's settings warn about (a storage CA that skip-TLS makes unused, say)."""
+        return self.policy.policy.warnings if self.policy is not None else ()
+
+    @property
     def all_warnings(self) -> tuple[str, ...]:
-        """The daemon's own warnings and the last reconcile's, each once."""
+        """The daemon's own warnings, the policy's and the last reconcile's, each once."""
         engine = self.outcome.warnings if self.outcome is not None else ()
-        return tuple(dict.fromkeys((*self.warnings, *engine)))
+        return tuple(dict.fromkeys((*self.warnings, *self.policy_warnings, *engine)))

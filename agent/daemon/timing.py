@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 
+from agent.engine.options import RunOptions
 from agent.errors import UsageError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -64,3 +66,29 @@ def jittered(delay: float, jitter: float, draw: float) -> float:
     Only ever shorter, so that a drift is still repaired within one interval. ``draw`` is in [0, 1).
     """
     return delay * (1.0 - min(max(jitter, 0.0), 0.9) * draw)
+
+
+def longest_cycle_seconds(options: RunOptions) -> float:
+    """How long one cycle may take at most, by the engine's own timeouts: reading the host, the apply
+    script (dockerd's reload or restart in it), waiting for a restarted dockerd, verifying, and a
+    roll-back's script when the change does not hold."""
+    commands = 3 * options.command_timeout  # gather, apply, roll-back
+    return commands + options.restart_timeout + 2 * options.verify_timeout  # live-restore read, verify
+
+
+def watchdog_seconds(text: str, options: RunOptions, where: str = "--watchdog") -> int:
+    """WatchdogSec from ``text``, refused below the longest cycle: the daemon pings systemd's watchdog
+    only between cycles, so a shorter one aborts a slow cycle (a hung dockerd) in the middle of an
+    apply, and KillMode=mixed then kills the apply shell before it can roll back."""
+    seconds = max(1, round(parse_duration(text, where)))
+    floor = math.ceil(longest_cycle_seconds(options))
+    if seconds < floor:
+        raise UsageError(
+            f"{text} is shorter than one cycle may take: up to {floor}s ({options.command_timeout:g}s "
+            f"each to read the host, apply and roll back, {options.restart_timeout:g}s for dockerd to "
+            f"come back from a restart, {options.verify_timeout:g}s twice to verify). The daemon pings "
+            f"the watchdog only between cycles, so systemd would kill a slow cycle mid-apply, before "
+            f"it can roll back: give at least {floor}s",
+            where,
+        )
+    return seconds

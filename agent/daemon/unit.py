@@ -6,6 +6,10 @@ Choices, each for a reason:
 - ``WatchdogSec``: a hung daemon is restarted. The loop pings at half the period while idle and
   after every cycle; a cycle is bounded by the engine's timeouts (commands, reload, verify), so the
   default leaves room for the slowest one (a dockerd restart with verification and a roll-back).
+- ``ExecStopPost=``: runs however the daemon ended. A daemon that was SIGKILLed (the OOM killer, the
+  watchdog's SIGABRT past its stop timeout) never wrote "stopped": the hook does, unless a live daemon
+  holds the state directory (``daemon run --mark-stopped``, hidden from help). ``-``: its own failure
+  is no reason to call the service failed.
 - ``KillMode=mixed``: SIGTERM goes to the daemon alone, so an apply in progress (a child ``sh``)
   finishes before the daemon exits, instead of being killed half way.
 - ``SyslogLevelPrefix=yes`` (systemd's default, written out because the logs depend on it): each
@@ -25,6 +29,9 @@ from dataclasses import dataclass
 DEFAULT_PREFIX = "/opt/trust-agent/venv"
 DEFAULT_CONFIG = "/etc/trust-agent/daemon.yml"
 DEFAULT_ENV_FILE = "/etc/trust-agent/daemon.env"
+# `daemon run` option (hidden from help) the unit's ExecStopPost= gives: say "stopped" for a daemon
+# that could not say it itself.
+MARK_STOPPED = "--mark-stopped"
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ def render_unit(options: UnitOptions = UnitOptions()) -> str:
             options.config,
         )
     )
+    mark_stopped = f"{exec_start} {MARK_STOPPED}"
     # One path, never split: nothing to quote, only the specifiers to escape.
     env_line = f"EnvironmentFile=-{_literal(options.env_file)}\n" if options.env_file else ""
     return f"""\
@@ -83,6 +91,7 @@ Type=notify
 NotifyAccess=main
 ExecStart={exec_start}
 ExecReload=/bin/kill -HUP $MAINPID
+ExecStopPost=-{mark_stopped}
 {env_line}Restart=on-failure
 RestartSec=10s
 WatchdogSec={options.watchdog_seconds}s

@@ -3,10 +3,12 @@ hides (ProtectHome=yes, PrivateTmp=yes in trust-agent.service)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
-from tests.e2e.test_daemon_lab import dlab, install, status, wheels  # noqa: F401 - fixtures
+from tests.e2e.test_daemon_lab import agent_pid, dlab, install, metrics, status, wait_for, wheels  # noqa: F401 - fixtures
 from tests.lab import Lab
 
 pytestmark = pytest.mark.lab
@@ -57,3 +59,58 @@ def test_a_metrics_file_behind_a_link_into_root_is_refused_before_anything_is_in
         assert dlab.ssh(host, "test -e /etc/trust-agent || echo absent").stdout.strip() == "absent"
     finally:
         dlab.ssh(host, f"rm -rf {collector} /var/lib/node_exporter /root/prom", check=False)
+
+
+def uninstall_h1(lab: Lab) -> str:
+    proc = lab.run_agent(
+        "daemon", "uninstall", "-i", str(lab.inventory_yml), "--limit", "h1", "--format", "json"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return str(json.loads(proc.stdout)["hosts"][0]["status"])
+
+
+def test_a_second_uninstall_keeps_what_the_first_one_kept_and_finds_nothing_installed(dlab: Lab) -> None:  # noqa: F811
+    """With no manifest left, the second uninstall fell back to `rm -rf /etc/trust-agent` and said
+    "uninstalled" because the directory the first one kept was there."""
+    host = dlab.host("h1")
+    assert install(dlab, limit="h1")["h1"]["status"] == "installed"
+    dlab.ssh(host, "echo x > /etc/trust-agent/site-notes.txt; echo x > /etc/trust-agent/source/cm-ca.pem")
+    kept = [
+        "/etc/trust-agent",
+        "/etc/trust-agent/site-notes.txt",
+        "/etc/trust-agent/source",
+        "/etc/trust-agent/source/cm-ca.pem",
+    ]
+    assert uninstall_h1(dlab) == "uninstalled"
+    assert dlab.ssh(host, "find /etc/trust-agent | sort").stdout.split() == kept
+    assert uninstall_h1(dlab) == "absent"
+    assert dlab.ssh(host, "find /etc/trust-agent | sort").stdout.split() == kept
+    assert dlab.ssh(host, "cat /etc/trust-agent/source/cm-ca.pem").stdout == "x\n"
+
+
+def test_a_daemon_killed_without_a_word_is_marked_stopped_until_systemd_restarts_it(dlab: Lab) -> None:  # noqa: F811
+    """After SIGKILL (the OOM killer, say) status.json said "ok", healthy, and trust_agent_up 1."""
+    host = dlab.host("h1")
+    install(dlab, limit="h1")
+    before = status(dlab, host)
+    assert before["healthy"] and before["state"] == "ok"
+    killed = agent_pid(dlab, host)
+    dlab.ssh(host, f"kill -KILL {killed}")
+    # The unit's ExecStopPost= runs at once; systemd restarts the daemon 10s (RestartSec=) later.
+    wait_for("status says stopped", lambda: status(dlab, host)["state"] == "stopped", timeout=8, every=0.2)
+    after = status(dlab, host)
+    assert after["healthy"] is False and after["pid"] == int(killed)
+    assert after["last_cycle_state"] == "ok" and after["converged"] is True
+    assert after["last_error"] == (
+        "the daemon ended without writing its status (systemd: result signal, killed KILL)"
+    )
+    assert metrics(dlab, host)["trust_agent_up"] == 0
+    assert metrics(dlab, host)["trust_agent_host_converged"] == 1
+    # The restarted daemon's own files are its own again: healthy, on a new PID.
+    wait_for(
+        "the restarted daemon is healthy",
+        lambda: status(dlab, host)["healthy"] and str(status(dlab, host)["pid"]) != killed,
+        timeout=40,
+    )
+    assert str(status(dlab, host)["pid"]) == agent_pid(dlab, host)
+    assert metrics(dlab, host)["trust_agent_up"] == 1

@@ -276,7 +276,7 @@ def test_under_systemd_each_log_line_carries_its_priority(setup: Setup) -> None:
 
 def test_unit_command_prints_the_unit() -> None:
     result = subprocess.run(
-        [sys.executable, "-c", RUNNER, "daemon", "unit", "--prefix", "/opt/ta", "--watchdog", "5m"],
+        [sys.executable, "-c", RUNNER, "daemon", "unit", "--prefix", "/opt/ta", "--watchdog", "9m"],
         cwd=REPO, capture_output=True, timeout=WAIT, check=False,
     )  # fmt: skip
     assert result.returncode == 0
@@ -284,4 +284,4 @@ def test_unit_command_prints_the_unit() -> None:
         "ExecStart=/opt/ta/bin/trust-agent daemon run --config /etc/trust-agent/daemon.yml"
         in result.stdout.decode()
     )
-    assert "WatchdogSec=300s" in result.stdout.decode()
+    assert "WatchdogSec=540s" in result.stdout.decode()
