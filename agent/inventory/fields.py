@@ -64,7 +64,25 @@ def _text(value: Any) -> str | None:
 
 
 def host_from_ansible_vars(name: str, values: Mapping[str, Any], groups: tuple[str, ...], where: str) -> Host:
-    """Build a :class:`Host` from a host's merged Ansible variables, their templates evaluated."""
+    """Build a :class:`Host` from a host's merged Ansible variables, their templates evaluated.
+
+    A connection variable that cannot be used (a ``!vault`` value, an undefined name, a port that is
+    not one) refuses that host only, saying why: like Ansible, the inventory still lists it and the
+    other hosts run; it fails when targeted.
+    """
+    try:
+        return _connectable_host(name, values, groups, where)
+    except InventoryError as exc:
+        return Host(
+            name=name,
+            address=name,
+            refused=f"{exc.message.removeprefix(f'{name}: ')} (inventory {where})",
+            vars=MappingProxyType(dict(values)),
+            groups=groups,
+        )
+
+
+def _connectable_host(name: str, values: Mapping[str, Any], groups: tuple[str, ...], where: str) -> Host:
     context = templating.host_variables(name, values, groups)
 
     def pick(names: tuple[str, ...]) -> Any:

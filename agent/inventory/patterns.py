@@ -15,14 +15,21 @@ import re
 
 from agent.errors import InventoryError
 from agent.inputfile import read_bounded
+from agent.inventory.addresses import is_host_address
 from agent.inventory.model import Host, Inventory
 
 _TERMS = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
 
 
 def split_pattern(pattern: str) -> list[str]:
-    """``a:&b:!c`` → ``['a', '&b', '!c']``; commas split first, and keep colons inside terms."""
-    parts = pattern.split(",") if "," in pattern else _TERMS.findall(pattern)
+    """``a:&b:!c`` → ``['a', '&b', '!c']``; commas split first, and keep colons inside terms; a pattern
+    that is one address (``2001:db8::2``) is one term, as in Ansible's ``split_host_pattern``."""
+    if "," in pattern:
+        parts = pattern.split(",")
+    elif is_host_address(pattern):
+        parts = [pattern]
+    else:
+        parts = _TERMS.findall(pattern)
     return [p.strip() for p in parts if p.strip()]
 
 
@@ -56,9 +63,8 @@ def _apply_subscript(term: str, hosts: list[str], subscript: Subscript | None) -
 
 
 def _group_order(inv: Inventory, group: str) -> list[str]:
-    """A group's hosts in Ansible's order: its own, then its children's, level by level."""
-    if group == "all":
-        return list(inv.names)
+    """A group's hosts in Ansible's order: its own, then its children's, level by level (for ``all``:
+    ``ungrouped`` and the other top-level groups, then their children: not the file's order)."""
     order: list[str] = []
     seen: set[str] = set()
     level = [group]
@@ -81,12 +87,14 @@ def _group_order(inv: Inventory, group: str) -> list[str]:
 
 def _match_term(inv: Inventory, term: str) -> set[str]:
     expr, subscript = split_subscript(term)
+    if subscript is None and expr in ("all", "*"):
+        return set(inv.names)  # every host, whatever the order: no need to enumerate each group
     return set(_apply_subscript(term, _enumerate(inv, expr), subscript))
 
 
 def _enumerate(inv: Inventory, term: str) -> list[str]:
-    if term in ("all", "*"):
-        return list(inv.names)
+    """The hosts ``term`` names, in the order Ansible's subscripts count them: each matching group's
+    hosts (``*`` matches every group, ``all`` first), then, for a glob or regex, matching host names."""
     if term in inv.names:
         return [term]
     try:

@@ -1,8 +1,8 @@
 """``group_vars/`` and ``host_vars/`` beside an inventory file, found the way Ansible finds them.
 
-For a name ``NAME`` the files are ``NAME``, ``NAME.yml``, ``NAME.yaml``, ``NAME.json``, or every such
-file under a directory ``NAME/`` (sorted, recursively, hidden files and ``~`` backups skipped);
-later files override earlier ones.
+For a name ``NAME`` only the first of ``NAME``, ``NAME.yml``, ``NAME.yaml``, ``NAME.json`` that exists
+is read (Ansible's ``find_vars_files``): a file, or, where it is a directory, every such file under it
+(sorted, recursively, hidden files and ``~`` backups skipped), later files overriding earlier ones.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ _MAX_DEPTH = 16
 
 
 def vars_files(directory: str, name: str) -> list[str]:
-    found: list[str] = []
+    """The files ``name``'s variables come from: those of the first candidate that exists only."""
     base = os.path.join(directory, name)
     for ext in EXTENSIONS:
         path = base + ext
         if os.path.isdir(path):
-            found.extend(_dir_files(path, 0))
-        elif os.path.isfile(path):
-            found.append(path)
-    return found
+            return _dir_files(path, 0)
+        if os.path.exists(path):
+            return [path]
+    return []
 
 
 def _dir_files(path: str, depth: int) -> list[str]:

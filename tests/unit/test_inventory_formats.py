@@ -5,10 +5,12 @@ from __future__ import annotations
 import doctest
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -189,7 +191,6 @@ def test_duplicate_host_vars_merge_and_ungrouped_section(tmp_path: Path) -> None
         ("[web]\nweb[3:1]x\n", 2, "host range"),
         ("[web ]\nh1\n", 1, "invalid section"),
         ("[a:children]\nb\n[b:children]\na\n", 4, "loop"),
-        ("[web]\nh1 ansible_port=http\n", 0, "ansible_port must be a port number"),
     ],
 )
 def test_ini_errors_name_file_and_line(tmp_path: Path, text: str, line: int, fragment: str) -> None:
@@ -299,9 +300,8 @@ def test_ansible_ssh_args_become_the_hosts_ssh_options(tmp_path: Path) -> None:
     (host,) = load_inventory(str(inventory)).hosts
     assert host.ssh_options == (("connecttimeout", "3"), ("proxyjump", "gw"))
     inventory.write_text("web1 ansible_ssh_common_args='-o'\n")
-    with pytest.raises(InventoryError, match=r"web1: ansible_ssh_common_args: -o needs a value") as info:
-        load_inventory(str(inventory))
-    assert info.value.where is not None and str(inventory) in str(info.value.where)
+    (host,) = load_inventory(str(inventory)).hosts
+    assert host.refused == f"ansible_ssh_common_args: -o needs a value: '-o' (inventory {inventory})"
 
 
 def test_ssh_args_docstring_examples_hold() -> None:
@@ -319,27 +319,58 @@ def test_templating_docstring_examples_hold() -> None:
     [
         (
             "web1 ansible_host='{{ missing }}.example'",
-            r"web1: ansible_host: cannot evaluate .*'missing' is undefined",
+            r"ansible_host: cannot evaluate .*'missing' is undefined",
         ),
         (
             "web1 ansible_user=\"{{ lookup('file', '/etc/user') }}\"",
-            r"web1: ansible_user: .*lookup\('file'\) is not run here: only lookup\('env', NAME\) is",
+            r"ansible_user: .*lookup\('file'\) is not run here: only lookup\('env', NAME\) is",
         ),
         (
             "web1 ansible_host='{{ a }}' a='{{ b }}' b='{{ a }}'",
-            r"web1: ansible_host: .*refer to each other: a -> b -> a",
+            r"ansible_host: .*refer to each other: a -> b -> a",
         ),
-        ("web1 ansible_port='{{ 22 +'", r"web1: ansible_port: cannot evaluate"),
+        ("web1 ansible_port='{{ 22 +'", r"ansible_port: cannot evaluate"),
+        ("web1 ansible_user=\"{{ 'x' | frobnicate }}\"", r"ansible_user: .*No filter named 'frobnicate'"),
+        ("web1 ansible_port=http", r"ansible_port must be a port number, got 'http'"),
+        ("web1 ansible_become=maybe", r"ansible_become must be a boolean, got 'maybe'"),
     ],
 )
-def test_a_connection_variable_that_cannot_be_evaluated_is_an_inventory_error(
+def test_a_connection_variable_that_cannot_be_evaluated_refuses_that_host_only(
     tmp_path: Path, line: str, why: str
 ) -> None:
     inventory = tmp_path / "hosts.ini"
-    inventory.write_text(f"[web]\n{line}\n")
-    with pytest.raises(InventoryError, match=why) as info:
-        load_inventory(str(inventory))
-    assert info.value.where is not None and str(inventory) in str(info.value.where)
+    inventory.write_text(f"[web]\n{line}\nweb2 ansible_host=10.0.0.2\n")
+    bad, good = load_inventory(str(inventory)).hosts
+    assert bad.name == "web1" and bad.refused is not None
+    assert re.match(why, bad.refused) and bad.refused.endswith(f"(inventory {inventory})")
+    assert good.address == "10.0.0.2" and good.refused is None
+
+
+def test_a_host_that_cannot_be_evaluated_is_listed_as_written_and_the_others_run(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts"
+    inventory.write_text(
+        '[web]\ngood ansible_host=198.51.100.5\nbad1 ansible_host="{{ nope }}"\n'
+        "bad2 ansible_user=\"{{ 'x' | frobnicate }}\"\nbad3 ansible_port=notaport\n"
+    )
+
+    def run(*args: str) -> Any:
+        result = CliRunner().invoke(inventory_command, ["-i", str(inventory), *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    # ansible-inventory 2.19 --list on this file: every host, its variables as written.
+    assert run("--list")["_meta"]["hostvars"] == {
+        "bad1": {"ansible_host": "{{ nope }}"},
+        "bad2": {"ansible_user": "{{ 'x' | frobnicate }}"},
+        "bad3": {"ansible_port": "notaport"},
+        "good": {"ansible_host": "198.51.100.5"},
+    }
+    assert run("--host", "bad1") == {"ansible_host": "{{ nope }}"}
+    # `ansible all --list-hosts -l good` lists good alone; the others do not stop it.
+    assert run("--list", "--limit", "good")["web"] == {"hosts": ["good"]}
+    settings = run("--connections")
+    assert settings["good"]["refused"] is None and settings["good"]["address"] == "198.51.100.5"
+    assert settings["bad1"]["refused"].startswith("ansible_host: cannot evaluate '{{ nope }}'")
 
 
 def test_templates_outside_the_connection_variables_are_left_as_written(tmp_path: Path) -> None:
@@ -382,8 +413,10 @@ def test_vault_and_unsafe_values_are_read_and_a_vaulted_connection_variable_says
     assert listed["ansible_become_password"] == {"__ansible_vault": "$ANSIBLE_VAULT;1.1;AES256\n3131\n"}
     assert listed["literal"] == {"__ansible_unsafe": "{{ kept }}"}
     inventory.write_text("web1 ansible_user='{{ ansible_become_password }}'\n")
-    with pytest.raises(InventoryError, match=r"web1: ansible_user: .*encrypted with ansible-vault"):
-        load_inventory(str(inventory))
+    (host,) = load_inventory(str(inventory)).hosts
+    assert host.refused is not None and re.match(
+        r"ansible_user: .*encrypted with ansible-vault", host.refused
+    )
 
 
 def _script(path: Path, body: str) -> Path:
@@ -503,3 +536,27 @@ def test_a_script_without_its_exec_bit_says_so_where_it_fails_as_ini(tmp_path: P
     assert str(caught.value).endswith(
         "(the file starts with #! but is not executable: chmod +x it to run it as an inventory script)"
     )
+
+
+def test_only_the_first_vars_file_of_a_name_is_read_as_ansible_reads_them(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts"
+    inventory.write_text("[web]\nw1\nw2\n[db]\nd1\n")
+    files = {
+        "group_vars/all.yaml": "from_yaml: 1\n",
+        "group_vars/all.json": '{"from_json": 1}\n',  # all.yaml comes first: not read
+        "group_vars/web/main.yml": "from_dir: 1\n",
+        "group_vars/web.yml": "from_yml: 1\n",  # the directory web/ comes first: not read
+        "group_vars/db": "from_bare: 1\n",
+        "group_vars/db.yml": "from_db_yml: 1\n",  # the bare name comes first: not read
+        "host_vars/w1.yml": "a: 1\n",
+        "host_vars/w1.yaml": "b: 2\n",  # w1.yml comes first: not read
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    # ansible-inventory 2.19 --list on this tree.
+    assert to_ansible_list(load_inventory(str(inventory)))["_meta"]["hostvars"] == {
+        "w1": {"a": 1, "from_dir": 1, "from_yaml": 1},
+        "w2": {"from_dir": 1, "from_yaml": 1},
+        "d1": {"from_bare": 1, "from_yaml": 1},
+    }

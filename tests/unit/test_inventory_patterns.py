@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import string
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.errors import InventoryError
-from agent.inventory import evaluate, expand_hostname_range, load_inventory, select
+from agent.inventory import addresses, evaluate, expand_hostname_range, load_inventory, select
+from agent.inventory.patterns import split_pattern
 from agent.inventory.ranges import expand_host_pattern
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "inventories"
@@ -128,3 +130,68 @@ def test_union_is_commutative_and_matches_sets(a: str, b: str) -> None:
 @given(a=terms, b=terms)
 def test_exclusion_is_set_difference(a: str, b: str) -> None:
     assert evaluate(INV, f"{a}:!{b}") == evaluate(INV, a) - evaluate(INV, b)
+
+
+# Written as an INI file: hosts in file order lone, w1, d1, k1, z1; Ansible counts `all` by walking
+# the group tree instead (ungrouped and the top-level groups, then their children, level by level).
+TREE_INI = "lone\n[web]\nw1\n[web:children]\nwebkids\n[webkids]\nk1\n[webkids:children]\ndeep\n[deep]\nz1\n[db]\nd1\nw1\n"
+# Another, where a top-level group is written after a child group.
+CHILD_FIRST_INI = "[kids]\nk1\n[top]\nt1\n[top:children]\nkids\n[zz]\nz1\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # `ansible -i FILE PATTERN --list-hosts` with ansible-core 2.19.
+        (TREE_INI, {"all[0]": {"lone"}, "all[1]": {"w1"}, "all[2:3]": {"d1", "k1"}, "all[4]": {"z1"}}),
+        (
+            TREE_INI,
+            {"*[1]": {"w1"}, "*[6]": {"w1"}, "*[8]": {"z1"}, "*[4:]": {"z1", "lone", "w1", "k1", "d1"}},
+        ),
+        (TREE_INI, {"web[1:]": {"k1", "z1"}, "all[-1]": {"z1"}}),
+        (CHILD_FIRST_INI, {"all[0]": {"t1"}, "all[1]": {"z1"}, "all[2:3]": {"k1"}}),
+        (CHILD_FIRST_INI, {"*[1]": {"z1"}, "*[6]": {"z1"}, "*[8]": {"t1"}, "*[4:]": {"t1", "k1", "z1"}}),
+    ],
+)
+def test_subscripts_of_all_count_hosts_in_ansibles_order(
+    tmp_path: Path, text: str, expected: dict[str, set[str]]
+) -> None:
+    path = tmp_path / "hosts.ini"
+    path.write_text(text)
+    inv = load_inventory(str(path))
+    assert {pattern: set(evaluate(inv, pattern)) for pattern in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "terms"),
+    [
+        # ansible.inventory.manager.split_host_pattern, ansible-core 2.19.
+        ("2001:db8::2", ["2001:db8::2"]),
+        ("::1", ["::1"]),
+        ("[2001:db8::2]:2200", ["[2001:db8::2]:2200"]),
+        ("fe80::[a:f]", ["fe80::[a:f]"]),
+        ("10.0.0.1:22", ["10.0.0.1:22"]),
+        ("web:22", ["web:22"]),
+        ("w[1:2]", ["w[1:2]"]),
+        ("2001:db8::*", ["2001", "db8", "*"]),
+        ("h1:2001:db8::2", ["h1", "2001", "db8", "2"]),
+        ("web:&db:!x", ["web", "&db", "!x"]),
+        ("db-[a:c]:!db-b", ["db-[a:c]", "!db-b"]),
+        ("~web\\d+:db", ["~web\\d+", "db"]),
+        ("web_:x", ["web_", "x"]),
+        ("2001:db8::2,h1", ["2001:db8::2", "h1"]),
+    ],
+)
+def test_a_pattern_that_is_one_address_is_one_term(pattern: str, terms: list[str]) -> None:
+    assert split_pattern(pattern) == terms
+
+
+def test_an_ipv6_host_can_be_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.ini"
+    path.write_text("h1 ansible_host=10.0.0.1\n2001:db8::2\n[web]\nw1\n")
+    assert select(load_inventory(str(path)), "2001:db8::2") == ("2001:db8::2",)
+
+
+def test_addresses_docstring_examples_hold() -> None:
+    result = doctest.testmod(addresses)
+    assert result.attempted > 0 and result.failed == 0
