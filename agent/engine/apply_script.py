@@ -22,6 +22,7 @@ from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION, LINK_CHAIN_FUN
 from agent.engine.options import new_backup_stamp
 from agent.engine.unit_log import START_CURSOR, START_LOG
 from agent.runtimes.plan import EngineAction, FileChange, HostPlan
+from agent.trust import OWNED_PREFIX
 
 BACKUP_DIR = "/var/lib/trust-agent/backup"
 # daemon.json backups kept: every change (a daemon repairing a file another tool keeps rewriting, say)
@@ -92,16 +93,18 @@ mkd() {
 same() {
   if [ "$2" = absent ]; then [ ! -e "$1" ]; else printf '%s  %s\n' "$2" "$1" | sha256sum -c --status 2>/dev/null; fi
 }
-# stage DEST UMASK CHMOD VAR ENCODING CONTENT: CONTENT into a temp file beside DEST, whose name goes
-# into VAR. An existing DEST lends the temp file its owner and mode (cp -p, then overwritten); a new
-# one is created under UMASK (chmod only for modes a umask cannot give). Text travels as it is, other
-# bytes as base64. Names are fixed (.trust-agent.<pid>.<var>): the directories are root's, the host
-# lock is held, and a leftover from a killed run is removed first.
+# stage DEST UMASK CHMOD VAR ENCODING CONTENT [fresh]: CONTENT into a temp file beside DEST, whose name
+# goes into VAR. An existing DEST lends the temp file its owner and mode (cp -p, then overwritten),
+# unless "fresh" (the agent's CA files: root's 0644 whatever they were, as another user able to write
+# one could replace a CA dockerd trusts); a new one is created by root under UMASK (chmod only for modes
+# a umask cannot give). Text travels as it is, other bytes as base64. Names are fixed
+# (.trust-agent.<pid>.<var>): the directories are root's, the host lock is held, and a leftover from a
+# killed run is removed first.
 stage() {
   dest=$1; tmp="${dest%/*}/.trust-agent.$$.$4"
   if [ -e "$tmp" ] || [ -L "$tmp" ]; then rm -f "$tmp" || fail 1 "cannot remove the leftover $tmp"; fi
   staged="$staged $tmp"
-  if [ -e "$dest" ]; then
+  if [ -e "$dest" ] && [ "${7:-}" != fresh ]; then
     cp -p "$dest" "$tmp" || fail 1 "cannot copy owner/mode of $dest"
   fi
   umask "$2"
@@ -110,7 +113,7 @@ stage() {
   else
     printf '%s' "$6" | base64 -d >|"$tmp" || fail 1 "cannot write into ${dest%/*} (is it full, or read-only?)"
   fi
-  if [ -n "$3" ] && [ ! -e "$dest" ]; then chmod "$3" "$tmp" || fail 1 "cannot chmod $tmp"; fi
+  if [ -n "$3" ] && { [ ! -e "$dest" ] || [ "${7:-}" = fresh ]; }; then chmod "$3" "$tmp" || fail 1 "cannot chmod $tmp"; fi
   eval "$4=\$tmp"
 }
 """.replace("@BUSY@", BUSY_SAYS)
@@ -454,7 +457,15 @@ def _stage_line(change: FileChange, var: str) -> str:
     data = change.after or b""
     text = _as_text(data)
     encoding, content = ("text", text) if text is not None else ("base64", base64.b64encode(data).decode())
-    return f'stage "$R"{q(change.path)} {umask:03o} {chmod} {var} {encoding} {q(content)}'
+    fresh = " fresh" if _owned_ca_file(change.path) else ""
+    return f'stage "$R"{q(change.path)} {umask:03o} {chmod} {var} {encoding} {q(content)}{fresh}'
+
+
+def _owned_ca_file(path: str) -> bool:
+    """One of the agent's CA files (``certs.d/<registry>/trust-agent-*.crt``): written anew, never
+    with the owner and mode of the file it replaces (daemon.json and the agent's record keep theirs)."""
+    name = posixpath.basename(path)
+    return name.startswith(OWNED_PREFIX) and name.endswith(".crt") and "/certs.d/" in path
 
 
 def _as_text(data: bytes) -> str | None:

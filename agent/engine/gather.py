@@ -139,25 +139,44 @@ ta_not_file() {
   if [ -d "$1" ]; then echo "@@ta not-file directory $1"; else echo "@@ta not-file special $1"; fi
 }
 echo "@@ta begin 1"
+# The agent's own CA files and their directories, one a line: their owner and mode, from one stat.
+o=""
+ta_nl='
+'
 if [ -d "$C" ]; then
   echo "@@ta certs-dir"
   for d in "$C"/*/; do
     [ -d "$d" ] || continue
     n=${d%/}; n=${n##*/}
     echo "@@ta dir $n"
+    h=""
     for f in "$d".[!.]* "$d"*; do
       b=${f##*/}
+      # A link is never read, even under the agent's own name: it could point at any file (/etc/shadow).
+      # Where the agent writes its CA files, one stops the run, as a directory there does.
+      if [ -L "$f" ]; then
+        case "$b" in
+          trust-agent-*.crt) echo "@@ta not-file link $f" ;;
+          *) [ ! -f "$f" ] || echo "@@ta name $n/$b" ;;
+        esac
+        continue
+      fi
       if [ ! -f "$f" ]; then
         case "$b" in trust-agent-*.crt) ta_not_file "$f" ;; esac
         continue
       fi
-      # A link is never read, even under the agent's own name: it could point at any file (/etc/shadow).
       case "$b" in
-        trust-agent-*) if [ -L "$f" ]; then echo "@@ta name $n/$b"; else echo "@@ta file $n/$b"; b64 "$f"; fi ;;
+        trust-agent-*) echo "@@ta file $n/$b"; b64 "$f"; [ -n "$h" ] || o="$o${d%/}$ta_nl"; h=1; o="$o$f$ta_nl" ;;
         *) echo "@@ta name $n/$b" ;;
       esac
     done
   done
+fi
+if [ -n "$o" ]; then
+  # Split on newlines alone, no globbing: the names are as the loop found them.
+  set -f; IFS=$ta_nl
+  stat -c '@@ta owner %u %a %n' -- $o 2>/dev/null
+  unset IFS; set +f
 fi
 # A symlink on a live host: every hop of its chain is checked before its content is read (nothing is
 # shown of a file another user could have pointed it at). Links only: a plain file costs no process.
@@ -469,6 +488,7 @@ def _parse(
     blobs: dict[str, bytes] = {}
     env_files: dict[str, str] = {}
     env_path = ""
+    owners: dict[str, tuple[int, int]] = {}
     _refuse_non_files(records)
     _refuse_unsafe_hop(records, daemon_json_path)
     for record in records:
@@ -487,6 +507,8 @@ def _parse(
             env_files[env_path] = payload
         elif kind == "file":
             certs[name] = _b64(payload, kind)
+        elif kind == "owner":
+            owners.update(_owner(name, root))
         elif kind in _LINE_PAYLOADS:
             blobs[kind] = _b64(payload, kind)
         else:
@@ -516,6 +538,7 @@ def _parse(
         state_path=STATE_FILE,
         certs=certs,
         cert_dirs=frozenset(dirs),
+        cert_owners=owners,
         certs_dir_present="certs-dir" in values or bool(dirs or certs),
         daemon_json=blobs.get("daemon-json"),
         daemon_json_link=_link_target(blobs.get("daemon-json-link")),
@@ -571,10 +594,25 @@ def _refuse_silent_engine(facts: DockerFacts, socket_absent: bool, other_answer:
 def _refuse_non_files(records: list[_Record]) -> None:
     """Stop at a path the agent writes (daemon.json, its state file, a ``trust-agent-*.crt`` CA file) that
     holds a directory or another non-file: nothing the agent writes there could take its place, and
-    every apply would find it "changed since facts were gathered"."""
+    every apply would find it "changed since facts were gathered". A CA file that is a symbolic link
+    is one too: never read or written through, every plan would show it as a new file."""
     found = [record.name.partition(" ") for record in records if record.kind == "not-file"]
     if found:
-        raise CommandError("; ".join(_not_a_file(path, what == "directory") for what, _, path in found))
+        raise CommandError("; ".join(_not_a_file(path, what) for what, _, path in found))
+
+
+def _owner(record: str, root: str) -> dict[str, tuple[int, int]]:
+    """``"<uid> <octal mode> <path>"`` (stat's line for one of the agent's CA files or its directory)
+    → ``{"<registry>/<file>" or "<registry>": (uid, mode)}``; nothing for a line not understood."""
+    uid, _, rest = record.partition(" ")
+    mode, _, path = rest.partition(" ")
+    prefix = f"{root}{CERTS_DIR}/"
+    if not (uid.isdigit() and path.startswith(prefix)):
+        return {}
+    try:
+        return {path.removeprefix(prefix): (int(uid), int(mode, 8))}
+    except ValueError:
+        return {}
 
 
 def _refuse_unsafe_hop(records: list[_Record], daemon_json_path: str) -> None:
@@ -587,9 +625,20 @@ def _refuse_unsafe_hop(records: list[_Record], daemon_json_path: str) -> None:
             raise CommandError(unsafe_hop_says(directory, daemon_json_path, link, target))
 
 
-def _not_a_file(path: str, directory: bool) -> str:
+# What the gather found at a path the agent writes (``@@ta not-file <kind> <path>``), as said.
+_NOT_A_FILE = {
+    "directory": "a directory, not a file",
+    # Never followed: a link there could point at any file, which root would then read or replace.
+    "link": "a symbolic link, which trust-agent does not follow (it could point at any file)",
+}
+
+
+def _not_a_file(path: str, kind: str) -> str:
     """Why ``path`` stops the run, and what to do about it."""
-    what = "a directory, not a file" if directory else "not a regular file"
+    what = _NOT_A_FILE.get(kind, "not a regular file")
+    if kind == "link":
+        harm = "dockerd would trust whatever file it leads to as a CA for that registry"
+        return f"{path} is {what}: {harm}; remove it, then run again (nothing written)"
     if posixpath.basename(path).startswith(OWNED_PREFIX):
         harm = "dockerd reads each .crt file there on every pull from that registry, and fails on this one"
     elif path.endswith(STATE_FILE):

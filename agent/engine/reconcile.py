@@ -58,8 +58,9 @@ from agent.errors import (
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
 from agent.outcome import HostOutcome, Phase, PhaseName, Status
-from agent.runtimes.docker import daemon_json_after, facts_after, followed_by
+from agent.runtimes.docker import daemon_json_after, does_not_comply, facts_after, followed_by
 from agent.runtimes.docker_facts import DockerFacts
+from agent.runtimes.live_registry import live_insecure
 from agent.runtimes.plan import HostPlan
 from agent.trust import TrustPolicy
 
@@ -161,6 +162,10 @@ def reconcile(
             base, warnings=(*base.warnings, f"{down}; the files take effect when it starts{canary}")
         )
     if not plan.changed and plan.engine_action == "none":
+        breaches = _breaches(policy, facts, info) if options.dry_run and options.verify else ()
+        if breaches:  # `verify`: nothing for the agent to change, yet the host does not comply
+            error = "does not comply with the policy: " + "; ".join(breaches)
+            return _done(base, timeline, "failed", error=error, engine_action="none")
         if not options.verify or facts.init is None or not facts.engine_running or plan.live_pending:
             return _done(base, timeline, "unchanged", engine_action="none")
         checks = options if options.canary_unchanged else replace(options, canary_image=None)
@@ -256,6 +261,11 @@ def reconcile(
         except TrustAgentError as exc:
             return _roll_back(transport, plan, facts, options, base, timeline, exc)
     return _done(base, timeline, "changed", engine_action=action, verified=verified)
+
+
+def _breaches(policy: TrustPolicy, facts: DockerFacts, info: dict[str, Any] | None) -> tuple[str, ...]:
+    """What keeps a host the agent would leave as it is from holding ``policy`` (a person's to fix)."""
+    return does_not_comply(policy, facts, live_insecure(info, policy.registries) if info else None)
 
 
 def _plan(

@@ -117,7 +117,16 @@ def plan_docker(
         live_restore=live_restore,
     )
     blockers += action.blockers
-    warnings = (*loaded.warnings, *daemon.warnings, *action.warnings, *_half_client_pairs(facts, registries))
+    blockers += _loads_a_persons_entry(policy, facts, daemon, action.action, live_insecure)
+    unsafe_dirs, dir_warnings = _unsafe_directory_blockers(facts, registries, certs)
+    blockers += unsafe_dirs
+    warnings = (
+        *loaded.warnings,
+        *daemon.warnings,
+        *action.warnings,
+        *_half_client_pairs(facts, registries),
+        *dir_warnings,
+    )
     elsewhere = api_elsewhere(facts, daemon.doc)
     blockers += [elsewhere] if elsewhere else []
     kept = _daemon_keeps_another(policy, facts)
@@ -269,7 +278,8 @@ def _plan_certs(
     reasons: list[str] = []
     for rel, ca in desired.items():
         before = facts.certs.get(rel)
-        if before == ca.bundle.pem:
+        unsafe = unsafe_owner(facts.cert_owners.get(rel)) if before is not None else None
+        if before == ca.bundle.pem and unsafe is None:
             continue
         why = _ca_purpose(ca, policy)
         changes.append(
@@ -281,9 +291,15 @@ def _plan_certs(
                 mode=0o644,
             )
         )
-        reasons.append(
-            f"certs.d/{rel}: {why}" if before is None else f"certs.d/{rel}: {why} (bundle changed)"
-        )
+        if before is None:
+            reasons.append(f"certs.d/{rel}: {why}")
+        elif before != ca.bundle.pem:
+            reasons.append(f"certs.d/{rel}: {why} (bundle changed)")
+        if unsafe is not None:
+            reasons.append(
+                f"certs.d/{rel}: {unsafe}: another local user could replace this CA, which dockerd "
+                f"trusts for {rel.partition('/')[0]}; rewritten root:root 0644"
+            )
 
     deleted: set[str] = set()
     for rel in sorted(facts.certs):
@@ -319,6 +335,121 @@ def _plan_certs(
         state_dirs=tuple(dict.fromkeys([*kept, *created])),
         reasons=tuple(reasons),
     )
+
+
+def unsafe_owner(owner: tuple[int, int] | None) -> str | None:
+    """What makes a file or directory of the agent's writable by a user other than root (``owner``:
+    its uid and permission bits), as a report says it; None where only root can write it, or unknown.
+
+    >>> unsafe_owner((65534, 0o666))
+    'owned by uid 65534, not root, and mode 0666 (group- and other-writable)'
+    >>> unsafe_owner((0, 0o644)) is None
+    True
+    """
+    if owner is None:
+        return None
+    uid, mode = owner
+    found = [f"owned by uid {uid}, not root"] if uid != 0 else []
+    writable = [who for who, bit in (("group", 0o020), ("other", 0o002)) if mode & bit]
+    if writable:
+        found.append(f"mode {mode & 0o7777:04o} ({'- and '.join(writable)}-writable)")
+    return ", and ".join(found) or None
+
+
+def _unsafe_directories(facts: DockerFacts, registries: Sequence[str]) -> dict[str, str]:
+    """The policy's certs.d directories holding the agent's CA files that a user other than root can
+    write in (they could replace those CAs), by registry, with what makes them so."""
+    found = {}
+    for registry in registries:
+        unsafe = unsafe_owner(facts.cert_owners.get(registry))
+        if unsafe is not None:
+            found[registry] = (
+                f"certs.d/{registry}/ is {unsafe}: another local user could replace the CA files dockerd "
+                f"trusts for {registry}; make it root's alone (chown root:root, chmod 0755)"
+            )
+    return found
+
+
+def _unsafe_directory_blockers(
+    facts: DockerFacts, registries: Sequence[str], certs: _CertsPlan
+) -> tuple[list[str], tuple[str, ...]]:
+    """Blockers for the unsafe directories (:func:`_unsafe_directories`) the plan writes in (the apply
+    would refuse them), and warnings for the others: their mode is a person's to change."""
+    root = facts.certs_dir.rstrip("/")
+    written = {_child_of(root, posixpath.dirname(c.path)) for c in certs.changes}
+    blockers, warnings = [], []
+    for registry, note in _unsafe_directories(facts, registries).items():
+        if registry in written:
+            blockers.append(f"{note}, then run again (nothing written)")
+        else:
+            warnings.append(note)
+    return blockers, tuple(warnings)
+
+
+def _insecure_listed(doc: Mapping[str, Any]) -> set[str]:
+    """daemon.json's ``insecure-registries`` entries, named as dockerd names them."""
+    entries = doc.get(INSECURE_KEY)
+    return {index_name(e) for e in entries if isinstance(e, str)} if isinstance(entries, list) else set()
+
+
+def does_not_comply(
+    policy: TrustPolicy, facts: DockerFacts, live: Mapping[str, bool] | None = None
+) -> tuple[str, ...]:
+    """Why the host does not hold the policy where no change of the agent's would fix it (a person's to
+    fix): where the policy verifies TLS, one of its registries insecure in daemon.json, on dockerd's
+    command line or in the running dockerd (``live``); a certs.d directory holding its CA files that
+    another user can write in. ``verify`` fails such a host; a rollout warns of it."""
+    registries, _ = _valid_registries(policy.registries)
+    found = list(_unsafe_directories(facts, registries).values())
+    if policy.insecure:
+        return tuple(found)
+    try:
+        doc = parse_daemon_json(facts.daemon_json, facts.daemon_json_path) if facts.daemon_json else {}
+    except DaemonJsonError:
+        doc = {}  # said elsewhere: the live config is the one that counts then
+    listed = _insecure_listed(doc)
+    flagged = {index_name(f) for f in flag_values(facts.dockerd_flags, "insecure-registry")}
+    running = _live_that_counts(facts, live) or {}
+    for registry in registries:
+        if registry in listed:
+            where = "daemon.json lists it in insecure-registries"
+        elif registry in flagged:
+            where = f"dockerd's command line has --insecure-registry {registry}"
+        elif running.get(registry):
+            where = "the running dockerd has it insecure"
+        else:
+            continue
+        loaded = running.get(registry) is not False  # unknown: said as what the files make it
+        effect = (
+            "dockerd does not verify it"
+            if loaded
+            else "dockerd stops verifying it at its next reload or restart"
+        )
+        found.append(f"{registry}: {where}, though the policy verifies its TLS: {effect}")
+    return tuple(found)
+
+
+def _loads_a_persons_entry(
+    policy: TrustPolicy,
+    facts: DockerFacts,
+    daemon: _DaemonPlan,
+    action: EngineAction,
+    live: Mapping[str, bool] | None,
+) -> list[str]:
+    """Where the policy verifies TLS, a reload or restart must not load an insecure-registries entry a
+    person wrote for one of its registries and dockerd does not run yet: it would turn that registry's
+    TLS verification off, in the agent's name."""
+    running = _live_that_counts(facts, live)
+    if policy.insecure or action == "none" or running is None or daemon.unreadable:
+        return []
+    listed = _insecure_listed(daemon.doc) - {index_name(e) for e in daemon.owned}
+    return [
+        f"daemon.json lists {registry} in insecure-registries (not trust-agent's entry) though the policy "
+        "verifies its TLS: remove it by hand, then run again (a reload would load it and stop dockerd "
+        "verifying that registry; nothing written)"
+        for registry in policy.registries
+        if registry in listed and not running.get(registry, False)
+    ]
 
 
 def _bom_problem(raw: bytes | None, facts: DockerFacts) -> tuple[str, ...]:
@@ -507,12 +638,14 @@ def facts_after(plan: HostPlan, facts: DockerFacts) -> DockerFacts:
     certs.d directories made or removed; the engine's facts as they were."""
     root = facts.certs_dir.rstrip("/")
     certs = dict(facts.certs)
+    owners = dict(facts.cert_owners)
     files = {facts.daemon_json_file: facts.daemon_json, facts.state_path: facts.state}
     for change in plan.changes:
         if change.path in files:
             files[change.path] = change.after
         elif change.path.startswith(root + "/"):
             rel = change.path[len(root) + 1 :]
+            owners.pop(rel, None)  # the apply writes a new file: root's, with the change's mode
             if change.after is None:
                 certs.pop(rel, None)
             else:
@@ -522,6 +655,7 @@ def facts_after(plan: HostPlan, facts: DockerFacts) -> DockerFacts:
     return replace(
         facts,
         certs=certs,
+        cert_owners=owners,
         cert_dirs=frozenset((facts.cert_dirs | made) - removed),
         certs_dir_present=root not in plan.rmdirs
         and (facts.certs_dir_present or root in plan.mkdirs or bool(made)),

@@ -26,6 +26,9 @@ class DockerFacts:
     state_path: str = STATE_FILE
     certs: Mapping[str, bytes] = field(default_factory=dict)
     cert_dirs: frozenset[str] = frozenset()
+    # Owner uid and permission bits of the agent's own CA files (``"<registry>/<file>"``) and of the
+    # certs.d directories that hold them (``"<registry>"``); empty where not read (nothing to read).
+    cert_owners: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     certs_dir_present: bool = True  # certs.d itself exists (False: a plan that needs it creates it)
     daemon_json: bytes | None = None
     # Where daemon_json_path is a symlink: its target, resolved on the host ("" where not resolved: a

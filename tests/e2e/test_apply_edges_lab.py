@@ -5,7 +5,6 @@ docker.service that is not what its unit says (masked, its socket gone, started 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import MIXED_LAB_FLAVOURS, require_lab
 from tests.e2e.probes import by_host, ca_args, daemon_json, docker_tree, engine_state, skip_args
-from tests.lab import Host, Lab, down, up
+from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
 
@@ -26,30 +24,10 @@ CERTS = "/etc/docker/certs.d"
 DROP_INS = "/etc/systemd/system/docker.service.d"
 
 
-@pytest.fixture(scope="module")
-def edge_lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """Two hosts, one of each flavour. TRUST_AGENT_LAB_DIR reuses (or creates) a lab in that directory
-    and leaves it up afterwards."""
-    require_lab(MIXED_LAB_FLAVOURS)
-    given = os.environ.get("TRUST_AGENT_LAB_DIR")
-    lab_dir = Path(given) if given else tmp_path_factory.mktemp("edge-lab")
-    try:
-        lab = up(lab_dir, 2, "ca", flavours=MIXED_LAB_FLAVOURS)
-    except BaseException:
-        if not given:
-            down(lab_dir)
-        raise
-    yield lab
-    if given:
-        lab.reset()
-    else:
-        down(lab_dir)
-
-
 @pytest.fixture
-def lab(edge_lab_session: Lab) -> Lab:
-    edge_lab_session.reset()
-    return edge_lab_session
+def lab(mixed_lab: Lab) -> Lab:
+    """The mixed fleet (h1: Docker 20.10, h2: 26.1, and two more), every host's trust state reset."""
+    return mixed_lab
 
 
 def agent(lab: Lab, command: str, *args: str) -> tuple[int, dict[str, dict[str, Any]]]:

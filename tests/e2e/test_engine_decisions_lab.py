@@ -97,7 +97,11 @@ def test_a_persons_http_entry_for_the_registry_is_no_older_daemon_json_to_reload
 
     resolve = ["--resolve", f"{lab.registry}:{lab.state['registry']['address']}"]
     code, outcomes, err = agent(lab, "verify", *ca_args(lab), *resolve, "--limit", host.name)
-    assert (code, outcomes[host.name]["status"]) == (0, "unchanged"), (err, outcomes[host.name])
+    # Left alone, but the host does not comply: the policy's registry is not verified there.
+    assert (code, outcomes[host.name]["status"]) == (1, "failed"), (err, outcomes[host.name])
+    assert outcomes[host.name]["error"].startswith(
+        "does not comply with the policy: registry.test: daemon.json lists it in insecure-registries"
+    ), outcomes[host.name]
 
 
 def test_a_persons_trust_agent_named_ca_for_another_registry_survives(lab: Lab) -> None:

@@ -1025,8 +1025,11 @@ def test_a_directory_another_user_can_write_in_or_a_planted_link_is_never_writte
             host, f"chown root {registry_dir} && ln -s /etc/shadow {registry_dir}/trust-agent-storage-ca.crt"
         )
         proc = lab.run_agent("plan", "-i", str(lab.inventory_yml), *ca_args(lab), "--limit", host.name)
-        # The plan ran (plan has no --diff: it was a usage error, and this assertion held for nothing).
-        assert proc.returncode != 2 and "+++ /etc/docker/certs.d/registry.test/" in proc.stdout, proc.stderr
+        # The plan fails the host as the rollout does, reading nothing through the link.
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert (
+            "trust-agent-storage-ca.crt is a symbolic link, which trust-agent does not follow" in proc.stdout
+        )
         assert "root:" not in proc.stdout, proc.stdout
         refused(
             lab, host, [*ca_args(lab), "--limit", host.name], "trust-agent-storage-ca.crt is a symbolic link"

@@ -707,3 +707,42 @@ def test_two_applies_that_made_the_record_and_then_rewrote_it_are_undone_to_no_r
     assert {k: v for k, v in tree(root).items() if "/backup/" not in k} == {
         k: v for k, v in before.items() if "/backup/" not in k
     }
+
+
+@pytest.mark.parametrize("old_mode", [0o666, 0o664, 0o600, 0o755])
+def test_a_ca_file_is_rewritten_root_s_0644_whatever_owner_and_mode_it_had(root: Path, old_mode: int) -> None:
+    """A CA file another user could write (0666, or theirs) kept that mode and owner through every
+    update, as daemon.json keeps its own: anyone could then replace a CA dockerd trusts."""
+    ca = root / "etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt"
+    ca.parent.mkdir(parents=True)
+    ca.write_bytes(b"old CA\n")
+    ca.chmod(old_mode)
+    if os.getuid() == 0:
+        os.chown(ca, 65534, 65534)  # nobody's, as a person left it
+    plan = HostPlan(
+        changes=(
+            FileChange(str(ca).removeprefix(str(root)), "update", b"old CA\n", b"new CA\n"),
+            FileChange(DAEMON, "update", b'{"debug": true}\n', b'{"debug": false}\n'),
+        )
+    )
+    status, err = run(root, build_apply_script(plan, engine_action="none", init=None, backup_stamp="t1"))
+    assert status == 0, err
+    assert ca.read_bytes() == b"new CA\n"
+    assert stat.S_IMODE(ca.stat().st_mode) == 0o644
+    assert (ca.stat().st_uid, ca.stat().st_gid) == (os.getuid(), os.getgid())
+    daemon = root / "etc/docker/daemon.json"
+    assert stat.S_IMODE(daemon.stat().st_mode) == 0o600  # daemon.json keeps its owner's mode
+
+
+def test_only_the_agents_ca_files_are_staged_fresh() -> None:
+    plan = HostPlan(
+        changes=(
+            FileChange(f"{CERTS}/r/trust-agent-storage-ca.crt", "update", b"a", b"b"),
+            FileChange(f"{CERTS}/r/trust-agent-notes", "update", b"a", b"b"),
+            FileChange(DAEMON, "update", b"{}", b"{}\n"),
+            FileChange(STATE, "update", b"{}", b"{}\n", internal=True),
+        )
+    )
+    script = build_apply_script(plan, engine_action="none", init=None, backup_stamp="t1")
+    stages = [line for line in script.splitlines() if line.startswith('stage "$R"')]
+    assert [line.endswith(" fresh") for line in stages] == [True, False, False, False]

@@ -899,6 +899,8 @@ def test_facts_after_a_plan_are_the_hosts_files_once_applied_and_an_undo_brings_
     for policy, insecure_live in steps:
         live = dict.fromkeys(policy.registries, insecure_live)
         plan = plan_docker(policy, facts, live_insecure=live)
+        if plan.blockers:
+            continue  # the host is left as it is (a person's entry the reload would load, say)
         after = facts_after(plan, facts)
         assert held(after) == held(apply_plan(plan, facts))
         done, facts = followed_by(done, plan), after
@@ -1086,3 +1088,137 @@ def test_a_host_whose_daemon_keeps_another_policy_is_warned_of_and_its_own_is_no
     ):
         plan = plan_docker(policy, replace(facts, daemon_status=status))
         assert not [w for w in plan.warnings if w.startswith("trust-agent's daemon runs")], status
+
+
+from agent.runtimes.docker import RestartPolicy, does_not_comply  # noqa: E402
+
+# --- who can write the agent's CA files, and a person's insecure entry in CA mode -------------------------
+
+STORAGE_REL = f"registry.test/{STORAGE_CRT}"
+SAFE = (0, 0o644)
+
+
+def converged_with_owners(owners: dict[str, tuple[int, int]]) -> DockerFacts:
+    """A host holding the policy's CA file, with the owner and mode the gather read for each path."""
+    facts = converge(ca_policy("registry.test"), host())
+    return replace(facts, cert_owners={"registry.test": (0, 0o755), STORAGE_REL: SAFE, **owners})
+
+
+@given(uid=st.sampled_from([0, 1, 65534]), mode=st.integers(min_value=0, max_value=0o7777))
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_a_ca_file_another_user_can_write_is_rewritten_and_only_such_a_one(uid: int, mode: int) -> None:
+    """Before, a CA file left 0666 or another user's was never drift: verify said "unchanged"."""
+    facts = converged_with_owners({STORAGE_REL: (uid, mode)})
+    plan = plan_docker(ca_policy("registry.test"), facts)
+    unsafe = uid != 0 or bool(mode & 0o022)
+    assert plan.blockers == ()
+    if not unsafe:
+        assert (plan.changes, plan.engine_action) == ((), "none")
+        return
+    (change,) = plan.changes
+    path = f"{CERTS_DIR}/{STORAGE_REL}"
+    assert (change.path, change.action, change.before, change.after, change.mode) == (
+        path,
+        "update",
+        PEM,
+        PEM,
+        0o644,
+    )
+    assert plan.engine_action == "none"  # certs.d is read on every pull (fact 7)
+    (reason,) = [r for r in plan.reasons if r.startswith(f"certs.d/{STORAGE_REL}: ")]
+    assert "another local user could replace this CA" in reason and reason.endswith(
+        "rewritten root:root 0644"
+    )
+    assert (f"owned by uid {uid}, not root" in reason) == (uid != 0)
+    assert (f"mode {mode:04o}" in reason) == bool(mode & 0o022)
+    # Rewritten, it is root's 0644: nothing more to do.
+    assert not plan_docker(ca_policy("registry.test"), facts_after(plan, facts)).changed
+
+
+def test_a_ca_file_whose_bundle_changed_and_that_others_can_write_says_both() -> None:
+    facts = converged_with_owners({STORAGE_REL: (0, 0o666)})
+    plan = plan_docker(ca_policy("registry.test", pem=PEM2), facts)
+    (change,) = plan.changes
+    assert (change.before, change.after) == (PEM, PEM2)
+    said = [r for r in plan.reasons if r.startswith(f"certs.d/{STORAGE_REL}: ")]
+    assert len(said) == 2 and said[0].endswith("(bundle changed)")
+    assert "mode 0666 (group- and other-writable)" in said[1]
+
+
+def test_a_directory_of_the_ca_files_others_can_write_is_warned_of_or_blocks_a_write_into_it() -> None:
+    """The apply refuses to write in such a directory; with nothing to write there, its mode was not
+    drift: verify said "unchanged" while any user could replace the CA files in it."""
+    policy = ca_policy("registry.test")
+    says = (
+        "certs.d/registry.test/ is mode 0777 (group- and other-writable): another local user could "
+        "replace the CA files dockerd trusts for registry.test; make it root's alone (chown root:root, "
+        "chmod 0755)"
+    )
+    facts = converged_with_owners({"registry.test": (0, 0o777)})
+    plan = plan_docker(policy, facts)
+    assert (plan.changes, plan.blockers) == ((), ())
+    assert says in plan.warnings
+    assert does_not_comply(policy, facts) == (says,)
+    # A file to write there: the host is refused before anything is written, saying what to do.
+    written = plan_docker(policy, replace(facts, cert_owners={**facts.cert_owners, STORAGE_REL: (0, 0o666)}))
+    assert written.blockers == (f"{says}, then run again (nothing written)",)
+    owned = converged_with_owners({"registry.test": (1000, 0o755)})
+    assert does_not_comply(policy, owned) == (
+        says.replace("mode 0777 (group- and other-writable)", "owned by uid 1000, not root"),
+    )
+    assert does_not_comply(policy, converged_with_owners({})) == ()
+
+
+PERSONS_ENTRY = (
+    "daemon.json lists registry.test:443 in insecure-registries (not trust-agent's entry) though the "
+    "policy verifies its TLS: remove it by hand, then run again"
+)
+
+
+def test_a_persons_unloaded_insecure_entry_for_a_ca_policys_registry_is_never_loaded_by_a_reload() -> None:
+    """Before, the planner saw "dockerd runs an older daemon.json" and reloaded: dockerd then stopped
+    verifying the registry's TLS, and the rollout reported success."""
+    policy = ca_policy("registry.test", "registry.test:443")
+    facts = converge(policy, host())
+    person = json.dumps({"insecure-registries": ["registry.test:443"]}).encode()
+    facts = replace(facts, daemon_json=person)
+    live = {"registry.test": False, "registry.test:443": False}
+    forcing: tuple[RestartPolicy, ...] = ("auto", "reload", "restart")
+    for restart_policy in forcing:
+        plan = plan_docker(policy, facts, live_insecure=live, restart_policy=restart_policy)
+        assert [b for b in plan.blockers if b.startswith(PERSONS_ENTRY)] == [
+            PERSONS_ENTRY
+            + " (a reload would load it and stop dockerd verifying that registry; nothing written)"
+        ], (restart_policy, plan.blockers)
+    # Loaded already: no reload, the entry stays, named as staying.
+    loaded = plan_docker(policy, facts, live_insecure={**live, "registry.test:443": True})
+    assert (loaded.blockers, loaded.engine_action) == ((), "none")
+    assert any("registry.test:443 stays in insecure-registries" in w for w in loaded.warnings)
+    # The agent's own entry, left from skip-TLS, is still removed and reloaded away.
+    skip = converge(insecure_policy("registry.test"), host())
+    back = plan_docker(ca_policy("registry.test"), skip, live_insecure={"registry.test": True})
+    assert (back.blockers, back.engine_action) == ((), "reload")
+
+
+@pytest.mark.parametrize(
+    ("facts_change", "live", "where"),
+    [
+        (
+            {"daemon_json": b'{"insecure-registries": ["http://registry.test"]}'},
+            False,
+            "daemon.json lists it",
+        ),
+        ({"dockerd_flags": ("--insecure-registry=registry.test",)}, True, "dockerd's command line has"),
+        ({}, True, "the running dockerd has it insecure"),
+    ],
+)
+def test_a_ca_policys_registry_insecure_anywhere_does_not_comply(
+    facts_change: dict[str, Any], live: bool, where: str
+) -> None:
+    policy = ca_policy("registry.test")
+    facts = replace(converge(policy, host()), **facts_change)
+    (said,) = does_not_comply(policy, facts, {"registry.test": live})
+    assert said.startswith(f"registry.test: {where}") and "though the policy verifies its TLS" in said
+    # Skip-TLS asks for it insecure; a secure registry complies.
+    assert does_not_comply(insecure_policy("registry.test"), facts, {"registry.test": live}) == ()
+    assert does_not_comply(policy, converge(policy, host()), {"registry.test": False}) == ()

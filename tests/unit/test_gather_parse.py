@@ -355,18 +355,102 @@ def test_the_login_is_known_from_the_gather_and_read_with_no_process(tmp_path: P
     assert out == f"@@ta uid {os.getuid()}\n"
 
 
-def test_a_link_under_the_agents_own_name_is_listed_never_read(tmp_path: Path) -> None:
+def test_a_link_under_the_agents_own_name_other_than_a_ca_file_is_listed_never_read(tmp_path: Path) -> None:
     secret = tmp_path / "shadow"
     secret.write_text("root:$6$secret-hash:20000:0:99999:7:::\n")
     certs = tmp_path / "etc/docker/certs.d/registry.test"
     certs.mkdir(parents=True)
-    (certs / "trust-agent-storage-ca.crt").symlink_to(secret)
+    (certs / "trust-agent-notes").symlink_to(secret)
     state = tmp_path / "var/lib/trust-agent"
     state.mkdir(parents=True)
     (state / "docker-state.json").symlink_to(secret)
     facts = gather(LocalTransport(), root=str(tmp_path))
-    assert facts.certs == {"registry.test/trust-agent-storage-ca.crt": b""}  # by name, as others' files
+    assert facts.certs == {"registry.test/trust-agent-notes": b""}  # by name, as others' files
     assert facts.state is None
+
+
+@pytest.mark.parametrize("target", ["shadow", "elsewhere.crt", "missing"])
+def test_a_ca_file_that_is_a_link_stops_the_gather_saying_to_remove_it_and_reads_nothing(
+    tmp_path: Path, target: str
+) -> None:
+    """Before, it was listed with no content: plan and verify showed the CA as a new file to write
+    ("pending"), and only the apply refused the link, with no word of what to do."""
+    (tmp_path / "shadow").write_text("root:$6$secret-hash:20000:0:99999:7:::\n")
+    (tmp_path / "elsewhere.crt").write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIBother\n")
+    certs = tmp_path / "etc/docker/certs.d/registry.test"
+    certs.mkdir(parents=True)
+    link = certs / "trust-agent-storage-ca.crt"
+    link.symlink_to(tmp_path / target)
+    with pytest.raises(CommandError) as caught:
+        gather(LocalTransport(), root=str(tmp_path))
+    said = str(caught.value)
+    assert said.startswith(f"{link} is a symbolic link, which trust-agent does not follow"), said
+    assert said.endswith("remove it, then run again (nothing written)"), said
+    assert "secret-hash" not in said and "MIIBother" not in said
+
+
+def test_ca_files_and_their_directories_are_reported_with_owner_and_mode(tmp_path: Path) -> None:
+    """Only the agent's own CA files and the directories holding them are asked about (one stat)."""
+    certs = tmp_path / "etc/docker/certs.d"
+    (certs / "registry.test").mkdir(parents=True)
+    (certs / "registry.test:443").mkdir()
+    (certs / "other.test").mkdir()
+    (certs / "registry.test/trust-agent-storage-ca.crt").write_bytes(b"ca")
+    (certs / "registry.test/trust-agent-storage-ca.crt").chmod(0o666)
+    (certs / "registry.test:443/trust-agent-registry-ca.crt").write_bytes(b"ca")
+    (certs / "registry.test:443/trust-agent-registry-ca.crt").chmod(0o644)
+    (certs / "registry.test:443").chmod(0o777)
+    (certs / "other.test/ca.crt").write_bytes(b"theirs")
+    facts = gather(LocalTransport(), root=str(tmp_path))
+    uid = os.getuid()
+    assert dict(facts.cert_owners) == {
+        "registry.test": (uid, 0o755),
+        "registry.test/trust-agent-storage-ca.crt": (uid, 0o666),
+        "registry.test:443": (uid, 0o777),
+        "registry.test:443/trust-agent-registry-ca.crt": (uid, 0o644),
+    }
+
+
+def test_a_host_without_the_agents_ca_files_runs_no_stat(tmp_path: Path) -> None:
+    """The gather's cost where there is nothing to ask about stays what it was: no stat process."""
+    (tmp_path / "etc/docker/certs.d/other.test").mkdir(parents=True)
+    (tmp_path / "etc/docker/certs.d/other.test/ca.crt").write_bytes(b"theirs")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    called = tmp_path / "stat-called"
+    (bin_dir / "stat").write_text(f'#!/bin/sh\ntouch {called}\nexec /usr/bin/stat "$@"\n')
+    (bin_dir / "stat").chmod(0o755)
+    script = f"PATH={bin_dir}:$PATH; export PATH\n{GATHER_SCRIPT}"
+    out = LocalTransport().run_script(
+        script, str(tmp_path), "/etc/docker/daemon.json", "", "n0nce", timeout=30
+    )
+    assert out.ok and b"@@ta end" in out.stdout
+    assert not called.exists()
+    (tmp_path / "etc/docker/certs.d/other.test/trust-agent-storage-ca.crt").write_bytes(b"ca")
+    out = LocalTransport().run_script(
+        script, str(tmp_path), "/etc/docker/daemon.json", "", "n0nce", timeout=30
+    )
+    assert called.exists() and b"@@ta owner " in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("line", "owners"),
+    [
+        (
+            "@@ta owner 0 644 /etc/docker/certs.d/r/trust-agent-storage-ca.crt",
+            {"r/trust-agent-storage-ca.crt": (0, 0o644)},
+        ),
+        ("@@ta owner 65534 2777 /etc/docker/certs.d/r:443", {"r:443": (65534, 0o2777)}),
+        ("@@ta owner x 644 /etc/docker/certs.d/r", {}),
+        ("@@ta owner 0 9z /etc/docker/certs.d/r", {}),
+        ("@@ta owner 0 644 /elsewhere/r", {}),
+    ],
+)
+def test_owner_records_are_read_relative_to_certs_d_and_odd_ones_dropped(
+    line: str, owners: dict[str, tuple[int, int]]
+) -> None:
+    facts = parse_gather_output(f"@@ta begin 1\n@@ta certs-dir\n{line}\n@@ta end\n")
+    assert dict(facts.cert_owners) == owners
 
 
 @pytest.mark.parametrize(
@@ -614,3 +698,39 @@ def test_the_daemons_status_is_gathered_only_where_its_install_is(tmp_path: Path
     (tmp_path / "etc/trust-agent").mkdir(parents=True)
     (tmp_path / "etc/trust-agent/install.json").write_text("{}\n")
     assert "@@ta daemon-status" in records()
+
+
+def test_verify_fails_a_host_whose_person_listed_a_ca_policys_registry_as_insecure() -> None:
+    """The entry is a person's, loaded, and nothing the agent would change: verify said "unchanged" (exit
+    0) while dockerd does not verify the registry's TLS. The rollout still leaves it, and warns."""
+    policy = ca_policy("registry.test")
+    person = b'{"insecure-registries": ["registry.test"]}\n'
+    applied = plan_docker(policy, DockerFacts(daemon_json=person, init="systemd", engine_running=True))
+    written = {c.path: c.after or b"" for c in applied.changes}
+    prefix = CERTS_DIR + "/"
+    files = [
+        f"@@ta file {p.removeprefix(prefix)}\n{b64(d)}" for p, d in written.items() if p.startswith(prefix)
+    ]
+    info = {
+        "ServerVersion": "26.1.5",
+        "RegistryConfig": {"IndexConfigs": {"registry.test": {"Secure": False}}},
+    }
+    gathered = a_gather(
+        "@@ta certs-dir",
+        "@@ta dir registry.test",
+        *files,
+        f"@@ta daemon-json\n{b64(person)}",
+        f"@@ta state\n{b64(written['/var/lib/trust-agent/docker-state.json'])}",
+        f"@@ta info-json\n{json.dumps(info)}",
+    )
+    verified = reconcile(GatheredHost(gathered), policy, RunOptions(dry_run=True, verify=True))
+    assert verified.status == "failed"
+    assert verified.error == (
+        "does not comply with the policy: registry.test: daemon.json lists it in insecure-registries, "
+        "though the policy verifies its TLS: dockerd does not verify it"
+    )
+    rolled = reconcile(GatheredHost(gathered), policy, RunOptions(verify_timeout=0.5))
+    assert (rolled.status, rolled.error, rolled.verified) == ("unchanged", None, ("live config",))
+    assert any(
+        "registry.test stays in insecure-registries (not added by trust-agent)" in w for w in rolled.warnings
+    )
