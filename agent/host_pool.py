@@ -11,7 +11,6 @@ an interrupt then says so and ends the run (:class:`EarlyInterrupts`).
 
 from __future__ import annotations
 
-import _imp
 import os
 import signal
 import threading
@@ -112,9 +111,8 @@ class EarlyInterrupts:
 
 
 def _inside_import(frame: FrameType | None) -> bool:
-    """Whether the main thread is inside importlib (or holds the import lock) where a signal came."""
-    if _imp.lock_held():
-        return True
+    """Whether the main thread is inside importlib where a signal came. Its own frames only: another
+    thread importing at that moment (the import lock held) must not keep a blocked read from ending."""
     depth = 0
     while frame is not None and depth < 200:  # bounded: a stack is finite, but never walk it all
         if frame.f_code.co_filename.startswith("<frozen importlib"):
