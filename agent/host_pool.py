@@ -72,6 +72,8 @@ class EarlyInterrupts:
         self.replaced: dict[int, Any] = {}
         self.signum: int | None = None
         self._signalled = False
+        self._deferred = False  # came inside an import: raised once the main thread is out of it
+        self._kicks: _Kicks | None = None
 
     def install(self) -> EarlyInterrupts:
         if threading.current_thread() is not threading.main_thread():
@@ -83,7 +85,28 @@ class EarlyInterrupts:
             before = signal.getsignal(signum)
             if before is default:
                 self.replaced[signum] = signal.signal(signum, self)
+        if self.replaced:
+            self._kicks = _Kicks.start(self)
         return self
+
+    def stop_watching(self) -> None:
+        """Stop the kicks (:class:`_Kicks`): the host pool handles the signals from here on."""
+        if self._kicks is not None:
+            self._kicks.stop()
+            self._kicks = None
+
+    def wants_kicks(self) -> bool:
+        """Whether an interrupt is still to be acted on here: none heard yet, or one deferred by an
+        import; and these handlers still the ones in place (a command may have set its own)."""
+        handling = any(signal.getsignal(signum) is self for signum in self.replaced)
+        return handling and (not self._signalled or self._deferred)
+
+    def kicked(self, frame: FrameType | None) -> None:
+        """The kick's handler: a deferred interrupt is raised here once the main thread is out of the
+        import it came in; otherwise it only woke the main thread, whose pending handlers then ran."""
+        if self._deferred and self.signum is not None and not _inside_import(frame):
+            self._deferred = False
+            raise EarlyInterrupt(self.signum)
 
     def message(self, signum: int) -> str:
         return (
@@ -105,9 +128,86 @@ class EarlyInterrupts:
         if _inside_import(frame):
             # Raised inside importlib, the exception can leave a module lock held (or be dropped, in a
             # lock's clean-up callback): the hosts' threads would then wait for that module for ever.
-            # The flag stops the run instead: the host pool starts no host once it is set.
+            # It is raised by a kick once the import is done; the host pool starts no host meanwhile.
+            self._deferred = True
             return
         raise EarlyInterrupt(signum)
+
+
+class _Kicks:
+    """Wakes the main thread after an interrupt, so that its handler runs.
+
+    CPython runs a Python signal handler in the main thread, between bytecodes. A signal that comes just
+    before a blocking system call (the read of a FIFO or ``<(...)`` source), or that the kernel gives to
+    another thread, leaves the handler pending while the main thread waits in that call, for ever where
+    no one writes. A thread woken by the signal's wakeup byte sends the main thread :data:`KICK`, whose
+    handler does nothing itself: the call fails with EINTR and the pending handlers run. Kicks are
+    harmless where nothing was pending. They go on, bounded, while an interrupt deferred by an import
+    waits to be raised (:meth:`EarlyInterrupts.kicked`).
+    """
+
+    def __init__(self, early: EarlyInterrupts, read_end: int, write_end: int) -> None:
+        self._early = early
+        self._read_end, self._write_end = read_end, write_end
+        self._main = threading.main_thread().ident or 0
+        self._stopping = threading.Event()
+        self._kick_before = signal.signal(KICK, self._on_kick)
+        self._thread = threading.Thread(target=self._watch, name="interrupt-kicks", daemon=True)
+
+    @classmethod
+    def start(cls, early: EarlyInterrupts) -> _Kicks | None:
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(write_end, False)  # as set_wakeup_fd wants
+        if signal.set_wakeup_fd(write_end, warn_on_full_buffer=False) != -1:
+            # Someone else's (an event loop's) wakeup fd: theirs stays, and no kicks.
+            signal.set_wakeup_fd(-1)
+            os.close(read_end)
+            os.close(write_end)
+            return None
+        kicks = cls(early, read_end, write_end)
+        kicks._thread.start()
+        return kicks
+
+    def stop(self) -> None:
+        signal.set_wakeup_fd(-1)
+        signal.signal(KICK, self._kick_before)
+        self._stopping.set()
+        os.write(self._write_end, b"\0")  # wakes the thread's read; it then sees the stop and ends
+        self._thread.join(timeout=1.0)
+        os.close(self._write_end)
+        if not self._thread.is_alive():
+            os.close(self._read_end)
+
+    def _on_kick(self, signum: int, frame: FrameType | None) -> None:
+        self._early.kicked(frame)
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                heard = os.read(self._read_end, 64)
+            except OSError:
+                return
+            if self._stopping.is_set() or not heard:
+                return
+            if signal.SIGINT in heard or signal.SIGTERM in heard:
+                self._kick_for_a_while()
+
+    def _kick_for_a_while(self) -> None:
+        # Twice whatever happened (the handler may be pending behind a call just entered), then only
+        # while an interrupt waits to be acted on; bounded, as every loop here.
+        for number, delay in enumerate(_KICK_DELAYS):
+            if self._stopping.wait(delay):
+                return
+            if number >= 2 and not self._early.wants_kicks():
+                return
+            signal.pthread_kill(self._main, KICK)
+
+
+# The kick: a signal nothing else here uses, ignored by default (a kick after the handler is given
+# back does nothing).
+KICK = signal.SIGURG
+# After an interrupt, when the main thread is kicked: soon, then less often, for about a minute.
+_KICK_DELAYS = (0.05, 0.2, 0.25, 0.5, 1.0, *([2.0] * 29))
 
 
 def _inside_import(frame: FrameType | None) -> bool:
@@ -147,6 +247,7 @@ class HostPool:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 before = signal.getsignal(signum)
                 if isinstance(before, EarlyInterrupts):
+                    before.stop_watching()
                     # An early interrupt that could not stop the run where it came (inside an import)
                     # stops it here: no host starts.
                     self._early = self._early or before.signalled

@@ -4,6 +4,7 @@ second stops at once, saying what is known. Before the pool, an interrupt says n
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -16,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.host_pool import CUT_OFF, NOT_STARTED, EarlyInterrupt, EarlyInterrupts, HostPool, StoppedAtOnce
+from agent.host_pool import (
+    CUT_OFF,
+    KICK,
+    NOT_STARTED,
+    EarlyInterrupt,
+    EarlyInterrupts,
+    HostPool,
+    StoppedAtOnce,
+)
 
 TRUST_AGENT = str(Path(sys.executable).with_name("trust-agent"))
 WAIT = 30.0
@@ -126,8 +135,36 @@ def test_the_pool_takes_over_from_the_early_handlers_and_leaves_the_originals(
         # After the hosts ran, an interrupt must not say it came before them.
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        # The kicks ended with the early handlers: no thread, wakeup fd or kick handler left behind.
+        assert "interrupt-kicks" not in [thread.name for thread in threading.enumerate()]
+        assert signal.set_wakeup_fd(-1) == -1
+        assert signal.getsignal(KICK) == signal.SIG_DFL
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_an_early_interrupt_inside_an_import_is_not_raised_there_and_no_host_starts(
+    sigint_as_a_shell_gives_it: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Raised inside importlib, the exception could leave a module lock held and the hosts' threads
+    # waiting on it for ever; it is a flag there, which the pool obeys.
+    (tmp_path / "interrupted_while_imported.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\nfor _ in range(1000):\n"
+        "    pass\nLOADED = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = signal.getsignal(signal.SIGTERM)
+    early = EarlyInterrupts("rollout").install()
+    try:
+        module = importlib.import_module("interrupted_while_imported")
+        assert module.LOADED and early.signum == signal.SIGINT
+        started: list[str] = []
+        with HostPool(2) as pool:
+            assert pool.map(started.append, ["h1", "h2"]) is None
+        assert pool.interrupted and started == []
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        sys.modules.pop("interrupted_while_imported", None)
 
 
 # --- the command: an interrupt before any host -------------------------------------------------------
@@ -226,3 +263,70 @@ def test_an_interrupt_before_any_host_says_nothing_was_changed(
     ]
     assert out == b""
     assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == ["etc", "etc/docker"]
+
+
+# --- an interrupt whose handler the main thread would not run ---------------------------------------
+
+# A command's start, then a read of a pipe no one writes, as of a FIFO source: the run must end on the
+# interrupt, saying so, and not wait in the read for ever.
+_READ_AFTER = """
+import os, sys, threading, time
+from agent.host_pool import EarlyInterrupt, EarlyInterrupts
+EarlyInterrupts("rollout").install()
+{before_the_read}
+read_end, write_end = os.pipe()
+try:
+    os.read(read_end, 1)
+except EarlyInterrupt as interrupt:
+    print("raised", interrupt.signum, flush=True)
+    sys.exit(3)
+"""
+
+
+def _run_until_read(before_the_read: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    script = _READ_AFTER.format(before_the_read=before_the_read)
+    try:
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{Path(__file__).parents[2]}"},
+            preexec_fn=_signals_as_a_shell_gives_them,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the interrupt did not end the read: its handler never ran")
+
+
+def test_an_interrupt_the_kernel_gives_another_thread_still_ends_a_read_in_the_main_thread(
+    tmp_path: Path,
+) -> None:
+    """The kernel gives a process's signal to any of its threads (paramiko's, a connection being set
+    up); the main thread, waiting in a read, then never ran the handler. The same happens to a signal
+    that comes just before the read begins (about 1 run in 60 of a FIFO source), deterministic here."""
+    done = _run_until_read(
+        "def elsewhere():\n"
+        "    time.sleep(0.3)\n"
+        "    import signal\n"
+        "    signal.pthread_kill(threading.get_ident(), signal.SIGINT)\n"
+        "threading.Thread(target=elsewhere).start()",
+        tmp_path,
+    )
+    assert (done.returncode, done.stdout) == (3, f"raised {int(signal.SIGINT)}\n")
+    assert done.stderr.splitlines() == [
+        "trust-agent rollout: interrupted (SIGINT) before any host was started: nothing was changed on any host"
+    ]
+
+
+def test_an_interrupt_deferred_by_an_import_ends_a_read_that_follows_it(tmp_path: Path) -> None:
+    """Inside an import the interrupt is only noted (raising there can leave a module lock held); a read
+    after the import then waited for ever, the interrupt said but never acted on."""
+    (tmp_path / "interrupted_while_imported.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\nfor _ in range(1000):\n    pass\n"
+    )
+    done = _run_until_read("import interrupted_while_imported", tmp_path)
+    assert (done.returncode, done.stdout) == (3, f"raised {int(signal.SIGTERM)}\n")
+    assert done.stderr.splitlines() == [
+        "trust-agent rollout: interrupted (SIGTERM) before any host was started: nothing was changed on any host"
+    ]
