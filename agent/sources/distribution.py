@@ -1,10 +1,12 @@
 """Distribution (registry:2) ``config.yml``: the keys engines care about (trust-facts 2, 3, 20).
 
 ``REGISTRY_*`` environment variables override the file, as distribution itself does (env wins):
-``REGISTRY_STORAGE`` names the driver, ``REGISTRY_STORAGE_S3_<KEY>`` sets one S3 parameter,
-``REGISTRY_STORAGE_REDIRECT_DISABLE`` and ``REGISTRY_HTTP_HOST`` their keys. The names applied are
-recorded in ``env_overrides``. Access and secret keys are never kept, only whether they were set
-(fact 23).
+``REGISTRY_STORAGE`` replaces the whole ``storage`` section (a driver name, or YAML for the section),
+``REGISTRY_STORAGE_S3_<KEY>`` sets one S3 parameter, ``REGISTRY_STORAGE_REDIRECT_DISABLE`` and
+``REGISTRY_HTTP_HOST`` their keys. Each value is YAML, as distribution reads it (configuration/parser.go):
+``yes`` is a boolean, ``"https://s3"`` loses its quotes. The names applied are recorded in
+``env_overrides``. The file and the values are read with yaml.v2's booleans (``GoYamlV2Loader``).
+Access and secret keys are never kept, only whether they were set (fact 23).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from agent.errors import SourceError
 from agent.sources import fields
-from agent.sources.document import Document, Path, load_yaml
+from agent.sources.document import Document, GoYamlV2Loader, Path, load_yaml
 from agent.sources.model import RegistrySettings, S3Storage, SourceKind
 
 # Keys under `storage` that configure the registry rather than name a driver.
@@ -31,12 +34,40 @@ class Overlay:
     env: Mapping[str, str]
     applied: list[str]  # appended to while parsing; the parse that owns it returns a tuple
 
-    def pick(self, doc: Document, path: Path, value: object, variable: str) -> tuple[Document, Path, object]:
-        """The value to use for ``path``, and where to blame it: the environment if it sets ``variable``."""
-        if variable in self.env:
-            self.applied.append(variable)
-            return Document("environment", None), (variable,), self.env[variable]
-        return doc, path, value
+    def pick(
+        self, doc: Document, path: Path, value: object, variable: str, *, secret: bool = False
+    ) -> tuple[Document, Path, object]:
+        """The value to use for ``path``, and where to blame it: the environment if it sets ``variable``.
+
+        A value from the environment is read as YAML, as distribution does; a ``secret`` one is left as
+        it is (only its presence is used, and a YAML error could quote it).
+        """
+        if variable not in self.env:
+            return doc, path, value
+        self.applied.append(variable)
+        text = self.env[variable]
+        return ENVIRONMENT, (variable,), text if secret else env_value(variable, text)
+
+
+ENVIRONMENT = Document("environment", None)
+
+
+def env_value(variable: str, text: str) -> object:
+    """``text`` as distribution reads a ``REGISTRY_*`` value: YAML, with yaml.v2's booleans."""
+    try:
+        return load_yaml(text, "environment", loader_class=GoYamlV2Loader).data
+    except SourceError:
+        raise ENVIRONMENT.error(
+            (variable,), "not valid YAML, and distribution reads every REGISTRY_* value as YAML"
+        ) from None
+
+
+def go_sprint(value: object) -> object:
+    """A scalar as the S3 driver turns it into text (``fmt.Sprint``): yaml.v2 gives ``bucket: yes`` the
+    bool true, which the driver names "true"; an integer its digits. Anything else as it is."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int) else value
 
 
 def parse_distribution(
@@ -53,17 +84,17 @@ def parse_distribution(
     >>> (s.driver, s.s3.regionendpoint, s.s3.secure, s.env_overrides)
     ('s3', 'https://s3:9000', False, ('REGISTRY_STORAGE_S3_SECURE',))
     """
-    doc = load_yaml(text, origin)
+    doc = load_yaml(text, origin, loader_class=GoYamlV2Loader)
     if doc.data is None:
         raise doc.error((), "empty document: expected a distribution configuration")
     root = fields.mapping(doc, (), doc.data)
     overlay = Overlay(env or {}, [])
 
-    driver, s3 = _storage(doc, root, overlay)
-    storage = _storage_mapping(doc, root)
-    redirect = fields.mapping(doc, ("storage", "redirect"), storage.get("redirect"))
+    sdoc, spath, storage = _storage_section(doc, root, overlay)
+    driver, s3 = _storage(sdoc, spath, storage, overlay)
+    redirect = fields.mapping(sdoc, (*spath, "redirect"), storage.get("redirect"))
     rdoc, rpath, rvalue = overlay.pick(
-        doc, ("storage", "redirect", "disable"), redirect.get("disable"), "REGISTRY_STORAGE_REDIRECT_DISABLE"
+        sdoc, (*spath, "redirect", "disable"), redirect.get("disable"), "REGISTRY_STORAGE_REDIRECT_DISABLE"
     )
     middleware, baseurl = _redirect_middleware(doc, root)
     http_host, http_tls = _http(doc, root, overlay)
@@ -91,7 +122,8 @@ def parse_s3(doc: Document, path: Path, params: Mapping[str, object], overlay: O
         return overlay.pick(doc, (*path, key), params.get(key), env_prefix + key.upper())
 
     def text(key: str) -> str | None:
-        return fields.string(*value(key))
+        where, at, given = value(key)
+        return fields.string(where, at, go_sprint(given))
 
     def flag(key: str, default: bool) -> bool:
         return fields.boolean(*value(key), default)
@@ -101,7 +133,10 @@ def parse_s3(doc: Document, path: Path, params: Mapping[str, object], overlay: O
 
     forcepathstyle_doc, forcepathstyle_path, forcepathstyle = value("forcepathstyle")
     # Only presence is read for secrets: their values never reach a message or a field.
-    has_credentials = any(bool(value(key)[2]) for key in S3_SECRETS)
+    has_credentials = any(
+        bool(overlay.pick(doc, (*path, key), params.get(key), env_prefix + key.upper(), secret=True)[2])
+        for key in S3_SECRETS
+    )
     return S3Storage(
         bucket=text("bucket"),
         region=text("region"),
@@ -130,30 +165,37 @@ def driver_of(
     return drivers[0] if drivers else None
 
 
-def _storage_mapping(doc: Document, root: Mapping[str, object]) -> Mapping[str, object]:
-    value = root.get("storage")
+def _storage_mapping(doc: Document, path: Path, value: object) -> Mapping[str, object]:
     # `storage: s3` (a bare driver name) is valid distribution configuration.
     if isinstance(value, str):
         return {value: None}
-    return fields.mapping(doc, ("storage",), value)
+    return fields.mapping(doc, path, value)
 
 
-def _storage(doc: Document, root: Mapping[str, object], overlay: Overlay) -> tuple[str, S3Storage | None]:
-    storage = _storage_mapping(doc, root)
-    file_driver = driver_of(doc, ("storage",), storage, NOT_DRIVERS)
-    driver = file_driver
-    params: Mapping[str, object] = {}
-    if "REGISTRY_STORAGE" in overlay.env:
-        driver = overlay.env["REGISTRY_STORAGE"].strip() or None
-        overlay.applied.append("REGISTRY_STORAGE")
+def _storage_section(
+    doc: Document, root: Mapping[str, object], overlay: Overlay
+) -> tuple[Document, Path, Mapping[str, object]]:
+    """The ``storage`` section in force, and where to blame its values.
+
+    ``REGISTRY_STORAGE`` replaces the file's whole section (distribution unmarshals it into the
+    ``Storage`` field), so the file's driver parameters and ``redirect`` no longer apply.
+    """
+    in_file = _storage_mapping(doc, ("storage",), root.get("storage"))
+    driver_of(doc, ("storage",), in_file, NOT_DRIVERS)  # distribution refuses two drivers before any env
+    sdoc, spath, value = overlay.pick(doc, ("storage",), in_file, "REGISTRY_STORAGE")
+    return sdoc, spath, in_file if sdoc is doc else _storage_mapping(sdoc, spath, value)
+
+
+def _storage(
+    doc: Document, path: Path, storage: Mapping[str, object], overlay: Overlay
+) -> tuple[str, S3Storage | None]:
+    driver = driver_of(doc, path, storage, NOT_DRIVERS)
     if driver is None:
-        raise doc.error(("storage",), "no storage driver configured (expected e.g. s3 or filesystem)")
-    if driver == file_driver:
-        params = fields.mapping(doc, ("storage", driver), storage.get(driver))
-    # else: the environment replaced the driver, so the file's parameters for another driver do not apply.
+        raise doc.error(path, "no storage driver configured (expected e.g. s3 or filesystem)")
     if driver not in S3_DRIVERS:
         return driver, None
-    return driver, parse_s3(doc, ("storage", driver), params, overlay)
+    params = fields.mapping(doc, (*path, driver), storage.get(driver))
+    return driver, parse_s3(doc, (*path, driver), params, overlay)
 
 
 def _redirect_middleware(doc: Document, root: Mapping[str, object]) -> tuple[str | None, str | None]:
@@ -179,9 +221,11 @@ def _redirect_middleware(doc: Document, root: Mapping[str, object]) -> tuple[str
 
 def _http(doc: Document, root: Mapping[str, object], overlay: Overlay) -> tuple[str | None, bool]:
     http = fields.mapping(doc, ("http",), root.get("http"))
-    host = fields.url(
-        *overlay.pick(doc, ("http", "host"), http.get("host"), "REGISTRY_HTTP_HOST"), registry=True
-    )
+    hdoc, hpath, hvalue = overlay.pick(doc, ("http", "host"), http.get("host"), "REGISTRY_HTTP_HOST")
+    if hdoc is ENVIRONMENT and not isinstance(hvalue, str | None):
+        # http.host is a Go string: yaml.v2 keeps a plain scalar's text (`yes` stays "yes").
+        hvalue = overlay.env["REGISTRY_HTTP_HOST"]
+    host = fields.url(hdoc, hpath, hvalue, registry=True)
     tls = bool(fields.mapping(doc, ("http", "tls"), http.get("tls")))
     if overlay.env.get("REGISTRY_HTTP_TLS_CERTIFICATE"):
         overlay.applied.append("REGISTRY_HTTP_TLS_CERTIFICATE")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import yaml
 
@@ -20,6 +21,28 @@ Path = tuple[str, ...]
 
 # Key names whose values are secrets in the documents read here (accesskey, secretkey, password, ...).
 _SECRET_KEY = re.compile(r"(?i)secret|pass|token|key|credential|auth")
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+
+
+class GoYamlV2Loader(yaml.SafeLoader):
+    """PyYAML read as Go's yaml.v2 reads, for the booleans: distribution parses config.yml and every
+    ``REGISTRY_*`` value with yaml.v2, whose plain booleans (resolve.go) are PyYAML's (YAML 1.1:
+    yes/no, true/false, on/off, each in three casings) plus ``y``, ``Y``, ``n`` and ``N``.
+    Quoted, all of them stay strings, as in yaml.v2."""
+
+    bool_values: ClassVar[dict[str, bool]] = {**yaml.SafeLoader.bool_values, "y": True, "n": False}
+
+
+GoYamlV2Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+GoYamlV2Loader.add_implicit_resolver(
+    _BOOL_TAG,
+    re.compile(r"^(?:[yYnN]|yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$"),
+    list("yYnNtTfFoO"),
+)
 
 
 @dataclass(frozen=True)
@@ -44,10 +67,13 @@ class Document:
         return SourceError(f"{key}: {message}" if key else message, self.where(path))
 
 
-def load_yaml(text: str, origin: str) -> Document:
-    """Parse ``text`` (one YAML document) into a :class:`Document`; any YAML error is a ``SourceError``."""
+def load_yaml(text: str, origin: str, *, loader_class: type[yaml.SafeLoader] = yaml.SafeLoader) -> Document:
+    """Parse ``text`` (one YAML document) into a :class:`Document`; any YAML error is a ``SourceError``.
+
+    ``loader_class`` is :class:`GoYamlV2Loader` for what Go programs read (distribution's config.yml).
+    """
     try:
-        loader = yaml.SafeLoader(text)  # checks for unprintable characters already
+        loader = loader_class(text)  # checks for unprintable characters already
         try:
             node = loader.get_single_node()
             try:

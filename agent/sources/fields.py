@@ -1,7 +1,8 @@
 """Typed reads of document values, each failing with the key path and line of the bad value.
 
-Values from the environment arrive as strings; values from YAML may be YAML booleans or strings.
-Both spellings are accepted where distribution accepts them (Go's ``strconv.ParseBool``).
+Values arrive as YAML read them (the environment's too: distribution reads those as YAML), so a
+flag is a YAML boolean or a string; strings are accepted where distribution's S3 driver accepts them
+(Go's ``strconv.ParseBool``).
 Values quoted in messages are shortened, and callers never pass secret values here.
 """
 

@@ -5,6 +5,11 @@ and ``ca_bundle``: a path to the storage backend's CA, read here (relative to ha
 so that the CA travels with the settings. The path is one on the Harbor host: a harbor.yml copied
 elsewhere often names a file that is not there, which is recorded (``storage_ca_unread``) rather than
 refused, so that a ``--storage-ca`` given with the same CA can stand in for it (``agent.inputs``).
+
+Read as Harbor's ``prepare`` reads it (make/photon/prepare/utils/configs.py, registry.py): the driver
+is the first non-empty one of ``HARBOR_DRIVERS``; each driver value is written into the registry's
+config.yml as Python prints it, which distribution reads again with yaml.v2 (so ``secure: "no"`` is
+false there); ``redirect.disable`` is tested for Python truth by the template.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from agent.errors import SourceError
 from agent.sources import fields
-from agent.sources.distribution import S3_DRIVERS, Overlay, driver_of, parse_s3
-from agent.sources.document import Document, load_yaml
+from agent.sources.distribution import S3_DRIVERS, S3_SECRETS, Overlay, parse_s3
+from agent.sources.document import Document, GoYamlV2Loader, Path, load_yaml
 from agent.sources.model import RegistrySettings
 
-NOT_DRIVERS = frozenset({"ca_bundle", "redirect"})
+# The drivers Harbor's prepare looks for, in its order: the first non-empty one is used.
+HARBOR_DRIVERS = ("filesystem", "azure", "gcs", "s3", "swift", "oss")
 MAX_CA_BYTES = 1024 * 1024
 
 
@@ -28,15 +35,13 @@ def parse_harbor(text: str, origin: str, *, base_dir: str | None = None) -> Regi
         raise doc.error((), "empty document: expected a harbor.yml")
     root = fields.mapping(doc, (), doc.data)
     service = fields.mapping(doc, ("storage_service",), root.get("storage_service"))
-    # Harbor's default is the filesystem driver when storage_service names none.
-    driver = driver_of(doc, ("storage_service",), service, NOT_DRIVERS) or "filesystem"
-    params = fields.mapping(doc, ("storage_service", driver), service.get(driver))
-    s3 = parse_s3(doc, ("storage_service", driver), params, Overlay({}, [])) if driver in S3_DRIVERS else None
-
-    redirect = fields.mapping(doc, ("storage_service", "redirect"), service.get("redirect"))
-    # Older harbor.yml templates spell it `disabled`.
-    key = "disable" if "disable" in redirect else "disabled"
-    disabled = fields.boolean(doc, ("storage_service", "redirect", key), redirect.get(key), False)
+    driver, unused = _driver(service)
+    path = ("storage_service", driver)
+    params = fields.mapping(doc, path, service.get(driver))
+    s3 = None
+    if driver in S3_DRIVERS:
+        s3 = parse_s3(doc, path, _as_the_registry_reads(doc, path, params), Overlay({}, []))
+    disabled, redirect_warning = _redirect_disabled(doc, service)
 
     host, tls = _address(doc, root)
     ca_pem, ca_origin, ca_unread = _ca_bundle(
@@ -53,6 +58,62 @@ def parse_harbor(text: str, origin: str, *, base_dir: str | None = None) -> Regi
         storage_ca_pem=ca_pem,
         storage_ca_origin=ca_origin,
         storage_ca_unread=ca_unread,
+        warnings=tuple(w for w in (unused, redirect_warning) if w),
+    )
+
+
+def _driver(service: Mapping[str, object]) -> tuple[str, str | None]:
+    """The driver Harbor configures the registry with (filesystem when none is set), and a warning
+    naming any other driver set beside it, which Harbor ignores."""
+    given = [name for name in HARBOR_DRIVERS if service.get(name)]
+    if not given:
+        return "filesystem", None
+    if len(given) == 1:
+        return given[0], None
+    return given[0], (
+        f"storage_service sets {', '.join(given)}: Harbor uses {given[0]}, the first of "
+        f"{', '.join(HARBOR_DRIVERS)}, and ignores the others"
+    )
+
+
+def _as_the_registry_reads(doc: Document, path: Path, params: Mapping[str, object]) -> dict[str, object]:
+    """The driver's parameters as the registry reads them: prepare writes each as ``key: value``
+    (``True`` as ``true``, ``None`` as nothing, the rest as Python prints it) into config.yml, which
+    yaml.v2 reads again. Secrets are left alone: only their presence is used."""
+    return {
+        key: value if key in S3_SECRETS else _rendered_value(doc, (*path, key), value)
+        for key, value in params.items()
+    }
+
+
+def _rendered_value(doc: Document, path: Path, value: object) -> object:
+    if value is None or isinstance(value, Mapping | list):
+        return value
+    if value == True:  # noqa: E712 - prepare compares with ==, so 1 and 1.0 are written as true too
+        return True
+    try:
+        return load_yaml(str(value), doc.origin, loader_class=GoYamlV2Loader).data
+    except SourceError:
+        raise doc.error(
+            path,
+            "Harbor writes this value into the registry's config.yml as it is, and there it is not valid YAML",
+        ) from None
+
+
+def _redirect_disabled(doc: Document, service: Mapping[str, object]) -> tuple[bool, str | None]:
+    """Whether Harbor turns redirects off, and a warning where a string decides it.
+
+    prepare reads ``redirect.disable`` (older releases: ``disabled``) and the registry
+    template tests it as Python does: any non-empty string, ``"false"`` too, turns redirects off.
+    """
+    redirect = fields.mapping(doc, ("storage_service", "redirect"), service.get("redirect"))
+    key = "disable" if "disable" in redirect else "disabled"
+    value = redirect.get(key)
+    if not isinstance(value, str) or not value:
+        return bool(value), None
+    return True, (
+        f"{doc.where(('storage_service', 'redirect', key))}: storage_service.redirect.{key} is the string "
+        f"{value[:20]!r}: Harbor treats any non-empty text as true, so redirects are off"
     )
 
 

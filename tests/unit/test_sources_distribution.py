@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from agent.errors import InputError, SourceError
-from agent.sources.distribution import parse_distribution
+from agent.sources.distribution import env_value, parse_distribution
 from agent.sources.model import RegistrySettings, S3Storage
 from agent.trust import redirect_target
 
@@ -361,10 +361,14 @@ _WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, ma
 _LABEL = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?\Z")
 
 
+# Words yaml.v2 reads as text (not `y`, `no`, `0x1f`...: those are below).
+_TEXT_WORD = _WORD.filter(lambda word: isinstance(env_value("V", word), str))
+
+
 @settings(max_examples=100, deadline=None)
 @given(
-    file_bucket=_WORD,
-    env_bucket=_WORD,
+    file_bucket=_TEXT_WORD,
+    env_bucket=_TEXT_WORD,
     file_endpoint=_LABEL,
     env_endpoint=_LABEL,
     file_flags=st.tuples(st.booleans(), st.booleans(), st.booleans()),
@@ -482,3 +486,117 @@ def test_a_syntax_error_on_a_secrets_line_does_not_quote_it(secret: str) -> None
 def test_a_syntax_error_elsewhere_still_names_the_token() -> None:
     text = "version: 0.1\nstorage:\n  s3:\n    regionendpoint: !vault abc\n"
     assert "'!vault'" in str(error_of(text))
+
+
+# --- booleans and values as distribution reads them: yaml.v2, then strconv.ParseBool ------------------
+
+# yaml.v2's plain booleans (resolve.go): PyYAML's YAML 1.1 set plus y/Y/n/N.
+GO_YAML_TRUE = ["y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"]
+GO_YAML_FALSE = ["n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"]
+# Strings yaml.v2 leaves as strings, which the S3 driver's strconv.ParseBool accepts.
+PARSEBOOL_TRUE = ["t", "T", "'1'", '"true"', "'TRUE'"]
+PARSEBOOL_FALSE = ["f", "F", "'0'", '"false"']
+
+
+def _flags(text: str = "", env: dict[str, str] | None = None) -> tuple[bool, bool]:
+    s = parse_distribution(f"version: 0.1\nstorage:\n  s3:\n    bucket: b\n{text}", "config.yml", env)
+    assert s.s3 is not None
+    return s.s3.secure, s.s3.skipverify
+
+
+@pytest.mark.parametrize("word", GO_YAML_TRUE + PARSEBOOL_TRUE)
+def test_true_in_the_environment_and_the_file(word: str) -> None:
+    assert _flags(env={"REGISTRY_STORAGE_S3_SKIPVERIFY": word}) == (True, True)
+    assert _flags(f"    skipverify: {word}\n") == (True, True)
+
+
+@pytest.mark.parametrize("word", GO_YAML_FALSE + PARSEBOOL_FALSE)
+def test_false_in_the_environment_and_the_file(word: str) -> None:
+    assert _flags(env={"REGISTRY_STORAGE_S3_SECURE": word}) == (False, False)
+    assert _flags(f"    secure: {word}\n") == (False, False)
+
+
+@pytest.mark.parametrize(
+    "word",
+    # yaml.v2 reads 1 and 0 as integers, a quoted "yes" or "y" as a string ParseBool refuses, and
+    # is case-sensitive: the S3 driver refuses every one of them.
+    ["1", "0", "'yes'", '"y"', "yEs", "tRUE", "nO", "maybe", "2.0", "[true]"],
+)
+def test_other_words_are_refused_in_the_environment_and_the_file(word: str) -> None:
+    env_error = error_of("version: 0.1\nstorage: {s3: {}}\n", {"REGISTRY_STORAGE_S3_SECURE": word})
+    assert str(env_error).startswith("environment: REGISTRY_STORAGE_S3_SECURE: must be true or false, got ")
+    file_error = error_of(f"version: 0.1\nstorage:\n  s3:\n    secure: {word}\n")
+    assert str(file_error).startswith("config.yml:4: storage.s3.secure: must be true or false, got ")
+
+
+def test_redirect_disable_and_middleware_disabled_take_y_and_n() -> None:
+    text = (
+        "version: 0.1\nstorage:\n  s3: {bucket: b}\n  redirect: {disable: n}\nmiddleware:\n  storage:\n"
+        "    - {name: cloudfront, disabled: Y, options: {baseurl: 'https://cdn.example'}}\n"
+    )
+    s = parse_distribution(text, "config.yml")
+    assert not s.redirect_disabled and s.redirect_middleware is None
+    assert parse_distribution(
+        text, "config.yml", {"REGISTRY_STORAGE_REDIRECT_DISABLE": "y"}
+    ).redirect_disabled
+
+
+def test_environment_values_are_yaml_so_quotes_are_not_part_of_them() -> None:
+    env = {
+        "REGISTRY_STORAGE_S3_REGIONENDPOINT": '"https://s3.example.com:9000/"',
+        "REGISTRY_HTTP_HOST": "'https://registry.example.com'",
+    }
+    s = parse_distribution("version: 0.1\nstorage: {s3: {bucket: b}}\n", "config.yml", env)
+    assert s.s3 is not None and s.s3.regionendpoint == "https://s3.example.com:9000/"
+    assert s.http_host == "https://registry.example.com"
+    assert redirect_target(s)[:2] == ("https", "s3.example.com:9000")
+
+
+def test_an_environment_value_that_is_no_yaml_is_named() -> None:
+    error = error_of(
+        "version: 0.1\nstorage: {s3: {}}\n", {"REGISTRY_STORAGE_S3_REGIONENDPOINT": "[fd00::1]:9000"}
+    )
+    assert str(error) == (
+        "environment: REGISTRY_STORAGE_S3_REGIONENDPOINT: not valid YAML, and distribution reads every "
+        "REGISTRY_* value as YAML"
+    )
+
+
+def test_registry_storage_replaces_the_whole_section_redirect_included() -> None:
+    # distribution unmarshals REGISTRY_STORAGE into the Storage field: the file's section is gone.
+    s = fixture(
+        "registry-redirect-disabled.yml", {"REGISTRY_STORAGE": "s3", "REGISTRY_STORAGE_S3_BUCKET": "b"}
+    )
+    assert not s.redirect_disabled
+    assert s.s3 is not None and s.s3.regionendpoint is None and s.s3.region is None
+    assert redirect_target(s)[1] == "s3.us-east-1.amazonaws.com"
+    again = fixture(
+        "registry-redirect-disabled.yml",
+        {"REGISTRY_STORAGE": "s3", "REGISTRY_STORAGE_REDIRECT_DISABLE": "true"},
+    )
+    assert again.redirect_disabled
+
+
+def test_registry_storage_may_be_a_whole_section_in_yaml() -> None:
+    env = {
+        "REGISTRY_STORAGE": "{s3: {bucket: b, regionendpoint: 'https://s3.env.example:9443', secure: yes}}"
+    }
+    s = fixture("registry-filesystem.yml", env)
+    assert s.driver == "s3" and s.s3 is not None
+    assert (s.s3.regionendpoint, s.s3.secure) == ("https://s3.env.example:9443", True)
+    bad = error_of("version: 0.1\nstorage: {s3: {}}\n", {"REGISTRY_STORAGE": "{s3: {secure: maybe}}"})
+    assert str(bad) == "environment: REGISTRY_STORAGE.s3.secure: must be true or false, got 'maybe'"
+
+
+@pytest.mark.parametrize(
+    ("given", "bucket"), [("yes", "true"), ("n", "false"), ("0", "0"), ("0x1f", "31"), ("'0x1f'", "0x1f")]
+)
+def test_a_bucket_yaml_reads_as_no_text_is_named_as_the_s3_driver_prints_it(given: str, bucket: str) -> None:
+    """yaml.v2 gives `yes` the bool true, which the driver turns into text with fmt.Sprint: "true". Such
+    a bucket was refused ("must be a string, got True")."""
+    for text, env in (
+        (f"storage:\n  s3:\n    bucket: {given}\n", None),
+        ("storage: s3\n", {"REGISTRY_STORAGE_S3_BUCKET": given}),
+    ):
+        s = parse_distribution(text, "config.yml", env)
+        assert s.s3 is not None and s.s3.bucket == bucket

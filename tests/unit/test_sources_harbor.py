@@ -161,7 +161,9 @@ def test_address(text: str, host: str, tls: bool) -> None:
 def test_default_driver_is_filesystem_and_redirect_disable() -> None:
     s = parse_harbor("hostname: h\nstorage_service:\n  redirect:\n    disable: true\n", "harbor.yml")
     assert s.driver == "filesystem" and s.s3 is None and s.redirect_disabled
-    older = parse_harbor("hostname: h\nstorage_service:\n  s3: {}\n  redirect: {disabled: 'true'}\n", "h.yml")
+    older = parse_harbor(
+        "hostname: h\nstorage_service:\n  s3: {bucket: b}\n  redirect: {disabled: true}\n", "h.yml"
+    )
     assert older.redirect_disabled and older.driver == "s3"
     assert parse_harbor("hostname: h\n", "harbor.yml").driver == "filesystem"
 
@@ -177,10 +179,6 @@ def test_default_driver_is_filesystem_and_redirect_disable() -> None:
             "hostname: h\nstorage_service: [s3]\n",
             "harbor.yml:2: storage_service: must be a mapping, got a list",
         ),
-        (
-            "hostname: h\nstorage_service:\n  s3: {}\n  azure: {}\n",
-            "harbor.yml:2: storage_service: more than one storage driver: azure, s3",
-        ),
         ("hostname: [a, b]\n", "harbor.yml:1: hostname: must be a string, got a list"),
         ("hostname: h\nhttps: on\n", "harbor.yml:2: https: must be a mapping, got True"),
         (
@@ -193,3 +191,79 @@ def test_default_driver_is_filesystem_and_redirect_disable() -> None:
 )
 def test_bad_values_are_one_line_with_key_and_line(text: str, expected: str) -> None:
     assert error_of(text).startswith(expected)
+
+
+# --- as Harbor's prepare reads harbor.yml and writes the registry's config.yml ----------------------
+
+
+def test_the_driver_is_the_first_non_empty_one_in_harbors_order() -> None:
+    # prepare: `if storage_config.get('filesystem') ... elif ... get('s3')`: an empty one is no driver.
+    assert parse_harbor("hostname: h\nstorage_service:\n  s3: {}\n", "harbor.yml").driver == "filesystem"
+    both = parse_harbor(
+        "hostname: h\nstorage_service:\n  s3: {bucket: b}\n  filesystem: {rootdirectory: /data}\n",
+        "harbor.yml",
+    )
+    assert both.driver == "filesystem" and both.s3 is None
+    assert redirect_target(both)[1] is None
+    assert both.warnings == (
+        "storage_service sets filesystem, s3: Harbor uses filesystem, the first of filesystem, azure, gcs, "
+        "s3, swift, oss, and ignores the others",
+    )
+    assert parse_harbor("hostname: h\nstorage_service:\n  s3: {bucket: b}\n", "harbor.yml").warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "secure"),
+    [
+        # prepare writes `secure: <value>` unquoted into config.yml, which yaml.v2 reads again.
+        ("'no'", False),
+        ('"off"', False),
+        ("n", False),
+        ("False", False),
+        ("'f'", False),
+        ("y", True),
+        ("'yes'", True),
+        ("1", True),  # prepare tests `value == True`: 1 is written as true
+        ("true", True),
+    ],
+)
+def test_s3_flags_as_the_registry_reads_them(value: str, secure: bool) -> None:
+    s = parse_harbor(
+        f"hostname: h\nstorage_service:\n  s3:\n    bucket: b\n    secure: {value}\n", "harbor.yml"
+    )
+    assert s.s3 is not None and s.s3.secure is secure
+
+
+def test_a_flag_the_registry_refuses_is_refused() -> None:
+    # 0 is written as 0, an integer to yaml.v2, which the S3 driver refuses.
+    assert error_of("hostname: h\nstorage_service:\n  s3:\n    bucket: b\n    secure: 0\n") == (
+        "harbor.yml:5: storage_service.s3.secure: must be true or false, got 0"
+    )
+
+
+def test_a_quoted_endpoint_reaches_the_registry_unquoted() -> None:
+    text = "hostname: h\nstorage_service:\n  s3:\n    bucket: b\n    regionendpoint: 'https://s3.example.com:9000'\n"
+    s = parse_harbor(text, "harbor.yml")
+    assert s.s3 is not None and s.s3.regionendpoint == "https://s3.example.com:9000"
+
+
+@pytest.mark.parametrize(
+    ("redirect", "disabled"),
+    [("{disable: false}", False), ("{disable: 0}", False), ("{disable: 1}", True), ("{}", False)],
+)
+def test_redirect_disable_is_tested_for_python_truth(redirect: str, disabled: bool) -> None:
+    s = parse_harbor(f"hostname: h\nstorage_service:\n  s3: {{bucket: b}}\n  redirect: {redirect}\n", "h.yml")
+    assert s.redirect_disabled is disabled and s.warnings == ()
+
+
+def test_redirect_disable_as_the_string_false_turns_redirects_off_and_says_so() -> None:
+    # The registry template's `{% if storage_redirect_disabled %}` is true for any non-empty string.
+    s = parse_harbor(
+        "hostname: h\nstorage_service:\n  s3: {bucket: b}\n  redirect:\n    disable: 'false'\n", "h.yml"
+    )
+    assert s.redirect_disabled
+    assert redirect_target(s)[1] is None
+    assert s.warnings == (
+        "h.yml:5: storage_service.redirect.disable is the string 'false': Harbor treats any non-empty text "
+        "as true, so redirects are off",
+    )
