@@ -9,6 +9,9 @@
   against its ``MaxAuthTries`` (6 by default) and drops the connection after it, so an agent holding
   many keys can lock a host out before the key that works is reached: ``IdentitiesOnly`` is how sites
   stop that, and a key offered twice (from its file and from the agent) is offered once.
+- **Certificates**: ``KEY-cert.pub`` beside a key is offered with it; every ssh_config
+  ``CertificateFile`` that certifies a key is offered with that key, one attempt each, in order, as
+  ssh offers each certificate given as an identity of its own.
 - **The agent** is ssh_config's ``IdentityAgent`` (``none``, a socket path, ``SSH_AUTH_SOCK`` or
   ``$VARIABLE``), else ``$SSH_AUTH_SOCK``.
 
@@ -115,7 +118,7 @@ def offered(
     agent = _Agent(wanted.agent, notes)
     try:
         for key, what in _plain(wanted, agent.keys, notes, look_for_keys=look_for_keys):
-            yield with_certificate(key, wanted.certificate_files, notes), what
+            yield from with_certificates(key, what, wanted.certificate_files, notes)
     finally:
         agent.close()
 
@@ -322,9 +325,14 @@ def _openssh_public(path: str) -> bytes | None:
     return blob or None
 
 
-def with_certificate(key: paramiko.PKey, files: tuple[str, ...], notes: list[str]) -> paramiko.PKey:
-    """``key`` carrying the first of ``files`` (ssh_config's CertificateFile) that certifies it: a copy,
-    as keys are shared between connections; ``key`` itself where none does."""
+def with_certificates(
+    key: paramiko.PKey, what: str, files: tuple[str, ...], notes: list[str]
+) -> Iterator[tuple[paramiko.PKey, str]]:
+    """``key`` once with each of ``files`` (ssh_config's CertificateFile) that certifies it, in order, each
+    named for an error: ssh offers every certificate given as an identity of its own (one may have
+    expired, or name other principals). Copies, as keys are shared between connections; ``key``
+    itself where none certifies it."""
+    certified_any = False
     for path in files:
         try:
             certified = _certified_key(path)
@@ -332,8 +340,10 @@ def with_certificate(key: paramiko.PKey, files: tuple[str, ...], notes: list[str
             notes.append(f"CertificateFile {path} unreadable: {exc}")
             continue
         if certified.asbytes() == key.asbytes():  # the certificate's key is this one
-            return _carrying(key, certified.public_blob)
-    return key
+            certified_any = True
+            yield _carrying(key, certified.public_blob), f"{what} with certificate {path}"
+    if not certified_any:
+        yield key, what
 
 
 def _with_own_certificate(key: paramiko.AgentKey, path: str) -> paramiko.PKey:

@@ -1,5 +1,7 @@
 """The SSH transport: one paramiko connection per host, reused for every command and the engine API.
 
+ssh_config is read as ssh reads it: ``~/.ssh/config`` then ``/etc/ssh/ssh_config`` (or the one file
+``--ssh-config`` names), or, for a host whose inventory ssh args give ``-F FILE``, that file alone.
 Host keys are checked strictly against known_hosts (the host's file, the options' file, the ssh config's
 ``UserKnownHostsFile``, else ``~/.ssh/known_hosts``); paramiko and socket exceptions are mapped to the
 :class:`~agent.errors.HostError` family here, so callers never see them.
@@ -51,7 +53,7 @@ from agent.hosts.pending_channel import ChannelUnavailable, PendingChannel
 from agent.hosts.prompt_ack import acknowledge_global_requests
 from agent.hosts.sshlib import NoValidConnectionsError, enable_match_exec, paramiko
 from agent.hosts.streamlocal import StreamLocalUnavailable, request_streamlocal
-from agent.inventory import fields
+from agent.inventory import fields, ssh_args
 from agent.inventory.model import Host
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -204,9 +206,10 @@ def _config_value(name: str, value: str) -> str:
 
 
 def _given_on_command_line(host: Host) -> tuple[tuple[str, str], ...]:
-    """The user and port the inventory gives ``host`` on ssh's command line, in Ansible's order: its
-    ``ansible_user``/``ansible_port`` (``-o User=``/``-o Port=``), then ``-l``/``-p`` of its ssh args;
-    ssh keeps the first of each."""
+    """The user and port the inventory gives ``host`` on ssh's command line: its ``user``/``port`` (for an
+    Ansible inventory, already the first of ``ansible_ssh_args``' ``-l``/``-p``, ``ansible_user``/
+    ``ansible_port`` and the common and extra args', as Ansible orders them), then ``-l``/``-p`` of its
+    ssh options; ssh keeps the first of each."""
     given: dict[str, str] = {}
     if host.user:
         given["user"] = host.user
@@ -225,6 +228,10 @@ def _global_known_hosts(cfg: dict[str, Any]) -> tuple[str, ...]:
     return tuple(_paths(cfg["globalknownhostsfile"]))
 
 
+# Taken from the inventory's ssh options otherwise than one value over ssh_config's.
+_NOT_OVER_CONFIG = frozenset({"identityfile", "proxycommand", "proxyjump", ssh_args.CONFIG_FILE})
+
+
 def _take_inventory_options(cfg: dict[str, Any], host: Host) -> None:
     """The inventory's ssh options over ssh_config's ``cfg``, as ssh takes its command line's ``-o``
     over its config: its identity files first, in order; of ProxyCommand and ProxyJump, the one it
@@ -240,7 +247,7 @@ def _take_inventory_options(cfg: dict[str, Any], host: Host) -> None:
     taken: set[str] = set()
     for name, value in host.ssh_options:
         # ssh keeps an option's first value: common args before extra args, as Ansible passes them.
-        if name not in ("identityfile", "proxycommand", "proxyjump") and name not in taken:
+        if name not in _NOT_OVER_CONFIG and name not in taken:
             cfg[name] = value
             taken.add(name)
     if proxy is not None:  # after HostName and the rest, which its %h %p %r name
@@ -441,7 +448,7 @@ class SSHTransport(Transport):
             if self._transport is not None and self._transport.is_active():
                 return
             self._close_all()
-            config = _SSHConfig(self.options.ssh_config, self.options.system_ssh_config)
+            config = self._ssh_config()
             target = self._resolve(config)
             hops: list[paramiko.Transport] = []
             try:
@@ -457,14 +464,35 @@ class SSHTransport(Transport):
             self._login_user = target.user
             self._timeout = target.connect_timeout
 
+    def _ssh_config(self) -> _SSHConfig:
+        """ssh_config as ssh reads it for this host: where the inventory's ssh args give ``-F FILE`` (the
+        last one, as ssh), that file alone (``none``: no file), relative Includes under ``~/.ssh``; else
+        the run's files."""
+        given = [value for name, value in self.host.ssh_options if name == ssh_args.CONFIG_FILE]
+        if not given:
+            return _SSHConfig(self.options.ssh_config, self.options.system_ssh_config)
+        if given[-1].lower() == "none":
+            return _SSHConfig(None)
+        path = os.path.expanduser(given[-1])
+        if not os.path.isfile(path):
+            # ssh stops there too ("Can't open user config file"), rather than read another config.
+            reason = "not a file" if os.path.exists(path) else "no such file"
+            raise UnreachableError(
+                f"{self._label}: cannot read the ssh config file the inventory's ssh args name with "
+                f"-F {given[-1]}: {reason}"
+            )
+        return _SSHConfig(path)
+
     def _resolve(self, config: _SSHConfig) -> _Target:
         host = self.host
         _refuse_unsafe_names(host, self._label)
         cfg = config.lookup(host.address, _given_on_command_line(host))
         _take_inventory_options(cfg, host)
         hostname, port, user = _endpoint(cfg, host)
-        keys = [host.identity_file] if host.identity_file else []
-        keys += _as_list(cfg.get("identityfile"))
+        keys = _as_list(cfg.get("identityfile"))
+        if host.identity_file and host.identity_file not in keys:
+            # First, unless the ssh args placed it (ansible_ssh_args' -i come before it).
+            keys.insert(0, host.identity_file)
         # The user's files: the command line's (for every host), else the inventory's, else ssh_config's
         # (which may list several, each read); the first is where accepted keys go.
         if self.options.known_hosts or host.known_hosts:
@@ -538,11 +566,12 @@ class SSHTransport(Transport):
             port = int(p)
         else:
             addr = spec
-        # The jump's own ssh gets the spec's user and port on its command line (ssh -l USER -p PORT).
+        # ssh runs a jump as an ssh of its own (`ssh -l USER -p PORT -W %h:%p JUMP`): it gets the spec's
+        # user and port, and none of the target's command line (its user, -i, IdentitiesOnly).
         cfg = config.lookup(addr, tuple((n, str(v)) for n, v in (("user", user), ("port", port)) if v))
-        keys = _as_list(cfg.get("identityfile")) + list(final.key_files)
+        keys = _as_list(cfg.get("identityfile"))  # none: the agent's keys and the default files
         hostname = str(cfg.get("hostname") or addr)
-        user = user or str(cfg.get("user") or final.user)
+        user = str(cfg.get("user") or getpass.getuser())  # the spec's, the jump's User, else the local user
         port = port or int(cfg.get("port", 22))
         # The jump host's own known_hosts files where its ssh_config names them (as ssh reads them for
         # that hop); else the target's.
@@ -563,7 +592,7 @@ class SSHTransport(Transport):
             proxy_jump=None,
             proxy_command=proxy_command.command_for(_proxy_command(cfg), addr),
             certificate_files=tuple(_expand(p) for p in _as_list(cfg.get("certificatefile"))),
-            identities_only=identities.identities_only(cfg.get("identitiesonly", final.identities_only)),
+            identities_only=identities.identities_only(cfg.get("identitiesonly")),
             agent=self._agent(cfg, hostname, user) if "identityagent" in cfg else final.agent,
             connect_timeout=final.connect_timeout,
         )

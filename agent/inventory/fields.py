@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -21,7 +21,10 @@ USER_VARS = ("ansible_user", "ansible_ssh_user")
 KEY_VARS = ("ansible_private_key_file", "ansible_ssh_private_key_file")
 BECOME_VARS = ("ansible_become",)
 BECOME_USER_VARS = ("ansible_become_user",)
-SSH_ARGS_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")  # both apply, in this order
+# Ansible's ssh_args: first on ssh's command line, before the -o Port/User/IdentityFile it makes of
+# ansible_port, ansible_user and the key file (so, ssh keeping an option's first value, over them).
+FIRST_SSH_ARGS_VARS = ("ansible_ssh_args",)
+SSH_ARGS_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")  # after those, in this order
 TIMEOUT_VARS = ("ansible_ssh_timeout",)  # the ssh connection's `timeout`: ssh's ConnectTimeout
 CONNECTION_VARS = ("ansible_connection",)
 BECOME_METHOD_VARS = ("ansible_become_method",)
@@ -89,31 +92,31 @@ def _connectable_host(name: str, values: Mapping[str, Any], groups: tuple[str, .
         var = chosen(values, names)
         return None if var is None else _evaluated(name, var, context, where)
 
-    port = pick(PORT_VARS)
     key = _text(pick(KEY_VARS))
+    # Ansible resolves a relative key path against the working directory, so only ~ is expanded.
+    identity_file = os.path.expanduser(key) if key else None
     raw_become = pick(BECOME_VARS)
     become = False if raw_become is None else parse_bool(raw_become, f"{name}: ansible_become", where)
-    ssh_args = [(var, pick((var,))) for var in SSH_ARGS_VARS]
+    first = _ssh_args_options(name, FIRST_SSH_ARGS_VARS, pick, where)
+    later = _ssh_args_options(name, SSH_ARGS_VARS, pick, where)
+    port, port_given = _port_given(name, first, pick(PORT_VARS), later, where)
     timeout = pick(TIMEOUT_VARS)
     password, password_note = _become_password(values, context)
     return Host(
         name=name,
         address=_text(pick(ADDRESS_VARS)) or name,
-        port=22 if port is None else parse_port(port, f"{name}: ansible_port", where),
-        port_given=port is not None,
-        user=_text(pick(USER_VARS)),
-        # Ansible resolves a relative key path against the working directory, so only ~ is expanded.
-        identity_file=os.path.expanduser(key) if key else None,
+        port=port,
+        port_given=port_given,
+        user=_first_value("user", first, _text(pick(USER_VARS)), later),
+        identity_file=identity_file,
         become=become,
         become_user=_text(pick(BECOME_USER_VARS)),
         ssh_options=(
+            *(option for _, option in first),
+            # ssh tries identity files in command-line order: ansible_ssh_args' -i before the key file.
+            *((("identityfile", identity_file),) if identity_file and _names(first, "identityfile") else ()),
             *((("connecttimeout", str(timeout)),) if timeout is not None else ()),
-            *(
-                option
-                for var, text in ssh_args
-                if text
-                for option in parse_ssh_args(str(text), f"{name}: {var}", where)
-            ),
+            *(option for _, option in later),
         ),
         refused=_refused(pick(CONNECTION_VARS), pick(BECOME_METHOD_VARS) if become else None),
         become_password=password,
@@ -121,6 +124,53 @@ def _connectable_host(name: str, values: Mapping[str, Any], groups: tuple[str, .
         vars=MappingProxyType(dict(values)),
         groups=groups,
     )
+
+
+Option = tuple[str, str]
+
+
+def _ssh_args_options(
+    host: str, names: tuple[str, ...], pick: Callable[[tuple[str, ...]], Any], where: str
+) -> list[tuple[str, Option]]:
+    """The ssh options the ssh-args variables ``names`` give, in order, each with its variable's name."""
+    found: list[tuple[str, Option]] = []
+    for var in names:
+        text = pick((var,))
+        if text:
+            found += [(var, option) for option in parse_ssh_args(str(text), f"{host}: {var}", where)]
+    return found
+
+
+def _names(options: list[tuple[str, Option]], name: str) -> list[tuple[str, str]]:
+    """The variables that set ssh option ``name`` in ``options``, with the values they set, in order."""
+    return [(var, value) for var, (option, value) in options if option == name]
+
+
+def _first_value(
+    name: str, first: list[tuple[str, Option]], inventory: str | None, later: list[tuple[str, Option]]
+) -> str | None:
+    """ssh option ``name`` as ssh takes it from Ansible's command line: ansible_ssh_args', else the
+    inventory's own variable's (``inventory``), else the common or extra args' (the first value wins)."""
+    given = [value for _, value in _names(first, name)] + [inventory or ""]
+    given += [value for _, value in _names(later, name)]
+    return next((value for value in given if value), None)
+
+
+def _port_given(
+    host: str, first: list[tuple[str, Option]], port: Any, later: list[tuple[str, Option]], where: str
+) -> tuple[int, bool]:
+    """The port ssh connects to as the inventory gives it on the command line (ansible_ssh_args' -p,
+    else ansible_port, else the common or extra args' -p), and whether it gives one (else 22)."""
+    found = [
+        *_names(first, "port"),
+        *((("ansible_port", port),) if port is not None else ()),
+        *_names(later, "port"),
+    ]
+    if not found:
+        return 22, False
+    var, value = found[0]
+    what = f"{host}: ansible_port" if var == "ansible_port" else f"{host}: {var}: Port (-p)"
+    return parse_port(value, what, where), True
 
 
 def chosen(values: Mapping[str, Any], names: tuple[str, ...]) -> str | None:

@@ -1,5 +1,5 @@
-"""Ansible's ``ansible_ssh_common_args`` and ``ansible_ssh_extra_args``: the ssh options an inventory
-passes on ssh's command line, read as ssh_config options.
+"""Ansible's ``ansible_ssh_args``, ``ansible_ssh_common_args`` and ``ansible_ssh_extra_args``: the ssh
+options an inventory passes on ssh's command line, read as ssh_config options.
 
 Ansible fleets behind a bastion say so there (``-o ProxyCommand="ssh -W %h:%p -q bastion"``, or
 ``-J bastion``), as Ansible's documentation shows. The options trust-agent acts on are taken, over
@@ -7,7 +7,10 @@ ssh_config's, as ssh takes ``-o`` over its config: ``ProxyCommand``, ``ProxyJump
 ``IdentityFile`` (``-i``), ``IdentitiesOnly``, ``IdentityAgent``, ``CertificateFile``,
 ``UserKnownHostsFile``, ``GlobalKnownHostsFile``, ``HostKeyAlias``, ``ConnectTimeout``, ``Port``
 (``-p``) and ``User`` (``-l``), where the inventory sets no ``ansible_port``/``ansible_user`` (Ansible
-passes those first, and ssh keeps an option's first value). The rest (``StrictHostKeyChecking``,
+passes those before the common and extra args, and ssh keeps an option's first value; its
+``ansible_ssh_args`` come before them all). ``-F FILE`` is taken as ``configfile``: the one ssh_config
+file ssh reads for the host instead of ``~/.ssh/config`` and ``/etc/ssh/ssh_config`` (the last ``-F``
+given, as ssh; ``-F none``: none). The rest (``StrictHostKeyChecking``,
 ciphers, ``-q``…) are ignored: host keys are always checked, and the connection's own settings stand.
 Flags bundle as getopt reads them (``-qJ gw`` is ``-q -J gw``).
 """
@@ -34,7 +37,8 @@ TAKEN = frozenset(
         "user",
     }
 )
-_FLAG_OPTIONS = {"J": "proxyjump", "i": "identityfile", "p": "port", "l": "user"}
+CONFIG_FILE = "configfile"  # ssh's -F, which no ssh_config keyword sets
+_FLAG_OPTIONS = {"J": "proxyjump", "i": "identityfile", "p": "port", "l": "user", "F": CONFIG_FILE}
 # ssh(1)'s flags that take an argument: the argument is skipped with the flag where not read here.
 _WITH_ARGUMENT = frozenset("BbcDEeFIiJLlmOopQRSWw")
 
@@ -46,6 +50,8 @@ def parse_ssh_args(text: str, what: str, where: str) -> tuple[tuple[str, str], .
     (('proxycommand', 'ssh -W %h:%p -q gw'),)
     >>> parse_ssh_args("-qJ ops@gw:2222 -oUserKnownHostsFile=/k -i ~/.ssh/fleet -p 2200", "v", "f")
     (('proxyjump', 'ops@gw:2222'), ('userknownhostsfile', '/k'), ('identityfile', '~/.ssh/fleet'), ('port', '2200'))
+    >>> parse_ssh_args("-F /etc/fleet/ssh_config -l ops", "v", "f")
+    (('configfile', '/etc/fleet/ssh_config'), ('user', 'ops'))
     """
     try:
         words = shlex.split(text)

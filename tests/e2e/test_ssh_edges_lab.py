@@ -3,6 +3,7 @@ that asks for a password, and hosts whose network drops every packet."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shlex
@@ -88,6 +89,49 @@ def test_a_match_user_block_applies_to_the_user_the_inventory_logs_in_as(
         host, f"journalctl --since @{since} -o cat --no-pager | grep 'Accepted publickey for deploy' || true"
     ).stdout
     assert _fingerprint(deploy_only_key) in accepted, accepted
+
+
+@pytest.fixture
+def root_only_key(lab: Lab, tmp_path: Path) -> Iterator[Path]:
+    """A key the first host takes for root alone, kept as the default identity file of a HOME of its own
+    (~/.ssh/id_ed25519): what ssh's own ssh for a jump host offers where nothing names a key for it."""
+    (tmp_path / ".ssh").mkdir(mode=0o700)
+    key = keygen(tmp_path / ".ssh" / "id_ed25519")
+    host = lab.hosts[0]
+    keys = "/root/.ssh/authorized_keys"
+    lab.ssh(host, f"cp -p {keys} {keys}.orig && cat >> {keys}", input=Path(f"{key}.pub").read_text())
+    try:
+        yield key
+    finally:
+        lab.ssh(host, f"mv {keys}.orig {keys}")
+
+
+def test_a_jump_host_logs_in_as_the_local_user_with_its_own_keys_not_the_targets(
+    lab: Lab, tmp_path: Path, root_only_key: Path
+) -> None:
+    """`-J gw` (no user, no ssh_config block for gw): ssh runs the jump as `ssh -W %h:%p gw`, logging in
+    as the local user (root here) with the agent's keys and the default files; the target's user and
+    key stay the target's. The jump logged in as the target's user (deploy), with the target's key."""
+    jump, target = lab.hosts[0], lab.hosts[1]
+    assert getpass.getuser() == "root", "the lab runs as root"
+    inventory = _ini(
+        lab,
+        tmp_path / "hosts.ini",
+        f"{target.name} ansible_host={target.address} ansible_user=deploy ansible_become=yes "
+        f"ansible_ssh_private_key_file={lab.key} ansible_ssh_extra_args='-J {jump.address}'",
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"} | {"HOME": str(tmp_path)}
+    since = lab.ssh(jump, "date +%s").stdout.strip()
+    code, report, _ = _rollout(lab, inventory, env=env)
+    outcome = by_host(report)[target.name]
+    assert code == 0 and outcome["status"] == "changed", outcome
+    accepted = lab.ssh(
+        jump, f"journalctl --since @{since} -o cat --no-pager | grep 'Accepted publickey for' || true"
+    ).stdout
+    assert "Accepted publickey for deploy" not in accepted, accepted
+    assert "Accepted publickey for root from" in accepted and _fingerprint(root_only_key) in accepted, (
+        accepted
+    )
 
 
 def _refused_sudo_passwords(lab: Lab, host: Host) -> int:

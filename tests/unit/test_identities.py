@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import doctest
 import shutil
 import socket
@@ -15,7 +16,7 @@ from agent.errors import InputError
 from agent.hosts import identities
 from agent.hosts.identities import Identities, agent_socket, public_blob, read_private_key
 from agent.hosts.sshlib import paramiko
-from tests.sshkeys import keygen
+from tests.sshkeys import certify, keygen
 
 
 def _blob(path: Path) -> bytes:
@@ -171,3 +172,23 @@ def test_a_key_type_paramiko_has_no_class_for_is_a_reason_not_a_crash(tmp_path: 
     assert read_private_key(str(key)) == (None, "a key type trust-agent cannot use (DSAPrivateKey)")
     got, notes = _order(Identities(files=(str(key),)), [])
     assert got == [] and notes == [f"{key} unreadable: a key type trust-agent cannot use (DSAPrivateKey)"]
+
+
+def test_every_certificate_file_that_certifies_a_key_is_offered_with_it_in_order(tmp_path: Path) -> None:
+    """ssh offers each CertificateFile as an identity of its own (one may have expired or name other
+    principals); only the first that certified the key was offered, so a valid second one never was."""
+    ca, key, other = keygen(tmp_path / "ca"), keygen(tmp_path / "id_ops"), keygen(tmp_path / "other")
+    certificates: list[Path] = []
+    for signed, name in ((other, "other-cert.pub"), (key, "expired-cert.pub"), (key, "current-cert.pub")):
+        certify(ca, signed, "-n", "root", key_id=name)
+        certificates.append(Path(f"{signed}-cert.pub").rename(tmp_path / name))  # not beside the key
+    wanted = Identities(files=(str(key),), certificate_files=tuple(str(c) for c in certificates))
+    notes: list[str] = []
+    keys = list(identities.offered(wanted, notes, look_for_keys=False))
+    assert [what for _, what in keys] == [
+        f"{key} with certificate {certificates[1]}",
+        f"{key} with certificate {certificates[2]}",
+    ]
+    presented = [k.public_blob.key_blob if k.public_blob else b"" for k, _ in keys]
+    assert presented == [base64.b64decode(c.read_text().split()[1]) for c in certificates[1:]]
+    assert notes == []

@@ -4,14 +4,16 @@ files): checked against ``ssh -G`` itself."""
 from __future__ import annotations
 
 import doctest
+import getpass
 import shutil
+import socket
 import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from agent.errors import InputError
+from agent.errors import InputError, UnreachableError
 from agent.hosts import ssh_config_text
 from agent.hosts.ssh import SSHOptions, SSHTransport, _SSHConfig
 from agent.inventory import load_inventory
@@ -168,3 +170,71 @@ def test_a_port_the_inventory_gives_wins_over_ssh_config_even_22(
     config = _write(tmp_path / "config", "Host web1\n    Port 2222\n")
     ours = _where_it_connects(config, line, tmp_path)
     assert ours["port"] == _ssh_g(config, "web1", *ssh_args)["port"] == port
+
+
+def test_ansible_ssh_args_come_first_on_the_command_line_as_ansible_passes_them(tmp_path: Path) -> None:
+    """ansible_ssh_args was not read: its -p, -l and -i were not used, where ssh takes them over the
+    inventory's ansible_port, ansible_user and key file (Ansible passes them first, the common and
+    extra args after them)."""
+    config = _write(tmp_path / "config", "Host web1\n    HostName 10.0.0.5\n    Port 2222\n    User cfg\n")
+    args_key, inventory_key = (
+        _write(tmp_path / "args_key", ""),
+        _write(tmp_path / "inv_key", ""),
+    )  # ssh drops a missing -i
+    cases = {
+        f"web1 ansible_port=2022 ansible_user=alice ansible_ssh_private_key_file={inventory_key} "
+        f"ansible_ssh_args='-C -p 2299 -l carol -i {args_key}' ansible_ssh_common_args='-p 2300 -l dave'": [
+            *("-C", "-p", "2299", "-l", "carol", "-i", str(args_key)),
+            *("-o", "Port=2022", "-o", f"IdentityFile={inventory_key}", "-o", "User=alice"),
+            *("-p", "2300", "-l", "dave"),
+        ],
+        f"web1 ansible_ssh_args='-o ControlMaster=auto' ansible_ssh_private_key_file={inventory_key}": [
+            *("-o", "ControlMaster=auto", "-o", f"IdentityFile={inventory_key}"),
+        ],
+    }
+    for line, ssh_args in cases.items():
+        ours = _where_it_connects(config, line, tmp_path)
+        assert ours == {k: v for k, v in _ssh_g(config, "web1", *ssh_args).items() if k in ours}, line
+    assert ours["user"] == "cfg" and ours["port"] == "2222"  # nothing given: ssh_config's
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then let go)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_a_config_file_the_ssh_args_name_with_f_is_read_instead_of_the_runs(tmp_path: Path) -> None:
+    """-F FILE in the ssh args was dropped without a word, and the host read the run's ssh_config (its
+    Port here): ssh reads FILE alone, the last -F given (-F none: no file)."""
+    ports = [_closed_port() for _ in range(3)]
+    default, other, fleet = (
+        _write(tmp_path / name, f"Host web1\n    HostName 127.0.0.1\n    Port {port}\n    User {name}\n")
+        for name, port in zip(("config", "other", "fleet"), ports, strict=True)
+    )
+    ini = _write(
+        tmp_path / "hosts.ini", f"web1 ansible_ssh_args='-F {other}' ansible_ssh_common_args='-F {fleet}'\n"
+    )
+    theirs = _ssh_g(default, "web1", "-F", str(other), "-F", str(fleet))
+    assert (theirs["port"], theirs["user"]) == (str(ports[2]), "fleet")
+    transport = SSHTransport(load_inventory(str(ini)).hosts[0], SSHOptions(ssh_config=str(default)))
+    with pytest.raises(UnreachableError, match=f"^web1: connect to port {theirs['port']} failed"):
+        transport.connect()
+    ini.write_text("web1 ansible_ssh_extra_args='-F none'\n")
+    transport = SSHTransport(load_inventory(str(ini)).hosts[0], SSHOptions(ssh_config=str(default)))
+    target = transport._resolve(transport._ssh_config())
+    assert (target.hostname, target.port, target.user) == ("web1", 22, getpass.getuser())  # ssh's defaults
+
+
+def test_a_config_file_named_with_f_that_is_not_there_fails_the_host_as_ssh_does(tmp_path: Path) -> None:
+    default = _write(tmp_path / "config", f"Host web1\n    HostName 127.0.0.1\n    Port {_closed_port()}\n")
+    missing = tmp_path / "missing"
+    ini = _write(tmp_path / "hosts.ini", f"web1 ansible_ssh_common_args='-F {missing}'\n")
+    transport = SSHTransport(load_inventory(str(ini)).hosts[0], SSHOptions(ssh_config=str(default)))
+    with pytest.raises(UnreachableError) as info:
+        transport.connect()
+    assert str(info.value) == (
+        f"web1: cannot read the ssh config file the inventory's ssh args name with -F {missing}: no such file"
+    )

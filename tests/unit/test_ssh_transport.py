@@ -7,6 +7,7 @@ sshd runs from a temp directory (its own host keys, authorized_keys, config); a 
 from __future__ import annotations
 
 import doctest
+import getpass
 import http.server
 import json
 import logging
@@ -42,7 +43,7 @@ from paramiko.common import (
 from agent.errors import AuthenticationError, CommandTimeout, HostKeyError, InputError, UnreachableError
 from agent.hosts import proxy_command, script_session
 from agent.hosts.pipelined_login import pipelines
-from agent.hosts.ssh import SSHOptions, SSHTransport
+from agent.hosts.ssh import SSHOptions, SSHTransport, _SSHConfig
 from agent.inventory import Host, load_inventory
 from agent.inventory.ssh_args import parse_ssh_args
 from tests.ci import missing_prerequisite
@@ -485,6 +486,34 @@ def test_a_jump_host_is_checked_against_its_own_known_hosts_where_ssh_config_nam
     sshd.known_hosts(jump_file, sshd.ed25519_pub)
     with SSHTransport(host, options) as t:
         assert t.run("echo through").stdout == b"through\n"
+
+
+def test_a_jump_host_logs_in_with_its_own_user_and_keys_as_sshs_own_ssh_for_it_does(tmp_path: Path) -> None:
+    """ssh runs a ProxyJump hop as an ssh of its own (`ssh -l USER -p PORT -W %h:%p JUMP`): its user is
+    the spec's, else its Host block's User, else the local user; its keys its own IdentityFile, else the
+    agent's and the default files. The hop took the target's user, key and IdentitiesOnly."""
+    config = tmp_path / "config"
+    config.write_text(
+        "Host gw\n    HostName 10.0.0.1\n"
+        "Host gw-ops\n    HostName 10.0.0.2\n    User ops\n    IdentityFile /keys/gw\n"
+    )
+    host = Host(
+        "web1",
+        "10.0.0.5",
+        user="deploy",
+        identity_file="/keys/target",
+        ssh_options=(("identitiesonly", "yes"),),
+    )
+    transport = SSHTransport(host, SSHOptions(ssh_config=str(config), use_agent=False))
+    ssh_config = _SSHConfig(str(config))
+    final = transport._resolve(ssh_config)
+    assert (final.user, final.key_files, final.identities_only) == ("deploy", ("/keys/target",), True)
+    hops = [transport._jump_target(spec, ssh_config, final) for spec in ("gw", "gw-ops", "alice@gw-ops:2222")]
+    assert [(h.hostname, h.port, h.user, h.key_files, h.identities_only) for h in hops] == [
+        ("10.0.0.1", 22, getpass.getuser(), (), False),
+        ("10.0.0.2", 22, "ops", ("/keys/gw",), False),
+        ("10.0.0.2", 2222, "alice", ("/keys/gw",), False),
+    ]
 
 
 def test_become_through_sudo(sshd: Server, opts: SSHOptions) -> None:
