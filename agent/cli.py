@@ -7,13 +7,17 @@ change, 2 changes pending, 1 error.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
 import os
+import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
@@ -33,7 +37,7 @@ from agent.early_connect import EarlyConnections
 from agent.engine.options import RunOptions
 from agent.errors import InputError, ReportError, UsageError
 from agent.fleet import FleetOptions, batches, run_fleet
-from agent.host_pool import EarlyInterrupt, EarlyInterrupts, StoppedAtOnce, end_as_interrupted
+from agent.host_pool import NOT_STARTED, EarlyInterrupt, EarlyInterrupts, StoppedAtOnce, end_as_interrupted
 from agent.hosts.base import Transport
 from agent.hosts.engine_http import load_parser
 from agent.hosts.local import LocalTransport
@@ -41,6 +45,7 @@ from agent.inputs import PolicyInputs, read_settings, resolve_policy
 
 if TYPE_CHECKING:
     from agent.outcome import FleetResult
+    from agent.trust import TrustPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("text", "json", "markdown", "html", "junit")
@@ -301,22 +306,27 @@ def verify(resolve: tuple[str, ...], **kwargs: Any) -> None:
     addresses = parse_resolve(resolve)
     options = RunOptions(dry_run=True, verify=True, command_timeout=kwargs["command_timeout"])
     fleet = FleetOptions(forks=kwargs["forks"])
-    targets = _targets(kwargs)
-    with _connect_early(targets, fleet) as early:
-        _, policy = resolve_policy(policy_inputs(kwargs))
-        checks = handshake_report(policy, resolve=addresses)
-        for line in checks.lines:
-            click.echo(line, err=True)
-        for warning in checks.warnings:
-            click.echo(f"warning: {warning}", err=True)
-        # Shown with the warnings, and said to decide the exit code: a check from here is not drift.
-        failed_checks = tuple(
-            line + FAILED_CHECK_SUFFIX
-            for line in checks.lines
-            if not line.endswith(": ok") and not line.startswith("tls: skipped")
-        )
-        notes = (*failed_checks, *checks.warnings)  # an unused --resolve entry is reported, not failed
-        result = _run_with_policy("verify", kwargs, options, fleet, policy, targets, early, notes)
+    report = _report_for("verify", kwargs)
+    known = _Known()
+    with report.on_early_interrupt("verify", known):
+        targets = known.hosts(_targets(kwargs))
+        with _connect_early(targets, fleet) as early:
+            _, known.policy = resolve_policy(policy_inputs(kwargs))
+            checks = handshake_report(known.policy, resolve=addresses)
+            for line in checks.lines:
+                click.echo(line, err=True)
+            for warning in checks.warnings:
+                click.echo(f"warning: {warning}", err=True)
+            # Shown with the warnings, and said to decide the exit code: a check from here is not drift.
+            failed_checks = tuple(
+                line + FAILED_CHECK_SUFFIX
+                for line in checks.lines
+                if not line.endswith(": ok") and not line.startswith("tls: skipped")
+            )
+            notes = (*failed_checks, *checks.warnings)  # an unused --resolve entry is reported, not failed
+            result = _run_with_policy(
+                "verify", kwargs, options, fleet, known.policy, targets, early, report, notes, checks.lines
+            )
     drift = [o for o in result.outcomes if o.status not in ("unchanged",)]
     _exit(result, 1 if drift or not checks.ok else 0)
 
@@ -336,10 +346,67 @@ def _run(
     mode: Mode, kwargs: dict[str, Any], options: RunOptions, fleet: FleetOptions | None = None
 ) -> FleetResult:
     fleet = fleet or FleetOptions(forks=kwargs.get("forks", 50))
-    targets = _targets(kwargs)
-    with _connect_early(targets, fleet) as early:
-        _, policy = resolve_policy(policy_inputs(kwargs))
-        return _run_with_policy(mode, kwargs, options, fleet, policy, targets, early)
+    report = _report_for(mode, kwargs)
+    known = _Known()
+    with report.on_early_interrupt(mode, known):
+        targets = known.hosts(_targets(kwargs))
+        with _connect_early(targets, fleet) as early:
+            _, known.policy = resolve_policy(policy_inputs(kwargs))
+            return _run_with_policy(mode, kwargs, options, fleet, known.policy, targets, early, report)
+
+
+def _report_for(mode: Mode, kwargs: dict[str, Any]) -> _Report:
+    """The report asked for, settled before anything is read: a bad -o name is refused first, and an
+    interrupt that comes before the hosts still has a report to write."""
+    diff = mode in ("plan", "verify") or kwargs.get("diff", True)
+    return _Report.of(kwargs.get("fmt"), kwargs.get("report"), diff=diff)
+
+
+@dataclasses.dataclass
+class _Known:
+    """What a command has read so far, for the report of a run interrupted before any host started."""
+
+    names: Sequence[str] = ()
+    policy: TrustPolicy | None = None
+    started_at: str = dataclasses.field(
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
+    )
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    def hosts(self, targets: Targets) -> Targets:
+        self.names = targets[0]
+        return targets
+
+    def interrupted(self, mode: Mode, signum: int) -> FleetResult:
+        """Every host known so far not started, under the policy if it was read by then."""
+        from agent.outcome import FleetResult, HostOutcome
+
+        why = f"interrupted ({signal.Signals(signum).name}) before any host was started"
+        policy = self.policy or _unread_policy()
+        return FleetResult(
+            mode=mode,
+            policy=policy,
+            outcomes=tuple(HostOutcome(name, "skipped", error=NOT_STARTED) for name in self.names),
+            started_at=self.started_at,
+            seconds=round(time.monotonic() - self.started, 3),
+            stopped=f"{why}: nothing was changed on any host"
+            + ("" if self.names else "; the inventory was not read yet"),
+            interrupted=True,
+        )
+
+
+def _unread_policy() -> TrustPolicy:
+    """The policy of a run interrupted before its source was read: nothing asked, and said so. (Made
+    here, not at import: agent.trust brings the sources and cryptography, which load while the first
+    connections are set up.)"""
+    from agent.trust import TrustPolicy
+
+    return TrustPolicy(
+        registries=(),
+        storage_endpoint=None,
+        storage_scheme=None,
+        warnings=("the policy was not read: the run was interrupted before its source was",),
+    )
 
 
 def _connect_early(targets: Targets, fleet: FleetOptions) -> EarlyConnections:
@@ -359,7 +426,9 @@ def _run_with_policy(
     policy: Any,
     targets: Targets,
     early: EarlyConnections,
+    report: _Report,
     notes: tuple[str, ...] = (),
+    tls_checks: tuple[str, ...] = (),
 ) -> FleetResult:
     names, opener = targets
     root = kwargs.get("root")
@@ -367,9 +436,6 @@ def _run_with_policy(
         options = RunOptions(**{**options.__dict__, "root": str(Path(root).resolve())})
     from agent.progress import Progress
 
-    report = _Report.of(
-        kwargs.get("fmt"), kwargs.get("report"), diff=mode in ("plan", "verify") or kwargs.get("diff", True)
-    )
     threading.Thread(target=report.load, name="report-imports", daemon=True).start()
     progress = Progress(len(names), enabled=mode != "plan" or len(names) > 1)
     result = run_fleet(
@@ -385,8 +451,8 @@ def _run_with_policy(
         early=early,
     )
     progress.close()
-    if notes:
-        result = dataclasses.replace(result, warnings=result.warnings + notes)
+    if notes or tls_checks:
+        result = dataclasses.replace(result, warnings=result.warnings + notes, tls_checks=tls_checks)
     report.emit(result)
     return result
 
@@ -423,6 +489,7 @@ class _Report:
     fmt: str
     path: str | None
     table: bool
+    asked: bool = False  # --format given: stdout is to be that format
 
     @classmethod
     def of(cls, fmt: str | None, path: str | None, *, diff: bool) -> _Report:
@@ -434,7 +501,7 @@ class _Report:
                 f".xml or .txt, or give --format ({', '.join(FORMATS)})"
             )
         chosen = fmt or (_SUFFIX_FORMATS.get(suffix, "text") if path else "text")
-        return cls(chosen, path, table=not diff and (bool(path) or chosen == "text"))
+        return cls(chosen, path, table=not diff and (bool(path) or chosen == "text"), asked=fmt is not None)
 
     def load(self) -> None:
         """Import what :meth:`emit` will (rich, jinja2): run in a thread while the hosts run, where the
@@ -465,6 +532,36 @@ class _Report:
             except OSError as exc:
                 raise ReportError(f"cannot write the report {self.path}: {exc.strerror or exc}") from None
             click.echo(f"report: {self.path} ({self.fmt})", err=True)
+
+    @contextlib.contextmanager
+    def on_early_interrupt(self, mode: Mode, known: _Known) -> Iterator[None]:
+        """Where an interrupt ends the command before any host started, the report asked for says so:
+        a report file of an earlier run must not stay behind for CI to read as this run's."""
+        try:
+            yield
+        except EarlyInterrupt as interrupt:
+            self.interrupted(known.interrupted(mode, interrupt.signum))
+            raise
+
+    def interrupted(self, result: FleetResult) -> None:
+        """Write the report of a run interrupted before its hosts: the file, and stdout where --format
+        asked for one there (the interrupt was said on stderr, so no table)."""
+        from agent.reports import render
+
+        if self.asked and not self.path:
+            click.echo(render(result, self.fmt), nl=False)  # type: ignore[arg-type]
+        if not self.path:
+            return
+        try:
+            Path(self.path).write_text(render(result, self.fmt), encoding="utf-8")  # type: ignore[arg-type]
+        except OSError as exc:
+            click.echo(
+                f"trust-agent: error: cannot write the report {self.path}: {exc.strerror or exc}", err=True
+            )
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # at least no earlier run's report stays
+            return
+        click.echo(f"report: {self.path} ({self.fmt})", err=True)
 
 
 def _color() -> bool:

@@ -16,6 +16,12 @@ from agent.errors import InvalidNameError
 
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
+# Docker Hub's names in moby's registry package (IndexName, IndexHostname, DefaultRegistryHost). For
+# docker.io and index.docker.io images dockerd reads no certs.d directory: it goes to its registry-mirrors,
+# then to registry-1.docker.io with the system's CAs alone (lookupV2Endpoints), and it keeps docker.io
+# secure whatever insecure-registries lists (loadInsecureRegistries).
+_DOCKER_HUB = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+
 
 def validate_registry(name: str, where: str | None = None) -> str:
     """Return ``name`` (``host``, ``host:port``, ``[v6]:port``) if it is a safe certs.d directory name.
@@ -51,7 +57,7 @@ def registry_from_option(text: str, where: str | None = None) -> str:
         *(["a path"] if authority != rest else []),
     ]
     if not extras:
-        return validate_registry(text, where)
+        return not_docker_hub(validate_registry(text, where), where)
     name = authority.rpartition("@")[2]
     if not _host_port_ok(name, strict=True):
         # Nothing sensible to suggest: say what is wrong with the address itself.
@@ -64,6 +70,26 @@ def registry_from_option(text: str, where: str | None = None) -> str:
         f"{verb} no part of a registry name: give {name}, as image names spell it (certs.d/{name}/)",
         where,
     )
+
+
+def not_docker_hub(name: str, where: str | None = None) -> str:
+    """Return ``name`` unless it is Docker Hub's, which no trust on the engines can change.
+
+    >>> not_docker_hub("index.docker.io")
+    Traceback (most recent call last):
+    ...
+    agent.errors.InvalidNameError: registry 'index.docker.io' is Docker Hub: ...
+    """
+    if host_of(name).removesuffix(".").lower() in _DOCKER_HUB:
+        raise InvalidNameError(
+            f"registry {name!r} is Docker Hub: dockerd reads no certs.d directory for it (it pulls "
+            "docker.io images from its registry-mirrors or from registry-1.docker.io, trusted by the "
+            "system's CAs alone) and keeps it secure whatever insecure-registries says. Give the address "
+            "your private registry's images are named by (a mirror of Docker Hub goes in daemon.json's "
+            "registry-mirrors, with its own certs.d directory)",
+            where,
+        )
+    return name
 
 
 def _check_host_port(name: str, what: str, where: str | None, *, strict: bool) -> None:
@@ -204,7 +230,7 @@ def registry_from_url(url: str, where: str | None = None) -> str:
     The default port is not added: users write ``reg.example.com``, and that is the directory dockerd reads.
     """
     _, netloc = _url_parts(url, "registry", where)
-    return validate_registry(netloc, where)
+    return not_docker_hub(validate_registry(netloc, where), where)
 
 
 def endpoint_from_url(url: str, where: str | None = None) -> tuple[str, str]:

@@ -9,6 +9,7 @@ report format renders the same object.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal
@@ -55,12 +56,31 @@ class HostOutcome:
         # Errors and warnings quote what hosts said (journal lines, command output): every report and
         # the terminal print them, and an escape sequence there would rewrite the engineer's terminal.
         if self.error is not None:
-            object.__setattr__(self, "error", printable(self.error))
-        object.__setattr__(self, "warnings", tuple(printable(w) for w in self.warnings))
+            object.__setattr__(self, "error", printable(without_sdk_urls(self.error)))
+        object.__setattr__(self, "warnings", tuple(printable(without_sdk_urls(w)) for w in self.warnings))
 
     @property
     def failed(self) -> bool:
         return self.status in FAILED_STATUSES
+
+
+# The docker SDK names the engine by a URL of its own (http+docker://localhost/v1.41/images/create?...),
+# which is no address a person can use: its errors say "404 Client Error for <url>: Not Found (...)",
+# requests' say "...: Not Found for url: <url>". A URL ends at a space or at the ": " after it.
+_SDK_URL = r"http\+docker://\S*?(?=:\s|\s|$)"
+_FOR_SDK_URL = re.compile(rf" for(?: url:)? {_SDK_URL}")
+_ANY_SDK_URL = re.compile(_SDK_URL)
+
+
+def without_sdk_urls(text: str) -> str:
+    """``text`` without the docker SDK's internal URLs of the engine's API.
+
+    >>> without_sdk_urls('404 Client Error for http+docker://ssh/v1.41/images/create?tag=1: Not Found')
+    '404 Client Error: Not Found'
+    """
+    if "http+docker://" not in text:
+        return text
+    return _ANY_SDK_URL.sub("the engine's API", _FOR_SDK_URL.sub("", text))
 
 
 def printable(text: str) -> str:
@@ -98,6 +118,8 @@ class FleetResult:
     stopped: str | None = None  # why the run stopped early (failure budget, an interrupt), if it did
     warnings: tuple[str, ...] = field(default=())
     interrupted: bool = False  # by SIGINT or SIGTERM: the hosts in flight finished, no other started
+    # verify's TLS handshakes from this machine, as printed: "tls <target>: ok" or the problem
+    tls_checks: tuple[str, ...] = field(default=())
 
     @property
     def failed(self) -> tuple[HostOutcome, ...]:

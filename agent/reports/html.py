@@ -15,6 +15,7 @@ from agent.outcome import FleetResult, HostOutcome
 from agent.reports import view
 
 PHASE_ORDER = ("connect", "gather", "plan", "apply", "reload", "verify", "rollback")
+UNKNOWN = "—"  # the page's mark for what is not known, as for the time of a host never started
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def _host_view(index: int, o: HostOutcome, total: float) -> HostView:
         host=safe(o.host),
         status=o.status,
         changed=view.changed(o),
-        engine_action=o.engine_action,
+        engine_action=view.engine_action(o) or UNKNOWN,
         engine_version=safe(o.engine_version) if o.engine_version else None,
         seconds=f"{view.host_seconds(o):.2f} s" if o.phases else "",
         error=safe(o.error) if o.error else None,
@@ -100,6 +101,17 @@ def _host_view(index: int, o: HostOutcome, total: float) -> HostView:
         verified=tuple(map(safe, o.verified)),
         bars=_bars(o, total),
     )
+
+
+def _notes(result: FleetResult) -> list[str]:
+    """What the page says above the hosts: the checks from this machine, the warnings, and what to
+    run for pending hosts."""
+    hint = view.pending_hint(result)
+    return [
+        *(f"checked from here: {check}" for check in view.tls_checks(result)),
+        *view.fleet_warnings(result),
+        *([hint] if hint else []),
+    ]
 
 
 def _ticks(total: float) -> list[tuple[str, str]]:
@@ -127,7 +139,7 @@ def render(result: FleetResult) -> str:
         started_at=view.xml_safe(result.started_at),
         seconds=f"{result.seconds:.2f}",
         stopped=view.xml_safe(result.stopped) if result.stopped else None,
-        warnings=[view.xml_safe(w) for w in result.warnings],
+        warnings=[view.xml_safe(note) for note in _notes(result)],
         summary_line=view.summary_line(result),
         counts=[(s, n) for s, n in view.summary(result).items() if n],
         failed=bool(result.failed),

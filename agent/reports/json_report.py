@@ -16,7 +16,7 @@ def host_dict(outcome: HostOutcome) -> dict[str, object]:
         "changes": [
             {"path": c.path, "action": c.action, "diff": c.diff()} for c in view.visible_changes(outcome)
         ],
-        "engine_action": outcome.engine_action,
+        "engine_action": view.engine_action(outcome),  # null where not known, as engine_version
         "engine_version": outcome.engine_version,
         "checks": list(outcome.checks),
         "verified": list(outcome.verified),
@@ -39,6 +39,7 @@ def to_dict(result: FleetResult) -> dict[str, object]:
         "summary": view.summary(result),
         "hosts": [host_dict(o) for o in result.outcomes],
         "warnings": list(result.warnings),
+        "tls_checks": list(view.tls_checks(result)),
     }
 
 

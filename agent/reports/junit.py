@@ -3,8 +3,8 @@
 failed, rolled_back and unreachable hosts fail; skipped hosts are skipped; everything else passes,
 except in ``verify``, where a pending host is drift (verify exits 1 on it) and fails. A host with
 changes (pending in a dry run, or changed) or warnings carries them in ``<system-out>``, which
-dashboards show next to the test. In ``verify``, each TLS check that failed from the controller is a failing
-test case of its own, as it too makes verify exit 1.
+dashboards show next to the test. In ``verify``, each TLS check from the controller is a test case of its
+own: one that failed fails, as it too makes verify exit 1; one that passed passes.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from agent.reports import view
 # How the verify command carries a TLS check that failed from the controller: a fleet warning
 # "tls <target>: <problem>" with FAILED_CHECK_SUFFIX (agent/cli.py, verify).
 _TLS_PREFIX = "tls "
+_TLS_SKIPPED = "tls: skipped: "
 
 
 def _detail(o: HostOutcome) -> str:
-    lines = [f"status: {o.status}", f"engine action: {o.engine_action}"]
+    action = view.engine_action(o)
+    lines = [f"status: {o.status}", *([f"engine action: {action}"] if action is not None else [])]
     if o.error:
         lines.append(f"error: {o.error}")
     lines += [f"blocked: {b}" for b in view.blockers(o)]
@@ -71,31 +73,54 @@ def _failed_tls_check(mode: str, note: str) -> tuple[str, str] | None:
     """``(target, problem)`` when ``note`` is a TLS check verify failed on, else ``None``."""
     if mode != "verify" or not (note.startswith(_TLS_PREFIX) and note.endswith(FAILED_CHECK_SUFFIX)):
         return None
-    target, sep, problem = note[len(_TLS_PREFIX) : -len(FAILED_CHECK_SUFFIX)].partition(": ")
-    return (target, problem) if sep and target else None
+    return _check_parts(note[: -len(FAILED_CHECK_SUFFIX)])
 
 
-def _tls_testcase(suite: ET.Element, mode: str, target: str, problem: str) -> None:
+def _check_parts(line: str) -> tuple[str, str] | None:
+    """``tls <target>: <said>`` as ``(target, said)``; ``said`` is ``ok`` where the check passed."""
+    target, sep, said = line[len(_TLS_PREFIX) :].partition(": ")
+    return (target, said) if line.startswith(_TLS_PREFIX) and sep and target else None
+
+
+def _tls_cases(result: FleetResult) -> dict[str, str]:
+    """Every TLS check verify made from this machine: target → ``ok``, ``skipped: <why>`` or the
+    problem. A result that holds only the failed checks (among its warnings) gives those."""
+    cases: dict[str, str] = {}
+    for line in result.tls_checks:
+        if line.startswith(_TLS_SKIPPED):  # a skip-TLS policy: there is no handshake to make
+            cases["tls"] = line.removeprefix("tls: ")
+        elif parts := _check_parts(line):
+            cases[parts[0]] = parts[1]
+    for note in result.warnings:
+        if (failed := _failed_tls_check(result.mode, note)) and failed[0] not in cases:
+            cases[failed[0]] = failed[1]
+    return cases
+
+
+def _tls_testcase(suite: ET.Element, mode: str, target: str, said: str) -> None:
     safe = view.xml_safe
     case = ET.SubElement(suite, "testcase", {"classname": f"trust-agent.{mode}.tls", "name": safe(target)})
-    failure = ET.SubElement(case, "failure", {"message": safe(problem), "type": "tls"})
-    failure.text = safe(f"tls {target}: {problem}\n")
+    if said.startswith("skipped: "):
+        ET.SubElement(case, "skipped", {"message": safe(said.removeprefix("skipped: "))})
+    elif said != "ok":
+        failure = ET.SubElement(case, "failure", {"message": safe(said), "type": "tls"})
+        failure.text = safe(f"tls {target}: {said}\n")
 
 
 def render(result: FleetResult) -> str:
     counts = result.counts()
-    tls_failures = {
-        note: check for note in result.warnings if (check := _failed_tls_check(result.mode, note))
-    }
-    failures = sum(1 for o in result.outcomes if _fails(result.mode, o)) + len(tls_failures)
+    tls = _tls_cases(result)
+    tls_failed = sum(1 for said in tls.values() if said != "ok" and not said.startswith("skipped: "))
+    tls_skipped = sum(1 for said in tls.values() if said.startswith("skipped: "))
+    failures = sum(1 for o in result.outcomes if _fails(result.mode, o)) + tls_failed
     suite = ET.Element(
         "testsuite",
         {
             "name": f"trust-agent {result.mode}",
-            "tests": str(len(result.outcomes) + len(tls_failures)),
+            "tests": str(len(result.outcomes) + len(tls)),
             "failures": str(failures),
             "errors": "0",
-            "skipped": str(counts.get("skipped", 0)),
+            "skipped": str(counts.get("skipped", 0) + tls_skipped),
             "time": f"{result.seconds:.3f}",
             "timestamp": view.xml_safe(result.started_at),
         },
@@ -110,10 +135,10 @@ def render(result: FleetResult) -> str:
         ET.SubElement(props, "property", {"name": name, "value": view.xml_safe(value)})
     for o in result.outcomes:
         _testcase(suite, result.mode, o)
-    for target, problem in tls_failures.values():
-        _tls_testcase(suite, result.mode, target, problem)
+    for target, said in tls.items():
+        _tls_testcase(suite, result.mode, target, said)
     # A failed TLS check is its test case now; the suite's output keeps the other notes.
-    fleet_notes = [w for w in result.warnings if w not in tls_failures]
+    fleet_notes = [w for w in result.warnings if not _failed_tls_check(result.mode, w)]
     notes = [*result.policy.reasons, *result.policy.warnings, *fleet_notes]
     if notes:
         ET.SubElement(suite, "system-out").text = view.xml_safe("\n".join(notes) + "\n")

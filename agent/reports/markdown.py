@@ -34,7 +34,7 @@ def _table(result: FleetResult) -> list[str]:
         cells = [
             _esc(o.host),
             o.status,
-            o.engine_action,
+            view.engine_action(o) or "",
             _esc(o.engine_version or ""),
             str(len(view.visible_changes(o))),
             _esc(o.error or ""),
@@ -49,12 +49,14 @@ def _bullets(label: str, items: tuple[str, ...]) -> list[str]:
 
 def _host(o: HostOutcome) -> list[str]:
     lines = [f"### {_esc(o.host)} — {o.status}", ""]
-    facts = [f"engine action: **{o.engine_action}**"]
+    action = view.engine_action(o)
+    facts = [f"engine action: **{action}**"] if action is not None else []
     if o.engine_version:
         facts.append(f"docker {_esc(o.engine_version)}")
     if o.phases:
         facts.append(f"{view.host_seconds(o):.2f}s")
-    lines += [" · ".join(facts), ""]
+    if facts:
+        lines += [" · ".join(facts), ""]
     notes = [
         *([f"- **error**: {_esc(error)}"] if (error := view.error_beyond_blockers(o)) else []),
         *_bullets("blocked", view.blockers(o)),
@@ -101,10 +103,15 @@ def render(result: FleetResult) -> str:
     ]
     if result.stopped:
         lines += [f"> **stopped**: {_esc(result.stopped)}", ""]
-    lines += [*_bullets("warning", result.warnings)]
-    if result.warnings:
-        lines.append("")
-    lines += [*_table(result), "", "## Hosts", ""]
+    notes = [
+        *_bullets("checked from here", view.tls_checks(result)),
+        *_bullets("warning", view.fleet_warnings(result)),
+    ]
+    lines += [*notes, ""] if notes else []
+    lines += _table(result)
+    if hint := view.pending_hint(result):
+        lines += ["", f"> {_esc(hint)}"]
+    lines += ["", "## Hosts", ""]
     for o in result.outcomes:
         lines += _host(o)
     lines += _policy(result)

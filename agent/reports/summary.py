@@ -29,9 +29,6 @@ LOG_WIDTH = 160
 # A host's name is what a person acts on: never cut, folded only past this many characters.
 _HOST_NAME_KEPT = 64
 
-# Statuses whose engine action took place (or would): a rolled-back host's reload happened, then was undone.
-_ACTION_SHOWN = frozenset({"changed", "pending", "rolled_back"})
-
 
 def render(result: FleetResult, *, color: bool = False) -> str:
     table = Table(box=None, pad_edge=False, header_style="bold" if color else "")
@@ -47,7 +44,7 @@ def render(result: FleetResult, *, color: bool = False) -> str:
         table.add_row(
             Text(o.host),
             Text(o.status, style=_STYLE.get(o.status, "") if color else ""),
-            o.engine_action if o.status in _ACTION_SHOWN else "-",
+            view.engine_action(o) or "-",  # as every other cell says what is not known
             o.engine_version or "-",
             str(len(view.visible_changes(o))),
             Text(", ".join(o.verified) or "-"),
@@ -69,6 +66,8 @@ def render(result: FleetResult, *, color: bool = False) -> str:
     for warning, hosts in by_warning.items():
         shown = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")
         console.print(Text(f"warning ({shown}): {warning}", style="yellow" if color else ""))
+    if hint := view.pending_hint(result):
+        console.print(Text(hint, style="yellow" if color else ""))
     console.print(Text(f"{view.summary_line(result)}  ({result.mode}, {result.seconds:.1f}s)"))
     return buffer.getvalue()
 

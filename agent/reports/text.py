@@ -36,7 +36,8 @@ def _header(outcome: HostOutcome, names: list[str] | None = None) -> Text:
     text.append(label if len(shown) == 1 else f"{label} ({len(shown)} hosts)", style="bold")
     text.append("  ")
     text.append(outcome.status, style=_STATUS_STYLE.get(outcome.status, ""))
-    text.append(f"  {outcome.engine_action}")
+    if (action := view.engine_action(outcome)) is not None:
+        text.append(f"  {action}")
     if outcome.engine_version:
         text.append(f"  docker {outcome.engine_version}")
     return text
@@ -109,9 +110,12 @@ def _policy_lines(result: FleetResult) -> list[Text]:
 
 
 def _footer_lines(result: FleetResult) -> list[Text]:
-    lines = [_labelled("warning", w, "yellow", indent="") for w in result.warnings]
+    lines = [_labelled("checked from here", c, "cyan", indent="") for c in view.tls_checks(result)]
+    lines += [_labelled("warning", w, "yellow", indent="") for w in view.fleet_warnings(result)]
     if result.stopped:
         lines.append(_labelled("stopped", result.stopped, "bold red", indent=""))
+    if hint := view.pending_hint(result):
+        lines.append(Text(hint, style="yellow"))
     style = "bold red" if result.failed else "bold"
     lines.append(Text(f"{view.summary_line(result)}  ({result.mode}, {result.seconds:.1f}s)", style=style))
     return lines

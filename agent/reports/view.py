@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from agent.handshake import FAILED_CHECK_SUFFIX
 from agent.outcome import FleetResult, HostOutcome
 from agent.runtimes.plan import FileChange
 
@@ -31,6 +32,14 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 def changed(outcome: HostOutcome) -> bool:
     return outcome.status in _CHANGED_STATUSES
+
+
+def engine_action(outcome: HostOutcome) -> str | None:
+    """The dockerd action taken (or, in a dry run, needed): ``none`` for a host that needed none; ``None``
+    where nothing is known of it: a host not reached, not started, or failed before it was planned."""
+    if outcome.status in ("unreachable", "skipped") or (outcome.status == "failed" and outcome.plan is None):
+        return None
+    return outcome.engine_action
 
 
 def visible_changes(outcome: HostOutcome) -> tuple[FileChange, ...]:
@@ -102,6 +111,34 @@ def summary_line(result: FleetResult) -> str:
     parts = [f"{n} {status}" for status, n in summary(result).items() if n]
     noun = "host" if total == 1 else "hosts"
     return f"{total} {noun}: {', '.join(parts)}" if parts else f"{total} {noun}"
+
+
+# Said under plan's and verify's hosts that would change: neither command applies anything.
+PENDING_HINT = (
+    "pending: nothing was applied; trust-agent rollout with the same arguments applies it "
+    "(less --dry-run, --detailed-exitcode or --resolve)"
+)
+
+
+def pending_hint(result: FleetResult) -> str | None:
+    """What to run for the hosts a dry run found would change, where there are any."""
+    return PENDING_HINT if result.pending else None
+
+
+def tls_checks(result: FleetResult) -> tuple[str, ...]:
+    """The TLS checks verify made from this machine, each as printed (``tls reg.example.com: ok``), a
+    failed one marked as verify's exit code counts it."""
+    failed = set(result.warnings)
+    return tuple(
+        check + FAILED_CHECK_SUFFIX if check + FAILED_CHECK_SUFFIX in failed else check
+        for check in result.tls_checks
+    )
+
+
+def fleet_warnings(result: FleetResult) -> tuple[str, ...]:
+    """The run's warnings but the failed TLS checks a report lists with the other checks."""
+    listed = set(tls_checks(result))
+    return tuple(w for w in result.warnings if w not in listed)
 
 
 def xml_safe(text: str) -> str:

@@ -1483,3 +1483,44 @@ def test_the_engine_api_is_read_over_the_connection_and_on_the_host_where_sshd_f
         lab.ssh(forbidden, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout
     )
     assert info["registry.test"]["Secure"] is False
+
+
+def test_verify_reports_each_passing_tls_check_as_a_passing_junit_case(lab: Lab, tmp_path: Path) -> None:
+    """JUnit had TLS cases only where a check failed: a passing check was in no report."""
+    import xml.etree.ElementTree as ET
+
+    host = lab.hosts[0]
+    assert rollout(lab, *ca_args(lab), "--limit", host.name)[0] == 0
+    resolve = ["--resolve", f"{lab.registry}:{lab.state['registry']['address']}"]
+    junit, markdown = tmp_path / "verify.xml", tmp_path / "verify.md"
+    said: list[str] = []
+    for report in (junit, markdown):
+        args = [*ca_args(lab), *resolve, "--limit", host.name, "-o", str(report)]
+        proc = lab.run_agent("verify", "-i", str(lab.inventory_yml), *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        said = [line for line in proc.stderr.splitlines() if line.startswith("tls ")]
+    passed = [line.removeprefix("tls ").removesuffix(": ok") for line in said if line.endswith(": ok")]
+    assert len(passed) >= 2 and len(passed) == len(said), said  # the registry's names and the storage
+    suite = ET.fromstring(junit.read_text())
+    tls = {
+        c.get("name"): list(c)
+        for c in suite.iter("testcase")
+        if c.get("classname") == "trust-agent.verify.tls"
+    }
+    assert list(tls) == passed, tls
+    assert all(children == [] for children in tls.values()), tls  # passed: no failure, no skip
+    assert (suite.get("tests"), suite.get("failures")) == (str(1 + len(passed)), "0")
+    listed = markdown.read_text().splitlines()
+    assert all(f"- checked from here: {line}" in listed for line in said), listed
+
+
+def test_a_canary_the_registry_lacks_fails_in_the_engines_words_not_the_sdks_url(lab: Lab) -> None:
+    """The canary's error showed the docker SDK's own http+docker:// URL of the engine's API."""
+    host = lab.hosts[0]
+    missing = f"{lab.registry}/test/no-such-image:1"
+    code, report, err = rollout(lab, *ca_args(lab), "--limit", host.name, "--canary-image", missing)
+    outcome = by_host(report)[host.name]
+    assert code == 1 and outcome["status"] in ("failed", "rolled_back"), outcome
+    assert f"canary pull of {missing} failed: " in outcome["error"], outcome["error"]
+    assert "not found" in outcome["error"], outcome["error"]  # dockerd's own words stay
+    assert "http+docker" not in outcome["error"] and "http+docker" not in err, outcome["error"]

@@ -230,3 +230,30 @@ def test_a_name_with_colons_is_told_ipv6_only_when_it_is_an_address(name: str, s
     with pytest.raises(InvalidNameError) as caught:
         validate_registry(name)
     assert said in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "docker.io",
+        "index.docker.io",
+        "registry-1.docker.io",
+        "Docker.IO",
+        "docker.io:443",
+    ],
+)
+def test_docker_hub_is_refused_saying_dockerd_reads_no_certs_d_for_it(name: str) -> None:
+    """dockerd sends docker.io images to its mirrors or registry-1.docker.io with the system's CAs and
+    keeps docker.io secure whatever insecure-registries says (moby registry/config.go, service_v2.go)."""
+    with pytest.raises(InvalidNameError) as caught:
+        registry_from_option(name, "--registry")
+    said = str(caught.value)
+    assert said.startswith(f"--registry: registry {name!r} is Docker Hub: dockerd reads no certs.d directory")
+    assert "registry-mirrors" in said and caught.value.exit_code == 2
+    with pytest.raises(InvalidNameError, match="is Docker Hub"):
+        registry_from_url(f"https://{name}/", "config.yml: http.host")
+
+
+@pytest.mark.parametrize("name", ["mydocker.io", "docker.io.example.com", "hub.example.com:5000"])
+def test_names_that_only_look_like_docker_hubs_pass(name: str) -> None:
+    assert registry_from_option(name, "--registry") == name

@@ -218,7 +218,17 @@ def test_summary_line() -> None:
 def test_json_top_level() -> None:
     result = fleet()
     doc = json.loads(render(result, "json"))
-    assert list(doc) == ["mode", "started_at", "seconds", "stopped", "policy", "summary", "hosts", "warnings"]
+    assert list(doc) == [
+        "mode",
+        "started_at",
+        "seconds",
+        "stopped",
+        "policy",
+        "summary",
+        "hosts",
+        "warnings",
+        "tls_checks",
+    ]
     assert doc["mode"] == "rollout"
     assert doc["seconds"] == 10.0
     assert doc["stopped"] == "failure budget exceeded: 3 of 7 hosts failed"
@@ -309,7 +319,8 @@ def test_text_plain() -> None:
     assert "\x1b" not in out
     assert "h1  changed  reload  docker 20.10.24" in lines
     assert "h2  unchanged  none  docker 24.0.7" in lines
-    assert "h6  skipped  none" in lines
+    assert "h6  skipped" in lines  # never started: what dockerd would need is not known
+    assert "h5  unreachable" in lines
     assert f"+++ {CA_PATH}" in lines
     assert f"+  {SCRIPT}," in lines
     assert f"--- {OLD_CA_PATH}" in lines
@@ -365,8 +376,8 @@ def test_markdown_table() -> None:
         ["h2", "unchanged", "none", "24.0.7", "0", ""],
         ["h3", "failed", "none", "23.0.1", "0", "refused: daemon.json is not valid JSON"],
         ["h4", "rolled_back", "reload", "", "1", "dockerd did not come back after reload"],
-        ["h5", "unreachable", "none", "", "0", "connection refused"],
-        ["h6", "skipped", "none", "", "0", ""],
+        ["h5", "unreachable", "", "", "0", "connection refused"],
+        ["h6", "skipped", "", "", "0", ""],
         ["h7", "pending", "none", "20.10.24", "1", ""],
     ]
 
@@ -461,7 +472,8 @@ def test_html_status_table_and_counts() -> None:
     ]
     assert "refused: daemon.json is not valid JSON" in page.texts
     assert "Stopped early:" in page.texts
-    assert [t for t in page.texts if t == "—"] == ["—", "—"]  # h6 never started: no time, no bar
+    # h5 and h6: no engine action known; h6 never started: no time, no bar.
+    assert [t for t in page.texts if t == "—"] == ["—", "—", "—", "—"]
     assert "storage.s3.regionendpoint sends clients to minio.internal:9000" in page.texts
 
 
@@ -712,3 +724,26 @@ def test_junit_shows_a_passing_hosts_warnings_as_the_text_report_does() -> None:
     assert case is not None and case.find("failure") is None
     out = case.find("system-out")
     assert out is not None and f"warning: {warning}" in (out.text or "")
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "canary pull of registry.test/test/nope:1 failed: 404 Client Error for "
+        "http+docker://localhost/v1.41/images/create?tag=1&fromImage=registry.test%2Ftest%2Fnope: Not Found "
+        '("manifest for registry.test/test/nope:1 not found: manifest unknown")',
+        "canary pull of registry.test:5000/x:1 failed: 500 Server Error for "
+        "http+docker://ssh/v1.41/images/registry.test:5000/x:1/json: Internal Server Error "
+        '("manifest for registry.test/test/nope:1 not found: manifest unknown")',
+    ],
+)
+def test_an_engine_api_error_names_no_internal_sdk_url(said: str) -> None:
+    """The docker SDK's http+docker:// URL is no address anyone can use; the engine's own words stay."""
+    outcome = HostOutcome("h1", "rolled_back", engine_action="none", error=said, warnings=(said,))
+    result = dataclasses.replace(fleet(), outcomes=(outcome,))
+    for fmt in FORMATS:
+        out = render(result, fmt)
+        assert "http+docker" not in out, fmt
+    assert outcome.error is not None and "http+docker" not in outcome.error
+    assert outcome.error.startswith(said.partition(" for ")[0] + ": ")
+    assert outcome.error.endswith('("manifest for registry.test/test/nope:1 not found: manifest unknown")')

@@ -1,0 +1,288 @@
+"""What the reports say where a run stops short or leaves work to do: an interrupt before any host,
+hosts a dry run found would change, hosts nothing is known of, and verify's TLS checks from here."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.outcome import FleetResult, HostOutcome, Phase
+from agent.reports import FORMATS, render
+from agent.reports.summary import render as render_table
+from agent.runtimes.plan import FileChange, HostPlan
+from agent.trust import TrustPolicy
+
+TRUST_AGENT = str(Path(sys.executable).with_name("trust-agent"))
+WAIT = 30.0
+POLICY = TrustPolicy(registries=("registry.test",), storage_endpoint="s3.test:9000", storage_scheme="https")
+CA_PATH = "/etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt"
+FAILED = " (a failed check from this machine: exit 1)"  # how verify marks a check it failed on
+HINT = "trust-agent rollout with the same arguments applies it"
+
+
+# --- an interrupt before any host ------------------------------------------------------------------
+
+
+@pytest.fixture
+def held_at_the_source(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A source that is a FIFO: reading it blocks until a writer comes, holding the command after its
+    hosts are known and before the first starts. Its tree and the FIFO."""
+    root = tmp_path / "root"
+    (root / "etc/docker").mkdir(parents=True)
+    fifo = tmp_path / "config.yml"
+    os.mkfifo(fifo)
+    yield root, fifo
+
+
+def _as_a_shell_starts_it() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _interrupted_rollout(root: Path, fifo: Path, signum: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """``trust-agent rollout ARGS`` on a tree, sent ``signum`` once it is blocked reading the source."""
+    argv = [TRUST_AGENT, "rollout", "--local", "--root", str(root), "--source", str(fifo), *args]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_a_shell_starts_it
+    )
+    deadline = time.monotonic() + WAIT
+    writer = None
+    try:
+        while writer is None:
+            try:  # succeeds only once the command has the FIFO open for reading
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail(f"the command never read the source: {proc.returncode}")
+                time.sleep(0.02)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=WAIT)
+    finally:
+        if writer is not None:
+            os.close(writer)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+_STALE = {
+    "json": '{"mode": "rollout", "summary": {"changed": 0, "failed": 0}, "hosts": []}\n',
+    "junit": '<?xml version="1.0"?>\n<testsuite name="trust-agent rollout" tests="0" failures="0"/>\n',
+    "markdown": "# trust-agent rollout\n\n0 hosts\n",
+    "html": "<!DOCTYPE html><title>trust-agent rollout: all converged</title>\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("signum", "returncode", "name", "fmt"),
+    [
+        (signal.SIGINT, 130, "report.json", "json"),
+        (signal.SIGTERM, -signal.SIGTERM, "report.xml", "junit"),
+        (signal.SIGTERM, -signal.SIGTERM, "report.md", "markdown"),
+        (signal.SIGINT, 130, "report.html", "html"),
+    ],
+    ids=["SIGINT-json", "SIGTERM-junit", "SIGTERM-markdown", "SIGINT-html"],
+)
+def test_an_interrupt_before_any_host_replaces_an_earlier_runs_report_with_its_own(
+    held_at_the_source: tuple[Path, Path], tmp_path: Path, signum: int, returncode: int, name: str, fmt: str
+) -> None:
+    """The report file of an earlier (successful) run stayed as it was: CI read it as this run's."""
+    root, fifo = held_at_the_source
+    report = tmp_path / name
+    report.write_text(_STALE[fmt])
+    run = _interrupted_rollout(root, fifo, signum, "--registry", "r.test", "-o", str(report))
+    signame = signal.Signals(signum).name
+    assert run.returncode == returncode, run.stderr
+    assert run.stderr.splitlines()[0] == (
+        f"trust-agent rollout: interrupted ({signame}) before any host was started: nothing was changed "
+        "on any host"
+    )
+    assert run.stdout == ""
+    written = report.read_text(encoding="utf-8")
+    assert written != _STALE[fmt]
+    said = f"interrupted ({signame}) before any host was started: nothing was changed on any host"
+    if fmt == "json":
+        doc = json.loads(written)
+        assert doc["stopped"] == said
+        assert [(h["host"], h["status"]) for h in doc["hosts"]] == [(str(root.resolve()), "skipped")]
+        assert doc["summary"]["skipped"] == 1 and doc["policy"]["registries"] == []
+    elif fmt == "junit":
+        suite = ET.fromstring(written)
+        assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("1", "0", "1")
+        stopped = {p.get("name"): p.get("value") for p in suite.iter("property")}["stopped"]
+        assert stopped == said
+    else:
+        assert said in written and "1 host: 1 skipped" in written
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == ["etc", "etc/docker"]
+
+
+def test_an_interrupt_before_any_host_prints_the_format_asked_for_on_stdout(
+    held_at_the_source: tuple[Path, Path],
+) -> None:
+    root, fifo = held_at_the_source
+    run = _interrupted_rollout(root, fifo, signal.SIGINT, "--registry", "r.test", "--format", "json")
+    assert run.returncode == 130, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["stopped"].startswith("interrupted (SIGINT) before any host was started")
+    assert [h["status"] for h in doc["hosts"]] == ["skipped"]
+
+
+# --- pending hosts: what to run ----------------------------------------------------------------------
+
+
+def _result(mode: str, *outcomes: HostOutcome, **fields: object) -> FleetResult:
+    return FleetResult(
+        mode=mode,  # type: ignore[arg-type]
+        policy=POLICY,
+        outcomes=outcomes,
+        started_at="2026-01-01T00:00:00+00:00",
+        seconds=1.0,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _pending(host: str = "h1") -> HostOutcome:
+    change = FileChange(CA_PATH, "create", None, b"-----BEGIN CERTIFICATE-----\n")
+    plan = HostPlan(changes=(change,), reasons=("install the storage CA",))
+    return HostOutcome(host, "pending", plan, engine_version="26.1.5", phases=(Phase("connect", 0.0, 0.5),))
+
+
+def _unchanged(host: str = "h2") -> HostOutcome:
+    return HostOutcome(host, "unchanged", HostPlan(), engine_version="20.10.24")
+
+
+@pytest.mark.parametrize("mode", ["plan", "verify"])
+def test_the_human_formats_say_that_rollout_applies_what_is_pending(mode: str) -> None:
+    """Drift was called pending, and no format said what applies it."""
+    result = _result(mode, _pending(), _unchanged())
+    table = [line for line in render_table(result).splitlines() if HINT in line]
+    text = [line for line in render(result, "text").splitlines() if HINT in line]
+    markdown = [line for line in render(result, "markdown").splitlines() if HINT in line]
+    assert len(table) == 1 and table[0].startswith("pending: nothing was applied")
+    assert text == table
+    assert markdown == [f"> {table[0]}"]
+    assert table[0] in render(result, "html")
+
+
+def test_no_hint_where_nothing_is_pending_and_json_keeps_its_fields() -> None:
+    quiet = _result("plan", _unchanged())
+    for fmt in FORMATS:
+        assert HINT not in render(quiet, fmt)
+    assert HINT not in render_table(quiet)
+    doc = json.loads(render(_result("plan", _pending()), "json"))
+    assert "trust-agent rollout" not in json.dumps(doc)
+    assert doc["hosts"][0]["status"] == "pending"
+
+
+# --- the engine action: one word for one fact -------------------------------------------------------
+
+
+def _action_cells(result: FleetResult) -> dict[str, dict[str, str | None]]:
+    """Each format's engine action per host; None where the format leaves it out."""
+    table = {line.split()[0]: line.split()[2] for line in render_table(result).splitlines()[1:3]}
+    text = {
+        line.split()[0]: (line.split()[2] if len(line.split()) > 2 and line.split()[2] != "docker" else None)
+        for line in render(result, "text").splitlines()
+        if line.split()[:1] in (["h1"], ["h2"])
+    }
+    markdown = {
+        cells[0]: cells[2] or None
+        for line in render(result, "markdown").splitlines()
+        if line.startswith(("| h1 ", "| h2 "))
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    json_doc = {h["host"]: h["engine_action"] for h in json.loads(render(result, "json"))["hosts"]}
+    junit = {
+        case.get("name", ""): next(
+            (
+                line.removeprefix("engine action: ")
+                for element in case
+                for line in (element.text or "").splitlines()
+                if line.startswith("engine action: ")
+            ),
+            None,
+        )
+        for case in ET.fromstring(render(result, "junit")).iter("testcase")
+    }
+    return {"table": table, "text": text, "markdown": markdown, "json": json_doc, "junit": junit}
+
+
+def test_an_unchanged_host_shows_the_same_engine_action_in_the_table_as_elsewhere() -> None:
+    """The table said '-' where every other format said 'none'."""
+    result = _result("rollout", _unchanged("h1"), HostOutcome("h2", "changed", HostPlan(), "reload"))
+    cells = _action_cells(result)
+    assert cells["table"] == {"h1": "none", "h2": "reload"}
+    assert cells["text"] == {"h1": "none", "h2": "reload"}
+    assert cells["markdown"] == {"h1": "none", "h2": "reload"}
+    assert cells["json"] == {"h1": "none", "h2": "reload"}
+
+
+def test_an_unreachable_host_has_no_engine_action_in_any_format() -> None:
+    """An unreachable host was said to need 'none': nothing is known of it."""
+    unreachable = HostOutcome("h1", "unreachable", error="h1 (198.51.100.21): connection refused")
+    lost = HostOutcome("h2", "unreachable", _pending().plan, error="lost during apply: connection reset")
+    result = _result("rollout", unreachable, lost)
+    cells = _action_cells(result)
+    assert cells["table"] == {"h1": "-", "h2": "-"}  # the table's mark of what is not known
+    assert cells["text"] == {"h1": None, "h2": None}
+    assert cells["markdown"] == {"h1": None, "h2": None}
+    assert cells["json"] == {"h1": None, "h2": None}
+    assert cells["junit"] == {"h1": None, "h2": None}
+    markdown = render(result, "markdown")
+    assert "engine action" not in markdown.split("## Hosts")[1]
+    html = render(result, "html")
+    assert "<td>none</td>" not in html and "<td>—</td>" in html
+
+
+# --- verify's TLS checks from here ------------------------------------------------------------------
+
+
+def _verified(*checks: str) -> FleetResult:
+    failed = tuple(c + FAILED for c in checks if not c.endswith(": ok") and not c.startswith("tls: skipped"))
+    return _result("verify", _unchanged("h1"), warnings=failed, tls_checks=checks)
+
+
+def test_a_passing_tls_check_is_a_passing_junit_case_and_a_failing_one_fails() -> None:
+    """JUnit held TLS cases only where one failed: a passing check was in no report."""
+    result = _verified("tls registry.test: ok", "tls s3.test:9000: certificate not trusted: self signed")
+    suite = ET.fromstring(render(result, "junit"))
+    tls = {c.get("name"): c for c in suite.iter("testcase") if c.get("classname") == "trust-agent.verify.tls"}
+    assert list(tls) == ["registry.test", "s3.test:9000"]
+    assert list(tls["registry.test"]) == []  # passed: no failure, no skip
+    failure = tls["s3.test:9000"].find("failure")
+    assert failure is not None and failure.get("message") == "certificate not trusted: self signed"
+    assert (suite.get("tests"), suite.get("failures")) == ("3", "1")
+    out = suite.find("system-out")
+    assert out is None or "certificate not trusted" not in (out.text or "")
+
+
+def test_a_skip_tls_policys_check_is_a_skipped_junit_case() -> None:
+    result = _verified("tls: skipped: the policy lists the registry as insecure (skip-TLS)")
+    suite = ET.fromstring(render(result, "junit"))
+    (case,) = [c for c in suite.iter("testcase") if c.get("classname") == "trust-agent.verify.tls"]
+    skipped = case.find("skipped")
+    assert skipped is not None and "insecure" in (skipped.get("message") or "")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("2", "0", "1")
+
+
+def test_every_format_lists_the_tls_checks_passed_or_not_each_once() -> None:
+    failing = "tls s3.test:9000: certificate not trusted: self signed"
+    result = _verified("tls registry.test: ok", failing)
+    for fmt in ("text", "markdown", "html"):
+        out = render(result, fmt)  # type: ignore[arg-type]
+        assert "checked from here" in out and "tls registry.test: ok" in out, fmt
+        assert out.count("certificate not trusted: self signed") == 1, fmt
+    doc = json.loads(render(result, "json"))
+    assert doc["tls_checks"] == ["tls registry.test: ok", failing + FAILED]
+    assert doc["warnings"] == [failing + FAILED]  # as before: scripts reading warnings see it there
