@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.probes import (
+    SITE_CHECK_SAYS,
     a_restart_dockerd_will_not_survive,
     ca_args,
     engine_state,
@@ -77,10 +78,16 @@ def run_playbook(
 
 
 def run_play(
-    lab: Lab, argv: list[str], home: Path, playbook: Path, *extra: str, inventory: Path | None = None
+    lab: Lab,
+    argv: list[str],
+    home: Path,
+    playbook: Path,
+    *extra: str,
+    inventory: Path | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """ansible-playbook PLAYBOOK on the lab's inventory (or ``inventory``), from inside the lab's
-    namespace."""
+    namespace, run in ``cwd`` (default: ``home``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env.update(
         HOME=str(home),
@@ -93,7 +100,7 @@ def run_play(
     return lab.run_in_ns(
         [*argv, "-i", str(inventory or lab.inventory_ini), str(playbook), *extra],
         env=env,
-        cwd=str(home),
+        cwd=str(cwd or home),
         timeout=600,
     )
 
@@ -339,12 +346,22 @@ def test_a_restart_dockerd_does_not_survive_is_rolled_back_by_the_role(
         assert "RUNNING HANDLER [trustagent.docker.registry_trust : Restart docker]" in run.stdout
         assert "...ignoring" in run.stdout, run.stdout
         assert "dockerd did not take the change: Unable to restart service docker" in run.stdout, run.stdout
-        assert "rolled back: the previous files are in place; dockerd restarted" in run.stdout, run.stdout
+        # Why, as docker.service logged it (systemctl's message only points at the journal), without -v.
+        said = f"; docker.service said: {SITE_CHECK_SAYS}; rolled back: the previous files are in place"
+        assert said + "; dockerd restarted" in run.stdout, run.stdout
         assert etc_docker(lab, host) == before and not has_state(lab, host)
         # dockerd runs again, restarted on the previous files.
         assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "active"
         assert engine_state(lab, host)[0] != started
         assert runs_secure_for_the_registry(lab, host)
+
+        # Without the check (and so the roll-back), the failed restart fails the host with the same reason.
+        unchecked = json.dumps({"trustagent_restart_policy": "restart", "trustagent_verify": False})
+        run = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name, "-e", unchecked)
+        assert run.returncode != 0 and recap(run)[host.name]["failed"] == 1, run.stdout
+        assert f"; docker.service said: {SITE_CHECK_SAYS}" in run.stdout, run.stdout
+        assert "rolled back" not in run.stdout, run.stdout
+        assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() != "active"
 
 
 @pytest.mark.parametrize(
@@ -406,15 +423,23 @@ def test_a_canary_pull_proves_a_host_and_a_failing_one_rolls_it_back(
     # The canary is on the host now, which a pull alone would take for proof of any storage CA: it is
     # fetched again, so a wrong one fails and is rolled back.
     converged = etc_docker(lab, host)
+    refused = canary_with_a_wrong_storage_ca(lab, ansible_playbook, ansible_home, tmp_path, host)
+    assert "rolled back: the previous files are in place" in refused.stdout, refused.stdout
+    assert etc_docker(lab, host) == converged
+
+
+def canary_with_a_wrong_storage_ca(
+    lab: Lab, argv: list[str], home: Path, tmp_path: Path, host: Host
+) -> subprocess.CompletedProcess[str]:
+    """The playbook with the lab's image as canary and a storage CA that is not the storage's: the
+    pull fails with x509 and fails the host."""
     wrong = tmp_path / "wrong-storage-ca.pem"
     wrong.write_bytes(make_ca("Not the storage CA")[0])
     wrong_ca = json.dumps({"trustagent_canary_image": lab.image, "trustagent_storage_ca": [str(wrong)]})
-    refused = run_playbook(
-        lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name, "-e", wrong_ca
-    )
+    refused = run_playbook(lab, argv, home, lab.registry_yml, "--limit", host.name, "-e", wrong_ca)
     assert refused.returncode != 0 and recap(refused)[host.name]["failed"] == 1, refused.stdout
-    assert "x509" in refused.stdout and "rolled back: the previous files are in place" in refused.stdout
-    assert etc_docker(lab, host) == converged
+    assert "x509" in refused.stdout, refused.stdout
+    return refused
 
 
 def test_the_role_passes_the_sources_warnings_on_and_names_its_own_variables(
@@ -501,14 +526,7 @@ def test_a_failed_canary_pull_gets_the_image_it_removed_pulled_back_after_the_ro
         image_id = lab.ssh(host, f"docker image inspect --format '{{{{.Id}}}}' {lab.image}").stdout.strip()
         files = etc_docker(lab, host)
 
-        wrong = tmp_path / "wrong-storage-ca.pem"
-        wrong.write_bytes(make_ca("Not the storage CA")[0])
-        wrong_ca = json.dumps({"trustagent_canary_image": lab.image, "trustagent_storage_ca": [str(wrong)]})
-        refused = run_playbook(
-            lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name, "-e", wrong_ca
-        )
-        assert refused.returncode != 0 and recap(refused)[host.name]["failed"] == 1, refused.stdout
-        assert "x509" in refused.stdout, refused.stdout
+        refused = canary_with_a_wrong_storage_ca(lab, ansible_playbook, ansible_home, tmp_path, host)
         assert (
             "rolled back: the previous files are in place; the canary image pulled back" in refused.stdout
         ), refused.stdout
@@ -622,18 +640,86 @@ def test_an_empty_or_missing_ca_path_is_refused_in_the_playbooks_terms(
     ), empty.stdout
     assert "Is a directory" not in empty.stdout, empty.stdout
 
-    # A relative path is looked for beside the playbook: the error says where.
+    # A relative path is looked for where ansible-playbook runs, then beside the play: the error says where.
     relative = json.dumps({"trustagent_registry_ca": ["files/registry-ca.pem"]})
     missing = run_playbook(
         lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name, "-e", relative
     )
     assert missing.returncode != 0 and recap(missing)[host.name]["failed"] == 1, missing.stdout
-    playbooks = PLAYBOOK.parent
+    said = re.search(
+        r"bad input, nothing touched: trustagent_registry_ca files/registry-ca\.pem: no such file: looked for "
+        r"(\S+) \(where ansible-playbook runs\), then as Ansible looks for a play's files: ([^\"\n]+)",
+        missing.stdout,
+    )
+    assert said is not None, missing.stdout
+    assert said.group(1) == f"{ansible_home}/files/registry-ca.pem"
+    assert f"{PLAYBOOK.parent}/files/registry-ca.pem" in said.group(2).split(", "), said.group(2)
+    assert host_files(lab, host) == before
+
+
+def test_relative_paths_given_with_e_are_read_where_ansible_playbook_runs(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
+) -> None:
+    """The README's "Run it": the shipped playbook from the directory that holds the files, their paths
+    relative; a name that is also a different file beside the play is refused, not guessed."""
+    host = lab.hosts[2]
+    reset(lab, host)
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(lab.registry_yml, work / "config.yml")
+    shutil.copy(lab.storage_ca, work / "s3-ca.pem")
+    shutil.copy(lab.registry_ca, work / "registry-ca.pem")
+    cas = {"trustagent_storage_ca": ["s3-ca.pem"], "trustagent_registry_ca": ["registry-ca.pem"]}
+    relative = ("-e", "trustagent_source=config.yml", "-e", json.dumps(cas))
+    try:
+        run = run_play(
+            lab, ansible_playbook, ansible_home, PLAYBOOK, *relative, "--limit", host.name, cwd=work
+        )
+        assert run.returncode == 0 and recap(run)[host.name]["changed"] == 1, run.stdout + run.stderr
+        installed = {
+            path: lab.ssh(host, f"cat {path}").stdout
+            for path in host_files(lab, host)
+            if path.startswith(f"/etc/docker/certs.d/{lab.registry}/")
+        }
+        assert sorted(installed.values()) == sorted([lab.registry_ca.read_text(), lab.storage_ca.read_text()])
+
+        # The same name beside a play, and another file: which one was meant is not guessed.
+        play = tmp_path / "play" / "trust.yml"
+        play.parent.mkdir()
+        shutil.copy(PLAYBOOK, play)
+        (play.parent / "s3-ca.pem").write_bytes(make_ca("Another CA")[0])
+        before = host_files(lab, host)
+        both = run_play(lab, ansible_playbook, ansible_home, play, *relative, "--limit", host.name, cwd=work)
+        assert both.returncode != 0 and recap(both)[host.name]["failed"] == 1, both.stdout
+        assert (
+            f"bad input, nothing touched: trustagent_storage_ca s3-ca.pem names two files, {work}/s3-ca.pem "
+            f"(where ansible-playbook runs) and {play.parent}/s3-ca.pem (beside the play): give an absolute path"
+            in both.stdout
+        ), both.stdout
+        assert host_files(lab, host) == before
+    finally:
+        reset(lab, host)
+
+
+def test_a_misspelt_role_variable_fails_the_host_naming_the_closest_one(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path
+) -> None:
+    host = lab.hosts[0]
+    before = host_files(lab, host)
+    # Ignored by Ansible, it would leave the registries to the source's http.host.
+    typo = json.dumps({"trustagent_registy": [lab.registry], "trustagent_no_such_thing": True})
+    run = run_playbook(
+        lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name, "-e", typo
+    )
+    assert run.returncode != 0, run.stdout
+    assert recap(run)[host.name] == {"ok": 1, "changed": 0, "unreachable": 0, "failed": 1}, run.stdout
+    assert "TASK [trustagent.docker.registry_trust : Check the role's variable names]" in run.stdout
     assert (
-        f"bad input, nothing touched: trustagent_registry_ca files/registry-ca.pem: no such file: looked for "
-        f"{playbooks}/files/registry-ca.pem (relative paths are relative to the playbook's directory, {playbooks})"
-        in missing.stdout
-    ), missing.stdout
+        "not variables of the role trustagent.docker.registry_trust, which would ignore them (a misspelt one "
+        "leaves the default it meant to change): trustagent_no_such_thing, trustagent_registy (did you mean "
+        "trustagent_registries?); correct or remove them" in run.stdout
+    ), run.stdout
+    assert "Bring Docker's registry trust to the policy" not in run.stdout, run.stdout
     assert host_files(lab, host) == before
 
 

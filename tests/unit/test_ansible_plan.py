@@ -86,7 +86,7 @@ class InfoReads:
 
 def plan(info: dict[str, Any] | None, reads: InfoReads, **kw: Any) -> Any:
     options: dict[str, Any] = {"restart_policy": "auto", "allow_restart": False, **kw}
-    return planning.plan_host(insecure_policy(), restart_host(), info, read_info=reads, **options)
+    return planning.plan_host(insecure_policy(), restart_host(), info, read_info=reads, **options).plan
 
 
 def test_live_restore_in_the_gathered_info_allows_the_restart() -> None:
@@ -182,7 +182,7 @@ def info_with(secure: bool) -> dict[str, Any]:
 
 def ca_plan(facts: DockerFacts, reads: InfoReads, **kw: Any) -> Any:
     options: dict[str, Any] = {"restart_policy": "auto", "allow_restart": False, **kw}
-    return planning.plan_host(ca_policy(), facts, None, read_info=reads, **options)
+    return planning.plan_host(ca_policy(), facts, None, read_info=reads, **options).plan
 
 
 def test_a_list_dockerd_kept_after_its_key_went_is_cleared_in_the_modules_one_plan() -> None:
@@ -200,6 +200,27 @@ def test_a_list_dockerd_kept_after_its_key_went_is_cleared_in_the_modules_one_pl
     first = plan_docker(ca_policy(), facts)
     again = plan_docker(ca_policy(), facts_after(first, facts), live_insecure={"registry.test": True})
     assert facts_after(done, facts) == facts_after(again, facts_after(first, facts))
+
+
+@given(
+    live=st.one_of(st.none(), st.just(info_with(secure=False)), st.just(info_with(secure=True))),
+    gathered=st.booleans(),
+    restart_policy=st.sampled_from(["auto", "reload", "restart", "never"]),
+)
+def test_the_module_plans_with_the_clis_planner_reading_the_live_config_where_it_leaves_dockerd_alone(
+    live: dict[str, Any] | None, gathered: bool, restart_policy: str
+) -> None:
+    """Nothing of its own: the shared planner's answer (the plan, and the ``/info`` it was made with), with
+    the module's one choice, the live config read where the plan leaves a running dockerd alone."""
+    info = live if gathered else None
+    options: dict[str, Any] = {"restart_policy": restart_policy, "allow_restart": False}
+    module_reads, cli_reads = InfoReads(live), InfoReads(live)
+    done = planning.plan_host(ca_policy(), no_record_host(), info, read_info=module_reads, **options)
+    expected = host_plan.plan_for_host(
+        ca_policy(), no_record_host(), info, read_info=cli_reads, live_config_where_untouched=True, **options
+    )
+    assert done == expected
+    assert module_reads.calls == cli_reads.calls
 
 
 def test_a_live_config_that_matches_leaves_the_plan_as_it_was() -> None:
@@ -231,7 +252,7 @@ def test_info_is_not_read_where_the_live_list_is_not_the_plans_business() -> Non
     reads = InfoReads(None)
     with_info = planning.plan_host(
         ca_policy(), no_record_host(), kept, read_info=reads, restart_policy="auto", allow_restart=False
-    )
+    ).plan
     assert (reads.calls, with_info.engine_action) == (0, "reload")
 
 
@@ -239,7 +260,7 @@ def test_a_masked_unit_refuses_a_plan_that_needs_a_reload_before_anything_is_wri
     masked = restart_host(engine_version="26.1.5", daemon_json=b"{}\n", unit_masked=True)
     reload = planning.plan_host(
         insecure_policy(), masked, None, read_info=InfoReads(None), restart_policy="auto", allow_restart=False
-    )
+    ).plan
     assert reload.engine_action == "reload" and not reload.blockers
     (refused,) = planning.refusals(masked, reload)
     assert refused == (

@@ -12,6 +12,8 @@ from typing import Any
 import click
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.cli import cli
 from agent.errors import InvalidNameError
@@ -176,3 +178,57 @@ def test_a_failed_commands_error_is_its_own_not_sshs(
     stdout: bytes, stderr: bytes, expected: str | None
 ) -> None:
     assert wording.error_line(stdout, stderr) == expected
+
+
+# What the role's first task knows: its argument spec, and the names the role and its playbook set.
+SET_BY_THE_ROLE = (
+    "trustagent_hosts",
+    "trustagent_docker",
+    "trustagent_docker_reload",
+    "trustagent_docker_restart",
+)
+
+
+def known_variables() -> list[str]:
+    return [*role_variables(), *SET_BY_THE_ROLE]
+
+
+def test_the_first_task_knows_what_the_role_and_its_playbook_set_themselves() -> None:
+    role = COLLECTION / "roles" / "registry_trust"
+    tasks = yaml.safe_load((role / "tasks" / "main.yml").read_text())
+    assert tasks[0]["name"] == "Check the role's variable names"
+    assert tasks[0]["vars"]["set_by_the_role"] == list(SET_BY_THE_ROLE)
+    handlers = yaml.safe_load((role / "handlers" / "main.yml").read_text())
+    registered = {t["register"] for t in [*tasks, *handlers] if "register" in t}
+    assert registered <= set(SET_BY_THE_ROLE)
+    assert "trustagent_hosts" in (ROOT / "ansible-compat" / "playbooks" / "trust.yml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("trustagent_registy", "trustagent_registy (did you mean trustagent_registries?)"),
+        # The CLI's flag, as a variable: the list it fills.
+        ("trustagent_registry", "trustagent_registry (did you mean trustagent_registries?)"),
+        ("trustagent_sorce", "trustagent_sorce (did you mean trustagent_source?)"),
+        ("trustagent_storage_cas", "trustagent_storage_cas (did you mean trustagent_storage_ca?)"),
+        ("trustagent_rollbak", "trustagent_rollbak (did you mean trustagent_rollback?)"),
+        # Nothing close: named alone, not matched to any name that shares only the prefix.
+        ("trustagent_zzz", "trustagent_zzz"),
+    ],
+)
+def test_a_misspelt_variable_is_named_with_the_closest_known_one(given: str, said: str) -> None:
+    assert wording.unknown_variables([given], known_variables()) == [said]
+
+
+@given(
+    known=st.lists(st.sampled_from(sorted(role_variables())), unique=True),
+    unknown=st.lists(st.from_regex(r"trustagent_[a-z_]{1,20}", fullmatch=True), unique=True),
+)
+def test_every_unknown_name_is_named_once_and_no_known_one(known: list[str], unknown: list[str]) -> None:
+    strangers = sorted(set(unknown) - set(known))
+    said = wording.unknown_variables([*known, *unknown, *unknown], known)
+    assert [line.split(" ", 1)[0] for line in said] == strangers
+    for line in said:
+        suggested = line.partition(" (did you mean ")[2].removesuffix("?)")
+        assert not suggested or suggested in known

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ansible.errors import AnsibleActionFail
+from ansible.errors import AnsibleActionFail, AnsibleFileNotFound
 from ansible.module_utils.common.text.converters import to_bytes
 from ansible.plugins.action import ActionBase
 from ansible_collections.trustagent.docker.plugins.plugin_utils.wording import (
@@ -41,6 +41,7 @@ try:
     )
     from agent.engine.gather import gather_live
     from agent.engine.undo import undo_record
+    from agent.engine.unit_log import START_CURSOR
     from agent.engine.verify import expected_insecure, read_live_info
     from agent.errors import InputError, TrustAgentError
     from agent.hosts.base import CommandResult, Transport
@@ -169,7 +170,7 @@ class ActionModule(TrustAgentAction):
             restart_policy=args["restart_policy"] or "auto",
             allow_restart=bool(args["allow_restart"]),
             read_info=lambda: _info_or_none(transport),
-        )
+        ).plan
         engine_action = plan.engine_action if facts.init is not None else "none"
         # A plan without file changes may still have dockerd load the daemon.json it has not loaded yet.
         acts = plan.changed or engine_action != "none"
@@ -246,6 +247,10 @@ class ActionModule(TrustAgentAction):
         applied_at = reload_stamp(applied.stdout, engine_action, facts.init)
         if applied_at is not None:
             result["applied_at"] = applied_at
+        # Where the handler's restart fails, docker.service's journal after this cursor says why.
+        cursor = _unit_log_cursor(transport) if engine_action == "restart" and facts.init == "systemd" else ""
+        if cursor:
+            result["unit_log_cursor"] = cursor
         if plan.changed:  # with no file written, there is nothing to put back
             result["undo"] = undo_record(
                 plan,
@@ -257,28 +262,49 @@ class ActionModule(TrustAgentAction):
         return result
 
     def _local_path(self, flag: str, value: str | None) -> str:
-        """A controller path as the CLI would take it (``flag``'s value); relative paths are relative to
-        the playbook."""
+        """A controller path as the CLI would take it (``flag``'s value). A relative one is looked for
+        where ansible-playbook runs (as a shell gives it: ``-e trustagent_storage_ca=[s3-ca.pem]``), and
+        as Ansible looks for a role's or play's files (``files/``, beside the play); found in both as
+        different files, it is refused rather than one of them guessed."""
         text = "" if value is None else str(value)
         if "://" in text:
             return text  # a live DTR/MSR API
         if not text.strip():
-            # It would name the playbook's own directory: "cannot read: Is a directory".
+            # It would name a directory: "cannot read: Is a directory".
             raise AnsibleActionFail(
                 self._say(
                     f"bad input, nothing touched: {flag}: an empty path names no file (to give none, leave it out)"
                 )
             )
         given = os.path.expanduser(text)
-        path = str(self._loader.path_dwim(given))
-        if not os.path.isabs(given) and not os.path.exists(path):
+        if os.path.isabs(given):
+            return given  # the CLI's reader says what is wrong with it
+        here = os.path.join(os.getcwd(), given)
+        beside, searched = self._beside_the_play(given)
+        found = [path for path in (here, beside) if path is not None and os.path.exists(path)]
+        if not found:
             raise AnsibleActionFail(
                 self._say(
-                    f"bad input, nothing touched: {flag} {text}: no such file: looked for {path} "
-                    f"(relative paths are relative to the playbook's directory, {self._loader.get_basedir()})"
+                    f"bad input, nothing touched: {flag} {text}: no such file: looked for {here} (where "
+                    f"ansible-playbook runs), then as Ansible looks for a play's files: {', '.join(searched)}"
                 )
             )
-        return path
+        if len(found) == 2 and not os.path.samefile(*found):
+            raise AnsibleActionFail(
+                self._say(
+                    f"bad input, nothing touched: {flag} {text} names two files, {found[0]} (where "
+                    f"ansible-playbook runs) and {found[1]} (beside the play): give an absolute path"
+                )
+            )
+        return found[0]
+
+    def _beside_the_play(self, given: str) -> tuple[str | None, list[str]]:
+        """``given`` as Ansible finds a task's file (the role's ``files/``, the role, the play's
+        ``files/``, the play's directory), or None and the paths it looked at."""
+        try:
+            return str(self._find_needle("files", given)), []
+        except AnsibleFileNotFound as exc:
+            return None, [str(p) for p in exc.paths or ()]
 
 
 def _apply_replaced_files(applied: CommandResult) -> bool:
@@ -286,6 +312,15 @@ def _apply_replaced_files(applied: CommandResult) -> bool:
     check passed, and says so once all are (``written``), or names those it replaced before a rename
     failed. Refused before that (the lock, a check, dockerd --validate, a permission), nothing changed."""
     return b"@@ta t written" in applied.stdout or b"already replaced:" in applied.stderr
+
+
+def _unit_log_cursor(transport: Transport) -> str:
+    """The journal's cursor now ("" where the host has no journal to read)."""
+    try:
+        said = transport.run_script(f'{START_CURSOR}; printf "%s\\n" "$ucur"', "")
+    except TrustAgentError:
+        return ""
+    return said.stdout.decode("utf-8", "replace").strip() if said.ok else ""
 
 
 def _info_or_none(transport: Transport) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ from ansible_collections.trustagent.docker.plugins.plugin_utils.wording import e
 try:
     from agent.engine.apply_script import EXIT_ACTION, build_apply_script, new_backup_stamp
     from agent.engine.undo import parse_read, read_script, undo_plan
-    from agent.engine.unit_log import start_failure_note
+    from agent.engine.unit_log import START_LOG, start_failure_note
     from agent.engine.verify import CanaryError, read_live_info, refusal_since, wait_for_live_config
     from agent.errors import TrustAgentError
     from agent.hosts.base import Transport
@@ -39,6 +39,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "canary_image": {"type": "str"},
     "engine_action_error": {"type": "str"},
     "applied_at": {"type": "float"},
+    "unit_log_cursor": {"type": "str"},
 }
 
 
@@ -57,6 +58,7 @@ class ActionModule(TrustAgentAction):
         if args["engine_action_error"]:
             # The handler's reload or restart failed: nothing to wait for, dockerd may well be down.
             why = f"dockerd did not take the change: {' '.join(str(args['engine_action_error']).split())}"
+            why += unit_said(transport, args["unit_log_cursor"])
             return _failed(result, transport, args["undo"], why)
         try:
             # A reload dockerd refuses: its journal says why, after registry_trust's stamp (no 20 s wait).
@@ -124,6 +126,19 @@ _CANARY = (
     "fi; "
     'docker pull "$img"'
 )
+
+
+def unit_said(transport: Transport, cursor: str | None) -> str:
+    """``; docker.service said: …``, the reason a failed start logged in the unit's journal after
+    ``cursor`` (taken before the restart), as the CLI adds it; nothing where there is none to read."""
+    if not cursor:
+        return ""
+    try:
+        logged = transport.run_script(f"ucur={shlex.quote(cursor)}; {START_LOG}", "")
+    except TrustAgentError:
+        return ""
+    note = start_failure_note(logged.stdout)
+    return f"; {note}" if note else ""
 
 
 def canary_pull_on_host(transport: Transport, image: str) -> str:

@@ -30,7 +30,10 @@ options:
       - The registry's storage settings, as C(trust-agent --source) takes them - a distribution
         C(config.yml), a C(harbor.yml), a saved DTR settings JSON, or a live DTR/MSR URL (credentials from
         C(TRUST_AGENT_DTR_USER)/C(TRUST_AGENT_DTR_TOKEN) in the controller's environment).
-      - A relative path is relative to the playbook's directory, on the controller.
+      - On the controller. A relative path (here and in I(storage_ca), I(registry_ca), I(source_ca)) is
+        looked for in the directory ansible-playbook runs in, then as Ansible looks for a task's files
+        (the role's C(files/), the play's C(files/) and directory); found in both as different files, it
+        is refused.
     type: str
     required: true
   registries:
@@ -175,6 +178,13 @@ applied_at:
       dockerd's reason.
   type: float
   returned: when files were written and dockerd must reload them (under systemd)
+unit_log_cursor:
+  description:
+    - The host's journal cursor taken after the write, where dockerd must restart; pass it to
+      C(registry_trust_verify) as I(unit_log_cursor), so a restart that fails is reported with what
+      docker.service logged about it.
+  type: str
+  returned: when dockerd must restart (under systemd, outside check mode)
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402

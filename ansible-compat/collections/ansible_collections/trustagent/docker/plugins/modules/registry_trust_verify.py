@@ -40,7 +40,15 @@ options:
     description:
       - What the role's reload or restart handler failed with, when it did (its C(msg)). The check then
         fails without waiting for dockerd and, with I(undo), rolls the host back (its restart first clears
-        systemd's start limit, so dockerd starts again on the previous files).
+        systemd's start limit, so dockerd starts again on the previous files). The failure carries
+        docker.service's reason from its journal where I(unit_log_cursor) is given.
+    type: str
+  unit_log_cursor:
+    description:
+      - C(unit_log_cursor) from C(registry_trust)'s result. Where I(engine_action_error) says the restart
+        failed, what docker.service's processes logged after it (a dockerd error, a site's
+        C(ExecStartPre=) check) is added to the failure - C(docker.service said ...) - as C(trust-agent
+        rollout) adds it; systemctl's own message names no reason.
     type: str
   applied_at:
     description:

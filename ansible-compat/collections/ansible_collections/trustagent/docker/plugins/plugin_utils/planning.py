@@ -7,44 +7,22 @@ No Ansible import, so the unit tests call it without ansible-core.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from functools import partial
 
 from agent.engine.host_plan import masked_note, not_root_error, plan_for_host, unit_blockers
-from agent.runtimes.docker import RestartPolicy
 from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.plan import HostPlan
-from agent.trust import TrustPolicy
 
 # How a playbook gets root: Ansible's become, not the CLI's --become flag.
 BECOME_ROOT = "log in as root, or set become: true for sudo"
 
 
-def plan_host(
-    policy: TrustPolicy,
-    facts: DockerFacts,
-    info: dict[str, Any] | None,
-    *,
-    restart_policy: RestartPolicy,
-    allow_restart: bool,
-    read_info: Callable[[], dict[str, Any] | None],
-) -> HostPlan:
-    """The host's plan, as ``trust-agent rollout`` makes it, in the module's one pass.
-
-    Where the gather brought no ``/info`` (a host without the agent's state file) and the plan leaves
-    dockerd alone, ``read_info()`` is read and the host planned with it: dockerd may run an insecure
-    list its daemon.json no longer gives (fact 11), which only writing ``[]`` and a reload clear. The
-    CLI reads that after its apply, in the verify it makes anyway; the module has one task to plan in.
-    """
-    return plan_for_host(
-        policy,
-        facts,
-        info,
-        restart_policy=restart_policy,
-        allow_restart=allow_restart,
-        read_info=read_info,
-        live_config_where_untouched=True,
-    ).plan
+# The host's plan, as ``trust-agent rollout`` makes it (``PlannedHost``: the plan, and the ``/info`` it
+# was made with), in the module's one pass: where the gather brought no ``/info`` (a host without the
+# agent's state file) and the plan leaves dockerd alone, ``read_info()`` is read and the host planned with
+# it, since dockerd may run an insecure list its daemon.json no longer gives (fact 11), which only writing
+# ``[]`` and a reload clear. The CLI reads that after its apply, in the verify it makes anyway.
+plan_host = partial(plan_for_host, live_config_where_untouched=True)
 
 
 def refusals(facts: DockerFacts, plan: HostPlan) -> list[str]:

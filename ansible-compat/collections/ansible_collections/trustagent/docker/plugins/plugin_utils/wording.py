@@ -8,6 +8,7 @@ module options or, through the role, its ``trustagent_*`` variables instead.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
 
@@ -27,6 +28,8 @@ FLAG_OPTIONS: dict[str, str] = {
     "--allow-restart": "allow_restart=true",
 }
 ROLE_PREFIX = "trustagent_"
+# How close a misspelt name must be to a known one to be suggested (difflib's ratio, 0 to 1).
+_CLOSE_ENOUGH = 0.6
 
 # Whole flags only (not --registry inside --registry-ca, nor dockerd's --insecure-registry), with the
 # CLI's metavar, if any: an option takes a list or a path, not "FILE".
@@ -68,3 +71,39 @@ def error_line(stdout: bytes, stderr: bytes) -> str | None:
         if lines:
             return lines[-1]
     return None
+
+
+def unknown_variables(names: Iterable[str], known: Iterable[str]) -> list[str]:
+    """Each of ``names`` the role does not read (not in ``known``), with the closest known name where one
+    is close: ``trustagent_registy (did you mean trustagent_registries?)``.
+
+    Ansible ignores a variable nobody reads, so a misspelt one silently leaves its default in force. The
+    CLI's flag spellings count as close too (``trustagent_registry`` is ``--registry``'s variable,
+    ``trustagent_registries``).
+    """
+    known = set(known)
+    spellings = _spellings(known)
+    found = []
+    for name in sorted(set(names) - known):
+        closest = _closest(name, spellings)
+        found.append(f"{name} (did you mean {closest}?)" if closest else name)
+    return found
+
+
+def _spellings(known: set[str]) -> dict[str, str]:
+    """Every spelling a user may mean → the known variable it names: the names themselves, and the CLI's
+    flags as variables (``--registry`` → ``registry``, for ``trustagent_registries``)."""
+    spellings = {name.removeprefix(ROLE_PREFIX): name for name in known}
+    for flag, option in FLAG_OPTIONS.items():
+        variable = ROLE_PREFIX + option.split("=")[0]
+        if variable in known:
+            spellings.setdefault(flag.lstrip("-").replace("-", "_"), variable)
+    return spellings
+
+
+def _closest(name: str, spellings: dict[str, str]) -> str | None:
+    # Compared without the shared prefix, which would make every name look close to every other.
+    match = difflib.get_close_matches(
+        name.removeprefix(ROLE_PREFIX), list(spellings), n=1, cutoff=_CLOSE_ENOUGH
+    )
+    return spellings[match[0]] if match else None
