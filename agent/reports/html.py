@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import jinja2
 
+from agent.handshake import FAILED_CHECK_SUFFIX
 from agent.outcome import FleetResult, HostOutcome
 from agent.reports import view
 
@@ -103,14 +104,11 @@ def _host_view(index: int, o: HostOutcome, total: float) -> HostView:
     )
 
 
-def _notes(result: FleetResult) -> list[str]:
-    """What the page says above the hosts: the checks from this machine, the warnings, and what to
-    run for pending hosts."""
-    hint = view.pending_hint(result)
+def _checks(result: FleetResult) -> list[tuple[str, bool]]:
+    """The TLS checks made from this machine, each with whether it passed (a skip-TLS policy's
+    "skipped" line passes: there was no handshake to make)."""
     return [
-        *(f"checked from here: {check}" for check in view.tls_checks(result)),
-        *view.fleet_warnings(result),
-        *([hint] if hint else []),
+        (view.xml_safe(check), not check.endswith(FAILED_CHECK_SUFFIX)) for check in view.tls_checks(result)
     ]
 
 
@@ -139,7 +137,9 @@ def render(result: FleetResult) -> str:
         started_at=view.xml_safe(result.started_at),
         seconds=f"{result.seconds:.2f}",
         stopped=view.xml_safe(result.stopped) if result.stopped else None,
-        warnings=[view.xml_safe(note) for note in _notes(result)],
+        warnings=[view.xml_safe(note) for note in view.fleet_warnings(result)],
+        checks=_checks(result),
+        hint=view.xml_safe(hint) if (hint := view.pending_hint(result)) else None,
         summary_line=view.summary_line(result),
         counts=[(s, n) for s, n in view.summary(result).items() if n],
         failed=bool(result.failed),

@@ -286,3 +286,12 @@ def test_every_format_lists_the_tls_checks_passed_or_not_each_once() -> None:
     doc = json.loads(render(result, "json"))
     assert doc["tls_checks"] == ["tls registry.test: ok", failing + FAILED]
     assert doc["warnings"] == [failing + FAILED]  # as before: scripts reading warnings see it there
+
+
+def test_the_html_page_lists_checks_apart_from_the_warnings_and_marks_the_failed_one() -> None:
+    """A passing check stood in a yellow warning box, as the failed one did."""
+    failing = "tls s3.test:9000: certificate not trusted: self signed"
+    page = render(_verified("tls registry.test: ok", failing), "html")
+    assert '<li class="check-ok">checked from here: tls registry.test: ok</li>' in page
+    assert f'<li class="check-failed">checked from here: {failing}{FAILED}</li>' in page
+    assert '<div class="warn">' not in page
