@@ -40,10 +40,20 @@ def is_host_address(text: str) -> bool:
     >>> is_host_address("web:&db"), is_host_address("web:db"), is_host_address("2001:db8::*")
     (False, False, False)
     """
-    address = text
+    return parse_address(text) is not None
+
+
+def parse_address(text: str) -> tuple[str, int | None] | None:
+    """Ansible's ``parse_address(text, allow_ranges=True)``: the host and its port, or ``None`` where
+    ``text`` is not an address.
+
+    >>> parse_address("[2001:db8::2]:2222"), parse_address("web[1:3]:22"), parse_address("ops@h1:22")
+    (('2001:db8::2', 2222), ('web[1:3]', 22), None)
+    """
+    address, port = text, None
     # Both port forms are tried in turn, as Ansible does: `[h]:1` then `h:2` on what is left.
     for port_form in (_BRACKETED_HOSTPORT, _HOSTPORT):
         m = port_form.match(address)
         if m:
-            address = m.group(1)
-    return any(form.match(address) for form in _HOSTS)
+            address, port = m.group(1), int(m.group(2))
+    return (address, port) if any(form.match(address) for form in _HOSTS) else None

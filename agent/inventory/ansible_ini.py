@@ -1,7 +1,9 @@
 """Ansible INI inventories, read the way Ansible's ``ini`` plugin reads them.
 
 Values are Python-literal-evaluated like Ansible does (``2222`` → int, ``True`` → bool, ``"a b"`` → str)
-in host lines and in ``[group:vars]`` sections alike; anything else stays a string.
+in host lines and in ``[group:vars]`` sections alike; anything else stays a string. Literals a variable
+cannot hold become what Ansible makes of them: tuples and sets lists, bytes ``!unsafe`` text, complex
+numbers and ``...`` their text.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from agent.errors import InventoryError
 from agent.inventory.builder import InventoryData
 from agent.inventory.ranges import expand_host_pattern
+from agent.inventory.yamlfile import UnsafeText
 
 # As Ansible's ini plugin: after a section header or a child group name only a ``#`` comment may
 # follow (``;`` comments only whole lines).
@@ -32,6 +35,22 @@ def parse_value(text: str) -> Any:
             value = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return text
+    return _variable_value(value)
+
+
+def _variable_value(value: Any) -> Any:
+    """A literal as Ansible's ini plugin keeps it (its ``_parse_recursive_coerce_types_and_tag``)."""
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_variable_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _variable_value(v) for k, v in value.items()}
+    if value is Ellipsis:
+        return "..."
+    if isinstance(value, complex):
+        return str(value)
+    if isinstance(value, bytes):
+        # Ansible marks text from a bytes literal unsafe: it is never templated.
+        return UnsafeText(value.decode("utf-8", errors="surrogateescape"))
     return value
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from agent.inventory.model import Host, Inventory
@@ -22,15 +23,32 @@ def hostvars(host: Host, from_ansible: bool, *, unsafe_marked: bool = True) -> d
     """``host``'s variables as ansible-inventory prints them (``--list``, or ``--host`` without
     ``unsafe_marked``)."""
     if from_ansible:
-        return tags_to_json(dict(host.vars), unsafe_marked=unsafe_marked)  # type: ignore[no-any-return]
+        return _as_json(tags_to_json(dict(host.vars), unsafe_marked=unsafe_marked))  # type: ignore[no-any-return]
     out: dict[str, Any] = {}
-    defaults: dict[str, Any] = {"address": host.name, "port": 22, "become": False}
+    # A port the inventory gives is printed even where it is 22, as Ansible prints ansible_port: 22.
+    defaults: dict[str, Any] = {"address": host.name, "become": False}
+    if not host.port_given:
+        defaults["port"] = 22
     for attr, var in _FIELD_VARS:
         value = getattr(host, attr)
         if value is not None and defaults.get(attr) != value:
             out[var] = value
     out.update(host.vars)
-    return out
+    return _as_json(out)  # type: ignore[no-any-return]
+
+
+def _as_json(value: Any) -> Any:
+    """Values as Ansible's JSON encoder writes them: YAML dates and timestamps in ISO 8601
+    (``2024-01-02T10:11:12``), sets as lists."""
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return [_as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    return value
 
 
 def to_ansible_list(inv: Inventory) -> dict[str, Any]:

@@ -16,7 +16,18 @@ _SECTIONS = ("vars", "children", "hosts")
 def parse_ansible_yaml(doc: Mapping[str, Any], data: InventoryData) -> None:
     """Feed ``data`` from a parsed YAML inventory: every top-level key is a group."""
     for name, body in doc.items():
-        _group(str(name), body, data, where(data.source, doc, name))
+        _group(_name(name, "group", data.source, doc), body, data, where(data.source, doc, name))
+
+
+def _name(key: Any, what: str, source: str, mapping: Any) -> str:
+    """A group or host key, which Ansible takes as text only: ``1:`` or ``2024-01-01:`` must be quoted."""
+    if not isinstance(key, str):
+        raise InventoryError(
+            f"{what} name {key!r} is a {type(key).__name__}, not text: quote it ({str(key)!r}), as Ansible "
+            "requires",
+            where=where(source, mapping, key),
+        )
+    return key
 
 
 def _group(name: str, body: Any, data: InventoryData, at: str) -> str:
@@ -48,10 +59,12 @@ def _group(name: str, body: Any, data: InventoryData, at: str) -> str:
         elif key == "children":
             for child, child_body in value.items():
                 child_at = where(data.source, value, child)
-                data.add_child(name, _group(str(child), child_body, data, child_at), child_at)
+                child_name = _name(child, "group", data.source, value)
+                data.add_child(name, _group(child_name, child_body, data, child_at), child_at)
         else:
             for pattern, host_vars in value.items():
-                _hosts(str(pattern), host_vars, name, data, where(data.source, value, pattern))
+                host = _name(pattern, "host", data.source, value)
+                _hosts(host, host_vars, name, data, where(data.source, value, pattern))
     return name
 
 

@@ -13,6 +13,7 @@ in hostvars.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -20,7 +21,9 @@ from typing import Any
 
 from agent.errors import InventoryError
 from agent.inventory.fields import host_from_ansible_vars
-from agent.inventory.model import Group, Host, Inventory
+from agent.inventory.model import Group, Inventory
+from agent.inventory.patterns import group_order
+from agent.inventory.templating import HostVars, ScopedVariables, host_variables
 
 VarsLookup = Callable[[str], Mapping[str, Any]]
 
@@ -49,8 +52,13 @@ class InventoryData:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        # What Ansible's inventory_file names for the hosts read now where it is not ``source`` (a comma
+        # host list: the list itself).
+        self.inventory_file: str | None = None
         self.groups: dict[str, _Group] = {}
         self.hosts: dict[str, dict[str, Any]] = {}
+        # host → the inventory_file it was first read from, as Ansible records it
+        self.host_files: dict[str, str | None] = {}
         self.add_group("all")
         self.add_group("ungrouped")
         self.add_child("all", "ungrouped")
@@ -62,13 +70,17 @@ class InventoryData:
         return name
 
     def add_host(self, name: str, group: str | None = None, port: int | None = None) -> None:
+        """Add ``name`` (to ``group``). Like Ansible's, a ``host:port`` port counts only where the host is
+        first seen (``h1:2201`` then ``h1:2202``: 2201); ``ansible_port=`` set later still wins."""
+        new = name not in self.hosts
         self.hosts.setdefault(name, {})
+        self.host_files.setdefault(name, self.inventory_file or self.source)
         # Hosts listed directly under ``all`` are reconciled into ``ungrouped``, like Ansible does.
         if group and group != "all":
             members = self.groups[group].hosts
             if name not in members:
                 members.append(name)
-        if port is not None:
+        if new and port is not None:
             self.hosts[name]["ansible_port"] = port
 
     def add_child(self, parent: str, child: str, where: str | None = None) -> None:
@@ -155,7 +167,8 @@ class InventoryData:
 
         all_file = group_files("all")
         file_vars = {name: group_files(name) for name in self.groups if name != "all"}
-        hosts: list[Host] = []
+        host_groups_sorted: dict[str, tuple[str, ...]] = {}
+        merged_vars: dict[str, dict[str, Any]] = {}
         for name, inv_vars in self.hosts.items():
             groups = sorted(
                 ancestors(host_groups[name]), key=lambda g: (depth.get(g, 1), self._priority(g), g)
@@ -168,7 +181,8 @@ class InventoryData:
                 merged.update(file_vars[gname])
             merged.update(inv_vars)
             merged.update(host_files(name))
-            hosts.append(host_from_ansible_vars(name, merged, tuple(sorted(groups)), self.source))
+            merged_vars[name] = merged
+            host_groups_sorted[name] = tuple(sorted(groups))
 
         out_groups = {
             name: Group(
@@ -179,4 +193,47 @@ class InventoryData:
             )
             for name, g in self.groups.items()
         }
+        scoped = self._scoped(merged_vars, host_groups_sorted, out_groups)
+        hosts = [
+            host_from_ansible_vars(name, scoped[name], host_groups_sorted[name], self.source)
+            for name in self.hosts
+        ]
         return Inventory(tuple(hosts), MappingProxyType(out_groups), self.source)
+
+    def _scoped(
+        self,
+        merged: Mapping[str, dict[str, Any]],
+        host_groups: Mapping[str, tuple[str, ...]],
+        groups: Mapping[str, Group],
+    ) -> dict[str, ScopedVariables]:
+        """Every host's variables with what templates may also read of the inventory (Ansible's
+        ``inventory_file``, ``inventory_dir``, ``groups``, ``hostvars``)."""
+        contexts: dict[str, Mapping[str, Any]] = {}
+        shared = {"groups": {g: group_order(groups, g) for g in groups}, "hostvars": HostVars(contexts)}
+        scoped: dict[str, ScopedVariables] = {}
+        for name, values in merged.items():
+            source = self.host_files.get(name)
+            scope = {
+                **shared,
+                "inventory_file": _inventory_file(source),
+                "inventory_dir": _inventory_dir(source),
+            }
+            scoped[name] = ScopedVariables(values, scope)
+            contexts[name] = host_variables(name, scoped[name], host_groups[name])
+        return scoped
+
+
+def _inventory_file(source: str | None) -> str | None:
+    """Ansible's ``inventory_file``: the source as an absolute path (a comma host list as written)."""
+    if source is None or ("," in source and not os.path.exists(source)):
+        return source
+    return os.path.normpath(os.path.abspath(os.path.expanduser(source)))
+
+
+def _inventory_dir(source: str | None) -> str | None:
+    """Ansible's ``inventory_dir``: the source's directory (a directory source: itself); ``None`` for a
+    host list."""
+    path = _inventory_file(source)
+    if path is None or not os.path.exists(path):
+        return None
+    return path if os.path.isdir(path) else os.path.dirname(path)

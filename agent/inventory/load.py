@@ -7,13 +7,13 @@ import re
 from collections.abc import Mapping
 
 from agent.errors import InventoryError
+from agent.inventory.addresses import parse_address
 from agent.inventory.ansible_ini import parse_ini
 from agent.inventory.ansible_yaml import parse_ansible_yaml
 from agent.inventory.builder import InventoryData
 from agent.inventory.inventory_script import is_script, parse_script
 from agent.inventory.model import Inventory
 from agent.inventory.native import looks_native, parse_native
-from agent.inventory.ranges import expand_host_pattern
 from agent.inventory.varsdirs import VarsDirs
 from agent.inventory.yamlfile import parse_yaml
 
@@ -152,13 +152,22 @@ def _read_source(path: str, data: InventoryData) -> Inventory | None:
 
 
 def host_list(spec: str) -> Inventory:
-    """``h1,h2:2222,`` → an inventory of ungrouped hosts."""
+    """``h1,h2:2222,`` → an inventory of ungrouped hosts, read as Ansible's ``host_list`` plugin reads
+    it: no ranges (``web[1:2]`` is one host of that name), an entry that is not an address taken whole
+    with no port (``ops@h1:2222``), and a host named twice keeps its first port."""
     data = InventoryData("<host list>")
+    data.inventory_file = spec
     for item in spec.split(","):
         if item.strip():
-            names, port = expand_host_pattern(item)
-            for name in names:
-                data.add_host(name, None, port)
+            name, port = _host_list_entry(item.strip())
+            data.add_host(name, None, port)
     if not data.hosts:
         raise InventoryError(f"host list {spec!r} names no hosts")
     return data.build()
+
+
+def _host_list_entry(item: str) -> tuple[str, int | None]:
+    parsed = parse_address(item)
+    if parsed is None or "[" in parsed[0]:
+        return item, None
+    return parsed

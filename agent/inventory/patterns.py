@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Mapping
 
 from agent.errors import InventoryError
 from agent.inputfile import read_bounded
 from agent.inventory.addresses import is_host_address
-from agent.inventory.model import Host, Inventory
+from agent.inventory.model import Group, Host, Inventory
 
 _TERMS = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
 
@@ -62,9 +63,13 @@ def _apply_subscript(term: str, hosts: list[str], subscript: Subscript | None) -
     return [hosts[start]]
 
 
-def _group_order(inv: Inventory, group: str) -> list[str]:
+def group_order(groups: Mapping[str, Group], group: str) -> list[str]:
     """A group's hosts in Ansible's order: its own, then its children's, level by level (for ``all``:
-    ``ungrouped`` and the other top-level groups, then their children: not the file's order)."""
+    ``ungrouped`` and the other top-level groups, then their children: not the file's order).
+
+    Below its children, Ansible takes each level's groups in the order of a Python set (by hash, so it
+    varies from one ansible run to the next); here they stay in the order they are written.
+    """
     order: list[str] = []
     seen: set[str] = set()
     level = [group]
@@ -72,17 +77,21 @@ def _group_order(inv: Inventory, group: str) -> list[str]:
     while level:  # bounded: each group is visited once
         nxt: list[str] = []
         for name in level:
-            if name in visited or name not in inv.groups:
+            if name in visited or name not in groups:
                 continue
             visited.add(name)
-            for h in inv.groups[name].hosts:
+            for h in groups[name].hosts:
                 if h not in seen:
                     seen.add(h)
                     order.append(h)
-            nxt.extend(inv.groups[name].children)
+            nxt.extend(groups[name].children)
         level = nxt
+    return order
+
+
+def _group_order(inv: Inventory, group: str) -> list[str]:
     known = set(inv.names)
-    return [h for h in order if h in known]
+    return [h for h in group_order(inv.groups, group) if h in known]
 
 
 def _match_term(inv: Inventory, term: str) -> set[str]:

@@ -107,12 +107,14 @@ def ansible_listing(bin_dir: Path, env: dict[str, str], path: Path, limit: str |
 # plugin read the host's variables, with their aliases and precedence.
 _CONNECTION_SCRIPT = r"""
 import json, sys
+from ansible import errors
 from ansible.inventory.manager import InventoryManager
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.parsing.dataloader import DataLoader
 from ansible.playbook.play_context import PlayContext
 from ansible.plugins.loader import become_loader, connection_loader
 from ansible.template import Templar
+from ansible.vars.hostvars import HostVars
 from ansible.vars.manager import VariableManager
 
 CONNECTION_VARS = {
@@ -120,16 +122,24 @@ CONNECTION_VARS = {
     "ansible_ssh_user", "ansible_private_key_file", "ansible_ssh_private_key_file", "ansible_become",
     "ansible_become_user",
 }
+OMITTED = getattr(errors, "AnsibleValueOmittedError", ())  # ansible-core 2.19+
 loader = DataLoader()
 inventory = InventoryManager(loader=loader, sources=[sys.argv[1]])
 variables = VariableManager(loader=loader, inventory=inventory)
+HostVars(inventory=inventory, variable_manager=variables, loader=loader)  # as a play starts: hostvars[...]
 out = {}
 for host in inventory.get_hosts():
-    hv = dict(variables.get_vars(host=host, include_hostvars=False, stage="all"))
+    hv = dict(variables.get_vars(host=host, include_hostvars=True, stage="all"))
     hv["inventory_hostname"] = host.name
     # As the task executor does before connecting: the connection variables are templated.
     templar = Templar(loader=loader, variables=hv)
-    hv = {k: (templar.template(v) if k in CONNECTION_VARS else v) for k, v in hv.items()}
+    templated = {}
+    for k, v in hv.items():
+        try:
+            templated[k] = templar.template(v) if k in CONNECTION_VARS else v
+        except OMITTED:
+            pass  # a connection variable that resolves to omit is unset, as ansible -vvv shows
+    hv = templated
     ssh = connection_loader.get("ssh", PlayContext(), None)
     ssh.set_options(var_options=hv)
     sudo = become_loader.get("sudo")
@@ -245,6 +255,70 @@ def test_a_hosts_variables_are_what_ansible_inventory_host_prints(
     result = run_ansible_inventory(ansible_bin, ansible_env, path, host=name)
     assert result.returncode == 0, result.stderr
     assert host_variables(str(path), name) == json.loads(result.stdout)
+
+
+_WRITTEN_CASES = {
+    "magic_and_filters.ini": (
+        "solo ansible_user=\"{{ group_names | join(',') }}\"\n"
+        "[web]\n"
+        "web1.corp.example ansible_host=\"{{ (inventory_hostname_short == 'web1') | ternary('10.0.0.1', 'x') }}\" "
+        "ansible_user=\"{{ 'ops,dev' | split(',') | first }}\" ansible_port=\"{{ 'p2201' | regex_search('[0-9]+') }}\" "
+        "ansible_become_user=\"{{ 'YWRtaW4=' | b64decode }}\" "
+        'ansible_ssh_private_key_file="{{ inventory_dir }}/keys/{{ inventory_hostname_short }}"\n'
+        "web2 ansible_host=\"{{ hostvars['web1.corp.example']['ansible_host'] | regex_replace('1$', '9') }}\" "
+        "ansible_user=\"{{ groups['web'] | join('-') }}\" ansible_port=\"{{ nope | default(omit) }}\" "
+        "ansible_ssh_private_key_file=\"{{ inventory_file }}.{{ 'a b' | quote }}\"\n"
+    ),
+    "two_ports.ini": "[a]\nh1:2201\nh2 ansible_port=2202\n[b]\nh1:2203\nh2:2204\n[c]\nh2 ansible_port=2205\n",
+    "literals.ini": "[g]\nh1 s={1,2} t=(1,2) c=1j\n[g:vars]\nb=b'xy'\ne=...\n",
+    "timestamps.yml": "g:\n  hosts:\n    h1:\n      day: 2024-01-02\n      ts: 2024-01-02 10:11:12\n",
+    "all_hosts.yml": "all:\n  hosts:\n    a1:\n    a2:\n      ansible_port: 22\n  children:\n    g:\n      hosts:\n        a2:\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_WRITTEN_CASES))
+def test_written_inventories_read_as_ansible_reads_them(
+    ansible_bin: Path, ansible_env: dict[str, str], tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(_WRITTEN_CASES[name])
+    theirs = ansible_listing(ansible_bin, ansible_env, path, None)
+    theirs["_meta"].pop("profile", None)
+    assert json.loads(json.dumps(inventory_listing(str(path)), default=str)) == theirs
+    connections = ansible_connections(ansible_bin, ansible_env, path)
+    for host in load_inventory(str(path)):
+        want = connections[host.name]
+        assert host.refused is None, host.refused
+        got = (host.address, host.port, host.user, host.identity_file, host.become_user or "root")
+        assert got == (
+            want["address"],
+            want["port"] or 22,
+            want["user"],
+            want["identity_file"],
+            want["become_user"],
+        )
+
+
+@pytest.mark.parametrize("spec", ["web[1:2],x,", "ops@h1:2222,[2001:db8::1]:2200,h1:2201,h1:2202,"])
+def test_a_comma_host_list_reads_as_ansibles(
+    ansible_bin: Path, ansible_env: dict[str, str], spec: str
+) -> None:
+    theirs = ansible_listing(ansible_bin, ansible_env, Path(spec), None)
+    theirs["_meta"].pop("profile", None)
+    assert inventory_listing(spec) == theirs
+
+
+def test_integer_yaml_host_names_are_refused_by_both(
+    ansible_bin: Path, ansible_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "numbers.yml"
+    path.write_text("g:\n  hosts:\n    1:\n    '2':\n")
+    assert run_ansible_inventory(ansible_bin, ansible_env, path).returncode != 0
+    with pytest.raises(InventoryError, match=r"host name 1 is a int, not text: quote it"):
+        load_inventory(str(path))
+    path.write_text("g:\n  hosts:\n    '1':\n")
+    assert run_ansible_inventory(ansible_bin, ansible_env, path).returncode == 0
+    assert load_inventory(str(path)).names == ("1",)
 
 
 # --- what the comparison established, pinned without ansible ----------------------------------------

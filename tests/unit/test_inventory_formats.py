@@ -560,3 +560,174 @@ def test_only_the_first_vars_file_of_a_name_is_read_as_ansible_reads_them(tmp_pa
         "w2": {"from_dir": 1, "from_yaml": 1},
         "d1": {"from_bare": 1, "from_yaml": 1},
     }
+
+
+# --- parity with ansible-core (each checked against ansible-inventory / ansible -m debug) ------------
+
+
+def _ini_inventory(text: str, source: str = "/srv/inventory/hosts") -> Any:
+    from agent.inventory.ansible_ini import parse_ini
+    from agent.inventory.builder import InventoryData
+
+    data = InventoryData(source)
+    parse_ini(text, data)
+    return data.build()
+
+
+def test_connection_templates_read_hostvars_groups_and_ungrouped_group_names() -> None:
+    inv = _ini_inventory(
+        "solo ansible_user=\"{{ group_names | join(',') }}\"\n"
+        "[web]\n"
+        'web1.corp.example ansible_host=10.0.0.1 ansible_user="{{ inventory_hostname_short }}"\n'
+        "web2 ansible_host=\"{{ hostvars['web1.corp.example']['ansible_host'] }}\" "
+        "ansible_user=\"{{ groups['web'] | join('-') }}\" ansible_become_user=\"{{ inventory_file }}\"\n"
+    )
+    assert inv.host("solo").user == "ungrouped"  # Ansible's group_names leaves out `all` only
+    assert inv.host("web1.corp.example").user == "web1"
+    web2 = inv.host("web2")
+    assert (web2.address, web2.user, web2.refused) == ("10.0.0.1", "web1.corp.example-web2", None)
+    assert web2.become_user == "/srv/inventory/hosts"
+    # What templates read of the inventory is not a host variable: the listing stays Ansible's.
+    assert {"groups", "hostvars", "inventory_file", "inventory_dir"}.isdisjoint(web2.vars)
+
+
+def test_hostvars_of_another_host_are_evaluated_in_that_hosts_terms() -> None:
+    inv = _ini_inventory(
+        "[g]\n"
+        'a ansible_host="{{ inventory_hostname }}.lan"\n'
+        "b ansible_host=\"{{ hostvars['a'].ansible_host | regex_replace('^a', 'b') }}\"\n"
+    )
+    assert inv.host("b").address == "b.lan"
+
+
+def test_hosts_whose_hostvars_refer_to_each_other_are_refused_saying_so() -> None:
+    inv = _ini_inventory(
+        "[g]\n"
+        "a ansible_host=\"{{ hostvars['b']['ansible_host'] }}\"\n"
+        "b ansible_host=\"{{ hostvars['a']['ansible_host'] }}\"\n"
+        "c ansible_host=10.0.0.3\n"
+    )
+    assert "refer to each other" in (inv.host("a").refused or "")
+    assert "hostvars['a']['ansible_host']" in (inv.host("b").refused or "")
+    assert inv.host("c").refused is None
+
+
+@pytest.mark.parametrize(
+    ("template", "want"),
+    [
+        ("{{ (inventory_hostname == 'h1') | ternary('10.0.0.1', '10.0.0.2') }}", "10.0.0.1"),
+        ("{{ none_var | ternary('a', 'b', 'n') }}", "n"),
+        ("{{ 'ops,dev' | split(',') | last }}", "dev"),
+        ("{{ 'p2201' | regex_search('[0-9]+') }}", "2201"),
+        ("{{ 'h-12-x' | regex_search('h-(\\\\d+)-(?P<s>.)', '\\\\1', '\\\\g<s>') | join(':') }}", "12:x"),
+        ("{{ 'web1' | regex_replace('1$', '9') }}", "web9"),
+        ("-o ProxyCommand={{ 'nc %h %p' | quote }}", "-o ProxyCommand='nc %h %p'"),
+        ("{{ 'YWRtaW4=' | b64decode }}", "admin"),
+        ("{{ 'admin' | b64encode }}", "YWRtaW4="),
+        ("{{ '/keys/id_ed25519' | basename }}", "id_ed25519"),
+    ],
+)
+def test_ansible_filters_in_connection_templates(template: str, want: str) -> None:
+    assert templating.evaluate(template, {"inventory_hostname": "h1", "none_var": None}) == want
+
+
+def test_a_connection_variable_defaulting_to_omit_is_as_if_unset() -> None:
+    inv = _ini_inventory(
+        "[g]\n"
+        'h1 ansible_host=10.0.0.1 ansible_port="{{ p | default(omit) }}" '
+        'ansible_user="{{ u | default(omit) }}"\n'
+        'h2 ansible_port="{{ p | default(omit) }}" p=2202\n'
+    )
+    h1 = inv.host("h1")
+    assert (h1.address, h1.port, h1.port_given, h1.user, h1.refused) == ("10.0.0.1", 22, False, None, None)
+    assert inv.host("h2").port == 2202
+
+
+@pytest.mark.parametrize(
+    ("template", "named"),
+    [
+        ("{{ inventory_hostname | to_uuid }}", "to_uuid"),
+        ("{{ playbook_dir }}/x", "playbook_dir"),
+        ("{{ lookup('file', 'x') }}", "lookup('file')"),
+        ("{{ hostvars['nosuch']['ansible_host'] }}", "nosuch"),
+    ],
+)
+def test_a_refused_host_names_what_is_not_supported(template: str, named: str) -> None:
+    inv = _ini_inventory(f'[g]\nh1 ansible_host="{template}"\nh2\n')
+    # The reason, after the value as written, names it.
+    reason = (inv.host("h1").refused or "").split("}}': ", 1)[-1]
+    assert named in reason
+    assert inv.host("h2").refused is None
+
+
+@pytest.mark.parametrize(
+    ("lines", "port"),
+    [
+        ("[a]\nh1:2201\n[b]\nh1:2202\n", 2201),  # host:port counts where the host is first seen
+        ("[a]\nh1 ansible_port=2202\n[b]\nh1:2201\n", 2202),
+        ("[a]\nh1 ansible_port=2201\n[b]\nh1 ansible_port=2202\n", 2202),  # a variable: the last
+        ("[a]\nh1:2201\n[b]\nh1 ansible_port=2202\n", 2202),
+    ],
+)
+def test_a_host_listed_twice_with_two_ports_takes_ansibles(lines: str, port: int) -> None:
+    assert _ini_inventory(lines).host("h1").port == port
+
+
+def test_a_comma_host_list_is_read_as_ansibles_host_list_plugin() -> None:
+    from agent.inventory import host_list
+
+    inv = host_list("web[1:2],ops@h1:2222,[2001:db8::1]:2200,h1:2201,h1:2202,")
+    assert inv.names == ("web[1:2]", "ops@h1:2222", "2001:db8::1", "h1")
+    assert [h.port for h in inv] == [22, 22, 2200, 2201]
+    assert inv.host("h1").vars["ansible_port"] == 2201
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("{1, 2}", [1, 2]),
+        ("(1, 'a')", [1, "a"]),
+        ("b'xy'", "xy"),
+        ("1j", "1j"),
+        ("...", "..."),
+        ("[{3}]", [[3]]),
+    ],
+)
+def test_ini_literals_a_variable_cannot_hold_become_what_ansible_makes_of_them(text: str, want: Any) -> None:
+    from agent.inventory.ansible_ini import parse_value
+
+    assert parse_value(text) == want
+
+
+@pytest.mark.parametrize(
+    "doc", [{"g": {"hosts": {1: None}}}, {1: {"hosts": {"h": None}}}, {"g": {"children": {2: None}}}]
+)
+def test_yaml_group_and_host_names_must_be_text_as_ansible_requires(doc: dict[Any, Any]) -> None:
+    from agent.inventory.ansible_yaml import parse_ansible_yaml
+    from agent.inventory.builder import InventoryData
+
+    with pytest.raises(InventoryError, match=r"is a int, not text: quote it \('\d'\)"):
+        parse_ansible_yaml(doc, InventoryData("inv.yml"))
+
+
+def test_listing_keeps_a_given_port_22_and_writes_dates_as_ansible_does() -> None:
+    import datetime
+
+    from agent.inventory.native import parse_native
+
+    inv = parse_native(
+        {"hosts": {"h1": {"address": "10.0.0.1", "port": 22}, "h2": {"address": "10.0.0.2"}}}, "inv.yml"
+    )
+    assert to_ansible_list(inv)["_meta"]["hostvars"] == {
+        "h1": {"ansible_host": "10.0.0.1", "ansible_port": 22},
+        "h2": {"ansible_host": "10.0.0.2"},
+    }
+    stamp = datetime.datetime(2024, 1, 2, 10, 11, 12)
+    dated = Host("h3", "h3", vars={"ts": stamp, "day": stamp.date(), "s": {7}})
+    assert inventory_json(dated) == {"ts": "2024-01-02T10:11:12", "day": "2024-01-02", "s": [7]}
+
+
+def inventory_json(host: Host) -> Any:
+    from agent.inventory.ansible_list import hostvars
+
+    return hostvars(host, True)
