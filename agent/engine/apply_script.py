@@ -7,6 +7,11 @@ One round trip per host. In order, under a host-side lock:
 4. back up daemon.json, then rename every staged file into place, delete, remove emptied dirs;
 5. reload or restart dockerd when the plan says so.
 Any failure before step 4 removes the temp files and leaves the host as it was.
+
+A run stopped part way (the controller killed, its connection dropped) leaves its temp files
+(``.trust-agent.<pid>.t<n>``) and put-aside files (``.trust-agent.<pid>.a<n>``) behind. Under the lock no
+other run is at work, so every such file is a dead run's: the next apply removes them, but puts a
+put-aside of the agent's record back where the record is missing (see :data:`RECORD_PUT_BACK`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION, LINK_CHAIN_FUNCTION, unsafe_hop_says
 from agent.engine.options import new_backup_stamp
 from agent.engine.unit_log import START_CURSOR, START_LOG
+from agent.runtimes.docker_facts import STATE_FILE
 from agent.runtimes.plan import EngineAction, FileChange, HostPlan
 from agent.trust import OWNED_PREFIX
 
@@ -46,6 +52,12 @@ def active_after_failed_restart(stdout: bytes) -> bool:
 
 # How a run that finds the host's lock held begins its error (the per-host daemon tells it by this).
 BUSY_SAYS = "another trust-agent run holds "
+
+# Seconds a roll-back waits for the host's lock (an apply takes it at once or not at all). The holder is
+# another run's one script: its writes and a reload take seconds, a restart as long as dockerd takes to
+# stop its containers (10 s each by default) and start again. The roll-back's own script runs under the
+# same command timeout (120 s by default) and still has its reload or restart to do after the wait.
+ROLLBACK_LOCK_WAIT = 30
 
 _PRELUDE = r"""
 set -u
@@ -81,7 +93,7 @@ fi
 [ ! -L "$R/var/lib/trust-agent/lock" ] || fail 1 "$R/var/lib/trust-agent/lock is a symbolic link: not opening it"
 { umask 077; exec 9>>"$R/var/lib/trust-agent/lock"; } || fail 1 "cannot open the lock file"
 umask 022
-flock -n 9 || fail 75 "@BUSY@$R/var/lib/trust-agent/lock (or this one: two inventory names for one machine?)"
+flock @WAIT@ 9 || fail 75 "@BUSY@$R/var/lib/trust-agent/lock@WAITED@ (or this one: two inventory names for one machine?)"
 stamp start
 mkd() {
   d=$1; new=""
@@ -119,6 +131,16 @@ stage() {
 """.replace("@BUSY@", BUSY_SAYS)
 
 
+def _prelude(lock_wait: int) -> str:
+    """The script's start; it takes the host's lock at once (``lock_wait`` 0) or waits up to
+    ``lock_wait`` seconds for it."""
+    if lock_wait <= 0:
+        return _PRELUDE.replace("@WAIT@", "-n").replace("@WAITED@", "")
+    return _PRELUDE.replace("@WAIT@", f"-w {lock_wait}").replace(
+        "@WAITED@", f" (waited {lock_wait} s for it)"
+    )
+
+
 # The running dockerd's own command line, where its unit has changed since it started (a flag removed from
 # /etc/default/docker, not yet restarted away): the planner saw the unit's, and dockerd refuses a
 # directive given both as a flag and in daemon.json on its next reload or start (fact 13). Its pidfile
@@ -131,6 +153,31 @@ if [ -n "$ta_pid" ] && [ -r "/proc/$ta_pid/cmdline" ]; then
   ta_flag=$(tr '\\0' '\\n' < "/proc/$ta_pid/cmdline" | grep -m1 -e '^--insecure-registry' || true)
   [ -z "$ta_flag" ] || fail {EXIT_CHANGED} "the running dockerd was started with ${{ta_flag%%=*}}; the same directive \
 (insecure-registries) in daemon.json would stop it on its next reload or start (fact 13): restart dockerd without it first"
+fi"""
+
+
+# The names stage() and the put-aside give (.trust-agent.<pid>.t<n>, .trust-agent.<pid>.a<n>): the glob
+# finds them, the case skips a name with more after them (a person's .trust-agent.1.t1.txt).
+LEFTOVER_GLOB = ".trust-agent.[0-9]*.[at][0-9]*"
+_NOT_A_LEFTOVER = 'case "${ta_old##*/.trust-agent.}" in *[!0-9at.]*) continue ;; esac;'
+
+# A run stopped between setting files aside and its last rename leaves them set aside. The agent's record
+# is only ever deleted by a roll-back of the apply that created it, and its put-aside is put back where
+# the record is missing: without it, the insecure-registries entries the agent added would be nobody's
+# and never removed, while a claim on an entry no longer there is harmless (the next run settles it).
+# Every other put-aside is removed (a CA file of the agent's: the plan writes what the policy asks; a
+# daemon.json the agent created: put back, it could hold entries the record no longer claims). The
+# gather shows the host as this leaves it (the newest such file, by the same rule), so the plan holds.
+RECORD_PUT_BACK = f"""\
+ta_rec="$R"{shlex.quote(STATE_FILE)}; ta_aside=""
+for ta_old in "${{ta_rec%/*}}"/.trust-agent.[0-9]*.a[0-9]*; do
+  {_NOT_A_LEFTOVER}
+  [ -f "$ta_old" ] && [ ! -L "$ta_old" ] || continue
+  [ -z "$ta_aside" ] || [ "$ta_old" -nt "$ta_aside" ] && ta_aside=$ta_old
+done
+if [ -n "$ta_aside" ] && [ ! -e "$ta_rec" ] && [ ! -L "$ta_rec" ]; then
+  mv -f "$ta_aside" "$ta_rec" || fail 1 "cannot put back $ta_rec from $ta_aside, where a run stopped part way set it aside"
+  echo "@@ta put-back $ta_aside"
 fi"""
 
 
@@ -150,6 +197,8 @@ def build_apply_script(
     rolling_back: bool = False,
     backup_stamp: str | None = None,
     read_info: bool = False,
+    lock_wait: int | None = None,
+    leftover_dirs: Sequence[str] = (),
 ) -> str:
     """The sh program applying ``plan``; run it as ``sh -s -- ROOT`` with the program on stdin.
 
@@ -166,8 +215,15 @@ def build_apply_script(
     verification needs no further round trip when the engine already runs the new config.
     ``backup_stamp`` names the daemon.json backup (a new :func:`new_backup_stamp` when None); an existing
     backup is never overwritten: the apply stops first, the host untouched.
+    ``lock_wait``: seconds to wait for the host's lock held by another run before giving up
+    (:data:`EXIT_BUSY`); None: :data:`ROLLBACK_LOCK_WAIT` for a roll-back, which would otherwise leave the
+    host half changed because another run was at work for a moment, and none for an apply.
+    ``leftover_dirs``: directories where the gather found files a run stopped part way left (beside the
+    ones the plan writes in, cleaned anyway): removed under the lock, before anything is staged.
     """
-    out: list[str] = [_PRELUDE]
+    if lock_wait is None:
+        lock_wait = ROLLBACK_LOCK_WAIT if rolling_back else 0
+    out: list[str] = [_prelude(lock_wait), RECORD_PUT_BACK]
     if read_info:
         out.append(INFO_FUNCTION)
     q = shlex.quote
@@ -187,7 +243,8 @@ def build_apply_script(
     out.extend(
         _safe_directories_lines(
             sorted({posixpath.dirname(c.path) for c in writes}),
-            links_only=sorted(touched | ({BACKUP_DIR} if backs_up else set())),
+            links_only=sorted(touched | set(leftover_dirs) | ({BACKUP_DIR} if backs_up else set())),
+            cleaned=leftover_dirs,
         )
     )
     for directory in _deepest(plan.mkdirs):
@@ -263,14 +320,15 @@ def _backup_lines(daemon_json_path: str, backup: str) -> list[str]:
 
 
 def _put_aside_lines(deletes: Sequence[FileChange], *, first: int, backup: str | None) -> list[str]:
-    """Move each file to delete to ``.trust-agent.<pid>.t<n>`` beside it (``n`` from ``first``: the names
-    a killed run's leftovers are cleaned by), and define ``ta_put_back``, which moves them back. A move
-    that fails puts back the ones before it and removes the backup just taken: nothing changed."""
+    """Move each file to delete to ``.trust-agent.<pid>.a<n>`` beside it (``a``, not a staged file's
+    ``t``: a dead run's put-aside record is told from its staged one, :data:`RECORD_PUT_BACK`), and
+    define ``ta_put_back``, which moves them back. A move that fails puts back the ones before it and
+    removes the backup just taken: nothing changed."""
     q = shlex.quote
     names = [f"a{first + n}" for n in range(len(deletes))]
     lines = [
-        f'{name}="$R"{q(posixpath.dirname(c.path))}/.trust-agent.$$.t{first + n}'
-        for n, (name, c) in enumerate(zip(names, deletes, strict=True))
+        f'{name}="$R"{q(posixpath.dirname(c.path))}/.trust-agent.$$.{name}'
+        for name, c in zip(names, deletes, strict=True)
     ]
     back = "; ".join(
         f'{{ [ ! -e "${name}" ] && [ ! -L "${name}" ]; }} || mv -f "${name}" "$R"{q(c.path)}'
@@ -306,10 +364,11 @@ def _rename_line(number: int, change: FileChange, before: Sequence[str], puts_ba
 
 
 def _leftover_cleanup_line(directory: str) -> str:
-    """Remove the temp files a killed run left in ``directory``: only the names stage() and the
-    put-aside give (.trust-agent.<pid>.t<n>), so a person's .trust-agent.notes stays."""
+    """Remove the files a killed run left in ``directory``: only the names stage() and the put-aside
+    give (:data:`LEFTOVER_GLOB`), so a person's .trust-agent.notes stays."""
     return (
-        f'for ta_old in "$R"{shlex.quote(directory)}/.trust-agent.[0-9]*.t[0-9]*; do '
+        f'for ta_old in "$R"{shlex.quote(directory)}/{LEFTOVER_GLOB}; do '
+        f"{_NOT_A_LEFTOVER} "
         '{ [ -e "$ta_old" ] || [ -L "$ta_old" ]; } && rm -f "$ta_old"; done'
     )
 
@@ -408,13 +467,15 @@ def _plain(path: str) -> bool:
     return "\n" not in path and "\\" not in path
 
 
-def _safe_directories_lines(directories: Sequence[str], links_only: Sequence[str] = ()) -> list[str]:
+def _safe_directories_lines(
+    directories: Sequence[str], links_only: Sequence[str] = (), cleaned: Sequence[str] = ()
+) -> list[str]:
     """Refuse to write into a directory (or one above it) another user can write in: the temp files'
     names are predictable, and one planted there as a link would be written through as root. In a
     --root tree, refuse links instead (an absolute one leads out of the tree, onto the build machine),
     in ``directories`` and in ``links_only`` (where files are deleted, directories made or removed, the
-    backup copied). Then remove temp files a killed run left in ``directories`` (the lock is held: none
-    is a live run's)."""
+    backup copied). Then remove temp files a killed run left in ``directories`` and ``cleaned`` (the
+    lock is held: none is a live run's)."""
     q = shlex.quote
 
     def listed(dirs: Iterable[str]) -> str:
@@ -435,7 +496,7 @@ def _safe_directories_lines(directories: Sequence[str], links_only: Sequence[str
             f'; [ -z "$ta_bad" ] || fail {EXIT_CHANGED} "${{ta_bad%%"$ta_nl"*}} is a symbolic link: in a --root '
             'tree, trust-agent does not follow it"; fi'
         )
-    lines.extend(_leftover_cleanup_line(directory) for directory in directories)
+    lines.extend(_leftover_cleanup_line(directory) for directory in sorted({*directories, *cleaned}))
     return lines
 
 

@@ -138,6 +138,15 @@ ta_not_file() {
   [ -e "$1" ] && [ ! -f "$1" ] && [ ! -L "$1" ] || return 0
   if [ -d "$1" ]; then echo "@@ta not-file directory $1"; else echo "@@ta not-file special $1"; fi
 }
+# A file a trust-agent run stopped part way left in a directory the agent writes (its staged
+# .trust-agent.<pid>.t<n>, its put-aside .trust-agent.<pid>.a<n>): named, for the next apply to remove.
+ta_leftover() {
+  case "${1##*/.trust-agent.}" in *[!0-9at.]* | "") return 1 ;; esac
+  echo "@@ta leftover $1"
+}
+ta_leftovers_in() {
+  for f in "$1"/.trust-agent.[0-9]*; do { [ -e "$f" ] || [ -L "$f" ]; } && ta_leftover "$f"; done
+}
 echo "@@ta begin 1"
 # The agent's own CA files and their directories, one a line: their owner and mode, from one stat.
 o=""
@@ -152,6 +161,7 @@ if [ -d "$C" ]; then
     h=""
     for f in "$d".[!.]* "$d"*; do
       b=${f##*/}
+      case "$b" in .trust-agent.[0-9]*) ! ta_leftover "$f" || continue ;; esac
       # A link is never read, even under the agent's own name: it could point at any file (/etc/shadow).
       # Where the agent writes its CA files, one stops the run, as a directory there does.
       if [ -L "$f" ]; then
@@ -189,10 +199,25 @@ else
     # A symlink: its target is what to write (the link is kept). Not resolved in a --root tree, where
     # an absolute link means a path inside the tree.
     # -m where -f gives nothing: a link into a directory that does not exist still names its target.
-    echo "@@ta daemon-json-link"; [ -n "$R" ] || { readlink -f "$D" || readlink -m "$D"; } | base64 -w0; echo
+    echo "@@ta daemon-json-link"; t=""
+    [ -n "$R" ] || { t=$(readlink -f "$D" || readlink -m "$D"); printf '%s\n' "$t" | base64 -w0; }
+    echo
+    # The target is what the apply writes: its directory holds the temp files.
+    [ -z "$t" ] || [ "${t%/*}" = "${D%/*}" ] || ta_leftovers_in "${t%/*}"
   fi
 fi
+ta_leftovers_in "${D%/*}"
 [ -f "$S" ] && [ ! -L "$S" ] && { echo "@@ta state"; b64 "$S"; }
+# The agent's record set aside by a run stopped part way, where the record is missing: the next apply
+# puts the newest back (agent.engine.apply_script.RECORD_PUT_BACK), and the facts show it there already.
+a=""
+for f in "${S%/*}"/.trust-agent.[0-9]*; do
+  { [ -e "$f" ] || [ -L "$f" ]; } && ta_leftover "$f" || continue
+  case "${f##*/}" in
+    .trust-agent.*.a[0-9]*) [ -f "$f" ] && [ ! -L "$f" ] && { [ -z "$a" ] || [ "$f" -nt "$a" ]; } && a=$f ;;
+  esac
+done
+if [ -n "$a" ] && [ ! -e "$S" ] && [ ! -L "$S" ]; then echo "@@ta put-back $a"; echo "@@ta state"; b64 "$a"; fi
 # trust-agent's daemon keeps its own policy here: what it keeps, for a run of another to say so.
 T="$R/var/lib/trust-agent/status.json"
 [ -f "$R/etc/trust-agent/install.json" ] && [ -f "$T" ] && [ ! -L "$T" ] && { echo "@@ta daemon-status"; b64 "$T"; }
@@ -301,6 +326,73 @@ class EngineFlags:
     running: tuple[str, ...] = field(default=(), compare=False)
 
 
+# What a run stopped part way leaves: ``.trust-agent.<pid>.t<n>`` staged, ``.trust-agent.<pid>.a<n>`` set aside.
+_LEFTOVER_NAME = re.compile(r"\.trust-agent\.[0-9]+\.[at][0-9]+")
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    """Files a trust-agent run stopped part way (killed, its connection dropped) left in the
+    directories the agent writes, as host paths: the next apply removes them under the host's lock.
+    ``record_put_back``, one of them, is the agent's record set aside while the record is missing:
+    that apply puts it back, and the facts show it in place already."""
+
+    files: tuple[str, ...] = ()
+    record_put_back: str | None = None
+
+    @property
+    def directories(self) -> tuple[str, ...]:
+        return tuple(sorted({posixpath.dirname(path) for path in self.files}))
+
+    def said(self, *, removed: bool) -> str | None:
+        """The warning naming them (None: there are none); ``removed``: an apply has just done so."""
+        if not self.files:
+            return None
+        others = [path for path in self.files if path != self.record_put_back]
+        parts = []
+        if others:
+            done = "removed them" if removed else "removes them"
+            parts.append(
+                f"files left by a trust-agent run stopped part way (killed, or its connection dropped): "
+                f"{', '.join(others)}; {'this' if removed else 'the next'} apply {done} under the host's lock"
+            )
+        if self.record_put_back is not None:
+            done = "put it back" if removed else "puts it back (shown here in place)"
+            parts.append(
+                f"{self.record_put_back} is trust-agent's record {STATE_FILE}, set aside by a run stopped "
+                f"part way, and the record is missing: {'this' if removed else 'the next'} apply {done}"
+            )
+        return "; ".join(parts)
+
+
+NO_LEFTOVERS = Leftovers()
+
+
+def leftovers_of(records: list[_Record], root: str = "") -> Leftovers:
+    """The gather's ``leftover`` and ``put-back`` records, as host paths (``root`` taken off)."""
+
+    def host_path(path: str) -> str | None:
+        inside = path.removeprefix(root) if root else path
+        named = (not root or path.startswith(root + "/")) and _LEFTOVER_NAME.fullmatch(
+            posixpath.basename(path)
+        )
+        return inside if named else None
+
+    files = [host_path(r.name) for r in records if r.kind == "leftover"]
+    put_back = next((host_path(r.name) for r in records if r.kind == "put-back"), None)
+    return Leftovers(tuple(sorted({f for f in files if f})), put_back)
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """One gather: the host's facts, the engine's ``/info`` where read (see :func:`gather_live`), and
+    the files a run stopped part way left there."""
+
+    facts: DockerFacts
+    info: dict[str, Any] | None
+    leftovers: Leftovers = NO_LEFTOVERS
+
+
 def gather(transport: Transport, *, root: str = "", timeout: float = 60.0) -> DockerFacts:
     """Read the host's facts (one round trip; a second only when dockerd uses ``--config-file``)."""
     return gather_live(transport, root=root, timeout=timeout)[0]
@@ -315,18 +407,22 @@ def gather_live(
     agent's state file gets written to, so the gather takes only the engine's version (``/_ping``) and
     the apply script reads /info after the reload.
     """
-    facts, info = _gather_once(transport, root, DAEMON_JSON, timeout)
+    gathered = gather_host(transport, root=root, timeout=timeout)
+    return gathered.facts, gathered.info
+
+
+def gather_host(transport: Transport, *, root: str = "", timeout: float = 60.0) -> Gathered:
+    """:func:`gather_live`, with the files a run stopped part way left on the host (same round trip)."""
+    gathered = _gather_once(transport, root, DAEMON_JSON, timeout)
     # Only the unit's own --config-file names the file to write: one the running dockerd has and its
     # unit no longer gives is a file its next start would not read (reconcile refuses that host).
-    config_file = config_file_flag(facts.next_start_flags)
+    config_file = config_file_flag(gathered.facts.next_start_flags)
     if config_file and config_file != DAEMON_JSON:
-        facts, info = _gather_once(transport, root, config_file, timeout)
-    return facts, info
+        gathered = _gather_once(transport, root, config_file, timeout)
+    return gathered
 
 
-def _gather_once(
-    transport: Transport, root: str, daemon_json: str, timeout: float
-) -> tuple[DockerFacts, dict[str, Any] | None]:
+def _gather_once(transport: Transport, root: str, daemon_json: str, timeout: float) -> Gathered:
     # A host with the agent's state file, most likely converged, is asked for /info at once where the
     # transport can tell so without a round trip (over SSH, the script session's greeting says).
     first = (
@@ -342,12 +438,13 @@ def _gather_once(
             return gathered
     result = transport.run_script(GATHER_SCRIPT, root, daemon_json, "", secrets.token_hex(8), timeout=timeout)
     result.check("gathering facts")
-    return _parse(_records(result.stdout.decode("utf-8", "replace")), daemon_json, root)
+    records = _records(result.stdout.decode("utf-8", "replace"))
+    return Gathered(*_parse(records, daemon_json, root), leftovers_of(records, root))
 
 
 def _gather_by_api(
     transport: Transport, first: PendingReply, daemon_json: str, timeout: float
-) -> tuple[DockerFacts, dict[str, Any] | None] | None:
+) -> Gathered | None:
     """The gather where the transport reaches the engine's API itself: the script reads the files while
     the first request (already sent: ``/_ping``, or ``/info`` where the host had the state file) travels;
     a host with the agent's state file, most likely converged, needs ``/info`` (version and live registry
@@ -358,8 +455,9 @@ def _gather_by_api(
     )
     result.check("gathering facts")
     records = _records(result.stdout.decode("utf-8", "replace"))
-    hostside = _parse(records, daemon_json)  # the host's files and unit, without the engine's answers
-    if _serves_elsewhere(hostside[0]):
+    leftovers = leftovers_of(records)
+    hostside = Gathered(*_parse(records, daemon_json), leftovers)  # without the engine's answers
+    if _serves_elsewhere(hostside.facts):
         return hostside  # not waiting on a socket dockerd does not serve
     answer = first.wait()
     if answer is None or not answer.ok or answer.version is None:
@@ -368,12 +466,12 @@ def _gather_by_api(
     if "api" not in kinds:  # no dockerd on the host: nothing of the engine is used
         return hostside
     if "state" not in kinds:
-        return _parse(records, daemon_json, ping_version=answer.version)
+        return Gathered(*_parse(records, daemon_json, ping_version=answer.version), leftovers)
     reply = answer if first.path == "/info" else transport.engine_get("/info", timeout)
     if reply is None:
         return None
     facts, info = _parse(records, daemon_json, info_json=reply.body)
-    return (facts, info) if info is not None else None
+    return Gathered(facts, info, leftovers) if info is not None else None
 
 
 def _serves_elsewhere(facts: DockerFacts) -> bool:
@@ -738,11 +836,16 @@ __all__ = [
     "INFO_FUNCTION",
     "LINK_CHAIN_FUNCTION",
     "MAX_LINK_HOPS",
+    "NO_LEFTOVERS",
     "OWNED_PREFIX",
     "EngineFlags",
+    "Gathered",
+    "Leftovers",
     "gather",
+    "gather_host",
     "gather_live",
     "info_doc",
+    "leftovers_of",
     "live_info",
     "parse_gather_output",
     "unsafe_hop_says",

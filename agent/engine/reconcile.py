@@ -17,6 +17,7 @@ from agent.engine.apply_script import (
     EXIT_BUSY,
     EXIT_CHANGED,
     EXIT_INVALID,
+    ROLLBACK_LOCK_WAIT,
     STOPPED_MARK,
     active_after_failed_restart,
     build_apply_script,
@@ -24,7 +25,7 @@ from agent.engine.apply_script import (
     reload_stamp,
     script_stamps,
 )
-from agent.engine.gather import gather_live, live_info
+from agent.engine.gather import NO_LEFTOVERS, Gathered, Leftovers, gather_host, live_info
 from agent.engine.host_plan import (
     PlannedHost,
     masked_note,
@@ -105,14 +106,14 @@ def reconcile(
         except HostError as exc:
             return HostOutcome(host, "unreachable", error=str(exc), phases=tuple(timeline.phases))
     try:
-        gathered: tuple[DockerFacts, dict[str, Any] | None] = timeline.run(
-            "gather", lambda: gather_live(transport, root=options.root, timeout=options.command_timeout)
+        gathered: Gathered = timeline.run(
+            "gather", lambda: gather_host(transport, root=options.root, timeout=options.command_timeout)
         )
     except UnreachableError as exc:
         return HostOutcome(host, "unreachable", error=str(exc), phases=tuple(timeline.phases))
     except TrustAgentError as exc:
         return HostOutcome(host, "failed", error=str(exc), phases=tuple(timeline.phases))
-    facts, info = gathered
+    facts, info, leftovers = gathered.facts, gathered.info, gathered.leftovers
     # apply --local has no --become: there, the way is sudo itself.
     how = (
         "run it as root: sudo trust-agent ..."
@@ -153,6 +154,9 @@ def reconcile(
         error = "; ".join((*refused, *plan.blockers))
         return _done(base, timeline, "failed", error=error, engine_action="none")
     base = _warned(base, masked_note(facts))
+    # Said by plan and verify; a rollout's apply removes them (below, or with the plan's changes).
+    if options.dry_run:
+        base = _warned(base, leftovers.said(removed=False))
     down = _engine_down(facts) if options.verify else None
     if down is not None:
         if options.dry_run:  # `verify`: a live config that cannot be read is not verified
@@ -162,6 +166,12 @@ def reconcile(
             base, warnings=(*base.warnings, f"{down}; the files take effect when it starts{canary}")
         )
     if not plan.changed and plan.engine_action == "none":
+        if leftovers.files and not options.dry_run:
+            try:
+                timeline.run("apply", lambda: _clean_leftovers(transport, facts, options, leftovers))
+            except TrustAgentError as exc:
+                return _done(base, timeline, "failed", error=str(exc), engine_action="none")
+            base = _warned(base, leftovers.said(removed=True))
         breaches = _breaches(policy, facts, info) if options.dry_run and options.verify else ()
         if breaches:  # `verify`: nothing for the agent to change, yet the host does not comply
             error = "does not comply with the policy: " + "; ".join(breaches)
@@ -191,7 +201,7 @@ def reconcile(
 
     action = plan.engine_action if facts.init is not None else "none"
     try:
-        result = _apply(transport, plan, facts, options, action, timeline)
+        result = _apply(transport, plan, facts, options, action, timeline, leftovers)
     except (HostBusyError, ValidationError) as exc:
         if isinstance(exc, ValidationError) and exc.by_engine:
             base = replace(base, checks=(*base.checks, DOCKERD_VALIDATE))
@@ -233,6 +243,7 @@ def reconcile(
             info_after = _info_read(result, options, facts, action)
     if b"@@ta validated" in result.stdout:
         base = replace(base, checks=(*base.checks, DOCKERD_VALIDATE))
+    base = _warned(base, leftovers.said(removed=True))
     if f"@@ta {STOPPED_MARK}".encode() in result.stdout:
         stopped = "docker.service was stopped during the run: the files take effect when dockerd starts"
         return _done(
@@ -374,6 +385,30 @@ def _checks(plan: HostPlan, facts: DockerFacts) -> tuple[str, ...]:
     return (AGENT_CHECKS,)
 
 
+def _clean_leftovers(
+    transport: Transport, facts: DockerFacts, options: RunOptions, leftovers: Leftovers
+) -> None:
+    """On a host with nothing else to change: remove what a run stopped part way left there (and put
+    the agent's record back), under the host's lock, as an apply with no file to write does."""
+    script = build_apply_script(
+        HostPlan(),
+        engine_action="none",
+        init=facts.init,
+        daemon_json_path=facts.daemon_json_file,
+        backup_stamp=options.backup_stamp,
+        leftover_dirs=leftovers.directories,
+    )
+    result = transport.run_script(script, options.root, timeout=options.command_timeout)
+    if result.exit_status == EXIT_BUSY:
+        raise HostBusyError(script_error(result.stderr))
+    if not result.ok:
+        raise CommandError(
+            f"removing what a stopped run left: {script_error(result.stderr) or f'exit {result.exit_status}'}",
+            result.exit_status,
+            result.stderr.decode("utf-8", "replace"),
+        )
+
+
 def _apply(
     transport: Transport,
     plan: HostPlan,
@@ -381,6 +416,7 @@ def _apply(
     options: RunOptions,
     action: str,
     timeline: _Timeline,
+    leftovers: Leftovers = NO_LEFTOVERS,
 ) -> CommandResult:
     validate_with = (
         ("dockerd", *facts.dockerd_flags) if facts.has_validate and facts.init is not None else None
@@ -394,6 +430,7 @@ def _apply(
         daemon_json_link=_link_of(facts),
         backup_stamp=options.backup_stamp,
         read_info=_reads_info(options, facts, action),
+        leftover_dirs=leftovers.directories,
     )
     start = timeline.clock()
     result = transport.run_script(script, options.root, timeout=options.command_timeout)
@@ -538,8 +575,9 @@ def _roll_back(
         return _done(base, timeline, "failed", error=str(cause))
     undo = inverse(plan)
     action = plan.engine_action if facts.init is not None and facts.engine_running else "none"
-    # The host's lock lasted the apply's script alone: the roll-back's, under the lock again, puts
-    # back only files that still hold what this run wrote, or nothing (another run's change stands).
+    # The host's lock lasted the apply's script alone: the roll-back's, under the lock again (waited
+    # for, where another run holds it), puts back only files that still hold what this run wrote, or
+    # nothing (another run's change stands).
     script = build_apply_script(
         undo,
         engine_action=action,
@@ -548,6 +586,7 @@ def _roll_back(
         daemon_json_link=_link_of(facts),
         rolling_back=True,
         backup_stamp=options.backup_stamp + "-rollback",
+        lock_wait=rollback_lock_wait(options.command_timeout),
     )
 
     def run_undo() -> CommandResult:
@@ -589,6 +628,13 @@ def _roll_back(
     if result.ok and isinstance(cause, CanaryError) and cause.removed and options.canary_image:
         note += _canary_back(transport, options)
     return _done(base, timeline, "rolled_back", error=f"{cause}; rolled back{note}")
+
+
+def rollback_lock_wait(command_timeout: float) -> int:
+    """Seconds a roll-back waits for the host's lock: :data:`ROLLBACK_LOCK_WAIT`, or a quarter of
+    ``command_timeout`` where that is shorter, so the roll-back's own reload or restart still fits in
+    the time its script is given (at least 1 s)."""
+    return max(1, int(min(ROLLBACK_LOCK_WAIT, command_timeout / 4)))
 
 
 def _canary_back(transport: Transport, options: RunOptions) -> str:

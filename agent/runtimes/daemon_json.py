@@ -83,6 +83,35 @@ def parse_daemon_json(raw: bytes, path: str) -> dict[str, Any]:
     return doc
 
 
+def repeated_keys(raw: bytes) -> dict[str, list[Any]]:
+    """The top-level keys ``raw`` gives more than once, each with its values in file order; nothing
+    where it is not a JSON object. dockerd reads only the last value of each: it decodes daemon.json
+    with Go's encoding/json, into a map and then into its config struct, and both keep a repeated
+    key's last value without a word (moby daemon/config getConflictFreeConfiguration). So does
+    :func:`parse_daemon_json`.
+
+    >>> repeated_keys(b'{"insecure-registries": ["a"], "debug": true, "insecure-registries": ["b"]}')
+    {'insecure-registries': [['a'], ['b']]}
+    """
+    objects: list[list[tuple[str, Any]]] = []
+
+    def keep(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        objects.append(pairs)
+        return dict(pairs)
+
+    try:
+        json.loads(raw.decode("utf-8-sig"), object_pairs_hook=keep, parse_constant=_reject_constant)
+    except ValueError:  # UnicodeDecodeError is one: parse_daemon_json says what is wrong
+        return {}
+    if not objects:
+        return {}
+    # Inner objects end first: the top-level one is decoded last.
+    values: dict[str, list[Any]] = {}
+    for key, value in objects[-1]:
+        values.setdefault(key, []).append(value)
+    return {key: found for key, found in values.items() if len(found) > 1}
+
+
 _INDENTED = re.compile(r"^([ \t]+)\S", re.MULTILINE)
 
 

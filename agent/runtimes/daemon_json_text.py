@@ -4,8 +4,10 @@ A person's daemon.json has their layout (tabs, inline lists, aligned values, a t
 change of one list must not show as a rewrite of the whole file, in the diff or on the host. The top
 level object is scanned for its members' positions (the values themselves are read by Python's own
 JSON decoder), and the one value is replaced, or the key added after the last member in the file's
-own style. Where the text cannot be spliced (the key given twice, an empty object), or the result
-would not parse back to the merged document, the caller serialises the document instead.
+own style. Where the key is given more than once, the last is the one replaced: dockerd reads only
+that one (the others stay as they were, the planner warns about them). Where the text cannot be
+spliced (an empty object), or the result would not parse back to the merged document, the caller
+serialises the document instead.
 """
 
 from __future__ import annotations
@@ -46,12 +48,10 @@ def splice_insecure(raw: bytes, doc: dict[str, Any]) -> bytes | None:
         return None
     entries = doc[INSECURE_KEY]
     mine = [m for m in members if m.key == INSECURE_KEY]
-    if len(mine) > 1:
-        return None
     indent = detect_indent(raw)
     newline = "\r\n" if "\r\n" in body else "\n"  # the file's own line ending, CRLF included
     if mine:
-        member = mine[0]
+        member = mine[-1]  # given more than once: dockerd reads the last
         old_value = body[member.value_start : member.value_end]
         multiline = "\n" in old_value or (old_value.strip() == "[]" and _pretty(body))
         value = _list(entries, multiline, _line_indent(body, member.key_start), indent, old_value, newline)

@@ -34,6 +34,7 @@ from agent.runtimes.daemon_json import (
     index_name,
     merge_insecure,
     parse_daemon_json,
+    repeated_keys,
     serialise,
 )
 from agent.runtimes.daemon_json_checks import (
@@ -126,6 +127,7 @@ def plan_docker(
         *action.warnings,
         *_half_client_pairs(facts, registries),
         *dir_warnings,
+        *_repeated_merged_keys(facts),
     )
     elsewhere = api_elsewhere(facts, daemon.doc)
     blockers += [elsewhere] if elsewhere else []
@@ -593,6 +595,25 @@ def _plan_daemon_json(
         mode=0o644,
     )
     return _DaemonPlan(change, merge.doc, merge.owned, tuple(reasons), warnings, tuple(blockers))
+
+
+# The keys the planner merges into: one given twice is read as dockerd reads it, and said.
+_MERGED_KEYS = (INSECURE_KEY,)
+
+
+def _repeated_merged_keys(facts: DockerFacts) -> tuple[str, ...]:
+    """A warning for each key the planner merges that daemon.json gives more than once: dockerd reads
+    the last value alone (Go's encoding/json keeps a repeated key's last value, moby's
+    getConflictFreeConfiguration), and so do the merge and the rewrite; the others only mislead."""
+    if facts.daemon_json is None:
+        return ()
+    return tuple(
+        f"{facts.daemon_json_file} gives {key} {len(values)} times: dockerd reads only the last "
+        f"({json.dumps(values[-1])}) and ignores the others ({', '.join(json.dumps(v) for v in values[:-1])}); "
+        "trust-agent reads and changes that last one too, and leaves the others as they are: remove them"
+        for key, values in repeated_keys(facts.daemon_json).items()
+        if key in _MERGED_KEYS
+    )
 
 
 def _unreadable_daemon_json(problem: str, want: tuple[str, ...], state: DockerState) -> _DaemonPlan:

@@ -6,6 +6,10 @@ import fcntl
 import json
 import os
 import stat
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,13 +19,15 @@ from agent.engine.apply_script import (
     EXIT_BUSY,
     EXIT_CHANGED,
     EXIT_INVALID,
+    ROLLBACK_LOCK_WAIT,
     RUNNING_FLAG_CHECK,
     _link_chain_lines,
     build_apply_script,
     inverse,
     new_backup_stamp,
 )
-from agent.engine.gather import unsafe_hop_says
+from agent.engine.gather import gather, gather_host, unsafe_hop_says
+from agent.engine.reconcile import rollback_lock_wait
 from agent.hosts.local import LocalTransport
 from agent.runtimes.docker import plan_docker
 from agent.runtimes.docker_facts import STATE_FILE as STATE
@@ -283,6 +289,70 @@ def test_a_held_lock_means_busy_and_untouched(root: Path) -> None:
     # Two inventory names for one machine met this lock within one run: "another run" alone misled.
     assert err.strip().endswith("(or this one: two inventory names for one machine?)")
     assert tree(root) == before
+
+
+@contextmanager
+def lock_held(root: Path, seconds: float) -> Iterator[None]:
+    """The host's lock held, as another run's apply holds it, and let go after ``seconds`` (bounded)."""
+    lock_dir = root / "var/lib/trust-agent"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / "lock", os.O_CREAT | os.O_WRONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    timer = threading.Timer(seconds, os.close, (fd,))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.join()
+
+
+def applied_then_undo(root: Path) -> tuple[str, dict[str, bytes]]:
+    """The roll-back script of an apply made on ``root``, and the tree before that apply."""
+    before = tree(root)
+    plan = plan_for(root)
+    assert run(root, build_apply_script(plan, engine_action="none", init=None, backup_stamp="t1"))[0] == 0
+    undo = build_apply_script(
+        inverse(plan), engine_action="none", init=None, rolling_back=True, backup_stamp="t1-rollback"
+    )
+    return undo, before
+
+
+def test_a_roll_back_waits_for_a_lock_another_run_holds_then_rolls_back(root: Path) -> None:
+    """A roll-back that found another run's apply at work on the host gave up at once: the host was left
+    half changed by a run that had failed."""
+    undo, before = applied_then_undo(root)
+    with lock_held(root, 1.0):
+        started = time.monotonic()
+        status, err = run(root, undo)
+    assert status == 0, err
+    assert time.monotonic() - started >= 0.9  # it waited for the lock, then did its work
+    assert {k: v for k, v in tree(root).items() if "/backup/" not in k} == before
+
+
+def test_a_roll_back_gives_up_on_a_lock_held_past_its_wait_and_changes_nothing(root: Path) -> None:
+    applied_then_undo(root)
+    undo = build_apply_script(
+        inverse(plan_for(root)), engine_action="none", init=None, rolling_back=True, lock_wait=1
+    )
+    applied = tree(root)
+    with lock_held(root, 3.0):
+        status, err = run(root, undo)
+    assert status == EXIT_BUSY
+    assert err.strip().endswith(
+        "lock (waited 1 s for it) (or this one: two inventory names for one machine?)"
+    )
+    assert tree(root) == applied
+
+
+def test_an_apply_does_not_wait_for_the_lock_and_a_roll_back_waits_within_its_command_time() -> None:
+    applying = build_apply_script(HostPlan(), engine_action="none", init=None)
+    assert "flock -n 9 ||" in applying
+    rolling_back = build_apply_script(HostPlan(), engine_action="none", init=None, rolling_back=True)
+    assert f"flock -w {ROLLBACK_LOCK_WAIT} 9 ||" in rolling_back
+    assert rollback_lock_wait(120.0) == ROLLBACK_LOCK_WAIT
+    # A short command time leaves the roll-back its own reload or restart after the wait.
+    assert rollback_lock_wait(40.0) == 10
+    assert rollback_lock_wait(2.0) == 1
 
 
 def test_paths_with_shell_metacharacters_are_quoted(root: Path) -> None:
@@ -746,3 +816,119 @@ def test_only_the_agents_ca_files_are_staged_fresh() -> None:
     script = build_apply_script(plan, engine_action="none", init=None, backup_stamp="t1")
     stages = [line for line in script.splitlines() if line.startswith('stage "$R"')]
     assert [line.endswith(" fresh") for line in stages] == [True, False, False, False]
+
+
+# --- what a run stopped part way leaves ----------------------------------------------------------------
+
+
+def killing(tmp_path_factory: pytest.TempPathFactory, command: str, target: str) -> str:
+    """A PATH whose ``command`` (mv or rm) kills the apply's shell (SIGKILL, as a controller killed or its
+    connection dropped leaves it) the first time its arguments end with ``target``: a hard stop at a
+    chosen point of the script."""
+    bin_dir = tmp_path_factory.mktemp("bin")
+    (bin_dir / command).write_text(
+        f'#!/bin/sh\ncase "$*" in *{target}) kill -9 "$PPID"; exit 1 ;; esac\nexec /bin/{command} "$@"\n'
+    )
+    (bin_dir / command).chmod(0o755)
+    return f"{bin_dir}:/usr/bin:/bin"
+
+
+def run_on_path(root: Path, script: str, path: str) -> int:
+    return LocalTransport().run(f"PATH={path} sh -s -- {root}", stdin=script.encode()).exit_status
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".trust-agent.[0-9]*"))
+
+
+def test_a_roll_back_killed_before_it_restored_daemon_json_keeps_the_agents_claim(
+    root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The roll-back of a skip-TLS apply sets the record it deletes aside, then renames daemon.json back:
+    killed in between, the record was gone with the entry still in daemon.json, which no later run
+    removed (TLS unchecked for good). The next apply now puts the record back first."""
+    facts = DockerFacts(daemon_json=(root / DAEMON.lstrip("/")).read_bytes())
+    forward = plan_docker(insecure_policy("registry.test"), facts)
+    assert run(root, build_apply_script(forward, engine_action="none", init=None))[0] == 0
+    record = (root / STATE.lstrip("/")).read_bytes()
+    undo = build_apply_script(inverse(forward), engine_action="none", init=None, rolling_back=True)
+    assert run_on_path(root, undo, killing(tmp_path_factory, "mv", DAEMON)) != 0
+    assert not (root / STATE.lstrip("/")).exists()  # set aside, never removed
+    assert "registry.test" in json.loads((root / DAEMON.lstrip("/")).read_bytes())["insecure-registries"]
+    assert leftovers(root)
+
+    again = gather(LocalTransport(), root=str(root))
+    assert again.state == record  # as the next apply leaves it: put back
+    plan = plan_docker(ca_policy("registry.test"), again)
+    status, err = run(root, build_apply_script(plan, engine_action="none", init=None))
+    assert status == 0, err
+    assert json.loads((root / DAEMON.lstrip("/")).read_bytes())["insecure-registries"] == []
+    assert json.loads((root / STATE.lstrip("/")).read_bytes())["insecure_registries"] == []
+    assert not leftovers(root)
+
+
+def test_a_roll_back_killed_before_removing_what_it_set_aside_is_finished_by_the_next_apply(
+    root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Every file the CA apply created, set aside by its roll-back, then the kill: the CA file's copy is
+    removed (the plan writes what the policy asks), the record's put back."""
+    forward = plan_docker(ca_policy("registry.test"), DockerFacts(daemon_json=b'{"debug": true}\n'))
+    assert run(root, build_apply_script(forward, engine_action="none", init=None))[0] == 0
+    record = (root / STATE.lstrip("/")).read_bytes()
+    undo = build_apply_script(inverse(forward), engine_action="none", init=None, rolling_back=True)
+    assert run_on_path(root, undo, killing(tmp_path_factory, "rm", "[0-9]")) != 0
+    assert [Path(p).name.split(".")[-1] for p in leftovers(root)] == ["a0", "a1"]  # put aside: a<n>
+
+    gathered = gather_host(LocalTransport(), root=str(root))
+    assert gathered.facts.state == record
+    assert "registry.test/trust-agent-storage-ca.crt" not in gathered.facts.certs
+    plan = plan_docker(ca_policy("registry.test"), gathered.facts)
+    assert [c.path for c in plan.changes] == [f"{CERTS}/registry.test/trust-agent-storage-ca.crt"]
+    script = build_apply_script(
+        plan, engine_action="none", init=None, leftover_dirs=gathered.leftovers.directories
+    )
+    status, err = run(root, script)
+    assert status == 0, err
+    assert (root / STATE.lstrip("/")).read_bytes() == record
+    assert not leftovers(root)
+
+
+def test_a_dead_runs_files_go_from_directories_the_plan_does_not_write_and_a_persons_stay(
+    root: Path,
+) -> None:
+    """Only directories the plan wrote in were cleaned: a host with nothing else to change kept them."""
+    dead = [
+        "etc/docker/.trust-agent.4242.t1",  # daemon.json staged
+        "etc/docker/.trust-agent.4242.a3",  # daemon.json set aside
+        "etc/docker/certs.d/other.test/.trust-agent.4242.t0",
+        "var/lib/trust-agent/.trust-agent.4242.t2",  # a record staged, never renamed: not put back
+    ]
+    kept = ["etc/docker/.trust-agent.notes", "etc/docker/certs.d/other.test/.trust-agent.4242.t0.txt"]
+    for name in [*dead, *kept]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"left\n")
+    directories = sorted({"/" + str(Path(name).parent) for name in dead})
+    status, err = run(
+        root, build_apply_script(HostPlan(), engine_action="none", init=None, leftover_dirs=directories)
+    )
+    assert status == 0, err
+    assert leftovers(root) == sorted(kept[1:])
+    assert all((root / name).read_bytes() == b"left\n" for name in kept)
+    assert not (root / STATE.lstrip("/")).exists()
+
+
+def test_a_put_aside_record_is_not_put_back_over_a_record(root: Path) -> None:
+    """A record there is newer than any set aside (a later run wrote it): the put-aside one goes."""
+    state_dir = root / "var/lib/trust-agent"
+    state_dir.mkdir(parents=True)
+    (state_dir / "docker-state.json").write_bytes(b"current\n")
+    (state_dir / ".trust-agent.4242.a1").write_bytes(b"older\n")
+    status, err = run(
+        root,
+        build_apply_script(
+            HostPlan(), engine_action="none", init=None, leftover_dirs=["/var/lib/trust-agent"]
+        ),
+    )
+    assert status == 0, err
+    assert (state_dir / "docker-state.json").read_bytes() == b"current\n"
+    assert not leftovers(root)

@@ -16,6 +16,7 @@ from agent.runtimes.daemon_json import (
     index_name,
     merge_insecure,
     parse_daemon_json,
+    repeated_keys,
     serialise,
 )
 
@@ -67,6 +68,32 @@ def test_parse_refuses_what_dockerd_refuses(raw: bytes, expected: str | None) ->
         parse_daemon_json(raw, PATH)
     assert str(err.value).startswith(f"{PATH}: ")
     assert expected in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "repeated"),
+    [
+        (
+            b'{"insecure-registries": ["a"], "insecure-registries": ["b"]}',
+            {"insecure-registries": [["a"], ["b"]]},
+        ),
+        (b'\xef\xbb\xbf{"debug": true, "debug": false, "debug": 1}', {"debug": [True, False, 1]}),
+        # A key repeated inside another object is not a top-level one.
+        (b'{"log-opts": {"max-size": "1m", "max-size": "2m"}, "debug": true}', {}),
+        (b'{"insecure-registries": ["a"]}', {}),
+        (b'{"debug": tru}', {}),
+        (b"[1, 1]", {}),
+    ],
+)
+def test_repeated_top_level_keys_are_found_with_every_value(
+    raw: bytes, repeated: dict[str, list[object]]
+) -> None:
+    assert repeated_keys(raw) == repeated
+
+
+def test_the_parse_reads_a_repeated_key_as_dockerd_does_the_last_value() -> None:
+    doc = parse_daemon_json(b'{"insecure-registries": ["a"], "insecure-registries": ["b"]}', PATH)
+    assert doc == {"insecure-registries": ["b"]}
 
 
 def test_parse_empty_file_and_bom() -> None:

@@ -1222,3 +1222,19 @@ def test_a_ca_policys_registry_insecure_anywhere_does_not_comply(
     # Skip-TLS asks for it insecure; a secure registry complies.
     assert does_not_comply(insecure_policy("registry.test"), facts, {"registry.test": live}) == ()
     assert does_not_comply(policy, converge(policy, host()), {"registry.test": False}) == ()
+
+
+def test_insecure_registries_given_twice_is_said_and_merged_as_dockerd_reads_it() -> None:
+    """dockerd reads the last of a repeated key (Go's encoding/json into a map, then its config struct):
+    the plan said nothing, and the rewrite dropped the first."""
+    raw = b'{\n  "insecure-registries": ["old.test"],\n  "insecure-registries": ["kept.test"]\n}\n'
+    plan = plan_docker(insecure_policy("registry.test"), host(daemon_json=raw))
+    (said,) = [w for w in plan.warnings if "insecure-registries 2 times" in w]
+    assert said.startswith(f"{DAEMON_JSON} gives insecure-registries 2 times: dockerd reads only the last")
+    assert '(["kept.test"]) and ignores the others (["old.test"])' in said
+    (change,) = [c for c in plan.changes if c.path == DAEMON_JSON]
+    assert change.after == raw.replace(b'["kept.test"]', b'["kept.test", "registry.test"]')
+    # Converged on the last: nothing to write, and still said.
+    settled = plan_docker(insecure_policy("kept.test"), host(daemon_json=raw))
+    assert not [c for c in settled.changes if c.path == DAEMON_JSON]
+    assert any("insecure-registries 2 times" in w for w in settled.warnings)

@@ -13,9 +13,12 @@ import pytest
 from agent.engine.gather import (
     GATHER_SCRIPT,
     LINK_CHAIN_FUNCTION,
+    _records,
     config_file_flag,
     engine_flags,
     gather,
+    gather_host,
+    leftovers_of,
     live_info,
     parse_gather_output,
 )
@@ -734,3 +737,82 @@ def test_verify_fails_a_host_whose_person_listed_a_ca_policys_registry_as_insecu
     assert any(
         "registry.test stays in insecure-registries (not added by trust-agent)" in w for w in rolled.warnings
     )
+
+
+# --- what a run stopped part way leaves ----------------------------------------------------------------
+
+LEFT = (
+    "etc/docker/.trust-agent.4242.t1",
+    "etc/docker/certs.d/registry.test/.trust-agent.4242.a2",
+    "var/lib/trust-agent/.trust-agent.4242.a3",
+)
+
+
+def a_converged_tree_with_leftovers(root: Path) -> bytes:
+    """``root`` as a CA rollout for registry.test leaves it, then a run killed part way: its files
+    beside daemon.json and the CA file, and the record set aside (``LEFT``). Returns the record."""
+    (root / "etc/docker").mkdir(parents=True)
+    (root / "etc/docker/daemon.json").write_bytes(b"{}\n")
+    outcome = reconcile(LocalTransport(), ca_policy("registry.test"), RunOptions(root=str(root)))
+    assert outcome.status == "changed", outcome
+    record_path = root / "var/lib/trust-agent/docker-state.json"
+    record = record_path.read_bytes()
+    for name in LEFT:
+        (root / name).write_bytes(b"left\n")
+    record_path.rename(root / LEFT[2])
+    (root / "etc/docker/certs.d/registry.test/.trust-agent.notes").write_bytes(b"a person's\n")
+    return record
+
+
+def test_the_gather_names_a_stopped_runs_files_and_shows_its_record_put_back(tmp_path: Path) -> None:
+    record = a_converged_tree_with_leftovers(tmp_path)
+    gathered = gather_host(LocalTransport(), root=str(tmp_path))
+    assert gathered.leftovers.files == tuple(sorted("/" + name for name in LEFT))
+    assert gathered.leftovers.record_put_back == "/" + LEFT[2]
+    assert gathered.facts.state == record
+    # Not a person's file in certs.d: the agent's own leftovers, where a person's stays listed.
+    assert sorted(gathered.facts.certs) == [
+        "registry.test/.trust-agent.notes",
+        "registry.test/trust-agent-storage-ca.crt",
+    ]
+
+
+def test_plan_says_a_stopped_runs_files_and_a_rollout_removes_them(tmp_path: Path) -> None:
+    record = a_converged_tree_with_leftovers(tmp_path)
+    policy = ca_policy("registry.test")
+    planned = reconcile(LocalTransport(), policy, RunOptions(root=str(tmp_path), dry_run=True))
+    assert planned.status == "unchanged", planned
+    said = [w for w in planned.warnings if "stopped part way" in w]
+    assert said == [
+        "files left by a trust-agent run stopped part way (killed, or its connection dropped): "
+        f"/{LEFT[0]}, /{LEFT[1]}; the next apply removes them under the host's lock; "
+        f"/{LEFT[2]} is trust-agent's record /var/lib/trust-agent/docker-state.json, set aside by a run "
+        "stopped part way, and the record is missing: the next apply puts it back (shown here in place)"
+    ]
+    assert all((tmp_path / name).exists() for name in LEFT)  # plan changes nothing
+
+    rolled = reconcile(LocalTransport(), policy, RunOptions(root=str(tmp_path)))
+    assert (rolled.status, rolled.error) == ("unchanged", None)
+    assert any("this apply removed them under the host's lock" in w for w in rolled.warnings), rolled
+    assert not list(tmp_path.rglob(".trust-agent.[0-9]*"))
+    assert (tmp_path / "var/lib/trust-agent/docker-state.json").read_bytes() == record
+    assert (tmp_path / "etc/docker/certs.d/registry.test/.trust-agent.notes").exists()
+    again = reconcile(LocalTransport(), policy, RunOptions(root=str(tmp_path), dry_run=True))
+    assert (again.status, [w for w in again.warnings if "stopped part way" in w]) == ("unchanged", [])
+
+
+@pytest.mark.parametrize(
+    ("record", "root", "kept"),
+    [
+        ("@@ta leftover /r/etc/docker/.trust-agent.12.t0", "/r", "/etc/docker/.trust-agent.12.t0"),
+        ("@@ta leftover /etc/docker/.trust-agent.12.a3", "", "/etc/docker/.trust-agent.12.a3"),
+        ("@@ta leftover /etc/docker/.trust-agent.12.t0.txt", "", None),  # not a name a run gives
+        ("@@ta leftover /etc/docker/.trust-agent.x.t0", "", None),
+        ("@@ta leftover /elsewhere/etc/.trust-agent.1.t0", "/r", None),  # outside the tree
+    ],
+)
+def test_leftover_records_are_host_paths_of_the_names_a_run_gives(
+    record: str, root: str, kept: str | None
+) -> None:
+    records = _records(f"@@ta begin 1\n{record}\n@@ta end\n")
+    assert leftovers_of(records, root).files == ((kept,) if kept else ())
