@@ -89,8 +89,11 @@ def _connectable_host(name: str, values: Mapping[str, Any], groups: tuple[str, .
     context = templating.host_variables(name, values, groups)
 
     def pick(names: tuple[str, ...]) -> Any:
-        var = chosen(values, names)
-        return None if var is None else _evaluated(name, var, context, where)
+        # The last alias defined wins, as in Ansible; one whose template gives omit is as if unset.
+        for var in reversed(names):
+            if values.get(var) is not None and (value := _evaluated(name, var, context, where)) is not None:
+                return value
+        return None
 
     key = _text(pick(KEY_VARS))
     # Ansible resolves a relative key path against the working directory, so only ~ is expanded.

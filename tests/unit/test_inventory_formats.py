@@ -643,6 +643,15 @@ def test_a_connection_variable_defaulting_to_omit_is_as_if_unset() -> None:
     assert inv.host("h2").port == 2202
 
 
+def test_an_alias_whose_template_gives_omit_leaves_the_setting_to_the_other_alias() -> None:
+    """ansible_ssh_user outranks ansible_user; where it is omit, Ansible logs in as ansible_user. The
+    later alias was taken before it was evaluated, and the host had no user at all."""
+    inv = _ini_inventory('[g]\nh1 ansible_user=bob ansible_ssh_user="{{ u | default(omit) }}"\n')
+    assert inv.host("h1").user == "bob"
+    inv = _ini_inventory('[g]\nh1 ansible_user=bob ansible_ssh_user="{{ u | default(omit) }}" u=eve\n')
+    assert inv.host("h1").user == "eve"
+
+
 @pytest.mark.parametrize(
     ("template", "named"),
     [
