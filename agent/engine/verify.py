@@ -158,7 +158,16 @@ def _pull(api: Any, image: str) -> None:
     except VerifyError:
         raise
     except Exception as exc:
-        raise VerifyError(f"canary pull of {image} failed: {exc}") from exc
+        raise VerifyError(f"canary pull of {image} failed: {_engine_said(exc)}") from exc
+
+
+def _engine_said(exc: Exception) -> str:
+    """An engine API error in the engine's words (``404: manifest unknown``), not the SDK's, whose text
+    names its internal ``http+docker://`` URL."""
+    status, explanation = getattr(exc, "status_code", None), getattr(exc, "explanation", None)
+    if status is None or not explanation:
+        return str(exc)
+    return f"{status}: {explanation}"
 
 
 def _remove_if_only_the_canary(api: Any, reference: str) -> str:

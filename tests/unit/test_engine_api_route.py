@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
+import requests
 
+from agent.engine import verify
 from agent.engine.gather import gather_live
 from agent.engine.verify import read_live_info
 from agent.errors import VerifyError
@@ -274,3 +277,23 @@ def test_the_local_transport_asks_the_other_path_where_the_file_is(
     assert there is not None and there.path == "/info"
     assert missing is not None and missing.path == "/_ping"
     assert [request.split(b" ")[1] for request in sent] == [b"/info", b"/_ping"]
+
+
+def test_a_failed_canary_pull_is_told_in_the_engines_words_without_the_sdks_url() -> None:
+    """The SDK's text named its own http+docker:// URL, which no one can use."""
+    response = requests.Response()
+    response.status_code = 404
+    response.url = "http+docker://localhost/v1.41/images/create?tag=1&fromImage=registry.test%2Fnope"
+    error = docker.errors.APIError(
+        "404 Client Error", response, explanation="manifest for registry.test/nope:1 not found"
+    )
+
+    class Refusing:
+        def pull(self, image: str, **_: object) -> None:
+            raise error
+
+    with pytest.raises(VerifyError) as failed:
+        verify._pull(Refusing(), "registry.test/nope:1")
+    assert str(failed.value) == (
+        "canary pull of registry.test/nope:1 failed: 404: manifest for registry.test/nope:1 not found"
+    )
