@@ -804,3 +804,34 @@ def test_a_list_dockerd_kept_after_its_key_went_is_cleared_in_one_run(
     finally:
         lab.ssh(host, "systemctl restart docker", timeout=120)
         reset(lab, host)
+
+
+def test_what_a_killed_run_left_is_named_and_removed_by_the_role(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path
+) -> None:
+    """Files a run stopped part way left (a staged daemon.json, a set-aside CA file) lay there unnamed
+    under the role, which the CLI's rollout names and removes."""
+    host = lab.hosts[2]
+    reset(lab, host)
+    left = ["/etc/docker/.trust-agent.4243.t1", f"/etc/docker/certs.d/{lab.registry}/.trust-agent.4242.a0"]
+    find = "find /etc/docker /var/lib/trust-agent -name '.trust-agent.[0-9]*' 2>/dev/null | sort"
+    try:
+        first = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name)
+        assert first.returncode == 0, first.stdout + first.stderr
+        lab.ssh(
+            host,
+            f"mkdir -p /etc/docker/certs.d/{lab.registry} && head -c 7 /etc/docker/daemon.json > {left[0]} "
+            f"&& echo old > {left[1]}",
+        )
+        check = run_playbook(
+            lab, ansible_playbook, ansible_home, lab.registry_yml, "--check", "--limit", host.name
+        )
+        assert f"{left[0]}, {left[1]}; the next apply removes them" in check.stderr, check.stdout
+        assert lab.ssh(host, find).stdout.split() == left
+
+        run = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name)
+        assert run.returncode == 0 and recap(run)[host.name]["changed"] == 0, run.stdout
+        assert "this apply removed them under the host's lock" in run.stderr, run.stdout
+        assert lab.ssh(host, find).stdout.split() == []
+    finally:
+        reset(lab, host)

@@ -39,7 +39,7 @@ try:
         new_backup_stamp,
         reload_stamp,
     )
-    from agent.engine.gather import gather_live
+    from agent.engine.gather import gather_host
     from agent.engine.undo import undo_record
     from agent.engine.unit_log import START_CURSOR
     from agent.engine.verify import expected_insecure, read_live_info
@@ -120,6 +120,22 @@ class TrustAgentAction(ActionBase):
     def _host(self, task_vars: dict[str, Any] | None) -> AnsibleConnectionTransport:
         return AnsibleConnectionTransport(self, str((task_vars or {}).get("inventory_hostname", "")))
 
+    def _clean_leftovers(self, transport: Any, facts: Any, leftovers: Any) -> None:
+        """On a host with nothing else to change: remove what a run stopped part way left (and put the
+        agent's record back), under the host's lock, as an apply with no file to write does."""
+        script = build_apply_script(
+            HostPlan(),
+            engine_action="none",
+            init=facts.init,
+            daemon_json_path=facts.daemon_json_file,
+            backup_stamp=new_backup_stamp(),
+            leftover_dirs=leftovers.directories,
+        )
+        cleaned = transport.run_script(script, "")
+        if not cleaned.ok:
+            detail = error_line(b"", cleaned.stderr) or f"exit {cleaned.exit_status}"
+            raise AnsibleActionFail(self._say(f"removing what a stopped run left failed: {detail}"))
+
     def _in_role(self) -> bool:
         """Whether the task is the role's: its users set ``trustagent_*`` variables, not the options."""
         role = getattr(self._task, "_role", None)
@@ -156,9 +172,10 @@ class ActionModule(TrustAgentAction):
 
         transport = self._host(task_vars)
         try:
-            facts, info = gather_live(transport)
+            gathered = gather_host(transport)
         except TrustAgentError as exc:
             raise AnsibleActionFail(self._say(str(exc))) from None
+        facts, info, leftovers = gathered.facts, gathered.info, gathered.leftovers
         login = not_root(facts.login_uid)
         if login is not None and not self._task.check_mode:
             # Checked before the plan, as the CLI does: the writes would fail part way, as the user.
@@ -192,9 +209,13 @@ class ActionModule(TrustAgentAction):
         # The policy's warnings (the source and CA files as read: no CA for a private storage, an expired
         # CA allowed, …) are the CLI's too; Ansible prints each as a [WARNING].
         masked = unit_warning(facts, plan)
-        warnings = ansible_warnings(
-            policy.warnings, plan.warnings, [masked] if masked else [], role=self._in_role()
-        )
+        # What a run stopped part way left: named, and removed under the host's lock by this task's
+        # apply (or by an apply of its own where nothing else changes), as a CLI rollout does.
+        cleans = bool(leftovers.files) and not self._task.check_mode and not refusals(facts, plan)
+        if cleans and not acts:
+            self._clean_leftovers(transport, facts, leftovers)
+        notes = [n for n in (masked, leftovers.said(removed=cleans)) if n]
+        warnings = ansible_warnings(policy.warnings, plan.warnings, notes, role=self._in_role())
         if login is not None:  # check mode: what a non-root login could read is not the whole host
             warnings.insert(0, f"this host {login}: what it showed may be partial")
         if warnings:
@@ -229,6 +250,7 @@ class ActionModule(TrustAgentAction):
             validate_with=validate_with,
             daemon_json_path=facts.daemon_json_file,
             backup_stamp=stamp,
+            leftover_dirs=leftovers.directories,
         )
         applied = transport.run_script(script, "")
         if not applied.ok:
