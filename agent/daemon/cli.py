@@ -55,6 +55,7 @@ from agent.daemon.watch import internal_error
 from agent.engine.options import RunOptions
 from agent.errors import TrustAgentError, UsageError
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
+from agent.names import registry_from_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_STATE_DIR = "/var/lib/trust-agent"
@@ -299,7 +300,8 @@ def build_config(kwargs: dict[str, Any]) -> DaemonConfig:
     state_dir = Path(kwargs.get("state_dir") or (root or "") + DEFAULT_STATE_DIR)
     inputs = PolicyInputs(
         source=kwargs["source"],
-        registries=tuple(kwargs.get("registries") or ()),
+        # A name the CLI refuses is a configuration error at start, not a source fault to retry.
+        registries=tuple(registry_from_option(r, "--registry") for r in kwargs.get("registries") or ()),
         storage_ca=tuple(kwargs.get("storage_ca") or ()),
         registry_ca=tuple(kwargs.get("registry_ca") or ()),
         allow_expired=bool(kwargs.get("allow_expired")),

@@ -24,13 +24,14 @@ from typing import Any
 
 from agent.daemon.timing import parse_duration, parse_interval
 from agent.errors import UsageError
+from agent.names import registry_from_option
 from agent.sources.document import load_yaml
 
 # YAML key → (click parameter name, kind)
 _KEYS: dict[str, tuple[str, str]] = {
     "source": ("source", "source"),
-    "registry": ("registries", "list"),
-    "registries": ("registries", "list"),
+    "registry": ("registries", "registries"),
+    "registries": ("registries", "registries"),
     "storage_ca": ("storage_ca", "paths"),
     "registry_ca": ("registry_ca", "paths"),
     "allow_expired": ("allow_expired", "bool"),
@@ -105,11 +106,15 @@ def _value(value: object, kind: str, base: Path, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UsageError("must be a number", where)
         return float(value)
-    if kind in ("list", "paths"):
+    if kind in ("list", "paths", "registries"):
         items = value if isinstance(value, list) else [value]
         texts = [i for i in items if isinstance(i, str) and i]
         if len(texts) != len(items):
             raise UsageError("must be a string or a list of strings", where)
+        if kind == "registries":
+            # Refused here, as the command line refuses it: left to the daemon's polls, a bad name
+            # looked like a source outage, retried for ever.
+            return [registry_from_option(i, where) for i in texts]
         return [_path(i, base) for i in texts] if kind == "paths" else texts
     if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
         raise UsageError("must be a non-empty string", where)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import io
 import json
+import posixpath
 import shlex
 import tarfile
 import threading
@@ -56,12 +57,15 @@ from agent.daemon.unit import (
     render_unit,
 )
 from agent.daemon.wheelhouse import PROBE_PYTHON, WheelhouseCache, parse_probe
+from agent.engine.apply_script import daemon_json_backup
 from agent.engine.options import RunOptions
 from agent.engine.reconcile import reconcile
-from agent.errors import TrustAgentError
+from agent.errors import HostError, TrustAgentError, UnreachableError
 from agent.host_pool import NOT_STARTED, HostPool
 from agent.hosts.base import Connecting, Transport
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
+from agent.runtimes.docker_facts import DAEMON_JSON
+from agent.runtimes.docker_facts import STATE_FILE as ENGINE_STATE_FILE
 from agent.sources.model import RegistrySettings
 from agent.trust import TrustPolicy
 
@@ -316,6 +320,14 @@ def venv_script(ident: str, python: str, version: str) -> str:
     return f"""\
 set -eu
 umask 022
+# A step that fails (pip, a wheelhouse cut off in transit, a full disk) leaves nothing half built: the
+# next install or uninstall would otherwise find a virtualenv, or an /opt/trust-agent, no install made.
+fresh=no
+[ -e {OPT_DIR} ] || [ -L {OPT_DIR} ] || fresh=yes
+undo() {{
+    if [ "$fresh" = yes ]; then rm -rf {OPT_DIR}; else rm -rf {q(new)} {OPT_DIR}/wheelhouse {OPT_DIR}/venv.tmp; fi
+}}
+trap 'status=$?; [ "$status" -eq 0 ] || undo; exit "$status"' EXIT
 mkdir -p {OPT_DIR}
 # Keep the virtualenv the running daemon uses; older ones are not in use any more.
 {PRUNE_SCRIPT}rm -rf {OPT_DIR}/wheelhouse {q(new)}
@@ -348,6 +360,20 @@ def config_script(bundle: InstallBundle, venv_changed: bool) -> str:
     return f"""\
 set -eu
 {_metrics_guard(bundle.metrics_file)}umask 077
+# A first install that fails here takes its files back: a configuration without its service (or a unit
+# naming a missing one) is what the next install or status would find otherwise.
+first=no
+[ -e {CONFIG_DIR} ] || first=yes
+[ -e {UNIT_PATH} ] || first_unit=yes
+undo() {{
+    rm -rf {stage}
+    if [ "$first" = yes ]; then
+        {REMOVE_MADE_DIRS}
+        rm -rf {CONFIG_DIR}
+    fi
+    if [ "${{first_unit:-no}}" = yes ]; then rm -f {UNIT_PATH}; fi
+}}
+trap 'status=$?; [ "$status" -eq 0 ] || undo; exit "$status"' EXIT
 mkdir -p -m 0700 {CONFIG_DIR} {SOURCE_DIR}
 chmod 0700 {CONFIG_DIR} {SOURCE_DIR}
 rm -rf {stage}
@@ -391,7 +417,7 @@ $installed
 EOF
 {"" if env_kept else f"if [ -e {DEFAULT_ENV_FILE} ]; then rm -f {DEFAULT_ENV_FILE}; restart=yes; fi"}
 rm -rf {stage}
-systemctl daemon-reload
+{_metrics_dir_lines(bundle.metrics_file)}systemctl daemon-reload
 systemctl enable -q {SERVICE}
 systemctl is-active -q {SERVICE} || restart=yes
 since=$(date +%s.%N)
@@ -406,6 +432,36 @@ else
     echo action=none
 fi
 echo since=$since
+"""
+
+
+# The directories install made for --metrics-file, deepest first, a line each: uninstall removes these,
+# and only while empty (a directory that was there before install is never listed).
+MADE_DIRS = f"{CONFIG_DIR}/made-dirs"
+# Shell: the directories MADE_DIRS lists, read into $made (children first) before the file goes.
+REMOVE_MADE_DIRS_LATER = f"made=$(sort -r {MADE_DIRS} 2>/dev/null || true)"
+# Shell: rmdir each directory MADE_DIRS lists, children before their parents (reverse order puts a path
+# after every path under it); one that holds something now stays.
+REMOVE_MADE_DIRS = (
+    f"sort -r {MADE_DIRS} 2>/dev/null | while IFS= read -r d; do "
+    '[ -n "$d" ] && rmdir -- "$d" 2>/dev/null || true; done'
+)
+
+
+def _metrics_dir_lines(path: str | None) -> str:
+    """Shell that makes the metrics file's directory (readable by node_exporter, which may not run as
+    root), adding to ``MADE_DIRS`` each directory it had to make."""
+    if path is None:
+        return ""
+    q = shlex.quote
+    parent = q(posixpath.dirname(path))
+    # Bounded: dirname reaches /, which exists.
+    return f"""d={parent}
+while [ ! -e "$d" ] && [ ! -L "$d" ]; do
+    grep -qxF -- "$d" {MADE_DIRS} 2>/dev/null || printf '%s\\n' "$d" >> {MADE_DIRS}
+    d=$(dirname -- "$d")
+done
+(umask 022 && mkdir -p -- {parent})
 """
 
 
@@ -468,11 +524,14 @@ def uninstall_script(state_files: Sequence[str], config_files: Sequence[str] | N
             f"rm -f {owned} {MANIFEST}\nrm -rf {CONFIG_DIR}/.stage\n"
             f"rmdir {SOURCE_DIR} {CONFIG_DIR} 2>/dev/null || true"
         )
+        if config_files:  # a manifest says what is trust-agent's: so is the list of what it made
+            config = f"{REMOVE_MADE_DIRS_LATER}\nrm -f {MADE_DIRS}\n{config}"
     # Installed: its unit, its virtualenv or its manifest is there. A directory someone else's file kept
     # after an uninstall is not an installation.
     return f"""\
 set -eu
 had=no
+made=""
 [ -e {UNIT_PATH} ] || [ -e {OPT_DIR} ] || [ -e {MANIFEST} ] && had=yes
 rm -f {UNIT_PATH}
 rm -rf {OPT_DIR}
@@ -482,9 +541,35 @@ rm -f {STATE_DIR}/{LAST_GOOD_FILE} {STATE_DIR}/{DAEMON_LOCK_FILE} {STATUS_FILE}
 for f in {extra}; do
     {METRICS_OURS} && rm -f "$f" || true
 done
+# Then the directories install made for it, where nothing else is in them now.
+printf '%s\\n' "$made" | while IFS= read -r d; do [ -n "$d" ] && rmdir -- "$d" 2>/dev/null || true; done
 systemctl daemon-reload
 systemctl reset-failed {SERVICE} 2>/dev/null || true
 echo had=$had
+"""
+
+
+def purge_state_script(own_backup: str) -> str:
+    """After ``--purge``: the rest of trust-agent's state under /var/lib/trust-agent (the host lock, the
+    record of what it owned, daemon.json backups that keep nothing), the directory itself where that
+    empties it. Prints ``kept=PATH`` for each backup left.
+
+    A daemon.json backup is a person's earlier file. One goes only where the current daemon.json makes
+    it redundant: a byte-for-byte copy of it, or ``own_backup``, the copy this purge took before taking
+    out trust-agent's entries (the current file is that copy less those entries alone). Any other backup
+    may hold a line someone wants back, so it stays, and the report says where."""
+    q = shlex.quote
+    backups = posixpath.dirname(own_backup)
+    return f"""\
+set -eu
+rm -f -- {q(own_backup)}
+for b in {backups}/daemon.json.*; do
+    [ -f "$b" ] || continue
+    if [ -f {DAEMON_JSON} ] && cmp -s -- "$b" {DAEMON_JSON}; then rm -f -- "$b"; else echo "kept=$b"; fi
+done
+rmdir {backups} 2>/dev/null || true
+rm -f {STATE_DIR}/lock {ENGINE_STATE_FILE}
+rmdir {STATE_DIR} 2>/dev/null || true
 """
 
 
@@ -550,9 +635,9 @@ def install_host(
 ) -> HostReport:
     """Install (or update) the daemon on one host and wait until it is healthy. Never raises."""
     start = time.monotonic()
+    connected = False
     try:
-        if isinstance(transport, Connecting):
-            transport.connect()
+        connected = _connect(transport)
         probe = transport.run(probe_script(python, bundle.metrics_file), timeout=command_timeout)
         _check(probe, "probing the host")
         facts = _values(probe.stdout.decode("utf-8", "replace"))
@@ -604,7 +689,7 @@ def install_host(
     except HostFailure as exc:
         return HostReport(transport.name, "failed", error=str(exc), seconds=time.monotonic() - start)
     except TrustAgentError as exc:
-        status: Status = "unreachable" if type(exc).__name__ in _UNREACHABLE else "failed"
+        status: Status = _error_status(exc, connected=connected)
         return HostReport(transport.name, status, error=str(exc), seconds=time.monotonic() - start)
     except Exception as exc:  # a bug must cost one host, not the fleet
         return HostReport(
@@ -624,7 +709,19 @@ def install_host(
     return HostReport(transport.name, status, detail, seconds=time.monotonic() - start, daemon=daemon)
 
 
-_UNREACHABLE = {"UnreachableError", "HostKeyError", "AuthenticationError"}
+def _connect(transport: Transport) -> bool:
+    """Log in (a transport that connects on its own first command is taken as logged in)."""
+    if isinstance(transport, Connecting):
+        transport.connect()
+    return True
+
+
+def _error_status(exc: TrustAgentError, *, connected: bool) -> Status:
+    """``unreachable`` where no login was made (or the connection was lost); ``failed`` where the host
+    answered and refused, as a rollout says it: sudo that wants a password is a reachable host's."""
+    if isinstance(exc, UnreachableError) or (not connected and isinstance(exc, HostError)):
+        return "unreachable"
+    return "failed"
 
 
 def _refuse_a_hidden_metrics_file(given: str | None, real: str) -> None:
@@ -721,9 +818,9 @@ def uninstall_host(
 ) -> HostReport:
     """Stop, disable and remove the daemon; with ``purge`` also the trust trust-agent installed."""
     start = time.monotonic()
+    connected = False
     try:
-        if isinstance(transport, Connecting):
-            transport.connect()
+        connected = _connect(transport)
         stopped = transport.run(STOP_SCRIPT, timeout=command_timeout)
         _check(stopped, f"stopping {SERVICE}")
         text = stopped.stdout.decode("utf-8", "replace")
@@ -743,12 +840,14 @@ def uninstall_host(
             )
         removed_files = transport.run(uninstall_script(state_files, config_files), timeout=command_timeout)
         _check(removed_files, "removing the service and its files")
+        if purge:
+            purged += _purge_state(transport, options or RunOptions(), command_timeout)
         had = _values(removed_files.stdout.decode("utf-8", "replace")).get("had") == "yes"
         was_running = first.strip() == "stopped=yes"
     except HostFailure as exc:
         return HostReport(transport.name, "failed", error=str(exc), seconds=time.monotonic() - start)
     except TrustAgentError as exc:
-        status: Status = "unreachable" if type(exc).__name__ in _UNREACHABLE else "failed"
+        status: Status = _error_status(exc, connected=connected)
         return HostReport(transport.name, status, error=str(exc), seconds=time.monotonic() - start)
     except Exception as exc:
         return HostReport(
@@ -767,6 +866,24 @@ def uninstall_host(
         "uninstalled",
         "service, venv and configuration removed" + kept + purged,
         seconds=time.monotonic() - start,
+    )
+
+
+def _purge_state(transport: Transport, options: RunOptions, command_timeout: float) -> str:
+    """Remove trust-agent's state after a purge; what the report adds about backups kept."""
+    result = transport.run(
+        purge_state_script(daemon_json_backup(options.backup_stamp)), timeout=command_timeout
+    )
+    _check(result, f"removing trust-agent's state in {STATE_DIR}")
+    kept = [
+        line[5:] for line in result.stdout.decode("utf-8", "replace").splitlines() if line.startswith("kept=")
+    ]
+    if not kept:
+        return ""
+    where = posixpath.dirname(kept[0])
+    return (
+        f"; {len(kept)} earlier daemon.json backup{'s' if len(kept) > 1 else ''} kept in {where} "
+        "(they may hold what a person wants back: remove them when no longer needed)"
     )
 
 

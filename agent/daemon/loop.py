@@ -35,6 +35,7 @@ from agent.hosts.base import Transport
 from agent.hosts.local import LocalTransport
 from agent.inputs import PolicyInputs
 from agent.outcome import HostOutcome
+from agent.trust import TrustPolicy
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class Daemon:
         # dockerd refuses would otherwise be tried (and rolled back, with a new backup) every cycle.
         self._host_failures = 0
         self._failed_fingerprint: str | None = None
+        # Failed polls the source's back-off counts: as consecutive failures, but started over by SIGHUP.
+        self._source_retries = 0
         # The policy's warnings as last logged: logged again only when they change.
         self._logged_policy_warnings: tuple[str, ...] = ()
         self.status = DaemonStatus(
@@ -104,7 +107,7 @@ class Daemon:
         status = self.status
         source_error: str | None = None
         if force_poll or tick >= self._next_poll:
-            status, source_error = self._poll(status, now, tick)
+            status, source_error = self._poll(status, now, tick, forced=force_poll)
         elif status.source.state == "error":
             source_error = status.source.last_error  # still at fault: backing off
 
@@ -131,7 +134,8 @@ class Daemon:
             outcome, busy = None, True
             delay = self.config.interval
         elif outcome is not None and outcome.status not in ("unchanged", "changed"):
-            self._host_failures += 1
+            # As for the source: a SIGHUP's retry that fails starts the host's back-off over.
+            self._host_failures = 1 if force_poll else self._host_failures + 1
             self._failed_fingerprint = fingerprint
             delay = backoff_delay(self._host_failures, self.config.interval, self.config.max_backoff)
         elif not waiting:
@@ -145,12 +149,17 @@ class Daemon:
         self._publish(status)
         return status
 
-    def _poll(self, status: DaemonStatus, now: float, tick: float) -> tuple[DaemonStatus, str | None]:
+    def _poll(
+        self, status: DaemonStatus, now: float, tick: float, *, forced: bool = False
+    ) -> tuple[DaemonStatus, str | None]:
         poll = self._watcher.poll()
         source = status.source
         if poll.state == "error" or poll.policy is None:
             failures = source.consecutive_failures + 1
-            delay = backoff_delay(failures, self.config.interval, self.config.max_backoff)
+            # A re-read asked for (SIGHUP) starts the back-off over: the person wants a prompt retry,
+            # not the next, longer, wait.
+            self._source_retries = 1 if forced else self._source_retries + 1
+            delay = backoff_delay(self._source_retries, self.config.interval, self.config.max_backoff)
             wait = jittered(delay, self.config.jitter, self._draw())
             self._next_poll = tick + wait
             source = replace(
@@ -175,6 +184,7 @@ class Daemon:
             return replace(status, source=source), poll.error
         wait = jittered(self.config.interval, self.config.jitter, self._draw())
         self._next_poll = tick + wait
+        self._source_retries = 0
         if source.consecutive_failures:
             self._log.event(
                 "info", "source_recovered", source=source.spec, after_failures=source.consecutive_failures
@@ -195,7 +205,7 @@ class Daemon:
         assert poll.policy is not None
         previous = status.policy
         if previous is not None and previous.policy.fingerprint() == poll.policy.fingerprint():
-            return status
+            return self._refresh_explanation(status, previous, poll, now)
         last = LastGood(poll.policy, status.source.spec, poll.source_kind, now)
         warnings: tuple[str, ...] = ()
         try:
@@ -224,6 +234,24 @@ class Daemon:
             policy_changes_total=status.policy_changes_total + (previous is not None),
             warnings=warnings,
         )
+
+    def _refresh_explanation(
+        self, status: DaemonStatus, previous: LastGood, poll: Poll, now: float
+    ) -> DaemonStatus:
+        """The same policy, perhaps explained otherwise: a source change can alter the warnings (a new
+        storage endpoint that still needs a CA) without altering what is trusted. The policy in force
+        takes the new explanation, so status, metrics and the journal never show a source's old one."""
+        assert poll.policy is not None
+        if _explanation(previous.policy) == _explanation(poll.policy):
+            return status
+        refreshed = replace(previous, policy=poll.policy, source_kind=poll.source_kind, saved_at=now)
+        try:
+            self._store.save(refreshed)
+        except OSError as exc:  # the trust is the same: only the kept explanation is stale
+            self._log.event(
+                "error", "state_write_failed", path=str(self._store.path), error=str(exc.strerror or exc)
+            )
+        return replace(status, policy=refreshed)
 
     def _settle(
         self,
@@ -380,6 +408,11 @@ class Daemon:
             saved_at=last.saved_at,
             path=str(self._store.path),
         )
+
+
+def _explanation(policy: TrustPolicy) -> tuple[object, ...]:
+    """What a policy says beside what it trusts (its fingerprint): why, where engines go, and warnings."""
+    return (policy.warnings, policy.reasons, policy.storage_endpoint, policy.storage_scheme)
 
 
 def host_busy(outcome: HostOutcome) -> bool:

@@ -4,12 +4,18 @@ hides (ProtectHome=yes, PrivateTmp=yes in trust-agent.service)."""
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
 
+from agent.daemon.install import probe_script
+from agent.daemon.wheelhouse import parse_probe, prepare
+from tests.e2e.probes import ca_args
 from tests.e2e.test_daemon_lab import agent_pid, dlab, install, metrics, status, wait_for, wheels  # noqa: F401 - fixtures
-from tests.lab import Lab
+from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
 
@@ -114,3 +120,127 @@ def test_a_daemon_killed_without_a_word_is_marked_stopped_until_systemd_restarts
     )
     assert str(status(dlab, host)["pid"]) == agent_pid(dlab, host)
     assert metrics(dlab, host)["trust_agent_up"] == 1
+
+
+NODE_EXPORTER = "/var/lib/node_exporter"
+
+
+def test_uninstall_removes_the_directories_install_made_for_the_metrics_file_and_only_those(
+    dlab: Lab,  # noqa: F811
+) -> None:
+    """/var/lib/node_exporter/textfile_collector, made at install for --metrics-file, stayed after
+    uninstall. A directory that was there before install, or that holds something else now, stays."""
+    host = dlab.host("h1")
+    collector = f"{NODE_EXPORTER}/textfile_collector"
+    dlab.ssh(host, f"rm -rf {NODE_EXPORTER} && mkdir {NODE_EXPORTER}")  # there before install: stays
+    try:
+        install(dlab, "--metrics-file", f"{collector}/trust/trust_agent.prom", limit="h1")
+        assert dlab.ssh(host, f"stat -c %a {collector} {collector}/trust").stdout.split() == ["755", "755"]
+        assert uninstall_h1(dlab) == "uninstalled"
+        assert dlab.ssh(host, f"find {NODE_EXPORTER}").stdout.split() == [NODE_EXPORTER]
+
+        # Made by install, then given a file of someone else's: it stays, with the file.
+        install(dlab, "--metrics-file", f"{collector}/trust/trust_agent.prom", limit="h1")
+        dlab.ssh(host, f"echo 'node_notes 1' > {collector}/notes.prom")
+        assert uninstall_h1(dlab) == "uninstalled"
+        assert sorted(dlab.ssh(host, f"find {NODE_EXPORTER}").stdout.split()) == [
+            NODE_EXPORTER,
+            collector,
+            f"{collector}/notes.prom",
+        ]
+    finally:
+        dlab.ssh(host, f"rm -rf {NODE_EXPORTER}", check=False)
+
+
+def test_purge_leaves_nothing_of_trust_agents_but_daemon_json_backups_a_person_may_need(
+    dlab: Lab,  # noqa: F811
+) -> None:
+    """After `uninstall --purge`, /var/lib/trust-agent kept its lock, its record of what it owned, and
+    every daemon.json backup. A backup the current daemon.json makes redundant goes; one that holds an
+    earlier daemon.json of a person's stays, and the report says where."""
+    h1, h2 = dlab.host("h1"), dlab.host("h2")
+    install(dlab)
+    backups = f"{STATE_DIR}/backup"
+    redundant = f"{backups}/daemon.json.20240101T000000Z-aaaaaaaa"
+    persons = f"{backups}/daemon.json.20240102T000000Z-bbbbbbbb"
+    dlab.ssh(
+        h1,
+        f"mkdir -p -m 0700 {backups} && cp -p /etc/docker/daemon.json {redundant} && "
+        f'echo \'{{"debug": true, "log-level": "warn"}}\' > {persons}',
+    )
+    proc = dlab.run_agent(
+        "daemon",
+        "uninstall",
+        "-i",
+        str(dlab.inventory_yml),
+        "--limit",
+        "h1:h2",
+        "--purge",
+        "--format",
+        "json",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    reports = {h["host"]: h for h in json.loads(proc.stdout)["hosts"]}
+    assert {r["status"] for r in reports.values()} == {"uninstalled"}, reports
+    assert dlab.ssh(h2, f"test -e {STATE_DIR} || echo gone").stdout.strip() == "gone"
+    assert f"1 earlier daemon.json backup kept in {backups}" in reports["h1"]["detail"]
+    assert dlab.ssh(h1, f"find {STATE_DIR} | sort").stdout.split() == [STATE_DIR, backups, persons]
+    dlab.ssh(h1, f"rm -rf {STATE_DIR}")
+
+
+def test_a_failed_install_leaves_nothing_half_built(dlab: Lab, tmp_path: Path) -> None:  # noqa: F811
+    """pip failing on a damaged wheel left /opt/trust-agent with a half-made virtualenv and the
+    unpacked wheelhouse: the next uninstall reported "uninstalled" for a host that never had the daemon."""
+    host = dlab.host("h1")
+    dlab.ssh(host, "rm -rf /opt/trust-agent")
+    target, _ = parse_probe(dlab.ssh(host, probe_script("python3")).stdout)
+    damaged = tmp_path / "wheelhouse"
+    shutil.copytree(prepare(target).directory, damaged)
+    (click_wheel,) = damaged.glob("click-*.whl")
+    click_wheel.write_bytes(b"not a wheel\n")
+    proc = dlab.run_agent(
+        "daemon", "install", "-i", str(dlab.inventory_yml), "--limit", "h1", *ca_args(dlab),
+        "--wheelhouse", str(damaged), "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (report,) = json.loads(proc.stdout)["hosts"]
+    assert (
+        report["status"] == "failed"
+        and "installing trust-agent into /opt/trust-agent/venv-" in report["error"]
+    )
+    left = "ls -d /opt/trust-agent /etc/trust-agent /etc/systemd/system/trust-agent.service 2>/dev/null"
+    assert dlab.ssh(host, left, check=False).stdout.strip() == ""
+    assert uninstall_h1(dlab) == "absent"
+
+
+@pytest.fixture
+def sudo_wants_a_password(dlab: Lab) -> Iterator[Host]:  # noqa: F811
+    """On h1, the deploy user's sudo asks for a password."""
+    host = dlab.host("h1")
+    dlab.ssh(host, "echo 'deploy ALL=(ALL) ALL' > /etc/sudoers.d/deploy")
+    try:
+        yield host
+    finally:
+        dlab.ssh(host, "echo 'deploy ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/deploy")
+
+
+def test_install_on_a_host_whose_sudo_wants_a_password_says_so_not_unreachable(
+    dlab: Lab,  # noqa: F811
+    tmp_path: Path,
+    sudo_wants_a_password: Host,
+) -> None:
+    host = sudo_wants_a_password
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        f"{host.name} ansible_host={host.address} ansible_user=deploy ansible_become=yes "
+        f"ansible_ssh_private_key_file={dlab.key}\n\n[all:vars]\n"
+        f"ansible_ssh_common_args='-o UserKnownHostsFile={dlab.known_hosts}'\n"
+    )
+    for command in (["install", *ca_args(dlab)], ["uninstall"]):
+        proc = dlab.run_agent("daemon", *command, "-i", str(inventory), "--format", "json")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        (report,) = json.loads(proc.stdout)["hosts"]
+        assert report["status"] == "failed", report
+        assert report["error"].startswith(f"{host.name} ({host.address}): sudo needs a password ("), report
+        assert "--become-password-env" in report["error"] and "NOPASSWD" in report["error"]
+    assert dlab.ssh(host, "test -e /etc/trust-agent || echo absent").stdout.strip() == "absent"

@@ -557,3 +557,75 @@ def test_a_crashed_daemon_no_longer_reports_up(host: Host, monkeypatch: pytest.M
     assert str(doc["last_error"]).startswith("crashed: internal error: RuntimeError at ")
     assert SECRET not in host.status_file.read_text()
     assert host.metrics()["trust_agent_up"] == "0"
+
+
+def test_a_source_change_that_alters_only_the_warnings_refreshes_them_at_once(host: Host) -> None:
+    """The same trust (fingerprint) with other warnings: status, metrics and the journal kept the old
+    source's warnings until the fingerprint changed."""
+    daemon = host.daemon(inputs=PolicyInputs(source=str(host.source)))  # no storage CA: a warning names
+    daemon.cycle()  # the storage endpoint
+    fingerprint = daemon.status.policy.policy.fingerprint()  # type: ignore[union-attr]
+    assert any("minio.storage.example.internal:9000" in w for w in host.status()["warnings"])  # type: ignore[attr-defined]
+
+    host.source.write_text(
+        source_text().replace("minio.storage.example.internal", "rgw.storage.example.internal")
+    )
+    host.next_cycle(daemon)
+    assert daemon.status.policy is not None and daemon.status.policy.policy.fingerprint() == fingerprint
+    warnings = host.status()["warnings"]
+    assert any("rgw.storage.example.internal:9000" in w for w in warnings)  # type: ignore[attr-defined]
+    assert not any("minio.storage" in w for w in warnings)  # type: ignore[attr-defined]
+    assert host.metrics()["trust_agent_warnings"] == str(len(warnings))  # type: ignore[arg-type]
+    assert host.status()["policy_changes_total"] == 0, "the same trust: no policy change"
+    records = [json.loads(line) for line in host.logs.getvalue().splitlines()]
+    logged = [r["warnings"] for r in records if r["event"] == "policy_warnings"]
+    assert len(logged) == 2 and any("rgw.storage" in w for w in logged[-1])
+    kept = LastGoodStore(host.state_dir).load()
+    assert kept is not None and any("rgw.storage" in w for w in kept.policy.warnings)
+
+
+def test_a_sighup_during_a_source_outage_starts_the_backoff_over(host: Host) -> None:
+    """Each SIGHUP counted as one more failed poll: the person asking for a prompt retry got a longer
+    wait instead."""
+    daemon = host.daemon()
+    daemon.cycle()
+    host.source.unlink()
+    for _ in range(4):  # bounded: retries 10, 20 (and the cycles between them only reconcile)
+        host.next_cycle(daemon)
+        if daemon.status.source.retry_in == 20.0:
+            break
+    assert daemon.status.source.retry_in == 20.0
+    failures = daemon.status.source.consecutive_failures
+
+    daemon.cycle(force_poll=True)  # SIGHUP
+    assert daemon.status.source.retry_in == 10.0, "the back-off starts over"
+    assert daemon.status.source.consecutive_failures == failures + 1, "every failed poll is still counted"
+    retries = []
+    for _ in range(8):  # bounded: the retries after the SIGHUP grow again from one interval
+        before = daemon.status.source.errors_total
+        host.next_cycle(daemon)
+        if daemon.status.source.errors_total > before:
+            retries.append(daemon.status.source.retry_in)
+    assert retries[:2] == [20.0, 40.0]
+
+
+def test_a_sighup_retry_of_a_failing_host_starts_its_backoff_over(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agent.daemon.loop as loop
+
+    daemon = host.daemon()
+    tried: list[float] = []
+
+    def refused(*_args: object, **_kwargs: object) -> HostOutcome:
+        tried.append(host.monotonic.now)
+        return HostOutcome("h", "rolled_back", error="dockerd refused the reload: bad value")
+
+    monkeypatch.setattr(loop, "reconcile", refused)
+    for _ in range(4):  # tries 1 and 2 intervals apart, then a wait of 4
+        host.next_cycle(daemon)
+    daemon.cycle(force_poll=True)  # SIGHUP: tried at once
+    after_sighup = len(tried)
+    while len(tried) == after_sighup and host.monotonic.now - tried[-1] < 20 * daemon.config.interval:
+        host.next_cycle(daemon)
+    assert tried[after_sighup] - tried[after_sighup - 1] == daemon.config.interval

@@ -24,7 +24,7 @@ from agent.daemon.status import DaemonStatus, SourceStatus
 from agent.daemon.timing import backoff_delay, jittered, parse_duration, parse_interval
 from agent.daemon.unit import UnitOptions, render_unit
 from agent.daemon.watch import display_source
-from agent.errors import UsageError
+from agent.errors import InputError, UsageError
 from agent.trust import CA_FILE_NAMES, CAFile, TrustPolicy
 from tests.pki import make_ca
 
@@ -333,3 +333,47 @@ def test_sources_are_shown_without_credentials() -> None:
         == "https://dtr.example.com:8443/x"
     )
     assert display_source("/etc/docker/registry/config.yml") == "/etc/docker/registry/config.yml"
+
+
+# --- a registry name the command line refuses -----------------------------------------------------
+
+BAD_REGISTRY = "https://registry.example/v2/"
+CLI_SAYS = (
+    f"registry '{BAD_REGISTRY}': the scheme https:// and a path are no part of a registry name: "
+    "give registry.example"
+)
+
+
+def test_a_registry_the_cli_refuses_is_refused_in_the_daemons_config_file_with_its_line(
+    tmp_path: Path,
+) -> None:
+    """daemon.yml's registry was taken as it was: every poll then failed on it, and the daemon retried
+    it for ever as if the source were down."""
+    path = tmp_path / "daemon.yml"
+    path.write_text(f"source: config.yml\nregistry:\n  - registry.example\n  - {BAD_REGISTRY}\n")
+    with pytest.raises(InputError) as caught:
+        load_config(str(path))
+    assert str(caught.value).startswith(f"{path}:2: registry: {CLI_SAYS}")
+
+
+def test_a_registry_the_cli_refuses_stops_the_daemon_at_start_as_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "config.yml"
+    source.write_text("version: 0.1\nstorage:\n  filesystem: {}\n")
+    state = tmp_path / "state"
+    argv = ["daemon", "run", "--once", "--source", str(source), "--state-dir", str(state)]
+    result = CliRunner().invoke(cli, [*argv, "--registry", BAD_REGISTRY])
+    assert result.exit_code == 2, result.output
+    assert f"--registry: {CLI_SAYS}" in result.output
+    assert not state.exists(), "refused before the daemon started"
+    config = tmp_path / "daemon.yml"
+    config.write_text(f"source: {source}\nregistry: {BAD_REGISTRY}\nstate_dir: {state}\n")
+    result = CliRunner().invoke(cli, ["daemon", "run", "--once", "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert CLI_SAYS in result.output and not state.exists()
+    # daemon install refuses it too, with the same words, before any host is contacted.
+    result = CliRunner().invoke(
+        cli, ["daemon", "install", "-i", "127.0.0.1,", "--source", str(source), "--registry", BAD_REGISTRY]
+    )
+    assert result.exit_code == 2 and f"--registry: {CLI_SAYS}" in result.output
