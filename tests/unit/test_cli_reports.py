@@ -7,10 +7,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,9 +17,8 @@ from agent.reports import FORMATS, render
 from agent.reports.summary import render as render_table
 from agent.runtimes.plan import FileChange, HostPlan
 from agent.trust import TrustPolicy
+from tests.unit.held_source import TRUST_AGENT, WAIT, held_tree, start_held
 
-TRUST_AGENT = str(Path(sys.executable).with_name("trust-agent"))
-WAIT = 30.0
 POLICY = TrustPolicy(registries=("registry.test",), storage_endpoint="s3.test:9000", storage_scheme="https")
 CA_PATH = "/etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt"
 FAILED = " (a failed check from this machine: exit 1)"  # how verify marks a check it failed on
@@ -33,43 +29,19 @@ HINT = "trust-agent rollout with the same arguments applies it"
 
 
 @pytest.fixture
-def held_at_the_source(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    """A source that is a FIFO: reading it blocks until a writer comes, holding the command after its
-    hosts are known and before the first starts. Its tree and the FIFO."""
-    root = tmp_path / "root"
-    (root / "etc/docker").mkdir(parents=True)
-    fifo = tmp_path / "config.yml"
-    os.mkfifo(fifo)
-    yield root, fifo
-
-
-def _as_a_shell_starts_it() -> None:
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+def held_at_the_source(tmp_path: Path) -> tuple[Path, Path]:
+    return held_tree(tmp_path)
 
 
 def _interrupted_rollout(root: Path, fifo: Path, signum: int, *args: str) -> subprocess.CompletedProcess[str]:
     """``trust-agent rollout ARGS`` on a tree, sent ``signum`` once it is blocked reading the source."""
     argv = [TRUST_AGENT, "rollout", "--local", "--root", str(root), "--source", str(fifo), *args]
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_a_shell_starts_it
-    )
-    deadline = time.monotonic() + WAIT
-    writer = None
+    proc, writer = start_held(argv, fifo, text=True)
     try:
-        while writer is None:
-            try:  # succeeds only once the command has the FIFO open for reading
-                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail(f"the command never read the source: {proc.returncode}")
-                time.sleep(0.02)
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=WAIT)
     finally:
-        if writer is not None:
-            os.close(writer)
+        os.close(writer)
         if proc.poll() is None:
             proc.kill()
             proc.communicate()

@@ -26,9 +26,7 @@ from agent.host_pool import (
     HostPool,
     StoppedAtOnce,
 )
-
-TRUST_AGENT = str(Path(sys.executable).with_name("trust-agent"))
-WAIT = 30.0
+from tests.unit.held_source import TRUST_AGENT, WAIT, held_tree, signals_as_a_shell_gives_them, start_held
 
 
 @pytest.fixture
@@ -171,20 +169,8 @@ def test_an_early_interrupt_inside_an_import_is_not_raised_there_and_no_host_sta
 
 
 @pytest.fixture
-def held_at_the_source(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    """A source that is a FIFO: reading it blocks until a writer comes, holding the command before its
-    first host, as a slow source or SSH set-up would. Its tree and the FIFO."""
-    root = tmp_path / "root"
-    (root / "etc/docker").mkdir(parents=True)
-    fifo = tmp_path / "config.yml"
-    os.mkfifo(fifo)
-    yield root, fifo
-
-
-def _signals_as_a_shell_gives_them() -> None:
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+def held_at_the_source(tmp_path: Path) -> tuple[Path, Path]:
+    return held_tree(tmp_path)
 
 
 def _how_it_waits(pid: int) -> str:
@@ -201,35 +187,19 @@ def _how_it_waits(pid: int) -> str:
 
 
 def start_rollout(root: Path, fifo: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """``trust-agent rollout`` on a tree, once it is blocked reading the source; and the FIFO's writer
-    end, kept open (without writing) so that the read goes on waiting."""
-    proc = subprocess.Popen(
-        [
-            TRUST_AGENT,
-            "rollout",
-            "--local",
-            "--root",
-            str(root),
-            "--source",
-            str(fifo),
-            "--registry",
-            "r.test",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        # As a shell starts a command in the foreground: both signals at their defaults and not blocked,
-        # whatever this test process was left with (a job without job control ignores SIGINT).
-        preexec_fn=_signals_as_a_shell_gives_them,
-    )
-    deadline = time.monotonic() + WAIT
-    while True:
-        try:  # succeeds only once the command has the FIFO open for reading
-            return proc, os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail(f"the command never read the source: {proc.communicate()}")
-            time.sleep(0.02)
+    """``trust-agent rollout`` on a tree, held reading the source; and the FIFO's writer end."""
+    argv = [
+        TRUST_AGENT,
+        "rollout",
+        "--local",
+        "--root",
+        str(root),
+        "--source",
+        str(fifo),
+        "--registry",
+        "r.test",
+    ]
+    return start_held(argv, fifo)
 
 
 @pytest.mark.parametrize(
@@ -293,7 +263,7 @@ def _run_until_read(before_the_read: str, tmp_path: Path) -> subprocess.Complete
             timeout=WAIT,
             cwd=tmp_path,
             env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{Path(__file__).parents[2]}"},
-            preexec_fn=_signals_as_a_shell_gives_them,
+            preexec_fn=signals_as_a_shell_gives_them,
         )
     except subprocess.TimeoutExpired:
         pytest.fail("the interrupt did not end the read: its handler never ran")
