@@ -308,7 +308,7 @@ def verify(resolve: tuple[str, ...], **kwargs: Any) -> None:
     fleet = FleetOptions(forks=kwargs["forks"])
     report = _report_for("verify", kwargs)
     known = _Known()
-    with report.on_early_interrupt("verify", known):
+    with report.on_early_stop("verify", known):
         targets = known.hosts(_targets(kwargs))
         with _connect_early(targets, fleet) as early:
             _, known.policy = resolve_policy(policy_inputs(kwargs))
@@ -348,7 +348,7 @@ def _run(
     fleet = fleet or FleetOptions(forks=kwargs.get("forks", 50))
     report = _report_for(mode, kwargs)
     known = _Known()
-    with report.on_early_interrupt(mode, known):
+    with report.on_early_stop(mode, known):
         targets = known.hosts(_targets(kwargs))
         with _connect_early(targets, fleet) as early:
             _, known.policy = resolve_policy(policy_inputs(kwargs))
@@ -364,7 +364,7 @@ def _report_for(mode: Mode, kwargs: dict[str, Any]) -> _Report:
 
 @dataclasses.dataclass
 class _Known:
-    """What a command has read so far, for the report of a run interrupted before any host started."""
+    """What a command has read so far, for the report of a run stopped before any host started."""
 
     names: Sequence[str] = ()
     policy: TrustPolicy | None = None
@@ -382,7 +382,7 @@ class _Known:
         from agent.outcome import FleetResult, HostOutcome
 
         why = f"interrupted ({signal.Signals(signum).name}) before any host was started"
-        policy = self.policy or _unread_policy()
+        policy = self.policy or _unread_policy("the run was interrupted before its source was")
         return FleetResult(
             mode=mode,
             policy=policy,
@@ -394,8 +394,22 @@ class _Known:
             interrupted=True,
         )
 
+    def refused(self, mode: Mode, error: InputError) -> FleetResult:
+        """The run ended on bad input before any host started: no host is in it, and nothing changed."""
+        from agent.outcome import FleetResult
 
-def _unread_policy() -> TrustPolicy:
+        return FleetResult(
+            mode=mode,
+            policy=self.policy or _unread_policy("bad input ended the run before its source was read"),
+            outcomes=(),
+            started_at=self.started_at,
+            seconds=round(time.monotonic() - self.started, 3),
+            stopped=f"bad input, nothing was changed on any host: {error}",
+            input_error=str(error),
+        )
+
+
+def _unread_policy(why: str) -> TrustPolicy:
     """The policy of a run interrupted before its source was read: nothing asked, and said so. (Made
     here, not at import: agent.trust brings the sources and cryptography, which load while the first
     connections are set up.)"""
@@ -405,7 +419,7 @@ def _unread_policy() -> TrustPolicy:
         registries=(),
         storage_endpoint=None,
         storage_scheme=None,
-        warnings=("the policy was not read: the run was interrupted before its source was",),
+        warnings=(f"the policy was not read: {why}",),
     )
 
 
@@ -480,7 +494,7 @@ def _targets(kwargs: dict[str, Any]) -> Targets:
     return open_ssh_targets(kwargs)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class _Report:
     """Where the report goes: ``-o FILE`` (format from --format or the suffix) or stdout. Without
     ``--diff``, a report file and a text report close with the summary table on stdout; with it, the
@@ -490,6 +504,7 @@ class _Report:
     path: str | None
     table: bool
     asked: bool = False  # --format given: stdout is to be that format
+    emitted: bool = False  # the run's own report was given
 
     @classmethod
     def of(cls, fmt: str | None, path: str | None, *, diff: bool) -> _Report:
@@ -516,6 +531,8 @@ class _Report:
     def emit(self, result: FleetResult) -> None:
         from agent.reports import render
 
+        self.emitted = True
+
         # What stdout shows first: the hosts have changed, and that is shown even if the file cannot be
         # written.
         if self.table:
@@ -534,18 +551,22 @@ class _Report:
             click.echo(f"report: {self.path} ({self.fmt})", err=True)
 
     @contextlib.contextmanager
-    def on_early_interrupt(self, mode: Mode, known: _Known) -> Iterator[None]:
-        """Where an interrupt ends the command before any host started, the report asked for says so:
-        a report file of an earlier run must not stay behind for CI to read as this run's."""
+    def on_early_stop(self, mode: Mode, known: _Known) -> Iterator[None]:
+        """Where an interrupt or bad input ends the command before any host started, the report asked
+        for says so: a report file of an earlier run must not stay behind for CI to read as this run's."""
         try:
             yield
         except EarlyInterrupt as interrupt:
-            self.interrupted(known.interrupted(mode, interrupt.signum))
+            self.stopped_short(known.interrupted(mode, interrupt.signum))
+            raise
+        except InputError as error:
+            if not self.emitted:
+                self.stopped_short(known.refused(mode, error))
             raise
 
-    def interrupted(self, result: FleetResult) -> None:
-        """Write the report of a run interrupted before its hosts: the file, and stdout where --format
-        asked for one there (the interrupt was said on stderr, so no table)."""
+    def stopped_short(self, result: FleetResult) -> None:
+        """Write the report of a run stopped before its hosts: the file, and stdout where --format
+        asked for one there (why it stopped was said on stderr, so no table)."""
         from agent.reports import render
 
         if self.asked and not self.path:

@@ -120,6 +120,7 @@ class FleetResult:
     interrupted: bool = False  # by SIGINT or SIGTERM: the hosts in flight finished, no other started
     # verify's TLS handshakes from this machine, as printed: "tls <target>: ok" or the problem
     tls_checks: tuple[str, ...] = field(default=())
+    input_error: str | None = None  # bad input ended the run before any host started
 
     @property
     def failed(self) -> tuple[HostOutcome, ...]:

@@ -113,13 +113,14 @@ def render(result: FleetResult) -> str:
     tls_failed = sum(1 for said in tls.values() if said != "ok" and not said.startswith("skipped: "))
     tls_skipped = sum(1 for said in tls.values() if said.startswith("skipped: "))
     failures = sum(1 for o in result.outcomes if _fails(result.mode, o)) + tls_failed
+    errors = 1 if result.input_error else 0
     suite = ET.Element(
         "testsuite",
         {
             "name": f"trust-agent {result.mode}",
-            "tests": str(len(result.outcomes) + len(tls)),
+            "tests": str(len(result.outcomes) + len(tls) + errors),
             "failures": str(failures),
-            "errors": "0",
+            "errors": str(errors),
             "skipped": str(counts.get("skipped", 0) + tls_skipped),
             "time": f"{result.seconds:.3f}",
             "timestamp": view.xml_safe(result.started_at),
@@ -133,6 +134,9 @@ def render(result: FleetResult) -> str:
         *((("stopped", result.stopped),) if result.stopped else ()),
     ):
         ET.SubElement(props, "property", {"name": name, "value": view.xml_safe(value)})
+    if result.input_error:  # the run ended before any host: its input is the case that failed
+        case = ET.SubElement(suite, "testcase", {"classname": f"trust-agent.{result.mode}", "name": "input"})
+        ET.SubElement(case, "error", {"message": view.xml_safe(result.input_error), "type": "input"})
     for o in result.outcomes:
         _testcase(suite, result.mode, o)
     for target, said in tls.items():

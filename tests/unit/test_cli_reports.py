@@ -267,3 +267,33 @@ def test_the_html_page_lists_checks_apart_from_the_warnings_and_marks_the_failed
     assert '<li class="check-ok">checked from here: tls registry.test: ok</li>' in page
     assert f'<li class="check-failed">checked from here: {failing}{FAILED}</li>' in page
     assert '<div class="warn">' not in page
+
+
+@pytest.mark.parametrize("name", ["report.xml", "report.json"])
+def test_bad_input_replaces_an_earlier_runs_report_with_one_that_says_so(tmp_path: Path, name: str) -> None:
+    """A run ended by bad input (exit 2) left an earlier run's report in place, for CI to read as its own."""
+    root = tmp_path / "root"
+    (root / "etc/docker").mkdir(parents=True)
+    report = tmp_path / name
+    report.write_text(_STALE["junit" if name.endswith(".xml") else "json"])
+    argv = [TRUST_AGENT, "rollout", "--local", "--root", str(root), "--registry", "r.test"]
+    run = subprocess.run(
+        [*argv, "--source", str(tmp_path / "missing.yml"), "-o", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert run.returncode == 2, run.stderr
+    said = report.read_text()
+    assert "missing.yml" in said and "cannot read" in said, said
+    if name.endswith(".xml"):
+        suite = ET.fromstring(said)
+        assert (suite.get("errors"), suite.get("failures"), suite.get("tests")) == ("1", "0", "1")
+        error = suite.find("testcase/error")
+        assert error is not None and error.get("type") == "input"
+    else:
+        doc = json.loads(said)
+        assert doc["hosts"] == [] and doc["stopped"].startswith(
+            "bad input, nothing was changed on any host: "
+        )
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == ["etc", "etc/docker"]
