@@ -6,8 +6,9 @@ rm -rf /etc/docker/certs.d/* /var/lib/trust-agent
 # By ID: an image held by its digest alone has no tag to name it.
 docker images --format '{{.Repository}} {{.ID}}' | awk '$1 ~ /^registry\.test/ {print $2}' | sort -u |
     xargs -r docker rmi -f >/dev/null
-if ! cmp -s "$base" /etc/docker/daemon.json; then
-    cp "$base" /etc/docker/daemon.json
+# A daemon.json a test left as a link is replaced by the base file, never written through the link.
+if [ -L /etc/docker/daemon.json ] || ! cmp -s "$base" /etc/docker/daemon.json; then
+    cp --remove-destination "$base" /etc/docker/daemon.json
     # A reload does not clear insecure-registries; only a restart returns to the base config.
     systemctl reset-failed docker.service docker.socket 2>/dev/null || true
     systemctl restart docker
