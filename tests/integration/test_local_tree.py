@@ -374,6 +374,31 @@ def test_an_interrupt_during_start_up_exits_130_without_a_traceback() -> None:
     assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
 
 
+# SIGTERM the moment the CLI's module starts importing (a CI job cancelled as the command starts).
+_TERMINATED_IMPORT = """
+import os, signal, sys
+class Terminating:
+    def find_spec(self, name, path, target=None):
+        if name == "agent.cli":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+sys.meta_path.insert(0, Terminating())
+from agent.entry import main
+main()
+"""
+
+
+def test_a_sigterm_during_start_up_says_nothing_was_changed_and_ends_as_sigterm() -> None:
+    """It ended with 143 and not a word."""
+    done = subprocess.run(
+        [sys.executable, "-c", _TERMINATED_IMPORT, "plan"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert (
+        done.stderr == "trust-agent: interrupted (SIGTERM) while starting: nothing was changed on any host\n"
+    )
+
+
 def test_an_interrupt_while_a_command_runs_exits_130(world: dict[str, Path]) -> None:
     # The source is read from a pipe nobody writes to: the command waits there until interrupted.
     argv = [sys.executable, "-c", "from agent.entry import main; main()"]
