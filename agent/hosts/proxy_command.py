@@ -73,6 +73,26 @@ def ended(sock: Any, wait: float = 0.5) -> str | None:
         status = process.wait(timeout=wait)
     except subprocess.TimeoutExpired:
         return None
-    said = process.stderr.read().decode("utf-8", "replace").strip().splitlines() if process.stderr else []
+    said = _stderr_so_far(process, wait).decode("utf-8", "replace").strip().splitlines()
     tail = f": {said[-1]}" if said else ""
     return f"ProxyCommand exited with status {status}{tail}"
+
+
+def _stderr_so_far(process: subprocess.Popen[bytes], wait: float) -> bytes:
+    """What the ended command wrote on stderr, read for at most ``wait`` seconds: a child it left running
+    in the background (``ssh -f``, ``cmd &``) keeps the pipe open, and a read to its end would wait for
+    that child."""
+    if process.stderr is None:
+        return b""
+    fd, deadline = process.stderr.fileno(), time.monotonic() + wait
+    chunks: list[bytes] = []
+    while sum(len(chunk) for chunk in chunks) < _STDERR_KEPT:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(fd, 65536) if ready else b""
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+_STDERR_KEPT = 1 << 20  # the last line is what is said: a command that writes more is cut here

@@ -6,6 +6,7 @@ sshd runs from a temp directory (its own host keys, authorized_keys, config); a 
 
 from __future__ import annotations
 
+import contextlib
 import doctest
 import getpass
 import http.server
@@ -1629,3 +1630,22 @@ def test_a_name_that_would_reach_a_proxy_commands_shell_is_refused_as_ssh_refuse
     with pytest.raises(UnreachableError, match=said):
         SSHTransport(host, replace(opts, ssh_config=str(config))).connect()
     assert not marker.exists()
+
+
+def test_a_proxy_command_that_ended_leaving_a_child_on_its_stderr_is_told_at_once(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    """The command said why and exited, but a child it left in the background (`cmd >/dev/null &`) held
+    its stderr open: reading that to the end held the host until the child ended (here 30 s)."""
+    pid_file = tmp_path / "child.pid"
+    proxy = f"sh -c 'sleep 30 >/dev/null & echo $! > {pid_file}; echo bastion refused >&2; exit 3'"
+    host = replace(sshd.host(), ssh_options=(("proxycommand", proxy),))
+    start = time.monotonic()
+    try:
+        with pytest.raises(UnreachableError, match=r"ProxyCommand exited with status 3: bastion refused"):
+            SSHTransport(host, replace(opts, connect_timeout=5.0)).connect()
+        assert time.monotonic() - start < 5
+    finally:
+        if pid_file.exists() and pid_file.read_text().strip():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
