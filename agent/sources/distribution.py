@@ -96,7 +96,7 @@ def parse_distribution(
     rdoc, rpath, rvalue = overlay.pick(
         sdoc, (*spath, "redirect", "disable"), redirect.get("disable"), "REGISTRY_STORAGE_REDIRECT_DISABLE"
     )
-    middleware, baseurl = _redirect_middleware(doc, root)
+    middleware, baseurl = _redirect_middleware(*_storage_middleware(doc, root, overlay))
     http_host, http_tls = _http(doc, root, overlay)
     return RegistrySettings(
         kind=kind,
@@ -198,10 +198,8 @@ def _storage(
     return driver, parse_s3(doc, (*path, driver), params, overlay)
 
 
-def _redirect_middleware(doc: Document, root: Mapping[str, object]) -> tuple[str | None, str | None]:
-    middleware = fields.mapping(doc, ("middleware",), root.get("middleware"))
+def _redirect_middleware(doc: Document, entries: list[object]) -> tuple[str | None, str | None]:
     found: tuple[str | None, str | None] = (None, None)
-    entries = fields.sequence(doc, ("middleware", "storage"), middleware.get("storage"))
     for position, entry in enumerate(entries):
         path: Path = ("middleware", "storage", str(position))
         item = fields.mapping(doc, path, entry)
@@ -217,6 +215,61 @@ def _redirect_middleware(doc: Document, root: Mapping[str, object]) -> tuple[str
         # Each middleware wraps the driver configured before it, so the last one decides the URL.
         found = (name, baseurl)
     return found
+
+
+def _storage_middleware(
+    doc: Document, root: Mapping[str, object], overlay: Overlay
+) -> tuple[Document, list[object]]:
+    """``middleware.storage`` as the registry runs it, and where to blame its values: the file's list
+    with the ``REGISTRY_MIDDLEWARE*`` overrides applied as distribution applies them (sorted by name;
+    ``..._STORAGE_<n>_<FIELD>`` sets entry n's field, and n may be the list's length, which appends one;
+    ``..._OPTIONS_<KEY>`` sets one option)."""
+    middleware = fields.mapping(doc, ("middleware",), root.get("middleware"))
+    entries = list(fields.sequence(doc, ("middleware", "storage"), middleware.get("storage")))
+    variables = sorted(
+        v for v in overlay.env if v == "REGISTRY_MIDDLEWARE" or v.startswith("REGISTRY_MIDDLEWARE_")
+    )
+    touched = False
+    for variable in variables:
+        parts = variable.split("_")[2:]  # what follows REGISTRY_MIDDLEWARE
+        if parts[:1] not in ([], ["STORAGE"]):
+            continue  # the registry's and repositories' middleware: no redirects there
+        value = env_value(variable, overlay.env[variable])
+        overlay.applied.append(variable)
+        touched = True
+        if not parts:
+            whole = fields.mapping(ENVIRONMENT, (variable,), value)
+            entries = list(fields.sequence(ENVIRONMENT, (variable,), whole.get("storage")))
+        elif len(parts) == 1:
+            entries = list(fields.sequence(ENVIRONMENT, (variable,), value))
+        else:
+            entries = _overridden_entry(entries, variable, parts[1:], value)
+    return (ENVIRONMENT if touched else doc), entries
+
+
+def _overridden_entry(entries: list[object], variable: str, path: list[str], value: object) -> list[object]:
+    """``entries`` with ``REGISTRY_MIDDLEWARE_STORAGE_<path>`` set to ``value``, as distribution's parser
+    sets it (an index beyond the list's end is refused there: the registry does not start)."""
+    if not path[0].isdigit() or int(path[0]) > len(entries):
+        raise ENVIRONMENT.error(
+            (variable,),
+            f"index {path[0]} is not in middleware.storage ({len(entries)} entries): the registry refuses it",
+        )
+    index, field = int(path[0]), path[1:]
+    if not field:
+        raise ENVIRONMENT.error((variable,), "names a whole middleware entry, which the registry cannot set")
+    entries = [*entries, {}] if index == len(entries) else list(entries)
+    entry = dict(fields.mapping(ENVIRONMENT, (variable,), entries[index]))
+    key = field[0].lower()
+    if key == "options" and len(field) == 2:  # one option; a deeper path reaches no option read here
+        entry["options"] = {
+            **fields.mapping(ENVIRONMENT, (variable,), entry.get("options")),
+            field[1].lower(): value,
+        }
+    elif len(field) == 1:
+        entry[key] = value
+    entries[index] = entry
+    return entries
 
 
 def _http(doc: Document, root: Mapping[str, object], overlay: Overlay) -> tuple[str | None, bool]:

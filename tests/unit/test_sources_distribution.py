@@ -600,3 +600,59 @@ def test_a_bucket_yaml_reads_as_no_text_is_named_as_the_s3_driver_prints_it(give
     ):
         s = parse_distribution(text, "config.yml", env)
         assert s.s3 is not None and s.s3.bucket == bucket
+
+
+_S3 = (
+    "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    region: r\n    regionendpoint: https://s3.test:9000\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "expected"),
+    [
+        # An entry made by the environment alone (index 0 of an empty list is appended).
+        (
+            _S3,
+            {
+                "REGISTRY_MIDDLEWARE_STORAGE_0_NAME": "redirect",
+                "REGISTRY_MIDDLEWARE_STORAGE_0_OPTIONS_BASEURL": "https://blobs.test:8443",
+            },
+            ("redirect", "https://blobs.test:8443"),
+        ),
+        # The file's entry, its baseurl replaced.
+        (
+            _S3
+            + "middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: https://old.test\n",
+            {"REGISTRY_MIDDLEWARE_STORAGE_0_OPTIONS_BASEURL": "https://new.test"},
+            ("redirect", "https://new.test"),
+        ),
+        # The file's entry disabled by the environment: engines go to S3 itself.
+        (
+            _S3
+            + "middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: https://old.test\n",
+            {"REGISTRY_MIDDLEWARE_STORAGE_0_DISABLED": "true"},
+            (None, None),
+        ),
+        # The whole list as YAML.
+        (
+            _S3,
+            {"REGISTRY_MIDDLEWARE_STORAGE": "[{name: cloudfront, options: {baseurl: 'https://cdn.test/'}}]"},
+            ("cloudfront", "https://cdn.test/"),
+        ),
+    ],
+)
+def test_middleware_overrides_in_the_environment_move_the_redirect(
+    config: str, env: dict[str, str], expected: tuple[str | None, str | None]
+) -> None:
+    """REGISTRY_MIDDLEWARE_STORAGE_* set where the registry sends engines for blobs, and were not read:
+    the storage endpoint's CA was planned for a redirect that went elsewhere."""
+    s = parse_distribution(config, "config.yml", env)
+    assert (s.redirect_middleware, s.redirect_baseurl) == expected
+    assert set(env) <= set(s.env_overrides)
+
+
+def test_a_middleware_index_the_registry_refuses_is_refused() -> None:
+    with pytest.raises(
+        SourceError, match=r"REGISTRY_MIDDLEWARE_STORAGE_1_NAME: index 1 is not in middleware\.storage"
+    ):
+        parse_distribution(_S3, "config.yml", {"REGISTRY_MIDDLEWARE_STORAGE_1_NAME": "redirect"})
