@@ -39,10 +39,11 @@ class InsecureMerge:
     owned: tuple[str, ...]
     emptied: bool  # the agent's removals left the list empty: it is kept as [] (fact 11)
     cleared: bool = False  # [] written where the key was missing, for dockerd to drop a stale list
+    dropped: bool = False  # the agent's own [] removed: a flag gives the directive now (fact 13)
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.removed or self.cleared)
+        return bool(self.added or self.removed or self.cleared or self.dropped)
 
 
 def _reject_constant(name: str) -> Any:
@@ -50,8 +51,36 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_daemon_json(raw: bytes, path: str) -> dict[str, Any]:
+def invalid_utf8_at(raw: bytes) -> int | None:
+    """The offset of the first byte of ``raw`` that is not UTF-8, or None where it all is.
+
+    >>> invalid_utf8_at(b'{"labels": ["caf\\xe9"]}'), invalid_utf8_at(b'{}')
+    (16, None)
+    """
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return None
+
+
+def decode_keeping_bytes(raw: bytes) -> str:
+    """``raw`` as text, a leading BOM dropped, each byte that is not UTF-8 kept as a lone surrogate
+    (``surrogateescape``): :func:`encode_keeping_bytes` gives those bytes back unchanged."""
+    return raw.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+
+
+def encode_keeping_bytes(text: str) -> bytes:
+    """The inverse of :func:`decode_keeping_bytes` (a BOM aside): kept bytes are written as they were."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def parse_daemon_json(raw: bytes, path: str, *, keep_invalid_utf8: bool = False) -> dict[str, Any]:
     """Parse daemon.json into a dict in file order; raise ``DaemonJsonError`` with one line if it is bad.
+
+    ``keep_invalid_utf8``: read bytes that are not UTF-8 inside strings as Docker 20.10 does (Go's
+    encoding/json takes them, where Docker 23.0 and later refuse the file), each kept as a lone
+    surrogate so that a rewrite gives the same bytes back.
 
     >>> parse_daemon_json(b'{"debug": true, "insecure-registries": ["a"]}', "/etc/docker/daemon.json")
     {'debug': True, 'insecure-registries': ['a']}
@@ -61,9 +90,10 @@ def parse_daemon_json(raw: bytes, path: str) -> dict[str, Any]:
     agent.runtimes.daemon_json.DaemonJsonError: /etc/docker/daemon.json: not valid JSON (line 1, column 11): Expecting value
     """
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DaemonJsonError(f"{path}: not UTF-8 (byte {exc.start})") from None
+        text = decode_keeping_bytes(raw) if keep_invalid_utf8 else raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # The offset in the file, a BOM counted: where an editor's "go to byte" finds it.
+        raise DaemonJsonError(f"{path}: not UTF-8 (byte {invalid_utf8_at(raw)})") from None
     if not text.strip():
         # dockerd treats an empty file as "no options"; so do we.
         return {}
@@ -100,8 +130,8 @@ def repeated_keys(raw: bytes) -> dict[str, list[Any]]:
         return dict(pairs)
 
     try:
-        json.loads(raw.decode("utf-8-sig"), object_pairs_hook=keep, parse_constant=_reject_constant)
-    except ValueError:  # UnicodeDecodeError is one: parse_daemon_json says what is wrong
+        json.loads(decode_keeping_bytes(raw), object_pairs_hook=keep, parse_constant=_reject_constant)
+    except ValueError:  # parse_daemon_json says what is wrong
         return {}
     if not objects:
         return {}
@@ -135,8 +165,9 @@ def detect_indent(raw: bytes | None) -> Indent:
 
 
 def serialise(doc: dict[str, Any], indent: Indent = 2) -> bytes:
-    """The document as daemon.json text: key order kept, non-ASCII kept readable, newline-terminated."""
-    return (json.dumps(doc, indent=indent, ensure_ascii=False) + "\n").encode()
+    """The document as daemon.json text: key order kept, non-ASCII kept readable, newline-terminated;
+    bytes that were not UTF-8 (read with ``keep_invalid_utf8``) written back as they were."""
+    return encode_keeping_bytes(json.dumps(doc, indent=indent, ensure_ascii=False) + "\n")
 
 
 def index_name(entry: str) -> str:

@@ -4,10 +4,11 @@ A person's daemon.json has their layout (tabs, inline lists, aligned values, a t
 change of one list must not show as a rewrite of the whole file, in the diff or on the host. The top
 level object is scanned for its members' positions (the values themselves are read by Python's own
 JSON decoder), and the one value is replaced, or the key added after the last member in the file's
-own style. Where the key is given more than once, the last is the one replaced: dockerd reads only
-that one (the others stay as they were, the planner warns about them). Where the text cannot be
-spliced (an empty object), or the result would not parse back to the merged document, the caller
-serialises the document instead.
+own style; where the merged document has no such key, its member is taken out. Where the key is
+given more than once, the last is the one replaced: dockerd reads only that one (the others stay as
+they were, the planner warns about them). Bytes that are not UTF-8 (Docker 20.10 reads such a file)
+stay byte for byte. Where the text cannot be spliced (an empty object), or the result would not parse
+back to the merged document, the caller serialises the document instead.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from agent.runtimes.daemon_json import INSECURE_KEY, Indent, detect_indent
+from agent.runtimes.daemon_json import INSECURE_KEY, Indent, detect_indent, encode_keeping_bytes
 
 _WHITESPACE = " \t\n\r"  # JSON's, exactly
 _DECODER = json.JSONDecoder()
@@ -37,17 +38,18 @@ def splice_insecure(raw: bytes, doc: dict[str, Any]) -> bytes | None:
     ...                 {"debug": True, "insecure-registries": ["a", "b"]})
     b'{\\n\\t"debug":  true, "insecure-registries": ["a", "b"]\\n}\\n'
     """
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    # Bytes that are not UTF-8 become lone surrogates, and are written back as they were.
+    text = raw.decode("utf-8", "surrogateescape")
     bom = "\ufeff" if text.startswith("\ufeff") else ""
     body = text[len(bom) :]
     members = _top_level(body)
-    if members is None or INSECURE_KEY not in doc:
+    if members is None:
         return None
-    entries = doc[INSECURE_KEY]
     mine = [m for m in members if m.key == INSECURE_KEY]
+    if INSECURE_KEY not in doc:
+        spliced = _without_member(body, members, mine)
+        return None if spliced is None else _checked(bom, spliced, doc)
+    entries = doc[INSECURE_KEY]
     indent = detect_indent(raw)
     newline = "\r\n" if "\r\n" in body else "\n"  # the file's own line ending, CRLF included
     if mine:
@@ -66,13 +68,34 @@ def splice_insecure(raw: bytes, doc: dict[str, Any]) -> bytes | None:
         name = json.dumps(INSECURE_KEY)
         member_text = f",{newline}{key_indent}{name}: {value}" if own_line else f", {name}: {value}"
         spliced = body[: last.value_end] + member_text + body[last.value_end :]
+    return _checked(bom, spliced, doc)
+
+
+def _checked(bom: str, spliced: str, doc: dict[str, Any]) -> bytes | None:
+    """The spliced text as bytes, where it parses back to ``doc`` (its keys in order); else None."""
     try:
         parsed = json.loads(spliced)
     except ValueError:
         return None
     if parsed != doc or list(parsed) != list(doc):
         return None
-    return (bom + spliced).encode()
+    return encode_keeping_bytes(bom + spliced)
+
+
+def _without_member(body: str, members: list[_Member], mine: list[_Member]) -> str | None:
+    """``body`` with its one ``insecure-registries`` member taken out, with the comma that joined it
+    to its neighbour; None where the key is not there, or given more than once (taking out only the
+    last would let dockerd read an earlier one)."""
+    if len(mine) != 1:
+        return None
+    member = mine[0]
+    at = members.index(member)
+    if len(members) == 1:
+        closing = _skip(body, member.value_end)
+        return body[: body.index("{") + 1] + body[closing:]
+    if at > 0:
+        return body[: members[at - 1].value_end] + body[member.value_end :]
+    return body[: member.key_start] + body[members[1].key_start :]
 
 
 def _top_level(text: str) -> list[_Member] | None:

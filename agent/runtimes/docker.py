@@ -10,7 +10,8 @@ Pure: no I/O. The rules, with the facts they rest on (``shared/design/trust-fact
 - Skip-TLS storage: the registry goes into daemon.json ``insecure-registries`` (fact 9), which is
   reloadable (fact 10); entries the agent added and no longer needs are removed, leaving ``[]`` rather
   than no key (fact 11). Entries a person wrote are never touched, and are read as dockerd reads them
-  (``http://reg`` is ``reg``).
+  (``http://reg`` is ``reg``); a registry a ``--insecure-registry`` flag names is insecure already and
+  is not written. The agent's own ``[]`` goes where a flag comes to give that directive (fact 13).
 - daemon.json is checked before it is written (fact 12) and refused if one of its keys is also a
   dockerd flag (fact 13).
 """
@@ -32,6 +33,7 @@ from agent.runtimes.daemon_json import (
     InsecureMerge,
     detect_indent,
     index_name,
+    invalid_utf8_at,
     merge_insecure,
     parse_daemon_json,
     repeated_keys,
@@ -46,7 +48,7 @@ from agent.runtimes.daemon_json_checks import (
     flag_values,
 )
 from agent.runtimes.daemon_json_text import splice_insecure
-from agent.runtimes.docker_facts import DockerFacts
+from agent.runtimes.docker_facts import DAEMON_JSON, DockerFacts
 from agent.runtimes.docker_state import DockerState, parse_state, render_state
 from agent.runtimes.live_registry import insecure_in_force, mismatches
 from agent.runtimes.plan import EngineAction, FileChange, HostPlan, stronger
@@ -80,13 +82,14 @@ def plan_docker(
     A plan with ``blockers`` must not be applied at all; its changes are still listed for the report.
     """
     loaded = parse_state(facts.state, facts.state_path)
+    empty_list_recorded = loaded.valid and _empty_list_recorded(facts.state)
     registries, blockers = _valid_registries(policy.registries)
     ca_files, ca_blockers = _valid_ca_files(policy.ca_files)
     blockers += ca_blockers
 
     certs = _plan_certs(policy, facts, registries, ca_files, loaded.state)
     blockers += _cas_kept(policy, certs)
-    daemon = _plan_daemon_json(policy, facts, registries, loaded.state, live_insecure)
+    daemon = _plan_daemon_json(policy, facts, registries, loaded.state, live_insecure, empty_list_recorded)
     blockers += daemon.blockers
 
     changes = [*certs.changes]
@@ -101,8 +104,8 @@ def plan_docker(
             mkdirs.insert(0, posixpath.dirname(daemon.change.path))
 
     new_state = DockerState(insecure_registries=daemon.owned, cert_dirs=certs.state_dirs)
-    if not loaded.valid or new_state != loaded.state:
-        changes = _with_record(changes, facts, loaded.state, new_state)
+    if not loaded.valid or new_state != loaded.state or daemon.empty_list_mine != empty_list_recorded:
+        changes = _with_record(changes, facts, loaded.state, new_state, daemon.empty_list_mine)
         if facts.state is None:
             # The facts do not say whether the directory exists; the applier creates it with parents.
             mkdirs.append(posixpath.dirname(facts.state_path))
@@ -262,6 +265,8 @@ class _CertsPlan:
     rmdirs: tuple[str, ...]
     state_dirs: tuple[str, ...]  # certs.d directories the agent created, after this plan
     reasons: tuple[str, ...]
+    # The agent's CA files of a role no CA was given for (nor its --no-...-ca): kept, not deleted.
+    held: tuple[str, ...] = ()
 
 
 def _plan_certs(
@@ -304,10 +309,15 @@ def _plan_certs(
             )
 
     deleted: set[str] = set()
+    held: list[str] = []
+    unasked = _unasked_ca_names(policy)
     for rel in sorted(facts.certs):
         directory, _, name = rel.partition("/")
         if not directory or "/" in name or rel in desired or name not in _DELETABLE_NAMES:
             continue  # not a name the agent writes, or still wanted
+        if name in unasked:
+            held.append(f"{root}/{rel}")  # a forgotten --storage-ca/--registry-ca: see _cas_kept
+            continue
         deleted.add(rel)
         changes.append(FileChange(path=f"{root}/{rel}", action="delete", before=facts.certs[rel], after=None))
         reasons.append(f"certs.d/{rel}: remove (trust-agent's file, no longer asked for)")
@@ -336,7 +346,18 @@ def _plan_certs(
         rmdirs=tuple(rmdirs),
         state_dirs=tuple(dict.fromkeys([*kept, *created])),
         reasons=tuple(reasons),
+        held=tuple(held),
     )
+
+
+def _unasked_ca_names(policy: TrustPolicy) -> frozenset[str]:
+    """The names of the agent's CA files of a role the policy neither gives a CA for nor says has
+    none (``--no-storage-ca``, ``--no-registry-ca``): never deleted, as their CA may still be needed."""
+    missing: dict[CARole, bool] = {
+        "storage": policy.storage_ca_missing,
+        "registry": policy.registry_ca_missing,
+    }
+    return frozenset(CA_FILE_NAMES[role] for role, unasked in missing.items() if unasked)
 
 
 def unsafe_owner(owner: tuple[int, int] | None) -> str | None:
@@ -399,14 +420,22 @@ def does_not_comply(
 ) -> tuple[str, ...]:
     """Why the host does not hold the policy where no change of the agent's would fix it (a person's to
     fix): where the policy verifies TLS, one of its registries insecure in daemon.json, on dockerd's
-    command line or in the running dockerd (``live``); a certs.d directory holding its CA files that
-    another user can write in. ``verify`` fails such a host; a rollout warns of it."""
+    command line or in the running dockerd (``live``), or half a client pair in its certs.d directory
+    (every pull fails, fact 6); a certs.d directory holding its CA files that another user can write
+    in. ``verify`` fails such a host; a rollout warns of it."""
     registries, _ = _valid_registries(policy.registries)
     found = list(_unsafe_directories(facts, registries).values())
     if policy.insecure:
+        # dockerd reads no certs.d directory for an insecure registry (moby registry newTLSConfig).
         return tuple(found)
+    found += _half_client_pairs(facts, registries)
+    keep = _reads_invalid_utf8(facts)
     try:
-        doc = parse_daemon_json(facts.daemon_json, facts.daemon_json_path) if facts.daemon_json else {}
+        doc = (
+            parse_daemon_json(facts.daemon_json, facts.daemon_json_path, keep_invalid_utf8=keep)
+            if facts.daemon_json
+            else {}
+        )
     except DaemonJsonError:
         doc = {}  # said elsewhere: the live config is the one that counts then
     listed = _insecure_listed(doc)
@@ -468,26 +497,27 @@ def _bom_problem(raw: bytes | None, facts: DockerFacts) -> tuple[str, ...]:
 
 def _cas_kept(policy: TrustPolicy, certs: _CertsPlan) -> list[str]:
     """A host's CA files are removed only on purpose: where no CA of that role was given (nor its
-    --no-...-ca), a forgotten --storage-ca or --registry-ca must not break every pull."""
+    --no-...-ca), a forgotten --storage-ca or --registry-ca must not break every pull. Such files are
+    kept (not in the plan's changes), and the host is blocked until the CA or its --no-...-ca is given."""
 
     def losing(role: CARole) -> str | None:
         name = "/" + CA_FILE_NAMES[role]
-        return next((c.path for c in certs.changes if c.action == "delete" and c.path.endswith(name)), None)
+        return next((path for path in certs.held if path.endswith(name)), None)
 
     blockers = []
     storage = losing("storage") if policy.storage_ca_missing else None
     if storage is not None:
         blockers.append(
             f"this host holds trust-agent's storage CA ({storage}) for the redirect to "
-            f"{policy.storage_endpoint or policy.storage_summary()}, and no storage CA is given: removing "
-            "it would fail every pull if that certificate is from a private CA. Give the CA with "
+            f"{policy.storage_endpoint or policy.storage_summary()}, and no storage CA is given: it is kept, "
+            "as removing it would fail every pull if that certificate is from a private CA. Give the CA with "
             "--storage-ca FILE, or --no-storage-ca if the storage's certificate is publicly trusted now"
         )
     registry = losing("registry") if policy.registry_ca_missing else None
     if registry is not None:
         blockers.append(
-            f"this host holds trust-agent's registry CA ({registry}), and no registry CA is given: "
-            "removing it would fail every pull if the registry's certificate is from a private CA. Give "
+            f"this host holds trust-agent's registry CA ({registry}), and no registry CA is given: it is "
+            "kept, as removing it would fail every pull if the registry's certificate is from a private CA. Give "
             "the CA with --registry-ca FILE, or --no-registry-ca if the registry's certificate is "
             "publicly trusted now"
         )
@@ -519,6 +549,7 @@ class _DaemonPlan:
     warnings: tuple[str, ...] = ()
     blockers: tuple[str, ...] = ()
     unreadable: bool = False  # the file could not be read: ``doc`` does not say what it holds
+    empty_list_mine: bool = False  # after the plan, the file's "insecure-registries": [] is the agent's
 
 
 def _plan_daemon_json(
@@ -527,27 +558,44 @@ def _plan_daemon_json(
     registries: tuple[str, ...],
     state: DockerState,
     live: Mapping[str, bool] | None,
+    empty_list_recorded: bool = False,
 ) -> _DaemonPlan:
     path = facts.daemon_json_path
     raw = facts.daemon_json
+    label = _daemon_json_label(facts)
+    # A registry a --insecure-registry flag names is insecure already: held, like a person's entry.
+    flagged = {index_name(f) for f in flag_values(facts.dockerd_flags, "insecure-registry")}
+    want = tuple(r for r in registries if r not in flagged) if policy.insecure else ()
+    not_utf8 = invalid_utf8_at(raw) if raw is not None else None
+    keep_bytes = not_utf8 is not None and _reads_invalid_utf8(facts)
     try:
-        doc = parse_daemon_json(raw, path) if raw is not None else {}
+        doc = parse_daemon_json(raw, path, keep_invalid_utf8=keep_bytes) if raw is not None else {}
     except DaemonJsonError as exc:
-        return _unreadable_daemon_json(str(exc), registries if policy.insecure else (), state)
+        refused = not_utf8 is not None and not keep_bytes
+        problem = _invalid_utf8_refused(path, not_utf8 or 0, facts) if refused else str(exc)
+        return _unreadable_daemon_json(problem, want, state, empty_list_recorded)
 
-    want = registries if policy.insecure else ()
     bom = _bom_problem(raw, facts)
+    read_anyway = (_invalid_utf8_read(path, not_utf8 or 0, facts),) if keep_bytes else ()
     if facts.daemon_json_link and raw is None:
         # A link to nothing: dockerd reads no file there, and replacing the link would undo what made it.
         note = f"{path} is a symlink to {facts.daemon_json_link}, which is not a file: left alone"
-        if want:
-            return _DaemonPlan(None, doc, state.insecure_registries, blockers=(note,))
-        return _DaemonPlan(None, doc, state.insecure_registries, warnings=(note,))
+        blocked, warned = ((note,), ()) if want else ((), (note,))
+        return _DaemonPlan(
+            None,
+            doc,
+            state.insecure_registries,
+            warnings=warned,
+            blockers=blocked,
+            empty_list_mine=empty_list_recorded,
+        )
     merge = _clear_stale_list(merge_insecure(doc, want, state.insecure_registries), facts, live)
+    merge = _drop_own_empty_list(merge, facts, empty_list_recorded)
+    mine = _empty_list_mine(merge, empty_list_recorded)
     entries = merge.doc.get(INSECURE_KEY)
     listed = {index_name(e) for e in entries} if isinstance(entries, list) else set()
-    warnings = tuple(
-        f"daemon.json: {r} stays in insecure-registries (not added by trust-agent): "
+    warnings = read_anyway + tuple(
+        f"{label}: {r} stays in insecure-registries (not added by trust-agent): "
         "its TLS certificates are not verified"
         for r in registries
         if not policy.insecure and r in listed
@@ -555,24 +603,33 @@ def _plan_daemon_json(
     if not merge.changed:
         # Nothing to write, but a flag set since dockerd started (or an emptied list of the agent's
         # left as []) would keep dockerd from starting again: say so on every run, not only a change.
-        conflicts = tuple(f"daemon.json as it is: {c}" for c in _flag_blockers(merge.doc, facts))
-        return _DaemonPlan(None, merge.doc, merge.owned, warnings=warnings + conflicts + bom)
+        conflicts = tuple(f"{label} as it is: {c}" for c in _flag_blockers(merge.doc, facts))
+        return _DaemonPlan(
+            None, merge.doc, merge.owned, warnings=warnings + conflicts + bom, empty_list_mine=mine
+        )
 
-    reasons = [f"daemon.json: add {r} to insecure-registries (skip-TLS, fact 9)" for r in merge.added]
+    reasons = [f"{label}: add {r} to insecure-registries (skip-TLS, fact 9)" for r in merge.added]
     reasons += [
-        f"daemon.json: remove {r} from insecure-registries (added by trust-agent, no longer asked for)"
+        f"{label}: remove {r} from insecure-registries (added by trust-agent, no longer asked for)"
         for r in merge.removed
     ]
     if merge.cleared:
         stale = ", ".join(r for r, insecure in (live or {}).items() if insecure)
         reasons.append(
-            f"daemon.json: insecure-registries written as [] (dockerd still lists {stale} as insecure, "
+            f"{label}: insecure-registries written as [] (dockerd still lists {stale} as insecure, "
             "and a reload keeps the list where the key is missing, fact 11)"
         )
     if merge.emptied:
         reasons.append(
-            "daemon.json: insecure-registries kept as [] (removing the key would not clear the list "
+            f"{label}: insecure-registries kept as [] (removing the key would not clear the list "
             "on reload, fact 11)"
+        )
+    if merge.dropped:
+        where = facts.flags_source or "dockerd's command line"
+        reasons.append(
+            f"{label}: remove the empty insecure-registries trust-agent wrote (fact 11): {where} sets "
+            "--insecure-registry now, and dockerd refuses the directive in both places (fact 13); "
+            "the flags give the list"
         )
 
     link = _link_plan(facts)
@@ -594,7 +651,91 @@ def _plan_daemon_json(
         or serialise(merge.doc, detect_indent(raw)),
         mode=0o644,
     )
-    return _DaemonPlan(change, merge.doc, merge.owned, tuple(reasons), warnings, tuple(blockers))
+    return _DaemonPlan(
+        change, merge.doc, merge.owned, tuple(reasons), warnings, tuple(blockers), empty_list_mine=mine
+    )
+
+
+def _daemon_json_label(facts: DockerFacts) -> str:
+    """How the reasons name the file dockerd reads its options from: ``daemon.json`` where it is
+    dockerd's default, else its path (``--config-file``)."""
+    default = posixpath.normpath(facts.daemon_json_path) == DAEMON_JSON
+    return "daemon.json" if default else facts.daemon_json_path
+
+
+# The record's note that daemon.json's "insecure-registries": [] is the agent's own writing (fact 11),
+# so that the agent may take the key out again where a dockerd flag comes to give that directive.
+_EMPTY_LIST_NOTE = "empty_insecure_list"
+
+
+def _empty_list_recorded(raw: bytes | None) -> bool:
+    try:
+        doc = json.loads(raw or b"")
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and doc.get(_EMPTY_LIST_NOTE) is True
+
+
+def _record_text(state: DockerState, empty_list_mine: bool) -> bytes:
+    """The agent's record of ``state``, with the note that the empty list is its own where it is."""
+    text = render_state(state)
+    if not empty_list_mine:
+        return text
+    return (json.dumps({**json.loads(text), _EMPTY_LIST_NOTE: True}, indent=2) + "\n").encode()
+
+
+def _empty_list_mine(merge: InsecureMerge, recorded: bool) -> bool:
+    """Whether daemon.json's insecure-registries, after ``merge``, is an empty list the agent wrote:
+    written now (its own entries removed, the key kept as ``[]``), or recorded and still ``[]``."""
+    if merge.doc.get(INSECURE_KEY) != []:
+        return False
+    return merge.emptied or recorded
+
+
+def _drop_own_empty_list(merge: InsecureMerge, facts: DockerFacts, recorded: bool) -> InsecureMerge:
+    """``merge`` without the key where the ``[]`` there is the agent's (``recorded``) and a
+    ``--insecure-registry`` flag now gives the directive: dockerd would refuse both at its next start
+    or reload (fact 13), and with the flag the list is the flags' anyway."""
+    if not recorded or merge.doc.get(INSECURE_KEY) != [] or merge.changed:
+        return merge
+    if not flag_values(facts.dockerd_flags, "insecure-registry"):
+        return merge
+    doc = {key: value for key, value in merge.doc.items() if key != INSECURE_KEY}
+    return replace(merge, doc=doc, dropped=True)
+
+
+# Docker 23.0 refuses a daemon.json that is not UTF-8 ("failed to decode configuration JSON ...:
+# encoding: invalid UTF-8"; moby#44790, in 23.0 by #44832); before, Go's encoding/json read each such
+# byte inside a string as U+FFFD.
+_REFUSES_INVALID_UTF8 = (23, 0, 0)
+
+
+def _reads_invalid_utf8(facts: DockerFacts) -> bool:
+    """Whether the host's dockerd reads a daemon.json holding bytes that are not UTF-8 (before 23.0);
+    an engine of unknown version is taken as one that refuses it."""
+    version = parse_engine_version(facts.engine_version)
+    if version is not None:
+        return version < _REFUSES_INVALID_UTF8
+    return facts.has_validate is False  # no `dockerd --validate`: older than 23.0 (fact 12)
+
+
+def _engine_named(facts: DockerFacts) -> str:
+    return f"dockerd {facts.engine_version}" if facts.engine_version else "a dockerd of unknown version"
+
+
+def _invalid_utf8_refused(path: str, at: int, facts: DockerFacts) -> str:
+    return (
+        f'{path}: not UTF-8 (byte {at}), which {_engine_named(facts)} refuses ("invalid UTF-8": Docker '
+        "23.0 and later do; 20.10 reads it): save it as UTF-8"
+    )
+
+
+def _invalid_utf8_read(path: str, at: int, facts: DockerFacts) -> str:
+    return (
+        f"{path} is not UTF-8 (byte {at}): {_engine_named(facts)} reads it (each such byte as U+FFFD), but "
+        'Docker 23.0 and later refuse it ("invalid UTF-8") and would not start: save it as UTF-8 before '
+        "an upgrade; trust-agent keeps those bytes as they are"
+    )
 
 
 # The keys the planner merges into: one given twice is read as dockerd reads it, and said.
@@ -616,17 +757,28 @@ def _repeated_merged_keys(facts: DockerFacts) -> tuple[str, ...]:
     )
 
 
-def _unreadable_daemon_json(problem: str, want: tuple[str, ...], state: DockerState) -> _DaemonPlan:
+def _unreadable_daemon_json(
+    problem: str, want: tuple[str, ...], state: DockerState, empty_list_recorded: bool = False
+) -> _DaemonPlan:
     """A daemon.json the agent cannot read is never written. It blocks the host only where the file
     must change: the policy adds insecure registries, or the agent's own entries are recorded there.
     Elsewhere certs.d is installed (read on every pull, no reload, fact 7) and the file reported."""
     if want or state.insecure_registries:
-        return _DaemonPlan(None, {}, state.insecure_registries, blockers=(problem,), unreadable=True)
+        return _DaemonPlan(
+            None,
+            {},
+            state.insecure_registries,
+            blockers=(problem,),
+            unreadable=True,
+            empty_list_mine=empty_list_recorded,
+        )
     warning = (
         f"{problem}: dockerd will not start or reload with it as it is; trust-agent needs no change "
         "there and leaves it alone: fix it before dockerd's next restart"
     )
-    return _DaemonPlan(None, {}, (), warnings=(warning,), unreadable=True)
+    return _DaemonPlan(
+        None, {}, (), warnings=(warning,), unreadable=True, empty_list_mine=empty_list_recorded
+    )
 
 
 def _clear_stale_list(
@@ -708,7 +860,11 @@ def _besides(directories: tuple[str, ...], undone: tuple[str, ...]) -> tuple[str
 
 
 def _with_record(
-    changes: list[FileChange], facts: DockerFacts, old: DockerState, new: DockerState
+    changes: list[FileChange],
+    facts: DockerFacts,
+    old: DockerState,
+    new: DockerState,
+    empty_list_mine: bool = False,
 ) -> list[FileChange]:
     """``changes`` with the agent's record written where a host stopped part way (a failed rename, a
     crash) never holds an insecure-registries entry of the agent's that the record does not claim: such
@@ -717,14 +873,14 @@ def _with_record(
     that does both is written twice, first claiming both sets, last as it ends. A claim on an entry not
     (yet, or any more) there is harmless: the next run settles it. Certs.d directories the record claims
     do not decide the order: one left unclaimed is an empty directory (the agent's files in it are known
-    by their names)."""
+    by their names). The note that daemon.json's empty list is the agent's goes with the last record."""
 
-    def record(before: bytes | None, state: DockerState) -> FileChange:
+    def record(before: bytes | None, state: DockerState, last: bool = True) -> FileChange:
         return FileChange(
             facts.state_path,
             "create" if before is None else "update",
             before,
-            render_state(state),
+            _record_text(state, empty_list_mine and last),
             mode=0o644,
             internal=True,
         )
@@ -738,7 +894,7 @@ def _with_record(
         insecure_registries=tuple(dict.fromkeys((*old.insecure_registries, *new.insecure_registries))),
         cert_dirs=tuple(dict.fromkeys((*old.cert_dirs, *new.cert_dirs))),
     )
-    first = record(facts.state, both)
+    first = record(facts.state, both, last=False)
     return [first, *changes, record(first.after, new)]
 
 

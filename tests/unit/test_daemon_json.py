@@ -14,6 +14,7 @@ from agent.runtimes.daemon_json import (
     DaemonJsonError,
     detect_indent,
     index_name,
+    invalid_utf8_at,
     merge_insecure,
     parse_daemon_json,
     repeated_keys,
@@ -246,3 +247,19 @@ def test_merge_never_drops_or_reorders_foreign_keys_or_entries(
     again = merge_insecure(merge.doc, want, merge.owned)
     assert not again.changed
     assert json.loads(serialise(merge.doc, detect_indent(None))) == merge.doc
+
+
+def test_bytes_that_are_not_utf8_are_read_as_docker_20_10_reads_them_and_written_back_as_they_were() -> None:
+    """Go's encoding/json (Docker 20.10) takes such bytes inside a string; Docker 23.0 and later refuse
+    the file. Read that way on purpose only: by default the parse refuses it, naming the byte."""
+    raw = b'\xef\xbb\xbf{"labels": ["caf\xe9"], "debug": true}'
+    assert invalid_utf8_at(raw) == 19 and invalid_utf8_at(b'{"labels": ["caf\xc3\xa9"]}') is None
+    with pytest.raises(DaemonJsonError, match=r"not UTF-8 \(byte 19\)"):
+        parse_daemon_json(raw, PATH)
+    doc = parse_daemon_json(raw, PATH, keep_invalid_utf8=True)
+    assert list(doc) == ["labels", "debug"]
+    assert serialise(doc) == b'{\n  "labels": [\n    "caf\xe9"\n  ],\n  "debug": true\n}\n'
+    # Outside a string such a byte is not JSON, for dockerd too.
+    with pytest.raises(DaemonJsonError, match="not valid JSON"):
+        parse_daemon_json(b'{"debug": true}\xff', PATH, keep_invalid_utf8=True)
+    assert repeated_keys(b'{"a": "\xe9", "a": "\xff"}') == {"a": ["\udce9", "\udcff"]}

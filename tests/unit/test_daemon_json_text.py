@@ -168,3 +168,26 @@ def test_a_crlf_file_stays_crlf() -> None:
     assert splice_insecure(added, merged(added, ["a"], owned=["a", "b"])) == added.replace(
         b',\r\n    "b"', b""
     )
+
+
+def test_bytes_that_are_not_utf8_stay_byte_for_byte() -> None:
+    """Docker 20.10 reads a daemon.json with Latin-1 bytes in a label: the splice keeps them."""
+    raw = b'{\n\t"labels": ["owner=Jos\xe9"],\n\t"insecure-registries": ["a"]\n}\n'
+    doc = parse_daemon_json(raw, "daemon.json", keep_invalid_utf8=True)
+    after = splice_insecure(raw, {**doc, INSECURE_KEY: ["a", "b"]})
+    assert after == raw.replace(b'["a"]', b'["a", "b"]')
+
+
+def test_a_key_the_merged_document_no_longer_has_is_taken_out_with_its_comma() -> None:
+    for raw, left in [
+        (b'{\n  "debug": true,\n  "insecure-registries": []\n}\n', b'{\n  "debug": true\n}\n'),
+        (b'{\n  "insecure-registries": [],\n  "debug": true\n}\n', b'{\n  "debug": true\n}\n'),
+        (b'{"a": 1, "insecure-registries": [], "b": "\xe9"}', b'{"a": 1, "b": "\xe9"}'),
+        (b'{ "insecure-registries": [] }\n', b"{}\n"),
+    ]:
+        doc = parse_daemon_json(raw, "daemon.json", keep_invalid_utf8=True)
+        del doc[INSECURE_KEY]
+        assert splice_insecure(raw, doc) == left, raw
+    # Given twice: taking out the last would let dockerd read the first; left to a rewrite.
+    twice = b'{"insecure-registries": ["x"], "insecure-registries": []}'
+    assert splice_insecure(twice, {}) is None

@@ -979,8 +979,11 @@ def test_a_forgotten_storage_ca_does_not_take_the_hosts_away() -> None:
     assert len(plan.blockers) == 1
     assert plan.blockers[0].startswith(
         f"this host holds trust-agent's storage CA ({CERTS_DIR}/registry.test/{STORAGE_CRT}) for the redirect "
-        "to s3.test:9000, and no storage CA is given"
+        "to s3.test:9000, and no storage CA is given: it is kept"
     )
+    # Kept: the blocked plan neither lists its removal nor gives a reason for one.
+    assert not [c for c in plan.changes if c.action == "delete"]
+    assert not [r for r in plan.reasons if "remove" in r]
     assert plan.blockers[0].endswith(
         "or --no-storage-ca if the storage's certificate is publicly trusted now"
     )
@@ -998,10 +1001,13 @@ def test_a_forgotten_registry_ca_does_not_take_the_hosts_away() -> None:
     plan = plan_docker(forgotten, installed)
     registry_ca = f"{CERTS_DIR}/registry.test/trust-agent-registry-ca.crt"
     assert plan.blockers == (
-        f"this host holds trust-agent's registry CA ({registry_ca}), and no registry CA is given: removing "
-        "it would fail every pull if the registry's certificate is from a private CA. Give the CA with "
-        "--registry-ca FILE, or --no-registry-ca if the registry's certificate is publicly trusted now",
+        f"this host holds trust-agent's registry CA ({registry_ca}), and no registry CA is given: it is kept, "
+        "as removing it would fail every pull if the registry's certificate is from a private CA. Give the CA "
+        "with --registry-ca FILE, or --no-registry-ca if the registry's certificate is publicly trusted now",
     )
+    # The blocked plan's reasons agree with its outcome: the file is kept, so no removal is listed.
+    assert registry_ca not in by_path(plan)
+    assert not [r for r in plan.reasons if "trust-agent-registry-ca.crt: remove" in r], plan.reasons
     # Said on purpose (--no-registry-ca): removed.
     told = plan_docker(ca_policy("registry.test"), installed)
     assert told.blockers == () and by_path(told)[registry_ca].action == "delete"
@@ -1238,3 +1244,155 @@ def test_insecure_registries_given_twice_is_said_and_merged_as_dockerd_reads_it(
     settled = plan_docker(insecure_policy("kept.test"), host(daemon_json=raw))
     assert not [c for c in settled.changes if c.path == DAEMON_JSON]
     assert any("insecure-registries 2 times" in w for w in settled.warnings)
+
+
+def test_half_a_client_pair_fails_verify_where_dockerd_reads_the_directory() -> None:
+    """verify exited 0 while trust-agent's own warning said every pull failed (fact 6). dockerd reads
+    certs.d only for a registry it verifies (moby newTLSConfig): skip-TLS does not fail the host."""
+    certs = {"registry.test/client.cert": b"", "other.test/lone.key": b""}
+    facts = replace(converge(ca_policy("registry.test"), host()), certs=certs)
+    assert does_not_comply(ca_policy("registry.test"), facts, {"registry.test": False}) == (
+        "certs.d/registry.test/client.cert has no client.key beside it: dockerd fails every pull from "
+        "registry.test (fact 6); add the other half or remove it",
+    )
+    assert does_not_comply(insecure_policy("registry.test"), facts, {"registry.test": True}) == ()
+    paired = replace(facts, certs={**certs, "registry.test/client.key": b""})
+    assert does_not_comply(ca_policy("registry.test"), paired, {"registry.test": False}) == ()
+
+
+# --- flags that already give the insecure list ------------------------------------------------------
+
+BOTH = ("registry.test", "registry.test:443")
+X2 = "docker.service drop-in /etc/systemd/system/docker.service.d/x2.conf"
+
+
+def flagged(*names: str) -> tuple[str, ...]:
+    flags = ["-H", "fd://", "--containerd=/run/containerd/containerd.sock"]
+    for name in names:
+        flags += ["--insecure-registry", name]
+    return tuple(flags)
+
+
+def test_registries_the_flags_make_insecure_are_held_and_not_written() -> None:
+    """dockerd runs with both names insecure by flags and pulls work; trust-agent failed the host on
+    every run, as adding the names to daemon.json beside the flags would stop dockerd (fact 13)."""
+    facts = host(daemon_json=b'{\n  "debug": true\n}\n', dockerd_flags=flagged(*BOTH), flags_source=X2)
+    live = dict.fromkeys(BOTH, True)
+    plan = plan_docker(insecure_policy(*BOTH), facts, live_insecure=live)
+    assert (plan.blockers, plan.engine_action) == ((), "none")
+    assert DAEMON_JSON not in by_path(plan)
+    converge(insecure_policy(*BOTH), facts, live_insecure=live)
+
+
+@given(covered=st.sets(st.sampled_from(BOTH)), spelled=st.sampled_from(["{}", "http://{}", "{}"]))
+def test_only_a_name_the_flags_leave_out_blocks_and_it_is_named_as_before(
+    covered: set[str], spelled: str
+) -> None:
+    facts = host(dockerd_flags=flagged(*(spelled.format(n) for n in sorted(covered))), flags_source=X2)
+    plan = plan_docker(insecure_policy(*BOTH), facts)
+    assert DAEMON_JSON not in by_path(plan) or set(BOTH) - covered
+    if covered == set(BOTH):
+        assert plan.blockers == () and not plan.changed
+    elif covered:
+        assert plan.blockers == (
+            f"{X2} sets --insecure-registry; the same directive (insecure-registries) in daemon.json "
+            "would stop dockerd (fact 13)",
+        )
+        (change,) = [c for c in plan.changes if c.path == DAEMON_JSON]
+        assert json.loads(change.after)["insecure-registries"] == sorted(set(BOTH) - covered)
+
+
+# --- the agent's own empty list and a flag added later -----------------------------------------------
+
+
+def skipped_then_verified(flags: tuple[str, ...] = ()) -> DockerFacts:
+    """A host taken to skip-TLS and back to a CA: daemon.json keeps the agent's ``[]`` (fact 11)."""
+    facts = converge(insecure_policy(*BOTH), host(daemon_json=b'{\n  "debug": true\n}\n'))
+    facts = converge(ca_policy(*BOTH), facts)
+    assert json.loads(facts.daemon_json or b"")["insecure-registries"] == []
+    return replace(facts, dockerd_flags=flags, flags_source="/etc/default/docker" if flags else None)
+
+
+def test_the_agents_own_empty_list_goes_where_a_flag_now_gives_the_directive() -> None:
+    """dockerd will not start with a flag and the key ("from file: []"); the rollout said unchanged and
+    kept the [] it wrote. It takes it out, and reloads (the live list is the flags')."""
+    facts = skipped_then_verified(("--insecure-registry=legacy.example.com:5000",))
+    plan = plan_docker(ca_policy(*BOTH), facts, live_insecure=dict.fromkeys(BOTH, False))
+    assert plan.blockers == () and plan.engine_action == "reload"
+    change = by_path(plan)[DAEMON_JSON]
+    assert change.after == b'{\n  "debug": true\n}\n'
+    assert (
+        "daemon.json: remove the empty insecure-registries trust-agent wrote (fact 11): /etc/default/docker "
+        "sets --insecure-registry now, and dockerd refuses the directive in both places (fact 13); the "
+        "flags give the list"
+    ) in plan.reasons
+    assert not [w for w in plan.warnings if "would stop dockerd" in w]
+    after = converge(ca_policy(*BOTH), facts, live_insecure=dict.fromkeys(BOTH, False))
+    assert after.daemon_json == b'{\n  "debug": true\n}\n'
+    # Without the flag, the [] stays (fact 11); a person's [] stays even with one, as before (warned).
+    assert not plan_docker(ca_policy(*BOTH), skipped_then_verified()).changed
+    persons = replace(facts, state=None, daemon_json=b'{"insecure-registries": []}')
+    plan = plan_docker(ca_policy(*BOTH), persons)
+    assert DAEMON_JSON not in by_path(plan)
+    assert any(w.startswith("daemon.json as it is: ") for w in plan.warnings)
+
+
+# --- a daemon.json that is not UTF-8 -----------------------------------------------------------------
+
+LATIN1 = b'{\n  "labels": ["owner=Jos\xe9 Mu\xf1oz"],\n  "debug": true\n}\n'
+
+
+def test_a_daemon_json_docker_20_10_reads_though_it_is_not_utf8_is_changed_keeping_its_bytes() -> None:
+    """Docker 20.10 runs a daemon.json with Latin-1 bytes in a label; trust-agent refused it on every
+    engine ("dockerd will not start or reload with it"). Docker 23.0 and later do refuse it."""
+    old = host(daemon_json=LATIN1, engine_version="20.10.24+dfsg1", has_validate=False)
+    plan = plan_docker(insecure_policy("registry.test"), old)
+    assert plan.blockers == ()
+    assert by_path(plan)[DAEMON_JSON].after == LATIN1.replace(
+        b'"debug": true\n', b'"debug": true,\n  "insecure-registries": [\n    "registry.test"\n  ]\n'
+    )
+    assert (
+        "/etc/docker/daemon.json is not UTF-8 (byte 25): dockerd 20.10.24+dfsg1 reads it (each such byte as "
+        'U+FFFD), but Docker 23.0 and later refuse it ("invalid UTF-8") and would not start: save it as '
+        "UTF-8 before an upgrade; trust-agent keeps those bytes as they are"
+    ) in plan.warnings
+    back = converge(ca_policy("registry.test"), converge(insecure_policy("registry.test"), old))
+    assert back.daemon_json == LATIN1.replace(
+        b'"debug": true\n', b'"debug": true,\n  "insecure-registries": []\n'
+    )
+
+    new = host(daemon_json=LATIN1, engine_version="26.1.5", has_validate=True)
+    refused = (
+        '/etc/docker/daemon.json: not UTF-8 (byte 25), which dockerd 26.1.5 refuses ("invalid UTF-8": '
+        "Docker 23.0 and later do; 20.10 reads it): save it as UTF-8"
+    )
+    assert plan_docker(insecure_policy("registry.test"), new).blockers == (refused,)
+    assert any(w.startswith(refused) for w in plan_docker(ca_policy("registry.test"), new).warnings)
+
+
+@given(
+    label=st.binary(min_size=1, max_size=12).map(
+        lambda b: bytes(c for c in b if c >= 0x20 and c not in b'"\\')
+    )
+)
+def test_any_bytes_in_a_string_stay_byte_for_byte_on_docker_20_10(label: bytes) -> None:
+    raw = b'{"labels": ["' + label + b'"], "debug": true}\n'
+    old = host(daemon_json=raw, engine_version="20.10.24", has_validate=False)
+    plan = plan_docker(insecure_policy("registry.test"), old)
+    assert plan.blockers == ()
+    assert by_path(plan)[DAEMON_JSON].after == raw.replace(
+        b"true}", b'true, "insecure-registries": ["registry.test"]}'
+    )
+
+
+def test_the_reasons_name_the_config_file_dockerd_is_given() -> None:
+    other = "/etc/docker/other.json"
+    facts = host(daemon_json_path=other, daemon_json=b"{}\n", dockerd_flags=("--config-file", other))
+    plan = plan_docker(insecure_policy("registry.test"), facts)
+    assert plan.blockers == ()
+    assert f"{other}: add registry.test to insecure-registries (skip-TLS, fact 9)" in plan.reasons
+    assert not [r for r in plan.reasons if r.startswith("daemon.json")]
+    assert (
+        "daemon.json: add registry.test to insecure-registries (skip-TLS, fact 9)"
+        in plan_docker(insecure_policy("registry.test"), host()).reasons
+    )
