@@ -199,6 +199,7 @@ def build_apply_script(
     read_info: bool = False,
     lock_wait: int | None = None,
     leftover_dirs: Sequence[str] = (),
+    directory_links: Sequence[str] = (),
 ) -> str:
     """The sh program applying ``plan``; run it as ``sh -s -- ROOT`` with the program on stdin.
 
@@ -220,6 +221,8 @@ def build_apply_script(
     host half changed because another run was at work for a moment, and none for an apply.
     ``leftover_dirs``: directories where the gather found files a run stopped part way left (beside the
     ones the plan writes in, cleaned anyway): removed under the lock, before anything is staged.
+    ``directory_links``: certs.d directories the gather found to be symbolic links (dockerd reads
+    through them): on a live host, the chain of each one the plan writes in is checked again first.
     """
     if lock_wait is None:
         lock_wait = ROLLBACK_LOCK_WAIT if rolling_back else 0
@@ -234,8 +237,13 @@ def build_apply_script(
         out.extend(_expect_current_lines(plan.changes))
         if any(c.path == daemon_json_path and c.action != "delete" for c in plan.changes):
             out.append(RUNNING_FLAG_CHECK)
-    if daemon_json_link is not None and any(c.path == daemon_json_path for c in plan.changes):
+    walks_daemon_json = daemon_json_link is not None and any(c.path == daemon_json_path for c in plan.changes)
+    if walks_daemon_json and daemon_json_link is not None:
         out.extend(_link_chain_lines(daemon_json_link, daemon_json_path))
+    written_in = {posixpath.dirname(c.path) for c in plan.changes}
+    linked = sorted(d for d in directory_links if d in written_in)
+    if linked:
+        out.extend(_directory_link_lines(linked, with_function=not walks_daemon_json))
     writes = [c for c in plan.changes if c.action != "delete"]
     backs_up = any(backed_up(c, daemon_json_path) for c in plan.changes)
     # Checked before any directory is made: mkd through a link would make them outside a --root tree.
@@ -444,6 +452,19 @@ def _link_chain_lines(link: str, target: str) -> list[str]:
         f'  [ "$(readlink -f -- {q(link)})" = {q(target)} ] || fail {EXIT_CHANGED} {moved}',
         "fi",
     ]
+
+
+def _directory_link_lines(links: Sequence[str], *, with_function: bool) -> list[str]:
+    """On a live host, refuse to write through a certs.d directory that is a link whose chain now goes
+    through a directory another user can write in (the gather checked it the same way)."""
+    q = shlex.quote
+    said = (
+        '"$ta_bad is writable by a user other than root, and the CA files dockerd trusts are written '
+        "through it (the link $ta_hop -> $ta_to): make $ta_bad root's alone (chown root, chmod go-w); "
+        'nothing written"'
+    )
+    checks = "; ".join(f"ta_link_chain {q(link)} || fail {EXIT_CHANGED} {said}" for link in links)
+    return [*([LINK_CHAIN_FUNCTION] if with_function else []), f'if [ -z "$R" ]; then {checks}; fi']
 
 
 def _shell_words(text: str) -> str:

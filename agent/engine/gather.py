@@ -132,6 +132,20 @@ GATHER_SCRIPT = (
     + _engine_shell(r"""
 R="$1"; D="$R$2"; C="$R/etc/docker/certs.d"; S="$R/var/lib/trust-agent/docker-state.json"
 b64() { base64 -w0 < "$1" 2>/dev/null; echo; }
+# daemon.json's content as b64 gives it; where the read fails, "!" after whatever came ("!denied": the
+# login may not read it), so a file that cannot be read is never taken for an empty one.
+ta_read() { base64 -w0 2>/dev/null < "$1" || { if [ -r "$1" ]; then printf '!'; else printf '!denied'; fi; }; echo; }
+# A certs.d directory that is a link, on a live host: dockerd reads through it, so what counts is the
+# chain of links (as for daemon.json), the link's own owner, and its target's owner and mode (stat -L).
+ta_dir_link() {
+  if ta_link_chain "$1"; then
+    echo "@@ta dir-link $2"; readlink -f -- "$1" | base64 -w0; echo
+  else
+    echo "@@ta dir-unsafe-hop $2"; printf '%s\n%s\n%s' "$ta_bad" "$ta_hop" "$ta_to" | base64 -w0; echo
+  fi
+  stat -c '@@ta link-owner %u %n' -- "$1" 2>/dev/null
+  stat -L -c '@@ta owner %u %a %n' -- "$1" 2>/dev/null
+}
 # A path the agent writes that holds something other than a file (a directory, a fifo): named, so the
 # run stops before writing, instead of failing on it at every apply. A link is the apply's to refuse.
 ta_not_file() {
@@ -159,6 +173,8 @@ if [ -d "$C" ]; then
     n=${d%/}; n=${n##*/}
     echo "@@ta dir $n"
     h=""
+    # Its owner and mode are the link's target's, read here: the link itself is always 0777.
+    if [ -z "$R" ] && [ -L "${d%/}" ]; then ta_dir_link "${d%/}" "$n"; h=1; fi
     for f in "$d".[!.]* "$d"*; do
       b=${f##*/}
       case "$b" in .trust-agent.[0-9]*) ! ta_leftover "$f" || continue ;; esac
@@ -193,7 +209,7 @@ fi
 if [ -z "$R" ] && [ -L "$D" ] && ! ta_link_chain "$D"; then
   echo "@@ta daemon-json-unsafe-hop"; printf '%s\n%s\n%s' "$ta_bad" "$ta_hop" "$ta_to" | base64 -w0; echo
 else
-  [ -f "$D" ] && { echo "@@ta daemon-json"; b64 "$D"; }
+  [ -f "$D" ] && { echo "@@ta daemon-json"; ta_read "$D"; }
   ta_not_file "$D"
   if [ -L "$D" ]; then
     # A symlink: its target is what to write (the link is kept). Not resolved in a --root tree, where
@@ -531,6 +547,8 @@ _LINE_PAYLOADS = frozenset(
         "daemon-json",
         "daemon-json-link",
         "daemon-json-unsafe-hop",
+        "dir-link",
+        "dir-unsafe-hop",
         "state",
         "daemon-status",
         "cmdline",
@@ -587,11 +605,16 @@ def _parse(
     env_files: dict[str, str] = {}
     env_path = ""
     owners: dict[str, tuple[int, int]] = {}
+    links = _linked_dirs(records)
     _refuse_non_files(records)
     _refuse_unsafe_hop(records, daemon_json_path)
     for record in records:
         kind, name, payload = record.kind, record.name, record.payload or ""
-        if kind == "dir":
+        if kind in ("dir-link", "dir-unsafe-hop", "link-owner"):
+            continue  # read by _linked_dirs
+        if kind == "daemon-json" and _READ_FAILED.fullmatch(payload):
+            values["daemon-json-unreadable"] = _why_unreadable(payload)
+        elif kind == "dir":
             dirs.add(name)
         elif kind == "name":
             certs[name] = b""  # not ours: listed, never read
@@ -630,6 +653,9 @@ def _parse(
     engine_answered = ping_version is not None or info_json is not None
     # A dockerd process is there: it has a PID, or it answered (in the gather, or to the controller).
     dockerd_seen = "pid" in values or info is not None or "engine-version" in values or engine_answered
+    link_problems = links.problems(owners)
+    # A linked directory's target that is not root's alone is said once, as the link's problem.
+    owners = {rel: owner for rel, owner in owners.items() if rel not in link_problems}
     facts = DockerFacts(
         certs_dir=CERTS_DIR,
         daemon_json_path=daemon_json_path,
@@ -656,6 +682,10 @@ def _parse(
         unit_masked=blobs.get("unit", b"").startswith(MASKED_UNIT),
         unit_flags=flags.unit,
         running_flags=flags.running,
+        daemon_json_unreadable=values.get("daemon-json-unreadable"),
+        cert_dir_links=links.targets,
+        cert_dir_link_problems=link_problems,
+        unit_reload_missing=reload_missing(blobs.get("unit")),
     )
     if values.get("active") in _RUNNING and info is None and "engine-version" not in values:
         _refuse_silent_engine(facts, "socket-absent" in values, bool(blobs.get("info")))
@@ -664,6 +694,104 @@ def _parse(
 
 # What ``systemctl cat`` prints for a masked unit, in place of its files.
 MASKED_UNIT = b"# Unit docker.service is masked."
+
+# ``ta_read``'s answer where a file could not be read: what base64 gave before the failure, then "!"
+# (never in base64's alphabet), then "denied" where the login may not read it.
+_READ_FAILED = re.compile(r"[A-Za-z0-9+/=]*!(denied)?")
+
+
+def _why_unreadable(payload: str) -> str:
+    """``ta_read``'s answer for a file it could not read, as a report says it."""
+    return "permission denied" if payload.endswith("!denied") else "read error"
+
+
+@dataclass(frozen=True)
+class _LinkedDirs:
+    """What the gather found of certs.d directories that are symbolic links (a live host only)."""
+
+    targets: dict[str, str]  # registry → the resolved directory its link leads to
+    unsafe_hops: dict[str, str]  # registry → why a hop of its chain cannot be trusted
+    link_owners: dict[str, int]  # registry → the uid owning the link itself
+
+    def problems(self, owners: Mapping[str, tuple[int, int]]) -> dict[str, str]:
+        """Why each linked directory cannot be trusted (``owners``: the targets' owner and mode)."""
+        found = dict(self.unsafe_hops)
+        for registry, uid in self.link_owners.items():
+            if uid != 0 and registry not in found:
+                found[registry] = (
+                    f"{CERTS_DIR}/{registry} is a symbolic link owned by uid {uid}, not root: trust-agent "
+                    "does not write through it (make it root's: chown -h root)"
+                )
+        for registry, target in self.targets.items():
+            unsafe = _unsafe(owners.get(registry))
+            if unsafe is not None and registry not in found:
+                found[registry] = (
+                    f"{CERTS_DIR}/{registry} is a symbolic link to {target}, which is {unsafe}: another "
+                    f"local user could replace the CA files dockerd trusts for {registry} there (make "
+                    f"{target} root's alone: chown root:root, chmod 0755)"
+                )
+        return found
+
+
+def _unsafe(owner: tuple[int, int] | None) -> str | None:
+    """What lets a user other than root write in a directory (``owner``: its uid and mode), or None."""
+    if owner is None:
+        return None
+    uid, mode = owner
+    found = [f"owned by uid {uid}, not root"] if uid != 0 else []
+    if mode & 0o022:
+        found.append(f"mode {mode & 0o7777:04o}")
+    return " and ".join(found) or None
+
+
+def _linked_dirs(records: list[_Record]) -> _LinkedDirs:
+    """The gather's ``dir-link``, ``dir-unsafe-hop`` and ``link-owner`` records."""
+    linked = _LinkedDirs({}, {}, {})
+    prefix = f"{CERTS_DIR}/"
+    for record in records:
+        if record.kind == "dir-link":
+            target = _link_target(_b64(record.payload or "", record.kind))
+            linked.targets[record.name] = target or "?"
+        elif record.kind == "dir-unsafe-hop":
+            parts = _b64(record.payload or "", record.kind).decode("utf-8", "replace").split("\n")
+            directory, link, target = [*parts, "?", "?", "?"][:3]
+            linked.unsafe_hops[record.name] = (
+                f"{directory} is writable by a user other than root, and {prefix}{record.name} is reached "
+                f"through it (the link {link} -> {target}): that user could point it at any directory, "
+                f"whose files dockerd would trust as CAs for {record.name} (make {directory} root's "
+                "alone: chown root, chmod go-w)"
+            )
+        elif record.kind == "link-owner":
+            uid, _, path = record.name.partition(" ")
+            if uid.isdigit() and path.startswith(prefix):
+                linked.link_owners[path.removeprefix(prefix)] = int(uid)
+    return linked
+
+
+def reload_missing(unit: bytes | None) -> str | None:
+    r"""Where docker.service has no ExecReload (``systemctl cat``'s text), what says so; None where it has
+    one, or no unit was read. An empty ``ExecReload=`` in a drop-in clears the list, as systemd does.
+
+    >>> reload_missing(b"# /lib/d.service\nExecStart=/d\nExecReload=/bin/kill -HUP $MAINPID\n# /etc/x.conf\nExecReload=\n")
+    '/etc/x.conf clears it'
+    """
+    if not unit or unit.startswith(MASKED_UNIT):
+        return None
+    current: str | None = None
+    has_start = has_reload = False
+    cleared_by: str | None = None
+    for raw in unit.decode("utf-8", "replace").splitlines():
+        line = raw.strip()
+        if line.startswith("# /"):
+            current = line[2:]
+        elif line.startswith("ExecStart="):
+            has_start = True
+        elif line.startswith("ExecReload="):
+            has_reload = bool(line.removeprefix("ExecReload=").strip())
+            cleared_by = None if has_reload else current
+    if not has_start or has_reload:
+        return None
+    return f"{cleared_by} clears it" if cleared_by else "its unit gives none"
 
 
 def _refuse_silent_engine(facts: DockerFacts, socket_absent: bool, other_answer: bool) -> None:

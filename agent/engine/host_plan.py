@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, NamedTuple
 
-from agent.runtimes.daemon_json_checks import config_file_flag
+from agent.runtimes.daemon_json import index_name
+from agent.runtimes.daemon_json_checks import config_file_flag, flag_values
 from agent.runtimes.docker import RestartPolicy, plan_docker
 from agent.runtimes.docker_facts import DAEMON_JSON, DockerFacts
 from agent.runtimes.live_registry import live_insecure
@@ -73,7 +75,7 @@ def _planned(
     restart_policy: RestartPolicy,
     allow_restart: bool,
 ) -> HostPlan:
-    return plan_docker(
+    plan = plan_docker(
         policy,
         facts,
         restart_policy=restart_policy,
@@ -82,6 +84,51 @@ def _planned(
         # value it has not loaded, and a restart it does not protect stops every container.
         live_restore=live_restore(info),
         live_insecure=live_insecure(info, policy.registries) if info is not None else None,
+    )
+    return _without_unreadable_daemon_json(_refusing_unsafe_links(plan, policy, facts), facts)
+
+
+def _without_unreadable_daemon_json(plan: HostPlan, facts: DockerFacts) -> HostPlan:
+    """``plan`` where daemon.json exists but could not be read (a login that is not root, a file only
+    root may read): the planner saw no file there, so any change it planned to it would replace what it
+    holds. That change is dropped, and the host refused where the policy needs it; elsewhere said."""
+    why = facts.daemon_json_unreadable
+    if why is None:
+        return plan
+    path = facts.daemon_json_file
+    said = f"{path} cannot be read ({why}): trust-agent neither shows nor writes a daemon.json it cannot read"
+    kept = tuple(change for change in plan.changes if change.path != path)
+    if len(kept) == len(plan.changes):
+        note = f"{said}; whether it lists the policy's registries as insecure is not known"
+        return replace(plan, warnings=(*plan.warnings, note))
+    refused = f"{said}, and the policy needs it changed: run as root, then run again (nothing written)"
+    return replace(plan, changes=kept, blockers=(*plan.blockers, refused))
+
+
+def _refusing_unsafe_links(plan: HostPlan, policy: TrustPolicy, facts: DockerFacts) -> HostPlan:
+    """``plan`` refused where one of the policy's certs.d directories is a symbolic link that cannot be
+    trusted: dockerd reads the CA files through it, so whoever can redirect it chooses the CAs."""
+    refused = [
+        f"{facts.cert_dir_link_problems[registry]}, then run again (nothing written)"
+        for registry in policy.registries
+        if registry in facts.cert_dir_link_problems
+    ]
+    return replace(plan, blockers=(*plan.blockers, *refused)) if refused else plan
+
+
+def insecure_flag_warnings(policy: TrustPolicy, facts: DockerFacts) -> tuple[str, ...]:
+    """Where the policy verifies TLS, each of its registries dockerd's command line makes insecure
+    (``--insecure-registry``, in a drop-in or ``$DOCKER_OPTS``): a person's to remove, as trust-agent
+    never changes dockerd's command line."""
+    if policy.insecure:
+        return ()
+    flagged = {index_name(value): value for value in flag_values(facts.dockerd_flags, "insecure-registry")}
+    where = f" ({facts.flags_source})" if facts.flags_source else ""
+    return tuple(
+        f"{registry}: dockerd's command line has --insecure-registry {flagged[registry]}{where}, though "
+        f"the policy verifies its TLS: dockerd does not verify {registry}; remove the flag there"
+        for registry in policy.registries
+        if registry in flagged
     )
 
 
@@ -128,6 +175,13 @@ def unit_blockers(facts: DockerFacts, plan: HostPlan) -> list[str]:
     if facts.unit_masked and plan.engine_action != "none":
         blockers.append(
             f"{MASKED} (the plan needs a {plan.engine_action}): systemctl unmask docker.service, "
+            "then run again (nothing written)"
+        )
+    if facts.unit_reload_missing is not None and plan.engine_action == "reload":
+        blockers.append(
+            f"docker.service has no ExecReload ({facts.unit_reload_missing}): a reload is not possible "
+            "(systemctl reload refuses it); give the unit its ExecReload back (then systemctl daemon-reload), "
+            "or let trust-agent restart dockerd instead (--restart-policy restart), "
             "then run again (nothing written)"
         )
     moved = _config_file_moved(facts)

@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent.engine.apply_script import (
     EXIT_ACTION,
@@ -28,6 +28,7 @@ from agent.engine.apply_script import (
 from agent.engine.gather import NO_LEFTOVERS, Gathered, Leftovers, gather_host, live_info
 from agent.engine.host_plan import (
     PlannedHost,
+    insecure_flag_warnings,
     masked_note,
     not_root_error,
     plan_for_host,
@@ -38,11 +39,16 @@ from agent.engine.unit_log import start_failure_note
 from agent.engine.verify import (
     CanaryError,
     canary_pull,
+    covered_by_cidrs,
     expected_insecure,
+    image_registry,
     live_config_unjudged,
     mismatches,
+    names_to_resolve,
     read_live_info,
     refusal_since,
+    resolve_command,
+    resolved_addresses,
     wait_for_live_config,
 )
 from agent.errors import (
@@ -154,6 +160,8 @@ def reconcile(
         error = "; ".join((*refused, *plan.blockers))
         return _done(base, timeline, "failed", error=error, engine_action="none")
     base = _warned(base, masked_note(facts))
+    if not (options.dry_run and options.verify):  # `verify` fails the host for it (_breaches)
+        base = replace(base, warnings=(*base.warnings, *insecure_flag_warnings(policy, facts)))
     # Said by plan and verify; a rollout's apply removes them (below, or with the plan's changes).
     if options.dry_run:
         base = _warned(base, leftovers.said(removed=False))
@@ -181,7 +189,7 @@ def reconcile(
         checks = options if options.canary_unchanged else replace(options, canary_image=None)
         base = _warned(base, live_config_unjudged(facts.daemon_json, facts.daemon_json_file))
         try:
-            proved = timeline.run(
+            checked: _Verified = timeline.run(
                 "verify",
                 lambda: _verify(
                     transport,
@@ -195,7 +203,12 @@ def reconcile(
             )
         except TrustAgentError as exc:
             return _done(base, timeline, "failed", error=f"converged on disk but {exc}", engine_action="none")
-        return _done(base, timeline, "unchanged", engine_action="none", verified=proved)
+        base = replace(base, warnings=(*base.warnings, *checked.notes))
+        if checked.breaches and options.dry_run:  # `verify`: the engine skips TLS checks the policy wants
+            error = "does not comply with the policy: " + "; ".join(checked.breaches)
+            return _done(base, timeline, "failed", error=error, engine_action="none")
+        base = replace(base, warnings=(*base.warnings, *checked.breaches))
+        return _done(base, timeline, "unchanged", engine_action="none", verified=checked.proved)
     if options.dry_run:
         return _done(base, timeline, "pending")
 
@@ -249,7 +262,7 @@ def reconcile(
         return _done(
             replace(base, warnings=(*base.warnings, stopped)), timeline, "changed", engine_action="none"
         )
-    verified: tuple[str, ...] = ()
+    verified = _Verified()
     if _verifies(options, facts, plan):
         after = daemon_json_after(plan, facts)
         base = _warned(base, live_config_unjudged(after, facts.daemon_json_file))
@@ -271,7 +284,8 @@ def reconcile(
             )
         except TrustAgentError as exc:
             return _roll_back(transport, plan, facts, options, base, timeline, exc)
-    return _done(base, timeline, "changed", engine_action=action, verified=verified)
+    base = replace(base, warnings=(*base.warnings, *verified.notes, *verified.breaches))
+    return _done(base, timeline, "changed", engine_action=action, verified=verified.proved)
 
 
 def _breaches(policy: TrustPolicy, facts: DockerFacts, info: dict[str, Any] | None) -> tuple[str, ...]:
@@ -364,6 +378,11 @@ def _link_of(facts: DockerFacts) -> str | None:
     return facts.daemon_json_path if facts.daemon_json_link else None
 
 
+def _directory_links_of(facts: DockerFacts) -> tuple[str, ...]:
+    """The certs.d directories that are links: the apply walks their chains again before writing there."""
+    return tuple(f"{facts.certs_dir.rstrip('/')}/{registry}" for registry in sorted(facts.cert_dir_links))
+
+
 def _reads_info(options: RunOptions, facts: DockerFacts, action: str) -> bool:
     """Whether the apply script ends by reading the engine's /info (saves verify a round trip); not where
     the controller reads the API itself, which costs the host no curl."""
@@ -431,6 +450,7 @@ def _apply(
         backup_stamp=options.backup_stamp,
         read_info=_reads_info(options, facts, action),
         leftover_dirs=leftovers.directories,
+        directory_links=_directory_links_of(facts),
     )
     start = timeline.clock()
     result = transport.run_script(script, options.root, timeout=options.command_timeout)
@@ -500,6 +520,15 @@ def _wait_engine(transport: Transport, timeout: float) -> None:
         time.sleep(0.5)
 
 
+class _Verified(NamedTuple):
+    """What a verify proved; where the engine skips TLS checks the policy wants (an insecure range that
+    covers a registry's address), ``breaches``; ``notes``, what it could not check."""
+
+    proved: tuple[str, ...] = ()
+    breaches: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
 def _verify(
     transport: Transport,
     policy: TrustPolicy,
@@ -510,7 +539,7 @@ def _verify(
     reloaded_at: float | None = None,
     *,
     daemon_json_path: str,
-) -> tuple[str, ...]:
+) -> _Verified:
     """Prove the engine runs the registry config of ``daemon_json`` and its command line ``flags``: from
     ``info`` (the engine's live /info, read on the host in the gather or apply round trip) when it
     already matches, else by polling /info until it does (a SIGHUP applies asynchronously), or until
@@ -518,12 +547,34 @@ def _verify(
     the canary pull, where asked. A ``daemon_json`` that cannot be parsed says nothing of what dockerd
     runs: no live comparison then (the caller warns, :func:`live_config_unjudged`)."""
     proved: list[str] = []
+    breaches: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
     if live_config_unjudged(daemon_json, daemon_json_path) is None:
-        _wait_for_files_config(transport, policy, daemon_json, flags, options, info, reloaded_at)
+        live = _wait_for_files_config(transport, policy, daemon_json, flags, options, info, reloaded_at)
         proved.append("live config")
+        if not policy.insecure:
+            breaches, notes = _covered_by_cidrs(transport, policy, live, options)
     if options.canary_image:
-        proved.append(_canary(transport, options, options.canary_image))
-    return tuple(proved)
+        proved.append(_canary(transport, options, options.canary_image, policy.registries))
+    return _Verified(tuple(proved), breaches, notes)
+
+
+def _covered_by_cidrs(
+    transport: Transport, policy: TrustPolicy, info: dict[str, Any], options: RunOptions
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The policy's registries the engine does not verify because one of its insecure ranges covers
+    their address, as the host resolves it (one ``getent`` round trip, only where the engine has a
+    range beyond its defaults); and a note where the host could not be asked."""
+    hosts = names_to_resolve(info, policy.registries)
+    addresses: dict[str, list[str]] = {}
+    if hosts:
+        try:
+            result = transport.run_script(resolve_command(hosts), timeout=options.verify_timeout)
+        except TrustAgentError as exc:
+            said = f"the engine has insecure ranges, but {', '.join(hosts)} could not be resolved on the host"
+            return (), (f"{said} to check them: {exc}",)
+        addresses = resolved_addresses(result.stdout.decode("utf-8", "replace"))
+    return tuple(covered_by_cidrs(info, policy.registries, addresses)), ()
 
 
 def _wait_for_files_config(
@@ -534,28 +585,30 @@ def _wait_for_files_config(
     options: RunOptions,
     info: dict[str, Any] | None,
     reloaded_at: float | None,
-) -> None:
-    """Return once the engine's live registry config is what ``daemon_json`` and ``flags`` ask for."""
+) -> dict[str, Any]:
+    """Return the engine's /info once its live registry config is what ``daemon_json`` and ``flags`` ask
+    for."""
     wanted = expected_insecure(daemon_json, flags)
     if info is None or mismatches(info, policy.registries, wanted):
-        wait_for_live_config(
+        return wait_for_live_config(
             lambda: read_live_info(transport, options.verify_timeout),
             policy.registries,
             wanted,
             timeout=options.verify_timeout,
             refused=None if reloaded_at is None else refusal_since(transport, reloaded_at),
         )
+    return info
 
 
 def _warned(base: HostOutcome, warning: str | None) -> HostOutcome:
     return base if warning is None else replace(base, warnings=(*base.warnings, warning))
 
 
-def _canary(transport: Transport, options: RunOptions, image: str) -> str:
+def _canary(transport: Transport, options: RunOptions, image: str, registries: Sequence[str]) -> str:
     """The canary pull through the engine's API, its client closed after."""
     api = transport.docker_api(timeout=options.verify_timeout)
     try:
-        return canary_pull(api, image)
+        return canary_pull(api, image, registries)
     finally:
         close = getattr(api, "close", None)
         if close is not None:
@@ -624,10 +677,30 @@ def _roll_back(
             error=f"{cause}; files restored, but dockerd did not start on them either{_said(result)}: "
             "dockerd is down (see systemctl status docker)",
         )
-    note = "" if result.ok else f" (files restored; dockerd did not take the restore either{_said(result)})"
+    note = "" if result.ok else restore_not_taken(action, cause, script_error(result.stderr), _said(result))
     if result.ok and isinstance(cause, CanaryError) and cause.removed and options.canary_image:
-        note += _canary_back(transport, options)
+        # The canary is pulled back with the previous trust: the error says where it ends up.
+        back = _canary_back(transport, options, options.canary_image)
+        return _done(base, timeline, "rolled_back", error=f"{cause.pull_error}; rolled back{back}")
     return _done(base, timeline, "rolled_back", error=f"{cause}; rolled back{note}")
+
+
+def restore_not_taken(action: str, cause: BaseException, refused: str, said: str) -> str:
+    """The roll-back's note where its files went back but its reload or restart failed (``refused``:
+    its script's error; ``said``: the unit's journal). A reload that failed in the apply too was never
+    done (systemd refused the job): dockerd runs what it ran before, and took no restore to refuse.
+
+    >>> restore_not_taken("reload", ReloadError("reload of dockerd failed: Job type reload is not applicable"),
+    ...                   "reload of dockerd failed: Job type reload is not applicable", "")
+    ' (files restored; the reload failed again: dockerd was never reloaded, and runs the configuration it had before)'
+    """
+    if action == "reload" and isinstance(cause, ReloadError):
+        again = "" if refused.removesuffix(".") in str(cause) else f" ({refused})"
+        return (
+            f" (files restored; the reload failed again{again}: dockerd was never reloaded, and runs "
+            "the configuration it had before)"
+        )
+    return f" (files restored; dockerd did not take the restore either{said})"
 
 
 def rollback_lock_wait(command_timeout: float) -> int:
@@ -637,14 +710,19 @@ def rollback_lock_wait(command_timeout: float) -> int:
     return max(1, int(min(ROLLBACK_LOCK_WAIT, command_timeout / 4)))
 
 
-def _canary_back(transport: Transport, options: RunOptions) -> str:
+def _canary_back(transport: Transport, options: RunOptions, image: str) -> str:
     """The canary was removed for a pull that failed: with the previous trust back, pull it again, so
     the host holds what it held (the pull that now works also says the previous trust still does)."""
     try:
-        _canary(transport, options, options.canary_image or "")
+        _canary(transport, options, image, (image_registry(image),))
+    except CanaryError as exc:
+        return (
+            f"; {image}, removed for the canary pull, could not be pulled back ({exc.pull_error}): "
+            f"it is no longer on this host"
+        )
     except TrustAgentError as exc:
-        return f"; the canary image could not be pulled back ({exc})"
-    return "; the canary image pulled back"
+        return f"; {image}, removed for the canary pull, could not be pulled back ({exc})"
+    return f"; {image}, removed for the canary pull, pulled back"
 
 
 def _engine_down(facts: DockerFacts) -> str | None:

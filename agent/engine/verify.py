@@ -6,9 +6,11 @@ and the canary pull proves the CA files end to end.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import shlex
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION, info_doc, live_info
@@ -121,14 +123,24 @@ def wait_for_live_config(
 
 
 class CanaryError(VerifyError):
-    """The canary pull failed; ``removed``: the canary was removed for it, so it is gone from the host."""
+    """The canary pull failed; ``removed``: the canary was removed for it, so it is gone from the host.
 
-    def __init__(self, message: str, *, removed: bool) -> None:
-        super().__init__(message)
+    ``pull_error`` is the pull's own failure; the message adds, where ``image`` was removed, that it is
+    no longer on the host (a caller that pulls it back says so instead)."""
+
+    def __init__(self, message: str, *, removed: bool, image: str | None = None) -> None:
+        gone = (
+            f"; {image} was removed before the pull (so that its blobs come through the storage) and is "
+            f"no longer on this host: docker pull {image} once the pull works"
+            if removed and image
+            else ""
+        )
+        super().__init__(message + gone)
         self.removed = removed
+        self.pull_error = message
 
 
-def canary_pull(api: Any, image: str) -> str:
+def canary_pull(api: Any, image: str, registries: Iterable[str]) -> str:
     """Pull ``image`` through the engine so that its blobs are fetched, through the storage redirect;
     raise :class:`CanaryError` with the engine's message on failure. Returns what the pull proved.
 
@@ -136,17 +148,41 @@ def canary_pull(api: Any, image: str) -> str:
     itself): it would pass with a wrong storage CA. So the canary is removed first where nothing else
     holds it (no other tag, no container, no image built on it); the pull puts it back, so the host
     ends as it was. Where something holds it, the pull fetches nothing and says it proved nothing.
+    An image of none of ``registries`` (the policy's) is neither removed nor pulled: its pull proves
+    nothing of the policy, and a failed one would leave it gone.
     """
+    domain = image_registry(image)
+    if domain not in set(registries):
+        return (
+            f"canary {image} not pulled: it is from {domain}, not one of the policy's registries, so "
+            "its pull would prove nothing of this policy"
+        )
     held = _remove_if_only_the_canary(api, image)
     try:
         _pull(api, image)
     except VerifyError as exc:
-        raise CanaryError(str(exc), removed=held == "removed") from exc
+        raise CanaryError(str(exc), removed=held == "removed", image=image) from exc
     if held in ("absent", "removed"):
         return f"canary pull {image}"
     return (
         f"canary pull {image} (on the host already, {held}: no blob fetched, the storage redirect unproved)"
     )
+
+
+def image_registry(reference: str) -> str:
+    """The registry an image reference is pulled from, as docker reads it (distribution's
+    ``splitDockerDomain``): the first component where it looks like a host, else ``docker.io``.
+
+    >>> image_registry("registry.test:443/test/img:1"), image_registry("lab/busybox:1")
+    ('registry.test:443', 'docker.io')
+    >>> image_registry("localhost/img"), image_registry("busybox")
+    ('localhost', 'docker.io')
+    """
+    first, slash, _ = reference.partition("/")
+    if not slash:
+        return "docker.io"
+    looks_like_a_host = any(c in first for c in ".:") or first == "localhost" or first.lower() != first
+    return first if looks_like_a_host else "docker.io"
 
 
 def _pull(api: Any, image: str) -> None:
@@ -189,3 +225,105 @@ def _remove_if_only_the_canary(api: Any, reference: str) -> str:
     if not any(isinstance(item, dict) and item.get("Deleted") == image_id for item in answer or []):
         return "held by an image built on it"  # untagged only: the image stays, the pull tags it again
     return "removed"
+
+
+# --- insecure CIDRs ---------------------------------------------------------------------------------
+
+# dockerd's own default insecure ranges (trust fact 14): in every /info, they alone ask for no lookup.
+DEFAULT_INSECURE_CIDRS = frozenset({"127.0.0.0/8", "::1/128"})
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def insecure_cidrs(info: Mapping[str, Any]) -> list[IpNetwork]:
+    """The engine's ``RegistryConfig.InsecureRegistryCIDRs`` (``"insecure-registries"`` entries that are
+    ranges, and its defaults), as networks; what does not parse is left out."""
+    config = info.get("RegistryConfig")
+    listed = config.get("InsecureRegistryCIDRs") if isinstance(config, Mapping) else None
+    found: list[IpNetwork] = []
+    for entry in listed if isinstance(listed, list) else []:
+        try:
+            found.append(ipaddress.ip_network(str(entry), strict=False))
+        except ValueError:
+            continue
+    return found
+
+
+def _host_of(registry: str) -> str:
+    """``registry.test:5000`` → ``registry.test``; ``[::1]:5000`` → ``::1``."""
+    if registry.startswith("["):
+        return registry[1:].partition("]")[0]
+    return registry.rpartition(":")[0] if registry.count(":") == 1 else registry
+
+
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _unlisted(info: Mapping[str, Any], registries: Iterable[str]) -> list[str]:
+    """The registries ``IndexConfigs`` does not name: for them alone the insecure ranges decide (moby
+    registry ``isSecureIndex``: a name listed there decides by its own ``Secure``)."""
+    config = info.get("RegistryConfig")
+    index = (config.get("IndexConfigs") if isinstance(config, Mapping) else None) or {}
+    return [r for r in registries if not (isinstance(index, Mapping) and r in index)]
+
+
+def names_to_resolve(info: Mapping[str, Any], registries: Iterable[str]) -> list[str]:
+    """The host names of ``registries`` whose addresses decide whether dockerd verifies them: only
+    where the engine has an insecure range beyond its defaults (those never cover a registry reached
+    over the network), and not for an IP literal, which needs no lookup."""
+    if not {str(n) for n in insecure_cidrs(info)} - DEFAULT_INSECURE_CIDRS:
+        return []
+    hosts = (_host_of(r) for r in _unlisted(info, registries))
+    return list(dict.fromkeys(h for h in hosts if _ip_literal(h) is None))
+
+
+def covered_by_cidrs(
+    info: Mapping[str, Any], registries: Iterable[str], addresses: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """The registries dockerd does not verify because an insecure range covers their address: an IP
+    literal's own, else each of ``addresses[host]`` (the host's own resolution, as dockerd looks it up).
+
+    >>> info = {"RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["198.51.100.0/24"]}}
+    >>> covered_by_cidrs(info, ["registry.test"], {"registry.test": ["198.51.100.10"]})
+    ["insecure-registries range 198.51.100.0/24 covers registry.test's address 198.51.100.10 as the host resolves it: dockerd does not verify registry.test's TLS"]
+    """
+    networks = insecure_cidrs(info)
+    found = []
+    for registry in _unlisted(info, registries):
+        host = _host_of(registry)
+        literal = _ip_literal(host)
+        candidates = [str(literal)] if literal is not None else addresses.get(host, ())
+        for address in candidates:
+            ip = _ip_literal(address)
+            network = next((n for n in networks if ip is not None and ip in n), None)
+            if network is not None:
+                how = "" if literal is not None else " as the host resolves it"
+                found.append(
+                    f"insecure-registries range {network} covers {registry}'s address {address}{how}: "
+                    f"dockerd does not verify {registry}'s TLS"
+                )
+                break
+    return found
+
+
+def resolve_command(hosts: Sequence[str]) -> str:
+    """One shell command that prints ``@@ta host <name>`` then ``getent ahosts <name>``'s lines, for each."""
+    return "; ".join(f"echo {shlex.quote('@@ta host ' + h)}; getent ahosts {shlex.quote(h)}" for h in hosts)
+
+
+def resolved_addresses(text: str) -> dict[str, list[str]]:
+    """:func:`resolve_command`'s output → the addresses of each name (first column of getent's lines)."""
+    found: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("@@ta host "):
+            current = found.setdefault(line.removeprefix("@@ta host "), [])
+        elif current is not None and line.split():
+            address = line.split()[0]
+            if address not in current:
+                current.append(address)
+    return found

@@ -57,6 +57,18 @@ class DockerFacts:
     unit_masked: bool = False
     unit_flags: tuple[str, ...] | None = None  # docker.service's ExecStart flags (None: not read)
     running_flags: tuple[str, ...] = ()  # the running dockerd's own (empty: not read)
+    # daemon.json exists but the login could not read it ("permission denied"): ``daemon_json`` is None
+    # then, and says nothing of what the file holds.
+    daemon_json_unreadable: str | None = None
+    # certs.d directories that are symbolic links on a live host (dockerd reads through
+    # them), with their resolved targets; ``cert_owners`` holds the target's owner and mode.
+    cert_dir_links: Mapping[str, str] = field(default_factory=dict)
+    # Why such a link cannot be trusted (a hop through a directory another user can write in, a link
+    # not root's), by registry.
+    cert_dir_link_problems: Mapping[str, str] = field(default_factory=dict)
+    # Where docker.service has no ExecReload (None: it has one, or its unit was not read): what says so,
+    # e.g. "/etc/systemd/system/docker.service.d/x.conf clears it". systemctl then refuses a reload.
+    unit_reload_missing: str | None = None
 
     @property
     def next_start_flags(self) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from agent.engine.apply_script import (
     EXIT_INVALID,
     ROLLBACK_LOCK_WAIT,
     RUNNING_FLAG_CHECK,
+    _directory_link_lines,
     _link_chain_lines,
     build_apply_script,
     inverse,
@@ -932,3 +933,44 @@ def test_a_put_aside_record_is_not_put_back_over_a_record(root: Path) -> None:
     assert status == 0, err
     assert (state_dir / "docker-state.json").read_bytes() == b"current\n"
     assert not leftovers(root)
+
+
+def test_a_linked_certs_d_directory_is_walked_again_before_a_live_apply_writes_through_it(
+    tmp_path: Path,
+) -> None:
+    """The gather found certs.d/<registry> a link with a safe chain; by the apply, the directory it is
+    in has become writable by others: nothing is written, the directory and the link named."""
+    certs = tmp_path / "etc/docker/certs.d"
+    certs.mkdir(parents=True)
+    (tmp_path / "srv/regdir").mkdir(parents=True)
+    link = certs / "registry.test"
+    link.symlink_to(tmp_path / "srv/regdir")
+    certs.chmod(0o777)
+    check = "\n".join(_directory_link_lines([str(link)], with_function=True))
+    status, err = run(tmp_path, f'R=\'\'\nfail() {{ echo "$2" >&2; exit "$1"; }}\n{check}\necho walked\n')
+    assert status == EXIT_CHANGED
+    assert err.strip() == (
+        f"{certs} is writable by a user other than root, and the CA files dockerd trusts are written "
+        f"through it (the link {link} -> {tmp_path / 'srv/regdir'}): make {certs} root's alone (chown "
+        "root, chmod go-w); nothing written"
+    )
+
+
+def test_a_linked_certs_d_directory_is_walked_only_where_the_plan_writes_in_it(root: Path) -> None:
+    linked = f"{CERTS}/registry.test"
+    cert = FileChange(f"{linked}/trust-agent-x.crt", "create", None, b"CA\n")
+    other = FileChange(f"{CERTS}/other.test/trust-agent-x.crt", "create", None, b"CA\n")
+
+    def script(*changes: FileChange) -> str:
+        return build_apply_script(
+            HostPlan(changes=changes), engine_action="none", init=None, directory_links=[linked]
+        )
+
+    assert "ta_link_chain" not in script(other)
+    walked = script(cert, other)
+    assert walked.count("ta_link_chain() {") == 1 and f"ta_link_chain {linked} ||" in walked
+    # A --root tree resolves no link: the check is for a live host only.
+    (root / "etc/docker/certs.d/registry.test").mkdir()
+    status, err = run(root, walked)
+    assert status == 0, err
+    assert (root / "etc/docker/certs.d/registry.test/trust-agent-x.crt").read_bytes() == b"CA\n"

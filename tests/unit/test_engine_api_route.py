@@ -17,8 +17,9 @@ import requests
 
 from agent.engine import verify
 from agent.engine.gather import gather_live
+from agent.engine.reconcile import restore_not_taken
 from agent.engine.verify import read_live_info
-from agent.errors import VerifyError
+from agent.errors import ReloadError, VerifyError
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.engine_http import EngineReply, read_reply, request_bytes
 from agent.hosts.local import LocalTransport
@@ -297,3 +298,133 @@ def test_a_failed_canary_pull_is_told_in_the_engines_words_without_the_sdks_url(
     assert str(failed.value) == (
         "canary pull of registry.test/nope:1 failed: 404: manifest for registry.test/nope:1 not found"
     )
+
+
+# --- the canary image ---------------------------------------------------------------------------------
+
+
+class CanaryEngine:
+    """An engine API holding ``held`` (reference → image ID) whose pulls fail with ``refusal``."""
+
+    def __init__(self, held: dict[str, str], refusal: str | None = None) -> None:
+        self.held = dict(held)
+        self.refusal = refusal
+        self.calls: list[str] = []
+
+    def inspect_image(self, reference: str) -> dict[str, Any]:
+        self.calls.append(f"inspect {reference}")
+        if reference not in self.held:
+            raise docker.errors.ImageNotFound("no such image")
+        return {"Id": self.held[reference], "RepoTags": [reference]}
+
+    def remove_image(self, reference: str, noprune: bool = False) -> list[dict[str, str]]:
+        self.calls.append(f"remove {reference}")
+        return [{"Untagged": reference}, {"Deleted": self.held.pop(reference)}]
+
+    def pull(self, image: str, **_: object) -> Iterator[dict[str, str]]:
+        self.calls.append(f"pull {image}")
+        if self.refusal is not None:
+            yield {"error": self.refusal}
+            return
+        self.held[image] = "sha256:new"
+        yield {"status": "Downloaded newer image"}
+
+
+def test_a_canary_of_no_registry_of_the_policy_is_neither_removed_nor_pulled() -> None:
+    """lab/busybox:1 (docker.io's, unreachable) was removed, its pull failed, and it stayed gone."""
+    engine = CanaryEngine({"lab/busybox:1": "sha256:b"}, refusal="dial tcp: lookup registry-1.docker.io")
+    said = verify.canary_pull(engine, "lab/busybox:1", ["registry.test"])
+    assert engine.held == {"lab/busybox:1": "sha256:b"} and engine.calls == []
+    assert said == (
+        "canary lab/busybox:1 not pulled: it is from docker.io, not one of the policy's registries, so "
+        "its pull would prove nothing of this policy"
+    )
+
+
+def test_a_canary_removed_for_a_pull_that_fails_is_said_to_be_gone_from_the_host() -> None:
+    image = "registry.test/test/gone:1"
+    engine = CanaryEngine({image: "sha256:g"}, refusal="manifest unknown")
+    with pytest.raises(verify.CanaryError) as failed:
+        verify.canary_pull(engine, image, ["registry.test"])
+    assert engine.calls == [f"inspect {image}", f"remove {image}", f"pull {image}"]
+    assert (
+        failed.value.removed and failed.value.pull_error == f"canary pull of {image} failed: manifest unknown"
+    )
+    assert str(failed.value) == (
+        f"canary pull of {image} failed: manifest unknown; {image} was removed before the pull (so that its "
+        f"blobs come through the storage) and is no longer on this host: docker pull {image} once the pull works"
+    )
+
+
+@pytest.mark.parametrize(
+    ("reference", "registry"),
+    [
+        ("registry.test/test/img:1", "registry.test"),
+        ("registry.test:443/test/img@sha256:" + "0" * 64, "registry.test:443"),
+        ("localhost/img", "localhost"),
+        ("Upper/img", "Upper"),
+        ("lab/busybox:1", "docker.io"),
+        ("busybox", "docker.io"),
+    ],
+)
+def test_an_images_registry_is_read_as_docker_reads_it(reference: str, registry: str) -> None:
+    assert verify.image_registry(reference) == registry
+
+
+# --- insecure ranges ------------------------------------------------------------------------------------
+
+
+def registry_config(cidrs: list[str], listed: dict[str, Any] | None = None) -> dict[str, Any]:
+    index = {"docker.io": {"Secure": True}, **(listed or {})}
+    return {"RegistryConfig": {"IndexConfigs": index, "InsecureRegistryCIDRs": cidrs}}
+
+
+def test_an_insecure_range_covering_the_registrys_address_is_a_breach() -> None:
+    """ "insecure-registries": ["198.51.100.0/24"]: pulls worked with certs.d removed, verify said verified."""
+    info = registry_config(["127.0.0.0/8", "198.51.100.0/24"])
+    assert verify.names_to_resolve(info, ["registry.test", "registry.test:443"]) == ["registry.test"]
+    addresses = verify.resolved_addresses(
+        "@@ta host registry.test\n198.51.100.10   STREAM registry.test\n198.51.100.10   DGRAM  \n"
+    )
+    assert addresses == {"registry.test": ["198.51.100.10"]}
+    assert verify.covered_by_cidrs(info, ["registry.test"], addresses) == [
+        "insecure-registries range 198.51.100.0/24 covers registry.test's address 198.51.100.10 as the host "
+        "resolves it: dockerd does not verify registry.test's TLS"
+    ]
+    assert verify.covered_by_cidrs(info, ["registry.test"], {"registry.test": ["203.0.113.5"]}) == []
+
+
+def test_only_a_range_beyond_the_defaults_asks_for_a_lookup_and_a_listed_name_decides_alone() -> None:
+    assert verify.names_to_resolve(registry_config(["127.0.0.0/8", "::1/128"]), ["registry.test"]) == []
+    listed = registry_config(["198.51.100.0/24"], {"registry.test": {"Secure": True}})
+    assert verify.names_to_resolve(listed, ["registry.test"]) == []
+    assert verify.covered_by_cidrs(listed, ["registry.test"], {"registry.test": ["198.51.100.10"]}) == []
+
+
+def test_an_ip_literal_registry_is_judged_with_no_lookup_against_every_range() -> None:
+    info = registry_config(["127.0.0.0/8"])
+    assert verify.names_to_resolve(info, ["127.0.0.1:5000"]) == []
+    assert verify.covered_by_cidrs(info, ["127.0.0.1:5000", "198.51.100.10:443"], {}) == [
+        "insecure-registries range 127.0.0.0/8 covers 127.0.0.1:5000's address 127.0.0.1: dockerd does not "
+        "verify 127.0.0.1:5000's TLS"
+    ]
+
+
+def test_the_lookup_is_one_command_for_every_name() -> None:
+    assert verify.resolve_command(["registry.test", "it's"]) == (
+        "echo '@@ta host registry.test'; getent ahosts registry.test; "
+        "echo '@@ta host it'\"'\"'s'; getent ahosts 'it'\"'\"'s'"
+    )
+
+
+# --- a roll-back whose reload systemd refuses ------------------------------------------------------------
+
+
+def test_a_roll_back_whose_reload_failed_as_the_applys_did_does_not_say_dockerd_refused_the_restore() -> None:
+    refused = "reload of dockerd failed: Job type reload is not applicable for unit docker.service."
+    note = restore_not_taken("reload", ReloadError(refused), refused, "")
+    assert note == (
+        " (files restored; the reload failed again: dockerd was never reloaded, and runs the configuration "
+        "it had before)"
+    )
+    assert "did not take the restore" in restore_not_taken("reload", VerifyError("live config"), refused, "")

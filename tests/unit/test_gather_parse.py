@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from agent.engine.gather import (
     live_info,
     parse_gather_output,
 )
-from agent.engine.host_plan import unit_blockers
+from agent.engine.host_plan import insecure_flag_warnings, plan_for_host, unit_blockers
 from agent.engine.options import RunOptions
 from agent.engine.reconcile import reconcile
 from agent.engine.verify import live_config_unjudged
@@ -32,6 +33,7 @@ from agent.hosts.local import LocalTransport
 from agent.runtimes.docker import plan_docker
 from agent.runtimes.docker_facts import CERTS_DIR, DockerFacts
 from agent.runtimes.plan import HostPlan
+from agent.trust import TrustPolicy
 from tests.unit.test_docker_plan import ca_policy
 
 UNIT = b"""# /lib/systemd/system/docker.service
@@ -508,6 +510,7 @@ ACTIVE_UNIT = """# /usr/lib/systemd/system/docker.service
 [Service]
 EnvironmentFile=-/etc/default/docker
 ExecStart=/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock $DOCKER_OPTS
+ExecReload=/bin/kill -s HUP $MAINPID
 """
 
 
@@ -816,3 +819,261 @@ def test_leftover_records_are_host_paths_of_the_names_a_run_gives(
 ) -> None:
     records = _records(f"@@ta begin 1\n{record}\n@@ta end\n")
     assert leftovers_of(records, root).files == ((kept,) if kept else ())
+
+
+# --- a daemon.json the login cannot read ------------------------------------------------------------
+
+
+def a_tree_gather(*records: str) -> str:
+    return "\n".join(["@@ta begin 1", *records, "@@ta end"]) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("payload", "content", "why"),
+    [
+        ("!denied", None, "permission denied"),
+        (b64(b'{"de') + "!", None, "read error"),
+        ("", b"", None),
+    ],
+)
+def test_a_daemon_json_that_cannot_be_read_is_told_from_an_empty_one(
+    payload: str, content: bytes | None, why: str | None
+) -> None:
+    """The gather's read turned a refused one into empty content: the plan showed daemon.json as a
+    new file holding insecure-registries alone."""
+    facts = parse_gather_output(a_tree_gather("@@ta daemon-json", payload))
+    assert (facts.daemon_json, facts.daemon_json_unreadable) == (content, why)
+
+
+def test_the_gather_says_permission_denied_for_a_daemon_json_the_login_may_not_read() -> None:
+    """Run as a login that is not root (uid 65534), on a tree whose daemon.json is root's 0600 (in a
+    directory of /tmp that login can reach: pytest's own are root's alone)."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as tree:
+        os.chmod(tree, 0o755)
+        (Path(tree) / "etc/docker").mkdir(parents=True)
+        (Path(tree) / "etc/docker/daemon.json").write_bytes(b'{"debug": true}')
+        os.chmod(Path(tree) / "etc/docker/daemon.json", 0o600)
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-s", "--"]
+        run = subprocess.run(
+            [*argv, tree, "/etc/docker/daemon.json", "", "n"],
+            input=GATHER_SCRIPT.encode(),
+            capture_output=True,
+            check=True,
+        )
+        facts = parse_gather_output(run.stdout.decode(), root=tree)
+    assert (facts.daemon_json, facts.daemon_json_unreadable) == (None, "permission denied")
+
+
+def unreadable_facts(**kw: object) -> DockerFacts:
+    base: dict[str, object] = {"init": "systemd", "engine_version": "20.10.24", "engine_running": True}
+    base.update(kw)
+    return DockerFacts(daemon_json_unreadable="permission denied", **base)  # type: ignore[arg-type]
+
+
+def test_a_daemon_json_that_cannot_be_read_is_never_planned_as_new_and_refuses_a_policy_that_needs_it() -> (
+    None
+):
+    policy = TrustPolicy(
+        registries=("registry.test",), storage_endpoint="s:9000", storage_scheme="https", insecure=True
+    )
+    plan = plan_for_host(
+        policy, unreadable_facts(), None, restart_policy="auto", allow_restart=False, read_info=lambda: None
+    ).plan
+    assert all(change.path != "/etc/docker/daemon.json" for change in plan.changes), plan.changes
+    assert any(
+        b.startswith("/etc/docker/daemon.json cannot be read (permission denied): ") for b in plan.blockers
+    ), plan.blockers
+
+
+def test_a_daemon_json_that_cannot_be_read_is_said_where_the_policy_needs_no_change_there() -> None:
+    plan = plan_for_host(
+        ca_policy("registry.test"),
+        unreadable_facts(),
+        None,
+        restart_policy="auto",
+        allow_restart=False,
+        read_info=lambda: None,
+    ).plan
+    assert not plan.blockers
+    assert any("/etc/docker/daemon.json cannot be read (permission denied)" in w for w in plan.warnings)
+
+
+# --- a certs.d directory that is a symbolic link ------------------------------------------------------
+
+
+def linked_dir_gather(*records: str) -> str:
+    return a_gather("@@ta certs-dir", "@@ta dir registry.test", *records)
+
+
+def test_a_linked_certs_d_directory_is_judged_by_its_target_not_the_links_own_mode() -> None:
+    """Every run was refused with "certs.d/registry.test/ is mode 0777": the link's own mode."""
+    facts = parse_gather_output(
+        linked_dir_gather(
+            "@@ta dir-link registry.test",
+            b64(b"/srv/regdir\n"),
+            "@@ta link-owner 0 /etc/docker/certs.d/registry.test",
+            "@@ta owner 0 755 /etc/docker/certs.d/registry.test",
+        )
+    )
+    assert facts.cert_dir_links == {"registry.test": "/srv/regdir"}
+    assert facts.cert_owners == {"registry.test": (0, 0o755)}
+    assert facts.cert_dir_link_problems == {}
+    plan = plan_for_host(
+        ca_policy("registry.test"),
+        facts,
+        None,
+        restart_policy="auto",
+        allow_restart=False,
+        read_info=lambda: None,
+    ).plan
+    assert not plan.blockers
+
+
+@pytest.mark.parametrize(
+    ("records", "said"),
+    [
+        (
+            [
+                "@@ta dir-unsafe-hop registry.test",
+                b64(b"/srv\n/etc/docker/certs.d/registry.test\n/srv/regdir"),
+                "@@ta link-owner 0 /etc/docker/certs.d/registry.test",
+                "@@ta owner 0 755 /etc/docker/certs.d/registry.test",
+            ],
+            "/srv is writable by a user other than root, and /etc/docker/certs.d/registry.test is reached "
+            "through it (the link /etc/docker/certs.d/registry.test -> /srv/regdir)",
+        ),
+        (
+            [
+                "@@ta dir-link registry.test",
+                b64(b"/srv/regdir\n"),
+                "@@ta link-owner 1000 /etc/docker/certs.d/registry.test",
+                "@@ta owner 0 755 /etc/docker/certs.d/registry.test",
+            ],
+            "/etc/docker/certs.d/registry.test is a symbolic link owned by uid 1000, not root",
+        ),
+        (
+            [
+                "@@ta dir-link registry.test",
+                b64(b"/srv/regdir\n"),
+                "@@ta link-owner 0 /etc/docker/certs.d/registry.test",
+                "@@ta owner 0 777 /etc/docker/certs.d/registry.test",
+            ],
+            "/etc/docker/certs.d/registry.test is a symbolic link to /srv/regdir, which is mode 0777 (group- and other-writable)",
+        ),
+    ],
+)
+def test_a_linked_certs_d_directory_that_cannot_be_trusted_refuses_the_host_naming_the_link(
+    records: list[str], said: str
+) -> None:
+    facts = parse_gather_output(linked_dir_gather(*records))
+    plan = plan_for_host(
+        ca_policy("registry.test"),
+        facts,
+        None,
+        restart_policy="auto",
+        allow_restart=False,
+        read_info=lambda: None,
+    ).plan
+    assert len(plan.blockers) == 1 and plan.blockers[0].startswith(said), plan.blockers
+    assert plan.blockers[0].endswith("then run again (nothing written)")
+    # Not a registry of the policy: not this run's to refuse.
+    other = plan_for_host(
+        ca_policy("other.test"),
+        facts,
+        None,
+        restart_policy="auto",
+        allow_restart=False,
+        read_info=lambda: None,
+    ).plan
+    assert not other.blockers
+
+
+def test_the_gather_walks_a_linked_certs_d_directory_and_reads_its_targets_owner(tmp_path: Path) -> None:
+    """The gather's own shell, on this machine's root-owned /tmp tree (a live host's branch: R empty is
+    not possible here, so the function is run by itself)."""
+    target = tmp_path / "regdir"
+    target.mkdir(mode=0o755)
+    certs = tmp_path / "certs.d"
+    certs.mkdir()
+    (certs / "registry.test").symlink_to(target)
+    start = GATHER_SCRIPT.index("ta_dir_link() {")
+    function = GATHER_SCRIPT[start : GATHER_SCRIPT.index("\n}\n", start) + 3]
+    run = subprocess.run(
+        [
+            "sh",
+            "-c",
+            LINK_CHAIN_FUNCTION + function + 'ta_dir_link "$1" registry.test',
+            "sh",
+            str(certs / "registry.test"),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    lines = run.stdout.decode().splitlines()
+    # tmp_path's parents include /tmp (1777): the chain is refused, naming it.
+    assert lines[0] == "@@ta dir-unsafe-hop registry.test", lines
+    assert base64.b64decode(lines[1]).decode().split("\n")[0] == "/tmp"
+    assert lines[2] == f"@@ta link-owner {os.getuid()} {certs / 'registry.test'}"
+    assert lines[3] == f"@@ta owner {os.getuid()} 755 {certs / 'registry.test'}"
+
+
+# --- docker.service without ExecReload ----------------------------------------------------------------
+
+CLEARED_RELOAD = (
+    ACTIVE_UNIT + "\n# /etc/systemd/system/docker.service.d/no-reload.conf\n[Service]\nExecReload=\n"
+)
+
+
+def test_a_unit_whose_drop_in_clears_exec_reload_refuses_a_reload_before_anything_is_written() -> None:
+    """systemctl reload said "Job type reload is not applicable" after the files were written, and
+    the host was rolled back, on every run."""
+    facts = parse_gather_output(a_gather(unit=CLEARED_RELOAD))
+    assert facts.unit_reload_missing == "/etc/systemd/system/docker.service.d/no-reload.conf clears it"
+    blockers = unit_blockers(facts, HostPlan(engine_action="reload"))
+    assert blockers == [
+        "docker.service has no ExecReload (/etc/systemd/system/docker.service.d/no-reload.conf clears it): "
+        "a reload is not possible (systemctl reload refuses it); give the unit its ExecReload back (then "
+        "systemctl daemon-reload), or let trust-agent restart dockerd instead (--restart-policy restart), "
+        "then run again (nothing written)"
+    ]
+    assert unit_blockers(facts, HostPlan(engine_action="restart")) == []
+    assert unit_blockers(facts, HostPlan(engine_action="none")) == []
+
+
+@pytest.mark.parametrize(
+    ("unit", "missing"),
+    [
+        (ACTIVE_UNIT, None),
+        (
+            CLEARED_RELOAD
+            + "# /etc/systemd/system/docker.service.d/z.conf\n[Service]\nExecReload=/bin/true\n",
+            None,
+        ),
+        (ACTIVE_UNIT.replace("ExecReload=/bin/kill -s HUP $MAINPID\n", ""), "its unit gives none"),
+        ("# Unit docker.service is masked.\n", None),
+    ],
+)
+def test_exec_reload_is_read_from_the_unit_as_systemd_merges_its_drop_ins(
+    unit: str, missing: str | None
+) -> None:
+    assert parse_gather_output(a_gather(unit=unit)).unit_reload_missing == missing
+
+
+# --- a registry insecure by dockerd's command line -----------------------------------------------------
+
+
+def test_a_registry_made_insecure_by_a_flag_is_warned_of_naming_the_flag_and_where_it_is() -> None:
+    unit = ACTIVE_UNIT + (
+        "\n# /etc/systemd/system/docker.service.d/x.conf\n[Service]\nExecStart=\n"
+        "ExecStart=/usr/sbin/dockerd -H fd:// --insecure-registry registry.test\n"
+    )
+    facts = parse_gather_output(a_gather(unit=unit))
+    assert insecure_flag_warnings(ca_policy("registry.test", "other.test"), facts) == (
+        "registry.test: dockerd's command line has --insecure-registry registry.test "
+        "(/etc/systemd/system/docker.service.d/x.conf), though the policy verifies its TLS: dockerd does "
+        "not verify registry.test; remove the flag there",
+    )
+    skip = TrustPolicy(
+        registries=("registry.test",), storage_endpoint="s:9000", storage_scheme="https", insecure=True
+    )
+    assert insecure_flag_warnings(skip, facts) == ()

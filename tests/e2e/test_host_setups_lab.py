@@ -1,0 +1,276 @@
+"""Hosts set up in ways a fleet really has: a canary image that cannot come back, a login that is not
+root, certs.d reached through a link, a registry made insecure by a flag or by an address range, and a
+docker.service that cannot reload. Each host is put back as it was."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.probes import (
+    LAB_DAEMON_JSON,
+    by_host,
+    ca_args,
+    docker_tree,
+    pull,
+    runs_secure_for_the_registry,
+    skip_args,
+)
+from tests.lab import Host, Lab
+
+pytestmark = pytest.mark.lab
+
+DROP_INS = "/etc/systemd/system/docker.service.d"
+
+
+def agent(
+    lab: Lab, command: str, host: Host, *args: str, inventory: Path | None = None
+) -> tuple[int, dict[str, Any], str]:
+    """Run ``trust-agent COMMAND`` on ``host`` alone (the lab's CA source unless ``args`` give one);
+    (exit code, its outcome, stderr)."""
+    source = () if "--source" in args else tuple(ca_args(lab))
+    if command == "verify":
+        args = ("--resolve", f"{lab.registry}:{lab.state['registry']['address']}", *args)
+    proc = lab.run_agent(
+        command,
+        "-i",
+        str(inventory or lab.inventory_yml),
+        *source,
+        "--limit",
+        host.name,
+        *args,
+        "--format",
+        "json",
+    )
+    assert proc.stdout.strip().startswith("{"), (
+        f"{command}: no report (exit {proc.returncode}): {proc.stderr}"
+    )
+    return proc.returncode, by_host(json.loads(proc.stdout))[host.name], proc.stderr
+
+
+def converged(lab: Lab, host: Host) -> None:
+    code, outcome, err = agent(lab, "rollout", host)
+    assert (code, outcome["status"]) == (0, "changed"), (err, outcome)
+
+
+def image_there(lab: Lab, host: Host, image: str) -> bool:
+    return lab.ssh(host, f"docker image inspect {shlex.quote(image)}", check=False).returncode == 0
+
+
+@contextmanager
+def unit_drop_in(lab: Lab, host: Host, name: str, text: str) -> Iterator[None]:
+    """docker.service on ``host`` with the drop-in ``name`` holding ``text``, restarted; removed after."""
+    path = f"{DROP_INS}/{name}"
+    lab.ssh(
+        host,
+        f"mkdir -p {DROP_INS} && cat > {path} && systemctl daemon-reload && systemctl restart docker",
+        input=text,
+    )
+    try:
+        yield
+    finally:
+        lab.ssh(host, f"rm -f {path} && systemctl daemon-reload && systemctl restart docker")
+
+
+# --- 1. the canary image ------------------------------------------------------------------------------
+
+
+def test_a_canary_of_another_registry_is_left_on_the_host(lab: Lab) -> None:
+    """``--canary-image lab/busybox:1`` (docker.io's, which the lab cannot reach) was removed for the
+    pull, the pull failed, and the image stayed gone. Its pull proves nothing of the policy: it is
+    neither removed nor pulled (whether the command line refuses it first or not)."""
+    host = lab.hosts[0]
+    assert image_there(lab, host, lab.runnable_image)
+    proc = lab.run_agent(
+        "rollout", "-i", str(lab.inventory_yml), *ca_args(lab), "--limit", host.name,
+        "--canary-image", lab.runnable_image, "--format", "json",
+    )  # fmt: skip
+    assert image_there(lab, host, lab.runnable_image), (proc.returncode, proc.stdout, proc.stderr)
+    report = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+    outcome = by_host(report).get(host.name) if report.get("hosts") else None
+    assert outcome is None or "removed" not in (outcome["error"] or ""), outcome
+
+
+def test_a_canary_removed_for_a_pull_that_fails_is_said_to_be_gone(lab: Lab) -> None:
+    """A converged host holding an image of the registry that the registry does not have: the image is
+    removed so that the pull fetches its blobs, the pull fails, and the error says the image is gone."""
+    host = lab.hosts[0]
+    converged(lab, host)
+    gone = f"{lab.registry}/test/gone-{host.name}:1"
+    lab.ssh(host, f"tar cf - --files-from /dev/null | docker import - {gone} >/dev/null")
+    assert image_there(lab, host, gone)
+
+    code, outcome, err = agent(lab, "rollout", host, "--canary-image", gone)
+    assert (code, outcome["status"]) == (1, "failed"), (err, outcome)
+    assert f"{gone} was removed before the pull" in outcome["error"], outcome["error"]
+    assert "is no longer on this host" in outcome["error"]
+    assert not image_there(lab, host, gone)  # as the error says
+
+
+# --- 2. a login that is not root -----------------------------------------------------------------------
+
+
+@contextmanager
+def deploy_login(lab: Lab, host: Host, tmp_path: Path) -> Iterator[Path]:
+    """An inventory logging in to ``host`` as the lab's ``deploy`` user (no --become), daemon.json
+    root's 0600 there; 0644 again after."""
+    lab.ssh(host, "chmod 600 /etc/docker/daemon.json")
+    inventory = yaml.safe_load(lab.inventory_yml.read_text())
+    inventory["hosts"][host.name]["user"] = "deploy"
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump(inventory))
+    try:
+        yield path
+    finally:
+        lab.ssh(host, "chmod 644 /etc/docker/daemon.json")
+
+
+def test_a_daemon_json_the_login_cannot_read_is_said_so_and_not_shown_as_a_new_file(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """``plan`` showed daemon.json as a new file holding insecure-registries alone (``@@ -0,0 +1,6 @@``):
+    the read refused was taken for an empty file."""
+    host = lab.hosts[1]
+    with deploy_login(lab, host, tmp_path) as inventory:
+        code, outcome, err = agent(lab, "plan", host, *skip_args(lab, tmp_path), inventory=inventory)
+    assert code == 1, (err, outcome)
+    changed = [change["path"] for change in outcome["changes"]]
+    assert "/etc/docker/daemon.json" not in changed, outcome
+    assert "/etc/docker/daemon.json cannot be read (permission denied)" in outcome["error"], outcome
+
+
+# --- 3. certs.d/<registry> a link ----------------------------------------------------------------------
+
+
+@contextmanager
+def linked_certs_dir(lab: Lab, host: Host) -> Iterator[str]:
+    """certs.d/<registry> on ``host`` a link to /srv/regdir, root's 0755; removed after."""
+    link = f"/etc/docker/certs.d/{lab.registry}"
+    lab.ssh(
+        host, f"mkdir -p /etc/docker/certs.d && install -d -m 755 /srv/regdir && ln -sfn /srv/regdir {link}"
+    )
+    try:
+        yield link
+    finally:
+        lab.ssh(host, f"chmod 755 /srv; rm -f {link}; rm -rf /srv/regdir")
+
+
+def test_a_certs_d_directory_linked_to_a_root_owned_one_is_written_through_and_verified(lab: Lab) -> None:
+    """Every run after the first was refused: "certs.d/registry.test/ is mode 0777", the link's own."""
+    host = lab.hosts[2]
+    with linked_certs_dir(lab, host) as link:
+        converged(lab, host)
+        listed = lab.ssh(host, "ls /srv/regdir").stdout.split()
+        assert listed == ["trust-agent-registry-ca.crt", "trust-agent-storage-ca.crt"]
+        assert lab.ssh(host, f"test -L {link} && echo link").stdout.strip() == "link"
+        code, outcome, err = agent(lab, "rollout", host)
+        assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)
+        code, outcome, err = agent(lab, "verify", host)
+        assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)
+        pull(lab, host)  # dockerd reads the storage CA through the link
+
+
+def test_a_certs_d_link_through_a_directory_others_can_write_is_refused_naming_the_link(lab: Lab) -> None:
+    host = lab.hosts[2]
+    with linked_certs_dir(lab, host) as link:
+        lab.ssh(host, "chmod 777 /srv")
+        before = docker_tree(lab, host)
+        code, outcome, err = agent(lab, "rollout", host)
+        assert (code, outcome["status"]) == (1, "failed"), (err, outcome)
+        assert outcome["error"].startswith(
+            f"/srv is writable by a user other than root, and {link} is reached through it "
+            f"(the link {link} -> /srv/regdir)"
+        ), outcome["error"]
+        assert docker_tree(lab, host) == before
+        assert lab.ssh(host, "ls -A /srv/regdir").stdout == ""
+
+
+# --- 4. and 5. a registry insecure by a flag, or by an address range -------------------------------------
+
+
+def test_a_registry_made_insecure_by_a_flag_is_warned_of_by_a_rollout(lab: Lab) -> None:
+    host = lab.hosts[0]
+    flag = (
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// "
+        f"--containerd=/run/containerd/containerd.sock --insecure-registry {lab.registry}\n"
+    )
+    with unit_drop_in(lab, host, "insecure-flag.conf", flag):
+        code, outcome, err = agent(lab, "rollout", host)
+        assert code == 0, (err, outcome)
+        said = [w for w in outcome["warnings"] if "--insecure-registry" in w]
+        assert said == [
+            f"{lab.registry}: dockerd's command line has --insecure-registry {lab.registry} "
+            f"({DROP_INS}/insecure-flag.conf), though the policy verifies its TLS: dockerd does not verify "
+            f"{lab.registry}; remove the flag there"
+        ], outcome["warnings"]
+        assert agent(lab, "verify", host)[0] == 1
+
+
+@contextmanager
+def insecure_range(lab: Lab, host: Host, cidr: str) -> Iterator[None]:
+    """``host``'s daemon.json lists the range ``cidr`` as insecure, reloaded; after, the base file back
+    and dockerd restarted (a reload keeps a list whose key went, fact 11)."""
+    doc = {**json.loads(lab.ssh(host, f"cat {LAB_DAEMON_JSON}").stdout), "insecure-registries": [cidr]}
+    lab.ssh(host, "cat > /etc/docker/daemon.json && systemctl reload docker", input=json.dumps(doc))
+    deadline = time.monotonic() + 10
+    while cidr not in lab.ssh(host, "docker info --format '{{json .RegistryConfig}}'").stdout:
+        assert time.monotonic() < deadline, "dockerd did not load the range"
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        lab.ssh(host, f"cp {LAB_DAEMON_JSON} /etc/docker/daemon.json && systemctl restart docker")
+
+
+def test_an_insecure_range_covering_the_registrys_address_fails_verify_and_warns_a_rollout(lab: Lab) -> None:
+    """dockerd skips TLS checks for the registry (pulls work with certs.d removed), yet verify said
+    "verified: live config", exit 0."""
+    host = lab.hosts[1]
+    address = lab.state["registry"]["address"]
+    with insecure_range(lab, host, "198.51.100.0/24"):
+        assert runs_secure_for_the_registry(lab, host)  # IndexConfigs does not show it
+        code, outcome, err = agent(lab, "rollout", host)
+        assert code == 0, (err, outcome)
+        covered = (
+            f"insecure-registries range 198.51.100.0/24 covers {lab.registry}'s address {address} as the "
+            f"host resolves it: dockerd does not verify {lab.registry}'s TLS"
+        )
+        assert covered in outcome["warnings"], outcome["warnings"]
+        code, outcome, err = agent(lab, "verify", host)
+        assert (code, outcome["status"]) == (1, "failed"), (err, outcome)
+        assert outcome["error"].startswith(f"does not comply with the policy: {covered}"), outcome["error"]
+    # Without the range, the same host verifies.
+    code, outcome, err = agent(lab, "verify", host)
+    assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)
+
+
+# --- 6. docker.service without ExecReload ----------------------------------------------------------------
+
+
+def test_a_unit_without_exec_reload_refuses_a_reload_before_anything_is_written(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The rollout wrote, `systemctl reload` failed ("Job type reload is not applicable"), and the host
+    was rolled back "(files restored; dockerd did not take the restore either)", on every run."""
+    host = lab.hosts[2]
+    with unit_drop_in(lab, host, "no-reload.conf", "[Service]\nExecReload=\n"):
+        before = docker_tree(lab, host)
+        code, outcome, err = agent(lab, "rollout", host, *skip_args(lab, tmp_path))
+        assert (code, outcome["status"]) == (1, "failed"), (err, outcome)
+        assert outcome["error"].startswith(
+            f"docker.service has no ExecReload ({DROP_INS}/no-reload.conf clears it): a reload is not possible"
+        ), outcome["error"]
+        assert docker_tree(lab, host) == before
+        # A restart needs no ExecReload: the same host converges that way.
+        code, outcome, err = agent(
+            lab, "rollout", host, *skip_args(lab, tmp_path), "--restart-policy", "restart"
+        )
+        assert (code, outcome["status"]) == (0, "changed"), (err, outcome)
