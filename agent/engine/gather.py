@@ -25,7 +25,7 @@ from agent.hosts.base import Transport
 from agent.hosts.engine_http import ANSWER_TIMEOUT, ENGINE_SOCKET, PendingReply
 from agent.hosts.engine_wake import ASLEEP_FUNCTION
 from agent.runtimes.daemon_json_checks import config_file_flag
-from agent.runtimes.docker import api_elsewhere
+from agent.runtimes.docker import api_elsewhere, unsafe_owner
 from agent.runtimes.docker_facts import CERTS_DIR, DAEMON_JSON, STATE_FILE, DockerFacts
 from agent.runtimes.systemd_env import environment, expand_command, unit_environment
 from agent.trust import OWNED_PREFIX
@@ -723,7 +723,7 @@ class _LinkedDirs:
                     "does not write through it (make it root's: chown -h root)"
                 )
         for registry, target in self.targets.items():
-            unsafe = _unsafe(owners.get(registry))
+            unsafe = unsafe_owner(owners.get(registry))
             if unsafe is not None and registry not in found:
                 found[registry] = (
                     f"{CERTS_DIR}/{registry} is a symbolic link to {target}, which is {unsafe}: another "
@@ -731,17 +731,6 @@ class _LinkedDirs:
                     f"{target} root's alone: chown root:root, chmod 0755)"
                 )
         return found
-
-
-def _unsafe(owner: tuple[int, int] | None) -> str | None:
-    """What lets a user other than root write in a directory (``owner``: its uid and mode), or None."""
-    if owner is None:
-        return None
-    uid, mode = owner
-    found = [f"owned by uid {uid}, not root"] if uid != 0 else []
-    if mode & 0o022:
-        found.append(f"mode {mode & 0o7777:04o}")
-    return " and ".join(found) or None
 
 
 def _linked_dirs(records: list[_Record]) -> _LinkedDirs:
