@@ -126,8 +126,27 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
+def _exit_codes(*lines: str) -> str:
+    """A command's exit codes as its help's closing lines, kept as written (not rewrapped)."""
+    return "\b\nExit codes:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+_BAD_INPUT = "2    bad input (source, CA file, inventory or option): nothing was touched on any host"
+# Before any host started, a SIGTERM ends the process as SIGTERM does (host_pool.end_as_interrupted).
+_INTERRUPTED = "130  interrupted (Ctrl-C; a SIGTERM before any host started ends it as SIGTERM: 143)"
+_INTERRUPTED_HOSTLESS = "130  interrupted by Ctrl-C (a SIGTERM ends it as SIGTERM: 143)"
+
+
 @click.group(
-    cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+    epilog=_exit_codes(
+        "0    success: every host converged, or there was nothing to change",
+        "1    some host failed or was unreachable (verify: also drift, or a failed TLS check)",
+        _BAD_INPUT,
+        _INTERRUPTED,
+        "Each command's --help says what its own codes mean (plan --detailed-exitcode differs).",
+    ),
 )
 @click.version_option(__version__, prog_name="trust-agent")
 def cli() -> None:
@@ -147,7 +166,14 @@ def cli() -> None:
     """
 
 
-@cli.command("show-source")
+@cli.command(
+    "show-source",
+    epilog=_exit_codes(
+        "0    the settings were printed",
+        "2    no source, or one that could not be read or understood",
+        _INTERRUPTED_HOSTLESS,
+    ),
+)
 @click.argument("source", required=False)
 @click.option(
     "--source",
@@ -162,7 +188,9 @@ def show_source(
     source: str | None, source_option: str | None, env_overrides: bool, source_ca: str | None
 ) -> None:
     """Print the storage settings as understood from SOURCE (secrets redacted), as JSON."""
-    if (source is None) == (source_option is None):
+    if source is None and source_option is None:
+        raise UsageError("give a source: trust-agent show-source SOURCE (or --source SOURCE)")
+    if source is not None and source_option is not None:
         raise UsageError("give the source once: trust-agent show-source SOURCE (or --source SOURCE)")
     chosen = source or source_option
     assert chosen is not None
@@ -170,16 +198,39 @@ def show_source(
     click.echo(json.dumps(settings.redacted(), indent=2))
 
 
-@cli.command("policy")
+@cli.command(
+    "policy",
+    epilog=_exit_codes(
+        "0    the policy was printed",
+        "2    bad input (source, CA file, --registry, or an option policy does not take)",
+        _INTERRUPTED_HOSTLESS,
+    ),
+)
 @policy_options()
+@inventory_options(hidden=True)
 @handle_errors
 def policy_command(**kwargs: Any) -> None:
     """Print what every engine must trust, and why, as JSON (no host is contacted)."""
+    inventory, limit = kwargs.pop("inventory"), kwargs.pop("limit")
+    if inventory or limit:
+        raise UsageError(
+            "policy contacts no host, so it takes no -i/--limit: it prints what every engine must trust; "
+            "plan -i INV shows what would change on each host"
+        )
     _, policy = resolve_policy(policy_inputs(kwargs))
     click.echo(json.dumps(policy.as_dict(), indent=2))
 
 
-@cli.command()
+@cli.command(
+    epilog=_exit_codes(
+        "0    every host was planned (changes pending or not)",
+        "1    some host failed or was unreachable",
+        _BAD_INPUT,
+        _INTERRUPTED,
+        "With --detailed-exitcode: 0 nothing would change, 2 changes are pending, 1 any error "
+        "(bad input included).",
+    )
+)
 @policy_options()
 @_target_options
 @ssh_options()
@@ -204,7 +255,14 @@ def plan(detailed_exitcode: bool, **kwargs: Any) -> None:
     _exit(result, 1 if result.failed else 0)
 
 
-@cli.command()
+@cli.command(
+    epilog=_exit_codes(
+        "0    this machine (or tree) holds the trust asked for: changed, or nothing to change",
+        "1    the change failed (and was rolled back) or could not be verified",
+        "2    bad input (source, CA file or option): nothing was touched",
+        _INTERRUPTED,
+    )
+)
 @policy_options()
 @_local_target_options
 @_report_options
@@ -247,7 +305,14 @@ def _rollout_options(func: F) -> F:
     )(func)
 
 
-@cli.command()
+@cli.command(
+    epilog=_exit_codes(
+        "0    every host converged (or had nothing to change)",
+        "1    some host failed, was unreachable, or was rolled back",
+        _BAD_INPUT,
+        _INTERRUPTED + "; hosts not started yet are skipped",
+    )
+)
 @policy_options()
 @_target_options
 @ssh_options()
@@ -279,7 +344,14 @@ def rollout(**kwargs: Any) -> None:
     _exit(result, 1 if result.failed else 0)
 
 
-@cli.command()
+@cli.command(
+    epilog=_exit_codes(
+        "0    every host holds the policy, and every TLS check from here passed",
+        "1    drift on some host, a host failed or was unreachable, or a TLS check failed from here",
+        _BAD_INPUT,
+        _INTERRUPTED,
+    )
+)
 @policy_options()
 @_target_options
 @ssh_options()
@@ -352,6 +424,10 @@ def _run(
         targets = known.hosts(_targets(kwargs))
         with _connect_early(targets, fleet) as early:
             _, known.policy = resolve_policy(policy_inputs(kwargs))
+            if options.canary_image:
+                from agent.trust import canary_under_policy
+
+                canary_under_policy(options.canary_image, known.policy.registries)
             return _run_with_policy(mode, kwargs, options, fleet, known.policy, targets, early, report)
 
 

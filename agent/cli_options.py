@@ -7,6 +7,7 @@ policy family's values back into :class:`PolicyInputs`.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -167,6 +168,7 @@ def ssh_options(
             click.option(
                 "--known-hosts",
                 type=click.Path(dir_okay=False),
+                callback=_usable_known_hosts,
                 help="known_hosts file for every host, over the inventory's (default: the inventory's, "
                 "else ssh_config's UserKnownHostsFile, else ~/.ssh/known_hosts); /etc/ssh/ssh_known_hosts "
                 "(ssh_config's GlobalKnownHostsFile) is read after it. @cert-authority lines vouch for "
@@ -175,11 +177,14 @@ def ssh_options(
             click.option(
                 "--accept-new-host-keys",
                 is_flag=True,
+                # Read before --known-hosts wherever it is written: that check depends on it.
+                is_eager=True,
                 help="Accept and record keys of hosts not yet in known_hosts (a changed key is still refused).",
             ),
             click.option(
                 "--ssh-config",
                 metavar="FILE",
+                callback=_readable_ssh_config,
                 help="OpenSSH client config, read alone (as ssh -F) [default: ~/.ssh/config, then "
                 "/etc/ssh/ssh_config].",
             ),
@@ -205,6 +210,42 @@ def ssh_options(
             click.option("--ask-become-pass", is_flag=True, help="Prompt once for the sudo password."),
         ]
     )
+
+
+def _readable_ssh_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A named ssh config that is not there is refused, as ``ssh -F`` refuses it, not read as empty."""
+    if value is None:
+        return None
+    path = os.path.expanduser(value)
+    if not os.path.exists(path):
+        raise click.BadParameter(f"{value}: no such file (ssh -F refuses a missing file too)", ctx, param)
+    if not os.path.isfile(path):
+        raise click.BadParameter(f"{value}: not a file", ctx, param)
+    return value
+
+
+def _usable_known_hosts(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A known_hosts file that can serve: one that exists, or with --accept-new-host-keys one to create
+    in a directory that exists. Nothing could be verified against a missing file, and no directory is
+    made for one (a mistyped path would leave new directories behind on this machine)."""
+    if value is None:
+        return None
+    path = os.path.expanduser(value)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise click.BadParameter(
+            f"{value}: the directory {directory} does not exist (trust-agent creates no directory for it)",
+            ctx,
+            param,
+        )
+    if not os.path.exists(path) and not ctx.params.get("accept_new_host_keys"):
+        raise click.BadParameter(
+            f"{value}: no such file, so no host key could be verified: give an existing known_hosts "
+            "file, or add --accept-new-host-keys to create it with the keys the hosts show",
+            ctx,
+            param,
+        )
+    return value
 
 
 def engine_options(func: F) -> F:

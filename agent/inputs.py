@@ -8,6 +8,7 @@ imports this module for its options, and starts connecting before it reads the p
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -34,15 +35,65 @@ class PolicyInputs:
 
 
 def read_settings(inputs: PolicyInputs, environ: Mapping[str, str] | None = None) -> RegistrySettings:
+    from agent.errors import SourceError
     from agent.sources import load_source
 
     env = os.environ if environ is None else environ
-    return load_source(
-        inputs.source,
-        env=dict(env) if inputs.env_overrides else None,
-        dtr_user=env.get(DTR_USER_ENV),
-        dtr_token=env.get(DTR_TOKEN_ENV),
-        ca_file=inputs.source_ca,
+    try:
+        return load_source(
+            inputs.source,
+            env=dict(env) if inputs.env_overrides else None,
+            dtr_user=env.get(DTR_USER_ENV),
+            dtr_token=env.get(DTR_TOKEN_ENV),
+            ca_file=inputs.source_ca,
+        )
+    except SourceError as exc:
+        other = _other_input(inputs.source) if exc.message.startswith(_UNKNOWN_DOCUMENT) else None
+        if other is None:
+            raise
+        expected = exc.message.partition(": ")[2]
+        raise SourceError(f"{other}, not the registry's settings; {expected}", exc.where) from None
+
+
+_UNKNOWN_DOCUMENT = "cannot tell what kind of document"
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
+_SNIFFED_BYTES = 1 << 20  # a source is a few kilobytes: no more is read to say what a file is
+
+
+def _other_input(path: str) -> str | None:
+    """What a file given as ``--source`` that is no registry settings looks like, where it looks like
+    another of trust-agent's inputs: a PEM file (``--storage-ca``/``--registry-ca``) or an inventory
+    (``-i``). Read, never run (an inventory script is not executed to tell)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            text = file.read(_SNIFFED_BYTES)
+    except OSError:
+        return None
+    pem = _PEM_BLOCK.search(text)
+    if pem is not None:
+        kind = "a certificate" if pem.group(1) == "CERTIFICATE" else f"a {pem.group(1).lower()}"
+        return f"{kind} (PEM; CA files go with --storage-ca/--registry-ca)"
+    if _looks_like_inventory(text):
+        return "an inventory (the hosts to act on go with -i)"
+    return None
+
+
+def _looks_like_inventory(text: str) -> bool:
+    """A YAML mapping shaped as trust-agent's inventory (``hosts:`` of hosts) or Ansible's (groups, ``all``
+    among them, each holding ``hosts``, ``children`` or ``vars``)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    if not isinstance(data, dict) or not data:
+        return False
+    if isinstance(data.get("hosts"), dict) and set(data) <= {"defaults", "hosts", "groups"}:
+        return True
+    return all(
+        isinstance(group, dict) and bool(set(group) & {"hosts", "children", "vars"})
+        for group in data.values()
     )
 
 
@@ -60,6 +111,9 @@ def policy_for(settings: RegistrySettings, inputs: PolicyInputs) -> TrustPolicy:
     from agent.trust import build_policy
 
     settings = _storage_ca_given_for_unread(settings, inputs)
+    same = _one_file_for_both_cas(inputs)
+    if same:
+        settings = replace(settings, warnings=(*settings.warnings, *same))
     storage: list[CABundle] = []
     registry: list[CABundle] = []
     if settings.storage_ca_pem:
@@ -78,6 +132,26 @@ def policy_for(settings: RegistrySettings, inputs: PolicyInputs) -> TrustPolicy:
         no_storage_ca=inputs.no_storage_ca,
         no_registry_ca=inputs.no_registry_ca,
     )
+
+
+def _one_file_for_both_cas(inputs: PolicyInputs) -> tuple[str, ...]:
+    """A warning for each file given as both --storage-ca and --registry-ca: right where one private CA
+    signed both certificates, but more often one of the two files is the wrong one, and engines would
+    then fail every pull with x509 errors for the CA that is missing."""
+    return tuple(
+        f"{storage} is given as both --storage-ca and --registry-ca: right only where one CA signed both "
+        "the storage's and the registry's certificates; if not, one of the two is the wrong file and "
+        "pulls will fail with x509 errors"
+        for storage in dict.fromkeys(inputs.storage_ca)
+        if any(_same_file(storage, registry) for registry in inputs.registry_ca)
+    )
+
+
+def _same_file(first: str, second: str) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one is missing: reading it says so
+        return False
 
 
 def _storage_ca_given_for_unread(settings: RegistrySettings, inputs: PolicyInputs) -> RegistrySettings:

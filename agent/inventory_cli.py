@@ -37,6 +37,8 @@ def host_variables(path: str, name: str) -> dict[str, Any]:
 def connection_settings(path: str, limit: str | None = None) -> dict[str, dict[str, Any]]:
     """Where trust-agent connects for each host, and how: the inventory's connection variables once
     evaluated (templates, ssh arguments, aliases), before ssh_config applies."""
+    from agent.hosts.ssh import inventory_known_hosts  # paramiko's import, for this view alone
+
     inv: Inventory = load_inventory(path)
     if limit:
         inv = inv.limit(limit)
@@ -46,7 +48,7 @@ def connection_settings(path: str, limit: str | None = None) -> dict[str, dict[s
             "port": host.port,
             "user": host.user,
             "identity_file": host.identity_file,
-            "known_hosts": host.known_hosts,
+            "known_hosts": inventory_known_hosts(host),
             "become": host.become,
             "become_user": host.become_user,
             "become_password": "(from the inventory)" if host.become_password else host.become_password_note,
@@ -57,7 +59,13 @@ def connection_settings(path: str, limit: str | None = None) -> dict[str, dict[s
     }
 
 
-@click.command("inventory")
+@click.command(
+    "inventory",
+    epilog="\b\nExit codes:\n"
+    "  0    shown\n"
+    "  2    the inventory could not be read, a --limit matched nothing, or the options conflict\n"
+    "  130  interrupted by Ctrl-C (a SIGTERM ends it as SIGTERM: 143)",
+)
 @click.option(
     "--list",
     "list_",

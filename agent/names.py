@@ -238,3 +238,24 @@ def endpoint_from_url(url: str, where: str | None = None) -> tuple[str, str]:
     scheme, netloc = _url_parts(url, "storage endpoint", where)
     _check_host_port(netloc, "storage endpoint", where, strict=False)
     return scheme or "https", netloc
+
+
+# Docker's registry for a reference whose first component names none (reference.ParseNormalizedNamed).
+DOCKER_HUB_DOMAIN = "docker.io"
+
+
+def image_registry(reference: str) -> str:
+    """The registry an image reference pulls from, by docker's reference rules: the first ``/``
+    component where it has a ``.`` or ``:`` or is ``localhost``, else Docker Hub's ``docker.io``.
+
+    >>> image_registry("registry.test:5000/lab/busybox:1")
+    'registry.test:5000'
+    >>> image_registry("lab/busybox:1")
+    'docker.io'
+    >>> image_registry("busybox@sha256:" + "0" * 64)
+    'docker.io'
+    """
+    first, slash, _ = reference.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return DOCKER_HUB_DOMAIN

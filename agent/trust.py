@@ -29,10 +29,12 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from agent.certs import CABundle
-from agent.errors import UsageError
+from agent.errors import InputError, UsageError
 from agent.names import (
+    DOCKER_HUB_DOMAIN,
     endpoint_from_url,
     host_of,
+    image_registry,
     registry_from_option,
     registry_from_url,
     validate_registry,
@@ -231,6 +233,75 @@ def registry_names(settings: RegistrySettings, given: tuple[str, ...]) -> tuple[
     return tuple(dict.fromkeys(validate_registry(n, "--registry") for n in names))
 
 
+def canary_under_policy(reference: str, registries: tuple[str, ...]) -> str:
+    """``reference`` if it is pulled from one of ``registries`` exactly as spelled (the certs.d
+    directory dockerd reads for it), else a ``UsageError``: a pull from anywhere else proves nothing
+    about the policy, and the engine would remove that image first for nothing.
+
+    >>> canary_under_policy("registry.test:443/lab/busybox:1", ("registry.test", "registry.test:443"))
+    'registry.test:443/lab/busybox:1'
+    """
+    registry = image_registry(reference)
+    if registry in registries:
+        return reference
+    why = (
+        "its first component has no '.' or ':' and is not localhost, so docker pulls it from docker.io"
+        if registry == DOCKER_HUB_DOMAIN and not reference.startswith(f"{DOCKER_HUB_DOMAIN}/")
+        else f"docker pulls it from {registry}"
+    )
+    raise UsageError(
+        f"--canary-image {reference}: {why}, not from this policy's registries "
+        f"({', '.join(registries)}): its pull would prove nothing about them; name an image under one, "
+        f"e.g. {registries[0]}/{_repository_of(reference)}"
+        if registries
+        else f"--canary-image {reference}: this policy has no registry to prove"
+    )
+
+
+def _repository_of(reference: str) -> str:
+    """``reference`` without the registry docker reads in it (``lab/busybox:1`` stays as it is)."""
+    first, _, rest = reference.partition("/")
+    return rest if rest and image_registry(reference) == first else reference
+
+
+def _same_address(name: str, default_port: int) -> tuple[str, int]:
+    """A registry spelling as the address it reaches: DNS compares host names without capitals or the
+    root's dot, and an absent port is the scheme's (``reg`` and ``reg:443`` reach one registry)."""
+    host = host_of(name)
+    port = name[len(host) + 1 :]
+    return host.removesuffix(".").lower(), int(port) if port else default_port
+
+
+def _not_the_sources_registry(settings: RegistrySettings, given: tuple[str, ...]) -> tuple[str, ...]:
+    """A warning where ``--registry`` names none of the addresses the source's http.host spells: a
+    mistyped name (registry.tset) would have every host's trust moved to a registry nobody pulls from,
+    trust-agent's CA files for the real one removed, and pulls broken on a run that exits 0.
+
+    Warned, not refused: clients may reach a registry by a name its http.host does not give (a load
+    balancer's, a DNS alias, a move to a new name), and a refusal would need a confirming flag on every
+    command and in the daemon's config for a setup that is right as given. The plan names each
+    removal as a takeover by the other name, and plan, policy and rollout print this warning first.
+    """
+    if not given or not settings.http_host:
+        return ()
+    try:
+        spelled = registry_names(settings, ())
+    except InputError:
+        return ()  # an http.host that is no registry address names nothing to compare with
+    scheme = urlsplit(settings.http_host).scheme if "://" in settings.http_host else "https"
+    default_port = 80 if scheme == "http" else 443
+    wanted = {_same_address(name, default_port) for name in spelled}
+    if any(_same_address(name, default_port) in wanted for name in given):
+        return ()
+    return (
+        f"--registry {', '.join(given)} names none of the addresses the source gives the registry "
+        f"({settings.origin}: http.host {settings.http_host}, that is {', '.join(spelled)}): engines get "
+        f"trust for {', '.join(given)} alone, and trust-agent's CA files under "
+        f"{', '.join(f'certs.d/{n}/' for n in spelled)} are removed as another registry's. If clients "
+        f"pull as {spelled[0]}, a mistyped --registry breaks every pull: give --registry {spelled[0]}",
+    )
+
+
 def build_policy(
     settings: RegistrySettings,
     registries: tuple[str, ...] = (),
@@ -259,7 +330,7 @@ def build_policy(
     names = registry_names(settings, registries)
     reasons: list[str] = []
     missing = False
-    warnings: list[str] = [*settings.warnings]
+    warnings: list[str] = [*_not_the_sources_registry(settings, registries), *settings.warnings]
     warnings += [
         f"{name}: dockerd looks up certs.d/ and insecure-registries as image names spell the registry, "
         f"capitals included; if clients write {name.lower()}, give that spelling with --registry too"

@@ -334,6 +334,19 @@ def _paths(value: Any) -> list[str]:
     return [p for v in _as_list(value) for p in v.split() if p.lower() != "none"]
 
 
+def inventory_known_hosts(host: Host) -> str | None:
+    """The known_hosts file the inventory gives ``host``, where accepted keys go and which is read
+    first: its own ``known_hosts``, else the first ``UserKnownHostsFile`` of its ssh options (ssh keeps
+    an option's first value); ``None`` where the inventory names none (ssh_config's or the default
+    then). Expanded as the connection expands it; ``%`` tokens stay as written (they take ssh_config's
+    HostName and User)."""
+    if host.known_hosts:
+        return _expand(host.known_hosts)
+    given = next((value for name, value in host.ssh_options if name == "userknownhostsfile"), None)
+    files = _paths(given)
+    return _expand(files[0]) if files else None
+
+
 def _read_known_hosts(path: str, label: str) -> tuple[paramiko.HostKeys, host_certs.Markers]:
     """One known_hosts file (empty where there is none), parsed once per process while it stays the
     same (read-only use): parsing is per key line, so one parse per host would make a fleet run

@@ -539,3 +539,35 @@ def test_ask_become_pass_without_a_terminal_reads_stdin_without_pythons_echo_war
     )
     assert "sudo password:" in done.stderr and "GetPassWarning" not in done.stderr, done.stderr
     assert done.returncode == 1 and "h1" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_canary_image_from_outside_the_policys_registries_is_refused_before_anything_is_touched(
+    world: dict[str, Path],
+) -> None:
+    """lab/busybox:1 is docker.io's: the engine removed it and pulled it from Docker Hub, proving nothing
+    of the trust for registry.test, and the run passed."""
+    before = snapshot(world["root"])
+    done = trust_agent(
+        "rollout", "--source", str(world["ca"]), "--storage-ca", str(world["storage_ca"]),
+        "--local", "--root", str(world["root"]), "--canary-image", "lab/busybox:1",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "trust-agent: error: --canary-image lab/busybox:1: its first component has no '.' or ':' and is "
+        "not localhost, so docker pulls it from docker.io, not from this policy's registries "
+        "(registry.test, registry.test:443): its pull would prove nothing about them; name an image "
+        "under one, e.g. registry.test/lab/busybox:1"
+    ]
+    assert snapshot(world["root"]) == before
+
+
+def test_a_mistyped_registry_is_warned_of_where_the_plan_removes_the_sources_ca_files(
+    world: dict[str, Path],
+) -> None:
+    assert apply(world, "ca")[0] == 0
+    code, out = local("plan", world, "ca", "--registry", "registry.tset")
+    assert code == 0
+    assert "certs.d/registry.test/trust-agent-storage-ca.crt: remove" in out
+    warning = next(line for line in out.splitlines() if "--registry registry.tset" in line)
+    assert "names none of the addresses the source gives the registry" in warning
+    assert "http.host https://registry.test" in warning and "give --registry registry.test" in warning

@@ -77,3 +77,25 @@ def test_ansible_ssh_args_are_read_and_shown_first_as_ansible_passes_them(tmp_pa
 def test_a_config_file_the_ssh_args_name_with_f_is_shown(tmp_path: Path) -> None:
     settings = _connections(tmp_path, "web1 ansible_ssh_common_args='-F /etc/fleet/ssh_config'\n")
     assert settings["web1"]["ssh_options"] == ["configfile=/etc/fleet/ssh_config"]
+
+
+def test_the_known_hosts_file_the_ssh_args_name_is_shown_as_the_connection_uses_it(tmp_path: Path) -> None:
+    """-o UserKnownHostsFile= in the ssh args was shown as null, where the connection reads that file
+    (ssh keeps an option's first value); the inventory's own known_hosts comes before it."""
+    settings = _connections(
+        tmp_path,
+        "web1 ansible_ssh_common_args='-o UserKnownHostsFile=/etc/ssh/fleet_hosts'\n"
+        "web2 ansible_ssh_common_args='-o UserKnownHostsFile=~/kh/first' "
+        "ansible_ssh_extra_args='-oUserKnownHostsFile=/etc/ssh/second'\n"
+        "web3 ansible_ssh_common_args='-o \"UserKnownHostsFile=/etc/ssh/a /etc/ssh/b\"'\n"
+        "web4 ansible_ssh_common_args='-o UserKnownHostsFile=none'\n"
+        "web5\n",
+    )
+    shown = {name: s["known_hosts"] for name, s in settings.items()}
+    assert shown == {
+        "web1": "/etc/ssh/fleet_hosts",
+        "web2": str(Path("~/kh/first").expanduser()),
+        "web3": "/etc/ssh/a",
+        "web4": None,
+        "web5": None,
+    }

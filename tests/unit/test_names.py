@@ -10,6 +10,7 @@ from agent.errors import InvalidNameError
 from agent.names import (
     endpoint_from_url,
     host_of,
+    image_registry,
     registry_from_option,
     registry_from_url,
     validate_registry,
@@ -257,3 +258,32 @@ def test_docker_hub_is_refused_saying_dockerd_reads_no_certs_d_for_it(name: str)
 @pytest.mark.parametrize("name", ["mydocker.io", "docker.io.example.com", "hub.example.com:5000"])
 def test_names_that_only_look_like_docker_hubs_pass(name: str) -> None:
     assert registry_from_option(name, "--registry") == name
+
+
+@pytest.mark.parametrize(
+    ("reference", "registry"),
+    [
+        ("registry.test/lab/busybox:1", "registry.test"),
+        ("registry.test:443/lab/busybox:1", "registry.test:443"),
+        ("localhost/busybox", "localhost"),
+        ("localhost:5000/busybox@sha256:" + "a" * 64, "localhost:5000"),
+        ("[2001:db8::1]:5000/busybox", "[2001:db8::1]:5000"),
+        ("lab/busybox:1", "docker.io"),
+        ("busybox", "docker.io"),
+        ("busybox:1.36", "docker.io"),
+        ("docker.io/library/busybox", "docker.io"),
+    ],
+)
+def test_an_image_reference_names_its_registry_by_dockers_rules(reference: str, registry: str) -> None:
+    """docker's reference rules: the first component is a registry where it has a '.' or ':' or is
+    localhost; else the image is Docker Hub's (library/ where there is no '/')."""
+    assert image_registry(reference) == registry
+
+
+@given(
+    first=st.from_regex(r"[a-z0-9][a-z0-9_-]{0,20}", fullmatch=True).filter(lambda c: c != "localhost"),
+    rest=st.from_regex(r"[a-z0-9]+(/[a-z0-9]+)?(:[a-z0-9]{1,8})?", fullmatch=True),
+)
+def test_a_first_component_without_a_dot_or_colon_is_a_docker_hub_path(first: str, rest: str) -> None:
+    assert image_registry(f"{first}/{rest}") == "docker.io"
+    assert image_registry(f"{first}.test/{rest}") == f"{first}.test"

@@ -434,3 +434,55 @@ def test_the_registry_ca_warning_comes_exactly_when_a_private_ca_could_fail_ever
     policy = build_policy(s, (), (), (bundle("registry"),) if registry_ca else (), no_registry_ca=declined)
     expected = not policy.insecure and not registry_ca and not declined and not aws
     assert bool(_registry_warnings(policy)) == expected
+
+
+def _takeover_warnings(policy: TrustPolicy) -> list[str]:
+    return [w for w in policy.warnings if "names none of the addresses the source gives" in w]
+
+
+def test_a_registry_the_source_does_not_name_is_warned_of_naming_both() -> None:
+    """--registry registry.tset with http.host registry.test: every host's CA files for registry.test
+    would be removed as no longer asked for, and pulls broken on a run that exits 0."""
+    policy = build_policy(
+        settings(regionendpoint="https://s3.internal:9000"), ("registry.tset",), (bundle(),)
+    )
+    assert policy.registries == ("registry.tset",)
+    (warning,) = _takeover_warnings(policy)
+    assert warning.startswith("--registry registry.tset names none of the addresses the source gives")
+    assert "http.host https://registry.test" in warning
+    assert "certs.d/registry.test/" in warning and "give --registry registry.test" in warning
+    assert policy.warnings[0] == warning  # first: what else the policy says is about the wrong registry
+
+
+@given(
+    spelling=st.sampled_from(["registry.test", "registry.test:443", "REGISTRY.test", "Registry.Test:443"]),
+    others=st.lists(st.sampled_from(["alias.test", "registry.test:5000", "lb.example.com:443"]), max_size=2),
+)
+def test_any_spelling_of_the_sources_registry_among_the_given_ones_is_not_warned_of(
+    spelling: str, others: list[str]
+) -> None:
+    """DNS ignores capitals, and https's port is 443: each spelling reaches the source's
+    registry. Other names beside it are aliases, as a load balancer's."""
+    given_names = tuple(dict.fromkeys([*others, spelling]))
+    policy = build_policy(settings(regionendpoint="https://s3.internal:9000"), given_names, (bundle(),))
+    assert _takeover_warnings(policy) == []
+
+
+@pytest.mark.parametrize(
+    ("http_host", "given"),
+    [
+        ("https://registry.test", ("registry.test:5000",)),  # another port: another registry
+        ("http://registry.test", ("registry.test:443",)),  # plain HTTP's default port is 80
+        ("https://registry.test:5000", ("registry.test",)),
+    ],
+)
+def test_another_port_than_the_sources_is_warned_of(http_host: str, given: tuple[str, ...]) -> None:
+    s = dataclasses.replace(settings(regionendpoint="https://s3.internal:9000"), http_host=http_host)
+    assert len(_takeover_warnings(build_policy(s, given, (bundle(),)))) == 1
+
+
+def test_without_registry_or_without_http_host_there_is_nothing_to_compare() -> None:
+    s = settings(regionendpoint="https://s3.internal:9000")
+    assert _takeover_warnings(build_policy(s, (), (bundle(),))) == []
+    no_host = dataclasses.replace(s, http_host=None)
+    assert _takeover_warnings(build_policy(no_host, ("registry.tset",), (bundle(),))) == []
