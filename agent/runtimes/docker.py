@@ -320,7 +320,7 @@ def _plan_certs(
             continue
         deleted.add(rel)
         changes.append(FileChange(path=f"{root}/{rel}", action="delete", before=facts.certs[rel], after=None))
-        reasons.append(f"certs.d/{rel}: remove (trust-agent's file, no longer asked for)")
+        reasons.append(f"certs.d/{rel}: remove ({_no_longer_asked(directory, registries)})")
 
     created = [f"{root}/{r}" for r in wanted_dirs if r not in existing_dirs]
 
@@ -358,6 +358,20 @@ def _unasked_ca_names(policy: TrustPolicy) -> frozenset[str]:
         "registry": policy.registry_ca_missing,
     }
     return frozenset(CA_FILE_NAMES[role] for role, unasked in missing.items() if unasked)
+
+
+def _no_longer_asked(registry: str, registries: Sequence[str]) -> str:
+    """Why the agent's file or entry for ``registry`` goes: another registry taking over (a run for
+    another --registry or source: a typo looks the same, so the plan says which), or none asked.
+
+    >>> _no_longer_asked("registry.test", ["registry.tset"])
+    'this run is for registry.tset, not registry.test'
+    >>> _no_longer_asked("registry.test", ["registry.test"])
+    "trust-agent's, no longer asked for"
+    """
+    if not registries or registry in registries:
+        return "trust-agent's, no longer asked for"
+    return f"this run is for {', '.join(registries)}, not {registry}"
 
 
 def unsafe_owner(owner: tuple[int, int] | None) -> str | None:
@@ -610,7 +624,8 @@ def _plan_daemon_json(
 
     reasons = [f"{label}: add {r} to insecure-registries (skip-TLS, fact 9)" for r in merge.added]
     reasons += [
-        f"{label}: remove {r} from insecure-registries (added by trust-agent, no longer asked for)"
+        f"{label}: remove {r} from insecure-registries (added by trust-agent; "
+        f"{_no_longer_asked(r, registries)})"
         for r in merge.removed
     ]
     if merge.cleared:

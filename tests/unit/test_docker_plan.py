@@ -327,6 +327,28 @@ def test_agent_files_the_policy_no_longer_asks_for_are_deleted_in_any_directory(
     assert state_of(after)["cert_dirs"] == [f"{CERTS_DIR}/old.test"]  # kept: it may empty later
 
 
+def test_a_removal_for_another_registry_says_which_registry_the_run_is_for() -> None:
+    """A mistyped --registry took over with "no longer asked for": the plan did not say that the run was
+    for another registry than the one whose CA files it removed."""
+    facts = host(
+        certs={
+            "registry.test/trust-agent-storage-ca.crt": PEM,
+            "registry.tset/trust-agent-registry-ca.crt": REG_PEM,
+        },
+        cert_dirs=frozenset({"registry.test", "registry.tset"}),
+    )
+    plan = plan_docker(ca_policy("registry.tset"), facts)
+    assert (
+        "certs.d/registry.test/trust-agent-storage-ca.crt: remove (this run is for registry.tset, not registry.test)"
+        in (plan.reasons)
+    )
+    # A CA the policy no longer asks for in the run's own directory: no takeover to speak of.
+    assert (
+        "certs.d/registry.tset/trust-agent-registry-ca.crt: remove (trust-agent's, no longer asked for)"
+        in (plan.reasons)
+    )
+
+
 def test_a_persons_trust_agent_named_file_for_another_registry_is_never_deleted() -> None:
     """A person's ``certs.d/mirror.corp:5000/trust-agent-corp-root.crt`` was deleted with no backup,
     and pulls through that mirror failed: only the names the agent writes are ever deleted."""
