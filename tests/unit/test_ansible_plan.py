@@ -267,16 +267,27 @@ def test_a_masked_unit_refuses_a_plan_that_needs_a_reload_before_anything_is_wri
         "docker.service is masked: systemctl cannot reload or restart it (the plan needs a reload): "
         "systemctl unmask docker.service, then run again (nothing written)"
     )
-    assert planning.unit_warning(masked, reload) is None
+    assert planning.unit_warnings(insecure_policy(), masked, reload) == []
     # The CA files alone ask nothing of systemd: written, with the CLI's warning.
     certs = ca_plan(no_record_host(unit_masked=True), InfoReads(None))
     assert certs.engine_action == "none"
     assert planning.refusals(no_record_host(unit_masked=True), certs) == []
-    assert planning.unit_warning(no_record_host(unit_masked=True), certs) == (
+    assert planning.unit_warnings(ca_policy(), no_record_host(unit_masked=True), certs) == [
         "docker.service is masked: systemctl cannot reload or restart it; the files take effect when dockerd "
         "starts"
+    ]
+    assert planning.unit_warnings(ca_policy(), no_record_host(), certs) == []
+
+
+def test_a_registry_the_units_flag_makes_insecure_is_warned_of_as_a_rollout_warns() -> None:
+    """The module said nothing of it, where `trust-agent rollout` warns (and verify fails the host)."""
+    facts = no_record_host(
+        dockerd_flags=("-H", "fd://", "--insecure-registry", "registry.test"),
+        flags_source="/etc/systemd/system/docker.service.d/x.conf",
     )
-    assert planning.unit_warning(no_record_host(), certs) is None
+    certs = ca_plan(facts, InfoReads(None))
+    (said,) = planning.unit_warnings(ca_policy(), facts, certs)
+    assert said.startswith("registry.test: dockerd's command line has --insecure-registry registry.test (")
 
 
 @given(other=st.sampled_from(["/etc/docker/other.json", "/etc/docker/daemon.json", None]))

@@ -30,7 +30,7 @@ try:
         not_root,
         plan_host,
         refusals,
-        unit_warning,
+        unit_warnings,
     )
 
     from agent.engine.apply_script import (
@@ -208,13 +208,13 @@ class ActionModule(TrustAgentAction):
         )
         # The policy's warnings (the source and CA files as read: no CA for a private storage, an expired
         # CA allowed, …) are the CLI's too; Ansible prints each as a [WARNING].
-        masked = unit_warning(facts, plan)
         # What a run stopped part way left: named, and removed under the host's lock by this task's
         # apply (or by an apply of its own where nothing else changes), as a CLI rollout does.
         cleans = bool(leftovers.files) and not self._task.check_mode and not refusals(facts, plan)
         if cleans and not acts:
             self._clean_leftovers(transport, facts, leftovers)
-        notes = [n for n in (masked, leftovers.said(removed=cleans)) if n]
+        stopped_run = leftovers.said(removed=cleans)
+        notes = [*unit_warnings(policy, facts, plan), *([stopped_run] if stopped_run else [])]
         warnings = ansible_warnings(policy.warnings, plan.warnings, notes, role=self._in_role())
         if login is not None:  # check mode: what a non-root login could read is not the whole host
             warnings.insert(0, f"this host {login}: what it showed may be partial")

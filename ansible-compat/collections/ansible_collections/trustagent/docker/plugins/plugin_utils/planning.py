@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from functools import partial
 
-from agent.engine.host_plan import masked_note, not_root_error, plan_for_host, unit_blockers
+from agent.engine.host_plan import (
+    insecure_flag_warnings,
+    masked_note,
+    not_root_error,
+    plan_for_host,
+    unit_blockers,
+)
 from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.plan import HostPlan
+from agent.trust import TrustPolicy
 
 # How a playbook gets root: Ansible's become, not the CLI's --become flag.
 BECOME_ROOT = "log in as root, or set become: true for sudo"
@@ -32,9 +39,12 @@ def refusals(facts: DockerFacts, plan: HostPlan) -> list[str]:
     return [*unit_blockers(facts, plan), *plan.blockers]
 
 
-def unit_warning(facts: DockerFacts, plan: HostPlan) -> str | None:
-    """What a masked docker.service means for a plan it does not block."""
-    return masked_note(facts) if not refusals(facts, plan) else None
+def unit_warnings(policy: TrustPolicy, facts: DockerFacts, plan: HostPlan) -> list[str]:
+    """What docker.service as it is means for the policy, as a rollout warns of it: a masked unit (for a
+    plan it does not block), and a registry its command line makes insecure though the policy verifies
+    TLS (which trust-agent never changes)."""
+    masked = masked_note(facts) if not refusals(facts, plan) else None
+    return [*([masked] if masked else []), *insecure_flag_warnings(policy, facts)]
 
 
 def not_root(login_uid: int | None) -> str | None:
