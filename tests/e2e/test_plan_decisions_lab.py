@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require_lab
 from tests.e2e.probes import (
     LAB_DAEMON_JSON,
     by_host,
@@ -26,40 +25,20 @@ from tests.e2e.probes import (
     runs_secure_for_the_registry,
     skip_args,
 )
-from tests.lab import Host, Lab, down, up
+from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
 
-# h1 and h3 run Debian 12's docker.io 20.10, h2 Debian 13's 26.1.
-FLAVOURS = ("bookworm", "trixie")
+# h1 and h3 run Debian 12's docker.io 20.10, h2 and h4 Debian 13's 26.1 (tests/conftest.py's mixed fleet).
 DAEMON_JSON = "/etc/docker/daemon.json"
 DROP_IN = "/etc/systemd/system/docker.service.d/x2.conf"
 EXEC_START = "/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock"
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """Three hosts, 20.10 and 26.1 in turn; TRUST_AGENT_LAB_DIR reuses (or makes) one and leaves it up."""
-    require_lab(FLAVOURS)
-    given = os.environ.get("TRUST_AGENT_LAB_DIR")
-    lab_dir = Path(given) if given else tmp_path_factory.mktemp("plan-lab")
-    try:
-        lab = up(lab_dir, 3, "ca", flavours=FLAVOURS)
-    except BaseException:
-        if not given:
-            down(lab_dir)
-        raise
-    yield lab
-    if given:
-        lab.reset()
-    else:
-        down(lab_dir)
-
-
 @pytest.fixture
-def lab(fleet: Lab) -> Lab:
-    fleet.reset()
-    return fleet
+def lab(mixed_lab: Lab) -> Lab:
+    """The shared mixed fleet (20.10 and 26.1 in turn), every host's trust state reset."""
+    return mixed_lab
 
 
 def agent(lab: Lab, command: str, *args: str) -> tuple[int, dict[str, dict[str, Any]], str]:
