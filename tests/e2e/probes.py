@@ -46,6 +46,38 @@ def by_host(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 NO_STREAMLOCAL = "/etc/ssh/sshd_config.d/no-streamlocal.conf"
 
 
+def outcome_of(
+    lab: Lab, command: str, host: Host, *args: str, inventory: Path | None = None
+) -> tuple[int, dict[str, Any], str]:
+    """Run ``trust-agent COMMAND`` on ``host`` alone (the lab's CA source unless ``args`` give one);
+    (exit code, its outcome, stderr). verify's TLS handshakes from here reach the registry at its lab
+    address."""
+    source = () if "--source" in args else tuple(ca_args(lab))
+    if command == "verify":
+        args = ("--resolve", f"{lab.registry}:{lab.state['registry']['address']}", *args)
+    proc = lab.run_agent(
+        command,
+        "-i",
+        str(inventory or lab.inventory_yml),
+        *source,
+        "--limit",
+        host.name,
+        *args,
+        "--format",
+        "json",
+    )
+    assert proc.stdout.strip().startswith("{"), (
+        f"{command}: no report (exit {proc.returncode}): {proc.stderr}"
+    )
+    return proc.returncode, by_host(json.loads(proc.stdout))[host.name], proc.stderr
+
+
+def converged(lab: Lab, host: Host) -> None:
+    """``host`` given the lab's CA policy by a rollout that changes it."""
+    code, outcome, err = outcome_of(lab, "rollout", host)
+    assert (code, outcome["status"]) == (0, "changed"), (err, outcome)
+
+
 def engine_state(lab: Lab, host: Host) -> tuple[str, int]:
     """(dockerd's start time, reloads it logged): they change only on a restart or a reload. The start
     time is systemd's monotonic one in microseconds: a restart within the same second changes it."""

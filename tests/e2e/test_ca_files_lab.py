@@ -5,33 +5,21 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import pytest
 
-from tests.e2e.probes import LAB_DAEMON_JSON, by_host, ca_args, daemon_json, docker_tree, engine_state, pull
+from tests.e2e.probes import (
+    LAB_DAEMON_JSON,
+    converged,
+    daemon_json,
+    docker_tree,
+    engine_state,
+    outcome_of,
+    pull,
+)
 from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
-
-
-def agent(lab: Lab, command: str, host: Host, *args: str) -> tuple[int, dict[str, Any], str]:
-    """Run ``trust-agent COMMAND`` with the lab's CA source on ``host`` alone; (exit code, its outcome,
-    stderr). verify's TLS handshakes from here reach the registry at its lab address."""
-    if command == "verify":
-        args = ("--resolve", f"{lab.registry}:{lab.state['registry']['address']}", *args)
-    proc = lab.run_agent(
-        command, "-i", str(lab.inventory_yml), *ca_args(lab), "--limit", host.name, *args, "--format", "json"
-    )
-    assert proc.stdout.strip().startswith("{"), (
-        f"{command}: no report (exit {proc.returncode}): {proc.stderr}"
-    )
-    return proc.returncode, by_host(json.loads(proc.stdout))[host.name], proc.stderr
-
-
-def converged(lab: Lab, host: Host) -> None:
-    code, outcome, err = agent(lab, "rollout", host)
-    assert (code, outcome["status"]) == (0, "changed"), (err, outcome)
 
 
 def owner_and_mode(lab: Lab, host: Host, path: str) -> str:
@@ -56,20 +44,20 @@ def test_ca_files_and_directories_other_users_can_write_are_drift_and_the_files_
     registry_ca = f"{spelled}/trust-agent-registry-ca.crt"
     lab.ssh(host, f"chmod 666 {storage} && chown nobody {registry_ca}")
 
-    code, outcome, err = agent(lab, "verify", host)
+    code, outcome, err = outcome_of(lab, "verify", host)
     assert (code, outcome["status"]) == (1, "pending"), (err, outcome)
     reasons = "\n".join(outcome["reasons"])
     assert "mode 0666 (group- and other-writable)" in reasons, reasons
     assert "owned by uid 65534, not root" in reasons, reasons
-    code, outcome, err = agent(lab, "rollout", host)
+    code, outcome, err = outcome_of(lab, "rollout", host)
     assert (code, outcome["status"], outcome["engine_action"]) == (0, "changed", "none"), (err, outcome)
     assert owner_and_mode(lab, host, storage) == "0:0 644"
     assert owner_and_mode(lab, host, registry_ca) == "0:0 644"
-    assert agent(lab, "verify", host)[0] == 0
+    assert outcome_of(lab, "verify", host)[0] == 0
 
     # A bundle that changed, in a file left 0666: rewritten, root's 0644 (it kept 0666 before).
     lab.ssh(host, f"echo '# changed' >> {storage} && chmod 666 {storage}")
-    code, outcome, err = agent(lab, "rollout", host)
+    code, outcome, err = outcome_of(lab, "rollout", host)
     assert (code, outcome["status"]) == (0, "changed"), (err, outcome)
     assert owner_and_mode(lab, host, storage) == "0:0 644"
     assert "# changed" not in lab.ssh(host, f"cat {storage}").stdout
@@ -77,25 +65,25 @@ def test_ca_files_and_directories_other_users_can_write_are_drift_and_the_files_
     # The directory others can write in: drift for verify, a warning for a rollout with nothing to write.
     lab.ssh(host, f"chmod 777 {spelled}")
     says = f"certs.d/{lab.registry}:443/ is mode 0777 (group- and other-writable)"
-    code, outcome, err = agent(lab, "verify", host)
+    code, outcome, err = outcome_of(lab, "verify", host)
     assert (code, outcome["status"]) == (1, "failed"), (err, outcome)
     assert outcome["error"].startswith("does not comply with the policy: ") and says in outcome["error"]
-    code, outcome, err = agent(lab, "rollout", host)
+    code, outcome, err = outcome_of(lab, "rollout", host)
     assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)
     assert any(w.startswith(says) for w in outcome["warnings"]), outcome["warnings"]
     # A file to rewrite there: refused before anything is written, saying what to do.
     lab.ssh(host, f"chmod 666 {registry_ca}")
     tree = docker_tree(lab, host)
-    code, outcome, err = agent(lab, "rollout", host)
+    code, outcome, err = outcome_of(lab, "rollout", host)
     assert (code, outcome["status"]) == (1, "failed"), (err, outcome)
     assert says in outcome["error"] and "chmod 0755), then run again (nothing written)" in outcome["error"]
     assert docker_tree(lab, host) == tree
     assert owner_and_mode(lab, host, registry_ca) == "0:0 666"
     lab.ssh(host, f"chmod 755 {spelled}")
-    code, outcome, err = agent(lab, "rollout", host)
+    code, outcome, err = outcome_of(lab, "rollout", host)
     assert (code, outcome["status"]) == (0, "changed"), (err, outcome)
     assert owner_and_mode(lab, host, registry_ca) == "0:0 644"
-    assert agent(lab, "verify", host)[0] == 0
+    assert outcome_of(lab, "verify", host)[0] == 0
     pull(lab, host)  # the CAs as rewritten still work, through the registry and its storage
 
 
@@ -114,10 +102,10 @@ def test_a_persons_insecure_entry_for_the_policys_registry_is_never_loaded_and_f
     )
     try:
         engine, tree = engine_state(lab, host), docker_tree(lab, host)
-        code, outcome, err = agent(lab, "verify", host)
+        code, outcome, err = outcome_of(lab, "verify", host)
         assert (code, outcome["status"]) == (1, "failed"), (err, outcome)
         assert says in outcome["error"], outcome["error"]
-        code, outcome, err = agent(lab, "rollout", host)
+        code, outcome, err = outcome_of(lab, "rollout", host)
         assert (code, outcome["status"], outcome["engine_action"]) == (1, "failed", "none"), (err, outcome)
         assert says in outcome["error"], outcome["error"]
         assert engine_state(lab, host) == engine, "no reload, no restart"
@@ -129,13 +117,13 @@ def test_a_persons_insecure_entry_for_the_policys_registry_is_never_loaded_and_f
         deadline = time.monotonic() + 10
         while live_secure(lab, host, spelled) and time.monotonic() < deadline:
             time.sleep(0.2)  # the reload applies asynchronously
-        code, outcome, err = agent(lab, "verify", host)
+        code, outcome, err = outcome_of(lab, "verify", host)
         assert (code, outcome["status"]) == (1, "failed"), (err, outcome)
         assert outcome["error"] == (
             f"does not comply with the policy: {spelled}: daemon.json lists it in insecure-registries, "
             "though the policy verifies its TLS: dockerd does not verify it"
         )
-        code, outcome, err = agent(lab, "rollout", host)
+        code, outcome, err = outcome_of(lab, "rollout", host)
         assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)
         stays = f"daemon.json: {spelled} stays in insecure-registries (not added by trust-agent)"
         assert any(w.startswith(stays) for w in outcome["warnings"]), outcome["warnings"]
@@ -158,7 +146,7 @@ def test_a_ca_file_replaced_by_a_link_fails_plan_verify_and_rollout_alike_saying
     tree = docker_tree(lab, host)
     says = f"{path} is a symbolic link, which trust-agent does not follow (it could point at any file)"
     for command, args in (("plan", ("--detailed-exitcode",)), ("verify", ()), ("rollout", ())):
-        code, outcome, err = agent(lab, command, host, *args)
+        code, outcome, err = outcome_of(lab, command, host, *args)
         assert (code, outcome["status"]) == (1, "failed"), (command, err, outcome)
         assert outcome["error"].startswith(says), (command, outcome["error"])
         assert outcome["error"].endswith("remove it, then run again (nothing written)"), outcome["error"]
@@ -166,6 +154,6 @@ def test_a_ca_file_replaced_by_a_link_fails_plan_verify_and_rollout_alike_saying
     assert docker_tree(lab, host) == tree
     assert lab.ssh(host, f"readlink {path}").stdout.strip() == target
     lab.ssh(host, f"rm {path}")
-    code, outcome, err = agent(lab, "rollout", host)
+    code, outcome, err = outcome_of(lab, "rollout", host)
     assert (code, outcome["status"]) == (0, "changed"), (err, outcome)
     assert owner_and_mode(lab, host, path) == "0:0 644"

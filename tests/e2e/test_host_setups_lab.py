@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -19,7 +18,9 @@ from tests.e2e.probes import (
     LAB_DAEMON_JSON,
     by_host,
     ca_args,
+    converged,
     docker_tree,
+    outcome_of,
     pull,
     runs_secure_for_the_registry,
     skip_args,
@@ -29,36 +30,6 @@ from tests.lab import Host, Lab
 pytestmark = pytest.mark.lab
 
 DROP_INS = "/etc/systemd/system/docker.service.d"
-
-
-def agent(
-    lab: Lab, command: str, host: Host, *args: str, inventory: Path | None = None
-) -> tuple[int, dict[str, Any], str]:
-    """Run ``trust-agent COMMAND`` on ``host`` alone (the lab's CA source unless ``args`` give one);
-    (exit code, its outcome, stderr)."""
-    source = () if "--source" in args else tuple(ca_args(lab))
-    if command == "verify":
-        args = ("--resolve", f"{lab.registry}:{lab.state['registry']['address']}", *args)
-    proc = lab.run_agent(
-        command,
-        "-i",
-        str(inventory or lab.inventory_yml),
-        *source,
-        "--limit",
-        host.name,
-        *args,
-        "--format",
-        "json",
-    )
-    assert proc.stdout.strip().startswith("{"), (
-        f"{command}: no report (exit {proc.returncode}): {proc.stderr}"
-    )
-    return proc.returncode, by_host(json.loads(proc.stdout))[host.name], proc.stderr
-
-
-def converged(lab: Lab, host: Host) -> None:
-    code, outcome, err = agent(lab, "rollout", host)
-    assert (code, outcome["status"]) == (0, "changed"), (err, outcome)
 
 
 def image_there(lab: Lab, host: Host, image: str) -> bool:
@@ -108,7 +79,7 @@ def test_a_canary_removed_for_a_pull_that_fails_is_said_to_be_gone(lab: Lab) -> 
     lab.ssh(host, f"tar cf - --files-from /dev/null | docker import - {gone} >/dev/null")
     assert image_there(lab, host, gone)
 
-    code, outcome, err = agent(lab, "rollout", host, "--canary-image", gone)
+    code, outcome, err = outcome_of(lab, "rollout", host, "--canary-image", gone)
     assert (code, outcome["status"]) == (1, "failed"), (err, outcome)
     assert f"{gone} was removed before the pull" in outcome["error"], outcome["error"]
     assert "is no longer on this host" in outcome["error"]
@@ -140,7 +111,7 @@ def test_a_daemon_json_the_login_cannot_read_is_said_so_and_not_shown_as_a_new_f
     the read refused was taken for an empty file."""
     host = lab.hosts[1]
     with deploy_login(lab, host, tmp_path) as inventory:
-        code, outcome, err = agent(lab, "plan", host, *skip_args(lab, tmp_path), inventory=inventory)
+        code, outcome, err = outcome_of(lab, "plan", host, *skip_args(lab, tmp_path), inventory=inventory)
     assert code == 1, (err, outcome)
     changed = [change["path"] for change in outcome["changes"]]
     assert "/etc/docker/daemon.json" not in changed, outcome
@@ -171,9 +142,9 @@ def test_a_certs_d_directory_linked_to_a_root_owned_one_is_written_through_and_v
         listed = lab.ssh(host, "ls /srv/regdir").stdout.split()
         assert listed == ["trust-agent-registry-ca.crt", "trust-agent-storage-ca.crt"]
         assert lab.ssh(host, f"test -L {link} && echo link").stdout.strip() == "link"
-        code, outcome, err = agent(lab, "rollout", host)
+        code, outcome, err = outcome_of(lab, "rollout", host)
         assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)
-        code, outcome, err = agent(lab, "verify", host)
+        code, outcome, err = outcome_of(lab, "verify", host)
         assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)
         pull(lab, host)  # dockerd reads the storage CA through the link
 
@@ -183,7 +154,7 @@ def test_a_certs_d_link_through_a_directory_others_can_write_is_refused_naming_t
     with linked_certs_dir(lab, host) as link:
         lab.ssh(host, "chmod 777 /srv")
         before = docker_tree(lab, host)
-        code, outcome, err = agent(lab, "rollout", host)
+        code, outcome, err = outcome_of(lab, "rollout", host)
         assert (code, outcome["status"]) == (1, "failed"), (err, outcome)
         assert outcome["error"].startswith(
             f"/srv is writable by a user other than root, and {link} is reached through it "
@@ -203,7 +174,7 @@ def test_a_registry_made_insecure_by_a_flag_is_warned_of_by_a_rollout(lab: Lab) 
         f"--containerd=/run/containerd/containerd.sock --insecure-registry {lab.registry}\n"
     )
     with unit_drop_in(lab, host, "insecure-flag.conf", flag):
-        code, outcome, err = agent(lab, "rollout", host)
+        code, outcome, err = outcome_of(lab, "rollout", host)
         assert code == 0, (err, outcome)
         said = [w for w in outcome["warnings"] if "--insecure-registry" in w]
         assert said == [
@@ -211,7 +182,7 @@ def test_a_registry_made_insecure_by_a_flag_is_warned_of_by_a_rollout(lab: Lab) 
             f"({DROP_INS}/insecure-flag.conf), though the policy verifies its TLS: dockerd does not verify "
             f"{lab.registry}; remove the flag there"
         ], outcome["warnings"]
-        assert agent(lab, "verify", host)[0] == 1
+        assert outcome_of(lab, "verify", host)[0] == 1
 
 
 @contextmanager
@@ -237,18 +208,18 @@ def test_an_insecure_range_covering_the_registrys_address_fails_verify_and_warns
     address = lab.state["registry"]["address"]
     with insecure_range(lab, host, "198.51.100.0/24"):
         assert runs_secure_for_the_registry(lab, host)  # IndexConfigs does not show it
-        code, outcome, err = agent(lab, "rollout", host)
+        code, outcome, err = outcome_of(lab, "rollout", host)
         assert code == 0, (err, outcome)
         covered = (
             f"insecure-registries range 198.51.100.0/24 covers {lab.registry}'s address {address} as the "
             f"host resolves it: dockerd does not verify {lab.registry}'s TLS"
         )
         assert covered in outcome["warnings"], outcome["warnings"]
-        code, outcome, err = agent(lab, "verify", host)
+        code, outcome, err = outcome_of(lab, "verify", host)
         assert (code, outcome["status"]) == (1, "failed"), (err, outcome)
         assert outcome["error"].startswith(f"does not comply with the policy: {covered}"), outcome["error"]
     # Without the range, the same host verifies.
-    code, outcome, err = agent(lab, "verify", host)
+    code, outcome, err = outcome_of(lab, "verify", host)
     assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)
 
 
@@ -263,14 +234,14 @@ def test_a_unit_without_exec_reload_refuses_a_reload_before_anything_is_written(
     host = lab.hosts[2]
     with unit_drop_in(lab, host, "no-reload.conf", "[Service]\nExecReload=\n"):
         before = docker_tree(lab, host)
-        code, outcome, err = agent(lab, "rollout", host, *skip_args(lab, tmp_path))
+        code, outcome, err = outcome_of(lab, "rollout", host, *skip_args(lab, tmp_path))
         assert (code, outcome["status"]) == (1, "failed"), (err, outcome)
         assert outcome["error"].startswith(
             f"docker.service has no ExecReload ({DROP_INS}/no-reload.conf clears it): a reload is not possible"
         ), outcome["error"]
         assert docker_tree(lab, host) == before
         # A restart needs no ExecReload: the same host converges that way.
-        code, outcome, err = agent(
+        code, outcome, err = outcome_of(
             lab, "rollout", host, *skip_args(lab, tmp_path), "--restart-policy", "restart"
         )
         assert (code, outcome["status"]) == (0, "changed"), (err, outcome)
