@@ -170,10 +170,12 @@ def daemon_group() -> None:
     """Run trust-agent on each engine host, keeping it converged locally (no SSH).
 
     \b
-      trust-agent daemon run --source /etc/docker/registry/config.yml --storage-ca ca.pem
+      trust-agent daemon run --source /etc/docker/registry/config.yml \
+          --storage-ca s3-ca.pem --registry-ca reg-ca.pem
       trust-agent daemon run --config /etc/trust-agent/daemon.yml        # under systemd
       trust-agent daemon unit > /etc/systemd/system/trust-agent.service
-      trust-agent daemon install -i hosts.ini --source config.yml --storage-ca ca.pem   # over SSH
+      trust-agent daemon install -i hosts.ini --source config.yml \
+          --storage-ca s3-ca.pem --registry-ca reg-ca.pem                  # over SSH
       trust-agent daemon uninstall -i hosts.ini [--purge]
     """
 
@@ -539,8 +541,19 @@ def install_command(**kwargs: Any) -> None:
     without secrets, the CA files, daemon.env for a live DTR's credentials), the unit to
     /etc/systemd/system/trust-agent.service. Re-running it updates what changed: a new source is
     reloaded, new options or a new build restart the daemon. Exit 1 when any host is not healthy.
+
+    Give the same CA options as the rollout: each host is planned first, as `trust-agent plan` does, and
+    a host where the daemon would fail (one holding trust-agent's registry CA, say, with neither
+    --registry-ca nor --no-registry-ca given) is refused with the plan's reason, nothing put on it; the
+    other hosts go on. A daemon that fails its first cycle all the same is stopped and disabled.
     """
-    from agent.daemon.install import DaemonSettings, build_bundle, install_host, run_hosts
+    from agent.daemon.install import (
+        DaemonSettings,
+        build_bundle,
+        daemon_plan_options,
+        install_host,
+        run_hosts,
+    )
     from agent.daemon.wheelhouse import WheelhouseCache
     from agent.inputs import resolve_policy
     from agent.ssh_targets import open_ssh_targets
@@ -576,6 +589,7 @@ def install_command(**kwargs: Any) -> None:
     except OSError as exc:
         raise UsageError(f"cannot read: {exc.strerror or exc}", getattr(exc, "filename", None)) from None
     wheelhouses = WheelhouseCache(kwargs["wheelhouse"])
+    plan_options = daemon_plan_options(daemon, kwargs["command_timeout"])
     names, opener = open_ssh_targets(kwargs)
     click.echo(
         f"installing on {len(names)} host(s): policy {policy.fingerprint()}, source {bundle.source_spec}",
@@ -593,6 +607,8 @@ def install_command(**kwargs: Any) -> None:
             python=kwargs["python"],
             wait=wait,
             command_timeout=kwargs["command_timeout"],
+            policy=policy,
+            plan_options=plan_options,
         ),
         forks=kwargs["forks"],
         on_interrupt=_say_interrupted,

@@ -6,6 +6,7 @@ every local user can read in ``/proc``). Keys are the long option names, with ``
     source: https://dtr.example.com
     registry: [dtr.example.com, dtr.example.com:443]
     storage_ca: /etc/trust-agent/storage-ca.pem
+    registry_ca: /etc/trust-agent/registry-ca.pem   # as the rollout gave it
     interval: 60s
     metrics_file: /var/lib/node_exporter/textfile_collector/trust_agent.prom
     dtr_user: trust-agent          # or TRUST_AGENT_DTR_USER / _TOKEN in the unit's EnvironmentFile

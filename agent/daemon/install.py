@@ -3,7 +3,9 @@
 Install, per host, over one SSH connection:
 
 1. probe (one round trip): python3's version, machine and C library, whether ``python3 -m venv``
-   works (Debian's ``python3-venv``), systemd, and the wheelhouse already installed;
+   works (Debian's ``python3-venv``), systemd, and the wheelhouse already installed; then the host is
+   planned for the controller's policy as ``trust-agent plan`` plans it (one gather, nothing written),
+   and refused, untouched, where that plan fails: the daemon would fail there every cycle;
 2. when the host does not already run this exact build: send the wheelhouse as a tar, make a new
    virtualenv ``/opt/trust-agent/venv-<id>`` from it (``pip install --no-index``: hosts need no
    package index), then point the ``/opt/trust-agent/venv`` symlink at it in one rename, so a failed
@@ -11,7 +13,8 @@ Install, per host, over one SSH connection:
 3. write the configuration (atomic renames, 0600) and the unit, enable the service, and restart it
    when its program or options changed, reload it (re-read the source now) when only the source did;
 4. poll ``status.json`` until the daemon (the service's current process) says ``healthy`` on a
-   policy with the controller's fingerprint, or the wait runs out.
+   policy with the controller's fingerprint, or the wait runs out. A daemon that says its cycle failed
+   is reported in its own words and stopped and disabled (its files stay, for the next install).
 
 The source on the host. Hosts cannot read the controller's files, so a file source is copied, but
 not as it is: a registry's config.yml holds S3 keys, http secrets and passwords, none of which an
@@ -58,7 +61,7 @@ from agent.daemon.unit import (
 )
 from agent.daemon.wheelhouse import PROBE_PYTHON, WheelhouseCache, parse_probe
 from agent.engine.apply_script import daemon_json_backup
-from agent.engine.options import RunOptions
+from agent.engine.options import RestartPolicy, RunOptions
 from agent.engine.reconcile import reconcile
 from agent.errors import HostError, TrustAgentError, UnreachableError
 from agent.host_pool import NOT_STARTED, HostPool
@@ -92,7 +95,7 @@ class DaemonSettings:
     max_backoff: str = "10m"
     jitter: float = 0.1
     metrics_file: str | None = None
-    restart_policy: str = "auto"
+    restart_policy: RestartPolicy = "auto"
     allow_restart: bool = False
     canary_image: str | None = None
     verify: bool = True
@@ -632,8 +635,13 @@ def install_host(
     wait: float = 60.0,
     command_timeout: float = 300.0,
     poll_every: float = 0.5,
+    policy: TrustPolicy | None = None,
+    plan_options: RunOptions | None = None,
 ) -> HostReport:
-    """Install (or update) the daemon on one host and wait until it is healthy. Never raises."""
+    """Install (or update) the daemon on one host and wait until it is healthy. Never raises.
+
+    ``policy``: the controller's; the host is planned for it first (with ``plan_options``, see
+    :func:`daemon_plan_options`) and refused, untouched, where the daemon's first cycle would fail."""
     start = time.monotonic()
     connected = False
     try:
@@ -657,6 +665,10 @@ def install_host(
             raise HostFailure(f"{python} -m venv is not available (install python3-venv)")
         if facts.get("systemd") != "yes":
             raise HostFailure("systemd is not running on this host: the daemon runs as a systemd service")
+        if policy is not None:
+            refuse_where_the_daemon_would_fail(
+                transport, policy, plan_options or daemon_plan_options(DaemonSettings(), command_timeout)
+            )
         wheelhouse = wheelhouses.for_target(target)
         ident = wheelhouse.ident
         venv_changed = facts.get("installed", "").strip() != ident
@@ -674,16 +686,19 @@ def install_host(
         action = result.get("action", "none")
         since = float(result.get("since", "0") or 0)
         old_pid = facts.get("main_pid", "0").strip() or "0"
-        daemon = _wait_healthy(
-            transport,
-            bundle,
-            action=action,
-            since=since,
-            old_pid=old_pid,
-            wait=wait,
-            poll_every=poll_every,
-            command_timeout=command_timeout,
-        )
+        try:
+            daemon = _wait_healthy(
+                transport,
+                bundle,
+                action=action,
+                since=since,
+                old_pid=old_pid,
+                wait=wait,
+                poll_every=poll_every,
+                command_timeout=command_timeout,
+            )
+        except CycleFailed as exc:
+            raise HostFailure(f"{exc}; {_stop_the_failing_service(transport, command_timeout)}") from None
         if venv_changed:  # the daemon runs from the new one now: the previous build is not in use
             transport.run(PRUNE_SCRIPT, timeout=command_timeout)
     except HostFailure as exc:
@@ -707,6 +722,102 @@ def install_host(
     detail = "; ".join([*([", ".join(steps)] if steps else []), f"healthy on policy {policy}"])
     status = "unchanged" if action == "none" and not venv_changed else "installed"
     return HostReport(transport.name, status, detail, seconds=time.monotonic() - start, daemon=daemon)
+
+
+def daemon_plan_options(daemon: DaemonSettings, command_timeout: float) -> RunOptions:
+    """How a host is planned before install: as the daemon's cycles will plan it (its restart policy),
+    read-only (a dry run: one gather, nothing written, the engine not verified)."""
+    return RunOptions(
+        dry_run=True,
+        verify=False,
+        restart_policy=daemon.restart_policy,
+        allow_restart=daemon.allow_restart,
+        command_timeout=command_timeout,
+    )
+
+
+def refuse_where_the_daemon_would_fail(
+    transport: Transport, policy: TrustPolicy, options: RunOptions
+) -> None:
+    """Plan the host for ``policy`` as ``trust-agent plan`` does, and refuse it where the plan fails (a
+    CA of trust-agent's the policy does not say to keep, a key dockerd also gets as a flag): a daemon
+    installed there would fail every cycle, and retry at its back-off for ever."""
+    outcome = reconcile(transport, policy, options)
+    if outcome.status == "unreachable":
+        raise UnreachableError(outcome.error or "lost while planning the host")
+    if outcome.failed:
+        raise HostFailure(would_fail(outcome.error))
+
+
+def would_fail(reason: str | None) -> str:
+    """A host refused before install, with the plan's reason."""
+    return (
+        f"not installed: the daemon would fail on this host: {reason or 'its plan failed'} "
+        "(nothing was put on the host)"
+    )
+
+
+class CycleFailed(HostFailure):
+    """The installed daemon ran its cycle and left the host failing: waiting longer brings only its
+    retries, at its back-off's pace."""
+
+
+def failed_its_cycle(daemon: Mapping[str, Any]) -> bool:
+    """Whether a (fresh) status says the daemon ran a cycle that left the host failing; not one still
+    starting, nor one whose host another run's lock kept it from."""
+    cycles = daemon.get("cycles")
+    return (
+        daemon.get("state") == "failing"
+        and not daemon.get("host_busy")
+        and isinstance(cycles, int)
+        and cycles >= 1
+    )
+
+
+def daemon_error(daemon: Mapping[str, Any]) -> str:
+    """The daemon's own words for why it is not healthy: status.json's ``last_error`` (else its last
+    outcome's error, else its state)."""
+    outcome = daemon.get("outcome")
+    error = daemon.get("last_error") or (outcome.get("error") if isinstance(outcome, dict) else None)
+    return str(error) if error else f"state {daemon.get('state')}"
+
+
+def journal_messages(text: str, limit: int = 3) -> list[str]:
+    """The last ``limit`` things the daemon's journal (``journalctl -o cat``: its MESSAGE fields) says
+    went wrong, for a person: from its JSON records of warning or error level the event and its error
+    (or message); any other line (systemd's own, a traceback) as it is."""
+    said: list[str] = []
+    for line in (raw.strip() for raw in text.splitlines()):
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            said.append(line)
+            continue
+        if not isinstance(record, dict):
+            said.append(line)
+        elif record.get("level") in ("warning", "error"):
+            said.append(_record_text(record))
+    return said[-limit:]
+
+
+def _record_text(record: Mapping[str, Any]) -> str:
+    event = str(record.get("event", "event"))
+    detail = record.get("error") or record.get("message")
+    if not detail and isinstance(record.get("warnings"), list):
+        detail = "; ".join(str(w) for w in record["warnings"])
+    return f"{event}: {detail}" if detail else event
+
+
+def _stop_the_failing_service(transport: Transport, command_timeout: float) -> str:
+    """Stop and disable a daemon that failed its cycle (each retry would write, reload and roll back
+    again); its files stay for a look and for the next install, which starts it again. What to say."""
+    stopped = transport.run(f"systemctl disable --now -q {SERVICE}", timeout=min(command_timeout, 120.0))
+    if not stopped.ok:
+        said = (stopped.stderr or stopped.stdout).decode("utf-8", "replace").strip() or "no output"
+        return f"stopping the service failed too (exit {stopped.exit_status}): {said}"
+    return f"{SERVICE}.service is stopped and disabled: fix the cause, then run daemon install again"
 
 
 def _connect(transport: Transport) -> bool:
@@ -778,7 +889,6 @@ def _wait_healthy(
 ) -> dict[str, Any]:
     deadline = time.monotonic() + wait
     seen: dict[str, Any] = {}
-    facts: dict[str, str] = {}
     while True:
         result = transport.run(STATUS_SCRIPT, timeout=min(command_timeout, 30.0))
         facts = _values(result.stdout.decode("utf-8", "replace"))
@@ -790,6 +900,8 @@ def _wait_healthy(
             loaded, main_pid=facts.get("main_pid", "").strip(), action=action, since=since, old_pid=old_pid
         ):
             seen = loaded
+            if failed_its_cycle(loaded):
+                raise CycleFailed(f"the daemon failed its cycle: {daemon_error(loaded)}")
             if loaded.get("healthy"):
                 fingerprint = (loaded.get("policy") or {}).get("fingerprint")
                 if fingerprint != bundle.fingerprint and not bundle.live_source:
@@ -799,18 +911,24 @@ def _wait_healthy(
                     )
                 return loaded
         if time.monotonic() >= deadline:
-            break
+            raise _not_healthy(transport, wait, facts.get("active", "unknown"), seen)
         time.sleep(poll_every)
-    state = f"service {facts.get('active', 'unknown')}"
+
+
+def _not_healthy(transport: Transport, wait: float, active: str, seen: Mapping[str, Any]) -> HostFailure:
+    """Why the daemon is not healthy after ``wait``: status.json's error where the daemon wrote one,
+    else what its journal says."""
+    state = f"service {active}"
+    # Not failed (still on its first cycle, or riding out a source outage): it is left to go on.
+    left = "; left running, it goes on trying" if active == "active" else ""
     if seen:
         state += f", daemon {seen.get('state')}"
         if seen.get("last_error"):
-            state += f": {seen['last_error']}"
-    journal = transport.run(
-        f"journalctl -u {SERVICE} -n 3 -o cat --no-pager 2>/dev/null | tail -n 3", timeout=30
-    )
-    tail = " | ".join(journal.stdout.decode("utf-8", "replace").strip().splitlines()[-3:])
-    raise HostFailure(f"not healthy after {wait:g}s ({state})" + (f"; journal: {tail}" if tail else ""))
+            return HostFailure(f"not healthy after {wait:g}s ({state}: {seen['last_error']}){left}")
+    journal = transport.run(f"journalctl -u {SERVICE} -n 30 -o cat --no-pager 2>/dev/null", timeout=30)
+    tail = " | ".join(journal_messages(journal.stdout.decode("utf-8", "replace")))
+    said = f"; journal: {tail}" if tail else ""
+    return HostFailure(f"not healthy after {wait:g}s ({state}){said}{left}")
 
 
 def uninstall_host(

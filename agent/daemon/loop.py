@@ -292,14 +292,13 @@ class Daemon:
             last_run=now,
             last_success=now if state == "ok" and not waited else status.last_success,
             last_change=now if changed else status.last_change,
-            last_error=error if error else status.last_error,
-            last_error_at=now if error else status.last_error_at,
             consecutive_failures=0 if state in ("ok", "starting") else status.consecutive_failures + 1,
             changes_total=status.changes_total + changed,
             apply_errors_total=status.apply_errors_total
             + (not waited and summary is not None and not converged),
             outcome=summary,
         )
+        settled = _with_error(settled, error, now)
         # An outage that goes on (the same error, the same state) was logged when it began: at debug
         # after that, as a host waiting out its back-off is.
         same_error = error is None or (apply_error is None and error == status.last_error)
@@ -413,6 +412,24 @@ class Daemon:
 def _explanation(policy: TrustPolicy) -> tuple[object, ...]:
     """What a policy says beside what it trusts (its fingerprint): why, where engines go, and warnings."""
     return (policy.warnings, policy.reasons, policy.storage_endpoint, policy.storage_scheme)
+
+
+def _with_error(status: DaemonStatus, error: str | None, now: float) -> DaemonStatus:
+    """``status`` with the error its cycle ended on. ``last_error`` is the error in force: a cycle that
+    ends ok moves it to ``previous_error`` (with when it was last seen), so that no status says "ok"
+    beside a failure the host has recovered from. Other cycles without an error (the host's lock held
+    before any cycle ran) leave it as it was."""
+    if error is not None:
+        return replace(status, last_error=error, last_error_at=now)
+    if status.state != "ok" or status.last_error is None:
+        return status
+    return replace(
+        status,
+        last_error=None,
+        last_error_at=None,
+        previous_error=status.last_error,
+        previous_error_at=status.last_error_at,
+    )
 
 
 def host_busy(outcome: HostOutcome) -> bool:

@@ -41,6 +41,8 @@ def status_document(status: DaemonStatus) -> dict[str, Any]:
         "last_change": _iso(status.last_change),
         "last_error": status.last_error,
         "last_error_at": _iso(status.last_error_at),
+        "previous_error": status.previous_error,
+        "previous_error_at": _iso(status.previous_error_at),
         "consecutive_failures": status.consecutive_failures,
         "changes_total": status.changes_total,
         "policy_changes_total": status.policy_changes_total,
@@ -255,6 +257,8 @@ def carry_over(status: DaemonStatus, previous: Mapping[str, Any]) -> DaemonStatu
             last_change=_seconds(previous.get("last_change")),
             last_error=_text(previous.get("last_error")),
             last_error_at=_seconds(previous.get("last_error_at")),
+            previous_error=_text(previous.get("previous_error")),
+            previous_error_at=_seconds(previous.get("previous_error_at")),
         )
     except (TypeError, ValueError, KeyError, AttributeError):
         return status

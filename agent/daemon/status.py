@@ -55,8 +55,11 @@ class DaemonStatus:
     last_run: float | None = None
     last_success: float | None = None
     last_change: float | None = None  # the host's files last changed
-    last_error: str | None = None
+    last_error: str | None = None  # the error in force: a cycle that ends ok clears it
     last_error_at: float | None = None
+    # The error the last ok cycle cleared, and when it was last seen: what the host recovered from.
+    previous_error: str | None = None
+    previous_error_at: float | None = None
     consecutive_failures: int = 0
     changes_total: int = 0
     policy_changes_total: int = 0

@@ -13,7 +13,7 @@ import yaml
 
 from agent.daemon.install import probe_script
 from agent.daemon.wheelhouse import parse_probe, prepare
-from tests.e2e.probes import ca_args
+from tests.e2e.probes import by_host, ca_args
 from tests.e2e.test_daemon_lab import agent_pid, dlab, install, metrics, status, wait_for, wheels  # noqa: F401 - fixtures
 from tests.lab import Host, Lab
 
@@ -244,3 +244,76 @@ def test_install_on_a_host_whose_sudo_wants_a_password_says_so_not_unreachable(
         assert report["error"].startswith(f"{host.name} ({host.address}): sudo needs a password ("), report
         assert "--become-password-env" in report["error"] and "NOPASSWD" in report["error"]
     assert dlab.ssh(host, "test -e /etc/trust-agent || echo absent").stdout.strip() == "absent"
+
+
+REGISTRY_CA_FILE = "/etc/docker/certs.d/registry.test/trust-agent-registry-ca.crt"
+
+
+def test_install_refuses_a_host_its_daemon_would_fail_on_and_installs_the_others(dlab: Lab) -> None:  # noqa: F811
+    """README's daemon example left out the rollout's --registry-ca: on hosts holding trust-agent's
+    registry CA, install waited out --wait and left a failing trust-agent.service on every host."""
+    h1, h2 = dlab.host("h1"), dlab.host("h2")
+    rolled = dlab.run_agent("rollout", "-i", str(dlab.inventory_yml), "--limit", "h1", *ca_args(dlab))
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    proc = dlab.run_agent(
+        "daemon", "install", "-i", str(dlab.inventory_yml), "--limit", "h1:h2",
+        "--source", str(dlab.registry_yml), "--storage-ca", str(dlab.storage_ca),
+        "--interval", "2s", "--wait", "30s", "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    reports = by_host(json.loads(proc.stdout))
+    refused = reports["h1"]
+    assert refused["status"] == "failed", refused
+    assert refused["error"].startswith(
+        "not installed: the daemon would fail on this host: this host holds trust-agent's registry CA "
+        f"({REGISTRY_CA_FILE}), and no registry CA is given"
+    ), refused
+    assert "--registry-ca FILE" in refused["error"] and refused["seconds"] < 30
+    # Nothing put on the refused host, and its trust as the rollout left it.
+    assert (
+        dlab.ssh(h1, "ls -d /etc/trust-agent /etc/systemd/system/trust-agent.service", check=False).stdout
+        == ""
+    )
+    assert dlab.ssh(h1, "systemctl is-active trust-agent", check=False).stdout.strip() != "active"
+    assert dlab.ssh(h1, f"test -f {REGISTRY_CA_FILE} && echo kept").stdout.strip() == "kept"
+    # The host the policy does not block is installed all the same.
+    assert reports["h2"]["status"] == "installed", reports["h2"]
+    assert status(dlab, h2)["healthy"] is True
+
+
+def test_a_daemon_that_fails_its_first_cycle_says_why_in_its_own_words_and_is_stopped(dlab: Lab) -> None:  # noqa: F811
+    """The install waited out --wait, its error was the journal's raw JSON records, and the failing
+    service was left running, retrying (and rolling back) for ever."""
+    host = dlab.host("h1")
+    absent = "registry.test/test/absent:1"
+    args = [
+        "daemon",
+        "install",
+        "-i",
+        str(dlab.inventory_yml),
+        "--limit",
+        "h1",
+        *ca_args(dlab),
+        "--interval",
+        "2s",
+    ]
+    proc = dlab.run_agent(*args, "--canary-image", absent, "--wait", "40s", "--format", "json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (report,) = json.loads(proc.stdout)["hosts"]
+    error = report["error"]
+    assert report["status"] == "failed" and error.startswith("the daemon failed its cycle: host: "), report
+    assert absent in error and '"event"' not in error and "{" not in error, error
+    assert error.endswith(
+        "trust-agent.service is stopped and disabled: fix the cause, then run daemon install again"
+    ), error
+    assert report["seconds"] < 40, report  # not the whole --wait
+    assert dlab.ssh(host, "systemctl is-active trust-agent", check=False).stdout.strip() == "inactive"
+    assert dlab.ssh(host, "systemctl is-enabled trust-agent", check=False).stdout.strip() == "disabled"
+    stopped = status(dlab, host)
+    assert stopped["state"] == "stopped" and stopped["last_cycle_state"] == "failing", stopped
+    # The cause fixed (no canary that cannot be pulled), the next install starts the service again.
+    again = dlab.run_agent(*args, "--format", "json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads(again.stdout)["hosts"][0]["status"] == "installed"
+    assert dlab.ssh(host, "systemctl is-enabled trust-agent").stdout.strip() == "enabled"
+    assert status(dlab, host)["healthy"] is True

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.daemon.cli import build_config, daemon_group
 from agent.daemon.config import load_config
@@ -31,11 +33,16 @@ from agent.daemon.install import (
     _refuse_a_hidden_metrics_file,
     build_bundle,
     config_script,
+    daemon_error,
+    daemon_plan_options,
+    failed_its_cycle,
     files_tar,
     host_source_document,
+    journal_messages,
     probe_script,
     run_hosts,
     status_fresh,
+    would_fail,
 )
 from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE, hidden_from_the_service
 from agent.daemon.wheelhouse import Target, Wheelhouse, parse_probe, project_wheel
@@ -457,3 +464,107 @@ def test_a_new_install_removes_only_the_source_files_the_last_one_put_there(
     assert not (source / "storage-ca-2.pem").exists()  # the last install's, no longer wanted
     assert (source / "storage-ca-1.pem").read_bytes() == cas[0].read_bytes()
     assert (source / "kept-by-cm.pem").read_text() == "configuration management's\n"
+
+
+# --- a host the daemon would fail on, and a daemon that failed -------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _commands(text: str, start: str) -> list[str]:
+    """Each command line of ``text`` that starts with ``start``, its continuation lines joined."""
+    joined = text.replace("\\\n", " ")
+    return [line.strip() for line in joined.splitlines() if line.strip().startswith(start)]
+
+
+@pytest.mark.parametrize("command", ["trust-agent daemon install", "trust-agent daemon run --source"])
+def test_the_daemon_examples_give_the_registry_ca_the_rollout_gives(command: str) -> None:
+    """README's rollout gave --registry-ca and its daemon example did not: on hosts the rollout had given
+    the registry CA, every daemon failed (it would have removed it)."""
+    readme = README.read_text()
+    daemon_section = readme[readme.index("## Daemon mode") : readme.index("## Ansible and AWX")]
+    help_text = CliRunner().invoke(daemon_group, ["--help"]).output
+    examples = _commands(daemon_section, command) + _commands(help_text, command)
+    assert examples, command
+    for example in examples:
+        assert "--registry-ca" in example or "--no-registry-ca" in example, example
+
+
+def test_the_plan_before_install_is_read_only_and_uses_the_daemons_restart_policy() -> None:
+    daemon = DaemonSettings(restart_policy="never", allow_restart=True)
+    options = daemon_plan_options(daemon, command_timeout=42.0)
+    assert options.dry_run and not options.verify
+    assert (options.restart_policy, options.allow_restart, options.command_timeout) == ("never", True, 42.0)
+
+
+def test_a_refused_host_is_told_why_and_that_nothing_was_put_on_it() -> None:
+    assert would_fail("this host holds trust-agent's registry CA (/x), and no registry CA is given") == (
+        "not installed: the daemon would fail on this host: this host holds trust-agent's registry CA "
+        "(/x), and no registry CA is given (nothing was put on the host)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "failed"),
+    [
+        ({"state": "failing", "cycles": 1, "host_busy": False}, True),
+        ({"state": "failing", "cycles": 3}, True),
+        ({"state": "starting", "cycles": 0}, False),  # its first cycle still runs
+        ({"state": "failing", "cycles": 0}, False),  # no cycle yet: the kept policy unusable, say
+        ({"state": "failing", "cycles": 1, "host_busy": True}, False),  # another run held the lock
+        ({"state": "degraded", "cycles": 1}, False),  # a source outage it rides out
+        ({"state": "ok", "cycles": 1}, False),
+    ],
+)
+def test_install_stops_waiting_once_the_daemon_has_failed_a_cycle(
+    status: dict[str, object], failed: bool
+) -> None:
+    assert failed_its_cycle(status) is failed
+
+
+def test_the_daemons_error_is_its_own_message() -> None:
+    assert daemon_error({"state": "failing", "last_error": "host: canary pull failed"}) == (
+        "host: canary pull failed"
+    )
+    outcome_only = {"state": "failing", "last_error": None, "outcome": {"error": "rolled back: x"}}
+    assert daemon_error(outcome_only) == "rolled back: x"
+    assert daemon_error({"state": "failing"}) == "state failing"
+
+
+def test_the_journal_is_read_for_its_messages_not_shown_as_raw_records() -> None:
+    """Each host's error held the journal's last three raw JSON records."""
+    journal = "\n".join(
+        [
+            json.dumps({"ts": "t", "level": "info", "event": "start", "source": "/etc/x"}),
+            json.dumps({"ts": "t", "level": "error", "event": "cycle", "error": "host: dockerd refused"}),
+            json.dumps({"ts": "t", "level": "warning", "event": "policy_warnings", "warnings": ["a", "b"]}),
+            json.dumps({"ts": "t", "level": "error", "event": "crashed", "error": "OSError: disk full"}),
+            "trust-agent.service: Main process exited, code=exited, status=1/FAILURE",
+        ]
+    )
+    assert journal_messages(journal) == [
+        "policy_warnings: a; b",
+        "crashed: OSError: disk full",
+        "trust-agent.service: Main process exited, code=exited, status=1/FAILURE",
+    ]
+    assert journal_messages(journal, limit=5)[0] == "cycle: host: dockerd refused"
+    assert journal_messages("") == []
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "ts": st.text(),
+                "level": st.sampled_from(["debug", "info", "warning", "error"]),
+                "event": st.text(),
+            },
+            optional={"error": st.text(), "message": st.text()},
+        ),
+        max_size=8,
+    )
+)
+def test_no_raw_record_reaches_the_error_whatever_the_journal_holds(records: list[dict[str, str]]) -> None:
+    text = "\n".join(json.dumps(record) for record in records)
+    for said in journal_messages(text, limit=10):
+        assert not said.startswith("{") and '"ts":' not in said

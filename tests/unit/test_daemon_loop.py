@@ -216,7 +216,8 @@ def test_a_valid_source_again_recovers_and_a_new_document_changes_the_trust(host
     daemon_json = json.loads((host.root / "etc/docker/daemon.json").read_text())
     assert daemon_json == {"debug": True, "insecure-registries": [REGISTRY]}
     assert LastGoodStore(host.state_dir).load().policy.insecure  # type: ignore[union-attr]
-    assert host.status()["last_error"] is not None  # the last error stays visible, with its time
+    # The error recovered from stays visible, with its time, apart from the state it no longer explains.
+    assert host.status()["previous_error"] is not None and host.status()["last_error"] is None
     assert host.status()["state"] == "ok"
 
 

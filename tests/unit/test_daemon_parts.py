@@ -17,7 +17,7 @@ from agent.cli import cli
 from agent.daemon.config import load_config
 from agent.daemon.lastgood import LastGood, LastGoodStore, StateError, policy_from_json, policy_to_json
 from agent.daemon.lock import DaemonLockError, hold_daemon_lock
-from agent.daemon.logs import EventLog, writes_to_journal
+from agent.daemon.logs import EventLog, iso, writes_to_journal
 from agent.daemon.notify import Notifier
 from agent.daemon.report import metrics_text, status_document, write_metrics
 from agent.daemon.status import DaemonStatus, SourceStatus
@@ -377,3 +377,44 @@ def test_a_registry_the_cli_refuses_stops_the_daemon_at_start_as_a_configuration
         cli, ["daemon", "install", "-i", "127.0.0.1,", "--source", str(source), "--registry", BAD_REGISTRY]
     )
     assert result.exit_code == 2 and f"--registry: {CLI_SAYS}" in result.output
+
+
+# --- the error in force ------------------------------------------------------------------------------
+
+
+def test_a_cycle_that_ends_ok_moves_the_error_it_recovered_from_to_previous_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a recovery, status.json kept the failed policy's last_error beside "state": "ok"."""
+    import agent.daemon.loop as loop
+    from agent.outcome import HostOutcome
+    from tests.unit.test_daemon_loop import Host
+
+    host = Host(tmp_path)
+    daemon = host.daemon()
+    real_reconcile = loop.reconcile
+    refused = HostOutcome("h", "rolled_back", error="dockerd refused the reload: bad value")
+    monkeypatch.setattr(loop, "reconcile", lambda *_a, **_k: refused)
+    daemon.cycle()
+    failed_at = host.clock.now
+    failing = host.status()
+    assert failing["state"] == "failing"
+    assert failing["last_error"] == "host: dockerd refused the reload: bad value"
+
+    monkeypatch.setattr(loop, "reconcile", real_reconcile)
+    host.clock.now += 5
+    daemon.cycle(force_poll=True)  # SIGHUP: the person says the host is fixed
+    recovered = host.status()
+    assert recovered["state"] == "ok" and recovered["healthy"] is True
+    assert recovered["last_error"] is None and recovered["last_error_at"] is None
+    assert recovered["previous_error"] == "host: dockerd refused the reload: bad value"
+    assert recovered["previous_error_at"] == iso(failed_at)
+
+    # A new failure is the error in force again; the one before it stays the previous one.
+    monkeypatch.setattr(loop, "reconcile", lambda *_a, **_k: refused)
+    daemon.cycle(force_poll=True)
+    again = host.status()
+    assert (
+        again["state"] == "failing" and again["last_error"] == "host: dockerd refused the reload: bad value"
+    )
+    assert again["previous_error"] == "host: dockerd refused the reload: bad value"
