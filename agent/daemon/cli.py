@@ -557,6 +557,7 @@ def install_command(**kwargs: Any) -> None:
     from agent.daemon.wheelhouse import WheelhouseCache
     from agent.inputs import resolve_policy
     from agent.ssh_targets import open_ssh_targets
+    from agent.trust import canary_under_policy
 
     parse_interval(kwargs["interval"])
     parse_duration(kwargs["max_backoff"], "--max-backoff")
@@ -564,6 +565,8 @@ def install_command(**kwargs: Any) -> None:
     watchdog = watchdog_seconds(kwargs["watchdog"], RunOptions())  # the hosts' daemons run with these
     inputs = policy_inputs(dict(kwargs))
     settings, policy = resolve_policy(inputs)  # bad input: exit 2 before any host is touched
+    if kwargs["canary_image"]:  # one outside the policy's registries proves nothing there (exit 2)
+        canary_under_policy(kwargs["canary_image"], policy.registries)
     live = "://" in inputs.source
     if live and not (os.environ.get(DTR_USER_ENV) and os.environ.get(DTR_TOKEN_ENV)):
         raise UsageError(f"a live DTR source needs {DTR_USER_ENV} and {DTR_TOKEN_ENV} for the hosts")

@@ -418,3 +418,16 @@ def test_a_cycle_that_ends_ok_moves_the_error_it_recovered_from_to_previous_erro
         again["state"] == "failing" and again["last_error"] == "host: dockerd refused the reload: bad value"
     )
     assert again["previous_error"] == "host: dockerd refused the reload: bad value"
+
+
+def test_a_canary_image_outside_the_policys_registries_is_refused_by_install_before_any_host(
+    tmp_path: Path,
+) -> None:
+    """A rollout refused it; daemon install took it, and every host's daemon would remove that image
+    and pull it from elsewhere each cycle, proving nothing about the policy."""
+    source = tmp_path / "config.yml"
+    source.write_text("version: 0.1\nstorage:\n  filesystem: {}\n")
+    argv = ["daemon", "install", "-i", "127.0.0.1,", "--source", str(source), "--registry", "registry.test"]
+    result = CliRunner().invoke(cli, [*argv, "--canary-image", "lab/busybox:1"])
+    assert result.exit_code == 2, result.output
+    assert "--canary-image lab/busybox:1: " in result.output and "(registry.test)" in result.output
