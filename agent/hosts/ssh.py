@@ -753,7 +753,14 @@ class SSHTransport(Transport):
             entry = current.lookup(name)
             if entry is not None and entry.get(key.get_name()) == key:
                 return  # another transport to the same host got here first
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            directory = os.path.dirname(path)
+            if os.path.expanduser(directory) == os.path.expanduser(os.path.dirname(DEFAULT_KNOWN_HOSTS)):
+                os.makedirs(directory, mode=0o700, exist_ok=True)  # ~/.ssh, as ssh makes it; no other
+            elif not os.path.isdir(directory):
+                raise HostKeyError(
+                    f"cannot record the host key in {path}: {directory} is not a directory (ssh makes only "
+                    "~/.ssh); create it, or name a known_hosts file in one that is there"
+                )
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(fd, "a", encoding="ascii") as f:
                 f.write(line)

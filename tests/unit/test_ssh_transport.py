@@ -293,7 +293,7 @@ def test_known_hosts_key_type_is_preferred(sshd: Server, opts: SSHOptions, tmp_p
 
 
 def test_accept_new_host_keys_appends_then_verifies(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
-    known = tmp_path / "sub" / "known_hosts"  # a missing directory is created
+    known = tmp_path / "known_hosts"
     accepting = replace(opts, known_hosts=str(known), accept_new_host_keys=True)
     with SSHTransport(sshd.host(), accepting) as t:
         assert t.run("true").ok
@@ -302,6 +302,23 @@ def test_accept_new_host_keys_appends_then_verifies(sshd: Server, opts: SSHOptio
     with SSHTransport(sshd.host(), replace(accepting, accept_new_host_keys=False)) as t:
         assert t.run("true").ok
     assert len(known.read_text().splitlines()) == 1
+
+
+def test_accept_new_host_keys_makes_only_the_ssh_directory_as_ssh_does(
+    sshd: Server, opts: SSHOptions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any missing directory on the way to a known_hosts file was made (an inventory's typo made
+    /nonexistent/ on the controller); ssh makes ~/.ssh alone."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    missing = tmp_path / "nonexistent" / "known_hosts"
+    accepting = replace(opts, known_hosts=str(missing), accept_new_host_keys=True)
+    with pytest.raises(HostKeyError, match=r"is not a directory \(ssh makes only ~/\.ssh\)"):
+        SSHTransport(sshd.host(), accepting).connect()
+    assert not missing.parent.exists()
+    with SSHTransport(sshd.host(), replace(accepting, known_hosts="~/.ssh/known_hosts")) as t:
+        assert t.run("true").ok
+    assert (tmp_path / "home" / ".ssh" / "known_hosts").read_text().startswith(f"[127.0.0.1]:{sshd.port} ")
 
 
 def test_accept_new_never_accepts_a_changed_key(sshd: Server, opts: SSHOptions, tmp_path: Path) -> None:
