@@ -157,8 +157,11 @@ def reconcile(
     )
     refused = unit_blockers(facts, plan)
     if plan.blockers or refused:
-        error = "; ".join((*refused, *plan.blockers))
-        return _done(base, timeline, "failed", error=error, engine_action="none")
+        # The unit's refusals are the plan's blockers too: the host is left untouched, so no report
+        # shows its plan's changes as if they were to happen.
+        blocked = replace(plan, blockers=(*refused, *plan.blockers))
+        error = "; ".join(blocked.blockers)
+        return _done(replace(base, plan=blocked), timeline, "failed", error=error, engine_action="none")
     base = _warned(base, masked_note(facts))
     if not (options.dry_run and options.verify):  # `verify` fails the host for it (_breaches)
         base = replace(base, warnings=(*base.warnings, *insecure_flag_warnings(policy, facts)))

@@ -137,6 +137,9 @@ def test_a_masked_unit_is_named_before_anything_is_written(lab: Lab, tmp_path: P
         code, outcomes = agent(lab, command, *skip_args(lab, tmp_path), "--limit", host.name)
         assert (code, outcomes[host.name]["status"]) == (1, "failed"), outcomes
         assert outcomes[host.name]["error"].startswith(said), outcomes
+        # Refused, so no change of its plan is shown as one to happen (the table said "files 2").
+        assert outcomes[host.name]["changes"] == [], outcomes[host.name]["changes"]
+        assert outcomes[host.name]["blockers"][0].startswith(said), outcomes
     assert docker_tree(lab, host) == tree
     # CA files alone need no job of systemd's: written, with the unit's state said.
     code, outcomes = agent(lab, "rollout", *ca_args(lab), "--limit", host.name)
