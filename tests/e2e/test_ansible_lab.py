@@ -739,9 +739,15 @@ def test_a_masked_docker_service_refuses_a_change_that_needs_a_reload_before_any
         engine = engine_state(lab, host)
 
         # --check shows the refusal, as `trust-agent plan` does.
-        check = run_playbook(lab, ansible_playbook, ansible_home, source, "--check", "--limit", host.name)
+        check = run_playbook(
+            lab, ansible_playbook, ansible_home, source, "--check", "--diff", "--limit", host.name
+        )
         assert check.returncode != 0 and recap(check)[host.name]["failed"] == 1, check.stdout
         assert masked in check.stdout, check.stdout
+        # Refused: no diff of a change that will not happen (it showed daemon.json's).
+        assert "@@ " not in check.stdout and '"files": [' not in check.stdout.replace('"files": []', ""), (
+            check.stdout
+        )
 
         # A real run: refused before any write (no write, no roll-back of one), dockerd untouched.
         run = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name)

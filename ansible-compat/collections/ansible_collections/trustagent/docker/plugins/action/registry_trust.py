@@ -225,7 +225,11 @@ class ActionModule(TrustAgentAction):
             result["diff"] = [{"prepared": c.diff()} for c in plan.visible_changes]
         refused = refusals(facts, plan)
         if refused:  # before anything is written, in check mode too: the CLI refuses the host alike
-            result.update(failed=True, changed=False, engine_action="none", msg=self._say("; ".join(refused)))
+            # Nothing will be written: no file or diff is shown as a change to come.
+            result.pop("diff", None)
+            result.update(
+                failed=True, changed=False, engine_action="none", files=[], msg=self._say("; ".join(refused))
+            )
             return result
         if not acts:
             result["msg"] = "converged: nothing to change"
