@@ -6,6 +6,14 @@ Host keys are checked strictly against known_hosts (the host's file, the options
 ``UserKnownHostsFile``, else ``~/.ssh/known_hosts``); paramiko and socket exceptions are mapped to the
 :class:`~agent.errors.HostError` family here, so callers never see them.
 
+A ProxyJump hop is reached as ssh(1) reaches it, by an ssh of its own (``ssh -l USER -p PORT -W
+[%h]:%p HOP``, passed only ``-F`` and ``-v``): with the hop's own ssh_config ``User``, ``IdentityFile``,
+``IdentityAgent`` (else ``$SSH_AUTH_SOCK``), ``ConnectTimeout`` and known_hosts files (else
+``~/.ssh/known_hosts`` and the global ones), none of the target's or the inventory's. The run's
+``--known-hosts`` ("for every host") and ``--connect-timeout`` apply to hops too; without the latter,
+a hop waits no longer than the target's ConnectTimeout, as ssh waits that long for the target's banner
+through the hop.
+
 >>> with SSHTransport(Host("h1", "198.51.100.21", user="root"), SSHOptions()) as t:  # doctest: +SKIP
 ...     t.connect()
 ...     t.run("uname -r").stdout
@@ -219,6 +227,19 @@ def _given_on_command_line(host: Host) -> tuple[tuple[str, str], ...]:
         if name in ("user", "port"):
             given.setdefault(name, value)
     return tuple(given.items())
+
+
+def _config_connect_timeout(cfg: dict[str, Any], label: str) -> float | None:
+    """ssh_config's ``ConnectTimeout`` in seconds; None where not set."""
+    if "connecttimeout" not in cfg:
+        return None
+    try:
+        seconds = float(cfg["connecttimeout"])
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise InputError(f"{label}: ssh config ConnectTimeout {cfg['connecttimeout']!r} is not seconds")
+    return seconds
 
 
 def _global_known_hosts(cfg: dict[str, Any]) -> tuple[str, ...]:
@@ -547,17 +568,18 @@ class SSHTransport(Transport):
         """The command line's, else ssh_config's ``ConnectTimeout``, else the default."""
         if self.options.connect_timeout is not None:
             return self.options.connect_timeout
-        if "connecttimeout" not in cfg:
-            return DEFAULT_CONNECT_TIMEOUT
-        try:
-            seconds = float(cfg["connecttimeout"])
-        except ValueError:
-            seconds = -1.0
-        if seconds <= 0:
-            raise InputError(
-                f"{self._label}: ssh config ConnectTimeout {cfg['connecttimeout']!r} is not seconds"
-            )
-        return seconds
+        seconds = _config_connect_timeout(cfg, self._label)
+        return DEFAULT_CONNECT_TIMEOUT if seconds is None else seconds
+
+    def _hop_connect_timeout(self, cfg: dict[str, Any], label: str, final: _Target) -> float:
+        """A jump host's time to connect: the command line's (the run's, for every connection), else
+        its own ssh_config ``ConnectTimeout`` but no longer than the target's (ssh's ssh for the jump
+        reads its own; the target's ssh waits for the target's banner through it no longer than the
+        target's), else the target's."""
+        own = _config_connect_timeout(cfg, label)
+        if self.options.connect_timeout is not None or own is None:
+            return final.connect_timeout
+        return min(own, final.connect_timeout)
 
     def _jump_target(self, spec: str, config: _SSHConfig, final: _Target) -> _Target:
         try:
@@ -579,22 +601,19 @@ class SSHTransport(Transport):
             port = int(p)
         else:
             addr = spec
-        # ssh runs a jump as an ssh of its own (`ssh -l USER -p PORT -W %h:%p JUMP`): it gets the spec's
-        # user and port, and none of the target's command line (its user, -i, IdentitiesOnly).
+        # ssh runs a jump as an ssh of its own (`ssh -l USER -p PORT -W [%h]:%p JUMP`, with -F and -v
+        # alone passed on): it reads the jump's ssh_config, and none of the target's command line or
+        # Host block (its user, -i, IdentitiesOnly, IdentityAgent, ConnectTimeout, known_hosts).
         cfg = config.lookup(addr, tuple((n, str(v)) for n, v in (("user", user), ("port", port)) if v))
         keys = _as_list(cfg.get("identityfile"))  # none: the agent's keys and the default files
         hostname = str(cfg.get("hostname") or addr)
         user = str(cfg.get("user") or getpass.getuser())  # the spec's, the jump's User, else the local user
         port = port or int(cfg.get("port", 22))
-        # The jump host's own known_hosts files where its ssh_config names them (as ssh reads them for
-        # that hop); else the target's.
-        known, others = final.known_hosts, final.other_known_hosts
-        if not self.options.known_hosts and ("userknownhostsfile" in cfg or "globalknownhostsfile" in cfg):
-            tokens = _known_hosts_tokens(addr, hostname, port, user, cfg.get("hostkeyalias"))
-            files = _paths(cfg.get("userknownhostsfile")) or [DEFAULT_KNOWN_HOSTS]
-            known, others = _known_hosts_files(files, cfg, tokens)
+        tokens = _known_hosts_tokens(addr, hostname, port, user, cfg.get("hostkeyalias"))
+        known, others = _known_hosts_files(self._hop_user_known_hosts(cfg), cfg, tokens)
+        label = f"{self._label} via {spec}"
         return _Target(
-            label=f"{self._label} via {spec}",
+            label=label,
             hostname=hostname,
             port=port,
             user=user,
@@ -606,9 +625,17 @@ class SSHTransport(Transport):
             proxy_command=proxy_command.command_for(_proxy_command(cfg), addr),
             certificate_files=tuple(_expand(p) for p in _as_list(cfg.get("certificatefile"))),
             identities_only=identities.identities_only(cfg.get("identitiesonly")),
-            agent=self._agent(cfg, hostname, user) if "identityagent" in cfg else final.agent,
-            connect_timeout=final.connect_timeout,
+            agent=self._agent(cfg, hostname, user),
+            connect_timeout=self._hop_connect_timeout(cfg, label, final),
         )
+
+    def _hop_user_known_hosts(self, cfg: dict[str, Any]) -> list[str]:
+        """A jump host's user known_hosts files: --known-hosts (the run's, for every host), else its own
+        ssh_config's ``UserKnownHostsFile``, else the default; never the target's, as ssh's ssh for the
+        jump is given none of the target's options."""
+        if self.options.known_hosts:
+            return [self.options.known_hosts]
+        return _paths(cfg.get("userknownhostsfile")) or [DEFAULT_KNOWN_HOSTS]
 
     def _jump_sock(self, target: _Target, config: _SSHConfig, hops: list[paramiko.Transport]) -> Any:
         """A socket to ``target``: direct TCP, or a ``direct-tcpip`` channel through each jump host."""

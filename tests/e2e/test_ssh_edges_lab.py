@@ -121,6 +121,8 @@ def test_a_jump_host_logs_in_as_the_local_user_with_its_own_keys_not_the_targets
         f"ansible_ssh_private_key_file={lab.key} ansible_ssh_extra_args='-J {jump.address}'",
     )
     env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"} | {"HOME": str(tmp_path)}
+    # Where ssh's ssh for the jump looks for its key (the inventory's UserKnownHostsFile is the target's).
+    (tmp_path / ".ssh" / "known_hosts").write_text(_known_hosts_lines(lab, jump))
     since = lab.ssh(jump, "date +%s").stdout.strip()
     code, report, _ = _rollout(lab, inventory, env=env)
     outcome = by_host(report)[target.name]
@@ -258,3 +260,57 @@ def test_a_host_that_drops_every_packet_fails_within_the_connect_timeout_saying_
     assert took < 20, f"{took:.0f}s"
     left = lab.run_in_ns(["pgrep", "-f", f"-W {black_hole}:22"]).stdout
     assert not left.strip(), f"ProxyCommand left running: {left}"
+
+
+def _known_hosts_lines(lab: Lab, host: Host) -> str:
+    """The lab's known_hosts lines for ``host`` alone."""
+    lines = lab.known_hosts.read_text().splitlines()
+    return "".join(f"{line}\n" for line in lines if line.split(" ", 1)[0] == host.address)
+
+
+@pytest.fixture
+def home_with_the_lab_key(lab: Lab, tmp_path: Path) -> Path:
+    """A HOME whose default identity file is the lab's key (the jump host's login), with no known_hosts."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    key = home / ".ssh" / "id_ed25519"
+    key.write_bytes(lab.key.read_bytes())
+    key.chmod(0o600)
+    return home
+
+
+def test_a_jump_host_is_checked_against_its_own_known_hosts_not_the_targets(
+    lab: Lab, tmp_path: Path, home_with_the_lab_key: Path
+) -> None:
+    """`-J gw`: ssh's ssh for the jump reads ~/.ssh/known_hosts, as the inventory's `-o
+    UserKnownHostsFile` is on the target's command line alone, and records a new key there. The jump
+    host was checked against the target's file (which held its key), and --accept-new-host-keys added
+    the jump host's key to it."""
+    jump, target = lab.hosts[0], lab.hosts[1]
+    home = home_with_the_lab_key
+    targets_file = tmp_path / "target_known_hosts"
+    line = (
+        f"{target.name} ansible_host={target.address} ansible_user=root "
+        f"ansible_ssh_private_key_file={lab.key} ansible_ssh_extra_args='-J {jump.address}' "
+        f"ansible_ssh_common_args='-o UserKnownHostsFile={targets_file}'"
+    )
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(line + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"} | {"HOME": str(home)}
+    own_file = home / ".ssh" / "known_hosts"
+
+    targets_file.write_text(_known_hosts_lines(lab, target) + _known_hosts_lines(lab, jump))
+    code, report, _ = _rollout(lab, inventory, env=env)
+    outcome = by_host(report)[target.name]
+    assert code == 1 and outcome["status"] == "unreachable", outcome
+    assert outcome["error"].startswith(
+        f"{target.name} ({target.address}) via {jump.address}: host key not in {own_file} ("
+    ), outcome
+
+    targets_file.write_text(_known_hosts_lines(lab, target))
+    code, report, _ = _rollout(lab, inventory, "--accept-new-host-keys", env=env)
+    outcome = by_host(report)[target.name]
+    assert code == 0 and outcome["status"] == "changed", outcome
+    assert targets_file.read_text() == _known_hosts_lines(lab, target)
+    recorded = own_file.read_text().split()
+    assert recorded[0] == jump.address and recorded[2] in lab.known_hosts.read_text(), recorded

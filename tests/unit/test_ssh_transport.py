@@ -534,6 +534,100 @@ def test_a_jump_host_logs_in_with_its_own_user_and_keys_as_sshs_own_ssh_for_it_d
     ]
 
 
+# A target that sets everything a hop could wrongly take over: its own ssh_config block, and the
+# inventory's ssh options (Ansible's -o on the target's command line, which ssh's ssh for a jump never
+# gets: it is given -F and -v alone).
+_TARGET_AND_HOPS_CONFIG = (
+    "Host 10.0.0.5\n    ConnectTimeout 3\n    IdentityAgent /run/target-agent.sock\n"
+    "    UserKnownHostsFile /target/known_hosts\n    GlobalKnownHostsFile /target/global_known_hosts\n"
+    "Host gw\n    HostName 10.0.0.1\n"
+    "Host gw-own\n    HostName 10.0.0.2\n    ConnectTimeout 2\n    IdentityAgent /run/gw-agent.sock\n"
+    "    UserKnownHostsFile /gw/known_hosts /gw/known_hosts.d/%h\n    GlobalKnownHostsFile /gw/global\n"
+    "Host gw-slow\n    HostName 10.0.0.3\n    ConnectTimeout 30\n"
+)
+
+
+def _hops_of(tmp_path: Path, options: SSHOptions, *specs: str, **host: Any) -> list[Any]:
+    """The hops ``specs`` resolve to for a target 10.0.0.5 under _TARGET_AND_HOPS_CONFIG."""
+    config = tmp_path / "config"
+    config.write_text(_TARGET_AND_HOPS_CONFIG)
+    transport = SSHTransport(Host("web1", "10.0.0.5", **host), replace(options, ssh_config=str(config)))
+    ssh_config = _SSHConfig(str(config))
+    final = transport._resolve(ssh_config)
+    return [transport._jump_target(spec, ssh_config, final) for spec in specs]
+
+
+def test_a_jump_host_takes_its_own_connect_timeout_at_most_the_targets(tmp_path: Path) -> None:
+    """ssh's ssh for a jump reads its own ConnectTimeout (none of the target's: ssh -o ConnectTimeout
+    is not passed on), while the target's ssh waits for the target's banner through it no longer than
+    the target's ConnectTimeout. The hop took the target's even where its own was shorter."""
+    hops = _hops_of(tmp_path, SSHOptions(), "gw", "gw-own", "gw-slow")
+    assert [h.connect_timeout for h in hops] == [3.0, 2.0, 3.0]
+    # The inventory's ConnectTimeout (ansible_ssh_timeout) is the target's, as ssh_config's.
+    given = _hops_of(tmp_path, SSHOptions(), "gw", "gw-own", ssh_options=(("connecttimeout", "1.5"),))
+    assert [h.connect_timeout for h in given] == [1.5, 1.5]
+    # --connect-timeout is the run's, for every connection it makes: hops too.
+    run_wide = _hops_of(tmp_path, SSHOptions(connect_timeout=7.0), "gw", "gw-own", "gw-slow")
+    assert [h.connect_timeout for h in run_wide] == [7.0, 7.0, 7.0]
+
+
+def test_a_jump_hosts_bad_connect_timeout_names_the_jump(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text("Host gw\n    ConnectTimeout soon\n")
+    transport = SSHTransport(Host("web1", "10.0.0.5"), SSHOptions(ssh_config=str(config)))
+    ssh_config = _SSHConfig(str(config))
+    final = transport._resolve(ssh_config)
+    with pytest.raises(InputError, match=r"^web1 \(10\.0\.0\.5\) via gw: ssh config ConnectTimeout 'soon'"):
+        transport._jump_target("gw", ssh_config, final)
+
+
+def test_a_jump_host_uses_its_own_identity_agent_else_ssh_auth_sock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ssh's ssh for a jump reads its own IdentityAgent, else $SSH_AUTH_SOCK: the target's (from its
+    Host block, or the inventory's -o IdentityAgent) is not passed on. The hop used the target's."""
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/run/env-agent.sock")
+    hops = _hops_of(tmp_path, SSHOptions(), "gw", "gw-own")
+    assert [h.agent for h in hops] == ["/run/env-agent.sock", "/run/gw-agent.sock"]
+    given = _hops_of(tmp_path, SSHOptions(), "gw", ssh_options=(("identityagent", "/run/inv.sock"),))
+    assert [h.agent for h in given] == ["/run/env-agent.sock"]
+    # --no-agent (use_agent=False) is the run's: no agent for any hop either.
+    assert [h.agent for h in _hops_of(tmp_path, SSHOptions(use_agent=False), "gw", "gw-own")] == [None, None]
+
+
+def test_a_jump_host_reads_its_own_known_hosts_files_not_the_targets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ssh's ssh for a jump reads its own UserKnownHostsFile and GlobalKnownHostsFile, else ssh's
+    defaults: neither the target's Host block's nor the inventory's -o UserKnownHostsFile (nor
+    trust-agent's inventory known_hosts) are passed on. The hop was checked against the target's
+    files, and --accept-new-host-keys recorded the bastion's key in them."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    default = str(tmp_path / ".ssh" / "known_hosts")
+    hops = _hops_of(tmp_path, SSHOptions(), "gw", "gw-own")
+    assert [(h.known_hosts, h.other_known_hosts) for h in hops] == [
+        (default, ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")),
+        ("/gw/known_hosts", ("/gw/known_hosts.d/10.0.0.2", "/gw/global")),
+    ]
+    given = _hops_of(
+        tmp_path,
+        SSHOptions(),
+        "gw",
+        known_hosts="/inv/own_known_hosts",
+        ssh_options=(("userknownhostsfile", "/inv/known_hosts"),),
+    )
+    assert [h.known_hosts for h in given] == [default]
+
+
+def test_known_hosts_given_for_the_run_is_read_for_every_jump_host_too(tmp_path: Path) -> None:
+    """--known-hosts is "known_hosts file for every host": a hop's too, before its own global files."""
+    hops = _hops_of(tmp_path, SSHOptions(known_hosts="/run/known_hosts"), "gw", "gw-own")
+    assert [(h.known_hosts, h.other_known_hosts) for h in hops] == [
+        ("/run/known_hosts", ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")),
+        ("/run/known_hosts", ("/gw/global",)),
+    ]
+
+
 def test_become_through_sudo(sshd: Server, opts: SSHOptions) -> None:
     host = sshd.host(become=True, become_user="app")  # root logs in; becoming "app" needs sudo
     with SSHTransport(host, opts) as t:
