@@ -132,9 +132,19 @@ GATHER_SCRIPT = (
     + _engine_shell(r"""
 R="$1"; D="$R$2"; C="$R/etc/docker/certs.d"; S="$R/var/lib/trust-agent/docker-state.json"
 b64() { base64 -w0 < "$1" 2>/dev/null; echo; }
-# daemon.json's content as b64 gives it; where the read fails, "!" after whatever came ("!denied": the
-# login may not read it), so a file that cannot be read is never taken for an empty one.
+# A file's content as b64 gives it; where the read fails, "!" after whatever came ("!denied": the
+# login may not read it), so a file that cannot be read is never taken for an empty one. Used for
+# daemon.json, the agent's record and CA files, and dockerd's command line.
 ta_read() { base64 -w0 2>/dev/null < "$1" || { if [ -r "$1" ]; then printf '!'; else printf '!denied'; fi; }; echo; }
+# dockerd's command line (its PID in $1). A login that is not root may be kept from it (/proc mounted
+# with hidepid): said so ("!denied"), not taken for a dockerd started without flags.
+ta_cmdline() {
+  if [ -r "/proc/$1/cmdline" ]; then
+    echo "@@ta pid $1"; echo "@@ta cmdline"; ta_read "/proc/$1/cmdline"
+  elif [ "${ta_uid:-0}" != 0 ]; then
+    echo "@@ta pid $1"; echo "@@ta cmdline"; echo '!denied'
+  fi
+}
 # A certs.d directory that is a link, on a live host: dockerd reads through it, so what counts is the
 # chain of links (as for daemon.json), the link's own owner, and its target's owner and mode (stat -L).
 ta_dir_link() {
@@ -192,7 +202,7 @@ if [ -d "$C" ]; then
         continue
       fi
       case "$b" in
-        trust-agent-*) echo "@@ta file $n/$b"; b64 "$f"; [ -n "$h" ] || o="$o${d%/}$ta_nl"; h=1; o="$o$f$ta_nl" ;;
+        trust-agent-*) echo "@@ta file $n/$b"; ta_read "$f"; [ -n "$h" ] || o="$o${d%/}$ta_nl"; h=1; o="$o$f$ta_nl" ;;
         *) echo "@@ta name $n/$b" ;;
       esac
     done
@@ -223,7 +233,7 @@ else
   fi
 fi
 ta_leftovers_in "${D%/*}"
-[ -f "$S" ] && [ ! -L "$S" ] && { echo "@@ta state"; b64 "$S"; }
+[ -f "$S" ] && [ ! -L "$S" ] && { echo "@@ta state"; ta_read "$S"; }
 # The agent's record set aside by a run stopped part way, where the record is missing: the next apply
 # puts the newest back (agent.engine.apply_script.RECORD_PUT_BACK), and the facts show it there already.
 a=""
@@ -233,7 +243,7 @@ for f in "${S%/*}"/.trust-agent.[0-9]*; do
     .trust-agent.*.a[0-9]*) [ -f "$f" ] && [ ! -L "$f" ] && { [ -z "$a" ] || [ "$f" -nt "$a" ]; } && a=$f ;;
   esac
 done
-if [ -n "$a" ] && [ ! -e "$S" ] && [ ! -L "$S" ]; then echo "@@ta put-back $a"; echo "@@ta state"; b64 "$a"; fi
+if [ -n "$a" ] && [ ! -e "$S" ] && [ ! -L "$S" ]; then echo "@@ta put-back $a"; echo "@@ta state"; ta_read "$a"; fi
 # trust-agent's daemon keeps its own policy here: what it keeps, for a run of another to say so.
 T="$R/var/lib/trust-agent/status.json"
 [ -f "$R/etc/trust-agent/install.json" ] && [ -f "$T" ] && [ ! -L "$T" ] && { echo "@@ta daemon-status"; b64 "$T"; }
@@ -241,7 +251,7 @@ ta_not_file "$S"
 if [ -z "$R" ]; then
   i=""; p=""; k=""
   # Who the script runs as, with no process: a login that is not root changes nothing in /etc/docker.
-  while read -r k v _; do [ "$k" = Uid: ] && { echo "@@ta uid $v"; break; }; done < /proc/self/status
+  while read -r k v _; do [ "$k" = Uid: ] && { echo "@@ta uid $v"; ta_uid=$v; break; }; done < /proc/self/status
   k=""
   # Docker from the snap store reads its daemon.json and certs.d under /var/snap/docker/current/.
   [ -d /snap/docker/current ] && echo "@@ta snap-docker"
@@ -300,7 +310,7 @@ if [ -z "$R" ]; then
       # daemon-reload, no restart), and dockerd reloads with the flags it started with. The pidfile
       # names it with no process; one base64 reads the line.
       [ ! -r /var/run/docker.pid ] || read -r p < /var/run/docker.pid || true
-      if [ -n "$p" ] && [ -r "/proc/$p/cmdline" ]; then echo "@@ta pid $p"; echo "@@ta cmdline"; b64 "/proc/$p/cmdline"; fi
+      [ -z "$p" ] || ta_cmdline "$p"
     else
       k=""
       a=""
@@ -317,9 +327,7 @@ TA_SHOW
   # The engine's socket is gone (unlinked while dockerd runs): no answer will come, whatever is asked.
   [ -z "$d" ] || [ -S @SOCKET@ ] || echo "@@ta socket-absent"
   if [ -z "$k" ] && { [ -z "$p" ] || [ "$p" = 0 ]; }; then p=$(pgrep -x -o dockerd 2>/dev/null || true); fi
-  if [ -z "$k" ] && [ -n "$p" ] && [ "$p" != 0 ] && [ -r "/proc/$p/cmdline" ]; then
-    echo "@@ta pid $p"; echo "@@ta cmdline"; b64 "/proc/$p/cmdline"
-  fi
+  if [ -z "$k" ] && [ -n "$p" ] && [ "$p" != 0 ]; then ta_cmdline "$p"; fi
 fi
 echo "@@ta end"
 """)
@@ -605,6 +613,7 @@ def _parse(
     env_files: dict[str, str] = {}
     env_path = ""
     owners: dict[str, tuple[int, int]] = {}
+    unreadable: dict[str, str] = {}
     links = _linked_dirs(records)
     _refuse_non_files(records)
     _refuse_unsafe_hop(records, daemon_json_path)
@@ -614,6 +623,10 @@ def _parse(
             continue  # read by _linked_dirs
         if kind == "daemon-json" and _READ_FAILED.fullmatch(payload):
             values["daemon-json-unreadable"] = _why_unreadable(payload)
+        elif kind in _READ_RECORDS and _READ_FAILED.fullmatch(payload):
+            unreadable[_read_path(kind, name, values.get("pid"))] = _why_unreadable(payload)
+            if kind == "file":
+                certs[name] = b""  # there, its content unknown: never shown as a file to create
         elif kind == "dir":
             dirs.add(name)
         elif kind == "name":
@@ -683,6 +696,7 @@ def _parse(
         unit_flags=flags.unit,
         running_flags=flags.running,
         daemon_json_unreadable=values.get("daemon-json-unreadable"),
+        unreadable_files=unreadable,
         cert_dir_links=links.targets,
         cert_dir_link_problems=link_problems,
         unit_reload_missing=reload_missing(blobs.get("unit")),
@@ -698,6 +712,20 @@ MASKED_UNIT = b"# Unit docker.service is masked."
 # ``ta_read``'s answer where a file could not be read: what base64 gave before the failure, then "!"
 # (never in base64's alphabet), then "denied" where the login may not read it.
 _READ_FAILED = re.compile(r"[A-Za-z0-9+/=]*!(denied)?")
+
+
+# The records read with ``ta_read`` besides daemon.json's (which has its own fact): the agent's CA files,
+# its record, dockerd's command line.
+_READ_RECORDS = frozenset({"file", "state", "cmdline"})
+
+
+def _read_path(kind: str, name: str, pid: str | None) -> str:
+    """The host path a ``ta_read`` record stands for (``name``: a CA file's ``<registry>/<file>``)."""
+    if kind == "file":
+        return f"{CERTS_DIR}/{name}"
+    if kind == "state":
+        return STATE_FILE
+    return f"/proc/{pid or '?'}/cmdline"
 
 
 def _why_unreadable(payload: str) -> str:

@@ -85,7 +85,8 @@ def _planned(
         live_restore=live_restore(info),
         live_insecure=live_insecure(info, policy.registries) if info is not None else None,
     )
-    return _without_unreadable_daemon_json(_refusing_unsafe_links(plan, policy, facts), facts)
+    plan = _without_unreadable_daemon_json(_refusing_unsafe_links(plan, policy, facts), facts)
+    return _without_unreadable_files(plan, facts)
 
 
 def _without_unreadable_daemon_json(plan: HostPlan, facts: DockerFacts) -> HostPlan:
@@ -103,6 +104,48 @@ def _without_unreadable_daemon_json(plan: HostPlan, facts: DockerFacts) -> HostP
         return replace(plan, warnings=(*plan.warnings, note))
     refused = f"{said}, and the policy needs it changed: run as root, then run again (nothing written)"
     return replace(plan, changes=kept, blockers=(*plan.blockers, refused))
+
+
+def _without_unreadable_files(plan: HostPlan, facts: DockerFacts) -> HostPlan:
+    """``plan`` where the agent's record, one of its CA files or dockerd's command line exists but could
+    not be read (a login that is not root): the planner saw them empty, so no change is shown or made
+    to them, and each is said. A change the plan would make to a CA file refuses the host; so does an
+    unknown record beside other changes, which may then not be those a run as root makes."""
+    if not facts.unreadable_files:
+        return plan
+    warnings, blockers = list(plan.warnings), list(plan.blockers)
+    changes, mkdirs = plan.changes, plan.mkdirs
+    for path, why in sorted(facts.unreadable_files.items()):
+        said = _unreadable_says(path, why, facts)
+        kept = tuple(change for change in changes if change.path != path)
+        if path == facts.state_path:
+            # The record's directory is there, as the record is: nothing to make.
+            mkdirs = tuple(d for d in mkdirs if d != posixpath.dirname(path))
+            refused = bool(kept) or bool(mkdirs)  # the rest was planned without the record
+            why_refused = "so the changes shown may not be those a run as root makes"
+        else:
+            refused = len(kept) < len(changes)
+            why_refused = "and the plan changes it"
+        changes = kept
+        if refused:
+            blockers.append(f"{said}, {why_refused}: run as root, then run again (nothing written)")
+        else:
+            warnings.append(said)
+    return replace(plan, changes=changes, mkdirs=mkdirs, warnings=tuple(warnings), blockers=tuple(blockers))
+
+
+def _unreadable_says(path: str, why: str, facts: DockerFacts) -> str:
+    """What a file the login could not read leaves unknown."""
+    if path == facts.state_path:
+        return (
+            f"trust-agent's record {path} cannot be read ({why}): what trust-agent added before is not known"
+        )
+    if path.startswith("/proc/"):
+        return (
+            f"the running dockerd's command line ({path}) cannot be read ({why}): flags it was started "
+            "with that its unit no longer gives are not known"
+        )
+    return f"{path} cannot be read ({why}): trust-agent neither shows nor writes a file it cannot read"
 
 
 def _refusing_unsafe_links(plan: HostPlan, policy: TrustPolicy, facts: DockerFacts) -> HostPlan:

@@ -65,7 +65,13 @@ from agent.errors import (
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
 from agent.outcome import HostOutcome, Phase, PhaseName, Status
-from agent.runtimes.docker import daemon_json_after, does_not_comply, facts_after, followed_by
+from agent.runtimes.docker import (
+    daemon_json_after,
+    does_not_comply,
+    facts_after,
+    followed_by,
+    reads_invalid_utf8,
+)
 from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.live_registry import live_insecure
 from agent.runtimes.plan import HostPlan
@@ -190,7 +196,10 @@ def reconcile(
         if not options.verify or facts.init is None or not facts.engine_running or plan.live_pending:
             return _done(base, timeline, "unchanged", engine_action="none")
         checks = options if options.canary_unchanged else replace(options, canary_image=None)
-        base = _warned(base, live_config_unjudged(facts.daemon_json, facts.daemon_json_file))
+        keep = reads_invalid_utf8(facts)
+        base = _warned(
+            base, live_config_unjudged(facts.daemon_json, facts.daemon_json_file, keep_invalid_utf8=keep)
+        )
         try:
             checked: _Verified = timeline.run(
                 "verify",
@@ -202,6 +211,7 @@ def reconcile(
                     checks,
                     info,
                     daemon_json_path=facts.daemon_json_file,
+                    keep_invalid_utf8=keep,
                 ),
             )
         except TrustAgentError as exc:
@@ -268,7 +278,8 @@ def reconcile(
     verified = _Verified()
     if _verifies(options, facts, plan):
         after = daemon_json_after(plan, facts)
-        base = _warned(base, live_config_unjudged(after, facts.daemon_json_file))
+        keep = reads_invalid_utf8(facts)
+        base = _warned(base, live_config_unjudged(after, facts.daemon_json_file, keep_invalid_utf8=keep))
         # A reload dockerd refuses shows only in its journal: read from the apply's own timestamp on.
         reloaded_at = reload_stamp(result.stdout, action, facts.init)
         try:
@@ -283,6 +294,7 @@ def reconcile(
                     info_after,
                     reloaded_at,
                     daemon_json_path=facts.daemon_json_file,
+                    keep_invalid_utf8=keep,
                 ),
             )
         except TrustAgentError as exc:
@@ -328,9 +340,10 @@ def _second_plan(
     left it, now with that live config (a list dockerd kept after its key went from daemon.json is
     cleared by writing ``[]``, fact 11). None where there is nothing such a plan could do."""
     after = daemon_json_after(plan, facts)
-    if info is None or live_config_unjudged(after, facts.daemon_json_file) is not None:
+    keep = reads_invalid_utf8(facts)
+    if info is None or live_config_unjudged(after, facts.daemon_json_file, keep_invalid_utf8=keep):
         return None
-    wanted = expected_insecure(after, facts.dockerd_flags)
+    wanted = expected_insecure(after, facts.dockerd_flags, keep_invalid_utf8=keep)
     if not mismatches(info, policy.registries, wanted):
         return None
     again = _plan(policy, facts_after(plan, facts), options, info)
@@ -542,18 +555,21 @@ def _verify(
     reloaded_at: float | None = None,
     *,
     daemon_json_path: str,
+    keep_invalid_utf8: bool = False,
 ) -> _Verified:
     """Prove the engine runs the registry config of ``daemon_json`` and its command line ``flags``: from
     ``info`` (the engine's live /info, read on the host in the gather or apply round trip) when it
     already matches, else by polling /info until it does (a SIGHUP applies asynchronously), or until
     dockerd's journal says it refused the reload done after ``reloaded_at`` (the host's uptime); then
     the canary pull, where asked. A ``daemon_json`` that cannot be parsed says nothing of what dockerd
-    runs: no live comparison then (the caller warns, :func:`live_config_unjudged`)."""
+    runs: no live comparison then (the caller warns, :func:`live_config_unjudged`); one holding bytes
+    that are not UTF-8 is read as the host's dockerd reads it (``keep_invalid_utf8``)."""
     proved: list[str] = []
     breaches: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
-    if live_config_unjudged(daemon_json, daemon_json_path) is None:
-        live = _wait_for_files_config(transport, policy, daemon_json, flags, options, info, reloaded_at)
+    if live_config_unjudged(daemon_json, daemon_json_path, keep_invalid_utf8=keep_invalid_utf8) is None:
+        wanted = expected_insecure(daemon_json, flags, keep_invalid_utf8=keep_invalid_utf8)
+        live = _wait_for_files_config(transport, policy, wanted, options, info, reloaded_at)
         proved.append("live config")
         if not policy.insecure:
             breaches, notes = _covered_by_cidrs(transport, policy, live, options)
@@ -566,15 +582,16 @@ def _covered_by_cidrs(
     transport: Transport, policy: TrustPolicy, info: dict[str, Any], options: RunOptions
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The policy's registries the engine does not verify because one of its insecure ranges covers
-    their address, as the host resolves it (one ``getent`` round trip, only where the engine has a
-    range beyond its defaults); and a note where the host could not be asked."""
-    hosts = names_to_resolve(info, policy.registries)
+    their address, as the host resolves it (one ``getent`` round trip: where the engine has a range
+    beyond its defaults, and in the ``verify`` command, where a name resolving to loopback fails the
+    host); and a note where the host could not be asked."""
+    hosts = names_to_resolve(info, policy.registries, loopback_too=options.dry_run and options.verify)
     addresses: dict[str, list[str]] = {}
     if hosts:
         try:
             result = transport.run_script(resolve_command(hosts), timeout=options.verify_timeout)
         except TrustAgentError as exc:
-            said = f"the engine has insecure ranges, but {', '.join(hosts)} could not be resolved on the host"
+            said = f"{', '.join(hosts)} could not be resolved on the host"
             return (), (f"{said} to check them: {exc}",)
         addresses = resolved_addresses(result.stdout.decode("utf-8", "replace"))
     return tuple(covered_by_cidrs(info, policy.registries, addresses)), ()
@@ -583,15 +600,13 @@ def _covered_by_cidrs(
 def _wait_for_files_config(
     transport: Transport,
     policy: TrustPolicy,
-    daemon_json: bytes | None,
-    flags: Sequence[str],
+    wanted: frozenset[str],
     options: RunOptions,
     info: dict[str, Any] | None,
     reloaded_at: float | None,
 ) -> dict[str, Any]:
-    """Return the engine's /info once its live registry config is what ``daemon_json`` and ``flags`` ask
-    for."""
-    wanted = expected_insecure(daemon_json, flags)
+    """Return the engine's /info once its live registry config lists as insecure just ``wanted`` (what
+    daemon.json and dockerd's flags ask for)."""
     if info is None or mismatches(info, policy.registries, wanted):
         return wait_for_live_config(
             lambda: read_live_info(transport, options.verify_timeout),

@@ -17,29 +17,37 @@ from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION, info_doc, live
 from agent.engine.unit_log import UNIT_JOURNAL_COMMAND, reload_refusal
 from agent.errors import TrustAgentError, VerifyError
 from agent.hosts.base import Transport
-from agent.runtimes.daemon_json import DaemonJsonError, parse_daemon_json
+from agent.runtimes.daemon_json import DaemonJsonError, decode_keeping_bytes, parse_daemon_json
 from agent.runtimes.live_registry import insecure_in_force, live_insecure
 from agent.runtimes.live_registry import mismatches as live_mismatches
 
 
-def expected_insecure(daemon_json: bytes | None, flags: Sequence[str] = ()) -> frozenset[str]:
+def expected_insecure(
+    daemon_json: bytes | None, flags: Sequence[str] = (), *, keep_invalid_utf8: bool = False
+) -> frozenset[str]:
     """The entries dockerd lists as insecure when it runs ``daemon_json`` with command line ``flags``
-    (the file's part empty when absent or unreadable)."""
+    (the file's part empty when absent or unreadable). ``keep_invalid_utf8``: the host's dockerd reads
+    bytes that are not UTF-8 (before 23.0, :func:`agent.runtimes.docker.reads_invalid_utf8`), so the
+    file is read as it does."""
     try:
-        doc = json.loads(daemon_json) if daemon_json else {}
+        text = decode_keeping_bytes(daemon_json) if keep_invalid_utf8 and daemon_json else daemon_json
+        doc = json.loads(text) if text else {}
     except ValueError:
         doc = {}
     return insecure_in_force(doc if isinstance(doc, dict) else {}, flags)
 
 
-def live_config_unjudged(daemon_json: bytes | None, path: str) -> str | None:
+def live_config_unjudged(
+    daemon_json: bytes | None, path: str, *, keep_invalid_utf8: bool = False
+) -> str | None:
     """Why the engine's live registry config cannot be judged against ``daemon_json`` at ``path``: the
-    file cannot be parsed (comments, a trailing comma), so dockerd runs what it loaded from an earlier
-    file, which may list registries as insecure that this one does not show; None where it can be."""
+    file cannot be parsed (comments, a trailing comma; bytes that are not UTF-8 where the host's dockerd
+    refuses them, unless ``keep_invalid_utf8``), so dockerd runs what it loaded from an earlier file,
+    which may list registries as insecure that this one does not show; None where it can be."""
     if daemon_json is None:
         return None
     try:
-        parse_daemon_json(daemon_json, path)
+        parse_daemon_json(daemon_json, path, keep_invalid_utf8=keep_invalid_utf8)
     except DaemonJsonError as exc:
         return (
             f"live config not compared with daemon.json ({exc}): dockerd runs what it loaded from an "
@@ -271,11 +279,14 @@ def _unlisted(info: Mapping[str, Any], registries: Iterable[str]) -> list[str]:
     return [r for r in registries if not (isinstance(index, Mapping) and r in index)]
 
 
-def names_to_resolve(info: Mapping[str, Any], registries: Iterable[str]) -> list[str]:
+def names_to_resolve(
+    info: Mapping[str, Any], registries: Iterable[str], *, loopback_too: bool = False
+) -> list[str]:
     """The host names of ``registries`` whose addresses decide whether dockerd verifies them: only
-    where the engine has an insecure range beyond its defaults (those never cover a registry reached
-    over the network), and not for an IP literal, which needs no lookup."""
-    if not {str(n) for n in insecure_cidrs(info)} - DEFAULT_INSECURE_CIDRS:
+    where the engine has an insecure range beyond its defaults (those cover no registry reached over
+    the network), or with ``loopback_too`` (the ``verify`` command: a name the host's /etc/hosts points
+    at 127.0.0.1 falls in the defaults); not for an IP literal, which needs no lookup."""
+    if not loopback_too and not {str(n) for n in insecure_cidrs(info)} - DEFAULT_INSECURE_CIDRS:
         return []
     hosts = (_host_of(r) for r in _unlisted(info, registries))
     return list(dict.fromkeys(h for h in hosts if _ip_literal(h) is None))
@@ -301,13 +312,28 @@ def covered_by_cidrs(
             ip = _ip_literal(address)
             network = next((n for n in networks if ip is not None and ip in n), None)
             if network is not None:
-                how = "" if literal is not None else " as the host resolves it"
-                found.append(
-                    f"insecure-registries range {network} covers {registry}'s address {address}{how}: "
-                    f"dockerd does not verify {registry}'s TLS"
-                )
+                found.append(_covered_says(registry, address, network, resolved=literal is None))
                 break
     return found
+
+
+def _covered_says(registry: str, address: str, network: IpNetwork, *, resolved: bool) -> str:
+    """Why dockerd does not verify ``registry``, whose ``address`` (``resolved`` on the host from its
+    name) lies in the insecure range ``network``.
+
+    >>> _covered_says("registry.test", "127.0.0.1", ipaddress.ip_network("127.0.0.0/8"), resolved=True)
+    'registry.test resolves to 127.0.0.1 on this host, which dockerd always treats as insecure (127.0.0.0/8): TLS is not verified'
+    """
+    if resolved and str(network) in DEFAULT_INSECURE_CIDRS:  # a name the host points at loopback
+        return (
+            f"{registry} resolves to {address} on this host, which dockerd always treats as insecure "
+            f"({network}): TLS is not verified"
+        )
+    how = " as the host resolves it" if resolved else ""
+    return (
+        f"insecure-registries range {network} covers {registry}'s address {address}{how}: "
+        f"dockerd does not verify {registry}'s TLS"
+    )
 
 
 def resolve_command(hosts: Sequence[str]) -> str:

@@ -128,7 +128,7 @@ def plan_docker(
         *loaded.warnings,
         *daemon.warnings,
         *action.warnings,
-        *_half_client_pairs(facts, registries),
+        *_half_client_pairs(facts, registries, insecure=policy.insecure),
         *dir_warnings,
         *_repeated_merged_keys(facts),
     )
@@ -171,9 +171,13 @@ def _daemon_keeps_another(policy: TrustPolicy, facts: DockerFacts) -> str | None
     )
 
 
-def _half_client_pairs(facts: DockerFacts, registries: Sequence[str]) -> tuple[str, ...]:
+def _half_client_pairs(
+    facts: DockerFacts, registries: Sequence[str], *, insecure: bool = False
+) -> tuple[str, ...]:
     """A ``.cert`` without its ``.key`` (or the reverse) in a registry's certs.d directory: dockerd then
-    fails every pull from that registry (fact 6), whatever CA is installed. Not the agent's to fix."""
+    fails every pull from that registry (fact 6), whatever CA is installed. Not the agent's to fix.
+    ``insecure``: the policy skips TLS verification, and dockerd reads no certs.d directory for an
+    insecure registry (moby registry newTLSConfig): harmless until its TLS is verified again."""
     found = []
     for registry in registries:
         names = {path.split("/", 1)[1] for path in facts.certs if path.startswith(registry + "/")}
@@ -182,10 +186,20 @@ def _half_client_pairs(facts: DockerFacts, registries: Sequence[str]) -> tuple[s
             other = {"cert": "key", "key": "cert"}.get(suffix) if dot else None
             if other is not None and f"{base}.{other}" not in names:
                 found.append(
-                    f"certs.d/{registry}/{name} has no {base}.{other} beside it: dockerd fails every pull "
-                    f"from {registry} (fact 6); add the other half or remove it"
+                    f"certs.d/{registry}/{name} has no {base}.{other} beside it: "
+                    f"{_half_pair_effect(registry, insecure)} (fact 6); add the other half or remove it"
                 )
     return tuple(found)
+
+
+def _half_pair_effect(registry: str, insecure: bool) -> str:
+    """What half a client pair in ``registry``'s certs.d directory does to dockerd's pulls."""
+    if insecure:
+        return (
+            f"dockerd ignores certs.d/{registry}/ while {registry} is insecure, so pulls work now, but "
+            f"once its TLS is verified again dockerd fails every pull from {registry}"
+        )
+    return f"dockerd fails every pull from {registry}"
 
 
 def api_elsewhere(facts: DockerFacts, doc: dict[str, Any]) -> str | None:
@@ -443,7 +457,7 @@ def does_not_comply(
         # dockerd reads no certs.d directory for an insecure registry (moby registry newTLSConfig).
         return tuple(found)
     found += _half_client_pairs(facts, registries)
-    keep = _reads_invalid_utf8(facts)
+    keep = reads_invalid_utf8(facts)
     try:
         doc = (
             parse_daemon_json(facts.daemon_json, facts.daemon_json_path, keep_invalid_utf8=keep)
@@ -581,7 +595,7 @@ def _plan_daemon_json(
     flagged = {index_name(f) for f in flag_values(facts.dockerd_flags, "insecure-registry")}
     want = tuple(r for r in registries if r not in flagged) if policy.insecure else ()
     not_utf8 = invalid_utf8_at(raw) if raw is not None else None
-    keep_bytes = not_utf8 is not None and _reads_invalid_utf8(facts)
+    keep_bytes = not_utf8 is not None and reads_invalid_utf8(facts)
     try:
         doc = parse_daemon_json(raw, path, keep_invalid_utf8=keep_bytes) if raw is not None else {}
     except DaemonJsonError as exc:
@@ -725,7 +739,7 @@ def _drop_own_empty_list(merge: InsecureMerge, facts: DockerFacts, recorded: boo
 _REFUSES_INVALID_UTF8 = (23, 0, 0)
 
 
-def _reads_invalid_utf8(facts: DockerFacts) -> bool:
+def reads_invalid_utf8(facts: DockerFacts) -> bool:
     """Whether the host's dockerd reads a daemon.json holding bytes that are not UTF-8 (before 23.0);
     an engine of unknown version is taken as one that refuses it."""
     version = parse_engine_version(facts.engine_version)

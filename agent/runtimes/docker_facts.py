@@ -60,6 +60,10 @@ class DockerFacts:
     # daemon.json exists but the login could not read it ("permission denied"): ``daemon_json`` is None
     # then, and says nothing of what the file holds.
     daemon_json_unreadable: str | None = None
+    # The same for the agent's record, its CA files and the running dockerd's command line, by host path
+    # (``/var/lib/trust-agent/docker-state.json``, ``/proc/<pid>/cmdline``): why each could not be read.
+    # The record is None then, a CA file's content empty, and the command line not among the flags.
+    unreadable_files: Mapping[str, str] = field(default_factory=dict)
     # certs.d directories that are symbolic links on a live host (dockerd reads through
     # them), with their resolved targets; ``cert_owners`` holds the target's owner and mode.
     cert_dir_links: Mapping[str, str] = field(default_factory=dict)

@@ -245,3 +245,61 @@ def test_a_unit_without_exec_reload_refuses_a_reload_before_anything_is_written(
             lab, "rollout", host, *skip_args(lab, tmp_path), "--restart-policy", "restart"
         )
         assert (code, outcome["status"]) == (0, "changed"), (err, outcome)
+
+
+# --- 7. a registry name the host resolves to loopback ------------------------------------------------------
+
+
+@contextmanager
+def registry_name_on_loopback(lab: Lab, host: Host) -> Iterator[None]:
+    """``host``'s /etc/hosts pointing the registry's name at 127.0.0.1 (a node-local registry); put back after."""
+    lab.ssh(
+        host,
+        f"cp -p /etc/hosts /etc/hosts.lab && sed -i 's/^.*[[:space:]]{lab.registry}$/127.0.0.1 {lab.registry}/' /etc/hosts",
+    )
+    try:
+        yield
+    finally:
+        lab.ssh(host, "mv /etc/hosts.lab /etc/hosts")
+
+
+def test_verify_fails_a_host_that_resolves_the_registry_name_to_loopback(lab: Lab) -> None:
+    """dockerd treats 127.0.0.0/8 as insecure, so it does not verify a registry whose name the host
+    resolves there (a pull without any CA works); verify, looking names up only where the engine had a
+    range beyond its defaults, said unchanged, exit 0."""
+    host = lab.hosts[2]
+    converged(lab, host)
+    with registry_name_on_loopback(lab, host):
+        assert lab.ssh(host, f"getent ahosts {lab.registry}").stdout.startswith("127.0.0.1 ")
+        code, outcome, err = outcome_of(lab, "verify", host)
+        assert (code, outcome["status"]) == (1, "failed"), (err, outcome)
+        assert outcome["error"].startswith(
+            f"does not comply with the policy: {lab.registry} resolves to 127.0.0.1 on this host, which dockerd "
+            "always treats as insecure (127.0.0.0/8): TLS is not verified"
+        ), outcome["error"]
+    code, outcome, err = outcome_of(lab, "verify", host)
+    assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)
+
+
+# --- 8. a login that is not root: the agent's record and CA files it cannot read --------------------------
+
+
+def test_a_plan_as_a_login_that_cannot_read_the_record_or_ca_files_says_so(lab: Lab, tmp_path: Path) -> None:
+    """The record and the CA file, root's 0600, read as empty: ``plan`` showed the record rewritten (its
+    own warning: "not valid JSON") and the CA file rewritten from nothing."""
+    host = lab.hosts[0]
+    converged(lab, host)
+    record = "/var/lib/trust-agent/docker-state.json"
+    ca_file = f"/etc/docker/certs.d/{lab.registry}/trust-agent-storage-ca.crt"
+    lab.ssh(host, f"chmod 600 {record} {ca_file}")
+    try:
+        with deploy_login(lab, host, tmp_path) as inventory:
+            code, outcome, err = outcome_of(lab, "plan", host, inventory=inventory)
+    finally:
+        lab.ssh(host, f"chmod 644 {record} {ca_file}")
+    assert code == 1, (err, outcome)
+    assert [change["path"] for change in outcome["changes"]] == [], outcome
+    said = " ".join([outcome["error"], *outcome["warnings"]])
+    assert f"{ca_file} cannot be read (permission denied)" in said, outcome
+    assert f"trust-agent's record {record} cannot be read (permission denied)" in said, outcome
+    assert "not valid JSON" not in said, outcome

@@ -234,3 +234,40 @@ def test_the_agents_empty_list_goes_once_a_flag_gives_the_directive_and_dockerd_
         pull(lab, host)
         code, outcomes, err = agent(lab, "rollout", *ca_args(lab), "--limit", host.name)
         assert (code, outcomes[host.name]["status"]) == (0, "unchanged"), (err, outcomes[host.name])
+
+
+def test_a_rollout_on_20_10_verifies_the_live_config_of_a_daemon_json_that_is_not_utf8(
+    lab_session: Lab, tmp_path: Path
+) -> None:
+    """Docker 20.10 runs the Latin-1 daemon.json, and the plan changed it; the verify read it strictly,
+    warned "live config not compared" and left the reload unproved."""
+    lab_session.reset()
+    host = lab_session.hosts_of("bookworm")[0]
+    latin1_daemon_json(lab_session, host)
+    # docker.service allows 3 starts a minute: the reset before this test may have used one.
+    lab_session.ssh(host, "systemctl reset-failed docker.service; systemctl restart docker")
+    try:
+        code, outcomes, err = agent(
+            lab_session, "rollout", *skip_args(lab_session, tmp_path), "--limit", host.name
+        )
+        outcome = outcomes[host.name]
+        assert (code, outcome["status"], outcome["engine_action"]) == (0, "changed", "reload"), (err, outcome)
+        assert "live config" in outcome["verified"], outcome
+        assert not [w for w in outcome["warnings"] if "not compared" in w], outcome["warnings"]
+        assert LATIN1_LABEL in file_bytes(lab_session, host)
+        code, outcomes, err = agent(
+            lab_session,
+            "verify",
+            *skip_args(lab_session, tmp_path),
+            *resolve(lab_session),
+            "--limit",
+            host.name,
+        )
+        outcome = outcomes[host.name]
+        assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)
+        assert "live config" in outcome["verified"], outcome
+    finally:
+        lab_session.ssh(
+            host,
+            f"cp {LAB_DAEMON_JSON} {DAEMON_JSON} && systemctl reset-failed docker.service; systemctl restart docker",
+        )

@@ -1418,3 +1418,16 @@ def test_the_reasons_name_the_config_file_dockerd_is_given() -> None:
         "daemon.json: add registry.test to insecure-registries (skip-TLS, fact 9)"
         in plan_docker(insecure_policy("registry.test"), host()).reasons
     )
+
+
+def test_half_a_client_pair_is_worded_for_a_registry_dockerd_reads_no_certs_d_for() -> None:
+    """On a skip-TLS host the warning said "dockerd fails every pull", while dockerd reads no certs.d
+    directory for an insecure registry (moby registry newTLSConfig) and its pulls work."""
+    certs = {"registry.test/client.cert": b""}
+    plan = plan_docker(insecure_policy("registry.test"), host(certs=certs))
+    assert (
+        "certs.d/registry.test/client.cert has no client.key beside it: dockerd ignores certs.d/registry.test/ "
+        "while registry.test is insecure, so pulls work now, but once its TLS is verified again dockerd "
+        "fails every pull from registry.test (fact 6); add the other half or remove it"
+    ) in plan.warnings
+    assert not [w for w in plan.warnings if "beside it: dockerd fails every pull" in w], plan.warnings

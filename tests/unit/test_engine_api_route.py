@@ -428,3 +428,17 @@ def test_a_roll_back_whose_reload_failed_as_the_applys_did_does_not_say_dockerd_
         "it had before)"
     )
     assert "did not take the restore" in restore_not_taken("reload", VerifyError("live config"), refused, "")
+
+
+def test_verify_looks_up_names_where_the_engine_has_only_its_defaults_and_words_loopback() -> None:
+    """A name the host's /etc/hosts points at 127.0.0.1 falls in dockerd's default insecure range: the
+    verify command looks it up (``loopback_too``); a rollout only where a range beyond the defaults is."""
+    info = registry_config(["127.0.0.0/8", "::1/128"])
+    registries = ["registry.test", "registry.test:443", "198.51.100.10:443"]
+    assert verify.names_to_resolve(info, registries) == []
+    assert verify.names_to_resolve(info, registries, loopback_too=True) == ["registry.test"]
+    assert verify.covered_by_cidrs(info, ["registry.test"], {"registry.test": ["127.0.0.1"]}) == [
+        "registry.test resolves to 127.0.0.1 on this host, which dockerd always treats as insecure "
+        "(127.0.0.0/8): TLS is not verified"
+    ]
+    assert verify.covered_by_cidrs(info, ["registry.test"], {"registry.test": ["198.51.100.10"]}) == []

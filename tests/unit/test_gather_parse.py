@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,11 +27,11 @@ from agent.engine.gather import (
 from agent.engine.host_plan import insecure_flag_warnings, plan_for_host, unit_blockers
 from agent.engine.options import RunOptions
 from agent.engine.reconcile import reconcile
-from agent.engine.verify import live_config_unjudged
+from agent.engine.verify import expected_insecure, live_config_unjudged
 from agent.errors import CommandError
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
-from agent.runtimes.docker import plan_docker
+from agent.runtimes.docker import plan_docker, reads_invalid_utf8
 from agent.runtimes.docker_facts import CERTS_DIR, DockerFacts
 from agent.runtimes.plan import HostPlan
 from agent.trust import TrustPolicy
@@ -563,7 +564,7 @@ def test_the_running_dockerds_command_line_is_read_while_docker_service_runs() -
     start = GATHER_SCRIPT.index('      echo "@@ta active active"')
     branch = GATHER_SCRIPT[start : GATHER_SCRIPT.index("    else", start)]
     assert "read -r p < /var/run/docker.pid" in branch
-    assert 'b64 "/proc/$p/cmdline"' in branch
+    assert 'ta_cmdline "$p"' in branch
 
 
 def test_a_masked_unit_is_reported_and_refuses_a_reload_before_anything_is_written() -> None:
@@ -1077,3 +1078,231 @@ def test_a_registry_made_insecure_by_a_flag_is_warned_of_naming_the_flag_and_whe
         registries=("registry.test",), storage_endpoint="s:9000", storage_scheme="https", insecure=True
     )
     assert insecure_flag_warnings(skip, facts) == ()
+
+
+# --- verify on an engine that reads a daemon.json that is not UTF-8 (Docker 20.10) ----------------------
+
+LATIN1 = b'{"labels": ["owner=Jos\xe9"], "insecure-registries": ["registry.test"]}\n'
+
+
+def test_a_daemon_json_that_is_not_utf8_is_judged_as_the_engine_reads_it() -> None:
+    assert expected_insecure(LATIN1) == frozenset()  # read strictly, as 23.0 and later would
+    assert expected_insecure(LATIN1, keep_invalid_utf8=True) == frozenset({"registry.test"})
+    assert live_config_unjudged(LATIN1, "/etc/docker/daemon.json") is not None
+    assert live_config_unjudged(LATIN1, "/etc/docker/daemon.json", keep_invalid_utf8=True) is None
+    assert reads_invalid_utf8(DockerFacts(engine_version="20.10.24"))
+    assert not reads_invalid_utf8(DockerFacts(engine_version="26.1.5"))
+
+
+def converged_gather(
+    policy: TrustPolicy, daemon_json: bytes, info: dict[str, object], version: str = "26.1.5"
+) -> str:
+    """The gather's output for a host ``policy`` left converged from ``daemon_json``, dockerd ``version``
+    answering with ``info``."""
+    facts = DockerFacts(daemon_json=daemon_json, init="systemd", engine_running=True, engine_version=version)
+    written = {c.path: c.after or b"" for c in plan_docker(policy, facts).changes}
+    prefix = CERTS_DIR + "/"
+    files = [
+        f"@@ta file {p.removeprefix(prefix)}\n{b64(d)}" for p, d in written.items() if p.startswith(prefix)
+    ]
+    dirs = sorted(
+        {f"@@ta dir {p.removeprefix(prefix).split('/')[0]}" for p in written if p.startswith(prefix)}
+    )
+    gathered = a_gather(
+        *(["@@ta certs-dir", *dirs] if dirs else []),
+        *files,
+        f"@@ta daemon-json\n{b64(written.get('/etc/docker/daemon.json', daemon_json))}",
+        f"@@ta state\n{b64(written['/var/lib/trust-agent/docker-state.json'])}",
+        f"@@ta info-json\n{json.dumps(info)}",
+    )
+    return gathered.replace("Docker version 26.1.5", f"Docker version {version}")
+
+
+def test_a_rollout_on_20_10_verifies_the_live_config_of_a_daemon_json_that_is_not_utf8() -> None:
+    """dockerd 20.10 runs the Latin-1 daemon.json; its verify read it strictly, warned "live config not
+    compared" and proved nothing."""
+    skip = TrustPolicy(
+        registries=("registry.test",), storage_endpoint="s:9000", storage_scheme="https", insecure=True
+    )
+    info = {
+        "ServerVersion": "20.10.24",
+        "RegistryConfig": {"IndexConfigs": {"registry.test": {"Secure": False}}},
+    }
+    labelled = b'{"labels": ["owner=Jos\xe9"]}\n'
+    host = GatheredHost(converged_gather(skip, labelled, info, version="20.10.24"))
+    outcome = reconcile(host, skip, RunOptions(verify_timeout=0.5))
+    assert (outcome.status, outcome.error, outcome.verified) == ("unchanged", None, ("live config",))
+    assert not [w for w in outcome.warnings if "not compared" in w], outcome.warnings
+    assert host.others == []
+
+
+# --- verify and a registry name the host resolves to loopback -------------------------------------------
+
+
+class ResolvingHost(GatheredHost):
+    """:class:`GatheredHost` whose ``getent`` resolves every name to ``address``."""
+
+    def __init__(self, gathered: str, address: str) -> None:
+        super().__init__(gathered)
+        self.address = address
+
+    def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        text = stdin.decode()
+        if "getent ahosts" not in text:
+            return super().run(command, stdin=stdin, timeout=timeout)
+        self.others.append(text)
+        names = [
+            line.removeprefix("echo '@@ta host ").rstrip("'")
+            for line in text.split("; ")
+            if "@@ta host" in line
+        ]
+        out = "".join(f"@@ta host {n}\n{self.address}      STREAM {n}\n" for n in names)
+        return CommandResult(0, out.encode(), b"")
+
+
+LOOPBACK_ONLY = {
+    "ServerVersion": "26.1.5",
+    "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"]},
+}
+
+
+def test_verify_fails_a_host_that_resolves_the_registry_to_loopback() -> None:
+    """/etc/hosts on the host points registry.test at 127.0.0.1: dockerd skips its TLS checks (its default
+    insecure range), and verify, looking names up only for ranges beyond the defaults, said unchanged."""
+    policy = ca_policy("registry.test")
+    host = ResolvingHost(converged_gather(policy, b"{}\n", LOOPBACK_ONLY), "127.0.0.1")
+    outcome = reconcile(host, policy, RunOptions(dry_run=True, verify=True, verify_timeout=0.5))
+    assert (outcome.status, outcome.error) == (
+        "failed",
+        "does not comply with the policy: registry.test resolves to 127.0.0.1 on this host, which dockerd "
+        "always treats as insecure (127.0.0.0/8): TLS is not verified",
+    )
+    assert len(host.others) == 1  # the one getent
+
+    elsewhere = ResolvingHost(converged_gather(policy, b"{}\n", LOOPBACK_ONLY), "198.51.100.10")
+    outcome = reconcile(elsewhere, policy, RunOptions(dry_run=True, verify=True, verify_timeout=0.5))
+    assert (outcome.status, outcome.error, outcome.verified) == ("unchanged", None, ("live config",))
+
+
+def test_a_rollout_of_a_converged_host_looks_up_no_name_where_the_engine_has_only_its_defaults() -> None:
+    policy = ca_policy("registry.test")
+    host = ResolvingHost(converged_gather(policy, b"{}\n", LOOPBACK_ONLY), "127.0.0.1")
+    outcome = reconcile(host, policy, RunOptions(verify_timeout=0.5))
+    assert (outcome.status, outcome.verified, host.others) == ("unchanged", ("live config",), [])
+
+
+# --- a login that is not root: the agent's record, its CA files, dockerd's command line ----------------
+
+STATE_PATH = "/var/lib/trust-agent/docker-state.json"
+
+
+def gathered_as_nobody(tree: Path) -> DockerFacts:
+    """The gather run over ``tree`` as uid 65534, as a login that is not root."""
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-s", "--"]
+    run = subprocess.run(
+        [*argv, str(tree), "/etc/docker/daemon.json", "", "n"],
+        input=GATHER_SCRIPT.encode(),
+        capture_output=True,
+        check=True,
+    )
+    return parse_gather_output(run.stdout.decode(), root=str(tree))
+
+
+def a_tree_converged_as_root(tree: Path, policy: TrustPolicy, mode: int) -> dict[str, bytes]:
+    """``tree`` holding what ``policy`` writes on an empty host, every file at ``mode``."""
+    written = {c.path: c.after or b"" for c in plan_docker(policy, DockerFacts(daemon_json=b"{}\n")).changes}
+    os.chmod(tree, 0o755)
+    for path, data in written.items():
+        target = tree / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        os.chmod(target, mode)
+    for directory in {p for p in tree.rglob("*") if p.is_dir()}:
+        os.chmod(directory, 0o755)
+    return written
+
+
+def test_the_record_and_ca_files_a_login_cannot_read_are_told_apart_from_empty_ones() -> None:
+    policy = ca_policy("registry.test")
+    with tempfile.TemporaryDirectory(dir="/tmp") as name:
+        tree = Path(name)
+        written = a_tree_converged_as_root(tree, policy, 0o600)
+        facts = gathered_as_nobody(tree)
+        ca_file = next(p for p in written if p.startswith(CERTS_DIR))
+        assert facts.state is None
+        assert facts.unreadable_files == {STATE_PATH: "permission denied", ca_file: "permission denied"}
+        for path in written:
+            os.chmod(tree / path.lstrip("/"), 0o644)
+        readable = gathered_as_nobody(tree)
+    assert (readable.state, readable.unreadable_files) == (written[STATE_PATH], {})
+    assert readable.certs[ca_file.removeprefix(CERTS_DIR + "/")] == written[ca_file]
+
+
+def planned(facts: DockerFacts, policy: TrustPolicy) -> HostPlan:
+    return plan_for_host(
+        policy, facts, None, restart_policy="auto", allow_restart=False, read_info=lambda: None
+    ).plan
+
+
+def test_a_plan_says_what_it_could_not_read_instead_of_planning_from_emptiness() -> None:
+    """The record read as empty was "not valid JSON" and rewritten, a CA file read as empty shown as
+    rewritten from nothing."""
+    policy = ca_policy("registry.test")
+    converged = plan_docker(policy, DockerFacts(daemon_json=b"{}\n"))
+    written = {c.path: c.after or b"" for c in converged.changes}
+    ca_file = next(p for p in written if p.startswith(CERTS_DIR))
+    base = DockerFacts(
+        daemon_json=b"{}\n",
+        certs={ca_file.removeprefix(CERTS_DIR + "/"): written[ca_file]},
+        cert_dirs=frozenset({"registry.test"}),
+        init="systemd",
+        engine_running=True,
+        engine_version="26.1.5",
+    )
+    # Only the record unknown, nothing else to change: said, and nothing planned.
+    plan = planned(replace(base, unreadable_files={STATE_PATH: "permission denied"}), policy)
+    assert (plan.changes, plan.mkdirs, plan.blockers) == ((), (), ())
+    assert (
+        f"trust-agent's record {STATE_PATH} cannot be read (permission denied): what trust-agent added "
+        "before is not known"
+    ) in plan.warnings
+    assert not [w for w in plan.warnings if "not valid JSON" in w]
+    # The CA file unknown (empty in the facts): never shown as a rewrite, and the host refused.
+    unknown = replace(
+        base,
+        state=written[STATE_PATH],
+        certs={ca_file.removeprefix(CERTS_DIR + "/"): b""},
+        unreadable_files={ca_file: "permission denied"},
+    )
+    plan = planned(unknown, policy)
+    assert [c.path for c in plan.changes] == []
+    assert plan.blockers == (
+        f"{ca_file} cannot be read (permission denied): trust-agent neither shows nor writes a file it "
+        "cannot read, and the plan changes it: run as root, then run again (nothing written)",
+    )
+
+
+def test_a_command_line_the_login_cannot_read_is_said_and_not_taken_for_no_flags() -> None:
+    text = a_gather("@@ta pid 42", "@@ta cmdline", "!denied")
+    facts = parse_gather_output(text)
+    assert (facts.running_flags, facts.unreadable_files) == ((), {"/proc/42/cmdline": "permission denied"})
+    plan = planned(facts, ca_policy("registry.test"))
+    assert (
+        "the running dockerd's command line (/proc/42/cmdline) cannot be read (permission denied): flags it "
+        "was started with that its unit no longer gives are not known"
+    ) in plan.warnings
+
+
+def test_a_command_line_hidden_from_a_login_that_is_not_root_is_said_and_root_asks_nothing_more() -> None:
+    """``ta_cmdline`` for a PID whose /proc entry cannot be read (hidepid): ``!denied`` for a login that is
+    not root; for root (it reads every /proc entry, so the process is gone) nothing, as before."""
+    start = GATHER_SCRIPT.index("ta_read() {")
+    functions = GATHER_SCRIPT[start : GATHER_SCRIPT.index("# A certs.d directory that is a link")]
+    for uid, said in (("65534", "@@ta pid 0x\n@@ta cmdline\n!denied\n"), ("0", "")):
+        run = subprocess.run(
+            ["sh", "-c", f"{functions}\nta_uid={uid}; ta_cmdline 0x"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert run.stdout == said
