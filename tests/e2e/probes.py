@@ -206,3 +206,19 @@ def runs_secure_for_the_registry(lab: Lab, host: Host) -> bool:
     """Whether dockerd runs and verifies the registry's TLS (it lists no insecure registry of the lab's)."""
     out = lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'", check=False).stdout
     return out.strip().startswith("{") and json.loads(out).get(lab.registry, {}).get("Secure", True) is True
+
+
+@contextmanager
+def an_insecure_registry_flag_in_etc_default_docker(lab: Lab, host: Host) -> Iterator[None]:
+    """``--insecure-registry`` added to Debian's $DOCKER_OPTS, dockerd not restarted; afterwards the file
+    is put back and dockerd restarted without it."""
+    flag = "echo 'DOCKER_OPTS=\"--insecure-registry=10.9.9.9\"' >> /etc/default/docker"
+    lab.ssh(host, f"cp -p /etc/default/docker /etc/default/docker.lab && {flag}")
+    try:
+        yield
+    finally:
+        lab.ssh(
+            host,
+            "mv /etc/default/docker.lab /etc/default/docker && "
+            "systemctl reset-failed docker.service; systemctl restart docker",
+        )

@@ -17,6 +17,7 @@ import pytest
 
 from tests.e2e.probes import (
     LAB_DAEMON_JSON,
+    an_insecure_registry_flag_in_etc_default_docker,
     by_host,
     ca_args,
     docker_tree,
@@ -189,21 +190,6 @@ def test_verify_fails_a_host_whose_half_client_pair_fails_every_pull(lab: Lab) -
         f"does not comply with the policy: certs.d/{lab.registry}/client.cert has no client.key beside it: "
         f"dockerd fails every pull from {lab.registry} (fact 6)"
     ), outcome["error"]
-
-
-@contextmanager
-def an_insecure_registry_flag_in_etc_default_docker(lab: Lab, host: Host) -> Iterator[None]:
-    """``--insecure-registry`` added to Debian's $DOCKER_OPTS, dockerd not restarted; put back after."""
-    flag = "echo 'DOCKER_OPTS=\"--insecure-registry=10.9.9.9\"' >> /etc/default/docker"
-    lab.ssh(host, f"cp -p /etc/default/docker /etc/default/docker.lab && {flag}")
-    try:
-        yield
-    finally:
-        lab.ssh(
-            host,
-            "mv /etc/default/docker.lab /etc/default/docker && "
-            "systemctl reset-failed docker.service; systemctl restart docker",
-        )
 
 
 def test_the_agents_empty_list_goes_once_a_flag_gives_the_directive_and_dockerd_starts(

@@ -8,7 +8,6 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from tests.e2e.probes import (
     LAB_DAEMON_JSON,
     SITE_CHECK_SAYS,
     a_restart_dockerd_will_not_survive,
+    an_insecure_registry_flag_in_etc_default_docker,
     by_host,
     ca_args,
     change_sshd,
@@ -876,22 +876,6 @@ def test_a_reload_dockerd_refuses_is_rolled_back_at_once_with_dockerds_reason(
         assert took < 10, f"took {took:.1f}s: not the 20 s wait for a live config that would never come"
     finally:
         lab.ssh(host, "cat > /etc/docker/daemon.json && systemctl reload docker", input=saved)
-
-
-@contextmanager
-def an_insecure_registry_flag_in_etc_default_docker(lab: Lab, host: Host) -> Iterator[None]:
-    """``--insecure-registry`` in Debian's $DOCKER_OPTS; afterwards the file is put back and dockerd
-    restarted without it."""
-    flag = "echo 'DOCKER_OPTS=\"--insecure-registry=10.9.9.9\"' >> /etc/default/docker"
-    lab.ssh(host, f"cp -p /etc/default/docker /etc/default/docker.lab && {flag}")
-    try:
-        yield
-    finally:
-        lab.ssh(
-            host,
-            "mv /etc/default/docker.lab /etc/default/docker && "
-            "systemctl reset-failed docker.service && systemctl restart docker",
-        )
 
 
 @pytest.mark.parametrize("restarted", [True, False], ids=["dockerd-runs-with-it", "set-since-it-started"])
