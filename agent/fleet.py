@@ -8,6 +8,7 @@ here before it starts connecting (``agent.early_connect``).
 from __future__ import annotations
 
 import math
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
 
 
 INTERRUPTED = "interrupted: the hosts in flight finished, no other host was started"
+
+
+def interrupted_early(signum: int) -> str:
+    """Why a run stopped whose interrupt came before any host (inside an import, where it could only be
+    noted): as it was said then, on stderr."""
+    return f"interrupted ({signal.Signals(signum).name}) before any host was started: nothing was changed on any host"
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,7 @@ def run_fleet(
         for number, batch in enumerate(plan, start=1):
             results = pool.map(one, batch)
             if results is None:
-                stopped = INTERRUPTED
+                stopped = INTERRUPTED if pool.early_signal is None else interrupted_early(pool.early_signal)
                 break
             failed = sum(1 for r in results if r.failed)
             limit = fleet.max_fail_percentage

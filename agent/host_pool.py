@@ -236,6 +236,7 @@ class HostPool:
         self._known: dict[str, str] = {}  # finished hosts: their status
         self._signalled = False
         self._early = False  # an early interrupt came (agent.host_pool.EarlyInterrupts)
+        self.early_signal: int | None = None  # its signal: the run stopped before any host started
         self._handlers_before: dict[int, Any] = {}
         self._handles_signals = threading.current_thread() is threading.main_thread()
 
@@ -251,6 +252,8 @@ class HostPool:
                     # An early interrupt that could not stop the run where it came (inside an import)
                     # stops it here: no host starts.
                     self._early = self._early or before.signalled
+                    if before.signalled and self.early_signal is None:
+                        self.early_signal = before.signum
                     # Hosts run from now on: what comes after them must not say it came before them.
                     before = before.replaced[signum]
                 elif signum == signal.SIGINT and before is not signal.default_int_handler:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +15,8 @@ from hypothesis import strategies as st
 
 from agent.engine.options import RunOptions
 from agent.errors import CommandTimeout, UnreachableError, UsageError
-from agent.fleet import INTERRUPTED, FleetOptions, batches, run_fleet
+from agent.fleet import INTERRUPTED, FleetOptions, batches, interrupted_early, run_fleet
+from agent.host_pool import EarlyInterrupts
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
 from agent.trust import TrustPolicy
@@ -147,3 +150,28 @@ def test_an_interrupt_lets_the_host_in_flight_finish_and_starts_no_other(signum:
     assert result.interrupted and result.stopped == INTERRUPTED
     assert heard == [1]
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back after the run
+
+
+def test_an_interrupt_noted_inside_an_import_stops_the_fleet_saying_no_host_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report said "the hosts in flight finished" of a run no host of which had started, where the
+    interrupt came during start-up imports (noted there, acted on by the host pool)."""
+    (tmp_path / "interrupted_while_imported_too.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\nfor _ in range(1000):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    before_term = signal.getsignal(signal.SIGTERM)
+    early = EarlyInterrupts("rollout").install()
+    try:
+        importlib.import_module("interrupted_while_imported_too")
+        assert early.signum == signal.SIGINT
+        result = run_fleet(["a", "b"], Unreachable, POLICY, RunOptions(), FleetOptions(forks=2))
+    finally:
+        signal.signal(signal.SIGINT, before)
+        signal.signal(signal.SIGTERM, before_term)
+        sys.modules.pop("interrupted_while_imported_too", None)
+    assert [(o.host, o.status) for o in result.outcomes] == [("a", "skipped"), ("b", "skipped")]
+    assert result.interrupted and result.stopped == interrupted_early(signal.SIGINT)
+    assert result.stopped.startswith("interrupted (SIGINT) before any host was started: nothing was changed")
