@@ -116,7 +116,10 @@ def test_a_canary_the_host_holds_already_is_fetched_again_so_a_wrong_storage_ca_
     assert code == 1 and outcome["status"] == "rolled_back", outcome
     assert f"canary pull of {lab.image} failed" in outcome["error"] and "x509" in outcome["error"]
     # The roll-back restored the right CA, and the canary the run removed is pulled back with it.
-    assert outcome["error"].endswith("rolled back; the canary image pulled back"), outcome["error"]
+    assert outcome["error"].endswith(f"rolled back; {lab.image}, removed for the canary pull, pulled back"), (
+        outcome["error"]
+    )
+    assert "no longer on this host" not in outcome["error"], outcome["error"]
     assert lab.ssh(host, f"docker image inspect {lab.image}", check=False).returncode == 0
 
     def unproved_with(held_by: str) -> None:
