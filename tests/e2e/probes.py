@@ -222,3 +222,26 @@ def an_insecure_registry_flag_in_etc_default_docker(lab: Lab, host: Host) -> Ite
             "mv /etc/default/docker.lab /etc/default/docker && "
             "systemctl reset-failed docker.service; systemctl restart docker",
         )
+
+
+DROP_INS = "/etc/systemd/system/docker.service.d"
+
+
+@contextmanager
+def unit_drop_in(lab: Lab, host: Host, name: str, text: str) -> Iterator[None]:
+    """docker.service on ``host`` with the drop-in ``name`` holding ``text``, restarted; removed after
+    (systemd's start limit cleared first: a test may have restarted dockerd often)."""
+    path = f"{DROP_INS}/{name}"
+    lab.ssh(
+        host,
+        f"mkdir -p {DROP_INS} && cat > {path} && systemctl daemon-reload && systemctl restart docker",
+        input=text,
+    )
+    try:
+        yield
+    finally:
+        lab.ssh(
+            host,
+            f"rm -f {path} && systemctl daemon-reload && systemctl reset-failed docker.service; "
+            "systemctl restart docker",
+        )

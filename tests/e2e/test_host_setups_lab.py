@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.e2e.probes import (
+    DROP_INS,
     LAB_DAEMON_JSON,
     by_host,
     ca_args,
@@ -24,31 +25,15 @@ from tests.e2e.probes import (
     pull,
     runs_secure_for_the_registry,
     skip_args,
+    unit_drop_in,
 )
 from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
 
-DROP_INS = "/etc/systemd/system/docker.service.d"
-
 
 def image_there(lab: Lab, host: Host, image: str) -> bool:
     return lab.ssh(host, f"docker image inspect {shlex.quote(image)}", check=False).returncode == 0
-
-
-@contextmanager
-def unit_drop_in(lab: Lab, host: Host, name: str, text: str) -> Iterator[None]:
-    """docker.service on ``host`` with the drop-in ``name`` holding ``text``, restarted; removed after."""
-    path = f"{DROP_INS}/{name}"
-    lab.ssh(
-        host,
-        f"mkdir -p {DROP_INS} && cat > {path} && systemctl daemon-reload && systemctl restart docker",
-        input=text,
-    )
-    try:
-        yield
-    finally:
-        lab.ssh(host, f"rm -f {path} && systemctl daemon-reload && systemctl restart docker")
 
 
 # --- 1. the canary image ------------------------------------------------------------------------------

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shlex
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from tests.e2e.probes import (
     pull,
     runs_secure_for_the_registry,
     skip_args,
+    unit_drop_in,
 )
 from tests.lab import Host, Lab
 
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.lab
 
 # h1 and h3 run Debian 12's docker.io 20.10, h2 and h4 Debian 13's 26.1 (tests/conftest.py's mixed fleet).
 DAEMON_JSON = "/etc/docker/daemon.json"
-DROP_IN = "/etc/systemd/system/docker.service.d/x2.conf"
+DROP_IN_NAME = "x2.conf"
 EXEC_START = "/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock"
 
 
@@ -68,24 +67,10 @@ def dockerd_active(lab: Lab, host: Host) -> bool:
     return lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "active"
 
 
-@contextmanager
-def insecure_flags_in_a_drop_in(lab: Lab, host: Host, *names: str) -> Iterator[None]:
+def insecure_flags_in_a_drop_in(lab: Lab, host: Host, *names: str) -> AbstractContextManager[None]:
     """dockerd restarted with ``--insecure-registry NAME`` for each name, from a drop-in's ExecStart."""
     flags = "".join(f" --insecure-registry {name}" for name in names)
-    unit = f"[Service]\nExecStart=\nExecStart={EXEC_START}{flags}\n"
-    lab.ssh(
-        host,
-        f"mkdir -p {os.path.dirname(DROP_IN)} && printf %s {shlex.quote(unit)} > {DROP_IN} && "
-        "systemctl daemon-reload && systemctl restart docker",
-    )
-    try:
-        yield
-    finally:
-        lab.ssh(
-            host,
-            f"rm -f {DROP_IN} && systemctl daemon-reload && systemctl reset-failed docker.service; "
-            "systemctl restart docker",
-        )
+    return unit_drop_in(lab, host, DROP_IN_NAME, f"[Service]\nExecStart=\nExecStart={EXEC_START}{flags}\n")
 
 
 def test_registries_the_flags_make_insecure_hold_the_skip_policy(lab: Lab, tmp_path: Path) -> None:
