@@ -20,8 +20,15 @@ class LocalTransport(Transport):
 
     def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
         try:
+            # A session of its own: a terminal's Ctrl-C goes to the whole foreground group, and the
+            # first one must let the host in flight finish its script (the CLI stops between hosts).
             proc = subprocess.run(
-                ["sh", "-c", command], input=stdin, capture_output=True, timeout=timeout, check=False
+                ["sh", "-c", command],
+                input=stdin,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+                start_new_session=True,
             )
         except subprocess.TimeoutExpired as exc:
             raise CommandTimeout(f"command timed out after {timeout}s on {self.name}") from exc

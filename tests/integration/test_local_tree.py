@@ -571,3 +571,26 @@ def test_a_mistyped_registry_is_warned_of_where_the_plan_removes_the_sources_ca_
     warning = next(line for line in out.splitlines() if "--registry registry.tset" in line)
     assert "names none of the addresses the source gives the registry" in warning
     assert "http.host https://registry.test" in warning and "give --registry registry.test" in warning
+
+
+_LOCAL_SCRIPT_UNDER_CTRL_C = """
+import signal
+from agent.hosts.local import LocalTransport
+signal.signal(signal.SIGINT, lambda *_: None)  # the CLI's first Ctrl-C: the host in flight finishes
+print("ready", flush=True)
+result = LocalTransport().run("sleep 1; echo finished")
+print(result.exit_status, result.stdout.decode().strip(), flush=True)
+"""
+
+
+def test_a_terminal_ctrl_c_does_not_reach_the_local_script_of_the_host_in_flight() -> None:
+    # A terminal sends SIGINT to its whole foreground group: the local script must not die of it,
+    # or `apply --local` leaves the host part way while saying the host in flight finished.
+    argv = [sys.executable, "-c", _LOCAL_SCRIPT_UNDER_CTRL_C]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        time.sleep(0.3)  # the script is in its sleep
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert out == "0 finished\n"
