@@ -5,7 +5,14 @@ The rules live here, each with the fact it rests on (``shared/design/trust-facts
 - The engine is redirected to the storage host on every pull *and* push (fact 1). Which host: the
   ``redirect``/``cloudfront`` middleware ``baseurl``, else ``redirectendpoint``, else ``regionendpoint``,
   else AWS (publicly trusted) (fact 2). ``storage.redirect.disable`` means no redirect at all, a
-  middleware's included.
+  middleware's included. The cloudfront middleware sends clients inside AWS's address ranges to S3
+  itself where ``ipfilteredby`` is ``aws``/``awsregion``, so both hosts count; on a driver other than S3
+  it redirects as the driver does (distribution's cloudfront ``RedirectURL``).
+- Path or virtual-hosted style (``<bucket>.<endpoint>``) for an endpoint the source names: distribution
+  2.x always uses path style there (it reads no ``forcepathstyle``); 3.x reads ``forcepathstyle``,
+  default false (s3-aws ``FromParameters``). Harbor and DTR run 2.x; a config.yml does not say which,
+  so the policy takes 2.x for an unset key (and says so), 3.x for a set one (and warns where the two
+  differ).
 - dockerd follows the redirect with the *registry's* TLS config, so the storage CA goes into
   ``certs.d/<registry>/``, never ``certs.d/<storage-host>/`` (fact 4), for every spelling (fact 5).
 - ``secure: false``: an endpoint written without a scheme is reached over plain HTTP, nothing to
@@ -20,6 +27,7 @@ The rules live here, each with the fact it rests on (``shared/design/trust-facts
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -77,6 +85,9 @@ class TrustPolicy:
     registry_ca_missing: bool = False
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    # Other stores engines may be sent to instead, as (scheme, host[:port]): S3 itself for clients in
+    # AWS's ranges when a cloudfront middleware filters by IP (ipfilteredby).
+    storage_alternatives: tuple[tuple[str, str], ...] = ()
 
     def fingerprint(self) -> str:
         """Stable digest of what the policy asks for (not of its explanations)."""
@@ -90,7 +101,9 @@ class TrustPolicy:
     def storage_summary(self) -> str:
         """Where engines are sent for blobs, for reports: ``https://host:port``, or why no address."""
         if self.storage_endpoint:
-            return f"{self.storage_scheme}://{self.storage_endpoint}"
+            first = f"{self.storage_scheme}://{self.storage_endpoint}"
+            others = [f"{scheme}://{host}" for scheme, host in self.storage_alternatives]
+            return " or ".join([first, *others])
         if self.storage_scheme:
             return "the storage driver's own store (its address is not in the source)"
         return "no redirect"
@@ -100,6 +113,7 @@ class TrustPolicy:
             "registries": list(self.registries),
             "storage_endpoint": self.storage_endpoint,
             "storage_scheme": self.storage_scheme,
+            "storage_alternatives": [f"{scheme}://{host}" for scheme, host in self.storage_alternatives],
             "insecure": self.insecure,
             "storage_ca_missing": self.storage_ca_missing,
             "registry_ca_missing": self.registry_ca_missing,
@@ -168,29 +182,88 @@ def _virtual_host_ok(bucket: str, host: str, scheme: str | None) -> bool:
     return not (scheme == "https" and "." in bucket)
 
 
+@dataclass(frozen=True)
+class RedirectTarget:
+    """One place engines are sent for blobs: ``scheme`` and ``host`` ``None`` where nowhere, ``host``
+    ``None`` with https for a driver's own store; ``why`` for the reasons, ``warning`` where the source
+    leaves the host in doubt."""
+
+    scheme: str | None
+    host: str | None
+    why: str
+    warning: str | None = None
+
+
 def redirect_target(settings: RegistrySettings) -> tuple[str | None, str | None, str]:
     """Where engines are sent for blobs: ``(scheme, host[:port], why)``; ``(None, None, why)`` if nowhere,
     ``("https", None, why)`` for a driver's own store whose address the settings do not give.
 
-    Order (fact 2): middleware baseurl > redirectendpoint > regionendpoint > AWS public endpoint.
+    Order (fact 2): middleware baseurl > redirectendpoint > regionendpoint > AWS public endpoint. The
+    first of :func:`redirect_targets`.
     """
-    where = settings.origin
+    first = redirect_targets(settings)[0]
+    return first.scheme, first.host, first.why
+
+
+def redirect_targets(settings: RegistrySettings) -> tuple[RedirectTarget, ...]:
+    """Every place engines may be sent for blobs, the one most clients get first."""
     # Before any middleware: distribution redirects at all only where redirect is not disabled
     # (blobServer.ServeBlob), and a middleware only rewrites the URL of a redirect it makes.
     if settings.redirect_disabled:
-        return None, None, "storage.redirect.disable is true: blobs are served through the registry"
-    if settings.redirect_baseurl:
-        scheme, host = endpoint_from_url(settings.redirect_baseurl, where)
         return (
-            scheme,
-            host,
-            f"the {settings.redirect_middleware} middleware's baseurl sends clients to {host}",
+            RedirectTarget(
+                None, None, "storage.redirect.disable is true: blobs are served through the registry"
+            ),
         )
+    if settings.redirect_baseurl and not _cloudfront_passes_through(settings):
+        scheme, host = endpoint_from_url(settings.redirect_baseurl, settings.origin)
+        middleware = RedirectTarget(
+            scheme, host, f"the {settings.redirect_middleware} middleware's baseurl sends clients to {host}"
+        )
+        if settings.redirect_middleware == "cloudfront" and settings.redirect_ipfilteredby:
+            return (middleware, _driver_target(settings, _ip_filtered_why(settings, host)))
+        return (middleware,)
+    target = _driver_target(settings)
+    if settings.redirect_baseurl:
+        # The cloudfront middleware signs URLs of S3 only: on another driver it redirects as the driver.
+        note = (
+            f"; its cloudfront middleware redirects as the {settings.driver} driver does "
+            "(it signs S3 URLs only)"
+        )
+        return (dataclasses.replace(target, why=target.why + note),)
+    return (target,)
+
+
+def _cloudfront_passes_through(settings: RegistrySettings) -> bool:
+    return settings.redirect_middleware == "cloudfront" and settings.s3 is None
+
+
+def _ip_filtered_why(settings: RegistrySettings, cloudfront_host: str) -> str:
+    clients = (
+        f"clients in AWS's {', '.join(settings.redirect_awsregions)} address ranges"
+        if settings.redirect_ipfilteredby == "awsregion"
+        else "clients in AWS's address ranges"
+    )
+    return (
+        f"the cloudfront middleware's ipfilteredby: {settings.redirect_ipfilteredby} sends {clients} to S3 "
+        f"itself, and the others to {cloudfront_host}: engines may be sent to either"
+    )
+
+
+def _driver_target(settings: RegistrySettings, why_prefix: str | None = None) -> RedirectTarget:
+    """Where the storage driver itself sends clients, a middleware aside."""
+    target = _storage_driver_target(settings)
+    return dataclasses.replace(target, why=f"{why_prefix}; {target.why}") if why_prefix else target
+
+
+def _storage_driver_target(settings: RegistrySettings) -> RedirectTarget:
     if settings.driver in _SERVING_DRIVERS:
-        return None, None, f"storage driver {settings.driver!r} serves blobs through the registry"
+        return RedirectTarget(
+            None, None, f"storage driver {settings.driver!r} serves blobs through the registry"
+        )
     s3 = settings.s3
     if s3 is None:
-        return (
+        return RedirectTarget(
             "https",
             None,
             f"storage driver {settings.driver!r} can redirect clients to its own store, whose address "
@@ -199,17 +272,58 @@ def redirect_target(settings: RegistrySettings) -> tuple[str | None, str | None,
     section = f"{'storage_service' if settings.kind == 'harbor' else 'storage'}.{settings.driver}"
     for key, value in (("redirectendpoint", s3.redirectendpoint), ("regionendpoint", s3.regionendpoint)):
         if value:
-            scheme, host = endpoint_from_url(value, where)
+            scheme, host = endpoint_from_url(value, settings.origin)
             if not s3.secure and "://" not in value:
                 scheme = "http"
-            if s3.forcepathstyle is False and s3.bucket and _virtual_host_ok(s3.bucket, host, scheme):
-                # Virtual-hosted style: the bucket becomes part of the host name (fact 2).
-                host = f"{s3.bucket}.{host}"
+            host, doubt = _bucket_addressing(settings, section, host, scheme)
             variable = f"REGISTRY_STORAGE_{settings.driver.upper()}_{key.upper()}"
             named = f"{variable} (environment)" if variable in settings.env_overrides else f"{section}.{key}"
-            return scheme, host, f"{named} sends clients to {scheme}://{host}"
+            why = f"{named} sends clients to {scheme}://{host}"
+            if doubt is not None and s3.forcepathstyle is None:
+                # Said, not warned: every config.yml of a 2.x registry leaves the key unset.
+                return RedirectTarget(scheme, host, f"{why} ({doubt})")
+            return RedirectTarget(scheme, host, why, doubt)
     region = s3.region or "us-east-1"
-    return "https" if s3.secure else "http", f"s3.{region}.amazonaws.com", "no endpoint set: AWS S3"
+    return RedirectTarget(
+        "https" if s3.secure else "http", f"s3.{region}.amazonaws.com", "no endpoint set: AWS S3"
+    )
+
+
+# Sources whose registry is distribution 2.x: Harbor builds its registry from distribution's 2.8 line
+# (goharbor/distribution), and DTR/MSR 2.x predate distribution 3.0 (2025).
+_DISTRIBUTION_2_KINDS = frozenset({"harbor", "dtr"})
+
+
+def _bucket_addressing(
+    settings: RegistrySettings, section: str, host: str, scheme: str | None
+) -> tuple[str, str | None]:
+    """The host engines reach for an endpoint the source names, and a warning where it depends on a
+    distribution version the source does not give.
+
+    distribution 2.x forces path style for such an endpoint (the host as written) and reads no
+    ``forcepathstyle``; 3.x passes ``forcepathstyle`` to its S3 client, default false: virtual-hosted
+    style, the bucket in front of the host where the client can put it there (fact 2).
+    """
+    s3 = settings.s3
+    assert s3 is not None
+    virtual = f"{s3.bucket}.{host}" if s3.bucket and _virtual_host_ok(s3.bucket, host, scheme) else host
+    if settings.kind in _DISTRIBUTION_2_KINDS or virtual == host or s3.forcepathstyle:
+        return host, None
+    if s3.forcepathstyle is None:
+        return host, (
+            f"{section}.forcepathstyle is not set: distribution 2.x's path style is taken; 3.x reads it as "
+            f"false and sends engines to {virtual}, which forcepathstyle: true would make {host} for both"
+        )
+    return virtual, (
+        f"{section}.forcepathstyle is false: distribution 3.x sends engines to {virtual} (virtual-hosted "
+        f"style), which the policy takes; distribution 2.x reads no forcepathstyle and sends them to "
+        f"{host}. The storage certificate must cover the name the running version uses"
+    )
+
+
+def _may_be_private(target: RedirectTarget) -> bool:
+    """A store on https whose certificate may come from a private CA: any but AWS's."""
+    return target.scheme == "https" and not (target.host is not None and _is_aws_endpoint(target.host))
 
 
 def registry_names(settings: RegistrySettings, given: tuple[str, ...]) -> tuple[str, ...]:
@@ -337,8 +451,14 @@ def build_policy(
         for name in names
         if name != name.lower() and name.lower() not in names
     ]
-    scheme, endpoint, why = redirect_target(settings)
-    reasons.append(why)
+    targets = redirect_targets(settings)
+    reasons.extend(target.why for target in targets)
+    warnings.extend(target.warning for target in targets if target.warning)
+    # The store that decides what to trust: the first one on https that may have a private CA.
+    deciding = next((t for t in targets if _may_be_private(t)), targets[0])
+    scheme, endpoint = deciding.scheme, deciding.host
+    private = [t.host for t in targets if _may_be_private(t) and t.host is not None]
+    endpoints = " and ".join(private) if private else endpoint
 
     insecure = False
     storage_bundles: tuple[CABundle, ...] = ()
@@ -379,7 +499,7 @@ def build_policy(
         storage_bundles = storage_cas
         if storage_bundles and endpoint is not None:
             reasons.append(
-                f"engines follow the redirect to {endpoint} with the registry's TLS config, so the storage "
+                f"engines follow the redirect to {endpoints} with the registry's TLS config, so the storage "
                 f"CA goes into certs.d/<registry>/ for {', '.join(names)}, not certs.d/{endpoint}/ (fact 4)"
             )
         elif storage_bundles:
@@ -388,13 +508,14 @@ def build_policy(
                 f"certs.d/<registry>/ for {', '.join(names)} (fact 4)"
             )
         elif no_storage_ca:
-            store = f"{endpoint}'s" if endpoint is not None else "the store's"
+            store = f"{endpoints}'s" if endpoint is not None else "the store's"
             reasons.append(f"--no-storage-ca: {store} certificate is publicly trusted: no storage CA")
         else:
             missing = True
             warnings.append(
-                f"engines are redirected to https://{endpoint}; if its certificate is from a private CA, "
-                "give it with --storage-ca FILE (or in the source), or pulls will fail with x509 errors"
+                f"engines are redirected to {' and '.join(f'https://{h}' for h in private)}; if "
+                f"{'its certificate is' if len(private) == 1 else 'a certificate there is'} from a private "
+                "CA, give it with --storage-ca FILE (or in the source), or pulls will fail with x509 errors"
                 if endpoint is not None
                 else f"engines may be redirected to the {settings.driver} store; if its certificate is "
                 "from a private CA, give it with --storage-ca FILE, or pulls will fail with x509 errors"
@@ -412,8 +533,9 @@ def build_policy(
 
     return TrustPolicy(
         registries=names,
-        storage_endpoint=endpoint,
-        storage_scheme=scheme,
+        storage_endpoint=targets[0].host,
+        storage_scheme=targets[0].scheme,
+        storage_alternatives=tuple((t.scheme, t.host) for t in targets[1:] if t.scheme and t.host),
         ca_files=tuple(ca_files),
         insecure=insecure,
         storage_ca_missing=missing,

@@ -7,10 +7,16 @@
 ``yes`` is a boolean, ``"https://s3"`` loses its quotes. The names applied are recorded in
 ``env_overrides``. The file and the values are read with yaml.v2's booleans (``GoYamlV2Loader``).
 Access and secret keys are never kept, only whether they were set (fact 23).
+
+What the registry itself refuses to start with is refused here, in its words: a ``redirect.disable``
+that is no YAML boolean, a redirect middleware ``baseurl`` without a scheme, a second storage driver
+made by ``REGISTRY_STORAGE_<DRIVER>_*`` variables, a cloudfront ``ipfilteredby`` other than
+none/aws/awsregion.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -25,6 +31,7 @@ REDIRECT_MIDDLEWARES = frozenset({"cloudfront", "redirect"})
 S3_SECRETS = ("accesskey", "secretkey")
 # distribution registers its S3 driver under both names (registry/storage/driver/s3-aws).
 S3_DRIVERS = frozenset({"s3", "s3aws"})
+_REDIRECT_DISABLE = "REGISTRY_STORAGE_REDIRECT_DISABLE"
 
 
 @dataclass(frozen=True)
@@ -91,21 +98,30 @@ def parse_distribution(
     overlay = Overlay(env or {}, [])
 
     sdoc, spath, storage = _storage_section(doc, root, overlay)
+    storage = _with_drivers_from_env(sdoc, spath, storage, overlay.env)
     driver, s3 = _storage(sdoc, spath, storage, overlay)
     redirect = fields.mapping(sdoc, (*spath, "redirect"), storage.get("redirect"))
     rdoc, rpath, rvalue = overlay.pick(
-        sdoc, (*spath, "redirect", "disable"), redirect.get("disable"), "REGISTRY_STORAGE_REDIRECT_DISABLE"
+        sdoc, (*spath, "redirect", "disable"), redirect.get("disable"), _REDIRECT_DISABLE
     )
-    middleware, baseurl = _redirect_middleware(*_storage_middleware(doc, root, overlay))
+    # The registry reads disable only where a redirect section exists (or the environment makes one).
+    disabled = (
+        _redirect_disable(rdoc, rpath, rvalue)
+        if "redirect" in storage or _REDIRECT_DISABLE in overlay.env
+        else False
+    )
+    middleware = _redirect_middleware(*_storage_middleware(doc, root, overlay))
     http_host, http_tls = _http(doc, root, overlay)
     return RegistrySettings(
         kind=kind,
         origin=origin,
         driver=driver,
         s3=s3,
-        redirect_disabled=fields.boolean(rdoc, rpath, rvalue, False),
-        redirect_middleware=middleware,
-        redirect_baseurl=baseurl,
+        redirect_disabled=disabled,
+        redirect_middleware=middleware.name,
+        redirect_baseurl=middleware.baseurl,
+        redirect_ipfilteredby=middleware.ipfilteredby,
+        redirect_awsregions=middleware.awsregions,
         http_host=http_host,
         http_tls=http_tls,
         env_overrides=tuple(dict.fromkeys(overlay.applied)),
@@ -198,8 +214,76 @@ def _storage(
     return driver, parse_s3(doc, (*path, driver), params, overlay)
 
 
-def _redirect_middleware(doc: Document, entries: list[object]) -> tuple[str | None, str | None]:
-    found: tuple[str | None, str | None] = (None, None)
+# Where the registry's redirect middleware refuses a baseurl (middleware/redirect NewRedirectStorageMiddleware:
+# url.Parse, then a scheme and a host required); the cloudfront middleware adds https:// instead.
+_GO_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _with_drivers_from_env(
+    doc: Document, path: Path, storage: Mapping[str, object], env: Mapping[str, str]
+) -> Mapping[str, object]:
+    """``storage`` with the drivers ``REGISTRY_STORAGE_<DRIVER>_...`` variables add: distribution's
+    environment parser makes a ``storage.<driver>`` entry for a driver the section lacks, and a second
+    driver stops the registry (configuration ``Storage.Type``)."""
+    added = _drivers_added_by_env(storage, env)
+    configured = [key for key in storage if key not in NOT_DRIVERS]
+    drivers = sorted({*configured, *added})
+    if len(drivers) > 1:
+        variable = min(added.values())
+        name = variable.split("_")[2]
+        beside = f"the {', '.join(configured)} driver ({doc.where(path)})" if configured else "another one"
+        raise ENVIRONMENT.error(
+            (variable,),
+            f"adds a storage driver beside {beside}, and the registry refuses to start: "
+            f'"multiple storage drivers specified in configuration or environment: {", ".join(drivers)}"; '
+            f"unset the REGISTRY_STORAGE_{name}_* variables, or make {name.lower()} the only driver "
+            f"(REGISTRY_STORAGE={name.lower()}, or in the file)",
+        )
+    return {**storage, **dict.fromkeys(added)} if added else storage
+
+
+def _drivers_added_by_env(storage: Mapping[str, object], env: Mapping[str, str]) -> dict[str, str]:
+    """Each driver a ``REGISTRY_STORAGE_<DRIVER>_...`` variable names that ``storage`` lacks, with the
+    first such variable (the parser matches keys without regard to case)."""
+    present = {key.upper() for key in storage}
+    added: dict[str, str] = {}
+    for variable in sorted(env):
+        if not variable.startswith("REGISTRY_STORAGE_"):
+            continue
+        key = variable.removeprefix("REGISTRY_STORAGE_").split("_")[0]
+        if key and key.lower() not in NOT_DRIVERS and key not in present:
+            added.setdefault(key.lower(), variable)
+    return added
+
+
+def _redirect_disable(doc: Document, path: Path, value: object) -> bool:
+    """``storage.redirect.disable`` as the registry reads it (handlers ``NewApp``): a YAML boolean, and
+    nothing else, where the section exists: a string, a number or nothing there stops the registry."""
+    if isinstance(value, bool):
+        return value
+    refusal = 'the registry refuses to start ("invalid type for redirect config")'
+    if value is None:
+        raise doc.error(path, f"is not set, and {refusal}: write disable: false (or true)")
+    word = fields.boolean(doc, path, value, False)  # anything but a true/false word: its own message
+    raise doc.error(
+        path,
+        f"is the string {str(value)[:20]!r}, and {refusal}: it takes a YAML boolean only; write "
+        f"disable: {'true' if word else 'false'}, unquoted",
+    )
+
+
+@dataclass(frozen=True)
+class RedirectMiddleware:
+    """The storage middleware that decides where clients are redirected, as the registry reads it."""
+
+    name: str | None = None
+    baseurl: str | None = None
+    ipfilteredby: str | None = None  # cloudfront: "aws" | "awsregion"; None for "none"
+    awsregions: tuple[str, ...] = ()
+
+
+def _redirect_middleware(doc: Document, entries: list[object]) -> RedirectMiddleware:
+    found = RedirectMiddleware()
     for position, entry in enumerate(entries):
         path: Path = ("middleware", "storage", str(position))
         item = fields.mapping(doc, path, entry)
@@ -212,9 +296,72 @@ def _redirect_middleware(doc: Document, entries: list[object]) -> tuple[str | No
         baseurl = fields.url(doc, (*path, "options", "baseurl"), options.get("baseurl"))
         if baseurl is None:
             raise doc.error((*path, "options", "baseurl"), f"the {name} middleware needs a baseurl")
+        if name == "redirect" and "://" not in baseurl:
+            raise doc.error((*path, "options", "baseurl"), _schemeless_redirect(baseurl))
         # Each middleware wraps the driver configured before it, so the last one decides the URL.
-        found = (name, baseurl)
+        if name == "cloudfront":
+            found = RedirectMiddleware(name, baseurl, *_ip_filter(doc, (*path, "options"), options))
+        else:
+            found = RedirectMiddleware(name, baseurl)
     return found
+
+
+def _schemeless_redirect(baseurl: str) -> str:
+    """Why the registry refuses a redirect baseurl without ``scheme://``, in its words (Go's url.Parse
+    reads ``host:port`` as a scheme, and an IP's ``addr:port`` as no URL at all)."""
+    shown = baseurl[:40]
+    if _GO_URL_SCHEME.match(baseurl):
+        said = "no host specified for redirect baseurl"
+    elif ":" in baseurl.split("/")[0]:
+        said = f"unable to parse redirect baseurl: {shown}"
+    else:
+        said = "no scheme specified for redirect baseurl"
+    return f'{shown!r} has no scheme, and the registry refuses to start ("{said}"): write https://{shown}'
+
+
+_IP_FILTERS = ("none", "aws", "awsregion")
+
+
+def _as_written(value: object) -> str:
+    # yaml.v2 reads an unquoted no/off as false: name the boolean, which is what the registry saw.
+    if isinstance(value, bool):
+        return f"the boolean {'true' if value else 'false'} (quote the word)"
+    return repr(str(value)[:20]) if isinstance(value, str) else "a value that is no text"
+
+
+def _ip_filter(
+    doc: Document, path: Path, options: Mapping[str, object]
+) -> tuple[str | None, tuple[str, ...]]:
+    """cloudfront's ``ipfilteredby`` (and ``awsregion``) as the middleware reads them: which clients it
+    sends to S3 itself instead of the baseurl; a value it refuses stops the registry."""
+    if "ipfilteredby" not in options:
+        return None, ()
+    value = options["ipfilteredby"]
+    where = (*path, "ipfilteredby")
+    mode = value.strip().lower() if isinstance(value, str) else None
+    if mode not in ("", *_IP_FILTERS):
+        raise doc.error(
+            where,
+            f'the registry refuses to start with {_as_written(value)} here ("ipfilteredby only allows a '
+            f'string the following value: none|aws|awsregion"): write one of {", ".join(_IP_FILTERS)}',
+        )
+    if mode in ("", "none"):
+        return None, ()
+    if mode == "aws":
+        return "aws", ()
+    regions = options.get("awsregion")
+    if not isinstance(regions, str):
+        said = (
+            "awsRegion is not defined"
+            if "awsregion" not in options
+            else ("awsRegion must be a comma separated string of valid aws regions")
+        )
+        raise doc.error(
+            (*path, "awsregion"),
+            f'ipfilteredby: awsregion needs the regions as text, and the registry refuses to start ("{said}"): '
+            "write e.g. awsregion: us-east-1,eu-west-1",
+        )
+    return "awsregion", tuple(r.strip().lower() for r in regions.split(",") if r.strip())
 
 
 def _storage_middleware(

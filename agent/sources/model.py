@@ -38,6 +38,10 @@ class RegistrySettings:
     redirect_disabled: bool = False  # storage.redirect.disable (fact 2)
     redirect_middleware: str | None = None  # "redirect" | "cloudfront"
     redirect_baseurl: str | None = None  # that middleware's options.baseurl
+    # cloudfront's options.ipfilteredby, "aws" or "awsregion" (None: "none"): clients in AWS's address
+    # ranges (of redirect_awsregions, for "awsregion") are sent to S3 itself, not to the baseurl.
+    redirect_ipfilteredby: str | None = None
+    redirect_awsregions: tuple[str, ...] = ()
     http_host: str | None = None  # http.host: the URL clients use for the registry
     http_tls: bool = False  # http.tls present: the registry itself serves TLS
     storage_ca_pem: bytes | None = None  # DTR "Root CA certificate" / Harbor ca_bundle contents
@@ -55,6 +59,7 @@ class RegistrySettings:
         for key in ("storage_ca_pem", "registry_ca_pem"):
             value = data.pop(key)
             data[key.removesuffix("_pem")] = f"<{len(value)} bytes PEM>" if value else None
+        data["redirect_awsregions"] = list(self.redirect_awsregions)
         data["env_overrides"] = list(self.env_overrides)
         data["warnings"] = list(self.warnings)
         return data

@@ -565,6 +565,6 @@ def test_the_journal_is_read_for_its_messages_not_shown_as_raw_records() -> None
     )
 )
 def test_no_raw_record_reaches_the_error_whatever_the_journal_holds(records: list[dict[str, str]]) -> None:
-    text = "\n".join(json.dumps(record) for record in records)
-    for said in journal_messages(text, limit=10):
-        assert not said.startswith("{") and '"ts":' not in said
+    raw = [json.dumps(record) for record in records]
+    for said in journal_messages("\n".join(raw), limit=10):
+        assert said not in raw  # an event may itself read "{": only a whole record is raw

@@ -656,3 +656,174 @@ def test_a_middleware_index_the_registry_refuses_is_refused() -> None:
         SourceError, match=r"REGISTRY_MIDDLEWARE_STORAGE_1_NAME: index 1 is not in middleware\.storage"
     ):
         parse_distribution(_S3, "config.yml", {"REGISTRY_MIDDLEWARE_STORAGE_1_NAME": "redirect"})
+
+
+# --- configurations the registry refuses to run are refused, in its words ------------------------
+
+_REDIRECT = "version: 0.1\nstorage:\n  s3: {bucket: b}\n  redirect:\n"
+
+
+@pytest.mark.parametrize(("given", "fix"), [('"true"', "true"), ("'false'", "false"), ("t", "true")])
+def test_redirect_disable_as_a_string_is_refused_as_the_registry_refuses_it(given: str, fix: str) -> None:
+    """handlers.NewApp type-switches storage.redirect.disable: a bool, else panic("invalid type for
+    redirect config"). A quoted "true" was read as true: a policy for a registry that does not start."""
+    error = error_of(f"{_REDIRECT}    disable: {given}\n")
+    assert str(error).startswith("config.yml:5: storage.redirect.disable: is the string ")
+    assert '"invalid type for redirect config"' in str(error)
+    assert str(error).endswith(f"write disable: {fix}, unquoted")
+    from_env = error_of(
+        "version: 0.1\nstorage: {s3: {bucket: b}}\n", {"REGISTRY_STORAGE_REDIRECT_DISABLE": given}
+    )
+    assert str(from_env).startswith("environment: REGISTRY_STORAGE_REDIRECT_DISABLE: is the string ")
+
+
+@pytest.mark.parametrize("section", ["  redirect: {}\n", "  redirect:\n", "  redirect: {other: 1}\n"])
+def test_a_redirect_section_without_disable_is_refused(section: str) -> None:
+    error = error_of(f"version: 0.1\nstorage:\n  s3: {{bucket: b}}\n{section}")
+    assert "storage.redirect.disable: is not set" in str(error)
+    assert '"invalid type for redirect config"' in str(error)
+
+
+@pytest.mark.parametrize("word", GO_YAML_TRUE + GO_YAML_FALSE)
+def test_redirect_disable_takes_every_yaml_boolean(word: str) -> None:
+    s = parse_distribution(f"{_REDIRECT}    disable: {word}\n", "config.yml")
+    assert s.redirect_disabled == (word in GO_YAML_TRUE)
+
+
+@pytest.mark.parametrize(
+    ("baseurl", "said"),
+    [
+        ("blobs.example.internal", "no scheme specified for redirect baseurl"),
+        ("blobs.example.internal:8443", "no host specified for redirect baseurl"),
+        ("198.51.100.7:8443", "unable to parse redirect baseurl: 198.51.100.7:8443"),
+    ],
+)
+def test_a_redirect_baseurl_without_a_scheme_is_refused_in_the_registrys_words(
+    baseurl: str, said: str
+) -> None:
+    """The redirect middleware parses baseurl with Go's url.Parse and requires a scheme and a host
+    (middleware/redirect: "no scheme specified for redirect baseurl"); it was taken as https."""
+    text = f"{_S3}middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: {baseurl}\n"
+    error = error_of(text)
+    assert str(error) == (
+        f"config.yml:11: middleware.storage.0.options.baseurl: {baseurl!r} has no scheme, and the registry "
+        f'refuses to start ("{said}"): write https://{baseurl}'
+    )
+
+
+def test_a_cloudfront_baseurl_without_a_scheme_is_https_as_the_middleware_makes_it() -> None:
+    """Not refused: the cloudfront middleware itself prefixes https:// (middleware/cloudfront)."""
+    text = f"{_S3}middleware:\n  storage:\n    - name: cloudfront\n      options:\n        baseurl: d111.cloudfront.net\n"
+    s = parse_distribution(text, "config.yml")
+    assert redirect_target(s)[:2] == ("https", "d111.cloudfront.net")
+
+
+_FILESYSTEM = "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n"
+
+
+def test_s3_variables_beside_a_filesystem_driver_are_refused_as_the_registry_refuses_them() -> None:
+    """distribution's environment parser makes storage.s3 beside the file's filesystem, and
+    Storage.Type panics: "multiple storage drivers specified in configuration or environment". The
+    variables were ignored: a filesystem registry (no redirect) for one that does not start."""
+    error = error_of(
+        _FILESYSTEM,
+        {"REGISTRY_STORAGE_S3_REGIONENDPOINT": "https://s3.test", "REGISTRY_STORAGE_S3_BUCKET": "b"},
+    )
+    assert str(error) == (
+        "environment: REGISTRY_STORAGE_S3_BUCKET: adds a storage driver beside the filesystem driver "
+        '(config.yml:2), and the registry refuses to start: "multiple storage drivers specified in '
+        'configuration or environment: filesystem, s3"; unset the REGISTRY_STORAGE_S3_* variables, or make '
+        "s3 the only driver (REGISTRY_STORAGE=s3, or in the file)"
+    )
+
+
+def test_s3_variables_make_the_driver_of_a_section_that_has_none() -> None:
+    s = parse_distribution(
+        "version: 0.1\nstorage:\n  delete: {enabled: true}\n",
+        "config.yml",
+        {"REGISTRY_STORAGE_S3_BUCKET": "b", "REGISTRY_STORAGE_S3_REGIONENDPOINT": "https://s3.test:9000"},
+    )
+    assert s.driver == "s3" and s.s3 is not None and s.s3.regionendpoint == "https://s3.test:9000"
+
+
+_DRIVERS = st.sampled_from(["s3", "s3aws", "filesystem", "azure", "gcs", "swift", "inmemory", "oss"])
+_NOT_DRIVER_VARIABLES = st.sampled_from(
+    ["REGISTRY_STORAGE_DELETE_ENABLED", "REGISTRY_STORAGE_REDIRECT_DISABLE", "REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR",
+     "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_ENABLED", "REGISTRY_STORAGE_TAG_CONCURRENCYLIMIT"]
+)  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None)
+@given(in_file=_DRIVERS, in_env=_DRIVERS, other=_NOT_DRIVER_VARIABLES)
+def test_a_driver_from_the_environment_is_refused_exactly_where_it_is_a_second_one(
+    in_file: str, in_env: str, other: str
+) -> None:
+    env = {f"REGISTRY_STORAGE_{in_env.upper()}_ROOTDIRECTORY": "/x", other: "false"}
+    text = f"version: 0.1\nstorage:\n  {in_file}: {{}}\n"
+    if in_file == in_env:
+        assert parse_distribution(text, "config.yml", env).driver == in_file
+    else:
+        message = str(error_of(text, env))
+        assert message.startswith(f"environment: REGISTRY_STORAGE_{in_env.upper()}_ROOTDIRECTORY: adds ")
+        assert "multiple storage drivers specified in configuration or environment" in message
+        assert f': {", ".join(sorted({in_file, in_env}))}"; unset' in message
+
+
+_CLOUDFRONT = (
+    f"{_S3}middleware:\n  storage:\n    - name: cloudfront\n      options:\n"
+    "        baseurl: https://d111.cloudfront.net/\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ("", (None, ())),
+        ("        ipfilteredby: none\n", (None, ())),
+        ("        ipfilteredby: ''\n", (None, ())),
+        ("        ipfilteredby: ' AWS '\n", ("aws", ())),
+        (
+            "        ipfilteredby: awsregion\n        awsregion: 'us-east-1, EU-west-1'\n",
+            ("awsregion", ("us-east-1", "eu-west-1")),
+        ),
+    ],
+)
+def test_cloudfront_ipfilteredby_is_read_as_the_middleware_reads_it(
+    options: str, expected: tuple[str | None, tuple[str, ...]]
+) -> None:
+    s = parse_distribution(_CLOUDFRONT + options, "config.yml")
+    assert (s.redirect_ipfilteredby, s.redirect_awsregions) == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (
+            "        ipfilteredby: sometimes\n",
+            "config.yml:12: middleware.storage.0.options.ipfilteredby: the registry refuses to start with "
+            "'sometimes' here (\"ipfilteredby only allows a string the following value: none|aws|awsregion\"): "
+            "write one of none, aws, awsregion",
+        ),
+        (
+            "        ipfilteredby: no\n",  # yaml.v2's false: not a string
+            "config.yml:12: middleware.storage.0.options.ipfilteredby: the registry refuses to start with "
+            'the boolean false (quote the word) here ("ipfilteredby only allows a string the following value: none|aws|awsregion"): '
+            "write one of none, aws, awsregion",
+        ),
+        (
+            "        ipfilteredby: awsregion\n",
+            "config.yml:10: middleware.storage.0.options.awsregion: ipfilteredby: awsregion needs the regions "
+            'as text, and the registry refuses to start ("awsRegion is not defined"): write e.g. '
+            "awsregion: us-east-1,eu-west-1",
+        ),
+    ],
+)
+def test_an_ipfilteredby_the_middleware_refuses_is_refused(options: str, expected: str) -> None:
+    assert str(error_of(_CLOUDFRONT + options)) == expected
+
+
+def test_ipfilteredby_from_the_environment_counts() -> None:
+    s = parse_distribution(
+        _CLOUDFRONT, "config.yml", {"REGISTRY_MIDDLEWARE_STORAGE_0_OPTIONS_IPFILTEREDBY": "aws"}
+    )
+    assert s.redirect_ipfilteredby == "aws"

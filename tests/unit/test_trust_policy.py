@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from agent.certs import CABundle, CertificateInfo
 from agent.errors import InvalidNameError, UsageError
-from agent.sources import parse_distribution
-from agent.sources.model import RegistrySettings, S3Storage
+from agent.sources import parse_distribution, parse_harbor
+from agent.sources.model import RegistrySettings, S3Storage, SourceKind
 from agent.trust import CA_FILE_NAMES, TrustPolicy, build_policy, redirect_target, registry_names
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -486,3 +486,185 @@ def test_without_registry_or_without_http_host_there_is_nothing_to_compare() -> 
     assert _takeover_warnings(build_policy(s, (), (bundle(),))) == []
     no_host = dataclasses.replace(s, http_host=None)
     assert _takeover_warnings(build_policy(no_host, ("registry.tset",), (bundle(),))) == []
+
+
+# --- the cloudfront middleware's ipfilteredby: engines in AWS go to S3 itself ------------------------
+
+
+def _cloudfront(
+    ipfilteredby: str | None, baseurl: str = "https://d111.cloudfront.net/", **s3: object
+) -> RegistrySettings:
+    return dataclasses.replace(
+        settings(redirect_baseurl=baseurl, redirect_middleware="cloudfront", **s3),
+        redirect_ipfilteredby=ipfilteredby,
+        redirect_awsregions=("eu-west-1",) if ipfilteredby == "awsregion" else (),
+    )
+
+
+def test_ipfilteredby_sends_engines_in_aws_to_s3_itself_so_the_policy_names_both() -> None:
+    """cloudfront's RedirectURL returns the S3 driver's own URL for clients in AWS's ranges
+    (eligibleForS3): the policy named CloudFront alone, and the TLS check and the storage CA missed S3."""
+    s = _cloudfront("aws", regionendpoint="https://s3.internal:9000")
+    policy = build_policy(s)
+    assert (policy.storage_scheme, policy.storage_endpoint) == ("https", "d111.cloudfront.net")
+    assert policy.storage_alternatives == (("https", "s3.internal:9000"),)
+    assert policy.storage_summary() == "https://d111.cloudfront.net or https://s3.internal:9000"
+    assert policy.as_dict()["storage_alternatives"] == ["https://s3.internal:9000"]
+    assert any(
+        "ipfilteredby: aws sends clients in AWS's address ranges to S3 itself" in r for r in policy.reasons
+    )
+    assert any(
+        w.startswith("engines are redirected to https://d111.cloudfront.net and https://s3.internal:9000;")
+        for w in policy.warnings
+    )
+    regions = build_policy(_cloudfront("awsregion", region="eu-west-1"))
+    assert regions.storage_alternatives == (("https", "s3.eu-west-1.amazonaws.com"),)
+    assert any("clients in AWS's eu-west-1 address ranges" in r for r in regions.reasons)
+
+
+def test_without_ipfilteredby_cloudfront_is_the_only_store() -> None:
+    policy = build_policy(_cloudfront(None, regionendpoint="https://s3.internal:9000"))
+    assert policy.storage_alternatives == ()
+    assert policy.storage_summary() == "https://d111.cloudfront.net"
+
+
+def test_a_private_s3_behind_a_plain_http_cloudfront_still_gets_the_storage_ca() -> None:
+    """The S3 engines in AWS are sent to decides what to trust where the CloudFront side needs nothing."""
+    s = _cloudfront("aws", baseurl="http://cdn.internal/", regionendpoint="https://s3.internal:9000")
+    policy = build_policy(s, (), (bundle(),))
+    assert [c.role for c in policy.ca_files] == ["storage"]
+    assert any("engines follow the redirect to s3.internal:9000" in r for r in policy.reasons)
+    assert (
+        build_policy(
+            _cloudfront(None, baseurl="http://cdn.internal/", regionendpoint="https://s3.internal:9000"),
+            (),
+            (bundle(),),
+        ).ca_files
+        == ()
+    )
+
+
+def test_cloudfront_on_a_driver_other_than_s3_redirects_as_the_driver() -> None:
+    """The middleware signs URLs of S3 only; on another driver it returns the driver's own URL."""
+    s = settings(
+        driver="filesystem", redirect_baseurl="https://d111.cloudfront.net/", redirect_middleware="cloudfront"
+    )
+    assert redirect_target(s)[:2] == (None, None)
+    redirect = dataclasses.replace(s, redirect_middleware="redirect")
+    assert redirect_target(redirect)[:2] == ("https", "d111.cloudfront.net")
+
+
+@given(
+    mode=st.sampled_from([None, "aws", "awsregion"]),
+    endpoint=st.sampled_from([None, "https://s3.internal:9000", "http://s3.internal:9000"]),
+    baseurl=st.sampled_from(["https://d111.cloudfront.net/", "http://cdn.internal/"]),
+)
+def test_the_policy_names_the_s3_store_exactly_where_ipfilteredby_sends_engines_there(
+    mode: str | None, endpoint: str | None, baseurl: str
+) -> None:
+    s = _cloudfront(mode, baseurl=baseurl, regionendpoint=endpoint, region="eu-west-1")
+    policy = build_policy(s, (), (bundle(),))
+    s3 = build_policy(dataclasses.replace(s, redirect_baseurl=None, redirect_middleware=None))
+    assert policy.storage_alternatives == (((s3.storage_scheme, s3.storage_endpoint),) if mode else ())
+    # A storage CA is installed exactly where some store engines reach is on https and not AWS's.
+    private = [
+        h
+        for sc, h in ((policy.storage_scheme, policy.storage_endpoint), *policy.storage_alternatives)
+        if sc == "https" and h and "amazonaws" not in h
+    ]
+    assert bool(policy.ca_files) == bool(private)
+
+
+# --- path or virtual-hosted style, by the distribution version that reads forcepathstyle --------------
+
+_VIRTUAL_OK = {"regionendpoint": "https://s3.internal:9000", "bucket": "images"}
+
+
+def test_an_unset_forcepathstyle_is_path_style_and_the_reasons_name_the_3x_host() -> None:
+    """distribution 3.x reads an unset forcepathstyle as false (s3-aws FromParameters, default false):
+    engines go to images.s3.internal there, which nothing said. Said in the reasons, not warned of:
+    every 2.x config.yml leaves the key unset."""
+    policy = build_policy(settings(**_VIRTUAL_OK), (), (bundle(),))
+    assert policy.storage_endpoint == "s3.internal:9000"
+    assert not any("forcepathstyle" in w for w in policy.warnings)
+    (reason,) = [r for r in policy.reasons if "forcepathstyle" in r]
+    assert (
+        "(storage.s3.forcepathstyle is not set: distribution 2.x's path style is taken; 3.x reads it as "
+        "false and sends engines to images.s3.internal:9000, which forcepathstyle: true would make "
+        "s3.internal:9000 for both)"
+    ) in reason
+
+
+def test_forcepathstyle_false_is_taken_as_3x_reads_it_and_warned_of_2x() -> None:
+    policy = build_policy(settings(forcepathstyle=False, **_VIRTUAL_OK), (), (bundle(),))
+    assert policy.storage_endpoint == "images.s3.internal:9000"
+    assert any(
+        "distribution 2.x reads no forcepathstyle and sends them to s3.internal:9000" in w
+        for w in policy.warnings
+    )
+
+
+def test_forcepathstyle_true_or_an_ip_endpoint_reads_the_same_everywhere_and_is_not_warned_of() -> None:
+    for s in (
+        settings(forcepathstyle=True, **_VIRTUAL_OK),
+        settings(regionendpoint="https://198.51.100.11:9000", bucket="images"),
+    ):
+        assert not any("forcepathstyle" in w for w in build_policy(s, (), (bundle(),)).warnings)
+
+
+@pytest.mark.parametrize("kind", ["harbor", "dtr"])
+def test_harbor_and_dtr_run_distribution_2_which_always_uses_path_style(kind: SourceKind) -> None:
+    """Harbor builds its registry from distribution 2.8 and DTR predates 3.0: 2.x forces path style for
+    an endpoint and reads no forcepathstyle; forcepathstyle: false put the bucket in front of the host."""
+    for flag in (False, None):
+        s = dataclasses.replace(settings(forcepathstyle=flag, **_VIRTUAL_OK), kind=kind)
+        policy = build_policy(s, (), (bundle(),))
+        assert policy.storage_endpoint == "s3.internal:9000"
+        assert not any("forcepathstyle" in w for w in policy.warnings)
+
+
+def test_a_harbor_yml_with_forcepathstyle_false_keeps_the_endpoint_host() -> None:
+    s = parse_harbor(
+        "hostname: reg.test\nstorage_service:\n  s3:\n    bucket: images\n    regionendpoint: https://s3.internal:9000\n"
+        "    forcepathstyle: false\n",
+        "harbor.yml",
+    )
+    assert redirect_target(s)[1] == "s3.internal:9000"
+
+
+_KINDS: list[SourceKind] = ["distribution", "harbor", "dtr"]
+
+
+@given(
+    bucket=st.sampled_from(["images", "my.bucket", "Not_DNS", "ab"]),
+    endpoint=st.sampled_from(["https://s3.internal:9000", "http://s3.internal", "https://198.51.100.11"]),
+    flag=st.sampled_from([None, True, False]),
+    kind=st.sampled_from(_KINDS),
+)
+def test_the_version_is_told_exactly_where_2x_and_3x_send_engines_to_different_hosts(
+    bucket: str, endpoint: str, flag: bool | None, kind: SourceKind
+) -> None:
+    s = dataclasses.replace(settings(regionendpoint=endpoint, bucket=bucket, forcepathstyle=flag), kind=kind)
+    policy = build_policy(s, (), (bundle(),))
+    path_style = endpoint.split("://")[1]
+    # What distribution 3.x reads forcepathstyle: false as: the bucket in front where the client can.
+    as_3x_false = settings(regionendpoint=endpoint, bucket=bucket, forcepathstyle=False)
+    virtual = redirect_target(as_3x_false)[1]
+    differ = kind == "distribution" and flag is not True and virtual != path_style
+    assert any("forcepathstyle" in w for w in policy.warnings) == (differ and flag is False)
+    assert any("forcepathstyle is not set" in r for r in policy.reasons) == (differ and flag is None)
+    expected = virtual if kind == "distribution" and flag is False else path_style
+    assert policy.storage_endpoint == expected
+
+
+def test_a_config_yml_with_ipfilteredby_gets_the_storage_ca_for_the_s3_behind_a_plain_http_cdn() -> None:
+    """From the document: the storage CA given was dropped as "plain HTTP: not installed", and engines
+    in AWS, sent to https://s3.internal:9000, failed with x509 errors."""
+    text = (
+        "version: 0.1\nhttp: {host: 'https://registry.test'}\nstorage:\n  s3:\n    bucket: b\n    region: r\n"
+        "    regionendpoint: https://s3.internal:9000\nmiddleware:\n  storage:\n    - name: cloudfront\n"
+        "      options: {baseurl: 'http://cdn.internal/', ipfilteredby: aws}\n"
+    )
+    policy = build_policy(parse_distribution(text, "config.yml"), (), (bundle(),))
+    assert [c.role for c in policy.ca_files] == ["storage"]
+    assert not any("not installed" in w for w in policy.warnings)
