@@ -9,7 +9,8 @@ One round trip per host. In order, under a host-side lock:
 Any failure before step 4 removes the temp files and leaves the host as it was.
 
 A run stopped part way (the controller killed, its connection dropped) leaves its temp files
-(``.trust-agent.<pid>.t<n>``) and put-aside files (``.trust-agent.<pid>.a<n>``) behind. Under the lock no
+(``.trust-agent.<pid>.t<n>``), put-aside files (``.trust-agent.<pid>.a<n>``) and the daemon.json backup's
+copy in progress (``.trust-agent.<pid>.b0``, in the backup directory) behind. Under the lock no
 other run is at work, so every such file is a dead run's: the next apply removes them, but puts a
 put-aside of the agent's record back where the record is missing (see :data:`RECORD_PUT_BACK`).
 """
@@ -156,10 +157,11 @@ if [ -n "$ta_pid" ] && [ -r "/proc/$ta_pid/cmdline" ]; then
 fi"""
 
 
-# The names stage() and the put-aside give (.trust-agent.<pid>.t<n>, .trust-agent.<pid>.a<n>): the glob
-# finds them, the case skips a name with more after them (a person's .trust-agent.1.t1.txt).
-LEFTOVER_GLOB = ".trust-agent.[0-9]*.[at][0-9]*"
-_NOT_A_LEFTOVER = 'case "${ta_old##*/.trust-agent.}" in *[!0-9at.]*) continue ;; esac;'
+# The names stage(), the put-aside and the backup's copy give (.trust-agent.<pid>.t<n>,
+# .trust-agent.<pid>.a<n>, .trust-agent.<pid>.b0): the glob finds them, the case skips a name with more
+# after them (a person's .trust-agent.1.t1.txt).
+LEFTOVER_GLOB = ".trust-agent.[0-9]*.[abt][0-9]*"
+_NOT_A_LEFTOVER = 'case "${ta_old##*/.trust-agent.}" in *[!0-9abt.]*) continue ;; esac;'
 
 # A run stopped between setting files aside and its last rename leaves them set aside. The agent's record
 # is only ever deleted by a roll-back of the apply that created it, and its put-aside is put back where
@@ -252,7 +254,8 @@ def build_apply_script(
         _safe_directories_lines(
             sorted({posixpath.dirname(c.path) for c in writes}),
             links_only=sorted(touched | set(leftover_dirs) | ({BACKUP_DIR} if backs_up else set())),
-            cleaned=leftover_dirs,
+            # A dead run's copy of the backup, or one of the same pid, never lies where this one copies.
+            cleaned=[*leftover_dirs, *([BACKUP_DIR] if backs_up else [])],
         )
     )
     for directory in _deepest(plan.mkdirs):
@@ -267,19 +270,21 @@ def build_apply_script(
             f'fail {EXIT_INVALID} "dockerd --validate refused the new daemon.json: $vout"'
         )
         out.append('echo "@@ta validated"')
-    if writes:
-        # One fsync pass over every staged file (one process), before any rename.
+    backup = (
+        daemon_json_backup(new_backup_stamp() if backup_stamp is None else backup_stamp) if backs_up else None
+    )
+    if backup is not None:
+        out.extend(_backup_copy_lines(daemon_json_path, backup))
+    if writes or backup is not None:
+        # One fsync pass over every staged file and the backup's copy (one process), before any rename.
         out.append("sync $staged 2>/dev/null || true")
     deletes = [c for c in plan.changes if c.action == "delete"]
     for directory in sorted(
         {posixpath.dirname(c.path) for c in deletes} - {posixpath.dirname(c.path) for c in writes}
     ):
         out.append(_leftover_cleanup_line(directory))
-    backup = (
-        daemon_json_backup(new_backup_stamp() if backup_stamp is None else backup_stamp) if backs_up else None
-    )
     if backup is not None:
-        out.extend(_backup_lines(daemon_json_path, backup))
+        out.extend(_backup_rename_lines(daemon_json_path, backup))
     # All or nothing: what is deleted is first moved aside, beside itself, before any file is replaced
     # (a deletion that cannot happen, certs.d read-only say, stops the batch with nothing changed), and
     # moved back where a rename fails; removed once every rename is done.
@@ -301,7 +306,7 @@ def build_apply_script(
         out.append(f"rm -f {aside} 2>/dev/null || true")
     for directory in plan.rmdirs:
         out.append(f'rmdir "$R"{q(directory)} 2>/dev/null || true')
-    parents = _parents(c.path for c in plan.changes)
+    parents = sorted({*_parents(c.path for c in plan.changes), *([BACKUP_DIR] if backup else [])})
     if parents:
         out.append("sync " + " ".join(f'"$R"{q(d)}' for d in parents) + " 2>/dev/null || true")
     out.append("stamp written")
@@ -313,16 +318,37 @@ def build_apply_script(
     return "\n".join(out) + "\n"
 
 
-def _backup_lines(daemon_json_path: str, backup: str) -> list[str]:
-    """Copy daemon.json to ``backup`` (never over an existing one); a copy that fails part way (a full
-    disk) is removed, or it would pass for a backup, and restoring it would empty daemon.json."""
+# Where the backup is copied first, beside it: only a complete copy is renamed to the backup's name.
+BACKUP_COPY = f"{BACKUP_DIR}/.trust-agent.$$.b0"
+
+
+def _backup_failed(daemon_json_path: str, backup: str) -> str:
+    """``fail`` naming why the backup could not be taken (the error's last part, in ``ta_e``)."""
+    q = shlex.quote
+    return (
+        f'fail 1 {q("cannot back up " + daemon_json_path + " to " + backup + " (")}"${{ta_e##*: }}"'
+        f"{q('): nothing was changed')}"
+    )
+
+
+def _backup_copy_lines(daemon_json_path: str, backup: str) -> list[str]:
+    """Copy daemon.json to the backup's temp name (:data:`BACKUP_COPY`, a staged file: removed where the
+    script fails), never where ``backup`` exists. A copy cut short (a full disk, the run killed) never
+    bears the backup's name, which a roll-back or a person would restore daemon.json from."""
     q = shlex.quote
     return [
         f'[ ! -e "$R"{q(backup)} ] || fail 1 {q(backup + " exists: not overwriting a backup")}',
         f'[ -d "$R"{q(BACKUP_DIR)} ] || mkdir -p -m 0700 "$R"{q(BACKUP_DIR)} || fail 1 {q("cannot create " + BACKUP_DIR)}',
-        f'ta_e=$(cp -p "$R"{q(daemon_json_path)} "$R"{q(backup)} 2>&1) || {{ rm -f "$R"{q(backup)}; '
-        f'fail 1 {q("cannot back up " + daemon_json_path + " to " + backup + " (")}"${{ta_e##*: }}"'
-        f"{q('): nothing was changed')}; }}",
+        f'ta_b="$R"{BACKUP_COPY}; staged="$staged $ta_b"',
+        f'ta_e=$(cp -p "$R"{q(daemon_json_path)} "$ta_b" 2>&1) || {_backup_failed(daemon_json_path, backup)}',
+    ]
+
+
+def _backup_rename_lines(daemon_json_path: str, backup: str) -> list[str]:
+    """Give the complete (and synced) copy the backup's name: one rename, so it is there whole or not at all."""
+    q = shlex.quote
+    return [
+        f'ta_e=$(mv -f "$ta_b" "$R"{q(backup)} 2>&1) || {_backup_failed(daemon_json_path, backup)}',
         f'echo "@@ta backup {backup}"',
     ]
 

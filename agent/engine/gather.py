@@ -145,6 +145,12 @@ ta_cmdline() {
     echo "@@ta pid $1"; echo "@@ta cmdline"; echo '!denied'
   fi
 }
+# A directory the login may not list (root's 0700 or 0750, to a login that is not root): what it holds is
+# not known, and is never taken for nothing. Root lists every directory: only the test's cost.
+ta_unlisted() { [ -r "$1" ] && [ -x "$1" ] || echo "@@ta unlisted $1"; }
+# A directory the login may not search: the file in it (daemon.json, the agent's record) cannot be
+# read, nor even be seen to exist; said as a read refused ($2: the record's kind).
+ta_unsearchable() { [ -d "$1" ] && [ ! -x "$1" ] && { echo "@@ta $2"; echo '!denied'; }; }
 # A certs.d directory that is a link, on a live host: dockerd reads through it, so what counts is the
 # chain of links (as for daemon.json), the link's own owner, and its target's owner and mode (stat -L).
 ta_dir_link() {
@@ -163,9 +169,10 @@ ta_not_file() {
   if [ -d "$1" ]; then echo "@@ta not-file directory $1"; else echo "@@ta not-file special $1"; fi
 }
 # A file a trust-agent run stopped part way left in a directory the agent writes (its staged
-# .trust-agent.<pid>.t<n>, its put-aside .trust-agent.<pid>.a<n>): named, for the next apply to remove.
+# .trust-agent.<pid>.t<n>, its put-aside .trust-agent.<pid>.a<n>, the daemon.json backup's copy
+# .trust-agent.<pid>.b0): named, for the next apply to remove.
 ta_leftover() {
-  case "${1##*/.trust-agent.}" in *[!0-9at.]* | "") return 1 ;; esac
+  case "${1##*/.trust-agent.}" in *[!0-9abt.]* | "") return 1 ;; esac
   echo "@@ta leftover $1"
 }
 ta_leftovers_in() {
@@ -178,6 +185,7 @@ ta_nl='
 '
 if [ -d "$C" ]; then
   echo "@@ta certs-dir"
+  ta_unlisted "$C"
   for d in "$C"/*/; do
     [ -d "$d" ] || continue
     n=${d%/}; n=${n##*/}
@@ -185,6 +193,7 @@ if [ -d "$C" ]; then
     h=""
     # Its owner and mode are the link's target's, read here: the link itself is always 0777.
     if [ -z "$R" ] && [ -L "${d%/}" ]; then ta_dir_link "${d%/}" "$n"; h=1; fi
+    ta_unlisted "${d%/}"
     for f in "$d".[!.]* "$d"*; do
       b=${f##*/}
       case "$b" in .trust-agent.[0-9]*) ! ta_leftover "$f" || continue ;; esac
@@ -207,6 +216,9 @@ if [ -d "$C" ]; then
       esac
     done
   done
+elif [ -d "${C%/*}" ] && [ ! -x "${C%/*}" ]; then
+  # /etc/docker itself may not be searched: whether certs.d is there is not known.
+  echo "@@ta certs-dir"; echo "@@ta unlisted $C"
 fi
 if [ -n "$o" ]; then
   # Split on newlines alone, no globbing: the names are as the loop found them.
@@ -220,6 +232,7 @@ if [ -z "$R" ] && [ -L "$D" ] && ! ta_link_chain "$D"; then
   echo "@@ta daemon-json-unsafe-hop"; printf '%s\n%s\n%s' "$ta_bad" "$ta_hop" "$ta_to" | base64 -w0; echo
 else
   [ -f "$D" ] && { echo "@@ta daemon-json"; ta_read "$D"; }
+  ta_unsearchable "${D%/*}" daemon-json
   ta_not_file "$D"
   if [ -L "$D" ]; then
     # A symlink: its target is what to write (the link is kept). Not resolved in a --root tree, where
@@ -233,7 +246,11 @@ else
   fi
 fi
 ta_leftovers_in "${D%/*}"
+# root's 0700: a login that is not root lists nothing there, and the glob names nothing.
+ta_leftovers_in "$R/var/lib/trust-agent/backup"
 [ -f "$S" ] && [ ! -L "$S" ] && { echo "@@ta state"; ta_read "$S"; }
+# Kept 0700 or 0750 by a person (the apply keeps an existing directory's mode): not taken for no record.
+ta_unsearchable "${S%/*}" state
 # The agent's record set aside by a run stopped part way, where the record is missing: the next apply
 # puts the newest back (agent.engine.apply_script.RECORD_PUT_BACK), and the facts show it there already.
 a=""
@@ -350,8 +367,9 @@ class EngineFlags:
     running: tuple[str, ...] = field(default=(), compare=False)
 
 
-# What a run stopped part way leaves: ``.trust-agent.<pid>.t<n>`` staged, ``.trust-agent.<pid>.a<n>`` set aside.
-_LEFTOVER_NAME = re.compile(r"\.trust-agent\.[0-9]+\.[at][0-9]+")
+# What a run stopped part way leaves: ``.trust-agent.<pid>.t<n>`` staged, ``.trust-agent.<pid>.a<n>`` set
+# aside, ``.trust-agent.<pid>.b0`` the daemon.json backup's copy.
+_LEFTOVER_NAME = re.compile(r"\.trust-agent\.[0-9]+\.[abt][0-9]+")
 
 
 @dataclass(frozen=True)
@@ -627,6 +645,8 @@ def _parse(
             unreadable[_read_path(kind, name, values.get("pid"))] = _why_unreadable(payload)
             if kind == "file":
                 certs[name] = b""  # there, its content unknown: never shown as a file to create
+        elif kind == "unlisted":
+            unreadable[_inside(name, root)] = "permission denied"
         elif kind == "dir":
             dirs.add(name)
         elif kind == "name":
@@ -726,6 +746,11 @@ def _read_path(kind: str, name: str, pid: str | None) -> str:
     if kind == "state":
         return STATE_FILE
     return f"/proc/{pid or '?'}/cmdline"
+
+
+def _inside(path: str, root: str) -> str:
+    """A path the gather printed (under ``root`` in a tree) as a host path."""
+    return path.removeprefix(root) if root and path.startswith(root + "/") else path
 
 
 def _why_unreadable(payload: str) -> str:

@@ -1,22 +1,28 @@
-"""Engine edge cases on real hosts: what dockerd runs is not what its files say, and paths the agent
-writes that hold a directory."""
+"""Engine edge cases on real hosts: what dockerd runs is not what its files say, paths the agent
+writes that hold a directory, an apply killed while it backs daemon.json up, a login that is not root
+kept from dockerd's command line or the agent's directories, and a registry name one of whose
+addresses is loopback."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.e2e.probes import (
     LAB_DAEMON_JSON,
     by_host,
     ca_args,
+    converged,
     daemon_json,
     docker_tree,
+    outcome_of,
     pull,
     runs_secure_for_the_registry,
     skip_args,
@@ -115,3 +121,162 @@ def test_a_directory_where_the_agent_writes_a_file_fails_that_host_alone_and_say
     only_healthy_proceeds("verify", ca_args(lab), "unchanged")
     only_healthy_proceeds("rollout", skip_args(lab, tmp_path), "changed")
     assert not lab.ssh(ca_dir, "ls /var/lib/trust-agent", check=False).stdout.strip()
+
+
+# --- an apply killed while it backs daemon.json up --------------------------------------------------------
+
+BACKUP_DIR = "/var/lib/trust-agent/backup"
+
+# cp as an apply killed during the backup's copy leaves it: the first bytes of daemon.json there, then the
+# script's shell killed (SIGKILL, as a controller killed or its connection dropped leaves it).
+CP_KILLED_ON_BACKUP = f"""#!/bin/sh
+for a; do src=${{last:-}}; last=$a; done
+case "$last" in {BACKUP_DIR}/*) head -c 4 "$src" > "$last"; kill -9 "$PPID"; exit 1 ;; esac
+exec /bin/cp "$@"
+"""
+
+
+@contextmanager
+def cp_killed_on_backup(lab: Lab, host: Host) -> Iterator[None]:
+    """``host``'s cp (/usr/local/bin comes first in root's PATH) killing the apply as it backs up."""
+    lab.ssh(host, "cat > /usr/local/bin/cp && chmod 755 /usr/local/bin/cp", input=CP_KILLED_ON_BACKUP)
+    try:
+        yield
+    finally:
+        lab.ssh(host, "rm -f /usr/local/bin/cp")
+
+
+def backup_dir_listing(lab: Lab, host: Host) -> list[str]:
+    return lab.ssh(host, f"ls -A {BACKUP_DIR} 2>/dev/null || true").stdout.split()
+
+
+def test_an_apply_killed_during_the_backup_leaves_no_cut_short_backup_and_the_next_one_is_whole(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Killed during the backup's cp, the apply left daemon.json.<stamp> holding daemon.json's first
+    bytes, among the backups a roll-back or a person restores from."""
+    host = lab.hosts[0]
+    before = lab.ssh(host, "cat /etc/docker/daemon.json; stat -c %a /etc/docker/daemon.json").stdout
+    with cp_killed_on_backup(lab, host):
+        code, outcomes, err = agent(lab, "rollout", *skip_args(lab, tmp_path), "--limit", host.name)
+    assert code == 1 and outcomes[host.name]["status"] != "changed", (err, outcomes[host.name])
+    left = backup_dir_listing(lab, host)
+    assert not [name for name in left if name.startswith("daemon.json.")], left
+    assert len(left) == 1 and left[0].startswith(".trust-agent.") and left[0].endswith(".b0"), left
+    copy = f"{BACKUP_DIR}/{left[0]}"
+
+    _, outcomes, err = agent(lab, "plan", *skip_args(lab, tmp_path), "--limit", host.name)
+    said = " ".join(outcomes[host.name]["warnings"])
+    assert "files left by a trust-agent run stopped part way" in said and copy in said, (err, said)
+
+    code, outcomes, err = agent(lab, "rollout", *skip_args(lab, tmp_path), "--limit", host.name)
+    assert (code, outcomes[host.name]["status"]) == (0, "changed"), (err, outcomes[host.name])
+    kept = backup_dir_listing(lab, host)
+    assert len(kept) == 1 and kept[0].startswith("daemon.json."), kept
+    backup = f"{BACKUP_DIR}/{kept[0]}"
+    assert lab.ssh(host, f"cat {backup}; stat -c %a {backup}").stdout == before  # whole, its mode kept
+    found = lab.ssh(host, "find /etc/docker /var/lib/trust-agent -name '.trust-agent.[0-9]*'").stdout
+    assert found == ""
+
+
+# --- a login that is not root, kept from dockerd's command line ---------------------------------------------
+
+
+@contextmanager
+def proc_hidden_from_others(lab: Lab, host: Host) -> Iterator[int]:
+    """``host``'s /proc mounted hidepid=invisible (a hardened host: a user sees only their own processes);
+    yields dockerd's PID. Mounted as before after."""
+    lab.ssh(host, "mount -o remount,hidepid=invisible /proc")
+    try:
+        yield int(lab.ssh(host, "cat /var/run/docker.pid").stdout)
+    finally:
+        lab.ssh(host, "mount -o remount,hidepid=off /proc")
+
+
+def deploy_inventory(lab: Lab, host: Host, tmp_path: Path) -> Path:
+    """The lab's inventory with ``host`` reached as the lab's ``deploy`` user (no --become)."""
+    inventory = yaml.safe_load(lab.inventory_yml.read_text())
+    inventory["hosts"][host.name]["user"] = "deploy"
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump(inventory))
+    return path
+
+
+def test_a_plan_as_a_login_kept_from_dockerds_command_line_says_its_flags_are_not_known(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """With /proc hidepid, a login that is not root cannot read /proc/<pid>/cmdline: taken for a dockerd
+    started with no flags, the plan said nothing of flags the running dockerd may have that its unit no
+    longer gives (fact 13: such a flag beside the same key in daemon.json stops dockerd on a reload)."""
+    host = lab.hosts[1]
+    converged(lab, host)
+    inventory = deploy_inventory(lab, host, tmp_path)
+    with proc_hidden_from_others(lab, host) as pid:
+        code, outcome, err = outcome_of(lab, "plan", host, inventory=inventory)
+    assert code == 0 and outcome["changes"] == [], (err, outcome)
+    said = (
+        f"the running dockerd's command line (/proc/{pid}/cmdline) cannot be read (permission denied): "
+        "flags it was started with that its unit no longer gives are not known"
+    )
+    assert said in outcome["warnings"], outcome["warnings"]
+    # Where it can read it, nothing is said.
+    code, outcome, err = outcome_of(lab, "plan", host, inventory=inventory)
+    assert code == 0 and not [w for w in outcome["warnings"] if "command line" in w], (err, outcome)
+
+
+def test_a_plan_as_a_login_that_cannot_list_the_agents_directories_says_so(lab: Lab, tmp_path: Path) -> None:
+    """The record's directory and certs.d/<registry> kept 0750 (an apply keeps an existing directory's
+    mode): to a login that is not root the record and the CA files seemed absent, and ``plan`` showed
+    both CA files as new, exit 0."""
+    host = lab.hosts[2]
+    converged(lab, host)
+    registry_dir = f"/etc/docker/certs.d/{lab.registry}"
+    lab.ssh(host, f"chmod 750 /var/lib/trust-agent {registry_dir}")
+    try:
+        code, outcome, err = outcome_of(lab, "plan", host, inventory=deploy_inventory(lab, host, tmp_path))
+    finally:
+        lab.ssh(host, f"chmod 711 /var/lib/trust-agent && chmod 755 {registry_dir}")
+    assert code == 1 and outcome["changes"] == [], (err, outcome)
+    said = " ".join([outcome["error"], *outcome["warnings"]])
+    record = "/var/lib/trust-agent/docker-state.json"
+    assert f"trust-agent's record {record} cannot be read (permission denied)" in said, outcome
+    assert f"{registry_dir} cannot be read (permission denied)" in said, outcome
+
+
+# --- a registry name that resolves to loopback among its addresses ----------------------------------------
+
+
+@contextmanager
+def registry_name_also_on_loopback(lab: Lab, host: Host) -> Iterator[None]:
+    """``host``'s /etc/hosts giving the registry's name a second address, 127.0.0.1, below its real one
+    (a node-local mirror's line); put back after."""
+    lab.ssh(host, f"cp -p /etc/hosts /etc/hosts.lab && echo '127.0.0.1 {lab.registry}' >> /etc/hosts")
+    try:
+        yield
+    finally:
+        lab.ssh(host, "mv /etc/hosts.lab /etc/hosts")
+
+
+def test_verify_fails_a_host_where_one_of_the_registry_names_addresses_is_loopback(lab: Lab) -> None:
+    """dockerd looks the name up and skips TLS checks where any of its addresses lies in an insecure
+    range, 127.0.0.0/8 always: a pull works with no CA file at all. verify, looking names up only where
+    the engine had a range beyond its defaults, said unchanged, exit 0."""
+    host = lab.hosts[0]
+    converged(lab, host)
+    certs = f"/etc/docker/certs.d/{lab.registry}"
+    with registry_name_also_on_loopback(lab, host):
+        addresses = lab.ssh(host, f"getent ahosts {lab.registry}").stdout
+        assert "127.0.0.1" in addresses and lab.state["registry"]["address"] in addresses
+        lab.ssh(host, f"mv {certs} /root/certs-kept")
+        try:
+            pull(lab, host)  # dockerd does not verify the registry: no CA needed
+        finally:
+            lab.ssh(host, f"mv /root/certs-kept {certs}")
+        code, outcome, err = outcome_of(lab, "verify", host)
+        assert (code, outcome["status"]) == (1, "failed"), (err, outcome)
+        assert outcome["error"].startswith(
+            f"does not comply with the policy: {lab.registry} resolves to 127.0.0.1 on this host, which "
+            "dockerd always treats as insecure (127.0.0.0/8): TLS is not verified"
+        ), outcome["error"]
+    code, outcome, err = outcome_of(lab, "verify", host)
+    assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)

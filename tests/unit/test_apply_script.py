@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import stat
 import threading
 import time
@@ -38,6 +39,7 @@ from tests.unit.test_docker_plan import ca_policy, insecure_policy
 
 CERTS = "/etc/docker/certs.d"
 DAEMON = "/etc/docker/daemon.json"
+BACKUP = "/var/lib/trust-agent/backup"
 
 
 def run(root: Path, script: str) -> tuple[int, str]:
@@ -652,6 +654,93 @@ def test_a_backup_that_fails_part_way_is_removed_and_nothing_is_changed(
     ), err
     assert tree(root) == before
     assert not any((root / "var/lib/trust-agent/backup").iterdir())
+
+
+def test_the_backup_is_copied_under_a_temp_name_and_renamed_whole_once_synced() -> None:
+    """One ``cp`` to ``.trust-agent.<pid>.b0`` beside the backup, then one ``mv`` to its name: a copy cut
+    short never bears the name a roll-back or a person restores daemon.json from."""
+    script = build_apply_script(
+        plan_for(Path("/")), engine_action="none", init=None, backup_stamp="t1"
+    ).splitlines()
+    backup, copy = f"{BACKUP}/daemon.json.t1", f"{BACKUP}/.trust-agent.$$.b0"
+    copies = [n for n, line in enumerate(script) if "cp -p" in line and DAEMON in line]
+    renames = [n for n, line in enumerate(script) if line.startswith('ta_e=$(mv -f "$ta_b"')]
+    assert len(copies) == 1 and len(renames) == 1, script
+    assert f'ta_b="$R"{copy};' in script[copies[0] - 1]
+    copied = script[copies[0]].partition("||")[0]
+    assert f'cp -p "$R"{DAEMON} "$ta_b"' in copied and backup not in copied
+    assert f'mv -f "$ta_b" "$R"{backup}' in script[renames[0]]
+    synced = script.index("sync $staged 2>/dev/null || true")
+    first_rename_into_place = next(n for n, line in enumerate(script) if line.startswith('mv -f "$t'))
+    assert copies[0] < synced < renames[0] < first_rename_into_place
+    # The one process each: no other cp or mv names the backup directory.
+    assert sum(BACKUP in line and ("cp " in line or "mv " in line) for line in script) == 2
+
+
+def cut_short_on_backup(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PATH whose ``cp``, copying into the backup directory, writes the first 4 bytes of daemon.json
+    there, then kills the apply's shell (SIGKILL, as a controller killed or its connection dropped
+    leaves it)."""
+    bin_dir = tmp_path_factory.mktemp("bin")
+    (bin_dir / "cp").write_text(
+        "#!/bin/sh\n"
+        "for a; do src=${last:-}; last=$a; done\n"
+        'case "$last" in */backup/*) head -c 4 "$src" > "$last"; kill -9 "$PPID"; exit 1 ;; esac\n'
+        'exec /bin/cp "$@"\n'
+    )
+    (bin_dir / "cp").chmod(0o755)
+    return f"{bin_dir}:/usr/bin:/bin"
+
+
+def test_a_backup_cut_short_by_a_kill_is_never_named_a_backup_and_the_next_apply_removes_it(
+    root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Killed during the backup's copy, the apply left ``daemon.json.<stamp>`` holding ``{"de``: a later
+    roll-back or a person restoring "the newest backup" emptied daemon.json of all but that."""
+    original = (root / DAEMON.lstrip("/")).read_bytes()
+    before = tree(root)
+    script = build_apply_script(plan_for(root), engine_action="none", init=None, backup_stamp="t1")
+    assert run_on_path(root, script, cut_short_on_backup(tmp_path_factory)) != 0
+    backups = root / BACKUP.lstrip("/")
+    assert not list(backups.glob("daemon.json.*"))
+    left = leftovers(root)
+    copy = [name for name in left if name.startswith(BACKUP.lstrip("/"))]  # beside the staged files
+    assert len(copy) == 1 and re.fullmatch(r"var/lib/trust-agent/backup/\.trust-agent\.[0-9]+\.b0", copy[0])
+    assert {k: v for k, v in tree(root).items() if ".trust-agent." not in k} == before  # nothing changed
+
+    gathered = gather_host(LocalTransport(), root=str(root))
+    assert gathered.leftovers.files == tuple(sorted("/" + name for name in left))
+    assert BACKUP in gathered.leftovers.directories
+    # A plan that backs nothing up still removes it, from the directory the gather named.
+    ca_only = HostPlan(changes=plan_for(root).changes[:1], mkdirs=plan_for(root).mkdirs)
+    script = build_apply_script(
+        ca_only, engine_action="none", init=None, leftover_dirs=gathered.leftovers.directories
+    )
+    assert run(root, script) == (0, "")
+    assert not leftovers(root)
+    daemon_only = HostPlan(changes=plan_for(root).changes[1:])
+    status, err = run(
+        root, build_apply_script(daemon_only, engine_action="none", init=None, backup_stamp="t2")
+    )
+    assert status == 0, err
+    assert [p.name for p in backups.iterdir()] == ["daemon.json.t2"]
+    assert (backups / "daemon.json.t2").read_bytes() == original
+    assert stat.S_IMODE((backups / "daemon.json.t2").stat().st_mode) == 0o600  # cp -p: daemon.json's
+    assert not leftovers(root)
+
+
+def test_a_dead_runs_backup_copy_or_one_of_the_same_pid_is_removed_before_the_copy(root: Path) -> None:
+    """The backup directory is cleaned wherever the apply copies into it, gathered leftovers or not: a
+    stale ``.b0`` (a recycled pid's) is never copied over nor left behind."""
+    backups = root / BACKUP.lstrip("/")
+    backups.mkdir(parents=True)
+    (backups / ".trust-agent.1.b0").write_bytes(b"{")
+    (backups / ".trust-agent.notes").write_bytes(b"a person's\n")
+    status, err = run(
+        root, build_apply_script(plan_for(root), engine_action="none", init=None, backup_stamp="t1")
+    )
+    assert status == 0, err
+    assert sorted(p.name for p in backups.iterdir()) == [".trust-agent.notes", "daemon.json.t1"]
 
 
 def test_the_state_directory_is_made_0711_and_an_existing_one_keeps_its_mode(tmp_path: Path) -> None:

@@ -810,6 +810,12 @@ def test_plan_says_a_stopped_runs_files_and_a_rollout_removes_them(tmp_path: Pat
     [
         ("@@ta leftover /r/etc/docker/.trust-agent.12.t0", "/r", "/etc/docker/.trust-agent.12.t0"),
         ("@@ta leftover /etc/docker/.trust-agent.12.a3", "", "/etc/docker/.trust-agent.12.a3"),
+        (  # the daemon.json backup's copy, cut short
+            "@@ta leftover /var/lib/trust-agent/backup/.trust-agent.12.b0",
+            "",
+            "/var/lib/trust-agent/backup/.trust-agent.12.b0",
+        ),
+        ("@@ta leftover /etc/docker/.trust-agent.12.c0", "", None),
         ("@@ta leftover /etc/docker/.trust-agent.12.t0.txt", "", None),  # not a name a run gives
         ("@@ta leftover /etc/docker/.trust-agent.x.t0", "", None),
         ("@@ta leftover /elsewhere/etc/.trust-agent.1.t0", "/r", None),  # outside the tree
@@ -1236,6 +1242,57 @@ def test_the_record_and_ca_files_a_login_cannot_read_are_told_apart_from_empty_o
         readable = gathered_as_nobody(tree)
     assert (readable.state, readable.unreadable_files) == (written[STATE_PATH], {})
     assert readable.certs[ca_file.removeprefix(CERTS_DIR + "/")] == written[ca_file]
+
+
+def test_directories_a_login_cannot_list_are_told_apart_from_empty_ones() -> None:
+    """certs.d/<registry> and the record's directory kept 0750 (the apply keeps an existing directory's
+    mode): to a login that is not root the CA files and the record seemed absent, and plan showed the
+    CA files as new."""
+    policy = ca_policy("registry.test")
+    with tempfile.TemporaryDirectory(dir="/tmp") as name:
+        tree = Path(name)
+        written = a_tree_converged_as_root(tree, policy, 0o644)
+        (tree / "etc/docker/daemon.json").write_bytes(b"{}\n")
+        registry_dir = tree / CERTS_DIR.lstrip("/") / "registry.test"
+        for directory in (registry_dir, tree / "var/lib/trust-agent"):
+            os.chmod(directory, 0o750)
+        facts = gathered_as_nobody(tree)
+        assert facts.state is None
+        assert not [n for n in facts.certs if n.startswith("registry.test/")]
+        assert facts.unreadable_files == {
+            f"{CERTS_DIR}/registry.test": "permission denied",
+            STATE_PATH: "permission denied",
+        }
+        assert (facts.daemon_json, facts.daemon_json_unreadable) == (b"{}\n", None)
+        # /etc/docker itself: daemon.json and certs.d unknown alike.
+        os.chmod(tree / "etc/docker", 0o750)
+        hidden = gathered_as_nobody(tree)
+        assert (hidden.daemon_json, hidden.daemon_json_unreadable) == (None, "permission denied")
+        assert f"{CERTS_DIR}" in hidden.unreadable_files
+        # Root lists and searches them all: nothing said.
+        as_root = gather(LocalTransport(), root=str(tree))
+    assert (as_root.unreadable_files, as_root.daemon_json_unreadable) == ({}, None)
+    assert as_root.state == written[STATE_PATH]
+
+
+def test_unlisted_records_are_host_paths() -> None:
+    text = a_tree_gather("@@ta certs-dir", "@@ta unlisted /r/etc/docker/certs.d/registry.test")
+    facts = parse_gather_output(text, root="/r")
+    assert facts.unreadable_files == {f"{CERTS_DIR}/registry.test": "permission denied"}
+
+
+def test_a_plan_for_a_login_that_cannot_search_the_records_directory_says_the_record_is_not_known() -> None:
+    policy = ca_policy("registry.test")
+    with tempfile.TemporaryDirectory(dir="/tmp") as name:
+        tree = Path(name)
+        a_tree_converged_as_root(tree, policy, 0o644)
+        os.chmod(tree / "var/lib/trust-agent", 0o700)
+        plan = planned(gathered_as_nobody(tree), policy)
+    assert (plan.changes, plan.blockers) == ((), ())
+    assert (
+        f"trust-agent's record {STATE_PATH} cannot be read (permission denied): what trust-agent added "
+        "before is not known"
+    ) in plan.warnings
 
 
 def planned(facts: DockerFacts, policy: TrustPolicy) -> HostPlan:
