@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import InputError
-from agent.hosts import host_certs
+from agent.hosts import host_certs, ssh_config_text
 from agent.hosts.sshlib import paramiko  # first: it keeps paramiko from importing invoke
 
 PublicBlob = paramiko.pkey.PublicBlob  # what a key presents as its certificate
@@ -390,7 +390,7 @@ def file_stamp(path: str) -> Stamp:
 
 
 def _expand(path: str) -> str:
-    return os.path.abspath(os.path.expanduser(path))
+    return os.path.abspath(ssh_config_text.expand_home(path))
 
 
 _cache_lock = threading.Lock()

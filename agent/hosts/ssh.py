@@ -1,15 +1,18 @@
 """The SSH transport: one paramiko connection per host, reused for every command and the engine API.
 
 ssh_config is read as ssh reads it: ``~/.ssh/config`` then ``/etc/ssh/ssh_config`` (or the one file
-``--ssh-config`` names), or, for a host whose inventory ssh args give ``-F FILE``, that file alone.
-Host keys are checked strictly against known_hosts (the host's file, the options' file, the ssh config's
-``UserKnownHostsFile``, else ``~/.ssh/known_hosts``); paramiko and socket exceptions are mapped to the
-:class:`~agent.errors.HostError` family here, so callers never see them.
+``--ssh-config`` names), or, for a host whose inventory ssh args give ``-F FILE``, that file alone
+(taken as written: ssh does not expand ``~`` there). Host keys are checked strictly against known_hosts
+(the host's file, the options' file, the ssh config's ``UserKnownHostsFile``, else
+``~/.ssh/known_hosts`` and ``~/.ssh/known_hosts2``); ``~`` is the passwd entry's home, as ssh's, not
+``$HOME``. paramiko and socket exceptions are mapped to the :class:`~agent.errors.HostError` family
+here, so callers never see them.
 
-A ProxyJump hop is reached as ssh(1) reaches it, by an ssh of its own (``ssh -l USER -p PORT -W
-[%h]:%p HOP``, passed only ``-F`` and ``-v``): with the hop's own ssh_config ``User``, ``IdentityFile``,
-``IdentityAgent`` (else ``$SSH_AUTH_SOCK``), ``ConnectTimeout`` and known_hosts files (else
-``~/.ssh/known_hosts`` and the global ones), none of the target's or the inventory's. The run's
+A ProxyJump hop is reached as ssh(1) reaches it, by an ssh of its own (``ssh -l USER -p PORT [-J
+EARLIER] -W [%h]:%p HOP``, passed only ``-F`` and ``-v``): with the hop's own ssh_config ``User``,
+``IdentityFile``, ``IdentityAgent`` (else ``$SSH_AUTH_SOCK``), ``ConnectTimeout``, ``HashKnownHosts``
+and known_hosts files (else ssh's defaults), none of the target's or the inventory's; the first hop's
+own ProxyJump or ProxyCommand leads to it (later hops are given ``-J``, which overrides theirs). The run's
 ``--known-hosts`` ("for every host") and ``--connect-timeout`` apply to hops too; without the latter,
 a hop waits no longer than the target's ConnectTimeout, as ssh waits that long for the target's banner
 through the hop.
@@ -34,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.errors import (
@@ -64,7 +67,9 @@ from agent.hosts.streamlocal import StreamLocalUnavailable, request_streamlocal
 from agent.inventory import fields, ssh_args
 from agent.inventory.model import Host
 
-DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"  # where accepted keys go where nothing names a file
+# ssh(1)'s UserKnownHostsFile where none is set (`ssh -G` shows both): each read, the first written.
+DEFAULT_USER_KNOWN_HOSTS = (DEFAULT_KNOWN_HOSTS, "~/.ssh/known_hosts2")
 SYSTEM_SSH_CONFIG = "/etc/ssh/ssh_config"  # read after the user's, unless another file was named (ssh -F)
 SYSTEM_SSH_DIR = "/etc/ssh"  # where the system-wide file's relative Include paths are
 # Where a site's config management puts host keys and CA lines for every user, as ssh(1) reads them.
@@ -155,18 +160,30 @@ def _offer_host_key_types(
     opts.key_types = ordered
 
 
+class _PasswdHomeConfig(paramiko.SSHConfig):
+    """paramiko's parser, with ``~`` and ``%d`` in ``IdentityFile`` the passwd entry's home, as ssh's
+    (paramiko's own take ``$HOME``)."""
+
+    def _tokenize(self, config: Any, target_hostname: str, key: str, value: str) -> str:
+        if key == "identityfile":
+            value = ssh_config_text.expand_home(value).replace("%d", ssh_config_text.home())
+        tokenized: str = super()._tokenize(config, target_hostname, key, value)  # type: ignore[misc]
+        return tokenized
+
+
 class _SSHConfig:
     """ssh_config lookups: the user's file, then the system-wide one (where given), as ssh(1) reads them
     (the first value found wins); a missing file is an empty config."""
 
     def __init__(self, path: str | None, system: str | None = None) -> None:
-        self.path = os.path.expanduser(path) if path else None
+        self.path = ssh_config_text.expand_home(path) if path else None
         self._where = self.path or system
         self._text: str | None = None
         self._config: paramiko.SSHConfig | None = None
         self._with_given: dict[tuple[tuple[str, str], ...], paramiko.SSHConfig] = {}
         parts = []
-        for config, includes in ((self.path, os.path.expanduser("~/.ssh")), (system, SYSTEM_SSH_DIR)):
+        user_dir = ssh_config_text.expand_home("~/.ssh")
+        for config, includes in ((self.path, user_dir), (system, SYSTEM_SSH_DIR)):
             if config and os.path.isfile(config):
                 # "Host *" first: a file's lines before its first Host apply to every host.
                 parts.append("Host *\n" + ssh_config_text.expanded(config, includes))
@@ -176,7 +193,7 @@ class _SSHConfig:
 
     def _parse(self, text: str) -> paramiko.SSHConfig:
         try:
-            return paramiko.SSHConfig.from_text(text)
+            return _PasswdHomeConfig.from_text(text)
         except (paramiko.SSHException, ValueError) as exc:
             raise InputError(f"cannot read ssh config: {exc}", where=self._where) from None
 
@@ -213,6 +230,14 @@ def _config_value(name: str, value: str) -> str:
     return value
 
 
+def _not_a_config_file(given: str, path: str) -> str:
+    """Why ``-F given`` (opened as ``path``) cannot be read, with the fix where ``~`` was meant as home."""
+    reason = "not a file" if os.path.exists(path) else "no such file"
+    if given.startswith("~"):
+        reason += f" ({path}: ssh does not expand ~ in -F; give the full path)"
+    return reason
+
+
 def _given_on_command_line(host: Host) -> tuple[tuple[str, str], ...]:
     """The user and port the inventory gives ``host`` on ssh's command line: its ``user``/``port`` (for an
     Ansible inventory, already the first of ``ansible_ssh_args``' ``-l``/``-p``, ``ansible_user``/
@@ -240,6 +265,11 @@ def _config_connect_timeout(cfg: dict[str, Any], label: str) -> float | None:
     if seconds <= 0:
         raise InputError(f"{label}: ssh config ConnectTimeout {cfg['connecttimeout']!r} is not seconds")
     return seconds
+
+
+def _hash_known_hosts(cfg: dict[str, Any]) -> bool:
+    """ssh_config's ``HashKnownHosts``: whether a name recorded in known_hosts is written hashed."""
+    return str(cfg.get("hashknownhosts", "no")).lower() == "yes"
 
 
 def _global_known_hosts(cfg: dict[str, Any]) -> tuple[str, ...]:
@@ -335,6 +365,16 @@ def _endpoint(cfg: dict[str, Any], host: Host) -> tuple[str, int, str]:
     )
 
 
+def _jump_specs(proxy_jump: str | None) -> list[str]:
+    """ProxyJump's hosts, the first reached first."""
+    return [s.strip() for s in (proxy_jump or "").split(",") if s.strip()]
+
+
+def _same_login(a: _Target, b: _Target) -> bool:
+    """The same host, port and user: ssh's test for a jump host that is its own jump host."""
+    return (a.hostname, a.port, a.user) == (b.hostname, b.port, b.user)
+
+
 def _no_answer_through_proxy(target: _Target) -> str:
     """Why a host behind a ProxyCommand was not reached: nothing answered in time (as for a direct
     connection that times out, the host may be down or its network may drop the packets)."""
@@ -394,7 +434,7 @@ def _known_hosts_tokens(
     """ssh(1)'s tokens for UserKnownHostsFile and GlobalKnownHostsFile (ssh_config(5), TOKENS)."""
     return {
         "%": "%",
-        "d": os.path.expanduser("~"),
+        "d": ssh_config_text.home(),
         "u": getpass.getuser(),
         "i": str(os.getuid()),
         "l": socket.gethostname().split(".")[0],
@@ -422,7 +462,7 @@ def _with_tokens(path: str, tokens: Mapping[str, str]) -> str:
 
 
 def _expand(path: str) -> str:
-    return os.path.abspath(os.path.expanduser(path))
+    return os.path.abspath(ssh_config_text.expand_home(path))
 
 
 def _as_list(value: Any) -> list[str]:
@@ -507,13 +547,14 @@ class SSHTransport(Transport):
             return _SSHConfig(self.options.ssh_config, self.options.system_ssh_config)
         if given[-1].lower() == "none":
             return _SSHConfig(None)
-        path = os.path.expanduser(given[-1])
+        # Taken as written, as ssh opens it: no shell comes between Ansible's ssh args and ssh, and
+        # ssh does not expand ~ in -F (`ssh -F '~/x'` reads ./~/x), so ~ is a directory name there.
+        path = os.path.abspath(given[-1])
         if not os.path.isfile(path):
             # ssh stops there too ("Can't open user config file"), rather than read another config.
-            reason = "not a file" if os.path.exists(path) else "no such file"
             raise UnreachableError(
                 f"{self._label}: cannot read the ssh config file the inventory's ssh args name with "
-                f"-F {given[-1]}: {reason}"
+                f"-F {given[-1]}: {_not_a_config_file(given[-1], path)}"
             )
         return _SSHConfig(path)
 
@@ -532,7 +573,7 @@ class SSHTransport(Transport):
         if self.options.known_hosts or host.known_hosts:
             user_files = [self.options.known_hosts or host.known_hosts or ""]
         else:
-            user_files = _paths(cfg.get("userknownhostsfile")) or [DEFAULT_KNOWN_HOSTS]
+            user_files = _paths(cfg.get("userknownhostsfile")) or list(DEFAULT_USER_KNOWN_HOSTS)
         tokens = _known_hosts_tokens(host.address, hostname, port, user, cfg.get("hostkeyalias"))
         known, others = _known_hosts_files(user_files, cfg, tokens)
         return _Target(
@@ -550,7 +591,7 @@ class SSHTransport(Transport):
             identities_only=identities.identities_only(cfg.get("identitiesonly")),
             agent=self._agent(cfg, hostname, user),
             connect_timeout=self._connect_timeout(cfg),
-            hash_known_hosts=str(cfg.get("hashknownhosts", "no")).lower() == "yes",
+            hash_known_hosts=_hash_known_hosts(cfg),
         )
 
     def _agent(self, cfg: dict[str, Any], hostname: str, user: str) -> str | None:
@@ -558,7 +599,7 @@ class SSHTransport(Transport):
             return None
         return identities.agent_socket(
             cfg.get("identityagent"),
-            home=os.path.expanduser("~"),
+            home=ssh_config_text.home(),
             user=getpass.getuser(),
             hostname=hostname,
             remote_user=user,
@@ -621,12 +662,13 @@ class SSHTransport(Transport):
             known_hosts=known,
             other_known_hosts=others,
             host_key_alias=cfg.get("hostkeyalias"),
-            proxy_jump=None,
+            proxy_jump=_proxy_jump(cfg),  # followed where this hop is the first (_route)
             proxy_command=proxy_command.command_for(_proxy_command(cfg), addr),
             certificate_files=tuple(_expand(p) for p in _as_list(cfg.get("certificatefile"))),
             identities_only=identities.identities_only(cfg.get("identitiesonly")),
             agent=self._agent(cfg, hostname, user),
             connect_timeout=self._hop_connect_timeout(cfg, label, final),
+            hash_known_hosts=_hash_known_hosts(cfg),
         )
 
     def _hop_user_known_hosts(self, cfg: dict[str, Any]) -> list[str]:
@@ -635,14 +677,11 @@ class SSHTransport(Transport):
         jump is given none of the target's options."""
         if self.options.known_hosts:
             return [self.options.known_hosts]
-        return _paths(cfg.get("userknownhostsfile")) or [DEFAULT_KNOWN_HOSTS]
+        return _paths(cfg.get("userknownhostsfile")) or list(DEFAULT_USER_KNOWN_HOSTS)
 
     def _jump_sock(self, target: _Target, config: _SSHConfig, hops: list[paramiko.Transport]) -> Any:
         """A socket to ``target``: direct TCP, or a ``direct-tcpip`` channel through each jump host."""
-        specs = [s.strip() for s in (target.proxy_jump or "").split(",") if s.strip()]
-        if len(specs) > MAX_JUMPS:
-            raise InputError(f"{self._label}: ProxyJump lists more than {MAX_JUMPS} hosts")
-        route = [self._jump_target(s, config, target) for s in specs] + [target]
+        route = self._route(target, config)
         sock: Any = self._proxied(route[0]) if route[0].proxy_command else self._tcp(route[0])
         for hop, nxt in itertools.pairwise(route):
             transport, _ = self._handshake(hop, sock, first_session=False)
@@ -657,6 +696,27 @@ class SSHTransport(Transport):
                     timeout=hop.connect_timeout,
                 )
         return sock
+
+    def _route(self, target: _Target, config: _SSHConfig) -> list[_Target]:
+        """Every host on the way to ``target``, the first reached first. ssh reaches its first jump host
+        as ``ssh -W … FIRST`` with FIRST's own ssh_config, so FIRST's own ProxyJump (or ProxyCommand)
+        applies to it, outward in turn; each later hop is given ``-J`` instead, which overrides its own."""
+        hops = [self._jump_target(s, config, target) for s in _jump_specs(target.proxy_jump)]
+        while hops and hops[0].proxy_jump and len(hops) <= MAX_JUMPS:
+            first = hops[0]
+            outer = [self._jump_target(s, config, target) for s in _jump_specs(first.proxy_jump)]
+            if any(_same_login(hop, first) for hop in outer):
+                raise InputError(
+                    f"{first.label}: jump host loop: its own ssh_config ProxyJump {first.proxy_jump!r} "
+                    "leads back to it (ssh refuses it too); give it `ProxyJump none` in its Host block"
+                )
+            hops = [*outer, replace(first, proxy_jump=None), *hops[1:]]
+        if len(hops) > MAX_JUMPS:
+            raise InputError(
+                f"{self._label}: more than {MAX_JUMPS} jump hosts on the way (ProxyJump, with each first "
+                "jump host's own ProxyJump)"
+            )
+        return [*hops, target]
 
     def _proxied(self, target: _Target) -> Any:
         """The first hop through its ProxyCommand (where ProxyJump is given too, ProxyJump wins: the first
@@ -781,7 +841,7 @@ class SSHTransport(Transport):
             if entry is not None and entry.get(key.get_name()) == key:
                 return  # another transport to the same host got here first
             directory = os.path.dirname(path)
-            if os.path.expanduser(directory) == os.path.expanduser(os.path.dirname(DEFAULT_KNOWN_HOSTS)):
+            if directory == _expand(os.path.dirname(DEFAULT_KNOWN_HOSTS)):
                 os.makedirs(directory, mode=0o700, exist_ok=True)  # ~/.ssh, as ssh makes it; no other
             elif not os.path.isdir(directory):
                 raise HostKeyError(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import os
+import pwd
 import re
 import shlex
 
@@ -26,6 +27,26 @@ from agent.errors import InputError
 
 MAX_DEPTH = 16  # ssh's own limit (READCONF_MAX_DEPTH)
 _LINE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*)(?:\s*=\s*|\s+)(.*?)\s*$")
+
+
+def home() -> str:
+    """The local user's home as ssh(1) takes it for ``~``, ``%d`` and its default files: the passwd
+    entry's, not ``$HOME`` (``HOME=/tmp ssh -G h`` still reads /root/.ssh/known_hosts as root);
+    ``$HOME`` only where the user has no passwd entry (ssh would refuse to run at all)."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        return os.path.expanduser("~")
+
+
+def expand_home(path: str) -> str:
+    """``path`` with a leading ``~`` or ``~/`` as ssh's tilde expansion reads it (``~user/`` as that
+    user's passwd entry says)."""
+    if path == "~":
+        return home()
+    if path.startswith("~/"):
+        return os.path.join(home(), path[2:])
+    return os.path.expanduser(path)  # ~user/… reads the passwd entry, as ssh does; others stay
 
 
 def expanded(path: str, ssh_dir: str) -> str:
@@ -95,7 +116,7 @@ def _files(value: str, ssh_dir: str, path: str, number: int) -> list[str]:
         raise InputError(f"ssh config Include {value!r}: {exc}", where=f"{path}:{number}") from None
     found: list[str] = []
     for argument in arguments:
-        pattern = os.path.expanduser(argument)
+        pattern = expand_home(argument)
         if not os.path.isabs(pattern):
             pattern = os.path.join(ssh_dir, pattern)
         found += [p for p in sorted(glob.glob(pattern)) if os.path.isfile(p)]

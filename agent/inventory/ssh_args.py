@@ -10,7 +10,8 @@ ssh_config's, as ssh takes ``-o`` over its config: ``ProxyCommand``, ``ProxyJump
 passes those before the common and extra args, and ssh keeps an option's first value; its
 ``ansible_ssh_args`` come before them all). ``-F FILE`` is taken as ``configfile``: the one ssh_config
 file ssh reads for the host instead of ``~/.ssh/config`` and ``/etc/ssh/ssh_config`` (the last ``-F``
-given, as ssh; ``-F none``: none). The rest (``StrictHostKeyChecking``,
+given, as ssh; ``-F none``: none; taken as written, as ssh takes it: no ``~`` expansion, no shell comes
+between Ansible and ssh). The rest (``StrictHostKeyChecking``,
 ciphers, ``-q``…) are ignored: host keys are always checked, and the connection's own settings stand.
 Flags bundle as getopt reads them (``-qJ gw`` is ``-q -J gw``).
 """

@@ -1,22 +1,31 @@
 """Reaching hosts at the edges, on real hosts: ssh_config's ``Match user`` for the inventory's user, sudo
-that asks for a password, and hosts whose network drops every packet."""
+that asks for a password, hosts whose network drops every packet, and jump hosts reached as ssh's own ssh
+for them reaches them.
+
+ssh takes ``~`` from the passwd entry, not ``$HOME``: a test that gives the agent a home of its own runs
+it where a directory of the test's is mounted over that home (a mount namespace of its own), so this
+machine's real ``~/.ssh`` neither takes part nor changes."""
 
 from __future__ import annotations
 
 import getpass
 import json
 import os
+import pwd
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 
 from tests.e2e.probes import by_host, ca_args
 from tests.lab import Host, Lab
+from tests.lab.lab import AGENT_ARGV
 from tests.sshkeys import keygen
 
 pytestmark = pytest.mark.lab
@@ -43,6 +52,27 @@ def _rollout(
     report = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
     assert report, proc.stderr
     return proc.returncode, report, took
+
+
+def _rollout_at_home(
+    lab: Lab, inventory: Path, home: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """``trust-agent rollout`` as ``_rollout`` runs it, with ``home`` mounted over the passwd entry's home
+    (where ssh, and the agent, find ``~/.ssh``) for this run alone, and no agent socket. The directory
+    of the home that holds the agent's Python (a pyenv's) stays reachable through ``home``."""
+    passwd_home = pwd.getpwuid(os.getuid()).pw_dir
+    python = Path(os.path.realpath(sys.executable))
+    kept = python.relative_to(passwd_home).parts[0] if python.is_relative_to(passwd_home) else ""
+    script = 'mount --rbind "$1" "$2" && shift 2 && exec "$@"'
+    if kept:
+        script = f'mkdir -p "$1/{kept}" && mount --bind "$2/{kept}" "$1/{kept}" && {script}'
+    argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"]
+    agent = [*AGENT_ARGV, "rollout", "-i", str(inventory), *ca_args(lab), *args, "--format", "json"]
+    base = {k: v for k, v in (env or os.environ).items() if k != "SSH_AUTH_SOCK"}
+    proc = lab.run_in_ns([*argv, str(home), passwd_home, *agent], env=base)
+    report = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+    assert report, proc.stderr
+    return proc.returncode, report
 
 
 def _fingerprint(key: Path) -> str:
@@ -80,9 +110,8 @@ def test_a_match_user_block_applies_to_the_user_the_inventory_logs_in_as(
         f"{host.name} ansible_host={host.address} ansible_user=deploy ansible_become=yes",
     )
     # Nothing of this machine's own keys or agent takes part.
-    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"} | {"HOME": str(tmp_path)}
     since = lab.ssh(host, "date +%s").stdout.strip()
-    code, report, _ = _rollout(lab, inventory, "--ssh-config", str(config), env=env)
+    code, report = _rollout_at_home(lab, inventory, tmp_path, "--ssh-config", str(config))
     outcome = by_host(report)[host.name]
     assert code == 0 and outcome["status"] == "changed", outcome
     accepted = lab.ssh(
@@ -93,7 +122,7 @@ def test_a_match_user_block_applies_to_the_user_the_inventory_logs_in_as(
 
 @pytest.fixture
 def root_only_key(lab: Lab, tmp_path: Path) -> Iterator[Path]:
-    """A key the first host takes for root alone, kept as the default identity file of a HOME of its own
+    """A key the first host takes for root alone, kept as the default identity file of a home of its own
     (~/.ssh/id_ed25519): what ssh's own ssh for a jump host offers where nothing names a key for it."""
     (tmp_path / ".ssh").mkdir(mode=0o700)
     key = keygen(tmp_path / ".ssh" / "id_ed25519")
@@ -120,11 +149,10 @@ def test_a_jump_host_logs_in_as_the_local_user_with_its_own_keys_not_the_targets
         f"{target.name} ansible_host={target.address} ansible_user=deploy ansible_become=yes "
         f"ansible_ssh_private_key_file={lab.key} ansible_ssh_extra_args='-J {jump.address}'",
     )
-    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"} | {"HOME": str(tmp_path)}
     # Where ssh's ssh for the jump looks for its key (the inventory's UserKnownHostsFile is the target's).
     (tmp_path / ".ssh" / "known_hosts").write_text(_known_hosts_lines(lab, jump))
     since = lab.ssh(jump, "date +%s").stdout.strip()
-    code, report, _ = _rollout(lab, inventory, env=env)
+    code, report = _rollout_at_home(lab, inventory, tmp_path)
     outcome = by_host(report)[target.name]
     assert code == 0 and outcome["status"] == "changed", outcome
     accepted = lab.ssh(
@@ -270,7 +298,7 @@ def _known_hosts_lines(lab: Lab, host: Host) -> str:
 
 @pytest.fixture
 def home_with_the_lab_key(lab: Lab, tmp_path: Path) -> Path:
-    """A HOME whose default identity file is the lab's key (the jump host's login), with no known_hosts."""
+    """A home whose default identity file is the lab's key (the jump host's login), with no known_hosts."""
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True, mode=0o700)
     key = home / ".ssh" / "id_ed25519"
@@ -283,9 +311,10 @@ def test_a_jump_host_is_checked_against_its_own_known_hosts_not_the_targets(
     lab: Lab, tmp_path: Path, home_with_the_lab_key: Path
 ) -> None:
     """`-J gw`: ssh's ssh for the jump reads ~/.ssh/known_hosts, as the inventory's `-o
-    UserKnownHostsFile` is on the target's command line alone, and records a new key there. The jump
-    host was checked against the target's file (which held its key), and --accept-new-host-keys added
-    the jump host's key to it."""
+    UserKnownHostsFile` is on the target's command line alone, and records a new key there, hashed where
+    the jump's own ssh_config says HashKnownHosts. The jump host was checked against the target's file
+    (which held its key), and --accept-new-host-keys added the jump host's key to it; then the jump's
+    name was recorded in clear whatever its HashKnownHosts said."""
     jump, target = lab.hosts[0], lab.hosts[1]
     home = home_with_the_lab_key
     targets_file = tmp_path / "target_known_hosts"
@@ -296,21 +325,81 @@ def test_a_jump_host_is_checked_against_its_own_known_hosts_not_the_targets(
     )
     inventory = tmp_path / "hosts.ini"
     inventory.write_text(line + "\n")
-    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"} | {"HOME": str(home)}
     own_file = home / ".ssh" / "known_hosts"
+    as_the_agent_names_it = os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".ssh", "known_hosts")
 
     targets_file.write_text(_known_hosts_lines(lab, target) + _known_hosts_lines(lab, jump))
-    code, report, _ = _rollout(lab, inventory, env=env)
+    code, report = _rollout_at_home(lab, inventory, home)
     outcome = by_host(report)[target.name]
     assert code == 1 and outcome["status"] == "unreachable", outcome
     assert outcome["error"].startswith(
-        f"{target.name} ({target.address}) via {jump.address}: host key not in {own_file} ("
+        f"{target.name} ({target.address}) via {jump.address}: host key not in {as_the_agent_names_it} ("
     ), outcome
 
     targets_file.write_text(_known_hosts_lines(lab, target))
-    code, report, _ = _rollout(lab, inventory, "--accept-new-host-keys", env=env)
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host {jump.address}\n    HashKnownHosts yes\n")
+    code, report = _rollout_at_home(
+        lab, inventory, home, "--accept-new-host-keys", "--ssh-config", str(config)
+    )
     outcome = by_host(report)[target.name]
     assert code == 0 and outcome["status"] == "changed", outcome
     assert targets_file.read_text() == _known_hosts_lines(lab, target)
     recorded = own_file.read_text().split()
-    assert recorded[0] == jump.address and recorded[2] in lab.known_hosts.read_text(), recorded
+    assert (
+        recorded[0].startswith("|1|")
+        and paramiko.HostKeys.hash_host(jump.address, recorded[0]) == (recorded[0])
+    ), recorded
+    assert recorded[2] in lab.known_hosts.read_text(), recorded
+
+
+def test_a_jump_host_known_in_known_hosts2_of_the_passwd_entrys_home_is_reached(
+    lab: Lab, tmp_path: Path, home_with_the_lab_key: Path
+) -> None:
+    """`-J gw` with gw's key in ~/.ssh/known_hosts2, where ~ is the passwd entry's home (ssh's default
+    UserKnownHostsFile is `~/.ssh/known_hosts ~/.ssh/known_hosts2`, and ssh takes ~ from the passwd
+    entry, not $HOME). The file was not read ("host key not in ~/.ssh/known_hosts"), and ~ was $HOME,
+    where neither the key nor the file is."""
+    jump, target = lab.hosts[0], lab.hosts[1]
+    home = home_with_the_lab_key
+    (home / ".ssh" / "known_hosts2").write_text(_known_hosts_lines(lab, jump))
+    elsewhere = tmp_path / "not-the-home"  # $HOME, which ssh does not read
+    elsewhere.mkdir()
+    inventory = _ini(
+        lab,
+        tmp_path / "hosts.ini",
+        f"{target.name} ansible_host={target.address} ansible_user=root "
+        f"ansible_ssh_private_key_file={lab.key} ansible_ssh_extra_args='-J {jump.address}'",
+    )
+    code, report = _rollout_at_home(lab, inventory, home, env={**os.environ, "HOME": str(elsewhere)})
+    outcome = by_host(report)[target.name]
+    assert code == 0 and outcome["status"] == "changed", outcome
+    assert not (home / ".ssh" / "known_hosts").exists() and not list(elsewhere.iterdir())
+
+
+def test_the_first_jump_hosts_own_proxy_jump_is_taken_as_ssh_takes_it(lab: Lab, tmp_path: Path) -> None:
+    """`-J inner`, where inner's own Host block says `ProxyJump outer`: ssh reaches inner as `ssh -W …
+    inner`, which goes through outer first, so inner sees the login come from outer. inner was reached
+    straight from here, its own ProxyJump dropped."""
+    inner, target, outer = lab.hosts[0], lab.hosts[1], lab.hosts[2]
+    login = f"    User root\n    IdentityFile {lab.key}\n    UserKnownHostsFile {lab.known_hosts}\n"
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host inner\n    HostName {inner.address}\n    ProxyJump outer\n{login}"
+        f"Host outer\n    HostName {outer.address}\n{login}"
+    )
+    inventory = _ini(
+        lab,
+        tmp_path / "hosts.ini",
+        f"{target.name} ansible_host={target.address} ansible_user=root "
+        f"ansible_ssh_private_key_file={lab.key} ansible_ssh_extra_args='-J inner'",
+    )
+    since = lab.ssh(inner, "date +%s").stdout.strip()
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    code, report, _ = _rollout(lab, inventory, "--ssh-config", str(config), env=env)
+    outcome = by_host(report)[target.name]
+    assert code == 0 and outcome["status"] == "changed", outcome
+    accepted = lab.ssh(
+        inner, f"journalctl --since @{since} -o cat --no-pager | grep 'Accepted publickey for' || true"
+    ).stdout
+    assert f"Accepted publickey for root from {outer.address} " in accepted, accepted

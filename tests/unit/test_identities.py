@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agent.errors import InputError
-from agent.hosts import identities
+from agent.hosts import identities, ssh_config_text
 from agent.hosts.identities import Identities, agent_socket, public_blob, read_private_key
 from agent.hosts.sshlib import paramiko
 from tests.sshkeys import certify, keygen
@@ -104,7 +104,8 @@ def test_identities_only_keeps_to_the_named_files_and_their_agent_copies(tmp_pat
 def test_without_named_files_the_agent_comes_first_then_the_default_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path))
+    # ~ is the passwd entry's home, as ssh's: the default files are looked for there.
+    monkeypatch.setattr(ssh_config_text, "home", lambda: str(tmp_path))
     (tmp_path / ".ssh").mkdir()
     default = keygen(tmp_path / ".ssh" / "id_ed25519")
     other = keygen(tmp_path / ".ssh" / "id_ecdsa", "ecdsa")

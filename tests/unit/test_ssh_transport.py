@@ -13,6 +13,7 @@ import http.server
 import json
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -42,7 +43,7 @@ from paramiko.common import (
 )
 
 from agent.errors import AuthenticationError, CommandTimeout, HostKeyError, InputError, UnreachableError
-from agent.hosts import proxy_command, script_session
+from agent.hosts import proxy_command, script_session, ssh_config_text
 from agent.hosts.pipelined_login import pipelines
 from agent.hosts.ssh import SSHOptions, SSHTransport, _SSHConfig
 from agent.inventory import Host, load_inventory
@@ -230,11 +231,17 @@ def _running_sshd(root: Path, port: int, host_lines: str) -> Iterator[None]:
 
 @pytest.fixture
 def opts(sshd: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SSHOptions:
-    # Nothing from the real user's ~/.ssh may take part.
-    monkeypatch.setenv("HOME", str(tmp_path))
+    # Nothing from the real user's ~/.ssh may take part (~ is the passwd entry's home, as ssh's).
+    _home_is(monkeypatch, tmp_path)
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     known = sshd.known_hosts(tmp_path / "known_hosts", sshd.ed25519_pub)
     return SSHOptions(known_hosts=str(known), ssh_config=None, use_agent=False, look_for_keys=False)
+
+
+def _home_is(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """``~`` for ssh's files is ``home`` (it is the passwd entry's, which a test cannot change)."""
+    monkeypatch.setattr(ssh_config_text, "home", lambda: str(home))
+    monkeypatch.setenv("HOME", str(home))
 
 
 def test_runs_commands_over_one_reused_connection(sshd: Server, opts: SSHOptions) -> None:
@@ -309,7 +316,7 @@ def test_accept_new_host_keys_makes_only_the_ssh_directory_as_ssh_does(
 ) -> None:
     """Any missing directory on the way to a known_hosts file was made (an inventory's typo made
     /nonexistent/ on the controller); ssh makes ~/.ssh alone."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    _home_is(monkeypatch, tmp_path / "home")
     (tmp_path / "home").mkdir()
     missing = tmp_path / "nonexistent" / "known_hosts"
     accepting = replace(opts, known_hosts=str(missing), accept_new_host_keys=True)
@@ -602,11 +609,11 @@ def test_a_jump_host_reads_its_own_known_hosts_files_not_the_targets(
     defaults: neither the target's Host block's nor the inventory's -o UserKnownHostsFile (nor
     trust-agent's inventory known_hosts) are passed on. The hop was checked against the target's
     files, and --accept-new-host-keys recorded the bastion's key in them."""
-    monkeypatch.setenv("HOME", str(tmp_path))
+    _home_is(monkeypatch, tmp_path)
     default = str(tmp_path / ".ssh" / "known_hosts")
     hops = _hops_of(tmp_path, SSHOptions(), "gw", "gw-own")
     assert [(h.known_hosts, h.other_known_hosts) for h in hops] == [
-        (default, ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")),
+        (default, (f"{default}2", "/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")),
         ("/gw/known_hosts", ("/gw/known_hosts.d/10.0.0.2", "/gw/global")),
     ]
     given = _hops_of(
@@ -617,6 +624,113 @@ def test_a_jump_host_reads_its_own_known_hosts_files_not_the_targets(
         ssh_options=(("userknownhostsfile", "/inv/known_hosts"),),
     )
     assert [h.known_hosts for h in given] == [default]
+
+
+def test_without_user_known_hosts_file_known_hosts2_is_read_too_for_targets_and_jump_hosts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ssh's UserKnownHostsFile where none is set is `~/.ssh/known_hosts ~/.ssh/known_hosts2` (`ssh -G`
+    shows both): a key kept in known_hosts2 was not found ("host key not in ~/.ssh/known_hosts")."""
+    _home_is(monkeypatch, tmp_path)
+    config = tmp_path / "config"
+    config.write_text("Host gw\n    HostName 10.0.0.1\n")
+    transport = SSHTransport(Host("web1", "10.0.0.5"), SSHOptions(ssh_config=str(config)))
+    ssh_config = _SSHConfig(str(config))
+    final = transport._resolve(ssh_config)
+    hop = transport._jump_target("gw", ssh_config, final)
+    own = str(tmp_path / ".ssh" / "known_hosts")
+    expected = (own, (f"{own}2", "/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"))
+    assert (final.known_hosts, final.other_known_hosts) == expected
+    assert (hop.known_hosts, hop.other_known_hosts) == expected
+
+
+def test_tilde_is_the_passwd_entrys_home_not_dollar_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ssh takes ~, %d and its default files from the passwd entry (`HOME=/tmp ssh -G h` still shows
+    /root/.ssh/known_hosts as root); they were taken from $HOME."""
+    monkeypatch.setenv("HOME", str(tmp_path / "not-home"))
+    home = pwd.getpwuid(os.getuid()).pw_dir
+    config = tmp_path / "config"
+    config.write_text("Host 10.0.0.5\n    IdentityFile ~/.ssh/fleet\n    CertificateFile ~/fleet-cert.pub\n")
+    target = SSHTransport(Host("web1", "10.0.0.5"), SSHOptions(ssh_config=str(config)))._resolve(
+        _SSHConfig(str(config))
+    )
+    assert target.known_hosts == os.path.join(home, ".ssh", "known_hosts")
+    assert target.key_files == (os.path.join(home, ".ssh", "fleet"),)
+    assert target.certificate_files == (os.path.join(home, "fleet-cert.pub"),)
+
+
+def test_a_jump_host_hashes_the_name_it_records_where_its_own_config_says_so(tmp_path: Path) -> None:
+    """ssh's ssh for a jump reads its own HashKnownHosts (Debian's /etc/ssh/ssh_config sets it for every
+    host): a jump host's accepted key was recorded with its name in clear."""
+    config = tmp_path / "config"
+    config.write_text("Host gw-hashed\n    HashKnownHosts yes\nHost 10.0.0.5\n    HashKnownHosts no\n")
+    transport = SSHTransport(Host("web1", "10.0.0.5"), SSHOptions(ssh_config=str(config)))
+    ssh_config = _SSHConfig(str(config))
+    final = transport._resolve(ssh_config)
+    hops = [transport._jump_target(spec, ssh_config, final) for spec in ("gw-hashed", "gw")]
+    assert (final.hash_known_hosts, [h.hash_known_hosts for h in hops]) == (False, [True, False])
+
+
+def test_an_inventorys_dash_f_is_opened_as_written_as_ssh_does_without_expanding_tilde(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ansible hands its ssh args to ssh without a shell, and ssh 9.2 does not expand ~ in -F (`ssh -F
+    '~/x'` reads ./~/x, or fails "Can't open user config file ~/x"): `-F ~/fleet` read $HOME/fleet."""
+    _home_is(monkeypatch, tmp_path / "home")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "fleet").write_text("Host *\n    User from-home\n")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "~").mkdir()
+    (tmp_path / "~" / "fleet").write_text("Host *\n    User as-written\n")
+    host = Host("web1", "10.0.0.5", ssh_options=parse_ssh_args("-F ~/fleet", "v", "f"))
+    assert SSHTransport(host, SSHOptions())._ssh_config().lookup("10.0.0.5")["user"] == "as-written"
+    (tmp_path / "~" / "fleet").unlink()
+    with pytest.raises(UnreachableError) as refused:
+        SSHTransport(host, SSHOptions())._ssh_config()
+    assert str(refused.value) == (
+        "web1 (10.0.0.5): cannot read the ssh config file the inventory's ssh args name with -F ~/fleet: "
+        f"no such file ({tmp_path}/~/fleet: ssh does not expand ~ in -F; give the full path)"
+    )
+
+
+def test_the_first_jump_hosts_own_proxy_jump_is_followed_and_the_later_hops_are_not(tmp_path: Path) -> None:
+    """ssh reaches the first jump host as `ssh -W … FIRST` with FIRST's own ssh_config, so FIRST's own
+    ProxyJump applies to it (`ssh -G FIRST` shows it); a later hop is given `-J` instead, which overrides
+    its own. The first jump host was reached directly, its own ProxyJump dropped."""
+    config = tmp_path / "config"
+    config.write_text(
+        "Host inner\n    HostName 10.0.0.2\n    ProxyJump outer\n"
+        "Host middle\n    HostName 10.0.0.3\n    ProxyJump elsewhere\n"
+        "Host outer\n    HostName 10.0.0.1\n    ProxyJump ops@edge:2222\n"
+        "Host edge\n    HostName 10.0.0.9\n"
+    )
+    host = Host("web1", "10.0.0.5", ssh_options=(("proxyjump", "inner,middle"),))
+    transport = SSHTransport(host, SSHOptions(ssh_config=str(config)))
+    ssh_config = _SSHConfig(str(config))
+    route = transport._route(transport._resolve(ssh_config), ssh_config)
+    assert [(t.hostname, t.port, t.user) for t in route] == [
+        ("10.0.0.9", 2222, "ops"),
+        ("10.0.0.1", 22, getpass.getuser()),
+        ("10.0.0.2", 22, getpass.getuser()),
+        ("10.0.0.3", 22, getpass.getuser()),
+        ("10.0.0.5", 22, getpass.getuser()),
+    ]
+
+
+def test_a_jump_host_whose_own_proxy_jump_is_itself_is_refused_as_a_loop(tmp_path: Path) -> None:
+    """A fleet-wide `Host *` ProxyJump that does not exempt the bastion sends ssh's ssh for the bastion
+    through the bastion again (ssh: "jumphost loop", or no end where HostName renames it)."""
+    config = tmp_path / "config"
+    config.write_text("Host gw\n    HostName 10.0.0.1\nHost *\n    ProxyJump gw\n")
+    transport = SSHTransport(Host("web1", "10.0.0.5"), SSHOptions(ssh_config=str(config)))
+    ssh_config = _SSHConfig(str(config))
+    with pytest.raises(InputError, match=r"^web1 \(10\.0\.0\.5\) via gw: jump host loop: its own ssh_config"):
+        transport._route(transport._resolve(ssh_config), ssh_config)
+    config.write_text("Host gw\n    HostName 10.0.0.1\n    ProxyJump none\nHost *\n    ProxyJump gw\n")
+    route = transport._route(transport._resolve(_SSHConfig(str(config))), _SSHConfig(str(config)))
+    assert [t.hostname for t in route] == ["10.0.0.1", "10.0.0.5"]
 
 
 def test_known_hosts_given_for_the_run_is_read_for_every_jump_host_too(tmp_path: Path) -> None:
@@ -1462,8 +1576,8 @@ def test_of_proxy_jump_and_proxy_command_the_first_ssh_config_gives_is_used(
         sshd,
         f"Host bastion\n    HostName 127.0.0.1\n    Port {sshd.port}\n    ProxyCommand none\n"
         f"Host relayed\n    HostName 127.0.0.1\n    Port {sshd.port}\n    ProxyCommand {relay}\n"
-        f"Host *\n    ProxyJump dead-end\n"
-        f"Host dead-end\n    HostName 127.0.0.1\n    Port {_free_port()}\n",
+        f"Host dead-end\n    HostName 127.0.0.1\n    Port {_free_port()}\n    ProxyJump none\n"
+        f"Host *\n    ProxyJump dead-end\n",
     )
     options = replace(opts, ssh_config=str(config))
     for name in ("bastion", "relayed"):
