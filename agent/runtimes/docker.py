@@ -82,7 +82,7 @@ def plan_docker(
     A plan with ``blockers`` must not be applied at all; its changes are still listed for the report.
     """
     loaded = parse_state(facts.state, facts.state_path)
-    empty_list_recorded = loaded.valid and _empty_list_recorded(facts.state)
+    empty_list_recorded = loaded.empty_list_mine
     registries, blockers = _valid_registries(policy.registries)
     ca_files, ca_blockers = _valid_ca_files(policy.ca_files)
     blockers += ca_blockers
@@ -631,7 +631,7 @@ def _plan_daemon_json(
     if not merge.changed:
         # Nothing to write, but a flag set since dockerd started (or an emptied list of the agent's
         # left as []) would keep dockerd from starting again: say so on every run, not only a change.
-        conflicts = tuple(f"{label} as it is: {c}" for c in _flag_blockers(merge.doc, facts))
+        conflicts = tuple(f"{label} as it is: {c}" for c in _conflicts_as_it_is(merge.doc, facts, label))
         return _DaemonPlan(
             None, merge.doc, merge.owned, warnings=warnings + conflicts + bom, empty_list_mine=mine
         )
@@ -690,27 +690,6 @@ def _daemon_json_label(facts: DockerFacts) -> str:
     dockerd's default, else its path (``--config-file``)."""
     default = posixpath.normpath(facts.daemon_json_path) == DAEMON_JSON
     return "daemon.json" if default else facts.daemon_json_path
-
-
-# The record's note that daemon.json's "insecure-registries": [] is the agent's own writing (fact 11),
-# so that the agent may take the key out again where a dockerd flag comes to give that directive.
-_EMPTY_LIST_NOTE = "empty_insecure_list"
-
-
-def _empty_list_recorded(raw: bytes | None) -> bool:
-    try:
-        doc = json.loads(raw or b"")
-    except ValueError:
-        return False
-    return isinstance(doc, dict) and doc.get(_EMPTY_LIST_NOTE) is True
-
-
-def _record_text(state: DockerState, empty_list_mine: bool) -> bytes:
-    """The agent's record of ``state``, with the note that the empty list is its own where it is."""
-    text = render_state(state)
-    if not empty_list_mine:
-        return text
-    return (json.dumps({**json.loads(text), _EMPTY_LIST_NOTE: True}, indent=2) + "\n").encode()
 
 
 def _empty_list_mine(merge: InsecureMerge, recorded: bool) -> bool:
@@ -909,7 +888,7 @@ def _with_record(
             facts.state_path,
             "create" if before is None else "update",
             before,
-            _record_text(state, empty_list_mine and last),
+            render_state(state, empty_list_mine=empty_list_mine and last),
             mode=0o644,
             internal=True,
         )
@@ -960,6 +939,48 @@ def _flag_blockers(doc: dict[str, Any], facts: DockerFacts) -> list[str]:
         "dockerd (fact 13)"
         for key, flag in conflicting_flags(doc, facts.dockerd_flags)
     ]
+    return blockers + _config_file_elsewhere(facts)
+
+
+def _conflicts_as_it_is(doc: dict[str, Any], facts: DockerFacts, label: str) -> list[str]:
+    """For a daemon.json left as it is, a key in it that a dockerd flag sets too (the key or the flag
+    added since dockerd started): what dockerd does at its next reload and restart, and how to fix it.
+    The key is a person's, not trust-agent's to remove. An empty list counts: dockerd 20.10 and 26.1
+    both refuse "insecure-registries: (from flag: [10.9.9.9], from file: [])" (fact 13)."""
+    where = facts.flags_source or "dockerd's command line"
+    at_start = {key for key, _ in conflicting_flags(doc, facts.next_start_flags)}
+    at_reload = {key for key, _ in conflicting_flags(doc, facts.running_flags or facts.dockerd_flags)}
+    said = []
+    for key, flag in conflicting_flags(doc, facts.dockerd_flags):
+        name = flag.partition("=")[0]
+        effect = _conflict_effect(key in at_start, key in at_reload)
+        if key == INSECURE_KEY and doc[key] == []:
+            what = f'{label} holds "{key}": [] that trust-agent has no record of writing (empty, but a directive)'
+            fix = f'remove "{key}": [] from {facts.daemon_json_file} (the flags give the list)'
+        else:
+            what = f"{label} sets {key}"
+            fix = f"remove {key} from {facts.daemon_json_file}, or {name} from {where}"
+        said.append(
+            f'{where} sets {name}, and {what}: {effect} ("the following directives are specified both as '
+            f'a flag and in the configuration file", fact 13); {fix}'
+        )
+    return said + _config_file_elsewhere(facts)
+
+
+def _conflict_effect(at_start: bool, at_reload: bool) -> str:
+    """What dockerd does with a directive both in daemon.json and among its flags: those of its next
+    start (``at_start``), or those of the dockerd that runs (``at_reload``)."""
+    if at_start and at_reload:
+        return "dockerd refuses a reload with it now, and will not start at its next restart"
+    if at_start:
+        return "dockerd will not start at its next restart"
+    return "dockerd refuses a reload (keeping its old config) until it restarts without that flag"
+
+
+def _config_file_elsewhere(facts: DockerFacts) -> list[str]:
+    """Where dockerd is given another ``--config-file``: the file the agent reads is not dockerd's."""
+    where = facts.flags_source or "dockerd's command line"
+    blockers: list[str] = []
     config_file = config_file_flag(facts.dockerd_flags)
     if config_file is not None and posixpath.normpath(config_file) != posixpath.normpath(
         facts.daemon_json_path

@@ -14,6 +14,7 @@ from agent.certs import CABundle
 from agent.engine.apply_script import inverse
 from agent.runtimes.docker import facts_after, followed_by, plan_docker, required_action
 from agent.runtimes.docker_facts import CERTS_DIR, DAEMON_JSON, STATE_FILE, DockerFacts
+from agent.runtimes.docker_state import DockerState, parse_state, render_state
 from agent.runtimes.plan import HostPlan
 from agent.trust import OWNED_PREFIX, CAFile, TrustPolicy
 
@@ -973,11 +974,67 @@ def test_a_flag_set_since_dockerd_started_is_named_even_when_nothing_changes() -
     )
     assert DAEMON_JSON not in by_path(plan) and plan.blockers == ()
     assert (
-        "daemon.json as it is: /etc/default/docker sets --insecure-registry; the same directive "
-        "(insecure-registries) in daemon.json would stop dockerd (fact 13)"
+        'daemon.json as it is: /etc/default/docker sets --insecure-registry, and daemon.json holds "insecure-'
+        'registries": [] that trust-agent has no record of writing (empty, but a directive): dockerd refuses '
+        'a reload with it now, and will not start at its next restart ("the following directives are '
+        'specified both as a flag and in the configuration file", fact 13); remove "insecure-registries": [] '
+        "from /etc/docker/daemon.json (the flags give the list)"
     ) in plan.warnings
     quiet = plan_docker(ca_policy("registry.test"), host(daemon_json=b'{"insecure-registries": []}'))
-    assert not [w for w in quiet.warnings if "would stop dockerd" in w]
+    assert not [w for w in quiet.warnings if "will not start" in w or "refuses a reload" in w]
+
+
+PERSONS_EMPTY_LIST = b'{\n  "debug": false,\n  "insecure-registries": []\n}\n'
+FLAG = "--insecure-registry=10.9.9.9"
+
+
+@pytest.mark.parametrize(
+    ("unit", "running", "effect"),
+    [
+        ((FLAG,), (FLAG,), "dockerd refuses a reload with it now, and will not start at its next restart"),
+        ((FLAG,), ("-H", "fd://"), "dockerd will not start at its next restart"),
+        (
+            ("-H", "fd://"),
+            (FLAG,),
+            "dockerd refuses a reload (keeping its old config) until it restarts without that flag",
+        ),
+    ],
+    ids=["flag-in-both", "flag-added-to-the-unit", "flag-gone-from-the-unit"],
+)
+def test_a_persons_empty_list_beside_a_flag_is_said_to_stop_dockerd_and_kept(
+    unit: tuple[str, ...], running: tuple[str, ...], effect: str
+) -> None:
+    """A person's (or an older trust-agent's) "insecure-registries": [] beside --insecure-registry: dockerd
+    refuses it as it refuses any list there (reproduced on 20.10 and 26.1: "insecure-registries: (from
+    flag: [10.9.9.9], from file: [])"). The warning said "would stop dockerd", and not how to fix it."""
+    flags = tuple(dict.fromkeys((*unit, *running)))
+    facts = host(
+        daemon_json=PERSONS_EMPTY_LIST,
+        dockerd_flags=flags,
+        unit_flags=unit,
+        running_flags=running,
+        flags_source=X2,
+    )
+    for policy in (ca_policy("registry.test"), no_trust_policy("registry.test")):
+        plan = plan_docker(policy, facts)
+        assert DAEMON_JSON not in by_path(plan) and plan.blockers == ()  # a person's key: left
+        (said,) = [w for w in plan.warnings if w.startswith("daemon.json as it is: ")]
+        owner = "that trust-agent has no record of writing (empty, but a directive)"
+        assert f'holds "insecure-registries": [] {owner}: {effect} (' in said, said
+        assert said.endswith(
+            '; remove "insecure-registries": [] from /etc/docker/daemon.json (the flags give the list)'
+        )
+
+
+def test_a_persons_key_beside_its_flag_is_said_to_stop_dockerd_with_both_ways_out() -> None:
+    facts = host(daemon_json=b'{"debug": true}', dockerd_flags=("-D",), unit_flags=("-D",), flags_source=X2)
+    plan = plan_docker(ca_policy("registry.test"), facts)
+    assert plan.blockers == () and DAEMON_JSON not in by_path(plan)
+    assert (
+        f"daemon.json as it is: {X2} sets -D, and daemon.json sets debug: dockerd refuses a reload with it "
+        'now, and will not start at its next restart ("the following directives are specified both as a flag '
+        f'and in the configuration file", fact 13); remove debug from /etc/docker/daemon.json, or -D from {X2}'
+    ) in plan.warnings
 
 
 def test_a_daemon_json_link_to_nothing_is_left_alone_with_no_reload() -> None:
@@ -1333,6 +1390,36 @@ def skipped_then_verified(flags: tuple[str, ...] = ()) -> DockerFacts:
     facts = converge(ca_policy(*BOTH), facts)
     assert json.loads(facts.daemon_json or b"")["insecure-registries"] == []
     return replace(facts, dockerd_flags=flags, flags_source="/etc/default/docker" if flags else None)
+
+
+def test_the_record_notes_the_agents_own_empty_list_after_its_entries() -> None:
+    """The note's place and spelling in the record: a record another version wrote must read the same."""
+    facts = skipped_then_verified()
+    dirs = ",\n".join(f'    "{CERTS_DIR}/{r}"' for r in BOTH)
+    assert (
+        facts.state
+        == (
+            '{\n  "version": 1,\n  "insecure_registries": [],\n  "cert_dirs": [\n'
+            f'{dirs}\n  ],\n  "empty_insecure_list": true\n}}\n'
+        ).encode()
+    )
+    # Only a valid record's note counts: one in a record of another version is not trust-agent's.
+    assert facts.state is not None
+    unknown = replace(
+        facts, state=facts.state.replace(b'"version": 1', b'"version": 2'), dockerd_flags=(FLAG,)
+    )
+    assert DAEMON_JSON not in by_path(plan_docker(ca_policy(*BOTH), unknown))
+    assert DAEMON_JSON in by_path(plan_docker(ca_policy(*BOTH), replace(unknown, state=facts.state)))
+
+
+@given(
+    entries=st.lists(st.sampled_from(BOTH), unique=True),
+    mine=st.booleans(),
+)
+def test_the_record_reads_back_as_it_was_written(entries: list[str], mine: bool) -> None:
+    state = DockerState(insecure_registries=tuple(entries), cert_dirs=(f"{CERTS_DIR}/registry.test",))
+    loaded = parse_state(render_state(state, empty_list_mine=mine), STATE_FILE)
+    assert (loaded.state, loaded.valid, loaded.empty_list_mine) == (state, True, mine)
 
 
 def test_the_agents_own_empty_list_goes_where_a_flag_now_gives_the_directive() -> None:
