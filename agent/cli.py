@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, get_args
 
 import click
 
@@ -37,14 +37,21 @@ from agent.early_connect import EarlyConnections
 from agent.engine.options import RunOptions
 from agent.errors import InputError, ReportError, UsageError
 from agent.fleet import FleetOptions, batches, run_fleet
-from agent.host_pool import NOT_STARTED, EarlyInterrupt, EarlyInterrupts, StoppedAtOnce, end_as_interrupted
+from agent.host_pool import (
+    CUT_OFF,
+    NOT_STARTED,
+    EarlyInterrupt,
+    EarlyInterrupts,
+    StoppedAtOnce,
+    end_as_interrupted,
+)
 from agent.hosts.base import Transport
 from agent.hosts.engine_http import load_parser
 from agent.hosts.local import LocalTransport
 from agent.inputs import PolicyInputs, read_settings, resolve_policy
 
 if TYPE_CHECKING:
-    from agent.outcome import FleetResult
+    from agent.outcome import FleetResult, HostOutcome
     from agent.trust import TrustPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,11 +95,13 @@ def _report_options(func: F) -> F:
             "-o",
             "--report",
             "report",
+            multiple=True,
             type=click.Path(dir_okay=False, writable=True),
-            callback=_writable_report,
+            callback=_writable_reports,
             metavar="FILE",
             help="Write the report to FILE (.json, .md, .html, .xml → that format; .txt, .log or no "
-            "suffix → text; any other suffix needs --format).",
+            "suffix → text; any other suffix needs --format). Repeat it to write several formats of "
+            "the one run (-o report.xml -o report.html), each named by its suffix.",
         ),
     ]
     for option in reversed(options):
@@ -100,10 +109,14 @@ def _report_options(func: F) -> F:
     return func
 
 
-def _writable_report(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+def _writable_reports(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> tuple[str, ...]:
     """Refuse a report file that cannot be written before any host is touched, not after the run."""
-    if value is None:
-        return None
+    for path in value:
+        _writable_report(ctx, param, path)
+    return tuple(value)
+
+
+def _writable_report(ctx: click.Context, param: click.Parameter, value: str) -> None:
     parent = Path(os.path.realpath(value)).parent  # a link's target's directory is where it is written
     if parent.exists() and not parent.is_dir():
         raise click.BadParameter(f"{value}: {parent} is not a directory", ctx, param)
@@ -111,7 +124,6 @@ def _writable_report(ctx: click.Context, param: click.Parameter, value: str | No
         raise click.BadParameter(f"{value}: the directory {parent} does not exist", ctx, param)
     if not os.path.exists(value) and not os.access(parent, os.W_OK | os.X_OK):
         raise click.BadParameter(f"{value}: the directory {parent} is not writable", ctx, param)
-    return value
 
 
 class _LazyGroup(click.Group):
@@ -435,7 +447,11 @@ def _report_for(mode: Mode, kwargs: dict[str, Any]) -> _Report:
     """The report asked for, settled before anything is read: a bad -o name is refused first, and an
     interrupt that comes before the hosts still has a report to write."""
     diff = mode in ("plan", "verify") or kwargs.get("diff", True)
-    return _Report.of(kwargs.get("fmt"), kwargs.get("report"), diff=diff)
+    try:
+        return _Report.of(kwargs.get("fmt"), kwargs.get("report"), diff=diff)
+    except UsageError as error:
+        _Report.by_suffix(kwargs.get("report")).stopped_short(_Known().refused(mode, error))
+        raise
 
 
 @dataclasses.dataclass
@@ -470,6 +486,29 @@ class _Known:
             interrupted=True,
         )
 
+    def stopped_at_once(
+        self,
+        mode: Mode,
+        policy: TrustPolicy,
+        names: Sequence[str],
+        stop: StoppedAtOnce,
+        finished: dict[str, HostOutcome],
+    ) -> FleetResult:
+        """A run a second interrupt stopped at once: each host as it stood (its outcome where it had
+        finished, cut off in flight, or not started)."""
+        from agent.outcome import FleetResult
+
+        said = dict(stop.hosts)
+        return FleetResult(
+            mode=mode,
+            policy=policy,
+            outcomes=tuple(finished.get(name) or _as_it_stood(name, said.get(name)) for name in names),
+            started_at=self.started_at,
+            seconds=round(time.monotonic() - self.started, 3),
+            stopped=STOPPED_AT_ONCE,
+            interrupted=True,
+        )
+
     def refused(self, mode: Mode, error: InputError) -> FleetResult:
         """The run ended on bad input before any host started: no host is in it, and nothing changed."""
         from agent.outcome import FleetResult
@@ -483,6 +522,24 @@ class _Known:
             stopped=f"bad input, nothing was changed on any host: {error}",
             input_error=str(error),
         )
+
+
+STOPPED_AT_ONCE = (
+    "stopped at once by a second interrupt: a host cut off in flight may be left part way; run the same "
+    "command again to finish it"
+)
+
+
+def _as_it_stood(name: str, known: str | None) -> HostOutcome:
+    """A host the run left without its outcome: not started, cut off in flight, or done (its status
+    alone known)."""
+    from agent.outcome import HostOutcome, Status
+
+    if known is None or known == NOT_STARTED:
+        return HostOutcome(name, "skipped", error=NOT_STARTED)
+    if known in get_args(Status):
+        return HostOutcome(name, known)  # type: ignore[arg-type]
+    return HostOutcome(name, "failed", error=CUT_OFF)
 
 
 def _unread_policy(why: str) -> TrustPolicy:
@@ -528,18 +585,29 @@ def _run_with_policy(
 
     threading.Thread(target=report.load, name="report-imports", daemon=True).start()
     progress = Progress(len(names), enabled=mode != "plan" or len(names) > 1)
-    result = run_fleet(
-        names,
-        opener,
-        policy,
-        options,
-        fleet,
-        mode=mode,
-        on_start=progress.start,
-        on_done=progress.done,  # type: ignore[arg-type]
-        on_interrupt=progress.interrupted,
-        early=early,
-    )
+    finished: dict[str, HostOutcome] = {}  # for the report of a run a second interrupt stops at once
+
+    def done(outcome: HostOutcome) -> None:
+        finished[outcome.host] = outcome
+        progress.done(outcome)  # type: ignore[arg-type]
+
+    started = _Known()
+    try:
+        result = run_fleet(
+            names,
+            opener,
+            policy,
+            options,
+            fleet,
+            mode=mode,
+            on_start=progress.start,
+            on_done=done,
+            on_interrupt=progress.interrupted,
+            early=early,
+        )
+    except StoppedAtOnce as stop:
+        report.stopped_short(started.stopped_at_once(mode, policy, names, stop, dict(finished)))
+        raise
     progress.close()
     if notes or tls_checks:
         result = dataclasses.replace(result, warnings=result.warnings + notes, tls_checks=tls_checks)
@@ -572,34 +640,53 @@ def _targets(kwargs: dict[str, Any]) -> Targets:
 
 @dataclasses.dataclass
 class _Report:
-    """Where the report goes: ``-o FILE`` (format from --format or the suffix) or stdout. Without
+    """Where the report goes: each ``-o FILE`` (format from --format or the suffix) or stdout. Without
     ``--diff``, a report file and a text report close with the summary table on stdout; with it, the
     text report (every host's diffs) is what stdout shows."""
 
     fmt: str
-    path: str | None
+    files: tuple[tuple[str, str], ...]  # each -o FILE, with the format written there
     table: bool
     asked: bool = False  # --format given: stdout is to be that format
     emitted: bool = False  # the run's own report was given
 
     @classmethod
-    def of(cls, fmt: str | None, path: str | None, *, diff: bool) -> _Report:
-        suffix = Path(path).suffix.lower() if path else ""
-        if path and not fmt and suffix not in (*_SUFFIX_FORMATS, *_TEXT_SUFFIXES):
-            # A name like report.yaml asks for a format there is none of: say so, not write text into it.
+    def of(cls, fmt: str | None, paths: str | Sequence[str] | None, *, diff: bool) -> _Report:
+        named = _named_reports(paths)
+        if fmt and len(named) > 1:
             raise UsageError(
-                f"-o {path}: no report format is written as {suffix}: name the file .json, .md, .html, "
-                f".xml or .txt, or give --format ({', '.join(FORMATS)})"
+                f"--format {fmt} with {len(named)} report files: a repeated -o takes each file's format "
+                "from its suffix (.json, .md, .html, .xml, .txt); drop --format"
             )
-        chosen = fmt or (_SUFFIX_FORMATS.get(suffix, "text") if path else "text")
-        return cls(chosen, path, table=not diff and (bool(path) or chosen == "text"), asked=fmt is not None)
+        files = tuple((path, fmt or _format_of(path)) for path in named)
+        chosen = fmt or (files[0][1] if files else "text")
+        return cls(chosen, files, table=not diff and (bool(files) or chosen == "text"), asked=fmt is not None)
+
+    @classmethod
+    def by_suffix(cls, paths: str | Sequence[str] | None) -> _Report:
+        """The files among ``paths`` whose suffix names a format, in it: where the -o and --format given
+        cannot be taken as they are, the refusal still reaches every file that CI could be reading."""
+        suffixes = {path: Path(path).suffix.lower() for path in _named_reports(paths)}
+        files = tuple(
+            (path, _SUFFIX_FORMATS.get(suffix, "text"))
+            for path, suffix in suffixes.items()
+            if suffix in (*_SUFFIX_FORMATS, *_TEXT_SUFFIXES)
+        )
+        return cls("text", files, table=False)
+
+    @property
+    def path(self) -> str | None:
+        """The first report file, if any was named."""
+        return self.files[0][0] if self.files else None
 
     def load(self) -> None:
         """Import what :meth:`emit` will (rich, jinja2): run in a thread while the hosts run, where the
         controller mostly waits, so the end of the run does not."""
         from agent.reports import preload
 
-        if self.path or not self.table:
+        for fmt in dict.fromkeys(fmt for _, fmt in self.files):
+            preload(fmt)
+        if not self.files and not self.table:
             preload(self.fmt)
         if self.table:
             import agent.reports.summary  # noqa: F401 - imported for its import time
@@ -609,22 +696,25 @@ class _Report:
 
         self.emitted = True
 
-        # What stdout shows first: the hosts have changed, and that is shown even if the file cannot be
+        # What stdout shows first: the hosts have changed, and that is shown even if a file cannot be
         # written.
         if self.table:
             from agent.reports.summary import render as render_summary  # rich: for the table alone
 
             click.echo(render_summary(result, color=_color()), nl=False)
         else:
-            shown = "text" if self.path else self.fmt
+            shown = "text" if self.files else self.fmt
             click.echo(render(result, shown, color=shown == "text" and _color()), nl=False)  # type: ignore[arg-type]
-        if self.path:
+        unwritten = []
+        for path, fmt in self.files:
             try:
-                # UTF-8 whatever the locale: the HTML says so, and JSON is UTF-8 by definition.
-                Path(self.path).write_text(render(result, self.fmt), encoding="utf-8")  # type: ignore[arg-type]
+                _write_report(path, result, fmt)
             except OSError as exc:
-                raise ReportError(f"cannot write the report {self.path}: {exc.strerror or exc}") from None
-            click.echo(f"report: {self.path} ({self.fmt})", err=True)
+                unwritten.append(f"cannot write the report {path}: {exc.strerror or exc}")
+            else:
+                click.echo(f"report: {path} ({fmt})", err=True)
+        if unwritten:
+            raise ReportError("; ".join(unwritten))
 
     @contextlib.contextmanager
     def on_early_stop(self, mode: Mode, known: _Known) -> Iterator[None]:
@@ -641,24 +731,76 @@ class _Report:
             raise
 
     def stopped_short(self, result: FleetResult) -> None:
-        """Write the report of a run stopped before its hosts: the file, and stdout where --format
-        asked for one there (why it stopped was said on stderr, so no table)."""
+        """Write the report of a run stopped short (before its hosts, or at once by a second interrupt):
+        each file, and stdout where --format asked for one there (why it stopped was said on stderr, so
+        no table). An interrupt meanwhile is acted on once the files are whole."""
         from agent.reports import render
 
-        if self.asked and not self.path:
-            click.echo(render(result, self.fmt), nl=False)  # type: ignore[arg-type]
-        if not self.path:
-            return
-        try:
-            Path(self.path).write_text(render(result, self.fmt), encoding="utf-8")  # type: ignore[arg-type]
-        except OSError as exc:
-            click.echo(
-                f"trust-agent: error: cannot write the report {self.path}: {exc.strerror or exc}", err=True
-            )
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)  # at least no earlier run's report stays
-            return
-        click.echo(f"report: {self.path} ({self.fmt})", err=True)
+        with _interrupts_held():
+            if self.asked and not self.files:
+                click.echo(render(result, self.fmt), nl=False)  # type: ignore[arg-type]
+            for path, fmt in self.files:
+                try:
+                    _write_report(path, result, fmt)
+                except OSError as exc:
+                    click.echo(
+                        f"trust-agent: error: cannot write the report {path}: {exc.strerror or exc}",
+                        err=True,
+                    )
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)  # at least no earlier run's report stays
+                    continue
+                click.echo(f"report: {path} ({fmt})", err=True)
+
+
+def _named_reports(paths: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Each report file named once, in the order given (``-o a.json -o a.json`` writes it once)."""
+    if paths is None:
+        return ()
+    return tuple(dict.fromkeys([paths] if isinstance(paths, str) else paths))
+
+
+def _format_of(path: str) -> str:
+    """The format a report file's suffix names."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (*_SUFFIX_FORMATS, *_TEXT_SUFFIXES):
+        # A name like report.yaml asks for a format there is none of: say so, not write text into it.
+        raise UsageError(
+            f"-o {path}: no report format is written as {suffix}: name the file .json, .md, .html, "
+            f".xml or .txt, or give --format ({', '.join(FORMATS)})"
+        )
+    return _SUFFIX_FORMATS.get(suffix, "text")
+
+
+def _write_report(path: str, result: FleetResult, fmt: str) -> None:
+    from agent.reports import render
+
+    with _interrupts_held():  # a file cut off half way would be read as this run's whole report
+        # UTF-8 whatever the locale: the HTML says so, and JSON is UTF-8 by definition.
+        Path(path).write_text(render(result, fmt), encoding="utf-8")  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM off while a report is written: one that comes meanwhile is raised again
+    once the block is done, to the handler that was in place (a second interrupt still ends the run)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers are set, and run, in the main thread only
+        return
+    heard: list[int] = []
+    before: dict[int, Any] = {}
+    for held in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(held)
+        if handler is None or handler == signal.SIG_IGN:
+            continue  # not Python's to hold, or ignored anyway
+        before[held] = signal.signal(held, lambda signum, frame: heard.append(signum))
+    try:
+        yield
+    finally:
+        for number, kept in before.items():
+            signal.signal(number, kept)
+        for came in dict.fromkeys(heard):
+            signal.raise_signal(came)
 
 
 def _color() -> bool:
@@ -681,7 +823,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except SystemExit as exc:
         code = exc.code
     except click.ClickException as exc:
-        _exit_now(_usage_error(exc, args))
+        code = _usage_error(exc, args)
+        if code:
+            _report_refused(exc, args)
+        _exit_now(code)
     except (click.Abort, KeyboardInterrupt) as exc:
         interrupt = exc if isinstance(exc, KeyboardInterrupt) else exc.__context__
         if isinstance(interrupt, EarlyInterrupt):  # said when it came
@@ -720,6 +865,61 @@ def _usage_error(exc: click.ClickException, args: list[str]) -> int:
     # command given it has a usage error like any other.
     detailed = _command_of(args) == "plan" and "--detailed-exitcode" in args
     return 1 if detailed else exc.exit_code
+
+
+# The commands that write a report (-o), each with the mode its report is of.
+_REPORTING: dict[str, Mode] = {"plan": "plan", "rollout": "rollout", "verify": "verify", "apply": "apply"}
+
+
+def _report_refused(exc: click.ClickException, args: Sequence[str]) -> None:
+    """click refused the command line (an option out of range, unknown or missing its value): each
+    report it names says that input was refused, as for any other bad input, where the command and
+    its -o files can be read from ``args``; else nothing is written."""
+    if (named := _report_named(args)) is not None:
+        mode, report = named
+        report.stopped_short(_Known().refused(mode, UsageError(exc.format_message())))
+
+
+def report_interrupted_start(args: Sequence[str], signum: int) -> None:
+    """An interrupt that came while the CLI was being imported (``agent.entry``): said as one that
+    comes a moment later is, and each report the command line names (-o) says so."""
+    os.write(2, EarlyInterrupts(_command_of(args)).message(signum).encode())
+    if (named := _report_named(args)) is not None:
+        mode, report = named
+        report.stopped_short(_Known().interrupted(mode, signum))
+
+
+def _report_named(args: Sequence[str]) -> tuple[Mode, _Report] | None:
+    """The mode and the report of a command line not run (refused, or interrupted while starting);
+    None where it names no report or cannot be read (an odd command line: nothing is written)."""
+    try:
+        named = _reports_named(args)
+    except Exception:
+        return None
+    if named is None:
+        return None
+    mode, fmt, paths = named
+    try:
+        return mode, _Report.of(fmt, paths, diff=True)
+    except UsageError:  # --format with several files, or an unknown suffix: each file by its suffix
+        return mode, _Report.by_suffix(paths)
+
+
+def _reports_named(args: Sequence[str]) -> tuple[Mode, str | None, tuple[str, ...]] | None:
+    """The mode, --format and -o files a command line gives, read as click reads them but with no
+    value checked (the command line was refused): None where the command writes no report."""
+    words = list(args)
+    at = next((i for i, word in enumerate(words) if not word.startswith("-")), None)
+    # Only the group's flags (--help, --version) come before the command's name.
+    if at is None or words[at] not in _REPORTING:
+        return None
+    command = cli.commands[words[at]]
+    context = command.make_context(
+        words[at], words[at + 1 :], resilient_parsing=True, ignore_unknown_options=True
+    )
+    params = context.params
+    mode = "plan" if params.get("dry_run") else _REPORTING[words[at]]
+    return mode, params.get("fmt"), tuple(params.get("report") or ())
 
 
 def _exit_now(code: object) -> NoReturn:

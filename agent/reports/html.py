@@ -49,6 +49,7 @@ class HostView:
     engine_action: str
     engine_version: str | None
     seconds: str  # "" when the host never started
+    files: str  # files changed (a dry run: would change), UNKNOWN where not known
     error: str | None
     changes: tuple[ChangeView, ...]
     reasons: tuple[str, ...]
@@ -90,6 +91,7 @@ def _host_view(index: int, o: HostOutcome, total: float) -> HostView:
         engine_action=view.engine_action(o) or UNKNOWN,
         engine_version=safe(o.engine_version) if o.engine_version else None,
         seconds=f"{view.host_seconds(o):.2f} s" if o.phases else "",
+        files=UNKNOWN if (files := view.files_changed(o)) is None else str(files),
         error=safe(o.error) if o.error else None,
         changes=tuple(
             ChangeView(path=safe(c.path), action=c.action, lines=_diff_lines(c.diff()))

@@ -16,6 +16,8 @@ def host_dict(outcome: HostOutcome) -> dict[str, object]:
         "changes": [
             {"path": c.path, "action": c.action, "diff": c.diff()} for c in view.visible_changes(outcome)
         ],
+        # What the run changed (0 where it failed or was rolled back); null where it is not known.
+        "files_changed": view.files_changed(outcome),
         "engine_action": view.engine_action(outcome),  # null where not known, as engine_version
         "engine_version": outcome.engine_version,
         "checks": list(outcome.checks),

@@ -36,7 +36,7 @@ def _table(result: FleetResult) -> list[str]:
             o.status,
             view.engine_action(o) or "",
             _esc(o.engine_version or ""),
-            str(len(view.visible_changes(o))),
+            "" if (files := view.files_changed(o)) is None else str(files),  # blank: not known
             _esc(o.error or ""),
         ]
         lines.append("| " + " | ".join(cells) + " |")

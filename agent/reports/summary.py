@@ -46,7 +46,7 @@ def render(result: FleetResult, *, color: bool = False) -> str:
             Text(o.status, style=_STYLE.get(o.status, "") if color else ""),
             view.engine_action(o) or "-",  # as every other cell says what is not known
             o.engine_version or "-",
-            str(len(view.visible_changes(o))),
+            _or_dash(view.files_changed(o)),
             Text(", ".join(o.verified) or "-"),
             f"{view.host_seconds(o):.1f}s" if o.phases else "-",
             Text(o.error or "", style="red" if color else ""),
@@ -70,6 +70,10 @@ def render(result: FleetResult, *, color: bool = False) -> str:
         console.print(Text(hint, style="yellow" if color else ""))
     console.print(Text(f"{view.summary_line(result)}  ({result.mode}, {result.seconds:.1f}s)"))
     return buffer.getvalue()
+
+
+def _or_dash(count: int | None) -> str:
+    return "-" if count is None else str(count)  # as every other cell says what is not known
 
 
 def _width() -> int:

@@ -50,6 +50,22 @@ def visible_changes(outcome: HostOutcome) -> tuple[FileChange, ...]:
     return outcome.plan.visible_changes
 
 
+# Left as they were: refused, blocked, failed with nothing written, or restored by a roll-back.
+_LEFT_AS_THEY_WERE = frozenset({"failed", "rolled_back"})
+# Nothing is known of their files: never reached, lost part way, or never started.
+_FILES_UNKNOWN = frozenset({"unreachable", "skipped"})
+
+
+def files_changed(outcome: HostOutcome) -> int | None:
+    """How many files the run changed on the host (a dry run: would change); None where that is not
+    known. A failed or rolled-back host counts 0 whatever its plan held: its files are as they were."""
+    if outcome.status in _FILES_UNKNOWN:
+        return None
+    if outcome.status in _LEFT_AS_THEY_WERE:
+        return 0
+    return len(visible_changes(outcome))
+
+
 def error_beyond_blockers(outcome: HostOutcome) -> str | None:
     """The host's error, unless it only repeats its plan's blockers (shown on their own lines)."""
     if outcome.error and outcome.error == "; ".join(blockers(outcome)):

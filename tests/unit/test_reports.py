@@ -254,6 +254,7 @@ def test_json_changed_host() -> None:
         "status",
         "changed",
         "changes",
+        "files_changed",
         "engine_action",
         "engine_version",
         "checks",
@@ -375,9 +376,9 @@ def test_markdown_table() -> None:
         ["h1", "changed", "reload", "20.10.24", "3", ""],
         ["h2", "unchanged", "none", "24.0.7", "0", ""],
         ["h3", "failed", "none", "23.0.1", "0", "refused: daemon.json is not valid JSON"],
-        ["h4", "rolled_back", "reload", "", "1", "dockerd did not come back after reload"],
-        ["h5", "unreachable", "", "", "0", "connection refused"],
-        ["h6", "skipped", "", "", "0", ""],
+        ["h4", "rolled_back", "reload", "", "0", "dockerd did not come back after reload"],
+        ["h5", "unreachable", "", "", "", "connection refused"],
+        ["h6", "skipped", "", "", "", ""],
         ["h7", "pending", "none", "20.10.24", "1", ""],
     ]
 
@@ -472,8 +473,8 @@ def test_html_status_table_and_counts() -> None:
     ]
     assert "refused: daemon.json is not valid JSON" in page.texts
     assert "Stopped early:" in page.texts
-    # h5 and h6: no engine action known; h6 never started: no time, no bar.
-    assert [t for t in page.texts if t == "—"] == ["—", "—", "—", "—"]
+    # h5 and h6: no engine action nor file count known; h6 never started: no time, no bar.
+    assert [t for t in page.texts if t == "—"] == ["—", "—", "—", "—", "—", "—"]
     assert "storage.s3.regionendpoint sends clients to minio.internal:9000" in page.texts
 
 

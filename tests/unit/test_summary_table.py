@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from agent.outcome import FleetResult, HostOutcome, Phase
@@ -123,4 +125,68 @@ def test_at_a_terminal_the_table_takes_the_terminals_width(monkeypatch: pytest.M
     assert (
         max(len(line) for line in render(_result_of(HostOutcome("h1", "failed", error=error))).splitlines())
         > 100
+    )
+
+
+# --- the files column: what the run changed ----------------------------------------------------------
+
+_CA = "/etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt"
+_TWO_FILES = HostPlan(
+    changes=(
+        FileChange(_CA, "create", None, b"-----BEGIN CERTIFICATE-----\n"),
+        FileChange("/etc/docker/daemon.json", "update", b"{}", b'{"insecure-registries": []}\n'),
+    ),
+    engine_action="reload",
+)
+
+
+def _files_in_every_format(result: FleetResult) -> dict[str, dict[str, str]]:
+    """Each format's file count per host: the table's column, Markdown's and HTML's, and JSON's."""
+    import json
+    import re
+
+    from agent.reports import render as render_format
+
+    table = {line.split()[0]: line.split()[4] for line in render(result).splitlines()[1:] if line[:1] == "h"}
+    markdown = {
+        cells[0]: cells[4]
+        for line in render_format(result, "markdown").splitlines()
+        if re.match(r"\| h\d ", line)
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    html_rows = re.findall(
+        r'<a href="#host-\d+">(h\d)</a></td>(?:\s*<td>.*?</td>){3}\s*<td class="num">([^<]*)</td>',
+        render_format(result, "html"),
+        flags=re.S,
+    )
+    json_doc = {
+        h["host"]: "-" if h["files_changed"] is None else str(h["files_changed"])
+        for h in json.loads(render_format(result, "json"))["hosts"]
+    }
+    return {"table": table, "markdown": markdown, "html": dict(html_rows), "json": json_doc}
+
+
+def test_a_host_whose_apply_failed_or_was_blocked_counts_no_file_changed_in_any_format() -> None:
+    """The table showed the plan's 2 files for a host whose apply failed (a read-only /etc/docker):
+    nothing was changed there."""
+    result = _result_of(
+        HostOutcome("h1", "changed", _TWO_FILES, "reload"),
+        HostOutcome("h2", "failed", _TWO_FILES, "none", error="cannot write /etc/docker: read-only"),
+        HostOutcome("h3", "rolled_back", _TWO_FILES, "reload", error="dockerd refused the reload"),
+        HostOutcome("h4", "failed", dataclasses.replace(_TWO_FILES, blockers=("refused",)), error="refused"),
+        HostOutcome("h5", "unreachable", _TWO_FILES, error="lost during apply: connection reset"),
+        HostOutcome("h6", "skipped"),
+    )
+    cells = _files_in_every_format(result)
+    expected = {"h1": "2", "h2": "0", "h3": "0", "h4": "0", "h5": "-", "h6": "-"}
+    assert cells["table"] == expected
+    assert cells["json"] == expected
+    assert cells["markdown"] == {**expected, "h5": "", "h6": ""}  # Markdown leaves what is not known blank
+    assert cells["html"] == {**expected, "h5": "—", "h6": "—"}
+
+
+def test_a_dry_run_counts_the_files_it_would_change() -> None:
+    result = dataclasses.replace(_result_of(HostOutcome("h1", "pending", _TWO_FILES, "reload")), mode="plan")
+    assert {fmt: cells["h1"] for fmt, cells in _files_in_every_format(result).items()} == dict.fromkeys(
+        ("table", "markdown", "html", "json"), "2"
     )
