@@ -1,6 +1,6 @@
 """Run the engine over many hosts: parallel within a batch, batches in order, a failure budget.
 
-Memory grows with ``forks`` (one thread and one connection per host in flight), not with fleet size.
+Memory grows with ``forks`` (two threads and one connection per host in flight), not with fleet size.
 The engine (~40 ms of imports) is imported when a fleet runs: the command line reads its options from
 here before it starts connecting (``agent.early_connect``).
 """
@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from agent.errors import TrustAgentError, UsageError
+from agent.errors import TrustAgentError, UnreachableError, UsageError
 from agent.host_pool import NOT_STARTED, HostPool
-from agent.hosts.base import Connecting, Transport
+from agent.hosts.base import CommandResult, Connecting, Transport
+from agent.hosts.engine_http import EngineReply, PendingReply
 
 if TYPE_CHECKING:
     from agent.early_connect import EarlyConnections
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
 
 
 INTERRUPTED = "interrupted: the hosts in flight finished, no other host was started"
+# A host an interrupt left before it changed anything (agent.host_pool.HostPool.may_leave).
+LEFT = (
+    "not started: the run was interrupted while this host was still connecting or reading its facts; "
+    "nothing was changed on it"
+)
 
 
 def interrupted_early(signum: int) -> str:
@@ -91,9 +97,11 @@ def run_fleet(
     take theirs instead of opening one.
 
     An interrupt (SIGINT, or SIGTERM as a CI job's cancel sends) starts no further host and lets the hosts
-    in flight finish their apply, verify or roll-back, so none is left part way; ``on_interrupt`` hears
-    how many are in flight, and the result says the run was interrupted. A second interrupt is not
-    caught: it ends the run at once."""
+    in flight finish their apply, verify or roll-back, so none is left part way; a host still connecting
+    or reading its facts is left at once (:data:`LEFT`), and its thread runs nothing more on it.
+    ``on_interrupt`` hears how many are in flight, and the result says the run was interrupted. A second
+    interrupt is not caught: it ends the run at once."""
+    from agent.engine.gather import GATHER_SCRIPT, INFO_COMMAND_TAIL, INFO_FUNCTION
     from agent.engine.reconcile import reconcile
     from agent.outcome import FleetResult, HostOutcome
 
@@ -109,25 +117,36 @@ def run_fleet(
     outcomes: dict[str, HostOutcome] = {}
     stopped: str | None = None
 
-    def one(name: str) -> HostOutcome:
-        if on_start is not None:
-            on_start(name)
+    # What a host's facts and the engine's live config are read with: all a host runs before its apply.
+    reads = frozenset({GATHER_SCRIPT, INFO_FUNCTION + INFO_COMMAND_TAIL})
+
+    def reconciled(name: str, readiness: _Readiness) -> HostOutcome:
         taken = early.take(name) if early is not None else None
         try:
             transport = taken[0] if taken is not None else open_transport(name)
         except TrustAgentError as exc:
-            outcome = HostOutcome(name, "unreachable", error=str(exc))
-        else:
-            try:
-                if taken is not None:
-                    connect: Callable[[], None] | None = taken[1]
-                else:
-                    connect = transport.connect if isinstance(transport, Connecting) else None
-                outcome = reconcile(transport, policy, options, clock=clock, connect=connect)
-            except Exception as exc:  # a bug must cost one host, not the fleet
-                outcome = HostOutcome(name, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
-            finally:
-                transport.close()
+            return HostOutcome(name, "unreachable", error=str(exc))
+        try:
+            if taken is not None:
+                connect: Callable[[], None] | None = taken[1]
+            else:
+                connect = transport.connect if isinstance(transport, Connecting) else None
+            if connect is None:
+                readiness.changes()  # a local host: nothing to wait on before its apply
+                return reconcile(transport, policy, options, clock=clock)
+            gated = _Gated(transport, readiness, reads)
+            return reconcile(gated, policy, options, clock=clock, connect=readiness.connecting(connect))
+        except Exception as exc:  # a bug must cost one host, not the fleet
+            return HostOutcome(name, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            transport.close()
+
+    def one(name: str) -> HostOutcome:
+        if on_start is not None:
+            on_start(name)
+        readiness = _Readiness(name)
+        pool.may_leave(name, readiness.leave)
+        outcome = _unless_left(readiness, lambda: reconciled(name, readiness))
         with lock:
             outcomes[name] = outcome
         if on_done is not None:
@@ -166,3 +185,131 @@ def run_fleet(
         stopped=stopped,
         interrupted=pool.interrupted,
     )
+
+
+class _Left(UnreachableError):
+    """Refuses a step on a host an interrupt left."""
+
+
+class _Readiness:
+    """Whether an interrupt may leave a host: while it only connects and reads (its facts, the engine's
+    live config), never once a step that may change it has begun. Each step asks here first, under the
+    lock :meth:`leave` takes, so a host left is refused every step that follows, and a host in its apply
+    is never left."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._state: Literal["reading", "changing", "ended", "left"] = "reading"
+        self.settled = threading.Event()  # ended, or left: its pool thread stops waiting for it
+
+    @property
+    def left(self) -> bool:
+        with self._lock:
+            return self._state == "left"
+
+    def reads(self) -> None:
+        """Before a step that only reads the host."""
+        with self._lock:
+            self._refuse_if_left()
+
+    def changes(self) -> None:
+        """Before a step that may change the host: from here on an interrupt waits for the host."""
+        with self._lock:
+            self._refuse_if_left()
+            if self._state == "reading":
+                self._state = "changing"
+
+    def leave(self) -> bool:
+        """The interrupt's question (agent.host_pool.HostPool.may_leave): left, where nothing was changed."""
+        with self._lock:
+            if self._state != "reading":
+                return False
+            self._state = "left"
+        self.settled.set()
+        return True
+
+    def end(self) -> None:
+        with self._lock:
+            if self._state != "left":
+                self._state = "ended"
+        self.settled.set()
+
+    def connecting(self, connect: Callable[[], None]) -> Callable[[], None]:
+        """``connect``, refused for a host already left, and failing for one left while it connected."""
+
+        def connected() -> None:
+            self.reads()
+            connect()
+            self.reads()
+
+        return connected
+
+    def _refuse_if_left(self) -> None:
+        if self._state == "left":
+            raise _Left(f"{self.name}: left by the interrupt before anything was changed on it")
+
+
+def _unless_left(readiness: _Readiness, run: Callable[[], HostOutcome]) -> HostOutcome:
+    """``run``'s outcome, or :data:`LEFT` as soon as an interrupt leaves the host. ``run`` goes in a
+    daemon thread of its own: one still connecting (for up to its connect timeout) or reading must hold
+    neither the run nor the process's exit, and :class:`_Readiness` refuses it any further step."""
+    from agent.outcome import HostOutcome
+
+    ended: list[HostOutcome] = []
+
+    def host() -> None:
+        try:
+            ended.append(run())
+        finally:
+            readiness.end()
+
+    threading.Thread(target=host, name=f"host-{readiness.name}", daemon=True).start()
+    readiness.settled.wait()  # as long as the host's own steps take: each has its timeout
+    if readiness.left:
+        return HostOutcome(readiness.name, "skipped", error=LEFT)
+    if not ended:
+        return HostOutcome(
+            readiness.name, "failed", error="internal error: the host's run ended with no outcome"
+        )
+    return ended[0]
+
+
+class _Gated(Transport):
+    """A host's transport that asks its :class:`_Readiness` before each step. Only the scripts in
+    ``reads`` and the engine's API (GET requests) read the host; any other command, and the docker
+    client (a canary pull), may change it."""
+
+    def __init__(self, inner: Transport, readiness: _Readiness, reads: frozenset[str]) -> None:
+        self.name = inner.name
+        self._inner = inner
+        self._readiness = readiness
+        self._reads = reads
+
+    def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        self._readiness.changes()
+        return self._inner.run(command, stdin=stdin, timeout=timeout)
+
+    def run_script(self, script: str, *args: str, timeout: float | None = None) -> CommandResult:
+        if script in self._reads:
+            self._readiness.reads()
+        else:
+            self._readiness.changes()
+        return self._inner.run_script(script, *args, timeout=timeout)
+
+    def engine_request(
+        self, path: str, timeout: float, *, where_file: tuple[str, str] | None = None
+    ) -> PendingReply | None:
+        self._readiness.reads()
+        return self._inner.engine_request(path, timeout, where_file=where_file)
+
+    def engine_get(self, path: str, timeout: float) -> EngineReply | None:
+        self._readiness.reads()
+        return self._inner.engine_get(path, timeout)
+
+    def docker_api(self, timeout: float = 30.0) -> Any:
+        self._readiness.changes()
+        return self._inner.docker_api(timeout)
+
+    def close(self) -> None:
+        self._inner.close()

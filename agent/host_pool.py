@@ -2,8 +2,10 @@
 
 On an interrupt (Ctrl-C's SIGINT, or the SIGTERM a CI job's cancel sends) no further host starts, and
 the hosts in flight finish what they are doing (an apply, its verify or roll-back; an install), so
-none is left part way; the caller then reports every host, those not started included. A second
-interrupt stops at once, with what is known of each host (:class:`StoppedAtOnce`).
+none is left part way; the caller then reports every host, those not started included. A host that
+has changed nothing yet, and says so (:meth:`HostPool.may_leave`), is left at once instead: one still
+connecting would otherwise hold the run for its whole connect timeout. A second interrupt stops at
+once, with what is known of each host (:class:`StoppedAtOnce`).
 
 Before the pool runs (the source being read, SSH connections being set up) no host has been touched:
 an interrupt then says so and ends the run (:class:`EarlyInterrupts`).
@@ -15,7 +17,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from types import FrameType, TracebackType
 from typing import Any, NoReturn, TypeVar
 
@@ -229,11 +231,15 @@ class HostPool:
         self.interrupted = False
         self._executor = ThreadPoolExecutor(max_workers=max(1, forks), thread_name_prefix="host")
         self._on_interrupt = on_interrupt
-        self._lock = threading.Lock()
-        self._running = 0
+        # Reentrant: the second interrupt's handler reads the hosts' state in the main thread, which may
+        # hold the lock at that moment.
+        self._lock = threading.RLock()
         self._given: dict[str, None] = {}  # every name given to map, in order
         self._in_flight: set[str] = set()
         self._known: dict[str, str] = {}  # finished hosts: their status
+        self._leaves: dict[str, Callable[[], bool]] = {}  # hosts in flight that may be left (may_leave)
+        self._leaving = False  # the first interrupt has asked them
+        self._left: set[str] = set()
         self._signalled = False
         self._early = False  # an early interrupt came (agent.host_pool.EarlyInterrupts)
         self.early_signal: int | None = None  # its signal: the run stopped before any host started
@@ -280,10 +286,26 @@ class HostPool:
 
     def _what_is_known(self) -> tuple[tuple[str, str], ...]:
         with self._lock:
-            return tuple(
-                (name, self._known.get(name) or (CUT_OFF if name in self._in_flight else NOT_STARTED))
-                for name in self._given
-            )
+            return tuple((name, self._known_of(name)) for name in self._given)
+
+    def _known_of(self, name: str) -> str:
+        if name in self._known:
+            return self._known[name]
+        return CUT_OFF if name in self._in_flight - self._left else NOT_STARTED
+
+    def may_leave(self, name: str, leave: Callable[[], bool]) -> None:
+        """Said by ``fn`` for the host it runs, before it does anything on it: on the first interrupt,
+        ``leave`` is called and says whether the host was left, having changed nothing and now never
+        to (still connecting, or reading its facts); ``fn`` then returns at once. A host whose ``leave``
+        says no (it is in its apply), or that gave none, is waited for, as every host in flight."""
+        with self._lock:
+            if not self._leaving:
+                self._leaves[name] = leave
+                return
+        # The interrupt came as this host started: it is left at once, as those in flight were.
+        if leave():
+            with self._lock:
+                self._left.add(name)
 
     def map(self, fn: Callable[[str], T], names: Sequence[str]) -> list[T] | None:
         """``fn`` over ``names``, in order; None where an interrupt came (the hosts not started then never
@@ -295,10 +317,15 @@ class HostPool:
             return None
         with self._lock:
             self._given.update(dict.fromkeys(names))
+        if self._signalled:  # came after the previous batch ended: this one does not start
+            self._stop([])
+            return None
 
-        def counted(name: str) -> T:
+        def counted(name: str) -> T | _NotStarted:
             with self._lock:
-                self._running += 1
+                # An interrupt that came after the host was handed to a thread: it does not start.
+                if self._signalled:
+                    return _NOT_STARTED
                 self._in_flight.add(name)
             try:
                 result = fn(name)
@@ -307,27 +334,53 @@ class HostPool:
                 return result
             finally:
                 with self._lock:
-                    self._running -= 1
                     self._in_flight.discard(name)
+                    self._leaves.pop(name, None)
 
         futures = [self._executor.submit(counted, name) for name in names]
         try:
             while not self._signalled:
                 _, pending = wait(futures, timeout=_POLL_SECONDS)
                 if not pending:
-                    return [future.result() for future in futures]
+                    results = [future.result() for future in futures]
+                    ran = [result for result in results if not isinstance(result, _NotStarted)]
+                    if len(ran) == len(results):
+                        return ran
         except StoppedAtOnce:
             raise
         except KeyboardInterrupt:  # not through this pool's handler (a caller's own, or none set)
             self._signalled = True
+        self._stop(futures)
+        return None
+
+    def _stop(self, futures: Sequence[Future[Any]]) -> None:
+        """The first interrupt: no further host starts, the hosts that may be left are, and the others in
+        flight finish (this pool's exit waits for them)."""
         for future in futures:
-            future.cancel()  # those not started; the hosts in flight finish
+            future.cancel()  # those not started
         self.interrupted = True
+        left = self._leave_those_unchanged()
         if self._on_interrupt is not None:
             with self._lock:
-                in_flight = self._running
+                in_flight = len(self._in_flight - left)
             self._on_interrupt(in_flight)
-        return None
+
+    def _leave_those_unchanged(self) -> set[str]:
+        """Asks each host in flight that may be left to leave; the names of those that did."""
+        with self._lock:
+            self._leaving = True
+            leaves = list(self._leaves.items())
+        left = {name for name, leave in leaves if leave()}
+        with self._lock:
+            self._left |= left
+        return left
+
+
+class _NotStarted:
+    """What a host's thread returns for a host an interrupt came before."""
+
+
+_NOT_STARTED = _NotStarted()
 
 
 def _status_of(result: object) -> str:

@@ -6,20 +6,25 @@ import importlib
 import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.engine.gather import GATHER_SCRIPT
 from agent.engine.options import RunOptions
 from agent.errors import CommandTimeout, UnreachableError, UsageError
-from agent.fleet import INTERRUPTED, FleetOptions, batches, interrupted_early, run_fleet
+from agent.fleet import INTERRUPTED, LEFT, FleetOptions, _Readiness, batches, interrupted_early, run_fleet
 from agent.host_pool import EarlyInterrupts
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
 from agent.trust import TrustPolicy
+from tests.unit.held_source import WAIT
 
 POLICY = TrustPolicy(registries=("registry.test",), storage_endpoint=None, storage_scheme=None, insecure=True)
 
@@ -116,40 +121,147 @@ def test_a_timeout_during_the_apply_does_not_say_the_host_is_untouched(tmp_path:
     assert "registry.test" in (root / "etc/docker/daemon.json").read_text()  # it was
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_an_interrupt_lets_the_host_in_flight_finish_and_starts_no_other(signum: int) -> None:
-    heard: list[int] = []
+@dataclass
+class Hold:
+    """Where a host's run sends the interrupt and is then held until ``release``: at its "connect", its
+    "gather" or its "apply". Records each step the host reached, and its connection's close."""
 
-    def opener(name: str) -> Transport:
-        if name == "b":
-            os.kill(os.getpid(), signum)  # as a terminal or a CI runner sends it; handled while "b" runs
-            deadline = time.monotonic() + 10  # "b" lasts until the run has heard it, however busy the machine
-            while not heard and time.monotonic() < deadline:
-                time.sleep(0.01)
-        return Unreachable(name)
+    at: str
+    signum: int = signal.SIGINT
+    release: threading.Event = field(default_factory=threading.Event)
+    reached: list[str] = field(default_factory=list)
+    closed: threading.Event = field(default_factory=threading.Event)
 
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a shell gives it, not ignored
-    try:
-        result = run_fleet(
-            ["a", "b", "c", "d"],
-            opener,
-            POLICY,
-            RunOptions(),
-            FleetOptions(forks=1),
-            on_interrupt=heard.append,
+    def step(self, name: str) -> None:
+        self.reached.append(name)
+        if name == self.at:
+            os.kill(os.getpid(), self.signum)  # as a terminal or a CI runner sends it
+            self.release.wait(WAIT)
+
+
+class HeldHost(LocalTransport):
+    """A host with a connection to set up, as over SSH, held by its :class:`Hold`."""
+
+    def __init__(self, name: str, hold: Hold) -> None:
+        super().__init__(name)
+        self.hold = hold
+
+    def connect(self) -> None:
+        self.hold.step("connect")
+
+    def run_script(self, script: str, *args: str, timeout: float | None = None) -> CommandResult:
+        self.hold.step(
+            "gather" if script == GATHER_SCRIPT else "apply" if "stamp written" in script else script
         )
+        return super().run_script(script, *args, timeout=timeout)
+
+    def close(self) -> None:
+        self.hold.closed.set()
+
+
+@pytest.fixture
+def sigint_as_a_shell_gives_it() -> Iterator[None]:
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # not ignored, as in a job
+    try:
+        yield
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_lets_the_host_in_its_apply_finish_and_starts_no_other(
+    signum: int, tmp_path: Path, sigint_as_a_shell_gives_it: None
+) -> None:
+    root = trees(tmp_path, ["b"])["b"]
+    hold = Hold("apply", signum)  # "b" is in its apply when the interrupt comes, and goes on once heard
+    heard: list[int] = []
+
+    def interrupted(in_flight: int) -> None:
+        heard.append(in_flight)
+        hold.release.set()
+
+    def opener(name: str) -> Transport:
+        return HeldHost(name, hold) if name == "b" else Unreachable(name)
+
+    result = run_fleet(
+        ["a", "b", "c", "d"],
+        opener,
+        POLICY,
+        RunOptions(root=str(root)),
+        FleetOptions(forks=1),
+        on_interrupt=interrupted,
+    )
     assert [(o.host, o.status) for o in result.outcomes] == [
         ("a", "unreachable"),
-        ("b", "unreachable"),  # finished after the interrupt
+        ("b", "changed"),  # finished after the interrupt
         ("c", "skipped"),
         ("d", "skipped"),
     ]
     assert {o.error for o in result.outcomes[2:]} == {"not started: the run was interrupted"}
     assert result.interrupted and result.stopped == INTERRUPTED
     assert heard == [1]
+    assert "registry.test" in (root / "etc/docker/daemon.json").read_text()
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back after the run
+
+
+@pytest.mark.parametrize("at", ["connect", "gather"])
+def test_an_interrupt_leaves_a_host_still_connecting_or_reading_at_once_and_it_changes_nothing(
+    at: str, tmp_path: Path, sigint_as_a_shell_gives_it: None
+) -> None:
+    """Ctrl-C waited out the connect timeout of a host that had not even logged in, and a host left
+    that way would have gone on to its apply once connected."""
+    root = trees(tmp_path, ["h1"])["h1"]
+    before = (root / "etc/docker/daemon.json").read_text()
+    hold = Hold(at)
+    heard: list[int] = []
+    started = time.monotonic()
+    try:
+        result = run_fleet(
+            ["h1", "h2"],
+            lambda name: HeldHost(name, hold),
+            POLICY,
+            RunOptions(root=str(root)),
+            FleetOptions(forks=1),
+            on_interrupt=heard.append,
+        )
+        took = time.monotonic() - started
+        assert not hold.release.is_set()
+    finally:
+        hold.release.set()  # the host's connect (or gather) ends now, after the run
+    assert took < WAIT / 2, f"the run waited {took:.1f}s for a host that had changed nothing"
+    assert [(o.host, o.status, o.error) for o in result.outcomes] == [
+        ("h1", "skipped", LEFT),
+        ("h2", "skipped", "not started: the run was interrupted"),
+    ]
+    assert result.interrupted and heard == [0]
+    assert hold.closed.wait(WAIT), "the left host's connection was never closed"
+    assert hold.reached == ["connect", "gather"][: ["connect", "gather"].index(at) + 1]
+    assert (root / "etc/docker/daemon.json").read_text() == before
+
+
+STEPS = st.lists(st.sampled_from(["reads", "changes", "leave", "end"]), max_size=8)
+
+
+@given(STEPS)
+def test_a_host_is_left_only_before_its_first_change_and_is_then_refused_every_step(steps: list[str]) -> None:
+    readiness = _Readiness("h1")
+    changed = ended = left = False
+    for step in steps:
+        if step == "leave":
+            gave_up = readiness.leave()
+            assert gave_up == (not changed and not ended and not left)
+            left = left or gave_up
+        elif step == "end":
+            readiness.end()
+            ended = True
+        elif left:
+            with pytest.raises(UnreachableError, match="left by the interrupt before anything was changed"):
+                getattr(readiness, step)()
+        else:
+            getattr(readiness, step)()
+            changed = changed or step == "changes"
+        assert readiness.left == left
+        assert readiness.settled.is_set() == (left or ended)
 
 
 def test_an_interrupt_noted_inside_an_import_stops_the_fleet_saying_no_host_started(

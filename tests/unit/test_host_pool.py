@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -300,3 +301,135 @@ def test_an_interrupt_deferred_by_an_import_ends_a_read_that_follows_it(tmp_path
     assert done.stderr.splitlines() == [
         "trust-agent rollout: interrupted (SIGTERM) before any host was started: nothing was changed on any host"
     ]
+
+
+# --- an interrupt as the hosts are handed out --------------------------------------------------------
+
+
+def _interrupted(signum: int = signal.SIGINT) -> None:
+    """Sends ``signum`` to this process and gives the main thread the moments its handler needs."""
+    os.kill(os.getpid(), signum)
+    for _ in range(100):
+        time.sleep(0.001)
+
+
+def _submits_then_waits_for_the_start(
+    pool: HostPool, started: threading.Event, monkeypatch: pytest.MonkeyPatch, *, interrupt_first: bool
+) -> None:
+    """The pool's threads take each host as soon as it is submitted, the main thread waiting meanwhile:
+    how a busy machine schedules them, made certain. With ``interrupt_first``, the interrupt comes just
+    before the first host is handed to a thread."""
+    submit = pool._executor.submit
+    first = [interrupt_first]
+
+    def submitted(fn: Any, /, *args: Any) -> Any:
+        if first.pop() if first else False:
+            _interrupted()
+        future = submit(fn, *args)
+        started.wait(0.5)  # bounded: a host that is not to start never sets it
+        return future
+
+    monkeypatch.setattr(pool._executor, "submit", submitted)
+
+
+def test_an_interrupt_between_two_batches_starts_no_host_of_the_next(
+    sigint_as_a_shell_gives_it: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next batch's hosts were handed to the threads before the pool looked at the interrupt: one
+    could start after it, against "no further host starts"."""
+    started, ran = threading.Event(), []
+
+    def work(name: str) -> str:
+        ran.append(name)
+        started.set()
+        return name
+
+    heard: list[int] = []
+    with HostPool(2, on_interrupt=heard.append) as pool:
+        assert pool.map(str.upper, ["a", "b"]) == ["A", "B"]
+        _interrupted()  # the first batch is over, the second not begun
+        _submits_then_waits_for_the_start(pool, started, monkeypatch, interrupt_first=False)
+        assert pool.map(work, ["c", "d"]) is None
+    assert ran == []
+    assert pool.interrupted and heard == [0]
+
+
+def test_an_interrupt_as_a_batch_is_handed_out_starts_none_of_its_hosts(
+    sigint_as_a_shell_gives_it: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, ran = threading.Event(), []
+
+    def work(name: str) -> str:
+        ran.append(name)
+        started.set()
+        return name
+
+    with HostPool(2) as pool:
+        _submits_then_waits_for_the_start(pool, started, monkeypatch, interrupt_first=True)
+        assert pool.map(work, ["a", "b"]) is None
+    assert ran == [] and pool.interrupted
+
+
+# --- hosts that have changed nothing yet are left ----------------------------------------------------
+
+
+def test_the_first_interrupt_leaves_the_hosts_that_changed_nothing_and_waits_for_the_others(
+    sigint_as_a_shell_gives_it: None,
+) -> None:
+    """A host still connecting held the run for its whole connect timeout after Ctrl-C."""
+    both_in_flight = threading.Barrier(3, timeout=WAIT)
+    left, asked, applied = threading.Event(), threading.Event(), threading.Event()
+
+    def leave_connecting() -> bool:
+        left.set()
+        return True
+
+    def leave_applying() -> bool:
+        asked.set()
+        return False  # in its apply: not to be left
+
+    def work(name: str) -> Done:
+        pool.may_leave(name, leave_connecting if name == "connecting" else leave_applying)
+        both_in_flight.wait()
+        if name == "connecting":
+            left.wait(WAIT)  # until the interrupt leaves it
+            return Done(name, "skipped")
+        asked.wait(WAIT)
+        time.sleep(0.2)  # the apply goes on after the interrupt
+        applied.set()
+        return Done(name, "changed")
+
+    def interrupt() -> None:
+        both_in_flight.wait()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    heard: list[int] = []
+    with HostPool(2, on_interrupt=heard.append) as pool:
+        threading.Thread(target=interrupt, daemon=True).start()
+        assert pool.map(work, ["connecting", "applying"]) is None
+        assert left.is_set() and asked.is_set()
+        assert heard == [1]  # the host in its apply alone is finished
+        assert not applied.is_set()
+    assert applied.is_set(), "the pool's exit must wait for the host in its apply"
+
+
+def test_a_host_that_starts_as_the_interrupt_is_acted_on_is_left_at_once(
+    sigint_as_a_shell_gives_it: None,
+) -> None:
+    """Handed to its thread just before the interrupt, the host says it may be left only after the pool
+    asked the others: it is left then, not waited for."""
+    acted_on, left = threading.Event(), threading.Event()
+
+    def leave() -> bool:
+        left.set()
+        return True
+
+    def work(name: str) -> str:
+        os.kill(os.getpid(), signal.SIGINT)
+        acted_on.wait(WAIT)
+        pool.may_leave(name, leave)
+        return name
+
+    with HostPool(1, on_interrupt=lambda in_flight: acted_on.set()) as pool:
+        assert pool.map(work, ["late"]) is None
+    assert left.is_set()
