@@ -1,4 +1,5 @@
-"""TLS handshakes from the controller with the trust the hosts get: the registry and the storage host.
+"""TLS handshakes from the controller with the trust the hosts get: the registry and each storage host
+on https engines may be redirected to.
 
 Like dockerd (trust-facts 4): system roots plus every CA the policy installs for the registry, used for
 the registry *and* for the storage endpoint it redirects to.
@@ -147,15 +148,20 @@ def handshake(
         return f"cannot connect: {exc}"
 
 
+def _https_stores(policy: TrustPolicy) -> list[str]:
+    """Every store on https engines may be redirected to: the first, then the others (S3 itself for
+    engines in AWS's ranges, behind a cloudfront ipfilteredby), each followed with the same trust."""
+    stores = [(policy.storage_scheme, policy.storage_endpoint), *policy.storage_alternatives]
+    return [host for scheme, host in stores if scheme == "https" and host]
+
+
 def handshake_report(
     policy: TrustPolicy, timeout: float = 5.0, resolve: dict[str, str] | None = None
 ) -> HandshakeReport:
     if policy.insecure:
         return HandshakeReport(True, ("tls: skipped: the policy lists the registry as insecure (skip-TLS)",))
     context = _context(policy)
-    targets = list(policy.registries)
-    if policy.storage_endpoint and policy.storage_scheme == "https":
-        targets.append(policy.storage_endpoint)
+    targets = [*policy.registries, *_https_stores(policy)]
     lines = []
     ok = True
     for target in dict.fromkeys(targets):

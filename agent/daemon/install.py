@@ -69,6 +69,7 @@ from agent.hosts.base import Connecting, Transport
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
 from agent.runtimes.docker_facts import DAEMON_JSON
 from agent.runtimes.docker_facts import STATE_FILE as ENGINE_STATE_FILE
+from agent.sources.document import GoYamlV2Loader
 from agent.sources.model import RegistrySettings
 from agent.trust import TrustPolicy
 
@@ -126,38 +127,77 @@ class InstallBundle:
 
 
 def host_source_document(settings: RegistrySettings) -> bytes:
-    """The storage settings engines depend on, as a distribution config.yml without any secret."""
-    storage: dict[str, Any] = {}
-    if settings.s3 is not None:
-        s3 = settings.s3
-        params: dict[str, Any] = {
-            key: getattr(s3, key)
-            for key in ("bucket", "region", "regionendpoint", "redirectendpoint", "rootdirectory")
-            if getattr(s3, key) is not None
-        }
-        params.update(secure=s3.secure, skipverify=s3.skipverify, v4auth=s3.v4auth)
-        if s3.forcepathstyle is not None:
-            params["forcepathstyle"] = s3.forcepathstyle
-        storage["s3"] = params
-    else:
-        storage[settings.driver] = {}
-    storage["redirect"] = {"disable": settings.redirect_disabled}
+    """The storage settings engines depend on, as a distribution config.yml without any secret, read
+    by the host's daemon into the policy the controller derived from ``settings``."""
     doc: dict[str, Any] = {"version": "0.1"}
     if settings.http_host:
-        doc["http"] = {"host": settings.http_host}
+        doc["http"] = _http_section(settings)
+    storage: dict[str, Any] = {settings.driver: _s3_parameters(settings) if settings.s3 else {}}
+    storage["redirect"] = {"disable": settings.redirect_disabled}
     doc["storage"] = storage
     if settings.redirect_middleware and settings.redirect_baseurl:
-        doc["middleware"] = {
-            "storage": [
-                {"name": settings.redirect_middleware, "options": {"baseurl": settings.redirect_baseurl}}
-            ]
-        }
+        doc["middleware"] = {"storage": [_redirect_middleware(settings)]}
+    origin = " ".join(settings.origin.splitlines())  # a comment line must stay one line
     header = (
-        f"# Written by trust-agent daemon install from {settings.origin} ({settings.kind}).\n"
+        f"# Written by trust-agent daemon install from {origin} ({settings.kind}).\n"
         "# The storage settings Docker engines depend on, without the registry's secrets. The daemon\n"
         "# re-reads this file every interval: a change here changes what this host trusts.\n"
     )
-    return (header + yaml.safe_dump(doc, sort_keys=False)).encode()
+    return (header + yaml.dump(doc, Dumper=_GoYamlDumper, sort_keys=False)).encode()
+
+
+# Stands in for the registry's certificate files, which the daemon never reads: only their presence.
+_TLS_PLACEHOLDER = {"certificate": "(served by the registry; not copied)"}
+
+
+def _http_section(settings: RegistrySettings) -> dict[str, Any]:
+    # http.tls decides whether an http:// address is still served over TLS (plain HTTP: insecure).
+    http: dict[str, Any] = {"host": settings.http_host}
+    if settings.http_tls:
+        http["tls"] = dict(_TLS_PLACEHOLDER)
+    return http
+
+
+def _s3_parameters(settings: RegistrySettings) -> dict[str, Any]:
+    s3 = settings.s3
+    assert s3 is not None
+    params: dict[str, Any] = {
+        key: getattr(s3, key)
+        for key in ("bucket", "region", "regionendpoint", "redirectendpoint", "rootdirectory")
+        if getattr(s3, key) is not None
+    }
+    params.update(secure=s3.secure, skipverify=s3.skipverify, v4auth=s3.v4auth)
+    if settings.kind != "distribution":
+        # Harbor and DTR run distribution 2.x, which reads no forcepathstyle and always uses path
+        # style; a config.yml is read the 3.x way, where only true says path style.
+        params["forcepathstyle"] = True
+    elif s3.forcepathstyle is not None:
+        params["forcepathstyle"] = s3.forcepathstyle
+    return params
+
+
+def _redirect_middleware(settings: RegistrySettings) -> dict[str, Any]:
+    options: dict[str, Any] = {"baseurl": settings.redirect_baseurl}
+    # cloudfront sends clients in AWS's ranges to S3 itself: the host's policy must trust both.
+    if settings.redirect_ipfilteredby:
+        options["ipfilteredby"] = settings.redirect_ipfilteredby
+    if settings.redirect_ipfilteredby == "awsregion":
+        options["awsregion"] = ",".join(settings.redirect_awsregions)
+    return {"name": settings.redirect_middleware, "options": options}
+
+
+class _GoYamlDumper(yaml.SafeDumper):
+    """Writes text yaml.v2 reads back as text: ``y``/``n`` are booleans there (PyYAML leaves them bare)."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # Every implicit resolver names a type other than text (bool, int, null...): quoted, it stays text.
+    resolvers = GoYamlV2Loader.yaml_implicit_resolvers.get(value[:1], [])
+    read_as_other = any(regexp.match(value) for _tag, regexp in resolvers)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="'" if read_as_other else None)
+
+
+_GoYamlDumper.add_representer(str, _represent_text)
 
 
 def build_bundle(

@@ -10,7 +10,7 @@ File: ``<state-dir>/daemon-last-good.json`` (mode 0600)::
     {"version": 1, "saved_at": 1714550000.0, "source": "/etc/docker/registry/config.yml",
      "source_kind": "distribution", "fingerprint": "3f9c…",
      "policy": {"registries": [...], "storage_endpoint": "...", "storage_scheme": "https",
-                "insecure": false, "reasons": [...], "warnings": [...],
+                "storage_alternatives": [["https", "s3.eu-west-1.amazonaws.com"]], "insecure": false, "reasons": [...], "warnings": [...],
                 "ca_files": [{"role": "storage", "name": "trust-agent-storage-ca.crt",
                               "origin": "...", "pem": "-----BEGIN CERTIFICATE-----…"}]}}
 """
@@ -94,6 +94,7 @@ def policy_to_json(policy: TrustPolicy) -> dict[str, Any]:
         "registries": list(policy.registries),
         "storage_endpoint": policy.storage_endpoint,
         "storage_scheme": policy.storage_scheme,
+        "storage_alternatives": [[scheme, host] for scheme, host in policy.storage_alternatives],
         "insecure": policy.insecure,
         "reasons": list(policy.reasons),
         "warnings": list(policy.warnings),
@@ -121,11 +122,24 @@ def policy_from_json(data: Any) -> TrustPolicy:
         registries=registries,
         storage_endpoint=_optional_str(data.get("storage_endpoint")),
         storage_scheme=_optional_str(data.get("storage_scheme")),
+        storage_alternatives=_alternatives(data.get("storage_alternatives", [])),
         ca_files=tuple(ca_files),
         insecure=bool(data["insecure"]),
         reasons=tuple(str(r) for r in data.get("reasons", ())),
         warnings=tuple(str(w) for w in data.get("warnings", ())),
     )
+
+
+def _alternatives(value: object) -> tuple[tuple[str, str], ...]:
+    """``[[scheme, host], ...]``; a file saved before alternatives were kept has none (``[]``)."""
+    if not isinstance(value, list):
+        raise TypeError("storage_alternatives must be a list of [scheme, host]")
+    pairs = []
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(part, str) for part in item)):
+            raise TypeError(f"storage_alternatives: {item!r} is not [scheme, host]")
+        pairs.append((item[0], item[1]))
+    return tuple(pairs)
 
 
 def _optional_str(value: object) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -317,3 +317,67 @@ def test_a_daemon_that_fails_its_first_cycle_says_why_in_its_own_words_and_is_st
     assert json.loads(again.stdout)["hosts"][0]["status"] == "installed"
     assert dlab.ssh(host, "systemctl is-enabled trust-agent").stdout.strip() == "enabled"
     assert status(dlab, host)["healthy"] is True
+
+
+LAST_GOOD = f"{STATE_DIR}/daemon-last-good.json"
+
+
+def cloudfront_filtering_aws(lab: Lab, tmp_path: Path) -> Path:
+    """The lab's config behind a cloudfront middleware that sends clients in AWS's ranges to S3 itself."""
+    doc = yaml.safe_load(lab.registry_yml.read_text())
+    options = {"baseurl": "https://s3.test:9000", "ipfilteredby": "aws"}
+    doc["middleware"] = {"storage": [{"name": "cloudfront", "options": options}]}
+    path = tmp_path / "registry-cloudfront.yml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def harbor_not_path_style(lab: Lab, tmp_path: Path) -> Path:
+    """A harbor.yml for the lab's registry and storage, by the storage's name, forcepathstyle false:
+    Harbor's registry (distribution 2.x) reads no forcepathstyle and sends engines to s3.test."""
+    s3 = yaml.safe_load(lab.registry_yml.read_text())["storage"]["s3"]
+    harbor = {
+        "hostname": "registry.test",
+        "https": {
+            "port": 443,
+            "certificate": "/data/cert/registry.crt",
+            "private_key": "/data/cert/registry.key",
+        },
+        "harbor_admin_password": "Harbor12345-do-not-leak",
+        "storage_service": {
+            "s3": {**s3, "regionendpoint": "https://s3.test:9000", "forcepathstyle": False},
+        },
+    }
+    path = tmp_path / "harbor.yml"
+    path.write_text(yaml.safe_dump(harbor))
+    return path
+
+
+@pytest.mark.parametrize("source", [cloudfront_filtering_aws, harbor_not_path_style])
+def test_each_hosts_daemon_sends_engines_where_the_controller_says(
+    dlab: Lab,  # noqa: F811
+    tmp_path: Path,
+    source: Callable[[Lab, Path], Path],
+) -> None:
+    """The host's copy of the source lost cloudfront's ipfilteredby (the S3 store engines in AWS's
+    ranges are sent to), and a harbor.yml's forcepathstyle: false was read there the 3.x way
+    (registry.s3.test, a name the storage's certificate does not cover)."""
+    host = dlab.host("h1")
+    given = ["--source", str(source(dlab, tmp_path)), "--storage-ca", str(dlab.storage_ca),
+             "--registry-ca", str(dlab.registry_ca)]  # fmt: skip
+    derived = dlab.run_agent("policy", *given)
+    assert derived.returncode == 0, derived.stdout + derived.stderr
+    wanted = json.loads(derived.stdout)
+    proc = dlab.run_agent(
+        "daemon", "install", "-i", str(dlab.inventory_yml), "--limit", "h1", *given,
+        "--interval", "2s", "--wait", "60s", "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["hosts"][0]["status"] == "installed", proc.stdout
+    kept = json.loads(dlab.ssh(host, f"cat {LAST_GOOD}").stdout)["policy"]
+    assert kept["storage_endpoint"] == wanted["storage_endpoint"] == "s3.test:9000", kept
+    assert kept["storage_scheme"] == wanted["storage_scheme"] == "https"
+    alternatives = [f"{scheme}://{host}" for scheme, host in kept.get("storage_alternatives", [])]
+    assert alternatives == wanted["storage_alternatives"], kept
+    if source is cloudfront_filtering_aws:
+        assert wanted["storage_alternatives"] == ["https://198.51.100.11:9000"], wanted

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import example as hypothesis_example
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.certs import parse_bundle
 from agent.daemon.cli import build_config, daemon_group
 from agent.daemon.config import load_config
 from agent.daemon.install import (
@@ -49,9 +51,10 @@ from agent.daemon.wheelhouse import Target, Wheelhouse, parse_probe, project_whe
 from agent.hosts.base import Transport
 from agent.hosts.local import LocalTransport
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs, resolve_policy
-from agent.sources import load_source
+from agent.sources import detect_kind, load_source
 from agent.sources.distribution import parse_distribution
-from agent.sources.model import RegistrySettings
+from agent.sources.model import RegistrySettings, S3Storage
+from agent.trust import TrustPolicy, build_policy
 from tests.pki import make_ca
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sources"
@@ -138,6 +141,119 @@ def test_host_source_keeps_what_engines_depend_on() -> None:
 
 def load_source_text(data: bytes) -> RegistrySettings:
     return parse_distribution(data.decode(), "copy.yml")
+
+
+# --- the host's copy against generated settings ----------------------------------------------------
+
+_STORAGE_CA = parse_bundle(make_ca("Generated Storage CA")[0], "storage-ca.pem")
+# yaml.v2 reads y/n/yes/on as booleans: text like that must come back as text.
+_WORDS = st.sampled_from(["my-bucket", "b.dotted.name", "y", "n", "yes", "on", "0123", "Up_Case"])
+_ENDPOINTS = st.sampled_from(
+    [
+        "https://s3.storage.test:9000",
+        "http://10.0.0.5:9000",
+        "minio.test:9000",
+        "https://s3.eu-west-1.amazonaws.com",
+        "https://[2001:db8::5]:9000",
+    ]
+)
+
+
+@st.composite
+def _s3(draw: st.DrawFn) -> S3Storage:
+    return S3Storage(
+        bucket=draw(st.none() | _WORDS),
+        region=draw(st.none() | st.sampled_from(["us-east-1", "eu-west-1", "y", "n"])),
+        regionendpoint=draw(st.none() | _ENDPOINTS),
+        redirectendpoint=draw(st.none() | _ENDPOINTS),
+        rootdirectory=draw(st.none() | _WORDS),
+        secure=draw(st.booleans()),
+        skipverify=draw(st.booleans()),
+        v4auth=draw(st.booleans()),
+        forcepathstyle=draw(st.none() | st.booleans()),
+    )
+
+
+@st.composite
+def _registry_settings(draw: st.DrawFn) -> RegistrySettings:
+    kind = draw(st.sampled_from(["distribution", "harbor", "dtr"]))
+    driver = draw(st.sampled_from(["s3", "s3aws", "filesystem", "inmemory", "azure", "gcs", "swift"]))
+    middleware = draw(st.sampled_from([None, "redirect", "cloudfront"]))
+    baseurl = None
+    if middleware is not None:
+        baseurl = draw(st.sampled_from(["https://cdn.storage.test", "https://cdn.storage.test:8443"]))
+        if middleware == "cloudfront":
+            baseurl = draw(st.sampled_from([baseurl, "cdn.storage.test"]))  # cloudfront adds https://
+    ipfilteredby = draw(st.sampled_from([None, "aws", "awsregion"])) if middleware == "cloudfront" else None
+    regions = ("us-east-1", "eu-west-1") if ipfilteredby == "awsregion" else ()
+    return RegistrySettings(
+        kind=kind,  # type: ignore[arg-type]
+        origin=f"generated {kind}",
+        driver=driver,
+        s3=draw(_s3()) if driver in ("s3", "s3aws") else None,
+        redirect_disabled=draw(st.booleans()),
+        redirect_middleware=middleware,
+        redirect_baseurl=baseurl,
+        redirect_ipfilteredby=ipfilteredby,
+        redirect_awsregions=regions,
+        http_host=draw(
+            st.sampled_from(
+                [None, "https://reg.test", "https://reg.test:5443", "http://reg.test:5000", "reg.test"]
+            )
+        ),
+        http_tls=draw(st.booleans()),
+    )
+
+
+def _what_engines_get(policy: TrustPolicy) -> tuple[object, ...]:
+    return (
+        policy.registries,
+        policy.storage_scheme,
+        policy.storage_endpoint,
+        policy.storage_alternatives,
+        policy.insecure,
+        [(c.role, c.name, c.bundle.pem) for c in policy.ca_files],
+        policy.storage_ca_missing,
+    )
+
+
+@given(settings=_registry_settings(), with_storage_ca=st.booleans())
+@hypothesis_example(  # S3 itself for clients in AWS: a second store the host's daemon must know of
+    settings=RegistrySettings(
+        kind="distribution",
+        origin="config.yml",
+        driver="s3",
+        s3=S3Storage(bucket="b", regionendpoint="https://s3.storage.test:9000", forcepathstyle=True),
+        redirect_middleware="cloudfront",
+        redirect_baseurl="https://cdn.storage.test",
+        redirect_ipfilteredby="aws",
+        http_host="https://reg.test",
+    ),
+    with_storage_ca=True,
+)
+@hypothesis_example(  # Harbor runs distribution 2.x: path style, whatever forcepathstyle says
+    settings=RegistrySettings(
+        kind="harbor",
+        origin="harbor.yml",
+        driver="s3",
+        s3=S3Storage(bucket="bucket", regionendpoint="https://s3.storage.test:9000", forcepathstyle=False),
+        http_host="https://reg.test",
+    ),
+    with_storage_ca=True,
+)
+def test_the_hosts_copy_gives_its_daemon_the_controllers_policy(
+    settings: RegistrySettings, with_storage_ca: bool
+) -> None:
+    """The daemon reads the copy as a config.yml: cloudfront's ipfilteredby (S3 itself as a second
+    store), Harbor's and DTR's path style, http.tls and text yaml.v2 reads as booleans all survive."""
+    registries = () if settings.http_host else ("reg.test",)
+    storage_cas = (_STORAGE_CA,) if with_storage_ca else ()
+    wanted = build_policy(settings, registries, storage_cas)
+
+    text = host_source_document(settings).decode()
+    assert detect_kind(text) == "distribution"
+    on_host = build_policy(parse_distribution(text, "registry.yml"), registries, storage_cas)
+    assert _what_engines_get(on_host) == _what_engines_get(wanted)
 
 
 def test_no_registry_ca_and_no_storage_ca_reach_the_hosts_daemon(tmp_path: Path) -> None:

@@ -179,10 +179,36 @@ def test_policy_round_trip_keeps_the_fingerprint(tmp_path: Path) -> None:
     assert loaded.policy.registries == original.registries and loaded.saved_at == 12.0
 
 
+def test_the_kept_policy_keeps_the_other_stores_engines_may_be_sent_to(tmp_path: Path) -> None:
+    """S3 itself, for engines in AWS's ranges behind a cloudfront ipfilteredby: a restart during a
+    source outage must not forget it (storage_summary, the TLS checks)."""
+    original = replace(policy(), storage_alternatives=(("https", "s3.eu-west-1.amazonaws.com"),))
+    store = LastGoodStore(tmp_path / "state")
+    store.save(LastGood(original, "src", "distribution", 12.0))
+    loaded = store.load()
+    assert loaded is not None
+    assert loaded.policy.storage_alternatives == (("https", "s3.eu-west-1.amazonaws.com"),)
+    assert loaded.policy.storage_summary() == original.storage_summary()
+
+
+def test_a_kept_policy_saved_without_alternatives_is_still_read(tmp_path: Path) -> None:
+    saved = policy()
+    store = LastGoodStore(tmp_path)
+    store.save(LastGood(saved, "src", None, 1.0))
+    document = json.loads(store.path.read_text())
+    del document["policy"]["storage_alternatives"]
+    store.path.write_text(json.dumps(document))
+    loaded = store.load()
+    assert loaded is not None and loaded.policy.storage_alternatives == ()
+    assert loaded.policy.fingerprint() == saved.fingerprint()
+
+
 @pytest.mark.parametrize(
     "damage",
     [
         lambda d: d["policy"].update(registries=["../../etc"]),
+        lambda d: d["policy"].update(storage_alternatives="https://s3.example:9000"),
+        lambda d: d["policy"].update(storage_alternatives=[["https"]]),
         lambda d: d["policy"]["ca_files"][0].update(name="../evil.crt"),
         lambda d: d["policy"]["ca_files"][0].update(pem="garbage"),
         lambda d: d.update(version=99),

@@ -210,3 +210,32 @@ def test_a_name_this_machine_cannot_resolve_says_to_give_its_address(monkeypatch
     assert said is not None and said.endswith(
         "this machine cannot resolve registry.test; give its address with --resolve registry.test:ADDR"
     )
+
+
+# --- every store engines may be sent to -----------------------------------------------------------
+
+
+def test_each_other_store_on_https_is_checked_with_the_hosts_trust(tmp_path: Path) -> None:
+    """Behind a cloudfront ipfilteredby, engines in AWS's ranges are sent to S3 itself: a store whose
+    certificate the policy's CAs do not cover fails their pulls, and so fails the check."""
+    ca = make_ca("Storage CA")
+    bundle = parse_bundle(ca[0], "storage-ca.pem")
+    resolve = {name: "127.0.0.1" for name in ("registry.test", "cdn.test", "s3.test")}
+    with (
+        _tls_server(tmp_path, make_leaf(ca, "registry.test")) as registry_port,
+        _tls_server(tmp_path, make_leaf(ca, "cdn.test")) as cdn_port,
+        _tls_server(tmp_path, make_leaf(make_ca("Another CA"), "s3.test")) as s3_port,
+    ):
+        policy = TrustPolicy(
+            registries=(f"registry.test:{registry_port}",),
+            storage_endpoint=f"cdn.test:{cdn_port}",
+            storage_scheme="https",
+            storage_alternatives=(("https", f"s3.test:{s3_port}"), ("http", "plain.test:9000")),
+            ca_files=(CAFile("storage", "trust-agent-storage-ca.crt", bundle),),
+        )
+        report = handshake_report(policy, timeout=5.0, resolve=resolve)
+    assert not report.ok
+    assert report.lines[:2] == (f"tls registry.test:{registry_port}: ok", f"tls cdn.test:{cdn_port}: ok")
+    assert report.lines[2].startswith(f"tls s3.test:{s3_port}: certificate not trusted")
+    assert len(report.lines) == 3, "a store on plain HTTP has no certificate to check"
+    assert report.warnings == ()
