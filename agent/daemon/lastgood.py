@@ -96,6 +96,9 @@ def policy_to_json(policy: TrustPolicy) -> dict[str, Any]:
         "storage_scheme": policy.storage_scheme,
         "storage_alternatives": [[scheme, host] for scheme, host in policy.storage_alternatives],
         "insecure": policy.insecure,
+        # Kept, or a restart during an outage would remove a CA file the host holds and no input gave.
+        "storage_ca_missing": policy.storage_ca_missing,
+        "registry_ca_missing": policy.registry_ca_missing,
         "reasons": list(policy.reasons),
         "warnings": list(policy.warnings),
         "ca_files": [
@@ -125,6 +128,8 @@ def policy_from_json(data: Any) -> TrustPolicy:
         storage_alternatives=_alternatives(data.get("storage_alternatives", [])),
         ca_files=tuple(ca_files),
         insecure=bool(data["insecure"]),
+        storage_ca_missing=data.get("storage_ca_missing") is True,
+        registry_ca_missing=data.get("registry_ca_missing") is True,
         reasons=tuple(str(r) for r in data.get("reasons", ())),
         warnings=tuple(str(w) for w in data.get("warnings", ())),
     )

@@ -191,6 +191,23 @@ def test_the_kept_policy_keeps_the_other_stores_engines_may_be_sent_to(tmp_path:
     assert loaded.policy.storage_summary() == original.storage_summary()
 
 
+@pytest.mark.parametrize("missing", ["storage_ca_missing", "registry_ca_missing"])
+def test_the_kept_policy_keeps_a_ca_no_input_gave_on_hosts_that_hold_one(
+    tmp_path: Path, missing: str
+) -> None:
+    """Without the flag, a restart during a source outage planned the host's CA file away as no longer
+    asked for, where the policy it kept had blocked the host for it."""
+    original = replace(policy(), **{missing: True})
+    store = LastGoodStore(tmp_path / "state")
+    store.save(LastGood(original, "src", "distribution", 12.0))
+    loaded = store.load()
+    assert loaded is not None
+    assert (loaded.policy.storage_ca_missing, loaded.policy.registry_ca_missing) == (
+        original.storage_ca_missing,
+        original.registry_ca_missing,
+    )
+
+
 def test_a_kept_policy_saved_without_alternatives_is_still_read(tmp_path: Path) -> None:
     saved = policy()
     store = LastGoodStore(tmp_path)
