@@ -10,7 +10,8 @@ File: ``<state-dir>/daemon-last-good.json`` (mode 0600)::
     {"version": 1, "saved_at": 1714550000.0, "source": "/etc/docker/registry/config.yml",
      "source_kind": "distribution", "fingerprint": "3f9c…",
      "policy": {"registries": [...], "storage_endpoint": "...", "storage_scheme": "https",
-                "storage_alternatives": [["https", "s3.eu-west-1.amazonaws.com"]], "insecure": false, "reasons": [...], "warnings": [...],
+                "storage_alternatives": [["https", "s3.eu-west-1.amazonaws.com"]], "insecure": false,
+                "storage_ca_missing": false, "registry_ca_missing": false, "reasons": [...], "warnings": [...],
                 "ca_files": [{"role": "storage", "name": "trust-agent-storage-ca.crt",
                               "origin": "...", "pem": "-----BEGIN CERTIFICATE-----…"}]}}
 """
