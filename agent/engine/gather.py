@@ -17,7 +17,7 @@ import re
 import secrets
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.errors import CommandError
@@ -27,6 +27,7 @@ from agent.hosts.engine_wake import ASLEEP_FUNCTION
 from agent.runtimes.daemon_json_checks import config_file_flag
 from agent.runtimes.docker import api_elsewhere, unsafe_owner
 from agent.runtimes.docker_facts import CERTS_DIR, DAEMON_JSON, STATE_FILE, DockerFacts
+from agent.runtimes.plan import HostPlan
 from agent.runtimes.systemd_env import environment, expand_command, unit_environment
 from agent.trust import OWNED_PREFIX
 
@@ -178,7 +179,32 @@ ta_leftover() {
 ta_leftovers_in() {
   for f in "$1"/.trust-agent.[0-9]*; do { [ -e "$f" ] || [ -L "$f" ]; } && ta_leftover "$f"; done
 }
+# In a --root tree, the first link on the way from the tree's top to $1 that leads out of the tree
+# (an absolute target, or ../ past its top): named with where it points ("@@ta outside-root"), so
+# nothing of the build machine is read for the image. Returns 1 where there is none.
+ta_outside_root() {
+  ta_rest=${1#"$R"}; ta_at=$R; ta_k=0
+  while [ -n "$ta_rest" ] && [ "$ta_k" -lt 4096 ]; do
+    ta_k=$((ta_k + 1)); ta_rest=${ta_rest#/}; ta_c=${ta_rest%%/*}; ta_rest=${ta_rest#"$ta_c"}
+    [ -n "$ta_c" ] || continue
+    ta_at="$ta_at/$ta_c"
+    [ -L "$ta_at" ] || continue
+    case "$(readlink -m -- "$ta_at")/" in "$ta_top"/*) ;; *)
+      echo "@@ta outside-root $ta_at"; readlink -- "$ta_at" | base64 -w0; echo; return 0 ;;
+    esac
+  done
+  return 1
+}
 echo "@@ta begin 1"
+if [ -n "$R" ]; then
+  # The tree's own top, links resolved; "" where it is / itself (nothing leads out of it).
+  ta_top=$(readlink -f -- "$R"); [ "$ta_top" != / ] || ta_top=""
+  ta_out=""
+  for ta_p in "$D" "$S" "$R/var/lib/trust-agent/status.json" "$C"; do ta_outside_root "$ta_p" && ta_out=1; done
+  for ta_p in "$C"/*; do [ -n "$ta_out" ] || [ ! -L "$ta_p" ] || ! ta_outside_root "$ta_p" || ta_out=1; done
+  # The host is refused for it (the apply follows no link in a tree): nothing more is read.
+  [ -z "$ta_out" ] || { echo "@@ta end"; exit 0; }
+fi
 # The agent's own CA files and their directories, one a line: their owner and mode, from one stat.
 o=""
 ta_nl='
@@ -235,8 +261,8 @@ else
   ta_unsearchable "${D%/*}" daemon-json
   ta_not_file "$D"
   if [ -L "$D" ]; then
-    # A symlink: its target is what to write (the link is kept). Not resolved in a --root tree, where
-    # an absolute link means a path inside the tree.
+    # A symlink: its target is what to write (the link is kept). Not resolved in a --root tree: there it
+    # stays inside the tree (one leading out stopped the gather above), and the apply refuses it.
     # -m where -f gives nothing: a link into a directory that does not exist still names its target.
     echo "@@ta daemon-json-link"; t=""
     [ -n "$R" ] || { t=$(readlink -f "$D" || readlink -m "$D"); printf '%s\n' "$t" | base64 -w0; }
@@ -425,14 +451,64 @@ def leftovers_of(records: list[_Record], root: str = "") -> Leftovers:
     return Leftovers(tuple(sorted({f for f in files if f})), put_back)
 
 
+# A PEM private key block of any kind (RSA, EC, ENCRYPTED, OPENSSH...), to its end line or, where it has
+# none, to the end of the file.
+_PRIVATE_KEY = re.compile(
+    rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|(?=\n?\Z))", re.DOTALL
+)
+# What stands for such a block in the facts, and so in every plan, diff and report made from them.
+REDACTED_KEY = re.compile(rb"^\[private key redacted: \d+ lines?\]$", re.MULTILINE)
+
+
+def without_private_keys(data: bytes) -> bytes:
+    """``data`` with each PEM private key block in it replaced by one line saying how long it was.
+
+    >>> without_private_keys(b"CA\n-----BEGIN EC PRIVATE KEY-----\nMHc=\n-----END EC PRIVATE KEY-----\n")
+    b'CA\n[private key redacted: 3 lines]\n'
+    """
+
+    def placeholder(block: re.Match[bytes]) -> bytes:
+        lines = len(block.group(0).rstrip(b"\n").split(b"\n"))
+        return f"[private key redacted: {lines} line{'s' if lines > 1 else ''}]".encode()
+
+    return _PRIVATE_KEY.sub(placeholder, data)
+
+
+def _withheld(records: list[_Record]) -> dict[str, bytes]:
+    """The agent's CA files that hold a private key, as the host holds them (by host path): the facts
+    show them with the key redacted."""
+    held: dict[str, bytes] = {}
+    for record in records:
+        if record.kind == "file" and not _READ_FAILED.fullmatch(record.payload or ""):
+            data = _b64(record.payload or "", record.kind)
+            if _PRIVATE_KEY.search(data):
+                held[f"{CERTS_DIR}/{record.name}"] = data
+    return held
+
+
 @dataclass(frozen=True)
 class Gathered:
-    """One gather: the host's facts, the engine's ``/info`` where read (see :func:`gather_live`), and
-    the files a run stopped part way left there."""
+    """One gather: the host's facts, the engine's ``/info`` where read (see :func:`gather_live`), the
+    files a run stopped part way left there, and the agent's CA files whose private key the facts do
+    not show, as the host holds them (``withheld``, by host path: never part of any output)."""
 
     facts: DockerFacts
     info: dict[str, Any] | None
     leftovers: Leftovers = NO_LEFTOVERS
+    withheld: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+
+    def as_on_host(self, plan: HostPlan) -> HostPlan:
+        """``plan`` (made from the redacted facts) with each change's ``before`` as the host holds it: the
+        apply checks by its hash that a file is unchanged since gathered, and a roll-back puts it back."""
+        if not self.withheld:
+            return plan
+        changes = tuple(
+            replace(change, before=self.withheld[change.path])
+            if change.path in self.withheld and change.before is not None
+            else change
+            for change in plan.changes
+        )
+        return replace(plan, changes=changes)
 
 
 def gather(transport: Transport, *, root: str = "", timeout: float = 60.0) -> DockerFacts:
@@ -481,7 +557,7 @@ def _gather_once(transport: Transport, root: str, daemon_json: str, timeout: flo
     result = transport.run_script(GATHER_SCRIPT, root, daemon_json, "", secrets.token_hex(8), timeout=timeout)
     result.check("gathering facts")
     records = _records(result.stdout.decode("utf-8", "replace"))
-    return Gathered(*_parse(records, daemon_json, root), leftovers_of(records, root))
+    return Gathered(*_parse(records, daemon_json, root), leftovers_of(records, root), _withheld(records))
 
 
 def _gather_by_api(
@@ -497,8 +573,8 @@ def _gather_by_api(
     )
     result.check("gathering facts")
     records = _records(result.stdout.decode("utf-8", "replace"))
-    leftovers = leftovers_of(records)
-    hostside = Gathered(*_parse(records, daemon_json), leftovers)  # without the engine's answers
+    leftovers, withheld = leftovers_of(records), _withheld(records)
+    hostside = Gathered(*_parse(records, daemon_json), leftovers, withheld)  # without the engine's answers
     if _serves_elsewhere(hostside.facts):
         return hostside  # not waiting on a socket dockerd does not serve
     answer = first.wait()
@@ -508,12 +584,12 @@ def _gather_by_api(
     if "api" not in kinds:  # no dockerd on the host: nothing of the engine is used
         return hostside
     if "state" not in kinds:
-        return Gathered(*_parse(records, daemon_json, ping_version=answer.version), leftovers)
+        return Gathered(*_parse(records, daemon_json, ping_version=answer.version), leftovers, withheld)
     reply = answer if first.path == "/info" else transport.engine_get("/info", timeout)
     if reply is None:
         return None
     facts, info = _parse(records, daemon_json, info_json=reply.body)
-    return Gathered(facts, info, leftovers) if info is not None else None
+    return Gathered(facts, info, leftovers, withheld) if info is not None else None
 
 
 def _serves_elsewhere(facts: DockerFacts) -> bool:
@@ -575,6 +651,7 @@ _LINE_PAYLOADS = frozenset(
         "daemon-json-unsafe-hop",
         "dir-link",
         "dir-unsafe-hop",
+        "outside-root",
         "state",
         "daemon-status",
         "cmdline",
@@ -633,6 +710,7 @@ def _parse(
     owners: dict[str, tuple[int, int]] = {}
     unreadable: dict[str, str] = {}
     links = _linked_dirs(records)
+    _refuse_outside_root(records, root)
     _refuse_non_files(records)
     _refuse_unsafe_hop(records, daemon_json_path)
     for record in records:
@@ -660,7 +738,9 @@ def _parse(
         elif kind == "env-text":
             env_files[env_path] = payload
         elif kind == "file":
-            certs[name] = _b64(payload, kind)
+            # A key someone put in one of the agent's CA files stays on the host (the apply still
+            # checks the file by its hash: Gathered.withheld).
+            certs[name] = without_private_keys(_b64(payload, kind))
         elif kind == "owner":
             owners.update(_owner(name, root))
         elif kind in _LINE_PAYLOADS:
@@ -869,6 +949,26 @@ def _refuse_non_files(records: list[_Record]) -> None:
         raise CommandError("; ".join(_not_a_file(path, what) for what, _, path in found))
 
 
+def _refuse_outside_root(records: list[_Record], root: str) -> None:
+    """Stop at a --root tree where a link on the way to daemon.json, certs.d, one of its directories or the
+    agent's record leads out of the tree: what it leads to is the build machine's, not the image's, so
+    the gather read nothing through it, and the apply would refuse to write through it."""
+    found: dict[str, str] = {}
+    for record in records:
+        if record.kind == "outside-root":
+            target = _b64(record.payload or "", record.kind).decode("utf-8", "replace").removesuffix("\n")
+            found.setdefault(record.name, target)
+    if found:
+        raise CommandError(
+            "; ".join(
+                f"{link} is a symbolic link to {target}, which leads out of the --root tree {root}: "
+                "trust-agent neither reads nor writes the build machine's files for the image; replace "
+                "the link with what the image should hold, then run again (nothing written)"
+                for link, target in found.items()
+            )
+        )
+
+
 def _owner(record: str, root: str) -> dict[str, tuple[int, int]]:
     """``"<uid> <octal mode> <path>"`` (stat's line for one of the agent's CA files or its directory)
     → ``{"<registry>/<file>" or "<registry>": (uid, mode)}``; nothing for a line not understood."""
@@ -1008,6 +1108,7 @@ __all__ = [
     "MAX_LINK_HOPS",
     "NO_LEFTOVERS",
     "OWNED_PREFIX",
+    "REDACTED_KEY",
     "EngineFlags",
     "Gathered",
     "Leftovers",
@@ -1019,4 +1120,5 @@ __all__ = [
     "live_info",
     "parse_gather_output",
     "unsafe_hop_says",
+    "without_private_keys",
 ]

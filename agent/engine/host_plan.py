@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, NamedTuple
 
+from agent.engine.gather import REDACTED_KEY
 from agent.runtimes.daemon_json import index_name
 from agent.runtimes.daemon_json_checks import config_file_flag, flag_values
 from agent.runtimes.docker import RestartPolicy, plan_docker
@@ -86,7 +87,25 @@ def _planned(
         live_insecure=live_insecure(info, policy.registries) if info is not None else None,
     )
     plan = _without_unreadable_daemon_json(_refusing_unsafe_links(plan, policy, facts), facts)
-    return _without_unreadable_files(plan, facts)
+    return _warning_of_private_keys(_without_unreadable_files(plan, facts), facts)
+
+
+def _warning_of_private_keys(plan: HostPlan, facts: DockerFacts) -> HostPlan:
+    """``plan`` with a warning for each of the agent's CA files that holds a private key (the gather
+    redacts it): whoever could read the file had the key."""
+    notes = []
+    for name, content in sorted(facts.certs.items()):
+        if REDACTED_KEY.search(content):
+            path = f"{facts.certs_dir.rstrip('/')}/{name}"
+            if any(change.path == path for change in plan.changes):
+                notes.append(
+                    f"{path} holds a private key: it is replaced by this run; consider the key exposed"
+                )
+            else:
+                notes.append(
+                    f"{path} holds a private key: remove it from there, and consider the key exposed"
+                )
+    return replace(plan, warnings=(*plan.warnings, *notes)) if notes else plan
 
 
 def _without_unreadable_daemon_json(plan: HostPlan, facts: DockerFacts) -> HostPlan:
@@ -108,21 +127,27 @@ def _without_unreadable_daemon_json(plan: HostPlan, facts: DockerFacts) -> HostP
 
 def _without_unreadable_files(plan: HostPlan, facts: DockerFacts) -> HostPlan:
     """``plan`` where the agent's record, one of its CA files or dockerd's command line exists but could
-    not be read (a login that is not root): the planner saw them empty, so no change is shown or made
-    to them, and each is said. A change the plan would make to a CA file refuses the host; so does an
-    unknown record beside other changes, which may then not be those a run as root makes."""
+    not be read, or certs.d or one of its directories not be listed (a login that is not root): the
+    planner saw them empty, so no change is shown or made to them or under them, and each is said. A
+    change the plan would make there refuses the host; so does an unknown record beside other changes,
+    which may then not be those a run as root makes."""
     if not facts.unreadable_files:
         return plan
     warnings, blockers = list(plan.warnings), list(plan.blockers)
     changes, mkdirs = plan.changes, plan.mkdirs
     for path, why in sorted(facts.unreadable_files.items()):
         said = _unreadable_says(path, why, facts)
-        kept = tuple(change for change in changes if change.path != path)
+        kept = tuple(change for change in changes if not _covers(path, change.path))
+        # A directory that cannot be listed is there: nothing to make in its place, nor under it.
+        mkdirs = tuple(d for d in mkdirs if not _covers(path, d))
         if path == facts.state_path:
             # The record's directory is there, as the record is: nothing to make.
             mkdirs = tuple(d for d in mkdirs if d != posixpath.dirname(path))
             refused = bool(kept) or bool(mkdirs)  # the rest was planned without the record
             why_refused = "so the changes shown may not be those a run as root makes"
+        elif _is_certs_directory(path, facts):
+            refused = len(kept) < len(changes)
+            why_refused = "and the plan writes in it"
         else:
             refused = len(kept) < len(changes)
             why_refused = "and the plan changes it"
@@ -134,8 +159,24 @@ def _without_unreadable_files(plan: HostPlan, facts: DockerFacts) -> HostPlan:
     return replace(plan, changes=changes, mkdirs=mkdirs, warnings=tuple(warnings), blockers=tuple(blockers))
 
 
+def _covers(unreadable: str, path: str) -> bool:
+    """Whether ``path`` is the path that could not be read, or lies under it (a directory not listed)."""
+    return path == unreadable or path.startswith(unreadable.rstrip("/") + "/")
+
+
+def _is_certs_directory(path: str, facts: DockerFacts) -> bool:
+    """certs.d itself or one of its ``<registry>`` directories (a CA file lies one level below)."""
+    certs_dir = facts.certs_dir.rstrip("/")
+    return path == certs_dir or posixpath.dirname(path) == certs_dir
+
+
 def _unreadable_says(path: str, why: str, facts: DockerFacts) -> str:
-    """What a file the login could not read leaves unknown."""
+    """What a file the login could not read, or a directory it could not list, leaves unknown."""
+    if _is_certs_directory(path, facts):
+        return (
+            f"{path} cannot be listed ({why}): which of trust-agent's CA files it holds, and what they say, "
+            "is not known"
+        )
     if path == facts.state_path:
         return (
             f"trust-agent's record {path} cannot be read ({why}): what trust-agent added before is not known"

@@ -149,6 +149,9 @@ def reconcile(
             restart_policy=options.restart_policy,
             allow_restart=options.allow_restart,
             read_info=lambda: _live_info_or_none(transport, options),
+            # plan and verify say what a rollout would do: a rollout learns dockerd's live config after
+            # its first apply (_second_plan); a dry run reads it now, at the cost of one round trip.
+            live_config_where_untouched=options.dry_run,
         ),
     )
     plan, info = planned
@@ -225,6 +228,9 @@ def reconcile(
     if options.dry_run:
         return _done(base, timeline, "pending")
 
+    # base shows the plan as made from the redacted facts; the apply checks, and a roll-back puts back,
+    # each file as the host holds it.
+    shown, plan = plan, gathered.as_on_host(plan)
     action = plan.engine_action if facts.init is not None else "none"
     try:
         result = _apply(transport, plan, facts, options, action, timeline, leftovers)
@@ -257,7 +263,7 @@ def reconcile(
             written, plan, action = facts_after(plan, facts), followed_by(plan, again), again.engine_action
             base = replace(
                 base,
-                plan=plan,
+                plan=followed_by(shown, again),
                 engine_action=action,
                 checks=_checks(plan, facts),
                 warnings=(*notes, *plan.warnings),

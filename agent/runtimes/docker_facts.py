@@ -15,7 +15,9 @@ class DockerFacts:
     """Current state of one host's Docker trust configuration.
 
     ``certs`` maps ``"<registry>/<file>"`` (relative to ``certs_dir``) to contents, for every file in
-    every directory directly under certs.d; ``cert_dirs`` lists those directories (even empty ones).
+    every directory directly under certs.d; ``cert_dirs`` lists those directories (even empty ones). A
+    private key found in one of the agent's own CA files is redacted there (one line says its length):
+    it never reaches a plan, diff or report.
     ``daemon_json`` is ``None`` when the file does not exist. ``dockerd_flags`` are the daemon's
     command-line arguments (from the unit's ExecStart and drop-ins, or /proc/<pid>/cmdline), with
     ``flags_source`` saying where they were read.
@@ -63,6 +65,7 @@ class DockerFacts:
     # The same for the agent's record, its CA files and the running dockerd's command line, by host path
     # (``/var/lib/trust-agent/docker-state.json``, ``/proc/<pid>/cmdline``): why each could not be read.
     # The record is None then, a CA file's content empty, and the command line not among the flags.
+    # certs.d or one of its directories the login could not list is named too: nothing under it is known.
     unreadable_files: Mapping[str, str] = field(default_factory=dict)
     # certs.d directories that are symbolic links on a live host (dockerd reads through
     # them), with their resolved targets; ``cert_owners`` holds the target's owner and mode.

@@ -280,3 +280,103 @@ def test_verify_fails_a_host_where_one_of_the_registry_names_addresses_is_loopba
         ), outcome["error"]
     code, outcome, err = outcome_of(lab, "verify", host)
     assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)
+
+
+# --- a directory of certs.d a login cannot list, beside a record it can read --------------------------------
+
+
+def test_a_plan_as_a_login_that_cannot_list_a_registrys_directory_shows_no_ca_file_there_as_new(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """certs.d/<registry> alone kept 0750, the record readable: to a login that is not root the CA files
+    there seemed absent, and ``plan`` showed both as files to create beside a warning that the directory
+    could not be read."""
+    host = lab.hosts[1]
+    converged(lab, host)
+    registry_dir = f"/etc/docker/certs.d/{lab.registry}"
+    lab.ssh(host, f"chmod 750 {registry_dir}")
+    try:
+        code, outcome, err = outcome_of(lab, "plan", host, inventory=deploy_inventory(lab, host, tmp_path))
+    finally:
+        lab.ssh(host, f"chmod 755 {registry_dir}")
+    assert (code, outcome["status"], outcome["changes"]) == (1, "failed", []), (err, outcome)
+    assert outcome["error"].startswith(
+        f"{registry_dir} cannot be listed (permission denied): which of trust-agent's CA files it holds, "
+        "and what they say, is not known, and the plan writes in it: run as root"
+    ), outcome["error"]
+    assert "trust-agent's record" not in outcome["error"], outcome["error"]
+    code, outcome, err = outcome_of(lab, "plan", host, inventory=deploy_inventory(lab, host, tmp_path))
+    assert (code, outcome["status"], outcome["changes"]) == (0, "unchanged", []), (err, outcome)
+
+
+# --- plan and rollout agree on a list dockerd kept after its key went ---------------------------------------
+
+
+def insecure_list_left_running(lab: Lab, host: Host) -> None:
+    """``host`` as a person leaves it: the registry listed as insecure in daemon.json and reloaded, then
+    daemon.json put back without a reload; dockerd still runs the list. No record of the agent's there."""
+    listed = {**json.loads(lab.ssh(host, f"cat {LAB_DAEMON_JSON}").stdout)}
+    listed["insecure-registries"] = [lab.registry]
+    lab.ssh(host, "cat > /etc/docker/daemon.json && systemctl reload docker", input=json.dumps(listed))
+    deadline = time.monotonic() + 10
+    while runs_secure_for_the_registry(lab, host) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the reload applies asynchronously
+    lab.ssh(host, f"cp {LAB_DAEMON_JSON} /etc/docker/daemon.json && rm -rf /var/lib/trust-agent")
+
+
+def test_plan_shows_what_the_rollout_does_on_a_host_whose_dockerd_runs_a_list_daemon_json_no_longer_gives(
+    lab: Lab,
+) -> None:
+    """``plan`` showed the four CA files and no reload; the rollout, reading dockerd's live config after
+    its first apply, also wrote ``"insecure-registries": []`` and reloaded."""
+    host = lab.hosts[0]
+    insecure_list_left_running(lab, host)
+    try:
+        assert not runs_secure_for_the_registry(lab, host)
+        code, planned, err = outcome_of(lab, "plan", host)
+        assert (code, planned["status"], planned["engine_action"]) == (0, "pending", "reload"), (err, planned)
+        paths = sorted(change["path"] for change in planned["changes"])
+        assert "/etc/docker/daemon.json" in paths and len(paths) == 5, planned
+        code, rolled, err = outcome_of(lab, "rollout", host)
+        assert (code, rolled["status"], rolled["engine_action"]) == (0, "changed", "reload"), (err, rolled)
+        assert sorted(change["path"] for change in rolled["changes"]) == paths, (planned, rolled)
+        assert daemon_json(lab, host)["insecure-registries"] == []
+        assert runs_secure_for_the_registry(lab, host)
+    finally:
+        lab.ssh(host, "systemctl restart docker")
+
+
+# --- a private key in one of the agent's CA files ----------------------------------------------------------
+
+
+def reported(lab: Lab, command: str, host: Host, report: Path) -> dict[str, Any]:
+    """Run ``trust-agent COMMAND`` on ``host`` alone with the lab's CA source and ``-o report``; its
+    outcome as the report says it."""
+    args = ["--resolve", f"{lab.registry}:{lab.state['registry']['address']}"] if command == "verify" else []
+    lab.run_agent(
+        command, "-i", str(lab.inventory_yml), *ca_args(lab), "--limit", host.name, *args, "-o", str(report)
+    )
+    return by_host(json.loads(report.read_text()))[host.name]
+
+
+def test_a_private_key_in_a_ca_file_on_a_host_never_reaches_a_plan_or_a_report(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """A CA file someone concatenated with its key: the plan's diff printed the key in full, and every
+    -o report (plan, rollout, verify) held it."""
+    host = lab.hosts[1]
+    converged(lab, host)
+    ca_file = f"/etc/docker/certs.d/{lab.registry}/trust-agent-registry-ca.crt"
+    key = (lab.dir / "pki/storage-ca.key").read_text()
+    lab.ssh(host, f"cat >> {ca_file}", input=key)
+    warning = f"{ca_file} holds a private key: it is replaced by this run; consider the key exposed"
+    for command, status in (("plan", "pending"), ("verify", "pending"), ("rollout", "changed")):
+        report = tmp_path / f"{command}.json"
+        outcome = reported(lab, command, host, report)
+        said = report.read_text()
+        assert "PRIVATE KEY" not in said and key.splitlines()[1] not in said, command
+        assert "[private key redacted: " in said, command
+        assert (outcome["status"], warning in outcome["warnings"]) == (status, True), (command, outcome)
+    assert "PRIVATE KEY" not in lab.ssh(host, f"cat {ca_file}").stdout
+    code, outcome, err = outcome_of(lab, "rollout", host)
+    assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)
