@@ -270,7 +270,8 @@ def plan(detailed_exitcode: bool, **kwargs: Any) -> None:
 @cli.command(
     epilog=_exit_codes(
         "0    this machine (or tree) holds the trust asked for: changed, or nothing to change",
-        "1    the change failed (and was rolled back) or could not be verified",
+        "1    the change failed (and was undone, or the error names what was left changed) or could not "
+        "be verified",
         "2    bad input (source, CA file or option): nothing was touched",
         _INTERRUPTED,
     )
@@ -615,6 +616,20 @@ def _run_with_policy(
     return result
 
 
+def _refuse_control_characters(root: str) -> None:
+    """A --root path (as given, or where its links lead) with a newline or another control character is
+    refused: the apply script checks files by ``sha256sum -c``, which escapes such names, and would
+    fail every run with "changed since facts were gathered"."""
+    for path in dict.fromkeys((root, str(Path(root).resolve()))):
+        bad = next((c for c in path if ord(c) < 0x20 or ord(c) == 0x7F), None)
+        if bad is not None:
+            leads = "" if path == root else f" (it leads to {path!r})"
+            raise UsageError(
+                f"--root {root!r}{leads}: a path with a control character ({bad!r}) is not taken; "
+                "rename the directory"
+            )
+
+
 def _targets(kwargs: dict[str, Any]) -> Targets:
     local, root, inventory = kwargs.get("local"), kwargs.get("root"), kwargs.get("inventory")
     if root and not local:
@@ -624,6 +639,8 @@ def _targets(kwargs: dict[str, Any]) -> Targets:
     if local and kwargs.get("limit"):
         raise UsageError("--limit picks an inventory's hosts: it has nothing to pick with --local")
     if local:
+        if root:
+            _refuse_control_characters(root)
         if root and not Path(root).is_dir():
             raise UsageError(f"--root {root}: not a directory")
         if root and Path(root).resolve() == Path("/"):

@@ -86,14 +86,15 @@ def policy_options(
                 is_flag=True,
                 help="The storage's certificate is publicly trusted: install no storage CA, and remove "
                 "trust-agent's where a host has one. Without it (and without --storage-ca), a host "
-                "holding trust-agent's storage CA for a private-looking endpoint is left as it is.",
+                "holding trust-agent's storage CA for an https store that is not AWS fails, its files "
+                "untouched, until one of the two is given.",
             ),
             click.option(
                 "--no-registry-ca",
                 is_flag=True,
                 help="The registry's certificate is publicly trusted: remove trust-agent's registry CA "
-                "where a host has one. Without it (and without --registry-ca), such a host is left as "
-                "it is.",
+                "where a host has one. Without it (and without --registry-ca), such a host fails, its "
+                "files untouched, until one of the two is given.",
             ),
             click.option(
                 "--allow-expired", is_flag=True, help="Install expired CA certificates (with a warning)."
@@ -185,8 +186,8 @@ def ssh_options(
                 "--ssh-config",
                 metavar="FILE",
                 callback=_readable_ssh_config,
-                help="OpenSSH client config, read alone (as ssh -F) [default: ~/.ssh/config, then "
-                "/etc/ssh/ssh_config].",
+                help="OpenSSH client config, read alone (as ssh -F), for hosts whose inventory ssh args "
+                "give no -F of their own [default: ~/.ssh/config, then /etc/ssh/ssh_config].",
             ),
             click.option(
                 "--connect-timeout",
@@ -216,7 +217,10 @@ def _readable_ssh_config(ctx: click.Context, param: click.Parameter, value: str 
     """A named ssh config that is not there is refused, as ``ssh -F`` refuses it, not read as empty."""
     if value is None:
         return None
-    path = os.path.expanduser(value)
+    from agent.hosts.ssh_config_text import expand_home  # only where --ssh-config is given
+
+    # The file the transport reads: ~ is the passwd entry's home, as ssh takes it, not $HOME.
+    path = expand_home(value)
     if not os.path.exists(path):
         raise click.BadParameter(f"{value}: no such file (ssh -F refuses a missing file too)", ctx, param)
     if not os.path.isfile(path):

@@ -6,10 +6,11 @@ One round trip per host. In order, under a host-side lock:
 3. validate the staged daemon.json (``dockerd --validate`` where the engine has it);
 4. back up daemon.json, then rename every staged file into place, delete, remove emptied dirs;
 5. reload or restart dockerd when the plan says so.
-Any failure before step 4 removes the temp files and leaves the host as it was.
+Any failure before step 4 removes the temp files and leaves the host as it was; a rename failing in
+step 4 puts back the files renamed before it and the ones set aside to delete.
 
 A run stopped part way (the controller killed, its connection dropped) leaves its temp files
-(``.trust-agent.<pid>.t<n>``), put-aside files (``.trust-agent.<pid>.a<n>``) and the daemon.json backup's
+(``.trust-agent.<pid>.t<n>``, the kept copies of replaced files among them), put-aside files (``.trust-agent.<pid>.a<n>``) and the daemon.json backup's
 copy in progress (``.trust-agent.<pid>.b0``, in the backup directory) behind. Under the lock no
 other run is at work, so every such file is a dead run's: the next apply removes them, but puts a
 put-aside of the agent's record back where the record is missing (see :data:`RECORD_PUT_BACK`).
@@ -75,6 +76,12 @@ cleanup() {
   printf '%s' "$made" | while IFS= read -r d; do rmdir "$d" 2>/dev/null; done
 }
 fail() { cleanup; echo "$2" >&2; exit "$1"; }
+# ta_undo KEPT DEST PATH: put back a file a rename replaced (its kept copy renamed back; where KEPT is
+# empty, the rename made it: removed), or add PATH to those that could not be put back.
+ta_left=""
+ta_undo() {
+  if [ -n "$1" ]; then mv -f "$1" "$2"; else rm -f "$2"; fi 2>/dev/null || ta_left="$ta_left, $3"
+}
 # Timestamps from /proc/uptime with the shell's own `read`: no process per stamp.
 stamp() {
   if read -r u _ </proc/uptime 2>/dev/null; then echo "@@ta t $1 $u"; else echo "@@ta t $1 $(date +%s.%N)"; fi
@@ -94,7 +101,9 @@ fi
 [ ! -L "$R/var/lib/trust-agent/lock" ] || fail 1 "$R/var/lib/trust-agent/lock is a symbolic link: not opening it"
 { umask 077; exec 9>>"$R/var/lib/trust-agent/lock"; } || fail 1 "cannot open the lock file"
 umask 022
-flock @WAIT@ 9 || fail 75 "@BUSY@$R/var/lib/trust-agent/lock@WAITED@ (or this one: two inventory names for one machine?)"
+# Who else could hold it: in a tree, another run on the tree; else as build_apply_script's `local` says.
+if [ -n "$R" ]; then ta_who=" (another run on this tree: apply --local --root)"; else ta_who=@WHO@; fi
+flock @WAIT@ 9 || fail 75 "@BUSY@$R/var/lib/trust-agent/lock@WAITED@$ta_who"
 stamp start
 mkd() {
   d=$1; new=""
@@ -132,14 +141,19 @@ stage() {
 """.replace("@BUSY@", BUSY_SAYS)
 
 
-def _prelude(lock_wait: int) -> str:
+# Who else holds a live host's lock, said after its path: over SSH, another run, or this one reaching one
+# machine by two inventory names; on this machine (--local), another run acting on it.
+_HELD_OVER_SSH = " (or this one: two inventory names for one machine?)"
+_HELD_LOCALLY = " (on this machine: another apply --local, a rollout reaching it, or its per-host daemon)"
+
+
+def _prelude(lock_wait: int, *, local: bool = False) -> str:
     """The script's start; it takes the host's lock at once (``lock_wait`` 0) or waits up to
     ``lock_wait`` seconds for it."""
+    prelude = _PRELUDE.replace("@WHO@", shlex.quote(_HELD_LOCALLY if local else _HELD_OVER_SSH))
     if lock_wait <= 0:
-        return _PRELUDE.replace("@WAIT@", "-n").replace("@WAITED@", "")
-    return _PRELUDE.replace("@WAIT@", f"-w {lock_wait}").replace(
-        "@WAITED@", f" (waited {lock_wait} s for it)"
-    )
+        return prelude.replace("@WAIT@", "-n").replace("@WAITED@", "")
+    return prelude.replace("@WAIT@", f"-w {lock_wait}").replace("@WAITED@", f" (waited {lock_wait} s for it)")
 
 
 # The running dockerd's own command line, where its unit has changed since it started (a flag removed from
@@ -202,6 +216,7 @@ def build_apply_script(
     lock_wait: int | None = None,
     leftover_dirs: Sequence[str] = (),
     directory_links: Sequence[str] = (),
+    local: bool = False,
 ) -> str:
     """The sh program applying ``plan``; run it as ``sh -s -- ROOT`` with the program on stdin.
 
@@ -225,10 +240,12 @@ def build_apply_script(
     ones the plan writes in, cleaned anyway): removed under the lock, before anything is staged.
     ``directory_links``: certs.d directories the gather found to be symbolic links (dockerd reads
     through them): on a live host, the chain of each one the plan writes in is checked again first.
+    ``local``: the script runs on this machine (``apply --local``), not over SSH: a held lock is said
+    to be another run's on this machine (in a --root tree, the script says so itself).
     """
     if lock_wait is None:
         lock_wait = ROLLBACK_LOCK_WAIT if rolling_back else 0
-    out: list[str] = [_prelude(lock_wait), RECORD_PUT_BACK]
+    out: list[str] = [_prelude(lock_wait, local=local), RECORD_PUT_BACK]
     if read_info:
         out.append(INFO_FUNCTION)
     q = shlex.quote
@@ -283,6 +300,7 @@ def build_apply_script(
         {posixpath.dirname(c.path) for c in deletes} - {posixpath.dirname(c.path) for c in writes}
     ):
         out.append(_leftover_cleanup_line(directory))
+    out.extend(_keep_lines(writes))
     if backup is not None:
         out.extend(_backup_rename_lines(daemon_json_path, backup))
     # All or nothing: what is deleted is first moved aside, beside itself, before any file is replaced
@@ -290,20 +308,22 @@ def build_apply_script(
     # moved back where a rename fails; removed once every rename is done.
     if deletes:
         out.extend(_put_aside_lines(deletes, first=len(writes), backup=backup))
-    if backup is not None:
-        # The names sort by time (a UTC stamp first): the oldest are the first the glob lists.
-        out.append(
-            f'ta_prune() {{ while [ $# -gt {BACKUPS_KEPT} ]; do rm -f -- "$1"; shift; done; }}; '
-            f'ta_prune "$R"{q(BACKUP_DIR)}/daemon.json.*'
-        )
-    # In the plan's order: the planner puts the agent's own record where a rename failing part way
-    # (or the host stopping) leaves no entry written but unclaimed, which no later run would remove.
+    # In the plan's order: the planner puts the agent's own record where the host stopping part way
+    # leaves no entry written but unclaimed, which no later run would remove. A rename that fails puts
+    # back the files renamed before it (:func:`_keep_lines`) and the ones set aside.
     for number, change in enumerate(writes):
-        out.append(_rename_line(number, change, [c.path for c in writes[:number]], bool(deletes)))
+        out.append(_rename_line(number, writes[:number], change, bool(deletes), backup))
     out.append('staged=""; made=""')
+    # The kept copies are gone with the last rename; only those made cost a process (an empty $k<n>: none).
+    kept = [f'${{k{n}:+"$k{n}"}}' for n in _kept(writes)]
     if deletes:
-        aside = " ".join(f'"$a{len(writes) + n}"' for n in range(len(deletes)))
+        aside = " ".join([*kept, *(f'"$a{len(writes) + n}"' for n in range(len(deletes)))])
         out.append(f"rm -f {aside} 2>/dev/null || true")
+    elif kept:
+        anything = "".join(f"$k{n}" for n in _kept(writes))
+        out.append(f'[ -z "{anything}" ] || rm -f {" ".join(kept)} 2>/dev/null || true')
+    if backup is not None:
+        out.extend(_prune_lines())
     for directory in plan.rmdirs:
         out.append(f'rmdir "$R"{q(directory)} 2>/dev/null || true')
     parents = sorted({*_parents(c.path for c in plan.changes), *([BACKUP_DIR] if backup else [])})
@@ -365,7 +385,8 @@ def _put_aside_lines(deletes: Sequence[FileChange], *, first: int, backup: str |
         for name, c in zip(names, deletes, strict=True)
     ]
     back = "; ".join(
-        f'{{ [ ! -e "${name}" ] && [ ! -L "${name}" ]; }} || mv -f "${name}" "$R"{q(c.path)}'
+        f'{{ [ ! -e "${name}" ] && [ ! -L "${name}" ]; }} || mv -f "${name}" "$R"{q(c.path)} '
+        f'|| ta_left="$ta_left, "{q(c.path)}'
         for name, c in zip(names, deletes, strict=True)
     )
     lines.append(f"ta_put_back() {{ {back}; }}")
@@ -383,18 +404,74 @@ def _put_aside_lines(deletes: Sequence[FileChange], *, first: int, backup: str |
     return lines
 
 
-def _rename_line(number: int, change: FileChange, before: Sequence[str], puts_back: bool) -> str:
-    """Rename staged file ``t<number>`` into place; where that fails, the deleted files are put back and
-    the error names the files already replaced (``before``)."""
+def _kept(writes: Sequence[FileChange]) -> list[int]:
+    """The writes whose file is kept aside before the renames: each path's first, but the last write's
+    (nothing after it can fail)."""
+    firsts = {c.path: n for n, c in reversed(list(enumerate(writes[:-1])))}
+    return sorted(firsts.values())
+
+
+def _keep_lines(writes: Sequence[FileChange]) -> list[str]:
+    """Before any rename, keep each file a rename replaces (:func:`_kept`) under a temp name beside it
+    (``$k<n>``, a staged file's ``.t`` name: a dead run's is removed): a hard link, which copies nothing
+    and leaves the file in place; a copy where a link cannot be made (a file bind-mounted on its own).
+    Where the file is absent, ``$k<n>`` is empty, and putting back removes what the rename made."""
     q = shlex.quote
-    if before:
-        said = (
-            f"cannot rename into {change.path}; already replaced: {', '.join(before)}; nothing else changed"
+    lines = []
+    for n in _kept(writes):
+        path = writes[n].path
+        dest = f'"$R"{q(path)}'
+        refused = q(
+            f"cannot keep a copy of {path} to put back should a later rename fail: nothing was changed"
         )
-    else:
-        said = f"cannot rename into {change.path}: nothing was changed"
+        keep = f'"$R"{q(posixpath.dirname(path))}/.trust-agent.$$.t{len(writes) + n}'
+        lines.append(
+            f'k{n}=""; if [ -e {dest} ]; then k{n}={keep}; staged="$staged $k{n}"; '
+            f'ln -f {dest} "$k{n}" 2>/dev/null || cp -p {dest} "$k{n}" || fail 1 {refused}; fi'
+        )
+    return lines
+
+
+def _rename_line(
+    number: int, before: Sequence[FileChange], change: FileChange, puts_back: bool, backup: str | None
+) -> str:
+    """Rename staged file ``t<number>`` into place. Where that fails, the files renamed ``before`` it are
+    put back (their kept copy renamed back, or the new file removed), then the deleted files, and the
+    backup just taken goes; the error names any file that could not be put back (the backup stays)."""
+    q = shlex.quote
+    kept = {c.path: n for n, c in reversed(list(enumerate(before)))}
+    undo = "".join(f'ta_undo "$k{n}" "$R"{q(path)} {q(path)}; ' for path, n in reversed(kept.items()))
     back = "ta_put_back; " if puts_back else ""
-    return f'mv -f "$t{number}" "$R"{q(change.path)} || {{ {back}fail 1 {q(said)}; }}'
+    drop_backup = f'[ -n "$ta_left" ] || rm -f "$R"{q(backup)}; ' if backup is not None else ""
+    nothing = ": nothing was changed" + (" (the files renamed before it were put back)" if before else "")
+    said = (
+        f"ta_said={q(nothing)}; "
+        '[ -z "$ta_left" ] || ta_said="; could not put back (left as this run made them):${ta_left#,}"; '
+    )
+    return (
+        f'ta_e=$(mv -f "$t{number}" "$R"{q(change.path)} 2>&1) || {{ ta_e=${{ta_e##*: }}; ta_left=""; '
+        f"{undo}{back}{drop_backup}{said}"
+        f'fail 1 {q("cannot rename into " + change.path)}"${{ta_e:+ ($ta_e)}}$ta_said"; }}'
+    )
+
+
+# A backup's name (:func:`daemon_json_backup`) after ``daemon.json.``: a stamp of
+# :func:`agent.engine.options.new_backup_stamp`; a roll-back's adds ``-rollback``.
+_STAMP_GLOB = "[0-9]" * 8 + "T" + "[0-9]" * 6 + "Z-" + "[0-9a-f]" * 6
+
+
+def _prune_lines() -> list[str]:
+    """Remove the oldest of the agent's own backups beyond :data:`BACKUPS_KEPT`, once every rename is
+    done. Only names the agent gives are counted and removed: a person's ``daemon.json.1-before-upgrade``
+    beside them stays. The names sort by time (a UTC stamp first): the glob lists the oldest first."""
+    ours = f'case "${{f##*/daemon.json.}}" in {_STAMP_GLOB} | {_STAMP_GLOB}-rollback) ;; *) continue ;; esac'
+    return [
+        "ta_prune() {",
+        f"  ta_n=0; for f; do {ours}; ta_n=$((ta_n + 1)); done",
+        f'  for f; do [ "$ta_n" -gt {BACKUPS_KEPT} ] || break; {ours}; rm -f -- "$f"; ta_n=$((ta_n - 1)); done',
+        "}",
+        f'ta_prune "$R"{shlex.quote(BACKUP_DIR)}/daemon.json.{_STAMP_GLOB}*',
+    ]
 
 
 def _leftover_cleanup_line(directory: str) -> str:

@@ -129,7 +129,7 @@ def reconcile(
     # apply --local has no --become: there, the way is sudo itself.
     how = (
         "run it as root: sudo trust-agent ..."
-        if isinstance(transport, LocalTransport)
+        if _is_local(transport)
         else "log in as root, or pass --become for sudo"
     )
     not_root = not_root_error(facts.login_uid, how)
@@ -177,7 +177,7 @@ def reconcile(
     # Said by plan and verify; a rollout's apply removes them (below, or with the plan's changes).
     if options.dry_run:
         base = _warned(base, leftovers.said(removed=False))
-    down = _engine_down(facts) if options.verify else None
+    down = engine_down(facts) if options.verify else None
     if down is not None:
         if options.dry_run:  # `verify`: a live config that cannot be read is not verified
             return _done(base, timeline, "failed", error=down, engine_action="none")
@@ -426,6 +426,11 @@ def _checks(plan: HostPlan, facts: DockerFacts) -> tuple[str, ...]:
     return (AGENT_CHECKS,)
 
 
+def _is_local(transport: Transport) -> bool:
+    """This machine (``--local``, the per-host daemon): a busy lock's wording names who else runs here."""
+    return isinstance(transport, LocalTransport)
+
+
 def _clean_leftovers(
     transport: Transport, facts: DockerFacts, options: RunOptions, leftovers: Leftovers
 ) -> None:
@@ -438,6 +443,7 @@ def _clean_leftovers(
         daemon_json_path=facts.daemon_json_file,
         backup_stamp=options.backup_stamp,
         leftover_dirs=leftovers.directories,
+        local=_is_local(transport),
     )
     result = transport.run_script(script, options.root, timeout=options.command_timeout)
     if result.exit_status == EXIT_BUSY:
@@ -473,6 +479,7 @@ def _apply(
         read_info=_reads_info(options, facts, action),
         leftover_dirs=leftovers.directories,
         directory_links=_directory_links_of(facts),
+        local=_is_local(transport),
     )
     start = timeline.clock()
     result = transport.run_script(script, options.root, timeout=options.command_timeout)
@@ -664,6 +671,7 @@ def _roll_back(
         rolling_back=True,
         backup_stamp=options.backup_stamp + "-rollback",
         lock_wait=rollback_lock_wait(options.command_timeout),
+        local=_is_local(transport),
     )
 
     def run_undo() -> CommandResult:
@@ -749,7 +757,7 @@ def _canary_back(transport: Transport, options: RunOptions, image: str) -> str:
     return f"; {image}, removed for the canary pull, pulled back"
 
 
-def _engine_down(facts: DockerFacts) -> str | None:
+def engine_down(facts: DockerFacts) -> str | None:
     """Why the engine's live config cannot be read, where dockerd is not running on an init host."""
     if facts.init is None or facts.engine_running or facts.engine_elsewhere:
         return None

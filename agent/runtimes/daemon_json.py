@@ -106,11 +106,25 @@ def parse_daemon_json(raw: bytes, path: str, *, keep_invalid_utf8: bool = False)
     except ValueError as exc:
         raise DaemonJsonError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise DaemonJsonError(f"{path}: not a JSON object (found {type(doc).__name__})")
+        raise DaemonJsonError(f"{path}: not a JSON object (found {json_kind(doc)})")
     entries = doc.get(INSECURE_KEY)
     if entries is not None and not (isinstance(entries, list) and all(isinstance(e, str) for e in entries)):
         raise DaemonJsonError(f"{path}: {INSECURE_KEY} must be a list of strings")
     return doc
+
+
+def json_kind(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's words (a daemon.json holding ``null`` "found null").
+
+    >>> [json_kind(v) for v in (None, [], "x", 1, 1.5, True, False, {})]
+    ['null', 'an array', 'a string', 'a number', 'a number', 'true', 'false', 'an object']
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):  # before numbers: a bool is an int in Python
+        return "true" if value else "false"
+    kinds = ((dict, "an object"), (list, "an array"), (str, "a string"), ((int, float), "a number"))
+    return next(kind for types, kind in kinds if isinstance(value, types))
 
 
 def repeated_keys(raw: bytes) -> dict[str, list[Any]]:

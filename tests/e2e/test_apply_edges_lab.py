@@ -261,3 +261,38 @@ def test_a_config_file_only_the_running_dockerd_has_is_named_before_anything_is_
         assert (code, outcomes[host.name]["status"]) == (1, "failed"), outcomes
         assert outcomes[host.name]["error"].startswith(said), outcomes
     assert docker_tree(lab, host) == tree
+
+
+def test_a_daemon_json_that_cannot_be_replaced_puts_back_the_files_renamed_before_it(
+    lab_session: Lab, tmp_path: Path
+) -> None:
+    """From skip-TLS to a CA with daemon.json bind-mounted read-only: the CA files were renamed into
+    certs.d, then daemon.json's rename failed and the host was left half changed (exit 1, "failed (and
+    was rolled back)" by the help). On the session's fleet: one host of any version shows it."""
+    lab = lab_session
+    lab.reset()
+    host = lab.hosts[0]
+    code, outcomes = agent(lab, "rollout", *skip_args(lab, tmp_path), "--limit", host.name)
+    assert (code, outcomes[host.name]["status"]) == (0, "changed"), outcomes
+    record = f"sha256sum {STATE_DIR}/docker-state.json"
+    tree, engine, kept = docker_tree(lab, host), engine_state(lab, host), backups(lab, host)
+    claims = lab.ssh(host, record).stdout
+    daemon = "/etc/docker/daemon.json"
+    lab.ssh(host, f"mount --bind {daemon} {daemon} && mount -o remount,ro,bind {daemon}")
+    try:
+        code, outcomes = agent(lab, "rollout", *ca_args(lab), "--limit", host.name)
+    finally:
+        lab.ssh(host, f"umount {daemon}")
+    outcome = outcomes[host.name]
+    assert (code, outcome["status"]) == (1, "failed"), outcome
+    assert outcome["error"] == (
+        f"apply failed: cannot rename into {daemon} (Device or resource busy): nothing was changed "
+        "(the files renamed before it were put back)"
+    ), outcome
+    assert docker_tree(lab, host) == tree
+    assert lab.ssh(host, record).stdout == claims
+    assert engine_state(lab, host) == engine
+    assert backups(lab, host) == kept  # the backup taken for the batch went with it
+    assert lab.ssh(host, f"find /etc/docker {STATE_DIR} -name '.trust-agent.*'").stdout == ""
+    code, outcomes = agent(lab, "rollout", *ca_args(lab), "--limit", host.name)
+    assert (code, outcomes[host.name]["status"]) == (0, "changed"), outcomes

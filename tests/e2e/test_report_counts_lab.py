@@ -91,7 +91,9 @@ def test_a_second_interrupt_leaves_the_report_with_each_host_as_it_stood(
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr or ()], daemon=True).start()
     try:
         for _ in range(100):  # until the reload runs on the host: in flight there (bounded: 20 s)
-            if lab.ssh(host, "pgrep -f '[s]leep 20; kill' || true").stdout.strip():
+            # Anchored on the reload's own command line (/bin/sh -c sleep 20; kill -s HUP $MAINPID): the
+            # remote shell running pgrep (bash -c pgrep ... || true) holds the pattern too.
+            if lab.ssh(host, "pgrep -f '^/bin/sh -c sleep 20; kill' || true").stdout.strip():
                 break
             time.sleep(0.2)
         else:

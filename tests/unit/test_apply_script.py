@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import stat
 import threading
 import time
@@ -140,6 +141,54 @@ def test_the_newest_backups_are_kept_and_the_oldest_go(root: Path) -> None:
     )
 
 
+def test_only_the_agents_own_backups_are_counted_and_pruned(root: Path) -> None:
+    """A person's daemon.json.1-before-upgrade sorted first among the backups and was the first deleted."""
+    backups = root / "var/lib/trust-agent/backup"
+    backups.mkdir(parents=True)
+    persons = ["daemon.json.1-before-upgrade", "daemon.json.orig", "daemon.json.20230101T000000Z-abcdef.txt"]
+    for name in persons:
+        (backups / name).write_bytes(b"a person's\n")
+    # A roll-back's backups are the agent's too (its stamp, then -rollback), ordered by time with the rest.
+    old = [
+        new_backup_stamp(1_700_000_000.0 + day * 86_400) + ("-rollback" if day % 2 else "")
+        for day in range(BACKUPS_KEPT + 3)
+    ]
+    for stamp in old:
+        (backups / f"daemon.json.{stamp}").write_bytes(b"{}\n")
+    stamp = new_backup_stamp(1_800_000_000.0)
+    script = build_apply_script(plan_for(root), engine_action="none", init=None, backup_stamp=stamp)
+    assert run(root, script)[0] == 0
+    kept = sorted(p.name for p in backups.iterdir())
+    assert kept == sorted(
+        [*persons, *(f"daemon.json.{s}" for s in old[-(BACKUPS_KEPT - 1) :]), f"daemon.json.{stamp}"]
+    )
+
+
+def test_a_failed_put_back_is_named_and_the_backup_kept(
+    root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The file system under the record gone read-only part way: the record's second rename fails, and
+    so does putting its first back. The error names the file left as the run made it, daemon.json is put
+    back, and its backup stays."""
+    daemon, record = root / DAEMON.lstrip("/"), root / STATE.lstrip("/")
+    first = plan_docker(insecure_policy("registry.test"), DockerFacts(daemon_json=daemon.read_bytes()))
+    assert run(root, build_apply_script(first, engine_action="none", init=None))[0] == 0
+    before_daemon = daemon.read_bytes()
+    plan = plan_docker(SKIP_OTHER, DockerFacts(daemon_json=before_daemon, state=record.read_bytes()))
+    assert [c.path for c in plan.changes] == [STATE, DAEMON, STATE]
+    path = failing_mv(tmp_path_factory, "docker-state.json", 2, and_after=True)
+    script = build_apply_script(plan, engine_action="none", init=None, backup_stamp="t7").encode()
+    result = LocalTransport().run(f"PATH={path} sh -s -- {root}", stdin=script)
+    err = result.stderr.decode()
+    assert result.exit_status == 1, err
+    assert err.strip().endswith(
+        f"cannot rename into {STATE}; could not put back (left as this run made them): {STATE}"
+    ), err
+    assert (root / BACKUP.lstrip("/") / "daemon.json.t7").read_bytes() == before_daemon
+    assert daemon.read_bytes() == before_daemon  # put back
+    assert record.read_bytes() == plan.changes[0].after  # the record's first rename stays
+
+
 def test_a_restart_clears_systemds_start_limit_first_and_a_reload_waits_on_no_other_unit(root: Path) -> None:
     def engine_lines(action: str) -> list[str]:
         script = build_apply_script(plan_for(root), engine_action=action, init="systemd")  # type: ignore[arg-type]
@@ -157,14 +206,17 @@ def test_a_restart_clears_systemds_start_limit_first_and_a_reload_waits_on_no_ot
     assert stopped.startswith('elif [ "$(systemctl is-active docker.service)" = inactive ]; then ')
 
 
-def failing_mv(tmp_path_factory: pytest.TempPathFactory, target: str, nth: int = 1) -> str:
-    """A PATH whose mv fails the ``nth`` time it renames into ``target`` (a file system gone read-only
-    part way, say)."""
+def failing_mv(
+    tmp_path_factory: pytest.TempPathFactory, target: str, nth: int = 1, *, and_after: bool = False
+) -> str:
+    """A PATH whose mv fails the ``nth`` time it renames into ``target`` (a file bind-mounted read-only,
+    say), and ``and_after`` every time after (a file system gone read-only part way)."""
     bin_dir = tmp_path_factory.mktemp("bin")
     count = bin_dir / "count"
+    test = "-ge" if and_after else "-eq"
     (bin_dir / "mv").write_text(
         "#!/bin/sh\n"
-        f'case "$*" in *{target}) echo >> {count}; [ "$(wc -l < {count})" -ge {nth} ] && exit 1 ;; esac\n'
+        f'case "$*" in *{target}) echo >> {count}; [ "$(wc -l < {count})" {test} {nth} ] && exit 1 ;; esac\n'
         'exec /bin/mv "$@"\n'
     )
     (bin_dir / "mv").chmod(0o755)
@@ -183,11 +235,11 @@ SKIP_OTHER = insecure_policy("other.test")  # the registry renamed, its storage 
         ("skip-TLS to another registry", ("docker-state.json", 2)),
     ],
 )
-def test_a_rename_failing_part_way_never_leaves_an_insecure_entry_unclaimed(
+def test_a_rename_failing_part_way_puts_the_host_back_as_it_was(
     change: str, fails_at: tuple[str, int], root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """Whatever rename fails, every insecure-registries entry of the agent's is claimed by its record:
-    the record claims first what it adds, and lets go last of what it drops."""
+    """Whatever rename fails, the files renamed before it are put back: the host is as it was, and
+    every insecure-registries entry of the agent's is still claimed by its record."""
     daemon = root / DAEMON.lstrip("/")
     record = root / STATE.lstrip("/")
     facts = DockerFacts(daemon_json=daemon.read_bytes())
@@ -204,13 +256,15 @@ def test_a_rename_failing_part_way_never_leaves_an_insecure_entry_unclaimed(
     }[change]
     script = build_apply_script(plan_docker(policy, facts), engine_action="none", init=None).encode()
     path = failing_mv(tmp_path_factory, *fails_at)
+    before = tree(root)
     result = LocalTransport().run(f"PATH={path} sh -s -- {root}", stdin=script)
     err = result.stderr.decode()
     assert result.exit_status == 1 and "cannot rename into " in err and fails_at[0] in err, err
+    assert err.strip().endswith(": nothing was changed (the files renamed before it were put back)"), err
+    assert tree(root) == before  # the backup taken for the run is gone too
     listed = json.loads(daemon.read_bytes()).get("insecure-registries", [])
-    claimed = json.loads(record.read_bytes())["insecure_registries"]
+    claimed = json.loads(record.read_bytes())["insecure_registries"] if record.exists() else []
     assert set(listed) <= set(claimed), (listed, claimed)
-    assert claimed  # the entries the run adds or drops are claimed either way: the next run settles them
     assert not list(root.rglob(".trust-agent.*"))
 
 
@@ -289,9 +343,29 @@ def test_a_held_lock_means_busy_and_untouched(root: Path) -> None:
     finally:
         os.close(fd)
     assert status == EXIT_BUSY and "holds" in err
-    # Two inventory names for one machine met this lock within one run: "another run" alone misled.
-    assert err.strip().endswith("(or this one: two inventory names for one machine?)")
+    # In a tree there is no inventory: the other run is another on the tree.
+    assert err.strip() == (
+        f"another trust-agent run holds {root}/var/lib/trust-agent/lock "
+        "(another run on this tree: apply --local --root)"
+    )
     assert tree(root) == before
+
+
+@pytest.mark.parametrize(
+    ("local", "said"),
+    [
+        # Two inventory names for one machine met this lock within one run: "another run" alone misled.
+        (False, "(or this one: two inventory names for one machine?)"),
+        (True, "(on this machine: another apply --local, a rollout reaching it, or its per-host daemon)"),
+    ],
+)
+def test_a_held_lock_on_a_live_host_names_who_else_could_hold_it(local: bool, said: str) -> None:
+    script = build_apply_script(plan_for(Path("/")), engine_action="none", init=None, local=local)
+    (chosen,) = [line for line in script.splitlines() if line.startswith('if [ -n "$R" ]; then ta_who=')]
+    assert chosen.endswith(f"else ta_who={shlex.quote(' ' + said)}; fi")
+    assert (
+        'flock -n 9 || fail 75 "another trust-agent run holds $R/var/lib/trust-agent/lock$ta_who"' in script
+    )
 
 
 @contextmanager
@@ -341,9 +415,7 @@ def test_a_roll_back_gives_up_on_a_lock_held_past_its_wait_and_changes_nothing(r
     with lock_held(root, 3.0):
         status, err = run(root, undo)
     assert status == EXIT_BUSY
-    assert err.strip().endswith(
-        "lock (waited 1 s for it) (or this one: two inventory names for one machine?)"
-    )
+    assert err.strip().endswith("lock (waited 1 s for it) (another run on this tree: apply --local --root)")
     assert tree(root) == applied
 
 
@@ -620,11 +692,9 @@ def test_a_rename_failing_after_a_deletion_was_set_aside_puts_the_file_back(
     result = LocalTransport().run(f"PATH={path} sh -s -- {root}", stdin=script)
     err = result.stderr.decode()
     assert result.exit_status == 1 and "cannot rename into /etc/docker/daemon.json" in err, err
-    assert f"already replaced: {STATE}; nothing else changed" in err, err
-    after = tree(root)
-    ca = f"{CERTS}/registry.test/trust-agent-storage-ca.crt".lstrip("/")
-    assert after[ca] == before[ca]  # set aside before the renames, put back
-    assert after[DAEMON.lstrip("/")] == before[DAEMON.lstrip("/")]
+    assert err.strip().endswith("nothing was changed (the files renamed before it were put back)"), err
+    # The CA file set aside before the renames, the record renamed before daemon.json: both put back.
+    assert tree(root) == before
     assert not list(root.rglob(".trust-agent.*"))
 
 
@@ -671,10 +741,12 @@ def test_the_backup_is_copied_under_a_temp_name_and_renamed_whole_once_synced() 
     assert f'cp -p "$R"{DAEMON} "$ta_b"' in copied and backup not in copied
     assert f'mv -f "$ta_b" "$R"{backup}' in script[renames[0]]
     synced = script.index("sync $staged 2>/dev/null || true")
-    first_rename_into_place = next(n for n, line in enumerate(script) if line.startswith('mv -f "$t'))
+    first_rename_into_place = next(
+        n for n, line in enumerate(script) if re.match(r'ta_e=\$\(mv -f "\$t\d', line)
+    )
     assert copies[0] < synced < renames[0] < first_rename_into_place
-    # The one process each: no other cp or mv names the backup directory.
-    assert sum(BACKUP in line and ("cp " in line or "mv " in line) for line in script) == 2
+    # The one process each: no other cp or mv touches the backup or its copy.
+    assert sum(len(re.findall(rf'\b(?:cp|mv) [^|;]*(?:{BACKUP}|"\$ta_b")', line)) for line in script) == 2
 
 
 def cut_short_on_backup(tmp_path_factory: pytest.TempPathFactory) -> str:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from agent.cli import cli
 from agent.cli_options import ssh_options
 from agent.errors import SourceError, UsageError
+from agent.hosts import ssh_config_text
 from agent.inputs import PolicyInputs, policy_for, read_settings
 from agent.sources import parse_distribution
 from agent.trust import canary_under_policy
@@ -97,6 +98,50 @@ def test_an_ssh_config_that_is_not_there_is_refused_naming_it(tmp_path: Path) ->
         0,
         f"known_hosts=None ssh_config={tmp_path / 'cfg'}\n",
     )
+
+
+def test_a_tilde_in_the_ssh_config_is_the_passwd_entrys_home_as_the_transport_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check took ~ from $HOME, the transport (as ssh) from the passwd entry: a file under $HOME was
+    taken and another one read, or a file under the passwd entry's home refused."""
+    passwd_home, env_home = tmp_path / "passwd-home", tmp_path / "env-home"
+    passwd_home.mkdir()
+    env_home.mkdir()
+    monkeypatch.setattr(ssh_config_text, "home", lambda: str(passwd_home))
+    monkeypatch.setenv("HOME", str(env_home))
+    (env_home / "only-in-env").write_text("Host *\n")
+    (passwd_home / "only-in-passwd").write_text("Host *\n")
+    code, out = _ssh("--ssh-config", "~/only-in-env")
+    assert code == 2 and "~/only-in-env: no such file" in out
+    assert _ssh("--ssh-config", "~/only-in-passwd") == (0, "known_hosts=None ssh_config=~/only-in-passwd\n")
+
+
+def test_the_ssh_config_help_says_an_inventorys_own_f_wins() -> None:
+    code, out = _ssh("--help")
+    assert code == 0
+    said = " ".join(out.split())
+    assert (
+        "OpenSSH client config, read alone (as ssh -F), for hosts whose inventory ssh args give no -F of "
+        "their own [default: ~/.ssh/config, then /etc/ssh/ssh_config]."
+    ) in said
+
+
+@pytest.mark.parametrize("command", ["plan", "rollout"])
+def test_the_no_ca_flags_help_says_a_host_holding_the_agents_ca_fails_untouched(command: str) -> None:
+    """The help said such a host "is left as it is"; the run fails it (blocked) until a flag is given."""
+    code, out = _cli(command, "--help")
+    assert code == 0
+    said = " ".join(out.split()).replace("trust- agent", "trust-agent")  # wrapped at the hyphen
+    assert "left as it is" not in said
+    assert (
+        "Without it (and without --storage-ca), a host holding trust-agent's storage CA for an https store "
+        "that is not AWS fails, its files untouched, until one of the two is given."
+    ) in said
+    assert (
+        "Without it (and without --registry-ca), such a host fails, its files untouched, until one of the "
+        "two is given."
+    ) in said
 
 
 @pytest.mark.parametrize("accept", [[], ["--accept-new-host-keys"]])
@@ -204,6 +249,30 @@ def test_one_file_given_as_both_cas_is_warned_of(tmp_path: Path) -> None:
         "file and pulls will fail with x509 errors"
     ]
     assert _ca_warnings((str(tmp_path / "ca.pem"),), (str(tmp_path / "other.pem"),)) == []
+
+
+SOURCE = str(Path(__file__).parents[1] / "fixtures/sources/registry-skipverify.yml")
+
+
+@pytest.mark.parametrize("character", ["\n", "\t", "\r", "\x1b", "\x7f"])
+@pytest.mark.parametrize("by_link", [False, True])
+def test_a_root_with_a_control_character_is_refused_before_anything_is_written(
+    tmp_path: Path, character: str, by_link: bool
+) -> None:
+    """A --root holding a newline failed every apply with "changed since facts were gathered": the
+    script's sha256sum -c escapes such a name and never finds the file."""
+    tree = tmp_path / f"a{character}b"
+    (tree / "etc/docker").mkdir(parents=True)
+    root = tree
+    if by_link:
+        root = tmp_path / "plain"
+        root.symlink_to(tree)
+    code, out = _cli("apply", "--local", "--root", str(root), "--source", SOURCE)
+    assert code == 2, out
+    assert f"--root {str(root)!r}" in out and f"a control character ({character!r}) is not taken" in out
+    assert (f"(it leads to {str(tree)!r})" in out) == by_link
+    assert not (tree / "etc/docker/daemon.json").exists()
+    assert not (tree / "var").exists()
 
 
 # --- exit codes in the help --------------------------------------------------------------------

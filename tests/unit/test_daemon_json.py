@@ -52,8 +52,14 @@ def test_parse_error_names_file_line_and_column() -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        (b'["insecure-registries"]', "not a JSON object (found list)"),
-        (b'"text"', "not a JSON object (found str)"),
+        (b'["insecure-registries"]', "not a JSON object (found an array)"),
+        (b'"text"', "not a JSON object (found a string)"),
+        # In JSON's words, not Python's (NoneType, list, str, int, float, bool).
+        (b"null", "not a JSON object (found null)"),
+        (b"42", "not a JSON object (found a number)"),
+        (b"4.5e1\n", "not a JSON object (found a number)"),
+        (b"true", "not a JSON object (found true)"),
+        (b" false ", "not a JSON object (found false)"),
         (b'{"insecure-registries": "reg.test"}', "insecure-registries must be a list of strings"),
         (b'{"insecure-registries": ["reg.test", 5]}', "insecure-registries must be a list of strings"),
         (b'{"insecure-registries": null}', None),

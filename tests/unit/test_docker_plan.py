@@ -380,7 +380,7 @@ def test_a_persons_trust_agent_named_file_for_another_registry_is_never_deleted(
     ("raw", "blocker"),
     [
         (b'{\n  "debug": true,\n  "labels": [\n}\n', f"{DAEMON_JSON}: not valid JSON (line 4, column 1): "),
-        (b'["registry.test"]', f"{DAEMON_JSON}: not a JSON object (found list)"),
+        (b'["registry.test"]', f"{DAEMON_JSON}: not a JSON object (found an array)"),
         (b'{"insecure-registries": "registry.test"}', f"{DAEMON_JSON}: insecure-registries must be a list of strings"),
     ],
 )  # fmt: skip

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -340,3 +341,32 @@ def test_a_rollout_asks_nothing_more_before_its_apply() -> None:
     host = GatheredHost(never_written_to(), LIVE_INSECURE)
     reconcile(host, ca_policy("registry.test"), RunOptions(verify_timeout=0.5))
     assert host.scripts and not host.scripts[0].endswith(INFO_COMMAND_TAIL), host.scripts[:1]
+
+
+# --- who else may hold the lock, as the apply script says -----------------------------------------------------
+
+
+class GatheredHere(LocalTransport):
+    """This machine (``apply --local``) answering as :class:`GatheredHost` does."""
+
+    def __init__(self, gathered: str) -> None:
+        super().__init__()
+        self.host = GatheredHost(gathered)
+
+    def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        return self.host.run(command, stdin=stdin, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("transport", "who"),
+    [
+        (lambda g: GatheredHost(g), "two inventory names for one machine"),
+        (lambda g: GatheredHere(g), "on this machine: another apply --local"),
+    ],
+)
+def test_the_apply_script_says_who_else_may_hold_the_lock_where_it_runs(transport: Any, who: str) -> None:
+    """On this machine there is no inventory: the lock's holder is another run here."""
+    host = transport(gathered_with_a_key())
+    reconcile(host, ca_policy("registry.test", registry_ca=True), RunOptions())
+    scripts = host.host.scripts if isinstance(host, GatheredHere) else host.scripts
+    assert scripts and who in scripts[0]
