@@ -28,6 +28,7 @@ from tests.e2e.probes import (
     runs_secure_for_the_registry,
     skip_source,
 )
+from tests.e2e.test_host_setups_lab import insecure_range
 from tests.lab import Host, Lab
 from tests.pki import make_ca
 
@@ -373,14 +374,19 @@ def test_a_restart_dockerd_does_not_survive_is_rolled_back_by_the_role(
 def test_a_stopped_engine_gets_its_files_and_nothing_to_check(
     lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path, stop: str
 ) -> None:
+    """The check was skipped without a word, where `trust-agent rollout` warns of the stopped dockerd."""
     source = skip_source(lab, tmp_path)
-    host = lab.hosts[2]
+    host = lab.hosts[1]
     lab.ssh(host, stop)
     try:
         run = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name)
         assert run.returncode == 0 and recap(run)[host.name]["changed"] == 1, run.stdout
-        assert re.search(r"TASK \[trustagent\.docker\.registry_trust : Check dockerd's live registry config\] \*+\n"
-                         rf"skipping: \[{host.name}\]", run.stdout), run.stdout  # fmt: skip
+        check = VERIFY_TASK.search(run.stdout)
+        assert check is not None and check.group(1) == "ok", run.stdout
+        assert (
+            "[WARNING]: dockerd is not running (docker.service inactive): its live config was not read; "
+            "the files take effect when it starts" in run.stdout + run.stderr
+        ), run.stdout + run.stderr
         assert "insecure-registries" in lab.ssh(host, "cat /etc/docker/daemon.json").stdout
         assert lab.ssh(host, "systemctl is-active docker", check=False).stdout.strip() == "inactive"
     finally:
@@ -839,5 +845,107 @@ def test_what_a_killed_run_left_is_named_and_removed_by_the_role(
         assert run.returncode == 0 and recap(run)[host.name]["changed"] == 0, run.stdout
         assert "this apply removed them under the host's lock" in run.stderr, run.stdout
         assert lab.ssh(host, find).stdout.split() == []
+    finally:
+        reset(lab, host)
+
+
+def test_an_insecure_range_covering_the_registrys_address_is_warned_of_and_fails_a_strict_check(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
+) -> None:
+    """dockerd skips TLS for the registry (a user's range in daemon.json covers its address): the
+    role said "verified: live config" with no warning, where `trust-agent rollout` warns and
+    `trust-agent verify` fails the host."""
+    host = lab.hosts[1]
+    address = lab.state["registry"]["address"]
+    covered = (
+        f"insecure-registries range 198.51.100.0/24 covers {lab.registry}'s address {address} as the "
+        f"host resolves it: dockerd does not verify {lab.registry}'s TLS"
+    )
+    strict = tmp_path / "strict.yml"
+    strict.write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - name: Check as trust-agent verify does\n"
+        "      trustagent.docker.registry_trust_verify:\n"
+        f"        registries: [{lab.registry}]\n"
+        "        fail_unverified_tls: true\n"
+    )
+    with insecure_range(lab, host, "198.51.100.0/24"):
+        run = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name)
+        assert run.returncode == 0 and recap(run)[host.name]["changed"] == 1, run.stdout + run.stderr
+        check = VERIFY_TASK.search(run.stdout)
+        assert check is not None and check.group(1) == "ok", run.stdout
+        assert f"[WARNING]: {covered}" in run.stdout + run.stderr, run.stdout + run.stderr
+        assert "rolled back" not in run.stdout, run.stdout
+
+        before = host_files(lab, host)
+        failed = run_play(lab, ansible_playbook, ansible_home, strict, "--limit", host.name)
+        assert failed.returncode != 0 and recap(failed)[host.name]["failed"] == 1, failed.stdout
+        assert f"does not comply with the policy: {covered}" in failed.stdout, failed.stdout
+        assert host_files(lab, host) == before
+    # Without the range, the strict check passes.
+    passed = run_play(lab, ansible_playbook, ansible_home, strict, "--limit", host.name)
+    assert passed.returncode == 0 and recap(passed)[host.name]["failed"] == 0, passed.stdout
+
+
+def test_a_failed_write_gives_the_hosts_own_reason_and_no_file_as_changed(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path
+) -> None:
+    """The module kept only the apply script's last line ("cannot create …", not the OS's "Read-only
+    file system" the CLI gives) and returned the four planned creates as the files changed."""
+    host = lab.hosts[1]
+    lab.ssh(host, "mount -o bind,ro /etc/docker /etc/docker")
+    try:
+        before = host_files(lab, host)
+        run = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name)
+        assert run.returncode != 0 and recap(run)[host.name]["failed"] == 1, run.stdout
+        assert "apply failed (nothing was written): mkdir: cannot create directory" in run.stdout, run.stdout
+        assert "Read-only file system; cannot create /etc/docker/certs.d" in run.stdout, run.stdout
+        assert '"files": []' in run.stdout and '"create"' not in run.stdout, run.stdout
+        assert host_files(lab, host) == before
+    finally:
+        lab.ssh(host, "umount /etc/docker")
+
+
+def test_become_to_a_user_that_is_not_root_is_refused_naming_become_user(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path
+) -> None:
+    """become: true was already set: the advice to set it named the wrong setting."""
+    host = lab.hosts[0]
+    uid = lab.ssh(host, "id -u deploy").stdout.strip()
+    before = host_files(lab, host)
+    as_deploy = json.dumps({"ansible_become": True, "ansible_become_user": "deploy"})
+    run = run_playbook(
+        lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name, "-e", as_deploy
+    )
+    assert run.returncode != 0 and recap(run)[host.name]["failed"] == 1, run.stdout
+    assert (
+        f"runs as uid {uid}, not root: /etc/docker and the engine's socket are root's (become: true runs "
+        "the task as become_user deploy: set become_user: root, or leave it unset); nothing touched"
+    ) in run.stdout, run.stdout
+    assert "set become: true for sudo" not in run.stdout, run.stdout
+    assert host_files(lab, host) == before
+
+
+def test_a_private_key_in_a_ca_file_is_replaced_and_never_shown(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path
+) -> None:
+    """The plan shows the file with its key withheld; the apply compared the host's file with that and
+    failed every run ("changed since facts were gathered")."""
+    host = lab.hosts[1]
+    reset(lab, host)
+    try:
+        first = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name)
+        assert first.returncode == 0, first.stdout
+        ca_file = f"/etc/docker/certs.d/{lab.registry}/trust-agent-registry-ca.crt"
+        key = (lab.dir / "pki/storage-ca.key").read_text()
+        lab.ssh(host, f"cat >> {ca_file}", input=key)
+        run = run_playbook(
+            lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name, "--diff", "-v"
+        )
+        assert run.returncode == 0 and recap(run)[host.name]["changed"] >= 1, run.stdout
+        said = run.stdout + run.stderr
+        assert "PRIVATE KEY" not in said and key.splitlines()[1] not in said, said
+        assert f"[WARNING]: {ca_file} holds a private key: it is replaced by this run" in said, said
+        assert lab.ssh(host, f"cat {ca_file}").stdout == lab.registry_ca.read_text()
     finally:
         reset(lab, host)

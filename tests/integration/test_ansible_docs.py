@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -92,3 +93,33 @@ def test_ansible_doc_shows_it(ansible_bin: Path, tmp_path: Path, what: list[str]
     assert shown.returncode == 0, shown.stderr
     assert what[-1] in shown.stdout
     assert "[ERROR]" not in shown.stderr, shown.stderr
+
+
+def returns_of(module: str) -> dict[str, Any]:
+    returns: dict[str, Any] = yaml.safe_load(doc_blocks(MODULES / f"{module}.py")["RETURN"])
+    return returns
+
+
+def test_every_result_key_the_role_and_readme_read_is_in_ansible_docs_return() -> None:
+    """The role's check and the README's play pass ``trustagent_docker.registries`` and more on, which
+    ansible-doc's RETURN did not name."""
+    readers = [ROLE / "tasks" / "main.yml", ROOT / "ansible-compat" / "README.md"]
+    read = {key for path in readers for key in re.findall(r"trustagent_docker\.(\w+)", path.read_text())}
+    assert {"registries", "insecure_registries", "engine_down"} <= read
+    assert read - set(returns_of("registry_trust")) == set()
+    assert "msg" in returns_of("registry_trust") and "msg" in returns_of("registry_trust_verify")
+
+
+def test_the_description_says_check_mode_only_warns_of_a_login_that_is_not_root() -> None:
+    doc: dict[str, Any] = yaml.safe_load(doc_blocks(MODULES / "registry_trust.py")["DOCUMENTATION"])
+    refusals = [line for line in doc["description"] if line.startswith("Refuses a host")]
+    assert refusals and "not root" not in refusals[0], refusals
+    (login,) = [line for line in doc["description"] if "not root" in line]
+    assert "in check mode it is only a warning" in login, login
+
+
+def test_the_example_playbooks_host_pattern_variable_is_documented() -> None:
+    assert "trustagent_hosts" in (ROOT / "ansible-compat" / "playbooks" / "trust.yml").read_text()
+    spec = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())
+    assert any("trustagent_hosts" in line for line in spec["argument_specs"]["main"]["description"])
+    assert "`trustagent_hosts`" in (ROOT / "ansible-compat" / "README.md").read_text()

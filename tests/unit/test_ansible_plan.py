@@ -301,3 +301,56 @@ def test_a_config_file_the_unit_no_longer_gives_is_refused_as_the_cli_refuses_it
     assert bool(refused) == moved
     if moved:
         assert refused[0].startswith(f"the running dockerd was started with --config-file={other}")
+
+
+@given(user=st.from_regex(r"[a-z_][a-z0-9_-]{0,15}", fullmatch=True).filter(lambda u: u != "root"))
+def test_become_to_another_user_is_named_in_the_advice_not_become_itself(user: str) -> None:
+    """With become: true already set and become_user deploy, the advice was "set become: true for sudo"."""
+    said = planning.not_root(1000, become=True, become_user=user)
+    assert said is not None
+    assert said.startswith("runs as uid 1000, not root: /etc/docker and the engine's socket are root's (")
+    assert f"become_user {user}: set become_user: root" in said
+    assert "set become: true" not in said
+
+
+@given(become=st.booleans(), user=st.sampled_from([None, "", "root"]))
+def test_become_as_root_or_none_keeps_the_advice_to_become_root(become: bool, user: str | None) -> None:
+    assert planning.not_root(1000, become=become, become_user=user) == planning.not_root(1000)
+
+
+def stopped(**kw: Any) -> DockerFacts:
+    return no_record_host(engine_running=False, engine_unit_state="inactive", **kw)
+
+
+def test_a_stopped_dockerd_is_named_in_the_clis_words() -> None:
+    """The role gave no [WARNING] where `trust-agent rollout` warns a stopped dockerd was not read."""
+    assert planning.engine_down(stopped()) == (
+        "dockerd is not running (docker.service inactive): its live config was not read"
+    )
+
+
+@given(
+    init=st.sampled_from(["systemd", "sysv", None]),
+    running=st.booleans(),
+    elsewhere=st.booleans(),
+    state=st.sampled_from(["", "inactive", "failed"]),
+)
+def test_dockerd_is_said_down_exactly_where_the_cli_says_it(
+    init: str | None, running: bool, elsewhere: bool, state: str
+) -> None:
+    facts = no_record_host(
+        init=init, engine_running=running, engine_elsewhere=elsewhere, engine_unit_state=state
+    )
+    down = planning.engine_down(facts)
+    assert (down is not None) == (init is not None and not running and not elsewhere)
+    if down is not None:
+        assert down.startswith("dockerd is not running (") and down.endswith(
+            "): its live config was not read"
+        )
+
+
+def test_only_registries_daemon_json_leaves_secure_are_checked_for_a_covering_range() -> None:
+    assert planning.tls_checked(["registry.test", "registry.test:443"], frozenset({"registry.test:443"})) == [
+        "registry.test"
+    ]
+    assert planning.tls_checked(["registry.test"], frozenset({"registry.test", "10.0.0.0/8"})) == []

@@ -22,11 +22,11 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.trustagent.docker.plugins.plugin_utils.wording import (
     ansible_warnings,
     ansible_wording,
-    error_line,
 )
 
 try:
     from ansible_collections.trustagent.docker.plugins.plugin_utils.planning import (
+        engine_down,
         not_root,
         plan_host,
         refusals,
@@ -40,6 +40,7 @@ try:
         reload_stamp,
     )
     from agent.engine.gather import gather_host
+    from agent.engine.reconcile import script_error
     from agent.engine.undo import undo_record
     from agent.engine.unit_log import START_CURSOR
     from agent.engine.verify import expected_insecure, read_live_info
@@ -133,7 +134,7 @@ class TrustAgentAction(ActionBase):
         )
         cleaned = transport.run_script(script, "")
         if not cleaned.ok:
-            detail = error_line(b"", cleaned.stderr) or f"exit {cleaned.exit_status}"
+            detail = script_error(cleaned.stderr) or f"exit {cleaned.exit_status}"
             raise AnsibleActionFail(self._say(f"removing what a stopped run left failed: {detail}"))
 
     def _in_role(self) -> bool:
@@ -176,7 +177,11 @@ class ActionModule(TrustAgentAction):
         except TrustAgentError as exc:
             raise AnsibleActionFail(self._say(str(exc))) from None
         facts, info, leftovers = gathered.facts, gathered.info, gathered.leftovers
-        login = not_root(facts.login_uid)
+        login = not_root(
+            facts.login_uid,
+            become=bool(self._play_context.become),
+            become_user=self._play_context.become_user,
+        )
         if login is not None and not self._task.check_mode:
             # Checked before the plan, as the CLI does: the writes would fail part way, as the user.
             raise AnsibleActionFail(f"{login}; nothing touched")
@@ -206,6 +211,9 @@ class ActionModule(TrustAgentAction):
             # What dockerd must show once it took the change (the role's verify task checks it).
             insecure_registries=sorted(expected_insecure(daemon_json_after(plan, facts))),
         )
+        down = engine_down(facts)
+        if down is not None:  # registry_trust_verify warns of it, as a rollout that verifies does
+            result["engine_down"] = down
         # The policy's warnings (the source and CA files as read: no CA for a private storage, an expired
         # CA allowed, …) are the CLI's too; Ansible prints each as a [WARNING].
         # What a run stopped part way left: named, and removed under the host's lock by this task's
@@ -247,8 +255,11 @@ class ActionModule(TrustAgentAction):
             ("dockerd", *facts.dockerd_flags) if facts.has_validate and facts.init is not None else None
         )
         stamp = new_backup_stamp()
+        # The apply checks each file against what the host holds: a private key found in a CA file is
+        # withheld from the plan shown, not from this comparison. The undo record keeps the plan shown:
+        # a roll-back puts back no key (the warning says it is exposed).
         script = build_apply_script(
-            plan,
+            gathered.as_on_host(plan),
             engine_action="none",  # the role's handler reloads or restarts, once, after every change
             init=facts.init,
             validate_with=validate_with,
@@ -259,11 +270,18 @@ class ActionModule(TrustAgentAction):
         applied = transport.run_script(script, "")
         if not applied.ok:
             # stderr only: the script's stdout is its report to us (stdin is given: no -tt session).
-            detail = error_line(b"", applied.stderr) or f"exit {applied.exit_status}"
+            # Every line, as the CLI says it: the OS's reason comes before the script's own.
+            detail = script_error(applied.stderr) or f"exit {applied.exit_status}"
             changed = _apply_replaced_files(applied)
             note = "the host may be partly changed" if changed else "nothing was written"
+            # No file is known to have changed: none is reported as changed, nor shown as a diff.
+            result.pop("diff", None)
             result.update(
-                failed=True, changed=changed, engine_action="none", msg=f"apply failed ({note}): {detail}"
+                failed=True,
+                changed=changed,
+                engine_action="none",
+                files=[],
+                msg=f"apply failed ({note}): {detail}",
             )
             return result
         result["msg"] = f"changed {files}; dockerd: {engine_action}"

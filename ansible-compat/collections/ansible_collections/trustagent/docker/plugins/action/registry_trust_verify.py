@@ -22,10 +22,21 @@ from ansible_collections.trustagent.docker.plugins.action.registry_trust import 
 from ansible_collections.trustagent.docker.plugins.plugin_utils.wording import error_line
 
 try:
+    from ansible_collections.trustagent.docker.plugins.plugin_utils.planning import tls_checked
+
     from agent.engine.apply_script import EXIT_ACTION, build_apply_script, new_backup_stamp
     from agent.engine.undo import parse_read, read_script, undo_plan
     from agent.engine.unit_log import START_LOG, start_failure_note
-    from agent.engine.verify import CanaryError, read_live_info, refusal_since, wait_for_live_config
+    from agent.engine.verify import (
+        CanaryError,
+        covered_by_cidrs,
+        names_to_resolve,
+        read_live_info,
+        refusal_since,
+        resolve_command,
+        resolved_addresses,
+        wait_for_live_config,
+    )
     from agent.errors import TrustAgentError
     from agent.hosts.base import Transport
 except ImportError:  # reported by TrustAgentAction._begin, with what to install
@@ -40,6 +51,8 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "engine_action_error": {"type": "str"},
     "applied_at": {"type": "float"},
     "unit_log_cursor": {"type": "str"},
+    "engine_down": {"type": "str"},
+    "fail_unverified_tls": {"type": "bool", "default": False},
 }
 
 
@@ -60,10 +73,12 @@ class ActionModule(TrustAgentAction):
             why = f"dockerd did not take the change: {' '.join(str(args['engine_action_error']).split())}"
             why += unit_said(transport, args["unit_log_cursor"])
             return _failed(result, transport, args["undo"], why)
+        if args["engine_down"]:
+            return _not_checked(result, str(args["engine_down"]), args["canary_image"], wanted)
         try:
             # A reload dockerd refuses: its journal says why, after registry_trust's stamp (no 20 s wait).
             since = args["applied_at"]
-            wait_for_live_config(
+            live = wait_for_live_config(
                 lambda: read_live_info(transport),
                 registries,
                 wanted,
@@ -73,6 +88,14 @@ class ActionModule(TrustAgentAction):
         except TrustAgentError as exc:
             return _failed(result, transport, args["undo"], f"dockerd did not take the change: {exc}")
         verified = ["live config"]
+        strict = bool(args["fail_unverified_tls"])
+        skipped, notes = tls_not_verified(
+            transport, live, tls_checked(registries, wanted), loopback_too=strict
+        )
+        if skipped and strict:  # the files are right: a person's to fix, nothing to roll back
+            raise AnsibleActionFail(f"does not comply with the policy: {'; '.join(skipped)}")
+        if notes or skipped:
+            result["warnings"] = [*notes, *skipped]
         if args["canary_image"]:
             try:
                 verified.append(canary_pull_on_host(transport, str(args["canary_image"])))
@@ -89,6 +112,41 @@ class ActionModule(TrustAgentAction):
             msg=f"verified: {', '.join(verified)}",
         )
         return result
+
+
+def _not_checked(
+    result: dict[str, Any], down: str, canary_image: str | None, wanted: frozenset[str]
+) -> dict[str, Any]:
+    """A stopped dockerd has no live config to read: warned of as a rollout warns (``down`` is
+    ``registry_trust``'s ``engine_down``, trust-agent's own words), and not failed."""
+    canary = f"; no canary pull of {canary_image}" if canary_image else ""
+    result.update(
+        changed=False,
+        insecure_registries=sorted(wanted),
+        verified=[],
+        warnings=[f"{down}; the files take effect when it starts{canary}"],
+        msg=f"not checked: {down}",
+    )
+    return result
+
+
+def tls_not_verified(
+    transport: Transport, info: dict[str, Any], registries: list[str], *, loopback_too: bool
+) -> tuple[list[str], list[str]]:
+    """Which of ``registries`` dockerd does not verify though it runs the files' config, as
+    ``trust-agent rollout`` checks it (``reconcile._covered_by_cidrs``): an insecure range covering the
+    address the host resolves a name to (one ``getent`` round trip, only where dockerd has a range
+    beyond its defaults; ``loopback_too``, as ``trust-agent verify``: any name, for loopback). Then a
+    note where the host could not be asked."""
+    hosts = names_to_resolve(info, registries, loopback_too=loopback_too)
+    addresses: dict[str, list[str]] = {}
+    if hosts:
+        try:
+            said = transport.run_script(resolve_command(hosts), "")
+        except TrustAgentError as exc:
+            return [], [f"{', '.join(hosts)} could not be resolved on the host to check them: {exc}"]
+        addresses = resolved_addresses(said.stdout.decode("utf-8", "replace"))
+    return covered_by_cidrs(info, registries, addresses), []
 
 
 def _failed(

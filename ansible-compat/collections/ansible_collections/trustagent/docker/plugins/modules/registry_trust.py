@@ -22,8 +22,11 @@ description:
     C(engine_action) in the result says whether dockerd needs a reload or a restart; the role
     C(trustagent.docker.registry_trust) notifies the matching handler.
   - Refuses a host before writing anything, in check mode too, where the CLI does - a plan blocker, a
-    login that is not root, a masked C(docker.service) when the change needs a reload or restart, a
-    running dockerd on a C(--config-file) its unit no longer gives.
+    masked C(docker.service) when the change needs a reload or restart, a running dockerd on a
+    C(--config-file) its unit no longer gives.
+  - A login that is not root (no become, or a C(become_user) other than root) fails the host before
+    anything is written; in check mode it is only a warning that what the host showed may be partial,
+    as C(trust-agent plan) warns.
 options:
   source:
     description:
@@ -145,10 +148,41 @@ live_pending:
   type: bool
   returned: always
 files:
-  description: The files changed, with their action (create, update, delete).
+  description:
+    - The files changed (in check mode, to be changed), with their action (create, update, delete).
+      Empty where the host was refused or the write failed.
   type: list
   elements: dict
   returned: always
+registries:
+  description:
+    - The registries of the policy, every spelling (I(registries), else the source's C(http.host)); pass
+      them to C(registry_trust_verify) as I(registries).
+  type: list
+  elements: str
+  returned: when the host was planned
+  sample: [registry.example.com, "registry.example.com:443"]
+insecure_registries:
+  description:
+    - What dockerd must treat as insecure once it took the change (daemon.json's C(insecure-registries)
+      after it, and dockerd's flags); pass them to C(registry_trust_verify) as I(insecure_registries).
+  type: list
+  elements: str
+  returned: when the host was planned
+msg:
+  description:
+    - "What happened, in a line - C(converged: nothing to change), C(changed N file(s); dockerd: ACTION),
+      in check mode C(would change ...), or why the host failed (C(apply failed (nothing was written): ...),
+      with the host's own reason, as C(trust-agent rollout) gives it)."
+  type: str
+  returned: always
+engine_down:
+  description:
+    - Why dockerd's live config cannot be read (C(dockerd is not running (docker.service inactive)...)),
+      where dockerd is stopped on a host with an init system. Pass it to C(registry_trust_verify) as
+      I(engine_down), which warns of it, as C(trust-agent rollout) does, instead of checking.
+  type: str
+  returned: when dockerd is stopped
 reasons:
   description: Why each change and the engine action, citing the behaviour they rest on.
   type: list
@@ -161,7 +195,8 @@ engine_version:
 engine_running:
   description:
     - Whether dockerd runs. When it is stopped the files are written all the same and take effect when it
-      starts; the role then has no live config to check and skips C(registry_trust_verify).
+      starts; the role then has no live config to check, and its C(registry_trust_verify) only warns of
+      it (see C(engine_down)).
   type: bool
   returned: always
 undo:

@@ -13,6 +13,10 @@ description:
   - Reads the engine's C(/info) on the host (curl on its API socket, else the docker CLI) and polls it,
     for at most I(timeout) seconds, until every registry is secure or insecure as daemon.json says.
     Fails with the difference when it never does. Read-only unless given I(undo); skipped in check mode.
+  - Then, as C(trust-agent rollout) does, warns where dockerd still does not verify the TLS of a
+    registry daemon.json does not list as insecure - an insecure-registries range (a CIDR) that covers
+    the registry's address, as the host resolves it (C(getent ahosts)). With I(fail_unverified_tls),
+    the host fails for it, as C(trust-agent verify) fails it.
   - Runs as an action plugin on the controller, with trust-agent installed in the controller's Python.
 options:
   registries:
@@ -57,6 +61,20 @@ options:
         once a second; an error it logged on the reload ends the wait at once, with its reason, instead
         of after I(timeout).
     type: float
+  engine_down:
+    description:
+      - C(engine_down) from C(registry_trust)'s result (dockerd is stopped). Nothing is checked then; a
+        warning says that the files take effect when dockerd starts, as C(trust-agent rollout) warns.
+    type: str
+  fail_unverified_tls:
+    description:
+      - Fail the host, as C(trust-agent verify) does, where dockerd does not verify the TLS of a
+        registry that daemon.json does not list as insecure - an insecure range covering its address,
+        or its name resolving to loopback on the host (which dockerd always treats as insecure). Nothing
+        is rolled back for it - the files are right, the range is the host's to fix. Without it, a
+        warning, as C(trust-agent rollout) gives.
+    type: bool
+    default: false
   undo:
     description:
       - C(undo) from C(registry_trust)'s result. When given and dockerd did not take the change, the
@@ -83,10 +101,16 @@ insecure_registries:
   type: list
   elements: str
 verified:
-  description: What was proved (C(live config), C(canary pull IMAGE)).
+  description: What was proved (C(live config), C(canary pull IMAGE)); empty where dockerd is stopped.
   returned: success
   type: list
   elements: str
+msg:
+  description:
+    - "What was proved (C(verified: live config)), what was not checked and why (C(not checked: ...),
+      dockerd stopped), or why the host failed."
+  returned: always
+  type: str
 rolled_back:
   description: Whether the previous files were put back, after dockerd did not take the change.
   returned: when dockerd did not take the change and I(undo) was given

@@ -7,6 +7,7 @@ No Ansible import, so the unit tests call it without ansible-core.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from functools import partial
 
 from agent.engine.host_plan import (
@@ -16,6 +17,9 @@ from agent.engine.host_plan import (
     plan_for_host,
     unit_blockers,
 )
+
+# The CLI's own words for a stopped dockerd, so the role warns as a rollout does.
+from agent.engine.reconcile import engine_down  # noqa: F401
 from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.plan import HostPlan
 from agent.trust import TrustPolicy
@@ -47,6 +51,24 @@ def unit_warnings(policy: TrustPolicy, facts: DockerFacts, plan: HostPlan) -> li
     return [*([masked] if masked else []), *insecure_flag_warnings(policy, facts)]
 
 
-def not_root(login_uid: int | None) -> str | None:
-    """Why the host's login cannot make the change (None: it can, or its uid is unknown)."""
-    return not_root_error(login_uid, BECOME_ROOT)
+def not_root(login_uid: int | None, *, become: bool = False, become_user: str | None = None) -> str | None:
+    """Why the host's login cannot make the change (None: it can, or its uid is unknown), with how to
+    become root given the task's ``become`` and ``become_user``."""
+    return not_root_error(login_uid, become_root_advice(become, become_user))
+
+
+def become_root_advice(become: bool, become_user: str | None) -> str:
+    """How to run as root: with become already on, it is ``become_user`` that names another user.
+
+    >>> become_root_advice(True, "deploy")
+    'become: true runs the task as become_user deploy: set become_user: root, or leave it unset'
+    """
+    if become and become_user not in (None, "", "root"):
+        return f"become: true runs the task as become_user {become_user}: set become_user: root, or leave it unset"
+    return BECOME_ROOT
+
+
+def tls_checked(registries: Sequence[str], insecure: Collection[str]) -> list[str]:
+    """The registries whose TLS dockerd must verify (those daemon.json does not list as insecure): as
+    the CLI checks only a policy that verifies TLS, an insecure range covering one of them is news."""
+    return [r for r in registries if r not in insecure]
