@@ -607,6 +607,14 @@ def _safe_directories_lines(
 
     lines = []
     if directories:
+        # Under -L only a link to nothing is still of type l; its own mode (0777) says nothing, and
+        # what is missing is its target.
+        lines.append(
+            f'if [ -z "$R" ]; then ta_bad=$(find -L {listed(directories)} -maxdepth 0 -type l -print '
+            f'2>/dev/null); ta_bad=${{ta_bad%%"$ta_nl"*}}; [ -z "$ta_bad" ] || fail {EXIT_CHANGED} '
+            '"$ta_bad is a link to $(readlink -m -- "$ta_bad"), which does not exist: create the target '
+            'directory or remove the link"; fi'
+        )
         lines.append(
             f'if [ -z "$R" ]; then ta_bad=$(find -L {listed(directories)} -maxdepth 0 ! -user 0 -print '
             "-o -perm /022 -print 2>/dev/null)"

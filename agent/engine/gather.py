@@ -242,6 +242,12 @@ if [ -d "$C" ]; then
       esac
     done
   done
+  # A link to nothing there: dockerd finds no CA through it, and nothing can be written through it.
+  for d in "$C"/*; do
+    [ -L "$d" ] && [ ! -e "$d" ] || continue
+    echo "@@ta dir-dangling ${d##*/}"
+    { if [ -z "$R" ]; then readlink -m -- "$d"; else readlink -- "$d"; fi; } | base64 -w0; echo
+  done
 elif [ -d "${C%/*}" ] && [ ! -x "${C%/*}" ]; then
   # /etc/docker itself may not be searched: whether certs.d is there is not known.
   echo "@@ta certs-dir"; echo "@@ta unlisted $C"
@@ -651,6 +657,7 @@ _LINE_PAYLOADS = frozenset(
         "daemon-json-unsafe-hop",
         "dir-link",
         "dir-unsafe-hop",
+        "dir-dangling",
         "outside-root",
         "state",
         "daemon-status",
@@ -715,7 +722,7 @@ def _parse(
     _refuse_unsafe_hop(records, daemon_json_path)
     for record in records:
         kind, name, payload = record.kind, record.name, record.payload or ""
-        if kind in ("dir-link", "dir-unsafe-hop", "link-owner"):
+        if kind in ("dir-link", "dir-unsafe-hop", "dir-dangling", "link-owner"):
             continue  # read by _linked_dirs
         if kind == "daemon-json" and _READ_FAILED.fullmatch(payload):
             values["daemon-json-unreadable"] = _why_unreadable(payload)
@@ -845,10 +852,18 @@ class _LinkedDirs:
     targets: dict[str, str]  # registry → the resolved directory its link leads to
     unsafe_hops: dict[str, str]  # registry → why a hop of its chain cannot be trusted
     link_owners: dict[str, int]  # registry → the uid owning the link itself
+    # registry → what its link leads to, which does not exist (a live host: resolved; a tree: as written)
+    dangling: dict[str, str] = field(default_factory=dict)
 
     def problems(self, owners: Mapping[str, tuple[int, int]]) -> dict[str, str]:
-        """Why each linked directory cannot be trusted (``owners``: the targets' owner and mode)."""
-        found = dict(self.unsafe_hops)
+        """Why each linked directory cannot be trusted (``owners``: the targets' owner and mode), or
+        cannot be written through at all (a link to nothing)."""
+        found = {
+            registry: f"{CERTS_DIR}/{registry} is a link to {target}, which does not exist: create the "
+            "target directory or remove the link"
+            for registry, target in self.dangling.items()
+        }
+        found.update((registry, why) for registry, why in self.unsafe_hops.items() if registry not in found)
         for registry, uid in self.link_owners.items():
             if uid != 0 and registry not in found:
                 found[registry] = (
@@ -867,11 +882,14 @@ class _LinkedDirs:
 
 
 def _linked_dirs(records: list[_Record]) -> _LinkedDirs:
-    """The gather's ``dir-link``, ``dir-unsafe-hop`` and ``link-owner`` records."""
+    """The gather's ``dir-link``, ``dir-unsafe-hop``, ``dir-dangling`` and ``link-owner`` records."""
     linked = _LinkedDirs({}, {}, {})
     prefix = f"{CERTS_DIR}/"
     for record in records:
-        if record.kind == "dir-link":
+        if record.kind == "dir-dangling":
+            missing = _b64(record.payload or "", record.kind).decode("utf-8", "replace").rstrip("\n")
+            linked.dangling[record.name] = missing or "?"
+        elif record.kind == "dir-link":
             target = _link_target(_b64(record.payload or "", record.kind))
             linked.targets[record.name] = target or "?"
         elif record.kind == "dir-unsafe-hop":

@@ -18,6 +18,7 @@ Pure: no I/O. The rules, with the facts they rest on (``shared/design/trust-fact
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import re
@@ -25,6 +26,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from agent.certs import certificate_info
 from agent.errors import InvalidNameError
 from agent.names import validate_registry
 from agent.runtimes.daemon_json import (
@@ -103,7 +108,7 @@ def plan_docker(
             # engine that never made it); made where it is, and removed again by an undo if left empty.
             mkdirs.insert(0, posixpath.dirname(daemon.change.path))
 
-    new_state = DockerState(insecure_registries=daemon.owned, cert_dirs=certs.state_dirs)
+    new_state = _record_after(loaded.state, DockerState(daemon.owned, certs.state_dirs))
     if not loaded.valid or new_state != loaded.state or daemon.empty_list_mine != empty_list_recorded:
         changes = _with_record(changes, facts, loaded.state, new_state, daemon.empty_list_mine)
         if facts.state is None:
@@ -152,6 +157,15 @@ def plan_docker(
         warnings=tuple(dict.fromkeys(warnings)),
         blockers=tuple(dict.fromkeys(blockers)),
     )
+
+
+def _record_after(old: DockerState, new: DockerState) -> DockerState:
+    """The record to keep: ``old`` where ``new`` claims the same entries and directories in another
+    order (a person reordered daemon.json's list): order means nothing to dockerd, so it is no change."""
+    same = set(new.insecure_registries) == set(old.insecure_registries) and set(new.cert_dirs) == set(
+        old.cert_dirs
+    )
+    return old if same else new
 
 
 def _daemon_keeps_another(policy: TrustPolicy, facts: DockerFacts) -> str | None:
@@ -315,7 +329,7 @@ def _plan_certs(
         if before is None:
             reasons.append(f"certs.d/{rel}: {why}")
         elif before != ca.bundle.pem:
-            reasons.append(f"certs.d/{rel}: {why} (bundle changed)")
+            reasons.append(f"certs.d/{rel}: {why} (bundle changed: {bundle_change(before, ca.bundle.pem)})")
         if unsafe is not None:
             reasons.append(
                 f"certs.d/{rel}: {unsafe}: another local user could replace this CA, which dockerd "
@@ -362,6 +376,47 @@ def _plan_certs(
         reasons=tuple(reasons),
         held=tuple(held),
     )
+
+
+# A PEM certificate block, found one by one: a hand-edited file may hold text or a bad block between them.
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def bundle_change(before: bytes, after: bytes) -> str:
+    """The certificates a CA file gains and loses, each as its subject's CN and a short SHA-256
+    fingerprint: a planned rotation and a file a person overwrote read differently.
+
+    >>> bundle_change(b"no PEM here", b"")
+    'no certificate added or removed (only the text around them differs)'
+    """
+    old, new = _certificates(before), _certificates(after)
+    said = [
+        f"{verb} {', '.join(names[fp] for fp in names if fp not in other)}"
+        for verb, names, other in (("adds", new, old), ("removes", old, new))
+        if set(names) - set(other)
+    ]
+    return "; ".join(said) or "no certificate added or removed (only the text around them differs)"
+
+
+def _certificates(pem: bytes) -> dict[str, str]:
+    """The certificates that parse in ``pem``, by SHA-256 fingerprint, each named for a report."""
+    found: dict[str, str] = {}
+    for block in _PEM_CERTIFICATE.finditer(pem):
+        try:
+            cert = x509.load_pem_x509_certificate(block.group(0))
+        except ValueError:
+            digest = hashlib.sha256(block.group(0)).hexdigest()
+            found[digest] = "a PEM block that is not a valid certificate"
+            continue
+        info = certificate_info(cert)
+        found[info.sha256] = f"{_common_name(cert) or info.subject} (sha256 {info.sha256[:23]})"
+    return found
+
+
+def _common_name(cert: x509.Certificate) -> str | None:
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = names[0].value if names else None
+    return f"CN={value!s}" if value else None
 
 
 def _unasked_ca_names(policy: TrustPolicy) -> frozenset[str]:
@@ -633,7 +688,12 @@ def _plan_daemon_json(
         # left as []) would keep dockerd from starting again: say so on every run, not only a change.
         conflicts = tuple(f"{label} as it is: {c}" for c in _conflicts_as_it_is(merge.doc, facts, label))
         return _DaemonPlan(
-            None, merge.doc, merge.owned, warnings=warnings + conflicts + bom, empty_list_mine=mine
+            None,
+            merge.doc,
+            merge.owned,
+            reasons=_own_empty_list_gone(label, recorded=empty_list_recorded, mine=mine),
+            warnings=warnings + conflicts + bom,
+            empty_list_mine=mine,
         )
 
     reasons = [f"{label}: add {r} to insecure-registries (skip-TLS, fact 9)" for r in merge.added]
@@ -698,6 +758,17 @@ def _empty_list_mine(merge: InsecureMerge, recorded: bool) -> bool:
     if merge.doc.get(INSECURE_KEY) != []:
         return False
     return merge.emptied or recorded
+
+
+def _own_empty_list_gone(label: str, *, recorded: bool, mine: bool) -> tuple[str, ...]:
+    """Why the record drops its note where the ``[]`` it claims was removed or filled by hand: a note
+    kept would make the agent take a person's later ``[]`` for its own, and remove it (fact 13)."""
+    if not recorded or mine:
+        return ()
+    return (
+        f"{label}: the empty insecure-registries trust-agent wrote is gone (changed by hand): its record "
+        "forgets it, so an empty list written there later is taken as a person's",
+    )
 
 
 def _drop_own_empty_list(merge: InsecureMerge, facts: DockerFacts, recorded: bool) -> InsecureMerge:

@@ -25,6 +25,7 @@ from agent.engine.apply_script import (
     RUNNING_FLAG_CHECK,
     _directory_link_lines,
     _link_chain_lines,
+    _safe_directories_lines,
     build_apply_script,
     inverse,
     new_backup_stamp,
@@ -1135,3 +1136,20 @@ def test_a_linked_certs_d_directory_is_walked_only_where_the_plan_writes_in_it(r
     status, err = run(root, walked)
     assert status == 0, err
     assert (root / "etc/docker/certs.d/registry.test/trust-agent-x.crt").read_bytes() == b"CA\n"
+
+
+def test_a_certs_d_link_to_nothing_stops_a_live_apply_naming_its_missing_target(tmp_path: Path) -> None:
+    """A link made dangling after the gather: the apply said "writable by a user other than root ...
+    chmod go-w", from the link's own mode 0777, which no chmod changes."""
+    certs = tmp_path / "etc/docker/certs.d"
+    certs.mkdir(parents=True)
+    link = certs / "registry.test:443"
+    link.symlink_to(tmp_path / "srv/certs/registry.test")
+    check = "\n".join(_safe_directories_lines([str(link)]))
+    script = f"R=''\nta_nl='\n'\nfail() {{ echo \"$2\" >&2; exit \"$1\"; }}\n{check}\necho checked\n"
+    status, err = run(tmp_path, script)
+    assert status == EXIT_CHANGED
+    assert err.strip() == (
+        f"{link} is a link to {tmp_path}/srv/certs/registry.test, which does not exist: create the target "
+        "directory or remove the link"
+    )

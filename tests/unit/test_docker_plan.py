@@ -17,6 +17,7 @@ from agent.runtimes.docker_facts import CERTS_DIR, DAEMON_JSON, STATE_FILE, Dock
 from agent.runtimes.docker_state import DockerState, parse_state, render_state
 from agent.runtimes.plan import HostPlan
 from agent.trust import OWNED_PREFIX, CAFile, TrustPolicy
+from tests.pki import make_ca, sha256_of
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIBstorage\n-----END CERTIFICATE-----\n"
 PEM2 = b"-----BEGIN CERTIFICATE-----\nMIIBrotated\n-----END CERTIFICATE-----\n"
@@ -1226,7 +1227,7 @@ def test_a_ca_file_whose_bundle_changed_and_that_others_can_write_says_both() ->
     (change,) = plan.changes
     assert (change.before, change.after) == (PEM, PEM2)
     said = [r for r in plan.reasons if r.startswith(f"certs.d/{STORAGE_REL}: ")]
-    assert len(said) == 2 and said[0].endswith("(bundle changed)")
+    assert len(said) == 2 and "(bundle changed: " in said[0]
     assert "mode 0666 (group- and other-writable)" in said[1]
 
 
@@ -1518,3 +1519,78 @@ def test_half_a_client_pair_is_worded_for_a_registry_dockerd_reads_no_certs_d_fo
         "fails every pull from registry.test (fact 6); add the other half or remove it"
     ) in plan.warnings
     assert not [w for w in plan.warnings if "beside it: dockerd fails every pull" in w], plan.warnings
+
+
+# --- order and hand edits of the agent's own entries -------------------------------------------------
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow])
+@given(order=st.permutations(["mirror.local:5000", *BOTH]))
+def test_a_reordered_insecure_list_is_no_change_and_keeps_the_record(order: list[str]) -> None:
+    """A person reversing the agent's entries in daemon.json made verify say "pending" with no reason,
+    and the next rollout rewrote only the record in the new order."""
+    facts = converge(
+        insecure_policy(*BOTH), host(daemon_json=b'{"insecure-registries": ["mirror.local:5000"]}')
+    )
+    reordered = replace(facts, daemon_json=json.dumps({"insecure-registries": order}).encode())
+    plan = plan_docker(insecure_policy(*BOTH), reordered)
+    assert (plan.changes, plan.mkdirs, plan.rmdirs, plan.reasons) == ((), (), (), ())
+    assert not plan.changed
+
+
+def test_a_record_written_in_another_order_is_kept_as_it_is() -> None:
+    facts = converge(insecure_policy(*BOTH), host())
+    record = render_state(DockerState(insecure_registries=BOTH[::-1]))
+    plan = plan_docker(insecure_policy(*BOTH), replace(facts, state=record))
+    assert not plan.changed, plan.changes
+
+
+def test_the_agents_empty_list_removed_by_hand_is_forgotten_with_a_reason() -> None:
+    """The record's note that daemon.json's [] is the agent's: dropped once the [] is gone, and said,
+    so that a person's [] written later is never taken for the agent's (and removed for a flag)."""
+    facts = skipped_then_verified()
+    removed = replace(facts, daemon_json=b'{\n  "debug": true\n}\n')
+    plan = plan_docker(ca_policy(*BOTH), removed)
+    assert [c.path for c in plan.changes] == [STATE_FILE]
+    assert plan.reasons == (
+        "daemon.json: the empty insecure-registries trust-agent wrote is gone (changed by hand): its "
+        "record forgets it, so an empty list written there later is taken as a person's",
+    )
+    after = converge(ca_policy(*BOTH), removed)
+    assert "empty_insecure_list" not in state_of(after)
+    # A person's [] now: theirs, kept where a flag comes (a conflict said, not the list removed).
+    persons = replace(after, daemon_json=facts.daemon_json, dockerd_flags=(FLAG,), flags_source="x")
+    assert DAEMON_JSON not in by_path(plan_docker(ca_policy(*BOTH), persons))
+
+
+def test_the_agents_empty_list_still_there_says_nothing() -> None:
+    facts = skipped_then_verified()
+    plan = plan_docker(ca_policy(*BOTH), facts)
+    assert (plan.changes, plan.reasons) == ((), ())
+
+
+# --- a changed CA file names the certificates -------------------------------------------------------
+
+
+def test_a_changed_ca_file_names_the_certificates_added_and_removed() -> None:
+    """A person's overwrite and a rotation both said only "(bundle changed)" over base64 diffs."""
+    storage, other = make_ca("Lab Storage CA")[0], make_ca("Someone Else CA")[0]
+    keep = make_ca("Kept CA")[0]
+    rel = f"registry.test/{STORAGE_CRT}"
+    facts = host(certs={rel: other + keep}, cert_dirs=frozenset({"registry.test"}))
+    plan = plan_docker(ca_policy("registry.test", pem=storage + keep), facts)
+    assert plan.reasons[:1] == (
+        f"certs.d/{rel}: storage CA for the redirect to 198.51.100.11:9000 (fact 4) (bundle changed: "
+        f"adds CN=Lab Storage CA (sha256 {sha256_of(storage)[:23]}); "
+        f"removes CN=Someone Else CA (sha256 {sha256_of(other)[:23]}))",
+    )
+
+
+def test_a_ca_file_differing_only_around_its_certificates_says_so() -> None:
+    storage = make_ca("Lab Storage CA")[0]
+    rel = f"registry.test/{STORAGE_CRT}"
+    facts = host(certs={rel: b"# a comment\n" + storage}, cert_dirs=frozenset({"registry.test"}))
+    reason = plan_docker(ca_policy("registry.test", pem=storage), facts).reasons[0]
+    assert reason.endswith(
+        "(bundle changed: no certificate added or removed (only the text around them differs))"
+    )

@@ -1024,6 +1024,51 @@ def test_the_gather_walks_a_linked_certs_d_directory_and_reads_its_targets_owner
     assert lines[3] == f"@@ta owner {os.getuid()} 755 {certs / 'registry.test'}"
 
 
+def plan_of(policy: TrustPolicy, facts: DockerFacts) -> HostPlan:
+    return plan_for_host(
+        policy, facts, None, restart_policy="auto", allow_restart=False, read_info=lambda: None
+    ).plan
+
+
+DANGLING_SAID = (
+    "/etc/docker/certs.d/registry.test:443 is a link to /srv/certs/registry.test, which does not exist: "
+    "create the target directory or remove the link, then run again (nothing written)"
+)
+
+
+def test_a_certs_d_link_to_nothing_blocks_the_host_naming_the_link_and_its_missing_target() -> None:
+    """plan and verify said "pending" with no blocker, and the apply failed "is writable by a user other
+    than root ... chmod go-w": the dangling link's own mode 0777."""
+    facts = parse_gather_output(
+        a_gather(
+            "@@ta certs-dir",
+            "@@ta dir registry.test",
+            "@@ta dir-dangling registry.test:443",
+            b64(b"/srv/certs/registry.test\n"),
+        )
+    )
+    assert facts.cert_dir_link_problems == {"registry.test:443": DANGLING_SAID.partition(", then")[0]}
+    assert "registry.test:443" not in facts.cert_dirs
+    plan = plan_of(ca_policy("registry.test", "registry.test:443"), facts)
+    assert plan.blockers == (DANGLING_SAID,)
+    # Not a registry of the policy: nothing is written through it, nothing to refuse.
+    assert not plan_of(ca_policy("registry.test"), facts).blockers
+
+
+def test_the_gather_reports_a_certs_d_link_to_nothing_and_lists_no_directory_for_it(tmp_path: Path) -> None:
+    """The gather's own shell in a --root tree (there the link is given as written, not resolved)."""
+    certs = tmp_path / "etc/docker/certs.d"
+    (certs / "registry.test").mkdir(parents=True)
+    (certs / "registry.test:443").symlink_to("registry.test.gone")
+    (certs / "registry.test:5000").symlink_to("registry.test")  # a link that leads somewhere: a directory
+    facts = gather(LocalTransport(), root=str(tmp_path))
+    assert facts.cert_dirs == {"registry.test", "registry.test:5000"}
+    assert facts.cert_dir_link_problems == {
+        "registry.test:443": "/etc/docker/certs.d/registry.test:443 is a link to registry.test.gone, which "
+        "does not exist: create the target directory or remove the link"
+    }
+
+
 # --- docker.service without ExecReload ----------------------------------------------------------------
 
 CLEARED_RELOAD = (
