@@ -240,7 +240,7 @@ def test_a_plan_as_a_login_that_cannot_list_the_agents_directories_says_so(lab: 
     said = " ".join([outcome["error"], *outcome["warnings"]])
     record = "/var/lib/trust-agent/docker-state.json"
     assert f"trust-agent's record {record} cannot be read (permission denied)" in said, outcome
-    assert f"{registry_dir} cannot be read (permission denied)" in said, outcome
+    assert f"{registry_dir} cannot be listed (permission denied)" in said, outcome
 
 
 # --- a registry name that resolves to loopback among its addresses ----------------------------------------
