@@ -16,6 +16,9 @@ IMAGE=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["images"][
 
 COMMON=(--source "$DIR/registry.yml" --storage-ca "$DIR/storage-ca.pem" --registry-ca "$DIR/registry-ca.pem"
         --inventory "$DIR/inventory.yml")
+# The registry's name is known to the hosts (their /etc/hosts), not to this machine: rollout's own TLS
+# checks from here take its address.
+RESOLVE=(--resolve "$("$PY" -c 'import json,sys; r=json.load(open(sys.argv[1]))["registry"]; print(r["name"] + ":" + r["address"])' "$DIR/lab.json")")
 
 step "the registry's storage settings, as trust-agent reads them (secrets redacted)"
 lab run --dir "$DIR" -- "$TA" show-source "$DIR/registry.yml"
@@ -26,8 +29,8 @@ lab ssh --dir "$DIR" h1 -- docker pull "$IMAGE" || true
 step "plan: what would change on every host, and why"
 lab run --dir "$DIR" -- "$TA" plan "${COMMON[@]}"
 
-step "rollout: apply, pick up, verify through the docker API, with a canary pull"
-lab run --dir "$DIR" -- "$TA" rollout "${COMMON[@]}" --canary-image "$IMAGE" --report "$DIR/report.html"
+step "rollout: apply, pick up, verify through the docker API and TLS checks from here, with a canary pull"
+lab run --dir "$DIR" -- "$TA" rollout "${COMMON[@]}" "${RESOLVE[@]}" --canary-image "$IMAGE" --report "$DIR/report.html"
 
 step "after: a real docker pull on every host"
 for host in $("$PY" -c 'import json,sys; print(" ".join(h["name"] for h in json.load(open(sys.argv[1]))["hosts"]))' "$DIR/lab.json"); do
@@ -36,7 +39,7 @@ for host in $("$PY" -c 'import json,sys; print(" ".join(h["name"] for h in json.
 done
 
 step "a second rollout: every host unchanged, no reload"
-lab run --dir "$DIR" -- "$TA" rollout "${COMMON[@]}"
+lab run --dir "$DIR" -- "$TA" rollout "${COMMON[@]}" "${RESOLVE[@]}"
 
 cp "$DIR/report.html" ./trust-agent-demo-report.html
 step "done in $(( $(date +%s) - start ))s; HTML report: $PWD/trust-agent-demo-report.html"

@@ -30,6 +30,7 @@ from agent.cli_options import (
     inventory_options,
     policy_inputs,
     policy_options,
+    resolve_option,
     ssh_options,
     stack,
 )
@@ -51,6 +52,7 @@ from agent.hosts.local import LocalTransport
 from agent.inputs import PolicyInputs, read_settings, resolve_policy
 
 if TYPE_CHECKING:
+    from agent.handshake import BackgroundHandshakes, RolloutChecks
     from agent.outcome import FleetResult, HostOutcome
     from agent.trust import TrustPolicy
 
@@ -154,7 +156,8 @@ _INTERRUPTED_HOSTLESS = "130  interrupted by Ctrl-C (a SIGTERM ends it as SIGTER
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
     epilog=_exit_codes(
         "0    success: every host converged, or there was nothing to change",
-        "1    some host failed or was unreachable (verify: also drift, or a failed TLS check)",
+        "1    some host failed or was unreachable (verify: also drift; verify and rollout: a TLS check "
+        "from here found a certificate the hosts do not trust)",
         _BAD_INPUT,
         _INTERRUPTED,
         "Each command's --help says what its own codes mean (plan --detailed-exitcode differs).",
@@ -321,7 +324,8 @@ def _rollout_options(func: F) -> F:
 @cli.command(
     epilog=_exit_codes(
         "0    every host converged (or had nothing to change)",
-        "1    some host failed, was unreachable, or was rolled back",
+        "1    some host failed, was unreachable, or was rolled back; or a TLS check from here found a "
+        "certificate the hosts do not trust (their pulls will fail)",
         _BAD_INPUT,
         _INTERRUPTED + "; hosts not started yet are skipped",
     )
@@ -331,15 +335,23 @@ def _rollout_options(func: F) -> F:
 @ssh_options()
 @_rollout_options
 @_report_options
+@resolve_option
 @handle_errors
-def rollout(**kwargs: Any) -> None:
+def rollout(resolve: tuple[str, ...], **kwargs: Any) -> None:
     """Bring every host of an inventory to the trust the registry needs, in parallel, and prove it.
 
     Per host: one SSH connection; facts in one round trip; the plan; an atomic write under a host lock;
     the least dockerd action (nothing for certs.d, reload for insecure-registries); the live config read
     back through the docker API; and a roll-back to the exact previous files if anything fails.
+
+    While the hosts work, this machine makes the TLS handshakes verify makes, with the CAs the hosts
+    get: a certificate they do not trust exits 1 (certs.d files do not show in the live config); a
+    check that cannot connect from here is only a warning (use --resolve where the names are unknown).
     """
+    from agent.handshake import parse_resolve
+
     dry_run = kwargs.pop("dry_run")
+    addresses = parse_resolve(resolve)  # refused before anything is read or touched
     options = RunOptions(
         dry_run=dry_run,
         restart_policy=kwargs.pop("restart_policy"),
@@ -353,8 +365,45 @@ def rollout(**kwargs: Any) -> None:
         serial=kwargs.pop("serial"),
         max_fail_percentage=kwargs.pop("max_fail_percentage"),
     )
-    result = _run("plan" if dry_run else "rollout", kwargs, options, fleet)
-    _exit(result, 1 if result.failed else 0)
+    # A dry run changes nothing, so it has no change to prove.
+    checks = None if dry_run else _TlsChecks(addresses, min(options.command_timeout, _TLS_TIMEOUT))
+    result = _run("plan" if dry_run else "rollout", kwargs, options, fleet, checks)
+    _exit(result, 1 if result.failed or (checks is not None and not checks.ok) else 0)
+
+
+# The longest a TLS check from here may take to connect, and that a rollout waits for the checks
+# after its hosts are done: the controller may not reach the registry at all.
+_TLS_TIMEOUT = 5.0
+
+
+@dataclasses.dataclass
+class _TlsChecks:
+    """rollout's TLS checks from this machine: started with the fleet, judged once it is done."""
+
+    resolve: dict[str, str]
+    timeout: float
+    judged: RolloutChecks | None = None
+    running: BackgroundHandshakes | None = None
+
+    def start(self, policy: TrustPolicy) -> None:
+        from agent.handshake import BackgroundHandshakes
+
+        self.running = BackgroundHandshakes(policy, self.timeout, self.resolve)
+
+    def finish(self) -> RolloutChecks:
+        """The checks judged, each line said on stderr as verify says them (the notes become the run's
+        warnings, said with the others)."""
+        from agent.handshake import judged_for_rollout
+
+        assert self.running is not None, "finish() before start()"
+        self.judged = judged_for_rollout(self.running.report())
+        for line in self.judged.lines:
+            click.echo(line, err=True)
+        return self.judged
+
+    @property
+    def ok(self) -> bool:
+        return self.judged is None or self.judged.ok
 
 
 @cli.command(
@@ -369,14 +418,7 @@ def rollout(**kwargs: Any) -> None:
 @_target_options
 @ssh_options()
 @_report_options
-@click.option(
-    "--resolve",
-    "resolve",
-    multiple=True,
-    metavar="HOST:ADDR",
-    help="Connect to HOST at ADDR for the TLS handshakes (like curl --resolve), where this machine's "
-    "DNS does not know the names the engines use.",
-)
+@resolve_option
 @handle_errors
 def verify(resolve: tuple[str, ...], **kwargs: Any) -> None:
     """Read-only drift check of every host against the policy, plus TLS handshakes from here to the
@@ -428,7 +470,11 @@ Targets = tuple[Sequence[str], Callable[[str], Transport]]
 
 
 def _run(
-    mode: Mode, kwargs: dict[str, Any], options: RunOptions, fleet: FleetOptions | None = None
+    mode: Mode,
+    kwargs: dict[str, Any],
+    options: RunOptions,
+    fleet: FleetOptions | None = None,
+    checks: _TlsChecks | None = None,
 ) -> FleetResult:
     fleet = fleet or FleetOptions(forks=kwargs.get("forks", 50))
     report = _report_for(mode, kwargs)
@@ -441,7 +487,9 @@ def _run(
                 from agent.trust import canary_under_policy
 
                 canary_under_policy(options.canary_image, known.policy.registries)
-            return _run_with_policy(mode, kwargs, options, fleet, known.policy, targets, early, report)
+            return _run_with_policy(
+                mode, kwargs, options, fleet, known.policy, targets, early, report, checks=checks
+            )
 
 
 def _report_for(mode: Mode, kwargs: dict[str, Any]) -> _Report:
@@ -577,6 +625,7 @@ def _run_with_policy(
     report: _Report,
     notes: tuple[str, ...] = (),
     tls_checks: tuple[str, ...] = (),
+    checks: _TlsChecks | None = None,
 ) -> FleetResult:
     names, opener = targets
     root = kwargs.get("root")
@@ -593,6 +642,8 @@ def _run_with_policy(
         progress.done(outcome)  # type: ignore[arg-type]
 
     started = _Known()
+    if checks is not None:
+        checks.start(policy)
     try:
         result = run_fleet(
             names,
@@ -610,10 +661,23 @@ def _run_with_policy(
         report.stopped_short(started.stopped_at_once(mode, policy, names, stop, dict(finished)))
         raise
     progress.close()
+    if checks is not None:
+        notes, tls_checks = _with_rollout_checks(checks.finish(), notes)
     if notes or tls_checks:
         result = dataclasses.replace(result, warnings=result.warnings + notes, tls_checks=tls_checks)
     report.emit(result)
     return result
+
+
+def _with_rollout_checks(
+    judged: RolloutChecks, notes: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The run's notes and TLS checks with rollout's: each failed check marked as verify marks it, so
+    every report lists it failed (JUnit: a failing case)."""
+    from agent.handshake import FAILED_CHECK_SUFFIX
+
+    failed = tuple(line + FAILED_CHECK_SUFFIX for line in judged.failed)
+    return (*notes, *failed, *judged.notes), judged.lines
 
 
 def _refuse_control_characters(root: str) -> None:

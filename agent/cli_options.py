@@ -284,3 +284,15 @@ def engine_options(func: F) -> F:
             ),
         ]
     )(func)
+
+
+def resolve_option(func: F) -> F:
+    """Where the TLS checks from this machine connect (verify's, and rollout's after the change)."""
+    return click.option(
+        "--resolve",
+        "resolve",
+        multiple=True,
+        metavar="HOST:ADDR",
+        help="Connect to HOST at ADDR for the TLS handshakes from this machine (like curl --resolve), "
+        "where its DNS does not know the names the engines use.",
+    )(func)

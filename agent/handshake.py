@@ -11,6 +11,8 @@ import ipaddress
 import os
 import socket
 import ssl
+import threading
+import time
 from dataclasses import dataclass
 
 from agent.errors import InvalidNameError, UsageError
@@ -155,17 +157,104 @@ def _https_stores(policy: TrustPolicy) -> list[str]:
     return [host for scheme, host in stores if scheme == "https" and host]
 
 
+_SKIPPED = "tls: skipped: the policy lists the registry as insecure (skip-TLS)"
+
+
+def _check_targets(policy: TrustPolicy) -> list[str]:
+    """Every address a check connects to: the registries, then each https store, each once."""
+    return list(dict.fromkeys([*policy.registries, *_https_stores(policy)]))
+
+
+def _assembled(
+    targets: list[str], problems: dict[str, str | None], resolve: dict[str, str] | None
+) -> HandshakeReport:
+    """The report of the checks of ``targets``, each ``None`` where it verified, else its problem."""
+    lines = tuple(f"tls {target}: {problems[target] or 'ok'}" for target in targets)
+    ok = all(problems[target] is None for target in targets)
+    return HandshakeReport(ok, lines, unused_resolve(resolve or {}, targets))
+
+
 def handshake_report(
     policy: TrustPolicy, timeout: float = 5.0, resolve: dict[str, str] | None = None
 ) -> HandshakeReport:
     if policy.insecure:
-        return HandshakeReport(True, ("tls: skipped: the policy lists the registry as insecure (skip-TLS)",))
+        return HandshakeReport(True, (_SKIPPED,))
     context = _context(policy)
-    targets = [*policy.registries, *_https_stores(policy)]
-    lines = []
-    ok = True
-    for target in dict.fromkeys(targets):
-        problem = handshake(target, context, timeout, resolve)
-        ok = ok and problem is None
-        lines.append(f"tls {target}: {'ok' if problem is None else problem}")
-    return HandshakeReport(ok, tuple(lines), unused_resolve(resolve or {}, targets))
+    targets = _check_targets(policy)
+    problems = {target: handshake(target, context, timeout, resolve) for target in targets}
+    return _assembled(targets, problems, resolve)
+
+
+class BackgroundHandshakes:
+    """The checks of :func:`handshake_report`, each in a daemon thread of its own from the moment it is
+    made, so they cost a run nothing while its hosts work. :meth:`report` waits for them at most
+    ``timeout`` more: the controller may not reach the registry at all, and the run is not held for it."""
+
+    def __init__(self, policy: TrustPolicy, timeout: float, resolve: dict[str, str]) -> None:
+        self._policy, self._timeout, self._resolve = policy, timeout, resolve
+        self._targets = [] if policy.insecure else _check_targets(policy)
+        self._problems: dict[str, str | None] = {}
+        self._threads = [
+            threading.Thread(target=self._check, args=(target,), name=f"tls-check {target}", daemon=True)
+            for target in self._targets
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _check(self, target: str) -> None:
+        # Built in the thread: loading the system's roots is not the fleet's to wait for.
+        self._problems[target] = handshake(target, _context(self._policy), self._timeout, self._resolve)
+
+    def report(self) -> HandshakeReport:
+        """The checks as they stand once each has ended, or ``timeout`` has passed since this call."""
+        if self._policy.insecure:
+            return HandshakeReport(True, (_SKIPPED,))
+        deadline = time.monotonic() + self._timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        unanswered = f"cannot connect: no answer within {self._timeout:g} s"
+        problems = {target: self._problems.get(target, unanswered) for target in self._targets}
+        return _assembled(self._targets, problems, self._resolve)
+
+
+# The start of a problem that is the certificate's, not the network's: the hosts, given the same CAs,
+# refuse it too (an unknown issuer, or a name it is not valid for).
+_NOT_TRUSTED = "certificate not trusted"
+
+
+@dataclass(frozen=True)
+class RolloutChecks:
+    """The TLS checks judged as rollout judges them: a certificate the hosts' CAs do not trust fails
+    the run (every pull would fail); one not reached from here is only a note, as the controller may
+    sit outside the hosts' network."""
+
+    lines: tuple[str, ...]  # every check, as printed
+    failed: tuple[str, ...]  # the lines of the checks failed on trust
+    notes: tuple[str, ...]  # warnings: the pulls that will fail, checks not made, --resolve unused
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def judged_for_rollout(report: HandshakeReport) -> RolloutChecks:
+    said = [(line, line.partition(": ")[2]) for line in report.lines]
+    failed = tuple(line for line, problem in said if problem.startswith(_NOT_TRUSTED))
+    unreached = tuple(
+        f"{line}: not checked from this machine (a note, not a failure: the hosts may reach it where "
+        "this machine cannot)"
+        for line, problem in said
+        if problem.startswith("cannot connect")
+    )
+    return RolloutChecks(report.lines, failed, (*_pulls_will_fail(failed), *unreached, *report.warnings))
+
+
+def _pulls_will_fail(failed: tuple[str, ...]) -> tuple[str, ...]:
+    if not failed:
+        return ()
+    targets = ", ".join(line.removeprefix("tls ").partition(": ")[0] for line in failed)
+    return (
+        f"the hosts' pulls will fail: {targets} presented a certificate that the CAs they were given "
+        "(and the system's) do not trust, as the failed TLS checks say; give the CA that issued it "
+        "(--storage-ca, --registry-ca) and roll out again",
+    )

@@ -118,7 +118,7 @@ class FleetResult:
     stopped: str | None = None  # why the run stopped early (failure budget, an interrupt), if it did
     warnings: tuple[str, ...] = field(default=())
     interrupted: bool = False  # by SIGINT or SIGTERM: the hosts in flight finished, no other started
-    # verify's TLS handshakes from this machine, as printed: "tls <target>: ok" or the problem
+    # verify's and rollout's TLS handshakes from this machine, as printed: "tls <target>: ok" or the problem
     tls_checks: tuple[str, ...] = field(default=())
     input_error: str | None = None  # bad input ended the run before any host started
 

@@ -108,10 +108,13 @@ def _host_view(index: int, o: HostOutcome, total: float) -> HostView:
 
 def _checks(result: FleetResult) -> list[tuple[str, bool]]:
     """The TLS checks made from this machine, each with whether it passed (a skip-TLS policy's
-    "skipped" line passes: there was no handshake to make)."""
-    return [
-        (view.xml_safe(check), not check.endswith(FAILED_CHECK_SUFFIX)) for check in view.tls_checks(result)
-    ]
+    "skipped" line passes: there was no handshake to make; rollout's check that could not connect
+    from here did not pass, though it failed nothing)."""
+    return [(view.xml_safe(check), _passed(check)) for check in view.tls_checks(result)]
+
+
+def _passed(check: str) -> bool:
+    return not check.endswith(FAILED_CHECK_SUFFIX) and (check.endswith(": ok") or check.startswith("tls: "))
 
 
 def _ticks(total: float) -> list[tuple[str, str]]:

@@ -3,8 +3,10 @@
 failed, rolled_back and unreachable hosts fail; skipped hosts are skipped; everything else passes,
 except in ``verify``, where a pending host is drift (verify exits 1 on it) and fails. A host with
 changes (pending in a dry run, or changed) or warnings carries them in ``<system-out>``, which
-dashboards show next to the test. In ``verify``, each TLS check from the controller is a test case of its
-own: one that failed fails, as it too makes verify exit 1; one that passed passes.
+dashboards show next to the test. In ``verify`` and ``rollout``, each TLS check from the controller is
+a test case of its own: one that failed fails, as it too makes the command exit 1; one that passed
+passes. rollout fails only on a certificate the hosts do not trust: a check it could not make from here
+is skipped, saying why.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from agent.handshake import FAILED_CHECK_SUFFIX
 from agent.outcome import FleetResult, HostOutcome
 from agent.reports import view
 
-# How the verify command carries a TLS check that failed from the controller: a fleet warning
-# "tls <target>: <problem>" with FAILED_CHECK_SUFFIX (agent/cli.py, verify).
+# How verify and rollout carry a TLS check that failed from the controller: a fleet warning
+# "tls <target>: <problem>" with FAILED_CHECK_SUFFIX (agent/cli.py).
 _TLS_PREFIX = "tls "
 _TLS_SKIPPED = "tls: skipped: "
+# The commands that make TLS checks from the controller; verify fails on every check not passed,
+# rollout only on those marked failed (a certificate the hosts do not trust).
+_CHECKING = ("verify", "rollout")
 
 
 def _detail(o: HostOutcome) -> str:
@@ -70,8 +75,8 @@ def _testcase(suite: ET.Element, mode: str, o: HostOutcome) -> None:
 
 
 def _failed_tls_check(mode: str, note: str) -> tuple[str, str] | None:
-    """``(target, problem)`` when ``note`` is a TLS check verify failed on, else ``None``."""
-    if mode != "verify" or not (note.startswith(_TLS_PREFIX) and note.endswith(FAILED_CHECK_SUFFIX)):
+    """``(target, problem)`` when ``note`` is a TLS check the run failed on, else ``None``."""
+    if mode not in _CHECKING or not (note.startswith(_TLS_PREFIX) and note.endswith(FAILED_CHECK_SUFFIX)):
         return None
     return _check_parts(note[: -len(FAILED_CHECK_SUFFIX)])
 
@@ -83,18 +88,26 @@ def _check_parts(line: str) -> tuple[str, str] | None:
 
 
 def _tls_cases(result: FleetResult) -> dict[str, str]:
-    """Every TLS check verify made from this machine: target → ``ok``, ``skipped: <why>`` or the
-    problem. A result that holds only the failed checks (among its warnings) gives those."""
+    """Every TLS check made from this machine: target → ``ok``, ``skipped: <why>`` or the problem. A
+    result that holds only the failed checks (among its warnings) gives those."""
     cases: dict[str, str] = {}
+    marked = set(result.warnings)
     for line in result.tls_checks:
         if line.startswith(_TLS_SKIPPED):  # a skip-TLS policy: there is no handshake to make
             cases["tls"] = line.removeprefix("tls: ")
         elif parts := _check_parts(line):
-            cases[parts[0]] = parts[1]
+            cases[parts[0]] = _as_judged(result.mode, parts[1], line + FAILED_CHECK_SUFFIX in marked)
     for note in result.warnings:
         if (failed := _failed_tls_check(result.mode, note)) and failed[0] not in cases:
             cases[failed[0]] = failed[1]
     return cases
+
+
+def _as_judged(mode: str, said: str, marked_failed: bool) -> str:
+    """A check rollout did not fail on (it could not connect from here) as a skipped case."""
+    if mode == "rollout" and said != "ok" and not marked_failed:
+        return f"skipped: not checked from this machine: {said}"
+    return said
 
 
 def _tls_testcase(suite: ET.Element, mode: str, target: str, said: str) -> None:

@@ -132,7 +132,7 @@ def summary_line(result: FleetResult) -> str:
 # Said under plan's and verify's hosts that would change: neither command applies anything.
 PENDING_HINT = (
     "pending: nothing was applied; trust-agent rollout with the same arguments applies it "
-    "(less --dry-run, --detailed-exitcode or --resolve)"
+    "(less --dry-run or --detailed-exitcode)"
 )
 
 
@@ -142,8 +142,8 @@ def pending_hint(result: FleetResult) -> str | None:
 
 
 def tls_checks(result: FleetResult) -> tuple[str, ...]:
-    """The TLS checks verify made from this machine, each as printed (``tls reg.example.com: ok``), a
-    failed one marked as verify's exit code counts it."""
+    """The TLS checks verify or rollout made from this machine, each as printed (``tls
+    reg.example.com: ok``), a failed one marked as the exit code counts it."""
     failed = set(result.warnings)
     return tuple(
         check + FAILED_CHECK_SUFFIX if check + FAILED_CHECK_SUFFIX in failed else check

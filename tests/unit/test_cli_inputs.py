@@ -300,3 +300,22 @@ def test_each_commands_help_states_its_exit_codes(command: list[str], codes: lis
         assert any(line.startswith(wanted) for line in stated), (wanted, listed)
     numbers = {line.split()[0] for line in stated if line[:1].isdigit()}
     assert numbers == {c.strip() for c in codes if c.strip().isdigit()}
+
+
+# --- rollout's --resolve, as verify's ------------------------------------------------------------
+
+
+def test_rollout_takes_resolve_and_refuses_a_bad_entry_as_verify_does(tmp_path: Path) -> None:
+    """rollout makes verify's TLS checks after its change: where this machine's DNS does not know the
+    registry, it needs verify's --resolve, checked before anything is read or touched."""
+    entry = "registry.test:443:198.51.100.10"
+    said: dict[str, str] = {}
+    for command in ("verify", "rollout"):
+        code, out = _cli(command, "--resolve", entry, "--source", str(tmp_path / "absent.yml"), "--local")
+        said[command] = out
+        assert code == 2, out
+        assert f"trust-agent: error: --resolve {entry!r}: curl's HOST:PORT:ADDR form" in out, out
+    assert said["rollout"] == said["verify"]
+    code, out = _cli("rollout", "--help")
+    assert code == 0 and "--resolve HOST:ADDR" in out
+    assert "a TLS check from here found a" in out  # its exit code 1 says so

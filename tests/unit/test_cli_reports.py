@@ -297,3 +297,64 @@ def test_bad_input_replaces_an_earlier_runs_report_with_one_that_says_so(tmp_pat
             "bad input, nothing was changed on any host: "
         )
     assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == ["etc", "etc/docker"]
+
+
+# --- rollout's TLS checks from here ---------------------------------------------------------------------
+
+UNTRUSTED = "tls s3.test:9000: certificate not trusted: unable to get local issuer certificate"
+UNREACHED = "tls registry.test: cannot connect: [Errno 111] Connection refused"
+
+
+def _rolled_out() -> FleetResult:
+    """A rollout whose storage check failed on trust and whose registry check could not connect, as
+    the rollout command carries them."""
+    notes = (
+        UNTRUSTED + FAILED,
+        "the hosts' pulls will fail: ...",
+        UNREACHED + ": not checked from this machine",
+    )
+    checks = ("tls registry.test:443: ok", UNREACHED, UNTRUSTED)
+    return _result("rollout", _unchanged("h1"), warnings=notes, tls_checks=checks)
+
+
+def test_a_rollouts_untrusted_certificate_fails_its_junit_case_and_an_unreached_check_is_skipped() -> None:
+    """rollout proved nothing of a certs.d change: JUnit had no TLS case to fail."""
+    suite = ET.fromstring(render(_rolled_out(), "junit"))
+    tls = {
+        c.get("name"): c for c in suite.iter("testcase") if c.get("classname") == "trust-agent.rollout.tls"
+    }
+    assert list(tls) == ["registry.test:443", "registry.test", "s3.test:9000"]
+    assert list(tls["registry.test:443"]) == []
+    skipped = tls["registry.test"].find("skipped")
+    assert skipped is not None and skipped.get("message") == (
+        "not checked from this machine: cannot connect: [Errno 111] Connection refused"
+    )
+    failure = tls["s3.test:9000"].find("failure")
+    assert (
+        failure is not None
+        and failure.get("message") == "certificate not trusted: unable to get local issuer certificate"
+    )
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("4", "1", "1")
+    out = suite.find("system-out")
+    assert out is not None and "the hosts' pulls will fail" in (out.text or "")
+    assert UNTRUSTED + FAILED not in (out.text or ""), "the failed check is its case, not a note"
+
+
+def test_every_format_lists_a_rollouts_checks_and_marks_only_the_untrusted_one_failed() -> None:
+    result = _rolled_out()
+    doc = json.loads(render(result, "json"))
+    assert doc["tls_checks"] == ["tls registry.test:443: ok", UNREACHED, UNTRUSTED + FAILED]
+    for fmt in ("text", "markdown"):
+        out = render(result, fmt)
+        assert f"checked from here: {UNTRUSTED}{FAILED}" in out, fmt
+        assert "the hosts' pulls will fail" in out, fmt
+    page = render(result, "html")
+    assert f'<li class="check-failed">checked from here: {UNTRUSTED}{FAILED}</li>' in page
+    assert f'<li class="check-ok">checked from here: {UNREACHED}</li>' not in page  # not reached: not passed
+    assert '<li class="check-ok">checked from here: tls registry.test:443: ok</li>' in page
+
+
+def test_the_pending_hint_does_not_tell_to_drop_resolve_which_rollout_takes() -> None:
+    text = render(_result("plan", _pending()), "text")
+    assert "(less --dry-run or --detailed-exitcode)" in text
+    assert "--resolve" not in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,16 @@ from hypothesis import strategies as st
 import agent.handshake as handshake_module
 from agent.certs import parse_bundle
 from agent.errors import UsageError
-from agent.handshake import handshake, handshake_report, parse_resolve, resolved_address, unused_resolve
+from agent.handshake import (
+    BackgroundHandshakes,
+    HandshakeReport,
+    handshake,
+    handshake_report,
+    judged_for_rollout,
+    parse_resolve,
+    resolved_address,
+    unused_resolve,
+)
 from agent.trust import CAFile, TrustPolicy
 from tests.pki import Issued, make_ca, make_leaf, make_self_signed_leaf, write_pair
 
@@ -239,3 +249,130 @@ def test_each_other_store_on_https_is_checked_with_the_hosts_trust(tmp_path: Pat
     assert report.lines[2].startswith(f"tls s3.test:{s3_port}: certificate not trusted")
     assert len(report.lines) == 3, "a store on plain HTTP has no certificate to check"
     assert report.warnings == ()
+
+
+# --- rollout's checks: in the background, judged on trust alone ----------------------------------------
+
+_SAID = {
+    "ok": "ok",
+    "unknown issuer": "certificate not trusted: unable to get local issuer certificate",
+    "name mismatch": "certificate not trusted: Hostname mismatch, certificate is not valid for 's3.test'.",
+    "unresolved": "cannot connect: Name or service not known: this machine cannot resolve registry.test; "
+    "give its address with --resolve registry.test:ADDR",
+    "refused": "cannot connect: [Errno 111] Connection refused",
+    "silent": "cannot connect: no answer within 5 s",
+}
+
+
+@given(kinds=st.lists(st.sampled_from(sorted(_SAID)), min_size=1, max_size=4))
+def test_rollout_fails_on_a_certificate_the_hosts_do_not_trust_and_notes_one_it_cannot_reach(
+    kinds: list[str],
+) -> None:
+    lines = tuple(f"tls t{i}.test:443: {_SAID[kind]}" for i, kind in enumerate(kinds))
+    judged = judged_for_rollout(HandshakeReport(ok=kinds == ["ok"] * len(kinds), lines=lines))
+    untrusted = tuple(
+        line for line, kind in zip(lines, kinds, strict=True) if kind in ("unknown issuer", "name mismatch")
+    )
+    unreached = [
+        line for line, kind in zip(lines, kinds, strict=True) if kind in ("unresolved", "refused", "silent")
+    ]
+    assert judged.lines == lines
+    assert judged.failed == untrusted
+    assert judged.ok == (not untrusted)
+    pulls = [note for note in judged.notes if note.startswith("the hosts' pulls will fail: ")]
+    assert len(pulls) == (1 if untrusted else 0)
+    for line in untrusted:  # the warning names each target whose certificate the hosts refuse
+        assert line.removeprefix("tls ").partition(": ")[0] in pulls[0]
+    assert [note for note in judged.notes if note.startswith("tls ")] == [
+        f"{line}: not checked from this machine (a note, not a failure: the hosts may reach it where this "
+        "machine cannot)"
+        for line in unreached
+    ]
+
+
+def test_a_skip_tls_policy_and_unused_resolve_entries_fail_nothing_in_a_rollout() -> None:
+    skipped = HandshakeReport(True, ("tls: skipped: the policy lists the registry as insecure (skip-TLS)",))
+    assert judged_for_rollout(skipped).ok and judged_for_rollout(skipped).notes == ()
+    unused = HandshakeReport(True, ("tls registry.test: ok",), ("--resolve registry.tset:127.0.0.1: ...",))
+    judged = judged_for_rollout(unused)
+    assert judged.ok and judged.notes == ("--resolve registry.tset:127.0.0.1: ...",)
+
+
+def _storage_policy(ca_pem: bytes, target: str) -> TrustPolicy:
+    return TrustPolicy(
+        registries=(),
+        storage_endpoint=target,
+        storage_scheme="https",
+        ca_files=(CAFile("storage", "trust-agent-storage-ca.crt", parse_bundle(ca_pem, "ca.pem")),),
+    )
+
+
+def test_a_rotated_storage_ca_the_storage_does_not_present_yet_fails_a_rollout(tmp_path: Path) -> None:
+    """Only the new storage CA given while the storage still presents the old one's certificate: every
+    pull on the hosts then fails, and so must the rollout."""
+    old, new = make_ca("Storage CA 2025"), make_ca("Storage CA 2026")
+    with _tls_server(tmp_path, make_leaf(old, "storage.test")) as port:
+        target = f"storage.test:{port}"
+        checks = BackgroundHandshakes(_storage_policy(new[0], target), 5.0, {"storage.test": "127.0.0.1"})
+        judged = judged_for_rollout(checks.report())
+    assert judged.failed == (
+        f"tls {target}: certificate not trusted: unable to get local issuer certificate",
+    )
+    assert not judged.ok
+
+
+def test_a_certificate_for_another_name_fails_a_rollout(tmp_path: Path) -> None:
+    ca = make_ca("Storage CA")
+    with _tls_server(tmp_path, make_leaf(ca, "other.test")) as port:
+        target = f"storage.test:{port}"
+        checks = BackgroundHandshakes(_storage_policy(ca[0], target), 5.0, {"storage.test": "127.0.0.1"})
+        judged = judged_for_rollout(checks.report())
+    (failed,) = judged.failed
+    assert failed.startswith(f"tls {target}: certificate not trusted: Hostname mismatch"), failed
+
+
+def test_the_right_ca_passes_a_rollout(tmp_path: Path) -> None:
+    ca = make_ca("Storage CA")
+    with _tls_server(tmp_path, make_leaf(ca, "storage.test")) as port:
+        target = f"storage.test:{port}"
+        checks = BackgroundHandshakes(_storage_policy(ca[0], target), 5.0, {"storage.test": "127.0.0.1"})
+        judged = judged_for_rollout(checks.report())
+    assert judged.ok and judged.lines == (f"tls {target}: ok",) and judged.notes == ()
+
+
+def test_the_checks_run_while_the_hosts_do_and_are_waited_for_no_longer_than_their_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One check ends at once, the other never (a controller whose packets are dropped): the run's end
+    waits the bound for it, not until it ends, and says it had no answer, as a note."""
+    started: list[str] = []
+    never = threading.Event()
+
+    def checked(address: str, *args: object) -> str | None:
+        started.append(address)
+        if address.startswith("silent."):
+            never.wait(30.0)
+        return None
+
+    monkeypatch.setattr(handshake_module, "handshake", checked)
+    policy = TrustPolicy(
+        registries=("quick.test",), storage_endpoint="silent.test:9000", storage_scheme="https"
+    )
+    checks = BackgroundHandshakes(policy, 0.5, {})
+    deadline = time.monotonic() + 5.0
+    while len(started) < 2 and time.monotonic() < deadline:  # the fleet's work, meanwhile
+        time.sleep(0.01)
+    assert sorted(started) == ["quick.test", "silent.test:9000"], "both began before the run's end"
+    ended = time.monotonic()
+    report = checks.report()
+    waited = time.monotonic() - ended
+    never.set()
+    assert 0.4 <= waited < 1.5, waited
+    assert report.lines == (
+        "tls quick.test: ok",
+        "tls silent.test:9000: cannot connect: no answer within 0.5 s",
+    )
+    judged = judged_for_rollout(report)
+    assert judged.ok and judged.notes[0].startswith(
+        "tls silent.test:9000: cannot connect: no answer within 0.5 s"
+    )

@@ -1,0 +1,146 @@
+"""rollout proves a certs.d change with verify's TLS checks from the controller: certs.d files do not
+show in dockerd's live config (trust-facts 15), so "verified: live config" says nothing of them."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.probes import by_host, ca_args, pull
+from tests.lab import Lab
+from tests.pki import make_ca
+
+pytestmark = pytest.mark.lab
+
+FAILED = " (a failed check from this machine: exit 1)"
+PULLS_FAIL = "warning: the hosts' pulls will fail: "
+
+
+def rollout(lab: Lab, *args: str) -> tuple[int, dict[str, Any], str]:
+    """Run ``trust-agent rollout`` in the lab namespace; returns (exit code, JSON report, stderr)."""
+    proc = lab.run_agent("rollout", "-i", str(lab.inventory_yml), *args, "--format", "json")
+    report = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+    return proc.returncode, report, proc.stderr
+
+
+def rollout_reported(lab: Lab, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], ET.Element, str]:
+    """``rollout`` writing JSON and JUnit reports: (exit code, JSON report, JUnit suite, stderr)."""
+    json_file, junit_file = tmp_path / "rollout.json", tmp_path / "rollout.xml"
+    proc = lab.run_agent(
+        "rollout", "-i", str(lab.inventory_yml), *args, "-o", str(json_file), "-o", str(junit_file)
+    )
+    report = json.loads(json_file.read_text())
+    return proc.returncode, report, ET.parse(junit_file).getroot(), proc.stderr
+
+
+def tls_cases(suite: ET.Element) -> dict[str, ET.Element]:
+    """The JUnit cases of the TLS checks, by target."""
+    return {
+        c.get("name", ""): c
+        for c in suite.iter("testcase")
+        if c.get("classname") == "trust-agent.rollout.tls"
+    }
+
+
+def resolve(lab: Lab) -> list[str]:
+    """Where the registry is: the lab namespace's DNS does not know its name."""
+    return ["--resolve", f"{lab.registry}:{lab.state['registry']['address']}"]
+
+
+def only_the_new_storage_ca(lab: Lab, tmp_path: Path) -> list[str]:
+    """A rotation step that gives the next storage CA while the storage still presents the old one's
+    certificate."""
+    new = tmp_path / "storage-ca-next.pem"
+    new.write_bytes(make_ca("Next storage CA")[0])
+    return [
+        "--source",
+        str(lab.registry_yml),
+        "--storage-ca",
+        str(new),
+        "--registry-ca",
+        str(lab.registry_ca),
+    ]
+
+
+def test_a_storage_ca_the_storage_does_not_present_fails_the_rollout_as_verify_does(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The rollout installed a storage CA that matched nothing, said "verified: live config" and exited
+    0; every pull on the host then failed with x509."""
+    host = lab.hosts[-1]
+    code, _, err = rollout(lab, *ca_args(lab), "--limit", host.name)
+    assert code == 0, err
+    storage = lab.s3_authority
+    # As it was run: no --resolve, so the registry's checks cannot connect from here (notes); the
+    # storage, at an address, is reached.
+    rotated = only_the_new_storage_ca(lab, tmp_path)
+    code, report, suite, err = rollout_reported(lab, tmp_path, *rotated, "--limit", host.name)
+
+    untrusted = f"tls {storage}: certificate not trusted: unable to get local issuer certificate"
+    assert code == 1, err
+    assert by_host(report)[host.name]["status"] == "changed", report  # the files are as asked
+    unreached, unreached_443, failed = report["tls_checks"]
+    assert unreached.startswith(f"tls {lab.registry}: cannot connect: "), unreached
+    assert unreached_443.startswith(f"tls {lab.registry}:443: cannot connect: "), unreached_443
+    assert failed == untrusted + FAILED
+    assert untrusted + FAILED in report["warnings"]
+    assert f"{PULLS_FAIL}{storage} presented a certificate" in err, err
+    cases = tls_cases(suite)
+    failure = cases[storage].find("failure")
+    assert failure is not None and failure.get("message", "").startswith("certificate not trusted"), cases
+    assert cases[lab.registry].find("skipped") is not None, "not reached from here: not failed"
+    # What the check said is what the host finds: its pull fails, and verify fails the same check.
+    pulled = lab.ssh(host, f"docker rmi -f {lab.image} >/dev/null 2>&1; docker pull {lab.image}", check=False)
+    assert pulled.returncode != 0 and "x509" in pulled.stdout + pulled.stderr, pulled
+    verified = lab.run_agent(
+        "verify", "-i", str(lab.inventory_yml), *rotated, *resolve(lab), "--limit", host.name,
+    )  # fmt: skip
+    assert verified.returncode == 1 and f"{untrusted}" in verified.stderr, verified.stderr
+
+
+def test_the_right_cas_pass_every_check_and_the_reports_list_them(lab: Lab, tmp_path: Path) -> None:
+    code, report, suite, err = rollout_reported(lab, tmp_path, *ca_args(lab), *resolve(lab))
+    assert code == 0, err
+    assert report["tls_checks"] == [
+        f"tls {lab.registry}: ok", f"tls {lab.registry}:443: ok", f"tls {lab.s3_authority}: ok"
+    ]  # fmt: skip
+    assert not [w for w in report["warnings"] if w.startswith("tls ")], report["warnings"]
+    assert "warning: tls" not in err and PULLS_FAIL not in err, err
+    tls = tls_cases(suite)
+    assert len(tls) == 3 and all(list(case) == [] for case in tls.values()), [
+        ET.tostring(c) for c in tls.values()
+    ]
+    for host in lab.hosts:
+        pull(lab, host)
+
+
+def test_a_check_that_cannot_connect_from_here_is_a_note_not_a_failure(lab: Lab) -> None:
+    """The controller may sit outside the hosts' network: a registry it cannot resolve is said, and
+    the hosts, which reach it, are not failed for it."""
+    host = lab.hosts[0]
+    code, report, err = rollout(lab, *ca_args(lab), "--limit", host.name)
+    assert code == 0, err
+    assert by_host(report)[host.name]["status"] == "changed"
+    assert f"tls {lab.s3_authority}: ok" in report["tls_checks"]
+    unreached = [w for w in report["warnings"] if w.startswith(f"tls {lab.registry}: cannot connect")]
+    assert len(unreached) == 1 and unreached[0].endswith(
+        "not checked from this machine (a note, not a failure: the hosts may reach it where this machine cannot)"
+    ), report["warnings"]
+    assert f"give its address with --resolve {lab.registry}:ADDR" in unreached[0]
+    assert not [w for w in report["warnings"] if w.endswith(FAILED)]
+    pull(lab, host)
+
+
+def test_a_dry_run_makes_no_check(lab: Lab, tmp_path: Path) -> None:
+    """A dry run changes nothing, so it has nothing to prove: a wrong CA there is plan's business."""
+    host = lab.hosts[0]
+    code, report, err = rollout(
+        lab, *only_the_new_storage_ca(lab, tmp_path), *resolve(lab), "--limit", host.name, "--dry-run"
+    )
+    assert code == 0, err
+    assert report["tls_checks"] == [] and by_host(report)[host.name]["status"] == "pending"
+    assert "tls " not in err, err
