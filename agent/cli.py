@@ -654,7 +654,7 @@ def _run_with_policy(
             mode=mode,
             on_start=progress.start,
             on_done=done,
-            on_interrupt=progress.interrupted,
+            on_interrupt_left=progress.interrupted,
             early=early,
         )
     except StoppedAtOnce as stop:
@@ -1000,7 +1000,10 @@ def _reports_named(args: Sequence[str]) -> tuple[Mode, str | None, tuple[str, ..
     )
     params = context.params
     mode = "plan" if params.get("dry_run") else _REPORTING[words[at]]
-    return mode, params.get("fmt"), tuple(params.get("report") or ())
+    # A value that reads as an option (`-o -o`, `-o --forks`) is more likely a slip than a file's name:
+    # nothing is written there for a command line that was not run.
+    paths = tuple(path for path in params.get("report") or () if not path.startswith("-"))
+    return mode, params.get("fmt"), paths
 
 
 def _exit_now(code: object) -> NoReturn:

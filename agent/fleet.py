@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 INTERRUPTED = "interrupted: the hosts in flight finished, no other host was started"
-# A host an interrupt left before it changed anything (agent.host_pool.HostPool.may_leave).
+# A host an interrupt left before it changed anything (``leave_of`` in agent.host_pool.HostPool.map).
 LEFT = (
     "not started: the run was interrupted while this host was still connecting or reading its facts; "
     "nothing was changed on it"
@@ -89,6 +89,7 @@ def run_fleet(
     on_start: Callable[[str], None] | None = None,
     on_done: Callable[[HostOutcome], None] | None = None,
     on_interrupt: Callable[[int], None] | None = None,
+    on_interrupt_left: Callable[[int, int], None] | None = None,
     early: EarlyConnections | None = None,
 ) -> FleetResult:
     """Reconcile every host; returns one :class:`FleetResult`, whatever happened on each host.
@@ -99,7 +100,8 @@ def run_fleet(
     An interrupt (SIGINT, or SIGTERM as a CI job's cancel sends) starts no further host and lets the hosts
     in flight finish their apply, verify or roll-back, so none is left part way; a host still connecting
     or reading its facts is left at once (:data:`LEFT`), and its thread runs nothing more on it.
-    ``on_interrupt`` hears how many are in flight, and the result says the run was interrupted. A second
+    ``on_interrupt`` hears how many are in flight, to be finished (``on_interrupt_left``, where given, is
+    told instead that and how many were left), and the result says the run was interrupted. A second
     interrupt is not caught: it ends the run at once."""
     from agent.engine.gather import GATHER_SCRIPT, INFO_COMMAND_TAIL, INFO_FUNCTION
     from agent.engine.reconcile import reconcile
@@ -115,6 +117,7 @@ def run_fleet(
 
     lock = threading.Lock()
     outcomes: dict[str, HostOutcome] = {}
+    readinesses: dict[str, _Readiness] = {}  # the hosts in flight: taken by each as it starts
     stopped: str | None = None
 
     # What a host's facts and the engine's live config are read with: all a host runs before its apply.
@@ -141,11 +144,18 @@ def run_fleet(
         finally:
             transport.close()
 
+    def leave_of(name: str) -> Callable[[], bool]:
+        # Called by the pool as the host starts, before one(): the interrupt may leave it from then on.
+        readiness = _Readiness(name)
+        with lock:
+            readinesses[name] = readiness
+        return readiness.leave
+
     def one(name: str) -> HostOutcome:
+        with lock:
+            readiness = readinesses.pop(name)
         if on_start is not None:
             on_start(name)
-        readiness = _Readiness(name)
-        pool.may_leave(name, readiness.leave)
         outcome = _unless_left(readiness, lambda: reconciled(name, readiness))
         with lock:
             outcomes[name] = outcome
@@ -154,9 +164,9 @@ def run_fleet(
         return outcome
 
     plan = batches(names, fleet.serial)
-    with HostPool(min(fleet.forks, len(names)), on_interrupt) as pool:
+    with HostPool(min(fleet.forks, len(names)), on_interrupt, on_interrupt_left=on_interrupt_left) as pool:
         for number, batch in enumerate(plan, start=1):
-            results = pool.map(one, batch)
+            results = pool.map(one, batch, leave_of=leave_of)
             if results is None:
                 stopped = INTERRUPTED if pool.early_signal is None else interrupted_early(pool.early_signal)
                 break
@@ -221,7 +231,8 @@ class _Readiness:
                 self._state = "changing"
 
     def leave(self) -> bool:
-        """The interrupt's question (agent.host_pool.HostPool.may_leave): left, where nothing was changed."""
+        """The interrupt's question (``leave_of`` in agent.host_pool.HostPool.map): left, where nothing
+        was changed."""
         with self._lock:
             if self._state != "reading":
                 return False
@@ -256,6 +267,8 @@ def _unless_left(readiness: _Readiness, run: Callable[[], HostOutcome]) -> HostO
     neither the run nor the process's exit, and :class:`_Readiness` refuses it any further step."""
     from agent.outcome import HostOutcome
 
+    if readiness.left:  # left as it started: not even a connection is opened
+        return HostOutcome(readiness.name, "skipped", error=LEFT)
     ended: list[HostOutcome] = []
 
     def host() -> None:

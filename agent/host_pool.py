@@ -3,9 +3,9 @@
 On an interrupt (Ctrl-C's SIGINT, or the SIGTERM a CI job's cancel sends) no further host starts, and
 the hosts in flight finish what they are doing (an apply, its verify or roll-back; an install), so
 none is left part way; the caller then reports every host, those not started included. A host that
-has changed nothing yet, and says so (:meth:`HostPool.may_leave`), is left at once instead: one still
-connecting would otherwise hold the run for its whole connect timeout. A second interrupt stops at
-once, with what is known of each host (:class:`StoppedAtOnce`).
+has changed nothing yet, and says so (``leave_of`` in :meth:`HostPool.map`), is left at once instead:
+one still connecting would otherwise hold the run for its whole connect timeout. A second interrupt
+stops at once, with what is known of each host (:class:`StoppedAtOnce`).
 
 Before the pool runs (the source being read, SSH connections being set up) no host has been touched:
 an interrupt then says so and ends the run (:class:`EarlyInterrupts`).
@@ -225,20 +225,28 @@ def _inside_import(frame: FrameType | None) -> bool:
 
 class HostPool:
     """``with HostPool(forks) as pool: pool.map(fn, names)``; ``pool.interrupted`` says whether an
-    interrupt stopped it. ``on_interrupt`` hears how many hosts are in flight when one comes."""
+    interrupt stopped it. ``on_interrupt`` hears how many hosts are in flight when one comes, to be
+    finished; ``on_interrupt_left``, where given, is told instead both that and how many hosts the
+    interrupt left at once."""
 
-    def __init__(self, forks: int, on_interrupt: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        forks: int,
+        on_interrupt: Callable[[int], None] | None = None,
+        *,
+        on_interrupt_left: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.interrupted = False
         self._executor = ThreadPoolExecutor(max_workers=max(1, forks), thread_name_prefix="host")
         self._on_interrupt = on_interrupt
+        self._on_interrupt_left = on_interrupt_left
         # Reentrant: the second interrupt's handler reads the hosts' state in the main thread, which may
         # hold the lock at that moment.
         self._lock = threading.RLock()
         self._given: dict[str, None] = {}  # every name given to map, in order
         self._in_flight: set[str] = set()
         self._known: dict[str, str] = {}  # finished hosts: their status
-        self._leaves: dict[str, Callable[[], bool]] = {}  # hosts in flight that may be left (may_leave)
-        self._leaving = False  # the first interrupt has asked them
+        self._leaves: dict[str, Callable[[], bool]] = {}  # hosts in flight that may be left (leave_of)
         self._left: set[str] = set()
         self._signalled = False
         self._early = False  # an early interrupt came (agent.host_pool.EarlyInterrupts)
@@ -293,23 +301,21 @@ class HostPool:
             return self._known[name]
         return CUT_OFF if name in self._in_flight - self._left else NOT_STARTED
 
-    def may_leave(self, name: str, leave: Callable[[], bool]) -> None:
-        """Said by ``fn`` for the host it runs, before it does anything on it: on the first interrupt,
-        ``leave`` is called and says whether the host was left, having changed nothing and now never
-        to (still connecting, or reading its facts); ``fn`` then returns at once. A host whose ``leave``
-        says no (it is in its apply), or that gave none, is waited for, as every host in flight."""
-        with self._lock:
-            if not self._leaving:
-                self._leaves[name] = leave
-                return
-        # The interrupt came as this host started: it is left at once, as those in flight were.
-        if leave():
-            with self._lock:
-                self._left.add(name)
-
-    def map(self, fn: Callable[[str], T], names: Sequence[str]) -> list[T] | None:
+    def map(
+        self,
+        fn: Callable[[str], T],
+        names: Sequence[str],
+        *,
+        leave_of: Callable[[str], Callable[[], bool]] | None = None,
+    ) -> list[T] | None:
         """``fn`` over ``names``, in order; None where an interrupt came (the hosts not started then never
-        start)."""
+        start).
+
+        ``leave_of(name)`` gives a host's ``leave``, taken as the host starts, before ``fn`` does anything
+        on it: on the first interrupt ``leave`` is called and says whether the host was left, having
+        changed nothing and now never to (still connecting, or reading its facts); ``fn`` is then to
+        return at once. A host whose ``leave`` says no (it is in its apply), or without one, is waited
+        for, as every host in flight."""
         if self.interrupted:
             return None
         if self._early:  # said when it came, before any host: none starts
@@ -327,6 +333,10 @@ class HostPool:
                 if self._signalled:
                     return _NOT_STARTED
                 self._in_flight.add(name)
+                # In the same step: a host in flight always has its leave, so an interrupt acted on as
+                # it starts leaves it, and never counts it among the hosts to finish.
+                if leave_of is not None:
+                    self._leaves[name] = leave_of(name)
             try:
                 result = fn(name)
                 with self._lock:
@@ -360,15 +370,16 @@ class HostPool:
             future.cancel()  # those not started
         self.interrupted = True
         left = self._leave_those_unchanged()
-        if self._on_interrupt is not None:
-            with self._lock:
-                in_flight = len(self._in_flight - left)
+        with self._lock:
+            in_flight = len(self._in_flight - left)
+        if self._on_interrupt_left is not None:
+            self._on_interrupt_left(in_flight, len(left))
+        elif self._on_interrupt is not None:
             self._on_interrupt(in_flight)
 
     def _leave_those_unchanged(self) -> set[str]:
         """Asks each host in flight that may be left to leave; the names of those that did."""
         with self._lock:
-            self._leaving = True
             leaves = list(self._leaves.items())
         left = {name for name, leave in leaves if leave()}
         with self._lock:

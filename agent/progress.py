@@ -61,9 +61,10 @@ class Progress:
             else:
                 print(f"{line}  {seconds:.1f}s", file=sys.stderr, flush=True)
 
-    def interrupted(self, in_flight: int) -> None:
-        """Say what an interrupt does now (always: a person waiting needs to know why nothing ends)."""
-        line = interrupted_line(in_flight)
+    def interrupted(self, in_flight: int, left: int = 0) -> None:
+        """Say what an interrupt does now (always: a person waiting needs to know why nothing ends):
+        ``in_flight`` hosts to finish, ``left`` hosts left at once (agent.host_pool.HostPool)."""
+        line = interrupted_line(in_flight, left)
         with self.lock:
             if self.bar is not None:  # above the bar, which goes on counting the hosts that finish
                 from rich.text import Text
@@ -77,10 +78,25 @@ class Progress:
             self.bar.stop()
 
 
-def interrupted_line(in_flight: int) -> str:
-    """What an interrupt does, said while the hosts in flight finish (``agent.host_pool``)."""
-    hosts = "host" if in_flight == 1 else "hosts"
+def interrupted_line(in_flight: int, left: int = 0) -> str:
+    """What an interrupt does, said while the hosts in flight finish (``agent.host_pool``); ``left`` hosts,
+    still connecting or reading their facts, were left at once instead, and are said so: a person
+    counting the hosts to wait for must not wait for them."""
     return (
-        f"interrupted: finishing the {in_flight} {hosts} in flight, starting no other; "
+        f"interrupted: finishing the {_hosts(in_flight)} in flight{_leaving(left)}, starting no other; "
         "interrupt again to stop at once (hosts then left part way)"
     )
+
+
+def _leaving(left: int) -> str:
+    if left == 0:
+        return ""
+    its, it = ("its", "it") if left == 1 else ("their", "them")
+    return (
+        f" (leaving at once the {_hosts(left)} still connecting or reading {its} facts: nothing was "
+        f"changed on {it})"
+    )
+
+
+def _hosts(count: int) -> str:
+    return f"{count} host" if count == 1 else f"{count} hosts"

@@ -287,3 +287,62 @@ def test_an_interrupt_noted_inside_an_import_stops_the_fleet_saying_no_host_star
     assert [(o.host, o.status) for o in result.outcomes] == [("a", "skipped"), ("b", "skipped")]
     assert result.interrupted and result.stopped == interrupted_early(signal.SIGINT)
     assert result.stopped.startswith("interrupted (SIGINT) before any host was started: nothing was changed")
+
+
+def test_a_host_that_starts_as_the_interrupt_is_acted_on_is_left_and_not_counted_in_flight(
+    sigint_as_a_shell_gives_it: None,
+) -> None:
+    """Such a host was left, but the interrupt's line counted it among the hosts in flight to finish."""
+    acted_on = threading.Event()
+    heard: list[int] = []
+    opened: list[str] = []
+
+    def interrupted(in_flight: int) -> None:
+        heard.append(in_flight)
+        acted_on.set()
+
+    def as_it_starts(name: str) -> None:  # in the host's thread: the interrupt is acted on meanwhile
+        os.kill(os.getpid(), signal.SIGINT)
+        acted_on.wait(WAIT)
+
+    def opener(name: str) -> Transport:
+        opened.append(name)
+        return Unreachable(name)
+
+    result = run_fleet(
+        ["late"],
+        opener,
+        POLICY,
+        RunOptions(),
+        FleetOptions(forks=1),
+        on_start=as_it_starts,
+        on_interrupt=interrupted,
+    )
+    assert heard == [0]
+    assert [(o.host, o.status, o.error) for o in result.outcomes] == [("late", "skipped", LEFT)]
+    assert opened == []  # left before its connection was even opened
+    assert result.interrupted and result.stopped == INTERRUPTED
+
+
+def test_on_interrupt_left_hears_the_hosts_to_finish_and_those_left_instead_of_on_interrupt(
+    tmp_path: Path, sigint_as_a_shell_gives_it: None
+) -> None:
+    """The line said "finishing the N hosts in flight" alone: the hosts left at once went unsaid."""
+    root = trees(tmp_path, ["h1"])["h1"]
+    hold = Hold("connect")
+    heard: list[int] = []
+    heard_left: list[tuple[int, int]] = []
+    try:
+        result = run_fleet(
+            ["h1", "h2"],
+            lambda name: HeldHost(name, hold),
+            POLICY,
+            RunOptions(root=str(root)),
+            FleetOptions(forks=1),
+            on_interrupt=heard.append,
+            on_interrupt_left=lambda in_flight, left: heard_left.append((in_flight, left)),
+        )
+    finally:
+        hold.release.set()
+    assert heard_left == [(0, 1)] and heard == []
+    assert [(o.host, o.status) for o in result.outcomes] == [("h1", "skipped"), ("h2", "skipped")]

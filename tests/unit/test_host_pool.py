@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -373,10 +373,16 @@ def test_an_interrupt_as_a_batch_is_handed_out_starts_none_of_its_hosts(
 # --- hosts that have changed nothing yet are left ----------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("told_the_left", "said"),
+    [(False, [1]), (True, [(1, 1)])],
+    ids=["in-flight", "in-flight-and-left"],
+)
 def test_the_first_interrupt_leaves_the_hosts_that_changed_nothing_and_waits_for_the_others(
-    sigint_as_a_shell_gives_it: None,
+    told_the_left: bool, said: list[Any], sigint_as_a_shell_gives_it: None
 ) -> None:
-    """A host still connecting held the run for its whole connect timeout after Ctrl-C."""
+    """A host still connecting held the run for its whole connect timeout after Ctrl-C; once it was
+    left, the interrupt's line still said only how many hosts were being finished."""
     both_in_flight = threading.Barrier(3, timeout=WAIT)
     left, asked, applied = threading.Event(), threading.Event(), threading.Event()
 
@@ -388,8 +394,10 @@ def test_the_first_interrupt_leaves_the_hosts_that_changed_nothing_and_waits_for
         asked.set()
         return False  # in its apply: not to be left
 
+    def leave_of(name: str) -> Callable[[], bool]:
+        return leave_connecting if name == "connecting" else leave_applying
+
     def work(name: str) -> Done:
-        pool.may_leave(name, leave_connecting if name == "connecting" else leave_applying)
         both_in_flight.wait()
         if name == "connecting":
             left.wait(WAIT)  # until the interrupt leaves it
@@ -403,21 +411,26 @@ def test_the_first_interrupt_leaves_the_hosts_that_changed_nothing_and_waits_for
         both_in_flight.wait()
         os.kill(os.getpid(), signal.SIGINT)
 
-    heard: list[int] = []
-    with HostPool(2, on_interrupt=heard.append) as pool:
+    heard: list[Any] = []
+    if told_the_left:
+        pool = HostPool(2, on_interrupt_left=lambda in_flight, left: heard.append((in_flight, left)))
+    else:
+        pool = HostPool(2, on_interrupt=heard.append)  # as the daemon's install gives it
+    with pool:
         threading.Thread(target=interrupt, daemon=True).start()
-        assert pool.map(work, ["connecting", "applying"]) is None
+        assert pool.map(work, ["connecting", "applying"], leave_of=leave_of) is None
         assert left.is_set() and asked.is_set()
-        assert heard == [1]  # the host in its apply alone is finished
+        assert heard == said  # the host in its apply alone is finished; the one connecting was left
         assert not applied.is_set()
     assert applied.is_set(), "the pool's exit must wait for the host in its apply"
 
 
-def test_a_host_that_starts_as_the_interrupt_is_acted_on_is_left_at_once(
+def test_a_host_that_starts_as_the_interrupt_is_acted_on_is_left_at_once_and_not_counted_in_flight(
     sigint_as_a_shell_gives_it: None,
 ) -> None:
-    """Handed to its thread just before the interrupt, the host says it may be left only after the pool
-    asked the others: it is left then, not waited for."""
+    """Handed to its thread just before the interrupt, the host said it may be left only after the pool
+    had asked the others and counted it among the hosts to finish: it was left, but the line said the
+    run was finishing it."""
     acted_on, left = threading.Event(), threading.Event()
 
     def leave() -> bool:
@@ -425,11 +438,17 @@ def test_a_host_that_starts_as_the_interrupt_is_acted_on_is_left_at_once(
         return True
 
     def work(name: str) -> str:
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # as the host starts
         acted_on.wait(WAIT)
-        pool.may_leave(name, leave)
         return name
 
-    with HostPool(1, on_interrupt=lambda in_flight: acted_on.set()) as pool:
-        assert pool.map(work, ["late"]) is None
+    heard: list[tuple[int, int]] = []
+
+    def interrupted(in_flight: int, left_at_once: int) -> None:
+        heard.append((in_flight, left_at_once))
+        acted_on.set()
+
+    with HostPool(1, on_interrupt_left=interrupted) as pool:
+        assert pool.map(work, ["late"], leave_of=lambda name: leave) is None
     assert left.is_set()
+    assert heard == [(0, 1)]
