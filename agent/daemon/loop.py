@@ -84,6 +84,10 @@ class Daemon:
         self._source_retries = 0
         # The policy's warnings as last logged: logged again only when they change.
         self._logged_policy_warnings: tuple[str, ...] = ()
+        # The fingerprint the last outcome was reached under: an outcome says nothing of another policy.
+        self._outcome_fingerprint: str | None = None
+        # Why a report file (status, metrics) could not be written, as last logged: logged once per fault.
+        self._report_faults: dict[Path, str] = {}
         self.status = DaemonStatus(
             source=SourceStatus(spec=display_source(config.inputs.source)),
             host=self._transport.name,
@@ -112,7 +116,11 @@ class Daemon:
             source_error = status.source.last_error  # still at fault: backing off
 
         outcome: HostOutcome | None = None
-        fingerprint = status.policy.policy.fingerprint() if status.policy is not None else None
+        fingerprint, before = _fingerprint(status), _fingerprint(self.status)
+        if before is not None and fingerprint != before:
+            # Said before the reconcile, which reads the status file: a plan of this very policy must not
+            # warn that the daemon keeps another one.
+            self._publish(_pending(status))
         waiting = not force_poll and fingerprint == self._failed_fingerprint and tick < self._next_reconcile
         if status.policy is not None and not waiting:
             options = replace(self.config.options, backup_stamp=new_backup_stamp(now))
@@ -162,6 +170,8 @@ class Daemon:
             delay = backoff_delay(self._source_retries, self.config.interval, self.config.max_backoff)
             wait = jittered(delay, self.config.jitter, self._draw())
             self._next_poll = tick + wait
+            # An outage is news when it begins (or its error changes), not at every retry.
+            goes_on = source.consecutive_failures > 0 and poll.error == source.last_error
             source = replace(
                 source,
                 state="error",
@@ -173,7 +183,7 @@ class Daemon:
                 retry_in=delay,
             )
             self._log.event(
-                "warning" if status.policy is not None else "error",
+                "debug" if goes_on else "info" if status.policy is not None else "error",
                 "source_error",
                 source=source.spec,
                 error=poll.error,
@@ -194,6 +204,7 @@ class Daemon:
             state=poll.state,
             last_poll=now,
             last_ok=now,
+            last_error=None,
             consecutive_failures=0,
             next_poll=now + wait,
             retry_in=None,
@@ -265,13 +276,17 @@ class Daemon:
         busy: bool = False,
     ) -> DaemonStatus:
         # ``waited``: the host was not reconciled (backing off after a failure, or another run held its
-        # lock): its last outcome stands.
-        summary = _summary(outcome) if outcome is not None else status.outcome if waited else None
+        # lock): its last outcome stands, but only for the policy it was reached under.
+        known = waited and self._outcome_fingerprint == _fingerprint(status)
+        if outcome is not None:
+            self._outcome_fingerprint = _fingerprint(status)
+        summary = _summary(outcome) if outcome is not None else status.outcome if known else None
         converged = summary is not None and summary.status in ("unchanged", "changed")
         apply_error = summary.error if summary is not None and not converged else None
         state: State
         if status.policy is not None and summary is None:
-            state = status.state  # never reconciled yet (its lock was held): nothing is known to be wrong
+            # Never reconciled on this policy (its lock was held): pending, nothing known to be wrong.
+            state = "starting"
         elif status.policy is None or not converged:
             state = "failing"
         elif source_error is not None:
@@ -281,12 +296,16 @@ class Daemon:
         parts = [f"source: {source_error}"] if source_error else []
         parts += [f"host: {apply_error}"] if apply_error else []
         error = "; ".join(parts) or ("no policy yet" if status.policy is None else None)
+        # "starting" is no way for a cycle to end: the host was never reconciled (its lock was held). How
+        # the last cycle on another policy ended says nothing of this one.
+        last_cycle_state = status.last_cycle_state if known else None
+        if state != "starting":
+            last_cycle_state = state
         changed = not waited and summary is not None and summary.status == "changed"
         settled = replace(
             status,
             state=state,
-            # "starting" is no way for a cycle to end: the host was never reconciled (its lock was held).
-            last_cycle_state=state if state != "starting" else status.last_cycle_state,
+            last_cycle_state=last_cycle_state,
             host_busy=busy,
             cycles=status.cycles + 1,
             last_run=now,
@@ -353,18 +372,32 @@ class Daemon:
         return status
 
     def _publish(self, status: DaemonStatus) -> None:
-        for path, write in (
-            (self.config.status_file, write_status),
-            (self.config.metrics_file, write_metrics),
-        ):
-            if path is None:
-                continue
-            try:
-                write(path, status)
-            except OSError as exc:
-                self._log.event(
-                    "error", "report_write_failed", path=str(path), error=str(exc.strerror or exc)
-                )
+        # The metrics first: the status file then lists why they could not be written.
+        metrics_fault = self._write_report(self.config.metrics_file, write_metrics, status)
+        if metrics_fault is not None:
+            warning = f"metrics not written: {metrics_fault}"
+            status = replace(status, warnings=tuple(dict.fromkeys((*status.warnings, warning))))
+        self._write_report(self.config.status_file, write_status, status)
+
+    def _write_report(
+        self, path: Path | None, write: Callable[[Path, DaemonStatus], None], status: DaemonStatus
+    ) -> str | None:
+        """Write one report file; why it could not be, if so. A fault is logged when it begins (or
+        changes) and when it ends, not at every interval."""
+        if path is None:
+            return None
+        try:
+            write(path, status)
+        except OSError as exc:
+            error = str(exc.strerror or exc)
+            error = error if str(path) in error else f"{path}: {error}"
+            if self._report_faults.get(path) != error:
+                self._log.event("error", "report_write_failed", path=str(path), error=error)
+            self._report_faults[path] = error
+            return error
+        if self._report_faults.pop(path, None) is not None:
+            self._log.event("info", "report_write_recovered", path=str(path))
+        return None
 
     def _carry_over_last_cycle(self) -> None:
         """Start from what this daemon's previous process left in its status file (how its last
@@ -375,6 +408,8 @@ class Daemon:
         previous = read_status_file(self.config.status_file)
         if previous is not None:
             self.status = carry_over(self.status, previous)
+        if self.status.last_cycle_state is not None:  # carried over: reached under the policy in force
+            self._outcome_fingerprint = _fingerprint(self.status)
 
     def _load_last_good(self, now: float) -> None:
         try:
@@ -407,6 +442,15 @@ class Daemon:
             saved_at=last.saved_at,
             path=str(self._store.path),
         )
+
+
+def _fingerprint(status: DaemonStatus) -> str | None:
+    return status.policy.policy.fingerprint() if status.policy is not None else None
+
+
+def _pending(status: DaemonStatus) -> DaemonStatus:
+    """``status`` on a policy the host has not been reconciled on yet: not ok, not converged."""
+    return replace(status, state="starting", last_cycle_state=None, outcome=None, host_busy=False)
 
 
 def _explanation(policy: TrustPolicy) -> tuple[object, ...]:

@@ -30,7 +30,9 @@ def status_document(status: DaemonStatus) -> dict[str, Any]:
         "healthy": status.healthy,
         "last_cycle_state": status.last_cycle_state,
         "host_busy": status.host_busy,
-        "converged": status.converged,
+        # Unknown while another run holds the host's lock: this cycle did not look. ``outcome`` is the
+        # last one reached on the policy in force (none on a policy not reconciled yet).
+        "converged": None if status.host_busy else status.converged,
         "host": status.host,
         "pid": status.pid,
         "state_dir": status.state_dir,
@@ -116,6 +118,13 @@ def metrics_text(status: DaemonStatus) -> str:
         1 if status.converged else 0,
     )
     metric(
+        "trust_agent_host_busy",
+        "gauge",
+        "1 when the last cycle found another trust-agent run holding the host's lock: it did not look at "
+        "the host, and trust_agent_host_converged is what the last look found.",
+        1 if status.host_busy else 0,
+    )
+    metric(
         "trust_agent_last_run_timestamp_seconds", "gauge", "When the last cycle ran.", status.last_run or 0
     )
     metric(
@@ -127,7 +136,8 @@ def metrics_text(status: DaemonStatus) -> str:
     metric(
         "trust_agent_last_change_timestamp_seconds",
         "gauge",
-        "When the agent last changed the host's files (0: not since start).",
+        "When the daemon last changed the host's files, kept across its restarts on the same policy "
+        "(0: no change recorded).",
         status.last_change or 0,
     )
     metric(

@@ -630,3 +630,136 @@ def test_a_sighup_retry_of_a_failing_host_starts_its_backoff_over(
     while len(tried) == after_sighup and host.monotonic.now - tried[-1] < 20 * daemon.config.interval:
         host.next_cycle(daemon)
     assert tried[after_sighup] - tried[after_sighup - 1] == daemon.config.interval
+
+
+def hold_the_host_lock(host: Host) -> io.TextIOWrapper:
+    """The engine's host lock, as a rollout holds it while it works on the host."""
+    lock_dir = host.root / "var/lib/trust-agent"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    held = open(lock_dir / "lock", "a")  # noqa: SIM115 - closed by the caller
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return held
+
+
+def test_a_busy_first_cycle_on_a_new_policy_is_pending_not_converged_on_the_old_one(host: Host) -> None:
+    """Status said ok, healthy and converged on the new policy while the host held the old one's files:
+    the outcome reached on the old policy stood for the new one."""
+    daemon = host.daemon()
+    daemon.cycle()
+    old = daemon.status.policy.policy.fingerprint()  # type: ignore[union-attr]
+    host.source.write_text(source_text(skipverify=True))  # a new policy: the CA goes, skip-TLS comes
+    held = hold_the_host_lock(host)
+    try:
+        host.next_cycle(daemon)
+    finally:
+        held.close()
+    status = daemon.status
+    assert status.policy is not None and status.policy.policy.fingerprint() != old
+    assert status.host_busy and not status.healthy and not status.converged
+    assert status.state == "starting" and status.outcome is None and status.last_cycle_state is None
+    assert host.ca_file.exists(), "the old policy's file: the host was not touched"
+    doc = host.status()
+    assert (doc["state"], doc["healthy"], doc["converged"], doc["outcome"]) == ("starting", False, None, None)
+    metrics = host.metrics()
+    assert metrics["trust_agent_up"] == "0" and metrics["trust_agent_host_converged"] == "0"
+    assert metrics["trust_agent_host_busy"] == "1"
+
+    host.next_cycle(daemon)  # the other run is done
+    assert daemon.status.state == "ok" and daemon.status.converged and not host.ca_file.exists()
+
+
+def test_a_busy_cycle_does_not_claim_the_convergence_it_did_not_look_at(host: Host) -> None:
+    daemon = host.daemon()
+    daemon.cycle()
+    host.ca_file.unlink()  # drift no one looked at while the lock is held
+    held = hold_the_host_lock(host)
+    try:
+        host.next_cycle(daemon)
+    finally:
+        held.close()
+    doc = host.status()
+    assert doc["host_busy"] is True and doc["converged"] is None  # unknown: not looked at
+    assert doc["outcome"]["status"] == "changed"  # type: ignore[index]  # the last look's, on this policy
+    assert doc["last_success"] == iso(host.clock.now - host.config().interval)  # when it was looked at
+    metrics = host.metrics()
+    assert metrics["trust_agent_host_busy"] == "1" and metrics["trust_agent_host_converged"] == "1"
+
+    host.next_cycle(daemon)
+    assert host.status()["converged"] is True and host.metrics()["trust_agent_host_busy"] == "0"
+
+
+KEEPS = "trust-agent's daemon runs on this host and keeps another policy"
+
+
+def test_the_daemons_own_cycle_on_a_new_policy_does_not_warn_about_itself(host: Host) -> None:
+    """The first cycle on a new policy read the status file still naming the old one, and warned that
+    "trust-agent's daemon ... keeps another policy" about the daemon itself."""
+    installed = host.root / "etc/trust-agent/install.json"
+    installed.parent.mkdir(parents=True)
+    installed.write_text("{}\n")  # a host the daemon was installed on: its status file is read
+    status_file = host.root / "var/lib/trust-agent/status.json"
+    daemon = host.daemon(status_file=status_file)
+    daemon.cycle()
+    host.source.write_text(source_text(skipverify=True))
+    host.next_cycle(daemon)
+    assert daemon.status.state == "ok" and daemon.status.policy_changes_total == 1
+    assert daemon.status.outcome is not None
+    assert not [w for w in daemon.status.outcome.warnings if w.startswith(KEEPS)]
+    assert KEEPS not in host.logs.getvalue()
+
+
+def events(host: Host, name: str) -> list[dict[str, object]]:
+    records = [json.loads(line) for line in host.logs.getvalue().splitlines()]
+    return [r for r in records if r["event"] == name]
+
+
+def test_a_source_outage_is_logged_at_info_when_it_begins_and_at_debug_while_it_goes_on(
+    host: Host,
+) -> None:
+    daemon = host.daemon()
+    daemon.cycle()
+    host.source.unlink()
+    for _ in range(8):  # bounded: enough cycles for three failed polls at the back-off's pace
+        host.next_cycle(daemon)
+    failed = events(host, "source_error")
+    assert len(failed) >= 3
+    assert [r["level"] for r in failed] == ["info"] + ["debug"] * (len(failed) - 1)
+
+    host.source.write_text("storage: [\n")  # another fault: news again
+    daemon.cycle(force_poll=True)
+    assert events(host, "source_error")[-1]["level"] == "info"
+
+
+def test_a_recovered_source_no_longer_shows_its_last_error(host: Host) -> None:
+    daemon = host.daemon()
+    daemon.cycle()
+    host.source.unlink()
+    host.next_cycle(daemon)
+    assert host.status()["source"]["last_error"]  # type: ignore[index]
+    host.source.write_text(source_text())
+    daemon.cycle(force_poll=True)
+    source = host.status()["source"]
+    assert source["state"] == "unchanged" and source["last_error"] is None  # type: ignore[index]
+
+
+def test_a_metrics_file_that_is_not_the_daemons_is_said_once_and_shown_in_the_warnings(
+    host: Host,
+) -> None:
+    """A person's file at the metrics path: an error every interval for ever, with "warnings": []."""
+    host.metrics_file.write_text("a person's notes\n")
+    daemon = host.daemon()
+    for _ in range(3):
+        host.next_cycle(daemon)
+    assert host.metrics_file.read_text() == "a person's notes\n"
+    failed = events(host, "report_write_failed")
+    assert [r["level"] for r in failed] == ["error"]  # once, not every interval
+    warnings = host.status()["warnings"]
+    said = [w for w in warnings if w.startswith("metrics not written: ")]  # type: ignore[attr-defined]
+    assert len(said) == 1 and "holds something other than trust-agent's metrics" in said[0]
+    assert str(host.metrics_file) in said[0]
+
+    host.metrics_file.unlink()  # the person moves their file away
+    host.next_cycle(daemon)
+    assert host.metrics()["trust_agent_up"] == "1"
+    assert not [w for w in host.status()["warnings"] if w.startswith("metrics not written")]  # type: ignore[attr-defined]
+    assert [r["level"] for r in events(host, "report_write_recovered")] == ["info"]

@@ -34,7 +34,7 @@ from agent.daemon.unit import UnitOptions, render_unit
 from agent.engine.options import RunOptions
 from agent.errors import UsageError
 from agent.trust import TrustPolicy
-from tests.unit.test_daemon_loop import Host
+from tests.unit.test_daemon_loop import Host, source_text
 
 
 @pytest.fixture
@@ -175,10 +175,12 @@ def test_a_once_on_a_busy_host_keeps_how_the_last_reconciled_cycle_ended(host: H
     assert busy.host_busy and once_exit_code(busy) == ONCE_BUSY_EXIT
     doc = host.status()
     assert doc["state"] == "stopped" and doc["host_busy"] is True
-    assert doc["last_cycle_state"] == "ok" and doc["converged"] is True
+    # Not looked at (the CA file is gone meanwhile): converged unknown, beside what the last look found.
+    assert doc["last_cycle_state"] == "ok" and doc["converged"] is None
     assert doc["last_success"] == first["last_success"] and doc["outcome"] == first["outcome"]
     assert doc["cycles"] == 1 and doc["pid"] == first["pid"]  # its own, counted since it started
     assert host.metrics()["trust_agent_host_converged"] == "1"
+    assert host.metrics()["trust_agent_host_busy"] == "1"
     assert host.metrics()["trust_agent_last_success_timestamp_seconds"] == str(int(host.clock.now))
 
 
@@ -349,3 +351,47 @@ def test_with_no_manifest_no_file_under_etc_trust_agent_is_known_to_be_ours() ->
     assert manifest_lists("[1]") == ([], [])
     older = {"version": 1, "state_files": ["/var/lib/m.prom"]}
     assert manifest_lists(json.dumps(older)) == (["/var/lib/m.prom"], None)  # the older layout
+
+
+# --- an outcome belongs to the policy it was reached under ---------------------------------------
+
+
+def test_a_restart_onto_a_new_policy_on_a_busy_host_is_pending_not_the_old_outcome(host: Host) -> None:
+    """A re-install that restarts the service with a new source: the new process carried over the old
+    policy's outcome and, finding the lock held, said ok and converged on the new policy."""
+    assert run_once(host.daemon()).state == "ok"
+    old = host.status()["policy"]["fingerprint"]  # type: ignore[index]
+    host.source.write_text(source_text(skipverify=True))
+    restarted = host.daemon()
+    assert restarted.status.last_cycle_state == "ok"  # carried over, on the policy it restored
+    held = hold_host_lock(host)
+    try:
+        status = restarted.cycle()
+    finally:
+        held.close()
+    assert status.policy is not None and status.policy.policy.fingerprint() != old
+    assert status.host_busy and not status.healthy and not status.converged
+    assert status.outcome is None and status.last_cycle_state is None
+    doc = host.status()
+    assert doc["state"] == "starting" and doc["outcome"] is None and doc["last_cycle_state"] is None
+    assert host.metrics()["trust_agent_up"] == "0" and host.metrics()["trust_agent_host_converged"] == "0"
+    assert host.ca_file.exists()  # the old policy's: nothing was applied
+
+    # Its status file, now on the new policy, carries nothing of the old one into the next process.
+    assert host.daemon().status.last_cycle_state is None
+
+
+def test_the_last_change_a_restart_carries_over_is_what_its_metric_says(host: Host) -> None:
+    """The metric's help said "0: not since start" while a restart carried the time of the last change
+    over: the help now says what the value is."""
+    assert run_once(host.daemon()).state == "ok"  # changes the host's files
+    changed_at = host.clock.now
+    host.clock.now += 3600
+    assert run_once(host.daemon()).state == "ok"  # a new process: nothing to change
+    assert host.metrics()["trust_agent_last_change_timestamp_seconds"] == str(int(changed_at))
+    help_line = next(
+        line
+        for line in host.metrics_file.read_text().splitlines()
+        if line.startswith("# HELP trust_agent_last_change_timestamp_seconds ")
+    )
+    assert "not since start" not in help_line and "kept across its restarts" in help_line
