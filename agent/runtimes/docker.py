@@ -306,8 +306,10 @@ def _plan_certs(
 ) -> _CertsPlan:
     root = facts.certs_dir.rstrip("/")
     wanted_dirs = registries if ca_files else ()
-    desired = {f"{r}/{ca.name}": ca for r in wanted_dirs for ca in ca_files}
     existing_dirs = set(facts.cert_dirs) | {rel.partition("/")[0] for rel in facts.certs}
+    aliases = _aliased_dirs(facts, existing_dirs)
+    # A file wanted through a link is wanted in the directory it leads to, where it is written once.
+    desired = {f"{aliases.get(r, r)}/{ca.name}": ca for r in wanted_dirs for ca in ca_files}
 
     changes: list[FileChange] = []
     reasons: list[str] = []
@@ -341,6 +343,8 @@ def _plan_certs(
     unasked = _unasked_ca_names(policy)
     for rel in sorted(facts.certs):
         directory, _, name = rel.partition("/")
+        if directory in aliases:
+            continue  # the same file as in the directory the link leads to, judged there
         if not directory or "/" in name or rel in desired or name not in _DELETABLE_NAMES:
             continue  # not a name the agent writes, or still wanted
         if name in unasked:
@@ -362,7 +366,12 @@ def _plan_certs(
         if child not in existing_dirs:
             continue  # gone already; if wanted again it is in `created`
         remaining = [rel for rel in facts.certs if rel.partition("/")[0] == child and rel not in deleted]
-        if child in wanted_dirs or remaining:
+        if child in wanted_dirs:
+            kept.append(path)
+        elif child in facts.cert_dir_links:
+            # A person put a link where the agent's directory was: theirs now, and the record forgets it.
+            reasons.append(_persons_link_left(child, facts.cert_dir_links[child], aliases))
+        elif remaining:
             kept.append(path)
         else:
             rmdirs.append(path)
@@ -376,6 +385,24 @@ def _plan_certs(
         reasons=tuple(reasons),
         held=tuple(held),
     )
+
+
+def _aliased_dirs(facts: DockerFacts, existing_dirs: set[str]) -> dict[str, str]:
+    """The certs.d directories that are links to another certs.d directory the plan reads (two spellings
+    of one registry, ``registry.test:443 -> registry.test``), each with the name of the one it leads to.
+    Their files are that directory's, listed under both names: planned once, under the target's."""
+    root = facts.certs_dir.rstrip("/")
+    aliases = {}
+    for name, target in facts.cert_dir_links.items():
+        other = _child_of(root, target)
+        if other is not None and other != name and other in existing_dirs:
+            aliases[name] = other
+    return aliases
+
+
+def _persons_link_left(name: str, target: str, aliases: Mapping[str, str]) -> str:
+    """What the plan says of a certs.d directory the agent made that is now a person's link."""
+    return f"certs.d/{name} (a link to {aliases.get(name, target)}) is left: it is yours"
 
 
 # A PEM certificate block, found one by one: a hand-edited file may hold text or a bad block between them.
@@ -892,18 +919,21 @@ def facts_after(plan: HostPlan, facts: DockerFacts) -> DockerFacts:
     certs = dict(facts.certs)
     owners = dict(facts.cert_owners)
     files = {facts.daemon_json_file: facts.daemon_json, facts.state_path: facts.state}
+    aliases = _aliased_dirs(facts, set(facts.cert_dirs) | {rel.partition("/")[0] for rel in facts.certs})
     for change in plan.changes:
         if change.path in files:
             files[change.path] = change.after
         elif change.path.startswith(root + "/"):
-            rel = change.path[len(root) + 1 :]
-            owners.pop(rel, None)  # the apply writes a new file: root's, with the change's mode
-            if change.after is None:
-                certs.pop(rel, None)
-            else:
-                certs[rel] = change.after
+            for rel in _spellings(change.path[len(root) + 1 :], aliases):
+                owners.pop(rel, None)  # the apply writes a new file: root's, with the change's mode
+                if change.after is None:
+                    certs.pop(rel, None)
+                else:
+                    certs[rel] = change.after
     made = {child for child in (_child_of(root, d) for d in plan.mkdirs) if child}
     removed = {child for child in (_child_of(root, d) for d in plan.rmdirs) if child}
+    # A link to a directory removed leads to nothing: the gather lists it no more.
+    removed |= {name for name, target in aliases.items() if target in removed}
     return replace(
         facts,
         certs=certs,
@@ -914,6 +944,12 @@ def facts_after(plan: HostPlan, facts: DockerFacts) -> DockerFacts:
         daemon_json=files[facts.daemon_json_file],
         state=files[facts.state_path],
     )
+
+
+def _spellings(rel: str, aliases: Mapping[str, str]) -> list[str]:
+    """``rel`` (``"<registry>/<file>"``) and the same file as listed through each link to its directory."""
+    directory, _, name = rel.partition("/")
+    return [rel, *(f"{alias}/{name}" for alias, target in aliases.items() if target == directory)]
 
 
 def followed_by(first: HostPlan, then: HostPlan) -> HostPlan:

@@ -104,3 +104,34 @@ def test_a_certs_d_link_to_nothing_blocks_plan_verify_and_rollout_naming_it(lab:
     assert (code, outcome["status"], outcome["error"]) == (1, "failed", said), (err, outcome)
     assert docker_tree(lab, host) == tree
     assert lab.ssh(host, f"readlink {LINK}").stdout.strip() == MISSING
+
+
+CERTS_D = "/etc/docker/certs.d"
+CA_NAMES = ("trust-agent-registry-ca.crt", "trust-agent-storage-ca.crt")
+
+
+def test_a_takeover_past_a_link_between_two_spellings_removes_each_ca_file_once_and_keeps_the_link(
+    lab: Lab,
+) -> None:
+    """With certs.d/registry.test:443 a person's link to registry.test, a run for registry.test:5000
+    listed every CA file for deletion twice, once under each name, and said it removed "the directory
+    trust-agent created" of the link."""
+    host = lab.hosts[1]
+    code, outcome, err = outcome_of(lab, "rollout", host)
+    assert (code, outcome["status"]) == (0, "changed"), (err, outcome)
+    lab.ssh(host, f"rm -r {LINK} && ln -s registry.test {LINK}")
+    takeover = ("--registry", "registry.test:5000")
+    code, outcome, err = outcome_of(lab, "plan", host, *takeover)
+    assert code == 0, (err, outcome)
+    deleted = sorted(c["path"] for c in outcome["changes"] if c["action"] == "delete")
+    assert deleted == [f"{CERTS_D}/registry.test/{name}" for name in CA_NAMES], outcome["changes"]
+    assert "certs.d/registry.test:443 (a link to registry.test) is left: it is yours" in outcome["reasons"]
+    assert not [r for r in outcome["reasons"] if r.startswith("certs.d/registry.test:443/")], outcome
+
+    code, outcome, err = outcome_of(lab, "rollout", host, *takeover)
+    assert (code, outcome["status"]) == (0, "changed"), (err, outcome)
+    assert lab.ssh(host, f"readlink {LINK}").stdout.strip() == "registry.test"
+    assert lab.ssh(host, f"ls {CERTS_D}/registry.test:5000").stdout.split() == list(CA_NAMES)
+    assert json.loads(record(lab, host))["cert_dirs"] == [f"{CERTS_D}/registry.test:5000"]
+    code, outcome, err = outcome_of(lab, "rollout", host, *takeover)
+    assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)

@@ -1594,3 +1594,125 @@ def test_a_ca_file_differing_only_around_its_certificates_says_so() -> None:
     assert reason.endswith(
         "(bundle changed: no certificate added or removed (only the text around them differs))"
     )
+
+
+# --- a certs.d directory that is a link to another one ----------------------------------------------
+
+REG_CRT = "trust-agent-registry-ca.crt"
+LINKED = "registry.test:443"  # `ln -s registry.test certs.d/registry.test:443`: one directory, two names
+
+
+def linked_spelling(*, recorded: bool = True, pem: bytes = PEM) -> DockerFacts:
+    """A host converged on registry.test and registry.test:443, whose :443 directory a person then
+    replaced by a link to registry.test: the gather lists the same files under both names."""
+    files = {STORAGE_CRT: pem, REG_CRT: REG_PEM}
+    dirs = [f"{CERTS_DIR}/registry.test", f"{CERTS_DIR}/{LINKED}"] if recorded else []
+    return host(
+        certs={f"{d}/{name}": body for d in ("registry.test", LINKED) for name, body in files.items()},
+        cert_dirs=frozenset({"registry.test", LINKED}),
+        cert_owners={"registry.test": (0, 0o755), LINKED: (0, 0o755)},
+        cert_dir_links={LINKED: f"{CERTS_DIR}/registry.test"},
+        state=json.dumps({"version": 1, "insecure_registries": [], "cert_dirs": dirs}).encode(),
+    )
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        ca_policy("registry.test:5000", registry_ca=True),
+        insecure_policy("registry.test:5000"),
+        no_trust_policy(),
+    ],
+)
+def test_a_takeover_removes_a_linked_directorys_files_once_and_leaves_the_persons_link(
+    policy: TrustPolicy,
+) -> None:
+    """The plan listed each CA file for deletion twice, once under each name, and said "certs.d/
+    registry.test:443/: remove the directory trust-agent created" of a person's link."""
+    facts = linked_spelling()
+    plan = plan_docker(policy, facts)
+    deleted = [c.path for c in plan.changes if c.action == "delete"]
+    assert sorted(deleted) == [
+        f"{CERTS_DIR}/registry.test/{REG_CRT}",
+        f"{CERTS_DIR}/registry.test/{STORAGE_CRT}",
+    ]
+    assert plan.rmdirs == (f"{CERTS_DIR}/registry.test",)
+    assert f"certs.d/{LINKED} (a link to registry.test) is left: it is yours" in plan.reasons
+    assert not [r for r in plan.reasons if r.startswith(f"certs.d/{LINKED}/")], plan.reasons
+    after = facts_after(plan, facts)
+    assert f"{CERTS_DIR}/{LINKED}" not in state_of(after)["cert_dirs"]  # the record forgets the link
+    assert not [
+        rel for rel in after.certs if rel.startswith(f"{LINKED}/")
+    ]  # its files went with the target's
+    again = plan_docker(policy, after)
+    assert (again.changes, again.mkdirs, again.rmdirs) == ((), (), ()), again
+
+
+def test_a_linked_directory_the_plan_does_not_remove_is_still_said_to_be_left_as_the_persons() -> None:
+    """A link to a directory outside certs.d where the agent's directory was: never the agent's to remove."""
+    facts = replace(
+        linked_spelling(),
+        certs={f"{LINKED}/ca.crt": b"person's"},
+        cert_dirs=frozenset({LINKED}),
+        cert_dir_links={LINKED: "/srv/regdir"},
+    )
+    plan = plan_docker(ca_policy("registry.test:5000", registry_ca=True), facts)
+    assert plan.rmdirs == ()
+    assert f"certs.d/{LINKED} (a link to /srv/regdir) is left: it is yours" in plan.reasons
+    assert state_of(facts_after(plan, facts))["cert_dirs"] == [f"{CERTS_DIR}/registry.test:5000"]
+
+
+@pytest.mark.parametrize("registries", [("registry.test", LINKED), (LINKED,)])
+def test_a_ca_wanted_through_a_link_is_written_once_in_the_directory_it_leads_to(
+    registries: tuple[str, ...],
+) -> None:
+    """A rotation updated one file under two names (the second update's "before" no longer true), and a
+    run for registry.test:443 alone deleted registry.test's files, which are the ones it asks for."""
+    facts = linked_spelling(recorded=False)
+    plan = plan_docker(ca_policy(*registries, pem=PEM2, registry_ca=True), facts)
+    files = {c.path: c.action for c in plan.changes if not c.internal}
+    assert files == {f"{CERTS_DIR}/registry.test/{STORAGE_CRT}": "update"}
+    assert plan.rmdirs == plan.mkdirs == ()
+    steady = plan_docker(ca_policy(*registries, registry_ca=True), facts)
+    assert (steady.changes, steady.reasons) == ((), ())
+
+
+@st.composite
+def linked_hosts(draw: st.DrawFn) -> tuple[DockerFacts, TrustPolicy]:
+    """Converged hosts where some names are links to other names' directories, and a policy for any names."""
+    names = ["registry.test", "registry.test:443", "registry.test:5000", "old.test"]
+    real = draw(st.lists(st.sampled_from(names), min_size=1, unique=True))
+    links = draw(
+        st.dictionaries(st.sampled_from([n for n in names if n not in real] or ["-"]), st.sampled_from(real))
+    )
+    links.pop("-", None)
+    certs = {f"{d}/{STORAGE_CRT}": PEM for d in real}
+    certs.update({f"{link}/{STORAGE_CRT}": PEM for link, target in links.items()})
+    recorded = draw(st.lists(st.sampled_from([*real, *links]), unique=True))
+    facts = host(
+        certs=certs,
+        cert_dirs=frozenset([*real, *links]),
+        cert_dir_links={link: f"{CERTS_DIR}/{target}" for link, target in links.items()},
+        state=json.dumps(
+            {"version": 1, "insecure_registries": [], "cert_dirs": [f"{CERTS_DIR}/{d}" for d in recorded]}
+        ).encode(),
+    )
+    asked = draw(st.lists(st.sampled_from(names), unique=True))
+    pem = draw(st.sampled_from([PEM, PEM2]))
+    return facts, draw(st.sampled_from([ca_policy(*asked, pem=pem), insecure_policy(*asked)]))
+
+
+@given(linked_hosts())
+def test_no_plan_changes_one_file_twice_or_removes_a_link(case: tuple[DockerFacts, TrustPolicy]) -> None:
+    facts, policy = case
+    plan = plan_docker(policy, facts)
+    links = facts.cert_dir_links
+
+    def resolved(path: str) -> str:
+        directory, _, name = path.removeprefix(CERTS_DIR + "/").partition("/")
+        return f"{links.get(directory, f'{CERTS_DIR}/{directory}')}/{name}"
+
+    touched = [resolved(c.path) for c in plan.changes if not c.internal]
+    assert len(touched) == len(set(touched)), plan.changes
+    assert not {f"{CERTS_DIR}/{link}" for link in links} & set(plan.rmdirs)
+    assert not [r for r in plan.reasons if "remove the directory" in r and r.split("/")[1] in links]
