@@ -6,6 +6,7 @@ options are the main CLI's (``agent.cli_options``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,7 +31,7 @@ from agent.cli_options import (
 from agent.daemon.config import load_config
 from agent.daemon.files import STATE_DIR_MODE, prepare_state_dir, write_atomic
 from agent.daemon.lock import hold_daemon_lock, unless_a_daemon_holds
-from agent.daemon.logs import LEVELS, EventLog, writes_to_journal
+from agent.daemon.logs import LEVELS, EventLog, stderr_at_error_priority, writes_to_journal
 from agent.daemon.loop import Daemon, DaemonConfig, serve
 from agent.daemon.notify import Notifier
 from agent.daemon.report import (
@@ -180,7 +181,25 @@ def daemon_group() -> None:
     """
 
 
-@daemon_group.command("run")
+class _RunCommand(click.Command):
+    """``daemon run``, ready for what goes wrong while its options are still being read (a --config
+    that does not load, a --source it does not give): the error filed at error priority in the
+    journal, and, for the unit's ExecStopPost= (--mark-stopped), said in the status file."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        stderr_at_error_priority(os.environ)
+        marking_stopped = MARK_STOPPED in args  # before parsing, which consumes ``args``
+        try:
+            return super().parse_args(ctx, args)
+        except click.ClickException as exc:
+            if marking_stopped:
+                why = f"the daemon cannot start: {exc.format_message()}"
+                with contextlib.suppress(OSError):  # the refusal is what to say, not a traceback
+                    mark_unstartable(Path(DEFAULT_STATE_DIR), why)
+            raise
+
+
+@daemon_group.command("run", cls=_RunCommand)
 @_options
 @handle_errors
 def run_command(**kwargs: Any) -> None:
@@ -241,6 +260,22 @@ def mark_stopped(
         write_atomic(config.status_file, json.dumps(document, indent=2).encode() + b"\n", mode=0o644)
         if config.metrics_file is not None:
             _mark_metrics_down(config.metrics_file)
+    return True
+
+
+def mark_unstartable(state_dir: Path, error: str, *, clock: Callable[[], float] = time.time) -> bool:
+    """Say "stopped" and ``error`` in the status file of a daemon whose configuration does not load,
+    so that it never started: the status otherwise went on saying how an earlier process ended. Only the
+    state directory is known (the configuration that would name another cannot be read): the default
+    one, the unit's. Left alone as :func:`mark_stopped` leaves it, but written over a status that says
+    stopped already. Whether anything was written."""
+    status_file = state_dir / "status.json"
+    with unless_a_daemon_holds(state_dir) as free:
+        previous = read_status_file(status_file)
+        if not free or previous is None or _running(previous.get("pid")):
+            return False
+        document = stopped_document(previous, error=error, at=clock())
+        write_atomic(status_file, json.dumps(document, indent=2).encode() + b"\n", mode=0o644)
     return True
 
 

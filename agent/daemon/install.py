@@ -81,6 +81,8 @@ SOURCE_DIR = f"{CONFIG_DIR}/source"
 MANIFEST = f"{CONFIG_DIR}/install.json"
 STATE_DIR = "/var/lib/trust-agent"
 STATUS_FILE = f"{STATE_DIR}/status.json"
+# The host's lock, held by one apply at a time (agent.engine.apply_script): a rollout's, or the daemon's.
+HOST_LOCK = f"{STATE_DIR}/lock"
 HOST_SOURCE = f"{SOURCE_DIR}/registry.yml"
 WHEELHOUSE_MARK = ".trust-agent-wheelhouse"
 
@@ -956,19 +958,45 @@ def _wait_healthy(
 
 
 def _not_healthy(transport: Transport, wait: float, active: str, seen: Mapping[str, Any]) -> HostFailure:
-    """Why the daemon is not healthy after ``wait``: status.json's error where the daemon wrote one,
+    """Why the daemon is not healthy after ``wait``: what status.json says where the daemon wrote why,
     else what its journal says."""
+    journal: list[str] = []
+    if not (seen.get("last_error") or seen.get("host_busy")):
+        read = transport.run(f"journalctl -u {SERVICE} -n 30 -o cat --no-pager 2>/dev/null", timeout=30)
+        journal = journal_messages(read.stdout.decode("utf-8", "replace"))
+    return HostFailure(not_healthy_message(wait, active, seen, journal))
+
+
+def not_healthy_message(
+    wait: float, active: str, seen: Mapping[str, Any], journal: Sequence[str] = ()
+) -> str:
+    """The report's line for a daemon not healthy after ``wait``: the service's state, the daemon's
+    (``seen``: its last fresh status.json, empty if none) and its error; else why it is held up (another
+    run holding the host's lock, which the daemon logs at info only); else ``journal``, what its
+    journal says went wrong."""
     state = f"service {active}"
-    # Not failed (still on its first cycle, or riding out a source outage): it is left to go on.
-    left = "; left running, it goes on trying" if active == "active" else ""
     if seen:
         state += f", daemon {seen.get('state')}"
         if seen.get("last_error"):
-            return HostFailure(f"not healthy after {wait:g}s ({state}: {seen['last_error']}){left}")
-    journal = transport.run(f"journalctl -u {SERVICE} -n 30 -o cat --no-pager 2>/dev/null", timeout=30)
-    tail = " | ".join(journal_messages(journal.stdout.decode("utf-8", "replace")))
-    said = f"; journal: {tail}" if tail else ""
-    return HostFailure(f"not healthy after {wait:g}s ({state}){said}{left}")
+            state += f": {seen['last_error']}"
+    said = f"not healthy after {wait:g}s ({state})"
+    busy = bool(seen.get("host_busy"))
+    if busy:
+        said += (
+            f"; another trust-agent run holds {HOST_LOCK} (a rollout or an apply reaching this host, "
+            "say): the daemon leaves the host to it"
+        )
+    elif journal and not seen.get("last_error"):
+        said += f"; journal: {' | '.join(journal)}"
+    # Not failed (still on its first cycle, riding out a source outage, or kept out by the lock): it is
+    # left to go on.
+    if active == "active":
+        said += (
+            "; left running: it converges the host once that run ends"
+            if busy
+            else "; left running, it goes on trying"
+        )
+    return said
 
 
 def uninstall_host(

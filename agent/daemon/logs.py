@@ -6,18 +6,23 @@ itself reaches a log line, so secrets in it cannot either.
 Where stdout is the journal, each line starts with sd-daemon's ``<N>`` priority prefix (3 error,
 4 warning, 6 info, 7 debug): journald strips it (``SyslogLevelPrefix=yes``, its default) and files the
 line at that priority, so ``journalctl -p warning`` shows the daemon's errors and warnings. On a
-terminal or a pipe the lines stay plain JSON.
+terminal or a pipe the lines stay plain JSON. What ``daemon run`` says on stderr there (why it cannot
+start, a traceback) is filed at error priority the same way (:func:`stderr_at_error_priority`).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 # syslog priorities, as sd-daemon(3) prefixes them.
@@ -67,6 +72,63 @@ def writes_to_journal(stream: TextIO, environ: Mapping[str, str]) -> bool:
         return (info.st_dev, info.st_ino) == (int(device), int(inode))
     except (OSError, ValueError, AttributeError):  # no variable, no file descriptor (a StringIO)
         return False
+
+
+def stderr_at_error_priority(environ: Mapping[str, str]) -> bool:
+    """Where stderr is the journal, file every line written to it from now on at error priority: what
+    the daemon says there is why it cannot go on (a refused --config, a bad option, a traceback), which
+    journald would otherwise file at info, unseen by ``journalctl -p warning``. Whether it did."""
+    if isinstance(getattr(sys.stderr, "buffer", None), _LinePrefixer):
+        return True  # already
+    if not writes_to_journal(sys.stderr, environ):
+        return False
+    sys.stderr.flush()
+    sys.stderr = with_priority(sys.stderr, "error")
+    return True
+
+
+def with_priority(stream: TextIO, level: str) -> TextIO:
+    """``stream`` with each line it is given starting with ``level``'s sd-daemon prefix."""
+    prefixer = _LinePrefixer(stream, f"<{PRIORITIES[level]}>".encode())
+    return io.TextIOWrapper(prefixer, encoding=stream.encoding, errors=stream.errors, write_through=True)
+
+
+class _LinePrefixer(io.BufferedIOBase):
+    """Bytes on to ``stream``'s own buffer with ``prefix`` at the start of every line, however the
+    writes cut them."""
+
+    def __init__(self, stream: TextIO, prefix: bytes) -> None:
+        super().__init__()
+        self._stream = stream  # kept: once collected, it would close the file under ``_target``
+        self._target = stream.buffer
+        self._prefix = prefix
+        self._at_line_start = True
+
+    @property
+    def name(self) -> object:
+        return getattr(self._target, "name", None)
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._target.fileno()
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        chunk = bytes(data)
+        pieces = chunk.split(b"\n")  # journald ends a line at \n alone
+        out = bytearray()
+        for number, piece in enumerate(pieces):
+            last = number == len(pieces) - 1
+            if last and not piece:
+                break  # the write ended its line: the next one has not begun
+            if self._at_line_start:
+                out += self._prefix
+            out += piece if last else piece + b"\n"
+            self._at_line_start = not last
+        self._target.write(bytes(out))
+        self._target.flush()
+        return len(chunk)
 
 
 def iso(seconds: float) -> str:

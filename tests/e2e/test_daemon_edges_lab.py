@@ -381,3 +381,71 @@ def test_each_hosts_daemon_sends_engines_where_the_controller_says(
     assert alternatives == wanted["storage_alternatives"], kept
     if source is cloudfront_filtering_aws:
         assert wanted["storage_alternatives"] == ["https://198.51.100.11:9000"], wanted
+
+
+HOST_LOCK = f"{STATE_DIR}/lock"
+STORAGE_CA = "/etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt"
+
+
+def succeeds(lab: Lab, host: Host, command: str) -> bool:
+    return lab.ssh(host, command, check=False).returncode == 0
+
+
+def test_an_install_kept_out_by_another_runs_lock_says_so_and_the_daemon_converges_after(dlab: Lab) -> None:  # noqa: F811
+    """The report said "not healthy ... journal: Stopped trust-agent.service ..." while status.json said
+    host_busy: the daemon logs another run's lock at info, which the journal's excerpt leaves out."""
+    host = dlab.host("h1")
+    dlab.ssh(host, f"rm -f {STORAGE_CA}")  # a change to make: the daemon's cycle needs the host's lock
+    # One process holds the lock (as a rollout's apply does) until it is killed below, by its PID.
+    holder = dlab.ssh(
+        host,
+        f"mkdir -p {STATE_DIR}; nohup sh -c 'exec 9>>{HOST_LOCK} && flock -n 9 && exec sleep 120' "
+        "</dev/null >/dev/null 2>&1 & echo $!",
+    ).stdout.strip()
+    try:
+        wait_for(
+            "the lock is held", lambda: not succeeds(dlab, host, f"flock -n {HOST_LOCK} true"), timeout=10
+        )
+        proc = dlab.run_agent(
+            "daemon", "install", "-i", str(dlab.inventory_yml), "--limit", "h1", *ca_args(dlab),
+            "--interval", "2s", "--wait", "8s", "--format", "json",
+        )  # fmt: skip
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        (report,) = json.loads(proc.stdout)["hosts"]
+        assert report["error"] == (
+            "not healthy after 8s (service active, daemon starting); another trust-agent run holds "
+            f"{HOST_LOCK} (a rollout or an apply reaching this host, say): the daemon leaves the host to it; "
+            "left running: it converges the host once that run ends"
+        ), report
+        assert status(dlab, host)["host_busy"] is True
+    finally:
+        dlab.ssh(host, f"kill {holder}", check=False)
+    # As the report says: once the lock is free, the daemon left running converges the host.
+    wait_for("the daemon restores the CA", lambda: succeeds(dlab, host, f"test -f {STORAGE_CA}"), timeout=20)
+    wait_for("the daemon says healthy", lambda: status(dlab, host)["healthy"] is True, timeout=10)
+
+
+def test_a_daemon_whose_config_does_not_load_says_why_at_error_priority_and_in_its_status(dlab: Lab) -> None:  # noqa: F811
+    """Its "trust-agent: error: ..." was filed at info (`journalctl -p warning` showed only systemd's
+    "Failed to start"), and ExecStopPost's --mark-stopped failed on the same config: status.json
+    went on saying "stopped" with last_error null."""
+    host = dlab.host("h1")
+    assert install(dlab, limit="h1")["h1"]["status"] == "installed"
+    since = dlab.ssh(host, "date +%s").stdout.strip()
+    dlab.ssh(
+        host, 'echo "interval: [" >> /etc/trust-agent/daemon.yml; systemctl restart trust-agent', check=False
+    )
+    refused = "Invalid value for '--config': /etc/trust-agent/daemon.yml:"
+
+    def says_why() -> bool:
+        said = status(dlab, host)
+        return said["state"] == "stopped" and str(said["last_error"]).startswith(
+            f"the daemon cannot start: {refused}"
+        )
+
+    wait_for("status.json says why the daemon cannot start", says_why, timeout=15)
+    assert status(dlab, host)["healthy"] is False
+    journal = f"journalctl -u trust-agent -p err --since @{since} -o cat --no-pager"
+    errors = dlab.ssh(host, journal).stdout.splitlines()
+    assert any(line.startswith(f"trust-agent: error: {refused}") for line in errors), errors
+    assert not any(line.startswith("<") for line in errors), errors  # journald took the prefix off

@@ -32,6 +32,7 @@ from agent.daemon.install import (
     HostFile,
     HostReport,
     InstallBundle,
+    _not_healthy,
     _refuse_a_hidden_metrics_file,
     build_bundle,
     config_script,
@@ -41,6 +42,7 @@ from agent.daemon.install import (
     files_tar,
     host_source_document,
     journal_messages,
+    not_healthy_message,
     probe_script,
     run_hosts,
     status_fresh,
@@ -48,7 +50,7 @@ from agent.daemon.install import (
 )
 from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE, hidden_from_the_service
 from agent.daemon.wheelhouse import Target, Wheelhouse, parse_probe, project_wheel
-from agent.hosts.base import Transport
+from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs, resolve_policy
 from agent.sources import detect_kind, load_source
@@ -684,3 +686,50 @@ def test_no_raw_record_reaches_the_error_whatever_the_journal_holds(records: lis
     raw = [json.dumps(record) for record in records]
     for said in journal_messages("\n".join(raw), limit=10):
         assert said not in raw  # an event may itself read "{": only a whole record is raw
+
+
+class _JournalOnly(Transport):
+    """A host whose journal holds only systemd's own lines, as after a restart."""
+
+    name = "h2"
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        self.commands.append(command)
+        return CommandResult(0, b"Stopped trust-agent.service\nStarted trust-agent.service\n", b"")
+
+    def docker_api(self, timeout: float = 30.0) -> None:
+        raise AssertionError("no engine here")
+
+
+def test_a_daemon_kept_out_by_another_runs_lock_says_so_not_what_systemd_logged() -> None:
+    """status.json said host_busy, but the report quoted systemd's "Stopped/Started" lines: the
+    daemon's host_busy events are at info, which the journal's excerpt leaves out."""
+    busy = {"state": "starting", "host_busy": True, "last_error": None, "cycles": 3}
+    host = _JournalOnly()
+    assert str(_not_healthy(host, 10, "active", busy)) == (
+        "not healthy after 10s (service active, daemon starting); another trust-agent run holds "
+        "/var/lib/trust-agent/lock (a rollout or an apply reaching this host, say): the daemon leaves the "
+        "host to it; left running: it converges the host once that run ends"
+    )
+    assert host.commands == []  # status.json said why: the journal is not read
+    failing = {**busy, "state": "failing", "last_error": "source: connection refused"}
+    assert not_healthy_message(10, "active", failing).startswith(
+        "not healthy after 10s (service active, daemon failing: source: connection refused); another "
+        "trust-agent run holds /var/lib/trust-agent/lock"
+    )
+
+
+def test_a_daemon_not_healthy_for_other_reasons_is_told_in_its_own_words_or_its_journals() -> None:
+    starting = {"state": "starting", "host_busy": False, "last_error": None}
+    assert not_healthy_message(10, "active", starting, ["crashed: OSError: disk full"]) == (
+        "not healthy after 10s (service active, daemon starting); journal: crashed: OSError: disk full; "
+        "left running, it goes on trying"
+    )
+    failing = {"state": "failing", "last_error": "source: HTTP 503"}
+    assert not_healthy_message(5, "active", failing, ["ignored"]) == (
+        "not healthy after 5s (service active, daemon failing: source: HTTP 503); left running, it goes on trying"
+    )
+    assert not_healthy_message(5, "failed", {}, ["x"]) == "not healthy after 5s (service failed); journal: x"

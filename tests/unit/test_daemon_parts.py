@@ -6,6 +6,8 @@ import io
 import json
 import os
 import socket
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,10 +16,11 @@ from click.testing import CliRunner
 
 from agent.certs import parse_bundle
 from agent.cli import cli
+from agent.daemon import cli as daemon_cli
 from agent.daemon.config import load_config
 from agent.daemon.lastgood import LastGood, LastGoodStore, StateError, policy_from_json, policy_to_json
 from agent.daemon.lock import DaemonLockError, hold_daemon_lock
-from agent.daemon.logs import EventLog, iso, writes_to_journal
+from agent.daemon.logs import EventLog, iso, with_priority, writes_to_journal
 from agent.daemon.notify import Notifier
 from agent.daemon.report import metrics_text, status_document, write_metrics
 from agent.daemon.status import DaemonStatus, SourceStatus
@@ -282,6 +285,80 @@ def test_log_lines_carry_their_journal_priority_only_where_stdout_is_the_journal
     assert not writes_to_journal(plain, {"JOURNAL_STREAM": "1:2"})
     EventLog(plain).event("error", "e")
     assert plain.getvalue().startswith("{")
+
+
+def test_each_line_is_prefixed_once_however_the_writes_cut_it(tmp_path: Path) -> None:
+    with open(tmp_path / "journal", "w+b") as target:
+        stream = with_priority(io.TextIOWrapper(target, write_through=True), "error")
+        for piece in (
+            "trust-agent: er",
+            "ror: bad\nTrace",
+            "back (most recent call last):\n",
+            "\n",
+            "  x\r y\n",
+        ):
+            stream.write(piece)
+        stream.flush()
+        target.seek(0)
+        assert target.read().decode() == (
+            "<3>trust-agent: error: bad\n<3>Traceback (most recent call last):\n<3>\n<3>  x\r y\n"
+        )
+
+
+def _run_daemon(args: list[str], stderr: Path, journal: bool) -> int:
+    """``trust-agent ARGS`` as systemd starts it: stderr the journal's stream (``$JOURNAL_STREAM``)."""
+    with open(stderr, "w") as stream:
+        info = os.fstat(stream.fileno())
+        environ = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
+        if journal:
+            environ["JOURNAL_STREAM"] = f"{info.st_dev}:{info.st_ino}"
+        command = [sys.executable, "-c", "from agent.entry import main; main()", *args]
+        return subprocess.run(
+            command, stdout=subprocess.DEVNULL, stderr=stream, env=environ, timeout=60
+        ).returncode
+
+
+def test_a_daemon_that_cannot_start_says_why_at_error_priority_in_the_journal(tmp_path: Path) -> None:
+    """A broken daemon.yml's "trust-agent: error: ..." was filed at info: `journalctl -p warning`
+    showed only systemd's "Failed to start"."""
+    config = tmp_path / "daemon.yml"
+    config.write_text("source: /etc/docker/registry/config.yml\ninterval: [\n")
+    stderr = tmp_path / "stderr"
+    assert _run_daemon(["daemon", "run", "--config", str(config)], stderr, journal=True) == 2
+    (line,) = stderr.read_text().splitlines()
+    assert line.startswith(f"<3>trust-agent: error: Invalid value for '--config': {config}:"), line
+    assert _run_daemon(["daemon", "run", "--config", str(config)], stderr, journal=False) == 2
+    assert stderr.read_text().startswith("trust-agent: error: Invalid value for '--config'")  # a terminal's
+
+
+def test_the_stop_hook_records_why_a_daemon_with_a_broken_config_never_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--mark-stopped failed on the same config: status.json went on saying "stopped", last_error null,
+    as the last clean stop left it."""
+    state = tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setattr(daemon_cli, "DEFAULT_STATE_DIR", str(state))  # the unit's, on a host
+    earlier = {"version": 1, "state": "stopped", "healthy": False, "pid": 0, "last_error": None, "cycles": 4}
+    (state / "status.json").write_text(json.dumps(earlier))
+    config = tmp_path / "daemon.yml"
+    config.write_text("source: /etc/docker/registry/config.yml\ninterval: [\n")
+    result = CliRunner().invoke(cli, ["daemon", "run", "--config", str(config), "--mark-stopped"])
+    assert result.exit_code == 2, result.output
+    said = json.loads((state / "status.json").read_text())
+    assert said["state"] == "stopped" and said["healthy"] is False and said["cycles"] == 4
+    assert said["last_error"].startswith(
+        f"the daemon cannot start: Invalid value for '--config': {config}:3: not valid YAML"
+    ), said
+    assert said["last_error_at"]
+    # A daemon that holds the state directory keeps its status its own.
+    (state / "status.json").write_text(json.dumps(earlier))
+    with hold_daemon_lock(state):
+        assert (
+            CliRunner().invoke(cli, ["daemon", "run", "--config", str(config), "--mark-stopped"]).exit_code
+            == 2
+        )
+    assert json.loads((state / "status.json").read_text())["last_error"] is None
 
 
 # --- config file ---------------------------------------------------------------------------------
