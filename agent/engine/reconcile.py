@@ -39,16 +39,13 @@ from agent.engine.unit_log import start_failure_note
 from agent.engine.verify import (
     CanaryError,
     canary_pull,
-    covered_by_cidrs,
     expected_insecure,
     image_registry,
+    insecure_by_range,
     live_config_unjudged,
     mismatches,
-    names_to_resolve,
     read_live_info,
     refusal_since,
-    resolve_command,
-    resolved_addresses,
     wait_for_live_config,
 )
 from agent.errors import (
@@ -595,19 +592,15 @@ def _covered_by_cidrs(
     transport: Transport, policy: TrustPolicy, info: dict[str, Any], options: RunOptions
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The policy's registries the engine does not verify because one of its insecure ranges covers
-    their address, as the host resolves it (one ``getent`` round trip: where the engine has a range
-    beyond its defaults, and in the ``verify`` command, where a name resolving to loopback fails the
-    host); and a note where the host could not be asked."""
-    hosts = names_to_resolve(info, policy.registries, loopback_too=options.dry_run and options.verify)
-    addresses: dict[str, list[str]] = {}
-    if hosts:
-        try:
-            result = transport.run_script(resolve_command(hosts), timeout=options.verify_timeout)
-        except TrustAgentError as exc:
-            said = f"{', '.join(hosts)} could not be resolved on the host"
-            return (), (f"{said} to check them: {exc}",)
-        addresses = resolved_addresses(result.stdout.decode("utf-8", "replace"))
-    return tuple(covered_by_cidrs(info, policy.registries, addresses)), ()
+    their address (:func:`insecure_by_range`); in the ``verify`` command, a name resolving to loopback
+    fails the host too."""
+    return insecure_by_range(
+        transport,
+        info,
+        policy.registries,
+        loopback_too=options.dry_run and options.verify,
+        timeout=options.verify_timeout,
+    )
 
 
 def _wait_for_files_config(

@@ -336,6 +336,29 @@ def _covered_says(registry: str, address: str, network: IpNetwork, *, resolved: 
     )
 
 
+def insecure_by_range(
+    transport: Transport,
+    info: Mapping[str, Any],
+    registries: Sequence[str],
+    *,
+    loopback_too: bool,
+    timeout: float | None = None,
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Which of ``registries`` the engine does not verify because one of its insecure ranges covers
+    their address as the host resolves it (one ``getent`` round trip, only where :func:`names_to_resolve`
+    says one is needed; ``loopback_too``: any name, for loopback); and a note where the host could not
+    be asked."""
+    hosts = names_to_resolve(info, registries, loopback_too=loopback_too)
+    addresses: dict[str, list[str]] = {}
+    if hosts:
+        try:
+            result = transport.run_script(resolve_command(hosts), timeout=timeout)
+        except TrustAgentError as exc:
+            return (), (f"{', '.join(hosts)} could not be resolved on the host to check them: {exc}",)
+        addresses = resolved_addresses(result.stdout.decode("utf-8", "replace"))
+    return tuple(covered_by_cidrs(info, registries, addresses)), ()
+
+
 def resolve_command(hosts: Sequence[str]) -> str:
     """One shell command that prints ``@@ta host <name>`` then ``getent ahosts <name>``'s lines, for each."""
     return "; ".join(f"echo {shlex.quote('@@ta host ' + h)}; getent ahosts {shlex.quote(h)}" for h in hosts)

@@ -29,12 +29,9 @@ try:
     from agent.engine.unit_log import START_LOG, start_failure_note
     from agent.engine.verify import (
         CanaryError,
-        covered_by_cidrs,
-        names_to_resolve,
+        insecure_by_range,
         read_live_info,
         refusal_since,
-        resolve_command,
-        resolved_addresses,
         wait_for_live_config,
     )
     from agent.errors import TrustAgentError
@@ -134,19 +131,10 @@ def tls_not_verified(
     transport: Transport, info: dict[str, Any], registries: list[str], *, loopback_too: bool
 ) -> tuple[list[str], list[str]]:
     """Which of ``registries`` dockerd does not verify though it runs the files' config, as
-    ``trust-agent rollout`` checks it (``reconcile._covered_by_cidrs``): an insecure range covering the
-    address the host resolves a name to (one ``getent`` round trip, only where dockerd has a range
-    beyond its defaults; ``loopback_too``, as ``trust-agent verify``: any name, for loopback). Then a
-    note where the host could not be asked."""
-    hosts = names_to_resolve(info, registries, loopback_too=loopback_too)
-    addresses: dict[str, list[str]] = {}
-    if hosts:
-        try:
-            said = transport.run_script(resolve_command(hosts), "")
-        except TrustAgentError as exc:
-            return [], [f"{', '.join(hosts)} could not be resolved on the host to check them: {exc}"]
-        addresses = resolved_addresses(said.stdout.decode("utf-8", "replace"))
-    return covered_by_cidrs(info, registries, addresses), []
+    ``trust-agent rollout`` checks it (``agent.engine.verify.insecure_by_range``; ``loopback_too``, as
+    ``trust-agent verify``: any name, for loopback). Then a note where the host could not be asked."""
+    covered, notes = insecure_by_range(transport, info, registries, loopback_too=loopback_too)
+    return list(covered), list(notes)
 
 
 def _failed(
