@@ -376,3 +376,26 @@ def test_the_checks_run_while_the_hosts_do_and_are_waited_for_no_longer_than_the
     assert judged.ok and judged.notes[0].startswith(
         "tls silent.test:9000: cannot connect: no answer within 0.5 s"
     )
+
+
+def test_the_background_checks_load_the_systems_roots_once_for_every_target(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each context loads the system's roots, about 50 ms of CPU, while the hosts work: one for all."""
+    built: list[TrustPolicy] = []
+    real_context = handshake_module._context
+
+    def counted(policy: TrustPolicy) -> ssl.SSLContext:
+        built.append(policy)
+        return real_context(policy)
+
+    monkeypatch.setattr(handshake_module, "_context", counted)
+    monkeypatch.setattr(handshake_module, "handshake", lambda *args: None)
+    policy = TrustPolicy(
+        registries=("registry.test", "registry.test:443"),
+        storage_endpoint="s3.test:9000",
+        storage_scheme="https",
+    )
+    report = BackgroundHandshakes(policy, 5.0, {}).report()
+    assert len(report.lines) == 3 and report.ok
+    assert len(built) == 1
