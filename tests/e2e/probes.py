@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -245,3 +246,19 @@ def unit_drop_in(lab: Lab, host: Host, name: str, text: str) -> Iterator[None]:
             f"rm -f {path} && systemctl daemon-reload && systemctl reset-failed docker.service; "
             "systemctl restart docker",
         )
+
+
+@contextmanager
+def insecure_range(lab: Lab, host: Host, cidr: str) -> Iterator[None]:
+    """``host``'s daemon.json lists the range ``cidr`` as insecure, reloaded; after, the base file back
+    and dockerd restarted (a reload keeps a list whose key went, fact 11)."""
+    doc = {**json.loads(lab.ssh(host, f"cat {LAB_DAEMON_JSON}").stdout), "insecure-registries": [cidr]}
+    lab.ssh(host, "cat > /etc/docker/daemon.json && systemctl reload docker", input=json.dumps(doc))
+    deadline = time.monotonic() + 10
+    while cidr not in lab.ssh(host, "docker info --format '{{json .RegistryConfig}}'").stdout:
+        assert time.monotonic() < deadline, "dockerd did not load the range"
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        lab.ssh(host, f"cp {LAB_DAEMON_JSON} /etc/docker/daemon.json && systemctl restart docker")

@@ -25,10 +25,10 @@ from tests.e2e.probes import (
     a_restart_dockerd_will_not_survive,
     ca_args,
     engine_state,
+    insecure_range,
     runs_secure_for_the_registry,
     skip_source,
 )
-from tests.e2e.test_host_setups_lab import insecure_range
 from tests.lab import Host, Lab
 from tests.pki import make_ca
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,11 +15,11 @@ import yaml
 
 from tests.e2e.probes import (
     DROP_INS,
-    LAB_DAEMON_JSON,
     by_host,
     ca_args,
     converged,
     docker_tree,
+    insecure_range,
     outcome_of,
     pull,
     runs_secure_for_the_registry,
@@ -168,22 +167,6 @@ def test_a_registry_made_insecure_by_a_flag_is_warned_of_by_a_rollout(lab: Lab) 
             f"{lab.registry}; remove the flag there"
         ], outcome["warnings"]
         assert outcome_of(lab, "verify", host)[0] == 1
-
-
-@contextmanager
-def insecure_range(lab: Lab, host: Host, cidr: str) -> Iterator[None]:
-    """``host``'s daemon.json lists the range ``cidr`` as insecure, reloaded; after, the base file back
-    and dockerd restarted (a reload keeps a list whose key went, fact 11)."""
-    doc = {**json.loads(lab.ssh(host, f"cat {LAB_DAEMON_JSON}").stdout), "insecure-registries": [cidr]}
-    lab.ssh(host, "cat > /etc/docker/daemon.json && systemctl reload docker", input=json.dumps(doc))
-    deadline = time.monotonic() + 10
-    while cidr not in lab.ssh(host, "docker info --format '{{json .RegistryConfig}}'").stdout:
-        assert time.monotonic() < deadline, "dockerd did not load the range"
-        time.sleep(0.2)
-    try:
-        yield
-    finally:
-        lab.ssh(host, f"cp {LAB_DAEMON_JSON} /etc/docker/daemon.json && systemctl restart docker")
 
 
 def test_an_insecure_range_covering_the_registrys_address_fails_verify_and_warns_a_rollout(lab: Lab) -> None:
