@@ -215,7 +215,7 @@ def test_a_name_this_machine_cannot_resolve_says_to_give_its_address(monkeypatch
     def unresolved(*args: object, **kwargs: object) -> socket.socket:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(handshake_module.socket, "create_connection", unresolved)
+    monkeypatch.setattr(socket, "create_connection", unresolved)  # the module handshake uses
     said = handshake("registry.test", ssl.create_default_context())
     assert said is not None and said.endswith(
         "this machine cannot resolve registry.test; give its address with --resolve registry.test:ADDR"
