@@ -51,6 +51,9 @@ class HostOutcome:
     error: str | None = None
     warnings: tuple[str, ...] = ()
     phases: tuple[Phase, ...] = ()
+    # An apply's or roll-back's script never said how it ended (timed out, cut off): which files it left
+    # changed is not known.
+    changes_unknown: bool = False
 
     def __post_init__(self) -> None:
         # Errors and warnings quote what hosts said (journal lines, command output): every report and

@@ -217,6 +217,7 @@ def build_apply_script(
     leftover_dirs: Sequence[str] = (),
     directory_links: Sequence[str] = (),
     local: bool = False,
+    last: str | None = None,
 ) -> str:
     """The sh program applying ``plan``; run it as ``sh -s -- ROOT`` with the program on stdin.
 
@@ -242,6 +243,8 @@ def build_apply_script(
     through them): on a live host, the chain of each one the plan writes in is checked again first.
     ``local``: the script runs on this machine (``apply --local``), not over SSH: a held lock is said
     to be another run's on this machine (in a --root tree, the script says so itself).
+    ``last``: a command run once all else is done (after the /info read), whose output follows the
+    script's own: a lookup the verify needs, in the same round trip.
     """
     if lock_wait is None:
         lock_wait = ROLLBACK_LOCK_WAIT if rolling_back else 0
@@ -334,6 +337,8 @@ def build_apply_script(
     out.append("stamp done")
     if read_info:
         out.append(INFO_COMMAND_TAIL)
+    if last:
+        out.append(last)
     out.append("exit 0")
     return "\n".join(out) + "\n"
 

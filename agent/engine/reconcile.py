@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -39,13 +39,17 @@ from agent.engine.unit_log import start_failure_note
 from agent.engine.verify import (
     CanaryError,
     canary_pull,
+    covered_by_cidrs,
     expected_insecure,
     image_registry,
     insecure_by_range,
     live_config_unjudged,
     mismatches,
+    names_to_resolve,
     read_live_info,
     refusal_since,
+    resolve_command,
+    resolved_addresses,
     wait_for_live_config,
 )
 from agent.errors import (
@@ -229,8 +233,9 @@ def reconcile(
     # each file as the host holds it.
     shown, plan = plan, gathered.as_on_host(plan)
     action = plan.engine_action if facts.init is not None else "none"
+    resolve = _names_to_resolve(policy) if _verifies(options, facts, plan) else []
     try:
-        result = _apply(transport, plan, facts, options, action, timeline, leftovers)
+        result = _apply(transport, plan, facts, options, action, timeline, leftovers, resolve=resolve)
     except (HostBusyError, ValidationError) as exc:
         if isinstance(exc, ValidationError) and exc.by_engine:
             base = replace(base, checks=(*base.checks, DOCKERD_VALIDATE))
@@ -243,7 +248,7 @@ def reconcile(
         if isinstance(exc, CommandTimeout):
             # The script may have written, or still be writing and reloading: nothing here says it did not.
             error = f"{exc} during the apply: the host may have been changed part way; see trust-agent verify"
-            return _done(base, timeline, "failed", error=error, engine_action="none")
+            return _done(base, timeline, "failed", error=error, engine_action="none", changes_unknown=True)
         if not isinstance(exc, CommandError) or b"@@ta t written" not in exc.stdout:
             return _done(base, timeline, "failed", error=str(exc), engine_action="none")
         return _roll_back(transport, plan, facts, options, base, timeline, exc)
@@ -265,7 +270,7 @@ def reconcile(
                 checks=_checks(plan, facts),
                 warnings=(*notes, *plan.warnings),
             )
-            applied = _apply_again(transport, again, written, plan, facts, options, base, timeline)
+            applied = _apply_again(transport, again, written, plan, facts, options, base, timeline, resolve)
             if isinstance(applied, HostOutcome):
                 return applied
             result = applied
@@ -298,6 +303,7 @@ def reconcile(
                     reloaded_at,
                     daemon_json_path=facts.daemon_json_file,
                     keep_invalid_utf8=keep,
+                    addresses=_resolved_by_apply(result, resolve),
                 ),
             )
         except TrustAgentError as exc:
@@ -364,11 +370,12 @@ def _apply_again(
     options: RunOptions,
     base: HostOutcome,
     timeline: _Timeline,
+    resolve: Sequence[str] = (),
 ) -> CommandResult | HostOutcome:
     """Apply ``again`` (planned on ``written``, the host as the first apply left it); where it fails,
     roll ``both`` back, so the host is as it was before either."""
     try:
-        return _apply(transport, again, written, options, again.engine_action, timeline)
+        return _apply(transport, again, written, options, again.engine_action, timeline, resolve=resolve)
     except UnreachableError as exc:
         return _done(base, timeline, "unreachable", error=f"lost during apply: {exc}", engine_action="none")
     except TrustAgentError as exc:
@@ -400,6 +407,23 @@ def _link_of(facts: DockerFacts) -> str | None:
 def _directory_links_of(facts: DockerFacts) -> tuple[str, ...]:
     """The certs.d directories that are links: the apply walks their chains again before writing there."""
     return tuple(f"{facts.certs_dir.rstrip('/')}/{registry}" for registry in sorted(facts.cert_dir_links))
+
+
+def _names_to_resolve(policy: TrustPolicy) -> list[str]:
+    """The registries' host names whose addresses the verify judges after an apply (an insecure range,
+    127.0.0.0/8 among dockerd's defaults, covering one means dockerd skips its TLS checks): every name,
+    as the apply may change which ones the engine lists itself; none for a policy that wants them
+    insecure."""
+    return [] if policy.insecure else names_to_resolve({}, policy.registries, loopback_too=True)
+
+
+def _resolved_by_apply(result: CommandResult, names: Sequence[str]) -> dict[str, list[str]] | None:
+    """The addresses of ``names`` as the apply script printed them, or None where it did not print
+    every one (the verify then asks the host, where its insecure ranges call for it)."""
+    if not names:
+        return None
+    addresses = resolved_addresses(result.stdout.decode("utf-8", "replace"))
+    return addresses if set(names) <= addresses.keys() else None
 
 
 def _reads_info(options: RunOptions, facts: DockerFacts, action: str) -> bool:
@@ -461,7 +485,11 @@ def _apply(
     action: str,
     timeline: _Timeline,
     leftovers: Leftovers = NO_LEFTOVERS,
+    *,
+    resolve: Sequence[str] = (),
 ) -> CommandResult:
+    """Run the apply script for ``plan``; at its end it also prints how the host resolves the names
+    ``resolve`` (:func:`_resolved_by_apply`)."""
     validate_with = (
         ("dockerd", *facts.dockerd_flags) if facts.has_validate and facts.init is not None else None
     )
@@ -477,6 +505,8 @@ def _apply(
         leftover_dirs=leftovers.directories,
         directory_links=_directory_links_of(facts),
         local=_is_local(transport),
+        # How the host resolves the registries' names, for the verify (a name on loopback): no round trip more.
+        last=resolve_command(resolve) if resolve else None,
     )
     start = timeline.clock()
     result = transport.run_script(script, options.root, timeout=options.command_timeout)
@@ -566,6 +596,7 @@ def _verify(
     *,
     daemon_json_path: str,
     keep_invalid_utf8: bool = False,
+    addresses: Mapping[str, Sequence[str]] | None = None,
 ) -> _Verified:
     """Prove the engine runs the registry config of ``daemon_json`` and its command line ``flags``: from
     ``info`` (the engine's live /info, read on the host in the gather or apply round trip) when it
@@ -573,7 +604,8 @@ def _verify(
     dockerd's journal says it refused the reload done after ``reloaded_at`` (the host's uptime); then
     the canary pull, where asked. A ``daemon_json`` that cannot be parsed says nothing of what dockerd
     runs: no live comparison then (the caller warns, :func:`live_config_unjudged`); one holding bytes
-    that are not UTF-8 is read as the host's dockerd reads it (``keep_invalid_utf8``)."""
+    that are not UTF-8 is read as the host's dockerd reads it (``keep_invalid_utf8``). ``addresses``:
+    the registries' names as the host resolved them in the apply's round trip, where it did."""
     proved: list[str] = []
     breaches: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -582,18 +614,25 @@ def _verify(
         live = _wait_for_files_config(transport, policy, wanted, options, info, reloaded_at)
         proved.append("live config")
         if not policy.insecure:
-            breaches, notes = _covered_by_cidrs(transport, policy, live, options)
+            breaches, notes = _covered_by_cidrs(transport, policy, live, options, addresses)
     if options.canary_image:
         proved.append(_canary(transport, options, options.canary_image, policy.registries))
     return _Verified(tuple(proved), breaches, notes)
 
 
 def _covered_by_cidrs(
-    transport: Transport, policy: TrustPolicy, info: dict[str, Any], options: RunOptions
+    transport: Transport,
+    policy: TrustPolicy,
+    info: dict[str, Any],
+    options: RunOptions,
+    addresses: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The policy's registries the engine does not verify because one of its insecure ranges covers
     their address (:func:`insecure_by_range`); in the ``verify`` command, a name resolving to loopback
-    fails the host too."""
+    fails the host too. With ``addresses`` (the apply printed them), judged from those, loopback
+    included, with no round trip more."""
+    if addresses is not None:
+        return tuple(covered_by_cidrs(info, policy.registries, addresses)), ()
     return insecure_by_range(
         transport,
         info,
@@ -673,7 +712,9 @@ def _roll_back(
     try:
         result: CommandResult = timeline.run("rollback", run_undo)
     except TrustAgentError as exc:
-        return _done(base, timeline, "failed", error=f"{cause}; roll-back failed too: {exc}")
+        # The roll-back's script did not say how it ended: the apply's files may stand, all or in part.
+        error = f"{cause}; roll-back failed too: {exc}"
+        return _done(base, timeline, "failed", error=error, changes_unknown=True)
     if result.exit_status in (EXIT_BUSY, EXIT_CHANGED):
         left = f"{script_error(result.stderr)}; not rolled back: the host is left as it is"
         return _done(base, timeline, "failed", error=f"{cause}; {left}")
@@ -766,6 +807,7 @@ def _done(
     error: str | None = None,
     engine_action: Any = None,
     verified: tuple[str, ...] = (),
+    changes_unknown: bool = False,
 ) -> HostOutcome:
     return HostOutcome(
         host=base.host,
@@ -778,4 +820,5 @@ def _done(
         error=error,
         warnings=base.warnings,
         phases=tuple(timeline.phases),
+        changes_unknown=changes_unknown,
     )

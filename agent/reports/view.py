@@ -58,8 +58,9 @@ _FILES_UNKNOWN = frozenset({"unreachable", "skipped"})
 
 def files_changed(outcome: HostOutcome) -> int | None:
     """How many files the run changed on the host (a dry run: would change); None where that is not
-    known. A failed or rolled-back host counts 0 whatever its plan held: its files are as they were."""
-    if outcome.status in _FILES_UNKNOWN:
+    known (the host was not reached, or its apply timed out part way). A failed or rolled-back host
+    counts 0 whatever its plan held: its files are as they were."""
+    if outcome.status in _FILES_UNKNOWN or outcome.changes_unknown:
         return None
     if outcome.status in _LEFT_AS_THEY_WERE:
         return 0

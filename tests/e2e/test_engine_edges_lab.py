@@ -380,3 +380,49 @@ def test_a_private_key_in_a_ca_file_on_a_host_never_reaches_a_plan_or_a_report(
     assert "PRIVATE KEY" not in lab.ssh(host, f"cat {ca_file}").stdout
     code, outcome, err = outcome_of(lab, "rollout", host)
     assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)
+
+
+# --- a rollout learns in its apply's round trip that the registry's name is also on loopback ---------------
+
+GETENT_LOG = "/run/trust-agent-test-getent.log"
+
+
+@contextmanager
+def getent_watched(lab: Lab, host: Host) -> Iterator[None]:
+    """Every getent started on ``host`` is logged (a wrapper first in PATH), until the block ends."""
+    wrapper = f'#!/bin/sh\necho "$*" >> {GETENT_LOG}\nexec /usr/bin/getent "$@"\n'
+    lab.ssh(
+        host,
+        f"rm -f {GETENT_LOG}; cat > /usr/local/bin/getent && chmod 755 /usr/local/bin/getent",
+        input=wrapper,
+    )
+    try:
+        yield
+    finally:
+        lab.ssh(host, f"rm -f /usr/local/bin/getent {GETENT_LOG}", check=False)
+
+
+def getent_calls(lab: Lab, host: Host) -> list[str]:
+    return lab.ssh(host, f"cat {GETENT_LOG} 2>/dev/null; rm -f {GETENT_LOG}").stdout.splitlines()
+
+
+def test_a_rollout_that_changes_a_host_whose_registry_name_is_also_on_loopback_warns_of_it(lab: Lab) -> None:
+    """verify failed such a host, yet the rollout that changed it said nothing: it looked the name up
+    only where the engine had an insecure range beyond its defaults. The apply's own round trip now
+    resolves it; a converged host's rollout still asks nothing more."""
+    host = lab.hosts[1]
+    says = (
+        f"{lab.registry} resolves to 127.0.0.1 on this host, which dockerd always treats as insecure "
+        "(127.0.0.0/8): TLS is not verified"
+    )
+    lab.ssh(host, f"rm -rf /etc/docker/certs.d/{lab.registry}")  # something for the rollout to write
+    with registry_name_also_on_loopback(lab, host), getent_watched(lab, host):
+        code, outcome, err = outcome_of(lab, "rollout", host)
+        assert outcome["status"] == "changed" and "live config" in outcome["verified"], (code, err, outcome)
+        assert says in outcome["warnings"], outcome["warnings"]
+        assert getent_calls(lab, host) == [f"ahosts {lab.registry}"]  # in the apply's script, once
+        code, outcome, err = outcome_of(lab, "rollout", host)
+        assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)
+        assert getent_calls(lab, host) == []
+    code, outcome, err = outcome_of(lab, "rollout", host)
+    assert (code, outcome["status"]) == (0, "unchanged") and says not in outcome["warnings"], (err, outcome)

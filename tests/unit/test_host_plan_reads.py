@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.engine.apply_script import EXIT_ACTION
 from agent.engine.gather import (
     GATHER_SCRIPT,
     INFO_COMMAND_TAIL,
@@ -24,9 +25,10 @@ from agent.engine.gather import (
 from agent.engine.host_plan import plan_for_host
 from agent.engine.options import RunOptions
 from agent.engine.reconcile import reconcile
-from agent.errors import CommandError
+from agent.errors import CommandError, CommandTimeout
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
+from agent.reports import view
 from agent.runtimes.docker import plan_docker
 from agent.runtimes.docker_facts import CERTS_DIR, DockerFacts
 from agent.runtimes.plan import HostPlan
@@ -370,3 +372,97 @@ def test_the_apply_script_says_who_else_may_hold_the_lock_where_it_runs(transpor
     reconcile(host, ca_policy("registry.test", registry_ca=True), RunOptions())
     scripts = host.host.scripts if isinstance(host, GatheredHere) else host.scripts
     assert scripts and who in scripts[0]
+
+
+# --- an apply that did not say how it ended ------------------------------------------------------------------
+
+
+class TimesOut(GatheredHost):
+    """A host answering the gather; its scripts after that answer ``answers`` in turn, then time out."""
+
+    def __init__(self, gathered: str, *answers: CommandResult) -> None:
+        super().__init__(gathered)
+        self.answers = list(answers)
+
+    def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        if stdin.decode() == GATHER_SCRIPT:
+            return super().run(command, stdin=stdin, timeout=timeout)
+        self.scripts.append(stdin.decode())
+        if self.answers:
+            return self.answers.pop(0)
+        raise CommandTimeout(f"{self.name}: command timed out after {timeout:g}s")
+
+
+def test_an_apply_that_timed_out_says_its_file_changes_are_not_known() -> None:
+    """The script may have written some files, or all, before the timeout: the reports counted 0."""
+    host = TimesOut(never_written_to())
+    outcome = reconcile(host, ca_policy("registry.test"), RunOptions(command_timeout=5))
+    assert outcome.status == "failed" and "may have been changed part way" in (outcome.error or ""), outcome
+    assert outcome.changes_unknown and view.files_changed(outcome) is None
+    assert len(host.scripts) == 1  # no roll-back: the script may still run, under the host's lock
+
+
+def test_a_roll_back_that_timed_out_says_the_file_changes_are_not_known() -> None:
+    refused = CommandResult(EXIT_ACTION, b"", b"reload of dockerd failed: Job type reload is not applicable")
+    host = TimesOut(never_written_to(), refused)
+    outcome = reconcile(host, ca_policy("registry.test"), RunOptions(command_timeout=5))
+    assert outcome.status == "failed" and "roll-back failed too" in (outcome.error or ""), outcome
+    assert outcome.changes_unknown and view.files_changed(outcome) is None
+    assert len(host.scripts) == 2
+
+
+def test_an_apply_that_failed_saying_so_counts_no_file_changed() -> None:
+    host = TimesOut(never_written_to(), CommandResult(1, b"", b"mkdir: cannot create: Read-only file system"))
+    outcome = reconcile(host, ca_policy("registry.test"), RunOptions(command_timeout=5))
+    assert (outcome.status, outcome.changes_unknown, view.files_changed(outcome)) == ("failed", False, 0)
+
+
+# --- a rollout learns in its apply's round trip whether the registry's name points at loopback ---------------
+
+LIVE_SECURE = {
+    "ServerVersion": "26.1.5",
+    "LiveRestoreEnabled": False,
+    "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"]},
+}
+
+
+class AppliesAndResolves(GatheredHost):
+    """A host answering the apply as its script does where it ends by reading /info and resolving names:
+    ``registry.test`` at ``addresses``."""
+
+    def __init__(self, gathered: str, *addresses: str) -> None:
+        super().__init__(gathered)
+        self.addresses = addresses
+
+    def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        if stdin.decode() == GATHER_SCRIPT:
+            return super().run(command, stdin=stdin, timeout=timeout)
+        self.scripts.append(stdin.decode())
+        getent = "".join(f"{a}      STREAM registry.test\n" for a in self.addresses)
+        resolved = f"@@ta host registry.test\n{getent}" if "getent ahosts" in stdin.decode() else ""
+        return CommandResult(0, f"@@ta info-json\n{json.dumps(LIVE_SECURE)}\n{resolved}".encode(), b"")
+
+
+@pytest.mark.parametrize(
+    ("addresses", "warned"),
+    [
+        (
+            ("198.51.100.10", "127.0.0.1"),
+            "registry.test resolves to 127.0.0.1 on this host, which dockerd always treats as insecure "
+            "(127.0.0.0/8): TLS is not verified",
+        ),
+        (("198.51.100.10",), None),
+    ],
+)
+def test_a_rollout_warns_of_a_registry_name_on_loopback_from_its_apply_alone(
+    addresses: tuple[str, ...], warned: str | None
+) -> None:
+    """verify failed such a host; a rollout that changed it looked names up only for ranges beyond
+    dockerd's defaults, and said nothing."""
+    host = AppliesAndResolves(never_written_to(), *addresses)
+    outcome = reconcile(host, ca_policy("registry.test"), RunOptions(verify_timeout=0.5))
+    assert (outcome.status, outcome.verified) == ("changed", ("live config",)), outcome
+    loopback = [w for w in outcome.warnings if "on this host" in w]
+    assert loopback == ([warned] if warned else []), outcome.warnings
+    assert len(host.scripts) == 1 and "getent ahosts registry.test" in host.scripts[0]
+    assert host.scripts[0].endswith("getent ahosts registry.test\nexit 0\n")

@@ -190,3 +190,16 @@ def test_a_dry_run_counts_the_files_it_would_change() -> None:
     assert {fmt: cells["h1"] for fmt, cells in _files_in_every_format(result).items()} == dict.fromkeys(
         ("table", "markdown", "html", "json"), "2"
     )
+
+
+def test_a_host_whose_apply_timed_out_counts_its_files_as_not_known_in_every_format() -> None:
+    """A timed-out apply may have written some of its files, or all: every format said 0 for it."""
+    timed_out = "h1: command timed out after 120s during the apply: the host may have been changed part way"
+    result = _result_of(
+        HostOutcome("h1", "failed", _TWO_FILES, "none", error=timed_out, changes_unknown=True),
+        HostOutcome("h2", "failed", _TWO_FILES, "none", error="cannot write /etc/docker: read-only"),
+    )
+    cells = _files_in_every_format(result)
+    assert cells["table"] == cells["json"] == {"h1": "-", "h2": "0"}
+    assert cells["markdown"] == {"h1": "", "h2": "0"}
+    assert cells["html"] == {"h1": "—", "h2": "0"}
