@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from agent.errors import TrustAgentError, UnreachableError, UsageError
 from agent.host_pool import NOT_STARTED, HostPool
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from agent.outcome import FleetResult, HostOutcome
     from agent.trust import TrustPolicy
 
+T = TypeVar("T")
 
 INTERRUPTED = "interrupted: the hosts in flight finished, no other host was started"
 # A host an interrupt left before it changed anything (``leave_of`` in agent.host_pool.HostPool.map).
@@ -117,18 +118,20 @@ def run_fleet(
 
     lock = threading.Lock()
     outcomes: dict[str, HostOutcome] = {}
-    readinesses: dict[str, _Readiness] = {}  # the hosts in flight: taken by each as it starts
+    readinesses: dict[str, Readiness] = {}  # the hosts in flight: taken by each as it starts
     stopped: str | None = None
 
     # What a host's facts and the engine's live config are read with: all a host runs before its apply.
     reads = frozenset({GATHER_SCRIPT, INFO_FUNCTION + INFO_COMMAND_TAIL})
 
-    def reconciled(name: str, readiness: _Readiness) -> HostOutcome:
+    def reconciled(name: str, readiness: Readiness) -> HostOutcome:
         taken = early.take(name) if early is not None else None
         try:
             transport = taken[0] if taken is not None else open_transport(name)
         except TrustAgentError as exc:
             return HostOutcome(name, "unreachable", error=str(exc))
+        except Exception as exc:  # a bug must cost one host, not the fleet
+            return HostOutcome(name, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
         try:
             if taken is not None:
                 connect: Callable[[], None] | None = taken[1]
@@ -137,8 +140,8 @@ def run_fleet(
             if connect is None:
                 readiness.changes()  # a local host: nothing to wait on before its apply
                 return reconcile(transport, policy, options, clock=clock)
-            gated = _Gated(transport, readiness, reads)
-            return reconcile(gated, policy, options, clock=clock, connect=readiness.connecting(connect))
+            gated = Gated(transport, readiness, connect, reads)
+            return reconcile(gated, policy, options, clock=clock, connect=gated.connect)
         except Exception as exc:  # a bug must cost one host, not the fleet
             return HostOutcome(name, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
         finally:
@@ -146,7 +149,7 @@ def run_fleet(
 
     def leave_of(name: str) -> Callable[[], bool]:
         # Called by the pool as the host starts, before one(): the interrupt may leave it from then on.
-        readiness = _Readiness(name)
+        readiness = Readiness(name)
         with lock:
             readinesses[name] = readiness
         return readiness.leave
@@ -156,7 +159,11 @@ def run_fleet(
             readiness = readinesses.pop(name)
         if on_start is not None:
             on_start(name)
-        outcome = _unless_left(readiness, lambda: reconciled(name, readiness))
+        outcome = unless_left(
+            readiness,
+            lambda: reconciled(name, readiness),
+            lambda: HostOutcome(name, "skipped", error=LEFT),
+        )
         with lock:
             outcomes[name] = outcome
         if on_done is not None:
@@ -201,7 +208,7 @@ class _Left(UnreachableError):
     """Refuses a step on a host an interrupt left."""
 
 
-class _Readiness:
+class Readiness:
     """Whether an interrupt may leave a host: while it only connects and reads (its facts, the engine's
     live config), never once a step that may change it has begun. Each step asks here first, under the
     lock :meth:`leave` takes, so a host left is refused every step that follows, and a host in its apply
@@ -261,43 +268,51 @@ class _Readiness:
             raise _Left(f"{self.name}: left by the interrupt before anything was changed on it")
 
 
-def _unless_left(readiness: _Readiness, run: Callable[[], HostOutcome]) -> HostOutcome:
-    """``run``'s outcome, or :data:`LEFT` as soon as an interrupt leaves the host. ``run`` goes in a
-    daemon thread of its own: one still connecting (for up to its connect timeout) or reading must hold
-    neither the run nor the process's exit, and :class:`_Readiness` refuses it any further step."""
-    from agent.outcome import HostOutcome
-
+def unless_left(readiness: Readiness, run: Callable[[], T], left: Callable[[], T]) -> T:
+    """``run()``, or ``left()`` as soon as an interrupt leaves the host. ``run`` goes in a daemon thread
+    of its own: one still connecting (for up to its connect timeout) or reading must hold neither the
+    run nor the process's exit, and :class:`Readiness` refuses it any further step. An exception
+    ``run`` raises is raised here, in the caller's thread, as the pool's would be."""
     if readiness.left:  # left as it started: not even a connection is opened
-        return HostOutcome(readiness.name, "skipped", error=LEFT)
-    ended: list[HostOutcome] = []
+        return left()
+    ended: list[T] = []
+    raised: list[BaseException] = []
 
     def host() -> None:
         try:
             ended.append(run())
+        except BaseException as exc:  # handed to the caller's thread below
+            raised.append(exc)
         finally:
             readiness.end()
 
     threading.Thread(target=host, name=f"host-{readiness.name}", daemon=True).start()
     readiness.settled.wait()  # as long as the host's own steps take: each has its timeout
     if readiness.left:
-        return HostOutcome(readiness.name, "skipped", error=LEFT)
-    if not ended:
-        return HostOutcome(
-            readiness.name, "failed", error="internal error: the host's run ended with no outcome"
-        )
+        return left()
+    if raised:
+        raise raised[0]
     return ended[0]
 
 
-class _Gated(Transport):
-    """A host's transport that asks its :class:`_Readiness` before each step. Only the scripts in
+class Gated(Transport):
+    """A host's transport that asks its :class:`Readiness` before each step. Only the scripts in
     ``reads`` and the engine's API (GET requests) read the host; any other command, and the docker
-    client (a canary pull), may change it."""
+    client (a canary pull), may change it. Its :meth:`connect` logs in through ``connect``, refused for a
+    host already left (``daemon install`` connects through it; a rollout hands it to ``reconcile``)."""
 
-    def __init__(self, inner: Transport, readiness: _Readiness, reads: frozenset[str]) -> None:
+    def __init__(
+        self,
+        inner: Transport,
+        readiness: Readiness,
+        connect: Callable[[], None],
+        reads: frozenset[str] = frozenset(),
+    ) -> None:
         self.name = inner.name
         self._inner = inner
         self._readiness = readiness
         self._reads = reads
+        self.connect = readiness.connecting(connect)
 
     def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
         self._readiness.changes()

@@ -538,10 +538,10 @@ def _install_options(func: F) -> F:
     return func
 
 
-def _say_interrupted(in_flight: int) -> None:
+def _say_interrupted(in_flight: int, left: int) -> None:
     from agent.progress import interrupted_line
 
-    click.echo(interrupted_line(in_flight), err=True)
+    click.echo(interrupted_line(in_flight, left), err=True)
 
 
 def _emit_reports(
@@ -649,7 +649,7 @@ def install_command(**kwargs: Any) -> None:
             plan_options=plan_options,
         ),
         forks=kwargs["forks"],
-        on_interrupt=_say_interrupted,
+        on_interrupt_left=_say_interrupted,
     )
     _emit_reports(reports, kwargs["fmt"], "install", policy.warnings)
     sys.exit(130 if interrupted else 1 if any(r.failed for r in reports) else 0)
@@ -677,7 +677,7 @@ def uninstall_command(purge: bool, **kwargs: Any) -> None:
         opener,
         lambda t: uninstall_host(t, purge=purge, options=options, command_timeout=kwargs["command_timeout"]),
         forks=kwargs["forks"],
-        on_interrupt=_say_interrupted,
+        on_interrupt_left=_say_interrupted,
     )
     _emit_reports(reports, kwargs["fmt"], "uninstall")
     sys.exit(130 if interrupted else 1 if any(r.failed for r in reports) else 0)

@@ -64,6 +64,7 @@ from agent.engine.apply_script import daemon_json_backup
 from agent.engine.options import RestartPolicy, RunOptions
 from agent.engine.reconcile import reconcile
 from agent.errors import HostError, TrustAgentError, UnreachableError
+from agent.fleet import Gated, Readiness, unless_left
 from agent.host_pool import NOT_STARTED, HostPool
 from agent.hosts.base import Connecting, Transport
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
@@ -1094,6 +1095,12 @@ def manifest_lists(text: str) -> tuple[list[str], list[str] | None]:
 # --- many hosts ----------------------------------------------------------------------------------
 
 
+# A host an interrupt left while it logged in (``leave_of`` in agent.host_pool.HostPool.map).
+LEFT_CONNECTING = (
+    "not started: the run was interrupted while this host was still connecting; nothing was put on it"
+)
+
+
 def run_hosts(
     names: Sequence[str],
     open_transport: Callable[[str], Transport],
@@ -1102,32 +1109,64 @@ def run_hosts(
     forks: int = 50,
     on_done: Callable[[HostReport], None] | None = None,
     on_interrupt: Callable[[int], None] | None = None,
+    on_interrupt_left: Callable[[int, int], None] | None = None,
 ) -> tuple[list[HostReport], bool]:
     """``work`` on every host, ``forks`` at a time; reports in the order of ``names``, and whether an
-    interrupt stopped the run (the hosts in flight finished, the rest are ``skipped``)."""
+    interrupt stopped the run (the hosts in flight finished, the rest are ``skipped``).
+
+    A host still logging in when the interrupt comes is left at once (:data:`LEFT_CONNECTING`): its
+    connect timeout does not hold the run. Every command after the login may change the host, so from
+    the first one on it is finished as any host in flight. ``on_interrupt_left``, where given, hears
+    the hosts to finish and those left, instead of ``on_interrupt``."""
     lock = threading.Lock()
     reports: dict[str, HostReport] = {}
+    readinesses: dict[str, Readiness] = {}  # the hosts in flight: taken by each as it starts
 
-    def one(name: str) -> None:
+    def worked(name: str, readiness: Readiness) -> HostReport:
         try:
             transport = open_transport(name)
         except TrustAgentError as exc:
-            report = HostReport(name, "unreachable", error=str(exc))
-        else:
-            try:
-                report = work(transport)
-            finally:
-                transport.close()
+            return HostReport(name, "unreachable", error=str(exc))
+        try:
+            return work(_gated(transport, readiness))
+        finally:
+            transport.close()
+
+    def leave_of(name: str) -> Callable[[], bool]:
+        # Called by the pool as the host starts, before one(): the interrupt may leave it from then on.
+        readiness = Readiness(name)
+        with lock:
+            readinesses[name] = readiness
+        return readiness.leave
+
+    def one(name: str) -> HostReport:
+        with lock:
+            readiness = readinesses.pop(name)
+        report = unless_left(
+            readiness,
+            lambda: worked(name, readiness),
+            lambda: HostReport(name, "skipped", error=LEFT_CONNECTING),
+        )
         with lock:
             reports[name] = report
         if on_done is not None:
             on_done(report)
+        return report
 
-    with HostPool(min(forks, len(names)), on_interrupt) as pool:
-        pool.map(one, names)
+    with HostPool(min(forks, len(names)), on_interrupt, on_interrupt_left=on_interrupt_left) as pool:
+        pool.map(one, names, leave_of=leave_of)
     return [
         reports.get(name) or HostReport(name, "skipped", error=NOT_STARTED) for name in names
     ], pool.interrupted
+
+
+def _gated(transport: Transport, readiness: Readiness) -> Transport:
+    """``transport`` asking ``readiness`` before each step. Without a login to abandon (a local host)
+    the host is finished as any in flight, from the start."""
+    if not isinstance(transport, Connecting):
+        readiness.changes()
+        return transport
+    return Gated(transport, readiness, transport.connect)
 
 
 def report_line(report: HostReport) -> str:

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.daemon.install import LEFT_CONNECTING
 from agent.fleet import INTERRUPTED, LEFT
-from tests.e2e.probes import by_host, docker_tree, skip_args
+from agent.progress import interrupted_line
+from tests.e2e.probes import by_host, ca_args, docker_tree, skip_args
 from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
@@ -191,3 +193,31 @@ def test_a_host_left_while_connecting_runs_nothing_when_its_login_comes_up_after
     assert int(logins) >= 1, "the late host was never logged into after the interrupt"
     assert docker_tree(lab, late) == untouched
     assert took < RELOAD_SECONDS + 10, f"exited {took:.1f}s after Ctrl-C"
+
+
+def test_ctrl_c_leaves_a_host_still_connecting_at_once_in_a_daemon_install(
+    lab: Lab, tmp_path: Path, silent_address: str
+) -> None:
+    """``daemon install`` waited out the connect timeout of a host whose SYN went unanswered, where a
+    rollout left it at once."""
+    first = lab.hosts[0]
+    everyone = {host.name: host.address for host in lab.hosts}
+    inventory = inventory_with(lab, tmp_path, {**everyone, "ghost": silent_address})
+    # A python the host does not have: the real host is done within a second, nothing put on it.
+    argv = ["daemon", "install", "-i", str(inventory), "--limit", f"{first.name}:ghost", *ca_args(lab)]
+    argv += ["--python", "/nonexistent/python3", "--connect-timeout", str(CONNECT_TIMEOUT)]
+    agent = lab.popen_agent(
+        *argv, "--format", "json", preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    )
+    time.sleep(2)  # the ghost's connect has begun, and waits
+    took, report, err = interrupted(agent)
+
+    assert took < 10 < CONNECT_TIMEOUT, f"exited {took:.1f}s after Ctrl-C"
+    said = {interrupted_line(in_flight, 1) for in_flight in (0, 1)}  # the real host done, or nearly
+    assert said & set(err.splitlines()), err
+    outcomes = by_host(report)
+    assert (outcomes["ghost"]["status"], outcomes["ghost"]["error"]) == ("skipped", LEFT_CONNECTING)
+    assert outcomes[first.name]["status"] == "failed"
+    assert outcomes[first.name]["error"] == (
+        "/nonexistent/python3 not found (install python3 and python3-venv)"
+    )

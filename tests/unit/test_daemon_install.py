@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -25,6 +26,7 @@ from agent.daemon.cli import build_config, daemon_group
 from agent.daemon.config import load_config
 from agent.daemon.install import (
     HOST_SOURCE,
+    LEFT_CONNECTING,
     SOURCE_DIR,
     UNIT_PATH,
     DaemonSettings,
@@ -46,10 +48,12 @@ from agent.daemon.install import (
     probe_script,
     run_hosts,
     status_fresh,
+    uninstall_host,
     would_fail,
 )
 from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE, hidden_from_the_service
 from agent.daemon.wheelhouse import Target, Wheelhouse, parse_probe, project_wheel
+from agent.host_pool import NOT_STARTED
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs, resolve_policy
@@ -58,6 +62,7 @@ from agent.sources.distribution import parse_distribution
 from agent.sources.model import RegistrySettings, S3Storage
 from agent.trust import TrustPolicy, build_policy
 from tests.pki import make_ca
+from tests.unit.held_source import WAIT
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sources"
 SOURCES = sorted(p.name for p in FIXTURES.iterdir() if p.suffix in (".yml", ".json"))
@@ -733,3 +738,89 @@ def test_a_daemon_not_healthy_for_other_reasons_is_told_in_its_own_words_or_its_
         "not healthy after 5s (service active, daemon failing: source: HTTP 503); left running, it goes on trying"
     )
     assert not_healthy_message(5, "failed", {}, ["x"]) == "not healthy after 5s (service failed); journal: x"
+
+
+class LoggingIn(LocalTransport):
+    """A host reached over a login (as over SSH) that runs nothing here: its commands are recorded.
+    The interrupt comes ``at`` its "login" (which is then held until ``release``, as an unanswered
+    connect waits for its timeout) or its first "command"."""
+
+    def __init__(self, name: str, at: str) -> None:
+        super().__init__(name)
+        self.at = at
+        self.release = threading.Event()
+        self.closed = threading.Event()
+        self.ran: list[str] = []
+
+    def connect(self) -> None:
+        if self.at == "login":
+            os.kill(os.getpid(), signal.SIGTERM)  # as a CI job's cancel sends it
+            self.release.wait(WAIT)
+
+    def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        if self.at == "command" and not self.ran:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.3)  # the interrupt is acted on while the command runs
+        self.ran.append(command)
+        return CommandResult(0, b"", b"")
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_an_interrupt_leaves_a_host_still_logging_in_at_once_and_nothing_is_run_on_it() -> None:
+    """An uninstall (or install) interrupted waited out the connect timeout of a host still logging
+    in, and then went on to run its commands on it."""
+    hosts: dict[str, LoggingIn] = {}
+    heard: list[tuple[int, int]] = []
+
+    def opener(name: str) -> Transport:
+        hosts[name] = LoggingIn(name, "login")
+        return hosts[name]
+
+    started = time.monotonic()
+    try:
+        reports, interrupted = run_hosts(
+            ["a", "b"],
+            opener,
+            lambda t: uninstall_host(t, purge=False, command_timeout=5.0),
+            forks=1,
+            on_interrupt_left=lambda in_flight, left: heard.append((in_flight, left)),
+        )
+        took = time.monotonic() - started
+        assert not hosts["a"].release.is_set()
+    finally:
+        for host in hosts.values():
+            host.release.set()  # the login ends now, after the run
+    assert took < WAIT / 2, f"the run waited {took:.1f}s for a host still logging in"
+    assert interrupted and heard == [(0, 1)]
+    assert [(r.host, r.status, r.error) for r in reports] == [
+        ("a", "skipped", LEFT_CONNECTING),
+        ("b", "skipped", NOT_STARTED),
+    ]
+    assert LEFT_CONNECTING == (
+        "not started: the run was interrupted while this host was still connecting; nothing was put on it"
+    )
+    assert not reports[0].failed and list(hosts) == ["a"]
+    assert hosts["a"].closed.wait(WAIT), "the left host's connection was never closed"
+    assert hosts["a"].ran == []  # its login came up after the run: refused every command
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_a_host_whose_first_command_after_the_login_has_run_is_finished_on_an_interrupt() -> None:
+    """Only the login may be abandoned: any command after it may change the host."""
+    host = LoggingIn("a", "command")
+    heard: list[tuple[int, int]] = []
+    reports, interrupted = run_hosts(
+        ["a", "b"],
+        lambda name: host if name == "a" else LoggingIn(name, "login"),
+        lambda t: uninstall_host(t, purge=False, command_timeout=5.0),
+        forks=1,
+        on_interrupt_left=lambda in_flight, left: heard.append((in_flight, left)),
+    )
+    assert interrupted and heard == [(1, 0)]
+    assert [(r.host, r.status, r.error) for r in reports] == [
+        ("a", "absent", None),  # uninstalled to the end: nothing was installed there
+        ("b", "skipped", NOT_STARTED),
+    ]
+    assert len(host.ran) == 2  # the service stopped, then its files removed

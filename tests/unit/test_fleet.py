@@ -19,7 +19,16 @@ from hypothesis import strategies as st
 from agent.engine.gather import GATHER_SCRIPT
 from agent.engine.options import RunOptions
 from agent.errors import CommandTimeout, UnreachableError, UsageError
-from agent.fleet import INTERRUPTED, LEFT, FleetOptions, _Readiness, batches, interrupted_early, run_fleet
+from agent.fleet import (
+    INTERRUPTED,
+    LEFT,
+    FleetOptions,
+    Readiness,
+    batches,
+    interrupted_early,
+    run_fleet,
+    unless_left,
+)
 from agent.host_pool import EarlyInterrupts
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
@@ -244,7 +253,7 @@ STEPS = st.lists(st.sampled_from(["reads", "changes", "leave", "end"]), max_size
 
 @given(STEPS)
 def test_a_host_is_left_only_before_its_first_change_and_is_then_refused_every_step(steps: list[str]) -> None:
-    readiness = _Readiness("h1")
+    readiness = Readiness("h1")
     changed = ended = left = False
     for step in steps:
         if step == "leave":
@@ -346,3 +355,62 @@ def test_on_interrupt_left_hears_the_hosts_to_finish_and_those_left_instead_of_o
         hold.release.set()
     assert heard_left == [(0, 1)] and heard == []
     assert [(o.host, o.status) for o in result.outcomes] == [("h1", "skipped"), ("h2", "skipped")]
+
+
+def test_unless_left_gives_what_the_run_gives_and_raises_what_it_raises_in_the_callers_thread() -> None:
+    """The gate serves install's host reports as well as the fleet's outcomes: a generic result, and
+    a run's error is the caller's to handle, not lost in the host's own thread."""
+    assert unless_left(Readiness("h1"), lambda: 7, lambda: -1) == 7
+
+    def broken() -> int:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        unless_left(Readiness("h1"), broken, lambda: -1)
+
+
+def test_unless_left_gives_left_at_once_while_the_run_still_waits_and_the_run_is_then_refused() -> None:
+    readiness = Readiness("h1")
+    waiting, release = threading.Event(), threading.Event()
+    refused: list[str] = []
+
+    def run() -> str:
+        readiness.reads()
+        waiting.set()
+        release.wait(WAIT)  # as a connect waits for its timeout
+        try:
+            readiness.changes()
+        except UnreachableError as exc:
+            refused.append(str(exc))
+        return "ran"
+
+    def leave_once_waiting() -> None:
+        waiting.wait(WAIT)
+        readiness.leave()
+
+    threading.Thread(target=leave_once_waiting, daemon=True).start()
+    try:
+        assert unless_left(readiness, run, lambda: "left") == "left"
+        assert not release.is_set()  # not waited for
+    finally:
+        release.set()
+    deadline = time.monotonic() + WAIT
+    while not refused and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert refused == ["h1: left by the interrupt before anything was changed on it"]
+    assert unless_left(readiness, lambda: "ran", lambda: "left") == "left"  # left before: never run
+
+
+def test_a_transport_that_cannot_be_opened_for_a_bug_fails_that_host_alone_and_says_why() -> None:
+    """The host was said to have ended "with no outcome", nothing of the error it met."""
+
+    def opener(name: str) -> Transport:
+        if name == "bad":
+            raise OSError("too many open files")
+        return Unreachable(name)
+
+    result = run_fleet(["bad", "other"], opener, POLICY, RunOptions(), FleetOptions(forks=1))
+    assert [(o.host, o.status, o.error) for o in result.outcomes] == [
+        ("bad", "failed", "internal error: OSError: too many open files"),
+        ("other", "unreachable", "other: connection refused"),
+    ]
