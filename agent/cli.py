@@ -289,14 +289,14 @@ def apply(**kwargs: Any) -> None:
     Files are written atomically (temp file in the same directory, fsync, rename), daemon.json is backed
     up first, and a second run reports no change. For remote hosts use ``rollout``.
     """
+    refusal = None
     if kwargs.get("inventory"):
-        raise UsageError(
-            "apply acts on this machine (--local [--root DIR]); for an inventory's hosts use rollout"
-        )
-    if not kwargs.get("local"):
-        raise UsageError(
-            "apply acts on this machine: give --local [--root DIR] (for remote hosts use rollout)"
-        )
+        refusal = "apply acts on this machine (--local [--root DIR]); for an inventory's hosts use rollout"
+    elif not kwargs.get("local"):
+        refusal = "apply acts on this machine: give --local [--root DIR] (for remote hosts use rollout)"
+    if refusal is not None:  # said in the report asked for too, not an earlier run's left in its place
+        _report_for("apply", kwargs).stopped_short(_Known().refused("apply", UsageError(refusal)))
+        raise UsageError(refusal)
     result = _run("apply", kwargs, RunOptions())
     _exit(result, 1 if result.failed else 0)
 
@@ -384,21 +384,29 @@ class _TlsChecks:
     timeout: float
     judged: RolloutChecks | None = None
     running: BackgroundHandshakes | None = None
+    interrupted: bool = False  # by Ctrl-C while the run waited for them, every host done
 
     def start(self, policy: TrustPolicy) -> None:
         from agent.handshake import BackgroundHandshakes
 
         self.running = BackgroundHandshakes(policy, self.timeout, self.resolve)
 
-    def finish(self) -> RolloutChecks:
-        """The checks judged, each line said on stderr as verify says them (the notes become the run's
-        warnings, said with the others)."""
+    def finish(self, *, wait: bool = True) -> RolloutChecks:
+        """The checks judged, each line and note said on stderr as verify says them (the notes are the
+        run's warnings too, in its summary and reports). An interrupted run (``wait`` False) waits for none."""
         from agent.handshake import judged_for_rollout
 
         assert self.running is not None, "finish() before start()"
-        self.judged = judged_for_rollout(self.running.report())
+        try:
+            report = self.running.report(wait=wait)
+        except KeyboardInterrupt:  # Ctrl-C while waiting for them: the run's report is still written
+            self.interrupted = True
+            report = self.running.report(wait=False)
+        self.judged = judged_for_rollout(report)
         for line in self.judged.lines:
             click.echo(line, err=True)
+        for note in self.judged.notes:
+            click.echo(f"warning: {note}", err=True)
         return self.judged
 
     @property
@@ -662,11 +670,16 @@ def _run_with_policy(
         raise
     progress.close()
     if checks is not None:
-        notes, tls_checks = _with_rollout_checks(checks.finish(), notes)
+        notes, tls_checks = _with_rollout_checks(checks.finish(wait=not result.interrupted), notes)
+        if checks.interrupted:
+            result = dataclasses.replace(result, interrupted=True, stopped=CHECKS_INTERRUPTED)
     if notes or tls_checks:
         result = dataclasses.replace(result, warnings=result.warnings + notes, tls_checks=tls_checks)
     report.emit(result)
     return result
+
+
+CHECKS_INTERRUPTED = "interrupted while waiting for the TLS checks from this machine: every host had finished"
 
 
 def _with_rollout_checks(

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from agent.errors import TrustAgentError
+from agent.errors import TrustAgentError, UsageError
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -286,12 +286,25 @@ def engine_options(func: F) -> F:
     )(func)
 
 
+def _checked_resolve(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """Refused as click refuses a bad option (so the report asked for says so), read again by the command."""
+    if values:
+        from agent.handshake import parse_resolve
+
+        try:
+            parse_resolve(values)
+        except UsageError as exc:
+            raise click.BadParameter(str(exc).removeprefix("--resolve "), ctx, param) from None
+    return values
+
+
 def resolve_option(func: F) -> F:
     """Where the TLS checks from this machine connect (verify's, and rollout's after the change)."""
     return click.option(
         "--resolve",
         "resolve",
         multiple=True,
+        callback=_checked_resolve,
         metavar="HOST:ADDR",
         help="Connect to HOST at ADDR for the TLS handshakes from this machine (like curl --resolve), "
         "where its DNS does not know the names the engines use.",

@@ -215,13 +215,18 @@ class BackgroundHandshakes:
     def _check(self, target: str, context: ssl.SSLContext) -> None:
         self._problems[target] = handshake(target, context, self._timeout, self._resolve)
 
-    def report(self) -> HandshakeReport:
-        """The checks as they stand once each has ended, or ``timeout`` has passed since this call."""
+    def report(self, *, wait: bool = True) -> HandshakeReport:
+        """The checks as they stand once each has ended, or ``timeout`` has passed since this call; at once
+        without ``wait`` (an interrupted run)."""
         if self._policy.insecure:
             return HandshakeReport(True, (_SKIPPED,))
-        if self._all.is_alive():
+        if wait and self._all.is_alive():
             self._all.join(self._timeout)
-        unanswered = f"cannot connect: no answer within {self._timeout:g} s"
+        unanswered = (
+            f"cannot connect: no answer within {self._timeout:g} s"
+            if wait
+            else "cannot connect: not finished when the run was interrupted"
+        )
         problems = {target: self._problems.get(target, unanswered) for target in self._targets}
         return _assembled(self._targets, problems, self._resolve)
 

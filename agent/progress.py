@@ -82,6 +82,11 @@ def interrupted_line(in_flight: int, left: int = 0) -> str:
     """What an interrupt does, said while the hosts in flight finish (``agent.host_pool``); ``left`` hosts,
     still connecting or reading their facts, were left at once instead, and are said so: a person
     counting the hosts to wait for must not wait for them."""
+    if in_flight == 0 and left:
+        return (
+            f"interrupted: no host in flight to finish{_leaving(left)}, starting no other; "
+            "interrupt again to stop at once"
+        )
     return (
         f"interrupted: finishing the {_hosts(in_flight)} in flight{_leaving(left)}, starting no other; "
         "interrupt again to stop at once (hosts then left part way)"

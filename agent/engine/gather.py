@@ -459,8 +459,11 @@ def leftovers_of(records: list[_Record], root: str = "") -> Leftovers:
 
 # A PEM private key block of any kind (RSA, EC, ENCRYPTED, OPENSSH...), to its end line or, where it has
 # none, to the end of the file.
+# PEM keys (PKCS#8, RSA, EC, OpenSSH, encrypted) and an armoured PGP secret key ("... KEY BLOCK-----").
 _PRIVATE_KEY = re.compile(
-    rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|(?=\n?\Z))", re.DOTALL
+    rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?"
+    rb"(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|(?=\n?\Z))",
+    re.DOTALL,
 )
 # What stands for such a block in the facts, and so in every plan, diff and report made from them.
 REDACTED_KEY = re.compile(rb"^\[private key redacted: \d+ lines?\]$", re.MULTILINE)

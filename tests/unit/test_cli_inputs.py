@@ -314,8 +314,8 @@ def test_rollout_takes_resolve_and_refuses_a_bad_entry_as_verify_does(tmp_path: 
         code, out = _cli(command, "--resolve", entry, "--source", str(tmp_path / "absent.yml"), "--local")
         said[command] = out
         assert code == 2, out
-        assert f"trust-agent: error: --resolve {entry!r}: curl's HOST:PORT:ADDR form" in out, out
-    assert said["rollout"] == said["verify"]
+        assert f"Invalid value for '--resolve': {entry!r}: curl's HOST:PORT:ADDR form" in out, out
+    assert said["rollout"].replace("rollout", "verify") == said["verify"]
     code, out = _cli("rollout", "--help")
     assert code == 0 and "--resolve HOST:ADDR" in out
     assert "a TLS check from here found a" in out  # its exit code 1 says so

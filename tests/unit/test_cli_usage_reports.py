@@ -79,8 +79,13 @@ def _refused_with(json_report: Path, junit_report: Path, message: str) -> None:
         ),
         (["--no-such-option"], "No such option '--no-such-option'."),
         (["--serial"], "Option '--serial' requires an argument."),
+        (
+            ["--resolve", "bad"],
+            "Invalid value for '--resolve': 'bad': expected HOST:ADDR, ADDR an IPv4 or IPv6 address, no port "
+            "(each check uses its own)",
+        ),
     ],
-    ids=["forks-0", "max-fail-101", "unknown-option", "missing-value"],
+    ids=["forks-0", "max-fail-101", "unknown-option", "missing-value", "bad-resolve"],
 )
 def test_a_command_line_click_refuses_replaces_each_earlier_report_with_one_saying_so(
     tree: Path, tmp_path: Path, extra: list[str], message: str
@@ -114,6 +119,36 @@ def test_plan_detailed_exitcode_still_exits_1_and_writes_the_refusal(tmp_path: P
     )  # fmt: skip
     assert run.returncode == 1, run.stderr
     _refused_with(json_report, junit_report, "Invalid value for '--forks': 0 is not in the range 1<=x<=2000.")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["-i", "h1,"],
+            "apply acts on this machine (--local [--root DIR]); for an inventory's hosts use rollout",
+        ),
+        ([], "apply acts on this machine: give --local [--root DIR] (for remote hosts use rollout)"),
+    ],
+    ids=["inventory", "no-local"],
+)
+def test_apply_refusing_its_target_says_so_in_each_report(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    """An earlier run's report stayed where apply was given an inventory, or no --local."""
+    json_report, junit_report = _stale(tmp_path)
+    run = _trust_agent(
+        "apply",
+        "--source",
+        str(tmp_path / "config.yml"),
+        *extra,
+        "-o",
+        str(json_report),
+        "-o",
+        str(junit_report),
+    )
+    assert run.returncode == 2, run.stderr
+    _refused_with(json_report, junit_report, message)
 
 
 @pytest.mark.parametrize(

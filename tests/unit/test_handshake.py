@@ -399,3 +399,42 @@ def test_the_background_checks_load_the_systems_roots_once_for_every_target(
     report = BackgroundHandshakes(policy, 5.0, {}).report()
     assert len(report.lines) == 3 and report.ok
     assert len(built) == 1
+
+
+def test_an_interrupted_run_waits_for_no_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C ended the run (nothing more will change): its report is not held up for a check."""
+    never = threading.Event()
+
+    def silent(*args: object) -> str | None:
+        never.wait(30.0)
+        return None
+
+    monkeypatch.setattr(handshake_module, "handshake", silent)
+    policy = TrustPolicy(registries=("registry.test",), storage_endpoint=None, storage_scheme=None)
+    checks = BackgroundHandshakes(policy, 5.0, {})
+    began = time.monotonic()
+    report = checks.report(wait=False)
+    never.set()
+    assert time.monotonic() - began < 1.0
+    assert report.lines == ("tls registry.test: cannot connect: not finished when the run was interrupted",)
+
+
+def test_a_ctrl_c_while_rollout_waits_for_its_checks_ends_the_wait_not_the_report() -> None:
+    """The Ctrl-C raised out of the wait: "Aborted!", no table, and an earlier run's report kept."""
+    from agent.cli import _TlsChecks
+    from agent.handshake import HandshakeReport
+
+    class CutShort:
+        def report(self, *, wait: bool = True) -> HandshakeReport:
+            if wait:
+                raise KeyboardInterrupt
+            return HandshakeReport(
+                True, ("tls registry.test: cannot connect: not finished when the run was interrupted",)
+            )
+
+    checks = _TlsChecks({}, 5.0, running=CutShort())  # type: ignore[arg-type]
+    judged = checks.finish()
+    assert checks.interrupted and judged.ok
+    assert judged.notes[0].startswith(
+        "tls registry.test: cannot connect: not finished when the run was interrupted"
+    )

@@ -156,16 +156,17 @@ pem_body = st.lists(
 @given(
     before=st.binary(max_size=200).filter(lambda b: b"-----" not in b),
     body=pem_body,
-    kind=st.sampled_from(["", "RSA ", "EC ", "ENCRYPTED ", "OPENSSH "]),
+    kind=st.sampled_from(["", "RSA ", "EC ", "ENCRYPTED ", "OPENSSH ", "PGP "]),
     ended=st.booleans(),
 )
 def test_no_private_key_line_is_left_and_the_rest_is_kept(
     before: bytes, body: list[str], kind: str, ended: bool
 ) -> None:
+    armour = " BLOCK" if kind == "PGP " else ""  # PGP: "-----BEGIN PGP PRIVATE KEY BLOCK-----"
     block = [
-        f"-----BEGIN {kind}PRIVATE KEY-----",
+        f"-----BEGIN {kind}PRIVATE KEY{armour}-----",
         *body,
-        *([f"-----END {kind}PRIVATE KEY-----"] if ended else []),
+        *([f"-----END {kind}PRIVATE KEY{armour}-----"] if ended else []),
     ]
     key = "\n".join(block).encode()
     redacted = without_private_keys(before + key + b"\n")
