@@ -103,6 +103,9 @@ def test_a_new_policy_that_finds_the_host_locked_is_pending_until_it_is_applied(
     pid = holder.stdout.strip()
     second = install_h1(dlab, storage_source(dlab, tmp_path, skipverify=True), "--wait", "8s")
     doc, gauges = status(dlab, host), metrics(dlab, host)
+    # The host as the lock kept it: read before letting go (the daemon applies within an interval after).
+    kept_ca = dlab.ssh(host, f"test -f {STORAGE_CA}", check=False).returncode == 0
+    listed = daemon_json(dlab, host).get("insecure-registries", [])
     dlab.ssh(host, f"kill $(pgrep -P {pid}) {pid}")  # fails the test if the lock was let go before
     reported = {h["host"]: h for h in json.loads(second.stdout)["hosts"]}["h1"]
     assert second.returncode != 0 and "not healthy" in reported["error"], reported
@@ -110,8 +113,7 @@ def test_a_new_policy_that_finds_the_host_locked_is_pending_until_it_is_applied(
     assert (doc["state"], doc["healthy"], doc["converged"], doc["outcome"]) == ("starting", False, None, None)
     assert gauges["trust_agent_up"] == 0 and gauges["trust_agent_host_converged"] == 0
     assert gauges["trust_agent_host_busy"] == 1
-    assert dlab.ssh(host, f"test -f {STORAGE_CA}", check=False).returncode == 0  # the old policy's
-    assert "registry.test" not in daemon_json(dlab, host).get("insecure-registries", [])
+    assert kept_ca and "registry.test" not in listed  # the old policy's files
 
     def applied() -> bool:
         now = status(dlab, host)
