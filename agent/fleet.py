@@ -118,7 +118,7 @@ def run_fleet(
 
     lock = threading.Lock()
     outcomes: dict[str, HostOutcome] = {}
-    readinesses: dict[str, Readiness] = {}  # the hosts in flight: taken by each as it starts
+    readinesses = Readinesses()
     stopped: str | None = None
 
     # What a host's facts and the engine's live config are read with: all a host runs before its apply.
@@ -147,16 +147,8 @@ def run_fleet(
         finally:
             transport.close()
 
-    def leave_of(name: str) -> Callable[[], bool]:
-        # Called by the pool as the host starts, before one(): the interrupt may leave it from then on.
-        readiness = Readiness(name)
-        with lock:
-            readinesses[name] = readiness
-        return readiness.leave
-
     def one(name: str) -> HostOutcome:
-        with lock:
-            readiness = readinesses.pop(name)
+        readiness = readinesses.take(name)
         if on_start is not None:
             on_start(name)
         outcome = unless_left(
@@ -173,7 +165,7 @@ def run_fleet(
     plan = batches(names, fleet.serial)
     with HostPool(min(fleet.forks, len(names)), on_interrupt, on_interrupt_left=on_interrupt_left) as pool:
         for number, batch in enumerate(plan, start=1):
-            results = pool.map(one, batch, leave_of=leave_of)
+            results = pool.map(one, batch, leave_of=readinesses.leave_of)
             if results is None:
                 stopped = INTERRUPTED if pool.early_signal is None else interrupted_early(pool.early_signal)
                 break
@@ -206,6 +198,25 @@ def run_fleet(
 
 class _Left(UnreachableError):
     """Refuses a step on a host an interrupt left."""
+
+
+class Readinesses:
+    """Each host's :class:`Readiness`, made as the pool starts it (``HostPool.map``'s ``leave_of``: the
+    interrupt may leave it from then on) and taken by the host's own run."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_host: dict[str, Readiness] = {}
+
+    def leave_of(self, name: str) -> Callable[[], bool]:
+        readiness = Readiness(name)
+        with self._lock:
+            self._by_host[name] = readiness
+        return readiness.leave
+
+    def take(self, name: str) -> Readiness:
+        with self._lock:
+            return self._by_host.pop(name)
 
 
 class Readiness:

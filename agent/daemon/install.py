@@ -64,7 +64,7 @@ from agent.engine.apply_script import daemon_json_backup
 from agent.engine.options import RestartPolicy, RunOptions
 from agent.engine.reconcile import reconcile
 from agent.errors import HostError, TrustAgentError, UnreachableError
-from agent.fleet import Gated, Readiness, unless_left
+from agent.fleet import Gated, Readiness, Readinesses, unless_left
 from agent.host_pool import NOT_STARTED, HostPool
 from agent.hosts.base import Connecting, Transport
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
@@ -1120,7 +1120,7 @@ def run_hosts(
     the hosts to finish and those left, instead of ``on_interrupt``."""
     lock = threading.Lock()
     reports: dict[str, HostReport] = {}
-    readinesses: dict[str, Readiness] = {}  # the hosts in flight: taken by each as it starts
+    readinesses = Readinesses()
 
     def worked(name: str, readiness: Readiness) -> HostReport:
         try:
@@ -1132,16 +1132,8 @@ def run_hosts(
         finally:
             transport.close()
 
-    def leave_of(name: str) -> Callable[[], bool]:
-        # Called by the pool as the host starts, before one(): the interrupt may leave it from then on.
-        readiness = Readiness(name)
-        with lock:
-            readinesses[name] = readiness
-        return readiness.leave
-
     def one(name: str) -> HostReport:
-        with lock:
-            readiness = readinesses.pop(name)
+        readiness = readinesses.take(name)
         report = unless_left(
             readiness,
             lambda: worked(name, readiness),
@@ -1154,7 +1146,7 @@ def run_hosts(
         return report
 
     with HostPool(min(forks, len(names)), on_interrupt, on_interrupt_left=on_interrupt_left) as pool:
-        pool.map(one, names, leave_of=leave_of)
+        pool.map(one, names, leave_of=readinesses.leave_of)
     return [
         reports.get(name) or HostReport(name, "skipped", error=NOT_STARTED) for name in names
     ], pool.interrupted
