@@ -317,6 +317,13 @@ def _rollout_options(func: F) -> F:
                 type=click.FloatRange(0, 100),
                 help="Start no further batch once more than this percentage of a batch failed.",
             ),
+            click.option(
+                "--no-tls-check",
+                is_flag=True,
+                help="Make no TLS handshake from this machine. For a controller that reaches the "
+                "registry or storage by another route than the engines do (another DNS view, another "
+                "certificate): its checks would judge the wrong endpoint. verify still makes them.",
+            ),
         ]
     )(func)
 
@@ -346,11 +353,13 @@ def rollout(resolve: tuple[str, ...], **kwargs: Any) -> None:
 
     While the hosts work, this machine makes the TLS handshakes verify makes, with the CAs the hosts
     get: a certificate they do not trust exits 1 (certs.d files do not show in the live config); a
-    check that cannot connect from here is only a warning (use --resolve where the names are unknown).
+    check that cannot connect from here is only a warning (use --resolve where the names are unknown,
+    --no-tls-check where this machine reaches them by another route than the engines).
     """
     from agent.handshake import parse_resolve
 
     dry_run = kwargs.pop("dry_run")
+    tls_check = not kwargs.pop("no_tls_check")
     addresses = parse_resolve(resolve)  # refused before anything is read or touched
     options = RunOptions(
         dry_run=dry_run,
@@ -366,7 +375,11 @@ def rollout(resolve: tuple[str, ...], **kwargs: Any) -> None:
         max_fail_percentage=kwargs.pop("max_fail_percentage"),
     )
     # A dry run changes nothing, so it has no change to prove.
-    checks = None if dry_run else _TlsChecks(addresses, min(options.command_timeout, _TLS_TIMEOUT))
+    checks = (
+        None
+        if dry_run or not tls_check
+        else _TlsChecks(addresses, min(options.command_timeout, _TLS_TIMEOUT))
+    )
     result = _run("plan" if dry_run else "rollout", kwargs, options, fleet, checks)
     _exit(result, 1 if result.failed or (checks is not None and not checks.ok) else 0)
 

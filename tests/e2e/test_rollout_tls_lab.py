@@ -144,3 +144,19 @@ def test_a_dry_run_makes_no_check(lab: Lab, tmp_path: Path) -> None:
     assert code == 0, err
     assert report["tls_checks"] == [] and by_host(report)[host.name]["status"] == "pending"
     assert "tls " not in err, err
+
+
+def test_no_tls_check_makes_no_check_and_trusts_the_hosts_result(lab: Lab, tmp_path: Path) -> None:
+    """A controller that reaches the storage by another route than the engines (another DNS view, another
+    certificate) can leave the checks out: the run is judged by the hosts alone."""
+    host = lab.hosts[0]
+    rotated = only_the_new_storage_ca(lab, tmp_path)
+    code, report, err = rollout(lab, *rotated, *resolve(lab), "--limit", host.name, "--no-tls-check")
+    assert code == 0, err
+    assert by_host(report)[host.name]["status"] in ("changed", "unchanged"), report
+    assert report["tls_checks"] == [] and "tls " not in err and PULLS_FAIL not in err, err
+    # The same run with the checks fails as before: the option is what left them out.
+    code, report, err = rollout(lab, *rotated, *resolve(lab), "--limit", host.name)
+    assert code == 1 and f"{PULLS_FAIL}{lab.s3_authority} presented a certificate" in err, err
+    code, _, err = rollout(lab, *ca_args(lab), "--limit", host.name, "--no-tls-check")
+    assert code == 0, err
