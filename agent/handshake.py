@@ -42,13 +42,25 @@ def _resolve_entry(value: str) -> tuple[str, str]:
         validate_registry(name.removesuffix("."))  # a host name: what precedes the first ':' has no port
     except InvalidNameError:
         raise UsageError(f"--resolve {value!r}: {name!r} is not a host name; {_RESOLVE_FORM}") from None
-    ip = _ip_address(address)
-    if ip is not None:
+    ip, after_port = _ip_address(address), _address_after_port(address)
+    if ip is not None and after_port is None:
         return name, ip
-    port, _, rest = address.partition(":")
-    if port.isascii() and port.isdigit() and _ip_address(rest) is not None:
+    if ip is not None and after_port is not None:
+        # 443:fd00::1 is an IPv6 address, and curl's port 443 with fd00::1: which one is meant is unknown.
+        raise UsageError(
+            f"--resolve {value!r}: {address!r} is an IPv6 address but also reads as curl's PORT:ADDR; "
+            f"write {name}:[{ip}] for that address, or {name}:[{after_port}] for curl's; {_RESOLVE_FORM}"
+        )
+    if after_port is not None:
         raise UsageError(f"--resolve {value!r}: curl's HOST:PORT:ADDR form; {_RESOLVE_FORM}")
     raise UsageError(f"--resolve {value!r}: {address!r} is not an IP address; {_RESOLVE_FORM}")
+
+
+def _address_after_port(text: str) -> str | None:
+    """The address of ``text`` read as curl's ``PORT:ADDR`` (digits, then an IP address, bare or bracketed
+    as curl takes it), or ``None`` where it does not read so."""
+    port, sep, rest = text.partition(":")
+    return _ip_address(rest) if sep and port.isascii() and port.isdigit() else None
 
 
 def _ip_address(text: str) -> str | None:
@@ -128,9 +140,8 @@ def handshake(
 
     The certificate is checked against the name, whatever address ``resolve`` connects to.
     """
-    host = host_of(address)
-    port = int(address.rsplit(":", 1)[1]) if address.count(":") == 1 or "]:" in address else 443
-    server_name = host.strip("[]")
+    server_name = host_of(address).strip("[]")
+    port = _port(address)
     try:
         connect_to = resolved_address(resolve or {}, server_name)
         with (
@@ -149,6 +160,18 @@ def handshake(
         return f"cannot connect: {exc}"
 
 
+def _port(address: str) -> int:
+    """The port of ``host[:port]`` (``[v6][:port]``), 443 where none is given, as engines connect."""
+    return int(address.rsplit(":", 1)[1]) if address.count(":") == 1 or "]:" in address else 443
+
+
+def _endpoint(address: str) -> tuple[str, int]:
+    """Where a check of ``address`` connects and which name it verifies: ``registry.test`` and
+    ``registry.test:443`` are one endpoint, and one handshake. Capitals change neither the connection
+    nor the certificate's check; a trailing dot is kept, as the name presented differs."""
+    return host_of(address).strip("[]").lower(), _port(address)
+
+
 def _https_stores(policy: TrustPolicy) -> list[str]:
     """Every store on https engines may be redirected to: the first, then the others (S3 itself for
     engines in AWS's ranges, behind a cloudfront ipfilteredby), each followed with the same trust."""
@@ -159,18 +182,29 @@ def _https_stores(policy: TrustPolicy) -> list[str]:
 _SKIPPED = "tls: skipped: the policy lists the registry as insecure (skip-TLS)"
 
 
-def _check_targets(policy: TrustPolicy) -> list[str]:
-    """Every address a check connects to: the registries, then each https store, each once."""
-    return list(dict.fromkeys([*policy.registries, *_https_stores(policy)]))
+def _check_targets(policy: TrustPolicy) -> dict[str, tuple[str, ...]]:
+    """Every endpoint a check connects to (the registries', then each https store's), each once, under
+    the first name the policy gives it → the other names the policy gives the same endpoint."""
+    names: dict[tuple[str, int], list[str]] = {}
+    for address in dict.fromkeys([*policy.registries, *_https_stores(policy)]):
+        names.setdefault(_endpoint(address), []).append(address)
+    return {first: tuple(others) for first, *others in names.values()}
+
+
+def _named(target: str, others: tuple[str, ...]) -> str:
+    """``registry.test (also registry.test:443)``: the check's line names every name it covers."""
+    return f"{target} (also {', '.join(others)})" if others else target
 
 
 def _assembled(
-    targets: list[str], problems: dict[str, str | None], resolve: dict[str, str] | None
+    targets: dict[str, tuple[str, ...]], problems: dict[str, str | None], resolve: dict[str, str] | None
 ) -> HandshakeReport:
     """The report of the checks of ``targets``, each ``None`` where it verified, else its problem."""
-    lines = tuple(f"tls {target}: {problems[target] or 'ok'}" for target in targets)
+    lines = tuple(
+        f"tls {_named(target, others)}: {problems[target] or 'ok'}" for target, others in targets.items()
+    )
     ok = all(problems[target] is None for target in targets)
-    return HandshakeReport(ok, lines, unused_resolve(resolve or {}, targets))
+    return HandshakeReport(ok, lines, unused_resolve(resolve or {}, list(targets)))
 
 
 def handshake_report(
@@ -191,7 +225,7 @@ class BackgroundHandshakes:
 
     def __init__(self, policy: TrustPolicy, timeout: float, resolve: dict[str, str]) -> None:
         self._policy, self._timeout, self._resolve = policy, timeout, resolve
-        self._targets = [] if policy.insecure else _check_targets(policy)
+        self._targets = {} if policy.insecure else _check_targets(policy)
         self._problems: dict[str, str | None] = {}
         self._all = threading.Thread(target=self._check_all, name="tls-checks", daemon=True)
         if self._targets:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import jinja2
 
-from agent.handshake import FAILED_CHECK_SUFFIX
 from agent.outcome import FleetResult, HostOutcome
 from agent.reports import view
 
@@ -106,15 +105,20 @@ def _host_view(index: int, o: HostOutcome, total: float) -> HostView:
     )
 
 
-def _checks(result: FleetResult) -> list[tuple[str, bool]]:
-    """The TLS checks made from this machine, each with whether it passed (a skip-TLS policy's
-    "skipped" line passes: there was no handshake to make; rollout's check that could not connect
-    from here did not pass, though it failed nothing)."""
-    return [(view.xml_safe(check), _passed(check)) for check in view.tls_checks(result)]
+# Each verdict's class on the page: rollout's check that could not connect from here neither passed
+# nor failed (the text reports note it, JUnit skips it), so it is not shown as failed.
+_CHECK_CLASS: dict[view.CheckVerdict, str] = {
+    "passed": "check-ok",
+    "failed": "check-failed",
+    "unverified": "check-unverified",
+}
 
 
-def _passed(check: str) -> bool:
-    return not check.endswith(FAILED_CHECK_SUFFIX) and (check.endswith(": ok") or check.startswith("tls: "))
+def _checks(result: FleetResult) -> list[tuple[str, str]]:
+    """The TLS checks made from this machine, each with its class on the page."""
+    return [
+        (view.xml_safe(check), _CHECK_CLASS[verdict]) for check, verdict in view.judged_tls_checks(result)
+    ]
 
 
 def _ticks(total: float) -> list[tuple[str, str]]:
@@ -152,5 +156,6 @@ def render(result: FleetResult) -> str:
         ticks=_ticks(total),
         legend=[p for p in PHASE_ORDER if p in used_phases],
         policy=result.policy.as_dict(),
+        policy_read=view.policy_read(result),
         storage=view.xml_safe(result.policy.storage_summary()),
     )

@@ -96,16 +96,16 @@ def _tls_cases(result: FleetResult) -> dict[str, str]:
         if line.startswith(_TLS_SKIPPED):  # a skip-TLS policy: there is no handshake to make
             cases["tls"] = line.removeprefix("tls: ")
         elif parts := _check_parts(line):
-            cases[parts[0]] = _as_judged(result.mode, parts[1], line + FAILED_CHECK_SUFFIX in marked)
+            cases[parts[0]] = _as_judged(result.mode, line, parts[1], line + FAILED_CHECK_SUFFIX in marked)
     for note in result.warnings:
         if (failed := _failed_tls_check(result.mode, note)) and failed[0] not in cases:
             cases[failed[0]] = failed[1]
     return cases
 
 
-def _as_judged(mode: str, said: str, marked_failed: bool) -> str:
+def _as_judged(mode: str, line: str, said: str, marked_failed: bool) -> str:
     """A check rollout did not fail on (it could not connect from here) as a skipped case."""
-    if mode == "rollout" and said != "ok" and not marked_failed:
+    if view.check_verdict(mode, line, marked_failed=marked_failed) == "unverified":
         return f"skipped: not checked from this machine: {said}"
     return said
 
@@ -118,6 +118,14 @@ def _tls_testcase(suite: ET.Element, mode: str, target: str, said: str) -> None:
     elif said != "ok":
         failure = ET.SubElement(case, "failure", {"message": safe(said), "type": "tls"})
         failure.text = safe(f"tls {target}: {said}\n")
+
+
+def _policy_properties(result: FleetResult) -> tuple[tuple[str, str], ...]:
+    """The policy's fingerprint and registries; none for a policy never read (its note says so)."""
+    if not view.policy_read(result):
+        return ()
+    policy = result.policy
+    return (("policy.fingerprint", policy.fingerprint()), ("policy.registries", ",".join(policy.registries)))
 
 
 def render(result: FleetResult) -> str:
@@ -142,8 +150,7 @@ def render(result: FleetResult) -> str:
     props = ET.SubElement(suite, "properties")
     for name, value in (
         ("mode", result.mode),
-        ("policy.fingerprint", result.policy.fingerprint()),
-        ("policy.registries", ",".join(result.policy.registries)),
+        *_policy_properties(result),
         *((("stopped", result.stopped),) if result.stopped else ()),
     ):
         ET.SubElement(props, "property", {"name": name, "value": view.xml_safe(value)})

@@ -76,12 +76,13 @@ def _host(o: HostOutcome) -> list[str]:
 
 def _policy(result: FleetResult) -> list[str]:
     policy = result.policy
-    where = policy.storage_summary()
+    if not view.policy_read(result):  # its warning says why
+        return ["## Policy", "", "Not read.", "", *_bullets("warning", policy.warnings), ""]
     lines = [
         "## Policy",
         "",
         f"- registries: {', '.join(_esc(r) for r in policy.registries)}",
-        f"- storage: {_esc(where)}",
+        f"- storage: {_esc(policy.storage_summary())}",
         f"- insecure-registries: {'yes' if policy.insecure else 'no'}",
         f"- fingerprint: `{policy.fingerprint()}`",
     ]

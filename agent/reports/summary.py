@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import sys
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -54,10 +56,17 @@ def render(result: FleetResult, *, color: bool = False) -> str:
     buffer = io.StringIO()
     console = Console(file=buffer, width=_width(), force_terminal=color, no_color=not color, highlight=False)
     console.print(table)
-    if result.stopped:
-        console.print(Text(f"stopped: {result.stopped}", style="bold red" if color else ""))
-    for warning in (*result.policy.warnings, *result.warnings):
-        console.print(Text(f"warning: {warning}", style="yellow" if color else ""))
+    for text, style in _notes(result):
+        for line in _folded(text, console.width):  # folded here: rich would cut an option from its value
+            console.print(Text(line, style=style if color else ""), soft_wrap=True)
+    console.print(Text(f"{view.summary_line(result)}  ({result.mode}, {result.seconds:.1f}s)"))
+    return buffer.getvalue()
+
+
+def _notes(result: FleetResult) -> list[tuple[str, str]]:
+    """What is said under the table, each with its colour: why the run stopped, the warnings, the hint."""
+    notes = [(f"stopped: {result.stopped}", "bold red")] if result.stopped else []
+    notes += [(f"warning: {warning}", "yellow") for warning in (*result.policy.warnings, *result.warnings)]
     # The hosts' own warnings (dockerd not running, a flag that would stop it...), each once with its hosts.
     by_warning: dict[str, list[str]] = {}
     for o in result.outcomes:
@@ -65,11 +74,37 @@ def render(result: FleetResult, *, color: bool = False) -> str:
             by_warning.setdefault(warning, []).append(o.host)
     for warning, hosts in by_warning.items():
         shown = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")
-        console.print(Text(f"warning ({shown}): {warning}", style="yellow" if color else ""))
+        notes.append((f"warning ({shown}): {warning}", "yellow"))
     if hint := view.pending_hint(result):
-        console.print(Text(hint, style="yellow" if color else ""))
-    console.print(Text(f"{view.summary_line(result)}  ({result.mode}, {result.seconds:.1f}s)"))
-    return buffer.getvalue()
+        notes.append((hint, "yellow"))
+    return notes
+
+
+# An option a note tells to give, as its value follows it (--resolve registry.test:ADDR).
+_OPTION = re.compile(r"\(?--[A-Za-z][\w-]*")
+
+
+def _units(text: str) -> list[str]:
+    """The words of ``text``, an option and its value one unit: a hint to copy is never cut in two."""
+    units: list[str] = []
+    for word in text.split():
+        if units and _OPTION.fullmatch(units[-1]) and not word.startswith(("-", "(-")):
+            units[-1] += f" {word}"
+        else:
+            units.append(word)
+    return units
+
+
+def _folded(text: str, width: int) -> list[str]:
+    """``text`` in lines of ``width`` cells, broken only between units; a unit longer than a line has
+    one of its own, whole (a terminal folds it; a log keeps it on one line)."""
+    lines: list[str] = []
+    for unit in _units(text):
+        if lines and cell_len(lines[-1]) + 1 + cell_len(unit) <= width:
+            lines[-1] += f" {unit}"
+        else:
+            lines.append(unit)
+    return lines
 
 
 def _or_dash(count: int | None) -> str:

@@ -95,9 +95,11 @@ def _host_lines(outcome: HostOutcome, names: list[str] | None = None) -> list[Te
 
 def _policy_lines(result: FleetResult) -> list[Text]:
     policy = result.policy
-    where = policy.storage_summary()
     head = Text("policy", style="bold")
-    head.append(f"  {', '.join(policy.registries)}  storage {where}")
+    if not view.policy_read(result):  # its warning says why
+        head.append("  not read")
+        return [head, *(_labelled("warning", w, "yellow") for w in policy.warnings)]
+    head.append(f"  {', '.join(policy.registries)}  storage {policy.storage_summary()}")
     if policy.insecure:
         head.append("  insecure-registries", style="yellow")
     lines = [head]

@@ -7,6 +7,7 @@ may grow later stays out of every report until it is added on purpose.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from agent.handshake import FAILED_CHECK_SUFFIX
 from agent.outcome import FleetResult, HostOutcome
@@ -152,10 +153,42 @@ def tls_checks(result: FleetResult) -> tuple[str, ...]:
     )
 
 
+# What a TLS check from this machine came to: it passed (a skip-TLS policy's line too: there was no
+# handshake to make), it failed (the exit code counts it), or rollout could not make it from here (a
+# note: the controller may sit outside the hosts' network; JUnit skips it).
+CheckVerdict = Literal["passed", "failed", "unverified"]
+
+
+def check_verdict(mode: str, line: str, *, marked_failed: bool) -> CheckVerdict:
+    """The verdict on the check ``line`` (``tls <target>: <said>``), ``marked_failed`` where the run
+    carries it among its warnings as failed. verify fails every check not passed; rollout only those
+    it marked (a certificate the hosts do not trust)."""
+    if marked_failed:
+        return "failed"
+    if line.endswith(": ok") or line.startswith("tls: "):
+        return "passed"
+    return "unverified" if mode == "rollout" else "failed"
+
+
+def judged_tls_checks(result: FleetResult) -> tuple[tuple[str, CheckVerdict], ...]:
+    """Each of :func:`tls_checks` with its verdict (a check shown other than made is one marked failed)."""
+    return tuple(
+        (check, check_verdict(result.mode, line, marked_failed=check != line))
+        for line, check in zip(result.tls_checks, tls_checks(result), strict=True)
+    )
+
+
 def fleet_warnings(result: FleetResult) -> tuple[str, ...]:
     """The run's warnings but the failed TLS checks a report lists with the other checks."""
     listed = set(tls_checks(result))
     return tuple(w for w in result.warnings if w not in listed)
+
+
+def policy_read(result: FleetResult) -> bool:
+    """Whether the run read its policy: every policy read names a registry (a source without one, and
+    no --registry, is refused), so one naming none is the stand-in of a run stopped before its source
+    was read, whose storage, CAs and fingerprint no report may describe."""
+    return bool(result.policy.registries)
 
 
 def xml_safe(text: str) -> str:

@@ -747,7 +747,7 @@ def test_verify_reports_drift_and_tls_handshakes(lab: Lab) -> None:
     resolve = ["--resolve", f"{lab.registry}:{lab.state['registry']['address']}"]
     proc = lab.run_agent("verify", "-i", str(lab.inventory_yml), *ca_args(lab), *resolve)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "tls registry.test: ok" in proc.stderr
+    assert "tls registry.test (also registry.test:443): ok" in proc.stderr
     assert "tls 198.51.100.11:9000: ok" in proc.stderr
     lab.ssh(lab.hosts[1], "rm /etc/docker/certs.d/registry.test/trust-agent-storage-ca.crt")
     proc = lab.run_agent("verify", "-i", str(lab.inventory_yml), *ca_args(lab), *resolve, "--format", "json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import xml.etree.ElementTree as ET
@@ -358,3 +359,85 @@ def test_the_pending_hint_does_not_tell_to_drop_resolve_which_rollout_takes() ->
     text = render(_result("plan", _pending()), "text")
     assert "(less --dry-run or --detailed-exitcode)" in text
     assert "--resolve" not in text
+
+
+def _html_checks(page: str) -> dict[str, str]:
+    """The page's TLS checks: each line as listed → its class."""
+    return {
+        text: cls
+        for cls, text in re.findall(
+            r'<li class="(check-[a-z]+)">checked from here: ([^<]*?)(?: <span|</li>)', page
+        )
+    }
+
+
+def test_html_shows_a_rollout_check_not_reached_from_here_as_not_verified_not_failed() -> None:
+    """The page showed a check the controller could not make in the failed style, while the exit code,
+    the text reports and JUnit (a skipped case) all said it failed nothing."""
+    page = render(_rolled_out(), "html")
+    checks = _html_checks(page)
+    assert checks == {
+        "tls registry.test:443: ok": "check-ok",
+        UNREACHED: "check-unverified",
+        UNTRUSTED + FAILED: "check-failed",
+    }
+    assert f"checked from here: {UNREACHED} <span" in page and "not verified from here" in page
+    assert "li.check-unverified {" in page  # styled apart from the failed check
+    suite = ET.fromstring(render(_rolled_out(), "junit"))
+    junit = {
+        c.get("name"): [child.tag for child in c]
+        for c in suite.iter("testcase")
+        if c.get("classname") == "trust-agent.rollout.tls"
+    }
+    # One verdict per check in both reports: passed, skipped (not verified from here), failed.
+    as_junit = {"check-ok": [], "check-unverified": ["skipped"], "check-failed": ["failure"]}
+    assert [as_junit[cls] for cls in checks.values()] == list(junit.values())
+
+
+def test_html_still_fails_a_check_verify_could_not_make() -> None:
+    """verify exits 1 on a check it could not make from here: there it is failed."""
+    page = render(_verified("tls registry.test: ok", UNREACHED), "html")
+    assert _html_checks(page) == {"tls registry.test: ok": "check-ok", UNREACHED + FAILED: "check-failed"}
+
+
+# --- a policy never read -------------------------------------------------------------------------------
+
+
+def _never_read() -> dict[str, FleetResult]:
+    """The results of runs that stopped before their source was read, as the CLI makes them."""
+    from agent.cli import _Known
+    from agent.errors import UsageError
+
+    known = _Known(names=("h1",))
+    return {
+        "refused": known.refused("rollout", UsageError("--serial 'x': expected N or P%")),
+        "interrupted": known.interrupted("rollout", signal.SIGINT),
+    }
+
+
+@pytest.mark.parametrize("stop", ["refused", "interrupted"])
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html", "junit"])
+def test_a_report_of_a_policy_never_read_describes_no_storage_policy(stop: str, fmt: str) -> None:
+    """A --serial refused before the source was read gave a report saying "storage no redirect",
+    "insecure-registries: no" and a fingerprint, for a policy nobody had read."""
+    out = render(_never_read()[stop], fmt)  # type: ignore[arg-type]
+    assert "no redirect" not in out
+    assert "fingerprint" not in out and "insecure-registries" not in out
+    assert "the policy was not read: " in out
+
+
+def test_the_table_and_the_text_report_say_the_policy_was_not_read() -> None:
+    result = _never_read()["refused"]
+    text = render(result, "text").splitlines()
+    assert "policy  not read" in text
+    assert "## Policy\n\nNot read.\n" in render(result, "markdown")
+    assert '<p class="none">Not read.</p>' in render(result, "html")
+    assert "no redirect" not in render_table(result)
+
+
+def test_a_policy_read_is_still_described_in_full() -> None:
+    result = _result("rollout", _unchanged("h1"))
+    assert "storage https://s3.test:9000" in render(result, "text")
+    assert "- storage: https://s3.test:9000" in render(result, "markdown")
+    properties = {p.get("name") for p in ET.fromstring(render(result, "junit")).iter("property")}
+    assert {"policy.fingerprint", "policy.registries"} <= properties

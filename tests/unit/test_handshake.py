@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 import threading
@@ -37,8 +38,9 @@ from tests.pki import Issued, make_ca, make_leaf, make_self_signed_leaf, write_p
     ("value", "name", "address"),
     [
         ("registry.test:198.51.100.10", "registry.test", "198.51.100.10"),
-        ("registry.test:2001:db8::10", "registry.test", "2001:db8::10"),
+        ("registry.test:fd00::10", "registry.test", "fd00::10"),
         ("registry.test:[2001:db8::10]", "registry.test", "2001:db8::10"),  # bare, as sockets take it
+        ("registry.test:::1", "registry.test", "::1"),
         ("s3.example.com.:127.0.0.1", "s3.example.com.", "127.0.0.1"),
     ],
 )
@@ -51,6 +53,14 @@ def test_resolve_takes_host_and_ip_address(value: str, name: str, address: str) 
     [
         ("registry.test:443:198.51.100.10", "curl's HOST:PORT:ADDR form"),
         ("registry.test:443:[2001:db8::10]", "curl's HOST:PORT:ADDR form"),
+        ("registry.test:443:::1", "curl's HOST:PORT:ADDR form"),
+        # curl's form with a bare IPv6 address is an IPv6 address too: 443:fd00::1 was taken as one.
+        (
+            "registry.test:443:fd00::1",
+            "'443:fd00::1' is an IPv6 address but also reads as curl's PORT:ADDR; write "
+            "registry.test:[443:fd00::1] for that address, or registry.test:[fd00::1] for curl's",
+        ),
+        ("registry.test:2001:db8::10", "write registry.test:[2001:db8::10] for that address"),
         ("registry.test:registry.example", "'registry.example' is not an IP address"),
         ("registry.test:198.51.100.300", "is not an IP address"),
         ("registry.test:198.51.100.10,198.51.100.11", "is not an IP address"),
@@ -397,7 +407,7 @@ def test_the_background_checks_load_the_systems_roots_once_for_every_target(
         storage_scheme="https",
     )
     report = BackgroundHandshakes(policy, 5.0, {}).report()
-    assert len(report.lines) == 3 and report.ok
+    assert len(report.lines) == 2 and report.ok  # registry.test and registry.test:443: one endpoint
     assert len(built) == 1
 
 
@@ -438,3 +448,127 @@ def test_a_ctrl_c_while_rollout_waits_for_its_checks_ends_the_wait_not_the_repor
     assert judged.notes[0].startswith(
         "tls registry.test: cannot connect: not finished when the run was interrupted"
     )
+
+
+# --- one check per endpoint, whatever names the policy gives it ------------------------------------------
+
+
+def _recorded(monkeypatch: pytest.MonkeyPatch, problem: str | None) -> list[str]:
+    """Every address of these tests' a handshake is made with, each answered ``problem`` (``None``: it
+    verified). Only theirs (``*.corp.test``): a check another test left running may call it too."""
+    made: list[str] = []
+
+    def handshake(address: str, *args: object) -> str | None:
+        if ".corp.test" in address.lower():
+            made.append(address)
+        return problem
+
+    monkeypatch.setattr(handshake_module, "handshake", handshake)
+    return made
+
+
+def _both_names(storage: str = "s3.corp.test:9000") -> TrustPolicy:
+    """What the lab's source gives: the registry bare and with its default port, and a store."""
+    return TrustPolicy(
+        registries=("registry.corp.test", "registry.corp.test:443"),
+        storage_endpoint=storage,
+        storage_scheme="https",
+    )
+
+
+@pytest.mark.parametrize("made_by", ["verify", "rollout"])
+def test_a_registry_named_with_and_without_its_default_port_is_checked_once(
+    monkeypatch: pytest.MonkeyPatch, made_by: str
+) -> None:
+    """registry.corp.test and registry.corp.test:443 are one endpoint: it was checked twice, and a controller
+    that could not reach it read two notes for one registry."""
+    made = _recorded(monkeypatch, None)
+    policy = _both_names()
+    if made_by == "verify":
+        report = handshake_report(policy, resolve={"registry.corp.test": "127.0.0.1"})
+    else:
+        report = BackgroundHandshakes(policy, 5.0, {"registry.corp.test": "127.0.0.1"}).report()
+    assert sorted(made) == ["registry.corp.test", "s3.corp.test:9000"]
+    assert report.lines == (
+        "tls registry.corp.test (also registry.corp.test:443): ok",
+        "tls s3.corp.test:9000: ok",
+    )
+    assert report.ok and report.warnings == ()
+
+
+def test_a_registry_not_reached_from_here_is_one_note_naming_both_its_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _recorded(monkeypatch, "cannot connect: [Errno 111] Connection refused")
+    judged = judged_for_rollout(BackgroundHandshakes(_both_names(), 5.0, {}).report())
+    notes = [note for note in judged.notes if note.startswith("tls ")]
+    assert len(notes) == 2, notes  # the registry's, and the store's
+    assert notes[0].startswith(
+        "tls registry.corp.test (also registry.corp.test:443): cannot connect: [Errno 111] Connection refused: "
+        "not checked from this machine"
+    )
+    assert judged.ok
+
+
+def test_a_certificate_refused_on_one_endpoint_says_every_name_it_serves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _recorded(monkeypatch, "certificate not trusted: unable to get local issuer certificate")
+    policy = _both_names(storage="REGISTRY.corp.test:443")  # the registry stores its own blobs
+    report = handshake_report(policy)
+    assert report.lines == (
+        "tls registry.corp.test (also registry.corp.test:443, REGISTRY.corp.test:443): certificate not trusted: unable to "
+        "get local issuer certificate",
+    )
+    judged = judged_for_rollout(report)
+    assert judged.failed == report.lines and not judged.ok
+    assert judged.notes[0].startswith(
+        "the hosts' pulls will fail: registry.corp.test (also registry.corp.test:443, REGISTRY.corp.test:443) presented"
+    )
+
+
+_HOSTS = st.sampled_from(
+    ["registry.corp.test", "Registry.Corp.Test", "registry.corp.test.", "s3.corp.test", "[2001:db8::10]"]
+)
+_PORTS = st.sampled_from(["", ":443", ":5000", ":9000"])
+
+
+def _endpoint(name: str) -> tuple[str, str]:
+    """``host[:port]`` as (host, port) with the port engines use where none is given."""
+    host, port = name.rsplit(":", 1) if name.count(":") == 1 or "]:" in name else (name, "443")
+    return host.lower(), port
+
+
+_CHECK_LINE = re.compile(r"tls (?P<first>\S+?)(?: \(also (?P<others>.+)\))?: ok")
+
+
+@given(
+    registries=st.lists(st.tuples(_HOSTS, _PORTS).map("".join), min_size=1, max_size=5, unique=True),
+    store=st.tuples(_HOSTS, _PORTS).map("".join),
+)
+def test_each_endpoint_is_checked_once_under_its_first_name_and_every_name_is_said(
+    registries: list[str], store: str
+) -> None:
+    made: list[str] = []
+
+    def handshake(address: str, *args: object) -> str | None:
+        if address in (*registries, store):  # not a check another test left running
+            made.append(address)
+        return None
+
+    policy = TrustPolicy(registries=tuple(registries), storage_endpoint=store, storage_scheme="https")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(handshake_module, "handshake", handshake)
+        patch.setattr(handshake_module, "_context", lambda policy: None)  # no roots to load: none used
+        report = handshake_report(policy)
+    by_endpoint: dict[tuple[str, str], list[str]] = {}
+    for name in dict.fromkeys([*registries, store]):
+        by_endpoint.setdefault(_endpoint(name), []).append(name)
+    assert sorted(made) == sorted(names[0] for names in by_endpoint.values())  # one handshake each
+    said = []
+    for line in report.lines:
+        match = _CHECK_LINE.fullmatch(line)
+        assert match, line
+        others = match["others"].split(", ") if match["others"] else []
+        said.append([match["first"], *others])
+    assert said == list(by_endpoint.values())  # under the first name given, every other one said

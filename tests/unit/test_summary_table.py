@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.outcome import FleetResult, HostOutcome, Phase
 from agent.reports.summary import render
@@ -203,3 +205,54 @@ def test_a_host_whose_apply_timed_out_counts_its_files_as_not_known_in_every_for
     assert cells["table"] == cells["json"] == {"h1": "-", "h2": "0"}
     assert cells["markdown"] == {"h1": "", "h2": "0"}
     assert cells["html"] == {"h1": "—", "h2": "0"}
+
+
+# --- option hints under the table ------------------------------------------------------------------------
+
+_UNRESOLVED = (
+    "tls registry.test: cannot connect: [Errno -2] Name or service not known: this machine cannot resolve "
+    "registry.test; give its address with --resolve registry.test:ADDR: not checked from this machine (a "
+    "note, not a failure: the hosts may reach it where this machine cannot)"
+)
+
+
+@pytest.mark.parametrize("width", [60, 80, 147, 160])
+def test_an_option_hint_under_the_table_stays_on_one_line_to_be_copied(
+    monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    """A CI log of 160 columns showed "--resolve" at the end of one line and "registry.test:ADDR" at the
+    start of the next: copied, the hint gave --resolve no value."""
+    from agent.reports import summary
+
+    monkeypatch.setattr(summary, "_width", lambda: width)
+    result = dataclasses.replace(_result_of(HostOutcome("h1", "unchanged")), warnings=(_UNRESOLVED,))
+    lines = render(result).splitlines()
+    assert sum("--resolve registry.test:ADDR" in line for line in lines) == 1, lines
+    assert not [line for line in lines if line.rstrip().endswith("--resolve")], lines
+    said = lines[lines.index(next(line for line in lines if line.startswith("warning: "))) :][:-1]
+    # Folded between words: nothing lost or added.
+    assert " ".join(line.rstrip() for line in said) == f"warning: {_UNRESOLVED}"
+    assert all(len(line) <= width for line in said), said
+
+
+_OPTIONS = ("--resolve", "(--limit")
+
+
+@given(
+    words=st.lists(st.sampled_from(["a", "word", "longer-word", "x.test:ADDR", *_OPTIONS]), max_size=30),
+    width=st.integers(min_value=10, max_value=80),
+)
+def test_notes_fold_between_words_and_never_part_an_option_from_its_value(
+    words: list[str], width: int
+) -> None:
+    from agent.reports.summary import _folded
+
+    text = " ".join(words)
+    lines = _folded(text, width)
+    assert " ".join(lines) == text
+    for at, line in enumerate(lines):
+        said = line.split(" ")
+        # Past the width only where one word, or one option with its value, is longer than a line.
+        assert len(line) <= width or len(said) == 1 or (len(said) == 2 and said[0] in _OPTIONS), line
+        if said[-1] in _OPTIONS and at + 1 < len(lines):  # its value is never on the next line
+            assert lines[at + 1].split(" ")[0] in _OPTIONS, lines
