@@ -211,6 +211,8 @@ ta_nl='
 '
 if [ -d "$C" ]; then
   echo "@@ta certs-dir"
+  # certs.d itself a link (to /srv/certs.d): its directories' links resolve under where it leads.
+  if [ -z "$R" ] && [ -L "$C" ]; then echo "@@ta certs-dir-at"; readlink -f -- "$C" | base64 -w0; echo; fi
   ta_unlisted "$C"
   for d in "$C"/*/; do
     [ -d "$d" ] || continue
@@ -659,6 +661,7 @@ _LINE_PAYLOADS = frozenset(
         "daemon-json-link",
         "daemon-json-unsafe-hop",
         "dir-link",
+        "certs-dir-at",
         "dir-unsafe-hop",
         "dir-dangling",
         "outside-root",
@@ -719,13 +722,13 @@ def _parse(
     env_path = ""
     owners: dict[str, tuple[int, int]] = {}
     unreadable: dict[str, str] = {}
-    links = _linked_dirs(records)
+    links = _linked_dirs(records, _certs_dir_target(records))
     _refuse_outside_root(records, root)
     _refuse_non_files(records)
     _refuse_unsafe_hop(records, daemon_json_path)
     for record in records:
         kind, name, payload = record.kind, record.name, record.payload or ""
-        if kind in ("dir-link", "dir-unsafe-hop", "dir-dangling", "link-owner"):
+        if kind in ("dir-link", "certs-dir-at", "dir-unsafe-hop", "dir-dangling", "link-owner"):
             continue  # read by _linked_dirs
         if kind == "daemon-json" and _READ_FAILED.fullmatch(payload):
             values["daemon-json-unreadable"] = _why_unreadable(payload)
@@ -884,8 +887,32 @@ class _LinkedDirs:
         return found
 
 
-def _linked_dirs(records: list[_Record]) -> _LinkedDirs:
-    """The gather's ``dir-link``, ``dir-unsafe-hop``, ``dir-dangling`` and ``link-owner`` records."""
+def _certs_dir_target(records: list[_Record]) -> str | None:
+    """Where certs.d leads where it is itself a link (the gather's ``certs-dir-at``), else None."""
+    found = next((r for r in records if r.kind == "certs-dir-at"), None)
+    if found is None:
+        return None
+    return _link_target(_b64(found.payload or "", found.kind)) or None
+
+
+def _as_spelled_in_certs_dir(target: str, certs_dir_target: str | None) -> str:
+    """A certs.d directory link's resolved target as certs.d spells it: where certs.d is itself a link,
+    its directories resolve under where it leads, and two spellings of one registry are told by their
+    targets' names under certs.d.
+
+    >>> _as_spelled_in_certs_dir("/srv/certs.d/registry.test", "/srv/certs.d")
+    '/etc/docker/certs.d/registry.test'
+    >>> _as_spelled_in_certs_dir("/srv/other/registry.test", "/srv/certs.d")
+    '/srv/other/registry.test'
+    """
+    if certs_dir_target and target.startswith(certs_dir_target.rstrip("/") + "/"):
+        return CERTS_DIR + target[len(certs_dir_target.rstrip("/")) :]
+    return target
+
+
+def _linked_dirs(records: list[_Record], certs_dir_target: str | None = None) -> _LinkedDirs:
+    """The gather's ``dir-link``, ``dir-unsafe-hop``, ``dir-dangling`` and ``link-owner`` records
+    (``certs_dir_target``: where certs.d leads, where it is itself a link)."""
     linked = _LinkedDirs({}, {}, {})
     prefix = f"{CERTS_DIR}/"
     for record in records:
@@ -894,7 +921,9 @@ def _linked_dirs(records: list[_Record]) -> _LinkedDirs:
             linked.dangling[record.name] = missing or "?"
         elif record.kind == "dir-link":
             target = _link_target(_b64(record.payload or "", record.kind))
-            linked.targets[record.name] = target or "?"
+            linked.targets[record.name] = (
+                _as_spelled_in_certs_dir(target, certs_dir_target) if target else "?"
+            )
         elif record.kind == "dir-unsafe-hop":
             parts = _b64(record.payload or "", record.kind).decode("utf-8", "replace").split("\n")
             directory, link, target = [*parts, "?", "?", "?"][:3]

@@ -50,6 +50,7 @@ from agent.engine.verify import (
     refusal_since,
     resolve_command,
     resolved_addresses,
+    unresolved_notes,
     wait_for_live_config,
 )
 from agent.errors import (
@@ -308,6 +309,10 @@ def reconcile(
             )
         except TrustAgentError as exc:
             return _roll_back(transport, plan, facts, options, base, timeline, exc)
+        if resolve:  # a name the host cannot resolve: dockerd cannot reach that registry there
+            base = replace(
+                base, warnings=(*base.warnings, *unresolved_notes(result.stdout.decode("utf-8", "replace")))
+            )
     base = replace(base, warnings=(*base.warnings, *verified.notes, *verified.breaches))
     return _done(base, timeline, "changed", engine_action=action, verified=verified.proved)
 

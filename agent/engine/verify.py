@@ -350,18 +350,44 @@ def insecure_by_range(
     be asked."""
     hosts = names_to_resolve(info, registries, loopback_too=loopback_too)
     addresses: dict[str, list[str]] = {}
+    notes: tuple[str, ...] = ()
     if hosts:
         try:
             result = transport.run_script(resolve_command(hosts), timeout=timeout)
         except TrustAgentError as exc:
             return (), (f"{', '.join(hosts)} could not be resolved on the host to check them: {exc}",)
-        addresses = resolved_addresses(result.stdout.decode("utf-8", "replace"))
-    return tuple(covered_by_cidrs(info, registries, addresses)), ()
+        output = result.stdout.decode("utf-8", "replace")
+        addresses = resolved_addresses(output)
+        notes = unresolved_notes(output)
+    return tuple(covered_by_cidrs(info, registries, addresses)), notes
+
+
+# The longest a host's lookup of one name may take: a resolver that drops packets would otherwise add
+# its own timeout and retries (10-30 s) to the run, once for every name.
+LOOKUP_SECONDS = 5
+
+# ``ta_ahosts NAME``: ``getent ahosts NAME``, ended after LOOKUP_SECONDS; where it finds no address it
+# prints ``@@ta unresolved NAME STATUS`` (124: ended for taking too long). coreutils' ``timeout`` where
+# the host has it, else a watchdog that ends getent (143, SIGTERM); the watchdog's output goes nowhere,
+# so its ``sleep`` left behind keeps no SSH channel open.
+AHOSTS_FUNCTION = r"""ta_ahosts() {
+  if command -v timeout >/dev/null 2>&1; then
+    timeout @SECONDS@ getent ahosts "$1"; ta_rc=$?
+  else
+    getent ahosts "$1" & ta_get=$!
+    ( sleep @SECONDS@; kill "$ta_get" ) >/dev/null 2>&1 & ta_dog=$!
+    wait "$ta_get"; ta_rc=$?
+    kill "$ta_dog" 2>/dev/null
+  fi
+  [ "$ta_rc" -eq 0 ] || echo "@@ta unresolved $1 $ta_rc"
+}""".replace("@SECONDS@", str(LOOKUP_SECONDS))
 
 
 def resolve_command(hosts: Sequence[str]) -> str:
-    """One shell command that prints ``@@ta host <name>`` then ``getent ahosts <name>``'s lines, for each."""
-    return "; ".join(f"echo {shlex.quote('@@ta host ' + h)}; getent ahosts {shlex.quote(h)}" for h in hosts)
+    """One shell program that prints ``@@ta host <name>`` then ``getent ahosts <name>``'s lines, for
+    each, every lookup bounded (:data:`AHOSTS_FUNCTION`)."""
+    lookups = (f"echo {shlex.quote('@@ta host ' + h)}; ta_ahosts {shlex.quote(h)}" for h in hosts)
+    return "\n".join([AHOSTS_FUNCTION, *lookups])
 
 
 def resolved_addresses(text: str) -> dict[str, list[str]]:
@@ -371,8 +397,44 @@ def resolved_addresses(text: str) -> dict[str, list[str]]:
     for line in text.splitlines():
         if line.startswith("@@ta host "):
             current = found.setdefault(line.removeprefix("@@ta host "), [])
+        elif line.startswith(_UNRESOLVED):
+            continue
         elif current is not None and line.split():
             address = line.split()[0]
             if address not in current:
                 current.append(address)
     return found
+
+
+_UNRESOLVED = "@@ta unresolved "
+
+# getent's and timeout's exit statuses, as a person reads them.
+_LOOKUP_FAILED = {
+    "2": "the host's resolver knows no address for it",
+    "124": f"the host's resolver gave no answer within {LOOKUP_SECONDS}s (check /etc/resolv.conf)",
+    "143": f"the host's resolver gave no answer within {LOOKUP_SECONDS}s (check /etc/resolv.conf)",
+}
+
+
+def lookup_failures(text: str) -> dict[str, str]:
+    """The names :func:`resolve_command` found no address for, each with why, in plain words.
+
+    >>> lookup_failures("@@ta host registry.test\\n@@ta unresolved registry.test 124\\n")
+    {'registry.test': "the host's resolver gave no answer within 5s (check /etc/resolv.conf)"}
+    """
+    failures: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith(_UNRESOLVED):
+            name, _, status = line.removeprefix(_UNRESOLVED).rpartition(" ")
+            failures[name] = _LOOKUP_FAILED.get(status, f"getent ahosts failed (exit {status})")
+    return failures
+
+
+def unresolved_notes(text: str) -> tuple[str, ...]:
+    """What the host's failed lookups in :func:`resolve_command`'s output mean for the verify: dockerd
+    cannot reach a name the host cannot resolve, and whether an insecure range covers it is unknown."""
+    return tuple(
+        f"{name} could not be resolved on the host: {why}; dockerd cannot reach it there, and whether "
+        "it verifies its TLS is not known"
+        for name, why in lookup_failures(text).items()
+    )

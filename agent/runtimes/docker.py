@@ -373,6 +373,9 @@ def _plan_certs(
             reasons.append(_persons_link_left(child, facts.cert_dir_links[child], aliases))
         elif remaining:
             kept.append(path)
+        elif links := sorted(name for name, target in aliases.items() if target == child):
+            # Removed, it would leave the person's link leading to nothing (blocked by the next plan).
+            reasons.append(_kept_for_links(child, links))
         else:
             rmdirs.append(path)
             reasons.append(f"certs.d/{child}/: remove the directory trust-agent created, now empty")
@@ -398,6 +401,17 @@ def _aliased_dirs(facts: DockerFacts, existing_dirs: set[str]) -> dict[str, str]
         if other is not None and other != name and other in existing_dirs:
             aliases[name] = other
     return aliases
+
+
+def _kept_for_links(name: str, links: Sequence[str]) -> str:
+    """What the plan says of an emptied directory the agent made that a person's links lead to: it stays,
+    and the record no longer claims it."""
+    named = ", ".join(f"certs.d/{link}" for link in links)
+    return (
+        f"certs.d/{name}/: kept, though empty: removing it would leave {named} "
+        f"({'links' if len(links) > 1 else 'a link'} to it) leading to nothing; it is yours now "
+        "(trust-agent no longer counts it as its own)"
+    )
 
 
 def _persons_link_left(name: str, target: str, aliases: Mapping[str, str]) -> str:

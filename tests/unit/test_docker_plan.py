@@ -1624,7 +1624,7 @@ def linked_spelling(*, recorded: bool = True, pem: bytes = PEM) -> DockerFacts:
         no_trust_policy(),
     ],
 )
-def test_a_takeover_removes_a_linked_directorys_files_once_and_leaves_the_persons_link(
+def test_a_takeover_removes_a_linked_directorys_files_once_and_keeps_what_the_persons_link_needs(
     policy: TrustPolicy,
 ) -> None:
     """The plan listed each CA file for deletion twice, once under each name, and said "certs.d/
@@ -1636,11 +1636,17 @@ def test_a_takeover_removes_a_linked_directorys_files_once_and_leaves_the_person
         f"{CERTS_DIR}/registry.test/{REG_CRT}",
         f"{CERTS_DIR}/registry.test/{STORAGE_CRT}",
     ]
-    assert plan.rmdirs == (f"{CERTS_DIR}/registry.test",)
+    # Emptied, the directory stays: removed, it would leave the person's link leading to nothing.
+    assert plan.rmdirs == ()
+    assert (
+        f"certs.d/registry.test/: kept, though empty: removing it would leave certs.d/{LINKED} (a link "
+        "to it) leading to nothing; it is yours now (trust-agent no longer counts it as its own)"
+    ) in plan.reasons
     assert f"certs.d/{LINKED} (a link to registry.test) is left: it is yours" in plan.reasons
     assert not [r for r in plan.reasons if r.startswith(f"certs.d/{LINKED}/")], plan.reasons
     after = facts_after(plan, facts)
-    assert f"{CERTS_DIR}/{LINKED}" not in state_of(after)["cert_dirs"]  # the record forgets the link
+    recorded = state_of(after)["cert_dirs"]  # the record forgets the link and the directory
+    assert f"{CERTS_DIR}/{LINKED}" not in recorded and f"{CERTS_DIR}/registry.test" not in recorded
     assert not [
         rel for rel in after.certs if rel.startswith(f"{LINKED}/")
     ]  # its files went with the target's

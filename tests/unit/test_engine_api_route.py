@@ -411,9 +411,11 @@ def test_an_ip_literal_registry_is_judged_with_no_lookup_against_every_range() -
 
 
 def test_the_lookup_is_one_command_for_every_name() -> None:
+    # Each name once, quoted, through the bounded lookup the command defines first.
     assert verify.resolve_command(["registry.test", "it's"]) == (
-        "echo '@@ta host registry.test'; getent ahosts registry.test; "
-        "echo '@@ta host it'\"'\"'s'; getent ahosts 'it'\"'\"'s'"
+        f"{verify.AHOSTS_FUNCTION}\n"
+        "echo '@@ta host registry.test'; ta_ahosts registry.test\n"
+        "echo '@@ta host it'\"'\"'s'; ta_ahosts 'it'\"'\"'s'"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import tempfile
 from dataclasses import replace
@@ -27,7 +28,13 @@ from agent.engine.gather import (
 from agent.engine.host_plan import insecure_flag_warnings, plan_for_host, unit_blockers
 from agent.engine.options import RunOptions
 from agent.engine.reconcile import reconcile
-from agent.engine.verify import expected_insecure, live_config_unjudged
+from agent.engine.verify import (
+    expected_insecure,
+    live_config_unjudged,
+    lookup_failures,
+    resolve_command,
+    resolved_addresses,
+)
 from agent.errors import CommandError
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
@@ -1191,9 +1198,10 @@ def test_a_rollout_on_20_10_verifies_the_live_config_of_a_daemon_json_that_is_no
 
 
 class ResolvingHost(GatheredHost):
-    """:class:`GatheredHost` whose ``getent`` resolves every name to ``address``."""
+    """:class:`GatheredHost` whose ``getent`` resolves every name to ``address``; None: the host's
+    resolver never answers, and each lookup is ended as :data:`verify.AHOSTS_FUNCTION` ends it."""
 
-    def __init__(self, gathered: str, address: str) -> None:
+    def __init__(self, gathered: str, address: str | None) -> None:
         super().__init__(gathered)
         self.address = address
 
@@ -1202,12 +1210,11 @@ class ResolvingHost(GatheredHost):
         if "getent ahosts" not in text:
             return super().run(command, stdin=stdin, timeout=timeout)
         self.others.append(text)
-        names = [
-            line.removeprefix("echo '@@ta host ").rstrip("'")
-            for line in text.split("; ")
-            if "@@ta host" in line
-        ]
-        out = "".join(f"@@ta host {n}\n{self.address}      STREAM {n}\n" for n in names)
+        names = re.findall(r"^echo '@@ta host ([^']+)'", text, re.MULTILINE)
+        answer = (
+            "@@ta unresolved {n} 124\n" if self.address is None else f"{self.address}      STREAM {{n}}\n"
+        )
+        out = "".join(f"@@ta host {n}\n" + answer.format(n=n) for n in names)
         return CommandResult(0, out.encode(), b"")
 
 
@@ -1233,6 +1240,47 @@ def test_verify_fails_a_host_that_resolves_the_registry_to_loopback() -> None:
     elsewhere = ResolvingHost(converged_gather(policy, b"{}\n", LOOPBACK_ONLY), "198.51.100.10")
     outcome = reconcile(elsewhere, policy, RunOptions(dry_run=True, verify=True, verify_timeout=0.5))
     assert (outcome.status, outcome.error, outcome.verified) == ("unchanged", None, ("live config",))
+
+
+def test_verify_says_in_plain_words_that_the_host_could_not_resolve_the_registry() -> None:
+    """A host whose resolver drops every packet: its getent found no address, and verify said nothing."""
+    policy = ca_policy("registry.test")
+    host = ResolvingHost(converged_gather(policy, b"{}\n", LOOPBACK_ONLY), None)
+    outcome = reconcile(host, policy, RunOptions(dry_run=True, verify=True, verify_timeout=0.5))
+    assert (outcome.status, outcome.error) == ("unchanged", None), outcome
+    assert outcome.warnings == (
+        "registry.test could not be resolved on the host: the host's resolver gave no answer within 5s "
+        "(check /etc/resolv.conf); dockerd cannot reach it there, and whether it verifies its TLS is not "
+        "known",
+    )
+    assert len(host.others) == 1 and "timeout 5 getent ahosts" in host.others[0]
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        ("124", "the host's resolver gave no answer within 5s (check /etc/resolv.conf)"),
+        ("143", "the host's resolver gave no answer within 5s (check /etc/resolv.conf)"),
+        ("2", "the host's resolver knows no address for it"),
+        ("1", "getent ahosts failed (exit 1)"),
+    ],
+)
+def test_a_lookup_that_found_no_address_is_said_and_never_taken_for_an_address(
+    status: str, said: str
+) -> None:
+    text = f"@@ta host nowhere.test\n@@ta unresolved nowhere.test {status}\n@@ta host registry.test\n"
+    text += "198.51.100.10   STREAM registry.test\n"
+    assert resolved_addresses(text) == {"nowhere.test": [], "registry.test": ["198.51.100.10"]}
+    assert lookup_failures(text) == {"nowhere.test": said}
+
+
+def test_every_lookup_is_bounded_where_the_host_has_timeout_and_where_it_has_not() -> None:
+    script = resolve_command(["registry.test", "it's"])
+    assert "timeout 5 getent ahosts" in script and "( sleep 5; kill" in script
+    assert script.endswith(
+        "echo '@@ta host registry.test'; ta_ahosts registry.test\n"
+        "echo '@@ta host it'\"'\"'s'; ta_ahosts 'it'\"'\"'s'"
+    )
 
 
 def test_a_rollout_of_a_converged_host_looks_up_no_name_where_the_engine_has_only_its_defaults() -> None:

@@ -465,5 +465,5 @@ def test_a_rollout_warns_of_a_registry_name_on_loopback_from_its_apply_alone(
     assert (outcome.status, outcome.verified) == ("changed", ("live config",)), outcome
     loopback = [w for w in outcome.warnings if "on this host" in w]
     assert loopback == ([warned] if warned else []), outcome.warnings
-    assert len(host.scripts) == 1 and "getent ahosts registry.test" in host.scripts[0]
-    assert host.scripts[0].endswith("getent ahosts registry.test\nexit 0\n")
+    assert len(host.scripts) == 1 and "timeout 5 getent ahosts" in host.scripts[0]
+    assert host.scripts[0].endswith("ta_ahosts registry.test\nexit 0\n")
