@@ -25,7 +25,7 @@ b'6.1.0-18-amd64\\n'
 
 from __future__ import annotations
 
-import getpass
+import hashlib
 import itertools
 import os
 import re
@@ -160,15 +160,51 @@ def _offer_host_key_types(
     opts.key_types = ordered
 
 
+# Expanded once the host's name, port and user are final (_key_paths), with every token ssh takes there.
+_EXPANDED_LATER = frozenset({"identityfile", "certificatefile"})
+
+
 class _PasswdHomeConfig(paramiko.SSHConfig):
-    """paramiko's parser, with ``~`` and ``%d`` in ``IdentityFile`` the passwd entry's home, as ssh's
-    (paramiko's own take ``$HOME``)."""
+    """paramiko's parser, with the local user the passwd entry's, as ssh's (paramiko's own reads
+    ``$USER``/``$LOGNAME``) for ``%u``, for ``%r`` where no ``User`` is set, and for ``Match user`` and
+    ``Match localuser``; ``IdentityFile`` and ``CertificateFile`` are left as written (_key_paths)."""
 
     def _tokenize(self, config: Any, target_hostname: str, key: str, value: str) -> str:
-        if key == "identityfile":
-            value = ssh_config_text.expand_home(value).replace("%d", ssh_config_text.home())
-        tokenized: str = super()._tokenize(config, target_hostname, key, value)  # type: ignore[misc]
+        if key in _EXPANDED_LATER:
+            return value
+        local = ssh_config_text.local_user()
+        if "%u" in self._allowed_tokens(key):  # type: ignore[attr-defined]
+            value = value.replace("%u", local)
+        with_user = {**config, "user": config.get("user") or local}  # %r and %C where no User is set
+        tokenized: str = super()._tokenize(with_user, target_hostname, key, value)  # type: ignore[misc]
         return tokenized
+
+    def _does_match(
+        self,
+        match_list: list[dict[str, Any]],
+        target_hostname: str,
+        canonical: bool,
+        final: bool,
+        options: Any,
+    ) -> Any:
+        """paramiko's test of a ``Match`` line, criterion by criterion in order (an ``exec`` after a
+        criterion that failed is not run, as in ssh), with ``user`` and ``localuser`` judged here."""
+        matched: list[dict[str, Any]] = []
+        for criterion in match_list:
+            if criterion["type"] not in ("user", "localuser"):
+                one = super()._does_match(  # type: ignore[misc]
+                    [criterion], target_hostname, canonical, final, options
+                )
+                if one is True or not one:  # `all` holds for any host; a criterion failed
+                    return one
+                matched += one
+                continue
+            local = ssh_config_text.local_user()
+            user = local if criterion["type"] == "localuser" else options.get("user") or local
+            if self._should_fail(self._pattern_matches(criterion["param"], user), criterion):  # type: ignore[attr-defined]
+                return False
+            matched.append(criterion)
+        return matched
 
 
 class _SSHConfig:
@@ -361,7 +397,7 @@ def _endpoint(cfg: dict[str, Any], host: Host) -> tuple[str, int, str]:
     return (
         str(cfg.get("hostname") or host.address),
         port,
-        host.user or str(cfg.get("user") or getpass.getuser()),
+        host.user or str(cfg.get("user") or ssh_config_text.local_user()),
     )
 
 
@@ -428,23 +464,37 @@ def _read_known_hosts(path: str, label: str) -> tuple[paramiko.HostKeys, host_ce
         return keys, markers
 
 
-def _known_hosts_tokens(
-    original: str, hostname: str, port: int, user: str, alias: str | None
-) -> dict[str, str]:
-    """ssh(1)'s tokens for UserKnownHostsFile and GlobalKnownHostsFile (ssh_config(5), TOKENS)."""
+def _path_tokens(original: str, hostname: str, port: int, user: str, alias: str | None) -> dict[str, str]:
+    """ssh(1)'s tokens for the files it reads for a host: IdentityFile, CertificateFile,
+    UserKnownHostsFile and GlobalKnownHostsFile (ssh_config(5), TOKENS; OpenSSH 9.2's set)."""
+    local_host = socket.gethostname()  # %l as gethostname(2) gives it, domain and all; %L without
     return {
         "%": "%",
+        "C": hashlib.sha1(f"{local_host}{hostname}{port}{user}".encode()).hexdigest(),  # of %l%h%p%r
         "d": ssh_config_text.home(),
-        "u": getpass.getuser(),
+        "u": ssh_config_text.local_user(),
         "i": str(os.getuid()),
-        "l": socket.gethostname().split(".")[0],
-        "L": socket.gethostname(),
+        "l": local_host,
+        "L": local_host.split(".")[0],
         "h": hostname,
         "n": original,
         "p": str(port),
         "r": user,
         "k": alias or original,
     }
+
+
+def _key_paths(option: str, paths: list[str], tokens: Mapping[str, str]) -> tuple[str, ...]:
+    """``IdentityFile`` or ``CertificateFile`` ``paths`` as ssh opens them: ``~`` first, then its tokens
+    and ``${VARIABLE}``s, once each (what they bring in is taken as it is)."""
+    return tuple(
+        os.path.abspath(
+            ssh_config_text.expand_tokens(
+                ssh_config_text.expand_home(path), tokens, what=f"ssh config {option} {path!r}"
+            )
+        )
+        for path in paths
+    )
 
 
 def _known_hosts_files(
@@ -574,20 +624,20 @@ class SSHTransport(Transport):
             user_files = [self.options.known_hosts or host.known_hosts or ""]
         else:
             user_files = _paths(cfg.get("userknownhostsfile")) or list(DEFAULT_USER_KNOWN_HOSTS)
-        tokens = _known_hosts_tokens(host.address, hostname, port, user, cfg.get("hostkeyalias"))
+        tokens = _path_tokens(host.address, hostname, port, user, cfg.get("hostkeyalias"))
         known, others = _known_hosts_files(user_files, cfg, tokens)
         return _Target(
             label=self._label,
             hostname=hostname,
             port=port,
             user=user,
-            key_files=tuple(_expand(k) for k in keys),
+            key_files=_key_paths("IdentityFile", keys, tokens),
             known_hosts=known,
             other_known_hosts=others,
             host_key_alias=cfg.get("hostkeyalias"),
             proxy_jump=_proxy_jump(cfg),
             proxy_command=proxy_command.command_for(_proxy_command(cfg), host.address),
-            certificate_files=tuple(_expand(p) for p in _as_list(cfg.get("certificatefile"))),
+            certificate_files=_key_paths("CertificateFile", _as_list(cfg.get("certificatefile")), tokens),
             identities_only=identities.identities_only(cfg.get("identitiesonly")),
             agent=self._agent(cfg, hostname, user),
             connect_timeout=self._connect_timeout(cfg),
@@ -600,7 +650,7 @@ class SSHTransport(Transport):
         return identities.agent_socket(
             cfg.get("identityagent"),
             home=ssh_config_text.home(),
-            user=getpass.getuser(),
+            user=ssh_config_text.local_user(),
             hostname=hostname,
             remote_user=user,
         )
@@ -648,9 +698,9 @@ class SSHTransport(Transport):
         cfg = config.lookup(addr, tuple((n, str(v)) for n, v in (("user", user), ("port", port)) if v))
         keys = _as_list(cfg.get("identityfile"))  # none: the agent's keys and the default files
         hostname = str(cfg.get("hostname") or addr)
-        user = str(cfg.get("user") or getpass.getuser())  # the spec's, the jump's User, else the local user
+        user = str(cfg.get("user") or ssh_config_text.local_user())  # the spec's, the jump's User, or ours
         port = port or int(cfg.get("port", 22))
-        tokens = _known_hosts_tokens(addr, hostname, port, user, cfg.get("hostkeyalias"))
+        tokens = _path_tokens(addr, hostname, port, user, cfg.get("hostkeyalias"))
         known, others = _known_hosts_files(self._hop_user_known_hosts(cfg), cfg, tokens)
         label = f"{self._label} via {spec}"
         return _Target(
@@ -658,13 +708,13 @@ class SSHTransport(Transport):
             hostname=hostname,
             port=port,
             user=user,
-            key_files=tuple(dict.fromkeys(_expand(k) for k in keys)),
+            key_files=tuple(dict.fromkeys(_key_paths("IdentityFile", keys, tokens))),
             known_hosts=known,
             other_known_hosts=others,
             host_key_alias=cfg.get("hostkeyalias"),
             proxy_jump=_proxy_jump(cfg),  # followed where this hop is the first (_route)
             proxy_command=proxy_command.command_for(_proxy_command(cfg), addr),
-            certificate_files=tuple(_expand(p) for p in _as_list(cfg.get("certificatefile"))),
+            certificate_files=_key_paths("CertificateFile", _as_list(cfg.get("certificatefile")), tokens),
             identities_only=identities.identities_only(cfg.get("identitiesonly")),
             agent=self._agent(cfg, hostname, user),
             connect_timeout=self._hop_connect_timeout(cfg, label, final),

@@ -17,11 +17,13 @@ dropped. Read as ssh(1) reads them:
 
 from __future__ import annotations
 
+import getpass
 import glob
 import os
 import pwd
 import re
 import shlex
+from collections.abc import Mapping
 
 from agent.errors import InputError
 
@@ -37,6 +39,50 @@ def home() -> str:
         return pwd.getpwuid(os.getuid()).pw_dir
     except KeyError:
         return os.path.expanduser("~")
+
+
+def local_user() -> str:
+    """The local user's name as ssh(1) takes it for ``%u``, the default remote user and ``Match
+    localuser``: the passwd entry of the real uid, not ``$USER``/``$LOGNAME`` (``USER=ops ssh -G h``
+    still says ``user root`` as root); those only where the uid has no passwd entry."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return getpass.getuser()
+
+
+# One ``%x`` token or one ``${VARIABLE}``, read in a single pass as ssh's percent_dollar_expand reads
+# them: what a value brings in is not read again.
+_TOKEN_OR_VARIABLE = re.compile(r"%(.?)|\$\{([^}]*)\}", re.DOTALL)
+
+
+def expand_tokens(
+    value: str, tokens: Mapping[str, str], *, what: str, environ: Mapping[str, str] = os.environ
+) -> str:
+    """``value`` with its ``%x`` tokens from ``tokens`` and its ``${VARIABLE}`` from ``environ``, as ssh
+    expands ``IdentityFile`` and ``CertificateFile``. ssh stops on a token it does not know for the
+    option or a variable that is not set; so does this, its error saying ``what`` (the option as written).
+
+    >>> expand_tokens("%d/.ssh/%r@%h-${SITE}%%", {"d": "/root", "r": "ops", "h": "h1"}, what="IdentityFile x",
+    ...               environ={"SITE": "lab"})
+    '/root/.ssh/ops@h1-lab%'
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        token, variable = match.group(1), match.group(2)
+        if variable is None:
+            if token == "%":
+                return "%"
+            if not token:
+                raise InputError(f"{what}: ends in a lone % (write %% for a %)")
+            if token not in tokens:
+                raise InputError(f"{what}: %{token} is not a token ssh expands there")
+            return tokens[token]
+        if variable not in environ:
+            raise InputError(f"{what}: ${{{variable}}} is not set in the environment")
+        return environ[variable]
+
+    return _TOKEN_OR_VARIABLE.sub(replace, value)
 
 
 def expand_home(path: str) -> str:
