@@ -10,6 +10,7 @@ Modules, one job each: ``watch`` (read the source), ``lastgood`` (the policy kep
 ``loop`` (cycles and scheduling), ``status`` (what the daemon knows, as values), ``report`` (status
 file and Prometheus metrics), ``timing`` (durations, back-off, jitter), ``notify`` (systemd
 sd_notify), ``logs`` (JSON lines), ``lock`` (one daemon per state directory), ``files`` (atomic
-writes), ``config`` (``--config FILE``), ``unit`` (the systemd unit), ``install`` and ``wheelhouse``
-(``daemon install``/``uninstall`` over SSH), ``cli`` (the ``trust-agent daemon`` commands).
+writes), ``config`` (``--config FILE``), ``unit`` (the systemd unit), ``install`` (``daemon install``/
+``uninstall`` over SSH: per host and for a fleet), ``bundle`` (the files it puts on every host),
+``host_scripts`` (the shell it runs there), ``wheelhouse`` (the wheels it ships), ``cli`` (the ``trust-agent daemon`` commands).
 """

@@ -6,7 +6,6 @@ options are the main CLI's (``agent.cli_options``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -192,10 +191,8 @@ class _RunCommand(click.Command):
         try:
             return super().parse_args(ctx, args)
         except click.ClickException as exc:
-            if marking_stopped:
-                why = f"the daemon cannot start: {exc.format_message()}"
-                with contextlib.suppress(OSError):  # the refusal is what to say, not a traceback
-                    mark_unstartable(Path(DEFAULT_STATE_DIR), why)
+            if marking_stopped:  # no configuration to name a state directory: the unit's
+                say_unstartable(Path(DEFAULT_STATE_DIR), None, exc.format_message(), os.environ)
             raise
 
 
@@ -212,10 +209,10 @@ def run_command(**kwargs: Any) -> None:
     watchdog.
     """
     credentials: dict[str, str] = click.get_current_context().meta.get("trust_agent.credentials", {})
-    config = build_config(kwargs)
     if kwargs["mark_stopped"]:
-        mark_stopped(config, os.environ)
+        mark_stopped(_config_or_say_why_not(kwargs), os.environ)
         return
+    config = build_config(kwargs)
     environ = {**os.environ, **credentials}
     notifier = Notifier.from_environ(os.environ)
     # Children (sh, systemctl, dockerd --validate) need neither systemd's variables nor the token.
@@ -263,13 +260,51 @@ def mark_stopped(
     return True
 
 
-def mark_unstartable(state_dir: Path, error: str, *, clock: Callable[[], float] = time.time) -> bool:
-    """Say "stopped" and ``error`` in the status file of a daemon whose configuration does not load,
-    so that it never started: the status otherwise went on saying how an earlier process ended. Only the
-    state directory is known (the configuration that would name another cannot be read): the default
-    one, the unit's. Left alone as :func:`mark_stopped` leaves it, but written over a status that says
-    stopped already. Whether anything was written."""
-    status_file = state_dir / "status.json"
+def _config_or_say_why_not(kwargs: dict[str, Any]) -> DaemonConfig:
+    """The stop hook's configuration; where it cannot be built (a --root that is not a directory, say),
+    the daemon could not start either: that is said in the status file it names, then raised."""
+    try:
+        return build_config(kwargs)
+    except TrustAgentError as exc:
+        state_dir = Path(kwargs.get("state_dir") or (kwargs.get("root") or "") + DEFAULT_STATE_DIR)
+        status_file = Path(kwargs["status_file"]) if kwargs.get("status_file") else None
+        say_unstartable(state_dir, status_file, str(exc), os.environ)
+        raise
+
+
+def say_unstartable(state_dir: Path, status_file: Path | None, why: str, environ: Mapping[str, str]) -> bool:
+    """For the stop hook: say in the status file that the daemon cannot start, and ``why``; unless
+    systemd says the daemon ran and stopped as asked (a ``systemctl stop``, a configuration broken
+    while it ran): its own "stopped" is then what happened, and the next start's hook says the rest.
+    Whether anything was written."""
+    if stopped_as_asked(environ):
+        return False
+    try:
+        return mark_unstartable(state_dir, f"the daemon cannot start: {why}", status_file=status_file)
+    except OSError:  # the refusal is what to say, not a traceback
+        return False
+
+
+def stopped_as_asked(environ: Mapping[str, str]) -> bool:
+    """Whether systemd tells ExecStopPost= (systemd.exec(5)) that the service ended cleanly: a stop
+    asked for, the daemon exiting 0 on SIGTERM; a start that failed ends in ``exit-code``."""
+    return environ.get("SERVICE_RESULT") == "success"
+
+
+def mark_unstartable(
+    state_dir: Path,
+    error: str,
+    *,
+    status_file: Path | None = None,
+    clock: Callable[[], float] = time.time,
+) -> bool:
+    """Say "stopped" and ``error`` in the status file of a daemon whose configuration does not load or
+    does not hold together, so that it never started: the status otherwise went on saying how an
+    earlier process ended. ``status_file``: the one the configuration names, else STATE_DIR's (the
+    default state directory, the unit's, where the configuration cannot be read). Left alone as
+    :func:`mark_stopped` leaves it, but written over a status that says stopped already. Whether
+    anything was written."""
+    status_file = status_file or state_dir / "status.json"
     with unless_a_daemon_holds(state_dir) as free:
         previous = read_status_file(status_file)
         if not free or previous is None or _running(previous.get("pid")):
@@ -582,13 +617,8 @@ def install_command(**kwargs: Any) -> None:
     --registry-ca nor --no-registry-ca given) is refused with the plan's reason, nothing put on it; the
     other hosts go on. A daemon that fails its first cycle all the same is stopped and disabled.
     """
-    from agent.daemon.install import (
-        DaemonSettings,
-        build_bundle,
-        daemon_plan_options,
-        install_host,
-        run_hosts,
-    )
+    from agent.daemon.bundle import DaemonSettings, build_bundle
+    from agent.daemon.install import daemon_plan_options, install_host, run_hosts
     from agent.daemon.wheelhouse import WheelhouseCache
     from agent.inputs import resolve_policy
     from agent.ssh_targets import open_ssh_targets

@@ -235,6 +235,7 @@ class Daemon:
             source=status.source.spec,
             source_kind=poll.source_kind,
             registries=list(poll.policy.registries),
+            storage=poll.policy.storage_summary(),  # every store engines may be sent to
             insecure=poll.policy.insecure,
             ca_files=[c.name for c in poll.policy.ca_files],
             warnings=list(poll.policy.warnings),
@@ -256,6 +257,14 @@ class Daemon:
         if _explanation(previous.policy) == _explanation(poll.policy):
             return status
         refreshed = replace(previous, policy=poll.policy, source_kind=poll.source_kind, saved_at=now)
+        # The "policy" event logged at adoption names the old stores and reasons: say the new ones.
+        self._log.event(
+            "info",
+            "policy_explanation",
+            fingerprint=poll.policy.fingerprint(),
+            storage=poll.policy.storage_summary(),
+            reasons=list(poll.policy.reasons),
+        )
         try:
             self._store.save(refreshed)
         except OSError as exc:  # the trust is the same: only the kept explanation is stale
@@ -286,7 +295,7 @@ class Daemon:
         state: State
         if status.policy is not None and summary is None:
             # Never reconciled on this policy (its lock was held): pending, nothing known to be wrong.
-            state = "starting"
+            state = "pending"
         elif status.policy is None or not converged:
             state = "failing"
         elif source_error is not None:
@@ -296,10 +305,10 @@ class Daemon:
         parts = [f"source: {source_error}"] if source_error else []
         parts += [f"host: {apply_error}"] if apply_error else []
         error = "; ".join(parts) or ("no policy yet" if status.policy is None else None)
-        # "starting" is no way for a cycle to end: the host was never reconciled (its lock was held). How
+        # "pending" is no way for a cycle to end: the host was never reconciled (its lock was held). How
         # the last cycle on another policy ended says nothing of this one.
         last_cycle_state = status.last_cycle_state if known else None
-        if state != "starting":
+        if state != "pending":
             last_cycle_state = state
         changed = not waited and summary is not None and summary.status == "changed"
         settled = replace(
@@ -311,7 +320,7 @@ class Daemon:
             last_run=now,
             last_success=now if state == "ok" and not waited else status.last_success,
             last_change=now if changed else status.last_change,
-            consecutive_failures=0 if state in ("ok", "starting") else status.consecutive_failures + 1,
+            consecutive_failures=0 if state in ("ok", "pending") else status.consecutive_failures + 1,
             changes_total=status.changes_total + changed,
             apply_errors_total=status.apply_errors_total
             + (not waited and summary is not None and not converged),
@@ -449,23 +458,40 @@ def _fingerprint(status: DaemonStatus) -> str | None:
 
 
 def _pending(status: DaemonStatus) -> DaemonStatus:
-    """``status`` on a policy the host has not been reconciled on yet: not ok, not converged."""
-    return replace(status, state="starting", last_cycle_state=None, outcome=None, host_busy=False)
+    """``status`` on a policy the host has not been reconciled on yet: not ok, not converged, and no
+    error of the policy before it in force."""
+    pending = replace(status, state="pending", last_cycle_state=None, outcome=None, host_busy=False)
+    return _error_cleared(pending)
 
 
 def _explanation(policy: TrustPolicy) -> tuple[object, ...]:
-    """What a policy says beside what it trusts (its fingerprint): why, where engines go, and warnings."""
-    return (policy.warnings, policy.reasons, policy.storage_endpoint, policy.storage_scheme)
+    """What a policy says beside what it trusts (its fingerprint): why, every store engines may be sent
+    to, and warnings."""
+    return (
+        policy.warnings,
+        policy.reasons,
+        policy.storage_endpoint,
+        policy.storage_scheme,
+        policy.storage_alternatives,
+    )
 
 
 def _with_error(status: DaemonStatus, error: str | None, now: float) -> DaemonStatus:
     """``status`` with the error its cycle ended on. ``last_error`` is the error in force: a cycle that
     ends ok moves it to ``previous_error`` (with when it was last seen), so that no status says "ok"
-    beside a failure the host has recovered from. Other cycles without an error (the host's lock held
-    before any cycle ran) leave it as it was."""
+    beside a failure the host has recovered from; so does a cycle that leaves a new policy pending (the
+    host's lock held), since the error was another policy's. Other cycles without an error leave it as
+    it was."""
     if error is not None:
         return replace(status, last_error=error, last_error_at=now)
-    if status.state != "ok" or status.last_error is None:
+    if status.state in ("ok", "pending"):
+        return _error_cleared(status)
+    return status
+
+
+def _error_cleared(status: DaemonStatus) -> DaemonStatus:
+    """``status`` with its error in force, if any, moved to ``previous_error``."""
+    if status.last_error is None:
         return status
     return replace(
         status,

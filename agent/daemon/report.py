@@ -125,6 +125,13 @@ def metrics_text(status: DaemonStatus) -> str:
         1 if status.host_busy else 0,
     )
     metric(
+        "trust_agent_policy_pending",
+        "gauge",
+        "1 while the policy in force is not applied to the host yet (another trust-agent run held the "
+        "host's lock, say): status.json says pending, and trust_agent_up is 0 for no fault.",
+        1 if status.state == "pending" else 0,
+    )
+    metric(
         "trust_agent_last_run_timestamp_seconds", "gauge", "When the last cycle ran.", status.last_run or 0
     )
     metric(

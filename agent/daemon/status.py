@@ -7,10 +7,12 @@ from typing import Literal
 
 from agent.daemon.lastgood import LastGood
 
-# ok: source read, host converged. degraded: source at fault, host converged on the last good policy.
-# failing: the host is not converged (apply failed) or there is no policy to converge on yet.
+# starting: no cycle has run yet. ok: source read, host converged. degraded: source at fault, host
+# converged on the last good policy. failing: the host is not converged (apply failed) or there is no
+# policy to converge on yet. pending: the policy in force is not applied to the host yet (its reconcile
+# runs, or another run held the host's lock): nothing is known to be wrong, and nothing is converged.
 # stopped: the daemon exited (or crashed): nothing keeps the host converged until it runs again.
-State = Literal["starting", "ok", "degraded", "failing", "stopped"]
+State = Literal["starting", "ok", "degraded", "failing", "pending", "stopped"]
 SourceState = Literal["not-polled", "read", "unchanged", "error"]
 
 
@@ -55,9 +57,11 @@ class DaemonStatus:
     last_run: float | None = None
     last_success: float | None = None
     last_change: float | None = None  # the host's files last changed
-    last_error: str | None = None  # the error in force: a cycle that ends ok clears it
+    # The error in force: a cycle that ends ok, or a new policy not applied yet, moves it to previous_error.
+    last_error: str | None = None
     last_error_at: float | None = None
-    # The error the last ok cycle cleared, and when it was last seen: what the host recovered from.
+    # The error the last ok cycle cleared (what the host recovered from), or the one a new policy left
+    # behind (it said nothing of that policy), and when it was last seen.
     previous_error: str | None = None
     previous_error_at: float | None = None
     consecutive_failures: int = 0

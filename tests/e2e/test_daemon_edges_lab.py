@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.daemon.install import probe_script
+from agent.daemon.host_scripts import probe_script
 from agent.daemon.wheelhouse import parse_probe, prepare
 from tests.e2e.probes import by_host, ca_args
 from tests.e2e.test_daemon_lab import agent_pid, dlab, install, metrics, status, wait_for, wheels  # noqa: F401 - fixtures

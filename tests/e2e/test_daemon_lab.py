@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.daemon.install import probe_script
+from agent.daemon.host_scripts import probe_script
 from agent.daemon.wheelhouse import parse_probe, prepare
 from tests.e2e.probes import ca_args, curl_calls, curl_watched, daemon_json, engine_state, pull
 from tests.lab import Host, Lab

@@ -110,8 +110,9 @@ def test_a_new_policy_that_finds_the_host_locked_is_pending_until_it_is_applied(
     reported = {h["host"]: h for h in json.loads(second.stdout)["hosts"]}["h1"]
     assert second.returncode != 0 and "not healthy" in reported["error"], reported
     assert doc["policy"]["fingerprint"] != old and doc["host_busy"] is True
-    assert (doc["state"], doc["healthy"], doc["converged"], doc["outcome"]) == ("starting", False, None, None)
+    assert (doc["state"], doc["healthy"], doc["converged"], doc["outcome"]) == ("pending", False, None, None)
     assert gauges["trust_agent_up"] == 0 and gauges["trust_agent_host_converged"] == 0
+    assert gauges["trust_agent_policy_pending"] == 1
     assert gauges["trust_agent_host_busy"] == 1
     assert kept_ca and "registry.test" not in listed  # the old policy's files
 

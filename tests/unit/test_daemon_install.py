@@ -22,30 +22,34 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.certs import parse_bundle
-from agent.daemon.cli import build_config, daemon_group
-from agent.daemon.config import load_config
-from agent.daemon.install import (
+from agent.daemon.bundle import (
     HOST_SOURCE,
-    LEFT_CONNECTING,
     SOURCE_DIR,
     UNIT_PATH,
     DaemonSettings,
-    HostFailure,
     HostFile,
-    HostReport,
     InstallBundle,
+    build_bundle,
+    files_tar,
+    host_source_document,
+)
+from agent.daemon.cli import build_config, daemon_group
+from agent.daemon.config import load_config
+from agent.daemon.host_scripts import (
+    config_script,
+    probe_script,
+)
+from agent.daemon.install import (
+    LEFT_CONNECTING,
+    HostFailure,
+    HostReport,
     _not_healthy,
     _refuse_a_hidden_metrics_file,
-    build_bundle,
-    config_script,
     daemon_error,
     daemon_plan_options,
     failed_its_cycle,
-    files_tar,
-    host_source_document,
     journal_messages,
     not_healthy_message,
-    probe_script,
     run_hosts,
     status_fresh,
     uninstall_host,
@@ -538,7 +542,8 @@ def test_a_new_install_removes_only_the_source_files_the_last_one_put_there(
 ) -> None:
     """`rm -rf` took every file in /etc/trust-agent/source/ it was not installing now, a file that
     configuration management keeps there too."""
-    import agent.daemon.install as install
+    import agent.daemon.bundle as bundle_module
+    import agent.daemon.host_scripts as scripts_module
 
     etc = tmp_path / "etc/trust-agent"
     paths = {
@@ -550,8 +555,10 @@ def test_a_new_install_removes_only_the_source_files_the_last_one_put_there(
         "UNIT_PATH": str(tmp_path / "trust-agent.service"),
         "OPT_DIR": str(tmp_path / "opt"),
     }
-    for name, value in paths.items():
-        monkeypatch.setattr(install, name, value)
+    for name, value in paths.items():  # each module's own copy: the bundle's and the scripts'
+        for module in (bundle_module, scripts_module):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, value)
     (tmp_path / "opt/venv/bin").mkdir(parents=True)
     (tmp_path / "opt/venv/bin/python").symlink_to(sys.executable)
     fake_bin = tmp_path / "bin"

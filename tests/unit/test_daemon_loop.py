@@ -14,12 +14,13 @@ import pytest
 
 from agent.daemon.lastgood import FILE_NAME, LastGoodStore
 from agent.daemon.logs import EventLog, iso
-from agent.daemon.loop import Daemon, DaemonConfig, _summary, serve
+from agent.daemon.loop import Daemon, DaemonConfig, _explanation, _summary, serve, status_line
 from agent.daemon.notify import Notifier
 from agent.engine.options import RunOptions
 from agent.inputs import PolicyInputs
 from agent.outcome import HostOutcome
 from agent.runtimes.plan import FileChange, HostPlan
+from agent.trust import TrustPolicy
 from tests.pki import make_ca
 
 REGISTRY = "registry.example.internal:5000"
@@ -483,7 +484,7 @@ def test_a_first_cycle_on_a_locked_host_is_not_failing(host: Host) -> None:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         daemon = host.daemon()
         status = daemon.cycle()
-    assert status.state == "starting" and status.outcome is None and status.last_error is None
+    assert status.state == "pending" and status.outcome is None and status.last_error is None
     assert status.last_cycle_state is None and status.host_busy
     assert daemon.due_in() == host.config().interval
     host.next_cycle(daemon)
@@ -656,10 +657,10 @@ def test_a_busy_first_cycle_on_a_new_policy_is_pending_not_converged_on_the_old_
     status = daemon.status
     assert status.policy is not None and status.policy.policy.fingerprint() != old
     assert status.host_busy and not status.healthy and not status.converged
-    assert status.state == "starting" and status.outcome is None and status.last_cycle_state is None
+    assert status.state == "pending" and status.outcome is None and status.last_cycle_state is None
     assert host.ca_file.exists(), "the old policy's file: the host was not touched"
     doc = host.status()
-    assert (doc["state"], doc["healthy"], doc["converged"], doc["outcome"]) == ("starting", False, None, None)
+    assert (doc["state"], doc["healthy"], doc["converged"], doc["outcome"]) == ("pending", False, None, None)
     metrics = host.metrics()
     assert metrics["trust_agent_up"] == "0" and metrics["trust_agent_host_converged"] == "0"
     assert metrics["trust_agent_host_busy"] == "1"
@@ -763,3 +764,141 @@ def test_a_metrics_file_that_is_not_the_daemons_is_said_once_and_shown_in_the_wa
     assert host.metrics()["trust_agent_up"] == "1"
     assert not [w for w in host.status()["warnings"] if w.startswith("metrics not written")]  # type: ignore[attr-defined]
     assert [r["level"] for r in events(host, "report_write_recovered")] == ["info"]
+
+
+# --- a new policy the host does not hold yet -------------------------------------------------------
+
+
+def test_a_new_policy_kept_from_the_host_says_pending_in_status_metrics_and_systemd(host: Host) -> None:
+    """It said "starting", which reads as a daemon just started, not as a policy waiting to be applied."""
+    daemon = host.daemon()
+    daemon.cycle()
+    assert host.metrics()["trust_agent_policy_pending"] == "0"
+    host.source.write_text(source_text(skipverify=True))
+    held = hold_the_host_lock(host)
+    try:
+        host.next_cycle(daemon)
+    finally:
+        held.close()
+    assert daemon.status.state == "pending" and not daemon.status.healthy
+    assert host.status()["state"] == "pending" and host.status()["last_cycle_state"] is None
+    metrics = host.metrics()
+    assert metrics["trust_agent_policy_pending"] == "1" and metrics["trust_agent_up"] == "0"
+    assert status_line(daemon.status).startswith("pending: policy ")
+    assert events(host, "cycle")[-1]["state"] == "pending"
+    assert daemon.status.consecutive_failures == 0  # nothing is wrong with the host
+
+    host.next_cycle(daemon)  # the other run is done: the policy is applied
+    assert host.status()["state"] == "ok" and host.metrics()["trust_agent_policy_pending"] == "0"
+
+
+def test_the_status_says_pending_while_a_new_policy_is_being_applied(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """During the reconcile of a new policy the status file said "starting"."""
+    import agent.daemon.loop as loop
+
+    daemon = host.daemon()
+    daemon.cycle()
+    host.source.write_text(source_text(skipverify=True))
+    seen: list[tuple[object, object]] = []
+    real_reconcile = loop.reconcile
+
+    def looking(*args: object, **kwargs: object) -> HostOutcome:
+        seen.append((host.status()["state"], host.metrics()["trust_agent_policy_pending"]))
+        return real_reconcile(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "reconcile", looking)
+    host.next_cycle(daemon)
+    assert seen == [("pending", "1")]
+    assert host.status()["state"] == "ok"
+
+
+def test_a_busy_cycle_on_a_new_policy_does_not_keep_the_old_policys_error(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """last_error went on naming the failure of the policy before, which no longer applies."""
+    import agent.daemon.loop as loop
+
+    real_reconcile = loop.reconcile
+    refused = HostOutcome("h", "rolled_back", error="dockerd refused the reload: bad value")
+    monkeypatch.setattr(loop, "reconcile", lambda *_a, **_k: refused)
+    daemon = host.daemon()
+    daemon.cycle()
+    failed_at = host.clock.now
+    assert host.status()["last_error"] == "host: dockerd refused the reload: bad value"
+
+    monkeypatch.setattr(loop, "reconcile", real_reconcile)
+    host.source.write_text(source_text(skipverify=True))  # a new policy, which finds the lock held
+    held = hold_the_host_lock(host)
+    try:
+        host.next_cycle(daemon)
+    finally:
+        held.close()
+    doc = host.status()
+    assert doc["state"] == "pending" and doc["host_busy"] is True
+    assert doc["last_error"] is None and doc["last_error_at"] is None
+    # What the policy before ended on stays readable, as what is no longer in force.
+    assert doc["previous_error"] == "host: dockerd refused the reload: bad value"
+    assert doc["previous_error_at"] == iso(failed_at)
+    assert "dockerd refused" not in status_line(daemon.status)
+
+    # On the same policy a busy cycle still says the error in force: it is this policy's.
+    monkeypatch.setattr(loop, "reconcile", lambda *_a, **_k: refused)
+    daemon.cycle(force_poll=True)
+    monkeypatch.setattr(loop, "reconcile", real_reconcile)
+    held = hold_the_host_lock(host)
+    try:
+        host.next_cycle(daemon)
+    finally:
+        held.close()
+    assert host.status()["host_busy"] is True
+    assert host.status()["last_error"] == "host: dockerd refused the reload: bad value"
+
+
+# --- every store engines may be sent to ------------------------------------------------------------
+
+CLOUDFRONT = (
+    "middleware:\n  storage:\n    - name: cloudfront\n      options:\n"
+    "        baseurl: https://d111.cloudfront.net/\n        ipfilteredby: aws\n"
+)
+BOTH_STORES = "https://d111.cloudfront.net or https://minio.storage.example.internal:9000"
+
+
+def test_the_policy_logged_names_every_store_engines_may_be_sent_to(host: Host) -> None:
+    """The "policy" event named neither the store nor the other ones (S3 itself, for engines in AWS's
+    ranges behind a cloudfront ipfilteredby)."""
+    host.source.write_text(source_text() + CLOUDFRONT)
+    host.daemon().cycle()
+    (logged,) = events(host, "policy")
+    assert logged["storage"] == BOTH_STORES
+
+
+def test_the_explanation_of_a_policy_includes_its_other_stores() -> None:
+    one = TrustPolicy(("r.example",), "d111.cloudfront.net", "https")
+    both = replace(one, storage_alternatives=(("https", "s3.internal:9000"),))
+    assert one.fingerprint() == both.fingerprint()
+    assert _explanation(one) != _explanation(both)
+
+
+def test_a_kept_policy_without_the_other_stores_takes_them_from_the_source(host: Host) -> None:
+    """A policy kept without its other stores (by an earlier release) stayed so while the source gave
+    them: same fingerprint, same reasons, so the daemon took it for explained already."""
+    host.source.write_text(source_text() + CLOUDFRONT)
+    host.daemon().cycle()
+    kept = LastGoodStore(host.state_dir)
+    document = json.loads(kept.path.read_text())
+    document["policy"]["storage_alternatives"] = []
+    kept.path.write_text(json.dumps(document))
+
+    restarted = host.daemon()
+    assert restarted.status.policy is not None and restarted.status.policy.policy.storage_alternatives == ()
+    restarted.cycle()
+    assert restarted.status.policy is not None
+    assert restarted.status.policy.policy.storage_summary() == BOTH_STORES
+    loaded = kept.load()
+    assert loaded is not None and loaded.policy.storage_alternatives == (
+        ("https", "minio.storage.example.internal:9000"),
+    )
+    (said,) = events(host, "policy_explanation")
+    assert said["storage"] == BOTH_STORES

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from agent.daemon.config import load_config
 from agent.daemon.lastgood import LastGood, LastGoodStore, StateError, policy_from_json, policy_to_json
 from agent.daemon.lock import DaemonLockError, hold_daemon_lock
 from agent.daemon.logs import EventLog, iso, with_priority, writes_to_journal
+from agent.daemon.loop import serve
 from agent.daemon.notify import Notifier
 from agent.daemon.report import metrics_text, status_document, write_metrics
 from agent.daemon.status import DaemonStatus, SourceStatus
@@ -359,6 +361,74 @@ def test_the_stop_hook_records_why_a_daemon_with_a_broken_config_never_started(
             == 2
         )
     assert json.loads((state / "status.json").read_text())["last_error"] is None
+
+
+PLAIN_STOP = {"SERVICE_RESULT": "success", "EXIT_CODE": "exited", "EXIT_STATUS": "0"}
+FAILED_START = {"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited", "EXIT_STATUS": "2"}
+
+
+def stopped_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A daemon that ran a cycle and stopped as asked, in the unit's state directory: its config file
+    and its status file."""
+    from tests.unit.test_daemon_loop import Host, StopWhenReady
+
+    host = Host(tmp_path)
+    monkeypatch.setattr(daemon_cli, "DEFAULT_STATE_DIR", str(host.state_dir))
+    status_file = host.state_dir / "status.json"
+    stop = threading.Event()
+    daemon = host.daemon(status_file=status_file)
+    serve(daemon, stop=stop, reread=threading.Event(), wake=threading.Event(), notifier=StopWhenReady(stop))
+    config = tmp_path / "daemon.yml"
+    config.write_text(
+        f"source: {host.source}\nstorage_ca: {host.ca}\nroot: {host.root}\nstate_dir: {host.state_dir}\n"
+    )
+    return config, status_file
+
+
+def test_the_stop_hook_after_a_plain_stop_leaves_the_daemons_own_stopped_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, status_file = stopped_daemon(tmp_path, monkeypatch)
+    said = status_file.read_bytes()
+    assert json.loads(said)["state"] == "stopped" and json.loads(said)["last_error"] is None
+    hook = ["daemon", "run", "--config", str(config), "--mark-stopped"]
+    assert CliRunner().invoke(cli, hook, env=PLAIN_STOP).exit_code == 0
+    assert status_file.read_bytes() == said
+
+    # A configuration broken while the daemon ran: the daemon started, and stopped as asked.
+    config.write_text(config.read_text() + "interval: [\n")
+    assert CliRunner().invoke(cli, hook, env=PLAIN_STOP).exit_code == 2
+    assert status_file.read_bytes() == said, "a plain stop said the daemon cannot start"
+
+    # The next start fails on it: its hook says why.
+    assert CliRunner().invoke(cli, hook, env=FAILED_START).exit_code == 2
+    failed = json.loads(status_file.read_text())
+    assert failed["state"] == "stopped" and failed["last_error"].startswith(
+        f"the daemon cannot start: Invalid value for '--config': {config}:"
+    )
+
+
+def test_the_stop_hook_records_a_configuration_that_does_not_hold_together_as_a_start_up_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--root that is not a directory: the daemon exited 2 and status.json said nothing of it."""
+    config, status_file = stopped_daemon(tmp_path, monkeypatch)
+    missing = tmp_path / "gone"
+    config.write_text(config.read_text().replace(f"root: {tmp_path / 'root'}", f"root: {missing}"))
+    hook = ["daemon", "run", "--config", str(config), "--mark-stopped"]
+    refused = CliRunner().invoke(cli, hook, env=FAILED_START)
+    assert refused.exit_code == 2 and f"--root {missing}: not a directory" in refused.output
+    said = json.loads(status_file.read_text())
+    assert said["state"] == "stopped" and said["healthy"] is False and said["last_cycle_state"] == "ok"
+    assert said["last_error"] == f"the daemon cannot start: --root {missing}: not a directory"
+    assert said["last_error_at"]
+
+    # A status file the configuration names elsewhere is the one said in.
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps({**said, "last_error": None}))
+    config.write_text(config.read_text() + f"status_file: {elsewhere}\n")
+    assert CliRunner().invoke(cli, hook, env=FAILED_START).exit_code == 2
+    assert json.loads(elsewhere.read_text())["last_error"].startswith("the daemon cannot start: --root ")
 
 
 # --- config file ---------------------------------------------------------------------------------

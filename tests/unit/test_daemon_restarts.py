@@ -191,6 +191,7 @@ def test_a_once_on_a_busy_host_keeps_how_the_last_reconciled_cycle_ended(host: H
         {"state_dir": "/elsewhere"},
         {"policy": {"fingerprint": "0123456789ab"}},
         {"last_cycle_state": "starting"},
+        {"last_cycle_state": "pending"},
         {"last_success": "yesterday"},
         {"outcome": {"status": 1}},
     ],
@@ -373,7 +374,7 @@ def test_a_restart_onto_a_new_policy_on_a_busy_host_is_pending_not_the_old_outco
     assert status.host_busy and not status.healthy and not status.converged
     assert status.outcome is None and status.last_cycle_state is None
     doc = host.status()
-    assert doc["state"] == "starting" and doc["outcome"] is None and doc["last_cycle_state"] is None
+    assert doc["state"] == "pending" and doc["outcome"] is None and doc["last_cycle_state"] is None
     assert host.metrics()["trust_agent_up"] == "0" and host.metrics()["trust_agent_host_converged"] == "0"
     assert host.ca_file.exists()  # the old policy's: nothing was applied
 

@@ -1,0 +1,323 @@
+"""The shell scripts ``daemon install`` and ``uninstall`` run on a host: the probe, the virtualenv,
+the configuration and the service, the removal. Each is one round trip, and leaves the host as it was
+where a step fails.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from collections.abc import Sequence
+
+from agent.daemon.bundle import (
+    CONFIG_DIR,
+    MANIFEST,
+    OPT_DIR,
+    SERVICE,
+    SOURCE_DIR,
+    STATE_DIR,
+    STATUS_FILE,
+    UNIT_PATH,
+    WHEELHOUSE_MARK,
+    HostFile,
+    InstallBundle,
+)
+from agent.daemon.lastgood import FILE_NAME as LAST_GOOD_FILE
+from agent.daemon.lock import FILE_NAME as DAEMON_LOCK_FILE
+from agent.daemon.report import METRICS_FIRST_LINE
+from agent.daemon.unit import DEFAULT_ENV_FILE
+from agent.daemon.wheelhouse import PROBE_PYTHON
+from agent.runtimes.docker_facts import DAEMON_JSON
+from agent.runtimes.docker_facts import STATE_FILE as ENGINE_STATE_FILE
+
+
+def probe_script(python: str, metrics_file: str | None = None) -> str:
+    # The metrics file first: a host where it names another's file is refused before anything is put on it.
+    # Then where it really is: a link on the way (into /home, say) can hide it from the service.
+    guard = (
+        f"f={shlex.quote(metrics_file)}; {METRICS_OURS} || {{ echo metrics=foreign; exit 0; }}\n"
+        'printf \'metrics_real=%s\\n\' "$(realpath -m -- "$f" 2>/dev/null)"\n'
+        if metrics_file
+        else ""
+    )
+    return guard + (
+        f"command -v {shlex.quote(python)} >/dev/null 2>&1 || {{ echo python=missing; exit 0; }}\n"
+        f"{shlex.quote(python)} - <<'TRUST_AGENT_PROBE'\n{PROBE_PYTHON.strip()}\nTRUST_AGENT_PROBE\n"
+        "if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi\n"
+        f"echo installed=$(cat {OPT_DIR}/venv/{WHEELHOUSE_MARK} 2>/dev/null)\n"
+        f"echo main_pid=$(systemctl show -p MainPID --value {SERVICE} 2>/dev/null)\n"
+    )
+
+
+PRUNE_SCRIPT = f"""\
+current=$(readlink {OPT_DIR}/venv 2>/dev/null || true)
+for old in {OPT_DIR}/venv-*; do
+    if [ -d "$old" ] && [ -n "$current" ] && [ "$(basename "$old")" != "$current" ]; then rm -rf "$old"; fi
+done
+"""
+
+
+def venv_script(ident: str, python: str, version: str) -> str:
+    """Unpack the wheelhouse (stdin) and make ``venv-<ident>``; swap the ``venv`` symlink to it."""
+    q = shlex.quote
+    new = f"{OPT_DIR}/venv-{ident}"
+    return f"""\
+set -eu
+umask 022
+# A step that fails (pip, a wheelhouse cut off in transit, a full disk) leaves nothing half built: the
+# next install or uninstall would otherwise find a virtualenv, or an /opt/trust-agent, no install made.
+fresh=no
+[ -e {OPT_DIR} ] || [ -L {OPT_DIR} ] || fresh=yes
+undo() {{
+    if [ "$fresh" = yes ]; then rm -rf {OPT_DIR}; else rm -rf {q(new)} {OPT_DIR}/wheelhouse {OPT_DIR}/venv.tmp; fi
+}}
+trap 'status=$?; [ "$status" -eq 0 ] || undo; exit "$status"' EXIT
+mkdir -p {OPT_DIR}
+# Keep the virtualenv the running daemon uses; older ones are not in use any more.
+{PRUNE_SCRIPT}rm -rf {OPT_DIR}/wheelhouse {q(new)}
+mkdir {OPT_DIR}/wheelhouse
+tar -x --no-same-owner -C {OPT_DIR}/wheelhouse
+{q(python)} -m venv {q(new)} </dev/null
+{q(new)}/bin/pip install --quiet --disable-pip-version-check --no-index \\
+    --find-links {OPT_DIR}/wheelhouse {q("trust-agent==" + version)} </dev/null
+{q(new)}/bin/trust-agent --version >/dev/null </dev/null
+echo {q(ident)} > {q(new)}/{WHEELHOUSE_MARK}
+rm -rf {OPT_DIR}/wheelhouse
+if [ -d {OPT_DIR}/venv ] && [ ! -L {OPT_DIR}/venv ]; then rm -rf {OPT_DIR}/venv; fi
+ln -sfn venv-{q(ident)} {OPT_DIR}/venv.tmp
+mv -T {OPT_DIR}/venv.tmp {OPT_DIR}/venv
+"""
+
+
+def config_script(bundle: InstallBundle, venv_changed: bool) -> str:
+    """Put the files (tar on stdin) in place by rename, drop stale source files, enable and (re)start."""
+    q = shlex.quote
+    stage = f"{CONFIG_DIR}/.stage"
+    moves = "\n".join(f"place {q(f.path.lstrip('/'))} {q(f.path)}" for f in _config_order(bundle.files))
+    options = " ".join(
+        f"{q(f.path.lstrip('/'))}:{q(f.path)}"
+        for f in bundle.files
+        if not f.path.startswith(SOURCE_DIR + "/")
+    )
+    keep = " ".join(q(f.path) for f in bundle.files if f.path.startswith(SOURCE_DIR + "/"))
+    env_kept = any(f.path == DEFAULT_ENV_FILE for f in bundle.files)
+    return f"""\
+set -eu
+{_metrics_guard(bundle.metrics_file)}umask 077
+# A first install that fails here takes its files back: a configuration without its service (or a unit
+# naming a missing one) is what the next install or status would find otherwise.
+first=no
+[ -e {CONFIG_DIR} ] || first=yes
+[ -e {UNIT_PATH} ] || first_unit=yes
+undo() {{
+    rm -rf {stage}
+    if [ "$first" = yes ]; then
+        {REMOVE_MADE_DIRS}
+        rm -rf {CONFIG_DIR}
+    fi
+    if [ "${{first_unit:-no}}" = yes ]; then rm -f {UNIT_PATH}; fi
+}}
+trap 'status=$?; [ "$status" -eq 0 ] || undo; exit "$status"' EXIT
+mkdir -p -m 0700 {CONFIG_DIR} {SOURCE_DIR}
+chmod 0700 {CONFIG_DIR} {SOURCE_DIR}
+rm -rf {stage}
+mkdir -m 0700 {stage}
+tar -x --no-same-owner -C {stage}
+restart={"yes" if venv_changed else "no"}
+reload=no
+place() {{
+    if ! cmp -s "{stage}/$1" "$2"; then
+        mkdir -p "$(dirname "$2")"
+        mv -f "{stage}/$1" "$2"
+        case "$2" in {SOURCE_DIR}/*) reload=yes ;; *) restart=yes ;; esac
+    fi
+}}
+# Options change: stop the daemon before any file moves, so that it never runs a cycle on the new
+# source with its old options (a policy the controller did not work out, kept as its last good one).
+for pair in {options}; do
+    cmp -s "{stage}/${{pair%%:*}}" "${{pair#*:}}" || restart=yes
+done
+if [ "$restart" = yes ] && systemctl is-active -q {SERVICE}; then
+    systemctl stop {SERVICE}
+fi
+# A metrics file the last install named and this one does not would report "up" for ever: it goes,
+# while it still holds trust-agent's metrics.
+if [ -f {MANIFEST} ] && [ -f "{stage}{MANIFEST}" ]; then
+    {OPT_DIR}/venv/bin/python -c {q(_STALE_STATE_FILES)} {MANIFEST} "{stage}{MANIFEST}" 2>/dev/null |
+    while IFS= read -r f; do {METRICS_OURS} && rm -f "$f" || true; done
+fi
+# The source files the last install put there (read before its manifest is replaced): only those may
+# go; a file configuration management keeps in {SOURCE_DIR} is not ours to remove.
+installed=""
+if [ -f {MANIFEST} ]; then
+    installed=$({OPT_DIR}/venv/bin/python -c {q(_INSTALLED_SOURCE_FILES)} {MANIFEST} {SOURCE_DIR}/ 2>/dev/null || true)
+fi
+{moves}
+while IFS= read -r f; do
+    [ -n "$f" ] && [ -f "$f" ] || continue
+    case " {keep} " in *" $f "*) ;; *) rm -f "$f"; reload=yes ;; esac
+done <<EOF
+$installed
+EOF
+{"" if env_kept else f"if [ -e {DEFAULT_ENV_FILE} ]; then rm -f {DEFAULT_ENV_FILE}; restart=yes; fi"}
+rm -rf {stage}
+{_metrics_dir_lines(bundle.metrics_file)}systemctl daemon-reload
+systemctl enable -q {SERVICE}
+systemctl is-active -q {SERVICE} || restart=yes
+since=$(date +%s.%N)
+if [ "$restart" = yes ]; then
+    systemctl reset-failed {SERVICE} 2>/dev/null || true
+    systemctl restart --no-block {SERVICE}
+    echo action=restart
+elif [ "$reload" = yes ]; then
+    systemctl reload {SERVICE}
+    echo action=reload
+else
+    echo action=none
+fi
+echo since=$since
+"""
+
+
+# The directories install made for --metrics-file, deepest first, a line each: uninstall removes these,
+# and only while empty (a directory that was there before install is never listed).
+MADE_DIRS = f"{CONFIG_DIR}/made-dirs"
+# Shell: the directories MADE_DIRS lists, read into $made (children first) before the file goes.
+REMOVE_MADE_DIRS_LATER = f"made=$(sort -r {MADE_DIRS} 2>/dev/null || true)"
+# Shell: rmdir each directory MADE_DIRS lists, children before their parents (reverse order puts a path
+# after every path under it); one that holds something now stays.
+REMOVE_MADE_DIRS = (
+    f"sort -r {MADE_DIRS} 2>/dev/null | while IFS= read -r d; do "
+    '[ -n "$d" ] && rmdir -- "$d" 2>/dev/null || true; done'
+)
+
+
+def _metrics_dir_lines(path: str | None) -> str:
+    """Shell that makes the metrics file's directory (readable by node_exporter, which may not run as
+    root), adding to ``MADE_DIRS`` each directory it had to make."""
+    if path is None:
+        return ""
+    q = shlex.quote
+    parent = q(posixpath.dirname(path))
+    # Bounded: dirname reaches /, which exists.
+    return f"""d={parent}
+while [ ! -e "$d" ] && [ ! -L "$d" ]; do
+    grep -qxF -- "$d" {MADE_DIRS} 2>/dev/null || printf '%s\\n' "$d" >> {MADE_DIRS}
+    d=$(dirname -- "$d")
+done
+(umask 022 && mkdir -p -- {parent})
+"""
+
+
+def _metrics_guard(path: str | None) -> str:
+    """Shell that stops the install, the host untouched, where --metrics-file names a file of another's."""
+    if path is None:
+        return ""
+    q = shlex.quote
+    why = f"--metrics-file {path}: the file exists and is not trust-agent's metrics: choose another path"
+    return f"f={q(path)}\n{METRICS_OURS} || {{ echo {q(why)} >&2; exit 3; }}\n"
+
+
+def _config_order(files: Sequence[HostFile]) -> list[HostFile]:
+    # Source files first, daemon.yml (which names them) after, the unit last.
+    def rank(item: HostFile) -> int:
+        if item.path.startswith(SOURCE_DIR + "/"):
+            return 0
+        return 2 if item.path == UNIT_PATH else 1
+
+    return sorted(files, key=rank)
+
+
+STATUS_SCRIPT = (
+    f"echo main_pid=$(systemctl show -p MainPID --value {SERVICE}); "
+    f"echo active=$(systemctl is-active {SERVICE}); "
+    f"echo status=$(tr -d '\\n' < {STATUS_FILE} 2>/dev/null)"
+)
+
+
+# The state files the installed manifest (argv[1]) lists and the new one (argv[2]) does not, a line each.
+_STALE_STATE_FILES = (
+    "import json, sys; old, new = (json.load(open(p)).get('state_files', []) for p in sys.argv[1:3]); "
+    "print(''.join(f + '\\n' for f in old if f not in new and f.startswith('/')), end='')"
+)
+
+# The files under the source directory that the installed manifest (argv[1]) lists, a line each.
+_INSTALLED_SOURCE_FILES = (
+    "import json, sys; files = json.load(open(sys.argv[1])).get('config_files', []); "
+    "print(''.join(f + '\\n' for f in files if isinstance(f, str) and f.startswith(sys.argv[2]) and '/../' not in f), end='')"
+)
+
+# Shell: "$f" is absent, or a file whose first line is one the daemon writes first (agent.daemon.report).
+METRICS_OURS = f'{{ [ ! -s "$f" ] || head -n 1 "$f" | grep -q "^{METRICS_FIRST_LINE.decode()}"; }}'
+
+
+def uninstall_script(state_files: Sequence[str], config_files: Sequence[str] | None = ()) -> str:
+    """Remove the service and what install wrote. ``config_files``: the files install put under
+    /etc/trust-agent (its manifest lists them); only those go, and the directories where they are
+    then empty, so a file someone else put there stays. With no manifest (none was ever written, or an
+    earlier uninstall removed it) nothing there is known to be trust-agent's: nothing goes but the
+    manifest's own staging. ``None``: an older manifest that does not list them; then the directory
+    goes whole, as it did."""
+    q = shlex.quote
+    extra = " ".join(q(p) for p in state_files)
+    if config_files is None:
+        config = f"rm -rf {CONFIG_DIR}"
+    else:
+        owned = " ".join(q(p) for p in config_files if p.startswith(CONFIG_DIR + "/") and "/../" not in p)
+        config = (
+            f"rm -f {owned} {MANIFEST}\nrm -rf {CONFIG_DIR}/.stage\n"
+            f"rmdir {SOURCE_DIR} {CONFIG_DIR} 2>/dev/null || true"
+        )
+        if config_files:  # a manifest says what is trust-agent's: so is the list of what it made
+            config = f"{REMOVE_MADE_DIRS_LATER}\nrm -f {MADE_DIRS}\n{config}"
+    # Installed: its unit, its virtualenv or its manifest is there. A directory someone else's file kept
+    # after an uninstall is not an installation.
+    return f"""\
+set -eu
+had=no
+made=""
+[ -e {UNIT_PATH} ] || [ -e {OPT_DIR} ] || [ -e {MANIFEST} ] && had=yes
+rm -f {UNIT_PATH}
+rm -rf {OPT_DIR}
+{config}
+rm -f {STATE_DIR}/{LAST_GOOD_FILE} {STATE_DIR}/{DAEMON_LOCK_FILE} {STATUS_FILE}
+# A metrics file elsewhere goes only if it still holds trust-agent's metrics (it may be a person's now).
+for f in {extra}; do
+    {METRICS_OURS} && rm -f "$f" || true
+done
+# Then the directories install made for it, where nothing else is in them now.
+printf '%s\\n' "$made" | while IFS= read -r d; do [ -n "$d" ] && rmdir -- "$d" 2>/dev/null || true; done
+systemctl daemon-reload
+systemctl reset-failed {SERVICE} 2>/dev/null || true
+echo had=$had
+"""
+
+
+def purge_state_script(own_backup: str) -> str:
+    """After ``--purge``: the rest of trust-agent's state under /var/lib/trust-agent (the host lock, the
+    record of what it owned, daemon.json backups that keep nothing), the directory itself where that
+    empties it. Prints ``kept=PATH`` for each backup left.
+
+    A daemon.json backup is a person's earlier file. One goes only where the current daemon.json makes
+    it redundant: a byte-for-byte copy of it, or ``own_backup``, the copy this purge took before taking
+    out trust-agent's entries (the current file is that copy less those entries alone). Any other backup
+    may hold a line someone wants back, so it stays, and the report says where."""
+    q = shlex.quote
+    backups = posixpath.dirname(own_backup)
+    return f"""\
+set -eu
+rm -f -- {q(own_backup)}
+for b in {backups}/daemon.json.*; do
+    [ -f "$b" ] || continue
+    if [ -f {DAEMON_JSON} ] && cmp -s -- "$b" {DAEMON_JSON}; then rm -f -- "$b"; else echo "kept=$b"; fi
+done
+rmdir {backups} 2>/dev/null || true
+rm -f {STATE_DIR}/lock {ENGINE_STATE_FILE}
+rmdir {STATE_DIR} 2>/dev/null || true
+"""
+
+
+STOP_SCRIPT = (
+    f"if systemctl cat {SERVICE} >/dev/null 2>&1; then systemctl disable --now -q {SERVICE}; echo stopped=yes; "
+    f"else echo stopped=no; fi; cat {MANIFEST} 2>/dev/null || true"
+)
