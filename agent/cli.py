@@ -7,19 +7,15 @@ change, 2 changes pending, 1 error.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib
 import json
 import os
-import signal
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -36,20 +32,18 @@ from agent.cli_options import (
 )
 from agent.early_connect import EarlyConnections
 from agent.engine.options import RunOptions
-from agent.errors import InputError, ReportError, UsageError
+from agent.errors import InputError, UsageError
 from agent.fleet import FleetOptions, batches, run_fleet
 from agent.host_pool import (
-    CUT_OFF,
-    NOT_STARTED,
     EarlyInterrupt,
     EarlyInterrupts,
     StoppedAtOnce,
     end_as_interrupted,
 )
-from agent.hosts.base import Transport
 from agent.hosts.engine_http import load_parser
 from agent.hosts.local import LocalTransport
 from agent.inputs import PolicyInputs, read_settings, resolve_policy
+from agent.run_report import FORMATS, Known, Mode, Report, Targets
 
 if TYPE_CHECKING:
     from agent.handshake import BackgroundHandshakes, RolloutChecks
@@ -57,9 +51,6 @@ if TYPE_CHECKING:
     from agent.trust import TrustPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
-FORMATS = ("text", "json", "markdown", "html", "junit")
-_SUFFIX_FORMATS = {".json": "json", ".md": "markdown", ".html": "html", ".htm": "html", ".xml": "junit"}
-_TEXT_SUFFIXES = ("", ".txt", ".text", ".log", ".out")
 
 
 def _target_options(func: F) -> F:
@@ -156,8 +147,9 @@ _INTERRUPTED_HOSTLESS = "130  interrupted by Ctrl-C (a SIGTERM ends it as SIGTER
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
     epilog=_exit_codes(
         "0    success: every host converged, or there was nothing to change",
-        "1    some host failed or was unreachable (verify: also drift; verify and rollout: a TLS check "
-        "from here found a certificate the hosts do not trust)",
+        "1    some host failed or was unreachable (verify: also drift, or a TLS check from here that "
+        "failed or could not connect; rollout: a TLS check from here found a certificate the hosts do "
+        "not trust)",
         _BAD_INPUT,
         _INTERRUPTED,
         "Each command's --help says what its own codes mean (plan --detailed-exitcode differs).",
@@ -295,7 +287,7 @@ def apply(**kwargs: Any) -> None:
     elif not kwargs.get("local"):
         refusal = "apply acts on this machine: give --local [--root DIR] (for remote hosts use rollout)"
     if refusal is not None:  # said in the report asked for too, not an earlier run's left in its place
-        _report_for("apply", kwargs).stopped_short(_Known().refused("apply", UsageError(refusal)))
+        _report_for("apply", kwargs).stopped_short(Known().refused("apply", UsageError(refusal)))
         raise UsageError(refusal)
     result = _run("apply", kwargs, RunOptions())
     _exit(result, 1 if result.failed else 0)
@@ -429,8 +421,9 @@ class _TlsChecks:
 
 @cli.command(
     epilog=_exit_codes(
-        "0    every host holds the policy, and every TLS check from here passed",
-        "1    drift on some host, a host failed or was unreachable, or a TLS check failed from here",
+        "0    every host holds the policy, and every TLS check from here passed (or --no-tls-check)",
+        "1    drift on some host, a host failed or was unreachable, or a TLS check from here failed or "
+        "could not connect (give --resolve, or --no-tls-check where this machine cannot reach them)",
         _BAD_INPUT,
         _INTERRUPTED,
     )
@@ -440,8 +433,14 @@ class _TlsChecks:
 @ssh_options()
 @_report_options
 @resolve_option
+@click.option(
+    "--no-tls-check",
+    is_flag=True,
+    help="Make no TLS handshake from this machine: judge the hosts alone. For a machine that cannot "
+    "reach the registry or storage, or reaches them by another route than the engines.",
+)
 @handle_errors
-def verify(resolve: tuple[str, ...], **kwargs: Any) -> None:
+def verify(resolve: tuple[str, ...], no_tls_check: bool, **kwargs: Any) -> None:
     """Read-only drift check of every host against the policy, plus TLS handshakes from here to the
     registry and the storage endpoint with the CA bundle the hosts get. Exit 1 on any drift, and on a
     handshake that fails from here (use --resolve where this machine does not know the names).
@@ -449,18 +448,22 @@ def verify(resolve: tuple[str, ...], **kwargs: Any) -> None:
     Per host: the files the policy asks for (a host that would change is drift, shown as pending), and
     the engine's live registry config read through the docker API.
     """
-    from agent.handshake import FAILED_CHECK_SUFFIX, handshake_report, parse_resolve
+    from agent.handshake import FAILED_CHECK_SUFFIX, HandshakeReport, handshake_report, parse_resolve
 
     addresses = parse_resolve(resolve)
     options = RunOptions(dry_run=True, verify=True, command_timeout=kwargs["command_timeout"])
     fleet = FleetOptions(forks=kwargs["forks"])
     report = _report_for("verify", kwargs)
-    known = _Known()
+    known = Known()
     with report.on_early_stop("verify", known):
         targets = known.hosts(_targets(kwargs))
         with _connect_early(targets, fleet) as early:
             _, known.policy = resolve_policy(policy_inputs(kwargs))
-            checks = handshake_report(known.policy, resolve=addresses)
+            checks = (
+                HandshakeReport(True, (), ())
+                if no_tls_check
+                else handshake_report(known.policy, resolve=addresses)
+            )
             for line in checks.lines:
                 click.echo(line, err=True)
             for warning in checks.warnings:
@@ -479,15 +482,9 @@ def verify(resolve: tuple[str, ...], **kwargs: Any) -> None:
     _exit(result, 1 if drift or not checks.ok else 0)
 
 
-Mode = Literal["plan", "apply", "rollout", "verify"]
-
-
 def _exit(result: FleetResult, code: int) -> NoReturn:
     """Exit with ``code``; 130, as shells report Ctrl-C, where the run was interrupted."""
     sys.exit(130 if result.interrupted else code)
-
-
-Targets = tuple[Sequence[str], Callable[[str], Transport]]
 
 
 def _run(
@@ -499,7 +496,7 @@ def _run(
 ) -> FleetResult:
     fleet = fleet or FleetOptions(forks=kwargs.get("forks", 50))
     report = _report_for(mode, kwargs)
-    known = _Known()
+    known = Known()
     with report.on_early_stop(mode, known):
         targets = known.hosts(_targets(kwargs))
         with _connect_early(targets, fleet) as early:
@@ -513,117 +510,15 @@ def _run(
             )
 
 
-def _report_for(mode: Mode, kwargs: dict[str, Any]) -> _Report:
+def _report_for(mode: Mode, kwargs: dict[str, Any]) -> Report:
     """The report asked for, settled before anything is read: a bad -o name is refused first, and an
     interrupt that comes before the hosts still has a report to write."""
     diff = mode in ("plan", "verify") or kwargs.get("diff", True)
     try:
-        return _Report.of(kwargs.get("fmt"), kwargs.get("report"), diff=diff)
+        return Report.of(kwargs.get("fmt"), kwargs.get("report"), diff=diff)
     except UsageError as error:
-        _Report.by_suffix(kwargs.get("report")).stopped_short(_Known().refused(mode, error))
+        Report.by_suffix(kwargs.get("report")).stopped_short(Known().refused(mode, error))
         raise
-
-
-@dataclasses.dataclass
-class _Known:
-    """What a command has read so far, for the report of a run stopped before any host started."""
-
-    names: Sequence[str] = ()
-    policy: TrustPolicy | None = None
-    started_at: str = dataclasses.field(
-        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
-    )
-    started: float = dataclasses.field(default_factory=time.monotonic)
-
-    def hosts(self, targets: Targets) -> Targets:
-        self.names = targets[0]
-        return targets
-
-    def interrupted(self, mode: Mode, signum: int) -> FleetResult:
-        """Every host known so far not started, under the policy if it was read by then."""
-        from agent.outcome import FleetResult, HostOutcome
-
-        why = f"interrupted ({signal.Signals(signum).name}) before any host was started"
-        policy = self.policy or _unread_policy("the run was interrupted before its source was")
-        return FleetResult(
-            mode=mode,
-            policy=policy,
-            outcomes=tuple(HostOutcome(name, "skipped", error=NOT_STARTED) for name in self.names),
-            started_at=self.started_at,
-            seconds=round(time.monotonic() - self.started, 3),
-            stopped=f"{why}: nothing was changed on any host"
-            + ("" if self.names else "; the inventory was not read yet"),
-            interrupted=True,
-        )
-
-    def stopped_at_once(
-        self,
-        mode: Mode,
-        policy: TrustPolicy,
-        names: Sequence[str],
-        stop: StoppedAtOnce,
-        finished: dict[str, HostOutcome],
-    ) -> FleetResult:
-        """A run a second interrupt stopped at once: each host as it stood (its outcome where it had
-        finished, cut off in flight, or not started)."""
-        from agent.outcome import FleetResult
-
-        said = dict(stop.hosts)
-        return FleetResult(
-            mode=mode,
-            policy=policy,
-            outcomes=tuple(finished.get(name) or _as_it_stood(name, said.get(name)) for name in names),
-            started_at=self.started_at,
-            seconds=round(time.monotonic() - self.started, 3),
-            stopped=STOPPED_AT_ONCE,
-            interrupted=True,
-        )
-
-    def refused(self, mode: Mode, error: InputError) -> FleetResult:
-        """The run ended on bad input before any host started: no host is in it, and nothing changed."""
-        from agent.outcome import FleetResult
-
-        return FleetResult(
-            mode=mode,
-            policy=self.policy or _unread_policy("bad input ended the run before its source was read"),
-            outcomes=(),
-            started_at=self.started_at,
-            seconds=round(time.monotonic() - self.started, 3),
-            stopped=f"bad input, nothing was changed on any host: {error}",
-            input_error=str(error),
-        )
-
-
-STOPPED_AT_ONCE = (
-    "stopped at once by a second interrupt: a host cut off in flight may be left part way; run the same "
-    "command again to finish it"
-)
-
-
-def _as_it_stood(name: str, known: str | None) -> HostOutcome:
-    """A host the run left without its outcome: not started, cut off in flight, or done (its status
-    alone known)."""
-    from agent.outcome import HostOutcome, Status
-
-    if known is None or known == NOT_STARTED:
-        return HostOutcome(name, "skipped", error=NOT_STARTED)
-    if known in get_args(Status):
-        return HostOutcome(name, known)  # type: ignore[arg-type]
-    return HostOutcome(name, "failed", error=CUT_OFF)
-
-
-def _unread_policy(why: str) -> TrustPolicy:
-    """The policy of a run interrupted before its source was read: nothing asked, and said so. (Made
-    here, not at import: agent.trust brings the sources and cryptography, which load while the first
-    connections are set up.)"""
-    from agent.trust import TrustPolicy
-
-    return TrustPolicy(
-        registries=(),
-        storage_endpoint=None,
-        storage_scheme=None,
-        warnings=(f"the policy was not read: {why}",),
-    )
 
 
 def _connect_early(targets: Targets, fleet: FleetOptions) -> EarlyConnections:
@@ -643,7 +538,7 @@ def _run_with_policy(
     policy: Any,
     targets: Targets,
     early: EarlyConnections,
-    report: _Report,
+    report: Report,
     notes: tuple[str, ...] = (),
     tls_checks: tuple[str, ...] = (),
     checks: _TlsChecks | None = None,
@@ -662,7 +557,7 @@ def _run_with_policy(
         finished[outcome.host] = outcome
         progress.done(outcome)  # type: ignore[arg-type]
 
-    started = _Known()
+    started = Known()
     if checks is not None:
         checks.start(policy)
     try:
@@ -745,175 +640,6 @@ def _targets(kwargs: dict[str, Any]) -> Targets:
     return open_ssh_targets(kwargs)
 
 
-@dataclasses.dataclass
-class _Report:
-    """Where the report goes: each ``-o FILE`` (format from --format or the suffix) or stdout. Without
-    ``--diff``, a report file and a text report close with the summary table on stdout; with it, the
-    text report (every host's diffs) is what stdout shows."""
-
-    fmt: str
-    files: tuple[tuple[str, str], ...]  # each -o FILE, with the format written there
-    table: bool
-    asked: bool = False  # --format given: stdout is to be that format
-    emitted: bool = False  # the run's own report was given
-
-    @classmethod
-    def of(cls, fmt: str | None, paths: str | Sequence[str] | None, *, diff: bool) -> _Report:
-        named = _named_reports(paths)
-        if fmt and len(named) > 1:
-            raise UsageError(
-                f"--format {fmt} with {len(named)} report files: a repeated -o takes each file's format "
-                "from its suffix (.json, .md, .html, .xml, .txt); drop --format"
-            )
-        files = tuple((path, fmt or _format_of(path)) for path in named)
-        chosen = fmt or (files[0][1] if files else "text")
-        return cls(chosen, files, table=not diff and (bool(files) or chosen == "text"), asked=fmt is not None)
-
-    @classmethod
-    def by_suffix(cls, paths: str | Sequence[str] | None) -> _Report:
-        """The files among ``paths`` whose suffix names a format, in it: where the -o and --format given
-        cannot be taken as they are, the refusal still reaches every file that CI could be reading."""
-        suffixes = {path: Path(path).suffix.lower() for path in _named_reports(paths)}
-        files = tuple(
-            (path, _SUFFIX_FORMATS.get(suffix, "text"))
-            for path, suffix in suffixes.items()
-            if suffix in (*_SUFFIX_FORMATS, *_TEXT_SUFFIXES)
-        )
-        return cls("text", files, table=False)
-
-    @property
-    def path(self) -> str | None:
-        """The first report file, if any was named."""
-        return self.files[0][0] if self.files else None
-
-    def load(self) -> None:
-        """Import what :meth:`emit` will (rich, jinja2): run in a thread while the hosts run, where the
-        controller mostly waits, so the end of the run does not."""
-        from agent.reports import preload
-
-        for fmt in dict.fromkeys(fmt for _, fmt in self.files):
-            preload(fmt)
-        if not self.files and not self.table:
-            preload(self.fmt)
-        if self.table:
-            import agent.reports.summary  # noqa: F401 - imported for its import time
-
-    def emit(self, result: FleetResult) -> None:
-        from agent.reports import render
-
-        self.emitted = True
-
-        # What stdout shows first: the hosts have changed, and that is shown even if a file cannot be
-        # written.
-        if self.table:
-            from agent.reports.summary import render as render_summary  # rich: for the table alone
-
-            click.echo(render_summary(result, color=_color()), nl=False)
-        else:
-            shown = "text" if self.files else self.fmt
-            click.echo(render(result, shown, color=shown == "text" and _color()), nl=False)  # type: ignore[arg-type]
-        unwritten = []
-        for path, fmt in self.files:
-            try:
-                _write_report(path, result, fmt)
-            except OSError as exc:
-                unwritten.append(f"cannot write the report {path}: {exc.strerror or exc}")
-            else:
-                click.echo(f"report: {path} ({fmt})", err=True)
-        if unwritten:
-            raise ReportError("; ".join(unwritten))
-
-    @contextlib.contextmanager
-    def on_early_stop(self, mode: Mode, known: _Known) -> Iterator[None]:
-        """Where an interrupt or bad input ends the command before any host started, the report asked
-        for says so: a report file of an earlier run must not stay behind for CI to read as this run's."""
-        try:
-            yield
-        except EarlyInterrupt as interrupt:
-            self.stopped_short(known.interrupted(mode, interrupt.signum))
-            raise
-        except InputError as error:
-            if not self.emitted:
-                self.stopped_short(known.refused(mode, error))
-            raise
-
-    def stopped_short(self, result: FleetResult) -> None:
-        """Write the report of a run stopped short (before its hosts, or at once by a second interrupt):
-        each file, and stdout where --format asked for one there (why it stopped was said on stderr, so
-        no table). An interrupt meanwhile is acted on once the files are whole."""
-        from agent.reports import render
-
-        with _interrupts_held():
-            if self.asked and not self.files:
-                click.echo(render(result, self.fmt), nl=False)  # type: ignore[arg-type]
-            for path, fmt in self.files:
-                try:
-                    _write_report(path, result, fmt)
-                except OSError as exc:
-                    click.echo(
-                        f"trust-agent: error: cannot write the report {path}: {exc.strerror or exc}",
-                        err=True,
-                    )
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)  # at least no earlier run's report stays
-                    continue
-                click.echo(f"report: {path} ({fmt})", err=True)
-
-
-def _named_reports(paths: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Each report file named once, in the order given (``-o a.json -o a.json`` writes it once)."""
-    if paths is None:
-        return ()
-    return tuple(dict.fromkeys([paths] if isinstance(paths, str) else paths))
-
-
-def _format_of(path: str) -> str:
-    """The format a report file's suffix names."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in (*_SUFFIX_FORMATS, *_TEXT_SUFFIXES):
-        # A name like report.yaml asks for a format there is none of: say so, not write text into it.
-        raise UsageError(
-            f"-o {path}: no report format is written as {suffix}: name the file .json, .md, .html, "
-            f".xml or .txt, or give --format ({', '.join(FORMATS)})"
-        )
-    return _SUFFIX_FORMATS.get(suffix, "text")
-
-
-def _write_report(path: str, result: FleetResult, fmt: str) -> None:
-    from agent.reports import render
-
-    with _interrupts_held():  # a file cut off half way would be read as this run's whole report
-        # UTF-8 whatever the locale: the HTML says so, and JSON is UTF-8 by definition.
-        Path(path).write_text(render(result, fmt), encoding="utf-8")  # type: ignore[arg-type]
-
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM off while a report is written: one that comes meanwhile is raised again
-    once the block is done, to the handler that was in place (a second interrupt still ends the run)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # handlers are set, and run, in the main thread only
-        return
-    heard: list[int] = []
-    before: dict[int, Any] = {}
-    for held in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(held)
-        if handler is None or handler == signal.SIG_IGN:
-            continue  # not Python's to hold, or ignored anyway
-        before[held] = signal.signal(held, lambda signum, frame: heard.append(signum))
-    try:
-        yield
-    finally:
-        for number, kept in before.items():
-            signal.signal(number, kept)
-        for came in dict.fromkeys(heard):
-            signal.raise_signal(came)
-
-
-def _color() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
-
-
 # Commands defined elsewhere, imported only when used (the daemon's modules cost start-up time).
 _LAZY_COMMANDS = {
     "daemon": ("agent.daemon.cli", "daemon_group"),
@@ -984,7 +710,7 @@ def _report_refused(exc: click.ClickException, args: Sequence[str]) -> None:
     its -o files can be read from ``args``; else nothing is written."""
     if (named := _report_named(args)) is not None:
         mode, report = named
-        report.stopped_short(_Known().refused(mode, UsageError(exc.format_message())))
+        report.stopped_short(Known().refused(mode, UsageError(exc.format_message())))
 
 
 def report_interrupted_start(args: Sequence[str], signum: int) -> None:
@@ -993,10 +719,10 @@ def report_interrupted_start(args: Sequence[str], signum: int) -> None:
     os.write(2, EarlyInterrupts(_command_of(args)).message(signum).encode())
     if (named := _report_named(args)) is not None:
         mode, report = named
-        report.stopped_short(_Known().interrupted(mode, signum))
+        report.stopped_short(Known().interrupted(mode, signum))
 
 
-def _report_named(args: Sequence[str]) -> tuple[Mode, _Report] | None:
+def _report_named(args: Sequence[str]) -> tuple[Mode, Report] | None:
     """The mode and the report of a command line not run (refused, or interrupted while starting);
     None where it names no report or cannot be read (an odd command line: nothing is written)."""
     try:
@@ -1007,9 +733,9 @@ def _report_named(args: Sequence[str]) -> tuple[Mode, _Report] | None:
         return None
     mode, fmt, paths = named
     try:
-        return mode, _Report.of(fmt, paths, diff=True)
+        return mode, Report.of(fmt, paths, diff=True)
     except UsageError:  # --format with several files, or an unknown suffix: each file by its suffix
-        return mode, _Report.by_suffix(paths)
+        return mode, Report.by_suffix(paths)
 
 
 def _reports_named(args: Sequence[str]) -> tuple[Mode, str | None, tuple[str, ...]] | None:

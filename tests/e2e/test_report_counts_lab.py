@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import STOPPED_AT_ONCE
 from agent.host_pool import CUT_OFF
+from agent.run_report import STOPPED_AT_ONCE
 from tests.e2e.probes import by_host, ca_args, docker_tree, skip_args
 from tests.lab import Host, Lab
 

@@ -164,3 +164,24 @@ def test_no_tls_check_makes_no_check_and_trusts_the_hosts_result(lab: Lab, tmp_p
     assert code == 1 and f"{PULLS_FAIL}{lab.s3_authority} presented a certificate" in err, err
     code, _, err = rollout(lab, *ca_args(lab), "--limit", host.name, "--no-tls-check")
     assert code == 0, err
+
+
+def test_verify_without_a_route_to_the_registry_fails_unless_told_to_make_no_check(lab: Lab) -> None:
+    """verify proves: a check that cannot connect from here fails it, as its help says. A machine that
+    cannot reach the registry leaves the checks out, and the hosts alone are judged."""
+    host = lab.hosts[0]
+    code, _, err = rollout(lab, *ca_args(lab), "--limit", host.name)
+    assert code == 0, err
+    args = ("verify", "-i", str(lab.inventory_yml), *ca_args(lab), "--limit", host.name)
+    unreached = lab.run_agent(*args)
+    assert unreached.returncode == 1 and f"tls {lab.registry}" in unreached.stderr, unreached.stderr
+    assert "cannot connect" in unreached.stderr, unreached.stderr
+    unchecked = lab.run_agent(*args, "--no-tls-check", "--format", "json")
+    assert unchecked.returncode == 0, unchecked.stdout + unchecked.stderr
+    assert json.loads(unchecked.stdout)["tls_checks"] == [] and "tls " not in unchecked.stderr
+    lab.ssh(host, f"rm /etc/docker/certs.d/{lab.registry}/trust-agent-storage-ca.crt")
+    try:
+        drifted = lab.run_agent(*args, "--no-tls-check")
+        assert drifted.returncode == 1, drifted.stdout + drifted.stderr  # the hosts are still judged
+    finally:
+        assert rollout(lab, *ca_args(lab), "--limit", host.name)[0] == 0

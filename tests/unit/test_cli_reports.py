@@ -405,10 +405,10 @@ def test_html_still_fails_a_check_verify_could_not_make() -> None:
 
 def _never_read() -> dict[str, FleetResult]:
     """The results of runs that stopped before their source was read, as the CLI makes them."""
-    from agent.cli import _Known
     from agent.errors import UsageError
+    from agent.run_report import Known
 
-    known = _Known(names=("h1",))
+    known = Known(names=("h1",))
     return {
         "refused": known.refused("rollout", UsageError("--serial 'x': expected N or P%")),
         "interrupted": known.interrupted("rollout", signal.SIGINT),

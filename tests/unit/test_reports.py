@@ -16,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.certs import CABundle, CertificateInfo
-from agent.cli import _Report
 from agent.outcome import FleetResult, HostOutcome, Phase, printable
 from agent.reports import FORMATS, render, to_dict
 from agent.reports.summary import render as render_table
 from agent.reports.view import summary_line
+from agent.run_report import Report
 from agent.runtimes.plan import FileChange, HostPlan
 from agent.trust import CAFile, TrustPolicy
 
@@ -625,10 +625,10 @@ def test_rollout_diff_with_a_report_file_prints_the_diffs_and_writes_the_file(
     """``rollout --diff -o FILE`` printed the closing table alone: the diffs asked for were nowhere."""
     out = tmp_path / "run.json"
     result = _one_host("h1", "+the added line\n", "")
-    _Report.of(None, str(out), diff=True).emit(result)
+    Report.of(None, str(out), diff=True).emit(result)
     assert "+the added line" in capsys.readouterr().out
     assert json.loads(out.read_text(encoding="utf-8"))["hosts"][0]["host"] == "h1"
-    _Report.of(None, str(out), diff=False).emit(result)
+    Report.of(None, str(out), diff=False).emit(result)
     assert "+the added line" not in capsys.readouterr().out  # the table alone
 
 
