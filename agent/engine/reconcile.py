@@ -38,6 +38,7 @@ from agent.engine.options import RunOptions
 from agent.engine.unit_log import start_failure_note
 from agent.engine.verify import (
     CanaryError,
+    CanaryPull,
     canary_pull,
     covered_by_cidrs,
     expected_insecure,
@@ -583,7 +584,8 @@ def _wait_engine(transport: Transport, timeout: float) -> None:
 
 class _Verified(NamedTuple):
     """What a verify proved; where the engine skips TLS checks the policy wants (an insecure range that
-    covers a registry's address), ``breaches``; ``notes``, what it could not check."""
+    covers a registry's address), ``breaches``; ``notes``, what it could not check (a canary pull that
+    fetched no blob among them)."""
 
     proved: tuple[str, ...] = ()
     breaches: tuple[str, ...] = ()
@@ -621,7 +623,10 @@ def _verify(
         if not policy.insecure:
             breaches, notes = _covered_by_cidrs(transport, policy, live, options, addresses)
     if options.canary_image:
-        proved.append(_canary(transport, options, options.canary_image, policy.registries))
+        canary = _canary(transport, options, options.canary_image, policy.registries)
+        proved.append(canary.said)
+        # A pull that fetched no blob proves nothing of the storage CA: said where CI reads warnings.
+        notes = notes if canary.unproved is None else (*notes, canary.unproved)
     return _Verified(tuple(proved), breaches, notes)
 
 
@@ -672,7 +677,7 @@ def _warned(base: HostOutcome, warning: str | None) -> HostOutcome:
     return base if warning is None else replace(base, warnings=(*base.warnings, warning))
 
 
-def _canary(transport: Transport, options: RunOptions, image: str, registries: Sequence[str]) -> str:
+def _canary(transport: Transport, options: RunOptions, image: str, registries: Sequence[str]) -> CanaryPull:
     """The canary pull through the engine's API, its client closed after."""
     api = transport.docker_api(timeout=options.verify_timeout)
     try:

@@ -11,7 +11,7 @@ import json
 import shlex
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION, info_doc, live_info
 from agent.engine.unit_log import UNIT_JOURNAL_COMMAND, reload_refusal
@@ -148,33 +148,103 @@ class CanaryError(VerifyError):
         self.pull_error = message
 
 
-def canary_pull(api: Any, image: str, registries: Iterable[str]) -> str:
+class CanaryPull(NamedTuple):
+    """What a canary pull says for the host's ``verified``; ``unproved``, where it fetched no blob
+    through the storage redirect, why (a host warning: the CA may be right, the pull did not show it)."""
+
+    said: str
+    unproved: str | None = None
+
+
+def canary_pull(api: Any, image: str, registries: Iterable[str]) -> CanaryPull:
     """Pull ``image`` through the engine so that its blobs are fetched, through the storage redirect;
     raise :class:`CanaryError` with the engine's message on failure. Returns what the pull proved.
 
-    A pull of an image the engine holds fetches no blob (the manifest alone is read, from the registry
-    itself): it would pass with a wrong storage CA. So the canary is removed first where nothing else
-    holds it (no other tag, no container, no image built on it); the pull puts it back, so the host
-    ends as it was. Where something holds it, the pull fetches nothing and says it proved nothing.
+    A pull of an image the engine holds, under any name, fetches no blob (the manifest alone is read,
+    from the registry itself): it would pass with a wrong storage CA. So the canary is removed first
+    where nothing else holds it (no other tag, no container, no image built on it); the pull puts it
+    back, so the host ends as it was. The pull proves the redirect only where it fetched a blob
+    (:func:`fetched_a_blob`); else it says it proved nothing, and why.
     An image of none of ``registries`` (the policy's) is neither removed nor pulled: its pull proves
     nothing of the policy, and a failed one would leave it gone.
     """
     domain = image_registry(image)
     if domain not in set(registries):
-        return (
+        why = (
             f"canary {image} not pulled: it is from {domain}, not one of the policy's registries, so "
             "its pull would prove nothing of this policy"
         )
+        return CanaryPull(why, unproved=why)
     held = _remove_if_only_the_canary(api, image)
+    before = _image_ids(api)
     try:
-        _pull(api, image)
+        statuses = _pull(api, image)
     except VerifyError as exc:
         raise CanaryError(str(exc), removed=held == "removed", image=image) from exc
-    if held in ("absent", "removed"):
-        return f"canary pull {image}"
-    return (
-        f"canary pull {image} (on the host already, {held}: no blob fetched, the storage redirect unproved)"
+    pulled = _inspected(api, image)
+    if fetched_a_blob(statuses, new_image=_not_held_before(pulled, before)):
+        return CanaryPull(f"canary pull {image}")
+    where = held if held not in ("absent", "removed") else _held_as(image, pulled)
+    return CanaryPull(
+        f"canary pull {image} (on the host already, {where}: no blob fetched, the storage redirect unproved)",
+        unproved=(
+            f"the storage redirect is unproved: the canary pull of {image} fetched no blob (the image is "
+            f"on the host already, {where}), so a wrong storage CA would pass it too; give a canary "
+            "image the host does not hold to prove it"
+        ),
     )
+
+
+# What dockerd (20.10 and 26.1, seen in the lab) says in a pull's progress stream of a layer it fetches
+# from the registry, through the storage redirect. It says "Already exists" of a layer it holds, and
+# nothing at all of the image config it fetches.
+_BLOB_FETCHED = frozenset(
+    {"Pulling fs layer", "Waiting", "Downloading", "Verifying Checksum", "Download complete", "Pull complete"}
+)
+
+
+def fetched_a_blob(statuses: Iterable[str], *, new_image: bool) -> bool:
+    """Whether a pull whose progress stream said ``statuses`` fetched a blob from the registry: a layer,
+    or the image config, which the stream never shows: it was fetched where the image (its ID is the
+    config's digest) is ``new_image``, not on the host before the pull. An image the host holds under
+    another name is neither: dockerd finds its config and fetches nothing.
+
+    >>> fetched_a_blob(["Pulling from test/busybox", "Already exists", "Digest: sha256:1"], new_image=True)
+    True
+    >>> fetched_a_blob(["Pulling from test/busybox", "Status: Downloaded newer image for r/x:1"], new_image=False)
+    False
+    """
+    return new_image or any(status in _BLOB_FETCHED for status in statuses)
+
+
+def _image_ids(api: Any) -> frozenset[str] | None:
+    """The IDs of every image the engine holds (intermediate ones too); None where it does not say."""
+    try:
+        return frozenset(str(i) for i in api.images(all=True, quiet=True) or ())
+    except Exception:  # then only the progress stream can show a blob fetched
+        return None
+
+
+def _inspected(api: Any, image: str) -> dict[str, Any]:
+    """The engine's ``docker image inspect`` of ``image``; empty where it does not say."""
+    try:
+        found = api.inspect_image(image)
+    except Exception:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _not_held_before(pulled: Mapping[str, Any], before: frozenset[str] | None) -> bool:
+    """Whether the image ``pulled`` (as inspected) has an ID the engine did not hold ``before`` the pull
+    (False where either is unknown: then nothing shows the config was fetched)."""
+    image_id = pulled.get("Id")
+    return before is not None and bool(image_id) and str(image_id) not in before
+
+
+def _held_as(image: str, inspected: Mapping[str, Any]) -> str:
+    """How the host held ``image`` (``inspected`` after the pull) under another name, as its tags say."""
+    tags = _other_tags(image, inspected.get("RepoTags") or [])
+    return f"also tagged {tags[0]}" if tags else "under another name"
 
 
 def image_registry(reference: str) -> str:
@@ -193,16 +263,21 @@ def image_registry(reference: str) -> str:
     return first if looks_like_a_host else "docker.io"
 
 
-def _pull(api: Any, image: str) -> None:
+def _pull(api: Any, image: str) -> list[str]:
+    """Pull ``image``; the statuses of its progress stream, in order."""
     # The whole reference: the SDK splits repo:tag and repo@sha256:... itself (a digest is no tag).
+    statuses: list[str] = []
     try:
         for raw in api.pull(image, stream=True, decode=True):
             if isinstance(raw, dict) and raw.get("error"):
                 raise VerifyError(f"canary pull of {image} failed: {raw['error']}")
+            if isinstance(raw, dict) and isinstance(raw.get("status"), str):
+                statuses.append(raw["status"])
     except VerifyError:
         raise
     except Exception as exc:
         raise VerifyError(f"canary pull of {image} failed: {_engine_said(exc)}") from exc
+    return statuses
 
 
 def _engine_said(exc: Exception) -> str:
@@ -223,7 +298,7 @@ def _remove_if_only_the_canary(api: Any, reference: str) -> str:
     except Exception:  # not there (or not readable): the pull fetches it
         return "absent"
     image_id = found.get("Id")
-    tags = [t for t in found.get("RepoTags") or [] if t not in (reference, f"{reference}:latest")]
+    tags = _other_tags(reference, found.get("RepoTags") or [])
     if tags:
         return f"also tagged {tags[0]}"
     try:
@@ -233,6 +308,11 @@ def _remove_if_only_the_canary(api: Any, reference: str) -> str:
     if not any(isinstance(item, dict) and item.get("Deleted") == image_id for item in answer or []):
         return "held by an image built on it"  # untagged only: the image stays, the pull tags it again
     return "removed"
+
+
+def _other_tags(reference: str, tags: Iterable[str]) -> list[str]:
+    """``tags`` (an image's ``RepoTags``) but ``reference`` itself."""
+    return [t for t in tags if t not in (reference, f"{reference}:latest")]
 
 
 # --- insecure CIDRs ---------------------------------------------------------------------------------

@@ -14,9 +14,12 @@ from typing import Any
 import docker.errors
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 
-from agent.engine import verify
+from agent.engine import reconcile, verify
 from agent.engine.gather import gather_live
+from agent.engine.options import RunOptions
 from agent.engine.reconcile import restore_not_taken
 from agent.engine.verify import read_live_info
 from agent.errors import ReloadError, VerifyError
@@ -24,6 +27,7 @@ from agent.hosts.base import CommandResult, Transport
 from agent.hosts.engine_http import EngineReply, read_reply, request_bytes
 from agent.hosts.local import LocalTransport
 from agent.runtimes.docker_facts import STATE_FILE
+from agent.trust import TrustPolicy
 
 SERVER = "Docker/26.1.5 (linux)"
 INFO = {"ServerVersion": "26.1.5", "RegistryConfig": {"IndexConfigs": {"r.test": {"Secure": False}}}}
@@ -304,18 +308,40 @@ def test_a_failed_canary_pull_is_told_in_the_engines_words_without_the_sdks_url(
 
 
 class CanaryEngine:
-    """An engine API holding ``held`` (reference → image ID) whose pulls fail with ``refusal``."""
+    """An engine API holding ``held`` (reference → image ID) whose pulls fail with ``refusal``.
 
-    def __init__(self, held: dict[str, str], refusal: str | None = None) -> None:
+    A pull of a reference the registry holds as ``pulled`` (its image ID) says what dockerd 20.10 and
+    26.1 said in the lab: nothing of blobs where the engine holds that image under any name (it reads
+    the manifest alone), "Already exists" of each layer it holds (``layers_held``) while it fetches the
+    config, which it never shows, and the download of each layer it does not hold."""
+
+    def __init__(
+        self,
+        held: dict[str, str],
+        refusal: str | None = None,
+        *,
+        pulled: str = "sha256:new",
+        layers_held: bool = False,
+        ids_readable: bool = True,
+    ) -> None:
         self.held = dict(held)
         self.refusal = refusal
+        self.pulled = pulled
+        self.layers_held = layers_held
+        self.ids_readable = ids_readable
         self.calls: list[str] = []
 
     def inspect_image(self, reference: str) -> dict[str, Any]:
         self.calls.append(f"inspect {reference}")
         if reference not in self.held:
             raise docker.errors.ImageNotFound("no such image")
-        return {"Id": self.held[reference], "RepoTags": [reference]}
+        image_id = self.held[reference]
+        return {"Id": image_id, "RepoTags": [ref for ref, i in self.held.items() if i == image_id]}
+
+    def images(self, all: bool = False, quiet: bool = False) -> list[str]:
+        if not self.ids_readable:
+            raise docker.errors.APIError("500 Server Error")
+        return sorted(set(self.held.values()))
 
     def remove_image(self, reference: str, noprune: bool = False) -> list[dict[str, str]]:
         self.calls.append(f"remove {reference}")
@@ -326,18 +352,33 @@ class CanaryEngine:
         if self.refusal is not None:
             yield {"error": self.refusal}
             return
-        self.held[image] = "sha256:new"
-        yield {"status": "Downloaded newer image"}
+        yield {"status": "Pulling from test/busybox", "id": "1"}
+        if self.pulled not in self.held.values():
+            yield from self._layers()
+        self.held[image] = self.pulled
+        yield {"status": "Digest: sha256:50c7"}
+        yield {"status": f"Status: Downloaded newer image for {image}"}
+
+    def _layers(self) -> Iterator[dict[str, str]]:
+        if self.layers_held:
+            yield {"status": "Already exists", "id": "813cd19f4319"}
+            return
+        for status in ("Pulling fs layer", "Downloading", "Download complete", "Pull complete"):
+            yield {"status": status, "id": "813cd19f4319"}
 
 
 def test_a_canary_of_no_registry_of_the_policy_is_neither_removed_nor_pulled() -> None:
     """lab/busybox:1 (docker.io's, unreachable) was removed, its pull failed, and it stayed gone."""
     engine = CanaryEngine({"lab/busybox:1": "sha256:b"}, refusal="dial tcp: lookup registry-1.docker.io")
-    said = verify.canary_pull(engine, "lab/busybox:1", ["registry.test"])
+    pulled = verify.canary_pull(engine, "lab/busybox:1", ["registry.test"])
     assert engine.held == {"lab/busybox:1": "sha256:b"} and engine.calls == []
-    assert said == (
-        "canary lab/busybox:1 not pulled: it is from docker.io, not one of the policy's registries, so "
-        "its pull would prove nothing of this policy"
+    assert (
+        pulled.said
+        == pulled.unproved
+        == (
+            "canary lab/busybox:1 not pulled: it is from docker.io, not one of the policy's registries, so "
+            "its pull would prove nothing of this policy"
+        )
     )
 
 
@@ -354,6 +395,110 @@ def test_a_canary_removed_for_a_pull_that_fails_is_said_to_be_gone_from_the_host
         f"canary pull of {image} failed: manifest unknown; {image} was removed before the pull (so that its "
         f"blobs come through the storage) and is no longer on this host: docker pull {image} once the pull works"
     )
+
+
+OTHER_NAME = "registry.test/test/busybox:1"
+CANARY = "registry.test:443/test/busybox:1"
+POLICY_REGISTRIES = ["registry.test", "registry.test:443"]
+
+
+def test_a_canary_held_under_another_name_fetches_no_blob_and_is_said_unproved() -> None:
+    """The host held registry.test/test/busybox:1; the canary registry.test:443/test/busybox:1 is the
+    same image: dockerd read the manifest alone, fetched nothing, and a wrong storage CA passed as
+    ``verified: canary pull``, with no warning."""
+    engine = CanaryEngine({OTHER_NAME: "sha256:b"}, pulled="sha256:b")
+    pulled = verify.canary_pull(engine, CANARY, POLICY_REGISTRIES)
+    assert engine.held == {OTHER_NAME: "sha256:b", CANARY: "sha256:b"}, "both names kept"
+    assert pulled.said == (
+        f"canary pull {CANARY} (on the host already, also tagged {OTHER_NAME}: no blob fetched, the storage "
+        "redirect unproved)"
+    )
+    assert pulled.unproved == (
+        f"the storage redirect is unproved: the canary pull of {CANARY} fetched no blob (the image is on the "
+        f"host already, also tagged {OTHER_NAME}), so a wrong storage CA would pass it too; give a canary "
+        "image the host does not hold to prove it"
+    )
+
+
+def test_a_canary_also_tagged_otherwise_is_left_tagged_and_its_unproved_pull_is_a_warning() -> None:
+    engine = CanaryEngine({CANARY: "sha256:b", OTHER_NAME: "sha256:b"}, pulled="sha256:b")
+    pulled = verify.canary_pull(engine, CANARY, POLICY_REGISTRIES)
+    assert "remove" not in " ".join(engine.calls)
+    assert pulled.unproved is not None and f"also tagged {OTHER_NAME}" in pulled.unproved
+
+
+@pytest.mark.parametrize("layers_held", [False, True], ids=["layers fetched", "config alone fetched"])
+def test_a_canary_the_host_did_not_hold_proves_the_redirect(layers_held: bool) -> None:
+    """Its only tag removed, the image is gone; the pull fetches its layers, or, where another image
+    holds them ("Already exists"), its config, of which the stream says nothing: either came through
+    the redirect (a wrong storage CA failed the config's fetch: x509 in the lab)."""
+    engine = CanaryEngine({CANARY: "sha256:b"}, pulled="sha256:b", layers_held=layers_held)
+    pulled = verify.canary_pull(engine, CANARY, POLICY_REGISTRIES)
+    assert engine.calls[:3] == [f"inspect {CANARY}", f"remove {CANARY}", f"pull {CANARY}"]
+    assert pulled == verify.CanaryPull(f"canary pull {CANARY}", unproved=None)
+
+
+def test_a_pull_showing_no_layer_is_unproved_where_the_engine_does_not_list_its_images() -> None:
+    """Without the image IDs from before the pull nothing shows the config was fetched: no proof."""
+    engine = CanaryEngine({}, layers_held=True, ids_readable=False)
+    assert verify.canary_pull(engine, CANARY, POLICY_REGISTRIES).unproved is not None
+    fetched = CanaryEngine({}, ids_readable=False)
+    assert verify.canary_pull(fetched, CANARY, POLICY_REGISTRIES).unproved is None
+
+
+# dockerd's statuses, as seen in the lab's pulls (20.10 and 26.1).
+LAYER_FETCHED = ["Pulling fs layer", "Waiting", "Downloading", "Verifying Checksum", "Download complete"]
+NOTHING_FETCHED = [
+    "Pulling from test/busybox",
+    "Already exists",
+    "Digest: sha256:50c7",
+    "Status: Image is up to date for registry.test/test/busybox:1",
+    "Status: Downloaded newer image for registry.test:443/test/busybox:1",
+    "Extracting",
+]
+
+
+@given(
+    quiet=st.lists(st.sampled_from(NOTHING_FETCHED), max_size=8),
+    fetched=st.sampled_from([*LAYER_FETCHED, "Pull complete"]),
+    where=st.integers(min_value=0, max_value=8),
+)
+def test_only_a_layer_download_or_a_new_image_counts_as_a_blob_fetched(
+    quiet: list[str], fetched: str, where: int
+) -> None:
+    assert not verify.fetched_a_blob(quiet, new_image=False)
+    assert verify.fetched_a_blob(quiet, new_image=True)
+    assert verify.fetched_a_blob([*quiet[:where], fetched, *quiet[where:]], new_image=False)
+
+
+@dataclass
+class CanaryHost(ScriptedHost):
+    """A host whose engine API is ``engine``."""
+
+    engine: CanaryEngine | None = None
+
+    def docker_api(self, timeout: float = 30.0) -> Any:
+        return self.engine
+
+
+def test_an_unproved_canary_is_a_note_of_the_verify_beside_what_it_proved() -> None:
+    """The host's ``warnings`` were empty and the exit 0: CI reading them saw a proven host."""
+    host = CanaryHost(records=[], engine=CanaryEngine({OTHER_NAME: "sha256:b"}, pulled="sha256:b"))
+    secure = {"RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"]}}
+    policy = TrustPolicy(registries=tuple(POLICY_REGISTRIES), storage_endpoint=None, storage_scheme=None)
+    checked = reconcile._verify(
+        host,
+        policy,
+        None,
+        (),
+        RunOptions(canary_image=CANARY),
+        secure,
+        daemon_json_path="/etc/docker/daemon.json",
+        addresses={},
+    )
+    assert checked.proved[0] == "live config" and "unproved" in checked.proved[1]
+    assert checked.notes == (verify.canary_pull(host.engine, CANARY, POLICY_REGISTRIES).unproved,)
+    assert host.scripts == [], "the live config was read from the apply's /info: no round trip"
 
 
 @pytest.mark.parametrize(
