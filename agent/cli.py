@@ -22,6 +22,7 @@ import click
 from agent import __version__
 from agent.cli_options import (
     engine_options,
+    exit_codes,
     handle_errors,
     inventory_options,
     policy_inputs,
@@ -131,11 +132,6 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
-def _exit_codes(*lines: str) -> str:
-    """A command's exit codes as its help's closing lines, kept as written (not rewrapped)."""
-    return "\b\nExit codes:\n" + "\n".join(f"  {line}" for line in lines)
-
-
 _BAD_INPUT = "2    bad input (source, CA file, inventory or option): nothing was touched on any host"
 # Before any host started, a SIGTERM ends the process as SIGTERM does (host_pool.end_as_interrupted).
 _INTERRUPTED = "130  interrupted (Ctrl-C; a SIGTERM before any host started ends it as SIGTERM: 143)"
@@ -145,7 +141,7 @@ _INTERRUPTED_HOSTLESS = "130  interrupted by Ctrl-C (a SIGTERM ends it as SIGTER
 @click.group(
     cls=_LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
-    epilog=_exit_codes(
+    epilog=exit_codes(
         "0    success: every host converged, or there was nothing to change",
         "1    some host failed or was unreachable (verify: also drift, or a TLS check from here that "
         "failed or could not connect; rollout: a TLS check from here found a certificate the hosts do "
@@ -175,7 +171,7 @@ def cli() -> None:
 
 @cli.command(
     "show-source",
-    epilog=_exit_codes(
+    epilog=exit_codes(
         "0    the settings were printed",
         "2    no source, or one that could not be read or understood",
         _INTERRUPTED_HOSTLESS,
@@ -207,7 +203,7 @@ def show_source(
 
 @cli.command(
     "policy",
-    epilog=_exit_codes(
+    epilog=exit_codes(
         "0    the policy was printed",
         "2    bad input (source, CA file, --registry, or an option policy does not take)",
         _INTERRUPTED_HOSTLESS,
@@ -229,7 +225,7 @@ def policy_command(**kwargs: Any) -> None:
 
 
 @cli.command(
-    epilog=_exit_codes(
+    epilog=exit_codes(
         "0    every host was planned (changes pending or not)",
         "1    some host failed or was unreachable",
         _BAD_INPUT,
@@ -263,7 +259,7 @@ def plan(detailed_exitcode: bool, **kwargs: Any) -> None:
 
 
 @cli.command(
-    epilog=_exit_codes(
+    epilog=exit_codes(
         "0    this machine (or tree) holds the trust asked for: changed, or nothing to change",
         "1    the change failed (and was undone, or the error names what was left changed) or could not "
         "be verified",
@@ -321,7 +317,7 @@ def _rollout_options(func: F) -> F:
 
 
 @cli.command(
-    epilog=_exit_codes(
+    epilog=exit_codes(
         "0    every host converged (or had nothing to change)",
         "1    some host failed, was unreachable, or was rolled back; or a TLS check from here found a "
         "certificate the hosts do not trust (their pulls will fail)",
@@ -420,7 +416,7 @@ class _TlsChecks:
 
 
 @cli.command(
-    epilog=_exit_codes(
+    epilog=exit_codes(
         "0    every host holds the policy, and every TLS check from here passed (or --no-tls-check)",
         "1    drift on some host, a host failed or was unreachable, or a TLS check from here failed or "
         "could not connect (give --resolve, or --no-tls-check where this machine cannot reach them)",

@@ -252,6 +252,11 @@ def _usable_known_hosts(ctx: click.Context, param: click.Parameter, value: str |
     return value
 
 
+def exit_codes(*lines: str) -> str:
+    """A command's exit codes as its help's closing lines, kept as written (not rewrapped)."""
+    return "\b\nExit codes:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def engine_options(func: F) -> F:
     """How dockerd picks up a change, and how the change is proved."""
     return stack(

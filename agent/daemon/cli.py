@@ -20,6 +20,7 @@ import click
 
 from agent.cli_options import (
     engine_options,
+    exit_codes,
     handle_errors,
     inventory_options,
     policy_inputs,
@@ -62,6 +63,33 @@ DEFAULT_STATE_DIR = "/var/lib/trust-agent"
 _SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 # `daemon run --once` on a host whose lock another run held: try again later (sysexits' EX_TEMPFAIL).
 ONCE_BUSY_EXIT = 75
+
+
+_INTERRUPTED = "130  interrupted (Ctrl-C; a SIGTERM before any host started ends it as SIGTERM: 143)"
+RUN_EXIT_CODES = exit_codes(
+    "0    stopped by SIGTERM or SIGINT, after the step in progress; --once: the host converged on a "
+    "freshly read policy",
+    "1    the daemon crashed (systemd restarts it); --once: the host is not converged, or the source "
+    "could not be read",
+    "2    bad configuration (an option, a --config file, a --root that is not a directory), or another "
+    "daemon holds the state directory (its PID is named): nothing was touched",
+    f"{ONCE_BUSY_EXIT}   --once: another trust-agent run held the host's lock and the host was left to it; "
+    "try again later",
+)
+INSTALL_EXIT_CODES = exit_codes(
+    "0    every host's daemon reported healthy on the controller's policy",
+    "1    some host failed or was unreachable (one refused before anything was put on it, say, one "
+    "whose daemon failed its first cycle and was stopped, or one not healthy within --wait)",
+    "2    bad input (source, CA file, inventory or option): nothing was touched on any host",
+    _INTERRUPTED,
+)
+UNINSTALL_EXIT_CODES = exit_codes(
+    "0    the daemon is gone from every host (or was never there)",
+    "1    some host failed or was unreachable",
+    "2    bad input (inventory or option): nothing was touched on any host",
+    _INTERRUPTED,
+)
+UNIT_EXIT_CODES = exit_codes("0    the unit (or the example config) was printed", "2    a bad option")
 
 
 # How the daemon polls and logs: the same options for `daemon run` and the daemons `install` sets up.
@@ -196,7 +224,7 @@ class _RunCommand(click.Command):
             raise
 
 
-@daemon_group.command("run", cls=_RunCommand)
+@daemon_group.command("run", cls=_RunCommand, epilog=RUN_EXIT_CODES)
 @_options
 @handle_errors
 def run_command(**kwargs: Any) -> None:
@@ -463,7 +491,7 @@ def run_daemon(
     return result[0] if result else None
 
 
-@daemon_group.command("unit")
+@daemon_group.command("unit", epilog=UNIT_EXIT_CODES)
 @click.option(
     "--prefix",
     default=DEFAULT_PREFIX,
@@ -598,7 +626,7 @@ def _emit_reports(
     click.echo(f"{len(reports) - failed} of {len(reports)} hosts ok", err=True)
 
 
-@daemon_group.command("install")
+@daemon_group.command("install", epilog=INSTALL_EXIT_CODES)
 @_install_options
 @_ssh_options
 @handle_errors
@@ -685,7 +713,7 @@ def install_command(**kwargs: Any) -> None:
     sys.exit(130 if interrupted else 1 if any(r.failed for r in reports) else 0)
 
 
-@daemon_group.command("uninstall")
+@daemon_group.command("uninstall", epilog=UNINSTALL_EXIT_CODES)
 @click.option(
     "--purge",
     is_flag=True,

@@ -65,6 +65,7 @@ from agent.daemon.host_scripts import (
 from agent.daemon.unit import hidden_from_the_service
 from agent.daemon.wheelhouse import WheelhouseCache, parse_probe
 from agent.engine.apply_script import daemon_json_backup
+from agent.engine.host_plan import not_root_error
 from agent.engine.options import RunOptions
 from agent.engine.reconcile import reconcile
 from agent.errors import HostError, TrustAgentError, UnreachableError
@@ -72,6 +73,8 @@ from agent.fleet import Gated, Readiness, Readinesses, unless_left
 from agent.host_pool import NOT_STARTED, HostPool
 from agent.hosts.base import Connecting, Transport
 from agent.trust import TrustPolicy
+
+BECOME_HOW = "log in as root, or pass --become for sudo"  # a rollout's words for the same refusal
 
 # --- per host ------------------------------------------------------------------------------------
 
@@ -137,6 +140,7 @@ def install_host(
     connected = False
     try:
         connected = _connect(transport)
+        _refuse_a_login_that_is_not_root(transport, command_timeout, "nothing was put on the host")
         probe = transport.run(probe_script(python, bundle.metrics_file), timeout=command_timeout)
         _check(probe, "probing the host")
         facts = _values(probe.stdout.decode("utf-8", "replace"))
@@ -318,6 +322,24 @@ def _connect(transport: Transport) -> bool:
     return True
 
 
+def _refuse_a_login_that_is_not_root(transport: Transport, command_timeout: float, untouched: str) -> None:
+    """Refuse a login that is not root (no --become) before anything is written: /opt/trust-agent,
+    /etc and systemd's units are root's, and the first mkdir would fail with a bare "Permission denied"."""
+    result = transport.run("id -u", timeout=min(command_timeout, 30.0))
+    _check(result, "reading the login's uid (id -u)")
+    refused = not_root_refusal(result.stdout.decode("utf-8", "replace"), untouched)
+    if refused is not None:
+        raise HostFailure(refused)
+
+
+def not_root_refusal(id_output: str, untouched: str) -> str | None:
+    """Why a login whose ``id -u`` printed ``id_output`` cannot install or uninstall, as a rollout says
+    it, and that ``untouched``; None for root (or a uid not understood: the next step says more)."""
+    text = id_output.strip()
+    not_root = not_root_error(int(text) if text.isdigit() else None, BECOME_HOW)
+    return None if not_root is None else f"{not_root}; {untouched}"
+
+
 def _error_status(exc: TrustAgentError, *, connected: bool) -> Status:
     """``unreachable`` where no login was made (or the connection was lost); ``failed`` where the host
     answered and refused, as a rollout says it: sudo that wants a password is a reachable host's."""
@@ -456,6 +478,7 @@ def uninstall_host(
     connected = False
     try:
         connected = _connect(transport)
+        _refuse_a_login_that_is_not_root(transport, command_timeout, "nothing was removed from the host")
         stopped = transport.run(STOP_SCRIPT, timeout=command_timeout)
         _check(stopped, f"stopping {SERVICE}")
         text = stopped.stdout.decode("utf-8", "replace")

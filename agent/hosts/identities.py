@@ -4,7 +4,8 @@
   given, ssh's default files. A file whose private key cannot be read here (encrypted, or only its
   public half on disk, as for keys kept in an agent or a hardware token) is used through the agent's
   copy of the same key, found by its public half: ``FILE.pub``, the file itself where it is a public
-  key, or the unencrypted header of an OpenSSH private key.
+  key, or the unencrypted header of an OpenSSH private key. A private key file of the user's own that
+  its group or others may access is not read, as ssh ignores it ("UNPROTECTED PRIVATE KEY FILE").
 - **The agent's other keys** follow, unless ``IdentitiesOnly yes``. sshd counts every key offered
   against its ``MaxAuthTries`` (6 by default) and drops the connection after it, so an agent holding
   many keys can lock a host out before the key that works is reached: ``IdentitiesOnly`` is how sites
@@ -28,6 +29,7 @@ import copy
 import os
 import re
 import socket
+import stat
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 _AGENT_TIMEOUT = 10.0  # an agent that stops answering (a locked token) fails the login, not the run
 _OPENSSH_PRIVATE = "-----BEGIN OPENSSH PRIVATE KEY-----"
 _OPENSSH_MAGIC = b"openssh-key-v1\x00"
+BAD_PERMISSIONS = "bad permissions"  # ssh's own word for a key file others can read ("Load key ...")
 
 Stamp = tuple[int, int, int] | None
 
@@ -179,6 +182,8 @@ def _plain(
             notes.append(f"{path} is encrypted and not in the agent (ssh-add it)")
         elif why == "public":
             notes.append(f"{path} is a public key not in the agent")
+        elif why.startswith(BAD_PERMISSIONS):
+            notes.append(f"{path}: {why}")
         else:
             notes.append(f"{path} unreadable: {why}")
     if named and not wanted.identities_only:
@@ -222,11 +227,16 @@ class _SocketAgent(paramiko.Agent):
 
 def read_private_key(path: str) -> tuple[paramiko.PKey | None, str]:
     """The private key at ``path`` (with its ``-cert.pub``, as ssh loads it), else None and why:
-    ``not found``, ``encrypted``, ``public`` (a public key file) or the parser's reason. Cached while
-    the file and its certificate stay the same: a site's CA may renew the certificate every few hours."""
+    ``not found``, ``encrypted``, ``public`` (a public key file), ``bad permissions ...`` (a file ssh
+    ignores) or the parser's reason. Cached while the file and its certificate stay the same: a site's
+    CA may renew the certificate every few hours."""
     stamp = (file_stamp(path), file_stamp(f"{path}-cert.pub"))
     if stamp[0] is None:
         return None, "not found"
+    too_open = _too_open(path)
+    # Checked before the cache, as a chmod leaves the stamp as it was; a public key file may be 0644.
+    if too_open is not None and _public_key_line(path) is None:
+        return None, too_open
     with _cache_lock:
         cached = _key_cache.get(path)
     if cached is not None and cached[0] == stamp:
@@ -254,6 +264,34 @@ def read_private_key(path: str) -> tuple[paramiko.PKey | None, str]:
     with _cache_lock:
         _key_cache[path] = (stamp, key)
     return key, ""
+
+
+def _too_open(path: str) -> str | None:
+    """Why ssh would refuse the private key at ``path`` for its mode (see :func:`refused_mode`)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return refused_mode(path, st.st_mode, owner=st.st_uid, uid=os.getuid())
+
+
+def refused_mode(path: str, mode: int, *, owner: int, uid: int) -> str | None:
+    """Why ssh ignores private key file ``path`` of ``mode``, owned by ``owner``, for user ``uid``; None
+    where it reads it. As OpenSSH's ``sshkey_perm_ok``: a file of the user's own that its group or
+    others may access in any way is ignored ("UNPROTECTED PRIVATE KEY FILE"); another user's file
+    (root's, for a user who is not root) is not judged.
+
+    >>> refused_mode("/k", 0o100644, owner=1000, uid=1000)
+    'bad permissions 0644: ssh ignores a private key its group or others can access (chmod 600 /k)'
+    >>> [refused_mode("/k", m, owner=o, uid=1000) for m, o in ((0o100600, 1000), (0o100644, 0))]
+    [None, None]
+    """
+    if owner != uid or not mode & 0o077:
+        return None
+    return (
+        f"{BAD_PERMISSIONS} 0{stat.S_IMODE(mode) & 0o777:03o}: ssh ignores a private key its group or "
+        f"others can access (chmod 600 {path})"
+    )
 
 
 def _ecdsa_by_cryptography(path: str) -> paramiko.PKey | None:

@@ -112,7 +112,8 @@ def _read_source(path: str, data: InventoryData) -> Inventory | None:
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InventoryError(f"cannot read inventory: {reason}", where=path) from None
+        hint = single_host_hint(path) if isinstance(exc, FileNotFoundError) else ""
+        raise InventoryError(f"cannot read inventory: {reason}{hint}", where=path) from None
 
     is_yaml_file = path.lower().endswith(YAML_EXTENSIONS)
     doc: object = None
@@ -149,6 +150,19 @@ def _read_source(path: str, data: InventoryData) -> Inventory | None:
                 where=exc.where,
             ) from None
     return None
+
+
+def single_host_hint(path: str) -> str:
+    """What to add where inventory ``path`` does not exist and reads as one host (``-i h1``): Ansible
+    takes a host list only with a comma, which ``-i h1`` leaves out. Not for a path (a slash) nor a name
+    with an inventory file's extension.
+
+    >>> single_host_hint("h1"), single_host_hint("./h1"), single_host_hint("hosts.yml")
+    (' (a single host is given as "h1,", with a trailing comma)', '', '')
+    """
+    if "/" in path or path.lower().endswith((*YAML_EXTENSIONS, ".ini")) or parse_address(path) is None:
+        return ""
+    return f' (a single host is given as "{path},", with a trailing comma)'
 
 
 def host_list(spec: str) -> Inventory:

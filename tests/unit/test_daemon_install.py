@@ -33,7 +33,7 @@ from agent.daemon.bundle import (
     files_tar,
     host_source_document,
 )
-from agent.daemon.cli import build_config, daemon_group
+from agent.daemon.cli import ONCE_BUSY_EXIT, build_config, daemon_group
 from agent.daemon.config import load_config
 from agent.daemon.host_scripts import (
     config_script,
@@ -48,15 +48,18 @@ from agent.daemon.install import (
     daemon_error,
     daemon_plan_options,
     failed_its_cycle,
+    install_host,
     journal_messages,
     not_healthy_message,
+    not_root_refusal,
     run_hosts,
     status_fresh,
     uninstall_host,
     would_fail,
 )
+from agent.daemon.lock import hold_daemon_lock
 from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE, hidden_from_the_service
-from agent.daemon.wheelhouse import Target, Wheelhouse, parse_probe, project_wheel
+from agent.daemon.wheelhouse import Target, Wheelhouse, WheelhouseCache, parse_probe, project_wheel
 from agent.host_pool import NOT_STARTED
 from agent.hosts.base import CommandResult, Transport
 from agent.hosts.local import LocalTransport
@@ -830,4 +833,96 @@ def test_a_host_whose_first_command_after_the_login_has_run_is_finished_on_an_in
         ("a", "absent", None),  # uninstalled to the end: nothing was installed there
         ("b", "skipped", NOT_STARTED),
     ]
-    assert len(host.ran) == 2  # the service stopped, then its files removed
+    assert len(host.ran) == 3  # the login's uid read, the service stopped, then its files removed
+
+
+class _LoggedInAs(Transport):
+    """A host whose login is ``uid`` and whose commands all succeed, saying nothing: what ran is kept."""
+
+    name = "h1"
+
+    def __init__(self, uid: int) -> None:
+        self.uid = uid
+        self.commands: list[str] = []
+
+    def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        self.commands.append(command)
+        return CommandResult(0, f"{self.uid}\n".encode() if command == "id -u" else b"", b"")
+
+    def docker_api(self, timeout: float = 30.0) -> None:
+        raise AssertionError("no engine here")
+
+
+NOT_ROOT = (
+    "runs as uid 1000, not root: /etc/docker and the engine's socket are root's "
+    "(log in as root, or pass --become for sudo)"
+)
+
+
+def test_install_and_uninstall_refuse_a_login_that_is_not_root_before_anything_else_runs() -> None:
+    """A non-root login without --become failed at install's first write, with mkdir's bare
+    "cannot create directory '/opt/trust-agent': Permission denied"."""
+    inputs = PolicyInputs(source=str(FIXTURES / "registry-minio.yml"))
+    settings, policy = resolve_policy(inputs)
+    bundle = build_bundle(inputs, settings, policy, DaemonSettings(), environ={})
+    host = _LoggedInAs(1000)
+    installed = install_host(host, bundle, WheelhouseCache(), policy=policy)
+    assert (installed.status, installed.error) == ("failed", f"{NOT_ROOT}; nothing was put on the host")
+    uninstalled = uninstall_host(host, purge=True)
+    assert (uninstalled.status, uninstalled.error) == (
+        "failed",
+        f"{NOT_ROOT}; nothing was removed from the host",
+    )
+    assert host.commands == ["id -u", "id -u"]  # neither went further
+    root = _LoggedInAs(0)
+    uninstall_host(root, purge=False)
+    assert root.commands[0] == "id -u" and len(root.commands) > 1  # root goes on
+
+
+@pytest.mark.parametrize(
+    ("said", "refused"),
+    [("0\n", False), ("1000\n", True), (" 65534 \n", True), ("", False), ("sudo: oops\n", False)],
+)
+def test_only_a_uid_that_is_not_roots_is_refused(said: str, refused: bool) -> None:
+    """Anything ``id -u`` printed that is not a uid is left to the next step, which says more."""
+    assert (not_root_refusal(said, "untouched") is not None) is refused
+
+
+def _exit_codes_in_help(command: str) -> set[int]:
+    shown = CliRunner().invoke(daemon_group, [command, "--help"])
+    assert shown.exit_code == 0 and "Exit codes:" in shown.output, shown.output
+    listed = shown.output.split("Exit codes:", 1)[1].splitlines()
+    return {int(line.split()[0]) for line in listed if line.strip()[:1].isdigit()}
+
+
+@pytest.mark.parametrize(
+    ("command", "codes"),
+    [
+        ("run", {0, 1, 2, ONCE_BUSY_EXIT}),
+        ("install", {0, 1, 2, 130}),
+        ("uninstall", {0, 1, 2, 130}),
+        ("unit", {0, 2}),
+    ],
+)
+def test_each_daemon_commands_help_lists_its_exit_codes(command: str, codes: set[int]) -> None:
+    """README: each command's --help lists its own exit codes; the daemon's listed none."""
+    assert _exit_codes_in_help(command) == codes
+
+
+def test_the_exit_codes_the_daemon_commands_list_are_the_ones_they_exit_with(tmp_path: Path) -> None:
+    source = str(FIXTURES / "registry-minio.yml")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o711)
+    with hold_daemon_lock(state):  # a second daemon on the same state directory
+        second = CliRunner().invoke(
+            daemon_group,
+            ["run", "--once", "--source", source, "--state-dir", str(state), "--root", str(tmp_path)],
+        )
+    assert second.exit_code == 2 and "held by another trust-agent daemon" in second.output, second.output
+    bad_source = ["--source", str(tmp_path / "missing.yml")]
+    installed = CliRunner().invoke(daemon_group, ["install", "-i", "127.0.0.1,", *bad_source])
+    assert installed.exit_code == 2, installed.output  # bad input: no host contacted
+    removed = CliRunner().invoke(daemon_group, ["uninstall", "-i", str(tmp_path / "missing.ini")])
+    assert removed.exit_code == 2, removed.output
+    unit = CliRunner().invoke(daemon_group, ["unit", "--prefix", "relative"])
+    assert unit.exit_code == 2, unit.output

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.errors import InputError
 from agent.hosts import identities, ssh_config_text
-from agent.hosts.identities import Identities, agent_socket, public_blob, read_private_key
+from agent.hosts.identities import Identities, agent_socket, public_blob, read_private_key, refused_mode
 from agent.hosts.sshlib import paramiko
 from tests.sshkeys import certify, keygen
 
@@ -193,3 +195,28 @@ def test_every_certificate_file_that_certifies_a_key_is_offered_with_it_in_order
     presented = [k.public_blob.key_blob if k.public_blob else b"" for k, _ in keys]
     assert presented == [base64.b64decode(c.read_text().split()[1]) for c in certificates[1:]]
     assert notes == []
+
+
+@given(mode=st.integers(0, 0o7777), owner=st.integers(0, 3), uid=st.integers(0, 3))
+def test_a_key_file_is_refused_as_ssh_refuses_it(mode: int, owner: int, uid: int) -> None:
+    """OpenSSH's sshkey_perm_ok: only the user's own file is judged, and any group or other bit refuses it."""
+    why = refused_mode("/keys/id", 0o100000 | mode, owner=owner, uid=uid)
+    assert (why is not None) == (owner == uid and mode & 0o077 != 0)
+    if why is not None:
+        assert why.startswith(f"bad permissions 0{mode & 0o777:03o}: ")
+        assert why.endswith("(chmod 600 /keys/id)")
+
+
+def test_a_key_file_others_can_read_is_ignored_naming_its_mode_and_the_fix(tmp_path: Path) -> None:
+    """ssh -i KEY with KEY at 0644: "UNPROTECTED PRIVATE KEY FILE! ... This private key will be ignored".
+    The key was read and offered all the same, also where an earlier read had cached it."""
+    key = keygen(tmp_path / "id_fleet")
+    assert read_private_key(str(key))[1] == ""  # 0600, as ssh-keygen made it: read, and cached
+    key.chmod(0o644)
+    why = f"bad permissions 0644: ssh ignores a private key its group or others can access (chmod 600 {key})"
+    assert read_private_key(str(key)) == (None, why)
+    assert _order(Identities(files=(str(key),)), []) == ([], [f"{key}: {why}"])
+    # As ssh: the agent's copy of the key is used, its file never read.
+    assert _order(Identities(files=(str(key),)), [key]) == (["id_fleet"], [])
+    key.chmod(0o600)
+    assert read_private_key(str(key))[1] == ""

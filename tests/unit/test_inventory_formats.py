@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.errors import InventoryError
 from agent.inventory import (
@@ -26,6 +28,7 @@ from agent.inventory import (
     to_ansible_list,
     yamlfile,
 )
+from agent.inventory.load import single_host_hint
 from agent.inventory_cli import inventory_command
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "inventories"
@@ -169,6 +172,38 @@ def test_comma_separated_host_list() -> None:
     assert inv.names == ("h1", "h2")
     assert inv.host("h2").port == 2222
     assert inv.host("h1").groups == ("ungrouped",)
+
+
+@given(
+    name=st.from_regex(
+        r"[a-z]([a-z0-9-]{0,18}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,8}[a-z0-9])?){0,3}(:[1-9][0-9]{0,3})?",
+        fullmatch=True,
+    )
+)
+def test_a_missing_inventory_that_reads_as_one_host_says_how_a_single_host_is_given(name: str) -> None:
+    """`-i h1` (Ansible users' one host, without its comma) said only "No such file or directory"."""
+    assert single_host_hint(name) == f' (a single host is given as "{name},", with a trailing comma)'
+    assert single_host_hint(f"inventories/{name}") == ""  # a path: the file is what is missing
+
+
+@pytest.mark.parametrize("path", ["hosts.yml", "prod.ini", "fleet.json", "ops@h1", "./h1"])
+def test_a_missing_inventory_file_gets_no_host_hint(path: str) -> None:
+    assert single_host_hint(path) == ""
+
+
+def test_the_single_host_hint_is_in_the_error_of_a_missing_inventory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InventoryError) as caught:
+        load_inventory("h1")
+    assert str(caught.value) == (
+        'h1: cannot read inventory: No such file or directory (a single host is given as "h1,", with a '
+        "trailing comma)"
+    )
+    (tmp_path / "h1").mkdir()  # a directory of that name is read as one: no hint
+    with pytest.raises(InventoryError, match="no inventory files in this directory"):
+        load_inventory("h1")
 
 
 def test_duplicate_host_vars_merge_and_ungrouped_section(tmp_path: Path) -> None:
