@@ -413,7 +413,7 @@ def test_an_install_kept_out_by_another_runs_lock_says_so_and_the_daemon_converg
         assert proc.returncode == 1, proc.stdout + proc.stderr
         (report,) = json.loads(proc.stdout)["hosts"]
         assert report["error"] == (
-            "not healthy after 8s (service active, daemon starting); another trust-agent run holds "
+            "not healthy after 8s (service active, daemon pending); another trust-agent run holds "
             f"{HOST_LOCK} (a rollout or an apply reaching this host, say): the daemon leaves the host to it; "
             "left running: it converges the host once that run ends"
         ), report

@@ -722,10 +722,10 @@ class _JournalOnly(Transport):
 def test_a_daemon_kept_out_by_another_runs_lock_says_so_not_what_systemd_logged() -> None:
     """status.json said host_busy, but the report quoted systemd's "Stopped/Started" lines: the
     daemon's host_busy events are at info, which the journal's excerpt leaves out."""
-    busy = {"state": "starting", "host_busy": True, "last_error": None, "cycles": 3}
+    busy = {"state": "pending", "host_busy": True, "last_error": None, "cycles": 3}
     host = _JournalOnly()
     assert str(_not_healthy(host, 10, "active", busy)) == (
-        "not healthy after 10s (service active, daemon starting); another trust-agent run holds "
+        "not healthy after 10s (service active, daemon pending); another trust-agent run holds "
         "/var/lib/trust-agent/lock (a rollout or an apply reaching this host, say): the daemon leaves the "
         "host to it; left running: it converges the host once that run ends"
     )
