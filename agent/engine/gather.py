@@ -47,12 +47,14 @@ ta_info() {
   ta_engine_asleep && return 1
   if command -v curl >/dev/null 2>&1 && [ -S @SOCKET@ ]; then
     curl -sf --max-time @TIMEOUT@ --unix-socket @SOCKET@ http://docker/info && return 0
+    # Timed out: the socket took the connection, the engine never answered (frozen, hung).
+    [ $? != 28 ] || ta_silent=1
   fi
   command -v docker >/dev/null 2>&1 || return 1
   # The CLI waits for ever on a socket no one serves (docker.socket left listening by a dockerd that
   # serves elsewhere): bounded where coreutils' timeout is there.
   if command -v timeout >/dev/null 2>&1; then
-    timeout @TIMEOUT@ docker info --format '{{json .}}'
+    timeout @TIMEOUT@ docker info --format '{{json .}}' || { [ $? != 124 ] || ta_silent=1; return 1; }
   else
     docker info --format '{{json .}}'
   fi
@@ -71,7 +73,9 @@ PING_FUNCTION = _engine_shell(r"""
 ta_version() {
   ta_engine_asleep && return 1
   command -v curl >/dev/null 2>&1 && [ -S @SOCKET@ ] || return 1
-  h=$(curl -sf -i --max-time @TIMEOUT@ --unix-socket @SOCKET@ http://docker/_ping) || return 1
+  h=$(curl -sf -i --max-time @TIMEOUT@ --unix-socket @SOCKET@ http://docker/_ping) || {
+    [ $? != 28 ] || ta_silent=1; return 1
+  }
   v=${h#*Server: Docker/}
   [ "$v" != "$h" ] || return 1
   v=${v%%[!0-9A-Za-z.+~-]*}
@@ -176,6 +180,16 @@ ta_leftover() {
   case "${1##*/.trust-agent.}" in *[!0-9abt.]* | "") return 1 ;; esac
   echo "@@ta leftover $1"
 }
+# An entry of a certs.d directory that dockerd reads on every pull from that registry (a .crt, .cert or
+# .key name) but cannot read as a file: a directory, a link to nothing, a fifo. $1: the path, $2: its
+# <registry>/<name>.
+ta_broken_entry() {
+  case "$1" in *.crt | *.cert | *.key) ;; *) return 0 ;; esac
+  if [ -L "$1" ] && [ ! -e "$1" ]; then echo "@@ta cert-entry-broken dangling $2"
+  elif [ -d "$1" ]; then echo "@@ta cert-entry-broken directory $2"
+  elif [ -e "$1" ] && [ ! -f "$1" ]; then echo "@@ta cert-entry-broken special $2"
+  fi
+}
 ta_leftovers_in() {
   for f in "$1"/.trust-agent.[0-9]*; do { [ -e "$f" ] || [ -L "$f" ]; } && ta_leftover "$f"; done
 }
@@ -230,12 +244,12 @@ if [ -d "$C" ]; then
       if [ -L "$f" ]; then
         case "$b" in
           trust-agent-*.crt) echo "@@ta not-file link $f" ;;
-          *) [ ! -f "$f" ] || echo "@@ta name $n/$b" ;;
+          *) if [ -f "$f" ]; then echo "@@ta name $n/$b"; else ta_broken_entry "$f" "$n/$b"; fi ;;
         esac
         continue
       fi
       if [ ! -f "$f" ]; then
-        case "$b" in trust-agent-*.crt) ta_not_file "$f" ;; esac
+        case "$b" in trust-agent-*.crt) ta_not_file "$f" ;; *) ta_broken_entry "$f" "$n/$b" ;; esac
         continue
       fi
       case "$b" in
@@ -243,6 +257,13 @@ if [ -d "$C" ]; then
         *) echo "@@ta name $n/$b" ;;
       esac
     done
+  done
+  # A file where a registry's directory goes (a link to one included): no CA can be written there.
+  for d in "$C"/*; do
+    [ -e "$d" ] && [ ! -d "$d" ] || continue
+    if [ -L "$d" ]; then echo "@@ta dir-not-dir link ${d##*/}"
+    elif [ -f "$d" ]; then echo "@@ta dir-not-dir file ${d##*/}"
+    else echo "@@ta dir-not-dir special ${d##*/}"; fi
   done
   # A link to nothing there: dockerd finds no CA through it, and nothing can be written through it.
   for d in "$C"/*; do
@@ -300,7 +321,7 @@ T="$R/var/lib/trust-agent/status.json"
 [ -f "$R/etc/trust-agent/install.json" ] && [ -f "$T" ] && [ ! -L "$T" ] && { echo "@@ta daemon-status"; b64 "$T"; }
 ta_not_file "$S"
 if [ -z "$R" ]; then
-  i=""; p=""; k=""
+  i=""; p=""; k=""; ta_silent=""
   # Who the script runs as, with no process: a login that is not root changes nothing in /etc/docker.
   while read -r k v _; do [ "$k" = Uid: ] && { echo "@@ta uid $v"; ta_uid=$v; break; }; done < /proc/self/status
   k=""
@@ -321,11 +342,13 @@ if [ -z "$R" ]; then
     elif [ ! -f "$S" ] && ta_version; then
       i=1
     else
+      # An engine that let /_ping time out would let /info time out as well: not asked again.
       echo "@@ta info-json"
-      if ta_info 2>/dev/null; then
+      if [ -z "$ta_silent" ] && ta_info 2>/dev/null; then
         i=1; echo
       else
         echo
+        [ -z "$ta_silent" ] || echo "@@ta engine-silent"
         echo "@@ta dockerd-version $(dockerd --version 2>&1 | head -n1)"
         if dockerd --validate --help >/dev/null 2>&1; then echo "@@ta validate yes"; else echo "@@ta validate no"; fi
       fi
@@ -722,6 +745,8 @@ def _parse(
     env_path = ""
     owners: dict[str, tuple[int, int]] = {}
     unreadable: dict[str, str] = {}
+    broken: dict[str, str] = {}
+    not_dirs: dict[str, str] = {}
     links = _linked_dirs(records, _certs_dir_target(records))
     _refuse_outside_root(records, root)
     _refuse_non_files(records)
@@ -740,6 +765,12 @@ def _parse(
             unreadable[_inside(name, root)] = "permission denied"
         elif kind == "dir":
             dirs.add(name)
+        elif kind == "cert-entry-broken":
+            what, _, rel = name.partition(" ")
+            broken[rel] = what
+        elif kind == "dir-not-dir":
+            what, _, registry = name.partition(" ")
+            not_dirs[registry] = what
         elif kind == "name":
             certs[name] = b""  # not ours: listed, never read
         elif kind == "info-json":
@@ -813,6 +844,9 @@ def _parse(
         cert_dir_links=links.targets,
         cert_dir_link_problems=link_problems,
         unit_reload_missing=reload_missing(blobs.get("unit")),
+        cert_entries_broken=broken,
+        cert_dir_not_dirs=not_dirs,
+        engine_silent="engine-silent" in values and info is None and not engine_answered,
     )
     if values.get("active") in _RUNNING and info is None and "engine-version" not in values:
         _refuse_silent_engine(facts, "socket-absent" in values, bool(blobs.get("info")))
@@ -940,6 +974,55 @@ def _linked_dirs(records: list[_Record], certs_dir_target: str | None = None) ->
     return linked
 
 
+def unit_lines(unit: bytes) -> list[tuple[str | None, str]]:
+    r"""``systemctl cat``'s text as systemd reads it: each logical line, stripped, with the file it is in
+    (from the ``# /path`` headers; None before the first), comments and empty lines left out.
+
+    systemd.syntax(7): a line ending in a backslash goes on on the next line, the backslash read as a
+    space; comment lines inside such a continuation are skipped. A backslash that is itself escaped
+    (``\\``) ends the line, as does the end of the text.
+
+    >>> unit_lines(b"# /d.service\nExecStart=/d -a \\\n# note\n  -b\n")
+    [('/d.service', 'ExecStart=/d -a    -b')]
+    """
+    found: list[tuple[str | None, str]] = []
+    current: str | None = None
+    pending: str | None = None
+    for raw in unit.decode("utf-8", "replace").split("\n"):
+        line = raw.removesuffix("\r")
+        if pending is None and line.startswith("# /"):
+            current = line[2:].strip()
+            continue
+        if pending is not None and line.lstrip().startswith(_COMMENT):
+            continue
+        joined = line if pending is None else pending + line
+        if _continues(joined):
+            pending = joined[:-1] + " "
+            continue
+        pending = None
+        _add_logical_line(found, current, joined)
+    if pending is not None:
+        _add_logical_line(found, current, pending)
+    return found
+
+
+# What starts a comment line in a unit file (systemd.syntax(7)).
+_COMMENT = ("#", ";")
+
+
+def _add_logical_line(found: list[tuple[str | None, str]], current: str | None, line: str) -> None:
+    """``line`` (a whole logical line) added to ``found`` unless it is empty or a comment."""
+    stripped = line.strip()
+    if stripped and not stripped.startswith(_COMMENT):
+        found.append((current, stripped))
+
+
+def _continues(line: str) -> bool:
+    """Whether ``line`` ends in a backslash that is not itself escaped, as systemd's parser counts."""
+    trailing = len(line) - len(line.rstrip("\\"))
+    return trailing % 2 == 1
+
+
 def reload_missing(unit: bytes | None) -> str | None:
     r"""Where docker.service has no ExecReload (``systemctl cat``'s text), what says so; None where it has
     one, or no unit was read. An empty ``ExecReload=`` in a drop-in clears the list, as systemd does.
@@ -949,14 +1032,10 @@ def reload_missing(unit: bytes | None) -> str | None:
     """
     if not unit or unit.startswith(MASKED_UNIT):
         return None
-    current: str | None = None
     has_start = has_reload = False
     cleared_by: str | None = None
-    for raw in unit.decode("utf-8", "replace").splitlines():
-        line = raw.strip()
-        if line.startswith("# /"):
-            current = line[2:]
-        elif line.startswith("ExecStart="):
+    for current, line in unit_lines(unit):
+        if line.startswith("ExecStart="):
             has_start = True
         elif line.startswith("ExecReload="):
             has_reload = bool(line.removeprefix("ExecReload=").strip())
@@ -1113,14 +1192,10 @@ def engine_flags(
     """
     running = [a.decode("utf-8", "replace") for a in cmdline.split(b"\0") if a] if cmdline else []
     if unit:
-        current_file: str | None = None
         exec_lines: list[tuple[str | None, str]] = []
         settings_lines: list[tuple[str | None, str]] = []
-        for raw in unit.decode("utf-8", "replace").splitlines():
-            line = raw.strip()
-            if line.startswith("# /"):
-                current_file = line[2:]
-            elif line.startswith("ExecStart="):
+        for current_file, line in unit_lines(unit):
+            if line.startswith("ExecStart="):
                 value = line.removeprefix("ExecStart=").strip()
                 if not value:
                     exec_lines = []

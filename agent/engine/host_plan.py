@@ -57,11 +57,16 @@ def plan_for_host(
     the plan: a restart refused for want of ``allow_restart``, which live-restore may allow; and, with
     ``live_config_where_untouched``, a plan that leaves dockerd alone, while dockerd may still run an
     insecure list its daemon.json no longer gives (fact 11). ``read_info`` returns None where dockerd
-    does not answer: the first plan stands."""
+    does not answer (not asked where it did not answer the gather): the first plan stands."""
     plan = _planned(policy, facts, info, restart_policy, allow_restart)
-    if info is None and (
-        restart_waits_on_live_restore(plan, facts, restart_policy, allow_restart)
-        or (live_config_where_untouched and leaves_a_running_engine_alone(plan, facts))
+    # An engine that did not answer the gather would not answer now either: no second wait for it.
+    if (
+        info is None
+        and not facts.engine_silent
+        and (
+            restart_waits_on_live_restore(plan, facts, restart_policy, allow_restart)
+            or (live_config_where_untouched and leaves_a_running_engine_alone(plan, facts))
+        )
     ):
         live = read_info()
         if live is not None:

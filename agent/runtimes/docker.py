@@ -43,6 +43,7 @@ from agent.runtimes.daemon_json import (
     parse_daemon_json,
     repeated_keys,
     serialise,
+    trailing_data,
 )
 from agent.runtimes.daemon_json_checks import (
     DOCKER_20_10_KEYS,
@@ -129,11 +130,13 @@ def plan_docker(
     blockers += _loads_a_persons_entry(policy, facts, daemon, action.action, live_insecure)
     unsafe_dirs, dir_warnings = _unsafe_directory_blockers(facts, registries, certs)
     blockers += unsafe_dirs
+    blockers += _not_directories(facts, registries if ca_files else ())
     warnings = (
         *loaded.warnings,
         *daemon.warnings,
         *action.warnings,
         *_half_client_pairs(facts, registries, insecure=policy.insecure),
+        *_broken_entries(facts, registries, insecure=policy.insecure),
         *dir_warnings,
         *_repeated_merged_keys(facts),
     )
@@ -141,6 +144,7 @@ def plan_docker(
     blockers += [elsewhere] if elsewhere else []
     kept = _daemon_keeps_another(policy, facts)
     warnings += (kept,) if kept else ()
+    warnings += (_ENGINE_SILENT,) if facts.engine_silent else ()
     if facts.snap_docker and facts.engine_running:
         warnings += (_SNAP_BESIDE,)
     elif facts.snap_docker:
@@ -204,6 +208,53 @@ def _half_client_pairs(
                     f"{_half_pair_effect(registry, insecure)} (fact 6); add the other half or remove it"
                 )
     return tuple(found)
+
+
+# What a certs.d entry dockerd cannot read is (DockerFacts.cert_entries_broken), as a report says it.
+_BROKEN_ENTRY = {
+    "directory": "a directory",
+    "dangling": "a symbolic link to nothing",
+    "special": "not a regular file",
+}
+
+
+def _broken_entries(
+    facts: DockerFacts, registries: Sequence[str], *, insecure: bool = False
+) -> tuple[str, ...]:
+    """An entry named ``*.crt``, ``*.cert`` or ``*.key`` in a registry's certs.d directory that is no file
+    dockerd can read: it reads each such entry on every pull from that registry and fails on this one
+    (``read ...: is a directory``, ``open ...: no such file or directory``), as it does on half a client
+    pair. Not the agent's to remove. ``insecure``: as for :func:`_half_client_pairs`."""
+    found = []
+    for rel, what in sorted(facts.cert_entries_broken.items()):
+        registry = rel.partition("/")[0]
+        if registry in registries:
+            found.append(
+                f"certs.d/{rel} is {_BROKEN_ENTRY.get(what, 'not a regular file')}, which dockerd cannot "
+                f"read: {_half_pair_effect(registry, insecure)}; remove it or put the file there"
+            )
+    return tuple(found)
+
+
+def _not_directories(facts: DockerFacts, wanted: Sequence[str]) -> list[str]:
+    """Blockers for the registries the plan puts CA files for whose certs.d path holds something other
+    than a directory: no directory can be made there, and every apply would fail on it."""
+    kinds = {"file": "a file", "link": "a symbolic link to a file"}
+    return [
+        f"{facts.certs_dir.rstrip('/')}/{registry} is {kinds.get(what, 'not a regular file')}, not a "
+        f"directory: dockerd reads {registry}'s CA files from a directory of that name, and trust-agent "
+        "cannot create it; move it away, then run again (nothing written)"
+        for registry, what in sorted(facts.cert_dir_not_dirs.items())
+        if registry in wanted
+    ]
+
+
+# docker.service runs, yet dockerd never answered (DockerFacts.engine_silent).
+_ENGINE_SILENT = (
+    "dockerd did not answer on /var/run/docker.sock (docker.service is active): it may be hung or "
+    "stopped (SIGSTOP); its live config was not read, so what it runs now is not judged here; check "
+    "`systemctl status docker` and run again once it answers"
+)
 
 
 def _half_pair_effect(registry: str, insecure: bool) -> str:
@@ -553,10 +604,13 @@ def does_not_comply(
         # dockerd reads no certs.d directory for an insecure registry (moby registry newTLSConfig).
         return tuple(found)
     found += _half_client_pairs(facts, registries)
+    found += _broken_entries(facts, registries)
     keep = reads_invalid_utf8(facts)
     try:
         doc = (
-            parse_daemon_json(facts.daemon_json, facts.daemon_json_path, keep_invalid_utf8=keep)
+            parse_daemon_json(
+                facts.daemon_json, facts.daemon_json_path, keep_invalid_utf8=keep, ignore_trailing=keep
+            )
             if facts.daemon_json
             else {}
         )
@@ -692,15 +746,21 @@ def _plan_daemon_json(
     want = tuple(r for r in registries if r not in flagged) if policy.insecure else ()
     not_utf8 = invalid_utf8_at(raw) if raw is not None else None
     keep_bytes = not_utf8 is not None and reads_invalid_utf8(facts)
+    first_only = reads_invalid_utf8(facts)  # 20.10's decoder reads the first value alone
     try:
-        doc = parse_daemon_json(raw, path, keep_invalid_utf8=keep_bytes) if raw is not None else {}
+        doc = (
+            parse_daemon_json(raw, path, keep_invalid_utf8=keep_bytes, ignore_trailing=first_only)
+            if raw is not None
+            else {}
+        )
     except DaemonJsonError as exc:
         refused = not_utf8 is not None and not keep_bytes
         problem = _invalid_utf8_refused(path, not_utf8 or 0, facts) if refused else str(exc)
         return _unreadable_daemon_json(problem, want, state, empty_list_recorded)
 
     bom = _bom_problem(raw, facts)
-    read_anyway = (_invalid_utf8_read(path, not_utf8 or 0, facts),) if keep_bytes else ()
+    read_anyway: tuple[str, ...] = (_invalid_utf8_read(path, not_utf8 or 0, facts),) if keep_bytes else ()
+    read_anyway += _trailing_data_ignored(path, raw, facts)
     if facts.daemon_json_link and raw is None:
         # A link to nothing: dockerd reads no file there, and replacing the link would undo what made it.
         note = f"{path} is a symlink to {facts.daemon_json_link}, which is not a file: left alone"
@@ -855,6 +915,20 @@ def _invalid_utf8_read(path: str, at: int, facts: DockerFacts) -> str:
         f"{path} is not UTF-8 (byte {at}): {_engine_named(facts)} reads it (each such byte as U+FFFD), but "
         'Docker 23.0 and later refuse it ("invalid UTF-8") and would not start: save it as UTF-8 before '
         "an upgrade; trust-agent keeps those bytes as they are"
+    )
+
+
+def _trailing_data_ignored(path: str, raw: bytes | None, facts: DockerFacts) -> tuple[str, ...]:
+    """Data after daemon.json's JSON document, where the host's dockerd reads the file anyway (before
+    23.0, Go's json.Decoder reads the first value and stops): kept as it is, and said on every run."""
+    trailing = trailing_data(raw) if raw is not None and reads_invalid_utf8(facts) else None
+    if trailing is None:
+        return ()
+    return (
+        f"{path} has {trailing.excerpt()} after the end of its JSON document (line {trailing.line}, "
+        f"column {trailing.column}): {_engine_named(facts)} ignores it and reads the document alone, but "
+        f'Docker 23.0 and later refuse the file ("{trailing.dockerd_says()}") and would not start: '
+        "remove it before an upgrade; trust-agent leaves it as it is",
     )
 
 

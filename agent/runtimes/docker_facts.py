@@ -76,6 +76,15 @@ class DockerFacts:
     # Where docker.service has no ExecReload (None: it has one, or its unit was not read): what says so,
     # e.g. "/etc/systemd/system/docker.service.d/x.conf clears it". systemctl then refuses a reload.
     unit_reload_missing: str | None = None
+    # Entries of certs.d directories with a name dockerd reads (.crt, .cert, .key) that are no file it can
+    # read, by ``"<registry>/<name>"``: "directory", "dangling" (a link to nothing) or "special" (a fifo,
+    # a socket). dockerd fails every pull from that registry on them.
+    cert_entries_broken: Mapping[str, str] = field(default_factory=dict)
+    # certs.d entries that are not directories, by name: "file", "link" (to a file) or "special".
+    cert_dir_not_dirs: Mapping[str, str] = field(default_factory=dict)
+    # docker.service runs but dockerd took the connection and never answered (frozen, hung): its
+    # version came from the binary, its live config was not read.
+    engine_silent: bool = False
 
     @property
     def next_start_flags(self) -> tuple[str, ...]:

@@ -1722,3 +1722,78 @@ def test_no_plan_changes_one_file_twice_or_removes_a_link(case: tuple[DockerFact
     assert len(touched) == len(set(touched)), plan.changes
     assert not {f"{CERTS_DIR}/{link}" for link in links} & set(plan.rmdirs)
     assert not [r for r in plan.reasons if "remove the directory" in r and r.split("/")[1] in links]
+
+
+# --- certs.d entries dockerd cannot read, paths that are not directories, an engine that never answers ---
+
+BROKEN = {
+    "registry.test/extra.crt": "directory",
+    "registry.test/corp.crt": "dangling",
+    "other.test/x.key": "special",
+}
+
+
+def test_ca_entries_dockerd_cannot_read_fail_verify_and_are_warned_of() -> None:
+    """A directory named extra.crt and a link to nothing in certs.d/registry.test/ fail every pull from it
+    (``read ...: is a directory``), yet verify said "unchanged" and exited 0."""
+    policy = ca_policy("registry.test")
+    facts = replace(converge(policy, host()), cert_entries_broken=BROKEN)
+    said = (
+        "certs.d/registry.test/corp.crt is a symbolic link to nothing, which dockerd cannot read: dockerd "
+        "fails every pull from registry.test; remove it or put the file there",
+        "certs.d/registry.test/extra.crt is a directory, which dockerd cannot read: dockerd fails every pull "
+        "from registry.test; remove it or put the file there",
+    )
+    assert does_not_comply(policy, facts, {"registry.test": False}) == said  # other.test: not the policy's
+    plan = plan_docker(policy, facts)
+    assert set(said) <= set(plan.warnings) and not plan.changed and not plan.blockers
+
+
+def test_ca_entries_dockerd_cannot_read_are_worded_for_an_insecure_registry_and_do_not_fail_it() -> None:
+    """dockerd reads no certs.d directory for an insecure registry (moby registry newTLSConfig)."""
+    facts = host(cert_entries_broken={"registry.test/extra.crt": "directory"})
+    plan = plan_docker(insecure_policy("registry.test"), facts)
+    assert (
+        "certs.d/registry.test/extra.crt is a directory, which dockerd cannot read: dockerd ignores "
+        "certs.d/registry.test/ while registry.test is insecure, so pulls work now, but once its TLS is "
+        "verified again dockerd fails every pull from registry.test; remove it or put the file there"
+    ) in plan.warnings
+    assert does_not_comply(insecure_policy("registry.test"), facts, {"registry.test": True}) == ()
+
+
+@pytest.mark.parametrize(
+    ("what", "said"),
+    [("file", "a file"), ("link", "a symbolic link to a file"), ("special", "not a regular file")],
+)
+def test_a_non_directory_where_a_registrys_ca_files_go_blocks_the_plan_naming_it(
+    what: str, said: str
+) -> None:
+    """The plan listed the CA files as pending with no blocker, and every rollout failed on ``mkdir: ...
+    File exists`` (rolled back)."""
+    facts = host(cert_dir_not_dirs={"registry.test": what, "README": "file"})
+    plan = plan_docker(ca_policy("registry.test"), facts)
+    assert plan.blockers == (
+        f"{CERTS_DIR}/registry.test is {said}, not a directory: dockerd reads registry.test's CA files from a "
+        "directory of that name, and trust-agent cannot create it; move it away, then run again (nothing "
+        "written)",
+    )
+
+
+def test_a_non_directory_blocks_only_where_the_plan_puts_ca_files() -> None:
+    facts = host(cert_dir_not_dirs={"registry.test": "file"})
+    assert not plan_docker(ca_policy("other.test"), facts).blockers
+    assert not plan_docker(insecure_policy("registry.test"), facts).blockers  # no CA file to write
+
+
+def test_an_engine_that_never_answered_is_warned_of_and_the_host_is_otherwise_planned() -> None:
+    """A frozen dockerd (SIGSTOP): the plan waited, then said "unchanged" with no word of it."""
+    policy = ca_policy("registry.test")
+    facts = replace(converge(policy, host()), engine_silent=True)
+    plan = plan_docker(policy, facts)
+    assert not plan.changed and not plan.blockers
+    assert plan.warnings == (
+        "dockerd did not answer on /var/run/docker.sock (docker.service is active): it may be hung or "
+        "stopped (SIGSTOP); its live config was not read, so what it runs now is not judged here; check "
+        "`systemctl status docker` and run again once it answers",
+    )
+    assert not plan_docker(policy, replace(facts, engine_silent=False)).warnings

@@ -12,6 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.engine.gather import (
     GATHER_SCRIPT,
@@ -24,6 +26,7 @@ from agent.engine.gather import (
     leftovers_of,
     live_info,
     parse_gather_output,
+    unit_lines,
 )
 from agent.engine.host_plan import insecure_flag_warnings, plan_for_host, unit_blockers
 from agent.engine.options import RunOptions
@@ -1456,3 +1459,109 @@ def test_a_command_line_hidden_from_a_login_that_is_not_root_is_said_and_root_as
             check=True,
         )
         assert run.stdout == said
+
+
+# --- lines continued with a backslash, as systemd joins them (systemd.syntax(7)) ----------------------
+
+CONTINUED = (
+    ACTIVE_UNIT
+    + "\n# /etc/systemd/system/docker.service.d/zz-cont.conf\n[Service]\nExecStart=\n"
+    + "ExecStart=/usr/sbin/dockerd -H fd:// \\\n"
+    + "    --containerd=/run/containerd/containerd.sock \\\n"
+    + "# a comment inside the continuation is skipped\n"
+    + "    --insecure-registry=mirror.corp.example\n"
+)
+
+
+def test_flags_on_continuation_lines_of_exec_start_are_dockerds_and_the_backslash_is_none() -> None:
+    """Read line by line, the flag on the continuation line was lost (no blocker for a conflicting
+    --insecure-registry) and the backslash became an argument (``"dockerd" accepts no argument(s)``)."""
+    flags = engine_flags(CONTINUED.encode(), None, None)
+    assert flags.flags == (
+        "-H",
+        "fd://",
+        "--containerd=/run/containerd/containerd.sock",
+        "--insecure-registry=mirror.corp.example",
+    )
+    assert flags.source == "/etc/systemd/system/docker.service.d/zz-cont.conf"
+    facts = parse_gather_output(a_gather(unit=CONTINUED))
+    plan = plan_docker(TrustPolicy(("registry.test",), "198.51.100.11:9000", "https", insecure=True), facts)
+    assert any(
+        b.startswith("/etc/systemd/system/docker.service.d/zz-cont.conf sets --insecure-registry")
+        for b in plan.blockers
+    ), plan.blockers
+
+
+@pytest.mark.parametrize(
+    ("text", "lines"),
+    [
+        ("ExecStart=/d -a \\\n  -b\n", ["ExecStart=/d -a    -b"]),
+        ("ExecStart=/d -a \\\n; note\n# note \\\n  -b\n", ["ExecStart=/d -a    -b"]),
+        ("ExecStart=/d -a \\\\\n-b=1\n", ["ExecStart=/d -a \\\\", "-b=1"]),  # an escaped backslash ends it
+        ("ExecStart=/d -a \\ \n-b=1\n", ["ExecStart=/d -a \\", "-b=1"]),  # not the line's last character
+        ("ExecStart=/d \\\n\nExecReload=/r\n", ["ExecStart=/d", "ExecReload=/r"]),  # an empty line ends it
+        ("ExecStart=/d \\", ["ExecStart=/d"]),  # the text's end ends it
+        ("# a comment \\\nExecStart=/d\n", []),  # a comment goes on too, as systemd's parser has it
+    ],
+)
+def test_unit_lines_are_joined_as_systemd_joins_them(text: str, lines: list[str]) -> None:
+    assert unit_lines(f"# /u.service\n{text}".encode()) == [("/u.service", line) for line in lines]
+
+
+_WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-=:/._", min_size=1, max_size=12)
+
+
+@given(words=st.lists(_WORD, min_size=1, max_size=8), breaks=st.lists(st.booleans(), min_size=8, max_size=8))
+def test_an_exec_start_wrapped_anywhere_between_words_gives_the_same_flags(
+    words: list[str], breaks: list[bool]
+) -> None:
+    one_line = f"# /d.service\n[Service]\nExecStart=/usr/sbin/dockerd {' '.join(words)}\n"
+    wrapped = "# /d.service\n[Service]\nExecStart=/usr/sbin/dockerd"
+    for word, wrap in zip(words, breaks, strict=False):
+        wrapped += f" \\\n    {word}" if wrap else f" {word}"
+    assert engine_flags(wrapped.encode(), None, None) == engine_flags(one_line.encode(), None, None)
+    assert engine_flags(wrapped.encode(), None, None).flags == tuple(words)
+
+
+# --- certs.d entries dockerd cannot read, and a registry's path that is not a directory ---------------
+
+
+def test_ca_entries_dockerd_cannot_read_are_in_the_facts(tmp_path: Path) -> None:
+    """dockerd reads every .crt/.cert/.key entry on each pull and fails on one it cannot read; the gather
+    skipped them, so verify said all was well."""
+    certs = tmp_path / "etc/docker/certs.d/registry.test"
+    (certs / "extra.crt").mkdir(parents=True)
+    (certs / "corp.crt").symlink_to("gone.crt")  # a link to nothing
+    (certs / "client.key").symlink_to("nowhere")
+    os.mkfifo(certs / "pipe.cert")
+    (certs / "notes").mkdir()  # no name dockerd reads
+    (certs / "ca.crt").write_bytes(b"CA\n")
+    facts = gather(LocalTransport(), root=str(tmp_path))
+    assert facts.cert_entries_broken == {
+        "registry.test/extra.crt": "directory",
+        "registry.test/corp.crt": "dangling",
+        "registry.test/client.key": "dangling",
+        "registry.test/pipe.cert": "special",
+    }
+    assert facts.certs == {"registry.test/ca.crt": b""}
+
+
+def test_a_file_where_a_registrys_directory_goes_is_in_the_facts(tmp_path: Path) -> None:
+    certs = tmp_path / "etc/docker/certs.d"
+    (certs / "registry.test:443").mkdir(parents=True)
+    (certs / "registry.test").write_bytes(b"notes\n")
+    (certs / "mirror.test").symlink_to("registry.test")  # a link to that file
+    facts = gather(LocalTransport(), root=str(tmp_path))
+    assert facts.cert_dir_not_dirs == {"registry.test": "file", "mirror.test": "link"}
+    assert facts.cert_dirs == frozenset({"registry.test:443"})
+
+
+# --- an engine that takes the connection and never answers --------------------------------------------
+
+
+def test_an_engine_that_did_not_answer_in_time_is_said_so_and_its_version_kept() -> None:
+    """The gather's ``engine-silent`` (curl timed out on the socket): before, such a host was planned
+    as if all were read."""
+    facts = parse_gather_output(a_gather("@@ta info-json", "", "@@ta engine-silent"))
+    assert facts.engine_silent and facts.engine_running and facts.engine_version == "26.1.5"
+    assert not parse_gather_output(a_gather("@@ta info-json", "")).engine_silent

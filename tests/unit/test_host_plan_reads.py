@@ -467,3 +467,26 @@ def test_a_rollout_warns_of_a_registry_name_on_loopback_from_its_apply_alone(
     assert loopback == ([warned] if warned else []), outcome.warnings
     assert len(host.scripts) == 1 and "timeout 5 getent ahosts" in host.scripts[0]
     assert host.scripts[0].endswith("ta_ahosts registry.test\nexit 0\n")
+
+
+def test_an_engine_that_did_not_answer_the_gather_is_not_asked_again_for_its_live_config() -> None:
+    """plan asked a frozen dockerd's /info once more after the gather had waited it out: another 10-20 s
+    for nothing."""
+    from agent.engine.gather import parse_gather_output
+
+    asked: list[str] = []
+
+    def read_info() -> dict[str, Any] | None:
+        asked.append("info")
+        return None
+
+    policy = ca_policy("registry.test")
+    for silent, expected in ((False, ["info"]), (True, [])):
+        records = ["@@ta info-json", "", *(["@@ta engine-silent"] if silent else [])]
+        facts = parse_gather_output(a_gather(*records))
+        asked.clear()
+        plan_for_host(
+            policy, facts, None, restart_policy="auto", allow_restart=False, read_info=read_info,
+            live_config_where_untouched=True,
+        )  # fmt: skip
+        assert asked == expected, (silent, asked)

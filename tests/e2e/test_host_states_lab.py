@@ -1,0 +1,112 @@
+"""Host states the gather must see as dockerd sees them, on Docker 20.10 and 26.1: an ExecStart continued
+with backslashes, certs.d entries dockerd cannot read, a file where a registry's directory goes, and an
+engine that takes connections but never answers."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.probes import DROP_INS, converged, outcome_of, skip_args
+from tests.lab import Host, Lab
+
+pytestmark = pytest.mark.lab
+
+FLAVOURS = ("bookworm", "trixie")  # Docker 20.10 and 26.1
+CONTINUED = "zz-cont.conf"
+# The flags on the continuation lines, as a person wraps a long ExecStart.
+CONTINUED_EXEC_START = (
+    "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// \\\n"
+    "    --containerd=/run/containerd/containerd.sock \\\n"
+    "    --insecure-registry=mirror.corp.example\n"
+)
+
+
+@pytest.fixture
+def lab(mixed_lab: Lab) -> Lab:
+    """The mixed fleet (h1, h3: Docker 20.10; h2, h4: 26.1), reset."""
+    return mixed_lab
+
+
+@contextmanager
+def drop_in_loaded_not_started(lab: Lab, host: Host, name: str, text: str) -> Iterator[None]:
+    """``text`` as docker.service's drop-in ``name``, with only ``systemctl daemon-reload`` run (the running
+    dockerd keeps its flags); removed after, daemon-reload again."""
+    path = f"{DROP_INS}/{name}"
+    lab.ssh(host, f"mkdir -p {DROP_INS} && cat > {path} && systemctl daemon-reload", input=text)
+    try:
+        yield
+    finally:
+        lab.ssh(host, f"rm -f {path} && systemctl daemon-reload")
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_flag_on_a_continuation_line_of_exec_start_blocks_the_skip_tls_plan(
+    lab: Lab, tmp_path: Path, flavour: str
+) -> None:
+    """The unit was read line by line: the flag on the continuation line was lost (no blocker; the next
+    start refuses daemon.json's list beside it) and the backslash became an argument of dockerd."""
+    host = lab.hosts_of(flavour)[0]
+    with drop_in_loaded_not_started(lab, host, CONTINUED, CONTINUED_EXEC_START):
+        code, outcome, err = outcome_of(lab, "plan", host, *skip_args(lab, tmp_path))
+        assert outcome["status"] == "failed", (code, outcome, err)
+        assert any(
+            f"{DROP_INS}/{CONTINUED} sets --insecure-registry" in blocker for blocker in outcome["blockers"]
+        ), outcome
+        assert lab.ssh(host, "cat /etc/docker/daemon.json").stdout.count("insecure-registries") == 0
+
+
+def test_ca_entries_dockerd_cannot_read_fail_pulls_and_verify(lab: Lab) -> None:
+    """A directory named like a CA file and a link to nothing: every pull fails, yet verify said
+    "unchanged" and exited 0."""
+    host = lab.hosts_of("bookworm")[0]
+    converged(lab, host)
+    certs = f"/etc/docker/certs.d/{lab.registry}"
+    lab.ssh(host, f"mkdir {certs}/extra.crt && ln -s /nonexistent/corp.crt {certs}/corp.crt")
+    pulled = lab.ssh(host, f"docker rmi -f {lab.image} >/dev/null 2>&1; docker pull {lab.image}", check=False)
+    assert pulled.returncode != 0 and f"{certs}/corp.crt" in pulled.stderr, pulled
+    code, outcome, err = outcome_of(lab, "verify", host)
+    assert code != 0 and outcome["status"] == "failed", (code, outcome, err)
+    said = outcome["error"]
+    assert f"certs.d/{lab.registry}/extra.crt is a directory, which dockerd cannot read" in said, said
+    assert f"certs.d/{lab.registry}/corp.crt is a symbolic link to nothing" in said, said
+    code, outcome, err = outcome_of(lab, "rollout", host)
+    assert any("extra.crt is a directory" in w for w in outcome["warnings"]), (code, outcome, err)
+
+
+def test_a_file_where_a_registrys_directory_goes_blocks_the_plan_naming_it(lab: Lab) -> None:
+    """Plan and verify listed the CA files as pending with no blocker, and every rollout failed on
+    ``mkdir: ... File exists``."""
+    host = lab.hosts_of("trixie")[0]
+    path = f"/etc/docker/certs.d/{lab.registry}"
+    lab.ssh(host, f"mkdir -p /etc/docker/certs.d && echo notes > {shlex.quote(path)}")
+    blocker = (
+        f"{path} is a file, not a directory: dockerd reads {lab.registry}'s CA files from a directory of "
+        "that name, and trust-agent cannot create it; move it away, then run again (nothing written)"
+    )
+    for command in ("plan", "rollout"):
+        code, outcome, err = outcome_of(lab, command, host)
+        assert (code, outcome["status"]) == (1, "failed"), (command, outcome, err)
+        assert blocker in outcome["blockers"], (command, outcome)
+    assert lab.ssh(host, f"cat {path}").stdout == "notes\n"  # nothing written
+
+
+def test_an_engine_that_never_answers_is_said_in_the_plan(lab: Lab) -> None:
+    """dockerd stopped with SIGSTOP: the socket takes connections, nothing answers; the plan waited and
+    said "unchanged" with no word of it."""
+    host = lab.hosts_of("trixie")[0]
+    converged(lab, host)
+    lab.ssh(host, "kill -STOP $(pidof dockerd)")
+    try:
+        code, outcome, err = outcome_of(lab, "plan", host)
+    finally:
+        lab.ssh(host, "kill -CONT $(pidof dockerd)")
+    assert any(w.startswith("dockerd did not answer on /var/run/docker.sock") for w in outcome["warnings"]), (
+        code,
+        outcome,
+        err,
+    )
