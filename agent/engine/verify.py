@@ -7,7 +7,6 @@ and the canary pull proves the CA files end to end.
 from __future__ import annotations
 
 import ipaddress
-import json
 import shlex
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -17,7 +16,7 @@ from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION, info_doc, live
 from agent.engine.unit_log import UNIT_JOURNAL_COMMAND, reload_refusal
 from agent.errors import TrustAgentError, VerifyError
 from agent.hosts.base import Transport
-from agent.runtimes.daemon_json import DaemonJsonError, decode_keeping_bytes, parse_daemon_json
+from agent.runtimes.daemon_json import DaemonJsonError, parse_daemon_json
 from agent.runtimes.live_registry import insecure_in_force, live_insecure
 from agent.runtimes.live_registry import mismatches as live_mismatches
 
@@ -27,14 +26,22 @@ def expected_insecure(
 ) -> frozenset[str]:
     """The entries dockerd lists as insecure when it runs ``daemon_json`` with command line ``flags``
     (the file's part empty when absent or unreadable). ``keep_invalid_utf8``: the host's dockerd reads
-    bytes that are not UTF-8 (before 23.0, :func:`agent.runtimes.docker.reads_invalid_utf8`), so the
-    file is read as it does."""
+    daemon.json as Docker before 23.0 does (:func:`agent.runtimes.docker.reads_invalid_utf8`: bytes
+    that are not UTF-8 kept, data after the JSON document ignored), so the file is read as it does."""
     try:
-        text = decode_keeping_bytes(daemon_json) if keep_invalid_utf8 and daemon_json else daemon_json
-        doc = json.loads(text) if text else {}
-    except ValueError:
+        doc = (
+            parse_daemon_json(
+                daemon_json,
+                "daemon.json",
+                keep_invalid_utf8=keep_invalid_utf8,
+                ignore_trailing=keep_invalid_utf8,
+            )
+            if daemon_json
+            else {}
+        )
+    except DaemonJsonError:
         doc = {}
-    return insecure_in_force(doc if isinstance(doc, dict) else {}, flags)
+    return insecure_in_force(doc, flags)
 
 
 def live_config_unjudged(
@@ -47,7 +54,9 @@ def live_config_unjudged(
     if daemon_json is None:
         return None
     try:
-        parse_daemon_json(daemon_json, path, keep_invalid_utf8=keep_invalid_utf8)
+        parse_daemon_json(
+            daemon_json, path, keep_invalid_utf8=keep_invalid_utf8, ignore_trailing=keep_invalid_utf8
+        )
     except DaemonJsonError as exc:
         return (
             f"live config not compared with daemon.json ({exc}): dockerd runs what it loaded from an "

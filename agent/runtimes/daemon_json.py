@@ -51,6 +51,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def invalid_utf8_at(raw: bytes) -> int | None:
     """The offset of the first byte of ``raw`` that is not UTF-8, or None where it all is.
 
@@ -75,12 +78,18 @@ def encode_keeping_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def parse_daemon_json(raw: bytes, path: str, *, keep_invalid_utf8: bool = False) -> dict[str, Any]:
+def parse_daemon_json(
+    raw: bytes, path: str, *, keep_invalid_utf8: bool = False, ignore_trailing: bool = False
+) -> dict[str, Any]:
     """Parse daemon.json into a dict in file order; raise ``DaemonJsonError`` with one line if it is bad.
 
     ``keep_invalid_utf8``: read bytes that are not UTF-8 inside strings as Docker 20.10 does (Go's
     encoding/json takes them, where Docker 23.0 and later refuse the file), each kept as a lone
     surrogate so that a rewrite gives the same bytes back.
+
+    ``ignore_trailing``: read the first JSON value and ignore whatever follows it, as Docker 20.10 does
+    (it decodes the file with Go's ``json.Decoder.Decode``, which stops after one value; Docker 23.0
+    and later use ``json.Unmarshal``, which refuses the file). See :func:`trailing_data`.
 
     >>> parse_daemon_json(b'{"debug": true, "insecure-registries": ["a"]}', "/etc/docker/daemon.json")
     {'debug': True, 'insecure-registries': ['a']}
@@ -88,6 +97,8 @@ def parse_daemon_json(raw: bytes, path: str, *, keep_invalid_utf8: bool = False)
     Traceback (most recent call last):
     ...
     agent.runtimes.daemon_json.DaemonJsonError: /etc/docker/daemon.json: not valid JSON (line 1, column 11): Expecting value
+    >>> parse_daemon_json(b'{"debug": true}\\n}\\n', "/etc/docker/daemon.json", ignore_trailing=True)
+    {'debug': True}
     """
     try:
         text = decode_keeping_bytes(raw) if keep_invalid_utf8 else raw.decode("utf-8-sig")
@@ -98,19 +109,94 @@ def parse_daemon_json(raw: bytes, path: str, *, keep_invalid_utf8: bool = False)
         # dockerd treats an empty file as "no options"; so do we.
         return {}
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
+        doc, end = _first_value(text)
     except json.JSONDecodeError as exc:
         raise DaemonJsonError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
         ) from None
     except ValueError as exc:
         raise DaemonJsonError(f"{path}: not valid JSON: {exc}") from None
+    trailing = _trailing_at(text, end)
+    if trailing is not None and not ignore_trailing:
+        raise DaemonJsonError(f"{path}: {trailing_data_refused(trailing)}")
     if not isinstance(doc, dict):
         raise DaemonJsonError(f"{path}: not a JSON object (found {json_kind(doc)})")
     entries = doc.get(INSECURE_KEY)
     if entries is not None and not (isinstance(entries, list) and all(isinstance(e, str) for e in entries)):
         raise DaemonJsonError(f"{path}: {INSECURE_KEY} must be a list of strings")
     return doc
+
+
+@dataclass(frozen=True)
+class TrailingData:
+    """What follows daemon.json's first JSON value: where it starts (1-based, as editors count) and
+    its text, surrounding whitespace stripped."""
+
+    line: int
+    column: int
+    text: str
+
+    def excerpt(self, limit: int = 24) -> str:
+        """The text as a JSON string, cut after ``limit`` characters: one line, whatever it holds."""
+        cut = self.text if len(self.text) <= limit else self.text[:limit] + "..."
+        return json.dumps(cut.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+
+    def dockerd_says(self) -> str:
+        """Docker 23.0 and later's error for the file: Go's json.Unmarshal names the first character."""
+        first = self.text[0]
+        shown = f"'{first}'" if first.isascii() and first.isprintable() else "..."
+        return f"invalid character {shown} after top-level value"
+
+
+def trailing_data(raw: bytes) -> TrailingData | None:
+    """What follows daemon.json's first JSON value, other than whitespace; None where nothing does, or
+    where that first value cannot be read (:func:`parse_daemon_json` says what is wrong).
+
+    >>> trailing_data(b'{"debug": true}\\n}\\n')
+    TrailingData(line=2, column=1, text='}')
+    >>> trailing_data(b'{"debug": true}\\n') is None
+    True
+    """
+    text = decode_keeping_bytes(raw)
+    if not text.strip():
+        return None
+    try:
+        _, end = _first_value(text)
+    except ValueError:
+        return None
+    return _trailing_at(text, end)
+
+
+def trailing_data_refused(trailing: TrailingData) -> str:
+    """Why Docker 23.0 and later refuse a daemon.json with ``trailing`` data (20.10 ignores it).
+
+    >>> print(trailing_data_refused(TrailingData(2, 1, "}")).partition("which ")[2])
+    Docker 23.0 and later refuse ("invalid character '}' after top-level value"; 20.10 ignores it): remove it
+    """
+    return (
+        f"not valid JSON (line {trailing.line}, column {trailing.column}): {trailing.excerpt()} after the "
+        f'end of the JSON document, which Docker 23.0 and later refuse ("{trailing.dockerd_says()}"; '
+        "20.10 ignores it): remove it"
+    )
+
+
+_JSON_WHITESPACE = " \t\n\r"  # JSON's, exactly: Go's decoder skips these and nothing else
+
+
+def _first_value(text: str) -> tuple[Any, int]:
+    """The first JSON value in ``text`` and the offset just after it, as Go's json.Decoder reads it."""
+    start = len(text) - len(text.lstrip(_JSON_WHITESPACE))
+    return _DECODER.raw_decode(text, start)
+
+
+def _trailing_at(text: str, end: int) -> TrailingData | None:
+    rest = text[end:].lstrip(_JSON_WHITESPACE)
+    if not rest:
+        return None
+    at = len(text) - len(rest)
+    line = text.count("\n", 0, at) + 1
+    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    return TrailingData(line, column, rest.rstrip(_JSON_WHITESPACE))
 
 
 def json_kind(value: Any) -> str:
@@ -143,8 +229,11 @@ def repeated_keys(raw: bytes) -> dict[str, list[Any]]:
         objects.append(pairs)
         return dict(pairs)
 
+    # The first value only: dockerd 20.10 ignores what follows it, and 23.0 refuses the file.
+    decoder = json.JSONDecoder(object_pairs_hook=keep, parse_constant=_reject_constant)
+    text = decode_keeping_bytes(raw)
     try:
-        json.loads(decode_keeping_bytes(raw), object_pairs_hook=keep, parse_constant=_reject_constant)
+        decoder.raw_decode(text, len(text) - len(text.lstrip(_JSON_WHITESPACE)))
     except ValueError:  # parse_daemon_json says what is wrong
         return {}
     if not objects:

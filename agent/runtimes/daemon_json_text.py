@@ -7,8 +7,11 @@ JSON decoder), and the one value is replaced, or the key added after the last me
 own style; where the merged document has no such key, its member is taken out. Where the key is
 given more than once, the last is the one replaced: dockerd reads only that one (the others stay as
 they were, the planner warns about them). Bytes that are not UTF-8 (Docker 20.10 reads such a file)
-stay byte for byte. Where the text cannot be spliced (an empty object), or the result would not parse
-back to the merged document, the caller serialises the document instead.
+stay byte for byte, and so does whatever follows the object (20.10 reads the first JSON value alone):
+those bytes are a person's to judge, and the planner warns that Docker 23.0 refuses them. Where the
+text cannot be spliced (an empty object), or the result would not parse back to the merged document,
+the caller serialises the document instead; where data follows the object, the object is written
+out here and the data kept after it.
 """
 
 from __future__ import annotations
@@ -42,9 +45,12 @@ def splice_insecure(raw: bytes, doc: dict[str, Any]) -> bytes | None:
     text = raw.decode("utf-8", "surrogateescape")
     bom = "\ufeff" if text.startswith("\ufeff") else ""
     body = text[len(bom) :]
-    members = _top_level(body)
-    if members is None:
+    scanned = _top_level(body)
+    if scanned is None:
         return None
+    members, end = scanned
+    if body[end:].strip(_WHITESPACE):
+        return _spliced_keeping_trailing(raw, bom, body[:end], body[end:], doc)
     mine = [m for m in members if m.key == INSECURE_KEY]
     if INSECURE_KEY not in doc:
         spliced = _without_member(body, members, mine)
@@ -69,6 +75,20 @@ def splice_insecure(raw: bytes, doc: dict[str, Any]) -> bytes | None:
         member_text = f",{newline}{key_indent}{name}: {value}" if own_line else f", {name}: {value}"
         spliced = body[: last.value_end] + member_text + body[last.value_end :]
     return _checked(bom, spliced, doc)
+
+
+def _spliced_keeping_trailing(
+    raw: bytes, bom: str, head: str, tail: str, doc: dict[str, Any]
+) -> bytes | None:
+    """The object ``head`` made ``doc`` (spliced, else written out in the file's indent), followed by
+    ``tail`` byte for byte: Docker 20.10 reads the first value alone and ignores what follows it."""
+    spliced = splice_insecure(encode_keeping_bytes(head), doc)
+    if spliced is None:
+        written = json.dumps(doc, indent=detect_indent(raw), ensure_ascii=False)
+        spliced = _checked("", written, doc)
+    if spliced is None:
+        return None
+    return encode_keeping_bytes(bom) + spliced + encode_keeping_bytes(tail)
 
 
 def _checked(bom: str, spliced: str, doc: dict[str, Any]) -> bytes | None:
@@ -98,16 +118,17 @@ def _without_member(body: str, members: list[_Member], mine: list[_Member]) -> s
     return body[: member.key_start] + body[members[1].key_start :]
 
 
-def _top_level(text: str) -> list[_Member] | None:
-    """The members of the top-level object, in file order; ``None`` if the text is not one object
-    (the caller has parsed it already, so this is a safety net)."""
+def _top_level(text: str) -> tuple[list[_Member], int] | None:
+    """The members of the top-level object, in file order, and the offset just after its closing
+    brace; ``None`` if the text does not start with an object (the caller has parsed it already, so
+    this is a safety net)."""
     members: list[_Member] = []
     at = _skip(text, 0)
     if text[at : at + 1] != "{":
         return None
     at = _skip(text, at + 1)
     if text[at : at + 1] == "}":
-        return members
+        return members, at + 1
     try:
         while True:
             if text[at : at + 1] != '"':
@@ -121,7 +142,7 @@ def _top_level(text: str) -> list[_Member] | None:
             members.append(_Member(key, at, value_start, value_end))
             at = _skip(text, value_end)
             if text[at : at + 1] == "}":
-                return members
+                return members, at + 1
             if text[at : at + 1] != ",":
                 return None
             at = _skip(text, at + 1)

@@ -19,6 +19,7 @@ from agent.runtimes.daemon_json import (
     parse_daemon_json,
     repeated_keys,
     serialise,
+    trailing_data,
 )
 
 PATH = "/etc/docker/daemon.json"
@@ -269,3 +270,102 @@ def test_bytes_that_are_not_utf8_are_read_as_docker_20_10_reads_them_and_written
     with pytest.raises(DaemonJsonError, match="not valid JSON"):
         parse_daemon_json(b'{"debug": true}\xff', PATH, keep_invalid_utf8=True)
     assert repeated_keys(b'{"a": "\xe9", "a": "\xff"}') == {"a": ["\udce9", "\udcff"]}
+
+
+# --- data after the JSON document ------------------------------------------------------------------
+
+# As a tester left it: a stray closing brace on the line after the object.
+STRAY_BRACE = (
+    b'{"iptables": false, "bridge": "none", "storage-driver": "vfs", "insecure-registries": ["hand.example"]}'
+    b"\n}\n"
+)
+
+
+def test_data_after_the_document_is_refused_as_docker_23_refuses_it() -> None:
+    """dockerd 26.1 (json.Unmarshal): "invalid character '}' after top-level value", at start and reload."""
+    with pytest.raises(DaemonJsonError) as err:
+        parse_daemon_json(STRAY_BRACE, PATH)
+    message = str(err.value)
+    assert message.startswith(f"{PATH}: not valid JSON (line 2, column 1): ")
+    assert "which Docker 23.0 and later refuse (" in message
+    assert "\"invalid character '}' after top-level value\"" in message
+    assert "\n" not in message
+
+
+def test_data_after_the_document_is_ignored_as_docker_20_10_ignores_it() -> None:
+    """dockerd 20.10 (json.Decoder.Decode) reads the first value and stops: not a second object's keys,
+    nor bytes that are not UTF-8, nor anything else that follows."""
+    assert parse_daemon_json(STRAY_BRACE, PATH, ignore_trailing=True) == {
+        "iptables": False,
+        "bridge": "none",
+        "storage-driver": "vfs",
+        "insecure-registries": ["hand.example"],
+    }
+    second = b'{"debug": false}\n{"debug": true, "insecure-registries": ["second"]} \xff junk'
+    assert parse_daemon_json(second, PATH, keep_invalid_utf8=True, ignore_trailing=True) == {"debug": False}
+    # What the first value itself gets wrong is refused all the same.
+    with pytest.raises(DaemonJsonError, match=r"line 1, column 11"):
+        parse_daemon_json(b'{"debug": tru}\n}', PATH, ignore_trailing=True)
+    with pytest.raises(DaemonJsonError, match=r"not a JSON object \(found an array\)"):
+        parse_daemon_json(b"[1]\n}", PATH, ignore_trailing=True)
+
+
+@pytest.mark.parametrize(
+    ("raw", "line", "column", "text"),
+    [
+        (STRAY_BRACE, 2, 1, "}"),
+        (b'\t{"debug": true}  ,\r\n', 1, 19, ","),
+        (b'{\n  "debug": true\n}\n{"debug": false}\n\n', 4, 1, '{"debug": false}'),
+        (b'{"labels": ["caf\xe9"]}\n\xff', 2, 1, "\udcff"),
+    ],
+)
+def test_trailing_data_says_where_it_starts_and_what_it_is(
+    raw: bytes, line: int, column: int, text: str
+) -> None:
+    found = trailing_data(raw)
+    assert found is not None
+    assert (found.line, found.column, found.text) == (line, column, text)
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", b" \n", b'{"debug": true}', b'{"debug": true} \r\n\t\n', b'{"debug": tru} }']
+)
+def test_trailing_data_is_none_where_nothing_follows_or_nothing_can_be_read(raw: bytes) -> None:
+    assert trailing_data(raw) is None
+
+
+def test_trailing_data_is_shown_on_one_line_and_cut_short() -> None:
+    found = trailing_data(b'{}\n{"labels": ["a\\nb"],\n "debug": true, "log-level": "debug"}\n')
+    assert found is not None
+    assert found.excerpt() == '"{\\"labels\\": [\\"a\\\\nb\\"],\\n \\"d..."'
+    assert found.dockerd_says() == "invalid character '{' after top-level value"
+    not_utf8 = trailing_data(b"{}\xff")
+    assert not_utf8 is not None
+    assert not_utf8.excerpt() == '"\\ufffd"'
+    assert not_utf8.dockerd_says() == "invalid character ... after top-level value"
+
+
+def test_repeated_keys_are_read_in_the_first_document_only() -> None:
+    raw = b'{"insecure-registries": ["a"], "insecure-registries": ["b"]}\n{"debug": true, "debug": false}\n}'
+    assert repeated_keys(raw) == {"insecure-registries": [["a"], ["b"]]}
+
+
+_TRAILING = st.text(min_size=1, max_size=12).filter(lambda t: t[0] not in " \t\n\r")
+
+
+@given(
+    doc=st.dictionaries(st.text(max_size=6), st.booleans() | st.integers() | st.text(max_size=6), max_size=4),
+    space=st.text(alphabet=" \t\n\r", max_size=3),
+    tail=_TRAILING,
+    indent=st.sampled_from([2, "\t"]),
+)
+def test_whatever_follows_a_document_is_read_as_each_docker_reads_it(
+    doc: dict[str, object], space: str, tail: str, indent: int | str
+) -> None:
+    raw = serialise(doc, indent) + space.encode() + tail.encode()
+    assert parse_daemon_json(raw, PATH, ignore_trailing=True) == doc
+    with pytest.raises(DaemonJsonError, match=r"Docker 23\.0 and later refuse \("):
+        parse_daemon_json(raw, PATH)
+    found = trailing_data(raw)
+    assert found is not None
+    assert found.text == tail.rstrip(" \t\n\r")

@@ -191,3 +191,60 @@ def test_a_key_the_merged_document_no_longer_has_is_taken_out_with_its_comma() -
     # Given twice: taking out the last would let dockerd read the first; left to a rewrite.
     twice = b'{"insecure-registries": ["x"], "insecure-registries": []}'
     assert splice_insecure(twice, {}) is None
+
+
+def after_docker_20_10(raw: bytes, want: list[str], owned: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+    """The merge of what Docker 20.10 reads in ``raw``: its first JSON value alone."""
+    doc = parse_daemon_json(raw, "daemon.json", keep_invalid_utf8=True, ignore_trailing=True)
+    return merge_insecure(doc, want, owned).doc
+
+
+def test_what_follows_the_document_stays_after_it_byte_for_byte() -> None:
+    """A stray brace after the object: 20.10 reads the object alone, and the splice changes that alone."""
+    raw = (
+        b'{"iptables": false, "bridge": "none", "storage-driver": "vfs", "insecure-registries": ["hand.example"]}'
+        b"\n}\n"
+    )
+    after = splice_insecure(raw, after_docker_20_10(raw, ["registry.test"]))
+    assert after == raw.replace(b'["hand.example"]', b'["hand.example", "registry.test"]')
+
+
+def test_a_second_document_and_bytes_that_are_not_utf8_after_the_first_stay() -> None:
+    raw = b'\xef\xbb\xbf{\n  "debug": true\n}\n{"insecure-registries": ["theirs"]}\n\xff\n'
+    after = splice_insecure(raw, after_docker_20_10(raw, ["registry.test"]))
+    assert after == (
+        b'\xef\xbb\xbf{\n  "debug": true,\n  "insecure-registries": [\n    "registry.test"\n  ]\n}'
+        b'\n{"insecure-registries": ["theirs"]}\n\xff\n'
+    )
+
+
+def test_an_empty_object_with_data_after_it_is_written_out_and_the_data_kept() -> None:
+    for raw, written in [
+        (b"{}\n}\n", b'{\n  "insecure-registries": [\n    "r"\n  ]\n}'),
+        (b"{\n\t}}", b'{\n\t"insecure-registries": [\n\t\t"r"\n\t]\n}'),  # the file's indent
+    ]:
+        tail = raw[raw.index(b"}") + 1 :]
+        assert splice_insecure(raw, after_docker_20_10(raw, ["r"])) == written + tail, raw
+    # Given twice, the key cannot be taken out in place: the object is written out, the tail kept.
+    twice = b'{"insecure-registries": ["x"], "insecure-registries": []} ]'
+    assert splice_insecure(twice, {}) == b"{} ]"
+
+
+@given(
+    doc=st.dictionaries(_KEYS, _VALUE, min_size=1, max_size=5),
+    present=st.none() | _NAMES,
+    want=_NAMES,
+    space=_SPACE,
+    tail=st.text(min_size=1, max_size=10).filter(lambda t: t[0] not in " \t\n\r"),
+)
+def test_whatever_follows_the_document_is_kept_and_the_document_spliced_as_without_it(
+    doc: dict[str, Any], present: list[str] | None, want: list[str], space: str, tail: str
+) -> None:
+    if present is not None:
+        doc = {**doc, INSECURE_KEY: present}
+    head = serialise(doc).rstrip(b"\n")
+    assume(merge_insecure(doc, want, present or []).changed)
+    after_doc = merge_insecure(doc, want, present or []).doc
+    raw = head + (space + tail).encode("utf-8", "surrogateescape")
+    after = splice_insecure(raw, after_doc)
+    assert after == splice_insecure(head, after_doc) + (space + tail).encode("utf-8", "surrogateescape")
