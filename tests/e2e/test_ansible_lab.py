@@ -448,6 +448,38 @@ def canary_with_a_wrong_storage_ca(
     return refused
 
 
+def test_a_canary_held_under_another_name_is_said_unproved_not_taken_for_proof(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
+) -> None:
+    """The pull of an image the host holds under another name fetches no blob, so it passed with a wrong
+    storage CA and was reported as proof; it is said unproved, and warned of."""
+    host = lab.hosts[1]
+    reset(lab, host)
+    converged = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name)
+    assert converged.returncode == 0, converged.stdout
+    lab.ssh(host, f"docker pull {lab.image} >/dev/null")  # held under its name: the canary's is another
+    other_name = lab.image.replace(lab.registry, f"{lab.registry}:443", 1)
+    wrong = tmp_path / "wrong-storage-ca.pem"
+    wrong.write_bytes(make_ca("Not the storage CA")[0])
+    variables = json.dumps({"trustagent_canary_image": other_name, "trustagent_storage_ca": [str(wrong)]})
+    try:
+        played = run_playbook(
+            lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name, "-e", variables
+        )
+        assert played.returncode == 0 and recap(played)[host.name]["failed"] == 0, played.stdout
+        said = " ".join((played.stdout + played.stderr).split())
+        assert f"the storage redirect is unproved: the canary pull of {other_name} fetched no blob" in said, (
+            said
+        )
+        # What the canary could not show: the host's own pull fails with the wrong CA.
+        pulled = lab.ssh(
+            host, f"docker rmi -f {other_name} {lab.image} >/dev/null; docker pull {lab.image}", check=False
+        )
+        assert pulled.returncode != 0 and "x509" in pulled.stdout + pulled.stderr, pulled
+    finally:
+        reset(lab, host)
+
+
 def test_the_role_passes_the_sources_warnings_on_and_names_its_own_variables(
     lab: Lab, ansible_playbook: list[str], ansible_home: Path
 ) -> None:

@@ -29,6 +29,8 @@ try:
     from agent.engine.unit_log import START_LOG, start_failure_note
     from agent.engine.verify import (
         CanaryError,
+        CanaryPull,
+        fetched_a_blob,
         insecure_by_range,
         read_live_info,
         refusal_since,
@@ -95,13 +97,16 @@ class ActionModule(TrustAgentAction):
             result["warnings"] = [*notes, *skipped]
         if args["canary_image"]:
             try:
-                verified.append(canary_pull_on_host(transport, str(args["canary_image"])))
+                canary = canary_pull_on_host(transport, str(args["canary_image"]))
             except CanaryError as exc:
                 # Removed for the pull that failed: pulled back once the previous files are in place.
                 back = str(args["canary_image"]) if exc.removed else None
                 return _failed(result, transport, args["undo"], str(exc), canary_back=back)
             except TrustAgentError as exc:
                 return _failed(result, transport, args["undo"], str(exc))
+            verified.append(canary.said)
+            if canary.unproved is not None:  # said where CI reads warnings, as the CLI says it
+                result["warnings"] = [*result.get("warnings", []), canary.unproved]
         result.update(
             changed=False,
             insecure_registries=sorted(wanted),
@@ -170,7 +175,12 @@ _CANARY = (
     'if docker image inspect "$id" >/dev/null 2>&1; then echo "@@ta canary held"; '
     'else echo "@@ta canary removed"; fi; '
     "fi; "
-    'docker pull "$img"'
+    # Which images the engine held before: a pulled image among them fetched no blob (its config
+    # is the one held under another name), whatever the pull says.
+    "before=$(docker image ls -aq --no-trunc 2>/dev/null); "
+    'docker pull "$img" || exit $?; '
+    "id=$(docker image inspect --format '{{{{.Id}}}}' \"$img\" 2>/dev/null); "
+    'case "$before" in *"$id"*) ;; *) echo "@@ta canary new" ;; esac'
 )
 
 
@@ -187,17 +197,30 @@ def unit_said(transport: Transport, cursor: str | None) -> str:
     return f"; {note}" if note else ""
 
 
-def canary_pull_on_host(transport: Transport, image: str) -> str:
-    """``docker pull IMAGE`` on the host: the CA files proved end to end (registry, then its storage)."""
+def canary_pull_on_host(transport: Transport, image: str) -> CanaryPull:
+    """``docker pull IMAGE`` on the host: the CA files proved end to end (registry, then its storage),
+    where it fetched a blob through the storage redirect (as the CLI judges it:
+    ``agent.engine.verify.fetched_a_blob``); else said unproved."""
     pulled = transport.run(_CANARY.format(image=shlex.quote(_reference(image))))
     if not pulled.ok:
         # Docker's own error: on stdout where the ssh connection ran the pull in a tty (no stdin).
         why = error_line(pulled.stdout, pulled.stderr) or f"exit {pulled.exit_status}"
         removed = b"@@ta canary removed" in pulled.stdout
         raise CanaryError(f"canary pull of {image} failed: {why}", removed=removed)
-    if b"Image is up to date" in pulled.stdout or b"@@ta canary held" in pulled.stdout:
-        return f"canary pull {image} (on the host already, held by another tag or a container: no blob fetched, the storage redirect unproved)"
-    return f"canary pull {image}"
+    said = pulled.stdout.decode("utf-8", "replace").splitlines()
+    statuses = [line.rpartition(": ")[2].strip() for line in said]  # "<layer>: Pull complete"
+    held = "@@ta canary held" in said
+    if not held and fetched_a_blob(statuses, new_image="@@ta canary new" in said):
+        return CanaryPull(f"canary pull {image}")
+    where = "held by an image built on it" if held else "under this or another name"
+    return CanaryPull(
+        f"canary pull {image} (on the host already, {where}: no blob fetched, the storage redirect unproved)",
+        unproved=(
+            f"the storage redirect is unproved: the canary pull of {image} fetched no blob (the image is "
+            f"on the host already, {where}), so a wrong storage CA would pass it too; give a canary image "
+            "the host does not hold to prove it"
+        ),
+    )
 
 
 def pull_canary_back(transport: Transport, image: str) -> str:
