@@ -42,6 +42,8 @@ def to_dict(result: FleetResult) -> dict[str, object]:
         "hosts": [host_dict(o) for o in result.outcomes],
         "warnings": list(result.warnings),
         "tls_checks": list(view.tls_checks(result)),
+        # False for a run stopped before its source was read: ``policy`` then describes nothing read.
+        "policy_read": view.policy_read(result),
     }
 
 

@@ -441,3 +441,12 @@ def test_a_policy_read_is_still_described_in_full() -> None:
     assert "- storage: https://s3.test:9000" in render(result, "markdown")
     properties = {p.get("name") for p in ET.fromstring(render(result, "junit")).iter("property")}
     assert {"policy.fingerprint", "policy.registries"} <= properties
+    assert json.loads(render(result, "json"))["policy_read"] is True
+
+
+@pytest.mark.parametrize("stop", ["refused", "interrupted"])
+def test_a_json_report_says_whether_its_policy_was_read(stop: str) -> None:
+    """JSON kept the policy's keys (scripts read them), with a fingerprint of a policy nobody had read:
+    ``policy_read`` says which it is."""
+    doc = json.loads(render(_never_read()[stop], "json"))
+    assert doc["policy_read"] is False and doc["policy"]["registries"] == []

@@ -228,6 +228,7 @@ def test_json_top_level() -> None:
         "hosts",
         "warnings",
         "tls_checks",
+        "policy_read",
     ]
     assert doc["mode"] == "rollout"
     assert doc["seconds"] == 10.0
