@@ -310,7 +310,7 @@ def _rollout_options(func: F) -> F:
                 is_flag=True,
                 help="Make no TLS handshake from this machine. For a controller that reaches the "
                 "registry or storage by another route than the engines do (another DNS view, another "
-                "certificate): its checks would judge the wrong endpoint. verify still makes them.",
+                "certificate): its checks would judge the wrong endpoint (verify makes them unless given it too).",
             ),
         ]
     )(func)

@@ -310,6 +310,10 @@ def _remove_if_only_the_canary(api: Any, reference: str) -> str:
     tags = _other_tags(reference, found.get("RepoTags") or [])
     if tags:
         return f"also tagged {tags[0]}"
+    # Pulled by digest in another repository: a reference of its own, which a removal only untags.
+    digests = _other_repositories(reference, found.get("RepoDigests") or [])
+    if digests:
+        return f"also held as {digests[0]}"
     try:
         answer = api.remove_image(reference, noprune=False)
     except Exception as exc:  # in use by a container (409), or the engine refused otherwise
@@ -317,6 +321,24 @@ def _remove_if_only_the_canary(api: Any, reference: str) -> str:
     if not any(isinstance(item, dict) and item.get("Deleted") == image_id for item in answer or []):
         return "held by an image built on it"  # untagged only: the image stays, the pull tags it again
     return "removed"
+
+
+def _other_repositories(reference: str, digests: Iterable[str]) -> list[str]:
+    """``digests`` (an image's ``RepoDigests``, ``repo@sha256:...``) of repositories other than
+    ``reference``'s own.
+
+    >>> _other_repositories("r.test/a/b:1", ["r.test/a/b@sha256:1", "r.test/a/c@sha256:1"])
+    ['r.test/a/c@sha256:1']
+    """
+    own = _repository(reference)
+    return [d for d in digests if d.partition("@")[0] != own]
+
+
+def _repository(reference: str) -> str:
+    """An image reference's repository: without its digest or tag (a port is not a tag)."""
+    name = reference.partition("@")[0]
+    last = name.rsplit("/", 1)[-1]
+    return name[: len(name) - len(last)] + last.partition(":")[0]
 
 
 def _other_tags(reference: str, tags: Iterable[str]) -> list[str]:

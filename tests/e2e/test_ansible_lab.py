@@ -480,6 +480,30 @@ def test_a_canary_held_under_another_name_is_said_unproved_not_taken_for_proof(
         reset(lab, host)
 
 
+def test_a_canary_a_container_uses_is_said_not_removable_as_the_cli_says_it(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path
+) -> None:
+    """The removal refused (a container uses the image) was said "held by an image built on it"."""
+    host = lab.hosts[1]
+    reset(lab, host)
+    converged = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name)
+    assert converged.returncode == 0, converged.stdout
+    lab.ssh(host, f"docker rmi -f {lab.image} >/dev/null 2>&1; docker pull {lab.image} >/dev/null")
+    container = lab.ssh(host, f"docker create {lab.image} true").stdout.strip()
+    try:
+        canary = json.dumps({"trustagent_canary_image": lab.image})
+        played = run_playbook(
+            lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name, "-e", canary
+        )
+        assert played.returncode == 0 and recap(played)[host.name]["failed"] == 0, played.stdout
+        said = " ".join((played.stdout + played.stderr).split())
+        assert "the image is on the host already, not removable: " in said, said
+        assert "held by an image built on it" not in said, said
+    finally:
+        lab.ssh(host, f"docker rm {container}")
+        reset(lab, host)
+
+
 def test_the_role_passes_the_sources_warnings_on_and_names_its_own_variables(
     lab: Lab, ansible_playbook: list[str], ansible_home: Path
 ) -> None:

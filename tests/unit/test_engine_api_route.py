@@ -323,8 +323,10 @@ class CanaryEngine:
         pulled: str = "sha256:new",
         layers_held: bool = False,
         ids_readable: bool = True,
+        digests: tuple[str, ...] = (),
     ) -> None:
         self.held = dict(held)
+        self.digests = list(digests)  # RepoDigests of every image held (repo@sha256:...)
         self.refusal = refusal
         self.pulled = pulled
         self.layers_held = layers_held
@@ -336,7 +338,8 @@ class CanaryEngine:
         if reference not in self.held:
             raise docker.errors.ImageNotFound("no such image")
         image_id = self.held[reference]
-        return {"Id": image_id, "RepoTags": [ref for ref, i in self.held.items() if i == image_id]}
+        tags = [ref for ref, i in self.held.items() if i == image_id]
+        return {"Id": image_id, "RepoTags": tags, "RepoDigests": self.digests}
 
     def images(self, all: bool = False, quiet: bool = False) -> list[str]:
         if not self.ids_readable:
@@ -589,3 +592,19 @@ def test_verify_looks_up_names_where_the_engine_has_only_its_defaults_and_words_
         "(127.0.0.0/8): TLS is not verified"
     ]
     assert verify.covered_by_cidrs(info, ["registry.test"], {"registry.test": ["198.51.100.10"]}) == []
+
+
+def test_a_canary_also_held_by_digest_in_another_repository_is_not_removed_and_says_what_holds_it() -> None:
+    """The image pulled by digest as registry.test/test/other@sha256:... was said "held by an image built
+    on it": the removal only untagged the canary, and no image is built on it."""
+    other = "registry.test/test/other@sha256:50c7"
+    engine = CanaryEngine(
+        {OTHER_NAME: "sha256:b"}, pulled="sha256:b", digests=("registry.test/test/busybox@sha256:50c7", other)
+    )
+    pulled = verify.canary_pull(engine, OTHER_NAME, POLICY_REGISTRIES)
+    assert f"remove {OTHER_NAME}" not in engine.calls, engine.calls
+    assert pulled.said == (
+        f"canary pull {OTHER_NAME} (on the host already, also held as {other}: no blob fetched, the storage "
+        "redirect unproved)"
+    )
+    assert pulled.unproved is not None and f"also held as {other}" in pulled.unproved

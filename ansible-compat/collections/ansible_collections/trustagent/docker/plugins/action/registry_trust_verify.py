@@ -170,10 +170,16 @@ _CANARY = (
     'if tags=$(docker image inspect --format \'{{{{join .RepoTags " "}}}}\' "$img" 2>/dev/null) '
     '&& [ "$tags" = "$img" ]; then '
     "id=$(docker image inspect --format '{{{{.Id}}}}' \"$img\"); "
-    'docker image rm "$img" >/dev/null 2>&1 || true; '
+    # Pulled by digest in another repository: a reference of its own, which a removal only untags.
+    "other=$(docker image inspect --format '{{{{join .RepoDigests \" \"}}}}' \"$img\" | tr ' ' '\\n' "
+    '| grep -v "^${{img%:*}}@" | head -n 1); '
+    'if [ -n "$other" ]; then echo "@@ta canary held-as $other"; '
+    'elif out=$(docker image rm "$img" 2>&1); then '
     # Untagged, not deleted: an image built on it holds it, and the pull would only tag it again.
     'if docker image inspect "$id" >/dev/null 2>&1; then echo "@@ta canary held"; '
     'else echo "@@ta canary removed"; fi; '
+    # In use by a container: the engine's conflict, as the CLI says it.
+    'else echo "@@ta canary not-removable $(printf %s "$out" | head -n 1)"; fi; '
     "fi; "
     # Which images the engine held before: a pulled image among them fetched no blob (its config
     # is the one held under another name), whatever the pull says.
@@ -209,10 +215,10 @@ def canary_pull_on_host(transport: Transport, image: str) -> CanaryPull:
         raise CanaryError(f"canary pull of {image} failed: {why}", removed=removed)
     said = pulled.stdout.decode("utf-8", "replace").splitlines()
     statuses = [line.rpartition(": ")[2].strip() for line in said]  # "<layer>: Pull complete"
-    held = "@@ta canary held" in said
-    if not held and fetched_a_blob(statuses, new_image="@@ta canary new" in said):
+    held = _held_by(said)
+    if held is None and fetched_a_blob(statuses, new_image="@@ta canary new" in said):
         return CanaryPull(f"canary pull {image}")
-    where = "held by an image built on it" if held else "under this or another name"
+    where = held or "under this or another name"
     return CanaryPull(
         f"canary pull {image} (on the host already, {where}: no blob fetched, the storage redirect unproved)",
         unproved=(
@@ -221,6 +227,21 @@ def canary_pull_on_host(transport: Transport, image: str) -> CanaryPull:
             "the host does not hold to prove it"
         ),
     )
+
+
+def _held_by(said: list[str]) -> str | None:
+    """What kept the canary on the host, as ``_CANARY`` said it (None: nothing, or it was removed)."""
+    for line in said:
+        if not line.startswith("@@ta canary "):
+            continue
+        marker, _, rest = line.removeprefix("@@ta canary ").partition(" ")
+        if marker == "held":
+            return "held by an image built on it"
+        if marker == "held-as":
+            return f"also held as {rest}"
+        if marker == "not-removable":
+            return f"not removable: {rest}"
+    return None
 
 
 def pull_canary_back(transport: Transport, image: str) -> str:
