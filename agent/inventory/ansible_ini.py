@@ -131,6 +131,7 @@ def _host_line(line: str, group: str, data: InventoryData, where: str) -> None:
         names, port = expand_host_pattern(_at(tokens[0], where))
     except InventoryError as exc:
         raise InventoryError(exc.message, where=where) from None
+    _refuse_what_ansible_refuses(tokens[0], names, port, where)
     values: dict[str, Any] = {}
     for token in tokens[1:]:
         key, sep, value = token.partition("=")
@@ -141,6 +142,20 @@ def _host_line(line: str, group: str, data: InventoryData, where: str) -> None:
         data.add_host(name, group, port)
         for key, value in values.items():
             data.set_host_var(name, key, value)
+
+
+def _refuse_what_ansible_refuses(entry: str, names: list[str], port: int | None, where: str) -> None:
+    """Host entries Ansible's ini plugin refuses rather than take as a host name."""
+    if entry.endswith(":") and port is None:
+        raise InventoryError(
+            f"host {entry!r} ends in ':', which is reserved for a port (host:2222): remove the colon "
+            "or give the port",
+            where=where,
+        )
+    if "---" in names:
+        raise InventoryError(
+            "host '---' is a YAML document marker: is this file meant to be YAML?", where=where
+        )
 
 
 def _at(pattern: str, where: str) -> str:

@@ -98,7 +98,13 @@ class InventoryData:
         self.groups[group].vars[key] = value
 
     def set_host_var(self, host: str, key: str, value: Any) -> None:
-        self.hosts[host][key] = value
+        """Set a host's variable; where a group already has the host's name, the group's, as Ansible's
+        ``InventoryData.set_variable`` looks a name up among groups first (it warns "Found both group
+        and host with same name")."""
+        if host in self.groups:
+            self.set_group_var(host, key, value)
+        else:
+            self.hosts[host][key] = value
 
     def _descendants(self, group: str) -> set[str]:
         seen: set[str] = set()

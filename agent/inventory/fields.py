@@ -11,7 +11,7 @@ from agent.errors import InventoryError
 from agent.inventory import templating
 from agent.inventory.model import Host
 from agent.inventory.ssh_args import parse_ssh_args
-from agent.inventory.yamlfile import VaultText
+from agent.inventory.yamlfile import VaultText, is_vault_ciphertext
 
 # In Ansible's order; like Ansible's connection options, the last one defined wins, so a legacy
 # ``ansible_ssh_*`` alias beats the modern name when a host has both.
@@ -188,9 +188,16 @@ def _become_password(values: Mapping[str, Any], context: Mapping[str, Any]) -> t
     if var is None:
         return None, None
     try:
-        return _text(templating.evaluate(context[var], context)), None
+        password = _text(templating.evaluate(context[var], context))
     except templating.TemplateProblem as exc:
         return None, f"the inventory's {var} cannot be used: {exc}"
+    if password is not None and is_vault_ciphertext(password):
+        # Ciphertext without the !vault tag is plain text to Ansible too: sudo would be sent it.
+        return None, (
+            f"the inventory's {var} cannot be used: it is ansible-vault ciphertext without the !vault "
+            "tag, which trust-agent does not decrypt"
+        )
+    return password, None
 
 
 def _refused(connection: Any, become_method: Any) -> str | None:

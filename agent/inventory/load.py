@@ -15,7 +15,7 @@ from agent.inventory.inventory_script import is_script, parse_script
 from agent.inventory.model import Inventory
 from agent.inventory.native import looks_native, parse_native
 from agent.inventory.varsdirs import VarsDirs
-from agent.inventory.yamlfile import parse_yaml
+from agent.inventory.yamlfile import parse_yaml, refuse_vault_file
 
 YAML_EXTENSIONS = (".yml", ".yaml", ".json")
 # What Ansible skips in an inventory directory (IGNORED_ALWAYS, and INVENTORY_IGNORE_EXTS' default).
@@ -114,16 +114,15 @@ def _read_source(path: str, data: InventoryData) -> Inventory | None:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         hint = single_host_hint(path) if isinstance(exc, FileNotFoundError) else ""
         raise InventoryError(f"cannot read inventory: {reason}{hint}", where=path) from None
+    refuse_vault_file(text, "inventory", path)
 
     is_yaml_file = path.lower().endswith(YAML_EXTENSIONS)
     doc: object = None
-    if is_yaml_file:
+    yaml_error: InventoryError | None = None
+    try:
         doc = parse_yaml(text, path)
-    else:
-        try:
-            doc = parse_yaml(text, path)
-        except InventoryError:
-            doc = None  # not YAML: INI (the common case for a file named "hosts")
+    except InventoryError as exc:
+        yaml_error = exc  # not YAML: INI (the common case for a file named "hosts")
     if isinstance(doc, Mapping) and doc and looks_native(doc):
         return parse_native(doc, path)
     if isinstance(doc, Mapping) and "plugin" in doc and not isinstance(doc["plugin"], Mapping):
@@ -136,7 +135,7 @@ def _read_source(path: str, data: InventoryData) -> Inventory | None:
     if isinstance(doc, Mapping) and doc:
         parse_ansible_yaml(doc, data)
     elif is_yaml_file:
-        raise InventoryError("YAML inventory must be a mapping of groups", where=path)
+        _yaml_named_ini(text, data, yaml_error)
     else:
         try:
             parse_ini(text, data)
@@ -150,6 +149,18 @@ def _read_source(path: str, data: InventoryData) -> Inventory | None:
                 where=exc.where,
             ) from None
     return None
+
+
+def _yaml_named_ini(text: str, data: InventoryData, yaml_error: InventoryError | None) -> None:
+    """A ``.yml``/``.yaml``/``.json`` file that is no YAML inventory, read as INI where it is INI, as
+    Ansible's ini plugin reads it after its yaml plugin; where it is not, the YAML problem is the one
+    that says what is wrong with it."""
+    try:
+        parse_ini(text, data)
+    except InventoryError:
+        raise yaml_error or InventoryError(
+            "YAML inventory must be a mapping of groups", where=data.source
+        ) from None
 
 
 def single_host_hint(path: str) -> str:

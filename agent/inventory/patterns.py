@@ -94,7 +94,12 @@ def _group_order(inv: Inventory, group: str) -> list[str]:
     return [h for h in group_order(inv.groups, group) if h in known]
 
 
-def _match_term(inv: Inventory, term: str) -> set[str]:
+def _match_term(inv: Inventory, term: str, *, plain: bool = False) -> set[str]:
+    """The hosts ``term`` (without its ``&``/``!``) selects. As Ansible's ``_evaluate_patterns``, a
+    ``plain`` term (neither ``&`` nor ``!``) that is a host's name is that host alone; otherwise a
+    group of that name wins over a host of that name (``all:!web``: the group ``web``'s hosts)."""
+    if plain and term in inv.names:
+        return {term}
     expr, subscript = split_subscript(term)
     if subscript is None and expr in ("all", "*"):
         return set(inv.names)  # every host, whatever the order: no need to enumerate each group
@@ -103,9 +108,8 @@ def _match_term(inv: Inventory, term: str) -> set[str]:
 
 def _enumerate(inv: Inventory, term: str) -> list[str]:
     """The hosts ``term`` names, in the order Ansible's subscripts count them: each matching group's
-    hosts (``*`` matches every group, ``all`` first), then, for a glob or regex, matching host names."""
-    if term in inv.names:
-        return [term]
+    hosts (``*`` matches every group, ``all`` first), then, for a glob or regex, matching host names
+    (also for a plain name when no group matched)."""
     try:
         regex = re.compile(term[1:]) if term.startswith("~") else re.compile(fnmatch.translate(term))
     except re.error as exc:
@@ -140,27 +144,36 @@ def _limit_file(path: str) -> list[str]:
 
 
 def evaluate(inv: Inventory, pattern: str) -> frozenset[str]:
-    """The host names ``pattern`` selects. A term naming no group and no host is an error."""
+    """The host names ``pattern`` selects. A term naming no group and no host is an error (but one
+    naming Ansible's implicit localhost)."""
     terms = _with_files(split_pattern(pattern))
     if not terms:
         raise InventoryError(f"empty host pattern {pattern!r}")
     plain = [t for t in terms if t[0] not in "&!"]
     inter = [t[1:] for t in terms if t[0] == "&"]
     exclude = [t[1:] for t in terms if t[0] == "!"]
-    matched: dict[str, set[str]] = {}
     for term in (*plain, *inter, *exclude):
         if not term:
             raise InventoryError(f"empty term in host pattern {pattern!r}")
-        hosts = _match_term(inv, term)
-        if not hosts and split_subscript(term)[0] not in inv.groups:
-            raise InventoryError(f"host pattern {term!r} matches no host or group")
-        matched[term] = hosts
-    result = set(inv.names) if not plain else set().union(*(matched[t] for t in plain))
+    result = set(inv.names) if not plain else set().union(*(_matched(inv, t, plain=True) for t in plain))
     for t in inter:
-        result &= matched[t]
+        result &= _matched(inv, t)
     for t in exclude:
-        result -= matched[t]
+        result -= _matched(inv, t)
     return frozenset(result)
+
+
+# Ansible's C.LOCALHOST: names its implicit ``localhost`` answers to when the inventory lacks them.
+IMPLICIT_LOCALHOST = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _matched(inv: Inventory, term: str, *, plain: bool = False) -> set[str]:
+    """The hosts ``term`` selects; a term naming no host or group is an error, except a name of
+    Ansible's implicit localhost (``all:!localhost``), which is never one of the inventory's hosts."""
+    hosts = _match_term(inv, term, plain=plain)
+    if not hosts and split_subscript(term)[0] not in inv.groups and term not in IMPLICIT_LOCALHOST:
+        raise InventoryError(f"host pattern {term!r} matches no host or group")
+    return hosts
 
 
 def select(inv: Inventory, pattern: str) -> tuple[str, ...]:

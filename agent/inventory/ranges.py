@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import string
 
 from agent.errors import InventoryError
+from agent.inventory.addresses import parse_address
 
 # Far beyond any real fleet; stops a typo like [1:99999999] from eating memory.
 MAX_RANGE_HOSTS = 100_000
-
-_PORT = re.compile(r"(.+):(\d+)")
-_BRACKETS = re.compile(r"\[[^\]]*\]")
 
 
 def has_range(pattern: str) -> bool:
@@ -81,20 +78,16 @@ def _sequence(pattern: str, beg: str, end: str, step: int) -> list[str]:
     return [str(n).zfill(width) for n in range(lo, hi + 1, step)]
 
 
-def split_port(pattern: str) -> tuple[str, int | None]:
-    """``web[1:3]:2222`` → (``web[1:3]``, 2222); a bare IPv6 address keeps its colons."""
-    m = _PORT.fullmatch(pattern)
-    if m and ":" not in _BRACKETS.sub("", m.group(1)):
-        host = m.group(1)
-        if host.startswith("[") and host.endswith("]") and ":" in host and host.count("[") == 1:
-            host = host[1:-1]  # [2001:db8::1]:2222
-        return host, int(m.group(2))
-    return pattern, None
-
-
 def expand_host_pattern(pattern: str) -> tuple[list[str], int | None]:
-    """A host entry from an inventory: the host names it stands for, and the port it names if any."""
-    host, port = split_port(pattern.strip())
+    """A host entry from an inventory: the host names it stands for, and the port it names if any.
+
+    As Ansible's ``_expand_hostpattern``, a ``:port`` counts only where the rest is an address
+    (``web[1:3]:2222``, ``[2001:db8::1]:2222``); an entry that is not one is a name, colon and all
+    (``deploy@web1:2222`` is the host ``deploy@web1:2222``, on ssh's default port).
+    """
+    entry = pattern.strip()
+    parsed = parse_address(entry)
+    host, port = parsed if parsed is not None else (entry, None)
     if not host:
         raise InventoryError(f"empty host name in {pattern!r}")
     return (expand_hostname_range(host) if has_range(host) else [host]), port

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.errors import InventoryError
-from agent.inventory.yamlfile import parse_yaml
+from agent.inventory.yamlfile import parse_yaml, refuse_vault_file
 
 EXTENSIONS = ("", ".yml", ".yaml", ".json")
 _MAX_DEPTH = 16
@@ -52,9 +52,11 @@ def load_vars(directory: str, name: str) -> dict[str, Any]:
     for path in vars_files(directory, name):
         try:
             with open(path, encoding="utf-8") as f:
-                doc = parse_yaml(f.read(), path)
+                text = f.read()
         except OSError as exc:
             raise InventoryError(f"cannot read: {exc.strerror}", where=path) from None
+        refuse_vault_file(text, "variables file", path)
+        doc = parse_yaml(text, path)
         if doc is None:
             continue
         if not isinstance(doc, Mapping):

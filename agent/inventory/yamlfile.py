@@ -40,6 +40,25 @@ class UnsafeText(str):
 
 _JSON_KEYS = {VaultText: "__ansible_vault", UnsafeText: "__ansible_unsafe"}
 
+# What ansible-vault output starts with (Ansible's ``is_encrypted``), a whole file or one value.
+VAULT_HEADER = "$ANSIBLE_VAULT"
+
+
+def is_vault_ciphertext(text: str) -> bool:
+    return text.startswith(VAULT_HEADER)
+
+
+def refuse_vault_file(text: str, what: str, path: str) -> None:
+    """Refuse ``path`` where it is encrypted whole with ansible-vault: read as text, its ciphertext
+    would be taken for host names or variables. Ansible too refuses it without a vault password."""
+    if is_vault_ciphertext(text):
+        raise InventoryError(
+            f"this {what} is encrypted with ansible-vault, which trust-agent does not decrypt: encrypt "
+            "only the secret values in it (`ansible-vault encrypt_string`), or give an executable "
+            "inventory script that runs `ansible-inventory --vault-password-file FILE --list`",
+            where=path,
+        )
+
 
 def tags_to_json(value: Any, *, unsafe_marked: bool = True) -> Any:
     """``!vault`` and ``!unsafe`` values (also inside lists and mappings) as ansible-inventory's JSON

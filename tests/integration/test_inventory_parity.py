@@ -273,6 +273,13 @@ _WRITTEN_CASES = {
     "literals.ini": "[g]\nh1 s={1,2} t=(1,2) c=1j\n[g:vars]\nb=b'xy'\ne=...\n",
     "timestamps.yml": "g:\n  hosts:\n    h1:\n      day: 2024-01-02\n      ts: 2024-01-02 10:11:12\n",
     "all_hosts.yml": "all:\n  hosts:\n    a1:\n    a2:\n      ansible_port: 22\n  children:\n    g:\n      hosts:\n        a2:\n",
+    # `web` is a host and a group: the host's variables set once the group exists are the group's.
+    "same_name.ini": "[web]\nweb ansible_host=10.0.0.9\nw1\nw2\n[db]\nd1\nweb\n",
+    # A :port counts only after an address; otherwise the colon is part of the name.
+    "ports_after_names.ini": "[g]\ndeploy@h1:2222\nh2.example.com.:2201\nh3:2202\n[2001:db8::5]:2203\n",
+    "ports_after_names.yml": "g:\n  hosts:\n    deploy@h1:2222:\n    h3:2202:\n",
+    # Not YAML: Ansible's ini plugin reads it after its yaml plugin gives up.
+    "ini_named.yml": "[web]\nw1 ansible_port=2201\n[db]\nd1\n",
 }
 
 
@@ -297,6 +304,46 @@ def test_written_inventories_read_as_ansible_reads_them(
             want["identity_file"],
             want["become_user"],
         )
+
+
+@pytest.mark.parametrize(
+    "limit", ["web", "all:!web", "db:!web", "all:&web", "web[1]", "all:!localhost", "web,!127.0.0.1"]
+)
+def test_a_limit_selects_as_ansibles_where_a_host_and_a_group_share_a_name(
+    ansible_bin: Path, ansible_env: dict[str, str], tmp_path: Path, limit: str
+) -> None:
+    path = tmp_path / "same_name.ini"
+    path.write_text(_WRITTEN_CASES["same_name.ini"])
+    theirs = ansible_listing(ansible_bin, ansible_env, path, limit)
+    theirs["_meta"].pop("profile", None)
+    assert json.loads(json.dumps(inventory_listing(str(path), limit), default=str)) == theirs
+
+
+@pytest.mark.parametrize("text", ["[g]\nweb2\nweb1:\n", "[g]\nweb2\n---\n"])
+def test_ini_host_entries_ansible_refuses_are_refused_by_both(
+    ansible_bin: Path, ansible_env: dict[str, str], tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "hosts"
+    path.write_text(text)
+    assert run_ansible_inventory(ansible_bin, ansible_env, path).returncode != 0
+    with pytest.raises(InventoryError, match=r":3: host '(web1:|---)'"):
+        load_inventory(str(path))
+
+
+@pytest.mark.parametrize("where", ["hosts", "hosts.yml", "group_vars/web.yml"])
+def test_a_file_encrypted_whole_with_ansible_vault_is_refused_by_both(
+    ansible_bin: Path, ansible_env: dict[str, str], tmp_path: Path, where: str
+) -> None:
+    vault = "$ANSIBLE_VAULT;1.1;AES256\n6231336539666234\n6134333665353966\n"
+    inventory = tmp_path / ("hosts" if where.startswith("group_vars") else where)
+    (tmp_path / "group_vars").mkdir()
+    inventory.write_text("[web]\nw1\n")
+    (tmp_path / where).write_text(vault)
+    assert run_ansible_inventory(ansible_bin, ansible_env, inventory).returncode != 0
+    with pytest.raises(
+        InventoryError, match="encrypted with ansible-vault, which trust-agent does not decrypt"
+    ):
+        load_inventory(str(inventory))
 
 
 @pytest.mark.parametrize("spec", ["web[1:2],x,", "ops@h1:2222,[2001:db8::1]:2200,h1:2201,h1:2202,"])
