@@ -258,18 +258,18 @@ if [ -d "$C" ]; then
       esac
     done
   done
-  # A file where a registry's directory goes (a link to one included): no CA can be written there.
+  # One pass over what stands where registries' directories go. A link to nothing: dockerd finds no CA
+  # through it, and nothing can be written through it. A file (a link to one included): no CA can be
+  # written there.
   for d in "$C"/*; do
-    [ -e "$d" ] && [ ! -d "$d" ] || continue
-    if [ -L "$d" ]; then echo "@@ta dir-not-dir link ${d##*/}"
-    elif [ -f "$d" ]; then echo "@@ta dir-not-dir file ${d##*/}"
-    else echo "@@ta dir-not-dir special ${d##*/}"; fi
-  done
-  # A link to nothing there: dockerd finds no CA through it, and nothing can be written through it.
-  for d in "$C"/*; do
-    [ -L "$d" ] && [ ! -e "$d" ] || continue
-    echo "@@ta dir-dangling ${d##*/}"
-    { if [ -z "$R" ]; then readlink -m -- "$d"; else readlink -- "$d"; fi; } | base64 -w0; echo
+    if [ -L "$d" ] && [ ! -e "$d" ]; then
+      echo "@@ta dir-dangling ${d##*/}"
+      { if [ -z "$R" ]; then readlink -m -- "$d"; else readlink -- "$d"; fi; } | base64 -w0; echo
+    elif [ -e "$d" ] && [ ! -d "$d" ]; then
+      if [ -L "$d" ]; then echo "@@ta dir-not-dir link ${d##*/}"
+      elif [ -f "$d" ]; then echo "@@ta dir-not-dir file ${d##*/}"
+      else echo "@@ta dir-not-dir special ${d##*/}"; fi
+    fi
   done
 elif [ -d "${C%/*}" ] && [ ! -x "${C%/*}" ]; then
   # /etc/docker itself may not be searched: whether certs.d is there is not known.

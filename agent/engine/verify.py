@@ -193,7 +193,12 @@ def canary_pull(api: Any, image: str, registries: Iterable[str]) -> CanaryPull:
     pulled = _inspected(api, image)
     if fetched_a_blob(statuses, new_image=_not_held_before(pulled, before)):
         return CanaryPull(f"canary pull {image}")
-    where = held if held not in ("absent", "removed") else _held_as(image, pulled)
+    return unproved_pull(image, held if held not in ("absent", "removed") else _held_as(image, pulled))
+
+
+def unproved_pull(image: str, where: str) -> CanaryPull:
+    """A canary pull of ``image`` that fetched no blob, the image on the host already (``where``: what
+    held it), said as every canary says it (the CLI's, the daemon's, the Ansible role's)."""
     return CanaryPull(
         f"canary pull {image} (on the host already, {where}: no blob fetched, the storage redirect unproved)",
         unproved=(

@@ -760,7 +760,7 @@ def _plan_daemon_json(
 
     bom = _bom_problem(raw, facts)
     read_anyway: tuple[str, ...] = (_invalid_utf8_read(path, not_utf8 or 0, facts),) if keep_bytes else ()
-    read_anyway += _trailing_data_ignored(path, raw, facts)
+    read_anyway += _trailing_data_ignored(path, raw, facts) if first_only else ()
     if facts.daemon_json_link and raw is None:
         # A link to nothing: dockerd reads no file there, and replacing the link would undo what made it.
         note = f"{path} is a symlink to {facts.daemon_json_link}, which is not a file: left alone"
@@ -919,9 +919,9 @@ def _invalid_utf8_read(path: str, at: int, facts: DockerFacts) -> str:
 
 
 def _trailing_data_ignored(path: str, raw: bytes | None, facts: DockerFacts) -> tuple[str, ...]:
-    """Data after daemon.json's JSON document, where the host's dockerd reads the file anyway (before
+    """Data after daemon.json's JSON document, for a host whose dockerd reads the file anyway (before
     23.0, Go's json.Decoder reads the first value and stops): kept as it is, and said on every run."""
-    trailing = trailing_data(raw) if raw is not None and reads_invalid_utf8(facts) else None
+    trailing = trailing_data(raw) if raw is not None else None
     if trailing is None:
         return ()
     return (

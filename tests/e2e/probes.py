@@ -229,23 +229,18 @@ DROP_INS = "/etc/systemd/system/docker.service.d"
 
 
 @contextmanager
-def unit_drop_in(lab: Lab, host: Host, name: str, text: str) -> Iterator[None]:
+def unit_drop_in(lab: Lab, host: Host, name: str, text: str, *, restart: bool = True) -> Iterator[None]:
     """docker.service on ``host`` with the drop-in ``name`` holding ``text``, restarted; removed after
-    (systemd's start limit cleared first: a test may have restarted dockerd often)."""
+    (systemd's start limit cleared first: a test may have restarted dockerd often). ``restart`` False:
+    only ``systemctl daemon-reload``, before and after (the running dockerd keeps its flags)."""
     path = f"{DROP_INS}/{name}"
-    lab.ssh(
-        host,
-        f"mkdir -p {DROP_INS} && cat > {path} && systemctl daemon-reload && systemctl restart docker",
-        input=text,
-    )
+    then = " && systemctl restart docker" if restart else ""
+    lab.ssh(host, f"mkdir -p {DROP_INS} && cat > {path} && systemctl daemon-reload{then}", input=text)
     try:
         yield
     finally:
-        lab.ssh(
-            host,
-            f"rm -f {path} && systemctl daemon-reload && systemctl reset-failed docker.service; "
-            "systemctl restart docker",
-        )
+        after = " && systemctl reset-failed docker.service; systemctl restart docker" if restart else ""
+        lab.ssh(host, f"rm -f {path} && systemctl daemon-reload{after}")
 
 
 @contextmanager

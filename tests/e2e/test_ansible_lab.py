@@ -448,6 +448,16 @@ def canary_with_a_wrong_storage_ca(
     return refused
 
 
+def converged_holding_the_image(lab: Lab, argv: list[str], home: Path, host: Host) -> None:
+    """``host`` converged by the playbook, then holding the lab's image under its own tag alone (pulled
+    through the registry and its storage)."""
+    converged = run_playbook(lab, argv, home, lab.registry_yml, "--limit", host.name)
+    assert converged.returncode == 0, converged.stdout
+    lab.ssh(
+        host, f"docker rmi -f {lab.image} >/dev/null 2>&1; docker pull {lab.image} >/dev/null", timeout=180
+    )
+
+
 def test_a_canary_held_under_another_name_is_said_unproved_not_taken_for_proof(
     lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
 ) -> None:
@@ -455,9 +465,7 @@ def test_a_canary_held_under_another_name_is_said_unproved_not_taken_for_proof(
     storage CA and was reported as proof; it is said unproved, and warned of."""
     host = lab.hosts[1]
     reset(lab, host)
-    converged = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name)
-    assert converged.returncode == 0, converged.stdout
-    lab.ssh(host, f"docker pull {lab.image} >/dev/null")  # held under its name: the canary's is another
+    converged_holding_the_image(lab, ansible_playbook, ansible_home, host)  # the canary's is another name
     other_name = lab.image.replace(lab.registry, f"{lab.registry}:443", 1)
     wrong = tmp_path / "wrong-storage-ca.pem"
     wrong.write_bytes(make_ca("Not the storage CA")[0])
@@ -486,9 +494,7 @@ def test_a_canary_a_container_uses_is_said_not_removable_as_the_cli_says_it(
     """The removal refused (a container uses the image) was said "held by an image built on it"."""
     host = lab.hosts[1]
     reset(lab, host)
-    converged = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name)
-    assert converged.returncode == 0, converged.stdout
-    lab.ssh(host, f"docker rmi -f {lab.image} >/dev/null 2>&1; docker pull {lab.image} >/dev/null")
+    converged_holding_the_image(lab, ansible_playbook, ansible_home, host)
     container = lab.ssh(host, f"docker create {lab.image} true").stdout.strip()
     try:
         canary = json.dumps({"trustagent_canary_image": lab.image})
@@ -581,10 +587,8 @@ def test_a_failed_canary_pull_gets_the_image_it_removed_pulled_back_after_the_ro
     host = lab.hosts[1]
     reset(lab, host)
     try:
-        converged = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name)
-        assert converged.returncode == 0, converged.stdout
         # The host holds the canary under its own tag alone: the check removes it for its pull.
-        lab.ssh(host, f"docker pull {lab.image}", timeout=180)
+        converged_holding_the_image(lab, ansible_playbook, ansible_home, host)
         image_id = lab.ssh(host, f"docker image inspect --format '{{{{.Id}}}}' {lab.image}").stdout.strip()
         files = etc_docker(lab, host)
 

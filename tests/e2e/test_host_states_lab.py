@@ -5,14 +5,12 @@ engine that takes connections but never answers."""
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.probes import DROP_INS, converged, outcome_of, skip_args
-from tests.lab import Host, Lab
+from tests.e2e.probes import DROP_INS, converged, outcome_of, skip_args, unit_drop_in
+from tests.lab import Lab
 
 pytestmark = pytest.mark.lab
 
@@ -32,18 +30,6 @@ def lab(mixed_lab: Lab) -> Lab:
     return mixed_lab
 
 
-@contextmanager
-def drop_in_loaded_not_started(lab: Lab, host: Host, name: str, text: str) -> Iterator[None]:
-    """``text`` as docker.service's drop-in ``name``, with only ``systemctl daemon-reload`` run (the running
-    dockerd keeps its flags); removed after, daemon-reload again."""
-    path = f"{DROP_INS}/{name}"
-    lab.ssh(host, f"mkdir -p {DROP_INS} && cat > {path} && systemctl daemon-reload", input=text)
-    try:
-        yield
-    finally:
-        lab.ssh(host, f"rm -f {path} && systemctl daemon-reload")
-
-
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_a_flag_on_a_continuation_line_of_exec_start_blocks_the_skip_tls_plan(
     lab: Lab, tmp_path: Path, flavour: str
@@ -51,7 +37,7 @@ def test_a_flag_on_a_continuation_line_of_exec_start_blocks_the_skip_tls_plan(
     """The unit was read line by line: the flag on the continuation line was lost (no blocker; the next
     start refuses daemon.json's list beside it) and the backslash became an argument of dockerd."""
     host = lab.hosts_of(flavour)[0]
-    with drop_in_loaded_not_started(lab, host, CONTINUED, CONTINUED_EXEC_START):
+    with unit_drop_in(lab, host, CONTINUED, CONTINUED_EXEC_START, restart=False):
         code, outcome, err = outcome_of(lab, "plan", host, *skip_args(lab, tmp_path))
         assert outcome["status"] == "failed", (code, outcome, err)
         assert any(

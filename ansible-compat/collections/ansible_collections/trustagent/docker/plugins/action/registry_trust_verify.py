@@ -34,6 +34,7 @@ try:
         insecure_by_range,
         read_live_info,
         refusal_since,
+        unproved_pull,
         wait_for_live_config,
     )
     from agent.errors import TrustAgentError
@@ -218,15 +219,7 @@ def canary_pull_on_host(transport: Transport, image: str) -> CanaryPull:
     held = _held_by(said)
     if held is None and fetched_a_blob(statuses, new_image="@@ta canary new" in said):
         return CanaryPull(f"canary pull {image}")
-    where = held or "under this or another name"
-    return CanaryPull(
-        f"canary pull {image} (on the host already, {where}: no blob fetched, the storage redirect unproved)",
-        unproved=(
-            f"the storage redirect is unproved: the canary pull of {image} fetched no blob (the image is "
-            f"on the host already, {where}), so a wrong storage CA would pass it too; give a canary image "
-            "the host does not hold to prove it"
-        ),
-    )
+    return unproved_pull(image, held or "under this or another name")
 
 
 def _held_by(said: list[str]) -> str | None:
