@@ -47,13 +47,21 @@ def start_failure_note(stdout: bytes) -> str:
 
 
 def start_failure_lines(stdout: bytes, limit: int = 3) -> list[str]:
-    """The last ``limit`` messages docker.service's processes logged during the failed start."""
+    """The last ``limit`` messages docker.service's processes logged during the failed start.
+
+    systemd may have started the unit again by the time the journal is read (``Restart=always``, as
+    Docker's unit has it): where that newer attempt has said nothing yet, the one before it says why.
+    """
     entries = [_entry(line) for line in _framed(stdout.decode("utf-8", "replace"))]
     valid = [e for e in entries if e is not None]
     starts = [i for i, e in enumerate(valid) if e.get("MESSAGE_ID") == START_JOB_BEGUN]
-    after = valid[starts[-1] + 1 :] if starts else []
-    said = [_readable(e.get("MESSAGE")) for e in after if str(e.get("_PID", "")) != "1"]
-    return [line for line in said if line][-limit:]
+    for begun, ended in reversed(list(zip(starts, [*starts[1:], len(valid)], strict=False))):
+        said = [
+            _readable(e.get("MESSAGE")) for e in valid[begun + 1 : ended] if str(e.get("_PID", "")) != "1"
+        ]
+        if any(said):
+            return [line for line in said if line][-limit:]
+    return []
 
 
 def reload_refusal(journal: str, since: float) -> str | None:

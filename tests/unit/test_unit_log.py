@@ -55,6 +55,15 @@ def test_only_the_last_start_counts_and_at_most_three_lines() -> None:
     ]
 
 
+def test_a_newer_attempt_that_has_said_nothing_yet_leaves_the_reason_to_the_one_before() -> None:
+    # Restart=always: systemd started the unit again before the journal was read.
+    why = {"MESSAGE": "site check: insecure registries are not allowed here", "_PID": "901"}
+    assert start_failure_lines(journal(STARTING, why, EXITED, STARTING)) == [why["MESSAGE"]]
+    assert start_failure_lines(journal(STARTING, why, EXITED, STARTING, EXITED)) == [why["MESSAGE"]]
+    newer = {"MESSAGE": "site check: still not allowed", "_PID": "990"}
+    assert start_failure_lines(journal(STARTING, why, EXITED, STARTING, newer)) == [newer["MESSAGE"]]
+
+
 def test_bytes_that_are_not_utf8_arrive_as_a_list_and_are_read_with_replacement() -> None:
     out = journal(STARTING, {"MESSAGE": [98, 97, 100, 255, 33], "_PID": "5"})
     assert start_failure_lines(out) == ["bad\ufffd!"]
