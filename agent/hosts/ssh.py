@@ -207,6 +207,29 @@ class _PasswdHomeConfig(paramiko.SSHConfig):
         return matched
 
 
+# paramiko keeps the first value of every option but IdentityFile; ssh takes every CertificateFile line,
+# in order. Each is given a key of its own before parsing, and listed again after the lookup.
+_CERTIFICATE_FILE_LINE = re.compile(r"^([ \t]*)CertificateFile(?=[ \t=])", re.I | re.M)
+_NUMBERED_CERTIFICATE_FILE = "tacertificatefile"
+
+
+def _numbered_certificate_files(text: str) -> str:
+    numbers = itertools.count()
+    return _CERTIFICATE_FILE_LINE.sub(
+        lambda m: f"{m.group(1)}{_NUMBERED_CERTIFICATE_FILE}{next(numbers):06d}", text
+    )
+
+
+def _certificate_files_listed(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the numbered CertificateFile keys gathered into one ``certificatefile`` list, in
+    the config's order, each path once (as ssh registers them)."""
+    numbered = sorted(key for key in options if key.startswith(_NUMBERED_CERTIFICATE_FILE))
+    files = [str(options.pop(key)) for key in numbered]
+    if files:
+        options["certificatefile"] = list(dict.fromkeys(files))
+    return options
+
+
 class _SSHConfig:
     """ssh_config lookups: the user's file, then the system-wide one (where given), as ssh(1) reads them
     (the first value found wins); a missing file is an empty config."""
@@ -229,7 +252,7 @@ class _SSHConfig:
 
     def _parse(self, text: str) -> paramiko.SSHConfig:
         try:
-            return _PasswdHomeConfig.from_text(text)
+            return _PasswdHomeConfig.from_text(_numbered_certificate_files(text))
         except (paramiko.SSHException, ValueError) as exc:
             raise InputError(f"cannot read ssh config: {exc}", where=self._where) from None
 
@@ -242,10 +265,10 @@ class _SSHConfig:
             return dict(given)
         try:
             try:
-                return dict(config.lookup(name))
+                return _certificate_files_listed(dict(config.lookup(name)))
             except ImportError:  # a `Match exec` line: paramiko needs invoke after all
                 enable_match_exec()
-                return dict(config.lookup(name))
+                return _certificate_files_listed(dict(config.lookup(name)))
         except (paramiko.SSHException, ValueError) as exc:
             raise InputError(f"ssh config for {name!r}: {exc}", where=self.path) from None
 

@@ -1,5 +1,5 @@
 """The local user and ssh_config's tokens as ssh(1) reads them, on real hosts: the user a host without
-one is logged into whatever ``$USER`` says, and a ``CertificateFile`` named with tokens."""
+one is logged into whatever ``$USER`` says, and ``CertificateFile`` named with tokens or given twice."""
 
 from __future__ import annotations
 
@@ -109,3 +109,33 @@ def test_a_certificate_file_named_with_tokens_logs_in_with_its_certificate(
     assert code == 0 and outcome["status"] == "changed", outcome.get("error", outcome)
     accepted = _accepted_since(lab, host, since)
     assert "Accepted publickey for root from" in accepted and "ED25519-CERT" in accepted, accepted
+
+
+def test_a_second_certificate_file_is_offered_where_the_first_is_refused(
+    lab: Lab, tmp_path: Path, user_ca: Path
+) -> None:
+    """Two ``CertificateFile`` lines, the first's certificate expired (the day a site's CA client has
+    written the new one beside it): ssh offers each in turn and logs in with the second. Only the first
+    was read, and the host refused the login."""
+    host = lab.hosts[0]
+    key = keygen(tmp_path / "id_ops")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    certify(user_ca, key, "-n", "root", "-V", "20200101:20200102", key_id="ops-expired")
+    Path(f"{key}-cert.pub").rename(certs / "expired-cert.pub")
+    certify(user_ca, key, "-n", "root", "-V", "-5m:+1h", key_id="ops-current")
+    Path(f"{key}-cert.pub").rename(certs / "current-cert.pub")
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host *\n    IdentityFile {key}\n    IdentitiesOnly yes\n"
+        f"    CertificateFile {certs}/expired-cert.pub\n    CertificateFile {certs}/current-cert.pub\n"
+    )
+    inventory = _ini(
+        lab, tmp_path / "hosts.ini", f"{host.name} ansible_host={host.address} ansible_user=root"
+    )
+    since = lab.ssh(host, "date +%s").stdout.strip()
+    code, report = _rollout(lab, inventory, "--ssh-config", str(config), env=_environment())
+    outcome = by_host(report)[host.name]
+    assert code == 0 and outcome["status"] == "changed", outcome.get("error", outcome)
+    accepted = _accepted_since(lab, host, since)
+    assert "Accepted publickey for root from" in accepted and "ID ops-current" in accepted, accepted

@@ -139,6 +139,26 @@ def test_certificate_file_takes_every_token_identity_file_takes(
     assert target.certificate_files == (os.path.join(ME.pw_dir, "c", f"{expected}-cert.pub"),)
 
 
+def test_every_certificate_file_line_is_taken_in_order_as_ssh_takes_them(tmp_path: Path) -> None:
+    """paramiko keeps the first value of every option but IdentityFile: a second CertificateFile (the
+    one a host accepts, where the first has expired or names other principals) was never offered."""
+    config = tmp_path / "config"
+    config.write_text(
+        "Host web1\n    HostName web1.lab.example\n    User deploy\n    CertificateFile ~/c/%r-old-cert.pub\n"
+        "    certificatefile=~/c/%r-new-cert.pub\n    CertificateFile ~/c/%r-old-cert.pub\n"
+        "Host *\n    CertificateFile ~/c/fleet-cert.pub\n"
+    )
+    target = SSHTransport(Host("web1", "web1"), SSHOptions(ssh_config=str(config)))._resolve(
+        _SSHConfig(str(config))
+    )
+    home = os.path.join(ME.pw_dir, "c")
+    assert target.certificate_files == (
+        os.path.join(home, "deploy-old-cert.pub"),
+        os.path.join(home, "deploy-new-cert.pub"),
+        os.path.join(home, "fleet-cert.pub"),
+    )
+
+
 def test_the_inventorys_identity_file_takes_the_tokens_too(tmp_path: Path) -> None:
     """Ansible passes it to ssh as ``-o IdentityFile=…``, which ssh expands as ssh_config's."""
     target = _target_for(tmp_path, "", Host("web1", "web1", identity_file="/keys/%r@%n"))
