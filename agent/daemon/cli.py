@@ -6,13 +6,14 @@ options are the main CLI's (``agent.cli_options``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,7 +41,7 @@ from agent.daemon.report import (
     read_status_file,
     stopped_document,
 )
-from agent.daemon.status import DaemonStatus
+from agent.daemon.status import CANNOT_START, CRASHED, ENDED_UNANNOUNCED, DaemonStatus
 from agent.daemon.timing import parse_duration, parse_interval, watchdog_seconds
 from agent.daemon.unit import (
     DEFAULT_CONFIG,
@@ -247,7 +248,11 @@ def run_command(**kwargs: Any) -> None:
     for name in (*_SYSTEMD_VARIABLES, DTR_USER_ENV, DTR_TOKEN_ENV):
         os.environ.pop(name, None)
     log = EventLog(sys.stdout, level=kwargs["log_level"], journal=writes_to_journal(sys.stdout, os.environ))
-    _prepare_state_dir(config, log)
+    try:
+        _prepare_state_dir(config, log)
+    except UsageError as exc:  # the stop hook cannot tell this from a daemon that stopped: said here
+        say_unstartable(config.state_dir, config.status_file, str(exc), os.environ)
+        raise
     # Before anything is read or written: a second daemon must not touch the first one's state.
     with hold_daemon_lock(config.state_dir):
         status = run_daemon(config, environ=environ, notifier=notifier, log=log, once=kwargs["once"])
@@ -294,10 +299,20 @@ def _config_or_say_why_not(kwargs: dict[str, Any]) -> DaemonConfig:
     try:
         return build_config(kwargs)
     except TrustAgentError as exc:
-        state_dir = Path(kwargs.get("state_dir") or (kwargs.get("root") or "") + DEFAULT_STATE_DIR)
         status_file = Path(kwargs["status_file"]) if kwargs.get("status_file") else None
-        say_unstartable(state_dir, status_file, str(exc), os.environ)
+        say_unstartable(_named_state_dir(kwargs), status_file, str(exc), os.environ)
         raise
+
+
+def _named_state_dir(kwargs: Mapping[str, Any]) -> Path:
+    """The state directory the options name, for a configuration that cannot be built. Under a --root
+    that is not a directory none can exist: the unit's is where the daemon kept its status before."""
+    root = kwargs.get("root") or ""
+    if kwargs.get("state_dir"):
+        return Path(kwargs["state_dir"])
+    if root and not Path(root).is_dir():
+        return Path(DEFAULT_STATE_DIR)
+    return Path(root + DEFAULT_STATE_DIR)
 
 
 def say_unstartable(state_dir: Path, status_file: Path | None, why: str, environ: Mapping[str, str]) -> bool:
@@ -307,10 +322,21 @@ def say_unstartable(state_dir: Path, status_file: Path | None, why: str, environ
     Whether anything was written."""
     if stopped_as_asked(environ):
         return False
+    status_file = status_file or state_dir / "status.json"
     try:
-        return mark_unstartable(state_dir, f"the daemon cannot start: {why}", status_file=status_file)
-    except OSError:  # the refusal is what to say, not a traceback
-        return False
+        if mark_unstartable(state_dir, f"{CANNOT_START}: {why}", status_file=status_file):
+            return True
+        not_said = _why_not_recorded(status_file)
+    except OSError as exc:  # the refusal is what to say, not a traceback
+        not_said = f"it cannot be written: {exc.strerror or exc}"
+    click.echo(f"trust-agent: {status_file} does not say the daemon cannot start: {not_said}", err=True)
+    return False
+
+
+def _why_not_recorded(status_file: Path) -> str:
+    if not status_file.is_file():
+        return "there is no status file there (no daemon has written one)"
+    return "a daemon holds its state directory, or runs as the PID it names, or it is no status file"
 
 
 def stopped_as_asked(environ: Mapping[str, str]) -> bool:
@@ -333,7 +359,7 @@ def mark_unstartable(
     :func:`mark_stopped` leaves it, but written over a status that says stopped already. Whether
     anything was written."""
     status_file = status_file or state_dir / "status.json"
-    with unless_a_daemon_holds(state_dir) as free:
+    with _unless_a_daemon_holds_it(state_dir) as free:
         previous = read_status_file(status_file)
         if not free or previous is None or _running(previous.get("pid")):
             return False
@@ -342,12 +368,23 @@ def mark_unstartable(
     return True
 
 
+@contextlib.contextmanager
+def _unless_a_daemon_holds_it(state_dir: Path) -> Iterator[bool]:
+    """:func:`unless_a_daemon_holds`, where a state directory that is not one (that could not be made:
+    a file on its path, say) is free: no daemon can hold a lock in it."""
+    if not state_dir.is_dir():
+        yield True
+        return
+    with unless_a_daemon_holds(state_dir) as free:
+        yield free
+
+
 def ended_unannounced(environ: Mapping[str, str]) -> str:
     """Why the status says stopped, from what systemd tells ExecStopPost= (systemd.exec(5))."""
     result = environ.get("SERVICE_RESULT", "")
     how = " ".join(v for v in (environ.get("EXIT_CODE", ""), environ.get("EXIT_STATUS", "")) if v)
     said = ", ".join(v for v in (result and f"result {result}", how) if v)
-    return "the daemon ended without writing its status" + (f" (systemd: {said})" if said else "")
+    return ENDED_UNANNOUNCED + (f" (systemd: {said})" if said else "")
 
 
 def _running(pid: object) -> bool:
@@ -476,7 +513,7 @@ def run_daemon(
             log.event("error", "crashed", error=f"{type(exc).__name__}: {exc}")
             notifier.stopping(f"crashed: {type(exc).__name__}")
             if daemon is not None:  # the status file is world-readable: where, not the message
-                daemon.stopped(error=f"crashed: {internal_error(exc)}")
+                daemon.stopped(error=f"{CRASHED}: {internal_error(exc)}")
 
     worker = threading.Thread(target=work, name="trust-agent-daemon", daemon=True)
     worker.start()

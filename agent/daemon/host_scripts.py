@@ -30,9 +30,14 @@ from agent.daemon.wheelhouse import PROBE_PYTHON
 from agent.runtimes.docker_facts import DAEMON_JSON
 from agent.runtimes.docker_facts import STATE_FILE as ENGINE_STATE_FILE
 
+# The probe's line for the login's uid: a login that is not root is refused on it, in the same round trip.
+PROBE_UID = "uid"
+
 
 def probe_script(python: str, metrics_file: str | None = None) -> str:
-    # The metrics file first: a host where it names another's file is refused before anything is put on it.
+    # The login's uid before anything else: every later line may stop the probe early.
+    uid = f"echo {PROBE_UID}=$(id -u)\n"
+    # The metrics file next: a host where it names another's file is refused before anything is put on it.
     # Then where it really is: a link on the way (into /home, say) can hide it from the service.
     guard = (
         f"f={shlex.quote(metrics_file)}; {METRICS_OURS} || {{ echo metrics=foreign; exit 0; }}\n"
@@ -40,13 +45,14 @@ def probe_script(python: str, metrics_file: str | None = None) -> str:
         if metrics_file
         else ""
     )
-    return guard + (
+    python_and_systemd = (
         f"command -v {shlex.quote(python)} >/dev/null 2>&1 || {{ echo python=missing; exit 0; }}\n"
         f"{shlex.quote(python)} - <<'TRUST_AGENT_PROBE'\n{PROBE_PYTHON.strip()}\nTRUST_AGENT_PROBE\n"
         "if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi\n"
         f"echo installed=$(cat {OPT_DIR}/venv/{WHEELHOUSE_MARK} 2>/dev/null)\n"
         f"echo main_pid=$(systemctl show -p MainPID --value {SERVICE} 2>/dev/null)\n"
     )
+    return uid + guard + python_and_systemd
 
 
 PRUNE_SCRIPT = f"""\

@@ -2,8 +2,9 @@
 
 Install, per host, over one SSH connection:
 
-1. probe (one round trip): python3's version, machine and C library, whether ``python3 -m venv``
-   works (Debian's ``python3-venv``), systemd, and the wheelhouse already installed; then the host is
+1. probe (one round trip): the login's uid (one that is not root is refused, nothing put on the
+   host), python3's version, machine and C library, whether ``python3 -m venv`` works (Debian's
+   ``python3-venv``), systemd, and the wheelhouse already installed; then the host is
    planned for the controller's policy as ``trust-agent plan`` plans it (one gather, nothing written),
    and refused, untouched, where that plan fails: the daemon would fail there every cycle;
 2. when the host does not already run this exact build: send the wheelhouse as a tar, make a new
@@ -53,6 +54,7 @@ from agent.daemon.bundle import (
     files_tar,
 )
 from agent.daemon.host_scripts import (
+    PROBE_UID,
     PRUNE_SCRIPT,
     STATUS_SCRIPT,
     STOP_SCRIPT,
@@ -140,10 +142,10 @@ def install_host(
     connected = False
     try:
         connected = _connect(transport)
-        _refuse_a_login_that_is_not_root(transport, command_timeout, "nothing was put on the host")
         probe = transport.run(probe_script(python, bundle.metrics_file), timeout=command_timeout)
         _check(probe, "probing the host")
         facts = _values(probe.stdout.decode("utf-8", "replace"))
+        _refuse_a_uid_that_is_not_root(facts.get(PROBE_UID, ""), "nothing was put on the host")
         if facts.get("metrics") == "foreign":
             raise HostFailure(
                 f"--metrics-file {bundle.metrics_file}: the file exists and is not trust-agent's metrics: "
@@ -327,7 +329,12 @@ def _refuse_a_login_that_is_not_root(transport: Transport, command_timeout: floa
     /etc and systemd's units are root's, and the first mkdir would fail with a bare "Permission denied"."""
     result = transport.run("id -u", timeout=min(command_timeout, 30.0))
     _check(result, "reading the login's uid (id -u)")
-    refused = not_root_refusal(result.stdout.decode("utf-8", "replace"), untouched)
+    _refuse_a_uid_that_is_not_root(result.stdout.decode("utf-8", "replace"), untouched)
+
+
+def _refuse_a_uid_that_is_not_root(id_output: str, untouched: str) -> None:
+    """Refuse the login whose ``id -u`` printed ``id_output`` (:func:`not_root_refusal`)."""
+    refused = not_root_refusal(id_output, untouched)
     if refused is not None:
         raise HostFailure(refused)
 

@@ -25,7 +25,7 @@ from agent.daemon.lastgood import LastGood, LastGoodStore, StateError
 from agent.daemon.logs import EventLog
 from agent.daemon.notify import Notifier
 from agent.daemon.report import carry_over, read_status_file, write_metrics, write_status
-from agent.daemon.status import DaemonStatus, OutcomeSummary, SourceStatus, State
+from agent.daemon.status import DaemonStatus, OutcomeSummary, SourceStatus, State, a_process_error
 from agent.daemon.timing import backoff_delay, jittered
 from agent.daemon.watch import Poll, SourceWatcher, display_source, internal_error
 from agent.engine.apply_script import BUSY_SAYS
@@ -417,6 +417,10 @@ class Daemon:
         previous = read_status_file(self.config.status_file)
         if previous is not None:
             self.status = carry_over(self.status, previous)
+        if a_process_error(self.status.last_error):
+            # How the process before ended ("cannot start", say) is not this one's error: a stop before
+            # its first cycle would otherwise report it as this process's.
+            self.status = _error_cleared(self.status)
         if self.status.last_cycle_state is not None:  # carried over: reached under the policy in force
             self._outcome_fingerprint = _fingerprint(self.status)
 

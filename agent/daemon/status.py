@@ -15,6 +15,19 @@ from agent.daemon.lastgood import LastGood
 State = Literal["starting", "ok", "degraded", "failing", "pending", "stopped"]
 SourceState = Literal["not-polled", "read", "unchanged", "error"]
 
+# How ``last_error`` begins where it says how a daemon process ended, not how the host is: written on
+# the way out (a crash), or by the unit's stop hook (a start that failed, an end the daemon did not
+# announce). Such an error is the process's, not one the next process may go on reporting.
+CANNOT_START = "the daemon cannot start"
+ENDED_UNANNOUNCED = "the daemon ended without writing its status"
+CRASHED = "crashed"
+PROCESS_ERRORS = (CANNOT_START, ENDED_UNANNOUNCED, CRASHED)
+
+
+def a_process_error(error: str | None) -> bool:
+    """Whether ``error`` says how an earlier daemon process ended (:data:`PROCESS_ERRORS`)."""
+    return error is not None and error.startswith(PROCESS_ERRORS)
+
 
 @dataclass(frozen=True)
 class SourceStatus:

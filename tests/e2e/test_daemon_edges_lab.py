@@ -449,3 +449,48 @@ def test_a_daemon_whose_config_does_not_load_says_why_at_error_priority_and_in_i
     errors = dlab.ssh(host, journal).stdout.splitlines()
     assert any(line.startswith(f"trust-agent: error: {refused}") for line in errors), errors
     assert not any(line.startswith("<") for line in errors), errors  # journald took the prefix off
+
+
+def test_a_start_that_fails_on_its_root_or_its_state_directory_is_recorded_where_the_status_is(
+    dlab: Lab,  # noqa: F811
+) -> None:
+    """``root:`` with no ``state_dir``: the stop hook looked for status.json under a root that is not a
+    directory, and recorded nothing. A state directory that cannot be made: the daemon exited 2, and
+    status.json went on saying the daemon had stopped as asked."""
+    host = dlab.host("h1")
+    assert install(dlab, limit="h1")["h1"]["status"] == "installed"
+    config = "/etc/trust-agent/daemon.yml"
+    dlab.ssh(host, f"cp {config} /etc/trust-agent/daemon.yml.good")  # the fixture's uninstall removes it
+    restart = "systemctl reset-failed trust-agent; systemctl restart trust-agent"
+
+    def says(error: str) -> Callable[[], bool]:
+        def check() -> bool:
+            said = status(dlab, host)
+            return said["state"] == "stopped" and said["last_error"] == error
+
+        return check
+
+    # A hand-written file: root, and neither state_dir nor status_file.
+    dlab.ssh(host, f"grep -v '^state_dir:\\|^status_file:' /etc/trust-agent/daemon.yml.good > {config}")
+    dlab.ssh(host, f"echo 'root: /nonexistent' >> {config}")
+    assert dlab.ssh(host, restart, check=False).returncode != 0
+    bad_root = "the daemon cannot start: --root /nonexistent: not a directory"
+    wait_for("status.json says the start failed on root", says(bad_root), timeout=15)
+
+    dlab.ssh(host, f"grep -v '^state_dir:' /etc/trust-agent/daemon.yml.good > {config}")
+    dlab.ssh(host, f"echo 'state_dir: {config}/state' >> {config}")  # under a file: never a directory
+    assert dlab.ssh(host, restart, check=False).returncode != 0
+    journal = dlab.ssh(host, "journalctl -u trust-agent -o cat --no-pager | grep 'state directory' | tail -1")
+    refused = journal.stdout.strip().removeprefix("trust-agent: error: ")
+    assert refused == f"{config}/state: cannot make the state directory private: Not a directory", (
+        journal.stdout
+    )
+    wait_for(
+        "status.json says the start failed on the state directory",
+        says(f"the daemon cannot start: {refused}"),
+        timeout=15,
+    )
+
+    dlab.ssh(host, f"cp /etc/trust-agent/daemon.yml.good {config}; {restart}")
+    mended = status(dlab, host)
+    assert mended["healthy"] is True and mended["last_error"] is None, mended

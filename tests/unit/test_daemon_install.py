@@ -36,6 +36,7 @@ from agent.daemon.bundle import (
 from agent.daemon.cli import ONCE_BUSY_EXIT, build_config, daemon_group
 from agent.daemon.config import load_config
 from agent.daemon.host_scripts import (
+    STATUS_SCRIPT,
     config_script,
     probe_script,
 )
@@ -535,7 +536,9 @@ def test_the_probe_refuses_a_foreign_metrics_file_before_anything_is_installed(t
     ours = tmp_path / "m.prom"
     ours.write_text("# HELP trust_agent_up 1 when the daemon runs\n")
     run = LocalTransport("here").run
-    assert run(probe_script("python3", str(theirs))).stdout.decode() == "metrics=foreign\n"
+    assert (
+        run(probe_script("python3", str(theirs))).stdout.decode() == f"uid={os.getuid()}\nmetrics=foreign\n"
+    )
     for fine in (ours, tmp_path / "absent.prom"):
         assert "metrics=foreign" not in run(probe_script("python3", str(fine))).stdout.decode()
 
@@ -837,7 +840,8 @@ def test_a_host_whose_first_command_after_the_login_has_run_is_finished_on_an_in
 
 
 class _LoggedInAs(Transport):
-    """A host whose login is ``uid`` and whose commands all succeed, saying nothing: what ran is kept."""
+    """A host whose login is ``uid`` and whose commands all succeed, saying nothing but the uid (to
+    ``id -u`` and to the probe): what ran is kept."""
 
     name = "h1"
 
@@ -847,7 +851,11 @@ class _LoggedInAs(Transport):
 
     def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
         self.commands.append(command)
-        return CommandResult(0, f"{self.uid}\n".encode() if command == "id -u" else b"", b"")
+        if command == "id -u":
+            return CommandResult(0, f"{self.uid}\n".encode(), b"")
+        if command == PROBE:
+            return CommandResult(0, f"uid={self.uid}\n".encode(), b"")
+        return CommandResult(0, b"", b"")
 
     def docker_api(self, timeout: float = 30.0) -> None:
         raise AssertionError("no engine here")
@@ -873,10 +881,68 @@ def test_install_and_uninstall_refuse_a_login_that_is_not_root_before_anything_e
         "failed",
         f"{NOT_ROOT}; nothing was removed from the host",
     )
-    assert host.commands == ["id -u", "id -u"]  # neither went further
+    assert host.commands == [PROBE, "id -u"]  # neither went further: install's uid came with its probe
     root = _LoggedInAs(0)
     uninstall_host(root, purge=False)
     assert root.commands[0] == "id -u" and len(root.commands) > 1  # root goes on
+
+
+PROBE = probe_script("python3")
+
+
+class _InstalledBuild:
+    """A wheelhouse whose build the host already runs: no virtualenv is sent."""
+
+    ident = "build-1"
+
+    def for_target(self, _target: Target) -> _InstalledBuild:
+        return self
+
+
+class _RootHostOfThisBuild(Transport):
+    """A root login on a host that runs ``_InstalledBuild`` and whose daemon comes up healthy on
+    ``fingerprint`` once restarted: each command is answered as the host would, and kept."""
+
+    name = "h1"
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+        self.commands: list[str] = []
+
+    def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        self.commands.append(command)
+        if command == PROBE:
+            said = "uid=0\npython=3.11\nmachine=x86_64\nlibc=glibc 2.36\nvenv=yes\nsystemd=yes\n"
+            return CommandResult(0, f"{said}installed={_InstalledBuild.ident}\nmain_pid=100\n".encode(), b"")
+        if command == STATUS_SCRIPT:
+            daemon = {
+                "pid": 4242,
+                "state": "ok",
+                "healthy": True,
+                "policy": {"fingerprint": self.fingerprint},
+            }
+            return CommandResult(
+                0, f"main_pid=4242\nactive=active\nstatus={json.dumps(daemon)}\n".encode(), b""
+            )
+        if command.startswith("set -eu"):  # the configuration's script
+            return CommandResult(0, b"action=restart\nsince=0\n", b"")
+        raise AssertionError(f"not a command install sends: {command[:80]!r}")
+
+    def docker_api(self, timeout: float = 30.0) -> None:
+        raise AssertionError("no engine here")
+
+
+def test_install_of_a_built_host_costs_three_round_trips_the_uid_read_with_the_probe() -> None:
+    """The login's uid took a round trip of its own (``id -u``) before the probe."""
+    inputs = PolicyInputs(source=str(FIXTURES / "registry-minio.yml"))
+    settings, policy = resolve_policy(inputs)
+    bundle = build_bundle(inputs, settings, policy, DaemonSettings(), environ={})
+    host = _RootHostOfThisBuild(bundle.fingerprint)
+    report = install_host(host, bundle, _InstalledBuild(), poll_every=0.01)  # type: ignore[arg-type]
+    assert (report.status, report.error) == ("installed", None), report
+    assert len(host.commands) == 3, host.commands
+    assert host.commands[0] == PROBE and host.commands[2] == STATUS_SCRIPT
+    assert "id -u" not in host.commands
 
 
 @pytest.mark.parametrize(

@@ -431,6 +431,55 @@ def test_the_stop_hook_records_a_configuration_that_does_not_hold_together_as_a_
     assert json.loads(elsewhere.read_text())["last_error"].startswith("the daemon cannot start: --root ")
 
 
+def test_the_stop_hook_records_a_root_that_is_not_a_directory_where_the_daemon_kept_its_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``root:`` with no ``state_dir``: the hook looked for the status file under the root, where none
+    can be, recorded nothing and said only what the daemon had said."""
+    config, status_file = stopped_daemon(tmp_path, monkeypatch)  # the unit's state directory
+    missing = tmp_path / "gone"
+    text = config.read_text().replace(f"root: {tmp_path / 'root'}", f"root: {missing}")
+    config.write_text("".join(line for line in text.splitlines(True) if not line.startswith("state_dir:")))
+    assert "state_dir" not in config.read_text() and f"root: {missing}" in config.read_text()
+    hook = ["daemon", "run", "--config", str(config), "--mark-stopped"]
+    refused = CliRunner().invoke(cli, hook, env=FAILED_START)
+    assert refused.exit_code == 2 and f"--root {missing}: not a directory" in refused.output
+    said = json.loads(status_file.read_text())
+    assert said["state"] == "stopped" and said["last_cycle_state"] == "ok"
+    assert said["last_error"] == f"the daemon cannot start: --root {missing}: not a directory"
+
+    # No status file anywhere: the hook says it could not record it, and why.
+    status_file.unlink()
+    refused = CliRunner().invoke(cli, hook, env=FAILED_START)
+    assert refused.exit_code == 2 and not status_file.exists()
+    assert (
+        f"trust-agent: {status_file} does not say the daemon cannot start: there is no status file there "
+        "(no daemon has written one)"
+    ) in refused.output
+
+
+def test_a_state_directory_that_cannot_be_made_is_recorded_as_a_start_up_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon exited 2 ("cannot make the state directory private") and status.json went on saying
+    how the daemon before had stopped: its stop hook cannot tell that from a plain stop."""
+    config, status_file = stopped_daemon(tmp_path, monkeypatch)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    kept = [line for line in config.read_text().splitlines(True) if not line.startswith("state_dir:")]
+    config.write_text("".join(kept) + f"state_dir: {blocker / 'state'}\nstatus_file: {status_file}\n")
+    refused = CliRunner().invoke(cli, ["daemon", "run", "--config", str(config)])
+    assert refused.exit_code == 2 and "cannot make the state directory private" in refused.output
+    said = json.loads(status_file.read_text())
+    assert said["state"] == "stopped" and said["healthy"] is False
+    assert said["last_error"].startswith("the daemon cannot start: ") and said["last_error"].endswith(
+        refused.output.strip().removeprefix("trust-agent: error: ")
+    ), said
+    hook = ["daemon", "run", "--config", str(config), "--mark-stopped"]
+    assert CliRunner().invoke(cli, hook, env=FAILED_START).exit_code == 0
+    assert json.loads(status_file.read_text()) == said  # the hook leaves the daemon's own words
+
+
 # --- config file ---------------------------------------------------------------------------------
 
 

@@ -137,6 +137,46 @@ def test_a_live_daemons_files_are_never_marked_stopped(host: Host) -> None:
     assert host.status()["last_error"] == "the daemon ended without writing its status"
 
 
+@pytest.mark.parametrize(
+    "earlier",
+    [
+        "the daemon cannot start: --root /nonexistent: not a directory",
+        "the daemon ended without writing its status (systemd: result signal, killed KILL)",
+        "crashed: OSError (see the journal)",
+    ],
+)
+def test_a_stop_before_the_first_cycle_does_not_report_how_the_process_before_ended(
+    host: Host, earlier: str
+) -> None:
+    """A start that failed (recorded by the stop hook), then a good start stopped before its first
+    cycle: status.json said this process "cannot start" too, carried over from the one before."""
+    run_once(host.daemon())
+    assert host.status()["last_cycle_state"] == "ok"
+    doc = host.status()
+    host.status_file.write_text(
+        json.dumps({**doc, "last_error": earlier, "last_error_at": iso(host.clock.now)})
+    )
+
+    stop = threading.Event()
+    stop.set()  # SIGTERM while the process was still starting
+    serve(host.daemon(), stop=stop, reread=threading.Event(), wake=threading.Event())
+    said = host.status()
+    assert (said["state"], said["cycles"]) == ("stopped", 0)
+    assert said["last_error"] is None, said
+    assert said["previous_error"] == earlier  # kept, as what the daemon recovered from
+    assert said["last_cycle_state"] == "ok"  # the host's last known state stays
+
+
+def test_a_cycles_error_carried_over_stays_the_error_in_force(host: Host) -> None:
+    run_once(host.daemon())
+    doc = host.status()
+    failing = "host: dockerd refused the reload"
+    host.status_file.write_text(
+        json.dumps({**doc, "last_error": failing, "last_error_at": iso(host.clock.now)})
+    )
+    assert host.daemon().status.last_error == failing
+
+
 def test_a_metrics_file_that_is_not_the_daemons_is_left_alone(host: Host) -> None:
     daemon = host.daemon()
     daemon.cycle()
