@@ -448,6 +448,13 @@ def _files(target: _Target) -> str:
     return " or ".join([target.known_hosts, *(p for p in target.other_known_hosts if os.path.exists(p))])
 
 
+def _if_reinstalled(target: _Target, name: str) -> str:
+    """What to do where the host was reinstalled: remove every line of its (one per key type, so one
+    removed would leave the next type's mismatch for the next run), as ssh(1) suggests."""
+    remove = f"ssh-keygen -R {shlex.quote(name)} -f {shlex.quote(target.known_hosts)}"
+    return f"if the host was reinstalled, remove its lines ({remove}) and retry"
+
+
 def _paths(value: Any) -> list[str]:
     """An ssh_config file list (``UserKnownHostsFile``, ``GlobalKnownHostsFile``): space-separated in one
     value, ``none`` for none."""
@@ -884,7 +891,7 @@ class SSHTransport(Transport):
             if not known.holds(name, key):
                 raise HostKeyError(
                     f"{target.label}: host key CHANGED: {shown} is not the {kind} key in "
-                    f"{_files(target)}; if the host was reinstalled, remove its line and retry"
+                    f"{_files(target)}; {_if_reinstalled(target, name)}"
                 )
             return
         if refused is not None:
@@ -896,8 +903,7 @@ class SSHTransport(Transport):
             # --accept-new-host-keys.
             raise HostKeyError(
                 f"{target.label}: host key CHANGED: it shows {shown}, and {_files(target)} has only "
-                f"{', '.join(sorted(known_types))} for it; if the host was reinstalled, remove its line "
-                "and retry"
+                f"{', '.join(sorted(known_types))} for it; {_if_reinstalled(target, name)}"
             )
         if not self.options.accept_new_host_keys:
             raise HostKeyError(

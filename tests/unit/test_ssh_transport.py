@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import pwd
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -289,6 +291,23 @@ def test_changed_host_key(sshd: Server, opts: SSHOptions, tmp_path: Path) -> Non
     known = sshd.known_hosts(tmp_path / "kh", " ".join(Path(f"{other}.pub").read_text().split()[:2]))
     with pytest.raises(HostKeyError, match=r"^h1 \(127\.0\.0\.1\): host key CHANGED"):
         SSHTransport(sshd.host(), replace(opts, known_hosts=str(known))).connect()
+
+
+def test_the_changed_key_hint_removes_every_line_of_the_host_so_the_next_run_takes_its_keys(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    """known_hosts holds a line per key type: "remove its line" left the next type's mismatch for the
+    next run. The hint's own command clears them all."""
+    others = [keygen(tmp_path / "other", kind="ed25519"), keygen(tmp_path / "other2", kind="rsa")]
+    lines = [" ".join(Path(f"{key}.pub").read_text().split()[:2]) for key in others]
+    known = sshd.known_hosts(tmp_path / "kh", *lines)
+    with pytest.raises(HostKeyError) as info:
+        SSHTransport(sshd.host(), replace(opts, known_hosts=str(known))).connect()
+    hint = re.search(r"remove its lines \((ssh-keygen -R .*)\) and retry$", str(info.value))
+    assert hint is not None, str(info.value)
+    subprocess.run(shlex.split(hint.group(1)), check=True, capture_output=True)
+    with SSHTransport(sshd.host(), replace(opts, known_hosts=str(known), accept_new_host_keys=True)) as t:
+        assert t.run("true").ok
 
 
 @pytest.mark.parametrize("kind", ["rsa", "ed25519"])
