@@ -393,8 +393,9 @@ class _TlsChecks:
         self.running = BackgroundHandshakes(policy, self.timeout, self.resolve)
 
     def finish(self, *, wait: bool = True) -> RolloutChecks:
-        """The checks judged, each line and note said on stderr as verify says them (the notes are the
-        run's warnings too, in its summary and reports). An interrupted run (``wait`` False) waits for none."""
+        """The checks judged, each said once on stderr as verify says them, just before the closing table
+        (which leaves them out): a check a note is about is said in its note alone. The notes are the
+        run's warnings too, in every report. An interrupted run (``wait`` False) waits for none."""
         from agent.handshake import judged_for_rollout
 
         assert self.running is not None, "finish() before start()"
@@ -405,7 +406,8 @@ class _TlsChecks:
             report = self.running.report(wait=False)
         self.judged = judged_for_rollout(report)
         for line in self.judged.lines:
-            click.echo(line, err=True)
+            if not _said_in_a_note(line, self.judged.notes):
+                click.echo(line, err=True)
         for note in self.judged.notes:
             click.echo(f"warning: {note}", err=True)
         return self.judged
@@ -413,6 +415,12 @@ class _TlsChecks:
     @property
     def ok(self) -> bool:
         return self.judged is None or self.judged.ok
+
+
+def _said_in_a_note(line: str, notes: Sequence[str]) -> bool:
+    """Whether a note begins with the check ``line`` whole (``tls x: cannot connect: …: not checked from
+    this machine``), and so says it."""
+    return any(note.startswith(f"{line}: ") for note in notes)
 
 
 @cli.command(
@@ -579,7 +587,7 @@ def _run_with_policy(
             result = dataclasses.replace(result, interrupted=True, stopped=CHECKS_INTERRUPTED)
     if notes or tls_checks:
         result = dataclasses.replace(result, warnings=result.warnings + notes, tls_checks=tls_checks)
-    report.emit(result)
+    report.emit(result, said=notes)  # each said on stderr already: the closing table leaves them out
     return result
 
 

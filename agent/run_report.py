@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import signal
+import stat
 import sys
 import threading
 import time
@@ -162,15 +164,12 @@ class Report:
 
     @classmethod
     def by_suffix(cls, paths: str | Sequence[str] | None) -> Report:
-        """The files among ``paths`` whose suffix names a format, in it: where the -o and --format given
-        cannot be taken as they are, the refusal still reaches every file that CI could be reading."""
-        suffixes = {path: Path(path).suffix.lower() for path in named_reports(paths)}
-        files = tuple(
-            (path, SUFFIX_FORMATS.get(suffix, "text"))
-            for path, suffix in suffixes.items()
-            if suffix in (*SUFFIX_FORMATS, *TEXT_SUFFIXES)
-        )
-        return cls("text", files, table=False)
+        """The files among ``paths`` whose suffix names a format, in it, and those of another suffix that
+        hold a trust-agent report (an earlier run's, written with --format), in that report's format:
+        where the -o and --format given cannot be taken as they are, the refusal still reaches every
+        file that CI could be reading. Any other file is not a report, and is left as it is."""
+        named = {path: suffix_format(path) or format_held(path) for path in named_reports(paths)}
+        return cls("text", tuple((path, fmt) for path, fmt in named.items() if fmt), table=False)
 
     @property
     def path(self) -> str | None:
@@ -189,7 +188,9 @@ class Report:
         if self.table:
             import agent.reports.summary  # noqa: F401 - imported for its import time
 
-    def emit(self, result: FleetResult) -> None:
+    def emit(self, result: FleetResult, *, said: Sequence[str] = ()) -> None:
+        """Show and write the run's report; ``said``: warnings already said on stderr, which the closing
+        table leaves out (each is in every report)."""
         from agent.reports import render
 
         self.emitted = True
@@ -199,7 +200,7 @@ class Report:
         if self.table:
             from agent.reports.summary import render as render_summary  # rich: for the table alone
 
-            click.echo(render_summary(result, color=color()), nl=False)
+            click.echo(render_summary(result, color=color(), said=said), nl=False)
         else:
             shown = "text" if self.files else self.fmt
             click.echo(render(result, shown, color=shown == "text" and color()), nl=False)  # type: ignore[arg-type]
@@ -258,16 +259,57 @@ def named_reports(paths: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys([paths] if isinstance(paths, str) else paths))
 
 
-def format_of(path: str) -> str:
-    """The format a report file's suffix names."""
+def suffix_format(path: str) -> str | None:
+    """The format a report file's suffix names, None for a suffix that names none (``.yaml``)."""
     suffix = Path(path).suffix.lower()
     if suffix not in (*SUFFIX_FORMATS, *TEXT_SUFFIXES):
+        return None
+    return SUFFIX_FORMATS.get(suffix, "text")
+
+
+def format_of(path: str) -> str:
+    """The format a report file's suffix names."""
+    fmt = suffix_format(path)
+    if fmt is None:
+        suffix = Path(path).suffix.lower()
         # A name like report.yaml asks for a format there is none of: say so, not write text into it.
         raise UsageError(
             f"-o {path}: no report format is written as {suffix}: name the file .json, .md, .html, "
             f".xml or .txt, or give --format ({', '.join(FORMATS)})"
         )
-    return SUFFIX_FORMATS.get(suffix, "text")
+    return fmt
+
+
+# How each format's report begins (text: how it ends), as agent.reports writes them: enough to tell an
+# earlier run's report from a file that is none, read from its first and last few KiB.
+_REPORT_HEADS = (
+    ("json", re.compile(r'\{\s*"mode": "(plan|apply|rollout|verify)",')),
+    ("junit", re.compile(r'<\?xml [^>]*\?>\s*<testsuite name="trust-agent (plan|apply|rollout|verify)"')),
+    ("html", re.compile(r"<!DOCTYPE html>.*?<title>trust-agent (plan|apply|rollout|verify)\b", re.S)),
+    ("markdown", re.compile(r"# trust-agent (plan|apply|rollout|verify)\n")),
+)
+_TEXT_TAIL = re.compile(r"\n?\d+ hosts?(: [^\n]*)?  \((plan|apply|rollout|verify), \d+\.\ds\)\n$")
+_SNIFFED = 4096
+
+
+def format_held(path: str) -> str | None:
+    """The format of the trust-agent report ``path`` holds, None where it holds none (or cannot be read):
+    a file named ``-o old.yaml`` gets its format from --format alone, so a run that stops before its own
+    report can know it from nothing else."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # /dev/stdout, a FIFO: nothing to read back
+            return None
+        with open(path, "rb") as file:
+            head = file.read(_SNIFFED)
+            file.seek(max(0, file.seek(0, os.SEEK_END) - _SNIFFED))
+            tail = file.read()
+    except OSError:
+        return None
+    text = head.decode("utf-8", "replace")
+    for fmt, pattern in _REPORT_HEADS:
+        if pattern.match(text):
+            return fmt
+    return "text" if _TEXT_TAIL.search(tail.decode("utf-8", "replace")) else None
 
 
 def write_report(path: str, result: FleetResult, fmt: str) -> None:

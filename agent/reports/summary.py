@@ -6,6 +6,7 @@ import io
 import re
 import shutil
 import sys
+from collections.abc import Sequence
 
 from rich.cells import cell_len
 from rich.console import Console
@@ -26,13 +27,30 @@ _STYLE = {
 }
 
 
-# Without a terminal (logs, CI) the table is this wide; the error column wraps inside it.
+# Without a terminal (logs, CI) the table is this wide.
 LOG_WIDTH = 160
 # A host's name is what a person acts on: never cut, folded only past this many characters.
 _HOST_NAME_KEPT = 64
+# The error column is a pointer to the host's full error under the table: its first clause, cut here.
+ERROR_KEPT = 48
 
 
-def render(result: FleetResult, *, color: bool = False) -> str:
+def render(result: FleetResult, *, color: bool = False, said: Sequence[str] = ()) -> str:
+    """The table, then what is said under it; ``said``: warnings already said on stderr, left out."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=_width(), force_terminal=color, no_color=not color, highlight=False)
+    console.print(_table(result, color=color))
+    # Each whole, on one line (a terminal wraps it as it shows it): copied or grepped as it was said.
+    for text, style in _errors(result):
+        console.print(Text(text, style=style if color else ""), soft_wrap=True)
+    for text, style in _notes(result, said):
+        for line in _folded(text, console.width):  # folded here: rich would cut an option from its value
+            console.print(Text(line, style=style if color else ""), soft_wrap=True)
+    console.print(Text(f"{view.summary_line(result)}  ({result.mode}, {result.seconds:.1f}s)"))
+    return buffer.getvalue()
+
+
+def _table(result: FleetResult, *, color: bool) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold" if color else "")
     longest = max((len(o.host) for o in result.outcomes), default=4)
     for column in ("host", "status", "action", "engine", "files", "verified", "time", "error"):
@@ -51,22 +69,53 @@ def render(result: FleetResult, *, color: bool = False) -> str:
             _or_dash(view.files_changed(o)),
             Text(", ".join(o.verified) or "-"),
             f"{view.host_seconds(o):.1f}s" if o.phases else "-",
-            Text(o.error or "", style="red" if color else ""),
+            # One line, cut where the table has less room: the column gives way before the others.
+            Text(
+                error_gist(o.error, o.host), style="red" if color else "", no_wrap=True, overflow="ellipsis"
+            ),
         )
-    buffer = io.StringIO()
-    console = Console(file=buffer, width=_width(), force_terminal=color, no_color=not color, highlight=False)
-    console.print(table)
-    for text, style in _notes(result):
-        for line in _folded(text, console.width):  # folded here: rich would cut an option from its value
-            console.print(Text(line, style=style if color else ""), soft_wrap=True)
-    console.print(Text(f"{view.summary_line(result)}  ({result.mode}, {result.seconds:.1f}s)"))
-    return buffer.getvalue()
+    return table
 
 
-def _notes(result: FleetResult) -> list[tuple[str, str]]:
-    """What is said under the table, each with its colour: why the run stopped, the warnings, the hint."""
+# How an error names the host it is of, which its row already names: "h2: …", "h2 (10.0.0.2): …".
+_HOST_PREFIX = r"^{host}(?: \([^)]*\))?: "
+
+
+def error_gist(error: str | None, host: str = "") -> str:
+    """What the error column shows of ``error``: its first clause (up to the first ``;`` or line end),
+    less the host's name it may start with, marked ``...`` where more follows under the table.
+
+    >>> error_gist("h2 (10.0.0.2): dockerd refused the reload; rolled back (files restored)", "h2")
+    'dockerd refused the reload; ...'
+    """
+    if not error:
+        return ""
+    error = _without_host(error, host)
+    first = error.splitlines()[0].split("; ")[0]
+    if len(first) > ERROR_KEPT:
+        return first[: ERROR_KEPT - 4] + " ..."
+    if first == error:
+        return error
+    return f"{first}; ..." if error.startswith(f"{first}; ") else f"{first} ..."
+
+
+def _without_host(error: str, host: str) -> str:
+    """``error`` less the ``host`` it starts by naming, where more than a blank follows."""
+    rest = re.sub(_HOST_PREFIX.format(host=re.escape(host)), "", error, count=1) if host else error
+    return rest if rest.strip() else error
+
+
+def _errors(result: FleetResult) -> list[tuple[str, str]]:
+    """Each host's error, whole, once: the error column shows only its start."""
+    return [(f"error ({o.host}): {o.error}", "red") for o in result.outcomes if o.error]
+
+
+def _notes(result: FleetResult, said: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """What is said under the table, each with its colour: why the run stopped, the warnings (but those
+    in ``said``), the hint."""
     notes = [(f"stopped: {result.stopped}", "bold red")] if result.stopped else []
-    notes += [(f"warning: {warning}", "yellow") for warning in (*result.policy.warnings, *result.warnings)]
+    warnings = (*result.policy.warnings, *(w for w in result.warnings if w not in said))
+    notes += [(f"warning: {warning}", "yellow") for warning in warnings]
     # The hosts' own warnings (dockerd not running, a flag that would stop it...), each once with its hosts.
     by_warning: dict[str, list[str]] = {}
     for o in result.outcomes:

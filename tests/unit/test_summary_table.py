@@ -82,7 +82,7 @@ def _result_of(*outcomes: HostOutcome) -> FleetResult:
     )
 
 
-def test_a_long_host_name_is_shown_whole_and_the_error_wraps_beside_it() -> None:
+def test_a_long_host_name_is_shown_whole_and_the_error_said_whole_under_the_table() -> None:
     name = "engine-host-0042.eu-west-1.compute.internal.example.corp"
     error = (
         "live config does not match after 20s: registry.test missing from insecure-registries; restored "
@@ -95,8 +95,9 @@ def test_a_long_host_name_is_shown_whole_and_the_error_wraps_beside_it() -> None
         )
     )
     assert out.splitlines()[1].startswith(name + " ")
-    assert " ".join(out.split()).count("which took them") == 1  # the error is wrapped, not cut
-    assert all(len(line) <= 160 for line in out.splitlines())
+    assert " ".join(out.split()).count("which took them") == 1  # said whole, once
+    assert f"error ({name}): {error}" in out.splitlines()  # on one line, unwrapped: copied as said
+    assert all(len(line) <= 160 for line in out.splitlines() if not line.startswith("error ("))
 
 
 def test_a_name_past_the_kept_length_is_folded_onto_the_next_line_not_cut() -> None:
@@ -120,14 +121,13 @@ def test_at_a_terminal_the_table_takes_the_terminals_width(monkeypatch: pytest.M
 
     monkeypatch.setattr(summary.sys.stdout, "isatty", lambda: True)
     monkeypatch.setattr(summary.shutil, "get_terminal_size", lambda fallback: os.terminal_size((100, 40)))
-    error = " ".join(f"word{i}" for i in range(40))
-    out = render(_result_of(HostOutcome("h1", "failed", error=error)))
-    assert max(len(line) for line in out.splitlines()) == 100
-    monkeypatch.setattr(summary.sys.stdout, "isatty", lambda: False)
-    assert (
-        max(len(line) for line in render(_result_of(HostOutcome("h1", "failed", error=error))).splitlines())
-        > 100
+    warning = " ".join(f"word{i}" for i in range(40))  # folded to the table's width under it
+    result = dataclasses.replace(
+        _result_of(HostOutcome("h1", "failed", error="refused")), warnings=(warning,)
     )
+    assert 90 < max(len(line) for line in render(result).splitlines()) <= 100
+    monkeypatch.setattr(summary.sys.stdout, "isatty", lambda: False)
+    assert max(len(line) for line in render(result).splitlines()) > 100
 
 
 # --- the files column: what the run changed ----------------------------------------------------------
