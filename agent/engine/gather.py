@@ -24,8 +24,9 @@ from agent.errors import CommandError
 from agent.hosts.base import Transport
 from agent.hosts.engine_http import ANSWER_TIMEOUT, ENGINE_SOCKET, PendingReply
 from agent.hosts.engine_wake import ASLEEP_FUNCTION
+from agent.runtimes.daemon_json import DaemonJsonError, invalid_utf8_at, parse_daemon_json, trailing_data
 from agent.runtimes.daemon_json_checks import config_file_flag
-from agent.runtimes.docker import api_elsewhere, unsafe_owner
+from agent.runtimes.docker import api_elsewhere, reads_invalid_utf8, unsafe_owner
 from agent.runtimes.docker_facts import CERTS_DIR, DAEMON_JSON, STATE_FILE, DockerFacts
 from agent.runtimes.plan import HostPlan
 from agent.runtimes.systemd_env import environment, expand_command, unit_environment
@@ -47,8 +48,9 @@ ta_info() {
   ta_engine_asleep && return 1
   if command -v curl >/dev/null 2>&1 && [ -S @SOCKET@ ]; then
     curl -sf --max-time @TIMEOUT@ --unix-socket @SOCKET@ http://docker/info && return 0
-    # Timed out: the socket took the connection, the engine never answered (frozen, hung).
-    [ $? != 28 ] || ta_silent=1
+    # Timed out: the socket took the connection, the engine never answered (frozen, hung). The CLI
+    # would wait as long on the same socket: not asked.
+    [ $? != 28 ] || { ta_silent=1; return 1; }
   fi
   command -v docker >/dev/null 2>&1 || return 1
   # The CLI waits for ever on a socket no one serves (docker.socket left listening by a dockerd that
@@ -130,9 +132,19 @@ def unsafe_hop_says(directory: str, daemon_json: str, link: str, target: str) ->
     )
 
 
+# The dockerd binary's version, and whether it has ``--validate``: asked where the engine does not tell
+# (each dockerd start costs ~50 ms of CPU).
+DOCKERD_VERSION_FUNCTION = r"""
+ta_dockerd_version() {
+  echo "@@ta dockerd-version $(dockerd --version 2>&1 | head -n1)"
+  if dockerd --validate --help >/dev/null 2>&1; then echo "@@ta validate yes"; else echo "@@ta validate no"; fi
+}
+"""
+
 GATHER_SCRIPT = (
     INFO_FUNCTION
     + PING_FUNCTION
+    + DOCKERD_VERSION_FUNCTION
     + LINK_CHAIN_FUNCTION
     + _engine_shell(r"""
 R="$1"; D="$R$2"; C="$R/etc/docker/certs.d"; S="$R/var/lib/trust-agent/docker-state.json"
@@ -208,6 +220,42 @@ ta_outside_root() {
     esac
   done
   return 1
+}
+# Whether $1 ends in a backslash that is not itself escaped: systemd then goes on on the next line.
+ta_continues() {
+  ta_s=$1; ta_o=""
+  while :; do
+    case "$ta_s" in *\\) ta_s=${ta_s%?}; if [ -n "$ta_o" ]; then ta_o=""; else ta_o=1; fi ;; *) break ;; esac
+  done
+  [ -n "$ta_o" ]
+}
+# $1 without the blanks (spaces, tabs) around it, as systemd strips a key and its value.
+ta_trim() { ta_t=${1#"${1%%[!	 ]*}"}; ta_t=${ta_t%"${ta_t##*[!	 ]}"}; }
+# The text of the file an EnvironmentFile= setting names ($1: a whole line of the unit; $2: the nonce);
+# a leading "-" says only that it may be missing. One value is one path, blanks and all, as systemd
+# reads it.
+ta_env_file() {
+  ta_trim "${1%%=*}"; [ "$ta_t" = EnvironmentFile ] && [ "$1" != "${1#*=}" ] || return 0
+  ta_trim "${1#*=}"; ta_f=${ta_t#-}
+  [ -n "$ta_f" ] && [ -f "$ta_f" ] && [ -r "$ta_f" ] || return 0
+  echo "@@ta env-file $ta_f"; echo "@@ta env-text $2"
+  while IFS= read -r ta_e || [ -n "$ta_e" ]; do printf '%s\n' "$ta_e"; done < "$ta_f"
+  echo "@@ta env-end $2"
+}
+# Each EnvironmentFile= of the unit's text (stdin), its lines joined as systemd joins them
+# (unit_lines): a line ending in a backslash goes on on the next, the backslash read as a space, and a
+# comment line inside such a continuation is skipped.
+ta_env_files() {
+  ta_p=""; ta_j=""
+  while IFS= read -r ta_l || [ -n "$ta_l" ]; do
+    if [ -n "$ta_p" ]; then
+      ta_trim "$ta_l"; case "$ta_t" in [#\;]*) continue ;; esac
+      ta_l=$ta_j$ta_l
+    fi
+    if ta_continues "$ta_l"; then ta_p=1; ta_j="${ta_l%?} "; continue; fi
+    ta_p=""; ta_env_file "$ta_l" "$1"
+  done
+  [ -z "$ta_p" ] || ta_env_file "$ta_j" "$1"
 }
 echo "@@ta begin 1"
 if [ -n "$R" ]; then
@@ -339,6 +387,9 @@ if [ -z "$R" ]; then
       # The controller reads the engine's API itself, over its connection: no curl here. Should the
       # engine not answer it that way, the controller gathers again without this argument.
       i=1; echo "@@ta api"
+    elif [ "$3" = elsewhere ]; then
+      # dockerd serves its API only elsewhere (the controller found so): nothing is asked of the socket.
+      ta_dockerd_version
     elif [ ! -f "$S" ] && ta_version; then
       i=1
     else
@@ -349,8 +400,7 @@ if [ -z "$R" ]; then
       else
         echo
         [ -z "$ta_silent" ] || echo "@@ta engine-silent"
-        echo "@@ta dockerd-version $(dockerd --version 2>&1 | head -n1)"
-        if dockerd --validate --help >/dev/null 2>&1; then echo "@@ta validate yes"; else echo "@@ta validate no"; fi
+        ta_dockerd_version
       fi
     fi
   fi
@@ -362,17 +412,9 @@ if [ -z "$R" ]; then
     echo "@@ta unit-text $4"; [ -n "$u" ] && printf '%s\n' "$u"; echo "@@ta unit-end $4"
     # The unit's EnvironmentFile= files, whose variables ExecStart may use ($DOCKER_OPTS on Debian):
     # their text, read by the shell itself (no process), framed as the unit is.
-    n='
-'
-    r=$u
-    while :; do
-      case "$r" in *"$n"EnvironmentFile=*) r=${r#*"$n"EnvironmentFile=} ;; *) break ;; esac
-      f=${r%%"$n"*}; f=${f#-}
-      [ -n "$f" ] && [ -f "$f" ] && [ -r "$f" ] || continue
-      echo "@@ta env-file $f"; echo "@@ta env-text $4"
-      while IFS= read -r e || [ -n "$e" ]; do printf '%s\n' "$e"; done < "$f"
-      echo "@@ta env-end $4"
-    done
+    [ -z "$u" ] || ta_env_files "$4" <<TA_UNIT
+$u
+TA_UNIT
     case "$u" in *ExecStart=*) k=unit ;; esac
     if [ -n "$i" ] && [ -n "$k" ] && [ -L /run/systemd/units/invocation:docker.service ]; then
       # The engine answered and docker.service runs (systemd keeps an invocation link for each running
@@ -610,7 +652,11 @@ def _gather_by_api(
     leftovers, withheld = leftovers_of(records), _withheld(records)
     hostside = Gathered(*_parse(records, daemon_json), leftovers, withheld)  # without the engine's answers
     if _serves_elsewhere(hostside.facts):
-        return hostside  # not waiting on a socket dockerd does not serve
+        # Not waiting on a socket dockerd does not serve. Where how dockerd reads daemon.json depends on
+        # its version (data after the document, bytes that are not UTF-8), its binary is asked which.
+        if not _read_depends_on_version(hostside.facts.daemon_json):
+            return hostside
+        return _gather_serving_elsewhere(transport, daemon_json, timeout)
     answer = first.wait()
     if answer is None or not answer.ok or answer.version is None:
         return None
@@ -626,13 +672,44 @@ def _gather_by_api(
     return Gathered(facts, info, leftovers, withheld) if info is not None else None
 
 
+def _gather_serving_elsewhere(transport: Transport, daemon_json: str, timeout: float) -> Gathered:
+    """The gather of a host whose dockerd serves its API only elsewhere: its version from its binary,
+    with no wait on the default socket."""
+    result = transport.run_script(
+        GATHER_SCRIPT, "", daemon_json, "elsewhere", secrets.token_hex(8), timeout=timeout
+    )
+    result.check("gathering facts")
+    records = _records(result.stdout.decode("utf-8", "replace"))
+    return Gathered(*_parse(records, daemon_json), leftovers_of(records), _withheld(records))
+
+
 def _serves_elsewhere(facts: DockerFacts) -> bool:
     """dockerd's flags or daemon.json put its API only where the agent does not read it."""
+    return api_elsewhere(facts, _daemon_json_as_dockerd_reads_it(facts)) is not None
+
+
+def _read_depends_on_version(raw: bytes | None) -> bool:
+    """Whether Docker 20.10 and 23.0 or later read daemon.json ``raw`` differently: 20.10 ignores data
+    after its JSON document and takes bytes that are not UTF-8; later ones refuse the file."""
+    return raw is not None and (trailing_data(raw) is not None or invalid_utf8_at(raw) is not None)
+
+
+def _daemon_json_as_dockerd_reads_it(facts: DockerFacts) -> dict[str, Any]:
+    """The host's daemon.json as its dockerd reads it; ``{}`` where it cannot (dockerd runs on what it
+    loaded before). Docker 20.10 reads the first JSON value and ignores what follows, and takes bytes
+    that are not UTF-8; 23.0 and later refuse such a file, so cannot have started with it. An engine of
+    unknown version (the gather that leaves its API to the controller does not ask) is read as 20.10
+    reads it: only a dockerd that reads the file so can be running with it."""
+    if not facts.daemon_json:
+        return {}
+    known = facts.engine_version is not None or facts.has_validate is not None
+    lenient = reads_invalid_utf8(facts) or not known
     try:
-        doc = json.loads(facts.daemon_json or b"{}")
-    except ValueError:
-        return False
-    return isinstance(doc, dict) and api_elsewhere(facts, doc) is not None
+        return parse_daemon_json(
+            facts.daemon_json, facts.daemon_json_path, keep_invalid_utf8=lenient, ignore_trailing=lenient
+        )
+    except DaemonJsonError:
+        return {}
 
 
 def live_info(text: str) -> dict[str, Any] | None:
@@ -975,8 +1052,9 @@ def _linked_dirs(records: list[_Record], certs_dir_target: str | None = None) ->
 
 
 def unit_lines(unit: bytes) -> list[tuple[str | None, str]]:
-    r"""``systemctl cat``'s text as systemd reads it: each logical line, stripped, with the file it is in
-    (from the ``# /path`` headers; None before the first), comments and empty lines left out.
+    r"""``systemctl cat``'s text as systemd reads it: each logical line, stripped (an assignment's key
+    and value each), with the file it is in (from the ``# /path`` headers; None before the first),
+    comments and empty lines left out.
 
     systemd.syntax(7): a line ending in a backslash goes on on the next line, the backslash read as a
     space; comment lines inside such a continuation are skipped. A backslash that is itself escaped
@@ -1014,7 +1092,20 @@ def _add_logical_line(found: list[tuple[str | None, str]], current: str | None, 
     """``line`` (a whole logical line) added to ``found`` unless it is empty or a comment."""
     stripped = line.strip()
     if stripped and not stripped.startswith(_COMMENT):
-        found.append((current, stripped))
+        found.append((current, _as_assignment(stripped)))
+
+
+def _as_assignment(line: str) -> str:
+    """A ``Key = value`` line as ``Key=value``: systemd strips the blanks around a key and its value
+    (``EnvironmentFile = /etc/default/docker`` names that file).
+
+    >>> _as_assignment("EnvironmentFile = -/etc/default/docker"), _as_assignment("[Service]")
+    ('EnvironmentFile=-/etc/default/docker', '[Service]')
+    """
+    key, equals, value = line.partition("=")
+    if not equals or line.startswith("["):
+        return line
+    return f"{key.strip()}={value.strip()}"
 
 
 def _continues(line: str) -> bool:
@@ -1053,11 +1144,7 @@ def _refuse_silent_engine(facts: DockerFacts, socket_absent: bool, other_answer:
     root (the socket is root's), nor where the engine's version was read."""
     if facts.login_uid not in (None, 0) or facts.engine_api or not (socket_absent or other_answer):
         return
-    try:
-        doc = json.loads(facts.daemon_json or b"{}")
-    except ValueError:
-        doc = {}
-    if isinstance(doc, dict) and api_elsewhere(facts, doc) is not None:
+    if _serves_elsewhere(facts):
         return
     why = "the socket file is gone" if socket_absent else "the docker CLI got no engine's answer there"
     raise CommandError(

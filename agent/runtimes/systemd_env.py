@@ -42,7 +42,7 @@ def unit_environment(unit_lines: Iterable[tuple[str | None, str]]) -> UnitEnviro
     files: list[str] = []
     for origin, line in unit_lines:
         key, _, value = line.partition("=")
-        value = value.strip()
+        key, value = key.strip(), value.strip()  # systemd strips both: "EnvironmentFile = /x" names /x
         if key == "Environment":
             if not value:
                 assignments = []

@@ -1,0 +1,165 @@
+"""The gather on real engine hosts where a unit's or daemon.json's text is unusual, and a frozen engine:
+what the agent reads must be what systemd and dockerd read, and a silent engine costs one wait."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.probes import (
+    LAB_DAEMON_JSON,
+    converged,
+    outcome_of,
+    skip_args,
+    unit_drop_in,
+)
+from tests.lab import Host, Lab
+
+EXTRA_ENV = "/etc/default/docker-extra"
+OTHER_ENV = "/etc/default/docker-other"
+
+
+@contextmanager
+def env_files_with_an_insecure_flag(lab: Lab, host: Host) -> Iterator[None]:
+    """Two environment files, each giving $DOCKER_OPTS an ``--insecure-registry`` flag; removed after."""
+    lab.ssh(
+        host,
+        f"echo 'DOCKER_OPTS=\"--insecure-registry=10.7.7.7\"' > {EXTRA_ENV} && "
+        f"echo 'DOCKER_OPTS=\"--insecure-registry=10.8.8.8\"' > {OTHER_ENV}",
+    )
+    try:
+        yield
+    finally:
+        lab.ssh(host, f"rm -f {EXTRA_ENV} {OTHER_ENV}")
+
+
+def env_files_systemd_reads(lab: Lab, host: Host) -> str:
+    return lab.ssh(host, "systemctl show docker -p EnvironmentFiles --value").stdout
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        f"EnvironmentFile=\\\n  -{EXTRA_ENV}\n",
+        f"EnvironmentFile=-{EXTRA_ENV}\\\n\n",
+        f"  EnvironmentFile = -{EXTRA_ENV}  \n",
+    ],
+    ids=["value-on-the-next-line", "continued-onto-an-empty-line", "blanks-around-the-equals-sign"],
+)
+def test_an_environment_file_systemd_reads_is_read_by_the_gather(
+    lab: Lab, tmp_path: Path, setting: str
+) -> None:
+    """An ``EnvironmentFile=`` that systemd reads but the gather's line search missed: the flag in it
+    (dockerd's next start) went unseen, and a plan to list the registry as insecure went ahead."""
+    host = lab.hosts[0]
+    drop_in = f"[Service]\n{setting}"
+    with (
+        env_files_with_an_insecure_flag(lab, host),
+        unit_drop_in(lab, host, "env.conf", drop_in, restart=False),
+    ):
+        assert env_files_systemd_reads(lab, host).splitlines()[-1] == f"{EXTRA_ENV} (ignore_errors=yes)"
+        code, outcome, err = outcome_of(lab, "plan", host, *skip_args(lab, tmp_path))
+    said = f"$DOCKER_OPTS from {EXTRA_ENV}) sets --insecure-registry"
+    assert code == 1 and any(said in b for b in outcome["blockers"]), (code, outcome, err)
+
+
+def test_several_files_on_one_environment_file_line_are_one_path_as_systemd_reads_them(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """systemd takes the whole value as one path (here a file that does not exist, ``-``: ignored), so
+    neither file's flag reaches dockerd, and none holds the plan up."""
+    host = lab.hosts[0]
+    setting = f"EnvironmentFile=-{EXTRA_ENV} -{OTHER_ENV}\n"
+    with (
+        env_files_with_an_insecure_flag(lab, host),
+        unit_drop_in(lab, host, "env.conf", f"[Service]\n{setting}"),
+    ):
+        systemd_reads = env_files_systemd_reads(lab, host).splitlines()[-1]
+        runs = lab.ssh(host, "tr '\\0' ' ' < /proc/$(pidof dockerd)/cmdline").stdout
+        code, outcome, err = outcome_of(lab, "plan", host, *skip_args(lab, tmp_path))
+    assert systemd_reads == f"{EXTRA_ENV} -{OTHER_ENV} (ignore_errors=yes)"
+    assert "--insecure-registry" not in runs
+    assert code == 0 and not any("--insecure-registry" in b for b in outcome["blockers"]), (
+        code,
+        outcome,
+        err,
+    )
+
+
+def test_a_frozen_engine_costs_the_plan_one_wait_not_two(lab: Lab) -> None:
+    """dockerd stopped with SIGSTOP on a converged host: curl's time limit on /info passed, then the docker
+    CLI waited as long again on the same socket."""
+    host = lab.hosts[0]
+    converged(lab, host)
+    lab.ssh(host, "kill -STOP $(pidof dockerd)")
+    try:
+        started = time.monotonic()
+        code, outcome, err = outcome_of(lab, "plan", host)
+        took = time.monotonic() - started
+    finally:
+        lab.ssh(host, "kill -CONT $(pidof dockerd)")
+    assert any(w.startswith("dockerd did not answer on /var/run/docker.sock") for w in outcome["warnings"]), (
+        code,
+        outcome,
+        err,
+    )
+    # The controller's own request and the script's curl: 10 s each; the CLI's would make it 30.
+    assert took < 25, f"took {took:.1f}s"
+
+
+ALT_SOCKET = "unix:///run/docker-alt.sock"
+# Debian's ExecStart without -H fd://: daemon.json's "hosts" says where dockerd serves.
+NO_H_FLAG = (
+    "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --containerd=/run/containerd/containerd.sock\n"
+)
+
+
+@pytest.fixture(params=["docker-socket-listening", "socket-file-gone"])
+def api_elsewhere_in_daemon_json_with_trailing_data(
+    lab: Lab, request: pytest.FixtureRequest
+) -> Iterator[Host]:
+    """A 20.10 engine serving its API only at another socket, as daemon.json's first document says; a
+    stray ``}`` follows the document (20.10 reads the first value and runs). docker.socket still listens
+    on the default socket, serving no one; or that socket's file is gone."""
+    host = lab.hosts[1]
+    assert lab.ssh(host, "dockerd --version").stdout.startswith("Docker version 20.10")
+    doc = {**json.loads(lab.ssh(host, f"cat {LAB_DAEMON_JSON}").stdout), "hosts": [ALT_SOCKET]}
+    restart = "systemctl reset-failed docker.service docker.socket; systemctl restart docker.socket docker"
+    try:
+        with unit_drop_in(lab, host, "no-h.conf", NO_H_FLAG, restart=False):
+            lab.ssh(
+                host, f"cat > /etc/docker/daemon.json && {restart}", input=json.dumps(doc, indent=2) + "\n}\n"
+            )
+            assert lab.ssh(
+                host, f"docker -H {ALT_SOCKET} info --format '{{{{.ServerVersion}}}}'"
+            ).stdout.strip()
+            if request.param == "socket-file-gone":
+                lab.ssh(host, "rm /run/docker.sock")
+            yield host
+    finally:
+        lab.ssh(host, f"cp {LAB_DAEMON_JSON} /etc/docker/daemon.json && {restart}")
+
+
+def test_an_engine_serving_elsewhere_by_a_daemon_json_with_trailing_data_is_refused_at_once(
+    lab: Lab, tmp_path: Path, api_elsewhere_in_daemon_json_with_trailing_data: Host
+) -> None:
+    """daemon.json was read with a strict JSON parser: its "hosts" went unseen, and the gather waited on
+    docker.socket's default socket, which no dockerd serves."""
+    host = api_elsewhere_in_daemon_json_with_trailing_data
+    started = time.monotonic()
+    code, outcome, err = outcome_of(lab, "plan", host, *skip_args(lab, tmp_path))
+    took = time.monotonic() - started
+    why = f"dockerd serves its API at {ALT_SOCKET}, not at /var/run/docker.sock"
+    assert code == 1 and any(why in b for b in outcome["blockers"]), (
+        code,
+        outcome.get("error"),
+        outcome["blockers"],
+        outcome["warnings"],
+        err,
+    )
+    assert took < 8, f"took {took:.1f}s: no wait on the socket no one serves"

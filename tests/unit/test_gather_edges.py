@@ -1,0 +1,114 @@
+"""The gather's reading of unit text and daemon.json as systemd and dockerd read them (pure, no host)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.engine.gather import _serves_elsewhere, engine_flags, parse_gather_output, unit_lines
+from agent.errors import CommandError
+from agent.runtimes.systemd_env import unit_environment
+
+ENV_FILE = "/etc/default/docker-extra"
+FLAG_IN_IT = 'DOCKER_OPTS="--insecure-registry=10.7.7.7"\n'
+
+
+def unit_with(setting: str) -> bytes:
+    """Debian's docker.service with a drop-in holding ``setting``."""
+    return (
+        "# /lib/systemd/system/docker.service\n[Service]\nEnvironmentFile=-/etc/default/docker\n"
+        "ExecStart=/usr/sbin/dockerd -H fd:// $DOCKER_OPTS\n"
+        f"# /etc/systemd/system/docker.service.d/env.conf\n[Service]\n{setting}"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        f"EnvironmentFile=\\\n  -{ENV_FILE}\n",
+        f"EnvironmentFile=-{ENV_FILE}\\\n\n",
+        f"  EnvironmentFile = -{ENV_FILE}  \n",
+        f"EnvironmentFile\t=\t{ENV_FILE}\n",
+    ],
+    ids=["value-on-the-next-line", "continued-onto-an-empty-line", "blanks-around-the-equals-sign", "tabs"],
+)
+def test_an_environment_file_systemd_reads_gives_its_flags(setting: str) -> None:
+    """Each of these names the file for systemd (seen on the lab's systemd 252): its $DOCKER_OPTS is
+    dockerd's next start."""
+    flags = engine_flags(unit_with(setting), None, None, {ENV_FILE: FLAG_IN_IT})
+    assert "--insecure-registry=10.7.7.7" in flags.flags
+    assert flags.source == f"/lib/systemd/system/docker.service ($DOCKER_OPTS from {ENV_FILE})"
+
+
+def test_several_files_on_one_line_are_one_path_as_systemd_reads_them() -> None:
+    """systemd's EnvironmentFiles= shows "/a -/b (ignore_errors=yes)": one path, blanks and all."""
+    lines = unit_lines(unit_with(f"EnvironmentFile=-{ENV_FILE} -/etc/default/other\n"))
+    assert unit_environment(lines).files == ("/etc/default/docker", f"{ENV_FILE} -/etc/default/other")
+    flags = engine_flags(unit_with(f"EnvironmentFile=-{ENV_FILE} -/etc/default/other\n"), None, None, {})
+    assert flags.flags == ("-H", "fd://")
+
+
+blanks = st.text(alphabet=" \t", max_size=3)
+
+
+@given(before=blanks, around=blanks, after=blanks, dash=st.sampled_from(["", "-"]))
+def test_blanks_around_an_environment_file_settings_key_and_value_are_not_part_of_them(
+    before: str, around: str, after: str, dash: str
+) -> None:
+    line = f"{before}EnvironmentFile{around}={around}{dash}{ENV_FILE}{after}"
+    assert unit_environment(unit_lines(f"# /u.conf\n{line}\n".encode())).files == (ENV_FILE,)
+
+
+def test_unit_environment_strips_a_key_given_with_blanks() -> None:
+    assert unit_environment([("/u.conf", "EnvironmentFile = /x")]).files == ("/x",)
+
+
+ELSEWHERE = {"storage-driver": "vfs", "hosts": ["unix:///run/docker-alt.sock"]}
+# Debian's unit without -H: daemon.json's "hosts" says where dockerd serves.
+NO_H_UNIT = "# /lib/systemd/system/docker.service\n[Service]\nExecStart=/usr/sbin/dockerd\n"
+
+
+def gather_text(daemon_json: bytes, version_line: str | None, *records: str) -> str:
+    """A gather of an active docker.service (no -H flag) with ``daemon_json``; ``version_line``: the
+    dockerd binary's ``--version`` (None: not asked, as where the controller reads the API itself)."""
+    lines = ["@@ta begin 1", "@@ta uid 0"]
+    lines += [] if version_line is None else [f"@@ta dockerd-version {version_line}"]
+    lines += ["@@ta daemon-json", base64.b64encode(daemon_json).decode()]
+    lines += ["@@ta init systemd", "@@ta unit-text n", *NO_H_UNIT.splitlines(), "@@ta unit-end n"]
+    return "\n".join([*lines, "@@ta active active", *records, "@@ta end"]) + "\n"
+
+
+WITH_TRAILING_DATA = json.dumps(ELSEWHERE).encode() + b"\n}\n"
+DOCKER_20 = "Docker version 20.10.24+dfsg1, build 297e128"
+DOCKER_26 = "Docker version 26.1.5+dfsg1, build a72d7cd"
+
+
+@pytest.mark.parametrize(("version", "elsewhere"), [(DOCKER_20, True), (None, True), (DOCKER_26, False)])
+def test_hosts_in_a_daemon_json_with_trailing_data_are_read_as_the_engine_reads_them(
+    version: str | None, elsewhere: bool
+) -> None:
+    """20.10 reads the first document and serves where it says; 23.0 and later refuse the file (so
+    cannot run on it); a version not asked is read as 20.10 reads it."""
+    facts = parse_gather_output(gather_text(WITH_TRAILING_DATA, version, "@@ta info-json", ""))
+    assert _serves_elsewhere(facts) is elsewhere
+
+
+def test_a_socket_gone_where_daemon_json_with_trailing_data_serves_elsewhere_is_no_failure() -> None:
+    """The gather stopped the host: "docker.service is active but /var/run/docker.sock does not answer
+    (the socket file is gone)", where 20.10 serves at the socket its daemon.json names."""
+    facts = parse_gather_output(
+        gather_text(WITH_TRAILING_DATA, DOCKER_20, "@@ta info-json", "", "@@ta socket-absent")
+    )
+    assert _serves_elsewhere(facts)
+
+
+def test_a_socket_gone_on_a_newer_engine_is_still_a_failure() -> None:
+    """26.1 cannot run on that file: the silent socket is said as before."""
+    with pytest.raises(CommandError, match="does not answer \\(the socket file is gone\\)"):
+        parse_gather_output(
+            gather_text(WITH_TRAILING_DATA, DOCKER_26, "@@ta info-json", "", "@@ta socket-absent")
+        )
