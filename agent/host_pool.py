@@ -24,7 +24,10 @@ from typing import Any, NoReturn, TypeVar
 T = TypeVar("T")
 
 NOT_STARTED = "not started: the run was interrupted"
-CUT_OFF = "cut off in flight: it may be left part way; run the same command again to finish it"
+CUT_OFF = (
+    "cut off in flight: it may be left part way (files written, dockerd reloaded, a canary image removed); "
+    "run the same command again to finish it"
+)
 
 
 class EarlyInterrupt(KeyboardInterrupt):

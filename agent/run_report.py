@@ -121,7 +121,9 @@ def as_it_stood(name: str, known: str | None) -> HostOutcome:
         return HostOutcome(name, "skipped", error=NOT_STARTED)
     if known in get_args(Status):
         return HostOutcome(name, known)  # type: ignore[arg-type]
-    return HostOutcome(name, "failed", error=CUT_OFF)
+    # What its apply or roll-back had done by then is not known: no count of files (not 0, as though
+    # its files were as they were).
+    return HostOutcome(name, "failed", error=CUT_OFF, changes_unknown=True)
 
 
 def unread_policy(why: str) -> TrustPolicy:

@@ -105,7 +105,7 @@ def test_a_second_interrupt_stops_at_once_and_says_what_is_known_of_each_host(
         assert stopped.value.lines() == [
             "stopped at once by a second interrupt; what is known of each host:",
             "  a: changed",
-            "  b: cut off in flight: it may be left part way; run the same command again to finish it",
+            f"  b: {CUT_OFF}",
             "  c: not started: the run was interrupted",
         ]
         assert not release.is_set(), "stopped without waiting for the host in flight"
