@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent.runtimes.plan import redacted_text
+
 INSECURE_KEY = "insecure-registries"
 
 # dockerd strips these from an insecure-registries entry, with a warning, and loads the rest (moby
@@ -137,8 +139,11 @@ class TrailingData:
     text: str
 
     def excerpt(self, limit: int = 24) -> str:
-        """The text as a JSON string, cut after ``limit`` characters: one line, whatever it holds."""
-        cut = self.text if len(self.text) <= limit else self.text[:limit] + "..."
+        """The text as a JSON string, cut after ``limit`` characters: one line, whatever it holds. Its
+        secrets are hidden first, as a diff hides them: it is said in reports, the daemon's status and
+        the journal, which others read while daemon.json may be 0600."""
+        text = redacted_text(self.text)
+        cut = text if len(text) <= limit else text[:limit] + "..."
         return json.dumps(cut.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
 
     def dockerd_says(self) -> str:

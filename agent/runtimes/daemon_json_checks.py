@@ -164,7 +164,7 @@ def check_daemon_json(
     mirrors = doc.get("registry-mirrors")
     if isinstance(mirrors, list):
         problems.extend(
-            f"registry-mirrors: {entry!r} is not an http(s) URL without path, query or fragment"
+            f"registry-mirrors: {shown_value(entry)!r} is not an http(s) URL without path, query or fragment"
             for entry in mirrors
             if isinstance(entry, str) and not _is_mirror(entry)
         )
@@ -194,9 +194,45 @@ def _loads(entry: str) -> bool:
 
 
 def _insecure_entry_problem(entry: str) -> str:
+    shown = shown_value(entry)
     if "://" in index_name(entry):
-        return f"insecure-registries: {entry!r}: only http:// or https:// may come before a registry"
-    return f"insecure-registries: {entry!r} is not a host[:port] or a CIDR"
+        return f"insecure-registries: {shown!r}: only http:// or https:// may come before a registry"
+    return f"insecure-registries: {shown!r} is not a host[:port] or a CIDR"
+
+
+# What stands for a hidden part of a value, as dockerd masks a mirror's password (Go's URL.Redacted).
+_MASK = "xxxxx"
+
+
+def shown_value(entry: str) -> str:
+    """A daemon.json value as these messages quote it: a URL's password and its query's values and
+    fragment masked, for reports and logs are read by people the 0600 daemon.json is kept from.
+    The userinfo runs to the value's last '@', so a password holding '/', '?' or '#' is masked whole.
+
+    >>> shown_value("https://muser:MIRRPW@mirror.corp:5000/v2/?token=T0K#frag")
+    'https://muser:xxxxx@mirror.corp:5000/v2/?token=xxxxx#xxxxx'
+    >>> shown_value("u:12/34@reg.example:5000")
+    'u:xxxxx@reg.example:5000'
+    """
+    scheme, sep, rest = entry.partition("://")
+    if not sep:
+        scheme, rest = "", entry
+    userinfo, at, address = rest.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = f"{userinfo.partition(':')[0]}:{_MASK}"
+    return f"{scheme}{sep}{userinfo}{at}{_masked_query(address)}"
+
+
+def _masked_query(address: str) -> str:
+    """``host/path?k=v&t#f`` → ``host/path?k=xxxxx&xxxxx#xxxxx``: a value's name stays, to say what is
+    there; a part without one may be a token itself."""
+    address, hash_sign, fragment = address.partition("#")
+    address, question, query = address.partition("?")
+    masked = "&".join(
+        f"{name}={_MASK}" if eq else (_MASK if name else "")
+        for name, eq, _value in (part.partition("=") for part in query.split("&"))
+    )
+    return f"{address}{question}{masked}{hash_sign}{_MASK if fragment else ''}"
 
 
 def _is_index_name_or_cidr(entry: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,38 +33,76 @@ class FileChange:
     internal: bool = False  # the agent's own bookkeeping (state file): applied, not shown as a diff
 
     def diff(self) -> str:
-        """A unified diff, as ``diff -u`` would print it (``/dev/null`` for create/delete)."""
-        before = (self.before or b"").decode("utf-8", "replace").splitlines(keepends=True)
-        after = (self.after or b"").decode("utf-8", "replace").splitlines(keepends=True)
-        lines = difflib.unified_diff(
-            before,
-            after,
+        """A unified diff, as ``diff -u`` would print it (``/dev/null`` for create/delete), secrets hidden."""
+        before = (self.before or b"").decode("utf-8", "replace")
+        after = (self.after or b"").decode("utf-8", "replace")
+        lines = _unified_diff(
+            (before.splitlines(keepends=True), redacted_lines(before)),
+            (after.splitlines(keepends=True), redacted_lines(after)),
             fromfile="/dev/null" if self.action == "create" else self.path,
             tofile="/dev/null" if self.action == "delete" else self.path,
         )
         return "".join(
-            _redacted(line) if line.endswith("\n") else _redacted(line) + "\n\\ No newline at end of file\n"
-            for line in lines
+            line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
         )
 
 
+def _unified_diff(
+    before: tuple[list[str], list[str]], after: tuple[list[str], list[str]], *, fromfile: str, tofile: str
+) -> Iterator[str]:
+    """difflib.unified_diff's lines: hunks found by comparing the files as they are (a changed secret
+    is still a change), each line printed as shown (its secrets hidden). Each side is (lines, shown)."""
+    (raw_a, shown_a), (raw_b, shown_b) = before, after
+    groups = list(difflib.SequenceMatcher(None, raw_a, raw_b).get_grouped_opcodes(3))
+    if groups:
+        yield f"--- {fromfile}\n"
+        yield f"+++ {tofile}\n"
+    for group in groups:
+        first, last = group[0], group[-1]
+        yield f"@@ -{_hunk_range(first[1], last[2])} +{_hunk_range(first[3], last[4])} @@\n"
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                yield from (" " + line for line in shown_a[i1:i2])
+                continue
+            yield from ("-" + line for line in shown_a[i1:i2])
+            yield from ("+" + line for line in shown_b[j1:j2])
+
+
+def _hunk_range(start: int, stop: int) -> str:
+    # As difflib writes it: "N" for one line, "N,LEN" otherwise, an empty range at the line before.
+    length = stop - start
+    if length == 1:
+        return f"{start + 1}"
+    return f"{start + 1 if length else start},{length}"
+
+
 # daemon.json holds other tools' settings, some of them secrets (a log driver's token, a proxy's
-# password): a diff shows only that a value is there. Keys named like a secret, and user:pass@ in URLs.
+# password): a diff shows only that a value is there. Keys named like a secret, their value on the
+# key's line or a later one, and user:pass@ in URLs. A value cut short by the file's end is hidden too.
 _SECRET_VALUE = re.compile(
     r'("[^"\n]*(?:token|passw|secret|private|credential|apikey|api-key|api_key)[^"\n]*"\s*:\s*)'
-    r'"(?:[^"\\\n]|\\.)*"',
+    r'"(?P<value>(?:[^"\\\n]|\\.)*)(?P<end>"?)',
     re.IGNORECASE,
 )
-# A URL's text after its scheme, to the end of the JSON string (or word) that holds it.
-_URL_CREDENTIALS = re.compile(r'://[^\s"]+')
+# A URL's text after its scheme, to the end of the JSON string (or word) that holds it; the slashes
+# may be JSON-escaped ("http:\/\/...", as PHP's json_encode writes them).
+_URL_CREDENTIALS = re.compile(r'(?P<sep>://|:\\/\\/)(?P<rest>(?:[^\s"\\]|\\.)*)')
+_ESCAPED_SEP = ":\\/\\/"
 
 
 def _url_without_credentials(match: re.Match[str]) -> str:
+    """``://user:pass@host`` → ``://***@host``, written with escaped slashes where the URL was."""
+    sep, rest = match.group("sep"), match.group("rest")
+    escaped = sep == _ESCAPED_SEP
+    shown = _plain_url_without_credentials("://" + (rest.replace("\\/", "/") if escaped else rest))
+    return (sep + shown.removeprefix("://").replace("/", "\\/")) if escaped else shown
+
+
+def _plain_url_without_credentials(url: str) -> str:
     """``://user:pass@host`` → ``://***@host``. The userinfo runs to the *last* '@' of the authority, as
     Go splits it, and a password with '/' in it is found as names.without_userinfo finds it. A diff is
     only shown: all of a ``user:password`` shape before the last '@' is hidden, wherever a '/', '?' or
     '#' in the password ended the URL's authority (``user:12/34@proxy``)."""
-    url = match.group(0)
     before, at, after = url.rpartition("@")
     if at and ":" in before.removeprefix("://"):
         return f"://***@{after}"
@@ -74,7 +113,43 @@ def _url_without_credentials(match: re.Match[str]) -> str:
 
 
 def _redacted(line: str) -> str:
-    return _URL_CREDENTIALS.sub(_url_without_credentials, _SECRET_VALUE.sub(r'\1"***"', line))
+    return _URL_CREDENTIALS.sub(_url_without_credentials, _SECRET_VALUE.sub(r'\1"***\g<end>', line))
+
+
+def redacted_lines(text: str) -> list[str]:
+    """``text``'s lines, as ``str.splitlines(keepends=True)`` cuts them, each with its secrets hidden; a
+    secret-named key's value is hidden wherever it starts, on the key's line or a later one.
+
+    >>> redacted_lines('{"splunk-token":\\n  "T0K"}\\n')
+    ['{"splunk-token":\\n', '  "***"}\\n']
+    """
+    hidden = [m.span("value") for m in _SECRET_VALUE.finditer(text)]
+    shown: list[str] = []
+    start = 0
+    for line in text.splitlines(keepends=True):
+        shown.append(_redacted(_masked(line, start, hidden)))
+        start += len(line)
+    return shown
+
+
+def redacted_text(text: str) -> str:
+    """``text`` (a daemon.json, or part of one) with every secret hidden, as a diff shows it.
+
+    >>> redacted_text('{"api_token": "T0K", "proxy": "http://u:PW@proxy"}')
+    '{"api_token": "***", "proxy": "http://***@proxy"}'
+    """
+    return "".join(redacted_lines(text))
+
+
+def _masked(line: str, start: int, spans: list[tuple[int, int]]) -> str:
+    """``line`` (at offset ``start`` of its text) with each part of ``spans`` in it shown as ``***``;
+    its line end is kept, even where a value runs on past it (a JSON string may hold U+2028)."""
+    body = len(line.splitlines()[0]) if line else 0
+    for span_start, span_end in reversed(spans):  # from the right: earlier offsets stay valid
+        cut_start, cut_end = max(span_start - start, 0), min(span_end - start, body)
+        if cut_start < cut_end:
+            line = line[:cut_start] + "***" + line[cut_end:]
+    return line
 
 
 @dataclass(frozen=True)

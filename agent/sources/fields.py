@@ -51,11 +51,13 @@ def string(doc: Document, path: Path, value: object) -> str | None:
 def url(doc: Document, path: Path, value: object, *, registry: bool = False) -> str | None:
     """An http(s) URL or bare ``host[:port]``: a storage endpoint, or the registry's address where
     ``registry``. Its address is checked here, so a bad one is named by its key and line, and any
-    ``user:password@`` in it is dropped: never kept, shown or copied to a host.
+    ``user:password@`` in it is dropped: never kept, shown or copied to a host. Nor are its query's
+    values and fragment (a presigned ``X-Amz-Security-Token=...``): engines need only its address.
     """
     text = string(doc, path, value)
     if text is None:
         return None
+    text = without_query_values(text)
     try:
         if registry:
             registry_from_url(text)
@@ -64,6 +66,36 @@ def url(doc: Document, path: Path, value: object, *, registry: bool = False) -> 
     except InvalidNameError as exc:
         raise doc.error(path, exc.message) from None
     return without_userinfo(text)
+
+
+# What stands for a URL's hidden query value or fragment.
+_HIDDEN = "***"
+
+
+def without_query_values(text: str) -> str:
+    """``text`` with its query's values and its fragment shown as ``***``, a value's name kept to say
+    what was there. The query starts at the first '?' after any ``user:password@``, found as
+    names.without_userinfo finds it (a '?' in a password is not one), which is left for it to drop.
+
+    >>> without_query_values("https://s3.example.com/?X-Amz-Security-Token=T0K&x-id=1#k")
+    'https://s3.example.com/?X-Amz-Security-Token=***&x-id=***#***'
+    >>> without_query_values("https://AK:12?34@s3.example.com:9000")
+    'https://AK:12?34@s3.example.com:9000'
+    """
+    scheme, sep, _ = text.partition("://")
+    address = without_userinfo(text)[len(scheme + sep) if sep else 0 :].removeprefix("...@")
+    # without_userinfo cut only the userinfo: the text still ends with the address it kept.
+    return text[: len(text) - len(address)] + _query_hidden(address)
+
+
+def _query_hidden(address: str) -> str:
+    rest, hash_sign, fragment = address.partition("#")
+    rest, question, query = rest.partition("?")
+    hidden = "&".join(
+        f"{name}={_HIDDEN}" if eq else (_HIDDEN if name else "")
+        for name, eq, _value in (part.partition("=") for part in query.split("&"))
+    )
+    return f"{rest}{question}{hidden}{hash_sign}{_HIDDEN if fragment else ''}"
 
 
 def boolean(doc: Document, path: Path, value: object, default: bool) -> bool:

@@ -144,3 +144,55 @@ def test_flag_value_both_spellings() -> None:
     assert flag_value(("--config-file=/srv/d.json",), "config-file") == "/srv/d.json"
     assert flag_value(("--config-file",), "config-file") is None
     assert flag_value(("-H", "fd://"), "config-file") is None
+
+
+@pytest.mark.parametrize(
+    ("doc", "problem", "secret"),
+    [
+        (
+            {"registry-mirrors": ["https://muser:MIRRPW_6@mirror.corp:5000/v2/"]},
+            "registry-mirrors: 'https://muser:xxxxx@mirror.corp:5000/v2/' is not an http(s) URL",
+            "MIRRPW_6",
+        ),
+        (
+            {"registry-mirrors": ["https://mirror.corp/?token=MIRRTOK#FRAG"]},
+            "registry-mirrors: 'https://mirror.corp/?token=xxxxx#xxxxx' is not an http(s) URL",
+            "MIRRTOK",
+        ),
+        (
+            {"insecure-registries": ["http://iuser:INSPW@reg.corp:5000"]},
+            "insecure-registries: 'http://iuser:xxxxx@reg.corp:5000' is not a host[:port] or a CIDR",
+            "INSPW",
+        ),
+        (
+            {"insecure-registries": ["ftp://iuser:INS/PW@reg.corp"]},
+            "insecure-registries: 'ftp://iuser:xxxxx@reg.corp': only http:// or https:// may come before",
+            "INS",
+        ),
+    ],
+)
+def test_a_value_quoted_in_a_problem_has_its_password_masked(
+    doc: dict[str, object], problem: str, secret: str
+) -> None:
+    (found,) = check_daemon_json(doc)
+    assert found.startswith(problem), found
+    assert secret not in found, found
+
+
+# A mirror URL with a path is refused in either list: not a mirror, not a host[:port].
+_MIRROR_KEYS = ("registry-mirrors", "insecure-registries")
+# What a password may hold: anything but whitespace and the quote and backslash repr would escape.
+_PASSWORDS = st.text(
+    st.characters(codec="ascii", categories=["L", "N", "P", "S"], exclude_characters="'\"\\"),
+    min_size=1,
+    max_size=16,
+)
+
+
+@given(
+    user=st.text("abcdefghij", min_size=1, max_size=6), password=_PASSWORDS, key=st.sampled_from(_MIRROR_KEYS)
+)
+def test_no_part_of_a_password_in_a_refused_entry_is_ever_shown(user: str, password: str, key: str) -> None:
+    entry = f"https://{user}:{password}@mirror.corp:5000/v2/"
+    (found,) = check_daemon_json({key: [entry]})
+    assert f"'https://{user}:xxxxx@mirror.corp:5000/v2/'" in found, found

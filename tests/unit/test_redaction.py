@@ -1,15 +1,22 @@
-"""Secrets never shown: a daemon.json diff line, and a source's settings as show-source prints them."""
+"""Secrets never shown: a daemon.json diff line, a warning quoting daemon.json, and a source's settings
+as show-source prints them and the daemon's host copy keeps them."""
 
 from __future__ import annotations
 
+import difflib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from agent.daemon.bundle import host_source_document
 from agent.errors import SourceError
+from agent.runtimes.daemon_json import trailing_data, trailing_data_refused
+from agent.runtimes.docker import _trailing_data_ignored
+from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.plan import FileChange, _redacted
 from agent.sources import load_source
 
@@ -83,3 +90,161 @@ def test_show_source_output_holds_no_url_credentials(tmp_path: Path) -> None:
     shown = json.dumps(load_source(str(source)).redacted())
     assert "https://s3.example.com:9000" in shown and "https://registry.test" in shown
     assert not any(part in shown for part in ("HTTPPW", "S3PW", "admin", "AK:"))
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        (
+            '  "http-proxy": "http:\\/\\/puser:PROXYPW@proxy.corp:3128",\n',
+            '  "http-proxy": "http:\\/\\/***@proxy.corp:3128",\n',
+        ),
+        ('"x": "https:\\/\\/u:p\\/w@proxy\\/path"', '"x": "https:\\/\\/***@proxy\\/path"'),
+        # A JSON-escaped quote in the password does not end the URL early.
+        ('"x": "http://user:a\\"b@proxy:3128"', '"x": "http://***@proxy:3128"'),
+    ],
+)
+def test_a_url_with_json_escaped_characters_is_redacted(line: str, shown: str) -> None:
+    assert _redacted(line) == shown
+
+
+@given(
+    user=st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8), password=_PASSWORD, host=_PROXY_HOSTS
+)
+def test_no_part_of_a_password_is_shown_where_slashes_are_escaped(
+    user: str, password: str, host: str
+) -> None:
+    doc = {"proxies": {"http-proxy": f"http://{user}:{password}@{host}:3128"}}
+    escaped = json.dumps(doc, indent=2).replace("/", "\\/")  # as PHP's json_encode writes it
+    diff = FileChange("/etc/docker/daemon.json", "create", None, escaped.encode()).diff()
+    assert f'"http-proxy": "http:\\/\\/***@{host}:3128"' in diff, diff
+    assert f"\\/{user}:" not in diff
+
+
+# A log driver's token on the line after its key, among enough lines that a change to the insecure
+# list far below shows the token's line only as context, or not at all.
+_TOKEN_ON_NEXT_LINE = (
+    '{\n  "log-opts": {\n    "splunk-token":\n      "SPLUNKTOK",\n    "splunk-url": "https://splunk"\n  },\n'
+    '  "insecure-registries": []\n}\n'
+)
+
+_TOKEN_FIRST_IN_A_HUNK = (
+    '{\n  "log-opts": {\n    "splunk-token":\n      "SPLUNKTOK"\n  },\n  "debug": true,\n'
+    '  "insecure-registries": []\n}\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (None, _TOKEN_ON_NEXT_LINE),
+        (_TOKEN_ON_NEXT_LINE, None),
+        (_TOKEN_ON_NEXT_LINE, _TOKEN_ON_NEXT_LINE.replace("[]", '["reg.test"]')),
+        (_TOKEN_ON_NEXT_LINE, _TOKEN_ON_NEXT_LINE.replace("SPLUNKTOK", "NEWTOK")),
+        # The token's line as the first context line of a hunk, its key outside it.
+        (_TOKEN_FIRST_IN_A_HUNK, _TOKEN_FIRST_IN_A_HUNK.replace("[]", '["reg.test"]')),
+    ],
+)
+def test_a_secret_on_the_line_after_its_key_is_never_shown(before: str | None, after: str | None) -> None:
+    action = "create" if before is None else "delete" if after is None else "update"
+    change = FileChange(
+        "/etc/docker/daemon.json",
+        action,
+        None if before is None else before.encode(),
+        None if after is None else after.encode(),
+    )
+    diff = change.diff()
+    assert diff, "the change shows as a diff"
+    assert "SPLUNKTOK" not in diff and "NEWTOK" not in diff, diff
+    assert '"splunk-url": "https://splunk"' in diff or "splunk-token" not in diff, diff
+
+
+def test_a_changed_secret_still_shows_as_a_changed_line() -> None:
+    after = _TOKEN_ON_NEXT_LINE.replace("SPLUNKTOK", "NEWTOK")
+    diff = FileChange(
+        "/etc/docker/daemon.json", "update", _TOKEN_ON_NEXT_LINE.encode(), after.encode()
+    ).diff()
+    assert '-      "***",\n+      "***",\n' in diff, diff
+
+
+# daemon.json text without secrets: JSON-ish lines, some repeated, some without a final newline.
+_PLAIN_LINES = st.lists(
+    st.sampled_from(["{\n", "}\n", '  "debug": true,\n', '  "a": [1],\n', "\n", "x"]), max_size=12
+)
+
+
+@given(before=_PLAIN_LINES, after=_PLAIN_LINES)
+def test_a_diff_without_secrets_is_difflibs_unified_diff(before: list[str], after: list[str]) -> None:
+    old, new = "".join(before), "".join(after)
+    change = FileChange("/etc/docker/daemon.json", "update", old.encode(), new.encode())
+    expected = difflib.unified_diff(
+        old.splitlines(keepends=True),
+        new.splitlines(keepends=True),
+        fromfile="/etc/docker/daemon.json",
+        tofile="/etc/docker/daemon.json",
+    )
+    assert change.diff() == "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("trailing", "secret", "shown"),
+    [
+        (b'{"api_token": "SNIPTOK_7abc"}', "SNIPTOK", '"{\\"api_token\\": \\"***\\"}"'),
+        (b'{"proxy": "http://u:PW@proxy:3128"}', "PW", '"{\\"proxy\\": \\"http://***@pr..."'),
+        (b'{"api_token":\n  "SNIPTOK_7abc"}', "SNIPTOK", '"{\\"api_token\\":\\n  \\"***\\"}"'),
+        (b'"splunk-token": "SNIPTOK_7abc', "SNIPTOK", '"\\"splunk-token\\": \\"***"'),
+    ],
+)
+def test_the_trailing_data_warning_quotes_no_secret(trailing: bytes, secret: str, shown: str) -> None:
+    raw = b'{"debug": true}\n' + trailing + b"\n"
+    facts = DockerFacts(daemon_json=raw, engine_version="20.10.24", has_validate=False)
+    (warning,) = _trailing_data_ignored("/etc/docker/daemon.json", raw, facts)
+    assert secret not in warning, warning
+    assert (
+        f"/etc/docker/daemon.json has {shown} after the end of its JSON document (line 2, column 1)"
+        in warning
+    )
+
+
+@pytest.mark.parametrize("key", ["regionendpoint", "redirectendpoint"])
+def test_show_source_and_the_host_copy_hold_no_query_secret(tmp_path: Path, key: str) -> None:
+    source = tmp_path / "config.yml"
+    source.write_text(
+        "version: 0.1\nhttp: {host: https://registry.test}\n"
+        f"storage: {{s3: {{bucket: b, {key}: 'https://s3.example.com:9000/?X-Amz-Security-Token=STSTOK&x-id=1#FRAG'}}}}\n"
+        "middleware:\n  storage:\n    - name: redirect\n"
+        "      options: {baseurl: 'https://cdn.example.com/b?Signature=SIG&Key-Pair-Id=KPID'}\n"
+    )
+    settings = load_source(str(source))
+    shown = json.dumps(settings.redacted())
+    host_copy = host_source_document(settings).decode()
+    for text in (shown, host_copy):
+        assert not any(part in text for part in ("STSTOK", "FRAG", "SIG&", "KPID")), text
+        assert "https://s3.example.com:9000/?X-Amz-Security-Token=***&x-id=***#***" in text, text
+        assert "https://cdn.example.com/b?Signature=***&Key-Pair-Id=***" in text, text
+    # The host's daemon reads its copy into the same settings.
+    copy = tmp_path / "copy.yml"
+    copy.write_text(host_copy)
+    assert replace(load_source(str(copy)), origin=settings.origin) == settings
+
+
+def test_a_bad_endpoint_is_named_without_its_query_secret(tmp_path: Path) -> None:
+    source = tmp_path / "config.yml"
+    source.write_text(
+        "version: 0.1\nstorage: {s3: {bucket: b, regionendpoint: 'ftp://s3.example.com/?token=STSTOK'}}\n"
+    )
+    with pytest.raises(SourceError) as info:
+        load_source(str(source))
+    assert "'ftp://s3.example.com/?token=***': not an http(s) URL" in str(info.value)
+    assert "STSTOK" not in str(info.value)
+
+
+def test_docker_23s_refusal_of_trailing_data_quotes_no_secret() -> None:
+    """The refusal a 26.1 host gets for data after daemon.json's document names it, secrets hidden."""
+    raw = b'{"debug": true}\n{"api_token": "SNIPTOK_7", "proxy": "http://u:PW_7@proxy"}\n'
+    trailing = trailing_data(raw)
+    assert trailing is not None
+    said = trailing_data_refused(trailing)
+    assert "SNIPTOK_7" not in said and "***" in said, said
