@@ -25,6 +25,7 @@ from agent.engine.apply_script import (
     reload_stamp,
     script_stamps,
 )
+from agent.engine.canary_auth import RUN_CREDENTIALS, CanaryCredentialsError, read_canary_credentials
 from agent.engine.gather import NO_LEFTOVERS, Gathered, Leftovers, gather_host, live_info
 from agent.engine.host_plan import (
     PlannedHost,
@@ -40,17 +41,19 @@ from agent.engine.verify import (
     CanaryError,
     CanaryPull,
     canary_pull,
-    covered_by_cidrs,
+    covered_registries,
     expected_insecure,
     image_registry,
-    insecure_by_range,
     live_config_unjudged,
     mismatches,
     names_to_resolve,
+    ranges_covering,
     read_live_info,
     refusal_since,
     resolve_command,
     resolved_addresses,
+    tls_unchecked,
+    tls_unchecked_pull,
     unresolved_notes,
     wait_for_live_config,
 )
@@ -115,6 +118,11 @@ def reconcile(
     problems: every failure becomes the outcome's status and error."""
     timeline = _Timeline(clock)
     host = transport.name
+    # Every host of a one-shot run pulls the canary: a run that cannot read its credentials stops here,
+    # before it connects, rather than change each host and roll it back.
+    no_credentials = _credentials_refused(options) if options.canary_unchanged else None
+    if no_credentials is not None:
+        return HostOutcome(host, "failed", error=no_credentials)
     if connect is not None:
         try:
             timeline.run("connect", connect)
@@ -175,6 +183,11 @@ def reconcile(
         error = "; ".join(blocked.blockers)
         return _done(replace(base, plan=blocked), timeline, "failed", error=error, engine_action="none")
     base = _warned(base, masked_note(facts))
+    # The daemon pulls only where it changes the host: read where it will, before it does.
+    acts = plan.changed or plan.engine_action != "none"
+    no_credentials = _credentials_refused(options) if acts else None
+    if no_credentials is not None:
+        return _done(base, timeline, "failed", error=no_credentials, engine_action="none")
     if not (options.dry_run and options.verify):  # `verify` fails the host for it (_breaches)
         base = replace(base, warnings=(*base.warnings, *insecure_flag_warnings(policy, facts)))
     # Said by plan and verify; a rollout's apply removes them (below, or with the plan's changes).
@@ -614,20 +627,25 @@ def _verify(
     that are not UTF-8 is read as the host's dockerd reads it (``keep_invalid_utf8``). ``addresses``:
     the registries' names as the host resolved them in the apply's round trip, where it did."""
     proved: list[str] = []
-    breaches: tuple[str, ...] = ()
+    covered: dict[str, str] = {}
     notes: tuple[str, ...] = ()
+    live: dict[str, Any] | None = None
     if live_config_unjudged(daemon_json, daemon_json_path, keep_invalid_utf8=keep_invalid_utf8) is None:
         wanted = expected_insecure(daemon_json, flags, keep_invalid_utf8=keep_invalid_utf8)
         live = _wait_for_files_config(transport, policy, wanted, options, info, reloaded_at)
         proved.append("live config")
         if not policy.insecure:
-            breaches, notes = _covered_by_cidrs(transport, policy, live, options, addresses)
+            covered, notes = _covered_by_cidrs(transport, policy, live, options, addresses)
     if options.canary_image:
         canary = _canary(transport, options, options.canary_image, policy.registries)
+        if not policy.insecure:  # a pull dockerd made without verifying TLS proves no CA file
+            seen = live if live is not None else _live_info_or_none(transport, options)
+            why = tls_unchecked(options.canary_image, seen, covered)
+            canary = canary if why is None else tls_unchecked_pull(options.canary_image, why)
         proved.append(canary.said)
         # A pull that fetched no blob proves nothing of the storage CA: said where CI reads warnings.
         notes = notes if canary.unproved is None else (*notes, canary.unproved)
-    return _Verified(tuple(proved), breaches, notes)
+    return _Verified(tuple(proved), tuple(covered.values()), notes)
 
 
 def _covered_by_cidrs(
@@ -636,14 +654,14 @@ def _covered_by_cidrs(
     info: dict[str, Any],
     options: RunOptions,
     addresses: Mapping[str, Sequence[str]] | None = None,
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
+) -> tuple[dict[str, str], tuple[str, ...]]:
     """The policy's registries the engine does not verify because one of its insecure ranges covers
     their address (:func:`insecure_by_range`); in the ``verify`` command, a name resolving to loopback
     fails the host too. With ``addresses`` (the apply printed them), judged from those, loopback
-    included, with no round trip more."""
+    included, with no round trip more. Each covered registry → why."""
     if addresses is not None:
-        return tuple(covered_by_cidrs(info, policy.registries, addresses)), ()
-    return insecure_by_range(
+        return covered_registries(info, policy.registries, addresses), ()
+    return ranges_covering(
         transport,
         info,
         policy.registries,
@@ -678,14 +696,25 @@ def _warned(base: HostOutcome, warning: str | None) -> HostOutcome:
 
 
 def _canary(transport: Transport, options: RunOptions, image: str, registries: Sequence[str]) -> CanaryPull:
-    """The canary pull through the engine's API, its client closed after."""
+    """The canary pull through the engine's API, with the run's credentials, its client closed after."""
+    auth = RUN_CREDENTIALS.of(options.backup_stamp, image)
     api = transport.docker_api(timeout=options.verify_timeout)
     try:
-        return canary_pull(api, image, registries)
+        return canary_pull(api, image, registries, auth)
     finally:
         close = getattr(api, "close", None)
         if close is not None:
             close()
+
+
+def _credentials_refused(options: RunOptions) -> str | None:
+    """Why this host is left untouched where its canary pull could not be made: the canary registry's
+    credentials cannot be read on this machine; None where they can, or there is no canary."""
+    try:
+        read_canary_credentials(options)
+    except CanaryCredentialsError as exc:
+        return f"{exc}; nothing was changed on this host"
+    return None
 
 
 def _roll_back(

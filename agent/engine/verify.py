@@ -165,7 +165,9 @@ class CanaryPull(NamedTuple):
     unproved: str | None = None
 
 
-def canary_pull(api: Any, image: str, registries: Iterable[str]) -> CanaryPull:
+def canary_pull(
+    api: Any, image: str, registries: Iterable[str], auth: Mapping[str, Any] | None = None
+) -> CanaryPull:
     """Pull ``image`` through the engine so that its blobs are fetched, through the storage redirect;
     raise :class:`CanaryError` with the engine's message on failure. Returns what the pull proved.
 
@@ -175,7 +177,8 @@ def canary_pull(api: Any, image: str, registries: Iterable[str]) -> CanaryPull:
     back, so the host ends as it was. The pull proves the redirect only where it fetched a blob
     (:func:`fetched_a_blob`); else it says it proved nothing, and why.
     An image of none of ``registries`` (the policy's) is neither removed nor pulled: its pull proves
-    nothing of the policy, and a failed one would leave it gone.
+    nothing of the policy, and a failed one would leave it gone. ``auth``: the registry's credentials,
+    read once for the run (:func:`canary_credentials`); ``{}`` pulls anonymously.
     """
     domain = image_registry(image)
     if domain not in set(registries):
@@ -187,7 +190,7 @@ def canary_pull(api: Any, image: str, registries: Iterable[str]) -> CanaryPull:
     held = _remove_if_only_the_canary(api, image)
     before = _image_ids(api)
     try:
-        statuses = _pull(api, image)
+        statuses = _pull(api, image, auth)
     except VerifyError as exc:
         raise CanaryError(str(exc), removed=held == "removed", image=image) from exc
     pulled = _inspected(api, image)
@@ -277,12 +280,15 @@ def image_registry(reference: str) -> str:
     return first if looks_like_a_host else "docker.io"
 
 
-def _pull(api: Any, image: str) -> list[str]:
-    """Pull ``image``; the statuses of its progress stream, in order."""
+def _pull(api: Any, image: str, auth: Mapping[str, Any] | None = None) -> list[str]:
+    """Pull ``image`` with the credentials ``auth`` (none: anonymously); the statuses of its progress
+    stream, in order."""
     # The whole reference: the SDK splits repo:tag and repo@sha256:... itself (a digest is no tag).
+    # auth_config always given: without it the SDK reads this machine's Docker config (and runs its
+    # credential helper) again for every pull.
     statuses: list[str] = []
     try:
-        for raw in api.pull(image, stream=True, decode=True):
+        for raw in api.pull(image, stream=True, decode=True, auth_config=dict(auth or {})):
             if isinstance(raw, dict) and raw.get("error"):
                 raise VerifyError(f"canary pull of {image} failed: {raw['error']}")
             if isinstance(raw, dict) and isinstance(raw.get("status"), str):
@@ -296,11 +302,71 @@ def _pull(api: Any, image: str) -> list[str]:
 
 def _engine_said(exc: Exception) -> str:
     """An engine API error in the engine's words (``404: manifest unknown``), not the SDK's, whose text
-    names its internal ``http+docker://`` URL."""
+    names its internal ``http+docker://`` URL; a connection that ended mid-pull, in words."""
     status, explanation = getattr(exc, "status_code", None), getattr(exc, "explanation", None)
-    if status is None or not explanation:
-        return str(exc)
-    return f"{status}: {explanation}"
+    if status is not None and explanation:
+        return f"{status}: {explanation}"
+    if connection_lost(exc):
+        return (
+            "the connection to the engine was lost during the canary pull (the SSH session or dockerd "
+            "closed it before the pull ended)"
+        )
+    return str(exc)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (as the SDK raises it) says the connection to the engine ended before its reply
+    did: a closed session, not a slow engine (a timeout says so itself)."""
+    import http.client
+
+    import requests
+    import urllib3
+
+    if isinstance(exc, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
+        return False
+    lost = (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.ProtocolError,
+        http.client.RemoteDisconnected,
+        http.client.IncompleteRead,
+        ConnectionError,
+        EOFError,
+    )
+    return isinstance(exc, lost)
+
+
+# --- a canary pull dockerd does not check the TLS of ----------------------------------------------
+
+
+def tls_unchecked(image: str, info: Mapping[str, Any] | None, covered: Mapping[str, str]) -> str | None:
+    """Why dockerd does not verify the TLS of ``image``'s registry, so that the canary's pull proves no
+    CA file: its live config lists the registry as insecure (``info``), or an insecure range covers
+    its address (``covered``: registry → why, :func:`covered_registries`); None where it verifies it.
+
+    >>> tls_unchecked("r.test/a:1", {"RegistryConfig": {"IndexConfigs": {"r.test": {"Secure": False}}}}, {})
+    'the running dockerd has r.test in insecure-registries: it does not verify its TLS'
+    """
+    registry = image_registry(image)
+    if registry in covered:
+        return covered[registry]
+    if info is not None and live_insecure(info, [registry])[registry]:
+        return f"the running dockerd has {registry} in insecure-registries: it does not verify its TLS"
+    return None
+
+
+def tls_unchecked_pull(image: str, why: str) -> CanaryPull:
+    """A canary pull of ``image`` that dockerd made without verifying TLS (``why``): it proves no CA
+    file, whatever it fetched; said as every canary says it (the CLI's, the daemon's, the Ansible
+    role's)."""
+    return CanaryPull(
+        f"canary pull {image} (TLS not verified: the CA files unproved)",
+        unproved=(
+            f"the CA files are unproved: the canary pull of {image} went through without TLS "
+            f"verification ({why}), so a wrong storage CA would pass it too; remove that "
+            "insecure-registries entry to have dockerd verify, and prove, them"
+        ),
+    )
 
 
 def _remove_if_only_the_canary(api: Any, reference: str) -> str:
@@ -418,8 +484,15 @@ def covered_by_cidrs(
     >>> covered_by_cidrs(info, ["registry.test"], {"registry.test": ["198.51.100.10"]})
     ["insecure-registries range 198.51.100.0/24 covers registry.test's address 198.51.100.10 as the host resolves it: dockerd does not verify registry.test's TLS"]
     """
+    return list(covered_registries(info, registries, addresses).values())
+
+
+def covered_registries(
+    info: Mapping[str, Any], registries: Iterable[str], addresses: Mapping[str, Sequence[str]]
+) -> dict[str, str]:
+    """:func:`covered_by_cidrs`, by registry: each covered one → why dockerd does not verify it."""
     networks = insecure_cidrs(info)
-    found = []
+    found: dict[str, str] = {}
     for registry in _unlisted(info, registries):
         host = _host_of(registry)
         literal = _ip_literal(host)
@@ -428,7 +501,7 @@ def covered_by_cidrs(
             ip = _ip_literal(address)
             network = next((n for n in networks if ip is not None and ip in n), None)
             if network is not None:
-                found.append(_covered_says(registry, address, network, resolved=literal is None))
+                found[registry] = _covered_says(registry, address, network, resolved=literal is None)
                 break
     return found
 
@@ -464,6 +537,19 @@ def insecure_by_range(
     their address as the host resolves it (one ``getent`` round trip, only where :func:`names_to_resolve`
     says one is needed; ``loopback_too``: any name, for loopback); and a note where the host could not
     be asked."""
+    covered, notes = ranges_covering(transport, info, registries, loopback_too=loopback_too, timeout=timeout)
+    return tuple(covered.values()), notes
+
+
+def ranges_covering(
+    transport: Transport,
+    info: Mapping[str, Any],
+    registries: Sequence[str],
+    *,
+    loopback_too: bool,
+    timeout: float | None = None,
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """:func:`insecure_by_range`, by registry: each covered one → why dockerd does not verify it."""
     hosts = names_to_resolve(info, registries, loopback_too=loopback_too)
     addresses: dict[str, list[str]] = {}
     notes: tuple[str, ...] = ()
@@ -471,11 +557,11 @@ def insecure_by_range(
         try:
             result = transport.run_script(resolve_command(hosts), timeout=timeout)
         except TrustAgentError as exc:
-            return (), (f"{', '.join(hosts)} could not be resolved on the host to check them: {exc}",)
+            return {}, (f"{', '.join(hosts)} could not be resolved on the host to check them: {exc}",)
         output = result.stdout.decode("utf-8", "replace")
         addresses = resolved_addresses(output)
         notes = unresolved_notes(output)
-    return tuple(covered_by_cidrs(info, registries, addresses)), notes
+    return covered_registries(info, registries, addresses), notes
 
 
 # The longest a host's lookup of one name may take: a resolver that drops packets would otherwise add

@@ -208,6 +208,8 @@ class ActionModule(TrustAgentAction):
             files=[{"path": c.path, "action": c.action} for c in plan.visible_changes],
             reasons=[self._say(r) for r in plan.reasons],
             registries=list(policy.registries),
+            # False for a skip-TLS policy: a canary pulled without TLS checks then proves what it asked.
+            policy_verifies_tls=not policy.insecure,
             # What dockerd must show once it took the change (the role's verify task checks it).
             insecure_registries=sorted(expected_insecure(daemon_json_after(plan, facts))),
         )

@@ -31,9 +31,11 @@ try:
         CanaryError,
         CanaryPull,
         fetched_a_blob,
-        insecure_by_range,
+        ranges_covering,
         read_live_info,
         refusal_since,
+        tls_unchecked,
+        tls_unchecked_pull,
         unproved_pull,
         wait_for_live_config,
     )
@@ -53,6 +55,9 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "unit_log_cursor": {"type": "str"},
     "engine_down": {"type": "str"},
     "fail_unverified_tls": {"type": "bool", "default": False},
+    # Whether the policy verifies the registries' TLS (a CA policy); not given: judged from the files,
+    # where a registry daemon.json lists as insecure may be the policy's own choice.
+    "policy_verifies_tls": {"type": "bool"},
 }
 
 
@@ -89,9 +94,10 @@ class ActionModule(TrustAgentAction):
             return _failed(result, transport, args["undo"], f"dockerd did not take the change: {exc}")
         verified = ["live config"]
         strict = bool(args["fail_unverified_tls"])
-        skipped, notes = tls_not_verified(
+        covered, notes = tls_not_verified(
             transport, live, tls_checked(registries, wanted), loopback_too=strict
         )
+        skipped = list(covered.values())
         if skipped and strict:  # the files are right: a person's to fix, nothing to roll back
             raise AnsibleActionFail(f"does not comply with the policy: {'; '.join(skipped)}")
         if notes or skipped:
@@ -105,6 +111,7 @@ class ActionModule(TrustAgentAction):
                 return _failed(result, transport, args["undo"], str(exc), canary_back=back)
             except TrustAgentError as exc:
                 return _failed(result, transport, args["undo"], str(exc))
+            canary = tls_judged(canary, str(args["canary_image"]), live, covered, args["policy_verifies_tls"])
             verified.append(canary.said)
             if canary.unproved is not None:  # said where CI reads warnings, as the CLI says it
                 result["warnings"] = [*result.get("warnings", []), canary.unproved]
@@ -135,12 +142,26 @@ def _not_checked(
 
 def tls_not_verified(
     transport: Transport, info: dict[str, Any], registries: list[str], *, loopback_too: bool
-) -> tuple[list[str], list[str]]:
-    """Which of ``registries`` dockerd does not verify though it runs the files' config, as
-    ``trust-agent rollout`` checks it (``agent.engine.verify.insecure_by_range``; ``loopback_too``, as
+) -> tuple[dict[str, str], list[str]]:
+    """Which of ``registries`` dockerd does not verify though it runs the files' config, each with why,
+    as ``trust-agent rollout`` checks it (``agent.engine.verify.ranges_covering``; ``loopback_too``, as
     ``trust-agent verify``: any name, for loopback). Then a note where the host could not be asked."""
-    covered, notes = insecure_by_range(transport, info, registries, loopback_too=loopback_too)
-    return list(covered), list(notes)
+    covered, notes = ranges_covering(transport, info, registries, loopback_too=loopback_too)
+    return covered, list(notes)
+
+
+def tls_judged(
+    canary: CanaryPull,
+    image: str,
+    live: dict[str, Any],
+    covered: dict[str, str],
+    policy_verifies_tls: bool | None,
+) -> CanaryPull:
+    """``canary`` as trust-agent's own canary judges it: a pull dockerd made without verifying TLS
+    (an insecure range covering the registry, ``covered``; or, where the policy verifies TLS, the live
+    config listing it as insecure) proves no CA file (``agent.engine.verify.tls_unchecked``)."""
+    why = tls_unchecked(image, live if policy_verifies_tls else None, covered)
+    return canary if why is None else tls_unchecked_pull(image, why)
 
 
 def _failed(

@@ -162,6 +162,12 @@ registries:
   elements: str
   returned: when the host was planned
   sample: [registry.example.com, "registry.example.com:443"]
+policy_verifies_tls:
+  description:
+    - Whether the policy verifies the registries' TLS (a storage CA, not skip-TLS); pass it to
+      C(registry_trust_verify) as I(policy_verifies_tls).
+  type: bool
+  returned: when the host was planned
 insecure_registries:
   description:
     - What dockerd must treat as insecure once it took the change (daemon.json's C(insecure-registries)

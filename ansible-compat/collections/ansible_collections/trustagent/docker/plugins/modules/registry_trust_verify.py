@@ -29,6 +29,13 @@ options:
     type: list
     elements: str
     default: []
+  policy_verifies_tls:
+    description:
+      - C(policy_verifies_tls) from C(registry_trust)'s result. Where the policy verifies TLS but the
+        running dockerd does not for the canary's registry (a person's C(insecure-registries) entry naming
+        it), the canary pull proves no CA file, and says so (a warning), as C(trust-agent rollout) says it.
+        Without it, only an insecure range covering the registry's address is caught.
+    type: bool
   timeout:
     description: Seconds to wait for a reload to take effect.
     type: float

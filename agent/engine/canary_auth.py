@@ -1,0 +1,160 @@
+"""The canary pull's registry credentials, from this machine's Docker client config, as ``docker pull``
+(and ``docker -H ssh://HOST pull``) finds them: read once for a run, before any host is touched, and
+given to every host's pull (the SDK would otherwise read the config, and run its credential helper,
+again for each pull; a helper that is not installed would fail every host after its change)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import threading
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.errors import UsageError
+
+if TYPE_CHECKING:
+    from agent.engine.options import RunOptions
+
+
+class CanaryCredentialsError(UsageError):
+    """The canary registry's credentials could not be read from this machine's Docker config: refused
+    before any host is changed (a pull without them would fail on every host, and roll it back)."""
+
+
+def canary_credentials(image: str) -> dict[str, Any]:
+    """The credentials this machine's Docker config holds for ``image``'s registry, as ``docker pull``
+    finds them (``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``; a credential helper
+    is run), for the engine's ``X-Registry-Auth``; ``{}`` where it holds none (an anonymous pull).
+    Raise :class:`CanaryCredentialsError` where they cannot be read."""
+    path = docker_config_file()
+    if path is None:
+        return {}
+    return credentials_in(read_docker_config(path), path, auth_registry(image))
+
+
+def docker_config_file() -> str | None:
+    """The Docker client config the docker CLI reads: ``$DOCKER_CONFIG/config.json`` where the variable
+    is set (only there), else ``~/.docker/config.json``, else the legacy ``~/.dockercfg``; None where
+    there is none."""
+    given = os.environ.get("DOCKER_CONFIG")
+    if given:
+        path = os.path.join(given, "config.json")
+        return path if os.path.exists(path) else None
+    home = os.path.expanduser("~")
+    found = (p for p in (f"{home}/.docker/config.json", f"{home}/.dockercfg") if os.path.exists(p))
+    return next(found, None)
+
+
+def auth_registry(image: str) -> str:
+    """The registry name the SDK looks credentials up under for ``image`` (``docker.io`` for Hub's).
+
+    >>> auth_registry("registry.test:443/test/busybox:1"), auth_registry("busybox")
+    ('registry.test:443', 'docker.io')
+    """
+    import docker.auth
+
+    return str(docker.auth.resolve_repository_name(image)[0])
+
+
+def read_docker_config(path: str) -> dict[str, Any]:
+    """The Docker client config at ``path``, as a document; the legacy ``.dockercfg`` format read as
+    the SDK reads it."""
+    if os.path.basename(path) == ".dockercfg":
+        import docker.auth
+
+        return {"auths": dict(docker.auth.load_config(config_path=path).auths)}
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CanaryCredentialsError(
+            f"the canary pull's registry credentials could not be read: {path}: {exc}; {_CONFIG_FIX}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise CanaryCredentialsError(
+            f"the canary pull's registry credentials could not be read: {path} holds no JSON object; "
+            f"{_CONFIG_FIX}"
+        )
+    return doc
+
+
+_CONFIG_FIX = (
+    "fix the file (docker login writes it), or point DOCKER_CONFIG= at a directory with a config.json "
+    "that works (an empty directory: anonymous pulls)"
+)
+
+
+def credentials_in(doc: Mapping[str, Any], path: str, registry: str) -> dict[str, Any]:
+    """The credentials the Docker config ``doc`` (read from ``path``) holds for ``registry``, a
+    credential helper it names run once; ``{}`` where it holds none."""
+    import docker.auth
+    import docker.errors
+
+    try:
+        config = docker.auth.load_config(config_dict=copy.deepcopy(dict(doc)))
+    except docker.errors.DockerException as exc:
+        raise CanaryCredentialsError(
+            f"the canary pull's registry credentials could not be read: {path}: {exc}; {_CONFIG_FIX}"
+        ) from None
+    helper = config.get_credential_store(registry)
+    try:
+        with warnings.catch_warnings():  # the SDK warns of a missing helper; the error says it
+            warnings.simplefilter("ignore")
+            found = config.resolve_authconfig(registry)
+    except docker.errors.DockerException as exc:
+        key = "credHelpers" if helper in config.cred_helpers.values() else "credsStore"
+        raise CanaryCredentialsError(_helper_failed(path, registry, key, helper, exc)) from None
+    return dict(found) if found else {}
+
+
+def _helper_failed(path: str, registry: str, key: str, helper: str | None, exc: Exception) -> str:
+    """Why the credential helper ``helper`` that ``path``'s ``key`` names for ``registry`` gave no
+    answer, and what to do about it."""
+    cause = exc.__cause__ or exc
+    return (
+        f"the canary pull's credentials for {registry} could not be read: {path} names the credential "
+        f'helper docker-credential-{helper} ("{key}"), which failed: {cause}; install the helper, or '
+        f"log in with `docker login {registry}` under a DOCKER_CONFIG= directory whose config.json "
+        "names no helper (an empty directory: anonymous pulls)"
+    )
+
+
+class RunCredentials:
+    """The canary registry's credentials, read from this machine's Docker config once for a run (the
+    run's backup stamp names it: one per rollout, one per daemon cycle), whichever of its hosts, in
+    parallel, asks first: a credential helper runs once, and its failure is every host's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[str, str] | None = None
+        self._found: dict[str, Any] | str = {}
+
+    def of(self, run: str, image: str) -> dict[str, Any]:
+        """The credentials for ``image``'s pulls in the run named ``run`` (its backup stamp); raise
+        :class:`CanaryCredentialsError` where they cannot be read."""
+        key = (run, image)
+        with self._lock:  # the other hosts wait for the one read, then share it
+            if self._key != key:
+                try:
+                    self._found = canary_credentials(image)
+                except CanaryCredentialsError as exc:
+                    self._found = str(exc)
+                self._key = key
+            found = self._found
+        if isinstance(found, str):
+            raise CanaryCredentialsError(found)
+        return found
+
+
+RUN_CREDENTIALS = RunCredentials()
+
+
+def read_canary_credentials(options: RunOptions) -> None:
+    """Read the canary registry's credentials for the run of ``options`` now, where it pulls one (a
+    command line can, before it reaches any host); raise :class:`CanaryCredentialsError` where they
+    cannot be read. Each host's pulls then take them as read."""
+    if options.verify and options.canary_image:
+        RUN_CREDENTIALS.of(options.backup_stamp, options.canary_image)
