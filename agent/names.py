@@ -259,3 +259,20 @@ def image_registry(reference: str) -> str:
     if slash and ("." in first or ":" in first or first == "localhost"):
         return first
     return DOCKER_HUB_DOMAIN
+
+
+def query_values_masked(address: str, mask: str) -> str:
+    """``host/path?k=v&t#f`` → ``host/path?k=MASK&MASK#MASK``: a query's values and its fragment, which
+    may carry credentials (a presigned ``X-Amz-Security-Token``), masked; a value's name stays, to say
+    what is there, and a part without one may be a token itself.
+
+    >>> query_values_masked("s3.example.com/b?X-Amz-Security-Token=T0K&x-id=1#k", "***")
+    's3.example.com/b?X-Amz-Security-Token=***&x-id=***#***'
+    """
+    address, hash_sign, fragment = address.partition("#")
+    address, question, query = address.partition("?")
+    masked = "&".join(
+        f"{name}={mask}" if eq else (mask if name else "")
+        for name, eq, _value in (part.partition("=") for part in query.split("&"))
+    )
+    return f"{address}{question}{masked}{hash_sign}{mask if fragment else ''}"

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from agent.errors import InvalidNameError
-from agent.names import validate_registry
+from agent.names import query_values_masked, validate_registry
 from agent.runtimes.daemon_json import index_name
 
 # Every key dockerd 20.10 accepts on Linux: the names of its flags, with list and map options under
@@ -220,19 +220,7 @@ def shown_value(entry: str) -> str:
     userinfo, at, address = rest.rpartition("@")
     if at and ":" in userinfo:
         userinfo = f"{userinfo.partition(':')[0]}:{_MASK}"
-    return f"{scheme}{sep}{userinfo}{at}{_masked_query(address)}"
-
-
-def _masked_query(address: str) -> str:
-    """``host/path?k=v&t#f`` → ``host/path?k=xxxxx&xxxxx#xxxxx``: a value's name stays, to say what is
-    there; a part without one may be a token itself."""
-    address, hash_sign, fragment = address.partition("#")
-    address, question, query = address.partition("?")
-    masked = "&".join(
-        f"{name}={_MASK}" if eq else (_MASK if name else "")
-        for name, eq, _value in (part.partition("=") for part in query.split("&"))
-    )
-    return f"{address}{question}{masked}{hash_sign}{_MASK if fragment else ''}"
+    return f"{scheme}{sep}{userinfo}{at}{query_values_masked(address, _MASK)}"
 
 
 def _is_index_name_or_cidr(entry: str) -> bool:

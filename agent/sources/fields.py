@@ -12,7 +12,7 @@ import datetime
 from collections.abc import Mapping
 
 from agent.errors import InvalidNameError
-from agent.names import endpoint_from_url, registry_from_url, without_userinfo
+from agent.names import endpoint_from_url, query_values_masked, registry_from_url, without_userinfo
 from agent.sources.document import Document, Path
 
 # strconv.ParseBool, which distribution's S3 driver uses for string parameters.
@@ -85,17 +85,7 @@ def without_query_values(text: str) -> str:
     scheme, sep, _ = text.partition("://")
     address = without_userinfo(text)[len(scheme + sep) if sep else 0 :].removeprefix("...@")
     # without_userinfo cut only the userinfo: the text still ends with the address it kept.
-    return text[: len(text) - len(address)] + _query_hidden(address)
-
-
-def _query_hidden(address: str) -> str:
-    rest, hash_sign, fragment = address.partition("#")
-    rest, question, query = rest.partition("?")
-    hidden = "&".join(
-        f"{name}={_HIDDEN}" if eq else (_HIDDEN if name else "")
-        for name, eq, _value in (part.partition("=") for part in query.split("&"))
-    )
-    return f"{rest}{question}{hidden}{hash_sign}{_HIDDEN if fragment else ''}"
+    return text[: len(text) - len(address)] + query_values_masked(address, _HIDDEN)
 
 
 def boolean(doc: Document, path: Path, value: object, default: bool) -> bool:
