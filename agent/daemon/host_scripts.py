@@ -40,7 +40,8 @@ def probe_script(python: str, metrics_file: str | None = None) -> str:
     # The metrics file next: a host where it names another's file is refused before anything is put on it.
     # Then where it really is: a link on the way (into /home, say) can hide it from the service.
     guard = (
-        f"f={shlex.quote(metrics_file)}; {METRICS_OURS} || {{ echo metrics=foreign; exit 0; }}\n"
+        f"f={shlex.quote(metrics_file)}; {metrics_may_be_written()} || "
+        f"{{ {METRICS_EMPTY} && echo metrics=foreign-empty || echo metrics=foreign; exit 0; }}\n"
         'printf \'metrics_real=%s\\n\' "$(realpath -m -- "$f" 2>/dev/null)"\n'
         if metrics_file
         else ""
@@ -116,7 +117,7 @@ first=no
 [ -e {CONFIG_DIR} ] || first=yes
 [ -e {UNIT_PATH} ] || first_unit=yes
 undo() {{
-    rm -rf {stage}
+    rm -rf {stage} {MANIFEST}.tmp
     if [ "$first" = yes ]; then
         {REMOVE_MADE_DIRS}
         rm -rf {CONFIG_DIR}
@@ -150,13 +151,20 @@ fi
 # while it still holds trust-agent's metrics.
 if [ -f {MANIFEST} ] && [ -f "{stage}{MANIFEST}" ]; then
     {OPT_DIR}/venv/bin/python -c {q(_STALE_STATE_FILES)} {MANIFEST} "{stage}{MANIFEST}" 2>/dev/null |
-    while IFS= read -r f; do {METRICS_OURS} && rm -f "$f" || true; done
+    while IFS= read -r f; do {{ {METRICS_HOLDS_OURS} || {METRICS_EMPTY}; }} && rm -f "$f" || true; done
 fi
 # The source files the last install put there (read before its manifest is replaced): only those may
 # go; a file configuration management keeps in {SOURCE_DIR} is not ours to remove.
 installed=""
 if [ -f {MANIFEST} ]; then
     installed=$({OPT_DIR}/venv/bin/python -c {q(_INSTALLED_SOURCE_FILES)} {MANIFEST} {SOURCE_DIR}/ 2>/dev/null || true)
+fi
+# Until every file is in place the record lists this install's files and the last one's: one that fails
+# part way (a full disk) leaves none that uninstall does not know of, daemon.env's credentials above all.
+if ! cmp -s "{stage}{MANIFEST}" {MANIFEST}; then
+    {OPT_DIR}/venv/bin/python -c {q(_MERGED_RECORD)} {MANIFEST} "{stage}{MANIFEST}" > {MANIFEST}.tmp
+    chmod 0644 {MANIFEST}.tmp
+    mv -f {MANIFEST}.tmp {MANIFEST}
 fi
 {moves}
 while IFS= read -r f; do
@@ -167,7 +175,7 @@ $installed
 EOF
 {"" if env_kept else f"if [ -e {DEFAULT_ENV_FILE} ]; then rm -f {DEFAULT_ENV_FILE}; restart=yes; fi"}
 rm -rf {stage}
-{_metrics_dir_lines(bundle.metrics_file)}systemctl daemon-reload
+{_metrics_dir_lines(bundle.metrics_file)}{_empty_metrics_file_removal(bundle.metrics_file)}systemctl daemon-reload
 systemctl enable -q {SERVICE}
 systemctl is-active -q {SERVICE} || restart=yes
 since=$(date +%s.%N)
@@ -220,8 +228,31 @@ def _metrics_guard(path: str | None) -> str:
     if path is None:
         return ""
     q = shlex.quote
-    why = f"--metrics-file {path}: the file exists and is not trust-agent's metrics: choose another path"
-    return f"f={q(path)}\n{METRICS_OURS} || {{ echo {q(why)} >&2; exit 3; }}\n"
+    refuse = (
+        f"{{ if {METRICS_EMPTY}; then echo {q(foreign_metrics_refusal(path, empty=True))} >&2; "
+        f"else echo {q(foreign_metrics_refusal(path, empty=False))} >&2; fi; exit 3; }}"
+    )
+    return f"f={q(path)}\n{metrics_may_be_written()} || {refuse}\n"
+
+
+def foreign_metrics_refusal(path: str, *, empty: bool) -> str:
+    """Why install refuses --metrics-file ``path``: a file there that is not trust-agent's (``empty``:
+    one that holds nothing, which another program may still read, as pam_env reads /etc/environment)."""
+    if empty:
+        return (
+            f"--metrics-file {path}: the file exists, empty, and no install of trust-agent made it (an empty "
+            "file can be another program's): choose another path, or remove the file if no one needs it"
+        )
+    return f"--metrics-file {path}: the file exists and is not trust-agent's metrics: choose another path"
+
+
+def _empty_metrics_file_removal(path: str | None) -> str:
+    """Shell that removes the metrics file where it is empty: the guard let it through only because the
+    install record lists it, and the daemon writes only a file that is missing or holds its metrics."""
+    if path is None:
+        return ""
+    q = shlex.quote
+    return f"if [ -f {q(path)} ] && [ ! -s {q(path)} ]; then rm -f -- {q(path)}; fi\n"
 
 
 def _config_order(files: Sequence[HostFile]) -> list[HostFile]:
@@ -253,8 +284,36 @@ _INSTALLED_SOURCE_FILES = (
     "print(''.join(f + '\\n' for f in files if isinstance(f, str) and f.startswith(sys.argv[2]) and '/../' not in f), end='')"
 )
 
-# Shell: "$f" is absent, or a file whose first line is one the daemon writes first (agent.daemon.report).
-METRICS_OURS = f'{{ [ ! -s "$f" ] || head -n 1 "$f" | grep -q "^{METRICS_FIRST_LINE.decode()}"; }}'
+# The install record (argv[2]: the one being installed, argv[1]: the host's, if it reads) with the
+# files and state files of both: what the host holds while an install moves its files in.
+_MERGED_RECORD = """\
+import json, sys
+new = json.load(open(sys.argv[2]))
+try:
+    old = json.load(open(sys.argv[1]))
+except (OSError, ValueError):
+    old = {}
+for key in ("config_files", "state_files"):
+    before = old.get(key) if isinstance(old, dict) else None
+    kept = [p for p in before if isinstance(p, str)] if isinstance(before, list) else []
+    new[key] = list(dict.fromkeys([*new.get(key, []), *kept]))
+json.dump(new, sys.stdout, indent=2)
+print()
+"""
+
+# Shell: "$f" is a file whose first line is one the daemon writes first (agent.daemon.report).
+METRICS_HOLDS_OURS = f'head -n 1 "$f" 2>/dev/null | grep -q "^{METRICS_FIRST_LINE.decode()}"'
+# Shell: "$f" is an empty file. The daemon never leaves its own empty (it writes a temporary file and
+# renames it into place), so an empty one is another's (/etc/environment, say) unless a record says not.
+METRICS_EMPTY = '{ [ -f "$f" ] && [ ! -s "$f" ]; }'
+
+
+def metrics_may_be_written() -> str:
+    """Shell: install may name "$f" as the metrics file: nothing is there, or the daemon's metrics, or
+    an empty file the host's install record lists (an earlier install's, emptied since). The record is
+    JSON; a path it would escape (a quote, a backslash, non-ASCII) is not found, and so refused."""
+    listed = f'grep -qF -- "\\"$f\\"" {MANIFEST} 2>/dev/null'
+    return f'{{ [ ! -e "$f" ] || {METRICS_HOLDS_OURS} || {{ {METRICS_EMPTY} && {listed}; }}; }}'
 
 
 def uninstall_script(state_files: Sequence[str], config_files: Sequence[str] | None = ()) -> str:
@@ -262,8 +321,11 @@ def uninstall_script(state_files: Sequence[str], config_files: Sequence[str] | N
     /etc/trust-agent (its manifest lists them); only those go, and the directories where they are
     then empty, so a file someone else put there stays. With no manifest (none was ever written, or an
     earlier uninstall removed it) nothing there is known to be trust-agent's: nothing goes but the
-    manifest's own staging. ``None``: an older manifest that does not list them; then the directory
-    goes whole, as it did."""
+    manifest's own staging, and daemon.env where the service was there (see below). ``None``: an older
+    manifest that does not list them; then the directory goes whole, as it did.
+
+    Prints ``had=yes|no`` (the daemon was installed), ``env_removed=yes`` and a ``left=NAME`` line for
+    each file left under /etc/trust-agent (its path there)."""
     q = shlex.quote
     extra = " ".join(q(p) for p in state_files)
     if config_files is None:
@@ -285,17 +347,22 @@ made=""
 [ -e {UNIT_PATH} ] || [ -e {OPT_DIR} ] || [ -e {MANIFEST} ] && had=yes
 rm -f {UNIT_PATH}
 rm -rf {OPT_DIR}
+# daemon.env holds the DTR credentials of the service just removed, its only reader (EnvironmentFile=),
+# and install replaces or removes it whatever its record says: it goes with the service, record or not.
+if [ "$had" = yes ] && [ -e {DEFAULT_ENV_FILE} ]; then rm -f {DEFAULT_ENV_FILE}; echo env_removed=yes; fi
 {config}
 rm -f {STATE_DIR}/{LAST_GOOD_FILE} {STATE_DIR}/{DAEMON_LOCK_FILE} {STATUS_FILE}
-# A metrics file elsewhere goes only if it still holds trust-agent's metrics (it may be a person's now).
+# A metrics file elsewhere goes only if it still holds trust-agent's metrics (it may be a person's now),
+# or nothing: install's record lists it, and install never takes an empty file it did not make.
 for f in {extra}; do
-    {METRICS_OURS} && rm -f "$f" || true
+    {{ {METRICS_HOLDS_OURS} || {METRICS_EMPTY}; }} && rm -f "$f" || true
 done
 # Then the directories install made for it, where nothing else is in them now.
 printf '%s\\n' "$made" | while IFS= read -r d; do [ -n "$d" ] && rmdir -- "$d" 2>/dev/null || true; done
 systemctl daemon-reload
 systemctl reset-failed {SERVICE} 2>/dev/null || true
 echo had=$had
+find {CONFIG_DIR} -mindepth 1 ! -type d -printf 'left=%P\n' 2>/dev/null | sort || true
 """
 
 

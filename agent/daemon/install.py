@@ -45,7 +45,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from agent.daemon.bundle import (
+    CONFIG_DIR,
     HOST_LOCK,
+    MANIFEST,
     OPT_DIR,
     SERVICE,
     STATE_DIR,
@@ -59,12 +61,13 @@ from agent.daemon.host_scripts import (
     STATUS_SCRIPT,
     STOP_SCRIPT,
     config_script,
+    foreign_metrics_refusal,
     probe_script,
     purge_state_script,
     uninstall_script,
     venv_script,
 )
-from agent.daemon.unit import hidden_from_the_service
+from agent.daemon.unit import DEFAULT_ENV_FILE, hidden_from_the_service
 from agent.daemon.wheelhouse import WheelhouseCache, parse_probe
 from agent.engine.apply_script import daemon_json_backup
 from agent.engine.host_plan import not_root_error
@@ -146,11 +149,9 @@ def install_host(
         _check(probe, "probing the host")
         facts = _values(probe.stdout.decode("utf-8", "replace"))
         _refuse_a_uid_that_is_not_root(facts.get(PROBE_UID, ""), "nothing was put on the host")
-        if facts.get("metrics") == "foreign":
-            raise HostFailure(
-                f"--metrics-file {bundle.metrics_file}: the file exists and is not trust-agent's metrics: "
-                "choose another path"
-            )
+        if bundle.metrics_file and facts.get("metrics") in ("foreign", "foreign-empty"):
+            empty = facts.get("metrics") == "foreign-empty"
+            raise HostFailure(foreign_metrics_refusal(bundle.metrics_file, empty=empty))
         _refuse_a_hidden_metrics_file(bundle.metrics_file, facts.get("metrics_real", "").strip())
         if facts.get("python") == "missing":
             raise HostFailure(f"{python} not found (install python3 and python3-venv)")
@@ -507,7 +508,10 @@ def uninstall_host(
         _check(removed_files, "removing the service and its files")
         if purge:
             purged += _purge_state(transport, options or RunOptions(), command_timeout)
-        had = _values(removed_files.stdout.decode("utf-8", "replace")).get("had") == "yes"
+        said = removed_files.stdout.decode("utf-8", "replace")
+        had = _values(said).get("had") == "yes"
+        env_removed = _values(said).get("env_removed") == "yes"
+        left = [line[5:] for line in said.splitlines() if line.startswith("left=")]
         was_running = first.strip() == "stopped=yes"
     except HostFailure as exc:
         return HostReport(transport.name, "failed", error=str(exc), seconds=time.monotonic() - start)
@@ -523,15 +527,52 @@ def uninstall_host(
         )
     if not had and not was_running:
         return HostReport(
-            transport.name, "absent", "not installed" + purged, seconds=time.monotonic() - start
+            transport.name, "absent", absent_detail(left) + purged, seconds=time.monotonic() - start
         )
     kept = "" if purge else "; trust left in place"
-    return HostReport(
-        transport.name,
-        "uninstalled",
-        "service, venv and configuration removed" + kept + purged,
-        seconds=time.monotonic() - start,
+    gone = uninstalled_detail(recorded=config_files != [], env_removed=env_removed, left=left)
+    return HostReport(transport.name, "uninstalled", gone + kept + purged, seconds=time.monotonic() - start)
+
+
+# Files under /etc/trust-agent a report names before it says how many more there are.
+LEFT_NAMED = 8
+
+
+def uninstalled_detail(*, recorded: bool, env_removed: bool, left: Sequence[str]) -> str:
+    """What uninstall removed from a host that had the daemon, and what it left in /etc/trust-agent.
+
+    ``recorded``: install.json said which files there were install's (all of them went); without it
+    only the service, the virtualenv and daemon.env (``env_removed``) went. ``left``: the files still
+    there, by their path under /etc/trust-agent."""
+    if recorded:
+        kept = f"; kept in {CONFIG_DIR}, not put there by install: {_names(left)}" if left else ""
+        return "service, venv and configuration removed" + kept
+    removed = "service and venv removed"
+    if env_removed:
+        removed += f", and {DEFAULT_ENV_FILE} (the DTR credentials the service read)"
+    missing = f"; {MANIFEST} is missing, so nothing else in {CONFIG_DIR} is known to be trust-agent's"
+    if not left:
+        return removed + missing
+    return f"{removed}{missing}: left {_names(left)} (remove them by hand where trust-agent put them there)"
+
+
+def absent_detail(left: Sequence[str]) -> str:
+    """A host with no daemon: and what is in /etc/trust-agent all the same, untouched (``left``)."""
+    if not left:
+        return "not installed"
+    return (
+        f"not installed; {CONFIG_DIR} holds files no install.json says are trust-agent's, left as they "
+        f"are: {_names(left)}"
     )
+
+
+def _names(left: Sequence[str]) -> str:
+    """The files (paths under /etc/trust-agent), daemon.env said to hold credentials, the first
+    ``LEFT_NAMED`` of them."""
+    env_name = posixpath.basename(DEFAULT_ENV_FILE)
+    named = [f"{name} (DTR credentials)" if name == env_name else name for name in left[:LEFT_NAMED]]
+    more = len(left) - LEFT_NAMED
+    return ", ".join(named) + (f" and {more} more" if more > 0 else "")
 
 
 def _purge_state(transport: Transport, options: RunOptions, command_timeout: float) -> str:

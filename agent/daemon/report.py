@@ -203,15 +203,37 @@ METRICS_FIRST_LINE = b"# HELP trust_agent_"  # every metrics file the daemon wri
 
 def write_metrics(path: Path, status: DaemonStatus) -> None:
     """Write the metrics file, never over a file that holds something else (a mistyped path must not
-    cost a person their file): that is an ``OSError`` the loop logs."""
+    cost a person their file): that is an ``OSError`` the loop logs.
+
+    An empty file is not the daemon's either: it never leaves its own empty (a temporary file, synced,
+    is renamed into place: a crash leaves the old file or the new one), and an empty file can still
+    be another program's (pam_env reads /etc/environment, empty on Debian)."""
+    refusal = metrics_refusal(path, _metrics_head(path))
+    if refusal is not None:
+        raise OSError(refusal)
+    write_atomic(path, metrics_text(status).encode(), mode=0o644)
+
+
+def metrics_refusal(path: Path, head: bytes | None) -> str | None:
+    """Why the metrics file at ``path`` may not be written, whose first bytes are ``head`` (None: no
+    file there); None where it may."""
+    if head is None or head == METRICS_FIRST_LINE:
+        return None
+    if not head:
+        return (
+            f"{path} is an empty file trust-agent did not write (its metrics file is never empty): left "
+            "alone; remove it if no other program needs it, or choose another metrics file"
+        )
+    return f"{path} holds something other than trust-agent's metrics: left alone"
+
+
+def _metrics_head(path: Path) -> bytes | None:
+    """The first bytes of the file at ``path``, as many as the daemon's first line; None: no file."""
     try:
         with open(path, "rb") as existing:
-            head = existing.read(len(METRICS_FIRST_LINE))
+            return existing.read(len(METRICS_FIRST_LINE))
     except FileNotFoundError:
-        head = METRICS_FIRST_LINE
-    if head and head != METRICS_FIRST_LINE:
-        raise OSError(f"{path} holds something other than trust-agent's metrics: left alone")
-    write_atomic(path, metrics_text(status).encode(), mode=0o644)
+        return None
 
 
 def _labels(**labels: str) -> str:

@@ -36,16 +36,19 @@ from agent.daemon.bundle import (
 from agent.daemon.cli import ONCE_BUSY_EXIT, build_config, daemon_group
 from agent.daemon.config import load_config
 from agent.daemon.host_scripts import (
+    _MERGED_RECORD,
     STATUS_SCRIPT,
     config_script,
     probe_script,
 )
 from agent.daemon.install import (
     LEFT_CONNECTING,
+    LEFT_NAMED,
     HostFailure,
     HostReport,
     _not_healthy,
     _refuse_a_hidden_metrics_file,
+    absent_detail,
     daemon_error,
     daemon_plan_options,
     failed_its_cycle,
@@ -56,6 +59,7 @@ from agent.daemon.install import (
     run_hosts,
     status_fresh,
     uninstall_host,
+    uninstalled_detail,
     would_fail,
 )
 from agent.daemon.lock import hold_daemon_lock
@@ -992,3 +996,139 @@ def test_the_exit_codes_the_daemon_commands_list_are_the_ones_they_exit_with(tmp
     assert removed.exit_code == 2, removed.output
     unit = CliRunner().invoke(daemon_group, ["unit", "--prefix", "relative"])
     assert unit.exit_code == 2, unit.output
+
+
+# --- what uninstall says it removed and left; what install takes as the metrics file ------------------
+
+
+def test_uninstall_without_its_record_names_the_credentials_it_removed_and_the_files_it_left() -> None:
+    """With install.json gone it said "service, venv and configuration removed" while daemon.yml and
+    source/ stayed."""
+    assert uninstalled_detail(
+        recorded=False, env_removed=True, left=["daemon.yml", "source/registry.yml"]
+    ) == (
+        "service and venv removed, and /etc/trust-agent/daemon.env (the DTR credentials the service "
+        "read); /etc/trust-agent/install.json is missing, so nothing else in /etc/trust-agent is known "
+        "to be trust-agent's: left daemon.yml, source/registry.yml (remove them by hand where "
+        "trust-agent put them there)"
+    )
+    assert uninstalled_detail(recorded=True, env_removed=False, left=[]) == (
+        "service, venv and configuration removed"
+    )
+    assert absent_detail(["daemon.env"]) == (
+        "not installed; /etc/trust-agent holds files no install.json says are trust-agent's, left as "
+        "they are: daemon.env (DTR credentials)"
+    )
+
+
+_NAMES = st.lists(st.from_regex(r"(source/)?[a-z.-]{1,12}", fullmatch=True), unique=True, max_size=12)
+
+
+@given(recorded=st.booleans(), env_removed=st.booleans(), left=_NAMES)
+def test_uninstall_says_configuration_removed_only_on_its_record_and_names_what_it_left(
+    recorded: bool, env_removed: bool, left: list[str]
+) -> None:
+    said = uninstalled_detail(recorded=recorded, env_removed=env_removed, left=left)
+    assert ("configuration removed" in said) is recorded
+    for name in left[:LEFT_NAMED]:
+        assert f" {name}" in said
+    if len(left) > LEFT_NAMED:
+        assert f" and {len(left) - LEFT_NAMED} more" in said
+    if "daemon.env" in left[:LEFT_NAMED]:
+        assert "daemon.env (DTR credentials)" in said
+
+
+def _probe_metrics(metrics_file: Path) -> str:
+    out = LocalTransport("here").run(probe_script("python3", str(metrics_file))).stdout.decode()
+    return next((line for line in out.splitlines() if line.startswith("metrics=")), "metrics=fine")
+
+
+def test_an_empty_file_is_taken_as_the_metrics_file_only_where_the_install_record_lists_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/etc/environment (empty on Debian, read by pam_env) was taken as the daemon's: replaced by
+    metrics at install, deleted at uninstall."""
+    import agent.daemon.host_scripts as scripts_module
+
+    record = tmp_path / "install.json"
+    monkeypatch.setattr(scripts_module, "MANIFEST", str(record))
+    environment = tmp_path / "environment"
+    environment.write_bytes(b"")
+    assert _probe_metrics(environment) == "metrics=foreign-empty"
+    record.write_text(json.dumps({"state_files": [str(tmp_path / "other.prom")]}, indent=2))
+    assert _probe_metrics(environment) == "metrics=foreign-empty"  # another path listed: not this one
+    emptied = tmp_path / "trust_agent.prom"  # the daemon's, emptied since the last install
+    emptied.write_bytes(b"")
+    record.write_text(json.dumps({"state_files": [str(emptied)]}, indent=2))
+    assert _probe_metrics(emptied) == "metrics=fine"
+    assert _probe_metrics(tmp_path / "absent.prom") == "metrics=fine"
+    assert "--metrics-file /etc/environment: the file exists, empty, and no install of trust-agent " in (
+        config_script(_bundle_with_metrics("/etc/environment"), venv_changed=False)
+    )
+
+
+def _bundle_with_metrics(metrics_file: str) -> InstallBundle:
+    inputs = PolicyInputs(source=str(FIXTURES / "registry-minio.yml"))
+    settings, policy = resolve_policy(inputs)
+    return build_bundle(inputs, settings, policy, DaemonSettings(metrics_file=metrics_file), environ={})
+
+
+def test_the_install_refusing_an_empty_metrics_file_says_so() -> None:
+    host = _EmptyMetricsHost()
+    bundle = _bundle_with_metrics("/etc/environment")
+    report = install_host(host, bundle, WheelhouseCache())
+    assert (report.status, report.error) == (
+        "failed",
+        "--metrics-file /etc/environment: the file exists, empty, and no install of trust-agent made it "
+        "(an empty file can be another program's): choose another path, or remove the file if no one "
+        "needs it",
+    )
+    assert len(host.commands) == 1  # the probe alone: nothing put on the host
+
+
+class _EmptyMetricsHost(Transport):
+    """A root login whose probe finds --metrics-file an empty file no install record lists."""
+
+    name = "h1"
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        self.commands.append(command)
+        return CommandResult(0, b"uid=0\nmetrics=foreign-empty\n", b"")
+
+    def docker_api(self, timeout: float = 30.0) -> None:
+        raise AssertionError("no engine here")
+
+
+def test_the_record_a_reinstall_keeps_while_it_moves_files_in_lists_both_installs_files(
+    tmp_path: Path,
+) -> None:
+    """A re-install from a file source to a DTR that failed after placing daemon.env, before its own
+    install.json, left the old record: uninstall then left the credentials."""
+    old = {"version": 1, "config_files": ["/etc/trust-agent/daemon.yml", "/etc/trust-agent/source/registry.yml"],
+           "state_files": ["/var/lib/trust-agent/status.json", "/srv/m.prom"]}  # fmt: skip
+    new = {"version": 1, "config_files": ["/etc/trust-agent/daemon.env", "/etc/trust-agent/daemon.yml"],
+           "state_files": ["/var/lib/trust-agent/status.json"]}  # fmt: skip
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(new))
+
+    def merged(old_path: Path) -> dict[str, object]:
+        run = [sys.executable, "-c", _MERGED_RECORD, str(old_path), str(tmp_path / "new.json")]
+        return dict(json.loads(subprocess.run(run, capture_output=True, check=True, timeout=60).stdout))
+
+    assert merged(tmp_path / "old.json") == {
+        "version": 1,
+        "config_files": [
+            "/etc/trust-agent/daemon.env",
+            "/etc/trust-agent/daemon.yml",
+            "/etc/trust-agent/source/registry.yml",
+        ],
+        "state_files": ["/var/lib/trust-agent/status.json", "/srv/m.prom"],
+    }
+    (tmp_path / "broken.json").write_text("{not json")
+    assert merged(tmp_path / "broken.json") == new  # a record that does not read: the new one alone
+    assert merged(tmp_path / "missing.json") == new
+    script = config_script(_bundle_with_metrics("/srv/m.prom"), venv_changed=False)
+    assert script.index("> /etc/trust-agent/install.json.tmp") < script.index("\nplace ")
