@@ -383,6 +383,8 @@ if [ -z "$R" ]; then
     # likely needs nothing, and proving that takes the live /info (version and registry config), read
     # here in the same round trip. Only when the engine does not answer is the dockerd binary itself
     # asked (each dockerd start costs ~50 ms of CPU).
+    # The controller's own request timed out on the socket ("silent"): not asked again here.
+    [ "$3" != silent ] || ta_silent=1
     if [ "$3" = api ]; then
       # The controller reads the engine's API itself, over its connection: no curl here. Should the
       # engine not answer it that way, the controller gathers again without this argument.
@@ -390,7 +392,7 @@ if [ -z "$R" ]; then
     elif [ "$3" = elsewhere ]; then
       # dockerd serves its API only elsewhere (the controller found so): nothing is asked of the socket.
       ta_dockerd_version
-    elif [ ! -f "$S" ] && ta_version; then
+    elif [ -z "$ta_silent" ] && [ ! -f "$S" ] && ta_version; then
       i=1
     else
       # An engine that let /_ping time out would let /info time out as well: not asked again.
@@ -626,11 +628,17 @@ def _gather_once(transport: Transport, root: str, daemon_json: str, timeout: flo
             "/_ping", min(timeout, ANSWER_TIMEOUT), where_file=(STATE_FILE, "/info")
         )
     )
+    engine = ""
     if first is not None:
         gathered = _gather_by_api(transport, first, daemon_json, timeout)
         if gathered is not None:
             return gathered
-    result = transport.run_script(GATHER_SCRIPT, root, daemon_json, "", secrets.token_hex(8), timeout=timeout)
+        # The engine took the controller's request and let it time out: the script's curl would wait
+        # as long again on the same socket.
+        engine = "silent" if getattr(first, "timed_out", False) else ""
+    result = transport.run_script(
+        GATHER_SCRIPT, root, daemon_json, engine, secrets.token_hex(8), timeout=timeout
+    )
     result.check("gathering facts")
     records = _records(result.stdout.decode("utf-8", "replace"))
     return Gathered(*_parse(records, daemon_json, root), leftovers_of(records, root), _withheld(records))

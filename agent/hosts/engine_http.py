@@ -48,6 +48,12 @@ class PendingReply(Protocol):
 
     def wait(self) -> EngineReply | None: ...
 
+    @property
+    def timed_out(self) -> bool:
+        """After :meth:`wait` gave None: the engine took the request and never answered in time (a
+        frozen or hung dockerd), not a route that failed."""
+        ...
+
 
 def request_bytes(path: str) -> bytes:
     """``GET path`` as sent: HTTP/1.1, kept alive, no body. ``path`` is one of the agent's own constants."""

@@ -64,11 +64,13 @@ class _SocketReply:
     def __init__(self, sock: socket.socket, path: str) -> None:
         self.sock = sock
         self.path = path
+        self.timed_out = False
 
     def wait(self) -> EngineReply | None:
         try:
             return read_reply(self.sock)[0]
-        except OSError:  # BrokenReply included
+        except OSError as exc:  # BrokenReply included
+            self.timed_out = isinstance(exc, TimeoutError)
             return None
         finally:
             with contextlib.suppress(OSError):

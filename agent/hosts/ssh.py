@@ -1423,6 +1423,7 @@ class _ChannelReply:
         self.timeout = timeout
         self.pending = pending
         self.chan: paramiko.Channel | None = None
+        self.timed_out = False
 
     def send_when_open(self) -> bool:
         """Send the request if its channel has opened (never waits); whether it is settled."""
@@ -1461,7 +1462,8 @@ class _ChannelReply:
             return None
         try:
             reply, closing = read_reply(self.chan)
-        except (OSError, EOFError, paramiko.SSHException):  # BrokenReply is an OSError
+        except (OSError, EOFError, paramiko.SSHException) as exc:  # BrokenReply is an OSError
+            self.timed_out = isinstance(exc, TimeoutError)
             self.owner._engine_unanswered()
             return None
         if closing:

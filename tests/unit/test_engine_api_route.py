@@ -114,6 +114,7 @@ def test_the_version_comes_from_the_server_header(server: str, version: str | No
 class Pending:
     reply: EngineReply | None
     path: str
+    timed_out: bool = False
 
     def wait(self) -> EngineReply | None:
         return self.reply
@@ -127,6 +128,7 @@ class ScriptedHost(Transport):
     records: list[str]
     api: dict[str, EngineReply | None] | None = None
     knows_files: frozenset[str] = frozenset()
+    times_out: bool = False  # a request with no reply (None) timed out: the engine took it, never answered
     name: str = "h1"
     scripts: list[tuple[str, ...]] = field(default_factory=list)
     nonces: list[str] = field(default_factory=list)
@@ -173,7 +175,8 @@ class ScriptedHost(Transport):
         if where_file is not None and where_file[0] in self.knows_files:
             path = where_file[1]
         self.requests.append(path)
-        return Pending(self.api.get(path), path)
+        reply = self.api.get(path)
+        return Pending(reply, path, timed_out=reply is None and self.times_out)
 
     def docker_api(self, timeout: float = 30.0) -> Any:
         raise AssertionError("no SDK here")
@@ -234,6 +237,16 @@ def test_an_engine_that_does_not_answer_over_the_route_is_gathered_the_classic_w
     assert all(len(n) == 16 and int(n, 16) >= 0 for n in host.nonces) and len(set(host.nonces)) == len(
         host.nonces
     )
+
+
+def test_an_engine_that_let_the_controllers_request_time_out_is_not_asked_again_by_the_script() -> None:
+    """A frozen dockerd: the controller waited out its /_ping; the script's curl waited as long again."""
+    frozen = ScriptedHost(records=STATE, api={"/_ping": None}, times_out=True)
+    gather_live(frozen)
+    assert frozen.scripts[-1] == ("", "/etc/docker/daemon.json", "silent")
+    refused = ScriptedHost(records=STATE, api={"/_ping": None})  # a route that failed: asked on the host
+    gather_live(refused)
+    assert refused.scripts[-1] == ("", "/etc/docker/daemon.json", "")
 
 
 @pytest.mark.parametrize(
