@@ -396,7 +396,7 @@ class _TlsChecks:
         """The checks judged, each said once on stderr as verify says them, just before the closing table
         (which leaves them out): a check a note is about is said in its note alone. The notes are the
         run's warnings too, in every report. An interrupted run (``wait`` False) waits for none."""
-        from agent.handshake import judged_for_rollout
+        from agent.handshake import FAILED_CHECK_SUFFIX, judged_for_rollout
 
         assert self.running is not None, "finish() before start()"
         try:
@@ -406,7 +406,9 @@ class _TlsChecks:
             report = self.running.report(wait=False)
         self.judged = judged_for_rollout(report)
         for line in self.judged.lines:
-            if not _said_in_a_note(line, self.judged.notes):
+            if line in self.judged.failed:  # as verify says it, and as the reports hold it
+                click.echo(line + FAILED_CHECK_SUFFIX, err=True)
+            elif not _said_in_a_note(line, self.judged.notes):
                 click.echo(line, err=True)
         for note in self.judged.notes:
             click.echo(f"warning: {note}", err=True)
@@ -468,16 +470,20 @@ def verify(resolve: tuple[str, ...], no_tls_check: bool, **kwargs: Any) -> None:
                 if no_tls_check
                 else handshake_report(known.policy, resolve=addresses)
             )
-            for line in checks.lines:
-                click.echo(line, err=True)
-            for warning in checks.warnings:
-                click.echo(f"warning: {warning}", err=True)
-            # Shown with the warnings, and said to decide the exit code: a check from here is not drift.
+            # A failed check is said with why it fails the run (a check from here is not drift); the
+            # closing table leaves out what was said here.
             failed_checks = tuple(
                 line + FAILED_CHECK_SUFFIX
                 for line in checks.lines
                 if not line.endswith(": ok") and not line.startswith("tls: skipped")
             )
+            for line in checks.lines:
+                click.echo(
+                    line + FAILED_CHECK_SUFFIX if line + FAILED_CHECK_SUFFIX in failed_checks else line,
+                    err=True,
+                )
+            for warning in checks.warnings:
+                click.echo(f"warning: {warning}", err=True)
             notes = (*failed_checks, *checks.warnings)  # an unused --resolve entry is reported, not failed
             result = _run_with_policy(
                 "verify", kwargs, options, fleet, known.policy, targets, early, report, notes, checks.lines

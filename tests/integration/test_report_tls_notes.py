@@ -107,7 +107,20 @@ def test_each_check_that_failed_or_could_not_connect_is_said_once(checked_rollou
     assert code == 1, printed  # the certificate the hosts will not trust fails the run
     registry = checked_rollout[checked_rollout.index("--registry") + 1]
     _said_once(printed, f"tls {registry}: cannot connect", NOT_CHECKED, NOT_TRUSTED, PULLS_FAIL)
+    _said_once(printed, FAILED)  # the untrusted check, with why it fails the run
     assert "1 host: 1 changed" in printed  # the table is still there, with the run's summary
+
+
+def test_verify_says_once_why_a_check_from_here_fails_it(checked_rollout: list[str]) -> None:
+    """verify said the bare check line, and the closing table left out its note (said already): nothing
+    said why the run exited 1, every host unchanged."""
+    argv = [*checked_rollout]
+    argv[argv.index("rollout")] = "verify"
+    assert subprocess.run(checked_rollout, capture_output=True, timeout=WAIT, check=False).returncode == 1
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT, check=False)
+    assert run.returncode == 1 and "1 host: 1 unchanged" in run.stdout, run.stdout + run.stderr
+    # On stderr as the run goes; verify's text report on stdout lists every check again, as its files do.
+    _said_once(" ".join(run.stderr.split()), f"{NOT_TRUSTED}: unable to get local issuer certificate{FAILED}")
 
 
 def test_the_report_files_still_hold_every_check_and_note(checked_rollout: list[str], tmp_path: Path) -> None:
