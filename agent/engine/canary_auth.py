@@ -66,13 +66,14 @@ def read_docker_config(path: str) -> dict[str, Any]:
     if os.path.basename(path) == ".dockercfg":
         import docker.auth
 
-        return {"auths": dict(docker.auth.load_config(config_path=path).auths)}
+        try:
+            return {"auths": dict(docker.auth.load_config(config_path=path).auths)}
+        except Exception as exc:  # the SDK raises what the file leads it to
+            raise CanaryCredentialsError(_unreadable(path, exc)) from None
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CanaryCredentialsError(
-            f"the canary pull's registry credentials could not be read: {path}: {exc}; {_CONFIG_FIX}"
-        ) from None
+        raise CanaryCredentialsError(_unreadable(path, exc)) from None
     if not isinstance(doc, dict):
         raise CanaryCredentialsError(
             f"the canary pull's registry credentials could not be read: {path} holds no JSON object; "
@@ -91,23 +92,35 @@ def credentials_in(doc: Mapping[str, Any], path: str, registry: str) -> dict[str
     """The credentials the Docker config ``doc`` (read from ``path``) holds for ``registry``, a
     credential helper it names run once; ``{}`` where it holds none."""
     import docker.auth
-    import docker.errors
 
+    # The SDK parses the config, and a helper's answer, as it finds them: a value of the wrong type, or
+    # a helper's answer that is no credential, raises what it leads to (TypeError, KeyError, a JSON
+    # error...). Any of them is a config or a helper this run cannot use: said, not a traceback.
     try:
         config = docker.auth.load_config(config_dict=copy.deepcopy(dict(doc)))
-    except docker.errors.DockerException as exc:
-        raise CanaryCredentialsError(
-            f"the canary pull's registry credentials could not be read: {path}: {exc}; {_CONFIG_FIX}"
-        ) from None
-    helper = config.get_credential_store(registry)
+        helper = config.get_credential_store(registry)
+    except Exception as exc:  # see above
+        raise CanaryCredentialsError(_unreadable(path, exc)) from None
     try:
         with warnings.catch_warnings():  # the SDK warns of a missing helper; the error says it
             warnings.simplefilter("ignore")
             found = config.resolve_authconfig(registry)
-    except docker.errors.DockerException as exc:
-        key = "credHelpers" if helper in config.cred_helpers.values() else "credsStore"
+            return dict(found) if found else {}
+    except Exception as exc:  # see above
+        if helper is None:
+            raise CanaryCredentialsError(_unreadable(path, exc)) from None
+        key = "credHelpers" if registry in config.cred_helpers else "credsStore"
         raise CanaryCredentialsError(_helper_failed(path, registry, key, helper, exc)) from None
-    return dict(found) if found else {}
+
+
+def _unreadable(path: str, exc: BaseException) -> str:
+    return f"the canary pull's registry credentials could not be read: {path}: {_said(exc)}; {_CONFIG_FIX}"
+
+
+def _said(exc: BaseException) -> str:
+    """An exception in a line: its message, or its kind where it has none (a KeyError's is the key)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if isinstance(exc, KeyError | TypeError | AttributeError) else text
 
 
 def _helper_failed(path: str, registry: str, key: str, helper: str | None, exc: Exception) -> str:
@@ -116,7 +129,7 @@ def _helper_failed(path: str, registry: str, key: str, helper: str | None, exc: 
     cause = exc.__cause__ or exc
     return (
         f"the canary pull's credentials for {registry} could not be read: {path} names the credential "
-        f'helper docker-credential-{helper} ("{key}"), which failed: {cause}; install the helper, or '
+        f'helper docker-credential-{helper} ("{key}"), which failed: {_said(cause)}; install the helper, or '
         f"log in with `docker login {registry}` under a DOCKER_CONFIG= directory whose config.json "
         "names no helper (an empty directory: anonymous pulls)"
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -48,6 +49,48 @@ def test_a_credential_helper_that_is_not_installed_is_refused_with_the_file_the_
 def test_a_helper_named_for_the_registry_alone_is_said_as_a_cred_helper() -> None:
     with pytest.raises(canary_auth.CanaryCredentialsError, match=r'ta-gone \("credHelpers"\)'):
         canary_auth.credentials_in({"credHelpers": {"registry.test": "ta-gone"}}, CONFIG, "registry.test")
+
+
+def test_a_store_shared_with_another_registrys_cred_helper_is_said_as_the_store() -> None:
+    """The helper is the canary registry's by credsStore; another registry's credHelpers entry naming
+    the same program sent the person to the wrong key."""
+    doc = {"credsStore": "ta-gone", "credHelpers": {"other.test": "ta-gone"}}
+    with pytest.raises(canary_auth.CanaryCredentialsError, match=r'ta-gone \("credsStore"\)'):
+        canary_auth.credentials_in(doc, CONFIG, "registry.test")
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"auths": "x"},
+        {"auths": ["x"]},
+        {"credHelpers": ["x"]},
+        {"credsStore": 5},
+        {"auths": {"registry.test": {"auth": "!!!"}}},
+        {"auths": {"registry.test": "x"}},
+    ],
+    ids=["auths-text", "auths-list", "helpers-list", "store-number", "auth-not-base64", "entry-text"],
+)
+def test_a_config_the_sdk_cannot_use_is_refused_in_words_not_a_traceback(doc: dict[str, Any]) -> None:
+    """The SDK raised AttributeError, TypeError or ValueError: a traceback, exit 1, no report."""
+    with pytest.raises(canary_auth.CanaryCredentialsError) as refused:
+        canary_auth.credentials_in(doc, CONFIG, "registry.test")
+    assert "could not be read" in str(refused.value) and CONFIG in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"), [("notjson", "Expecting value"), ('{"Secret": "s"}', "KeyError: 'Username'")]
+)
+def test_a_helper_whose_answer_is_no_credential_is_refused_naming_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, answer: str, says: str
+) -> None:
+    helper = tmp_path / "docker-credential-ta-odd"
+    helper.write_text(f"#!/bin/sh\ncat >/dev/null\necho '{answer}'\n")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    with pytest.raises(canary_auth.CanaryCredentialsError) as refused:
+        canary_auth.credentials_in({"credsStore": "ta-odd"}, CONFIG, "registry.test")
+    assert 'docker-credential-ta-odd ("credsStore"), which failed: ' + says in str(refused.value)
 
 
 def test_a_config_that_is_not_json_is_refused_with_its_path(tmp_path: Any) -> None:
