@@ -450,8 +450,13 @@ def _files(target: _Target) -> str:
 
 def _if_reinstalled(target: _Target, name: str) -> str:
     """What to do where the host was reinstalled: remove every line of its (one per key type, so one
-    removed would leave the next type's mismatch for the next run), as ssh(1) suggests."""
-    remove = f"ssh-keygen -R {shlex.quote(name)} -f {shlex.quote(target.known_hosts)}"
+    removed would leave the next type's mismatch for the next run) from each file that holds them (a
+    second UserKnownHostsFile, the global one), as ssh(1) names the offending file."""
+    files = [target.known_hosts, *target.other_known_hosts]
+    holding = [path for path in files if _read_known_hosts(path, target.label)[0].lookup(name) is not None]
+    remove = "; ".join(
+        f"ssh-keygen -R {shlex.quote(name)} -f {shlex.quote(path)}" for path in holding or files[:1]
+    )
     return f"if the host was reinstalled, remove its lines ({remove}) and retry"
 
 

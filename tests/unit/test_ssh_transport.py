@@ -303,10 +303,37 @@ def test_the_changed_key_hint_removes_every_line_of_the_host_so_the_next_run_tak
     known = sshd.known_hosts(tmp_path / "kh", *lines)
     with pytest.raises(HostKeyError) as info:
         SSHTransport(sshd.host(), replace(opts, known_hosts=str(known))).connect()
-    hint = re.search(r"remove its lines \((ssh-keygen -R .*)\) and retry$", str(info.value))
-    assert hint is not None, str(info.value)
-    subprocess.run(shlex.split(hint.group(1)), check=True, capture_output=True)
+    _follow_the_hint(str(info.value))
     with SSHTransport(sshd.host(), replace(opts, known_hosts=str(known), accept_new_host_keys=True)) as t:
+        assert t.run("true").ok
+
+
+def _follow_the_hint(error: str) -> list[str]:
+    """Run each ``ssh-keygen -R`` the changed-key error says to; the files they name."""
+    hint = re.search(r"remove its lines \((ssh-keygen -R .*)\) and retry$", error)
+    assert hint is not None, error
+    commands = [shlex.split(command) for command in hint.group(1).split("; ")]
+    for command in commands:
+        subprocess.run(command, check=True, capture_output=True)
+    return [command[-1] for command in commands]
+
+
+def test_the_changed_key_hint_names_the_file_that_holds_the_stale_key(
+    sshd: Server, opts: SSHOptions, tmp_path: Path
+) -> None:
+    """The stale line in a second UserKnownHostsFile: the hint named the first, whose removal found
+    nothing, and the next run failed the same way."""
+    other = keygen(tmp_path / "other", kind="ed25519")
+    first = tmp_path / "kh_first"
+    first.write_text("")
+    second = sshd.known_hosts(tmp_path / "kh_second", " ".join(Path(f"{other}.pub").read_text().split()[:2]))
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host *\n    UserKnownHostsFile {first} {second}\n")
+    given = replace(opts, known_hosts=None, ssh_config=str(config))
+    with pytest.raises(HostKeyError) as info:
+        SSHTransport(sshd.host(), given).connect()
+    assert _follow_the_hint(str(info.value)) == [str(second)]
+    with SSHTransport(sshd.host(), replace(given, accept_new_host_keys=True)) as t:
         assert t.run("true").ok
 
 
