@@ -80,8 +80,8 @@ def _hunk_range(start: int, stop: int) -> str:
 # password): a diff shows only that a value is there. Keys named like a secret, their value on the
 # key's line or a later one, and user:pass@ in URLs. A value cut short by the file's end is hidden too.
 _SECRET_VALUE = re.compile(
-    r'("[^"\n]*(?:token|passw|secret|private|credential|apikey|api-key|api_key)[^"\n]*"\s*:\s*)'
-    r'"(?P<value>(?:[^"\\\n]|\\.)*)(?P<end>"?)',
+    r'("[^"\n]*(?:token|pass|secret|private|credential|auth|key)[^"\n]*"\s*:\s*)'
+    r'(?:"(?P<value>(?:[^"\\\n]|\\.)*)(?P<end>"?)|(?P<other>-?\d[\d.eE+-]*|\[[^\[\]\n]*\]))',
     re.IGNORECASE,
 )
 # A URL's text after its scheme, to the end of the JSON string (or word) that holds it; the slashes
@@ -113,7 +113,15 @@ def _plain_url_without_credentials(url: str) -> str:
 
 
 def _redacted(line: str) -> str:
-    return _URL_CREDENTIALS.sub(_url_without_credentials, _SECRET_VALUE.sub(r'\1"***\g<end>', line))
+    return _URL_CREDENTIALS.sub(_url_without_credentials, _SECRET_VALUE.sub(_secret_hidden, line))
+
+
+def _secret_hidden(match: re.Match[str]) -> str:
+    """A secret-named key's value as ``***``: a string's quotes kept, a number or a list (docker's
+    ``auths`` entries, a list of tokens) replaced whole."""
+    if match.group("other") is not None:
+        return f"{match.group(1)}***"
+    return f'{match.group(1)}"***{match.group("end")}'
 
 
 def redacted_lines(text: str) -> list[str]:
@@ -123,7 +131,7 @@ def redacted_lines(text: str) -> list[str]:
     >>> redacted_lines('{"splunk-token":\\n  "T0K"}\\n')
     ['{"splunk-token":\\n', '  "***"}\\n']
     """
-    hidden = [m.span("value") for m in _SECRET_VALUE.finditer(text)]
+    hidden = [m.span("value" if m.group("other") is None else "other") for m in _SECRET_VALUE.finditer(text)]
     shown: list[str] = []
     start = 0
     for line in text.splitlines(keepends=True):

@@ -248,3 +248,25 @@ def test_docker_23s_refusal_of_trailing_data_quotes_no_secret() -> None:
     assert trailing is not None
     said = trailing_data_refused(trailing)
     assert "SNIPTOK_7" not in said and "***" in said, said
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        ('  "auths": {"r": {"auth": "dXNlcjpBVVRIMTU="}},\n', "dXNlcjpBVVRIMTU="),  # docker's own logins
+        ('  "pass": "PASS17",\n', "PASS17"),
+        ('  "x-key": "KEY18",\n', "KEY18"),
+        ('  "tokens": ["ARR16", "ARR17"],\n', "ARR16"),  # a list of them
+        ('  "token": 12345678901,\n', "12345678901"),  # a number
+    ],
+    ids=["auth", "pass", "key", "list", "number"],
+)
+def test_every_secret_named_value_is_hidden_whatever_its_name_or_shape(line: str, secret: str) -> None:
+    """The names the source reader hides (secret, pass, token, key, credential, auth) and a value that is
+    no string: shown in clear in diffs and in the trailing-data warning."""
+    change = FileChange("/etc/docker/daemon.json", "update", b"{\n" + line.encode() + b"}\n", b"{\n}\n")
+    assert secret not in change.diff() and "***" in change.diff(), change.diff()
+    raw = b'{"debug": true}\n{' + line.strip().rstrip(",").encode() + b"}\n"
+    facts = DockerFacts(daemon_json=raw, engine_version="20.10.24", has_validate=False)
+    (warning,) = _trailing_data_ignored("/etc/docker/daemon.json", raw, facts)
+    assert secret[:8] not in warning, warning
