@@ -124,10 +124,10 @@ class EarlyInterrupts:
         return self._signalled
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self._signalled:  # the second: said already, ended at once
+            end_as_interrupted(signum)
         # os.write: the main thread may be inside a write to sys.stderr, which a second writer would break.
         os.write(2, self.message(signum).encode())
-        if self._signalled:
-            end_as_interrupted(signum)
         self._signalled = True
         self.signum = signum
         if _inside_import(frame):

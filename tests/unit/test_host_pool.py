@@ -142,6 +142,26 @@ def test_the_pool_takes_over_from_the_early_handlers_and_leaves_the_originals(
         signal.signal(signal.SIGTERM, before)
 
 
+def test_a_second_early_interrupt_ends_the_run_without_saying_the_first_again(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Two Ctrl-Cs before any host: "interrupted before any host was started" was said twice."""
+    ended: list[int] = []
+
+    def end(signum: int) -> None:
+        ended.append(signum)
+        raise SystemExit(130)
+
+    monkeypatch.setattr("agent.host_pool.end_as_interrupted", end)
+    early = EarlyInterrupts("rollout")  # not installed: its handler called as the signal would call it
+    with pytest.raises(EarlyInterrupt):
+        early(signal.SIGINT, None)
+    with pytest.raises(SystemExit):
+        early(signal.SIGINT, None)
+    assert ended == [signal.SIGINT]
+    assert capfd.readouterr().err.count("before any host was started") == 1
+
+
 def test_an_early_interrupt_inside_an_import_is_not_raised_there_and_no_host_starts(
     sigint_as_a_shell_gives_it: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
