@@ -6,14 +6,13 @@ options are the main CLI's (``agent.cli_options``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -359,24 +358,13 @@ def mark_unstartable(
     :func:`mark_stopped` leaves it, but written over a status that says stopped already. Whether
     anything was written."""
     status_file = status_file or state_dir / "status.json"
-    with _unless_a_daemon_holds_it(state_dir) as free:
+    with unless_a_daemon_holds(state_dir) as free:
         previous = read_status_file(status_file)
         if not free or previous is None or _running(previous.get("pid")):
             return False
         document = stopped_document(previous, error=error, at=clock())
         write_atomic(status_file, json.dumps(document, indent=2).encode() + b"\n", mode=0o644)
     return True
-
-
-@contextlib.contextmanager
-def _unless_a_daemon_holds_it(state_dir: Path) -> Iterator[bool]:
-    """:func:`unless_a_daemon_holds`, where a state directory that is not one (that could not be made:
-    a file on its path, say) is free: no daemon can hold a lock in it."""
-    if not state_dir.is_dir():
-        yield True
-        return
-    with unless_a_daemon_holds(state_dir) as free:
-        yield free
 
 
 def ended_unannounced(environ: Mapping[str, str]) -> str:

@@ -57,6 +57,9 @@ def unless_a_daemon_holds(state_dir: Path) -> Iterator[bool]:
     except FileNotFoundError:
         yield True  # no daemon ever ran here, or uninstall removed it
         return
+    except NotADirectoryError:
+        yield True  # a state "directory" that is a file (one that could not be made): none holds a lock there
+        return
     except OSError:
         yield False  # cannot tell: as if held
         return

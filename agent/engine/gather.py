@@ -635,7 +635,7 @@ def _gather_once(transport: Transport, root: str, daemon_json: str, timeout: flo
             return gathered
         # The engine took the controller's request and let it time out: the script's curl would wait
         # as long again on the same socket.
-        engine = "silent" if getattr(first, "timed_out", False) else ""
+        engine = "silent" if first.timed_out else ""
     result = transport.run_script(
         GATHER_SCRIPT, root, daemon_json, engine, secrets.token_hex(8), timeout=timeout
     )

@@ -656,7 +656,7 @@ def _covered_by_cidrs(
     addresses: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[dict[str, str], tuple[str, ...]]:
     """The policy's registries the engine does not verify because one of its insecure ranges covers
-    their address (:func:`insecure_by_range`); in the ``verify`` command, a name resolving to loopback
+    their address (:func:`ranges_covering`); in the ``verify`` command, a name resolving to loopback
     fails the host too. With ``addresses`` (the apply printed them), judged from those, loopback
     included, with no round trip more. Each covered registry → why."""
     if addresses is not None:

@@ -474,23 +474,17 @@ def names_to_resolve(
     return list(dict.fromkeys(h for h in hosts if _ip_literal(h) is None))
 
 
-def covered_by_cidrs(
-    info: Mapping[str, Any], registries: Iterable[str], addresses: Mapping[str, Sequence[str]]
-) -> list[str]:
-    """The registries dockerd does not verify because an insecure range covers their address: an IP
-    literal's own, else each of ``addresses[host]`` (the host's own resolution, as dockerd looks it up).
-
-    >>> info = {"RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["198.51.100.0/24"]}}
-    >>> covered_by_cidrs(info, ["registry.test"], {"registry.test": ["198.51.100.10"]})
-    ["insecure-registries range 198.51.100.0/24 covers registry.test's address 198.51.100.10 as the host resolves it: dockerd does not verify registry.test's TLS"]
-    """
-    return list(covered_registries(info, registries, addresses).values())
-
-
 def covered_registries(
     info: Mapping[str, Any], registries: Iterable[str], addresses: Mapping[str, Sequence[str]]
 ) -> dict[str, str]:
-    """:func:`covered_by_cidrs`, by registry: each covered one → why dockerd does not verify it."""
+    """The registries dockerd does not verify because an insecure range covers their address (an IP
+    literal's own, else each of ``addresses[host]``: the host's own resolution, as dockerd looks it up),
+    each → why.
+
+    >>> info = {"RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["198.51.100.0/24"]}}
+    >>> covered_registries(info, ["registry.test"], {"registry.test": ["198.51.100.10"]})
+    {'registry.test': "insecure-registries range 198.51.100.0/24 covers registry.test's address 198.51.100.10 as the host resolves it: dockerd does not verify registry.test's TLS"}
+    """
     networks = insecure_cidrs(info)
     found: dict[str, str] = {}
     for registry in _unlisted(info, registries):
@@ -525,22 +519,6 @@ def _covered_says(registry: str, address: str, network: IpNetwork, *, resolved: 
     )
 
 
-def insecure_by_range(
-    transport: Transport,
-    info: Mapping[str, Any],
-    registries: Sequence[str],
-    *,
-    loopback_too: bool,
-    timeout: float | None = None,
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Which of ``registries`` the engine does not verify because one of its insecure ranges covers
-    their address as the host resolves it (one ``getent`` round trip, only where :func:`names_to_resolve`
-    says one is needed; ``loopback_too``: any name, for loopback); and a note where the host could not
-    be asked."""
-    covered, notes = ranges_covering(transport, info, registries, loopback_too=loopback_too, timeout=timeout)
-    return tuple(covered.values()), notes
-
-
 def ranges_covering(
     transport: Transport,
     info: Mapping[str, Any],
@@ -549,7 +527,10 @@ def ranges_covering(
     loopback_too: bool,
     timeout: float | None = None,
 ) -> tuple[dict[str, str], tuple[str, ...]]:
-    """:func:`insecure_by_range`, by registry: each covered one → why dockerd does not verify it."""
+    """Which of ``registries`` the engine does not verify because one of its insecure ranges covers
+    their address as the host resolves it (one ``getent`` round trip, only where :func:`names_to_resolve`
+    says one is needed; ``loopback_too``: any name, for loopback), each → why; and a note where the host
+    could not be asked."""
     hosts = names_to_resolve(info, registries, loopback_too=loopback_too)
     addresses: dict[str, list[str]] = {}
     notes: tuple[str, ...] = ()

@@ -548,24 +548,34 @@ def test_an_insecure_range_covering_the_registrys_address_is_a_breach() -> None:
         "@@ta host registry.test\n198.51.100.10   STREAM registry.test\n198.51.100.10   DGRAM  \n"
     )
     assert addresses == {"registry.test": ["198.51.100.10"]}
-    assert verify.covered_by_cidrs(info, ["registry.test"], addresses) == [
+    assert list(verify.covered_registries(info, ["registry.test"], addresses).values()) == [
         "insecure-registries range 198.51.100.0/24 covers registry.test's address 198.51.100.10 as the host "
         "resolves it: dockerd does not verify registry.test's TLS"
     ]
-    assert verify.covered_by_cidrs(info, ["registry.test"], {"registry.test": ["203.0.113.5"]}) == []
+    assert (
+        list(verify.covered_registries(info, ["registry.test"], {"registry.test": ["203.0.113.5"]}).values())
+        == []
+    )
 
 
 def test_only_a_range_beyond_the_defaults_asks_for_a_lookup_and_a_listed_name_decides_alone() -> None:
     assert verify.names_to_resolve(registry_config(["127.0.0.0/8", "::1/128"]), ["registry.test"]) == []
     listed = registry_config(["198.51.100.0/24"], {"registry.test": {"Secure": True}})
     assert verify.names_to_resolve(listed, ["registry.test"]) == []
-    assert verify.covered_by_cidrs(listed, ["registry.test"], {"registry.test": ["198.51.100.10"]}) == []
+    assert (
+        list(
+            verify.covered_registries(
+                listed, ["registry.test"], {"registry.test": ["198.51.100.10"]}
+            ).values()
+        )
+        == []
+    )
 
 
 def test_an_ip_literal_registry_is_judged_with_no_lookup_against_every_range() -> None:
     info = registry_config(["127.0.0.0/8"])
     assert verify.names_to_resolve(info, ["127.0.0.1:5000"]) == []
-    assert verify.covered_by_cidrs(info, ["127.0.0.1:5000", "198.51.100.10:443"], {}) == [
+    assert list(verify.covered_registries(info, ["127.0.0.1:5000", "198.51.100.10:443"], {}).values()) == [
         "insecure-registries range 127.0.0.0/8 covers 127.0.0.1:5000's address 127.0.0.1: dockerd does not "
         "verify 127.0.0.1:5000's TLS"
     ]
@@ -600,11 +610,18 @@ def test_verify_looks_up_names_where_the_engine_has_only_its_defaults_and_words_
     registries = ["registry.test", "registry.test:443", "198.51.100.10:443"]
     assert verify.names_to_resolve(info, registries) == []
     assert verify.names_to_resolve(info, registries, loopback_too=True) == ["registry.test"]
-    assert verify.covered_by_cidrs(info, ["registry.test"], {"registry.test": ["127.0.0.1"]}) == [
+    assert list(
+        verify.covered_registries(info, ["registry.test"], {"registry.test": ["127.0.0.1"]}).values()
+    ) == [
         "registry.test resolves to 127.0.0.1 on this host, which dockerd always treats as insecure "
         "(127.0.0.0/8): TLS is not verified"
     ]
-    assert verify.covered_by_cidrs(info, ["registry.test"], {"registry.test": ["198.51.100.10"]}) == []
+    assert (
+        list(
+            verify.covered_registries(info, ["registry.test"], {"registry.test": ["198.51.100.10"]}).values()
+        )
+        == []
+    )
 
 
 def test_a_canary_also_held_by_digest_in_another_repository_is_not_removed_and_says_what_holds_it() -> None:
