@@ -516,8 +516,9 @@ def _run(
                 canary_under_policy(options.canary_image, known.policy.registries)
                 from agent.engine.canary_auth import read_canary_credentials
 
-                # Read once, before any host is touched: a credential helper that is not there refuses
-                # the run, where every host would be changed and rolled back.
+                # Read before any host is touched (the first batch's; a later batch reads them again):
+                # a credential helper that is not there refuses the run, where every host would be
+                # changed and rolled back.
                 read_canary_credentials(options)
             return _run_with_policy(
                 mode, kwargs, options, fleet, known.policy, targets, early, report, checks=checks

@@ -104,6 +104,7 @@ def run_fleet(
     ``on_interrupt`` hears how many are in flight, to be finished (``on_interrupt_left``, where given, is
     told instead that and how many were left), and the result says the run was interrupted. A second
     interrupt is not caught: it ends the run at once."""
+    from agent.engine.canary_auth import expire_canary_credentials
     from agent.engine.gather import GATHER_SCRIPT, INFO_COMMAND_TAIL, INFO_FUNCTION
     from agent.engine.reconcile import reconcile
     from agent.outcome import FleetResult, HostOutcome
@@ -165,6 +166,8 @@ def run_fleet(
     plan = batches(names, fleet.serial)
     with HostPool(min(fleet.forks, len(names)), on_interrupt, on_interrupt_left=on_interrupt_left) as pool:
         for number, batch in enumerate(plan, start=1):
+            if number > 1:  # the first batch's were read before any host; a helper's token may expire
+                expire_canary_credentials(options)
             results = pool.map(one, batch, leave_of=readinesses.leave_of)
             if results is None:
                 stopped = INTERRUPTED if pool.early_signal is None else interrupted_early(pool.early_signal)

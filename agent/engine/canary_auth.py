@@ -1,6 +1,7 @@
 """The canary pull's registry credentials, from this machine's Docker client config, as ``docker pull``
-(and ``docker -H ssh://HOST pull``) finds them: read once for a run, before any host is touched, and
-given to every host's pull (the SDK would otherwise read the config, and run its credential helper,
+(and ``docker -H ssh://HOST pull``) finds them: read before any host is touched, again for each later
+batch of a ``--serial`` run (a helper's short-lived token may expire over a long rollout), and given to
+every host's pull of that batch (the SDK would otherwise read the config, and run its credential helper,
 again for each pull; a helper that is not installed would fail every host after its change)."""
 
 from __future__ import annotations
@@ -137,8 +138,9 @@ def _helper_failed(path: str, registry: str, key: str, helper: str | None, exc: 
 
 class RunCredentials:
     """The canary registry's credentials, read from this machine's Docker config once for a run (the
-    run's backup stamp names it: one per rollout, one per daemon cycle), whichever of its hosts, in
-    parallel, asks first: a credential helper runs once, and its failure is every host's."""
+    run's backup stamp names it: one per rollout, one per daemon cycle) and again for each batch after
+    :meth:`expire`, whichever of its hosts, in parallel, asks first: a credential helper runs once per
+    batch, and its failure is every host's of that batch."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -161,6 +163,13 @@ class RunCredentials:
             raise CanaryCredentialsError(found)
         return found
 
+    def expire(self, run: str) -> None:
+        """Have the next ask for the run named ``run`` read the credentials again: a helper's token
+        (ECR's lasts 12 h, gcloud's about 1 h) may have expired while the batches before it ran."""
+        with self._lock:
+            if self._key is not None and self._key[0] == run:
+                self._key = None
+
 
 RUN_CREDENTIALS = RunCredentials()
 
@@ -171,3 +180,8 @@ def read_canary_credentials(options: RunOptions) -> None:
     cannot be read. Each host's pulls then take them as read."""
     if options.verify and options.canary_image:
         RUN_CREDENTIALS.of(options.backup_stamp, options.canary_image)
+
+
+def expire_canary_credentials(options: RunOptions) -> None:
+    """Before a later batch of the run of ``options``: its hosts' pulls read the credentials afresh."""
+    RUN_CREDENTIALS.expire(options.backup_stamp)

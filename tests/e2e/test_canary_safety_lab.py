@@ -85,10 +85,9 @@ echo '{{"ServerURL": "{registry}", "Username": "ci", "Secret": "s3cret"}}'
 """
 
 
-def test_a_helpers_credentials_are_read_once_for_the_fleet_and_every_canary_pulls(
-    lab: Lab, tmp_path: Path
-) -> None:
-    """docker-py ran the helper once per host, in every host's thread."""
+def counting_helper(lab: Lab, tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """The environment of a run whose Docker config names a helper that logs each call (``HELPER``),
+    on PATH; and its log."""
     helpers = tmp_path / "bin"
     helpers.mkdir()
     log = tmp_path / "helper.log"
@@ -96,7 +95,14 @@ def test_a_helpers_credentials_are_read_once_for_the_fleet_and_every_canary_pull
     helper.write_text(HELPER.format(log=shlex.quote(str(log)), registry=lab.registry))
     helper.chmod(0o755)
     config = docker_config(tmp_path, {"credsStore": "ta-count"})
-    env = {"DOCKER_CONFIG": str(config), "PATH": f"{helpers}:{os.environ['PATH']}"}
+    return {"DOCKER_CONFIG": str(config), "PATH": f"{helpers}:{os.environ['PATH']}"}, log
+
+
+def test_a_helpers_credentials_are_read_once_for_the_fleet_and_every_canary_pulls(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """docker-py ran the helper once per host, in every host's thread."""
+    env, log = counting_helper(lab, tmp_path)
 
     code, outcomes, err = rollout(lab, "--canary-image", lab.image, env=env)
 
@@ -105,6 +111,24 @@ def test_a_helpers_credentials_are_read_once_for_the_fleet_and_every_canary_pull
         outcome = outcomes[host.name]
         assert outcome["status"] == "changed" and f"canary pull {lab.image}" in outcome["verified"], outcome
     assert log.read_text().splitlines() == [f"get {lab.registry}"], "the helper ran once, for the fleet"
+
+
+def test_a_serial_rollout_reads_the_helpers_credentials_again_for_each_batch_and_every_canary_pulls(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The credentials were read once for the run: a helper's short-lived token (ECR's 12 h, gcloud's
+    hour) expired over a long ``--serial`` rollout, and every later batch's canary failed and rolled
+    back a correct change. One read per batch, none per host beyond it."""
+    env, log = counting_helper(lab, tmp_path)
+
+    code, outcomes, err = rollout(lab, "--serial", "1", "--canary-image", lab.image, env=env)
+
+    assert code == 0, (err, outcomes)
+    for host in lab.hosts:
+        outcome = outcomes[host.name]
+        assert outcome["status"] == "changed" and f"canary pull {lab.image}" in outcome["verified"], outcome
+    assert len(lab.hosts) == 3
+    assert log.read_text().splitlines() == [f"get {lab.registry}"] * 3, "the helper ran once per batch"
 
 
 @contextmanager
