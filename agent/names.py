@@ -169,25 +169,53 @@ def without_userinfo(url: str) -> str:
         scheme, rest = "", url
     authority = _AUTHORITY_END.split(rest, maxsplit=1)[0]
     tail = rest[len(authority) :]
-    if "@" in tail and _may_be_userinfo(authority):
+    if "@" in tail and _may_be_userinfo(authority, tail):
         # user:password@ whose password holds '/', '?' or '#': the URL's authority ends inside it, and
         # all of it up to the last '@' may be the password.
         return f"{scheme}{sep}...@{tail.rpartition('@')[2]}"
     return f"{scheme}{sep}{authority.rpartition('@')[2]}{tail}"
 
 
+def cut_at_userinfo(shown: str) -> bool:
+    """Whether ``shown``, :func:`without_userinfo`'s answer for a URL, is cut at a ``user:password@``
+    holding '/', '?' or '#' (``https://...@host``); an ``...@`` further on is the URL's own text.
+
+    >>> cut_at_userinfo("https://...@reg.example.com"), cut_at_userinfo("https://s3:9/?r=https://...@x")
+    (True, False)
+    """
+    return shown.partition("://")[2].startswith("...@")
+
+
 # Where a URL's authority ends (RFC 3986, and Go's url.Parse, which the registry uses).
 _AUTHORITY_END = re.compile(r"[/?#]")
 
 
-def _may_be_userinfo(authority: str) -> bool:
-    """Whether a URL's authority, with an '@' after it, may be only the start of a ``user:password@``:
-    where it is no ``host[:port]`` once its own ``user@`` is dropped (``u:@#@proxy``), and where it is
-    a ``host:port`` with no ``user@``, as ``user:12`` of ``user:12/34@proxy`` reads."""
+def _may_be_userinfo(authority: str, tail: str) -> bool:
+    """Whether a URL's authority, with an '@' in the ``tail`` after it, may be only the start of a
+    ``user:password@``: where it is no ``host[:port]`` once its own ``user@`` is dropped (``u:@#@proxy``),
+    and where it is a ``host:port`` with no ``user@``, as ``user:12`` of ``user:12/34@proxy`` reads,
+    unless each '@' after it is in a query's ``name=value`` (``host:9000/b?X-Amz-Credential=a@b``)."""
     _, at, host = authority.rpartition("@")
     if not _host_port_ok(host):
         return True
-    return not at and ":" in host and not host.startswith("[")
+    return not at and ":" in host and not host.startswith("[") and not _ats_in_query_values(tail)
+
+
+def _ats_in_query_values(tail: str) -> bool:
+    """Whether each '@' of ``tail`` (what follows a URL's authority) is in the value of one of its
+    query's ``name=value`` pairs: RFC 3986 ends the authority at the first '/', '?' or '#', so such an
+    '@' is the query's. A password holding '/' or '?' reads otherwise (``user:12?34@proxy``: no
+    ``name=`` before its '@'), and stays hidden.
+
+    >>> _ats_in_query_values("/b?X-Amz-Credential=a@b&x-id=1"), _ats_in_query_values("?34@proxy:3128")
+    (True, False)
+    """
+    rest, _, fragment = tail.partition("#")
+    before, _, query = rest.partition("?")
+    if "@" in before or "@" in fragment:
+        return False
+    pairs = [pair.partition("=") for pair in query.split("&") if "@" in pair]
+    return all(name and equals and "@" not in name for name, equals, _ in pairs)
 
 
 def _host_port_ok(text: str, *, strict: bool = False) -> bool:
@@ -209,7 +237,7 @@ def _url_parts(url: str, what: str, where: str | None) -> tuple[str, str]:
         )
     if "://" not in shown:
         return "", shown.rstrip("/")
-    if "://...@" in shown:
+    if cut_at_userinfo(shown):
         raise InvalidNameError(
             f"{what} {shown!r}: a user:password@ with '/', '?' or '#' in it (percent-encode them, or "
             "better, keep credentials out of the URL): not a valid URL",

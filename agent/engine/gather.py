@@ -16,7 +16,7 @@ import posixpath
 import re
 import secrets
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -231,16 +231,31 @@ ta_continues() {
 }
 # $1 without the blanks (spaces, tabs) around it, as systemd strips a key and its value.
 ta_trim() { ta_t=${1#"${1%%[!	 ]*}"}; ta_t=${ta_t%"${ta_t##*[!	 ]}"}; }
-# The text of the file an EnvironmentFile= setting names ($1: a whole line of the unit; $2: the nonce);
-# a leading "-" says only that it may be missing. One value is one path, blanks and all, as systemd
-# reads it.
+# The text of the file $1 ($2: the nonce), where it is one to read; $3: the glob that named it, if any.
+ta_env_text() {
+  [ -f "$1" ] && [ -r "$1" ] || return 0
+  [ -z "$3" ] || echo "@@ta env-glob $3"
+  echo "@@ta env-file $1"; echo "@@ta env-text $2"
+  while IFS= read -r ta_e || [ -n "$ta_e" ]; do printf '%s\n' "$ta_e"; done < "$1"
+  echo "@@ta env-end $2"
+}
+# The text of the files an EnvironmentFile= setting names ($1: a whole line of the unit; $2: the
+# nonce); a leading "-" says only that they may be missing. One value is one path, blanks and all, as
+# systemd reads it, and only an absolute one. A glob names each file it matches (systemd.exec(5)),
+# each said as the glob's ("@@ta env-glob") for the controller to read them in systemd's order.
 ta_env_file() {
   ta_trim "${1%%=*}"; [ "$ta_t" = EnvironmentFile ] && [ "$1" != "${1#*=}" ] || return 0
   ta_trim "${1#*=}"; ta_f=${ta_t#-}
-  [ -n "$ta_f" ] && [ -f "$ta_f" ] && [ -r "$ta_f" ] || return 0
-  echo "@@ta env-file $ta_f"; echo "@@ta env-text $2"
-  while IFS= read -r ta_e || [ -n "$ta_e" ]; do printf '%s\n' "$ta_e"; done < "$ta_f"
-  echo "@@ta env-end $2"
+  case "$ta_f" in /*) ;; *) return 0 ;; esac
+  case "$ta_f" in
+    *[*?[]*)
+      # Expanded, never split: a blank is part of the path.
+      IFS=''
+      for ta_g in $ta_f; do ta_env_text "$ta_g" "$2" "$ta_f"; done
+      unset IFS
+      ;;
+    *) ta_env_text "$ta_f" "$2" ;;
+  esac
 }
 # Each EnvironmentFile= of the unit's text (stdin), its lines joined as systemd joins them
 # (unit_lines): a line ending in a backslash goes on on the next, the backslash read as a space, and a
@@ -828,6 +843,8 @@ def _parse(
     blobs: dict[str, bytes] = {}
     env_files: dict[str, str] = {}
     env_path = ""
+    env_globs: dict[str, list[str]] = {}
+    env_glob: str | None = None
     owners: dict[str, tuple[int, int]] = {}
     unreadable: dict[str, str] = {}
     broken: dict[str, str] = {}
@@ -862,8 +879,13 @@ def _parse(
             blobs["info"] = payload.encode()
         elif kind == "unit-text":
             blobs["unit"] = payload.encode()
+        elif kind == "env-glob":
+            env_glob = name  # the next env-file is one it matches
         elif kind == "env-file":
             env_path = name
+            if env_glob is not None:
+                env_globs.setdefault(env_glob, []).append(name)
+                env_glob = None
         elif kind == "env-text":
             env_files[env_path] = payload
         elif kind == "file":
@@ -890,7 +912,7 @@ def _parse(
         engine_version = ".".join(server_match.groups())
         if has_validate is None:
             has_validate = int(server_match.group(1)) >= VALIDATE_SINCE
-    flags = engine_flags(blobs.get("unit"), blobs.get("cmdline"), values.get("pid"), env_files)
+    flags = engine_flags(blobs.get("unit"), blobs.get("cmdline"), values.get("pid"), env_files, env_globs)
     init = values.get("init") if not root else None
     engine_answered = ping_version is not None or info_json is not None
     # A dockerd process is there: it has a PID, or it answered (in the gather, or to the controller).
@@ -1270,18 +1292,41 @@ def _b64(payload: str, kind: str) -> bytes:
         raise CommandError(f"gathering facts: corrupt {kind} record from the host") from None
 
 
+def _env_globs_expanded(
+    settings_lines: Sequence[tuple[str | None, str]], env_globs: Mapping[str, Sequence[str]]
+) -> list[tuple[str | None, str]]:
+    """``settings_lines`` with each ``EnvironmentFile=`` glob of ``env_globs`` replaced by one line for
+    each file it matched, in sorted order: systemd reads them so (glob(3)), a later file's variable
+    winning. A glob that matched nothing stays: no file has its name, so it gives nothing.
+
+    >>> _env_globs_expanded([("/u", "EnvironmentFile=-/e/d*")], {"/e/d*": ["/e/d2", "/e/d1"]})
+    [('/u', 'EnvironmentFile=/e/d1'), ('/u', 'EnvironmentFile=/e/d2')]
+    """
+    expanded: list[tuple[str | None, str]] = []
+    for origin, line in settings_lines:
+        key, _, value = line.partition("=")
+        matched = env_globs.get(value.removeprefix("-")) if key == "EnvironmentFile" else None
+        if matched is None:
+            expanded.append((origin, line))
+        else:
+            expanded += [(origin, f"EnvironmentFile={path}") for path in sorted(matched)]
+    return expanded
+
+
 def engine_flags(
     unit: bytes | None,
     cmdline: bytes | None,
     pid: str | None,
     env_files: Mapping[str, str] | None = None,
+    env_globs: Mapping[str, Sequence[str]] | None = None,
 ) -> EngineFlags:
     """dockerd's flags: from the unit's effective ExecStart (naming the file that set it), else /proc.
 
     ``systemctl cat`` prints each file behind a ``# /path`` header; an empty ``ExecStart=`` resets the
     list, as systemd does for drop-ins. Variables in ExecStart (Debian's unit: ``$DOCKER_OPTS`` from
     ``EnvironmentFile=-/etc/default/docker``) are expanded as systemd will on the next start, from the
-    unit's ``Environment=`` and the files' text in ``env_files`` (path → text, as the gather read them).
+    unit's ``Environment=`` and the files' text in ``env_files`` (path → text, as the gather read them);
+    an ``EnvironmentFile=`` glob names the files ``env_globs`` gives for it (glob → the paths it matched).
     The running daemon's command line (where gathered) adds any flag it has that the unit no longer
     gives: a change must agree with both, the running daemon and the next start.
     """
@@ -1305,6 +1350,7 @@ def engine_flags(
             except ValueError:
                 argv = command.split()
             if any("$" in arg for arg in argv[1:]):
+                settings_lines = _env_globs_expanded(settings_lines, env_globs or {})
                 settings = environment(unit_environment(settings_lines), env_files or {})
                 argv, used = expand_command(argv, settings)
                 if used:

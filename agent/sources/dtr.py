@@ -25,7 +25,7 @@ from typing import IO, Any, NoReturn
 from urllib.parse import urlsplit
 
 from agent.errors import SourceError
-from agent.names import without_userinfo
+from agent.names import cut_at_userinfo, without_userinfo
 from agent.sources.distribution import NOT_DRIVERS, parse_distribution
 from agent.sources.model import RegistrySettings
 
@@ -163,7 +163,7 @@ def dtr_base_url(url: str) -> str:
         parts.port  # noqa: B018 - checked only when asked
     except ValueError:
         raise SourceError("not a valid URL", without_userinfo(url.strip())) from None
-    if "://...@" in without_userinfo(url.strip()):
+    if cut_at_userinfo(without_userinfo(url.strip())):
         # A token holding '/', '?' or '#': urlsplit ends the address inside it (admin:12/34@dtr).
         raise SourceError(
             "put the DTR user and token in the environment, not in the URL", without_userinfo(url.strip())

@@ -91,6 +91,53 @@ def test_several_files_on_one_environment_file_line_are_one_path_as_systemd_read
     )
 
 
+# systemd reads "\r\n" as a line's end in unit files and environment files alike (seen on the lab's
+# systemd 252: EnvironmentFiles= and dockerd's flags came without the "\r").
+CRLF_DROP_IN = f"[Service]\r\nEnvironmentFile=-{EXTRA_ENV}\r\n"
+# A glob: every file it matches, read in sorted order (systemd.exec(5)), so docker-other's flag wins.
+GLOB_DROP_IN = "[Service]\nEnvironmentFile=-/etc/default/docker-*\n"
+
+
+@pytest.mark.parametrize(
+    ("drop_in", "read_last"),
+    [(CRLF_DROP_IN, EXTRA_ENV), (GLOB_DROP_IN, OTHER_ENV)],
+    ids=["crlf-unit-file", "glob"],
+)
+def test_an_environment_file_named_by_a_crlf_line_or_a_glob_is_read_as_systemd_reads_it(
+    lab: Lab, tmp_path: Path, drop_in: str, read_last: str
+) -> None:
+    """The gather's scan of the unit took the "\\r" for part of the path, and a glob for a file name:
+    no file was read, so the flag dockerd runs with went unseen and the plan went ahead."""
+    host = lab.hosts[0]
+    with (
+        env_files_with_an_insecure_flag(lab, host),
+        unit_drop_in(lab, host, "env.conf", drop_in),
+    ):
+        runs = lab.ssh(host, "tr '\\0' ' ' < /proc/$(pidof dockerd)/cmdline").stdout
+        code, outcome, err = outcome_of(lab, "plan", host, *skip_args(lab, tmp_path))
+    flag = {EXTRA_ENV: "--insecure-registry=10.7.7.7", OTHER_ENV: "--insecure-registry=10.8.8.8"}
+    assert runs.split().count(flag[read_last]) == 1 and runs.count("--insecure-registry") == 1, runs
+    said = f"$DOCKER_OPTS from {read_last}) sets --insecure-registry"
+    assert code == 1 and any(said in b for b in outcome["blockers"]), (code, outcome, err)
+
+
+def test_an_environment_files_crlf_lines_give_values_without_the_carriage_return(lab: Lab) -> None:
+    """systemd ends the line at the "\\r": dockerd runs with --insecure-registry=<registry>, which the
+    plan must see as naming the registry the policy verifies."""
+    host = lab.hosts[0]
+    text = f'DOCKER_OPTS="--insecure-registry={lab.registry}"\r\n'
+    lab.ssh(host, f"cat > {EXTRA_ENV}", input=text)
+    try:
+        with unit_drop_in(lab, host, "env.conf", f"[Service]\nEnvironmentFile={EXTRA_ENV}\n"):
+            runs = lab.ssh(host, "tr '\\0' '\\n' < /proc/$(pidof dockerd)/cmdline").stdout
+            code, outcome, err = outcome_of(lab, "plan", host)
+    finally:
+        lab.ssh(host, f"rm -f {EXTRA_ENV}")
+    assert f"--insecure-registry={lab.registry}" in runs.splitlines(), runs
+    said = f"{lab.registry}: dockerd's command line has --insecure-registry {lab.registry} ("
+    assert any(w.startswith(said) for w in outcome["warnings"]), (code, outcome, err)
+
+
 def test_a_frozen_engine_costs_the_plan_one_wait_not_two(lab: Lab) -> None:
     """dockerd stopped with SIGSTOP on a converged host: the controller's request timed out, then the
     script's curl waited as long again on the same socket, then the docker CLI."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from random import Random
 
 import pytest
 from hypothesis import given
@@ -112,3 +113,53 @@ def test_a_socket_gone_on_a_newer_engine_is_still_a_failure() -> None:
         parse_gather_output(
             gather_text(WITH_TRAILING_DATA, DOCKER_26, "@@ta info-json", "", "@@ta socket-absent")
         )
+
+
+GLOB = "/etc/default/docker-*"
+
+
+def gathered_through_a_glob(files: list[tuple[str, str]]) -> str:
+    """A gather whose unit names ``GLOB``, the shell having read ``files`` ((path, text), in the order
+    its glob gave them), each said as the glob's."""
+    lines = ["@@ta begin 1", "@@ta init systemd", "@@ta unit-text n"]
+    lines += [*unit_with(f"EnvironmentFile=-{GLOB}\n").decode().splitlines(), "@@ta unit-end n"]
+    for path, text in files:
+        lines += [f"@@ta env-glob {GLOB}", f"@@ta env-file {path}", "@@ta env-text n", text, "@@ta env-end n"]
+    return "\n".join([*lines, "@@ta active active", "@@ta end"]) + "\n"
+
+
+def test_a_glob_environment_files_last_match_in_sorted_order_gives_the_flags() -> None:
+    """systemd reads every file a glob matches, in sorted order (seen on the lab's systemd 252): the
+    last one's $DOCKER_OPTS is dockerd's, whatever order the host's shell listed them in."""
+    files = [
+        ("/etc/default/docker-other", 'DOCKER_OPTS="--insecure-registry=10.8.8.8"'),
+        ("/etc/default/docker-extra", 'DOCKER_OPTS="--insecure-registry=10.7.7.7"'),
+    ]
+    facts = parse_gather_output(gathered_through_a_glob(files))
+    assert "--insecure-registry=10.8.8.8" in facts.dockerd_flags
+    assert "--insecure-registry=10.7.7.7" not in facts.dockerd_flags
+    assert (
+        facts.flags_source
+        == "/lib/systemd/system/docker.service ($DOCKER_OPTS from /etc/default/docker-other)"
+    )
+
+
+suffixes = st.lists(st.text(alphabet="abc.-_", min_size=1, max_size=6), min_size=1, max_size=5, unique=True)
+
+
+@given(suffixes, st.randoms(use_true_random=False))
+def test_of_the_files_a_glob_matched_the_greatest_name_sets_the_flags(names: list[str], rnd: Random) -> None:
+    files = [(f"/etc/default/docker-{name}", f'DOCKER_OPTS="--label=from-{name}"') for name in names]
+    rnd.shuffle(files)
+    facts = parse_gather_output(gathered_through_a_glob(files))
+    assert facts.dockerd_flags == ("-H", "fd://", f"--label=from-{max(names)}")
+    assert facts.flags_source is not None and facts.flags_source.endswith(f"docker-{max(names)})")
+
+
+def test_a_file_not_named_by_the_glob_gives_nothing() -> None:
+    """The file the unit names literally is read as before; one no setting names is not dockerd's."""
+    text = gathered_through_a_glob([]).replace(
+        "@@ta active active",
+        '@@ta env-file /etc/default/unnamed\n@@ta env-text n\nDOCKER_OPTS="--debug"\n@@ta env-end n\n@@ta active active',
+    )
+    assert parse_gather_output(text).dockerd_flags == ("-H", "fd://")

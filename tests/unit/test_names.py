@@ -287,3 +287,48 @@ def test_an_image_reference_names_its_registry_by_dockers_rules(reference: str, 
 def test_a_first_component_without_a_dot_or_colon_is_a_docker_hub_path(first: str, rest: str) -> None:
     assert image_registry(f"{first}/{rest}") == "docker.io"
     assert image_registry(f"{first}.test/{rest}") == f"{first}.test"
+
+
+# RFC 3986: the authority ends at the first '/', '?' or '#'; an '@' in a query value is the query's.
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://s3.example.com:9000/b?X-Amz-Credential=a@b",
+        "https://s3.example.com:9000?x=1@2",
+        "https://s3.example.com:9000/?X-Amz-Credential=AK%2F1@x&X-Amz-Signature=0f#k",
+        "http://[2001:db8::1]:9000/b?to=a@b",
+        "https://s3.example.com:9000/?next=https://...@x",
+    ],
+)
+def test_an_at_sign_in_a_query_value_is_no_userinfo(url: str) -> None:
+    assert without_userinfo(url) == url
+    scheme, _, rest = url.partition("://")
+    assert endpoint_from_url(url) == (scheme, rest.split("/")[0].split("?")[0])
+
+
+def test_a_password_holding_a_question_mark_is_still_hidden_where_no_query_value_holds_the_at_sign() -> None:
+    assert without_userinfo("http://user:12?34@proxy:3128/x") == "http://...@proxy:3128/x"
+    assert without_userinfo("https://s3.example.com:9000/b?x=1#f@g") == "https://...@g"
+    assert without_userinfo("https://s3.example.com:9000/a@b?x=1@2") == "https://...@2"
+    assert (
+        without_userinfo("https://u:p@s3.example.com:9000/b?x=1@2") == "https://s3.example.com:9000/b?x=1@2"
+    )
+
+
+query_names = st.text(alphabet="abcXYZ-_.", min_size=1, max_size=8)
+query_values = st.text(alphabet="abc019@:/.%-_", max_size=10)
+
+
+@given(
+    host=st.sampled_from(["s3.example.com:9000", "10.0.0.5:443", "minio:9000", "s3.example.com"]),
+    path=st.sampled_from(["", "/", "/bucket", "/a/b/"]),
+    pairs=st.lists(st.tuples(query_names, query_values), min_size=1, max_size=4),
+    userinfo=st.sampled_from(["", "AK:SECRETpw@", "admin@"]),
+)
+def test_a_query_with_at_signs_in_its_values_keeps_the_address_and_drops_only_credentials(
+    host: str, path: str, pairs: list[tuple[str, str]], userinfo: str
+) -> None:
+    query = "&".join(f"{name}={value}@{value}" for name, value in pairs)
+    kept = f"https://{host}{path}?{query}"
+    assert without_userinfo(f"https://{userinfo}{host}{path}?{query}") == kept
+    assert endpoint_from_url(f"https://{userinfo}{host}{path}?{query}") == ("https", host)

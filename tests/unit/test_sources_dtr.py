@@ -13,13 +13,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.certs import parse_bundle
 from agent.daemon.watch import SourceWatcher
 from agent.errors import InputError, SourceError
 from agent.inputs import DTR_TOKEN_ENV, DTR_USER_ENV, PolicyInputs
 from agent.sources import load_source
-from agent.sources.dtr import Validators, fetch_dtr, fetch_dtr_if_changed, parse_dtr_json
+from agent.sources.dtr import Validators, dtr_base_url, fetch_dtr, fetch_dtr_if_changed, parse_dtr_json
 from tests.pki import make_ca, make_leaf, write_pair
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sources"
@@ -347,6 +349,37 @@ def test_unsafe_urls_are_refused_before_connecting(url: str, expected: str) -> N
     with pytest.raises(SourceError) as caught:
         fetch_dtr(url, USER, TOKEN)
     assert one_line_source_error(caught).startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("url", "base"),
+    [
+        ("https://dtr.example:8443/api?x=1@2", "https://dtr.example:8443/api"),
+        ("https://dtr.example:8443?X-Amz-Credential=a@b", "https://dtr.example:8443"),
+        ("https://dtr.example/?to=a@b#top", "https://dtr.example"),
+        ("https://dtr.example:8443/api?next=https://...@x", "https://dtr.example:8443/api"),
+    ],
+)
+def test_an_at_sign_in_the_query_is_no_user_and_token(url: str, base: str) -> None:
+    """RFC 3986 ends the address at the first '/', '?' or '#': an '@' in a query value is the query's."""
+    assert dtr_base_url(url) == base
+
+
+@given(
+    port=st.integers(min_value=1, max_value=65535),
+    value=st.text(alphabet="abc019@:/.-_", max_size=12),
+    userinfo=st.sampled_from(["admin:" + TOKEN + "@", "admin:12?" + TOKEN + "@"]),
+)
+def test_a_token_in_the_url_is_refused_and_never_shown_whatever_its_query_holds(
+    port: int, value: str, userinfo: str
+) -> None:
+    with pytest.raises(SourceError) as caught:
+        dtr_base_url(f"https://{userinfo}dtr.example:{port}/api?x={value}@{value}")
+    message = str(caught.value)
+    assert "put the DTR user and token in the environment" in message and TOKEN not in message
+    assert (
+        dtr_base_url(f"https://dtr.example:{port}/api?x={value}@{value}") == f"https://dtr.example:{port}/api"
+    )
 
 
 def test_unusable_ca_file(tmp_path: Path) -> None:
