@@ -248,6 +248,36 @@ def leaves_a_running_engine_alone(plan: HostPlan, facts: DockerFacts) -> bool:
     )
 
 
+def only_the_record(plan: HostPlan) -> bool:
+    """Whether ``plan`` writes trust-agent's own record and nothing else (the record's directory aside):
+    every file dockerd reads holds the policy already, so the host's trust stays as it is and dockerd
+    needs no reload. A hand edit the record follows is such a plan: the agent's empty
+    ``insecure-registries`` removed once dockerd had loaded it. A reload keeps the live list where the
+    key is missing (fact 11), and that list is the empty one; where dockerd's live config still lists a
+    registry, the planner writes ``[]`` again, a change dockerd reads, and the plan is no longer this."""
+    record_dirs = {posixpath.dirname(change.path) for change in plan.changes if change.internal}
+    return (
+        bool(plan.changes)
+        and all(change.internal for change in plan.changes)
+        and set(plan.mkdirs) <= record_dirs
+        and not plan.rmdirs
+        and plan.engine_action == "none"
+    )
+
+
+def record_only_note(record: str, *, applied: bool) -> str:
+    """What a run says of a host where :func:`only_the_record` holds: not a change of its trust."""
+    if applied:
+        return (
+            f"only trust-agent's record {record} was updated: the files dockerd reads already held the "
+            "policy, so this host's trust is as it was and dockerd was not reloaded"
+        )
+    return (
+        f"only trust-agent's record {record} would be updated: the files dockerd reads already hold the "
+        "policy, so this host's trust stays as it is and dockerd needs no reload"
+    )
+
+
 def not_root_error(login_uid: int | None, how: str) -> str | None:
     """Why the host's login cannot make the change, ending with ``how`` to become root (None: it can,
     or its uid is unknown)."""

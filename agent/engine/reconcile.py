@@ -32,7 +32,9 @@ from agent.engine.host_plan import (
     insecure_flag_warnings,
     masked_note,
     not_root_error,
+    only_the_record,
     plan_for_host,
+    record_only_note,
     unit_blockers,
 )
 from agent.engine.options import RunOptions
@@ -183,8 +185,9 @@ def reconcile(
         error = "; ".join(blocked.blockers)
         return _done(replace(base, plan=blocked), timeline, "failed", error=error, engine_action="none")
     base = _warned(base, masked_note(facts))
-    # The daemon pulls only where it changes the host: read where it will, before it does.
-    acts = plan.changed or plan.engine_action != "none"
+    # The daemon pulls only where it changes the host's trust: read where it will, before it does.
+    record_only = only_the_record(plan)
+    acts = (plan.changed or plan.engine_action != "none") and not record_only
     no_credentials = _credentials_refused(options) if acts else None
     if no_credentials is not None:
         return _done(base, timeline, "failed", error=no_credentials, engine_action="none")
@@ -201,7 +204,9 @@ def reconcile(
         base = replace(
             base, warnings=(*base.warnings, f"{down}; the files take effect when it starts{canary}")
         )
-    if not plan.changed and plan.engine_action == "none":
+    if record_only and options.dry_run:  # bookkeeping: plan and verify judge the host as it is
+        base = _warned(base, record_only_note(facts.state_path, applied=False))
+    if (not plan.changed and plan.engine_action == "none") or (record_only and options.dry_run):
         if leftovers.files and not options.dry_run:
             try:
                 timeline.run("apply", lambda: _clean_leftovers(transport, facts, options, leftovers))
@@ -295,9 +300,8 @@ def reconcile(
     base = _warned(base, leftovers.said(removed=True))
     if f"@@ta {STOPPED_MARK}".encode() in result.stdout:
         stopped = "docker.service was stopped during the run: the files take effect when dockerd starts"
-        return _done(
-            replace(base, warnings=(*base.warnings, stopped)), timeline, "changed", engine_action="none"
-        )
+        base, status = _as_applied(replace(base, warnings=(*base.warnings, stopped)), plan, facts)
+        return _done(base, timeline, status, engine_action="none")
     verified = _Verified()
     if _verifies(options, facts, plan):
         after = daemon_json_after(plan, facts)
@@ -313,7 +317,7 @@ def reconcile(
                     policy,
                     after,
                     facts.dockerd_flags,
-                    options,
+                    _verify_options(options, plan),
                     info_after,
                     reloaded_at,
                     daemon_json_path=facts.daemon_json_file,
@@ -328,7 +332,24 @@ def reconcile(
                 base, warnings=(*base.warnings, *unresolved_notes(result.stdout.decode("utf-8", "replace")))
             )
     base = replace(base, warnings=(*base.warnings, *verified.notes, *verified.breaches))
-    return _done(base, timeline, "changed", engine_action=action, verified=verified.proved)
+    base, status = _as_applied(base, plan, facts)
+    return _done(base, timeline, status, engine_action=action, verified=verified.proved)
+
+
+def _as_applied(base: HostOutcome, plan: HostPlan, facts: DockerFacts) -> tuple[HostOutcome, Status]:
+    """The outcome of an apply that worked, and its status: ``changed``, or ``unchanged`` with a note
+    where it wrote only trust-agent's record (the host's trust is as it was)."""
+    if not only_the_record(plan):
+        return base, "changed"
+    return _warned(base, record_only_note(facts.state_path, applied=True)), "unchanged"
+
+
+def _verify_options(options: RunOptions, plan: HostPlan) -> RunOptions:
+    """``options`` for the verify after an apply: one that wrote only trust-agent's record proves the
+    host as an unchanged host is proved (the daemon pulls no canary there)."""
+    if options.canary_unchanged or not only_the_record(plan):
+        return options
+    return replace(options, canary_image=None)
 
 
 def _breaches(policy: TrustPolicy, facts: DockerFacts, info: dict[str, Any] | None) -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import replace
 from typing import Any
 
@@ -12,10 +13,11 @@ from hypothesis import strategies as st
 
 from agent.certs import CABundle
 from agent.engine.apply_script import inverse
+from agent.engine.host_plan import only_the_record
 from agent.runtimes.docker import facts_after, followed_by, plan_docker, required_action
 from agent.runtimes.docker_facts import CERTS_DIR, DAEMON_JSON, STATE_FILE, DockerFacts
 from agent.runtimes.docker_state import DockerState, parse_state, render_state
-from agent.runtimes.plan import HostPlan
+from agent.runtimes.plan import FileChange, HostPlan
 from agent.trust import OWNED_PREFIX, CAFile, TrustPolicy
 from tests.pki import make_ca, sha256_of
 
@@ -1567,6 +1569,103 @@ def test_the_agents_empty_list_still_there_says_nothing() -> None:
     facts = skipped_then_verified()
     plan = plan_docker(ca_policy(*BOTH), facts)
     assert (plan.changes, plan.reasons) == ((), ())
+
+
+def reads(facts: DockerFacts) -> tuple[Any, ...]:
+    """What dockerd reads of the host's trust: daemon.json and certs.d, not the agent's record."""
+    return facts.daemon_json, dict(facts.certs), facts.cert_dirs
+
+
+@pytest.mark.parametrize("live", [None, dict.fromkeys(BOTH, False)])
+def test_the_agents_empty_list_removed_by_hand_changes_only_the_record(
+    live: dict[str, bool] | None,
+) -> None:
+    """dockerd loaded the agent's [] and a person then removed the key: a reload keeps the live list,
+    empty, where the key is missing (fact 11), so dockerd reads what the policy wants. verify said
+    "pending" (exit 1) and rollout "changed" with 0 files for the record's own note."""
+    facts = skipped_then_verified()
+    removed = replace(facts, daemon_json=b'{\n  "debug": true\n}\n')
+    plan = plan_docker(ca_policy(*BOTH), removed, live_insecure=live)
+    assert only_the_record(plan), plan
+    assert reads(facts_after(plan, removed)) == reads(removed)
+
+
+def test_a_stale_live_list_after_the_empty_list_went_is_more_than_the_record() -> None:
+    """The [] removed before dockerd loaded it: dockerd still lists the registries as insecure, and a
+    reload keeps that list where the key is missing (fact 11): the host needs [] and a reload."""
+    removed = replace(skipped_then_verified(), daemon_json=b'{\n  "debug": true\n}\n')
+    plan = plan_docker(ca_policy(*BOTH), removed, live_insecure=dict.fromkeys(BOTH, True))
+    assert not only_the_record(plan)
+    assert (plan.engine_action, [c.path for c in plan.visible_changes]) == ("reload", [DAEMON_JSON])
+
+
+def test_a_flag_beside_the_agents_empty_list_is_more_than_the_record() -> None:
+    """A --insecure-registry flag set since: the agent's [] goes from daemon.json (fact 13), a change
+    dockerd reads at its next start, not bookkeeping."""
+    plan = plan_docker(ca_policy(*BOTH), skipped_then_verified(flags=(FLAG,)))
+    assert DAEMON_JSON in by_path(plan) and not only_the_record(plan)
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        HostPlan(),
+        HostPlan(changes=(FileChange(DAEMON_JSON, "update", b"{}", b"{ }"),)),
+        HostPlan(changes=(FileChange(STATE_FILE, "update", b"{}", b"{ }", internal=True),), rmdirs=("/x",)),
+        HostPlan(changes=(FileChange(STATE_FILE, "create", None, b"{}", internal=True),), mkdirs=("/x",)),
+        HostPlan(
+            changes=(FileChange(STATE_FILE, "update", b"{}", b"{ }", internal=True),), engine_action="reload"
+        ),
+    ],
+)
+def test_a_plan_that_writes_or_does_more_than_the_record_is_not_record_only(plan: HostPlan) -> None:
+    assert not only_the_record(plan)
+
+
+def test_the_record_and_its_own_directory_are_record_only() -> None:
+    record = FileChange(STATE_FILE, "create", None, b"{}", internal=True)
+    assert only_the_record(HostPlan(changes=(record,), mkdirs=(posixpath.dirname(STATE_FILE),)))
+
+
+def hand_edited(facts: DockerFacts, edit: str) -> DockerFacts:
+    """``facts`` after a person's edit: daemon.json's insecure-registries key or the agent's record gone."""
+    if edit == "drop-key" and facts.daemon_json is not None:
+        kept = {k: v for k, v in json.loads(facts.daemon_json).items() if k != "insecure-registries"}
+        return replace(facts, daemon_json=(json.dumps(kept, indent=2) + "\n").encode())
+    if edit == "drop-record":
+        return replace(facts, state=None)
+    return facts
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    doc=daemon_docs(),
+    files=foreign_files,
+    registries=st.lists(registry_names, unique=True, min_size=1, max_size=3),
+    then=policies(),
+    edit=st.sampled_from(["none", "drop-key", "drop-record"]),
+    insecure_live=st.sampled_from([None, False, True]),
+)
+def test_a_record_only_plan_leaves_every_file_dockerd_reads_as_it_is(
+    doc: tuple[bytes | None, list[str], list[tuple[str, Any]]],
+    files: dict[str, bytes],
+    registries: list[str],
+    then: TrustPolicy,
+    edit: str,
+    insecure_live: bool | None,
+) -> None:
+    """Skip-TLS, then any policy, then a person's edit: a plan said to write only the agent's record
+    writes nothing dockerd reads and asks no reload, so reporting its host unchanged is true."""
+    facts = host(daemon_json=doc[0], certs=files, cert_dirs=frozenset(rel.partition("/")[0] for rel in files))
+    for policy in (insecure_policy(*registries), then):
+        plan = plan_docker(policy, facts)
+        facts = facts if plan.blockers else facts_after(plan, facts)
+    facts = hand_edited(facts, edit)
+    live = None if insecure_live is None else dict.fromkeys(registries, insecure_live)
+    plan = plan_docker(then, facts, live_insecure=live)
+    if only_the_record(plan):
+        assert plan.engine_action == "none" and not plan.visible_changes
+        assert reads(facts_after(plan, facts)) == reads(facts)
 
 
 # --- a changed CA file names the certificates -------------------------------------------------------
