@@ -192,7 +192,8 @@ class Report:
 
     def emit(self, result: FleetResult, *, said: Sequence[str] = ()) -> None:
         """Show and write the run's report; ``said``: warnings already said on stderr, which the closing
-        table leaves out (each is in every report)."""
+        table and a text report on stdout leave out, as the latter does the TLS checks from here (verify
+        and rollout say each on stderr as it is judged). Every report file holds them all."""
         from agent.reports import render
 
         self.emitted = True
@@ -205,7 +206,9 @@ class Report:
             click.echo(render_summary(result, color=color(), said=said), nl=False)
         else:
             shown = "text" if self.files else self.fmt
-            click.echo(render(result, shown, color=shown == "text" and color()), nl=False)  # type: ignore[arg-type]
+            on_stderr = (*said, *result.tls_checks)
+            text = render(result, shown, color=shown == "text" and color(), said=on_stderr)  # type: ignore[arg-type]
+            click.echo(text, nl=False)
         unwritten = []
         for path, fmt in self.files:
             try:

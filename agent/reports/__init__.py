@@ -12,6 +12,7 @@ report can show something another does not, and none shows a secret: the models 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import Any, Literal, get_args
 
 from agent.outcome import FleetResult
@@ -38,12 +39,13 @@ def preload(fmt: str) -> None:
         importlib.import_module(_MODULES[fmt])
 
 
-def render(result: FleetResult, fmt: Format, *, color: bool = False) -> str:
-    """The report in ``fmt``; ``color`` only affects ``text`` (ANSI colours for a terminal)."""
+def render(result: FleetResult, fmt: Format, *, color: bool = False, said: Sequence[str] = ()) -> str:
+    """The report in ``fmt``; ``color`` and ``said`` only affect ``text``: ANSI colours for a terminal,
+    and the TLS checks and warnings said on stderr already, left out of a text report shown beside it."""
     if fmt not in _MODULES:
         raise ValueError(f"unknown report format {fmt!r}; expected one of {', '.join(FORMATS)}")
     module = importlib.import_module(_MODULES[fmt])
-    rendered: str = module.render(result, color=color) if fmt == "text" else module.render(result)
+    rendered: str = module.render(result, color=color, said=said) if fmt == "text" else module.render(result)
     return rendered
 
 

@@ -8,6 +8,7 @@ as ``[red]`` prints as written.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.text import Text
@@ -111,9 +112,11 @@ def _policy_lines(result: FleetResult) -> list[Text]:
     return lines
 
 
-def _footer_lines(result: FleetResult) -> list[Text]:
-    lines = [_labelled("checked from here", c, "cyan", indent="") for c in view.tls_checks(result)]
-    lines += [_labelled("warning", w, "yellow", indent="") for w in view.fleet_warnings(result)]
+def _footer_lines(result: FleetResult, said: Sequence[str]) -> list[Text]:
+    lines = [_labelled("checked from here", c, "cyan", indent="") for c in _checks_not_said(result, said)]
+    lines += [
+        _labelled("warning", w, "yellow", indent="") for w in view.fleet_warnings(result) if w not in said
+    ]
     if result.stopped:
         lines.append(_labelled("stopped", result.stopped, "bold red", indent=""))
     if hint := view.pending_hint(result):
@@ -123,7 +126,18 @@ def _footer_lines(result: FleetResult) -> list[Text]:
     return lines
 
 
-def render(result: FleetResult, *, color: bool = False) -> str:
+def _checks_not_said(result: FleetResult, said: Sequence[str]) -> list[str]:
+    """The TLS checks from here as listed, but those said already, as made or marked failed."""
+    return [
+        shown
+        for made, shown in zip(result.tls_checks, view.tls_checks(result), strict=True)
+        if made not in said and shown not in said
+    ]
+
+
+def render(result: FleetResult, *, color: bool = False, said: Sequence[str] = ()) -> str:
+    """The report; ``said``: TLS checks and warnings said on stderr already, which it leaves out (on a
+    terminal, where stdout and stderr interleave, each would be read twice)."""
     out = io.StringIO()
     console = Console(
         file=out,
@@ -140,6 +154,6 @@ def render(result: FleetResult, *, color: bool = False) -> str:
         for line in _host_lines(group[0], [o.host for o in group]):
             console.print(line)
         console.print()
-    for line in [*_policy_lines(result), Text(), *_footer_lines(result)]:
+    for line in [*_policy_lines(result), Text(), *_footer_lines(result, said)]:
         console.print(line)
     return out.getvalue()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.runtimes.plan import redacted_text
+from agent.runtimes.plan import redacted_trailing
 
 INSECURE_KEY = "insecure-registries"
 
@@ -140,9 +140,13 @@ class TrailingData:
 
     def excerpt(self, limit: int = 24) -> str:
         """The text as a JSON string, cut after ``limit`` characters: one line, whatever it holds. Its
-        secrets are hidden first, as a diff hides them: it is said in reports, the daemon's status and
-        the journal, which others read while daemon.json may be 0600."""
-        text = redacted_text(self.text)
+        secrets are hidden first, read as text that need not be JSON: it is said in reports, the
+        daemon's status and the journal, which others read while daemon.json may be 0600.
+
+        >>> print(TrailingData(2, 1, "'token': 'T0K'").excerpt())
+        "'token': ***"
+        """
+        text = redacted_trailing(self.text)
         cut = text if len(text) <= limit else text[:limit] + "..."
         return json.dumps(cut.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -79,10 +80,18 @@ def _hunk_range(start: int, stop: int) -> str:
 # daemon.json holds other tools' settings, some of them secrets (a log driver's token, a proxy's
 # password): a diff shows only that a value is there. Keys named like a secret, their value on the
 # key's line or a later one, and user:pass@ in URLs. A value cut short by the file's end is hidden too.
+_SECRET_NAME = "(?:token|pass|secret|private|credential|auth|key)"
 _SECRET_VALUE = re.compile(
-    r'("[^"\n]*(?:token|pass|secret|private|credential|auth|key)[^"\n]*"\s*:\s*)'
-    r'(?:"(?P<value>(?:[^"\\\n]|\\.)*)(?P<end>"?)|(?P<other>-?\d[\d.eE+-]*|\[[^\[\]\n]*\]))',
+    rf'("[^"\n]*{_SECRET_NAME}[^"\n]*"\s*:\s*)'
+    r'(?:"(?P<value>(?:[^"\\\n]|\\.)*)(?P<end>"?)|(?P<other>-?\d[\d.eE+-]*)|(?P<list>\[))',
     re.IGNORECASE,
+)
+# Text after daemon.json's JSON document (Docker 20.10 ignores it) need not be JSON: a secret-named
+# word there, quoted either way or bare, before ':' or '=' (`'token': 'x'`, `password=x`).
+# A match starts only where a word does: a long word is not searched again from each of its letters.
+_WORD_CHAR = r"""[^\s'"=:{}\[\],]"""
+_LOOSE_SECRET = re.compile(
+    rf"""(?<!{_WORD_CHAR})['"]?{_WORD_CHAR}*{_SECRET_NAME}{_WORD_CHAR}*['"]?\s*[:=]\s*""", re.IGNORECASE
 )
 # A URL's text after its scheme, to the end of the JSON string (or word) that holds it; the slashes
 # may be JSON-escaped ("http:\/\/...", as PHP's json_encode writes them).
@@ -113,31 +122,24 @@ def _plain_url_without_credentials(url: str) -> str:
 
 
 def _redacted(line: str) -> str:
-    return _URL_CREDENTIALS.sub(_url_without_credentials, _SECRET_VALUE.sub(_secret_hidden, line))
-
-
-def _secret_hidden(match: re.Match[str]) -> str:
-    """A secret-named key's value as ``***``: a string's quotes kept, a number or a list (docker's
-    ``auths`` entries, a list of tokens) replaced whole."""
-    if match.group("other") is not None:
-        return f"{match.group(1)}***"
-    return f'{match.group(1)}"***{match.group("end")}'
+    """One line of a JSON document with its secrets hidden."""
+    return "".join(_shown_lines(line, _json_secret_spans(line)))
 
 
 def redacted_lines(text: str) -> list[str]:
     """``text``'s lines, as ``str.splitlines(keepends=True)`` cuts them, each with its secrets hidden; a
-    secret-named key's value is hidden wherever it starts, on the key's line or a later one.
+    secret-named key's value is hidden wherever it starts, on the key's line or a later one, and a list
+    whole, over as many lines as it takes. Text after the JSON document is hidden as
+    :func:`redacted_trailing` hides it.
 
     >>> redacted_lines('{"splunk-token":\\n  "T0K"}\\n')
     ['{"splunk-token":\\n', '  "***"}\\n']
+    >>> redacted_lines('{"auth-tokens": [\\n  "T0K"\\n]}\\n{"debug": true} token: T0K\\n')
+    ['{"auth-tokens": ***\\n', '***\\n', '***}\\n', '{"debug": true} token: ***\\n']
     """
-    hidden = [m.span("value" if m.group("other") is None else "other") for m in _SECRET_VALUE.finditer(text)]
-    shown: list[str] = []
-    start = 0
-    for line in text.splitlines(keepends=True):
-        shown.append(_redacted(_masked(line, start, hidden)))
-        start += len(line)
-    return shown
+    end = _document_end(text)
+    trailing = [] if end is None else _loose_secret_spans(text, end)
+    return _shown_lines(text, _json_secret_spans(text) + trailing)
 
 
 def redacted_text(text: str) -> str:
@@ -147,6 +149,122 @@ def redacted_text(text: str) -> str:
     '{"api_token": "***", "proxy": "http://***@proxy"}'
     """
     return "".join(redacted_lines(text))
+
+
+def redacted_trailing(text: str) -> str:
+    """What follows daemon.json's JSON document, which Docker 20.10 ignores, with every secret hidden.
+    It need not be JSON: after a secret-named word and ':' or '=', all that follows is hidden to the
+    line's end, on to where a quote or bracket opened there closes (the text's end where none does),
+    and over the lines after it indented deeper than the word's (a YAML block).
+
+    >>> redacted_trailing("'token': ['T0K',\\n 'T1K'], 'debug': true\\npassword=PW\\n  more\\nx: 1")
+    "'token': ***\\n***\\npassword=***\\n***\\nx: 1"
+    """
+    return "".join(_shown_lines(text, _json_secret_spans(text) + _loose_secret_spans(text, 0)))
+
+
+def _shown_lines(text: str, spans: list[tuple[int, int]]) -> list[str]:
+    """``text``'s lines with each part of ``spans`` shown as ``***`` and URLs' credentials hidden."""
+    hidden = _merged(spans)
+    shown: list[str] = []
+    start = 0
+    for line in text.splitlines(keepends=True):
+        shown.append(_URL_CREDENTIALS.sub(_url_without_credentials, _masked(line, start, hidden)))
+        start += len(line)
+    return shown
+
+
+def _json_secret_spans(text: str) -> list[tuple[int, int]]:
+    """Where the value of each secret-named key of a JSON text is: a string's inside, a number, a list
+    from its '[' to its ']'."""
+    spans: list[tuple[int, int]] = []
+    for match in _SECRET_VALUE.finditer(text):
+        if match.group("list") is not None:
+            spans.append((match.start("list"), _closing_end(text, match.start("list"))))
+        else:
+            spans.append(match.span("value" if match.group("other") is None else "other"))
+    return spans
+
+
+def _loose_secret_spans(text: str, start: int) -> list[tuple[int, int]]:
+    """Where the value of each secret-named word from ``start`` on is, read as text that need not be
+    JSON; a JSON member is left to :func:`_json_secret_spans`."""
+    spans: list[tuple[int, int]] = []
+    for match in _LOOSE_SECRET.finditer(text, start):
+        if _SECRET_VALUE.match(text, match.start()) is None:
+            spans.append((match.end(), _loose_value_end(text, match)))
+    return spans
+
+
+def _loose_value_end(text: str, match: re.Match[str]) -> int:
+    """Where a value that need not be JSON ends: where it cannot be told, later rather than sooner."""
+    at = match.end()
+    closed = _closing_end(text, at) if text[at : at + 1] in ("[", "{", "'", '"') else at
+    name_indent = _indent(text, text.rfind("\n", 0, match.start()) + 1)
+    end = _line_end(text, closed)
+    while end < len(text):  # each turn moves on by one line
+        next_end = _line_end(text, end + 1)
+        if text[end + 1 : next_end].strip() and _indent(text, end + 1) <= name_indent:
+            break
+        end = next_end
+    return end
+
+
+_LEADING_BLANKS = re.compile(r"[ \t]*")
+
+
+def _indent(text: str, line_start: int) -> int:
+    match = _LEADING_BLANKS.match(text, line_start)
+    return match.end() - line_start if match else 0
+
+
+def _line_end(text: str, at: int) -> int:
+    end = text.find("\n", at)
+    return len(text) if end < 0 else end
+
+
+def _closing_end(text: str, start: int) -> int:
+    """Just past the bracket or quote that closes the one at ``start``, strings in either quote (with
+    their backslash escapes) skipped; the text's end where nothing closes it."""
+    depth, quote, escaped = 0, "", False
+    for at in range(start, len(text)):
+        char = text[at]
+        if escaped or (quote and char == "\\"):
+            escaped = not escaped
+        elif quote:
+            quote = "" if char == quote else quote
+            if not quote and depth == 0:
+                return at + 1
+        elif char in "\"'":
+            quote = char
+        elif char in "[{]}":
+            depth += 1 if char in "[{" else -1
+            if depth == 0:
+                return at + 1
+    return len(text)
+
+
+_JSON_DECODER = json.JSONDecoder()
+
+
+def _document_end(text: str) -> int | None:
+    """Where the JSON value ``text`` starts with ends; None where it starts with none (a PEM file)."""
+    start = len(text) - len(text.lstrip("\ufeff \t\n\r"))
+    try:
+        return _JSON_DECODER.raw_decode(text, start)[1]
+    except (ValueError, RecursionError):
+        return None
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` in order, those that overlap joined: each hidden part is shown as one ``***``."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def _masked(line: str, start: int, spans: list[tuple[int, int]]) -> str:

@@ -119,8 +119,36 @@ def test_verify_says_once_why_a_check_from_here_fails_it(checked_rollout: list[s
     assert subprocess.run(checked_rollout, capture_output=True, timeout=WAIT, check=False).returncode == 1
     run = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT, check=False)
     assert run.returncode == 1 and "1 host: 1 unchanged" in run.stdout, run.stdout + run.stderr
-    # On stderr as the run goes; verify's text report on stdout lists every check again, as its files do.
     _said_once(" ".join(run.stderr.split()), f"{NOT_TRUSTED}: unable to get local issuer certificate{FAILED}")
+
+
+@pytest.mark.parametrize("command", ["verify", "rollout"])
+def test_a_text_report_on_stdout_says_no_check_stderr_said(checked_rollout: list[str], command: str) -> None:
+    """verify's text report, and rollout's with --diff, listed on stdout every check (and rollout every
+    note) that stderr had said as it was judged: a terminal showed each twice."""
+    argv = [*checked_rollout]
+    argv[argv.index("rollout")] = command
+    code, printed = _run([*argv, "--diff"] if command == "rollout" else argv)
+    assert code == 1, printed
+    registry = checked_rollout[checked_rollout.index("--registry") + 1]
+    _said_once(printed, f"tls {registry}: cannot connect", f"{NOT_TRUSTED}: unable to get local issuer")
+    # Each check marked failed once: verify fails both, rollout the untrusted one alone.
+    assert printed.count(FAILED) == (1 if command == "rollout" else 2), printed
+    assert "+++ /etc/docker/certs.d/" in printed  # the diffs are still there
+
+
+def test_a_text_report_file_keeps_every_check(checked_rollout: list[str], tmp_path: Path) -> None:
+    """A file has no stderr beside it: verify's text report written with -o lists each check."""
+    argv = [*checked_rollout, "-o", str(tmp_path / "verify.txt")]
+    argv[argv.index("rollout")] = "verify"
+    code, printed = _run(argv)
+    assert code == 1, printed
+    written = (tmp_path / "verify.txt").read_text(encoding="utf-8")
+    registry = checked_rollout[checked_rollout.index("--registry") + 1]
+    assert f"checked from here: tls {registry}: cannot connect: " in written, written
+    assert f"{NOT_TRUSTED}: unable to get local issuer certificate{FAILED}\n" in written, written
+    assert written.count("checked from here: tls ") == 2, written
+    _said_once(printed, f"tls {registry}: cannot connect")
 
 
 def test_the_report_files_still_hold_every_check_and_note(checked_rollout: list[str], tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from agent.errors import SourceError
 from agent.runtimes.daemon_json import trailing_data, trailing_data_refused
 from agent.runtimes.docker import _trailing_data_ignored
 from agent.runtimes.docker_facts import DockerFacts
-from agent.runtimes.plan import FileChange, _redacted
+from agent.runtimes.plan import FileChange, _redacted, redacted_lines
 from agent.sources import load_source
 
 # What a password may hold inside a JSON string of daemon.json: no quote, backslash or whitespace.
@@ -270,3 +270,158 @@ def test_every_secret_named_value_is_hidden_whatever_its_name_or_shape(line: str
     facts = DockerFacts(daemon_json=raw, engine_version="20.10.24", has_validate=False)
     (warning,) = _trailing_data_ignored("/etc/docker/daemon.json", raw, facts)
     assert secret[:8] not in warning, warning
+
+
+# Secret values for the properties below: letters that no name, key or diff header holds, at both
+# ends, so that any part of one in the output is found; between them anything JSON can hold.
+_MARKS = "QVZ"
+_SECRET_ENDS = st.text(_MARKS, min_size=2, max_size=6)
+_SECRET_NAMES = st.builds(
+    "".join,
+    st.tuples(
+        st.sampled_from(["", "api-", "splunk-", "x_", "auth-"]),
+        st.sampled_from(["token", "pass", "secret", "private", "credential", "auth", "key"]),
+        st.sampled_from(["", "s", "-file", "word", "_id"]),
+    ),
+)
+
+
+def _secrets(middle: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.builds(lambda a, m, b: a + m + b, _SECRET_ENDS, middle, _SECRET_ENDS)
+
+
+_JSON_SECRETS = _secrets(st.text(st.characters(exclude_categories=["Cs"]), max_size=8))
+
+
+def _holds_no_mark(shown: str) -> bool:
+    return not any(mark in shown for mark in _MARKS)
+
+
+def _multiline_list(name: str, values: list[str], indent: str, value_on_next_line: bool) -> str:
+    """A daemon.json whose secret-named key holds a list written over several lines."""
+    items = f",\n{indent * 2}".join(json.dumps(v, ensure_ascii=False) for v in values)
+    opening = f"\n{indent}[" if value_on_next_line else "["
+    return (
+        f'{{\n{indent}"debug": true,\n{indent}"{name}": {opening}\n{indent * 2}{items}\n{indent}],\n'
+        f'{indent}"log-level": "info"\n}}\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (
+            '{\n  "auth-tokens": [\n    "ABCTOK",\n    "DEFTOK"\n  ],\n  "debug": true\n}\n',
+            '+  "auth-tokens": ***\n+***\n+***\n+***,\n+  "debug": true\n',
+        ),
+        (
+            '{\n  "auth-tokens": [\n    12345678,\n    "DEFTOK"\n  ],\n  "debug": true\n}\n',
+            '+  "auth-tokens": ***\n+***\n+***\n+***,\n+  "debug": true\n',
+        ),
+        (  # nested, a ']' inside a string
+            '{\n  "tokens": [["ABCTOK"],\n    ["DEF]TOK"]],\n  "debug": true\n}\n',
+            '+  "tokens": ***\n+***,\n+  "debug": true\n',
+        ),
+        (
+            '{\n  "tokens":\n  [\n    "ABCTOK", "DEFTOK"\n  ],\n  "debug": true\n}\n',
+            '+  "tokens":\n+  ***\n+***\n+***,\n+  "debug": true\n',
+        ),
+    ],
+    ids=["strings", "number", "nested", "value-on-next-line"],
+)
+def test_a_secret_list_written_over_several_lines_is_hidden_whole(text: str, shown: str) -> None:
+    diff = FileChange("/etc/docker/daemon.json", "create", None, text.encode()).diff()
+    assert not any(secret in diff for secret in ("ABCTOK", "DEFTOK", "DEF]", "12345678")), diff
+    assert shown in diff, diff
+
+
+@given(
+    name=_SECRET_NAMES,
+    values=st.lists(_JSON_SECRETS, min_size=1, max_size=4),
+    indent=st.sampled_from(["  ", "    ", "\t"]),
+    value_on_next_line=st.booleans(),
+)
+@example(name="auth-tokens", values=["QQabcQQ", "QQdefQQ"], indent="  ", value_on_next_line=False)
+@example(name="tokens", values=['QQ"],[{QQ', "QQ\\QQ"], indent="  ", value_on_next_line=False)
+def test_no_part_of_a_list_of_secrets_is_shown_however_it_is_written(
+    name: str, values: list[str], indent: str, value_on_next_line: bool
+) -> None:
+    text = _multiline_list(name, values, indent, value_on_next_line)
+    shown = redacted_lines(text)
+    assert _holds_no_mark("".join(shown)), shown
+    # The lines around the list, which hold no secret, as they are.
+    written = text.splitlines(keepends=True)
+    for at in (0, 1, len(written) - 2, len(written) - 1):
+        assert shown[at] == written[at]
+    diff = FileChange("/etc/docker/daemon.json", "update", text.encode(), b"{}\n").diff()
+    assert _holds_no_mark(diff), diff
+
+
+# What follows daemon.json's JSON document, which Docker 20.10 ignores, in the shapes it is found in.
+_TRAILING_SHAPES = {
+    "single-quoted": "'{name}': '{secret}'",
+    "single-quoted-list": "'{name}': [\n  '{secret}',\n  '{secret}'\n]",
+    "bare-colon": "{name}: {secret}",
+    "bare-equals": "{name}={secret}",
+    "yaml-block": "{name}: |\n  {secret}\n  {secret}",
+    "value-on-next-line": "{name}:\n  {secret}",
+    "json-object": '{{"{name}": {json_secret}}}',
+    "json-object-list": '{{"{name}": [\n  {json_secret},\n  {json_secret}\n]}}',
+    "json-key-unquoted-value": "{{\"{name}\": '{secret}'}}",
+}
+# What a non-JSON value may hold: no quote it could be closed by, no line end, no backslash.
+_TEXT_SECRETS = _secrets(
+    st.text(
+        st.characters(exclude_categories=["Cs", "Cc", "Zl", "Zp"], exclude_characters="'\"\\"), max_size=8
+    )
+)
+
+
+def _trailing_shape(shape: str, name: str, secret: str) -> str:
+    return _TRAILING_SHAPES[shape].format(
+        name=name, secret=secret, json_secret=json.dumps(secret, ensure_ascii=False)
+    )
+
+
+@pytest.mark.parametrize(
+    ("trailing", "shown"),
+    [
+        ("'token': 'TRAILTOK'", "\"'token': ***\""),
+        ('{"password": "TRAILPW"}', '"{\\"password\\": \\"***\\"}"'),
+        ("token=TRAILTOK", '"token=***"'),
+        ("export API_TOKEN=TRAILTOK", '"export API_TOKEN=***"'),
+        ("'debug': 'x'\n'token':\n  'TRAILTOK'", "\"'debug': 'x'\\n'token':\\n  ***\""),
+    ],
+)
+def test_the_trailing_data_excerpt_hides_a_secret_that_is_not_json(trailing: str, shown: str) -> None:
+    raw = b'{"debug": true}\n' + trailing.encode() + b"\n"
+    found = trailing_data(raw)
+    assert found is not None
+    assert found.excerpt(limit=200) == shown
+
+
+@given(
+    shape=st.sampled_from(sorted(_TRAILING_SHAPES)),
+    name=_SECRET_NAMES,
+    secret=_TEXT_SECRETS,
+    separator=st.sampled_from(["\n", " ", "\n\n  "]),
+)
+@example(shape="single-quoted", name="token", secret="QQxQQ", separator="\n")
+@example(shape="json-object", name="password", secret="QQyQQ", separator=" ")
+def test_no_part_of_a_secret_after_the_document_is_ever_shown(
+    shape: str, name: str, secret: str, separator: str
+) -> None:
+    document = '{\n  "debug": true,\n  "insecure-registries": []\n}'
+    raw = f"{document}{separator}{_trailing_shape(shape, name, secret)}\n".encode()
+    found = trailing_data(raw)
+    assert found is not None
+    for limit in (24, 10_000):
+        assert _holds_no_mark(found.excerpt(limit)), found.excerpt(limit)
+    facts = DockerFacts(daemon_json=raw, engine_version="20.10.24", has_validate=False)
+    (warning,) = _trailing_data_ignored("/etc/docker/daemon.json", raw, facts)
+    assert _holds_no_mark(warning) and _holds_no_mark(trailing_data_refused(found)), warning
+    # A plan keeps the data where it is: the diff shows it as context, the document's lines as written.
+    after = raw.replace(b"[]", b'["reg.test"]')
+    diff = FileChange("/etc/docker/daemon.json", "update", raw, after).diff()
+    assert _holds_no_mark(diff), diff
+    assert '   "debug": true,\n-  "insecure-registries": []\n+  "insecure-registries": ["reg.test"]\n' in diff

@@ -633,6 +633,27 @@ def test_rollout_diff_with_a_report_file_prints_the_diffs_and_writes_the_file(
     assert "+the added line" not in capsys.readouterr().out  # the table alone
 
 
+def test_a_text_report_on_stdout_leaves_out_the_checks_stderr_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """verify said each TLS check on stderr, then its text report on stdout listed each again (a failed
+    one twice over: as a check and as the warning that fails the run). A file has no stderr: it keeps them."""
+    passed = "tls reg.example.com: ok"
+    failed = "tls minio.internal:9000: certificate not trusted: unable to get local issuer certificate"
+    result = dataclasses.replace(
+        _verify_fleet(failed + _TLS_FAILED, "fleet warning"), tls_checks=(passed, failed)
+    )
+    out = tmp_path / "verify.txt"
+    Report.of(None, str(out), diff=True).emit(result, said=(failed + _TLS_FAILED,))
+    shown = capsys.readouterr().out
+    assert "tls " not in shown and "checked from here" not in shown, shown
+    assert "warning: fleet warning" in shown and "1 pending" in shown, shown  # the rest as it was
+    for written in (out.read_text(encoding="utf-8"), render(result, "text")):
+        assert f"checked from here: {passed}\n" in written, written
+        assert f"checked from here: {failed}{_TLS_FAILED}\n" in written, written
+        assert written.count("certificate not trusted") == 1, written
+
+
 # --- properties --------------------------------------------------------------------------------
 
 _SPECIAL = st.sampled_from([*"<>&\"'\n\r\t", "]]>", "<script>", "&amp;", "é", "名", "🐳", "\u2028"])
