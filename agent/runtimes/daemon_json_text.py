@@ -30,6 +30,7 @@ _DECODER = json.JSONDecoder()
 class _Member:
     key: str
     key_start: int  # the opening quote of the key
+    key_end: int  # just after the key's closing quote
     value_start: int
     value_end: int
 
@@ -58,11 +59,13 @@ def splice_insecure(raw: bytes, doc: dict[str, Any]) -> bytes | None:
     entries = doc[INSECURE_KEY]
     indent = detect_indent(raw)
     newline = "\r\n" if "\r\n" in body else "\n"  # the file's own line ending, CRLF included
+    comma, colon = _separators(body, members)
     if mine:
         member = mine[-1]  # given more than once: dockerd reads the last
         old_value = body[member.value_start : member.value_end]
         multiline = "\n" in old_value or (old_value.strip() == "[]" and _pretty(body))
-        value = _list(entries, multiline, _line_indent(body, member.key_start), indent, old_value, newline)
+        key_indent = _line_indent(body, member.key_start)
+        value = _list(entries, multiline, key_indent, indent, old_value, newline, comma)
         spliced = body[: member.value_start] + value + body[member.value_end :]
     else:
         if not members:
@@ -70,10 +73,10 @@ def splice_insecure(raw: bytes, doc: dict[str, Any]) -> bytes | None:
         last = members[-1]
         key_indent = _line_indent(body, last.key_start)
         own_line = body.rfind("\n", 0, last.key_start) > body.rfind("{", 0, last.key_start)
-        value = _list(entries, own_line, key_indent, indent, "", newline)
+        value = _list(entries, own_line, key_indent, indent, "", newline, comma)
         name = json.dumps(INSECURE_KEY)
-        member_text = f",{newline}{key_indent}{name}: {value}" if own_line else f", {name}: {value}"
-        spliced = body[: last.value_end] + member_text + body[last.value_end :]
+        joint = f",{newline}{key_indent}" if own_line else comma
+        spliced = body[: last.value_end] + f"{joint}{name}{colon}{value}" + body[last.value_end :]
     return _checked(bom, spliced, doc)
 
 
@@ -139,7 +142,7 @@ def _top_level(text: str) -> tuple[list[_Member], int] | None:
                 return None
             value_start = _skip(text, colon + 1)
             _, value_end = _DECODER.raw_decode(text, value_start)
-            members.append(_Member(key, at, value_start, value_end))
+            members.append(_Member(key, at, after_key, value_start, value_end))
             at = _skip(text, value_end)
             if text[at : at + 1] == "}":
                 return members, at + 1
@@ -148,6 +151,20 @@ def _top_level(text: str) -> tuple[list[_Member], int] | None:
             at = _skip(text, at + 1)
     except ValueError:
         return None
+
+
+def _separators(body: str, members: list[_Member]) -> tuple[str, str]:
+    """How the file joins members on one line and a key to its value: ``", "`` and ``": "`` as JSON
+    tools write them, else as the file's last members show (``{"a":1,"b":2}``: ``","`` and ``":"``)."""
+    comma, colon = ", ", ": "
+    if members:
+        last = members[-1]
+        colon = body[last.key_end : last.value_start]
+    if len(members) >= 2:
+        between = body[members[-2].value_end : members[-1].key_start]
+        if "\n" not in between:
+            comma = between
+    return comma, colon
 
 
 def _skip(text: str, at: int) -> int:
@@ -172,15 +189,22 @@ def _pretty(text: str) -> bool:
 
 
 def _list(
-    entries: list[str], multiline: bool, key_indent: str, indent: Indent, old_value: str, newline: str = "\n"
+    entries: list[str],
+    multiline: bool,
+    key_indent: str,
+    indent: Indent,
+    old_value: str,
+    newline: str = "\n",
+    comma: str = ", ",
 ) -> str:
-    """The list as this file writes lists: inline ``["a", "b"]``, or one entry a line, indented as the
-    old value's first entry was, else one level deeper than its key."""
+    """The list as this file writes lists: inline ``["a", "b"]`` (its entries joined by the file's own
+    ``comma``), or one entry a line, indented as the old value's first entry was, else one level deeper
+    than its key."""
     items = [json.dumps(entry, ensure_ascii=False) for entry in entries]
     if not items:
         return "[]"
     if not multiline:
-        return "[" + ", ".join(items) + "]"
+        return "[" + comma.join(items) + "]"
     item_indent = _first_item_indent(old_value) or key_indent + (
         indent if isinstance(indent, str) else " " * indent
     )

@@ -248,3 +248,31 @@ def test_whatever_follows_the_document_is_kept_and_the_document_spliced_as_witho
     raw = head + (space + tail).encode("utf-8", "surrogateescape")
     after = splice_insecure(raw, after_doc)
     assert after == splice_insecure(head, after_doc) + (space + tail).encode("utf-8", "surrogateescape")
+
+
+def test_a_compact_file_gets_the_key_written_compact() -> None:
+    """A file with no blank between its members got ``, "insecure-registries": [...]``."""
+    raw = b'{"storage-driver":"vfs","iptables":false,"bridge":"none","debug":false}'
+    after = splice_insecure(raw, merged(raw, ["registry.test", "registry.test:443"]))
+    assert after == raw[:-1] + b',"insecure-registries":["registry.test","registry.test:443"]}'
+
+
+@given(
+    members=st.dictionaries(
+        st.sampled_from(["debug", "bridge", "iptables", "storage-driver", "labels"]),
+        st.one_of(st.booleans(), st.text(max_size=8), st.integers()),
+        min_size=2,
+    ),
+    item_separator=st.sampled_from([",", ", ", " , ", ",\t"]),
+    key_separator=st.sampled_from([":", ": ", " : ", ":\t"]),
+    want=st.lists(
+        st.sampled_from(["registry.test", "registry.test:443", "10.0.0.0/8"]), min_size=1, unique=True
+    ),
+)
+def test_a_one_line_file_gets_the_key_as_its_own_separators_write_it(
+    members: dict[str, Any], item_separator: str, key_separator: str, want: list[str]
+) -> None:
+    separators = (item_separator, key_separator)
+    raw = json.dumps(members, separators=separators, ensure_ascii=False).encode()
+    doc = merged(raw, want)
+    assert splice_insecure(raw, doc) == json.dumps(doc, separators=separators, ensure_ascii=False).encode()
