@@ -40,7 +40,7 @@ from agent.daemon.report import (
     read_status_file,
     stopped_document,
 )
-from agent.daemon.status import CANNOT_START, CRASHED, ENDED_UNANNOUNCED, DaemonStatus
+from agent.daemon.status import CANNOT_START, CRASHED, ENDED_UNANNOUNCED, DaemonStatus, a_process_error
 from agent.daemon.timing import parse_duration, parse_interval, watchdog_seconds
 from agent.daemon.unit import (
     DEFAULT_CONFIG,
@@ -275,21 +275,57 @@ def mark_stopped(
     config: DaemonConfig, environ: Mapping[str, str], *, clock: Callable[[], float] = time.time
 ) -> bool:
     """Say "stopped" in the status file and the metrics for a daemon that ended without saying it (a
-    SIGKILL, the OOM killer, the watchdog). Left alone while a daemon holds the state directory or the
-    PID the file names still runs: a live daemon's files are its own. Whether anything was written."""
+    SIGKILL, the OOM killer, the watchdog). A status that says stopped already is left as it is, unless
+    it is how an earlier process ended and this one was killed before it wrote any (see
+    :func:`an_earlier_process_end`). Left alone while a daemon holds the state directory or the PID the
+    file names still runs: a live daemon's files are its own. Whether anything was written."""
     if config.status_file is None:
         return False
     with unless_a_daemon_holds(config.state_dir) as free:
         previous = read_status_file(config.status_file)
-        if not free or previous is None or previous.get("state") == "stopped":
+        if not free or previous is None or _running(previous.get("pid")):
             return False
-        if _running(previous.get("pid")):
+        if previous.get("state") != "stopped":
+            document = stopped_document(previous, error=ended_unannounced(environ), at=clock())
+        elif an_earlier_process_end(previous, environ):
+            document = earlier_end_moved_aside(previous, environ, at=clock())
+        else:
             return False
-        document = stopped_document(previous, error=ended_unannounced(environ), at=clock())
         write_atomic(config.status_file, json.dumps(document, indent=2).encode() + b"\n", mode=0o644)
         if config.metrics_file is not None:
             _mark_metrics_down(config.metrics_file)
     return True
+
+
+def killed_by_a_signal(environ: Mapping[str, str]) -> bool:
+    """Whether systemd tells ExecStopPost= (systemd.exec(5)) that the daemon died of a signal it did
+    not handle: it wrote nothing on its way out. The daemon writes its own end, then exits."""
+    return environ.get("EXIT_CODE") in ("killed", "dumped")
+
+
+def an_earlier_process_end(previous: Mapping[str, Any], environ: Mapping[str, str]) -> bool:
+    """Whether a status that says stopped (``previous``) gives how an earlier daemon process ended
+    ("cannot start", a crash, an end the hook recorded), not how the one that just died did: that one
+    was killed before it wrote a status (a SIGTERM before its handlers were in place, say), which the
+    daemon does before any other write."""
+    error = previous.get("last_error")
+    return killed_by_a_signal(environ) and a_process_error(error if isinstance(error, str) else None)
+
+
+def earlier_end_moved_aside(
+    previous: Mapping[str, Any], environ: Mapping[str, str], *, at: float
+) -> dict[str, Any]:
+    """The status of a daemon killed before it wrote one, over ``previous`` (an earlier process's end):
+    that end moves to ``previous_error``, as a starting daemon moves it. The error is how this process
+    ended; none where systemd stopped it as asked (a SIGTERM), as the daemon says of such a stop."""
+    moved = {
+        **previous,
+        "previous_error": previous.get("last_error"),
+        "previous_error_at": previous.get("last_error_at"),
+    }
+    if stopped_as_asked(environ):
+        return {**moved, "state": "stopped", "healthy": False, "last_error": None, "last_error_at": None}
+    return stopped_document(moved, error=ended_unannounced(environ), at=at)
 
 
 def _config_or_say_why_not(kwargs: dict[str, Any]) -> DaemonConfig:

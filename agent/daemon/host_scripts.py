@@ -25,7 +25,7 @@ from agent.daemon.bundle import (
 from agent.daemon.lastgood import FILE_NAME as LAST_GOOD_FILE
 from agent.daemon.lock import FILE_NAME as DAEMON_LOCK_FILE
 from agent.daemon.report import METRICS_FIRST_LINE
-from agent.daemon.unit import DEFAULT_ENV_FILE
+from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE
 from agent.daemon.wheelhouse import PROBE_PYTHON
 from agent.runtimes.docker_facts import DAEMON_JSON
 from agent.runtimes.docker_facts import STATE_FILE as ENGINE_STATE_FILE
@@ -316,16 +316,20 @@ def metrics_may_be_written() -> str:
     return f'{{ [ ! -e "$f" ] || {METRICS_HOLDS_OURS} || {{ {METRICS_EMPTY} && {listed}; }}; }}'
 
 
-def uninstall_script(state_files: Sequence[str], config_files: Sequence[str] | None = ()) -> str:
+def uninstall_script(
+    state_files: Sequence[str], config_files: Sequence[str] | None = (), config_metrics: str | None = None
+) -> str:
     """Remove the service and what install wrote. ``config_files``: the files install put under
     /etc/trust-agent (its manifest lists them); only those go, and the directories where they are
     then empty, so a file someone else put there stays. With no manifest (none was ever written, or an
     earlier uninstall removed it) nothing there is known to be trust-agent's: nothing goes but the
     manifest's own staging, and daemon.env where the service was there (see below). ``None``: an older
-    manifest that does not list them; then the directory goes whole, as it did.
+    manifest that does not list them; then the directory goes whole, as it did. ``config_metrics``: the
+    metrics file the leftover daemon.yml names, where there is no manifest to list it.
 
-    Prints ``had=yes|no`` (the daemon was installed), ``env_removed=yes`` and a ``left=NAME`` line for
-    each file left under /etc/trust-agent (its path there)."""
+    Prints ``had=yes|no`` (the daemon was installed), ``env_removed=yes``, ``metrics=removed|left``
+    (``config_metrics``, where there is a file there) and a ``left=NAME`` line for each file left under
+    /etc/trust-agent (its path there)."""
     q = shlex.quote
     extra = " ".join(q(p) for p in state_files)
     if config_files is None:
@@ -351,7 +355,7 @@ rm -rf {OPT_DIR}
 # and install replaces or removes it whatever its record says: it goes with the service, record or not.
 if [ "$had" = yes ] && [ -e {DEFAULT_ENV_FILE} ]; then rm -f {DEFAULT_ENV_FILE}; echo env_removed=yes; fi
 {config}
-rm -f {STATE_DIR}/{LAST_GOOD_FILE} {STATE_DIR}/{DAEMON_LOCK_FILE} {STATUS_FILE}
+{_config_metrics_removal(config_metrics)}rm -f {STATE_DIR}/{LAST_GOOD_FILE} {STATE_DIR}/{DAEMON_LOCK_FILE} {STATUS_FILE}
 # A metrics file elsewhere goes only if it still holds trust-agent's metrics (it may be a person's now),
 # or nothing: install's record lists it, and install never takes an empty file it did not make.
 for f in {extra}; do
@@ -364,6 +368,27 @@ systemctl reset-failed {SERVICE} 2>/dev/null || true
 echo had=$had
 find {CONFIG_DIR} -mindepth 1 ! -type d -printf 'left=%P\n' 2>/dev/null | sort || true
 """
+
+
+def _config_metrics_removal(path: str | None) -> str:
+    """Shell that removes the metrics file daemon.yml names (no manifest lists it) where install's probe
+    would take it for trust-agent's own, and says which. Run once the manifest is gone, so an empty file
+    is another's, as the probe says with no record."""
+    if path is None:
+        return ""
+    return f"""f={shlex.quote(path)}
+if [ -e "$f" ] || [ -L "$f" ]; then
+    if [ -f "$f" ] && {metrics_may_be_written()}; then rm -f -- "$f"; echo metrics=removed; else echo metrics=left; fi
+fi
+"""
+
+
+# The lines of daemon.yml that give the metrics file (the key, and the indented lines a long value runs
+# on to): all uninstall reads of it, never the rest, which may hold a DTR token.
+CONFIG_METRICS_SCRIPT = (
+    "awk '/^metrics[-_]file[ \\t]*:/ { named = 1; print; next } named && /^[ \\t]/ { print; next } "
+    f"{{ named = 0 }}' {DEFAULT_CONFIG} 2>/dev/null || true"
+)
 
 
 def purge_state_script(own_backup: str) -> str:

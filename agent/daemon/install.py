@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import yaml
+
 from agent.daemon.bundle import (
     CONFIG_DIR,
     HOST_LOCK,
@@ -56,6 +58,7 @@ from agent.daemon.bundle import (
     files_tar,
 )
 from agent.daemon.host_scripts import (
+    CONFIG_METRICS_SCRIPT,
     PROBE_UID,
     PRUNE_SCRIPT,
     STATUS_SCRIPT,
@@ -67,7 +70,7 @@ from agent.daemon.host_scripts import (
     uninstall_script,
     venv_script,
 )
-from agent.daemon.unit import DEFAULT_ENV_FILE, hidden_from_the_service
+from agent.daemon.unit import DEFAULT_CONFIG, DEFAULT_ENV_FILE, hidden_from_the_service
 from agent.daemon.wheelhouse import WheelhouseCache, parse_probe
 from agent.engine.apply_script import daemon_json_backup
 from agent.engine.host_plan import not_root_error
@@ -492,6 +495,8 @@ def uninstall_host(
         text = stopped.stdout.decode("utf-8", "replace")
         first, _, manifest_text = text.partition("\n")
         state_files, config_files = manifest_lists(manifest_text)
+        # No record lists the metrics file: daemon.yml, if still there, names it.
+        config_metrics = _config_metrics_file(transport, command_timeout) if config_files == [] else None
         purged = ""
         if purge:
             empty = TrustPolicy(registries=(), storage_endpoint=None, storage_scheme=None)
@@ -504,13 +509,16 @@ def uninstall_host(
                 if removed
                 else "; no trust to remove"
             )
-        removed_files = transport.run(uninstall_script(state_files, config_files), timeout=command_timeout)
+        removed_files = transport.run(
+            uninstall_script(state_files, config_files, config_metrics), timeout=command_timeout
+        )
         _check(removed_files, "removing the service and its files")
         if purge:
             purged += _purge_state(transport, options or RunOptions(), command_timeout)
         said = removed_files.stdout.decode("utf-8", "replace")
         had = _values(said).get("had") == "yes"
         env_removed = _values(said).get("env_removed") == "yes"
+        metrics = config_metrics_detail(config_metrics, _values(said).get("metrics"))
         left = [line[5:] for line in said.splitlines() if line.startswith("left=")]
         was_running = first.strip() == "stopped=yes"
     except HostFailure as exc:
@@ -527,11 +535,13 @@ def uninstall_host(
         )
     if not had and not was_running:
         return HostReport(
-            transport.name, "absent", absent_detail(left) + purged, seconds=time.monotonic() - start
+            transport.name, "absent", absent_detail(left) + metrics + purged, seconds=time.monotonic() - start
         )
     kept = "" if purge else "; trust left in place"
     gone = uninstalled_detail(recorded=config_files != [], env_removed=env_removed, left=left)
-    return HostReport(transport.name, "uninstalled", gone + kept + purged, seconds=time.monotonic() - start)
+    return HostReport(
+        transport.name, "uninstalled", gone + metrics + kept + purged, seconds=time.monotonic() - start
+    )
 
 
 # Files under /etc/trust-agent a report names before it says how many more there are.
@@ -554,6 +564,39 @@ def uninstalled_detail(*, recorded: bool, env_removed: bool, left: Sequence[str]
     if not left:
         return removed + missing
     return f"{removed}{missing}: left {_names(left)} (remove them by hand where trust-agent put them there)"
+
+
+def config_metrics_detail(path: str | None, fate: str | None) -> str:
+    """What uninstall did with the metrics file daemon.yml names (``path``) where no record lists it:
+    ``fate`` is the uninstall script's ``metrics=`` (none where no file is there)."""
+    if path is None or fate not in ("removed", "left"):
+        return ""
+    named = f"{path} (the metrics file {DEFAULT_CONFIG} names)"
+    if fate == "removed":
+        return f"; {named} removed: it held trust-agent's metrics"
+    return f"; {named} left as it is: it does not hold trust-agent's metrics, so it may be another's"
+
+
+def _config_metrics_file(transport: Transport, command_timeout: float) -> str | None:
+    """The metrics file the host's daemon.yml names, read without the rest of it (a DTR token)."""
+    result = transport.run(CONFIG_METRICS_SCRIPT, timeout=min(command_timeout, 30.0))
+    return metrics_file_named(result.stdout.decode("utf-8", "replace")) if result.ok else None
+
+
+def metrics_file_named(text: str) -> str | None:
+    """The metrics file that daemon.yml's ``metrics_file`` (or ``metrics-file``) lines, ``text``, name,
+    as ``daemon run`` reads it: a relative path is relative to the file's directory. None where the
+    lines do not name one (or name it under ``~``: the service cannot write home directories)."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    value = document.get("metrics_file", document.get("metrics-file"))
+    if not isinstance(value, str) or not value.strip() or value.startswith("~"):
+        return None
+    return posixpath.join(posixpath.dirname(DEFAULT_CONFIG), value)
 
 
 def absent_detail(left: Sequence[str]) -> str:

@@ -494,3 +494,57 @@ def test_a_start_that_fails_on_its_root_or_its_state_directory_is_recorded_where
     dlab.ssh(host, f"cp /etc/trust-agent/daemon.yml.good {config}; {restart}")
     mended = status(dlab, host)
     assert mended["healthy"] is True and mended["last_error"] is None, mended
+
+
+SLOW_START = "/run/trust-agent-slow-start"
+SLOW_START_DROP_IN = "/etc/systemd/system/trust-agent.service.d/slow-start.conf"
+# Holds the daemon in Python's start-up, before trust-agent's code installs any signal handler: a
+# SIGTERM there kills it, as one sent between fork and the handlers does. The stop hook is not held.
+SLOW_SITECUSTOMIZE = f"""\
+import time
+if b"--mark-stopped" not in open("/proc/self/cmdline", "rb").read():
+    open("{SLOW_START}/held", "w").close()
+    time.sleep(30)
+"""
+
+
+def test_a_daemon_stopped_before_its_signal_handlers_does_not_keep_the_error_of_the_start_before(
+    dlab: Lab,  # noqa: F811
+) -> None:
+    """A start that failed ("cannot start"), then a good one stopped before its signal handlers were in
+    place: SIGTERM killed it unwritten, and the stop hook left "cannot start" as the error in force."""
+    host = dlab.host("h1")
+    assert install(dlab, limit="h1")["h1"]["status"] == "installed"
+    config = "/etc/trust-agent/daemon.yml"
+    dlab.ssh(host, f"cp {config} /etc/trust-agent/daemon.yml.good")
+    dlab.ssh(host, f"echo 'root: /nonexistent' >> {config}")
+    assert dlab.ssh(host, "systemctl restart trust-agent", check=False).returncode != 0
+    bad_root = "the daemon cannot start: --root /nonexistent: not a directory"
+    wait_for("status.json says the start failed", lambda: status(dlab, host)["last_error"] == bad_root, 15)
+    dlab.ssh(host, "systemctl stop trust-agent")  # no restart (RestartSec=) on the broken config
+    failed_at = status(dlab, host)["last_error_at"]
+
+    dlab.ssh(host, f"cp /etc/trust-agent/daemon.yml.good {config}")
+    held = f"{SLOW_START}/held"
+    slow = f"""mkdir -p {SLOW_START} {SLOW_START_DROP_IN.rsplit("/", 1)[0]}
+cat > {SLOW_START}/sitecustomize.py <<'PY'
+{SLOW_SITECUSTOMIZE}PY
+printf '[Service]\\nEnvironment=PYTHONPATH={SLOW_START}\\n' > {SLOW_START_DROP_IN}
+systemctl daemon-reload && systemctl reset-failed trust-agent && systemctl start --no-block trust-agent"""
+    try:
+        dlab.ssh(host, slow)
+        wait_for(
+            "the new process is held in its start-up", lambda: succeeds(dlab, host, f"test -e {held}"), 20
+        )
+        assert status(dlab, host)["last_error"] == bad_root  # nothing written yet by the new process
+        dlab.ssh(host, "systemctl stop trust-agent")
+        ended = dlab.ssh(host, "systemctl show -p Result -p ExecMainCode -p ExecMainStatus trust-agent")
+        # systemd: killed by SIGTERM (code 2, CLD_KILLED; status 15), which it takes as a clean stop.
+        assert ended.stdout.split() == ["Result=success", "ExecMainCode=2", "ExecMainStatus=15"], ended.stdout
+        said = status(dlab, host)
+        assert (said["state"], said["healthy"]) == ("stopped", False)
+        assert said["last_error"] is None, said  # stopped as asked: nothing wrong with this process
+        assert (said["previous_error"], said["previous_error_at"]) == (bad_root, failed_at)
+        assert metrics(dlab, host)["trust_agent_up"] == 0
+    finally:
+        dlab.ssh(host, f"rm -rf {SLOW_START} {SLOW_START_DROP_IN}; systemctl daemon-reload", check=False)

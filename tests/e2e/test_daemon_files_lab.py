@@ -46,6 +46,7 @@ def test_uninstall_with_the_record_gone_removes_the_credentials_and_names_what_i
     daemon.env (the DTR credentials), daemon.yml and source/ stayed."""
     host = dlab.host("h1")
     assert install(dlab, limit="h1")["h1"]["status"] == "installed"
+    assert dlab.ssh(host, f"head -n 1 {METRICS}").stdout.startswith("# HELP trust_agent_up ")
     # As an install from a live DTR leaves it: the credentials in daemon.env, 0600.
     dlab.ssh(host, f"umask 077 && printf %s {shlex.quote(CREDENTIALS)} > {ENV_FILE} && rm {RECORD}")
     report = uninstall_h1(dlab)
@@ -60,15 +61,52 @@ def test_uninstall_with_the_record_gone_removes_the_credentials_and_names_what_i
         "service and venv removed, and /etc/trust-agent/daemon.env (the DTR credentials the service "
         "read); /etc/trust-agent/install.json is missing, so nothing else in /etc/trust-agent is known "
         "to be trust-agent's: left daemon.yml, made-dirs, source/registry-ca-1.pem, source/registry.yml, "
-        "source/storage-ca-1.pem (remove them by hand where trust-agent put them there); trust left in "
-        "place",
+        "source/storage-ca-1.pem (remove them by hand where trust-agent put them there); "
+        f"{METRICS} (the metrics file /etc/trust-agent/daemon.yml names) removed: it held trust-agent's "
+        "metrics; trust left in place",
     )
+    # The metrics file daemon.yml names held trust-agent's metrics (trust_agent_up 0 once stopped).
+    assert dlab.ssh(host, f"test -e {METRICS} || echo gone").stdout.strip() == "gone"
     # Run again, nothing of the daemon's is there: the rest is untouched, and named.
     again = uninstall_h1(dlab)
     assert (
         again["status"] == "absent" and "left as they are: daemon.yml, made-dirs, source/" in again["detail"]
     )
     assert files_under(dlab, host, CONFIG_DIR) == left
+
+
+def test_uninstall_with_the_record_gone_leaves_a_file_daemon_yml_names_that_is_not_trust_agents(
+    dlab: Lab,  # noqa: F811
+) -> None:
+    """The metrics file daemon.yml names goes only where it holds trust-agent's metrics: not pam_env's
+    empty /etc/environment, nor a file a person wrote over the daemon's metrics."""
+    host = dlab.host("h1")
+    identity = f"stat -c '%i %s %a %U %Y' {ENVIRONMENT}"
+    before = dlab.ssh(host, identity).stdout
+    assert before.split()[1] == "0", before  # empty, as Debian ships it
+    assert install(dlab, limit="h1")["h1"]["status"] == "installed"
+    named = f"sed -i 's|^metrics_file: .*|metrics_file: {ENVIRONMENT}|' {CONFIG_DIR}/daemon.yml"
+    dlab.ssh(host, f"{named} && rm {RECORD}")
+    try:
+        report = uninstall_h1(dlab)
+        assert dlab.ssh(host, identity).stdout == before
+    finally:  # Debian's again, should the uninstall have taken it
+        dlab.ssh(host, f"[ -e {ENVIRONMENT} ] || {{ : > {ENVIRONMENT} && chmod 0644 {ENVIRONMENT}; }}")
+    assert (
+        f"; {ENVIRONMENT} (the metrics file /etc/trust-agent/daemon.yml names) left as it is: it does not "
+        "hold trust-agent's metrics, so it may be another's; trust left in place"
+    ) in report["detail"], report
+
+    # A person's notes where the daemon wrote its metrics: named, left as they are.
+    dlab.ssh(host, f"rm -f {METRICS}")
+    assert install(dlab, limit="h1")["h1"]["status"] == "installed"
+    notes = "# my notes\\ntrust_agent_up 1\\n"
+    dlab.ssh(host, f"systemctl stop trust-agent && printf '{notes}' > {METRICS} && rm {RECORD}")
+    report = uninstall_h1(dlab)
+    assert dlab.ssh(host, f"cat {METRICS}").stdout == "# my notes\ntrust_agent_up 1\n"
+    assert (
+        f"; {METRICS} (the metrics file /etc/trust-agent/daemon.yml names) left as it is" in report["detail"]
+    )
 
 
 # Fails the move of the staged install.json into place, as a full disk would, and nothing else.

@@ -37,7 +37,9 @@ from agent.daemon.cli import ONCE_BUSY_EXIT, build_config, daemon_group
 from agent.daemon.config import load_config
 from agent.daemon.host_scripts import (
     _MERGED_RECORD,
+    CONFIG_METRICS_SCRIPT,
     STATUS_SCRIPT,
+    STOP_SCRIPT,
     config_script,
     probe_script,
 )
@@ -49,11 +51,13 @@ from agent.daemon.install import (
     _not_healthy,
     _refuse_a_hidden_metrics_file,
     absent_detail,
+    config_metrics_detail,
     daemon_error,
     daemon_plan_options,
     failed_its_cycle,
     install_host,
     journal_messages,
+    metrics_file_named,
     not_healthy_message,
     not_root_refusal,
     run_hosts,
@@ -840,7 +844,9 @@ def test_a_host_whose_first_command_after_the_login_has_run_is_finished_on_an_in
         ("a", "absent", None),  # uninstalled to the end: nothing was installed there
         ("b", "skipped", NOT_STARTED),
     ]
-    assert len(host.ran) == 3  # the login's uid read, the service stopped, then its files removed
+    # The login's uid read, the service stopped, daemon.yml's metrics file read (the host has no
+    # install.json to list it), then its files removed.
+    assert len(host.ran) == 4
 
 
 class _LoggedInAs(Transport):
@@ -1132,3 +1138,97 @@ def test_the_record_a_reinstall_keeps_while_it_moves_files_in_lists_both_install
     assert merged(tmp_path / "missing.json") == new
     script = config_script(_bundle_with_metrics("/srv/m.prom"), venv_changed=False)
     assert script.index("> /etc/trust-agent/install.json.tmp") < script.index("\nplace ")
+
+
+# --- uninstall with no record: the metrics file daemon.yml names --------------------------------------
+
+OURS = "/var/lib/trust-agent/metrics.prom"
+
+
+class _UnrecordedHost(Transport):
+    """A root login on a host whose install.json is gone and whose daemon.yml's metrics lines are
+    ``config_lines``; its uninstall script says ``uninstalled``. What ran is kept."""
+
+    name = "h1"
+
+    def __init__(self, config_lines: str, uninstalled: str) -> None:
+        self.config_lines = config_lines
+        self.uninstalled = uninstalled
+        self.commands: list[str] = []
+
+    def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+        self.commands.append(command)
+        answers = {"id -u": "0\n", STOP_SCRIPT: "stopped=yes\n", CONFIG_METRICS_SCRIPT: self.config_lines}
+        if command in answers:
+            return CommandResult(0, answers[command].encode(), b"")
+        if command.startswith("set -eu\nhad=no"):  # the uninstall script
+            return CommandResult(0, self.uninstalled.encode(), b"")
+        raise AssertionError(f"not a command uninstall sends: {command[:80]!r}")
+
+    def docker_api(self, timeout: float = 30.0) -> None:
+        raise AssertionError("no engine here")
+
+
+def test_uninstall_without_its_record_removes_the_metrics_file_daemon_yml_names_where_it_is_ours() -> None:
+    """With install.json gone, the --metrics-file install wrote stayed (trust_agent_up 0 for ever) and
+    the report did not name it, though the leftover daemon.yml did."""
+    host = _UnrecordedHost(f"metrics_file: {OURS}\n", "had=yes\nmetrics=removed\nleft=daemon.yml\n")
+    report = uninstall_host(host, purge=False)
+    removal = host.commands[-1]
+    assert f"f={OURS}\n" in removal and 'rm -f -- "$f"; echo metrics=removed' in removal
+    # Decided as install's probe decides a file is trust-agent's, after the record is gone.
+    assert removal.index("/etc/trust-agent/install.json\n") < removal.index(f"f={OURS}\n")
+    assert report.status == "uninstalled"
+    assert report.detail.endswith(
+        f"left daemon.yml (remove them by hand where trust-agent put them there); {OURS} (the metrics "
+        "file /etc/trust-agent/daemon.yml names) removed: it held trust-agent's metrics; trust left in place"
+    )
+
+
+def test_uninstall_without_its_record_names_a_metrics_file_that_is_not_ours_as_left() -> None:
+    host = _UnrecordedHost("metrics_file: /etc/environment\n", "had=yes\nmetrics=left\n")
+    report = uninstall_host(host, purge=False)
+    assert "f=/etc/environment\n" in host.commands[-1]
+    assert (
+        "; /etc/environment (the metrics file /etc/trust-agent/daemon.yml names) left as it is: it does "
+        "not hold trust-agent's metrics, so it may be another's"
+    ) in report.detail
+
+
+def test_uninstall_with_its_record_does_not_read_daemon_yml() -> None:
+    class _Recorded(_UnrecordedHost):
+        def run(self, command: str, *, stdin: bytes = b"", timeout: float | None = None) -> CommandResult:
+            if command == STOP_SCRIPT:
+                record = {"version": 1, "state_files": [OURS], "config_files": [DEFAULT_CONFIG]}
+                return CommandResult(0, f"stopped=yes\n{json.dumps(record)}\n".encode(), b"")
+            return super().run(command, stdin=stdin, timeout=timeout)
+
+    host = _Recorded(f"metrics_file: {OURS}\n", "had=yes\n")
+    assert (
+        uninstall_host(host, purge=False).detail
+        == "service, venv and configuration removed; trust left in place"
+    )
+    assert CONFIG_METRICS_SCRIPT not in host.commands  # the record lists the metrics file already
+
+
+def test_the_metrics_file_is_read_from_daemon_yml_as_daemon_run_reads_it() -> None:
+    assert metrics_file_named(f"metrics_file: {OURS}\n") == OURS
+    assert metrics_file_named(f"metrics-file: '{OURS}'\n") == OURS
+    assert metrics_file_named("metrics_file: m.prom\n") == "/etc/trust-agent/m.prom"  # relative to it
+    folded = yaml.safe_dump({"metrics_file": "/var/lib/a b " * 10 + "/m.prom"}, width=40)
+    assert metrics_file_named(folded) == "/var/lib/a b " * 10 + "/m.prom"  # a long value runs on
+    for nothing in ("", "metrics_file:\n", "metrics_file: [a]\n", "metrics_file: ~/m.prom\n", "{{"):
+        assert metrics_file_named(nothing) is None, nothing
+
+
+@given(path=st.from_regex(r"/[^\x00]{1,80}", fullmatch=True))
+def test_any_metrics_file_install_writes_into_daemon_yml_reads_back(path: str) -> None:
+    written = yaml.safe_dump({"metrics_file": path}, sort_keys=False)
+    assert metrics_file_named(written) == path
+
+
+def test_what_uninstall_says_of_the_metrics_file_daemon_yml_names() -> None:
+    assert config_metrics_detail(None, "removed") == ""
+    assert config_metrics_detail(OURS, None) == ""  # no file there
+    assert "removed: it held trust-agent's metrics" in config_metrics_detail(OURS, "removed")
+    assert "left as it is" in config_metrics_detail(OURS, "left")

@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 
 from agent.daemon.cli import (
     ONCE_BUSY_EXIT,
+    an_earlier_process_end,
     daemon_group,
+    earlier_end_moved_aside,
     ended_unannounced,
     mark_stopped,
     once_exit_code,
@@ -28,7 +30,7 @@ from agent.daemon.lastgood import LastGood
 from agent.daemon.logs import iso
 from agent.daemon.loop import Daemon, serve
 from agent.daemon.report import carry_over, metrics_marked_down
-from agent.daemon.status import DaemonStatus, SourceStatus
+from agent.daemon.status import DaemonStatus, SourceStatus, a_process_error
 from agent.daemon.timing import longest_cycle_seconds, watchdog_seconds
 from agent.daemon.unit import UnitOptions, render_unit
 from agent.engine.options import RunOptions
@@ -107,7 +109,8 @@ def test_a_killed_daemons_status_and_metrics_say_stopped(host: Host) -> None:
     assert {k: v for k, v in metrics.items() if k != "trust_agent_up"} == {
         k: v for k, v in metrics_before.items() if k != "trust_agent_up"
     }
-    assert not mark_stopped(host.config(), systemd)  # already said: left as it is
+    # A status that says stopped is left as it is where the process that ended wrote its own end.
+    assert not mark_stopped(host.config(), {"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited"})
 
 
 def test_a_live_daemons_files_are_never_marked_stopped(host: Host) -> None:
@@ -165,6 +168,100 @@ def test_a_stop_before_the_first_cycle_does_not_report_how_the_process_before_en
     assert said["last_error"] is None, said
     assert said["previous_error"] == earlier  # kept, as what the daemon recovered from
     assert said["last_cycle_state"] == "ok"  # the host's last known state stays
+
+
+SIGTERM_AS_ASKED = {"SERVICE_RESULT": "success", "EXIT_CODE": "killed", "EXIT_STATUS": "TERM"}
+SIGKILL = {"SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "KILL"}
+EARLIER_ENDS = [
+    "the daemon cannot start: --root /nonexistent: not a directory",
+    "the daemon ended without writing its status (systemd: result signal, killed KILL)",
+    "crashed: OSError (see the journal)",
+]
+
+
+def an_earlier_process_stopped_with(host: Host, error: str | None) -> dict[str, object]:
+    """status.json as an earlier process's end left it: stopped, ``error``, its PID gone."""
+    run_once(host.daemon())
+    doc = {
+        **host.status(),
+        "state": "stopped",
+        "healthy": False,
+        "pid": dead_pid(),
+        "last_error": error,
+        "last_error_at": iso(host.clock.now - 60),
+    }
+    host.status_file.write_text(json.dumps(doc))
+    return doc
+
+
+@pytest.mark.parametrize("earlier", EARLIER_ENDS)
+def test_a_daemon_stopped_before_its_signal_handlers_does_not_keep_how_the_process_before_ended(
+    host: Host, earlier: str
+) -> None:
+    """A SIGTERM before the handlers were installed killed the process before it wrote a status: the
+    stop hook left "stopped" with the earlier process's "cannot start" as the error in force."""
+    before = an_earlier_process_stopped_with(host, earlier)
+    assert mark_stopped(host.config(), SIGTERM_AS_ASKED, clock=lambda: host.clock.now + 5)
+    said = host.status()
+    assert (said["state"], said["healthy"]) == ("stopped", False)
+    assert (said["last_error"], said["last_error_at"]) == (None, None)  # stopped as asked: no error
+    assert (said["previous_error"], said["previous_error_at"]) == (earlier, before["last_error_at"])
+    assert said["last_cycle_state"] == "ok"  # the host's last known state stays
+    assert host.metrics()["trust_agent_up"] == "0"
+
+
+@pytest.mark.parametrize("earlier", EARLIER_ENDS)
+def test_a_daemon_killed_before_it_wrote_a_status_says_how_it_ended_not_how_the_one_before_did(
+    host: Host, earlier: str
+) -> None:
+    an_earlier_process_stopped_with(host, earlier)
+    assert mark_stopped(host.config(), SIGKILL, clock=lambda: host.clock.now + 5)
+    said = host.status()
+    assert said["state"] == "stopped" and said["previous_error"] == earlier
+    assert said["last_error"] == (
+        "the daemon ended without writing its status (systemd: result signal, killed KILL)"
+    )
+    assert said["last_error_at"] == iso(host.clock.now + 5)
+
+
+@pytest.mark.parametrize(
+    ("error", "systemd"),
+    [
+        # The process that ended wrote this end itself (a crash, a start refused), then exited.
+        ("crashed: OSError (see the journal)", {"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited"}),
+        ("the daemon cannot start: bad", {"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited"}),
+        # Not how a process ended: the error of the host, which a new process goes on reporting.
+        ("host: dockerd refused the reload", SIGTERM_AS_ASKED),
+        (None, SIGKILL),
+    ],
+)
+def test_a_stopped_status_that_is_the_ended_processes_or_the_hosts_is_left_as_it_is(
+    host: Host, error: str | None, systemd: dict[str, str]
+) -> None:
+    an_earlier_process_stopped_with(host, error)
+    written = host.status_file.read_bytes()
+    assert not mark_stopped(host.config(), systemd)
+    assert host.status_file.read_bytes() == written
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    error=st.one_of(st.none(), st.sampled_from(EARLIER_ENDS), st.text(max_size=40)),
+    exit_code=st.sampled_from(["exited", "killed", "dumped", ""]),
+    result=st.sampled_from(["success", "signal", "exit-code", "watchdog", ""]),
+)
+def test_the_stop_hook_moves_only_an_earlier_processes_end_aside_and_keeps_it(
+    error: str | None, exit_code: str, result: str
+) -> None:
+    previous = {"state": "stopped", "last_error": error, "last_error_at": "2026-01-01T00:00:00.000000Z"}
+    systemd = {"SERVICE_RESULT": result, "EXIT_CODE": exit_code}
+    earlier = an_earlier_process_end(previous, systemd)
+    assert earlier is (exit_code in ("killed", "dumped") and a_process_error(error))
+    if earlier:
+        moved = earlier_end_moved_aside(previous, systemd, at=0.0)
+        assert moved["state"] == "stopped" and moved["previous_error"] == error
+        assert moved["previous_error_at"] == previous["last_error_at"]
+        assert (moved["last_error"] is None) is (result == "success")
 
 
 def test_a_cycles_error_carried_over_stays_the_error_in_force(host: Host) -> None:
