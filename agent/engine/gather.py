@@ -56,10 +56,20 @@ ta_info() {
   # The CLI waits for ever on a socket no one serves (docker.socket left listening by a dockerd that
   # serves elsewhere): bounded where coreutils' timeout is there.
   if command -v timeout >/dev/null 2>&1; then
-    timeout @TIMEOUT@ docker info --format '{{json .}}' || { [ $? != 124 ] || ta_silent=1; return 1; }
+    ta_cli=$(timeout @TIMEOUT@ docker info --format '{{json .}}'); ta_rc=$?
+    [ "$ta_rc" != 124 ] || ta_silent=1
   else
-    docker info --format '{{json .}}'
+    ta_cli=$(docker info --format '{{json .}}'); ta_rc=$?
   fi
+  [ -z "$ta_cli" ] || printf '%s\n' "$ta_cli"
+  [ "$ta_rc" = 0 ] || return 1
+  # With no engine to answer, the 20.10 and 26.1 CLIs still exit 0, printing a document of their own
+  # ({"ServerErrors":["Cannot connect..."],...}, 26.1 with "ServerVersion":""): no answer.
+  case $ta_cli in
+    *'"ServerErrors":["'* | *'"ServerVersion":""'*) return 1 ;;
+    *'"ServerVersion":"'*) return 0 ;;
+    *) return 1 ;;
+  esac
 }
 """)
 
@@ -281,6 +291,17 @@ if [ -n "$R" ]; then
   for ta_p in "$C"/*; do [ -n "$ta_out" ] || [ ! -L "$ta_p" ] || ! ta_outside_root "$ta_p" || ta_out=1; done
   # The host is refused for it (the apply follows no link in a tree): nothing more is read.
   [ -z "$ta_out" ] || { echo "@@ta end"; exit 0; }
+fi
+# On a live host, certs.d itself (or a directory above it) that another user can write in, or a link
+# to nothing: the apply writes no CA file through either (its safe-directory checks), so the host is
+# refused now, as the apply would refuse it. One find, as the apply's.
+if [ -z "$R" ]; then
+  if [ -L "$C" ] && [ ! -e "$C" ]; then
+    echo "@@ta certs-dir-dangling"; readlink -m -- "$C" | base64 -w0; echo
+  else
+    ta_bad=$(find -L "${C%/*/*}" "${C%/*}" "$C" -maxdepth 0 \( ! -user 0 -o -perm /022 \) -print -quit 2>/dev/null)
+    [ -z "$ta_bad" ] || { echo "@@ta certs-dir-unsafe"; printf '%s' "$ta_bad" | base64 -w0; echo; }
+  fi
 fi
 # The agent's own CA files and their directories, one a line: their owner and mode, from one stat.
 o=""
@@ -787,6 +808,8 @@ _LINE_PAYLOADS = frozenset(
         "certs-dir-at",
         "dir-unsafe-hop",
         "dir-dangling",
+        "certs-dir-dangling",
+        "certs-dir-unsafe",
         "outside-root",
         "state",
         "daemon-status",
@@ -853,6 +876,7 @@ def _parse(
     _refuse_outside_root(records, root)
     _refuse_non_files(records)
     _refuse_unsafe_hop(records, daemon_json_path)
+    _refuse_unsafe_certs_dir(records)
     for record in records:
         kind, name, payload = record.kind, record.name, record.payload or ""
         if kind in ("dir-link", "certs-dir-at", "dir-unsafe-hop", "dir-dangling", "link-owner"):
@@ -1239,6 +1263,27 @@ def _refuse_unsafe_hop(records: list[_Record], daemon_json_path: str) -> None:
             raise CommandError(unsafe_hop_says(directory, daemon_json_path, link, target))
 
 
+def _refuse_unsafe_certs_dir(records: list[_Record]) -> None:
+    """Stop at a live host whose certs.d is a link to nothing, or is (or lies under) a directory a user
+    other than root can write in: the apply refuses to write any CA file there, in these words, so the
+    plan and verify say so too instead of a change that can never be made."""
+    for record in records:
+        if record.kind not in ("certs-dir-dangling", "certs-dir-unsafe"):
+            continue
+        path = _b64(record.payload or "", record.kind).decode("utf-8", "replace").rstrip("\n") or "?"
+        if record.kind == "certs-dir-dangling":
+            said = (
+                f"{CERTS_DIR} is a link to {path}, which does not exist: create the target directory or "
+                "remove the link"
+            )
+        else:
+            said = (
+                f"{path} is writable by a user other than root: trust-agent does not write there (make it "
+                "root's alone: chown root, chmod go-w)"
+            )
+        raise CommandError(f"{said}; nothing written")
+
+
 # What the gather found at a path the agent writes (``@@ta not-file <kind> <path>``), as said.
 _NOT_A_FILE = {
     "directory": "a directory, not a file",
@@ -1334,7 +1379,10 @@ def engine_flags(
     if unit:
         exec_lines: list[tuple[str | None, str]] = []
         settings_lines: list[tuple[str | None, str]] = []
-        for current_file, line in unit_lines(unit):
+        lines = unit_lines(unit)
+        cwd = working_directory(lines)
+        running = running[:1] + _config_file_resolved(running[1:], cwd)
+        for current_file, line in lines:
             if line.startswith("ExecStart="):
                 value = line.removeprefix("ExecStart=").strip()
                 if not value:
@@ -1355,6 +1403,7 @@ def engine_flags(
                 argv, used = expand_command(argv, settings)
                 if used:
                     source = f"{source} ({', '.join(used)})"
+            argv = argv[:1] + _config_file_resolved(argv[1:], cwd)
             flags = argv[1:]
             extra = [flag for flag in running[1:] if flag not in flags]
             if extra:
@@ -1362,8 +1411,63 @@ def engine_flags(
                 source = f"{source} and /proc/{pid}/cmdline"
             return EngineFlags(tuple(flags), source, tuple(argv[1:]), tuple(running[1:]))
     if running:
+        _refuse_relative_config_file(running[1:], f"/proc/{pid}/cmdline")
         return EngineFlags(tuple(running[1:]), f"/proc/{pid}/cmdline", None, tuple(running[1:]))
     return EngineFlags((), None)
+
+
+def working_directory(lines: Sequence[tuple[str | None, str]]) -> str:
+    """dockerd's working directory as docker.service's lines (:func:`unit_lines`) set it: the last
+    ``WorkingDirectory=`` (an empty one resets it), its ``-`` (may be missing) dropped, ``~`` root's home
+    (dockerd runs as root); ``/`` where none is given, systemd's default for a system service.
+
+    >>> working_directory([(None, "WorkingDirectory=-/srv"), (None, "WorkingDirectory=~")])
+    '/root'
+    >>> working_directory([(None, "WorkingDirectory=/srv"), (None, "WorkingDirectory=")])
+    '/'
+    """
+    found = "/"
+    for _, line in lines:
+        key, equals, value = line.partition("=")
+        if equals and key == "WorkingDirectory":
+            value = value.removeprefix("-")
+            found = "/root" + value[1:] if value.startswith("~") else value or "/"
+    return found
+
+
+def _config_file_resolved(flags: Sequence[str], cwd: str) -> list[str]:
+    """``flags`` with each relative ``--config-file`` made absolute against ``cwd``: dockerd opens it as
+    given, so from its working directory, not from wherever the agent's login starts.
+
+    >>> _config_file_resolved(["--config-file", "etc/d.json", "--config-file=/etc/e.json"], "/")
+    ['--config-file', '/etc/d.json', '--config-file=/etc/e.json']
+    """
+    resolved: list[str] = []
+    for index, flag in enumerate(flags):
+        if index and flags[index - 1] == "--config-file":
+            resolved.append(_absolute(flag, cwd))
+        elif flag.startswith("--config-file="):
+            resolved.append("--config-file=" + _absolute(flag.partition("=")[2], cwd))
+        else:
+            resolved.append(flag)
+    return resolved
+
+
+def _absolute(path: str, cwd: str) -> str:
+    """``path`` as opened from ``cwd`` (an empty path left alone: dockerd refuses it itself)."""
+    return posixpath.normpath(posixpath.join(cwd, path)) if path and not path.startswith("/") else path
+
+
+def _refuse_relative_config_file(flags: Sequence[str], source: str) -> None:
+    """Stop where dockerd's ``--config-file`` is relative and no unit says its working directory (it runs
+    outside docker.service): which file it reads cannot be told."""
+    config_file = config_file_flag(flags)
+    if config_file and not config_file.startswith("/"):
+        raise CommandError(
+            f"{source} sets --config-file={config_file}, a relative path dockerd reads from its working "
+            "directory, which trust-agent cannot tell where dockerd is not started by docker.service: "
+            "give --config-file an absolute path, then run again (nothing written)"
+        )
 
 
 __all__ = [

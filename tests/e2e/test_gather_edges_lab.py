@@ -3,6 +3,7 @@ what the agent reads must be what systemd and dockerd read, and a silent engine 
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -210,3 +211,135 @@ def test_an_engine_serving_elsewhere_by_a_daemon_json_with_trailing_data_is_refu
         err,
     )
     assert took < 8, f"took {took:.1f}s: no wait on the socket no one serves"
+
+
+# A network option only Docker 23.0 and later know, and a byte order mark only 26.1 reads past.
+MTU_OPTS = {"bridge": {"com.docker.network.driver.mtu": "1400"}}
+BOM = b"\xef\xbb\xbf"
+STOP_ENGINE = "systemctl stop docker.service docker.socket"
+START_ENGINE = (
+    "systemctl reset-failed docker.service docker.socket; systemctl start docker.socket docker.service"
+)
+
+
+@contextmanager
+def stopped_with_daemon_json(
+    lab: Lab, host: Host, text: bytes, *, load_first: bool = False
+) -> Iterator[None]:
+    """``host``'s dockerd and docker.socket stopped, daemon.json holding ``text`` (``load_first``: dockerd
+    restarted on it before the stop); after, the base daemon.json back and both started again."""
+    then = "systemctl restart docker && " if load_first else ""
+    lab.ssh(host, f"cat > /etc/docker/daemon.json && {then}{STOP_ENGINE}", input=text.decode("utf-8"))
+    try:
+        yield
+    finally:
+        lab.ssh(host, f"cp {LAB_DAEMON_JSON} /etc/docker/daemon.json && {START_ENGINE}")
+
+
+def flavoured(lab: Lab, version: str) -> Host:
+    """The first host whose dockerd is ``version`` (a prefix: "20.10", "26.")."""
+    for host in lab.hosts:
+        if lab.ssh(host, "dockerd --version").stdout.startswith(f"Docker version {version}"):
+            return host
+    raise AssertionError(f"no host of this lab runs dockerd {version}")
+
+
+def test_a_26_engine_stopped_with_its_socket_is_judged_by_its_own_keys(
+    mixed_lab: Lab, tmp_path: Path
+) -> None:
+    """docker.service and docker.socket stopped: the docker CLI exits 0 with a document of its own
+    ("ServerErrors"), taken for the engine's answer, so its version went unasked and a key 26.1 knows
+    was refused by 20.10's list."""
+    lab = mixed_lab
+    host = flavoured(lab, "26.")
+    doc = {**json.loads(lab.ssh(host, f"cat {LAB_DAEMON_JSON}").stdout), "default-network-opts": MTU_OPTS}
+    with stopped_with_daemon_json(lab, host, json.dumps(doc).encode() + b"\n", load_first=True):
+        lab.ssh(host, "dockerd --validate --config-file /etc/docker/daemon.json")  # fails if 26.1 refuses it
+        code, outcome, err = outcome_of(lab, "plan", host, *skip_args(lab, tmp_path))
+    assert not any("unknown key" in b for b in outcome["blockers"]), (code, outcome, err)
+    assert code == 0 and outcome["status"] == "pending", (code, outcome, err)
+    assert (outcome["engine_version"] or "").startswith("26."), outcome
+
+
+def test_a_20_10_engine_stopped_with_its_socket_is_not_written_a_daemon_json_it_cannot_read(
+    mixed_lab: Lab, tmp_path: Path
+) -> None:
+    """A daemon.json starting with a byte order mark, which 20.10 cannot read: with the engine's version
+    unknown (the CLI's own document taken for an answer) it was a warning, and the rollout wrote into it."""
+    lab = mixed_lab
+    host = flavoured(lab, "20.10")
+    text = BOM + lab.ssh(host, f"cat {LAB_DAEMON_JSON}").stdout.encode()
+    with stopped_with_daemon_json(lab, host, text):
+        code, outcome, err = outcome_of(lab, "rollout", host, *skip_args(lab, tmp_path))
+        after = lab.ssh(host, "base64 -w0 /etc/docker/daemon.json").stdout
+    said = "starts with a UTF-8 byte order mark, which dockerd 20.10"
+    assert code == 1 and any(said in b for b in outcome["blockers"]), (code, outcome, err)
+    assert base64.b64decode(after) == text, "daemon.json was written"
+
+
+ALT_DAEMON_JSON = "/etc/docker-alt/daemon.json"
+# A drop-in starting dockerd with a --config-file relative to its working directory (/ by default).
+RELATIVE_CONFIG_FILE = (
+    "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// "
+    "--containerd=/run/containerd/containerd.sock --config-file etc/docker-alt/daemon.json\n"
+)
+
+
+def test_a_relative_config_file_is_written_where_dockerd_reads_it(mixed_lab: Lab, tmp_path: Path) -> None:
+    """The gather read etc/docker-alt/daemon.json from the SSH login's home: the plan showed a new file
+    holding only insecure-registries, and the rollout failed to create it there."""
+    lab = mixed_lab
+    host = lab.hosts[0]
+    lab.ssh(host, f"mkdir -p /etc/docker-alt && cp {LAB_DAEMON_JSON} {ALT_DAEMON_JSON}")
+    try:
+        with unit_drop_in(lab, host, "x-rel.conf", RELATIVE_CONFIG_FILE):
+            assert lab.ssh(host, "readlink /proc/$(pidof dockerd)/cwd").stdout.strip() == "/"
+            code, outcome, err = outcome_of(lab, "rollout", host, *skip_args(lab, tmp_path))
+            written = json.loads(lab.ssh(host, f"cat {ALT_DAEMON_JSON}").stdout)
+            loaded = lab.ssh(host, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout
+    finally:
+        lab.ssh(host, "rm -rf /etc/docker-alt")
+    assert (code, outcome["status"]) == (0, "changed"), (code, outcome, err)
+    assert [c["path"] for c in outcome["changes"] if "daemon.json" in c["path"]] == [ALT_DAEMON_JSON]
+    base = json.loads(lab.ssh(host, f"cat {LAB_DAEMON_JSON}").stdout)
+    listed = written.pop("insecure-registries")
+    assert written == base and lab.registry in listed, (written, listed)
+    assert json.loads(loaded)[lab.registry]["Secure"] is False
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (
+            "chmod 1777 /etc/docker/certs.d",
+            "/etc/docker/certs.d is writable by a user other than root: trust-agent does not write there",
+        ),
+        (
+            "rm -rf /etc/docker/certs.d && ln -s /srv/gone /etc/docker/certs.d",
+            "/etc/docker/certs.d is a link to /srv/gone, which does not exist: create the target directory "
+            "or remove the link",
+        ),
+    ],
+    ids=["world-writable", "link-to-nothing"],
+)
+@pytest.mark.parametrize("command", ["plan", "verify"])
+def test_a_certs_d_the_apply_refuses_is_refused_by_plan_and_verify(
+    mixed_lab: Lab, command: str, make: str, said: str
+) -> None:
+    """plan and verify said "pending" for a host whose certs.d the rollout then refused to write in."""
+    lab = mixed_lab
+    host = lab.hosts[0]
+    lab.ssh(host, f"mkdir -p /etc/docker/certs.d && {make}")
+    try:
+        code, outcome, err = outcome_of(lab, command, host)
+        rolled_code, rolled, rolled_err = outcome_of(lab, "rollout", host)
+    finally:
+        lab.ssh(
+            host, "rm -f /etc/docker/certs.d; mkdir -p /etc/docker/certs.d; chmod 0755 /etc/docker/certs.d"
+        )
+    assert code == 1 and outcome["status"] == "failed" and said in (outcome["error"] or ""), (
+        code,
+        outcome,
+        err,
+    )
+    assert rolled_code == 1 and said in (rolled["error"] or ""), (rolled_code, rolled, rolled_err)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import posixpath
+import re
 from random import Random
 
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from agent.engine.gather import _serves_elsewhere, engine_flags, parse_gather_output, unit_lines
 from agent.errors import CommandError
+from agent.runtimes.daemon_json_checks import config_file_flag
 from agent.runtimes.systemd_env import unit_environment
 
 ENV_FILE = "/etc/default/docker-extra"
@@ -163,3 +166,97 @@ def test_a_file_not_named_by_the_glob_gives_nothing() -> None:
         '@@ta env-file /etc/default/unnamed\n@@ta env-text n\nDOCKER_OPTS="--debug"\n@@ta env-end n\n@@ta active active',
     )
     assert parse_gather_output(text).dockerd_flags == ("-H", "fd://")
+
+
+RELATIVE = "etc/docker-alt/daemon.json"
+
+
+def unit_starting(config_file_flag: list[str], working_directory: str | None = None) -> bytes:
+    """docker.service whose drop-in starts dockerd with ``config_file_flag`` (and a WorkingDirectory=)."""
+    where = f"WorkingDirectory={working_directory}\n" if working_directory is not None else ""
+    return unit_with(
+        f"{where}ExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// {' '.join(config_file_flag)}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "working_directory", "opened"),
+    [
+        (["--config-file", RELATIVE], None, f"/{RELATIVE}"),
+        ([f"--config-file={RELATIVE}"], None, f"/{RELATIVE}"),
+        (["--config-file", RELATIVE], "-/srv", f"/srv/{RELATIVE}"),
+        (["--config-file", f"../{RELATIVE}"], "/srv/x", f"/srv/{RELATIVE}"),
+        (["--config-file", RELATIVE], "~", f"/root/{RELATIVE}"),
+        (["--config-file", "/etc/d.json"], "/srv", "/etc/d.json"),
+    ],
+    ids=["default-cwd", "equals-form", "working-directory", "dot-dot", "home", "absolute-kept"],
+)
+def test_a_relative_config_file_is_the_file_dockerd_opens_from_its_working_directory(
+    flag: list[str], working_directory: str | None, opened: str
+) -> None:
+    """dockerd opens --config-file from its working directory (the unit's WorkingDirectory=, / by
+    default): the gather read it from the SSH login's home, and the plan wrote a new file there."""
+    cmdline = "\0".join(["/usr/sbin/dockerd", "-H", "fd://", *flag]).encode()
+    flags = engine_flags(unit_starting(flag, working_directory), cmdline, "7")
+    for seen in (flags.flags, flags.unit, flags.running):
+        assert seen is not None and config_file_flag(seen) == opened, seen
+    assert flags.source == "/etc/systemd/system/docker.service.d/env.conf", flags.source
+
+
+def test_an_empty_working_directory_resets_it_to_the_root() -> None:
+    unit = unit_starting(["--config-file", RELATIVE], "/srv") + b"WorkingDirectory=\n"
+    assert config_file_flag(engine_flags(unit, None, None).flags) == f"/{RELATIVE}"
+
+
+def test_a_relative_config_file_of_a_dockerd_outside_docker_service_stops_the_gather() -> None:
+    """No unit says where such a dockerd runs from: which file it reads is not known."""
+    with pytest.raises(CommandError, match=f"sets --config-file={RELATIVE}, a relative path"):
+        engine_flags(None, f"/usr/bin/dockerd\0--config-file\0{RELATIVE}\0".encode(), "42")
+
+
+@given(st.lists(st.sampled_from(["a", "b", "..", "."]), min_size=1, max_size=6))
+def test_a_resolved_config_file_is_always_absolute_and_normal(parts: list[str]) -> None:
+    relative = "/".join(parts)
+    flags = engine_flags(unit_starting(["--config-file", relative], "/srv/w"), None, None).flags
+    opened = config_file_flag(flags)
+    assert opened is not None and opened.startswith("/") and posixpath.normpath(opened) == opened
+    assert opened == posixpath.normpath(posixpath.join("/srv/w", relative))
+
+
+def gather_with(record: str, payload: str) -> str:
+    return "\n".join(["@@ta begin 1", "@@ta certs-dir", f"@@ta {record}", b64(payload), "@@ta end"]) + "\n"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("record", "payload", "said"),
+    [
+        (
+            "certs-dir-unsafe",
+            "/etc/docker/certs.d",
+            "/etc/docker/certs.d is writable by a user other than root: trust-agent does not write there "
+            "(make it root's alone: chown root, chmod go-w)",
+        ),
+        (
+            "certs-dir-unsafe",
+            "/etc/docker",
+            "/etc/docker is writable by a user other than root: trust-agent does not write there",
+        ),
+        (
+            "certs-dir-dangling",
+            "/srv/missing",
+            "/etc/docker/certs.d is a link to /srv/missing, which does not exist: create the target "
+            "directory or remove the link",
+        ),
+    ],
+    ids=["world-writable", "parent-writable", "link-to-nothing"],
+)
+def test_a_certs_d_the_apply_would_not_write_in_stops_the_gather_in_the_applys_words(
+    record: str, payload: str, said: str
+) -> None:
+    """plan and verify said "pending" where the rollout then refused the host for certs.d itself."""
+    with pytest.raises(CommandError, match=re.escape(said)):
+        parse_gather_output(gather_with(record, payload))
