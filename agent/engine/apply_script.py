@@ -115,6 +115,20 @@ mkd() {
 same() {
   if [ "$2" = absent ]; then [ ! -e "$1" ]; else printf '%s  %s\n' "$2" "$1" | sha256sum -c --status 2>/dev/null; fi
 }
+# unwritten DIR SIZE: why a write of SIZE bytes into DIR failed, as far as its filesystem tells, said
+# after "cannot write into DIR". dash's printf says only "I/O error" of a full disk: the free blocks
+# (root's reserve counted, as the apply runs as root) and inodes name that cause (a filesystem with no
+# inode count, btrfs, reports 0 of 0). Asked only after a failure.
+unwritten() {
+  ta_fs=$(stat -f -c '%f %S %c %d' "$1" 2>/dev/null) && set -- "$1" "$2" $ta_fs
+  if [ $# -eq 6 ] && [ "$5" -gt 0 ] && [ "$6" -eq 0 ]; then
+    echo ": no space left on device (no free inodes on its filesystem); remove files there, then run again"
+  elif [ $# -eq 6 ] && [ $(($3 * $4)) -lt "$2" ]; then
+    echo ": no space left on device ($(($3 * $4 / 1024)) KiB free on its filesystem); free space there, then run again"
+  else
+    echo " (is it full, or read-only?)"
+  fi
+}
 # stage DEST UMASK CHMOD VAR ENCODING CONTENT [fresh]: CONTENT into a temp file beside DEST, whose name
 # goes into VAR. An existing DEST lends the temp file its owner and mode (cp -p, then overwritten),
 # unless "fresh" (the agent's CA files: root's 0644 whatever they were, as another user able to write
@@ -131,9 +145,9 @@ stage() {
   fi
   umask "$2"
   if [ "$5" = text ]; then
-    printf '%s' "$6" >|"$tmp" || fail 1 "cannot write into ${dest%/*} (is it full, or read-only?)"
+    printf '%s' "$6" >|"$tmp" || fail 1 "cannot write into ${dest%/*}$(unwritten "${dest%/*}" "${#6}")"
   else
-    printf '%s' "$6" | base64 -d >|"$tmp" || fail 1 "cannot write into ${dest%/*} (is it full, or read-only?)"
+    printf '%s' "$6" | base64 -d >|"$tmp" || fail 1 "cannot write into ${dest%/*}$(unwritten "${dest%/*}" "$((${#6} / 4 * 3))")"
   fi
   if [ -n "$3" ] && { [ ! -e "$dest" ] || [ "${7:-}" = fresh ]; }; then chmod "$3" "$tmp" || fail 1 "cannot chmod $tmp"; fi
   eval "$4=\$tmp"

@@ -309,11 +309,15 @@ def unit_blockers(facts: DockerFacts, plan: HostPlan) -> list[str]:
     return blockers
 
 
-def masked_note(facts: DockerFacts) -> str | None:
-    """The warning for a masked docker.service where the plan needs no reload or restart."""
-    if facts.unit_masked and facts.init == "systemd":
-        return f"{MASKED}; the files take effect when dockerd starts"
-    return None
+def masked_note(facts: DockerFacts, plan: HostPlan) -> str | None:
+    """The warning for a masked docker.service where ``plan`` needs no reload or restart, yet something
+    waits on dockerd: it is stopped, or restart policy 'never' left its live config behind. A running
+    dockerd reads CA files at once (fact 7): where nothing waits, the mask changes nothing."""
+    if not facts.unit_masked or facts.init != "systemd":
+        return None
+    if facts.engine_running and not plan.live_pending:
+        return None
+    return f"{MASKED}; the files take effect when dockerd starts"
 
 
 def _config_file_moved(facts: DockerFacts) -> str | None:

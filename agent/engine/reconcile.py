@@ -184,7 +184,7 @@ def reconcile(
         blocked = replace(plan, blockers=(*refused, *plan.blockers))
         error = "; ".join(blocked.blockers)
         return _done(replace(base, plan=blocked), timeline, "failed", error=error, engine_action="none")
-    base = _warned(base, masked_note(facts))
+    base = _warned(base, masked_note(facts, plan))
     # The daemon pulls only where it changes the host's trust: read where it will, before it does.
     record_only = only_the_record(plan)
     acts = (plan.changed or plan.engine_action != "none") and not record_only

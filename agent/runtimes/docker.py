@@ -1173,17 +1173,29 @@ def _conflict_effect(at_start: bool, at_reload: bool) -> str:
 
 
 def _config_file_elsewhere(facts: DockerFacts) -> list[str]:
-    """Where dockerd is given another ``--config-file``: the file the agent reads is not dockerd's."""
-    where = facts.flags_source or "dockerd's command line"
-    blockers: list[str] = []
-    config_file = config_file_flag(facts.dockerd_flags)
-    if config_file is not None and posixpath.normpath(config_file) != posixpath.normpath(
-        facts.daemon_json_path
-    ):
-        blockers.append(
-            f"{where} sets --config-file={config_file}: dockerd does not read {facts.daemon_json_path}"
-        )
-    return blockers
+    """Where dockerd's next start is given another ``--config-file``: the file the agent reads is not
+    dockerd's. One that only the running dockerd has (its unit no longer gives it) is not said here:
+    the next start reads the agent's file, and ``host_plan.unit_blockers`` refuses the host until a
+    restart makes both read one file."""
+    config_file = config_file_flag(facts.next_start_flags)
+    if config_file is None or posixpath.normpath(config_file) == posixpath.normpath(facts.daemon_json_path):
+        return []
+    return [
+        f"{_next_start_source(facts)} sets --config-file={config_file}: dockerd does not read "
+        f"{facts.daemon_json_path}"
+    ]
+
+
+# What the gather adds to ``flags_source`` where the running dockerd has flags its unit no longer gives.
+_RUNNING_FLAGS_SOURCE = re.compile(r" and /proc/\d+/cmdline$")
+
+
+def _next_start_source(facts: DockerFacts) -> str:
+    """Where the flags of dockerd's next start were read: the unit's file (with the variables that gave
+    them), not the running dockerd's command line read beside it."""
+    if facts.flags_source is None:
+        return "dockerd's command line"
+    return _RUNNING_FLAGS_SOURCE.sub("", facts.flags_source)
 
 
 # --- dockerd action -----------------------------------------------------------------------------------

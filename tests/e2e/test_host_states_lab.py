@@ -5,12 +5,13 @@ engine that takes connections but never answers."""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.probes import DROP_INS, converged, outcome_of, skip_args, unit_drop_in
-from tests.lab import Lab
+from tests.lab import Host, Lab
 
 pytestmark = pytest.mark.lab
 
@@ -96,3 +97,90 @@ def test_an_engine_that_never_answers_is_said_in_the_plan(lab: Lab) -> None:
         outcome,
         err,
     )
+
+
+@pytest.fixture
+def ca_lab(lab_session: Lab) -> Lab:
+    """The session's fleet (Docker 20.10, storage with its own CA), reset."""
+    lab_session.reset()
+    return lab_session
+
+
+@pytest.fixture
+def masked_host(ca_lab: Lab) -> Iterator[Host]:
+    """h2 with docker.service masked (its dockerd still running); unmasked and running again after."""
+    host = ca_lab.hosts[1]
+    ca_lab.ssh(host, "systemctl mask docker.service")
+    try:
+        yield host
+    finally:
+        ca_lab.ssh(host, "systemctl unmask docker.service && systemctl start docker")
+
+
+MASKED_NOTE = "docker.service is masked: systemctl cannot reload or restart it; the files take effect when dockerd starts"
+
+
+def test_a_masked_unit_is_warned_of_only_where_its_dockerd_has_yet_to_read_the_files(
+    ca_lab: Lab, masked_host: Host
+) -> None:
+    """A running dockerd reads new CA files at once: a rollout pulled through them, yet it and verify
+    said they waited for dockerd's start."""
+    lab, host = ca_lab, masked_host
+    resolve = ("--resolve", f"{lab.registry}:{lab.state['registry']['address']}")
+    code, outcome, err = outcome_of(lab, "rollout", host, *resolve, "--canary-image", lab.image)
+    assert (code, outcome["status"], outcome["engine_action"]) == (0, "changed", "none"), (err, outcome)
+    assert f"canary pull {lab.image}" in outcome["verified"], outcome
+    assert MASKED_NOTE not in outcome["warnings"], outcome
+    code, outcome, err = outcome_of(lab, "verify", host)
+    assert (code, outcome["status"]) == (0, "unchanged"), (err, outcome)
+    assert MASKED_NOTE not in outcome["warnings"], outcome
+    # Stopped, dockerd reads the files only when it starts, which the mask forbids: said.
+    lab.ssh(host, f"rm -rf /etc/docker/certs.d/{lab.registry} && systemctl stop docker.socket docker.service")
+    code, outcome, err = outcome_of(lab, "rollout", host)
+    assert (code, outcome["status"]) == (0, "changed"), (err, outcome)
+    assert MASKED_NOTE in outcome["warnings"], outcome
+
+
+ALT_DAEMON_JSON = "/etc/docker-alt/daemon.json"
+
+
+@pytest.fixture
+def config_file_removed_unrestarted(ca_lab: Lab) -> Iterator[Host]:
+    """h1's dockerd started with --config-file=/etc/docker-alt/daemon.json from $DOCKER_OPTS, given the
+    skip-TLS policy there, then the flag removed with no restart; its base config and dockerd back after."""
+    lab, host = ca_lab, ca_lab.hosts[0]
+    opts = f'DOCKER_OPTS="--config-file={ALT_DAEMON_JSON}"'
+    lab.ssh(
+        host,
+        f"cp -p /etc/default/docker /etc/default/docker.lab && mkdir -p /etc/docker-alt && "
+        f"cp /etc/docker/daemon.json {ALT_DAEMON_JSON} && echo '{opts}' >> /etc/default/docker && "
+        "systemctl restart docker",
+    )
+    try:
+        yield host
+    finally:
+        lab.ssh(
+            host,
+            "mv /etc/default/docker.lab /etc/default/docker && rm -rf /etc/docker-alt && "
+            "systemctl reset-failed docker.service; systemctl restart docker",
+        )
+
+
+def test_a_config_file_only_the_running_dockerd_has_is_refused_once_as_the_running_ones(
+    ca_lab: Lab, config_file_removed_unrestarted: Host, tmp_path: Path
+) -> None:
+    """The plan gave a second blocker saying the unit "and /proc/N/cmdline sets" the flag the unit no
+    longer gives, against the first (the running dockerd was started with it)."""
+    lab, host = ca_lab, config_file_removed_unrestarted
+    code, outcome, err = outcome_of(lab, "rollout", host, *skip_args(lab, tmp_path))
+    assert (code, outcome["status"]) == (0, "changed"), (err, outcome)
+    assert lab.registry in lab.ssh(host, f"cat {ALT_DAEMON_JSON}").stdout
+    lab.ssh(host, "cp /etc/default/docker.lab /etc/default/docker")
+    code, outcome, err = outcome_of(lab, "plan", host)
+    assert (code, outcome["status"]) == (1, "failed"), (err, outcome)
+    said = [b for b in outcome["blockers"] if "--config-file" in b]
+    assert len(said) == 1, said
+    assert said[0].startswith(
+        f"the running dockerd was started with --config-file={ALT_DAEMON_JSON}, but docker.service now "
+        "starts it with /etc/docker/daemon.json"
+    ), said

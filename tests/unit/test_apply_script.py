@@ -1153,3 +1153,15 @@ def test_a_certs_d_link_to_nothing_stops_a_live_apply_naming_its_missing_target(
         f"{link} is a link to {tmp_path}/srv/certs/registry.test, which does not exist: create the target "
         "directory or remove the link"
     )
+
+
+def test_a_failed_write_asks_its_filesystem_why_and_a_write_that_succeeds_asks_nothing() -> None:
+    """dash's printf says "I/O error" of a full disk: the failure named no cause. Its filesystem is
+    asked only on the failure's side of each write (a process more on every write otherwise)."""
+    script = build_apply_script(plan_for(Path("/")), engine_action="reload", init="systemd")
+    writes = [line.strip() for line in script.splitlines() if line.strip().startswith("printf '%s' \"$6\"")]
+    assert len(writes) == 2, writes
+    for line in writes:
+        written, _, failed = line.partition(" || ")
+        assert "unwritten" not in written and 'fail 1 "cannot write into ${dest%/*}$(unwritten ' in failed
+    assert ": no space left on device (" in script

@@ -511,6 +511,33 @@ def test_config_file_elsewhere_blocks() -> None:
     assert plan_docker(insecure_policy("registry.test"), same).blockers == ()
 
 
+UNIT = "/lib/systemd/system/docker.service"
+ALT = "/etc/docker-alt/daemon.json"
+
+
+def test_a_config_file_only_the_running_dockerd_has_is_not_said_to_be_the_units() -> None:
+    """The flag removed from the unit, dockerd not restarted: the plan said the unit "and /proc/N/cmdline
+    sets" it, against the unit's own refusal (its next start reads daemon.json)."""
+    policy = insecure_policy("registry.test")  # a daemon.json change: the file dockerd reads matters
+    unit = ("-H", "fd://")
+    moved = host(
+        unit_flags=unit,
+        running_flags=(*unit, f"--config-file={ALT}"),
+        dockerd_flags=(*unit, f"--config-file={ALT}"),
+        flags_source=f"{UNIT} and /proc/4036/cmdline",
+    )
+    assert not any("--config-file" in b for b in plan_docker(policy, moved).blockers)
+    # Where the unit gives it, the unit alone is named as setting it.
+    given_by_unit = replace(
+        moved,
+        unit_flags=(*unit, f"--config-file={ALT}"),
+        dockerd_flags=(*unit, f"--config-file={ALT}", "--debug"),
+        running_flags=(*unit, "--debug"),
+    )
+    said = [b for b in plan_docker(policy, given_by_unit).blockers if "--config-file" in b]
+    assert said == [f"{UNIT} sets --config-file={ALT}: dockerd does not read {DAEMON_JSON}"]
+
+
 def test_problems_already_in_daemon_json_block_a_change() -> None:
     raw = b'{"live-restore": "yes", "frobnicate": 1}'
     plan = plan_docker(insecure_policy("registry.test"), host(daemon_json=raw, has_validate=False))

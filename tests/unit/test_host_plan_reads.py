@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from agent.engine.gather import (
     parse_gather_output,
     without_private_keys,
 )
-from agent.engine.host_plan import plan_for_host
+from agent.engine.host_plan import masked_note, plan_for_host
 from agent.engine.options import RunOptions
 from agent.engine.reconcile import reconcile
 from agent.errors import CommandError, CommandTimeout
@@ -490,3 +491,27 @@ def test_an_engine_that_did_not_answer_the_gather_is_not_asked_again_for_its_liv
             live_config_where_untouched=True,
         )  # fmt: skip
         assert asked == expected, (silent, asked)
+
+
+# --- a masked docker.service ------------------------------------------------------------------------------
+
+
+@given(running=st.booleans(), pending=st.booleans())
+def test_a_masked_unit_is_warned_of_only_where_something_waits_on_dockerd(
+    running: bool, pending: bool
+) -> None:
+    """A running dockerd reads new CA files at once (fact 7): the warning that they wait for its start was
+    given on every masked host, even after a canary pull through them."""
+    facts = DockerFacts(init="systemd", unit_masked=True, engine_running=running)
+    written = planned(DockerFacts(), ca_policy("registry.test"))
+    assert written.changes and written.engine_action == "none"  # CA files alone: no job for systemd
+    plan = replace(written, live_pending=pending)
+    note = masked_note(facts, plan)
+    if running and not pending:
+        assert note is None
+    else:
+        assert note == (
+            "docker.service is masked: systemctl cannot reload or restart it; the files take effect when "
+            "dockerd starts"
+        )
+    assert masked_note(DockerFacts(init="systemd", engine_running=running), plan) is None

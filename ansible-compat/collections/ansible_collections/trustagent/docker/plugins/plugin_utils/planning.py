@@ -47,7 +47,7 @@ def unit_warnings(policy: TrustPolicy, facts: DockerFacts, plan: HostPlan) -> li
     """What docker.service as it is means for the policy, as a rollout warns of it: a masked unit (for a
     plan it does not block), and a registry its command line makes insecure though the policy verifies
     TLS (which trust-agent never changes)."""
-    masked = masked_note(facts) if not refusals(facts, plan) else None
+    masked = masked_note(facts, plan) if not refusals(facts, plan) else None
     return [*([masked] if masked else []), *insecure_flag_warnings(policy, facts)]
 
 
