@@ -155,7 +155,8 @@ pem_body = st.lists(
 
 
 @given(
-    before=st.binary(max_size=200).filter(lambda b: b"-----" not in b),
+    # Hypothesis draws constants from the test's own text: text before the key must not be its words.
+    before=st.binary(max_size=200).filter(lambda b: b"-----" not in b and b"PRIVATE KEY" not in b),
     body=pem_body,
     kind=st.sampled_from(["", "RSA ", "EC ", "ENCRYPTED ", "OPENSSH ", "PGP "]),
     ended=st.booleans(),
