@@ -876,7 +876,6 @@ def _parse(
     _refuse_outside_root(records, root)
     _refuse_non_files(records)
     _refuse_unsafe_hop(records, daemon_json_path)
-    _refuse_unsafe_certs_dir(records)
     for record in records:
         kind, name, payload = record.kind, record.name, record.payload or ""
         if kind in ("dir-link", "certs-dir-at", "dir-unsafe-hop", "dir-dangling", "link-owner"):
@@ -952,6 +951,7 @@ def _parse(
         cert_dirs=frozenset(dirs),
         cert_owners=owners,
         certs_dir_present="certs-dir" in values or bool(dirs or certs),
+        certs_dir_problem=_certs_dir_problem(records),
         daemon_json=blobs.get("daemon-json"),
         daemon_json_link=_link_target(blobs.get("daemon-json-link")),
         state=blobs.get("state"),
@@ -1263,25 +1263,24 @@ def _refuse_unsafe_hop(records: list[_Record], daemon_json_path: str) -> None:
             raise CommandError(unsafe_hop_says(directory, daemon_json_path, link, target))
 
 
-def _refuse_unsafe_certs_dir(records: list[_Record]) -> None:
-    """Stop at a live host whose certs.d is a link to nothing, or is (or lies under) a directory a user
-    other than root can write in: the apply refuses to write any CA file there, in these words, so the
-    plan and verify say so too instead of a change that can never be made."""
+def _certs_dir_problem(records: list[_Record]) -> str | None:
+    """Why the apply would write no CA file into a live host's certs.d, in its words: a link to nothing,
+    or certs.d (or a directory above it) that a user other than root can write in. The plan blocks a
+    host it would write there; verify fails one whose CA files are there."""
     for record in records:
         if record.kind not in ("certs-dir-dangling", "certs-dir-unsafe"):
             continue
         path = _b64(record.payload or "", record.kind).decode("utf-8", "replace").rstrip("\n") or "?"
         if record.kind == "certs-dir-dangling":
-            said = (
+            return (
                 f"{CERTS_DIR} is a link to {path}, which does not exist: create the target directory or "
                 "remove the link"
             )
-        else:
-            said = (
-                f"{path} is writable by a user other than root: trust-agent does not write there (make it "
-                "root's alone: chown root, chmod go-w)"
-            )
-        raise CommandError(f"{said}; nothing written")
+        return (
+            f"{path} is writable by a user other than root: trust-agent does not write there (make it "
+            "root's alone: chown root, chmod go-w)"
+        )
+    return None
 
 
 # What the gather found at a path the agent writes (``@@ta not-file <kind> <path>``), as said.

@@ -130,6 +130,8 @@ def plan_docker(
     blockers += _loads_a_persons_entry(policy, facts, daemon, action.action, live_insecure)
     unsafe_dirs, dir_warnings = _unsafe_directory_blockers(facts, registries, certs)
     blockers += unsafe_dirs
+    certs_dir_blocker, certs_dir_warning = _certs_dir_blocker(facts, certs, insecure=policy.insecure)
+    blockers += certs_dir_blocker
     blockers += _not_directories(facts, registries if ca_files else ())
     warnings = (
         *loaded.warnings,
@@ -138,6 +140,7 @@ def plan_docker(
         *_half_client_pairs(facts, registries, insecure=policy.insecure),
         *_broken_entries(facts, registries, insecure=policy.insecure),
         *dir_warnings,
+        *certs_dir_warning,
         *_repeated_merged_keys(facts),
     )
     elsewhere = api_elsewhere(facts, daemon.doc)
@@ -584,6 +587,20 @@ def _unsafe_directory_blockers(
     return blockers, tuple(warnings)
 
 
+def _certs_dir_blocker(
+    facts: DockerFacts, certs: _CertsPlan, *, insecure: bool
+) -> tuple[list[str], list[str]]:
+    """certs.d itself as the apply would refuse it (``facts.certs_dir_problem``): a blocker where the
+    plan writes or makes anything there, else a warning where the policy's CA files are read from it
+    (an insecure registry's are not: dockerd reads no certs.d for it)."""
+    problem = facts.certs_dir_problem
+    if problem is None:
+        return [], []
+    if certs.changes or certs.mkdirs or certs.rmdirs:
+        return [f"{problem}, then run again (nothing written)"], []
+    return [], [] if insecure else [problem]
+
+
 def _insecure_listed(doc: Mapping[str, Any]) -> set[str]:
     """daemon.json's ``insecure-registries`` entries, named as dockerd names them."""
     entries = doc.get(INSECURE_KEY)
@@ -600,6 +617,8 @@ def does_not_comply(
     in. ``verify`` fails such a host; a rollout warns of it."""
     registries, _ = _valid_registries(policy.registries)
     found = list(_unsafe_directories(facts, registries).values())
+    if facts.certs_dir_problem is not None and not policy.insecure:
+        found.append(facts.certs_dir_problem)
     if policy.insecure:
         # dockerd reads no certs.d directory for an insecure registry (moby registry newTLSConfig).
         return tuple(found)

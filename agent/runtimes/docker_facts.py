@@ -32,6 +32,9 @@ class DockerFacts:
     # certs.d directories that hold them (``"<registry>"``); empty where not read (nothing to read).
     cert_owners: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     certs_dir_present: bool = True  # certs.d itself exists (False: a plan that needs it creates it)
+    # Why the apply writes nothing into certs.d itself (a link to nothing; it, or a directory above it,
+    # writable by a user other than root), in the apply's words; None: nothing stops it.
+    certs_dir_problem: str | None = None
     daemon_json: bytes | None = None
     # Where daemon_json_path is a symlink: its target, resolved on the host ("" where not resolved: a
     # --root tree). The target is written and the link kept, as a person or tool made it.

@@ -1284,6 +1284,31 @@ def test_a_directory_of_the_ca_files_others_can_write_is_warned_of_or_blocks_a_w
     assert does_not_comply(policy, converged_with_owners({})) == ()
 
 
+CERTS_DIR_UNSAFE = (
+    "/etc/docker/certs.d is writable by a user other than root: trust-agent does not write there (make it "
+    "root's alone: chown root, chmod go-w)"
+)
+
+
+def test_certs_d_itself_the_apply_refuses_blocks_a_write_there_and_fails_verify_where_its_cas_are() -> None:
+    """The gather had refused such a host whatever its plan, a skip-TLS one that writes nothing there
+    included; plan and verify had said "pending" before that."""
+    policy = ca_policy("registry.test")
+    fresh = plan_docker(policy, replace(host(), certs_dir_problem=CERTS_DIR_UNSAFE))
+    assert fresh.blockers == (f"{CERTS_DIR_UNSAFE}, then run again (nothing written)",)
+    converged = replace(converged_with_owners({}), certs_dir_problem=CERTS_DIR_UNSAFE)
+    plan = plan_docker(policy, converged)
+    assert (plan.changes, plan.blockers) == ((), ())
+    assert CERTS_DIR_UNSAFE in plan.warnings
+    assert does_not_comply(policy, converged) == (CERTS_DIR_UNSAFE,)
+    # dockerd reads no certs.d directory for an insecure registry: nothing to say there.
+    skip = insecure_policy("registry.test")
+    skipped = replace(converge(skip, host()), certs_dir_problem=CERTS_DIR_UNSAFE)
+    assert plan_docker(skip, skipped).blockers == ()
+    assert CERTS_DIR_UNSAFE not in plan_docker(skip, skipped).warnings
+    assert does_not_comply(skip, skipped) == ()
+
+
 PERSONS_ENTRY = (
     "daemon.json lists registry.test:443 in insecure-registries (not trust-agent's entry) though the "
     "policy verifies its TLS: remove it by hand, then run again"
