@@ -196,12 +196,57 @@ def _named(target: str, others: tuple[str, ...]) -> str:
     return f"{target} (also {', '.join(others)})" if others else target
 
 
+# The start of a problem that is the certificate's, not the network's: the hosts, given the same CAs,
+# refuse it too (an unknown issuer, or a name it is not valid for).
+_NOT_TRUSTED = "certificate not trusted"
+
+
+# OpenSSL's words (3.x's, and 1.1's where they differ) for a certificate whose issuer is none of the
+# CAs the check was made with: a CA the hosts hold and this machine was not given may be it. A name the
+# certificate is not valid for, or a date, fails whatever the CAs: such a check is judged as ever.
+_ISSUER_UNKNOWN = frozenset(
+    {
+        "unable to get issuer certificate",
+        "unable to get local issuer certificate",
+        "unable to verify the first certificate",
+        "self-signed certificate",
+        "self signed certificate",
+        "self-signed certificate in certificate chain",
+        "self signed certificate in certificate chain",
+    }
+)
+
+# How a check's problem begins where the policy gives no storage CA (storage_ca_missing: a host holding
+# trust-agent's keeps it) and the certificate's issuer is unknown: this machine cannot judge what the
+# hosts hold, so the check says what it was made without, and claims no failed pull.
+_WITHOUT_STORAGE_CA = "made without the storage CA (this run gives none; a host holding one keeps it)"
+
+
+def _issuer_unknown(problem: str) -> bool:
+    """Whether ``problem`` (as :func:`handshake` says it) is a certificate of an issuer not given."""
+    said, sep, reason = problem.partition(": ")
+    return said == _NOT_TRUSTED and bool(sep) and reason in _ISSUER_UNKNOWN
+
+
+def _as_checked(problem: str | None, storage_ca_missing: bool) -> str | None:
+    """``problem`` as this machine can judge it: an unknown issuer, without the storage CA the hosts
+    may hold, is said to be a check made without it."""
+    if problem is not None and storage_ca_missing and _issuer_unknown(problem):
+        return f"{_WITHOUT_STORAGE_CA}: {problem}"
+    return problem
+
+
 def _assembled(
-    targets: dict[str, tuple[str, ...]], problems: dict[str, str | None], resolve: dict[str, str] | None
+    targets: dict[str, tuple[str, ...]],
+    problems: dict[str, str | None],
+    resolve: dict[str, str] | None,
+    storage_ca_missing: bool,
 ) -> HandshakeReport:
-    """The report of the checks of ``targets``, each ``None`` where it verified, else its problem."""
+    """The report of the checks of ``targets``, each ``None`` where it verified, else its problem. A
+    check made without the storage CA is not ``ok`` (verify proved nothing there), nor a failed pull."""
+    said = {target: _as_checked(problems[target], storage_ca_missing) for target in targets}
     lines = tuple(
-        f"tls {_named(target, others)}: {problems[target] or 'ok'}" for target, others in targets.items()
+        f"tls {_named(target, others)}: {said[target] or 'ok'}" for target, others in targets.items()
     )
     ok = all(problems[target] is None for target in targets)
     return HandshakeReport(ok, lines, unused_resolve(resolve or {}, list(targets)))
@@ -215,7 +260,7 @@ def handshake_report(
     context = _context(policy)
     targets = _check_targets(policy)
     problems = {target: handshake(target, context, timeout, resolve) for target in targets}
-    return _assembled(targets, problems, resolve)
+    return _assembled(targets, problems, resolve, policy.storage_ca_missing)
 
 
 class BackgroundHandshakes:
@@ -262,23 +307,19 @@ class BackgroundHandshakes:
             else "cannot connect: not finished when the run was interrupted"
         )
         problems = {target: self._problems.get(target, unanswered) for target in self._targets}
-        return _assembled(self._targets, problems, self._resolve)
-
-
-# The start of a problem that is the certificate's, not the network's: the hosts, given the same CAs,
-# refuse it too (an unknown issuer, or a name it is not valid for).
-_NOT_TRUSTED = "certificate not trusted"
+        return _assembled(self._targets, problems, self._resolve, self._policy.storage_ca_missing)
 
 
 @dataclass(frozen=True)
 class RolloutChecks:
     """The TLS checks judged as rollout judges them: a certificate the hosts' CAs do not trust fails
     the run (every pull would fail); one not reached from here is only a note, as the controller may
-    sit outside the hosts' network."""
+    sit outside the hosts' network, and so is one checked without the storage CA the hosts may hold."""
 
     lines: tuple[str, ...]  # every check, as printed
     failed: tuple[str, ...]  # the lines of the checks failed on trust
-    notes: tuple[str, ...]  # warnings: the pulls that will fail, checks not made, --resolve unused
+    # warnings: the pulls that will fail, checks not made or not judged, --resolve unused
+    notes: tuple[str, ...]
 
     @property
     def ok(self) -> bool:
@@ -286,6 +327,8 @@ class RolloutChecks:
 
 
 def judged_for_rollout(report: HandshakeReport) -> RolloutChecks:
+    """Fail on a certificate the hosts' CAs do not trust; note a check not reached from here, and one
+    made without the storage CA the hosts may hold (:data:`_WITHOUT_STORAGE_CA`)."""
     said = [(line, line.partition(": ")[2]) for line in report.lines]
     failed = tuple(line for line, problem in said if problem.startswith(_NOT_TRUSTED))
     unreached = tuple(
@@ -294,7 +337,14 @@ def judged_for_rollout(report: HandshakeReport) -> RolloutChecks:
         for line, problem in said
         if problem.startswith("cannot connect")
     )
-    return RolloutChecks(report.lines, failed, (*_pulls_will_fail(failed), *unreached, *report.warnings))
+    unjudged = tuple(
+        f"{line}: not judged (a note, not a failure: a host's pulls trust the storage CA it holds, which "
+        "this machine was not given; give it with --storage-ca FILE to have it checked)"
+        for line, problem in said
+        if problem.startswith(_WITHOUT_STORAGE_CA)
+    )
+    notes = (*_pulls_will_fail(failed), *unreached, *unjudged, *report.warnings)
+    return RolloutChecks(report.lines, failed, notes)
 
 
 def _pulls_will_fail(failed: tuple[str, ...]) -> tuple[str, ...]:

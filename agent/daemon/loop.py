@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -286,10 +287,12 @@ class Daemon:
     ) -> DaemonStatus:
         # ``waited``: the host was not reconciled (backing off after a failure, or another run held its
         # lock): its last outcome stands, but only for the policy it was reached under.
-        known = waited and self._outcome_fingerprint == _fingerprint(status)
+        same_policy = self._outcome_fingerprint == _fingerprint(status)
+        known = waited and same_policy
+        summary = status.outcome if known else None
         if outcome is not None:
             self._outcome_fingerprint = _fingerprint(status)
-        summary = _summary(outcome) if outcome is not None else status.outcome if known else None
+            summary = _open_questions_kept(_summary(outcome), status.outcome if same_policy else None)
         converged = summary is not None and summary.status in ("unchanged", "changed")
         apply_error = summary.error if summary is not None and not converged else None
         state: State
@@ -510,6 +513,29 @@ def host_busy(outcome: HostOutcome) -> bool:
     """Whether the host was not reconciled because another run held its lock (the apply script's exit
     75, a "failed" outcome saying BUSY_SAYS): no fault of the host."""
     return outcome.status == "failed" and outcome.error is not None and outcome.error.startswith(BUSY_SAYS)
+
+
+# How an engine warning begins where a canary pull proved nothing of the policy's trust (agent/engine/
+# verify.py: unproved_pull, tls_unchecked_pull, and a canary of another registry). The question stays
+# open until a canary pull answers it: the daemon pulls one only where it changes the host, so the next
+# cycle, which changes nothing, has not proved what the last one could not.
+_PROOF_QUESTIONS = ("the storage redirect is unproved: ", "the CA files are unproved: ")
+_CANARY_NOT_PULLED = re.compile(r"canary \S+ not pulled: ")
+_CANARY_PULLED = "canary pull "
+
+
+def _a_proof_question(warning: str) -> bool:
+    return warning.startswith(_PROOF_QUESTIONS) or _CANARY_NOT_PULLED.match(warning) is not None
+
+
+def _open_questions_kept(summary: OutcomeSummary, before: OutcomeSummary | None) -> OutcomeSummary:
+    """``summary`` with the proof questions ``before`` (the last outcome on the same policy) left open,
+    where this cycle pulled no canary to answer them: a canary pull answers them afresh, and a new
+    policy (``before`` None) asks its own."""
+    if before is None or any(said.startswith(_CANARY_PULLED) for said in summary.verified):
+        return summary
+    still_open = tuple(w for w in before.warnings if _a_proof_question(w) and w not in summary.warnings)
+    return replace(summary, warnings=(*summary.warnings, *still_open)) if still_open else summary
 
 
 def _summary(outcome: HostOutcome) -> OutcomeSummary:

@@ -185,3 +185,39 @@ def test_verify_without_a_route_to_the_registry_fails_unless_told_to_make_no_che
         assert drifted.returncode == 1, drifted.stdout + drifted.stderr  # the hosts are still judged
     finally:
         assert rollout(lab, *ca_args(lab), "--limit", host.name)[0] == 0
+
+
+WITHOUT_STORAGE_CA = "made without the storage CA (this run gives none; a host holding one keeps it): "
+
+
+def test_a_rollout_without_the_storage_ca_does_not_say_the_kept_one_fails_the_pulls(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Rolled out again without --storage-ca, the host kept the storage CA that works and failed
+    untouched, yet the run also said the hosts' pulls will fail, from a check made with the registry CA
+    alone."""
+    host = lab.hosts[0]
+    code, _, err = rollout(lab, *ca_args(lab), *resolve(lab), "--limit", host.name)
+    assert code == 0, err
+    forgotten = ["--source", str(lab.registry_yml), "--registry-ca", str(lab.registry_ca)]
+    code, report, suite, err = rollout_reported(
+        lab, tmp_path, *forgotten, *resolve(lab), "--limit", host.name
+    )
+
+    assert code == 1, err  # for the host, which keeps its storage CA: "it is kept"
+    assert "it is kept" in by_host(report)[host.name]["error"], report
+    unjudged = (
+        f"tls {lab.s3_authority}: {WITHOUT_STORAGE_CA}certificate not trusted: unable to get local issuer "
+        "certificate"
+    )
+    assert report["tls_checks"] == [f"tls {both_names(lab)}: ok", unjudged]
+    assert PULLS_FAIL not in err and FAILED not in err, err
+    assert f"warning: {unjudged}: not judged (a note, not a failure: " in err, err
+    assert not [w for w in report["warnings"] if w.endswith(FAILED) or "pulls will fail: " in w]
+    storage_case = tls_cases(suite)[lab.s3_authority]
+    assert storage_case.find("failure") is None and storage_case.find("skipped") is not None
+    pull(lab, host)  # what the check could not see: the kept storage CA still works
+    verified = lab.run_agent(
+        "verify", "-i", str(lab.inventory_yml), *forgotten, *resolve(lab), "--limit", host.name
+    )
+    assert unjudged in verified.stderr and PULLS_FAIL not in verified.stderr, verified.stderr

@@ -17,6 +17,7 @@ from agent.daemon.logs import EventLog, iso
 from agent.daemon.loop import Daemon, DaemonConfig, _explanation, _summary, serve, status_line
 from agent.daemon.notify import Notifier
 from agent.engine.options import RunOptions
+from agent.engine.verify import CanaryPull, tls_unchecked_pull, unproved_pull
 from agent.inputs import PolicyInputs
 from agent.outcome import HostOutcome
 from agent.runtimes.plan import FileChange, HostPlan
@@ -902,3 +903,100 @@ def test_a_kept_policy_without_the_other_stores_takes_them_from_the_source(host:
     )
     (said,) = events(host, "policy_explanation")
     assert said["storage"] == BOTH_STORES
+
+
+# --- a proof the last change could not make stays asked for ------------------------------------------------
+
+CANARY = f"{REGISTRY}/test/canary:1"
+UNPROVED = unproved_pull(CANARY, "also tagged old/canary:1")
+UNCHECKED = tls_unchecked_pull(CANARY, "the running dockerd has it in insecure-registries")
+PROVED = f"canary pull {CANARY}"
+
+
+def cycles_reconciling(monkeypatch: pytest.MonkeyPatch, *outcomes: HostOutcome) -> list[str]:
+    """Each cycle's reconcile answers the next of ``outcomes``; returns the policies' fingerprints."""
+    import agent.daemon.loop as loop
+
+    answers = iter(outcomes)
+    asked: list[str] = []
+
+    def reconcile(_transport: object, policy: TrustPolicy, _options: object) -> HostOutcome:
+        asked.append(policy.fingerprint())
+        return next(answers)
+
+    monkeypatch.setattr(loop, "reconcile", reconcile)
+    return asked
+
+
+def changed(*verified: str, warnings: tuple[str, ...] = ()) -> HostOutcome:
+    return HostOutcome("h", "changed", verified=("live config", *verified), warnings=warnings)
+
+
+UNCHANGED = HostOutcome("h", "unchanged", verified=("live config",))
+
+
+def outcome_warnings(daemon: Daemon) -> tuple[str, ...]:
+    """The engine's warnings of the daemon's last outcome."""
+    assert daemon.status.outcome is not None
+    return daemon.status.outcome.warnings
+
+
+@pytest.mark.parametrize("unproved", [UNPROVED, UNCHECKED], ids=["no blob fetched", "tls not verified"])
+def test_an_unproved_canary_stays_a_warning_until_a_canary_pull_proves_it(
+    host: Host, monkeypatch: pytest.MonkeyPatch, unproved: CanaryPull
+) -> None:
+    """The next cycle changed nothing and pulled no canary, yet logged host_warnings_cleared and status.json
+    said "warnings": []: monitoring lost that the redirect was never proved."""
+    assert unproved.unproved is not None
+    cycles_reconciling(
+        monkeypatch,
+        changed(unproved.said, warnings=(unproved.unproved,)),
+        UNCHANGED,
+        UNCHANGED,
+        changed(PROVED),
+    )
+    daemon = host.daemon()
+    daemon.cycle()
+    policy_warnings = list(daemon.status.policy_warnings)
+    for _ in range(2):  # cycles that pull no canary prove nothing
+        host.next_cycle(daemon)
+        assert host.status()["warnings"] == [*policy_warnings, unproved.unproved]
+        assert host.status()["outcome"]["verified"] == ["live config"]  # type: ignore[index]
+        assert host.metrics()["trust_agent_warnings"] == str(len(policy_warnings) + 1)
+    assert [e["warnings"] for e in events(host, "host_warnings")] == [[unproved.unproved]]  # said once
+    assert events(host, "host_warnings_cleared") == []
+
+    host.next_cycle(daemon)  # a change whose canary pull fetched a blob: proved
+    assert host.status()["warnings"] == policy_warnings
+    assert [e["previous"] for e in events(host, "host_warnings_cleared")] == [[unproved.unproved]]
+
+
+def test_a_restarted_daemon_still_asks_for_the_proof(host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert UNPROVED.unproved is not None
+    cycles_reconciling(monkeypatch, changed(UNPROVED.said, warnings=(UNPROVED.unproved,)), UNCHANGED)
+    host.daemon().cycle()
+    restarted = host.daemon()  # the same status file: the last outcome is carried over
+    host.next_cycle(restarted)
+    assert outcome_warnings(restarted) == (UNPROVED.unproved,)
+
+
+def test_a_new_policy_drops_the_old_ones_proof_question_and_other_warnings_go_as_before(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert UNPROVED.unproved is not None
+    not_loaded = "dockerd is not running: the files take effect when it starts"  # no proof question
+    fingerprints = cycles_reconciling(
+        monkeypatch,
+        changed(UNPROVED.said, warnings=(UNPROVED.unproved, not_loaded)),
+        UNCHANGED,
+        changed(),  # the new policy: no canary named, nothing asked of it
+    )
+    daemon = host.daemon()
+    daemon.cycle()
+    host.next_cycle(daemon)
+    assert outcome_warnings(daemon) == (UNPROVED.unproved,)
+    host.source.write_text(source_text(skipverify=True))
+    host.next_cycle(daemon)
+    assert fingerprints[1] != fingerprints[2]
+    assert outcome_warnings(daemon) == ()
+    assert [e["previous"] for e in events(host, "host_warnings_cleared")] == [[UNPROVED.unproved]]

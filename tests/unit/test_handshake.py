@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -572,3 +573,77 @@ def test_each_endpoint_is_checked_once_under_its_first_name_and_every_name_is_sa
         others = match["others"].split(", ") if match["others"] else []
         said.append([match["first"], *others])
     assert said == list(by_endpoint.values())  # under the first name given, every other one said
+
+
+# --- a policy without the storage CA: a host holding trust-agent's keeps it --------------------------------
+
+_WITHOUT_STORAGE_CA = "made without the storage CA (this run gives none; a host holding one keeps it): "
+_NOT_JUDGED = (
+    ": not judged (a note, not a failure: a host's pulls trust the storage CA it holds, which this machine "
+    "was not given; give it with --storage-ca FILE to have it checked)"
+)
+
+
+def _without_the_storage_ca(*, missing: bool = True) -> TrustPolicy:
+    """The lab's source rolled out again without --storage-ca (``missing``), or with one given."""
+    return replace(_both_names(), storage_ca_missing=missing)
+
+
+@pytest.mark.parametrize("made_by", ["verify", "rollout"])
+@pytest.mark.parametrize(
+    "issuer_unknown",
+    [
+        "unable to get local issuer certificate",
+        "self-signed certificate",
+        "self signed certificate in certificate chain",
+    ],
+)
+def test_an_unknown_issuer_checked_without_the_storage_ca_is_not_judged_a_failed_pull(
+    monkeypatch: pytest.MonkeyPatch, made_by: str, issuer_unknown: str
+) -> None:
+    """Rolled out again without --storage-ca, every host kept the storage CA that works, yet the run said
+    the hosts' pulls will fail and failed a check made with the registry CA alone."""
+    _recorded(monkeypatch, f"certificate not trusted: {issuer_unknown}")
+    monkeypatch.setattr(handshake_module, "_context", lambda policy: None)  # no roots to load: none used
+    policy = _without_the_storage_ca()
+    report = (
+        handshake_report(policy) if made_by == "verify" else BackgroundHandshakes(policy, 5.0, {}).report()
+    )
+    assert report.lines == (
+        "tls registry.corp.test (also registry.corp.test:443): "
+        f"{_WITHOUT_STORAGE_CA}certificate not trusted: {issuer_unknown}",
+        f"tls s3.corp.test:9000: {_WITHOUT_STORAGE_CA}certificate not trusted: {issuer_unknown}",
+    )
+    assert not report.ok  # verify proved nothing there, as where a check cannot connect
+    judged = judged_for_rollout(report)
+    assert judged.ok and judged.failed == ()
+    assert judged.notes == tuple(line + _NOT_JUDGED for line in report.lines)  # no "pulls will fail"
+
+
+_IDENTITY_PROBLEMS = {  # no CA makes these trusted: judged as ever, storage CA given or not
+    "name mismatch": "certificate not trusted: Hostname mismatch, certificate is not valid for 's3.corp.test'.",
+    "expired": "certificate not trusted: certificate has expired",
+}
+
+
+@given(
+    missing=st.booleans(),
+    kind=st.sampled_from(["unknown issuer", "self-signed", *_IDENTITY_PROBLEMS]),
+)
+def test_only_an_unknown_issuer_without_the_storage_ca_goes_unjudged(missing: bool, kind: str) -> None:
+    said = {
+        "unknown issuer": "certificate not trusted: unable to get local issuer certificate",
+        "self-signed": "certificate not trusted: self-signed certificate",
+        **_IDENTITY_PROBLEMS,
+    }[kind]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(handshake_module, "handshake", lambda address, *args: said)
+        patch.setattr(handshake_module, "_context", lambda policy: None)
+        report = handshake_report(_without_the_storage_ca(missing=missing))
+    judged = judged_for_rollout(report)
+    unjudged = missing and kind in ("unknown issuer", "self-signed")
+    assert judged.ok == unjudged
+    assert judged.failed == (() if unjudged else report.lines)
+    pulls = [note for note in judged.notes if note.startswith("the hosts' pulls will fail: ")]
+    assert len(pulls) == (0 if unjudged else 1)
+    assert all((_WITHOUT_STORAGE_CA in line) == unjudged for line in report.lines)
