@@ -88,6 +88,11 @@ class TrustPolicy:
     # Other stores engines may be sent to instead, as (scheme, host[:port]): S3 itself for clients in
     # AWS's ranges when a cloudfront middleware filters by IP (ipfilteredby).
     storage_alternatives: tuple[tuple[str, str], ...] = ()
+    # `daemon uninstall --purge`: the agent gives the host back, down to its own "insecure-registries": []
+    # where removing the key leaves dockerd's live list as it is (fact 11).
+    purge: bool = False
+    # For a purge: the entries the running dockerd listed as insecure when the purge began (None: not read).
+    purge_live_insecure: tuple[str, ...] | None = None
 
     def fingerprint(self) -> str:
         """Stable digest of what the policy asks for (not of its explanations)."""

@@ -76,10 +76,12 @@ from agent.engine.apply_script import daemon_json_backup
 from agent.engine.host_plan import not_root_error
 from agent.engine.options import RunOptions
 from agent.engine.reconcile import reconcile
+from agent.engine.verify import read_live_info
 from agent.errors import HostError, TrustAgentError, UnreachableError
 from agent.fleet import Gated, Readiness, Readinesses, unless_left
 from agent.host_pool import NOT_STARTED, HostPool
 from agent.hosts.base import Connecting, Transport
+from agent.runtimes.docker import OWN_EMPTY_LIST_KEPT, insecure_entries_live
 from agent.trust import TrustPolicy
 
 BECOME_HOW = "log in as root, or pass --become for sudo"  # a rollout's words for the same refusal
@@ -499,7 +501,7 @@ def uninstall_host(
         config_metrics = _config_metrics_file(transport, command_timeout) if config_files == [] else None
         purged = ""
         if purge:
-            empty = TrustPolicy(registries=(), storage_endpoint=None, storage_scheme=None)
+            empty = purge_policy(_live_insecure_or_none(transport, command_timeout))
             outcome = reconcile(transport, empty, options or RunOptions(command_timeout=command_timeout))
             if outcome.failed:
                 raise HostFailure(f"removing the trust it installed failed: {outcome.error}")
@@ -509,6 +511,8 @@ def uninstall_host(
                 if removed
                 else "; no trust to remove"
             )
+            warned = dict.fromkeys((*(outcome.plan.warnings if outcome.plan else ()), *outcome.warnings))
+            purged += "".join(f"; {w}" for w in warned if OWN_EMPTY_LIST_KEPT in w)
         removed_files = transport.run(
             uninstall_script(state_files, config_files, config_metrics), timeout=command_timeout
         )
@@ -616,6 +620,27 @@ def _names(left: Sequence[str]) -> str:
     named = [f"{name} (DTR credentials)" if name == env_name else name for name in left[:LEFT_NAMED]]
     more = len(left) - LEFT_NAMED
     return ", ".join(named) + (f" and {more} more" if more > 0 else "")
+
+
+def purge_policy(live_insecure: tuple[str, ...] | None) -> TrustPolicy:
+    """The policy a purge reconciles a host to: nothing of trust-agent's, its own empty
+    insecure-registries list included where dockerd's live list (``live_insecure``) allows."""
+    return TrustPolicy(
+        registries=(),
+        storage_endpoint=None,
+        storage_scheme=None,
+        purge=True,
+        purge_live_insecure=live_insecure,
+    )
+
+
+def _live_insecure_or_none(transport: Transport, command_timeout: float) -> tuple[str, ...] | None:
+    """What the running dockerd lists as insecure, read before the purge plans; None where it did not
+    answer (the plan then keeps trust-agent's empty list, as removing it could keep a stale one)."""
+    try:
+        return insecure_entries_live(read_live_info(transport, min(command_timeout, 20.0)))
+    except TrustAgentError:
+        return None
 
 
 def _purge_state(transport: Transport, options: RunOptions, command_timeout: float) -> str:

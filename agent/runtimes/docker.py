@@ -370,7 +370,8 @@ def _plan_certs(
     for rel, ca in desired.items():
         before = facts.certs.get(rel)
         unsafe = unsafe_owner(facts.cert_owners.get(rel)) if before is not None else None
-        if before == ca.bundle.pem and unsafe is None:
+        same = before is not None and same_certificates(before, ca.bundle.pem)
+        if same and unsafe is None:
             continue
         why = _ca_purpose(ca, policy)
         changes.append(
@@ -384,7 +385,7 @@ def _plan_certs(
         )
         if before is None:
             reasons.append(f"certs.d/{rel}: {why}")
-        elif before != ca.bundle.pem:
+        elif not same:
             reasons.append(f"certs.d/{rel}: {why} (bundle changed: {bundle_change(before, ca.bundle.pem)})")
         if unsafe is not None:
             reasons.append(
@@ -491,6 +492,33 @@ def bundle_change(before: bytes, after: bytes) -> str:
         if set(names) - set(other)
     ]
     return "; ".join(said) or "no certificate added or removed (only the text around them differs)"
+
+
+def same_certificates(before: bytes, after: bytes) -> bool:
+    """Whether a CA file holding ``before`` already is ``after``: the same certificate blocks, each once,
+    in any order, with nothing but whitespace around or inside them. dockerd adds every certificate of
+    a ``.crt`` to one pool, so their order means nothing to it; rewriting a file only to reorder it would
+    make two runs given the same CAs in another order rewrite it back and forth. Any other text (a
+    comment, a repeated block, a bad block) is still rewritten: it is not what the agent writes.
+
+    >>> a, b = (b"-----BEGIN CERTIFICATE-----  " + c + b"  -----END CERTIFICATE-----  " for c in (b"QQ", b"Qg"))
+    >>> same_certificates(b + a, a + b), same_certificates(a + a, a), same_certificates(b"# mine " + a, a)
+    (True, False, False)
+    """
+    if before == after:
+        return True
+    old, new = _certificate_blocks(before), _certificate_blocks(after)
+    return old is not None and new is not None and len(set(old)) == len(old) and sorted(old) == sorted(new)
+
+
+def _certificate_blocks(pem: bytes) -> list[bytes] | None:
+    """``pem``'s certificate blocks with their whitespace taken out; None where anything but whitespace
+    lies between them."""
+    blocks = list(_PEM_CERTIFICATE.finditer(pem))
+    between = _PEM_CERTIFICATE.sub(b"", pem)
+    if between.strip():
+        return None
+    return [b"".join(block.group(0).split()) for block in blocks]
 
 
 def _certificates(pem: bytes) -> dict[str, str]:
@@ -794,14 +822,19 @@ def _plan_daemon_json(
         )
     merge = _clear_stale_list(merge_insecure(doc, want, state.insecure_registries), facts, live)
     merge = _drop_own_empty_list(merge, facts, empty_list_recorded)
+    merge, released, kept_empty = _purge_own_empty_list(merge, policy, facts, empty_list_recorded)
     mine = _empty_list_mine(merge, empty_list_recorded)
     entries = merge.doc.get(INSECURE_KEY)
     listed = {index_name(e) for e in entries} if isinstance(entries, list) else set()
-    warnings = read_anyway + tuple(
-        f"{label}: {r} stays in insecure-registries (not added by trust-agent): "
-        "its TLS certificates are not verified"
-        for r in registries
-        if not policy.insecure and r in listed
+    warnings = (
+        read_anyway
+        + tuple(f"{label}: {kept}" for kept in kept_empty)
+        + tuple(
+            f"{label}: {r} stays in insecure-registries (not added by trust-agent): "
+            "its TLS certificates are not verified"
+            for r in registries
+            if not policy.insecure and r in listed
+        )
     )
     if not merge.changed:
         # Nothing to write, but a flag set since dockerd started (or an emptied list of the agent's
@@ -833,7 +866,12 @@ def _plan_daemon_json(
             f"{label}: insecure-registries kept as [] (removing the key would not clear the list "
             "on reload, fact 11)"
         )
-    if merge.dropped:
+    if released:
+        reasons.append(
+            f"{label}: remove the empty insecure-registries trust-agent wrote (purge): dockerd lists nothing "
+            "as insecure, and keeps that list where the key is missing (fact 11)"
+        )
+    elif merge.dropped:
         where = facts.flags_source or "dockerd's command line"
         reasons.append(
             f"{label}: remove the empty insecure-registries trust-agent wrote (fact 11): {where} sets "
@@ -901,6 +939,68 @@ def _drop_own_empty_list(merge: InsecureMerge, facts: DockerFacts, recorded: boo
         return merge
     doc = {key: value for key, value in merge.doc.items() if key != INSECURE_KEY}
     return replace(merge, doc=doc, dropped=True)
+
+
+# How a purge says it leaves the agent's own "insecure-registries": [] in daemon.json.
+OWN_EMPTY_LIST_KEPT = "the empty insecure-registries trust-agent wrote is kept"
+# The entries dockerd lists as insecure with an empty list: loopback, always (fact 14).
+_LOOPBACK_CIDRS = frozenset({"127.0.0.0/8", "::1/128"})
+
+
+def _purge_own_empty_list(
+    merge: InsecureMerge, policy: TrustPolicy, facts: DockerFacts, recorded: bool
+) -> tuple[InsecureMerge, bool, tuple[str, ...]]:
+    """For a purge (``policy.purge``): ``merge`` without the agent's own ``[]`` (``recorded``), so the
+    file is as the person had it, with whether it went and, where it stays, why. A reload keeps dockerd's
+    live list where the key is missing (fact 11): the ``[]`` goes only where that list is empty already
+    (reproduced on 20.10: ``[]`` loaded, key removed, reloaded: nothing insecure), or where no dockerd
+    runs (its next start reads no list). Kept, it is a person's from now on: the purge drops the record."""
+    if policy.purge and merge.emptied:
+        why = "the reload this purge does needs it to clear the entries it removes (fact 11)"
+        return merge, False, (_own_empty_list_kept(why),)
+    if not policy.purge or not recorded or merge.doc.get(INSECURE_KEY) != [] or merge.changed:
+        return merge, False, ()
+    live = policy.purge_live_insecure
+    running = facts.init is not None and facts.engine_running
+    if facts.engine_elsewhere or (running and live is None):
+        why = "dockerd's live insecure list was not read, and removing the key would keep whatever it holds"
+    elif running and live:
+        why = (
+            f"dockerd still lists {', '.join(live)} as insecure, and a reload keeps that list where the key "
+            "is missing (fact 11)"
+        )
+    else:
+        doc = {key: value for key, value in merge.doc.items() if key != INSECURE_KEY}
+        return replace(merge, doc=doc, dropped=True), True, ()
+    return merge, False, (_own_empty_list_kept(why),)
+
+
+def _own_empty_list_kept(why: str) -> str:
+    return (
+        f'{OWN_EMPTY_LIST_KEPT} ({why}); it is yours from now on: remove "{INSECURE_KEY}": [] once '
+        "`systemctl reload docker` has loaded it"
+    )
+
+
+def insecure_entries_live(info: Mapping[str, Any]) -> tuple[str, ...]:
+    """What the engine whose ``/info`` is ``info`` lists as insecure beyond loopback: registries
+    (``IndexConfigs[r].Secure`` false) and address ranges (``InsecureRegistryCIDRs``).
+
+    >>> insecure_entries_live({"RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8", "10.0.0.0/8"],
+    ...     "IndexConfigs": {"docker.io": {"Secure": True}, "r.test": {"Secure": False}}}})
+    ('r.test', '10.0.0.0/8')
+    """
+    config = info.get("RegistryConfig")
+    config = config if isinstance(config, Mapping) else {}
+    index = config.get("IndexConfigs")
+    cidrs = config.get("InsecureRegistryCIDRs")
+    names = [
+        str(name)
+        for name, entry in (index.items() if isinstance(index, Mapping) else ())
+        if isinstance(entry, Mapping) and entry.get("Secure") is False
+    ]
+    ranges = [str(c) for c in (cidrs if isinstance(cidrs, list) else ()) if c not in _LOOPBACK_CIDRS]
+    return (*sorted(names), *ranges)
 
 
 # Docker 23.0 refuses a daemon.json that is not UTF-8 ("failed to decode configuration JSON ...:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from agent.certs import CABundle
@@ -1745,6 +1745,163 @@ def test_a_ca_file_differing_only_around_its_certificates_says_so() -> None:
     assert reason.endswith(
         "(bundle changed: no certificate added or removed (only the text around them differs))"
     )
+
+
+# --- the same CAs in another order -----------------------------------------------------------------
+
+# Four real CAs, made once: a bundle is some of them, in some order.
+POOL = tuple(make_ca(f"Order CA {n}")[0] for n in range(4))
+# What may lie around and inside a certificate's PEM lines without changing it: whitespace alone.
+PEM_SPACE = st.sampled_from([b"", b"\n", b"\r\n", b"\n\n", b"  \n", b"\t"])
+
+
+def _rewrapped(pem: bytes, wrap: int) -> bytes:
+    """``pem`` with its base64 lines wrapped at ``wrap`` characters: the same certificate."""
+    head, *body, tail = pem.strip().split(b"\n")
+    joined = b"".join(body)
+    lines = [joined[i : i + wrap] for i in range(0, len(joined), wrap)]
+    return b"\n".join([head, *lines, tail]) + b"\n"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    chosen=st.lists(st.sampled_from(range(len(POOL))), min_size=2, max_size=len(POOL), unique=True),
+    order=st.randoms(use_true_random=False),
+    around=st.lists(PEM_SPACE, min_size=len(POOL) + 1, max_size=len(POOL) + 1),
+    wrap=st.sampled_from([64, 76, 40]),
+)
+def test_the_same_cas_in_any_order_are_no_change(
+    chosen: list[int], order: Any, around: list[bytes], wrap: int
+) -> None:
+    """``--storage-ca a --storage-ca b`` and ``--storage-ca b --storage-ca a``: verify said the file was
+    pending ("only the text around them differs") and each order's rollout rewrote the other's."""
+    given_order = [POOL[i] for i in chosen]
+    on_host = list(given_order)
+    order.shuffle(on_host)
+    held = around[0] + b"".join(
+        _rewrapped(pem, wrap) + gap for pem, gap in zip(on_host, around[1:], strict=False)
+    )
+    rel = f"registry.test/{STORAGE_CRT}"
+    facts = converge(ca_policy("registry.test", pem=held), host())
+    plan = plan_docker(ca_policy("registry.test", pem=b"".join(given_order)), facts)
+    assert not plan.changed, plan.reasons
+    assert not [r for r in plan.reasons if r.startswith(f"certs.d/{rel}")]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    held=st.lists(st.sampled_from(range(len(POOL))), min_size=1, max_size=len(POOL), unique=True),
+    wanted=st.lists(st.sampled_from(range(len(POOL))), min_size=1, max_size=len(POOL), unique=True),
+)
+def test_another_set_of_cas_is_a_change_naming_the_certificates(held: list[int], wanted: list[int]) -> None:
+    """Whatever the order, a CA gained or lost rewrites the file, and the reason names exactly those."""
+    assume(set(held) != set(wanted))
+    rel = f"registry.test/{STORAGE_CRT}"
+    after = b"".join(POOL[i] for i in wanted)
+    facts = host(certs={rel: b"".join(POOL[i] for i in held)}, cert_dirs=frozenset({"registry.test"}))
+    plan = plan_docker(ca_policy("registry.test", pem=after), facts)
+    change = by_path(plan)[f"{CERTS_DIR}/{rel}"]
+    assert (change.action, change.after) == ("update", after)
+    (reason,) = [r for r in plan.reasons if r.startswith(f"certs.d/{rel}")]
+    said = reason.partition("(bundle changed: ")[2]
+    for i in range(len(POOL)):
+        named = f"CN=Order CA {i} (sha256 {sha256_of(POOL[i])[:23]})"
+        assert (named in said.partition("removes ")[0] and "adds " in said) == (i in wanted and i not in held)
+        assert (named in said.partition("removes ")[2]) == (i in held and i not in wanted)
+
+
+def test_a_ca_file_with_a_certificate_twice_is_still_rewritten() -> None:
+    """Only the same certificates, each once, count as no change: a repeated block is not the agent's."""
+    a, b = POOL[0], POOL[1]
+    rel = f"registry.test/{STORAGE_CRT}"
+    facts = host(certs={rel: b + a + b}, cert_dirs=frozenset({"registry.test"}))
+    plan = plan_docker(ca_policy("registry.test", pem=a + b), facts)
+    assert by_path(plan)[f"{CERTS_DIR}/{rel}"].after == a + b
+
+
+# --- a purge and the agent's own empty list ----------------------------------------------------------
+
+PERSONS_FILE = b'{"storage-driver":"vfs","iptables":false,"bridge":"none","debug":false}'
+
+
+def purge(live: tuple[str, ...] | None) -> TrustPolicy:
+    """The policy ``daemon uninstall --purge`` reconciles to, with what dockerd listed as insecure."""
+    return TrustPolicy(
+        registries=(), storage_endpoint=None, storage_scheme=None, purge=True, purge_live_insecure=live
+    )
+
+
+def switched_to_a_ca() -> DockerFacts:
+    """A person's daemon.json, taken to skip-TLS and back to a CA: it ends in the agent's ``[]``."""
+    facts = converge(insecure_policy(*BOTH), host(daemon_json=PERSONS_FILE))
+    facts = converge(ca_policy(*BOTH), facts)
+    assert facts.daemon_json == PERSONS_FILE[:-1] + b',"insecure-registries":[]}'
+    assert state_of(facts)["empty_insecure_list"] is True
+    return facts
+
+
+def test_a_purge_gives_back_the_persons_daemon_json_where_dockerd_lists_nothing_insecure() -> None:
+    """After a purge the record is gone, and the agent's [] was left as if a person had written it."""
+    facts = switched_to_a_ca()
+    plan = plan_docker(purge(()), facts, live_insecure={})
+    assert plan.blockers == () and plan.engine_action == "reload"
+    assert by_path(plan)[DAEMON_JSON].after == PERSONS_FILE  # byte for byte, as the person had it
+    assert (
+        "daemon.json: remove the empty insecure-registries trust-agent wrote (purge): dockerd lists nothing "
+        "as insecure, and keeps that list where the key is missing (fact 11)"
+    ) in plan.reasons
+    after = apply_plan(plan, facts)
+    assert "empty_insecure_list" not in state_of(after)
+    assert not plan_docker(purge(()), after, live_insecure={}).changed
+
+
+@pytest.mark.parametrize(
+    ("live", "why"),
+    [
+        (
+            ("registry.test", "10.0.0.0/8"),
+            "dockerd still lists registry.test, 10.0.0.0/8 as insecure, and a reload keeps that list where "
+            "the key is missing (fact 11)",
+        ),
+        (
+            None,
+            "dockerd's live insecure list was not read, and removing the key would keep whatever it holds",
+        ),
+    ],
+)
+def test_a_purge_keeps_the_agents_empty_list_where_dockerd_may_still_list_something(
+    live: tuple[str, ...] | None, why: str
+) -> None:
+    facts = switched_to_a_ca()
+    plan = plan_docker(purge(live), facts, live_insecure={})
+    assert DAEMON_JSON not in by_path(plan)
+    assert (
+        f"daemon.json: the empty insecure-registries trust-agent wrote is kept ({why}); it is yours from now "
+        'on: remove "insecure-registries": [] once `systemctl reload docker` has loaded it'
+    ) in plan.warnings
+
+
+def test_a_purge_removes_the_agents_empty_list_where_no_dockerd_runs() -> None:
+    """A stopped dockerd reads no list at its next start where the key is missing."""
+    facts = replace(switched_to_a_ca(), engine_running=False)
+    plan = plan_docker(purge(None), facts)
+    assert by_path(plan)[DAEMON_JSON].after == PERSONS_FILE
+
+
+def test_a_purge_keeps_the_empty_list_its_own_removals_need_and_says_so() -> None:
+    """Entries the agent removes in the purge itself: the reload clears them only with the key there."""
+    facts = converge(insecure_policy(*BOTH), host(daemon_json=PERSONS_FILE))
+    plan = plan_docker(purge(BOTH), facts, live_insecure={})
+    assert json.loads(by_path(plan)[DAEMON_JSON].after)["insecure-registries"] == []
+    assert any("needs it to clear the entries it removes (fact 11)" in w for w in plan.warnings)
+
+
+def test_a_rollout_keeps_the_agents_empty_list_as_before() -> None:
+    """Only a purge gives the [] back: a rollout keeps it for the next switch (fact 11)."""
+    facts = switched_to_a_ca()
+    assert not plan_docker(ca_policy(*BOTH), facts, live_insecure=dict.fromkeys(BOTH, False)).changed
+    plan = plan_docker(no_trust_policy(*BOTH), facts, live_insecure=dict.fromkeys(BOTH, False))
+    assert DAEMON_JSON not in by_path(plan) and by_path(plan)  # its CA files go, the [] stays
 
 
 # --- a certs.d directory that is a link to another one ----------------------------------------------
