@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -1009,3 +1010,54 @@ def test_a_private_key_in_a_ca_file_is_replaced_and_never_shown(
         assert lab.ssh(host, f"cat {ca_file}").stdout == lab.registry_ca.read_text()
     finally:
         reset(lab, host)
+
+
+PUPPET_TRAILER = "\n# managed by puppet\n"
+
+
+def test_a_skip_tls_change_dockerd_20_10_took_is_kept_with_text_after_daemon_jsons_document(
+    lab: Lab, ansible_playbook: list[str], ansible_home: Path, tmp_path: Path
+) -> None:
+    """Docker 20.10 reads daemon.json's first JSON document and ignores what follows it. The check read
+    the file strictly, waited 20 s for no insecure registry and rolled back the change dockerd took."""
+    host = lab.hosts[1]
+    ca = run_playbook(lab, ansible_playbook, ansible_home, lab.registry_yml, "--limit", host.name)
+    assert ca.returncode == 0, ca.stdout + ca.stderr
+    lab.ssh(host, f"printf {shlex.quote(PUPPET_TRAILER)} >> /etc/docker/daemon.json")
+    started, reloaded = engine_state(lab, host)
+    source = skip_source(lab, tmp_path)
+
+    began = time.monotonic()
+    skip = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name)
+    took = time.monotonic() - began
+    assert skip.returncode == 0 and recap(skip)[host.name]["failed"] == 0, skip.stdout + skip.stderr
+    check = VERIFY_TASK.search(skip.stdout)
+    assert check is not None and check.group(1) == "ok", skip.stdout
+    assert "rolled back" not in skip.stdout, skip.stdout
+    assert took < 60, f"took {took:.1f}s"
+    assert engine_state(lab, host) == (started, reloaded + 1)
+    daemon = lab.ssh(host, "cat /etc/docker/daemon.json").stdout
+    assert daemon.endswith(PUPPET_TRAILER), daemon
+    listed = json.JSONDecoder().raw_decode(daemon)[0]["insecure-registries"]
+    assert lab.registry in listed
+    assert not runs_secure_for_the_registry(lab, host)
+
+    # `trust-agent plan` with the role's inputs finds the host converged, and so does the role.
+    plan = lab.run_agent(
+        "plan",
+        "-i",
+        str(lab.inventory_yml),
+        "--limit",
+        host.name,
+        "--source",
+        str(source),
+        "--storage-ca",
+        str(lab.storage_ca),
+        "--registry-ca",
+        str(lab.registry_ca),
+        "--format",
+        "json",
+    )
+    assert json.loads(plan.stdout)["hosts"][0]["status"] == "unchanged", plan.stdout + plan.stderr
+    again = run_playbook(lab, ansible_playbook, ansible_home, source, "--limit", host.name)
+    assert again.returncode == 0 and recap(again)[host.name]["changed"] == 0, again.stdout

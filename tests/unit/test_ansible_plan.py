@@ -13,14 +13,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.certs import CABundle
 from agent.engine import host_plan
+from agent.outcome import HostOutcome
+from agent.reports.json_report import host_dict
 from agent.runtimes.docker import facts_after, plan_docker
 from agent.runtimes.docker_facts import DAEMON_JSON, DockerFacts
 from agent.runtimes.live_registry import live_insecure
+from agent.runtimes.plan import HostPlan
 from agent.trust import CAFile, TrustPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -357,3 +361,74 @@ def test_only_registries_daemon_json_leaves_secure_are_checked_for_a_covering_ra
         "registry.test"
     ]
     assert planning.tls_checked(["registry.test"], frozenset({"registry.test", "10.0.0.0/8"})) == []
+
+
+def skip_tls_plan(facts: DockerFacts) -> Any:
+    return planning.plan_host(
+        insecure_policy(), facts, None, read_info=InfoReads(None), restart_policy="auto", allow_restart=False
+    ).plan
+
+
+# Docker 20.10 reads daemon.json's first JSON value and ignores what follows it, and keeps bytes that
+# are not UTF-8: a file other tools annotate or label so is one it runs.
+PUPPET_TRAILER = b'{\n  "debug": true\n}\n\n# managed by puppet\n'
+NOT_UTF8_LABEL = b'{\n  "labels": ["site=\xff\xfe"]\n}\n'
+
+
+@pytest.mark.parametrize("daemon_json", [PUPPET_TRAILER, NOT_UTF8_LABEL], ids=["trailing-text", "not-utf8"])
+def test_a_skip_tls_change_on_docker_20_10_is_checked_for_what_dockerd_reads_in_the_file(
+    daemon_json: bytes,
+) -> None:
+    """The check waited for no insecure registry (the file read strictly, as Docker 23.0 would), found
+    the one dockerd had taken from it, and rolled the change back after 20 s, where the CLI converges."""
+    facts = no_record_host(engine_version="20.10.24", daemon_json=daemon_json)
+    done = skip_tls_plan(facts)
+    assert (done.engine_action, done.blockers) == ("reload", ())
+    assert planning.insecure_once_applied(done, facts) == ["registry.test"]
+
+
+def test_a_registry_the_units_flag_makes_insecure_is_waited_for_as_insecure() -> None:
+    """dockerd lists it insecure whatever daemon.json says (the CLI's verify counts the flags): waited
+    for as secure, the check would fail and roll back CA files dockerd uses."""
+    facts = no_record_host(
+        engine_version="20.10.24",
+        daemon_json=PUPPET_TRAILER,
+        dockerd_flags=("-H", "fd://", "--insecure-registry", "registry.test"),
+    )
+    certs = ca_plan(facts, InfoReads(None))
+    assert (certs.engine_action, certs.blockers) == ("none", ())
+    assert planning.insecure_once_applied(certs, facts) == ["registry.test"]
+
+
+@given(trailer=st.text(st.characters(codec="utf-8"), max_size=30))
+def test_text_after_the_json_document_never_hides_the_list_from_the_check(trailer: str) -> None:
+    listed = b'{"insecure-registries": ["registry.test"]}\n#' + trailer.encode()
+    facts = no_record_host(engine_version="20.10.24", daemon_json=listed)
+    assert planning.insecure_once_applied(HostPlan(), facts) == ["registry.test"]
+
+
+def test_docker_23_and_later_are_checked_for_the_file_read_strictly_as_they_read_it() -> None:
+    """Docker 23.0 refuses a file that is not UTF-8: it keeps running what it loaded before, and the
+    check does not count on a list such a file gives."""
+    latin1 = b'{"labels": ["site=\xff"], "insecure-registries": ["registry.test"]}\n'
+    facts = no_record_host(engine_version="26.1.5", daemon_json=latin1)
+    assert planning.insecure_once_applied(HostPlan(), facts) == []
+
+
+def test_a_blocked_host_says_nothing_will_change_and_why_as_the_clis_report_says_it() -> None:
+    """The result said engine_action none and no file, beside reasons naming daemon.json's change and a
+    reload, and no blocker: it now gives the blockers, as the CLI's report does, and the insecure list
+    dockerd keeps (nothing is written), not the one the refused plan would have written."""
+    facts = no_record_host(engine_version="20.10.24", daemon_json=b'{\n  "bogus-key": 1\n}\n')
+    done = skip_tls_plan(facts)
+    refused = planning.refusals(facts, done)
+    assert refused and done.engine_action == "reload"
+    said = planning.blocked_result(facts, refused)
+    # The CLI's report for the same host (reconcile: failed, the blockers on its plan, no engine action).
+    cli = host_dict(HostOutcome("h", "failed", plan=done, engine_action="none", error="; ".join(refused)))
+    assert said["blockers"] == cli["blockers"] == refused
+    assert said["engine_action"] == cli["engine_action"] == "none"
+    assert said["files"] == cli["changes"] == []
+    assert (said["failed"], said["changed"], cli["changed"]) == (True, False, False)
+    assert said["insecure_registries"] == [] != planning.insecure_once_applied(done, facts)
+    assert said["live_pending"] is False

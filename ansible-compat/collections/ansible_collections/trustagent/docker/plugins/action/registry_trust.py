@@ -26,7 +26,9 @@ from ansible_collections.trustagent.docker.plugins.plugin_utils.wording import (
 
 try:
     from ansible_collections.trustagent.docker.plugins.plugin_utils.planning import (
+        blocked_result,
         engine_down,
+        insecure_once_applied,
         not_root,
         plan_host,
         refusals,
@@ -43,11 +45,10 @@ try:
     from agent.engine.reconcile import script_error
     from agent.engine.undo import undo_record
     from agent.engine.unit_log import START_CURSOR
-    from agent.engine.verify import expected_insecure, read_live_info
+    from agent.engine.verify import read_live_info
     from agent.errors import InputError, TrustAgentError
     from agent.hosts.base import CommandResult, Transport
     from agent.inputs import PolicyInputs, resolve_policy
-    from agent.runtimes.docker import daemon_json_after
     from agent.runtimes.plan import HostPlan
 
     IMPORT_ERROR: str | None = None
@@ -211,7 +212,7 @@ class ActionModule(TrustAgentAction):
             # False for a skip-TLS policy: a canary pulled without TLS checks then proves what it asked.
             policy_verifies_tls=not policy.insecure,
             # What dockerd must show once it took the change (the role's verify task checks it).
-            insecure_registries=sorted(expected_insecure(daemon_json_after(plan, facts))),
+            insecure_registries=insecure_once_applied(plan, facts),
         )
         down = engine_down(facts)
         if down is not None:  # registry_trust_verify warns of it, as a rollout that verifies does
@@ -238,7 +239,7 @@ class ActionModule(TrustAgentAction):
             # Nothing will be written: no file or diff is shown as a change to come.
             result.pop("diff", None)
             result.update(
-                failed=True, changed=False, engine_action="none", files=[], msg=self._say("; ".join(refused))
+                blocked_result(facts, [self._say(r) for r in refused]), msg=self._say("; ".join(refused))
             )
             return result
         if not acts:

@@ -172,6 +172,9 @@ insecure_registries:
   description:
     - What dockerd must treat as insecure once it took the change (daemon.json's C(insecure-registries)
       after it, and dockerd's flags); pass them to C(registry_trust_verify) as I(insecure_registries).
+      The file is read as the host's dockerd reads it (Docker 20.10 ignores text after the JSON document
+      and keeps bytes that are not UTF-8). On a refused host nothing is written, so it is the list
+      daemon.json gives as it is.
   type: list
   elements: str
   returned: when the host was planned
@@ -190,10 +193,19 @@ engine_down:
   type: str
   returned: when dockerd is stopped
 reasons:
-  description: Why each change and the engine action, citing the behaviour they rest on.
+  description:
+    - Why each change and the engine action, citing the behaviour they rest on. On a refused host, what
+      the plan would have done, none of which is done (see C(blockers)), as in C(trust-agent plan)'s report.
   type: list
   elements: str
   returned: always
+blockers:
+  description:
+    - Why the host was refused, nothing written (as C(trust-agent plan)'s report lists them); C(msg) joins
+      them. C(engine_action) is then C(none) and C(files) empty.
+  type: list
+  elements: str
+  returned: when the host was refused
 engine_version:
   description: dockerd's version on the host.
   type: str

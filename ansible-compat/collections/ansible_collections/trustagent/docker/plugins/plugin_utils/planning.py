@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from functools import partial
+from typing import Any
 
 from agent.engine.host_plan import (
     insecure_flag_warnings,
@@ -20,6 +21,8 @@ from agent.engine.host_plan import (
 
 # The CLI's own words for a stopped dockerd, so the role warns as a rollout does.
 from agent.engine.reconcile import engine_down  # noqa: F401
+from agent.engine.verify import expected_insecure
+from agent.runtimes.docker import daemon_json_after, reads_invalid_utf8
 from agent.runtimes.docker_facts import DockerFacts
 from agent.runtimes.plan import HostPlan
 from agent.trust import TrustPolicy
@@ -41,6 +44,34 @@ def refusals(facts: DockerFacts, plan: HostPlan) -> list[str]:
     while the plan needs a reload or restart, a --config-file its unit no longer gives), then the plan's
     own blockers."""
     return [*unit_blockers(facts, plan), *plan.blockers]
+
+
+def insecure_once_applied(plan: HostPlan, facts: DockerFacts) -> list[str]:
+    """The registries dockerd lists as insecure once it runs the daemon.json ``plan`` leaves, with its
+    command line's ``--insecure-registry`` flags: what the role's check waits for. Read as the host's
+    dockerd reads the file, as the CLI's verify does: before 23.0, bytes that are not UTF-8 are kept and
+    text after the JSON document is ignored (read strictly, such a file would say nothing is insecure,
+    and the check would roll back a change dockerd took)."""
+    after = daemon_json_after(plan, facts)
+    keep = reads_invalid_utf8(facts)
+    return sorted(expected_insecure(after, facts.dockerd_flags, keep_invalid_utf8=keep))
+
+
+def blocked_result(facts: DockerFacts, refused: Sequence[str]) -> dict[str, Any]:
+    """What ``registry_trust`` says of a host it refuses (``refused``: :func:`refusals`), as the CLI's
+    report says it: nothing written, no dockerd action, the ``blockers`` beside the plan's reasons (what
+    the plan would have done: it is not done), and dockerd's insecure registries as the host's files
+    leave them."""
+    return {
+        "failed": True,
+        "changed": False,
+        "engine_action": "none",
+        "files": [],
+        "blockers": list(refused),
+        # Nothing written: dockerd is left on the files it has, whatever the restart policy.
+        "live_pending": False,
+        "insecure_registries": insecure_once_applied(HostPlan(), facts),
+    }
 
 
 def unit_warnings(policy: TrustPolicy, facts: DockerFacts, plan: HostPlan) -> list[str]:
