@@ -25,7 +25,13 @@ import re
 import shlex
 from collections.abc import Iterable, Sequence
 
-from agent.engine.gather import INFO_COMMAND_TAIL, INFO_FUNCTION, LINK_CHAIN_FUNCTION, unsafe_hop_says
+from agent.engine.gather import (
+    INFO_COMMAND_TAIL,
+    INFO_FUNCTION,
+    LINK_CHAIN_FUNCTION,
+    tree_link_says,
+    unsafe_hop_says,
+)
 from agent.engine.options import new_backup_stamp
 from agent.engine.unit_log import START_CURSOR, START_LOG
 from agent.runtimes.docker_facts import STATE_FILE
@@ -90,7 +96,7 @@ stamp() {
 # the directories are made and the lock opened.
 if [ -n "$R" ]; then
   for ta_p in "$R/var" "$R/var/lib" "$R/var/lib/trust-agent"; do
-    [ ! -L "$ta_p" ] || fail 1 "$ta_p is a symbolic link: in a --root tree, trust-agent does not follow it"
+    [ ! -L "$ta_p" ] || { ta_bad=$ta_p; ta_to=$(readlink -- "$ta_p"); fail 1 @TREE_LINK@; }
   done
 fi
 # 0711, as the per-host daemon keeps it (agent.daemon.files.STATE_DIR_MODE): others may read a file
@@ -165,6 +171,7 @@ def _prelude(lock_wait: int, *, local: bool = False) -> str:
     """The script's start; it takes the host's lock at once (``lock_wait`` 0) or waits up to
     ``lock_wait`` seconds for it."""
     prelude = _PRELUDE.replace("@WHO@", shlex.quote(_HELD_LOCALLY if local else _HELD_OVER_SSH))
+    prelude = prelude.replace("@TREE_LINK@", _TREE_LINK_SAYS)
     if lock_wait <= 0:
         return prelude.replace("@WAIT@", "-n").replace("@WAITED@", "")
     return prelude.replace("@WAIT@", f"-w {lock_wait}").replace("@WAITED@", f" (waited {lock_wait} s for it)")
@@ -605,6 +612,11 @@ def _shell_words(text: str) -> str:
     return "".join(words)
 
 
+# Why a link in a --root tree stops the apply, as one shell word: the link in $ta_bad, where it leads in
+# $ta_to (the gather's words for it, where the plan stops first).
+_TREE_LINK_SAYS = _shell_words(tree_link_says("\0dir", "\0to"))
+
+
 def _plain(path: str) -> bool:
     """A path ``sha256sum -c`` reads back as written (it escapes names with newlines or backslashes)."""
     return "\n" not in path and "\\" not in path
@@ -644,8 +656,8 @@ def _safe_directories_lines(
     if every:
         lines.append(
             f'if [ -n "$R" ]; then ta_bad=$(find {listed(every)} -maxdepth 0 -type l -print 2>/dev/null)'
-            f'; [ -z "$ta_bad" ] || fail {EXIT_CHANGED} "${{ta_bad%%"$ta_nl"*}} is a symbolic link: in a --root '
-            'tree, trust-agent does not follow it"; fi'
+            f'; [ -z "$ta_bad" ] || {{ ta_bad=${{ta_bad%%"$ta_nl"*}}; ta_to=$(readlink -- "$ta_bad"); '
+            f"fail {EXIT_CHANGED} {_TREE_LINK_SAYS}; }}; fi"
         )
     lines.extend(_leftover_cleanup_line(directory) for directory in sorted({*directories, *cleaned}))
     return lines

@@ -142,6 +142,20 @@ def unsafe_hop_says(directory: str, daemon_json: str, link: str, target: str) ->
     )
 
 
+def tree_link_problem(link: str, target: str) -> str:
+    """Why a --root tree's ``link`` (to ``target``, as written), on the way to where the apply writes, stops
+    it, and what to do instead; a blocker adds "then run again (nothing written)"."""
+    return (
+        f"{link} is a symbolic link: in a --root tree, trust-agent does not follow it (it leads to "
+        f"{target}); replace the link with the directory it leads to, or write its target's files yourself"
+    )
+
+
+def tree_link_says(link: str, target: str) -> str:
+    """:func:`tree_link_problem`, as said where it stops the run."""
+    return f"{tree_link_problem(link, target)}, then run again (nothing written)"
+
+
 # The dockerd binary's version, and whether it has ``--validate``: asked where the engine does not tell
 # (each dockerd start costs ~50 ms of CPU).
 DOCKERD_VERSION_FUNCTION = r"""
@@ -150,6 +164,18 @@ ta_dockerd_version() {
   if dockerd --validate --help >/dev/null 2>&1; then echo "@@ta validate yes"; else echo "@@ta validate no"; fi
 }
 """
+
+# Where systemd looks for a system unit and its drop-ins, highest precedence first (``systemd-analyze
+# unit-paths`` on Debian 12, whose systemd reads /lib before /usr/lib), less the /run directories,
+# which hold nothing until the image runs.
+TREE_UNIT_DIRS = (
+    "/etc/systemd/system.control",
+    "/etc/systemd/system",
+    "/etc/systemd/system.attached",
+    "/usr/local/lib/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+)
 
 GATHER_SCRIPT = (
     INFO_FUNCTION
@@ -242,11 +268,14 @@ ta_continues() {
 # $1 without the blanks (spaces, tabs) around it, as systemd strips a key and its value.
 ta_trim() { ta_t=${1#"${1%%[!	 ]*}"}; ta_t=${ta_t%"${ta_t##*[!	 ]}"}; }
 # The text of the file $1 ($2: the nonce), where it is one to read; $3: the glob that named it, if any.
+# In a --root tree, $1 is the image's path, read under $R, never through a link leading out of it.
 ta_env_text() {
-  [ -f "$1" ] && [ -r "$1" ] || return 0
+  ta_x="$R$1"
+  [ -z "$R" ] || ! ta_outside_root "$ta_x" || return 0
+  [ -f "$ta_x" ] && [ -r "$ta_x" ] || return 0
   [ -z "$3" ] || echo "@@ta env-glob $3"
   echo "@@ta env-file $1"; echo "@@ta env-text $2"
-  while IFS= read -r ta_e || [ -n "$ta_e" ]; do printf '%s\n' "$ta_e"; done < "$1"
+  while IFS= read -r ta_e || [ -n "$ta_e" ]; do printf '%s\n' "$ta_e"; done < "$ta_x"
   echo "@@ta env-end $2"
 }
 # The text of the files an EnvironmentFile= setting names ($1: a whole line of the unit; $2: the
@@ -261,7 +290,12 @@ ta_env_file() {
     *[*?[]*)
       # Expanded, never split: a blank is part of the path.
       IFS=''
-      for ta_g in $ta_f; do ta_env_text "$ta_g" "$2" "$ta_f"; done
+      if [ -z "$R" ]; then
+        for ta_g in $ta_f; do ta_env_text "$ta_g" "$2" "$ta_f"; done
+      else
+        # Matched in the tree, from its top: the tree's own path is never taken as a pattern.
+        ( cd -- "$R" || exit 0; for ta_g in .$ta_f; do ta_env_text "${ta_g#.}" "$2" "$ta_f"; done )
+      fi
       unset IFS
       ;;
     *) ta_env_text "$ta_f" "$2" ;;
@@ -282,6 +316,54 @@ ta_env_files() {
   done
   [ -z "$ta_p" ] || ta_env_file "$ta_j" "$1"
 }
+# In a --root tree, docker.service's files as systemd in the image will find them (systemctl, which
+# reads the build machine's units, is not asked): each directory's docker.service up to the first one
+# there (a link to /dev/null: masked, said so), and every docker.service.d/*.conf, with their
+# EnvironmentFile= files; the controller orders them as systemd does (tree_unit_text). Read under $R,
+# never through a link leading out of the tree. $1: the nonce.
+ta_tree_unit() {
+  ta_frag=""
+  for ta_d in @TREE_UNIT_DIRS@; do
+    if [ -z "$ta_frag" ]; then
+      ta_u="$R$ta_d/docker.service"
+      if [ -L "$ta_u" ] && [ "$(readlink -- "$ta_u")" = /dev/null ]; then
+        echo "@@ta tree-unit-masked $ta_d/docker.service"; return 0
+      fi
+      ta_tree_unit_file "$ta_d/docker.service" "$1" && ta_frag=1
+    fi
+    ta_outside_root "$R$ta_d/docker.service.d" && continue
+    for ta_u in "$R$ta_d"/docker.service.d/*.conf; do
+      if [ -L "$ta_u" ] && [ "$(readlink -- "$ta_u")" = /dev/null ]; then
+        echo "@@ta tree-unit-masked ${ta_u#"$R"}"
+      else
+        ta_tree_unit_file "${ta_u#"$R"}" "$1"
+      fi
+    done
+  done
+}
+# One of them ($1: the image's path), where it is a file inside the tree; returns 1 where it is not.
+ta_tree_unit_file() {
+  ta_u="$R$1"
+  ! ta_outside_root "$ta_u" && [ -f "$ta_u" ] && [ -r "$ta_u" ] || return 1
+  echo "@@ta tree-unit $1"; echo "@@ta tree-unit-text $2"
+  while IFS= read -r ta_e || [ -n "$ta_e" ]; do printf '%s\n' "$ta_e"; done < "$ta_u"
+  echo "@@ta tree-unit-end $2"
+  ta_env_files "$2" < "$ta_u"
+}
+# In a --root tree, the first link on the way from the tree's top to $1, one that stays inside it (one
+# leading out was named before): the apply follows no link in a tree. Named with what it holds, as
+# the record $2. Returns 1 where there is none.
+ta_tree_link() {
+  ta_rest=${1#"$R"}; ta_at=$R; ta_k=0
+  while [ -n "$ta_rest" ] && [ "$ta_k" -lt 4096 ]; do
+    ta_k=$((ta_k + 1)); ta_rest=${ta_rest#/}; ta_c=${ta_rest%%/*}; ta_rest=${ta_rest#"$ta_c"}
+    [ -n "$ta_c" ] || continue
+    ta_at="$ta_at/$ta_c"
+    [ -L "$ta_at" ] || continue
+    echo "@@ta $2 $ta_at"; readlink -- "$ta_at" | base64 -w0; echo; return 0
+  done
+  return 1
+}
 echo "@@ta begin 1"
 if [ -n "$R" ]; then
   # The tree's own top, links resolved; "" where it is / itself (nothing leads out of it).
@@ -291,6 +373,12 @@ if [ -n "$R" ]; then
   for ta_p in "$C"/*; do [ -n "$ta_out" ] || [ ! -L "$ta_p" ] || ! ta_outside_root "$ta_p" || ta_out=1; done
   # The host is refused for it (the apply follows no link in a tree): nothing more is read.
   [ -z "$ta_out" ] || { echo "@@ta end"; exit 0; }
+  # A link inside the tree on the way to daemon.json's directory or the agent's own (written by every
+  # apply that changes anything): refused as well. One on the way to certs.d alone stops only a plan
+  # that writes there.
+  for ta_p in "${D%/*}" "${S%/*}/backup"; do ta_tree_link "$ta_p" tree-link && ta_out=1; done
+  [ -z "$ta_out" ] || { echo "@@ta end"; exit 0; }
+  ta_tree_link "$C" certs-dir-tree-link || true
 fi
 # On a live host, certs.d itself (or a directory above it) that another user can write in, or a link
 # to nothing: the apply writes no CA file through either (its safe-directory checks), so the host is
@@ -319,6 +407,8 @@ if [ -d "$C" ]; then
     h=""
     # Its owner and mode are the link's target's, read here: the link itself is always 0777.
     if [ -z "$R" ] && [ -L "${d%/}" ]; then ta_dir_link "${d%/}" "$n"; h=1; fi
+    # In a tree, a link that stays inside it: the apply writes no CA file through it.
+    if [ -n "$R" ] && [ -L "${d%/}" ]; then echo "@@ta tree-dir-link $n"; readlink -- "${d%/}" | base64 -w0; echo; fi
     ta_unlisted "${d%/}"
     for f in "$d".[!.]* "$d"*; do
       b=${f##*/}
@@ -482,9 +572,11 @@ TA_SHOW
   [ -z "$d" ] || [ -S @SOCKET@ ] || echo "@@ta socket-absent"
   if [ -z "$k" ] && { [ -z "$p" ] || [ "$p" = 0 ]; }; then p=$(pgrep -x -o dockerd 2>/dev/null || true); fi
   if [ -z "$k" ] && [ -n "$p" ] && [ "$p" != 0 ]; then ta_cmdline "$p"; fi
+else
+  ta_tree_unit "$4"
 fi
 echo "@@ta end"
-""")
+""").replace("@TREE_UNIT_DIRS@", " ".join(TREE_UNIT_DIRS))
 )
 
 _VERSION = re.compile(r"version (\d+\.\d+\.\d+)")
@@ -795,7 +887,7 @@ _RUNNING = frozenset({"active", "reloading"})
 _STOPPED = frozenset({"inactive", "failed", ""})
 
 # Records followed by text up to an end line holding the gather's nonce: the unit, environment files.
-_TEXTS = {"unit-text": "unit-end", "env-text": "env-end"}
+_TEXTS = {"unit-text": "unit-end", "env-text": "env-end", "tree-unit-text": "tree-unit-end"}
 
 # Records followed by one line: base64 for files, JSON for /info.
 _LINE_PAYLOADS = frozenset(
@@ -811,6 +903,9 @@ _LINE_PAYLOADS = frozenset(
         "certs-dir-dangling",
         "certs-dir-unsafe",
         "outside-root",
+        "tree-link",
+        "certs-dir-tree-link",
+        "tree-dir-link",
         "state",
         "daemon-status",
         "cmdline",
@@ -873,13 +968,18 @@ def _parse(
     broken: dict[str, str] = {}
     not_dirs: dict[str, str] = {}
     links = _linked_dirs(records, _certs_dir_target(records))
+    tree_units: list[tuple[str, str | None]] = []
+    tree_unit = ""
     _refuse_outside_root(records, root)
+    _refuse_tree_links(records)
     _refuse_non_files(records)
     _refuse_unsafe_hop(records, daemon_json_path)
     for record in records:
         kind, name, payload = record.kind, record.name, record.payload or ""
         if kind in ("dir-link", "certs-dir-at", "dir-unsafe-hop", "dir-dangling", "link-owner"):
             continue  # read by _linked_dirs
+        if kind in ("tree-link", "certs-dir-tree-link", "tree-dir-link"):
+            continue  # read by _refuse_tree_links, _certs_dir_problem, _tree_dir_links
         if kind == "daemon-json" and _READ_FAILED.fullmatch(payload):
             values["daemon-json-unreadable"] = _why_unreadable(payload)
         elif kind in _READ_RECORDS and _READ_FAILED.fullmatch(payload):
@@ -902,6 +1002,12 @@ def _parse(
             blobs["info"] = payload.encode()
         elif kind == "unit-text":
             blobs["unit"] = payload.encode()
+        elif kind == "tree-unit":
+            tree_unit = name  # the next tree-unit-text is its text
+        elif kind == "tree-unit-text":
+            tree_units.append((tree_unit, payload))
+        elif kind == "tree-unit-masked":
+            tree_units.append((name, None))
         elif kind == "env-glob":
             env_glob = name  # the next env-file is one it matches
         elif kind == "env-file":
@@ -921,6 +1027,8 @@ def _parse(
             blobs[kind] = _b64(payload, kind)
         else:
             values[kind] = name
+    if root and tree_units:
+        blobs["unit"] = tree_unit_text(tree_units) or b""
     if ping_version is not None:
         values["engine-version"] = ping_version
     if info_json is not None:
@@ -940,7 +1048,7 @@ def _parse(
     engine_answered = ping_version is not None or info_json is not None
     # A dockerd process is there: it has a PID, or it answered (in the gather, or to the controller).
     dockerd_seen = "pid" in values or info is not None or "engine-version" in values or engine_answered
-    link_problems = links.problems(owners)
+    link_problems = {**_tree_dir_links(records, root), **links.problems(owners)}
     # A linked directory's target that is not root's alone is said once, as the link's problem.
     owners = {rel: owner for rel, owner in owners.items() if rel not in link_problems}
     facts = DockerFacts(
@@ -1105,6 +1213,40 @@ def _linked_dirs(records: list[_Record], certs_dir_target: str | None = None) ->
     return linked
 
 
+def tree_unit_text(files: Sequence[tuple[str, str | None]]) -> bytes | None:
+    r"""docker.service in a --root tree as ``systemctl cat`` would print it once the image runs, from its
+    files as the gather found them (``files``: each image path with its text, None where it is a link to
+    /dev/null); None where there is none.
+
+    As systemd loads a unit: the first ``docker.service`` in :data:`TREE_UNIT_DIRS`' order (masked there:
+    nothing else counts), then every ``docker.service.d/*.conf`` in the order of their names, one of the
+    same name in a directory of higher precedence replacing the other (masking it, where it leads to
+    /dev/null). Each file behind a ``# /path`` header, as :func:`unit_lines` reads it.
+
+    >>> tree_unit_text([("/lib/systemd/system/docker.service", "[Service]\nExecStart=/d"),
+    ...                 ("/etc/systemd/system/docker.service.d/b.conf", "[Service]\nExecStart=/d -b")])
+    b'# /lib/systemd/system/docker.service\n[Service]\nExecStart=/d\n\n# /etc/systemd/system/docker.service.d/b.conf\n[Service]\nExecStart=/d -b\n'
+    """
+    fragment: tuple[int, str, str | None] | None = None
+    drop_ins: dict[str, tuple[int, str, str | None]] = {}
+    for path, text in files:
+        directory, _, name = path.rpartition("/")
+        if name == "docker.service" and directory in TREE_UNIT_DIRS:
+            found = (TREE_UNIT_DIRS.index(directory), path, text)
+            fragment = found if fragment is None or found[0] < fragment[0] else fragment
+        elif directory.endswith("/docker.service.d") and name.endswith(".conf"):
+            unit_dir = directory.removesuffix("/docker.service.d")
+            if unit_dir in TREE_UNIT_DIRS:
+                found = (TREE_UNIT_DIRS.index(unit_dir), path, text)
+                if name not in drop_ins or found[0] < drop_ins[name][0]:
+                    drop_ins[name] = found
+    if fragment and fragment[2] is None:
+        return MASKED_UNIT + b"\n"
+    chosen = ([fragment] if fragment else []) + [drop_ins[name] for name in sorted(drop_ins)]
+    texts = [f"# {path}\n{text}\n" for _, path, text in chosen if text is not None]
+    return "\n".join(texts).encode() if texts else None
+
+
 def unit_lines(unit: bytes) -> list[tuple[str | None, str]]:
     r"""``systemctl cat``'s text as systemd reads it: each logical line, stripped (an assignment's key
     and value each), with the file it is in (from the ``# /path`` headers; None before the first),
@@ -1239,6 +1381,29 @@ def _refuse_outside_root(records: list[_Record], root: str) -> None:
         )
 
 
+def _refuse_tree_links(records: list[_Record]) -> None:
+    """Stop at a --root tree where a link inside it lies on the way to daemon.json's directory or the
+    agent's own (every apply that changes anything writes there, and follows no link in a tree)."""
+    found = {record.name: _record_text(record) for record in records if record.kind == "tree-link"}
+    if found:
+        raise CommandError("; ".join(tree_link_says(link, target) for link, target in found.items()))
+
+
+def _tree_dir_links(records: list[_Record], root: str) -> dict[str, str]:
+    """A --root tree's certs.d directories that are links inside it, by registry, each with why the
+    apply writes no CA file there (a plan that would is blocked)."""
+    return {
+        record.name: tree_link_problem(f"{root}{CERTS_DIR}/{record.name}", _record_text(record))
+        for record in records
+        if record.kind == "tree-dir-link"
+    }
+
+
+def _record_text(record: _Record) -> str:
+    """A record's base64 payload as text, its final newline taken off."""
+    return _b64(record.payload or "", record.kind).decode("utf-8", "replace").removesuffix("\n")
+
+
 def _owner(record: str, root: str) -> dict[str, tuple[int, int]]:
     """``"<uid> <octal mode> <path>"`` (stat's line for one of the agent's CA files or its directory)
     → ``{"<registry>/<file>" or "<registry>": (uid, mode)}``; nothing for a line not understood."""
@@ -1268,6 +1433,8 @@ def _certs_dir_problem(records: list[_Record]) -> str | None:
     or certs.d (or a directory above it) that a user other than root can write in. The plan blocks a
     host it would write there; verify fails one whose CA files are there."""
     for record in records:
+        if record.kind == "certs-dir-tree-link":
+            return tree_link_problem(record.name, _record_text(record))
         if record.kind not in ("certs-dir-dangling", "certs-dir-unsafe"):
             continue
         path = _b64(record.payload or "", record.kind).decode("utf-8", "replace").rstrip("\n") or "?"
@@ -1478,6 +1645,7 @@ __all__ = [
     "NO_LEFTOVERS",
     "OWNED_PREFIX",
     "REDACTED_KEY",
+    "TREE_UNIT_DIRS",
     "EngineFlags",
     "Gathered",
     "Leftovers",
@@ -1488,6 +1656,9 @@ __all__ = [
     "leftovers_of",
     "live_info",
     "parse_gather_output",
+    "tree_link_problem",
+    "tree_link_says",
+    "tree_unit_text",
     "unsafe_hop_says",
     "without_private_keys",
 ]

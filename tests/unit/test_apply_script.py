@@ -30,7 +30,7 @@ from agent.engine.apply_script import (
     inverse,
     new_backup_stamp,
 )
-from agent.engine.gather import gather, gather_host, unsafe_hop_says
+from agent.engine.gather import gather, gather_host, tree_link_says, unsafe_hop_says
 from agent.engine.reconcile import rollback_lock_wait
 from agent.hosts.local import LocalTransport
 from agent.runtimes.docker import plan_docker
@@ -1165,3 +1165,26 @@ def test_a_failed_write_asks_its_filesystem_why_and_a_write_that_succeeds_asks_n
         written, _, failed = line.partition(" || ")
         assert "unwritten" not in written and 'fail 1 "cannot write into ${dest%/*}$(unwritten ' in failed
     assert ": no space left on device (" in script
+
+
+def test_a_link_inside_a_root_tree_stops_the_apply_saying_what_to_do_instead(tmp_path: Path) -> None:
+    """It said only that the link was not followed."""
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "data/docker").mkdir(parents=True)
+    (tree / "etc/docker").symlink_to("../data/docker")
+    (tree / "data/docker/daemon.json").write_bytes(b'{"debug": true}\n')
+    status, err = run(tree, build_apply_script(plan_for(tree), engine_action="none", init=None))
+    assert status == EXIT_CHANGED
+    assert err.strip() == tree_link_says(f"{tree}/etc/docker", "../data/docker")
+    assert "replace the link with the directory it leads to" in err and "(nothing written)" in err
+    assert [p.name for p in (tree / "data/docker").iterdir()] == ["daemon.json"]
+    assert (tree / "data/docker/daemon.json").read_bytes() == b'{"debug": true}\n'
+
+    fresh = tmp_path / "fresh"
+    (fresh / "var").mkdir(parents=True)
+    (fresh / "data").mkdir()
+    (fresh / "var/lib").symlink_to("../data")
+    status, err = run(fresh, build_apply_script(plan_for(fresh), engine_action="none", init=None))
+    assert status == 1 and err.strip() == tree_link_says(f"{fresh}/var/lib", "../data")
+    assert not list((fresh / "data").iterdir())  # checked before the lock is made
