@@ -380,21 +380,20 @@ if [ -n "$R" ]; then
   [ -z "$ta_out" ] || { echo "@@ta end"; exit 0; }
   ta_tree_link "$C" certs-dir-tree-link || true
 fi
-# On a live host, certs.d itself (or a directory above it) that another user can write in, or a link
-# to nothing: the apply writes no CA file through either (its safe-directory checks), so the host is
-# refused now, as the apply would refuse it. One find, as the apply's.
-if [ -z "$R" ]; then
-  if [ -L "$C" ] && [ ! -e "$C" ]; then
-    echo "@@ta certs-dir-dangling"; readlink -m -- "$C" | base64 -w0; echo
-  else
-    ta_bad=$(find -L "${C%/*/*}" "${C%/*}" "$C" -maxdepth 0 \( ! -user 0 -o -perm /022 \) -print -quit 2>/dev/null)
-    [ -z "$ta_bad" ] || { echo "@@ta certs-dir-unsafe"; printf '%s' "$ta_bad" | base64 -w0; echo; }
-  fi
-fi
 # The agent's own CA files and their directories, one a line: their owner and mode, from one stat.
 o=""
 ta_nl='
 '
+# On a live host, certs.d itself a link to nothing, or it (or a directory above it) writable by another
+# user: the apply writes no CA file through either (its safe-directory checks). Their owners and modes
+# come first in the one stat (links followed, as the apply's find follows them).
+if [ -z "$R" ]; then
+  if [ -L "$C" ] && [ ! -e "$C" ]; then
+    echo "@@ta certs-dir-dangling"; readlink -m -- "$C" | base64 -w0; echo
+  else
+    o="${C%/*/*}$ta_nl${C%/*}$ta_nl$C$ta_nl"
+  fi
+fi
 if [ -d "$C" ]; then
   echo "@@ta certs-dir"
   # certs.d itself a link (to /srv/certs.d): its directories' links resolve under where it leads.
@@ -452,7 +451,7 @@ fi
 if [ -n "$o" ]; then
   # Split on newlines alone, no globbing: the names are as the loop found them.
   set -f; IFS=$ta_nl
-  stat -c '@@ta owner %u %a %n' -- $o 2>/dev/null
+  stat -L -c '@@ta owner %u %a %n' -- $o 2>/dev/null
   unset IFS; set +f
 fi
 # A symlink on a live host: every hop of its chain is checked before its content is read (nothing is
@@ -901,7 +900,6 @@ _LINE_PAYLOADS = frozenset(
         "dir-unsafe-hop",
         "dir-dangling",
         "certs-dir-dangling",
-        "certs-dir-unsafe",
         "outside-root",
         "tree-link",
         "certs-dir-tree-link",
@@ -1059,7 +1057,7 @@ def _parse(
         cert_dirs=frozenset(dirs),
         cert_owners=owners,
         certs_dir_present="certs-dir" in values or bool(dirs or certs),
-        certs_dir_problem=_certs_dir_problem(records),
+        certs_dir_problem=_certs_dir_problem(records, root),
         daemon_json=blobs.get("daemon-json"),
         daemon_json_link=_link_target(blobs.get("daemon-json-link")),
         state=blobs.get("state"),
@@ -1428,26 +1426,48 @@ def _refuse_unsafe_hop(records: list[_Record], daemon_json_path: str) -> None:
             raise CommandError(unsafe_hop_says(directory, daemon_json_path, link, target))
 
 
-def _certs_dir_problem(records: list[_Record]) -> str | None:
+# certs.d and the directories above it, as the apply checks them before it writes a CA file there.
+_CERTS_DIR_AND_ABOVE = (
+    posixpath.dirname(posixpath.dirname(CERTS_DIR)),
+    posixpath.dirname(CERTS_DIR),
+    CERTS_DIR,
+)
+
+
+def _certs_dir_problem(records: list[_Record], root: str) -> str | None:
     """Why the apply would write no CA file into a live host's certs.d, in its words: a link to nothing,
-    or certs.d (or a directory above it) that a user other than root can write in. The plan blocks a
-    host it would write there; verify fails one whose CA files are there."""
+    or certs.d (or a directory above it) that a user other than root can write in (the first, as the
+    apply's find names it). The plan blocks a host it would write there; verify fails one whose CA
+    files are there."""
     for record in records:
         if record.kind == "certs-dir-tree-link":
             return tree_link_problem(record.name, _record_text(record))
-        if record.kind not in ("certs-dir-dangling", "certs-dir-unsafe"):
-            continue
-        path = _b64(record.payload or "", record.kind).decode("utf-8", "replace").rstrip("\n") or "?"
         if record.kind == "certs-dir-dangling":
+            path = _b64(record.payload or "", record.kind).decode("utf-8", "replace").rstrip("\n") or "?"
             return (
                 f"{CERTS_DIR} is a link to {path}, which does not exist: create the target directory or "
                 "remove the link"
             )
-        return (
-            f"{path} is writable by a user other than root: trust-agent does not write there (make it "
-            "root's alone: chown root, chmod go-w)"
-        )
+    for record in records if not root else ():
+        unsafe = _unsafe_directory(record.name) if record.kind == "owner" else None
+        if unsafe in _CERTS_DIR_AND_ABOVE:
+            return (
+                f"{unsafe} is writable by a user other than root: trust-agent does not write there (make it "
+                "root's alone: chown root, chmod go-w)"
+            )
     return None
+
+
+def _unsafe_directory(record: str) -> str | None:
+    """The path of stat's ``"<uid> <octal mode> <path>"`` where another user than root owns it or may
+    write in it (group or other write), as the apply's ``find ! -user 0 -o -perm /022`` finds it."""
+    uid, _, rest = record.partition(" ")
+    mode, _, path = rest.partition(" ")
+    try:
+        unsafe = int(uid) != 0 or bool(int(mode, 8) & 0o022)
+    except ValueError:
+        return None
+    return path if unsafe else None
 
 
 # What the gather found at a path the agent writes (``@@ta not-file <kind> <path>``), as said.

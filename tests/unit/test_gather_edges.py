@@ -230,34 +230,57 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+def gather_with_owners(*lines: str) -> str:
+    """A live host's gather whose one stat said ``lines`` ("<uid> <mode> <path>"), certs.d's own first."""
+    return (
+        "\n".join(["@@ta begin 1", "@@ta certs-dir", *(f"@@ta owner {line}" for line in lines), "@@ta end"])
+        + "\n"
+    )
+
+
+SAFE_ABOVE = ("0 755 /etc", "0 755 /etc/docker", "0 755 /etc/docker/certs.d")
+WRITABLE = (
+    "is writable by a user other than root: trust-agent does not write there (make it root's alone: "
+    "chown root, chmod go-w)"
+)
+
+
 @pytest.mark.parametrize(
-    ("record", "payload", "said"),
+    ("owners", "said"),
     [
         (
-            "certs-dir-unsafe",
-            "/etc/docker/certs.d",
-            "/etc/docker/certs.d is writable by a user other than root: trust-agent does not write there "
-            "(make it root's alone: chown root, chmod go-w)",
+            ("0 755 /etc", "0 755 /etc/docker", "0 1777 /etc/docker/certs.d"),
+            f"/etc/docker/certs.d {WRITABLE}",
         ),
+        (("0 755 /etc", "0 775 /etc/docker", "1000 755 /etc/docker/certs.d"), f"/etc/docker {WRITABLE}"),
         (
-            "certs-dir-unsafe",
-            "/etc/docker",
-            "/etc/docker is writable by a user other than root: trust-agent does not write there",
-        ),
-        (
-            "certs-dir-dangling",
-            "/srv/missing",
-            "/etc/docker/certs.d is a link to /srv/missing, which does not exist: create the target "
-            "directory or remove the link",
+            ("0 755 /etc", "0 755 /etc/docker", "1000 755 /etc/docker/certs.d"),
+            f"/etc/docker/certs.d {WRITABLE}",
         ),
     ],
-    ids=["world-writable", "parent-writable", "link-to-nothing"],
+    ids=["world-writable", "parent-writable-first", "not-roots"],
 )
 def test_a_certs_d_the_apply_would_not_write_in_is_a_fact_in_the_applys_words(
-    record: str, payload: str, said: str
+    owners: tuple[str, ...], said: str
 ) -> None:
     """plan and verify said "pending" where the rollout then refused the host for certs.d itself (the
-    planner blocks a write there, verify fails CA files there: test_docker_plan)."""
-    facts = parse_gather_output(gather_with(record, payload))
-    assert facts.certs_dir_problem is not None and facts.certs_dir_problem.startswith(said)
-    assert parse_gather_output(gather_with("certs-dir-at", "/srv/certs")).certs_dir_problem is None
+    planner blocks a write there, verify fails CA files there: test_docker_plan). The first unsafe one is
+    named, as the apply's find names it."""
+    assert parse_gather_output(gather_with_owners(*owners)).certs_dir_problem == said
+
+
+def test_a_certs_d_link_to_nothing_is_a_fact_and_safe_directories_are_none() -> None:
+    dangling = parse_gather_output(gather_with("certs-dir-dangling", "/srv/missing"))
+    assert dangling.certs_dir_problem == (
+        "/etc/docker/certs.d is a link to /srv/missing, which does not exist: create the target directory "
+        "or remove the link"
+    )
+    assert parse_gather_output(gather_with_owners(*SAFE_ABOVE)).certs_dir_problem is None
+    # A registry's directory or CA file of another user's is the planner's to judge, not certs.d's problem.
+    theirs = parse_gather_output(
+        gather_with_owners(*SAFE_ABOVE, "1000 777 /etc/docker/certs.d/registry.test")
+    )
+    assert theirs.certs_dir_problem is None and theirs.cert_owners == {"registry.test": (1000, 0o777)}
+    # In a --root tree the directories are the image's: their owners are as the build left them.
+    tree = gather_with_owners("1000 777 /tmp/t/etc/docker/certs.d")
+    assert parse_gather_output(tree, root="/tmp/t").certs_dir_problem is None
