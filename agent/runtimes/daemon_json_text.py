@@ -65,7 +65,9 @@ def splice_insecure(raw: bytes, doc: dict[str, Any]) -> bytes | None:
         old_value = body[member.value_start : member.value_end]
         multiline = "\n" in old_value or (old_value.strip() == "[]" and _pretty(body))
         key_indent = _line_indent(body, member.key_start)
-        value = _list(entries, multiline, key_indent, indent, old_value, newline, comma)
+        value = _list(
+            entries, multiline, key_indent, indent, old_value, newline, _list_comma(old_value, comma)
+        )
         spliced = body[: member.value_start] + value + body[member.value_end :]
     else:
         if not members:
@@ -155,16 +157,32 @@ def _top_level(text: str) -> tuple[list[_Member], int] | None:
 
 def _separators(body: str, members: list[_Member]) -> tuple[str, str]:
     """How the file joins members on one line and a key to its value: ``", "`` and ``": "`` as JSON
-    tools write them, else as the file's last members show (``{"a":1,"b":2}``: ``","`` and ``":"``)."""
+    tools write them, else as the file's last members show (``{"a":1,"b":2}``: ``","`` and ``":"``); a
+    file of one member joins as it writes its colon (``{"a":1}``: compact)."""
     comma, colon = ", ", ": "
     if members:
         last = members[-1]
         colon = body[last.key_end : last.value_start]
+        comma = "," if colon == ":" else comma
     if len(members) >= 2:
         between = body[members[-2].value_end : members[-1].key_start]
         if "\n" not in between:
             comma = between
     return comma, colon
+
+
+def _list_comma(old_value: str, comma: str) -> str:
+    """How an inline list joins its entries: as its old value did where that had two (``["a","b"]``),
+    else as the file joins its members (``comma``)."""
+    try:
+        entries = json.loads(old_value)
+    except ValueError:
+        return comma
+    if not isinstance(entries, list) or len(entries) < 2 or "\n" in old_value:
+        return comma
+    first_end = _DECODER.raw_decode(old_value, _skip(old_value, 1))[1]
+    joint = old_value[first_end : _skip(old_value, old_value.index(",", first_end) + 1)]
+    return joint if joint.strip() == "," else comma
 
 
 def _skip(text: str, at: int) -> int:

@@ -276,3 +276,28 @@ def test_a_one_line_file_gets_the_key_as_its_own_separators_write_it(
     raw = json.dumps(members, separators=separators, ensure_ascii=False).encode()
     doc = merged(raw, want)
     assert splice_insecure(raw, doc) == json.dumps(doc, separators=separators, ensure_ascii=False).encode()
+
+
+def test_a_compact_one_member_file_gets_the_key_compact_too() -> None:
+    """``{"a":1}`` got ``{"a":1, "insecure-registries":["r", "q"]}``: its colon compact, its commas not."""
+    raw = b'{"a":1}'
+    assert (
+        splice_insecure(raw, merged(raw, ["r:5000", "q"])) == b'{"a":1,"insecure-registries":["r:5000","q"]}'
+    )
+
+
+@given(
+    list_joint=st.sampled_from([",", ", ", " , ", ",\t"]),
+    member_joint=st.sampled_from([",", ", "]),
+    added=st.lists(
+        st.sampled_from(["z.test", "10.0.0.0/8", "w.test:5000"]), min_size=1, max_size=3, unique=True
+    ),
+)
+def test_an_inline_list_keeps_its_own_joints_whatever_the_objects(
+    list_joint: str, member_joint: str, added: list[str]
+) -> None:
+    """A person's ``["x", "y"]`` in a compact object was rewritten ``["x","y",...]``: restyled in the diff."""
+    raw = f'{{"a":1{member_joint}"insecure-registries":["x"{list_joint}"y"]}}'.encode()
+    doc = merged(raw, added)
+    entries = list_joint.join(json.dumps(e) for e in doc[INSECURE_KEY])
+    assert splice_insecure(raw, doc) == f'{{"a":1{member_joint}"insecure-registries":[{entries}]}}'.encode()
