@@ -79,6 +79,33 @@ def batches(names: Sequence[str], serial: str | None) -> list[list[str]]:
     return [list(names[i : i + size]) for i in range(0, len(names), size)]
 
 
+def batch_stop(
+    number: int, total: int, failed: int, size: int, fleet: FleetOptions
+) -> tuple[str, str] | None:
+    """Whether batch ``number`` of ``total``, ``failed`` of its ``size`` hosts failed (unreachable and
+    rolled back included), stops the run: ``(why the run stopped, why a later host was not started)``,
+    or None to start the next batch.
+
+    Beyond the budget it stops; and like Ansible's ``serial``, which ends the play once every host of a
+    batch has failed, it stops then whatever the budget (even 100%): the next batch would likely fail
+    the same way.
+    """
+    limit = fleet.max_fail_percentage
+    percent = failed * 100 / size
+    if limit is not None and percent > limit:
+        return (
+            f"batch {number} of {total}: {failed} of {size} hosts failed "
+            f"({percent:.0f}% > --max-fail-percentage {limit:g}); no further batches started",
+            "not started: the failure budget was exceeded",
+        )
+    if failed == size:
+        return (
+            f"batch {number} of {total}: every host failed ({failed} of {size}); no further batches started",
+            f"not started: every host of batch {number} failed",
+        )
+    return None
+
+
 def run_fleet(
     names: Sequence[str],
     open_transport: Callable[[str], Transport],
@@ -121,6 +148,7 @@ def run_fleet(
     outcomes: dict[str, HostOutcome] = {}
     readinesses = Readinesses()
     stopped: str | None = None
+    not_started = ""  # why the hosts of the batches a stop left were not started
 
     # What a host's facts and the engine's live config are read with: all a host runs before its apply.
     reads = frozenset({GATHER_SCRIPT, INFO_FUNCTION + INFO_COMMAND_TAIL})
@@ -172,22 +200,19 @@ def run_fleet(
             if results is None:
                 stopped = INTERRUPTED if pool.early_signal is None else interrupted_early(pool.early_signal)
                 break
-            failed = sum(1 for r in results if r.failed)
-            limit = fleet.max_fail_percentage
-            if limit is not None and number < len(plan) and failed * 100 / len(batch) > limit:
-                stopped = (
-                    f"batch {number} of {len(plan)}: {failed} of {len(batch)} hosts failed "
-                    f"({failed * 100 / len(batch):.0f}% > --max-fail-percentage {limit:g}); "
-                    "no further batches started"
-                )
-                break
+            if number < len(plan):
+                stop = batch_stop(number, len(plan), sum(1 for r in results if r.failed), len(batch), fleet)
+                if stop is not None:
+                    stopped, not_started = stop
+                    break
     ordered = []
     for name in names:
         if name in outcomes:
             ordered.append(outcomes[name])
         else:
-            why = NOT_STARTED if pool.interrupted else "not started: the failure budget was exceeded"
-            ordered.append(HostOutcome(name, "skipped", error=why))
+            ordered.append(
+                HostOutcome(name, "skipped", error=NOT_STARTED if pool.interrupted else not_started)
+            )
     return FleetResult(
         mode=mode,
         policy=policy,

@@ -548,10 +548,11 @@ def _apply(
         # How the host resolves the registries' names, for the verify (a name on loopback): no round trip more.
         last=resolve_command(resolve) if resolve else None,
     )
-    start = timeline.clock()
-    result = transport.run_script(script, options.root, timeout=options.command_timeout)
-    end = timeline.clock()
-    _split_apply_phases(timeline, result.stdout, start, end, action != "none")
+    result = _timed_apply(
+        timeline,
+        lambda: transport.run_script(script, options.root, timeout=options.command_timeout),
+        acted=action != "none",
+    )
     detail = script_error(result.stderr) or f"exit {result.exit_status}"
     if result.exit_status == 0:
         if action == "restart":
@@ -585,6 +586,19 @@ def script_error(stderr: bytes) -> str:
     separated (``mkdir: …: Read-only file system; cannot create …``)."""
     lines = [_SHELL_PREFIX.sub("", line.strip()) for line in stderr.decode("utf-8", "replace").splitlines()]
     return "; ".join(dict.fromkeys(line for line in lines if line))[:500]
+
+
+def _timed_apply(timeline: _Timeline, run: Callable[[], CommandResult], *, acted: bool) -> CommandResult:
+    """``run()`` the apply script, its time on the timeline: apply and reload as its stamps split them;
+    where it raised (the connection lost, a timeout), apply up to then, as the host spent it there."""
+    start = timeline.clock()
+    try:
+        result = run()
+    except BaseException:
+        timeline.add("apply", start, timeline.clock())
+        raise
+    _split_apply_phases(timeline, result.stdout, start, timeline.clock(), acted)
+    return result
 
 
 def _split_apply_phases(timeline: _Timeline, stdout: bytes, start: float, end: float, acted: bool) -> None:

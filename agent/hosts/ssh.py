@@ -127,6 +127,17 @@ class _Target:
     hash_known_hosts: bool = False  # ssh_config's HashKnownHosts: names written to known_hosts hashed
 
 
+def _handshake_ran_out(transport: paramiko.Transport) -> bool:
+    """Whether paramiko gave up on the key exchange for its handshake_timeout: its packetizer then ends
+    the read with an EOFError, as if the host had closed the connection, and start_client raises that
+    whenever it sees the failure before its own timeout does."""
+    return transport.packetizer.handshake_timed_out()
+
+
+def _handshake_timed_out(target: _Target, timeout: float) -> UnreachableError:
+    return UnreachableError(f"{target.label}: SSH handshake timed out after {timeout:g}s")
+
+
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH's ``SHA256:…`` fingerprint."""
     return host_certs.fingerprint(key.asbytes())
@@ -843,10 +854,15 @@ class SSHTransport(Transport):
                 _offer_host_key_types(
                     transport, known_types, certificates=bool(known.markers.authorities_for(name))
                 )
-                transport.start_client(timeout=timeout)
+                try:
+                    transport.start_client(timeout=timeout)
+                except EOFError:
+                    if _handshake_ran_out(transport):
+                        raise _handshake_timed_out(target, timeout) from None
+                    raise  # the host closed the connection
                 if not transport.is_active() or not transport.initial_kex_done:
                     # start_client returns quietly when its timeout passes mid-negotiation.
-                    raise UnreachableError(f"{target.label}: SSH handshake timed out after {timeout:g}s")
+                    raise _handshake_timed_out(target, timeout)
             key = transport.get_remote_server_key()
             self._check_host_key(target, name, key, known, known_types)
             return transport, self._authenticate(transport, target, first_session)

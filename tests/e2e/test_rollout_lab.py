@@ -675,14 +675,60 @@ def test_serial_batches_and_the_failure_budget(lab: Lab, tmp_path: Path) -> None
     for host in lab.hosts:
         assert not lab.ssh(host, "ls /etc/docker/certs.d", check=False).stdout.strip()
 
+    # Without a budget, a batch whose every host failed still ends the run, as it ends Ansible's play.
     code, report, _ = rollout(lab, *args, inventory=inv)
     assert code == 1
+    assert [h["status"] for h in report["hosts"]] == ["unreachable"] * 2 + ["skipped"] * 3
+    assert report["stopped"] == "batch 1 of 3: every host failed (2 of 2); no further batches started"
+    for host in lab.hosts:
+        assert not lab.ssh(host, "ls /etc/docker/certs.d", check=False).stdout.strip()
+
+    # A batch with a host that did not fail is no reason to stop.
+    hosts = {
+        "ghost1": hosts["ghost1"],
+        "h1": hosts["h1"],
+        "ghost2": hosts["ghost2"],
+        "h2": hosts["h2"],
+        "h3": hosts["h3"],
+    }
+    inventory["hosts"] = hosts
+    inv.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    code, report, _ = rollout(lab, *args, inventory=inv)
+    assert code == 1 and report["stopped"] is None
     statuses = {h["host"]: h["status"] for h in report["hosts"]}
     assert [statuses[h.name] for h in lab.hosts] == ["changed"] * len(lab.hosts)
     # Batches run in order: the third batch starts only after the second has finished.
     phases = {h["host"]: h["phases"] for h in report["hosts"]}
-    second_end = max(p["end"] for name in ("h1", "h2") for p in phases[name])
+    second_end = max(p["end"] for name in ("ghost2", "h2") for p in phases[name])
     assert min(p["start"] for p in phases["h3"]) >= second_end
+
+
+def test_a_serial_rollout_stops_after_a_batch_whose_every_host_failed_and_leaves_the_rest_untouched(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """h1 refused its login (a wrong key), alone in the first batch: h2 and h3 were changed all the same."""
+    inventory = yaml.safe_load(lab.inventory_yml.read_text())
+    inventory["hosts"]["h1"]["identity_file"] = str(keygen(tmp_path / "wrongkey"))
+    inv = tmp_path / "inventory.yml"
+    inv.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    trees = {h.name: docker_tree(lab, h) for h in lab.hosts[1:]}
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+
+    proc = lab.run_agent(
+        "rollout", "-i", str(inv), *ca_args(lab), "--serial", "1", "--format", "json", env=env
+    )
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    outcomes = by_host(report)
+    assert outcomes["h1"]["status"] == "unreachable", outcomes["h1"]
+    assert "authentication as root failed" in outcomes["h1"]["error"]
+    assert report["stopped"] == "batch 1 of 3: every host failed (1 of 1); no further batches started"
+    for host in lab.hosts[1:]:
+        assert (outcomes[host.name]["status"], outcomes[host.name]["error"]) == (
+            "skipped",
+            "not started: every host of batch 1 failed",
+        )
+        assert docker_tree(lab, host) == trees[host.name], f"{host.name} must be untouched"
 
 
 def test_an_ansible_ini_inventory_works_unchanged(lab: Lab) -> None:

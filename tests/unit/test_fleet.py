@@ -24,6 +24,7 @@ from agent.fleet import (
     LEFT,
     FleetOptions,
     Readiness,
+    batch_stop,
     batches,
     interrupted_early,
     run_fleet,
@@ -91,8 +92,54 @@ def test_failure_budget_stops_further_batches_and_says_so(tmp_path: Path) -> Non
     assert len(result.failed) == 2 and result.succeeded == ()
 
 
-def test_without_a_budget_every_batch_runs(tmp_path: Path) -> None:
+def test_without_a_budget_every_batch_runs_while_some_host_of_each_succeeds(tmp_path: Path) -> None:
     names = ["bad1", "ok1", "ok2"]
+    roots = trees(tmp_path, names)
+
+    def opener(name: str) -> Transport:
+        return Unreachable(name) if name.startswith("bad") else LocalTransport(name)
+
+    result = run_fleet(
+        names, opener, POLICY, RunOptions(root=str(roots["ok1"])), FleetOptions(forks=1, serial="2")
+    )
+    assert result.outcomes[0].status == "unreachable"
+    assert all(o.status in ("changed", "unchanged") for o in result.outcomes[1:])
+    assert result.stopped is None
+
+
+@pytest.mark.parametrize("limit", [None, 100.0])
+def test_a_batch_whose_every_host_failed_starts_no_further_batch_whatever_the_budget(
+    tmp_path: Path, limit: float | None
+) -> None:
+    """Ansible's ``serial`` ends the play once every host of a batch failed; the rollout went on and
+    changed the later batches' hosts."""
+    names = ["bad1", "ok1", "ok2"]
+    roots = trees(tmp_path, names)
+    opened: list[str] = []
+
+    def opener(name: str) -> Transport:
+        opened.append(name)
+        return Unreachable(name) if name.startswith("bad") else LocalTransport(name)
+
+    result = run_fleet(
+        names,
+        opener,
+        POLICY,
+        RunOptions(root=str(roots["ok1"])),
+        FleetOptions(forks=1, serial="1", max_fail_percentage=limit),
+    )
+    assert [(o.status, o.error) for o in result.outcomes] == [
+        ("unreachable", "bad1: connection refused"),
+        ("skipped", "not started: every host of batch 1 failed"),
+        ("skipped", "not started: every host of batch 1 failed"),
+    ]
+    assert result.stopped == "batch 1 of 3: every host failed (1 of 1); no further batches started"
+    assert opened == ["bad1"]
+    assert (roots["ok1"] / "etc/docker/daemon.json").read_text() == '{"debug": true}\n'
+
+
+def test_a_last_batch_whose_every_host_failed_stops_nothing(tmp_path: Path) -> None:
+    names = ["ok1", "bad1"]
     roots = trees(tmp_path, names)
 
     def opener(name: str) -> Transport:
@@ -101,9 +148,26 @@ def test_without_a_budget_every_batch_runs(tmp_path: Path) -> None:
     result = run_fleet(
         names, opener, POLICY, RunOptions(root=str(roots["ok1"])), FleetOptions(forks=1, serial="1")
     )
-    assert result.outcomes[0].status == "unreachable"
-    assert all(o.status in ("changed", "unchanged") for o in result.outcomes[1:])
+    assert [o.status for o in result.outcomes] == ["changed", "unreachable"]
     assert result.stopped is None
+
+
+@given(
+    st.integers(1, 50).flatmap(lambda size: st.tuples(st.just(size), st.integers(0, size))),
+    st.none() | st.floats(0, 100),
+)
+def test_a_batch_stops_the_run_exactly_when_it_exceeds_the_budget_or_every_host_failed(
+    sized: tuple[int, int], limit: float | None
+) -> None:
+    size, failed = sized
+    stop = batch_stop(2, 5, failed, size, FleetOptions(max_fail_percentage=limit))
+    over_budget = limit is not None and failed * 100 / size > limit
+    assert (stop is not None) == (over_budget or failed == size)
+    if stop is not None:
+        stopped, not_started = stop
+        assert stopped.startswith("batch 2 of 5: ") and stopped.endswith("; no further batches started")
+        assert not_started.startswith("not started: ")
+        assert ("--max-fail-percentage" in stopped) == over_budget
 
 
 class TimesOutApplying(LocalTransport):

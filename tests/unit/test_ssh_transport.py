@@ -46,6 +46,7 @@ from paramiko.common import (
 
 from agent.errors import AuthenticationError, CommandTimeout, HostKeyError, InputError, UnreachableError
 from agent.hosts import proxy_command, script_session, ssh_config_text
+from agent.hosts import ssh as ssh_module
 from agent.hosts.pipelined_login import pipelines
 from agent.hosts.ssh import SSHOptions, SSHTransport, _SSHConfig
 from agent.inventory import Host, load_inventory
@@ -420,6 +421,50 @@ def test_silent_server_times_out(opts: SSHOptions, sshd: Server) -> None:
         with pytest.raises(UnreachableError, match=r"^h1 "):
             SSHTransport(sshd.host(port=port), replace(opts, connect_timeout=1.0)).connect()
         assert time.monotonic() - start < 10
+
+
+class _KexCutShort:
+    """paramiko's Transport whose key exchange ends in the EOFError its reader raised: from the
+    packetizer's handshake timer (``ran_out``), or from the host closing the connection."""
+
+    ran_out = False
+
+    def __init__(self, sock: object) -> None:
+        self.packetizer = self
+        self.closed = False
+
+    def handshake_timed_out(self) -> bool:
+        return self.ran_out
+
+    def get_security_options(self) -> Any:
+        return type("SecurityOptions", (), {"key_types": ("ssh-ed25519",)})()
+
+    def start_client(self, timeout: float | None = None) -> None:
+        raise EOFError()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize(
+    ("ran_out", "says"),
+    [(True, "SSH handshake timed out after 3s"), (False, "SSH handshake failed: EOFError")],
+)
+def test_a_handshake_paramiko_gave_up_on_for_its_timeout_is_said_to_have_timed_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ran_out: bool, says: str
+) -> None:
+    """A host that sent its banner and then nothing was at times said to have failed with an EOFError:
+    paramiko's packetizer ends a handshake past its handshake_timeout so, and start_client raises it
+    where it sees it before its own timeout passes. A host that closed the connection still failed."""
+    monkeypatch.setattr(_KexCutShort, "ran_out", ran_out)
+    monkeypatch.setattr(ssh_module.paramiko, "Transport", _KexCutShort)
+    monkeypatch.setattr(SSHTransport, "_jump_sock", lambda self, target, config, hops: object())
+    options = SSHOptions(
+        connect_timeout=3.0, known_hosts=str(tmp_path / "known_hosts"), ssh_config=None, use_agent=False
+    )
+    with pytest.raises(UnreachableError) as caught:
+        SSHTransport(Host("h1", "10.0.0.5"), options).connect()
+    assert str(caught.value) == f"h1 (10.0.0.5): {says}"
 
 
 def _ssh_config(path: Path, sshd: Server, extra: str = "") -> Path:
