@@ -299,11 +299,17 @@ def _rollout_options(func: F) -> F:
             click.option(
                 "--diff", is_flag=True, help="Print every host's diffs, not just the closing table."
             ),
-            click.option("--serial", metavar="N|P%", help="Batch size: hosts or a percentage per batch."),
+            click.option(
+                "--serial",
+                metavar="N|P%",
+                help="Batch size: hosts or a percentage per batch. As with Ansible's serial, a batch whose "
+                "every host failed (unreachable included) starts no further batch.",
+            ),
             click.option(
                 "--max-fail-percentage",
                 type=click.FloatRange(0, 100),
-                help="Start no further batch once more than this percentage of a batch failed.",
+                help="Start no further batch once more than this percentage of a batch failed (a batch "
+                "that failed entirely stops the run whatever this is).",
             ),
             click.option(
                 "--no-tls-check",
