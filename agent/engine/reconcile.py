@@ -231,7 +231,7 @@ def reconcile(
                     transport,
                     policy,
                     facts.daemon_json,
-                    facts.dockerd_flags,
+                    facts.running_dockerd_flags,
                     checks,
                     info,
                     daemon_json_path=facts.daemon_json_file,
@@ -316,7 +316,7 @@ def reconcile(
                     transport,
                     policy,
                     after,
-                    facts.dockerd_flags,
+                    facts.flags_after(action),
                     _verify_options(options, plan),
                     info_after,
                     reloaded_at,
@@ -392,7 +392,7 @@ def _second_plan(
     keep = reads_invalid_utf8(facts)
     if info is None or live_config_unjudged(after, facts.daemon_json_file, keep_invalid_utf8=keep):
         return None
-    wanted = expected_insecure(after, facts.dockerd_flags, keep_invalid_utf8=keep)
+    wanted = expected_insecure(after, facts.running_dockerd_flags, keep_invalid_utf8=keep)
     if not mismatches(info, policy.registries, wanted):
         return None
     again = _plan(policy, facts_after(plan, facts), options, info)

@@ -1349,7 +1349,9 @@ def _engine_behind(
         return ()  # a link to nothing: no file says what dockerd should run (see _plan_daemon_json)
     if daemon.unreadable:
         return ()  # what the file asks for is unknown, and dockerd would refuse to reload it anyway
-    return tuple(mismatches(live, insecure_in_force(daemon.doc, facts.dockerd_flags)))
+    # The running dockerd's flags: a reload keeps them, so a flag only the unit's next start gives
+    # is no reason to reload (it would be waited for in vain).
+    return tuple(mismatches(live, insecure_in_force(daemon.doc, facts.running_dockerd_flags)))
 
 
 def _engine_action(

@@ -95,6 +95,18 @@ class DockerFacts:
         return self.dockerd_flags if self.unit_flags is None else self.unit_flags
 
     @property
+    def running_dockerd_flags(self) -> tuple[str, ...]:
+        """dockerd's flags as the running process has them, which a reload keeps: its command line
+        where read, else the flags as gathered. A flag only the unit's next start gives is not in
+        force before a restart."""
+        return self.running_flags or self.dockerd_flags
+
+    def flags_after(self, action: str) -> tuple[str, ...]:
+        """dockerd's flags once ``action`` ("none", "reload", "restart") has run: a restart starts it
+        with the unit's, anything else leaves the running process's."""
+        return self.next_start_flags if action == "restart" else self.running_dockerd_flags
+
+    @property
     def daemon_json_file(self) -> str:
         """The file that holds daemon.json's content, and so the one written: the symlink's target where
         ``daemon_json_path`` is a symlink, else ``daemon_json_path`` itself."""

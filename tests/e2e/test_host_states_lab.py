@@ -184,3 +184,32 @@ def test_a_config_file_only_the_running_dockerd_has_is_refused_once_as_the_runni
         f"the running dockerd was started with --config-file={ALT_DAEMON_JSON}, but docker.service now "
         "starts it with /etc/docker/daemon.json"
     ), said
+
+
+NEXT_START_FLAG = "zz-next-start.conf"
+NEXT_START_ENV = "/etc/docker/next-start.env"
+
+
+def test_a_flag_only_the_units_next_start_gives_does_not_roll_back_a_ca_rollout(ca_lab: Lab) -> None:
+    """An --insecure-registry in an EnvironmentFile docker.service reads, the unit reloaded but dockerd
+    not restarted: the plan said "dockerd runs an older daemon.json" and reloaded, and the rollout waited
+    20 s for a list no reload gives, then rolled the CA files back ("daemon.json says insecure")."""
+    lab = ca_lab
+    host = lab.hosts[2]
+    lab.ssh(host, f"echo DOCKER_OPTS=--insecure-registry={lab.registry} > {NEXT_START_ENV}")
+    try:
+        with unit_drop_in(
+            lab, host, NEXT_START_FLAG, f"[Service]\nEnvironmentFile=-{NEXT_START_ENV}\n", restart=False
+        ):
+            code, outcome, err = outcome_of(lab, "rollout", host)
+            files = lab.ssh(host, f"ls /etc/docker/certs.d/{lab.registry}").stdout.split()
+            code_v, verified, err_v = outcome_of(lab, "verify", host)
+    finally:
+        lab.ssh(host, f"rm -f {NEXT_START_ENV}")
+    assert (code, outcome["status"], outcome["engine_action"]) == (0, "changed", "none"), (err, outcome)
+    assert "trust-agent-storage-ca.crt" in files, files
+    assert not any("daemon.json says insecure" in r for r in outcome["reasons"]), outcome
+    # The flag is the person's to remove: said, and verify fails the host for it (its next start
+    # would not verify the registry's TLS), with no change of the agent's pending.
+    assert any(f"--insecure-registry {lab.registry}" in w for w in outcome["warnings"]), outcome
+    assert (code_v, verified["status"], verified["changes"]) == (1, "failed", []), (err_v, verified)

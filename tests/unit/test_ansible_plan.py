@@ -297,6 +297,18 @@ def test_a_registry_the_units_flag_makes_insecure_is_warned_of_as_a_rollout_warn
     assert said.startswith("registry.test: dockerd's command line has --insecure-registry registry.test (")
 
 
+def test_the_check_waits_for_the_flags_the_running_dockerd_keeps_after_a_reload() -> None:
+    """A flag only the unit's next start gives was waited for after a reload (which keeps the running
+    dockerd's command line): the check timed out and rolled back a correct change, as the CLI did."""
+    unit = ("-H", "fd://", "--insecure-registry=registry.test")
+    facts = no_record_host(dockerd_flags=unit, unit_flags=unit, running_flags=("-H", "fd://"))
+    done = ca_plan(facts, InfoReads(None))
+    assert done.engine_action == "none"
+    assert planning.insecure_once_applied(done, facts) == []
+    restarted = HostPlan(engine_action="restart")
+    assert planning.insecure_once_applied(restarted, facts) == ["registry.test"]
+
+
 @given(other=st.sampled_from(["/etc/docker/other.json", "/etc/docker/daemon.json", None]))
 def test_a_config_file_the_unit_no_longer_gives_is_refused_as_the_cli_refuses_it(other: str | None) -> None:
     running = ("-H", "fd://", *(("--config-file", other) if other else ()))

@@ -1309,6 +1309,23 @@ def test_certs_d_itself_the_apply_refuses_blocks_a_write_there_and_fails_verify_
     assert does_not_comply(skip, skipped) == ()
 
 
+def test_a_flag_only_the_units_next_start_gives_is_no_reason_to_reload() -> None:
+    """An --insecure-registry in docker.service's EnvironmentFile, the unit reloaded but dockerd not
+    restarted: the plan read it as in force, said "dockerd runs an older daemon.json" and reloaded,
+    and the rollout then waited 20 s for a list a reload never gives and rolled the CA files back."""
+    unit = ("-H", "fd://", "--insecure-registry=registry.test")
+    running = ("-H", "fd://")
+    facts = host(dockerd_flags=unit, unit_flags=unit, running_flags=running, daemon_json=b'{"debug": true}')
+    plan = plan_docker(ca_policy("registry.test"), facts, live_insecure={"registry.test": False})
+    assert plan.engine_action == "none" and BEHIND not in plan.reasons, plan.reasons
+    assert facts.flags_after("reload") == running and facts.flags_after("restart") == unit
+    # In force in the running dockerd, the same flag is what the live list shows: nothing behind.
+    running_too = replace(facts, running_flags=unit)
+    assert plan_docker(
+        ca_policy("registry.test"), running_too, live_insecure={"registry.test": True}
+    ).engine_action == ("none")
+
+
 PERSONS_ENTRY = (
     "daemon.json lists registry.test:443 in insecure-registries (not trust-agent's entry) though the "
     "policy verifies its TLS: remove it by hand, then run again"

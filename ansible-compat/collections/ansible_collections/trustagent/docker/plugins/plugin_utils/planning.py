@@ -54,7 +54,7 @@ def insecure_once_applied(plan: HostPlan, facts: DockerFacts) -> list[str]:
     and the check would roll back a change dockerd took)."""
     after = daemon_json_after(plan, facts)
     keep = reads_invalid_utf8(facts)
-    return sorted(expected_insecure(after, facts.dockerd_flags, keep_invalid_utf8=keep))
+    return sorted(expected_insecure(after, facts.flags_after(plan.engine_action), keep_invalid_utf8=keep))
 
 
 def blocked_result(facts: DockerFacts, refused: Sequence[str]) -> dict[str, Any]:
