@@ -194,11 +194,14 @@ def _may_be_userinfo(authority: str, tail: str) -> bool:
     """Whether a URL's authority, with an '@' in the ``tail`` after it, may be only the start of a
     ``user:password@``: where it is no ``host[:port]`` once its own ``user@`` is dropped (``u:@#@proxy``),
     and where it is a ``host:port`` with no ``user@``, as ``user:12`` of ``user:12/34@proxy`` reads,
-    unless each '@' after it is in a query's ``name=value`` (``host:9000/b?X-Amz-Credential=a@b``)."""
+    unless each '@' after it is in a query's ``name=value`` and none may end a ``user:password@``
+    (``host:9000/b?X-Amz-Credential=a@b&x-id=1``)."""
     _, at, host = authority.rpartition("@")
     if not _host_port_ok(host):
         return True
-    return not at and ":" in host and not host.startswith("[") and not _ats_in_query_values(tail)
+    if at or ":" not in host or host.startswith("["):
+        return False
+    return not _ats_in_query_values(tail) or _an_at_sign_may_end_userinfo(tail)
 
 
 def _ats_in_query_values(tail: str) -> bool:
@@ -216,6 +219,29 @@ def _ats_in_query_values(tail: str) -> bool:
         return False
     pairs = [pair.partition("=") for pair in query.split("&") if "@" in pair]
     return all(name and equals and "@" not in name for name, equals, _ in pairs)
+
+
+def _an_at_sign_may_end_userinfo(tail: str) -> bool:
+    """Whether an '@' of ``tail`` may end a ``user:password@`` whose password holds '/', '?' or '#':
+    what follows it reads as the ``host[:port]`` of the URL, then its end, path, query or fragment.
+    ``user:1234?a=b@proxy:3128`` is such a URL as much as a query ``a=b@proxy:3128``: a password shown
+    costs more than an address refused.
+
+    >>> _an_at_sign_may_end_userinfo("?a=b@proxy:3128"), _an_at_sign_may_end_userinfo("?a=b@c&x-id=1")
+    (True, False)
+    """
+    return any(_may_be_host_and_port(tail[i + 1 :]) for i, c in enumerate(tail) if c == "@")
+
+
+def _may_be_host_and_port(text: str) -> bool:
+    """Whether ``text`` starts with a ``host[:port]`` (a hostname, an IPv4 or a ``[IPv6]``, then ``:``
+    and digits or nothing) that runs to its end or to a '/', '?' or '#'. The port is not range-checked:
+    the password of ``user:1?x@proxy:99999`` is hidden all the same."""
+    authority = _AUTHORITY_END.split(text, maxsplit=1)[0]
+    host = re.sub(r":[0-9]*$", "", authority)
+    if host.startswith("[") and host.endswith("]"):
+        return True
+    return ":" not in host and _host_port_ok(host)
 
 
 def _host_port_ok(text: str, *, strict: bool = False) -> bool:

@@ -289,15 +289,19 @@ def test_a_first_component_without_a_dot_or_colon_is_a_docker_hub_path(first: st
     assert image_registry(f"{first}.test/{rest}") == f"{first}.test"
 
 
-# RFC 3986: the authority ends at the first '/', '?' or '#'; an '@' in a query value is the query's.
+# RFC 3986: the authority ends at the first '/', '?' or '#'; an '@' in a query value is the query's
+# where what follows it cannot be the host[:port] of a user:password@ (a '&', '=', '_' or ':x' in it).
 @pytest.mark.parametrize(
     "url",
     [
-        "https://s3.example.com:9000/b?X-Amz-Credential=a@b",
-        "https://s3.example.com:9000?x=1@2",
+        "https://s3.example.com:9000/b?X-Amz-Credential=a@b&X-Amz-Date=1",
+        "https://s3.example.com:9000?x=1@2&y=3",
         "https://s3.example.com:9000/?X-Amz-Credential=AK%2F1@x&X-Amz-Signature=0f#k",
         "http://[2001:db8::1]:9000/b?to=a@b",
-        "https://s3.example.com:9000/?next=https://...@x",
+        "https://s3.example.com:9000/?next=https://...@x&y=1",
+        "https://s3.example.com:9000/b?x=a@b:c",
+        "https://s3.example.com:9000/b?x=a@_b/c",
+        "https://s3.example.com:9000/b?x=a@",
     ],
 )
 def test_an_at_sign_in_a_query_value_is_no_userinfo(url: str) -> None:
@@ -315,8 +319,40 @@ def test_a_password_holding_a_question_mark_is_still_hidden_where_no_query_value
     )
 
 
+def test_a_password_holding_a_query_pair_and_an_at_sign_is_hidden() -> None:
+    """``user:1234?a=b@proxy:3128`` reads as a query ``a=b@proxy:3128`` too: the password is not shown."""
+    assert without_userinfo("http://user:1234?a=b@proxy:3128") == "http://...@proxy:3128"
+    with pytest.raises(InvalidNameError, match=r"'http://\.\.\.@proxy:3128': a user:password@") as caught:
+        endpoint_from_url("http://user:1234?a=b@proxy:3128")
+    assert "1234" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://s3.example.com:9000?x=1@2", "https://...@2"),
+        ("https://s3.example.com:9000/b?X-Amz-Credential=a@b", "https://...@b"),
+        ("http://user:1?a=b@proxy:3128/p", "http://...@proxy:3128/p"),
+        ("http://user:1?a=b@proxy:3128?x=1", "http://...@proxy:3128?x=1"),
+        ("http://user:1?a=b@proxy:3128#f", "http://...@proxy:3128#f"),
+        ("http://user:1?a=b@proxy.example.:3128", "http://...@proxy.example.:3128"),
+        ("http://user:1?a=b@10.0.0.5:99999", "http://...@10.0.0.5:99999"),
+        ("http://user:1?a=b@[2001:db8::1]:3128/", "http://...@[2001:db8::1]:3128/"),
+        # Not only the last '@' may end a password: the query after the address may hold one too.
+        ("http://user:1?a=b@proxy:3128/p?q=x@y&z=1", "http://...@y&z=1"),
+    ],
+)
+def test_an_at_sign_in_a_query_value_that_may_end_a_password_hides_all_up_to_the_last_at_sign(
+    url: str, shown: str
+) -> None:
+    assert without_userinfo(url) == shown
+
+
 query_names = st.text(alphabet="abcXYZ-_.", min_size=1, max_size=8)
-query_values = st.text(alphabet="abc019@:/.%-_", max_size=10)
+# Values whose every '@' is followed by a character no host name holds.
+query_values = st.lists(
+    st.sampled_from(["a", "c", "0", "9", ":", "/", ".", "%", "-", "_", "@_", "@%", "@=", "@:"]), max_size=6
+).map("".join)
 
 
 @given(
@@ -328,7 +364,32 @@ query_values = st.text(alphabet="abc019@:/.%-_", max_size=10)
 def test_a_query_with_at_signs_in_its_values_keeps_the_address_and_drops_only_credentials(
     host: str, path: str, pairs: list[tuple[str, str]], userinfo: str
 ) -> None:
-    query = "&".join(f"{name}={value}@{value}" for name, value in pairs)
+    query = "&".join(f"{name}={value}@_{value}" for name, value in pairs)
     kept = f"https://{host}{path}?{query}"
     assert without_userinfo(f"https://{userinfo}{host}{path}?{query}") == kept
     assert endpoint_from_url(f"https://{userinfo}{host}{path}?{query}") == ("https", host)
+
+
+password_text = st.text(alphabet="0129?=&/:@#.%-_", max_size=8)
+
+
+@given(
+    user=st.from_regex(r"[a-z][a-z0-9]{0,7}", fullmatch=True),
+    # Digits up to the '?', '/' or '#' read as user:port, the authority of the URL, which hides most.
+    before=st.one_of(st.from_regex(r"[1-9][0-9]{0,4}", fullmatch=True), password_text),
+    special=st.sampled_from("?/#"),
+    after=st.one_of(password_text, password_text.map("=".__add__)),
+    host=st.sampled_from(["proxy:3128", "s3.example.com:9000", "10.0.0.5", "[2001:db8::1]:3128", "minio"]),
+    rest=st.sampled_from(["", "/", "/b", "?x-id=1", "#k", "/p?q=x@y&z=1"]),
+)
+def test_a_password_holding_a_slash_question_mark_or_hash_is_never_shown(
+    user: str, before: str, special: str, after: str, host: str, rest: str
+) -> None:
+    # "pw" appears nowhere else in the URL, so the password's text is told from the address's.
+    password = f"{before}{special}pw{after}"
+    url = f"http://{user}:{password}@{host}{rest}"
+    assert password not in without_userinfo(url)
+    try:
+        endpoint_from_url(url)
+    except InvalidNameError as refused:
+        assert password not in str(refused)

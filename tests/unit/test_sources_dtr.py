@@ -354,31 +354,58 @@ def test_unsafe_urls_are_refused_before_connecting(url: str, expected: str) -> N
 @pytest.mark.parametrize(
     ("url", "base"),
     [
-        ("https://dtr.example:8443/api?x=1@2", "https://dtr.example:8443/api"),
-        ("https://dtr.example:8443?X-Amz-Credential=a@b", "https://dtr.example:8443"),
+        ("https://dtr.example:8443/api?x=1@2&y=3", "https://dtr.example:8443/api"),
+        ("https://dtr.example:8443?X-Amz-Credential=a@b&X-Amz-Date=1", "https://dtr.example:8443"),
         ("https://dtr.example/?to=a@b#top", "https://dtr.example"),
-        ("https://dtr.example:8443/api?next=https://...@x", "https://dtr.example:8443/api"),
+        ("https://dtr.example:8443/api?next=https://...@x&y=1", "https://dtr.example:8443/api"),
     ],
 )
 def test_an_at_sign_in_the_query_is_no_user_and_token(url: str, base: str) -> None:
-    """RFC 3986 ends the address at the first '/', '?' or '#': an '@' in a query value is the query's."""
+    """RFC 3986 ends the address at the first '/', '?' or '#': an '@' in a query value is the query's
+    where what follows it cannot be a host[:port]."""
     assert dtr_base_url(url) == base
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://admin:1234?a=" + TOKEN + "@dtr.example:8443", "https://...@dtr.example:8443"),
+        ("https://dtr.example:8443/api?x=1@2", "https://...@2"),
+    ],
+)
+def test_an_at_sign_that_may_end_a_user_and_token_is_refused_without_showing_them(
+    url: str, shown: str
+) -> None:
+    """``admin:1234?a=TOKEN@dtr.example:8443`` reads as a query ``a=TOKEN@dtr.example:8443`` too: refused,
+    not sent to a host ``admin`` with the token."""
+    with pytest.raises(SourceError) as caught:
+        dtr_base_url(url)
+    message = one_line_source_error(caught)
+    assert message.startswith(f"{shown}: put the DTR user and token in the environment")
+    assert "1234" not in message
+
+
+# Values whose every '@' is followed by a character no host name holds.
+_QUERY_VALUES = st.lists(
+    st.sampled_from(["a", "c", "0", "9", ":", "/", ".", "-", "_", "@_", "@=", "@:"]), max_size=8
+).map("".join)
 
 
 @given(
     port=st.integers(min_value=1, max_value=65535),
-    value=st.text(alphabet="abc019@:/.-_", max_size=12),
+    value=_QUERY_VALUES,
     userinfo=st.sampled_from(["admin:" + TOKEN + "@", "admin:12?" + TOKEN + "@"]),
 )
 def test_a_token_in_the_url_is_refused_and_never_shown_whatever_its_query_holds(
     port: int, value: str, userinfo: str
 ) -> None:
     with pytest.raises(SourceError) as caught:
-        dtr_base_url(f"https://{userinfo}dtr.example:{port}/api?x={value}@{value}")
+        dtr_base_url(f"https://{userinfo}dtr.example:{port}/api?x={value}@_{value}")
     message = str(caught.value)
     assert "put the DTR user and token in the environment" in message and TOKEN not in message
     assert (
-        dtr_base_url(f"https://dtr.example:{port}/api?x={value}@{value}") == f"https://dtr.example:{port}/api"
+        dtr_base_url(f"https://dtr.example:{port}/api?x={value}@_{value}")
+        == f"https://dtr.example:{port}/api"
     )
 
 
