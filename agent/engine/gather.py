@@ -241,22 +241,30 @@ ta_broken_entry() {
 ta_leftovers_in() {
   for f in "$1"/.trust-agent.[0-9]*; do { [ -e "$f" ] || [ -L "$f" ]; } && ta_leftover "$f"; done
 }
-# In a --root tree, the first link on the way from the tree's top to $1 that leads out of the tree
-# (an absolute target, or ../ past its top): named with where it points ("@@ta outside-root"), so
-# nothing of the build machine is read for the image. Returns 1 where there is none.
-ta_outside_root() {
+# In a --root tree, each link on the way from the tree's top to $1, given to the function $2 (with $3)
+# until it answers 0; returns 1 where none did.
+ta_links_on() {
   ta_rest=${1#"$R"}; ta_at=$R; ta_k=0
   while [ -n "$ta_rest" ] && [ "$ta_k" -lt 4096 ]; do
     ta_k=$((ta_k + 1)); ta_rest=${ta_rest#/}; ta_c=${ta_rest%%/*}; ta_rest=${ta_rest#"$ta_c"}
     [ -n "$ta_c" ] || continue
     ta_at="$ta_at/$ta_c"
     [ -L "$ta_at" ] || continue
-    case "$(readlink -m -- "$ta_at")/" in "$ta_top"/*) ;; *)
-      echo "@@ta outside-root $ta_at"; readlink -- "$ta_at" | base64 -w0; echo; return 0 ;;
-    esac
+    "$2" "$ta_at" "$3" && return 0
   done
   return 1
 }
+# The link $1 named as the record $2, with what it holds.
+ta_link_said() { echo "@@ta $2 $1"; readlink -- "$1" | base64 -w0; echo; }
+# The link $1 where it leads out of the tree (an absolute target, or ../ past its top).
+ta_link_out() {
+  case "$(readlink -m -- "$1")/" in "$ta_top"/*) return 1 ;; esac
+  ta_link_said "$1" outside-root
+}
+# In a --root tree, the first link on the way from the tree's top to $1 that leads out of the tree:
+# named with where it points ("@@ta outside-root"), so nothing of the build machine is read for the
+# image. Returns 1 where there is none.
+ta_outside_root() { ta_links_on "$1" ta_link_out; }
 # Whether $1 ends in a backslash that is not itself escaped: systemd then goes on on the next line.
 ta_continues() {
   ta_s=$1; ta_o=""
@@ -353,17 +361,7 @@ ta_tree_unit_file() {
 # In a --root tree, the first link on the way from the tree's top to $1, one that stays inside it (one
 # leading out was named before): the apply follows no link in a tree. Named with what it holds, as
 # the record $2. Returns 1 where there is none.
-ta_tree_link() {
-  ta_rest=${1#"$R"}; ta_at=$R; ta_k=0
-  while [ -n "$ta_rest" ] && [ "$ta_k" -lt 4096 ]; do
-    ta_k=$((ta_k + 1)); ta_rest=${ta_rest#/}; ta_c=${ta_rest%%/*}; ta_rest=${ta_rest#"$ta_c"}
-    [ -n "$ta_c" ] || continue
-    ta_at="$ta_at/$ta_c"
-    [ -L "$ta_at" ] || continue
-    echo "@@ta $2 $ta_at"; readlink -- "$ta_at" | base64 -w0; echo; return 0
-  done
-  return 1
-}
+ta_tree_link() { ta_links_on "$1" ta_link_said "$2"; }
 echo "@@ta begin 1"
 if [ -n "$R" ]; then
   # The tree's own top, links resolved; "" where it is / itself (nothing leads out of it).
