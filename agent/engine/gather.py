@@ -1403,15 +1403,11 @@ def _record_text(record: _Record) -> str:
 def _owner(record: str, root: str) -> dict[str, tuple[int, int]]:
     """``"<uid> <octal mode> <path>"`` (stat's line for one of the agent's CA files or its directory)
     → ``{"<registry>/<file>" or "<registry>": (uid, mode)}``; nothing for a line not understood."""
-    uid, _, rest = record.partition(" ")
-    mode, _, path = rest.partition(" ")
+    read = _stat_line(record)
     prefix = f"{root}{CERTS_DIR}/"
-    if not (uid.isdigit() and path.startswith(prefix)):
+    if read is None or read[0][0] < 0 or not read[1].startswith(prefix):
         return {}
-    try:
-        return {path.removeprefix(prefix): (int(uid), int(mode, 8))}
-    except ValueError:
-        return {}
+    return {read[1].removeprefix(prefix): read[0]}
 
 
 def _refuse_unsafe_hop(records: list[_Record], daemon_json_path: str) -> None:
@@ -1458,14 +1454,19 @@ def _certs_dir_problem(records: list[_Record], root: str) -> str | None:
 
 def _unsafe_directory(record: str) -> str | None:
     """The path of stat's ``"<uid> <octal mode> <path>"`` where another user than root owns it or may
-    write in it (group or other write), as the apply's ``find ! -user 0 -o -perm /022`` finds it."""
+    write in it (:func:`unsafe_owner`, as the apply's ``find ! -user 0 -o -perm /022`` finds it)."""
+    read = _stat_line(record)
+    return read[1] if read is not None and unsafe_owner(read[0]) is not None else None
+
+
+def _stat_line(record: str) -> tuple[tuple[int, int], str] | None:
+    """stat's ``"<uid> <octal mode> <path>"`` as ``((uid, mode), path)``; None for a line not understood."""
     uid, _, rest = record.partition(" ")
     mode, _, path = rest.partition(" ")
     try:
-        unsafe = int(uid) != 0 or bool(int(mode, 8) & 0o022)
+        return (int(uid), int(mode, 8)), path
     except ValueError:
         return None
-    return path if unsafe else None
 
 
 # What the gather found at a path the agent writes (``@@ta not-file <kind> <path>``), as said.
